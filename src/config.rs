@@ -1,0 +1,623 @@
+//! `monitoring-config.yaml`: loading, validation and clear errors.
+//!
+//! The seed's file loads unchanged: its `monitoring:` block (the wider stack's
+//! settings) is accepted as-is; `custom_monitors:` drives the exporter. Every
+//! struct denies unknown keys, and every value is validated here, at load time
+//! (durations, globs, thresholds), never at scrape time.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// A configuration error, rendered as one message naming file, line, key and a fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}; check the path given with --config")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}", render_invalid(path, line, column, key, message, suggestion))]
+    Invalid {
+        path: PathBuf,
+        line: Option<usize>,
+        column: Option<usize>,
+        key: String,
+        message: String,
+        suggestion: Option<String>,
+    },
+}
+
+impl ConfigError {
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            ConfigError::Read { .. } => "read",
+            ConfigError::Invalid { .. } => "invalid",
+        }
+    }
+}
+
+fn render_invalid(
+    path: &Path,
+    line: &Option<usize>,
+    column: &Option<usize>,
+    key: &str,
+    message: &str,
+    suggestion: &Option<String>,
+) -> String {
+    let mut s = format!("invalid config file {}", path.display());
+    if let Some(l) = line {
+        s.push_str(&format!(", line {l}"));
+        if let Some(c) = column {
+            s.push_str(&format!(", column {c}"));
+        }
+    }
+    if !key.is_empty() {
+        s.push_str(&format!(", key `{key}`"));
+    }
+    s.push_str(": ");
+    s.push_str(message);
+    if let Some(sugg) = suggestion {
+        s.push_str(&format!("; did you mean `{sugg}`?"));
+    }
+    s
+}
+
+/// A duration written as humantime (`"5m"`, `"1d 2h"`) or as a number of seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "DurationRepr")]
+pub struct HumanDuration(pub Duration);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum DurationRepr {
+    Seconds(u64),
+    Text(String),
+}
+
+impl TryFrom<DurationRepr> for HumanDuration {
+    type Error = String;
+    fn try_from(r: DurationRepr) -> Result<Self, String> {
+        match r {
+            DurationRepr::Seconds(s) => Ok(HumanDuration(Duration::from_secs(s))),
+            DurationRepr::Text(t) => parse_duration(&t).map(HumanDuration),
+        }
+    }
+}
+
+/// Parse `"300"` (seconds) or a humantime duration (`"5m"`, `"26h"`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    if let Ok(secs) = t.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(t).map_err(|e| {
+        format!("invalid duration {t:?} ({e}); write it like \"30s\", \"5m\", \"26h\" or \"1d\"")
+    })
+}
+
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+/// A byte size: a number of bytes or `"512MiB"`, `"1GiB"`, `"10MB"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "SizeRepr")]
+pub struct ByteSize(pub u64);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SizeRepr {
+    Bytes(u64),
+    Text(String),
+}
+
+impl TryFrom<SizeRepr> for ByteSize {
+    type Error = String;
+    fn try_from(r: SizeRepr) -> Result<Self, String> {
+        match r {
+            SizeRepr::Bytes(b) => Ok(ByteSize(b)),
+            SizeRepr::Text(t) => parse_size(&t).map(ByteSize),
+        }
+    }
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid size {t:?}; write it like \"512MiB\" or \"1GiB\""))?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" | "kB" => 1000,
+        "KiB" => 1 << 10,
+        "MB" => 1_000_000,
+        "MiB" => 1 << 20,
+        "GB" => 1_000_000_000,
+        "GiB" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} in {t:?}; use B, KiB, MiB, GiB (or KB, MB, GB)"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {t:?} is too large"))
+}
+
+/// A validated glob pattern (checked at load).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct GlobPattern(pub String);
+
+impl TryFrom<String> for GlobPattern {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        if s.trim().is_empty() {
+            return Err("empty path pattern".into());
+        }
+        glob::Pattern::new(&s).map_err(|e| format!("invalid glob pattern {s:?}: {e}"))?;
+        Ok(GlobPattern(s))
+    }
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// The wider stack's settings (Prometheus, Grafana, Alertmanager): accepted, not used by the exporter.
+    #[serde(default)]
+    pub monitoring: Option<serde_yaml_ng::Value>,
+    #[serde(default)]
+    pub custom_monitors: CustomMonitors,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomMonitors {
+    #[serde(default)]
+    pub terraform_state: Option<TerraformConfig>,
+    #[serde(default)]
+    pub certificate_expiry: Option<CertificateConfig>,
+    #[serde(default)]
+    pub backup_validation: Option<BackupConfig>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `custom_monitors.terraform_state`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TerraformConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Re-check period and cache TTL.
+    #[serde(default = "TerraformConfig::default_interval")]
+    pub check_interval: HumanDuration,
+    /// How soon a failed read is retried (capped at check_interval).
+    #[serde(default = "default_retry")]
+    pub retry_interval: HumanDuration,
+    /// How long a scrape waits for this monitor before serving its last values.
+    #[serde(default = "default_timeout")]
+    pub timeout: HumanDuration,
+    /// Globs of state files, relative to the config file's folder.
+    #[serde(default)]
+    pub state_files: Vec<GlobPattern>,
+    /// Folders searched recursively for `*.tfstate` (`.terraform/` skipped).
+    #[serde(default)]
+    pub state_dirs: Vec<GlobPattern>,
+    /// File name of the drift report beside each state (`{stem}` = state file name without `.tfstate`).
+    #[serde(default = "TerraformConfig::default_drift_report")]
+    pub drift_report: String,
+    /// File name of the approved copy beside each state; optional.
+    #[serde(default)]
+    pub baseline: Option<String>,
+    /// Largest file read (state, drift report, baseline).
+    #[serde(default = "default_max_file_size")]
+    pub max_file_size: ByteSize,
+}
+
+fn default_retry() -> HumanDuration {
+    HumanDuration(Duration::from_secs(15))
+}
+fn default_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
+fn default_max_file_size() -> ByteSize {
+    ByteSize(1 << 30)
+}
+
+impl TerraformConfig {
+    fn default_interval() -> HumanDuration {
+        HumanDuration(Duration::from_secs(300))
+    }
+    fn default_drift_report() -> String {
+        "drift.json".into()
+    }
+}
+
+impl Default for TerraformConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            check_interval: Self::default_interval(),
+            retry_interval: default_retry(),
+            timeout: default_timeout(),
+            state_files: Vec::new(),
+            state_dirs: Vec::new(),
+            drift_report: Self::default_drift_report(),
+            baseline: None,
+            max_file_size: default_max_file_size(),
+        }
+    }
+}
+
+/// `custom_monitors.certificate_expiry`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "CertificateConfig::default_interval")]
+    pub check_interval: HumanDuration,
+    #[serde(default = "CertificateConfig::default_warning")]
+    pub warning_days: u32,
+    #[serde(default = "CertificateConfig::default_critical")]
+    pub critical_days: u32,
+    #[serde(default)]
+    pub paths: Vec<GlobPattern>,
+    #[serde(default)]
+    pub endpoints: Vec<EndpointSpec>,
+}
+
+impl CertificateConfig {
+    fn default_interval() -> HumanDuration {
+        HumanDuration(Duration::from_secs(3600))
+    }
+    fn default_warning() -> u32 {
+        30
+    }
+    fn default_critical() -> u32 {
+        7
+    }
+}
+
+/// A TLS endpoint: `"host:port"` or a map with options.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum EndpointSpec {
+    Address(String),
+    Detailed(EndpointDetails),
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointDetails {
+    pub address: String,
+    #[serde(default)]
+    pub server_name: Option<String>,
+    #[serde(default)]
+    pub starttls: Option<String>,
+    #[serde(default)]
+    pub timeout: Option<HumanDuration>,
+    #[serde(default)]
+    pub ca_file: Option<String>,
+}
+
+/// `custom_monitors.backup_validation`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "BackupConfig::default_interval")]
+    pub check_interval: HumanDuration,
+    #[serde(default = "BackupConfig::default_retention")]
+    pub retention_days: u32,
+    #[serde(default)]
+    pub sources: Vec<BackupSourceConfig>,
+}
+
+impl BackupConfig {
+    fn default_interval() -> HumanDuration {
+        HumanDuration(Duration::from_secs(86400))
+    }
+    fn default_retention() -> u32 {
+        30
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupSourceConfig {
+    pub name: String,
+    pub format: String,
+    pub path: String,
+    #[serde(default)]
+    pub max_age: Option<HumanDuration>,
+}
+
+/// A loaded configuration and the folder its relative paths are resolved against.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: ConfigFile,
+    /// The config file's folder (or the working directory without a config file).
+    pub base_dir: PathBuf,
+    /// Where it came from, for messages; `None` when running without a config file.
+    pub source: Option<PathBuf>,
+}
+
+impl Config {
+    /// No config file: discover `*.tfstate` under `base_dir`.
+    pub fn discovery(base_dir: PathBuf) -> Self {
+        let tf = TerraformConfig {
+            state_dirs: vec![GlobPattern(".".into())],
+            ..TerraformConfig::default()
+        };
+        Config {
+            file: ConfigFile {
+                monitoring: None,
+                custom_monitors: CustomMonitors {
+                    terraform_state: Some(tf),
+                    ..CustomMonitors::default()
+                },
+            },
+            base_dir,
+            source: None,
+        }
+    }
+
+    /// Load and validate a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let file = parse(&text, path)?;
+        let base_dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        Ok(Config {
+            file,
+            base_dir,
+            source: Some(path.to_path_buf()),
+        })
+    }
+}
+
+/// Parse config text; `path` is only used in messages.
+pub fn parse(text: &str, path: &Path) -> Result<ConfigFile, ConfigError> {
+    if text.trim().is_empty() {
+        return Ok(ConfigFile::default());
+    }
+    let de = serde_yaml_ng::Deserializer::from_str(text);
+    let file: ConfigFile = serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = e.path().to_string();
+        let key = if key == "." { String::new() } else { key };
+        let inner = e.into_inner();
+        let (line, column) = match inner.location() {
+            Some(loc) => (Some(loc.line()), Some(loc.column())),
+            None => (None, None),
+        };
+        let raw = strip_location(&inner.to_string());
+        let (message, suggestion) = explain(&raw);
+        ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line,
+            column,
+            key,
+            message,
+            suggestion,
+        }
+    })?;
+    validate(&file).map_err(|(key, message)| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        line: line_of_key(text, &key),
+        column: None,
+        key,
+        message,
+        suggestion: None,
+    })?;
+    Ok(file)
+}
+
+/// Cross-field checks that serde cannot express.
+fn validate(file: &ConfigFile) -> Result<(), (String, String)> {
+    if let Some(c) = &file.custom_monitors.certificate_expiry {
+        if c.critical_days > c.warning_days {
+            return Err((
+                "custom_monitors.certificate_expiry.critical_days".into(),
+                format!(
+                    "critical_days ({}) must not be larger than warning_days ({})",
+                    c.critical_days, c.warning_days
+                ),
+            ));
+        }
+    }
+    for m in [
+        file.custom_monitors
+            .terraform_state
+            .as_ref()
+            .map(|t| ("terraform_state", t.check_interval)),
+        file.custom_monitors
+            .certificate_expiry
+            .as_ref()
+            .map(|t| ("certificate_expiry", t.check_interval)),
+        file.custom_monitors
+            .backup_validation
+            .as_ref()
+            .map(|t| ("backup_validation", t.check_interval)),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if m.1 .0.is_zero() {
+            return Err((
+                format!("custom_monitors.{}.check_interval", m.0),
+                "check_interval must be longer than zero (it is also the cache lifetime)".into(),
+            ));
+        }
+    }
+    if let Some(t) = &file.custom_monitors.terraform_state {
+        for (k, v) in [("drift_report", Some(&t.drift_report)), ("baseline", t.baseline.as_ref())] {
+            if let Some(v) = v {
+                if v.is_empty() || v.contains('/') || v.contains('\\') {
+                    return Err((
+                        format!("custom_monitors.terraform_state.{k}"),
+                        format!("{k} must be a plain file name beside each state file (placeholders {{stem}} and {{file}} allowed), not a path"),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Best-effort line of a dotted key (for cross-field errors that have no location).
+fn line_of_key(text: &str, key: &str) -> Option<usize> {
+    let leaf = key.rsplit('.').next()?;
+    text.lines()
+        .position(|l| l.trim_start().starts_with(&format!("{leaf}:")))
+        .map(|i| i + 1)
+}
+
+fn strip_location(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+/// Turn a serde message into a user message and a did-you-mean. Quoted input
+/// values are removed: a config may hold secrets (SMTP passwords...).
+fn explain(raw: &str) -> (String, Option<String>) {
+    // serde_yaml_ng prefixes the path ("a.b: unknown field ..."); drop it, the key is reported separately.
+    let raw = match raw.find(": ") {
+        Some(i) if !raw[..i].contains(' ') && raw[..i].contains('.') => &raw[i + 2..],
+        _ => raw,
+    };
+    if let Some(rest) = raw.strip_prefix("unknown field `") {
+        let unknown = rest.split('`').next().unwrap_or_default().to_string();
+        let expected: Vec<&str> = rest
+            .split('`')
+            .skip(1)
+            .enumerate()
+            .filter(|(i, _)| i % 2 == 1)
+            .map(|(_, s)| s)
+            .collect();
+        let suggestion = expected
+            .iter()
+            .map(|k| (strsim::jaro_winkler(&unknown, k), *k))
+            .filter(|(score, _)| *score > 0.75)
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, k)| k.to_string());
+        let valid = if expected.is_empty() {
+            "no keys are allowed here".to_string()
+        } else {
+            format!("valid keys here: {}", expected.join(", "))
+        };
+        return (format!("unknown key `{unknown}` ({valid})"), suggestion);
+    }
+    (redact_quoted(raw), None)
+}
+
+/// Replace `"..."` segments (input values) with `"…"`.
+fn redact_quoted(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut inside = false;
+    for c in msg.chars() {
+        if c == '"' {
+            if inside {
+                out.push_str("…\"");
+            } else {
+                out.push('"');
+            }
+            inside = !inside;
+        } else if !inside {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        parse(text, Path::new("cfg.yaml")).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_key_and_suggests() {
+        let e = err("custom_monitors:\n  terraform_state:\n    enabled: true\n    stat_files: [\"a\"]\n");
+        assert!(e.contains("cfg.yaml"), "{e}");
+        assert!(e.contains("line 4"), "{e}");
+        assert!(e.contains("custom_monitors.terraform_state"), "{e}");
+        assert!(e.contains("unknown key `stat_files`"), "{e}");
+        assert!(e.contains("did you mean `state_files`?"), "{e}");
+    }
+
+    #[test]
+    fn unknown_top_level_key_suggests() {
+        let e = err("custom_monitor:\n  terraform_state: {}\n");
+        assert!(e.contains("did you mean `custom_monitors`?"), "{e}");
+        assert!(e.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn bad_duration_names_key_and_line() {
+        let e = err("custom_monitors:\n  terraform_state:\n    check_interval: \"5 parsecs\"\n");
+        assert!(e.contains("line 3"), "{e}");
+        assert!(e.contains("check_interval"), "{e}");
+        assert!(e.contains("invalid duration"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_key_without_quoting_value() {
+        let e = err("custom_monitors:\n  certificate_expiry:\n    warning_days: \"s3cr3t-canary\"\n");
+        assert!(e.contains("warning_days"), "{e}");
+        assert!(e.contains("line 3"), "{e}");
+        assert!(!e.contains("s3cr3t-canary"), "{e}");
+    }
+
+    #[test]
+    fn thresholds_are_checked() {
+        let e = err("custom_monitors:\n  certificate_expiry:\n    warning_days: 3\n    critical_days: 7\n");
+        assert!(e.contains("critical_days (7) must not be larger"), "{e}");
+        assert!(e.contains("line 4"), "{e}");
+    }
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("300").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("1d").unwrap(), Duration::from_secs(86400));
+        assert!(parse_duration("soon").is_err());
+        assert_eq!(parse_size("2MiB").unwrap(), 2 << 20);
+        assert_eq!(parse_size("10").unwrap(), 10);
+        assert!(parse_size("3 parsecs").is_err());
+    }
+
+    #[test]
+    fn empty_file_is_valid() {
+        let f = parse("", Path::new("x")).unwrap();
+        assert!(f.custom_monitors.terraform_state.is_none());
+    }
+
+    #[test]
+    fn paths_must_be_file_names() {
+        let e = err("custom_monitors:\n  terraform_state:\n    drift_report: ../x.json\n");
+        assert!(e.contains("plain file name"), "{e}");
+    }
+}

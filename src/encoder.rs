@@ -1,0 +1,159 @@
+//! The only place that knows the exposition formats.
+//!
+//! Snapshots are encoded through `prometheus-client`'s `Collector` interface, in
+//! the classic Prometheus text format (0.0.4) by default, or OpenMetrics 1.0
+//! when the scraper's `Accept` header asks for it.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+
+use crate::snapshot::{MetricKind, Snapshot};
+
+/// Exposition format of a `/metrics` response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Prometheus text format 0.0.4.
+    Classic,
+    /// OpenMetrics 1.0 text format.
+    OpenMetrics,
+}
+
+impl Format {
+    /// Choose the format from an `Accept` header: OpenMetrics only when asked for.
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        match accept {
+            Some(a) if a.contains("application/openmetrics-text") => Format::OpenMetrics,
+            _ => Format::Classic,
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Classic => prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+}
+
+/// Encodes snapshots as one exposition. Families with the same name in several
+/// snapshots are merged; a repeated label set inside a family is dropped (the
+/// first one wins) so that one bad target can never make the output invalid.
+#[derive(Debug)]
+struct SnapshotCollector {
+    snapshots: Vec<Arc<Snapshot>>,
+}
+
+impl Collector for SnapshotCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut done: HashSet<&str> = HashSet::new();
+        for (i, snap) in self.snapshots.iter().enumerate() {
+            for fam in &snap.families {
+                if !done.insert(fam.def.name) {
+                    continue;
+                }
+                let metric_type = match fam.def.kind {
+                    MetricKind::Gauge => MetricType::Gauge,
+                    MetricKind::Counter => MetricType::Counter,
+                };
+                let mut family_encoder =
+                    encoder.encode_descriptor(fam.def.name, fam.def.help, None, metric_type)?;
+                let mut seen: HashSet<&[(&'static str, String)]> = HashSet::new();
+                let later = self.snapshots[i..].iter().flat_map(|s| {
+                    s.families
+                        .iter()
+                        .filter(|f| f.def.name == fam.def.name)
+                        .flat_map(|f| f.samples.iter())
+                });
+                for sample in later {
+                    if !seen.insert(sample.labels.as_slice()) {
+                        tracing::debug!(
+                            metric = fam.def.name,
+                            "dropping a repeated label set from the exposition"
+                        );
+                        continue;
+                    }
+                    let labels = sample.labels.as_slice();
+                    let metric_encoder = family_encoder.encode_family(&labels)?;
+                    match fam.def.kind {
+                        MetricKind::Gauge => ConstGauge::new(sample.value).encode(metric_encoder)?,
+                        MetricKind::Counter => {
+                            ConstCounter::new(sample.value.max(0.0)).encode(metric_encoder)?
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Encode `snapshots` in `format`.
+pub fn encode(snapshots: Vec<Arc<Snapshot>>, format: Format) -> Result<String, std::fmt::Error> {
+    let mut registry = prometheus_client::registry::Registry::default();
+    registry.register_collector(Box::new(SnapshotCollector { snapshots }));
+    let mut out = String::with_capacity(16 * 1024);
+    match format {
+        Format::Classic => prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)?,
+        Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut out, &registry)?,
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::{MetricDef, SnapshotBuilder};
+
+    const G: MetricDef = MetricDef::gauge("test_gauge", "A test gauge.");
+    const C: MetricDef = MetricDef::counter("test_events", "A test counter.");
+
+    fn snap() -> Arc<Snapshot> {
+        let mut b = SnapshotBuilder::new();
+        b.gauge(&G, &[("path", "a\"b\\c\nd")], 1.5);
+        b.gauge(&G, &[("path", "x")], 2.0);
+        b.gauge(&G, &[("path", "x")], 3.0);
+        b.gauge(&C, &[], 4.0);
+        Arc::new(b.build())
+    }
+
+    #[test]
+    fn classic_format_escapes_labels_and_drops_duplicates() {
+        let out = encode(vec![snap()], Format::Classic).unwrap();
+        assert!(out.contains("# TYPE test_gauge gauge\n"), "{out}");
+        assert!(out.contains(r#"test_gauge{path="a\"b\\c\nd"} 1.5"#), "{out}");
+        assert!(out.contains("test_gauge{path=\"x\"} 2.0\n"), "{out}");
+        assert!(!out.contains("3.0"), "duplicate label set must be dropped: {out}");
+        assert!(out.contains("# TYPE test_events_total counter\n"), "{out}");
+        assert!(!out.contains("# EOF"));
+    }
+
+    #[test]
+    fn openmetrics_format_ends_with_eof() {
+        let out = encode(vec![snap()], Format::OpenMetrics).unwrap();
+        assert!(out.ends_with("# EOF\n"), "{out}");
+        assert!(out.contains("# TYPE test_events counter\n"), "{out}");
+    }
+
+    #[test]
+    fn same_family_in_two_snapshots_is_merged_once() {
+        let out = encode(vec![snap(), snap()], Format::Classic).unwrap();
+        assert_eq!(out.matches("# TYPE test_gauge gauge").count(), 1, "{out}");
+        assert_eq!(out.matches("test_gauge{path=\"x\"}").count(), 1, "{out}");
+    }
+
+    #[test]
+    fn negotiation() {
+        assert_eq!(Format::negotiate(None), Format::Classic);
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text;version=1.0.0,text/plain;q=0.5")),
+            Format::OpenMetrics
+        );
+        assert_eq!(Format::negotiate(Some("text/plain")), Format::Classic);
+    }
+}

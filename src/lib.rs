@@ -1,0 +1,26 @@
+//! homelab-monitor: a Prometheus exporter for Terraform/OpenTofu state drift,
+//! TLS certificate expiry and backup freshness.
+//!
+//! Layout (see README "Adding a monitor"):
+//! - [`monitor`]: the `Monitor` trait every monitor implements.
+//! - [`snapshot`]: the plain-value result of one collection (never secrets).
+//! - [`registry`]: the monitors, each behind a single-flight TTL cache.
+//! - [`encoder`]: the only place that knows the exposition formats.
+//! - [`server`]: the HTTP endpoints.
+//! - [`monitors`]: one folder per monitor.
+//! - [`config`], [`cli`], [`report`], [`telemetry`], [`clock`].
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod encoder;
+pub mod monitor;
+pub mod monitors;
+pub mod registry;
+pub mod report;
+pub mod server;
+pub mod snapshot;
+pub mod telemetry;
+
+/// The crate version, as exported in `homelab_monitor_build_info`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

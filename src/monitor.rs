@@ -1,0 +1,74 @@
+//! The extension point: every monitor implements [`Monitor`].
+//!
+//! A monitor knows nothing of HTTP, the CLI or other monitors. It turns the
+//! files/endpoints it watches into a [`Snapshot`] of plain values. The registry
+//! wraps each monitor in a single-flight TTL cache and a timeout.
+
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+
+use crate::report::Report;
+use crate::snapshot::Snapshot;
+
+/// Context handed to every collection.
+#[derive(Debug, Clone, Copy)]
+pub struct CollectContext {
+    /// "Now" from the injected clock: use it for ages and expiry, never `SystemTime::now()`.
+    pub now: SystemTime,
+}
+
+/// A failure of a whole collection (per-target failures live inside the snapshot).
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    #[error("collection did not finish within {0:?}")]
+    Timeout(Duration),
+    #[error("collection task failed: {0}")]
+    Panicked(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl MonitorError {
+    /// Short, bounded label value for error metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            MonitorError::Timeout(_) => "timeout",
+            MonitorError::Panicked(_) => "panic",
+            MonitorError::Failed(_) => "failed",
+        }
+    }
+}
+
+/// One monitor: a named collector with its own re-check period.
+#[async_trait]
+pub trait Monitor: Send + Sync + 'static {
+    /// Stable name, used as the `monitor` label (`terraform_state`, ...).
+    fn name(&self) -> &'static str;
+
+    /// How long a collection result is served from cache (`check_interval`).
+    fn check_interval(&self) -> Duration;
+
+    /// How soon to retry when the last collection had failing targets.
+    fn retry_interval(&self) -> Duration {
+        self.check_interval().min(Duration::from_secs(15))
+    }
+
+    /// How long a scrape waits for a collection before serving the last good snapshot.
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(30)
+    }
+
+    /// Human description of what is watched, for `--status` and logs.
+    fn describe(&self) -> String;
+
+    /// Read every target and build a snapshot. Must not panic on bad input:
+    /// per-target errors go into the snapshot (as `*_up 0` and a target status).
+    async fn collect(&self, ctx: CollectContext) -> Result<Snapshot, MonitorError>;
+
+    /// A detailed one-shot report. The default lists the targets of one collection.
+    async fn report(&self, ctx: CollectContext) -> Result<Report, MonitorError> {
+        let snap = self.collect(ctx).await?;
+        Ok(crate::report::targets_report(&[(self.name(), &snap, false)]))
+    }
+}

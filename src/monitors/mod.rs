@@ -1,0 +1,56 @@
+//! The monitors, one folder each, and the one place that builds them from config.
+//!
+//! Adding a monitor: a new module implementing [`crate::monitor::Monitor`] and
+//! one line in [`build`]. Monitors never import each other.
+
+pub mod terraform;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{Config, GlobPattern, HumanDuration, TerraformConfig};
+use crate::monitor::Monitor;
+
+/// Command-line overrides applied on top of the config file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--state-dir`: replaces the terraform monitor's state_dirs (and state_files).
+    pub state_dirs: Vec<String>,
+    /// `--state-file`: replaces the terraform monitor's targets with these files.
+    pub state_files: Vec<String>,
+    /// `--interval`: overrides every monitor's check_interval.
+    pub interval: Option<Duration>,
+}
+
+/// The terraform config after overrides (also used by the one-shot report).
+pub fn terraform_config(config: &Config, ov: &Overrides) -> Option<TerraformConfig> {
+    let mut tf = config.file.custom_monitors.terraform_state.clone();
+    if !ov.state_dirs.is_empty() || !ov.state_files.is_empty() {
+        let mut t = tf.unwrap_or_default();
+        t.enabled = true;
+        t.state_dirs = ov.state_dirs.iter().cloned().map(GlobPattern).collect();
+        t.state_files = ov.state_files.iter().cloned().map(GlobPattern).collect();
+        tf = Some(t);
+    }
+    let mut tf = tf.filter(|t| t.enabled)?;
+    if let Some(i) = ov.interval {
+        tf.check_interval = HumanDuration(i);
+    }
+    Some(tf)
+}
+
+/// Build every enabled monitor. This is the registry line for each monitor.
+pub fn build(config: &Config, ov: &Overrides) -> Vec<Arc<dyn Monitor>> {
+    let mut out: Vec<Arc<dyn Monitor>> = Vec::new();
+    if let Some(tf) = terraform_config(config, ov) {
+        out.push(Arc::new(terraform::TerraformMonitor::new(tf, config.base_dir.clone())));
+    }
+    let cm = &config.file.custom_monitors;
+    if cm.certificate_expiry.as_ref().is_some_and(|c| c.enabled) {
+        tracing::warn!("custom_monitors.certificate_expiry is configured but this build has no certificate monitor yet; it is ignored");
+    }
+    if cm.backup_validation.as_ref().is_some_and(|c| c.enabled) {
+        tracing::warn!("custom_monitors.backup_validation is configured but this build has no backup monitor yet; it is ignored");
+    }
+    out
+}

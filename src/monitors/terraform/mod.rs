@@ -1,0 +1,373 @@
+//! Terraform / OpenTofu state monitor.
+//!
+//! Per state file: parse (streamed, values never kept), the drift report
+//! beside it, the approved baseline beside it; metrics per `state_file`.
+//! Files are re-checked on every collection and re-read only when their
+//! stamp (size, mtime, inode) changed. A failed read keeps the last good
+//! values (marked stale) and is retried after `retry_interval`.
+
+pub mod analysis;
+pub mod digest;
+pub mod plan;
+pub mod report;
+pub mod source;
+pub mod state;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, UNIX_EPOCH};
+
+use async_trait::async_trait;
+
+use crate::clock::unix_seconds;
+use crate::config::TerraformConfig;
+use crate::monitor::{CollectContext, Monitor, MonitorError};
+use crate::report::Report;
+use crate::snapshot::{Health, MetricDef, Snapshot, SnapshotBuilder, TargetStatus};
+
+use analysis::{analyse, Analysis, TargetMemory, TargetSources};
+use plan::Action;
+use source::{discover, sibling_path, LocalFile, StateSource};
+
+pub const UP: MetricDef = MetricDef::gauge("terraform_state_up", "1 if the state file was read and parsed on the last check, 0 if not (then the other series are from the last good read).");
+pub const STALE: MetricDef = MetricDef::gauge("terraform_state_stale", "1 if the values exported for this state come from an earlier read because the last read failed.");
+pub const ERROR_INFO: MetricDef = MetricDef::gauge("terraform_state_error_info", "A current error reading this target; component is state, drift_report, baseline or discovery; always 1.");
+pub const DRIFT: MetricDef = MetricDef::gauge("terraform_state_drift", "Resource instances drifted (changed outside Terraform) per the latest drift report; 0 means the report found none.");
+pub const DRIFT_REPORT_TS: MetricDef = MetricDef::gauge("terraform_state_drift_report_timestamp_seconds", "When the drift report was written (its timestamp field, else its file modification time).");
+pub const DRIFT_REPORT_UP: MetricDef = MetricDef::gauge("terraform_state_drift_report_up", "1 if the drift report beside the state was read and is a plan, 0 if it exists but cannot be used.");
+pub const PENDING: MetricDef = MetricDef::gauge("terraform_state_pending_changes", "Planned changes in the drift report, by action (create, update, delete, replace).");
+pub const UNAPPROVED: MetricDef = MetricDef::gauge("terraform_state_unapproved_changes", "Resource instances added, removed or changed against the approved baseline.");
+pub const BASELINE_UP: MetricDef = MetricDef::gauge("terraform_state_baseline_up", "1 if the baseline beside the state was read and matches its lineage, 0 if it exists but cannot be used.");
+pub const SERIAL: MetricDef = MetricDef::gauge("terraform_state_serial", "The state's serial (incremented by Terraform on every write).");
+pub const INFO: MetricDef = MetricDef::gauge("terraform_state_info", "State identity: lineage and the Terraform/OpenTofu version that wrote it; always 1.");
+pub const LAST_MODIFIED: MetricDef = MetricDef::gauge("terraform_state_last_modified_timestamp_seconds", "Modification time of the state file.");
+pub const SIZE: MetricDef = MetricDef::gauge("terraform_state_size_bytes", "Size of the state file.");
+pub const INSTANCES: MetricDef = MetricDef::gauge("terraform_state_resource_instances", "Resource instances (current objects) by mode and type.");
+pub const TAINTED: MetricDef = MetricDef::gauge("terraform_state_tainted_instances", "Resource instances marked tainted (will be replaced on the next apply).");
+pub const DEPOSED: MetricDef = MetricDef::gauge("terraform_state_deposed_instances", "Deposed objects left behind by an interrupted create_before_destroy replacement.");
+pub const OUTPUTS: MetricDef = MetricDef::gauge("terraform_state_outputs", "Root module outputs by sensitivity (counts only, never values).");
+pub const CHECKS: MetricDef = MetricDef::gauge("terraform_state_check_results", "check_results objects by status (pass, fail, error, unknown).");
+pub const ENCRYPTED: MetricDef = MetricDef::gauge("terraform_state_encrypted", "1 for an OpenTofu encrypted state (only its envelope can be read), else 0.");
+
+/// The Terraform state monitor.
+pub struct TerraformMonitor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cfg: TerraformConfig,
+    base: PathBuf,
+    memory: Mutex<HashMap<String, TargetMemory>>,
+}
+
+impl TerraformMonitor {
+    /// `base`: the folder relative paths are resolved against (the config file's folder).
+    pub fn new(cfg: TerraformConfig, base: PathBuf) -> Self {
+        TerraformMonitor {
+            inner: Arc::new(Inner {
+                cfg,
+                base,
+                memory: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Analyse every target now (blocking I/O; run off the async runtime).
+    fn run(inner: &Inner) -> (Vec<Analysis>, Vec<analysis::TargetError>, Vec<String>) {
+        let files: Vec<String> = inner.cfg.state_files.iter().map(|g| g.0.clone()).collect();
+        let dirs: Vec<String> = inner.cfg.state_dirs.iter().map(|g| g.0.clone()).collect();
+        let found = discover(&inner.base, &files, &dirs);
+        let mut problems = Vec::new();
+        let mut problem_labels = Vec::new();
+        for p in found.problems {
+            tracing::warn!(monitor = "terraform_state", target = %p.label, reason = p.reason, "{}", p.message);
+            problem_labels.push(p.label.clone());
+            problems.push(analysis::TargetError {
+                component: "discovery",
+                reason: p.reason,
+                message: p.message,
+            });
+        }
+        let max = inner.cfg.max_file_size.0;
+        let mut memory = inner.memory.lock().unwrap_or_else(|e| e.into_inner());
+        // Forget targets that are no longer discovered.
+        memory.retain(|k, _| found.targets.iter().any(|t| &t.label == k));
+        let mut out = Vec::with_capacity(found.targets.len());
+        for t in &found.targets {
+            let state = LocalFile {
+                label: t.label.clone(),
+                path: t.path.clone(),
+                max_size: max,
+            };
+            let sibling = |template: &str| {
+                let path = sibling_path(&t.path, template);
+                LocalFile {
+                    label: relabel(&t.label, &path),
+                    path,
+                    max_size: max,
+                }
+            };
+            let drift = sibling(&inner.cfg.drift_report);
+            let baseline = inner.cfg.baseline.as_deref().map(sibling);
+            let mem = memory.entry(t.label.clone()).or_default();
+            let a = analyse(
+                TargetSources {
+                    state: &state,
+                    drift: Some(&drift as &dyn StateSource),
+                    baseline: baseline.as_ref().map(|b| b as &dyn StateSource),
+                },
+                mem,
+            );
+            for e in &a.errors {
+                tracing::warn!(monitor = "terraform_state", state_file = %a.label, component = e.component, reason = e.reason, "{}", e.message);
+            }
+            if let Some(ch) = &a.changed_since_last {
+                log_change_event(&a, ch);
+            }
+            out.push(a);
+        }
+        (out, problems, problem_labels)
+    }
+
+    async fn analyse_all(&self) -> Result<(Vec<Analysis>, Vec<analysis::TargetError>, Vec<String>), MonitorError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || Self::run(&inner))
+            .await
+            .map_err(|e| MonitorError::Panicked(e.to_string()))
+    }
+}
+
+/// Label of a sibling file: the state's label with its file name replaced.
+fn relabel(state_label: &str, sibling: &std::path::Path) -> String {
+    let name = sibling
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    match state_label.rfind('/') {
+        Some(i) => format!("{}/{}", &state_label[..i], name),
+        None => name,
+    }
+}
+
+const EVENT_LIST_CAP: usize = 100;
+
+fn capped(v: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = v.iter().take(EVENT_LIST_CAP).cloned().collect();
+    if v.len() > EVENT_LIST_CAP {
+        out.push(format!("... {} more", v.len() - EVENT_LIST_CAP));
+    }
+    out
+}
+
+/// One structured log event per detected change: addresses and attribute
+/// paths, serial and lineage; never values.
+fn log_change_event(a: &Analysis, ch: &analysis::Changes) {
+    let Some(st) = &a.state else { return };
+    let changed: Vec<String> = ch
+        .changed
+        .iter()
+        .map(|(addr, paths)| format!("{addr} ({})", paths.join(", ")))
+        .collect();
+    let added = serde_json::to_string(&capped(&ch.added)).unwrap_or_default();
+    let removed = serde_json::to_string(&capped(&ch.removed)).unwrap_or_default();
+    let changed = serde_json::to_string(&capped(&changed)).unwrap_or_default();
+    tracing::info!(
+        target: "homelab_monitor::change",
+        event = "terraform_state_changed",
+        state_file = %a.label,
+        serial = st.serial.unwrap_or(0),
+        previous_serial = a.previous_serial.unwrap_or(0),
+        lineage = st.lineage.as_deref().unwrap_or(""),
+        added_count = ch.added.len(),
+        removed_count = ch.removed.len(),
+        changed_count = ch.changed.len(),
+        added = %added,
+        removed = %removed,
+        changed = %changed,
+        "terraform state changed"
+    );
+}
+
+fn bool_f(b: bool) -> f64 {
+    if b {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+/// Build the snapshot from analyses.
+pub fn snapshot(analyses: &[Analysis], problems: &[analysis::TargetError], problem_labels: &[String]) -> Snapshot {
+    let mut b = SnapshotBuilder::new();
+    for def in [&UP, &DRIFT] {
+        b.declare(def);
+    }
+    for a in analyses {
+        let l = a.label.as_str();
+        let sf = [("state_file", l)];
+        b.gauge(&UP, &sf, bool_f(a.up));
+        b.gauge(&STALE, &sf, bool_f(a.stale));
+        for e in &a.errors {
+            b.gauge(&ERROR_INFO, &[("state_file", l), ("component", e.component), ("reason", e.reason)], 1.0);
+        }
+        if let Some(st) = &a.state {
+            b.gauge(&ENCRYPTED, &sf, bool_f(st.encrypted));
+            if let Some(serial) = st.serial {
+                b.gauge(&SERIAL, &sf, serial as f64);
+            }
+            b.gauge(
+                &INFO,
+                &[
+                    ("state_file", l),
+                    ("lineage", st.lineage.as_deref().unwrap_or("")),
+                    ("terraform_version", st.terraform_version.as_deref().unwrap_or("")),
+                ],
+                1.0,
+            );
+            if let Some(stamp) = a.state_stamp {
+                if let Some(m) = stamp.modified {
+                    b.gauge(&LAST_MODIFIED, &sf, unix_seconds(m));
+                }
+                b.gauge(&SIZE, &sf, stamp.size as f64);
+            }
+            if !st.encrypted {
+                for ((mode, rtype), n) in &st.resource_counts {
+                    b.gauge(&INSTANCES, &[("state_file", l), ("mode", mode), ("type", rtype)], *n as f64);
+                }
+                b.gauge(&TAINTED, &sf, st.tainted().count() as f64);
+                b.gauge(&DEPOSED, &sf, st.deposed.len() as f64);
+                let sensitive = st.outputs.iter().filter(|o| o.sensitive).count();
+                b.gauge(&OUTPUTS, &[("state_file", l), ("sensitive", "false")], (st.outputs.len() - sensitive) as f64);
+                b.gauge(&OUTPUTS, &[("state_file", l), ("sensitive", "true")], sensitive as f64);
+                let counts = st.check_counts();
+                for status in ["pass", "fail", "error", "unknown"] {
+                    b.gauge(&CHECKS, &[("state_file", l), ("status", status)], *counts.get(status).unwrap_or(&0) as f64);
+                }
+            }
+        }
+        if let Some(up) = a.drift_up {
+            b.gauge(&DRIFT_REPORT_UP, &sf, bool_f(up));
+        }
+        if let Some(p) = &a.drift {
+            b.gauge(&DRIFT, &sf, p.drift.len() as f64);
+            if let Some(t) = a.drift_time {
+                b.gauge(&DRIFT_REPORT_TS, &sf, unix_seconds(t));
+            }
+            for act in Action::ALL {
+                b.gauge(&PENDING, &[("state_file", l), ("action", act.as_str())], a.pending(act) as f64);
+            }
+        }
+        if let Some(up) = a.baseline_up {
+            b.gauge(&BASELINE_UP, &sf, bool_f(up));
+        }
+        if let Some(u) = &a.unapproved {
+            b.gauge(&UNAPPROVED, &sf, u.total() as f64);
+        }
+        b.target(target_status(a));
+    }
+    for (p, label) in problems.iter().zip(problem_labels) {
+        b.gauge(&ERROR_INFO, &[("state_file", label), ("component", p.component), ("reason", p.reason)], 1.0);
+        b.target(TargetStatus {
+            target: label.clone(),
+            health: Health::Error,
+            summary: "cannot search".into(),
+            error: Some(p.message.clone()),
+            stale: false,
+        });
+    }
+    b.build()
+}
+
+fn target_status(a: &Analysis) -> TargetStatus {
+    let mut parts = Vec::new();
+    if let Some(st) = &a.state {
+        if st.encrypted {
+            parts.push(format!("encrypted (OpenTofu), serial {}", st.serial.map(|s| s.to_string()).unwrap_or_else(|| "?".into())));
+        } else {
+            parts.push(format!("serial {}, {} instances", st.serial.unwrap_or(0), st.instance_count()));
+            let t = st.tainted().count();
+            if t > 0 {
+                parts.push(format!("{t} tainted"));
+            }
+            if !st.deposed.is_empty() {
+                parts.push(format!("{} deposed", st.deposed.len()));
+            }
+            let f = st.failed_checks().count();
+            if f > 0 {
+                parts.push(format!("{f} failed checks"));
+            }
+        }
+    }
+    match &a.drift {
+        Some(p) => parts.push(format!("drift {}, pending {}", p.drift.len(), p.pending.len())),
+        None if a.drift_up.is_none() => parts.push("no drift report".into()),
+        None => {}
+    }
+    if let Some(u) = &a.unapproved {
+        parts.push(format!("unapproved {}", u.total()));
+    }
+    let health = if !a.errors.is_empty() {
+        Health::Error
+    } else if a.findings() > 0 {
+        Health::Findings
+    } else {
+        Health::Ok
+    };
+    TargetStatus {
+        target: a.label.clone(),
+        health,
+        summary: parts.join(", "),
+        error: (!a.errors.is_empty()).then(|| {
+            a.errors
+                .iter()
+                .map(|e| e.message.clone())
+                .collect::<Vec<_>>()
+                .join("; ")
+        }),
+        stale: a.stale,
+    }
+}
+
+#[async_trait]
+impl Monitor for TerraformMonitor {
+    fn name(&self) -> &'static str {
+        "terraform_state"
+    }
+
+    fn check_interval(&self) -> Duration {
+        self.inner.cfg.check_interval.0
+    }
+
+    fn retry_interval(&self) -> Duration {
+        self.inner.cfg.retry_interval.0.min(self.check_interval())
+    }
+
+    fn timeout(&self) -> Duration {
+        self.inner.cfg.timeout.0
+    }
+
+    fn describe(&self) -> String {
+        let mut parts: Vec<String> = self.inner.cfg.state_files.iter().map(|g| g.0.clone()).collect();
+        parts.extend(self.inner.cfg.state_dirs.iter().map(|g| format!("{}/ (recursive)", g.0.trim_end_matches('/'))));
+        format!("terraform state: {} (under {})", parts.join(", "), self.inner.base.display())
+    }
+
+    async fn collect(&self, _ctx: CollectContext) -> Result<Snapshot, MonitorError> {
+        let (analyses, problems, labels) = self.analyse_all().await?;
+        Ok(snapshot(&analyses, &problems, &labels))
+    }
+
+    async fn report(&self, _ctx: CollectContext) -> Result<Report, MonitorError> {
+        let (analyses, problems, labels) = self.analyse_all().await?;
+        Ok(report::build(&analyses, &problems, &labels))
+    }
+}
+
+/// Seconds since the epoch of a stamp's mtime (reports).
+pub(crate) fn mtime_secs(a: &Analysis) -> Option<u64> {
+    a.state_stamp
+        .and_then(|s| s.modified)
+        .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_secs())
+}

@@ -1,0 +1,547 @@
+//! Pure parser of Terraform / OpenTofu state files (bytes in, summary out).
+//!
+//! Streams the JSON: attribute values are hashed as they pass and never kept,
+//! so memory is proportional to the number of instances, not the file size.
+//! Errors carry positions only, never input text.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Read;
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+
+use super::digest::{with_path_table, AttrDigest, PathTable};
+
+/// What went wrong while parsing a document; positions only, never content.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("the file is empty")]
+    Empty,
+    #[error("the JSON ends early at line {line}, column {column} (truncated, or being written right now)")]
+    Truncated { line: usize, column: usize },
+    #[error("invalid JSON at line {line}, column {column}")]
+    Syntax { line: usize, column: usize },
+    #[error("unexpected structure at line {line}, column {column} ({what})")]
+    Schema {
+        line: usize,
+        column: usize,
+        what: &'static str,
+    },
+    #[error("no \"version\" field: this is not a Terraform state file")]
+    NotAState,
+    #[error("state format version 3 (Terraform 0.11 or older) is not supported; upgrade it by running Terraform >= 0.12 (`terraform plan`/`apply`) on this configuration")]
+    Version3,
+    #[error("state format version {0} is newer than the supported version 4; upgrade homelab-monitor")]
+    FutureVersion(u64),
+    #[error("state format version {0} is not supported (only version 4)")]
+    OldVersion(u64),
+    #[error("read error: {0}")]
+    Io(String),
+}
+
+impl ParseError {
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            ParseError::Empty => "empty",
+            ParseError::Truncated { .. } => "truncated",
+            ParseError::Syntax { .. } => "syntax",
+            ParseError::Schema { .. } => "schema",
+            ParseError::NotAState => "not_a_state",
+            ParseError::Version3 | ParseError::FutureVersion(_) | ParseError::OldVersion(_) => {
+                "unsupported_version"
+            }
+            ParseError::Io(_) => "io",
+        }
+    }
+
+    /// Map a serde_json error to a content-free error.
+    pub(crate) fn from_json(e: &serde_json::Error, what: &'static str) -> Self {
+        use serde_json::error::Category;
+        let (line, column) = (e.line(), e.column());
+        match e.classify() {
+            Category::Eof => ParseError::Truncated { line, column },
+            Category::Syntax => ParseError::Syntax { line, column },
+            Category::Data => ParseError::Schema { line, column, what },
+            Category::Io => ParseError::Io(
+                e.io_error_kind()
+                    .map(|k| format!("{k:?}"))
+                    .unwrap_or_else(|| "I/O error".into()),
+            ),
+        }
+    }
+}
+
+/// An output's name and whether it is sensitive. Never its value.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OutputInfo {
+    pub name: String,
+    pub sensitive: bool,
+}
+
+/// One current resource instance: its address and a digest of its attributes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    pub address: String,
+    pub tainted: bool,
+    pub digest: AttrDigest,
+}
+
+/// A check result (config object or one of its instances) by status.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CheckInfo {
+    pub address: String,
+    pub kind: String,
+    pub status: String,
+}
+
+/// Everything the monitor needs from a state file.
+#[derive(Debug, Clone, Default)]
+pub struct ParsedState {
+    pub version: u64,
+    /// An OpenTofu encrypted state: only the envelope is readable.
+    pub encrypted: bool,
+    pub terraform_version: Option<String>,
+    pub serial: Option<u64>,
+    pub lineage: Option<String>,
+    pub outputs: Vec<OutputInfo>,
+    /// Instance counts by (mode, type).
+    pub resource_counts: BTreeMap<(String, String), u64>,
+    /// Current objects, sorted by address.
+    pub instances: Vec<Instance>,
+    /// Deposed objects, as "address (deposed KEY)".
+    pub deposed: Vec<String>,
+    /// `check_results`, one entry per object (or per config object without objects).
+    pub checks: Vec<CheckInfo>,
+    /// Attribute names referenced by the digests.
+    pub paths: PathTable,
+}
+
+impl ParsedState {
+    pub fn tainted(&self) -> impl Iterator<Item = &Instance> {
+        self.instances.iter().filter(|i| i.tainted)
+    }
+
+    pub fn instance_count(&self) -> u64 {
+        self.resource_counts.values().sum()
+    }
+
+    /// Check counts by status (pass, fail, error, unknown).
+    pub fn check_counts(&self) -> BTreeMap<&str, u64> {
+        let mut m = BTreeMap::new();
+        for c in &self.checks {
+            *m.entry(c.status.as_str()).or_insert(0) += 1;
+        }
+        m
+    }
+
+    pub fn failed_checks(&self) -> impl Iterator<Item = &CheckInfo> {
+        self.checks
+            .iter()
+            .filter(|c| c.status == "fail" || c.status == "error")
+    }
+}
+
+/// Parse a state document from a reader (streamed, not loaded whole).
+pub fn parse_state<R: Read>(reader: R) -> Result<ParsedState, ParseError> {
+    // Keep the first bytes to explain schema errors by the version field.
+    let mut reader = std::io::BufReader::with_capacity(256 * 1024, reader);
+    let head = {
+        use std::io::BufRead;
+        let buf = reader.fill_buf().map_err(|e| ParseError::Io(format!("{:?}", e.kind())))?;
+        if buf.iter().all(|b| b.is_ascii_whitespace()) {
+            return Err(ParseError::Empty);
+        }
+        buf[..buf.len().min(4096)].to_vec()
+    };
+    let (raw, paths) = with_path_table(|| {
+        let mut de = serde_json::Deserializer::from_reader(&mut reader);
+        let raw = RawState::deserialize(&mut de).and_then(|r| de.end().map(|_| r));
+        raw
+    });
+    let raw = match raw {
+        Ok(r) => r,
+        Err(e) => {
+            let err = ParseError::from_json(&e, "not a Terraform state");
+            if let ParseError::Schema { .. } = err {
+                if let Some(v) = sniff_version(&head) {
+                    check_version(v)?;
+                }
+            }
+            return Err(err);
+        }
+    };
+    build(raw, paths)
+}
+
+fn check_version(v: u64) -> Result<(), ParseError> {
+    match v {
+        4 => Ok(()),
+        3 => Err(ParseError::Version3),
+        v if v > 4 => Err(ParseError::FutureVersion(v)),
+        v => Err(ParseError::OldVersion(v)),
+    }
+}
+
+/// Find `"version": N` near the start (Terraform writes it first).
+fn sniff_version(head: &[u8]) -> Option<u64> {
+    let text = String::from_utf8_lossy(head);
+    let i = text.find("\"version\"")?;
+    let rest = text[i + 9..].trim_start().strip_prefix(':')?.trim_start();
+    let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+    digits.parse().ok()
+}
+
+fn build(raw: RawState, paths: PathTable) -> Result<ParsedState, ParseError> {
+    let encrypted = raw.encrypted_data.is_some();
+    if encrypted {
+        return Ok(ParsedState {
+            version: raw.version.unwrap_or(4),
+            encrypted: true,
+            terraform_version: raw.terraform_version,
+            serial: raw.serial,
+            lineage: raw.lineage,
+            ..ParsedState::default()
+        });
+    }
+    let version = raw.version.ok_or(ParseError::NotAState)?;
+    check_version(version)?;
+
+    let mut st = ParsedState {
+        version,
+        terraform_version: raw.terraform_version,
+        serial: raw.serial,
+        lineage: raw.lineage,
+        outputs: raw.outputs.map(|o| o.0).unwrap_or_default(),
+        paths,
+        ..ParsedState::default()
+    };
+    for res in raw.resources.unwrap_or_default() {
+        let mode = res.mode.unwrap_or_else(|| "managed".into());
+        let prefix = resource_address(res.module.as_deref(), &mode, &res.rtype, &res.name);
+        let mut current = 0u64;
+        for inst in res.instances {
+            let mut address = prefix.clone();
+            if let Some(k) = &inst.index_key {
+                address.push_str(&k.to_string());
+            }
+            if let Some(key) = inst.deposed {
+                st.deposed.push(format!("{address} (deposed {key})"));
+                continue;
+            }
+            current += 1;
+            let digest = inst.attributes.or(inst.attributes_flat).unwrap_or_default();
+            st.instances.push(Instance {
+                address,
+                tainted: inst.status.as_deref() == Some("tainted"),
+                digest,
+            });
+        }
+        *st.resource_counts.entry((mode, res.rtype)).or_insert(0) += current;
+    }
+    st.instances.sort_by(|a, b| a.address.cmp(&b.address));
+    for chk in raw.check_results.unwrap_or_default() {
+        let kind = chk.object_kind.unwrap_or_else(|| "unknown".into());
+        let config_addr = chk.config_addr.unwrap_or_default();
+        match chk.objects {
+            Some(objs) if !objs.is_empty() => {
+                for o in objs {
+                    st.checks.push(CheckInfo {
+                        address: o.object_addr.unwrap_or_else(|| config_addr.clone()),
+                        kind: kind.clone(),
+                        status: normalize_status(o.status),
+                    });
+                }
+            }
+            _ => st.checks.push(CheckInfo {
+                address: config_addr,
+                kind,
+                status: normalize_status(chk.status),
+            }),
+        }
+    }
+    Ok(st)
+}
+
+fn normalize_status(s: Option<String>) -> String {
+    match s.as_deref() {
+        Some("pass") => "pass",
+        Some("fail") => "fail",
+        Some("error") => "error",
+        _ => "unknown",
+    }
+    .to_string()
+}
+
+/// `module.a.data.type.name` style address (without index).
+pub fn resource_address(module: Option<&str>, mode: &str, rtype: &str, name: &str) -> String {
+    let mut a = String::with_capacity(64);
+    if let Some(m) = module.filter(|m| !m.is_empty()) {
+        a.push_str(m);
+        a.push('.');
+    }
+    if mode == "data" {
+        a.push_str("data.");
+    }
+    a.push_str(rtype);
+    a.push('.');
+    a.push_str(name);
+    a
+}
+
+#[derive(Deserialize)]
+struct RawState {
+    #[serde(default)]
+    version: Option<u64>,
+    #[serde(default)]
+    terraform_version: Option<String>,
+    #[serde(default)]
+    serial: Option<u64>,
+    #[serde(default)]
+    lineage: Option<String>,
+    #[serde(default)]
+    outputs: Option<Outputs>,
+    #[serde(default)]
+    resources: Option<Vec<RawResource>>,
+    #[serde(default)]
+    check_results: Option<Vec<RawCheck>>,
+    #[serde(default)]
+    encrypted_data: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct RawResource {
+    #[serde(default)]
+    module: Option<String>,
+    #[serde(default)]
+    mode: Option<String>,
+    #[serde(rename = "type")]
+    rtype: String,
+    name: String,
+    #[serde(default)]
+    instances: Vec<RawInstance>,
+}
+
+#[derive(Deserialize)]
+struct RawInstance {
+    #[serde(default)]
+    index_key: Option<IndexKey>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    deposed: Option<String>,
+    #[serde(default)]
+    attributes: Option<AttrDigest>,
+    #[serde(default)]
+    attributes_flat: Option<AttrDigest>,
+}
+
+#[derive(Deserialize)]
+struct RawCheck {
+    #[serde(default)]
+    object_kind: Option<String>,
+    #[serde(default)]
+    config_addr: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    objects: Option<Vec<RawCheckObject>>,
+}
+
+#[derive(Deserialize)]
+struct RawCheckObject {
+    #[serde(default)]
+    object_addr: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+}
+
+/// `index_key`: an integer (count) or a string (for_each).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IndexKey {
+    Int(i64),
+    Str(String),
+}
+
+impl fmt::Display for IndexKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IndexKey::Int(i) => write!(f, "[{i}]"),
+            IndexKey::Str(s) => write!(f, "[{s:?}]"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for IndexKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = IndexKey;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an integer or string index_key")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<IndexKey, E> {
+                Ok(IndexKey::Int(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<IndexKey, E> {
+                i64::try_from(v)
+                    .map(IndexKey::Int)
+                    .map_err(|_| E::custom("index_key out of range"))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<IndexKey, E> {
+                Ok(IndexKey::Str(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Outputs: names and sensitivity only; values are skipped unread.
+struct Outputs(Vec<OutputInfo>);
+
+impl<'de> Deserialize<'de> for Outputs {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Outputs;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an outputs object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Outputs, A::Error> {
+                let mut out = Vec::new();
+                while let Some(name) = map.next_key::<String>()? {
+                    let o: RawOutput = map.next_value()?;
+                    out.push(OutputInfo {
+                        name,
+                        sensitive: o.sensitive.unwrap_or(false),
+                    });
+                }
+                out.sort_by(|a, b| a.name.cmp(&b.name));
+                Ok(Outputs(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+#[derive(Deserialize)]
+struct RawOutput {
+    #[serde(default)]
+    sensitive: Option<bool>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<ParsedState, ParseError> {
+        parse_state(s.as_bytes())
+    }
+
+    const V4: &str = r#"{
+      "version": 4, "terraform_version": "1.9.0", "serial": 7, "lineage": "abc-123",
+      "outputs": {"db_password": {"value": "CANARY-out", "type": "string", "sensitive": true},
+                  "ip": {"value": "10.0.0.1", "type": "string"}},
+      "resources": [
+        {"mode": "managed", "type": "null_resource", "name": "web", "provider": "provider[\"registry.terraform.io/hashicorp/null\"]",
+         "instances": [{"index_key": 0, "schema_version": 0, "attributes": {"id": "1", "triggers": {"pw": "CANARY-attr"}}, "private": "Q0FOQVJZ"},
+                       {"index_key": 1, "status": "tainted", "attributes": {"id": "2"}},
+                       {"index_key": 1, "deposed": "00aa11bb", "attributes": {"id": "3"}}]},
+        {"module": "module.net[\"eu\"]", "mode": "data", "type": "null_data_source", "name": "x", "provider": "provider.null",
+         "instances": [{"index_key": "a\"b", "attributes_flat": {"id": "x", "inputs.%": "0"}}]},
+        {"mode": "managed", "type": "null_resource", "name": "single", "each": null, "instances": [{"attributes": {"id": "4"}, "future_field": {"x": 1}}]}
+      ],
+      "check_results": [
+        {"object_kind": "resource", "config_addr": "null_resource.web", "status": "fail",
+         "objects": [{"object_addr": "null_resource.web[0]", "status": "pass"}, {"object_addr": "null_resource.web[1]", "status": "fail", "failure_messages": ["CANARY-msg"]}]},
+        {"object_kind": "check", "config_addr": "check.health", "status": "unknown", "objects": null}
+      ],
+      "some_future_top_level_key": [1, 2, 3]
+    }"#;
+
+    #[test]
+    fn parses_v4_with_modules_data_flat_and_keys() {
+        let s = parse(V4).unwrap();
+        assert_eq!(s.version, 4);
+        assert_eq!(s.serial, Some(7));
+        assert_eq!(s.lineage.as_deref(), Some("abc-123"));
+        assert_eq!(s.terraform_version.as_deref(), Some("1.9.0"));
+        let addrs: Vec<&str> = s.instances.iter().map(|i| i.address.as_str()).collect();
+        assert_eq!(
+            addrs,
+            vec![
+                "module.net[\"eu\"].data.null_data_source.x[\"a\\\"b\"]",
+                "null_resource.single",
+                "null_resource.web[0]",
+                "null_resource.web[1]",
+            ]
+        );
+        assert_eq!(s.deposed, vec!["null_resource.web[1] (deposed 00aa11bb)"]);
+        assert_eq!(s.tainted().count(), 1);
+        assert_eq!(s.resource_counts[&("managed".into(), "null_resource".into())], 3);
+        assert_eq!(s.resource_counts[&("data".into(), "null_data_source".into())], 1);
+        assert_eq!(s.outputs.len(), 2);
+        assert!(s.outputs.iter().any(|o| o.name == "db_password" && o.sensitive));
+        let counts = s.check_counts();
+        assert_eq!(counts.get("pass"), Some(&1));
+        assert_eq!(counts.get("fail"), Some(&1));
+        assert_eq!(counts.get("unknown"), Some(&1));
+        assert_eq!(s.failed_checks().count(), 1);
+    }
+
+    #[test]
+    fn check_results_null_and_missing_are_fine() {
+        let s = parse(r#"{"version":4,"serial":1,"lineage":"l","resources":[],"check_results":null}"#).unwrap();
+        assert!(s.checks.is_empty());
+        let s = parse(r#"{"version":4,"serial":1,"lineage":"l"}"#).unwrap();
+        assert_eq!(s.instance_count(), 0);
+    }
+
+    #[test]
+    fn bad_inputs_have_specific_errors() {
+        assert_eq!(parse("").unwrap_err(), ParseError::Empty);
+        assert_eq!(parse("  \n").unwrap_err(), ParseError::Empty);
+        assert!(matches!(parse(&V4[..V4.len() / 2]), Err(ParseError::Truncated { .. })));
+        assert!(matches!(parse("{\"version\": 4,, }"), Err(ParseError::Syntax { .. })));
+        assert!(matches!(parse("\u{0}\u{1}garbage\u{ff}"), Err(ParseError::Syntax { .. })));
+        assert!(matches!(parse("[1,2]"), Err(ParseError::Schema { .. })));
+        assert_eq!(parse(r#"{"serial": 1}"#).unwrap_err(), ParseError::NotAState);
+        assert_eq!(
+            parse(r#"{"version": 3, "terraform_version": "0.11.14", "serial": 1, "modules": [{"path": ["root"]}]}"#).unwrap_err(),
+            ParseError::Version3
+        );
+        assert_eq!(parse(r#"{"version": 5, "serial": 1}"#).unwrap_err(), ParseError::FutureVersion(5));
+        // A future version whose shape we do not understand still says "version".
+        assert_eq!(
+            parse(r#"{"version": 5, "resources": {"new": "shape"}}"#).unwrap_err(),
+            ParseError::FutureVersion(5)
+        );
+    }
+
+    #[test]
+    fn errors_never_quote_content() {
+        let e = parse(r#"{"version": 4, "serial": "CANARY-serial"}"#).unwrap_err();
+        assert!(!e.to_string().contains("CANARY"), "{e}");
+        let e = parse(r#"{"version": 4, "resources": [{"type": "CANARY-type"}]}"#).unwrap_err();
+        assert!(!e.to_string().contains("CANARY"), "{e}");
+    }
+
+    #[test]
+    fn opentofu_encrypted_state_is_recognised() {
+        let s = parse(r#"{"serial": 3, "lineage": "enc-l", "meta": {"key_provider.pbkdf2.k": "e30="}, "encrypted_data": "AAAA", "encryption_version": "v0"}"#).unwrap();
+        assert!(s.encrypted);
+        assert_eq!(s.serial, Some(3));
+        let s = parse(r#"{"meta": {}, "encrypted_data": "AAAA", "encryption_version": "v0"}"#).unwrap();
+        assert!(s.encrypted);
+        assert_eq!(s.serial, None);
+    }
+
+    #[test]
+    fn attribute_changes_are_detected_by_path() {
+        let a = parse(r#"{"version":4,"resources":[{"type":"t","name":"n","instances":[{"attributes":{"id":"1","size":1,"pw":"x"}}]}]}"#).unwrap();
+        let b = parse(r#"{"version":4,"resources":[{"type":"t","name":"n","instances":[{"attributes":{"id":"1","size":2,"pw":"y"}}]}]}"#).unwrap();
+        let (ia, ib) = (&a.instances[0], &b.instances[0]);
+        assert_ne!(ia.digest.whole, ib.digest.whole);
+        assert_eq!(ia.digest.changed_paths(&a.paths, &ib.digest, &b.paths), vec!["pw", "size"]);
+    }
+}

@@ -1,0 +1,151 @@
+//! Command-line interface. Every flag can also be set from an environment
+//! variable (`HOMELAB_MONITOR_*`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::report::ReportFormat;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+/// Parse `--interval`: seconds (`300`) or humantime (`5m`).
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = crate::config::parse_duration(s)?;
+    if d.is_zero() {
+        return Err("the interval must be longer than zero".into());
+    }
+    Ok(d)
+}
+
+/// Parse `--clock.fixed`: an RFC 3339 time.
+fn parse_time(s: &str) -> Result<std::time::SystemTime, String> {
+    humantime::parse_rfc3339_weak(s.trim_end_matches('Z'))
+        .map_err(|e| format!("invalid time {s:?} ({e}); use RFC 3339 like 2026-01-01T00:00:00Z"))
+}
+
+/// Prometheus exporter for Terraform/OpenTofu state drift, TLS certificate
+/// expiry and backup freshness.
+///
+/// Modes: no mode flag (or --watch) serves /metrics; --state-file checks one
+/// state once and exits 0 (clean), 2 (findings) or 1 (error); --status prints
+/// every configured monitor's targets once.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "homelab-monitor", version, about, long_about)]
+pub struct Cli {
+    /// Configuration file (monitoring-config.yaml). Without one, *.tfstate files
+    /// under the working directory are discovered.
+    #[arg(long, value_name = "FILE", env = "HOMELAB_MONITOR_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Check this state file once, print a report and exit (0 clean, 2 findings, 1 error).
+    #[arg(long = "state-file", value_name = "FILE", env = "HOMELAB_MONITOR_STATE_FILE")]
+    pub state_file: Option<PathBuf>,
+
+    /// Watch every *.tfstate under this folder (recursive); replaces the config's targets.
+    #[arg(long = "state-dir", value_name = "DIR", env = "HOMELAB_MONITOR_STATE_DIR", value_delimiter = ',')]
+    pub state_dir: Vec<PathBuf>,
+
+    /// Serve the exporter and re-check every --interval in the background,
+    /// logging one structured event per detected change.
+    #[arg(long, env = "HOMELAB_MONITOR_WATCH")]
+    pub watch: bool,
+
+    /// Re-check period for every monitor: seconds (300) or a duration (5m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_interval, env = "HOMELAB_MONITOR_INTERVAL")]
+    pub interval: Option<Duration>,
+
+    /// Print every configured monitor's targets, health and last result once, then exit.
+    #[arg(long, env = "HOMELAB_MONITOR_STATUS", conflicts_with = "state_file")]
+    pub status: bool,
+
+    /// Output format of --state-file and --status.
+    #[arg(long, value_enum, default_value = "table", env = "HOMELAB_MONITOR_FORMAT")]
+    pub format: ReportFormat,
+
+    /// Address to listen on (`host:port`, or `:port` for all interfaces).
+    #[arg(long = "web.listen-address", value_name = "ADDR", default_value = "127.0.0.1:9877", env = "HOMELAB_MONITOR_WEB_LISTEN_ADDRESS")]
+    pub listen_address: String,
+
+    /// Path under which to expose metrics.
+    #[arg(long = "web.telemetry-path", value_name = "PATH", default_value = "/metrics", env = "HOMELAB_MONITOR_WEB_TELEMETRY_PATH")]
+    pub telemetry_path: String,
+
+    /// Log level.
+    #[arg(long = "log.level", value_enum, default_value = "info", env = "HOMELAB_MONITOR_LOG_LEVEL")]
+    pub log_level: LogLevel,
+
+    /// Log format: text for people, json for Loki and friends.
+    #[arg(long = "log.format", value_enum, default_value = "text", env = "HOMELAB_MONITOR_LOG_FORMAT")]
+    pub log_format: LogFormat,
+
+    /// Freeze the clock at this time (tests and golden files).
+    #[arg(long = "clock.fixed", value_name = "RFC3339", value_parser = parse_time, env = "HOMELAB_MONITOR_CLOCK_FIXED", hide = true)]
+    pub clock_fixed: Option<std::time::SystemTime>,
+}
+
+impl Cli {
+    /// The listen address with the `:port` shorthand expanded.
+    pub fn listen_address(&self) -> String {
+        if self.listen_address.starts_with(':') {
+            format!("0.0.0.0{}", self.listen_address)
+        } else {
+            self.listen_address.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_invocations_parse() {
+        let c = Cli::try_parse_from([
+            "homelab-monitor",
+            "--state-file",
+            "terraform/terraform.tfstate",
+            "--config",
+            "monitoring-config.yaml",
+        ])
+        .unwrap();
+        assert_eq!(c.state_file.unwrap(), PathBuf::from("terraform/terraform.tfstate"));
+        let c = Cli::try_parse_from(["homelab-monitor", "--watch", "--interval", "300", "--state-dir", "terraform/"]).unwrap();
+        assert!(c.watch);
+        assert_eq!(c.interval, Some(Duration::from_secs(300)));
+        assert_eq!(c.state_dir, vec![PathBuf::from("terraform/")]);
+        let c = Cli::try_parse_from(["homelab-monitor", "--status"]).unwrap();
+        assert!(c.status);
+        let c = Cli::try_parse_from(["homelab-monitor", "--interval", "5m", "--web.listen-address", ":9000"]).unwrap();
+        assert_eq!(c.interval, Some(Duration::from_secs(300)));
+        assert_eq!(c.listen_address(), "0.0.0.0:9000");
+        assert!(Cli::try_parse_from(["homelab-monitor", "--interval", "0"]).is_err());
+        assert!(Cli::try_parse_from(["homelab-monitor", "--status", "--state-file", "x"]).is_err());
+    }
+}

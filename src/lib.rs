@@ -10,6 +10,7 @@
 //! - [`monitors`]: one folder per monitor.
 //! - [`config`], [`cli`], [`report`], [`telemetry`], [`clock`].
 
+pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;

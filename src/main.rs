@@ -1,1 +1,26 @@
-fn main(){}
+//! `homelab-monitor`: parse the command line, start logging, run.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use homelab_monitor::{app, cli::Cli, telemetry};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_level, cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(app::run(cli)) {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            let e = anyhow::Error::from(e);
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

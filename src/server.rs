@@ -1,0 +1,203 @@
+//! HTTP endpoints: `/metrics` (or `--web.telemetry-path`), `/healthz`,
+//! `/readyz` and a landing page at `/`. GET and HEAD only.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+use crate::encoder::Format;
+use crate::registry::Registry;
+
+/// How long a client may take to send its request headers.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long in-flight requests may take to finish after a shutdown signal.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub telemetry_path: String,
+}
+
+struct AppState {
+    registry: Arc<Registry>,
+    cfg: ServerConfig,
+}
+
+type Resp = Response<Full<Bytes>>;
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Resp {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+async fn handle(req: Request<Incoming>, app: Arc<AppState>) -> Result<Resp, Infallible> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD are allowed\n");
+        r.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return Ok(r);
+    }
+    let path = req.uri().path();
+    let resp = if path == app.cfg.telemetry_path {
+        let accept = req
+            .headers()
+            .get(hyper::header::ACCEPT)
+            .and_then(|v| v.to_str().ok());
+        let format = Format::negotiate(accept);
+        match app.registry.scrape(format).await {
+            Ok(body) => {
+                let mut r = text(StatusCode::OK, body);
+                r.headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+                r.headers_mut()
+                    .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                r
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "encoding metrics failed");
+                text(StatusCode::INTERNAL_SERVER_ERROR, "encoding metrics failed\n")
+            }
+        }
+    } else {
+        match path {
+            "/healthz" => text(StatusCode::OK, "ok\n"),
+            "/readyz" => {
+                if app.registry.is_ready() {
+                    text(StatusCode::OK, "ready\n")
+                } else {
+                    text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "not ready: the first collection is still running\n",
+                    )
+                }
+            }
+            "/" => {
+                let mut r = text(StatusCode::OK, landing_page(&app));
+                r.headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+                r
+            }
+            _ => text(StatusCode::NOT_FOUND, "not found\n"),
+        }
+    };
+    Ok(resp)
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn landing_page(app: &AppState) -> String {
+    let monitors: String = app
+        .registry
+        .entries()
+        .iter()
+        .map(|e| {
+            format!(
+                "<li><b>{}</b>: {} (every {})</li>",
+                html_escape(e.monitor().name()),
+                html_escape(&e.monitor().describe()),
+                humantime::format_duration(e.monitor().check_interval())
+            )
+        })
+        .collect();
+    let tp = html_escape(&app.cfg.telemetry_path);
+    format!(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>homelab-monitor</title></head>\n<body>\n<h1>homelab-monitor {}</h1>\n<p>Prometheus exporter for Terraform state drift, certificate expiry and backups.</p>\n<ul>\n<li><a href=\"{tp}\">{tp}</a>: metrics</li>\n<li><a href=\"/healthz\">/healthz</a>: liveness</li>\n<li><a href=\"/readyz\">/readyz</a>: readiness (first collection done)</li>\n</ul>\n<h2>Monitors</h2>\n<ul>{}</ul>\n</body></html>\n",
+        crate::VERSION,
+        monitors
+    )
+}
+
+/// Serve until `shutdown` resolves, then let in-flight requests finish
+/// (up to [`SHUTDOWN_GRACE`]).
+pub async fn serve(
+    listener: TcpListener,
+    registry: Arc<Registry>,
+    cfg: ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) {
+    let app = Arc::new(AppState { registry, cfg });
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let app = app.clone();
+                let svc = service_fn(move |req| handle(req, app.clone()));
+                let conn = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
+                    .max_buf_size(64 * 1024)
+                    .serve_connection(TokioIo::new(stream), svc);
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tracing::info!("shutting down: waiting for in-flight requests");
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!("all connections closed"),
+        _ = tokio::time::sleep(SHUTDOWN_GRACE) => tracing::warn!("grace period over; closing remaining connections"),
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("received SIGINT"),
+        _ = term => tracing::info!("received SIGTERM"),
+    }
+}

@@ -43,7 +43,13 @@ pub fn terraform_config(config: &Config, ov: &Overrides) -> Option<TerraformConf
 pub fn build(config: &Config, ov: &Overrides) -> Vec<Arc<dyn Monitor>> {
     let mut out: Vec<Arc<dyn Monitor>> = Vec::new();
     if let Some(tf) = terraform_config(config, ov) {
-        out.push(Arc::new(terraform::TerraformMonitor::new(tf, config.base_dir.clone())));
+        // Paths given on the command line are relative to the working directory.
+        let base = if ov.state_files.is_empty() && ov.state_dirs.is_empty() {
+            config.base_dir.clone()
+        } else {
+            std::path::PathBuf::from(".")
+        };
+        out.push(Arc::new(terraform::TerraformMonitor::new(tf, base)));
     }
     let cm = &config.file.custom_monitors;
     if cm.certificate_expiry.as_ref().is_some_and(|c| c.enabled) {

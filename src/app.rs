@@ -1,0 +1,173 @@
+//! Wiring of the modes: serve (optionally `--watch`), `--state-file`, `--status`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cli::Cli;
+use crate::clock::{FixedClock, SharedClock, SystemClock};
+use crate::config::{Config, ConfigError};
+use crate::monitor::CollectContext;
+use crate::monitors::{self, Overrides};
+use crate::registry::Registry;
+use crate::report::{targets_report, Report};
+use crate::server::{self, ServerConfig};
+
+/// Start-up failures (everything later is per target and never fatal).
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot listen on {addr}: {source}; pick another --web.listen-address")]
+    Listen {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Usage(String),
+    #[error("the check failed: {0}")]
+    Check(String),
+}
+
+impl AppError {
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            AppError::Config(c) => c.metric_label(),
+            AppError::Listen { .. } => "listen",
+            AppError::Usage(_) => "usage",
+            AppError::Check(_) => "check",
+        }
+    }
+}
+
+fn clock(cli: &Cli) -> SharedClock {
+    match cli.clock_fixed {
+        Some(t) => Arc::new(FixedClock(t)),
+        None => Arc::new(SystemClock),
+    }
+}
+
+fn load_config(cli: &Cli) -> Result<Config, AppError> {
+    match &cli.config {
+        Some(p) => Ok(Config::load(p)?),
+        None => Ok(Config::discovery(PathBuf::from("."))),
+    }
+}
+
+fn overrides(cli: &Cli) -> Overrides {
+    Overrides {
+        state_dirs: cli.state_dir.iter().map(|p| p.to_string_lossy().to_string()).collect(),
+        state_files: cli
+            .state_file
+            .iter()
+            .map(|p| p.to_string_lossy().to_string())
+            .collect(),
+        interval: cli.interval,
+    }
+}
+
+/// Run the mode selected by `cli`; returns the process exit code.
+pub async fn run(cli: Cli) -> Result<i32, AppError> {
+    let config = load_config(&cli)?;
+    if let Some(src) = &config.source {
+        tracing::info!(config = %src.display(), "configuration loaded");
+    } else if cli.state_file.is_none() && cli.state_dir.is_empty() {
+        tracing::info!("no --config given: discovering *.tfstate under the working directory");
+    }
+    let clock = clock(&cli);
+    let ov = overrides(&cli);
+    if cli.state_file.is_some() {
+        return one_shot_state(&cli, &config, &ov, &clock).await;
+    }
+    let monitors = monitors::build(&config, &ov);
+    if monitors.is_empty() {
+        tracing::warn!("no monitor is enabled; /metrics will only carry the exporter's own metrics");
+    }
+    let registry = Arc::new(Registry::new(monitors, clock));
+    if cli.status {
+        return Ok(status(&cli, &registry).await);
+    }
+    serve(&cli, registry).await
+}
+
+async fn one_shot_state(cli: &Cli, config: &Config, ov: &Overrides, clock: &SharedClock) -> Result<i32, AppError> {
+    let monitors = monitors::build(config, ov);
+    let tf = monitors
+        .iter()
+        .find(|m| m.name() == "terraform_state")
+        .ok_or_else(|| AppError::Usage("the terraform monitor is not available".into()))?;
+    let report: Report = tf
+        .report(CollectContext { now: clock.now() })
+        .await
+        .map_err(|e| AppError::Check(e.to_string()))?;
+    print!("{}", report.render(cli.format));
+    Ok(report.exit_code())
+}
+
+async fn status(cli: &Cli, registry: &Registry) -> i32 {
+    let outcomes = registry.gather().await;
+    let entries: Vec<(&str, &crate::snapshot::Snapshot, bool)> = outcomes
+        .iter()
+        .map(|o| (o.monitor, o.snapshot.as_ref(), o.stale))
+        .collect();
+    let mut report = targets_report(&entries);
+    for o in &outcomes {
+        if let Some(e) = o.error.as_ref().filter(|_| !o.success) {
+            report.errors += 1;
+            eprintln!("monitor {} failed: {e}", o.monitor);
+        }
+    }
+    print!("{}", report.render(cli.format));
+    report.exit_code()
+}
+
+async fn serve(cli: &Cli, registry: Arc<Registry>) -> Result<i32, AppError> {
+    let addr = cli.listen_address();
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|source| AppError::Listen {
+            addr: addr.clone(),
+            source,
+        })?;
+    let local = listener.local_addr().map(|a| a.to_string()).unwrap_or(addr);
+    let names: Vec<&str> = registry.entries().iter().map(|e| e.monitor().name()).collect();
+    tracing::info!(address = %local, path = %cli.telemetry_path, monitors = ?names, watch = cli.watch, "listening");
+
+    // First collection in the background: /readyz turns 200 when it is done.
+    let warm = registry.clone();
+    tokio::spawn(async move {
+        warm.gather().await;
+        tracing::info!("first collection done");
+    });
+    if cli.watch {
+        let period = cli.interval.unwrap_or_else(|| {
+            registry
+                .entries()
+                .iter()
+                .map(|e| e.monitor().check_interval())
+                .min()
+                .unwrap_or(Duration::from_secs(300))
+        });
+        let w = registry.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                w.gather().await;
+            }
+        });
+    }
+    server::serve(
+        listener,
+        registry,
+        ServerConfig {
+            telemetry_path: cli.telemetry_path.clone(),
+        },
+        server::shutdown_signal(),
+    )
+    .await;
+    Ok(0)
+}

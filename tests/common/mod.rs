@@ -1,0 +1,247 @@
+//! Shared helpers for the integration tests: run the binary, speak HTTP on
+//! loopback, copy the example, find real tools.
+#![allow(dead_code)]
+
+pub mod gen;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_homelab-monitor");
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free loopback port")
+}
+
+/// Recursively copy a folder.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), &dst).unwrap();
+        }
+    }
+}
+
+/// Set the mtime of every file under `dir` (golden files need stable timestamps).
+pub fn set_mtimes(dir: &Path, t: SystemTime) {
+    for e in walk(dir) {
+        if e.is_file() {
+            let f = std::fs::File::options().write(true).open(&e).unwrap();
+            f.set_modified(t).unwrap();
+        }
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// The shipped example, copied to a temp dir.
+pub fn example_copy() -> tempfile::TempDir {
+    let t = tempfile::tempdir().unwrap();
+    copy_dir(&repo().join("examples"), t.path());
+    t
+}
+
+/// A raw HTTP/1.1 response.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: String,
+    pub body: String,
+}
+
+/// GET (or another method) over a fresh loopback connection.
+pub fn http(port: u16, method: &str, path: &str, extra_headers: &str) -> std::io::Result<HttpResponse> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(120)))?;
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{extra_headers}\r\n")?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)?;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Ok(HttpResponse {
+        status,
+        headers: head.to_string(),
+        body: body.to_string(),
+    })
+}
+
+pub fn get(port: u16, path: &str) -> HttpResponse {
+    http(port, "GET", path, "").expect("HTTP request failed")
+}
+
+/// A running exporter; killed (SIGTERM, then SIGKILL) on drop.
+pub struct Exporter {
+    pub child: Child,
+    pub port: u16,
+    pub stderr_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Exporter {
+    /// Start the binary in `cwd` with `args` plus a loopback listen address.
+    pub fn start(cwd: &Path, args: &[&str]) -> Exporter {
+        Self::start_with(cwd, args, None)
+    }
+
+    /// Same, optionally wrapped in a command prefix (e.g. setpriv to drop root).
+    pub fn start_with(cwd: &Path, args: &[&str], prefix: Option<&[&str]>) -> Exporter {
+        let port = free_port();
+        let logdir = tempfile::tempdir().unwrap();
+        let stderr_path = logdir.path().join("stderr.log");
+        let listen = format!("127.0.0.1:{port}");
+        let mut cmd = match prefix {
+            Some(p) => {
+                let mut c = Command::new(p[0]);
+                c.args(&p[1..]).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        cmd.current_dir(cwd)
+            .args(args)
+            .args(["--web.listen-address", &listen])
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr_path).unwrap());
+        let child = cmd.spawn().expect("cannot start homelab-monitor");
+        let mut e = Exporter {
+            child,
+            port,
+            stderr_path,
+            _dir: logdir,
+        };
+        e.wait_healthy();
+        e
+    }
+
+    fn wait_healthy(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("exporter exited early with {status}: {}", self.logs());
+            }
+            if http(self.port, "GET", "/healthz", "").map(|r| r.status == 200).unwrap_or(false) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("exporter did not become healthy: {}", self.logs());
+    }
+
+    /// Wait until /readyz is 200 (first collection done).
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            if get(self.port, "/readyz").status == 200 {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("exporter never became ready: {}", self.logs());
+    }
+
+    pub fn metrics(&self) -> String {
+        let r = get(self.port, "/metrics");
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// Send SIGTERM and wait for the exit status code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(40);
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return s.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        None
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+            std::thread::sleep(Duration::from_millis(100));
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The value of the series `name{labels}` in an exposition, if present.
+/// `labels` must be given in the order the exporter writes them.
+pub fn series(metrics: &str, name_and_labels: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| {
+        let rest = l.strip_prefix(name_and_labels)?;
+        let v = rest.strip_prefix(' ')?;
+        v.trim().parse().ok()
+    })
+}
+
+/// Run the binary to completion.
+pub fn run(cwd: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .current_dir(cwd)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("cannot run homelab-monitor");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+/// Path of a required external tool, or a panic naming the package to install.
+pub fn tool(name: &str, package: &str) -> PathBuf {
+    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
+        let p = Path::new(dir).join(name);
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!("`{name}` is not installed: run `apt-get install -y {package}` (the README's test command does this)");
+}

@@ -57,7 +57,11 @@ fn load_config(cli: &Cli) -> Result<Config, AppError> {
 
 fn overrides(cli: &Cli) -> Overrides {
     Overrides {
-        state_dirs: cli.state_dir.iter().map(|p| p.to_string_lossy().to_string()).collect(),
+        state_dirs: cli
+            .state_dir
+            .iter()
+            .map(|p| p.to_string_lossy().to_string())
+            .collect(),
         state_files: cli
             .state_file
             .iter()
@@ -82,7 +86,9 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
     }
     let monitors = monitors::build(&config, &ov);
     if monitors.is_empty() {
-        tracing::warn!("no monitor is enabled; /metrics will only carry the exporter's own metrics");
+        tracing::warn!(
+            "no monitor is enabled; /metrics will only carry the exporter's own metrics"
+        );
     }
     let registry = Arc::new(Registry::new(monitors, clock));
     if cli.status {
@@ -91,7 +97,12 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
     serve(&cli, registry).await
 }
 
-async fn one_shot_state(cli: &Cli, config: &Config, ov: &Overrides, clock: &SharedClock) -> Result<i32, AppError> {
+async fn one_shot_state(
+    cli: &Cli,
+    config: &Config,
+    ov: &Overrides,
+    clock: &SharedClock,
+) -> Result<i32, AppError> {
     let monitors = monitors::build(config, ov);
     let tf = monitors
         .iter()
@@ -131,7 +142,11 @@ async fn serve(cli: &Cli, registry: Arc<Registry>) -> Result<i32, AppError> {
             source,
         })?;
     let local = listener.local_addr().map(|a| a.to_string()).unwrap_or(addr);
-    let names: Vec<&str> = registry.entries().iter().map(|e| e.monitor().name()).collect();
+    let names: Vec<&str> = registry
+        .entries()
+        .iter()
+        .map(|e| e.monitor().name())
+        .collect();
     tracing::info!(address = %local, path = %cli.telemetry_path, monitors = ?names, watch = cli.watch, "listening");
 
     // First collection in the background: /readyz turns 200 when it is done.

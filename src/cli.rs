@@ -65,11 +65,20 @@ pub struct Cli {
     pub config: Option<PathBuf>,
 
     /// Check this state file once, print a report and exit (0 clean, 2 findings, 1 error).
-    #[arg(long = "state-file", value_name = "FILE", env = "HOMELAB_MONITOR_STATE_FILE")]
+    #[arg(
+        long = "state-file",
+        value_name = "FILE",
+        env = "HOMELAB_MONITOR_STATE_FILE"
+    )]
     pub state_file: Option<PathBuf>,
 
     /// Watch every *.tfstate under this folder (recursive); replaces the config's targets.
-    #[arg(long = "state-dir", value_name = "DIR", env = "HOMELAB_MONITOR_STATE_DIR", value_delimiter = ',')]
+    #[arg(
+        long = "state-dir",
+        value_name = "DIR",
+        env = "HOMELAB_MONITOR_STATE_DIR",
+        value_delimiter = ','
+    )]
     pub state_dir: Vec<PathBuf>,
 
     /// Serve the exporter and re-check every --interval in the background,
@@ -86,23 +95,48 @@ pub struct Cli {
     pub status: bool,
 
     /// Output format of --state-file and --status.
-    #[arg(long, value_enum, default_value = "table", env = "HOMELAB_MONITOR_FORMAT")]
+    #[arg(
+        long,
+        value_enum,
+        default_value = "table",
+        env = "HOMELAB_MONITOR_FORMAT"
+    )]
     pub format: ReportFormat,
 
     /// Address to listen on (`host:port`, or `:port` for all interfaces).
-    #[arg(long = "web.listen-address", value_name = "ADDR", default_value = "127.0.0.1:9877", env = "HOMELAB_MONITOR_WEB_LISTEN_ADDRESS")]
+    #[arg(
+        long = "web.listen-address",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:9877",
+        env = "HOMELAB_MONITOR_WEB_LISTEN_ADDRESS"
+    )]
     pub listen_address: String,
 
     /// Path under which to expose metrics.
-    #[arg(long = "web.telemetry-path", value_name = "PATH", default_value = "/metrics", env = "HOMELAB_MONITOR_WEB_TELEMETRY_PATH")]
+    #[arg(
+        long = "web.telemetry-path",
+        value_name = "PATH",
+        default_value = "/metrics",
+        env = "HOMELAB_MONITOR_WEB_TELEMETRY_PATH"
+    )]
     pub telemetry_path: String,
 
     /// Log level.
-    #[arg(long = "log.level", value_enum, default_value = "info", env = "HOMELAB_MONITOR_LOG_LEVEL")]
+    #[arg(
+        long = "log.level",
+        value_enum,
+        default_value = "info",
+        env = "HOMELAB_MONITOR_LOG_LEVEL"
+    )]
     pub log_level: LogLevel,
 
     /// Log format: text for people, json for Loki and friends.
-    #[arg(long = "log.format", value_enum, default_value = "text", env = "HOMELAB_MONITOR_LOG_FORMAT")]
+    #[arg(
+        long = "log.format",
+        value_enum,
+        default_value = "text",
+        env = "HOMELAB_MONITOR_LOG_FORMAT"
+    )]
     pub log_format: LogFormat,
 
     /// Freeze the clock at this time (tests and golden files).
@@ -135,14 +169,32 @@ mod tests {
             "monitoring-config.yaml",
         ])
         .unwrap();
-        assert_eq!(c.state_file.unwrap(), PathBuf::from("terraform/terraform.tfstate"));
-        let c = Cli::try_parse_from(["homelab-monitor", "--watch", "--interval", "300", "--state-dir", "terraform/"]).unwrap();
+        assert_eq!(
+            c.state_file.unwrap(),
+            PathBuf::from("terraform/terraform.tfstate")
+        );
+        let c = Cli::try_parse_from([
+            "homelab-monitor",
+            "--watch",
+            "--interval",
+            "300",
+            "--state-dir",
+            "terraform/",
+        ])
+        .unwrap();
         assert!(c.watch);
         assert_eq!(c.interval, Some(Duration::from_secs(300)));
         assert_eq!(c.state_dir, vec![PathBuf::from("terraform/")]);
         let c = Cli::try_parse_from(["homelab-monitor", "--status"]).unwrap();
         assert!(c.status);
-        let c = Cli::try_parse_from(["homelab-monitor", "--interval", "5m", "--web.listen-address", ":9000"]).unwrap();
+        let c = Cli::try_parse_from([
+            "homelab-monitor",
+            "--interval",
+            "5m",
+            "--web.listen-address",
+            ":9000",
+        ])
+        .unwrap();
         assert_eq!(c.interval, Some(Duration::from_secs(300)));
         assert_eq!(c.listen_address(), "0.0.0.0:9000");
         assert!(Cli::try_parse_from(["homelab-monitor", "--interval", "0"]).is_err());

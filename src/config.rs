@@ -20,22 +20,39 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{}", render_invalid(path, line, column, key, message, suggestion))]
-    Invalid {
-        path: PathBuf,
-        line: Option<usize>,
-        column: Option<usize>,
-        key: String,
-        message: String,
-        suggestion: Option<String>,
-    },
+    #[error("{0}")]
+    Invalid(Box<InvalidConfig>),
+}
+
+/// Where and why a config file is invalid.
+#[derive(Debug)]
+pub struct InvalidConfig {
+    pub path: PathBuf,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub key: String,
+    pub message: String,
+    pub suggestion: Option<String>,
+}
+
+impl fmt::Display for InvalidConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&render_invalid(
+            &self.path,
+            &self.line,
+            &self.column,
+            &self.key,
+            &self.message,
+            &self.suggestion,
+        ))
+    }
 }
 
 impl ConfigError {
     pub fn metric_label(&self) -> &'static str {
         match self {
             ConfigError::Read { .. } => "read",
-            ConfigError::Invalid { .. } => "invalid",
+            ConfigError::Invalid(_) => "invalid",
         }
     }
 }
@@ -411,22 +428,24 @@ pub fn parse(text: &str, path: &Path) -> Result<ConfigFile, ConfigError> {
         };
         let raw = strip_location(&inner.to_string());
         let (message, suggestion) = explain(&raw);
-        ConfigError::Invalid {
+        ConfigError::Invalid(Box::new(InvalidConfig {
             path: path.to_path_buf(),
             line,
             column,
             key,
             message,
             suggestion,
-        }
+        }))
     })?;
-    validate(&file).map_err(|(key, message)| ConfigError::Invalid {
-        path: path.to_path_buf(),
-        line: line_of_key(text, &key),
-        column: None,
-        key,
-        message,
-        suggestion: None,
+    validate(&file).map_err(|(key, message)| {
+        ConfigError::Invalid(Box::new(InvalidConfig {
+            path: path.to_path_buf(),
+            line: line_of_key(text, &key),
+            column: None,
+            key,
+            message,
+            suggestion: None,
+        }))
     })?;
     Ok(file)
 }
@@ -469,7 +488,10 @@ fn validate(file: &ConfigFile) -> Result<(), (String, String)> {
         }
     }
     if let Some(t) = &file.custom_monitors.terraform_state {
-        for (k, v) in [("drift_report", Some(&t.drift_report)), ("baseline", t.baseline.as_ref())] {
+        for (k, v) in [
+            ("drift_report", Some(&t.drift_report)),
+            ("baseline", t.baseline.as_ref()),
+        ] {
             if let Some(v) = v {
                 if v.is_empty() || v.contains('/') || v.contains('\\') {
                     return Err((
@@ -560,7 +582,9 @@ mod tests {
 
     #[test]
     fn unknown_key_names_file_line_key_and_suggests() {
-        let e = err("custom_monitors:\n  terraform_state:\n    enabled: true\n    stat_files: [\"a\"]\n");
+        let e = err(
+            "custom_monitors:\n  terraform_state:\n    enabled: true\n    stat_files: [\"a\"]\n",
+        );
         assert!(e.contains("cfg.yaml"), "{e}");
         assert!(e.contains("line 4"), "{e}");
         assert!(e.contains("custom_monitors.terraform_state"), "{e}");
@@ -585,7 +609,8 @@ mod tests {
 
     #[test]
     fn wrong_type_names_key_without_quoting_value() {
-        let e = err("custom_monitors:\n  certificate_expiry:\n    warning_days: \"s3cr3t-canary\"\n");
+        let e =
+            err("custom_monitors:\n  certificate_expiry:\n    warning_days: \"s3cr3t-canary\"\n");
         assert!(e.contains("warning_days"), "{e}");
         assert!(e.contains("line 3"), "{e}");
         assert!(!e.contains("s3cr3t-canary"), "{e}");
@@ -593,7 +618,9 @@ mod tests {
 
     #[test]
     fn thresholds_are_checked() {
-        let e = err("custom_monitors:\n  certificate_expiry:\n    warning_days: 3\n    critical_days: 7\n");
+        let e = err(
+            "custom_monitors:\n  certificate_expiry:\n    warning_days: 3\n    critical_days: 7\n",
+        );
         assert!(e.contains("critical_days (7) must not be larger"), "{e}");
         assert!(e.contains("line 4"), "{e}");
     }

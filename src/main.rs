@@ -8,7 +8,10 @@ use homelab_monitor::{app, cli::Cli, telemetry};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log_level, cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -40,15 +40,21 @@ type Resp = Response<Full<Bytes>>;
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Resp {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
 async fn handle(req: Request<Incoming>, app: Arc<AppState>) -> Result<Resp, Infallible> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD are allowed\n");
-        r.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        let mut r = text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "only GET and HEAD are allowed\n",
+        );
+        r.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         return Ok(r);
     }
     let path = req.uri().path();
@@ -61,15 +67,20 @@ async fn handle(req: Request<Incoming>, app: Arc<AppState>) -> Result<Resp, Infa
         match app.registry.scrape(format).await {
             Ok(body) => {
                 let mut r = text(StatusCode::OK, body);
-                r.headers_mut()
-                    .insert(CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+                r.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static(format.content_type()),
+                );
                 r.headers_mut()
                     .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
                 r
             }
             Err(e) => {
                 tracing::error!(error = %e, "encoding metrics failed");
-                text(StatusCode::INTERNAL_SERVER_ERROR, "encoding metrics failed\n")
+                text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "encoding metrics failed\n",
+                )
             }
         }
     } else {
@@ -87,8 +98,10 @@ async fn handle(req: Request<Incoming>, app: Arc<AppState>) -> Result<Resp, Infa
             }
             "/" => {
                 let mut r = text(StatusCode::OK, landing_page(&app));
-                r.headers_mut()
-                    .insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+                r.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("text/html; charset=utf-8"),
+                );
                 r
             }
             _ => text(StatusCode::NOT_FOUND, "not found\n"),

@@ -57,7 +57,10 @@ fn real_prometheus_scrapes_and_the_seed_drift_alert_goes_pending_then_fires() {
     let port = free_port();
     let child = Command::new(prometheus)
         .args([
-            &format!("--config.file={}", work.path().join("prometheus.yml").display()),
+            &format!(
+                "--config.file={}",
+                work.path().join("prometheus.yml").display()
+            ),
             &format!("--storage.tsdb.path={}", work.path().join("data").display()),
             &format!("--web.listen-address=127.0.0.1:{port}"),
         ])
@@ -66,7 +69,11 @@ fn real_prometheus_scrapes_and_the_seed_drift_alert_goes_pending_then_fires() {
         .spawn()
         .unwrap();
     let _p = Kill(child);
-    wait_for("prometheus ready", || http(port, "GET", "/-/ready", "").ok().filter(|r| r.status == 200));
+    wait_for("prometheus ready", || {
+        http(port, "GET", "/-/ready", "")
+            .ok()
+            .filter(|r| r.status == 200)
+    });
     wait_for("a healthy scrape", || {
         let v = api(port, "/api/v1/targets");
         let t = &v["data"]["activeTargets"][0];
@@ -86,7 +93,10 @@ fn real_prometheus_scrapes_and_the_seed_drift_alert_goes_pending_then_fires() {
     });
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     assert_eq!(alerts[0]["labels"]["alertname"], "TerraformStateDrift");
-    assert_eq!(alerts[0]["labels"]["state_file"], "terraform/environments/prod/terraform.tfstate");
+    assert_eq!(
+        alerts[0]["labels"]["state_file"],
+        "terraform/environments/prod/terraform.tfstate"
+    );
     assert_eq!(alerts[0]["labels"]["severity"], "warning");
     assert_eq!(alerts[0]["state"], "pending");
 
@@ -110,6 +120,15 @@ fn real_prometheus_scrapes_and_the_seed_drift_alert_goes_pending_then_fires() {
     );
     let test_file = work.path().join("drift_test.yml");
     std::fs::write(&test_file, test).unwrap();
-    let out = Command::new(promtool).args(["test", "rules"]).arg(&test_file).output().unwrap();
-    assert!(out.status.success(), "promtool test rules failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(promtool)
+        .args(["test", "rules"])
+        .arg(&test_file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool test rules failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -77,10 +77,18 @@ pub struct HttpResponse {
 }
 
 /// GET (or another method) over a fresh loopback connection.
-pub fn http(port: u16, method: &str, path: &str, extra_headers: &str) -> std::io::Result<HttpResponse> {
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    extra_headers: &str,
+) -> std::io::Result<HttpResponse> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(120)))?;
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{extra_headers}\r\n")?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{extra_headers}\r\n"
+    )?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;
     let text = String::from_utf8_lossy(&buf).to_string();
@@ -153,7 +161,10 @@ impl Exporter {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("exporter exited early with {status}: {}", self.logs());
             }
-            if http(self.port, "GET", "/healthz", "").map(|r| r.status == 200).unwrap_or(false) {
+            if http(self.port, "GET", "/healthz", "")
+                .map(|r| r.status == 200)
+                .unwrap_or(false)
+            {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -185,7 +196,10 @@ impl Exporter {
 
     /// Send SIGTERM and wait for the exit status code.
     pub fn terminate(&mut self) -> Option<i32> {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(40);
         while Instant::now() < deadline {
             if let Ok(Some(s)) = self.child.try_wait() {
@@ -201,7 +215,10 @@ impl Exporter {
 impl Drop for Exporter {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
-            let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(self.child.id().to_string())
+                .status();
             std::thread::sleep(Duration::from_millis(100));
             let _ = self.child.kill();
             let _ = self.child.wait();

@@ -5,10 +5,10 @@ use std::fmt;
 use std::io::Read;
 use std::time::SystemTime;
 
-use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 use super::digest::{with_path_table, AttrDigest, PathTable};
+use super::json_stream::ObjectStream;
 use super::state::ParseError;
 
 /// A planned action, as exported in `terraform_state_pending_changes{action}`.
@@ -22,7 +22,12 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 4] = [Action::Create, Action::Update, Action::Delete, Action::Replace];
+    pub const ALL: [Action; 4] = [
+        Action::Create,
+        Action::Update,
+        Action::Delete,
+        Action::Replace,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -100,35 +105,6 @@ impl PlanError {
 }
 
 #[derive(Deserialize)]
-struct RawPlan {
-    #[serde(default)]
-    format_version: Option<String>,
-    #[serde(default)]
-    terraform_version: Option<String>,
-    #[serde(default)]
-    timestamp: Option<String>,
-    #[serde(default)]
-    resource_drift: Option<Vec<RawChange>>,
-    #[serde(default)]
-    resource_changes: Option<Vec<RawChange>>,
-    #[serde(default)]
-    planned_values: Option<IgnoredAny>,
-    #[serde(default)]
-    prior_state: Option<IgnoredAny>,
-    #[serde(default)]
-    configuration: Option<IgnoredAny>,
-    #[serde(default)]
-    errored: Option<bool>,
-    // Shapes of other documents, to say what the file is instead.
-    #[serde(default)]
-    values: Option<IgnoredAny>,
-    #[serde(default)]
-    lineage: Option<IgnoredAny>,
-    #[serde(default)]
-    resources: Option<IgnoredAny>,
-}
-
-#[derive(Deserialize)]
 struct RawChange {
     address: String,
     #[serde(default)]
@@ -145,34 +121,19 @@ struct RawChangeBody {
     after: Option<AttrDigest>,
 }
 
-/// Parse a `terraform show -json` plan document.
+/// Parse a `terraform show -json` plan document (streamed: `prior_state`,
+/// `planned_values` and the like are skipped without being kept).
 pub fn parse_plan<R: Read>(reader: R) -> Result<ParsedPlan, PlanError> {
-    let mut reader = std::io::BufReader::with_capacity(256 * 1024, reader);
-    {
-        use std::io::BufRead;
-        let buf = reader
-            .fill_buf()
-            .map_err(|e| ParseError::Io(format!("{:?}", e.kind())))?;
-        if buf.iter().all(|b| b.is_ascii_whitespace()) {
-            return Err(ParseError::Empty.into());
-        }
-    }
-    let (raw, paths) = with_path_table(|| {
-        let mut de = serde_json::Deserializer::from_reader(&mut reader);
-        RawPlan::deserialize(&mut de).and_then(|r| de.end().map(|_| r))
-    });
-    let raw = raw.map_err(|e| ParseError::from_json(&e, "not a plan in JSON form"))?;
-    let is_plan = raw.planned_values.is_some()
-        || raw.resource_changes.is_some()
-        || raw.resource_drift.is_some()
-        || raw.prior_state.is_some()
-        || raw.configuration.is_some();
-    let format_version = match (raw.format_version, is_plan) {
+    let mut s = ObjectStream::new(reader, "not a plan in JSON form")?;
+    let (res, paths) = with_path_table(|| read_plan(&mut s));
+    let p = res?;
+    let is_plan = p.plan_keys > 0;
+    let format_version = match (p.format_version, is_plan) {
         (Some(v), true) => v,
         _ => {
-            let what = if raw.lineage.is_some() || raw.resources.is_some() {
+            let what = if p.state_keys > 0 {
                 "a raw state file"
-            } else if raw.values.is_some() {
+            } else if p.has_values {
                 "`terraform show -json` of a state"
             } else {
                 "a JSON document of another kind"
@@ -180,23 +141,79 @@ pub fn parse_plan<R: Read>(reader: R) -> Result<ParsedPlan, PlanError> {
             return Err(PlanError::NotAPlan(what));
         }
     };
-    let timestamp = raw
+    let timestamp = p
         .timestamp
         .as_deref()
         .and_then(|t| humantime::parse_rfc3339_weak(t.trim_end_matches('Z')).ok());
     Ok(ParsedPlan {
         format_version,
-        terraform_version: raw.terraform_version,
+        terraform_version: p.terraform_version,
         timestamp,
-        drift: changes(raw.resource_drift, &paths),
-        pending: changes(raw.resource_changes, &paths),
-        errored: raw.errored.unwrap_or(false),
+        drift: changes(p.drift, &paths),
+        pending: changes(p.pending, &paths),
+        errored: p.errored,
     })
 }
 
-fn changes(raw: Option<Vec<RawChange>>, paths: &PathTable) -> Vec<Change> {
+#[derive(Default)]
+struct PartialPlan {
+    format_version: Option<String>,
+    terraform_version: Option<String>,
+    timestamp: Option<String>,
+    drift: Vec<RawChange>,
+    pending: Vec<RawChange>,
+    errored: bool,
+    plan_keys: usize,
+    state_keys: usize,
+    has_values: bool,
+}
+
+fn read_plan<R: Read>(s: &mut ObjectStream<R>) -> Result<PartialPlan, ParseError> {
+    let mut p = PartialPlan::default();
+    while let Some(key) = s.next_key()? {
+        match key.as_str() {
+            "format_version" => p.format_version = s.value()?,
+            "terraform_version" => p.terraform_version = s.value()?,
+            "timestamp" => p.timestamp = s.value()?,
+            "errored" => p.errored = s.value::<Option<bool>>()?.unwrap_or(false),
+            "resource_drift" => {
+                p.plan_keys += 1;
+                let keep = &mut p.drift;
+                s.each(|c: RawChange| keep_change(keep, c))?;
+            }
+            "resource_changes" => {
+                p.plan_keys += 1;
+                let keep = &mut p.pending;
+                s.each(|c: RawChange| keep_change(keep, c))?;
+            }
+            "planned_values" | "prior_state" | "configuration" => {
+                p.plan_keys += 1;
+                s.skip()?;
+            }
+            "lineage" | "resources" => {
+                p.state_keys += 1;
+                s.skip()?;
+            }
+            "values" => {
+                p.has_values = true;
+                s.skip()?;
+            }
+            _ => s.skip()?,
+        }
+    }
+    s.finish()?;
+    Ok(p)
+}
+
+/// Keep only real changes (no-op and read entries are dropped as they stream past).
+fn keep_change(keep: &mut Vec<RawChange>, c: RawChange) {
+    if Action::classify(&c.change.actions).is_some() {
+        keep.push(c);
+    }
+}
+
+fn changes(raw: Vec<RawChange>, paths: &PathTable) -> Vec<Change> {
     let mut out: Vec<Change> = raw
-        .unwrap_or_default()
         .into_iter()
         .filter_map(|c| {
             let action = Action::classify(&c.change.actions)?;
@@ -256,14 +273,20 @@ mod tests {
 
     #[test]
     fn documents_that_are_not_plans_are_named() {
-        let e = parse_plan(r#"{"version":4,"serial":1,"lineage":"x","resources":[]}"#.as_bytes()).unwrap_err();
+        let e = parse_plan(r#"{"version":4,"serial":1,"lineage":"x","resources":[]}"#.as_bytes())
+            .unwrap_err();
         assert_eq!(e, PlanError::NotAPlan("a raw state file"));
-        let e = parse_plan(r#"{"format_version":"1.0","values":{"root_module":{}}}"#.as_bytes()).unwrap_err();
+        let e = parse_plan(r#"{"format_version":"1.0","values":{"root_module":{}}}"#.as_bytes())
+            .unwrap_err();
         assert_eq!(e, PlanError::NotAPlan("`terraform show -json` of a state"));
         let e = parse_plan(r#"{"hello":"world"}"#.as_bytes()).unwrap_err();
         assert_eq!(e.metric_label(), "not_a_plan");
-        let e = parse_plan(r#"{"format_version":"1.2","resource_changes":["#.as_bytes()).unwrap_err();
+        let e =
+            parse_plan(r#"{"format_version":"1.2","resource_changes":["#.as_bytes()).unwrap_err();
         assert_eq!(e.metric_label(), "truncated");
-        assert_eq!(parse_plan("".as_bytes()).unwrap_err().metric_label(), "empty");
+        assert_eq!(
+            parse_plan("".as_bytes()).unwrap_err().metric_label(),
+            "empty"
+        );
     }
 }

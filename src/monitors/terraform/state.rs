@@ -12,6 +12,7 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
 use super::digest::{with_path_table, AttrDigest, PathTable};
+use super::json_stream::ObjectStream;
 
 /// What went wrong while parsing a document; positions only, never content.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,7 +33,9 @@ pub enum ParseError {
     NotAState,
     #[error("state format version 3 (Terraform 0.11 or older) is not supported; upgrade it by running Terraform >= 0.12 (`terraform plan`/`apply`) on this configuration")]
     Version3,
-    #[error("state format version {0} is newer than the supported version 4; upgrade homelab-monitor")]
+    #[error(
+        "state format version {0} is newer than the supported version 4; upgrade homelab-monitor"
+    )]
     FutureVersion(u64),
     #[error("state format version {0} is not supported (only version 4)")]
     OldVersion(u64),
@@ -144,34 +147,85 @@ impl ParsedState {
 
 /// Parse a state document from a reader (streamed, not loaded whole).
 pub fn parse_state<R: Read>(reader: R) -> Result<ParsedState, ParseError> {
-    // Keep the first bytes to explain schema errors by the version field.
-    let mut reader = std::io::BufReader::with_capacity(256 * 1024, reader);
-    let head = {
-        use std::io::BufRead;
-        let buf = reader.fill_buf().map_err(|e| ParseError::Io(format!("{:?}", e.kind())))?;
-        if buf.iter().all(|b| b.is_ascii_whitespace()) {
-            return Err(ParseError::Empty);
+    let mut stream = ObjectStream::new(reader, "not a Terraform state")?;
+    let head = stream.head().to_vec();
+    let (res, paths) = with_path_table(|| read_members(&mut stream));
+    match res {
+        Ok(mut p) => {
+            p.st.paths = paths;
+            finish(p)
         }
-        buf[..buf.len().min(4096)].to_vec()
-    };
-    let (raw, paths) = with_path_table(|| {
-        let mut de = serde_json::Deserializer::from_reader(&mut reader);
-        let raw = RawState::deserialize(&mut de).and_then(|r| de.end().map(|_| r));
-        raw
-    });
-    let raw = match raw {
-        Ok(r) => r,
-        Err(e) => {
-            let err = ParseError::from_json(&e, "not a Terraform state");
+        Err(err) => {
+            // A schema error in a state of another version: say "version".
             if let ParseError::Schema { .. } = err {
                 if let Some(v) = sniff_version(&head) {
                     check_version(v)?;
                 }
             }
-            return Err(err);
+            Err(err)
         }
-    };
-    build(raw, paths)
+    }
+}
+
+/// Read every top-level member, building the summary as resources stream past.
+fn read_members<R: Read>(s: &mut ObjectStream<R>) -> Result<Partial, ParseError> {
+    let mut p = Partial::default();
+    while let Some(key) = s.next_key()? {
+        match key.as_str() {
+            "version" => p.version = s.value()?,
+            "terraform_version" => p.st.terraform_version = s.value()?,
+            "serial" => p.st.serial = s.value()?,
+            "lineage" => p.st.lineage = s.value()?,
+            "outputs" => {
+                p.st.outputs = s
+                    .value::<Option<Outputs>>()?
+                    .map(|o| o.0)
+                    .unwrap_or_default()
+            }
+            "resources" => {
+                if let Some(v) = p.version.filter(|v| *v != 4) {
+                    // Do not try to understand another version's resources.
+                    check_version(v)?;
+                }
+                let st = &mut p.st;
+                s.each(|r: RawResource| add_resource(st, r))?;
+            }
+            "check_results" => {
+                let st = &mut p.st;
+                s.each(|c: RawCheck| add_check(st, c))?;
+            }
+            "encrypted_data" => p.encrypted = s.value::<Option<IgnoredAny>>()?.is_some(),
+            _ => s.skip()?,
+        }
+    }
+    s.finish()?;
+    Ok(p)
+}
+
+#[derive(Default)]
+struct Partial {
+    version: Option<u64>,
+    encrypted: bool,
+    st: ParsedState,
+}
+
+fn finish(p: Partial) -> Result<ParsedState, ParseError> {
+    let mut st = p.st;
+    if p.encrypted {
+        return Ok(ParsedState {
+            version: p.version.unwrap_or(4),
+            encrypted: true,
+            terraform_version: st.terraform_version,
+            serial: st.serial,
+            lineage: st.lineage,
+            ..ParsedState::default()
+        });
+    }
+    let version = p.version.ok_or(ParseError::NotAState)?;
+    check_version(version)?;
+    st.version = version;
+    st.instances.sort_by(|a, b| a.address.cmp(&b.address));
+    Ok(st)
 }
 
 fn check_version(v: u64) -> Result<(), ParseError> {
@@ -192,75 +246,49 @@ fn sniff_version(head: &[u8]) -> Option<u64> {
     digits.parse().ok()
 }
 
-fn build(raw: RawState, paths: PathTable) -> Result<ParsedState, ParseError> {
-    let encrypted = raw.encrypted_data.is_some();
-    if encrypted {
-        return Ok(ParsedState {
-            version: raw.version.unwrap_or(4),
-            encrypted: true,
-            terraform_version: raw.terraform_version,
-            serial: raw.serial,
-            lineage: raw.lineage,
-            ..ParsedState::default()
+fn add_resource(st: &mut ParsedState, res: RawResource) {
+    let mode = res.mode.unwrap_or_else(|| "managed".into());
+    let prefix = resource_address(res.module.as_deref(), &mode, &res.rtype, &res.name);
+    let mut current = 0u64;
+    for inst in res.instances {
+        let mut address = prefix.clone();
+        if let Some(k) = &inst.index_key {
+            address.push_str(&k.to_string());
+        }
+        if let Some(key) = inst.deposed {
+            st.deposed.push(format!("{address} (deposed {key})"));
+            continue;
+        }
+        current += 1;
+        let digest = inst.attributes.or(inst.attributes_flat).unwrap_or_default();
+        st.instances.push(Instance {
+            address,
+            tainted: inst.status.as_deref() == Some("tainted"),
+            digest,
         });
     }
-    let version = raw.version.ok_or(ParseError::NotAState)?;
-    check_version(version)?;
+    *st.resource_counts.entry((mode, res.rtype)).or_insert(0) += current;
+}
 
-    let mut st = ParsedState {
-        version,
-        terraform_version: raw.terraform_version,
-        serial: raw.serial,
-        lineage: raw.lineage,
-        outputs: raw.outputs.map(|o| o.0).unwrap_or_default(),
-        paths,
-        ..ParsedState::default()
-    };
-    for res in raw.resources.unwrap_or_default() {
-        let mode = res.mode.unwrap_or_else(|| "managed".into());
-        let prefix = resource_address(res.module.as_deref(), &mode, &res.rtype, &res.name);
-        let mut current = 0u64;
-        for inst in res.instances {
-            let mut address = prefix.clone();
-            if let Some(k) = &inst.index_key {
-                address.push_str(&k.to_string());
+fn add_check(st: &mut ParsedState, chk: RawCheck) {
+    let kind = chk.object_kind.unwrap_or_else(|| "unknown".into());
+    let config_addr = chk.config_addr.unwrap_or_default();
+    match chk.objects {
+        Some(objs) if !objs.is_empty() => {
+            for o in objs {
+                st.checks.push(CheckInfo {
+                    address: o.object_addr.unwrap_or_else(|| config_addr.clone()),
+                    kind: kind.clone(),
+                    status: normalize_status(o.status),
+                });
             }
-            if let Some(key) = inst.deposed {
-                st.deposed.push(format!("{address} (deposed {key})"));
-                continue;
-            }
-            current += 1;
-            let digest = inst.attributes.or(inst.attributes_flat).unwrap_or_default();
-            st.instances.push(Instance {
-                address,
-                tainted: inst.status.as_deref() == Some("tainted"),
-                digest,
-            });
         }
-        *st.resource_counts.entry((mode, res.rtype)).or_insert(0) += current;
+        _ => st.checks.push(CheckInfo {
+            address: config_addr,
+            kind,
+            status: normalize_status(chk.status),
+        }),
     }
-    st.instances.sort_by(|a, b| a.address.cmp(&b.address));
-    for chk in raw.check_results.unwrap_or_default() {
-        let kind = chk.object_kind.unwrap_or_else(|| "unknown".into());
-        let config_addr = chk.config_addr.unwrap_or_default();
-        match chk.objects {
-            Some(objs) if !objs.is_empty() => {
-                for o in objs {
-                    st.checks.push(CheckInfo {
-                        address: o.object_addr.unwrap_or_else(|| config_addr.clone()),
-                        kind: kind.clone(),
-                        status: normalize_status(o.status),
-                    });
-                }
-            }
-            _ => st.checks.push(CheckInfo {
-                address: config_addr,
-                kind,
-                status: normalize_status(chk.status),
-            }),
-        }
-    }
-    Ok(st)
 }
 
 fn normalize_status(s: Option<String>) -> String {
@@ -287,26 +315,6 @@ pub fn resource_address(module: Option<&str>, mode: &str, rtype: &str, name: &st
     a.push('.');
     a.push_str(name);
     a
-}
-
-#[derive(Deserialize)]
-struct RawState {
-    #[serde(default)]
-    version: Option<u64>,
-    #[serde(default)]
-    terraform_version: Option<String>,
-    #[serde(default)]
-    serial: Option<u64>,
-    #[serde(default)]
-    lineage: Option<String>,
-    #[serde(default)]
-    outputs: Option<Outputs>,
-    #[serde(default)]
-    resources: Option<Vec<RawResource>>,
-    #[serde(default)]
-    check_results: Option<Vec<RawCheck>>,
-    #[serde(default)]
-    encrypted_data: Option<IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -478,10 +486,19 @@ mod tests {
         );
         assert_eq!(s.deposed, vec!["null_resource.web[1] (deposed 00aa11bb)"]);
         assert_eq!(s.tainted().count(), 1);
-        assert_eq!(s.resource_counts[&("managed".into(), "null_resource".into())], 3);
-        assert_eq!(s.resource_counts[&("data".into(), "null_data_source".into())], 1);
+        assert_eq!(
+            s.resource_counts[&("managed".into(), "null_resource".into())],
+            3
+        );
+        assert_eq!(
+            s.resource_counts[&("data".into(), "null_data_source".into())],
+            1
+        );
         assert_eq!(s.outputs.len(), 2);
-        assert!(s.outputs.iter().any(|o| o.name == "db_password" && o.sensitive));
+        assert!(s
+            .outputs
+            .iter()
+            .any(|o| o.name == "db_password" && o.sensitive));
         let counts = s.check_counts();
         assert_eq!(counts.get("pass"), Some(&1));
         assert_eq!(counts.get("fail"), Some(&1));
@@ -491,7 +508,9 @@ mod tests {
 
     #[test]
     fn check_results_null_and_missing_are_fine() {
-        let s = parse(r#"{"version":4,"serial":1,"lineage":"l","resources":[],"check_results":null}"#).unwrap();
+        let s =
+            parse(r#"{"version":4,"serial":1,"lineage":"l","resources":[],"check_results":null}"#)
+                .unwrap();
         assert!(s.checks.is_empty());
         let s = parse(r#"{"version":4,"serial":1,"lineage":"l"}"#).unwrap();
         assert_eq!(s.instance_count(), 0);
@@ -501,16 +520,31 @@ mod tests {
     fn bad_inputs_have_specific_errors() {
         assert_eq!(parse("").unwrap_err(), ParseError::Empty);
         assert_eq!(parse("  \n").unwrap_err(), ParseError::Empty);
-        assert!(matches!(parse(&V4[..V4.len() / 2]), Err(ParseError::Truncated { .. })));
-        assert!(matches!(parse("{\"version\": 4,, }"), Err(ParseError::Syntax { .. })));
-        assert!(matches!(parse("\u{0}\u{1}garbage\u{ff}"), Err(ParseError::Syntax { .. })));
+        assert!(matches!(
+            parse(&V4[..V4.len() / 2]),
+            Err(ParseError::Truncated { .. })
+        ));
+        assert!(matches!(
+            parse("{\"version\": 4,, }"),
+            Err(ParseError::Syntax { .. })
+        ));
+        assert!(matches!(
+            parse("\u{0}\u{1}garbage\u{ff}"),
+            Err(ParseError::Syntax { .. })
+        ));
         assert!(matches!(parse("[1,2]"), Err(ParseError::Schema { .. })));
-        assert_eq!(parse(r#"{"serial": 1}"#).unwrap_err(), ParseError::NotAState);
+        assert_eq!(
+            parse(r#"{"serial": 1}"#).unwrap_err(),
+            ParseError::NotAState
+        );
         assert_eq!(
             parse(r#"{"version": 3, "terraform_version": "0.11.14", "serial": 1, "modules": [{"path": ["root"]}]}"#).unwrap_err(),
             ParseError::Version3
         );
-        assert_eq!(parse(r#"{"version": 5, "serial": 1}"#).unwrap_err(), ParseError::FutureVersion(5));
+        assert_eq!(
+            parse(r#"{"version": 5, "serial": 1}"#).unwrap_err(),
+            ParseError::FutureVersion(5)
+        );
         // A future version whose shape we do not understand still says "version".
         assert_eq!(
             parse(r#"{"version": 5, "resources": {"new": "shape"}}"#).unwrap_err(),
@@ -531,7 +565,8 @@ mod tests {
         let s = parse(r#"{"serial": 3, "lineage": "enc-l", "meta": {"key_provider.pbkdf2.k": "e30="}, "encrypted_data": "AAAA", "encryption_version": "v0"}"#).unwrap();
         assert!(s.encrypted);
         assert_eq!(s.serial, Some(3));
-        let s = parse(r#"{"meta": {}, "encrypted_data": "AAAA", "encryption_version": "v0"}"#).unwrap();
+        let s =
+            parse(r#"{"meta": {}, "encrypted_data": "AAAA", "encryption_version": "v0"}"#).unwrap();
         assert!(s.encrypted);
         assert_eq!(s.serial, None);
     }
@@ -542,6 +577,9 @@ mod tests {
         let b = parse(r#"{"version":4,"resources":[{"type":"t","name":"n","instances":[{"attributes":{"id":"1","size":2,"pw":"y"}}]}]}"#).unwrap();
         let (ia, ib) = (&a.instances[0], &b.instances[0]);
         assert_ne!(ia.digest.whole, ib.digest.whole);
-        assert_eq!(ia.digest.changed_paths(&a.paths, &ib.digest, &b.paths), vec!["pw", "size"]);
+        assert_eq!(
+            ia.digest.changed_paths(&a.paths, &ib.digest, &b.paths),
+            vec!["pw", "size"]
+        );
     }
 }

@@ -1,0 +1,138 @@
+//! Benchmark of the Terraform state monitor (not a test; see README "Benchmarks").
+//!
+//! Each mode runs in its own process so that its peak RSS (VmHWM) is its own:
+//!   gen DIR            write DIR/big.tfstate (~150 MB, 60,000 instances) and DIR/fleet/ (200 x ~1 MB)
+//!   validate FILE      read the file into memory and JSON-validate it (serde_json -> IgnoredAny)
+//!   parse FILE         stream-parse it with the monitor's parser
+//!   collect PATH       one cold collection of a file or a folder (fleet), then a re-check with
+//!                      unchanged files, then /metrics encoding; prints timings
+//! Run it with `scripts/bench.sh`.
+
+#[path = "../tests/common/gen.rs"]
+mod gen;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use homelab_monitor::clock::SystemClock;
+use homelab_monitor::config::{GlobPattern, HumanDuration, TerraformConfig};
+use homelab_monitor::encoder::Format;
+use homelab_monitor::monitor::Monitor;
+use homelab_monitor::monitors::terraform::{state::parse_state, TerraformMonitor};
+use homelab_monitor::registry::Registry;
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn report(what: &str, secs: f64, extra: &str) {
+    println!(
+        "{what}: {secs:.3} s, peak RSS {:.1} MiB{extra}",
+        peak_rss_kib() as f64 / 1024.0
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let mode = args.first().map(String::as_str).unwrap_or("");
+    let path = PathBuf::from(args.get(1).cloned().unwrap_or_else(|| "benches/out".into()));
+    match mode {
+        "gen" => generate(&path),
+        "validate" => {
+            let t = Instant::now();
+            let bytes = std::fs::read(&path).expect("read");
+            let _: serde::de::IgnoredAny = serde_json::from_slice(&bytes).expect("valid JSON");
+            report(
+                "read+validate",
+                t.elapsed().as_secs_f64(),
+                &format!(", {} bytes", bytes.len()),
+            );
+        }
+        "parse" => {
+            let t = Instant::now();
+            let f = std::fs::File::open(&path).expect("open");
+            let st = parse_state(f).expect("parse");
+            report(
+                "stream parse",
+                t.elapsed().as_secs_f64(),
+                &format!(", {} instances", st.instance_count()),
+            );
+        }
+        "collect" => collect(&path),
+        _ => {
+            eprintln!(
+                "usage: terraform_state gen DIR | validate FILE | parse FILE | collect FILE_OR_DIR"
+            );
+            std::process::exit(2);
+        }
+    }
+}
+
+fn generate(dir: &Path) {
+    std::fs::create_dir_all(dir.join("fleet")).expect("mkdir");
+    let t = Instant::now();
+    let mut w =
+        std::io::BufWriter::new(std::fs::File::create(dir.join("big.tfstate")).expect("create"));
+    gen::write_state(&mut w, 60_000, 2_500, "bench-big", 1).expect("write");
+    drop(w);
+    for i in 0..200 {
+        let p = dir.join(format!("fleet/ws{i:03}/terraform.tfstate"));
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        let mut w = std::io::BufWriter::new(std::fs::File::create(p).expect("create"));
+        gen::write_state(&mut w, 400, 2_500, &format!("bench-fleet-{i}"), i).expect("write");
+    }
+    println!("generated in {:.1} s", t.elapsed().as_secs_f64());
+}
+
+fn collect(path: &Path) {
+    let mut cfg = TerraformConfig::default();
+    let (base, rel) = if path.is_dir() {
+        (path.to_path_buf(), None)
+    } else {
+        (
+            path.parent().unwrap_or(Path::new(".")).to_path_buf(),
+            path.file_name().map(|f| f.to_string_lossy().to_string()),
+        )
+    };
+    match rel {
+        Some(f) => cfg.state_files = vec![GlobPattern(f)],
+        None => cfg.state_dirs = vec![GlobPattern(".".into())],
+    }
+    cfg.check_interval = HumanDuration(std::time::Duration::from_millis(1));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let monitor: Arc<dyn Monitor> = Arc::new(TerraformMonitor::new(cfg, base));
+        let registry = Registry::new(vec![monitor], Arc::new(SystemClock));
+        let t = Instant::now();
+        let out = registry.gather().await;
+        let cold = t.elapsed().as_secs_f64();
+        let targets = out[0].snapshot.targets.len();
+        report("cold collection", cold, &format!(", {targets} state(s)"));
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let t = Instant::now();
+        registry.gather().await;
+        report("re-check, files unchanged", t.elapsed().as_secs_f64(), "");
+        let t = Instant::now();
+        let body = registry.scrape(Format::Classic).await.expect("encode");
+        report(
+            "scrape (re-check + encode)",
+            t.elapsed().as_secs_f64(),
+            &format!(", {} bytes of metrics", body.len()),
+        );
+    });
+}

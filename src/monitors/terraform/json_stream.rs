@@ -1,0 +1,410 @@
+//! Streaming over a large top-level JSON object with bounded memory.
+//!
+//! Reads the document in chunks; each top-level member value (and each element
+//! of a top-level array, such as a state's `resources`) is located by a small
+//! structural scan and then deserialized by serde_json from a slice, which is
+//! several times faster than `serde_json::from_reader`. Only one member or
+//! element is buffered at a time, so a 150 MB state costs a few MB of buffer.
+//! Errors carry positions only.
+
+use std::io::Read;
+
+use serde::de::DeserializeOwned;
+
+use super::state::ParseError;
+
+const CHUNK: usize = 4 << 20;
+
+/// Cursor over a top-level JSON object read from `R`.
+pub struct ObjectStream<R> {
+    reader: R,
+    buf: Vec<u8>,
+    pos: usize,
+    len: usize,
+    eof: bool,
+    /// Newlines in bytes already discarded from `buf`.
+    line_base: usize,
+    /// Bytes since the last discarded newline, at the start of `buf`.
+    col_base: usize,
+    first_member: bool,
+    what: &'static str,
+}
+
+fn is_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+/// Where a complete value starting at `s[0]` ends (exclusive), or `None` if `s` ends first.
+fn value_end(s: &[u8]) -> Option<usize> {
+    let first = *s.first()?;
+    match first {
+        b'"' => string_end(s, 1),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut i = 0;
+            while i < s.len() {
+                match s[i] {
+                    b'"' => {
+                        i = string_end(s, i + 1)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(i + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+            None
+        }
+        _ => {
+            // A scalar: up to the next delimiter (it must not be cut by the buffer end).
+            let end = s
+                .iter()
+                .position(|&b| is_ws(b) || matches!(b, b',' | b'}' | b']'))?;
+            Some(end.max(1))
+        }
+    }
+}
+
+/// End (exclusive) of a string whose opening quote is at `from - 1`.
+fn string_end(s: &[u8], mut from: usize) -> Option<usize> {
+    loop {
+        let i = from + memchr::memchr2(b'"', b'\\', s.get(from..)?)?;
+        if s[i] == b'\\' {
+            from = i + 2;
+            if from > s.len() {
+                return None;
+            }
+        } else {
+            return Some(i + 1);
+        }
+    }
+}
+
+impl<R: Read> ObjectStream<R> {
+    /// Start reading; fails with `Empty` for an empty/blank document and with a
+    /// syntax or schema error when the document is not a JSON object.
+    pub fn new(reader: R, what: &'static str) -> Result<Self, ParseError> {
+        let mut s = ObjectStream {
+            reader,
+            buf: vec![0; CHUNK],
+            pos: 0,
+            len: 0,
+            eof: false,
+            line_base: 0,
+            col_base: 0,
+            first_member: true,
+            what,
+        };
+        match s.peek_non_ws()? {
+            None => Err(ParseError::Empty),
+            Some(b'{') => {
+                s.pos += 1;
+                Ok(s)
+            }
+            Some(b'[' | b'"' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n') => {
+                Err(ParseError::Schema {
+                    line: 1,
+                    column: 1,
+                    what,
+                })
+            }
+            Some(_) => Err(s.syntax_here()),
+        }
+    }
+
+    /// The first bytes of the document (for sniffing), as far as buffered.
+    pub fn head(&self) -> &[u8] {
+        if self.line_base == 0 && self.col_base == 0 {
+            &self.buf[..self.len.min(4096)]
+        } else {
+            &[]
+        }
+    }
+
+    /// Read more input, compacting the buffer; false at end of input.
+    fn fill(&mut self) -> Result<bool, ParseError> {
+        if self.eof {
+            return Ok(false);
+        }
+        if self.pos > 0 {
+            let gone = &self.buf[..self.pos];
+            let nl = memchr::memchr_iter(b'\n', gone).count();
+            if nl > 0 {
+                self.line_base += nl;
+                self.col_base = self.pos - memchr::memrchr(b'\n', gone).map(|i| i + 1).unwrap_or(0);
+            } else {
+                self.col_base += self.pos;
+            }
+            self.buf.copy_within(self.pos..self.len, 0);
+            self.len -= self.pos;
+            self.pos = 0;
+        }
+        if self.len == self.buf.len() {
+            let new_len = self.buf.len() * 2;
+            self.buf.resize(new_len, 0);
+        }
+        loop {
+            match self.reader.read(&mut self.buf[self.len..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(false);
+                }
+                Ok(n) => {
+                    self.len += n;
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(ParseError::Io(format!("{:?}", e.kind()))),
+            }
+        }
+    }
+
+    fn peek_non_ws(&mut self) -> Result<Option<u8>, ParseError> {
+        loop {
+            while self.pos < self.len {
+                let b = self.buf[self.pos];
+                if !is_ws(b) {
+                    return Ok(Some(b));
+                }
+                self.pos += 1;
+            }
+            if !self.fill()? {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// (line, column) of buffer offset `at` (1-based).
+    fn position(&self, at: usize) -> (usize, usize) {
+        let before = &self.buf[..at.min(self.len)];
+        let nl = memchr::memchr_iter(b'\n', before).count();
+        let col = match memchr::memrchr(b'\n', before) {
+            Some(i) => at - i,
+            None => self.col_base + at + 1,
+        };
+        (self.line_base + nl + 1, col)
+    }
+
+    fn syntax_here(&self) -> ParseError {
+        let (line, column) = self.position(self.pos);
+        ParseError::Syntax { line, column }
+    }
+
+    fn truncated(&self) -> ParseError {
+        let (line, column) = self.position(self.len);
+        ParseError::Truncated { line, column }
+    }
+
+    fn map_err(&self, slice_start: usize, e: &serde_json::Error) -> ParseError {
+        let (l0, c0) = self.position(slice_start);
+        let (line, column) = if e.line() <= 1 {
+            (l0, c0 + e.column().saturating_sub(1))
+        } else {
+            (l0 + e.line() - 1, e.column())
+        };
+        let mut err = ParseError::from_json(e, self.what);
+        match &mut err {
+            ParseError::Truncated { line: l, column: c }
+            | ParseError::Syntax { line: l, column: c }
+            | ParseError::Schema {
+                line: l, column: c, ..
+            } => {
+                *l = line;
+                *c = column;
+            }
+            _ => {}
+        }
+        err
+    }
+
+    /// Locate the complete value at the cursor; returns its buffer range.
+    fn scan_value(&mut self) -> Result<(usize, usize), ParseError> {
+        if self.peek_non_ws()?.is_none() {
+            return Err(self.truncated());
+        }
+        loop {
+            if let Some(n) = value_end(&self.buf[self.pos..self.len]) {
+                return Ok((self.pos, self.pos + n));
+            }
+            if !self.fill()? {
+                // A scalar may legitimately end at end of input only at top level,
+                // which never happens inside an object: the document is cut short.
+                return Err(self.truncated());
+            }
+        }
+    }
+
+    /// Next member key, or `None` after the closing brace.
+    pub fn next_key(&mut self) -> Result<Option<String>, ParseError> {
+        match self.peek_non_ws()? {
+            None => return Err(self.truncated()),
+            Some(b'}') => {
+                self.pos += 1;
+                return Ok(None);
+            }
+            Some(b',') if !self.first_member => {
+                self.pos += 1;
+            }
+            Some(b'"') if self.first_member => {}
+            Some(_) => return Err(self.syntax_here()),
+        }
+        if self.peek_non_ws()? != Some(b'"') {
+            return Err(if self.len == self.pos {
+                self.truncated()
+            } else {
+                self.syntax_here()
+            });
+        }
+        self.first_member = false;
+        let (a, b) = self.scan_value()?;
+        let key: String =
+            serde_json::from_slice(&self.buf[a..b]).map_err(|e| self.map_err(a, &e))?;
+        self.pos = b;
+        match self.peek_non_ws()? {
+            Some(b':') => {
+                self.pos += 1;
+                Ok(Some(key))
+            }
+            None => Err(self.truncated()),
+            Some(_) => Err(self.syntax_here()),
+        }
+    }
+
+    /// Deserialize the current member's value.
+    pub fn value<T: DeserializeOwned>(&mut self) -> Result<T, ParseError> {
+        let (a, b) = self.scan_value()?;
+        let v = serde_json::from_slice(&self.buf[a..b]).map_err(|e| self.map_err(a, &e))?;
+        self.pos = b;
+        Ok(v)
+    }
+
+    /// Skip the current member's value.
+    pub fn skip(&mut self) -> Result<(), ParseError> {
+        let (_, b) = self.scan_value()?;
+        self.pos = b;
+        Ok(())
+    }
+
+    /// The current member's value is an array (or null): deserialize and hand
+    /// over its elements one at a time. Returns false for null.
+    pub fn each<T: DeserializeOwned>(&mut self, mut f: impl FnMut(T)) -> Result<bool, ParseError> {
+        match self.peek_non_ws()? {
+            None => return Err(self.truncated()),
+            Some(b'n') => {
+                let () = self.value::<()>()?;
+                return Ok(false);
+            }
+            Some(b'[') => self.pos += 1,
+            Some(_) => {
+                let (line, column) = self.position(self.pos);
+                return Err(ParseError::Schema {
+                    line,
+                    column,
+                    what: self.what,
+                });
+            }
+        }
+        let mut first = true;
+        loop {
+            match self.peek_non_ws()? {
+                None => return Err(self.truncated()),
+                Some(b']') => {
+                    self.pos += 1;
+                    return Ok(true);
+                }
+                Some(b',') if !first => self.pos += 1,
+                Some(_) if first => {}
+                Some(_) => return Err(self.syntax_here()),
+            }
+            first = false;
+            f(self.value()?);
+        }
+    }
+
+    /// After the closing brace: only whitespace may follow.
+    pub fn finish(&mut self) -> Result<(), ParseError> {
+        match self.peek_non_ws()? {
+            None => Ok(()),
+            Some(_) => Err(self.syntax_here()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn value_end_handles_strings_escapes_and_nesting() {
+        assert_eq!(value_end(br#""a\"b" ,"#), Some(6));
+        assert_eq!(value_end(br#"{"a":["}",{"b":"\\"}]} x"#), Some(22));
+        assert_eq!(value_end(b"123,"), Some(3));
+        assert_eq!(value_end(b"123"), None);
+        assert_eq!(value_end(br#"{"a": "unterminated"#), None);
+        assert_eq!(value_end(br#""ends with backslash\"#), None);
+    }
+
+    /// A reader that returns one byte at a time (worst case for chunking).
+    struct Trickle<'a>(&'a [u8]);
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            match self.0.split_first() {
+                Some((b, rest)) if !out.is_empty() => {
+                    out[0] = *b;
+                    self.0 = rest;
+                    Ok(1)
+                }
+                _ => Ok(0),
+            }
+        }
+    }
+
+    #[test]
+    fn members_and_elements_survive_tiny_reads() {
+        let doc = br#" { "a" : 1, "list": [ {"x": "}]"}, {"x": "y"} ] , "n": null, "s": "t" } "#;
+        let mut s = ObjectStream::new(Trickle(doc), "test").unwrap();
+        assert_eq!(s.next_key().unwrap().as_deref(), Some("a"));
+        assert_eq!(s.value::<u64>().unwrap(), 1);
+        assert_eq!(s.next_key().unwrap().as_deref(), Some("list"));
+        let mut got = Vec::new();
+        assert!(s
+            .each(|v: serde_json::Value| got.push(v["x"].as_str().unwrap().to_string()))
+            .unwrap());
+        assert_eq!(got, vec!["}]", "y"]);
+        assert_eq!(s.next_key().unwrap().as_deref(), Some("n"));
+        assert!(!s.each(|_: serde_json::Value| ()).unwrap());
+        assert_eq!(s.next_key().unwrap().as_deref(), Some("s"));
+        s.skip().unwrap();
+        assert_eq!(s.next_key().unwrap(), None);
+        s.finish().unwrap();
+    }
+
+    #[test]
+    fn errors_have_positions() {
+        let doc = b"{\n  \"a\": 1,\n  \"b\": [1, 2\n";
+        let mut s = ObjectStream::new(&doc[..], "test").unwrap();
+        s.next_key().unwrap();
+        s.skip().unwrap();
+        s.next_key().unwrap();
+        let e = s.each(|_: u64| ()).unwrap_err();
+        assert!(matches!(e, ParseError::Truncated { line: 4, .. }), "{e:?}");
+        let doc = b"{\n  \"a\": 1,\n  \"b\": {\"x\": tru}\n}";
+        let mut s = ObjectStream::new(&doc[..], "test").unwrap();
+        s.next_key().unwrap();
+        s.skip().unwrap();
+        s.next_key().unwrap();
+        let e = s.value::<serde_json::Value>().unwrap_err();
+        assert!(matches!(e, ParseError::Syntax { line: 3, .. }), "{e:?}");
+        let e = ObjectStream::new(&b"{} x"[..], "t").and_then(|mut s| {
+            s.next_key()?;
+            s.finish()
+        });
+        assert!(matches!(e, Err(ParseError::Syntax { .. })));
+    }
+}

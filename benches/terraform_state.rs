@@ -2,7 +2,7 @@
 //!
 //! Each mode runs in its own process so that its peak RSS (VmHWM) is its own:
 //!   gen DIR            write DIR/big.tfstate (~150 MB, 60,000 instances) and DIR/fleet/ (200 x ~1 MB)
-//!   validate FILE      read the file into memory and JSON-validate it (serde_json -> IgnoredAny)
+//!   validate PATH      read the file (or every *.tfstate below PATH) into memory and JSON-validate it (serde_json -> IgnoredAny)
 //!   parse FILE         stream-parse it with the monitor's parser
 //!   collect PATH       one cold collection of a file or a folder (fleet), then a re-check with
 //!                      unchanged files, then /metrics encoding; prints timings
@@ -52,12 +52,16 @@ fn main() {
         "gen" => generate(&path),
         "validate" => {
             let t = Instant::now();
-            let bytes = std::fs::read(&path).expect("read");
-            let _: serde::de::IgnoredAny = serde_json::from_slice(&bytes).expect("valid JSON");
+            let mut total = 0;
+            for file in files(&path) {
+                let bytes = std::fs::read(&file).expect("read");
+                let _: serde::de::IgnoredAny = serde_json::from_slice(&bytes).expect("valid JSON");
+                total += bytes.len();
+            }
             report(
                 "read+validate",
                 t.elapsed().as_secs_f64(),
-                &format!(", {} bytes", bytes.len()),
+                &format!(", {total} bytes"),
             );
         }
         "parse" => {
@@ -78,6 +82,21 @@ fn main() {
             std::process::exit(2);
         }
     }
+}
+
+/// The file itself, or every *.tfstate below a folder.
+fn files(path: &Path) -> Vec<PathBuf> {
+    if !path.is_dir() {
+        return vec![path.to_path_buf()];
+    }
+    let mut out: Vec<PathBuf> = walkdir::WalkDir::new(path)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tfstate"))
+        .map(|e| e.into_path())
+        .collect();
+    out.sort();
+    out
 }
 
 fn generate(dir: &Path) {

@@ -13,7 +13,8 @@ use serde::de::DeserializeOwned;
 
 use super::state::ParseError;
 
-const CHUNK: usize = 4 << 20;
+/// Initial buffer; it doubles when one member or element does not fit.
+const CHUNK: usize = 256 << 10;
 
 /// Cursor over a top-level JSON object read from `R`.
 pub struct ObjectStream<R> {

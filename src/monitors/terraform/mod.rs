@@ -29,7 +29,7 @@ use crate::snapshot::{Health, MetricDef, Snapshot, SnapshotBuilder, TargetStatus
 
 use analysis::{analyse, Analysis, TargetMemory, TargetSources};
 use plan::Action;
-use source::{discover, sibling_path, LocalFile, StateSource};
+use source::{discover, sibling_path, LocalFile, LocalTarget, StateSource};
 
 pub const UP: MetricDef = MetricDef::gauge("terraform_state_up", "1 if the state file was read and parsed on the last check, 0 if not (then the other series are from the last good read).");
 pub const STALE: MetricDef = MetricDef::gauge("terraform_state_stale", "1 if the values exported for this state come from an earlier read because the last read failed.");
@@ -129,43 +129,82 @@ impl TerraformMonitor {
         }
         let max = inner.cfg.max_file_size.0;
         let mut memory = inner.memory.lock().unwrap_or_else(|e| e.into_inner());
-        // Forget targets that are no longer discovered.
-        memory.retain(|k, _| found.targets.iter().any(|t| &t.label == k));
-        let mut out = Vec::with_capacity(found.targets.len());
-        for t in &found.targets {
-            let state = LocalFile {
-                label: t.label.clone(),
-                path: t.path.clone(),
-                max_size: max,
-            };
-            let sibling = |template: &str| {
-                let path = sibling_path(&t.path, template);
-                LocalFile {
-                    label: relabel(&t.label, &path),
-                    path,
-                    max_size: max,
-                }
-            };
-            let drift = sibling(&inner.cfg.drift_report);
-            let baseline = inner.cfg.baseline.as_deref().map(sibling);
-            let mem = memory.entry(t.label.clone()).or_default();
-            let a = analyse(
-                TargetSources {
-                    state: &state,
-                    drift: Some(&drift as &dyn StateSource),
-                    baseline: baseline.as_ref().map(|b| b as &dyn StateSource),
-                },
-                mem,
-            );
+        // Take each target's memory out (targets no longer discovered are forgotten).
+        let mut work: Vec<(&LocalTarget, TargetMemory)> = found
+            .targets
+            .iter()
+            .map(|t| (t, memory.remove(&t.label).unwrap_or_default()))
+            .collect();
+        memory.clear();
+        // Cold reads of a fleet use every core; each thread parses its share.
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .clamp(1, 4)
+            .min(work.len().max(1));
+        let per = work.len().div_ceil(threads).max(1);
+        let out: Vec<Analysis> = if threads <= 1 {
+            work.iter_mut()
+                .map(|(t, mem)| Self::one(inner, t, mem, max))
+                .collect()
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = work
+                    .chunks_mut(per)
+                    .map(|chunk| {
+                        scope.spawn(move || {
+                            chunk
+                                .iter_mut()
+                                .map(|(t, mem)| Self::one(inner, t, mem, max))
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().unwrap_or_default())
+                    .collect()
+            })
+        };
+        for (t, mem) in work {
+            memory.insert(t.label.clone(), mem);
+        }
+        for a in &out {
             for e in &a.errors {
                 tracing::warn!(monitor = "terraform_state", state_file = %a.label, component = e.component, reason = e.reason, "{}", e.message);
             }
             if let Some(ch) = &a.changed_since_last {
-                log_change_event(&a, ch);
+                log_change_event(a, ch);
             }
-            out.push(a);
         }
         (out, problems, problem_labels)
+    }
+
+    /// Analyse one target with its drift report and baseline.
+    fn one(inner: &Inner, t: &LocalTarget, mem: &mut TargetMemory, max: u64) -> Analysis {
+        let state = LocalFile {
+            label: t.label.clone(),
+            path: t.path.clone(),
+            max_size: max,
+        };
+        let sibling = |template: &str| {
+            let path = sibling_path(&t.path, template);
+            LocalFile {
+                label: relabel(&t.label, &path),
+                path,
+                max_size: max,
+            }
+        };
+        let drift = sibling(&inner.cfg.drift_report);
+        let baseline = inner.cfg.baseline.as_deref().map(sibling);
+        analyse(
+            TargetSources {
+                state: &state,
+                drift: Some(&drift as &dyn StateSource),
+                baseline: baseline.as_ref().map(|b| b as &dyn StateSource),
+            },
+            mem,
+        )
     }
 
     async fn analyse_all(

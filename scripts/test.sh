@@ -10,6 +10,7 @@ need=(
   "prometheus:prometheus"
   "setpriv:util-linux"
   "openssl:openssl"
+  "amtool:prometheus-alertmanager"
 )
 missing=()
 for pair in "${need[@]}"; do

@@ -1,0 +1,325 @@
+#!/usr/bin/env python3
+"""Generate dashboards/*.json (Grafana) from one description, so the five
+dashboards share variables, links, units and thresholds.
+
+    python3 scripts/gen-dashboards.py          # write dashboards/
+    python3 scripts/gen-dashboards.py --check  # fail if dashboards/ is out of date
+
+Thresholds match the config defaults: certificates warn at 30 days and are
+critical at 7 (warning_days / critical_days); backups use max_age per source.
+"""
+import json
+import sys
+from pathlib import Path
+
+DS = {"type": "prometheus", "uid": "${datasource}"}
+SEL = 'job=~"$job",instance=~"$instance"'
+DAY = 86400
+
+GREEN, ORANGE, RED = "green", "orange", "red"
+
+
+def thresholds(*steps):
+    """steps: (value|None, color) ascending."""
+    return {"mode": "absolute", "steps": [{"value": v, "color": c} for v, c in steps]}
+
+
+def target(expr, legend="", instant=False, ref="A", table=False):
+    t = {"datasource": DS, "expr": expr, "refId": ref, "legendFormat": legend}
+    if instant:
+        t["instant"] = True
+        t["range"] = False
+    if table:
+        t["format"] = "table"
+    return t
+
+
+class Layout:
+    def __init__(self):
+        self.x = 0
+        self.y = 0
+        self.row_h = 0
+        self.next_id = 1
+
+    def place(self, w, h):
+        if self.x + w > 24:
+            self.x = 0
+            self.y += self.row_h
+            self.row_h = 0
+        pos = {"x": self.x, "y": self.y, "w": w, "h": h}
+        self.x += w
+        self.row_h = max(self.row_h, h)
+        return pos
+
+    def id(self):
+        i = self.next_id
+        self.next_id += 1
+        return i
+
+
+def stat(L, title, expr, unit, th, w=4, h=4, desc="", decimals=None):
+    p = {
+        "id": L.id(), "type": "stat", "title": title, "description": desc, "datasource": DS,
+        "gridPos": L.place(w, h),
+        "targets": [target(expr, instant=True)],
+        "fieldConfig": {"defaults": {"unit": unit, "thresholds": th, "color": {"mode": "thresholds"}}, "overrides": []},
+        "options": {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+                    "colorMode": "background", "graphMode": "none", "textMode": "auto"},
+    }
+    if decimals is not None:
+        p["fieldConfig"]["defaults"]["decimals"] = decimals
+    return p
+
+
+def timeseries(L, title, targets, unit, th=None, w=12, h=8, desc=""):
+    return {
+        "id": L.id(), "type": "timeseries", "title": title, "description": desc, "datasource": DS,
+        "gridPos": L.place(w, h),
+        "targets": targets,
+        "fieldConfig": {"defaults": {"unit": unit, "thresholds": th or thresholds((None, GREEN)),
+                                     "custom": {"drawStyle": "line", "lineWidth": 1, "fillOpacity": 10,
+                                                "thresholdsStyle": {"mode": "off" if th is None else "line"}}},
+                        "overrides": []},
+        "options": {"legend": {"displayMode": "table", "placement": "bottom", "showLegend": True},
+                    "tooltip": {"mode": "multi", "sort": "desc"}},
+    }
+
+
+def table(L, title, targets, unit, th=None, sort_by=None, desc=False, rename=None, hide=None, w=24, h=8, description=""):
+    excl = {k: True for k in (hide or [])}
+    excl.update({"Time": True, "__name__": True})
+    transformations = []
+    if len(targets) > 1:
+        transformations.append({"id": "merge", "options": {}})
+    transformations.append({"id": "organize", "options": {"excludeByName": excl, "renameByName": rename or {}}})
+    p = {
+        "id": L.id(), "type": "table", "title": title, "description": description, "datasource": DS,
+        "gridPos": L.place(w, h),
+        "targets": targets,
+        "transformations": transformations,
+        "fieldConfig": {"defaults": {"unit": unit, "thresholds": th or thresholds((None, GREEN)),
+                                     "custom": {"cellOptions": {"type": "color-text"}, "align": "auto"}},
+                        "overrides": []},
+        "options": {"showHeader": True, "cellHeight": "sm",
+                    "sortBy": [{"displayName": sort_by, "desc": desc}] if sort_by else []},
+    }
+    return p
+
+
+def bargauge(L, title, expr, legend, unit, th, w=12, h=8, desc=""):
+    return {
+        "id": L.id(), "type": "bargauge", "title": title, "description": desc, "datasource": DS,
+        "gridPos": L.place(w, h),
+        "targets": [target(expr, legend=legend, instant=True)],
+        "fieldConfig": {"defaults": {"unit": unit, "thresholds": th, "color": {"mode": "thresholds"}}, "overrides": []},
+        "options": {"orientation": "horizontal", "displayMode": "gradient", "showUnfilled": True,
+                    "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}},
+    }
+
+
+def variables(extra=()):
+    v = [
+        {"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus",
+         "current": {}, "hide": 0, "refresh": 1, "regex": "", "options": []},
+        {"name": "job", "label": "Job", "type": "query", "datasource": DS,
+         "query": {"query": "label_values(homelab_monitor_build_info, job)", "refId": "job"},
+         "definition": "label_values(homelab_monitor_build_info, job)",
+         "refresh": 2, "includeAll": True, "multi": True, "allValue": ".*", "current": {}, "sort": 1, "hide": 0, "options": []},
+        {"name": "instance", "label": "Instance", "type": "query", "datasource": DS,
+         "query": {"query": 'label_values(homelab_monitor_build_info{job=~"$job"}, instance)', "refId": "instance"},
+         "definition": 'label_values(homelab_monitor_build_info{job=~"$job"}, instance)',
+         "refresh": 2, "includeAll": True, "multi": True, "allValue": ".*", "current": {}, "sort": 1, "hide": 0, "options": []},
+    ]
+    v.extend(extra)
+    return {"list": v}
+
+
+def dashboard(uid, title, panels, extra_vars=(), description=""):
+    return {
+        "uid": uid, "title": title, "description": description,
+        "tags": ["homelab-monitor"], "editable": True, "graphTooltip": 1,
+        "schemaVersion": 39, "version": 1, "refresh": "1m", "timezone": "browser",
+        "time": {"from": "now-24h", "to": "now"},
+        "templating": variables(extra_vars),
+        "annotations": {"list": []},
+        "links": [{"type": "dashboards", "tags": ["homelab-monitor"], "asDropdown": True,
+                   "title": "Homelab dashboards", "includeVars": True, "keepTime": True, "icon": "external link"}],
+        "panels": panels,
+    }
+
+
+CERT_LEFT = f"certificate_not_after_timestamp_seconds{{{SEL}}} - time()"
+CERT_TH = thresholds((None, RED), (7 * DAY, ORANGE), (30 * DAY, GREEN))
+BACKUP_AGE = f"time() - backup_last_success_timestamp_seconds{{{SEL}}}"
+AGE_TH = thresholds((None, GREEN), (DAY, ORANGE), (2 * DAY, RED))
+COUNT_TH = thresholds((None, GREEN), (1, RED))
+
+
+def overview():
+    L = Layout()
+    node_var = {"name": "node", "label": "Host", "type": "query", "datasource": DS,
+                "query": {"query": "label_values(node_uname_info, instance)", "refId": "node"},
+                "definition": "label_values(node_uname_info, instance)",
+                "refresh": 2, "includeAll": True, "multi": True, "allValue": ".*", "current": {}, "sort": 1, "hide": 0, "options": []}
+    p = [
+        stat(L, "Drifted states", f"count(terraform_state_drift{{{SEL}}} > 0) or vector(0)", "none", COUNT_TH,
+             desc="State files whose latest drift report found drift."),
+        stat(L, "Unreadable states", f"count(terraform_state_up{{{SEL}}} == 0) or vector(0)", "none", COUNT_TH),
+        stat(L, "Soonest certificate expiry", f"min({CERT_LEFT})", "s", CERT_TH,
+             desc="Time left on the certificate that expires first (warning 30d, critical 7d)."),
+        stat(L, "Certificates inside warning_days",
+             f"count(({CERT_LEFT}) < on (job, instance) group_left () certificate_warning_threshold_seconds{{{SEL}}}) or vector(0)",
+             "none", thresholds((None, GREEN), (1, ORANGE))),
+        stat(L, "Oldest backup", f"max({BACKUP_AGE})", "s", AGE_TH, desc="Age of the stalest source's last successful backup."),
+        stat(L, "Failing monitors", f"count(homelab_monitor_collector_success{{{SEL}}} == 0) or vector(0)", "none", COUNT_TH),
+        table(L, "Certificates by time left (10 soonest)",
+              [target(f"bottomk(10, {CERT_LEFT})", instant=True, table=True)], "s", CERT_TH,
+              sort_by="Time left", rename={"Value": "Time left"}, hide=["job", "instance"], w=12),
+        table(L, "Backups by age", [target(BACKUP_AGE, instant=True, table=True)], "s", AGE_TH,
+              sort_by="Age", desc=True, rename={"Value": "Age"}, hide=["job", "instance"], w=12),
+        timeseries(L, "Host CPU busy", [target('1 - avg by (instance) (rate(node_cpu_seconds_total{mode="idle",instance=~"$node"}[$__rate_interval]))', "{{instance}}")],
+                   "percentunit", w=8),
+        timeseries(L, "Host memory available", [target('node_memory_MemAvailable_bytes{instance=~"$node"} / node_memory_MemTotal_bytes{instance=~"$node"}', "{{instance}}")],
+                   "percentunit", w=8),
+        timeseries(L, "Host disk free (least free filesystem)", [target('min by (instance) (node_filesystem_avail_bytes{instance=~"$node",fstype!~"tmpfs|overlay|squashfs"} / node_filesystem_size_bytes{instance=~"$node",fstype!~"tmpfs|overlay|squashfs"})', "{{instance}}")],
+                   "percentunit", w=8),
+    ]
+    return dashboard("homelab-overview", "Homelab Overview", p, extra_vars=[node_var],
+                     description="Fleet health at a glance: Terraform drift, certificates, backups, the exporter and hosts.")
+
+
+def terraform():
+    L = Layout()
+    s = f'{SEL},state_file=~"$state_file"'
+    sf_var = {"name": "state_file", "label": "State file", "type": "query", "datasource": DS,
+              "query": {"query": f'label_values(terraform_state_up{{{SEL}}}, state_file)', "refId": "state_file"},
+              "definition": f'label_values(terraform_state_up{{{SEL}}}, state_file)',
+              "refresh": 2, "includeAll": True, "multi": True, "allValue": ".*", "current": {}, "sort": 1, "hide": 0, "options": []}
+    p = [
+        stat(L, "States", f"count(terraform_state_up{{{s}}})", "none", thresholds((None, GREEN))),
+        stat(L, "Drifted instances", f"sum(terraform_state_drift{{{s}}}) or vector(0)", "none", COUNT_TH),
+        stat(L, "Pending changes", f"sum(terraform_state_pending_changes{{{s}}}) or vector(0)", "none", thresholds((None, GREEN), (1, ORANGE))),
+        stat(L, "Unapproved changes", f"sum(terraform_state_unapproved_changes{{{s}}}) or vector(0)", "none", COUNT_TH),
+        stat(L, "Tainted + deposed", f"sum(terraform_state_tainted_instances{{{s}}}) + sum(terraform_state_deposed_instances{{{s}}})", "none", thresholds((None, GREEN), (1, ORANGE))),
+        stat(L, "Oldest drift report", f"max(time() - terraform_state_drift_report_timestamp_seconds{{{s}}})", "s",
+             thresholds((None, GREEN), (DAY, ORANGE), (3 * DAY, RED))),
+        table(L, "States", [
+            target(f"terraform_state_up{{{s}}}", instant=True, table=True, ref="A"),
+            target(f"terraform_state_drift{{{s}}}", instant=True, table=True, ref="B"),
+            target(f"sum without (action) (terraform_state_pending_changes{{{s}}})", instant=True, table=True, ref="C"),
+            target(f"terraform_state_tainted_instances{{{s}}}", instant=True, table=True, ref="D"),
+            target(f"terraform_state_serial{{{s}}}", instant=True, table=True, ref="E"),
+            target(f"time() - terraform_state_last_modified_timestamp_seconds{{{s}}}", instant=True, table=True, ref="F"),
+        ], "none", sort_by="Drifted", desc=True,
+            rename={"Value #A": "Readable", "Value #B": "Drifted", "Value #C": "Pending", "Value #D": "Tainted",
+                    "Value #E": "Serial", "Value #F": "Last written (ago)"},
+            hide=["job", "instance"], description="One row per state file, most drifted first."),
+        timeseries(L, "Drift per state", [target(f"terraform_state_drift{{{s}}}", "{{state_file}}")], "none",
+                   th=thresholds((None, GREEN), (1, RED))),
+        timeseries(L, "Serial per state", [target(f"terraform_state_serial{{{s}}}", "{{state_file}}")], "none"),
+        bargauge(L, "Pending changes by action", f"sum by (action) (terraform_state_pending_changes{{{s}}})", "{{action}}", "none",
+                 thresholds((None, GREEN), (1, ORANGE)), w=8),
+        bargauge(L, "Check results by status", f"sum by (status) (terraform_state_check_results{{{s}}})", "{{status}}", "none",
+                 thresholds((None, GREEN)), w=8),
+        bargauge(L, "Resource instances by type (top 15)", f"topk(15, sum by (type) (terraform_state_resource_instances{{{s}}}))", "{{type}}", "none",
+                 thresholds((None, GREEN)), w=8),
+        table(L, "Current read errors", [target(f"terraform_state_error_info{{{SEL}}} or on() vector(0)", instant=True, table=True)], "none",
+              hide=["job", "instance", "Value"], description="Empty means every state, drift report and baseline was read."),
+    ]
+    return dashboard("homelab-terraform", "Terraform State", p, extra_vars=[sf_var],
+                     description="Drift, pending and unapproved changes, tainted objects and read errors per state file.")
+
+
+def certificates():
+    L = Layout()
+    p = [
+        stat(L, "Certificates", f"count(certificate_not_after_timestamp_seconds{{{SEL}}}) or vector(0)", "none", thresholds((None, GREEN))),
+        stat(L, "Expired", f"sum(certificate_expired{{{SEL}}}) or vector(0)", "none", COUNT_TH),
+        stat(L, "Inside critical_days",
+             f"count(({CERT_LEFT}) < on (job, instance) group_left () certificate_critical_threshold_seconds{{{SEL}}}) or vector(0)",
+             "none", COUNT_TH),
+        stat(L, "Endpoints not verified", f"count(certificate_verified{{{SEL}}} == 0) or vector(0)", "none", thresholds((None, GREEN), (1, ORANGE))),
+        stat(L, "Sources down", f"count(certificate_source_up{{{SEL}}} == 0) or vector(0)", "none", COUNT_TH),
+        stat(L, "Warning threshold", f"max(certificate_warning_threshold_seconds{{{SEL}}})", "s", thresholds((None, GREEN))),
+        table(L, "Certificates by time left", [target(CERT_LEFT, instant=True, table=True)], "s", CERT_TH,
+              sort_by="Time left", rename={"Value": "Time left"}, hide=["job", "instance"],
+              description="Every certificate (files, bundles, endpoint chains), soonest expiry first."),
+        timeseries(L, "Time left, 10 soonest", [target(f"bottomk(10, {CERT_LEFT})", "{{path}}{{endpoint}} #{{serial}}")], "s", th=CERT_TH, w=24),
+        table(L, "Certificate details", [target(f"certificate_info{{{SEL}}}", instant=True, table=True)], "none",
+              hide=["job", "instance", "Value"]),
+    ]
+    return dashboard("homelab-certificates", "Certificates", p, description="TLS certificates on disk and on the wire, by time left.")
+
+
+def backups():
+    L = Layout()
+    p = [
+        stat(L, "Sources", f"count(backup_source_up{{{SEL}}}) or vector(0)", "none", thresholds((None, GREEN))),
+        stat(L, "Sources down", f"count(backup_source_up{{{SEL}}} == 0) or vector(0)", "none", COUNT_TH),
+        stat(L, "Older than max_age", f"count(({BACKUP_AGE}) > backup_max_age_seconds{{{SEL}}}) or vector(0)", "none", COUNT_TH),
+        stat(L, "Verification failing", f"count(backup_verification_success{{{SEL}}} == 0) or vector(0)", "none", COUNT_TH),
+        stat(L, "Shrank below 50%", f"count(backup_size_change_ratio{{{SEL}}} < 0.5) or vector(0)", "none", thresholds((None, GREEN), (1, ORANGE))),
+        stat(L, "Oldest backup", f"max({BACKUP_AGE})", "s", AGE_TH),
+        table(L, "Backups by age", [
+            target(BACKUP_AGE, instant=True, table=True, ref="A"),
+            target(f"backup_max_age_seconds{{{SEL}}}", instant=True, table=True, ref="B"),
+            target(f"backup_last_size_bytes{{{SEL}}}", instant=True, table=True, ref="C"),
+            target(f"backup_snapshots{{{SEL}}}", instant=True, table=True, ref="D"),
+        ], "s", AGE_TH, sort_by="Age", desc=True,
+            rename={"Value #A": "Age", "Value #B": "Max age", "Value #C": "Last size", "Value #D": "Snapshots in retention"},
+            hide=["job", "instance"], description="Stalest source first."),
+        timeseries(L, "Last backup size", [target(f"backup_last_size_bytes{{{SEL}}}", "{{source}}")], "bytes"),
+        timeseries(L, "Size change (last / previous)", [target(f"backup_size_change_ratio{{{SEL}}}", "{{source}}")], "percentunit",
+                   th=thresholds((None, RED), (0.5, GREEN))),
+        timeseries(L, "Backup age", [target(BACKUP_AGE, "{{source}}")], "s", th=AGE_TH),
+        timeseries(L, "Snapshots inside retention", [target(f"backup_snapshots{{{SEL}}}", "{{source}}")], "none"),
+    ]
+    return dashboard("homelab-backups", "Backups", p, description="Backup freshness, size, verification and retention per source.")
+
+
+def exporter():
+    L = Layout()
+    p = [
+        stat(L, "Exporter up", f'up{{{SEL}}}', "none", thresholds((None, RED), (1, GREEN)), w=6),
+        stat(L, "Monitors", f"count(homelab_monitor_collector_success{{{SEL}}})", "none", thresholds((None, GREEN)), w=6),
+        stat(L, "Failing monitors", f"count(homelab_monitor_collector_success{{{SEL}}} == 0) or vector(0)", "none", COUNT_TH, w=6),
+        stat(L, "Failing targets", f"sum(homelab_monitor_targets_failing{{{SEL}}})", "none", thresholds((None, GREEN), (1, ORANGE)), w=6),
+        timeseries(L, "Collection duration", [target(f"homelab_monitor_collector_duration_seconds{{{SEL}}}", "{{monitor}}")], "s"),
+        timeseries(L, "Age of served values (cached for check_interval)", [target(f"homelab_monitor_cache_age_seconds{{{SEL}}}", "{{monitor}}")], "s"),
+        timeseries(L, "Collections per minute", [target(f"rate(homelab_monitor_collections_total{{{SEL}}}[$__rate_interval]) * 60", "{{monitor}}")], "none"),
+        timeseries(L, "Stale monitors", [target(f"homelab_monitor_collector_stale{{{SEL}}}", "{{monitor}}")], "none",
+                   th=thresholds((None, GREEN), (1, RED))),
+        table(L, "Build", [target(f"homelab_monitor_build_info{{{SEL}}}", instant=True, table=True)], "none", hide=["Value"]),
+    ]
+    return dashboard("homelab-exporter", "Exporter Health", p, description="homelab-monitor itself: collections, durations, cache age.")
+
+
+DASHBOARDS = {
+    "homelab-overview.json": overview,
+    "terraform-state.json": terraform,
+    "certificates.json": certificates,
+    "backups.json": backups,
+    "exporter-health.json": exporter,
+}
+
+
+def main():
+    root = Path(__file__).resolve().parent.parent / "dashboards"
+    check = "--check" in sys.argv
+    stale = []
+    for name, build in DASHBOARDS.items():
+        text = json.dumps(build(), indent=2, sort_keys=False) + "\n"
+        path = root / name
+        if check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(name)
+        else:
+            root.mkdir(exist_ok=True)
+            path.write_text(text)
+    if stale:
+        print("dashboards out of date (run python3 scripts/gen-dashboards.py):", ", ".join(stale))
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -3,6 +3,7 @@
 //! Adding a monitor: a new module implementing [`crate::monitor::Monitor`] and
 //! one line in [`build`]. Monitors never import each other.
 
+pub mod certificates;
 pub mod terraform;
 
 use std::sync::Arc;
@@ -46,8 +47,8 @@ pub fn build(config: &Config, ov: &Overrides) -> Vec<Arc<dyn Monitor>> {
         out.push(Arc::new(terraform::TerraformMonitor::new(tf, config.base_dir.clone())));
     }
     let cm = &config.file.custom_monitors;
-    if cm.certificate_expiry.as_ref().is_some_and(|c| c.enabled) {
-        tracing::warn!("custom_monitors.certificate_expiry is configured but this build has no certificate monitor yet; it is ignored");
+    if let Some(c) = cm.certificate_expiry.as_ref().filter(|c| c.enabled) {
+        out.push(Arc::new(certificates::CertificateMonitor::from_config(c, ov.interval, config.base_dir.clone())));
     }
     if cm.backup_validation.as_ref().is_some_and(|c| c.enabled) {
         tracing::warn!("custom_monitors.backup_validation is configured but this build has no backup monitor yet; it is ignored");

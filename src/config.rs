@@ -364,7 +364,11 @@ impl CertificateConfig {
                 "set pkcs12_passphrase_file or pkcs12_passphrase_env, not both".into(),
             ));
         }
-        if self.pkcs12_passphrase_file.as_deref().is_some_and(str::is_empty) {
+        if self
+            .pkcs12_passphrase_file
+            .as_deref()
+            .is_some_and(str::is_empty)
+        {
             return Err((
                 "pkcs12_passphrase_file".into(),
                 "pkcs12_passphrase_file must not be empty".into(),
@@ -378,7 +382,10 @@ impl CertificateConfig {
             if d.timeout.is_some_and(|t| t.0.is_zero()) {
                 return Err((key, "timeout must be longer than zero".into()));
             }
-            if d.server_name.as_deref().is_some_and(|s| s.trim().is_empty()) {
+            if d.server_name
+                .as_deref()
+                .is_some_and(|s| s.trim().is_empty())
+            {
                 return Err((key, "server_name must not be empty".into()));
             }
             if d.ca_file.as_deref().is_some_and(str::is_empty) {
@@ -400,7 +407,9 @@ impl CertificateConfig {
 
 /// Split `host:port` (`[v6]:port` for IPv6). The message never quotes more than the address.
 pub fn split_host_port(address: &str) -> Result<(String, u16), String> {
-    let bad = || format!("endpoint address {address:?} must be host:port (e.g. \"grafana.lan:443\", \"[::1]:8443\")");
+    let bad = || {
+        format!("endpoint address {address:?} must be host:port (e.g. \"grafana.lan:443\", \"[::1]:8443\")")
+    };
     let (host, port) = address.trim().rsplit_once(':').ok_or_else(bad)?;
     let host = match host.strip_prefix('[') {
         Some(h) => h.strip_suffix(']').ok_or_else(bad)?,
@@ -437,7 +446,10 @@ impl<'de> Deserialize<'de> for EndpointSpec {
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<EndpointSpec, E> {
                 Ok(EndpointSpec::Address(v.to_string()))
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<EndpointSpec, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<EndpointSpec, A::Error> {
                 EndpointDetails::deserialize(serde::de::value::MapAccessDeserializer::new(map))
                     .map(EndpointSpec::Detailed)
             }

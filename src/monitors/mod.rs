@@ -48,7 +48,7 @@ pub fn build(config: &Config, ov: &Overrides) -> Vec<Arc<dyn Monitor>> {
     }
     let cm = &config.file.custom_monitors;
     if let Some(c) = cm.certificate_expiry.as_ref().filter(|c| c.enabled) {
-        out.push(Arc::new(certificates::CertificateMonitor::from_config(c, ov.interval, config.base_dir.clone())));
+        out.push(certificates::monitor(c, ov.interval, &config.base_dir));
     }
     if cm.backup_validation.as_ref().is_some_and(|c| c.enabled) {
         tracing::warn!("custom_monitors.backup_validation is configured but this build has no backup monitor yet; it is ignored");

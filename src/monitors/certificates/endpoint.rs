@@ -40,7 +40,10 @@ pub enum EndpointError {
     #[error("{0}: connection refused")]
     Refused(String),
     #[error("{endpoint}: cannot connect ({kind})")]
-    Connect { endpoint: String, kind: std::io::ErrorKind },
+    Connect {
+        endpoint: String,
+        kind: std::io::ErrorKind,
+    },
     #[error("{endpoint}: no answer within {after:?} (during {stage})")]
     Timeout {
         endpoint: String,
@@ -116,9 +119,10 @@ impl Prober {
         let roots = RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
         };
-        let web_verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .build()
-            .map_err(|e| e.to_string())?;
+        let web_verifier =
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .map_err(|e| e.to_string())?;
         Ok(Prober {
             provider,
             client: Arc::new(client),
@@ -128,9 +132,11 @@ impl Prober {
 
     /// Probe one endpoint; `now` is the collection's clock, used for verification.
     pub async fn probe(&self, ep: &Endpoint, now: SystemTime) -> Result<Probe, EndpointError> {
-        let name = ServerName::try_from(ep.server_name.clone()).map_err(|_| EndpointError::BadServerName {
-            endpoint: ep.address.clone(),
-            name: ep.server_name.clone(),
+        let name = ServerName::try_from(ep.server_name.clone()).map_err(|_| {
+            EndpointError::BadServerName {
+                endpoint: ep.address.clone(),
+                name: ep.server_name.clone(),
+            }
         })?;
         let deadline = Instant::now() + ep.timeout;
         let timeout = |stage: &'static str| EndpointError::Timeout {
@@ -155,7 +161,10 @@ impl Prober {
                 reason: handshake_reason(&e),
             })?;
         let (_, conn) = tls.get_ref();
-        let chain: Vec<CertificateDer<'static>> = conn.peer_certificates().map(<[_]>::to_vec).unwrap_or_default();
+        let chain: Vec<CertificateDer<'static>> = conn
+            .peer_certificates()
+            .map(<[_]>::to_vec)
+            .unwrap_or_default();
         let protocol = conn
             .protocol_version()
             .map(|v| format!("{v:?}"))
@@ -169,10 +178,12 @@ impl Prober {
         };
         let mut certs = Vec::with_capacity(chain.len());
         for (i, der) in chain.iter().enumerate() {
-            certs.push(cert_from_der(der, i).map_err(|source| EndpointError::Parse {
-                endpoint: ep.address.clone(),
-                source,
-            })?);
+            certs.push(
+                cert_from_der(der, i).map_err(|source| EndpointError::Parse {
+                    endpoint: ep.address.clone(),
+                    source,
+                })?,
+            );
         }
         let verified = self.verify(ep, leaf, rest, &name, now);
         Ok(Probe {
@@ -190,7 +201,10 @@ impl Prober {
         name: &ServerName<'_>,
         now: SystemTime,
     ) -> Result<(), String> {
-        let now = UnixTime::since_unix_epoch(now.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default());
+        let now = UnixTime::since_unix_epoch(
+            now.duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default(),
+        );
         let custom;
         let verifier: &WebPkiServerVerifier = match &ep.ca_file {
             None => &self.web_verifier,
@@ -206,15 +220,20 @@ impl Prober {
             .map_err(|e| verify_reason(&e))
     }
 
-    fn custom_verifier(&self, path: &std::path::Path, label: &str) -> Result<Arc<WebPkiServerVerifier>, String> {
+    fn custom_verifier(
+        &self,
+        path: &std::path::Path,
+        label: &str,
+    ) -> Result<Arc<WebPkiServerVerifier>, String> {
         use rustls::pki_types::pem::PemObject;
-        let bytes = std::fs::read(path).map_err(|e| format!("ca_file {label}: cannot read ({})", e.kind()))?;
+        let bytes = std::fs::read(path)
+            .map_err(|e| format!("ca_file {label}: cannot read ({})", e.kind()))?;
         let mut store = RootCertStore::empty();
         for item in CertificateDer::pem_slice_iter(&bytes) {
             let der = item.map_err(|_| format!("ca_file {label}: malformed PEM"))?;
-            store
-                .add(der)
-                .map_err(|_| format!("ca_file {label}: a certificate cannot be used as a trust anchor"))?;
+            store.add(der).map_err(|_| {
+                format!("ca_file {label}: a certificate cannot be used as a trust anchor")
+            })?;
         }
         if store.is_empty() {
             return Err(format!("ca_file {label}: holds no certificate"));
@@ -244,7 +263,9 @@ async fn connect(address: &str) -> Result<TcpStream, EndpointError> {
         }
     }
     Err(match last {
-        Some(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => EndpointError::Refused(address.to_string()),
+        Some(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            EndpointError::Refused(address.to_string())
+        }
         Some(e) => EndpointError::Connect {
             endpoint: address.to_string(),
             kind: e.kind(),
@@ -273,7 +294,9 @@ async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> Result<Stri
 }
 
 /// SMTP reply: (code, lines). Multi-line replies use `NNN-`, the last `NNN `.
-async fn smtp_reply<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> Result<(u16, Vec<String>), String> {
+async fn smtp_reply<R: tokio::io::AsyncBufRead + Unpin>(
+    r: &mut R,
+) -> Result<(u16, Vec<String>), String> {
     let mut lines = Vec::new();
     for _ in 0..LINES_MAX {
         let line = read_line(r).await?;
@@ -290,7 +313,11 @@ async fn smtp_reply<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> Result<(u1
     Err("reply has too many lines".into())
 }
 
-async fn starttls(stream: &mut TcpStream, proto: StartTls, endpoint: &str) -> Result<(), EndpointError> {
+async fn starttls(
+    stream: &mut TcpStream,
+    proto: StartTls,
+    endpoint: &str,
+) -> Result<(), EndpointError> {
     let err = |what: String| EndpointError::StartTls {
         endpoint: endpoint.to_string(),
         protocol: proto.as_str(),
@@ -311,7 +338,10 @@ async fn starttls(stream: &mut TcpStream, proto: StartTls, endpoint: &str) -> Re
             if code != 250 {
                 return Err(err(format!("EHLO answered {code}, expected 250")));
             }
-            if !caps.iter().any(|c| c.eq_ignore_ascii_case("STARTTLS") || c.to_ascii_uppercase().starts_with("STARTTLS ")) {
+            if !caps.iter().any(|c| {
+                c.eq_ignore_ascii_case("STARTTLS")
+                    || c.to_ascii_uppercase().starts_with("STARTTLS ")
+            }) {
                 return Err(err("server does not offer STARTTLS".into()));
             }
             r.get_mut()
@@ -372,7 +402,9 @@ async fn starttls(stream: &mut TcpStream, proto: StartTls, endpoint: &str) -> Re
 fn handshake_reason(e: &std::io::Error) -> String {
     if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
         return match inner {
-            rustls::Error::InvalidMessage(_) => "not TLS (the server answered something else, plain HTTP?)".into(),
+            rustls::Error::InvalidMessage(_) => {
+                "not TLS (the server answered something else, plain HTTP?)".into()
+            }
             other => other.to_string(),
         };
     }
@@ -387,9 +419,13 @@ pub fn verify_reason(e: &rustls::Error) -> String {
     match e {
         rustls::Error::InvalidCertificate(c) => match c {
             CertificateError::Expired | CertificateError::ExpiredContext { .. } => "expired".into(),
-            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => "not_yet_valid".into(),
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                "not_yet_valid".into()
+            }
             CertificateError::UnknownIssuer => "unknown_issuer".into(),
-            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => "name_mismatch".into(),
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+                "name_mismatch".into()
+            }
             CertificateError::BadSignature => "bad_signature".into(),
             CertificateError::Revoked => "revoked".into(),
             other => format!("invalid ({other:?})").chars().take(80).collect(),
@@ -423,7 +459,12 @@ impl ServerCertVerifier for AcceptAny {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -432,10 +473,17 @@ impl ServerCertVerifier for AcceptAny {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }

@@ -16,7 +16,16 @@ use walkdir::WalkDir;
 use super::parse::{parse_file, ParseError, Parsed};
 
 /// File name extensions read when searching a folder.
-pub const CERT_EXTENSIONS: &[&str] = &["pem", "crt", "cer", "cert", "der", "p12", "pfx", "kubeconfig"];
+pub const CERT_EXTENSIONS: &[&str] = &[
+    "pem",
+    "crt",
+    "cer",
+    "cert",
+    "der",
+    "p12",
+    "pfx",
+    "kubeconfig",
+];
 
 /// ELOOP on Linux and the BSDs/macOS.
 fn is_loop(e: &std::io::Error) -> bool {
@@ -40,10 +49,15 @@ pub enum FileError {
     TooLarge { path: String, size: u64, max: u64 },
     #[error("{0}: not a regular file")]
     NotAFile(String),
-    #[error("{0}: folder holds no certificate files (.pem, .crt, .cer, .der, .p12, .pfx, .kubeconfig)")]
+    #[error(
+        "{0}: folder holds no certificate files (.pem, .crt, .cer, .der, .p12, .pfx, .kubeconfig)"
+    )]
     NoFiles(String),
     #[error("{path}: cannot read ({kind})")]
-    Io { path: String, kind: std::io::ErrorKind },
+    Io {
+        path: String,
+        kind: std::io::ErrorKind,
+    },
     #[error("{path}: {source}")]
     Parse {
         path: String,
@@ -112,7 +126,11 @@ pub fn discover(base: &Path, patterns: &[String], max_depth: usize) -> Discovery
     let mut out = Discovery::default();
     for pat in patterns {
         let absolute = Path::new(pat).is_absolute();
-        let full = if absolute { PathBuf::from(pat) } else { base.join(pat) };
+        let full = if absolute {
+            PathBuf::from(pat)
+        } else {
+            base.join(pat)
+        };
         let label_of = |p: &Path| -> String {
             if absolute {
                 p.display().to_string()
@@ -129,14 +147,22 @@ pub fn discover(base: &Path, patterns: &[String], max_depth: usize) -> Discovery
         if pat.contains(['*', '?', '[']) {
             let Ok(paths) = glob::glob(&full.to_string_lossy()) else {
                 // Validated at load; only a non-UTF-8 base could get here.
-                out.problems.push((pat.clone(), FileError::NoMatches(pat.clone())));
+                out.problems
+                    .push((pat.clone(), FileError::NoMatches(pat.clone())));
                 continue;
             };
             let mut any = false;
             for entry in paths {
                 any = true;
                 match entry {
-                    Ok(p) => add_path(&p, &label_of(&p), max_depth, &label_of, &mut cands, &mut out),
+                    Ok(p) => add_path(
+                        &p,
+                        &label_of(&p),
+                        max_depth,
+                        &label_of,
+                        &mut cands,
+                        &mut out,
+                    ),
                     Err(e) => {
                         let l = label_of(e.path());
                         let err = FileError::from_io(&l, e.error(), false);
@@ -145,7 +171,8 @@ pub fn discover(base: &Path, patterns: &[String], max_depth: usize) -> Discovery
                 }
             }
             if !any {
-                out.problems.push((pat.clone(), FileError::NoMatches(pat.clone())));
+                out.problems
+                    .push((pat.clone(), FileError::NoMatches(pat.clone())));
             }
         } else {
             // Keep the label as written ("certs/" stays "certs/").
@@ -158,7 +185,7 @@ pub fn discover(base: &Path, patterns: &[String], max_depth: usize) -> Discovery
         groups.entry(c.key).or_default().push(c);
     }
     for (_, mut group) in groups {
-        group.sort_by_cached_key(|c| rank(c));
+        group.sort_by_cached_key(rank);
         out.duplicates += group.len() - 1;
         if let Some(best) = group.into_iter().next() {
             out.files.push(FileTarget {
@@ -186,7 +213,12 @@ fn rank(c: &Candidate) -> (bool, bool, usize, String) {
         (Ok(canon), Ok(abs)) => canon != abs,
         _ => false,
     };
-    (hidden, !via_link, label.components().count(), c.label.clone())
+    (
+        hidden,
+        !via_link,
+        label.components().count(),
+        c.label.clone(),
+    )
 }
 
 fn add_path(
@@ -200,7 +232,8 @@ fn add_path(
     let lmeta = match std::fs::symlink_metadata(p) {
         Ok(m) => m,
         Err(e) => {
-            out.problems.push((label.to_string(), FileError::from_io(label, &e, false)));
+            out.problems
+                .push((label.to_string(), FileError::from_io(label, &e, false)));
             return;
         }
     };
@@ -221,7 +254,8 @@ fn add_path(
     } else if meta.is_dir() {
         walk(p, label, max_depth, label_of, cands, out);
     } else {
-        out.problems.push((label.to_string(), FileError::NotAFile(label.to_string())));
+        out.problems
+            .push((label.to_string(), FileError::NotAFile(label.to_string())));
     }
 }
 
@@ -252,7 +286,8 @@ fn walk(
                         Err(err) => {
                             let l = label_of(e.path());
                             if let Some(io) = err.io_error() {
-                                out.problems.push((l.clone(), FileError::from_io(&l, io, false)));
+                                out.problems
+                                    .push((l.clone(), FileError::from_io(&l, io, false)));
                                 errors += 1;
                             }
                         }
@@ -269,13 +304,22 @@ fn walk(
                 let is_root = path == dir;
                 if !is_root && !is_cert_name(path) {
                     // Unreadable entries that would not be read anyway (a dangling `README` link).
-                    let is_dir_error = err.io_error().map(|io| io.kind() == std::io::ErrorKind::PermissionDenied).unwrap_or(false);
+                    let is_dir_error = err
+                        .io_error()
+                        .map(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
+                        .unwrap_or(false);
                     if !is_dir_error {
                         continue;
                     }
                 }
-                let l = if is_root { dir_label.to_string() } else { label_of(path) };
-                let was_link = std::fs::symlink_metadata(path).map(|m| m.file_type().is_symlink()).unwrap_or(false);
+                let l = if is_root {
+                    dir_label.to_string()
+                } else {
+                    label_of(path)
+                };
+                let was_link = std::fs::symlink_metadata(path)
+                    .map(|m| m.file_type().is_symlink())
+                    .unwrap_or(false);
                 let fe = match err.io_error() {
                     Some(io) => FileError::from_io(&l, io, was_link),
                     None => FileError::Io {
@@ -289,12 +333,18 @@ fn walk(
         }
     }
     if cands.len() == before && errors == 0 {
-        out.problems.push((dir_label.to_string(), FileError::NoFiles(dir_label.to_string())));
+        out.problems.push((
+            dir_label.to_string(),
+            FileError::NoFiles(dir_label.to_string()),
+        ));
     }
 }
 
 fn is_cert_name(p: &Path) -> bool {
-    let name = p.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+    let name = p
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
     if name == "kubeconfig" {
         return true;
     }
@@ -323,7 +373,11 @@ fn file_key(m: &std::fs::Metadata) -> (u64, u64) {
 }
 
 /// Read and parse one file. `passphrase`: `Ok(None)` none configured, `Err` configured but unavailable.
-pub fn read_target(t: &FileTarget, max_size: u64, passphrase: &Result<Option<String>, String>) -> Result<Parsed, FileError> {
+pub fn read_target(
+    t: &FileTarget,
+    max_size: u64,
+    passphrase: &Result<Option<String>, String>,
+) -> Result<Parsed, FileError> {
     let label = t.label.as_str();
     let meta = std::fs::metadata(&t.path).map_err(|e| FileError::from_io(label, &e, true))?;
     if !meta.is_file() {
@@ -349,7 +403,10 @@ pub fn read_target(t: &FileTarget, max_size: u64, passphrase: &Result<Option<Str
             max: max_size,
         });
     }
-    let ext = t.path.extension().map(|e| e.to_string_lossy().to_lowercase());
+    let ext = t
+        .path
+        .extension()
+        .map(|e| e.to_string_lossy().to_lowercase());
     let pass = passphrase.as_ref().ok().and_then(|p| p.as_deref());
     let result = parse_file(&buf, ext.as_deref(), pass);
     // Files may hold private keys: do not leave them in freed memory.
@@ -372,7 +429,15 @@ mod tests {
 
     #[test]
     fn names_searched_in_folders() {
-        for yes in ["a.pem", "b.CRT", "x/y.der", "k.p12", "kubeconfig", "c.kubeconfig", "tls.crt"] {
+        for yes in [
+            "a.pem",
+            "b.CRT",
+            "x/y.der",
+            "k.p12",
+            "kubeconfig",
+            "c.kubeconfig",
+            "tls.crt",
+        ] {
             assert!(is_cert_name(Path::new(yes)), "{yes}");
         }
         for no in ["a.key", "README", "x.yaml", "pem"] {

@@ -29,17 +29,38 @@ use crate::snapshot::{Health, MetricDef, Snapshot, SnapshotBuilder, TargetStatus
 use endpoint::{Endpoint, Prober};
 use parse::Cert;
 
-pub const NOT_AFTER: MetricDef = MetricDef::gauge("certificate_not_after_timestamp_seconds", "End of the certificate's validity period (notAfter), as a Unix timestamp.");
-pub const NOT_BEFORE: MetricDef = MetricDef::gauge("certificate_not_before_timestamp_seconds", "Start of the certificate's validity period (notBefore), as a Unix timestamp.");
-pub const EXPIRED: MetricDef = MetricDef::gauge("certificate_expired", "1 if the certificate's notAfter is in the past at the last check, else 0.");
-pub const NOT_YET_VALID: MetricDef = MetricDef::gauge("certificate_not_yet_valid", "1 if the certificate's notBefore is in the future at the last check, else 0.");
+pub const NOT_AFTER: MetricDef = MetricDef::gauge(
+    "certificate_not_after_timestamp_seconds",
+    "End of the certificate's validity period (notAfter), as a Unix timestamp.",
+);
+pub const NOT_BEFORE: MetricDef = MetricDef::gauge(
+    "certificate_not_before_timestamp_seconds",
+    "Start of the certificate's validity period (notBefore), as a Unix timestamp.",
+);
+pub const EXPIRED: MetricDef = MetricDef::gauge(
+    "certificate_expired",
+    "1 if the certificate's notAfter is in the past at the last check, else 0.",
+);
+pub const NOT_YET_VALID: MetricDef = MetricDef::gauge(
+    "certificate_not_yet_valid",
+    "1 if the certificate's notBefore is in the future at the last check, else 0.",
+);
 pub const INFO: MetricDef = MetricDef::gauge("certificate_info", "Certificate details: subject and issuer CN, SANs (bounded), key type and size, signature algorithm; always 1.");
 pub const VERIFIED: MetricDef = MetricDef::gauge("certificate_verified", "1 if the chain served by the endpoint verifies for its server_name against the web roots (or its ca_file) at the last check, else 0.");
 pub const WARNING: MetricDef = MetricDef::gauge("certificate_warning_threshold_seconds", "Configured warning threshold (warning_days) in seconds: alert when notAfter - time() is below it.");
 pub const CRITICAL: MetricDef = MetricDef::gauge("certificate_critical_threshold_seconds", "Configured critical threshold (critical_days) in seconds: alert when notAfter - time() is below it.");
-pub const SOURCE_UP: MetricDef = MetricDef::gauge("certificate_source_up", "1 if the certificate file or endpoint was read and parsed on the last check, else 0.");
-pub const SOURCE_CERTS: MetricDef = MetricDef::gauge("certificate_source_certificates", "Certificates found in the file or served by the endpoint on the last check.");
-pub const SOURCE_ERROR: MetricDef = MetricDef::gauge("certificate_source_error_info", "Why the source could not be read on the last check (reason is a short code); always 1.");
+pub const SOURCE_UP: MetricDef = MetricDef::gauge(
+    "certificate_source_up",
+    "1 if the certificate file or endpoint was read and parsed on the last check, else 0.",
+);
+pub const SOURCE_CERTS: MetricDef = MetricDef::gauge(
+    "certificate_source_certificates",
+    "Certificates found in the file or served by the endpoint on the last check.",
+);
+pub const SOURCE_ERROR: MetricDef = MetricDef::gauge(
+    "certificate_source_error_info",
+    "Why the source could not be read on the last check (reason is a short code); always 1.",
+);
 
 /// Where a certificate came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,6 +167,19 @@ impl CertState {
     }
 }
 
+/// The registry's constructor: `interval` is the `--interval` override.
+pub fn monitor(
+    cfg: &CertificateConfig,
+    interval: Option<Duration>,
+    base: &std::path::Path,
+) -> Arc<dyn Monitor> {
+    Arc::new(CertificateMonitor::from_config(
+        cfg,
+        interval,
+        base.to_path_buf(),
+    ))
+}
+
 /// The certificate monitor.
 pub struct CertificateMonitor {
     inner: Arc<Inner>,
@@ -204,33 +238,12 @@ impl CertificateMonitor {
         let files = tokio::task::spawn_blocking(move || read_files(&inner))
             .await
             .map_err(|e| MonitorError::Panicked(e.to_string()))?;
-        let inner = &self.inner;
-        let probes: Vec<SourceResult> = futures::stream::iter(inner.endpoints.iter())
-            .map(|ep| async move {
-                let outcome = match &inner.prober {
-                    Ok(p) => p.probe(ep, ctx.now).await.map_err(|e| SourceFailure {
-                        reason: e.metric_label(),
-                        message: e.to_string(),
-                    }),
-                    Err(e) => Err(SourceFailure {
-                        reason: "tls_setup",
-                        message: format!("{}: TLS client setup failed: {e}", ep.address),
-                    }),
-                };
-                SourceResult {
-                    kind: SourceKind::Endpoint,
-                    target: ep.address.clone(),
-                    server_name: Some(ep.server_name.clone()),
-                    outcome: outcome.map(|p| SourceData {
-                        certs: p.certs,
-                        format: p.protocol,
-                        verified: Some(p.verified),
-                    }),
-                }
-            })
-            .buffered(inner.cfg.endpoint_concurrency.max(1))
-            .collect()
-            .await;
+        let n = self.inner.endpoints.len();
+        let probes: Vec<SourceResult> =
+            futures::stream::iter((0..n).map(|i| probe_one(self.inner.clone(), i, ctx.now)))
+                .buffered(self.inner.cfg.endpoint_concurrency.max(1))
+                .collect()
+                .await;
         let mut all = files;
         all.extend(probes);
         for s in &all {
@@ -255,6 +268,30 @@ impl CertificateMonitor {
     }
 }
 
+async fn probe_one(inner: Arc<Inner>, i: usize, now: SystemTime) -> SourceResult {
+    let ep = &inner.endpoints[i];
+    let outcome = match &inner.prober {
+        Ok(p) => p.probe(ep, now).await.map_err(|e| SourceFailure {
+            reason: e.metric_label(),
+            message: e.to_string(),
+        }),
+        Err(e) => Err(SourceFailure {
+            reason: "tls_setup",
+            message: format!("{}: TLS client setup failed: {e}", ep.address),
+        }),
+    };
+    SourceResult {
+        kind: SourceKind::Endpoint,
+        target: ep.address.clone(),
+        server_name: Some(ep.server_name.clone()),
+        outcome: outcome.map(|p| SourceData {
+            certs: p.certs,
+            format: p.protocol,
+            verified: Some(p.verified),
+        }),
+    }
+}
+
 fn passphrase(cfg: &CertificateConfig, base: &std::path::Path) -> Result<Option<String>, String> {
     if let Some(var) = &cfg.pkcs12_passphrase_env {
         return std::env::var(var)
@@ -264,7 +301,12 @@ fn passphrase(cfg: &CertificateConfig, base: &std::path::Path) -> Result<Option<
     if let Some(f) = &cfg.pkcs12_passphrase_file {
         let text = std::fs::read_to_string(base.join(f))
             .map_err(|e| format!("cannot read pkcs12_passphrase_file {f} ({})", e.kind()))?;
-        let first = text.lines().next().unwrap_or("").trim_end_matches('\r').to_string();
+        let first = text
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim_end_matches('\r')
+            .to_string();
         return Ok(Some(first));
     }
     Ok(None)
@@ -274,7 +316,11 @@ fn read_files(inner: &Inner) -> Vec<SourceResult> {
     let patterns: Vec<String> = inner.cfg.paths.iter().map(|g| g.0.clone()).collect();
     let found = files::discover(&inner.base, &patterns, inner.cfg.max_depth);
     if found.duplicates > 0 {
-        tracing::debug!(monitor = "certificate_expiry", duplicates = found.duplicates, "certificate files reached through more than one path were read once");
+        tracing::debug!(
+            monitor = "certificate_expiry",
+            duplicates = found.duplicates,
+            "certificate files reached through more than one path were read once"
+        );
     }
     let pass = passphrase(&inner.cfg, &inner.base);
     let mut out = Vec::with_capacity(found.files.len() + found.problems.len());
@@ -315,7 +361,12 @@ fn now_secs(now: SystemTime) -> i64 {
 }
 
 /// Build the snapshot from gathered sources.
-pub fn snapshot(sources: &[SourceResult], now: SystemTime, warning: i64, critical: i64) -> Snapshot {
+pub fn snapshot(
+    sources: &[SourceResult],
+    now: SystemTime,
+    warning: i64,
+    critical: i64,
+) -> Snapshot {
     let mut b = SnapshotBuilder::new();
     for def in [&NOT_AFTER, &NOT_BEFORE, &EXPIRED, &INFO, &SOURCE_UP] {
         b.declare(def);
@@ -362,8 +413,16 @@ pub fn snapshot(sources: &[SourceResult], now: SystemTime, warning: i64, critica
                     }
                     b.gauge_owned(&NOT_AFTER, l.clone(), c.not_after as f64);
                     b.gauge_owned(&NOT_BEFORE, l.clone(), c.not_before as f64);
-                    b.gauge_owned(&EXPIRED, l.clone(), if now_s > c.not_after { 1.0 } else { 0.0 });
-                    b.gauge_owned(&NOT_YET_VALID, l.clone(), if now_s < c.not_before { 1.0 } else { 0.0 });
+                    b.gauge_owned(
+                        &EXPIRED,
+                        l.clone(),
+                        if now_s > c.not_after { 1.0 } else { 0.0 },
+                    );
+                    b.gauge_owned(
+                        &NOT_YET_VALID,
+                        l.clone(),
+                        if now_s < c.not_before { 1.0 } else { 0.0 },
+                    );
                     let mut info = l;
                     info.extend([
                         ("subject_cn", c.subject_cn.clone()),
@@ -382,7 +441,11 @@ pub fn snapshot(sources: &[SourceResult], now: SystemTime, warning: i64, critica
                 }
                 let mut summary = format!("{} certificate(s), {}", data.certs.len(), data.format);
                 if let Some(e) = earliest {
-                    summary.push_str(&format!(", earliest expiry in {} day(s) ({})", days_left(e, now_s), display_cn(e)));
+                    summary.push_str(&format!(
+                        ", earliest expiry in {} day(s) ({})",
+                        days_left(e, now_s),
+                        display_cn(e)
+                    ));
                 }
                 match &data.verified {
                     Some(Ok(())) => summary.push_str(", verified"),
@@ -394,7 +457,11 @@ pub fn snapshot(sources: &[SourceResult], now: SystemTime, warning: i64, critica
                 }
                 b.target(TargetStatus {
                     target: format!("{}: {}", s.kind.as_str(), s.display()),
-                    health: if worst == CertState::Ok { Health::Ok } else { Health::Findings },
+                    health: if worst == CertState::Ok {
+                        Health::Ok
+                    } else {
+                        Health::Findings
+                    },
                     summary,
                     error: None,
                     stale: false,
@@ -413,7 +480,10 @@ fn display_cn(c: &Cert) -> String {
     if !c.subject_cn.is_empty() {
         c.subject_cn.clone()
     } else {
-        c.sans.first().cloned().unwrap_or_else(|| format!("serial {}", c.serial))
+        c.sans
+            .first()
+            .cloned()
+            .unwrap_or_else(|| format!("serial {}", c.serial))
     }
 }
 
@@ -432,14 +502,33 @@ pub fn report(sources: &[SourceResult], now: SystemTime, warning: i64, critical:
     for s in sources {
         if let Ok(d) = &s.outcome {
             for (i, c) in d.certs.iter().enumerate() {
-                rows.push((c.not_after, s, i, c, CertState::of(c, now_s, warning, critical)));
+                rows.push((
+                    c.not_after,
+                    s,
+                    i,
+                    c,
+                    CertState::of(c, now_s, warning, critical),
+                ));
             }
         }
     }
-    rows.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.target.cmp(&b.1.target)).then(a.2.cmp(&b.2)));
+    rows.sort_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| a.1.target.cmp(&b.1.target))
+            .then(a.2.cmp(&b.2))
+    });
     let mut certs = Section::new(
         "Certificates (earliest expiry first)",
-        &["SOURCE", "TARGET", "INDEX", "SUBJECT", "SERIAL", "NOT AFTER", "DAYS LEFT", "STATE"],
+        &[
+            "SOURCE",
+            "TARGET",
+            "INDEX",
+            "SUBJECT",
+            "SERIAL",
+            "NOT AFTER",
+            "DAYS LEFT",
+            "STATE",
+        ],
     );
     certs.empty = "no certificates found".into();
     let mut report = Report::default();
@@ -473,7 +562,10 @@ pub fn report(sources: &[SourceResult], now: SystemTime, warning: i64, critical:
             "state": st.as_str(),
         }));
     }
-    let mut srcs = Section::new("Certificate sources", &["SOURCE", "TARGET", "UP", "VERIFIED", "DETAIL"]);
+    let mut srcs = Section::new(
+        "Certificate sources",
+        &["SOURCE", "TARGET", "UP", "VERIFIED", "DETAIL"],
+    );
     let mut json_sources = Vec::new();
     for s in sources {
         let (up, verified, detail) = match &s.outcome {
@@ -491,7 +583,13 @@ pub fn report(sources: &[SourceResult], now: SystemTime, warning: i64, critical:
                 ("0", "-".to_string(), f.message.clone())
             }
         };
-        srcs.row([s.kind.as_str().to_string(), s.display(), up.to_string(), verified.clone(), detail.clone()]);
+        srcs.row([
+            s.kind.as_str().to_string(),
+            s.display(),
+            up.to_string(),
+            verified.clone(),
+            detail.clone(),
+        ]);
         json_sources.push(serde_json::json!({
             "source": s.kind.as_str(),
             "target": s.target,
@@ -534,7 +632,12 @@ impl Monitor for CertificateMonitor {
 
     fn describe(&self) -> String {
         let paths: Vec<&str> = self.inner.cfg.paths.iter().map(|g| g.0.as_str()).collect();
-        let eps: Vec<&str> = self.inner.endpoints.iter().map(|e| e.address.as_str()).collect();
+        let eps: Vec<&str> = self
+            .inner
+            .endpoints
+            .iter()
+            .map(|e| e.address.as_str())
+            .collect();
         format!(
             "certificates: paths [{}] (under {}), endpoints [{}]",
             paths.join(", "),
@@ -580,11 +683,26 @@ mod tests {
     fn states_follow_thresholds() {
         let d = 86_400;
         let (w, c) = (30 * d, 7 * d);
-        assert_eq!(CertState::of(&cert(0, 100 * d), 50 * d, w, c), CertState::Ok);
-        assert_eq!(CertState::of(&cert(0, 100 * d), 80 * d, w, c), CertState::Warning);
-        assert_eq!(CertState::of(&cert(0, 100 * d), 95 * d, w, c), CertState::Critical);
-        assert_eq!(CertState::of(&cert(0, 100 * d), 101 * d, w, c), CertState::Expired);
-        assert_eq!(CertState::of(&cert(10 * d, 100 * d), 5 * d, w, c), CertState::NotYetValid);
+        assert_eq!(
+            CertState::of(&cert(0, 100 * d), 50 * d, w, c),
+            CertState::Ok
+        );
+        assert_eq!(
+            CertState::of(&cert(0, 100 * d), 80 * d, w, c),
+            CertState::Warning
+        );
+        assert_eq!(
+            CertState::of(&cert(0, 100 * d), 95 * d, w, c),
+            CertState::Critical
+        );
+        assert_eq!(
+            CertState::of(&cert(0, 100 * d), 101 * d, w, c),
+            CertState::Expired
+        );
+        assert_eq!(
+            CertState::of(&cert(10 * d, 100 * d), 5 * d, w, c),
+            CertState::NotYetValid
+        );
         assert_eq!(days_left(&cert(0, 10 * d), 9 * d + 1), 0);
         assert_eq!(days_left(&cert(0, 10 * d), 11 * d), -1);
     }
@@ -603,7 +721,11 @@ mod tests {
         };
         let snap = snapshot(&[src.clone(), src], SystemTime::UNIX_EPOCH, 1, 1);
         let fam = snap.family(NOT_AFTER.name).unwrap();
-        assert_eq!(fam.samples.len(), 2, "same serial, different index: two series, no repeats");
+        assert_eq!(
+            fam.samples.len(),
+            2,
+            "same serial, different index: two series, no repeats"
+        );
         let up = snap.family(SOURCE_UP.name).unwrap();
         assert_eq!(up.samples.len(), 1);
     }

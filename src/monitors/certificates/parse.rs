@@ -92,7 +92,9 @@ pub enum ParseError {
     MalformedCertificate { index: usize },
     #[error("PKCS#12: wrong passphrase (integrity check failed)")]
     WrongPassphrase,
-    #[error("PKCS#12 file needs a passphrase; set pkcs12_passphrase_file or pkcs12_passphrase_env")]
+    #[error(
+        "PKCS#12 file needs a passphrase; set pkcs12_passphrase_file or pkcs12_passphrase_env"
+    )]
     PassphraseRequired,
     #[error("PKCS#12 file is malformed or uses an unsupported algorithm ({what})")]
     MalformedPkcs12 { what: &'static str },
@@ -178,9 +180,8 @@ fn looks_like_kubeconfig(bytes: &[u8]) -> bool {
 pub fn parse_pem(bytes: &[u8]) -> Result<Parsed, ParseError> {
     let mut certs = Vec::new();
     let mut keys = 0usize;
-    let mut block = 0usize;
-    for item in <(SectionKind, Vec<u8>) as PemObject>::pem_slice_iter(bytes) {
-        block += 1;
+    for (i, item) in <(SectionKind, Vec<u8>) as PemObject>::pem_slice_iter(bytes).enumerate() {
+        let block = i + 1;
         let (kind, mut der) = item.map_err(|e| ParseError::MalformedPem {
             block,
             what: pem_error_kind(&e),
@@ -234,7 +235,9 @@ pub fn parse_pkcs12(bytes: &[u8], passphrase: Option<&str>) -> Result<Parsed, Pa
             E::UnpadError if passphrase.is_none() => ParseError::PassphraseRequired,
             E::UnpadError => ParseError::WrongPassphrase,
             E::DerError(_) | E::InvalidVersion | E::InvalidLength | E::InvalidData => {
-                ParseError::MalformedPkcs12 { what: "invalid structure" }
+                ParseError::MalformedPkcs12 {
+                    what: "invalid structure",
+                }
             }
             E::UnsupportedContentType => ParseError::MalformedPkcs12 {
                 what: "unsupported content type",
@@ -265,11 +268,10 @@ pub fn parse_pkcs12(bytes: &[u8], passphrase: Option<&str>) -> Result<Parsed, Pa
 /// kubeconfig: `clusters[].cluster.certificate-authority-data` then
 /// `users[].user.client-certificate-data` (base64 of PEM or DER). Key data is never decoded.
 pub fn parse_kubeconfig(bytes: &[u8]) -> Result<Parsed, ParseError> {
-    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_slice(bytes).map_err(|e| {
-        ParseError::MalformedKubeconfig {
+    let doc: serde_yaml_ng::Value =
+        serde_yaml_ng::from_slice(bytes).map_err(|e| ParseError::MalformedKubeconfig {
             line: e.location().map(|l| l.line()).unwrap_or(0),
-        }
-    })?;
+        })?;
     let mut blobs: Vec<(String, &'static str, &str)> = Vec::new();
     for (list, inner, field) in [
         ("clusters", "cluster", "certificate-authority-data"),
@@ -284,7 +286,11 @@ pub fn parse_kubeconfig(bytes: &[u8]) -> Result<Parsed, ParseError> {
                 .and_then(|n| n.as_str())
                 .map(|n| truncate(n, 64))
                 .unwrap_or_else(|| i.to_string());
-            if let Some(data) = item.get(inner).and_then(|c| c.get(field)).and_then(|d| d.as_str()) {
+            if let Some(data) = item
+                .get(inner)
+                .and_then(|c| c.get(field))
+                .and_then(|d| d.as_str())
+            {
                 blobs.push((format!("{list}[{name}]"), field, data));
             }
         }
@@ -308,7 +314,9 @@ pub fn parse_kubeconfig(bytes: &[u8]) -> Result<Parsed, ParseError> {
         }
     }
     if certs.is_empty() {
-        return Err(ParseError::NoCertificates { format: "kubeconfig" });
+        return Err(ParseError::NoCertificates {
+            format: "kubeconfig",
+        });
     }
     Ok(Parsed {
         format: Format::Kubeconfig,
@@ -331,8 +339,34 @@ fn shift_index(e: ParseError, offset: usize) -> ParseError {
 
 /// One DER certificate. `index` is only used in errors.
 pub fn cert_from_der(der: &[u8], index: usize) -> Result<Cert, ParseError> {
-    let (_, c) = x509_parser::parse_x509_certificate(der).map_err(|e| der_error(&e, index))?;
+    let (_, c) = x509_parser::parse_x509_certificate(der).map_err(|e| {
+        if der_outer_len(der).is_some_and(|len| len > der.len()) {
+            ParseError::TruncatedDer { index }
+        } else {
+            der_error(&e, index)
+        }
+    })?;
     Ok(describe(&c))
+}
+
+/// Total length (header + content) the outer DER SEQUENCE declares, if it is one.
+fn der_outer_len(der: &[u8]) -> Option<usize> {
+    if *der.first()? != 0x30 {
+        return None;
+    }
+    let first = *der.get(1)? as usize;
+    if first < 0x80 {
+        return Some(2 + first);
+    }
+    let n = first & 0x7f;
+    if n == 0 || n > 4 {
+        return None;
+    }
+    let mut len = 0usize;
+    for i in 0..n {
+        len = (len << 8) | *der.get(2 + i)? as usize;
+    }
+    Some(2 + n + len)
 }
 
 fn der_error(e: &x509_parser::nom::Err<x509_parser::error::X509Error>, index: usize) -> ParseError {
@@ -444,7 +478,10 @@ fn ip_from_bytes(b: &[u8]) -> Option<std::net::IpAddr> {
 
 /// Lowercase hex, leading zero bytes dropped (at least one byte kept).
 pub fn serial_hex(raw: &[u8]) -> String {
-    let start = raw.iter().position(|b| *b != 0).unwrap_or(raw.len().saturating_sub(1));
+    let start = raw
+        .iter()
+        .position(|b| *b != 0)
+        .unwrap_or(raw.len().saturating_sub(1));
     let mut s = String::with_capacity(raw.len() * 2);
     for b in &raw[start.min(raw.len())..] {
         s.push_str(&format!("{b:02x}"));
@@ -468,11 +505,19 @@ fn truncate(s: &str, max: usize) -> String {
 pub fn bounded_join(items: &[String], max: usize) -> String {
     let mut out = String::new();
     for (i, item) in items.iter().enumerate() {
-        let extra = if out.is_empty() { item.len() } else { item.len() + 1 };
+        let extra = if out.is_empty() {
+            item.len()
+        } else {
+            item.len() + 1
+        };
         let rest = items.len() - i;
         let marker = format!(",…+{rest}");
         if out.len() + extra + if rest > 1 { marker.len() } else { 0 } > max {
-            out.push_str(if out.is_empty() { &marker[1..] } else { &marker });
+            out.push_str(if out.is_empty() {
+                &marker[1..]
+            } else {
+                &marker
+            });
             return out;
         }
         if !out.is_empty() {
@@ -494,7 +539,9 @@ mod tests {
     }
 
     fn params(cn: &str, sans: &[&str]) -> rcgen::CertificateParams {
-        let mut p = rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        let mut p =
+            rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
         p.distinguished_name.push(rcgen::DnType::CommonName, cn);
         p.serial_number = Some(rcgen::SerialNumber::from_slice(&[0x00, 0x12, 0xab]));
         p.not_before = rcgen::date_time_ymd(2024, 1, 2);
@@ -520,7 +567,7 @@ mod tests {
         assert_eq!(c.key_bits, 256);
         assert_eq!(c.signature_algorithm, "ecdsa-with-SHA256");
         assert_eq!(c.not_before, 1_704_153_600);
-        assert_eq!(c.not_after, 1_907_280_000);
+        assert_eq!(c.not_after, 1_907_020_800);
         assert_eq!(p.certs[1].subject_cn, "beta");
     }
 
@@ -538,16 +585,31 @@ mod tests {
     #[test]
     fn bad_inputs_are_typed_errors_without_contents() {
         assert_eq!(parse_file(b"", None, None).unwrap_err(), ParseError::Empty);
-        assert_eq!(parse_file(b" \n\t", None, None).unwrap_err(), ParseError::Empty);
-        assert_eq!(parse_file(b"hello s3cr3t", None, None).unwrap_err(), ParseError::UnknownFormat);
-        let garbage = b"-----BEGIN CERTIFICATE-----\nnot*base64*s3cr3t\n-----END CERTIFICATE-----\n";
+        assert_eq!(
+            parse_file(b" \n\t", None, None).unwrap_err(),
+            ParseError::Empty
+        );
+        assert_eq!(
+            parse_file(b"hello s3cr3t", None, None).unwrap_err(),
+            ParseError::UnknownFormat
+        );
+        let garbage =
+            b"-----BEGIN CERTIFICATE-----\nnot*base64*s3cr3t\n-----END CERTIFICATE-----\n";
         let e = parse_file(garbage, None, None).unwrap_err();
         assert_eq!(e.metric_label(), "malformed_pem");
         assert!(!e.to_string().contains("s3cr3t"));
         let not_der = b"-----BEGIN CERTIFICATE-----\naGVsbG8gd29ybGQ=\n-----END CERTIFICATE-----\n";
-        assert_eq!(parse_file(not_der, None, None).unwrap_err().metric_label(), "malformed_certificate");
+        assert_eq!(
+            parse_file(not_der, None, None).unwrap_err().metric_label(),
+            "malformed_certificate"
+        );
         let unterminated = b"-----BEGIN CERTIFICATE-----\naGVsbG8=\n";
-        assert_eq!(parse_file(unterminated, None, None).unwrap_err().metric_label(), "malformed_pem");
+        assert_eq!(
+            parse_file(unterminated, None, None)
+                .unwrap_err()
+                .metric_label(),
+            "malformed_pem"
+        );
         let key = rcgen::KeyPair::generate().unwrap();
         let e = parse_file(key.serialize_pem().as_bytes(), None, None).unwrap_err();
         assert_eq!(e, ParseError::PrivateKeyOnly { keys: 1 });

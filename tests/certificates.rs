@@ -762,8 +762,21 @@ fn server_config(
     Arc::new(cfg)
 }
 
-/// A rustls server on 127.0.0.1; with `smtp`, a tiny ESMTP greeting and STARTTLS first.
+/// What a test server speaks before the TLS handshake.
+#[derive(Clone, Copy, PartialEq)]
+enum Pre {
+    None,
+    Smtp,
+    Imap,
+    Pop3,
+}
+
+/// A rustls server on 127.0.0.1, optionally behind a tiny SMTP/IMAP/POP3 STARTTLS exchange.
 async fn tls_server(cfg: Arc<rustls::ServerConfig>, smtp: bool) -> SocketAddr {
+    tls_server_pre(cfg, if smtp { Pre::Smtp } else { Pre::None }).await
+}
+
+async fn tls_server_pre(cfg: Arc<rustls::ServerConfig>, pre: Pre) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
@@ -771,24 +784,48 @@ async fn tls_server(cfg: Arc<rustls::ServerConfig>, smtp: bool) -> SocketAddr {
         while let Ok((mut sock, _)) = listener.accept().await {
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                if smtp {
-                    sock.write_all(b"220 mail.test ESMTP ready\r\n").await.ok();
-                    let mut r = BufReader::new(&mut sock);
-                    let mut line = String::new();
-                    r.read_line(&mut line).await.ok();
-                    if !line.starts_with("EHLO") {
-                        return;
+                let mut line = String::new();
+                match pre {
+                    Pre::None => {}
+                    Pre::Smtp => {
+                        sock.write_all(b"220 mail.test ESMTP ready\r\n").await.ok();
+                        let mut r = BufReader::new(&mut sock);
+                        r.read_line(&mut line).await.ok();
+                        if !line.starts_with("EHLO") {
+                            return;
+                        }
+                        r.get_mut()
+                            .write_all(b"250-mail.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n")
+                            .await
+                            .ok();
+                        line.clear();
+                        r.read_line(&mut line).await.ok();
+                        if line.trim_end() != "STARTTLS" {
+                            return;
+                        }
+                        r.get_mut().write_all(b"220 2.0.0 go ahead\r\n").await.ok();
                     }
-                    r.get_mut()
-                        .write_all(b"250-mail.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n")
-                        .await
-                        .ok();
-                    line.clear();
-                    r.read_line(&mut line).await.ok();
-                    if line.trim_end() != "STARTTLS" {
-                        return;
+                    Pre::Imap => {
+                        sock.write_all(b"* OK [CAPABILITY IMAP4rev1 STARTTLS] ready\r\n")
+                            .await
+                            .ok();
+                        let mut r = BufReader::new(&mut sock);
+                        r.read_line(&mut line).await.ok();
+                        let Some(tag) = line.strip_suffix(" STARTTLS\r\n") else {
+                            return;
+                        };
+                        let reply = format!("{tag} OK Begin TLS negotiation now\r\n");
+                        r.get_mut().write_all(reply.as_bytes()).await.ok();
                     }
-                    r.get_mut().write_all(b"220 2.0.0 go ahead\r\n").await.ok();
+                    Pre::Pop3 => {
+                        sock.write_all(b"+OK POP3 ready\r\n").await.ok();
+                        let mut r = BufReader::new(&mut sock);
+                        r.read_line(&mut line).await.ok();
+                        if line.trim_end() != "STLS" {
+                            return;
+                        }
+                        r.get_mut().write_all(b"+OK Begin TLS\r\n").await.ok();
+                    }
                 }
                 if let Ok(mut tls) = acceptor.accept(sock).await {
                     let mut buf = [0u8; 64];
@@ -1192,5 +1229,105 @@ async fn openssl_s_server_rsa_chain() {
     assert_eq!(
         s.value("certificate_verified", &[("endpoint", addr.as_str())]),
         Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn imap_and_pop3_starttls() {
+    let chain = Chain::new(
+        "imap.homelab.test",
+        &["imap.homelab.test"],
+        (2025, 1, 1),
+        (2026, 8, 1),
+    );
+    let (certs, key) = chain.served();
+    let imap = ep(tls_server_pre(server_config(certs.clone(), key.clone_key()), Pre::Imap).await);
+    let pop3 = ep(tls_server_pre(server_config(certs, key), Pre::Pop3).await);
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("root.pem"), chain.root.pem()).unwrap();
+    let yaml = format!(
+        "endpoints:\n  - {{ address: \"{imap}\", server_name: imap.homelab.test, starttls: imap, ca_file: root.pem }}\n  - {{ address: \"{pop3}\", server_name: imap.homelab.test, starttls: pop3, ca_file: root.pem }}"
+    );
+    let s = collect(&yaml, d.path()).await;
+    for a in [&imap, &pop3] {
+        assert_eq!(
+            get(
+                &s,
+                "certificate_not_after_timestamp_seconds",
+                &endpoint(a, 0)
+            ),
+            Some(ts(2026, 8, 1)),
+            "{a}: {:?}",
+            s.targets
+        );
+        assert_eq!(
+            s.value("certificate_verified", &[("endpoint", a.as_str())]),
+            Some(1.0)
+        );
+    }
+}
+
+/// Permission denied cannot be provoked as root: the parent runs
+/// `permission_denied_child` as `nobody` through setpriv.
+#[test]
+fn permission_denied_is_a_source_error() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (good, _) = self_signed("good.lan", &["good.lan"], 1, (2025, 1, 1), (2027, 1, 1));
+    std::fs::write(p.join("good.pem"), good.pem()).unwrap();
+    std::fs::write(p.join("locked.pem"), good.pem()).unwrap();
+    std::fs::set_permissions(p.join("good.pem"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(p.join("locked.pem"), std::fs::Permissions::from_mode(0o000)).unwrap();
+    let uid = Command::new("id").arg("-u").output().unwrap();
+    let root = String::from_utf8_lossy(&uid.stdout).trim() == "0";
+    if !root {
+        check_permission_denied(p);
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&exe)
+        .args([
+            "--exact",
+            "permission_denied_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("CERT_TEST_PERMISSION_DIR", p)
+        .output()
+        .expect("setpriv (util-linux) is installed");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("1 passed"), "the child test ran: {stdout}");
+}
+
+#[test]
+#[ignore = "run by permission_denied_is_a_source_error as an unprivileged user"]
+fn permission_denied_child() {
+    let Some(dir) = std::env::var_os("CERT_TEST_PERMISSION_DIR") else {
+        return;
+    };
+    check_permission_denied(Path::new(&dir));
+}
+
+fn check_permission_denied(dir: &Path) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let s = rt.block_on(collect("paths: [\".\"]", dir));
+    assert_eq!(up(&s, "path", "good.pem"), Some(1.0), "{:?}", s.targets);
+    assert_eq!(up(&s, "path", "locked.pem"), Some(0.0), "{:?}", s.targets);
+    assert_eq!(
+        reason(&s, "locked.pem").as_deref(),
+        Some("permission_denied")
     );
 }

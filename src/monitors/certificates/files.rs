@@ -145,7 +145,14 @@ pub fn discover(base: &Path, patterns: &[String], max_depth: usize) -> Discovery
             }
         };
         if pat.contains(['*', '?', '[']) {
-            let Ok(paths) = glob::glob(&full.to_string_lossy()) else {
+            // The base folder is literal: only the configured part is a pattern.
+            let pattern = if absolute {
+                pat.clone()
+            } else {
+                let b = glob::Pattern::escape(&base.to_string_lossy());
+                format!("{}/{}", b.trim_end_matches('/'), pat)
+            };
+            let Ok(paths) = glob::glob(&pattern) else {
                 // Validated at load; only a non-UTF-8 base could get here.
                 out.problems
                     .push((pat.clone(), FileError::NoMatches(pat.clone())));
@@ -443,6 +450,20 @@ mod tests {
         for no in ["a.key", "README", "x.yaml", "pem"] {
             assert!(!is_cert_name(Path::new(no)), "{no}");
         }
+    }
+
+    #[test]
+    fn glob_metacharacters_in_the_base_folder_are_literal() {
+        let d = tempfile::tempdir().unwrap();
+        let base = d.path().join("we[ir]d*");
+        std::fs::create_dir(&base).unwrap();
+        std::fs::write(base.join("a.pem"), b"x").unwrap();
+        std::fs::write(base.join("b.crt"), b"x").unwrap();
+        let found = discover(&base, &["*.pem".into(), "missing/*.pem".into()], 4);
+        let labels: Vec<_> = found.files.iter().map(|f| f.label.as_str()).collect();
+        assert_eq!(labels, ["a.pem"]);
+        assert_eq!(found.problems.len(), 1);
+        assert_eq!(found.problems[0].1.metric_label(), "not_found");
     }
 
     #[cfg(unix)]

@@ -1331,3 +1331,131 @@ fn check_permission_denied(dir: &Path) {
         Some("permission_denied")
     );
 }
+
+/// Raw HTTP/1.0 GET on loopback (keeps the test runtime polling the TLS servers).
+async fn http_get(addr: &str, path: &str) -> Option<String> {
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let req = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    s.write_all(req.as_bytes()).await.ok()?;
+    let mut body = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut body))
+        .await
+        .ok()?
+        .ok()?;
+    Some(String::from_utf8_lossy(&body).into_owned())
+}
+
+fn metric_line(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Cross-check: the earliest notAfter we report per endpoint equals Debian's
+/// `prometheus-blackbox-exporter`'s `probe_ssl_earliest_cert_expiry` for the
+/// same servers (plain TLS and SMTP STARTTLS). Skipped when it is not installed.
+#[tokio::test]
+async fn earliest_expiry_matches_blackbox_exporter() {
+    let bin = "/usr/bin/prometheus-blackbox-exporter";
+    if !Path::new(bin).exists() {
+        eprintln!("SKIPPED: {bin} not installed (apt-get install prometheus-blackbox-exporter)");
+        return;
+    }
+    // The intermediate expires before the leaf: the earliest member is not the leaf.
+    let root = CertifiedIssuer::self_signed(
+        ca_params("BB Root", 1, (2040, 1, 1)),
+        KeyPair::generate().unwrap(),
+    )
+    .unwrap();
+    let inter = CertifiedIssuer::signed_by(
+        ca_params("BB Intermediate", 2, (2026, 1, 20)),
+        KeyPair::generate().unwrap(),
+        &root,
+    )
+    .unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = params(
+        "bb.homelab.test",
+        &["bb.homelab.test"],
+        3,
+        (2025, 1, 1),
+        (2026, 6, 1),
+    )
+    .signed_by(&leaf_key, &inter)
+    .unwrap();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
+    let tls = ep(tls_server(
+        server_config(vec![leaf.der().clone(), inter.der().clone()], key),
+        false,
+    )
+    .await);
+    let smtp_chain = Chain::new(
+        "mx.homelab.test",
+        &["mx.homelab.test"],
+        (2025, 1, 1),
+        (2026, 4, 9),
+    );
+    let (certs, key) = smtp_chain.served();
+    let smtp = ep(tls_server(server_config(certs, key), true).await);
+
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("blackbox.yml"),
+        "modules:\n  tls:\n    prober: tcp\n    timeout: 5s\n    tcp:\n      preferred_ip_protocol: ip4\n      tls: true\n      tls_config:\n        insecure_skip_verify: true\n  smtp_starttls:\n    prober: tcp\n    timeout: 5s\n    tcp:\n      preferred_ip_protocol: ip4\n      query_response:\n        - expect: \"^220\"\n        - send: \"EHLO prober\\r\"\n        - expect: \"^250 STARTTLS\"\n        - send: \"STARTTLS\\r\"\n        - expect: \"^220\"\n        - starttls: true\n      tls_config:\n        insecure_skip_verify: true\n",
+    )
+    .unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let child = Command::new(bin)
+        .arg(format!(
+            "--config.file={}",
+            d.path().join("blackbox.yml").display()
+        ))
+        .arg(format!("--web.listen-address={listen}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("blackbox exporter starts");
+    let _guard = SServer(child);
+    let mut ready = false;
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(&listen).await.is_ok() {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ready, "blackbox exporter did not start");
+
+    let yaml = format!(
+        "endpoints:\n  - {{ address: \"{tls}\", server_name: bb.homelab.test }}\n  - {{ address: \"{smtp}\", server_name: mx.homelab.test, starttls: smtp }}"
+    );
+    let s = collect(&yaml, d.path()).await;
+    for (addr, module, expected) in [
+        (&tls, "tls", ts(2026, 1, 20)),
+        (&smtp, "smtp_starttls", ts(2026, 4, 9)),
+    ] {
+        let ours = s
+            .family("certificate_not_after_timestamp_seconds")
+            .unwrap()
+            .samples
+            .iter()
+            .filter(|x| x.labels.contains(&("endpoint", addr.to_string())))
+            .map(|x| x.value)
+            .fold(f64::INFINITY, f64::min);
+        assert_eq!(ours, expected, "{addr}: {:?}", s.targets);
+        let body = http_get(&listen, &format!("/probe?module={module}&target={addr}"))
+            .await
+            .expect("blackbox answers");
+        assert_eq!(
+            metric_line(&body, "probe_success"),
+            Some(1.0),
+            "{module}: {body}"
+        );
+        let theirs = metric_line(&body, "probe_ssl_earliest_cert_expiry").expect(&body);
+        eprintln!("{module}: ours {ours}, blackbox {theirs}");
+        assert_eq!(ours, theirs, "{module}: ours {ours}, blackbox {theirs}");
+    }
+}

@@ -323,9 +323,12 @@ fn read_files(inner: &Inner) -> Vec<SourceResult> {
         );
     }
     let pass = passphrase(&inner.cfg, &inner.base);
-    let mut out = Vec::with_capacity(found.files.len() + found.problems.len());
-    for t in &found.files {
-        let outcome = files::read_target(t, inner.cfg.max_file_size.0, &pass)
+    let max = inner.cfg.max_file_size.0;
+    let read_one = |t: &files::FileTarget| SourceResult {
+        kind: SourceKind::File,
+        target: t.label.clone(),
+        server_name: None,
+        outcome: files::read_target(t, max, &pass)
             .map(|p| SourceData {
                 certs: p.certs,
                 format: p.format.as_str().to_string(),
@@ -334,13 +337,46 @@ fn read_files(inner: &Inner) -> Vec<SourceResult> {
             .map_err(|e| SourceFailure {
                 reason: e.metric_label(),
                 message: e.to_string(),
-            });
-        out.push(SourceResult {
-            kind: SourceKind::File,
-            target: t.label.clone(),
-            server_name: None,
-            outcome,
+            }),
+    };
+    // Large fleets: read and parse on a few threads (bounded), keeping the order.
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(READ_THREADS_MAX)
+        .min(found.files.len() / 256 + 1);
+    let mut out = Vec::with_capacity(found.files.len() + found.problems.len());
+    if threads <= 1 {
+        out.extend(found.files.iter().map(read_one));
+    } else {
+        let chunk = found.files.len().div_ceil(threads);
+        let parts: Vec<Vec<SourceResult>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = found
+                .files
+                .chunks(chunk)
+                .map(|part| scope.spawn(move || part.iter().map(read_one).collect::<Vec<_>>()))
+                .collect();
+            handles
+                .into_iter()
+                .zip(found.files.chunks(chunk))
+                .map(|(h, part)| {
+                    h.join().unwrap_or_else(|_| {
+                        part.iter()
+                            .map(|t| SourceResult {
+                                kind: SourceKind::File,
+                                target: t.label.clone(),
+                                server_name: None,
+                                outcome: Err(SourceFailure {
+                                    reason: "panic",
+                                    message: format!("{}: reading this file panicked", t.label),
+                                }),
+                            })
+                            .collect()
+                    })
+                })
+                .collect()
         });
+        out.extend(parts.into_iter().flatten());
     }
     for (label, e) in found.problems {
         out.push(SourceResult {
@@ -355,6 +391,9 @@ fn read_files(inner: &Inner) -> Vec<SourceResult> {
     }
     out
 }
+
+/// Most threads used to read and parse certificate files.
+const READ_THREADS_MAX: usize = 4;
 
 fn now_secs(now: SystemTime) -> i64 {
     unix_seconds(now).floor() as i64

@@ -1459,3 +1459,91 @@ async fn earliest_expiry_matches_blackbox_exporter() {
         assert_eq!(ours, theirs, "{module}: ours {ours}, blackbox {theirs}");
     }
 }
+
+/// The registry builds the monitor from a config file, and what it exports
+/// passes `promtool check metrics` (when promtool is installed) in both formats.
+#[tokio::test]
+async fn registered_and_exposition_passes_promtool() {
+    use homelab_monitor::encoder::{encode, Format};
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    let chain = Chain::new(
+        "svc.lan",
+        &["svc.lan", "10.1.2.3"],
+        (2025, 1, 1),
+        (2026, 9, 1),
+    );
+    std::fs::write(
+        p.join("chain.pem"),
+        format!("{}{}", chain.leaf.pem(), chain.intermediate.pem()),
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("bad.pem"),
+        "-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let (certs, key) = chain.served();
+    let addr = ep(tls_server(server_config(certs, key), false).await);
+    let cfg_path = p.join("monitoring-config.yaml");
+    std::fs::write(
+        &cfg_path,
+        format!("custom_monitors:\n  certificate_expiry:\n    paths: [\"*.pem\"]\n    endpoints: [\"{addr}\"]\n"),
+    )
+    .unwrap();
+    let config = homelab_monitor::config::Config::load(&cfg_path).unwrap();
+    let monitors = homelab_monitor::monitors::build(&config, &Default::default());
+    let m = monitors
+        .iter()
+        .find(|m| m.name() == "certificate_expiry")
+        .expect("registered");
+    let snap = Arc::new(m.collect(ctx()).await.unwrap());
+    assert_eq!(
+        snap.value("certificate_source_up", &[("path", "chain.pem")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        snap.value("certificate_source_up", &[("path", "bad.pem")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        snap.value("certificate_source_up", &[("endpoint", addr.as_str())]),
+        Some(1.0)
+    );
+    for format in [Format::Classic, Format::OpenMetrics] {
+        let text = encode(vec![snap.clone()], format).unwrap();
+        if std::env::var_os("SHOW_EXPOSITION").is_some() {
+            println!("{text}");
+        }
+        assert!(
+            text.contains("# TYPE certificate_not_after_timestamp_seconds gauge"),
+            "{text}"
+        );
+        assert!(text.contains(&format!("certificate_not_after_timestamp_seconds{{source=\"file\",path=\"chain.pem\",index=\"0\",serial=\"03\"}} {}", ts(2026, 9, 1) as i64)), "{text}");
+        if !Path::new("/usr/bin/promtool").exists() {
+            eprintln!("promtool not installed: exposition not linted");
+            continue;
+        }
+        let mut child = Command::new("/usr/bin/promtool")
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "promtool: {}{}\n{text}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

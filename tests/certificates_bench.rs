@@ -79,41 +79,52 @@ async fn bench_5000_files() {
     }
     let dir = d.path().to_string_lossy().to_string();
 
-    let t = Instant::now();
-    let st = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "find {dir} -name '*.pem' -exec cat {{}} + > /dev/null"
-        ))
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let cat = t.elapsed();
-
-    let m = monitor("  paths: [\".\"]\n  max_depth: 4\n", d.path());
-    let t = Instant::now();
-    let snap = m.collect(ctx()).await.unwrap();
-    let ours = t.elapsed();
-    assert_eq!(
-        snap.family("certificate_source_up").unwrap().samples.len(),
-        FILES
-    );
-    assert_eq!(
-        snap.family("certificate_not_after_timestamp_seconds")
-            .unwrap()
-            .samples
-            .len(),
-        certs
-    );
-
+    // Best of 3 each: the machine is shared, the minimum is the least disturbed run.
+    let mut cat = Duration::MAX;
+    let mut ours = Duration::MAX;
+    let mut python = Duration::MAX;
+    let mut python_err: Option<String> = None;
     let py = "import sys,glob\nfrom cryptography import x509\nn=0\nfor f in glob.glob(sys.argv[1]+'/*/*.pem'):\n    for c in x509.load_pem_x509_certificates(open(f,'rb').read()):\n        c.not_valid_after_utc; n+=1\nprint(n)\n";
-    let t = Instant::now();
-    let out = Command::new("python3")
-        .args(["-c", py, &dir])
-        .output()
-        .unwrap();
-    let python = t.elapsed();
-    let python_ok = out.status.success();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let st = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "find {dir} -name '*.pem' -exec cat {{}} + > /dev/null"
+            ))
+            .status()
+            .unwrap();
+        assert!(st.success());
+        cat = cat.min(t.elapsed());
+
+        // A new monitor each time: nothing cached between runs.
+        let m = monitor("  paths: [\".\"]\n  max_depth: 4\n", d.path());
+        let t = Instant::now();
+        let snap = m.collect(ctx()).await.unwrap();
+        ours = ours.min(t.elapsed());
+        assert_eq!(
+            snap.family("certificate_source_up").unwrap().samples.len(),
+            FILES
+        );
+        assert_eq!(
+            snap.family("certificate_not_after_timestamp_seconds")
+                .unwrap()
+                .samples
+                .len(),
+            certs
+        );
+
+        let t = Instant::now();
+        let out = Command::new("python3")
+            .args(["-c", py, &dir])
+            .output()
+            .unwrap();
+        python = python.min(t.elapsed());
+        if !out.status.success() {
+            python_err = Some(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+    }
+    let python_ok = python_err.is_none();
 
     let sample = 250;
     let t = Instant::now();
@@ -141,7 +152,7 @@ async fn bench_5000_files() {
     } else {
         println!(
             "BENCH python cryptography loop  failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+            python_err.unwrap_or_default()
         );
     }
     println!(
@@ -219,4 +230,63 @@ async fn bench_100_endpoints() {
             secs(took)
         );
     }
+    blackbox_probes(&addrs, d.path()).await;
+}
+
+/// The same endpoints probed by Debian's prometheus-blackbox-exporter, all 100
+/// probes at once (as Prometheus scraping 100 probe targets would).
+async fn blackbox_probes(addrs: &[String], dir: &Path) {
+    use tokio::io::AsyncWriteExt;
+    let bin = "/usr/bin/prometheus-blackbox-exporter";
+    if !Path::new(bin).exists() {
+        println!("BENCH blackbox_exporter: not installed, skipped");
+        return;
+    }
+    std::fs::write(
+        dir.join("bb.yml"),
+        "modules:\n  tls:\n    prober: tcp\n    timeout: 10s\n    tcp:\n      tls: true\n      tls_config:\n        insecure_skip_verify: true\n",
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = Command::new(bin)
+        .arg(format!("--config.file={}", dir.join("bb.yml").display()))
+        .arg(format!("--web.listen-address={listen}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(&listen).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let t = Instant::now();
+    let probes = addrs.iter().map(|a| {
+        let listen = listen.clone();
+        let a = a.clone();
+        async move {
+            let mut s = tokio::net::TcpStream::connect(&listen).await.ok()?;
+            let req = format!("GET /probe?module=tls&target={a} HTTP/1.0\r\n\r\n");
+            s.write_all(req.as_bytes()).await.ok()?;
+            let mut body = String::new();
+            s.read_to_string(&mut body).await.ok()?;
+            Some(body.lines().any(|l| l == "probe_success 1"))
+        }
+    });
+    let results = futures::future::join_all(probes).await;
+    let took = t.elapsed();
+    let ok = results.iter().filter(|r| **r == Some(true)).count();
+    let _ = child.kill();
+    let _ = child.wait();
+    println!(
+        "BENCH blackbox_exporter, {} probes at once: {} ({ok} succeeded)",
+        addrs.len(),
+        secs(took)
+    );
 }

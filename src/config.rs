@@ -377,28 +377,27 @@ impl CertificateConfig {
         let mut seen = std::collections::HashSet::new();
         for (i, e) in self.endpoints.iter().enumerate() {
             let d = e.details();
-            let key = format!("endpoints[{i}]");
-            split_host_port(&d.address).map_err(|m| (key.clone(), m))?;
+            // The key stays `endpoints` so that the error can name its line.
+            let key = "endpoints".to_string();
+            let at = |m: String| (key.clone(), format!("endpoints[{i}]: {m}"));
+            split_host_port(&d.address).map_err(at)?;
             if d.timeout.is_some_and(|t| t.0.is_zero()) {
-                return Err((key, "timeout must be longer than zero".into()));
+                return Err(at("timeout must be longer than zero".into()));
             }
             if d.server_name
                 .as_deref()
                 .is_some_and(|s| s.trim().is_empty())
             {
-                return Err((key, "server_name must not be empty".into()));
+                return Err(at("server_name must not be empty".into()));
             }
             if d.ca_file.as_deref().is_some_and(str::is_empty) {
-                return Err((key, "ca_file must not be empty".into()));
+                return Err(at("ca_file must not be empty".into()));
             }
             if !seen.insert((d.address.clone(), d.server_name.clone())) {
-                return Err((
-                    key,
-                    format!(
-                        "endpoint {} is listed twice with the same server_name; each endpoint/server_name pair must be unique",
-                        d.address
-                    ),
-                ));
+                return Err(at(format!(
+                    "endpoint {} is listed twice with the same server_name; each endpoint/server_name pair must be unique",
+                    d.address
+                )));
             }
         }
         Ok(())
@@ -441,7 +440,7 @@ impl<'de> Deserialize<'de> for EndpointSpec {
         impl<'de> serde::de::Visitor<'de> for V {
             type Value = EndpointSpec;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("\"host:port\" or a map with `address` and options")
+                f.write_str("a host:port string or a map with `address` and options")
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<EndpointSpec, E> {
                 Ok(EndpointSpec::Address(v.to_string()))

@@ -1547,3 +1547,21 @@ async fn registered_and_exposition_passes_promtool() {
         );
     }
 }
+
+#[test]
+fn config_errors_read_well() {
+    for y in [
+        "endpoints:\n  - { address: \"mail.lan:587\", starttls: ftp }",
+        "endpoints:\n  - { address: \"mail.lan:587\", sni: x }",
+        "endpoints:\n  - \"a.lan:443\"\n  - \"no-port.lan\"",
+        "endpoints: [42]",
+    ] {
+        let text = format!("custom_monitors:\n  certificate_expiry:\n{}", indent(y));
+        let e = parse(&text, Path::new("cfg.yaml")).unwrap_err().to_string();
+        if std::env::var_os("SHOW_ERRORS").is_some() {
+            println!("{e}");
+        }
+        assert!(e.contains("cfg.yaml, line "), "{e}");
+        assert!(e.contains("endpoints"), "{e}");
+    }
+}

@@ -173,6 +173,9 @@ pub fn monitor(
     interval: Option<Duration>,
     base: &std::path::Path,
 ) -> Arc<dyn Monitor> {
+    if cfg.paths.is_empty() && cfg.endpoints.is_empty() {
+        tracing::warn!("custom_monitors.certificate_expiry is enabled but lists no paths and no endpoints: only its thresholds are exported");
+    }
     Arc::new(CertificateMonitor::from_config(
         cfg,
         interval,

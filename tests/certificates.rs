@@ -1018,7 +1018,7 @@ async fn endpoint_failures_fail_alone() {
     let ok = ep(tls_server(server_config(certs, key), false).await);
     let d = tempfile::tempdir().unwrap();
     let yaml = format!(
-        "endpoint_timeout: 400ms\nendpoints:\n  - \"{refused}\"\n  - \"{silent}\"\n  - {{ address: \"{http}\", timeout: 2s }}\n  - {{ address: \"{smtp}\", starttls: smtp }}\n  - {{ address: \"{silent}\", server_name: starttls.test, starttls: smtp }}\n  - {{ address: \"{ok}\", server_name: ok.homelab.test }}"
+        "endpoint_timeout: 400ms\nendpoints:\n  - {{ address: \"{refused}\", timeout: 10s }}\n  - \"{silent}\"\n  - {{ address: \"{http}\", timeout: 10s }}\n  - {{ address: \"{smtp}\", starttls: smtp, timeout: 10s }}\n  - {{ address: \"{silent}\", server_name: starttls.test, starttls: smtp }}\n  - {{ address: \"{ok}\", server_name: ok.homelab.test, timeout: 10s }}"
     );
     let s = collect(&yaml, d.path()).await;
     let reason_sni = |addr: &str, sni: &str| -> Option<String> {
@@ -1287,6 +1287,29 @@ fn permission_denied_is_a_source_error() {
         return;
     }
     let exe = std::env::current_exe().unwrap();
+    // Where `nobody` cannot reach the test binary or the temporary folder
+    // (a private checkout or TMPDIR), the check cannot run here.
+    let as_nobody = |args: &[&std::ffi::OsStr]| {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    let good = p.join("good.pem");
+    let can_run = as_nobody(&[exe.as_os_str(), "--list".as_ref()]);
+    let can_read = as_nobody(&["test".as_ref(), "-r".as_ref(), good.as_os_str()]);
+    if !can_run || !can_read {
+        eprintln!(
+            "SKIPPED: user nobody cannot run {} or read {}",
+            exe.display(),
+            p.display()
+        );
+        return;
+    }
     let out = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(&exe)

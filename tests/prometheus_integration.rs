@@ -88,7 +88,13 @@ fn real_prometheus_scrapes_and_the_seed_drift_alert_goes_pending_then_fires() {
     // Live: the seed's rule is pending (for: 5m) for the drifted state only.
     let alerts = wait_for("TerraformStateDrift pending", || {
         let v = api(port, "/api/v1/alerts");
-        let a = v["data"]["alerts"].as_array().cloned().unwrap_or_default();
+        let a: Vec<serde_json::Value> = v["data"]["alerts"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|a| a["labels"]["alertname"] == "TerraformStateDrift")
+            .collect();
         (!a.is_empty()).then_some(a)
     });
     assert_eq!(alerts.len(), 1, "{alerts:?}");
@@ -115,7 +121,7 @@ fn real_prometheus_scrapes_and_the_seed_drift_alert_goes_pending_then_fires() {
     }
     let instance = format!("127.0.0.1:{}", exporter.port);
     let test = format!(
-        "rule_files:\n  - {}\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n{series}    alert_rule_test:\n      - eval_time: 4m\n        alertname: TerraformStateDrift\n        exp_alerts: []\n      - eval_time: 6m\n        alertname: TerraformStateDrift\n        exp_alerts:\n          - exp_labels:\n              severity: warning\n              instance: '{instance}'\n              job: homelab-monitor\n              state_file: terraform/environments/prod/terraform.tfstate\n            exp_annotations:\n              summary: Terraform state drift detected\n              description: Infrastructure drift detected in terraform/environments/prod/terraform.tfstate\n",
+        "rule_files:\n  - {}\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n{series}    alert_rule_test:\n      - eval_time: 4m\n        alertname: TerraformStateDrift\n        exp_alerts: []\n      - eval_time: 6m\n        alertname: TerraformStateDrift\n        exp_alerts:\n          - exp_labels:\n              severity: warning\n              instance: '{instance}'\n              job: homelab-monitor\n              state_file: terraform/environments/prod/terraform.tfstate\n            exp_annotations:\n              summary: Terraform state drift detected\n              description: Infrastructure drift detected in terraform/environments/prod/terraform.tfstate\n              runbook_url: https://github.com/homelab-monitor/homelab-monitor/blob/main/alerts/runbook.md#terraformstatedrift\n",
         rules.display()
     );
     let test_file = work.path().join("drift_test.yml");

@@ -3,6 +3,7 @@
 //! Adding a monitor: a new module implementing [`crate::monitor::Monitor`] and
 //! one line in [`build`]. Monitors never import each other.
 
+pub mod certificates;
 pub mod terraform;
 
 use std::sync::Arc;
@@ -52,8 +53,8 @@ pub fn build(config: &Config, ov: &Overrides) -> Vec<Arc<dyn Monitor>> {
         out.push(Arc::new(terraform::TerraformMonitor::new(tf, base)));
     }
     let cm = &config.file.custom_monitors;
-    if cm.certificate_expiry.as_ref().is_some_and(|c| c.enabled) {
-        tracing::warn!("custom_monitors.certificate_expiry is configured but this build has no certificate monitor yet; it is ignored");
+    if let Some(c) = cm.certificate_expiry.as_ref().filter(|c| c.enabled) {
+        out.push(certificates::monitor(c, ov.interval, &config.base_dir));
     }
     if cm.backup_validation.as_ref().is_some_and(|c| c.enabled) {
         tracing::warn!("custom_monitors.backup_validation is configured but this build has no backup monitor yet; it is ignored");

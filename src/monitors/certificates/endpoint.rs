@@ -1,0 +1,489 @@
+//! Live TLS endpoints: connect (optionally after a STARTTLS upgrade), record
+//! the chain the server serves whatever its trust, then verify that chain
+//! separately against the web roots or the endpoint's `ca_file`.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::time::{timeout_at, Instant};
+
+use super::parse::{cert_from_der, Cert, ParseError};
+use crate::config::StartTls;
+
+/// One endpoint to probe, resolved from config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// `host:port` as configured (the `endpoint` label).
+    pub address: String,
+    /// SNI and the name verified (the `server_name` label).
+    pub server_name: String,
+    pub starttls: Option<StartTls>,
+    pub timeout: Duration,
+    /// Absolute path of a PEM file of trusted CAs, instead of the web roots.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// `ca_file` as configured, for messages.
+    pub ca_label: Option<String>,
+}
+
+/// Why an endpoint could not be read. Never quotes what the server sent.
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    #[error("{0}: cannot resolve host")]
+    Resolve(String),
+    #[error("{0}: connection refused")]
+    Refused(String),
+    #[error("{endpoint}: cannot connect ({kind})")]
+    Connect {
+        endpoint: String,
+        kind: std::io::ErrorKind,
+    },
+    #[error("{endpoint}: no answer within {after:?} (during {stage})")]
+    Timeout {
+        endpoint: String,
+        stage: &'static str,
+        after: Duration,
+    },
+    #[error("{endpoint}: {protocol} STARTTLS failed: {what}")]
+    StartTls {
+        endpoint: String,
+        protocol: &'static str,
+        what: String,
+    },
+    #[error("{endpoint}: TLS handshake failed: {reason}")]
+    Handshake { endpoint: String, reason: String },
+    #[error("{0}: server sent no certificate")]
+    NoCertificate(String),
+    #[error("{endpoint}: server_name {name:?} is not a valid DNS name or IP address")]
+    BadServerName { endpoint: String, name: String },
+    #[error("{endpoint}: served {source}")]
+    Parse {
+        endpoint: String,
+        #[source]
+        source: ParseError,
+    },
+}
+
+impl EndpointError {
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            EndpointError::Resolve(_) => "resolve",
+            EndpointError::Refused(_) => "refused",
+            EndpointError::Connect { .. } => "connect",
+            EndpointError::Timeout { .. } => "timeout",
+            EndpointError::StartTls { .. } => "starttls",
+            EndpointError::Handshake { .. } => "handshake",
+            EndpointError::NoCertificate(_) => "no_certificate",
+            EndpointError::BadServerName { .. } => "bad_server_name",
+            EndpointError::Parse { .. } => "malformed_certificate",
+        }
+    }
+}
+
+/// What one probe found.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    /// The served chain, leaf first.
+    pub certs: Vec<Cert>,
+    /// `Ok` when the chain verifies for `server_name` at the collection time; else why not.
+    pub verified: Result<(), String>,
+    /// `TLSv1_3`, `TLSv1_2`.
+    pub protocol: String,
+}
+
+/// Shared, per-monitor TLS machinery.
+pub struct Prober {
+    provider: Arc<CryptoProvider>,
+    client: Arc<rustls::ClientConfig>,
+    web_verifier: Arc<WebPkiServerVerifier>,
+}
+
+impl Prober {
+    pub fn new() -> Result<Self, String> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let recorder = Arc::new(AcceptAny {
+            provider: provider.clone(),
+        });
+        let client = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .dangerous()
+            .with_custom_certificate_verifier(recorder)
+            .with_no_client_auth();
+        let roots = RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        let web_verifier =
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .map_err(|e| e.to_string())?;
+        Ok(Prober {
+            provider,
+            client: Arc::new(client),
+            web_verifier,
+        })
+    }
+
+    /// Probe one endpoint; `now` is the collection's clock, used for verification.
+    pub async fn probe(&self, ep: &Endpoint, now: SystemTime) -> Result<Probe, EndpointError> {
+        let name = ServerName::try_from(ep.server_name.clone()).map_err(|_| {
+            EndpointError::BadServerName {
+                endpoint: ep.address.clone(),
+                name: ep.server_name.clone(),
+            }
+        })?;
+        let deadline = Instant::now() + ep.timeout;
+        let timeout = |stage: &'static str| EndpointError::Timeout {
+            endpoint: ep.address.clone(),
+            stage,
+            after: ep.timeout,
+        };
+        let mut stream = timeout_at(deadline, connect(&ep.address))
+            .await
+            .map_err(|_| timeout("connect"))??;
+        if let Some(proto) = ep.starttls {
+            timeout_at(deadline, starttls(&mut stream, proto, &ep.address))
+                .await
+                .map_err(|_| timeout("starttls"))??;
+        }
+        let connector = tokio_rustls::TlsConnector::from(self.client.clone());
+        let tls = timeout_at(deadline, connector.connect(name.clone(), stream))
+            .await
+            .map_err(|_| timeout("handshake"))?
+            .map_err(|e| EndpointError::Handshake {
+                endpoint: ep.address.clone(),
+                reason: handshake_reason(&e),
+            })?;
+        let (_, conn) = tls.get_ref();
+        let chain: Vec<CertificateDer<'static>> = conn
+            .peer_certificates()
+            .map(<[_]>::to_vec)
+            .unwrap_or_default();
+        let protocol = conn
+            .protocol_version()
+            .map(|v| format!("{v:?}"))
+            .unwrap_or_default();
+        // Close politely but do not wait for the server.
+        let mut tls = tls;
+        let _ = tokio::time::timeout(Duration::from_millis(100), tls.shutdown()).await;
+        drop(tls);
+        let Some((leaf, rest)) = chain.split_first() else {
+            return Err(EndpointError::NoCertificate(ep.address.clone()));
+        };
+        let mut certs = Vec::with_capacity(chain.len());
+        for (i, der) in chain.iter().enumerate() {
+            certs.push(
+                cert_from_der(der, i).map_err(|source| EndpointError::Parse {
+                    endpoint: ep.address.clone(),
+                    source,
+                })?,
+            );
+        }
+        let verified = self.verify(ep, leaf, rest, &name, now);
+        Ok(Probe {
+            certs,
+            verified,
+            protocol,
+        })
+    }
+
+    fn verify(
+        &self,
+        ep: &Endpoint,
+        leaf: &CertificateDer<'_>,
+        rest: &[CertificateDer<'_>],
+        name: &ServerName<'_>,
+        now: SystemTime,
+    ) -> Result<(), String> {
+        let now = UnixTime::since_unix_epoch(
+            now.duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default(),
+        );
+        let custom;
+        let verifier: &WebPkiServerVerifier = match &ep.ca_file {
+            None => &self.web_verifier,
+            Some(path) => {
+                let label = ep.ca_label.as_deref().unwrap_or("ca_file");
+                custom = self.custom_verifier(path, label)?;
+                &custom
+            }
+        };
+        verifier
+            .verify_server_cert(leaf, rest, name, &[], now)
+            .map(|_| ())
+            .map_err(|e| verify_reason(&e))
+    }
+
+    fn custom_verifier(
+        &self,
+        path: &std::path::Path,
+        label: &str,
+    ) -> Result<Arc<WebPkiServerVerifier>, String> {
+        use rustls::pki_types::pem::PemObject;
+        let bytes = std::fs::read(path)
+            .map_err(|e| format!("ca_file {label}: cannot read ({})", e.kind()))?;
+        let mut store = RootCertStore::empty();
+        for item in CertificateDer::pem_slice_iter(&bytes) {
+            let der = item.map_err(|_| format!("ca_file {label}: malformed PEM"))?;
+            store.add(der).map_err(|_| {
+                format!("ca_file {label}: a certificate cannot be used as a trust anchor")
+            })?;
+        }
+        if store.is_empty() {
+            return Err(format!("ca_file {label}: holds no certificate"));
+        }
+        WebPkiServerVerifier::builder_with_provider(Arc::new(store), self.provider.clone())
+            .build()
+            .map_err(|e| format!("ca_file {label}: {e}"))
+    }
+}
+
+async fn connect(address: &str) -> Result<TcpStream, EndpointError> {
+    let addrs: Vec<_> = tokio::net::lookup_host(address)
+        .await
+        .map_err(|_| EndpointError::Resolve(address.to_string()))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(EndpointError::Resolve(address.to_string()));
+    }
+    let mut last = None;
+    for a in addrs {
+        match TcpStream::connect(a).await {
+            Ok(s) => {
+                let _ = s.set_nodelay(true);
+                return Ok(s);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(match last {
+        Some(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            EndpointError::Refused(address.to_string())
+        }
+        Some(e) => EndpointError::Connect {
+            endpoint: address.to_string(),
+            kind: e.kind(),
+        },
+        None => EndpointError::Resolve(address.to_string()),
+    })
+}
+
+const LINE_MAX: u64 = 2048;
+const LINES_MAX: usize = 64;
+
+async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> Result<String, String> {
+    let mut buf = Vec::new();
+    let n = r
+        .take(LINE_MAX)
+        .read_until(b'\n', &mut buf)
+        .await
+        .map_err(|e| format!("read failed ({})", e.kind()))?;
+    if n == 0 {
+        return Err("server closed the connection".into());
+    }
+    if buf.last() != Some(&b'\n') {
+        return Err("reply line too long".into());
+    }
+    Ok(String::from_utf8_lossy(&buf).trim_end().to_string())
+}
+
+/// SMTP reply: (code, lines). Multi-line replies use `NNN-`, the last `NNN `.
+async fn smtp_reply<R: tokio::io::AsyncBufRead + Unpin>(
+    r: &mut R,
+) -> Result<(u16, Vec<String>), String> {
+    let mut lines = Vec::new();
+    for _ in 0..LINES_MAX {
+        let line = read_line(r).await?;
+        let code: u16 = line
+            .get(..3)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| "reply is not SMTP".to_string())?;
+        let last = line.as_bytes().get(3) != Some(&b'-');
+        lines.push(line.get(4..).unwrap_or("").to_string());
+        if last {
+            return Ok((code, lines));
+        }
+    }
+    Err("reply has too many lines".into())
+}
+
+async fn starttls(
+    stream: &mut TcpStream,
+    proto: StartTls,
+    endpoint: &str,
+) -> Result<(), EndpointError> {
+    let err = |what: String| EndpointError::StartTls {
+        endpoint: endpoint.to_string(),
+        protocol: proto.as_str(),
+        what,
+    };
+    let mut r = BufReader::new(stream);
+    match proto {
+        StartTls::Smtp => {
+            let (code, _) = smtp_reply(&mut r).await.map_err(err)?;
+            if code != 220 {
+                return Err(err(format!("greeting code {code}, expected 220")));
+            }
+            r.get_mut()
+                .write_all(b"EHLO homelab-monitor\r\n")
+                .await
+                .map_err(|e| err(format!("write failed ({})", e.kind())))?;
+            let (code, caps) = smtp_reply(&mut r).await.map_err(err)?;
+            if code != 250 {
+                return Err(err(format!("EHLO answered {code}, expected 250")));
+            }
+            if !caps.iter().any(|c| {
+                c.eq_ignore_ascii_case("STARTTLS")
+                    || c.to_ascii_uppercase().starts_with("STARTTLS ")
+            }) {
+                return Err(err("server does not offer STARTTLS".into()));
+            }
+            r.get_mut()
+                .write_all(b"STARTTLS\r\n")
+                .await
+                .map_err(|e| err(format!("write failed ({})", e.kind())))?;
+            let (code, _) = smtp_reply(&mut r).await.map_err(err)?;
+            if code != 220 {
+                return Err(err(format!("STARTTLS answered {code}, expected 220")));
+            }
+        }
+        StartTls::Imap => {
+            let greet = read_line(&mut r).await.map_err(err)?;
+            if !greet.starts_with("* OK") {
+                return Err(err("greeting is not \"* OK\"".into()));
+            }
+            r.get_mut()
+                .write_all(b"a1 STARTTLS\r\n")
+                .await
+                .map_err(|e| err(format!("write failed ({})", e.kind())))?;
+            let mut ok = false;
+            for _ in 0..LINES_MAX {
+                let line = read_line(&mut r).await.map_err(err)?;
+                if let Some(rest) = line.strip_prefix("a1 ") {
+                    ok = rest.starts_with("OK");
+                    if !ok {
+                        return Err(err("STARTTLS refused".into()));
+                    }
+                    break;
+                }
+            }
+            if !ok {
+                return Err(err("no tagged answer to STARTTLS".into()));
+            }
+        }
+        StartTls::Pop3 => {
+            let greet = read_line(&mut r).await.map_err(err)?;
+            if !greet.starts_with("+OK") {
+                return Err(err("greeting is not \"+OK\"".into()));
+            }
+            r.get_mut()
+                .write_all(b"STLS\r\n")
+                .await
+                .map_err(|e| err(format!("write failed ({})", e.kind())))?;
+            let line = read_line(&mut r).await.map_err(err)?;
+            if !line.starts_with("+OK") {
+                return Err(err("STLS refused".into()));
+            }
+        }
+    }
+    if !r.buffer().is_empty() {
+        // Bytes after the upgrade reply would be mixed into TLS (STARTTLS injection).
+        return Err(err("server sent data before the TLS handshake".into()));
+    }
+    Ok(())
+}
+
+fn handshake_reason(e: &std::io::Error) -> String {
+    if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        return match inner {
+            rustls::Error::InvalidMessage(_) => {
+                "not TLS (the server answered something else, plain HTTP?)".into()
+            }
+            other => other.to_string(),
+        };
+    }
+    match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => "server closed the connection".into(),
+        k => format!("{k}"),
+    }
+}
+
+/// Short reason for `certificate_verified 0`.
+pub fn verify_reason(e: &rustls::Error) -> String {
+    match e {
+        rustls::Error::InvalidCertificate(c) => match c {
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => "expired".into(),
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                "not_yet_valid".into()
+            }
+            CertificateError::UnknownIssuer => "unknown_issuer".into(),
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+                "name_mismatch".into()
+            }
+            CertificateError::BadSignature => "bad_signature".into(),
+            CertificateError::Revoked => "revoked".into(),
+            other => format!("invalid ({other:?})").chars().take(80).collect(),
+        },
+        other => other.to_string(),
+    }
+}
+
+/// Accepts any chain (it is recorded and verified afterwards) but still checks
+/// the handshake signatures, so the chain is the one the server holds the key for.
+#[derive(Debug)]
+struct AcceptAny {
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}

@@ -1,0 +1,774 @@
+//! Certificate expiry monitor: certificate files (PEM, DER, PKCS#12,
+//! kubeconfig; files, globs, folders) and live TLS endpoints (SNI, STARTTLS).
+//!
+//! Every certificate is one series identified by its source (`file` with
+//! `path`, or `endpoint` with `endpoint` and `server_name`), its position in
+//! the bundle/chain (`index`, 0 = first/leaf) and its `serial`, so two
+//! certificates never share a series. Expiry is computed against the
+//! collection's injected clock. A failing source is `certificate_source_up 0`,
+//! a log line and an error target; it never fails the collection.
+
+pub mod endpoint;
+pub mod files;
+pub mod parse;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use futures::StreamExt;
+
+use crate::clock::unix_seconds;
+use crate::config::{split_host_port, CertificateConfig};
+use crate::monitor::{CollectContext, Monitor, MonitorError};
+use crate::report::{Report, Section};
+use crate::snapshot::{Health, MetricDef, Snapshot, SnapshotBuilder, TargetStatus};
+
+use endpoint::{Endpoint, Prober};
+use parse::Cert;
+
+pub const NOT_AFTER: MetricDef = MetricDef::gauge(
+    "certificate_not_after_timestamp_seconds",
+    "End of the certificate's validity period (notAfter), as a Unix timestamp.",
+);
+pub const NOT_BEFORE: MetricDef = MetricDef::gauge(
+    "certificate_not_before_timestamp_seconds",
+    "Start of the certificate's validity period (notBefore), as a Unix timestamp.",
+);
+pub const EXPIRED: MetricDef = MetricDef::gauge(
+    "certificate_expired",
+    "1 if the certificate's notAfter is in the past at the last check, else 0.",
+);
+pub const NOT_YET_VALID: MetricDef = MetricDef::gauge(
+    "certificate_not_yet_valid",
+    "1 if the certificate's notBefore is in the future at the last check, else 0.",
+);
+pub const INFO: MetricDef = MetricDef::gauge("certificate_info", "Certificate details: subject and issuer CN, SANs (bounded), key type and size, signature algorithm; always 1.");
+pub const VERIFIED: MetricDef = MetricDef::gauge("certificate_verified", "1 if the chain served by the endpoint verifies for its server_name against the web roots (or its ca_file) at the last check, else 0.");
+pub const WARNING: MetricDef = MetricDef::gauge("certificate_warning_threshold_seconds", "Configured warning threshold (warning_days) in seconds: alert when notAfter - time() is below it.");
+pub const CRITICAL: MetricDef = MetricDef::gauge("certificate_critical_threshold_seconds", "Configured critical threshold (critical_days) in seconds: alert when notAfter - time() is below it.");
+pub const SOURCE_UP: MetricDef = MetricDef::gauge(
+    "certificate_source_up",
+    "1 if the certificate file or endpoint was read and parsed on the last check, else 0.",
+);
+pub const SOURCE_CERTS: MetricDef = MetricDef::gauge(
+    "certificate_source_certificates",
+    "Certificates found in the file or served by the endpoint on the last check.",
+);
+pub const SOURCE_ERROR: MetricDef = MetricDef::gauge(
+    "certificate_source_error_info",
+    "Why the source could not be read on the last check (reason is a short code); always 1.",
+);
+
+/// Where a certificate came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    File,
+    Endpoint,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::File => "file",
+            SourceKind::Endpoint => "endpoint",
+        }
+    }
+}
+
+/// What was read from one source.
+#[derive(Debug, Clone)]
+pub struct SourceData {
+    pub certs: Vec<Cert>,
+    /// `pem`, `der`, `pkcs12`, `kubeconfig`, or the TLS version for endpoints.
+    pub format: String,
+    /// Endpoints only: chain verification.
+    pub verified: Option<Result<(), String>>,
+}
+
+/// Why one source failed.
+#[derive(Debug, Clone)]
+pub struct SourceFailure {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// One file or endpoint and its outcome.
+#[derive(Debug, Clone)]
+pub struct SourceResult {
+    pub kind: SourceKind,
+    /// Path (as configured/discovered) or endpoint address.
+    pub target: String,
+    /// Endpoints only.
+    pub server_name: Option<String>,
+    pub outcome: Result<SourceData, SourceFailure>,
+}
+
+impl SourceResult {
+    fn id_labels(&self) -> Vec<(&'static str, String)> {
+        let mut l = vec![("source", self.kind.as_str().to_string())];
+        match self.kind {
+            SourceKind::File => l.push(("path", self.target.clone())),
+            SourceKind::Endpoint => {
+                l.push(("endpoint", self.target.clone()));
+                l.push(("server_name", self.server_name.clone().unwrap_or_default()));
+            }
+        }
+        l
+    }
+
+    /// Display name of the target for `--status`.
+    pub fn display(&self) -> String {
+        match (&self.kind, &self.server_name) {
+            (SourceKind::Endpoint, Some(sn)) if !self.target.starts_with(&format!("{sn}:")) => {
+                format!("{} (SNI {sn})", self.target)
+            }
+            _ => self.target.clone(),
+        }
+    }
+}
+
+/// Expiry state of one certificate at a given time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CertState {
+    Ok,
+    Warning,
+    Critical,
+    Expired,
+    NotYetValid,
+}
+
+impl CertState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CertState::Ok => "ok",
+            CertState::Warning => "warning",
+            CertState::Critical => "critical",
+            CertState::Expired => "expired",
+            CertState::NotYetValid => "not_yet_valid",
+        }
+    }
+
+    /// `now` in Unix seconds; thresholds in seconds.
+    pub fn of(c: &Cert, now: i64, warning: i64, critical: i64) -> CertState {
+        if now < c.not_before {
+            CertState::NotYetValid
+        } else if now > c.not_after {
+            CertState::Expired
+        } else if c.not_after - now <= critical {
+            CertState::Critical
+        } else if c.not_after - now <= warning {
+            CertState::Warning
+        } else {
+            CertState::Ok
+        }
+    }
+}
+
+/// The registry's constructor: `interval` is the `--interval` override.
+pub fn monitor(
+    cfg: &CertificateConfig,
+    interval: Option<Duration>,
+    base: &std::path::Path,
+) -> Arc<dyn Monitor> {
+    if cfg.paths.is_empty() && cfg.endpoints.is_empty() {
+        tracing::warn!("custom_monitors.certificate_expiry is enabled but lists no paths and no endpoints: only its thresholds are exported");
+    }
+    Arc::new(CertificateMonitor::from_config(
+        cfg,
+        interval,
+        base.to_path_buf(),
+    ))
+}
+
+/// The certificate monitor.
+pub struct CertificateMonitor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cfg: CertificateConfig,
+    base: PathBuf,
+    endpoints: Vec<Endpoint>,
+    prober: Result<Prober, String>,
+}
+
+impl CertificateMonitor {
+    /// As built by the registry: `interval` is the `--interval` override.
+    pub fn from_config(cfg: &CertificateConfig, interval: Option<Duration>, base: PathBuf) -> Self {
+        let mut cfg = cfg.clone();
+        if let Some(i) = interval {
+            cfg.check_interval = crate::config::HumanDuration(i);
+        }
+        Self::new(cfg, base)
+    }
+
+    /// `base`: the folder relative paths (`paths`, `ca_file`, `pkcs12_passphrase_file`) are resolved against.
+    pub fn new(cfg: CertificateConfig, base: PathBuf) -> Self {
+        let endpoints = cfg
+            .endpoints
+            .iter()
+            .map(|spec| {
+                let d = spec.details();
+                let host = split_host_port(&d.address)
+                    .map(|(h, _)| h)
+                    .unwrap_or_else(|_| d.address.clone());
+                Endpoint {
+                    server_name: d.server_name.clone().unwrap_or(host),
+                    starttls: d.starttls,
+                    timeout: d.timeout.map(|t| t.0).unwrap_or(cfg.endpoint_timeout.0),
+                    ca_file: d.ca_file.as_ref().map(|f| base.join(f)),
+                    ca_label: d.ca_file.clone(),
+                    address: d.address,
+                }
+            })
+            .collect();
+        CertificateMonitor {
+            inner: Arc::new(Inner {
+                endpoints,
+                prober: Prober::new(),
+                cfg,
+                base,
+            }),
+        }
+    }
+
+    /// Read every source now.
+    pub async fn gather(&self, ctx: CollectContext) -> Result<Vec<SourceResult>, MonitorError> {
+        let inner = self.inner.clone();
+        let files = tokio::task::spawn_blocking(move || read_files(&inner))
+            .await
+            .map_err(|e| MonitorError::Panicked(e.to_string()))?;
+        let n = self.inner.endpoints.len();
+        let probes: Vec<SourceResult> =
+            futures::stream::iter((0..n).map(|i| probe_one(self.inner.clone(), i, ctx.now)))
+                .buffered(self.inner.cfg.endpoint_concurrency.max(1))
+                .collect()
+                .await;
+        let mut all = files;
+        all.extend(probes);
+        for s in &all {
+            if let Err(f) = &s.outcome {
+                tracing::warn!(monitor = "certificate_expiry", source = s.kind.as_str(), target = %s.target, reason = f.reason, "{}", f.message);
+            } else if let Ok(SourceData {
+                verified: Some(Err(why)),
+                ..
+            }) = &s.outcome
+            {
+                tracing::info!(monitor = "certificate_expiry", source = s.kind.as_str(), target = %s.target, reason = %why, "served chain does not verify");
+            }
+        }
+        Ok(all)
+    }
+
+    fn thresholds(&self) -> (i64, i64) {
+        (
+            i64::from(self.inner.cfg.warning_days) * 86_400,
+            i64::from(self.inner.cfg.critical_days) * 86_400,
+        )
+    }
+}
+
+async fn probe_one(inner: Arc<Inner>, i: usize, now: SystemTime) -> SourceResult {
+    let ep = &inner.endpoints[i];
+    let outcome = match &inner.prober {
+        Ok(p) => p.probe(ep, now).await.map_err(|e| SourceFailure {
+            reason: e.metric_label(),
+            message: e.to_string(),
+        }),
+        Err(e) => Err(SourceFailure {
+            reason: "tls_setup",
+            message: format!("{}: TLS client setup failed: {e}", ep.address),
+        }),
+    };
+    SourceResult {
+        kind: SourceKind::Endpoint,
+        target: ep.address.clone(),
+        server_name: Some(ep.server_name.clone()),
+        outcome: outcome.map(|p| SourceData {
+            certs: p.certs,
+            format: p.protocol,
+            verified: Some(p.verified),
+        }),
+    }
+}
+
+fn passphrase(cfg: &CertificateConfig, base: &std::path::Path) -> Result<Option<String>, String> {
+    if let Some(var) = &cfg.pkcs12_passphrase_env {
+        return std::env::var(var)
+            .map(Some)
+            .map_err(|_| format!("environment variable {var} (pkcs12_passphrase_env) is not set"));
+    }
+    if let Some(f) = &cfg.pkcs12_passphrase_file {
+        let text = std::fs::read_to_string(base.join(f))
+            .map_err(|e| format!("cannot read pkcs12_passphrase_file {f} ({})", e.kind()))?;
+        let first = text
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim_end_matches('\r')
+            .to_string();
+        return Ok(Some(first));
+    }
+    Ok(None)
+}
+
+fn read_files(inner: &Inner) -> Vec<SourceResult> {
+    let patterns: Vec<String> = inner.cfg.paths.iter().map(|g| g.0.clone()).collect();
+    let found = files::discover(&inner.base, &patterns, inner.cfg.max_depth);
+    if found.duplicates > 0 {
+        tracing::debug!(
+            monitor = "certificate_expiry",
+            duplicates = found.duplicates,
+            "certificate files reached through more than one path were read once"
+        );
+    }
+    let pass = passphrase(&inner.cfg, &inner.base);
+    let max = inner.cfg.max_file_size.0;
+    let read_one = |t: &files::FileTarget| SourceResult {
+        kind: SourceKind::File,
+        target: t.label.clone(),
+        server_name: None,
+        outcome: files::read_target(t, max, &pass)
+            .map(|p| SourceData {
+                certs: p.certs,
+                format: p.format.as_str().to_string(),
+                verified: None,
+            })
+            .map_err(|e| SourceFailure {
+                reason: e.metric_label(),
+                message: e.to_string(),
+            }),
+    };
+    // Large fleets: read and parse on a few threads (bounded), keeping the order.
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(READ_THREADS_MAX)
+        .min(found.files.len() / 256 + 1);
+    let mut out = Vec::with_capacity(found.files.len() + found.problems.len());
+    if threads <= 1 {
+        out.extend(found.files.iter().map(read_one));
+    } else {
+        let chunk = found.files.len().div_ceil(threads);
+        let parts: Vec<Vec<SourceResult>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = found
+                .files
+                .chunks(chunk)
+                .map(|part| scope.spawn(move || part.iter().map(read_one).collect::<Vec<_>>()))
+                .collect();
+            handles
+                .into_iter()
+                .zip(found.files.chunks(chunk))
+                .map(|(h, part)| {
+                    h.join().unwrap_or_else(|_| {
+                        part.iter()
+                            .map(|t| SourceResult {
+                                kind: SourceKind::File,
+                                target: t.label.clone(),
+                                server_name: None,
+                                outcome: Err(SourceFailure {
+                                    reason: "panic",
+                                    message: format!("{}: reading this file panicked", t.label),
+                                }),
+                            })
+                            .collect()
+                    })
+                })
+                .collect()
+        });
+        out.extend(parts.into_iter().flatten());
+    }
+    for (label, e) in found.problems {
+        out.push(SourceResult {
+            kind: SourceKind::File,
+            target: label,
+            server_name: None,
+            outcome: Err(SourceFailure {
+                reason: e.metric_label(),
+                message: e.to_string(),
+            }),
+        });
+    }
+    out
+}
+
+/// Most threads used to read and parse certificate files.
+const READ_THREADS_MAX: usize = 4;
+
+fn now_secs(now: SystemTime) -> i64 {
+    unix_seconds(now).floor() as i64
+}
+
+/// Build the snapshot from gathered sources.
+pub fn snapshot(
+    sources: &[SourceResult],
+    now: SystemTime,
+    warning: i64,
+    critical: i64,
+) -> Snapshot {
+    let mut b = SnapshotBuilder::new();
+    for def in [&NOT_AFTER, &NOT_BEFORE, &EXPIRED, &INFO, &SOURCE_UP] {
+        b.declare(def);
+    }
+    b.gauge(&WARNING, &[], warning as f64);
+    b.gauge(&CRITICAL, &[], critical as f64);
+    let now_s = now_secs(now);
+    let mut seen_sources = HashSet::new();
+    let mut seen_certs = HashSet::new();
+    for s in sources {
+        let id = s.id_labels();
+        if !seen_sources.insert(id.clone()) {
+            tracing::warn!(monitor = "certificate_expiry", target = %s.target, "source listed twice; reported once");
+            continue;
+        }
+        match &s.outcome {
+            Err(f) => {
+                b.gauge_owned(&SOURCE_UP, id.clone(), 0.0);
+                let mut l = id.clone();
+                l.push(("reason", f.reason.to_string()));
+                b.gauge_owned(&SOURCE_ERROR, l, 1.0);
+                b.target(TargetStatus {
+                    target: format!("{}: {}", s.kind.as_str(), s.display()),
+                    health: Health::Error,
+                    summary: format!("cannot read ({})", f.reason),
+                    error: Some(f.message.clone()),
+                    stale: false,
+                });
+            }
+            Ok(data) => {
+                b.gauge_owned(&SOURCE_UP, id.clone(), 1.0);
+                b.gauge_owned(&SOURCE_CERTS, id.clone(), data.certs.len() as f64);
+                if let Some(v) = &data.verified {
+                    b.gauge_owned(&VERIFIED, id.clone(), if v.is_ok() { 1.0 } else { 0.0 });
+                }
+                let mut worst = CertState::Ok;
+                let mut earliest: Option<&Cert> = None;
+                for (i, c) in data.certs.iter().enumerate() {
+                    let mut l = id.clone();
+                    l.push(("index", i.to_string()));
+                    l.push(("serial", c.serial.clone()));
+                    if !seen_certs.insert(l.clone()) {
+                        continue;
+                    }
+                    b.gauge_owned(&NOT_AFTER, l.clone(), c.not_after as f64);
+                    b.gauge_owned(&NOT_BEFORE, l.clone(), c.not_before as f64);
+                    b.gauge_owned(
+                        &EXPIRED,
+                        l.clone(),
+                        if now_s > c.not_after { 1.0 } else { 0.0 },
+                    );
+                    b.gauge_owned(
+                        &NOT_YET_VALID,
+                        l.clone(),
+                        if now_s < c.not_before { 1.0 } else { 0.0 },
+                    );
+                    let mut info = l;
+                    info.extend([
+                        ("subject_cn", c.subject_cn.clone()),
+                        ("issuer_cn", c.issuer_cn.clone()),
+                        ("sans", c.sans_label()),
+                        ("key_type", c.key_type.clone()),
+                        ("key_bits", c.key_bits.to_string()),
+                        ("signature_algorithm", c.signature_algorithm.clone()),
+                        ("is_ca", c.is_ca.to_string()),
+                    ]);
+                    b.gauge_owned(&INFO, info, 1.0);
+                    worst = worst.max(CertState::of(c, now_s, warning, critical));
+                    if earliest.is_none_or(|e| c.not_after < e.not_after) {
+                        earliest = Some(c);
+                    }
+                }
+                let mut summary = format!("{} certificate(s), {}", data.certs.len(), data.format);
+                if let Some(e) = earliest {
+                    summary.push_str(&format!(
+                        ", earliest expiry in {} day(s) ({})",
+                        days_left(e, now_s),
+                        display_cn(e)
+                    ));
+                }
+                match &data.verified {
+                    Some(Ok(())) => summary.push_str(", verified"),
+                    Some(Err(why)) => summary.push_str(&format!(", not verified: {why}")),
+                    None => {}
+                }
+                if worst != CertState::Ok {
+                    summary.push_str(&format!(", {}", worst.as_str()));
+                }
+                b.target(TargetStatus {
+                    target: format!("{}: {}", s.kind.as_str(), s.display()),
+                    health: if worst == CertState::Ok {
+                        Health::Ok
+                    } else {
+                        Health::Findings
+                    },
+                    summary,
+                    error: None,
+                    stale: false,
+                });
+            }
+        }
+    }
+    b.build()
+}
+
+fn days_left(c: &Cert, now: i64) -> i64 {
+    (c.not_after - now).div_euclid(86_400)
+}
+
+fn display_cn(c: &Cert) -> String {
+    if !c.subject_cn.is_empty() {
+        c.subject_cn.clone()
+    } else {
+        c.sans
+            .first()
+            .cloned()
+            .unwrap_or_else(|| format!("serial {}", c.serial))
+    }
+}
+
+fn rfc3339(ts: i64) -> String {
+    if ts < 0 {
+        return ts.to_string();
+    }
+    let t = SystemTime::UNIX_EPOCH + Duration::from_secs(ts as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// The `--status` report: every certificate sorted by expiry, then failed sources.
+pub fn report(sources: &[SourceResult], now: SystemTime, warning: i64, critical: i64) -> Report {
+    let now_s = now_secs(now);
+    let mut rows: Vec<(i64, &SourceResult, usize, &Cert, CertState)> = Vec::new();
+    for s in sources {
+        if let Ok(d) = &s.outcome {
+            for (i, c) in d.certs.iter().enumerate() {
+                rows.push((
+                    c.not_after,
+                    s,
+                    i,
+                    c,
+                    CertState::of(c, now_s, warning, critical),
+                ));
+            }
+        }
+    }
+    rows.sort_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| a.1.target.cmp(&b.1.target))
+            .then(a.2.cmp(&b.2))
+    });
+    let mut certs = Section::new(
+        "Certificates (earliest expiry first)",
+        &[
+            "SOURCE",
+            "TARGET",
+            "INDEX",
+            "SUBJECT",
+            "SERIAL",
+            "NOT AFTER",
+            "DAYS LEFT",
+            "STATE",
+        ],
+    );
+    certs.empty = "no certificates found".into();
+    let mut report = Report::default();
+    let mut json_certs = Vec::new();
+    for (_, s, i, c, st) in &rows {
+        certs.row([
+            s.kind.as_str().to_string(),
+            s.display(),
+            i.to_string(),
+            display_cn(c),
+            c.serial.clone(),
+            rfc3339(c.not_after),
+            days_left(c, now_s).to_string(),
+            st.as_str().to_string(),
+        ]);
+        if *st != CertState::Ok {
+            report.findings += 1;
+        }
+        json_certs.push(serde_json::json!({
+            "source": s.kind.as_str(),
+            "target": s.target,
+            "server_name": s.server_name,
+            "index": i,
+            "subject_cn": c.subject_cn,
+            "issuer_cn": c.issuer_cn,
+            "serial": c.serial,
+            "sans": c.sans,
+            "not_before": c.not_before,
+            "not_after": c.not_after,
+            "days_left": days_left(c, now_s),
+            "state": st.as_str(),
+        }));
+    }
+    let mut srcs = Section::new(
+        "Certificate sources",
+        &["SOURCE", "TARGET", "UP", "VERIFIED", "DETAIL"],
+    );
+    let mut json_sources = Vec::new();
+    for s in sources {
+        let (up, verified, detail) = match &s.outcome {
+            Ok(d) => (
+                "1",
+                match &d.verified {
+                    Some(Ok(())) => "yes".to_string(),
+                    Some(Err(w)) => format!("no ({w})"),
+                    None => "-".to_string(),
+                },
+                format!("{} certificate(s), {}", d.certs.len(), d.format),
+            ),
+            Err(f) => {
+                report.errors += 1;
+                ("0", "-".to_string(), f.message.clone())
+            }
+        };
+        srcs.row([
+            s.kind.as_str().to_string(),
+            s.display(),
+            up.to_string(),
+            verified.clone(),
+            detail.clone(),
+        ]);
+        json_sources.push(serde_json::json!({
+            "source": s.kind.as_str(),
+            "target": s.target,
+            "server_name": s.server_name,
+            "up": up == "1",
+            "verified": verified,
+            "detail": detail,
+            "reason": s.outcome.as_ref().err().map(|f| f.reason),
+        }));
+    }
+    report.sections.push(certs);
+    report.sections.push(srcs);
+    report.json = serde_json::json!({
+        "monitor": "certificate_expiry",
+        "warning_threshold_seconds": warning,
+        "critical_threshold_seconds": critical,
+        "certificates": json_certs,
+        "sources": json_sources,
+    });
+    report
+}
+
+#[async_trait]
+impl Monitor for CertificateMonitor {
+    fn name(&self) -> &'static str {
+        "certificate_expiry"
+    }
+
+    fn check_interval(&self) -> Duration {
+        self.inner.cfg.check_interval.0
+    }
+
+    fn retry_interval(&self) -> Duration {
+        self.inner.cfg.retry_interval.0.min(self.check_interval())
+    }
+
+    fn timeout(&self) -> Duration {
+        self.inner.cfg.timeout.0
+    }
+
+    fn describe(&self) -> String {
+        let paths: Vec<&str> = self.inner.cfg.paths.iter().map(|g| g.0.as_str()).collect();
+        let eps: Vec<&str> = self
+            .inner
+            .endpoints
+            .iter()
+            .map(|e| e.address.as_str())
+            .collect();
+        format!(
+            "certificates: paths [{}] (under {}), endpoints [{}]",
+            paths.join(", "),
+            self.inner.base.display(),
+            eps.join(", ")
+        )
+    }
+
+    async fn collect(&self, ctx: CollectContext) -> Result<Snapshot, MonitorError> {
+        let sources = self.gather(ctx).await?;
+        let (w, c) = self.thresholds();
+        Ok(snapshot(&sources, ctx.now, w, c))
+    }
+
+    async fn report(&self, ctx: CollectContext) -> Result<Report, MonitorError> {
+        let sources = self.gather(ctx).await?;
+        let (w, c) = self.thresholds();
+        Ok(report(&sources, ctx.now, w, c))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert(nb: i64, na: i64) -> Cert {
+        Cert {
+            serial: "01".into(),
+            subject_cn: "x".into(),
+            issuer_cn: "x".into(),
+            sans: vec![],
+            not_before: nb,
+            not_after: na,
+            key_type: "rsa".into(),
+            key_bits: 2048,
+            signature_algorithm: "sha256WithRSAEncryption".into(),
+            is_ca: false,
+            self_signed: true,
+        }
+    }
+
+    #[test]
+    fn states_follow_thresholds() {
+        let d = 86_400;
+        let (w, c) = (30 * d, 7 * d);
+        assert_eq!(
+            CertState::of(&cert(0, 100 * d), 50 * d, w, c),
+            CertState::Ok
+        );
+        assert_eq!(
+            CertState::of(&cert(0, 100 * d), 80 * d, w, c),
+            CertState::Warning
+        );
+        assert_eq!(
+            CertState::of(&cert(0, 100 * d), 95 * d, w, c),
+            CertState::Critical
+        );
+        assert_eq!(
+            CertState::of(&cert(0, 100 * d), 101 * d, w, c),
+            CertState::Expired
+        );
+        assert_eq!(
+            CertState::of(&cert(10 * d, 100 * d), 5 * d, w, c),
+            CertState::NotYetValid
+        );
+        assert_eq!(days_left(&cert(0, 10 * d), 9 * d + 1), 0);
+        assert_eq!(days_left(&cert(0, 10 * d), 11 * d), -1);
+    }
+
+    #[test]
+    fn identical_sources_never_make_duplicate_series() {
+        let src = SourceResult {
+            kind: SourceKind::File,
+            target: "a.pem".into(),
+            server_name: None,
+            outcome: Ok(SourceData {
+                certs: vec![cert(0, 10), cert(0, 20)],
+                format: "pem".into(),
+                verified: None,
+            }),
+        };
+        let snap = snapshot(&[src.clone(), src], SystemTime::UNIX_EPOCH, 1, 1);
+        let fam = snap.family(NOT_AFTER.name).unwrap();
+        assert_eq!(
+            fam.samples.len(),
+            2,
+            "same serial, different index: two series, no repeats"
+        );
+        let up = snap.family(SOURCE_UP.name).unwrap();
+        assert_eq!(up.samples.len(), 1);
+    }
+}

@@ -11,6 +11,8 @@ need=(
   "setpriv:util-linux"
   "openssl:openssl"
   "amtool:prometheus-alertmanager"
+  "prometheus-blackbox-exporter:prometheus-blackbox-exporter"
+  "prometheus-node-exporter:prometheus-node-exporter"
 )
 missing=()
 for pair in "${need[@]}"; do

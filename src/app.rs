@@ -12,6 +12,7 @@ use crate::monitors::{self, Overrides};
 use crate::registry::Registry;
 use crate::report::{targets_report, Report};
 use crate::server::{self, ServerConfig};
+use crate::web_config::{WebConfigError, WebConfigWatcher};
 
 /// Start-up failures (everything later is per target and never fatal).
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +25,8 @@ pub enum AppError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    WebConfig(#[from] WebConfigError),
     #[error("{0}")]
     Usage(String),
     #[error("the check failed: {0}")]
@@ -35,6 +38,7 @@ impl AppError {
         match self {
             AppError::Config(c) => c.metric_label(),
             AppError::Listen { .. } => "listen",
+            AppError::WebConfig(w) => w.metric_label(),
             AppError::Usage(_) => "usage",
             AppError::Check(_) => "check",
         }
@@ -134,6 +138,7 @@ async fn status(cli: &Cli, registry: &Registry) -> i32 {
 }
 
 async fn serve(cli: &Cli, registry: Arc<Registry>) -> Result<i32, AppError> {
+    let web = Arc::new(WebConfigWatcher::new(cli.web_config_file.clone())?);
     let addr = cli.listen_address();
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
@@ -181,6 +186,7 @@ async fn serve(cli: &Cli, registry: Arc<Registry>) -> Result<i32, AppError> {
         ServerConfig {
             telemetry_path: cli.telemetry_path.clone(),
         },
+        web,
         server::shutdown_signal(),
     )
     .await;

@@ -121,6 +121,15 @@ pub struct Cli {
     )]
     pub telemetry_path: String,
 
+    /// TLS and basic-auth configuration (Prometheus exporter-toolkit format);
+    /// re-read when it changes.
+    #[arg(
+        long = "web.config.file",
+        value_name = "FILE",
+        env = "HOMELAB_MONITOR_WEB_CONFIG_FILE"
+    )]
+    pub web_config_file: Option<PathBuf>,
+
     /// Log level.
     #[arg(
         long = "log.level",

@@ -22,6 +22,7 @@ pub mod report;
 pub mod server;
 pub mod snapshot;
 pub mod telemetry;
+pub mod web_config;
 
 /// The crate version, as exported in `homelab_monitor_build_info`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::header::{
+    HeaderValue, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE,
+};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -18,6 +20,7 @@ use tokio::net::TcpListener;
 
 use crate::encoder::Format;
 use crate::registry::Registry;
+use crate::web_config::{WebConfig, WebConfigWatcher};
 
 /// How long a client may take to send its request headers.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -35,6 +38,9 @@ struct AppState {
     cfg: ServerConfig,
 }
 
+/// How long a client may take to finish the TLS handshake.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 type Resp = Response<Full<Bytes>>;
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Resp {
@@ -47,7 +53,41 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Resp {
     r
 }
 
-async fn handle(req: Request<Incoming>, app: Arc<AppState>) -> Result<Resp, Infallible> {
+async fn handle(
+    req: Request<Incoming>,
+    app: Arc<AppState>,
+    web: Arc<WebConfig>,
+) -> Result<Resp, Infallible> {
+    let auth_header = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let mut resp = if web.requires_auth() && !authorized(auth_header, &web).await {
+        let mut r = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
+        r.headers_mut().insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"homelab-monitor\""),
+        );
+        r
+    } else {
+        route(req, &app).await
+    };
+    for (k, v) in &web.headers {
+        resp.headers_mut().insert(k.clone(), v.clone());
+    }
+    Ok(resp)
+}
+
+/// bcrypt is slow on purpose: check off the async threads.
+async fn authorized(header: Option<String>, web: &Arc<WebConfig>) -> bool {
+    let web = web.clone();
+    tokio::task::spawn_blocking(move || web.authorize(header.as_deref()))
+        .await
+        .unwrap_or(false)
+}
+
+async fn route(req: Request<Incoming>, app: &AppState) -> Resp {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut r = text(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -55,7 +95,7 @@ async fn handle(req: Request<Incoming>, app: Arc<AppState>) -> Result<Resp, Infa
         );
         r.headers_mut()
             .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return Ok(r);
+        return r;
     }
     let path = req.uri().path();
     let resp = if path == app.cfg.telemetry_path {
@@ -97,7 +137,7 @@ async fn handle(req: Request<Incoming>, app: Arc<AppState>) -> Result<Resp, Infa
                 }
             }
             "/" => {
-                let mut r = text(StatusCode::OK, landing_page(&app));
+                let mut r = text(StatusCode::OK, landing_page(app));
                 r.headers_mut().insert(
                     CONTENT_TYPE,
                     HeaderValue::from_static("text/html; charset=utf-8"),
@@ -107,7 +147,7 @@ async fn handle(req: Request<Incoming>, app: Arc<AppState>) -> Result<Resp, Infa
             _ => text(StatusCode::NOT_FOUND, "not found\n"),
         }
     };
-    Ok(resp)
+    resp
 }
 
 fn html_escape(s: &str) -> String {
@@ -139,12 +179,34 @@ fn landing_page(app: &AppState) -> String {
     )
 }
 
+/// Serve one connection (plain or TLS) until it closes or the shutdown ends it.
+async fn drive<I>(
+    io: I,
+    peer: std::net::SocketAddr,
+    app: Arc<AppState>,
+    web: Arc<WebConfig>,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| handle(req, app.clone(), web.clone()));
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(64 * 1024)
+        .serve_connection(TokioIo::new(io), svc);
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+    }
+}
+
 /// Serve until `shutdown` resolves, then let in-flight requests finish
 /// (up to [`SHUTDOWN_GRACE`]).
 pub async fn serve(
     listener: TcpListener,
     registry: Arc<Registry>,
     cfg: ServerConfig,
+    web_config: Arc<WebConfigWatcher>,
     shutdown: impl Future<Output = ()>,
 ) {
     let app = Arc::new(AppState { registry, cfg });
@@ -162,19 +224,24 @@ pub async fn serve(
                         continue;
                     }
                 };
+                let web = web_config.current();
                 let app = app.clone();
-                let svc = service_fn(move |req| handle(req, app.clone()));
-                let conn = http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_READ_TIMEOUT)
-                    .max_buf_size(64 * 1024)
-                    .serve_connection(TokioIo::new(stream), svc);
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+                let watcher = graceful.watcher();
+                match web.tls.clone() {
+                    None => {
+                        tokio::spawn(drive(stream, peer, app, web, watcher));
                     }
-                });
+                    Some(tls) => {
+                        tokio::spawn(async move {
+                            let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+                            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                                Ok(Ok(tls_stream)) => drive(tls_stream, peer, app, web, watcher).await,
+                                Ok(Err(e)) => tracing::debug!(peer = %peer, error = %e, "TLS handshake failed"),
+                                Err(_) => tracing::debug!(peer = %peer, "TLS handshake timed out"),
+                            }
+                        });
+                    }
+                }
             }
             _ = &mut shutdown => break,
         }

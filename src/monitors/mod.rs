@@ -3,6 +3,7 @@
 //! Adding a monitor: a new module implementing [`crate::monitor::Monitor`] and
 //! one line in [`build`]. Monitors never import each other.
 
+pub mod backups;
 pub mod terraform;
 
 use std::sync::Arc;
@@ -49,8 +50,8 @@ pub fn build(config: &Config, ov: &Overrides) -> Vec<Arc<dyn Monitor>> {
     if cm.certificate_expiry.as_ref().is_some_and(|c| c.enabled) {
         tracing::warn!("custom_monitors.certificate_expiry is configured but this build has no certificate monitor yet; it is ignored");
     }
-    if cm.backup_validation.as_ref().is_some_and(|c| c.enabled) {
-        tracing::warn!("custom_monitors.backup_validation is configured but this build has no backup monitor yet; it is ignored");
+    if let Some(b) = cm.backup_validation.as_ref().filter(|c| c.enabled) {
+        out.push(Arc::new(backups::BackupMonitor::new(b.clone(), config.base_dir.clone())));
     }
     out
 }

@@ -407,13 +407,27 @@ impl TryFrom<String> for BackupFormat {
             return Ok(f);
         }
         let names: Vec<&str> = Self::ALL.iter().map(|f| f.as_str()).collect();
-        let suggestion = names
-            .iter()
-            .map(|k| (strsim::jaro_winkler(&t.to_ascii_lowercase(), k), *k))
-            .filter(|(score, _)| *score > 0.7)
-            .max_by(|a, b| a.0.total_cmp(&b.0))
-            .map(|(_, k)| format!("; did you mean `{k}`?"))
-            .unwrap_or_default();
+        let lower = t.to_ascii_lowercase();
+        // Names people reach for first (tools, not formats), then the closest spelling.
+        let alias = [
+            ("pg", "pg_backup_manifest"),
+            ("postgres", "pg_backup_manifest"),
+            ("borgbackup", "borg"),
+            ("folder", "directory"),
+            ("dir", "directory"),
+        ]
+        .iter()
+        .find(|(k, _)| lower.starts_with(k))
+        .map(|(_, v)| format!("; did you mean `{v}`?"));
+        let suggestion = alias.unwrap_or_else(|| {
+            names
+                .iter()
+                .map(|k| (strsim::jaro_winkler(&lower, k), *k))
+                .filter(|(score, _)| *score > 0.7)
+                .max_by(|a, b| a.0.total_cmp(&b.0))
+                .map(|(_, k)| format!("; did you mean `{k}`?"))
+                .unwrap_or_default()
+        });
         Err(format!(
             "unknown backup format `{t}` (valid formats: {}){suggestion}",
             names.join(", ")
@@ -641,7 +655,10 @@ fn validate(file: &ConfigFile) -> Result<(), (String, String)> {
         }
     }
     if let Some(t) = &file.custom_monitors.terraform_state {
-        for (k, v) in [("drift_report", Some(&t.drift_report)), ("baseline", t.baseline.as_ref())] {
+        for (k, v) in [
+            ("drift_report", Some(&t.drift_report)),
+            ("baseline", t.baseline.as_ref()),
+        ] {
             if let Some(v) = v {
                 if v.is_empty() || v.contains('/') || v.contains('\\') {
                     return Err((
@@ -665,10 +682,19 @@ fn validate_backups(b: &BackupConfig) -> Result<(), (String, String)> {
     for (i, s) in b.sources.iter().enumerate() {
         let key = |k: &str| format!("{base}[{i}].{k}");
         if s.name.trim().is_empty() {
-            return Err((key("name"), "a backup source needs a non-empty name (it is the `source` label)".into()));
+            return Err((
+                key("name"),
+                "a backup source needs a non-empty name (it is the `source` label)".into(),
+            ));
         }
         if !seen.insert(s.name.as_str()) {
-            return Err((key("name"), format!("backup source name `{}` is used twice; names must be unique", s.name)));
+            return Err((
+                key("name"),
+                format!(
+                    "backup source name `{}` is used twice; names must be unique",
+                    s.name
+                ),
+            ));
         }
         if s.path.trim().is_empty() {
             return Err((key("path"), "path must not be empty".into()));
@@ -676,12 +702,27 @@ fn validate_backups(b: &BackupConfig) -> Result<(), (String, String)> {
         let only = |k: &str, set: bool, formats: &[BackupFormat]| -> Result<(), (String, String)> {
             if set && !formats.contains(&s.format) {
                 let names: Vec<&str> = formats.iter().map(|f| f.as_str()).collect();
-                return Err((key(k), format!("`{k}` applies to format {} only, not {}", names.join(", "), s.format)));
+                return Err((
+                    key(k),
+                    format!(
+                        "`{k}` applies to format {} only, not {}",
+                        names.join(", "),
+                        s.format
+                    ),
+                ));
             }
             Ok(())
         };
-        only("stats_file", s.stats_file.is_some(), &[BackupFormat::Restic])?;
-        only("check_file", s.check_file.is_some(), &[BackupFormat::Restic])?;
+        only(
+            "stats_file",
+            s.stats_file.is_some(),
+            &[BackupFormat::Restic],
+        )?;
+        only(
+            "check_file",
+            s.check_file.is_some(),
+            &[BackupFormat::Restic],
+        )?;
         only("info_file", s.info_file.is_some(), &[BackupFormat::Borg])?;
         only("timezone", s.timezone.is_some(), &[BackupFormat::Borg])?;
         only("pattern", s.pattern.is_some(), &[BackupFormat::Directory])?;
@@ -771,7 +812,9 @@ mod tests {
 
     #[test]
     fn unknown_key_names_file_line_key_and_suggests() {
-        let e = err("custom_monitors:\n  terraform_state:\n    enabled: true\n    stat_files: [\"a\"]\n");
+        let e = err(
+            "custom_monitors:\n  terraform_state:\n    enabled: true\n    stat_files: [\"a\"]\n",
+        );
         assert!(e.contains("cfg.yaml"), "{e}");
         assert!(e.contains("line 4"), "{e}");
         assert!(e.contains("custom_monitors.terraform_state"), "{e}");
@@ -796,7 +839,8 @@ mod tests {
 
     #[test]
     fn wrong_type_names_key_without_quoting_value() {
-        let e = err("custom_monitors:\n  certificate_expiry:\n    warning_days: \"s3cr3t-canary\"\n");
+        let e =
+            err("custom_monitors:\n  certificate_expiry:\n    warning_days: \"s3cr3t-canary\"\n");
         assert!(e.contains("warning_days"), "{e}");
         assert!(e.contains("line 3"), "{e}");
         assert!(!e.contains("s3cr3t-canary"), "{e}");
@@ -804,7 +848,9 @@ mod tests {
 
     #[test]
     fn thresholds_are_checked() {
-        let e = err("custom_monitors:\n  certificate_expiry:\n    warning_days: 3\n    critical_days: 7\n");
+        let e = err(
+            "custom_monitors:\n  certificate_expiry:\n    warning_days: 3\n    critical_days: 7\n",
+        );
         assert!(e.contains("critical_days (7) must not be larger"), "{e}");
         assert!(e.contains("line 4"), "{e}");
     }

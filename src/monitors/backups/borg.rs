@@ -99,24 +99,31 @@ pub fn is_checkpoint(name: &str) -> bool {
 }
 
 /// Normalise list + info into records.
-pub fn records(list: &List, info: Option<&Info>, tz: &TimeZone) -> Result<Vec<BackupRecord>, ParseError> {
+pub fn records(
+    list: &List,
+    info: Option<&Info>,
+    tz: &TimeZone,
+) -> Result<Vec<BackupRecord>, ParseError> {
     list.archives
         .iter()
         .enumerate()
         .map(|(i, a)| {
             let detail = info.and_then(|inf| {
-                inf.archives
-                    .iter()
-                    .find(|x| (!a.id.is_empty() && x.id == a.id) || (a.id.is_empty() && x.name == a.name))
+                inf.archives.iter().find(|x| {
+                    (!a.id.is_empty() && x.id == a.id) || (a.id.is_empty() && x.name == a.name)
+                })
             });
             let listed = a.time.as_deref().or(a.start.as_deref()).ok_or_else(|| {
                 ParseError::Invalid(format!("archive [{i}] has neither `time` nor `start`"))
             })?;
-            let listed = parse_time(listed, tz)
-                .ok_or_else(|| ParseError::Invalid(format!("archive [{i}]: `time` is not a date borg writes")))?;
+            let listed = parse_time(listed, tz).ok_or_else(|| {
+                ParseError::Invalid(format!("archive [{i}]: `time` is not a date borg writes"))
+            })?;
             let end = match detail.and_then(|d| d.end.as_deref()) {
                 Some(e) => Some(parse_time(e, tz).ok_or_else(|| {
-                    ParseError::Invalid(format!("info for archive [{i}]: `end` is not a date borg writes"))
+                    ParseError::Invalid(format!(
+                        "info for archive [{i}]: `end` is not a date borg writes"
+                    ))
                 })?),
                 None => None,
             };
@@ -158,7 +165,10 @@ pub(crate) fn read(ctx: &SourceCtx<'_>, st: &mut State) -> Result<SourceRead, Ba
     let (info, info_path) = match &ctx.cfg.info_file {
         Some(p) => {
             let path = ctx.resolve(p);
-            (Some(st.info.load(&path, ctx.max_file_size, parse_info)?.0), Some(path))
+            (
+                Some(st.info.load(&path, ctx.max_file_size, parse_info)?.0),
+                Some(path),
+            )
         }
         None => (None, None),
     };
@@ -201,7 +211,10 @@ mod tests {
         assert_eq!(utc[0].time, utc_secs("2026-11-24T01:33:08"));
         // Berlin is UTC+1 in November: the same wall clock is an hour earlier.
         assert_eq!(berlin[0].time, utc[0].time - 3600.0);
-        assert_eq!(parse_time("2026-11-24T01:33:08+02:00", &TimeZone::UTC), Some(utc_secs("2026-11-23T23:33:08")));
+        assert_eq!(
+            parse_time("2026-11-24T01:33:08+02:00", &TimeZone::UTC),
+            Some(utc_secs("2026-11-23T23:33:08"))
+        );
         assert_eq!(parse_time("not a date", &TimeZone::UTC), None);
     }
 
@@ -223,11 +236,20 @@ mod tests {
 
     #[test]
     fn bad_input() {
-        assert!(matches!(parse_list(&LIST.as_bytes()[..50]), Err(ParseError::Truncated { .. })));
-        assert!(matches!(parse_list(b"[]"), Err(ParseError::Structure { .. })));
+        assert!(matches!(
+            parse_list(&LIST.as_bytes()[..50]),
+            Err(ParseError::Truncated { .. })
+        ));
+        assert!(matches!(
+            parse_list(b"[]"),
+            Err(ParseError::Structure { .. })
+        ));
         let list = parse_list(br#"{"archives":[{"name":"a","time":"25/11/2026"}]}"#).unwrap();
         let e = records(&list, None, &TimeZone::UTC).unwrap_err();
         assert!(e.to_string().contains("archive [0]"), "{e}");
-        assert!(parse_list(br#"{"archives":[]}"#).unwrap().archives.is_empty());
+        assert!(parse_list(br#"{"archives":[]}"#)
+            .unwrap()
+            .archives
+            .is_empty());
     }
 }

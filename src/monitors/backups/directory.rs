@@ -55,7 +55,9 @@ fn list(dir: &Path) -> Result<Vec<Entry>, BackupError> {
     for ent in rd {
         let ent = ent.map_err(|e| io_error(dir, &e))?;
         // Follows symbolic links; entries that vanish meanwhile are skipped.
-        let Ok(md) = std::fs::metadata(ent.path()) else { continue };
+        let Ok(md) = std::fs::metadata(ent.path()) else {
+            continue;
+        };
         if !md.is_file() {
             continue;
         }
@@ -71,7 +73,12 @@ fn list(dir: &Path) -> Result<Vec<Entry>, BackupError> {
 
 pub(crate) fn read(ctx: &SourceCtx<'_>) -> Result<SourceRead, BackupError> {
     let dir = ctx.resolve(&ctx.cfg.path);
-    let text = ctx.cfg.pattern.as_ref().map(|p| p.0.as_str()).unwrap_or("*");
+    let text = ctx
+        .cfg
+        .pattern
+        .as_ref()
+        .map(|p| p.0.as_str())
+        .unwrap_or("*");
     // The pattern was checked at load; an invalid one matches nothing.
     let pattern = glob::Pattern::new(text).unwrap_or_default();
     let selected = select(list(&dir)?, &pattern);
@@ -80,7 +87,8 @@ pub(crate) fn read(ctx: &SourceCtx<'_>) -> Result<SourceRead, BackupError> {
         ..SourceRead::default()
     };
     if selected.is_empty() {
-        read.findings.push(format!("no file in {} matches {text}", dir.display()));
+        read.findings
+            .push(format!("no file in {} matches {text}", dir.display()));
     } else {
         read.notes.push(format!("{} files", selected.len()));
     }
@@ -102,7 +110,14 @@ mod tests {
     #[test]
     fn selects_by_pattern() {
         let p = glob::Pattern::new("*.sql.gz").unwrap();
-        let s = select(vec![e("a.sql.gz", 1, 1.0), e("b.sql", 2, 2.0), e(".c.sql.gz", 3, 3.0)], &p);
+        let s = select(
+            vec![
+                e("a.sql.gz", 1, 1.0),
+                e("b.sql", 2, 2.0),
+                e(".c.sql.gz", 3, 3.0),
+            ],
+            &p,
+        );
         assert_eq!(s, vec![e("a.sql.gz", 1, 1.0)]);
         let r = records(&s);
         assert_eq!((r[0].time, r[0].size, r[0].success), (1.0, Some(1), true));
@@ -116,7 +131,13 @@ mod tests {
         let l = list(dir.path()).unwrap();
         assert_eq!(l.len(), 1);
         assert_eq!(l[0].size, 3);
-        assert!(matches!(list(&dir.path().join("x.tar")), Err(BackupError::NotADirectory(_))));
-        assert!(matches!(list(&dir.path().join("nope")), Err(BackupError::NotFound(_))));
+        assert!(matches!(
+            list(&dir.path().join("x.tar")),
+            Err(BackupError::NotADirectory(_))
+        ));
+        assert!(matches!(
+            list(&dir.path().join("nope")),
+            Err(BackupError::NotFound(_))
+        ));
     }
 }

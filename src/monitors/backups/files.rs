@@ -108,7 +108,9 @@ pub(crate) struct Cache<T> {
 
 impl<T> Default for Cache<T> {
     fn default() -> Self {
-        Cache { map: HashMap::new() }
+        Cache {
+            map: HashMap::new(),
+        }
     }
 }
 
@@ -154,18 +156,34 @@ mod tests {
         std::fs::write(&p, "1").unwrap();
         let mut c: Cache<usize> = Cache::default();
         let mut calls = 0;
-        let (v, _) = c.load(&p, 10, |b| { calls += 1; Ok(b.len()) }).unwrap();
+        let (v, _) = c
+            .load(&p, 10, |b| {
+                calls += 1;
+                Ok(b.len())
+            })
+            .unwrap();
         assert_eq!(*v, 1);
-        let (v, _) = c.load(&p, 10, |_| { calls += 1; Ok(99) }).unwrap();
+        let (v, _) = c
+            .load(&p, 10, |_| {
+                calls += 1;
+                Ok(99)
+            })
+            .unwrap();
         assert_eq!(*v, 1);
         assert_eq!(calls, 1);
         std::fs::write(&p, "12345678901").unwrap();
-        assert!(matches!(c.load(&p, 10, |b| Ok(b.len())), Err(BackupError::TooLarge { .. })));
+        assert!(matches!(
+            c.load(&p, 10, |b| Ok(b.len())),
+            Err(BackupError::TooLarge { .. })
+        ));
         assert!(matches!(
             c.load(&dir.path().join("missing"), 10, |b| Ok(b.len())),
             Err(BackupError::NotFound(_))
         ));
-        assert!(matches!(c.load(dir.path(), 10, |b| Ok(b.len())), Err(BackupError::NotAFile(_))));
+        assert!(matches!(
+            c.load(dir.path(), 10, |b| Ok(b.len())),
+            Err(BackupError::NotAFile(_))
+        ));
     }
 
     #[test]
@@ -176,7 +194,13 @@ mod tests {
         let m = expand(dir.path(), "*.json").unwrap();
         assert_eq!(m.len(), 2);
         assert!(m[0].ends_with("a.json"));
-        assert!(matches!(expand(dir.path(), "*.txt"), Err(BackupError::NoMatch(_))));
-        assert_eq!(expand(dir.path(), "x.txt").unwrap(), vec![dir.path().join("x.txt")]);
+        assert!(matches!(
+            expand(dir.path(), "*.txt"),
+            Err(BackupError::NoMatch(_))
+        ));
+        assert_eq!(
+            expand(dir.path(), "x.txt").unwrap(),
+            vec![dir.path().join("x.txt")]
+        );
     }
 }

@@ -33,7 +33,9 @@ use serde::Deserialize;
 
 use super::files::{expand, Cache};
 use super::verify::{hex_decode, verify_files, Algorithm, HashCache, ListedFile};
-use super::{from_json, parse_rfc3339, BackupError, BackupRecord, ParseError, SourceCtx, SourceRead};
+use super::{
+    from_json, parse_rfc3339, BackupError, BackupRecord, ParseError, SourceCtx, SourceRead,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -89,9 +91,12 @@ struct RawFile {
 
 fn safe_relative(p: &str) -> bool {
     !p.is_empty()
-        && Path::new(p)
-            .components()
-            .all(|c| matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir))
+        && Path::new(p).components().all(|c| {
+            matches!(
+                c,
+                std::path::Component::Normal(_) | std::path::Component::CurDir
+            )
+        })
 }
 
 /// Parse a manifest file (one run or an array of runs).
@@ -105,19 +110,28 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Run>, ParseError> {
         .enumerate()
         .map(|(i, r)| {
             if r.version != 1 {
-                return Err(ParseError::Invalid(format!("run [{i}]: unsupported manifest version {} (1 is known)", r.version)));
+                return Err(ParseError::Invalid(format!(
+                    "run [{i}]: unsupported manifest version {} (1 is known)",
+                    r.version
+                )));
             }
-            let start = parse_rfc3339(&r.start)
-                .ok_or_else(|| ParseError::Invalid(format!("run [{i}]: `start` is not an RFC 3339 time with an offset")))?;
+            let start = parse_rfc3339(&r.start).ok_or_else(|| {
+                ParseError::Invalid(format!(
+                    "run [{i}]: `start` is not an RFC 3339 time with an offset"
+                ))
+            })?;
             let end = match r.end.as_deref() {
-                Some(e) => Some(
-                    parse_rfc3339(e)
-                        .ok_or_else(|| ParseError::Invalid(format!("run [{i}]: `end` is not an RFC 3339 time with an offset")))?,
-                ),
+                Some(e) => Some(parse_rfc3339(e).ok_or_else(|| {
+                    ParseError::Invalid(format!(
+                        "run [{i}]: `end` is not an RFC 3339 time with an offset"
+                    ))
+                })?),
                 None => None,
             };
             if r.status == Status::Success && end.is_none() {
-                return Err(ParseError::Invalid(format!("run [{i}]: a successful run needs `end`")));
+                return Err(ParseError::Invalid(format!(
+                    "run [{i}]: a successful run needs `end`"
+                )));
             }
             let (file_count, files) = match r.files {
                 None => (None, Vec::new()),
@@ -126,13 +140,17 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Run>, ParseError> {
                     let mut files = Vec::with_capacity(list.len());
                     for (j, f) in list.into_iter().enumerate() {
                         if !safe_relative(&f.path) {
-                            return Err(ParseError::Invalid(format!("run [{i}] files[{j}]: path leaves the manifest's folder")));
+                            return Err(ParseError::Invalid(format!(
+                                "run [{i}] files[{j}]: path leaves the manifest's folder"
+                            )));
                         }
                         let checksum = match f.sha256 {
                             Some(h) => Some((
                                 Algorithm::Sha256,
                                 hex_decode(&h).filter(|d| d.len() == 32).ok_or_else(|| {
-                                    ParseError::Invalid(format!("run [{i}] files[{j}]: sha256 is not 64 hex digits"))
+                                    ParseError::Invalid(format!(
+                                        "run [{i}] files[{j}]: sha256 is not 64 hex digits"
+                                    ))
                                 })?,
                             )),
                             None => None,
@@ -146,9 +164,10 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Run>, ParseError> {
                     (Some(files.len() as u64), files)
                 }
             };
-            let size = r
-                .size
-                .or_else(|| (!files.is_empty()).then(|| files.iter().fold(0u64, |a, f| a.saturating_add(f.size))));
+            let size = r.size.or_else(|| {
+                (!files.is_empty())
+                    .then(|| files.iter().fold(0u64, |a, f| a.saturating_add(f.size)))
+            });
             Ok(Run {
                 id: r.id,
                 start,
@@ -205,7 +224,13 @@ pub(crate) fn read(ctx: &SourceCtx<'_>, st: &mut State) -> Result<SourceRead, Ba
     };
     if ctx.cfg.verify != crate::config::VerifyMode::None {
         let root = path.parent().unwrap_or(Path::new("."));
-        let outcome = verify_files(root, &run.files, ctx.cfg.verify, ctx.cfg.verify_max_bytes.0, &mut st.hashes);
+        let outcome = verify_files(
+            root,
+            &run.files,
+            ctx.cfg.verify,
+            ctx.cfg.verify_max_bytes.0,
+            &mut st.hashes,
+        );
         read.findings.extend(outcome.findings());
         read.verification = outcome.verdict();
         if outcome.pending > 0 {
@@ -234,7 +259,10 @@ mod tests {
         assert_eq!(r[0].file_count, Some(2));
         assert_eq!(r[0].end, Some(r[0].start + 600.0));
         assert!(r[0].record().success);
-        assert_eq!(r[0].files[1].checksum.as_ref().unwrap().0, Algorithm::Sha256);
+        assert_eq!(
+            r[0].files[1].checksum.as_ref().unwrap().0,
+            Algorithm::Sha256
+        );
     }
 
     #[test]
@@ -252,16 +280,35 @@ mod tests {
 
     #[test]
     fn bad_input() {
-        assert!(matches!(parse(&RUN.as_bytes()[..40]), Err(ParseError::Truncated { .. })));
+        assert!(matches!(
+            parse(&RUN.as_bytes()[..40]),
+            Err(ParseError::Truncated { .. })
+        ));
         let no_end = r#"{"version":1,"id":"a","start":"2026-11-24T01:00:00Z","status":"success"}"#;
-        assert!(parse(no_end.as_bytes()).unwrap_err().to_string().contains("needs `end`"));
-        let bad_status = r#"{"version":1,"id":"a","start":"2026-11-24T01:00:00Z","status":"great"}"#;
-        assert!(matches!(parse(bad_status.as_bytes()), Err(ParseError::Structure { .. })));
+        assert!(parse(no_end.as_bytes())
+            .unwrap_err()
+            .to_string()
+            .contains("needs `end`"));
+        let bad_status =
+            r#"{"version":1,"id":"a","start":"2026-11-24T01:00:00Z","status":"great"}"#;
+        assert!(matches!(
+            parse(bad_status.as_bytes()),
+            Err(ParseError::Structure { .. })
+        ));
         let escape = RUN.replace("db.sql.gz", "../../x");
-        assert!(parse(escape.as_bytes()).unwrap_err().to_string().contains("leaves"));
+        assert!(parse(escape.as_bytes())
+            .unwrap_err()
+            .to_string()
+            .contains("leaves"));
         let zoneless = RUN.replace("01:10:00Z", "01:10:00");
-        assert!(parse(zoneless.as_bytes()).unwrap_err().to_string().contains("`end`"));
+        assert!(parse(zoneless.as_bytes())
+            .unwrap_err()
+            .to_string()
+            .contains("`end`"));
         let v2 = RUN.replace("\"version\":1", "\"version\":2");
-        assert!(parse(v2.as_bytes()).unwrap_err().to_string().contains("unsupported"));
+        assert!(parse(v2.as_bytes())
+            .unwrap_err()
+            .to_string()
+            .contains("unsupported"));
     }
 }

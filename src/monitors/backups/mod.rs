@@ -247,9 +247,11 @@ pub struct Summary {
 pub fn summarize(records: &[BackupRecord], now: f64, retention: Duration) -> Summary {
     let mut s = Summary::default();
     let cutoff = now - retention.as_secs_f64();
-    let mut groups: BTreeMap<&str, Vec<&BackupRecord>> = BTreeMap::new();
-    for r in records.iter().filter(|r| r.success) {
-        groups.entry(r.group.as_str()).or_default().push(r);
+    // Records are kept with their position: of two with the same time (borg
+    // and file mtimes can have whole seconds), the later listed is the newer.
+    let mut groups: BTreeMap<&str, Vec<(usize, &BackupRecord)>> = BTreeMap::new();
+    for (i, r) in records.iter().enumerate().filter(|(_, r)| r.success) {
+        groups.entry(r.group.as_str()).or_default().push((i, r));
         if r.time >= cutoff {
             s.in_retention += 1;
         }
@@ -258,17 +260,23 @@ pub fn summarize(records: &[BackupRecord], now: f64, retention: Duration) -> Sum
     s.groups = groups.len();
     s.newest_failed = records
         .iter()
-        .max_by(|a, b| a.time.total_cmp(&b.time))
-        .is_some_and(|r| !r.success);
+        .enumerate()
+        .max_by(|(ia, a), (ib, b)| a.time.total_cmp(&b.time).then(ia.cmp(ib)))
+        .is_some_and(|(_, r)| !r.success);
     let (mut size, mut files) = (Some(0u64), Some(0u64));
     let (mut ratio_last, mut ratio_prev, mut ratio_n) = (0u64, 0u64, 0usize);
     for runs in groups.values_mut() {
-        runs.sort_by(|a, b| b.time.total_cmp(&a.time));
-        let Some(latest) = runs.first() else { continue };
-        s.last_success = Some(s.last_success.map_or(latest.time, |t: f64| t.min(latest.time)));
+        runs.sort_by(|(ia, a), (ib, b)| b.time.total_cmp(&a.time).then(ib.cmp(ia)));
+        let Some((_, latest)) = runs.first() else {
+            continue;
+        };
+        s.last_success = Some(
+            s.last_success
+                .map_or(latest.time, |t: f64| t.min(latest.time)),
+        );
         size = size.zip(latest.size).map(|(a, b)| a.saturating_add(b));
         files = files.zip(latest.files).map(|(a, b)| a.saturating_add(b));
-        if let Some((l, p)) = runs.get(1).and_then(|prev| latest.size.zip(prev.size)) {
+        if let Some((l, p)) = runs.get(1).and_then(|(_, prev)| latest.size.zip(prev.size)) {
             ratio_last = ratio_last.saturating_add(l);
             ratio_prev = ratio_prev.saturating_add(p);
             ratio_n += 1;
@@ -348,7 +356,11 @@ impl BackupMonitor {
             })
             .collect();
         BackupMonitor {
-            inner: Arc::new(Inner { cfg, base, slots: Mutex::new(slots) }),
+            inner: Arc::new(Inner {
+                cfg,
+                base,
+                slots: Mutex::new(slots),
+            }),
         }
     }
 }
@@ -389,7 +401,13 @@ impl Inner {
                     status
                 }
                 Err(e) => {
-                    tracing::warn!(monitor = "backup_validation", source = name, format = slot.cfg.format.as_str(), reason = e.metric_label(), "{e}");
+                    tracing::warn!(
+                        monitor = "backup_validation",
+                        source = name,
+                        format = slot.cfg.format.as_str(),
+                        reason = e.metric_label(),
+                        "{e}"
+                    );
                     b.gauge(&UP, &label, 0.0);
                     TargetStatus {
                         target: name.to_string(),
@@ -467,7 +485,11 @@ fn ok_status(cfg: &BackupSourceConfig, s: &Summary, read: &SourceRead, now: f64)
     parts.extend(findings.iter().cloned());
     TargetStatus {
         target: cfg.name.clone(),
-        health: if findings.is_empty() { Health::Ok } else { Health::Findings },
+        health: if findings.is_empty() {
+            Health::Ok
+        } else {
+            Health::Findings
+        },
         summary: parts.join(", "),
         error: None,
         stale: false,
@@ -500,7 +522,11 @@ impl Monitor for BackupMonitor {
             .iter()
             .map(|s| format!("{} ({} {})", s.name, s.format, s.path))
             .collect();
-        format!("backups: {} (under {})", parts.join(", "), self.inner.base.display())
+        format!(
+            "backups: {} (under {})",
+            parts.join(", "),
+            self.inner.base.display()
+        )
     }
 
     async fn collect(&self, ctx: CollectContext) -> Result<Snapshot, MonitorError> {
@@ -545,6 +571,17 @@ mod tests {
     }
 
     #[test]
+    fn equal_times_are_ordered_by_position() {
+        let r = vec![
+            rec("", 100.0, Some(1000), true),
+            rec("", 100.0, Some(10), true),
+        ];
+        let s = summarize(&r, 100.0, Duration::from_secs(10));
+        assert_eq!(s.last_size, Some(10));
+        assert_eq!(s.size_ratio, Some(0.01));
+    }
+
+    #[test]
     fn stalest_group_wins_and_sizes_add_up() {
         let r = vec![
             rec("a", 100.0, Some(10), true),
@@ -565,7 +602,11 @@ mod tests {
         assert_eq!(s.last_success, None);
         assert_eq!(s.last_size, None);
         assert_eq!(s.in_retention, 0);
-        let s = summarize(&[rec("", 1.0, None, true), rec("", 2.0, None, true)], 2.0, Duration::from_secs(10));
+        let s = summarize(
+            &[rec("", 1.0, None, true), rec("", 2.0, None, true)],
+            2.0,
+            Duration::from_secs(10),
+        );
         assert_eq!(s.last_size, None);
         assert_eq!(s.size_ratio, None);
     }
@@ -581,8 +622,14 @@ mod tests {
         assert!(matches!(e, ParseError::Structure { .. }), "{e}");
         assert!(!e.to_string().contains("s3cr3t"), "{e}");
         assert!(e.to_string().contains("`a`"), "{e}");
-        assert!(matches!(from_json::<T>(br#"{"a": 1"#).unwrap_err(), ParseError::Truncated { .. }));
+        assert!(matches!(
+            from_json::<T>(br#"{"a": 1"#).unwrap_err(),
+            ParseError::Truncated { .. }
+        ));
         assert_eq!(from_json::<T>(b"  \n").unwrap_err(), ParseError::Empty);
-        assert!(matches!(from_json::<T>(br#"{"a": 1} x"#).unwrap_err(), ParseError::Syntax { .. }));
+        assert!(matches!(
+            from_json::<T>(br#"{"a": 1} x"#).unwrap_err(),
+            ParseError::Syntax { .. }
+        ));
     }
 }

@@ -40,7 +40,9 @@ pub struct PgManifest {
 
 impl PgManifest {
     pub fn total_size(&self) -> u64 {
-        self.files.iter().fold(0u64, |a, f| a.saturating_add(f.size))
+        self.files
+            .iter()
+            .fold(0u64, |a, f| a.saturating_add(f.size))
     }
 }
 
@@ -74,14 +76,20 @@ struct RawFile {
 /// second-to-last newline (the file must end with a newline).
 fn checksummed_part(bytes: &[u8]) -> Result<&[u8], ParseError> {
     if bytes.last() != Some(&b'\n') {
-        return Err(ParseError::Invalid("the manifest does not end with a newline (truncated?)".into()));
+        return Err(ParseError::Invalid(
+            "the manifest does not end with a newline (truncated?)".into(),
+        ));
     }
     let body = &bytes[..bytes.len() - 1];
     let Some(nl) = body.iter().rposition(|b| *b == b'\n') else {
-        return Err(ParseError::Invalid("the manifest has fewer than two lines".into()));
+        return Err(ParseError::Invalid(
+            "the manifest has fewer than two lines".into(),
+        ));
     };
     if !body[nl + 1..].starts_with(b"\"Manifest-Checksum\"") {
-        return Err(ParseError::Invalid("the last line of the manifest is not its Manifest-Checksum".into()));
+        return Err(ParseError::Invalid(
+            "the last line of the manifest is not its Manifest-Checksum".into(),
+        ));
     }
     Ok(&bytes[..=nl])
 }
@@ -89,7 +97,10 @@ fn checksummed_part(bytes: &[u8]) -> Result<&[u8], ParseError> {
 /// A listed path, as a safe relative path (no `..`, not absolute).
 fn safe_relative(p: &str) -> bool {
     let path = Path::new(p);
-    !p.is_empty() && path.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+    !p.is_empty()
+        && path
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
 }
 
 /// Parse a `backup_manifest` and check its own checksum.
@@ -112,23 +123,34 @@ pub fn parse(bytes: &[u8]) -> Result<PgManifest, ParseError> {
             (Some(p), _) => p,
             (None, Some(e)) => hex_decode(&e)
                 .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| ParseError::Invalid(format!("Files[{i}]: Encoded-Path is not hex of a UTF-8 name")))?,
+                .ok_or_else(|| {
+                    ParseError::Invalid(format!(
+                        "Files[{i}]: Encoded-Path is not hex of a UTF-8 name"
+                    ))
+                })?,
             (None, None) => return Err(ParseError::Invalid(format!("Files[{i}] has no Path"))),
         };
         if !safe_relative(&path) {
-            return Err(ParseError::Invalid(format!("Files[{i}]: Path leaves the backup folder")));
+            return Err(ParseError::Invalid(format!(
+                "Files[{i}]: Path leaves the backup folder"
+            )));
         }
         let checksum = match f.algorithm.as_deref().map(str::trim) {
             None | Some("NONE") | Some("none") => None,
             Some(name) => {
-                let algo = Algorithm::from_pg_name(name)
-                    .ok_or_else(|| ParseError::Invalid(format!("Files[{i}]: unknown Checksum-Algorithm")))?;
+                let algo = Algorithm::from_pg_name(name).ok_or_else(|| {
+                    ParseError::Invalid(format!("Files[{i}]: unknown Checksum-Algorithm"))
+                })?;
                 let sum = f
                     .checksum
                     .as_deref()
                     .and_then(hex_decode)
                     .filter(|h| h.len() == algo.digest_len())
-                    .ok_or_else(|| ParseError::Invalid(format!("Files[{i}]: Checksum is not a hex digest of its algorithm")))?;
+                    .ok_or_else(|| {
+                        ParseError::Invalid(format!(
+                            "Files[{i}]: Checksum is not a hex digest of its algorithm"
+                        ))
+                    })?;
                 Some((algo, sum))
             }
         };
@@ -158,7 +180,13 @@ pub(crate) struct State {
 fn manifest_paths(ctx: &SourceCtx<'_>) -> Result<Vec<PathBuf>, BackupError> {
     Ok(expand(ctx.base, &ctx.cfg.path)?
         .into_iter()
-        .map(|p| if p.is_dir() { p.join("backup_manifest") } else { p })
+        .map(|p| {
+            if p.is_dir() {
+                p.join("backup_manifest")
+            } else {
+                p
+            }
+        })
         .collect())
 }
 
@@ -168,7 +196,10 @@ pub(crate) fn read(ctx: &SourceCtx<'_>, st: &mut State) -> Result<SourceRead, Ba
     let mut loaded = Vec::with_capacity(paths.len());
     for p in &paths {
         let (m, stamp) = st.manifests.load(p, ctx.max_file_size, parse)?;
-        let mtime = stamp.modified.map(crate::clock::unix_seconds).unwrap_or(0.0);
+        let mtime = stamp
+            .modified
+            .map(crate::clock::unix_seconds)
+            .unwrap_or(0.0);
         loaded.push((p, m, mtime));
     }
     let mut read = SourceRead::default();
@@ -191,9 +222,18 @@ pub(crate) fn read(ctx: &SourceCtx<'_>, st: &mut State) -> Result<SourceRead, Ba
         .filter(|f| !NOT_VERIFIED.contains(&f.path.as_str()))
         .cloned()
         .collect();
-    let outcome = verify_files(root, &checked, ctx.cfg.verify, ctx.cfg.verify_max_bytes.0, &mut st.hashes);
+    let outcome = verify_files(
+        root,
+        &checked,
+        ctx.cfg.verify,
+        ctx.cfg.verify_max_bytes.0,
+        &mut st.hashes,
+    );
     if !newest.checksum_ok {
-        read.findings.push(format!("{}: Manifest-Checksum does not match the manifest", path.display()));
+        read.findings.push(format!(
+            "{}: Manifest-Checksum does not match the manifest",
+            path.display()
+        ));
     }
     read.findings.extend(outcome.findings());
     read.verification = match (newest.checksum_ok, outcome.verdict()) {
@@ -230,7 +270,10 @@ mod tests {
             ));
         }
         s.push_str("],\n\"WAL-Ranges\": [\n{ \"Timeline\": 1, \"Start-LSN\": \"0/2000028\", \"End-LSN\": \"0/2000100\" }\n],\n");
-        let sum: String = sha2::Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+        let sum: String = sha2::Sha256::digest(s.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         s.push_str(&format!("\"Manifest-Checksum\": \"{sum}\"}}\n"));
         s.into_bytes()
     }
@@ -245,7 +288,9 @@ mod tests {
         assert_eq!(p.wal_ranges, 1);
         assert_eq!(p.files[0].checksum.as_ref().unwrap().0, Algorithm::Crc32c);
         // Change one byte of a listed size: still parses, checksum no longer matches.
-        let text = String::from_utf8(m).unwrap().replace("\"Size\": 6", "\"Size\": 7");
+        let text = String::from_utf8(m)
+            .unwrap()
+            .replace("\"Size\": 6", "\"Size\": 7");
         let p = parse(text.as_bytes()).unwrap();
         assert!(!p.checksum_ok);
         assert_eq!(p.total_size(), 10);
@@ -254,21 +299,34 @@ mod tests {
     #[test]
     fn bad_manifests() {
         let m = make_manifest(&[("PG_VERSION", b"15\n")]);
-        assert!(matches!(parse(&m[..m.len() / 2]), Err(ParseError::Truncated { .. })));
+        assert!(matches!(
+            parse(&m[..m.len() / 2]),
+            Err(ParseError::Truncated { .. })
+        ));
         // Without its final newline.
         assert!(parse(&m[..m.len() - 1]).is_err());
-        let evil = String::from_utf8(m.clone()).unwrap().replace("PG_VERSION", "../../etc/passwd");
+        let evil = String::from_utf8(m.clone())
+            .unwrap()
+            .replace("PG_VERSION", "../../etc/passwd");
         let e = parse(evil.as_bytes()).unwrap_err();
         assert!(e.to_string().contains("leaves the backup folder"), "{e}");
-        let v9 = String::from_utf8(m).unwrap().replace("Version\": 1", "Version\": 9");
-        assert!(parse(v9.as_bytes()).unwrap_err().to_string().contains("unsupported"));
+        let v9 = String::from_utf8(m)
+            .unwrap()
+            .replace("Version\": 1", "Version\": 9");
+        assert!(parse(v9.as_bytes())
+            .unwrap_err()
+            .to_string()
+            .contains("unsupported"));
         assert!(matches!(parse(b"{}"), Err(ParseError::Structure { .. })));
     }
 
     #[test]
     fn encoded_paths_are_decoded() {
         let m = String::from_utf8(make_manifest(&[("PG_VERSION", b"15\n")])).unwrap();
-        let m = m.replace("\"Path\": \"PG_VERSION\"", "\"Encoded-Path\": \"50475f56455253494f4e\"");
+        let m = m.replace(
+            "\"Path\": \"PG_VERSION\"",
+            "\"Encoded-Path\": \"50475f56455253494f4e\"",
+        );
         // The checksum no longer matches (the text changed), but the path decodes.
         let p = parse(m.as_bytes()).unwrap();
         assert_eq!(p.files[0].path, "PG_VERSION");

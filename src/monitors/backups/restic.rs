@@ -72,10 +72,11 @@ struct RawSummary {
 }
 
 fn parse_time(s: &str, what: &str, i: usize) -> Result<f64, ParseError> {
-    s.trim()
-        .parse::<Timestamp>()
-        .map(ts_secs)
-        .map_err(|_| ParseError::Invalid(format!("snapshot [{i}]: `{what}` is not an RFC 3339 time with an offset")))
+    s.trim().parse::<Timestamp>().map(ts_secs).map_err(|_| {
+        ParseError::Invalid(format!(
+            "snapshot [{i}]: `{what}` is not an RFC 3339 time with an offset"
+        ))
+    })
 }
 
 /// Parse `restic snapshots --json` output (flat or `--group-by`).
@@ -84,7 +85,9 @@ pub fn parse_snapshots(bytes: &[u8]) -> Result<Vec<Snapshot>, ParseError> {
     // "matches no variant" of the untagged document.
     let value: serde_json::Value = from_json(bytes)?;
     let doc: RawDoc = serde_json::from_value(value).map_err(|_| {
-        ParseError::Invalid("not the output of `restic snapshots --json` (expected a list of snapshots)".into())
+        ParseError::Invalid(
+            "not the output of `restic snapshots --json` (expected a list of snapshots)".into(),
+        )
     })?;
     let raw: Vec<RawSnapshot> = match doc {
         RawDoc::Flat(v) => v,
@@ -136,7 +139,9 @@ pub fn parse_check(bytes: &[u8]) -> Result<bool, ParseError> {
     let mut summary = None;
     let mut json_error = false;
     for line in text.lines() {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(line.trim()) else { continue };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line.trim()) else {
+            continue;
+        };
         match v.get("message_type").and_then(|m| m.as_str()) {
             Some("summary") => {
                 let errors = v.get("num_errors").and_then(|n| n.as_u64()).unwrap_or(0);
@@ -200,13 +205,25 @@ pub(crate) struct State {
 }
 
 pub(crate) fn read(ctx: &SourceCtx<'_>, st: &mut State) -> Result<SourceRead, BackupError> {
-    let (snaps, _) = st.snapshots.load(&ctx.resolve(&ctx.cfg.path), ctx.max_file_size, parse_snapshots)?;
+    let (snaps, _) = st.snapshots.load(
+        &ctx.resolve(&ctx.cfg.path),
+        ctx.max_file_size,
+        parse_snapshots,
+    )?;
     let stats = match &ctx.cfg.stats_file {
-        Some(p) => Some(st.stats.load(&ctx.resolve(p), ctx.max_file_size, parse_stats)?.0),
+        Some(p) => Some(
+            st.stats
+                .load(&ctx.resolve(p), ctx.max_file_size, parse_stats)?
+                .0,
+        ),
         None => None,
     };
     let verification = match &ctx.cfg.check_file {
-        Some(p) => Some(*st.check.load(&ctx.resolve(p), ctx.max_file_size, parse_check)?.0),
+        Some(p) => Some(
+            *st.check
+                .load(&ctx.resolve(p), ctx.max_file_size, parse_check)?
+                .0,
+        ),
         None => None,
     };
     let mut read = SourceRead {
@@ -265,9 +282,15 @@ mod tests {
 
     #[test]
     fn bad_input() {
-        assert!(matches!(parse_snapshots(&V017.as_bytes()[..120]), Err(ParseError::Truncated { .. })));
+        assert!(matches!(
+            parse_snapshots(&V017.as_bytes()[..120]),
+            Err(ParseError::Truncated { .. })
+        ));
         assert!(matches!(parse_snapshots(b""), Err(ParseError::Empty)));
-        assert!(matches!(parse_snapshots(br#"{"a":1}"#), Err(ParseError::Invalid(_))));
+        assert!(matches!(
+            parse_snapshots(br#"{"a":1}"#),
+            Err(ParseError::Invalid(_))
+        ));
         let e = parse_snapshots(br#"[{"time":"yesterday-s3cr3t"}]"#).unwrap_err();
         assert!(e.to_string().contains("snapshot [0]"), "{e}");
         assert!(!e.to_string().contains("s3cr3t"), "{e}");
@@ -276,7 +299,8 @@ mod tests {
     #[test]
     fn stats_fill_the_newest_snapshot_only() {
         let s = parse_snapshots(V014.as_bytes()).unwrap();
-        let st = parse_stats(br#"{"total_size":6,"total_file_count":2,"snapshots_count":1}"#).unwrap();
+        let st =
+            parse_stats(br#"{"total_size":6,"total_file_count":2,"snapshots_count":1}"#).unwrap();
         let r = records(&s, Some(&st));
         assert_eq!((r[0].size, r[0].files), (Some(6), Some(2)));
         assert_eq!(r[1].size, None);
@@ -284,11 +308,25 @@ mod tests {
 
     #[test]
     fn check_output() {
-        assert_eq!(parse_check(b"using temporary cache\nload indexes\ncheck all packs\nno errors were found\n"), Ok(true));
+        assert_eq!(
+            parse_check(
+                b"using temporary cache\nload indexes\ncheck all packs\nno errors were found\n"
+            ),
+            Ok(true)
+        );
         assert_eq!(parse_check(b"check all packs\nerror: pack 1234 contained 1 damaged blobs\nFatal: repository contains errors\n"), Ok(false));
-        assert_eq!(parse_check(br#"{"message_type":"summary","num_errors":0,"broken_packs":null}"#), Ok(true));
-        assert_eq!(parse_check(br#"{"message_type":"summary","num_errors":2}"#), Ok(false));
-        assert_eq!(parse_check(br#"{"message_type":"summary","num_errors":0,"broken_packs":["ab"]}"#), Ok(false));
+        assert_eq!(
+            parse_check(br#"{"message_type":"summary","num_errors":0,"broken_packs":null}"#),
+            Ok(true)
+        );
+        assert_eq!(
+            parse_check(br#"{"message_type":"summary","num_errors":2}"#),
+            Ok(false)
+        );
+        assert_eq!(
+            parse_check(br#"{"message_type":"summary","num_errors":0,"broken_packs":["ab"]}"#),
+            Ok(false)
+        );
         assert!(parse_check(b"check all packs\n").is_err());
         assert_eq!(parse_check(b""), Err(ParseError::Empty));
     }

@@ -144,7 +144,10 @@ const LIST_CAP: usize = 5;
 
 impl Outcome {
     pub fn failed(&self) -> bool {
-        !(self.missing.is_empty() && self.wrong_size.is_empty() && self.bad_checksum.is_empty() && self.unreadable.is_empty())
+        !(self.missing.is_empty()
+            && self.wrong_size.is_empty()
+            && self.bad_checksum.is_empty()
+            && self.unreadable.is_empty())
     }
 
     /// `Some(true)` all good, `Some(false)` a problem, `None` not complete yet.
@@ -170,9 +173,17 @@ impl Outcome {
             if !v.is_empty() {
                 let mut names: Vec<&str> = v.iter().take(LIST_CAP).map(String::as_str).collect();
                 let more = v.len().saturating_sub(LIST_CAP);
-                let tail = if more > 0 { format!(" and {more} more") } else { String::new() };
+                let tail = if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                };
                 names.sort_unstable();
-                out.push(format!("{} listed files {what}: {}{tail}", v.len(), names.join(", ")));
+                out.push(format!(
+                    "{} listed files {what}: {}{tail}",
+                    v.len(),
+                    names.join(", ")
+                ));
             }
         }
         out
@@ -182,7 +193,13 @@ impl Outcome {
 /// Check `files` (paths relative to `root`) per `mode`, hashing at most `budget` bytes.
 /// At least one file is hashed per call, so a file larger than the budget is
 /// still verified eventually.
-pub fn verify_files(root: &Path, files: &[ListedFile], mode: VerifyMode, budget: u64, cache: &mut HashCache) -> Outcome {
+pub fn verify_files(
+    root: &Path,
+    files: &[ListedFile],
+    mode: VerifyMode,
+    budget: u64,
+    cache: &mut HashCache,
+) -> Outcome {
     let mut out = Outcome {
         listed: files.len(),
         ..Outcome::default()
@@ -279,9 +296,21 @@ mod tests {
         assert_eq!(hex_decode("abc"), None);
         // CRC-32C of "123456789" is 0xE3069283.
         let crc = 0xE306_9283u32;
-        assert!(checksum_matches(Algorithm::Crc32c, b"123456789", &crc.to_le_bytes()));
-        assert!(checksum_matches(Algorithm::Crc32c, b"123456789", &crc.to_be_bytes()));
-        assert!(!checksum_matches(Algorithm::Crc32c, b"123456780", &crc.to_le_bytes()));
+        assert!(checksum_matches(
+            Algorithm::Crc32c,
+            b"123456789",
+            &crc.to_le_bytes()
+        ));
+        assert!(checksum_matches(
+            Algorithm::Crc32c,
+            b"123456789",
+            &crc.to_be_bytes()
+        ));
+        assert!(!checksum_matches(
+            Algorithm::Crc32c,
+            b"123456780",
+            &crc.to_le_bytes()
+        ));
         assert!(checksum_matches(Algorithm::Sha256, b"x", &sha256_hex(b"x")));
         assert_eq!(Algorithm::from_pg_name("sha512"), Some(Algorithm::Sha512));
         assert_eq!(Algorithm::from_pg_name("NONE"), None);
@@ -298,7 +327,11 @@ mod tests {
             size: content.len() as u64,
             checksum: Some((Algorithm::Sha256, sha256_hex(content))),
         };
-        let files = vec![listed("a", b"aaaa"), listed("b", b"bbbb"), listed("c", b"cccc")];
+        let files = vec![
+            listed("a", b"aaaa"),
+            listed("b", b"bbbb"),
+            listed("c", b"cccc"),
+        ];
         let mut cache = HashCache::default();
         // Budget of 4 bytes: one file per check.
         let o = verify_files(dir.path(), &files, VerifyMode::Checksums, 4, &mut cache);
@@ -309,7 +342,10 @@ mod tests {
         assert_eq!(o.verdict(), Some(true));
         // Same size, one byte changed: found by checksums, not by sizes.
         std::fs::write(dir.path().join("b"), "bbbX").unwrap();
-        assert_eq!(verify_files(dir.path(), &files, VerifyMode::Sizes, 4, &mut cache).verdict(), Some(true));
+        assert_eq!(
+            verify_files(dir.path(), &files, VerifyMode::Sizes, 4, &mut cache).verdict(),
+            Some(true)
+        );
         let o = verify_files(dir.path(), &files, VerifyMode::Checksums, 100, &mut cache);
         assert_eq!(o.bad_checksum, vec!["b".to_string()]);
         std::fs::remove_file(dir.path().join("a")).unwrap();
@@ -318,6 +354,9 @@ mod tests {
         assert_eq!(o.missing, vec!["a".to_string()]);
         assert_eq!(o.wrong_size, vec!["c".to_string()]);
         assert_eq!(o.verdict(), Some(false));
-        assert!(o.findings().iter().any(|f| f.contains("1 listed files missing: a")));
+        assert!(o
+            .findings()
+            .iter()
+            .any(|f| f.contains("1 listed files missing: a")));
     }
 }

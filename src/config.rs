@@ -655,10 +655,7 @@ fn validate(file: &ConfigFile) -> Result<(), (String, String)> {
         }
     }
     if let Some(t) = &file.custom_monitors.terraform_state {
-        for (k, v) in [
-            ("drift_report", Some(&t.drift_report)),
-            ("baseline", t.baseline.as_ref()),
-        ] {
+        for (k, v) in [("drift_report", Some(&t.drift_report)), ("baseline", t.baseline.as_ref())] {
             if let Some(v) = v {
                 if v.is_empty() || v.contains('/') || v.contains('\\') {
                     return Err((
@@ -812,9 +809,7 @@ mod tests {
 
     #[test]
     fn unknown_key_names_file_line_key_and_suggests() {
-        let e = err(
-            "custom_monitors:\n  terraform_state:\n    enabled: true\n    stat_files: [\"a\"]\n",
-        );
+        let e = err("custom_monitors:\n  terraform_state:\n    enabled: true\n    stat_files: [\"a\"]\n");
         assert!(e.contains("cfg.yaml"), "{e}");
         assert!(e.contains("line 4"), "{e}");
         assert!(e.contains("custom_monitors.terraform_state"), "{e}");
@@ -839,8 +834,7 @@ mod tests {
 
     #[test]
     fn wrong_type_names_key_without_quoting_value() {
-        let e =
-            err("custom_monitors:\n  certificate_expiry:\n    warning_days: \"s3cr3t-canary\"\n");
+        let e = err("custom_monitors:\n  certificate_expiry:\n    warning_days: \"s3cr3t-canary\"\n");
         assert!(e.contains("warning_days"), "{e}");
         assert!(e.contains("line 3"), "{e}");
         assert!(!e.contains("s3cr3t-canary"), "{e}");
@@ -848,9 +842,7 @@ mod tests {
 
     #[test]
     fn thresholds_are_checked() {
-        let e = err(
-            "custom_monitors:\n  certificate_expiry:\n    warning_days: 3\n    critical_days: 7\n",
-        );
+        let e = err("custom_monitors:\n  certificate_expiry:\n    warning_days: 3\n    critical_days: 7\n");
         assert!(e.contains("critical_days (7) must not be larger"), "{e}");
         assert!(e.contains("line 4"), "{e}");
     }

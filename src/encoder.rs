@@ -81,9 +81,7 @@ impl Collector for SnapshotCollector {
                     let labels = sample.labels.as_slice();
                     let metric_encoder = family_encoder.encode_family(&labels)?;
                     match fam.def.kind {
-                        MetricKind::Gauge => {
-                            ConstGauge::new(sample.value).encode(metric_encoder)?
-                        }
+                        MetricKind::Gauge => ConstGauge::new(sample.value).encode(metric_encoder)?,
                         MetricKind::Counter => {
                             ConstCounter::new(sample.value.max(0.0)).encode(metric_encoder)?
                         }
@@ -101,9 +99,7 @@ pub fn encode(snapshots: Vec<Arc<Snapshot>>, format: Format) -> Result<String, s
     registry.register_collector(Box::new(SnapshotCollector { snapshots }));
     let mut out = String::with_capacity(16 * 1024);
     match format {
-        Format::Classic => {
-            prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)?
-        }
+        Format::Classic => prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)?,
         Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut out, &registry)?,
     }
     Ok(out)
@@ -130,15 +126,9 @@ mod tests {
     fn classic_format_escapes_labels_and_drops_duplicates() {
         let out = encode(vec![snap()], Format::Classic).unwrap();
         assert!(out.contains("# TYPE test_gauge gauge\n"), "{out}");
-        assert!(
-            out.contains(r#"test_gauge{path="a\"b\\c\nd"} 1.5"#),
-            "{out}"
-        );
+        assert!(out.contains(r#"test_gauge{path="a\"b\\c\nd"} 1.5"#), "{out}");
         assert!(out.contains("test_gauge{path=\"x\"} 2.0\n"), "{out}");
-        assert!(
-            !out.contains("3.0"),
-            "duplicate label set must be dropped: {out}"
-        );
+        assert!(!out.contains("3.0"), "duplicate label set must be dropped: {out}");
         assert!(out.contains("# TYPE test_events_total counter\n"), "{out}");
         assert!(!out.contains("# EOF"));
     }
@@ -161,9 +151,7 @@ mod tests {
     fn negotiation() {
         assert_eq!(Format::negotiate(None), Format::Classic);
         assert_eq!(
-            Format::negotiate(Some(
-                "application/openmetrics-text;version=1.0.0,text/plain;q=0.5"
-            )),
+            Format::negotiate(Some("application/openmetrics-text;version=1.0.0,text/plain;q=0.5")),
             Format::OpenMetrics
         );
         assert_eq!(Format::negotiate(Some("text/plain")), Format::Classic);

@@ -69,10 +69,6 @@ pub trait Monitor: Send + Sync + 'static {
     /// A detailed one-shot report. The default lists the targets of one collection.
     async fn report(&self, ctx: CollectContext) -> Result<Report, MonitorError> {
         let snap = self.collect(ctx).await?;
-        Ok(crate::report::targets_report(&[(
-            self.name(),
-            &snap,
-            false,
-        )]))
+        Ok(crate::report::targets_report(&[(self.name(), &snap, false)]))
     }
 }

@@ -178,12 +178,7 @@ impl Entry {
             // The outer task holds no monitor code, so it cannot panic; map the
             // impossible case to an empty failed outcome rather than unwrap.
             task.await.unwrap_or_else(|e| {
-                Arc::new(stale_outcome(
-                    "unknown",
-                    None,
-                    Duration::ZERO,
-                    e.to_string(),
-                ))
+                Arc::new(stale_outcome("unknown", None, Duration::ZERO, e.to_string()))
             })
         }
         .boxed()
@@ -251,11 +246,7 @@ impl Registry {
     pub async fn gather(&self) -> Vec<Arc<Outcome>> {
         let futs = self.entries.iter().map(|e| e.get(&self.clock));
         let outcomes = futures::future::join_all(futs).await;
-        if !self.ready.load(Ordering::Relaxed)
-            && outcomes
-                .iter()
-                .all(|o| o.data_time.is_some() || o.error.is_some())
-        {
+        if !self.ready.load(Ordering::Relaxed) && outcomes.iter().all(|o| o.data_time.is_some() || o.error.is_some()) {
             self.ready.store(true, Ordering::Relaxed);
         }
         outcomes
@@ -379,20 +370,8 @@ mod tests {
         assert!(second[0].stale);
         assert_eq!(second[0].snapshot.value("t_value", &[]), Some(1.0));
         let selfm = reg.self_metrics(&second);
-        assert_eq!(
-            selfm.value(
-                "homelab_monitor_collector_success",
-                &[("monitor", "counting")]
-            ),
-            Some(0.0)
-        );
-        assert_eq!(
-            selfm.value(
-                "homelab_monitor_collector_stale",
-                &[("monitor", "counting")]
-            ),
-            Some(1.0)
-        );
+        assert_eq!(selfm.value("homelab_monitor_collector_success", &[("monitor", "counting")]), Some(0.0));
+        assert_eq!(selfm.value("homelab_monitor_collector_stale", &[("monitor", "counting")]), Some(1.0));
     }
 
     #[tokio::test]
@@ -405,21 +384,11 @@ mod tests {
             ttl: Duration::from_secs(60),
         });
         let first = reg.gather().await;
-        assert!(
-            !first[0].success,
-            "a 900ms collection must not hold a 500ms timeout"
-        );
-        assert!(first[0]
-            .error
-            .as_deref()
-            .unwrap_or("")
-            .contains("did not finish"));
+        assert!(!first[0].success, "a 900ms collection must not hold a 500ms timeout");
+        assert!(first[0].error.as_deref().unwrap_or("").contains("did not finish"));
         tokio::time::sleep(Duration::from_millis(700)).await;
         let second = reg.gather().await;
-        assert!(
-            second[0].success,
-            "the finished collection must be in the cache"
-        );
+        assert!(second[0].success, "the finished collection must be in the cache");
         assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 }

@@ -64,8 +64,7 @@ impl Report {
     pub fn render(&self, format: ReportFormat) -> String {
         match format {
             ReportFormat::Json => {
-                let mut s =
-                    serde_json::to_string_pretty(&self.json).unwrap_or_else(|_| "{}".into());
+                let mut s = serde_json::to_string_pretty(&self.json).unwrap_or_else(|_| "{}".into());
                 s.push('\n');
                 s
             }
@@ -99,12 +98,7 @@ pub fn targets_report(entries: &[(&str, &Snapshot, bool)]) -> Report {
             if t.stale || *stale {
                 health.push_str(" (stale)");
             }
-            sec.row([
-                monitor.to_string(),
-                t.target.clone(),
-                health,
-                t.summary.clone(),
-            ]);
+            sec.row([monitor.to_string(), t.target.clone(), health, t.summary.clone()]);
             if let Some(e) = &t.error {
                 errors.row([monitor.to_string(), t.target.clone(), e.clone()]);
             }
@@ -138,10 +132,7 @@ pub fn render_table(sec: &Section) -> String {
         out.push_str(&format!("  ({})\n", sec.empty));
         return out;
     }
-    let cols = sec
-        .header
-        .len()
-        .max(sec.rows.iter().map(Vec::len).max().unwrap_or(0));
+    let cols = sec.header.len().max(sec.rows.iter().map(Vec::len).max().unwrap_or(0));
     let mut widths = vec![0usize; cols];
     for row in std::iter::once(&sec.header).chain(sec.rows.iter()) {
         for (i, cell) in row.iter().enumerate() {

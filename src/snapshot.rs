@@ -151,12 +151,7 @@ impl SnapshotBuilder {
     }
 
     /// Add one gauge sample with owned label values.
-    pub fn gauge_owned(
-        &mut self,
-        def: &MetricDef,
-        labels: Vec<(&'static str, String)>,
-        value: f64,
-    ) {
+    pub fn gauge_owned(&mut self, def: &MetricDef, labels: Vec<(&'static str, String)>, value: f64) {
         self.family_mut(def).samples.push(Sample { labels, value });
     }
 

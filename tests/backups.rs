@@ -82,7 +82,16 @@ fn run(cmd: &mut Command) -> Vec<u8> {
 fn write_data(dir: &Path, files: &[(&str, usize)]) {
     std::fs::create_dir_all(dir).unwrap();
     for (name, size) in files {
-        let content: Vec<u8> = (0..*size).map(|i| (i % 251) as u8).collect();
+        // Incompressible (pseudo-random) content, so backup tools store it at full size.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ (*size as u64) ^ (name.len() as u64);
+        let content: Vec<u8> = (0..*size)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect();
         std::fs::write(dir.join(name), content).unwrap();
     }
 }
@@ -734,9 +743,7 @@ async fn own_manifest_runs_verification_and_failed_runs() {
     write_data(&runs, &[("db.sql.gz", 4096), ("etc.tar", 1024)]);
     let db = std::fs::read(runs.join("db.sql.gz")).unwrap();
     let etc = std::fs::read(runs.join("etc.tar")).unwrap();
-    let old = format!(
-        r#"{{"version":1,"id":"n1","start":"2026-11-23T01:00:00Z","end":"2026-11-23T01:05:00Z","status":"success","size":10240,"files":3}}"#
-    );
+    let old = r#"{"version":1,"id":"n1","start":"2026-11-23T01:00:00Z","end":"2026-11-23T01:05:00Z","status":"success","size":10240,"files":3}"#;
     let new = format!(
         r#"{{"version":1,"id":"n2","start":"2026-11-24T01:00:00Z","end":"2026-11-24T01:05:00Z","status":"success",
 "files":[{{"path":"db.sql.gz","size":4096,"sha256":"{}"}},{{"path":"etc.tar","size":1024,"sha256":"{}"}}]}}"#,
@@ -902,4 +909,50 @@ fn config_formats_are_validated_at_load() {
 
     let e = load("custom_monitors:\n  backup_validation:\n    sources:\n      - { name: a, format: manifest, path: x, verify: everything }\n").unwrap_err();
     assert!(e.contains("verify"), "{e}");
+}
+
+#[test]
+fn schema_and_parser_agree() {
+    use homelab_monitor::monitors::backups::manifest;
+    let schema: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/schemas/backup-manifest.schema.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let run = &schema["$defs"]["run"];
+    let statuses: Vec<&str> = run["properties"]["status"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["success", "failed", "partial", "running"]);
+    for st in &statuses {
+        let doc = format!(
+            r#"{{"version":1,"id":"x","start":"2026-11-24T01:00:00Z","end":"2026-11-24T01:10:00Z","status":"{st}"}}"#
+        );
+        assert!(manifest::parse(doc.as_bytes()).is_ok(), "{st}");
+    }
+    let required: Vec<&str> = run["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert_eq!(required, ["version", "id", "start", "status"]);
+    // Each required key is required by the parser too.
+    let full =
+        serde_json::json!({"version":1,"id":"x","start":"2026-11-24T01:00:00Z","status":"failed"});
+    assert!(manifest::parse(full.to_string().as_bytes()).is_ok());
+    for key in required {
+        let mut doc = full.clone();
+        doc.as_object_mut().unwrap().remove(key);
+        assert!(
+            manifest::parse(doc.to_string().as_bytes()).is_err(),
+            "{key} should be required"
+        );
+    }
 }

@@ -44,20 +44,17 @@ pub fn terraform_config(config: &Config, ov: &Overrides) -> Option<TerraformConf
 pub fn build(config: &Config, ov: &Overrides) -> Vec<Arc<dyn Monitor>> {
     let mut out: Vec<Arc<dyn Monitor>> = Vec::new();
     if let Some(tf) = terraform_config(config, ov) {
-        out.push(Arc::new(terraform::TerraformMonitor::new(
-            tf,
-            config.base_dir.clone(),
-        )));
+        out.push(Arc::new(terraform::TerraformMonitor::new(tf, config.base_dir.clone())));
     }
     let cm = &config.file.custom_monitors;
     if cm.certificate_expiry.as_ref().is_some_and(|c| c.enabled) {
         tracing::warn!("custom_monitors.certificate_expiry is configured but this build has no certificate monitor yet; it is ignored");
     }
     if let Some(b) = cm.backup_validation.as_ref().filter(|c| c.enabled) {
-        out.push(Arc::new(backups::BackupMonitor::new(
-            b.clone(),
-            config.base_dir.clone(),
-        )));
+        out.push(Arc::new(
+            backups::BackupMonitor::new(b.clone(), config.base_dir.clone())
+                .with_interval(ov.interval),
+        ));
     }
     out
 }

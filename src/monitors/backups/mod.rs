@@ -24,6 +24,32 @@
 //!   `backup_last_success_timestamp_seconds 0` so that age alerts fire.
 //! - A source that cannot be read exports `backup_source_up 0`, logs one
 //!   warning and keeps exporting its last good values (marked stale).
+//!
+//! Configuration (paths relative to the config file's folder; see
+//! [`crate::config::BackupSourceConfig`] for every key):
+//!
+//! ```yaml
+//! backup_validation:
+//!   check_interval: "1h"
+//!   retention_days: 30
+//!   sources:
+//!     - { name: nas, format: restic, path: "backups/restic-snapshots.json", max_age: "26h",
+//!         stats_file: "backups/restic-stats.json", check_file: "backups/restic-check.txt" }
+//!     - { name: laptop, format: borg, path: "backups/borg-list.json",
+//!         info_file: "backups/borg-info.json", timezone: "Europe/Berlin" }
+//!     - { name: db, format: pg_backup_manifest, path: "pg/*/backup_manifest",
+//!         verify: checksums, verify_max_bytes: "512MiB" }
+//!     - { name: scripts, format: manifest, path: "runs/*.json", verify: sizes }
+//!     - { name: dumps, format: directory, path: "dumps", pattern: "*.sql.gz" }
+//! ```
+//!
+//! Metrics, all labelled `source` only: `backup_source_up`,
+//! `backup_last_success_timestamp_seconds`, `backup_last_size_bytes`,
+//! `backup_last_files`, `backup_snapshots`, `backup_oldest_timestamp_seconds`,
+//! `backup_max_age_seconds` (only with `max_age`), `backup_verification_success`
+//! (restic with `check_file`, pg_backup_manifest always, manifest with `verify`;
+//! absent while a cost-bounded checksum pass is incomplete) and
+//! `backup_size_change_ratio` (needs two sized backups in one group).
 
 pub mod borg;
 pub mod directory;
@@ -362,6 +388,16 @@ impl BackupMonitor {
                 slots: Mutex::new(slots),
             }),
         }
+    }
+}
+
+impl BackupMonitor {
+    /// Apply `--interval` (it overrides every monitor's check_interval).
+    pub fn with_interval(self, interval: Option<Duration>) -> Self {
+        let Some(i) = interval else { return self };
+        let mut cfg = self.inner.cfg.clone();
+        cfg.check_interval = crate::config::HumanDuration(i);
+        BackupMonitor::new(cfg, self.inner.base.clone())
     }
 }
 

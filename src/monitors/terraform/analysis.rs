@@ -187,37 +187,20 @@ pub fn analyse(src: TargetSources<'_>, mem: &mut TargetMemory) -> Analysis {
     let previous = mem.state.as_ref().map(|c| c.value.clone());
     let mut up = false;
     let mut changed_since_last = None;
-    match read_cached(
-        src.state,
-        mem.state
-            .as_ref()
-            .map(|c| Cached {
-                stamp: c.stamp,
-                value: Ok(c.value.clone()),
-            })
-            .as_ref(),
-        |r| parse_state(r).map(Arc::new),
-    ) {
-        Ok(Cached {
-            stamp,
-            value: Ok(parsed),
-        }) => {
+    match read_cached(src.state, mem.state.as_ref().map(|c| Cached { stamp: c.stamp, value: Ok(c.value.clone()) }).as_ref(), |r| {
+        parse_state(r).map(Arc::new)
+    }) {
+        Ok(Cached { stamp, value: Ok(parsed) }) => {
             up = true;
             if let Some(prev) = &previous {
                 if !Arc::ptr_eq(prev, &parsed) {
                     let ch = diff(prev, &parsed);
-                    if !ch.is_empty()
-                        || prev.serial != parsed.serial
-                        || prev.lineage != parsed.lineage
-                    {
+                    if !ch.is_empty() || prev.serial != parsed.serial || prev.lineage != parsed.lineage {
                         changed_since_last = Some(ch);
                     }
                 }
             }
-            mem.state = Some(Cached {
-                stamp,
-                value: parsed,
-            });
+            mem.state = Some(Cached { stamp, value: parsed });
         }
         Ok(Cached { value: Err(e), .. }) => errors.push(TargetError::parse("state", &label, &e)),
         Err(e) => errors.push(TargetError::source("state", &e)),
@@ -258,16 +241,11 @@ pub fn analyse(src: TargetSources<'_>, mem: &mut TargetMemory) -> Analysis {
     // Baseline: absent is fine; present must parse and share the lineage.
     let (mut unapproved, mut baseline_up) = (None, None);
     if let Some(bsrc) = src.baseline {
-        match read_cached(bsrc, mem.baseline.as_ref(), |r| {
-            parse_state(r).map(Arc::new)
-        }) {
+        match read_cached(bsrc, mem.baseline.as_ref(), |r| parse_state(r).map(Arc::new)) {
             Ok(c) => {
                 match (&c.value, &state) {
                     (Ok(base), Some(cur)) => {
-                        if base.lineage.is_some()
-                            && cur.lineage.is_some()
-                            && base.lineage != cur.lineage
-                        {
+                        if base.lineage.is_some() && cur.lineage.is_some() && base.lineage != cur.lineage {
                             baseline_up = Some(false);
                             errors.push(TargetError {
                                 component: "baseline",
@@ -285,10 +263,7 @@ pub fn analyse(src: TargetSources<'_>, mem: &mut TargetMemory) -> Analysis {
                             errors.push(TargetError {
                                 component: "baseline",
                                 reason: "encrypted",
-                                message: format!(
-                                    "baseline {}: encrypted states cannot be compared",
-                                    bsrc.label()
-                                ),
+                                message: format!("baseline {}: encrypted states cannot be compared", bsrc.label()),
                             });
                         } else {
                             baseline_up = Some(true);
@@ -338,12 +313,8 @@ mod tests {
 
     #[test]
     fn diff_finds_added_removed_changed_with_paths() {
-        let a = st(
-            r#"{"version":4,"resources":[{"type":"t","name":"a","instances":[{"attributes":{"x":1}}]},{"type":"t","name":"b","instances":[{"attributes":{"x":1,"y":2}}]}]}"#,
-        );
-        let b = st(
-            r#"{"version":4,"resources":[{"type":"t","name":"b","instances":[{"attributes":{"x":1,"y":3}}]},{"type":"t","name":"c","instances":[{"attributes":{}}]}]}"#,
-        );
+        let a = st(r#"{"version":4,"resources":[{"type":"t","name":"a","instances":[{"attributes":{"x":1}}]},{"type":"t","name":"b","instances":[{"attributes":{"x":1,"y":2}}]}]}"#);
+        let b = st(r#"{"version":4,"resources":[{"type":"t","name":"b","instances":[{"attributes":{"x":1,"y":3}}]},{"type":"t","name":"c","instances":[{"attributes":{}}]}]}"#);
         let c = diff(&a, &b);
         assert_eq!(c.added, vec!["t.c"]);
         assert_eq!(c.removed, vec!["t.a"]);

@@ -63,17 +63,8 @@ pub struct AttrDigest {
 impl AttrDigest {
     /// Names of the attributes whose hash differs between `self` and `other`
     /// (present in only one of them counts as changed), sorted.
-    pub fn changed_paths(
-        &self,
-        table: &PathTable,
-        other: &AttrDigest,
-        other_table: &PathTable,
-    ) -> Vec<String> {
-        let mine: HashMap<&str, u64> = self
-            .paths
-            .iter()
-            .map(|(id, h)| (table.name(*id), *h))
-            .collect();
+    pub fn changed_paths(&self, table: &PathTable, other: &AttrDigest, other_table: &PathTable) -> Vec<String> {
+        let mine: HashMap<&str, u64> = self.paths.iter().map(|(id, h)| (table.name(*id), *h)).collect();
         let theirs: HashMap<&str, u64> = other
             .paths
             .iter()
@@ -83,12 +74,7 @@ impl AttrDigest {
             .iter()
             .filter(|(k, h)| theirs.get(*k) != Some(*h))
             .map(|(k, _)| (*k).to_string())
-            .chain(
-                theirs
-                    .keys()
-                    .filter(|k| !mine.contains_key(*k))
-                    .map(|k| (*k).to_string()),
-            )
+            .chain(theirs.keys().filter(|k| !mine.contains_key(*k)).map(|k| (*k).to_string()))
             .collect();
         out.sort();
         out.dedup();
@@ -127,7 +113,10 @@ impl<'de> Visitor<'de> for AttrVisitor {
                 acc.wrapping_add(mix(hn.finish(), *h))
             })
         });
-        Ok(AttrDigest { whole, paths })
+        Ok(AttrDigest {
+            whole,
+            paths,
+        })
     }
 
     // Anything else (null, a scalar): hash it whole, no paths.

@@ -34,58 +34,21 @@ pub const UP: MetricDef = MetricDef::gauge("terraform_state_up", "1 if the state
 pub const STALE: MetricDef = MetricDef::gauge("terraform_state_stale", "1 if the values exported for this state come from an earlier read because the last read failed.");
 pub const ERROR_INFO: MetricDef = MetricDef::gauge("terraform_state_error_info", "A current error reading this target; component is state, drift_report, baseline or discovery; always 1.");
 pub const DRIFT: MetricDef = MetricDef::gauge("terraform_state_drift", "Resource instances drifted (changed outside Terraform) per the latest drift report; 0 means the report found none.");
-pub const DRIFT_REPORT_TS: MetricDef = MetricDef::gauge(
-    "terraform_state_drift_report_timestamp_seconds",
-    "When the drift report was written (its timestamp field, else its file modification time).",
-);
+pub const DRIFT_REPORT_TS: MetricDef = MetricDef::gauge("terraform_state_drift_report_timestamp_seconds", "When the drift report was written (its timestamp field, else its file modification time).");
 pub const DRIFT_REPORT_UP: MetricDef = MetricDef::gauge("terraform_state_drift_report_up", "1 if the drift report beside the state was read and is a plan, 0 if it exists but cannot be used.");
-pub const PENDING: MetricDef = MetricDef::gauge(
-    "terraform_state_pending_changes",
-    "Planned changes in the drift report, by action (create, update, delete, replace).",
-);
-pub const UNAPPROVED: MetricDef = MetricDef::gauge(
-    "terraform_state_unapproved_changes",
-    "Resource instances added, removed or changed against the approved baseline.",
-);
+pub const PENDING: MetricDef = MetricDef::gauge("terraform_state_pending_changes", "Planned changes in the drift report, by action (create, update, delete, replace).");
+pub const UNAPPROVED: MetricDef = MetricDef::gauge("terraform_state_unapproved_changes", "Resource instances added, removed or changed against the approved baseline.");
 pub const BASELINE_UP: MetricDef = MetricDef::gauge("terraform_state_baseline_up", "1 if the baseline beside the state was read and matches its lineage, 0 if it exists but cannot be used.");
-pub const SERIAL: MetricDef = MetricDef::gauge(
-    "terraform_state_serial",
-    "The state's serial (incremented by Terraform on every write).",
-);
-pub const INFO: MetricDef = MetricDef::gauge(
-    "terraform_state_info",
-    "State identity: lineage and the Terraform/OpenTofu version that wrote it; always 1.",
-);
-pub const LAST_MODIFIED: MetricDef = MetricDef::gauge(
-    "terraform_state_last_modified_timestamp_seconds",
-    "Modification time of the state file.",
-);
-pub const SIZE: MetricDef =
-    MetricDef::gauge("terraform_state_size_bytes", "Size of the state file.");
-pub const INSTANCES: MetricDef = MetricDef::gauge(
-    "terraform_state_resource_instances",
-    "Resource instances (current objects) by mode and type.",
-);
-pub const TAINTED: MetricDef = MetricDef::gauge(
-    "terraform_state_tainted_instances",
-    "Resource instances marked tainted (will be replaced on the next apply).",
-);
-pub const DEPOSED: MetricDef = MetricDef::gauge(
-    "terraform_state_deposed_instances",
-    "Deposed objects left behind by an interrupted create_before_destroy replacement.",
-);
-pub const OUTPUTS: MetricDef = MetricDef::gauge(
-    "terraform_state_outputs",
-    "Root module outputs by sensitivity (counts only, never values).",
-);
-pub const CHECKS: MetricDef = MetricDef::gauge(
-    "terraform_state_check_results",
-    "check_results objects by status (pass, fail, error, unknown).",
-);
-pub const ENCRYPTED: MetricDef = MetricDef::gauge(
-    "terraform_state_encrypted",
-    "1 for an OpenTofu encrypted state (only its envelope can be read), else 0.",
-);
+pub const SERIAL: MetricDef = MetricDef::gauge("terraform_state_serial", "The state's serial (incremented by Terraform on every write).");
+pub const INFO: MetricDef = MetricDef::gauge("terraform_state_info", "State identity: lineage and the Terraform/OpenTofu version that wrote it; always 1.");
+pub const LAST_MODIFIED: MetricDef = MetricDef::gauge("terraform_state_last_modified_timestamp_seconds", "Modification time of the state file.");
+pub const SIZE: MetricDef = MetricDef::gauge("terraform_state_size_bytes", "Size of the state file.");
+pub const INSTANCES: MetricDef = MetricDef::gauge("terraform_state_resource_instances", "Resource instances (current objects) by mode and type.");
+pub const TAINTED: MetricDef = MetricDef::gauge("terraform_state_tainted_instances", "Resource instances marked tainted (will be replaced on the next apply).");
+pub const DEPOSED: MetricDef = MetricDef::gauge("terraform_state_deposed_instances", "Deposed objects left behind by an interrupted create_before_destroy replacement.");
+pub const OUTPUTS: MetricDef = MetricDef::gauge("terraform_state_outputs", "Root module outputs by sensitivity (counts only, never values).");
+pub const CHECKS: MetricDef = MetricDef::gauge("terraform_state_check_results", "check_results objects by status (pass, fail, error, unknown).");
+pub const ENCRYPTED: MetricDef = MetricDef::gauge("terraform_state_encrypted", "1 for an OpenTofu encrypted state (only its envelope can be read), else 0.");
 
 /// The Terraform state monitor.
 pub struct TerraformMonitor {
@@ -167,9 +130,7 @@ impl TerraformMonitor {
         (out, problems, problem_labels)
     }
 
-    async fn analyse_all(
-        &self,
-    ) -> Result<(Vec<Analysis>, Vec<analysis::TargetError>, Vec<String>), MonitorError> {
+    async fn analyse_all(&self) -> Result<(Vec<Analysis>, Vec<analysis::TargetError>, Vec<String>), MonitorError> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || Self::run(&inner))
             .await
@@ -237,11 +198,7 @@ fn bool_f(b: bool) -> f64 {
 }
 
 /// Build the snapshot from analyses.
-pub fn snapshot(
-    analyses: &[Analysis],
-    problems: &[analysis::TargetError],
-    problem_labels: &[String],
-) -> Snapshot {
+pub fn snapshot(analyses: &[Analysis], problems: &[analysis::TargetError], problem_labels: &[String]) -> Snapshot {
     let mut b = SnapshotBuilder::new();
     for def in [&UP, &DRIFT] {
         b.declare(def);
@@ -252,15 +209,7 @@ pub fn snapshot(
         b.gauge(&UP, &sf, bool_f(a.up));
         b.gauge(&STALE, &sf, bool_f(a.stale));
         for e in &a.errors {
-            b.gauge(
-                &ERROR_INFO,
-                &[
-                    ("state_file", l),
-                    ("component", e.component),
-                    ("reason", e.reason),
-                ],
-                1.0,
-            );
+            b.gauge(&ERROR_INFO, &[("state_file", l), ("component", e.component), ("reason", e.reason)], 1.0);
         }
         if let Some(st) = &a.state {
             b.gauge(&ENCRYPTED, &sf, bool_f(st.encrypted));
@@ -272,10 +221,7 @@ pub fn snapshot(
                 &[
                     ("state_file", l),
                     ("lineage", st.lineage.as_deref().unwrap_or("")),
-                    (
-                        "terraform_version",
-                        st.terraform_version.as_deref().unwrap_or(""),
-                    ),
+                    ("terraform_version", st.terraform_version.as_deref().unwrap_or("")),
                 ],
                 1.0,
             );
@@ -287,32 +233,16 @@ pub fn snapshot(
             }
             if !st.encrypted {
                 for ((mode, rtype), n) in &st.resource_counts {
-                    b.gauge(
-                        &INSTANCES,
-                        &[("state_file", l), ("mode", mode), ("type", rtype)],
-                        *n as f64,
-                    );
+                    b.gauge(&INSTANCES, &[("state_file", l), ("mode", mode), ("type", rtype)], *n as f64);
                 }
                 b.gauge(&TAINTED, &sf, st.tainted().count() as f64);
                 b.gauge(&DEPOSED, &sf, st.deposed.len() as f64);
                 let sensitive = st.outputs.iter().filter(|o| o.sensitive).count();
-                b.gauge(
-                    &OUTPUTS,
-                    &[("state_file", l), ("sensitive", "false")],
-                    (st.outputs.len() - sensitive) as f64,
-                );
-                b.gauge(
-                    &OUTPUTS,
-                    &[("state_file", l), ("sensitive", "true")],
-                    sensitive as f64,
-                );
+                b.gauge(&OUTPUTS, &[("state_file", l), ("sensitive", "false")], (st.outputs.len() - sensitive) as f64);
+                b.gauge(&OUTPUTS, &[("state_file", l), ("sensitive", "true")], sensitive as f64);
                 let counts = st.check_counts();
                 for status in ["pass", "fail", "error", "unknown"] {
-                    b.gauge(
-                        &CHECKS,
-                        &[("state_file", l), ("status", status)],
-                        *counts.get(status).unwrap_or(&0) as f64,
-                    );
+                    b.gauge(&CHECKS, &[("state_file", l), ("status", status)], *counts.get(status).unwrap_or(&0) as f64);
                 }
             }
         }
@@ -325,11 +255,7 @@ pub fn snapshot(
                 b.gauge(&DRIFT_REPORT_TS, &sf, unix_seconds(t));
             }
             for act in Action::ALL {
-                b.gauge(
-                    &PENDING,
-                    &[("state_file", l), ("action", act.as_str())],
-                    a.pending(act) as f64,
-                );
+                b.gauge(&PENDING, &[("state_file", l), ("action", act.as_str())], a.pending(act) as f64);
             }
         }
         if let Some(up) = a.baseline_up {
@@ -341,15 +267,7 @@ pub fn snapshot(
         b.target(target_status(a));
     }
     for (p, label) in problems.iter().zip(problem_labels) {
-        b.gauge(
-            &ERROR_INFO,
-            &[
-                ("state_file", label),
-                ("component", p.component),
-                ("reason", p.reason),
-            ],
-            1.0,
-        );
+        b.gauge(&ERROR_INFO, &[("state_file", label), ("component", p.component), ("reason", p.reason)], 1.0);
         b.target(TargetStatus {
             target: label.clone(),
             health: Health::Error,
@@ -365,18 +283,9 @@ fn target_status(a: &Analysis) -> TargetStatus {
     let mut parts = Vec::new();
     if let Some(st) = &a.state {
         if st.encrypted {
-            parts.push(format!(
-                "encrypted (OpenTofu), serial {}",
-                st.serial
-                    .map(|s| s.to_string())
-                    .unwrap_or_else(|| "?".into())
-            ));
+            parts.push(format!("encrypted (OpenTofu), serial {}", st.serial.map(|s| s.to_string()).unwrap_or_else(|| "?".into())));
         } else {
-            parts.push(format!(
-                "serial {}, {} instances",
-                st.serial.unwrap_or(0),
-                st.instance_count()
-            ));
+            parts.push(format!("serial {}, {} instances", st.serial.unwrap_or(0), st.instance_count()));
             let t = st.tainted().count();
             if t > 0 {
                 parts.push(format!("{t} tainted"));
@@ -391,11 +300,7 @@ fn target_status(a: &Analysis) -> TargetStatus {
         }
     }
     match &a.drift {
-        Some(p) => parts.push(format!(
-            "drift {}, pending {}",
-            p.drift.len(),
-            p.pending.len()
-        )),
+        Some(p) => parts.push(format!("drift {}, pending {}", p.drift.len(), p.pending.len())),
         None if a.drift_up.is_none() => parts.push("no drift report".into()),
         None => {}
     }
@@ -443,25 +348,9 @@ impl Monitor for TerraformMonitor {
     }
 
     fn describe(&self) -> String {
-        let mut parts: Vec<String> = self
-            .inner
-            .cfg
-            .state_files
-            .iter()
-            .map(|g| g.0.clone())
-            .collect();
-        parts.extend(
-            self.inner
-                .cfg
-                .state_dirs
-                .iter()
-                .map(|g| format!("{}/ (recursive)", g.0.trim_end_matches('/'))),
-        );
-        format!(
-            "terraform state: {} (under {})",
-            parts.join(", "),
-            self.inner.base.display()
-        )
+        let mut parts: Vec<String> = self.inner.cfg.state_files.iter().map(|g| g.0.clone()).collect();
+        parts.extend(self.inner.cfg.state_dirs.iter().map(|g| format!("{}/ (recursive)", g.0.trim_end_matches('/'))));
+        format!("terraform state: {} (under {})", parts.join(", "), self.inner.base.display())
     }
 
     async fn collect(&self, _ctx: CollectContext) -> Result<Snapshot, MonitorError> {

@@ -22,12 +22,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 4] = [
-        Action::Create,
-        Action::Update,
-        Action::Delete,
-        Action::Replace,
-    ];
+    pub const ALL: [Action; 4] = [Action::Create, Action::Update, Action::Delete, Action::Replace];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -261,20 +256,14 @@ mod tests {
 
     #[test]
     fn documents_that_are_not_plans_are_named() {
-        let e = parse_plan(r#"{"version":4,"serial":1,"lineage":"x","resources":[]}"#.as_bytes())
-            .unwrap_err();
+        let e = parse_plan(r#"{"version":4,"serial":1,"lineage":"x","resources":[]}"#.as_bytes()).unwrap_err();
         assert_eq!(e, PlanError::NotAPlan("a raw state file"));
-        let e = parse_plan(r#"{"format_version":"1.0","values":{"root_module":{}}}"#.as_bytes())
-            .unwrap_err();
+        let e = parse_plan(r#"{"format_version":"1.0","values":{"root_module":{}}}"#.as_bytes()).unwrap_err();
         assert_eq!(e, PlanError::NotAPlan("`terraform show -json` of a state"));
         let e = parse_plan(r#"{"hello":"world"}"#.as_bytes()).unwrap_err();
         assert_eq!(e.metric_label(), "not_a_plan");
-        let e =
-            parse_plan(r#"{"format_version":"1.2","resource_changes":["#.as_bytes()).unwrap_err();
+        let e = parse_plan(r#"{"format_version":"1.2","resource_changes":["#.as_bytes()).unwrap_err();
         assert_eq!(e.metric_label(), "truncated");
-        assert_eq!(
-            parse_plan("".as_bytes()).unwrap_err().metric_label(),
-            "empty"
-        );
+        assert_eq!(parse_plan("".as_bytes()).unwrap_err().metric_label(), "empty");
     }
 }

@@ -8,10 +8,7 @@ use crate::report::{Report, Section};
 
 fn ts(t: Option<u64>) -> String {
     match t {
-        Some(s) => humantime::format_rfc3339_seconds(
-            std::time::UNIX_EPOCH + std::time::Duration::from_secs(s),
-        )
-        .to_string(),
+        Some(s) => humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(s)).to_string(),
         None => "-".into(),
     }
 }
@@ -28,44 +25,17 @@ pub fn build(analyses: &[Analysis], problems: &[TargetError], problem_labels: &[
         let mut findings = Section::new("Findings", &["KIND", "ADDRESS", "DETAIL"]);
         findings.empty = "none: state matches its drift report and baseline".into();
         let mtime = super::mtime_secs(a);
-        summary.row([
-            "read",
-            if a.up {
-                "ok"
-            } else if a.stale {
-                "failed (showing the last good read)"
-            } else {
-                "failed"
-            },
-        ]);
+        summary.row(["read", if a.up { "ok" } else if a.stale { "failed (showing the last good read)" } else { "failed" }]);
         if let Some(st) = &a.state {
-            summary.row([
-                "format".to_string(),
-                if st.encrypted {
-                    "OpenTofu encrypted state".into()
-                } else {
-                    format!("version {}", st.version)
-                },
-            ]);
-            summary.row([
-                "terraform_version",
-                st.terraform_version.as_deref().unwrap_or("-"),
-            ]);
-            summary.row([
-                "serial".to_string(),
-                st.serial
-                    .map(|s| s.to_string())
-                    .unwrap_or_else(|| "-".into()),
-            ]);
+            summary.row(["format".to_string(), if st.encrypted { "OpenTofu encrypted state".into() } else { format!("version {}", st.version) }]);
+            summary.row(["terraform_version", st.terraform_version.as_deref().unwrap_or("-")]);
+            summary.row(["serial".to_string(), st.serial.map(|s| s.to_string()).unwrap_or_else(|| "-".into())]);
             summary.row(["lineage", st.lineage.as_deref().unwrap_or("-")]);
             summary.row(["last_modified".to_string(), ts(mtime)]);
             if !st.encrypted {
                 summary.row(["instances".to_string(), st.instance_count().to_string()]);
                 let sens = st.outputs.iter().filter(|o| o.sensitive).count();
-                summary.row([
-                    "outputs".to_string(),
-                    format!("{} ({} sensitive)", st.outputs.len(), sens),
-                ]);
+                summary.row(["outputs".to_string(), format!("{} ({} sensitive)", st.outputs.len(), sens)]);
             }
             for ((mode, rtype), n) in &st.resource_counts {
                 resources.row([mode.clone(), rtype.clone(), n.to_string()]);
@@ -77,37 +47,17 @@ pub fn build(analyses: &[Analysis], problems: &[TargetError], problem_labels: &[
                 findings.row(["deposed", d, "left by an interrupted replacement"]);
             }
             for c in st.failed_checks() {
-                findings.row([
-                    "check ".to_string() + &c.status,
-                    c.address.clone(),
-                    format!("{} check", c.kind),
-                ]);
+                findings.row(["check ".to_string() + &c.status, c.address.clone(), format!("{} check", c.kind)]);
             }
         }
         match (&a.drift, a.drift_up) {
             (Some(p), _) => {
-                summary.row([
-                    "drift_report".to_string(),
-                    format!(
-                        "written {}",
-                        ts(a.drift_time
-                            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                            .map(|d| d.as_secs()))
-                    ),
-                ]);
+                summary.row(["drift_report".to_string(), format!("written {}", ts(a.drift_time.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_secs())))]);
                 for c in &p.drift {
-                    findings.row([
-                        "drift".to_string(),
-                        c.address.clone(),
-                        detail(c.action.as_str(), &c.paths),
-                    ]);
+                    findings.row(["drift".to_string(), c.address.clone(), detail(c.action.as_str(), &c.paths)]);
                 }
                 for c in &p.pending {
-                    findings.row([
-                        "pending".to_string(),
-                        c.address.clone(),
-                        detail(c.action.as_str(), &c.paths),
-                    ]);
+                    findings.row(["pending".to_string(), c.address.clone(), detail(c.action.as_str(), &c.paths)]);
                 }
             }
             (None, Some(false)) => summary.row(["drift_report", "unusable (see errors)"]),
@@ -115,10 +65,7 @@ pub fn build(analyses: &[Analysis], problems: &[TargetError], problem_labels: &[
         }
         match (&a.unapproved, a.baseline_up) {
             (Some(u), _) => {
-                summary.row([
-                    "baseline".to_string(),
-                    format!("{} unapproved change(s)", u.total()),
-                ]);
+                summary.row(["baseline".to_string(), format!("{} unapproved change(s)", u.total())]);
                 for x in &u.added {
                     findings.row(["unapproved", x, "added"]);
                 }
@@ -126,11 +73,7 @@ pub fn build(analyses: &[Analysis], problems: &[TargetError], problem_labels: &[
                     findings.row(["unapproved", x, "removed"]);
                 }
                 for (x, paths) in &u.changed {
-                    findings.row([
-                        "unapproved".to_string(),
-                        x.clone(),
-                        detail("changed", paths),
-                    ]);
+                    findings.row(["unapproved".to_string(), x.clone(), detail("changed", paths)]);
                 }
             }
             (None, Some(false)) => summary.row(["baseline", "unusable (see errors)"]),

@@ -121,12 +121,9 @@ impl StateSource for LocalFile {
 
     fn open(&self) -> Result<(Box<dyn Read + Send>, Stamp), SourceError> {
         let (_, before) = self.check()?;
-        let f =
-            std::fs::File::open(&self.path).map_err(|e| SourceError::from_io(&self.path, &e))?;
+        let f = std::fs::File::open(&self.path).map_err(|e| SourceError::from_io(&self.path, &e))?;
         // Stamp of the opened file itself (it may have been swapped by a rename since the check).
-        let md = f
-            .metadata()
-            .map_err(|e| SourceError::from_io(&self.path, &e))?;
+        let md = f.metadata().map_err(|e| SourceError::from_io(&self.path, &e))?;
         if !md.is_file() {
             return Err(SourceError::NotAFile(self.path.display().to_string()));
         }
@@ -200,9 +197,7 @@ pub fn discover(base: &Path, state_files: &[String], state_dirs: &[String]) -> D
                     match p {
                         Ok(p) if p.is_file() => add(&mut d, p),
                         Ok(_) => {}
-                        Err(e) => {
-                            tracing::debug!(pattern = %pat, error = %e.error(), "skipping an unreadable path")
-                        }
+                        Err(e) => tracing::debug!(pattern = %pat, error = %e.error(), "skipping an unreadable path"),
                     }
                 }
             }
@@ -218,15 +213,8 @@ pub fn discover(base: &Path, state_files: &[String], state_dirs: &[String]) -> D
         if !root.is_dir() {
             d.problems.push(DiscoveryProblem {
                 label: label_for(base, &root),
-                reason: if root.exists() {
-                    "not_a_directory"
-                } else {
-                    "not_found"
-                },
-                message: format!(
-                    "state_dirs entry {} is not a readable directory",
-                    root.display()
-                ),
+                reason: if root.exists() { "not_a_directory" } else { "not_found" },
+                message: format!("state_dirs entry {} is not a readable directory", root.display()),
             });
             continue;
         }
@@ -236,9 +224,7 @@ pub fn discover(base: &Path, state_files: &[String], state_dirs: &[String]) -> D
             .into_iter()
             .filter_entry(|e| {
                 let name = e.file_name().to_string_lossy();
-                !(e.file_type().is_dir()
-                    && e.depth() > 0
-                    && (name == ".terraform" || name == ".git"))
+                !(e.file_type().is_dir() && e.depth() > 0 && (name == ".terraform" || name == ".git"))
             });
         for entry in walker {
             match entry {
@@ -249,9 +235,7 @@ pub fn discover(base: &Path, state_files: &[String], state_dirs: &[String]) -> D
                     }
                 }
                 // Symlink loops and unreadable folders are skipped, not fatal.
-                Err(e) => {
-                    tracing::debug!(dir = %root.display(), error = %e, "skipping during state discovery")
-                }
+                Err(e) => tracing::debug!(dir = %root.display(), error = %e, "skipping during state discovery"),
             }
         }
     }
@@ -291,10 +275,8 @@ mod tests {
         touch(&b.join("terraform/environments/dev/terraform.tfstate"));
         touch(&b.join("terraform/.terraform/terraform.tfstate"));
         touch(&b.join("terraform/terraform.tfstate.backup"));
-        std::os::unix::fs::symlink(b.join("terraform/environments"), b.join("terraform/link"))
-            .unwrap();
-        std::os::unix::fs::symlink(b.join("terraform"), b.join("terraform/environments/loop"))
-            .unwrap();
+        std::os::unix::fs::symlink(b.join("terraform/environments"), b.join("terraform/link")).unwrap();
+        std::os::unix::fs::symlink(b.join("terraform"), b.join("terraform/environments/loop")).unwrap();
         let d = discover(b, &[], &["terraform".into()]);
         let labels: Vec<&str> = d.targets.iter().map(|t| t.label.as_str()).collect();
         assert_eq!(
@@ -307,11 +289,7 @@ mod tests {
         );
         let d = discover(
             b,
-            &[
-                "terraform/terraform.tfstate".into(),
-                "terraform/environments/*/terraform.tfstate".into(),
-                "missing.tfstate".into(),
-            ],
+            &["terraform/terraform.tfstate".into(), "terraform/environments/*/terraform.tfstate".into(), "missing.tfstate".into()],
             &["nope".into()],
         );
         assert_eq!(d.targets.len(), 4, "{:?}", d.targets);
@@ -323,57 +301,28 @@ mod tests {
     #[test]
     fn local_file_errors() {
         let t = tempfile::tempdir().unwrap();
-        let dir = LocalFile {
-            label: "d".into(),
-            path: t.path().to_path_buf(),
-            max_size: 10,
-        };
+        let dir = LocalFile { label: "d".into(), path: t.path().to_path_buf(), max_size: 10 };
         assert_eq!(dir.stamp().unwrap_err().metric_label(), "not_a_file");
         let big = t.path().join("big");
         std::fs::write(&big, vec![b' '; 11]).unwrap();
-        let f = LocalFile {
-            label: "b".into(),
-            path: big,
-            max_size: 10,
-        };
+        let f = LocalFile { label: "b".into(), path: big, max_size: 10 };
         assert_eq!(f.open().err().unwrap().metric_label(), "too_large");
         let lp = t.path().join("loop");
         std::os::unix::fs::symlink(&lp, &lp).unwrap();
-        let l = LocalFile {
-            label: "l".into(),
-            path: lp,
-            max_size: 10,
-        };
+        let l = LocalFile { label: "l".into(), path: lp, max_size: 10 };
         assert_eq!(l.stamp().unwrap_err().metric_label(), "symlink_loop");
         let fifo = t.path().join("fifo");
-        let ok = std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
+        let ok = std::process::Command::new("mkfifo").arg(&fifo).status().map(|s| s.success()).unwrap_or(false);
         if ok {
-            let f = LocalFile {
-                label: "f".into(),
-                path: fifo,
-                max_size: 10,
-            };
+            let f = LocalFile { label: "f".into(), path: fifo, max_size: 10 };
             assert_eq!(f.open().err().unwrap().metric_label(), "not_a_file");
         }
     }
 
     #[test]
     fn sibling_names() {
-        assert_eq!(
-            sibling_path(Path::new("a/b/prod.tfstate"), "{stem}.drift.json"),
-            PathBuf::from("a/b/prod.drift.json")
-        );
-        assert_eq!(
-            sibling_path(Path::new("a/terraform.tfstate"), "{file}.approved"),
-            PathBuf::from("a/terraform.tfstate.approved")
-        );
-        assert_eq!(
-            sibling_path(Path::new("a/terraform.tfstate"), "drift.json"),
-            PathBuf::from("a/drift.json")
-        );
+        assert_eq!(sibling_path(Path::new("a/b/prod.tfstate"), "{stem}.drift.json"), PathBuf::from("a/b/prod.drift.json"));
+        assert_eq!(sibling_path(Path::new("a/terraform.tfstate"), "{file}.approved"), PathBuf::from("a/terraform.tfstate.approved"));
+        assert_eq!(sibling_path(Path::new("a/terraform.tfstate"), "drift.json"), PathBuf::from("a/drift.json"));
     }
 }

@@ -32,9 +32,7 @@ pub enum ParseError {
     NotAState,
     #[error("state format version 3 (Terraform 0.11 or older) is not supported; upgrade it by running Terraform >= 0.12 (`terraform plan`/`apply`) on this configuration")]
     Version3,
-    #[error(
-        "state format version {0} is newer than the supported version 4; upgrade homelab-monitor"
-    )]
+    #[error("state format version {0} is newer than the supported version 4; upgrade homelab-monitor")]
     FutureVersion(u64),
     #[error("state format version {0} is not supported (only version 4)")]
     OldVersion(u64),
@@ -150,9 +148,7 @@ pub fn parse_state<R: Read>(reader: R) -> Result<ParsedState, ParseError> {
     let mut reader = std::io::BufReader::with_capacity(256 * 1024, reader);
     let head = {
         use std::io::BufRead;
-        let buf = reader
-            .fill_buf()
-            .map_err(|e| ParseError::Io(format!("{:?}", e.kind())))?;
+        let buf = reader.fill_buf().map_err(|e| ParseError::Io(format!("{:?}", e.kind())))?;
         if buf.iter().all(|b| b.is_ascii_whitespace()) {
             return Err(ParseError::Empty);
         }
@@ -482,19 +478,10 @@ mod tests {
         );
         assert_eq!(s.deposed, vec!["null_resource.web[1] (deposed 00aa11bb)"]);
         assert_eq!(s.tainted().count(), 1);
-        assert_eq!(
-            s.resource_counts[&("managed".into(), "null_resource".into())],
-            3
-        );
-        assert_eq!(
-            s.resource_counts[&("data".into(), "null_data_source".into())],
-            1
-        );
+        assert_eq!(s.resource_counts[&("managed".into(), "null_resource".into())], 3);
+        assert_eq!(s.resource_counts[&("data".into(), "null_data_source".into())], 1);
         assert_eq!(s.outputs.len(), 2);
-        assert!(s
-            .outputs
-            .iter()
-            .any(|o| o.name == "db_password" && o.sensitive));
+        assert!(s.outputs.iter().any(|o| o.name == "db_password" && o.sensitive));
         let counts = s.check_counts();
         assert_eq!(counts.get("pass"), Some(&1));
         assert_eq!(counts.get("fail"), Some(&1));
@@ -504,9 +491,7 @@ mod tests {
 
     #[test]
     fn check_results_null_and_missing_are_fine() {
-        let s =
-            parse(r#"{"version":4,"serial":1,"lineage":"l","resources":[],"check_results":null}"#)
-                .unwrap();
+        let s = parse(r#"{"version":4,"serial":1,"lineage":"l","resources":[],"check_results":null}"#).unwrap();
         assert!(s.checks.is_empty());
         let s = parse(r#"{"version":4,"serial":1,"lineage":"l"}"#).unwrap();
         assert_eq!(s.instance_count(), 0);
@@ -516,31 +501,16 @@ mod tests {
     fn bad_inputs_have_specific_errors() {
         assert_eq!(parse("").unwrap_err(), ParseError::Empty);
         assert_eq!(parse("  \n").unwrap_err(), ParseError::Empty);
-        assert!(matches!(
-            parse(&V4[..V4.len() / 2]),
-            Err(ParseError::Truncated { .. })
-        ));
-        assert!(matches!(
-            parse("{\"version\": 4,, }"),
-            Err(ParseError::Syntax { .. })
-        ));
-        assert!(matches!(
-            parse("\u{0}\u{1}garbage\u{ff}"),
-            Err(ParseError::Syntax { .. })
-        ));
+        assert!(matches!(parse(&V4[..V4.len() / 2]), Err(ParseError::Truncated { .. })));
+        assert!(matches!(parse("{\"version\": 4,, }"), Err(ParseError::Syntax { .. })));
+        assert!(matches!(parse("\u{0}\u{1}garbage\u{ff}"), Err(ParseError::Syntax { .. })));
         assert!(matches!(parse("[1,2]"), Err(ParseError::Schema { .. })));
-        assert_eq!(
-            parse(r#"{"serial": 1}"#).unwrap_err(),
-            ParseError::NotAState
-        );
+        assert_eq!(parse(r#"{"serial": 1}"#).unwrap_err(), ParseError::NotAState);
         assert_eq!(
             parse(r#"{"version": 3, "terraform_version": "0.11.14", "serial": 1, "modules": [{"path": ["root"]}]}"#).unwrap_err(),
             ParseError::Version3
         );
-        assert_eq!(
-            parse(r#"{"version": 5, "serial": 1}"#).unwrap_err(),
-            ParseError::FutureVersion(5)
-        );
+        assert_eq!(parse(r#"{"version": 5, "serial": 1}"#).unwrap_err(), ParseError::FutureVersion(5));
         // A future version whose shape we do not understand still says "version".
         assert_eq!(
             parse(r#"{"version": 5, "resources": {"new": "shape"}}"#).unwrap_err(),
@@ -561,8 +531,7 @@ mod tests {
         let s = parse(r#"{"serial": 3, "lineage": "enc-l", "meta": {"key_provider.pbkdf2.k": "e30="}, "encrypted_data": "AAAA", "encryption_version": "v0"}"#).unwrap();
         assert!(s.encrypted);
         assert_eq!(s.serial, Some(3));
-        let s =
-            parse(r#"{"meta": {}, "encrypted_data": "AAAA", "encryption_version": "v0"}"#).unwrap();
+        let s = parse(r#"{"meta": {}, "encrypted_data": "AAAA", "encryption_version": "v0"}"#).unwrap();
         assert!(s.encrypted);
         assert_eq!(s.serial, None);
     }
@@ -573,9 +542,6 @@ mod tests {
         let b = parse(r#"{"version":4,"resources":[{"type":"t","name":"n","instances":[{"attributes":{"id":"1","size":2,"pw":"y"}}]}]}"#).unwrap();
         let (ia, ib) = (&a.instances[0], &b.instances[0]);
         assert_ne!(ia.digest.whole, ib.digest.whole);
-        assert_eq!(
-            ia.digest.changed_paths(&a.paths, &ib.digest, &b.paths),
-            vec!["pw", "size"]
-        );
+        assert_eq!(ia.digest.changed_paths(&a.paths, &ib.digest, &b.paths), vec!["pw", "size"]);
     }
 }

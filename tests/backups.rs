@@ -956,3 +956,65 @@ fn schema_and_parser_agree() {
         );
     }
 }
+
+#[test]
+fn registered_from_config_with_interval_override() {
+    use homelab_monitor::config::Config;
+    use homelab_monitor::monitors::{build, Overrides};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("monitoring-config.yaml");
+    std::fs::write(
+        &path,
+        "custom_monitors:\n  backup_validation:\n    check_interval: \"1d\"\n    sources:\n      - { name: nas, format: restic, path: snaps.json }\n",
+    )
+    .unwrap();
+    let cfg = Config::load(&path).unwrap();
+    let monitors = build(&cfg, &Overrides::default());
+    let m = monitors
+        .iter()
+        .find(|m| m.name() == "backup_validation")
+        .expect("backup monitor registered");
+    assert_eq!(m.check_interval(), Duration::from_secs(DAY));
+    assert!(
+        m.describe().contains("nas (restic snaps.json)"),
+        "{}",
+        m.describe()
+    );
+    let ov = Overrides {
+        interval: Some(Duration::from_secs(300)),
+        ..Overrides::default()
+    };
+    let monitors = build(&cfg, &ov);
+    let m = monitors
+        .iter()
+        .find(|m| m.name() == "backup_validation")
+        .unwrap();
+    assert_eq!(m.check_interval(), Duration::from_secs(300));
+}
+
+#[tokio::test]
+async fn special_files_are_refused_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("snaps.json");
+    run(Command::new("mkfifo").arg(&fifo));
+    let m = BackupMonitor::new(
+        config(vec![
+            BackupSourceConfig::new("fifo", BackupFormat::Restic, "snaps.json"),
+            BackupSourceConfig::new("folder", BackupFormat::Borg, "."),
+        ]),
+        dir.path().to_path_buf(),
+    );
+    let s = collect_at(&m, SystemTime::now()).await;
+    for src in ["fifo", "folder"] {
+        assert_eq!(v(&s, "backup_source_up", src), Some(0.0));
+        assert!(
+            target(&s, src)
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("not a regular file"),
+            "{:?}",
+            target(&s, src)
+        );
+    }
+}

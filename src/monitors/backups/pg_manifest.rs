@@ -171,6 +171,14 @@ pub fn parse(bytes: &[u8]) -> Result<PgManifest, ParseError> {
 /// Files that `pg_basebackup -R` may rewrite after the manifest was made.
 const NOT_VERIFIED: [&str; 3] = ["postgresql.auto.conf", "standby.signal", "recovery.signal"];
 
+/// A `pg_basebackup -Ft` folder: `base.tar[.gz|.lz4|.zst]` and no `PG_VERSION`.
+fn is_tar_format(root: &Path) -> bool {
+    !root.join("PG_VERSION").exists()
+        && ["base.tar", "base.tar.gz", "base.tar.lz4", "base.tar.zst"]
+            .iter()
+            .any(|n| root.join(n).is_file())
+}
+
 #[derive(Default)]
 pub(crate) struct State {
     manifests: Cache<PgManifest>,
@@ -216,6 +224,20 @@ pub(crate) fn read(ctx: &SourceCtx<'_>, st: &mut State) -> Result<SourceRead, Ba
         return Ok(read);
     };
     let root = path.parent().unwrap_or(Path::new("."));
+    if ctx.cfg.verify != crate::config::VerifyMode::None && is_tar_format(root) {
+        read.findings.push(format!(
+            "{} holds a tar-format backup: listed files cannot be checked on disk (verify needs pg_basebackup -Fp)",
+            root.display()
+        ));
+        read.verification = Some(newest.checksum_ok);
+        if !newest.checksum_ok {
+            read.findings.push(format!(
+                "{}: Manifest-Checksum does not match the manifest",
+                path.display()
+            ));
+        }
+        return Ok(read);
+    }
     let checked: Vec<ListedFile> = newest
         .files
         .iter()
@@ -318,6 +340,16 @@ mod tests {
             .to_string()
             .contains("unsupported"));
         assert!(matches!(parse(b"{}"), Err(ParseError::Structure { .. })));
+    }
+
+    #[test]
+    fn tar_format_folders_are_recognised() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!is_tar_format(dir.path()));
+        std::fs::write(dir.path().join("base.tar.gz"), "x").unwrap();
+        assert!(is_tar_format(dir.path()));
+        std::fs::write(dir.path().join("PG_VERSION"), "15\n").unwrap();
+        assert!(!is_tar_format(dir.path()));
     }
 
     #[test]

@@ -13,6 +13,9 @@ need=(
   "amtool:prometheus-alertmanager"
   "prometheus-blackbox-exporter:prometheus-blackbox-exporter"
   "prometheus-node-exporter:prometheus-node-exporter"
+  "restic:restic"
+  "borg:borgbackup"
+  "initdb:postgresql"
 )
 missing=()
 for pair in "${need[@]}"; do

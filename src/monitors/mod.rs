@@ -3,6 +3,7 @@
 //! Adding a monitor: a new module implementing [`crate::monitor::Monitor`] and
 //! one line in [`build`]. Monitors never import each other.
 
+pub mod backups;
 pub mod certificates;
 pub mod terraform;
 
@@ -56,8 +57,11 @@ pub fn build(config: &Config, ov: &Overrides) -> Vec<Arc<dyn Monitor>> {
     if let Some(c) = cm.certificate_expiry.as_ref().filter(|c| c.enabled) {
         out.push(certificates::monitor(c, ov.interval, &config.base_dir));
     }
-    if cm.backup_validation.as_ref().is_some_and(|c| c.enabled) {
-        tracing::warn!("custom_monitors.backup_validation is configured but this build has no backup monitor yet; it is ignored");
+    if let Some(b) = cm.backup_validation.as_ref().filter(|c| c.enabled) {
+        out.push(Arc::new(
+            backups::BackupMonitor::new(b.clone(), config.base_dir.clone())
+                .with_interval(ov.interval),
+        ));
     }
     out
 }

@@ -1,0 +1,255 @@
+//! borg: the JSON the backup job wrote with
+//!
+//! - `borg list --json REPO > list.json` (`path`): every archive, its `start`
+//!   and `time`. Gives the count, the oldest and the newest archive.
+//! - optional `borg info --json --last 2 REPO > info.json` (`info_file`): `end`
+//!   time, `stats.original_size` and `stats.nfiles` of the archives it lists
+//!   (matched by id, else by name). Two archives give `backup_size_change_ratio`.
+//!
+//! **Time zones.** Borg 1.x writes dates as local time of the machine that ran
+//! borg, without a zone (`2026-11-25T01:33:08.000000`). They are read in the
+//! source's `timezone` (an IANA name such as `Europe/Berlin`) or, without
+//! one, in the exporter's own local zone (`TZ`, else `/etc/localtime`, else UTC).
+//! Set `timezone` when the exporter runs in a container whose zone differs from
+//! the backup host's. Dates that carry an offset (`...+01:00`) are taken as written.
+//!
+//! Checkpoint archives (`NAME.checkpoint`, `NAME.checkpoint.N`), which borg
+//! leaves behind after an interrupted `borg create`, are partial: never a success.
+
+use jiff::civil::DateTime;
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
+use serde::Deserialize;
+
+use super::files::Cache;
+use super::{from_json, ts_secs, BackupError, BackupRecord, ParseError, SourceCtx, SourceRead};
+use crate::config::TimeZoneName;
+
+/// An archive, from `borg list --json` (times are still unzoned text).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ListArchive {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub start: Option<String>,
+    #[serde(default)]
+    pub time: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct List {
+    pub archives: Vec<ListArchive>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct InfoStats {
+    #[serde(default)]
+    pub original_size: Option<u64>,
+    #[serde(default)]
+    pub nfiles: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct InfoArchive {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub end: Option<String>,
+    #[serde(default)]
+    pub stats: Option<InfoStats>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Info {
+    #[serde(default)]
+    pub archives: Vec<InfoArchive>,
+}
+
+pub fn parse_list(bytes: &[u8]) -> Result<List, ParseError> {
+    from_json(bytes)
+}
+
+pub fn parse_info(bytes: &[u8]) -> Result<Info, ParseError> {
+    from_json(bytes)
+}
+
+/// A borg date: with an offset as written, else local time in `tz`.
+pub fn parse_time(s: &str, tz: &TimeZone) -> Option<f64> {
+    let s = s.trim();
+    if let Ok(t) = s.parse::<Timestamp>() {
+        return Some(ts_secs(t));
+    }
+    let dt: DateTime = s.parse().ok()?;
+    tz.to_timestamp(dt).ok().map(ts_secs)
+}
+
+/// True for `NAME.checkpoint` and `NAME.checkpoint.N`.
+pub fn is_checkpoint(name: &str) -> bool {
+    if name.ends_with(".checkpoint") {
+        return true;
+    }
+    match name.rsplit_once(".checkpoint.") {
+        Some((_, n)) => !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()),
+        None => false,
+    }
+}
+
+/// Normalise list + info into records.
+pub fn records(
+    list: &List,
+    info: Option<&Info>,
+    tz: &TimeZone,
+) -> Result<Vec<BackupRecord>, ParseError> {
+    list.archives
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let detail = info.and_then(|inf| {
+                inf.archives.iter().find(|x| {
+                    (!a.id.is_empty() && x.id == a.id) || (a.id.is_empty() && x.name == a.name)
+                })
+            });
+            let listed = a.time.as_deref().or(a.start.as_deref()).ok_or_else(|| {
+                ParseError::Invalid(format!("archive [{i}] has neither `time` nor `start`"))
+            })?;
+            let listed = parse_time(listed, tz).ok_or_else(|| {
+                ParseError::Invalid(format!("archive [{i}]: `time` is not a date borg writes"))
+            })?;
+            let end = match detail.and_then(|d| d.end.as_deref()) {
+                Some(e) => Some(parse_time(e, tz).ok_or_else(|| {
+                    ParseError::Invalid(format!(
+                        "info for archive [{i}]: `end` is not a date borg writes"
+                    ))
+                })?),
+                None => None,
+            };
+            let stats = detail.and_then(|d| d.stats.as_ref());
+            Ok(BackupRecord {
+                group: String::new(),
+                time: end.unwrap_or(listed),
+                size: stats.and_then(|s| s.original_size),
+                files: stats.and_then(|s| s.nfiles),
+                success: !is_checkpoint(&a.name),
+            })
+        })
+        .collect()
+}
+
+pub(crate) struct State {
+    tz: TimeZone,
+    list: Cache<List>,
+    info: Cache<Info>,
+}
+
+impl State {
+    pub fn new(tz: Option<&TimeZoneName>) -> Self {
+        // The name was checked at load; fall back to the local zone all the same.
+        let tz = tz
+            .and_then(|n| TimeZone::get(&n.0).ok())
+            .unwrap_or_else(TimeZone::system);
+        State {
+            tz,
+            list: Cache::default(),
+            info: Cache::default(),
+        }
+    }
+}
+
+pub(crate) fn read(ctx: &SourceCtx<'_>, st: &mut State) -> Result<SourceRead, BackupError> {
+    let list_path = ctx.resolve(&ctx.cfg.path);
+    let (list, _) = st.list.load(&list_path, ctx.max_file_size, parse_list)?;
+    let (info, info_path) = match &ctx.cfg.info_file {
+        Some(p) => {
+            let path = ctx.resolve(p);
+            (
+                Some(st.info.load(&path, ctx.max_file_size, parse_info)?.0),
+                Some(path),
+            )
+        }
+        None => (None, None),
+    };
+    let records = records(&list, info.as_deref(), &st.tz).map_err(|source| BackupError::Parse {
+        path: match &info_path {
+            Some(p) => format!("{} / {}", list_path.display(), p.display()),
+            None => list_path.display().to_string(),
+        },
+        source,
+    })?;
+    Ok(SourceRead {
+        records,
+        ..SourceRead::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIST: &str = r#"{"archives":[
+ {"archive":"a1","barchive":"a1","id":"c8","name":"a1","start":"2026-11-24T01:33:08.000000","time":"2026-11-24T01:33:08.000000"},
+ {"archive":"a2","barchive":"a2","id":"20","name":"a2","start":"2026-11-25T01:33:09.000000","time":"2026-11-25T01:33:09.000000"},
+ {"archive":"a3.checkpoint","id":"30","name":"a3.checkpoint","start":"2026-11-25T02:00:00.000000","time":"2026-11-25T02:00:00.000000"}],
+ "encryption":{"mode":"repokey"},"repository":{"id":"42","last_modified":"2026-11-25T01:33:09.000000","location":"/r"}}"#;
+
+    const INFO: &str = r#"{"archives":[
+ {"name":"a1","id":"c8","start":"2026-11-24T01:33:08.000000","end":"2026-11-24T01:40:00.000000","hostname":"vm","stats":{"compressed_size":46,"deduplicated_size":483,"nfiles":10,"original_size":1000}},
+ {"name":"a2","id":"20","start":"2026-11-25T01:33:09.000000","end":"2026-11-25T01:34:00.000000","stats":{"nfiles":2,"original_size":100}}]}"#;
+
+    fn utc_secs(s: &str) -> f64 {
+        ts_secs(format!("{s}Z").parse::<Timestamp>().unwrap())
+    }
+
+    #[test]
+    fn zoneless_dates_use_the_configured_zone() {
+        let list = parse_list(LIST.as_bytes()).unwrap();
+        let utc = records(&list, None, &TimeZone::UTC).unwrap();
+        let berlin = records(&list, None, &TimeZone::get("Europe/Berlin").unwrap()).unwrap();
+        assert_eq!(utc[0].time, utc_secs("2026-11-24T01:33:08"));
+        // Berlin is UTC+1 in November: the same wall clock is an hour earlier.
+        assert_eq!(berlin[0].time, utc[0].time - 3600.0);
+        assert_eq!(
+            parse_time("2026-11-24T01:33:08+02:00", &TimeZone::UTC),
+            Some(utc_secs("2026-11-23T23:33:08"))
+        );
+        assert_eq!(parse_time("not a date", &TimeZone::UTC), None);
+    }
+
+    #[test]
+    fn info_gives_end_sizes_and_checkpoints_are_partial() {
+        let list = parse_list(LIST.as_bytes()).unwrap();
+        let info = parse_info(INFO.as_bytes()).unwrap();
+        let r = records(&list, Some(&info), &TimeZone::UTC).unwrap();
+        assert_eq!(r[0].time, utc_secs("2026-11-24T01:40:00"));
+        assert_eq!((r[0].size, r[0].files), (Some(1000), Some(10)));
+        assert_eq!((r[1].size, r[1].files), (Some(100), Some(2)));
+        assert!(r[0].success && r[1].success);
+        assert!(!r[2].success);
+        assert_eq!(r[2].size, None);
+        assert!(is_checkpoint("x.checkpoint.3"));
+        assert!(!is_checkpoint("x.checkpointy"));
+        assert!(!is_checkpoint("checkpoints-2026"));
+    }
+
+    #[test]
+    fn bad_input() {
+        assert!(matches!(
+            parse_list(&LIST.as_bytes()[..50]),
+            Err(ParseError::Truncated { .. })
+        ));
+        assert!(matches!(
+            parse_list(b"[]"),
+            Err(ParseError::Structure { .. })
+        ));
+        let list = parse_list(br#"{"archives":[{"name":"a","time":"25/11/2026"}]}"#).unwrap();
+        let e = records(&list, None, &TimeZone::UTC).unwrap_err();
+        assert!(e.to_string().contains("archive [0]"), "{e}");
+        assert!(parse_list(br#"{"archives":[]}"#)
+            .unwrap()
+            .archives
+            .is_empty());
+    }
+}

@@ -1,0 +1,206 @@
+//! File I/O for the backup monitor: bounded reads, stamps, globs and a parse
+//! cache keyed by (size, mtime, inode). Parsing itself lives in the format modules.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::{BackupError, ParseError};
+
+/// Identity of one version of a file: if it is unchanged, it is not read again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    pub size: u64,
+    pub modified: Option<SystemTime>,
+    pub inode: u64,
+}
+
+pub(crate) fn resolve(base: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+pub(crate) fn io_error(path: &Path, e: &std::io::Error) -> BackupError {
+    let p = path.display().to_string();
+    match e.kind() {
+        std::io::ErrorKind::NotFound => BackupError::NotFound(p),
+        std::io::ErrorKind::PermissionDenied => BackupError::PermissionDenied(p),
+        _ => BackupError::Io {
+            path: p,
+            kind: e.kind().to_string(),
+        },
+    }
+}
+
+pub(crate) fn stamp_of(md: &std::fs::Metadata) -> Stamp {
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(md);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Stamp {
+        size: md.len(),
+        modified: md.modified().ok(),
+        inode,
+    }
+}
+
+/// Stamp of a regular file (directories, FIFOs and devices are refused: a FIFO would block).
+pub(crate) fn file_stamp(path: &Path) -> Result<Stamp, BackupError> {
+    let md = std::fs::metadata(path).map_err(|e| io_error(path, &e))?;
+    if !md.is_file() {
+        return Err(BackupError::NotAFile(path.display().to_string()));
+    }
+    Ok(stamp_of(&md))
+}
+
+/// Read a whole regular file of at most `max` bytes.
+pub(crate) fn read_limited(path: &Path, max: u64) -> Result<(Vec<u8>, Stamp), BackupError> {
+    let stamp = file_stamp(path)?;
+    let too_large = |size| BackupError::TooLarge {
+        path: path.display().to_string(),
+        size,
+        limit: max,
+    };
+    if stamp.size > max {
+        return Err(too_large(stamp.size));
+    }
+    let f = std::fs::File::open(path).map_err(|e| io_error(path, &e))?;
+    let mut buf = Vec::with_capacity(usize::try_from(stamp.size).unwrap_or(0));
+    f.take(max.saturating_add(1))
+        .read_to_end(&mut buf)
+        .map_err(|e| io_error(path, &e))?;
+    if buf.len() as u64 > max {
+        return Err(too_large(buf.len() as u64));
+    }
+    Ok((buf, stamp))
+}
+
+/// Expand a configured path: a glob pattern (sorted matches, regular files only)
+/// or a plain path (returned as is, even if missing, so the error names it).
+pub(crate) fn expand(base: &Path, pattern: &str) -> Result<Vec<PathBuf>, BackupError> {
+    let full = resolve(base, pattern);
+    if !pattern.contains(['*', '?', '[']) {
+        return Ok(vec![full]);
+    }
+    let text = full.to_string_lossy().to_string();
+    let paths = glob::glob(&text).map_err(|_| BackupError::NoMatch(text.clone()))?;
+    let mut out: Vec<PathBuf> = paths
+        .filter_map(Result::ok)
+        .filter(|p| p.is_file())
+        .collect();
+    out.sort();
+    if out.is_empty() {
+        return Err(BackupError::NoMatch(text));
+    }
+    Ok(out)
+}
+
+/// Parsed files by path, re-parsed only when the stamp changes.
+pub(crate) struct Cache<T> {
+    map: HashMap<PathBuf, (Stamp, Arc<T>)>,
+}
+
+impl<T> Default for Cache<T> {
+    fn default() -> Self {
+        Cache {
+            map: HashMap::new(),
+        }
+    }
+}
+
+impl<T> Cache<T> {
+    /// The parsed file and its stamp; parse errors are not cached.
+    pub fn load(
+        &mut self,
+        path: &Path,
+        max: u64,
+        parse: impl FnOnce(&[u8]) -> Result<T, ParseError>,
+    ) -> Result<(Arc<T>, Stamp), BackupError> {
+        let stamp = file_stamp(path)?;
+        if let Some((s, v)) = self.map.get(path) {
+            if *s == stamp {
+                return Ok((v.clone(), stamp));
+            }
+        }
+        self.map.remove(path);
+        let (bytes, stamp) = read_limited(path, max)?;
+        let parsed = parse(&bytes).map_err(|source| BackupError::Parse {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let v = Arc::new(parsed);
+        self.map.insert(path.to_path_buf(), (stamp, v.clone()));
+        Ok((v, stamp))
+    }
+
+    /// Forget files that are no longer matched.
+    pub fn retain(&mut self, keep: &[PathBuf]) {
+        self.map.retain(|k, _| keep.contains(k));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_reparses_only_on_change_and_limits_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.json");
+        std::fs::write(&p, "1").unwrap();
+        let mut c: Cache<usize> = Cache::default();
+        let mut calls = 0;
+        let (v, _) = c
+            .load(&p, 10, |b| {
+                calls += 1;
+                Ok(b.len())
+            })
+            .unwrap();
+        assert_eq!(*v, 1);
+        let (v, _) = c
+            .load(&p, 10, |_| {
+                calls += 1;
+                Ok(99)
+            })
+            .unwrap();
+        assert_eq!(*v, 1);
+        assert_eq!(calls, 1);
+        std::fs::write(&p, "12345678901").unwrap();
+        assert!(matches!(
+            c.load(&p, 10, |b| Ok(b.len())),
+            Err(BackupError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            c.load(&dir.path().join("missing"), 10, |b| Ok(b.len())),
+            Err(BackupError::NotFound(_))
+        ));
+        assert!(matches!(
+            c.load(dir.path(), 10, |b| Ok(b.len())),
+            Err(BackupError::NotAFile(_))
+        ));
+    }
+
+    #[test]
+    fn expand_globs_and_plain_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("b.json"), "").unwrap();
+        std::fs::write(dir.path().join("a.json"), "").unwrap();
+        let m = expand(dir.path(), "*.json").unwrap();
+        assert_eq!(m.len(), 2);
+        assert!(m[0].ends_with("a.json"));
+        assert!(matches!(
+            expand(dir.path(), "*.txt"),
+            Err(BackupError::NoMatch(_))
+        ));
+        assert_eq!(
+            expand(dir.path(), "x.txt").unwrap(),
+            vec![dir.path().join("x.txt")]
+        );
+    }
+}

@@ -1,0 +1,1020 @@
+//! Backup validation monitor, through the library API, with real restic, borg
+//! and PostgreSQL (`pg_basebackup`) output made in temp folders.
+//!
+//! Needs the apt packages `restic`, `borgbackup` and `postgresql` (PostgreSQL 15
+//! binaries under /usr/lib/postgresql/15/bin); a missing tool fails the test
+//! with the package to install. Network: PostgreSQL listens on 127.0.0.1 only.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime};
+
+use homelab_monitor::config::{
+    parse, BackupConfig, BackupFormat, BackupSourceConfig, ByteSize, GlobPattern, HumanDuration,
+    TimeZoneName, VerifyMode,
+};
+use homelab_monitor::monitor::{CollectContext, Monitor};
+use homelab_monitor::monitors::backups::BackupMonitor;
+use homelab_monitor::snapshot::{Health, Snapshot};
+
+const DAY: u64 = 86400;
+
+fn config(sources: Vec<BackupSourceConfig>) -> BackupConfig {
+    BackupConfig {
+        retention_days: 30,
+        sources,
+        ..BackupConfig::default()
+    }
+}
+
+async fn collect_at(m: &BackupMonitor, now: SystemTime) -> Snapshot {
+    m.collect(CollectContext { now })
+        .await
+        .expect("collection never fails as a whole")
+}
+
+fn v(s: &Snapshot, metric: &str, source: &str) -> Option<f64> {
+    s.value(metric, &[("source", source)])
+}
+
+fn target<'a>(s: &'a Snapshot, source: &str) -> &'a homelab_monitor::snapshot::TargetStatus {
+    s.targets
+        .iter()
+        .find(|t| t.target == source)
+        .expect("a target status per source")
+}
+
+fn secs(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// The tool (searched in PATH and PostgreSQL 15's bin folder), or a failure
+/// naming the apt package that provides it.
+fn require(tool: &str, package: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs = std::env::split_paths(&path).chain([PathBuf::from("/usr/lib/postgresql/15/bin")]);
+    for d in dirs {
+        let c = d.join(tool);
+        let executable = std::fs::metadata(&c).is_ok_and(|m| {
+            m.is_file() && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
+        });
+        if executable {
+            return c;
+        }
+    }
+    panic!("`{tool}` is not installed; these tests need it: apt-get install -y {package}");
+}
+
+fn run(cmd: &mut Command) -> Vec<u8> {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+fn write_data(dir: &Path, files: &[(&str, usize)]) {
+    std::fs::create_dir_all(dir).unwrap();
+    for (name, size) in files {
+        // Incompressible (pseudo-random) content, so backup tools store it at full size.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ (*size as u64) ^ (name.len() as u64);
+        let content: Vec<u8> = (0..*size)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect();
+        std::fs::write(dir.join(name), content).unwrap();
+    }
+}
+
+fn set_mtime(path: &Path, t: SystemTime) {
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.set_modified(t).unwrap();
+}
+
+// ---------------------------------------------------------------- restic
+
+fn restic(repo: &Path, cache: &Path) -> Command {
+    let mut c = Command::new(require("restic", "restic"));
+    c.arg("--repo")
+        .arg(repo)
+        .arg("--cache-dir")
+        .arg(cache)
+        .env("RESTIC_PASSWORD", "test-only-password")
+        .env_remove("RESTIC_REPOSITORY");
+    c
+}
+
+#[tokio::test]
+async fn real_restic_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, cache, data) = (
+        dir.path().join("repo"),
+        dir.path().join("cache"),
+        dir.path().join("data"),
+    );
+    run(restic(&repo, &cache).arg("init"));
+    write_data(&data, &[("a.bin", 1000), ("b.bin", 2000)]);
+    run(restic(&repo, &cache).arg("backup").arg(&data));
+    write_data(&data, &[("c.bin", 3000)]);
+    run(restic(&repo, &cache).arg("backup").arg(&data));
+    std::fs::remove_file(data.join("a.bin")).unwrap();
+    run(restic(&repo, &cache).arg("backup").arg(&data));
+    let after = SystemTime::now();
+    std::fs::write(
+        dir.path().join("snapshots.json"),
+        run(restic(&repo, &cache).args(["snapshots", "--json"])),
+    )
+    .unwrap();
+    let stats = run(restic(&repo, &cache).args(["stats", "--json", "latest"]));
+    std::fs::write(dir.path().join("stats.json"), &stats).unwrap();
+    std::fs::write(
+        dir.path().join("check.txt"),
+        run(restic(&repo, &cache).arg("check")),
+    )
+    .unwrap();
+    let stats: serde_json::Value = serde_json::from_slice(&stats).unwrap();
+
+    let mut src = BackupSourceConfig::new("nas", BackupFormat::Restic, "snapshots.json");
+    src.stats_file = Some("stats.json".into());
+    src.check_file = Some("check.txt".into());
+    src.max_age = Some(HumanDuration(Duration::from_secs(26 * 3600)));
+    let m = BackupMonitor::new(config(vec![src]), dir.path().to_path_buf());
+    let now = after + Duration::from_secs(60);
+    let s = collect_at(&m, now).await;
+    assert_eq!(v(&s, "backup_source_up", "nas"), Some(1.0));
+    assert_eq!(v(&s, "backup_snapshots", "nas"), Some(3.0));
+    let last = v(&s, "backup_last_success_timestamp_seconds", "nas").unwrap();
+    assert!(
+        last <= secs(after) + 1.0 && last > secs(after) - 600.0,
+        "last success {last} vs {}",
+        secs(after)
+    );
+    assert!(v(&s, "backup_oldest_timestamp_seconds", "nas").unwrap() <= last);
+    // restic 0.14 has no snapshot summary: size and files come from `restic stats`.
+    assert_eq!(
+        v(&s, "backup_last_size_bytes", "nas"),
+        stats["total_size"].as_f64()
+    );
+    assert_eq!(
+        v(&s, "backup_last_files", "nas"),
+        stats["total_file_count"].as_f64()
+    );
+    assert_eq!(v(&s, "backup_verification_success", "nas"), Some(1.0));
+    assert_eq!(v(&s, "backup_max_age_seconds", "nas"), Some(26.0 * 3600.0));
+    assert_eq!(target(&s, "nas").health, Health::Ok);
+
+    // The newest backup gets old: out of retention, and the source has findings.
+    let later = now + Duration::from_secs(31 * DAY);
+    let s = collect_at(&m, later).await;
+    assert_eq!(v(&s, "backup_snapshots", "nas"), Some(0.0));
+    assert_eq!(
+        v(&s, "backup_last_success_timestamp_seconds", "nas"),
+        Some(last)
+    );
+    assert_eq!(target(&s, "nas").health, Health::Findings);
+    assert!(
+        target(&s, "nas").summary.contains("over max_age"),
+        "{}",
+        target(&s, "nas").summary
+    );
+
+    // Delete the repository's largest pack file (file contents, not trees: a
+    // missing tree pack makes restic retry for a minute); the job's `restic check` fails.
+    let pack = walk(&repo.join("data"))
+        .into_iter()
+        .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .expect("a pack file");
+    std::fs::remove_file(pack).unwrap();
+    let out = restic(&repo, &cache).arg("check").output().unwrap();
+    assert!(
+        !out.status.success(),
+        "restic check should fail after deleting a pack"
+    );
+    let mut text = out.stdout;
+    text.extend_from_slice(&out.stderr);
+    std::fs::write(dir.path().join("check.txt"), text).unwrap();
+    let s = collect_at(&m, now).await;
+    assert_eq!(v(&s, "backup_verification_success", "nas"), Some(0.0));
+    assert_eq!(v(&s, "backup_source_up", "nas"), Some(1.0));
+
+    // Truncated snapshot list: the source is down, its last values stay (stale).
+    let full = std::fs::read(dir.path().join("snapshots.json")).unwrap();
+    std::fs::write(dir.path().join("snapshots.json"), &full[..full.len() / 2]).unwrap();
+    let s = collect_at(&m, now).await;
+    assert_eq!(v(&s, "backup_source_up", "nas"), Some(0.0));
+    assert_eq!(v(&s, "backup_snapshots", "nas"), Some(3.0));
+    let t = target(&s, "nas");
+    assert_eq!(t.health, Health::Error);
+    assert!(t.stale);
+    assert!(
+        t.error.as_deref().unwrap_or("").contains("truncated"),
+        "{t:?}"
+    );
+
+    // An empty snapshot list is readable, but holds no successful backup.
+    std::fs::write(dir.path().join("snapshots.json"), "[]\n").unwrap();
+    let s = collect_at(&m, now).await;
+    assert_eq!(v(&s, "backup_source_up", "nas"), Some(1.0));
+    assert_eq!(v(&s, "backup_snapshots", "nas"), Some(0.0));
+    assert_eq!(
+        v(&s, "backup_last_success_timestamp_seconds", "nas"),
+        Some(0.0)
+    );
+    assert_eq!(target(&s, "nas").health, Health::Findings);
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn restic_017_summaries_give_sizes_and_ratio() {
+    let dir = tempfile::tempdir().unwrap();
+    let snaps = r#"[
+ {"time":"2026-11-20T01:00:00Z","hostname":"h","paths":["/srv"],"id":"1","summary":{"backup_end":"2026-11-20T01:30:00Z","total_files_processed":100,"total_bytes_processed":10000}},
+ {"time":"2026-11-21T01:00:00Z","hostname":"h","paths":["/srv"],"id":"2","summary":{"backup_end":"2026-11-21T01:30:00Z","total_files_processed":10,"total_bytes_processed":1000}},
+ {"time":"2026-11-21T02:00:00Z","hostname":"other","paths":["/home"],"id":"3","summary":{"backup_end":"2026-11-21T02:10:00Z","total_files_processed":5,"total_bytes_processed":500}}
+]"#;
+    std::fs::write(dir.path().join("s.json"), snaps).unwrap();
+    let m = BackupMonitor::new(
+        config(vec![BackupSourceConfig::new(
+            "r",
+            BackupFormat::Restic,
+            "s.json",
+        )]),
+        dir.path().to_path_buf(),
+    );
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_564_800); // 2026-11-25T00:00:00Z
+    let s = collect_at(&m, now).await;
+    // Two groups (host h /srv, host other /home): the stalest group's newest backup.
+    assert_eq!(
+        v(&s, "backup_last_success_timestamp_seconds", "r"),
+        Some(1_795_564_800.0 - 4.0 * 86400.0 + 5400.0)
+    );
+    assert_eq!(v(&s, "backup_last_size_bytes", "r"), Some(1500.0));
+    assert_eq!(v(&s, "backup_last_files", "r"), Some(15.0));
+    assert_eq!(v(&s, "backup_size_change_ratio", "r"), Some(0.1));
+    assert_eq!(v(&s, "backup_snapshots", "r"), Some(3.0));
+}
+
+// ---------------------------------------------------------------- borg
+
+fn borg(base: &Path, repo: &Path) -> Command {
+    let mut c = Command::new(require("borg", "borgbackup"));
+    c.env("BORG_PASSPHRASE", "test-only-passphrase")
+        .env("BORG_REPO", repo)
+        .env("BORG_BASE_DIR", base)
+        .env("BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK", "yes")
+        .env("BORG_RELOCATED_REPO_ACCESS_IS_OK", "yes")
+        // Borg writes local time without a zone: fix the zone of this run.
+        .env("TZ", "UTC");
+    c
+}
+
+#[tokio::test]
+async fn real_borg_repository_and_time_zones() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, repo, data) = (
+        dir.path().join("home"),
+        dir.path().join("repo"),
+        dir.path().join("data"),
+    );
+    run(borg(&base, &repo).args(["init", "-e", "repokey"]));
+    write_data(&data, &[("a.bin", 50_000), ("b.bin", 50_000)]);
+    run(borg(&base, &repo).arg("create").arg("::first").arg(&data));
+    std::fs::remove_file(data.join("b.bin")).unwrap();
+    run(borg(&base, &repo).arg("create").arg("::second").arg(&data));
+    let after = SystemTime::now();
+    std::fs::write(
+        dir.path().join("list.json"),
+        run(borg(&base, &repo).args(["list", "--json"])),
+    )
+    .unwrap();
+    let info = run(borg(&base, &repo).args(["info", "--json", "--last", "2"]));
+    std::fs::write(dir.path().join("info.json"), &info).unwrap();
+    let info: serde_json::Value = serde_json::from_slice(&info).unwrap();
+    let size = |i: usize| {
+        info["archives"][i]["stats"]["original_size"]
+            .as_f64()
+            .unwrap()
+    };
+
+    let source = |name: &str, tz: &str| {
+        let mut s = BackupSourceConfig::new(name, BackupFormat::Borg, "list.json");
+        s.info_file = Some("info.json".into());
+        s.timezone = Some(TimeZoneName(tz.into()));
+        s
+    };
+    let m = BackupMonitor::new(
+        config(vec![source("utc", "UTC"), source("tokyo", "Asia/Tokyo")]),
+        dir.path().to_path_buf(),
+    );
+    let now = after + Duration::from_secs(60);
+    let s = collect_at(&m, now).await;
+    assert_eq!(v(&s, "backup_source_up", "utc"), Some(1.0));
+    assert_eq!(v(&s, "backup_snapshots", "utc"), Some(2.0));
+    let last = v(&s, "backup_last_success_timestamp_seconds", "utc").unwrap();
+    // Borg writes whole seconds.
+    assert!(
+        last <= secs(after) + 1.0 && last > secs(after) - 600.0,
+        "{last} vs {}",
+        secs(after)
+    );
+    // The same zone-less dates read as Tokyo time are 9 hours earlier.
+    assert_eq!(
+        v(&s, "backup_last_success_timestamp_seconds", "tokyo"),
+        Some(last - 9.0 * 3600.0)
+    );
+    assert_eq!(v(&s, "backup_last_size_bytes", "utc"), Some(size(1)));
+    assert_eq!(v(&s, "backup_last_files", "utc"), Some(1.0));
+    assert_eq!(
+        v(&s, "backup_size_change_ratio", "utc"),
+        Some(size(1) / size(0))
+    );
+    assert!(size(1) < size(0));
+    assert_eq!(v(&s, "backup_verification_success", "utc"), None);
+
+    // Pruned to one archive: the count and the oldest time move.
+    run(borg(&base, &repo).args(["delete", "::first"]));
+    std::fs::write(
+        dir.path().join("list.json"),
+        run(borg(&base, &repo).args(["list", "--json"])),
+    )
+    .unwrap();
+    let s = collect_at(&m, now).await;
+    assert_eq!(v(&s, "backup_snapshots", "utc"), Some(1.0));
+    assert_eq!(v(&s, "backup_oldest_timestamp_seconds", "utc"), Some(last));
+    assert_eq!(v(&s, "backup_size_change_ratio", "utc"), None);
+
+    // Old: 31 days later nothing is inside retention.
+    let s = collect_at(&m, now + Duration::from_secs(31 * DAY)).await;
+    assert_eq!(v(&s, "backup_snapshots", "utc"), Some(0.0));
+}
+
+#[tokio::test]
+async fn borg_zoneless_dates_default_to_the_local_zone_and_checkpoints_do_not_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = r#"{"archives":[
+ {"archive":"n1","name":"n1","id":"1","start":"2026-11-24T01:00:00.000000","time":"2026-11-24T01:00:00.000000"},
+ {"archive":"n2.checkpoint","name":"n2.checkpoint","id":"2","start":"2026-11-25T01:00:00.000000","time":"2026-11-25T01:00:00.000000"}]}"#;
+    std::fs::write(dir.path().join("list.json"), list).unwrap();
+    let m = BackupMonitor::new(
+        config(vec![BackupSourceConfig::new(
+            "b",
+            BackupFormat::Borg,
+            "list.json",
+        )]),
+        dir.path().to_path_buf(),
+    );
+    let s = collect_at(
+        &m,
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_564_800),
+    )
+    .await;
+    let local = jiff::tz::TimeZone::system();
+    let expected = local
+        .to_timestamp("2026-11-24T01:00:00".parse().unwrap())
+        .unwrap()
+        .as_second() as f64;
+    assert_eq!(
+        v(&s, "backup_last_success_timestamp_seconds", "b"),
+        Some(expected)
+    );
+    assert_eq!(v(&s, "backup_snapshots", "b"), Some(1.0));
+    assert_eq!(
+        target(&s, "b").health,
+        Health::Findings,
+        "the newest run is a checkpoint (partial)"
+    );
+
+    // A date borg never writes is a parse error naming the archive, not a panic.
+    std::fs::write(
+        dir.path().join("list.json"),
+        r#"{"archives":[{"name":"x","time":"24.11.2026 01:00"}]}"#,
+    )
+    .unwrap();
+    let s = collect_at(&m, SystemTime::now()).await;
+    assert_eq!(v(&s, "backup_source_up", "b"), Some(0.0));
+    assert!(target(&s, "b")
+        .error
+        .as_deref()
+        .unwrap_or("")
+        .contains("archive [0]"));
+}
+
+// ---------------------------------------------------------------- PostgreSQL
+
+struct Postgres {
+    bin: PathBuf,
+    data: PathBuf,
+    as_postgres: bool,
+}
+
+impl Postgres {
+    fn cmd(&self, tool: &str, args: &[String]) -> Command {
+        let exe = self.bin.join(tool);
+        if self.as_postgres {
+            let mut line = shell_quote(&exe.to_string_lossy());
+            for a in args {
+                line.push(' ');
+                line.push_str(&shell_quote(a));
+            }
+            let mut c = Command::new("su");
+            c.args(["postgres", "-s", "/bin/sh", "-c", &line]);
+            c
+        } else {
+            let mut c = Command::new(exe);
+            c.args(args);
+            c
+        }
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let args = vec![
+            "-D".to_string(),
+            self.data.display().to_string(),
+            "-m".into(),
+            "immediate".into(),
+            "stop".into(),
+        ];
+        let _ = self
+            .cmd("pg_ctl", &args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A real `pg_basebackup -Fp` of a fresh cluster; returns the backup folder.
+fn real_basebackup(root: &Path) -> PathBuf {
+    // /usr/local/bin may hold a symbolic link: the other tools sit beside the real one.
+    let initdb = std::fs::canonicalize(require("initdb", "postgresql")).unwrap();
+    let bin = initdb.parent().map(Path::to_path_buf).unwrap_or_default();
+    let is_root = String::from_utf8_lossy(&run(Command::new("id").arg("-u"))).trim() == "0";
+    if is_root {
+        // PostgreSQL refuses to run as root: hand the folder to the postgres user.
+        let uid: u32 = String::from_utf8_lossy(&run(Command::new("id").args(["-u", "postgres"])))
+            .trim()
+            .parse()
+            .unwrap();
+        std::os::unix::fs::chown(root, Some(uid), None).unwrap();
+    }
+    let data = root.join("cluster");
+    let backup = root.join("basebackup");
+    let pg = Postgres {
+        bin,
+        data: data.clone(),
+        as_postgres: is_root,
+    };
+    let port = free_port().to_string();
+    let d = data.display().to_string();
+    run(&mut pg.cmd(
+        "initdb",
+        &["-D".into(), d.clone(), "-A".into(), "trust".into()],
+    ));
+    let opts = format!(
+        "-p {port} -k {} -c listen_addresses=127.0.0.1",
+        root.display()
+    );
+    run(&mut pg.cmd(
+        "pg_ctl",
+        &[
+            "-D".into(),
+            d.clone(),
+            "-o".into(),
+            opts,
+            "-l".into(),
+            root.join("log").display().to_string(),
+            "-w".into(),
+            "start".into(),
+        ],
+    ));
+    run(&mut pg.cmd(
+        "pg_basebackup",
+        &[
+            "-h".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            port,
+            "-U".into(),
+            "postgres".into(),
+            "-D".into(),
+            backup.display().to_string(),
+            "-Fp".into(),
+            "-Xs".into(),
+        ],
+    ));
+    drop(pg);
+    backup
+}
+
+fn manifest_files(manifest: &Path) -> Vec<(String, u64)> {
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(manifest).unwrap()).unwrap();
+    m["Files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["Path"].as_str().unwrap().to_string(),
+                f["Size"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn real_pg_basebackup_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let backup = real_basebackup(dir.path());
+    let manifest = backup.join("backup_manifest");
+    let files = manifest_files(&manifest);
+    let total: u64 = files.iter().map(|f| f.1).sum();
+
+    let mut checked = BackupSourceConfig::new("pg", BackupFormat::PgBackupManifest, "basebackup");
+    checked.verify = VerifyMode::Checksums;
+    let mut sizes = BackupSourceConfig::new(
+        "pg_sizes",
+        BackupFormat::PgBackupManifest,
+        "basebackup/backup_manifest",
+    );
+    sizes.verify = VerifyMode::Sizes;
+    let plain = BackupSourceConfig::new("pg_plain", BackupFormat::PgBackupManifest, "basebackup");
+    let m = BackupMonitor::new(
+        config(vec![checked, sizes, plain]),
+        dir.path().to_path_buf(),
+    );
+    let now = SystemTime::now() + Duration::from_secs(60);
+    let s = collect_at(&m, now).await;
+    for src in ["pg", "pg_sizes", "pg_plain"] {
+        assert_eq!(
+            v(&s, "backup_source_up", src),
+            Some(1.0),
+            "{src}: {:?}",
+            target(&s, src)
+        );
+        assert_eq!(
+            v(&s, "backup_verification_success", src),
+            Some(1.0),
+            "{src}: {:?}",
+            target(&s, src)
+        );
+        assert_eq!(v(&s, "backup_snapshots", src), Some(1.0));
+    }
+    assert_eq!(v(&s, "backup_last_files", "pg"), Some(files.len() as f64));
+    assert_eq!(v(&s, "backup_last_size_bytes", "pg"), Some(total as f64));
+    let mtime = secs(std::fs::metadata(&manifest).unwrap().modified().unwrap());
+    assert_eq!(
+        v(&s, "backup_last_success_timestamp_seconds", "pg"),
+        Some(mtime)
+    );
+
+    // Change one byte of a backed-up file, keeping its size: only checksums see it.
+    let victim = backup.join("PG_VERSION");
+    let original = std::fs::read(&victim).unwrap();
+    let mut changed = original.clone();
+    changed[0] ^= 0x01;
+    std::fs::write(&victim, &changed).unwrap();
+    let s = collect_at(&m, now).await;
+    assert_eq!(v(&s, "backup_verification_success", "pg"), Some(0.0));
+    assert!(
+        target(&s, "pg")
+            .summary
+            .contains("another checksum: PG_VERSION"),
+        "{}",
+        target(&s, "pg").summary
+    );
+    assert_eq!(v(&s, "backup_verification_success", "pg_sizes"), Some(1.0));
+    std::fs::write(&victim, &original).unwrap();
+    let s = collect_at(&m, now).await;
+    assert_eq!(v(&s, "backup_verification_success", "pg"), Some(1.0));
+
+    // Delete a backed-up file.
+    let (gone, _) = files
+        .iter()
+        .find(|f| f.0.starts_with("global/"))
+        .unwrap()
+        .clone();
+    std::fs::remove_file(backup.join(&gone)).unwrap();
+    let s = collect_at(&m, now).await;
+    assert_eq!(v(&s, "backup_verification_success", "pg"), Some(0.0));
+    assert_eq!(v(&s, "backup_verification_success", "pg_sizes"), Some(0.0));
+    assert!(
+        target(&s, "pg_sizes")
+            .summary
+            .contains(&format!("missing: {gone}")),
+        "{}",
+        target(&s, "pg_sizes").summary
+    );
+    assert_eq!(
+        v(&s, "backup_verification_success", "pg_plain"),
+        Some(1.0),
+        "no file checks without verify"
+    );
+
+    // A listed file with another size.
+    std::fs::write(backup.join(&gone), b"short").unwrap();
+    let s = collect_at(&m, now).await;
+    assert!(
+        target(&s, "pg_sizes")
+            .summary
+            .contains(&format!("another size: {gone}")),
+        "{}",
+        target(&s, "pg_sizes").summary
+    );
+
+    // Edit the manifest itself: its Manifest-Checksum no longer matches.
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let edited = text.replacen("\"Size\": ", "\"Size\": 1", 1);
+    assert_ne!(text, edited);
+    std::fs::write(&manifest, edited).unwrap();
+    let s = collect_at(&m, now).await;
+    assert_eq!(v(&s, "backup_source_up", "pg_plain"), Some(1.0));
+    assert_eq!(v(&s, "backup_verification_success", "pg_plain"), Some(0.0));
+    assert!(target(&s, "pg_plain")
+        .summary
+        .contains("Manifest-Checksum does not match"));
+
+    // Make the backup old.
+    let old = now - Duration::from_secs(40 * DAY);
+    set_mtime(&manifest, old);
+    let s = collect_at(&m, now).await;
+    assert_eq!(v(&s, "backup_snapshots", "pg_plain"), Some(0.0));
+    assert_eq!(
+        v(&s, "backup_last_success_timestamp_seconds", "pg_plain"),
+        Some(secs(old))
+    );
+
+    // Truncated manifest: down, stale values kept.
+    std::fs::write(&manifest, &text.as_bytes()[..text.len() / 3]).unwrap();
+    let s = collect_at(&m, now).await;
+    assert_eq!(v(&s, "backup_source_up", "pg_plain"), Some(0.0));
+    assert_eq!(
+        v(&s, "backup_last_success_timestamp_seconds", "pg_plain"),
+        Some(secs(old))
+    );
+}
+
+#[tokio::test]
+async fn pg_checksum_verification_is_cost_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let backup = real_basebackup(dir.path());
+    let files = manifest_files(&backup.join("backup_manifest"));
+    let mut src = BackupSourceConfig::new("pg", BackupFormat::PgBackupManifest, "basebackup");
+    src.verify = VerifyMode::Checksums;
+    // 8 KiB per check: one relation page per check, the rest on later checks.
+    src.verify_max_bytes = ByteSize(8192);
+    let m = BackupMonitor::new(config(vec![src]), dir.path().to_path_buf());
+    let s = collect_at(&m, SystemTime::now()).await;
+    assert_eq!(
+        v(&s, "backup_verification_success", "pg"),
+        None,
+        "not complete after one check"
+    );
+    assert!(
+        target(&s, "pg").summary.contains("verified so far"),
+        "{}",
+        target(&s, "pg").summary
+    );
+    // Each check hashes at least one more file, so this ends.
+    let mut checks = 1;
+    while v(&s_again(&m).await, "backup_verification_success", "pg").is_none() {
+        checks += 1;
+        assert!(checks <= files.len() + 1, "verification never completes");
+    }
+    assert_eq!(
+        v(&s_again(&m).await, "backup_verification_success", "pg"),
+        Some(1.0)
+    );
+}
+
+async fn s_again(m: &BackupMonitor) -> Snapshot {
+    collect_at(m, SystemTime::now()).await
+}
+
+// ---------------------------------------------------------------- own manifest
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[tokio::test]
+async fn own_manifest_runs_verification_and_failed_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    write_data(&runs, &[("db.sql.gz", 4096), ("etc.tar", 1024)]);
+    let db = std::fs::read(runs.join("db.sql.gz")).unwrap();
+    let etc = std::fs::read(runs.join("etc.tar")).unwrap();
+    let old = r#"{"version":1,"id":"n1","start":"2026-11-23T01:00:00Z","end":"2026-11-23T01:05:00Z","status":"success","size":10240,"files":3}"#;
+    let new = format!(
+        r#"{{"version":1,"id":"n2","start":"2026-11-24T01:00:00Z","end":"2026-11-24T01:05:00Z","status":"success",
+"files":[{{"path":"db.sql.gz","size":4096,"sha256":"{}"}},{{"path":"etc.tar","size":1024,"sha256":"{}"}}]}}"#,
+        sha256_hex(&db),
+        sha256_hex(&etc)
+    );
+    std::fs::write(runs.join("2026-11-23.json"), old).unwrap();
+    std::fs::write(runs.join("2026-11-24.json"), new).unwrap();
+    let mut src = BackupSourceConfig::new("scripts", BackupFormat::Manifest, "runs/*.json");
+    src.verify = VerifyMode::Checksums;
+    src.max_age = Some(HumanDuration(Duration::from_secs(26 * 3600)));
+    let m = BackupMonitor::new(config(vec![src]), dir.path().to_path_buf());
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_482_000 + 3600); // 2026-11-24T02:00:00Z
+    let end2 = 1_795_482_000.0 + 300.0; // 2026-11-24T01:05:00Z
+    let s = collect_at(&m, now).await;
+    assert_eq!(v(&s, "backup_source_up", "scripts"), Some(1.0));
+    assert_eq!(
+        v(&s, "backup_last_success_timestamp_seconds", "scripts"),
+        Some(end2)
+    );
+    assert_eq!(v(&s, "backup_last_size_bytes", "scripts"), Some(5120.0));
+    assert_eq!(v(&s, "backup_last_files", "scripts"), Some(2.0));
+    assert_eq!(v(&s, "backup_size_change_ratio", "scripts"), Some(0.5));
+    assert_eq!(v(&s, "backup_snapshots", "scripts"), Some(2.0));
+    assert_eq!(v(&s, "backup_verification_success", "scripts"), Some(1.0));
+    assert_eq!(target(&s, "scripts").health, Health::Ok);
+
+    // A later failed run is not a success: the last success stays, and it is a finding.
+    std::fs::write(
+        runs.join("2026-11-25.json"),
+        r#"{"version":1,"id":"n3","start":"2026-11-25T01:00:00Z","end":"2026-11-25T01:01:00Z","status":"partial","size":10}"#,
+    )
+    .unwrap();
+    let later = now + Duration::from_secs(DAY);
+    let s = collect_at(&m, later).await;
+    assert_eq!(
+        v(&s, "backup_last_success_timestamp_seconds", "scripts"),
+        Some(end2)
+    );
+    assert_eq!(v(&s, "backup_snapshots", "scripts"), Some(2.0));
+    let t = target(&s, "scripts");
+    assert_eq!(t.health, Health::Findings);
+    assert!(t.summary.contains("failed or is partial"), "{}", t.summary);
+
+    // Change a byte of a listed file (same size).
+    let mut changed = etc.clone();
+    changed[10] ^= 0xff;
+    std::fs::write(runs.join("etc.tar"), &changed).unwrap();
+    let s = collect_at(&m, now).await;
+    assert_eq!(v(&s, "backup_verification_success", "scripts"), Some(0.0));
+    // Delete one.
+    std::fs::write(runs.join("etc.tar"), &etc).unwrap();
+    std::fs::remove_file(runs.join("db.sql.gz")).unwrap();
+    let s = collect_at(&m, now).await;
+    assert_eq!(v(&s, "backup_verification_success", "scripts"), Some(0.0));
+    assert!(target(&s, "scripts").summary.contains("missing: db.sql.gz"));
+}
+
+// ---------------------------------------------------------------- directory
+
+#[tokio::test]
+async fn directory_of_dumps() {
+    let dir = tempfile::tempdir().unwrap();
+    let dumps = dir.path().join("dumps");
+    write_data(
+        &dumps,
+        &[("a.sql.gz", 100), ("b.sql.gz", 300), ("notes.txt", 5)],
+    );
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_564_800);
+    set_mtime(&dumps.join("a.sql.gz"), now - Duration::from_secs(2 * DAY));
+    set_mtime(&dumps.join("b.sql.gz"), now - Duration::from_secs(DAY));
+    set_mtime(&dumps.join("notes.txt"), now);
+    let mut src = BackupSourceConfig::new("dumps", BackupFormat::Directory, "dumps");
+    src.pattern = Some(GlobPattern("*.sql.gz".into()));
+    let mut none = BackupSourceConfig::new("empty", BackupFormat::Directory, "dumps");
+    none.pattern = Some(GlobPattern("*.tar.zst".into()));
+    let missing = BackupSourceConfig::new("missing", BackupFormat::Directory, "no-such-folder");
+    let m = BackupMonitor::new(config(vec![src, none, missing]), dir.path().to_path_buf());
+    let s = collect_at(&m, now).await;
+    assert_eq!(
+        v(&s, "backup_last_success_timestamp_seconds", "dumps"),
+        Some(secs(now) - DAY as f64)
+    );
+    assert_eq!(
+        v(&s, "backup_oldest_timestamp_seconds", "dumps"),
+        Some(secs(now) - 2.0 * DAY as f64)
+    );
+    assert_eq!(v(&s, "backup_last_size_bytes", "dumps"), Some(300.0));
+    assert_eq!(v(&s, "backup_size_change_ratio", "dumps"), Some(3.0));
+    assert_eq!(v(&s, "backup_snapshots", "dumps"), Some(2.0));
+    // No matching file: readable, no backup.
+    assert_eq!(v(&s, "backup_source_up", "empty"), Some(1.0));
+    assert_eq!(v(&s, "backup_snapshots", "empty"), Some(0.0));
+    assert_eq!(
+        v(&s, "backup_last_success_timestamp_seconds", "empty"),
+        Some(0.0)
+    );
+    assert!(target(&s, "empty").summary.contains("matches *.tar.zst"));
+    // A missing folder is that source's error only.
+    assert_eq!(v(&s, "backup_source_up", "missing"), Some(0.0));
+    assert_eq!(
+        v(&s, "backup_last_success_timestamp_seconds", "missing"),
+        None
+    );
+    assert_eq!(target(&s, "missing").health, Health::Error);
+    assert!(target(&s, "missing")
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("does not exist"));
+
+    // The newest dump gets old; a new, much smaller one arrives.
+    write_data(&dumps, &[("c.sql.gz", 30)]);
+    set_mtime(&dumps.join("c.sql.gz"), now);
+    let s = collect_at(&m, now).await;
+    assert_eq!(v(&s, "backup_size_change_ratio", "dumps"), Some(0.1));
+    let s = collect_at(&m, now + Duration::from_secs(30 * DAY)).await;
+    assert_eq!(v(&s, "backup_snapshots", "dumps"), Some(1.0));
+}
+
+// ---------------------------------------------------------------- config
+
+fn load(yaml: &str) -> Result<homelab_monitor::config::ConfigFile, String> {
+    parse(yaml, Path::new("monitoring-config.yaml")).map_err(|e| e.to_string())
+}
+
+#[test]
+fn config_formats_are_validated_at_load() {
+    let ok = load(
+        "custom_monitors:\n  backup_validation:\n    enabled: true\n    check_interval: \"1d\"\n    retention_days: 30\n    sources:\n      - { name: nas, format: restic, path: \"backups/restic-snapshots.json\", max_age: \"26h\" }\n",
+    )
+    .unwrap();
+    let b = ok.custom_monitors.backup_validation.unwrap();
+    assert_eq!(b.sources[0].format, BackupFormat::Restic);
+    assert_eq!(
+        b.sources[0].max_age,
+        Some(HumanDuration(Duration::from_secs(26 * 3600)))
+    );
+
+    let e = load("custom_monitors:\n  backup_validation:\n    sources:\n      - name: nas\n        format: resticc\n        path: x.json\n").unwrap_err();
+    assert!(e.contains("monitoring-config.yaml"), "{e}");
+    // The line of the source entry that holds the bad format.
+    assert!(e.contains("line 4"), "{e}");
+    assert!(e.contains("sources[0].format"), "{e}");
+    assert!(e.contains("unknown backup format `resticc`"), "{e}");
+    assert!(e.contains("did you mean `restic`?"), "{e}");
+
+    let e = load("custom_monitors:\n  backup_validation:\n    sources:\n      - { name: db, format: pg_manifest, path: x }\n").unwrap_err();
+    assert!(e.contains("did you mean `pg_backup_manifest`?"), "{e}");
+
+    let e = load("custom_monitors:\n  backup_validation:\n    sources:\n      - { name: b, format: borg, path: x, timezone: Mars/Olympus }\n").unwrap_err();
+    assert!(e.contains("unknown time zone"), "{e}");
+    assert!(load("custom_monitors:\n  backup_validation:\n    sources:\n      - { name: b, format: borg, path: x, timezone: Europe/Berlin }\n").is_ok());
+
+    let e = load("custom_monitors:\n  backup_validation:\n    sources:\n      - { name: b, format: borg, path: x, stats_file: s.json }\n").unwrap_err();
+    assert!(e.contains("applies to format restic only"), "{e}");
+
+    let e = load("custom_monitors:\n  backup_validation:\n    sources:\n      - { name: b, format: borg, path: x, infofile: i.json }\n").unwrap_err();
+    assert!(e.contains("did you mean `info_file`?"), "{e}");
+
+    let e = load("custom_monitors:\n  backup_validation:\n    sources:\n      - { name: a, format: borg, path: x }\n      - { name: a, format: restic, path: y }\n").unwrap_err();
+    assert!(e.contains("used twice"), "{e}");
+
+    let e = load("custom_monitors:\n  backup_validation:\n    sources:\n      - { name: a, format: manifest, path: x, verify: everything }\n").unwrap_err();
+    assert!(e.contains("verify"), "{e}");
+}
+
+#[test]
+fn schema_and_parser_agree() {
+    use homelab_monitor::monitors::backups::manifest;
+    let schema: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/schemas/backup-manifest.schema.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let run = &schema["$defs"]["run"];
+    let statuses: Vec<&str> = run["properties"]["status"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["success", "failed", "partial", "running"]);
+    for st in &statuses {
+        let doc = format!(
+            r#"{{"version":1,"id":"x","start":"2026-11-24T01:00:00Z","end":"2026-11-24T01:10:00Z","status":"{st}"}}"#
+        );
+        assert!(manifest::parse(doc.as_bytes()).is_ok(), "{st}");
+    }
+    let required: Vec<&str> = run["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert_eq!(required, ["version", "id", "start", "status"]);
+    // Each required key is required by the parser too.
+    let full =
+        serde_json::json!({"version":1,"id":"x","start":"2026-11-24T01:00:00Z","status":"failed"});
+    assert!(manifest::parse(full.to_string().as_bytes()).is_ok());
+    for key in required {
+        let mut doc = full.clone();
+        doc.as_object_mut().unwrap().remove(key);
+        assert!(
+            manifest::parse(doc.to_string().as_bytes()).is_err(),
+            "{key} should be required"
+        );
+    }
+}
+
+#[test]
+fn registered_from_config_with_interval_override() {
+    use homelab_monitor::config::Config;
+    use homelab_monitor::monitors::{build, Overrides};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("monitoring-config.yaml");
+    std::fs::write(
+        &path,
+        "custom_monitors:\n  backup_validation:\n    check_interval: \"1d\"\n    sources:\n      - { name: nas, format: restic, path: snaps.json }\n",
+    )
+    .unwrap();
+    let cfg = Config::load(&path).unwrap();
+    let monitors = build(&cfg, &Overrides::default());
+    let m = monitors
+        .iter()
+        .find(|m| m.name() == "backup_validation")
+        .expect("backup monitor registered");
+    assert_eq!(m.check_interval(), Duration::from_secs(DAY));
+    assert!(
+        m.describe().contains("nas (restic snaps.json)"),
+        "{}",
+        m.describe()
+    );
+    let ov = Overrides {
+        interval: Some(Duration::from_secs(300)),
+        ..Overrides::default()
+    };
+    let monitors = build(&cfg, &ov);
+    let m = monitors
+        .iter()
+        .find(|m| m.name() == "backup_validation")
+        .unwrap();
+    assert_eq!(m.check_interval(), Duration::from_secs(300));
+}
+
+#[tokio::test]
+async fn special_files_are_refused_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("snaps.json");
+    run(Command::new("mkfifo").arg(&fifo));
+    let m = BackupMonitor::new(
+        config(vec![
+            BackupSourceConfig::new("fifo", BackupFormat::Restic, "snaps.json"),
+            BackupSourceConfig::new("folder", BackupFormat::Borg, "."),
+        ]),
+        dir.path().to_path_buf(),
+    );
+    let s = collect_at(&m, SystemTime::now()).await;
+    for src in ["fifo", "folder"] {
+        assert_eq!(v(&s, "backup_source_up", src), Some(0.0));
+        assert!(
+            target(&s, src)
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("not a regular file"),
+            "{:?}",
+            target(&s, src)
+        );
+    }
+}

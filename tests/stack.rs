@@ -1,0 +1,375 @@
+//! The stack test: a real Prometheus with the shipped rules scrapes the
+//! exporter (serving fixture data) and a real node_exporter. Every query of
+//! every dashboard panel and variable must parse and return data, and exactly
+//! the alerts the fixtures should trigger must fire.
+//!
+//! The rules are loaded with every `for:` set to 0s: the `for` durations are
+//! covered by `promtool test rules` (tests/alerts.rs); here the expressions
+//! meet real scraped series.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new(tool("openssl", "openssl"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A self-signed certificate valid for `days` from now.
+fn cert(dir: &Path, name: &str, days: u32) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.pem"),
+            "-days",
+            &days.to_string(),
+            "-subj",
+            &format!("/CN={name}.homelab.lan"),
+        ],
+    );
+}
+
+fn expired_cert(dir: &Path) {
+    let mut p = rcgen::CertificateParams::new(vec!["expired.homelab.lan".to_string()]).unwrap();
+    p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    p.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let c = p.self_signed(&key).unwrap();
+    std::fs::write(dir.join("expired.pem"), c.pem()).unwrap();
+}
+
+fn query(port: u16, expr: &str) -> serde_json::Value {
+    let enc: String = expr
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let r = get(port, &format!("/api/v1/query?query={enc}"));
+    let start = r.body.find('{').unwrap_or(0);
+    let end = r.body.rfind('}').map(|i| i + 1).unwrap_or(r.body.len());
+    serde_json::from_str(&r.body[start..end]).unwrap_or_else(|e| panic!("{expr}: {e}: {}", r.body))
+}
+
+fn substitute(expr: &str) -> String {
+    expr.replace("$__rate_interval", "1m")
+        .replace("$job", ".*")
+        .replace("$instance", ".*")
+        .replace("$node", ".*")
+        .replace("$state_file", ".*")
+}
+
+fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn dashboards_and_alerts_against_a_real_prometheus() {
+    let prometheus = tool("prometheus", "prometheus");
+    let node_exporter = tool("prometheus-node-exporter", "prometheus-node-exporter");
+    let ex = example_copy();
+    let d = ex.path();
+    // Drift reports carry their own timestamp; drop it so report age = file age (fresh).
+    for f in [
+        "terraform/drift.json",
+        "terraform/environments/prod/drift.json",
+        "terraform/environments/staging/drift.json",
+    ] {
+        let p = d.join(f);
+        let mut v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        v.as_object_mut().unwrap().remove("timestamp");
+        std::fs::write(&p, v.to_string()).unwrap();
+    }
+    // Certificates: fine, inside warning_days, inside critical_days, expired.
+    let certs = d.join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    cert(&certs, "fine", 400);
+    cert(&certs, "soon", 20);
+    cert(&certs, "urgent", 3);
+    expired_cert(&certs);
+    for k in ["fine.key", "soon.key", "urgent.key"] {
+        std::fs::remove_file(certs.join(k)).unwrap();
+    }
+    // A live endpoint with a self-signed chain (does not verify).
+    let tls_dir = tempfile::tempdir().unwrap();
+    cert(tls_dir.path(), "selfsigned", 400);
+    let tls_port = free_port();
+    let s_server = Command::new(tool("openssl", "openssl"))
+        .args([
+            "s_server",
+            "-accept",
+            &format!("127.0.0.1:{tls_port}"),
+            "-cert",
+            "selfsigned.pem",
+            "-key",
+            "selfsigned.key",
+            "-www",
+            "-quiet",
+        ])
+        .current_dir(tls_dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _s = Kill(s_server);
+    wait_for("s_server", 30, || {
+        std::net::TcpStream::connect(("127.0.0.1", tls_port)).ok()
+    });
+
+    // Backups: healthy, shrunk, stopped, tampered, pruned too hard, gone.
+    let b = d.join("backups");
+    let now = std::time::SystemTime::now();
+    let at = |hours_ago: u64| {
+        humantime::format_rfc3339_seconds(now - Duration::from_secs(hours_ago * 3600)).to_string()
+    };
+    let run = |hours_ago: u64, size: u64| serde_json::json!({"version": 1, "id": format!("run-{hours_ago}"), "start": at(hours_ago + 1), "end": at(hours_ago), "status": "success", "size": size});
+    let write_json = |rel: &str, v: serde_json::Value| {
+        let p = b.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, v.to_string()).unwrap();
+    };
+    write_json(
+        "nightly/manifest.json",
+        serde_json::json!([
+            run(97, 1000),
+            run(73, 1010),
+            run(49, 1020),
+            run(25, 1030),
+            run(1, 1040)
+        ]),
+    );
+    write_json(
+        "shrunk/manifest.json",
+        serde_json::json!([run(73, 1000), run(49, 1000), run(25, 1000), run(1, 100)]),
+    );
+    write_json(
+        "stale/manifest.json",
+        serde_json::json!([run(120, 1000), run(96, 1000), run(72, 1000)]),
+    );
+    // The newest tampered run lists a file that is not there any more.
+    std::fs::create_dir_all(b.join("tampered")).unwrap();
+    std::fs::write(b.join("tampered/db.sql.gz"), vec![7u8; 64]).unwrap();
+    let mut last = run(1, 128);
+    last["files"] =
+        serde_json::json!([{"path": "db.sql.gz", "size": 64}, {"path": "uploads.tar", "size": 64}]);
+    write_json(
+        "tampered/manifest.json",
+        serde_json::json!([run(49, 128), run(25, 128), last]),
+    );
+    std::fs::create_dir_all(b.join("pruned")).unwrap();
+    std::fs::write(b.join("pruned/dump-latest.sql.gz"), vec![1u8; 2048]).unwrap();
+
+    std::fs::write(
+        d.join("stack.yaml"),
+        format!(
+            "custom_monitors:\n  terraform_state:\n    check_interval: 2s\n    state_files:\n      - terraform/terraform.tfstate\n      - terraform/environments/*/terraform.tfstate\n  certificate_expiry:\n    check_interval: 2s\n    warning_days: 30\n    critical_days: 7\n    paths: [certs/]\n    endpoints: [\"127.0.0.1:{tls_port}\"]\n  backup_validation:\n    check_interval: 2s\n    retention_days: 30\n    sources:\n      - {{ name: nightly, format: manifest, path: backups/nightly/manifest.json, max_age: 26h }}\n      - {{ name: shrunk, format: manifest, path: backups/shrunk/manifest.json, max_age: 26h }}\n      - {{ name: stale, format: manifest, path: backups/stale/manifest.json, max_age: 26h }}\n      - {{ name: tampered, format: manifest, path: backups/tampered/manifest.json, verify: sizes }}\n      - {{ name: pruned, format: directory, path: backups/pruned, pattern: \"*.sql.gz\" }}\n      - {{ name: gone, format: directory, path: backups/gone }}\n"
+        ),
+    )
+    .unwrap();
+    let exporter = Exporter::start(d, &["--config", "stack.yaml"]);
+    exporter.wait_ready();
+
+    let node_port = free_port();
+    let node = Command::new(node_exporter)
+        .args([&format!("--web.listen-address=127.0.0.1:{node_port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _n = Kill(node);
+
+    // The shipped rules with every `for:` removed.
+    let work = tempfile::tempdir().unwrap();
+    let rules = std::fs::read_to_string(repo().join("alerts/homelab-monitor.rules.yml")).unwrap();
+    let rules: String = rules
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("for: ") {
+                format!("{}for: 0s", &l[..l.len() - l.trim_start().len()])
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(work.path().join("rules.yml"), rules).unwrap();
+    std::fs::write(
+        work.path().join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [rules.yml]\nscrape_configs:\n  - job_name: homelab-monitor\n    static_configs: [{{targets: ['127.0.0.1:{}']}}]\n  - job_name: node\n    static_configs: [{{targets: ['127.0.0.1:{node_port}']}}]\n",
+            exporter.port
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let prom = Command::new(prometheus)
+        .args([
+            "--config.file=prometheus.yml".to_string(),
+            format!("--storage.tsdb.path={}", work.path().join("data").display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+        ])
+        .current_dir(work.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _p = Kill(prom);
+    wait_for("prometheus ready", 60, || {
+        http(port, "GET", "/-/ready", "")
+            .ok()
+            .filter(|r| r.status == 200)
+    });
+    wait_for("both targets up", 60, || {
+        let v = query(port, "count(up == 1)");
+        (v["data"]["result"][0]["value"][1] == "2").then_some(())
+    });
+    // rate() over 1m needs a few samples; let some scrapes and evaluations pass.
+    std::thread::sleep(Duration::from_secs(8));
+
+    // Every dashboard: every panel query and variable query returns data.
+    let mut checked = 0;
+    let mut empty = Vec::new();
+    for entry in std::fs::read_dir(repo().join("dashboards")).unwrap() {
+        let path = entry.unwrap().path();
+        let dash: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        for v in dash["templating"]["list"].as_array().unwrap() {
+            let Some(q) = v["definition"].as_str() else {
+                continue;
+            };
+            // label_values(selector, label)
+            let inner = q.trim_start_matches("label_values(").trim_end_matches(')');
+            let (sel, label) = inner.rsplit_once(',').unwrap();
+            let r = query(
+                port,
+                &format!("count by ({}) ({})", label.trim(), substitute(sel.trim())),
+            );
+            assert_eq!(r["status"], "success", "{name} variable {q}: {r}");
+            if r["data"]["result"]
+                .as_array()
+                .map(|a| a.is_empty())
+                .unwrap_or(true)
+            {
+                empty.push(format!("{name}: variable {q}"));
+            }
+            checked += 1;
+        }
+        for panel in dash["panels"].as_array().unwrap() {
+            for t in panel["targets"].as_array().unwrap() {
+                let expr = substitute(t["expr"].as_str().unwrap());
+                let r = query(port, &expr);
+                assert_eq!(
+                    r["status"], "success",
+                    "{name} / {}: {expr}: {r}",
+                    panel["title"]
+                );
+                if r["data"]["result"]
+                    .as_array()
+                    .map(|a| a.is_empty())
+                    .unwrap_or(true)
+                {
+                    empty.push(format!("{name} / {}: {expr}", panel["title"]));
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 60, "only {checked} queries");
+    assert!(
+        empty.is_empty(),
+        "queries without data:\n{}",
+        empty.join("\n")
+    );
+
+    // Alerts: exactly the expected ones fire.
+    let firing = wait_for("alerts", 60, || {
+        let r = get(port, "/api/v1/alerts");
+        let start = r.body.find('{')?;
+        let v: serde_json::Value =
+            serde_json::from_str(&r.body[start..r.body.rfind('}')? + 1]).ok()?;
+        let set: BTreeSet<String> = v["data"]["alerts"]
+            .as_array()?
+            .iter()
+            .filter(|a| a["state"] == "firing")
+            .map(|a| {
+                let l = &a["labels"];
+                let key = ["state_file", "path", "endpoint", "source", "monitor"]
+                    .iter()
+                    .find_map(|k| {
+                        l[*k].as_str().filter(|_| {
+                            *k != "source" || l["path"].is_null() && l["endpoint"].is_null()
+                        })
+                    })
+                    .unwrap_or("");
+                format!("{} {}", l["alertname"].as_str().unwrap_or(""), key)
+            })
+            .collect();
+        (set.len() >= 15).then_some(set)
+    });
+    let expected: BTreeSet<String> = [
+        "TerraformStateDrift terraform/environments/prod/terraform.tfstate",
+        "TerraformPendingChanges terraform/terraform.tfstate",
+        "TerraformTaintedInstances terraform/terraform.tfstate",
+        "TerraformDeposedInstances terraform/environments/prod/terraform.tfstate",
+        "TerraformChecksFailing terraform/environments/prod/terraform.tfstate",
+        "CertificateExpiringWarning certs/soon.pem",
+        "CertificateExpiringWarning certs/urgent.pem",
+        "CertificateExpiringCritical certs/urgent.pem",
+        "CertificateExpired certs/expired.pem",
+        &format!("CertificateNotVerified 127.0.0.1:{tls_port}"),
+        "BackupShrank shrunk",
+        "BackupTooOld stale",
+        "BackupVerificationFailed tampered",
+        "BackupTooFewSnapshots pruned",
+        "BackupSourceDown gone",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    assert_eq!(firing, expected, "metrics:\n{}", exporter.metrics());
+}

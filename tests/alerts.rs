@@ -49,9 +49,9 @@ fn promtool_checks_and_unit_tests_pass() {
 #[test]
 fn alertmanager_example_is_valid() {
     let amtool = tool("amtool", "prometheus-alertmanager");
-    let out = run_tool(amtool, &["check-config", "alerts/alertmanager.example.yml"]);
+    let out = run_tool(amtool, &["check-config", "alerts/alertmanager.yml"]);
     assert!(
-        out.contains("SUCCESS") && out.contains("1 inhibit rules"),
+        out.contains("SUCCESS") && out.contains("2 inhibit rules"),
         "{out}"
     );
 }

@@ -1,0 +1,193 @@
+{{/* Chart name, truncated to the 63 characters a label allows. */}}
+{{- define "homelab-monitor.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name: release-chart, unless the release name already contains the chart name. */}}
+{{- define "homelab-monitor.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "homelab-monitor.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Selector labels. `app: homelab-monitor` is the label the seed's ServiceMonitor
+selects on; the instance label keeps two releases apart.
+*/}}
+{{- define "homelab-monitor.selectorLabels" -}}
+app: homelab-monitor
+app.kubernetes.io/name: {{ include "homelab-monitor.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "homelab-monitor.labels" -}}
+helm.sh/chart: {{ include "homelab-monitor.chart" . }}
+{{ include "homelab-monitor.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: exporter
+app.kubernetes.io/part-of: homelab-monitor
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "homelab-monitor.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "homelab-monitor.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "homelab-monitor.image" -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag }}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository $tag }}
+{{- end }}
+{{- end }}
+
+{{/* Name of the ConfigMap holding monitoring-config.yaml, empty when there is none. */}}
+{{- define "homelab-monitor.configMapName" -}}
+{{- if .Values.config.existingConfigMap }}
+{{- .Values.config.existingConfigMap }}
+{{- else if .Values.config.create }}
+{{- printf "%s-config" (include "homelab-monitor.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{/* Volume source of one entry of .Values.sources; fails unless exactly one kind is set. */}}
+{{- define "homelab-monitor.sourceVolume" -}}
+{{- $name := index . 0 }}
+{{- $src := index . 1 }}
+{{- $kinds := 0 }}
+{{- if $src.existingClaim }}{{ $kinds = add1 $kinds }}{{ end }}
+{{- if $src.hostPath }}{{ $kinds = add1 $kinds }}{{ end }}
+{{- if $src.secretName }}{{ $kinds = add1 $kinds }}{{ end }}
+{{- if ne (int $kinds) 1 }}
+{{- fail (printf "sources.%s: set exactly one of existingClaim, hostPath or secretName" $name) }}
+{{- end }}
+- name: source-{{ $name }}
+{{- if $src.existingClaim }}
+  persistentVolumeClaim:
+    claimName: {{ $src.existingClaim }}
+    readOnly: true
+{{- else if $src.hostPath }}
+  hostPath:
+    path: {{ $src.hostPath }}
+    type: Directory
+{{- else }}
+  secret:
+    secretName: {{ $src.secretName }}
+    defaultMode: 0440
+{{- end }}
+{{- end }}
+
+{{/*
+The exporter container. Reusable: a chart that embeds this one as a
+dependency can `include "homelab-monitor.container"` in its own pod spec to
+run the exporter as a sidecar (add the volumes from "homelab-monitor.volumes").
+*/}}
+{{- define "homelab-monitor.container" -}}
+- name: homelab-monitor
+  image: {{ include "homelab-monitor.image" . | quote }}
+  imagePullPolicy: {{ .Values.image.pullPolicy }}
+  args:
+    - --web.listen-address=:{{ .Values.exporter.port }}
+    - --web.telemetry-path={{ .Values.exporter.telemetryPath }}
+    - --log.level={{ .Values.exporter.logLevel }}
+    - --log.format={{ .Values.exporter.logFormat }}
+    {{- if include "homelab-monitor.configMapName" . }}
+    - --config=/etc/homelab-monitor/monitoring-config.yaml
+    {{- end }}
+    {{- if .Values.exporter.watch }}
+    - --watch
+    {{- end }}
+    {{- with .Values.exporter.interval }}
+    - --interval={{ . }}
+    {{- end }}
+    {{- range .Values.exporter.extraArgs }}
+    - {{ . | quote }}
+    {{- end }}
+  {{- with .Values.exporter.extraEnv }}
+  env:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.exporter.extraEnvFrom }}
+  envFrom:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  ports:
+    - name: metrics
+      containerPort: {{ .Values.exporter.port }}
+      protocol: TCP
+  {{- with .Values.livenessProbe }}
+  livenessProbe:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.readinessProbe }}
+  readinessProbe:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.securityContext }}
+  securityContext:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.resources }}
+  resources:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with include "homelab-monitor.volumeMounts" . }}
+  volumeMounts:
+    {{- . | trim | nindent 4 }}
+  {{- end }}
+{{- end }}
+
+{{/* The exporter's volume mounts (all read-only). */}}
+{{- define "homelab-monitor.volumeMounts" -}}
+{{- if include "homelab-monitor.configMapName" . }}
+- name: config
+  mountPath: /etc/homelab-monitor
+  readOnly: true
+{{- end }}
+{{- range $name, $src := .Values.sources }}
+{{- if $src.enabled }}
+- name: source-{{ $name }}
+  mountPath: {{ $src.mountPath }}
+  readOnly: true
+  {{- with $src.subPath }}
+  subPath: {{ . }}
+  {{- end }}
+{{- end }}
+{{- end }}
+{{- with .Values.extraVolumeMounts }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* The volumes the exporter container mounts. */}}
+{{- define "homelab-monitor.volumes" -}}
+{{- with include "homelab-monitor.configMapName" . }}
+- name: config
+  configMap:
+    name: {{ . }}
+{{- end }}
+{{- range $name, $src := .Values.sources }}
+{{- if $src.enabled }}
+{{ include "homelab-monitor.sourceVolume" (list $name $src) | trim }}
+{{- end }}
+{{- end }}
+{{- with .Values.extraVolumes }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}

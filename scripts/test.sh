@@ -10,6 +10,7 @@ need=(
   "prometheus:prometheus"
   "setpriv:util-linux"
   "openssl:openssl"
+  "curl:curl"
   "amtool:prometheus-alertmanager"
   "prometheus-blackbox-exporter:prometheus-blackbox-exporter"
   "prometheus-node-exporter:prometheus-node-exporter"

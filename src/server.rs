@@ -56,8 +56,10 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Resp {
 async fn handle(
     req: Request<Incoming>,
     app: Arc<AppState>,
-    web: Arc<WebConfig>,
+    watcher: Arc<WebConfigWatcher>,
 ) -> Result<Resp, Infallible> {
+    // Per request, so that a changed password also applies to kept-alive connections.
+    let web = watcher.current();
     let auth_header = req
         .headers()
         .get(AUTHORIZATION)
@@ -184,7 +186,7 @@ async fn drive<I>(
     io: I,
     peer: std::net::SocketAddr,
     app: Arc<AppState>,
-    web: Arc<WebConfig>,
+    web: Arc<WebConfigWatcher>,
     watcher: hyper_util::server::graceful::Watcher,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -224,10 +226,11 @@ pub async fn serve(
                         continue;
                     }
                 };
-                let web = web_config.current();
+                let tls = web_config.current().tls.clone();
+                let web = web_config.clone();
                 let app = app.clone();
                 let watcher = graceful.watcher();
-                match web.tls.clone() {
+                match tls {
                     None => {
                         tokio::spawn(drive(stream, peer, app, web, watcher));
                     }

@@ -123,8 +123,33 @@ impl Exporter {
         Self::start_with(cwd, args, None)
     }
 
+    /// Start without the plain-HTTP health wait (TLS or auth in front): waits
+    /// until the port accepts connections.
+    pub fn start_tcp(cwd: &Path, args: &[&str]) -> Exporter {
+        let mut e = Self::spawn(cwd, args, None);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(("127.0.0.1", e.port)).is_err() {
+            if let Ok(Some(status)) = e.child.try_wait() {
+                panic!("exporter exited early with {status}: {}", e.logs());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "exporter never listened: {}",
+                e.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        e
+    }
+
     /// Same, optionally wrapped in a command prefix (e.g. setpriv to drop root).
     pub fn start_with(cwd: &Path, args: &[&str], prefix: Option<&[&str]>) -> Exporter {
+        let mut e = Self::spawn(cwd, args, prefix);
+        e.wait_healthy();
+        e
+    }
+
+    fn spawn(cwd: &Path, args: &[&str], prefix: Option<&[&str]>) -> Exporter {
         let port = free_port();
         let logdir = tempfile::tempdir().unwrap();
         let stderr_path = logdir.path().join("stderr.log");
@@ -145,14 +170,12 @@ impl Exporter {
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr_path).unwrap());
         let child = cmd.spawn().expect("cannot start homelab-monitor");
-        let mut e = Exporter {
+        Exporter {
             child,
             port,
             stderr_path,
             _dir: logdir,
-        };
-        e.wait_healthy();
-        e
+        }
     }
 
     fn wait_healthy(&mut self) {

@@ -1,0 +1,287 @@
+//! `--web.config.file`: TLS, client certificates and bcrypt basic auth, with
+//! real TLS clients (curl and reqwest), and reload without a restart.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+struct Pki {
+    ca_pem: String,
+    server_cert: String,
+    server_key: String,
+    client_cert: String,
+    client_key: String,
+}
+
+fn pki() -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+
+    let server_key = KeyPair::generate().unwrap();
+    let mut sp = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    sp.subject_alt_names
+        .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    let server = sp.signed_by(&server_key, &issuer).unwrap();
+
+    let client_key = KeyPair::generate().unwrap();
+    let mut cp = CertificateParams::new(vec!["prometheus".to_string()]).unwrap();
+    cp.distinguished_name.push(DnType::CommonName, "prometheus");
+    let client = cp.signed_by(&client_key, &issuer).unwrap();
+    Pki {
+        ca_pem: ca.pem(),
+        server_cert: server.pem(),
+        server_key: server_key.serialize_pem(),
+        client_cert: client.pem(),
+        client_key: client_key.serialize_pem(),
+    }
+}
+
+fn write_pki(dir: &Path, p: &Pki) {
+    for (name, body) in [
+        ("ca.pem", &p.ca_pem),
+        ("server.pem", &p.server_cert),
+        ("server.key", &p.server_key),
+        ("client.pem", &p.client_cert),
+        ("client.key", &p.client_key),
+    ] {
+        std::fs::write(dir.join(name), body).unwrap();
+    }
+}
+
+fn curl(dir: &Path, args: &[&str]) -> (i32, String) {
+    let out = Command::new(tool("curl", "curl"))
+        .current_dir(dir)
+        .args([
+            "-s",
+            "-S",
+            "-o",
+            "-",
+            "-w",
+            "\nHTTP %{http_code}",
+            "--max-time",
+            "20",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn tls_and_basic_auth_with_curl_and_reqwest_and_reload() {
+    let ex = example_copy();
+    let d = ex.path();
+    let p = pki();
+    write_pki(d, &p);
+    let hash = bcrypt::hash("CANARY-pass-1", 4).unwrap();
+    std::fs::write(
+        d.join("web.yml"),
+        format!("tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\nhttp_server_config:\n  headers:\n    X-Content-Type-Options: nosniff\nbasic_auth_users:\n  prom: '{hash}'\n"),
+    )
+    .unwrap();
+    let e = Exporter::start_tcp(
+        d,
+        &[
+            "--config",
+            "monitoring-config.yaml",
+            "--web.config.file",
+            "web.yml",
+            "--log.level",
+            "debug",
+        ],
+    );
+    let url = format!("https://127.0.0.1:{}/metrics", e.port);
+
+    // curl: right credentials, none, wrong ones, and plain HTTP.
+    let (code, out) = curl(d, &["--cacert", "ca.pem", "-u", "prom:CANARY-pass-1", &url]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("terraform_state_up{") && out.ends_with("HTTP 200"),
+        "{out}"
+    );
+    let (_, out) = curl(d, &["--cacert", "ca.pem", "-i", &url]);
+    assert!(out.ends_with("HTTP 401"), "{out}");
+    assert!(
+        out.to_lowercase()
+            .contains("www-authenticate: basic realm=\"homelab-monitor\""),
+        "{out}"
+    );
+    assert!(
+        out.to_lowercase()
+            .contains("x-content-type-options: nosniff"),
+        "{out}"
+    );
+    let (_, out) = curl(d, &["--cacert", "ca.pem", "-u", "prom:wrong", &url]);
+    assert!(out.ends_with("HTTP 401"), "{out}");
+    let (_, out) = curl(
+        d,
+        &["--cacert", "ca.pem", "-u", "nobody:CANARY-pass-1", &url],
+    );
+    assert!(out.ends_with("HTTP 401"), "{out}");
+    let (code, out) = curl(
+        d,
+        &[
+            "-u",
+            "prom:CANARY-pass-1",
+            &format!("http://127.0.0.1:{}/metrics", e.port),
+        ],
+    );
+    assert!(
+        code != 0 || !out.ends_with("HTTP 200"),
+        "plain HTTP must not be served: {out}"
+    );
+    // An untrusted server certificate is refused by the client.
+    let (code, _) = curl(d, &["-u", "prom:CANARY-pass-1", &url]);
+    assert_ne!(code, 0);
+
+    // reqwest (rustls) with the CA.
+    let ca = reqwest::Certificate::from_pem(p.ca_pem.as_bytes()).unwrap();
+    let client = reqwest::blocking::Client::builder()
+        .add_root_certificate(ca)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let r = client
+        .get(&url)
+        .basic_auth("prom", Some("CANARY-pass-1"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().unwrap().contains("homelab_monitor_build_info"));
+    let r = client.get(&url).send().unwrap();
+    assert_eq!(r.status(), 401);
+
+    // Change the password in the file: it applies without a restart.
+    let hash2 = bcrypt::hash("CANARY-pass-2", 4).unwrap();
+    std::fs::write(d.join("web.yml"), format!("tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\nbasic_auth_users:\n  prom: '{hash2}'\n")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = client
+            .get(&url)
+            .basic_auth("prom", Some("CANARY-pass-2"))
+            .send()
+            .unwrap();
+        if r.status() == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "new password never accepted: {}",
+            e.logs()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let r = client
+        .get(&url)
+        .basic_auth("prom", Some("CANARY-pass-1"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 401, "the old password must stop working");
+    // A broken edit keeps the last good configuration.
+    std::fs::write(d.join("web.yml"), "basic_auth_users: [this is not a map\n").unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let r = client
+        .get(&url)
+        .basic_auth("prom", Some("CANARY-pass-2"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(e.logs().contains("web config not reloaded"), "{}", e.logs());
+    assert!(!e.logs().contains("CANARY"), "a password reached the log");
+}
+
+#[test]
+fn client_certificates_are_required_when_configured() {
+    let ex = example_copy();
+    let d = ex.path();
+    let p = pki();
+    write_pki(d, &p);
+    std::fs::write(
+        d.join("web.yml"),
+        "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n  min_version: TLS13\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n",
+    )
+    .unwrap();
+    let e = Exporter::start_tcp(
+        d,
+        &[
+            "--config",
+            "monitoring-config.yaml",
+            "--web.config.file",
+            "web.yml",
+        ],
+    );
+    let url = format!("https://127.0.0.1:{}/metrics", e.port);
+    let (code, out) = curl(d, &["--cacert", "ca.pem", &url]);
+    assert!(
+        code != 0 || !out.ends_with("HTTP 200"),
+        "no client cert must fail: {out}"
+    );
+    let (code, out) = curl(
+        d,
+        &[
+            "--cacert",
+            "ca.pem",
+            "--cert",
+            "client.pem",
+            "--key",
+            "client.key",
+            &url,
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.ends_with("HTTP 200"), "{out}");
+    let (code, _) = curl(
+        d,
+        &[
+            "--cacert",
+            "ca.pem",
+            "--cert",
+            "client.pem",
+            "--key",
+            "client.key",
+            "--tls-max",
+            "1.2",
+            &url,
+        ],
+    );
+    assert_ne!(code, 0, "TLS 1.2 must be refused with min_version TLS13");
+}
+
+#[test]
+fn a_bad_web_config_stops_start_up_with_a_clear_message() {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::write(
+        t.path().join("web.yml"),
+        "basic_auth_users:\n  prom: CANARY-plaintext\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(
+        t.path(),
+        &[
+            "--web.config.file",
+            "web.yml",
+            "--web.listen-address",
+            "127.0.0.1:0",
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("web.yml") && err.contains("not a bcrypt hash"),
+        "{err}"
+    );
+    assert!(!err.contains("CANARY"), "{err}");
+}

@@ -395,6 +395,56 @@ mod tests {
         );
     }
 
+    #[derive(Debug)]
+    struct JumpClock(std::sync::Mutex<SystemTime>);
+    impl crate::clock::Clock for JumpClock {
+        fn now(&self) -> SystemTime {
+            *self.0.lock().unwrap()
+        }
+    }
+
+    #[tokio::test]
+    async fn wall_clock_jumps_neither_expire_the_cache_nor_go_negative() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let clock = Arc::new(JumpClock(std::sync::Mutex::new(t0)));
+        let reg = Registry::new(
+            vec![Arc::new(Counting {
+                calls: calls.clone(),
+                delay: Duration::ZERO,
+                fail_after: None,
+                ttl: Duration::from_secs(60),
+            })],
+            clock.clone(),
+        );
+        reg.gather().await;
+        *clock.0.lock().unwrap() = t0 - Duration::from_secs(86_400);
+        let o = reg.gather().await;
+        let m = reg.self_metrics(&o);
+        assert_eq!(
+            m.value(
+                "homelab_monitor_cache_age_seconds",
+                &[("monitor", "counting")]
+            ),
+            Some(0.0)
+        );
+        *clock.0.lock().unwrap() = t0 + Duration::from_secs(10 * 86_400);
+        let o = reg.gather().await;
+        let m = reg.self_metrics(&o);
+        assert_eq!(
+            m.value(
+                "homelab_monitor_cache_age_seconds",
+                &[("monitor", "counting")]
+            ),
+            Some(864_000.0)
+        );
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "the TTL runs on monotonic time, not the wall clock"
+        );
+    }
+
     #[tokio::test]
     async fn slow_collection_times_out_and_result_lands_later() {
         let calls = Arc::new(AtomicUsize::new(0));
@@ -414,7 +464,7 @@ mod tests {
             .as_deref()
             .unwrap_or("")
             .contains("did not finish"));
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
         let second = reg.gather().await;
         assert!(
             second[0].success,

@@ -95,8 +95,19 @@ impl Collector for SnapshotCollector {
     }
 }
 
-/// Encode `snapshots` in `format`.
+/// Encode `snapshots` in `format`: a complete exposition.
 pub fn encode(snapshots: Vec<Arc<Snapshot>>, format: Format) -> Result<String, std::fmt::Error> {
+    let mut out = encode_part(snapshots, format)?;
+    finish(&mut out, format)?;
+    Ok(out)
+}
+
+/// Encode `snapshots` as part of an exposition (no OpenMetrics `# EOF`).
+/// Parts with disjoint metric names can be concatenated, then [`finish`]ed.
+pub fn encode_part(
+    snapshots: Vec<Arc<Snapshot>>,
+    format: Format,
+) -> Result<String, std::fmt::Error> {
     let mut registry = prometheus_client::registry::Registry::default();
     registry.register_collector(Box::new(SnapshotCollector { snapshots }));
     let mut out = String::with_capacity(16 * 1024);
@@ -104,9 +115,19 @@ pub fn encode(snapshots: Vec<Arc<Snapshot>>, format: Format) -> Result<String, s
         Format::Classic => {
             prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)?
         }
-        Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut out, &registry)?,
+        Format::OpenMetrics => {
+            prometheus_client::encoding::text::encode_registry(&mut out, &registry)?
+        }
     }
     Ok(out)
+}
+
+/// Close an exposition built from parts.
+pub fn finish(out: &mut String, format: Format) -> Result<(), std::fmt::Error> {
+    match format {
+        Format::Classic => Ok(()),
+        Format::OpenMetrics => prometheus_client::encoding::text::encode_eof(out),
+    }
 }
 
 #[cfg(test)]

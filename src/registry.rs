@@ -208,11 +208,16 @@ fn stale_outcome(
     }
 }
 
+type EncodedCache = Vec<(crate::encoder::Format, Vec<Arc<Snapshot>>, Arc<String>)>;
+
 /// All enabled monitors.
 pub struct Registry {
     entries: Vec<Arc<Entry>>,
     clock: SharedClock,
     ready: AtomicBool,
+    /// Encoded monitors' part per format, with the snapshots it was made from
+    /// (held, so their identity cannot be reused while the entry exists).
+    encoded: Mutex<EncodedCache>,
 }
 
 impl Registry {
@@ -231,6 +236,7 @@ impl Registry {
             entries,
             clock,
             ready: AtomicBool::new(false),
+            encoded: Mutex::new(Vec::new()),
         }
     }
 
@@ -281,12 +287,39 @@ impl Registry {
     }
 
     /// Gather and encode everything for one `/metrics` response.
+    ///
+    /// The monitors' part is encoded once per set of snapshots and format (it
+    /// only changes when a collection lands); the small self-metrics part
+    /// (ages change every second) is encoded per scrape.
     pub async fn scrape(&self, format: crate::encoder::Format) -> Result<String, std::fmt::Error> {
+        use crate::encoder::{encode_part, finish};
         let outcomes = self.gather().await;
-        let selfm = Arc::new(self.self_metrics(&outcomes));
-        let mut snaps: Vec<Arc<Snapshot>> = outcomes.iter().map(|o| o.snapshot.clone()).collect();
-        snaps.push(selfm);
-        crate::encoder::encode(snaps, format)
+        let snaps: Vec<Arc<Snapshot>> = outcomes.iter().map(|o| o.snapshot.clone()).collect();
+        let same = |k: &[Arc<Snapshot>]| {
+            k.len() == snaps.len() && k.iter().zip(&snaps).all(|(a, b)| Arc::ptr_eq(a, b))
+        };
+        let cached = {
+            let c = self.encoded.lock().unwrap_or_else(|e| e.into_inner());
+            c.iter()
+                .find(|(f, k, _)| *f == format && same(k))
+                .map(|(_, _, body)| body.clone())
+        };
+        let monitors = match cached {
+            Some(body) => body,
+            None => {
+                let body = Arc::new(encode_part(snaps.clone(), format)?);
+                let mut c = self.encoded.lock().unwrap_or_else(|e| e.into_inner());
+                c.retain(|(f, _, _)| *f != format);
+                c.push((format, snaps.clone(), body.clone()));
+                body
+            }
+        };
+        let selfm = encode_part(vec![Arc::new(self.self_metrics(&outcomes))], format)?;
+        let mut out = String::with_capacity(monitors.len() + selfm.len() + 8);
+        out.push_str(&monitors);
+        out.push_str(&selfm);
+        finish(&mut out, format)?;
+        Ok(out)
     }
 }
 

@@ -23,6 +23,7 @@ if [ -d "$snapshot" ]; then
         git -c user.name=snapshot -c user.email=snapshot@localhost commit -qm snapshot
     )
   fi
+  cargo fetch --locked -q  # cargo metadata runs offline below: every platform's crates must be here
   cargo deny --offline check
 elif cargo deny check advisories 2>/dev/null; then
   cargo deny check licenses bans sources

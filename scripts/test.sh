@@ -34,6 +34,9 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
+scripts/sync-deploy-assets.sh --check
+python3 scripts/gen-dashboards.py --check
+scripts/deny.sh
 cargo test --locked 2>&1 | tee /tmp/homelab-monitor-test.log
 # Print the summary line that CI reads.
 awk '/^test result:/ {p+=$4; f+=$6} END {printf "%d passed, %d failed\n", p, f}' /tmp/homelab-monitor-test.log

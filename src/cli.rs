@@ -61,7 +61,12 @@ fn parse_time(s: &str) -> Result<std::time::SystemTime, String> {
 pub struct Cli {
     /// Configuration file (monitoring-config.yaml). Without one, *.tfstate files
     /// under the working directory are discovered.
-    #[arg(long, value_name = "FILE", env = "HOMELAB_MONITOR_CONFIG", global = true)]
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "HOMELAB_MONITOR_CONFIG",
+        global = true
+    )]
     pub config: Option<PathBuf>,
 
     #[command(subcommand)]

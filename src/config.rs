@@ -839,7 +839,8 @@ pub fn parse(text: &str, path: &Path) -> Result<ConfigFile, ConfigError> {
 /// Cross-field checks that serde cannot express.
 fn validate(file: &ConfigFile) -> Result<(), (String, String)> {
     if let Some(h) = &file.health_checks {
-        h.validate().map_err(|(k, m)| (format!("health_checks.{k}"), m))?;
+        h.validate()
+            .map_err(|(k, m)| (format!("health_checks.{k}"), m))?;
     }
     if let Some(c) = &file.custom_monitors.certificate_expiry {
         c.validate()

@@ -73,11 +73,23 @@ pub enum RenderError {
 /// The shipped rules and dashboards, embedded so the binary renders them anywhere.
 const RULES: &str = include_str!("../alerts/homelab-monitor.rules.yml");
 const DASHBOARDS: &[(&str, &str)] = &[
-    ("homelab-overview.json", include_str!("../dashboards/homelab-overview.json")),
-    ("terraform-state.json", include_str!("../dashboards/terraform-state.json")),
-    ("certificates.json", include_str!("../dashboards/certificates.json")),
+    (
+        "homelab-overview.json",
+        include_str!("../dashboards/homelab-overview.json"),
+    ),
+    (
+        "terraform-state.json",
+        include_str!("../dashboards/terraform-state.json"),
+    ),
+    (
+        "certificates.json",
+        include_str!("../dashboards/certificates.json"),
+    ),
     ("backups.json", include_str!("../dashboards/backups.json")),
-    ("exporter-health.json", include_str!("../dashboards/exporter-health.json")),
+    (
+        "exporter-health.json",
+        include_str!("../dashboards/exporter-health.json"),
+    ),
 ];
 
 #[derive(Debug, Default, Deserialize)]
@@ -173,8 +185,9 @@ fn yaml(file: &'static str, header: &str, v: &Value) -> Result<String, RenderErr
 /// Render every file from the `monitoring:` block (pure; no I/O).
 pub fn render(monitoring: Option<&Value>, args: &RenderArgs) -> Result<Rendered, RenderError> {
     let stack: Stack = match monitoring {
-        Some(v) if !v.is_null() => serde_yaml_ng::from_value(v.clone())
-            .map_err(|e| RenderError::Invalid(e.to_string()))?,
+        Some(v) if !v.is_null() => {
+            serde_yaml_ng::from_value(v.clone()).map_err(|e| RenderError::Invalid(e.to_string()))?
+        }
         _ => Stack::default(),
     };
     let mut out: Rendered = Vec::new();
@@ -189,10 +202,16 @@ pub fn render(monitoring: Option<&Value>, args: &RenderArgs) -> Result<Rendered,
         "prometheus.evaluation_interval",
         p.evaluation_interval.as_deref().unwrap_or(&scrape),
     )?;
-    let retention = prom_duration("prometheus.retention", p.retention.as_deref().unwrap_or("15d"))?;
+    let retention = prom_duration(
+        "prometheus.retention",
+        p.retention.as_deref().unwrap_or("15d"),
+    )?;
     let mut labels = Mapping::new();
     for (k, v) in &p.external_labels {
-        let valid = k.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        let valid = k
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid {
             return Err(RenderError::Invalid(format!(
@@ -217,7 +236,10 @@ pub fn render(monitoring: Option<&Value>, args: &RenderArgs) -> Result<Rendered,
                 "alertmanagers",
                 list(vec![map(vec![(
                     "static_configs",
-                    list(vec![map(vec![("targets", strs(&[&args.alertmanager_address]))])]),
+                    list(vec![map(vec![(
+                        "targets",
+                        strs(&[args.alertmanager_address.as_str()]),
+                    )])]),
                 )])]),
             )]),
         ),
@@ -229,7 +251,10 @@ pub fn render(monitoring: Option<&Value>, args: &RenderArgs) -> Result<Rendered,
                     ("metrics_path", s("/metrics")),
                     (
                         "static_configs",
-                        list(vec![map(vec![("targets", strs(&[&args.exporter_address]))])]),
+                        list(vec![map(vec![(
+                            "targets",
+                            strs(&[args.exporter_address.as_str()]),
+                        )])]),
                     ),
                 ]),
                 map(vec![
@@ -246,7 +271,10 @@ pub fn render(monitoring: Option<&Value>, args: &RenderArgs) -> Result<Rendered,
         PathBuf::from("prometheus.yml"),
         yaml("prometheus.yml", "Prometheus configuration", &prom)?,
     ));
-    out.push((PathBuf::from("rules/homelab-monitor.rules.yml"), RULES.to_string()));
+    out.push((
+        PathBuf::from("rules/homelab-monitor.rules.yml"),
+        RULES.to_string(),
+    ));
     out.push((
         PathBuf::from("prometheus.flags"),
         format!("--config.file=prometheus.yml\n--storage.tsdb.retention.time={retention}\n"),
@@ -255,12 +283,20 @@ pub fn render(monitoring: Option<&Value>, args: &RenderArgs) -> Result<Rendered,
     // Alertmanager
     out.push((
         PathBuf::from("alertmanager.yml"),
-        yaml("alertmanager.yml", "Alertmanager configuration", &alertmanager(&stack.alertmanager)?)?,
+        yaml(
+            "alertmanager.yml",
+            "Alertmanager configuration",
+            &alertmanager(&stack.alertmanager)?,
+        )?,
     ));
 
     // Grafana
     let mut sources = Vec::new();
-    let any_default = stack.grafana.datasources.iter().any(|d| d.is_default == Some(true));
+    let any_default = stack
+        .grafana
+        .datasources
+        .iter()
+        .any(|d| d.is_default == Some(true));
     let mut first_prom = true;
     for d in &stack.grafana.datasources {
         let is_default = match d.is_default {
@@ -299,7 +335,10 @@ pub fn render(monitoring: Option<&Value>, args: &RenderArgs) -> Result<Rendered,
                 ("disableDeletion", Value::Bool(true)),
                 ("allowUiUpdates", Value::Bool(false)),
                 ("updateIntervalSeconds", Value::Number(60.into())),
-                ("options", map(vec![("path", s(&args.grafana_dashboards_path))])),
+                (
+                    "options",
+                    map(vec![("path", s(&args.grafana_dashboards_path))]),
+                ),
             ])]),
         ),
     ]);
@@ -308,12 +347,17 @@ pub fn render(monitoring: Option<&Value>, args: &RenderArgs) -> Result<Rendered,
         yaml("dashboards.yaml", "Grafana dashboard provider", &providers)?,
     ));
     for (name, text) in DASHBOARDS {
-        out.push((PathBuf::from("grafana/dashboards").join(name), (*text).to_string()));
+        out.push((
+            PathBuf::from("grafana/dashboards").join(name),
+            (*text).to_string(),
+        ));
     }
     let mut env = String::from("# Grafana settings from monitoring-config.yaml. Set the admin password with\n# GF_SECURITY_ADMIN_PASSWORD__FILE pointing at a mounted secret.\n");
     if let Some(u) = &stack.grafana.admin_user {
         if u.contains(['\n', '\r']) {
-            return Err(RenderError::Invalid("grafana.admin_user must be one line".into()));
+            return Err(RenderError::Invalid(
+                "grafana.admin_user must be one line".into(),
+            ));
         }
         env.push_str(&format!("GF_SECURITY_ADMIN_USER={u}\n"));
     }
@@ -329,7 +373,11 @@ fn matcher_value(v: &Value) -> Result<String, RenderError> {
         Value::String(t) => t.clone(),
         Value::Number(n) => n.to_string(),
         Value::Bool(b) => b.to_string(),
-        _ => return Err(RenderError::Invalid("route match values must be strings".into())),
+        _ => {
+            return Err(RenderError::Invalid(
+                "route match values must be strings".into(),
+            ))
+        }
     };
     serde_json::to_string(&text).map_err(|e| RenderError::Invalid(e.to_string()))
 }
@@ -345,7 +393,9 @@ fn alertmanager(am: &AlertmanagerStack) -> Result<Value, RenderError> {
                 "match" | "match_re" => {
                     let op = if key == "match" { "=" } else { "=~" };
                     let m = v.as_mapping().ok_or_else(|| {
-                        RenderError::Invalid(format!("alertmanager.routes[{i}].{key} must be a map"))
+                        RenderError::Invalid(format!(
+                            "alertmanager.routes[{i}].{key} must be a map"
+                        ))
                     })?;
                     for (lk, lv) in m {
                         let name = lk.as_str().unwrap_or_default();
@@ -375,10 +425,9 @@ fn alertmanager(am: &AlertmanagerStack) -> Result<Value, RenderError> {
     let mut receivers = Vec::new();
     let mut names = Vec::new();
     for (i, r) in am.receivers.iter().enumerate() {
-        let name = r
-            .get("name")
-            .and_then(Value::as_str)
-            .ok_or_else(|| RenderError::Invalid(format!("alertmanager.receivers[{i}] needs a name")))?;
+        let name = r.get("name").and_then(Value::as_str).ok_or_else(|| {
+            RenderError::Invalid(format!("alertmanager.receivers[{i}] needs a name"))
+        })?;
         names.push(name.to_string());
         let mut r = r.clone();
         // The seed writes `subject:` in email_configs; Alertmanager wants headers.Subject.
@@ -402,7 +451,10 @@ fn alertmanager(am: &AlertmanagerStack) -> Result<Value, RenderError> {
         receivers.push(map(vec![("name", s("null"))]));
     }
     for (i, r) in routes.iter().enumerate() {
-        let rec = r.get("receiver").and_then(Value::as_str).unwrap_or_default();
+        let rec = r
+            .get("receiver")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         if rec != "null" && !names.iter().any(|n| n == rec) {
             return Err(RenderError::Invalid(format!(
                 "alertmanager.routes[{i}] sends to receiver {rec:?}, which is not in receivers"
@@ -491,7 +543,10 @@ mod tests {
     #[test]
     fn bad_duration_is_an_error() {
         let v: Value = serde_yaml_ng::from_str("prometheus: {retention: \"30 days\"}").unwrap();
-        assert!(matches!(render(Some(&v), &args()), Err(RenderError::Invalid(_))));
+        assert!(matches!(
+            render(Some(&v), &args()),
+            Err(RenderError::Invalid(_))
+        ));
     }
 
     #[test]

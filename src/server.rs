@@ -136,8 +136,20 @@ async fn route(req: Request<Incoming>, app: &AppState) -> Resp {
                     )
                 }
             }
-            "/" => typed(text(StatusCode::OK, crate::status_page::html(&app.registry, &app.cfg.telemetry_path).await), "text/html; charset=utf-8"),
-            "/api/v1/status" => typed(text(StatusCode::OK, crate::status_page::json(&app.registry).await), "application/json"),
+            "/" => typed(
+                text(
+                    StatusCode::OK,
+                    crate::status_page::html(&app.registry, &app.cfg.telemetry_path).await,
+                ),
+                "text/html; charset=utf-8",
+            ),
+            "/api/v1/status" => typed(
+                text(
+                    StatusCode::OK,
+                    crate::status_page::json(&app.registry).await,
+                ),
+                "application/json",
+            ),
             _ => text(StatusCode::NOT_FOUND, "not found\n"),
         }
     };

@@ -131,7 +131,13 @@ pub fn build(registry: &Registry, outcomes: &[Arc<Outcome>], now: SystemTime) ->
                 });
             }
         }
-        extract(&o.snapshot, now_s, &mut certificates, &mut backups, &mut health_checks);
+        extract(
+            &o.snapshot,
+            now_s,
+            &mut certificates,
+            &mut backups,
+            &mut health_checks,
+        );
         monitors.push(MonitorStatus {
             name: o.monitor,
             description: m.describe(),
@@ -293,7 +299,11 @@ pub fn render_html(status: &Status, telemetry_path: &str) -> String {
         h.push_str("<table><tr><th>state</th><th>target</th><th>what</th><th class=\"opt\">monitor</th></tr>\n");
         for a in &status.attention {
             let what = match &a.error {
-                Some(e) => format!("{}<br><span class=\"muted\">{}</span>", esc(&a.summary), esc(e)),
+                Some(e) => format!(
+                    "{}<br><span class=\"muted\">{}</span>",
+                    esc(&a.summary),
+                    esc(e)
+                ),
                 None => esc(&a.summary),
             };
             h.push_str(&format!(
@@ -318,7 +328,8 @@ pub fn render_html(status: &Status, telemetry_path: &str) -> String {
                 "ok"
             };
             let expires = humantime::format_rfc3339_seconds(
-                SystemTime::UNIX_EPOCH + Duration::from_secs(c.not_after_timestamp_seconds.max(0.0) as u64),
+                SystemTime::UNIX_EPOCH
+                    + Duration::from_secs(c.not_after_timestamp_seconds.max(0.0) as u64),
             );
             h.push_str(&format!(
                 "<tr><td><span class=\"b {cls}\">{:.0}</span></td><td><code>{}</code> <span class=\"muted\">{}</span></td><td class=\"opt\">{}</td></tr>\n",
@@ -334,7 +345,10 @@ pub fn render_html(status: &Status, telemetry_path: &str) -> String {
     if !status.backups.is_empty() {
         h.push_str("<section id=\"backups\"><h2>Backups by age</h2>\n<table><tr><th>age</th><th>source</th><th class=\"opt\">max age</th></tr>\n");
         for b in &status.backups {
-            let late = b.max_age_seconds.map(|m| b.age_seconds > m).unwrap_or(false);
+            let late = b
+                .max_age_seconds
+                .map(|m| b.age_seconds > m)
+                .unwrap_or(false);
             h.push_str(&format!(
                 "<tr><td><span class=\"b {}\">{}</span></td><td><code>{}</code></td><td class=\"opt\">{}</td></tr>\n",
                 if late { "err" } else { "ok" },
@@ -403,7 +417,10 @@ mod tests {
 
     #[test]
     fn escapes_everything() {
-        assert_eq!(esc("<a href='x'>&\"</a>"), "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;");
+        assert_eq!(
+            esc("<a href='x'>&\"</a>"),
+            "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;"
+        );
     }
 }
 

@@ -70,23 +70,42 @@ fn renders_the_seed_example_into_a_working_stack() {
             .unwrap();
     assert_eq!(prom["global"]["scrape_interval"], "15s");
     assert_eq!(prom["global"]["external_labels"]["cluster"], "homelab");
-    assert_eq!(prom["global"]["external_labels"]["environment"], "production");
+    assert_eq!(
+        prom["global"]["external_labels"]["environment"],
+        "production"
+    );
     assert_eq!(prom["scrape_configs"][0]["job_name"], "homelab-monitor");
     let flags = std::fs::read_to_string(o.join("prometheus.flags")).unwrap();
-    assert!(flags.contains("--storage.tsdb.retention.time=30d"), "{flags}");
-    check("promtool", "prometheus", &["check", "config", "prometheus.yml"], o);
+    assert!(
+        flags.contains("--storage.tsdb.retention.time=30d"),
+        "{flags}"
+    );
+    check(
+        "promtool",
+        "prometheus",
+        &["check", "config", "prometheus.yml"],
+        o,
+    );
 
     // Alertmanager: the seed's routes and receivers, grouping, inhibition.
     let am_text = std::fs::read_to_string(o.join("alertmanager.yml")).unwrap();
     let am: serde_yaml_ng::Value = serde_yaml_ng::from_str(&am_text).unwrap();
     assert_eq!(am["global"]["smtp_smarthost"], "localhost:587");
     assert_eq!(am["route"]["routes"][0]["receiver"], "critical-alerts");
-    assert_eq!(am["route"]["routes"][0]["matchers"][0], "severity=\"critical\"");
+    assert_eq!(
+        am["route"]["routes"][0]["matchers"][0],
+        "severity=\"critical\""
+    );
     assert_eq!(am["route"]["routes"][1]["receiver"], "warning-alerts");
     assert!(am["route"]["group_by"].as_sequence().unwrap().len() >= 3);
     assert!(am["inhibit_rules"].as_sequence().unwrap().len() >= 2);
     assert!(am_text.contains("Critical Alert: {{ .GroupLabels.alertname }}"));
-    check("amtool", "prometheus-alertmanager", &["check-config", "alertmanager.yml"], o);
+    check(
+        "amtool",
+        "prometheus-alertmanager",
+        &["check-config", "alertmanager.yml"],
+        o,
+    );
 
     // Grafana: the seed's datasources and a provider.
     let ds: serde_yaml_ng::Value = serde_yaml_ng::from_str(
@@ -129,7 +148,9 @@ fn renders_the_seed_example_into_a_working_stack() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let rules = if ready {
-        http(prom_port, "GET", "/api/v1/rules", "").map(|r| r.body).unwrap_or_default()
+        http(prom_port, "GET", "/api/v1/rules", "")
+            .map(|r| r.body)
+            .unwrap_or_default()
     } else {
         String::new()
     };
@@ -150,7 +171,10 @@ fn render_needs_a_config_and_rejects_bad_values() {
         "monitoring:\n  prometheus:\n    retention: \"thirty days\"\n",
     )
     .unwrap();
-    let (code, _, err) = run(dir.path(), &["render", "--config", "bad.yaml", "--out", "x"]);
+    let (code, _, err) = run(
+        dir.path(),
+        &["render", "--config", "bad.yaml", "--out", "x"],
+    );
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("retention"), "{err}");
 }

@@ -19,13 +19,30 @@ fn fixture() -> tempfile::TempDir {
     std::fs::create_dir_all(&certs).unwrap();
     let out = Command::new(tool("openssl", "openssl"))
         .args([
-            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-keyout", "soon.key", "-out", "soon.pem", "-days", "5", "-subj", "/CN=soon.homelab.lan",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "soon.key",
+            "-out",
+            "soon.pem",
+            "-days",
+            "5",
+            "-subj",
+            "/CN=soon.homelab.lan",
         ])
         .current_dir(&certs)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     std::fs::remove_file(certs.join("soon.key")).unwrap();
     std::fs::write(
         d.path().join("status.yaml"),
@@ -45,10 +62,19 @@ fn page_and_json_show_drift_certificates_and_checks() {
     e.wait_ready();
     let page = get(e.port, "/");
     assert_eq!(page.status, 200);
-    assert!(page.headers.to_ascii_lowercase().contains("content-type: text/html"));
+    assert!(page
+        .headers
+        .to_ascii_lowercase()
+        .contains("content-type: text/html"));
     let b = &page.body;
-    assert!(b.contains("terraform/environments/prod/terraform.tfstate"), "{b}");
-    assert!(b.contains("Certificates by days left") && b.contains("certs/soon.pem"), "{b}");
+    assert!(
+        b.contains("terraform/environments/prod/terraform.tfstate"),
+        "{b}"
+    );
+    assert!(
+        b.contains("Certificates by days left") && b.contains("certs/soon.pem"),
+        "{b}"
+    );
     assert!(b.contains("nas-port"), "{b}");
     assert!(b.contains("http-equiv=\"refresh\""));
     assert!(b.contains("name=\"viewport\""));
@@ -98,7 +124,13 @@ fn the_page_needs_the_same_auth_as_metrics() {
     }
     use base64::Engine;
     let cred = base64::engine::general_purpose::STANDARD.encode("admin:s3cret");
-    let r = http(e.port, "GET", "/", &format!("Authorization: Basic {cred}\r\n")).unwrap();
+    let r = http(
+        e.port,
+        "GET",
+        "/",
+        &format!("Authorization: Basic {cred}\r\n"),
+    )
+    .unwrap();
     assert_eq!(r.status, 200);
 }
 
@@ -165,8 +197,14 @@ fn renders_in_headless_chromium_at_desktop_and_phone_width() {
     let url = format!("http://127.0.0.1:{}/", e.port);
 
     let (dom, err) = chromium(&["--virtual-time-budget=3000", "--dump-dom"], &url);
-    assert!(dom.contains("homelab-monitor"), "no page; chromium stderr:\n{err}");
-    assert!(dom.contains("terraform/environments/prod/terraform.tfstate"), "{dom}");
+    assert!(
+        dom.contains("homelab-monitor"),
+        "no page; chromium stderr:\n{err}"
+    );
+    assert!(
+        dom.contains("terraform/environments/prod/terraform.tfstate"),
+        "{dom}"
+    );
     assert!(dom.contains("certs/soon.pem"), "{dom}");
     assert!(!dom.contains("<img"), "markup from the config ran: {dom}");
     assert!(console_errors(&err).is_empty(), "console messages:\n{err}");
@@ -184,9 +222,17 @@ fn renders_in_headless_chromium_at_desktop_and_phone_width() {
             ],
             &url,
         );
-        let png = std::fs::read(&file).unwrap_or_else(|e| panic!("no {name} screenshot ({e}):\n{err}"));
-        assert!(png.starts_with(b"\x89PNG") && png.len() > 5_000, "{name}: {} bytes", png.len());
-        assert!(console_errors(&err).is_empty(), "{name} console messages:\n{err}");
+        let png =
+            std::fs::read(&file).unwrap_or_else(|e| panic!("no {name} screenshot ({e}):\n{err}"));
+        assert!(
+            png.starts_with(b"\x89PNG") && png.len() > 5_000,
+            "{name}: {} bytes",
+            png.len()
+        );
+        assert!(
+            console_errors(&err).is_empty(),
+            "{name} console messages:\n{err}"
+        );
         eprintln!("screenshot: {}", file.display());
     }
 }

@@ -89,11 +89,7 @@ impl HttpCheck {
         let driver = tokio::spawn(async move {
             let _ = conn.await;
         });
-        let path = self
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
+        let path = self.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
         let authority = match self.uri.port_u16() {
             Some(p) => format!("{}:{p}", self.uri.host().unwrap_or_default()),
             None => self.uri.host().unwrap_or_default().to_string(),
@@ -117,7 +113,9 @@ impl HttpCheck {
                 None => (200..300).contains(&status),
             };
             if !ok {
-                return Err(CheckError::Failed(format!("unexpected HTTP status {status}")));
+                return Err(CheckError::Failed(format!(
+                    "unexpected HTTP status {status}"
+                )));
             }
             if let Some(re) = &self.body_regex {
                 let body = Limited::new(resp.into_body(), self.max_body)
@@ -150,12 +148,15 @@ impl Check for HttpCheck {
     async fn run(&self, _ctx: &CheckContext) -> Result<String, CheckError> {
         let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
             .await
-            .map_err(|e| CheckError::Failed(format!("cannot connect to port {}: {e}", self.port)))?;
+            .map_err(|e| {
+                CheckError::Failed(format!("cannot connect to port {}: {e}", self.port))
+            })?;
         match &self.tls {
             None => self.request(tcp).await,
             Some(cfg) => {
-                let name = ServerName::try_from(self.host.clone())
-                    .map_err(|_| CheckError::Config("the URL's host is not a valid TLS server name".into()))?;
+                let name = ServerName::try_from(self.host.clone()).map_err(|_| {
+                    CheckError::Config("the URL's host is not a valid TLS server name".into())
+                })?;
                 let tls = tokio_rustls::TlsConnector::from(cfg.clone())
                     .connect(name, tcp)
                     .await
@@ -230,7 +231,12 @@ impl ServerCertVerifier for AcceptAny {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -239,7 +245,12 @@ impl ServerCertVerifier for AcceptAny {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -259,7 +270,8 @@ pub struct TcpCheck {
 
 impl TcpCheck {
     pub fn new(c: &TcpCheckConfig) -> Result<Self, CheckError> {
-        let (host, port) = crate::config::split_host_port(&c.address).map_err(CheckError::Config)?;
+        let (host, port) =
+            crate::config::split_host_port(&c.address).map_err(CheckError::Config)?;
         Ok(TcpCheck { host, port })
     }
 }
@@ -304,7 +316,10 @@ impl Check for DnsCheck {
             .map(|a| a.ip())
             .collect();
         if found.is_empty() {
-            return Err(CheckError::Failed(format!("{} resolves to no address", self.cfg.name)));
+            return Err(CheckError::Failed(format!(
+                "{} resolves to no address",
+                self.cfg.name
+            )));
         }
         let missing: Vec<String> = self
             .cfg
@@ -320,7 +335,11 @@ impl Check for DnsCheck {
                 missing.join(", ")
             )));
         }
-        Ok(format!("{} resolves to {} address(es)", self.cfg.name, found.len()))
+        Ok(format!(
+            "{} resolves to {} address(es)",
+            self.cfg.name,
+            found.len()
+        ))
     }
 }
 
@@ -344,9 +363,16 @@ impl DiskCheck {
 /// Bytes available to unprivileged users and the filesystem's size.
 pub fn disk_space(path: &Path) -> Result<(u64, u64), CheckError> {
     let st = rustix::fs::statvfs(path).map_err(|e| {
-        CheckError::Failed(format!("cannot stat the filesystem of {}: {e}", path.display()))
+        CheckError::Failed(format!(
+            "cannot stat the filesystem of {}: {e}",
+            path.display()
+        ))
     })?;
-    let frsize = if st.f_frsize > 0 { st.f_frsize } else { st.f_bsize };
+    let frsize = if st.f_frsize > 0 {
+        st.f_frsize
+    } else {
+        st.f_bsize
+    };
     Ok((
         st.f_bavail.saturating_mul(frsize),
         st.f_blocks.saturating_mul(frsize),
@@ -453,9 +479,8 @@ impl Check for FileAgeCheck {
         let newest = tokio::task::spawn_blocking(move || newest_mtime(&path))
             .await
             .map_err(|e| CheckError::Failed(format!("file_age task failed: {e}")))??;
-        let newest = newest.ok_or_else(|| {
-            CheckError::Failed(format!("no file under {}", self.path.display()))
-        })?;
+        let newest = newest
+            .ok_or_else(|| CheckError::Failed(format!("no file under {}", self.path.display())))?;
         let age = ctx.now.duration_since(newest).unwrap_or_default();
         let shown = humantime::format_duration(std::time::Duration::from_secs(age.as_secs()));
         if age > self.cfg.max_age.0 {
@@ -538,7 +563,9 @@ impl Check for CommandCheck {
                 "{program} exited {c}, expected {}",
                 self.cfg.expected_exit_code
             ))),
-            None => Err(CheckError::Failed(format!("{program} was killed by a signal"))),
+            None => Err(CheckError::Failed(format!(
+                "{program} was killed by a signal"
+            ))),
         }
     }
 }

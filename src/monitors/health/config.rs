@@ -105,7 +105,13 @@ impl TryFrom<String> for BodyRegex {
             .size_limit(1 << 20)
             .build()
             .map(BodyRegex)
-            .map_err(|e| format!("invalid regular expression: {e}"))
+            .map_err(|e| {
+                // regex errors span several lines (pattern, caret, reason): keep the reason.
+                let text = e.to_string();
+                let reason = text.lines().last().unwrap_or_default().trim();
+                let reason = reason.strip_prefix("error: ").unwrap_or(reason);
+                format!("invalid regular expression ({reason})")
+            })
     }
 }
 
@@ -204,10 +210,16 @@ impl HealthChecksConfig {
             let key = |k: &str| format!("checks[{i}].{k}");
             let name = c.name.trim();
             if name.is_empty() {
-                return Err((key("name"), "a health check needs a non-empty name (it is the `check` label)".into()));
+                return Err((
+                    key("name"),
+                    "a health check needs a non-empty name (it is the `check` label)".into(),
+                ));
             }
             if !seen.insert(name) {
-                return Err((key("name"), format!("health check name `{name}` is used twice; names must be unique")));
+                return Err((
+                    key("name"),
+                    format!("health check name `{name}` is used twice; names must be unique"),
+                ));
             }
             let kinds = c.kinds();
             if kinds.len() != 1 {
@@ -227,13 +239,23 @@ impl HealthChecksConfig {
             }
             if let Some(h) = &c.http {
                 if !(h.url.starts_with("http://") || h.url.starts_with("https://")) {
-                    return Err((key("http.url"), "url must start with http:// or https://".into()));
+                    return Err((
+                        key("http.url"),
+                        "url must start with http:// or https://".into(),
+                    ));
                 }
-                if h.url.parse::<hyper::Uri>().map(|u| u.host().is_none()).unwrap_or(true) {
+                if h.url
+                    .parse::<hyper::Uri>()
+                    .map(|u| u.host().is_none())
+                    .unwrap_or(true)
+                {
                     return Err((key("http.url"), "url is not a valid absolute URL".into()));
                 }
                 if h.ca_file.is_some() && h.insecure_skip_verify {
-                    return Err((key("http.insecure_skip_verify"), "set either ca_file or insecure_skip_verify, not both".into()));
+                    return Err((
+                        key("http.insecure_skip_verify"),
+                        "set either ca_file or insecure_skip_verify, not both".into(),
+                    ));
                 }
             }
             if let Some(t) = &c.tcp {
@@ -246,11 +268,17 @@ impl HealthChecksConfig {
             }
             if let Some(d) = &c.disk {
                 if d.min_free_bytes.is_none() && d.min_free_ratio.is_none() {
-                    return Err((key("disk.path"), "a disk check needs min_free_bytes, min_free_ratio or both".into()));
+                    return Err((
+                        key("disk.path"),
+                        "a disk check needs min_free_bytes, min_free_ratio or both".into(),
+                    ));
                 }
                 if let Some(r) = d.min_free_ratio {
                     if !(0.0..=1.0).contains(&r) {
-                        return Err((key("disk.min_free_ratio"), "min_free_ratio is a fraction between 0 and 1".into()));
+                        return Err((
+                            key("disk.min_free_ratio"),
+                            "min_free_ratio is a fraction between 0 and 1".into(),
+                        ));
                     }
                 }
             }
@@ -258,8 +286,16 @@ impl HealthChecksConfig {
                 if !self.allow_commands {
                     return Err((key("command"), format!("health check `{name}` runs a command, but command checks are off; set health_checks.allow_commands: true to allow them")));
                 }
-                if cmd.argv.first().map(|a| a.trim().is_empty()).unwrap_or(true) {
-                    return Err((key("command.argv"), "argv needs at least the program to run".into()));
+                if cmd
+                    .argv
+                    .first()
+                    .map(|a| a.trim().is_empty())
+                    .unwrap_or(true)
+                {
+                    return Err((
+                        key("command.argv"),
+                        "argv needs at least the program to run".into(),
+                    ));
                 }
             }
         }

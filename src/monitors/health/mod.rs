@@ -72,7 +72,7 @@ pub enum CheckError {
     #[error("{0}")]
     Failed(String),
     /// The run took longer than the check's timeout.
-    #[error("timed out after {}", humantime::format_duration(*.0))]
+    #[error("timed out after {0:?}")]
     Timeout(Duration),
 }
 
@@ -274,7 +274,9 @@ impl HealthMonitor {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, SystemTime, CheckResult)>> {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, SystemTime, CheckResult)>> {
         self.last.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -351,7 +353,9 @@ impl Monitor for HealthMonitor {
                 .iter()
                 .filter(|c| match last.get(&c.reg.name) {
                     // A little slack so a scrape just before the interval ends still re-runs it.
-                    Some((at, _, _)) => now.duration_since(*at) + Duration::from_millis(500) >= c.interval,
+                    Some((at, _, _)) => {
+                        now.duration_since(*at) + Duration::from_millis(500) >= c.interval
+                    }
                     None => true,
                 })
                 .collect()

@@ -262,7 +262,7 @@ h1{font-size:1.3em;margin:0}h2{font-size:1.1em;margin:20px 0 6px}\
 section{background:#fff;border:1px solid #d0d7de;border-radius:6px;padding:4px 12px 10px;margin:10px 0;overflow-x:auto}\
 table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:5px 6px;border-bottom:1px solid #eaeef2;vertical-align:top;word-break:break-word}\
 th{font-size:.85em;color:#57606a}\
-.b{display:inline-block;padding:1px 7px;border-radius:10px;font-size:.8em;font-weight:600;color:#fff}\
+.b{display:inline-block;white-space:nowrap;padding:1px 7px;border-radius:10px;font-size:.8em;font-weight:600;color:#fff}\
 .ok{background:#1a7f37}.warn{background:#bf8700}.err{background:#cf222e}\
 .muted{color:#57606a;font-size:.9em}code{font-size:.9em;background:#eaeef2;padding:1px 4px;border-radius:4px;word-break:break-all}\
 nav a{margin-right:12px}\

@@ -114,10 +114,34 @@ fn the_page_needs_the_same_auth_as_metrics() {
         format!("basic_auth_users:\n  admin: \"{hash}\"\n"),
     )
     .unwrap();
-    let e = Exporter::start(
-        d.path(),
-        &["--config", "status.yaml", "--web.config.file", "web.yml"],
-    );
+    // Started by hand: the shared helper polls /healthz without credentials.
+    let port = free_port();
+    let child = Command::new(BIN)
+        .current_dir(d.path())
+        .args([
+            "--config",
+            "status.yaml",
+            "--web.config.file",
+            "web.yml",
+            &format!("--web.listen-address=127.0.0.1:{port}"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http(port, "GET", "/healthz", "").is_err() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _k = Kill(child);
+    let e = Port { port };
     for path in ["/", "/api/v1/status", "/metrics"] {
         let r = http(e.port, "GET", path, "").unwrap();
         assert_eq!(r.status, 401, "{path}");
@@ -132,6 +156,10 @@ fn the_page_needs_the_same_auth_as_metrics() {
     )
     .unwrap();
     assert_eq!(r.status, 200);
+}
+
+struct Port {
+    port: u16,
 }
 
 /// Run chromium headless with `args` + `url`, bounded to 90 s.

@@ -149,7 +149,7 @@ pub fn build(registry: &Registry, outcomes: &[Arc<Outcome>], now: SystemTime) ->
             targets: o.snapshot.targets.clone(),
         });
     }
-    attention.sort_by(|a, b| b.health.cmp(&a.health));
+    attention.sort_by_key(|a| std::cmp::Reverse(a.health));
     certificates.sort_by(|a, b| a.days_left.total_cmp(&b.days_left));
     backups.sort_by(|a, b| b.age_seconds.total_cmp(&a.age_seconds));
     health_checks.sort_by(|a, b| a.success.cmp(&b.success).then(a.check.cmp(&b.check)));
@@ -411,6 +411,16 @@ pub fn render_json(status: &Status) -> String {
     serde_json::to_string_pretty(status).unwrap_or_else(|_| "{}".into())
 }
 
+/// `/`: gather (from cache when fresh) and render the page.
+pub async fn html(registry: &Registry, telemetry_path: &str) -> String {
+    render_html(&collect(registry).await, telemetry_path)
+}
+
+/// `/api/v1/status`: gather and render the JSON.
+pub async fn json(registry: &Registry) -> String {
+    render_json(&collect(registry).await)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -422,14 +432,4 @@ mod tests {
             "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;"
         );
     }
-}
-
-/// `/`: gather (from cache when fresh) and render the page.
-pub async fn html(registry: &Registry, telemetry_path: &str) -> String {
-    render_html(&collect(registry).await, telemetry_path)
-}
-
-/// `/api/v1/status`: gather and render the JSON.
-pub async fn json(registry: &Registry) -> String {
-    render_json(&collect(registry).await)
 }

@@ -560,6 +560,31 @@ mod tests {
     }
 
     #[test]
+    fn routes_become_matchers_and_subjects_become_headers() {
+        let v: Value = serde_yaml_ng::from_str(
+            "alertmanager:\n  routes:\n    - { match_re: { service: \"db|web\" }, receiver: ops, continue: true }\n    - { matchers: ['team=\"nas\"'], receiver: ops }\n  receivers:\n    - name: ops\n      email_configs:\n        - { to: a@b.c, subject: \"S\", headers: { X-Tag: t } }\n",
+        )
+        .unwrap();
+        let files = render(Some(&v), &args()).unwrap();
+        let am = &files
+            .iter()
+            .find(|(p, _)| p == Path::new("alertmanager.yml"))
+            .unwrap()
+            .1;
+        let am: Value = serde_yaml_ng::from_str(am).unwrap();
+        let routes = &am["route"]["routes"];
+        assert_eq!(routes[0]["matchers"][0], "service=~\"db|web\"");
+        assert_eq!(routes[0]["continue"], true);
+        assert_eq!(routes[1]["matchers"][0], "team=\"nas\"");
+        assert_eq!(routes[2]["receiver"], "null");
+        assert_eq!(am["route"]["receiver"], "ops");
+        let email = &am["receivers"][0]["email_configs"][0];
+        assert_eq!(email["headers"]["Subject"], "S");
+        assert_eq!(email["headers"]["X-Tag"], "t");
+        assert!(email.get("subject").is_none());
+    }
+
+    #[test]
     fn empty_block_renders_defaults() {
         let files = render(None, &args()).unwrap();
         assert!(files.iter().any(|(p, _)| p == Path::new("prometheus.yml")));

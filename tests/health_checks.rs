@@ -278,10 +278,9 @@ fn config_errors_name_file_and_line() {
     let e = parse(bad_regex, Path::new("mc.yaml"))
         .unwrap_err()
         .to_string();
-    // The line is where the `http:` map starts (serde reports the enclosing map).
     assert!(
         e.contains("mc.yaml")
-            && e.contains("line 6")
+            && e.contains("line 7")
             && e.contains("body_regex")
             && e.contains("invalid regular expression (unclosed group)")
             && !e.contains('\n'),

@@ -94,8 +94,7 @@ impl HealthCheckConfig {
 }
 
 /// A regular expression compiled at load, so a bad one is a config error with a line.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Debug, Clone)]
 pub struct BodyRegex(pub regex::Regex);
 
 impl TryFrom<String> for BodyRegex {
@@ -112,6 +111,24 @@ impl TryFrom<String> for BodyRegex {
                 let reason = reason.strip_prefix("error: ").unwrap_or(reason);
                 format!("invalid regular expression ({reason})")
             })
+    }
+}
+
+// A visitor (not `try_from`): the error is raised while the YAML scalar is
+// current, so the message points at the `body_regex:` line itself.
+impl<'de> Deserialize<'de> for BodyRegex {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = BodyRegex;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a regular expression")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<BodyRegex, E> {
+                BodyRegex::try_from(v.to_string()).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(V)
     }
 }
 

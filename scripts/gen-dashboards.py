@@ -134,6 +134,28 @@ def variables(extra=()):
     return {"list": v}
 
 
+def row(L, title):
+    # "targets": [] keeps every panel iterable for the stack test; Grafana ignores it on rows.
+    L.x = 24  # a row always starts on a new line
+    return {"id": L.id(), "type": "row", "title": title, "collapsed": False,
+            "gridPos": L.place(24, 1), "panels": [], "targets": []}
+
+
+HC_FAILING = f"count(health_check_success{{{SEL}}} == 0) or vector(0)"
+
+
+def health_row(L):
+    """The health-check row (health_checks: in monitoring-config.yaml)."""
+    return [
+        row(L, "Health checks"),
+        stat(L, "Failing health checks", HC_FAILING, "none", COUNT_TH, w=4, h=8,
+             desc="Health checks (http, tcp, dns, disk, file_age, command) whose last run failed."),
+        table(L, "Health checks (0 = failing)", [target(f"health_check_success{{{SEL}}}", instant=True, table=True)], "none",
+              thresholds((None, RED), (1, GREEN)), sort_by="State", rename={"Value": "State"}, hide=["job", "instance"], w=10),
+        timeseries(L, "Health check duration", [target(f"health_check_duration_seconds{{{SEL}}}", "{{check}} ({{type}})")], "s", w=10),
+    ]
+
+
 def dashboard(uid, title, panels, extra_vars=(), description=""):
     return {
         "uid": uid, "title": title, "description": description,
@@ -183,9 +205,9 @@ def overview():
                    "percentunit", w=8),
         timeseries(L, "Host disk free (least free filesystem)", [target('min by (instance) (node_filesystem_avail_bytes{instance=~"$node",fstype!~"tmpfs|overlay|squashfs"} / node_filesystem_size_bytes{instance=~"$node",fstype!~"tmpfs|overlay|squashfs"})', "{{instance}}")],
                    "percentunit", w=8),
-    ]
+    ] + health_row(L)
     return dashboard("homelab-overview", "Homelab Overview", p, extra_vars=[node_var],
-                     description="Fleet health at a glance: Terraform drift, certificates, backups, the exporter and hosts.")
+                     description="Fleet health at a glance: Terraform drift, certificates, backups, health checks, the exporter and hosts.")
 
 
 def terraform():

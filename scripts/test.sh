@@ -17,6 +17,7 @@ need=(
   "restic:restic"
   "borg:borgbackup"
   "initdb:postgresql"
+  "chromium:chromium"
 )
 missing=()
 for pair in "${need[@]}"; do

@@ -77,6 +77,9 @@ fn overrides(cli: &Cli) -> Overrides {
 
 /// Run the mode selected by `cli`; returns the process exit code.
 pub async fn run(cli: Cli) -> Result<i32, AppError> {
+    if let Some(crate::cli::Command::Render(args)) = &cli.command {
+        return render(&cli, args);
+    }
     let config = load_config(&cli)?;
     if let Some(src) = &config.source {
         tracing::info!(config = %src.display(), "configuration loaded");
@@ -99,6 +102,23 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
         return Ok(status(&cli, &registry).await);
     }
     serve(&cli, registry).await
+}
+
+/// `render`: write the stack's config files from the `monitoring:` block.
+fn render(cli: &Cli, args: &crate::render::RenderArgs) -> Result<i32, AppError> {
+    if cli.config.is_none() {
+        return Err(AppError::Usage(
+            "render needs --config monitoring-config.yaml".into(),
+        ));
+    }
+    let config = load_config(cli)?;
+    let files = crate::render::render(config.file.monitoring.as_ref(), args)
+        .and_then(|f| crate::render::write(&args.out, &f).map(|()| f))
+        .map_err(|e| AppError::Usage(e.to_string()))?;
+    for (p, _) in &files {
+        println!("{}", args.out.join(p).display());
+    }
+    Ok(0)
 }
 
 async fn one_shot_state(

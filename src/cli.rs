@@ -61,8 +61,16 @@ fn parse_time(s: &str) -> Result<std::time::SystemTime, String> {
 pub struct Cli {
     /// Configuration file (monitoring-config.yaml). Without one, *.tfstate files
     /// under the working directory are discovered.
-    #[arg(long, value_name = "FILE", env = "HOMELAB_MONITOR_CONFIG")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "HOMELAB_MONITOR_CONFIG",
+        global = true
+    )]
     pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
 
     /// Check this state file once, print a report and exit (0 clean, 2 findings, 1 error).
     #[arg(
@@ -151,6 +159,14 @@ pub struct Cli {
     /// Freeze the clock at this time (tests and golden files).
     #[arg(long = "clock.fixed", value_name = "RFC3339", value_parser = parse_time, env = "HOMELAB_MONITOR_CLOCK_FIXED", hide = true)]
     pub clock_fixed: Option<std::time::SystemTime>,
+}
+
+/// Subcommands (the exporter itself needs none).
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Render prometheus.yml, alertmanager.yml and Grafana provisioning from
+    /// the config's `monitoring:` block into --out DIR.
+    Render(crate::render::RenderArgs),
 }
 
 impl Cli {

@@ -194,6 +194,9 @@ pub struct ConfigFile {
     pub monitoring: Option<serde_yaml_ng::Value>,
     #[serde(default)]
     pub custom_monitors: CustomMonitors,
+    /// Health checks (http, tcp, dns, disk, file_age, command); see `docs/health-checks.md`.
+    #[serde(default)]
+    pub health_checks: Option<crate::monitors::health::config::HealthChecksConfig>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -769,6 +772,7 @@ impl Config {
                     terraform_state: Some(tf),
                     ..CustomMonitors::default()
                 },
+                health_checks: None,
             },
             base_dir,
             source: None,
@@ -834,6 +838,10 @@ pub fn parse(text: &str, path: &Path) -> Result<ConfigFile, ConfigError> {
 
 /// Cross-field checks that serde cannot express.
 fn validate(file: &ConfigFile) -> Result<(), (String, String)> {
+    if let Some(h) = &file.health_checks {
+        h.validate()
+            .map_err(|(k, m)| (format!("health_checks.{k}"), m))?;
+    }
     if let Some(c) = &file.custom_monitors.certificate_expiry {
         c.validate()
             .map_err(|(k, m)| (format!("custom_monitors.certificate_expiry.{k}"), m))?;

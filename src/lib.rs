@@ -18,9 +18,11 @@ pub mod encoder;
 pub mod monitor;
 pub mod monitors;
 pub mod registry;
+pub mod render;
 pub mod report;
 pub mod server;
 pub mod snapshot;
+pub mod status_page;
 pub mod telemetry;
 pub mod web_config;
 

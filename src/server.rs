@@ -1,5 +1,5 @@
 //! HTTP endpoints: `/metrics` (or `--web.telemetry-path`), `/healthz`,
-//! `/readyz` and a landing page at `/`. GET and HEAD only.
+//! `/readyz`, the status page at `/` and `/api/v1/status`. GET and HEAD only.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -138,47 +138,32 @@ async fn route(req: Request<Incoming>, app: &AppState) -> Resp {
                     )
                 }
             }
-            "/" => {
-                let mut r = text(StatusCode::OK, landing_page(app));
-                r.headers_mut().insert(
-                    CONTENT_TYPE,
-                    HeaderValue::from_static("text/html; charset=utf-8"),
-                );
-                r
-            }
+            "/" => typed(
+                text(
+                    StatusCode::OK,
+                    crate::status_page::html(&app.registry, &app.cfg.telemetry_path).await,
+                ),
+                "text/html; charset=utf-8",
+            ),
+            "/api/v1/status" => typed(
+                text(
+                    StatusCode::OK,
+                    crate::status_page::json(&app.registry).await,
+                ),
+                "application/json",
+            ),
             _ => text(StatusCode::NOT_FOUND, "not found\n"),
         }
     };
     resp
 }
 
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-fn landing_page(app: &AppState) -> String {
-    let monitors: String = app
-        .registry
-        .entries()
-        .iter()
-        .map(|e| {
-            format!(
-                "<li><b>{}</b>: {} (every {})</li>",
-                html_escape(e.monitor().name()),
-                html_escape(&e.monitor().describe()),
-                humantime::format_duration(e.monitor().check_interval())
-            )
-        })
-        .collect();
-    let tp = html_escape(&app.cfg.telemetry_path);
-    format!(
-        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>homelab-monitor</title></head>\n<body>\n<h1>homelab-monitor {}</h1>\n<p>Prometheus exporter for Terraform state drift, certificate expiry and backups.</p>\n<ul>\n<li><a href=\"{tp}\">{tp}</a>: metrics</li>\n<li><a href=\"/healthz\">/healthz</a>: liveness</li>\n<li><a href=\"/readyz\">/readyz</a>: readiness (first collection done)</li>\n</ul>\n<h2>Monitors</h2>\n<ul>{}</ul>\n</body></html>\n",
-        crate::VERSION,
-        monitors
-    )
+fn typed(mut r: Resp, content_type: &'static str) -> Resp {
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
 }
 
 /// Serve one connection (plain or TLS) until it closes or the shutdown ends it.

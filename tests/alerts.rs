@@ -51,7 +51,7 @@ fn alertmanager_example_is_valid() {
     let amtool = tool("amtool", "prometheus-alertmanager");
     let out = run_tool(amtool, &["check-config", "alerts/alertmanager.yml"]);
     assert!(
-        out.contains("SUCCESS") && out.contains("2 inhibit rules"),
+        out.contains("SUCCESS") && out.contains("3 inhibit rules"),
         "{out}"
     );
 }

@@ -203,10 +203,12 @@ fn dashboards_and_alerts_against_a_real_prometheus() {
     std::fs::create_dir_all(b.join("pruned")).unwrap();
     std::fs::write(b.join("pruned/dump-latest.sql.gz"), vec![1u8; 2048]).unwrap();
 
+    // Health checks: one port that answers, one that is closed (nothing listens).
+    let closed_port = free_port();
     std::fs::write(
         d.join("stack.yaml"),
         format!(
-            "custom_monitors:\n  terraform_state:\n    check_interval: 2s\n    state_files:\n      - terraform/terraform.tfstate\n      - terraform/environments/*/terraform.tfstate\n  certificate_expiry:\n    check_interval: 2s\n    warning_days: 30\n    critical_days: 7\n    paths: [certs/]\n    endpoints: [\"127.0.0.1:{tls_port}\"]\n  backup_validation:\n    check_interval: 2s\n    retention_days: 30\n    sources:\n      - {{ name: nightly, format: manifest, path: backups/nightly/manifest.json, max_age: 26h }}\n      - {{ name: shrunk, format: manifest, path: backups/shrunk/manifest.json, max_age: 26h }}\n      - {{ name: stale, format: manifest, path: backups/stale/manifest.json, max_age: 26h }}\n      - {{ name: tampered, format: manifest, path: backups/tampered/manifest.json, verify: sizes }}\n      - {{ name: pruned, format: directory, path: backups/pruned, pattern: \"*.sql.gz\" }}\n      - {{ name: gone, format: directory, path: backups/gone }}\n"
+            "custom_monitors:\n  terraform_state:\n    check_interval: 2s\n    state_files:\n      - terraform/terraform.tfstate\n      - terraform/environments/*/terraform.tfstate\n  certificate_expiry:\n    check_interval: 2s\n    warning_days: 30\n    critical_days: 7\n    paths: [certs/]\n    endpoints: [\"127.0.0.1:{tls_port}\"]\n  backup_validation:\n    check_interval: 2s\n    retention_days: 30\n    sources:\n      - {{ name: nightly, format: manifest, path: backups/nightly/manifest.json, max_age: 26h }}\n      - {{ name: shrunk, format: manifest, path: backups/shrunk/manifest.json, max_age: 26h }}\n      - {{ name: stale, format: manifest, path: backups/stale/manifest.json, max_age: 26h }}\n      - {{ name: tampered, format: manifest, path: backups/tampered/manifest.json, verify: sizes }}\n      - {{ name: pruned, format: directory, path: backups/pruned, pattern: \"*.sql.gz\" }}\n      - {{ name: gone, format: directory, path: backups/gone }}\nhealth_checks:\n  checks:\n    - {{ name: tls-port, interval: 2s, tcp: {{ address: \"127.0.0.1:{tls_port}\" }} }}\n    - {{ name: closed-port, interval: 2s, timeout: 2s, tcp: {{ address: \"127.0.0.1:{closed_port}\" }} }}\n    - {{ name: workdir-disk, interval: 2s, disk: {{ path: \".\", min_free_ratio: 0.0 }} }}\n"
         ),
     )
     .unwrap();
@@ -338,14 +340,21 @@ fn dashboards_and_alerts_against_a_real_prometheus() {
             .filter(|a| a["state"] == "firing")
             .map(|a| {
                 let l = &a["labels"];
-                let key = ["state_file", "path", "endpoint", "source", "monitor"]
-                    .iter()
-                    .find_map(|k| {
-                        l[*k].as_str().filter(|_| {
-                            *k != "source" || l["path"].is_null() && l["endpoint"].is_null()
-                        })
+                let key = [
+                    "state_file",
+                    "path",
+                    "endpoint",
+                    "source",
+                    "monitor",
+                    "check",
+                ]
+                .iter()
+                .find_map(|k| {
+                    l[*k].as_str().filter(|_| {
+                        *k != "source" || l["path"].is_null() && l["endpoint"].is_null()
                     })
-                    .unwrap_or("");
+                })
+                .unwrap_or("");
                 format!("{} {}", l["alertname"].as_str().unwrap_or(""), key)
             })
             .collect();
@@ -367,6 +376,8 @@ fn dashboards_and_alerts_against_a_real_prometheus() {
         "BackupVerificationFailed tampered",
         "BackupTooFewSnapshots pruned",
         "BackupSourceDown gone",
+        "HealthCheckFailing closed-port",
+        "HealthCheckDown closed-port",
     ]
     .iter()
     .map(|s| s.to_string())

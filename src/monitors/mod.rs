@@ -5,6 +5,7 @@
 
 pub mod backups;
 pub mod certificates;
+pub mod health;
 pub mod terraform;
 
 use std::sync::Arc;
@@ -62,6 +63,9 @@ pub fn build(config: &Config, ov: &Overrides) -> Vec<Arc<dyn Monitor>> {
             backups::BackupMonitor::new(b.clone(), config.base_dir.clone())
                 .with_interval(ov.interval),
         ));
+    }
+    if let Some(h) = config.file.health_checks.as_ref() {
+        out.extend(health::monitor(h, &config.base_dir, ov.interval));
     }
     out
 }

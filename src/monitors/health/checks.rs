@@ -1,0 +1,580 @@
+//! The built-in checks: `http`, `tcp`, `dns`, `disk`, `file_age`, `command`.
+//!
+//! Messages quote names, status codes and sizes, never response bodies,
+//! command output or URL credentials.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::body::Bytes;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+
+use super::config::{
+    BodyRegex, CommandCheckConfig, DiskCheckConfig, DnsCheckConfig, FileAgeCheckConfig,
+    HttpCheckConfig, StatusList, TcpCheckConfig,
+};
+use super::{Check, CheckContext, CheckError};
+
+/// Largest command output read (the rest is discarded).
+pub const COMMAND_OUTPUT_LIMIT: usize = 64 * 1024;
+/// Most entries visited under a `file_age` folder.
+pub const FILE_AGE_ENTRY_LIMIT: usize = 100_000;
+
+// ---------------------------------------------------------------- http
+
+/// GET a URL and check status and (optionally) body.
+pub struct HttpCheck {
+    uri: hyper::Uri,
+    host: String,
+    port: u16,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    expected: Option<StatusList>,
+    body_regex: Option<BodyRegex>,
+    max_body: usize,
+}
+
+impl HttpCheck {
+    /// Build from config; `base` resolves a relative `ca_file`.
+    pub fn new(c: &HttpCheckConfig, base: &Path) -> Result<Self, CheckError> {
+        let uri: hyper::Uri = c
+            .url
+            .parse()
+            .map_err(|_| CheckError::Config("url is not a valid absolute URL".into()))?;
+        let https = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => return Err(CheckError::Config("url must be http:// or https://".into())),
+        };
+        let host = uri
+            .host()
+            .ok_or_else(|| CheckError::Config("url has no host".into()))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let tls = if https {
+            Some(Arc::new(tls_config(c, base)?))
+        } else {
+            None
+        };
+        Ok(HttpCheck {
+            uri,
+            host,
+            port,
+            tls,
+            expected: c.expected_status.clone(),
+            body_regex: c.body_regex.clone(),
+            max_body: c
+                .max_body_size
+                .map(|b| usize::try_from(b.0).unwrap_or(usize::MAX))
+                .unwrap_or(1 << 20),
+        })
+    }
+
+    async fn request<S>(&self, io: S) -> Result<String, CheckError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+                .await
+                .map_err(|e| CheckError::Failed(format!("HTTP handshake failed: {e}")))?;
+        let driver = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let path = self.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let authority = match self.uri.port_u16() {
+            Some(p) => format!("{}:{p}", self.uri.host().unwrap_or_default()),
+            None => self.uri.host().unwrap_or_default().to_string(),
+        };
+        let req = hyper::Request::get(path)
+            .header(hyper::header::HOST, authority)
+            .header(
+                hyper::header::USER_AGENT,
+                concat!("homelab-monitor/", env!("CARGO_PKG_VERSION")),
+            )
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| CheckError::Failed(format!("cannot build the request: {e}")))?;
+        let result = async {
+            let resp = sender
+                .send_request(req)
+                .await
+                .map_err(|e| CheckError::Failed(format!("request failed: {e}")))?;
+            let status = resp.status().as_u16();
+            let ok = match &self.expected {
+                Some(list) => list.contains(status),
+                None => (200..300).contains(&status),
+            };
+            if !ok {
+                return Err(CheckError::Failed(format!(
+                    "unexpected HTTP status {status}"
+                )));
+            }
+            if let Some(re) = &self.body_regex {
+                let body = Limited::new(resp.into_body(), self.max_body)
+                    .collect()
+                    .await
+                    .map_err(|e| CheckError::Failed(format!("reading the body failed: {e}")))?
+                    .to_bytes();
+                let text = String::from_utf8_lossy(&body);
+                if !re.0.is_match(&text) {
+                    return Err(CheckError::Failed(format!(
+                        "HTTP {status}, but the body does not match body_regex"
+                    )));
+                }
+                return Ok(format!("HTTP {status}, body matches"));
+            }
+            Ok(format!("HTTP {status}"))
+        }
+        .await;
+        driver.abort();
+        result
+    }
+}
+
+#[async_trait]
+impl Check for HttpCheck {
+    fn kind(&self) -> &'static str {
+        "http"
+    }
+
+    async fn run(&self, _ctx: &CheckContext) -> Result<String, CheckError> {
+        let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| {
+                CheckError::Failed(format!("cannot connect to port {}: {e}", self.port))
+            })?;
+        match &self.tls {
+            None => self.request(tcp).await,
+            Some(cfg) => {
+                let name = ServerName::try_from(self.host.clone()).map_err(|_| {
+                    CheckError::Config("the URL's host is not a valid TLS server name".into())
+                })?;
+                let tls = tokio_rustls::TlsConnector::from(cfg.clone())
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| CheckError::Failed(format!("TLS handshake failed: {e}")))?;
+                self.request(tls).await
+            }
+        }
+    }
+}
+
+fn tls_config(c: &HttpCheckConfig, base: &Path) -> Result<rustls::ClientConfig, CheckError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| CheckError::Config(format!("TLS setup failed: {e}")))?;
+    let cfg = if c.insecure_skip_verify {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAny { provider }))
+            .with_no_client_auth()
+    } else {
+        let mut roots = RootCertStore::empty();
+        match &c.ca_file {
+            Some(f) => {
+                use rustls::pki_types::pem::PemObject;
+                let path = resolve(base, f);
+                let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&path)
+                    .and_then(|it| it.collect::<Result<_, _>>())
+                    .map_err(|e| {
+                        CheckError::Config(format!("cannot read ca_file {}: {e}", path.display()))
+                    })?;
+                if certs.is_empty() {
+                    return Err(CheckError::Config(format!(
+                        "ca_file {} holds no certificate",
+                        path.display()
+                    )));
+                }
+                for cert in certs {
+                    roots.add(cert).map_err(|e| {
+                        CheckError::Config(format!("ca_file {}: {e}", path.display()))
+                    })?;
+                }
+            }
+            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        }
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    Ok(cfg)
+}
+
+/// `insecure_skip_verify`: any certificate, but handshake signatures are still checked.
+#[derive(Debug)]
+struct AcceptAny {
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+// ---------------------------------------------------------------- tcp
+
+/// Connect to `host:port`.
+pub struct TcpCheck {
+    host: String,
+    port: u16,
+}
+
+impl TcpCheck {
+    pub fn new(c: &TcpCheckConfig) -> Result<Self, CheckError> {
+        let (host, port) =
+            crate::config::split_host_port(&c.address).map_err(CheckError::Config)?;
+        Ok(TcpCheck { host, port })
+    }
+}
+
+#[async_trait]
+impl Check for TcpCheck {
+    fn kind(&self) -> &'static str {
+        "tcp"
+    }
+
+    async fn run(&self, _ctx: &CheckContext) -> Result<String, CheckError> {
+        tokio::net::TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .map(|_| format!("port {} accepts connections", self.port))
+            .map_err(|e| CheckError::Failed(format!("cannot connect to port {}: {e}", self.port)))
+    }
+}
+
+// ---------------------------------------------------------------- dns
+
+/// Resolve a name with the system resolver.
+pub struct DnsCheck {
+    cfg: DnsCheckConfig,
+}
+
+impl DnsCheck {
+    pub fn new(c: &DnsCheckConfig) -> Self {
+        DnsCheck { cfg: c.clone() }
+    }
+}
+
+#[async_trait]
+impl Check for DnsCheck {
+    fn kind(&self) -> &'static str {
+        "dns"
+    }
+
+    async fn run(&self, _ctx: &CheckContext) -> Result<String, CheckError> {
+        let found: Vec<std::net::IpAddr> = tokio::net::lookup_host((self.cfg.name.as_str(), 0))
+            .await
+            .map_err(|e| CheckError::Failed(format!("{} does not resolve: {e}", self.cfg.name)))?
+            .map(|a| a.ip())
+            .collect();
+        if found.is_empty() {
+            return Err(CheckError::Failed(format!(
+                "{} resolves to no address",
+                self.cfg.name
+            )));
+        }
+        let missing: Vec<String> = self
+            .cfg
+            .expected_addresses
+            .iter()
+            .filter(|a| !found.contains(a))
+            .map(|a| a.to_string())
+            .collect();
+        if !missing.is_empty() {
+            return Err(CheckError::Failed(format!(
+                "{} does not resolve to {}",
+                self.cfg.name,
+                missing.join(", ")
+            )));
+        }
+        Ok(format!(
+            "{} resolves to {} address(es)",
+            self.cfg.name,
+            found.len()
+        ))
+    }
+}
+
+// ---------------------------------------------------------------- disk
+
+/// Free space of the filesystem holding a path.
+pub struct DiskCheck {
+    path: PathBuf,
+    cfg: DiskCheckConfig,
+}
+
+impl DiskCheck {
+    pub fn new(c: &DiskCheckConfig, base: &Path) -> Self {
+        DiskCheck {
+            path: resolve(base, &c.path),
+            cfg: c.clone(),
+        }
+    }
+}
+
+/// Bytes available to unprivileged users and the filesystem's size.
+pub fn disk_space(path: &Path) -> Result<(u64, u64), CheckError> {
+    let st = rustix::fs::statvfs(path).map_err(|e| {
+        CheckError::Failed(format!(
+            "cannot stat the filesystem of {}: {e}",
+            path.display()
+        ))
+    })?;
+    let frsize = if st.f_frsize > 0 {
+        st.f_frsize
+    } else {
+        st.f_bsize
+    };
+    Ok((
+        st.f_bavail.saturating_mul(frsize),
+        st.f_blocks.saturating_mul(frsize),
+    ))
+}
+
+#[async_trait]
+impl Check for DiskCheck {
+    fn kind(&self) -> &'static str {
+        "disk"
+    }
+
+    async fn run(&self, _ctx: &CheckContext) -> Result<String, CheckError> {
+        let path = self.path.clone();
+        let (free, total) = tokio::task::spawn_blocking(move || disk_space(&path))
+            .await
+            .map_err(|e| CheckError::Failed(format!("disk check task failed: {e}")))??;
+        let ratio = if total > 0 {
+            free as f64 / total as f64
+        } else {
+            0.0
+        };
+        let summary = format!("{} free ({:.1}%)", human_bytes(free), ratio * 100.0);
+        if let Some(min) = self.cfg.min_free_bytes {
+            if free < min.0 {
+                return Err(CheckError::Failed(format!(
+                    "{summary}, below min_free_bytes {}",
+                    human_bytes(min.0)
+                )));
+            }
+        }
+        if let Some(min) = self.cfg.min_free_ratio {
+            if ratio < min {
+                return Err(CheckError::Failed(format!(
+                    "{summary}, below min_free_ratio {:.1}%",
+                    min * 100.0
+                )));
+            }
+        }
+        Ok(summary)
+    }
+}
+
+fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    format!("{v:.1}{}", UNITS[i])
+}
+
+// ---------------------------------------------------------------- file_age
+
+/// The newest modification time under a path is recent enough.
+pub struct FileAgeCheck {
+    path: PathBuf,
+    cfg: FileAgeCheckConfig,
+}
+
+impl FileAgeCheck {
+    pub fn new(c: &FileAgeCheckConfig, base: &Path) -> Self {
+        FileAgeCheck {
+            path: resolve(base, &c.path),
+            cfg: c.clone(),
+        }
+    }
+}
+
+/// Newest mtime of a file, or of any file under a folder (bounded walk).
+pub fn newest_mtime(path: &Path) -> Result<Option<SystemTime>, CheckError> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| CheckError::Failed(format!("cannot read {}: {e}", path.display())))?;
+    if meta.is_file() {
+        return Ok(meta.modified().ok());
+    }
+    let mut newest: Option<SystemTime> = None;
+    for entry in walkdir::WalkDir::new(path)
+        .follow_links(false)
+        .into_iter()
+        .take(FILE_AGE_ENTRY_LIMIT)
+        .flatten()
+    {
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        if let Some(m) = entry.metadata().ok().and_then(|m| m.modified().ok()) {
+            newest = Some(newest.map_or(m, |n| n.max(m)));
+        }
+    }
+    Ok(newest)
+}
+
+#[async_trait]
+impl Check for FileAgeCheck {
+    fn kind(&self) -> &'static str {
+        "file_age"
+    }
+
+    async fn run(&self, ctx: &CheckContext) -> Result<String, CheckError> {
+        let path = self.path.clone();
+        let newest = tokio::task::spawn_blocking(move || newest_mtime(&path))
+            .await
+            .map_err(|e| CheckError::Failed(format!("file_age task failed: {e}")))??;
+        let newest = newest
+            .ok_or_else(|| CheckError::Failed(format!("no file under {}", self.path.display())))?;
+        let age = ctx.now.duration_since(newest).unwrap_or_default();
+        let shown = humantime::format_duration(std::time::Duration::from_secs(age.as_secs()));
+        if age > self.cfg.max_age.0 {
+            return Err(CheckError::Failed(format!(
+                "newest file is {shown} old, older than max_age {}",
+                self.cfg.max_age
+            )));
+        }
+        Ok(format!("newest file is {shown} old"))
+    }
+}
+
+// ---------------------------------------------------------------- command
+
+/// Run a program (no shell); output is read up to a limit and never shown.
+pub struct CommandCheck {
+    cfg: CommandCheckConfig,
+    base: PathBuf,
+}
+
+impl CommandCheck {
+    pub fn new(c: &CommandCheckConfig, base: &Path) -> Self {
+        CommandCheck {
+            cfg: c.clone(),
+            base: base.to_path_buf(),
+        }
+    }
+}
+
+async fn drain<R: AsyncRead + Unpin>(r: Option<R>) -> usize {
+    let Some(mut r) = r else { return 0 };
+    let mut buf = vec![0u8; 8192];
+    let mut total = 0usize;
+    loop {
+        match r.read(&mut buf).await {
+            Ok(0) | Err(_) => return total,
+            Ok(n) => {
+                total = total.saturating_add(n);
+                if total >= COMMAND_OUTPUT_LIMIT {
+                    return total;
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Check for CommandCheck {
+    fn kind(&self) -> &'static str {
+        "command"
+    }
+
+    async fn run(&self, _ctx: &CheckContext) -> Result<String, CheckError> {
+        let (program, args) = self
+            .cfg
+            .argv
+            .split_first()
+            .ok_or_else(|| CheckError::Config("argv is empty".into()))?;
+        let mut child = tokio::process::Command::new(program)
+            .args(args)
+            .current_dir(&self.base)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| CheckError::Failed(format!("cannot start {program}: {e}")))?;
+        let out = drain(child.stdout.take());
+        let err = drain(child.stderr.take());
+        let (_, _) = tokio::join!(out, err);
+        // Output beyond the limit is not read: the pipes are closed when the
+        // child is dropped, and a child still running is killed at the timeout.
+        let status = child
+            .wait()
+            .await
+            .map_err(|e| CheckError::Failed(format!("waiting for {program} failed: {e}")))?;
+        match status.code() {
+            Some(c) if c == self.cfg.expected_exit_code => Ok(format!("{program} exited {c}")),
+            Some(c) => Err(CheckError::Failed(format!(
+                "{program} exited {c}, expected {}",
+                self.cfg.expected_exit_code
+            ))),
+            None => Err(CheckError::Failed(format!(
+                "{program} was killed by a signal"
+            ))),
+        }
+    }
+}
+
+fn resolve(base: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}

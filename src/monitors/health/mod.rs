@@ -1,0 +1,388 @@
+//! Health checks: the seed's "Health Check Framework".
+//!
+//! Two ways in:
+//! - config: `health_checks:` in `monitoring-config.yaml` ([`config`]), run by
+//!   [`HealthMonitor`] on every scrape (each check cached for its `interval`);
+//! - library: a [`HealthChecker`] with the seed's shape, `register(name, check)`
+//!   and `run_all()`.
+//!
+//! ```no_run
+//! use async_trait::async_trait;
+//! use homelab_monitor::monitors::health::{Check, CheckContext, CheckError, HealthChecker};
+//!
+//! /// A custom check: a few lines.
+//! struct Storage;
+//!
+//! #[async_trait]
+//! impl Check for Storage {
+//!     fn kind(&self) -> &'static str { "storage" }
+//!     async fn run(&self, _ctx: &CheckContext) -> Result<String, CheckError> {
+//!         let free = 42; // ask the NAS ...
+//!         if free > 10 { Ok(format!("{free}% free")) } else { Err(CheckError::Failed("disk full".into())) }
+//!     }
+//! }
+//!
+//! # async fn demo() {
+//! let mut checker = HealthChecker::new();
+//! checker.register("storage", Storage);
+//! checker.register("network", homelab_monitor::monitors::health::checks::TcpCheck::new(
+//!     &homelab_monitor::monitors::health::config::TcpCheckConfig { address: "127.0.0.1:22".into() },
+//! ).unwrap());
+//! for r in checker.run_all().await {
+//!     println!("{} ({}): {} in {:?}: {}", r.name, r.kind, if r.success { "ok" } else { "FAILED" }, r.duration, r.message);
+//! }
+//! # }
+//! ```
+
+pub mod checks;
+pub mod config;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+
+use crate::monitor::{CollectContext, Monitor, MonitorError};
+use crate::snapshot::{Health, MetricDef, Snapshot, SnapshotBuilder, TargetStatus};
+
+use self::config::{HealthCheckConfig, HealthChecksConfig};
+
+pub const SUCCESS: MetricDef = MetricDef::gauge(
+    "health_check_success",
+    "1 if the health check's last run succeeded, 0 if it failed or timed out.",
+);
+pub const DURATION: MetricDef = MetricDef::gauge(
+    "health_check_duration_seconds",
+    "Wall time of the health check's last run.",
+);
+pub const LAST_RUN: MetricDef = MetricDef::gauge(
+    "health_check_last_run_timestamp_seconds",
+    "When the health check last ran (Unix time); checks run at most once per interval.",
+);
+
+/// Why a check failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CheckError {
+    /// The check is misconfigured (bad URL, unreadable CA file...).
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The checked thing is unhealthy or unreachable.
+    #[error("{0}")]
+    Failed(String),
+    /// The run took longer than the check's timeout.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+}
+
+/// Handed to every run.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckContext {
+    /// "Now" from the injected clock (for ages).
+    pub now: SystemTime,
+}
+
+/// One kind of health check. Implement it for a custom check.
+#[async_trait]
+pub trait Check: Send + Sync + 'static {
+    /// The `type` label (`http`, `tcp`, ... or your own).
+    fn kind(&self) -> &'static str;
+    /// Run once: a short human summary on success. Never put secrets in either.
+    async fn run(&self, ctx: &CheckContext) -> Result<String, CheckError>;
+}
+
+/// The result of one run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CheckResult {
+    pub name: String,
+    pub kind: &'static str,
+    pub success: bool,
+    #[serde(serialize_with = "secs")]
+    pub duration: Duration,
+    /// The summary on success, the reason on failure.
+    pub message: String,
+}
+
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+struct Registered {
+    name: String,
+    check: Arc<dyn Check>,
+    timeout: Duration,
+}
+
+/// A set of named checks run together (concurrently, each under its timeout).
+#[derive(Default)]
+pub struct HealthChecker {
+    checks: Vec<Registered>,
+}
+
+/// Timeout of checks registered with [`HealthChecker::register`].
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl HealthChecker {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Register a check under `name` with the default 10s timeout.
+    pub fn register(&mut self, name: impl Into<String>, check: impl Check) -> &mut Self {
+        self.register_with_timeout(name, check, DEFAULT_TIMEOUT)
+    }
+
+    /// Register a check with its own timeout.
+    pub fn register_with_timeout(
+        &mut self,
+        name: impl Into<String>,
+        check: impl Check,
+        timeout: Duration,
+    ) -> &mut Self {
+        self.checks.push(Registered {
+            name: name.into(),
+            check: Arc::new(check),
+            timeout,
+        });
+        self
+    }
+
+    /// Names in registration order.
+    pub fn names(&self) -> Vec<&str> {
+        self.checks.iter().map(|c| c.name.as_str()).collect()
+    }
+
+    /// Run every check now (system clock).
+    pub async fn run_all(&self) -> Vec<CheckResult> {
+        self.run_all_at(SystemTime::now()).await
+    }
+
+    /// Run every check with "now" = `now`; results in registration order.
+    pub async fn run_all_at(&self, now: SystemTime) -> Vec<CheckResult> {
+        let ctx = CheckContext { now };
+        futures::future::join_all(self.checks.iter().map(|c| run_one(c, ctx))).await
+    }
+}
+
+async fn run_one(c: &Registered, ctx: CheckContext) -> CheckResult {
+    let started = Instant::now();
+    let check = c.check.clone();
+    // Its own task: a panicking custom check becomes a failed result.
+    let task = tokio::spawn(async move { check.run(&ctx).await });
+    let abort = task.abort_handle();
+    let result = match tokio::time::timeout(c.timeout, task).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => Err(CheckError::Failed(format!("check panicked: {e}"))),
+        Err(_) => {
+            abort.abort();
+            Err(CheckError::Timeout(c.timeout))
+        }
+    };
+    let (success, message) = match result {
+        Ok(m) => (true, m),
+        Err(e) => (false, e.to_string()),
+    };
+    CheckResult {
+        name: c.name.clone(),
+        kind: c.check.kind(),
+        success,
+        duration: started.elapsed(),
+        message,
+    }
+}
+
+/// Build a built-in check from its config entry; `base` resolves relative paths.
+pub fn build_check(c: &HealthCheckConfig, base: &Path) -> Result<Arc<dyn Check>, CheckError> {
+    if let Some(h) = &c.http {
+        return Ok(Arc::new(checks::HttpCheck::new(h, base)?));
+    }
+    if let Some(t) = &c.tcp {
+        return Ok(Arc::new(checks::TcpCheck::new(t)?));
+    }
+    if let Some(d) = &c.dns {
+        return Ok(Arc::new(checks::DnsCheck::new(d)));
+    }
+    if let Some(d) = &c.disk {
+        return Ok(Arc::new(checks::DiskCheck::new(d, base)));
+    }
+    if let Some(f) = &c.file_age {
+        return Ok(Arc::new(checks::FileAgeCheck::new(f, base)));
+    }
+    if let Some(cmd) = &c.command {
+        return Ok(Arc::new(checks::CommandCheck::new(cmd, base)));
+    }
+    Err(CheckError::Config(
+        "needs one of http, tcp, dns, disk, file_age, command".into(),
+    ))
+}
+
+/// A configured check that could not be built (e.g. unreadable CA file): it
+/// fails every run with the same message, so it shows up as a failing check.
+struct Broken {
+    kind: &'static str,
+    error: CheckError,
+}
+
+#[async_trait]
+impl Check for Broken {
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+    async fn run(&self, _ctx: &CheckContext) -> Result<String, CheckError> {
+        Err(self.error.clone())
+    }
+}
+
+struct Scheduled {
+    reg: Registered,
+    interval: Duration,
+}
+
+/// The monitor behind `health_checks:`: runs each check at most once per its
+/// `interval` and exports `health_check_success` / `health_check_duration_seconds`.
+pub struct HealthMonitor {
+    checks: Vec<Scheduled>,
+    last: Mutex<HashMap<String, (Instant, SystemTime, CheckResult)>>,
+}
+
+impl HealthMonitor {
+    pub fn new(cfg: &HealthChecksConfig, base: &Path, interval_override: Option<Duration>) -> Self {
+        let checks = cfg
+            .checks
+            .iter()
+            .map(|c| {
+                let check = build_check(c, base).unwrap_or_else(|error| {
+                    Arc::new(Broken {
+                        kind: c.kinds().first().copied().unwrap_or("unknown"),
+                        error,
+                    })
+                });
+                Scheduled {
+                    reg: Registered {
+                        name: c.name.clone(),
+                        check,
+                        timeout: c.timeout.0,
+                    },
+                    interval: interval_override.unwrap_or(c.interval.0),
+                }
+            })
+            .collect();
+        HealthMonitor {
+            checks,
+            last: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, SystemTime, CheckResult)>> {
+        self.last.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Snapshot of a set of results (also used by custom checkers that export).
+pub fn snapshot(results: &[(CheckResult, SystemTime)]) -> Snapshot {
+    let mut b = SnapshotBuilder::new();
+    b.declare(&SUCCESS).declare(&DURATION).declare(&LAST_RUN);
+    for (r, at) in results {
+        let labels = vec![("check", r.name.clone()), ("type", r.kind.to_string())];
+        b.gauge_owned(&SUCCESS, labels.clone(), if r.success { 1.0 } else { 0.0 });
+        b.gauge_owned(&DURATION, labels.clone(), r.duration.as_secs_f64());
+        let ts = at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        b.gauge_owned(&LAST_RUN, labels, ts);
+        b.target(TargetStatus {
+            target: format!("{} ({})", r.name, r.kind),
+            health: if r.success {
+                Health::Ok
+            } else {
+                Health::Findings
+            },
+            summary: if r.success {
+                format!("ok: {}", r.message)
+            } else {
+                "failing".into()
+            },
+            error: (!r.success).then(|| r.message.clone()),
+            stale: false,
+        });
+    }
+    b.build()
+}
+
+#[async_trait]
+impl Monitor for HealthMonitor {
+    fn name(&self) -> &'static str {
+        "health_checks"
+    }
+
+    fn check_interval(&self) -> Duration {
+        self.checks
+            .iter()
+            .map(|c| c.interval)
+            .min()
+            .unwrap_or(Duration::from_secs(60))
+    }
+
+    fn retry_interval(&self) -> Duration {
+        self.check_interval()
+    }
+
+    fn timeout(&self) -> Duration {
+        self.checks
+            .iter()
+            .map(|c| c.reg.timeout)
+            .max()
+            .unwrap_or(DEFAULT_TIMEOUT)
+            + Duration::from_secs(5)
+    }
+
+    fn describe(&self) -> String {
+        let names: Vec<&str> = self.checks.iter().map(|c| c.reg.name.as_str()).collect();
+        format!("{} health check(s): {}", names.len(), names.join(", "))
+    }
+
+    async fn collect(&self, ctx: CollectContext) -> Result<Snapshot, MonitorError> {
+        let now = Instant::now();
+        let due: Vec<&Scheduled> = {
+            let last = self.lock();
+            self.checks
+                .iter()
+                .filter(|c| match last.get(&c.reg.name) {
+                    // A little slack so a scrape just before the interval ends still re-runs it.
+                    Some((at, _, _)) => {
+                        now.duration_since(*at) + Duration::from_millis(500) >= c.interval
+                    }
+                    None => true,
+                })
+                .collect()
+        };
+        let cctx = CheckContext { now: ctx.now };
+        let fresh = futures::future::join_all(due.iter().map(|c| run_one(&c.reg, cctx))).await;
+        let mut last = self.lock();
+        for r in fresh {
+            last.insert(r.name.clone(), (now, ctx.now, r));
+        }
+        let results: Vec<(CheckResult, SystemTime)> = self
+            .checks
+            .iter()
+            .filter_map(|c| last.get(&c.reg.name).map(|(_, at, r)| (r.clone(), *at)))
+            .collect();
+        Ok(snapshot(&results))
+    }
+}
+
+/// The monitor for a config block, or `None` when disabled or empty.
+pub fn monitor(
+    cfg: &HealthChecksConfig,
+    base: &Path,
+    interval_override: Option<Duration>,
+) -> Option<Arc<dyn Monitor>> {
+    if !cfg.enabled || cfg.checks.is_empty() {
+        return None;
+    }
+    Some(Arc::new(HealthMonitor::new(cfg, base, interval_override)))
+}

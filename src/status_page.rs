@@ -1,0 +1,435 @@
+//! The status page at `/` and its JSON twin at `/api/v1/status`.
+//!
+//! Server-rendered HTML: no script, no external asset, a meta refresh, and a
+//! layout that reads on a phone. Everything shown comes from the snapshots
+//! (plain values, never secrets) and is HTML-escaped.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use crate::registry::{Outcome, Registry};
+use crate::snapshot::{Health, Snapshot, TargetStatus};
+
+/// Seconds between automatic reloads of the page.
+pub const REFRESH_SECONDS: u32 = 30;
+
+/// One monitor on the page.
+#[derive(Debug, Serialize)]
+pub struct MonitorStatus {
+    pub name: &'static str,
+    pub description: String,
+    pub check_interval_seconds: f64,
+    /// The last collection succeeded.
+    pub success: bool,
+    /// The values shown come from an earlier collection.
+    pub stale: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub duration_seconds: f64,
+    pub targets: Vec<TargetStatus>,
+}
+
+/// One certificate (the leaf of a file or endpoint), by days left.
+#[derive(Debug, Serialize)]
+pub struct CertificateStatus {
+    pub source: String,
+    /// Path or endpoint.
+    pub target: String,
+    pub not_after_timestamp_seconds: f64,
+    pub days_left: f64,
+}
+
+/// One backup source, by age.
+#[derive(Debug, Serialize)]
+pub struct BackupStatus {
+    pub source: String,
+    pub last_success_timestamp_seconds: f64,
+    pub age_seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_age_seconds: Option<f64>,
+}
+
+/// One health check.
+#[derive(Debug, Serialize)]
+pub struct HealthCheckStatus {
+    pub check: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub success: bool,
+    pub duration_seconds: f64,
+}
+
+/// Everything the page shows; `/api/v1/status` serves it as JSON.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub version: &'static str,
+    pub generated_at: String,
+    /// `ok`, `findings` or `error`: the worst target or collection.
+    pub overall: Health,
+    pub attention: Vec<Attention>,
+    pub certificates: Vec<CertificateStatus>,
+    pub backups: Vec<BackupStatus>,
+    pub health_checks: Vec<HealthCheckStatus>,
+    pub monitors: Vec<MonitorStatus>,
+}
+
+/// A target that is not OK, for the top of the page.
+#[derive(Debug, Serialize)]
+pub struct Attention {
+    pub monitor: &'static str,
+    pub target: String,
+    pub health: Health,
+    pub summary: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+fn label<'a>(s: &'a crate::snapshot::Sample, k: &str) -> Option<&'a str> {
+    s.labels
+        .iter()
+        .find(|(lk, _)| *lk == k)
+        .map(|(_, v)| v.as_str())
+}
+
+fn unix(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Build the status from one gather of the registry (cached values are reused).
+pub async fn collect(registry: &Registry) -> Status {
+    let outcomes = registry.gather().await;
+    build(registry, &outcomes, registry.clock().now())
+}
+
+/// Build the status from outcomes (pure; tests use it directly).
+pub fn build(registry: &Registry, outcomes: &[Arc<Outcome>], now: SystemTime) -> Status {
+    let now_s = unix(now);
+    let mut monitors = Vec::new();
+    let mut attention = Vec::new();
+    let mut certificates = Vec::new();
+    let mut backups = Vec::new();
+    let mut health_checks = Vec::new();
+    let mut overall = Health::Ok;
+    for (entry, o) in registry.entries().iter().zip(outcomes) {
+        let m = entry.monitor();
+        if !o.success {
+            overall = overall.max(Health::Error);
+        }
+        for t in &o.snapshot.targets {
+            overall = overall.max(t.health);
+            if t.health != Health::Ok {
+                attention.push(Attention {
+                    monitor: o.monitor,
+                    target: t.target.clone(),
+                    health: t.health,
+                    summary: t.summary.clone(),
+                    error: t.error.clone(),
+                });
+            }
+        }
+        extract(
+            &o.snapshot,
+            now_s,
+            &mut certificates,
+            &mut backups,
+            &mut health_checks,
+        );
+        monitors.push(MonitorStatus {
+            name: o.monitor,
+            description: m.describe(),
+            check_interval_seconds: m.check_interval().as_secs_f64(),
+            success: o.success,
+            stale: o.stale,
+            error: o.error.clone(),
+            duration_seconds: o.duration.as_secs_f64(),
+            targets: o.snapshot.targets.clone(),
+        });
+    }
+    attention.sort_by_key(|a| std::cmp::Reverse(a.health));
+    certificates.sort_by(|a, b| a.days_left.total_cmp(&b.days_left));
+    backups.sort_by(|a, b| b.age_seconds.total_cmp(&a.age_seconds));
+    health_checks.sort_by(|a, b| a.success.cmp(&b.success).then(a.check.cmp(&b.check)));
+    Status {
+        version: crate::VERSION,
+        generated_at: humantime::format_rfc3339_seconds(now).to_string(),
+        overall,
+        attention,
+        certificates,
+        backups,
+        health_checks,
+        monitors,
+    }
+}
+
+fn extract(
+    snap: &Snapshot,
+    now: f64,
+    certs: &mut Vec<CertificateStatus>,
+    backups: &mut Vec<BackupStatus>,
+    checks: &mut Vec<HealthCheckStatus>,
+) {
+    if let Some(f) = snap.family("certificate_not_after_timestamp_seconds") {
+        for s in f.samples.iter().filter(|s| label(s, "index") == Some("0")) {
+            let target = label(s, "path")
+                .or_else(|| label(s, "endpoint"))
+                .unwrap_or_default()
+                .to_string();
+            certs.push(CertificateStatus {
+                source: label(s, "source").unwrap_or_default().to_string(),
+                target,
+                not_after_timestamp_seconds: s.value,
+                days_left: (s.value - now) / 86_400.0,
+            });
+        }
+    }
+    if let Some(f) = snap.family("backup_last_success_timestamp_seconds") {
+        for s in &f.samples {
+            let source = label(s, "source").unwrap_or_default().to_string();
+            let max_age = snap.value("backup_max_age_seconds", &[("source", source.as_str())]);
+            backups.push(BackupStatus {
+                age_seconds: (now - s.value).max(0.0),
+                last_success_timestamp_seconds: s.value,
+                max_age_seconds: max_age,
+                source,
+            });
+        }
+    }
+    if let Some(f) = snap.family(crate::monitors::health::SUCCESS.name) {
+        for s in &f.samples {
+            let check = label(s, "check").unwrap_or_default().to_string();
+            let kind = label(s, "type").unwrap_or_default().to_string();
+            let duration = snap
+                .value(
+                    crate::monitors::health::DURATION.name,
+                    &[("check", check.as_str()), ("type", kind.as_str())],
+                )
+                .unwrap_or(0.0);
+            checks.push(HealthCheckStatus {
+                check,
+                kind,
+                success: s.value >= 1.0,
+                duration_seconds: duration,
+            });
+        }
+    }
+}
+
+/// Escape text for HTML element content and attribute values.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn badge(h: Health) -> &'static str {
+    match h {
+        Health::Ok => "<span class=\"b ok\">ok</span>",
+        Health::Findings => "<span class=\"b warn\">findings</span>",
+        Health::Error => "<span class=\"b err\">error</span>",
+    }
+}
+
+fn age(secs: f64) -> String {
+    let d = Duration::from_secs(secs.max(0.0) as u64);
+    let days = d.as_secs() / 86_400;
+    let hours = (d.as_secs() % 86_400) / 3_600;
+    let mins = (d.as_secs() % 3_600) / 60;
+    if days > 0 {
+        format!("{days}d {hours}h")
+    } else if hours > 0 {
+        format!("{hours}h {mins}m")
+    } else {
+        format!("{mins}m")
+    }
+}
+
+const STYLE: &str = "body{font:15px/1.4 system-ui,sans-serif;margin:0;padding:0 12px 24px;color:#1b1f23;background:#f6f8fa}\
+header{display:flex;flex-wrap:wrap;align-items:baseline;gap:8px 16px;padding:12px 0}\
+h1{font-size:1.3em;margin:0}h2{font-size:1.1em;margin:20px 0 6px}\
+section{background:#fff;border:1px solid #d0d7de;border-radius:6px;padding:4px 12px 10px;margin:10px 0;overflow-x:auto}\
+table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:5px 6px;border-bottom:1px solid #eaeef2;vertical-align:top;word-break:break-word}\
+th{font-size:.85em;color:#57606a}\
+.b{display:inline-block;white-space:nowrap;padding:1px 7px;border-radius:10px;font-size:.8em;font-weight:600;color:#fff}\
+.ok{background:#1a7f37}.warn{background:#bf8700}.err{background:#cf222e}\
+.muted{color:#57606a;font-size:.9em}code{font-size:.9em;background:#eaeef2;padding:1px 4px;border-radius:4px;word-break:break-all}\
+nav a{margin-right:12px}\
+@media (max-width:600px){body{font-size:14px;padding:0 6px 16px}th.opt,td.opt{display:none}}";
+
+/// Render the page. `telemetry_path` is the metrics link.
+pub fn render_html(status: &Status, telemetry_path: &str) -> String {
+    let mut h = String::with_capacity(16 * 1024);
+    let tp = esc(telemetry_path);
+    h.push_str("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n");
+    h.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
+    h.push_str(&format!(
+        "<meta http-equiv=\"refresh\" content=\"{REFRESH_SECONDS}\">\n"
+    ));
+    h.push_str("<link rel=\"icon\" href=\"data:,\">\n");
+    h.push_str("<title>homelab-monitor status</title>\n<style>");
+    h.push_str(STYLE);
+    h.push_str("</style></head>\n<body>\n<header>\n");
+    h.push_str(&format!(
+        "<h1>homelab-monitor</h1> {} <span class=\"muted\">v{} · {} · refreshes every {REFRESH_SECONDS}s</span>\n",
+        badge(status.overall),
+        esc(status.version),
+        esc(&status.generated_at)
+    ));
+    h.push_str(&format!(
+        "<nav><a href=\"{tp}\">{tp}</a><a href=\"/api/v1/status\">/api/v1/status</a><a href=\"/healthz\">/healthz</a><a href=\"/readyz\">/readyz</a></nav>\n</header>\n"
+    ));
+
+    // Needs attention
+    h.push_str("<section id=\"attention\"><h2>Needs attention</h2>\n");
+    if status.attention.is_empty() {
+        h.push_str("<p>Nothing: every target is OK.</p>\n");
+    } else {
+        h.push_str("<table><tr><th>state</th><th>target</th><th>what</th><th class=\"opt\">monitor</th></tr>\n");
+        for a in &status.attention {
+            let what = match &a.error {
+                Some(e) => format!(
+                    "{}<br><span class=\"muted\">{}</span>",
+                    esc(&a.summary),
+                    esc(e)
+                ),
+                None => esc(&a.summary),
+            };
+            h.push_str(&format!(
+                "<tr><td>{}</td><td><code>{}</code></td><td>{what}</td><td class=\"opt\">{}</td></tr>\n",
+                badge(a.health),
+                esc(&a.target),
+                esc(a.monitor)
+            ));
+        }
+        h.push_str("</table>\n");
+    }
+    h.push_str("</section>\n");
+
+    if !status.certificates.is_empty() {
+        h.push_str("<section id=\"certificates\"><h2>Certificates by days left</h2>\n<table><tr><th>days left</th><th>certificate</th><th class=\"opt\">expires</th></tr>\n");
+        for c in &status.certificates {
+            let cls = if c.days_left < 7.0 {
+                "err"
+            } else if c.days_left < 30.0 {
+                "warn"
+            } else {
+                "ok"
+            };
+            let expires = humantime::format_rfc3339_seconds(
+                SystemTime::UNIX_EPOCH
+                    + Duration::from_secs(c.not_after_timestamp_seconds.max(0.0) as u64),
+            );
+            h.push_str(&format!(
+                "<tr><td><span class=\"b {cls}\">{:.0}</span></td><td><code>{}</code> <span class=\"muted\">{}</span></td><td class=\"opt\">{}</td></tr>\n",
+                c.days_left.floor(),
+                esc(&c.target),
+                esc(&c.source),
+                expires
+            ));
+        }
+        h.push_str("</table></section>\n");
+    }
+
+    if !status.backups.is_empty() {
+        h.push_str("<section id=\"backups\"><h2>Backups by age</h2>\n<table><tr><th>age</th><th>source</th><th class=\"opt\">max age</th></tr>\n");
+        for b in &status.backups {
+            let late = b
+                .max_age_seconds
+                .map(|m| b.age_seconds > m)
+                .unwrap_or(false);
+            h.push_str(&format!(
+                "<tr><td><span class=\"b {}\">{}</span></td><td><code>{}</code></td><td class=\"opt\">{}</td></tr>\n",
+                if late { "err" } else { "ok" },
+                age(b.age_seconds),
+                esc(&b.source),
+                b.max_age_seconds.map(age).unwrap_or_else(|| "-".into())
+            ));
+        }
+        h.push_str("</table></section>\n");
+    }
+
+    if !status.health_checks.is_empty() {
+        h.push_str("<section id=\"health-checks\"><h2>Health checks</h2>\n<table><tr><th>state</th><th>check</th><th class=\"opt\">type</th><th class=\"opt\">took</th></tr>\n");
+        for c in &status.health_checks {
+            h.push_str(&format!(
+                "<tr><td>{}</td><td><code>{}</code></td><td class=\"opt\">{}</td><td class=\"opt\">{:.3}s</td></tr>\n",
+                if c.success { "<span class=\"b ok\">ok</span>" } else { "<span class=\"b err\">failing</span>" },
+                esc(&c.check),
+                esc(&c.kind),
+                c.duration_seconds
+            ));
+        }
+        h.push_str("</table></section>\n");
+    }
+
+    h.push_str("<section id=\"monitors\"><h2>Exporter health</h2>\n<table><tr><th>monitor</th><th>last collection</th><th class=\"opt\">targets</th></tr>\n");
+    for m in &status.monitors {
+        let state = if !m.success {
+            "<span class=\"b err\">failed</span>"
+        } else if m.stale {
+            "<span class=\"b warn\">stale</span>"
+        } else {
+            "<span class=\"b ok\">ok</span>"
+        };
+        let err = m
+            .error
+            .as_deref()
+            .map(|e| format!("<br><span class=\"muted\">{}</span>", esc(e)))
+            .unwrap_or_default();
+        h.push_str(&format!(
+            "<tr><td><b>{}</b><br><span class=\"muted\">{}</span></td><td>{state} {:.3}s{err}</td><td class=\"opt\">{}</td></tr>\n",
+            esc(m.name),
+            esc(&m.description),
+            m.duration_seconds,
+            m.targets.len()
+        ));
+    }
+    if status.monitors.is_empty() {
+        h.push_str("<tr><td colspan=\"3\">No monitor is enabled.</td></tr>\n");
+    }
+    h.push_str("</table></section>\n");
+
+    h.push_str("<section id=\"commands\"><h2>One-shot commands</h2>\n<p><code>homelab-monitor --status --config monitoring-config.yaml</code><br><code>homelab-monitor --state-file terraform/terraform.tfstate --config monitoring-config.yaml</code><br><code>homelab-monitor render --config monitoring-config.yaml --out stack/</code></p></section>\n");
+    h.push_str("</body></html>\n");
+    h
+}
+
+/// The JSON body of `/api/v1/status`.
+pub fn render_json(status: &Status) -> String {
+    serde_json::to_string_pretty(status).unwrap_or_else(|_| "{}".into())
+}
+
+/// `/`: gather (from cache when fresh) and render the page.
+pub async fn html(registry: &Registry, telemetry_path: &str) -> String {
+    render_html(&collect(registry).await, telemetry_path)
+}
+
+/// `/api/v1/status`: gather and render the JSON.
+pub async fn json(registry: &Registry) -> String {
+    render_json(&collect(registry).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_everything() {
+        assert_eq!(
+            esc("<a href='x'>&\"</a>"),
+            "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;"
+        );
+    }
+}

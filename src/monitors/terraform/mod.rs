@@ -10,6 +10,7 @@ pub mod analysis;
 pub mod digest;
 pub mod json_stream;
 pub mod plan;
+pub mod remote;
 pub mod report;
 pub mod source;
 pub mod state;
@@ -97,6 +98,7 @@ struct Inner {
     cfg: TerraformConfig,
     base: PathBuf,
     memory: Mutex<HashMap<String, TargetMemory>>,
+    remote: remote::RemoteSet,
 }
 
 impl TerraformMonitor {
@@ -107,6 +109,7 @@ impl TerraformMonitor {
                 cfg,
                 base,
                 memory: Mutex::new(HashMap::new()),
+                remote: remote::RemoteSet::new(),
             }),
         }
     }
@@ -169,6 +172,9 @@ impl TerraformMonitor {
         for (t, mem) in work {
             memory.insert(t.label.clone(), mem);
         }
+        drop(memory);
+        let mut out = out;
+        (inner.remote).collect_into(&inner.cfg, &inner.base, &mut out, &mut problems, &mut problem_labels);
         for a in &out {
             for e in &a.errors {
                 tracing::warn!(monitor = "terraform_state", state_file = %a.label, component = e.component, reason = e.reason, "{}", e.message);
@@ -506,7 +512,7 @@ impl Monitor for TerraformMonitor {
 
     async fn collect(&self, _ctx: CollectContext) -> Result<Snapshot, MonitorError> {
         let (analyses, problems, labels) = self.analyse_all().await?;
-        Ok(snapshot(&analyses, &problems, &labels))
+        Ok(self.inner.remote.with_bytes(snapshot(&analyses, &problems, &labels)))
     }
 
     async fn report(&self, _ctx: CollectContext) -> Result<Report, MonitorError> {

@@ -90,7 +90,7 @@ impl Client {
         loop {
             let res = self.get_once(label, url, headers, budget);
             let wait = match &res {
-                Ok(r) if r.status == 429 || r.status >= 500 => {
+                Ok(r) if r.response.status == 429 || r.response.status >= 500 => {
                     Some(r.retry_after.unwrap_or_else(|| backoff(attempt)))
                 }
                 Ok(_) => None,
@@ -240,7 +240,7 @@ pub fn classify(label: &str, e: &ureq::Error) -> RemoteError {
         E::Io(io) => return io_error(label, io),
         E::Tls(m) => ("tls", format!("TLS error: {m}"), false),
         E::Rustls(r) => ("tls", format!("TLS error: {r}"), false),
-        E::Pem(_) | E::Der(_) => ("tls", "TLS certificate error".into(), false),
+        E::Pem(_) => ("tls", "TLS certificate error".into(), false),
         E::BodyExceedsLimit(n) => ("too_large", format!("response over {n} bytes"), false),
         E::TooManyRedirects | E::RedirectFailed => {
             ("redirect", "too many or failed redirects".into(), false)

@@ -118,7 +118,7 @@ impl Backend for HttpBackend {
     ) -> Result<Fetch, RemoteError> {
         let mut headers: Vec<(&str, &str)> = vec![("accept", "application/json")];
         if let Some((k, v)) = &self.auth {
-            headers.push((k, v.as_str()));
+            headers.push((*k, v.as_str()));
         }
         if let Some(k) = known {
             headers.push(("if-none-match", k));

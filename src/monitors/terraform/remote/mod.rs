@@ -329,7 +329,7 @@ fn collect_entry(
                 label: t.label.clone(),
                 result: Err(e.clone().relabel(&t.label)),
             };
-            let mut a = analyse(
+            let a = analyse(
                 TargetSources {
                     state: &src,
                     drift: None,
@@ -474,12 +474,17 @@ impl StateSource for Fetched {
 /// Parse an HTTP date (`Last-Modified`).
 pub(crate) fn http_date(s: &str) -> Option<SystemTime> {
     let z = jiff::fmt::rfc2822::parse(s).ok()?;
-    Some(SystemTime::from(z.timestamp()))
+    system_time(z.timestamp())
 }
 
 /// Parse an RFC 3339 time.
 pub(crate) fn rfc3339(s: &str) -> Option<SystemTime> {
-    s.parse::<jiff::Timestamp>().ok().map(SystemTime::from)
+    system_time(s.parse::<jiff::Timestamp>().ok()?)
+}
+
+fn system_time(t: jiff::Timestamp) -> Option<SystemTime> {
+    let secs = u64::try_from(t.as_second()).ok()?;
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
 }
 
 /// The deadline of a collection that must finish within `timeout`.

@@ -170,12 +170,15 @@ impl PgBackend {
                 }
             }
             let Some(client) = guard.as_mut() else { continue };
-            return f(client).map_err(|e| {
-                if client.is_closed() {
-                    *guard = None;
+            return match f(client) {
+                Ok(v) => Ok(v),
+                Err(e) => {
+                    if client.is_closed() {
+                        *guard = None;
+                    }
+                    Err(self.error(label, &e))
                 }
-                self.error(label, &e)
-            });
+            };
         }
     }
 

@@ -161,7 +161,7 @@ pub struct RemoteSet {
 }
 
 pub const BYTES: crate::snapshot::MetricDef = crate::snapshot::MetricDef::counter(
-    "terraform_state_remote_bytes_total",
+    "terraform_state_remote_bytes",
     "Bytes of remote state received from the backend since the exporter started (an unchanged state costs 0: requests are conditional).",
 );
 

@@ -215,16 +215,35 @@ fn io_error(label: &str, e: &std::io::Error) -> RemoteError {
             | std::io::ErrorKind::ConnectionAborted
             | std::io::ErrorKind::NotConnected
     );
+    // getaddrinfo failures surface as plain io errors.
+    let text = e.to_string();
+    let dns = text.contains("lookup address")
+        || text.contains("Name or service not known")
+        || text.contains("No address associated")
+        || text.contains("Temporary failure in name resolution");
+    // rustls errors reach us wrapped in io errors.
+    if let Some(t) = e
+        .get_ref()
+        .and_then(|i| i.downcast_ref::<rustls::Error>())
+    {
+        return RemoteError::new(label, "tls", format!("TLS error: {t}"));
+    }
     let mut err = RemoteError::new(
         label,
-        if timeout {
+        if dns {
+            "dns"
+        } else if timeout {
             "timeout"
         } else if refused {
             "unreachable"
         } else {
             "io"
         },
-        format!("connection failed: {}", e.kind()),
+        if dns {
+            "host name not found (DNS)".to_string()
+        } else {
+            format!("connection failed: {}", e.kind())
+        },
     );
     err.retryable = true;
     err

@@ -470,7 +470,9 @@ impl RemoteBackend {
                 }
                 match (&s.key, &s.prefix) {
                     (Some(_), Some(_)) => return Err("set key or prefix, not both".into()),
-                    (None, None) => return Err("set key (one state) or prefix (every state under it)".into()),
+                    (None, None) => {
+                        return Err("set key (one state) or prefix (every state under it)".into())
+                    }
                     (Some(k), None) if k.is_empty() || k.ends_with('/') => {
                         return Err("key must be an object key".into())
                     }

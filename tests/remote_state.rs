@@ -142,7 +142,12 @@ output "token" {{
 fn apply(dir: &Path, n: usize, env: &[(&str, &str)]) {
     tf(
         dir,
-        &["apply", "-auto-approve", "-input=false", &format!("-var=n={n}")],
+        &[
+            "apply",
+            "-auto-approve",
+            "-input=false",
+            &format!("-var=n={n}"),
+        ],
         env,
     );
 }
@@ -168,7 +173,10 @@ async fn scrape(m: &TerraformMonitor) -> String {
         .await
         .expect("collection must not fail as a whole");
     let text = encode(vec![Arc::new(snap)], Format::Classic).unwrap();
-    assert!(!text.contains(CANARY), "canary leaked into metrics:\n{text}");
+    assert!(
+        !text.contains(CANARY),
+        "canary leaked into metrics:\n{text}"
+    );
     text
 }
 
@@ -194,7 +202,8 @@ fn instances(m: &str, label: &str) -> Option<f64> {
 }
 
 fn error_reason(m: &str, label: &str) -> Option<String> {
-    let prefix = format!("terraform_state_error_info{{state_file=\"{label}\",component=\"state\",reason=\"");
+    let prefix =
+        format!("terraform_state_error_info{{state_file=\"{label}\",component=\"state\",reason=\"");
     m.lines()
         .find_map(|l| l.strip_prefix(&prefix))
         .and_then(|r| r.split('"').next())
@@ -222,7 +231,17 @@ fn status_without_canary(dir: &Path, env: &[(&str, &str)]) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(!all.contains(CANARY), "canary leaked into the report or debug logs:\n{all}");
+    assert!(
+        !all.contains(CANARY),
+        "canary leaked into the report or debug logs:\n{all}"
+    );
+    // Nor in encoded form (basic auth header).
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("ci:{CANARY}"));
+    assert!(
+        !all.contains(&encoded),
+        "encoded credentials leaked:\n{all}"
+    );
     all
 }
 
@@ -381,7 +400,15 @@ fn gitlab(token: &'static str, down: Arc<AtomicBool>, gets: Arc<AtomicUsize>) ->
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(format!("ci:{token}"))
         );
-        if auth != good {
+        // Project 44 is project 42 read with a PRIVATE-TOKEN header.
+        let (project, private) = match project {
+            "44" => (
+                "42",
+                r.headers.get("private-token").map(String::as_str) == Some(token),
+            ),
+            p => (p, false),
+        };
+        if auth != good && !private {
             return resp(401, "{\"message\":\"401 Unauthorized\"}");
         }
         if project == "43" {
@@ -436,9 +463,9 @@ fn gitlab(token: &'static str, down: Arc<AtomicBool>, gets: Arc<AtomicUsize>) ->
 /// A TLS server whose certificate nobody trusts (handshakes, then closes).
 fn untrusted_tls_server() -> u16 {
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(
-        rustls::pki_types::PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()),
-    );
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(
+        cert.signing_key.serialize_der(),
+    ));
     let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -503,6 +530,7 @@ async fn http_backend_gitlab_shape_with_bad_input() {
     remote: {{ request_timeout: 5s, retries: 1 }}
     backends:
       - {{ type: http, address: "{addr}", username: ci, token: {{ env: TEST_GITLAB_TOKEN }} }}
+      - {{ type: http, address: "{private}", auth: private_token, token: {{ env: TEST_GITLAB_TOKEN }} }}
       - {{ type: http, address: "{empty}", username: ci, token: {{ env: TEST_GITLAB_TOKEN }} }}
       - {{ type: http, address: "{wrong}", username: ci, token: {{ env: TEST_GITLAB_WRONG }} }}
       - {{ type: http, address: "{forbidden}", username: ci, token: {{ env: TEST_GITLAB_TOKEN }} }}
@@ -514,6 +542,7 @@ async fn http_backend_gitlab_shape_with_bad_input() {
       - {{ type: http, address: "https://127.0.0.1:{tls}/state" }}
 "#,
         empty = srv.url("/api/v4/projects/42/terraform/state/empty"),
+        private = srv.url("/api/v4/projects/44/terraform/state/prod"),
         wrong = srv.url("/api/v4/projects/42/terraform/state/staging"),
         forbidden = srv.url("/api/v4/projects/43/terraform/state/prod"),
         html = srv.url("/html"),
@@ -527,12 +556,24 @@ async fn http_backend_gitlab_shape_with_bad_input() {
     assert_eq!(up(&text, &prod), Some(1.0), "{text}");
     assert_eq!(instances(&text, &prod), Some(3.0), "{text}");
     assert!(bytes(&text, &prod) > 0.0);
+    let private = label("/api/v4/projects/44/terraform/state/prod");
+    assert_eq!(
+        instances(&text, &private),
+        Some(3.0),
+        "PRIVATE-TOKEN auth: {text}"
+    );
     // 204: no state yet is not an error, and not a series.
     let empty = label("/api/v4/projects/42/terraform/state/empty");
     assert_eq!(up(&text, &empty), None, "{text}");
     for (l, reason) in [
-        (label("/api/v4/projects/42/terraform/state/staging"), "http_401"),
-        (label("/api/v4/projects/43/terraform/state/prod"), "http_403"),
+        (
+            label("/api/v4/projects/42/terraform/state/staging"),
+            "http_401",
+        ),
+        (
+            label("/api/v4/projects/43/terraform/state/prod"),
+            "http_403",
+        ),
         (label("/html"), "not_json"),
         (label("/fail"), "http_5xx"),
         (label("/huge"), "too_large"),
@@ -541,13 +582,21 @@ async fn http_backend_gitlab_shape_with_bad_input() {
         (format!("https://127.0.0.1:{tls}/state"), "tls"),
     ] {
         assert_eq!(up(&text, &l), Some(0.0), "{l}: {text}");
-        assert_eq!(error_reason(&text, &l).as_deref(), Some(reason), "{l}: {text}");
+        assert_eq!(
+            error_reason(&text, &l).as_deref(),
+            Some(reason),
+            "{l}: {text}"
+        );
     }
 
     // Unchanged: conditional GET, 0 bytes more.
     let before = bytes(&text, &prod);
     let text = scrape(&m).await;
-    assert_eq!(bytes(&text, &prod), before, "an unchanged state was downloaded again");
+    assert_eq!(
+        bytes(&text, &prod),
+        before,
+        "an unchanged state was downloaded again"
+    );
     assert_eq!(up(&text, &prod), Some(1.0));
 
     // A change is read.
@@ -561,7 +610,10 @@ async fn http_backend_gitlab_shape_with_bad_input() {
     let text = scrape(&m).await;
     assert_eq!(up(&text, &prod), Some(0.0), "{text}");
     assert_eq!(
-        series(&text, &format!("terraform_state_stale{{state_file=\"{prod}\"}}")),
+        series(
+            &text,
+            &format!("terraform_state_stale{{state_file=\"{prod}\"}}")
+        ),
         Some(1.0)
     );
     assert_eq!(instances(&text, &prod), Some(5.0), "{text}");
@@ -570,7 +622,10 @@ async fn http_backend_gitlab_shape_with_bad_input() {
 
     // The binary: report and debug logs never show the token or state values.
     let out = status_without_canary(dir, &[("TEST_GITLAB_TOKEN", CANARY)]);
-    assert!(out.contains("http_401") || out.contains("HTTP 401"), "{out}");
+    assert!(
+        out.contains("http_401") || out.contains("HTTP 401"),
+        "{out}"
+    );
 
     // Zero-config: the working directory's backend record (credentials from TF_HTTP_PASSWORD).
     let zm = monitor(
@@ -644,7 +699,11 @@ async fn s3_backend_with_real_terraform_and_moto() {
     tf(&proj, &["workspace", "new", "prod"], &[]);
     apply(&proj, 2, &[]);
     // A stray lock object, as `use_lockfile` leaves while an apply runs.
-    s3_put(port, "/tfstate/homelab/terraform.tfstate.tflock", b"{\"ID\":\"x\"}");
+    s3_put(
+        port,
+        "/tfstate/homelab/terraform.tfstate.tflock",
+        b"{\"ID\":\"x\"}",
+    );
 
     std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE");
     std::env::set_var("AWS_SECRET_ACCESS_KEY", CANARY);
@@ -739,8 +798,12 @@ impl Drop for Pg {
 
 fn start_pg(root: &Path) -> (Pg, u16) {
     let initdb = which("initdb")
-        .or_else(|| Some(PathBuf::from("/usr/lib/postgresql/15/bin/initdb")).filter(|p| p.is_file()))
-        .unwrap_or_else(|| panic!("`initdb` is not installed: run `apt-get install -y postgresql`"));
+        .or_else(|| {
+            Some(PathBuf::from("/usr/lib/postgresql/15/bin/initdb")).filter(|p| p.is_file())
+        })
+        .unwrap_or_else(|| {
+            panic!("`initdb` is not installed: run `apt-get install -y postgresql`")
+        });
     let initdb = std::fs::canonicalize(initdb).unwrap();
     let bin = initdb.parent().unwrap().to_path_buf();
     let is_root = Command::new("id")
@@ -751,7 +814,10 @@ fn start_pg(root: &Path) -> (Pg, u16) {
     let pgdir = root.join("pg");
     std::fs::create_dir_all(&pgdir).unwrap();
     if is_root {
-        let uid = Command::new("id").args(["-u", "postgres"]).output().unwrap();
+        let uid = Command::new("id")
+            .args(["-u", "postgres"])
+            .output()
+            .unwrap();
         let uid: u32 = String::from_utf8_lossy(&uid.stdout).trim().parse().unwrap();
         std::os::unix::fs::chown(&pgdir, Some(uid), None).unwrap();
     }
@@ -800,7 +866,11 @@ async fn pg_backend_with_real_terraform_and_postgresql() {
     project(&proj, r#"backend "pg" {}"#);
     tf(
         &proj,
-        &["init", "-input=false", &format!("-backend-config=conn_str={conn}")],
+        &[
+            "init",
+            "-input=false",
+            &format!("-backend-config=conn_str={conn}"),
+        ],
         &[],
     );
     apply(&proj, 2, &[]);
@@ -846,7 +916,10 @@ async fn pg_backend_with_real_terraform_and_postgresql() {
     // Unreachable server: per-source error, scrape still fine.
     std::env::set_var(
         "TEST_PG_DOWN",
-        format!("postgres://postgres:{CANARY}@127.0.0.1:{}/postgres?sslmode=disable", free_port()),
+        format!(
+            "postgres://postgres:{CANARY}@127.0.0.1:{}/postgres?sslmode=disable",
+            free_port()
+        ),
     );
     let dm = monitor(
         dir,
@@ -864,21 +937,25 @@ fn hcp_server(token: &'static str, hits: Arc<AtomicUsize>) -> Server {
     let limited = Arc::new(AtomicBool::new(false));
     Server::start(Arc::new(move |r: &Req| {
         if r.headers.get("authorization").map(String::as_str) != Some(&format!("Bearer {token}")) {
-            return resp(401, r#"{"errors":[{"status":"401","title":"unauthorized"}]}"#);
+            return resp(
+                401,
+                r#"{"errors":[{"status":"401","title":"unauthorized"}]}"#,
+            );
         }
         hits.fetch_add(1, Ordering::Relaxed);
         // The first request is rate limited once: the client must wait and retry.
         if !limited.swap(true, Ordering::Relaxed) {
             return Resp {
                 status: 429,
-                headers: vec![("Retry-After".into(), "0".into()), ("X-RateLimit-Limit".into(), "30".into())],
+                headers: vec![
+                    ("Retry-After".into(), "0".into()),
+                    ("X-RateLimit-Limit".into(), "30".into()),
+                ],
                 body: br#"{"errors":[{"status":"429","title":"Too many requests"}]}"#.to_vec(),
             };
         }
         let (path, query) = r.path.split_once('?').unwrap_or((r.path.as_str(), ""));
-        let ws = |id: &str, name: &str| {
-            serde_json::json!({"id": id, "type": "workspaces", "attributes": {"name": name, "tag-names": ["homelab"]}})
-        };
+        let ws = |id: &str, name: &str| serde_json::json!({"id": id, "type": "workspaces", "attributes": {"name": name, "tag-names": ["homelab"]}});
         let json = |v: serde_json::Value| Resp {
             status: 200,
             headers: vec![("Content-Type".into(), "application/vnd.api+json".into())],
@@ -891,22 +968,35 @@ fn hcp_server(token: &'static str, hits: Arc<AtomicUsize>) -> Server {
                     json(serde_json::json!({"data": [ws("ws-3", "homelab-empty")],
                         "meta": {"pagination": {"current-page": 2, "prev-page": 1, "next-page": null, "total-pages": 2, "total-count": 3}}}))
                 } else {
-                    json(serde_json::json!({"data": [ws("ws-1", "homelab-prod"), ws("ws-2", "homelab-dev")],
-                        "meta": {"pagination": {"current-page": 1, "prev-page": null, "next-page": 2, "total-pages": 2, "total-count": 3}}}))
+                    json(
+                        serde_json::json!({"data": [ws("ws-1", "homelab-prod"), ws("ws-2", "homelab-dev")],
+                        "meta": {"pagination": {"current-page": 1, "prev-page": null, "next-page": 2, "total-pages": 2, "total-count": 3}}}),
+                    )
                 }
             }
-            "/api/v2/workspaces/ws-1/current-state-version" | "/api/v2/workspaces/ws-2/current-state-version" => {
-                let id = if path.contains("ws-1") { "sv-1" } else { "sv-2" };
-                json(serde_json::json!({"data": {"id": id, "type": "state-versions", "attributes": {
+            "/api/v2/workspaces/ws-1/current-state-version"
+            | "/api/v2/workspaces/ws-2/current-state-version" => {
+                let id = if path.contains("ws-1") {
+                    "sv-1"
+                } else {
+                    "sv-2"
+                };
+                json(
+                    serde_json::json!({"data": {"id": id, "type": "state-versions", "attributes": {
                     "created-at": "2024-05-01T10:00:00.000Z", "serial": 9,
                     "hosted-state-download-url": format!("/api/state-versions/{id}/hosted_state"),
-                    "hosted-json-state-download-url": null}}}))
+                    "hosted-json-state-download-url": null}}}),
+                )
             }
-            "/api/v2/workspaces/ws-3/current-state-version" => resp(404, r#"{"errors":[{"status":"404","title":"not found"}]}"#),
+            "/api/v2/workspaces/ws-3/current-state-version" => {
+                resp(404, r#"{"errors":[{"status":"404","title":"not found"}]}"#)
+            }
             "/api/state-versions/sv-1/hosted_state" | "/api/state-versions/sv-2/hosted_state" => {
                 let n = if path.contains("sv-1") { 2 } else { 1 };
                 let res: Vec<_> = (0..n).map(|i| serde_json::json!({"mode":"managed","type":"null_resource","name":format!("r{i}"),"provider":"provider[\"registry.terraform.io/hashicorp/null\"]","instances":[{"attributes":{"id":"1","triggers":{"secret":CANARY}}}]})).collect();
-                json(serde_json::json!({"version":4,"terraform_version":"1.11.4","serial":9,"lineage":"l-1","outputs":{},"resources":res}))
+                json(
+                    serde_json::json!({"version":4,"terraform_version":"1.11.4","serial":9,"lineage":"l-1","outputs":{},"resources":res}),
+                )
             }
             _ => resp(404, ""),
         }
@@ -929,18 +1019,23 @@ async fn hcp_contract_pagination_rate_limit_and_conditional_download() {
     let label = |w: &str| format!("hcp://127.0.0.1:{}/acme/{w}", srv.port);
     assert_eq!(up(&text, &label("homelab-prod")), Some(1.0), "{text}");
     assert_eq!(up(&text, &label("homelab-dev")), Some(1.0), "{text}");
-    assert_eq!(instances(&text, &label("homelab-prod")), Some(2.0), "{text}");
+    assert_eq!(
+        instances(&text, &label("homelab-prod")),
+        Some(2.0),
+        "{text}"
+    );
     // No current state version: no state yet, not an error.
     assert_eq!(up(&text, &label("homelab-empty")), None, "{text}");
     let b = bytes(&text, &label("homelab-prod"));
     let text = scrape(&m).await;
-    assert_eq!(bytes(&text, &label("homelab-prod")), b, "same state version downloaded again");
+    assert_eq!(
+        bytes(&text, &label("homelab-prod")),
+        b,
+        "same state version downloaded again"
+    );
     // Wrong token: a per-source error.
     std::env::set_var("TEST_HCP_WRONG", "nope");
-    let wm = monitor(
-        dir,
-        &yaml.replace("TEST_HCP_TOKEN", "TEST_HCP_WRONG"),
-    );
+    let wm = monitor(dir, &yaml.replace("TEST_HCP_TOKEN", "TEST_HCP_WRONG"));
     let text = scrape(&wm).await;
     assert!(
         text.contains(&format!(

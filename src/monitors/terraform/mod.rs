@@ -174,7 +174,13 @@ impl TerraformMonitor {
         }
         drop(memory);
         let mut out = out;
-        (inner.remote).collect_into(&inner.cfg, &inner.base, &mut out, &mut problems, &mut problem_labels);
+        (inner.remote).collect_into(
+            &inner.cfg,
+            &inner.base,
+            &mut out,
+            &mut problems,
+            &mut problem_labels,
+        );
         for a in &out {
             for e in &a.errors {
                 tracing::warn!(monitor = "terraform_state", state_file = %a.label, component = e.component, reason = e.reason, "{}", e.message);
@@ -512,7 +518,10 @@ impl Monitor for TerraformMonitor {
 
     async fn collect(&self, _ctx: CollectContext) -> Result<Snapshot, MonitorError> {
         let (analyses, problems, labels) = self.analyse_all().await?;
-        Ok(self.inner.remote.with_bytes(snapshot(&analyses, &problems, &labels)))
+        Ok(self
+            .inner
+            .remote
+            .with_bytes(snapshot(&analyses, &problems, &labels)))
     }
 
     async fn report(&self, _ctx: CollectContext) -> Result<Report, MonitorError> {

@@ -58,10 +58,7 @@ impl Client {
                 }
             }
             if certs.is_empty() {
-                return Err(format!(
-                    "ca_file {} holds no certificate",
-                    path.display()
-                ));
+                return Err(format!("ca_file {} holds no certificate", path.display()));
             }
             tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
         }
@@ -98,7 +95,10 @@ impl Client {
                 Err(_) => None,
             };
             match wait {
-                Some(w) if attempt < budget.retries && w + Duration::from_millis(50) < budget.remaining() => {
+                Some(w)
+                    if attempt < budget.retries
+                        && w + Duration::from_millis(50) < budget.remaining() =>
+                {
                     tracing::debug!(source = %label, attempt, wait_ms = w.as_millis() as u64, "retrying a remote state request");
                     std::thread::sleep(w);
                     attempt += 1;
@@ -128,10 +128,7 @@ impl Client {
             req = req.header(*k, *v);
         }
         let timeout = budget.request_timeout.min(remaining);
-        let req = req
-            .config()
-            .timeout_global(Some(timeout))
-            .build();
+        let req = req.config().timeout_global(Some(timeout)).build();
         let mut resp = req.call().map_err(|e| classify(label, &e))?;
         let status = resp.status().as_u16();
         let h = |n: &str| {
@@ -222,10 +219,7 @@ fn io_error(label: &str, e: &std::io::Error) -> RemoteError {
         || text.contains("No address associated")
         || text.contains("Temporary failure in name resolution");
     // rustls errors reach us wrapped in io errors.
-    if let Some(t) = e
-        .get_ref()
-        .and_then(|i| i.downcast_ref::<rustls::Error>())
-    {
+    if let Some(t) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
         return RemoteError::new(label, "tls", format!("TLS error: {t}"));
     }
     let mut err = RemoteError::new(

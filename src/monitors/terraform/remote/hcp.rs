@@ -90,7 +90,12 @@ impl HcpBackend {
         u
     }
 
-    fn get_json(&self, label: &str, url: &str, budget: &Budget) -> Result<(u16, Value), RemoteError> {
+    fn get_json(
+        &self,
+        label: &str,
+        url: &str,
+        budget: &Budget,
+    ) -> Result<(u16, Value), RemoteError> {
         let headers = [
             ("authorization", self.auth.as_str()),
             ("content-type", "application/vnd.api+json"),
@@ -183,7 +188,11 @@ impl Backend for HcpBackend {
         transferred: &mut u64,
     ) -> Result<Fetch, RemoteError> {
         if t.id.is_empty() {
-            return Err(RemoteError::new(&t.label, "not_found", "no such workspace (or no access)"));
+            return Err(RemoteError::new(
+                &t.label,
+                "not_found",
+                "no such workspace (or no access)",
+            ));
         }
         let url = self.api(&["workspaces", &t.id, "current-state-version"]);
         let (status, v) = self.get_json(&t.label, url.as_str(), budget)?;
@@ -198,7 +207,11 @@ impl Backend for HcpBackend {
         }
         let attrs = &v["data"]["attributes"];
         let Some(download) = attrs["hosted-state-download-url"].as_str() else {
-            return Err(RemoteError::new(&t.label, "protocol", "the state version has no download URL"));
+            return Err(RemoteError::new(
+                &t.label,
+                "protocol",
+                "the state version has no download URL",
+            ));
         };
         let download = self
             .base
@@ -211,7 +224,9 @@ impl Backend for HcpBackend {
         } else {
             Vec::new()
         };
-        let r = self.client.get(&t.label, download.as_str(), &headers, budget)?;
+        let r = self
+            .client
+            .get(&t.label, download.as_str(), &headers, budget)?;
         *transferred += r.body.len() as u64;
         if r.status != 200 {
             return Err(status_error(&t.label, r.status));

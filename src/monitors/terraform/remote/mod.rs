@@ -112,13 +112,25 @@ pub trait Backend: Send + Sync {
 
 /// Build the backend of one configured entry (secrets are read here, every collection,
 /// so rotated tokens are picked up).
-fn build(spec: &RemoteBackend, base: &Path, cfg: &TerraformConfig) -> Result<Box<dyn Backend>, RemoteError> {
+fn build(
+    spec: &RemoteBackend,
+    base: &Path,
+    cfg: &TerraformConfig,
+) -> Result<Box<dyn Backend>, RemoteError> {
     let timeout = cfg.remote.request_timeout.0;
     match spec {
-        RemoteBackend::Http(h) => http::HttpBackend::from_config(h, base, timeout).map(|b| Box::new(b) as _),
-        RemoteBackend::S3(s) => s3::S3Backend::from_config(s, base, timeout).map(|b| Box::new(b) as _),
-        RemoteBackend::Pg(p) => pg::PgBackend::from_config(p, base, timeout).map(|b| Box::new(b) as _),
-        RemoteBackend::Hcp(h) => hcp::HcpBackend::from_config(h, base, timeout).map(|b| Box::new(b) as _),
+        RemoteBackend::Http(h) => {
+            http::HttpBackend::from_config(h, base, timeout).map(|b| Box::new(b) as _)
+        }
+        RemoteBackend::S3(s) => {
+            s3::S3Backend::from_config(s, base, timeout).map(|b| Box::new(b) as _)
+        }
+        RemoteBackend::Pg(p) => {
+            pg::PgBackend::from_config(p, base, timeout).map(|b| Box::new(b) as _)
+        }
+        RemoteBackend::Hcp(h) => {
+            hcp::HcpBackend::from_config(h, base, timeout).map(|b| Box::new(b) as _)
+        }
     }
 }
 
@@ -381,7 +393,12 @@ fn collect_entry(
 }
 
 /// Fetch and analyse one remote state. `None`: the backend has no state there yet.
-fn one(backend: &dyn Backend, t: &Target, sm: &mut SourceMemory, budget: &Budget) -> Option<Analysis> {
+fn one(
+    backend: &dyn Backend,
+    t: &Target,
+    sm: &mut SourceMemory,
+    budget: &Budget,
+) -> Option<Analysis> {
     // Ask for "unchanged" only if the analysis still holds the parse of that version.
     let known = match (&sm.version, sm.stamp, sm.analysis.state.as_ref()) {
         (Some(v), Some(s), Some(c)) if c.stamp == s => Some(v.clone()),
@@ -397,7 +414,11 @@ fn one(backend: &dyn Backend, t: &Target, sm: &mut SourceMemory, budget: &Budget
         }
         Ok(Fetch::NotModified) => match sm.stamp {
             Some(s) => Ok((s, None)),
-            None => Err(RemoteError::new(&t.label, "protocol", "not-modified answer to an unconditional request")),
+            None => Err(RemoteError::new(
+                &t.label,
+                "protocol",
+                "not-modified answer to an unconditional request",
+            )),
         },
         Ok(Fetch::Body {
             bytes,
@@ -438,8 +459,16 @@ fn one(backend: &dyn Backend, t: &Target, sm: &mut SourceMemory, budget: &Budget
 fn check_json(label: &str, bytes: &[u8]) -> Result<(), RemoteError> {
     match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
         Some(b'{') => Ok(()),
-        Some(b'<') => Err(RemoteError::new(label, "not_json", "the answer is HTML, not a state (a login page or a proxy error?)")),
-        Some(_) => Err(RemoteError::new(label, "not_json", "the answer is not a JSON state")),
+        Some(b'<') => Err(RemoteError::new(
+            label,
+            "not_json",
+            "the answer is HTML, not a state (a login page or a proxy error?)",
+        )),
+        Some(_) => Err(RemoteError::new(
+            label,
+            "not_json",
+            "the answer is not a JSON state",
+        )),
         None => Err(RemoteError::new(label, "not_json", "the answer is empty")),
     }
 }
@@ -465,7 +494,12 @@ impl StateSource for Fetched {
     fn open(&self) -> Result<(Box<dyn Read + Send>, Stamp), SourceError> {
         match &self.result {
             Ok((s, Some(bytes))) => Ok((Box::new(std::io::Cursor::new(bytes.clone())), *s)),
-            Ok((_, None)) => Err(RemoteError::new(&self.label, "protocol", "unchanged, but the earlier copy is gone").into_source()),
+            Ok((_, None)) => Err(RemoteError::new(
+                &self.label,
+                "protocol",
+                "unchanged, but the earlier copy is gone",
+            )
+            .into_source()),
             Err(e) => Err(e.clone().into_source()),
         }
     }

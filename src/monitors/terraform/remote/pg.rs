@@ -45,7 +45,9 @@ impl PgBackend {
             .chars()
             .next()
             .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            && schema
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !plain {
             return Err(RemoteError::new(
                 "pg://",
@@ -124,7 +126,11 @@ impl PgBackend {
             } else {
                 "pg_error"
             };
-            (reason, format!("PostgreSQL: {text}"))
+            let cause = std::error::Error::source(e)
+                .and_then(|c| c.downcast_ref::<std::io::Error>())
+                .map(|io| format!(" ({})", io.kind()))
+                .unwrap_or_default();
+            (reason, format!("PostgreSQL: {text}{cause}"))
         };
         let message = match &self.password {
             Some(p) => message.replace(p.as_str(), "***"),
@@ -146,9 +152,15 @@ impl PgBackend {
         let mut attempt = 0;
         loop {
             if guard.as_ref().is_none_or(|c| c.is_closed()) {
-                let remaining = budget.deadline.saturating_duration_since(std::time::Instant::now());
+                let remaining = budget
+                    .deadline
+                    .saturating_duration_since(std::time::Instant::now());
                 if remaining.is_zero() {
-                    return Err(RemoteError::new(label, "timeout", "no time left inside the monitor's timeout"));
+                    return Err(RemoteError::new(
+                        label,
+                        "timeout",
+                        "no time left inside the monitor's timeout",
+                    ));
                 }
                 let mut cfg = self.config.clone();
                 cfg.connect_timeout(budget.request_timeout.min(remaining));
@@ -159,7 +171,10 @@ impl PgBackend {
                         let wait = super::client::backoff(attempt);
                         if err.retryable
                             && attempt < budget.retries
-                            && wait < budget.deadline.saturating_duration_since(std::time::Instant::now())
+                            && wait
+                                < budget
+                                    .deadline
+                                    .saturating_duration_since(std::time::Instant::now())
                         {
                             std::thread::sleep(wait);
                             attempt += 1;
@@ -169,7 +184,9 @@ impl PgBackend {
                     }
                 }
             }
-            let Some(client) = guard.as_mut() else { continue };
+            let Some(client) = guard.as_mut() else {
+                continue;
+            };
             return match f(client) {
                 Ok(v) => Ok(v),
                 Err(e) => {
@@ -199,7 +216,10 @@ impl Backend for PgBackend {
         let sql = format!("SELECT name FROM {}.states ORDER BY name", self.schema);
         let names: Vec<String> = self.with_client(&self.label, budget, |c| {
             let rows = c.query(sql.as_str(), &[])?;
-            Ok(rows.iter().filter_map(|r| r.try_get::<_, String>(0).ok()).collect())
+            Ok(rows
+                .iter()
+                .filter_map(|r| r.try_get::<_, String>(0).ok())
+                .collect())
         })?;
         Ok(names.iter().map(|n| self.target(n)).collect())
     }
@@ -215,12 +235,19 @@ impl Backend for PgBackend {
             "SELECT md5(data), octet_length(data)::int8 FROM {}.states WHERE name = $1",
             self.schema
         );
-        let row: Option<(Option<String>, Option<i64>)> = self.with_client(&t.label, budget, |c| {
-            let rows = c.query(probe.as_str(), &[&t.id])?;
-            Ok(rows.first().map(|r| (r.try_get(0).ok().flatten(), r.try_get(1).ok().flatten())))
-        })?;
+        let row: Option<(Option<String>, Option<i64>)> =
+            self.with_client(&t.label, budget, |c| {
+                let rows = c.query(probe.as_str(), &[&t.id])?;
+                Ok(rows
+                    .first()
+                    .map(|r| (r.try_get(0).ok().flatten(), r.try_get(1).ok().flatten())))
+            })?;
         let Some((md5, len)) = row else {
-            return Err(RemoteError::new(&t.label, "not_found", "the workspace has no row any more"));
+            return Err(RemoteError::new(
+                &t.label,
+                "not_found",
+                "the workspace has no row any more",
+            ));
         };
         let (Some(md5), Some(len)) = (md5, len) else {
             return Ok(Fetch::NoState);
@@ -239,9 +266,13 @@ impl Backend for PgBackend {
         let sql = format!("SELECT data FROM {}.states WHERE name = $1", self.schema);
         let data: Option<String> = self.with_client(&t.label, budget, |c| {
             let rows = c.query(sql.as_str(), &[&t.id])?;
-            Ok(rows.first().and_then(|r| r.try_get::<_, Option<String>>(0).ok().flatten()))
+            Ok(rows
+                .first()
+                .and_then(|r| r.try_get::<_, Option<String>>(0).ok().flatten()))
         })?;
-        let Some(data) = data else { return Ok(Fetch::NoState) };
+        let Some(data) = data else {
+            return Ok(Fetch::NoState);
+        };
         *transferred += data.len() as u64;
         Ok(Fetch::Body {
             bytes: data.into_bytes(),

@@ -81,8 +81,9 @@ impl S3Backend {
         } else {
             UrlStyle::VirtualHost
         };
-        let bucket = Bucket::new(url, style, p.bucket.clone(), p.region.clone())
-            .map_err(|_| RemoteError::new(&label, "bad_url", "endpoint or bucket name is invalid"))?;
+        let bucket = Bucket::new(url, style, p.bucket.clone(), p.region.clone()).map_err(|_| {
+            RemoteError::new(&label, "bad_url", "endpoint or bucket name is invalid")
+        })?;
         let creds = match p.credentials {
             Some((k, s, Some(t))) => Credentials::new_with_token(k, s, t),
             Some((k, s, None)) => Credentials::new(k, s),
@@ -181,11 +182,7 @@ impl Backend for S3Backend {
             }
             (None, prefix) => {
                 let keys = self.list(prefix.as_deref().unwrap_or(""), budget)?;
-                out.extend(
-                    keys.iter()
-                        .filter(|k| !skipped(k))
-                        .map(|k| self.target(k)),
-                );
+                out.extend(keys.iter().filter(|k| !skipped(k)).map(|k| self.target(k)));
             }
         }
         out.sort_by(|a, b| a.label.cmp(&b.label));
@@ -231,9 +228,7 @@ fn credential_chain(profile: Option<&str>) -> Option<Credentials> {
         .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".aws/credentials")))?;
     let text = std::fs::read_to_string(path).ok()?;
     let env_profile = std::env::var("AWS_PROFILE").ok();
-    let want = profile
-        .or(env_profile.as_deref())
-        .unwrap_or("default");
+    let want = profile.or(env_profile.as_deref()).unwrap_or("default");
     let (mut key, mut secret, mut token) = (None, None, None);
     let mut in_section = false;
     for line in text.lines() {
@@ -269,11 +264,19 @@ mod tests {
     #[test]
     fn workspace_keys() {
         assert_eq!(
-            workspace_key("env:", "app/terraform.tfstate", "env:/prod/app/terraform.tfstate"),
+            workspace_key(
+                "env:",
+                "app/terraform.tfstate",
+                "env:/prod/app/terraform.tfstate"
+            ),
             Some("prod")
         );
         assert_eq!(
-            workspace_key("env:", "app/terraform.tfstate", "env:/a/b/app/terraform.tfstate"),
+            workspace_key(
+                "env:",
+                "app/terraform.tfstate",
+                "env:/a/b/app/terraform.tfstate"
+            ),
             None
         );
         assert_eq!(workspace_key("env:", "k", "k"), None);

@@ -39,9 +39,8 @@ pub fn backend_of(
             ))
         }
     };
-    let v: Value = serde_json::from_slice(&text).map_err(|_| {
-        RemoteError::new(&shown, "not_json", "the backend record is not JSON")
-    })?;
+    let v: Value = serde_json::from_slice(&text)
+        .map_err(|_| RemoteError::new(&shown, "not_json", "the backend record is not JSON"))?;
     let Some(b) = v.get("backend").filter(|b| b.is_object()) else {
         return Ok(None);
     };
@@ -53,7 +52,11 @@ pub fn backend_of(
         "local" | "" => return Ok(None),
         "http" => {
             let Some(address) = s("address").or_else(|| env("TF_HTTP_ADDRESS")) else {
-                return Err(RemoteError::new(&shown, "config", "the http backend record has no address (set TF_HTTP_ADDRESS)"));
+                return Err(RemoteError::new(
+                    &shown,
+                    "config",
+                    "the http backend record has no address (set TF_HTTP_ADDRESS)",
+                ));
             };
             let user = s("username").or_else(|| env("TF_HTTP_USERNAME"));
             let password = s("password").or_else(|| env("TF_HTTP_PASSWORD"));
@@ -73,7 +76,11 @@ pub fn backend_of(
         }
         "s3" => {
             let Some(bucket) = s("bucket") else {
-                return Err(RemoteError::new(&shown, "config", "the s3 backend record has no bucket"));
+                return Err(RemoteError::new(
+                    &shown,
+                    "config",
+                    "the s3 backend record has no bucket",
+                ));
             };
             let endpoint = c["endpoints"]["s3"]
                 .as_str()
@@ -109,7 +116,11 @@ pub fn backend_of(
         }
         "pg" => {
             let Some(conn) = s("conn_str").or_else(|| env("PG_CONN_STR")) else {
-                return Err(RemoteError::new(&shown, "config", "the pg backend record has no conn_str (set PG_CONN_STR)"));
+                return Err(RemoteError::new(
+                    &shown,
+                    "config",
+                    "the pg backend record has no conn_str (set PG_CONN_STR)",
+                ));
             };
             let schema = s("schema_name")
                 .or_else(|| env("PG_SCHEMA_NAME"))

@@ -174,7 +174,7 @@ impl TerraformMonitor {
         }
         drop(memory);
         let mut out = out;
-        (inner.remote).collect_into(
+        inner.remote.collect_into(
             &inner.cfg,
             &inner.base,
             &mut out,

@@ -167,7 +167,15 @@ impl Backend for S3Backend {
         match (&self.key, &self.prefix) {
             (Some(key), _) => {
                 // The default workspace's key, and `<prefix>/<workspace>/<key>`.
-                let mut keys = self.list(key, budget)?;
+                let mut keys = match self.list(key, budget) {
+                    Ok(k) => k,
+                    // Without s3:ListBucket only the key itself can be read (no workspaces).
+                    Err(e) if e.reason == "http_403" => {
+                        tracing::debug!(source = %self.label, "listing forbidden; reading the key only");
+                        return Ok(vec![self.target(key)]);
+                    }
+                    Err(e) => return Err(e),
+                };
                 keys.retain(|k| k == key);
                 let ws = self.list(&format!("{}/", self.wkp), budget)?;
                 keys.extend(

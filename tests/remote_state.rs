@@ -245,6 +245,30 @@ fn status_without_canary(dir: &Path, env: &[(&str, &str)]) -> String {
     all
 }
 
+fn promtool_check(metrics: &str) {
+    let promtool = common::tool("promtool", "prometheus");
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && text.trim().is_empty(),
+        "promtool check metrics: {text}"
+    );
+}
+
 // ---------------------------------------------------------------- a tiny HTTP server
 
 struct Req {
@@ -626,6 +650,20 @@ async fn http_backend_gitlab_shape_with_bad_input() {
         out.contains("http_401") || out.contains("HTTP 401"),
         "{out}"
     );
+
+    // The served exporter: /metrics is 200 with every source, and promtool-clean.
+    let exporter = common::Exporter::start(dir, &["--config", "monitoring-config.yaml"]);
+    exporter.wait_ready();
+    let served = exporter.metrics();
+    assert_eq!(up(&served, &prod), Some(1.0), "{served}");
+    assert_eq!(
+        error_reason(&served, &format!("http://127.0.0.1:{closed}/state")).as_deref(),
+        Some("unreachable")
+    );
+    assert!(!served.contains(CANARY));
+    promtool_check(&served);
+    assert!(!exporter.logs().contains(CANARY), "{}", exporter.logs());
+    drop(exporter);
 
     // Zero-config: the working directory's backend record (credentials from TF_HTTP_PASSWORD).
     let zm = monitor(

@@ -116,6 +116,7 @@ impl TerraformMonitor {
 
     /// Analyse every target now (blocking I/O; run off the async runtime).
     fn run(inner: &Inner) -> (Vec<Analysis>, Vec<analysis::TargetError>, Vec<String>) {
+        let deadline = remote::deadline_for(inner.cfg.timeout.0);
         let files: Vec<String> = inner.cfg.state_files.iter().map(|g| g.0.clone()).collect();
         let dirs: Vec<String> = inner.cfg.state_dirs.iter().map(|g| g.0.clone()).collect();
         let found = discover(&inner.base, &files, &dirs);
@@ -177,6 +178,7 @@ impl TerraformMonitor {
         inner.remote.collect_into(
             &inner.cfg,
             &inner.base,
+            deadline,
             &mut out,
             &mut problems,
             &mut problem_labels,

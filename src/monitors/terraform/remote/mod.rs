@@ -286,11 +286,13 @@ impl RemoteSet {
         b.build()
     }
 
-    /// Run a collection and fold it into the local results.
+    /// Run a collection (bounded by `deadline`, taken when the monitor's
+    /// collection started) and fold it into the local results.
     pub fn collect_into(
         &self,
         cfg: &TerraformConfig,
         base: &Path,
+        deadline: Instant,
         out: &mut Vec<Analysis>,
         problems: &mut Vec<TargetError>,
         labels: &mut Vec<String>,
@@ -298,7 +300,7 @@ impl RemoteSet {
         if !Self::is_configured(cfg) {
             return;
         }
-        let c = self.collect(cfg, base, deadline_for(cfg.timeout.0));
+        let c = self.collect(cfg, base, deadline);
         out.extend(c.analyses);
         problems.extend(c.problems);
         labels.extend(c.problem_labels);

@@ -1026,6 +1026,9 @@ fn hcp_server(token: &'static str, hits: Arc<AtomicUsize>) -> Server {
                     "hosted-json-state-download-url": null}}}),
                 )
             }
+            "/api/v2/organizations/acme/workspaces/homelab-prod" => {
+                json(serde_json::json!({"data": ws("ws-1", "homelab-prod")}))
+            }
             "/api/v2/workspaces/ws-3/current-state-version" => {
                 resp(404, r#"{"errors":[{"status":"404","title":"not found"}]}"#)
             }
@@ -1071,6 +1074,23 @@ async fn hcp_contract_pagination_rate_limit_and_conditional_download() {
         b,
         "same state version downloaded again"
     );
+    // Workspaces by name (one missing: a per-workspace not_found).
+    let nm = monitor(
+        dir,
+        &yaml.replace("tags: [homelab]", "workspaces: [homelab-prod, gone]"),
+    );
+    let text = scrape(&nm).await;
+    assert_eq!(
+        instances(&text, &label("homelab-prod")),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        error_reason(&text, &label("gone")).as_deref(),
+        Some("not_found"),
+        "{text}"
+    );
+    assert_eq!(up(&text, &label("homelab-dev")), None, "{text}");
     // Wrong token: a per-source error.
     std::env::set_var("TEST_HCP_WRONG", "nope");
     let wm = monitor(dir, &yaml.replace("TEST_HCP_TOKEN", "TEST_HCP_WRONG"));

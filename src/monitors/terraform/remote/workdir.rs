@@ -142,3 +142,44 @@ pub fn backend_of(
     };
     Ok(Some(backend))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(dir: &Path, json: &str) {
+        std::fs::create_dir_all(dir.join(".terraform")).unwrap();
+        std::fs::write(dir.join(".terraform/terraform.tfstate"), json).unwrap();
+    }
+
+    #[test]
+    fn records_without_a_backend_add_nothing_and_unknown_types_are_named() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        let timeout = Duration::from_secs(1);
+        assert!(backend_of(d, d, timeout).unwrap().is_none(), "no record");
+        record(d, r#"{"version":3,"serial":1}"#);
+        assert!(backend_of(d, d, timeout).unwrap().is_none(), "no backend");
+        record(
+            d,
+            r#"{"version":3,"backend":{"type":"gcs","config":{"bucket":"b","credentials":"SECRET-IN-RECORD"}}}"#,
+        );
+        let e = backend_of(d, d, timeout).err().unwrap();
+        assert_eq!(e.reason, "unsupported_backend");
+        assert!(!e.to_string().contains("SECRET"), "{e}");
+        assert!(
+            e.to_string().contains(".terraform/terraform.tfstate"),
+            "{e}"
+        );
+        record(d, "not json SECRET");
+        let e = backend_of(d, d, timeout).err().unwrap();
+        assert_eq!(e.reason, "not_json");
+        assert!(!e.to_string().contains("SECRET"), "{e}");
+        record(
+            d,
+            r#"{"backend":{"type":"http","config":{"address":"https://h.lan/s","username":"u","password":"SECRET-PW"}}}"#,
+        );
+        let b = backend_of(d, d, timeout).unwrap().unwrap();
+        assert_eq!(b.label(), "https://h.lan/s");
+    }
+}

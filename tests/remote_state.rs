@@ -484,9 +484,12 @@ fn gitlab(token: &'static str, down: Arc<AtomicBool>, gets: Arc<AtomicUsize>) ->
     }))
 }
 
-/// A TLS server whose certificate nobody trusts (handshakes, then closes).
-fn untrusted_tls_server() -> u16 {
+/// An HTTPS server with a self-signed certificate for `localhost` (trusted only
+/// through `ca_file`); it answers every request with a small state. Returns the
+/// port and the certificate (PEM).
+fn self_signed_tls_server() -> (u16, String) {
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let pem = cert.cert.pem();
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(
         cert.signing_key.serialize_der(),
     ));
@@ -502,19 +505,37 @@ fn untrusted_tls_server() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     std::thread::spawn(move || {
-        // Bounded: a handful of handshakes (retries included), then the thread ends.
-        for _ in 0..20 {
-            let Ok((mut s, _)) = l.accept() else { return };
+        // Bounded: a handful of connections (retries included), then the thread ends.
+        for _ in 0..30 {
+            let Ok((s, _)) = l.accept() else { return };
             let cfg = cfg.clone();
             std::thread::spawn(move || {
                 let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-                if let Ok(mut conn) = rustls::ServerConnection::new(cfg) {
-                    let _ = conn.complete_io(&mut s);
+                let Ok(conn) = rustls::ServerConnection::new(cfg) else {
+                    return;
+                };
+                let mut tls = rustls::StreamOwned::new(conn, s);
+                let mut buf = Vec::new();
+                let mut b = [0u8; 1024];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut b) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&b[..n]),
+                    }
                 }
+                let body = r#"{"version":4,"serial":3,"lineage":"tls","resources":[]}"#;
+                let _ = write!(
+                    tls,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tls.flush();
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
             });
         }
     });
-    port
+    (port, pem)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -544,7 +565,8 @@ async fn http_backend_gitlab_shape_with_bad_input() {
     apply(&proj, 3, &env);
 
     let closed = free_port();
-    let tls = untrusted_tls_server();
+    let (tls, ca_pem) = self_signed_tls_server();
+    std::fs::write(dir.join("ca.pem"), ca_pem).unwrap();
     std::env::set_var("TEST_GITLAB_TOKEN", CANARY);
     std::env::set_var("TEST_GITLAB_WRONG", "not-the-token");
     let yaml = format!(
@@ -564,6 +586,7 @@ async fn http_backend_gitlab_shape_with_bad_input() {
       - {{ type: http, address: "http://127.0.0.1:{closed}/state" }}
       - {{ type: http, address: "http://nonexistent.invalid/state" }}
       - {{ type: http, address: "https://127.0.0.1:{tls}/state" }}
+      - {{ type: http, address: "https://localhost:{tls}/state", ca_file: ca.pem }}
 "#,
         empty = srv.url("/api/v4/projects/42/terraform/state/empty"),
         private = srv.url("/api/v4/projects/44/terraform/state/prod"),
@@ -580,6 +603,9 @@ async fn http_backend_gitlab_shape_with_bad_input() {
     assert_eq!(up(&text, &prod), Some(1.0), "{text}");
     assert_eq!(instances(&text, &prod), Some(3.0), "{text}");
     assert!(bytes(&text, &prod) > 0.0);
+    // The same TLS server is fine when its CA is given.
+    let trusted = format!("https://localhost:{tls}/state");
+    assert_eq!(up(&text, &trusted), Some(1.0), "ca_file: {text}");
     let private = label("/api/v4/projects/44/terraform/state/prod");
     assert_eq!(
         instances(&text, &private),

@@ -397,6 +397,7 @@ fn tag(body: &[u8]) -> String {
 /// as password. Project 43 forbids (403). Extra paths for bad input.
 fn gitlab(token: &'static str, down: Arc<AtomicBool>, gets: Arc<AtomicUsize>) -> Server {
     let states: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
+    let flaky = Arc::new(AtomicUsize::new(0));
     Server::start(Arc::new(move |r: &Req| {
         use base64::Engine;
         let path = r.path.split('?').next().unwrap_or("").to_string();
@@ -409,6 +410,17 @@ fn gitlab(token: &'static str, down: Arc<AtomicBool>, gets: Arc<AtomicUsize>) ->
                 }
             }
             "/fail" => return resp(500, "oops"),
+            // Every other request fails: one retry gets through.
+            "/flaky" => {
+                return if flaky.fetch_add(1, Ordering::Relaxed) % 2 == 0 {
+                    resp(502, "bad gateway")
+                } else {
+                    resp(
+                        200,
+                        r#"{"version":4,"serial":1,"lineage":"f","resources":[]}"#,
+                    )
+                };
+            }
             "/huge" => return resp(200, vec![b' '; 300_000]),
             _ => {}
         }
@@ -582,6 +594,7 @@ async fn http_backend_gitlab_shape_with_bad_input() {
       - {{ type: http, address: "{forbidden}", username: ci, token: {{ env: TEST_GITLAB_TOKEN }} }}
       - {{ type: http, address: "{html}" }}
       - {{ type: http, address: "{fail}" }}
+      - {{ type: http, address: "{flaky}" }}
       - {{ type: http, address: "{huge}" }}
       - {{ type: http, address: "http://127.0.0.1:{closed}/state" }}
       - {{ type: http, address: "http://nonexistent.invalid/state" }}
@@ -594,6 +607,7 @@ async fn http_backend_gitlab_shape_with_bad_input() {
         forbidden = srv.url("/api/v4/projects/43/terraform/state/prod"),
         html = srv.url("/html"),
         fail = srv.url("/fail"),
+        flaky = srv.url("/flaky"),
         huge = srv.url("/huge"),
     );
     let m = monitor(dir, &yaml);
@@ -603,6 +617,8 @@ async fn http_backend_gitlab_shape_with_bad_input() {
     assert_eq!(up(&text, &prod), Some(1.0), "{text}");
     assert_eq!(instances(&text, &prod), Some(3.0), "{text}");
     assert!(bytes(&text, &prod) > 0.0);
+    // A transient 502 is retried (backoff with jitter) within the timeout.
+    assert_eq!(up(&text, &label("/flaky")), Some(1.0), "retry: {text}");
     // The same TLS server is fine when its CA is given.
     let trusted = format!("https://localhost:{tls}/state");
     assert_eq!(up(&text, &trusted), Some(1.0), "ca_file: {text}");

@@ -241,9 +241,278 @@ pub struct TerraformConfig {
     /// File name of the approved copy beside each state; optional.
     #[serde(default)]
     pub baseline: Option<String>,
-    /// Largest file read (state, drift report, baseline).
+    /// Largest file read (state, drift report, baseline; also remote states).
     #[serde(default = "default_max_file_size")]
     pub max_file_size: ByteSize,
+    /// Remote state backends (docs/remote-state.md).
+    #[serde(default)]
+    pub backends: Vec<RemoteBackend>,
+    /// Terraform working directories whose `.terraform/terraform.tfstate`
+    /// records a backend (http, s3, pg) to read, relative to the config file's folder.
+    #[serde(default)]
+    pub working_dirs: Vec<String>,
+    /// Timeouts, retries and concurrency of remote backends.
+    #[serde(default)]
+    pub remote: RemoteOptions,
+}
+
+/// `custom_monitors.terraform_state.remote`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteOptions {
+    /// Timeout of one request (connect + transfer).
+    #[serde(default = "RemoteOptions::default_request_timeout")]
+    pub request_timeout: HumanDuration,
+    /// Retries of a failed request (unreachable, timeout, 429, 5xx), with backoff and jitter.
+    #[serde(default = "RemoteOptions::default_retries")]
+    pub retries: u32,
+    /// Requests in flight at once per backend entry.
+    #[serde(default = "RemoteOptions::default_concurrency")]
+    pub concurrency: usize,
+}
+
+impl RemoteOptions {
+    fn default_request_timeout() -> HumanDuration {
+        HumanDuration(Duration::from_secs(10))
+    }
+    fn default_retries() -> u32 {
+        2
+    }
+    fn default_concurrency() -> usize {
+        4
+    }
+}
+
+impl Default for RemoteOptions {
+    fn default() -> Self {
+        Self {
+            request_timeout: Self::default_request_timeout(),
+            retries: Self::default_retries(),
+            concurrency: Self::default_concurrency(),
+        }
+    }
+}
+
+/// One remote backend entry (`type: http | s3 | pg | hcp`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum RemoteBackend {
+    Http(HttpBackendConfig),
+    S3(S3BackendConfig),
+    Pg(PgBackendConfig),
+    Hcp(HcpBackendConfig),
+}
+
+/// Where a secret comes from: a file (first line) or an environment variable. Never inline.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRef {
+    #[serde(default)]
+    pub file: Option<String>,
+    #[serde(default)]
+    pub env: Option<String>,
+}
+
+/// HTTP authentication scheme of an `http` backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HttpAuth {
+    /// No credentials.
+    None,
+    /// `Authorization: Basic` with `username` and the token as password.
+    Basic,
+    /// `Authorization: Bearer <token>`.
+    Bearer,
+    /// GitLab `PRIVATE-TOKEN: <token>`.
+    PrivateToken,
+    /// GitLab CI `JOB-TOKEN: <token>`.
+    JobToken,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpBackendConfig {
+    /// The backend's `address` (GitLab: `.../api/v4/projects/<id>/terraform/state/<name>`).
+    pub address: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Default: basic with a username, bearer with a token only, none otherwise.
+    #[serde(default)]
+    pub auth: Option<HttpAuth>,
+    #[serde(default)]
+    pub token: Option<SecretRef>,
+    /// PEM file of extra CA certificates (relative to the config file's folder).
+    #[serde(default)]
+    pub ca_file: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3BackendConfig {
+    pub bucket: String,
+    /// One state key (its workspaces under `workspace_key_prefix` are found too).
+    #[serde(default)]
+    pub key: Option<String>,
+    /// Or every object under this prefix (`.tflock` objects skipped).
+    #[serde(default)]
+    pub prefix: Option<String>,
+    #[serde(default = "S3BackendConfig::default_region")]
+    pub region: String,
+    /// S3-compatible endpoint (MinIO, Garage, Ceph), e.g. `https://minio.lan:9000`.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub use_path_style: bool,
+    #[serde(default = "S3BackendConfig::default_workspace_key_prefix")]
+    pub workspace_key_prefix: String,
+    /// Profile in the shared credentials file (default: `AWS_PROFILE`, then `default`).
+    #[serde(default)]
+    pub profile: Option<String>,
+    #[serde(default)]
+    pub ca_file: Option<String>,
+}
+
+impl S3BackendConfig {
+    fn default_region() -> String {
+        "us-east-1".into()
+    }
+    fn default_workspace_key_prefix() -> String {
+        "env:".into()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PgBackendConfig {
+    /// The connection string (`postgres://user:pass@host/db`), from a file or env var.
+    pub conn_str: SecretRef,
+    #[serde(default = "PgBackendConfig::default_schema")]
+    pub schema_name: String,
+}
+
+impl PgBackendConfig {
+    fn default_schema() -> String {
+        "terraform_remote_state".into()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HcpBackendConfig {
+    #[serde(default = "HcpBackendConfig::default_address")]
+    pub address: String,
+    pub organization: String,
+    /// Workspace names; empty means every workspace matching `tags`/`prefix`.
+    #[serde(default)]
+    pub workspaces: Vec<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// API token; default env `TF_TOKEN_<host with . as _>` as Terraform reads it.
+    #[serde(default)]
+    pub token: Option<SecretRef>,
+    #[serde(default)]
+    pub ca_file: Option<String>,
+}
+
+impl HcpBackendConfig {
+    fn default_address() -> String {
+        "https://app.terraform.io".into()
+    }
+}
+
+fn validate_secret(key: &str, s: &SecretRef) -> Result<(), String> {
+    match (&s.file, &s.env) {
+        (Some(_), Some(_)) => Err(format!("{key}: set file or env, not both")),
+        (None, None) => Err(format!("{key}: set file or env")),
+        (Some(f), None) if f.is_empty() => Err(format!("{key}.file must not be empty")),
+        (None, Some(e)) if e.is_empty() || e.contains('=') || e.contains('\0') => Err(format!(
+            "{key}.env must be the name of an environment variable"
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn validate_url(key: &str, u: &str) -> Result<(), String> {
+    match url::Url::parse(u) {
+        Ok(p) if (p.scheme() == "http" || p.scheme() == "https") && p.host_str().is_some() => {
+            if p.password().is_some() || !p.username().is_empty() {
+                Err(format!(
+                    "{key} must not hold credentials; use username and token"
+                ))
+            } else {
+                Ok(())
+            }
+        }
+        _ => Err(format!("{key} must be an http:// or https:// URL")),
+    }
+}
+
+impl RemoteBackend {
+    /// Check one entry; the error names the key inside the entry.
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            RemoteBackend::Http(h) => {
+                validate_url("address", &h.address)?;
+                if let Some(t) = &h.token {
+                    validate_secret("token", t)?;
+                }
+                let auth = h.auth.unwrap_or(HttpAuth::None);
+                if auth == HttpAuth::Basic && h.username.is_none() {
+                    return Err("auth: basic needs username".into());
+                }
+                if auth != HttpAuth::None && h.auth.is_some() && h.token.is_none() {
+                    return Err("auth needs token (file or env)".into());
+                }
+                Ok(())
+            }
+            RemoteBackend::S3(s) => {
+                if s.bucket.is_empty() {
+                    return Err("bucket must not be empty".into());
+                }
+                match (&s.key, &s.prefix) {
+                    (Some(_), Some(_)) => return Err("set key or prefix, not both".into()),
+                    (None, None) => {
+                        return Err("set key (one state) or prefix (every state under it)".into())
+                    }
+                    (Some(k), None) if k.is_empty() || k.ends_with('/') => {
+                        return Err("key must be an object key".into())
+                    }
+                    _ => {}
+                }
+                if let Some(e) = &s.endpoint {
+                    validate_url("endpoint", e)?;
+                }
+                Ok(())
+            }
+            RemoteBackend::Pg(p) => {
+                validate_secret("conn_str", &p.conn_str)?;
+                let ok = p
+                    .schema_name
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                    && p.schema_name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !ok {
+                    return Err("schema_name must be a plain identifier".into());
+                }
+                Ok(())
+            }
+            RemoteBackend::Hcp(h) => {
+                validate_url("address", &h.address)?;
+                if h.organization.is_empty() {
+                    return Err("organization must not be empty".into());
+                }
+                if let Some(t) = &h.token {
+                    validate_secret("token", t)?;
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 fn default_retry() -> HumanDuration {
@@ -277,6 +546,9 @@ impl Default for TerraformConfig {
             drift_report: Self::default_drift_report(),
             baseline: None,
             max_file_size: default_max_file_size(),
+            backends: Vec::new(),
+            working_dirs: Vec::new(),
+            remote: RemoteOptions::default(),
         }
     }
 }
@@ -763,6 +1035,8 @@ impl Config {
     pub fn discovery(base_dir: PathBuf) -> Self {
         let tf = TerraformConfig {
             state_dirs: vec![GlobPattern(".".into())],
+            // A backend recorded in ./.terraform/terraform.tfstate is read too.
+            working_dirs: vec![".".into()],
             ..TerraformConfig::default()
         };
         Config {
@@ -871,6 +1145,20 @@ fn validate(file: &ConfigFile) -> Result<(), (String, String)> {
         }
     }
     if let Some(t) = &file.custom_monitors.terraform_state {
+        for (i, b) in t.backends.iter().enumerate() {
+            b.validate().map_err(|m| {
+                (
+                    "custom_monitors.terraform_state.backends".to_string(),
+                    format!("backends[{i}]: {m}"),
+                )
+            })?;
+        }
+        if t.remote.concurrency == 0 || t.remote.request_timeout.0.is_zero() {
+            return Err((
+                "custom_monitors.terraform_state.remote".into(),
+                "remote.concurrency and remote.request_timeout must be above zero".into(),
+            ));
+        }
         for (k, v) in [
             ("drift_report", Some(&t.drift_report)),
             ("baseline", t.baseline.as_ref()),

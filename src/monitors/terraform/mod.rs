@@ -10,6 +10,7 @@ pub mod analysis;
 pub mod digest;
 pub mod json_stream;
 pub mod plan;
+pub mod remote;
 pub mod report;
 pub mod source;
 pub mod state;
@@ -97,6 +98,7 @@ struct Inner {
     cfg: TerraformConfig,
     base: PathBuf,
     memory: Mutex<HashMap<String, TargetMemory>>,
+    remote: remote::RemoteSet,
 }
 
 impl TerraformMonitor {
@@ -107,12 +109,14 @@ impl TerraformMonitor {
                 cfg,
                 base,
                 memory: Mutex::new(HashMap::new()),
+                remote: remote::RemoteSet::new(),
             }),
         }
     }
 
     /// Analyse every target now (blocking I/O; run off the async runtime).
     fn run(inner: &Inner) -> (Vec<Analysis>, Vec<analysis::TargetError>, Vec<String>) {
+        let deadline = remote::deadline_for(inner.cfg.timeout.0);
         let files: Vec<String> = inner.cfg.state_files.iter().map(|g| g.0.clone()).collect();
         let dirs: Vec<String> = inner.cfg.state_dirs.iter().map(|g| g.0.clone()).collect();
         let found = discover(&inner.base, &files, &dirs);
@@ -169,6 +173,16 @@ impl TerraformMonitor {
         for (t, mem) in work {
             memory.insert(t.label.clone(), mem);
         }
+        drop(memory);
+        let mut out = out;
+        inner.remote.collect_into(
+            &inner.cfg,
+            &inner.base,
+            deadline,
+            &mut out,
+            &mut problems,
+            &mut problem_labels,
+        );
         for a in &out {
             for e in &a.errors {
                 tracing::warn!(monitor = "terraform_state", state_file = %a.label, component = e.component, reason = e.reason, "{}", e.message);
@@ -506,7 +520,10 @@ impl Monitor for TerraformMonitor {
 
     async fn collect(&self, _ctx: CollectContext) -> Result<Snapshot, MonitorError> {
         let (analyses, problems, labels) = self.analyse_all().await?;
-        Ok(snapshot(&analyses, &problems, &labels))
+        Ok(self
+            .inner
+            .remote
+            .with_bytes(snapshot(&analyses, &problems, &labels)))
     }
 
     async fn report(&self, _ctx: CollectContext) -> Result<Report, MonitorError> {

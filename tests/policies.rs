@@ -54,6 +54,7 @@ fn addresses(r: &PolicyResult, rule: RuleKind) -> Vec<String> {
         .map(|v| v.address.clone().unwrap_or_default())
         .collect();
     v.sort();
+    v.dedup();
     v
 }
 
@@ -64,7 +65,11 @@ fn required_tags() {
     let r = run_policy(
         "required_tags",
         state(json!([
-            res("aws_instance", "ok", json!({"tags": {"env": "prod", "team": "a"}})),
+            res(
+                "aws_instance",
+                "ok",
+                json!({"tags": {"env": "prod", "team": "a"}})
+            ),
             res("aws_instance", "partial", json!({"tags": {"env": "prod"}})),
             res("aws_instance", "null_tags", json!({"tags": null})),
             res("null_resource", "untaggable", json!({"id": "1"})),
@@ -101,9 +106,21 @@ fn no_open_admin_ports() {
             sg("https_world", 443, 443, "0.0.0.0/0"),
             sg("ssh_lan", 22, 22, "192.168.1.0/24"),
             sg("ssh_office", 22, 22, "203.0.113.7/32"),
-            res("aws_security_group_rule", "rdp", json!({"type": "ingress", "from_port": 3389, "to_port": 3389, "cidr_blocks": [], "ipv6_cidr_blocks": ["::/0"]})),
-            res("aws_security_group_rule", "egress", json!({"type": "egress", "from_port": 0, "to_port": 0, "cidr_blocks": ["0.0.0.0/0"]})),
-            res("aws_vpc_security_group_ingress_rule", "pve", json!({"from_port": 8006, "to_port": 8006, "cidr_ipv4": "0.0.0.0/0", "cidr_ipv6": null})),
+            res(
+                "aws_security_group_rule",
+                "rdp",
+                json!({"type": "ingress", "from_port": 3389, "to_port": 3389, "cidr_blocks": [], "ipv6_cidr_blocks": ["::/0"]})
+            ),
+            res(
+                "aws_security_group_rule",
+                "egress",
+                json!({"type": "egress", "from_port": 0, "to_port": 0, "cidr_blocks": ["0.0.0.0/0"]})
+            ),
+            res(
+                "aws_vpc_security_group_ingress_rule",
+                "pve",
+                json!({"from_port": 8006, "to_port": 8006, "cidr_ipv4": "0.0.0.0/0", "cidr_ipv6": null})
+            ),
         ])),
         None,
     );
@@ -135,9 +152,21 @@ fn no_public_s3_acl() {
             res("aws_s3_bucket", "public", json!({"acl": "public-read"})),
             res("aws_s3_bucket", "private", json!({"acl": "private"})),
             res("aws_s3_bucket", "modern", json!({"acl": null})),
-            res("aws_s3_bucket_acl", "grant", json!({"acl": null, "access_control_policy": [{"grant": [{"permission": "READ", "grantee": [{"type": "Group", "uri": "http://acs.amazonaws.com/groups/global/AllUsers"}]}]}]})),
-            res("aws_s3_bucket_public_access_block", "off", json!({"block_public_acls": false, "block_public_policy": true, "ignore_public_acls": true, "restrict_public_buckets": true})),
-            res("aws_s3_bucket_public_access_block", "on", json!({"block_public_acls": true, "block_public_policy": true, "ignore_public_acls": true, "restrict_public_buckets": true})),
+            res(
+                "aws_s3_bucket_acl",
+                "grant",
+                json!({"acl": null, "access_control_policy": [{"grant": [{"permission": "READ", "grantee": [{"type": "Group", "uri": "http://acs.amazonaws.com/groups/global/AllUsers"}]}]}]})
+            ),
+            res(
+                "aws_s3_bucket_public_access_block",
+                "off",
+                json!({"block_public_acls": false, "block_public_policy": true, "ignore_public_acls": true, "restrict_public_buckets": true})
+            ),
+            res(
+                "aws_s3_bucket_public_access_block",
+                "on",
+                json!({"block_public_acls": true, "block_public_policy": true, "ignore_public_acls": true, "restrict_public_buckets": true})
+            ),
         ])),
         None,
     );
@@ -156,12 +185,24 @@ fn encryption_at_rest() {
     let r = run_policy(
         "encryption_at_rest",
         state(json!([
-            res("aws_db_instance", "plain", json!({"storage_encrypted": false})),
+            res(
+                "aws_db_instance",
+                "plain",
+                json!({"storage_encrypted": false})
+            ),
             res("aws_db_instance", "enc", json!({"storage_encrypted": true})),
             res("aws_ebs_volume", "missing", json!({"size": 10})),
             res("aws_efs_file_system", "enc", json!({"encrypted": true})),
-            res("aws_instance", "root", json!({"root_block_device": [{"encrypted": false}]})),
-            res("aws_instance", "root_ok", json!({"root_block_device": [{"encrypted": true}]})),
+            res(
+                "aws_instance",
+                "root",
+                json!({"root_block_device": [{"encrypted": false}]})
+            ),
+            res(
+                "aws_instance",
+                "root_ok",
+                json!({"root_block_device": [{"encrypted": true}]})
+            ),
         ])),
         None,
     );
@@ -180,13 +221,39 @@ fn allowed_providers_regions() {
     let r = run_policy(
         "allowed_providers_regions",
         state(json!([
-            res("aws_instance", "eu", json!({"availability_zone": "eu-west-1a"})),
-            res("aws_instance", "us", json!({"availability_zone": "us-east-1b"})),
-            res("aws_s3_bucket", "arn_us", json!({"arn": "arn:aws:s3:us-west-2:123:bucket/x"})),
-            res("aws_iam_role", "global", json!({"arn": "arn:aws:iam::123:role/x"})),
+            res(
+                "aws_instance",
+                "eu",
+                json!({"availability_zone": "eu-west-1a"})
+            ),
+            res(
+                "aws_instance",
+                "us",
+                json!({"availability_zone": "us-east-1b"})
+            ),
+            res(
+                "aws_s3_bucket",
+                "arn_us",
+                json!({"arn": "arn:aws:s3:us-west-2:123:bucket/x"})
+            ),
+            res(
+                "aws_iam_role",
+                "global",
+                json!({"arn": "arn:aws:iam::123:role/x"})
+            ),
             res("aws_vpc", "region_attr", json!({"region": "ap-south-1"})),
-            res_p("random_pet", "ok", "registry.terraform.io/hashicorp/random", json!({})),
-            res_p("shady_thing", "x", "registry.terraform.io/someone/shady", json!({})),
+            res_p(
+                "random_pet",
+                "ok",
+                "registry.terraform.io/hashicorp/random",
+                json!({})
+            ),
+            res_p(
+                "shady_thing",
+                "x",
+                "registry.terraform.io/someone/shady",
+                json!({})
+            ),
         ])),
         None,
     );
@@ -208,12 +275,42 @@ fn proxmox_backup() {
     let r = run_policy(
         "proxmox_backup",
         state(json!([
-            res_p("proxmox_virtual_environment_vm", "tagged", pve, json!({"tags": ["backup", "web"]})),
-            res_p("proxmox_virtual_environment_vm", "scheduled", pve, json!({"tags": ["backup-daily"]})),
-            res_p("proxmox_virtual_environment_vm", "untagged", pve, json!({"tags": ["web"]})),
-            res_p("proxmox_virtual_environment_container", "null_tags", pve, json!({"tags": null})),
-            res_p("proxmox_vm_qemu", "telmate_ok", tel, json!({"tags": "web;backup"})),
-            res_p("proxmox_vm_qemu", "telmate_bad", tel, json!({"tags": "web"})),
+            res_p(
+                "proxmox_virtual_environment_vm",
+                "tagged",
+                pve,
+                json!({"tags": ["backup", "web"]})
+            ),
+            res_p(
+                "proxmox_virtual_environment_vm",
+                "scheduled",
+                pve,
+                json!({"tags": ["backup-daily"]})
+            ),
+            res_p(
+                "proxmox_virtual_environment_vm",
+                "untagged",
+                pve,
+                json!({"tags": ["web"]})
+            ),
+            res_p(
+                "proxmox_virtual_environment_container",
+                "null_tags",
+                pve,
+                json!({"tags": null})
+            ),
+            res_p(
+                "proxmox_vm_qemu",
+                "telmate_ok",
+                tel,
+                json!({"tags": "web;backup"})
+            ),
+            res_p(
+                "proxmox_vm_qemu",
+                "telmate_bad",
+                tel,
+                json!({"tags": "web"})
+            ),
             res_p("proxmox_lxc", "exempt", tel, json!({"tags": "no-backup"})),
         ])),
         None,
@@ -238,8 +335,8 @@ fn addresses_include_modules_data_and_index_keys() {
     assert_eq!(
         addresses(&r, RuleKind::Deny),
         vec![
-            "module.net[\"a\"].aws_instance.web[0]",
-            "module.net[\"a\"].aws_instance.web[\"k\"]"
+            "module.net[\"a\"].aws_instance.web[\"k\"]",
+            "module.net[\"a\"].aws_instance.web[0]"
         ]
     );
 }
@@ -300,11 +397,20 @@ deny[msg] {
         .iter()
         .map(|v| (v.msg.as_str(), v.rule))
         .collect();
-    assert!(msgs.contains(&("aws_instance.web drifted", RuleKind::Deny)), "{msgs:?}");
+    assert!(
+        msgs.contains(&("aws_instance.web drifted", RuleKind::Deny)),
+        "{msgs:?}"
+    );
     assert!(msgs.contains(&("instance web", RuleKind::Warn)), "{msgs:?}");
     assert_eq!(r.violations.len(), 2);
     // Without a drift report `data.drift` is undefined: the rule is silent.
-    let out = evaluate(&policies, "s.tfstate", state(json!([])), None, set.timeout());
+    let out = evaluate(
+        &policies,
+        "s.tfstate",
+        state(json!([])),
+        None,
+        set.timeout(),
+    );
     assert!(out.results[0].ok && out.results[0].violations.is_empty());
 }
 
@@ -324,11 +430,24 @@ deny contains "contains" if net.cidr_contains("10.0.0.0/8", "10.1.0.0/16")
 deny contains "all_ports" if homelab.port_in_range(22, 0, 0)
 "#,
     );
-    let set = PolicySet::new(vec!["cidr.rego".into()], dir.path().into(), Duration::from_secs(5));
+    let set = PolicySet::new(
+        vec!["cidr.rego".into()],
+        dir.path().into(),
+        Duration::from_secs(5),
+    );
     let out = evaluate(&set.refresh().0, "s", state(json!([])), None, set.timeout());
-    let mut msgs: Vec<String> = out.results[0].violations.iter().map(|v| v.msg.clone()).collect();
+    let mut msgs: Vec<String> = out.results[0]
+        .violations
+        .iter()
+        .map(|v| v.msg.clone())
+        .collect();
     msgs.sort();
-    assert_eq!(msgs, vec!["all_ports", "contains", "intersects", "public"], "{:?}", out.results[0].error);
+    assert_eq!(
+        msgs,
+        vec!["all_ports", "contains", "intersects", "public"],
+        "{:?}",
+        out.results[0].error
+    );
 }
 
 // ------------------------------------------------------- bad policies
@@ -341,15 +460,31 @@ fn a_slow_policy_is_stopped_and_others_still_run() {
         "p/slow.rego",
         "package slow\nimport rego.v1\ndeny contains \"never\" if {\n  some a in numbers.range(1, 30000)\n  some b in numbers.range(1, 30000)\n  a * b == -1\n}\n",
     );
-    write(dir.path(), "p/fine.rego", "package fine\nimport rego.v1\ndeny contains \"x\" if input.version == 4\n");
-    let set = PolicySet::new(vec!["p".into()], dir.path().into(), Duration::from_millis(500));
+    write(
+        dir.path(),
+        "p/fine.rego",
+        "package fine\nimport rego.v1\ndeny contains \"x\" if input.version == 4\n",
+    );
+    let set = PolicySet::new(
+        vec!["p".into()],
+        dir.path().into(),
+        Duration::from_millis(500),
+    );
     let started = std::time::Instant::now();
     let out = evaluate(&set.refresh().0, "s", state(json!([])), None, set.timeout());
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     let slow = out.results.iter().find(|r| r.policy == "slow").unwrap();
     assert!(!slow.ok);
     assert_eq!(slow.reason, Some("timeout"), "{:?}", slow.error);
-    assert!(slow.error.as_deref().unwrap().contains("slow"), "{:?}", slow.error);
+    assert!(
+        slow.error.as_deref().unwrap().contains("slow"),
+        "{:?}",
+        slow.error
+    );
     let fine = out.results.iter().find(|r| r.policy == "fine").unwrap();
     assert!(fine.ok && fine.violations.len() == 1);
 }
@@ -361,7 +496,11 @@ const FLAKY: &str = "package flaky\nimport rego.v1\nlevel := \"a\" if input.seri
 fn a_policy_error_fails_that_state_only() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "flaky.rego", FLAKY);
-    let set = PolicySet::new(vec!["flaky.rego".into()], dir.path().into(), Duration::from_secs(5));
+    let set = PolicySet::new(
+        vec!["flaky.rego".into()],
+        dir.path().into(),
+        Duration::from_secs(5),
+    );
     let p = set.refresh().0;
     let mut one = state(json!([]));
     one["serial"] = json!(1);
@@ -375,18 +514,29 @@ fn a_policy_error_fails_that_state_only() {
 #[test]
 fn evaluation_is_cached_by_state_and_policy_stamps() {
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "p.rego", "package p\nimport rego.v1\ndeny contains \"x\" if input.version == 4\n");
+    write(
+        dir.path(),
+        "p.rego",
+        "package p\nimport rego.v1\ndeny contains \"x\" if input.version == 4\n",
+    );
     let st = write(dir.path(), "a.tfstate", &state(json!([])).to_string());
     let src = LocalFile {
         label: "a.tfstate".into(),
         path: st.clone(),
         max_size: 1 << 20,
     };
-    let set = PolicySet::new(vec!["p.rego".into()], dir.path().into(), Duration::from_secs(5));
+    let set = PolicySet::new(
+        vec!["p.rego".into()],
+        dir.path().into(),
+        Duration::from_secs(5),
+    );
     let mut cache = None;
     let a = evaluate_target(&set, &src, None, &mut cache).unwrap();
     let b = evaluate_target(&set, &src, None, &mut cache).unwrap();
-    assert!(Arc::ptr_eq(&a, &b), "unchanged files must not be re-evaluated");
+    assert!(
+        Arc::ptr_eq(&a, &b),
+        "unchanged files must not be re-evaluated"
+    );
     // A policy change re-evaluates.
     std::thread::sleep(Duration::from_millis(20));
     write(dir.path(), "p.rego", "package p\nimport rego.v1\ndeny contains \"y\" if input.version == 4\nwarn contains \"z\" if true\n");
@@ -394,7 +544,11 @@ fn evaluation_is_cached_by_state_and_policy_stamps() {
     assert!(!Arc::ptr_eq(&b, &c));
     assert_eq!(c.violations(), 2);
     // A state change re-evaluates.
-    std::fs::write(&st, state(json!([res("aws_instance", "x", json!({}))])).to_string() + "\n").unwrap();
+    std::fs::write(
+        &st,
+        state(json!([res("aws_instance", "x", json!({}))])).to_string() + "\n",
+    )
+    .unwrap();
     let d = evaluate_target(&set, &src, None, &mut cache).unwrap();
     assert!(!Arc::ptr_eq(&c, &d));
 }
@@ -481,7 +635,10 @@ fn metrics_report_and_logs_with_redaction_and_isolation() {
     e.terminate();
     let logs = e.logs();
     assert!(logs.contains("flaky"), "{logs}");
-    assert!(!logs.contains("CANARY"), "a value leaked into the logs: {logs}");
+    assert!(
+        !logs.contains("CANARY"),
+        "a value leaked into the logs: {logs}"
+    );
 
     // The one-shot report: violations with addresses, exit 2 for deny, redacted.
     let cfg = "custom_monitors:\n  terraform_state:\n    state_files: [states/a.tfstate]\n    policies: [policies/, extra/leaky.rego]\n";
@@ -489,27 +646,48 @@ fn metrics_report_and_logs_with_redaction_and_isolation() {
     for format in ["table", "json"] {
         let (code, out, err) = run(
             dir.path(),
-            &["--config", "one.yaml", "--state-file", "states/a.tfstate", "--format", format],
+            &[
+                "--config",
+                "one.yaml",
+                "--state-file",
+                "states/a.tfstate",
+                "--format",
+                format,
+            ],
         );
         assert_eq!(code, 2, "{out}{err}");
         assert!(out.contains("aws_instance.web"), "{out}");
         assert!(out.contains("required_tags"), "{out}");
         assert!(out.contains("(redacted)"), "{out}");
-        assert!(!out.contains("CANARY") && !err.contains("CANARY"), "a value leaked: {out}{err}");
+        assert!(
+            !out.contains("CANARY") && !err.contains("CANARY"),
+            "a value leaked: {out}{err}"
+        );
     }
 }
 
 #[test]
 fn only_warnings_exit_0_and_status_shows_policies() {
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "s.tfstate", &state(json!([res("aws_instance", "x", json!({}))])).to_string());
-    write(dir.path(), "w.rego", "package w\nimport rego.v1\nwarn contains \"just a warning\" if true\n");
+    write(
+        dir.path(),
+        "s.tfstate",
+        &state(json!([res("aws_instance", "x", json!({}))])).to_string(),
+    );
+    write(
+        dir.path(),
+        "w.rego",
+        "package w\nimport rego.v1\nwarn contains \"just a warning\" if true\n",
+    );
     write(
         dir.path(),
         "c.yaml",
         "custom_monitors:\n  terraform_state:\n    state_files: [s.tfstate]\n    policies: [w.rego]\n",
     );
-    let (code, out, err) = run(dir.path(), &["--config", "c.yaml", "--state-file", "s.tfstate"]);
+    let (code, out, err) = run(
+        dir.path(),
+        &["--config", "c.yaml", "--state-file", "s.tfstate"],
+    );
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("just a warning"), "{out}");
 }
@@ -518,7 +696,11 @@ fn only_warnings_exit_0_and_status_shows_policies() {
 fn a_policy_that_does_not_parse_is_a_config_error_with_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "s.tfstate", &state(json!([])).to_string());
-    write(dir.path(), "p/broken.rego", "package broken\nimport rego.v1\n\ndeny contains msg if {\n  msg := \n}\n");
+    write(
+        dir.path(),
+        "p/broken.rego",
+        "package broken\nimport rego.v1\n\ndeny contains msg if {\n  msg := \n}\n",
+    );
     write(
         dir.path(),
         "c.yaml",
@@ -527,7 +709,10 @@ fn a_policy_that_does_not_parse_is_a_config_error_with_file_and_line() {
     let (code, out, err) = run(dir.path(), &["--config", "c.yaml", "--status"]);
     assert_ne!(code, 0, "{out}");
     assert!(err.contains("p/broken.rego line"), "{err}");
-    assert!(err.contains("custom_monitors.terraform_state.policies"), "{err}");
+    assert!(
+        err.contains("custom_monitors.terraform_state.policies"),
+        "{err}"
+    );
     // A missing policy file too.
     write(
         dir.path(),
@@ -557,5 +742,8 @@ fn starter_library_loads() {
         ]
     );
     let out = evaluate(&p, "empty", state(json!([])), None, set.timeout());
-    assert!(out.results.iter().all(|r| r.ok && r.violations.is_empty()), "{out:?}");
+    assert!(
+        out.results.iter().all(|r| r.ok && r.violations.is_empty()),
+        "{out:?}"
+    );
 }

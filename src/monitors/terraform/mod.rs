@@ -212,7 +212,12 @@ impl TerraformMonitor {
             mem,
         );
         if let (Some(set), Some(_)) = (&inner.policies, &a.state) {
-            a.policy = policy::evaluate_target(set, &state, Some(&drift as &dyn StateSource), &mut mem.policy);
+            a.policy = policy::evaluate_target(
+                set,
+                &state,
+                Some(&drift as &dyn StateSource),
+                &mut mem.policy,
+            );
         }
         a
     }

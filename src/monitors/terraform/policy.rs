@@ -328,11 +328,8 @@ impl PolicySet {
     /// Re-read policy files whose stamp changed; returns them and a fingerprint.
     pub fn refresh(&self) -> (Vec<LoadedPolicy>, u64) {
         let mut guard = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
-        let mut old: BTreeMap<String, LoadedPolicy> = guard
-            .0
-            .drain(..)
-            .map(|p| (p.display.clone(), p))
-            .collect();
+        let mut old: BTreeMap<String, LoadedPolicy> =
+            guard.0.drain(..).map(|p| (p.display.clone(), p)).collect();
         let mut out = Vec::new();
         let mut h = DefaultHasher::new();
         for (path, display) in resolve(&self.base, &self.entries) {
@@ -353,7 +350,8 @@ impl PolicySet {
                 }),
             };
             if let Err(e) = &compiled {
-                tracing::warn!(monitor = "terraform_state", policy = %display, reason = e.reason(), "{e}");
+                let shown = &display;
+                tracing::warn!(monitor = "terraform_state", policy = %shown, reason = e.reason(), "{e}");
             }
             out.push(LoadedPolicy {
                 name: policy_name(&path),
@@ -414,7 +412,10 @@ pub fn evaluate_target(
         Err(e) => match d.stamp() {
             Err(SourceError::NotFound(_)) => None,
             _ => {
-                tracing::debug!(monitor = "terraform_state", "drift report not given to policies: {e}");
+                tracing::debug!(
+                    monitor = "terraform_state",
+                    "drift report not given to policies: {e}"
+                );
                 None
             }
         },
@@ -453,10 +454,8 @@ pub fn evaluate(
         let started = Instant::now();
         let res = match &p.compiled {
             Err(e) => Err((e.reason(), redactor.redact(&e.to_string()))),
-            Ok((src, v0)) => {
-                run_bounded(p, src.clone(), *v0, &input, &data, timeout, state_label)
-                    .map_err(|e| (e.reason(), redactor.redact(&e.to_string())))
-            }
+            Ok((src, v0)) => run_bounded(p, src.clone(), *v0, &input, &data, timeout, state_label)
+                .map_err(|e| (e.reason(), redactor.redact(&e.to_string()))),
         };
         let duration_ms = started.elapsed().as_millis() as u64;
         let result = match res {
@@ -690,7 +689,10 @@ fn by_name(v: &serde_json::Value, out: &mut Vec<String>) {
 }
 
 /// Follow one `sensitive_attributes` path (`[{type: get_attr|index, value}]`).
-fn at_path<'a>(mut v: &'a serde_json::Value, path: &serde_json::Value) -> Option<&'a serde_json::Value> {
+fn at_path<'a>(
+    mut v: &'a serde_json::Value,
+    path: &serde_json::Value,
+) -> Option<&'a serde_json::Value> {
     let steps = path.as_array()?;
     for s in steps {
         let key = s.get("value")?;
@@ -751,7 +753,10 @@ impl Redactor {
             .and_then(|r| r.as_array())
             .unwrap_or(&empty);
         for r in resources {
-            let instances = r.get("instances").and_then(|i| i.as_array()).unwrap_or(&empty);
+            let instances = r
+                .get("instances")
+                .and_then(|i| i.as_array())
+                .unwrap_or(&empty);
             for i in instances {
                 if let Some(p) = i.get("private") {
                     leaves(p, &mut secrets);
@@ -766,7 +771,10 @@ impl Redactor {
                     .unwrap_or(&empty)
                 {
                     // Terraform < 1.10: a list of paths; newer: the same, or a single path.
-                    let found = if path.as_array().is_some_and(|a| a.iter().all(|s| s.is_object())) {
+                    let found = if path
+                        .as_array()
+                        .is_some_and(|a| a.iter().all(|s| s.is_object()))
+                    {
                         at_path(attrs, path)
                     } else {
                         at_path(attrs, &serde_json::Value::Array(vec![path.clone()]))
@@ -782,7 +790,9 @@ impl Redactor {
             for list in ["resource_drift", "resource_changes"] {
                 for c in d.get(list).and_then(|l| l.as_array()).unwrap_or(&empty) {
                     let Some(ch) = c.get("change") else { continue };
-                    for (val, mask) in [("before", "before_sensitive"), ("after", "after_sensitive")] {
+                    for (val, mask) in
+                        [("before", "before_sensitive"), ("after", "after_sensitive")]
+                    {
                         if let (Some(v), Some(m)) = (ch.get(val), ch.get(mask)) {
                             by_mask(v, m, &mut secrets);
                         }
@@ -828,7 +838,9 @@ fn add_extensions(engine: &mut Engine) -> Result<(), anyhow::Error> {
         2,
         Box::new(|args: Vec<Value>| {
             let (a, b) = (cidr_arg(&args, 0)?, cidr_arg(&args, 1)?);
-            Ok(Value::from(a.contains(&b.network()) || b.contains(&a.network())))
+            Ok(Value::from(
+                a.contains(&b.network()) || b.contains(&a.network()),
+            ))
         }),
     )?;
     engine.add_extension(
@@ -855,13 +867,15 @@ fn add_extensions(engine: &mut Engine) -> Result<(), anyhow::Error> {
         3,
         Box::new(|args: Vec<Value>| {
             let num = |i: usize| -> anyhow::Result<f64> {
-                args.get(i)
-                    .and_then(|v| v.as_f64().ok())
-                    .ok_or_else(|| anyhow::anyhow!("homelab.port_in_range: argument {} is not a number", i + 1))
+                args.get(i).and_then(|v| v.as_f64().ok()).ok_or_else(|| {
+                    anyhow::anyhow!("homelab.port_in_range: argument {} is not a number", i + 1)
+                })
             };
             let (port, from, to) = (num(0)?, num(1)?, num(2)?);
             // from_port = to_port = 0 with protocol -1 means all ports in AWS.
-            Ok(Value::from((from == 0.0 && to == 0.0) || (from <= port && port <= to)))
+            Ok(Value::from(
+                (from == 0.0 && to == 0.0) || (from <= port && port <= to),
+            ))
         }),
     )?;
     Ok(())
@@ -958,14 +972,21 @@ mod tests {
 
     #[test]
     fn parse_errors_name_file_and_line() {
-        let e = compile("p.rego", "package p\n\ndeny contains msg if {\n  msg := \n}\n").unwrap_err();
+        let e = compile(
+            "p.rego",
+            "package p\n\ndeny contains msg if {\n  msg := \n}\n",
+        )
+        .unwrap_err();
         assert!(matches!(e, PolicyError::Parse { line: 4 | 5, .. }), "{e}");
         assert!(e.to_string().starts_with("policy p.rego line"), "{e}");
     }
 
     #[test]
     fn v0_policies_are_accepted() {
-        assert_eq!(compile("p.rego", "package main\ndeny[msg] { msg := \"x\" }\n").ok(), Some(true));
+        assert_eq!(
+            compile("p.rego", "package main\ndeny[msg] { msg := \"x\" }\n").ok(),
+            Some(true)
+        );
     }
 
     #[test]

@@ -558,6 +558,7 @@ fn evaluation_is_cached_by_state_and_policy_stamps() {
 const LEAKY: &str = r#"package leaky
 import rego.v1
 deny contains v if {
+  print("leaky print:", input.resources[0].instances[0].attributes.password)
   some r in input.resources
   some i in r.instances
   v := {"msg": sprintf("password=%s db=%s out=%s", [i.attributes.password, i.attributes.db.conn, input.outputs.admin.value]),
@@ -596,7 +597,10 @@ fn setup_e2e(dir: &Path, extra_policies: &[(&str, &str)]) {
 fn metrics_report_and_logs_with_redaction_and_isolation() {
     let dir = tempfile::tempdir().unwrap();
     setup_e2e(dir.path(), &[("flaky.rego", FLAKY)]);
-    let mut e = Exporter::start(dir.path(), &["--config", "monitoring-config.yaml"]);
+    let mut e = Exporter::start(
+        dir.path(),
+        &["--config", "monitoring-config.yaml", "--log.level", "debug"],
+    );
     e.wait_ready();
     let m = e.metrics();
     let v = |s: &str| series(&m, s);
@@ -635,6 +639,8 @@ fn metrics_report_and_logs_with_redaction_and_isolation() {
     e.terminate();
     let logs = e.logs();
     assert!(logs.contains("flaky"), "{logs}");
+    // print() output is logged at debug level, redacted.
+    assert!(logs.contains("leaky print: (redacted)"), "{logs}");
     assert!(
         !logs.contains("CANARY"),
         "a value leaked into the logs: {logs}"

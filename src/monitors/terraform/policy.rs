@@ -459,7 +459,10 @@ pub fn evaluate(
         };
         let duration_ms = started.elapsed().as_millis() as u64;
         let result = match res {
-            Ok(raw) => {
+            Ok((raw, prints)) => {
+                for line in prints {
+                    tracing::debug!(monitor = "terraform_state", state_file = %state_label, policy = %p.name, "print: {}", redactor.redact(&line));
+                }
                 let mut violations: Vec<Violation> = raw
                     .into_iter()
                     .map(|(rule, v)| to_violation(rule, &v, &redactor))
@@ -495,6 +498,8 @@ pub fn evaluate(
 }
 
 type RawViolations = Vec<(RuleKind, Value)>;
+/// Violations and the policy's print() output.
+type RawResult = (RawViolations, Vec<String>);
 
 /// Run one policy in its own thread with a deadline: regorus' execution timer
 /// stops long evaluations cooperatively; if it does not, the thread is abandoned.
@@ -506,7 +511,7 @@ fn run_bounded(
     data: &Value,
     timeout: Duration,
     state_label: &str,
-) -> Result<RawViolations, PolicyError> {
+) -> Result<RawResult, PolicyError> {
     let (tx, rx) = mpsc::channel();
     let (input, data, display) = (input.clone(), data.clone(), p.display.clone());
     let spawned = std::thread::Builder::new()
@@ -555,8 +560,10 @@ fn eval_in_engine(
     input: Value,
     data: Value,
     timeout: Duration,
-) -> Result<RawViolations, anyhow::Error> {
+) -> Result<RawResult, anyhow::Error> {
     let mut engine = engine_for(display, src, v0, timeout)?;
+    // print() would otherwise go straight to stderr, unredacted.
+    engine.set_gather_prints(true);
     engine.add_data(data)?;
     engine.set_input(input);
     let packages = engine.get_packages()?;
@@ -581,7 +588,7 @@ fn eval_in_engine(
             }
         }
     }
-    Ok(out)
+    Ok((out, engine.take_prints().unwrap_or_default()))
 }
 
 fn collect_values(kind: RuleKind, v: &Value, out: &mut RawViolations) {

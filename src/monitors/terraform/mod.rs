@@ -211,7 +211,7 @@ impl TerraformMonitor {
             },
             mem,
         );
-        if let (Some(set), Some(_)) = (&inner.policies, &a.state) {
+        if let (Some(set), Some(false)) = (&inner.policies, a.state.as_ref().map(|s| s.encrypted)) {
             a.policy = policy::evaluate_target(
                 set,
                 &state,

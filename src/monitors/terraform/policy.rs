@@ -390,7 +390,10 @@ pub fn evaluate_target(
     cache: &mut Option<PolicyCache>,
 ) -> Option<Arc<PolicyOutcome>> {
     let (policies, fp) = set.refresh();
-    let state_stamp = state.stamp().ok()?;
+    // Unreadable now: keep the last results (the state monitor reports the error).
+    let Ok(state_stamp) = state.stamp() else {
+        return cache.as_ref().map(|c| c.outcome.clone());
+    };
     let drift_stamp = drift.and_then(|d| d.stamp().ok());
     let key = (state_stamp, drift_stamp, fp);
     if let Some(c) = cache {

@@ -981,6 +981,20 @@ mod tests {
     }
 
     #[test]
+    fn redactor_uses_drift_sensitivity_masks_and_wrapped_index_keys() {
+        let state = serde_json::json!({"resources": [{"instances": [{"attributes": {"list": ["CANARY-idx"]},
+            "sensitive_attributes": [[{"type": "get_attr", "value": "list"}, {"type": "index", "value": {"value": 0, "type": "number"}}]]}]}]});
+        let drift = serde_json::json!({"resource_drift": [{"address": "a.b", "change": {
+            "before": {"conn": "CANARY-before", "name": "plain"}, "before_sensitive": {"conn": true},
+            "after": {"conn": "CANARY-after"}, "after_sensitive": {"conn": true}}}]});
+        let r = Redactor::from_documents(&state, Some(&drift));
+        assert_eq!(
+            r.redact("CANARY-idx CANARY-before CANARY-after plain"),
+            "(redacted) (redacted) (redacted) plain"
+        );
+    }
+
+    #[test]
     fn parse_errors_name_file_and_line() {
         let e = compile(
             "p.rego",

@@ -247,6 +247,13 @@ def terraform():
                  thresholds((None, GREEN)), w=8),
         table(L, "Current read errors", [target(f"terraform_state_error_info{{{SEL}}} or on() vector(0)", instant=True, table=True)], "none",
               hide=["job", "instance", "Value"], description="Empty means every state, drift report and baseline was read."),
+        table(L, "Policy violations", [
+            target(f'sum by (state_file, policy) (terraform_state_policy_violations{{{s},severity=~"critical|high"}})', instant=True, table=True, ref="A"),
+            target(f"sum by (state_file, policy) (terraform_state_policy_violations{{{s}}})", instant=True, table=True, ref="B"),
+            target(f"min by (state_file, policy) (terraform_state_policy_evaluation_success{{{s}}})", instant=True, table=True, ref="C"),
+        ], "none", sort_by="Critical + high", desc=True,
+            rename={"Value #A": "Critical + high", "Value #B": "All violations", "Value #C": "Evaluated"},
+            description="Rego compliance policies (docs/policies.md) per state file, worst first; Evaluated 0 means the policy failed (see the log)."),
     ]
     return dashboard("homelab-terraform", "Terraform State", p, extra_vars=[sf_var],
                      description="Drift, pending and unapproved changes, tainted objects and read errors per state file.")

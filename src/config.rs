@@ -254,6 +254,13 @@ pub struct TerraformConfig {
     /// Timeouts, retries and concurrency of remote backends.
     #[serde(default)]
     pub remote: RemoteOptions,
+    /// Rego policies evaluated on every state (docs/policies.md): `.rego`
+    /// files or folders of them, relative to the config file's folder.
+    #[serde(default)]
+    pub policies: Vec<String>,
+    /// Longest one policy may run on one state before it is stopped.
+    #[serde(default = "TerraformConfig::default_policy_timeout")]
+    pub policy_timeout: HumanDuration,
 }
 
 /// `custom_monitors.terraform_state.remote`.
@@ -532,6 +539,9 @@ impl TerraformConfig {
     fn default_drift_report() -> String {
         "drift.json".into()
     }
+    fn default_policy_timeout() -> HumanDuration {
+        HumanDuration(Duration::from_secs(10))
+    }
 }
 
 impl Default for TerraformConfig {
@@ -549,6 +559,8 @@ impl Default for TerraformConfig {
             backends: Vec::new(),
             working_dirs: Vec::new(),
             remote: RemoteOptions::default(),
+            policies: Vec::new(),
+            policy_timeout: Self::default_policy_timeout(),
         }
     }
 }
@@ -1097,16 +1109,18 @@ pub fn parse(text: &str, path: &Path) -> Result<ConfigFile, ConfigError> {
             suggestion,
         }))
     })?;
-    validate(&file).map_err(|(key, message)| {
-        ConfigError::Invalid(Box::new(InvalidConfig {
-            path: path.to_path_buf(),
-            line: line_of_key(text, &key),
-            column: None,
-            key,
-            message,
-            suggestion: None,
-        }))
-    })?;
+    validate(&file)
+        .and_then(|()| validate_policies(&file, path))
+        .map_err(|(key, message)| {
+            ConfigError::Invalid(Box::new(InvalidConfig {
+                path: path.to_path_buf(),
+                line: line_of_key(text, &key),
+                column: None,
+                key,
+                message,
+                suggestion: None,
+            }))
+        })?;
     Ok(file)
 }
 
@@ -1177,6 +1191,29 @@ fn validate(file: &ConfigFile) -> Result<(), (String, String)> {
         validate_backups(b)?;
     }
     Ok(())
+}
+
+/// Terraform policies: every file exists and parses (relative to the config's folder).
+fn validate_policies(file: &ConfigFile, path: &Path) -> Result<(), (String, String)> {
+    let Some(t) = &file.custom_monitors.terraform_state else {
+        return Ok(());
+    };
+    if t.policies.is_empty() {
+        return Ok(());
+    }
+    let key = "custom_monitors.terraform_state.policies".to_string();
+    if t.policy_timeout.0.is_zero() {
+        return Err((
+            "custom_monitors.terraform_state.policy_timeout".into(),
+            "policy_timeout must be longer than zero".into(),
+        ));
+    }
+    let base = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    crate::monitors::terraform::policy::check_config(base, &t.policies)
+        .map_err(|e| (key, e.to_string()))
 }
 
 /// Backup sources: unique names, and keys that only make sense for some formats.

@@ -111,6 +111,8 @@ fn dashboards_and_alerts_against_a_real_prometheus() {
     let node_exporter = tool("prometheus-node-exporter", "prometheus-node-exporter");
     let ex = example_copy();
     let d = ex.path();
+    // The starter policies (docs/policies.md) feed the policy panel and alert.
+    copy_dir(&repo().join("policies"), &d.join("policies"));
     // Drift reports carry their own timestamp; drop it so report age = file age (fresh).
     for f in [
         "terraform/drift.json",
@@ -208,7 +210,7 @@ fn dashboards_and_alerts_against_a_real_prometheus() {
     std::fs::write(
         d.join("stack.yaml"),
         format!(
-            "custom_monitors:\n  terraform_state:\n    check_interval: 2s\n    state_files:\n      - terraform/terraform.tfstate\n      - terraform/environments/*/terraform.tfstate\n  certificate_expiry:\n    check_interval: 2s\n    warning_days: 30\n    critical_days: 7\n    paths: [certs/]\n    endpoints: [\"127.0.0.1:{tls_port}\"]\n  backup_validation:\n    check_interval: 2s\n    retention_days: 30\n    sources:\n      - {{ name: nightly, format: manifest, path: backups/nightly/manifest.json, max_age: 26h }}\n      - {{ name: shrunk, format: manifest, path: backups/shrunk/manifest.json, max_age: 26h }}\n      - {{ name: stale, format: manifest, path: backups/stale/manifest.json, max_age: 26h }}\n      - {{ name: tampered, format: manifest, path: backups/tampered/manifest.json, verify: sizes }}\n      - {{ name: pruned, format: directory, path: backups/pruned, pattern: \"*.sql.gz\" }}\n      - {{ name: gone, format: directory, path: backups/gone }}\nhealth_checks:\n  checks:\n    - {{ name: tls-port, interval: 2s, tcp: {{ address: \"127.0.0.1:{tls_port}\" }} }}\n    - {{ name: closed-port, interval: 2s, timeout: 2s, tcp: {{ address: \"127.0.0.1:{closed_port}\" }} }}\n    - {{ name: workdir-disk, interval: 2s, disk: {{ path: \".\", min_free_ratio: 0.0 }} }}\n"
+            "custom_monitors:\n  terraform_state:\n    check_interval: 2s\n    policies: [policies/]\n    state_files:\n      - terraform/terraform.tfstate\n      - terraform/environments/*/terraform.tfstate\n  certificate_expiry:\n    check_interval: 2s\n    warning_days: 30\n    critical_days: 7\n    paths: [certs/]\n    endpoints: [\"127.0.0.1:{tls_port}\"]\n  backup_validation:\n    check_interval: 2s\n    retention_days: 30\n    sources:\n      - {{ name: nightly, format: manifest, path: backups/nightly/manifest.json, max_age: 26h }}\n      - {{ name: shrunk, format: manifest, path: backups/shrunk/manifest.json, max_age: 26h }}\n      - {{ name: stale, format: manifest, path: backups/stale/manifest.json, max_age: 26h }}\n      - {{ name: tampered, format: manifest, path: backups/tampered/manifest.json, verify: sizes }}\n      - {{ name: pruned, format: directory, path: backups/pruned, pattern: \"*.sql.gz\" }}\n      - {{ name: gone, format: directory, path: backups/gone }}\nhealth_checks:\n  checks:\n    - {{ name: tls-port, interval: 2s, tcp: {{ address: \"127.0.0.1:{tls_port}\" }} }}\n    - {{ name: closed-port, interval: 2s, timeout: 2s, tcp: {{ address: \"127.0.0.1:{closed_port}\" }} }}\n    - {{ name: workdir-disk, interval: 2s, disk: {{ path: \".\", min_free_ratio: 0.0 }} }}\n"
         ),
     )
     .unwrap();
@@ -358,7 +360,7 @@ fn dashboards_and_alerts_against_a_real_prometheus() {
                 format!("{} {}", l["alertname"].as_str().unwrap_or(""), key)
             })
             .collect();
-        (set.len() >= 15).then_some(set)
+        (set.len() >= 16).then_some(set)
     });
     let expected: BTreeSet<String> = [
         "TerraformStateDrift terraform/environments/prod/terraform.tfstate",
@@ -366,6 +368,7 @@ fn dashboards_and_alerts_against_a_real_prometheus() {
         "TerraformTaintedInstances terraform/terraform.tfstate",
         "TerraformDeposedInstances terraform/environments/prod/terraform.tfstate",
         "TerraformChecksFailing terraform/environments/prod/terraform.tfstate",
+        "TerraformPolicyViolation terraform/environments/prod/terraform.tfstate",
         "CertificateExpiringWarning certs/soon.pem",
         "CertificateExpiringWarning certs/urgent.pem",
         "CertificateExpiringCritical certs/urgent.pem",

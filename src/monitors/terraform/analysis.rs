@@ -107,6 +107,7 @@ pub struct TargetMemory {
     pub state: Option<Cached<Arc<ParsedState>>>,
     pub drift: Option<Cached<Result<Arc<ParsedPlan>, PlanError>>>,
     pub baseline: Option<Cached<Result<Arc<ParsedState>, ParseError>>>,
+    pub policy: Option<super::policy::PolicyCache>,
 }
 
 /// Everything known about one target after a collection.
@@ -128,6 +129,8 @@ pub struct Analysis {
     /// Changes since the previous good read (for change events), if it changed.
     pub changed_since_last: Option<Changes>,
     pub previous_serial: Option<u64>,
+    /// Rego policy results (set by the monitor when policies are configured).
+    pub policy: Option<Arc<super::policy::PolicyOutcome>>,
 }
 
 impl Analysis {
@@ -151,6 +154,7 @@ impl Analysis {
             + self.unapproved.as_ref().map(Changes::total).unwrap_or(0)
             + st.map(|s| s.tainted().count() + s.deposed.len() + s.failed_checks().count())
                 .unwrap_or(0)
+            + self.policy.as_ref().map(|p| p.denies()).unwrap_or(0)
     }
 }
 
@@ -325,6 +329,7 @@ pub fn analyse(src: TargetSources<'_>, mem: &mut TargetMemory) -> Analysis {
         baseline_up,
         errors,
         changed_since_last,
+        policy: None,
     }
 }
 

@@ -10,6 +10,7 @@ pub mod analysis;
 pub mod digest;
 pub mod json_stream;
 pub mod plan;
+pub mod policy;
 pub mod remote;
 pub mod report;
 pub mod source;
@@ -99,6 +100,8 @@ struct Inner {
     base: PathBuf,
     memory: Mutex<HashMap<String, TargetMemory>>,
     remote: remote::RemoteSet,
+    /// Rego policies (issue 8); `None` when none are configured.
+    policies: Option<policy::PolicySet>,
 }
 
 impl TerraformMonitor {
@@ -106,6 +109,9 @@ impl TerraformMonitor {
     pub fn new(cfg: TerraformConfig, base: PathBuf) -> Self {
         TerraformMonitor {
             inner: Arc::new(Inner {
+                policies: (!cfg.policies.is_empty()).then(|| {
+                    policy::PolicySet::new(cfg.policies.clone(), base.clone(), cfg.policy_timeout.0)
+                }),
                 cfg,
                 base,
                 memory: Mutex::new(HashMap::new()),
@@ -211,14 +217,23 @@ impl TerraformMonitor {
         };
         let drift = sibling(&inner.cfg.drift_report);
         let baseline = inner.cfg.baseline.as_deref().map(sibling);
-        analyse(
+        let mut a = analyse(
             TargetSources {
                 state: &state,
                 drift: Some(&drift as &dyn StateSource),
                 baseline: baseline.as_ref().map(|b| b as &dyn StateSource),
             },
             mem,
-        )
+        );
+        if let (Some(set), Some(false)) = (&inner.policies, a.state.as_ref().map(|s| s.encrypted)) {
+            a.policy = policy::evaluate_target(
+                set,
+                &state,
+                Some(&drift as &dyn StateSource),
+                &mut mem.policy,
+            );
+        }
+        a
     }
 
     async fn analyse_all(
@@ -392,6 +407,9 @@ pub fn snapshot(
         if let Some(u) = &a.unapproved {
             b.gauge(&UNAPPROVED, &sf, u.total() as f64);
         }
+        if let Some(p) = &a.policy {
+            policy_series(&mut b, l, p);
+        }
         b.target(target_status(a));
     }
     for (p, label) in problems.iter().zip(problem_labels) {
@@ -413,6 +431,24 @@ pub fn snapshot(
         });
     }
     b.build()
+}
+
+/// Policy series of one state: every severity of every policy (0 included).
+fn policy_series(b: &mut SnapshotBuilder, l: &str, p: &policy::PolicyOutcome) {
+    for r in &p.results {
+        let lp = [("state_file", l), ("policy", r.policy.as_str())];
+        b.gauge(&policy::EVALUATION_SUCCESS, &lp, bool_f(r.ok));
+        if r.ok {
+            for sev in policy::SEVERITIES {
+                let n = r.violations.iter().filter(|v| v.severity == sev).count();
+                b.gauge(
+                    &policy::VIOLATIONS,
+                    &[("state_file", l), ("policy", &r.policy), ("severity", sev)],
+                    n as f64,
+                );
+            }
+        }
+    }
 }
 
 fn target_status(a: &Analysis) -> TargetStatus {
@@ -455,6 +491,14 @@ fn target_status(a: &Analysis) -> TargetStatus {
     }
     if let Some(u) = &a.unapproved {
         parts.push(format!("unapproved {}", u.total()));
+    }
+    if let Some(p) = &a.policy {
+        parts.push(format!(
+            "policy violations {} ({} deny), {} policies failed",
+            p.violations(),
+            p.denies(),
+            p.failed()
+        ));
     }
     let health = if !a.errors.is_empty() {
         Health::Error

@@ -140,10 +140,36 @@ pub fn build(analyses: &[Analysis], problems: &[TargetError], problem_labels: &[
             errors.row([label.clone(), e.component.to_string(), e.message.clone()]);
         }
         report.findings += a.findings();
-        if !a.errors.is_empty() {
+        let mut policy_failed = false;
+        let mut policies = None;
+        if let Some(p) = &a.policy {
+            let mut sec = Section::new(
+                "Policy violations",
+                &["POLICY", "RULE", "SEVERITY", "ADDRESS", "MESSAGE"],
+            );
+            sec.empty = format!("none: {} policies passed", p.results.len());
+            for r in &p.results {
+                for v in &r.violations {
+                    sec.row([
+                        r.policy.clone(),
+                        v.rule.as_str().to_string(),
+                        v.severity.to_string(),
+                        v.address.clone().unwrap_or_else(|| "-".into()),
+                        v.msg.clone(),
+                    ]);
+                }
+                if let Some(e) = &r.error {
+                    policy_failed = true;
+                    errors.row([label.clone(), "policy".to_string(), e.clone()]);
+                }
+            }
+            policies = Some(sec);
+        }
+        if !a.errors.is_empty() || policy_failed {
             report.errors += 1;
         }
         report.sections.extend([summary, resources, findings]);
+        report.sections.extend(policies);
         states.push(state_json(a, mtime));
     }
     for (p, l) in problems.iter().zip(problem_labels) {
@@ -201,6 +227,7 @@ fn state_json(a: &Analysis, mtime: Option<u64>) -> serde_json::Value {
             "errored": p.errored,
         })),
         "unapproved": a.unapproved,
+        "policies": a.policy.as_ref().map(|p| &p.results),
         "findings": a.findings(),
         "errors": a.errors,
     })

@@ -1,0 +1,755 @@
+//! Rego policies (issue 8): the starter library, the input contract, metrics,
+//! the one-shot report, redaction, bounded and failing evaluations, caching.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use homelab_monitor::monitors::terraform::policy::{
+    evaluate, evaluate_target, PolicyResult, PolicySet, RuleKind,
+};
+use homelab_monitor::monitors::terraform::source::LocalFile;
+use serde_json::{json, Value};
+
+fn state(resources: Value) -> Value {
+    json!({"version": 4, "terraform_version": "1.9.8", "serial": 3, "lineage": "l-1",
+           "outputs": {}, "resources": resources})
+}
+
+fn res(rtype: &str, name: &str, attrs: Value) -> Value {
+    json!({"mode": "managed", "type": rtype, "name": name,
+           "provider": "provider[\"registry.terraform.io/hashicorp/aws\"]",
+           "instances": [{"schema_version": 0, "attributes": attrs}]})
+}
+
+fn res_p(rtype: &str, name: &str, provider: &str, attrs: Value) -> Value {
+    let mut r = res(rtype, name, attrs);
+    r["provider"] = json!(format!("provider[\"{provider}\"]"));
+    r
+}
+
+/// Evaluate one starter policy on a state (and optional drift report).
+fn run_policy(name: &str, input: Value, drift: Option<Value>) -> PolicyResult {
+    let set = PolicySet::new(
+        vec![format!("policies/{name}.rego")],
+        repo(),
+        Duration::from_secs(10),
+    );
+    let (policies, _) = set.refresh();
+    let mut out = evaluate(&policies, "test.tfstate", input, drift, set.timeout());
+    assert_eq!(out.results.len(), 1);
+    let r = out.results.remove(0);
+    assert!(r.ok, "{name} failed: {:?}", r.error);
+    r
+}
+
+fn addresses(r: &PolicyResult, rule: RuleKind) -> Vec<String> {
+    let mut v: Vec<String> = r
+        .violations
+        .iter()
+        .filter(|v| v.rule == rule)
+        .map(|v| v.address.clone().unwrap_or_default())
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+// ------------------------------------------------------------ starter library
+
+#[test]
+fn required_tags() {
+    let r = run_policy(
+        "required_tags",
+        state(json!([
+            res(
+                "aws_instance",
+                "ok",
+                json!({"tags": {"env": "prod", "team": "a"}})
+            ),
+            res("aws_instance", "partial", json!({"tags": {"env": "prod"}})),
+            res("aws_instance", "null_tags", json!({"tags": null})),
+            res("null_resource", "untaggable", json!({"id": "1"})),
+        ])),
+        None,
+    );
+    assert_eq!(
+        addresses(&r, RuleKind::Deny),
+        vec!["aws_instance.null_tags", "aws_instance.partial"]
+    );
+    let partial = r
+        .violations
+        .iter()
+        .find(|v| v.address.as_deref() == Some("aws_instance.partial"))
+        .unwrap();
+    assert_eq!(partial.severity, "medium");
+    assert!(partial.msg.contains("[\"team\"]"), "{}", partial.msg);
+}
+
+#[test]
+fn no_open_admin_ports() {
+    let sg = |name: &str, from: u16, to: u16, cidr: &str| {
+        res(
+            "aws_security_group",
+            name,
+            json!({"ingress": [{"from_port": from, "to_port": to, "protocol": "tcp", "cidr_blocks": [cidr], "ipv6_cidr_blocks": []}]}),
+        )
+    };
+    let r = run_policy(
+        "no_open_admin_ports",
+        state(json!([
+            sg("ssh_world", 22, 22, "0.0.0.0/0"),
+            sg("range_world", 3000, 4000, "0.0.0.0/0"),
+            sg("https_world", 443, 443, "0.0.0.0/0"),
+            sg("ssh_lan", 22, 22, "192.168.1.0/24"),
+            sg("ssh_office", 22, 22, "203.0.113.7/32"),
+            res(
+                "aws_security_group_rule",
+                "rdp",
+                json!({"type": "ingress", "from_port": 3389, "to_port": 3389, "cidr_blocks": [], "ipv6_cidr_blocks": ["::/0"]})
+            ),
+            res(
+                "aws_security_group_rule",
+                "egress",
+                json!({"type": "egress", "from_port": 0, "to_port": 0, "cidr_blocks": ["0.0.0.0/0"]})
+            ),
+            res(
+                "aws_vpc_security_group_ingress_rule",
+                "pve",
+                json!({"from_port": 8006, "to_port": 8006, "cidr_ipv4": "0.0.0.0/0", "cidr_ipv6": null})
+            ),
+        ])),
+        None,
+    );
+    assert_eq!(
+        addresses(&r, RuleKind::Deny),
+        vec![
+            "aws_security_group.range_world",
+            "aws_security_group.ssh_world",
+            "aws_security_group_rule.rdp",
+            "aws_vpc_security_group_ingress_rule.pve",
+        ]
+    );
+    assert_eq!(
+        addresses(&r, RuleKind::Warn),
+        vec!["aws_security_group.ssh_office"]
+    );
+    assert!(r
+        .violations
+        .iter()
+        .filter(|v| v.rule == RuleKind::Deny)
+        .all(|v| v.severity == "critical"));
+}
+
+#[test]
+fn no_public_s3_acl() {
+    let r = run_policy(
+        "no_public_s3_acl",
+        state(json!([
+            res("aws_s3_bucket", "public", json!({"acl": "public-read"})),
+            res("aws_s3_bucket", "private", json!({"acl": "private"})),
+            res("aws_s3_bucket", "modern", json!({"acl": null})),
+            res(
+                "aws_s3_bucket_acl",
+                "grant",
+                json!({"acl": null, "access_control_policy": [{"grant": [{"permission": "READ", "grantee": [{"type": "Group", "uri": "http://acs.amazonaws.com/groups/global/AllUsers"}]}]}]})
+            ),
+            res(
+                "aws_s3_bucket_public_access_block",
+                "off",
+                json!({"block_public_acls": false, "block_public_policy": true, "ignore_public_acls": true, "restrict_public_buckets": true})
+            ),
+            res(
+                "aws_s3_bucket_public_access_block",
+                "on",
+                json!({"block_public_acls": true, "block_public_policy": true, "ignore_public_acls": true, "restrict_public_buckets": true})
+            ),
+        ])),
+        None,
+    );
+    assert_eq!(
+        addresses(&r, RuleKind::Deny),
+        vec!["aws_s3_bucket.public", "aws_s3_bucket_acl.grant"]
+    );
+    assert_eq!(
+        addresses(&r, RuleKind::Warn),
+        vec!["aws_s3_bucket_public_access_block.off"]
+    );
+}
+
+#[test]
+fn encryption_at_rest() {
+    let r = run_policy(
+        "encryption_at_rest",
+        state(json!([
+            res(
+                "aws_db_instance",
+                "plain",
+                json!({"storage_encrypted": false})
+            ),
+            res("aws_db_instance", "enc", json!({"storage_encrypted": true})),
+            res("aws_ebs_volume", "missing", json!({"size": 10})),
+            res("aws_efs_file_system", "enc", json!({"encrypted": true})),
+            res(
+                "aws_instance",
+                "root",
+                json!({"root_block_device": [{"encrypted": false}]})
+            ),
+            res(
+                "aws_instance",
+                "root_ok",
+                json!({"root_block_device": [{"encrypted": true}]})
+            ),
+        ])),
+        None,
+    );
+    assert_eq!(
+        addresses(&r, RuleKind::Deny),
+        vec![
+            "aws_db_instance.plain",
+            "aws_ebs_volume.missing",
+            "aws_instance.root"
+        ]
+    );
+}
+
+#[test]
+fn allowed_providers_regions() {
+    let r = run_policy(
+        "allowed_providers_regions",
+        state(json!([
+            res(
+                "aws_instance",
+                "eu",
+                json!({"availability_zone": "eu-west-1a"})
+            ),
+            res(
+                "aws_instance",
+                "us",
+                json!({"availability_zone": "us-east-1b"})
+            ),
+            res(
+                "aws_s3_bucket",
+                "arn_us",
+                json!({"arn": "arn:aws:s3:us-west-2:123:bucket/x"})
+            ),
+            res(
+                "aws_iam_role",
+                "global",
+                json!({"arn": "arn:aws:iam::123:role/x"})
+            ),
+            res("aws_vpc", "region_attr", json!({"region": "ap-south-1"})),
+            res_p(
+                "random_pet",
+                "ok",
+                "registry.terraform.io/hashicorp/random",
+                json!({})
+            ),
+            res_p(
+                "shady_thing",
+                "x",
+                "registry.terraform.io/someone/shady",
+                json!({})
+            ),
+        ])),
+        None,
+    );
+    assert_eq!(
+        addresses(&r, RuleKind::Deny),
+        vec![
+            "aws_instance.us",
+            "aws_s3_bucket.arn_us",
+            "aws_vpc.region_attr",
+            "shady_thing.x"
+        ]
+    );
+}
+
+#[test]
+fn proxmox_backup() {
+    let pve = "registry.terraform.io/bpg/proxmox";
+    let tel = "registry.terraform.io/telmate/proxmox";
+    let r = run_policy(
+        "proxmox_backup",
+        state(json!([
+            res_p(
+                "proxmox_virtual_environment_vm",
+                "tagged",
+                pve,
+                json!({"tags": ["backup", "web"]})
+            ),
+            res_p(
+                "proxmox_virtual_environment_vm",
+                "scheduled",
+                pve,
+                json!({"tags": ["backup-daily"]})
+            ),
+            res_p(
+                "proxmox_virtual_environment_vm",
+                "untagged",
+                pve,
+                json!({"tags": ["web"]})
+            ),
+            res_p(
+                "proxmox_virtual_environment_container",
+                "null_tags",
+                pve,
+                json!({"tags": null})
+            ),
+            res_p(
+                "proxmox_vm_qemu",
+                "telmate_ok",
+                tel,
+                json!({"tags": "web;backup"})
+            ),
+            res_p(
+                "proxmox_vm_qemu",
+                "telmate_bad",
+                tel,
+                json!({"tags": "web"})
+            ),
+            res_p("proxmox_lxc", "exempt", tel, json!({"tags": "no-backup"})),
+        ])),
+        None,
+    );
+    assert_eq!(
+        addresses(&r, RuleKind::Deny),
+        vec![
+            "proxmox_virtual_environment_container.null_tags",
+            "proxmox_virtual_environment_vm.untagged",
+            "proxmox_vm_qemu.telmate_bad"
+        ]
+    );
+    assert_eq!(addresses(&r, RuleKind::Warn), vec!["proxmox_lxc.exempt"]);
+}
+
+#[test]
+fn addresses_include_modules_data_and_index_keys() {
+    let mut r1 = res("aws_instance", "web", json!({"tags": {}}));
+    r1["module"] = json!("module.net[\"a\"]");
+    r1["instances"] = json!([{"index_key": 0, "attributes": {"tags": {}}}, {"index_key": "k", "attributes": {"tags": {}}}]);
+    let r = run_policy("required_tags", state(json!([r1])), None);
+    assert_eq!(
+        addresses(&r, RuleKind::Deny),
+        vec![
+            "module.net[\"a\"].aws_instance.web[\"k\"]",
+            "module.net[\"a\"].aws_instance.web[0]"
+        ]
+    );
+}
+
+// ------------------------------------------------------ the input contract
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    if let Some(parent) = p.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn conftest_conventions_v0_syntax_strings_and_drift_at_data_drift() {
+    let dir = tempfile::tempdir().unwrap();
+    // conftest's classic v0 syntax, string messages, `violation`, and data.drift.
+    write(
+        dir.path(),
+        "p/classic.rego",
+        r#"package main
+
+deny[msg] {
+  input.version != 4
+  msg := "not a v4 state"
+}
+
+warn[msg] {
+  some i
+  input.resources[i].type == "aws_instance"
+  msg := sprintf("instance %s", [input.resources[i].name])
+}
+
+deny[msg] {
+  c := data.drift.resource_drift[_]
+  msg := sprintf("%s drifted", [c.address])
+}
+"#,
+    );
+    let set = PolicySet::new(vec!["p/".into()], dir.path().into(), Duration::from_secs(5));
+    let (policies, _) = set.refresh();
+    assert_eq!(policies.len(), 1);
+    assert_eq!(policies[0].name, "classic");
+    let drift = json!({"format_version": "1.2", "resource_drift": [{"address": "aws_instance.web", "change": {"actions": ["update"]}}]});
+    let out = evaluate(
+        &policies,
+        "s.tfstate",
+        state(json!([res("aws_instance", "web", json!({}))])),
+        Some(drift),
+        set.timeout(),
+    );
+    let r = &out.results[0];
+    assert!(r.ok, "{:?}", r.error);
+    let msgs: Vec<(&str, RuleKind)> = r
+        .violations
+        .iter()
+        .map(|v| (v.msg.as_str(), v.rule))
+        .collect();
+    assert!(
+        msgs.contains(&("aws_instance.web drifted", RuleKind::Deny)),
+        "{msgs:?}"
+    );
+    assert!(msgs.contains(&("instance web", RuleKind::Warn)), "{msgs:?}");
+    assert_eq!(r.violations.len(), 2);
+    // Without a drift report `data.drift` is undefined: the rule is silent.
+    let out = evaluate(
+        &policies,
+        "s.tfstate",
+        state(json!([])),
+        None,
+        set.timeout(),
+    );
+    assert!(out.results[0].ok && out.results[0].violations.is_empty());
+}
+
+#[test]
+fn cidr_functions() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "cidr.rego",
+        r#"package cidr
+import rego.v1
+deny contains "intersects" if homelab.cidr_intersects("10.0.0.0/8", "10.1.2.0/24")
+deny contains "disjoint" if homelab.cidr_intersects("10.0.0.0/8", "192.168.0.0/16")
+deny contains "public" if homelab.cidr_is_public("0.0.0.0/0")
+deny contains "private" if homelab.cidr_is_public("192.168.1.0/24")
+deny contains "contains" if net.cidr_contains("10.0.0.0/8", "10.1.0.0/16")
+deny contains "all_ports" if homelab.port_in_range(22, 0, 0)
+"#,
+    );
+    let set = PolicySet::new(
+        vec!["cidr.rego".into()],
+        dir.path().into(),
+        Duration::from_secs(5),
+    );
+    let out = evaluate(&set.refresh().0, "s", state(json!([])), None, set.timeout());
+    let mut msgs: Vec<String> = out.results[0]
+        .violations
+        .iter()
+        .map(|v| v.msg.clone())
+        .collect();
+    msgs.sort();
+    assert_eq!(
+        msgs,
+        vec!["all_ports", "contains", "intersects", "public"],
+        "{:?}",
+        out.results[0].error
+    );
+}
+
+// ------------------------------------------------------- bad policies
+
+#[test]
+fn a_slow_policy_is_stopped_and_others_still_run() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "p/slow.rego",
+        "package slow\nimport rego.v1\ndeny contains \"never\" if {\n  some a in numbers.range(1, 30000)\n  some b in numbers.range(1, 30000)\n  a * b == -1\n}\n",
+    );
+    write(
+        dir.path(),
+        "p/fine.rego",
+        "package fine\nimport rego.v1\ndeny contains \"x\" if input.version == 4\n",
+    );
+    let set = PolicySet::new(
+        vec!["p".into()],
+        dir.path().into(),
+        Duration::from_millis(500),
+    );
+    let started = std::time::Instant::now();
+    let out = evaluate(&set.refresh().0, "s", state(json!([])), None, set.timeout());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let slow = out.results.iter().find(|r| r.policy == "slow").unwrap();
+    assert!(!slow.ok);
+    assert_eq!(slow.reason, Some("timeout"), "{:?}", slow.error);
+    assert!(
+        slow.error.as_deref().unwrap().contains("slow"),
+        "{:?}",
+        slow.error
+    );
+    let fine = out.results.iter().find(|r| r.policy == "fine").unwrap();
+    assert!(fine.ok && fine.violations.len() == 1);
+}
+
+/// Conflicting values of a complete rule: an error on states with serial > 1 only.
+const FLAKY: &str = "package flaky\nimport rego.v1\nlevel := \"a\" if input.serial > 0\nlevel := \"b\" if input.serial > 1\ndeny contains level if true\n";
+
+#[test]
+fn a_policy_error_fails_that_state_only() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "flaky.rego", FLAKY);
+    let set = PolicySet::new(
+        vec!["flaky.rego".into()],
+        dir.path().into(),
+        Duration::from_secs(5),
+    );
+    let p = set.refresh().0;
+    let mut one = state(json!([]));
+    one["serial"] = json!(1);
+    let good = evaluate(&p, "one", one, None, set.timeout());
+    assert!(good.results[0].ok, "{:?}", good.results[0].error);
+    let bad = evaluate(&p, "three", state(json!([])), None, set.timeout());
+    assert!(!bad.results[0].ok);
+    assert_eq!(bad.results[0].reason, Some("eval"));
+}
+
+#[test]
+fn evaluation_is_cached_by_state_and_policy_stamps() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "p.rego",
+        "package p\nimport rego.v1\ndeny contains \"x\" if input.version == 4\n",
+    );
+    let st = write(dir.path(), "a.tfstate", &state(json!([])).to_string());
+    let src = LocalFile {
+        label: "a.tfstate".into(),
+        path: st.clone(),
+        max_size: 1 << 20,
+    };
+    let set = PolicySet::new(
+        vec!["p.rego".into()],
+        dir.path().into(),
+        Duration::from_secs(5),
+    );
+    let mut cache = None;
+    let a = evaluate_target(&set, &src, None, &mut cache).unwrap();
+    let b = evaluate_target(&set, &src, None, &mut cache).unwrap();
+    assert!(
+        Arc::ptr_eq(&a, &b),
+        "unchanged files must not be re-evaluated"
+    );
+    // A policy change re-evaluates.
+    std::thread::sleep(Duration::from_millis(20));
+    write(dir.path(), "p.rego", "package p\nimport rego.v1\ndeny contains \"y\" if input.version == 4\nwarn contains \"z\" if true\n");
+    let c = evaluate_target(&set, &src, None, &mut cache).unwrap();
+    assert!(!Arc::ptr_eq(&b, &c));
+    assert_eq!(c.violations(), 2);
+    // A state change re-evaluates.
+    std::fs::write(
+        &st,
+        state(json!([res("aws_instance", "x", json!({}))])).to_string() + "\n",
+    )
+    .unwrap();
+    let d = evaluate_target(&set, &src, None, &mut cache).unwrap();
+    assert!(!Arc::ptr_eq(&c, &d));
+}
+
+// ------------------------------------------------ the binary, end to end
+
+const LEAKY: &str = r#"package leaky
+import rego.v1
+deny contains v if {
+  print("leaky print:", input.resources[0].instances[0].attributes.password)
+  some r in input.resources
+  some i in r.instances
+  v := {"msg": sprintf("password=%s db=%s out=%s", [i.attributes.password, i.attributes.db.conn, input.outputs.admin.value]),
+        "address": sprintf("%s/%s", [homelab.address(r, i), i.attributes.password]), "severity": i.attributes.password}
+}
+"#;
+
+fn canary_state(serial: u64) -> String {
+    json!({"version": 4, "terraform_version": "1.9.8", "serial": serial, "lineage": "l-1",
+        "outputs": {"admin": {"value": "CANARY-output-value", "type": "string", "sensitive": true}},
+        "resources": [{"mode": "managed", "type": "aws_instance", "name": "web",
+            "provider": "provider[\"registry.terraform.io/hashicorp/aws\"]",
+            "instances": [{"schema_version": 1,
+                "attributes": {"id": "i-1", "password": "CANARY-password-value", "db": {"conn": "CANARY-nested-value"},
+                    "tags": {"env": "prod"}, "availability_zone": "eu-west-1a"},
+                "sensitive_attributes": [[{"type": "get_attr", "value": "db"}, {"type": "get_attr", "value": "conn"}]]}]}]})
+    .to_string()
+}
+
+fn setup_e2e(dir: &Path, extra_policies: &[(&str, &str)]) {
+    write(dir, "states/a.tfstate", &canary_state(1));
+    write(dir, "states/b.tfstate", &canary_state(3));
+    common::copy_dir(&repo().join("policies"), &dir.join("policies"));
+    write(dir, "extra/leaky.rego", LEAKY);
+    for (n, t) in extra_policies {
+        write(dir, &format!("extra/{n}"), t);
+    }
+    write(
+        dir,
+        "monitoring-config.yaml",
+        "custom_monitors:\n  terraform_state:\n    state_dirs: [states]\n    policies: [policies/, extra/]\n    policy_timeout: 2s\n",
+    );
+}
+
+#[test]
+fn metrics_report_and_logs_with_redaction_and_isolation() {
+    let dir = tempfile::tempdir().unwrap();
+    setup_e2e(dir.path(), &[("flaky.rego", FLAKY)]);
+    let mut e = Exporter::start(
+        dir.path(),
+        &["--config", "monitoring-config.yaml", "--log.level", "debug"],
+    );
+    e.wait_ready();
+    let m = e.metrics();
+    let v = |s: &str| series(&m, s);
+    assert_eq!(
+        v("terraform_state_policy_violations{state_file=\"states/a.tfstate\",policy=\"required_tags\",severity=\"medium\"}"),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        v("terraform_state_policy_violations{state_file=\"states/a.tfstate\",policy=\"required_tags\",severity=\"critical\"}"),
+        Some(0.0)
+    );
+    assert_eq!(
+        v("terraform_state_policy_evaluation_success{state_file=\"states/a.tfstate\",policy=\"required_tags\"}"),
+        Some(1.0)
+    );
+    // flaky errors on b (serial 3) only; a still evaluates.
+    assert_eq!(
+        v("terraform_state_policy_evaluation_success{state_file=\"states/a.tfstate\",policy=\"flaky\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        v("terraform_state_policy_evaluation_success{state_file=\"states/b.tfstate\",policy=\"flaky\"}"),
+        Some(0.0)
+    );
+    assert_eq!(
+        v("terraform_state_policy_evaluation_success{state_file=\"states/b.tfstate\",policy=\"required_tags\"}"),
+        Some(1.0)
+    );
+    // leaky's severity is a secret: it falls back to the bounded default.
+    assert_eq!(
+        v("terraform_state_policy_violations{state_file=\"states/a.tfstate\",policy=\"leaky\",severity=\"high\"}"),
+        Some(1.0)
+    );
+    assert!(!m.contains("CANARY"), "a value leaked into /metrics");
+    e.terminate();
+    let logs = e.logs();
+    assert!(logs.contains("flaky"), "{logs}");
+    // print() output is logged at debug level, redacted.
+    assert!(logs.contains("leaky print: (redacted)"), "{logs}");
+    assert!(
+        !logs.contains("CANARY"),
+        "a value leaked into the logs: {logs}"
+    );
+
+    // The one-shot report: violations with addresses, exit 2 for deny, redacted.
+    let cfg = "custom_monitors:\n  terraform_state:\n    state_files: [states/a.tfstate]\n    policies: [policies/, extra/leaky.rego]\n";
+    write(dir.path(), "one.yaml", cfg);
+    for format in ["table", "json"] {
+        let (code, out, err) = run(
+            dir.path(),
+            &[
+                "--config",
+                "one.yaml",
+                "--state-file",
+                "states/a.tfstate",
+                "--format",
+                format,
+            ],
+        );
+        assert_eq!(code, 2, "{out}{err}");
+        assert!(out.contains("aws_instance.web"), "{out}");
+        assert!(out.contains("required_tags"), "{out}");
+        assert!(out.contains("(redacted)"), "{out}");
+        assert!(
+            !out.contains("CANARY") && !err.contains("CANARY"),
+            "a value leaked: {out}{err}"
+        );
+    }
+}
+
+#[test]
+fn only_warnings_exit_0_and_status_shows_policies() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "s.tfstate",
+        &state(json!([res("aws_instance", "x", json!({}))])).to_string(),
+    );
+    write(
+        dir.path(),
+        "w.rego",
+        "package w\nimport rego.v1\nwarn contains \"just a warning\" if true\n",
+    );
+    write(
+        dir.path(),
+        "c.yaml",
+        "custom_monitors:\n  terraform_state:\n    state_files: [s.tfstate]\n    policies: [w.rego]\n",
+    );
+    let (code, out, err) = run(
+        dir.path(),
+        &["--config", "c.yaml", "--state-file", "s.tfstate"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("just a warning"), "{out}");
+}
+
+#[test]
+fn a_policy_that_does_not_parse_is_a_config_error_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "s.tfstate", &state(json!([])).to_string());
+    write(
+        dir.path(),
+        "p/broken.rego",
+        "package broken\nimport rego.v1\n\ndeny contains msg if {\n  msg := \n}\n",
+    );
+    write(
+        dir.path(),
+        "c.yaml",
+        "custom_monitors:\n  terraform_state:\n    state_files: [s.tfstate]\n    policies: [p/]\n",
+    );
+    let (code, out, err) = run(dir.path(), &["--config", "c.yaml", "--status"]);
+    assert_ne!(code, 0, "{out}");
+    assert!(err.contains("p/broken.rego line"), "{err}");
+    assert!(
+        err.contains("custom_monitors.terraform_state.policies"),
+        "{err}"
+    );
+    // A missing policy file too.
+    write(
+        dir.path(),
+        "c.yaml",
+        "custom_monitors:\n  terraform_state:\n    state_files: [s.tfstate]\n    policies: [nope.rego]\n",
+    );
+    let (code, _, err) = run(dir.path(), &["--config", "c.yaml", "--status"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("nope.rego"), "{err}");
+}
+
+/// The shipped starter library parses and every policy is clean on the example states.
+#[test]
+fn starter_library_loads() {
+    let set = PolicySet::new(vec!["policies/".into()], repo(), Duration::from_secs(10));
+    let (p, _) = set.refresh();
+    let names: Vec<&str> = p.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        names,
+        vec![
+            "allowed_providers_regions",
+            "encryption_at_rest",
+            "no_open_admin_ports",
+            "no_public_s3_acl",
+            "proxmox_backup",
+            "required_tags"
+        ]
+    );
+    let out = evaluate(&p, "empty", state(json!([])), None, set.timeout());
+    assert!(
+        out.results.iter().all(|r| r.ok && r.violations.is_empty()),
+        "{out:?}"
+    );
+}

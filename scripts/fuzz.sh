@@ -3,7 +3,7 @@
 # (libFuzzer, nightly toolchain). Seeds live in fuzz/corpus/<target>/ and stay
 # small: new inputs libFuzzer finds go to a scratch corpus, not the repository.
 # A crash is saved under fuzz/artifacts/<target>/: turn it into a regression
-# test in tests/fuzz_regressions.rs, then fix it.
+# test beside the parser's unit tests, then fix it.
 # Usage: scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"

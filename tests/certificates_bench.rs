@@ -136,7 +136,12 @@ async fn bench_5000_files() {
     assert!(st.success());
     let openssl = t.elapsed().mul_f64((FILES / sample) as f64);
 
-    println!("BENCH files={FILES} certs={certs} (debug build of this crate, dependencies at opt-level 2)");
+    let build = if cfg!(debug_assertions) {
+        "debug build of this crate, dependencies at opt-level 2"
+    } else {
+        "release build"
+    };
+    println!("BENCH files={FILES} certs={certs} ({build})");
     println!("BENCH cat (find -exec cat)      {}", secs(cat));
     println!(
         "BENCH homelab-monitor collect   {}  ({:.2}x cat)",

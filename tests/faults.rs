@@ -91,6 +91,8 @@ fn in_place_rewrites_while_scraping_never_break_the_scrape() {
     }
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
+    // Let the 1 ms cache lifetime pass: the next scrape re-reads the file.
+    std::thread::sleep(Duration::from_millis(20));
     let m = e.metrics();
     assert_eq!(
         series(&m, &format!("terraform_state_up{KEY}")),
@@ -134,9 +136,12 @@ fn atomic_rename_swaps_are_always_complete() {
         );
     }
     writer.join().unwrap();
+    // Let the 1 ms cache lifetime pass: the next scrape re-checks the file.
+    std::thread::sleep(Duration::from_millis(20));
     assert_eq!(
         series(&e.metrics(), &format!("terraform_state_serial{KEY}")),
-        Some(150.0)
+        Some(150.0),
+        "the last swap must be seen (same size, same mtime tick, reused inode)"
     );
 }
 

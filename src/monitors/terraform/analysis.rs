@@ -99,6 +99,9 @@ pub fn diff(old: &ParsedState, new: &ParsedState) -> Changes {
 pub struct Cached<T> {
     pub stamp: Stamp,
     pub value: T,
+    /// The stamp cannot vouch for the content (written too recently, see
+    /// [`StateSource::racy`]): read again next time even if it is unchanged.
+    pub racy: bool,
 }
 
 /// Per-target memory between collections: the last good parse of each file.
@@ -166,7 +169,7 @@ fn read_cached<T: Clone>(
 ) -> Result<Cached<T>, SourceError> {
     let stamp = src.stamp()?;
     if let Some(c) = cached {
-        if c.stamp == stamp {
+        if c.stamp == stamp && !c.racy {
             return Ok(c.clone());
         }
     }
@@ -174,6 +177,7 @@ fn read_cached<T: Clone>(
     Ok(Cached {
         stamp,
         value: parse(reader),
+        racy: src.racy(&stamp),
     })
 }
 
@@ -198,6 +202,7 @@ pub fn analyse(src: TargetSources<'_>, mem: &mut TargetMemory) -> Analysis {
             .map(|c| Cached {
                 stamp: c.stamp,
                 value: Ok(c.value.clone()),
+                racy: c.racy,
             })
             .as_ref(),
         |r| parse_state(r).map(Arc::new),
@@ -205,6 +210,7 @@ pub fn analyse(src: TargetSources<'_>, mem: &mut TargetMemory) -> Analysis {
         Ok(Cached {
             stamp,
             value: Ok(parsed),
+            racy,
         }) => {
             up = true;
             if let Some(prev) = &previous {
@@ -221,6 +227,7 @@ pub fn analyse(src: TargetSources<'_>, mem: &mut TargetMemory) -> Analysis {
             mem.state = Some(Cached {
                 stamp,
                 value: parsed,
+                racy,
             });
         }
         Ok(Cached { value: Err(e), .. }) => errors.push(TargetError::parse("state", &label, &e)),
@@ -339,6 +346,54 @@ mod tests {
 
     fn st(json: &str) -> ParsedState {
         parse_state(json.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn a_rewrite_inside_one_timestamp_tick_is_not_missed() {
+        use super::super::source::LocalFile;
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("s.tfstate");
+        let doc = |serial: u32| {
+            format!(r#"{{"version":4,"serial":{serial},"lineage":"l","resources":[]}}"#)
+        };
+        std::fs::write(&p, doc(148)).unwrap();
+        let mtime = std::fs::metadata(&p).unwrap().modified().unwrap();
+        let src = LocalFile {
+            label: "s".into(),
+            path: p.clone(),
+            max_size: 1 << 20,
+        };
+        let mut mem = TargetMemory::default();
+        let a = analyse(
+            TargetSources {
+                state: &src,
+                drift: None,
+                baseline: None,
+            },
+            &mut mem,
+        );
+        assert_eq!(a.state.unwrap().serial, Some(148));
+        // Same size, same inode, same mtime: the stamp cannot tell them apart.
+        std::fs::write(&p, doc(150)).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        let a = analyse(
+            TargetSources {
+                state: &src,
+                drift: None,
+                baseline: None,
+            },
+            &mut mem,
+        );
+        assert_eq!(
+            a.state.unwrap().serial,
+            Some(150),
+            "a recent file is re-read, not trusted by its stamp"
+        );
     }
 
     #[test]

@@ -78,7 +78,19 @@ pub trait StateSource: Send + Sync {
     fn stamp(&self) -> Result<Stamp, SourceError>;
     /// Open for reading; also returns the stamp of what is read.
     fn open(&self) -> Result<(Box<dyn Read + Send>, Stamp), SourceError>;
+
+    /// True when `stamp` cannot prove later that the content is unchanged, so
+    /// the content must be read again next time (default: stamps are exact).
+    fn racy(&self, _stamp: &Stamp) -> bool {
+        false
+    }
 }
+
+/// File timestamps are coarse (kernel clock ticks of a few ms): two writes of
+/// the same size inside one tick, with a reused inode (rename swaps), keep the
+/// same (size, mtime, inode). Like git's "racy clean" rule, a file modified
+/// this recently is not trusted by its stamp and is read again next time.
+pub const RACY_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A file on local disk.
 #[derive(Debug, Clone)]
@@ -122,6 +134,16 @@ fn stamp_of(md: &std::fs::Metadata) -> Stamp {
 impl StateSource for LocalFile {
     fn label(&self) -> &str {
         &self.label
+    }
+
+    fn racy(&self, stamp: &Stamp) -> bool {
+        match stamp.modified {
+            Some(m) => match SystemTime::now().duration_since(m) {
+                Ok(age) => age < RACY_WINDOW,
+                Err(_) => true, // modified "in the future": clocks disagree, trust nothing
+            },
+            None => true,
+        }
     }
 
     fn stamp(&self) -> Result<Stamp, SourceError> {

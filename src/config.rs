@@ -1325,7 +1325,7 @@ fn explain(raw: &str) -> (String, Option<String>) {
 }
 
 /// Replace `"..."` segments (input values) with `"…"`.
-fn redact_quoted(msg: &str) -> String {
+pub(crate) fn redact_quoted(msg: &str) -> String {
     let mut out = String::with_capacity(msg.len());
     let mut inside = false;
     for c in msg.chars() {

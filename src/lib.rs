@@ -24,6 +24,7 @@ pub mod server;
 pub mod snapshot;
 pub mod status_page;
 pub mod telemetry;
+pub mod tls;
 pub mod web_config;
 
 /// The crate version, as exported in `homelab_monitor_build_info`.

@@ -177,7 +177,8 @@ impl WebConfig {
                     .rsplit_once(" at line ")
                     .map(|(m, _)| m.to_string())
                     .unwrap_or(msg);
-                invalid(format!("{loc}{msg}"))
+                // Reload errors are logged: never repeat values from the file.
+                invalid(format!("{loc}{}", crate::config::redact_quoted(&msg)))
             })?
         };
         let base = path.parent().unwrap_or(Path::new("."));
@@ -445,6 +446,13 @@ mod tests {
         );
         let e = WebConfig::load(&p).unwrap_err().to_string();
         assert!(e.contains("cert_file") && e.contains("nope.crt"), "{e}");
+        let p = write(d.path(), "d.yml", "tls_server_config: \"CANARY-string\"\n");
+        let e = WebConfig::load(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("basic_auth_users") || e.contains("invalid type"),
+            "{e}"
+        );
+        assert!(!e.contains("CANARY"), "{e}");
         let p = write(d.path(), "c.yml", "tls_server_confg: {}\n");
         let e = WebConfig::load(&p).unwrap_err().to_string();
         assert!(e.contains("unknown field"), "{e}");

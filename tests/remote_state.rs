@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{free_port, repo, series, BIN};
+use common::{free_port, promtool_check, repo, series, BIN};
 use homelab_monitor::encoder::{encode, Format};
 use homelab_monitor::monitor::{CollectContext, Monitor};
 use homelab_monitor::monitors::terraform::TerraformMonitor;
@@ -243,30 +243,6 @@ fn status_without_canary(dir: &Path, env: &[(&str, &str)]) -> String {
         "encoded credentials leaked:\n{all}"
     );
     all
-}
-
-fn promtool_check(metrics: &str) {
-    let promtool = common::tool("promtool", "prometheus");
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(metrics.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && text.trim().is_empty(),
-        "promtool check metrics: {text}"
-    );
 }
 
 // ---------------------------------------------------------------- a tiny HTTP server

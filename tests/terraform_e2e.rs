@@ -28,31 +28,6 @@ fn mask(metrics: &str) -> String {
         + "\n"
 }
 
-fn promtool_check(metrics: &str) {
-    let promtool = tool("promtool", "prometheus");
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(metrics.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && text.trim().is_empty(),
-        "promtool check metrics: {text}"
-    );
-}
-
 #[test]
 fn golden_metrics_of_the_example_and_promtool_clean() {
     let ex = example_copy();

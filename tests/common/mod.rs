@@ -285,3 +285,24 @@ pub fn tool(name: &str, package: &str) -> PathBuf {
     }
     panic!("`{name}` is not installed: run `apt-get install -y {package}` (the README's test command does this)");
 }
+
+/// `promtool check metrics` must pass with no lint output.
+pub fn promtool_check(metrics: &str) {
+    let mut child = Command::new(tool("promtool", "prometheus"))
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot run promtool");
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(metrics.as_bytes()).expect("promtool stdin");
+    }
+    let out = child.wait_with_output().expect("promtool output");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && text.trim().is_empty(),
+        "promtool check metrics: {text}"
+    );
+}

@@ -10,10 +10,8 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Bytes;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::RootCertStore;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 use super::config::{
@@ -175,7 +173,7 @@ fn tls_config(c: &HttpCheckConfig, base: &Path) -> Result<rustls::ClientConfig, 
     let cfg = if c.insecure_skip_verify {
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAny { provider }))
+            .with_custom_certificate_verifier(Arc::new(crate::tls::AcceptAnyChain { provider }))
             .with_no_client_auth()
     } else {
         let mut roots = RootCertStore::empty();
@@ -205,59 +203,6 @@ fn tls_config(c: &HttpCheckConfig, base: &Path) -> Result<rustls::ClientConfig, 
         builder.with_root_certificates(roots).with_no_client_auth()
     };
     Ok(cfg)
-}
-
-/// `insecure_skip_verify`: any certificate, but handshake signatures are still checked.
-#[derive(Debug)]
-struct AcceptAny {
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for AcceptAny {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
 }
 
 // ---------------------------------------------------------------- tcp

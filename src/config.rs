@@ -276,6 +276,11 @@ pub struct RemoteOptions {
     /// Requests in flight at once per backend entry.
     #[serde(default = "RemoteOptions::default_concurrency")]
     pub concurrency: usize,
+    /// Local folder with the drift reports and baselines of remote states,
+    /// relative to the config file's folder: `<reports_dir>/<label as a path>/<drift_report>`
+    /// (docs/remote-state.md). Unset: remote states have no drift report or baseline.
+    #[serde(default)]
+    pub reports_dir: Option<String>,
 }
 
 impl RemoteOptions {
@@ -296,6 +301,7 @@ impl Default for RemoteOptions {
             request_timeout: Self::default_request_timeout(),
             retries: Self::default_retries(),
             concurrency: Self::default_concurrency(),
+            reports_dir: None,
         }
     }
 }
@@ -1171,6 +1177,16 @@ fn validate(file: &ConfigFile) -> Result<(), (String, String)> {
             return Err((
                 "custom_monitors.terraform_state.remote".into(),
                 "remote.concurrency and remote.request_timeout must be above zero".into(),
+            ));
+        }
+        if t.remote
+            .reports_dir
+            .as_deref()
+            .is_some_and(|d| d.trim().is_empty())
+        {
+            return Err((
+                "custom_monitors.terraform_state.remote.reports_dir".into(),
+                "remote.reports_dir is empty: give the folder (relative to this file) that holds the drift reports and baselines of remote states, or remove the key".into(),
             ));
         }
         for (k, v) in [

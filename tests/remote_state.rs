@@ -1137,3 +1137,189 @@ fn config_rejects_bad_backend_entries() {
         assert!(!e.contains(":p@"), "{e}");
     }
 }
+
+// ---------------------------------------------------------------- drift reports, baselines and policies of remote states
+
+/// Remote states get the same drift-report, baseline and policy logic as local
+/// files: the reports live in `remote.reports_dir`, in a folder named after the
+/// state's label. A broken drift report beside one remote state is that state's
+/// `drift_report` error; its `terraform_state_up` stays 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_states_get_drift_reports_baselines_and_policies() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let prod = std::fs::read(repo().join("examples/terraform/environments/prod/terraform.tfstate"))
+        .unwrap();
+    let staging =
+        std::fs::read(repo().join("examples/terraform/environments/staging/terraform.tfstate"))
+            .unwrap();
+    let states: Arc<HashMap<String, Vec<u8>>> = Arc::new(HashMap::from([
+        (
+            "/api/v4/projects/1/terraform/state/prod".to_string(),
+            prod.clone(),
+        ),
+        (
+            "/api/v4/projects/1/terraform/state/staging".to_string(),
+            staging,
+        ),
+    ]));
+    let server = Server::start(Arc::new(move |r: &Req| {
+        match states.get(r.path.split('?').next().unwrap_or("")) {
+            Some(b) => resp(200, b.clone()),
+            None => resp(404, "no"),
+        }
+    }));
+    let prod_label = server.url("/api/v4/projects/1/terraform/state/prod");
+    let staging_label = server.url("/api/v4/projects/1/terraform/state/staging");
+    let folder = |label: &str| dir.join("reports").join(label.replacen("://", "/", 1));
+
+    // prod: the drift report terraform wrote for it, and a baseline approved
+    // before one aws_instance was added (so one unapproved change).
+    let p = folder(&prod_label);
+    std::fs::create_dir_all(&p).unwrap();
+    std::fs::copy(
+        repo().join("examples/terraform/environments/prod/drift.json"),
+        p.join("prod.drift.json"),
+    )
+    .unwrap();
+    let mut base: serde_json::Value = serde_json::from_slice(&prod).unwrap();
+    for r in base["resources"].as_array_mut().unwrap() {
+        if r["type"] == "aws_instance" {
+            r["instances"].as_array_mut().unwrap().truncate(1);
+        }
+    }
+    std::fs::write(
+        p.join("baseline.tfstate"),
+        serde_json::to_vec(&base).unwrap(),
+    )
+    .unwrap();
+    // staging: a drift report that is not a plan.
+    let s = folder(&staging_label);
+    std::fs::create_dir_all(&s).unwrap();
+    std::fs::write(
+        s.join("staging.drift.json"),
+        format!("<html>{CANARY}</html>"),
+    )
+    .unwrap();
+    // A policy evaluated on remote states too.
+    std::fs::write(
+        dir.join("instances.rego"),
+        "package main\n\ndeny contains msg if {\n  some r in input.resources\n  r.type == \"aws_instance\"\n  msg := sprintf(\"%s.%s is an instance\", [r.type, r.name])\n}\n",
+    )
+    .unwrap();
+
+    let yaml = format!(
+        "custom_monitors:\n  terraform_state:\n    check_interval: 1ms\n    drift_report: \"{{stem}}.drift.json\"\n    baseline: baseline.tfstate\n    policies: [instances.rego]\n    remote:\n      reports_dir: reports\n    backends:\n      - {{ type: http, address: \"{}\", auth: none }}\n      - {{ type: http, address: \"{}\", auth: none }}\n",
+        prod_label, staging_label
+    );
+    let m = monitor(dir, &yaml);
+    let text = scrape(&m).await;
+    let v = |s: &str| series(&text, s).unwrap_or_else(|| panic!("no {s}:\n{text}"));
+    assert_eq!(
+        v(&format!(
+            "terraform_state_up{{state_file=\"{prod_label}\"}}"
+        )),
+        1.0
+    );
+    assert_eq!(
+        v(&format!(
+            "terraform_state_drift_report_up{{state_file=\"{prod_label}\"}}"
+        )),
+        1.0
+    );
+    assert_eq!(
+        v(&format!(
+            "terraform_state_drift{{state_file=\"{prod_label}\"}}"
+        )),
+        2.0,
+        "the example prod report has two drifted instances"
+    );
+    assert_eq!(
+        v(&format!(
+            "terraform_state_baseline_up{{state_file=\"{prod_label}\"}}"
+        )),
+        1.0
+    );
+    assert_eq!(
+        v(&format!(
+            "terraform_state_unapproved_changes{{state_file=\"{prod_label}\"}}"
+        )),
+        1.0
+    );
+    assert_eq!(
+        v(&format!("terraform_state_policy_violations{{state_file=\"{prod_label}\",policy=\"instances\",severity=\"high\"}}")),
+        1.0
+    );
+    // staging: state fine, its drift report unusable and named as such.
+    assert_eq!(
+        v(&format!(
+            "terraform_state_up{{state_file=\"{staging_label}\"}}"
+        )),
+        1.0
+    );
+    assert_eq!(
+        v(&format!(
+            "terraform_state_drift_report_up{{state_file=\"{staging_label}\"}}"
+        )),
+        0.0
+    );
+    assert!(
+        text.contains(&format!(
+            "terraform_state_error_info{{state_file=\"{staging_label}\",component=\"drift_report\""
+        )),
+        "{text}"
+    );
+    assert!(
+        series(
+            &text,
+            &format!("terraform_state_baseline_up{{state_file=\"{staging_label}\"}}")
+        )
+        .is_none(),
+        "no baseline file: no series"
+    );
+
+    // A reports_dir that does not exist is reported, not ignored.
+    let m2 = monitor(
+        dir,
+        &yaml.replace("reports_dir: reports", "reports_dir: reprots"),
+    );
+    let t2 = scrape(&m2).await;
+    assert_eq!(
+        series(&t2, "terraform_state_error_info{state_file=\"reprots\",component=\"discovery\",reason=\"not_found\"}"),
+        Some(1.0),
+        "{t2}"
+    );
+    assert_eq!(
+        series(
+            &t2,
+            &format!("terraform_state_up{{state_file=\"{prod_label}\"}}")
+        ),
+        Some(1.0)
+    );
+
+    // Approving the change (the baseline catches up) clears the unapproved count
+    // at the next collection; the state itself did not change.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    std::fs::write(p.join("baseline.tfstate"), &prod).unwrap();
+    let text = scrape(&m).await;
+    assert_eq!(
+        series(
+            &text,
+            &format!("terraform_state_unapproved_changes{{state_file=\"{prod_label}\"}}")
+        ),
+        Some(0.0),
+        "{text}"
+    );
+}
+
+#[test]
+fn reports_dir_must_be_a_relative_folder_name() {
+    let p = Path::new("x.yaml");
+    let e = homelab_monitor::config::parse(
+        "custom_monitors:\n  terraform_state:\n    remote:\n      reports_dir: \"\"\n",
+        p,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("reports_dir"), "{e}");
+}

@@ -185,6 +185,7 @@ impl TerraformMonitor {
             &inner.cfg,
             &inner.base,
             deadline,
+            inner.policies.as_ref(),
             &mut out,
             &mut problems,
             &mut problem_labels,

@@ -29,7 +29,8 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::config::{RemoteBackend, TerraformConfig};
 
 use super::analysis::{analyse, Analysis, TargetError, TargetMemory, TargetSources};
-use super::source::{SourceError, Stamp, StateSource};
+use super::policy::{self, PolicySet};
+use super::source::{sibling_path, LocalFile, SourceError, Stamp, StateSource};
 use client::Budget;
 
 /// A failure of one remote source, with a bounded `reason` label.
@@ -187,6 +188,114 @@ pub struct Collected {
     pub problem_labels: Vec<String>,
 }
 
+/// Where the drift report and baseline of a remote state are looked for:
+/// local files under `remote.reports_dir`, in a folder named after the
+/// state's label (see [`reports_folder`]).
+#[derive(Debug, Clone)]
+struct Sidecars {
+    dir: PathBuf,
+    drift_report: String,
+    baseline: Option<String>,
+    max_size: u64,
+}
+
+impl Sidecars {
+    fn of(cfg: &TerraformConfig, base: &Path) -> Option<Self> {
+        cfg.remote.reports_dir.as_ref().map(|d| Sidecars {
+            dir: base.join(d),
+            drift_report: cfg.drift_report.clone(),
+            baseline: cfg.baseline.clone(),
+            max_size: cfg.max_file_size.0,
+        })
+    }
+
+    /// The drift report and baseline files of the remote state `label`.
+    fn files(&self, label: &str) -> (LocalFile, Option<LocalFile>) {
+        let folder = reports_folder(label);
+        // The state's last label component plays the state file's name, so that
+        // `{stem}` / `{file}` work as beside local states.
+        let file = folder.rsplit('/').next().unwrap_or("state").to_string();
+        let virtual_state = self.dir.join(&folder).join(file);
+        let local = |template: &str| {
+            let path = sibling_path(&virtual_state, template);
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
+            LocalFile {
+                label: format!("{folder}/{name}"),
+                path,
+                max_size: self.max_size,
+            }
+        };
+        (
+            local(&self.drift_report),
+            self.baseline.as_deref().map(local),
+        )
+    }
+}
+
+/// The folder (relative to `remote.reports_dir`) that holds the drift report
+/// and baseline of the remote state `label`: the label with `://` turned into
+/// `/`, e.g. `s3://tfstate/env:/prod/app.tfstate` -> `s3/tfstate/env:/prod/app.tfstate`.
+/// Components are sanitised so that a remote name can never leave the folder
+/// (`..`, `.`, empty and unusual characters become `_`).
+pub fn reports_folder(label: &str) -> String {
+    let (scheme, rest) = label.split_once("://").unwrap_or(("remote", label));
+    std::iter::once(scheme)
+        .chain(rest.split('/'))
+        .map(|c| {
+            let c: String = c
+                .chars()
+                .map(|ch| {
+                    if ch.is_ascii_alphanumeric() || "._:@=+,-".contains(ch) {
+                        ch
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            if c.is_empty() || c == "." || c == ".." {
+                "_".to_string()
+            } else {
+                c
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Read one remote state's analysis with its local drift report and baseline
+/// (when `remote.reports_dir` is set) and its policies.
+fn analyse_remote(src: &Fetched, sm: &mut SourceMemory, ctx: &Ctx<'_>) -> Analysis {
+    let files = ctx.sidecars.map(|s| s.files(&src.label));
+    let drift = files.as_ref().map(|(d, _)| d as &dyn StateSource);
+    let baseline = files
+        .as_ref()
+        .and_then(|(_, b)| b.as_ref())
+        .map(|b| b as &dyn StateSource);
+    let mut a = analyse(
+        TargetSources {
+            state: src,
+            drift,
+            baseline,
+        },
+        &mut sm.analysis,
+    );
+    if let (Some(set), Some(false)) = (ctx.policies, a.state.as_ref().map(|s| s.encrypted)) {
+        a.policy = policy::evaluate_target(set, src, drift, &mut sm.analysis.policy);
+    }
+    a
+}
+
+/// What every state of a collection shares.
+#[derive(Clone, Copy)]
+struct Ctx<'a> {
+    budget: &'a Budget,
+    sidecars: Option<&'a Sidecars>,
+    policies: Option<&'a PolicySet>,
+}
+
 enum Entry {
     Ready(String, Box<dyn Backend>),
     Failed(String, String, RemoteError),
@@ -203,7 +312,13 @@ impl RemoteSet {
     }
 
     /// Discover and read every remote state (blocking; bounded by `deadline`).
-    pub fn collect(&self, cfg: &TerraformConfig, base: &Path, deadline: Instant) -> Collected {
+    pub fn collect(
+        &self,
+        cfg: &TerraformConfig,
+        base: &Path,
+        deadline: Instant,
+        policies: Option<&PolicySet>,
+    ) -> Collected {
         let budget = Budget {
             deadline,
             request_timeout: cfg.remote.request_timeout.0,
@@ -244,10 +359,30 @@ impl RemoteSet {
             .collect();
         memory.clear();
         let concurrency = cfg.remote.concurrency.max(1);
+        let sidecars = Sidecars::of(cfg, base);
+        if let (Some(s), Some(d)) = (&sidecars, &cfg.remote.reports_dir) {
+            if !s.dir.is_dir() {
+                let message = format!(
+                    "remote.reports_dir {d} is not a readable directory: create it or fix the path (drift reports and baselines of remote states are looked for there)"
+                );
+                tracing::warn!(monitor = "terraform_state", target = %d, "{message}");
+                out.problems.push(TargetError {
+                    component: "discovery",
+                    reason: "not_found",
+                    message,
+                });
+                out.problem_labels.push(d.clone());
+            }
+        }
+        let ctx = Ctx {
+            budget: &budget,
+            sidecars: sidecars.as_ref(),
+            policies,
+        };
         let results: Vec<Collected> = std::thread::scope(|scope| {
             let handles: Vec<_> = work
                 .iter_mut()
-                .map(|(e, m)| scope.spawn(move || collect_entry(e, m, &budget, concurrency)))
+                .map(|(e, m)| scope.spawn(move || collect_entry(e, m, ctx, concurrency)))
                 .collect();
             handles
                 .into_iter()
@@ -293,6 +428,7 @@ impl RemoteSet {
         cfg: &TerraformConfig,
         base: &Path,
         deadline: Instant,
+        policies: Option<&PolicySet>,
         out: &mut Vec<Analysis>,
         problems: &mut Vec<TargetError>,
         labels: &mut Vec<String>,
@@ -300,7 +436,7 @@ impl RemoteSet {
         if !Self::is_configured(cfg) {
             return;
         }
-        let c = self.collect(cfg, base, deadline);
+        let c = self.collect(cfg, base, deadline, policies);
         out.extend(c.analyses);
         problems.extend(c.problems);
         labels.extend(c.problem_labels);
@@ -311,12 +447,12 @@ impl RemoteSet {
 fn collect_entry(
     entry: &Entry,
     mem: &mut EntryMemory,
-    budget: &Budget,
+    ctx: Ctx<'_>,
     concurrency: usize,
 ) -> Collected {
     let mut out = Collected::default();
     let (backend, failure) = match entry {
-        Entry::Ready(_, b) => match b.discover(budget) {
+        Entry::Ready(_, b) => match b.discover(ctx.budget) {
             Ok(targets) => {
                 mem.targets = targets;
                 (Some(b), None)
@@ -343,14 +479,7 @@ fn collect_entry(
                 label: t.label.clone(),
                 result: Err(e.clone().relabel(&t.label)),
             };
-            let a = analyse(
-                TargetSources {
-                    state: &src,
-                    drift: None,
-                    baseline: None,
-                },
-                &mut sm.analysis,
-            );
+            let a = analyse_remote(&src, sm, &ctx);
             out.bytes.push((t.label.clone(), sm.bytes_total));
             out.analyses.push(a);
         }
@@ -374,7 +503,7 @@ fn collect_entry(
                 scope.spawn(move || {
                     chunk
                         .iter_mut()
-                        .map(|(t, sm)| one(backend, t, sm, budget))
+                        .map(|(t, sm)| one(backend, t, sm, &ctx))
                         .collect::<Vec<_>>()
                 })
             })
@@ -399,8 +528,9 @@ fn one(
     backend: &dyn Backend,
     t: &Target,
     sm: &mut SourceMemory,
-    budget: &Budget,
+    ctx: &Ctx<'_>,
 ) -> Option<Analysis> {
+    let budget = ctx.budget;
     // Ask for "unchanged" only if the analysis still holds the parse of that version.
     let known = match (&sm.version, sm.stamp, sm.analysis.state.as_ref()) {
         (Some(v), Some(s), Some(c)) if c.stamp == s => Some(v.clone()),
@@ -447,14 +577,7 @@ fn one(
         label: t.label.clone(),
         result,
     };
-    Some(analyse(
-        TargetSources {
-            state: &src,
-            drift: None,
-            baseline: None,
-        },
-        &mut sm.analysis,
-    ))
+    Some(analyse_remote(&src, sm, ctx))
 }
 
 /// A state document must be a JSON object: catch HTML login pages and proxies' error pages.
@@ -537,6 +660,44 @@ mod tests {
         assert_eq!(check_json("x", b"  <html>").unwrap_err().reason, "not_json");
         assert_eq!(check_json("x", b"").unwrap_err().reason, "not_json");
         assert!(check_json("x", b"\n{\"version\":4}").is_ok());
+    }
+
+    #[test]
+    fn reports_folders_are_readable_and_stay_inside() {
+        assert_eq!(
+            reports_folder("s3://tfstate/env:/prod/app/terraform.tfstate"),
+            "s3/tfstate/env:/prod/app/terraform.tfstate"
+        );
+        assert_eq!(
+            reports_folder("pg://db.lan:5432/tf/default"),
+            "pg/db.lan:5432/tf/default"
+        );
+        assert_eq!(
+            reports_folder("https://gitlab.lan/api/v4/projects/42/terraform/state/prod"),
+            "https/gitlab.lan/api/v4/projects/42/terraform/state/prod"
+        );
+        // A hostile object key cannot climb out of reports_dir.
+        let f = reports_folder("s3://b/../../etc/passwd");
+        assert_eq!(f, "s3/b/_/_/etc/passwd");
+        assert!(!f.split('/').any(|c| c == ".." || c == "." || c.is_empty()));
+        assert_eq!(reports_folder("s3://b//a b"), "s3/b/_/a_b");
+        let s = Sidecars {
+            dir: PathBuf::from("/r"),
+            drift_report: "{stem}.drift.json".into(),
+            baseline: Some("baseline.tfstate".into()),
+            max_size: 1,
+        };
+        let (d, b) = s.files("s3://b/app/terraform.tfstate");
+        assert_eq!(
+            d.path,
+            PathBuf::from("/r/s3/b/app/terraform.tfstate/terraform.drift.json")
+        );
+        assert_eq!(
+            b.map(|b| b.path),
+            Some(PathBuf::from(
+                "/r/s3/b/app/terraform.tfstate/baseline.tfstate"
+            ))
+        );
     }
 
     #[test]

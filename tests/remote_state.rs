@@ -1323,3 +1323,87 @@ fn reports_dir_must_be_a_relative_folder_name() {
     .to_string();
     assert!(e.contains("reports_dir"), "{e}");
 }
+
+/// `--state-dir` pointed at a Terraform working directory reads the backend its
+/// `.terraform/terraform.tfstate` records (here http with basic auth, the
+/// password a canary), without a config file, and never prints the password.
+#[test]
+fn state_dir_pointing_at_a_working_directory_reads_its_backend() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let state =
+        std::fs::read(repo().join("examples/terraform/environments/prod/terraform.tfstate"))
+            .unwrap();
+    let want = {
+        use base64::Engine;
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("ci:{CANARY}"))
+        )
+    };
+    let server = Server::start(Arc::new(move |r: &Req| {
+        if r.headers.get("authorization") != Some(&want) {
+            return resp(401, "unauthorized");
+        }
+        match r.path.as_str() {
+            "/state/homelab" => resp(200, state.clone()),
+            _ => resp(404, "no"),
+        }
+    }));
+    let wd = dir.join("infra");
+    std::fs::create_dir_all(wd.join(".terraform")).unwrap();
+    std::fs::write(
+        wd.join(".terraform/terraform.tfstate"),
+        serde_json::json!({
+            "version": 3,
+            "serial": 1,
+            "backend": {
+                "type": "http",
+                "config": {"address": server.url("/state/homelab"), "username": "ci", "password": CANARY},
+                "hash": 1
+            }
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .current_dir(dir)
+        .args(["--state-dir", "infra", "--status", "--log.level", "debug"])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("cannot run homelab-monitor");
+    let all = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!all.contains(CANARY), "canary leaked:\n{all}");
+    let label = server.url("/state/homelab");
+    let line = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.contains(&label))
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("the remote state is not in the status:\n{all}"));
+    assert!(!line.to_lowercase().contains("error"), "{line}\n{all}");
+
+    // The same working directory with a wrong password: a clear per-source error.
+    let rec = std::fs::read_to_string(wd.join(".terraform/terraform.tfstate")).unwrap();
+    std::fs::write(
+        wd.join(".terraform/terraform.tfstate"),
+        rec.replace(CANARY, "wrong"),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .current_dir(dir)
+        .args(["--state-dir", "infra", "--status"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("cannot run homelab-monitor");
+    let all = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(all.contains("401"), "{all}");
+}

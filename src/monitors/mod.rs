@@ -17,7 +17,8 @@ use crate::monitor::Monitor;
 /// Command-line overrides applied on top of the config file.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
-    /// `--state-dir`: replaces the terraform monitor's state_dirs (and state_files).
+    /// `--state-dir`: replaces the terraform monitor's state_dirs, state_files and
+    /// working_dirs (each folder is also read as a working directory).
     pub state_dirs: Vec<String>,
     /// `--state-file`: replaces the terraform monitor's targets with these files.
     pub state_files: Vec<String>,
@@ -33,6 +34,9 @@ pub fn terraform_config(config: &Config, ov: &Overrides) -> Option<TerraformConf
         t.enabled = true;
         t.state_dirs = ov.state_dirs.iter().cloned().map(GlobPattern).collect();
         t.state_files = ov.state_files.iter().cloned().map(GlobPattern).collect();
+        // A folder given with --state-dir may be a Terraform working directory
+        // whose .terraform/terraform.tfstate records a remote backend (zero-config).
+        t.working_dirs = ov.state_dirs.clone();
         tf = Some(t);
     }
     let mut tf = tf.filter(|t| t.enabled)?;

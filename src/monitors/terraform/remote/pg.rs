@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use postgres::{Client, NoTls};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::PgBackendConfig;
 
@@ -25,6 +26,8 @@ pub struct PgBackend {
     /// The password, only to scrub it from error messages.
     password: Option<String>,
     schema: String,
+    /// rustls for every sslmode but `disable` (pg_tls.rs).
+    tls: Option<MakeRustlsConnect>,
     client: Mutex<Option<Client>>,
 }
 
@@ -37,10 +40,16 @@ impl PgBackend {
         let conn = read_secret(base, c.conn_str.file.as_deref(), c.conn_str.env.as_deref())
             .map_err(|m| RemoteError::new("pg://", "credentials", m))?
             .unwrap_or_default();
-        Self::new(&conn, &c.schema_name, timeout)
+        Self::new(&conn, &c.schema_name, base, timeout)
     }
 
-    pub fn new(conn_str: &str, schema: &str, timeout: Duration) -> Result<Self, RemoteError> {
+    /// `base`: the folder relative `sslrootcert` / `sslcert` / `sslkey` paths are resolved against.
+    pub fn new(
+        conn_str: &str,
+        schema: &str,
+        base: &Path,
+        timeout: Duration,
+    ) -> Result<Self, RemoteError> {
         let plain = schema
             .chars()
             .next()
@@ -55,7 +64,10 @@ impl PgBackend {
                 "schema_name must be a plain identifier",
             ));
         }
-        let mut config = postgres::Config::from_str(conn_str).map_err(|_| {
+        let env = |k: &str| std::env::var(k).ok();
+        let (conn_str, tls) = super::pg_tls::split(conn_str, base, &env)
+            .map_err(|m| RemoteError::new("pg://", "config", m))?;
+        let mut config = postgres::Config::from_str(&conn_str).map_err(|_| {
             RemoteError::new(
                 "pg://",
                 "bad_url",
@@ -63,6 +75,7 @@ impl PgBackend {
             )
         })?;
         config.connect_timeout(timeout);
+        config.ssl_mode(tls.mode.negotiation());
         if config.get_application_name().is_none() {
             config.application_name("homelab-monitor");
         }
@@ -87,11 +100,15 @@ impl PgBackend {
             .get_password()
             .map(|p| String::from_utf8_lossy(p).to_string())
             .filter(|p| !p.is_empty());
+        let tls = super::pg_tls::client_config(&tls)
+            .map_err(|m| RemoteError::new(&label, "tls", m))?
+            .map(MakeRustlsConnect::new);
         Ok(PgBackend {
             label,
             config,
             password,
             schema: schema.to_string(),
+            tls,
             client: Mutex::new(None),
         })
     }
@@ -119,6 +136,8 @@ impl PgBackend {
             let text = e.to_string();
             let reason = if text.contains("timed out") || text.contains("timeout") {
                 "timeout"
+            } else if text.contains("TLS") {
+                "tls"
             } else if text.contains("failed to lookup address") {
                 "dns"
             } else if e.is_closed() || text.contains("connect") {
@@ -126,9 +145,17 @@ impl PgBackend {
             } else {
                 "pg_error"
             };
+            // The TLS layer's own words (e.g. "invalid peer certificate: UnknownIssuer")
+            // say what to fix; an I/O error's kind is enough otherwise.
             let cause = std::error::Error::source(e)
-                .and_then(|c| c.downcast_ref::<std::io::Error>())
-                .map(|io| format!(" ({})", io.kind()))
+                .map(|c| match c.downcast_ref::<std::io::Error>() {
+                    Some(io) => match io.get_ref() {
+                        Some(inner) if reason == "tls" => format!(" ({inner})"),
+                        _ => format!(" ({})", io.kind()),
+                    },
+                    None if reason == "tls" => format!(" ({c})"),
+                    None => String::new(),
+                })
                 .unwrap_or_default();
             (reason, format!("PostgreSQL: {text}{cause}"))
         };
@@ -164,7 +191,11 @@ impl PgBackend {
                 }
                 let mut cfg = self.config.clone();
                 cfg.connect_timeout(budget.request_timeout.min(remaining));
-                match cfg.connect(NoTls) {
+                let connected = match &self.tls {
+                    Some(tls) => cfg.connect(tls.clone()),
+                    None => cfg.connect(NoTls),
+                };
+                match connected {
                     Ok(c) => *guard = Some(c),
                     Err(e) => {
                         let err = self.error(label, &e);

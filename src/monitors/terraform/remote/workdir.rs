@@ -125,7 +125,7 @@ pub fn backend_of(
             let schema = s("schema_name")
                 .or_else(|| env("PG_SCHEMA_NAME"))
                 .unwrap_or_else(|| DEFAULT_SCHEMA.into());
-            Box::new(PgBackend::new(&conn, &schema, timeout)?)
+            Box::new(PgBackend::new(&conn, &schema, dir, timeout)?)
         }
         other => {
             let other = if other.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {

@@ -17,6 +17,23 @@ pub struct Stamp {
     pub inode: u64,
 }
 
+/// A file modified this recently is not trusted by its stamp: a rewrite of
+/// the same size inside one timestamp tick, with a reused inode, keeps the
+/// same (size, mtime, inode). Like git's "racy clean" rule (and the Terraform
+/// monitor's), such a file is read again until it has settled.
+pub const RACY_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl Stamp {
+    /// True if content read at `now` can later be vouched for by this stamp.
+    pub fn settled(&self, now: SystemTime) -> bool {
+        match self.modified {
+            Some(m) => now.duration_since(m).is_ok_and(|age| age >= RACY_WINDOW),
+            // No mtime, or modified "in the future" (clocks disagree): trust nothing.
+            None => false,
+        }
+    }
+}
+
 pub(crate) fn resolve(base: &Path, p: &str) -> PathBuf {
     let p = Path::new(p);
     if p.is_absolute() {
@@ -101,9 +118,10 @@ pub(crate) fn expand(base: &Path, pattern: &str) -> Result<Vec<PathBuf>, BackupE
     Ok(out)
 }
 
-/// Parsed files by path, re-parsed only when the stamp changes.
+/// Parsed files by path, re-parsed only when the stamp changes (or when the
+/// file had not settled when it was read: see [`RACY_WINDOW`]).
 pub(crate) struct Cache<T> {
-    map: HashMap<PathBuf, (Stamp, Arc<T>)>,
+    map: HashMap<PathBuf, (Stamp, bool, Arc<T>)>,
 }
 
 impl<T> Default for Cache<T> {
@@ -123,19 +141,22 @@ impl<T> Cache<T> {
         parse: impl FnOnce(&[u8]) -> Result<T, ParseError>,
     ) -> Result<(Arc<T>, Stamp), BackupError> {
         let stamp = file_stamp(path)?;
-        if let Some((s, v)) = self.map.get(path) {
-            if *s == stamp {
+        if let Some((s, racy, v)) = self.map.get(path) {
+            if *s == stamp && !racy {
                 return Ok((v.clone(), stamp));
             }
         }
         self.map.remove(path);
+        let read_at = SystemTime::now();
         let (bytes, stamp) = read_limited(path, max)?;
+        let racy = !stamp.settled(read_at);
         let parsed = parse(&bytes).map_err(|source| BackupError::Parse {
             path: path.display().to_string(),
             source,
         })?;
         let v = Arc::new(parsed);
-        self.map.insert(path.to_path_buf(), (stamp, v.clone()));
+        self.map
+            .insert(path.to_path_buf(), (stamp, racy, v.clone()));
         Ok((v, stamp))
     }
 
@@ -163,6 +184,29 @@ mod tests {
             })
             .unwrap();
         assert_eq!(*v, 1);
+        // Read when just written: not vouched for by its stamp (racy), read again.
+        let (v, _) = c
+            .load(&p, 10, |_| {
+                calls += 1;
+                Ok(7)
+            })
+            .unwrap();
+        assert_eq!((*v, calls), (7, 2));
+        // Read once settled (mtime older than the racy window): cached from then on.
+        let old = SystemTime::now() - RACY_WINDOW * 2;
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let (v, _) = c
+            .load(&p, 10, |b| {
+                calls += 1;
+                Ok(b.len())
+            })
+            .unwrap();
+        assert_eq!((*v, calls), (1, 3));
         let (v, _) = c
             .load(&p, 10, |_| {
                 calls += 1;
@@ -170,7 +214,7 @@ mod tests {
             })
             .unwrap();
         assert_eq!(*v, 1);
-        assert_eq!(calls, 1);
+        assert_eq!(calls, 3);
         std::fs::write(&p, "12345678901").unwrap();
         assert!(matches!(
             c.load(&p, 10, |b| Ok(b.len())),

@@ -123,7 +123,9 @@ pub struct ListedFile {
 /// Cached checksum results.
 #[derive(Debug, Default)]
 pub struct HashCache {
-    map: HashMap<PathBuf, (Stamp, Algorithm, Vec<u8>, bool)>,
+    /// Stamp, whether the file had settled when hashed (see `files::RACY_WINDOW`),
+    /// algorithm, expected checksum, result.
+    map: HashMap<PathBuf, (Stamp, bool, Algorithm, Vec<u8>, bool)>,
 }
 
 /// The result of checking a file list.
@@ -236,8 +238,8 @@ pub fn verify_files(
         };
         let stamp = stamp_of(&md);
         seen.push(path.clone());
-        if let Some((s, a, e, ok)) = cache.map.get(&path) {
-            if *s == stamp && a == algo && e == expected {
+        if let Some((s, settled, a, e, ok)) = cache.map.get(&path) {
+            if *s == stamp && *settled && a == algo && e == expected {
                 out.checksummed += 1;
                 if !ok {
                     out.bad_checksum.push(f.path.clone());
@@ -251,6 +253,7 @@ pub fn verify_files(
         }
         hashed_any = true;
         spent = spent.saturating_add(f.size);
+        let settled = stamp.settled(std::time::SystemTime::now());
         match hash_file(&path, *algo) {
             Ok(h) => {
                 let ok = h.matches(expected);
@@ -258,7 +261,9 @@ pub fn verify_files(
                 if !ok {
                     out.bad_checksum.push(f.path.clone());
                 }
-                cache.map.insert(path, (stamp, *algo, expected.clone(), ok));
+                cache
+                    .map
+                    .insert(path, (stamp, settled, *algo, expected.clone(), ok));
             }
             Err(_) => out.unreadable.push(f.path.clone()),
         }
@@ -317,10 +322,45 @@ mod tests {
     }
 
     #[test]
+    fn a_file_hashed_before_it_settled_is_hashed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("d");
+        std::fs::write(&p, "dddd").unwrap();
+        let mtime = std::fs::metadata(&p).unwrap().modified().unwrap();
+        let files = vec![ListedFile {
+            path: "d".into(),
+            size: 4,
+            checksum: Some((Algorithm::Sha256, sha256_hex(b"dddd"))),
+        }];
+        let mut cache = HashCache::default();
+        let o = verify_files(dir.path(), &files, VerifyMode::Checksums, 100, &mut cache);
+        assert_eq!(o.verdict(), Some(true));
+        // Rewritten in place, same size, same mtime (one timestamp tick): the
+        // stamp is unchanged, but the hash was taken before the file settled.
+        std::fs::write(&p, "dddX").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        let o = verify_files(dir.path(), &files, VerifyMode::Checksums, 100, &mut cache);
+        assert_eq!(o.bad_checksum, vec!["d".to_string()]);
+    }
+
+    #[test]
     fn verify_finds_missing_resized_and_changed_files_within_budget() {
         let dir = tempfile::tempdir().unwrap();
+        // Written an hour ago: settled, so a hash, once taken, is trusted.
+        let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
         for (n, c) in [("a", "aaaa"), ("b", "bbbb"), ("c", "cccc")] {
             std::fs::write(dir.path().join(n), c).unwrap();
+            std::fs::File::options()
+                .write(true)
+                .open(dir.path().join(n))
+                .unwrap()
+                .set_modified(hour_ago)
+                .unwrap();
         }
         let listed = |name: &str, content: &[u8]| ListedFile {
             path: name.into(),

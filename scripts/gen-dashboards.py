@@ -245,6 +245,9 @@ def terraform():
                  thresholds((None, GREEN)), w=8),
         bargauge(L, "Resource instances by type (top 15)", f"topk(15, sum by (type) (terraform_state_resource_instances{{{s}}}))", "{{type}}", "none",
                  thresholds((None, GREEN)), w=8),
+        timeseries(L, "Remote state received", [target(f"sum by (state_file) (rate(terraform_state_remote_bytes_total{{{s}}}[$__rate_interval])) or on() vector(0)", "{{state_file}}")],
+                   "Bps", w=24, h=6,
+                   desc="Bytes of remote state (S3, HTTP, pg, HCP) downloaded per second. Requests are conditional: an unchanged state costs 0, so a steady non-zero line means a state that changes at every check, or a backend ignoring ETags (egress costs money)."),
         table(L, "Current read errors", [target(f"terraform_state_error_info{{{SEL}}} or on() vector(0)", instant=True, table=True)], "none",
               hide=["job", "instance", "Value"], description="Empty means every state, drift report and baseline was read."),
         table(L, "Policy violations", [

@@ -19,7 +19,7 @@ pub struct Budget {
 }
 
 impl Budget {
-    fn remaining(&self) -> Duration {
+    pub(crate) fn remaining(&self) -> Duration {
         self.deadline.saturating_duration_since(Instant::now())
     }
 }
@@ -43,6 +43,16 @@ pub struct Client {
 impl Client {
     /// `ca_file`: PEM roots trusted instead of the bundled web roots.
     pub fn new(request_timeout: Duration, ca_file: Option<&Path>) -> Result<Self, String> {
+        Self::with_redirects(request_timeout, ca_file, 3)
+    }
+
+    /// Like [`Client::new`], following at most `max_redirects` redirects
+    /// (credential endpoints: none, so an `Authorization` header never travels).
+    pub fn with_redirects(
+        request_timeout: Duration,
+        ca_file: Option<&Path>,
+        max_redirects: u32,
+    ) -> Result<Self, String> {
         let mut tls = ureq::tls::TlsConfig::builder();
         if let Some(path) = ca_file {
             let pem = std::fs::read(path)
@@ -64,7 +74,7 @@ impl Client {
         }
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .max_redirects(3)
+            .max_redirects(max_redirects)
             .timeout_global(Some(request_timeout))
             .tls_config(tls.build())
             .user_agent(concat!("homelab-monitor/", env!("CARGO_PKG_VERSION")))
@@ -83,9 +93,21 @@ impl Client {
         headers: &[(&str, &str)],
         budget: &Budget,
     ) -> Result<Response, RemoteError> {
+        self.request(label, Method::Get, url, headers, budget)
+    }
+
+    /// Any request, retried like [`Client::get`].
+    pub fn request(
+        &self,
+        label: &str,
+        method: Method<'_>,
+        url: &str,
+        headers: &[(&str, &str)],
+        budget: &Budget,
+    ) -> Result<Response, RemoteError> {
         let mut attempt = 0u32;
         loop {
-            let res = self.get_once(label, url, headers, budget);
+            let res = self.once(label, method, url, headers, budget);
             let wait = match &res {
                 Ok(r) if r.response.status == 429 || r.response.status >= 500 => {
                     Some(r.retry_after.unwrap_or_else(|| backoff(attempt)))
@@ -108,9 +130,10 @@ impl Client {
         }
     }
 
-    fn get_once(
+    fn once(
         &self,
         label: &str,
+        method: Method<'_>,
         url: &str,
         headers: &[(&str, &str)],
         budget: &Budget,
@@ -123,13 +146,30 @@ impl Client {
                 "no time left inside the monitor's timeout",
             ));
         }
-        let mut req = self.agent.get(url);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
         let timeout = budget.request_timeout.min(remaining);
-        let req = req.config().timeout_global(Some(timeout)).build();
-        let mut resp = req.call().map_err(|e| classify(label, &e))?;
+        let sent = match method {
+            Method::Get => {
+                let mut req = self.agent.get(url);
+                for (k, v) in headers {
+                    req = req.header(*k, *v);
+                }
+                req.config().timeout_global(Some(timeout)).build().call()
+            }
+            Method::Put(body) | Method::Post(body) => {
+                let mut req = match method {
+                    Method::Put(_) => self.agent.put(url),
+                    _ => self.agent.post(url),
+                };
+                for (k, v) in headers {
+                    req = req.header(*k, *v);
+                }
+                req.config()
+                    .timeout_global(Some(timeout))
+                    .build()
+                    .send(body)
+            }
+        };
+        let mut resp = sent.map_err(|e| classify(label, &e))?;
         let status = resp.status().as_u16();
         let h = |n: &str| {
             resp.headers()
@@ -175,6 +215,14 @@ impl Client {
             retry_after,
         })
     }
+}
+
+/// Method of a request, with its body.
+#[derive(Debug, Clone, Copy)]
+pub enum Method<'a> {
+    Get,
+    Put(&'a [u8]),
+    Post(&'a [u8]),
 }
 
 struct Attempt {

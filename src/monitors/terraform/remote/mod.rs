@@ -12,12 +12,14 @@
 //! `http://host/path`, `s3://bucket/key`, `pg://host:port/db/workspace`,
 //! `hcp://org/workspace` (see docs/remote-state.md).
 
+pub mod aws_credentials;
 pub mod client;
 mod hcp;
 mod http;
 mod pg;
 mod pg_tls;
 mod s3;
+mod sigv4;
 mod workdir;
 
 use std::collections::HashMap;
@@ -118,6 +120,7 @@ fn build(
     spec: &RemoteBackend,
     base: &Path,
     cfg: &TerraformConfig,
+    budget: &Budget,
 ) -> Result<Box<dyn Backend>, RemoteError> {
     let timeout = cfg.remote.request_timeout.0;
     match spec {
@@ -125,7 +128,7 @@ fn build(
             http::HttpBackend::from_config(h, base, timeout).map(|b| Box::new(b) as _)
         }
         RemoteBackend::S3(s) => {
-            s3::S3Backend::from_config(s, base, timeout).map(|b| Box::new(b) as _)
+            s3::S3Backend::from_config(s, base, timeout, budget).map(|b| Box::new(b) as _)
         }
         RemoteBackend::Pg(p) => {
             pg::PgBackend::from_config(p, base, timeout).map(|b| Box::new(b) as _)
@@ -330,7 +333,7 @@ impl RemoteSet {
         let mut out = Collected::default();
         for (i, spec) in cfg.backends.iter().enumerate() {
             let key = format!("backends[{i}]");
-            match build(spec, base, cfg) {
+            match build(spec, base, cfg, &budget) {
                 Ok(b) => entries.push(Entry::Ready(key, b)),
                 Err(e) => entries.push(Entry::Failed(key, spec_label(spec, i), e)),
             }
@@ -338,7 +341,7 @@ impl RemoteSet {
         for (i, dir) in cfg.working_dirs.iter().enumerate() {
             let key = format!("working_dirs[{i}]");
             let path: PathBuf = base.join(dir);
-            match workdir::backend_of(&path, base, cfg.remote.request_timeout.0) {
+            match workdir::backend_of(&path, base, cfg.remote.request_timeout.0, &budget) {
                 Ok(Some(b)) => entries.push(Entry::Ready(key, b)),
                 Ok(None) => {}
                 Err(e) => {

@@ -1,19 +1,23 @@
 //! Terraform `s3` backend and S3-compatible stores (MinIO, Garage, Ceph).
-//! Requests are SigV4-presigned (`rusty-s3`) and sent with the shared client;
-//! state reads are conditional on the ETag.
+//! URLs are built with `rusty-s3`, requests are SigV4-signed in the
+//! `Authorization` header ([`super::sigv4`]) with credentials from the standard
+//! chain ([`super::aws_credentials`]) and sent with the shared client; state
+//! reads are conditional on the ETag.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use rusty_s3::actions::{GetObject, ListObjectsV2};
-use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
+use rusty_s3::{Bucket, S3Action, UrlStyle};
 
 use crate::config::S3BackendConfig;
 
+use super::aws_credentials::{self, AwsCredentials, ChainRequest, Env};
 use super::client::{status_error, Budget, Client};
 use super::{http_date, Backend, Fetch, RemoteError, Target};
 
-const PRESIGN: Duration = Duration::from_secs(300);
+/// Unused by unsigned URLs; `rusty-s3` wants an expiry.
+const UNSIGNED: Duration = Duration::from_secs(300);
 const MAX_PAGES: usize = 1000;
 
 /// Everything an S3 backend needs; credentials never leave this struct.
@@ -34,7 +38,8 @@ pub struct S3Params {
 pub struct S3Backend {
     label: String,
     bucket: Bucket,
-    creds: Credentials,
+    region: String,
+    creds: AwsCredentials,
     key: Option<String>,
     prefix: Option<String>,
     wkp: String,
@@ -46,6 +51,7 @@ impl S3Backend {
         c: &S3BackendConfig,
         base: &Path,
         timeout: Duration,
+        budget: &Budget,
     ) -> Result<Self, RemoteError> {
         Self::new(
             S3Params {
@@ -61,10 +67,20 @@ impl S3Backend {
                 ca_file: c.ca_file.as_ref().map(|f| base.join(f)),
             },
             timeout,
+            budget,
+            &aws_credentials::process_env,
         )
     }
 
-    pub fn new(p: S3Params, timeout: Duration) -> Result<Self, RemoteError> {
+    /// Credentials are resolved here (every collection builds the backend
+    /// anew, so rotated credentials are picked up); `env` is the environment
+    /// lookup of the chain (the process environment outside tests).
+    pub fn new(
+        p: S3Params,
+        timeout: Duration,
+        budget: &Budget,
+        env: Env<'_>,
+    ) -> Result<Self, RemoteError> {
         let label = format!(
             "s3://{}/{}",
             p.bucket,
@@ -85,27 +101,46 @@ impl S3Backend {
             RemoteError::new(&label, "bad_url", "endpoint or bucket name is invalid")
         })?;
         let creds = match p.credentials {
-            Some((k, s, Some(t))) => Credentials::new_with_token(k, s, t),
-            Some((k, s, None)) => Credentials::new(k, s),
-            None => credential_chain(p.profile.as_deref()).ok_or_else(|| {
-                RemoteError::new(
-                    &label,
-                    "credentials",
-                    "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a profile in the shared credentials file",
-                )
-            })?,
+            Some((k, s, t)) => AwsCredentials::new(k, s, t, None),
+            None => aws_credentials::resolve(
+                &ChainRequest {
+                    profile: p.profile.as_deref(),
+                    region: &p.region,
+                    ca_file: p.ca_file.as_deref(),
+                },
+                env,
+                budget,
+                SystemTime::now(),
+            )
+            .map_err(|e| RemoteError::new(&label, "credentials", e.to_string()))?,
         };
         let client = Client::new(timeout, p.ca_file.as_deref())
             .map_err(|m| RemoteError::new(&label, "tls", m))?;
         Ok(S3Backend {
             label,
             bucket,
+            region: p.region,
             creds,
             key: p.key,
             prefix: p.prefix,
             wkp: p.workspace_key_prefix.trim_end_matches('/').to_string(),
             client,
         })
+    }
+
+    /// GET a URL built by `rusty-s3` (unsigned), signed in the headers.
+    fn get(
+        &self,
+        label: &str,
+        url: &url::Url,
+        extra: &[(&str, &str)],
+        budget: &Budget,
+    ) -> Result<super::client::Response, RemoteError> {
+        let signed = super::sigv4::sign_get(url, &self.region, &self.creds, jiff::Timestamp::now())
+            .ok_or_else(|| RemoteError::new(label, "bad_url", "the endpoint URL has no host"))?;
+        let mut headers: Vec<(&str, &str)> = signed.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        headers.extend_from_slice(extra);
+        self.client.get(label, url.as_str(), &headers, budget)
     }
 
     fn target(&self, key: &str) -> Target {
@@ -120,15 +155,15 @@ impl S3Backend {
         let mut keys = Vec::new();
         let mut token: Option<String> = None;
         for _ in 0..MAX_PAGES {
-            let mut action: ListObjectsV2<'_> = self.bucket.list_objects_v2(Some(&self.creds));
+            let mut action: ListObjectsV2<'_> = self.bucket.list_objects_v2(None);
             if !prefix.is_empty() {
                 action.with_prefix(prefix);
             }
             if let Some(t) = &token {
                 action.with_continuation_token(t.clone());
             }
-            let url = action.sign(PRESIGN);
-            let r = self.client.get(&self.label, url.as_str(), &[], budget)?;
+            let url = action.sign(UNSIGNED);
+            let r = self.get(&self.label, &url, &[], budget)?;
             if r.status != 200 {
                 return Err(status_error(&self.label, r.status));
             }
@@ -205,13 +240,13 @@ impl Backend for S3Backend {
         budget: &Budget,
         transferred: &mut u64,
     ) -> Result<Fetch, RemoteError> {
-        let action = GetObject::new(&self.bucket, Some(&self.creds), &t.id);
-        let url = action.sign(PRESIGN);
+        let action = GetObject::new(&self.bucket, None, &t.id);
+        let url = action.sign(UNSIGNED);
         let mut headers = Vec::new();
         if let Some(k) = known {
             headers.push(("if-none-match", k));
         }
-        let r = self.client.get(&t.label, url.as_str(), &headers, budget)?;
+        let r = self.get(&t.label, &url, &headers, budget)?;
         *transferred += r.body.len() as u64;
         match r.status {
             200 => Ok(Fetch::Body {
@@ -222,46 +257,6 @@ impl Backend for S3Backend {
             304 if known.is_some() => Ok(Fetch::NotModified),
             s => Err(status_error(&t.label, s)),
         }
-    }
-}
-
-/// The standard chain as far as it is static: environment, then the shared
-/// credentials file (`AWS_SHARED_CREDENTIALS_FILE` or `~/.aws/credentials`).
-fn credential_chain(profile: Option<&str>) -> Option<Credentials> {
-    if let Some(c) = Credentials::from_env() {
-        return Some(c);
-    }
-    let path = std::env::var_os("AWS_SHARED_CREDENTIALS_FILE")
-        .map(std::path::PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".aws/credentials")))?;
-    let text = std::fs::read_to_string(path).ok()?;
-    let env_profile = std::env::var("AWS_PROFILE").ok();
-    let want = profile.or(env_profile.as_deref()).unwrap_or("default");
-    let (mut key, mut secret, mut token) = (None, None, None);
-    let mut in_section = false;
-    for line in text.lines() {
-        let line = line.trim();
-        if line.starts_with('[') && line.ends_with(']') {
-            in_section = line[1..line.len() - 1].trim() == want;
-            continue;
-        }
-        if !in_section {
-            continue;
-        }
-        if let Some((k, v)) = line.split_once('=') {
-            let v = v.trim().to_string();
-            match k.trim() {
-                "aws_access_key_id" => key = Some(v),
-                "aws_secret_access_key" => secret = Some(v),
-                "aws_session_token" => token = Some(v),
-                _ => {}
-            }
-        }
-    }
-    match (key, secret, token) {
-        (Some(k), Some(s), Some(t)) => Some(Credentials::new_with_token(k, s, t)),
-        (Some(k), Some(s), None) => Some(Credentials::new(k, s)),
-        _ => None,
     }
 }
 

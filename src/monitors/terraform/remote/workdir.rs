@@ -10,6 +10,8 @@ use serde_json::Value;
 
 use crate::config::HttpAuth;
 
+use super::aws_credentials::process_env;
+use super::client::Budget;
 use super::http::HttpBackend;
 use super::pg::{PgBackend, DEFAULT_SCHEMA};
 use super::s3::{S3Backend, S3Params};
@@ -21,6 +23,7 @@ pub fn backend_of(
     dir: &Path,
     base: &Path,
     timeout: Duration,
+    budget: &Budget,
 ) -> Result<Option<Box<dyn Backend>>, RemoteError> {
     let record = dir.join(".terraform").join("terraform.tfstate");
     let shown = record
@@ -112,6 +115,8 @@ pub fn backend_of(
                     ca_file: None,
                 },
                 timeout,
+                budget,
+                &process_env,
             )?)
         }
         "pg" => {
@@ -157,14 +162,26 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let d = t.path();
         let timeout = Duration::from_secs(1);
-        assert!(backend_of(d, d, timeout).unwrap().is_none(), "no record");
+        let budget = Budget {
+            deadline: std::time::Instant::now() + timeout,
+            request_timeout: timeout,
+            retries: 0,
+            max_size: 1 << 20,
+        };
+        assert!(
+            backend_of(d, d, timeout, &budget).unwrap().is_none(),
+            "no record"
+        );
         record(d, r#"{"version":3,"serial":1}"#);
-        assert!(backend_of(d, d, timeout).unwrap().is_none(), "no backend");
+        assert!(
+            backend_of(d, d, timeout, &budget).unwrap().is_none(),
+            "no backend"
+        );
         record(
             d,
             r#"{"version":3,"backend":{"type":"gcs","config":{"bucket":"b","credentials":"SECRET-IN-RECORD"}}}"#,
         );
-        let e = backend_of(d, d, timeout).err().unwrap();
+        let e = backend_of(d, d, timeout, &budget).err().unwrap();
         assert_eq!(e.reason, "unsupported_backend");
         assert!(!e.to_string().contains("SECRET"), "{e}");
         assert!(
@@ -172,14 +189,14 @@ mod tests {
             "{e}"
         );
         record(d, "not json SECRET");
-        let e = backend_of(d, d, timeout).err().unwrap();
+        let e = backend_of(d, d, timeout, &budget).err().unwrap();
         assert_eq!(e.reason, "not_json");
         assert!(!e.to_string().contains("SECRET"), "{e}");
         record(
             d,
             r#"{"backend":{"type":"http","config":{"address":"https://h.lan/s","username":"u","password":"SECRET-PW"}}}"#,
         );
-        let b = backend_of(d, d, timeout).unwrap().unwrap();
+        let b = backend_of(d, d, timeout, &budget).unwrap().unwrap();
         assert_eq!(b.label(), "https://h.lan/s");
     }
 }

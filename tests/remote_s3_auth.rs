@@ -1,0 +1,912 @@
+//! The s3 backend's credential chain against moto_server in its authenticated
+//! mode (`INITIAL_NO_AUTH_ACTION_COUNT`): after the first requests (which create
+//! an IAM user, its access key and policy), moto verifies every SigV4 signature,
+//! so a state is read (`terraform_state_up 1`) only with the IAM user's real key.
+//!
+//! - wrong credentials (right key id with a wrong secret, an unknown key id) are
+//!   reported per source while a good source in the same config still reads;
+//! - each provider of the chain supplies the key that moto accepts, with no
+//!   other source available: a `[profile x]` of the config file, a
+//!   `credential_process`, web identity (env and profile) against a loopback STS
+//!   stand-in, the container endpoint, IMDSv2; temporary credentials are cached;
+//! - no secret (secret key, session token, web identity token, container and
+//!   IMDS tokens, state content) reaches metrics, reports or debug logs.
+//!
+//! Environment variables are process-wide: every case runs in the one test
+//! function of this file, sequentially.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use common::{free_port, repo, series, BIN};
+use homelab_monitor::encoder::{encode, Format};
+use homelab_monitor::monitor::{CollectContext, Monitor};
+use homelab_monitor::monitors::terraform::TerraformMonitor;
+
+const CANARY: &str = "CANARY-5ecret-s3auth-91e2";
+const WEB_IDENTITY_TOKEN: &str = "CANARY-web-identity-jwt-77aa";
+const CONTAINER_TOKEN: &str = "CANARY-container-auth-token-0b9e";
+const IMDS_TOKEN: &str = "CANARY-imds-token-5f30";
+const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/tf-state-reader";
+const PROFILE_ROLE_ARN: &str = "arn:aws:iam::123456789012:role/tf-state-reader-profile";
+
+// ---------------------------------------------------------------- moto
+
+/// moto_server from a venv under `.cache/tools/` (git-ignored), installed if missing
+/// (as tests/remote_state.rs does).
+fn moto_venv() -> PathBuf {
+    let venv = repo().join(".cache/tools/moto-venv");
+    let bin = venv.join("bin/moto_server");
+    if bin.is_file() {
+        return venv;
+    }
+    let ok = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+        && Command::new(venv.join("bin/pip"))
+            .args(["install", "-q", "moto[server]"])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+    assert!(
+        ok && bin.is_file(),
+        "moto_server is missing and could not be installed: install the PyPI package `moto[server]` into {} (needs python3-venv)",
+        venv.display()
+    );
+    venv
+}
+
+/// A child process killed on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("nothing listens on 127.0.0.1:{port}");
+}
+
+/// A state with one null_resource whose trigger holds the canary.
+fn state() -> String {
+    format!(
+        r#"{{"version":4,"terraform_version":"1.9.0","serial":3,"lineage":"4b1e0c5e-0000-4000-8000-000000000001","outputs":{{}},"resources":[{{"mode":"managed","type":"null_resource","name":"n","provider":"provider[\"registry.terraform.io/hashicorp/null\"]","instances":[{{"schema_version":0,"attributes":{{"id":"1","triggers":{{"secret":"{CANARY}"}}}},"sensitive_attributes":[]}}]}}]}}"#
+    )
+}
+
+/// Keys made in moto by the setup.
+struct Keys {
+    /// The IAM user's access key (id, secret).
+    user: (String, String),
+    /// Temporary credentials of a role assumed by that user (id, secret, token):
+    /// what STS, the container endpoint and IMDS hand out.
+    temp: (String, String, String),
+}
+
+/// Moto's first 5 requests are not authenticated: they create an IAM user, its
+/// access key and policy, and a role with its policy. Then, signed, the bucket
+/// and its objects are written and the role is assumed (temporary
+/// credentials that moto checks with their session token). Also checks that
+/// moto refuses a wrong secret with 403 and an unsigned request.
+fn moto_setup(venv: &Path, endpoint: &str, keys: &[&str]) -> Keys {
+    let script = r#"
+import boto3, json, sys
+from botocore.exceptions import ClientError
+ep, body, keys = sys.argv[1], sys.argv[2], sys.argv[3:]
+anon = dict(endpoint_url=ep, region_name="us-east-1",
+            aws_access_key_id="AKIAIOSFODNN7EXAMPLE", aws_secret_access_key="setup")
+allow = json.dumps({"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Action": ["s3:*", "sts:AssumeRole"], "Resource": "*"}]})
+trust = json.dumps({"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:user/monitor"}, "Action": "sts:AssumeRole"}]})
+iam = boto3.client("iam", **anon)
+iam.create_user(UserName="monitor")
+k = iam.create_access_key(UserName="monitor")["AccessKey"]
+iam.put_user_policy(UserName="monitor", PolicyName="s3", PolicyDocument=allow)
+iam.create_role(RoleName="tf-state-reader", AssumeRolePolicyDocument=trust)
+iam.put_role_policy(RoleName="tf-state-reader", PolicyName="s3", PolicyDocument=allow)
+good = dict(endpoint_url=ep, region_name="us-east-1",
+            aws_access_key_id=k["AccessKeyId"], aws_secret_access_key=k["SecretAccessKey"])
+cfg = boto3.session.Config(s3={"addressing_style": "path"})
+s3 = boto3.client("s3", config=cfg, **good)
+s3.create_bucket(Bucket="tfstate")
+for key in keys:
+    s3.put_object(Bucket="tfstate", Key=key, Body=body.encode())
+t = boto3.client("sts", **good).assume_role(
+    RoleArn="arn:aws:iam::123456789012:role/tf-state-reader", RoleSessionName="setup",
+    DurationSeconds=3600)["Credentials"]
+tmp = boto3.client("s3", config=cfg, endpoint_url=ep, region_name="us-east-1",
+                   aws_access_key_id=t["AccessKeyId"], aws_secret_access_key=t["SecretAccessKey"],
+                   aws_session_token=t["SessionToken"])
+tmp.get_object(Bucket="tfstate", Key=keys[0])
+for (kid, sec, tok) in [(k["AccessKeyId"], "wrong-secret", None),
+                        (t["AccessKeyId"], t["SecretAccessKey"], "wrong-token")]:
+    bad = boto3.client("s3", endpoint_url=ep, region_name="us-east-1", config=cfg,
+                       aws_access_key_id=kid, aws_secret_access_key=sec, aws_session_token=tok)
+    try:
+        bad.get_object(Bucket="tfstate", Key=keys[0])
+        sys.exit("moto accepted wrong credentials: authentication is not enforced")
+    except ClientError as e:
+        status = e.response["ResponseMetadata"]["HTTPStatusCode"]
+        if status not in (400, 403):
+            sys.exit("moto answered %d to wrong credentials" % status)
+print(json.dumps([k["AccessKeyId"], k["SecretAccessKey"],
+                  t["AccessKeyId"], t["SecretAccessKey"], t["SessionToken"]]))
+"#;
+    let out = Command::new(venv.join("bin/python"))
+        .arg("-c")
+        .arg(script)
+        .arg(endpoint)
+        .arg(state())
+        .args(keys)
+        .stdin(Stdio::null())
+        .output()
+        .expect("cannot run the moto venv's python");
+    assert!(
+        out.status.success(),
+        "moto setup failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: [String; 5] =
+        serde_json::from_slice(&out.stdout).expect("the setup prints the keys as JSON");
+    let [a, b, c, d, e] = v;
+    // An unsigned request is refused too (authentication is on).
+    let r = ureq::Agent::new_with_defaults()
+        .get(&format!("{endpoint}/tfstate/{}", keys[0]))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .call()
+        .expect("moto answers");
+    assert!(
+        r.status().as_u16() >= 400,
+        "moto served an unsigned request: {}",
+        r.status()
+    );
+    Keys {
+        user: (a, b),
+        temp: (c, d, e),
+    }
+}
+
+// ---------------------------------------------------------------- environment
+
+/// Remove every AWS_* variable and point HOME at an empty folder, then set `vars`.
+/// IMDS is disabled unless a case enables it.
+fn set_env(home: &Path, vars: &[(&str, &str)]) {
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AWS_") {
+            std::env::remove_var(k);
+        }
+    }
+    std::env::set_var("HOME", home);
+    std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+    for (k, v) in vars {
+        std::env::set_var(k, v);
+    }
+}
+
+// ---------------------------------------------------------------- exporter
+
+fn monitor(dir: &Path, yaml: &str) -> TerraformMonitor {
+    let path = dir.join("monitoring-config.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let file = homelab_monitor::config::parse(yaml, &path).expect("config must load");
+    let cfg = file
+        .custom_monitors
+        .terraform_state
+        .expect("terraform_state configured");
+    TerraformMonitor::new(cfg, dir.to_path_buf())
+}
+
+/// A config of S3 entries (bucket tfstate on moto), each `(key, profile)`.
+fn yaml(endpoint: &str, entries: &[(&str, Option<&str>)]) -> String {
+    let mut y = String::from(
+        "custom_monitors:\n  terraform_state:\n    check_interval: 1ms\n    timeout: 20s\n    remote: { retries: 0, request_timeout: 5s }\n    backends:\n",
+    );
+    for (key, profile) in entries {
+        y.push_str(&format!(
+            "      - {{ type: s3, bucket: tfstate, key: \"{key}\", endpoint: \"{endpoint}\", use_path_style: true{} }}\n",
+            profile.map(|p| format!(", profile: {p}")).unwrap_or_default()
+        ));
+    }
+    y
+}
+
+fn assert_no_secret(text: &str, secrets: &[&str], what: &str) {
+    for s in secrets {
+        assert!(!text.contains(s), "a secret leaked into {what}:\n{text}");
+    }
+}
+
+async fn scrape(m: &TerraformMonitor, secrets: &[&str]) -> String {
+    // Results are cached for check_interval (1 ms): let it pass.
+    std::thread::sleep(Duration::from_millis(5));
+    let snap = m
+        .collect(CollectContext {
+            now: SystemTime::now(),
+        })
+        .await
+        .expect("collection must not fail as a whole");
+    let text = encode(vec![Arc::new(snap)], Format::Classic).expect("/metrics renders");
+    assert_no_secret(&text, secrets, "metrics");
+    text
+}
+
+fn label(key: &str) -> String {
+    format!("s3://tfstate/{key}")
+}
+
+fn up(m: &str, key: &str) -> Option<f64> {
+    series(
+        m,
+        &format!("terraform_state_up{{state_file=\"{}\"}}", label(key)),
+    )
+}
+
+fn error_reason(m: &str, key: &str, component: &str) -> Option<String> {
+    let prefix = format!(
+        "terraform_state_error_info{{state_file=\"{}\",component=\"{component}\",reason=\"",
+        label(key)
+    );
+    m.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|r| r.split('"').next())
+        .map(str::to_string)
+}
+
+fn instances(m: &str, key: &str) -> Option<f64> {
+    series(
+        m,
+        &format!(
+            "terraform_state_resource_instances{{state_file=\"{}\",mode=\"managed\",type=\"null_resource\"}}",
+            label(key)
+        ),
+    )
+}
+
+/// The binary's one-shot report with debug logs, in a child process with its
+/// own environment (the AWS_* variables of this process removed first).
+fn status_report(dir: &Path, home: &Path, env: &[(&str, &str)], secrets: &[&str]) -> String {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir)
+        .args([
+            "--config",
+            "monitoring-config.yaml",
+            "--status",
+            "--log.level",
+            "debug",
+        ])
+        .env_remove("RUST_LOG")
+        .env("HOME", home)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(Stdio::null());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AWS_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.envs(env.iter().copied());
+    let out = cmd.output().expect("cannot run homelab-monitor");
+    let all = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_no_secret(&all, secrets, "the report or debug logs");
+    all
+}
+
+// ---------------------------------------------------------------- stand-ins
+
+struct Req {
+    method: String,
+    path: String,
+    headers: HashMap<String, String>,
+    body: Vec<u8>,
+}
+
+struct Resp {
+    status: u16,
+    body: Vec<u8>,
+}
+
+fn resp(status: u16, body: impl Into<Vec<u8>>) -> Resp {
+    Resp {
+        status,
+        body: body.into(),
+    }
+}
+
+type Handler = Arc<dyn Fn(&Req) -> Resp + Send + Sync>;
+
+/// A loopback HTTP/1.1 server (one thread per connection); stops when dropped.
+struct Server {
+    port: u16,
+    stop: Arc<AtomicBool>,
+}
+
+impl Server {
+    fn start(handler: Handler) -> Server {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        l.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((c, _)) => {
+                        let h = handler.clone();
+                        std::thread::spawn(move || serve(c, h));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Server { port, stop }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn serve(c: TcpStream, h: Handler) {
+    let _ = c.set_nonblocking(false);
+    let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut r = BufReader::new(c);
+    let mut line = String::new();
+    if r.read_line(&mut line).is_err() {
+        return;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_string();
+    let path = parts.next().unwrap_or("").to_string();
+    let mut headers = HashMap::new();
+    loop {
+        let mut l = String::new();
+        if r.read_line(&mut l).unwrap_or(0) == 0 || l.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
+    }
+    let len: usize = headers
+        .get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    if r.read_exact(&mut body).is_err() {
+        return;
+    }
+    let out = h(&Req {
+        method,
+        path,
+        headers,
+        body,
+    });
+    let mut c = r.into_inner();
+    let head = format!(
+        "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        out.status,
+        out.body.len()
+    );
+    let _ = c.write_all(head.as_bytes());
+    let _ = c.write_all(&out.body);
+    let _ = c.flush();
+}
+
+fn expiration_in(secs: u64) -> String {
+    let t = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(secs as i64);
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// STS stand-in: AssumeRoleWithWebIdentity returns the IAM user's real key as
+/// "temporary" credentials. Records (role ARN, session name, token) per call.
+fn sts(key: &(String, String, String), calls: Arc<Mutex<Vec<(String, String, String)>>>) -> Server {
+    let (id, secret, token) = key.clone();
+    Server::start(Arc::new(move |r: &Req| {
+        let form: HashMap<String, String> =
+            url::form_urlencoded::parse(&r.body).into_owned().collect();
+        if r.method != "POST"
+            || form.get("Action").map(String::as_str) != Some("AssumeRoleWithWebIdentity")
+            || form.get("Version").map(String::as_str) != Some("2011-06-15")
+        {
+            return resp(
+                400,
+                "<ErrorResponse><Error><Code>InvalidAction</Code></Error></ErrorResponse>",
+            );
+        }
+        let g = |k: &str| form.get(k).cloned().unwrap_or_default();
+        calls
+            .lock()
+            .unwrap()
+            .push((g("RoleArn"), g("RoleSessionName"), g("WebIdentityToken")));
+        if g("WebIdentityToken") != WEB_IDENTITY_TOKEN {
+            return resp(
+                400,
+                "<ErrorResponse><Error><Code>InvalidIdentityToken</Code></Error></ErrorResponse>",
+            );
+        }
+        resp(
+            200,
+            format!(
+                r#"<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+  <AssumeRoleWithWebIdentityResult>
+    <SubjectFromWebIdentityToken>system:serviceaccount:monitoring:homelab-monitor</SubjectFromWebIdentityToken>
+    <AssumedRoleUser><Arn>{}/x</Arn><AssumedRoleId>AROA:x</AssumedRoleId></AssumedRoleUser>
+    <Credentials>
+      <SessionToken>{token}</SessionToken>
+      <SecretAccessKey>{secret}</SecretAccessKey>
+      <Expiration>{}</Expiration>
+      <AccessKeyId>{id}</AccessKeyId>
+    </Credentials>
+  </AssumeRoleWithWebIdentityResult>
+  <ResponseMetadata><RequestId>1</RequestId></ResponseMetadata>
+</AssumeRoleWithWebIdentityResponse>"#,
+                g("RoleArn"),
+                expiration_in(3600)
+            ),
+        )
+    }))
+}
+
+fn endpoint_json(key: &(String, String, String)) -> String {
+    format!(
+        r#"{{"Code":"Success","Type":"AWS-HMAC","AccessKeyId":"{}","SecretAccessKey":"{}","Token":"{}","Expiration":"{}"}}"#,
+        key.0,
+        key.1,
+        key.2,
+        expiration_in(3600)
+    )
+}
+
+/// Container endpoint stand-in: answers only with the right Authorization.
+fn container(key: &(String, String, String), seen: Arc<Mutex<Vec<Option<String>>>>) -> Server {
+    let key = key.clone();
+    Server::start(Arc::new(move |r: &Req| {
+        seen.lock()
+            .unwrap()
+            .push(r.headers.get("authorization").cloned());
+        if r.method != "GET" || r.path != "/v1/credentials" {
+            return resp(404, "");
+        }
+        if r.headers.get("authorization").map(String::as_str) != Some(CONTAINER_TOKEN) {
+            return resp(401, "");
+        }
+        resp(200, endpoint_json(&key))
+    }))
+}
+
+/// IMDSv2 stand-in: a PUT for a session token, then GETs that must carry it.
+fn imds(key: &(String, String, String), log: Arc<Mutex<Vec<String>>>) -> Server {
+    let key = key.clone();
+    Server::start(Arc::new(move |r: &Req| {
+        log.lock().unwrap().push(format!("{} {}", r.method, r.path));
+        if r.path == "/latest/api/token" {
+            if r.method != "PUT"
+                || !r
+                    .headers
+                    .contains_key("x-aws-ec2-metadata-token-ttl-seconds")
+            {
+                return resp(400, "");
+            }
+            return resp(200, IMDS_TOKEN);
+        }
+        if r.method != "GET"
+            || r.headers
+                .get("x-aws-ec2-metadata-token")
+                .map(String::as_str)
+                != Some(IMDS_TOKEN)
+        {
+            return resp(401, "");
+        }
+        match r.path.as_str() {
+            "/latest/meta-data/iam/security-credentials/" => resp(200, "tf-reader-role\n"),
+            "/latest/meta-data/iam/security-credentials/tf-reader-role" => {
+                resp(200, endpoint_json(&key))
+            }
+            _ => resp(404, ""),
+        }
+    }))
+}
+
+// ---------------------------------------------------------------- the test
+
+#[tokio::test(flavor = "multi_thread")]
+async fn s3_credential_chain_against_authenticated_moto() {
+    let venv = moto_venv();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let port = free_port();
+    // The first 5 requests (IAM user, key, policies, role) are not authenticated.
+    let _moto = Proc(
+        Command::new(venv.join("bin/moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("INITIAL_NO_AUTH_ACTION_COUNT", "5")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot start moto_server"),
+    );
+    wait_port(port);
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let keys = [
+        "good/terraform.tfstate",
+        "wrong-secret/terraform.tfstate",
+        "unknown-key/terraform.tfstate",
+        "config-profile/terraform.tfstate",
+        "process/terraform.tfstate",
+        "web-identity/terraform.tfstate",
+        "web-identity-profile/terraform.tfstate",
+        "container/terraform.tfstate",
+        "imds/terraform.tfstate",
+    ];
+    let k = moto_setup(&venv, &endpoint, &keys);
+    let (key_id, secret) = (k.user.0.as_str(), k.user.1.as_str());
+    let (temp_id, temp_secret, temp_token) =
+        (k.temp.0.as_str(), k.temp.1.as_str(), k.temp.2.as_str());
+    let secrets = [
+        CANARY,
+        secret,
+        temp_secret,
+        temp_token,
+        WEB_IDENTITY_TOKEN,
+        CONTAINER_TOKEN,
+        IMDS_TOKEN,
+        "wrong-secret-value-3c9d",
+    ];
+
+    // ------------------------------------------------ a) wrong credentials
+    // Profiles of the shared credentials file: the right key with a wrong
+    // secret, an unknown key id, and the good key for a second source.
+    let creds_file = dir.join("credentials");
+    std::fs::write(
+        &creds_file,
+        format!(
+            "[good]\naws_access_key_id = {key_id}\naws_secret_access_key = {secret}\n\
+             [wrongsecret]\naws_access_key_id = {key_id}\naws_secret_access_key = wrong-secret-value-3c9d\n\
+             [unknownkey]\naws_access_key_id = AKIAUNKNOWNKEY000000\naws_secret_access_key = {secret}\n"
+        ),
+    )
+    .unwrap();
+    let creds_s = creds_file.to_str().unwrap();
+    set_env(&home, &[("AWS_SHARED_CREDENTIALS_FILE", creds_s)]);
+    let y = yaml(
+        &endpoint,
+        &[
+            ("good/terraform.tfstate", Some("good")),
+            ("wrong-secret/terraform.tfstate", Some("wrongsecret")),
+            ("unknown-key/terraform.tfstate", Some("unknownkey")),
+        ],
+    );
+    let m = monitor(dir, &y);
+    let text = scrape(&m, &secrets).await;
+    assert_eq!(up(&text, "good/terraform.tfstate"), Some(1.0), "{text}");
+    assert_eq!(
+        instances(&text, "good/terraform.tfstate"),
+        Some(1.0),
+        "{text}"
+    );
+    for bad in [
+        "wrong-secret/terraform.tfstate",
+        "unknown-key/terraform.tfstate",
+    ] {
+        assert_eq!(up(&text, bad), Some(0.0), "{bad}:\n{text}");
+        assert_eq!(
+            error_reason(&text, bad, "state").as_deref(),
+            Some("http_403"),
+            "{bad}:\n{text}"
+        );
+    }
+    let report = status_report(
+        dir,
+        &home,
+        &[("AWS_SHARED_CREDENTIALS_FILE", creds_s)],
+        &secrets,
+    );
+    assert!(
+        report.contains("s3://tfstate/wrong-secret/terraform.tfstate")
+            && report.contains("HTTP 403"),
+        "the report names the source and the status:\n{report}"
+    );
+
+    // No credentials anywhere: a bounded reason and a message naming the providers.
+    set_env(&home, &[]);
+    let m = monitor(dir, &yaml(&endpoint, &[("good/terraform.tfstate", None)]));
+    let text = scrape(&m, &secrets).await;
+    assert_eq!(
+        error_reason(&text, "good/terraform.tfstate", "discovery").as_deref(),
+        Some("credentials"),
+        "{text}"
+    );
+    let report = status_report(dir, &home, &[], &secrets);
+    for part in [
+        "no AWS credentials found",
+        "environment",
+        "profile default",
+        "web identity",
+        "container credentials",
+        "EC2 instance metadata",
+    ] {
+        assert!(report.contains(part), "{part} missing from:\n{report}");
+    }
+    // IMDS that does not answer costs about a second, not the collection.
+    let closed = free_port();
+    let imds_closed = format!("http://127.0.0.1:{closed}");
+    set_env(
+        &home,
+        &[
+            ("AWS_EC2_METADATA_DISABLED", "false"),
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds_closed),
+        ],
+    );
+    let started = Instant::now();
+    let text = scrape(&m, &secrets).await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(
+        error_reason(&text, "good/terraform.tfstate", "discovery").as_deref(),
+        Some("credentials"),
+        "{text}"
+    );
+
+    // ------------------------------------------------ b) each provider
+    // A `[profile x]` of the config file (not the credentials file).
+    let aws = home.join(".aws");
+    std::fs::create_dir_all(&aws).unwrap();
+    let process_count = dir.join("process-runs");
+    let script = dir.join("creds.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho run >> '{}'\necho 'diagnostics on stderr {CANARY}' >&2\nprintf '%s' '{{\"Version\":1,\"AccessKeyId\":\"{temp_id}\",\"SecretAccessKey\":\"{temp_secret}\",\"SessionToken\":\"{temp_token}\",\"Expiration\":\"{}\"}}'\n",
+            process_count.display(),
+            expiration_in(3600)
+        ),
+    )
+    .unwrap();
+    let token_file = dir.join("web-identity-token");
+    std::fs::write(&token_file, format!("{WEB_IDENTITY_TOKEN}\n")).unwrap();
+    std::fs::write(
+        aws.join("config"),
+        format!(
+            "[default]\nregion = us-east-1\n\n[profile cfg]\naws_access_key_id = {key_id}\naws_secret_access_key = {secret}\n\n\
+             [profile proc]\ncredential_process = sh {}\n\n\
+             [profile wi]\nrole_arn = {PROFILE_ROLE_ARN}\nweb_identity_token_file = {}\nrole_session_name = from-profile\n",
+            script.display(),
+            token_file.display()
+        ),
+    )
+    .unwrap();
+    set_env(&home, &[]);
+    let m = monitor(
+        dir,
+        &yaml(
+            &endpoint,
+            &[("config-profile/terraform.tfstate", Some("cfg"))],
+        ),
+    );
+    let text = scrape(&m, &secrets).await;
+    assert_eq!(
+        up(&text, "config-profile/terraform.tfstate"),
+        Some(1.0),
+        "{text}"
+    );
+
+    // credential_process: run once, then cached until 5 minutes before Expiration.
+    let m = monitor(
+        dir,
+        &yaml(&endpoint, &[("process/terraform.tfstate", Some("proc"))]),
+    );
+    let text = scrape(&m, &secrets).await;
+    assert_eq!(up(&text, "process/terraform.tfstate"), Some(1.0), "{text}");
+    let text = scrape(&m, &secrets).await;
+    assert_eq!(up(&text, "process/terraform.tfstate"), Some(1.0), "{text}");
+    let runs = std::fs::read_to_string(&process_count).unwrap_or_default();
+    assert_eq!(runs.lines().count(), 1, "credential_process runs: {runs}");
+    status_report(dir, &home, &[], &secrets);
+
+    // Web identity from the environment (IRSA), against the STS stand-in.
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let sts_srv = sts(&k.temp, calls.clone());
+    let sts_url = sts_srv.url("");
+    let token_s = token_file.to_str().unwrap();
+    let wi_env = [
+        ("AWS_ROLE_ARN", ROLE_ARN),
+        ("AWS_WEB_IDENTITY_TOKEN_FILE", token_s),
+        ("AWS_ENDPOINT_URL_STS", sts_url.as_str()),
+    ];
+    set_env(&home, &wi_env);
+    // The config file's default profile has no credentials: the chain goes on.
+    let m = monitor(
+        dir,
+        &yaml(&endpoint, &[("web-identity/terraform.tfstate", None)]),
+    );
+    let text = scrape(&m, &secrets).await;
+    assert_eq!(
+        up(&text, "web-identity/terraform.tfstate"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        calls.lock().unwrap().clone(),
+        vec![(
+            ROLE_ARN.to_string(),
+            "homelab-monitor".to_string(),
+            WEB_IDENTITY_TOKEN.to_string()
+        )]
+    );
+    // Cached: the next collection does not ask STS again.
+    let text = scrape(&m, &secrets).await;
+    assert_eq!(
+        up(&text, "web-identity/terraform.tfstate"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(calls.lock().unwrap().len(), 1);
+    status_report(dir, &home, &wi_env, &secrets);
+    // A token that STS refuses: a credentials error naming the provider, no token.
+    let bad_token = dir.join("bad-token");
+    std::fs::write(&bad_token, "CANARY-refused-token").unwrap();
+    let bad_env = [
+        ("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/other"),
+        ("AWS_WEB_IDENTITY_TOKEN_FILE", bad_token.to_str().unwrap()),
+        ("AWS_ENDPOINT_URL_STS", sts_url.as_str()),
+    ];
+    set_env(&home, &bad_env);
+    let m = monitor(
+        dir,
+        &yaml(&endpoint, &[("web-identity/terraform.tfstate", None)]),
+    );
+    let text = scrape(&m, &secrets).await;
+    assert_eq!(
+        error_reason(&text, "web-identity/terraform.tfstate", "discovery").as_deref(),
+        Some("credentials"),
+        "{text}"
+    );
+    let mut more = secrets.to_vec();
+    more.push("CANARY-refused-token");
+    let report = status_report(dir, &home, &bad_env, &more);
+    assert!(
+        report.contains("web identity") && report.contains("InvalidIdentityToken"),
+        "{report}"
+    );
+
+    // Web identity from a profile (role_arn + web_identity_token_file).
+    set_env(&home, &[("AWS_ENDPOINT_URL_STS", sts_url.as_str())]);
+    let m = monitor(
+        dir,
+        &yaml(
+            &endpoint,
+            &[("web-identity-profile/terraform.tfstate", Some("wi"))],
+        ),
+    );
+    let text = scrape(&m, &secrets).await;
+    assert_eq!(
+        up(&text, "web-identity-profile/terraform.tfstate"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        calls.lock().unwrap().last().cloned(),
+        Some((
+            PROFILE_ROLE_ARN.to_string(),
+            "from-profile".to_string(),
+            WEB_IDENTITY_TOKEN.to_string()
+        ))
+    );
+    drop(sts_srv);
+
+    // Container credentials (ECS / EKS Pod Identity), token from a file.
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let ctr = container(&k.temp, seen.clone());
+    let ctr_url = ctr.url("/v1/credentials");
+    let ctr_token_file = dir.join("container-token");
+    std::fs::write(&ctr_token_file, CONTAINER_TOKEN).unwrap();
+    let ctr_env = [
+        ("AWS_CONTAINER_CREDENTIALS_FULL_URI", ctr_url.as_str()),
+        (
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+            ctr_token_file.to_str().unwrap(),
+        ),
+    ];
+    set_env(&home, &ctr_env);
+    let m = monitor(
+        dir,
+        &yaml(&endpoint, &[("container/terraform.tfstate", None)]),
+    );
+    let text = scrape(&m, &secrets).await;
+    assert_eq!(
+        up(&text, "container/terraform.tfstate"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        seen.lock().unwrap().clone(),
+        vec![Some(CONTAINER_TOKEN.to_string())]
+    );
+    status_report(dir, &home, &ctr_env, &secrets);
+    // A wrong token (here from AWS_CONTAINER_AUTHORIZATION_TOKEN) is refused (401);
+    // another endpoint instance, so that the cached credentials are not used.
+    let ctr2 = container(&k.temp, seen.clone());
+    let ctr2_url = ctr2.url("/v1/credentials");
+    let wrong_ctr = [
+        ("AWS_CONTAINER_CREDENTIALS_FULL_URI", ctr2_url.as_str()),
+        (
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+            "CANARY-wrong-container-token",
+        ),
+    ];
+    set_env(&home, &wrong_ctr);
+    let m = monitor(
+        dir,
+        &yaml(&endpoint, &[("container/terraform.tfstate", None)]),
+    );
+    let text = scrape(&m, &secrets).await;
+    assert_eq!(
+        error_reason(&text, "container/terraform.tfstate", "discovery").as_deref(),
+        Some("credentials"),
+        "{text}"
+    );
+    let mut more = secrets.to_vec();
+    more.push("CANARY-wrong-container-token");
+    let report = status_report(dir, &home, &wrong_ctr, &more);
+    assert!(report.contains("HTTP 401"), "{report}");
+    drop((ctr, ctr2));
+
+    // EC2 instance metadata (IMDSv2): token first, then role, then credentials.
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let md = imds(&k.temp, log.clone());
+    let md_url = md.url("");
+    let md_env = [
+        ("AWS_EC2_METADATA_DISABLED", "false"),
+        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", md_url.as_str()),
+    ];
+    set_env(&home, &md_env);
+    let m = monitor(dir, &yaml(&endpoint, &[("imds/terraform.tfstate", None)]));
+    let text = scrape(&m, &secrets).await;
+    assert_eq!(up(&text, "imds/terraform.tfstate"), Some(1.0), "{text}");
+    assert_eq!(
+        log.lock().unwrap().clone(),
+        vec![
+            "PUT /latest/api/token".to_string(),
+            "GET /latest/meta-data/iam/security-credentials/".to_string(),
+            "GET /latest/meta-data/iam/security-credentials/tf-reader-role".to_string(),
+        ]
+    );
+    status_report(dir, &home, &md_env, &secrets);
+    drop(md);
+
+    set_env(&home, &[]);
+}

@@ -564,6 +564,8 @@ async fn s3_credential_chain_against_authenticated_moto() {
     let endpoint = format!("http://127.0.0.1:{port}");
     let keys = [
         "good/terraform.tfstate",
+        // A workspace: the key holds `:` (percent-encoded in the signed path).
+        "env:/prod/good/terraform.tfstate",
         "wrong-secret/terraform.tfstate",
         "unknown-key/terraform.tfstate",
         "config-profile/terraform.tfstate",
@@ -614,6 +616,11 @@ async fn s3_credential_chain_against_authenticated_moto() {
     let m = monitor(dir, &y);
     let text = scrape(&m, &secrets).await;
     assert_eq!(up(&text, "good/terraform.tfstate"), Some(1.0), "{text}");
+    assert_eq!(
+        up(&text, "env:/prod/good/terraform.tfstate"),
+        Some(1.0),
+        "{text}"
+    );
     assert_eq!(
         instances(&text, "good/terraform.tfstate"),
         Some(1.0),

@@ -136,8 +136,11 @@ impl S3Backend {
         extra: &[(&str, &str)],
         budget: &Budget,
     ) -> Result<super::client::Response, RemoteError> {
-        let signed = super::sigv4::sign_get(url, &self.region, &self.creds, jiff::Timestamp::now())
-            .ok_or_else(|| RemoteError::new(label, "bad_url", "the endpoint URL has no host"))?;
+        let signed =
+            super::sigv4::sign_get(url, &self.region, &self.creds, std::time::SystemTime::now())
+                .ok_or_else(|| {
+                    RemoteError::new(label, "bad_url", "the endpoint URL has no host")
+                })?;
         let mut headers: Vec<(&str, &str)> = signed.iter().map(|(k, v)| (*k, v.as_str())).collect();
         headers.extend_from_slice(extra);
         self.client.get(label, url.as_str(), &headers, budget)

@@ -572,6 +572,7 @@ async fn s3_credential_chain_against_authenticated_moto() {
         "process/terraform.tfstate",
         "web-identity/terraform.tfstate",
         "web-identity-profile/terraform.tfstate",
+        "assume-role/terraform.tfstate",
         "container/terraform.tfstate",
         "imds/terraform.tfstate",
     ];
@@ -834,6 +835,55 @@ async fn s3_credential_chain_against_authenticated_moto() {
         ))
     );
     drop(sts_srv);
+
+    // AssumeRole from a profile (role_arn + source_profile), against moto's own
+    // STS, which checks the request's SigV4 signature with the source profile's
+    // secret and hands out temporary credentials that its S3 then checks.
+    let mut cfg_text = std::fs::read_to_string(aws.join("config")).unwrap();
+    cfg_text.push_str(&format!(
+        "\n[profile assumer]\nrole_arn = {ROLE_ARN}\nsource_profile = cfg\nrole_session_name = assumed-by-monitor\n\
+         \n[profile badsource]\naws_access_key_id = {key_id}\naws_secret_access_key = wrong-secret-value-3c9d\n\
+         \n[profile assumer-bad]\nrole_arn = {ROLE_ARN}\nsource_profile = badsource\n"
+    ));
+    std::fs::write(aws.join("config"), cfg_text).unwrap();
+    set_env(&home, &[("AWS_ENDPOINT_URL_STS", endpoint.as_str())]);
+    let m = monitor(
+        dir,
+        &yaml(
+            &endpoint,
+            &[("assume-role/terraform.tfstate", Some("assumer"))],
+        ),
+    );
+    let text = scrape(&m, &secrets).await;
+    assert_eq!(
+        up(&text, "assume-role/terraform.tfstate"),
+        Some(1.0),
+        "{text}"
+    );
+    // The source's secret is wrong: STS refuses the signature; a credentials error.
+    let m = monitor(
+        dir,
+        &yaml(
+            &endpoint,
+            &[("assume-role/terraform.tfstate", Some("assumer-bad"))],
+        ),
+    );
+    let text = scrape(&m, &secrets).await;
+    assert_eq!(
+        error_reason(&text, "assume-role/terraform.tfstate", "discovery").as_deref(),
+        Some("credentials"),
+        "{text}"
+    );
+    let report = status_report(
+        dir,
+        &home,
+        &[
+            ("AWS_ENDPOINT_URL_STS", endpoint.as_str()),
+            ("AWS_PROFILE", "assumer-bad"),
+        ],
+        &secrets,
+    );
+    assert!(report.contains("AssumeRole"), "{report}");
 
     // Container credentials (ECS / EKS Pod Identity), token from a file.
     let seen = Arc::new(Mutex::new(Vec::new()));

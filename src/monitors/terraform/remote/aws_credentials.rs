@@ -7,7 +7,9 @@
 //!    `[profile name]` / `[default]`; `~/.aws/credentials` or
 //!    `AWS_SHARED_CREDENTIALS_FILE`, sections `[name]`; a key in the credentials
 //!    file wins over the same key in the config file): `role_arn` +
-//!    `web_identity_token_file`, else static keys, else `credential_process`;
+//!    `web_identity_token_file`, `role_arn` + `source_profile` /
+//!    `credential_source` (STS `AssumeRole`, signed with the source's
+//!    credentials), else static keys, else `credential_process`;
 //! 3. web identity (IRSA): `AWS_ROLE_ARN` + `AWS_WEB_IDENTITY_TOKEN_FILE`
 //!    (+ `AWS_ROLE_SESSION_NAME`), STS `AssumeRoleWithWebIdentity`;
 //! 4. container credentials (ECS, EKS Pod Identity):
@@ -336,7 +338,16 @@ fn from_profile(
             Step::Skip(m)
         };
     };
-    profile_credentials(&name, &p, req, env, budget, now, cache).unwrap_or_else(|| {
+    let ctx = ProfileCtx {
+        config: &cp,
+        credentials: &kp,
+        req,
+        env,
+        budget,
+        now,
+        cache,
+    };
+    profile_credentials(&name, &p, &ctx, 0).unwrap_or_else(|| {
         let m = format!("profile {name} in {where_} has no credentials");
         if explicit {
             Step::Fail(provider, m)
@@ -346,24 +357,33 @@ fn from_profile(
     })
 }
 
+/// What resolving a profile (and its `source_profile` chain) needs.
+struct ProfileCtx<'a> {
+    config: &'a Profiles,
+    credentials: &'a Profiles,
+    req: &'a ChainRequest<'a>,
+    env: Env<'a>,
+    budget: &'a Budget,
+    now: SystemTime,
+    cache: &'a Cache,
+}
+
+/// Longest `source_profile` chain followed (the SDKs reject loops too).
+const MAX_SOURCE_DEPTH: usize = 4;
+
 /// Credentials of one merged profile; `None` if it names none.
 fn profile_credentials(
     name: &str,
     p: &HashMap<String, String>,
-    req: &ChainRequest<'_>,
-    env: Env<'_>,
-    budget: &Budget,
-    now: SystemTime,
-    cache: &Cache,
+    ctx: &ProfileCtx<'_>,
+    depth: usize,
 ) -> Option<Step> {
+    let (req, env, budget, now, cache) = (ctx.req, ctx.env, ctx.budget, ctx.now, ctx.cache);
     let provider = format!("profile {name}");
     let get = |k: &str| p.get(k).map(String::as_str).filter(|v| !v.is_empty());
     if let Some(role) = get("role_arn") {
         let Some(token_file) = get("web_identity_token_file") else {
-            return Some(Step::Fail(
-                provider,
-                "role_arn with source_profile or credential_source (AssumeRole) is not supported; use web_identity_token_file, credential_process or static keys".into(),
-            ));
+            return Some(assume_role_profile(name, role, p, ctx, depth));
         };
         let wi = WebIdentity {
             role_arn: role.to_string(),
@@ -407,6 +427,186 @@ fn profile_credentials(
         ));
     }
     None
+}
+
+/// `role_arn` with `source_profile` or `credential_source`: STS `AssumeRole`,
+/// signed with the source's credentials.
+fn assume_role_profile(
+    name: &str,
+    role: &str,
+    p: &HashMap<String, String>,
+    ctx: &ProfileCtx<'_>,
+    depth: usize,
+) -> Step {
+    let provider = format!("profile {name} (AssumeRole)");
+    let get = |k: &str| p.get(k).map(String::as_str).filter(|v| !v.is_empty());
+    if get("mfa_serial").is_some() {
+        return Step::Fail(
+            provider,
+            "mfa_serial needs a code typed by a person, which an exporter cannot do; use a role without MFA for monitoring".into(),
+        );
+    }
+    let source = match (get("source_profile"), get("credential_source")) {
+        (Some(_), Some(_)) => {
+            return Step::Fail(
+                provider,
+                "set source_profile or credential_source, not both".into(),
+            )
+        }
+        (Some(sp), None) if sp == name => {
+            // A profile may be its own source: its static keys assume the role.
+            match (get("aws_access_key_id"), get("aws_secret_access_key")) {
+                (Some(k), Some(s)) => Step::Found(AwsCredentials::new(
+                    k,
+                    s,
+                    get("aws_session_token").map(str::to_string),
+                    None,
+                )),
+                _ => Step::Fail(
+                    provider.clone(),
+                    format!("source_profile {sp} is this profile, which has no static keys"),
+                ),
+            }
+        }
+        (Some(sp), None) => {
+            if depth >= MAX_SOURCE_DEPTH {
+                return Step::Fail(
+                    provider,
+                    format!("source_profile chain longer than {MAX_SOURCE_DEPTH} (a loop?)"),
+                );
+            }
+            match merged_profile(sp, ctx.config, ctx.credentials) {
+                None => {
+                    return Step::Fail(
+                        provider,
+                        format!(
+                            "source_profile {sp} is not in the shared config or credentials file"
+                        ),
+                    )
+                }
+                Some(sp_profile) => profile_credentials(sp, &sp_profile, ctx, depth + 1)
+                    .unwrap_or_else(|| {
+                        Step::Fail(
+                            provider.clone(),
+                            format!("source_profile {sp} has no credentials"),
+                        )
+                    }),
+            }
+        }
+        (None, Some("Environment")) => from_env(ctx.env),
+        (None, Some("Ec2InstanceMetadata")) => from_imds(ctx.env, ctx.budget, ctx.now, ctx.cache),
+        (None, Some("EcsContainer")) => {
+            from_container(ctx.req, ctx.env, ctx.budget, ctx.now, ctx.cache)
+        }
+        (None, Some(_)) => {
+            return Step::Fail(
+                provider,
+                "credential_source must be Environment, Ec2InstanceMetadata or EcsContainer".into(),
+            )
+        }
+        (None, None) => {
+            return Step::Fail(
+                provider,
+                "role_arn needs source_profile, credential_source or web_identity_token_file"
+                    .into(),
+            )
+        }
+    };
+    let source = match source {
+        Step::Found(c) => c,
+        Step::Skip(why) => {
+            return Step::Fail(
+                provider,
+                format!("the source credentials were not found ({why})"),
+            )
+        }
+        Step::Fail(p, m) => return Step::Fail(format!("{provider} <- {p}"), m),
+    };
+    let ar = AssumeRole {
+        role_arn: role.to_string(),
+        session_name: get("role_session_name")
+            .unwrap_or(DEFAULT_SESSION_NAME)
+            .to_string(),
+        external_id: get("external_id").map(str::to_string),
+        duration_seconds: get("duration_seconds").map(str::to_string),
+    };
+    let endpoint = sts_endpoint(ctx.req.region, ctx.env);
+    let key = format!(
+        "assume\u{0}{endpoint}\u{0}{}\u{0}{}\u{0}{}\u{0}{}",
+        ar.role_arn,
+        ar.session_name,
+        ar.external_id.as_deref().unwrap_or(""),
+        source.access_key_id
+    );
+    match ctx.cache.get_or_fetch(&key, ctx.now, || {
+        assume_role(&endpoint, &ar, &source, ctx.req, ctx.budget, ctx.now)
+    }) {
+        Ok(c) => Step::Found(c),
+        Err(m) => Step::Fail(provider, m),
+    }
+}
+
+struct AssumeRole {
+    role_arn: String,
+    session_name: String,
+    external_id: Option<String>,
+    duration_seconds: Option<String>,
+}
+
+/// STS `AssumeRole` (a SigV4-signed form POST).
+fn assume_role(
+    endpoint: &str,
+    ar: &AssumeRole,
+    source: &AwsCredentials,
+    req: &ChainRequest<'_>,
+    budget: &Budget,
+    now: SystemTime,
+) -> Result<AwsCredentials, String> {
+    let mut form = url::form_urlencoded::Serializer::new(String::new());
+    form.append_pair("Action", "AssumeRole")
+        .append_pair("Version", "2011-06-15")
+        .append_pair("RoleArn", &ar.role_arn)
+        .append_pair("RoleSessionName", &ar.session_name);
+    if let Some(e) = &ar.external_id {
+        form.append_pair("ExternalId", e);
+    }
+    if let Some(d) = &ar.duration_seconds {
+        form.append_pair("DurationSeconds", d);
+    }
+    let body = form.finish();
+    let url = format!("{}/", endpoint.trim_end_matches('/'));
+    let parsed = url::Url::parse(&url).map_err(|_| "the STS endpoint is not a URL".to_string())?;
+    let signed =
+        super::sigv4::sign_form_post(&parsed, body.as_bytes(), req.region, "sts", source, now)
+            .ok_or_else(|| "the STS request could not be signed".to_string())?;
+    let mut headers: Vec<(&str, &str)> = signed.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    headers.push(("content-type", "application/x-www-form-urlencoded"));
+    headers.push(("accept", "application/xml"));
+    let client = Client::with_redirects(budget.request_timeout, req.ca_file, 0)?;
+    let r = client
+        .request(
+            "sts",
+            Method::Post(body.as_bytes()),
+            &url,
+            &headers,
+            &Budget {
+                max_size: MAX_ANSWER,
+                ..*budget
+            },
+        )
+        .map_err(|e| format!("STS at {} ({}): {}", shown_url(&url), e.reason, e.message))?;
+    if r.status != 200 {
+        let code = sts_error_code(&r.body)
+            .map(|c| format!(" ({c})"))
+            .unwrap_or_default();
+        return Err(format!(
+            "STS at {} answered HTTP {}{code} to AssumeRole for {}",
+            shown_url(&url),
+            r.status,
+            ar.role_arn
+        ));
+    }
+    parse_assume_role_response(&String::from_utf8_lossy(&r.body))
 }
 
 /// JSON printed by a `credential_process` (Version 1).
@@ -693,11 +893,39 @@ mod sts_xml {
     }
 }
 
+mod sts_assume_xml {
+    use instant_xml::FromXml;
+
+    use super::sts_xml::{Credentials, NS};
+
+    #[derive(FromXml)]
+    #[xml(rename = "AssumeRoleResponse", ns(NS))]
+    pub struct Response {
+        pub result: AssumeResult,
+    }
+
+    #[derive(FromXml)]
+    #[xml(rename = "AssumeRoleResult", ns(NS))]
+    pub struct AssumeResult {
+        pub credentials: Credentials,
+    }
+}
+
+/// Parse an `AssumeRole` answer (XML). Errors never quote it.
+pub fn parse_assume_role_response(text: &str) -> Result<AwsCredentials, String> {
+    let r: sts_assume_xml::Response = instant_xml::from_str(text)
+        .map_err(|_| "the STS answer is not an AssumeRole result".to_string())?;
+    sts_credentials(r.result.credentials)
+}
+
 /// Parse an `AssumeRoleWithWebIdentity` answer (XML). Errors never quote it.
 pub fn parse_sts_response(text: &str) -> Result<AwsCredentials, String> {
     let r: sts_xml::Response = instant_xml::from_str(text)
         .map_err(|_| "the STS answer is not an AssumeRoleWithWebIdentity result".to_string())?;
-    let c = r.result.credentials;
+    sts_credentials(r.result.credentials)
+}
+
+fn sts_credentials(c: sts_xml::Credentials) -> Result<AwsCredentials, String> {
     if c.access_key_id.is_empty() || c.secret_access_key.is_empty() {
         return Err("the STS answer has empty credentials".into());
     }
@@ -1270,24 +1498,64 @@ aws_secret_access_key = cred-ci2-secret
     }
 
     #[test]
-    fn unsupported_profile_kinds_are_named() {
+    fn unsupported_and_broken_profile_kinds_are_named() {
         let tmp = tempfile::tempdir().unwrap();
         let cfg = tmp.path().join("config");
         std::fs::write(
             &cfg,
-            "[profile ar]\nrole_arn = arn:aws:iam::1:role/x\nsource_profile = default\n[profile sso]\nsso_session = corp\n",
+            "[profile ar]\nrole_arn = arn:aws:iam::1:role/x\nsource_profile = nokeys\n\
+             [profile nokeys]\nregion = eu-west-1\n\
+             [profile loop1]\nrole_arn = arn:aws:iam::1:role/x\nsource_profile = loop2\n\
+             [profile loop2]\nrole_arn = arn:aws:iam::1:role/y\nsource_profile = loop1\n\
+             [profile mfa]\nrole_arn = arn:aws:iam::1:role/x\nsource_profile = nokeys\nmfa_serial = arn:aws:iam::1:mfa/me\n\
+             [profile nosource]\nrole_arn = arn:aws:iam::1:role/x\n\
+             [profile missing]\nrole_arn = arn:aws:iam::1:role/x\nsource_profile = ghost\n\
+             [profile badsource]\nrole_arn = arn:aws:iam::1:role/x\ncredential_source = Laptop\n\
+             [profile envsource]\nrole_arn = arn:aws:iam::1:role/x\ncredential_source = Environment\n\
+             [profile sso]\nsso_session = corp\n",
         )
         .unwrap();
         let cfg = cfg.to_string_lossy().into_owned();
-        for (p, want) in [("ar", "AssumeRole"), ("sso", "SSO")] {
+        for (p, want) in [
+            ("ar", "source_profile nokeys has no credentials"),
+            ("loop1", "a loop?"),
+            ("mfa", "mfa_serial"),
+            ("nosource", "role_arn needs source_profile"),
+            ("missing", "source_profile ghost is not in"),
+            ("badsource", "credential_source must be"),
+            ("envsource", "source credentials were not found"),
+            ("sso", "SSO"),
+        ] {
             let r = ChainRequest {
                 profile: Some(p),
                 ..req()
             };
             let err = resolve_env(&[("AWS_CONFIG_FILE", &cfg), ("HOME", "/nonexistent")], &r)
                 .unwrap_err();
-            assert!(err.to_string().contains(want), "{err}");
+            assert!(err.to_string().contains(want), "{p}: {err}");
         }
+    }
+
+    #[test]
+    fn assume_role_xml() {
+        let ok = r#"<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+  <AssumeRoleResult>
+    <AssumedRoleUser><Arn>arn:aws:sts::1:assumed-role/r/s</Arn><AssumedRoleId>AROA:s</AssumedRoleId></AssumedRoleUser>
+    <Credentials>
+      <AccessKeyId>ASIAEXAMPLE</AccessKeyId>
+      <SecretAccessKey>secret-from-sts</SecretAccessKey>
+      <SessionToken>token-from-sts</SessionToken>
+      <Expiration>2030-01-01T00:00:00Z</Expiration>
+    </Credentials>
+  </AssumeRoleResult>
+  <ResponseMetadata><RequestId>1</RequestId></ResponseMetadata>
+</AssumeRoleResponse>"#;
+        let c = parse_assume_role_response(ok).unwrap();
+        assert_eq!(c.access_key_id, "ASIAEXAMPLE");
+        assert_eq!(c.session_token.as_deref(), Some("token-from-sts"));
+        assert!(c.expiration.is_some());
+        let e = parse_assume_role_response("<html>secret-in-page</html>").unwrap_err();
+        assert!(!e.contains("secret-in-page"), "{e}");
     }
 
     #[test]

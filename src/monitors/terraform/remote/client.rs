@@ -34,6 +34,56 @@ pub struct Response {
     pub content_type: Option<String>,
 }
 
+/// TLS settings of one backend entry (PEM bytes, read by the caller from a
+/// file or a working directory's record; `what` names them in messages).
+#[derive(Clone, Default)]
+pub struct TlsSettings {
+    /// CA certificates trusted instead of the bundled web roots.
+    pub ca_pem: Option<(String, Vec<u8>)>,
+    /// A client certificate chain and its private key (mutual TLS).
+    pub client: Option<(String, Vec<u8>, Vec<u8>)>,
+    /// Terraform's `skip_cert_verification`: accept any server certificate.
+    pub skip_verify: bool,
+}
+
+impl std::fmt::Debug for TlsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsSettings")
+            .field("ca", &self.ca_pem.as_ref().map(|(w, _)| w))
+            .field("client", &self.client.as_ref().map(|(w, _, _)| w))
+            .field("skip_verify", &self.skip_verify)
+            .finish()
+    }
+}
+
+impl TlsSettings {
+    /// Trust the CA certificates of a PEM file.
+    pub fn with_ca_file(mut self, path: &Path) -> Result<Self, String> {
+        let pem = std::fs::read(path)
+            .map_err(|e| format!("cannot read ca_file {}: {}", path.display(), e.kind()))?;
+        self.ca_pem = Some((format!("ca_file {}", path.display()), pem));
+        Ok(self)
+    }
+
+    /// A client certificate and key from PEM files.
+    pub fn with_client_files(mut self, cert: &Path, key: &Path) -> Result<Self, String> {
+        let c = std::fs::read(cert)
+            .map_err(|e| format!("cannot read client_cert {}: {}", cert.display(), e.kind()))?;
+        let k = std::fs::read(key)
+            .map_err(|e| format!("cannot read client_key {}: {}", key.display(), e.kind()))?;
+        self.client = Some((
+            format!(
+                "client_cert {} / client_key {}",
+                cert.display(),
+                key.display()
+            ),
+            c,
+            k,
+        ));
+        Ok(self)
+    }
+}
+
 /// An HTTP client for one backend entry.
 #[derive(Clone)]
 pub struct Client {
@@ -53,24 +103,57 @@ impl Client {
         ca_file: Option<&Path>,
         max_redirects: u32,
     ) -> Result<Self, String> {
+        let tls = match ca_file {
+            Some(path) => TlsSettings::default().with_ca_file(path)?,
+            None => TlsSettings::default(),
+        };
+        Self::with_tls(request_timeout, &tls, max_redirects)
+    }
+
+    /// A client with CA roots, a client certificate or no verification at all.
+    pub fn with_tls(
+        request_timeout: Duration,
+        settings: &TlsSettings,
+        max_redirects: u32,
+    ) -> Result<Self, String> {
         let mut tls = ureq::tls::TlsConfig::builder();
-        if let Some(path) = ca_file {
-            let pem = std::fs::read(path)
-                .map_err(|e| format!("cannot read ca_file {}: {}", path.display(), e.kind()))?;
+        if let Some((what, pem)) = &settings.ca_pem {
             let mut certs: Vec<ureq::tls::Certificate<'static>> = Vec::new();
-            for item in ureq::tls::parse_pem(&pem) {
+            for item in ureq::tls::parse_pem(pem) {
                 match item {
-                    Ok(ureq::tls::PemItem::Certificate(c)) => certs.push(c),
+                    Ok(ureq::tls::PemItem::Certificate(c)) => certs.push(c.to_owned()),
                     Ok(_) => {}
-                    Err(_) => {
-                        return Err(format!("ca_file {} is not valid PEM", path.display()));
-                    }
+                    Err(_) => return Err(format!("{what} is not valid PEM")),
                 }
             }
             if certs.is_empty() {
-                return Err(format!("ca_file {} holds no certificate", path.display()));
+                return Err(format!("{what} holds no certificate"));
             }
             tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
+        }
+        if let Some((what, cert_pem, key_pem)) = &settings.client {
+            let mut chain: Vec<ureq::tls::Certificate<'static>> = Vec::new();
+            for item in ureq::tls::parse_pem(cert_pem) {
+                match item {
+                    Ok(ureq::tls::PemItem::Certificate(c)) => chain.push(c.to_owned()),
+                    Ok(_) => {}
+                    Err(_) => return Err(format!("{what}: the certificate is not valid PEM")),
+                }
+            }
+            if chain.is_empty() {
+                return Err(format!("{what}: no certificate in it"));
+            }
+            // The key's text never goes into a message.
+            let key = ureq::tls::parse_pem(key_pem)
+                .find_map(|item| match item {
+                    Ok(ureq::tls::PemItem::PrivateKey(k)) => Some(k.to_owned()),
+                    _ => None,
+                })
+                .ok_or_else(|| format!("{what}: no PEM private key could be read"))?;
+            tls = tls.client_cert(Some(ureq::tls::ClientCert::new_with_certs(&chain, key)));
+        }
+        if settings.skip_verify {
+            tls = tls.disable_verification(true);
         }
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)

@@ -8,7 +8,7 @@ use base64::Engine;
 
 use crate::config::{HttpAuth, HttpBackendConfig};
 
-use super::client::{read_secret, status_error, Budget, Client};
+use super::client::{read_secret, status_error, Budget, Client, TlsSettings};
 use super::{http_date, Backend, Fetch, RemoteError, Target};
 
 /// Label of an address: scheme, host, port and path; no user info, query or fragment.
@@ -48,13 +48,36 @@ impl HttpBackend {
             (None, Some(_)) => HttpAuth::Bearer,
             _ => HttpAuth::None,
         });
-        let ca = c.ca_file.as_ref().map(|f| base.join(f));
+        let mut tls = TlsSettings {
+            skip_verify: c.skip_cert_verification,
+            ..TlsSettings::default()
+        };
+        if let Some(f) = &c.ca_file {
+            tls = tls
+                .with_ca_file(&base.join(f))
+                .map_err(|m| RemoteError::new(&label, "tls", m))?;
+        }
+        match (&c.client_cert, &c.client_key) {
+            (Some(cert), Some(key)) => {
+                tls = tls
+                    .with_client_files(&base.join(cert), &base.join(key))
+                    .map_err(|m| RemoteError::new(&label, "tls", m))?;
+            }
+            (None, None) => {}
+            _ => {
+                return Err(RemoteError::new(
+                    &label,
+                    "config",
+                    "client_cert and client_key go together",
+                ))
+            }
+        }
         Self::new(
             &c.address,
             auth,
             c.username.as_deref(),
             token,
-            ca.as_deref(),
+            &tls,
             timeout,
         )
     }
@@ -64,12 +87,12 @@ impl HttpBackend {
         auth: HttpAuth,
         username: Option<&str>,
         token: Option<String>,
-        ca_file: Option<&Path>,
+        tls: &TlsSettings,
         timeout: Duration,
     ) -> Result<Self, RemoteError> {
         let label = label_of(address);
         let client =
-            Client::new(timeout, ca_file).map_err(|m| RemoteError::new(&label, "tls", m))?;
+            Client::with_tls(timeout, tls, 3).map_err(|m| RemoteError::new(&label, "tls", m))?;
         let header = match (auth, token) {
             (HttpAuth::None, _) => None,
             (_, None) => {

@@ -68,12 +68,44 @@ pub fn backend_of(
             } else {
                 HttpAuth::None
             };
+            // TLS as Terraform's http backend takes it: inline PEM in the record
+            // (or TF_HTTP_CLIENT_* variables) and skip_cert_verification.
+            let label = super::http::label_of(&address);
+            let pem = |k: &str, var: &str| s(k).or_else(|| env(var)).map(String::into_bytes);
+            let mut tls = super::client::TlsSettings {
+                skip_verify: c["skip_cert_verification"].as_bool().unwrap_or(false),
+                ..Default::default()
+            };
+            if let Some(ca) = pem(
+                "client_ca_certificate_pem",
+                "TF_HTTP_CLIENT_CA_CERTIFICATE_PEM",
+            ) {
+                tls.ca_pem = Some((format!("client_ca_certificate_pem of {shown}"), ca));
+            }
+            match (
+                pem("client_certificate_pem", "TF_HTTP_CLIENT_CERTIFICATE_PEM"),
+                pem("client_private_key_pem", "TF_HTTP_CLIENT_PRIVATE_KEY_PEM"),
+            ) {
+                (Some(cert), Some(key)) => {
+                    tls.client = Some((format!("client_certificate_pem of {shown}"), cert, key))
+                }
+                (None, None) => {}
+                _ => {
+                    return Err(RemoteError::new(
+                        &label,
+                        "config",
+                        format!(
+                        "{shown}: client_certificate_pem and client_private_key_pem go together"
+                    ),
+                    ))
+                }
+            }
             Box::new(HttpBackend::new(
                 &address,
                 auth,
                 user.as_deref(),
                 password,
-                None,
+                &tls,
                 timeout,
             )?)
         }

@@ -248,7 +248,7 @@ pub struct TerraformConfig {
     #[serde(default)]
     pub backends: Vec<RemoteBackend>,
     /// Terraform working directories whose `.terraform/terraform.tfstate`
-    /// records a backend (http, s3, pg) to read, relative to the config file's folder.
+    /// records a backend (http, s3, pg, cloud, remote) to read, relative to the config file's folder.
     #[serde(default)]
     pub working_dirs: Vec<String>,
     /// Timeouts, retries and concurrency of remote backends.

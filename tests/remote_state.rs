@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use common::stub::{moto_venv, resp, wait_port, Proc, Req, Resp, Server};
+use common::stub::{moto_venv, resp, wait_port, Handler, Proc, Req, Resp, Server};
 use common::{free_port, promtool_check, repo, series, BIN};
 use homelab_monitor::encoder::{encode, Format};
 use homelab_monitor::monitor::{CollectContext, Monitor};
@@ -873,8 +873,12 @@ async fn pg_backend_with_real_terraform_and_postgresql() {
 /// API shapes from HashiCorp's HCP Terraform API documentation (workspaces list with
 /// `meta.pagination`, current-state-version with `hosted-state-download-url`).
 fn hcp_server(token: &'static str, hits: Arc<AtomicUsize>) -> Server {
+    Server::start(hcp_handler(token, hits))
+}
+
+fn hcp_handler(token: &'static str, hits: Arc<AtomicUsize>) -> Handler {
     let limited = Arc::new(AtomicBool::new(false));
-    Server::start(Arc::new(move |r: &Req| {
+    Arc::new(move |r: &Req| {
         if r.headers.get("authorization").map(String::as_str) != Some(&format!("Bearer {token}")) {
             return resp(
                 401,
@@ -942,7 +946,7 @@ fn hcp_server(token: &'static str, hits: Arc<AtomicUsize>) -> Server {
             }
             _ => resp(404, ""),
         }
-    }))
+    })
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1696,4 +1700,117 @@ async fn http_backend_with_client_certificates_and_private_ca() {
     );
     let text = scrape(&zm).await;
     assert_eq!(reason(&text).as_deref(), Some("tls"), "{text}");
+}
+
+/// Zero-config for HCP Terraform: a working directory initialised with a
+/// `cloud` block (or the older `remote` backend) is read with the token of
+/// `terraform login` (credentials.tfrc.json) or the record, over HTTPS to a
+/// private CA trusted through SSL_CERT_FILE, as terraform (Go) trusts it.
+#[test]
+fn zero_config_cloud_block_with_terraform_login_token_and_ssl_cert_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let certs = dir.join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    mtls_certificates(&certs);
+    let tls = {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_file_iter(certs.join("server.crt"))
+                .unwrap()
+                .map(|c| c.unwrap())
+                .collect();
+        let key = PrivateKeyDer::from_pem_file(certs.join("server.key")).unwrap();
+        Arc::new(
+            rustls::ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap(),
+        )
+    };
+    let srv = Server::start_tls(hcp_handler(CANARY, Arc::new(AtomicUsize::new(0))), tls);
+    let host = format!("localhost:{}", srv.port);
+    let home = dir.join("home");
+    std::fs::create_dir_all(home.join(".terraform.d")).unwrap();
+    std::fs::write(
+        home.join(".terraform.d/credentials.tfrc.json"),
+        serde_json::json!({"credentials": {host.clone(): {"token": CANARY}}}).to_string(),
+    )
+    .unwrap();
+    let wd = dir.join("infra");
+    std::fs::create_dir_all(wd.join(".terraform")).unwrap();
+    let record = |backend: serde_json::Value| {
+        std::fs::write(
+            wd.join(".terraform/terraform.tfstate"),
+            serde_json::json!({"version": 3, "serial": 1, "backend": backend}).to_string(),
+        )
+        .unwrap()
+    };
+    let status = |ssl_cert_file: bool| {
+        let mut cmd = Command::new(BIN);
+        cmd.current_dir(dir)
+            .args(["--state-dir", "infra", "--status", "--log.level", "debug"])
+            .env_remove("RUST_LOG")
+            .env("HOME", &home)
+            .stdin(Stdio::null());
+        for (k, _) in std::env::vars() {
+            if k.starts_with("TF_TOKEN_") || k == "SSL_CERT_FILE" {
+                cmd.env_remove(k);
+            }
+        }
+        if ssl_cert_file {
+            cmd.env("SSL_CERT_FILE", certs.join("ca.crt"));
+        }
+        let out = cmd.output().expect("cannot run homelab-monitor");
+        let all = format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!all.contains(CANARY), "the token leaked:\n{all}");
+        all
+    };
+    let line = |all: &str, label: &str| {
+        all.lines()
+            .find(|l| l.contains(label) && l.contains("terraform_state"))
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("{label} is not in the status:\n{all}"))
+    };
+    let prod = format!("hcp://{host}/acme/homelab-prod");
+    let dev = format!("hcp://{host}/acme/homelab-dev");
+
+    // `cloud` block selecting workspaces by tag, token from terraform login.
+    record(serde_json::json!({"type": "cloud", "config": {
+        "hostname": host, "organization": "acme", "token": null,
+        "workspaces": {"name": null, "tags": ["homelab"], "project": null}}, "hash": 1}));
+    let all = status(true);
+    for label in [&prod, &dev] {
+        let l = line(&all, label);
+        assert!(!l.contains("error"), "{l}\n{all}");
+    }
+    // The private CA is trusted only through SSL_CERT_FILE.
+    let all = status(false);
+    assert!(all.contains("tls"), "{all}");
+
+    // The `remote` backend with one workspace name and the token in the record.
+    record(serde_json::json!({"type": "remote", "config": {
+        "hostname": host, "organization": "acme", "token": CANARY,
+        "workspaces": {"name": "homelab-prod", "prefix": null}}, "hash": 2}));
+    std::fs::remove_file(home.join(".terraform.d/credentials.tfrc.json")).unwrap();
+    let all = status(true);
+    let l = line(&all, &prod);
+    assert!(!l.contains("error"), "{l}\n{all}");
+    assert!(!all.contains(&dev), "{all}");
+
+    // No token anywhere: a credentials error that says what to do.
+    record(serde_json::json!({"type": "cloud", "config": {
+        "hostname": host, "organization": "acme",
+        "workspaces": {"name": "homelab-prod"}}}));
+    let all = status(true);
+    assert!(all.contains("terraform login"), "{all}");
 }

@@ -93,6 +93,15 @@ pub struct Server {
 
 impl Server {
     pub fn start(handler: Handler) -> Server {
+        Self::start_with(handler, None)
+    }
+
+    /// The same server over TLS (rustls), e.g. with a certificate of a test CA.
+    pub fn start_tls(handler: Handler, tls: Arc<rustls::ServerConfig>) -> Server {
+        Self::start_with(handler, Some(tls))
+    }
+
+    fn start_with(handler: Handler, tls: Option<Arc<rustls::ServerConfig>>) -> Server {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         l.set_nonblocking(true).unwrap();
@@ -103,7 +112,23 @@ impl Server {
                 match l.accept() {
                     Ok((c, _)) => {
                         let h = handler.clone();
-                        std::thread::spawn(move || serve(c, h));
+                        let tls = tls.clone();
+                        std::thread::spawn(move || {
+                            let _ = c.set_nonblocking(false);
+                            let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
+                            match tls {
+                                None => serve(c, h),
+                                Some(cfg) => {
+                                    let Ok(conn) = rustls::ServerConnection::new(cfg) else {
+                                        return;
+                                    };
+                                    let mut s = rustls::StreamOwned::new(conn, c);
+                                    serve(&mut s, h);
+                                    s.conn.send_close_notify();
+                                    let _ = s.flush();
+                                }
+                            }
+                        });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
@@ -123,9 +148,8 @@ impl Drop for Server {
     }
 }
 
-pub fn serve(c: TcpStream, h: Handler) {
-    let _ = c.set_nonblocking(false);
-    let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
+/// Answer one request on `c` (plain or TLS stream).
+pub fn serve<S: Read + Write>(c: S, h: Handler) {
     let mut r = BufReader::new(c);
     let mut line = String::new();
     if r.read_line(&mut line).is_err() {

@@ -117,7 +117,25 @@ impl Client {
         max_redirects: u32,
     ) -> Result<Self, String> {
         let mut tls = ureq::tls::TlsConfig::builder();
-        if let Some((what, pem)) = &settings.ca_pem {
+        // Without a CA of its own, SSL_CERT_FILE replaces the bundled web roots,
+        // as it does for Terraform (Go), curl and OpenSSL: a private CA that
+        // terraform trusts this way is trusted here too.
+        let from_env;
+        let ca_pem = match &settings.ca_pem {
+            Some(ca) => Some(ca),
+            None => match std::env::var_os("SSL_CERT_FILE").filter(|v| !v.is_empty()) {
+                Some(path) => {
+                    let path = std::path::PathBuf::from(path);
+                    let pem = std::fs::read(&path).map_err(|e| {
+                        format!("cannot read SSL_CERT_FILE {}: {}", path.display(), e.kind())
+                    })?;
+                    from_env = (format!("SSL_CERT_FILE {}", path.display()), pem);
+                    Some(&from_env)
+                }
+                None => None,
+            },
+        };
+        if let Some((what, pem)) = ca_pem {
             let mut certs: Vec<ureq::tls::Certificate<'static>> = Vec::new();
             for item in ureq::tls::parse_pem(pem) {
                 match item {

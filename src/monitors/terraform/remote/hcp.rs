@@ -32,6 +32,69 @@ pub fn org_label(address: &str, org: &str) -> String {
     }
 }
 
+/// Everything an HCP backend needs; the token never leaves it.
+pub struct HcpParams {
+    pub address: url::Url,
+    pub organization: String,
+    pub workspaces: Vec<String>,
+    pub tags: Vec<String>,
+    pub prefix: Option<String>,
+    pub token: Option<String>,
+}
+
+/// `host[:port]` of an API address (as Terraform names credentials).
+pub fn host_of(u: &url::Url) -> String {
+    let host = u.host_str().unwrap_or("");
+    match u.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_string(),
+    }
+}
+
+/// `TF_TOKEN_<host>` as Terraform reads it: dots as underscores, hyphens as
+/// double underscores (a port's colon as an underscore).
+fn token_var(host: &str) -> String {
+    host.replace('-', "__").replace(['.', ':'], "_")
+}
+
+/// The API token Terraform would use for `host`: `TF_TOKEN_<host>`, else the
+/// `credentials` of `terraform login` (`~/.terraform.d/credentials.tfrc.json`,
+/// or `TF_CLI_CONFIG_DIR`). `Ok(None)` when there is none.
+pub fn token_for_host(label: &str, host: &str) -> Result<Option<String>, RemoteError> {
+    let var = format!("TF_TOKEN_{}", token_var(host));
+    if let Some(t) = std::env::var(&var).ok().filter(|t| !t.trim().is_empty()) {
+        return Ok(Some(t.trim().to_string()));
+    }
+    let dir = std::env::var_os("TF_CLI_CONFIG_DIR")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".terraform.d")));
+    let Some(file) = dir.map(|d| d.join("credentials.tfrc.json")) else {
+        return Ok(None);
+    };
+    let text = match std::fs::read(&file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(RemoteError::new(
+                label,
+                "credentials",
+                format!("cannot read {}: {}", file.display(), e.kind()),
+            ))
+        }
+    };
+    let v: Value = serde_json::from_slice(&text).map_err(|_| {
+        RemoteError::new(
+            label,
+            "credentials",
+            format!("{} is not JSON", file.display()),
+        )
+    })?;
+    Ok(v["credentials"][host]["token"]
+        .as_str()
+        .filter(|t| !t.is_empty())
+        .map(str::to_string))
+}
+
 pub struct HcpBackend {
     label: String,
     base: url::Url,
@@ -55,28 +118,49 @@ impl HcpBackend {
         let token = match &c.token {
             Some(t) => read_secret(base, t.file.as_deref(), t.env.as_deref())
                 .map_err(|m| RemoteError::new(&label, "credentials", m))?,
-            None => {
-                // As Terraform: TF_TOKEN_<host, dots as underscores>.
-                let var = format!(
-                    "TF_TOKEN_{}",
-                    url.host_str().unwrap_or("").replace(['.', '-'], "_")
-                );
-                read_secret(base, None, Some(&var))
-                    .map_err(|m| RemoteError::new(&label, "credentials", m))?
-            }
+            None => token_for_host(&label, &host_of(&url))?,
         };
-        let Some(token) = token else {
-            return Err(RemoteError::new(&label, "credentials", "no API token"));
+        let ca = c.ca_file.as_ref().map(|f| base.join(f));
+        Self::new(
+            HcpParams {
+                address: url,
+                organization: c.organization.clone(),
+                workspaces: c.workspaces.clone(),
+                tags: c.tags.clone(),
+                prefix: c.prefix.clone(),
+                token,
+            },
+            ca.as_deref(),
+            timeout,
+        )
+    }
+
+    pub fn new(
+        p: HcpParams,
+        ca_file: Option<&Path>,
+        timeout: Duration,
+    ) -> Result<Self, RemoteError> {
+        let label = org_label(p.address.as_str(), &p.organization);
+        let Some(token) = p.token else {
+            return Err(RemoteError::new(
+                &label,
+                "credentials",
+                format!(
+                    "no API token: set `token` in the config, TF_TOKEN_{} or run `terraform login {}` (credentials.tfrc.json)",
+                    token_var(&host_of(&p.address)),
+                    host_of(&p.address)
+                ),
+            ));
         };
-        let client = Client::new(timeout, c.ca_file.as_ref().map(|f| base.join(f)).as_deref())
-            .map_err(|m| RemoteError::new(&label, "tls", m))?;
+        let client =
+            Client::new(timeout, ca_file).map_err(|m| RemoteError::new(&label, "tls", m))?;
         Ok(HcpBackend {
             label,
-            base: url,
-            org: c.organization.clone(),
-            names: c.workspaces.clone(),
-            tags: c.tags.clone(),
-            prefix: c.prefix.clone(),
+            base: p.address,
+            org: p.organization,
+            names: p.workspaces,
+            tags: p.tags,
+            prefix: p.prefix,
             auth: format!("Bearer {token}"),
             client,
         })

@@ -12,6 +12,7 @@ use crate::config::HttpAuth;
 
 use super::aws_credentials::process_env;
 use super::client::Budget;
+use super::hcp::{HcpBackend, HcpParams};
 use super::http::HttpBackend;
 use super::pg::{PgBackend, DEFAULT_SCHEMA};
 use super::s3::{S3Backend, S3Params};
@@ -164,6 +165,78 @@ pub fn backend_of(
                 .unwrap_or_else(|| DEFAULT_SCHEMA.into());
             Box::new(PgBackend::new(&conn, &schema, dir, timeout)?)
         }
+        "cloud" | "remote" => {
+            // HCP Terraform / Terraform Enterprise: the `cloud` block (1.1+) or
+            // the older `remote` backend.
+            let host = s("hostname")
+                .or_else(|| {
+                    (kind == "cloud")
+                        .then(|| env("TF_CLOUD_HOSTNAME"))
+                        .flatten()
+                })
+                .unwrap_or_else(|| "app.terraform.io".into());
+            let Some(org) = s("organization").or_else(|| {
+                (kind == "cloud")
+                    .then(|| env("TF_CLOUD_ORGANIZATION"))
+                    .flatten()
+            }) else {
+                return Err(RemoteError::new(
+                    &shown,
+                    "config",
+                    format!("the {kind} record has no organization (set TF_CLOUD_ORGANIZATION)"),
+                ));
+            };
+            let address = url::Url::parse(&format!("https://{host}")).map_err(|_| {
+                RemoteError::new(
+                    &shown,
+                    "bad_url",
+                    format!("the {kind} record's hostname is not a host name"),
+                )
+            })?;
+            let ws = &c["workspaces"];
+            let names: Vec<String> = ws["name"]
+                .as_str()
+                .filter(|n| !n.is_empty())
+                .map(|n| vec![n.to_string()])
+                .unwrap_or_default();
+            // `tags` is a list of names (a map of key/values in newer versions: its keys).
+            let tags: Vec<String> = match &ws["tags"] {
+                Value::Array(a) => a
+                    .iter()
+                    .filter_map(|t| t.as_str().map(str::to_string))
+                    .collect(),
+                Value::Object(o) => o.keys().cloned().collect(),
+                _ => Vec::new(),
+            };
+            let prefix = ws["prefix"]
+                .as_str()
+                .filter(|p| !p.is_empty())
+                .map(str::to_string);
+            if names.is_empty() && tags.is_empty() && prefix.is_none() {
+                return Err(RemoteError::new(
+                    &shown,
+                    "config",
+                    format!("the {kind} record names no workspace (name, tags or prefix)"),
+                ));
+            }
+            let label = super::hcp::org_label(address.as_str(), &org);
+            let token = match s("token") {
+                Some(t) => Some(t),
+                None => super::hcp::token_for_host(&label, &super::hcp::host_of(&address))?,
+            };
+            Box::new(HcpBackend::new(
+                HcpParams {
+                    address,
+                    organization: org,
+                    workspaces: names,
+                    tags,
+                    prefix,
+                    token,
+                },
+                None,
+                timeout,
+            )?)
+        }
         other => {
             let other = if other.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 other
@@ -173,7 +246,9 @@ pub fn backend_of(
             return Err(RemoteError::new(
                 &shown,
                 "unsupported_backend",
-                format!("backend type {other} is not supported (http, s3 and pg are)"),
+                format!(
+                    "backend type {other} is not supported (http, s3, pg, cloud and remote are)"
+                ),
             ));
         }
     };

@@ -1814,3 +1814,65 @@ fn zero_config_cloud_block_with_terraform_login_token_and_ssl_cert_file() {
     let all = status(true);
     assert!(all.contains("terraform login"), "{all}");
 }
+
+/// Gitea's Terraform state registry (Gitea 1.26+): the http backend at
+/// `/api/packages/<owner>/terraform/state/<name>`, basic auth with a user and
+/// an access token (here from a file); a wrong token is a per-source http_401.
+#[tokio::test(flavor = "multi_thread")]
+async fn http_backend_gitea_state_registry_shape() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let state =
+        std::fs::read(repo().join("examples/terraform/environments/staging/terraform.tfstate"))
+            .unwrap();
+    let want = {
+        use base64::Engine;
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("monitor:{CANARY}"))
+        )
+    };
+    let srv = Server::start(Arc::new(move |r: &Req| {
+        if r.headers.get("authorization") != Some(&want) {
+            return resp(
+                401,
+                r#"{"errors":[{"message":"unauthorized"}],"message":"unauthorized"}"#,
+            );
+        }
+        match (r.method.as_str(), r.path.as_str()) {
+            ("GET", "/api/packages/homelab/terraform/state/staging") => resp(200, state.clone()),
+            _ => resp(404, r#"{"message":"package does not exist"}"#),
+        }
+    }));
+    std::fs::write(dir.join("gitea-token"), format!("{CANARY}\n")).unwrap();
+    std::fs::write(dir.join("wrong-token"), "nope\n").unwrap();
+    let staging = srv.url("/api/packages/homelab/terraform/state/staging");
+    let missing = srv.url("/api/packages/homelab/terraform/state/nope");
+    let yaml = format!(
+        "custom_monitors:\n  terraform_state:\n    remote: {{ retries: 0 }}\n    backends:\n\
+         \x20     - {{ type: http, address: \"{staging}\", username: monitor, token: {{ file: gitea-token }} }}\n\
+         \x20     - {{ type: http, address: \"{missing}\", username: monitor, token: {{ file: gitea-token }} }}\n"
+    );
+    let m = monitor(dir, &yaml);
+    let text = scrape(&m).await;
+    assert_eq!(up(&text, &staging), Some(1.0), "{text}");
+    assert_eq!(
+        error_reason(&text, &missing).as_deref(),
+        Some("not_found"),
+        "{text}"
+    );
+    let m = monitor(
+        dir,
+        &format!(
+            "custom_monitors:\n  terraform_state:\n    remote: {{ retries: 0 }}\n    backends:\n\
+             \x20     - {{ type: http, address: \"{staging}\", username: monitor, token: {{ file: wrong-token }} }}\n"
+        ),
+    );
+    let text = scrape(&m).await;
+    assert_eq!(up(&text, &staging), Some(0.0), "{text}");
+    assert_eq!(
+        error_reason(&text, &staging).as_deref(),
+        Some("http_401"),
+        "{text}"
+    );
+}

@@ -177,6 +177,9 @@ pub struct RemoteSet {
     bytes: Mutex<Vec<(String, u64)>>,
 }
 
+/// Backend entries collected at the same time.
+const ENTRY_THREADS: usize = 16;
+
 pub const BYTES: crate::snapshot::MetricDef = crate::snapshot::MetricDef::counter(
     "terraform_state_remote_bytes",
     "Bytes of remote state received from the backend since the exporter started (an unchanged state costs 0: requests are conditional).",
@@ -383,14 +386,29 @@ impl RemoteSet {
             sidecars: sidecars.as_ref(),
             policies,
         };
+        // Entries run side by side, at most ENTRY_THREADS at once (a config
+        // with hundreds of http entries must not start hundreds of threads);
+        // each worker takes the next entry when it is done with one.
+        let workers = work.len().clamp(1, ENTRY_THREADS);
+        let queue = Mutex::new(work.iter_mut());
         let results: Vec<Collected> = std::thread::scope(|scope| {
-            let handles: Vec<_> = work
-                .iter_mut()
-                .map(|(e, m)| scope.spawn(move || collect_entry(e, m, ctx, concurrency)))
+            let handles: Vec<_> = (0..workers)
+                .map(|_| {
+                    let queue = &queue;
+                    scope.spawn(move || {
+                        let mut done = Vec::new();
+                        loop {
+                            let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
+                            let Some((e, m)) = next else { break };
+                            done.push(collect_entry(e, m, ctx, concurrency));
+                        }
+                        done
+                    })
+                })
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().unwrap_or_default())
+                .flat_map(|h| h.join().unwrap_or_default())
                 .collect()
         });
         for r in results {

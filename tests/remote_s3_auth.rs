@@ -420,6 +420,7 @@ async fn s3_credential_chain_against_authenticated_moto() {
         "web-identity/terraform.tfstate",
         "web-identity-profile/terraform.tfstate",
         "assume-role/terraform.tfstate",
+        "sso/terraform.tfstate",
         "container/terraform.tfstate",
         "imds/terraform.tfstate",
     ];
@@ -731,6 +732,102 @@ async fn s3_credential_chain_against_authenticated_moto() {
         &secrets,
     );
     assert!(report.contains("AssumeRole"), "{report}");
+
+    // IAM Identity Center (SSO): the token `aws sso login` cached, exchanged
+    // at the portal (a stand-in handing out moto's real temporary credentials).
+    const SSO_TOKEN: &str = "CANARY-sso-access-token-4d1c";
+    let portal_seen = Arc::new(Mutex::new(Vec::new()));
+    let portal = {
+        let seen = portal_seen.clone();
+        let (id, secret, token) = k.temp.clone();
+        Server::start(Arc::new(move |r: &Req| {
+            seen.lock().unwrap().push((
+                r.path.clone(),
+                r.headers.get("x-amz-sso_bearer_token").cloned(),
+            ));
+            if r.headers.get("x-amz-sso_bearer_token").map(String::as_str) != Some(SSO_TOKEN) {
+                return resp(401, r#"{"message":"Session token not found or invalid"}"#);
+            }
+            let exp = (SystemTime::now() + Duration::from_secs(3600))
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_millis();
+            resp(
+                200,
+                format!(
+                    r#"{{"roleCredentials":{{"accessKeyId":"{id}","secretAccessKey":"{secret}","sessionToken":"{token}","expiration":{exp}}}}}"#
+                ),
+            )
+        }))
+    };
+    let mut cfg_text = std::fs::read_to_string(aws.join("config")).unwrap();
+    cfg_text.push_str(
+        "\n[profile sso]\nsso_session = corp\nsso_account_id = 123456789012\nsso_role_name = ReadState\n\
+         \n[sso-session corp]\nsso_start_url = https://corp.awsapps.com/start\nsso_region = eu-west-1\nsso_registration_scopes = sso:account:access\n",
+    );
+    std::fs::write(aws.join("config"), cfg_text).unwrap();
+    let cache = aws.join("sso/cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    // The file name is the SHA-1 of the session name, as the AWS CLI writes it.
+    let sha = {
+        let out = Command::new("sha1sum")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write as _;
+                c.stdin.take().unwrap().write_all(b"corp")?;
+                c.wait_with_output()
+            })
+            .expect("sha1sum");
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let token_file = cache.join(format!("{sha}.json"));
+    std::fs::write(
+        &token_file,
+        format!(
+            r#"{{"startUrl":"https://corp.awsapps.com/start","region":"eu-west-1","accessToken":"{SSO_TOKEN}","expiresAt":"{}"}}"#,
+            expiration_in(3600)
+        ),
+    )
+    .unwrap();
+    let portal_url = portal.url("");
+    set_env(&home, &[("AWS_ENDPOINT_URL_SSO", portal_url.as_str())]);
+    let mut more = secrets.to_vec();
+    more.push(SSO_TOKEN);
+    let m = monitor(
+        dir,
+        &yaml(&endpoint, &[("sso/terraform.tfstate", Some("sso"))]),
+    );
+    let text = scrape(&m, &more).await;
+    assert_eq!(up(&text, "sso/terraform.tfstate"), Some(1.0), "{text}");
+    assert_eq!(
+        portal_seen.lock().unwrap().first().cloned(),
+        Some((
+            "/federation/credentials?account_id=123456789012&role_name=ReadState".to_string(),
+            Some(SSO_TOKEN.to_string())
+        ))
+    );
+    // An expired token: a credentials error that says to log in again.
+    std::fs::write(
+        &token_file,
+        format!(r#"{{"accessToken":"{SSO_TOKEN}","expiresAt":"2020-01-01T00:00:00Z"}}"#),
+    )
+    .unwrap();
+    let report = status_report(
+        dir,
+        &home,
+        &[
+            ("AWS_ENDPOINT_URL_SSO", portal_url.as_str()),
+            ("AWS_PROFILE", "sso"),
+        ],
+        &more,
+    );
+    assert!(report.contains("aws sso login"), "{report}");
 
     // Container credentials (ECS / EKS Pod Identity), token from a file.
     let seen = Arc::new(Mutex::new(Vec::new()));

@@ -9,7 +9,8 @@
 //!    file wins over the same key in the config file): `role_arn` +
 //!    `web_identity_token_file`, `role_arn` + `source_profile` /
 //!    `credential_source` (STS `AssumeRole`, signed with the source's
-//!    credentials), else static keys, else `credential_process`;
+//!    credentials), else static keys, else `credential_process`, else SSO
+//!    (the cached `aws sso login` token exchanged at the SSO portal);
 //! 3. web identity (IRSA): `AWS_ROLE_ARN` + `AWS_WEB_IDENTITY_TOKEN_FILE`
 //!    (+ `AWS_ROLE_SESSION_NAME`), STS `AssumeRoleWithWebIdentity`;
 //! 4. container credentials (ECS, EKS Pod Identity):
@@ -197,13 +198,18 @@ fn from_env(env: Env<'_>) -> Step {
 
 // ---------------------------------------------------------------- 2. shared files
 
+/// Key prefix of `[sso-session name]` sections in [`Profiles`] (a profile
+/// name cannot start with a NUL).
+pub const SSO_SESSION: &str = "\u{0}sso-session ";
+
 /// Properties of each profile of one shared file.
 pub type Profiles = HashMap<String, HashMap<String, String>>;
 
-/// Parse a shared config (`config == true`: `[profile name]`, `[default]`) or
-/// credentials file (`[name]`). Full-line `#`/`;` comments; indented lines
-/// under a key without value (sub-sections such as `s3 =`) are ignored, as are
-/// other config sections (`[sso-session x]`, `[services x]`, a bare `[x]`).
+/// Parse a shared config (`config == true`: `[profile name]`, `[default]`,
+/// `[sso-session name]` kept under [`SSO_SESSION`] + name) or credentials file
+/// (`[name]`). Full-line `#`/`;` comments; indented lines under a key without
+/// value (sub-sections such as `s3 =`) are ignored, as are other config
+/// sections (`[services x]`, a bare `[x]`).
 pub fn parse_profiles(text: &str, config: bool) -> Profiles {
     let mut out: Profiles = HashMap::new();
     let mut current: Option<String> = None;
@@ -219,6 +225,11 @@ pub fn parse_profiles(text: &str, config: bool) -> Profiles {
                 Some(name.to_string())
             } else if name == "default" {
                 Some("default".into())
+            } else if let Some(r) = name
+                .strip_prefix("sso-session")
+                .filter(|r| r.starts_with(char::is_whitespace))
+            {
+                Some(format!("{SSO_SESSION}{}", r.trim()))
             } else {
                 name.strip_prefix("profile")
                     .filter(|r| r.starts_with(char::is_whitespace))
@@ -421,12 +432,193 @@ fn profile_credentials(
         );
     }
     if get("sso_start_url").is_some() || get("sso_session").is_some() {
-        return Some(Step::Fail(
-            provider,
-            "SSO profiles are not supported; use credential_process (e.g. `aws configure export-credentials --format process`)".into(),
-        ));
+        return Some(sso_profile(name, p, ctx));
     }
     None
+}
+
+/// IAM Identity Center (SSO): the token `aws sso login` cached under
+/// `~/.aws/sso/cache/`, exchanged at the SSO portal for role credentials.
+fn sso_profile(name: &str, p: &HashMap<String, String>, ctx: &ProfileCtx<'_>) -> Step {
+    let provider = format!("profile {name} (SSO)");
+    let get = |k: &str| p.get(k).map(String::as_str).filter(|v| !v.is_empty());
+    let (start_url, region, cache_name) = match get("sso_session") {
+        Some(session) => {
+            let Some(s) = ctx.config.get(&format!("{SSO_SESSION}{session}")) else {
+                return Step::Fail(
+                    provider,
+                    format!("sso_session {session} has no [sso-session {session}] section in the config file"),
+                );
+            };
+            let g = |k: &str| s.get(k).map(String::as_str).filter(|v| !v.is_empty());
+            (g("sso_start_url"), g("sso_region"), session.to_string())
+        }
+        None => (
+            get("sso_start_url"),
+            get("sso_region"),
+            get("sso_start_url").unwrap_or("").to_string(),
+        ),
+    };
+    let (Some(_), Some(region), Some(account), Some(role)) = (
+        start_url,
+        region,
+        get("sso_account_id"),
+        get("sso_role_name"),
+    ) else {
+        return Step::Fail(
+            provider,
+            "an SSO profile needs sso_start_url and sso_region (or an sso_session with them), sso_account_id and sso_role_name".into(),
+        );
+    };
+    let file = {
+        use sha1::Digest;
+        let digest = sha1::Sha1::digest(cache_name.as_bytes());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        match expand_home(&format!("~/.aws/sso/cache/{hex}.json"), ctx.env) {
+            Some(f) => f,
+            None => {
+                return Step::Fail(
+                    provider,
+                    "HOME is not set: cannot find the SSO token cache".into(),
+                )
+            }
+        }
+    };
+    let token = match read_sso_token(&file, ctx.now) {
+        Ok(t) => t,
+        Err(m) => {
+            return Step::Fail(
+                provider,
+                format!("{m}: run `aws sso login --profile {name}` where the exporter's HOME is"),
+            )
+        }
+    };
+    let env = ctx.env;
+    let endpoint = env("AWS_ENDPOINT_URL_SSO")
+        .or_else(|| env("AWS_ENDPOINT_URL"))
+        .unwrap_or_else(|| format!("https://portal.sso.{region}.amazonaws.com"));
+    let key = format!(
+        "sso\u{0}{endpoint}\u{0}{account}\u{0}{role}\u{0}{}",
+        file.display()
+    );
+    match ctx.cache.get_or_fetch(&key, ctx.now, || {
+        sso_role_credentials(&endpoint, account, role, &token, ctx.req, ctx.budget)
+    }) {
+        Ok(c) => Step::Found(c),
+        Err(m) => Step::Fail(provider, m),
+    }
+}
+
+/// The access token of an SSO token cache file, if it has not expired.
+/// Errors name the file, never its content.
+fn read_sso_token(file: &Path, now: SystemTime) -> Result<String, String> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct CachedToken {
+        access_token: String,
+        expires_at: String,
+    }
+    let bytes = std::fs::read(file)
+        .map_err(|e| format!("no SSO token in {} ({})", file.display(), e.kind()))?;
+    let t: CachedToken = serde_json::from_slice(&bytes).map_err(|_| {
+        format!(
+            "{} is not an SSO token cache (accessToken, expiresAt)",
+            file.display()
+        )
+    })?;
+    let expires = super::rfc3339(t.expires_at.trim())
+        .ok_or_else(|| format!("{} has a bad expiresAt", file.display()))?;
+    if expires <= now {
+        return Err(format!("the SSO token in {} has expired", file.display()));
+    }
+    Ok(t.access_token)
+}
+
+/// `GET /federation/credentials` of the SSO portal.
+fn sso_role_credentials(
+    endpoint: &str,
+    account: &str,
+    role: &str,
+    token: &str,
+    req: &ChainRequest<'_>,
+    budget: &Budget,
+) -> Result<AwsCredentials, String> {
+    let mut url = url::Url::parse(&format!(
+        "{}/federation/credentials",
+        endpoint.trim_end_matches('/')
+    ))
+    .map_err(|_| "the SSO endpoint is not a URL".to_string())?;
+    url.query_pairs_mut()
+        .append_pair("account_id", account)
+        .append_pair("role_name", role);
+    let client = Client::with_redirects(budget.request_timeout, req.ca_file, 0)?;
+    let r = client
+        .get(
+            "sso",
+            url.as_str(),
+            &[
+                ("x-amz-sso_bearer_token", token),
+                ("accept", "application/json"),
+            ],
+            &Budget {
+                max_size: MAX_ANSWER,
+                ..*budget
+            },
+        )
+        .map_err(|e| {
+            format!(
+                "SSO portal at {} ({}): {}",
+                shown_url(url.as_str()),
+                e.reason,
+                e.message
+            )
+        })?;
+    if r.status != 200 {
+        let hint = if r.status == 401 || r.status == 403 {
+            " (the token was refused: run `aws sso login` again, or check the account and role)"
+        } else {
+            ""
+        };
+        return Err(format!(
+            "SSO portal at {} answered HTTP {} to GetRoleCredentials for account {account} role {role}{hint}",
+            shown_url(url.as_str()),
+            r.status
+        ));
+    }
+    parse_sso_credentials(&r.body)
+}
+
+/// Parse a `GetRoleCredentials` answer. Errors never quote it.
+pub fn parse_sso_credentials(bytes: &[u8]) -> Result<AwsCredentials, String> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Answer {
+        role_credentials: RoleCredentials,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct RoleCredentials {
+        access_key_id: String,
+        secret_access_key: String,
+        #[serde(default)]
+        session_token: Option<String>,
+        /// Milliseconds since the epoch.
+        #[serde(default)]
+        expiration: Option<u64>,
+    }
+    let a: Answer = serde_json::from_slice(bytes)
+        .map_err(|_| "the SSO answer is not roleCredentials JSON".to_string())?;
+    let c = a.role_credentials;
+    if c.access_key_id.is_empty() || c.secret_access_key.is_empty() {
+        return Err("the SSO answer has empty credentials".into());
+    }
+    Ok(AwsCredentials::new(
+        c.access_key_id,
+        c.secret_access_key,
+        c.session_token,
+        c.expiration
+            .map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms)),
+    ))
 }
 
 /// `role_arn` with `source_profile` or `credential_source`: STS `AssumeRole`,
@@ -1546,7 +1738,7 @@ aws_secret_access_key = cred-ci2-secret
             ("missing", "source_profile ghost is not in"),
             ("badsource", "credential_source must be"),
             ("envsource", "source credentials were not found"),
-            ("sso", "SSO"),
+            ("sso", "sso_session corp has no [sso-session corp] section"),
         ] {
             let r = ChainRequest {
                 profile: Some(p),
@@ -1556,6 +1748,45 @@ aws_secret_access_key = cred-ci2-secret
                 .unwrap_err();
             assert!(err.to_string().contains(want), "{p}: {err}");
         }
+    }
+
+    #[test]
+    fn sso_sessions_tokens_and_answers() {
+        let p = parse_profiles(
+            "[profile dev]\nsso_session = corp\nsso_account_id = 111122223333\nsso_role_name = ReadState\n\
+             [sso-session corp]\nsso_start_url = https://corp.awsapps.com/start\nsso_region = eu-west-1\n",
+            true,
+        );
+        assert_eq!(p["dev"]["sso_session"], "corp");
+        assert_eq!(p[&format!("{SSO_SESSION}corp")]["sso_region"], "eu-west-1");
+        assert!(!p.contains_key("corp"), "an sso-session is not a profile");
+
+        let tmp = tempfile::tempdir().unwrap();
+        let f = tmp.path().join("t.json");
+        std::fs::write(
+            &f,
+            r#"{"startUrl":"https://corp.awsapps.com/start","region":"eu-west-1","accessToken":"tok-SECRET","expiresAt":"2030-01-01T00:00:00Z"}"#,
+        )
+        .unwrap();
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        assert_eq!(read_sso_token(&f, now).unwrap(), "tok-SECRET");
+        let later = SystemTime::UNIX_EPOCH + Duration::from_secs(1_900_000_000);
+        let e = read_sso_token(&f, later).unwrap_err();
+        assert!(e.contains("expired") && !e.contains("SECRET"), "{e}");
+        let e = read_sso_token(&tmp.path().join("none.json"), now).unwrap_err();
+        assert!(e.contains("no SSO token"), "{e}");
+
+        let c = parse_sso_credentials(
+            br#"{"roleCredentials":{"accessKeyId":"ASIA1","secretAccessKey":"s","sessionToken":"t","expiration":1900000000000}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.access_key_id, "ASIA1");
+        assert_eq!(
+            c.expiration,
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_900_000_000))
+        );
+        let e = parse_sso_credentials(b"<html>secret-page</html>").unwrap_err();
+        assert!(!e.contains("secret-page"), "{e}");
     }
 
     #[test]

@@ -223,6 +223,8 @@ def terraform():
         stat(L, "Pending changes", f"sum(terraform_state_pending_changes{{{s}}}) or vector(0)", "none", thresholds((None, GREEN), (1, ORANGE))),
         stat(L, "Unapproved changes", f"sum(terraform_state_unapproved_changes{{{s}}}) or vector(0)", "none", COUNT_TH),
         stat(L, "Tainted + deposed", f"sum(terraform_state_tainted_instances{{{s}}}) + sum(terraform_state_deposed_instances{{{s}}})", "none", thresholds((None, GREEN), (1, ORANGE))),
+        stat(L, "Locked remote states", f"count(terraform_state_locked{{{s}}} == 1) or vector(0)", "none", thresholds((None, GREEN), (1, ORANGE)),
+             desc="S3 lock files and locked HCP workspaces; a lock held for hours is a stuck or crashed run."),
         stat(L, "Oldest drift report", f"max(time() - terraform_state_drift_report_timestamp_seconds{{{s}}})", "s",
              thresholds((None, GREEN), (DAY, ORANGE), (3 * DAY, RED))),
         table(L, "States", [

@@ -570,6 +570,22 @@ fn s3_put(port: u16, path: &str, body: &[u8]) {
     assert!(r.status().is_success(), "PUT {path}: {}", r.status());
 }
 
+/// Delete an object with boto3 from the moto venv (moto wants DELETE signed).
+fn s3_delete(port: u16, bucket: &str, key: &str) {
+    let py = moto_venv().join("bin/python");
+    let st = Command::new(py)
+        .args([
+            "-c",
+            "import boto3,sys; boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1', aws_access_key_id='AKIDEXAMPLE', aws_secret_access_key='x').delete_object(Bucket=sys.argv[2], Key=sys.argv[3])",
+            &format!("http://127.0.0.1:{port}"),
+            bucket,
+            key,
+        ])
+        .status()
+        .expect("boto3 delete");
+    assert!(st.success(), "delete {bucket}/{key} failed");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn s3_backend_with_real_terraform_and_moto() {
     let moto = moto_venv().join("bin/moto_server");
@@ -651,6 +667,31 @@ async fn s3_backend_with_real_terraform_and_moto() {
     assert!(!text.contains(".tflock"), "{text}");
     let (b1, b2) = (bytes(&text, default), bytes(&text, prod));
     assert!(b1 > 0.0 && b2 > 0.0);
+    // The lock object of the default workspace: locked since its LastModified.
+    let locked = |text: &str, l: &str| {
+        series(
+            text,
+            &format!("terraform_state_locked{{state_file=\"{l}\"}}"),
+        )
+    };
+    let since = |text: &str, l: &str| {
+        series(
+            text,
+            &format!("terraform_state_locked_since_timestamp_seconds{{state_file=\"{l}\"}}"),
+        )
+    };
+    assert_eq!(locked(&text, default), Some(1.0), "{text}");
+    assert_eq!(locked(&text, prod), Some(0.0), "{text}");
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let t = since(&text, default).expect("lock time");
+    assert!(
+        (now - 600.0..=now + 5.0).contains(&t),
+        "lock time {t} vs now {now}"
+    );
+    assert_eq!(since(&text, prod), None, "{text}");
 
     // Second scrape: If-None-Match answered 304, 0 bytes transferred.
     let text = scrape(&m).await;
@@ -665,6 +706,17 @@ async fn s3_backend_with_real_terraform_and_moto() {
     assert!(bytes(&text, prod) > b2);
     assert_eq!(bytes(&text, default), b1);
 
+    // The run finished: its lock object is gone.
+    s3_delete(port, "tfstate", "homelab/terraform.tfstate.tflock");
+    let text = scrape(&m).await;
+    assert_eq!(locked(&text, default), Some(0.0), "{text}");
+    assert_eq!(since(&text, default), None, "{text}");
+    s3_put(
+        port,
+        "/tfstate/homelab/terraform.tfstate.tflock",
+        b"{\"ID\":\"x\"}",
+    );
+
     // Prefix discovery: every state under the bucket, lock objects skipped.
     let pm = monitor(
         dir,
@@ -676,6 +728,8 @@ async fn s3_backend_with_real_terraform_and_moto() {
     assert_eq!(up(&text, default), Some(1.0), "{text}");
     assert_eq!(up(&text, prod), Some(1.0), "{text}");
     assert!(!text.contains(".tflock"), "{text}");
+    assert_eq!(locked(&text, default), Some(1.0), "{text}");
+    assert_eq!(locked(&text, prod), Some(0.0), "{text}");
 
     // Zero-config from the working directory, with the record's own keys.
     std::env::remove_var("AWS_ACCESS_KEY_ID");
@@ -898,7 +952,8 @@ fn hcp_handler(token: &'static str, hits: Arc<AtomicUsize>) -> Handler {
             };
         }
         let (path, query) = r.path.split_once('?').unwrap_or((r.path.as_str(), ""));
-        let ws = |id: &str, name: &str| serde_json::json!({"id": id, "type": "workspaces", "attributes": {"name": name, "tag-names": ["homelab"]}});
+        // homelab-dev is locked (a run holds it).
+        let ws = |id: &str, name: &str| serde_json::json!({"id": id, "type": "workspaces", "attributes": {"name": name, "tag-names": ["homelab"], "locked": name == "homelab-dev"}});
         let json = |v: serde_json::Value| Resp {
             status: 200,
             headers: vec![("Content-Type".into(), "application/vnd.api+json".into())],
@@ -972,6 +1027,16 @@ async fn hcp_contract_pagination_rate_limit_and_conditional_download() {
     );
     // No current state version: no state yet, not an error.
     assert_eq!(up(&text, &label("homelab-empty")), None, "{text}");
+    // Workspace locks (no lock time in the workspace record).
+    let locked = |w: &str| {
+        series(
+            &text,
+            &format!("terraform_state_locked{{state_file=\"{}\"}}", label(w)),
+        )
+    };
+    assert_eq!(locked("homelab-dev"), Some(1.0), "{text}");
+    assert_eq!(locked("homelab-prod"), Some(0.0), "{text}");
+    assert!(!text.contains("terraform_state_locked_since"), "{text}");
     let b = bytes(&text, &label("homelab-prod"));
     let text = scrape(&m).await;
     assert_eq!(

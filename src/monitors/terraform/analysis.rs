@@ -113,6 +113,14 @@ pub struct TargetMemory {
     pub policy: Option<super::policy::PolicyCache>,
 }
 
+/// Whether a state is locked, where the backend shows it (S3 lock files of
+/// `use_lockfile`, HCP workspaces); `since` when the backend tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockState {
+    pub locked: bool,
+    pub since: Option<SystemTime>,
+}
+
 /// Everything known about one target after a collection.
 #[derive(Debug, Clone)]
 pub struct Analysis {
@@ -134,6 +142,8 @@ pub struct Analysis {
     pub previous_serial: Option<u64>,
     /// Rego policy results (set by the monitor when policies are configured).
     pub policy: Option<Arc<super::policy::PolicyOutcome>>,
+    /// Lock state of a remote state whose backend shows locks.
+    pub lock: Option<LockState>,
 }
 
 impl Analysis {
@@ -337,6 +347,7 @@ pub fn analyse(src: TargetSources<'_>, mem: &mut TargetMemory) -> Analysis {
         errors,
         changed_since_last,
         policy: None,
+        lock: None,
     }
 }
 

@@ -90,6 +90,15 @@ pub const ENCRYPTED: MetricDef = MetricDef::gauge(
     "1 for an OpenTofu encrypted state (only its envelope can be read), else 0.",
 );
 
+pub const LOCKED: MetricDef = MetricDef::gauge(
+    "terraform_state_locked",
+    "1 if the remote state is locked (a run holds it, or a crashed run left the lock), 0 if not; only for backends that show locks (S3 lock files, HCP workspaces).",
+);
+pub const LOCKED_SINCE: MetricDef = MetricDef::gauge(
+    "terraform_state_locked_since_timestamp_seconds",
+    "When the current lock was taken, where the backend tells (the S3 lock file's LastModified).",
+);
+
 /// The Terraform state monitor.
 pub struct TerraformMonitor {
     inner: Arc<Inner>,
@@ -332,6 +341,12 @@ pub fn snapshot(
                 ],
                 1.0,
             );
+        }
+        if let Some(lock) = &a.lock {
+            b.gauge(&LOCKED, &sf, bool_f(lock.locked));
+            if let Some(since) = lock.since.filter(|_| lock.locked) {
+                b.gauge(&LOCKED_SINCE, &sf, crate::clock::unix_seconds(since));
+            }
         }
         if let Some(st) = &a.state {
             b.gauge(&ENCRYPTED, &sf, bool_f(st.encrypted));

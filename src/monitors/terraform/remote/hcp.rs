@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::config::HcpBackendConfig;
 
 use super::client::{read_secret, status_error, Budget, Client};
-use super::{rfc3339, Backend, Fetch, RemoteError, Target};
+use super::{rfc3339, Backend, Fetch, LockState, RemoteError, Target};
 
 const MAX_PAGES: u64 = 1000;
 const DEFAULT_HOST: &str = "app.terraform.io";
@@ -93,6 +93,16 @@ pub fn token_for_host(label: &str, host: &str) -> Result<Option<String>, RemoteE
         .as_str()
         .filter(|t| !t.is_empty())
         .map(str::to_string))
+}
+
+/// A workspace's `locked` attribute (no lock time in the API's workspace record).
+fn lock_of(workspace: &Value) -> Option<LockState> {
+    workspace["attributes"]["locked"]
+        .as_bool()
+        .map(|locked| LockState {
+            locked,
+            since: None,
+        })
 }
 
 pub struct HcpBackend {
@@ -197,6 +207,7 @@ impl HcpBackend {
         Target {
             label: format!("{}/{}", self.label, name),
             id: id.to_string(),
+            lock: None,
         }
     }
 }
@@ -216,7 +227,10 @@ impl Backend for HcpBackend {
                 match status {
                     200 => {
                         let id = v["data"]["id"].as_str().unwrap_or("");
-                        out.push(self.target(name, id));
+                        out.push(Target {
+                            lock: lock_of(&v["data"]),
+                            ..self.target(name, id)
+                        });
                     }
                     // Reported on the workspace itself at fetch time.
                     404 => out.push(self.target(name, "")),
@@ -252,7 +266,10 @@ impl Backend for HcpBackend {
                 if self.prefix.as_deref().is_some_and(|p| !name.starts_with(p)) {
                     continue;
                 }
-                out.push(self.target(name, id));
+                out.push(Target {
+                    lock: lock_of(w),
+                    ..self.target(name, id)
+                });
             }
             match v["meta"]["pagination"]["next-page"].as_u64() {
                 Some(n) if n > page => page = n,

@@ -129,6 +129,7 @@ impl Backend for HttpBackend {
         Ok(vec![Target {
             label: self.label.clone(),
             id: String::new(),
+            lock: None,
         }])
     }
 

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{RemoteBackend, TerraformConfig};
 
+pub use super::analysis::LockState;
 use super::analysis::{analyse, Analysis, TargetError, TargetMemory, TargetSources};
 use super::policy::{self, PolicySet};
 use super::source::{sibling_path, LocalFile, SourceError, Stamp, StateSource};
@@ -80,6 +81,8 @@ pub struct Target {
     pub label: String,
     /// Backend-specific identity (object key, workspace name or id).
     pub id: String,
+    /// Lock state, when the backend's listing shows it.
+    pub lock: Option<LockState>,
 }
 
 /// Result of a fetch.
@@ -480,7 +483,8 @@ fn collect_entry(
                 label: t.label.clone(),
                 result: Err(e.clone().relabel(&t.label)),
             };
-            let a = analyse_remote(&src, sm, &ctx);
+            let mut a = analyse_remote(&src, sm, &ctx);
+            a.lock = t.lock;
             out.bytes.push((t.label.clone(), sm.bytes_total));
             out.analyses.push(a);
         }
@@ -578,7 +582,9 @@ fn one(
         label: t.label.clone(),
         result,
     };
-    Some(analyse_remote(&src, sm, ctx))
+    let mut a = analyse_remote(&src, sm, ctx);
+    a.lock = t.lock;
+    Some(a)
 }
 
 /// A state document must be a JSON object: catch HTML login pages and proxies' error pages.

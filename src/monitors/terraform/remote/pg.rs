@@ -234,6 +234,7 @@ impl PgBackend {
         Target {
             label: format!("{}/{}", self.label, ws),
             id: ws.to_string(),
+            lock: None,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! chain ([`super::aws_credentials`]) and sent with the shared client; state
 //! reads are conditional on the ETag.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -14,7 +15,7 @@ use crate::config::S3BackendConfig;
 
 use super::aws_credentials::{self, AwsCredentials, ChainRequest, Env};
 use super::client::{status_error, Budget, Client};
-use super::{http_date, Backend, Fetch, RemoteError, Target};
+use super::{http_date, Backend, Fetch, LockState, RemoteError, Target};
 
 /// Unused by unsigned URLs; `rusty-s3` wants an expiry.
 const UNSIGNED: Duration = Duration::from_secs(300);
@@ -150,11 +151,12 @@ impl S3Backend {
         Target {
             label: format!("s3://{}/{}", self.bucket.name(), key),
             id: key.to_string(),
+            lock: None,
         }
     }
 
-    /// Every key under `prefix` (paged).
-    fn list(&self, prefix: &str, budget: &Budget) -> Result<Vec<String>, RemoteError> {
+    /// Every key under `prefix` with its LastModified (paged).
+    fn list(&self, prefix: &str, budget: &Budget) -> Result<Vec<Listed>, RemoteError> {
         let mut keys = Vec::new();
         let mut token: Option<String> = None;
         for _ in 0..MAX_PAGES {
@@ -174,7 +176,10 @@ impl S3Backend {
             let parsed = ListObjectsV2::parse_response(&text).map_err(|_| {
                 RemoteError::new(&self.label, "protocol", "the bucket listing is not S3 XML")
             })?;
-            keys.extend(parsed.contents.into_iter().map(|c| c.key));
+            keys.extend(parsed.contents.into_iter().map(|c| Listed {
+                modified: super::rfc3339(c.last_modified.trim()),
+                key: c.key,
+            }));
             match parsed.next_continuation_token {
                 Some(t) if !t.is_empty() => token = Some(t),
                 _ => return Ok(keys),
@@ -182,6 +187,28 @@ impl S3Backend {
         }
         Ok(keys)
     }
+}
+
+/// One object of a bucket listing.
+struct Listed {
+    key: String,
+    modified: Option<std::time::SystemTime>,
+}
+
+/// Lock objects (`<state key>.tflock`, Terraform 1.10+ `use_lockfile`) of a
+/// listing, by the state key they lock, with their LastModified.
+fn lock_objects(listed: &[Listed]) -> HashMap<&str, Option<std::time::SystemTime>> {
+    listed
+        .iter()
+        .filter_map(|l| l.key.strip_suffix(".tflock").map(|k| (k, l.modified)))
+        .collect()
+}
+
+fn lock_of(locks: &HashMap<&str, Option<std::time::SystemTime>>, key: &str) -> Option<LockState> {
+    Some(LockState {
+        locked: locks.contains_key(key),
+        since: locks.get(key).copied().flatten(),
+    })
 }
 
 /// Workspace of `k` if it is `<wkp>/<workspace>/<key>`.
@@ -205,30 +232,39 @@ impl Backend for S3Backend {
         match (&self.key, &self.prefix) {
             (Some(key), _) => {
                 // The default workspace's key, and `<prefix>/<workspace>/<key>`.
-                let mut keys = match self.list(key, budget) {
+                let mut listed = match self.list(key, budget) {
                     Ok(k) => k,
-                    // Without s3:ListBucket only the key itself can be read (no workspaces).
+                    // Without s3:ListBucket only the key itself can be read (no
+                    // workspaces, no lock state).
                     Err(e) if e.reason == "http_403" => {
                         tracing::debug!(source = %self.label, "listing forbidden; reading the key only");
                         return Ok(vec![self.target(key)]);
                     }
                     Err(e) => return Err(e),
                 };
-                keys.retain(|k| k == key);
-                let ws = self.list(&format!("{}/", self.wkp), budget)?;
-                keys.extend(
-                    ws.into_iter()
-                        .filter(|k| workspace_key(&self.wkp, key, k).is_some()),
-                );
+                listed.extend(self.list(&format!("{}/", self.wkp), budget)?);
+                let locks = lock_objects(&listed);
+                let mut keys: Vec<&str> = listed
+                    .iter()
+                    .map(|l| l.key.as_str())
+                    .filter(|k| *k == key || workspace_key(&self.wkp, key, k).is_some())
+                    .collect();
                 if keys.is_empty() {
                     // Nothing yet: report the configured key (not found) rather than nothing.
-                    keys.push(key.clone());
+                    keys.push(key);
                 }
-                out.extend(keys.iter().map(|k| self.target(k)));
+                out.extend(keys.iter().map(|k| Target {
+                    lock: lock_of(&locks, k),
+                    ..self.target(k)
+                }));
             }
             (None, prefix) => {
-                let keys = self.list(prefix.as_deref().unwrap_or(""), budget)?;
-                out.extend(keys.iter().filter(|k| !skipped(k)).map(|k| self.target(k)));
+                let listed = self.list(prefix.as_deref().unwrap_or(""), budget)?;
+                let locks = lock_objects(&listed);
+                out.extend(listed.iter().filter(|l| !skipped(&l.key)).map(|l| Target {
+                    lock: lock_of(&locks, &l.key),
+                    ..self.target(&l.key)
+                }));
             }
         }
         out.sort_by(|a, b| a.label.cmp(&b.label));

@@ -1858,6 +1858,9 @@ fn zero_config_cloud_block_with_terraform_login_token_and_ssl_cert_file() {
         let l = line(&all, label);
         assert!(!l.contains("error"), "{l}\n{all}");
     }
+    // The locked workspace says so in the status; the other does not.
+    assert!(line(&all, &dev).contains("locked"), "{all}");
+    assert!(!line(&all, &prod).contains("locked"), "{all}");
     // The private CA is trusted only through SSL_CERT_FILE.
     let all = status(false);
     assert!(all.contains("tls"), "{all}");

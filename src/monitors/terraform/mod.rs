@@ -509,6 +509,18 @@ fn target_status(a: &Analysis) -> TargetStatus {
     if let Some(u) = &a.unapproved {
         parts.push(format!("unapproved {}", u.total()));
     }
+    if let Some(lock) = a.lock.filter(|l| l.locked) {
+        match lock
+            .since
+            .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
+        {
+            Some(age) => parts.push(format!(
+                "locked for {}",
+                humantime::format_duration(Duration::from_secs(age.as_secs() / 60 * 60))
+            )),
+            None => parts.push("locked".into()),
+        }
+    }
     if let Some(p) = &a.policy {
         parts.push(format!(
             "policy violations {} ({} deny), {} policies failed",

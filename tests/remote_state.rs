@@ -1283,25 +1283,12 @@ fn reports_dir_must_be_a_relative_folder_name() {
 fn state_dir_pointing_at_a_working_directory_reads_its_backend() {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path();
-    let state =
-        std::fs::read(repo().join("examples/terraform/environments/prod/terraform.tfstate"))
-            .unwrap();
-    let want = {
-        use base64::Engine;
-        format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(format!("ci:{CANARY}"))
-        )
-    };
-    let server = Server::start(Arc::new(move |r: &Req| {
-        if r.headers.get("authorization") != Some(&want) {
-            return resp(401, "unauthorized");
-        }
-        match r.path.as_str() {
-            "/state/homelab" => resp(200, state.clone()),
-            _ => resp(404, "no"),
-        }
-    }));
+    let server = basic_auth_server(
+        "ci",
+        CANARY,
+        "/state/homelab",
+        "examples/terraform/environments/prod/terraform.tfstate",
+    );
     let wd = dir.join("infra");
     std::fs::create_dir_all(wd.join(".terraform")).unwrap();
     std::fs::write(
@@ -1890,28 +1877,12 @@ fn zero_config_cloud_block_with_terraform_login_token_and_ssl_cert_file() {
 async fn http_backend_gitea_state_registry_shape() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let state =
-        std::fs::read(repo().join("examples/terraform/environments/staging/terraform.tfstate"))
-            .unwrap();
-    let want = {
-        use base64::Engine;
-        format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(format!("monitor:{CANARY}"))
-        )
-    };
-    let srv = Server::start(Arc::new(move |r: &Req| {
-        if r.headers.get("authorization") != Some(&want) {
-            return resp(
-                401,
-                r#"{"errors":[{"message":"unauthorized"}],"message":"unauthorized"}"#,
-            );
-        }
-        match (r.method.as_str(), r.path.as_str()) {
-            ("GET", "/api/packages/homelab/terraform/state/staging") => resp(200, state.clone()),
-            _ => resp(404, r#"{"message":"package does not exist"}"#),
-        }
-    }));
+    let srv = basic_auth_server(
+        "monitor",
+        CANARY,
+        "/api/packages/homelab/terraform/state/staging",
+        "examples/terraform/environments/staging/terraform.tfstate",
+    );
     std::fs::write(dir.join("gitea-token"), format!("{CANARY}\n")).unwrap();
     std::fs::write(dir.join("wrong-token"), "nope\n").unwrap();
     let staging = srv.url("/api/packages/homelab/terraform/state/staging");
@@ -2076,4 +2047,26 @@ async fn remote_fleet_bench() {
         stats.bytes.load(Ordering::Relaxed) - cold_bytes,
         stats.peak.load(Ordering::Relaxed)
     );
+}
+
+/// A server answering GET `path` with the example state `example` to `Basic
+/// user:password` only: 401 with another password, 404 on other paths.
+fn basic_auth_server(user: &str, password: &str, path: &'static str, example: &str) -> Server {
+    let state = std::fs::read(repo().join(example)).unwrap();
+    let want = {
+        use base64::Engine;
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        )
+    };
+    Server::start(Arc::new(move |r: &Req| {
+        if r.headers.get("authorization") != Some(&want) {
+            return resp(401, r#"{"message":"unauthorized"}"#);
+        }
+        match (r.method.as_str(), r.path.as_str()) {
+            ("GET", p) if p == path => resp(200, state.clone()),
+            _ => resp(404, r#"{"message":"not found"}"#),
+        }
+    }))
 }

@@ -314,6 +314,32 @@ pub enum RemoteBackend {
     S3(S3BackendConfig),
     Pg(PgBackendConfig),
     Hcp(HcpBackendConfig),
+    Gitlab(GitlabBackendConfig),
+}
+
+/// `type: gitlab`: every Terraform state of a GitLab project (GraphQL
+/// discovery), each read through GitLab's state API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitlabBackendConfig {
+    /// GitLab's base URL; default `https://gitlab.com`.
+    #[serde(default = "GitlabBackendConfig::default_url")]
+    pub url: String,
+    /// The project's full path (`group/project`).
+    pub project: String,
+    /// Only these state names; empty means every state of the project.
+    #[serde(default)]
+    pub states: Vec<String>,
+    /// A personal, project or group access token with `read_api`.
+    pub token: SecretRef,
+    #[serde(default)]
+    pub ca_file: Option<String>,
+}
+
+impl GitlabBackendConfig {
+    fn default_url() -> String {
+        "https://gitlab.com".into()
+    }
 }
 
 /// Where a secret comes from: a file (first line) or an environment variable. Never inline.
@@ -523,6 +549,19 @@ impl RemoteBackend {
                     return Err("schema_name must be a plain identifier".into());
                 }
                 Ok(())
+            }
+            RemoteBackend::Gitlab(g) => {
+                validate_url("url", &g.url)?;
+                let segments: Vec<&str> = g.project.split('/').collect();
+                if segments.len() < 2 || segments.iter().any(|s| s.is_empty()) {
+                    return Err(
+                        "project must be the project's full path, e.g. group/project".into(),
+                    );
+                }
+                if g.states.iter().any(|s| s.is_empty()) {
+                    return Err("states must not hold an empty name".into());
+                }
+                validate_secret("token", &g.token)
             }
             RemoteBackend::Hcp(h) => {
                 validate_url("address", &h.address)?;

@@ -1082,6 +1082,8 @@ fn config_rejects_bad_backend_entries() {
         ("custom_monitors:\n  terraform_state:\n    backends:\n      - { type: http, address: \"https://u:p@h/x\" }\n", "credentials"),
         ("custom_monitors:\n  terraform_state:\n    backends:\n      - { type: pg, conn_str: { file: a, env: B } }\n", "not both"),
         ("custom_monitors:\n  terraform_state:\n    backends:\n      - { type: ftp }\n", "ftp"),
+        ("custom_monitors:\n  terraform_state:\n    backends:\n      - { type: gitlab, project: infra, token: { env: T } }\n", "full path"),
+        ("custom_monitors:\n  terraform_state:\n    backends:\n      - { type: gitlab, project: a/b }\n", "token"),
         ("custom_monitors:\n  terraform_state:\n    backends:\n      - { type: hcp, organization: o, tokn: x }\n", "tokn"),
     ] {
         let e = homelab_monitor::config::parse(yaml, p).unwrap_err().to_string();
@@ -2069,4 +2071,162 @@ fn basic_auth_server(user: &str, password: &str, path: &'static str, example: &s
             _ => resp(404, r#"{"message":"not found"}"#),
         }
     }))
+}
+
+/// GitLab project-wide discovery (`type: gitlab`): the GraphQL API lists the
+/// project's states (paginated, with `lockedAt`), each is read through the
+/// REST state API with ETag; a wrong token or an unknown project is a clear
+/// discovery error. Shapes follow GitLab's API documentation.
+#[tokio::test(flavor = "multi_thread")]
+async fn gitlab_project_discovery_graphql_and_state_api() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let prod = std::fs::read(repo().join("examples/terraform/environments/prod/terraform.tfstate"))
+        .unwrap();
+    let staging =
+        std::fs::read(repo().join("examples/terraform/environments/staging/terraform.tfstate"))
+            .unwrap();
+    let states: Arc<HashMap<&'static str, Vec<u8>>> =
+        Arc::new(HashMap::from([("prod", prod), ("staging", staging)]));
+    let gets = Arc::new(AtomicUsize::new(0));
+    let g = gets.clone();
+    let srv = Server::start(Arc::new(move |r: &Req| {
+        if r.headers.get("authorization").map(String::as_str) != Some(&format!("Bearer {CANARY}")) {
+            return resp(401, r#"{"message":"401 Unauthorized"}"#);
+        }
+        let path = r.path.split('?').next().unwrap_or("");
+        if r.method == "POST" && path == "/api/graphql" {
+            let q: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+            assert!(q["query"].as_str().unwrap().contains("terraformStates"));
+            let project = q["variables"]["path"].as_str().unwrap_or("");
+            if project != "homelab/infra" {
+                return resp(200, r#"{"data":{"project":null}}"#);
+            }
+            // Two pages: prod (locked), then staging.
+            let body = if q["variables"]["after"].is_null() {
+                serde_json::json!({"data": {"project": {"terraformStates": {
+                    "nodes": [{"name": "prod", "lockedAt": "2026-11-25T01:00:00Z"}],
+                    "pageInfo": {"hasNextPage": true, "endCursor": "c1"}}}}})
+            } else {
+                assert_eq!(q["variables"]["after"], "c1");
+                serde_json::json!({"data": {"project": {"terraformStates": {
+                    "nodes": [{"name": "staging", "lockedAt": null}],
+                    "pageInfo": {"hasNextPage": false, "endCursor": "c2"}}}}})
+            };
+            return resp(200, body.to_string());
+        }
+        let Some(name) = path.strip_prefix("/api/v4/projects/homelab%2Finfra/terraform/state/")
+        else {
+            return resp(404, r#"{"message":"404 Not Found"}"#);
+        };
+        match states.get(name) {
+            Some(b) => {
+                let etag = tag(b);
+                if r.headers.get("if-none-match") == Some(&etag) {
+                    return resp(304, "");
+                }
+                g.fetch_add(1, Ordering::SeqCst);
+                Resp {
+                    status: 200,
+                    headers: vec![("ETag".into(), etag)],
+                    body: b.clone(),
+                }
+            }
+            None => resp(404, r#"{"message":"404 Not Found"}"#),
+        }
+    }));
+    std::env::set_var("TEST_GITLAB_PROJECT_TOKEN", CANARY);
+    std::env::set_var("TEST_GITLAB_PROJECT_WRONG", "nope");
+    let url = srv.url("");
+    let entry = |extra: &str| {
+        format!(
+            "custom_monitors:\n  terraform_state:\n    check_interval: 1ms\n    remote: {{ retries: 0 }}\n    backends:\n      - {{ type: gitlab, url: \"{url}\", project: homelab/infra, token: {{ env: TEST_GITLAB_PROJECT_TOKEN }}{extra} }}\n"
+        )
+    };
+    let state = |n: &str| {
+        srv.url(&format!(
+            "/api/v4/projects/homelab%2Finfra/terraform/state/{n}"
+        ))
+    };
+    let m = monitor(dir, &entry(""));
+    let text = scrape(&m).await;
+    assert_eq!(up(&text, &state("prod")), Some(1.0), "{text}");
+    assert_eq!(up(&text, &state("staging")), Some(1.0), "{text}");
+    let v = |s: String| series(&text, &s);
+    assert_eq!(
+        v(format!(
+            "terraform_state_locked{{state_file=\"{}\"}}",
+            state("prod")
+        )),
+        Some(1.0)
+    );
+    assert_eq!(
+        v(format!(
+            "terraform_state_locked_since_timestamp_seconds{{state_file=\"{}\"}}",
+            state("prod")
+        )),
+        Some(1_795_568_400.0)
+    );
+    assert_eq!(
+        v(format!(
+            "terraform_state_locked{{state_file=\"{}\"}}",
+            state("staging")
+        )),
+        Some(0.0)
+    );
+    // Unchanged states are not downloaded again (If-None-Match).
+    let before = gets.load(Ordering::SeqCst);
+    assert_eq!(before, 2);
+    std::thread::sleep(Duration::from_millis(5));
+    let text = scrape(&m).await;
+    assert_eq!(up(&text, &state("prod")), Some(1.0), "{text}");
+    assert_eq!(
+        gets.load(Ordering::SeqCst),
+        before,
+        "unchanged states downloaded again"
+    );
+
+    // Named states only; one GitLab does not have is not_found.
+    let m = monitor(dir, &entry(", states: [staging, nope]"));
+    let text = scrape(&m).await;
+    assert_eq!(up(&text, &state("staging")), Some(1.0), "{text}");
+    assert_eq!(up(&text, &state("prod")), None, "{text}");
+    assert_eq!(
+        error_reason(&text, &state("nope")).as_deref(),
+        Some("not_found"),
+        "{text}"
+    );
+
+    // A wrong token, an unknown project: discovery errors on the entry.
+    let entry_label = format!("gitlab://127.0.0.1:{}/homelab/infra", srv.port);
+    let discovery = |text: &str, label: &str| {
+        let prefix = format!(
+            "terraform_state_error_info{{state_file=\"{label}\",component=\"discovery\",reason=\""
+        );
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|r| r.split('"').next())
+            .map(str::to_string)
+    };
+    let m = monitor(
+        dir,
+        &entry("").replace("TEST_GITLAB_PROJECT_TOKEN", "TEST_GITLAB_PROJECT_WRONG"),
+    );
+    let text = scrape(&m).await;
+    assert_eq!(
+        discovery(&text, &entry_label).as_deref(),
+        Some("http_401"),
+        "{text}"
+    );
+    let m = monitor(dir, &entry("").replace("homelab/infra", "homelab/gone"));
+    let text = scrape(&m).await;
+    assert_eq!(
+        discovery(
+            &text,
+            &format!("gitlab://127.0.0.1:{}/homelab/gone", srv.port)
+        )
+        .as_deref(),
+        Some("not_found"),
+        "{text}"
+    );
 }

@@ -14,6 +14,7 @@
 
 pub mod aws_credentials;
 pub mod client;
+mod gitlab;
 mod hcp;
 mod http;
 mod pg;
@@ -139,6 +140,9 @@ fn build(
         RemoteBackend::Hcp(h) => {
             hcp::HcpBackend::from_config(h, base, timeout).map(|b| Box::new(b) as _)
         }
+        RemoteBackend::Gitlab(g) => {
+            gitlab::GitlabBackend::from_config(g, base, timeout).map(|b| Box::new(b) as _)
+        }
     }
 }
 
@@ -153,6 +157,7 @@ fn spec_label(spec: &RemoteBackend, i: usize) -> String {
         ),
         RemoteBackend::Pg(_) => format!("pg://backends[{i}]"),
         RemoteBackend::Hcp(h) => hcp::org_label(&h.address, &h.organization),
+        RemoteBackend::Gitlab(g) => gitlab::entry_label(&g.url, &g.project),
     }
 }
 

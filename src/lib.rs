@@ -22,6 +22,7 @@ pub mod render;
 pub mod report;
 pub mod server;
 pub mod snapshot;
+pub mod stamp;
 pub mod status_page;
 pub mod telemetry;
 pub mod tls;

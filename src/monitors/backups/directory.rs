@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use super::files::{io_error, stamp_of};
+use super::files::{io_error, Stamp};
 use super::{BackupError, BackupRecord, SourceCtx, SourceRead};
 use crate::clock::unix_seconds;
 
@@ -61,7 +61,7 @@ fn list(dir: &Path) -> Result<Vec<Entry>, BackupError> {
         if !md.is_file() {
             continue;
         }
-        let stamp = stamp_of(&md);
+        let stamp = Stamp::of(&md);
         out.push(Entry {
             name: ent.file_name().to_string_lossy().into_owned(),
             size: stamp.size,

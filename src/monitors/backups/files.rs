@@ -9,30 +9,7 @@ use std::time::SystemTime;
 
 use super::{BackupError, ParseError};
 
-/// Identity of one version of a file: if it is unchanged, it is not read again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stamp {
-    pub size: u64,
-    pub modified: Option<SystemTime>,
-    pub inode: u64,
-}
-
-/// A file modified this recently is not trusted by its stamp: a rewrite of
-/// the same size inside one timestamp tick, with a reused inode, keeps the
-/// same (size, mtime, inode). Like git's "racy clean" rule (and the Terraform
-/// monitor's), such a file is read again until it has settled.
-pub const RACY_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
-
-impl Stamp {
-    /// True if content read at `now` can later be vouched for by this stamp.
-    pub fn settled(&self, now: SystemTime) -> bool {
-        match self.modified {
-            Some(m) => now.duration_since(m).is_ok_and(|age| age >= RACY_WINDOW),
-            // No mtime, or modified "in the future" (clocks disagree): trust nothing.
-            None => false,
-        }
-    }
-}
+pub use crate::stamp::Stamp;
 
 pub(crate) fn resolve(base: &Path, p: &str) -> PathBuf {
     let p = Path::new(p);
@@ -55,25 +32,13 @@ pub(crate) fn io_error(path: &Path, e: &std::io::Error) -> BackupError {
     }
 }
 
-pub(crate) fn stamp_of(md: &std::fs::Metadata) -> Stamp {
-    #[cfg(unix)]
-    let inode = std::os::unix::fs::MetadataExt::ino(md);
-    #[cfg(not(unix))]
-    let inode = 0;
-    Stamp {
-        size: md.len(),
-        modified: md.modified().ok(),
-        inode,
-    }
-}
-
 /// Stamp of a regular file (directories, FIFOs and devices are refused: a FIFO would block).
 pub(crate) fn file_stamp(path: &Path) -> Result<Stamp, BackupError> {
     let md = std::fs::metadata(path).map_err(|e| io_error(path, &e))?;
     if !md.is_file() {
         return Err(BackupError::NotAFile(path.display().to_string()));
     }
-    Ok(stamp_of(&md))
+    Ok(Stamp::of(&md))
 }
 
 /// Read a whole regular file of at most `max` bytes.
@@ -119,7 +84,7 @@ pub(crate) fn expand(base: &Path, pattern: &str) -> Result<Vec<PathBuf>, BackupE
 }
 
 /// Parsed files by path, re-parsed only when the stamp changes (or when the
-/// file had not settled when it was read: see [`RACY_WINDOW`]).
+/// file had not settled when it was read: see [`crate::stamp::RACY_WINDOW`]).
 pub(crate) struct Cache<T> {
     map: HashMap<PathBuf, (Stamp, bool, Arc<T>)>,
 }
@@ -169,6 +134,7 @@ impl<T> Cache<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stamp::RACY_WINDOW;
 
     #[test]
     fn cache_reparses_only_on_change_and_limits_size() {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::Digest;
 
-use super::files::{stamp_of, Stamp};
+use super::files::Stamp;
 use crate::config::VerifyMode;
 
 /// Checksum algorithms of PostgreSQL manifests (and SHA-256 for our own format).
@@ -123,7 +123,7 @@ pub struct ListedFile {
 /// Cached checksum results.
 #[derive(Debug, Default)]
 pub struct HashCache {
-    /// Stamp, whether the file had settled when hashed (see `files::RACY_WINDOW`),
+    /// Stamp, whether the file had settled when hashed (see `crate::stamp::RACY_WINDOW`),
     /// algorithm, expected checksum, result.
     map: HashMap<PathBuf, (Stamp, bool, Algorithm, Vec<u8>, bool)>,
 }
@@ -236,7 +236,7 @@ pub fn verify_files(
         let (Some((algo, expected)), VerifyMode::Checksums) = (&f.checksum, mode) else {
             continue;
         };
-        let stamp = stamp_of(&md);
+        let stamp = Stamp::of(&md);
         seen.push(path.clone());
         if let Some((s, settled, a, e, ok)) = cache.map.get(&path) {
             if *s == stamp && *settled && a == algo && e == expected {

@@ -9,14 +9,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-/// Identity of one version of a source's content: if it is unchanged, the
-/// content is not read again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stamp {
-    pub size: u64,
-    pub modified: Option<SystemTime>,
-    pub inode: u64,
-}
+pub use crate::stamp::Stamp;
 
 /// Why a source could not be read. Messages quote paths, never content.
 #[derive(Debug, thiserror::Error)]
@@ -86,12 +79,6 @@ pub trait StateSource: Send + Sync {
     }
 }
 
-/// File timestamps are coarse (kernel clock ticks of a few ms): two writes of
-/// the same size inside one tick, with a reused inode (rename swaps), keep the
-/// same (size, mtime, inode). Like git's "racy clean" rule, a file modified
-/// this recently is not trusted by its stamp and is read again next time.
-pub const RACY_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
-
 /// A file on local disk.
 #[derive(Debug, Clone)]
 pub struct LocalFile {
@@ -107,7 +94,7 @@ impl LocalFile {
             // Directories, FIFOs, sockets and devices are never opened: a FIFO would block.
             return Err(SourceError::NotAFile(self.path.display().to_string()));
         }
-        let stamp = stamp_of(&md);
+        let stamp = Stamp::of(&md);
         if md.len() > self.max_size {
             return Err(SourceError::TooLarge {
                 path: self.path.display().to_string(),
@@ -119,31 +106,13 @@ impl LocalFile {
     }
 }
 
-fn stamp_of(md: &std::fs::Metadata) -> Stamp {
-    #[cfg(unix)]
-    let inode = std::os::unix::fs::MetadataExt::ino(md);
-    #[cfg(not(unix))]
-    let inode = 0;
-    Stamp {
-        size: md.len(),
-        modified: md.modified().ok(),
-        inode,
-    }
-}
-
 impl StateSource for LocalFile {
     fn label(&self) -> &str {
         &self.label
     }
 
     fn racy(&self, stamp: &Stamp) -> bool {
-        match stamp.modified {
-            Some(m) => match SystemTime::now().duration_since(m) {
-                Ok(age) => age < RACY_WINDOW,
-                Err(_) => true, // modified "in the future": clocks disagree, trust nothing
-            },
-            None => true,
-        }
+        !stamp.settled(SystemTime::now())
     }
 
     fn stamp(&self) -> Result<Stamp, SourceError> {
@@ -164,7 +133,7 @@ impl StateSource for LocalFile {
         let stamp = if md.len() == before.size {
             before
         } else {
-            stamp_of(&md)
+            Stamp::of(&md)
         };
         // Never read past the cap even if the file grows while we read.
         Ok((Box::new(f.take(self.max_size)), stamp))

@@ -34,6 +34,25 @@ pub struct Response {
     pub content_type: Option<String>,
 }
 
+/// The certificates of a PEM text (at least one); `what` names it in errors.
+fn pem_certificates(
+    what: &str,
+    pem: &[u8],
+) -> Result<Vec<ureq::tls::Certificate<'static>>, String> {
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(pem) {
+        match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => certs.push(c.to_owned()),
+            Ok(_) => {}
+            Err(_) => return Err(format!("{what} is not valid PEM")),
+        }
+    }
+    if certs.is_empty() {
+        return Err(format!("{what} holds no certificate"));
+    }
+    Ok(certs)
+}
+
 /// TLS settings of one backend entry (PEM bytes, read by the caller from a
 /// file or a working directory's record; `what` names them in messages).
 #[derive(Clone, Default)]
@@ -136,31 +155,11 @@ impl Client {
             },
         };
         if let Some((what, pem)) = ca_pem {
-            let mut certs: Vec<ureq::tls::Certificate<'static>> = Vec::new();
-            for item in ureq::tls::parse_pem(pem) {
-                match item {
-                    Ok(ureq::tls::PemItem::Certificate(c)) => certs.push(c.to_owned()),
-                    Ok(_) => {}
-                    Err(_) => return Err(format!("{what} is not valid PEM")),
-                }
-            }
-            if certs.is_empty() {
-                return Err(format!("{what} holds no certificate"));
-            }
+            let certs = pem_certificates(what, pem)?;
             tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
         }
         if let Some((what, cert_pem, key_pem)) = &settings.client {
-            let mut chain: Vec<ureq::tls::Certificate<'static>> = Vec::new();
-            for item in ureq::tls::parse_pem(cert_pem) {
-                match item {
-                    Ok(ureq::tls::PemItem::Certificate(c)) => chain.push(c.to_owned()),
-                    Ok(_) => {}
-                    Err(_) => return Err(format!("{what}: the certificate is not valid PEM")),
-                }
-            }
-            if chain.is_empty() {
-                return Err(format!("{what}: no certificate in it"));
-            }
+            let chain = pem_certificates(what, cert_pem)?;
             // The key's text never goes into a message.
             let key = ureq::tls::parse_pem(key_pem)
                 .find_map(|item| match item {

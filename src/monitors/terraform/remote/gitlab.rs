@@ -13,7 +13,7 @@ use crate::config::GitlabBackendConfig;
 
 use super::client::{read_secret, status_error, Budget, Client};
 use super::http::label_of;
-use super::{http_date, rfc3339, Backend, Fetch, LockState, RemoteError, Target};
+use super::{rfc3339, Backend, Fetch, LockState, RemoteError, Target};
 
 /// Pages of 100 states at most (a project with more is unusual).
 const MAX_PAGES: usize = 100;
@@ -152,14 +152,7 @@ impl GitlabBackend {
 
 /// `gitlab://host/group/project`, the entry's own label (discovery errors).
 pub fn entry_label(url: &str, project: &str) -> String {
-    let host = url::Url::parse(url)
-        .ok()
-        .and_then(|u| {
-            u.host_str()
-                .map(|h| h.to_string() + &u.port().map(|p| format!(":{p}")).unwrap_or_default())
-        })
-        .unwrap_or_default();
-    format!("gitlab://{host}/{project}")
+    format!("gitlab://{}/{project}", super::host_port_of(url))
 }
 
 impl Backend for GitlabBackend {
@@ -202,17 +195,7 @@ impl Backend for GitlabBackend {
             headers.push(("if-none-match", k));
         }
         let r = self.client.get(&t.label, url.as_str(), &headers, budget)?;
-        *transferred += r.body.len() as u64;
-        match r.status {
-            200 => Ok(Fetch::Body {
-                bytes: r.body,
-                version: r.etag,
-                modified: r.last_modified.as_deref().and_then(http_date),
-            }),
-            204 => Ok(Fetch::NoState),
-            304 if known.is_some() => Ok(Fetch::NotModified),
-            s => Err(status_error(&t.label, s)),
-        }
+        Fetch::from_response(&t.label, r, known, transferred)
     }
 }
 

@@ -18,13 +18,7 @@ const DEFAULT_HOST: &str = "app.terraform.io";
 
 /// `hcp://org` (or `hcp://host/org` off app.terraform.io).
 pub fn org_label(address: &str, org: &str) -> String {
-    let host = url::Url::parse(address)
-        .ok()
-        .and_then(|u| {
-            u.host_str()
-                .map(|h| h.to_string() + &u.port().map(|p| format!(":{p}")).unwrap_or_default())
-        })
-        .unwrap_or_default();
+    let host = super::host_port_of(address);
     if host == DEFAULT_HOST {
         format!("hcp://{org}")
     } else {
@@ -40,15 +34,6 @@ pub struct HcpParams {
     pub tags: Vec<String>,
     pub prefix: Option<String>,
     pub token: Option<String>,
-}
-
-/// `host[:port]` of an API address (as Terraform names credentials).
-pub fn host_of(u: &url::Url) -> String {
-    let host = u.host_str().unwrap_or("");
-    match u.port() {
-        Some(p) => format!("{host}:{p}"),
-        None => host.to_string(),
-    }
 }
 
 /// `TF_TOKEN_<host>` as Terraform reads it: dots as underscores, hyphens as
@@ -128,7 +113,7 @@ impl HcpBackend {
         let token = match &c.token {
             Some(t) => read_secret(base, t.file.as_deref(), t.env.as_deref())
                 .map_err(|m| RemoteError::new(&label, "credentials", m))?,
-            None => token_for_host(&label, &host_of(&url))?,
+            None => token_for_host(&label, &super::host_port(&url))?,
         };
         let ca = c.ca_file.as_ref().map(|f| base.join(f));
         Self::new(
@@ -157,8 +142,8 @@ impl HcpBackend {
                 "credentials",
                 format!(
                     "no API token: set `token` in the config, TF_TOKEN_{} or run `terraform login {}` (credentials.tfrc.json)",
-                    token_var(&host_of(&p.address)),
-                    host_of(&p.address)
+                    token_var(&super::host_port(&p.address)),
+                    super::host_port(&p.address)
                 ),
             ));
         };

@@ -8,17 +8,13 @@ use base64::Engine;
 
 use crate::config::{HttpAuth, HttpBackendConfig};
 
-use super::client::{read_secret, status_error, Budget, Client, TlsSettings};
-use super::{http_date, Backend, Fetch, RemoteError, Target};
+use super::client::{read_secret, Budget, Client, TlsSettings};
+use super::{Backend, Fetch, RemoteError, Target};
 
 /// Label of an address: scheme, host, port and path; no user info, query or fragment.
 pub fn label_of(address: &str) -> String {
     match url::Url::parse(address) {
-        Ok(u) => {
-            let host = u.host_str().unwrap_or("");
-            let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
-            format!("{}://{}{}{}", u.scheme(), host, port, u.path())
-        }
+        Ok(u) => format!("{}://{}{}", u.scheme(), super::host_port(&u), u.path()),
         Err(_) => "http://invalid-address".into(),
     }
 }
@@ -148,17 +144,7 @@ impl Backend for HttpBackend {
             headers.push(("if-none-match", k));
         }
         let r = self.client.get(&t.label, &self.address, &headers, budget)?;
-        *transferred += r.body.len() as u64;
-        match r.status {
-            200 => Ok(Fetch::Body {
-                bytes: r.body,
-                version: r.etag,
-                modified: r.last_modified.as_deref().and_then(http_date),
-            }),
-            204 => Ok(Fetch::NoState),
-            304 if known.is_some() => Ok(Fetch::NotModified),
-            s => Err(status_error(&t.label, s)),
-        }
+        Fetch::from_response(&t.label, r, known, transferred)
     }
 }
 

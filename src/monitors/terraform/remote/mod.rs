@@ -101,6 +101,30 @@ pub enum Fetch {
     NoState,
 }
 
+impl Fetch {
+    /// The answer to a conditional GET of a state (`If-None-Match: known`):
+    /// 200 a state, 204 no state yet, 304 unchanged, anything else an error.
+    /// Counts the body in `transferred`.
+    pub(crate) fn from_response(
+        label: &str,
+        r: client::Response,
+        known: Option<&str>,
+        transferred: &mut u64,
+    ) -> Result<Fetch, RemoteError> {
+        *transferred += r.body.len() as u64;
+        match r.status {
+            200 => Ok(Fetch::Body {
+                modified: r.last_modified.as_deref().and_then(http_date),
+                version: r.etag,
+                bytes: r.body,
+            }),
+            204 => Ok(Fetch::NoState),
+            304 if known.is_some() => Ok(Fetch::NotModified),
+            s => Err(client::status_error(label, s)),
+        }
+    }
+}
+
 /// A remote backend entry.
 pub trait Backend: Send + Sync {
     /// Label of the entry itself (for discovery errors).
@@ -640,6 +664,23 @@ impl StateSource for Fetched {
             Err(e) => Err(e.clone().into_source()),
         }
     }
+}
+
+/// `host[:port]` of a URL (no port when it is the scheme's default), for
+/// labels, the `Host` that SigV4 signs, and Terraform's credential names.
+pub(crate) fn host_port(u: &url::Url) -> String {
+    let host = u.host_str().unwrap_or("");
+    match u.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_string(),
+    }
+}
+
+/// `host[:port]` of an address that may not parse (then empty).
+pub(crate) fn host_port_of(address: &str) -> String {
+    url::Url::parse(address)
+        .map(|u| host_port(&u))
+        .unwrap_or_default()
 }
 
 /// Parse an HTTP date (`Last-Modified`).

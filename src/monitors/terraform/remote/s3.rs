@@ -15,7 +15,7 @@ use crate::config::S3BackendConfig;
 
 use super::aws_credentials::{self, AwsCredentials, ChainRequest, Env};
 use super::client::{status_error, Budget, Client};
-use super::{http_date, Backend, Fetch, LockState, RemoteError, Target};
+use super::{Backend, Fetch, LockState, RemoteError, Target};
 
 /// Unused by unsigned URLs; `rusty-s3` wants an expiry.
 const UNSIGNED: Duration = Duration::from_secs(300);
@@ -286,16 +286,7 @@ impl Backend for S3Backend {
             headers.push(("if-none-match", k));
         }
         let r = self.get(&t.label, &url, &headers, budget)?;
-        *transferred += r.body.len() as u64;
-        match r.status {
-            200 => Ok(Fetch::Body {
-                bytes: r.body,
-                version: r.etag,
-                modified: r.last_modified.as_deref().and_then(http_date),
-            }),
-            304 if known.is_some() => Ok(Fetch::NotModified),
-            s => Err(status_error(&t.label, s)),
-        }
+        Fetch::from_response(&t.label, r, known, transferred)
     }
 }
 

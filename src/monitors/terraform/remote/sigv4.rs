@@ -100,10 +100,8 @@ fn sign_request(
     now: SystemTime,
 ) -> Option<Vec<(&'static str, String)>> {
     let url = r.url;
-    let host = match url.port() {
-        Some(p) => format!("{}:{p}", url.host_str()?),
-        None => url.host_str()?.to_string(),
-    };
+    url.host_str()?;
+    let host = super::host_port(url);
     let identity = aws_credential_types::Credentials::new(
         creds.access_key_id.clone(),
         creds.secret_access_key.clone(),

@@ -222,7 +222,7 @@ pub fn backend_of(
             let label = super::hcp::org_label(address.as_str(), &org);
             let token = match s("token") {
                 Some(t) => Some(t),
-                None => super::hcp::token_for_host(&label, &super::hcp::host_of(&address))?,
+                None => super::hcp::token_for_host(&label, &super::host_port(&address))?,
             };
             Box::new(HcpBackend::new(
                 HcpParams {

@@ -144,6 +144,8 @@ pub struct Analysis {
     pub policy: Option<Arc<super::policy::PolicyOutcome>>,
     /// Lock state of a remote state whose backend shows locks.
     pub lock: Option<LockState>,
+    /// Bytes of a remote state received since start (`None` for local files).
+    pub remote_bytes: Option<u64>,
 }
 
 impl Analysis {
@@ -348,6 +350,7 @@ pub fn analyse(src: TargetSources<'_>, mem: &mut TargetMemory) -> Analysis {
         changed_since_last,
         policy: None,
         lock: None,
+        remote_bytes: None,
     }
 }
 

@@ -342,6 +342,9 @@ pub fn snapshot(
                 1.0,
             );
         }
+        if let Some(n) = a.remote_bytes {
+            b.gauge(&remote::BYTES, &sf, n as f64);
+        }
         if let Some(lock) = &a.lock {
             b.gauge(&LOCKED, &sf, bool_f(lock.locked));
             if let Some(since) = lock.since.filter(|_| lock.locked) {
@@ -593,10 +596,7 @@ impl Monitor for TerraformMonitor {
 
     async fn collect(&self, _ctx: CollectContext) -> Result<Snapshot, MonitorError> {
         let (analyses, problems, labels) = self.analyse_all().await?;
-        Ok(self
-            .inner
-            .remote
-            .with_bytes(snapshot(&analyses, &problems, &labels)))
+        Ok(snapshot(&analyses, &problems, &labels))
     }
 
     async fn report(&self, _ctx: CollectContext) -> Result<Report, MonitorError> {

@@ -205,8 +205,6 @@ struct EntryMemory {
 #[derive(Debug, Default)]
 pub struct RemoteSet {
     memory: Mutex<HashMap<String, EntryMemory>>,
-    /// Bytes received per state since start, as of the last collection.
-    bytes: Mutex<Vec<(String, u64)>>,
 }
 
 /// Backend entries collected at the same time.
@@ -221,8 +219,6 @@ pub const BYTES: crate::snapshot::MetricDef = crate::snapshot::MetricDef::counte
 #[derive(Debug, Default)]
 pub struct Collected {
     pub analyses: Vec<Analysis>,
-    /// Bytes received per `state_file` since start (counter).
-    pub bytes: Vec<(String, u64)>,
     pub problems: Vec<TargetError>,
     pub problem_labels: Vec<String>,
 }
@@ -445,7 +441,6 @@ impl RemoteSet {
         });
         for r in results {
             out.analyses.extend(r.analyses);
-            out.bytes.extend(r.bytes);
             out.problems.extend(r.problems);
             out.problem_labels.extend(r.problem_labels);
         }
@@ -457,22 +452,7 @@ impl RemoteSet {
         }
         out.analyses.sort_by(|a, b| a.label.cmp(&b.label));
         out.analyses.dedup_by(|a, b| a.label == b.label);
-        *self.bytes.lock().unwrap_or_else(|e| e.into_inner()) = out.bytes.clone();
         out
-    }
-
-    /// Add the byte counters of the last collection to a snapshot.
-    pub fn with_bytes(&self, snap: crate::snapshot::Snapshot) -> crate::snapshot::Snapshot {
-        let bytes = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
-        if bytes.is_empty() {
-            return snap;
-        }
-        let mut b = crate::snapshot::SnapshotBuilder::new();
-        b.extend(snap);
-        for (label, n) in bytes.iter() {
-            b.gauge(&BYTES, &[("state_file", label)], *n as f64);
-        }
-        b.build()
     }
 }
 
@@ -514,7 +494,7 @@ fn collect_entry(
             };
             let mut a = analyse_remote(&src, sm, &ctx);
             a.lock = t.lock;
-            out.bytes.push((t.label.clone(), sm.bytes_total));
+            a.remote_bytes = Some(sm.bytes_total);
             out.analyses.push(a);
         }
         return out;
@@ -549,7 +529,6 @@ fn collect_entry(
     });
     for ((t, sm), a) in work.into_iter().zip(results) {
         if let Some(a) = a {
-            out.bytes.push((t.label.clone(), sm.bytes_total));
             out.analyses.push(a);
         }
         mem.sources.insert(t.label.clone(), sm);
@@ -613,6 +592,7 @@ fn one(
     };
     let mut a = analyse_remote(&src, sm, ctx);
     a.lock = t.lock;
+    a.remote_bytes = Some(sm.bytes_total);
     Some(a)
 }
 

@@ -5,7 +5,6 @@
 mod common;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -24,17 +23,6 @@ fn api(port: u16, path: &str) -> serde_json::Value {
     let start = r.body.find('{').unwrap_or(0);
     let end = r.body.rfind('}').map(|i| i + 1).unwrap_or(r.body.len());
     serde_json::from_str(&r.body[start..end]).unwrap_or_else(|e| panic!("{path}: {e}: {}", r.body))
-}
-
-fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
 }
 
 #[test]
@@ -69,24 +57,24 @@ fn real_prometheus_scrapes_and_the_seed_drift_alert_goes_pending_then_fires() {
         .spawn()
         .unwrap();
     let _p = Kill(child);
-    wait_for("prometheus ready", || {
+    wait_for("prometheus ready", 90, || {
         http(port, "GET", "/-/ready", "")
             .ok()
             .filter(|r| r.status == 200)
     });
-    wait_for("a healthy scrape", || {
+    wait_for("a healthy scrape", 90, || {
         let v = api(port, "/api/v1/targets");
         let t = &v["data"]["activeTargets"][0];
         (t["health"] == "up").then_some(())
     });
     // The scraped drift series, as Prometheus stored them.
-    let drift = wait_for("terraform_state_drift in Prometheus", || {
+    let drift = wait_for("terraform_state_drift in Prometheus", 90, || {
         let v = api(port, "/api/v1/query?query=terraform_state_drift");
         let r = v["data"]["result"].as_array().cloned().unwrap_or_default();
         (r.len() == 3).then_some(r)
     });
     // Live: the seed's rule is pending (for: 5m) for the drifted state only.
-    let alerts = wait_for("TerraformStateDrift pending", || {
+    let alerts = wait_for("TerraformStateDrift pending", 90, || {
         let v = api(port, "/api/v1/alerts");
         let a: Vec<serde_json::Value> = v["data"]["alerts"]
             .as_array()

@@ -1267,7 +1267,7 @@ async fn remote_states_get_drift_reports_baselines_and_policies() {
 }
 
 #[test]
-fn reports_dir_must_be_a_relative_folder_name() {
+fn reports_dir_must_not_be_empty() {
     let p = Path::new("x.yaml");
     let e = homelab_monitor::config::parse(
         "custom_monitors:\n  terraform_state:\n    remote:\n      reports_dir: \"\"\n",

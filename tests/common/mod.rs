@@ -49,7 +49,8 @@ pub fn set_mtimes(dir: &Path, t: SystemTime) {
     }
 }
 
-fn walk(dir: &Path) -> Vec<PathBuf> {
+/// Every file below `dir` (recursive, following directories).
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
@@ -306,4 +307,16 @@ pub fn promtool_check(metrics: &str) {
         out.status.success() && text.trim().is_empty(),
         "promtool check metrics: {text}"
     );
+}
+
+/// Poll `f` every 500 ms until it gives a value; fail after `secs` seconds.
+pub fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }

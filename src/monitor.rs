@@ -49,9 +49,10 @@ pub trait Monitor: Send + Sync + 'static {
     /// How long a collection result is served from cache (`check_interval`).
     fn check_interval(&self) -> Duration;
 
-    /// How soon to retry when the last collection had failing targets.
+    /// How soon to retry when the last collection had failing targets (the
+    /// registry caps it at [`Monitor::check_interval`]).
     fn retry_interval(&self) -> Duration {
-        self.check_interval().min(Duration::from_secs(15))
+        Duration::from_secs(15)
     }
 
     /// How long a scrape waits for a collection before serving the last good snapshot.

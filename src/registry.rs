@@ -166,7 +166,11 @@ impl Entry {
             let ttl = if healthy {
                 entry.monitor.check_interval()
             } else {
-                entry.monitor.retry_interval()
+                // A retry never waits longer than a normal re-check.
+                entry
+                    .monitor
+                    .retry_interval()
+                    .min(entry.monitor.check_interval())
             };
             let outcome = Arc::new(outcome);
             st.last = Some(outcome.clone());

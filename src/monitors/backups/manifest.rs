@@ -233,13 +233,7 @@ pub(crate) fn read(ctx: &SourceCtx<'_>, st: &mut State) -> Result<SourceRead, Ba
         );
         read.findings.extend(outcome.findings());
         read.verification = outcome.verdict();
-        if outcome.pending > 0 {
-            read.notes.push(format!(
-                "checksums of {} of {} files verified so far",
-                outcome.checksummed,
-                outcome.checksummed + outcome.pending
-            ));
-        }
+        read.notes.extend(outcome.progress_note());
     }
     Ok(read)
 }

@@ -543,7 +543,7 @@ impl Monitor for BackupMonitor {
     }
 
     fn retry_interval(&self) -> Duration {
-        self.inner.cfg.retry_interval.0.min(self.check_interval())
+        self.inner.cfg.retry_interval.0
     }
 
     fn timeout(&self) -> Duration {

@@ -265,13 +265,7 @@ pub(crate) fn read(ctx: &SourceCtx<'_>, st: &mut State) -> Result<SourceRead, Ba
     if ctx.cfg.verify == crate::config::VerifyMode::None {
         read.verification = Some(newest.checksum_ok);
     }
-    if outcome.pending > 0 {
-        read.notes.push(format!(
-            "checksums of {} of {} files verified so far",
-            outcome.checksummed,
-            outcome.checksummed + outcome.pending
-        ));
-    }
+    read.notes.extend(outcome.progress_note());
     Ok(read)
 }
 

@@ -163,6 +163,17 @@ impl Outcome {
         }
     }
 
+    /// While checksums are spread over several checks (byte budget): how far.
+    pub fn progress_note(&self) -> Option<String> {
+        (self.pending > 0).then(|| {
+            format!(
+                "checksums of {} of {} files verified so far",
+                self.checksummed,
+                self.checksummed + self.pending
+            )
+        })
+    }
+
     /// Findings naming files (paths only, a few each).
     pub fn findings(&self) -> Vec<String> {
         let mut out = Vec::new();

@@ -565,7 +565,7 @@ impl Monitor for TerraformMonitor {
     }
 
     fn retry_interval(&self) -> Duration {
-        self.inner.cfg.retry_interval.0.min(self.check_interval())
+        self.inner.cfg.retry_interval.0
     }
 
     fn timeout(&self) -> Duration {

@@ -147,7 +147,10 @@ fn collect(path: &Path) {
         registry.gather().await;
         report("re-check, files unchanged", t.elapsed().as_secs_f64(), "");
         let t = Instant::now();
-        let body = registry.scrape(Format::Classic).await.expect("encode");
+        let body = registry
+            .scrape(Format::Classic, std::time::Duration::from_secs(600))
+            .await
+            .expect("encode");
         report(
             "scrape (re-check + encode)",
             t.elapsed().as_secs_f64(),

@@ -205,6 +205,7 @@ async fn serve(cli: &Cli, registry: Arc<Registry>) -> Result<i32, AppError> {
         registry,
         ServerConfig {
             telemetry_path: cli.telemetry_path.clone(),
+            first_scrape_wait: cli.first_scrape_wait,
         },
         web,
         server::shutdown_signal(),

@@ -138,6 +138,18 @@ pub struct Cli {
     )]
     pub web_config_file: Option<PathBuf>,
 
+    /// How long a scrape (or the status page) waits for a monitor's first
+    /// collection when Prometheus sends no X-Prometheus-Scrape-Timeout-Seconds.
+    /// Monitors that have values are always answered from memory at once.
+    #[arg(
+        long = "web.first-scrape-wait",
+        value_name = "DURATION",
+        default_value = "5s",
+        value_parser = crate::config::parse_duration,
+        env = "HOMELAB_MONITOR_WEB_FIRST_SCRAPE_WAIT"
+    )]
+    pub first_scrape_wait: Duration,
+
     /// Log level.
     #[arg(
         long = "log.level",

@@ -47,7 +47,14 @@ impl Format {
 #[derive(Debug)]
 struct SnapshotCollector {
     snapshots: Vec<Arc<Snapshot>>,
+    /// Appended to every family's HELP (the note that values may be cached).
+    help_suffix: &'static str,
 }
+
+/// What the HELP text of every monitor family says about caching, as the
+/// Prometheus exporter guidelines ask of exporters that cache.
+pub const CACHED_HELP: &str =
+    " (Cached: re-read at most once per check_interval; see homelab_monitor_cache_age_seconds.)";
 
 impl Collector for SnapshotCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
@@ -61,8 +68,15 @@ impl Collector for SnapshotCollector {
                     MetricKind::Gauge => MetricType::Gauge,
                     MetricKind::Counter => MetricType::Counter,
                 };
+                let help;
+                let help_text = if self.help_suffix.is_empty() {
+                    fam.def.help
+                } else {
+                    help = format!("{}{}", fam.def.help, self.help_suffix);
+                    help.as_str()
+                };
                 let mut family_encoder =
-                    encoder.encode_descriptor(fam.def.name, fam.def.help, None, metric_type)?;
+                    encoder.encode_descriptor(fam.def.name, help_text, None, metric_type)?;
                 let mut seen: HashSet<&[(&'static str, String)]> = HashSet::new();
                 let later = self.snapshots[i..].iter().flat_map(|s| {
                     s.families
@@ -108,8 +122,27 @@ pub fn encode_part(
     snapshots: Vec<Arc<Snapshot>>,
     format: Format,
 ) -> Result<String, std::fmt::Error> {
+    encode_with(snapshots, format, "")
+}
+
+/// [`encode_part`] for monitors' values: each HELP says they may be cached.
+pub fn encode_cached_part(
+    snapshots: Vec<Arc<Snapshot>>,
+    format: Format,
+) -> Result<String, std::fmt::Error> {
+    encode_with(snapshots, format, CACHED_HELP)
+}
+
+fn encode_with(
+    snapshots: Vec<Arc<Snapshot>>,
+    format: Format,
+    help_suffix: &'static str,
+) -> Result<String, std::fmt::Error> {
     let mut registry = prometheus_client::registry::Registry::default();
-    registry.register_collector(Box::new(SnapshotCollector { snapshots }));
+    registry.register_collector(Box::new(SnapshotCollector {
+        snapshots,
+        help_suffix,
+    }));
     let mut out = String::with_capacity(16 * 1024);
     match format {
         Format::Classic => {

@@ -24,6 +24,7 @@ pub mod server;
 pub mod snapshot;
 pub mod stamp;
 pub mod status_page;
+pub mod targets;
 pub mod telemetry;
 pub mod tls;
 pub mod web_config;

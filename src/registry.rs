@@ -1,11 +1,17 @@
-//! The registry: every enabled monitor behind a single-flight TTL cache.
+//! The registry: every enabled monitor behind a single-flight,
+//! stale-while-revalidate cache.
 //!
-//! Concurrent scrapes inside one `check_interval` window cause at most one
-//! collection per monitor. A collection that takes longer than the monitor's
-//! timeout does not hold the scrape: the last good snapshot is served, marked
-//! stale, and the collection's result lands in the cache when it finishes.
+//! - A scrape never waits for a collection once a monitor has values: values
+//!   older than `check_interval` are served at once and a refresh starts (or is
+//!   joined) in the background.
+//! - Only a scrape that arrives before a monitor's first collection waits, and
+//!   at most for its own budget ([`Wait::Serve`]).
+//! - Every collection has a deadline (the monitor's `timeout`): past it the
+//!   collection is abandoned and recorded as `timeout`, so the next refresh is
+//!   never blocked by a hung one.
+//! - Concurrent callers inside one window cause at most one collection.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -29,22 +35,37 @@ pub const COLLECTOR_DURATION: MetricDef = MetricDef::gauge(
 );
 pub const CACHE_AGE: MetricDef = MetricDef::gauge(
     "homelab_monitor_cache_age_seconds",
-    "Age of the values served for this monitor. Values are cached for the monitor's check_interval; scrapes in between are answered from the cache.",
+    "Age of the values served for this monitor. Values are cached for the monitor's check_interval; scrapes in between are answered from the cache, and a scrape after it is answered from the cache while a refresh runs in the background.",
 );
 pub const COLLECTOR_STALE: MetricDef = MetricDef::gauge(
     "homelab_monitor_collector_stale",
-    "1 if the values served for this monitor come from an earlier collection because the last one failed or is still running.",
+    "1 if the values served for this monitor come from an earlier collection because the last one failed or timed out.",
 );
 pub const COLLECTIONS: MetricDef = MetricDef::counter(
     "homelab_monitor_collections",
-    "Collections run per monitor since start (each re-reads that monitor's targets).",
+    "Collections run per monitor since start (each re-reads that monitor's targets that are due).",
 );
 pub const TARGETS_FAILING: MetricDef = MetricDef::gauge(
     "homelab_monitor_targets_failing",
     "Targets of this monitor whose last read failed.",
 );
+pub const IN_FLIGHT: MetricDef = MetricDef::gauge(
+    "homelab_monitor_collection_in_flight_seconds",
+    "How long the monitor's current collection has been running; 0 when none is running.",
+);
 
-/// The result of one collection attempt as served to scrapes.
+/// How long a caller is willing to wait for values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// A scrape or a page: answer from memory at once; only a monitor that has
+    /// no values yet is waited for, at most this long.
+    Serve(Duration),
+    /// A one-shot command or the `--watch` schedule: wait for values no older
+    /// than `check_interval` (each collection is bounded by its monitor's timeout).
+    Fresh,
+}
+
+/// The result of one collection attempt as served to callers.
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub monitor: &'static str,
@@ -54,6 +75,8 @@ pub struct Outcome {
     pub success: bool,
     /// `snapshot` comes from an earlier collection than the last attempt.
     pub stale: bool,
+    /// No collection has finished yet (a cold scrape whose budget ran out).
+    pub pending: bool,
     /// Wall time of the last attempt.
     pub duration: Duration,
     /// When the served data was collected (injected clock); `None` before any success.
@@ -92,40 +115,52 @@ impl Entry {
         self.collections.load(Ordering::Relaxed)
     }
 
-    /// Serve from cache, join the collection in flight, or start one.
-    async fn get(self: &Arc<Self>, clock: &SharedClock) -> Arc<Outcome> {
-        let timeout = self.monitor.timeout();
-        let (started, fut) = {
+    /// True once one collection of this monitor has finished (well or not).
+    pub fn has_collected(&self) -> bool {
+        self.lock().last.is_some()
+    }
+
+    /// How long the collection in flight has been running.
+    pub fn in_flight(&self) -> Option<Duration> {
+        self.lock().inflight.as_ref().map(|(s, _)| s.elapsed())
+    }
+
+    /// Serve from memory, join the collection in flight, or start one.
+    async fn get(self: &Arc<Self>, clock: &SharedClock, wait: Wait) -> Arc<Outcome> {
+        let (fut, last) = {
             let mut st = self.lock();
             if let (Some(last), Some(until)) = (&st.last, st.fresh_until) {
                 if Instant::now() < until {
                     return last.clone();
                 }
             }
-            match &st.inflight {
-                Some((started, f)) => (*started, f.clone()),
+            let fut = match &st.inflight {
+                Some((_, f)) => f.clone(),
                 None => {
                     let f = self.clone().start(clock.clone());
-                    let started = Instant::now();
-                    st.inflight = Some((started, f.clone()));
-                    (started, f)
+                    st.inflight = Some((Instant::now(), f.clone()));
+                    f
                 }
-            }
+            };
+            (fut, st.last.clone())
         };
-        let wait = timeout.saturating_sub(started.elapsed());
-        match tokio::time::timeout(wait, fut).await {
-            Ok(outcome) => outcome,
-            Err(_) => {
-                let err = MonitorError::Timeout(timeout);
-                tracing::warn!(monitor = self.monitor.name(), error = %err, "serving stale values");
-                let st = self.lock();
-                Arc::new(stale_outcome(
-                    self.monitor.name(),
-                    st.last.as_deref(),
-                    started.elapsed(),
-                    err.to_string(),
-                ))
-            }
+        match (wait, last) {
+            // Stale-while-revalidate: the refresh runs on without us.
+            (Wait::Serve(_), Some(last)) => last,
+            (Wait::Serve(budget), None) => match tokio::time::timeout(budget, fut).await {
+                Ok(outcome) => outcome,
+                Err(_) => Arc::new(Outcome {
+                    monitor: self.monitor.name(),
+                    snapshot: Arc::default(),
+                    success: false,
+                    stale: false,
+                    pending: true,
+                    duration: self.in_flight().unwrap_or_default(),
+                    data_time: None,
+                    error: Some("the first collection is still running".into()),
+                }),
+            },
+            (Wait::Fresh, _) => fut.await,
         }
     }
 
@@ -136,12 +171,21 @@ impl Entry {
             let now = clock.now();
             let monitor = entry.monitor.clone();
             let name = monitor.name();
+            let deadline = monitor.timeout();
             entry.collections.fetch_add(1, Ordering::Relaxed);
             // The collection runs in its own task so that a panic in a monitor
-            // is caught here and becomes an error, never a dead registry.
-            let result = tokio::spawn(async move { monitor.collect(CollectContext { now }).await })
-                .await
-                .unwrap_or_else(|e| Err(MonitorError::Panicked(e.to_string())));
+            // is caught here and becomes an error, never a dead registry; past
+            // its deadline it is aborted (blocking reads inside it are bounded
+            // and counted by the monitor's target pool).
+            let mut handle =
+                tokio::spawn(async move { monitor.collect(CollectContext { now }).await });
+            let result = match tokio::time::timeout(deadline, &mut handle).await {
+                Ok(joined) => joined.unwrap_or_else(|e| Err(MonitorError::Panicked(e.to_string()))),
+                Err(_) => {
+                    handle.abort();
+                    Err(MonitorError::Timeout(deadline))
+                }
+            };
             let duration = began.elapsed();
             let mut st = entry.lock();
             let outcome = match result {
@@ -152,6 +196,7 @@ impl Entry {
                         snapshot: Arc::new(snapshot),
                         success: true,
                         stale: false,
+                        pending: false,
                         duration,
                         data_time: Some(now),
                         error: (failing > 0).then(|| format!("{failing} target(s) failing")),
@@ -166,7 +211,9 @@ impl Entry {
             let ttl = if healthy {
                 entry.monitor.check_interval()
             } else {
-                // A retry never waits longer than a normal re-check.
+                // A retry never waits longer than a normal re-check. Monitors
+                // keep per-target freshness, so a retry re-reads only the
+                // targets that are due.
                 entry
                     .monitor
                     .retry_interval()
@@ -206,6 +253,7 @@ fn stale_outcome(
         snapshot: last.map(|l| l.snapshot.clone()).unwrap_or_default(),
         success: false,
         stale: last.is_some_and(|l| l.data_time.is_some()),
+        pending: false,
         duration,
         data_time: last.and_then(|l| l.data_time),
         error: Some(error),
@@ -218,7 +266,6 @@ type EncodedCache = Vec<(crate::encoder::Format, Vec<Arc<Snapshot>>, Arc<String>
 pub struct Registry {
     entries: Vec<Arc<Entry>>,
     clock: SharedClock,
-    ready: AtomicBool,
     /// Encoded monitors' part per format, with the snapshots it was made from
     /// (held, so their identity cannot be reused while the entry exists).
     encoded: Mutex<EncodedCache>,
@@ -239,7 +286,6 @@ impl Registry {
         Self {
             entries,
             clock,
-            ready: AtomicBool::new(false),
             encoded: Mutex::new(Vec::new()),
         }
     }
@@ -254,21 +300,19 @@ impl Registry {
 
     /// True once every monitor has finished one collection.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
+        self.entries.iter().all(|e| e.has_collected())
     }
 
-    /// Collect (or serve from cache) every monitor concurrently.
+    /// Fresh values of every monitor (collected now unless still within
+    /// `check_interval`), for one-shot commands and the `--watch` schedule.
     pub async fn gather(&self) -> Vec<Arc<Outcome>> {
-        let futs = self.entries.iter().map(|e| e.get(&self.clock));
-        let outcomes = futures::future::join_all(futs).await;
-        if !self.ready.load(Ordering::Relaxed)
-            && outcomes
-                .iter()
-                .all(|o| o.data_time.is_some() || o.error.is_some())
-        {
-            self.ready.store(true, Ordering::Relaxed);
-        }
-        outcomes
+        self.gather_with(Wait::Fresh).await
+    }
+
+    /// Every monitor's values, concurrently, waiting as `wait` says.
+    pub async fn gather_with(&self, wait: Wait) -> Vec<Arc<Outcome>> {
+        let futs = self.entries.iter().map(|e| e.get(&self.clock, wait));
+        futures::future::join_all(futs).await
     }
 
     /// Self metrics for `outcomes`, using the injected clock for ages.
@@ -276,16 +320,21 @@ impl Registry {
         let now = self.clock.now();
         let mut b = SnapshotBuilder::new();
         b.gauge(&BUILD_INFO, &[("version", crate::VERSION)], 1.0);
+        crate::targets::self_metrics(&mut b);
         for (entry, o) in self.entries.iter().zip(outcomes) {
             let m = [("monitor", o.monitor)];
-            b.gauge(&COLLECTOR_SUCCESS, &m, if o.success { 1.0 } else { 0.0 });
-            b.gauge(&COLLECTOR_DURATION, &m, o.duration.as_secs_f64());
+            if !o.pending {
+                b.gauge(&COLLECTOR_SUCCESS, &m, if o.success { 1.0 } else { 0.0 });
+                b.gauge(&COLLECTOR_DURATION, &m, o.duration.as_secs_f64());
+            }
             if let Some(t) = o.data_time {
                 b.gauge(&CACHE_AGE, &m, age(now, t).as_secs_f64());
             }
             b.gauge(&COLLECTOR_STALE, &m, if o.stale { 1.0 } else { 0.0 });
             b.gauge(&TARGETS_FAILING, &m, o.snapshot.failed_targets() as f64);
             b.gauge(&COLLECTIONS, &m, entry.collections() as f64);
+            let in_flight = entry.in_flight().unwrap_or_default();
+            b.gauge(&IN_FLIGHT, &m, in_flight.as_secs_f64());
         }
         b.build()
     }
@@ -295,9 +344,16 @@ impl Registry {
     /// The monitors' part is encoded once per set of snapshots and format (it
     /// only changes when a collection lands); the small self-metrics part
     /// (ages change every second) is encoded per scrape.
-    pub async fn scrape(&self, format: crate::encoder::Format) -> Result<String, std::fmt::Error> {
-        use crate::encoder::{encode_part, finish};
-        let outcomes = self.gather().await;
+    ///
+    /// `wait` bounds how long a scrape waits for a monitor that has no values
+    /// yet; monitors with values answer from memory at once.
+    pub async fn scrape(
+        &self,
+        format: crate::encoder::Format,
+        wait: Duration,
+    ) -> Result<String, std::fmt::Error> {
+        use crate::encoder::{encode_cached_part, encode_part, finish};
+        let outcomes = self.gather_with(Wait::Serve(wait)).await;
         let snaps: Vec<Arc<Snapshot>> = outcomes.iter().map(|o| o.snapshot.clone()).collect();
         let same = |k: &[Arc<Snapshot>]| {
             k.len() == snaps.len() && k.iter().zip(&snaps).all(|(a, b)| Arc::ptr_eq(a, b))
@@ -311,7 +367,7 @@ impl Registry {
         let monitors = match cached {
             Some(body) => body,
             None => {
-                let body = Arc::new(encode_part(snaps.clone(), format)?);
+                let body = Arc::new(encode_cached_part(snaps.clone(), format)?);
                 let mut c = self.encoded.lock().unwrap_or_else(|e| e.into_inner());
                 c.retain(|(f, _, _)| *f != format);
                 c.push((format, snaps.clone(), body.clone()));
@@ -483,30 +539,108 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn slow_collection_times_out_and_result_lands_later() {
+    async fn collection_past_its_deadline_is_abandoned_and_does_not_block_the_next() {
         let calls = Arc::new(AtomicUsize::new(0));
         let reg = registry(Counting {
             calls: calls.clone(),
-            delay: Duration::from_millis(900),
+            // Never finishes within the 500 ms timeout.
+            delay: Duration::from_secs(3600),
             fail_after: None,
             ttl: Duration::from_secs(60),
         });
         let first = reg.gather().await;
         assert!(
             !first[0].success,
-            "a 900ms collection must not hold a 500ms timeout"
+            "a hung collection must not count as success"
         );
         assert!(first[0]
             .error
             .as_deref()
             .unwrap_or("")
             .contains("did not finish"));
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        let second = reg.gather().await;
-        assert!(
-            second[0].success,
-            "the finished collection must be in the cache"
+        assert_eq!(
+            reg.entries()[0].in_flight(),
+            None,
+            "abandoned, not in flight"
         );
+        assert!(
+            reg.is_ready(),
+            "a timed-out collection still counts as done"
+        );
+        // retry_interval is zero: the next call starts a new collection
+        // instead of joining the hung one.
+        let second = reg.gather().await;
+        assert!(!second[0].success);
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn scrapes_answer_from_memory_while_a_refresh_runs() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let reg = registry(Counting {
+            calls: calls.clone(),
+            delay: Duration::from_millis(300),
+            fail_after: None,
+            ttl: Duration::ZERO,
+        });
+        let first = reg.gather().await;
+        assert_eq!(first[0].snapshot.value("t_value", &[]), Some(1.0));
+        // The values are expired (ttl 0): a scrape gets them at once and
+        // starts a refresh that it does not wait for.
+        let served = reg.gather_with(Wait::Serve(Duration::ZERO)).await;
+        assert_eq!(served[0].snapshot.value("t_value", &[]), Some(1.0));
+        assert!(served[0].success && !served[0].pending);
+        assert!(reg.entries()[0].in_flight().is_some(), "refresh started");
+        // Concurrent scrapes join the same refresh.
+        for _ in 0..20 {
+            let o = reg.gather_with(Wait::Serve(Duration::ZERO)).await;
+            assert_eq!(o[0].snapshot.value("t_value", &[]), Some(1.0));
+        }
+        // Let the spawned refresh start (the test runtime has one thread).
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        // Once it lands, the next scrape serves it.
+        for _ in 0..100 {
+            if reg.entries()[0].in_flight().is_none() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let after = reg.gather_with(Wait::Serve(Duration::ZERO)).await;
+        assert_eq!(after[0].snapshot.value("t_value", &[]), Some(2.0));
+    }
+
+    #[tokio::test]
+    async fn cold_scrape_waits_only_for_its_budget() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let reg = Registry::new(
+            vec![Arc::new(Counting {
+                calls: calls.clone(),
+                delay: Duration::from_millis(400),
+                fail_after: None,
+                ttl: Duration::from_secs(60),
+            })],
+            Arc::new(SystemClock),
+        );
+        let cold = reg
+            .gather_with(Wait::Serve(Duration::from_millis(10)))
+            .await;
+        assert!(
+            cold[0].pending,
+            "budget ran out before the first collection"
+        );
+        assert!(cold[0].snapshot.families.is_empty());
+        assert!(!reg.is_ready());
+        let selfm = reg.self_metrics(&cold);
+        let m = [("monitor", "counting")];
+        assert_eq!(selfm.value("homelab_monitor_collector_success", &m), None);
+        assert!(selfm
+            .value("homelab_monitor_collection_in_flight_seconds", &m)
+            .is_some());
+        // A patient caller gets the same collection, not a second one.
+        let fresh = reg.gather().await;
+        assert!(fresh[0].success);
+        assert!(reg.is_ready());
         assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 }

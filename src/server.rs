@@ -31,6 +31,22 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub telemetry_path: String,
+    /// How long a scrape waits for a monitor's first collection when the
+    /// scraper sends no `X-Prometheus-Scrape-Timeout-Seconds`.
+    pub first_scrape_wait: Duration,
+}
+
+/// What a scrape may spend waiting for a monitor's first collection: the
+/// scraper's own timeout minus a margin for encoding and the network, else
+/// the configured default.
+pub fn scrape_budget(header: Option<&str>, default: Duration) -> Duration {
+    const MARGIN: Duration = Duration::from_millis(500);
+    match header.and_then(|v| v.trim().parse::<f64>().ok()) {
+        Some(secs) if secs.is_finite() && secs > 0.0 => {
+            Duration::from_secs_f64(secs.min(3600.0)).saturating_sub(MARGIN)
+        }
+        _ => default,
+    }
 }
 
 struct AppState {
@@ -106,7 +122,13 @@ async fn route(req: Request<Incoming>, app: &AppState) -> Resp {
             .get(hyper::header::ACCEPT)
             .and_then(|v| v.to_str().ok());
         let format = Format::negotiate(accept);
-        match app.registry.scrape(format).await {
+        let budget = scrape_budget(
+            req.headers()
+                .get("x-prometheus-scrape-timeout-seconds")
+                .and_then(|v| v.to_str().ok()),
+            app.cfg.first_scrape_wait,
+        );
+        match app.registry.scrape(format, budget).await {
             Ok(body) => {
                 let mut r = text(StatusCode::OK, body);
                 r.headers_mut().insert(

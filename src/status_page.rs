@@ -93,15 +93,21 @@ fn label<'a>(s: &'a crate::snapshot::Sample, k: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
+/// How long the page waits for a monitor's first collection.
+const PAGE_WAIT: Duration = Duration::from_secs(2);
+
 fn unix(t: SystemTime) -> f64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
 }
 
-/// Build the status from one gather of the registry (cached values are reused).
+/// Build the status from the registry's values in memory (a page never waits
+/// for a refresh; only a monitor with no values yet is waited for, briefly).
 pub async fn collect(registry: &Registry) -> Status {
-    let outcomes = registry.gather().await;
+    let outcomes = registry
+        .gather_with(crate::registry::Wait::Serve(PAGE_WAIT))
+        .await;
     build(registry, &outcomes, registry.clock().now())
 }
 

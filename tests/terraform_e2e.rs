@@ -16,7 +16,9 @@ fn mask(metrics: &str) -> String {
     metrics
         .lines()
         .map(|l| {
-            if l.starts_with("homelab_monitor_collector_duration_seconds{") {
+            if l.starts_with("homelab_monitor_collector_duration_seconds{")
+                || l.starts_with("homelab_monitor_collection_in_flight_seconds{")
+            {
                 let (k, _) = l.rsplit_once(' ').unwrap();
                 format!("{k} <duration>")
             } else {
@@ -620,7 +622,7 @@ fn half_written_state_keeps_last_good_values_then_recovers() {
     let e = Exporter::start(t.path(), &["--config", "c.yaml"]);
     e.wait_ready();
     let key = "{state_file=\"terraform.tfstate\"}";
-    let m = e.metrics();
+    let m = e.refreshed_metrics();
     assert_eq!(series(&m, &format!("terraform_state_up{key}")), Some(1.0));
     assert_eq!(
         series(&m, &format!("terraform_state_serial{key}")),
@@ -629,7 +631,7 @@ fn half_written_state_keeps_last_good_values_then_recovers() {
     // Terraform rewrites local state in place: a scrape can see half a file.
     std::fs::write(&p, &good[..good.len() / 3]).unwrap();
     std::thread::sleep(Duration::from_millis(1100));
-    let m = e.metrics();
+    let m = e.refreshed_metrics();
     assert_eq!(
         series(&m, &format!("terraform_state_up{key}")),
         Some(0.0),
@@ -649,7 +651,7 @@ fn half_written_state_keeps_last_good_values_then_recovers() {
     let mut v: serde_json::Value = serde_json::from_slice(&good).unwrap();
     v["serial"] = 11.into();
     std::fs::write(&p, v.to_string()).unwrap();
-    let m = e.metrics();
+    let m = e.refreshed_metrics();
     assert_eq!(
         series(&m, &format!("terraform_state_up{key}")),
         Some(1.0),

@@ -215,6 +215,29 @@ impl Exporter {
         r.body
     }
 
+    /// Scrape once (which starts a refresh of every monitor whose values are
+    /// older than its check_interval; the scrape itself is answered from
+    /// memory), wait until those refreshes have landed, then scrape again.
+    pub fn refreshed_metrics(&self) -> String {
+        self.metrics();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            std::thread::sleep(Duration::from_millis(60));
+            let m = self.metrics();
+            // A refresh started by the first scrape is at least 60 ms old
+            // now; one started by this scrape has just begun.
+            let running = m
+                .lines()
+                .filter(|l| l.starts_with("homelab_monitor_collection_in_flight_seconds{"))
+                .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+                .any(|v| v >= 0.04);
+            if !running {
+                return m;
+            }
+            assert!(Instant::now() < deadline, "refresh never finished: {m}");
+        }
+    }
+
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }

@@ -16,7 +16,6 @@ pub mod report;
 pub mod source;
 pub mod state;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
@@ -107,7 +106,10 @@ pub struct TerraformMonitor {
 struct Inner {
     cfg: TerraformConfig,
     base: PathBuf,
-    memory: Mutex<HashMap<String, TargetMemory>>,
+    /// Local state files: each with its own memory, freshness and deadline.
+    local: crate::targets::Targets<TargetMemory, Analysis>,
+    /// The local targets found by the last finished discovery.
+    discovered: Mutex<Vec<LocalTarget>>,
     remote: remote::RemoteSet,
     /// Rego policies (issue 8); `None` when none are configured.
     policies: Option<policy::PolicySet>,
@@ -123,92 +125,118 @@ impl TerraformMonitor {
                 }),
                 cfg,
                 base,
-                memory: Mutex::new(HashMap::new()),
+                local: crate::targets::Targets::new(),
+                discovered: Mutex::new(Vec::new()),
                 remote: remote::RemoteSet::new(),
             }),
         }
     }
 
-    /// Analyse every target now (blocking I/O; run off the async runtime).
-    fn run(inner: &Inner) -> (Vec<Analysis>, Vec<analysis::TargetError>, Vec<String>) {
-        let deadline = remote::deadline_for(inner.cfg.timeout.0);
-        let files: Vec<String> = inner.cfg.state_files.iter().map(|g| g.0.clone()).collect();
-        let dirs: Vec<String> = inner.cfg.state_dirs.iter().map(|g| g.0.clone()).collect();
-        let found = discover(&inner.base, &files, &dirs);
+    /// Discover the targets, read the local ones that are due (each on the
+    /// bounded read pool, with a deadline), then the remote ones.
+    async fn analyse_all(&self, now: std::time::SystemTime) -> Result<Collected, MonitorError> {
+        let inner = self.inner.clone();
+        let timeout = inner.cfg.timeout.0;
+        let schedule = crate::targets::Schedule {
+            check_interval: inner.cfg.check_interval.0,
+            retry_interval: inner.cfg.retry_interval.0,
+            deadline: timeout.mul_f64(0.9),
+        };
         let mut problems = Vec::new();
         let mut problem_labels = Vec::new();
-        for p in found.problems {
-            tracing::warn!(monitor = "terraform_state", target = %p.label, reason = p.reason, "{}", p.message);
-            problem_labels.push(p.label.clone());
-            problems.push(analysis::TargetError {
-                component: "discovery",
-                reason: p.reason,
-                message: p.message,
+        let found = {
+            let walker = inner.clone();
+            let walk = tokio::task::spawn_blocking(move || {
+                let files: Vec<String> =
+                    walker.cfg.state_files.iter().map(|g| g.0.clone()).collect();
+                let dirs: Vec<String> = walker.cfg.state_dirs.iter().map(|g| g.0.clone()).collect();
+                discover(&walker.base, &files, &dirs)
             });
-        }
-        let max = inner.cfg.max_file_size.0;
-        let mut memory = inner.memory.lock().unwrap_or_else(|e| e.into_inner());
-        // Take each target's memory out (targets no longer discovered are forgotten).
-        let mut work: Vec<(&LocalTarget, TargetMemory)> = found
-            .targets
-            .iter()
-            .map(|t| (t, memory.remove(&t.label).unwrap_or_default()))
-            .collect();
-        memory.clear();
-        // Cold reads of a fleet use every core; each thread parses its share.
-        let threads = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-            .clamp(1, 4)
-            .min(work.len().max(1));
-        let per = work.len().div_ceil(threads).max(1);
-        let out: Vec<Analysis> = if threads <= 1 {
-            work.iter_mut()
-                .map(|(t, mem)| Self::one(inner, t, mem, max))
-                .collect()
-        } else {
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = work
-                    .chunks_mut(per)
-                    .map(|chunk| {
-                        scope.spawn(move || {
-                            chunk
-                                .iter_mut()
-                                .map(|(t, mem)| Self::one(inner, t, mem, max))
-                                .collect::<Vec<_>>()
-                        })
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .flat_map(|h| h.join().unwrap_or_default())
-                    .collect()
-            })
+            match tokio::time::timeout(schedule.deadline, walk).await {
+                Ok(Ok(found)) => {
+                    *inner.discovered.lock().unwrap_or_else(|e| e.into_inner()) =
+                        found.targets.clone();
+                    Some(found)
+                }
+                Ok(Err(e)) => return Err(MonitorError::Panicked(e.to_string())),
+                Err(_) => {
+                    // A hung mount: keep the targets found last time.
+                    problems.push(analysis::TargetError {
+                        component: "discovery",
+                        reason: "timeout",
+                        message: format!(
+                            "discovery of state files did not finish within {:?} (a hung or slow mount?); the targets found last time are kept",
+                            schedule.deadline
+                        ),
+                    });
+                    problem_labels.push("discovery".to_string());
+                    None
+                }
+            }
         };
-        for (t, mem) in work {
-            memory.insert(t.label.clone(), mem);
+        let targets = match found {
+            Some(found) => {
+                for p in found.problems {
+                    tracing::warn!(monitor = "terraform_state", target = %p.label, reason = p.reason, "{}", p.message);
+                    problem_labels.push(p.label.clone());
+                    problems.push(analysis::TargetError {
+                        component: "discovery",
+                        reason: p.reason,
+                        message: p.message,
+                    });
+                }
+                found.targets
+            }
+            None => inner
+                .discovered
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        };
+        let max = inner.cfg.max_file_size.0;
+        let items: Vec<(String, LocalTarget)> =
+            targets.into_iter().map(|t| (t.label.clone(), t)).collect();
+        let reader = inner.clone();
+        let reads = inner
+            .local
+            .collect(schedule, now, items, move |t, mem| {
+                Self::one(&reader, &t, mem, max)
+            })
+            .await;
+        let mut out: Vec<Analysis> = Vec::with_capacity(reads.len());
+        let mut read_at = Vec::with_capacity(reads.len());
+        for r in reads {
+            if r.fresh {
+                log_analysis(&r.value);
+            }
+            read_at.push((r.value.label.clone(), r.read_at, r.value.stale));
+            out.push(r.value);
         }
-        drop(memory);
-        let mut out = out;
         if remote::RemoteSet::is_configured(&inner.cfg) {
-            // Bounded by `deadline`, taken when this collection started.
-            let c =
+            let inner = inner.clone();
+            let c = tokio::task::spawn_blocking(move || {
+                // Bounded by `deadline`, taken when this collection started.
+                let deadline = remote::deadline_for(timeout);
                 inner
                     .remote
-                    .collect(&inner.cfg, &inner.base, deadline, inner.policies.as_ref());
+                    .collect(&inner.cfg, &inner.base, deadline, inner.policies.as_ref())
+            })
+            .await
+            .map_err(|e| MonitorError::Panicked(e.to_string()))?;
+            for a in &c.analyses {
+                log_analysis(a);
+                read_at.push((a.label.clone(), now, a.stale));
+            }
             out.extend(c.analyses);
             problems.extend(c.problems);
             problem_labels.extend(c.problem_labels);
         }
-        for a in &out {
-            for e in &a.errors {
-                tracing::warn!(monitor = "terraform_state", state_file = %a.label, component = e.component, reason = e.reason, "{}", e.message);
-            }
-            if let Some(ch) = &a.changed_since_last {
-                log_change_event(a, ch);
-            }
-        }
-        (out, problems, problem_labels)
+        Ok(Collected {
+            analyses: out,
+            problems,
+            problem_labels,
+            read_at,
+        })
     }
 
     /// Analyse one target with its drift report and baseline.
@@ -246,15 +274,15 @@ impl TerraformMonitor {
         }
         a
     }
+}
 
-    async fn analyse_all(
-        &self,
-    ) -> Result<(Vec<Analysis>, Vec<analysis::TargetError>, Vec<String>), MonitorError> {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || Self::run(&inner))
-            .await
-            .map_err(|e| MonitorError::Panicked(e.to_string()))
-    }
+/// One collection's results.
+struct Collected {
+    analyses: Vec<Analysis>,
+    problems: Vec<analysis::TargetError>,
+    problem_labels: Vec<String>,
+    /// (state_file, when it was read, served stale) per target.
+    read_at: Vec<(String, std::time::SystemTime, bool)>,
 }
 
 /// Label of a sibling file: the state's label with its file name replaced.
@@ -281,6 +309,16 @@ fn capped(v: &[String]) -> Vec<String> {
 
 /// One structured log event per detected change: addresses and attribute
 /// paths, serial and lineage; never values.
+/// Log a fresh read's errors and change event.
+fn log_analysis(a: &Analysis) {
+    for e in &a.errors {
+        tracing::warn!(monitor = "terraform_state", state_file = %a.label, component = e.component, reason = e.reason, "{}", e.message);
+    }
+    if let Some(ch) = &a.changed_since_last {
+        log_change_event(a, ch);
+    }
+}
+
 fn log_change_event(a: &Analysis, ch: &analysis::Changes) {
     let Some(st) = &a.state else { return };
     let changed: Vec<String> = ch
@@ -594,14 +632,20 @@ impl Monitor for TerraformMonitor {
         )
     }
 
-    async fn collect(&self, _ctx: CollectContext) -> Result<Snapshot, MonitorError> {
-        let (analyses, problems, labels) = self.analyse_all().await?;
-        Ok(snapshot(&analyses, &problems, &labels))
+    async fn collect(&self, ctx: CollectContext) -> Result<Snapshot, MonitorError> {
+        let c = self.analyse_all(ctx.now).await?;
+        let mut snap = snapshot(&c.analyses, &c.problems, &c.problem_labels);
+        let mut b = SnapshotBuilder::new();
+        for (label, at, stale) in &c.read_at {
+            crate::targets::emit_freshness(&mut b, "terraform_state", label, *at, *stale);
+        }
+        snap.families.extend(b.build().families);
+        Ok(snap)
     }
 
-    async fn report(&self, _ctx: CollectContext) -> Result<Report, MonitorError> {
-        let (analyses, problems, labels) = self.analyse_all().await?;
-        Ok(report::build(&analyses, &problems, &labels))
+    async fn report(&self, ctx: CollectContext) -> Result<Report, MonitorError> {
+        let c = self.analyse_all(ctx.now).await?;
+        Ok(report::build(&c.analyses, &c.problems, &c.problem_labels))
     }
 }
 
@@ -611,4 +655,47 @@ pub(crate) fn mtime_secs(a: &Analysis) -> Option<u64> {
         .and_then(|s| s.modified)
         .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
         .map(|d| d.as_secs())
+}
+
+impl crate::targets::TargetValue for Analysis {
+    fn healthy(&self) -> bool {
+        self.errors.is_empty()
+    }
+
+    fn timed_out(last: Option<&Self>, label: &str, waited: Duration) -> Self {
+        let error = analysis::TargetError {
+            component: "state",
+            reason: "timeout",
+            message: format!(
+                "{label}: the read did not finish within {waited:.1?} (a hung mount or a blocked file?); serving the last good values"
+            ),
+        };
+        match last {
+            Some(a) => Analysis {
+                up: false,
+                stale: a.state.is_some(),
+                errors: vec![error],
+                changed_since_last: None,
+                ..a.clone()
+            },
+            None => Analysis {
+                label: label.to_string(),
+                state: None,
+                state_stamp: None,
+                up: false,
+                stale: false,
+                drift: None,
+                drift_time: None,
+                drift_up: None,
+                unapproved: None,
+                baseline_up: None,
+                errors: vec![error],
+                changed_since_last: None,
+                previous_serial: None,
+                policy: None,
+                lock: None,
+                remote_bytes: None,
+            },
+        }
+    }
 }

@@ -158,7 +158,8 @@ where
 
     /// Values of `items` (label, what to read) in their order: read now when
     /// due, else served from memory. Targets no longer listed are forgotten.
-    /// `read` is blocking I/O; it gets the target's memory each time.
+    /// `read` is blocking I/O (run on the bounded read pool); it gets the
+    /// target's memory each time.
     pub async fn collect<T, F>(
         &self,
         schedule: Schedule,
@@ -171,6 +172,56 @@ where
         F: Fn(T, &mut M) -> V + Send + Sync + 'static,
     {
         let read = Arc::new(read);
+        self.collect_with(schedule, now, items, move |item, mut memory: M| {
+            let read = read.clone();
+            async move {
+                let permit = permits().acquire_owned().await.ok();
+                tokio::task::spawn_blocking(move || {
+                    let _permit = permit;
+                    let value = read(item, &mut memory);
+                    (value, memory)
+                })
+                .await
+                .ok()
+            }
+        })
+        .await
+    }
+
+    /// [`Targets::collect`] for async reads (network probes): each read is
+    /// a future with its own timeouts; `read` gets the target's memory and
+    /// gives it back with the value.
+    pub async fn collect_async<T, F, Fut>(
+        &self,
+        schedule: Schedule,
+        now: SystemTime,
+        items: Vec<(String, T)>,
+        read: F,
+    ) -> Vec<Read<V>>
+    where
+        T: Send + 'static,
+        F: Fn(T, M) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = (V, M)> + Send + 'static,
+    {
+        self.collect_with(schedule, now, items, move |item, memory| {
+            let fut = read(item, memory);
+            async move { Some(fut.await) }
+        })
+        .await
+    }
+
+    async fn collect_with<T, F, Fut>(
+        &self,
+        schedule: Schedule,
+        now: SystemTime,
+        items: Vec<(String, T)>,
+        start: F,
+    ) -> Vec<Read<V>>
+    where
+        T: Send + 'static,
+        F: Fn(T, M) -> Fut,
+        Fut: std::future::Future<Output = Option<(V, M)>> + Send + 'static,
+    {
         let started = Instant::now();
         let deadline = started + schedule.deadline;
         let mut plans: Vec<(String, Plan<M, V>)> = Vec::with_capacity(items.len());
@@ -204,19 +255,12 @@ where
                     plans.push((label, Plan::Serve(r)));
                     continue;
                 }
-                let mut memory = slot.memory.take().unwrap_or_default();
-                let read = read.clone();
+                let memory = slot.memory.take().unwrap_or_default();
+                let fut = start(item, memory);
                 let state = Arc::new(AtomicU8::new(RUNNING));
                 let st = state.clone();
                 let handle = tokio::spawn(async move {
-                    let permit = permits().acquire_owned().await.ok();
-                    let done = tokio::task::spawn_blocking(move || {
-                        let _permit = permit;
-                        let value = read(item, &mut memory);
-                        Done { memory, value }
-                    })
-                    .await
-                    .ok();
+                    let done = fut.await.map(|(value, memory)| Done { memory, value });
                     if st
                         .compare_exchange(RUNNING, DONE, Ordering::AcqRel, Ordering::Acquire)
                         .is_err()

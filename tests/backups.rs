@@ -23,6 +23,9 @@ fn config(sources: Vec<BackupSourceConfig>) -> BackupConfig {
     BackupConfig {
         retention_days: 30,
         sources,
+        // Every collection re-reads every source (per-target freshness is
+        // tested in src/targets.rs and tests/freshness.rs).
+        check_interval: HumanDuration(Duration::ZERO),
         ..BackupConfig::default()
     }
 }

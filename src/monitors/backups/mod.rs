@@ -61,7 +61,7 @@ pub mod verify;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -352,16 +352,48 @@ impl FormatState {
     }
 }
 
-struct Slot {
-    cfg: BackupSourceConfig,
-    state: FormatState,
-    last_good: Option<(Summary, Option<bool>)>,
+/// What a source keeps between reads: its parse caches and last good read.
+#[derive(Default)]
+struct SourceMemory {
+    state: Option<FormatState>,
+    last_good: Option<Arc<SourceRead>>,
+}
+
+/// One read of one source, as kept until the source is due again. Ages,
+/// retention and status are worked out from it at every collection.
+#[derive(Debug, Clone)]
+struct SourceReport {
+    /// This read succeeded.
+    up: bool,
+    /// Why it failed (reason label, message).
+    error: Option<(&'static str, String)>,
+    /// This read's records, or the last good ones.
+    read: Option<Arc<SourceRead>>,
+}
+
+impl crate::targets::TargetValue for SourceReport {
+    fn healthy(&self) -> bool {
+        self.up
+    }
+
+    fn timed_out(last: Option<&Self>, label: &str, waited: Duration) -> Self {
+        SourceReport {
+            up: false,
+            error: Some((
+                "timeout",
+                format!(
+                    "{label}: reading the source did not finish within {waited:.1?} (a hung mount or a blocked file?)"
+                ),
+            )),
+            read: last.and_then(|l| l.read.clone()),
+        }
+    }
 }
 
 struct Inner {
     cfg: BackupConfig,
     base: PathBuf,
-    slots: Mutex<Vec<Slot>>,
+    sources: crate::targets::Targets<SourceMemory, SourceReport>,
 }
 
 /// The backup validation monitor.
@@ -372,20 +404,11 @@ pub struct BackupMonitor {
 impl BackupMonitor {
     /// `base`: the folder relative paths are resolved against (the config file's folder).
     pub fn new(cfg: BackupConfig, base: PathBuf) -> Self {
-        let slots = cfg
-            .sources
-            .iter()
-            .map(|s| Slot {
-                cfg: s.clone(),
-                state: FormatState::new(s),
-                last_good: None,
-            })
-            .collect();
         BackupMonitor {
             inner: Arc::new(Inner {
                 cfg,
                 base,
-                slots: Mutex::new(slots),
+                sources: crate::targets::Targets::new(),
             }),
         }
     }
@@ -411,58 +434,109 @@ fn read_source(ctx: &SourceCtx<'_>, state: &mut FormatState) -> Result<SourceRea
     }
 }
 
+/// Read one source (blocking), updating its memory.
+fn read_one(
+    cfg: &BackupSourceConfig,
+    base: &std::path::Path,
+    max_file_size: u64,
+    mem: &mut SourceMemory,
+) -> SourceReport {
+    let ctx = SourceCtx {
+        cfg,
+        base,
+        max_file_size,
+    };
+    let state = mem.state.get_or_insert_with(|| FormatState::new(cfg));
+    match read_source(&ctx, state) {
+        Ok(read) => {
+            let read = Arc::new(read);
+            mem.last_good = Some(read.clone());
+            SourceReport {
+                up: true,
+                error: None,
+                read: Some(read),
+            }
+        }
+        Err(e) => {
+            tracing::warn!(
+                monitor = "backup_validation",
+                source = cfg.name.as_str(),
+                format = cfg.format.as_str(),
+                reason = e.metric_label(),
+                "{e}"
+            );
+            SourceReport {
+                up: false,
+                error: Some((e.metric_label(), e.to_string())),
+                read: mem.last_good.clone(),
+            }
+        }
+    }
+}
+
 impl Inner {
-    fn collect(&self, now: f64) -> Snapshot {
+    async fn collect(self: Arc<Self>, now: std::time::SystemTime) -> Snapshot {
+        let schedule = crate::targets::Schedule {
+            check_interval: self.cfg.check_interval.0,
+            retry_interval: self.cfg.retry_interval.0,
+            deadline: self.cfg.timeout.0.mul_f64(0.9),
+        };
+        let retention = Duration::from_secs(u64::from(self.cfg.retention_days) * 86400);
+        let items: Vec<(String, BackupSourceConfig)> = self
+            .cfg
+            .sources
+            .iter()
+            .map(|s| (s.name.clone(), s.clone()))
+            .collect();
+        let reader = self.clone();
+        let reads = self
+            .sources
+            .collect(schedule, now, items, move |cfg, mem| {
+                read_one(&cfg, &reader.base, reader.cfg.max_file_size.0, mem)
+            })
+            .await;
+        let now_s = unix_seconds(now);
         let mut b = SnapshotBuilder::new();
         for def in METRICS {
             b.declare(def);
         }
-        let retention = Duration::from_secs(u64::from(self.cfg.retention_days) * 86400);
-        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        for slot in slots.iter_mut() {
-            let ctx = SourceCtx {
-                cfg: &slot.cfg,
-                base: &self.base,
-                max_file_size: self.cfg.max_file_size.0,
-            };
-            let name = slot.cfg.name.as_str();
+        let mut fresh = SnapshotBuilder::new();
+        for (cfg, r) in self.cfg.sources.iter().zip(reads) {
+            let name = cfg.name.as_str();
             let label = [("source", name)];
-            let result = read_source(&ctx, &mut slot.state);
-            let status = match result {
-                Ok(read) => {
-                    let summary = summarize(&read.records, now, retention);
-                    let status = ok_status(&slot.cfg, &summary, &read, now);
-                    slot.last_good = Some((summary, read.verification));
-                    b.gauge(&UP, &label, 1.0);
-                    status
-                }
-                Err(e) => {
-                    tracing::warn!(
-                        monitor = "backup_validation",
-                        source = name,
-                        format = slot.cfg.format.as_str(),
-                        reason = e.metric_label(),
-                        "{e}"
-                    );
-                    b.gauge(&UP, &label, 0.0);
-                    TargetStatus {
-                        target: name.to_string(),
-                        health: Health::Error,
-                        summary: format!("{} source cannot be read", slot.cfg.format),
-                        error: Some(e.to_string()),
-                        stale: slot.last_good.is_some(),
-                    }
-                }
-            };
-            if let Some(max) = slot.cfg.max_age {
+            let report = &r.value;
+            b.gauge(&UP, &label, if report.up { 1.0 } else { 0.0 });
+            if let Some(max) = cfg.max_age {
                 b.gauge(&MAX_AGE, &label, max.0.as_secs_f64());
             }
-            if let Some((s, verification)) = &slot.last_good {
-                emit(&mut b, name, s, *verification);
+            let summary = report
+                .read
+                .as_ref()
+                .map(|read| summarize(&read.records, now_s, retention));
+            if let (Some(s), Some(read)) = (&summary, &report.read) {
+                emit(&mut b, name, s, read.verification);
             }
+            let stale = !report.up && report.read.is_some();
+            let status = match (&report.error, &summary, &report.read) {
+                (None, Some(s), Some(read)) => ok_status(cfg, s, read, now_s),
+                (err, _, _) => TargetStatus {
+                    target: name.to_string(),
+                    health: Health::Error,
+                    summary: format!("{} source cannot be read", cfg.format),
+                    error: Some(
+                        err.as_ref()
+                            .map(|(_, m)| m.clone())
+                            .unwrap_or_else(|| "no data".into()),
+                    ),
+                    stale,
+                },
+            };
+            crate::targets::emit_freshness(&mut fresh, "backup_validation", name, r.read_at, stale);
             b.target(status);
         }
-        b.build()
+        let mut snap = b.build();
+        snap.families.extend(fresh.build().families);
+        snap
     }
 }
 
@@ -566,11 +640,7 @@ impl Monitor for BackupMonitor {
     }
 
     async fn collect(&self, ctx: CollectContext) -> Result<Snapshot, MonitorError> {
-        let inner = self.inner.clone();
-        let now = unix_seconds(ctx.now);
-        tokio::task::spawn_blocking(move || inner.collect(now))
-            .await
-            .map_err(|e| MonitorError::Panicked(e.to_string()))
+        Ok(self.inner.clone().collect(ctx.now).await)
     }
 }
 

@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use futures::StreamExt;
 
 use crate::clock::unix_seconds;
 use crate::config::{split_host_port, CertificateConfig};
@@ -193,7 +192,16 @@ struct Inner {
     base: PathBuf,
     endpoints: Vec<Endpoint>,
     prober: Result<Prober, String>,
+    /// Files and the passphrase found by the last finished discovery.
+    discovered: std::sync::Mutex<Discovered>,
+    files: crate::targets::Targets<(), FileRead>,
+    probes: crate::targets::Targets<(), EndpointRead>,
+    /// (source:target, when read) of the last gather. A failed read serves
+    /// no old certificates, so these targets are never stale.
+    read_at: std::sync::Mutex<Vec<(String, SystemTime)>>,
 }
+
+type Discovered = (Vec<files::FileTarget>, Arc<Result<Option<String>, String>>);
 
 impl CertificateMonitor {
     /// As built by the registry: `interval` is the `--interval` override.
@@ -231,25 +239,126 @@ impl CertificateMonitor {
                 prober: Prober::new(),
                 cfg,
                 base,
+                discovered: std::sync::Mutex::new((Vec::new(), Arc::new(Ok(None)))),
+                files: crate::targets::Targets::new(),
+                probes: crate::targets::Targets::new(),
+                read_at: std::sync::Mutex::new(Vec::new()),
             }),
         }
     }
 
-    /// Read every source now.
+    /// Every source's current result: files and endpoints that are due are
+    /// read now (each with a deadline), the others come from memory.
     pub async fn gather(&self, ctx: CollectContext) -> Result<Vec<SourceResult>, MonitorError> {
         let inner = self.inner.clone();
-        let files = tokio::task::spawn_blocking(move || read_files(&inner))
-            .await
-            .map_err(|e| MonitorError::Panicked(e.to_string()))?;
-        let n = self.inner.endpoints.len();
-        let probes: Vec<SourceResult> =
-            futures::stream::iter((0..n).map(|i| probe_one(self.inner.clone(), i, ctx.now)))
-                .buffered(self.inner.cfg.endpoint_concurrency.max(1))
-                .collect()
-                .await;
-        let mut all = files;
-        all.extend(probes);
-        for s in &all {
+        let schedule = crate::targets::Schedule {
+            check_interval: inner.cfg.check_interval.0,
+            retry_interval: inner.cfg.retry_interval.0,
+            deadline: inner.cfg.timeout.0.mul_f64(0.9),
+        };
+        let walker = inner.clone();
+        let walk = tokio::task::spawn_blocking(move || {
+            let patterns: Vec<String> = walker.cfg.paths.iter().map(|g| g.0.clone()).collect();
+            let found = files::discover(&walker.base, &patterns, walker.cfg.max_depth);
+            let pass = passphrase(&walker.cfg, &walker.base);
+            (found, pass)
+        });
+        let mut all = Vec::new();
+        let (targets, pass) = match tokio::time::timeout(schedule.deadline, walk).await {
+            Ok(Ok((found, pass))) => {
+                if found.duplicates > 0 {
+                    tracing::debug!(
+                        monitor = "certificate_expiry",
+                        duplicates = found.duplicates,
+                        "certificate files reached through more than one path were read once"
+                    );
+                }
+                for (label, e) in found.problems {
+                    all.push(SourceResult {
+                        kind: SourceKind::File,
+                        target: label,
+                        server_name: None,
+                        outcome: Err(SourceFailure {
+                            reason: e.metric_label(),
+                            message: e.to_string(),
+                        }),
+                    });
+                }
+                let pass = Arc::new(pass);
+                *inner.discovered.lock().unwrap_or_else(|e| e.into_inner()) =
+                    (found.files.clone(), pass.clone());
+                (found.files, pass)
+            }
+            Ok(Err(e)) => return Err(MonitorError::Panicked(e.to_string())),
+            Err(_) => {
+                // A hung mount: keep the files found last time.
+                all.push(SourceResult {
+                    kind: SourceKind::File,
+                    target: "discovery".into(),
+                    server_name: None,
+                    outcome: Err(SourceFailure {
+                        reason: "timeout",
+                        message: format!(
+                            "finding certificate files did not finish within {:?} (a hung or slow mount?); the files found last time are kept",
+                            schedule.deadline
+                        ),
+                    }),
+                });
+                inner
+                    .discovered
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone()
+            }
+        };
+        let max = inner.cfg.max_file_size.0;
+        let items: Vec<(String, files::FileTarget)> =
+            targets.into_iter().map(|t| (t.label.clone(), t)).collect();
+        let file_reads = inner
+            .files
+            .collect(schedule, ctx.now, items, move |t, _: &mut ()| {
+                FileRead(read_one(&t, max, &pass))
+            })
+            .await;
+        let sem = Arc::new(tokio::sync::Semaphore::new(
+            inner.cfg.endpoint_concurrency.max(1),
+        ));
+        let items: Vec<(String, usize)> = inner
+            .endpoints
+            .iter()
+            .enumerate()
+            .map(|(i, ep)| (format!("{i}:{}", ep.address), i))
+            .collect();
+        let prober = inner.clone();
+        let now = ctx.now;
+        let probes = inner
+            .probes
+            .collect_async(schedule, now, items, move |i, ()| {
+                let (inner, sem) = (prober.clone(), sem.clone());
+                async move {
+                    let _permit = sem.acquire_owned().await.ok();
+                    (EndpointRead(probe_one(inner, i, now).await), ())
+                }
+            })
+            .await;
+        let mut fresh = Vec::new();
+        let mut read_at = Vec::new();
+        for r in file_reads {
+            fresh.push(r.fresh);
+            read_at.push((format!("file:{}", r.value.0.target), r.read_at));
+            all.push(r.value.0);
+        }
+        for r in probes {
+            fresh.push(r.fresh);
+            read_at.push((format!("endpoint:{}", r.value.0.target), r.read_at));
+            all.push(r.value.0);
+        }
+        *inner.read_at.lock().unwrap_or_else(|e| e.into_inner()) = read_at;
+        let skip = all.len() - fresh.len();
+        for (k, s) in all.iter().enumerate() {
+            if k >= skip && !fresh[k - skip] {
+                continue;
+            }
             if let Err(f) = &s.outcome {
                 tracing::warn!(monitor = "certificate_expiry", source = s.kind.as_str(), target = %s.target, reason = f.reason, "{}", f.message);
             } else if let Ok(SourceData {
@@ -315,23 +424,17 @@ fn passphrase(cfg: &CertificateConfig, base: &std::path::Path) -> Result<Option<
     Ok(None)
 }
 
-fn read_files(inner: &Inner) -> Vec<SourceResult> {
-    let patterns: Vec<String> = inner.cfg.paths.iter().map(|g| g.0.clone()).collect();
-    let found = files::discover(&inner.base, &patterns, inner.cfg.max_depth);
-    if found.duplicates > 0 {
-        tracing::debug!(
-            monitor = "certificate_expiry",
-            duplicates = found.duplicates,
-            "certificate files reached through more than one path were read once"
-        );
-    }
-    let pass = passphrase(&inner.cfg, &inner.base);
-    let max = inner.cfg.max_file_size.0;
-    let read_one = |t: &files::FileTarget| SourceResult {
+/// Read and parse one certificate file.
+fn read_one(
+    t: &files::FileTarget,
+    max: u64,
+    pass: &Result<Option<String>, String>,
+) -> SourceResult {
+    SourceResult {
         kind: SourceKind::File,
         target: t.label.clone(),
         server_name: None,
-        outcome: files::read_target(t, max, &pass)
+        outcome: files::read_target(t, max, pass)
             .map(|p| SourceData {
                 certs: p.certs,
                 format: p.format.as_str().to_string(),
@@ -341,62 +444,69 @@ fn read_files(inner: &Inner) -> Vec<SourceResult> {
                 reason: e.metric_label(),
                 message: e.to_string(),
             }),
-    };
-    // Large fleets: read and parse on a few threads (bounded), keeping the order.
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(READ_THREADS_MAX)
-        .min(found.files.len() / 256 + 1);
-    let mut out = Vec::with_capacity(found.files.len() + found.problems.len());
-    if threads <= 1 {
-        out.extend(found.files.iter().map(read_one));
-    } else {
-        let chunk = found.files.len().div_ceil(threads);
-        let parts: Vec<Vec<SourceResult>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = found
-                .files
-                .chunks(chunk)
-                .map(|part| scope.spawn(move || part.iter().map(read_one).collect::<Vec<_>>()))
-                .collect();
-            handles
-                .into_iter()
-                .zip(found.files.chunks(chunk))
-                .map(|(h, part)| {
-                    h.join().unwrap_or_else(|_| {
-                        part.iter()
-                            .map(|t| SourceResult {
-                                kind: SourceKind::File,
-                                target: t.label.clone(),
-                                server_name: None,
-                                outcome: Err(SourceFailure {
-                                    reason: "panic",
-                                    message: format!("{}: reading this file panicked", t.label),
-                                }),
-                            })
-                            .collect()
-                    })
-                })
-                .collect()
-        });
-        out.extend(parts.into_iter().flatten());
     }
-    for (label, e) in found.problems {
-        out.push(SourceResult {
-            kind: SourceKind::File,
-            target: label,
-            server_name: None,
-            outcome: Err(SourceFailure {
-                reason: e.metric_label(),
-                message: e.to_string(),
-            }),
-        });
-    }
-    out
 }
 
-/// Most threads used to read and parse certificate files.
-const READ_THREADS_MAX: usize = 4;
+/// A file's result as kept per target.
+#[derive(Debug, Clone)]
+struct FileRead(SourceResult);
+
+/// An endpoint's result as kept per target.
+#[derive(Debug, Clone)]
+struct EndpointRead(SourceResult);
+
+fn timed_out(
+    kind: SourceKind,
+    last: Option<&SourceResult>,
+    label: &str,
+    waited: Duration,
+) -> SourceResult {
+    SourceResult {
+        kind,
+        target: last.map(|l| l.target.clone()).unwrap_or_else(|| {
+            match kind {
+                // Endpoint keys are "index:address".
+                SourceKind::Endpoint => label.split_once(':').map(|(_, a)| a).unwrap_or(label).to_string(),
+                _ => label.to_string(),
+            }
+        }),
+        server_name: last.and_then(|l| l.server_name.clone()),
+        outcome: Err(SourceFailure {
+            reason: "timeout",
+            message: format!(
+                "{label}: the read did not finish within {waited:.1?} (a hung mount or a peer that stopped answering?)"
+            ),
+        }),
+    }
+}
+
+impl crate::targets::TargetValue for FileRead {
+    fn healthy(&self) -> bool {
+        self.0.outcome.is_ok()
+    }
+    fn timed_out(last: Option<&Self>, label: &str, waited: Duration) -> Self {
+        FileRead(timed_out(
+            SourceKind::File,
+            last.map(|l| &l.0),
+            label,
+            waited,
+        ))
+    }
+}
+
+impl crate::targets::TargetValue for EndpointRead {
+    fn healthy(&self) -> bool {
+        self.0.outcome.is_ok()
+    }
+    fn timed_out(last: Option<&Self>, label: &str, waited: Duration) -> Self {
+        EndpointRead(timed_out(
+            SourceKind::Endpoint,
+            last.map(|l| &l.0),
+            label,
+            waited,
+        ))
+    }
+}
 
 fn now_secs(now: SystemTime) -> i64 {
     unix_seconds(now).floor() as i64
@@ -691,7 +801,19 @@ impl Monitor for CertificateMonitor {
     async fn collect(&self, ctx: CollectContext) -> Result<Snapshot, MonitorError> {
         let sources = self.gather(ctx).await?;
         let (w, c) = self.thresholds();
-        Ok(snapshot(&sources, ctx.now, w, c))
+        let mut snap = snapshot(&sources, ctx.now, w, c);
+        let mut b = SnapshotBuilder::new();
+        for (target, at) in self
+            .inner
+            .read_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            crate::targets::emit_freshness(&mut b, "certificate_expiry", target, *at, false);
+        }
+        snap.families.extend(b.build().families);
+        Ok(snap)
     }
 
     async fn report(&self, ctx: CollectContext) -> Result<Report, MonitorError> {

@@ -108,6 +108,8 @@ struct Inner {
     base: PathBuf,
     /// Local state files: each with its own memory, freshness and deadline.
     local: crate::targets::Targets<TargetMemory, Analysis>,
+    /// Every remote state, read together (one target of the schedule).
+    remote_reads: crate::targets::Targets<(), RemoteRead>,
     /// The local targets found by the last finished discovery.
     discovered: Mutex<Vec<LocalTarget>>,
     remote: remote::RemoteSet,
@@ -126,6 +128,7 @@ impl TerraformMonitor {
                 cfg,
                 base,
                 local: crate::targets::Targets::new(),
+                remote_reads: crate::targets::Targets::new(),
                 discovered: Mutex::new(Vec::new()),
                 remote: remote::RemoteSet::new(),
             }),
@@ -213,23 +216,45 @@ impl TerraformMonitor {
             out.push(r.value);
         }
         if remote::RemoteSet::is_configured(&inner.cfg) {
-            let inner = inner.clone();
-            let c = tokio::task::spawn_blocking(move || {
-                // Bounded by `deadline`, taken when this collection started.
-                let deadline = remote::deadline_for(timeout);
-                inner
-                    .remote
-                    .collect(&inner.cfg, &inner.base, deadline, inner.policies.as_ref())
-            })
-            .await
-            .map_err(|e| MonitorError::Panicked(e.to_string()))?;
-            for a in &c.analyses {
-                log_analysis(a);
-                read_at.push((a.label.clone(), now, a.stale));
+            // One read of every remote state, on the same per-target
+            // schedule: its own deadline (the backends' budget ends first),
+            // and a hung one (a pg peer that stopped answering) is never
+            // started twice.
+            let remote_schedule = crate::targets::Schedule {
+                deadline: timeout.mul_f64(0.95),
+                ..schedule
+            };
+            let reader = inner.clone();
+            let reads = inner
+                .remote_reads
+                .collect(
+                    remote_schedule,
+                    now,
+                    vec![("remote".to_string(), ())],
+                    move |(), _: &mut ()| {
+                        // Bounded by `deadline`, taken when this read started.
+                        let deadline = remote::deadline_for(timeout);
+                        RemoteRead(reader.remote.collect(
+                            &reader.cfg,
+                            &reader.base,
+                            deadline,
+                            reader.policies.as_ref(),
+                        ))
+                    },
+                )
+                .await;
+            for r in reads {
+                let c = r.value.0;
+                for a in &c.analyses {
+                    if r.fresh {
+                        log_analysis(a);
+                    }
+                    read_at.push((a.label.clone(), r.read_at, a.stale));
+                }
+                out.extend(c.analyses);
+                problems.extend(c.problems);
+                problem_labels.extend(c.problem_labels);
             }
-            out.extend(c.analyses);
-            problems.extend(c.problems);
-            problem_labels.extend(c.problem_labels);
         }
         Ok(Collected {
             analyses: out,
@@ -273,6 +298,32 @@ impl TerraformMonitor {
             );
         }
         a
+    }
+}
+
+/// One read of every remote state.
+#[derive(Debug, Clone)]
+struct RemoteRead(remote::Collected);
+
+impl crate::targets::TargetValue for RemoteRead {
+    fn healthy(&self) -> bool {
+        self.0.problems.is_empty() && self.0.analyses.iter().all(|a| a.errors.is_empty())
+    }
+
+    fn timed_out(last: Option<&Self>, _label: &str, waited: Duration) -> Self {
+        let mut c = last.map(|l| l.0.clone()).unwrap_or_default();
+        for a in &mut c.analyses {
+            *a = crate::targets::TargetValue::timed_out(Some(&*a), &a.label.clone(), waited);
+        }
+        c.problems.push(analysis::TargetError {
+            component: "discovery",
+            reason: "timeout",
+            message: format!(
+                "reading the remote states did not finish within {waited:.1?} (a backend that stopped answering?); their last values are served, marked stale"
+            ),
+        });
+        c.problem_labels.push("remote".into());
+        RemoteRead(c)
     }
 }
 

@@ -216,7 +216,7 @@ pub const BYTES: crate::snapshot::MetricDef = crate::snapshot::MetricDef::counte
 );
 
 /// The output of one collection of remote sources.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Collected {
     pub analyses: Vec<Analysis>,
     pub problems: Vec<TargetError>,

@@ -136,6 +136,9 @@ pub struct Outcome {
     pub wrong_size: Vec<String>,
     pub bad_checksum: Vec<String>,
     pub unreadable: Vec<String>,
+    /// Files on disk that the manifest does not list (PostgreSQL backups, like
+    /// `pg_verifybackup`), and entries that are neither file nor folder.
+    pub unlisted: Vec<String>,
     /// Files with a checksum that is verified so far (this check or cached).
     pub checksummed: usize,
     /// Files with a checksum left for a later check (byte budget spent).
@@ -149,7 +152,8 @@ impl Outcome {
         !(self.missing.is_empty()
             && self.wrong_size.is_empty()
             && self.bad_checksum.is_empty()
-            && self.unreadable.is_empty())
+            && self.unreadable.is_empty()
+            && self.unlisted.is_empty())
     }
 
     /// `Some(true)` all good, `Some(false)` a problem, `None` not complete yet.
@@ -178,10 +182,11 @@ impl Outcome {
     pub fn findings(&self) -> Vec<String> {
         let mut out = Vec::new();
         for (what, v) in [
-            ("missing", &self.missing),
-            ("with another size", &self.wrong_size),
-            ("with another checksum", &self.bad_checksum),
-            ("unreadable", &self.unreadable),
+            ("listed files missing", &self.missing),
+            ("listed files with another size", &self.wrong_size),
+            ("listed files with another checksum", &self.bad_checksum),
+            ("files unreadable", &self.unreadable),
+            ("files on disk not in the manifest", &self.unlisted),
         ] {
             if !v.is_empty() {
                 let mut names: Vec<&str> = v.iter().take(LIST_CAP).map(String::as_str).collect();
@@ -192,11 +197,7 @@ impl Outcome {
                     String::new()
                 };
                 names.sort_unstable();
-                out.push(format!(
-                    "{} listed files {what}: {}{tail}",
-                    v.len(),
-                    names.join(", ")
-                ));
+                out.push(format!("{} {what}: {}{tail}", v.len(), names.join(", ")));
             }
         }
         out

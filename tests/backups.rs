@@ -276,12 +276,8 @@ fn restic_sh(dir: &Path, repo: &Path, line: &str) -> bool {
     status.success()
 }
 
-#[tokio::test]
-async fn restic_check_captured_as_the_readme_says_and_never_a_stale_pass() {
-    let readme = readme();
-    for line in README_RESTIC_JOB {
-        assert!(readme.contains(line), "README lacks `{line}`");
-    }
+/// A restic repository with two backups, and the files the README's job writes.
+fn restic_job_folder() -> (tempfile::TempDir, PathBuf, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let (repo, data) = (dir.path().join("repo"), dir.path().join("data"));
     run(restic(&repo, &dir.path().join("cache")).arg("init"));
@@ -296,18 +292,62 @@ async fn restic_check_captured_as_the_readme_says_and_never_a_stale_pass() {
     for line in README_RESTIC_JOB {
         assert!(restic_sh(dir.path(), &repo, line), "{line}");
     }
+    (dir, repo, data)
+}
+
+#[tokio::test]
+async fn restic_stats_count_only_when_about_the_newest_snapshot() {
+    let (dir, repo, _) = restic_job_folder();
     // What users wrote before: totals over every snapshot.
     assert!(restic_sh(
         dir.path(),
         &repo,
         "restic stats --json > restic-stats-all.json"
     ));
+    let mut latest_src =
+        BackupSourceConfig::new("latest", BackupFormat::Restic, "restic-snapshots.json");
+    latest_src.stats_file = Some("restic-stats.json".into());
+    let mut all = BackupSourceConfig::new("all", BackupFormat::Restic, "restic-snapshots.json");
+    all.stats_file = Some("restic-stats-all.json".into());
+    let m = BackupMonitor::new(config(vec![latest_src, all]), dir.path().to_path_buf());
+    let s = collect_at(&m, SystemTime::now() + Duration::from_secs(60)).await;
+    // `restic stats --json latest` is about the newest snapshot only.
+    let latest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("restic-stats.json")).unwrap())
+            .unwrap();
+    assert_eq!(latest["snapshots_count"], 1);
+    assert_eq!(
+        v(&s, "backup_last_size_bytes", "latest"),
+        latest["total_size"].as_f64()
+    );
+    assert_eq!(target(&s, "latest").health, Health::Ok);
+    // Plain `restic stats --json` covers both snapshots: not the last backup's size.
+    let totals: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("restic-stats-all.json")).unwrap())
+            .unwrap();
+    assert_eq!(totals["snapshots_count"], 2);
+    assert_eq!(v(&s, "backup_last_size_bytes", "all"), None);
+    assert_eq!(v(&s, "backup_snapshots", "all"), Some(2.0));
+    let t = target(&s, "all");
+    assert_eq!(t.health, Health::Findings);
+    assert!(
+        t.summary.contains("restic stats --json latest"),
+        "{}",
+        t.summary
+    );
+}
+
+#[tokio::test]
+async fn restic_check_captured_as_the_readme_says_and_never_a_stale_pass() {
+    let readme = readme();
+    for line in README_RESTIC_JOB {
+        assert!(readme.contains(line), "README lacks `{line}`");
+    }
+    let (dir, repo, data) = restic_job_folder();
     let mut src = BackupSourceConfig::new("nas", BackupFormat::Restic, "restic-snapshots.json");
     src.stats_file = Some("restic-stats.json".into());
     src.check_file = Some("restic-check.txt".into());
-    let mut all = BackupSourceConfig::new("all", BackupFormat::Restic, "restic-snapshots.json");
-    all.stats_file = Some("restic-stats-all.json".into());
-    let m = BackupMonitor::new(config(vec![src, all]), dir.path().to_path_buf());
+    let m = BackupMonitor::new(config(vec![src]), dir.path().to_path_buf());
     let now = SystemTime::now() + Duration::from_secs(60);
     let s = collect_at(&m, now).await;
     assert_eq!(
@@ -322,29 +362,6 @@ async fn restic_check_captured_as_the_readme_says_and_never_a_stale_pass() {
         Health::Ok,
         "{:?}",
         target(&s, "nas")
-    );
-    // `restic stats --json latest` is about the newest snapshot only.
-    let latest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("restic-stats.json")).unwrap())
-            .unwrap();
-    assert_eq!(latest["snapshots_count"], 1);
-    assert_eq!(
-        v(&s, "backup_last_size_bytes", "nas"),
-        latest["total_size"].as_f64()
-    );
-    // Plain `restic stats --json` covers both snapshots: not the last backup's size.
-    let totals: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("restic-stats-all.json")).unwrap())
-            .unwrap();
-    assert_eq!(totals["snapshots_count"], 2);
-    assert_eq!(v(&s, "backup_last_size_bytes", "all"), None);
-    assert_eq!(v(&s, "backup_snapshots", "all"), Some(2.0));
-    let t = target(&s, "all");
-    assert_eq!(t.health, Health::Findings);
-    assert!(
-        t.summary.contains("restic stats --json latest"),
-        "{}",
-        t.summary
     );
 
     // Corrupt the largest pack (file contents): `restic check --read-data` fails.

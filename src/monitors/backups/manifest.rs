@@ -257,6 +257,7 @@ fn read_runs(ctx: &SourceCtx<'_>, st: &mut State) -> Result<SourceRead, BackupEr
         read.findings.extend(outcome.findings());
         read.verification = outcome.verdict();
         read.notes.extend(outcome.progress_note());
+        read.notes.extend(outcome.no_checksum_note());
     }
     Ok(read)
 }

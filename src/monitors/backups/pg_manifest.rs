@@ -400,6 +400,7 @@ fn read_manifests(ctx: &SourceCtx<'_>, st: &mut State) -> Result<SourceRead, Bac
         read.verification = Some(newest.checksum_ok);
     }
     read.notes.extend(outcome.progress_note());
+    read.notes.extend(outcome.no_checksum_note());
     Ok(read)
 }
 

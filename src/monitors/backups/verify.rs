@@ -143,6 +143,9 @@ pub struct Outcome {
     pub checksummed: usize,
     /// Files with a checksum left for a later check (byte budget spent).
     pub pending: usize,
+    /// With `verify: checksums`, files the manifest gives no checksum for
+    /// (checked by size only).
+    pub no_checksum: usize,
 }
 
 const LIST_CAP: usize = 5;
@@ -174,6 +177,16 @@ impl Outcome {
                 "checksums of {} of {} files verified so far",
                 self.checksummed,
                 self.checksummed + self.pending
+            )
+        })
+    }
+
+    /// With `verify: checksums`, files that could only be checked by size.
+    pub fn no_checksum_note(&self) -> Option<String> {
+        (self.no_checksum > 0).then(|| {
+            format!(
+                "{} listed files have no checksum in the manifest: checked by size only",
+                self.no_checksum
             )
         })
     }
@@ -245,7 +258,11 @@ pub fn verify_files(
             out.wrong_size.push(f.path.clone());
             continue;
         }
-        let (Some((algo, expected)), VerifyMode::Checksums) = (&f.checksum, mode) else {
+        if mode != VerifyMode::Checksums {
+            continue;
+        }
+        let Some((algo, expected)) = &f.checksum else {
+            out.no_checksum += 1;
             continue;
         };
         let stamp = Stamp::of(&md);
@@ -410,5 +427,15 @@ mod tests {
             .findings()
             .iter()
             .any(|f| f.contains("1 listed files missing: a")));
+        assert_eq!(o.no_checksum_note(), None);
+        // `verify: checksums` on a list without checksums is a size check, and says so.
+        let bare = vec![ListedFile {
+            path: "b".into(),
+            size: 4,
+            checksum: None,
+        }];
+        let o = verify_files(dir.path(), &bare, VerifyMode::Checksums, 100, &mut cache);
+        assert_eq!(o.verdict(), Some(true));
+        assert!(o.no_checksum_note().unwrap().contains("size only"));
     }
 }

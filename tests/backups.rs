@@ -363,6 +363,15 @@ async fn restic_check_captured_as_the_readme_says_and_never_a_stale_pass() {
         "{:?}",
         target(&s, "nas")
     );
+    // When the check ran (the file's mtime): a check job that stops is seen.
+    let written = std::fs::metadata(dir.path().join("restic-check.txt"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(
+        v(&s, "backup_verification_timestamp_seconds", "nas"),
+        Some(secs(written))
+    );
 
     // Corrupt the largest pack (file contents): `restic check --read-data` fails.
     let pack = walk(&repo.join("data"))

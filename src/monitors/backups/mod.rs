@@ -60,7 +60,8 @@
 //! `backup_last_files`, `backup_snapshots`, `backup_oldest_timestamp_seconds`,
 //! `backup_max_age_seconds` (only with `max_age`), `backup_verification_success`
 //! (restic with `check_file`, pg_backup_manifest always, manifest with `verify`;
-//! absent while a cost-bounded checksum pass is incomplete) and
+//! absent while a cost-bounded checksum pass is incomplete),
+//! `backup_verification_timestamp_seconds` (restic with `check_file`) and
 //! `backup_size_change_ratio` (needs two sized backups in one group).
 
 pub mod borg;
@@ -111,7 +112,11 @@ pub const MAX_AGE: MetricDef = MetricDef::gauge(
 );
 pub const VERIFICATION: MetricDef = MetricDef::gauge(
     "backup_verification_success",
-    "1 if the last verification passed (restic check output; manifest checksum and listed files), 0 if it found a problem.",
+    "1 if the last verification passed (restic check output; manifest checksum and listed files), 0 if it found a problem or its file cannot be read.",
+);
+pub const VERIFIED_AT: MetricDef = MetricDef::gauge(
+    "backup_verification_timestamp_seconds",
+    "restic with check_file: when the check file was written (its modification time), so that a check job that stopped running is seen.",
 );
 pub const SIZE_RATIO: MetricDef = MetricDef::gauge(
     "backup_size_change_ratio",
@@ -123,7 +128,7 @@ pub const UP: MetricDef = MetricDef::gauge(
 );
 
 /// Every family this monitor exports, in output order.
-pub const METRICS: [&MetricDef; 9] = [
+pub const METRICS: [&MetricDef; 10] = [
     &UP,
     &LAST_SUCCESS,
     &LAST_SIZE,
@@ -132,6 +137,7 @@ pub const METRICS: [&MetricDef; 9] = [
     &OLDEST,
     &MAX_AGE,
     &VERIFICATION,
+    &VERIFIED_AT,
     &SIZE_RATIO,
 ];
 
@@ -262,6 +268,8 @@ pub struct SourceRead {
     pub records: Vec<BackupRecord>,
     /// `None`: this source has no verification (or it is not complete yet).
     pub verification: Option<bool>,
+    /// When the verification result was written (restic: the check file's mtime).
+    pub verified_at: Option<f64>,
     /// Findings for `--status` ("2 listed files missing"); never input values.
     pub findings: Vec<String>,
     /// Extra status text ("verified 10 of 12 files").
@@ -518,6 +526,9 @@ impl Inner {
             // Always from this read: a pass is never kept from an earlier one.
             if let Some(v) = read.verification {
                 b.gauge(&VERIFICATION, &label, if v { 1.0 } else { 0.0 });
+            }
+            if let Some(t) = read.verified_at {
+                b.gauge(&VERIFIED_AT, &label, t);
             }
             b.target(status);
         }

@@ -334,8 +334,9 @@ pub(crate) fn read(ctx: &SourceCtx<'_>, st: &mut State) -> SourceRead {
             .check
             .load(&ctx.resolve(p), ctx.max_file_size, parse_check)
         {
-            Ok((check, _)) => {
+            Ok((check, stamp)) => {
                 read.verification = Some(check.passed);
+                read.verified_at = stamp.modified.map(crate::clock::unix_seconds);
                 read.findings.extend(check.problem.clone());
             }
             Err(e) => {

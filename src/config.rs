@@ -1043,7 +1043,7 @@ pub struct BackupSourceConfig {
     /// restic: `restic stats --json latest` output (size and files for restic before 0.17).
     #[serde(default)]
     pub stats_file: Option<String>,
-    /// restic: `{ restic check 2>&1; echo "exit: $?"; } > FILE` (text, or `--json`);
+    /// restic: `{ restic check 2>&1; echo "exit: $?"; } > FILE.tmp && mv FILE.tmp FILE` (text, or `--json`);
     /// sets `backup_verification_success` (0 when the file cannot be read or parsed).
     #[serde(default)]
     pub check_file: Option<String>,

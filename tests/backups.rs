@@ -251,7 +251,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 const README_RESTIC_JOB: [&str; 3] = [
     "restic snapshots --json > restic-snapshots.json",
     "restic stats --json latest > restic-stats.json",
-    "{ restic check 2>&1; echo \"exit: $?\"; } > restic-check.txt",
+    "{ restic check 2>&1; echo \"exit: $?\"; } > restic-check.tmp && mv restic-check.tmp restic-check.txt",
 ];
 
 fn readme() -> String {

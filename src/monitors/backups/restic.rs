@@ -9,7 +9,7 @@
 //!   whose snapshots have no `summary`.
 //!   Plain `restic stats --json` (totals over every snapshot: `snapshots_count`
 //!   above 1) and a stats file older than the newest snapshot are not used.
-//! - optional `{ restic check 2>&1; echo "exit: $?"; } > check.txt`
+//! - optional `{ restic check 2>&1; echo "exit: $?"; } > check.tmp && mv check.tmp check.txt`
 //!   (`check_file`): the text output with stderr and restic's exit status, or,
 //!   restic 0.18+, `--json` output (a `summary` message with `num_errors`).
 //!   Sets `backup_verification_success` (see [`parse_check`]); a check file
@@ -197,7 +197,9 @@ const CHECK_PROGRESS: [&str; 5] = [
     "check snapshots, trees and blobs",
 ];
 
-const CAPTURE_HINT: &str = "capture stderr and the exit status: `{ restic check 2>&1; echo \"exit: $?\"; } > FILE` (see the README)";
+const CAPTURE_HINT: &str =
+    "capture stderr and the exit status, and rename the finished file into place: \
+     `{ restic check 2>&1; echo \"exit: $?\"; } > FILE.tmp && mv FILE.tmp FILE` (see the README)";
 
 /// Outcome of `restic check`, from what the backup job saved:
 ///

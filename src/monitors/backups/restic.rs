@@ -241,7 +241,8 @@ pub fn parse_check(bytes: &[u8]) -> Result<Check, ParseError> {
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
                 match v.get("message_type").and_then(|m| m.as_str()) {
                     Some("summary") => {
-                        let errors = v.get("num_errors").and_then(|n| n.as_u64()).unwrap_or(0);
+                        // No count is not "no errors".
+                        let errors = v.get("num_errors").and_then(|n| n.as_u64()).unwrap_or(1);
                         let broken = ["broken_packs", "suggest_repair_index", "suggest_prune"]
                             .iter()
                             .any(|k| match v.get(*k) {
@@ -472,6 +473,7 @@ mod tests {
             br#"{"message_type":"summary","num_errors":0,"broken_packs":null}"#
         ));
         assert!(!passed(br#"{"message_type":"summary","num_errors":2}"#));
+        assert!(!passed(br#"{"message_type":"summary"}"#));
         assert!(!passed(
             br#"{"message_type":"summary","num_errors":0,"broken_packs":["ab"]}"#
         ));

@@ -746,6 +746,25 @@ async fn real_borg_repository_and_time_zones() {
         v(&s, "backup_last_size_bytes", "utc"),
         info["archives"][0]["stats"]["original_size"].as_f64()
     );
+
+    // A newer archive the info file does not know yet (info written before it):
+    // its size is unknown, not the previous archive's, and it is a finding.
+    run(borg(&base, &repo).arg("create").arg("::fourth").arg(&data));
+    std::fs::write(
+        dir.path().join("list.json"),
+        run(borg(&base, &repo).args(["list", "--json"])),
+    )
+    .unwrap();
+    let s = collect_at(&m, SystemTime::now() + Duration::from_secs(60)).await;
+    assert_eq!(v(&s, "backup_source_up", "utc"), Some(1.0));
+    assert_eq!(v(&s, "backup_last_size_bytes", "utc"), None);
+    let t = target(&s, "utc");
+    assert_eq!(t.health, Health::Findings);
+    assert!(
+        t.summary.contains("no sizes for the newest archive"),
+        "{}",
+        t.summary
+    );
 }
 
 #[tokio::test]

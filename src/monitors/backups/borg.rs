@@ -215,7 +215,9 @@ pub(crate) fn read(ctx: &SourceCtx<'_>, st: &mut State) -> SourceRead {
                 },
                 source,
             };
-            return SourceRead::main_failed(e, None);
+            let mut failed = SourceRead::main_failed(e, None);
+            failed.errors.append(&mut read.errors);
+            return failed;
         }
     }
     if info.is_some() {
@@ -283,6 +285,23 @@ mod tests {
         assert!(is_checkpoint("x.checkpoint.3"));
         assert!(!is_checkpoint("x.checkpointy"));
         assert!(!is_checkpoint("checkpoints-2026"));
+    }
+
+    #[test]
+    fn info_without_archive_data_is_refused() {
+        // borg 1.2 `borg info --json REPO`: repository and cache totals only.
+        let repo = br#"{"cache":{"path":"/c","stats":{"total_chunks":6,"total_csize":10086,"total_size":10000,"total_unique_chunks":4,"unique_csize":6238,"unique_size":6169}},
+"encryption":{"mode":"repokey"},"repository":{"id":"14","last_modified":"2026-11-30T15:57:18.000000","location":"/r"},"security_dir":"/s"}"#;
+        let e = parse_info(repo).unwrap_err().to_string();
+        assert!(e.contains("borg info --json --last 2"), "{e}");
+        // `borg list --json` written to info_file: archives without stats.
+        let e = parse_info(LIST.as_bytes()).unwrap_err().to_string();
+        assert!(e.contains("borg list --json"), "{e}");
+        // An empty repository's `--last 2`: no archives, nothing wrong.
+        assert!(parse_info(br#"{"archives":[]}"#)
+            .unwrap()
+            .archives
+            .is_empty());
     }
 
     #[test]

@@ -1043,10 +1043,12 @@ pub struct BackupSourceConfig {
     /// restic: `restic stats --json latest` output (size and files for restic before 0.17).
     #[serde(default)]
     pub stats_file: Option<String>,
-    /// restic: `restic check` output (`--json` or text); sets `backup_verification_success`.
+    /// restic: `{ restic check 2>&1; echo "exit: $?"; } > FILE.tmp && mv FILE.tmp FILE` (text, or `--json`);
+    /// sets `backup_verification_success` (0 when the file cannot be read or parsed).
     #[serde(default)]
     pub check_file: Option<String>,
-    /// borg: `borg info --json` output (sizes, file counts, end times of the archives it lists).
+    /// borg: `borg info --json --last 2` output (sizes, file counts, end times of the
+    /// archives it lists; repository-level `borg info --json` is refused).
     #[serde(default)]
     pub info_file: Option<String>,
     /// borg: zone of borg's zone-less local dates; default: the exporter's local zone.

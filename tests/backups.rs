@@ -250,6 +250,341 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// The job's commands as the README shows them (the test checks they are there).
+const README_RESTIC_JOB: [&str; 3] = [
+    "restic snapshots --json > restic-snapshots.json",
+    "restic stats --json latest > restic-stats.json",
+    "{ restic check 2>&1; echo \"exit: $?\"; } > restic-check.tmp && mv restic-check.tmp restic-check.txt",
+];
+
+fn readme() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap()
+}
+
+/// Run a shell line in `dir` against a restic repository (as a backup job
+/// would); its exit status.
+fn restic_sh(dir: &Path, repo: &Path, line: &str) -> bool {
+    require("restic", "restic");
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(line)
+        .current_dir(dir)
+        .env("RESTIC_REPOSITORY", repo)
+        .env("RESTIC_PASSWORD", "test-only-password")
+        .env("RESTIC_CACHE_DIR", dir.join("cache"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    status.success()
+}
+
+/// A restic repository with two backups, and the files the README's job writes.
+fn restic_job_folder() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, data) = (dir.path().join("repo"), dir.path().join("data"));
+    run(restic(&repo, &dir.path().join("cache")).arg("init"));
+    write_data(&data, &[("a.bin", 100_000), ("b.bin", 2000)]);
+    run(restic(&repo, &dir.path().join("cache"))
+        .arg("backup")
+        .arg(&data));
+    write_data(&data, &[("c.bin", 3000)]);
+    run(restic(&repo, &dir.path().join("cache"))
+        .arg("backup")
+        .arg(&data));
+    for line in README_RESTIC_JOB {
+        assert!(restic_sh(dir.path(), &repo, line), "{line}");
+    }
+    (dir, repo, data)
+}
+
+#[tokio::test]
+async fn restic_stats_count_only_when_about_the_newest_snapshot() {
+    let (dir, repo, _) = restic_job_folder();
+    // What users wrote before: totals over every snapshot.
+    assert!(restic_sh(
+        dir.path(),
+        &repo,
+        "restic stats --json > restic-stats-all.json"
+    ));
+    let mut latest_src =
+        BackupSourceConfig::new("latest", BackupFormat::Restic, "restic-snapshots.json");
+    latest_src.stats_file = Some("restic-stats.json".into());
+    let mut all = BackupSourceConfig::new("all", BackupFormat::Restic, "restic-snapshots.json");
+    all.stats_file = Some("restic-stats-all.json".into());
+    let m = BackupMonitor::new(config(vec![latest_src, all]), dir.path().to_path_buf());
+    let s = collect_at(&m, SystemTime::now() + Duration::from_secs(60)).await;
+    // `restic stats --json latest` is about the newest snapshot only.
+    let latest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("restic-stats.json")).unwrap())
+            .unwrap();
+    assert_eq!(latest["snapshots_count"], 1);
+    assert_eq!(
+        v(&s, "backup_last_size_bytes", "latest"),
+        latest["total_size"].as_f64()
+    );
+    assert_eq!(target(&s, "latest").health, Health::Ok);
+    // Plain `restic stats --json` covers both snapshots: not the last backup's size.
+    let totals: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("restic-stats-all.json")).unwrap())
+            .unwrap();
+    assert_eq!(totals["snapshots_count"], 2);
+    assert_eq!(v(&s, "backup_last_size_bytes", "all"), None);
+    assert_eq!(v(&s, "backup_snapshots", "all"), Some(2.0));
+    let t = target(&s, "all");
+    assert_eq!(t.health, Health::Findings);
+    assert!(
+        t.summary.contains("restic stats --json latest"),
+        "{}",
+        t.summary
+    );
+}
+
+#[tokio::test]
+async fn restic_check_captured_as_the_readme_says_and_never_a_stale_pass() {
+    let readme = readme();
+    for line in README_RESTIC_JOB {
+        assert!(readme.contains(line), "README lacks `{line}`");
+    }
+    let (dir, repo, data) = restic_job_folder();
+    let mut src = BackupSourceConfig::new("nas", BackupFormat::Restic, "restic-snapshots.json");
+    src.stats_file = Some("restic-stats.json".into());
+    src.check_file = Some("restic-check.txt".into());
+    let m = BackupMonitor::new(config(vec![src]), dir.path().to_path_buf());
+    let now = SystemTime::now() + Duration::from_secs(60);
+    let s = collect_at(&m, now).await;
+    assert_eq!(
+        v(&s, "backup_source_up", "nas"),
+        Some(1.0),
+        "{:?}",
+        target(&s, "nas")
+    );
+    assert_eq!(v(&s, "backup_verification_success", "nas"), Some(1.0));
+    assert_eq!(
+        target(&s, "nas").health,
+        Health::Ok,
+        "{:?}",
+        target(&s, "nas")
+    );
+    // When the check ran (the file's mtime): a check job that stops is seen.
+    let written = std::fs::metadata(dir.path().join("restic-check.txt"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(
+        v(&s, "backup_verification_timestamp_seconds", "nas"),
+        Some(secs(written))
+    );
+
+    // Corrupt the largest pack (file contents): `restic check --read-data` fails.
+    let pack = walk(&repo.join("data"))
+        .into_iter()
+        .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .expect("a pack file");
+    let mut bytes = std::fs::read(&pack).unwrap();
+    for b in bytes.iter_mut().skip(100).take(64) {
+        *b ^= 0x5a;
+    }
+    let mut perms = std::fs::metadata(&pack).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(&pack, perms).unwrap();
+    std::fs::write(&pack, &bytes).unwrap();
+    let read_data = README_RESTIC_JOB[2].replace("restic check", "restic check --read-data");
+    // The line ends with `echo`: it succeeds whatever restic's status.
+    assert!(restic_sh(dir.path(), &repo, &read_data));
+    let text = std::fs::read_to_string(dir.path().join("restic-check.txt")).unwrap();
+    assert!(text.contains("exit: 1"), "{text}");
+    let s = collect_at(&m, now).await;
+    assert_eq!(v(&s, "backup_verification_success", "nas"), Some(0.0));
+    assert!(
+        target(&s, "nas").summary.contains("exited with status 1"),
+        "{}",
+        target(&s, "nas").summary
+    );
+
+    // The same failed check saved without stderr (`restic check > file`, as the
+    // old README had it): the errors are lost, and it is still a failure.
+    assert!(!restic_sh(
+        dir.path(),
+        &repo,
+        "restic check --read-data > restic-check.txt",
+    ));
+    let text = std::fs::read_to_string(dir.path().join("restic-check.txt")).unwrap();
+    assert!(
+        !text.contains("no errors were found") && !text.contains("Fatal"),
+        "{text}"
+    );
+    let s = collect_at(&m, now).await;
+    assert_eq!(v(&s, "backup_verification_success", "nas"), Some(0.0));
+    assert_eq!(v(&s, "backup_source_up", "nas"), Some(1.0));
+    // Deleting the pack also fails the plain check (the README command verbatim).
+    std::fs::remove_file(&pack).unwrap();
+    assert!(restic_sh(dir.path(), &repo, README_RESTIC_JOB[2]));
+    let s = collect_at(&m, now).await;
+    assert_eq!(v(&s, "backup_verification_success", "nas"), Some(0.0));
+
+    // A passing check file, then one that cannot be parsed (`restic check -q`
+    // prints nothing on stdout): never the stale pass, and the snapshot list
+    // (now empty) is still read.
+    std::fs::write(
+        dir.path().join("restic-check.txt"),
+        "no errors were found\n",
+    )
+    .unwrap();
+    let s = collect_at(&m, now).await;
+    assert_eq!(v(&s, "backup_verification_success", "nas"), Some(1.0));
+    assert!(!restic_sh(
+        dir.path(),
+        &repo,
+        "restic check -q > restic-check.txt"
+    ));
+    assert_eq!(
+        std::fs::read(dir.path().join("restic-check.txt"))
+            .unwrap()
+            .len(),
+        0
+    );
+    std::fs::write(dir.path().join("restic-snapshots.json"), "[]\n").unwrap();
+    let s = collect_at(&m, now).await;
+    assert_eq!(v(&s, "backup_verification_success", "nas"), Some(0.0));
+    assert_eq!(v(&s, "backup_source_up", "nas"), Some(0.0));
+    assert_eq!(v(&s, "backup_snapshots", "nas"), Some(0.0));
+    assert_eq!(
+        v(&s, "backup_last_success_timestamp_seconds", "nas"),
+        Some(0.0)
+    );
+    let t = target(&s, "nas");
+    assert_eq!(t.health, Health::Error);
+    assert!(!t.stale, "the snapshot list was read: {t:?}");
+    let e = t.error.as_deref().unwrap_or("");
+    assert!(
+        e.contains("restic-check.txt") && e.contains("exit: $?"),
+        "{e}"
+    );
+    // With the exit status, `-q` works: nothing printed, exit 0... on a good repository.
+    let good = dir.path().join("good");
+    run(restic(&good, &dir.path().join("cache")).arg("init"));
+    run(restic(&good, &dir.path().join("cache"))
+        .arg("backup")
+        .arg(&data));
+    assert!(restic_sh(
+        dir.path(),
+        &good,
+        &README_RESTIC_JOB[2].replace("restic check", "restic check -q"),
+    ));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("restic-check.txt")).unwrap(),
+        "exit: 0\n"
+    );
+    let s = collect_at(&m, now).await;
+    assert_eq!(v(&s, "backup_verification_success", "nas"), Some(1.0));
+}
+
+#[tokio::test]
+async fn future_dated_backups_do_not_look_fresh() {
+    // Real restic with a wrong clock (`--time` a year ahead).
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, cache, data) = (
+        dir.path().join("repo"),
+        dir.path().join("cache"),
+        dir.path().join("data"),
+    );
+    run(restic(&repo, &cache).arg("init"));
+    write_data(&data, &[("a.bin", 1000)]);
+    let now = SystemTime::now();
+    let ahead = jiff::Timestamp::try_from(now + Duration::from_secs(365 * DAY))
+        .unwrap()
+        .strftime("%Y-%m-%d %H:%M:%S")
+        .to_string();
+    run(restic(&repo, &cache)
+        .env("TZ", "UTC")
+        .args(["backup", "--time", &ahead])
+        .arg(&data));
+    std::fs::write(
+        dir.path().join("s.json"),
+        run(restic(&repo, &cache).args(["snapshots", "--json"])),
+    )
+    .unwrap();
+    let m = BackupMonitor::new(
+        config(vec![BackupSourceConfig::new(
+            "r",
+            BackupFormat::Restic,
+            "s.json",
+        )]),
+        dir.path().to_path_buf(),
+    );
+    let s = collect_at(&m, now).await;
+    assert_eq!(
+        v(&s, "backup_last_success_timestamp_seconds", "r"),
+        Some(0.0)
+    );
+    assert_eq!(v(&s, "backup_snapshots", "r"), Some(0.0));
+    let t = target(&s, "r");
+    assert_eq!(t.health, Health::Findings);
+    assert!(
+        t.summary.contains("in the future") || t.summary.contains("after now"),
+        "{}",
+        t.summary
+    );
+}
+
+#[tokio::test]
+async fn empty_backups_are_not_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let dumps = dir.path().join("dumps");
+    write_data(&dumps, &[("a.sql", 100)]);
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_564_800);
+    set_mtime(&dumps.join("a.sql"), now - Duration::from_secs(3 * DAY));
+    // What `pg_dump > b.sql` leaves when the dump fails.
+    std::fs::write(dumps.join("b.sql"), "").unwrap();
+    set_mtime(&dumps.join("b.sql"), now - Duration::from_secs(600));
+    // Our manifest: a run that backed up nothing (unmounted folder).
+    std::fs::write(
+        dir.path().join("run.json"),
+        r#"{"version":1,"id":"n","start":"2026-11-24T23:00:00Z","end":"2026-11-24T23:01:00Z","status":"success","size":0,"files":0}"#,
+    )
+    .unwrap();
+    let mut counted = BackupSourceConfig::new("counted", BackupFormat::Manifest, "run.json");
+    counted.verify = VerifyMode::Sizes;
+    let m = BackupMonitor::new(
+        config(vec![
+            BackupSourceConfig::new("dumps", BackupFormat::Directory, "dumps"),
+            BackupSourceConfig::new("run", BackupFormat::Manifest, "run.json"),
+            counted,
+        ]),
+        dir.path().to_path_buf(),
+    );
+    let s = collect_at(&m, now).await;
+    assert_eq!(
+        v(&s, "backup_last_success_timestamp_seconds", "dumps"),
+        Some(secs(now) - 3.0 * DAY as f64),
+        "the empty dump is not the last success"
+    );
+    assert_eq!(v(&s, "backup_snapshots", "dumps"), Some(1.0));
+    assert!(
+        target(&s, "dumps").summary.contains("empty"),
+        "{}",
+        target(&s, "dumps").summary
+    );
+    assert_eq!(v(&s, "backup_last_size_bytes", "run"), Some(0.0));
+    assert_eq!(target(&s, "run").health, Health::Findings);
+    assert!(target(&s, "run").summary.contains("empty"));
+    // `verify` with a run that lists no files: nothing verified, no pass.
+    assert_eq!(v(&s, "backup_verification_success", "counted"), None);
+    assert!(
+        target(&s, "counted").summary.contains("lists no files"),
+        "{}",
+        target(&s, "counted").summary
+    );
+    // A manifest that no longer parses: with verify, verification is 0, not the old value.
+    std::fs::write(dir.path().join("run.json"), "{\"version\":1,").unwrap();
+    let s = collect_at(&m, now).await;
+    assert_eq!(v(&s, "backup_source_up", "counted"), Some(0.0));
+    assert_eq!(v(&s, "backup_verification_success", "counted"), Some(0.0));
+    assert_eq!(v(&s, "backup_verification_success", "run"), None);
+}
+
 #[tokio::test]
 async fn restic_017_summaries_give_sizes_and_ratio() {
     let dir = tempfile::tempdir().unwrap();
@@ -372,6 +707,67 @@ async fn real_borg_repository_and_time_zones() {
     // Old: 31 days later nothing is inside retention.
     let s = collect_at(&m, now + Duration::from_secs(31 * DAY)).await;
     assert_eq!(v(&s, "backup_snapshots", "utc"), Some(0.0));
+
+    // Repository-level `borg info --json` (no --last): no archive data. It is
+    // an error naming the command to use; the list is still read.
+    run(borg(&base, &repo).arg("create").arg("::third").arg(&data));
+    std::fs::write(
+        dir.path().join("list.json"),
+        run(borg(&base, &repo).args(["list", "--json"])),
+    )
+    .unwrap();
+    let repo_info = run(borg(&base, &repo).args(["info", "--json"]));
+    let parsed: serde_json::Value = serde_json::from_slice(&repo_info).unwrap();
+    assert!(parsed.get("archives").is_none(), "repository-level output");
+    assert!(parsed["cache"]["stats"]["total_size"].as_u64().unwrap() > 0);
+    std::fs::write(dir.path().join("info.json"), &repo_info).unwrap();
+    let now = SystemTime::now() + Duration::from_secs(60);
+    let s = collect_at(&m, now).await;
+    assert_eq!(v(&s, "backup_source_up", "utc"), Some(0.0));
+    assert_eq!(
+        v(&s, "backup_snapshots", "utc"),
+        Some(2.0),
+        "the list is current"
+    );
+    assert_eq!(v(&s, "backup_last_size_bytes", "utc"), None);
+    let t = target(&s, "utc");
+    assert_eq!(t.health, Health::Error);
+    assert!(!t.stale);
+    let e = t.error.as_deref().unwrap_or("");
+    assert!(
+        e.contains("info.json") && e.contains("borg info --json --last"),
+        "{e}"
+    );
+
+    // `borg info --json --last 1` gives the newest archive's size again.
+    let info = run(borg(&base, &repo).args(["info", "--json", "--last", "1"]));
+    std::fs::write(dir.path().join("info.json"), &info).unwrap();
+    let info: serde_json::Value = serde_json::from_slice(&info).unwrap();
+    let s = collect_at(&m, now).await;
+    assert_eq!(v(&s, "backup_source_up", "utc"), Some(1.0));
+    assert_eq!(
+        v(&s, "backup_last_size_bytes", "utc"),
+        info["archives"][0]["stats"]["original_size"].as_f64()
+    );
+
+    // A newer archive the info file does not know yet (info written before it):
+    // its size is unknown, not the previous archive's, and it is a finding.
+    run(borg(&base, &repo).arg("create").arg("::fourth").arg(&data));
+    std::fs::write(
+        dir.path().join("list.json"),
+        run(borg(&base, &repo).args(["list", "--json"])),
+    )
+    .unwrap();
+    let s = collect_at(&m, SystemTime::now() + Duration::from_secs(60)).await;
+    assert_eq!(v(&s, "backup_source_up", "utc"), Some(1.0));
+    assert_eq!(v(&s, "backup_last_size_bytes", "utc"), None);
+    let t = target(&s, "utc");
+    assert_eq!(t.health, Health::Findings);
+    assert!(
+        t.summary.contains("no sizes for the newest archive"),
+        "{}",
+        t.summary
+    );
 }
 
 #[tokio::test]
@@ -600,10 +996,17 @@ async fn real_pg_basebackup_manifest() {
     }
     assert_eq!(v(&s, "backup_last_files", "pg"), Some(files.len() as f64));
     assert_eq!(v(&s, "backup_last_size_bytes", "pg"), Some(total as f64));
+    // When the backup started, as the server stamped its backup_label (whole
+    // seconds, GMT), not the manifest file's mtime.
+    let started = label_time(&manifest);
     let mtime = secs(std::fs::metadata(&manifest).unwrap().modified().unwrap());
+    assert!(
+        started <= mtime && started > mtime - 600.0,
+        "{started} vs {mtime}"
+    );
     assert_eq!(
         v(&s, "backup_last_success_timestamp_seconds", "pg"),
-        Some(mtime)
+        Some(started)
     );
 
     // Change one byte of a backed-up file, keeping its size: only checksums see it.
@@ -682,14 +1085,159 @@ async fn real_pg_basebackup_manifest() {
         Some(secs(old))
     );
 
-    // Truncated manifest: down, stale values kept.
+    // Truncated manifest: down, stale values kept, but not a stale pass.
     std::fs::write(&manifest, &text.as_bytes()[..text.len() / 3]).unwrap();
     let s = collect_at(&m, now).await;
     assert_eq!(v(&s, "backup_source_up", "pg_plain"), Some(0.0));
+    assert_eq!(v(&s, "backup_verification_success", "pg_plain"), Some(0.0));
     assert_eq!(
         v(&s, "backup_last_success_timestamp_seconds", "pg_plain"),
         Some(secs(old))
     );
+}
+
+/// The `Last-Modified` of the manifest's `backup_label` entry, in seconds.
+fn label_time(manifest: &Path) -> f64 {
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(manifest).unwrap()).unwrap();
+    let lm = m["Files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["Path"] == "backup_label")
+        .expect("pg_basebackup lists backup_label")["Last-Modified"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let civil: jiff::civil::DateTime = lm
+        .strip_suffix(" GMT")
+        .expect("GMT")
+        .replacen(' ', "T", 1)
+        .parse()
+        .unwrap();
+    jiff::tz::TimeZone::UTC
+        .to_timestamp(civil)
+        .unwrap()
+        .as_second() as f64
+}
+
+/// `pg_verifybackup`'s verdict on the backup folder (WAL parsing included).
+fn pg_verifybackup(backup: &Path) -> bool {
+    let exe = require("pg_verifybackup", "postgresql");
+    Command::new(exe)
+        .arg(backup)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+#[tokio::test]
+async fn pg_verification_agrees_with_pg_verifybackup() {
+    let dir = tempfile::tempdir().unwrap();
+    let backup = real_basebackup(dir.path());
+    let mut checksums = BackupSourceConfig::new("pg", BackupFormat::PgBackupManifest, "basebackup");
+    checksums.verify = VerifyMode::Checksums;
+    let mut sizes =
+        BackupSourceConfig::new("pg_sizes", BackupFormat::PgBackupManifest, "basebackup");
+    sizes.verify = VerifyMode::Sizes;
+    let m = BackupMonitor::new(config(vec![checksums, sizes]), dir.path().to_path_buf());
+    let verdicts = |s: &Snapshot| {
+        (
+            v(s, "backup_verification_success", "pg"),
+            v(s, "backup_verification_success", "pg_sizes"),
+        )
+    };
+    assert!(pg_verifybackup(&backup));
+    let s = collect_at(&m, SystemTime::now()).await;
+    assert_eq!(
+        verdicts(&s),
+        (Some(1.0), Some(1.0)),
+        "{:?}",
+        target(&s, "pg")
+    );
+
+    // Paths pg_verifybackup ignores: still a pass for both.
+    std::fs::write(backup.join("pg_wal/unexpected"), "x").unwrap();
+    std::fs::write(backup.join("standby.signal"), "").unwrap();
+    std::fs::write(backup.join("recovery.signal"), "").unwrap();
+    let mut auto = std::fs::read(backup.join("postgresql.auto.conf")).unwrap();
+    auto.extend_from_slice(b"primary_conninfo = 'host=127.0.0.1'\n");
+    std::fs::write(backup.join("postgresql.auto.conf"), auto).unwrap();
+    assert!(pg_verifybackup(&backup));
+    let s = collect_at(&m, SystemTime::now()).await;
+    assert_eq!(
+        verdicts(&s),
+        (Some(1.0), Some(1.0)),
+        "{:?}",
+        target(&s, "pg")
+    );
+
+    // Added files, at the top and deep inside: "present on disk but not in the manifest".
+    let db = std::fs::read_dir(backup.join("base"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+        .unwrap();
+    for added in [backup.join("restore-notes.txt"), db.join("99999")] {
+        std::fs::write(&added, "not from the server").unwrap();
+        assert!(!pg_verifybackup(&backup), "{added:?}");
+        let s = collect_at(&m, SystemTime::now()).await;
+        assert_eq!(verdicts(&s), (Some(0.0), Some(0.0)), "{added:?}");
+        let summary = &target(&s, "pg_sizes").summary;
+        assert!(summary.contains("not in the manifest"), "{summary}");
+        std::fs::remove_file(&added).unwrap();
+    }
+    let s = collect_at(&m, SystemTime::now()).await;
+    assert_eq!(verdicts(&s), (Some(1.0), Some(1.0)));
+
+    // A modified file (same size): both see it with checksums.
+    let victim = backup.join("global/pg_control");
+    let original = std::fs::read(&victim).unwrap();
+    let mut changed = original.clone();
+    changed[100] ^= 0x01;
+    std::fs::write(&victim, &changed).unwrap();
+    assert!(!pg_verifybackup(&backup));
+    let s = collect_at(&m, SystemTime::now()).await;
+    assert_eq!(v(&s, "backup_verification_success", "pg"), Some(0.0));
+    std::fs::write(&victim, &original).unwrap();
+
+    // A deleted file.
+    let pg_version = std::fs::read(backup.join("PG_VERSION")).unwrap();
+    std::fs::remove_file(backup.join("PG_VERSION")).unwrap();
+    assert!(!pg_verifybackup(&backup));
+    let s = collect_at(&m, SystemTime::now()).await;
+    assert_eq!(verdicts(&s), (Some(0.0), Some(0.0)));
+    std::fs::write(backup.join("PG_VERSION"), pg_version).unwrap();
+    assert!(pg_verifybackup(&backup));
+    let s = collect_at(&m, SystemTime::now()).await;
+    assert_eq!(verdicts(&s), (Some(1.0), Some(1.0)));
+}
+
+#[tokio::test]
+async fn pg_backup_copied_without_times_does_not_look_fresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let backup = real_basebackup(dir.path());
+    let manifest = backup.join("backup_manifest");
+    let started = label_time(&manifest);
+    let mut src = BackupSourceConfig::new("pg", BackupFormat::PgBackupManifest, "basebackup");
+    src.max_age = Some(HumanDuration(Duration::from_secs(26 * 3600)));
+    let m = BackupMonitor::new(config(vec![src]), dir.path().to_path_buf());
+    // 40 days later the backup is copied without keeping times (`cp -r`): its
+    // files, manifest included, are stamped with the copy's time.
+    let later = SystemTime::now() + Duration::from_secs(40 * DAY);
+    for f in walk(&backup) {
+        set_mtime(&f, later);
+    }
+    let s = collect_at(&m, later + Duration::from_secs(60)).await;
+    assert_eq!(
+        v(&s, "backup_last_success_timestamp_seconds", "pg"),
+        Some(started)
+    );
+    assert_eq!(v(&s, "backup_snapshots", "pg"), Some(0.0));
+    let t = target(&s, "pg");
+    assert_eq!(t.health, Health::Findings);
+    assert!(t.summary.contains("over max_age"), "{}", t.summary);
 }
 
 #[tokio::test]

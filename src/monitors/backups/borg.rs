@@ -5,6 +5,8 @@
 //! - optional `borg info --json --last 2 REPO > info.json` (`info_file`): `end`
 //!   time, `stats.original_size` and `stats.nfiles` of the archives it lists
 //!   (matched by id, else by name). Two archives give `backup_size_change_ratio`.
+//!   Repository-level `borg info --json REPO` (no `archives`) is refused with
+//!   the command to use: it holds no archive sizes.
 //!
 //! **Time zones.** Borg 1.x writes dates as local time of the machine that ran
 //! borg, without a zone (`2026-11-25T01:33:08.000000`). They are read in the
@@ -63,18 +65,41 @@ pub struct InfoArchive {
     pub stats: Option<InfoStats>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Info {
-    #[serde(default)]
     pub archives: Vec<InfoArchive>,
+}
+
+#[derive(Deserialize)]
+struct RawInfo {
+    #[serde(default)]
+    archives: Option<Vec<InfoArchive>>,
 }
 
 pub fn parse_list(bytes: &[u8]) -> Result<List, ParseError> {
     from_json(bytes)
 }
 
+/// Parse `borg info --json` output about archives. Repository-level output
+/// (`borg info --json REPO`: no `archives`) and `borg list --json` output (no
+/// `stats`) hold no archive sizes: both are refused, naming the command to use.
 pub fn parse_info(bytes: &[u8]) -> Result<Info, ParseError> {
-    from_json(bytes)
+    let raw: RawInfo = from_json(bytes)?;
+    let Some(archives) = raw.archives else {
+        return Err(ParseError::Invalid(
+            "no `archives`: this is repository-level `borg info --json REPO` output, which holds no archive sizes; \
+             write `borg info --json --last 2 REPO` (or `borg info --json REPO::ARCHIVE`) to info_file"
+                .into(),
+        ));
+    };
+    if !archives.is_empty() && archives.iter().all(|a| a.stats.is_none()) {
+        return Err(ParseError::Invalid(
+            "no archive has `stats` (is this `borg list --json` output?); \
+             write `borg info --json --last 2 REPO` to info_file"
+                .into(),
+        ));
+    }
+    Ok(Info { archives })
 }
 
 /// A borg date: with an offset as written, else local time in `tz`.
@@ -159,30 +184,58 @@ impl State {
     }
 }
 
-pub(crate) fn read(ctx: &SourceCtx<'_>, st: &mut State) -> Result<SourceRead, BackupError> {
+pub(crate) fn read(ctx: &SourceCtx<'_>, st: &mut State) -> SourceRead {
     let list_path = ctx.resolve(&ctx.cfg.path);
-    let (list, _) = st.list.load(&list_path, ctx.max_file_size, parse_list)?;
+    let list = match st.list.load(&list_path, ctx.max_file_size, parse_list) {
+        Ok((list, _)) => list,
+        Err(e) => return SourceRead::main_failed(e, None),
+    };
+    let mut read = SourceRead::default();
     let (info, info_path) = match &ctx.cfg.info_file {
         Some(p) => {
             let path = ctx.resolve(p);
-            (
-                Some(st.info.load(&path, ctx.max_file_size, parse_info)?.0),
-                Some(path),
-            )
+            match st.info.load(&path, ctx.max_file_size, parse_info) {
+                Ok((info, _)) => (Some(info), Some(path)),
+                // The list is still read: counts and times stay current, sizes are unknown.
+                Err(e) => {
+                    read.errors.push(e);
+                    (None, None)
+                }
+            }
         }
         None => (None, None),
     };
-    let records = records(&list, info.as_deref(), &st.tz).map_err(|source| BackupError::Parse {
-        path: match &info_path {
-            Some(p) => format!("{} / {}", list_path.display(), p.display()),
-            None => list_path.display().to_string(),
-        },
-        source,
-    })?;
-    Ok(SourceRead {
-        records,
-        ..SourceRead::default()
-    })
+    match records(&list, info.as_deref(), &st.tz) {
+        Ok(records) => read.records = records,
+        Err(source) => {
+            let e = BackupError::Parse {
+                path: match &info_path {
+                    Some(p) => format!("{} / {}", list_path.display(), p.display()),
+                    None => list_path.display().to_string(),
+                },
+                source,
+            };
+            let mut failed = SourceRead::main_failed(e, None);
+            failed.errors.append(&mut read.errors);
+            return failed;
+        }
+    }
+    if info.is_some() {
+        let newest = read
+            .records
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.success)
+            .max_by(|(ia, a), (ib, b)| a.time.total_cmp(&b.time).then(ia.cmp(ib)));
+        if newest.is_some_and(|(_, r)| r.size.is_none()) {
+            read.findings.push(
+                "info_file has no sizes for the newest archive (written before `borg create` finished?): \
+                 the last backup's size is unknown"
+                    .into(),
+            );
+        }
+    }
+    read
 }
 
 #[cfg(test)]
@@ -232,6 +285,23 @@ mod tests {
         assert!(is_checkpoint("x.checkpoint.3"));
         assert!(!is_checkpoint("x.checkpointy"));
         assert!(!is_checkpoint("checkpoints-2026"));
+    }
+
+    #[test]
+    fn info_without_archive_data_is_refused() {
+        // borg 1.2 `borg info --json REPO`: repository and cache totals only.
+        let repo = br#"{"cache":{"path":"/c","stats":{"total_chunks":6,"total_csize":10086,"total_size":10000,"total_unique_chunks":4,"unique_csize":6238,"unique_size":6169}},
+"encryption":{"mode":"repokey"},"repository":{"id":"14","last_modified":"2026-11-30T15:57:18.000000","location":"/r"},"security_dir":"/s"}"#;
+        let e = parse_info(repo).unwrap_err().to_string();
+        assert!(e.contains("borg info --json --last 2"), "{e}");
+        // `borg list --json` written to info_file: archives without stats.
+        let e = parse_info(LIST.as_bytes()).unwrap_err().to_string();
+        assert!(e.contains("borg list --json"), "{e}");
+        // An empty repository's `--last 2`: no archives, nothing wrong.
+        assert!(parse_info(br#"{"archives":[]}"#)
+            .unwrap()
+            .archives
+            .is_empty());
     }
 
     #[test]

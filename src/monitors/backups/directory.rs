@@ -3,7 +3,8 @@
 //! recursive, hidden files only when the pattern starts with a dot). Each
 //! matching regular file is one backup, finished at its modification time; its
 //! size is the file's size. A folder with no matching file is readable but
-//! holds no successful backup.
+//! holds no successful backup. An empty (0-byte) file is a failed run, not a
+//! backup (`pg_dump > db.sql` leaves one when the dump fails).
 
 use std::path::Path;
 
@@ -40,7 +41,7 @@ pub fn records(entries: &[Entry]) -> Vec<BackupRecord> {
             time: e.modified,
             size: Some(e.size),
             files: None,
-            success: true,
+            success: e.size > 0,
         })
         .collect()
 }
@@ -71,7 +72,7 @@ fn list(dir: &Path) -> Result<Vec<Entry>, BackupError> {
     Ok(out)
 }
 
-pub(crate) fn read(ctx: &SourceCtx<'_>) -> Result<SourceRead, BackupError> {
+pub(crate) fn read(ctx: &SourceCtx<'_>) -> SourceRead {
     let dir = ctx.resolve(&ctx.cfg.path);
     let text = ctx
         .cfg
@@ -81,7 +82,10 @@ pub(crate) fn read(ctx: &SourceCtx<'_>) -> Result<SourceRead, BackupError> {
         .unwrap_or("*");
     // The pattern was checked at load; an invalid one matches nothing.
     let pattern = glob::Pattern::new(text).unwrap_or_default();
-    let selected = select(list(&dir)?, &pattern);
+    let selected = match list(&dir) {
+        Ok(l) => select(l, &pattern),
+        Err(e) => return SourceRead::main_failed(e, None),
+    };
     let mut read = SourceRead {
         records: records(&selected),
         ..SourceRead::default()
@@ -92,7 +96,13 @@ pub(crate) fn read(ctx: &SourceCtx<'_>) -> Result<SourceRead, BackupError> {
     } else {
         read.notes.push(format!("{} files", selected.len()));
     }
-    Ok(read)
+    let empty = selected.iter().filter(|e| e.size == 0).count();
+    if empty > 0 {
+        read.findings.push(format!(
+            "{empty} matching files are empty (0 bytes) and do not count as backups"
+        ));
+    }
+    read
 }
 
 #[cfg(test)]
@@ -121,6 +131,8 @@ mod tests {
         assert_eq!(s, vec![e("a.sql.gz", 1, 1.0)]);
         let r = records(&s);
         assert_eq!((r[0].time, r[0].size, r[0].success), (1.0, Some(1), true));
+        // An empty file is what a failed `pg_dump > x.sql` leaves: not a backup.
+        assert!(!records(&[e("x.sql", 0, 5.0)])[0].success);
     }
 
     #[test]

@@ -25,7 +25,10 @@
 //!   `path` may be a glob matching one manifest per run.
 //!
 //! The newest successful run's file list is checked with `verify: sizes` or
-//! `verify: checksums` (see the `verify` module).
+//! `verify: checksums` (see the `verify` module). A newest run without a file
+//! list has nothing to verify: `backup_verification_success` is then absent
+//! and the source has a finding. With `verify`, a manifest that cannot be
+//! read or parsed sets `backup_verification_success` to 0.
 
 use std::path::{Path, PathBuf};
 
@@ -199,7 +202,18 @@ pub(crate) struct State {
     hashes: HashCache,
 }
 
-pub(crate) fn read(ctx: &SourceCtx<'_>, st: &mut State) -> Result<SourceRead, BackupError> {
+pub(crate) fn read(ctx: &SourceCtx<'_>, st: &mut State) -> SourceRead {
+    match read_runs(ctx, st) {
+        Ok(read) => read,
+        // With `verify`, a manifest that cannot be read is a backup that does not verify.
+        Err(e) => SourceRead::main_failed(
+            e,
+            (ctx.cfg.verify != crate::config::VerifyMode::None).then_some(false),
+        ),
+    }
+}
+
+fn read_runs(ctx: &SourceCtx<'_>, st: &mut State) -> Result<SourceRead, BackupError> {
     let paths: Vec<PathBuf> = expand(ctx.base, &ctx.cfg.path)?;
     st.manifests.retain(&paths);
     let mut read = SourceRead::default();
@@ -223,6 +237,15 @@ pub(crate) fn read(ctx: &SourceCtx<'_>, st: &mut State) -> Result<SourceRead, Ba
         return Ok(read);
     };
     if ctx.cfg.verify != crate::config::VerifyMode::None {
+        if run.files.is_empty() {
+            // Nothing to check is not a pass.
+            read.findings.push(format!(
+                "verify is set, but the newest successful run in {} lists no files: nothing was verified \
+                 (write `files` as a list of {{path, size, sha256}})",
+                path.display()
+            ));
+            return Ok(read);
+        }
         let root = path.parent().unwrap_or(Path::new("."));
         let outcome = verify_files(
             root,
@@ -234,6 +257,7 @@ pub(crate) fn read(ctx: &SourceCtx<'_>, st: &mut State) -> Result<SourceRead, Ba
         read.findings.extend(outcome.findings());
         read.verification = outcome.verdict();
         read.notes.extend(outcome.progress_note());
+        read.notes.extend(outcome.no_checksum_note());
     }
     Ok(read)
 }

@@ -22,8 +22,20 @@
 //!   groups' newest backups.
 //! - A readable source without any successful backup exports
 //!   `backup_last_success_timestamp_seconds 0` so that age alerts fire.
-//! - A source that cannot be read exports `backup_source_up 0`, logs one
-//!   warning and keeps exporting its last good values (marked stale).
+//! - A backup dated more than [`FUTURE_TOLERANCE`] after the check is not
+//!   counted (its time cannot be right, and it would look fresh until then):
+//!   a finding names the likely cause (clock, borg `timezone`).
+//! - An empty newest backup (0 bytes or 0 files: an unmounted source folder)
+//!   is exported as such and is a finding.
+//! - Each file of a source is read on its own. When the main file (`path`)
+//!   cannot be read or parsed, the source exports `backup_source_up 0`, logs
+//!   one warning and keeps exporting its last good values (marked stale). When
+//!   another file cannot (`stats_file`, `info_file`, `check_file`), the main
+//!   file's values are current, `backup_source_up` is 0 as well, the sizes that
+//!   file gives are absent, and a verification that file gives is 0.
+//! - `backup_verification_success` is never kept from an earlier read: a
+//!   verification that cannot be re-read (an unreadable `check_file`, a
+//!   manifest that no longer parses) is 0, so `BackupVerificationFailed` fires.
 //!
 //! Configuration (paths relative to the config file's folder; see
 //! [`crate::config::BackupSourceConfig`] for every key):
@@ -48,7 +60,8 @@
 //! `backup_last_files`, `backup_snapshots`, `backup_oldest_timestamp_seconds`,
 //! `backup_max_age_seconds` (only with `max_age`), `backup_verification_success`
 //! (restic with `check_file`, pg_backup_manifest always, manifest with `verify`;
-//! absent while a cost-bounded checksum pass is incomplete) and
+//! absent while a cost-bounded checksum pass is incomplete),
+//! `backup_verification_timestamp_seconds` (restic with `check_file`) and
 //! `backup_size_change_ratio` (needs two sized backups in one group).
 
 pub mod borg;
@@ -99,7 +112,11 @@ pub const MAX_AGE: MetricDef = MetricDef::gauge(
 );
 pub const VERIFICATION: MetricDef = MetricDef::gauge(
     "backup_verification_success",
-    "1 if the last verification passed (restic check output; manifest checksum and listed files), 0 if it found a problem.",
+    "1 if the last verification passed (restic check output; manifest checksum and listed files), 0 if it found a problem or its file cannot be read.",
+);
+pub const VERIFIED_AT: MetricDef = MetricDef::gauge(
+    "backup_verification_timestamp_seconds",
+    "restic with check_file: when the check file was written (its modification time), so that a check job that stopped running is seen.",
 );
 pub const SIZE_RATIO: MetricDef = MetricDef::gauge(
     "backup_size_change_ratio",
@@ -107,11 +124,11 @@ pub const SIZE_RATIO: MetricDef = MetricDef::gauge(
 );
 pub const UP: MetricDef = MetricDef::gauge(
     "backup_source_up",
-    "1 if the source's files were read and parsed on the last check, 0 if not (then the other series are from the last good read).",
+    "1 if all of the source's files were read and parsed on the last check, 0 if one was not (main file: the other series are from the last good read; verification file: verification is 0).",
 );
 
 /// Every family this monitor exports, in output order.
-pub const METRICS: [&MetricDef; 9] = [
+pub const METRICS: [&MetricDef; 10] = [
     &UP,
     &LAST_SUCCESS,
     &LAST_SIZE,
@@ -120,6 +137,7 @@ pub const METRICS: [&MetricDef; 9] = [
     &OLDEST,
     &MAX_AGE,
     &VERIFICATION,
+    &VERIFIED_AT,
     &SIZE_RATIO,
 ];
 
@@ -213,6 +231,8 @@ pub enum BackupError {
     },
     #[error("no file matches {0}")]
     NoMatch(String),
+    #[error("{target}: reading the source did not finish within {waited} (a hung mount or a blocked file?)")]
+    Timeout { target: String, waited: String },
 }
 
 impl BackupError {
@@ -226,6 +246,7 @@ impl BackupError {
             BackupError::Io { .. } => "io",
             BackupError::Parse { source, .. } => source.metric_label(),
             BackupError::NoMatch(_) => "no_match",
+            BackupError::Timeout { .. } => "timeout",
         }
     }
 }
@@ -244,16 +265,40 @@ pub struct BackupRecord {
 }
 
 /// What one read of a source found.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Default)]
 pub struct SourceRead {
+    /// Not used when `main_failed`.
     pub records: Vec<BackupRecord>,
     /// `None`: this source has no verification (or it is not complete yet).
     pub verification: Option<bool>,
+    /// When the verification result was written (restic: the check file's mtime).
+    pub verified_at: Option<f64>,
     /// Findings for `--status` ("2 listed files missing"); never input values.
     pub findings: Vec<String>,
     /// Extra status text ("verified 10 of 12 files").
     pub notes: Vec<String>,
+    /// Files of the source that could not be read or parsed.
+    pub errors: Vec<BackupError>,
+    /// The main file (`path`) is among `errors`: `records` say nothing.
+    pub main_failed: bool,
 }
+
+impl SourceRead {
+    /// The main file could not be read; `verification` is what that means for
+    /// the source's verification (`Some(false)` when the file is what is verified).
+    pub(crate) fn main_failed(e: BackupError, verification: Option<bool>) -> Self {
+        SourceRead {
+            verification,
+            errors: vec![e],
+            main_failed: true,
+            ..SourceRead::default()
+        }
+    }
+}
+
+/// How far in the future a backup may be dated (clock skew between hosts)
+/// and still count.
+pub const FUTURE_TOLERANCE: Duration = Duration::from_secs(600);
 
 /// The exported values of one source.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -267,6 +312,10 @@ pub struct Summary {
     pub groups: usize,
     /// The newest run (of any group) failed or is partial.
     pub newest_failed: bool,
+    /// Successful runs dated more than [`FUTURE_TOLERANCE`] after `now`: not counted.
+    pub future: usize,
+    /// The newest successful backup of a group holds 0 bytes or 0 files.
+    pub newest_empty: bool,
 }
 
 /// Reduce records to exported values. Pure: `now` and `retention` are given.
@@ -275,8 +324,13 @@ pub fn summarize(records: &[BackupRecord], now: f64, retention: Duration) -> Sum
     let cutoff = now - retention.as_secs_f64();
     // Records are kept with their position: of two with the same time (borg
     // and file mtimes can have whole seconds), the later listed is the newer.
+    let latest_possible = now + FUTURE_TOLERANCE.as_secs_f64();
     let mut groups: BTreeMap<&str, Vec<(usize, &BackupRecord)>> = BTreeMap::new();
     for (i, r) in records.iter().enumerate().filter(|(_, r)| r.success) {
+        if r.time > latest_possible || !r.time.is_finite() {
+            s.future += 1;
+            continue;
+        }
         groups.entry(r.group.as_str()).or_default().push((i, r));
         if r.time >= cutoff {
             s.in_retention += 1;
@@ -300,6 +354,9 @@ pub fn summarize(records: &[BackupRecord], now: f64, retention: Duration) -> Sum
             s.last_success
                 .map_or(latest.time, |t: f64| t.min(latest.time)),
         );
+        if latest.size == Some(0) || latest.files == Some(0) {
+            s.newest_empty = true;
+        }
         size = size.zip(latest.size).map(|(a, b)| a.saturating_add(b));
         files = files.zip(latest.files).map(|(a, b)| a.saturating_add(b));
         if let Some((l, p)) = runs.get(1).and_then(|(_, prev)| latest.size.zip(prev.size)) {
@@ -352,7 +409,8 @@ impl FormatState {
     }
 }
 
-/// What a source keeps between reads: its parse caches and last good read.
+/// What a source keeps between reads: its parse caches and the last read
+/// whose main file was good.
 #[derive(Default)]
 struct SourceMemory {
     state: Option<FormatState>,
@@ -363,29 +421,25 @@ struct SourceMemory {
 /// retention and status are worked out from it at every collection.
 #[derive(Debug, Clone)]
 struct SourceReport {
-    /// This read succeeded.
-    up: bool,
-    /// Why it failed (reason label, message).
-    error: Option<(&'static str, String)>,
-    /// This read's records, or the last good ones.
-    read: Option<Arc<SourceRead>>,
+    /// This read: its errors and verification (never kept from an earlier read).
+    this: Arc<SourceRead>,
+    /// The records to export: this read's, or the last good ones (stale).
+    records: Option<Arc<SourceRead>>,
 }
 
 impl crate::targets::TargetValue for SourceReport {
     fn healthy(&self) -> bool {
-        self.up
+        self.this.errors.is_empty()
     }
 
     fn timed_out(last: Option<&Self>, label: &str, waited: Duration) -> Self {
+        let e = BackupError::Timeout {
+            target: label.to_string(),
+            waited: format!("{waited:.1?}"),
+        };
         SourceReport {
-            up: false,
-            error: Some((
-                "timeout",
-                format!(
-                    "{label}: reading the source did not finish within {waited:.1?} (a hung mount or a blocked file?)"
-                ),
-            )),
-            read: last.and_then(|l| l.read.clone()),
+            this: Arc::new(SourceRead::main_failed(e, None)),
+            records: last.and_then(|l| l.records.clone()),
         }
     }
 }
@@ -424,7 +478,7 @@ impl BackupMonitor {
     }
 }
 
-fn read_source(ctx: &SourceCtx<'_>, state: &mut FormatState) -> Result<SourceRead, BackupError> {
+fn read_source(ctx: &SourceCtx<'_>, state: &mut FormatState) -> SourceRead {
     match state {
         FormatState::Restic(st) => restic::read(ctx, st),
         FormatState::Borg(st) => borg::read(ctx, st),
@@ -447,30 +501,22 @@ fn read_one(
         max_file_size,
     };
     let state = mem.state.get_or_insert_with(|| FormatState::new(cfg));
-    match read_source(&ctx, state) {
-        Ok(read) => {
-            let read = Arc::new(read);
-            mem.last_good = Some(read.clone());
-            SourceReport {
-                up: true,
-                error: None,
-                read: Some(read),
-            }
-        }
-        Err(e) => {
-            tracing::warn!(
-                monitor = "backup_validation",
-                source = cfg.name.as_str(),
-                format = cfg.format.as_str(),
-                reason = e.metric_label(),
-                "{e}"
-            );
-            SourceReport {
-                up: false,
-                error: Some((e.metric_label(), e.to_string())),
-                read: mem.last_good.clone(),
-            }
-        }
+    let read = Arc::new(read_source(&ctx, state));
+    for e in &read.errors {
+        tracing::warn!(
+            monitor = "backup_validation",
+            source = cfg.name.as_str(),
+            format = cfg.format.as_str(),
+            reason = e.metric_label(),
+            "{e}"
+        );
+    }
+    if !read.main_failed {
+        mem.last_good = Some(read.clone());
+    }
+    SourceReport {
+        this: read,
+        records: mem.last_good.clone(),
     }
 }
 
@@ -504,33 +550,51 @@ impl Inner {
         for (cfg, r) in self.cfg.sources.iter().zip(reads) {
             let name = cfg.name.as_str();
             let label = [("source", name)];
-            let report = &r.value;
-            b.gauge(&UP, &label, if report.up { 1.0 } else { 0.0 });
-            if let Some(max) = cfg.max_age {
-                b.gauge(&MAX_AGE, &label, max.0.as_secs_f64());
-            }
-            let summary = report
-                .read
+            let this = &r.value.this;
+            b.gauge(&UP, &label, if this.errors.is_empty() { 1.0 } else { 0.0 });
+            let errors = (!this.errors.is_empty()).then(|| {
+                this.errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            });
+            let summary = r
+                .value
+                .records
                 .as_ref()
-                .map(|read| summarize(&read.records, now_s, retention));
-            if let (Some(s), Some(read)) = (&summary, &report.read) {
-                emit(&mut b, name, s, read.verification);
-            }
-            let stale = !report.up && report.read.is_some();
-            let status = match (&report.error, &summary, &report.read) {
-                (None, Some(s), Some(read)) => ok_status(cfg, s, read, now_s),
-                (err, _, _) => TargetStatus {
+                .map(|g| summarize(&g.records, now_s, retention));
+            let stale = this.main_failed && summary.is_some();
+            let status = match (&summary, this.main_failed) {
+                (Some(s), false) => {
+                    let mut status = ok_status(cfg, s, this, now_s);
+                    if errors.is_some() {
+                        status.health = Health::Error;
+                        status.error = errors;
+                    }
+                    status
+                }
+                _ => TargetStatus {
                     target: name.to_string(),
                     health: Health::Error,
                     summary: format!("{} source cannot be read", cfg.format),
-                    error: Some(
-                        err.as_ref()
-                            .map(|(_, m)| m.clone())
-                            .unwrap_or_else(|| "no data".into()),
-                    ),
+                    error: errors,
                     stale,
                 },
             };
+            if let Some(max) = cfg.max_age {
+                b.gauge(&MAX_AGE, &label, max.0.as_secs_f64());
+            }
+            if let Some(s) = &summary {
+                emit(&mut b, name, s);
+            }
+            // Always from this read: a pass is never kept from an earlier one.
+            if let Some(v) = this.verification {
+                b.gauge(&VERIFICATION, &label, if v { 1.0 } else { 0.0 });
+            }
+            if let Some(t) = this.verified_at {
+                b.gauge(&VERIFIED_AT, &label, t);
+            }
             crate::targets::emit_freshness(&mut fresh, "backup_validation", name, r.read_at, stale);
             b.target(status);
         }
@@ -540,7 +604,7 @@ impl Inner {
     }
 }
 
-fn emit(b: &mut SnapshotBuilder, name: &str, s: &Summary, verification: Option<bool>) {
+fn emit(b: &mut SnapshotBuilder, name: &str, s: &Summary) {
     let label = [("source", name)];
     b.gauge(&LAST_SUCCESS, &label, s.last_success.unwrap_or(0.0));
     if let Some(v) = s.last_size {
@@ -552,9 +616,6 @@ fn emit(b: &mut SnapshotBuilder, name: &str, s: &Summary, verification: Option<b
     b.gauge(&SNAPSHOTS, &label, s.in_retention as f64);
     if let Some(v) = s.oldest {
         b.gauge(&OLDEST, &label, v);
-    }
-    if let Some(v) = verification {
-        b.gauge(&VERIFICATION, &label, if v { 1.0 } else { 0.0 });
     }
     if let Some(v) = s.size_ratio {
         b.gauge(&SIZE_RATIO, &label, v);
@@ -580,6 +641,24 @@ fn ok_status(cfg: &BackupSourceConfig, s: &Summary, read: &SourceRead, now: f64)
     }
     if s.newest_failed {
         findings.push("the newest run failed or is partial".into());
+    }
+    if s.future > 0 {
+        findings.push(format!(
+            "{} backups are dated more than {} after now and are not counted (a clock is wrong{})",
+            s.future,
+            humantime::format_duration(FUTURE_TOLERANCE),
+            if cfg.format == BackupFormat::Borg {
+                ", or borg's zone-less dates need `timezone`"
+            } else {
+                ""
+            }
+        ));
+    }
+    if s.newest_empty {
+        findings.push(
+            "the newest backup is empty (0 bytes or 0 files): was the backed-up folder mounted?"
+                .into(),
+        );
     }
     if read.verification == Some(false) && read.findings.is_empty() {
         findings.push("verification failed".into());
@@ -715,6 +794,28 @@ mod tests {
         );
         assert_eq!(s.last_size, None);
         assert_eq!(s.size_ratio, None);
+    }
+
+    #[test]
+    fn future_backups_do_not_count_and_empty_ones_are_flagged() {
+        let tol = FUTURE_TOLERANCE.as_secs_f64();
+        let r = vec![
+            rec("", 100.0, Some(10), true),
+            // A year ahead: would look fresh for a year.
+            rec("", 1000.0 + 365.0 * 86400.0, Some(10), true),
+            // Within the clock-skew tolerance: counts.
+            rec("b", 1000.0 + tol - 1.0, Some(0), true),
+        ];
+        let s = summarize(&r, 1000.0, Duration::from_secs(10_000));
+        assert_eq!(s.future, 1);
+        assert_eq!(s.last_success, Some(100.0));
+        assert_eq!(s.in_retention, 2);
+        assert!(s.newest_empty);
+        let s = summarize(&r[..2], 1000.0, Duration::from_secs(10_000));
+        assert!(!s.newest_empty);
+        // Only future backups: none counts, the age alert sees 0.
+        let s = summarize(&r[1..2], 1000.0, Duration::from_secs(10_000));
+        assert_eq!((s.last_success, s.in_retention, s.oldest), (None, 0, None));
     }
 
     #[test]

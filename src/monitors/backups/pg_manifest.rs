@@ -2,22 +2,35 @@
 //!
 //! `path` is a manifest file, a backup folder holding `backup_manifest`, or a
 //! glob matching several (`pg/*/backup_manifest`, one folder per backup). Each
-//! manifest is one backup, finished when the manifest was written (its mtime:
-//! `pg_basebackup` writes the manifest last, so a failed run leaves none);
-//! its size and file count are the sums over the files it lists.
+//! manifest is one backup (`pg_basebackup` writes the manifest last, so a
+//! failed run leaves none); its size and file count are the sums over the
+//! files it lists.
+//!
+//! **Time.** A backup's time is when it *started*, as the server recorded it:
+//! the `Last-Modified` (GMT) of the `backup_label` entry in the manifest, which
+//! the server stamps when it creates the label at the start of the backup.
+//! PostgreSQL records no end time. The manifest file's own mtime is used only
+//! when it is earlier (clock skew between hosts) or when the manifest has no
+//! `backup_label` entry, so copying a backup without keeping times (`cp`
+//! without `-p`, some sync tools) does not make an old backup look fresh.
 //!
 //! The newest manifest is verified:
 //! - always: its own `Manifest-Checksum`, a SHA-256 over the file up to and
 //!   including the newline before the `"Manifest-Checksum"` line;
 //! - `verify: sizes`: every listed file exists in the manifest's folder with the
-//!   listed size;
+//!   listed size, and, like `pg_verifybackup`, every file in the folder is
+//!   listed ("present on disk but not in the manifest" fails);
 //! - `verify: checksums`: and its content matches the listed checksum (CRC32C,
 //!   SHA224/256/384/512), hashing at most `verify_max_bytes` per check; results
 //!   are cached by size and mtime, so unchanged files are hashed once.
 //!
-//! Like `pg_verifybackup`, files that `pg_basebackup -R` rewrites
-//! (`postgresql.auto.conf`, `standby.signal`, `recovery.signal`) are not
-//! checked. File checks need a plain-format (`-Fp`) backup.
+//! Like `pg_verifybackup`, `backup_manifest`, `pg_wal/` (WAL is not parsed
+//! here: `pg_verifybackup` does that with `pg_waldump`) and the files that
+//! `pg_basebackup -R` writes (`postgresql.auto.conf`, `standby.signal`,
+//! `recovery.signal`) in the backup's top folder are not checked. Keep logs
+//! and marker files outside the backup folder. File checks need a
+//! plain-format (`-Fp`) backup. A manifest that cannot be read or parsed
+//! makes `backup_verification_success` 0.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -29,13 +42,15 @@ use super::verify::{hex_decode, verify_files, Algorithm, HashCache, ListedFile};
 use super::{from_json, BackupError, BackupRecord, ParseError, SourceCtx, SourceRead};
 
 /// A parsed manifest.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PgManifest {
     pub version: u64,
     pub files: Vec<ListedFile>,
     /// The `Manifest-Checksum` matches the file's content.
     pub checksum_ok: bool,
     pub wal_ranges: usize,
+    /// When the backup started: the `Last-Modified` of its `backup_label` entry.
+    pub started: Option<f64>,
 }
 
 impl PgManifest {
@@ -66,6 +81,8 @@ struct RawFile {
     encoded_path: Option<String>,
     #[serde(rename = "Size")]
     size: u64,
+    #[serde(rename = "Last-Modified", default)]
+    last_modified: Option<String>,
     #[serde(rename = "Checksum-Algorithm", default)]
     algorithm: Option<String>,
     #[serde(rename = "Checksum", default)]
@@ -118,6 +135,7 @@ pub fn parse(bytes: &[u8]) -> Result<PgManifest, ParseError> {
     let covered = checksummed_part(bytes)?;
     let checksum_ok = sha2::Sha256::digest(covered).as_slice() == expected.as_slice();
     let mut files = Vec::with_capacity(raw.files.len());
+    let mut started = None;
     for (i, f) in raw.files.into_iter().enumerate() {
         let path = match (f.path, f.encoded_path) {
             (Some(p), _) => p,
@@ -154,6 +172,9 @@ pub fn parse(bytes: &[u8]) -> Result<PgManifest, ParseError> {
                 Some((algo, sum))
             }
         };
+        if path == "backup_label" {
+            started = f.last_modified.as_deref().and_then(parse_last_modified);
+        }
         files.push(ListedFile {
             path,
             size: f.size,
@@ -165,11 +186,106 @@ pub fn parse(bytes: &[u8]) -> Result<PgManifest, ParseError> {
         files,
         checksum_ok,
         wal_ranges: raw.wal_ranges.len(),
+        started,
     })
 }
 
-/// Files that `pg_basebackup -R` may rewrite after the manifest was made.
-const NOT_VERIFIED: [&str; 3] = ["postgresql.auto.conf", "standby.signal", "recovery.signal"];
+/// A manifest `Last-Modified`: `2026-11-30 15:57:07 GMT` (always GMT).
+pub fn parse_last_modified(s: &str) -> Option<f64> {
+    let civil = s.trim().strip_suffix("GMT")?.trim().replacen(' ', "T", 1);
+    let dt: jiff::civil::DateTime = civil.parse().ok()?;
+    jiff::tz::TimeZone::UTC
+        .to_timestamp(dt)
+        .ok()
+        .map(super::ts_secs)
+}
+
+/// The backup's time: when it started (`started`), or the manifest file's
+/// mtime when that is earlier or the start is not recorded.
+pub fn backup_time(started: Option<f64>, manifest_mtime: Option<f64>) -> f64 {
+    match (started, manifest_mtime) {
+        (Some(s), Some(m)) => s.min(m),
+        (Some(t), None) | (None, Some(t)) => t,
+        (None, None) => 0.0,
+    }
+}
+
+/// Paths `pg_verifybackup` ignores: these names in the backup's top folder and
+/// everything below them.
+const IGNORED: [&str; 5] = [
+    "backup_manifest",
+    "pg_wal",
+    "postgresql.auto.conf",
+    "recovery.signal",
+    "standby.signal",
+];
+
+/// Does `pg_verifybackup` ignore this path (relative, `/`-separated)?
+pub fn ignored(rel: &str) -> bool {
+    IGNORED.iter().any(|i| {
+        rel.strip_prefix(i)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
+}
+
+/// Folders deeper than this are not entered (a symbolic-link loop); a data
+/// folder is a few levels deep (`pg_tblspc/OID/PG_15_.../DBOID/file`).
+const MAX_DEPTH: usize = 32;
+
+/// Entries under `root` that the manifest does not list, as `pg_verifybackup`
+/// finds them: regular files not in `listed`, and entries that are neither a
+/// file nor a folder (symbolic links are followed). Returns (unlisted,
+/// unreadable), `/`-separated relative paths, sorted.
+pub fn unlisted_files(
+    root: &Path,
+    listed: &std::collections::HashSet<&str>,
+) -> (Vec<String>, Vec<String>) {
+    let (mut unlisted, mut unreadable) = (Vec::new(), Vec::new());
+    let mut stack = vec![(root.to_path_buf(), String::new(), 0usize)];
+    while let Some((dir, rel, depth)) = stack.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(_) => {
+                unreadable.push(if rel.is_empty() { ".".into() } else { rel });
+                continue;
+            }
+        };
+        for ent in entries {
+            let Ok(ent) = ent else {
+                unreadable.push(rel.clone());
+                break;
+            };
+            let name = ent.file_name().to_string_lossy().into_owned();
+            let relpath = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
+            if ignored(&relpath) {
+                continue;
+            }
+            match std::fs::metadata(ent.path()) {
+                Ok(md) if md.is_dir() => {
+                    if depth + 1 < MAX_DEPTH {
+                        stack.push((ent.path(), relpath, depth + 1));
+                    } else {
+                        unreadable.push(relpath);
+                    }
+                }
+                Ok(md) if md.is_file() => {
+                    if !listed.contains(relpath.as_str()) {
+                        unlisted.push(relpath);
+                    }
+                }
+                Ok(_) => unlisted.push(relpath),
+                Err(_) => unreadable.push(relpath),
+            }
+        }
+    }
+    unlisted.sort();
+    unreadable.sort();
+    (unlisted, unreadable)
+}
 
 /// A `pg_basebackup -Ft` folder: `base.tar[.gz|.lz4|.zst]` and no `PG_VERSION`.
 fn is_tar_format(root: &Path) -> bool {
@@ -198,31 +314,42 @@ fn manifest_paths(ctx: &SourceCtx<'_>) -> Result<Vec<PathBuf>, BackupError> {
         .collect())
 }
 
-pub(crate) fn read(ctx: &SourceCtx<'_>, st: &mut State) -> Result<SourceRead, BackupError> {
+pub(crate) fn read(ctx: &SourceCtx<'_>, st: &mut State) -> SourceRead {
+    // A manifest that cannot be read is a backup that does not verify.
+    match read_manifests(ctx, st) {
+        Ok(read) => read,
+        Err(e) => SourceRead::main_failed(e, Some(false)),
+    }
+}
+
+fn read_manifests(ctx: &SourceCtx<'_>, st: &mut State) -> Result<SourceRead, BackupError> {
     let paths = manifest_paths(ctx)?;
     st.manifests.retain(&paths);
     let mut loaded = Vec::with_capacity(paths.len());
     for p in &paths {
         let (m, stamp) = st.manifests.load(p, ctx.max_file_size, parse)?;
-        let mtime = stamp
-            .modified
-            .map(crate::clock::unix_seconds)
-            .unwrap_or(0.0);
-        loaded.push((p, m, mtime));
+        let mtime = stamp.modified.map(crate::clock::unix_seconds);
+        loaded.push((p, backup_time(m.started, mtime), m));
     }
     let mut read = SourceRead::default();
-    for (_, m, mtime) in &loaded {
+    for (_, time, m) in &loaded {
         read.records.push(BackupRecord {
             group: String::new(),
-            time: *mtime,
+            time: *time,
             size: Some(m.total_size()),
             files: Some(m.files.len() as u64),
             success: true,
         });
     }
-    let Some((path, newest, _)) = loaded.iter().max_by(|a, b| a.2.total_cmp(&b.2)) else {
+    let Some((path, _, newest)) = loaded.iter().max_by(|a, b| a.1.total_cmp(&b.1)) else {
         return Ok(read);
     };
+    if newest.started.is_none() {
+        read.notes.push(
+            "no backup_label entry in the newest manifest: its time is the manifest file's mtime"
+                .into(),
+        );
+    }
     let root = path.parent().unwrap_or(Path::new("."));
     if ctx.cfg.verify != crate::config::VerifyMode::None && is_tar_format(root) {
         read.findings.push(format!(
@@ -241,16 +368,23 @@ pub(crate) fn read(ctx: &SourceCtx<'_>, st: &mut State) -> Result<SourceRead, Ba
     let checked: Vec<ListedFile> = newest
         .files
         .iter()
-        .filter(|f| !NOT_VERIFIED.contains(&f.path.as_str()))
+        .filter(|f| !ignored(&f.path))
         .cloned()
         .collect();
-    let outcome = verify_files(
+    let mut outcome = verify_files(
         root,
         &checked,
         ctx.cfg.verify,
         ctx.cfg.verify_max_bytes.0,
         &mut st.hashes,
     );
+    if ctx.cfg.verify != crate::config::VerifyMode::None {
+        let listed: std::collections::HashSet<&str> =
+            newest.files.iter().map(|f| f.path.as_str()).collect();
+        let (unlisted, unreadable) = unlisted_files(root, &listed);
+        outcome.unlisted = unlisted;
+        outcome.unreadable.extend(unreadable);
+    }
     if !newest.checksum_ok {
         read.findings.push(format!(
             "{}: Manifest-Checksum does not match the manifest",
@@ -266,6 +400,7 @@ pub(crate) fn read(ctx: &SourceCtx<'_>, st: &mut State) -> Result<SourceRead, Ba
         read.verification = Some(newest.checksum_ok);
     }
     read.notes.extend(outcome.progress_note());
+    read.notes.extend(outcome.no_checksum_note());
     Ok(read)
 }
 
@@ -344,6 +479,92 @@ mod tests {
         assert!(is_tar_format(dir.path()));
         std::fs::write(dir.path().join("PG_VERSION"), "15\n").unwrap();
         assert!(!is_tar_format(dir.path()));
+    }
+
+    #[test]
+    fn backup_time_is_the_label_time_unless_the_file_is_older() {
+        let t = parse_last_modified("2026-11-30 15:57:07 GMT").unwrap();
+        assert_eq!(t, 1_796_054_227.0);
+        assert_eq!(parse_last_modified("2026-11-30 15:57:07"), None);
+        assert_eq!(parse_last_modified("yesterday GMT"), None);
+        // Copied without keeping times: the manifest is newer, the label wins.
+        assert_eq!(backup_time(Some(t), Some(t + 40.0 * 86400.0)), t);
+        // Clock skew (manifest written a bit earlier): the earlier.
+        assert_eq!(backup_time(Some(t), Some(t - 5.0)), t - 5.0);
+        assert_eq!(backup_time(None, Some(t)), t);
+        let m = make_manifest(&[
+            ("backup_label", b"START TIME: x\n"),
+            ("PG_VERSION", b"15\n"),
+        ]);
+        assert_eq!(parse(&m).unwrap().started, Some(1_795_568_400.0));
+        let m = make_manifest(&[("PG_VERSION", b"15\n")]);
+        assert_eq!(parse(&m).unwrap().started, None);
+    }
+
+    #[test]
+    fn ignores_what_pg_verifybackup_ignores() {
+        for p in [
+            "backup_manifest",
+            "pg_wal",
+            "pg_wal/000000010000000000000002",
+            "pg_wal/archive_status/x.done",
+            "postgresql.auto.conf",
+            "standby.signal",
+            "recovery.signal",
+        ] {
+            assert!(ignored(p), "{p}");
+        }
+        for p in [
+            "backup_label",
+            "pg_wal2",
+            "base/1/postgresql.auto.conf",
+            "backup_manifest.old",
+            "global/pg_control",
+        ] {
+            assert!(!ignored(p), "{p}");
+        }
+    }
+
+    #[test]
+    fn finds_unlisted_files_like_pg_verifybackup() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("base/1")).unwrap();
+        std::fs::create_dir_all(root.join("pg_wal/archive_status")).unwrap();
+        for f in [
+            "PG_VERSION",
+            "base/1/1259",
+            "base/1/extra",
+            "backup_manifest",
+            "pg_wal/0001",
+            "standby.signal",
+            "notes.log",
+        ] {
+            std::fs::write(root.join(f), "x").unwrap();
+        }
+        // A symbolic-link loop is not followed forever.
+        std::os::unix::fs::symlink(root, root.join("base/loop")).unwrap();
+        let listed: std::collections::HashSet<&str> =
+            ["PG_VERSION", "base/1/1259"].into_iter().collect();
+        let (unlisted, unreadable) = unlisted_files(root, &listed);
+        assert!(
+            unlisted.contains(&"base/1/extra".to_string()),
+            "{unlisted:?}"
+        );
+        assert!(unlisted.contains(&"notes.log".to_string()), "{unlisted:?}");
+        assert!(
+            !unlisted.iter().any(|p| p.starts_with("pg_wal")
+                || p == "backup_manifest"
+                || p == "standby.signal"),
+            "{unlisted:?}"
+        );
+        assert!(!unreadable.is_empty(), "the loop ends at the depth limit");
+        // A dangling symbolic link cannot be stat'ed: pg_verifybackup reports it too.
+        let dir2 = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(dir2.path().join("nowhere"), dir2.path().join("dangling"))
+            .unwrap();
+        let (_, unreadable) = unlisted_files(dir2.path(), &listed);
+        assert_eq!(unreadable, vec!["dangling".to_string()]);
     }
 
     #[test]

@@ -7,9 +7,13 @@
 //! - optional `restic stats --json latest > stats.json` (`stats_file`): size and
 //!   file count of the newest snapshot for restic before 0.17 (Debian's 0.14),
 //!   whose snapshots have no `summary`.
-//! - optional `restic check > check.txt` (`check_file`): the text output
-//!   ("no errors were found") or, restic 0.18+, `--json` output (a `summary`
-//!   message with `num_errors`). Sets `backup_verification_success`.
+//!   Plain `restic stats --json` (totals over every snapshot: `snapshots_count`
+//!   above 1) and a stats file older than the newest snapshot are not used.
+//! - optional `{ restic check 2>&1; echo "exit: $?"; } > check.tmp && mv check.tmp check.txt`
+//!   (`check_file`): the text output with stderr and restic's exit status, or,
+//!   restic 0.18+, `--json` output (a `summary` message with `num_errors`).
+//!   Sets `backup_verification_success` (see [`parse_check`]); a check file
+//!   that cannot be read or parsed sets it to 0.
 //!
 //! Snapshots are grouped by host and path set (as `restic forget` does).
 
@@ -17,7 +21,7 @@ use jiff::Timestamp;
 use serde::Deserialize;
 
 use super::files::Cache;
-use super::{from_json, ts_secs, BackupError, BackupRecord, ParseError, SourceCtx, SourceRead};
+use super::{from_json, ts_secs, BackupRecord, ParseError, SourceCtx, SourceRead};
 
 /// One snapshot, reduced to what the monitor needs.
 #[derive(Debug, Clone, PartialEq)]
@@ -123,54 +127,174 @@ pub struct Stats {
     pub total_size: Option<u64>,
     #[serde(default)]
     pub total_file_count: Option<u64>,
+    /// How many snapshots the totals cover (1 for `restic stats --json latest`).
+    #[serde(default)]
+    pub snapshots_count: Option<u64>,
 }
 
 pub fn parse_stats(bytes: &[u8]) -> Result<Stats, ParseError> {
     from_json(bytes)
 }
 
-/// Outcome of `restic check`.
-pub fn parse_check(bytes: &[u8]) -> Result<bool, ParseError> {
+/// Can `stats` (written at `written`) stand for the newest snapshot (taken at
+/// `newest`)? `Err` says why not, for a finding.
+pub fn stats_fit_newest(
+    stats: &Stats,
+    written: Option<f64>,
+    newest: Option<f64>,
+) -> Result<(), String> {
+    match stats.snapshots_count {
+        Some(1) | None => {}
+        Some(n) => {
+            return Err(format!(
+                "stats_file covers {n} snapshots, not the newest one (plain `restic stats --json`): \
+                 its totals are not used as the last backup's size; write it with `restic stats --json latest`"
+            ))
+        }
+    }
+    if let (Some(w), Some(n)) = (written, newest) {
+        if w < n {
+            return Err(
+                "stats_file was written before the newest snapshot was taken (left from an earlier run?): \
+                 its totals are not used as the last backup's size"
+                    .into(),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// What the job's `restic check` output file says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub passed: bool,
+    /// Why it did not pass (for findings; never text from the file).
+    pub problem: Option<String>,
+}
+
+impl Check {
+    fn pass() -> Self {
+        Check {
+            passed: true,
+            problem: None,
+        }
+    }
+
+    fn fail(problem: impl Into<String>) -> Self {
+        Check {
+            passed: false,
+            problem: Some(problem.into()),
+        }
+    }
+}
+
+/// Lines restic 0.14+ prints on stdout while checking (not on success only).
+const CHECK_PROGRESS: [&str; 5] = [
+    "using temporary cache",
+    "create exclusive lock for repository",
+    "load indexes",
+    "check all packs",
+    "check snapshots, trees and blobs",
+];
+
+const CAPTURE_HINT: &str =
+    "capture stderr and the exit status, and rename the finished file into place: \
+     `{ restic check 2>&1; echo \"exit: $?\"; } > FILE.tmp && mv FILE.tmp FILE` (see the README)";
+
+/// Outcome of `restic check`, from what the backup job saved:
+///
+/// - the text output (restic 0.14+: progress on stdout, errors and `Fatal:` on
+///   stderr, `no errors were found` only when the whole check passed), best
+///   with stderr (`2>&1`) and a last line `exit: N` holding restic's exit status;
+/// - or restic 0.18+ `--json` output (a `summary` message with `num_errors`).
+///
+/// A nonzero `exit:` or a `Fatal:` line is a failure. Without an `exit:` line,
+/// restic's progress lines without `no errors were found` are a failure too: a
+/// failed check's errors went to stderr, which `restic check > FILE` loses.
+pub fn parse_check(bytes: &[u8]) -> Result<Check, ParseError> {
     let text = String::from_utf8_lossy(bytes);
     if text.trim().is_empty() {
-        return Err(ParseError::Empty);
+        return Err(ParseError::Invalid(format!(
+            "the file is empty (`restic check -q` prints nothing, even on failure): {CAPTURE_HINT}"
+        )));
     }
+    let mut exit = None;
+    let mut fatal = false;
+    let mut error_line = false;
+    let mut progress = false;
+    let mut passed_line = false;
     // restic 0.18+ `check --json`: one JSON message per line, the last a summary.
     let mut summary = None;
     let mut json_error = false;
     for line in text.lines() {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(line.trim()) else {
+        let line = line.trim();
+        if let Some(code) = line.strip_prefix("exit:") {
+            exit = Some(code.trim().parse::<i64>().map_err(|_| {
+                ParseError::Invalid(
+                    "the `exit:` line does not hold a number (write it with `echo \"exit: $?\"`)"
+                        .into(),
+                )
+            })?);
             continue;
-        };
-        match v.get("message_type").and_then(|m| m.as_str()) {
-            Some("summary") => {
-                let errors = v.get("num_errors").and_then(|n| n.as_u64()).unwrap_or(0);
-                let broken = ["broken_packs", "suggest_repair_index", "suggest_prune"]
-                    .iter()
-                    .any(|k| match v.get(*k) {
-                        Some(serde_json::Value::Array(a)) => !a.is_empty(),
-                        Some(serde_json::Value::Bool(b)) => *b,
-                        _ => false,
-                    });
-                summary = Some(errors == 0 && !broken);
-            }
-            Some("error") => json_error = true,
-            _ => {}
         }
+        if line.starts_with('{') {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+                match v.get("message_type").and_then(|m| m.as_str()) {
+                    Some("summary") => {
+                        // No count is not "no errors".
+                        let errors = v.get("num_errors").and_then(|n| n.as_u64()).unwrap_or(1);
+                        let broken = ["broken_packs", "suggest_repair_index", "suggest_prune"]
+                            .iter()
+                            .any(|k| match v.get(*k) {
+                                Some(serde_json::Value::Array(a)) => !a.is_empty(),
+                                Some(serde_json::Value::Bool(b)) => *b,
+                                _ => false,
+                            });
+                        summary = Some(errors == 0 && !broken);
+                    }
+                    Some("error") => json_error = true,
+                    _ => {}
+                }
+                continue;
+            }
+        }
+        fatal |= line.starts_with("Fatal:");
+        error_line |=
+            line.to_ascii_lowercase().contains("error") && !line.contains("no errors were found");
+        passed_line |= line == "no errors were found";
+        progress |= CHECK_PROGRESS.iter().any(|p| line.starts_with(p));
+    }
+    if let Some(code) = exit.filter(|c| *c != 0) {
+        return Ok(Check::fail(format!(
+            "restic check exited with status {code}"
+        )));
+    }
+    if fatal || json_error {
+        return Ok(Check::fail("restic check reported errors"));
     }
     if let Some(ok) = summary {
-        return Ok(ok && !json_error);
+        return Ok(if ok {
+            Check::pass()
+        } else {
+            Check::fail("restic check reported errors")
+        });
     }
-    // Text output: restic prints this line only when the whole check passed.
-    if text.contains("no errors were found") {
-        return Ok(true);
+    if exit == Some(0) || passed_line {
+        // restic's own verdict: exit status 0, or the line it prints only on
+        // success (a retried read on a flaky backend also prints "error").
+        return Ok(Check::pass());
     }
-    if text.contains("Fatal") || text.contains("error") {
-        return Ok(false);
+    if error_line {
+        return Ok(Check::fail("restic check reported errors"));
     }
-    Err(ParseError::Invalid(
-        "not the output of `restic check` (no summary and no result line; was the check interrupted?)".into(),
-    ))
+    if progress {
+        return Ok(Check::fail(format!(
+            "restic check did not print \"no errors were found\": it failed (restic prints its errors on stderr) or was interrupted; {CAPTURE_HINT}"
+        )));
+    }
+    Err(ParseError::Invalid(format!(
+        "not the output of `restic check` (no result line, no exit status); {CAPTURE_HINT}"
+    )))
 }
 
 /// Normalise snapshots into records; `stats` fills the newest snapshot's size
@@ -201,40 +325,69 @@ pub fn records(snaps: &[Snapshot], stats: Option<&Stats>) -> Vec<BackupRecord> {
 pub(crate) struct State {
     snapshots: Cache<Vec<Snapshot>>,
     stats: Cache<Stats>,
-    check: Cache<bool>,
+    check: Cache<Check>,
 }
 
-pub(crate) fn read(ctx: &SourceCtx<'_>, st: &mut State) -> Result<SourceRead, BackupError> {
-    let (snaps, _) = st.snapshots.load(
+pub(crate) fn read(ctx: &SourceCtx<'_>, st: &mut State) -> SourceRead {
+    let mut read = SourceRead::default();
+    // The check file is read on its own: its verdict stands whatever the other
+    // files hold, and a check file that cannot be read is never a pass.
+    if let Some(p) = &ctx.cfg.check_file {
+        match st
+            .check
+            .load(&ctx.resolve(p), ctx.max_file_size, parse_check)
+        {
+            Ok((check, stamp)) => {
+                read.verification = Some(check.passed);
+                read.verified_at = stamp.modified.map(crate::clock::unix_seconds);
+                read.findings.extend(check.problem.clone());
+            }
+            Err(e) => {
+                read.verification = Some(false);
+                read.errors.push(e);
+            }
+        }
+    }
+    let snaps = match st.snapshots.load(
         &ctx.resolve(&ctx.cfg.path),
         ctx.max_file_size,
         parse_snapshots,
-    )?;
+    ) {
+        Ok((s, _)) => s,
+        Err(e) => {
+            read.errors.insert(0, e);
+            read.main_failed = true;
+            return read;
+        }
+    };
     let stats = match &ctx.cfg.stats_file {
-        Some(p) => Some(
-            st.stats
-                .load(&ctx.resolve(p), ctx.max_file_size, parse_stats)?
-                .0,
-        ),
+        Some(p) => match st
+            .stats
+            .load(&ctx.resolve(p), ctx.max_file_size, parse_stats)
+        {
+            Ok((stats, stamp)) => {
+                let written = stamp.modified.map(crate::clock::unix_seconds);
+                let newest = snaps
+                    .iter()
+                    .map(|s| s.end.unwrap_or(s.time))
+                    .max_by(f64::total_cmp);
+                match stats_fit_newest(&stats, written, newest) {
+                    Ok(()) => Some(stats),
+                    Err(finding) => {
+                        read.findings.push(finding);
+                        None
+                    }
+                }
+            }
+            Err(e) => {
+                read.errors.push(e);
+                None
+            }
+        },
         None => None,
     };
-    let verification = match &ctx.cfg.check_file {
-        Some(p) => Some(
-            *st.check
-                .load(&ctx.resolve(p), ctx.max_file_size, parse_check)?
-                .0,
-        ),
-        None => None,
-    };
-    let mut read = SourceRead {
-        records: records(&snaps, stats.as_deref()),
-        verification,
-        ..SourceRead::default()
-    };
-    if verification == Some(false) {
-        read.findings.push("restic check reported errors".into());
-    }
-    Ok(read)
+    read.records = records(&snaps, stats.as_deref());
+    read
 }
 
 #[cfg(test)]
@@ -306,28 +459,89 @@ mod tests {
         assert_eq!(r[1].size, None);
     }
 
+    fn passed(text: &[u8]) -> bool {
+        parse_check(text).unwrap().passed
+    }
+
     #[test]
     fn check_output() {
+        assert!(passed(
+            b"using temporary cache\nload indexes\ncheck all packs\nno errors were found\n"
+        ));
+        assert!(!passed(b"check all packs\nerror: pack 1234 contained 1 damaged blobs\nFatal: repository contains errors\n"));
+        assert!(passed(
+            br#"{"message_type":"summary","num_errors":0,"broken_packs":null}"#
+        ));
+        assert!(!passed(br#"{"message_type":"summary","num_errors":2}"#));
+        assert!(!passed(br#"{"message_type":"summary"}"#));
+        assert!(!passed(
+            br#"{"message_type":"summary","num_errors":0,"broken_packs":["ab"]}"#
+        ));
+        assert!(parse_check(b"hello\n").is_err());
+        let e = parse_check(b"").unwrap_err();
+        assert!(e.to_string().contains("exit: $?"), "{e}");
+    }
+
+    /// What `restic check > FILE` (stdout only) keeps of a failed check:
+    /// the progress lines, not the errors (they went to stderr).
+    const STDOUT_OF_FAILED_CHECK: &[u8] = b"using temporary cache in /tmp/restic-check-cache-1\ncreate exclusive lock for repository\nload indexes\ncheck all packs\ncheck snapshots, trees and blobs\n[0:00] 100.00%  1 / 1 snapshots\n\n";
+
+    #[test]
+    fn stdout_of_a_failed_check_is_a_failure() {
+        let c = parse_check(STDOUT_OF_FAILED_CHECK).unwrap();
+        assert!(!c.passed);
+        let p = c.problem.unwrap();
+        assert!(p.contains("2>&1"), "{p}");
+        // `--read-data` output ends with "read all data" and the same missing line.
+        let mut read_data = STDOUT_OF_FAILED_CHECK.to_vec();
+        read_data.extend_from_slice(b"read all data\n[0:00] 100.00%  2 / 2 packs\n\n");
+        assert!(!passed(&read_data));
+    }
+
+    #[test]
+    fn exit_status_line_decides() {
+        // `restic check -q` prints nothing: the exit status is all there is.
+        assert!(passed(b"exit: 0\n"));
         assert_eq!(
-            parse_check(
-                b"using temporary cache\nload indexes\ncheck all packs\nno errors were found\n"
-            ),
-            Ok(true)
+            parse_check(b"exit: 1\n").unwrap().problem.as_deref(),
+            Some("restic check exited with status 1")
         );
-        assert_eq!(parse_check(b"check all packs\nerror: pack 1234 contained 1 damaged blobs\nFatal: repository contains errors\n"), Ok(false));
-        assert_eq!(
-            parse_check(br#"{"message_type":"summary","num_errors":0,"broken_packs":null}"#),
-            Ok(true)
+        let mut ok = b"using temporary cache\nno errors were found\n".to_vec();
+        ok.extend_from_slice(b"exit: 3\n");
+        assert!(!passed(&ok), "a nonzero exit wins over the result line");
+        assert!(!passed(
+            b"load indexes\nFatal: unable to open config file\nexit: 0\n"
+        ));
+        // A retried read on a flaky backend prints "error" even when the check passes.
+        assert!(passed(
+            b"Load(<data/ab>, 0, 0) returned error, retrying after 1s: EOF\nexit: 0\n"
+        ));
+        assert!(passed(
+            b"Load(<data/ab>, 0, 0) returned error, retrying after 1s: EOF\nno errors were found\n"
+        ));
+        assert!(parse_check(b"no errors were found\nexit: zero\n").is_err());
+        // JSON summary and a nonzero exit.
+        assert!(!passed(
+            b"{\"message_type\":\"summary\",\"num_errors\":0}\nexit: 1\n"
+        ));
+    }
+
+    #[test]
+    fn stats_must_be_about_the_newest_snapshot() {
+        let latest =
+            parse_stats(br#"{"total_size":6,"total_file_count":2,"snapshots_count":1}"#).unwrap();
+        assert_eq!(stats_fit_newest(&latest, Some(200.0), Some(100.0)), Ok(()));
+        let all = parse_stats(br#"{"total_size":406000,"total_file_count":6,"snapshots_count":2}"#)
+            .unwrap();
+        let e = stats_fit_newest(&all, Some(200.0), Some(100.0)).unwrap_err();
+        assert!(
+            e.contains("2 snapshots") && e.contains("restic stats --json latest"),
+            "{e}"
         );
-        assert_eq!(
-            parse_check(br#"{"message_type":"summary","num_errors":2}"#),
-            Ok(false)
-        );
-        assert_eq!(
-            parse_check(br#"{"message_type":"summary","num_errors":0,"broken_packs":["ab"]}"#),
-            Ok(false)
-        );
-        assert!(parse_check(b"check all packs\n").is_err());
-        assert_eq!(parse_check(b""), Err(ParseError::Empty));
+        let e = stats_fit_newest(&latest, Some(50.0), Some(100.0)).unwrap_err();
+        assert!(e.contains("before the newest snapshot"), "{e}");
+        // Older restic without snapshots_count, unknown times: used.
+        let bare = parse_stats(br#"{"total_size":6}"#).unwrap();
+        assert_eq!(stats_fit_newest(&bare, None, Some(100.0)), Ok(()));
     }
 }

@@ -136,10 +136,16 @@ pub struct Outcome {
     pub wrong_size: Vec<String>,
     pub bad_checksum: Vec<String>,
     pub unreadable: Vec<String>,
+    /// Files on disk that the manifest does not list (PostgreSQL backups, like
+    /// `pg_verifybackup`), and entries that are neither file nor folder.
+    pub unlisted: Vec<String>,
     /// Files with a checksum that is verified so far (this check or cached).
     pub checksummed: usize,
     /// Files with a checksum left for a later check (byte budget spent).
     pub pending: usize,
+    /// With `verify: checksums`, files the manifest gives no checksum for
+    /// (checked by size only).
+    pub no_checksum: usize,
 }
 
 const LIST_CAP: usize = 5;
@@ -149,7 +155,8 @@ impl Outcome {
         !(self.missing.is_empty()
             && self.wrong_size.is_empty()
             && self.bad_checksum.is_empty()
-            && self.unreadable.is_empty())
+            && self.unreadable.is_empty()
+            && self.unlisted.is_empty())
     }
 
     /// `Some(true)` all good, `Some(false)` a problem, `None` not complete yet.
@@ -174,14 +181,25 @@ impl Outcome {
         })
     }
 
+    /// With `verify: checksums`, files that could only be checked by size.
+    pub fn no_checksum_note(&self) -> Option<String> {
+        (self.no_checksum > 0).then(|| {
+            format!(
+                "{} listed files have no checksum in the manifest: checked by size only",
+                self.no_checksum
+            )
+        })
+    }
+
     /// Findings naming files (paths only, a few each).
     pub fn findings(&self) -> Vec<String> {
         let mut out = Vec::new();
         for (what, v) in [
-            ("missing", &self.missing),
-            ("with another size", &self.wrong_size),
-            ("with another checksum", &self.bad_checksum),
-            ("unreadable", &self.unreadable),
+            ("listed files missing", &self.missing),
+            ("listed files with another size", &self.wrong_size),
+            ("listed files with another checksum", &self.bad_checksum),
+            ("files unreadable", &self.unreadable),
+            ("files on disk not in the manifest", &self.unlisted),
         ] {
             if !v.is_empty() {
                 let mut names: Vec<&str> = v.iter().take(LIST_CAP).map(String::as_str).collect();
@@ -192,11 +210,7 @@ impl Outcome {
                     String::new()
                 };
                 names.sort_unstable();
-                out.push(format!(
-                    "{} listed files {what}: {}{tail}",
-                    v.len(),
-                    names.join(", ")
-                ));
+                out.push(format!("{} {what}: {}{tail}", v.len(), names.join(", ")));
             }
         }
         out
@@ -244,7 +258,11 @@ pub fn verify_files(
             out.wrong_size.push(f.path.clone());
             continue;
         }
-        let (Some((algo, expected)), VerifyMode::Checksums) = (&f.checksum, mode) else {
+        if mode != VerifyMode::Checksums {
+            continue;
+        }
+        let Some((algo, expected)) = &f.checksum else {
+            out.no_checksum += 1;
             continue;
         };
         let stamp = Stamp::of(&md);
@@ -409,5 +427,15 @@ mod tests {
             .findings()
             .iter()
             .any(|f| f.contains("1 listed files missing: a")));
+        assert_eq!(o.no_checksum_note(), None);
+        // `verify: checksums` on a list without checksums is a size check, and says so.
+        let bare = vec![ListedFile {
+            path: "b".into(),
+            size: 4,
+            checksum: None,
+        }];
+        let o = verify_files(dir.path(), &bare, VerifyMode::Checksums, 100, &mut cache);
+        assert_eq!(o.verdict(), Some(true));
+        assert!(o.no_checksum_note().unwrap().contains("size only"));
     }
 }

@@ -199,7 +199,10 @@ impl PgBackend {
                     Ok(mut c) => {
                         // The server cancels a query it cannot answer within
                         // the request timeout (a lock wait, a slow disk).
-                        let ms = budget.request_timeout.as_millis().clamp(1, i32::MAX as u128);
+                        let ms = budget
+                            .request_timeout
+                            .as_millis()
+                            .clamp(1, i32::MAX as u128);
                         if let Err(e) = c.batch_execute(&format!("SET statement_timeout = {ms}")) {
                             return Err(self.error(label, &e));
                         }

@@ -7,11 +7,11 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::fmt;
 use std::hash::Hasher;
 
 use rustc_hash::FxHasher;
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
 
 /// Attribute names seen while parsing one document, in first-seen order.
 #[derive(Debug, Default, Clone)]
@@ -98,69 +98,45 @@ impl AttrDigest {
 
 impl<'de> Deserialize<'de> for AttrDigest {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(AttrVisitor)
+        // The raw text, borrowed from the document (serde_json has checked its
+        // syntax): numbers are compared by their decimal value, which serde's
+        // number types cannot carry (integers over 64 bits, 1e400).
+        let raw = <&'de RawValue>::deserialize(d)?;
+        Ok(digest_raw(raw.get().as_bytes()))
     }
 }
 
-struct AttrVisitor;
-
-impl<'de> Visitor<'de> for AttrVisitor {
-    type Value = AttrDigest;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an attributes object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AttrDigest, A::Error> {
-        let mut paths = Vec::new();
-        while let Some(id) = map.next_key::<PathId>()? {
-            let ValueHash(h) = map.next_value()?;
-            paths.push((id.0, h));
+/// Digest of one JSON value: per top-level member for an object, else whole.
+fn digest_raw(text: &[u8]) -> AttrDigest {
+    let mut w = Walker { b: text, i: 0 };
+    w.ws();
+    match w.peek() {
+        Some(b'{') => {
+            let mut paths = Vec::new();
+            w.object(|w, key| {
+                let id = intern(&key);
+                let h = w.value();
+                paths.push((id, h));
+            });
+            paths.sort_unstable_by_key(|p| p.0);
+            // Combine name hashes (not ids: ids depend on first-seen order) with
+            // value hashes, independently of order, so digests of two documents compare.
+            let whole = TABLE.with(|t| {
+                let t = t.borrow();
+                paths.iter().fold(paths.len() as u64, |acc, (id, h)| {
+                    let mut hn = FxHasher::default();
+                    hn.write(t.name(*id).as_bytes());
+                    acc.wrapping_add(mix(hn.finish(), *h))
+                })
+            });
+            AttrDigest { whole, paths }
         }
-        paths.sort_unstable_by_key(|p| p.0);
-        // Combine name hashes (not ids: ids depend on first-seen order) with
-        // value hashes, independently of order, so digests of two documents compare.
-        let whole = TABLE.with(|t| {
-            let t = t.borrow();
-            paths.iter().fold(paths.len() as u64, |acc, (id, h)| {
-                let mut hn = FxHasher::default();
-                hn.write(t.name(*id).as_bytes());
-                acc.wrapping_add(mix(hn.finish(), *h))
-            })
-        });
-        Ok(AttrDigest { whole, paths })
-    }
-
-    // Anything else (null, a scalar): hash it whole, no paths.
-    fn visit_unit<E: de::Error>(self) -> Result<AttrDigest, E> {
-        Ok(AttrDigest::default())
-    }
-    fn visit_none<E: de::Error>(self) -> Result<AttrDigest, E> {
-        Ok(AttrDigest::default())
-    }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<AttrDigest, E> {
-        Ok(whole_only(ValueVisitor.visit_bool::<E>(v)?.0))
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<AttrDigest, E> {
-        Ok(whole_only(ValueVisitor.visit_i64::<E>(v)?.0))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<AttrDigest, E> {
-        Ok(whole_only(ValueVisitor.visit_u64::<E>(v)?.0))
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<AttrDigest, E> {
-        Ok(whole_only(ValueVisitor.visit_f64::<E>(v)?.0))
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<AttrDigest, E> {
-        Ok(whole_only(ValueVisitor.visit_str::<E>(v)?.0))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<AttrDigest, A::Error> {
-        Ok(whole_only(ValueVisitor.visit_seq(seq)?.0))
-    }
-}
-
-fn whole_only(h: u64) -> AttrDigest {
-    AttrDigest {
-        whole: h,
-        paths: Vec::new(),
+        // null: nothing; another scalar or an array: hashed whole, no paths.
+        Some(b'n') | None => AttrDigest::default(),
+        Some(_) => AttrDigest {
+            whole: w.value(),
+            paths: Vec::new(),
+        },
     }
 }
 
@@ -171,95 +147,241 @@ fn mix(a: u64, b: u64) -> u64 {
     h.finish()
 }
 
-/// An attribute name, interned.
-struct PathId(u32);
-
-impl<'de> Deserialize<'de> for PathId {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = PathId;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an attribute name")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<PathId, E> {
-                Ok(PathId(intern(v)))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
-/// Hash of any JSON value; maps are hashed independently of key order.
-pub struct ValueHash(pub u64);
-
-impl<'de> Deserialize<'de> for ValueHash {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ValueVisitor)
-    }
-}
-
-struct ValueVisitor;
-
-fn tagged(tag: u8, f: impl FnOnce(&mut FxHasher)) -> ValueHash {
+fn tagged(tag: u8, f: impl FnOnce(&mut FxHasher)) -> u64 {
     let mut h = FxHasher::default();
     h.write_u8(tag);
     f(&mut h);
-    ValueHash(h.finish())
+    h.finish()
 }
 
-impl<'de> Visitor<'de> for ValueVisitor {
-    type Value = ValueHash;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
+/// Hashes JSON values from text already validated by serde_json. Equal
+/// values (cty semantics) hash equally: maps independently of key order,
+/// strings after unescaping, numbers by decimal value (`80` = `80.0` = `8e1`,
+/// integers of any size exact, exponents beyond f64 accepted).
+struct Walker<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl Walker<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
     }
-    fn visit_unit<E: de::Error>(self) -> Result<ValueHash, E> {
-        Ok(tagged(0, |_| {}))
-    }
-    fn visit_none<E: de::Error>(self) -> Result<ValueHash, E> {
-        Ok(tagged(0, |_| {}))
-    }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<ValueHash, E> {
-        Ok(tagged(1, |h| h.write_u8(v as u8)))
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<ValueHash, E> {
-        Ok(tagged(2, |h| h.write_i64(v)))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<ValueHash, E> {
-        Ok(tagged(2, |h| h.write_u64(v)))
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<ValueHash, E> {
-        Ok(tagged(3, |h| h.write_u64(v.to_bits())))
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<ValueHash, E> {
-        Ok(tagged(4, |h| {
-            h.write(v.as_bytes());
-            h.write_usize(v.len());
-        }))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ValueHash, A::Error> {
-        let mut h = FxHasher::default();
-        h.write_u8(5);
-        let mut n = 0usize;
-        while let Some(ValueHash(x)) = seq.next_element()? {
-            h.write_u64(x);
-            n += 1;
+
+    fn ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.i += 1;
         }
-        h.write_usize(n);
-        Ok(ValueHash(h.finish()))
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ValueHash, A::Error> {
-        let mut acc: u64 = 0;
-        let mut n = 0usize;
-        while let Some(ValueHash(k)) = map.next_key()? {
-            let ValueHash(v) = map.next_value()?;
-            acc = acc.wrapping_add(mix(k, v));
-            n += 1;
+
+    /// Skip `c` (and the whitespace after it) if it is next.
+    fn eat(&mut self, c: u8) -> bool {
+        self.ws();
+        if self.peek() == Some(c) {
+            self.i += 1;
+            self.ws();
+            true
+        } else {
+            false
         }
-        Ok(tagged(6, |h| {
-            h.write_u64(acc);
-            h.write_usize(n);
-        }))
+    }
+
+    /// Hash of the value at the cursor; the cursor moves past it.
+    fn value(&mut self) -> u64 {
+        self.ws();
+        match self.peek() {
+            Some(b'{') => {
+                let mut acc: u64 = 0;
+                let mut n = 0usize;
+                self.object(|w, key| {
+                    let k = tagged(4, |h| {
+                        h.write(key.as_bytes());
+                        h.write_usize(key.len());
+                    });
+                    acc = acc.wrapping_add(mix(k, w.value()));
+                    n += 1;
+                });
+                tagged(6, |h| {
+                    h.write_u64(acc);
+                    h.write_usize(n);
+                })
+            }
+            Some(b'[') => {
+                self.i += 1;
+                let mut h = FxHasher::default();
+                h.write_u8(5);
+                let mut n = 0usize;
+                self.ws();
+                if !self.eat(b']') {
+                    loop {
+                        h.write_u64(self.value());
+                        n += 1;
+                        if !self.eat(b',') {
+                            self.eat(b']');
+                            break;
+                        }
+                    }
+                }
+                h.write_usize(n);
+                h.finish()
+            }
+            Some(b'"') => {
+                let s = self.string();
+                tagged(4, |h| {
+                    h.write(s.as_bytes());
+                    h.write_usize(s.len());
+                })
+            }
+            Some(b't') => {
+                self.i += 4;
+                tagged(1, |h| h.write_u8(1))
+            }
+            Some(b'f') => {
+                self.i += 5;
+                tagged(1, |h| h.write_u8(0))
+            }
+            Some(b'n') => {
+                self.i += 4;
+                tagged(0, |_| {})
+            }
+            Some(_) => self.number(),
+            None => tagged(0, |_| {}),
+        }
+    }
+
+    /// Walk an object at the cursor, calling `f` with each (unescaped) key
+    /// while the cursor is at its value; `f` must consume the value.
+    fn object(&mut self, mut f: impl FnMut(&mut Self, String)) {
+        self.i += 1;
+        self.ws();
+        if self.eat(b'}') {
+            return;
+        }
+        while self.peek() == Some(b'"') {
+            let key = self.string();
+            self.eat(b':');
+            f(self, key);
+            if !self.eat(b',') {
+                break;
+            }
+        }
+        self.eat(b'}');
+    }
+
+    /// The unescaped string at the cursor (which is at its opening quote).
+    fn string(&mut self) -> String {
+        let start = self.i;
+        let mut j = self.i + 1;
+        let mut escaped = false;
+        while let Some(&c) = self.b.get(j) {
+            match c {
+                b'\\' => {
+                    escaped = true;
+                    j += 2;
+                }
+                b'"' => break,
+                _ => j += 1,
+            }
+        }
+        let end = (j + 1).min(self.b.len());
+        self.i = end;
+        let text = &self.b[start.min(end)..end];
+        if escaped {
+            serde_json::from_slice::<String>(text).unwrap_or_default()
+        } else {
+            String::from_utf8_lossy(text.get(1..text.len().saturating_sub(1)).unwrap_or(b""))
+                .into_owned()
+        }
+    }
+
+    /// Hash of the number at the cursor by its decimal value.
+    fn number(&mut self) -> u64 {
+        let start = self.i;
+        while matches!(
+            self.peek(),
+            Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
+        ) {
+            self.i += 1;
+        }
+        let d = Decimal::parse(&self.b[start..self.i]);
+        tagged(2, |h| {
+            h.write_u8(d.negative as u8);
+            h.write(&d.digits);
+            h.write_usize(d.digits.len());
+            h.write_i128(d.exponent);
+            h.write(&d.huge_exponent);
+        })
+    }
+}
+
+/// A JSON number as sign, significant digits and exponent: the value is
+/// `0.DIGITS x 10^exponent`. Zero is no digits (and not negative).
+#[derive(Debug, PartialEq, Eq)]
+struct Decimal {
+    negative: bool,
+    digits: Vec<u8>,
+    exponent: i128,
+    /// Exponent digits too long for `exponent` (then it holds only the adjustment).
+    huge_exponent: Vec<u8>,
+}
+
+impl Decimal {
+    fn parse(t: &[u8]) -> Decimal {
+        let (negative, t) = match t.first() {
+            Some(b'-') => (true, &t[1..]),
+            _ => (false, t),
+        };
+        let e_at = t.iter().position(|c| matches!(c, b'e' | b'E'));
+        let (mant, exp) = match e_at {
+            Some(i) => (&t[..i], &t[i + 1..]),
+            None => (t, &b""[..]),
+        };
+        let (int, frac) = match mant.iter().position(|&c| c == b'.') {
+            Some(i) => (&mant[..i], &mant[i + 1..]),
+            None => (mant, &b""[..]),
+        };
+        let (exp_neg, exp_digits) = match exp.first() {
+            Some(b'-') => (true, &exp[1..]),
+            Some(b'+') => (false, &exp[1..]),
+            _ => (false, exp),
+        };
+        let exp_digits: &[u8] = {
+            let z = exp_digits.iter().take_while(|&&c| c == b'0').count();
+            &exp_digits[z..]
+        };
+        let mut digits: Vec<u8> = int.iter().chain(frac).copied().collect();
+        let mut adjust = int.len() as i128;
+        let lead = digits.iter().take_while(|&&c| c == b'0').count();
+        digits.drain(..lead);
+        adjust -= lead as i128;
+        while digits.last() == Some(&b'0') {
+            digits.pop();
+        }
+        if digits.is_empty() {
+            return Decimal {
+                negative: false,
+                digits,
+                exponent: 0,
+                huge_exponent: Vec::new(),
+            };
+        }
+        let (exponent, huge_exponent) = if exp_digits.len() <= 30 {
+            let e = std::str::from_utf8(exp_digits)
+                .ok()
+                .and_then(|s| s.parse::<i128>().ok())
+                .unwrap_or(0);
+            (if exp_neg { -e } else { e } + adjust, Vec::new())
+        } else {
+            let mut h = vec![exp_neg as u8];
+            h.extend_from_slice(exp_digits);
+            (adjust, h)
+        };
+        Decimal {
+            negative,
+            digits,
+            exponent,
+            huge_exponent,
+        }
     }
 }
 
@@ -281,6 +403,53 @@ mod tests {
         let (c, tc) = digest(r#"{"id":"1","tags":{"a":"x","b":"z"},"n":[2,1],"new":null}"#);
         assert_ne!(a.whole, c.whole);
         assert_eq!(a.changed_paths(&ta, &c, &tc), vec!["n", "new", "tags"]);
+    }
+
+    #[test]
+    fn numbers_compare_by_value_like_cty() {
+        let h = |json: &str| digest(&format!(r#"{{"v":{json}}}"#)).0.whole;
+        // 80, 80.0 and 8e1 are one number in JSON/cty.
+        for same in ["80.0", "8e1", "0.8E+2", "800e-1", "80.000"] {
+            assert_eq!(h("80"), h(same), "{same}");
+        }
+        assert_eq!(h("0"), h("-0.0"));
+        assert_eq!(h("0"), h("0e10"));
+        assert_ne!(h("80"), h("81"));
+        assert_ne!(h("80"), h("-80"));
+        assert_ne!(h("80"), h("8"));
+        // Integers beyond 64 bits are compared exactly (an f64 would merge these).
+        assert_ne!(h("18446744073709551617"), h("18446744073709551616"));
+        assert_ne!(
+            h("123456789012345678901234567890"),
+            h("123456789012345678901234567891")
+        );
+        assert_eq!(
+            h("123456789012345678901234567890"),
+            h("1.2345678901234567890123456789e29")
+        );
+        // Beyond f64 range: accepted, as Terraform does.
+        assert_eq!(h("1e400"), h("10e399"));
+        assert_ne!(h("1e400"), h("1e401"));
+        assert_ne!(h("1e-400"), h("0"));
+        // Nested numbers too.
+        assert_eq!(h(r#"{"a":[1,2.0]}"#), h(r#"{"a":[1.0,2]}"#));
+    }
+
+    #[test]
+    fn decimal_normal_form() {
+        let d = Decimal::parse(b"-0.0120e3");
+        assert!(d.negative);
+        assert_eq!(d.digits, b"12");
+        assert_eq!(d.exponent, 2);
+    }
+
+    #[test]
+    fn strings_compare_unescaped() {
+        let (a, _) = digest(r#"{"v":"<a&b>","k":{"\u0041":1}}"#);
+        let (b, _) = digest(r#"{"v":"\u003ca\u0026b\u003e","k":{"A":1}}"#);
+        assert_eq!(a.whole, b.whole);
+        let (c, _) = digest(r#"{"v":"<a&b>!","k":{"A":1}}"#);
+        assert_ne!(a.whole, c.whole);
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub fn build(analyses: &[Analysis], problems: &[TargetError], problem_labels: &[
             "not checked: the state is encrypted (OpenTofu), only its envelope is readable; tainted objects, checks and the baseline cannot be checked (a drift report written by `tofu show -json` beside it is still read)".into()
         } else if a.state.is_none() {
             "not checked: the state could not be read (see Errors)".into()
+        } else if !a.errors.is_empty() {
+            "none in what could be read; not clean: see Errors".into()
         } else {
             "none: state matches its drift report and baseline".into()
         };

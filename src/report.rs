@@ -197,4 +197,31 @@ mod tests {
         r.errors = 1;
         assert_eq!(r.exit_code(), 1);
     }
+
+    #[test]
+    fn unchecked_is_not_clean_and_nothing_monitored_is_a_finding() {
+        let r = Report {
+            unchecked: 1,
+            ..Report::default()
+        };
+        assert_eq!(r.exit_code(), 1);
+        assert!(r.render(ReportFormat::Table).contains("1 not checked"));
+        let r = targets_report(&[]);
+        assert_eq!(r.exit_code(), 2);
+        assert!(r
+            .render(ReportFormat::Table)
+            .contains("nothing is monitored"));
+        let snap = Snapshot {
+            families: Vec::new(),
+            targets: vec![crate::snapshot::TargetStatus {
+                target: "s".into(),
+                health: Health::Unchecked,
+                summary: String::new(),
+                error: None,
+                stale: false,
+            }],
+        };
+        let r = targets_report(&[("terraform_state", &snap, false)]);
+        assert_eq!((r.unchecked, r.exit_code()), (1, 1));
+    }
 }

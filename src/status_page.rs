@@ -438,6 +438,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn nothing_monitored_is_not_ok() {
+        let reg = Registry::new(Vec::new(), Arc::new(crate::clock::SystemClock));
+        let s = build(&reg, &[], SystemTime::UNIX_EPOCH);
+        assert_eq!(s.overall, Health::Findings);
+        assert!(s.attention[0].summary.contains("nothing is monitored"));
+        let html = render_html(&s, "/metrics");
+        assert!(!html.contains("every target is OK"), "{html}");
+        assert!(html.contains("nothing is monitored"), "{html}");
+    }
+
+    #[test]
+    fn unchecked_has_its_own_badge() {
+        assert!(badge(Health::Unchecked).contains("not checked"));
+        assert!(Health::Unchecked > Health::Findings && Health::Unchecked < Health::Error);
+    }
+
+    #[test]
     fn escapes_everything() {
         assert_eq!(
             esc("<a href='x'>&\"</a>"),

@@ -834,7 +834,9 @@ fn real_terraform(test: &str) -> Option<std::path::PathBuf> {
             return Some(p);
         }
     }
-    eprintln!("SKIPPED {test}: `terraform` is not on PATH (scripts/install-terraform.sh installs one)");
+    eprintln!(
+        "SKIPPED {test}: `terraform` is not on PATH (scripts/install-terraform.sh installs one)"
+    );
     None
 }
 
@@ -901,7 +903,9 @@ fn report_json(dir: &Path, args: &[&str]) -> (i32, serde_json::Value, String) {
 
 #[test]
 fn real_plan_with_forget_move_import_output_and_check_changes_is_not_clean() {
-    let Some(bin) = real_terraform("real_plan_with_forget_move_import_output_and_check_changes_is_not_clean") else {
+    let Some(bin) =
+        real_terraform("real_plan_with_forget_move_import_output_and_check_changes_is_not_clean")
+    else {
         return;
     };
     let t = tempfile::tempdir().unwrap();
@@ -993,11 +997,18 @@ check "c_is_four" {
         &["pending", "terraform_data.b", "forget"],
         &["pending", "terraform_data.d", "import"],
         &["pending output", "output.o", "update"],
-        &["check fail (drift report)", "check.c_is_four", "check check"],
+        &[
+            "check fail (drift report)",
+            "check.c_is_four",
+            "check check",
+        ],
     ] {
         assert!(has_row(&table, row), "{row:?}: {table}");
     }
-    assert!(!table.contains("c is not four"), "check messages are not shown: {table}");
+    assert!(
+        !table.contains("c is not four"),
+        "check messages are not shown: {table}"
+    );
 
     // The metrics.
     std::fs::write(
@@ -1094,7 +1105,9 @@ resource "terraform_data" "b" {
     assert_eq!(
         series(
             &m,
-            &format!("terraform_state_error_info{{{sf},component=\"drift_report\",reason=\"errored\"}}")
+            &format!(
+                "terraform_state_error_info{{{sf},component=\"drift_report\",reason=\"errored\"}}"
+            )
         ),
         Some(1.0),
         "{m}"
@@ -1140,14 +1153,19 @@ resource "terraform_data" "k" {
         .collect();
     want.sort();
     got.sort();
-    assert_eq!(got, want, "addresses must be printed as Terraform prints them");
+    assert_eq!(
+        got, want,
+        "addresses must be printed as Terraform prints them"
+    );
     assert!(want.iter().any(|a| a == "terraform_data.k[\"$${x}\"]"));
     assert!(want.iter().any(|a| a == "terraform_data.k[\"é ü 日本\"]"));
 }
 
 #[test]
 fn real_state_numbers_compare_with_cty_semantics_against_a_baseline() {
-    let Some(bin) = real_terraform("real_state_numbers_compare_with_cty_semantics_against_a_baseline") else {
+    let Some(bin) =
+        real_terraform("real_state_numbers_compare_with_cty_semantics_against_a_baseline")
+    else {
         return;
     };
     let t = tempfile::tempdir().unwrap();
@@ -1173,13 +1191,22 @@ fn real_state_numbers_compare_with_cty_semantics_against_a_baseline() {
         .replace(&huge, "1e400");
     assert_ne!(same, state);
     std::fs::write(d.join("terraform.tfstate.approved"), &same).unwrap();
-    let (code, v, err) = report_json(d, &["--state-file", "terraform.tfstate", "--config", "c.yaml"]);
+    let (code, v, err) = report_json(
+        d,
+        &["--state-file", "terraform.tfstate", "--config", "c.yaml"],
+    );
     assert_eq!(code, 0, "80 == 80.0 and 1e400 is a number: {v}{err}");
-    assert_eq!(v["states"][0]["unapproved"]["changed"], serde_json::json!([]));
+    assert_eq!(
+        v["states"][0]["unapproved"]["changed"],
+        serde_json::json!([])
+    );
     // One more than 2^64 is not 2^64 (a 64-bit float cannot tell them apart).
     let other = state.replace("18446744073709551617", "18446744073709551616");
     std::fs::write(d.join("terraform.tfstate.approved"), &other).unwrap();
-    let (code, v, err) = report_json(d, &["--state-file", "terraform.tfstate", "--config", "c.yaml"]);
+    let (code, v, err) = report_json(
+        d,
+        &["--state-file", "terraform.tfstate", "--config", "c.yaml"],
+    );
     assert_eq!(code, 2, "{v}{err}");
     assert_eq!(
         v["states"][0]["unapproved"]["changed"],
@@ -1191,8 +1218,9 @@ fn real_state_numbers_compare_with_cty_semantics_against_a_baseline() {
 #[test]
 fn null_instances_are_read_as_an_empty_resource() {
     let t = tempfile::tempdir().unwrap();
-    let real = std::fs::read_to_string(repo().join("tests/fixtures/terraform/real/terraform.tfstate"))
-        .unwrap();
+    let real =
+        std::fs::read_to_string(repo().join("tests/fixtures/terraform/real/terraform.tfstate"))
+            .unwrap();
     let mut v: serde_json::Value = serde_json::from_str(&real).unwrap();
     std::fs::write(t.path().join("s.tfstate"), &real).unwrap();
     let (_, before, _) = report_json(t.path(), &["--state-file", "s.tfstate"]);
@@ -1231,7 +1259,10 @@ fn an_encrypted_state_is_not_checked_rather_than_clean() {
     let e = Exporter::start(d, &[]);
     e.wait_ready();
     let page = get(e.port, "/").body;
-    assert!(page.contains("<span class=\"b unk\">not checked</span>"), "{page}");
+    assert!(
+        page.contains("<span class=\"b unk\">not checked</span>"),
+        "{page}"
+    );
     let api = get(e.port, "/api/v1/status").body;
     let s: serde_json::Value = serde_json::from_str(&api).unwrap();
     assert_eq!(s["overall"], "unchecked", "{api}");
@@ -1272,13 +1303,22 @@ fn a_missing_state_or_a_folder_is_an_error_not_the_drift_report_beside_it() {
     std::fs::remove_file(d.join("terraform/environments/prod/terraform.tfstate")).unwrap();
     let (code, out, err) = run(
         d,
-        &["--state-file", "terraform/environments/prod/terraform.tfstate"],
+        &[
+            "--state-file",
+            "terraform/environments/prod/terraform.tfstate",
+        ],
     );
     assert_eq!(code, 1, "{out}{err}");
     assert!(out.contains("does not exist"), "{out}");
-    assert!(!out.contains("pending"), "no findings from a report of an unread state: {out}");
+    assert!(
+        !out.contains("pending"),
+        "no findings from a report of an unread state: {out}"
+    );
     assert!(!out.contains("drift  "), "{out}");
-    assert!(out.contains("not checked: the state could not be read"), "{out}");
+    assert!(
+        out.contains("not checked: the state could not be read"),
+        "{out}"
+    );
     // A folder given as --state-file.
     let (code, out, err) = run(d, &["--state-file", "terraform/environments/staging"]);
     assert_eq!(code, 1, "{out}{err}");

@@ -455,7 +455,11 @@ mod tests {
         );
     }
 
-    fn file(dir: &std::path::Path, name: &str, body: Option<&str>) -> super::super::source::LocalFile {
+    fn file(
+        dir: &std::path::Path,
+        name: &str,
+        body: Option<&str>,
+    ) -> super::super::source::LocalFile {
         let path = dir.join(name);
         if let Some(b) = body {
             std::fs::write(&path, b).unwrap();
@@ -476,7 +480,9 @@ mod tests {
         let drift = file(
             t.path(),
             "drift.json",
-            Some(r#"{"format_version":"1.2","resource_drift":[],"resource_changes":[],"errored":true}"#),
+            Some(
+                r#"{"format_version":"1.2","resource_drift":[],"resource_changes":[],"errored":true}"#,
+            ),
         );
         let a = analyse(
             TargetSources {
@@ -500,7 +506,9 @@ mod tests {
         let drift = file(
             t.path(),
             "drift.json",
-            Some(r#"{"format_version":"1.2","resource_changes":[{"address":"a.b","change":{"actions":["create"],"before":null,"after":{}}}]}"#),
+            Some(
+                r#"{"format_version":"1.2","resource_changes":[{"address":"a.b","change":{"actions":["create"],"before":null,"after":{}}}]}"#,
+            ),
         );
         let base = file(t.path(), "s.approved", Some(STATE));
         let a = analyse(

@@ -645,10 +645,8 @@ impl Monitor for TerraformMonitor {
         let (analyses, problems, labels) = self.analyse_all().await?;
         let mut snap = snapshot(&analyses, &problems, &labels);
         if analyses.is_empty() && problems.is_empty() {
-            snap.targets.push(nothing_found_status(
-                &self.inner.cfg,
-                &self.inner.base,
-            ));
+            snap.targets
+                .push(nothing_found_status(&self.inner.cfg, &self.inner.base));
         }
         Ok(snap)
     }
@@ -657,7 +655,10 @@ impl Monitor for TerraformMonitor {
         let (analyses, problems, labels) = self.analyse_all().await?;
         let mut r = report::build(&analyses, &problems, &labels);
         if analyses.is_empty() && problems.is_empty() {
-            report::nothing_found(&mut r, &nothing_found_message(&self.inner.cfg, &self.inner.base));
+            report::nothing_found(
+                &mut r,
+                &nothing_found_message(&self.inner.cfg, &self.inner.base),
+            );
         }
         Ok(r)
     }

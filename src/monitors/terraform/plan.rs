@@ -503,13 +503,23 @@ mod tests {
         assert_eq!(p.pending.len(), 4);
         let mv = p.pending.iter().find(|c| c.action == Action::Move).unwrap();
         assert_eq!(mv.detail(), "move from terraform_data.a");
-        let up = p.pending.iter().find(|c| c.action == Action::Update).unwrap();
+        let up = p
+            .pending
+            .iter()
+            .find(|c| c.action == Action::Update)
+            .unwrap();
         assert_eq!(up.detail(), "update: input (moved from terraform_data.f)");
         assert_eq!(
             p.output_changes,
             vec![
-                OutputChange { name: "n".into(), action: "create" },
-                OutputChange { name: "o".into(), action: "update" },
+                OutputChange {
+                    name: "n".into(),
+                    action: "create"
+                },
+                OutputChange {
+                    name: "o".into(),
+                    action: "update"
+                },
             ]
         );
         let counts = p.check_counts();

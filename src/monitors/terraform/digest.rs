@@ -5,6 +5,7 @@
 //! hash per top-level attribute, never a value. Hashes are compared inside one
 //! process and are never exported.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::Hasher;
@@ -114,7 +115,7 @@ fn digest_raw(text: &[u8]) -> AttrDigest {
         Some(b'{') => {
             let mut paths = Vec::new();
             w.object(|w, key| {
-                let id = intern(&key);
+                let id = intern(&String::from_utf8_lossy(&key));
                 let h = w.value();
                 paths.push((id, h));
             });
@@ -163,7 +164,7 @@ struct Walker<'a> {
     i: usize,
 }
 
-impl Walker<'_> {
+impl<'a> Walker<'a> {
     fn peek(&self) -> Option<u8> {
         self.b.get(self.i).copied()
     }
@@ -194,10 +195,7 @@ impl Walker<'_> {
                 let mut acc: u64 = 0;
                 let mut n = 0usize;
                 self.object(|w, key| {
-                    let k = tagged(4, |h| {
-                        h.write(key.as_bytes());
-                        h.write_usize(key.len());
-                    });
+                    let k = hash_str(&key);
                     acc = acc.wrapping_add(mix(k, w.value()));
                     n += 1;
                 });
@@ -225,13 +223,7 @@ impl Walker<'_> {
                 h.write_usize(n);
                 h.finish()
             }
-            Some(b'"') => {
-                let s = self.string();
-                tagged(4, |h| {
-                    h.write(s.as_bytes());
-                    h.write_usize(s.len());
-                })
-            }
+            Some(b'"') => hash_str(&self.string()),
             Some(b't') => {
                 self.i += 4;
                 tagged(1, |h| h.write_u8(1))
@@ -251,7 +243,7 @@ impl Walker<'_> {
 
     /// Walk an object at the cursor, calling `f` with each (unescaped) key
     /// while the cursor is at its value; `f` must consume the value.
-    fn object(&mut self, mut f: impl FnMut(&mut Self, String)) {
+    fn object(&mut self, mut f: impl FnMut(&mut Self, Cow<'a, [u8]>)) {
         self.i += 1;
         self.ws();
         if self.eat(b'}') {
@@ -268,29 +260,43 @@ impl Walker<'_> {
         self.eat(b'}');
     }
 
-    /// The unescaped string at the cursor (which is at its opening quote).
-    fn string(&mut self) -> String {
+    /// The unescaped string at the cursor (which is at its opening quote),
+    /// borrowed from the document when it has no escapes.
+    fn string(&mut self) -> Cow<'a, [u8]> {
+        let b: &'a [u8] = self.b;
         let start = self.i;
         let mut j = self.i + 1;
         let mut escaped = false;
-        while let Some(&c) = self.b.get(j) {
-            match c {
-                b'\\' => {
+        loop {
+            match b
+                .get(j..)
+                .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
+            {
+                Some(k) if b[j + k] == b'\\' => {
                     escaped = true;
-                    j += 2;
+                    j += k + 2;
                 }
-                b'"' => break,
-                _ => j += 1,
+                Some(k) => {
+                    j += k;
+                    break;
+                }
+                None => {
+                    j = b.len();
+                    break;
+                }
             }
         }
-        let end = (j + 1).min(self.b.len());
+        let end = (j + 1).min(b.len());
         self.i = end;
-        let text = &self.b[start.min(end)..end];
         if escaped {
-            serde_json::from_slice::<String>(text).unwrap_or_default()
+            let text = &b[start.min(end)..end];
+            Cow::Owned(
+                serde_json::from_slice::<String>(text)
+                    .unwrap_or_default()
+                    .into_bytes(),
+            )
         } else {
-            String::from_utf8_lossy(text.get(1..text.len().saturating_sub(1)).unwrap_or(b""))
-                .into_owned()
+            Cow::Borrowed(b.get(start + 1..j).unwrap_or(b""))
         }
     }
 
@@ -303,86 +309,71 @@ impl Walker<'_> {
         ) {
             self.i += 1;
         }
-        let d = Decimal::parse(&self.b[start..self.i]);
-        tagged(2, |h| {
-            h.write_u8(d.negative as u8);
-            h.write(&d.digits);
-            h.write_usize(d.digits.len());
-            h.write_i128(d.exponent);
-            h.write(&d.huge_exponent);
-        })
+        number_hash(&self.b[start..self.i])
     }
 }
 
-/// A JSON number as sign, significant digits and exponent: the value is
-/// `0.DIGITS x 10^exponent`. Zero is no digits (and not negative).
-#[derive(Debug, PartialEq, Eq)]
-struct Decimal {
-    negative: bool,
-    digits: Vec<u8>,
-    exponent: i128,
-    /// Exponent digits too long for `exponent` (then it holds only the adjustment).
-    huge_exponent: Vec<u8>,
+fn hash_str(s: &[u8]) -> u64 {
+    tagged(4, |h| {
+        h.write(s);
+        h.write_usize(s.len());
+    })
 }
 
-impl Decimal {
-    fn parse(t: &[u8]) -> Decimal {
-        let (negative, t) = match t.first() {
-            Some(b'-') => (true, &t[1..]),
-            _ => (false, t),
-        };
-        let e_at = t.iter().position(|c| matches!(c, b'e' | b'E'));
-        let (mant, exp) = match e_at {
-            Some(i) => (&t[..i], &t[i + 1..]),
-            None => (t, &b""[..]),
-        };
-        let (int, frac) = match mant.iter().position(|&c| c == b'.') {
-            Some(i) => (&mant[..i], &mant[i + 1..]),
-            None => (mant, &b""[..]),
-        };
-        let (exp_neg, exp_digits) = match exp.first() {
-            Some(b'-') => (true, &exp[1..]),
-            Some(b'+') => (false, &exp[1..]),
-            _ => (false, exp),
-        };
-        let exp_digits: &[u8] = {
-            let z = exp_digits.iter().take_while(|&&c| c == b'0').count();
-            &exp_digits[z..]
-        };
-        let mut digits: Vec<u8> = int.iter().chain(frac).copied().collect();
-        let mut adjust = int.len() as i128;
-        let lead = digits.iter().take_while(|&&c| c == b'0').count();
-        digits.drain(..lead);
-        adjust -= lead as i128;
-        while digits.last() == Some(&b'0') {
-            digits.pop();
+/// Hash of a JSON number by its value: sign, significant digits (no leading
+/// or trailing zeros) and the exponent `e` of `0.DIGITS x 10^e`. Zero is one
+/// value (`-0` = `0`). Exponents longer than 30 digits are hashed by their text.
+fn number_hash(t: &[u8]) -> u64 {
+    let (negative, t) = match t.first() {
+        Some(b'-') => (true, &t[1..]),
+        _ => (false, t),
+    };
+    let (mant, exp) = match t.iter().position(|c| matches!(c, b'e' | b'E')) {
+        Some(i) => (&t[..i], &t[i + 1..]),
+        None => (t, &b""[..]),
+    };
+    let (int, frac) = match mant.iter().position(|&c| c == b'.') {
+        Some(i) => (&mant[..i], &mant[i + 1..]),
+        None => (mant, &b""[..]),
+    };
+    let digit = |k: usize| -> u8 {
+        if k < int.len() {
+            int[k]
+        } else {
+            frac[k - int.len()]
         }
-        if digits.is_empty() {
-            return Decimal {
-                negative: false,
-                digits,
-                exponent: 0,
-                huge_exponent: Vec::new(),
-            };
+    };
+    let n = int.len() + frac.len();
+    let Some(first) = (0..n).find(|&k| digit(k) != b'0') else {
+        return tagged(2, |h| h.write_u8(0));
+    };
+    let last = (0..n).rev().find(|&k| digit(k) != b'0').unwrap_or(first);
+    let (exp_neg, exp_digits) = match exp.first() {
+        Some(b'-') => (true, &exp[1..]),
+        Some(b'+') => (false, &exp[1..]),
+        _ => (false, exp),
+    };
+    let z = exp_digits.iter().take_while(|&&c| c == b'0').count();
+    let exp_digits = &exp_digits[z..];
+    let adjust = int.len() as i128 - first as i128;
+    tagged(2, |h| {
+        h.write_u8(1 + negative as u8);
+        for k in first..=last {
+            h.write_u8(digit(k));
         }
-        let (exponent, huge_exponent) = if exp_digits.len() <= 30 {
+        h.write_usize(last + 1 - first);
+        if exp_digits.len() <= 30 {
             let e = std::str::from_utf8(exp_digits)
                 .ok()
                 .and_then(|s| s.parse::<i128>().ok())
                 .unwrap_or(0);
-            (if exp_neg { -e } else { e } + adjust, Vec::new())
+            h.write_i128(if exp_neg { -e } else { e } + adjust);
         } else {
-            let mut h = vec![exp_neg as u8];
-            h.extend_from_slice(exp_digits);
-            (adjust, h)
-        };
-        Decimal {
-            negative,
-            digits,
-            exponent,
-            huge_exponent,
+            h.write_i128(adjust);
+            h.write_u8(exp_neg as u8);
+            h.write(exp_digits);
         }
-    }
+    })
 }
 
 #[cfg(test)]
@@ -436,11 +427,14 @@ mod tests {
     }
 
     #[test]
-    fn decimal_normal_form() {
-        let d = Decimal::parse(b"-0.0120e3");
-        assert!(d.negative);
-        assert_eq!(d.digits, b"12");
-        assert_eq!(d.exponent, 2);
+    fn number_hash_normal_form() {
+        assert_eq!(number_hash(b"-0.0120e3"), number_hash(b"-12"));
+        assert_eq!(number_hash(b"-0"), number_hash(b"0.000"));
+        assert_ne!(number_hash(b"-12"), number_hash(b"12"));
+        assert_ne!(number_hash(b"1.2"), number_hash(b"12"));
+        let long = format!("1e{}", "9".repeat(40));
+        assert_eq!(number_hash(long.as_bytes()), number_hash(long.as_bytes()));
+        assert_ne!(number_hash(long.as_bytes()), number_hash(b"1e400"));
     }
 
     #[test]

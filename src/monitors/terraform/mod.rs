@@ -672,7 +672,17 @@ fn searched(cfg: &TerraformConfig) -> String {
             .iter()
             .map(|g| format!("{}/", g.0.trim_end_matches('/'))),
     );
-    parts.extend(cfg.working_dirs.iter().map(|d| format!("{d} (backend)")));
+    // `--state-dir` also sets working_dirs to the same folders: name them once.
+    parts.extend(
+        cfg.working_dirs
+            .iter()
+            .filter(|d| {
+                !cfg.state_dirs
+                    .iter()
+                    .any(|s| s.0.trim_end_matches('/') == d.trim_end_matches('/'))
+            })
+            .map(|d| format!("{d} (backend)")),
+    );
     if parts.is_empty() {
         "(no state_files or state_dirs)".into()
     } else {

@@ -129,6 +129,9 @@ pub fn build(analyses: &[Analysis], problems: &[TargetError], problem_labels: &[
                 }
             }
             (None, Some(false)) => summary.row(["drift_report", "unusable (see errors)"]),
+            (None, _) if a.state.is_none() => {
+                summary.row(["drift_report", "not read (no state to compare)"])
+            }
             (None, _) => summary.row(["drift_report", "none"]),
         }
         match (&a.unapproved, a.baseline_up) {
@@ -152,6 +155,9 @@ pub fn build(analyses: &[Analysis], problems: &[TargetError], problem_labels: &[
                 }
             }
             (None, Some(false)) => summary.row(["baseline", "unusable (see errors)"]),
+            (None, _) if a.state.is_none() => {
+                summary.row(["baseline", "not read (no state to compare)"])
+            }
             (None, _) => summary.row(["baseline", "none"]),
         }
         for e in &a.errors {

@@ -1325,3 +1325,33 @@ fn a_missing_state_or_a_folder_is_an_error_not_the_drift_report_beside_it() {
     assert!(out.contains("--state-dir"), "{out}");
     assert!(!out.contains("none: state matches"), "{out}");
 }
+
+#[test]
+fn real_targeted_plan_is_an_incomplete_drift_report_not_clean() {
+    let Some(bin) = real_terraform("real_targeted_plan_is_an_incomplete_drift_report_not_clean")
+    else {
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    tf_apply(
+        &bin,
+        d,
+        "resource \"terraform_data\" \"a\" { input = 1 }\nresource \"terraform_data\" \"b\" { input = 2 }\n",
+    );
+    // A nightly drift check limited with -target checks only part of the state.
+    assert_eq!(
+        tf_plan_to_drift_json(&bin, d, &["-refresh-only", "-target=terraform_data.a"]),
+        0
+    );
+    let (code, v, err) = report_json(d, &["--state-file", "terraform.tfstate"]);
+    assert_eq!(code, 2, "a partial report is not a clean one: {v}{err}");
+    assert_eq!(v["states"][0]["drift_report"]["complete"], false, "{v}");
+    let (_, table, _) = run(d, &["--state-file", "terraform.tfstate"]);
+    assert!(has_row(&table, &["incomplete report", "-"]), "{table}");
+    // Without -target: complete and clean.
+    assert_eq!(tf_plan_to_drift_json(&bin, d, &["-refresh-only"]), 0);
+    let (code, v, err) = report_json(d, &["--state-file", "terraform.tfstate"]);
+    assert_eq!(code, 0, "{v}{err}");
+    assert_eq!(v["states"][0]["drift_report"]["complete"], true, "{v}");
+}

@@ -190,6 +190,7 @@ impl Analysis {
             + self.pending_count()
             + self.output_changes()
             + self.drift_report_failed_checks()
+            + usize::from(self.drift.as_ref().is_some_and(|p| p.incomplete))
             + self.unapproved.as_ref().map(Changes::total).unwrap_or(0)
             + st.map(|s| s.tainted().count() + s.deposed.len() + s.failed_checks().count())
                 .unwrap_or(0)

@@ -54,6 +54,10 @@ pub const DRIFT_REPORT_CHECKS: MetricDef = MetricDef::gauge(
     "terraform_state_drift_report_checks",
     "Checks in the drift report (check blocks, conditions) by status (pass, fail, error, unknown).",
 );
+pub const DRIFT_REPORT_COMPLETE: MetricDef = MetricDef::gauge(
+    "terraform_state_drift_report_complete",
+    "0 if the drift report's plan does not cover the whole configuration (made with -target, or with deferred changes), else 1.",
+);
 pub const TARGETS: MetricDef = MetricDef::gauge(
     "terraform_state_targets",
     "State targets found (files discovered or configured, remote states); 0 means nothing is monitored.",
@@ -448,6 +452,7 @@ pub fn snapshot(
                 );
             }
             b.gauge(&PENDING_OUTPUTS, &sf, p.output_changes.len() as f64);
+            b.gauge(&DRIFT_REPORT_COMPLETE, &sf, bool_f(!p.incomplete));
             let counts = p.check_counts();
             for status in ["pass", "fail", "error", "unknown"] {
                 b.gauge(
@@ -549,6 +554,9 @@ fn target_status(a: &Analysis) -> TargetStatus {
             let f = p.failed_checks().count();
             if f > 0 {
                 parts.push(format!("{f} failed checks in the drift report"));
+            }
+            if p.incomplete {
+                parts.push("the drift report covers only part of the configuration".into());
             }
         }
         None if a.drift_up.is_none() => parts.push("no drift report".into()),

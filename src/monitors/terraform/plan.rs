@@ -142,6 +142,10 @@ pub struct ParsedPlan {
     pub checks: Vec<CheckInfo>,
     /// The plan itself recorded errors (`errored: true`).
     pub errored: bool,
+    /// `complete: false`: the plan does not cover the whole configuration
+    /// (made with `-target`, or with deferred changes). Absent (older
+    /// Terraform) counts as complete.
+    pub incomplete: bool,
 }
 
 impl ParsedPlan {
@@ -169,6 +173,10 @@ pub enum PlanError {
     Parse(#[from] ParseError),
     #[error("this is {0}, not a plan; write the drift report with `terraform plan -refresh-only -out=tfplan && terraform show -json tfplan > drift.json`")]
     NotAPlan(&'static str),
+    #[error(
+        "plan JSON format_version {0} is newer than the supported 1.x; upgrade homelab-monitor"
+    )]
+    FutureFormat(String),
 }
 
 impl PlanError {
@@ -176,6 +184,7 @@ impl PlanError {
         match self {
             PlanError::Parse(p) => p.metric_label(),
             PlanError::NotAPlan(_) => "not_a_plan",
+            PlanError::FutureFormat(_) => "unsupported_version",
         }
     }
 }
@@ -223,6 +232,11 @@ pub fn parse_plan<R: Read>(reader: R) -> Result<ParsedPlan, PlanError> {
             return Err(PlanError::NotAPlan(what));
         }
     };
+    // A new major format may move what is read here: never read it as "no drift".
+    let major = format_version.split('.').next().unwrap_or("");
+    if major != "1" && major != "0" {
+        return Err(PlanError::FutureFormat(format_version));
+    }
     let timestamp = p
         .timestamp
         .as_deref()
@@ -236,6 +250,7 @@ pub fn parse_plan<R: Read>(reader: R) -> Result<ParsedPlan, PlanError> {
         output_changes: p.output_changes,
         checks: p.checks,
         errored: p.errored,
+        incomplete: p.complete == Some(false),
     })
 }
 
@@ -249,6 +264,7 @@ struct PartialPlan {
     output_changes: Vec<OutputChange>,
     checks: Vec<CheckInfo>,
     errored: bool,
+    complete: Option<bool>,
     plan_keys: usize,
     state_keys: usize,
     has_values: bool,
@@ -262,6 +278,7 @@ fn read_plan<R: Read>(s: &mut ObjectStream<R>) -> Result<PartialPlan, ParseError
             "terraform_version" => p.terraform_version = s.value()?,
             "timestamp" => p.timestamp = s.value()?,
             "errored" => p.errored = s.value::<Option<bool>>()?.unwrap_or(false),
+            "complete" => p.complete = s.value::<Option<bool>>()?,
             "resource_drift" => {
                 p.plan_keys += 1;
                 let keep = &mut p.drift;
@@ -529,6 +546,20 @@ mod tests {
         let failed: Vec<&str> = p.failed_checks().map(|c| c.address.as_str()).collect();
         assert_eq!(failed, vec!["check.h"]);
         assert!(!format!("{p:?}").contains("CANARY"));
+    }
+
+    #[test]
+    fn incomplete_and_future_plans_are_flagged() {
+        let p = parse_plan(
+            r#"{"format_version":"1.2","resource_changes":[],"complete":false}"#.as_bytes(),
+        )
+        .unwrap();
+        assert!(p.incomplete);
+        let p = parse_plan(r#"{"format_version":"1.0","resource_changes":[]}"#.as_bytes()).unwrap();
+        assert!(!p.incomplete, "older plans have no `complete`");
+        let e =
+            parse_plan(r#"{"format_version":"2.0","resource_changes":[]}"#.as_bytes()).unwrap_err();
+        assert_eq!(e.metric_label(), "unsupported_version");
     }
 
     #[test]

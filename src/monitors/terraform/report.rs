@@ -120,6 +120,13 @@ pub fn build(analyses: &[Analysis], problems: &[TargetError], problem_labels: &[
                         o.action.to_string(),
                     ]);
                 }
+                if p.incomplete {
+                    findings.row([
+                        "incomplete report",
+                        "-",
+                        "the plan does not cover the whole configuration (made with -target, or with deferred changes): write the drift report from a plan without -target",
+                    ]);
+                }
                 for c in p.failed_checks() {
                     findings.row([
                         format!("check {} (drift report)", c.status),
@@ -263,6 +270,7 @@ fn state_json(a: &Analysis, mtime: Option<u64>) -> serde_json::Value {
             "output_changes": p.output_changes,
             "checks": p.checks,
             "errored": p.errored,
+            "complete": !p.incomplete,
         })),
         "unapproved": a.unapproved,
         "policies": a.policy.as_ref().map(|p| &p.results),

@@ -109,7 +109,11 @@ impl<'de> Deserialize<'de> for AttrDigest {
 
 /// Digest of one JSON value: per top-level member for an object, else whole.
 fn digest_raw(text: &[u8]) -> AttrDigest {
-    let mut w = Walker { b: text, i: 0 };
+    let mut w = Walker {
+        b: text,
+        i: 0,
+        depth: 0,
+    };
     w.ws();
     match w.peek() {
         Some(b'{') => {
@@ -162,7 +166,13 @@ fn tagged(tag: u8, f: impl FnOnce(&mut FxHasher)) -> u64 {
 struct Walker<'a> {
     b: &'a [u8],
     i: usize,
+    /// Nesting depth at the cursor.
+    depth: usize,
 }
+
+/// Deeper objects and arrays are hashed by their text (no recursion, so a
+/// hostile document cannot exhaust the stack; serde_json's own limit is 128).
+const MAX_DEPTH: usize = 128;
 
 impl<'a> Walker<'a> {
     fn peek(&self) -> Option<u8> {
@@ -190,6 +200,20 @@ impl<'a> Walker<'a> {
     /// Hash of the value at the cursor; the cursor moves past it.
     fn value(&mut self) -> u64 {
         self.ws();
+        if self.depth >= MAX_DEPTH && matches!(self.peek(), Some(b'{' | b'[')) {
+            let start = self.i;
+            self.i = super::json_stream::value_end(&self.b[start..])
+                .map(|n| start + n)
+                .unwrap_or(self.b.len());
+            return tagged(7, |h| h.write(&self.b[start..self.i]));
+        }
+        self.depth += 1;
+        let h = self.value_inner();
+        self.depth -= 1;
+        h
+    }
+
+    fn value_inner(&mut self) -> u64 {
         match self.peek() {
             Some(b'{') => {
                 let mut acc: u64 = 0;
@@ -443,6 +467,18 @@ mod tests {
         let (b, _) = digest(r#"{"v":"\u003ca\u0026b\u003e","k":{"A":1}}"#);
         assert_eq!(a.whole, b.whole);
         let (c, _) = digest(r#"{"v":"<a&b>!","k":{"A":1}}"#);
+        assert_ne!(a.whole, c.whole);
+    }
+
+    #[test]
+    fn deep_nesting_does_not_exhaust_the_stack() {
+        let deep =
+            |n: usize, leaf: &str| format!(r#"{{"v":{}{leaf}{}}}"#, "[".repeat(n), "]".repeat(n));
+        // serde_json validates RawValue without a depth limit.
+        let (a, _) = digest(&deep(100_000, "1"));
+        let (b, _) = digest(&deep(100_000, "1"));
+        let (c, _) = digest(&deep(100_000, "2"));
+        assert_eq!(a.whole, b.whole);
         assert_ne!(a.whole, c.whole);
     }
 

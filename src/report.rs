@@ -38,6 +38,8 @@ pub struct Report {
     pub findings: usize,
     /// Targets that could not be read.
     pub errors: usize,
+    /// Targets read whose contents could not be checked (encrypted states).
+    pub unchecked: usize,
     /// The structured form for `--format json`.
     pub json: serde_json::Value,
 }
@@ -50,9 +52,10 @@ pub enum ReportFormat {
 }
 
 impl Report {
-    /// Exit code: 1 when something could not be read, 2 for findings, 0 when clean.
+    /// Exit code: 1 when something could not be read or checked, 2 for
+    /// findings, 0 when clean.
     pub fn exit_code(&self) -> i32 {
-        if self.errors > 0 {
+        if self.errors > 0 || self.unchecked > 0 {
             1
         } else if self.findings > 0 {
             2
@@ -76,9 +79,13 @@ impl Report {
                     out.push('\n');
                 }
                 out.push_str(&format!(
-                    "Result: {} finding(s), {} error(s)\n",
+                    "Result: {} finding(s), {} error(s)",
                     self.findings, self.errors
                 ));
+                if self.unchecked > 0 {
+                    out.push_str(&format!(", {} not checked", self.unchecked));
+                }
+                out.push('\n');
                 out
             }
         }
@@ -89,7 +96,7 @@ impl Report {
 /// Each entry: (monitor name, snapshot, whether the values are stale).
 pub fn targets_report(entries: &[(&str, &Snapshot, bool)]) -> Report {
     let mut sec = Section::new("Monitors", &["MONITOR", "TARGET", "HEALTH", "SUMMARY"]);
-    sec.empty = "no targets found".into();
+    sec.empty = "no targets found: nothing is monitored".into();
     let mut errors = Section::new("Errors", &["MONITOR", "TARGET", "ERROR"]);
     let mut report = Report::default();
     let mut json = Vec::new();
@@ -111,6 +118,7 @@ pub fn targets_report(entries: &[(&str, &Snapshot, bool)]) -> Report {
             match t.health {
                 Health::Error => report.errors += 1,
                 Health::Findings => report.findings += 1,
+                Health::Unchecked => report.unchecked += 1,
                 Health::Ok => {}
             }
             json.push(serde_json::json!({
@@ -123,11 +131,16 @@ pub fn targets_report(entries: &[(&str, &Snapshot, bool)]) -> Report {
             }));
         }
     }
+    // Nothing monitored is a finding, never "ok".
+    let nothing = sec.rows.is_empty();
+    if nothing {
+        report.findings += 1;
+    }
     report.sections.push(sec);
     if !errors.rows.is_empty() {
         report.sections.push(errors);
     }
-    report.json = serde_json::json!({ "targets": json });
+    report.json = serde_json::json!({ "targets": json, "nothing_monitored": nothing });
     report
 }
 
@@ -183,5 +196,32 @@ mod tests {
         assert_eq!(r.exit_code(), 2);
         r.errors = 1;
         assert_eq!(r.exit_code(), 1);
+    }
+
+    #[test]
+    fn unchecked_is_not_clean_and_nothing_monitored_is_a_finding() {
+        let r = Report {
+            unchecked: 1,
+            ..Report::default()
+        };
+        assert_eq!(r.exit_code(), 1);
+        assert!(r.render(ReportFormat::Table).contains("1 not checked"));
+        let r = targets_report(&[]);
+        assert_eq!(r.exit_code(), 2);
+        assert!(r
+            .render(ReportFormat::Table)
+            .contains("nothing is monitored"));
+        let snap = Snapshot {
+            families: Vec::new(),
+            targets: vec![crate::snapshot::TargetStatus {
+                target: "s".into(),
+                health: Health::Unchecked,
+                summary: String::new(),
+                error: None,
+                stale: false,
+            }],
+        };
+        let r = targets_report(&[("terraform_state", &snap, false)]);
+        assert_eq!((r.unchecked, r.exit_code()), (1, 1));
     }
 }

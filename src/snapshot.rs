@@ -62,6 +62,9 @@ pub enum Health {
     Ok,
     /// Read, and there are findings (drift, unapproved changes, expiring...).
     Findings,
+    /// Read, but its contents could not be checked (an encrypted state):
+    /// neither clean nor a read error.
+    Unchecked,
     /// This read failed; older values may still be served (stale).
     Error,
 }
@@ -71,6 +74,7 @@ impl Health {
         match self {
             Health::Ok => "ok",
             Health::Findings => "findings",
+            Health::Unchecked => "unchecked",
             Health::Error => "error",
         }
     }

@@ -155,6 +155,17 @@ pub fn build(registry: &Registry, outcomes: &[Arc<Outcome>], now: SystemTime) ->
             targets: o.snapshot.targets.clone(),
         });
     }
+    // Nothing monitored is not "ok": the page must not look healthy.
+    if outcomes.iter().all(|o| o.snapshot.targets.is_empty()) {
+        overall = overall.max(Health::Findings);
+        attention.push(Attention {
+            monitor: "homelab-monitor",
+            target: "-".into(),
+            health: Health::Findings,
+            summary: "nothing is monitored: no monitor found a target; check the configured paths and that they are mounted".into(),
+            error: None,
+        });
+    }
     attention.sort_by_key(|a| std::cmp::Reverse(a.health));
     certificates.sort_by(|a, b| a.days_left.total_cmp(&b.days_left));
     backups.sort_by(|a, b| b.age_seconds.total_cmp(&a.age_seconds));
@@ -244,6 +255,7 @@ fn badge(h: Health) -> &'static str {
     match h {
         Health::Ok => "<span class=\"b ok\">ok</span>",
         Health::Findings => "<span class=\"b warn\">findings</span>",
+        Health::Unchecked => "<span class=\"b unk\">not checked</span>",
         Health::Error => "<span class=\"b err\">error</span>",
     }
 }
@@ -269,7 +281,7 @@ section{background:#fff;border:1px solid #d0d7de;border-radius:6px;padding:4px 1
 table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:5px 6px;border-bottom:1px solid #eaeef2;vertical-align:top;word-break:break-word}\
 th{font-size:.85em;color:#57606a}\
 .b{display:inline-block;white-space:nowrap;padding:1px 7px;border-radius:10px;font-size:.8em;font-weight:600;color:#fff}\
-.ok{background:#1a7f37}.warn{background:#bf8700}.err{background:#cf222e}\
+.ok{background:#1a7f37}.warn{background:#bf8700}.unk{background:#6e40c9}.err{background:#cf222e}\
 .muted{color:#57606a;font-size:.9em}code{font-size:.9em;background:#eaeef2;padding:1px 4px;border-radius:4px;word-break:break-all}\
 nav a{margin-right:12px}\
 @media (max-width:600px){body{font-size:14px;padding:0 6px 16px}th.opt,td.opt{display:none}}";
@@ -430,6 +442,23 @@ pub async fn json(registry: &Registry) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nothing_monitored_is_not_ok() {
+        let reg = Registry::new(Vec::new(), Arc::new(crate::clock::SystemClock));
+        let s = build(&reg, &[], SystemTime::UNIX_EPOCH);
+        assert_eq!(s.overall, Health::Findings);
+        assert!(s.attention[0].summary.contains("nothing is monitored"));
+        let html = render_html(&s, "/metrics");
+        assert!(!html.contains("every target is OK"), "{html}");
+        assert!(html.contains("nothing is monitored"), "{html}");
+    }
+
+    #[test]
+    fn unchecked_has_its_own_badge() {
+        assert!(badge(Health::Unchecked).contains("not checked"));
+        assert!(Health::Unchecked > Health::Findings && Health::Unchecked < Health::Error);
+    }
 
     #[test]
     fn escapes_everything() {

@@ -330,11 +330,13 @@ fn proxmox_backup() {
 fn addresses_include_modules_data_and_index_keys() {
     let mut r1 = res("aws_instance", "web", json!({"tags": {}}));
     r1["module"] = json!("module.net[\"a\"]");
-    r1["instances"] = json!([{"index_key": 0, "attributes": {"tags": {}}}, {"index_key": "k", "attributes": {"tags": {}}}]);
+    r1["instances"] = json!([{"index_key": 0, "attributes": {"tags": {}}}, {"index_key": "k", "attributes": {"tags": {}}}, {"index_key": "${x}", "attributes": {"tags": {}}}]);
     let r = run_policy("required_tags", state(json!([r1])), None);
     assert_eq!(
         addresses(&r, RuleKind::Deny),
         vec![
+            // As Terraform prints it (pasteable into -replace=).
+            "module.net[\"a\"].aws_instance.web[\"$${x}\"]",
             "module.net[\"a\"].aws_instance.web[\"k\"]",
             "module.net[\"a\"].aws_instance.web[0]"
         ]

@@ -138,7 +138,12 @@ fn seed_invocation_state_file_report_and_exit_codes() {
         ],
     );
     assert_eq!(code, 2, "findings must exit 2: {out}{err}");
-    assert!(out.contains("tainted  null_resource.web[1]"), "{out}");
+    assert!(has_row(&out, &["tainted", "null_resource.web[1]"]), "{out}");
+    // The example's plan also changes an output: a pending change too.
+    assert!(
+        has_row(&out, &["pending output", "output.web_ids", "update"]),
+        "{out}"
+    );
     assert!(
         out.contains("null_resource.web[3]") && out.contains("create"),
         "{out}"
@@ -378,6 +383,19 @@ fn env_vars_configure_flags() {
     assert_eq!(out.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["states"][0]["serial"], 7);
+}
+
+/// A table row whose first cells (padding removed) are `cells`.
+fn has_row(table: &str, cells: &[&str]) -> bool {
+    table.lines().any(|l| {
+        let got: Vec<&str> = l
+            .trim()
+            .split("  ")
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .collect();
+        got.starts_with(cells)
+    })
 }
 
 fn write(p: &Path, bytes: &[u8]) {
@@ -804,4 +822,538 @@ fn secrets_never_reach_metrics_logs_reports_or_pages() {
         "a secret value leaked: {}",
         &seen[seen.find("CANARY").unwrap().saturating_sub(300)..]
     );
+}
+
+// ---------------------------------------------------------------------------
+// Issue 13: no false "clean". Fixtures come from the real terraform on PATH
+// (1.11 here; `terraform_data` is built in, so no provider is needed).
+
+/// The real terraform, or `None` (the test prints why it is skipped).
+fn real_terraform(test: &str) -> Option<std::path::PathBuf> {
+    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
+        let p = Path::new(dir).join("terraform");
+        if p.is_file() {
+            return Some(p);
+        }
+    }
+    eprintln!(
+        "SKIPPED {test}: `terraform` is not on PATH (scripts/install-terraform.sh installs one)"
+    );
+    None
+}
+
+/// Run terraform in `dir`; returns (exit code, stdout, stderr).
+fn tf_run(bin: &Path, dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin)
+        .current_dir(dir)
+        .args(args)
+        .env("TF_IN_AUTOMATION", "1")
+        .env("CHECKPOINT_DISABLE", "1")
+        .env("TF_CLI_CONFIG_FILE", "/dev/null")
+        .env_remove("TF_LOG")
+        .output()
+        .expect("cannot run terraform");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+/// Run terraform and require exit code `want`; returns stdout.
+fn tf_ok(bin: &Path, dir: &Path, args: &[&str], want: i32) -> String {
+    let (code, out, err) = tf_run(bin, dir, args);
+    assert_eq!(code, want, "terraform {args:?}:\n{out}\n{err}");
+    out
+}
+
+/// `terraform init` + `apply` of `main_tf` in `dir` (local backend).
+fn tf_apply(bin: &Path, dir: &Path, main_tf: &str) {
+    std::fs::write(dir.join("main.tf"), main_tf).unwrap();
+    tf_ok(bin, dir, &["init", "-input=false", "-no-color"], 0);
+    tf_ok(
+        bin,
+        dir,
+        &["apply", "-auto-approve", "-input=false", "-no-color"],
+        0,
+    );
+}
+
+/// `plan -out` then `show -json` into `drift.json`; returns the plan's exit code.
+fn tf_plan_to_drift_json(bin: &Path, dir: &Path, extra: &[&str]) -> i32 {
+    let mut args = vec![
+        "plan",
+        "-out=tfplan",
+        "-input=false",
+        "-no-color",
+        "-detailed-exitcode",
+    ];
+    args.extend_from_slice(extra);
+    let (code, _, _) = tf_run(bin, dir, &args);
+    let json = tf_ok(bin, dir, &["show", "-json", "tfplan"], 0);
+    std::fs::write(dir.join("drift.json"), json).unwrap();
+    code
+}
+
+fn report_json(dir: &Path, args: &[&str]) -> (i32, serde_json::Value, String) {
+    let mut a = vec!["--format", "json"];
+    a.extend_from_slice(args);
+    let (code, out, err) = run(dir, &a);
+    let v = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+    (code, v, err)
+}
+
+#[test]
+fn real_plan_with_forget_move_import_output_and_check_changes_is_not_clean() {
+    let Some(bin) =
+        real_terraform("real_plan_with_forget_move_import_output_and_check_changes_is_not_clean")
+    else {
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    tf_apply(
+        &bin,
+        d,
+        r#"
+resource "terraform_data" "a" { input = 1 }
+resource "terraform_data" "b" { input = 2 }
+resource "terraform_data" "c" { input = 3 }
+output "o" { value = 1 }
+"#,
+    );
+    // A refactoring: a moved, a removed (destroy = false), an import block,
+    // a changed output and a failing check block. No create/update/delete.
+    std::fs::write(
+        d.join("main.tf"),
+        r#"
+resource "terraform_data" "a2" { input = 1 }
+moved {
+  from = terraform_data.a
+  to   = terraform_data.a2
+}
+removed {
+  from = terraform_data.b
+  lifecycle { destroy = false }
+}
+import {
+  to = terraform_data.d
+  id = "existing-object"
+}
+resource "terraform_data" "d" {}
+resource "terraform_data" "c" { input = 3 }
+output "o" { value = 2 }
+check "c_is_four" {
+  assert {
+    condition     = terraform_data.c.output == 4
+    error_message = "c is not four"
+  }
+}
+"#,
+    )
+    .unwrap();
+    assert_eq!(
+        tf_plan_to_drift_json(&bin, d, &[]),
+        2,
+        "terraform itself says there are changes"
+    );
+    let (code, v, err) = report_json(d, &["--state-file", "terraform.tfstate"]);
+    assert_eq!(code, 2, "pending changes are findings: {v}{err}");
+    let st = &v["states"][0];
+    let pending = st["drift_report"]["pending"].as_array().unwrap();
+    let actions: Vec<(&str, &str)> = pending
+        .iter()
+        .map(|c| {
+            (
+                c["address"].as_str().unwrap(),
+                c["action"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            ("terraform_data.a2", "move"),
+            ("terraform_data.b", "forget"),
+            ("terraform_data.d", "import"),
+        ],
+        "{v}"
+    );
+    assert_eq!(pending[0]["previous_address"], "terraform_data.a");
+    assert_eq!(
+        st["drift_report"]["output_changes"],
+        serde_json::json!([{"name": "o", "action": "update"}])
+    );
+    let checks = st["drift_report"]["checks"].as_array().unwrap();
+    assert!(
+        checks
+            .iter()
+            .any(|c| c["address"] == "check.c_is_four" && c["status"] == "fail"),
+        "{v}"
+    );
+    // 3 resource changes + 1 output + 1 failing check.
+    assert_eq!(st["findings"], 5, "{v}");
+    let (_, table, _) = run(d, &["--state-file", "terraform.tfstate"]);
+    for row in [
+        &["pending", "terraform_data.a2", "move from terraform_data.a"][..],
+        &["pending", "terraform_data.b", "forget"],
+        &["pending", "terraform_data.d", "import"],
+        &["pending output", "output.o", "update"],
+        &[
+            "check fail (drift report)",
+            "check.c_is_four",
+            "check check",
+        ],
+    ] {
+        assert!(has_row(&table, row), "{row:?}: {table}");
+    }
+    assert!(
+        !table.contains("c is not four"),
+        "check messages are not shown: {table}"
+    );
+
+    // The metrics.
+    std::fs::write(
+        d.join("c.yaml"),
+        "custom_monitors:\n  terraform_state:\n    state_files: [terraform.tfstate]\n",
+    )
+    .unwrap();
+    let e = Exporter::start(d, &["--config", "c.yaml"]);
+    e.wait_ready();
+    let m = e.metrics();
+    for (action, n) in [
+        ("create", 0.0),
+        ("update", 0.0),
+        ("delete", 0.0),
+        ("replace", 0.0),
+        ("forget", 1.0),
+        ("move", 1.0),
+        ("import", 1.0),
+    ] {
+        assert_eq!(
+            series(
+                &m,
+                &format!("terraform_state_pending_changes{{state_file=\"terraform.tfstate\",action=\"{action}\"}}")
+            ),
+            Some(n),
+            "{action}: {m}"
+        );
+    }
+    assert_eq!(
+        series(
+            &m,
+            "terraform_state_pending_output_changes{state_file=\"terraform.tfstate\"}"
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        series(
+            &m,
+            "terraform_state_drift_report_checks{state_file=\"terraform.tfstate\",status=\"fail\"}"
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    promtool_check(&m);
+}
+
+#[test]
+fn real_errored_plan_is_an_unusable_drift_report() {
+    let Some(bin) = real_terraform("real_errored_plan_is_an_unusable_drift_report") else {
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    tf_apply(&bin, d, "resource \"terraform_data\" \"a\" { input = 1 }\n");
+    std::fs::write(
+        d.join("main.tf"),
+        r#"
+resource "terraform_data" "a" { input = 1 }
+resource "terraform_data" "b" {
+  input = 2
+  lifecycle {
+    precondition {
+      condition     = terraform_data.a.output == 5
+      error_message = "a must be 5"
+    }
+  }
+}
+"#,
+    )
+    .unwrap();
+    // The plan fails, but Terraform still saves it (marked errored).
+    assert_eq!(tf_plan_to_drift_json(&bin, d, &[]), 1);
+    let doc = std::fs::read_to_string(d.join("drift.json")).unwrap();
+    assert!(doc.contains("\"errored\":true"), "{doc}");
+    let (code, out, err) = run(d, &["--state-file", "terraform.tfstate"]);
+    assert_eq!(code, 1, "an errored plan is an error: {out}{err}");
+    assert!(out.contains("the plan failed"), "{out}");
+    assert!(!out.contains("none: state matches"), "{out}");
+    std::fs::write(
+        d.join("c.yaml"),
+        "custom_monitors:\n  terraform_state:\n    state_files: [terraform.tfstate]\n",
+    )
+    .unwrap();
+    let e = Exporter::start(d, &["--config", "c.yaml"]);
+    e.wait_ready();
+    let m = e.metrics();
+    let sf = "state_file=\"terraform.tfstate\"";
+    assert_eq!(
+        series(&m, &format!("terraform_state_drift_report_up{{{sf}}}")),
+        Some(0.0),
+        "{m}"
+    );
+    assert_eq!(
+        series(
+            &m,
+            &format!(
+                "terraform_state_error_info{{{sf},component=\"drift_report\",reason=\"errored\"}}"
+            )
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        series(&m, &format!("terraform_state_drift{{{sf}}}")),
+        None,
+        "never drift 0 from a failed plan: {m}"
+    );
+}
+
+#[test]
+fn real_for_each_keys_print_like_terraform_state_list() {
+    let Some(bin) = real_terraform("real_for_each_keys_print_like_terraform_state_list") else {
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    tf_apply(
+        &bin,
+        d,
+        r#"
+resource "terraform_data" "k" {
+  for_each = toset(["$${x}", "%%{y}", "$x", "a\"b", "bs\\z", "nl\nx", "tab\tx", "ctl\u0001", "nbsp\u00a0x", "zw\u200bx", "é ü 日本", "emoji😀"])
+  input    = 1
+}
+"#,
+    );
+    let list = tf_ok(&bin, d, &["state", "list"], 0);
+    let mut want: Vec<String> = list.lines().map(str::to_string).collect();
+    assert_eq!(want.len(), 12, "{list}");
+    // Terraform accepts its own printed addresses back: taint every one.
+    for addr in &want {
+        tf_ok(&bin, d, &["taint", "-no-color", addr], 0);
+    }
+    let (code, v, err) = report_json(d, &["--state-file", "terraform.tfstate"]);
+    assert_eq!(code, 2, "{err}");
+    let mut got: Vec<String> = v["states"][0]["tainted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    want.sort();
+    got.sort();
+    assert_eq!(
+        got, want,
+        "addresses must be printed as Terraform prints them"
+    );
+    assert!(want.iter().any(|a| a == "terraform_data.k[\"$${x}\"]"));
+    assert!(want.iter().any(|a| a == "terraform_data.k[\"é ü 日本\"]"));
+}
+
+#[test]
+fn real_state_numbers_compare_with_cty_semantics_against_a_baseline() {
+    let Some(bin) =
+        real_terraform("real_state_numbers_compare_with_cty_semantics_against_a_baseline")
+    else {
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    tf_apply(
+        &bin,
+        d,
+        "resource \"terraform_data\" \"n\" {\n  input = { port = 80, big = 18446744073709551617, huge = 1e400 }\n}\n",
+    );
+    let state = std::fs::read_to_string(d.join("terraform.tfstate")).unwrap();
+    // Terraform writes 1e400 as its 401 digits, and the big integer exactly.
+    let huge = format!("1{}", "0".repeat(400));
+    assert!(state.contains(&huge), "{state}");
+    assert!(state.contains("18446744073709551617"), "{state}");
+    std::fs::write(
+        d.join("c.yaml"),
+        "custom_monitors:\n  terraform_state:\n    state_files: [terraform.tfstate]\n    baseline: terraform.tfstate.approved\n",
+    )
+    .unwrap();
+    // The same numbers written another way (a tool that reformats JSON): equal.
+    let same = state
+        .replace("\"port\": 80", "\"port\": 80.0")
+        .replace(&huge, "1e400");
+    assert_ne!(same, state);
+    std::fs::write(d.join("terraform.tfstate.approved"), &same).unwrap();
+    let (code, v, err) = report_json(
+        d,
+        &["--state-file", "terraform.tfstate", "--config", "c.yaml"],
+    );
+    assert_eq!(code, 0, "80 == 80.0 and 1e400 is a number: {v}{err}");
+    assert_eq!(
+        v["states"][0]["unapproved"]["changed"],
+        serde_json::json!([])
+    );
+    // One more than 2^64 is not 2^64 (a 64-bit float cannot tell them apart).
+    let other = state.replace("18446744073709551617", "18446744073709551616");
+    std::fs::write(d.join("terraform.tfstate.approved"), &other).unwrap();
+    let (code, v, err) = report_json(
+        d,
+        &["--state-file", "terraform.tfstate", "--config", "c.yaml"],
+    );
+    assert_eq!(code, 2, "{v}{err}");
+    assert_eq!(
+        v["states"][0]["unapproved"]["changed"],
+        serde_json::json!([["terraform_data.n", ["input", "output"]]]),
+        "{v}"
+    );
+}
+
+#[test]
+fn null_instances_are_read_as_an_empty_resource() {
+    let t = tempfile::tempdir().unwrap();
+    let real =
+        std::fs::read_to_string(repo().join("tests/fixtures/terraform/real/terraform.tfstate"))
+            .unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&real).unwrap();
+    std::fs::write(t.path().join("s.tfstate"), &real).unwrap();
+    let (_, before, _) = report_json(t.path(), &["--state-file", "s.tfstate"]);
+    let res = v["resources"].as_array_mut().unwrap();
+    let dropped = res[0]["instances"].as_array().unwrap().len() as u64;
+    assert!(dropped > 0);
+    res[0]["instances"] = serde_json::Value::Null;
+    std::fs::write(t.path().join("s.tfstate"), v.to_string()).unwrap();
+    let (code, v, err) = report_json(t.path(), &["--state-file", "s.tfstate"]);
+    assert_ne!(code, 1, "{v}{err}");
+    assert_eq!(v["states"][0]["up"], true, "{v}");
+    assert_eq!(
+        v["states"][0]["instances"].as_u64().unwrap(),
+        before["states"][0]["instances"].as_u64().unwrap() - dropped,
+        "{v}"
+    );
+}
+
+#[test]
+fn an_encrypted_state_is_not_checked_rather_than_clean() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    std::fs::copy(
+        repo().join("tests/fixtures/terraform/hand/encrypted.tfstate"),
+        d.join("terraform.tfstate"),
+    )
+    .unwrap();
+    let (code, out, err) = run(d, &["--state-file", "terraform.tfstate"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("not checked: the state is encrypted"), "{out}");
+    assert!(!out.contains("none: state matches"), "{out}");
+    assert!(out.contains("1 not checked"), "{out}");
+    let (code, out, _) = run(d, &["--status"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("unchecked"), "{out}");
+    let e = Exporter::start(d, &[]);
+    e.wait_ready();
+    let page = get(e.port, "/").body;
+    assert!(
+        page.contains("<span class=\"b unk\">not checked</span>"),
+        "{page}"
+    );
+    let api = get(e.port, "/api/v1/status").body;
+    let s: serde_json::Value = serde_json::from_str(&api).unwrap();
+    assert_eq!(s["overall"], "unchecked", "{api}");
+}
+
+#[test]
+fn nothing_monitored_is_a_finding_not_ok() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    std::fs::create_dir_all(d.join("empty")).unwrap();
+    let (code, out, err) = run(d, &["--status", "--state-dir", "empty"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(out.contains("nothing is monitored"), "{out}");
+    let (code, out, _) = run(d, &["--status"]);
+    assert_eq!(code, 2, "{out}");
+    let (code, out, _) = run(d, &["--state-file", "empty/*.tfstate"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("nothing is monitored"), "{out}");
+    let e = Exporter::start(d, &["--state-dir", "empty"]);
+    e.wait_ready();
+    let api = get(e.port, "/api/v1/status").body;
+    let s: serde_json::Value = serde_json::from_str(&api).unwrap();
+    assert_eq!(s["overall"], "findings", "{api}");
+    let m = e.metrics();
+    assert_eq!(series(&m, "terraform_state_targets"), Some(0.0), "{m}");
+    let logs = e.logs();
+    assert!(
+        logs.contains("nothing is monitored") && logs.contains("WARN"),
+        "a warning at start: {logs}"
+    );
+}
+
+#[test]
+fn a_missing_state_or_a_folder_is_an_error_not_the_drift_report_beside_it() {
+    let ex = example_copy();
+    let d = ex.path();
+    // The example's prod drift report stays; its state is gone.
+    std::fs::remove_file(d.join("terraform/environments/prod/terraform.tfstate")).unwrap();
+    let (code, out, err) = run(
+        d,
+        &[
+            "--state-file",
+            "terraform/environments/prod/terraform.tfstate",
+        ],
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("does not exist"), "{out}");
+    assert!(
+        !out.contains("pending"),
+        "no findings from a report of an unread state: {out}"
+    );
+    assert!(!out.contains("drift  "), "{out}");
+    assert!(
+        out.contains("not checked: the state could not be read"),
+        "{out}"
+    );
+    // A folder given as --state-file.
+    let (code, out, err) = run(d, &["--state-file", "terraform/environments/staging"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("--state-dir"), "{out}");
+    assert!(!out.contains("none: state matches"), "{out}");
+}
+
+#[test]
+fn real_targeted_plan_is_an_incomplete_drift_report_not_clean() {
+    let Some(bin) = real_terraform("real_targeted_plan_is_an_incomplete_drift_report_not_clean")
+    else {
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    tf_apply(
+        &bin,
+        d,
+        "resource \"terraform_data\" \"a\" { input = 1 }\nresource \"terraform_data\" \"b\" { input = 2 }\n",
+    );
+    // A nightly drift check limited with -target checks only part of the state.
+    assert_eq!(
+        tf_plan_to_drift_json(&bin, d, &["-refresh-only", "-target=terraform_data.a"]),
+        0
+    );
+    let (code, v, err) = report_json(d, &["--state-file", "terraform.tfstate"]);
+    assert_eq!(code, 2, "a partial report is not a clean one: {v}{err}");
+    assert_eq!(v["states"][0]["drift_report"]["complete"], false, "{v}");
+    let (_, table, _) = run(d, &["--state-file", "terraform.tfstate"]);
+    assert!(has_row(&table, &["incomplete report", "-"]), "{table}");
+    // Without -target: complete and clean.
+    assert_eq!(tf_plan_to_drift_json(&bin, d, &["-refresh-only"]), 0);
+    let (code, v, err) = report_json(d, &["--state-file", "terraform.tfstate"]);
+    assert_eq!(code, 0, "{v}{err}");
+    assert_eq!(v["states"][0]["drift_report"]["complete"], true, "{v}");
 }

@@ -161,11 +161,36 @@ impl Analysis {
         self.drift.as_ref().map(|p| p.pending_count(a)).unwrap_or(0)
     }
 
+    /// Root outputs the drift report changes.
+    pub fn output_changes(&self) -> usize {
+        self.drift
+            .as_ref()
+            .map(|p| p.output_changes.len())
+            .unwrap_or(0)
+    }
+
+    /// The drift report's checks that failed or errored.
+    pub fn drift_report_failed_checks(&self) -> usize {
+        self.drift
+            .as_ref()
+            .map(|p| p.failed_checks().count())
+            .unwrap_or(0)
+    }
+
+    /// The state was read but its contents could not be checked (an OpenTofu
+    /// encrypted state: only its envelope is readable). Never "clean".
+    pub fn unchecked(&self) -> bool {
+        self.state.as_ref().is_some_and(|s| s.encrypted)
+    }
+
     /// Number of findings that make the one-shot exit 2.
     pub fn findings(&self) -> usize {
         let st = self.state.as_deref();
         self.drift_count()
             + self.pending_count()
+            + self.output_changes()
+            + self.drift_report_failed_checks()
+            + usize::from(self.drift.as_ref().is_some_and(|p| p.incomplete))
             + self.unapproved.as_ref().map(Changes::total).unwrap_or(0)
             + st.map(|s| s.tainted().count() + s.deposed.len() + s.failed_checks().count())
                 .unwrap_or(0)
@@ -248,12 +273,33 @@ pub fn analyse(src: TargetSources<'_>, mem: &mut TargetMemory) -> Analysis {
     let state = mem.state.as_ref().map(|c| c.value.clone());
     let state_stamp = mem.state.as_ref().map(|c| c.stamp);
 
+    // Without any read of the state (missing, a folder, unreadable), the
+    // drift report and baseline beside it describe nothing that was read:
+    // they are not reported (the state error says what to fix).
+    let (drift_src, baseline_src) = if state.is_some() {
+        (src.drift, src.baseline)
+    } else {
+        (None, None)
+    };
+
     // Drift report: absent is fine (no drift metrics); present must parse.
     let (mut drift, mut drift_time, mut drift_up) = (None, None, None);
-    if let Some(dsrc) = src.drift {
+    if let Some(dsrc) = drift_src {
         match read_cached(dsrc, mem.drift.as_ref(), |r| parse_plan(r).map(Arc::new)) {
             Ok(c) => {
                 match &c.value {
+                    Ok(p) if p.errored => {
+                        // A failed plan says nothing about drift: never "0 drifted".
+                        drift_up = Some(false);
+                        errors.push(TargetError {
+                            component: "drift_report",
+                            reason: "errored",
+                            message: format!(
+                                "drift report {}: the plan failed (\"errored\": true), so it cannot tell whether the state drifted; run the plan by hand, fix its errors and write the report again",
+                                dsrc.label()
+                            ),
+                        });
+                    }
                     Ok(p) => {
                         drift_time = p.timestamp.or(c.stamp.modified);
                         drift = Some(p.clone());
@@ -280,7 +326,7 @@ pub fn analyse(src: TargetSources<'_>, mem: &mut TargetMemory) -> Analysis {
 
     // Baseline: absent is fine; present must parse and share the lineage.
     let (mut unapproved, mut baseline_up) = (None, None);
-    if let Some(bsrc) = src.baseline {
+    if let Some(bsrc) = baseline_src {
         match read_cached(bsrc, mem.baseline.as_ref(), |r| {
             parse_state(r).map(Arc::new)
         }) {
@@ -408,6 +454,77 @@ mod tests {
             Some(150),
             "a recent file is re-read, not trusted by its stamp"
         );
+    }
+
+    fn file(
+        dir: &std::path::Path,
+        name: &str,
+        body: Option<&str>,
+    ) -> super::super::source::LocalFile {
+        let path = dir.join(name);
+        if let Some(b) = body {
+            std::fs::write(&path, b).unwrap();
+        }
+        super::super::source::LocalFile {
+            label: name.into(),
+            path,
+            max_size: 1 << 20,
+        }
+    }
+
+    const STATE: &str = r#"{"version":4,"serial":1,"lineage":"l","resources":[]}"#;
+
+    #[test]
+    fn an_errored_plan_is_an_unusable_report_not_zero_drift() {
+        let t = tempfile::tempdir().unwrap();
+        let state = file(t.path(), "s.tfstate", Some(STATE));
+        let drift = file(
+            t.path(),
+            "drift.json",
+            Some(
+                r#"{"format_version":"1.2","resource_drift":[],"resource_changes":[],"errored":true}"#,
+            ),
+        );
+        let a = analyse(
+            TargetSources {
+                state: &state,
+                drift: Some(&drift),
+                baseline: None,
+            },
+            &mut TargetMemory::default(),
+        );
+        assert_eq!(a.drift_up, Some(false));
+        assert!(a.drift.is_none(), "no drift count from a failed plan");
+        assert_eq!(a.errors.len(), 1);
+        assert_eq!(a.errors[0].component, "drift_report");
+        assert_eq!(a.errors[0].reason, "errored");
+    }
+
+    #[test]
+    fn a_missing_state_does_not_report_the_drift_report_beside_it() {
+        let t = tempfile::tempdir().unwrap();
+        let state = file(t.path(), "s.tfstate", None);
+        let drift = file(
+            t.path(),
+            "drift.json",
+            Some(
+                r#"{"format_version":"1.2","resource_changes":[{"address":"a.b","change":{"actions":["create"],"before":null,"after":{}}}]}"#,
+            ),
+        );
+        let base = file(t.path(), "s.approved", Some(STATE));
+        let a = analyse(
+            TargetSources {
+                state: &state,
+                drift: Some(&drift),
+                baseline: Some(&base),
+            },
+            &mut TargetMemory::default(),
+        );
+        assert!(!a.up);
+        assert_eq!(a.findings(), 0, "nothing was read: no findings");
+        assert!(a.drift.is_none() && a.drift_up.is_none() && a.baseline_up.is_none());
+        assert_eq!(a.errors.len(), 1);
+        assert_eq!(a.errors[0].reason, "not_found");
     }
 
     #[test]

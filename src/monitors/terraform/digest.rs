@@ -5,13 +5,14 @@
 //! hash per top-level attribute, never a value. Hashes are compared inside one
 //! process and are never exported.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::fmt;
 use std::hash::Hasher;
 
 use rustc_hash::FxHasher;
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
 
 /// Attribute names seen while parsing one document, in first-seen order.
 #[derive(Debug, Default, Clone)]
@@ -98,69 +99,49 @@ impl AttrDigest {
 
 impl<'de> Deserialize<'de> for AttrDigest {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(AttrVisitor)
+        // The raw text, borrowed from the document (serde_json has checked its
+        // syntax): numbers are compared by their decimal value, which serde's
+        // number types cannot carry (integers over 64 bits, 1e400).
+        let raw = <&'de RawValue>::deserialize(d)?;
+        Ok(digest_raw(raw.get().as_bytes()))
     }
 }
 
-struct AttrVisitor;
-
-impl<'de> Visitor<'de> for AttrVisitor {
-    type Value = AttrDigest;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an attributes object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AttrDigest, A::Error> {
-        let mut paths = Vec::new();
-        while let Some(id) = map.next_key::<PathId>()? {
-            let ValueHash(h) = map.next_value()?;
-            paths.push((id.0, h));
+/// Digest of one JSON value: per top-level member for an object, else whole.
+fn digest_raw(text: &[u8]) -> AttrDigest {
+    let mut w = Walker {
+        b: text,
+        i: 0,
+        depth: 0,
+    };
+    w.ws();
+    match w.peek() {
+        Some(b'{') => {
+            let mut paths = Vec::new();
+            w.object(|w, key| {
+                let id = intern(&String::from_utf8_lossy(&key));
+                let h = w.value();
+                paths.push((id, h));
+            });
+            paths.sort_unstable_by_key(|p| p.0);
+            // Combine name hashes (not ids: ids depend on first-seen order) with
+            // value hashes, independently of order, so digests of two documents compare.
+            let whole = TABLE.with(|t| {
+                let t = t.borrow();
+                paths.iter().fold(paths.len() as u64, |acc, (id, h)| {
+                    let mut hn = FxHasher::default();
+                    hn.write(t.name(*id).as_bytes());
+                    acc.wrapping_add(mix(hn.finish(), *h))
+                })
+            });
+            AttrDigest { whole, paths }
         }
-        paths.sort_unstable_by_key(|p| p.0);
-        // Combine name hashes (not ids: ids depend on first-seen order) with
-        // value hashes, independently of order, so digests of two documents compare.
-        let whole = TABLE.with(|t| {
-            let t = t.borrow();
-            paths.iter().fold(paths.len() as u64, |acc, (id, h)| {
-                let mut hn = FxHasher::default();
-                hn.write(t.name(*id).as_bytes());
-                acc.wrapping_add(mix(hn.finish(), *h))
-            })
-        });
-        Ok(AttrDigest { whole, paths })
-    }
-
-    // Anything else (null, a scalar): hash it whole, no paths.
-    fn visit_unit<E: de::Error>(self) -> Result<AttrDigest, E> {
-        Ok(AttrDigest::default())
-    }
-    fn visit_none<E: de::Error>(self) -> Result<AttrDigest, E> {
-        Ok(AttrDigest::default())
-    }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<AttrDigest, E> {
-        Ok(whole_only(ValueVisitor.visit_bool::<E>(v)?.0))
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<AttrDigest, E> {
-        Ok(whole_only(ValueVisitor.visit_i64::<E>(v)?.0))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<AttrDigest, E> {
-        Ok(whole_only(ValueVisitor.visit_u64::<E>(v)?.0))
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<AttrDigest, E> {
-        Ok(whole_only(ValueVisitor.visit_f64::<E>(v)?.0))
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<AttrDigest, E> {
-        Ok(whole_only(ValueVisitor.visit_str::<E>(v)?.0))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<AttrDigest, A::Error> {
-        Ok(whole_only(ValueVisitor.visit_seq(seq)?.0))
-    }
-}
-
-fn whole_only(h: u64) -> AttrDigest {
-    AttrDigest {
-        whole: h,
-        paths: Vec::new(),
+        // null: nothing; another scalar or an array: hashed whole, no paths.
+        Some(b'n') | None => AttrDigest::default(),
+        Some(_) => AttrDigest {
+            whole: w.value(),
+            paths: Vec::new(),
+        },
     }
 }
 
@@ -171,96 +152,252 @@ fn mix(a: u64, b: u64) -> u64 {
     h.finish()
 }
 
-/// An attribute name, interned.
-struct PathId(u32);
-
-impl<'de> Deserialize<'de> for PathId {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = PathId;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an attribute name")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<PathId, E> {
-                Ok(PathId(intern(v)))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
-/// Hash of any JSON value; maps are hashed independently of key order.
-pub struct ValueHash(pub u64);
-
-impl<'de> Deserialize<'de> for ValueHash {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ValueVisitor)
-    }
-}
-
-struct ValueVisitor;
-
-fn tagged(tag: u8, f: impl FnOnce(&mut FxHasher)) -> ValueHash {
+fn tagged(tag: u8, f: impl FnOnce(&mut FxHasher)) -> u64 {
     let mut h = FxHasher::default();
     h.write_u8(tag);
     f(&mut h);
-    ValueHash(h.finish())
+    h.finish()
 }
 
-impl<'de> Visitor<'de> for ValueVisitor {
-    type Value = ValueHash;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
+/// Hashes JSON values from text already validated by serde_json. Equal
+/// values (cty semantics) hash equally: maps independently of key order,
+/// strings after unescaping, numbers by decimal value (`80` = `80.0` = `8e1`,
+/// integers of any size exact, exponents beyond f64 accepted).
+struct Walker<'a> {
+    b: &'a [u8],
+    i: usize,
+    /// Nesting depth at the cursor.
+    depth: usize,
+}
+
+/// Deeper objects and arrays are hashed by their text (no recursion, so a
+/// hostile document cannot exhaust the stack; serde_json's own limit is 128).
+const MAX_DEPTH: usize = 128;
+
+impl<'a> Walker<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
     }
-    fn visit_unit<E: de::Error>(self) -> Result<ValueHash, E> {
-        Ok(tagged(0, |_| {}))
-    }
-    fn visit_none<E: de::Error>(self) -> Result<ValueHash, E> {
-        Ok(tagged(0, |_| {}))
-    }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<ValueHash, E> {
-        Ok(tagged(1, |h| h.write_u8(v as u8)))
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<ValueHash, E> {
-        Ok(tagged(2, |h| h.write_i64(v)))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<ValueHash, E> {
-        Ok(tagged(2, |h| h.write_u64(v)))
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<ValueHash, E> {
-        Ok(tagged(3, |h| h.write_u64(v.to_bits())))
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<ValueHash, E> {
-        Ok(tagged(4, |h| {
-            h.write(v.as_bytes());
-            h.write_usize(v.len());
-        }))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ValueHash, A::Error> {
-        let mut h = FxHasher::default();
-        h.write_u8(5);
-        let mut n = 0usize;
-        while let Some(ValueHash(x)) = seq.next_element()? {
-            h.write_u64(x);
-            n += 1;
+
+    fn ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.i += 1;
         }
-        h.write_usize(n);
-        Ok(ValueHash(h.finish()))
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ValueHash, A::Error> {
-        let mut acc: u64 = 0;
-        let mut n = 0usize;
-        while let Some(ValueHash(k)) = map.next_key()? {
-            let ValueHash(v) = map.next_value()?;
-            acc = acc.wrapping_add(mix(k, v));
-            n += 1;
+
+    /// Skip `c` (and the whitespace after it) if it is next.
+    fn eat(&mut self, c: u8) -> bool {
+        self.ws();
+        if self.peek() == Some(c) {
+            self.i += 1;
+            self.ws();
+            true
+        } else {
+            false
         }
-        Ok(tagged(6, |h| {
-            h.write_u64(acc);
-            h.write_usize(n);
-        }))
     }
+
+    /// Hash of the value at the cursor; the cursor moves past it.
+    fn value(&mut self) -> u64 {
+        self.ws();
+        if self.depth >= MAX_DEPTH && matches!(self.peek(), Some(b'{' | b'[')) {
+            let start = self.i;
+            self.i = super::json_stream::value_end(&self.b[start..])
+                .map(|n| start + n)
+                .unwrap_or(self.b.len());
+            return tagged(7, |h| h.write(&self.b[start..self.i]));
+        }
+        self.depth += 1;
+        let h = self.value_inner();
+        self.depth -= 1;
+        h
+    }
+
+    fn value_inner(&mut self) -> u64 {
+        match self.peek() {
+            Some(b'{') => {
+                let mut acc: u64 = 0;
+                let mut n = 0usize;
+                self.object(|w, key| {
+                    let k = hash_str(&key);
+                    acc = acc.wrapping_add(mix(k, w.value()));
+                    n += 1;
+                });
+                tagged(6, |h| {
+                    h.write_u64(acc);
+                    h.write_usize(n);
+                })
+            }
+            Some(b'[') => {
+                self.i += 1;
+                let mut h = FxHasher::default();
+                h.write_u8(5);
+                let mut n = 0usize;
+                self.ws();
+                if !self.eat(b']') {
+                    loop {
+                        h.write_u64(self.value());
+                        n += 1;
+                        if !self.eat(b',') {
+                            self.eat(b']');
+                            break;
+                        }
+                    }
+                }
+                h.write_usize(n);
+                h.finish()
+            }
+            Some(b'"') => hash_str(&self.string()),
+            Some(b't') => {
+                self.i += 4;
+                tagged(1, |h| h.write_u8(1))
+            }
+            Some(b'f') => {
+                self.i += 5;
+                tagged(1, |h| h.write_u8(0))
+            }
+            Some(b'n') => {
+                self.i += 4;
+                tagged(0, |_| {})
+            }
+            Some(_) => self.number(),
+            None => tagged(0, |_| {}),
+        }
+    }
+
+    /// Walk an object at the cursor, calling `f` with each (unescaped) key
+    /// while the cursor is at its value; `f` must consume the value.
+    fn object(&mut self, mut f: impl FnMut(&mut Self, Cow<'a, [u8]>)) {
+        self.i += 1;
+        self.ws();
+        if self.eat(b'}') {
+            return;
+        }
+        while self.peek() == Some(b'"') {
+            let key = self.string();
+            self.eat(b':');
+            f(self, key);
+            if !self.eat(b',') {
+                break;
+            }
+        }
+        self.eat(b'}');
+    }
+
+    /// The unescaped string at the cursor (which is at its opening quote),
+    /// borrowed from the document when it has no escapes.
+    fn string(&mut self) -> Cow<'a, [u8]> {
+        let b: &'a [u8] = self.b;
+        let start = self.i;
+        let mut j = self.i + 1;
+        let mut escaped = false;
+        loop {
+            match b
+                .get(j..)
+                .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
+            {
+                Some(k) if b[j + k] == b'\\' => {
+                    escaped = true;
+                    j += k + 2;
+                }
+                Some(k) => {
+                    j += k;
+                    break;
+                }
+                None => {
+                    j = b.len();
+                    break;
+                }
+            }
+        }
+        let end = (j + 1).min(b.len());
+        self.i = end;
+        if escaped {
+            let text = &b[start.min(end)..end];
+            Cow::Owned(
+                serde_json::from_slice::<String>(text)
+                    .unwrap_or_default()
+                    .into_bytes(),
+            )
+        } else {
+            Cow::Borrowed(b.get(start + 1..j).unwrap_or(b""))
+        }
+    }
+
+    /// Hash of the number at the cursor by its decimal value.
+    fn number(&mut self) -> u64 {
+        let start = self.i;
+        while matches!(
+            self.peek(),
+            Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
+        ) {
+            self.i += 1;
+        }
+        number_hash(&self.b[start..self.i])
+    }
+}
+
+fn hash_str(s: &[u8]) -> u64 {
+    tagged(4, |h| {
+        h.write(s);
+        h.write_usize(s.len());
+    })
+}
+
+/// Hash of a JSON number by its value: sign, significant digits (no leading
+/// or trailing zeros) and the exponent `e` of `0.DIGITS x 10^e`. Zero is one
+/// value (`-0` = `0`). Exponents longer than 30 digits are hashed by their text.
+fn number_hash(t: &[u8]) -> u64 {
+    let (negative, t) = match t.first() {
+        Some(b'-') => (true, &t[1..]),
+        _ => (false, t),
+    };
+    let (mant, exp) = match t.iter().position(|c| matches!(c, b'e' | b'E')) {
+        Some(i) => (&t[..i], &t[i + 1..]),
+        None => (t, &b""[..]),
+    };
+    let (int, frac) = match mant.iter().position(|&c| c == b'.') {
+        Some(i) => (&mant[..i], &mant[i + 1..]),
+        None => (mant, &b""[..]),
+    };
+    let digit = |k: usize| -> u8 {
+        if k < int.len() {
+            int[k]
+        } else {
+            frac[k - int.len()]
+        }
+    };
+    let n = int.len() + frac.len();
+    let Some(first) = (0..n).find(|&k| digit(k) != b'0') else {
+        return tagged(2, |h| h.write_u8(0));
+    };
+    let last = (0..n).rev().find(|&k| digit(k) != b'0').unwrap_or(first);
+    let (exp_neg, exp_digits) = match exp.first() {
+        Some(b'-') => (true, &exp[1..]),
+        Some(b'+') => (false, &exp[1..]),
+        _ => (false, exp),
+    };
+    let z = exp_digits.iter().take_while(|&&c| c == b'0').count();
+    let exp_digits = &exp_digits[z..];
+    let adjust = int.len() as i128 - first as i128;
+    tagged(2, |h| {
+        h.write_u8(1 + negative as u8);
+        for k in first..=last {
+            h.write_u8(digit(k));
+        }
+        h.write_usize(last + 1 - first);
+        if exp_digits.len() <= 30 {
+            let e = std::str::from_utf8(exp_digits)
+                .ok()
+                .and_then(|s| s.parse::<i128>().ok())
+                .unwrap_or(0);
+            h.write_i128(if exp_neg { -e } else { e } + adjust);
+        } else {
+            h.write_i128(adjust);
+            h.write_u8(exp_neg as u8);
+            h.write(exp_digits);
+        }
+    })
 }
 
 #[cfg(test)]
@@ -281,6 +418,68 @@ mod tests {
         let (c, tc) = digest(r#"{"id":"1","tags":{"a":"x","b":"z"},"n":[2,1],"new":null}"#);
         assert_ne!(a.whole, c.whole);
         assert_eq!(a.changed_paths(&ta, &c, &tc), vec!["n", "new", "tags"]);
+    }
+
+    #[test]
+    fn numbers_compare_by_value_like_cty() {
+        let h = |json: &str| digest(&format!(r#"{{"v":{json}}}"#)).0.whole;
+        // 80, 80.0 and 8e1 are one number in JSON/cty.
+        for same in ["80.0", "8e1", "0.8E+2", "800e-1", "80.000"] {
+            assert_eq!(h("80"), h(same), "{same}");
+        }
+        assert_eq!(h("0"), h("-0.0"));
+        assert_eq!(h("0"), h("0e10"));
+        assert_ne!(h("80"), h("81"));
+        assert_ne!(h("80"), h("-80"));
+        assert_ne!(h("80"), h("8"));
+        // Integers beyond 64 bits are compared exactly (an f64 would merge these).
+        assert_ne!(h("18446744073709551617"), h("18446744073709551616"));
+        assert_ne!(
+            h("123456789012345678901234567890"),
+            h("123456789012345678901234567891")
+        );
+        assert_eq!(
+            h("123456789012345678901234567890"),
+            h("1.2345678901234567890123456789e29")
+        );
+        // Beyond f64 range: accepted, as Terraform does.
+        assert_eq!(h("1e400"), h("10e399"));
+        assert_ne!(h("1e400"), h("1e401"));
+        assert_ne!(h("1e-400"), h("0"));
+        // Nested numbers too.
+        assert_eq!(h(r#"{"a":[1,2.0]}"#), h(r#"{"a":[1.0,2]}"#));
+    }
+
+    #[test]
+    fn number_hash_normal_form() {
+        assert_eq!(number_hash(b"-0.0120e3"), number_hash(b"-12"));
+        assert_eq!(number_hash(b"-0"), number_hash(b"0.000"));
+        assert_ne!(number_hash(b"-12"), number_hash(b"12"));
+        assert_ne!(number_hash(b"1.2"), number_hash(b"12"));
+        let long = format!("1e{}", "9".repeat(40));
+        assert_eq!(number_hash(long.as_bytes()), number_hash(long.as_bytes()));
+        assert_ne!(number_hash(long.as_bytes()), number_hash(b"1e400"));
+    }
+
+    #[test]
+    fn strings_compare_unescaped() {
+        let (a, _) = digest(r#"{"v":"<a&b>","k":{"\u0041":1}}"#);
+        let (b, _) = digest(r#"{"v":"\u003ca\u0026b\u003e","k":{"A":1}}"#);
+        assert_eq!(a.whole, b.whole);
+        let (c, _) = digest(r#"{"v":"<a&b>!","k":{"A":1}}"#);
+        assert_ne!(a.whole, c.whole);
+    }
+
+    #[test]
+    fn deep_nesting_does_not_exhaust_the_stack() {
+        let deep =
+            |n: usize, leaf: &str| format!(r#"{{"v":{}{leaf}{}}}"#, "[".repeat(n), "]".repeat(n));
+        // serde_json validates RawValue without a depth limit.
+        let (a, _) = digest(&deep(100_000, "1"));
+        let (b, _) = digest(&deep(100_000, "1"));
+        let (c, _) = digest(&deep(100_000, "2"));
+        assert_eq!(a.whole, b.whole);
+        assert_ne!(a.whole, c.whole);
     }
 
     #[test]

@@ -36,7 +36,7 @@ fn is_ws(b: u8) -> bool {
 }
 
 /// Where a complete value starting at `s[0]` ends (exclusive), or `None` if `s` ends first.
-fn value_end(s: &[u8]) -> Option<usize> {
+pub(crate) fn value_end(s: &[u8]) -> Option<usize> {
     let first = *s.first()?;
     match first {
         b'"' => string_end(s, 1),

@@ -43,7 +43,23 @@ pub const DRIFT_REPORT_TS: MetricDef = MetricDef::gauge(
 pub const DRIFT_REPORT_UP: MetricDef = MetricDef::gauge("terraform_state_drift_report_up", "1 if the drift report beside the state was read and is a plan, 0 if it exists but cannot be used.");
 pub const PENDING: MetricDef = MetricDef::gauge(
     "terraform_state_pending_changes",
-    "Planned changes in the drift report, by action (create, update, delete, replace).",
+    "Planned changes in the drift report, by action (create, update, delete, replace, forget, move, import).",
+);
+pub const PENDING_OUTPUTS: MetricDef = MetricDef::gauge(
+    "terraform_state_pending_output_changes",
+    "Root module outputs the drift report changes (created, updated or deleted).",
+);
+pub const DRIFT_REPORT_CHECKS: MetricDef = MetricDef::gauge(
+    "terraform_state_drift_report_checks",
+    "Checks in the drift report (check blocks, conditions) by status (pass, fail, error, unknown).",
+);
+pub const DRIFT_REPORT_COMPLETE: MetricDef = MetricDef::gauge(
+    "terraform_state_drift_report_complete",
+    "0 if the drift report's plan does not cover the whole configuration (made with -target, or with deferred changes), else 1.",
+);
+pub const TARGETS: MetricDef = MetricDef::gauge(
+    "terraform_state_targets",
+    "State targets found (files discovered or configured, remote states); 0 means nothing is monitored.",
 );
 pub const UNAPPROVED: MetricDef = MetricDef::gauge(
     "terraform_state_unapproved_changes",
@@ -115,6 +131,8 @@ struct Inner {
     remote: remote::RemoteSet,
     /// Rego policies (issue 8); `None` when none are configured.
     policies: Option<policy::PolicySet>,
+    /// The last collection found no target (logged once per change).
+    found_nothing: std::sync::atomic::AtomicBool,
 }
 
 impl TerraformMonitor {
@@ -131,6 +149,7 @@ impl TerraformMonitor {
                 remote_reads: crate::targets::Targets::new(),
                 discovered: Mutex::new(Vec::new()),
                 remote: remote::RemoteSet::new(),
+                found_nothing: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -255,6 +274,17 @@ impl TerraformMonitor {
                 problems.extend(c.problems);
                 problem_labels.extend(c.problem_labels);
             }
+        }
+        let nothing = out.is_empty() && problems.is_empty();
+        let was = inner
+            .found_nothing
+            .swap(nothing, std::sync::atomic::Ordering::Relaxed);
+        if nothing && !was {
+            tracing::warn!(
+                monitor = "terraform_state",
+                "{}",
+                nothing_found_message(&inner.cfg, &inner.base)
+            );
         }
         Ok(Collected {
             analyses: out,
@@ -415,6 +445,7 @@ pub fn snapshot(
     for def in [&UP, &DRIFT] {
         b.declare(def);
     }
+    b.gauge(&TARGETS, &[], (analyses.len() + problems.len()) as f64);
     for a in analyses {
         let l = a.label.as_str();
         let sf = [("state_file", l)];
@@ -509,6 +540,16 @@ pub fn snapshot(
                     a.pending(act) as f64,
                 );
             }
+            b.gauge(&PENDING_OUTPUTS, &sf, p.output_changes.len() as f64);
+            b.gauge(&DRIFT_REPORT_COMPLETE, &sf, bool_f(!p.incomplete));
+            let counts = p.check_counts();
+            for status in ["pass", "fail", "error", "unknown"] {
+                b.gauge(
+                    &DRIFT_REPORT_CHECKS,
+                    &[("state_file", l), ("status", status)],
+                    *counts.get(status).unwrap_or(&0) as f64,
+                );
+            }
         }
         if let Some(up) = a.baseline_up {
             b.gauge(&BASELINE_UP, &sf, bool_f(up));
@@ -565,7 +606,7 @@ fn target_status(a: &Analysis) -> TargetStatus {
     if let Some(st) = &a.state {
         if st.encrypted {
             parts.push(format!(
-                "encrypted (OpenTofu), serial {}",
+                "not checked: encrypted (OpenTofu) state, only its envelope is readable, serial {}",
                 st.serial
                     .map(|s| s.to_string())
                     .unwrap_or_else(|| "?".into())
@@ -590,11 +631,23 @@ fn target_status(a: &Analysis) -> TargetStatus {
         }
     }
     match &a.drift {
-        Some(p) => parts.push(format!(
-            "drift {}, pending {}",
-            p.drift.len(),
-            p.pending.len()
-        )),
+        Some(p) => {
+            parts.push(format!(
+                "drift {}, pending {}",
+                p.drift.len(),
+                p.pending.len()
+            ));
+            if !p.output_changes.is_empty() {
+                parts.push(format!("{} output change(s)", p.output_changes.len()));
+            }
+            let f = p.failed_checks().count();
+            if f > 0 {
+                parts.push(format!("{f} failed checks in the drift report"));
+            }
+            if p.incomplete {
+                parts.push("the drift report covers only part of the configuration".into());
+            }
+        }
         None if a.drift_up.is_none() => parts.push("no drift report".into()),
         None => {}
     }
@@ -623,6 +676,8 @@ fn target_status(a: &Analysis) -> TargetStatus {
     }
     let health = if !a.errors.is_empty() {
         Health::Error
+    } else if a.unchecked() {
+        Health::Unchecked
     } else if a.findings() > 0 {
         Health::Findings
     } else {
@@ -686,6 +741,10 @@ impl Monitor for TerraformMonitor {
     async fn collect(&self, ctx: CollectContext) -> Result<Snapshot, MonitorError> {
         let c = self.analyse_all(ctx.now).await?;
         let mut snap = snapshot(&c.analyses, &c.problems, &c.problem_labels);
+        if c.analyses.is_empty() && c.problems.is_empty() {
+            snap.targets
+                .push(nothing_found_status(&self.inner.cfg, &self.inner.base));
+        }
         let mut b = SnapshotBuilder::new();
         for (label, at, stale) in &c.read_at {
             crate::targets::emit_freshness(&mut b, "terraform_state", label, *at, *stale);
@@ -696,7 +755,60 @@ impl Monitor for TerraformMonitor {
 
     async fn report(&self, ctx: CollectContext) -> Result<Report, MonitorError> {
         let c = self.analyse_all(ctx.now).await?;
-        Ok(report::build(&c.analyses, &c.problems, &c.problem_labels))
+        let mut r = report::build(&c.analyses, &c.problems, &c.problem_labels);
+        if c.analyses.is_empty() && c.problems.is_empty() {
+            report::nothing_found(
+                &mut r,
+                &nothing_found_message(&self.inner.cfg, &self.inner.base),
+            );
+        }
+        Ok(r)
+    }
+}
+
+/// What was searched, for "nothing found" messages.
+fn searched(cfg: &TerraformConfig) -> String {
+    let mut parts: Vec<String> = cfg.state_files.iter().map(|g| g.0.clone()).collect();
+    parts.extend(
+        cfg.state_dirs
+            .iter()
+            .map(|g| format!("{}/", g.0.trim_end_matches('/'))),
+    );
+    // `--state-dir` also sets working_dirs to the same folders: name them once.
+    parts.extend(
+        cfg.working_dirs
+            .iter()
+            .filter(|d| {
+                !cfg.state_dirs
+                    .iter()
+                    .any(|s| s.0.trim_end_matches('/') == d.trim_end_matches('/'))
+            })
+            .map(|d| format!("{d} (backend)")),
+    );
+    if parts.is_empty() {
+        "(no state_files or state_dirs)".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// Nothing monitored is not "ok": say what was searched and what to do.
+fn nothing_found_message(cfg: &TerraformConfig, base: &std::path::Path) -> String {
+    format!(
+        "no Terraform/OpenTofu state found in {} (under {}): nothing is monitored; check the paths (state files end in .tfstate), that the folder is mounted, and that the exporter's user can read it",
+        searched(cfg),
+        base.display()
+    )
+}
+
+/// The `--status` / status page entry when discovery found nothing.
+fn nothing_found_status(cfg: &TerraformConfig, base: &std::path::Path) -> TargetStatus {
+    TargetStatus {
+        target: searched(cfg),
+        health: Health::Findings,
+        summary: nothing_found_message(cfg, base),
+        error: None,
+        stale: false,
     }
 }
 

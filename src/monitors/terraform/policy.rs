@@ -918,7 +918,7 @@ fn address_of(r: &Value, i: &Value) -> String {
     out.push_str(&field_str(r, "name"));
     match field(i, "index_key") {
         Some(Value::String(k)) => {
-            out.push_str(&format!("[{}]", serde_json::Value::from(k.to_string())));
+            out.push_str(&format!("[{}]", super::state::hcl_quoted(k.as_ref())));
         }
         Some(Value::Number(n)) => {
             if let Some(n) = n.as_u64() {

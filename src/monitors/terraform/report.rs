@@ -26,7 +26,15 @@ pub fn build(analyses: &[Analysis], problems: &[TargetError], problem_labels: &[
         let mut summary = Section::new(&format!("State {label}"), &["FIELD", "VALUE"]);
         let mut resources = Section::new("Resources", &["MODE", "TYPE", "INSTANCES"]);
         let mut findings = Section::new("Findings", &["KIND", "ADDRESS", "DETAIL"]);
-        findings.empty = "none: state matches its drift report and baseline".into();
+        findings.empty = if a.unchecked() {
+            "not checked: the state is encrypted (OpenTofu), only its envelope is readable; tainted objects, checks and the baseline cannot be checked (a drift report written by `tofu show -json` beside it is still read)".into()
+        } else if a.state.is_none() {
+            "not checked: the state could not be read (see Errors)".into()
+        } else if !a.errors.is_empty() {
+            "none in what could be read; not clean: see Errors".into()
+        } else {
+            "none: state matches its drift report and baseline".into()
+        };
         let mtime = super::mtime_secs(a);
         summary.row([
             "read",
@@ -103,14 +111,34 @@ pub fn build(analyses: &[Analysis], problems: &[TargetError], problem_labels: &[
                     ]);
                 }
                 for c in &p.pending {
+                    findings.row(["pending".to_string(), c.address.clone(), c.detail()]);
+                }
+                for o in &p.output_changes {
                     findings.row([
-                        "pending".to_string(),
+                        "pending output".to_string(),
+                        format!("output.{}", o.name),
+                        o.action.to_string(),
+                    ]);
+                }
+                if p.incomplete {
+                    findings.row([
+                        "incomplete report",
+                        "-",
+                        "the plan does not cover the whole configuration (made with -target, or with deferred changes): write the drift report from a plan without -target",
+                    ]);
+                }
+                for c in p.failed_checks() {
+                    findings.row([
+                        format!("check {} (drift report)", c.status),
                         c.address.clone(),
-                        detail(c.action.as_str(), &c.paths),
+                        format!("{} check", c.kind),
                     ]);
                 }
             }
             (None, Some(false)) => summary.row(["drift_report", "unusable (see errors)"]),
+            (None, _) if a.state.is_none() => {
+                summary.row(["drift_report", "not read (no state to compare)"])
+            }
             (None, _) => summary.row(["drift_report", "none"]),
         }
         match (&a.unapproved, a.baseline_up) {
@@ -134,12 +162,18 @@ pub fn build(analyses: &[Analysis], problems: &[TargetError], problem_labels: &[
                 }
             }
             (None, Some(false)) => summary.row(["baseline", "unusable (see errors)"]),
+            (None, _) if a.state.is_none() => {
+                summary.row(["baseline", "not read (no state to compare)"])
+            }
             (None, _) => summary.row(["baseline", "none"]),
         }
         for e in &a.errors {
             errors.row([label.clone(), e.component.to_string(), e.message.clone()]);
         }
         report.findings += a.findings();
+        if a.unchecked() && a.errors.is_empty() {
+            report.unchecked += 1;
+        }
         let mut policy_failed = false;
         let mut policies = None;
         if let Some(p) = &a.policy {
@@ -176,11 +210,6 @@ pub fn build(analyses: &[Analysis], problems: &[TargetError], problem_labels: &[
         errors.row([l.clone(), p.component.to_string(), p.message.clone()]);
         report.errors += 1;
     }
-    if analyses.is_empty() && problems.is_empty() {
-        let mut s = Section::new("States", &["STATE"]);
-        s.empty = "no state files found".into();
-        report.sections.push(s);
-    }
     if !errors.rows.is_empty() {
         report.sections.push(errors);
     }
@@ -189,8 +218,21 @@ pub fn build(analyses: &[Analysis], problems: &[TargetError], problem_labels: &[
         "discovery_errors": problems,
         "findings": report.findings,
         "errors": report.errors,
+        "unchecked": report.unchecked,
     });
     report
+}
+
+/// Nothing monitored is a finding, never a clean report.
+pub fn nothing_found(report: &mut Report, message: &str) {
+    let mut s = Section::new("States", &["STATE"]);
+    s.empty = message.to_string();
+    report.sections.insert(0, s);
+    report.findings += 1;
+    if let Some(obj) = report.json.as_object_mut() {
+        obj.insert("nothing_monitored".into(), json!(message));
+        obj.insert("findings".into(), json!(report.findings));
+    }
 }
 
 fn detail(action: &str, paths: &[String]) -> String {
@@ -208,6 +250,7 @@ fn state_json(a: &Analysis, mtime: Option<u64>) -> serde_json::Value {
         "up": a.up,
         "stale": a.stale,
         "encrypted": st.map(|s| s.encrypted),
+        "checked": a.state.is_some() && !a.unchecked(),
         "version": st.map(|s| s.version),
         "terraform_version": st.and_then(|s| s.terraform_version.clone()),
         "serial": st.and_then(|s| s.serial),
@@ -224,7 +267,10 @@ fn state_json(a: &Analysis, mtime: Option<u64>) -> serde_json::Value {
             "timestamp": a.drift_time.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_secs()),
             "drift": p.drift,
             "pending": p.pending,
+            "output_changes": p.output_changes,
+            "checks": p.checks,
             "errored": p.errored,
+            "complete": !p.incomplete,
         })),
         "unapproved": a.unapproved,
         "policies": a.policy.as_ref().map(|p| &p.results),

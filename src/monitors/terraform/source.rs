@@ -20,6 +20,8 @@ pub enum SourceError {
     PermissionDenied(String),
     #[error("{0} is a directory or special file, not a regular file")]
     NotAFile(String),
+    #[error("{0} is a folder, not a state file: to check every state under it use --state-dir {0} (state_dirs in the config)")]
+    IsAFolder(String),
     #[error("{path} is {size} bytes, over the {limit}-byte limit (raise max_file_size if it is genuine)")]
     TooLarge { path: String, size: u64, limit: u64 },
     #[error("{path}: symbolic link loop")]
@@ -41,7 +43,7 @@ impl SourceError {
         match self {
             SourceError::NotFound(_) => "not_found",
             SourceError::PermissionDenied(_) => "permission_denied",
-            SourceError::NotAFile(_) => "not_a_file",
+            SourceError::NotAFile(_) | SourceError::IsAFolder(_) => "not_a_file",
             SourceError::TooLarge { .. } => "too_large",
             SourceError::SymlinkLoop { .. } => "symlink_loop",
             SourceError::Io { .. } => "io",
@@ -90,6 +92,9 @@ pub struct LocalFile {
 impl LocalFile {
     fn check(&self) -> Result<(std::fs::Metadata, Stamp), SourceError> {
         let md = std::fs::metadata(&self.path).map_err(|e| SourceError::from_io(&self.path, &e))?;
+        if md.is_dir() {
+            return Err(SourceError::IsAFolder(self.path.display().to_string()));
+        }
         if !md.is_file() {
             // Directories, FIFOs, sockets and devices are never opened: a FIFO would block.
             return Err(SourceError::NotAFile(self.path.display().to_string()));

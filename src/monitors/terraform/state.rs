@@ -131,11 +131,7 @@ impl ParsedState {
 
     /// Check counts by status (pass, fail, error, unknown).
     pub fn check_counts(&self) -> BTreeMap<&str, u64> {
-        let mut m = BTreeMap::new();
-        for c in &self.checks {
-            *m.entry(c.status.as_str()).or_insert(0) += 1;
-        }
-        m
+        count_checks(&self.checks)
     }
 
     pub fn failed_checks(&self) -> impl Iterator<Item = &CheckInfo> {
@@ -250,7 +246,7 @@ fn add_resource(st: &mut ParsedState, res: RawResource) {
     let mode = res.mode.unwrap_or_else(|| "managed".into());
     let prefix = resource_address(res.module.as_deref(), &mode, &res.rtype, &res.name);
     let mut current = 0u64;
-    for inst in res.instances {
+    for inst in res.instances.unwrap_or_default() {
         let mut address = prefix.clone();
         if let Some(k) = &inst.index_key {
             address.push_str(&k.to_string());
@@ -291,7 +287,16 @@ fn add_check(st: &mut ParsedState, chk: RawCheck) {
     }
 }
 
-fn normalize_status(s: Option<String>) -> String {
+/// Check counts by status (pass, fail, error, unknown).
+pub(crate) fn count_checks(checks: &[CheckInfo]) -> BTreeMap<&str, u64> {
+    let mut m = BTreeMap::new();
+    for c in checks {
+        *m.entry(c.status.as_str()).or_insert(0) += 1;
+    }
+    m
+}
+
+pub(crate) fn normalize_status(s: Option<String>) -> String {
     match s.as_deref() {
         Some("pass") => "pass",
         Some("fail") => "fail",
@@ -326,8 +331,9 @@ struct RawResource {
     #[serde(rename = "type")]
     rtype: String,
     name: String,
+    /// `null` is read as no instances, as Terraform and OpenTofu do.
     #[serde(default)]
-    instances: Vec<RawInstance>,
+    instances: Option<Vec<RawInstance>>,
 }
 
 #[derive(Deserialize)]
@@ -375,9 +381,87 @@ impl fmt::Display for IndexKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             IndexKey::Int(i) => write!(f, "[{i}]"),
-            IndexKey::Str(s) => write!(f, "[{s:?}]"),
+            IndexKey::Str(s) => write!(f, "[{}]", hcl_quoted(s)),
         }
     }
+}
+
+/// A string key quoted as Terraform prints it in addresses (`terraform state
+/// list`, plans), so it can be pasted into `-replace=` or `-target=`: HCL
+/// escapes, `${`/`%{` doubled to `$${`/`%%{`, printable non-ASCII kept as
+/// UTF-8 and anything not printable as `\uXXXX` (Terraform's toHCLQuotedString).
+pub fn hcl_quoted(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '$' | '%' => {
+                out.push(c);
+                if chars.peek() == Some(&'{') {
+                    out.push(c);
+                }
+            }
+            c if !go_is_print(c) => {
+                let n = c as u32;
+                if n < 0x10000 {
+                    out.push_str(&format!("\\u{n:04x}"));
+                } else {
+                    out.push_str(&format!("\\U{n:08x}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Go's `unicode.IsPrint` for what state keys hold: false for control
+/// characters, spaces other than U+0020, line/paragraph separators, format
+/// characters and private-use code points (unassigned code points, which Go
+/// also escapes, are not tracked here).
+fn go_is_print(c: char) -> bool {
+    let n = c as u32;
+    if c == ' ' {
+        return true;
+    }
+    if c.is_control() || c.is_whitespace() {
+        return false;
+    }
+    const NOT_PRINT: &[(u32, u32)] = &[
+        (0x00AD, 0x00AD),
+        (0x0600, 0x0605),
+        (0x061C, 0x061C),
+        (0x06DD, 0x06DD),
+        (0x070F, 0x070F),
+        (0x0890, 0x0891),
+        (0x08E2, 0x08E2),
+        (0x180E, 0x180E),
+        (0x200B, 0x200F),
+        (0x202A, 0x202E),
+        (0x2060, 0x2064),
+        (0x2066, 0x206F),
+        (0xD800, 0xF8FF),
+        (0xFDD0, 0xFDEF),
+        (0xFEFF, 0xFEFF),
+        (0xFFF9, 0xFFFB),
+        (0xFFFE, 0xFFFF),
+        (0x110BD, 0x110BD),
+        (0x110CD, 0x110CD),
+        (0x13430, 0x1343F),
+        (0x1BCA0, 0x1BCA3),
+        (0x1D173, 0x1D17A),
+        (0xE0001, 0xE0001),
+        (0xE0020, 0xE007F),
+        (0xF0000, 0x10FFFF),
+    ];
+    !NOT_PRINT.iter().any(|(lo, hi)| (*lo..=*hi).contains(&n))
 }
 
 impl<'de> Deserialize<'de> for IndexKey {
@@ -550,6 +634,47 @@ mod tests {
             parse(r#"{"version": 5, "resources": {"new": "shape"}}"#).unwrap_err(),
             ParseError::FutureVersion(5)
         );
+    }
+
+    #[test]
+    fn null_instances_are_an_empty_resource() {
+        let s = parse(r#"{"version":4,"serial":2,"lineage":"l","resources":[
+            {"mode":"managed","type":"terraform_data","name":"gone","instances":null},
+            {"mode":"managed","type":"terraform_data","name":"x","instances":[{"attributes":{"id":"1"}}]}]}"#)
+        .unwrap();
+        assert_eq!(s.instance_count(), 1);
+        assert_eq!(s.instances[0].address, "terraform_data.x");
+    }
+
+    #[test]
+    fn string_keys_are_quoted_like_terraform() {
+        // Expected texts are what `terraform state list` (1.11) prints for
+        // these for_each keys (see tests/terraform_e2e.rs for the live check).
+        for (key, printed) in [
+            ("${x}", r#""$${x}""#),
+            ("%{y}", r#""%%{y}""#),
+            ("$x", r#""$x""#),
+            ("a${", r#""a$${""#),
+            ("a\"b", r#""a\"b""#),
+            ("bs\\z", r#""bs\\z""#),
+            ("nl\nx", r#""nl\nx""#),
+            ("cr\rx", r#""cr\rx""#),
+            ("tab\there", r#""tab\there""#),
+            ("ctl\u{1}", r#""ctl\u0001""#),
+            ("del\u{7f}x", r#""del\u007fx""#),
+            ("nbsp\u{a0}x", r#""nbsp\u00a0x""#),
+            ("zw\u{200b}x", r#""zw\u200bx""#),
+            ("ls\u{2028}x", r#""ls\u2028x""#),
+            ("pua\u{e000}x", r#""pua\ue000x""#),
+            ("bom\u{feff}x", r#""bom\ufeffx""#),
+            ("é ü 日本", r#""é ü 日本""#),
+            ("emoji😀", r#""emoji😀""#),
+            ("'q'", r#""'q'""#),
+        ] {
+            assert_eq!(hcl_quoted(key), printed, "{key:?}");
+        }
+        assert_eq!(IndexKey::Str("${x}".into()).to_string(), r#"["$${x}"]"#);
+        assert_eq!(IndexKey::Int(3).to_string(), "[3]");
     }
 
     #[test]

@@ -148,6 +148,9 @@ impl Prober {
             .await
             .map_err(|_| timeout("connect"))??;
         if let Some(proto) = ep.starttls {
+            timeout_at(deadline, self.await_greeting(&stream, proto, ep, &name))
+                .await
+                .map_err(|_| timeout("starttls: waiting for the server's greeting"))??;
             timeout_at(deadline, starttls(&mut stream, proto, &ep.address))
                 .await
                 .map_err(|_| timeout("starttls"))??;
@@ -191,6 +194,57 @@ impl Prober {
             verified,
             protocol,
         })
+    }
+
+    /// SMTP, IMAP and POP3 servers speak first; a TLS server waits for the client.
+    /// When the server stays silent for a moment, a second connection checks whether
+    /// the port speaks TLS directly (465, 993, 995), so that a `starttls` set on such
+    /// a port is reported as what it is, not as a timeout.
+    async fn await_greeting(
+        &self,
+        stream: &TcpStream,
+        proto: StartTls,
+        ep: &Endpoint,
+        name: &ServerName<'static>,
+    ) -> Result<(), EndpointError> {
+        let mut byte = [0u8; 1];
+        let quiet = GREETING_QUIET.min(ep.timeout / 4);
+        if tokio::time::timeout(quiet, stream.peek(&mut byte))
+            .await
+            .is_ok()
+        {
+            // Data, end of stream or an error: the STARTTLS dialogue reports it.
+            return Ok(());
+        }
+        tokio::select! {
+            _ = stream.peek(&mut byte) => Ok(()),
+            true = self.speaks_tls(&ep.address, name.clone()) => Err(EndpointError::StartTls {
+                endpoint: ep.address.clone(),
+                protocol: proto.as_str(),
+                what: format!(
+                    "the server did not answer as {p}: it speaks TLS directly (implicit TLS, as on ports 465, 993, 995); remove `starttls: {p}`, or use the port that offers STARTTLS (587, 143, 110)",
+                    p = proto.as_str()
+                ),
+            }),
+        }
+    }
+
+    /// Whether a fresh connection to `address` completes a TLS handshake (or gets a TLS alert).
+    async fn speaks_tls(&self, address: &str, name: ServerName<'static>) -> bool {
+        let Ok(tcp) = connect(address).await else {
+            return false;
+        };
+        let connector = tokio_rustls::TlsConnector::from(self.client.clone());
+        match connector.connect(name, tcp).await {
+            Ok(mut tls) => {
+                let _ = tokio::time::timeout(Duration::from_millis(100), tls.shutdown()).await;
+                true
+            }
+            Err(e) => matches!(
+                e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()),
+                Some(rustls::Error::AlertReceived(_))
+            ),
+        }
     }
 
     fn verify(
@@ -273,6 +327,9 @@ async fn connect(address: &str) -> Result<TcpStream, EndpointError> {
         None => EndpointError::Resolve(address.to_string()),
     })
 }
+
+/// How long a STARTTLS server may stay silent before the port is checked for direct TLS.
+const GREETING_QUIET: Duration = Duration::from_secs(1);
 
 const LINE_MAX: u64 = 2048;
 const LINES_MAX: usize = 64;
@@ -403,7 +460,7 @@ fn handshake_reason(e: &std::io::Error) -> String {
     if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
         return match inner {
             rustls::Error::InvalidMessage(_) => {
-                "not TLS (the server answered something else, plain HTTP?)".into()
+                "not TLS (the server answered something else: plain HTTP, or a mail port that needs `starttls`?)".into()
             }
             other => other.to_string(),
         };

@@ -13,7 +13,7 @@ use std::path::{Component, Path, PathBuf};
 
 use walkdir::WalkDir;
 
-use super::parse::{parse_file, ParseError, Parsed};
+use super::parse::{is_kubeconfig_text, parse_file, ParseError, Parsed};
 
 /// File name extensions read when searching a folder.
 pub const CERT_EXTENSIONS: &[&str] = &[
@@ -47,10 +47,16 @@ pub enum FileError {
     PermissionDenied(String),
     #[error("{path}: {size} bytes is larger than max_file_size ({max} bytes)")]
     TooLarge { path: String, size: u64, max: u64 },
+    #[error("{0}: `~` cannot be expanded: the exporter's HOME is not set; write the full path")]
+    NoHome(String),
+    #[error(
+        "{0}: only `~/` (the exporter's own home) is expanded, not `~user/`; write the full path"
+    )]
+    TildeUser(String),
     #[error("{0}: not a regular file")]
     NotAFile(String),
     #[error(
-        "{0}: folder holds no certificate files (.pem, .crt, .cer, .der, .p12, .pfx, .kubeconfig)"
+        "{0}: folder holds no certificate files (.pem, .crt, .cer, .cert, .der, .p12, .pfx, .kubeconfig, or a kubeconfig by content)"
     )]
     NoFiles(String),
     #[error("{path}: cannot read ({kind})")]
@@ -71,7 +77,10 @@ pub enum FileError {
 impl FileError {
     pub fn metric_label(&self) -> &'static str {
         match self {
-            FileError::NotFound(_) | FileError::NoMatches(_) => "not_found",
+            FileError::NotFound(_)
+            | FileError::NoMatches(_)
+            | FileError::NoHome(_)
+            | FileError::TildeUser(_) => "not_found",
             FileError::DanglingSymlink(_) => "dangling_symlink",
             FileError::SymlinkLoop(_) => "symlink_loop",
             FileError::PermissionDenied(_) => "permission_denied",
@@ -120,37 +129,96 @@ struct Candidate {
     key: (u64, u64),
 }
 
+/// Where a configured path is anchored: `~/` at the exporter's home, a relative
+/// path at the config file's folder, an absolute path nowhere.
+enum Anchor {
+    Home(PathBuf),
+    Base(PathBuf),
+    Absolute,
+}
+
+/// `~` or `~/...`: the rest after `~/` (empty for `~` alone). `~user/` is not expanded.
+fn home_relative(pat: &str) -> Option<&str> {
+    if pat == "~" {
+        Some("")
+    } else {
+        pat.strip_prefix("~/")
+    }
+}
+
+/// The exporter's own home folder (`HOME`), used to expand a leading `~/`.
+pub fn home_dir() -> Option<PathBuf> {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+}
+
+/// A configured file path (`ca_file`, `pkcs12_passphrase_file`): `~/` expands to
+/// `home`, a relative path is under `base`.
+pub fn resolve(base: &Path, home: Option<&Path>, path: &str) -> PathBuf {
+    match (home_relative(path), home) {
+        (Some(rest), Some(h)) => h.join(rest),
+        _ => base.join(path),
+    }
+}
+
 /// Find every certificate file named by `patterns` (files, globs, folders).
-pub fn discover(base: &Path, patterns: &[String], max_depth: usize) -> Discovery {
+/// `home` expands a leading `~/` (the exporter's own home, not the config file owner's).
+pub fn discover(
+    base: &Path,
+    home: Option<&Path>,
+    patterns: &[String],
+    max_depth: usize,
+) -> Discovery {
     let mut cands: Vec<Candidate> = Vec::new();
     let mut out = Discovery::default();
     for pat in patterns {
-        let absolute = Path::new(pat).is_absolute();
-        let full = if absolute {
-            PathBuf::from(pat)
-        } else {
-            base.join(pat)
+        if pat.starts_with('~') && home_relative(pat).is_none() {
+            out.problems
+                .push((pat.clone(), FileError::TildeUser(pat.clone())));
+            continue;
+        }
+        let (anchor, rel) = match (home_relative(pat), home) {
+            (Some(rest), Some(h)) => (Anchor::Home(h.to_path_buf()), rest),
+            (Some(_), None) => {
+                out.problems
+                    .push((pat.clone(), FileError::NoHome(pat.clone())));
+                continue;
+            }
+            (None, _) if Path::new(pat).is_absolute() => (Anchor::Absolute, pat.as_str()),
+            (None, _) => (Anchor::Base(base.to_path_buf()), pat.as_str()),
+        };
+        let full = match &anchor {
+            Anchor::Home(h) => h.join(rel),
+            Anchor::Base(b) => b.join(rel),
+            Anchor::Absolute => PathBuf::from(rel),
         };
         let label_of = |p: &Path| -> String {
-            if absolute {
-                p.display().to_string()
-            } else {
-                let rel = p.strip_prefix(base).unwrap_or(p);
-                let s = rel.display().to_string();
-                if s.is_empty() {
-                    ".".into()
-                } else {
-                    s
+            match &anchor {
+                Anchor::Absolute => p.display().to_string(),
+                Anchor::Base(b) => {
+                    let s = p.strip_prefix(b).unwrap_or(p).display().to_string();
+                    if s.is_empty() {
+                        ".".into()
+                    } else {
+                        s
+                    }
                 }
+                Anchor::Home(h) => match p.strip_prefix(h) {
+                    Ok(r) if r.as_os_str().is_empty() => "~".into(),
+                    Ok(r) => format!("~/{}", r.display()),
+                    Err(_) => p.display().to_string(),
+                },
             }
         };
         if pat.contains(['*', '?', '[']) {
             // The base folder is literal: only the configured part is a pattern.
-            let pattern = if absolute {
-                pat.clone()
-            } else {
-                let b = glob::Pattern::escape(&base.to_string_lossy());
-                format!("{}/{}", b.trim_end_matches('/'), pat)
+            let pattern = match &anchor {
+                Anchor::Absolute => pat.clone(),
+                Anchor::Base(dir) | Anchor::Home(dir) => {
+                    let b = glob::Pattern::escape(&dir.to_string_lossy());
+                    format!("{}/{}", b.trim_end_matches('/'), rel)
+                }
             };
             let Ok(paths) = glob::glob(&pattern) else {
                 // Validated at load; only a non-UTF-8 base could get here.
@@ -283,7 +351,13 @@ fn walk(
     for entry in walker {
         match entry {
             Ok(e) => {
-                if e.file_type().is_file() && is_cert_name(e.path()) {
+                if e.file_type().is_file() {
+                    let wanted = is_cert_name(e.path())
+                        || e.metadata()
+                            .is_ok_and(|m| is_kubeconfig_file(e.path(), m.len()));
+                    if !wanted {
+                        continue;
+                    }
                     match e.metadata() {
                         Ok(m) => cands.push(Candidate {
                             label: label_of(e.path()),
@@ -345,6 +419,33 @@ fn walk(
             FileError::NoFiles(dir_label.to_string()),
         ));
     }
+}
+
+/// Largest file read to recognise a kubeconfig by its content (`~/.kube/config`,
+/// `k3s.yaml`); larger files without a certificate name are not opened.
+pub const KUBECONFIG_SNIFF_MAX: u64 = 1 << 20;
+
+/// A kubeconfig whatever its name: small, text, `kind: Config` with `apiVersion`
+/// and `clusters` or `users`. Unreadable files are simply not kubeconfigs here.
+fn is_kubeconfig_file(path: &Path, size: u64) -> bool {
+    if size == 0 || size > KUBECONFIG_SNIFF_MAX {
+        return false;
+    }
+    let Ok(file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut buf = Vec::new();
+    let mut file = file.take(KUBECONFIG_SNIFF_MAX);
+    // Binary files (NUL bytes in the first 4 KiB) are not read further.
+    if (&mut file).take(4096).read_to_end(&mut buf).is_err() || buf.contains(&0) {
+        buf.fill(0);
+        return false;
+    }
+    let found = file.read_to_end(&mut buf).is_ok()
+        && std::str::from_utf8(&buf).is_ok_and(is_kubeconfig_text);
+    // Kubeconfigs hold client keys and tokens: do not leave them in freed memory.
+    buf.fill(0);
+    found
 }
 
 fn is_cert_name(p: &Path) -> bool {
@@ -459,7 +560,7 @@ mod tests {
         std::fs::create_dir(&base).unwrap();
         std::fs::write(base.join("a.pem"), b"x").unwrap();
         std::fs::write(base.join("b.crt"), b"x").unwrap();
-        let found = discover(&base, &["*.pem".into(), "missing/*.pem".into()], 4);
+        let found = discover(&base, None, &["*.pem".into(), "missing/*.pem".into()], 4);
         let labels: Vec<_> = found.files.iter().map(|f| f.label.as_str()).collect();
         assert_eq!(labels, ["a.pem"]);
         assert_eq!(found.problems.len(), 1);
@@ -477,7 +578,7 @@ mod tests {
         symlink("..2024_01_01", root.join("secret/..data")).unwrap();
         symlink("..data/tls.crt", root.join("secret/tls.crt")).unwrap();
         symlink("..", root.join("secret/loop")).unwrap();
-        let found = discover(root, &["secret".into()], 16);
+        let found = discover(root, None, &["secret".into()], 16);
         let labels: Vec<_> = found.files.iter().map(|f| f.label.as_str()).collect();
         assert_eq!(labels, ["secret/tls.crt"]);
         assert!(found.duplicates >= 2, "{}", found.duplicates);

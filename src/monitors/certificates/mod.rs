@@ -191,6 +191,8 @@ pub struct CertificateMonitor {
 struct Inner {
     cfg: CertificateConfig,
     base: PathBuf,
+    /// Expands a leading `~/` in configured paths.
+    home: Option<PathBuf>,
     endpoints: Vec<Endpoint>,
     prober: Result<Prober, String>,
 }
@@ -206,7 +208,13 @@ impl CertificateMonitor {
     }
 
     /// `base`: the folder relative paths (`paths`, `ca_file`, `pkcs12_passphrase_file`) are resolved against.
+    /// A leading `~/` is the exporter's own home (`HOME`).
     pub fn new(cfg: CertificateConfig, base: PathBuf) -> Self {
+        Self::with_home(cfg, base, files::home_dir())
+    }
+
+    /// As [`CertificateMonitor::new`], with `~/` expanded to `home` (`None`: `~/` paths fail).
+    pub fn with_home(cfg: CertificateConfig, base: PathBuf, home: Option<PathBuf>) -> Self {
         let endpoints = cfg
             .endpoints
             .iter()
@@ -219,7 +227,10 @@ impl CertificateMonitor {
                     server_name: d.server_name.clone().unwrap_or(host),
                     starttls: d.starttls,
                     timeout: d.timeout.map(|t| t.0).unwrap_or(cfg.endpoint_timeout.0),
-                    ca_file: d.ca_file.as_ref().map(|f| base.join(f)),
+                    ca_file: d
+                        .ca_file
+                        .as_ref()
+                        .map(|f| files::resolve(&base, home.as_deref(), f)),
                     ca_label: d.ca_file.clone(),
                     address: d.address,
                 }
@@ -228,6 +239,7 @@ impl CertificateMonitor {
         CertificateMonitor {
             inner: Arc::new(Inner {
                 endpoints,
+                home,
                 prober: Prober::new(),
                 cfg,
                 base,
@@ -295,14 +307,18 @@ async fn probe_one(inner: Arc<Inner>, i: usize, now: SystemTime) -> SourceResult
     }
 }
 
-fn passphrase(cfg: &CertificateConfig, base: &std::path::Path) -> Result<Option<String>, String> {
+fn passphrase(
+    cfg: &CertificateConfig,
+    base: &std::path::Path,
+    home: Option<&std::path::Path>,
+) -> Result<Option<String>, String> {
     if let Some(var) = &cfg.pkcs12_passphrase_env {
         return std::env::var(var)
             .map(Some)
             .map_err(|_| format!("environment variable {var} (pkcs12_passphrase_env) is not set"));
     }
     if let Some(f) = &cfg.pkcs12_passphrase_file {
-        let text = std::fs::read_to_string(base.join(f))
+        let text = std::fs::read_to_string(files::resolve(base, home, f))
             .map_err(|e| format!("cannot read pkcs12_passphrase_file {f} ({})", e.kind()))?;
         let first = text
             .lines()
@@ -317,7 +333,12 @@ fn passphrase(cfg: &CertificateConfig, base: &std::path::Path) -> Result<Option<
 
 fn read_files(inner: &Inner) -> Vec<SourceResult> {
     let patterns: Vec<String> = inner.cfg.paths.iter().map(|g| g.0.clone()).collect();
-    let found = files::discover(&inner.base, &patterns, inner.cfg.max_depth);
+    let found = files::discover(
+        &inner.base,
+        inner.home.as_deref(),
+        &patterns,
+        inner.cfg.max_depth,
+    );
     if found.duplicates > 0 {
         tracing::debug!(
             monitor = "certificate_expiry",
@@ -325,7 +346,7 @@ fn read_files(inner: &Inner) -> Vec<SourceResult> {
             "certificate files reached through more than one path were read once"
         );
     }
-    let pass = passphrase(&inner.cfg, &inner.base);
+    let pass = passphrase(&inner.cfg, &inner.base, inner.home.as_deref());
     let max = inner.cfg.max_file_size.0;
     let read_one = |t: &files::FileTarget| SourceResult {
         kind: SourceKind::File,
@@ -483,10 +504,24 @@ pub fn snapshot(
                 }
                 let mut summary = format!("{} certificate(s), {}", data.certs.len(), data.format);
                 if let Some(e) = earliest {
+                    let when = expiry_phrase(e.not_after - now_s);
+                    if e.not_after < now_s {
+                        summary.push_str(&format!(", {} {when}", display_cn(e)));
+                    } else {
+                        summary.push_str(&format!(", earliest expiry {when} ({})", display_cn(e)));
+                    }
+                }
+                if let Some(f) = data
+                    .certs
+                    .iter()
+                    .filter(|c| c.not_before > now_s)
+                    .max_by_key(|c| c.not_before)
+                {
                     summary.push_str(&format!(
-                        ", earliest expiry in {} day(s) ({})",
-                        days_left(e, now_s),
-                        display_cn(e)
+                        ", {} not valid until {} ({})",
+                        display_cn(f),
+                        rfc3339(f.not_before),
+                        human_secs(f.not_before - now_s)
                     ));
                 }
                 match &data.verified {
@@ -516,6 +551,19 @@ pub fn snapshot(
 
 fn days_left(c: &Cert, now: i64) -> i64 {
     (c.not_after - now).div_euclid(86_400)
+}
+
+fn human_secs(secs: i64) -> String {
+    crate::report::human_duration(Duration::from_secs(secs.unsigned_abs()))
+}
+
+/// `left` = notAfter - now: "in 26h", "in 4 days 23h", "expired 426 days ago".
+fn expiry_phrase(left: i64) -> String {
+    if left < 0 {
+        format!("expired {} ago", human_secs(left))
+    } else {
+        format!("in {}", human_secs(left))
+    }
 }
 
 fn display_cn(c: &Cert) -> String {
@@ -568,7 +616,7 @@ pub fn report(sources: &[SourceResult], now: SystemTime, warning: i64, critical:
             "SUBJECT",
             "SERIAL",
             "NOT AFTER",
-            "DAYS LEFT",
+            "EXPIRES",
             "STATE",
         ],
     );
@@ -583,7 +631,7 @@ pub fn report(sources: &[SourceResult], now: SystemTime, warning: i64, critical:
             display_cn(c),
             c.serial.clone(),
             rfc3339(c.not_after),
-            days_left(c, now_s).to_string(),
+            expiry_phrase(c.not_after - now_s),
             st.as_str().to_string(),
         ]);
         if *st != CertState::Ok {

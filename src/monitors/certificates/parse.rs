@@ -82,6 +82,8 @@ pub enum ParseError {
     Empty,
     #[error("PEM block {block} is malformed ({what})")]
     MalformedPem { block: usize, what: &'static str },
+    #[error("PEM file shows {markers} certificate block(s) but only {read} could be read; each -----BEGIN CERTIFICATE----- line must start a line (not indented)")]
+    UnreadCertificateBlocks { markers: usize, read: usize },
     #[error("PEM file holds only {keys} private key block(s) and no certificate")]
     PrivateKeyOnly { keys: usize },
     #[error("no certificate found in this {format} file")]
@@ -98,6 +100,8 @@ pub enum ParseError {
     PassphraseRequired,
     #[error("PKCS#12 file is malformed or uses an unsupported algorithm ({what})")]
     MalformedPkcs12 { what: &'static str },
+    #[error("kubeconfig embeds no certificate data: it names certificate files (certificate-authority, client-certificate); add those files to paths")]
+    KubeconfigFileReferences,
     #[error("kubeconfig is not valid YAML (line {line})")]
     MalformedKubeconfig { line: usize },
     #[error("kubeconfig {entry}: {field} is not valid base64")]
@@ -111,9 +115,13 @@ impl ParseError {
     pub fn metric_label(&self) -> &'static str {
         match self {
             ParseError::Empty => "empty",
-            ParseError::MalformedPem { .. } => "malformed_pem",
+            ParseError::MalformedPem { .. } | ParseError::UnreadCertificateBlocks { .. } => {
+                "malformed_pem"
+            }
             ParseError::PrivateKeyOnly { .. } => "private_key_only",
-            ParseError::NoCertificates { .. } => "no_certificates",
+            ParseError::NoCertificates { .. } | ParseError::KubeconfigFileReferences => {
+                "no_certificates"
+            }
             ParseError::TruncatedDer { .. } => "truncated_der",
             ParseError::MalformedCertificate { .. } => "malformed_certificate",
             ParseError::WrongPassphrase => "wrong_passphrase",
@@ -134,6 +142,8 @@ pub fn parse_file(
     extension: Option<&str>,
     passphrase: Option<&str>,
 ) -> Result<Parsed, ParseError> {
+    // A UTF-8 byte-order mark (Windows editors) is not part of any format; openssl skips it.
+    let bytes = bytes.strip_prefix(BOM).unwrap_or(bytes);
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(ParseError::Empty);
     }
@@ -150,10 +160,10 @@ pub fn parse_file(
     if bytes.first() != Some(&0x30) {
         return Err(ParseError::UnknownFormat);
     }
-    match cert_from_der(bytes, 0) {
-        Ok(c) => Ok(Parsed {
+    match der_certs(bytes) {
+        Ok(certs) => Ok(Parsed {
             format: Format::Der,
-            certs: vec![c],
+            certs,
             skipped_keys: 0,
         }),
         Err(der_err) => match parse_pkcs12(bytes, passphrase) {
@@ -169,15 +179,134 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
+fn count(hay: &[u8], needle: &[u8]) -> usize {
+    hay.windows(needle.len()).filter(|w| *w == needle).count()
+}
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
 fn looks_like_kubeconfig(bytes: &[u8]) -> bool {
-    std::str::from_utf8(bytes).is_ok()
-        && (contains(bytes, b"certificate-authority-data")
-            || contains(bytes, b"client-certificate-data")
-            || (contains(bytes, b"kind: Config") && contains(bytes, b"clusters")))
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return false;
+    };
+    text.contains("certificate-authority-data")
+        || text.contains("client-certificate-data")
+        || is_kubeconfig_text(text)
+}
+
+/// A kubeconfig by content, whatever its name: YAML or JSON with `kind: Config`
+/// at the top level, `apiVersion`, and `clusters` or `users`.
+pub fn is_kubeconfig_text(text: &str) -> bool {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let kind_config = text.lines().any(|line| {
+        // YAML: `kind: Config` at the start of a line (top level), quoted or not.
+        let yaml = line
+            .strip_prefix("kind:")
+            .map(|v| v.split('#').next().unwrap_or("").trim())
+            .is_some_and(|v| v.trim_matches(|c| c == '"' || c == '\'') == "Config");
+        yaml || json_kind_config(line)
+    });
+    kind_config
+        && text.contains("apiVersion")
+        && (text.contains("clusters") || text.contains("users"))
+}
+
+/// JSON: `"kind": "Config"` anywhere on the line (whitespace allowed around `:`).
+fn json_kind_config(line: &str) -> bool {
+    let mut rest = line;
+    while let Some(i) = rest.find("\"kind\"") {
+        let after = rest[i + 6..].trim_start();
+        if let Some(v) = after.strip_prefix(':') {
+            if v.trim_start().starts_with("\"Config\"") {
+                return true;
+            }
+        }
+        rest = &rest[i + 6..];
+    }
+    false
+}
+
+/// Concatenated DER certificates (one is usual); bytes after the last that do not
+/// parse as a certificate are ignored, as openssl does.
+fn der_certs(bytes: &[u8]) -> Result<Vec<Cert>, ParseError> {
+    let (mut rest, first) = x509_parser::parse_x509_certificate(bytes)
+        .map(|(rest, c)| (rest, describe(&c)))
+        .map_err(|e| {
+            if der_outer_len(bytes).is_some_and(|len| len > bytes.len()) {
+                ParseError::TruncatedDer { index: 0 }
+            } else {
+                der_error(&e, 0)
+            }
+        })?;
+    let mut certs = vec![first];
+    while rest.first() == Some(&0x30) {
+        match x509_parser::parse_x509_certificate(rest) {
+            Ok((next, c)) => {
+                certs.push(describe(&c));
+                rest = next;
+            }
+            Err(_) => break,
+        }
+    }
+    Ok(certs)
 }
 
 /// PEM: every CERTIFICATE block in order; key blocks are counted, wiped and dropped.
+/// `TRUSTED CERTIFICATE` and `X509 CERTIFICATE` blocks (openssl's other names) are
+/// certificates too, and a byte-order mark before a line is skipped, as openssl does.
 pub fn parse_pem(bytes: &[u8]) -> Result<Parsed, ParseError> {
+    match normalize_pem(bytes) {
+        None => parse_pem_blocks(bytes),
+        Some(mut copy) => {
+            let result = parse_pem_blocks(&copy);
+            // The copy may hold private keys: do not leave them in freed memory.
+            copy.fill(0);
+            result
+        }
+    }
+}
+
+/// Other names openssl gives certificate blocks. A `TRUSTED CERTIFICATE` is a
+/// certificate followed by trust settings, which are ignored here.
+const CERT_LABEL_ALIASES: [&[u8]; 2] = [b"TRUSTED CERTIFICATE-----", b"X509 CERTIFICATE-----"];
+
+/// A copy with byte-order marks at line starts removed and certificate label
+/// aliases renamed to `CERTIFICATE`, or `None` when the input needs neither.
+fn normalize_pem(bytes: &[u8]) -> Option<Vec<u8>> {
+    let needs = contains(bytes, BOM) || CERT_LABEL_ALIASES.iter().any(|a| contains(bytes, a));
+    if !needs {
+        return None;
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    for line in bytes.split_inclusive(|b| *b == b'\n') {
+        let line = line.strip_prefix(BOM).unwrap_or(line);
+        let marker = [b"-----BEGIN ".as_slice(), b"-----END ".as_slice()]
+            .into_iter()
+            .find(|m| line.starts_with(m));
+        match marker {
+            Some(m) => {
+                let label = &line[m.len()..];
+                match CERT_LABEL_ALIASES.iter().find(|a| label.starts_with(a)) {
+                    Some(alias) => {
+                        out.extend_from_slice(m);
+                        out.extend_from_slice(b"CERTIFICATE-----");
+                        out.extend_from_slice(&label[alias.len()..]);
+                    }
+                    None => out.extend_from_slice(line),
+                }
+            }
+            None => out.extend_from_slice(line),
+        }
+    }
+    Some(out)
+}
+
+/// `-----BEGIN CERTIFICATE-----` markers anywhere in the text, at a line start or not.
+fn certificate_markers(bytes: &[u8]) -> usize {
+    count(bytes, b"-----BEGIN CERTIFICATE-----")
+}
+
+fn parse_pem_blocks(bytes: &[u8]) -> Result<Parsed, ParseError> {
     let mut certs = Vec::new();
     let mut keys = 0usize;
     for (i, item) in <(SectionKind, Vec<u8>) as PemObject>::pem_slice_iter(bytes).enumerate() {
@@ -198,6 +327,17 @@ pub fn parse_pem(bytes: &[u8]) -> Result<Parsed, ParseError> {
             _ => {}
         }
     }
+    // A certificate block that was not read (a BEGIN line indented or after other
+    // text on its line) must not leave a bundle looking complete.
+    let markers = certificate_markers(bytes);
+    if markers > certs.len() {
+        return Err(ParseError::UnreadCertificateBlocks {
+            markers,
+            read: certs.len(),
+        });
+    }
+    // `ENCRYPTED PRIVATE KEY` is not decoded by the PEM reader; it is still a key.
+    keys += count(bytes, b"-----BEGIN ENCRYPTED PRIVATE KEY-----");
     if certs.is_empty() {
         return Err(if keys > 0 {
             ParseError::PrivateKeyOnly { keys }
@@ -225,30 +365,38 @@ fn pem_error_kind(e: &rustls_pki_types::pem::Error) -> &'static str {
 
 /// PKCS#12: every certificate bag, in file order. Keys are decrypted by the
 /// library as part of reading the container and dropped at once.
+///
+/// With a passphrase configured, a file exported without one (`openssl pkcs12
+/// -export -passout pass:`) is read too: the empty passphrase is tried when the
+/// configured one does not fit.
 pub fn parse_pkcs12(bytes: &[u8], passphrase: Option<&str>) -> Result<Parsed, ParseError> {
     use p12_keystore::error::Error as E;
-    let archive = p12_keystore::Pkcs12Archive::from_pkcs12(bytes, passphrase.unwrap_or(""))
-        .map_err(|e| match e {
-            E::MacError(_) if passphrase.is_none() => ParseError::PassphraseRequired,
-            E::MacError(_) => ParseError::WrongPassphrase,
-            // Without a MAC, a wrong passphrase shows up as bad padding.
-            E::UnpadError if passphrase.is_none() => ParseError::PassphraseRequired,
-            E::UnpadError => ParseError::WrongPassphrase,
-            E::DerError(_) | E::InvalidVersion | E::InvalidLength | E::InvalidData => {
-                ParseError::MalformedPkcs12 {
-                    what: "invalid structure",
-                }
+    let given = passphrase.unwrap_or("");
+    let opened = match p12_keystore::Pkcs12Archive::from_pkcs12(bytes, given) {
+        Err(e) if !given.is_empty() && bad_password(&e) => {
+            p12_keystore::Pkcs12Archive::from_pkcs12(bytes, "")
+        }
+        other => other,
+    };
+    let archive = opened.map_err(|e| match e {
+        // Without a MAC, a wrong passphrase shows up as a failed decryption.
+        e if bad_password(&e) && passphrase.is_none() => ParseError::PassphraseRequired,
+        e if bad_password(&e) => ParseError::WrongPassphrase,
+        E::DerError(_) | E::InvalidVersion | E::InvalidLength | E::InvalidData => {
+            ParseError::MalformedPkcs12 {
+                what: "invalid structure",
             }
-            E::UnsupportedContentType => ParseError::MalformedPkcs12 {
-                what: "unsupported content type",
-            },
-            E::UnsupportedEncryptionScheme | E::UnsupportedMacAlgorithm => {
-                ParseError::MalformedPkcs12 {
-                    what: "unsupported algorithm",
-                }
+        }
+        E::UnsupportedContentType => ParseError::MalformedPkcs12 {
+            what: "unsupported content type",
+        },
+        E::UnsupportedEncryptionScheme | E::UnsupportedMacAlgorithm => {
+            ParseError::MalformedPkcs12 {
+                what: "unsupported algorithm",
             }
-            _ => ParseError::MalformedPkcs12 { what: "unreadable" },
-        })?;
+        }
+        _ => ParseError::MalformedPkcs12 { what: "unreadable" },
+    })?;
     let keys = archive.keys.len();
     let mut certs = Vec::with_capacity(archive.certs.len());
     for (index, bag) in archive.certs.iter().enumerate() {
@@ -263,6 +411,17 @@ pub fn parse_pkcs12(bytes: &[u8], passphrase: Option<&str>) -> Result<Parsed, Pa
         certs,
         skipped_keys: keys,
     })
+}
+
+/// The errors a wrong passphrase causes: the MAC does not match, or (without a
+/// MAC) decryption gives bad padding.
+fn bad_password(e: &p12_keystore::error::Error) -> bool {
+    use p12_keystore::error::Error as E;
+    match e {
+        E::MacError(_) | E::UnpadError => true,
+        E::Pkcs5Error(m) => m == "PKCS#5 decryption failed",
+        _ => false,
+    }
 }
 
 /// kubeconfig: `clusters[].cluster.certificate-authority-data` then
@@ -314,8 +473,26 @@ pub fn parse_kubeconfig(bytes: &[u8]) -> Result<Parsed, ParseError> {
         }
     }
     if certs.is_empty() {
-        return Err(ParseError::NoCertificates {
-            format: "kubeconfig",
+        let refers_to_files = [
+            ("clusters", "cluster", "certificate-authority"),
+            ("users", "user", "client-certificate"),
+        ]
+        .iter()
+        .any(|(list, inner, field)| {
+            doc.get(*list)
+                .and_then(|v| v.as_sequence())
+                .is_some_and(|items| {
+                    items
+                        .iter()
+                        .any(|i| i.get(*inner).and_then(|c| c.get(*field)).is_some())
+                })
+        });
+        return Err(if refers_to_files {
+            ParseError::KubeconfigFileReferences
+        } else {
+            ParseError::NoCertificates {
+                format: "kubeconfig",
+            }
         });
     }
     Ok(Parsed {

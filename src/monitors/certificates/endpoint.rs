@@ -148,9 +148,31 @@ impl Prober {
             .await
             .map_err(|_| timeout("connect"))??;
         if let Some(proto) = ep.starttls {
-            timeout_at(deadline, self.await_greeting(&stream, proto, ep, &name))
-                .await
-                .map_err(|_| timeout("starttls: waiting for the server's greeting"))??;
+            // SMTP, IMAP and POP3 servers speak first; a TLS server waits for the client.
+            // A silent server is checked on a fresh connection for direct TLS (465, 993,
+            // 995), so that `starttls` on such a port is reported as what it is, not as a
+            // timeout. The first connection is closed first: single-threaded servers
+            // (openssl s_server) would not accept the second one while it is open.
+            let quiet = GREETING_QUIET.min(ep.timeout / 4);
+            if !speaks_within(&stream, quiet).await {
+                drop(stream);
+                let direct = timeout_at(deadline, self.speaks_tls(&ep.address, name.clone()))
+                    .await
+                    .map_err(|_| timeout("starttls: no greeting, and no TLS answer either"))?;
+                if direct {
+                    return Err(EndpointError::StartTls {
+                        endpoint: ep.address.clone(),
+                        protocol: proto.as_str(),
+                        what: format!(
+                            "the server did not answer as {p}: the port speaks TLS directly (implicit TLS, as on 465, 993, 995); remove `starttls: {p}`, or use the port that offers STARTTLS (587, 143, 110)",
+                            p = proto.as_str()
+                        ),
+                    });
+                }
+                stream = timeout_at(deadline, connect(&ep.address))
+                    .await
+                    .map_err(|_| timeout("connect"))??;
+            }
             timeout_at(deadline, starttls(&mut stream, proto, &ep.address))
                 .await
                 .map_err(|_| timeout("starttls"))??;
@@ -194,39 +216,6 @@ impl Prober {
             verified,
             protocol,
         })
-    }
-
-    /// SMTP, IMAP and POP3 servers speak first; a TLS server waits for the client.
-    /// When the server stays silent for a moment, a second connection checks whether
-    /// the port speaks TLS directly (465, 993, 995), so that a `starttls` set on such
-    /// a port is reported as what it is, not as a timeout.
-    async fn await_greeting(
-        &self,
-        stream: &TcpStream,
-        proto: StartTls,
-        ep: &Endpoint,
-        name: &ServerName<'static>,
-    ) -> Result<(), EndpointError> {
-        let mut byte = [0u8; 1];
-        let quiet = GREETING_QUIET.min(ep.timeout / 4);
-        if tokio::time::timeout(quiet, stream.peek(&mut byte))
-            .await
-            .is_ok()
-        {
-            // Data, end of stream or an error: the STARTTLS dialogue reports it.
-            return Ok(());
-        }
-        tokio::select! {
-            _ = stream.peek(&mut byte) => Ok(()),
-            true = self.speaks_tls(&ep.address, name.clone()) => Err(EndpointError::StartTls {
-                endpoint: ep.address.clone(),
-                protocol: proto.as_str(),
-                what: format!(
-                    "the server did not answer as {p}: it speaks TLS directly (implicit TLS, as on ports 465, 993, 995); remove `starttls: {p}`, or use the port that offers STARTTLS (587, 143, 110)",
-                    p = proto.as_str()
-                ),
-            }),
-        }
     }
 
     /// Whether a fresh connection to `address` completes a TLS handshake (or gets a TLS alert).
@@ -326,6 +315,14 @@ async fn connect(address: &str) -> Result<TcpStream, EndpointError> {
         },
         None => EndpointError::Resolve(address.to_string()),
     })
+}
+
+/// Whether the server sends something (or closes) within `quiet`.
+async fn speaks_within(stream: &TcpStream, quiet: Duration) -> bool {
+    let mut byte = [0u8; 1];
+    tokio::time::timeout(quiet, stream.peek(&mut byte))
+        .await
+        .is_ok()
 }
 
 /// How long a STARTTLS server may stay silent before the port is checked for direct TLS.

@@ -584,4 +584,57 @@ mod tests {
         assert!(found.duplicates >= 2, "{}", found.duplicates);
         assert!(found.problems.is_empty(), "{:?}", found.problems);
     }
+    #[test]
+    fn tilde_is_the_exporters_home() {
+        let d = tempfile::tempdir().unwrap();
+        let home = d.path().join("home");
+        let base = d.path().join("etc");
+        std::fs::create_dir_all(home.join(".kube")).unwrap();
+        std::fs::create_dir_all(home.join("certs")).unwrap();
+        std::fs::create_dir_all(&base).unwrap();
+        std::fs::write(home.join(".kube/config"), b"x").unwrap();
+        std::fs::write(home.join("certs/a.pem"), b"x").unwrap();
+        let pats = ["~/.kube/config".to_string(), "~/certs/*.pem".into(), "~/certs".into()];
+        let found = discover(&base, Some(&home), &pats, 4);
+        assert!(found.problems.is_empty(), "{:?}", found.problems);
+        let labels: Vec<_> = found.files.iter().map(|f| f.label.as_str()).collect();
+        assert_eq!(labels, ["~/.kube/config", "~/certs/a.pem"]);
+        assert_eq!(found.files[0].path, home.join(".kube/config"));
+        // No HOME, or another user's home: a clear failure, never a silent skip.
+        let found = discover(&base, None, &pats[..1], 4);
+        assert_eq!(found.problems[0].1.metric_label(), "not_found");
+        assert!(
+            found.problems[0].1.to_string().contains("HOME is not set"),
+            "{}",
+            found.problems[0].1
+        );
+        let found = discover(&base, Some(&home), &["~root/x.pem".into()], 4);
+        assert!(found.problems[0].1.to_string().contains("~user/"));
+        assert_eq!(resolve(&base, Some(&home), "~/ca.pem"), home.join("ca.pem"));
+        assert_eq!(resolve(&base, Some(&home), "ca.pem"), base.join("ca.pem"));
+    }
+
+    #[test]
+    fn kubeconfigs_in_folders_are_found_by_content_not_name() {
+        let d = tempfile::tempdir().unwrap();
+        let kube = d.path().join(".kube");
+        std::fs::create_dir_all(kube.join("cache/discovery/127.0.0.1_6443/v1")).unwrap();
+        let config = "apiVersion: v1\nclusters:\n- cluster:\n    server: https://127.0.0.1:6443\n  name: home\nkind: Config\nusers: []\n";
+        std::fs::write(kube.join("config"), config).unwrap();
+        std::fs::write(kube.join("k3s.yaml"), config).unwrap();
+        std::fs::write(
+            kube.join("cache/discovery/127.0.0.1_6443/v1/serverresources.json"),
+            r#"{"kind":"APIResourceList","apiVersion":"v1","groupVersion":"v1","resources":[]}"#,
+        )
+        .unwrap();
+        std::fs::write(kube.join("notes.txt"), "clusters and users\n").unwrap();
+        // Too large to be opened by content (it would match if read).
+        let mut big = config.as_bytes().to_vec();
+        big.resize(KUBECONFIG_SNIFF_MAX as usize + 1, b'#');
+        std::fs::write(kube.join("big"), big).unwrap();
+        let found = discover(d.path(), None, &[".kube".into()], 16);
+        let labels: Vec<_> = found.files.iter().map(|f| f.label.as_str()).collect();
+        assert_eq!(labels, [".kube/config", ".kube/k3s.yaml"]);
+        assert!(found.problems.is_empty(), "{:?}", found.problems);
+    }
 }

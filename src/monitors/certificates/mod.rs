@@ -62,6 +62,42 @@ pub const SOURCE_ERROR: MetricDef = MetricDef::gauge(
     "Why the source could not be read on the last check (reason is a short code); always 1.",
 );
 
+/// Every `reason` of `certificate_source_error_info` (README lists them all).
+pub const ERROR_REASONS: &[&str] = &[
+    // files
+    "not_found",
+    "dangling_symlink",
+    "symlink_loop",
+    "permission_denied",
+    "not_a_file",
+    "too_large",
+    "no_files",
+    "io",
+    "empty",
+    "unknown_format",
+    "malformed_pem",
+    "private_key_only",
+    "no_certificates",
+    "truncated_der",
+    "malformed_certificate",
+    "malformed_pkcs12",
+    "malformed_kubeconfig",
+    "wrong_passphrase",
+    "passphrase_required",
+    "passphrase_unavailable",
+    "panic",
+    // endpoints
+    "resolve",
+    "refused",
+    "connect",
+    "timeout",
+    "starttls",
+    "handshake",
+    "no_certificate",
+    "bad_server_name",
+    "tls_setup",
+];
+
 /// Where a certificate came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SourceKind {
@@ -818,5 +854,131 @@ mod tests {
         );
         let up = snap.family(SOURCE_UP.name).unwrap();
         assert_eq!(up.samples.len(), 1);
+    }
+    #[test]
+    fn every_reason_is_listed() {
+        use endpoint::EndpointError as Ee;
+        use files::FileError as Fe;
+        use parse::ParseError as Pe;
+        let p = || "p".to_string();
+        let parse = [
+            Pe::Empty,
+            Pe::MalformedPem { block: 1, what: "" },
+            Pe::UnreadCertificateBlocks { markers: 2, read: 1 },
+            Pe::PrivateKeyOnly { keys: 1 },
+            Pe::NoCertificates { format: "PEM" },
+            Pe::TruncatedDer { index: 0 },
+            Pe::MalformedCertificate { index: 0 },
+            Pe::WrongPassphrase,
+            Pe::PassphraseRequired,
+            Pe::MalformedPkcs12 { what: "" },
+            Pe::MalformedKubeconfig { line: 1 },
+            Pe::KubeconfigFileReferences,
+            Pe::KubeconfigBase64 {
+                entry: p(),
+                field: "",
+            },
+            Pe::UnknownFormat,
+        ];
+        let mut labels: Vec<&str> = parse.iter().map(|e| e.metric_label()).collect();
+        let io = std::io::ErrorKind::Other;
+        let file = [
+            Fe::NotFound(p()),
+            Fe::NoMatches(p()),
+            Fe::NoHome(p()),
+            Fe::TildeUser(p()),
+            Fe::DanglingSymlink(p()),
+            Fe::SymlinkLoop(p()),
+            Fe::PermissionDenied(p()),
+            Fe::TooLarge {
+                path: p(),
+                size: 1,
+                max: 0,
+            },
+            Fe::NotAFile(p()),
+            Fe::NoFiles(p()),
+            Fe::Io { path: p(), kind: io },
+            Fe::Passphrase {
+                path: p(),
+                reason: p(),
+            },
+        ];
+        labels.extend(file.iter().map(|e| e.metric_label()));
+        let after = Duration::from_secs(1);
+        let ep = [
+            Ee::Resolve(p()),
+            Ee::Refused(p()),
+            Ee::Connect {
+                endpoint: p(),
+                kind: io,
+            },
+            Ee::Timeout {
+                endpoint: p(),
+                stage: "",
+                after,
+            },
+            Ee::StartTls {
+                endpoint: p(),
+                protocol: "smtp",
+                what: p(),
+            },
+            Ee::Handshake {
+                endpoint: p(),
+                reason: p(),
+            },
+            Ee::NoCertificate(p()),
+            Ee::BadServerName {
+                endpoint: p(),
+                name: p(),
+            },
+            Ee::Parse {
+                endpoint: p(),
+                source: Pe::Empty,
+            },
+        ];
+        labels.extend(ep.iter().map(|e| e.metric_label()));
+        // Set in this module: reading panicked, TLS client setup failed.
+        labels.extend(["panic", "tls_setup"]);
+        for l in &labels {
+            assert!(ERROR_REASONS.contains(l), "{l} missing from ERROR_REASONS");
+        }
+        for r in ERROR_REASONS {
+            assert!(labels.contains(r), "{r} is listed but never emitted");
+        }
+    }
+
+    #[test]
+    fn status_wording_reads_naturally() {
+        let d = 86_400;
+        let now = 1000 * d;
+        let src = |certs: Vec<Cert>| SourceResult {
+            kind: SourceKind::File,
+            target: "a.pem".into(),
+            server_name: None,
+            outcome: Ok(SourceData {
+                certs,
+                format: "pem".into(),
+                verified: None,
+            }),
+        };
+        let summary = |certs: Vec<Cert>| {
+            let at = SystemTime::UNIX_EPOCH + Duration::from_secs(now as u64);
+            let snap = snapshot(&[src(certs)], at, 30 * d, 7 * d);
+            snap.targets[0].summary.clone()
+        };
+        let cases = [
+            (cert(0, now + 26 * 3600), "earliest expiry in 26h (x)"),
+            // 4.99 days
+            (cert(0, now + 431_136), "earliest expiry in 4 days 23h (x)"),
+            (cert(0, now - 426 * d - 5), "x expired 426 days ago"),
+            (cert(now + 5 * d, now + 400 * d), "x not valid until"),
+        ];
+        for (c, want) in cases {
+            let s = summary(vec![c]);
+            assert!(s.contains(want), "{s}");
+            assert!(!s.contains("day(s)") && !s.contains("in -"), "{s}");
+        }
+        assert_eq!(expiry_phrase(-426 * d), "expired 426 days ago");
+        assert_eq!(expiry_phrase(26 * 3600), "in 26h");
     }
 }

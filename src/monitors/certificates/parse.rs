@@ -837,4 +837,90 @@ mod tests {
         assert_eq!(shown + rest, 200);
         assert_eq!(bounded_join(&["a".into(), "b".into()], 100), "a,b");
     }
+    #[test]
+    fn byte_order_marks_and_openssl_label_aliases_are_read() {
+        let (a, _) = make(params("alpha", &[]));
+        let (b, _) = make(params("beta", &[]));
+        // A BOM at the start (Windows editors) and one before a second file's text (cat a b).
+        let text = format!("\u{feff}{a}\u{feff}{b}");
+        let p = parse_file(text.as_bytes(), Some("pem"), None).unwrap();
+        let cns: Vec<_> = p.certs.iter().map(|c| c.subject_cn.as_str()).collect();
+        assert_eq!(cns, ["alpha", "beta"]);
+        // openssl's other names for a certificate block.
+        let trusted = a.replace("CERTIFICATE-----", "TRUSTED CERTIFICATE-----");
+        let x509 = b.replace("CERTIFICATE-----", "X509 CERTIFICATE-----");
+        let p = parse_file(format!("{trusted}{x509}").as_bytes(), None, None).unwrap();
+        assert_eq!(p.certs.len(), 2);
+    }
+
+    #[test]
+    fn a_certificate_block_that_is_not_read_is_an_error() {
+        let (a, _) = make(params("alpha", &[]));
+        let (b, _) = make(params("beta", &[]));
+        let indented: String = b.lines().map(|l| format!("  {l}\n")).collect();
+        let e = parse_file(format!("{a}{indented}").as_bytes(), None, None).unwrap_err();
+        assert_eq!(
+            e,
+            ParseError::UnreadCertificateBlocks {
+                markers: 2,
+                read: 1
+            }
+        );
+        assert_eq!(e.metric_label(), "malformed_pem");
+    }
+
+    #[test]
+    fn encrypted_key_alone_is_a_key_not_a_certificate() {
+        let text = "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIBvTBXBgkqhkiG9w0BBQ0wSjApBgkqhkiG9w0BBQwwHAQI\n-----END ENCRYPTED PRIVATE KEY-----\n";
+        assert_eq!(
+            parse_file(text.as_bytes(), None, None).unwrap_err(),
+            ParseError::PrivateKeyOnly { keys: 1 }
+        );
+    }
+
+    #[test]
+    fn concatenated_der_certificates_are_all_read() {
+        let (_, a) = make(params("alpha", &[]));
+        let (_, b) = make(params("beta", &[]));
+        let both = [a.as_slice(), b.as_slice()].concat();
+        let p = parse_file(&both, Some("der"), None).unwrap();
+        let cns: Vec<_> = p.certs.iter().map(|c| c.subject_cn.as_str()).collect();
+        assert_eq!(cns, ["alpha", "beta"]);
+        // Trailing bytes that are not a certificate are ignored, as openssl does.
+        let tail = [a.as_slice(), b"\n\0\0"].concat();
+        assert_eq!(parse_file(&tail, Some("der"), None).unwrap().certs.len(), 1);
+    }
+
+    #[test]
+    fn kubeconfigs_are_recognised_by_content() {
+        let yaml = "apiVersion: v1\nclusters:\n- cluster:\n    server: https://127.0.0.1:6443\n  name: k3s\ncontexts: []\nkind: Config\npreferences: {}\nusers: []\n";
+        assert!(is_kubeconfig_text(yaml));
+        assert!(is_kubeconfig_text(&format!("\u{feff}{yaml}")));
+        assert!(is_kubeconfig_text(&yaml.replace("kind: Config", "kind: \"Config\" # top")));
+        let json = r#"{"kind": "Config", "apiVersion": "v1", "clusters": [], "users": []}"#;
+        assert!(is_kubeconfig_text(json));
+        assert!(is_kubeconfig_text(&json.replace(": ", ":")));
+        // kubectl's discovery cache, other Kubernetes objects, unrelated YAML.
+        assert!(!is_kubeconfig_text(
+            r#"{"kind":"APIResourceList","apiVersion":"v1","groupVersion":"v1","resources":[]}"#
+        ));
+        assert!(!is_kubeconfig_text(
+            "apiVersion: v1\nkind: ConfigMap\ndata:\n  clusters: x\n"
+        ));
+        assert!(!is_kubeconfig_text("apiVersion: v1\nkind: Config\n"));
+        assert!(!is_kubeconfig_text("  kind: Config\napiVersion: v1\nclusters: []\n"));
+    }
+
+    #[test]
+    fn kubeconfig_naming_certificate_files_says_so() {
+        let text = "apiVersion: v1\nkind: Config\nclusters:\n- name: minikube\n  cluster:\n    certificate-authority: /home/u/.minikube/ca.crt\n    server: https://192.168.49.2:8443\nusers:\n- name: minikube\n  user:\n    client-certificate: /home/u/.minikube/profiles/minikube/client.crt\n";
+        let e = parse_file(text.as_bytes(), None, None).unwrap_err();
+        assert_eq!(e, ParseError::KubeconfigFileReferences);
+        assert_eq!(e.metric_label(), "no_certificates");
+        assert!(e.to_string().contains("add those files to paths"), "{e}");
+        let tokens_only = "apiVersion: v1\nkind: Config\nclusters:\n- name: x\n  cluster:\n    server: https://x\nusers:\n- name: x\n  user:\n    token: abc\n";
+        let e = parse_file(tokens_only.as_bytes(), None, None).unwrap_err();
+        assert_eq!(e.metric_label(), "no_certificates");
+        assert!(!e.to_string().contains("abc"));
+    }
 }

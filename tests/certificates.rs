@@ -961,6 +961,32 @@ async fn endpoints_record_chain_and_verify_separately() {
     let t = s.targets.iter().find(|t| t.target.contains(&old)).unwrap();
     assert!(t.summary.contains("not verified: expired"), "{}", t.summary);
     assert_eq!(s.failed_targets(), 0);
+    // What a client would refuse is a finding, not "ok"; a private CA checked
+    // against the web roots (no ca_file) is the normal homelab case.
+    let health = |addr: &str, sni: &str| {
+        s.targets
+            .iter()
+            .find(|t| {
+                t.target.contains(addr) && (t.target.contains(sni) || !t.target.contains("SNI"))
+            })
+            .map(|t| (t.health, t.summary.clone()))
+    };
+    let (h, why) = health(&addr, "SNI other.homelab.test").unwrap();
+    assert_eq!(h, Health::Findings, "name mismatch: {why}");
+    assert!(why.contains("not verified: name_mismatch"), "{why}");
+    let (h, why) = health(&addr, "SNI svc.homelab.test").unwrap();
+    assert_eq!(h, Health::Ok, "{why}");
+    let (h, why) = health(&smtp, "SNI mail.homelab.test").unwrap();
+    assert_eq!(h, Health::Ok, "private CA without ca_file: {why}");
+    let m = CertificateMonitor::new(config(&yaml), d.path().to_path_buf());
+    let r = m.report(ctx()).await.unwrap();
+    // The mismatched name and the expired chain (its certificate, its verification).
+    assert_eq!(
+        r.findings,
+        3,
+        "{}",
+        r.render(homelab_monitor::report::ReportFormat::Table)
+    );
 }
 
 #[tokio::test]
@@ -1627,7 +1653,12 @@ fn p12(dir: &Path, name: &str, out: &str, pass: &str, extra: &[&str]) {
     .map(str::to_string)
     .collect::<Vec<_>>();
     args.extend(extra.iter().map(|s| s.to_string()));
-    args.extend(["-passout".into(), format!("pass:{pass}"), "-out".into(), out.into()]);
+    args.extend([
+        "-passout".into(),
+        format!("pass:{pass}"),
+        "-out".into(),
+        out.into(),
+    ]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     openssl(&args, dir);
 }
@@ -1653,8 +1684,17 @@ async fn pkcs12_without_password_is_read_beside_a_configured_passphrase() {
     // Older exports: RC2/3DES (openssl -legacy), when this openssl still has them.
     let legacy = Command::new("openssl")
         .args([
-            "pkcs12", "-export", "-legacy", "-in", "srv.crt", "-inkey", "srv.key", "-passout",
-            "pass:", "-out", "legacy.p12",
+            "pkcs12",
+            "-export",
+            "-legacy",
+            "-in",
+            "srv.crt",
+            "-inkey",
+            "srv.key",
+            "-passout",
+            "pass:",
+            "-out",
+            "legacy.p12",
         ])
         .current_dir(p)
         .output()
@@ -1663,11 +1703,7 @@ async fn pkcs12_without_password_is_read_beside_a_configured_passphrase() {
         println!("skipping legacy.p12: this openssl cannot export -legacy PKCS#12");
     }
     std::fs::write(p.join("p12.pass"), "s3cret\n").unwrap();
-    let s = collect_now(
-        "pkcs12_passphrase_file: p12.pass\npaths: [\"*.p12\"]",
-        p,
-    )
-    .await;
+    let s = collect_now("pkcs12_passphrase_file: p12.pass\npaths: [\"*.p12\"]", p).await;
     for f in ["empty.p12", "protected.p12"] {
         assert_eq!(up(&s, "path", f), Some(1.0), "{f}: {:?}", s.targets);
         assert_eq!(
@@ -1723,9 +1759,17 @@ async fn tilde_paths_and_kubeconfigs_found_by_content() {
         })
         .await
         .unwrap();
-    assert_eq!(up(&s, "path", "~/.kube/config"), Some(1.0), "{:?}", s.targets);
     assert_eq!(
-        s.value("certificate_source_certificates", &[("path", "~/.kube/config")]),
+        up(&s, "path", "~/.kube/config"),
+        Some(1.0),
+        "{:?}",
+        s.targets
+    );
+    assert_eq!(
+        s.value(
+            "certificate_source_certificates",
+            &[("path", "~/.kube/config")]
+        ),
         Some(2.0)
     );
     assert_eq!(
@@ -1747,7 +1791,11 @@ async fn tilde_paths_and_kubeconfigs_found_by_content() {
         .iter()
         .find(|t| t.target == "file: ~/.kube/config")
         .unwrap();
-    assert!(t.error.as_deref().unwrap().contains("HOME"), "{:?}", t.error);
+    assert!(
+        t.error.as_deref().unwrap().contains("HOME"),
+        "{:?}",
+        t.error
+    );
 }
 
 fn config_of(yaml: &str) -> CertificateConfig {
@@ -1779,7 +1827,16 @@ async fn byte_order_marks_and_trusted_certificates_from_openssl() {
     );
     // `openssl x509 -trustout` writes TRUSTED CERTIFICATE blocks.
     openssl(
-        &["x509", "-in", "b.crt", "-trustout", "-addtrust", "serverAuth", "-out", "trusted.pem"],
+        &[
+            "x509",
+            "-in",
+            "b.crt",
+            "-trustout",
+            "-addtrust",
+            "serverAuth",
+            "-out",
+            "trusted.pem",
+        ],
         p,
     );
     assert!(std::fs::read_to_string(p.join("trusted.pem"))
@@ -1817,7 +1874,8 @@ async fn inputs_that_must_not_read_as_clean() {
     // A second block indented (pasted from YAML): not read, so not a complete bundle.
     let indented: String = old.pem().lines().map(|l| format!("    {l}\n")).collect();
     std::fs::write(p.join("pasted.pem"), format!("{}{indented}", fine.pem())).unwrap();
-    let yaml = "paths: [\"empty.pem\", \"no-certs\", \"key-only.pem\", \"chain.pem\", \"pasted.pem\"]";
+    let yaml =
+        "paths: [\"empty.pem\", \"no-certs\", \"key-only.pem\", \"chain.pem\", \"pasted.pem\"]";
     let s = collect(yaml, p).await;
     for (f, why) in [
         ("empty.pem", "empty"),
@@ -1835,7 +1893,9 @@ async fn inputs_that_must_not_read_as_clean() {
         .unwrap();
     assert_eq!(chain.health, Health::Findings, "{}", chain.summary);
     assert!(
-        chain.summary.contains("old-intermediate expired 214 days ago"),
+        chain
+            .summary
+            .contains("old-intermediate expired 214 days ago"),
         "{}",
         chain.summary
     );
@@ -1845,7 +1905,11 @@ async fn inputs_that_must_not_read_as_clean() {
     );
     let m = CertificateMonitor::new(config(yaml), p.to_path_buf());
     let r = m.report(ctx()).await.unwrap();
-    assert_eq!(r.exit_code(), 1, "unreadable sources make the one-shot exit 1");
+    assert_eq!(
+        r.exit_code(),
+        1,
+        "unreadable sources make the one-shot exit 1"
+    );
     let text = r.render(homelab_monitor::report::ReportFormat::Table);
     assert!(text.contains("expired 214 days ago"), "{text}");
     assert!(!text.contains("-214"), "{text}");
@@ -1917,4 +1981,28 @@ async fn starttls_on_a_direct_tls_port_says_starttls() {
         "{:?}",
         s.targets
     );
+}
+
+#[test]
+fn readme_lists_every_error_reason() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md is readable");
+    let start = readme
+        .find("Reasons in `certificate_source_error_info`")
+        .expect("README has the certificate reasons table");
+    let table = &readme[start..];
+    let table = &table[..table
+        .find("\n\n")
+        .map(|i| {
+            // The heading line, a blank line, then the table up to the next blank line.
+            let rest = &table[i + 2..];
+            i + 2 + rest.find("\n\n").unwrap_or(rest.len())
+        })
+        .unwrap_or(table.len())];
+    for r in homelab_monitor::monitors::certificates::ERROR_REASONS {
+        assert!(
+            table.contains(&format!("`{r}`")),
+            "README misses reason `{r}`"
+        );
+    }
 }

@@ -260,7 +260,11 @@ impl Prober {
         verifier
             .verify_server_cert(leaf, rest, name, &[], now)
             .map(|_| ())
-            .map_err(|e| verify_reason(&e))
+            .map_err(|e| match &ep.ca_label {
+                // Not signed by the CA the user named: never the "self-signed, fine" case.
+                Some(ca) => format!("{} (against ca_file {ca})", verify_reason(&e)),
+                None => verify_reason(&e),
+            })
     }
 
     fn custom_verifier(

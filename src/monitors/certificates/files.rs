@@ -594,7 +594,11 @@ mod tests {
         std::fs::create_dir_all(&base).unwrap();
         std::fs::write(home.join(".kube/config"), b"x").unwrap();
         std::fs::write(home.join("certs/a.pem"), b"x").unwrap();
-        let pats = ["~/.kube/config".to_string(), "~/certs/*.pem".into(), "~/certs".into()];
+        let pats = [
+            "~/.kube/config".to_string(),
+            "~/certs/*.pem".into(),
+            "~/certs".into(),
+        ];
         let found = discover(&base, Some(&home), &pats, 4);
         assert!(found.problems.is_empty(), "{:?}", found.problems);
         let labels: Vec<_> = found.files.iter().map(|f| f.label.as_str()).collect();

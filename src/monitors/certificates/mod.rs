@@ -570,7 +570,7 @@ pub fn snapshot(
                 }
                 b.target(TargetStatus {
                     target: format!("{}: {}", s.kind.as_str(), s.display()),
-                    health: if worst == CertState::Ok {
+                    health: if worst == CertState::Ok && !verify_finding(data) {
                         Health::Ok
                     } else {
                         Health::Findings
@@ -583,6 +583,14 @@ pub fn snapshot(
         }
     }
     b.build()
+}
+
+/// A served chain that does not verify is a finding, except the normal homelab
+/// case: a private CA checked against the web roots (`unknown_issuer`, no `ca_file`).
+/// A name mismatch, an expired or not-yet-valid chain, or a chain the configured
+/// `ca_file` does not trust is what a client would refuse.
+fn verify_finding(d: &SourceData) -> bool {
+    matches!(&d.verified, Some(Err(why)) if why != "unknown_issuer")
 }
 
 fn days_left(c: &Cert, now: i64) -> i64 {
@@ -694,6 +702,9 @@ pub fn report(sources: &[SourceResult], now: SystemTime, warning: i64, critical:
     );
     let mut json_sources = Vec::new();
     for s in sources {
+        if s.outcome.as_ref().is_ok_and(verify_finding) {
+            report.findings += 1;
+        }
         let (up, verified, detail) = match &s.outcome {
             Ok(d) => (
                 "1",
@@ -864,7 +875,10 @@ mod tests {
         let parse = [
             Pe::Empty,
             Pe::MalformedPem { block: 1, what: "" },
-            Pe::UnreadCertificateBlocks { markers: 2, read: 1 },
+            Pe::UnreadCertificateBlocks {
+                markers: 2,
+                read: 1,
+            },
             Pe::PrivateKeyOnly { keys: 1 },
             Pe::NoCertificates { format: "PEM" },
             Pe::TruncatedDer { index: 0 },
@@ -897,7 +911,10 @@ mod tests {
             },
             Fe::NotAFile(p()),
             Fe::NoFiles(p()),
-            Fe::Io { path: p(), kind: io },
+            Fe::Io {
+                path: p(),
+                kind: io,
+            },
             Fe::Passphrase {
                 path: p(),
                 reason: p(),

@@ -896,7 +896,9 @@ mod tests {
         let yaml = "apiVersion: v1\nclusters:\n- cluster:\n    server: https://127.0.0.1:6443\n  name: k3s\ncontexts: []\nkind: Config\npreferences: {}\nusers: []\n";
         assert!(is_kubeconfig_text(yaml));
         assert!(is_kubeconfig_text(&format!("\u{feff}{yaml}")));
-        assert!(is_kubeconfig_text(&yaml.replace("kind: Config", "kind: \"Config\" # top")));
+        assert!(is_kubeconfig_text(
+            &yaml.replace("kind: Config", "kind: \"Config\" # top")
+        ));
         let json = r#"{"kind": "Config", "apiVersion": "v1", "clusters": [], "users": []}"#;
         assert!(is_kubeconfig_text(json));
         assert!(is_kubeconfig_text(&json.replace(": ", ":")));
@@ -908,7 +910,9 @@ mod tests {
             "apiVersion: v1\nkind: ConfigMap\ndata:\n  clusters: x\n"
         ));
         assert!(!is_kubeconfig_text("apiVersion: v1\nkind: Config\n"));
-        assert!(!is_kubeconfig_text("  kind: Config\napiVersion: v1\nclusters: []\n"));
+        assert!(!is_kubeconfig_text(
+            "  kind: Config\napiVersion: v1\nclusters: []\n"
+        ));
     }
 
     #[test]

@@ -2006,3 +2006,47 @@ fn readme_lists_every_error_reason() {
         );
     }
 }
+
+/// The binary, as a user runs it: `~/` is the exporter's own HOME.
+#[test]
+fn status_expands_tilde_from_the_exporters_home() {
+    let d = tempfile::tempdir().unwrap();
+    let home = d.path().join("home");
+    std::fs::create_dir_all(home.join(".kube")).unwrap();
+    let cfg = d.path().join("etc");
+    std::fs::create_dir_all(&cfg).unwrap();
+    openssl_cert(&cfg, "ca", "kube-ca", "90");
+    use base64::Engine;
+    let ca = base64::engine::general_purpose::STANDARD
+        .encode(std::fs::read(cfg.join("ca.crt")).unwrap());
+    std::fs::write(
+        home.join(".kube/config"),
+        format!("apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: {ca}\n    server: https://127.0.0.1:6443\n  name: default\nkind: Config\nusers: []\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        cfg.join("monitoring-config.yaml"),
+        "custom_monitors:\n  certificate_expiry:\n    paths: [\"~/.kube/\"]\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_homelab-monitor"))
+        .args(["--status", "--config", "monitoring-config.yaml"])
+        .current_dir(&cfg)
+        .env("HOME", &home)
+        .output()
+        .expect("the binary runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("file: ~/.kube/config"), "{text}");
+    assert!(
+        text.contains("kubeconfig, earliest expiry in 90 days")
+            || text.contains("kubeconfig, earliest expiry in 89 days 23h"),
+        "{text}"
+    );
+    assert!(!text.contains("day(s)"), "{text}");
+}

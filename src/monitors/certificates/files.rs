@@ -146,6 +146,20 @@ fn home_relative(pat: &str) -> Option<&str> {
     }
 }
 
+/// `~user/...`: another user's home, which is not expanded (a file named
+/// `~backup.pem` is just a relative path).
+fn names_another_home(pat: &str) -> bool {
+    match pat.strip_prefix('~').and_then(|r| r.split_once('/')) {
+        Some((user, _)) => {
+            !user.is_empty()
+                && user
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        }
+        None => false,
+    }
+}
+
 /// The exporter's own home folder (`HOME`), used to expand a leading `~/`.
 pub fn home_dir() -> Option<PathBuf> {
     std::env::var_os("HOME")
@@ -173,7 +187,7 @@ pub fn discover(
     let mut cands: Vec<Candidate> = Vec::new();
     let mut out = Discovery::default();
     for pat in patterns {
-        if pat.starts_with('~') && home_relative(pat).is_none() {
+        if names_another_home(pat) {
             out.problems
                 .push((pat.clone(), FileError::TildeUser(pat.clone())));
             continue;
@@ -584,6 +598,7 @@ mod tests {
         assert!(found.duplicates >= 2, "{}", found.duplicates);
         assert!(found.problems.is_empty(), "{:?}", found.problems);
     }
+
     #[test]
     fn tilde_is_the_exporters_home() {
         let d = tempfile::tempdir().unwrap();
@@ -614,6 +629,10 @@ mod tests {
         );
         let found = discover(&base, Some(&home), &["~root/x.pem".into()], 4);
         assert!(found.problems[0].1.to_string().contains("~user/"));
+        // A file whose name starts with `~` is an ordinary relative path.
+        std::fs::write(base.join("~old.pem"), b"x").unwrap();
+        let found = discover(&base, Some(&home), &["~old.pem".into()], 4);
+        assert_eq!(found.files[0].path, base.join("~old.pem"));
         assert_eq!(resolve(&base, Some(&home), "~/ca.pem"), home.join("ca.pem"));
         assert_eq!(resolve(&base, Some(&home), "ca.pem"), base.join("ca.pem"));
     }

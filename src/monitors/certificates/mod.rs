@@ -554,7 +554,7 @@ pub fn snapshot(
                     .max_by_key(|c| c.not_before)
                 {
                     summary.push_str(&format!(
-                        ", {} not valid until {} ({})",
+                        ", {} not valid until {} (in {})",
                         display_cn(f),
                         rfc3339(f.not_before),
                         human_secs(f.not_before - now_s)
@@ -989,6 +989,7 @@ mod tests {
             (cert(0, now + 431_136), "earliest expiry in 4 days 23h (x)"),
             (cert(0, now - 426 * d - 5), "x expired 426 days ago"),
             (cert(now + 5 * d, now + 400 * d), "x not valid until"),
+            (cert(now + 5 * d, now + 400 * d), "(in 5 days)"),
         ];
         for (c, want) in cases {
             let s = summary(vec![c]);

@@ -1306,6 +1306,18 @@ fn permission_denied_is_a_source_error() {
     std::fs::write(p.join("locked.pem"), good.pem()).unwrap();
     std::fs::set_permissions(p.join("good.pem"), std::fs::Permissions::from_mode(0o644)).unwrap();
     std::fs::set_permissions(p.join("locked.pem"), std::fs::Permissions::from_mode(0o000)).unwrap();
+    // A kubeconfig as kubectl leaves it (0600, another user's): the folder is not "empty".
+    std::fs::create_dir(p.join("kube")).unwrap();
+    std::fs::write(
+        p.join("kube/config"),
+        "apiVersion: v1\nkind: Config\nclusters: []\nusers: []\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        p.join("kube/config"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
     let uid = Command::new("id").arg("-u").output().unwrap();
     let root = String::from_utf8_lossy(&uid.stdout).trim() == "0";
     if !root {
@@ -1372,12 +1384,25 @@ fn check_permission_denied(dir: &Path) {
         .enable_all()
         .build()
         .unwrap();
-    let s = rt.block_on(collect("paths: [\".\"]", dir));
+    let s = rt.block_on(collect(
+        "paths: [\"good.pem\", \"locked.pem\", \"kube\"]",
+        dir,
+    ));
     assert_eq!(up(&s, "path", "good.pem"), Some(1.0), "{:?}", s.targets);
     assert_eq!(up(&s, "path", "locked.pem"), Some(0.0), "{:?}", s.targets);
     assert_eq!(
         reason(&s, "locked.pem").as_deref(),
         Some("permission_denied")
+    );
+    assert_eq!(reason(&s, "kube").as_deref(), Some("permission_denied"));
+    let t = s.targets.iter().find(|t| t.target == "file: kube").unwrap();
+    assert!(
+        t.error
+            .as_deref()
+            .unwrap_or("")
+            .contains("kube/config could not be opened"),
+        "{:?}",
+        t.error
     );
 }
 

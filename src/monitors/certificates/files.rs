@@ -59,6 +59,8 @@ pub enum FileError {
         "{0}: folder holds no certificate files (.pem, .crt, .cer, .cert, .der, .p12, .pfx, .kubeconfig, or a kubeconfig by content)"
     )]
     NoFiles(String),
+    #[error("{dir}: folder holds no readable certificate file; {file} could not be opened to check whether it is a kubeconfig (permission denied): give the exporter's user read access")]
+    NoReadableFiles { dir: String, file: String },
     #[error("{path}: cannot read ({kind})")]
     Io {
         path: String,
@@ -83,7 +85,9 @@ impl FileError {
             | FileError::TildeUser(_) => "not_found",
             FileError::DanglingSymlink(_) => "dangling_symlink",
             FileError::SymlinkLoop(_) => "symlink_loop",
-            FileError::PermissionDenied(_) => "permission_denied",
+            FileError::PermissionDenied(_) | FileError::NoReadableFiles { .. } => {
+                "permission_denied"
+            }
             FileError::TooLarge { .. } => "too_large",
             FileError::NotAFile(_) => "not_a_file",
             FileError::NoFiles(_) => "no_files",
@@ -358,6 +362,8 @@ fn walk(
 ) {
     let before = cands.len();
     let mut errors = 0usize;
+    // A file that could not be opened to check for a kubeconfig (e.g. a 0600 ~/.kube/config).
+    let mut denied: Option<String> = None;
     let walker = WalkDir::new(dir)
         .follow_links(true)
         .max_depth(max_depth.max(1))
@@ -367,8 +373,14 @@ fn walk(
             Ok(e) => {
                 if e.file_type().is_file() {
                     let wanted = is_cert_name(e.path())
-                        || e.metadata()
-                            .is_ok_and(|m| is_kubeconfig_file(e.path(), m.len()));
+                        || match e.metadata().map(|m| kubeconfig_sniff(e.path(), m.len())) {
+                            Ok(Sniff::Kubeconfig) => true,
+                            Ok(Sniff::Denied) => {
+                                denied.get_or_insert_with(|| label_of(e.path()));
+                                false
+                            }
+                            _ => false,
+                        };
                     if !wanted {
                         continue;
                     }
@@ -428,10 +440,15 @@ fn walk(
         }
     }
     if cands.len() == before && errors == 0 {
-        out.problems.push((
-            dir_label.to_string(),
-            FileError::NoFiles(dir_label.to_string()),
-        ));
+        let err = match denied {
+            // Not "no certificates here": a file that may be one could not be opened.
+            Some(file) => FileError::NoReadableFiles {
+                dir: dir_label.to_string(),
+                file,
+            },
+            None => FileError::NoFiles(dir_label.to_string()),
+        };
+        out.problems.push((dir_label.to_string(), err));
     }
 }
 
@@ -439,15 +456,29 @@ fn walk(
 /// `k3s.yaml`); larger files without a certificate name are not opened.
 pub const KUBECONFIG_SNIFF_MAX: u64 = 1 << 20;
 
+#[derive(Debug, PartialEq, Eq)]
+enum Sniff {
+    Kubeconfig,
+    Other,
+    /// Permission denied: it cannot be told.
+    Denied,
+}
+
 /// A kubeconfig whatever its name: small, text, `kind: Config` with `apiVersion`
-/// and `clusters` or `users`. Unreadable files are simply not kubeconfigs here.
-fn is_kubeconfig_file(path: &Path, size: u64) -> bool {
+/// and `clusters` or `users`.
+fn kubeconfig_sniff(path: &Path, size: u64) -> Sniff {
     if size == 0 || size > KUBECONFIG_SNIFF_MAX {
-        return false;
+        return Sniff::Other;
     }
-    let Ok(file) = std::fs::File::open(path) else {
-        return false;
-    };
+    match std::fs::File::open(path) {
+        Ok(file) if is_kubeconfig_file(&file) => Sniff::Kubeconfig,
+        Ok(_) => Sniff::Other,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Sniff::Denied,
+        Err(_) => Sniff::Other,
+    }
+}
+
+fn is_kubeconfig_file(file: &std::fs::File) -> bool {
     let mut buf = Vec::new();
     let mut file = file.take(KUBECONFIG_SNIFF_MAX);
     // Binary files (NUL bytes in the first 4 KiB) are not read further.

@@ -911,6 +911,10 @@ mod tests {
             },
             Fe::NotAFile(p()),
             Fe::NoFiles(p()),
+            Fe::NoReadableFiles {
+                dir: p(),
+                file: p(),
+            },
             Fe::Io {
                 path: p(),
                 kind: io,

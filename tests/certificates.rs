@@ -2075,3 +2075,55 @@ fn status_expands_tilde_from_the_exporters_home() {
     );
     assert!(!text.contains("day(s)"), "{text}");
 }
+
+/// minikube writes file paths into ~/.kube/config, beside other tools' embedded data:
+/// the named files are checked too, not silently left out.
+#[tokio::test]
+async fn kubeconfig_certificate_files_are_checked() {
+    let d = tempfile::tempdir().unwrap();
+    let home = d.path();
+    let mk = home.join(".minikube");
+    std::fs::create_dir_all(mk.join("profiles/minikube")).unwrap();
+    std::fs::create_dir_all(home.join(".kube")).unwrap();
+    openssl_cert(&mk, "ca", "minikubeCA", "3650");
+    openssl_cert(
+        &mk.join("profiles/minikube"),
+        "client",
+        "minikube-user",
+        "365",
+    );
+    openssl_cert(home, "k3s", "k3s-server-ca", "3650");
+    use base64::Engine;
+    let k3s = base64::engine::general_purpose::STANDARD
+        .encode(std::fs::read(home.join("k3s.crt")).unwrap());
+    let config = format!(
+        "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: {k3s}\n    server: https://127.0.0.1:6443\n  name: k3s\n- cluster:\n    certificate-authority: {}\n    server: https://192.168.49.2:8443\n  name: minikube\nkind: Config\nusers:\n- name: minikube\n  user:\n    client-certificate: ../.minikube/profiles/minikube/client.crt\n    client-key: ../.minikube/profiles/minikube/client.key\n",
+        mk.join("ca.crt").display()
+    );
+    std::fs::write(home.join(".kube/config"), &config).unwrap();
+    std::fs::write(
+        home.join(".kube/stale.kubeconfig"),
+        config.replace("client.crt", "gone.crt"),
+    )
+    .unwrap();
+    let s = collect_now("paths: [\".kube/\"]", home).await;
+    assert_eq!(up(&s, "path", ".kube/config"), Some(1.0), "{:?}", s.targets);
+    let cns: Vec<String> = (0..3)
+        .filter_map(|i| info_label(&s, &file(".kube/config", i), "subject_cn"))
+        .collect();
+    assert_eq!(cns, ["k3s-server-ca", "minikubeCA", "minikube-user"]);
+    assert_eq!(
+        reason(&s, ".kube/stale.kubeconfig").as_deref(),
+        Some("not_found")
+    );
+    let t = s
+        .targets
+        .iter()
+        .find(|t| t.target == "file: .kube/stale.kubeconfig")
+        .unwrap();
+    let msg = t.error.as_deref().unwrap_or("");
+    assert!(
+        msg.contains("users[minikube] client-certificate ../.minikube/profiles/minikube/gone.crt"),
+        "{msg}"
+    );
+}

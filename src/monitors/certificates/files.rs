@@ -525,14 +525,13 @@ fn file_key(m: &std::fs::Metadata) -> (u64, u64) {
     (m.len(), t)
 }
 
-/// Read and parse one file. `passphrase`: `Ok(None)` none configured, `Err` configured but unavailable.
-pub fn read_target(
-    t: &FileTarget,
-    max_size: u64,
-    passphrase: &Result<Option<String>, String>,
-) -> Result<Parsed, FileError> {
-    let label = t.label.as_str();
-    let meta = std::fs::metadata(&t.path).map_err(|e| FileError::from_io(label, &e, true))?;
+/// A file's bytes, at most `max_size` (else `too_large`). `label` names it in errors.
+fn read_bounded(path: &Path, label: &str, max_size: u64) -> Result<Vec<u8>, FileError> {
+    let meta = std::fs::metadata(path).map_err(|e| {
+        // The name exists but what it points to does not: a dangling link.
+        let link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+        FileError::from_io(label, &e, link)
+    })?;
     if !meta.is_file() {
         return Err(FileError::NotAFile(label.to_string()));
     }
@@ -544,7 +543,7 @@ pub fn read_target(
         });
     }
     let mut buf = Vec::with_capacity(meta.len() as usize);
-    let file = std::fs::File::open(&t.path).map_err(|e| FileError::from_io(label, &e, false))?;
+    let file = std::fs::File::open(path).map_err(|e| FileError::from_io(label, &e, false))?;
     file.take(max_size + 1)
         .read_to_end(&mut buf)
         .map_err(|e| FileError::from_io(label, &e, false))?;
@@ -556,15 +555,26 @@ pub fn read_target(
             max: max_size,
         });
     }
-    let ext = t
-        .path
-        .extension()
-        .map(|e| e.to_string_lossy().to_lowercase());
+    Ok(buf)
+}
+
+fn extension(p: &Path) -> Option<String> {
+    p.extension().map(|e| e.to_string_lossy().to_lowercase())
+}
+
+/// Read and parse one file. `passphrase`: `Ok(None)` none configured, `Err` configured but unavailable.
+pub fn read_target(
+    t: &FileTarget,
+    max_size: u64,
+    passphrase: &Result<Option<String>, String>,
+) -> Result<Parsed, FileError> {
+    let label = t.label.as_str();
+    let mut buf = read_bounded(&t.path, label, max_size)?;
     let pass = passphrase.as_ref().ok().and_then(|p| p.as_deref());
-    let result = parse_file(&buf, ext.as_deref(), pass);
+    let result = parse_file(&buf, extension(&t.path).as_deref(), pass);
     // Files may hold private keys: do not leave them in freed memory.
     buf.fill(0);
-    result.map_err(|source| match (&source, passphrase) {
+    let mut parsed = result.map_err(|source| match (&source, passphrase) {
         (ParseError::PassphraseRequired, Err(reason)) => FileError::Passphrase {
             path: label.to_string(),
             reason: reason.clone(),
@@ -573,7 +583,25 @@ pub fn read_target(
             path: label.to_string(),
             source,
         },
-    })
+    })?;
+    // A kubeconfig that names certificate files (minikube) is checked through them,
+    // as kubectl reads them: relative to the kubeconfig's folder.
+    let dir = t.path.parent().unwrap_or(Path::new("."));
+    for r in std::mem::take(&mut parsed.file_refs) {
+        let shown: String = r.path.chars().take(256).collect();
+        let what = format!("{label}: kubeconfig {} {} {shown}", r.entry, r.field);
+        let path = dir.join(&r.path);
+        let mut bytes = read_bounded(&path, &what, max_size)?;
+        let result = parse_file(&bytes, extension(&path).as_deref(), None);
+        bytes.fill(0);
+        let offset = parsed.certs.len();
+        let more = result.map_err(|source| FileError::Parse {
+            path: what,
+            source: super::parse::shift_index(source, offset),
+        })?;
+        parsed.certs.extend(more.certs);
+    }
+    Ok(parsed)
 }
 
 #[cfg(test)]

@@ -887,7 +887,6 @@ mod tests {
             Pe::PassphraseRequired,
             Pe::MalformedPkcs12 { what: "" },
             Pe::MalformedKubeconfig { line: 1 },
-            Pe::KubeconfigFileReferences,
             Pe::KubeconfigBase64 {
                 entry: p(),
                 field: "",

@@ -73,6 +73,19 @@ pub struct Parsed {
     pub certs: Vec<Cert>,
     /// Private-key blocks seen (and skipped).
     pub skipped_keys: usize,
+    /// kubeconfig only: certificate files it names instead of embedding them
+    /// (`certificate-authority`, `client-certificate`), read by the caller.
+    pub file_refs: Vec<FileRef>,
+}
+
+/// A certificate file named by a kubeconfig entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRef {
+    /// `clusters[name]` or `users[name]`.
+    pub entry: String,
+    pub field: &'static str,
+    /// As written; relative paths are relative to the kubeconfig's folder.
+    pub path: String,
 }
 
 /// Why a file yielded no certificates. Positions only, never contents.
@@ -100,8 +113,6 @@ pub enum ParseError {
     PassphraseRequired,
     #[error("PKCS#12 file is malformed or uses an unsupported algorithm ({what})")]
     MalformedPkcs12 { what: &'static str },
-    #[error("kubeconfig embeds no certificate data: it names certificate files (certificate-authority, client-certificate); add those files to paths")]
-    KubeconfigFileReferences,
     #[error("kubeconfig is not valid YAML (line {line})")]
     MalformedKubeconfig { line: usize },
     #[error("kubeconfig {entry}: {field} is not valid base64")]
@@ -119,9 +130,7 @@ impl ParseError {
                 "malformed_pem"
             }
             ParseError::PrivateKeyOnly { .. } => "private_key_only",
-            ParseError::NoCertificates { .. } | ParseError::KubeconfigFileReferences => {
-                "no_certificates"
-            }
+            ParseError::NoCertificates { .. } => "no_certificates",
             ParseError::TruncatedDer { .. } => "truncated_der",
             ParseError::MalformedCertificate { .. } => "malformed_certificate",
             ParseError::WrongPassphrase => "wrong_passphrase",
@@ -165,6 +174,7 @@ pub fn parse_file(
             format: Format::Der,
             certs,
             skipped_keys: 0,
+            file_refs: Vec::new(),
         }),
         Err(der_err) => match parse_pkcs12(bytes, passphrase) {
             Ok(p) => Ok(p),
@@ -349,6 +359,7 @@ fn parse_pem_blocks(bytes: &[u8]) -> Result<Parsed, ParseError> {
         format: Format::Pem,
         certs,
         skipped_keys: keys,
+        file_refs: Vec::new(),
     })
 }
 
@@ -410,6 +421,7 @@ pub fn parse_pkcs12(bytes: &[u8], passphrase: Option<&str>) -> Result<Parsed, Pa
         format: Format::Pkcs12,
         certs,
         skipped_keys: keys,
+        file_refs: Vec::new(),
     })
 }
 
@@ -472,37 +484,48 @@ pub fn parse_kubeconfig(bytes: &[u8]) -> Result<Parsed, ParseError> {
             certs.push(cert_from_der(&decoded, index)?);
         }
     }
-    if certs.is_empty() {
-        let refers_to_files = [
-            ("clusters", "cluster", "certificate-authority"),
-            ("users", "user", "client-certificate"),
-        ]
-        .iter()
-        .any(|(list, inner, field)| {
-            doc.get(*list)
-                .and_then(|v| v.as_sequence())
-                .is_some_and(|items| {
-                    items
-                        .iter()
-                        .any(|i| i.get(*inner).and_then(|c| c.get(*field)).is_some())
-                })
-        });
-        return Err(if refers_to_files {
-            ParseError::KubeconfigFileReferences
-        } else {
-            ParseError::NoCertificates {
-                format: "kubeconfig",
+    let mut file_refs = Vec::new();
+    for (list, inner, field) in [
+        ("clusters", "cluster", "certificate-authority"),
+        ("users", "user", "client-certificate"),
+    ] {
+        let Some(items) = doc.get(list).and_then(|v| v.as_sequence()) else {
+            continue;
+        };
+        for (i, item) in items.iter().enumerate() {
+            let path = item
+                .get(inner)
+                .and_then(|c| c.get(field))
+                .and_then(|d| d.as_str())
+                .filter(|p| !p.is_empty());
+            if let Some(path) = path {
+                let name = item
+                    .get("name")
+                    .and_then(|n| n.as_str())
+                    .map(|n| truncate(n, 64))
+                    .unwrap_or_else(|| i.to_string());
+                file_refs.push(FileRef {
+                    entry: format!("{list}[{name}]"),
+                    field,
+                    path: path.to_string(),
+                });
             }
+        }
+    }
+    if certs.is_empty() && file_refs.is_empty() {
+        return Err(ParseError::NoCertificates {
+            format: "kubeconfig",
         });
     }
     Ok(Parsed {
         format: Format::Kubeconfig,
         certs,
         skipped_keys: 0,
+        file_refs,
     })
 }
 
-fn shift_index(e: ParseError, offset: usize) -> ParseError {
+pub(super) fn shift_index(e: ParseError, offset: usize) -> ParseError {
     match e {
         ParseError::TruncatedDer { index } => ParseError::TruncatedDer {
             index: index + offset,
@@ -916,12 +939,33 @@ mod tests {
     }
 
     #[test]
-    fn kubeconfig_naming_certificate_files_says_so() {
-        let text = "apiVersion: v1\nkind: Config\nclusters:\n- name: minikube\n  cluster:\n    certificate-authority: /home/u/.minikube/ca.crt\n    server: https://192.168.49.2:8443\nusers:\n- name: minikube\n  user:\n    client-certificate: /home/u/.minikube/profiles/minikube/client.crt\n";
-        let e = parse_file(text.as_bytes(), None, None).unwrap_err();
-        assert_eq!(e, ParseError::KubeconfigFileReferences);
-        assert_eq!(e.metric_label(), "no_certificates");
-        assert!(e.to_string().contains("add those files to paths"), "{e}");
+    fn kubeconfig_naming_certificate_files_lists_them() {
+        let (ca, _) = make(params("kube-ca", &[]));
+        let b64 = base64::engine::general_purpose::STANDARD.encode(ca.as_bytes());
+        // minikube's entries beside an embedded one, as `minikube start` merges them.
+        let text = format!("apiVersion: v1\nkind: Config\nclusters:\n- name: k3s\n  cluster:\n    certificate-authority-data: {b64}\n- name: minikube\n  cluster:\n    certificate-authority: /home/u/.minikube/ca.crt\n    server: https://192.168.49.2:8443\nusers:\n- name: minikube\n  user:\n    client-certificate: profiles/minikube/client.crt\n    client-key: profiles/minikube/client.key\n");
+        let p = parse_file(text.as_bytes(), None, None).unwrap();
+        assert_eq!(p.certs.len(), 1);
+        let refs: Vec<_> = p
+            .file_refs
+            .iter()
+            .map(|r| (r.entry.as_str(), r.field, r.path.as_str()))
+            .collect();
+        assert_eq!(
+            refs,
+            [
+                (
+                    "clusters[minikube]",
+                    "certificate-authority",
+                    "/home/u/.minikube/ca.crt"
+                ),
+                (
+                    "users[minikube]",
+                    "client-certificate",
+                    "profiles/minikube/client.crt"
+                )
+            ]
+        );
         let tokens_only = "apiVersion: v1\nkind: Config\nclusters:\n- name: x\n  cluster:\n    server: https://x\nusers:\n- name: x\n  user:\n    token: abc\n";
         let e = parse_file(tokens_only.as_bytes(), None, None).unwrap_err();
         assert_eq!(e.metric_label(), "no_certificates");

@@ -767,6 +767,8 @@ fn server_config(
 enum Pre {
     None,
     Smtp,
+    /// Greets only after 1.5 s (a server doing reverse DNS first).
+    SlowSmtp,
     Imap,
     Pop3,
 }
@@ -787,7 +789,10 @@ async fn tls_server_pre(cfg: Arc<rustls::ServerConfig>, pre: Pre) -> SocketAddr 
                 let mut line = String::new();
                 match pre {
                     Pre::None => {}
-                    Pre::Smtp => {
+                    Pre::Smtp | Pre::SlowSmtp => {
+                        if pre == Pre::SlowSmtp {
+                            tokio::time::sleep(Duration::from_millis(1500)).await;
+                        }
                         sock.write_all(b"220 mail.test ESMTP ready\r\n").await.ok();
                         let mut r = BufReader::new(&mut sock);
                         r.read_line(&mut line).await.ok();
@@ -2125,5 +2130,34 @@ async fn kubeconfig_certificate_files_are_checked() {
     assert!(
         msg.contains("users[minikube] client-certificate ../.minikube/profiles/minikube/gone.crt"),
         "{msg}"
+    );
+}
+
+/// A server that is slow to greet is not taken for a direct-TLS port: after the
+/// check on a second connection it is read through STARTTLS as usual.
+#[tokio::test]
+async fn slow_smtp_greeting_still_works() {
+    let chain = Chain::new(
+        "mail.homelab.test",
+        &["mail.homelab.test"],
+        (2025, 1, 1),
+        (2026, 8, 1),
+    );
+    let (certs, key) = chain.served();
+    let smtp = ep(tls_server_pre(server_config(certs, key), Pre::SlowSmtp).await);
+    let d = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "endpoints:\n  - {{ address: \"{smtp}\", server_name: mail.homelab.test, starttls: smtp, timeout: 20s }}"
+    );
+    let s = collect(&yaml, d.path()).await;
+    assert_eq!(
+        get(
+            &s,
+            "certificate_not_after_timestamp_seconds",
+            &endpoint(&smtp, 0)
+        ),
+        Some(ts(2026, 8, 1)),
+        "{:?}",
+        s.targets
     );
 }

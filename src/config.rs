@@ -117,8 +117,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 impl fmt::Display for HumanDuration {
+    /// "26h", "7 days" (not humantime's "1day 2h"); humantime's form only when the
+    /// short one would round (e.g. 2 days 3h 4m).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", humantime::format_duration(self.0))
+        let natural = crate::report::human_duration(self.0);
+        if parse_duration(&natural) == Ok(self.0) {
+            f.write_str(&natural)
+        } else {
+            write!(f, "{}", humantime::format_duration(self.0))
+        }
     }
 }
 

@@ -144,6 +144,55 @@ pub fn targets_report(entries: &[(&str, &Snapshot, bool)]) -> Report {
     report
 }
 
+/// A duration as people say it, for reports and `--status`: "400ms", "42s",
+/// "5m 3s", "26h", "4 days 23h", "426 days". At most two units, the smaller
+/// truncated (a countdown never overstates the time left); hours up to 2 days,
+/// then days (hours dropped from 30 days on).
+pub fn human_duration(d: std::time::Duration) -> String {
+    const MIN: u64 = 60;
+    const HOUR: u64 = 3600;
+    const DAY: u64 = 86_400;
+    let s = d.as_secs();
+    let pair = |big: u64, big_unit: &str, small: u64, small_unit: &str| {
+        if small == 0 {
+            format!("{big}{big_unit}")
+        } else {
+            format!("{big}{big_unit} {small}{small_unit}")
+        }
+    };
+    let days = |n: u64| {
+        if n == 1 {
+            "1 day".to_string()
+        } else {
+            format!("{n} days")
+        }
+    };
+    if s == 0 {
+        let ms = d.subsec_millis();
+        return if ms == 0 {
+            "0s".into()
+        } else {
+            format!("{ms}ms")
+        };
+    }
+    if s < MIN {
+        format!("{s}s")
+    } else if s < HOUR {
+        pair(s / MIN, "m", s % MIN, "s")
+    } else if s < 2 * DAY {
+        pair(s / HOUR, "h", s % HOUR / MIN, "m")
+    } else if s < 30 * DAY {
+        let h = s % DAY / HOUR;
+        if h == 0 {
+            days(s / DAY)
+        } else {
+            format!("{} {h}h", days(s / DAY))
+        }
+    } else {
+        days(s / DAY)
+    }
+}
+
 /// Plain-text table with padded columns.
 pub fn render_table(sec: &Section) -> String {
     let mut out = format!("{}\n", sec.title);
@@ -182,6 +231,45 @@ pub fn render_table(sec: &Section) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_naturally() {
+        let d = |s: u64| human_duration(std::time::Duration::from_secs(s));
+        assert_eq!(d(0), "0s");
+        assert_eq!(
+            human_duration(std::time::Duration::from_millis(400)),
+            "400ms"
+        );
+        assert_eq!(d(42), "42s");
+        assert_eq!(d(60), "1m");
+        assert_eq!(d(303), "5m 3s");
+        assert_eq!(d(3600), "1h");
+        assert_eq!(d(5400), "1h 30m");
+        assert_eq!(d(24 * 3600), "24h");
+        // "26h", not "1day 2h".
+        assert_eq!(d(26 * 3600), "26h");
+        assert_eq!(d(47 * 3600 + 59 * 60 + 59), "47h 59m");
+        assert_eq!(d(2 * 86_400), "2 days");
+        // 4.99 days, not "4 day(s)".
+        assert_eq!(d(431_136), "4 days 23h");
+        assert_eq!(d(7 * 86_400), "7 days");
+        assert_eq!(d(29 * 86_400 + 5 * 3600), "29 days 5h");
+        assert_eq!(d(426 * 86_400 + 5 * 3600), "426 days");
+    }
+
+    #[test]
+    fn configured_durations_show_as_written() {
+        use crate::config::{parse_duration, HumanDuration};
+        let shown = |t: &str| HumanDuration(parse_duration(t).unwrap()).to_string();
+        assert_eq!(shown("26h"), "26h");
+        assert_eq!(shown("1d"), "24h");
+        assert_eq!(shown("7d"), "7 days");
+        assert_eq!(shown("90s"), "1m 30s");
+        assert_eq!(shown("400ms"), "400ms");
+        // Exact even when two units are not enough.
+        let odd = shown("2d 3h 4m");
+        assert_eq!(parse_duration(&odd), parse_duration("2d 3h 4m"), "{odd}");
+    }
 
     #[test]
     fn table_pads_columns_and_exit_codes_follow_findings() {

@@ -357,9 +357,9 @@ async fn expired_and_not_yet_valid_and_status_report() {
         states,
         ["expired", "critical", "warning", "ok", "not_yet_valid"]
     );
-    let days: Vec<&str> = rows.iter().map(|r| r[6].as_str()).collect();
-    assert_eq!(days[0], "-365");
-    assert_eq!(days[1], "4");
+    let expires: Vec<&str> = rows.iter().map(|r| r[6].as_str()).collect();
+    assert_eq!(expires[0], "expired 365 days ago");
+    assert_eq!(expires[1], "in 4 days");
     assert_eq!(r.findings, 4);
     assert_eq!(r.errors, 0);
     assert_eq!(r.exit_code(), 2);
@@ -767,6 +767,8 @@ fn server_config(
 enum Pre {
     None,
     Smtp,
+    /// Greets only after 1.5 s (a server doing reverse DNS first).
+    SlowSmtp,
     Imap,
     Pop3,
 }
@@ -787,7 +789,10 @@ async fn tls_server_pre(cfg: Arc<rustls::ServerConfig>, pre: Pre) -> SocketAddr 
                 let mut line = String::new();
                 match pre {
                     Pre::None => {}
-                    Pre::Smtp => {
+                    Pre::Smtp | Pre::SlowSmtp => {
+                        if pre == Pre::SlowSmtp {
+                            tokio::time::sleep(Duration::from_millis(1500)).await;
+                        }
                         sock.write_all(b"220 mail.test ESMTP ready\r\n").await.ok();
                         let mut r = BufReader::new(&mut sock);
                         r.read_line(&mut line).await.ok();
@@ -961,6 +966,32 @@ async fn endpoints_record_chain_and_verify_separately() {
     let t = s.targets.iter().find(|t| t.target.contains(&old)).unwrap();
     assert!(t.summary.contains("not verified: expired"), "{}", t.summary);
     assert_eq!(s.failed_targets(), 0);
+    // What a client would refuse is a finding, not "ok"; a private CA checked
+    // against the web roots (no ca_file) is the normal homelab case.
+    let health = |addr: &str, sni: &str| {
+        s.targets
+            .iter()
+            .find(|t| {
+                t.target.contains(addr) && (t.target.contains(sni) || !t.target.contains("SNI"))
+            })
+            .map(|t| (t.health, t.summary.clone()))
+    };
+    let (h, why) = health(&addr, "SNI other.homelab.test").unwrap();
+    assert_eq!(h, Health::Findings, "name mismatch: {why}");
+    assert!(why.contains("not verified: name_mismatch"), "{why}");
+    let (h, why) = health(&addr, "SNI svc.homelab.test").unwrap();
+    assert_eq!(h, Health::Ok, "{why}");
+    let (h, why) = health(&smtp, "SNI mail.homelab.test").unwrap();
+    assert_eq!(h, Health::Ok, "private CA without ca_file: {why}");
+    let m = CertificateMonitor::new(config(&yaml), d.path().to_path_buf());
+    let r = m.report(ctx()).await.unwrap();
+    // The mismatched name and the expired chain (its certificate, its verification).
+    assert_eq!(
+        r.findings,
+        3,
+        "{}",
+        r.render(homelab_monitor::report::ReportFormat::Table)
+    );
 }
 
 #[tokio::test]
@@ -1280,6 +1311,18 @@ fn permission_denied_is_a_source_error() {
     std::fs::write(p.join("locked.pem"), good.pem()).unwrap();
     std::fs::set_permissions(p.join("good.pem"), std::fs::Permissions::from_mode(0o644)).unwrap();
     std::fs::set_permissions(p.join("locked.pem"), std::fs::Permissions::from_mode(0o000)).unwrap();
+    // A kubeconfig as kubectl leaves it (0600, another user's): the folder is not "empty".
+    std::fs::create_dir(p.join("kube")).unwrap();
+    std::fs::write(
+        p.join("kube/config"),
+        "apiVersion: v1\nkind: Config\nclusters: []\nusers: []\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        p.join("kube/config"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
     let uid = Command::new("id").arg("-u").output().unwrap();
     let root = String::from_utf8_lossy(&uid.stdout).trim() == "0";
     if !root {
@@ -1346,12 +1389,25 @@ fn check_permission_denied(dir: &Path) {
         .enable_all()
         .build()
         .unwrap();
-    let s = rt.block_on(collect("paths: [\".\"]", dir));
+    let s = rt.block_on(collect(
+        "paths: [\"good.pem\", \"locked.pem\", \"kube\"]",
+        dir,
+    ));
     assert_eq!(up(&s, "path", "good.pem"), Some(1.0), "{:?}", s.targets);
     assert_eq!(up(&s, "path", "locked.pem"), Some(0.0), "{:?}", s.targets);
     assert_eq!(
         reason(&s, "locked.pem").as_deref(),
         Some("permission_denied")
+    );
+    assert_eq!(reason(&s, "kube").as_deref(), Some("permission_denied"));
+    let t = s.targets.iter().find(|t| t.target == "file: kube").unwrap();
+    assert!(
+        t.error
+            .as_deref()
+            .unwrap_or("")
+            .contains("kube/config could not be opened"),
+        "{:?}",
+        t.error
     );
 }
 
@@ -1587,4 +1643,521 @@ fn config_errors_read_well() {
         assert!(e.contains("cfg.yaml, line "), "{e}");
         assert!(e.contains("endpoints"), "{e}");
     }
+}
+
+// ------------------------------------------------ issue 13: no false "clean"
+
+fn openssl_cert(dir: &Path, name: &str, cn: &str, days: &str) {
+    openssl(
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.crt"),
+            "-days",
+            days,
+            "-subj",
+            &format!("/CN={cn}"),
+        ],
+        dir,
+    );
+}
+
+fn p12(dir: &Path, name: &str, out: &str, pass: &str, extra: &[&str]) {
+    let mut args = vec![
+        "pkcs12",
+        "-export",
+        "-in",
+        &*format!("{name}.crt"),
+        "-inkey",
+        &*format!("{name}.key"),
+    ]
+    .into_iter()
+    .map(str::to_string)
+    .collect::<Vec<_>>();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.extend([
+        "-passout".into(),
+        format!("pass:{pass}"),
+        "-out".into(),
+        out.into(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    openssl(&args, dir);
+}
+
+async fn collect_now(yaml: &str, base: &Path) -> Snapshot {
+    // openssl dates its certificates from the real clock.
+    let m = CertificateMonitor::new(config(yaml), base.to_path_buf());
+    m.collect(CollectContext {
+        now: SystemTime::now(),
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn pkcs12_without_password_is_read_beside_a_configured_passphrase() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    openssl_cert(p, "srv", "p12.lan", "90");
+    p12(p, "srv", "empty.p12", "", &[]);
+    p12(p, "srv", "protected.p12", "s3cret", &[]);
+    p12(p, "srv", "other.p12", "another", &[]);
+    // Older exports: RC2/3DES (openssl -legacy), when this openssl still has them.
+    let legacy = Command::new("openssl")
+        .args([
+            "pkcs12",
+            "-export",
+            "-legacy",
+            "-in",
+            "srv.crt",
+            "-inkey",
+            "srv.key",
+            "-passout",
+            "pass:",
+            "-out",
+            "legacy.p12",
+        ])
+        .current_dir(p)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !legacy {
+        println!("skipping legacy.p12: this openssl cannot export -legacy PKCS#12");
+    }
+    std::fs::write(p.join("p12.pass"), "s3cret\n").unwrap();
+    let s = collect_now("pkcs12_passphrase_file: p12.pass\npaths: [\"*.p12\"]", p).await;
+    for f in ["empty.p12", "protected.p12"] {
+        assert_eq!(up(&s, "path", f), Some(1.0), "{f}: {:?}", s.targets);
+        assert_eq!(
+            info_label(&s, &file(f, 0), "subject_cn").as_deref(),
+            Some("p12.lan")
+        );
+    }
+    if legacy {
+        assert_eq!(up(&s, "path", "legacy.p12"), Some(1.0), "{:?}", s.targets);
+    }
+    assert_eq!(reason(&s, "other.p12").as_deref(), Some("wrong_passphrase"));
+    // Without a passphrase: the empty one works, the protected file asks for one.
+    let s = collect_now("paths: [\"*.p12\"]", p).await;
+    assert_eq!(up(&s, "path", "empty.p12"), Some(1.0));
+    assert_eq!(
+        reason(&s, "protected.p12").as_deref(),
+        Some("passphrase_required")
+    );
+}
+
+#[tokio::test]
+async fn tilde_paths_and_kubeconfigs_found_by_content() {
+    let d = tempfile::tempdir().unwrap();
+    let home = d.path().join("home");
+    let kube = home.join(".kube");
+    std::fs::create_dir_all(kube.join("cache/discovery/127.0.0.1_6443")).unwrap();
+    let etc = d.path().join("etc");
+    std::fs::create_dir_all(&etc).unwrap();
+    openssl_cert(&etc, "ca", "k3s-server-ca", "3650");
+    openssl_cert(&etc, "admin", "system:admin", "365");
+    use base64::Engine;
+    let b64 = |f: &str| {
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(etc.join(f)).unwrap())
+    };
+    // As kubectl writes it: keys sorted, so `kind: Config` comes after the clusters.
+    let config = format!(
+        "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: {}\n    server: https://127.0.0.1:6443\n  name: default\ncontexts:\n- context:\n    cluster: default\n    user: default\n  name: default\ncurrent-context: default\nkind: Config\npreferences: {{}}\nusers:\n- name: default\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\n",
+        b64("ca.crt"),
+        b64("admin.crt"),
+        b64("admin.key")
+    );
+    std::fs::write(kube.join("config"), &config).unwrap();
+    std::fs::write(
+        kube.join("cache/discovery/127.0.0.1_6443/servergroups.json"),
+        r#"{"kind":"APIGroupList","apiVersion":"v1","groups":[]}"#,
+    )
+    .unwrap();
+    let yaml = "paths: [\"~/.kube/\", \"~/.kube/config\"]";
+    let m = CertificateMonitor::with_home(config_of(yaml), etc.clone(), Some(home.clone()));
+    let s = m
+        .collect(CollectContext {
+            now: SystemTime::now(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        up(&s, "path", "~/.kube/config"),
+        Some(1.0),
+        "{:?}",
+        s.targets
+    );
+    assert_eq!(
+        s.value(
+            "certificate_source_certificates",
+            &[("path", "~/.kube/config")]
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        info_label(&s, &file("~/.kube/config", 1), "subject_cn").as_deref(),
+        Some("system:admin")
+    );
+    assert_eq!(s.failed_targets(), 0, "{:?}", s.targets);
+    assert_eq!(
+        s.family("certificate_source_up").unwrap().samples.len(),
+        1,
+        "one file, one source; the discovery cache is not a certificate source"
+    );
+    // Without a home, `~/` fails loudly instead of pointing at nothing.
+    let m = CertificateMonitor::with_home(config_of(yaml), etc.clone(), None);
+    let s = m.collect(ctx()).await.unwrap();
+    assert_eq!(reason(&s, "~/.kube/config").as_deref(), Some("not_found"));
+    let t = s
+        .targets
+        .iter()
+        .find(|t| t.target == "file: ~/.kube/config")
+        .unwrap();
+    assert!(
+        t.error.as_deref().unwrap().contains("HOME"),
+        "{:?}",
+        t.error
+    );
+}
+
+fn config_of(yaml: &str) -> CertificateConfig {
+    config(yaml)
+}
+
+#[tokio::test]
+async fn byte_order_marks_and_trusted_certificates_from_openssl() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    openssl_cert(p, "a", "a.lan", "90");
+    openssl_cert(p, "b", "b.lan", "30");
+    let a = std::fs::read(p.join("a.crt")).unwrap();
+    let b = std::fs::read(p.join("b.crt")).unwrap();
+    let bom = b"\xEF\xBB\xBF";
+    std::fs::write(p.join("bom.pem"), [&bom[..], &a].concat()).unwrap();
+    std::fs::write(p.join("bundle.pem"), [&a[..], bom, &b].concat()).unwrap();
+    // openssl reads both: the files are valid as far as the real tool goes.
+    openssl(&["x509", "-in", "bom.pem", "-noout"], p);
+    let out = Command::new("openssl")
+        .args(["storeutl", "-noout", "-certs", "bundle.pem"])
+        .current_dir(p)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Total found: 2"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // `openssl x509 -trustout` writes TRUSTED CERTIFICATE blocks.
+    openssl(
+        &[
+            "x509",
+            "-in",
+            "b.crt",
+            "-trustout",
+            "-addtrust",
+            "serverAuth",
+            "-out",
+            "trusted.pem",
+        ],
+        p,
+    );
+    assert!(std::fs::read_to_string(p.join("trusted.pem"))
+        .unwrap()
+        .starts_with("-----BEGIN TRUSTED CERTIFICATE-----"));
+    let s = collect_now("paths: [\"*.pem\"]", p).await;
+    assert_eq!(up(&s, "path", "bom.pem"), Some(1.0), "{:?}", s.targets);
+    assert_eq!(
+        s.value("certificate_source_certificates", &[("path", "bundle.pem")]),
+        Some(2.0),
+        "the second certificate of the bundle is not dropped"
+    );
+    assert_eq!(
+        info_label(&s, &file("bundle.pem", 1), "subject_cn").as_deref(),
+        Some("b.lan")
+    );
+    assert_eq!(
+        info_label(&s, &file("trusted.pem", 0), "subject_cn").as_deref(),
+        Some("b.lan")
+    );
+}
+
+#[tokio::test]
+async fn inputs_that_must_not_read_as_clean() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    let (fine, key) = self_signed("fine.lan", &["fine.lan"], 1, (2025, 1, 1), (2027, 1, 1));
+    let (old, _) = self_signed("old-intermediate", &[], 2, (2020, 1, 1), (2025, 6, 1));
+    std::fs::write(p.join("empty.pem"), "\n").unwrap();
+    std::fs::create_dir(p.join("no-certs")).unwrap();
+    std::fs::write(p.join("no-certs/README"), "certs go here\n").unwrap();
+    std::fs::write(p.join("key-only.pem"), key.serialize_pem()).unwrap();
+    // A chain whose later member expired: the file is read, and it is a finding.
+    std::fs::write(p.join("chain.pem"), format!("{}{}", fine.pem(), old.pem())).unwrap();
+    // A second block indented (pasted from YAML): not read, so not a complete bundle.
+    let indented: String = old.pem().lines().map(|l| format!("    {l}\n")).collect();
+    std::fs::write(p.join("pasted.pem"), format!("{}{indented}", fine.pem())).unwrap();
+    let yaml =
+        "paths: [\"empty.pem\", \"no-certs\", \"key-only.pem\", \"chain.pem\", \"pasted.pem\"]";
+    let s = collect(yaml, p).await;
+    for (f, why) in [
+        ("empty.pem", "empty"),
+        ("no-certs", "no_files"),
+        ("key-only.pem", "private_key_only"),
+        ("pasted.pem", "malformed_pem"),
+    ] {
+        assert_eq!(up(&s, "path", f), Some(0.0), "{f}");
+        assert_eq!(reason(&s, f).as_deref(), Some(why), "{f}");
+    }
+    let chain = s
+        .targets
+        .iter()
+        .find(|t| t.target == "file: chain.pem")
+        .unwrap();
+    assert_eq!(chain.health, Health::Findings, "{}", chain.summary);
+    assert!(
+        chain
+            .summary
+            .contains("old-intermediate expired 214 days ago"),
+        "{}",
+        chain.summary
+    );
+    assert_eq!(
+        get(&s, "certificate_expired", &file("chain.pem", 1)),
+        Some(1.0)
+    );
+    let m = CertificateMonitor::new(config(yaml), p.to_path_buf());
+    let r = m.report(ctx()).await.unwrap();
+    assert_eq!(
+        r.exit_code(),
+        1,
+        "unreadable sources make the one-shot exit 1"
+    );
+    let text = r.render(homelab_monitor::report::ReportFormat::Table);
+    assert!(text.contains("expired 214 days ago"), "{text}");
+    assert!(!text.contains("-214"), "{text}");
+}
+
+/// `openssl s_server` speaking TLS directly on a free loopback port.
+fn direct_tls_server(dir: &Path) -> (SServer, String) {
+    openssl_cert(dir, "srv", "localhost", "30");
+    let port = free_port();
+    let child = Command::new("openssl")
+        .args([
+            "s_server",
+            "-accept",
+            &format!("127.0.0.1:{port}"),
+            "-cert",
+            "srv.crt",
+            "-key",
+            "srv.key",
+            "-quiet",
+        ])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl s_server starts");
+    let guard = SServer(child);
+    let addr = format!("127.0.0.1:{port}");
+    let mut ready = false;
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(&addr).is_ok() {
+            ready = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(ready, "s_server did not start");
+    (guard, addr)
+}
+
+#[tokio::test]
+async fn starttls_on_a_direct_tls_port_says_starttls() {
+    let d = tempfile::tempdir().unwrap();
+    let (_server, addr) = direct_tls_server(d.path());
+    for proto in ["smtp", "imap", "pop3"] {
+        let yaml = format!(
+            "endpoints:\n  - {{ address: \"{addr}\", server_name: localhost, starttls: {proto}, timeout: 20s }}"
+        );
+        let s = collect_now(&yaml, d.path()).await;
+        assert_eq!(
+            reason(&s, &addr).as_deref(),
+            Some("starttls"),
+            "{proto}: {:?}",
+            s.targets
+        );
+        let msg = s.targets[0].error.clone().unwrap_or_default();
+        assert!(
+            msg.contains(&format!("did not answer as {proto}"))
+                && msg.contains("speaks TLS directly"),
+            "{msg}"
+        );
+    }
+    // The same port without starttls is read.
+    let yaml = format!("endpoints:\n  - {{ address: \"{addr}\", server_name: localhost }}");
+    let s = collect_now(&yaml, d.path()).await;
+    assert_eq!(
+        s.value("certificate_source_up", &[("endpoint", addr.as_str())]),
+        Some(1.0),
+        "{:?}",
+        s.targets
+    );
+}
+
+#[test]
+fn readme_lists_every_error_reason() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md is readable");
+    let start = readme
+        .find("Reasons in `certificate_source_error_info`")
+        .expect("README has the certificate reasons table");
+    let table = &readme[start..];
+    let table = &table[..table
+        .find("\n\n")
+        .map(|i| {
+            // The heading line, a blank line, then the table up to the next blank line.
+            let rest = &table[i + 2..];
+            i + 2 + rest.find("\n\n").unwrap_or(rest.len())
+        })
+        .unwrap_or(table.len())];
+    for r in homelab_monitor::monitors::certificates::ERROR_REASONS {
+        assert!(
+            table.contains(&format!("`{r}`")),
+            "README misses reason `{r}`"
+        );
+    }
+}
+
+/// The binary, as a user runs it: `~/` is the exporter's own HOME.
+#[test]
+fn status_expands_tilde_from_the_exporters_home() {
+    let d = tempfile::tempdir().unwrap();
+    let home = d.path().join("home");
+    std::fs::create_dir_all(home.join(".kube")).unwrap();
+    let cfg = d.path().join("etc");
+    std::fs::create_dir_all(&cfg).unwrap();
+    openssl_cert(&cfg, "ca", "kube-ca", "90");
+    use base64::Engine;
+    let ca = base64::engine::general_purpose::STANDARD
+        .encode(std::fs::read(cfg.join("ca.crt")).unwrap());
+    std::fs::write(
+        home.join(".kube/config"),
+        format!("apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: {ca}\n    server: https://127.0.0.1:6443\n  name: default\nkind: Config\nusers: []\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        cfg.join("monitoring-config.yaml"),
+        "custom_monitors:\n  certificate_expiry:\n    paths: [\"~/.kube/\"]\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_homelab-monitor"))
+        .args(["--status", "--config", "monitoring-config.yaml"])
+        .current_dir(&cfg)
+        .env("HOME", &home)
+        .output()
+        .expect("the binary runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("file: ~/.kube/config"), "{text}");
+    assert!(
+        text.contains("kubeconfig, earliest expiry in 90 days")
+            || text.contains("kubeconfig, earliest expiry in 89 days 23h"),
+        "{text}"
+    );
+    assert!(!text.contains("day(s)"), "{text}");
+}
+
+/// minikube writes file paths into ~/.kube/config, beside other tools' embedded data:
+/// the named files are checked too, not silently left out.
+#[tokio::test]
+async fn kubeconfig_certificate_files_are_checked() {
+    let d = tempfile::tempdir().unwrap();
+    let home = d.path();
+    let mk = home.join(".minikube");
+    std::fs::create_dir_all(mk.join("profiles/minikube")).unwrap();
+    std::fs::create_dir_all(home.join(".kube")).unwrap();
+    openssl_cert(&mk, "ca", "minikubeCA", "3650");
+    openssl_cert(
+        &mk.join("profiles/minikube"),
+        "client",
+        "minikube-user",
+        "365",
+    );
+    openssl_cert(home, "k3s", "k3s-server-ca", "3650");
+    use base64::Engine;
+    let k3s = base64::engine::general_purpose::STANDARD
+        .encode(std::fs::read(home.join("k3s.crt")).unwrap());
+    let config = format!(
+        "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: {k3s}\n    server: https://127.0.0.1:6443\n  name: k3s\n- cluster:\n    certificate-authority: {}\n    server: https://192.168.49.2:8443\n  name: minikube\nkind: Config\nusers:\n- name: minikube\n  user:\n    client-certificate: ../.minikube/profiles/minikube/client.crt\n    client-key: ../.minikube/profiles/minikube/client.key\n",
+        mk.join("ca.crt").display()
+    );
+    std::fs::write(home.join(".kube/config"), &config).unwrap();
+    std::fs::write(
+        home.join(".kube/stale.kubeconfig"),
+        config.replace("client.crt", "gone.crt"),
+    )
+    .unwrap();
+    let s = collect_now("paths: [\".kube/\"]", home).await;
+    assert_eq!(up(&s, "path", ".kube/config"), Some(1.0), "{:?}", s.targets);
+    let cns: Vec<String> = (0..3)
+        .filter_map(|i| info_label(&s, &file(".kube/config", i), "subject_cn"))
+        .collect();
+    assert_eq!(cns, ["k3s-server-ca", "minikubeCA", "minikube-user"]);
+    assert_eq!(
+        reason(&s, ".kube/stale.kubeconfig").as_deref(),
+        Some("not_found")
+    );
+    let t = s
+        .targets
+        .iter()
+        .find(|t| t.target == "file: .kube/stale.kubeconfig")
+        .unwrap();
+    let msg = t.error.as_deref().unwrap_or("");
+    assert!(
+        msg.contains("users[minikube] client-certificate ../.minikube/profiles/minikube/gone.crt"),
+        "{msg}"
+    );
+}
+
+/// A server that is slow to greet is not taken for a direct-TLS port: after the
+/// check on a second connection it is read through STARTTLS as usual.
+#[tokio::test]
+async fn slow_smtp_greeting_still_works() {
+    let chain = Chain::new(
+        "mail.homelab.test",
+        &["mail.homelab.test"],
+        (2025, 1, 1),
+        (2026, 8, 1),
+    );
+    let (certs, key) = chain.served();
+    let smtp = ep(tls_server_pre(server_config(certs, key), Pre::SlowSmtp).await);
+    let d = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "endpoints:\n  - {{ address: \"{smtp}\", server_name: mail.homelab.test, starttls: smtp, timeout: 20s }}"
+    );
+    let s = collect(&yaml, d.path()).await;
+    assert_eq!(
+        get(
+            &s,
+            "certificate_not_after_timestamp_seconds",
+            &endpoint(&smtp, 0)
+        ),
+        Some(ts(2026, 8, 1)),
+        "{:?}",
+        s.targets
+    );
 }

@@ -632,7 +632,7 @@ fn ok_status(cfg: &BackupSourceConfig, s: &Summary, read: &SourceRead, now: f64)
                 if age > max.0.as_secs_f64() {
                     findings.push(format!(
                         "newest successful backup is {} old, over max_age {}",
-                        humantime::format_duration(Duration::from_secs(age.max(0.0) as u64)),
+                        crate::report::human_duration(Duration::from_secs(age.max(0.0) as u64)),
                         max
                     ));
                 }

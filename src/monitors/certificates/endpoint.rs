@@ -148,6 +148,31 @@ impl Prober {
             .await
             .map_err(|_| timeout("connect"))??;
         if let Some(proto) = ep.starttls {
+            // SMTP, IMAP and POP3 servers speak first; a TLS server waits for the client.
+            // A silent server is checked on a fresh connection for direct TLS (465, 993,
+            // 995), so that `starttls` on such a port is reported as what it is, not as a
+            // timeout. The first connection is closed first: single-threaded servers
+            // (openssl s_server) would not accept the second one while it is open.
+            let quiet = GREETING_QUIET.min(ep.timeout / 4);
+            if !speaks_within(&stream, quiet).await {
+                drop(stream);
+                let direct = timeout_at(deadline, self.speaks_tls(&ep.address, name.clone()))
+                    .await
+                    .map_err(|_| timeout("starttls: no greeting, and no TLS answer either"))?;
+                if direct {
+                    return Err(EndpointError::StartTls {
+                        endpoint: ep.address.clone(),
+                        protocol: proto.as_str(),
+                        what: format!(
+                            "the server did not answer as {p}: the port speaks TLS directly (implicit TLS, as on 465, 993, 995); remove `starttls: {p}`, or use the port that offers STARTTLS (587, 143, 110)",
+                            p = proto.as_str()
+                        ),
+                    });
+                }
+                stream = timeout_at(deadline, connect(&ep.address))
+                    .await
+                    .map_err(|_| timeout("connect"))??;
+            }
             timeout_at(deadline, starttls(&mut stream, proto, &ep.address))
                 .await
                 .map_err(|_| timeout("starttls"))??;
@@ -193,6 +218,24 @@ impl Prober {
         })
     }
 
+    /// Whether a fresh connection to `address` completes a TLS handshake (or gets a TLS alert).
+    async fn speaks_tls(&self, address: &str, name: ServerName<'static>) -> bool {
+        let Ok(tcp) = connect(address).await else {
+            return false;
+        };
+        let connector = tokio_rustls::TlsConnector::from(self.client.clone());
+        match connector.connect(name, tcp).await {
+            Ok(mut tls) => {
+                let _ = tokio::time::timeout(Duration::from_millis(100), tls.shutdown()).await;
+                true
+            }
+            Err(e) => matches!(
+                e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()),
+                Some(rustls::Error::AlertReceived(_))
+            ),
+        }
+    }
+
     fn verify(
         &self,
         ep: &Endpoint,
@@ -217,7 +260,11 @@ impl Prober {
         verifier
             .verify_server_cert(leaf, rest, name, &[], now)
             .map(|_| ())
-            .map_err(|e| verify_reason(&e))
+            .map_err(|e| match &ep.ca_label {
+                // Not signed by the CA the user named: never the "self-signed, fine" case.
+                Some(ca) => format!("{} (against ca_file {ca})", verify_reason(&e)),
+                None => verify_reason(&e),
+            })
     }
 
     fn custom_verifier(
@@ -273,6 +320,17 @@ async fn connect(address: &str) -> Result<TcpStream, EndpointError> {
         None => EndpointError::Resolve(address.to_string()),
     })
 }
+
+/// Whether the server sends something (or closes) within `quiet`.
+async fn speaks_within(stream: &TcpStream, quiet: Duration) -> bool {
+    let mut byte = [0u8; 1];
+    tokio::time::timeout(quiet, stream.peek(&mut byte))
+        .await
+        .is_ok()
+}
+
+/// How long a STARTTLS server may stay silent before the port is checked for direct TLS.
+const GREETING_QUIET: Duration = Duration::from_secs(1);
 
 const LINE_MAX: u64 = 2048;
 const LINES_MAX: usize = 64;
@@ -403,7 +461,7 @@ fn handshake_reason(e: &std::io::Error) -> String {
     if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
         return match inner {
             rustls::Error::InvalidMessage(_) => {
-                "not TLS (the server answered something else, plain HTTP?)".into()
+                "not TLS (the server answered something else: plain HTTP, or a mail port that needs `starttls`?)".into()
             }
             other => other.to_string(),
         };

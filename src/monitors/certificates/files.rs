@@ -13,7 +13,7 @@ use std::path::{Component, Path, PathBuf};
 
 use walkdir::WalkDir;
 
-use super::parse::{parse_file, ParseError, Parsed};
+use super::parse::{is_kubeconfig_text, parse_file, ParseError, Parsed};
 
 /// File name extensions read when searching a folder.
 pub const CERT_EXTENSIONS: &[&str] = &[
@@ -47,12 +47,20 @@ pub enum FileError {
     PermissionDenied(String),
     #[error("{path}: {size} bytes is larger than max_file_size ({max} bytes)")]
     TooLarge { path: String, size: u64, max: u64 },
+    #[error("{0}: `~` cannot be expanded: the exporter's HOME is not set; write the full path")]
+    NoHome(String),
+    #[error(
+        "{0}: only `~/` (the exporter's own home) is expanded, not `~user/`; write the full path"
+    )]
+    TildeUser(String),
     #[error("{0}: not a regular file")]
     NotAFile(String),
     #[error(
-        "{0}: folder holds no certificate files (.pem, .crt, .cer, .der, .p12, .pfx, .kubeconfig)"
+        "{0}: folder holds no certificate files (.pem, .crt, .cer, .cert, .der, .p12, .pfx, .kubeconfig, or a kubeconfig by content)"
     )]
     NoFiles(String),
+    #[error("{dir}: folder holds no readable certificate file; {file} could not be opened to check whether it is a kubeconfig (permission denied): give the exporter's user read access")]
+    NoReadableFiles { dir: String, file: String },
     #[error("{path}: cannot read ({kind})")]
     Io {
         path: String,
@@ -71,10 +79,15 @@ pub enum FileError {
 impl FileError {
     pub fn metric_label(&self) -> &'static str {
         match self {
-            FileError::NotFound(_) | FileError::NoMatches(_) => "not_found",
+            FileError::NotFound(_)
+            | FileError::NoMatches(_)
+            | FileError::NoHome(_)
+            | FileError::TildeUser(_) => "not_found",
             FileError::DanglingSymlink(_) => "dangling_symlink",
             FileError::SymlinkLoop(_) => "symlink_loop",
-            FileError::PermissionDenied(_) => "permission_denied",
+            FileError::PermissionDenied(_) | FileError::NoReadableFiles { .. } => {
+                "permission_denied"
+            }
             FileError::TooLarge { .. } => "too_large",
             FileError::NotAFile(_) => "not_a_file",
             FileError::NoFiles(_) => "no_files",
@@ -120,37 +133,110 @@ struct Candidate {
     key: (u64, u64),
 }
 
+/// Where a configured path is anchored: `~/` at the exporter's home, a relative
+/// path at the config file's folder, an absolute path nowhere.
+enum Anchor {
+    Home(PathBuf),
+    Base(PathBuf),
+    Absolute,
+}
+
+/// `~` or `~/...`: the rest after `~/` (empty for `~` alone). `~user/` is not expanded.
+fn home_relative(pat: &str) -> Option<&str> {
+    if pat == "~" {
+        Some("")
+    } else {
+        pat.strip_prefix("~/")
+    }
+}
+
+/// `~user/...`: another user's home, which is not expanded (a file named
+/// `~backup.pem` is just a relative path).
+fn names_another_home(pat: &str) -> bool {
+    match pat.strip_prefix('~').and_then(|r| r.split_once('/')) {
+        Some((user, _)) => {
+            !user.is_empty()
+                && user
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        }
+        None => false,
+    }
+}
+
+/// The exporter's own home folder (`HOME`), used to expand a leading `~/`.
+pub fn home_dir() -> Option<PathBuf> {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+}
+
+/// A configured file path (`ca_file`, `pkcs12_passphrase_file`): `~/` expands to
+/// `home`, a relative path is under `base`.
+pub fn resolve(base: &Path, home: Option<&Path>, path: &str) -> PathBuf {
+    match (home_relative(path), home) {
+        (Some(rest), Some(h)) => h.join(rest),
+        _ => base.join(path),
+    }
+}
+
 /// Find every certificate file named by `patterns` (files, globs, folders).
-pub fn discover(base: &Path, patterns: &[String], max_depth: usize) -> Discovery {
+/// `home` expands a leading `~/` (the exporter's own home, not the config file owner's).
+pub fn discover(
+    base: &Path,
+    home: Option<&Path>,
+    patterns: &[String],
+    max_depth: usize,
+) -> Discovery {
     let mut cands: Vec<Candidate> = Vec::new();
     let mut out = Discovery::default();
     for pat in patterns {
-        let absolute = Path::new(pat).is_absolute();
-        let full = if absolute {
-            PathBuf::from(pat)
-        } else {
-            base.join(pat)
+        if names_another_home(pat) {
+            out.problems
+                .push((pat.clone(), FileError::TildeUser(pat.clone())));
+            continue;
+        }
+        let (anchor, rel) = match (home_relative(pat), home) {
+            (Some(rest), Some(h)) => (Anchor::Home(h.to_path_buf()), rest),
+            (Some(_), None) => {
+                out.problems
+                    .push((pat.clone(), FileError::NoHome(pat.clone())));
+                continue;
+            }
+            (None, _) if Path::new(pat).is_absolute() => (Anchor::Absolute, pat.as_str()),
+            (None, _) => (Anchor::Base(base.to_path_buf()), pat.as_str()),
+        };
+        let full = match &anchor {
+            Anchor::Home(h) => h.join(rel),
+            Anchor::Base(b) => b.join(rel),
+            Anchor::Absolute => PathBuf::from(rel),
         };
         let label_of = |p: &Path| -> String {
-            if absolute {
-                p.display().to_string()
-            } else {
-                let rel = p.strip_prefix(base).unwrap_or(p);
-                let s = rel.display().to_string();
-                if s.is_empty() {
-                    ".".into()
-                } else {
-                    s
+            match &anchor {
+                Anchor::Absolute => p.display().to_string(),
+                Anchor::Base(b) => {
+                    let s = p.strip_prefix(b).unwrap_or(p).display().to_string();
+                    if s.is_empty() {
+                        ".".into()
+                    } else {
+                        s
+                    }
                 }
+                Anchor::Home(h) => match p.strip_prefix(h) {
+                    Ok(r) if r.as_os_str().is_empty() => "~".into(),
+                    Ok(r) => format!("~/{}", r.display()),
+                    Err(_) => p.display().to_string(),
+                },
             }
         };
         if pat.contains(['*', '?', '[']) {
             // The base folder is literal: only the configured part is a pattern.
-            let pattern = if absolute {
-                pat.clone()
-            } else {
-                let b = glob::Pattern::escape(&base.to_string_lossy());
-                format!("{}/{}", b.trim_end_matches('/'), pat)
+            let pattern = match &anchor {
+                Anchor::Absolute => pat.clone(),
+                Anchor::Base(dir) | Anchor::Home(dir) => {
+                    let b = glob::Pattern::escape(&dir.to_string_lossy());
+                    format!("{}/{}", b.trim_end_matches('/'), rel)
+                }
             };
             let Ok(paths) = glob::glob(&pattern) else {
                 // Validated at load; only a non-UTF-8 base could get here.
@@ -276,6 +362,8 @@ fn walk(
 ) {
     let before = cands.len();
     let mut errors = 0usize;
+    // A file that could not be opened to check for a kubeconfig (e.g. a 0600 ~/.kube/config).
+    let mut denied: Option<String> = None;
     let walker = WalkDir::new(dir)
         .follow_links(true)
         .max_depth(max_depth.max(1))
@@ -283,7 +371,19 @@ fn walk(
     for entry in walker {
         match entry {
             Ok(e) => {
-                if e.file_type().is_file() && is_cert_name(e.path()) {
+                if e.file_type().is_file() {
+                    let wanted = is_cert_name(e.path())
+                        || match e.metadata().map(|m| kubeconfig_sniff(e.path(), m.len())) {
+                            Ok(Sniff::Kubeconfig) => true,
+                            Ok(Sniff::Denied) => {
+                                denied.get_or_insert_with(|| label_of(e.path()));
+                                false
+                            }
+                            _ => false,
+                        };
+                    if !wanted {
+                        continue;
+                    }
                     match e.metadata() {
                         Ok(m) => cands.push(Candidate {
                             label: label_of(e.path()),
@@ -340,11 +440,57 @@ fn walk(
         }
     }
     if cands.len() == before && errors == 0 {
-        out.problems.push((
-            dir_label.to_string(),
-            FileError::NoFiles(dir_label.to_string()),
-        ));
+        let err = match denied {
+            // Not "no certificates here": a file that may be one could not be opened.
+            Some(file) => FileError::NoReadableFiles {
+                dir: dir_label.to_string(),
+                file,
+            },
+            None => FileError::NoFiles(dir_label.to_string()),
+        };
+        out.problems.push((dir_label.to_string(), err));
     }
+}
+
+/// Largest file read to recognise a kubeconfig by its content (`~/.kube/config`,
+/// `k3s.yaml`); larger files without a certificate name are not opened.
+pub const KUBECONFIG_SNIFF_MAX: u64 = 1 << 20;
+
+#[derive(Debug, PartialEq, Eq)]
+enum Sniff {
+    Kubeconfig,
+    Other,
+    /// Permission denied: it cannot be told.
+    Denied,
+}
+
+/// A kubeconfig whatever its name: small, text, `kind: Config` with `apiVersion`
+/// and `clusters` or `users`.
+fn kubeconfig_sniff(path: &Path, size: u64) -> Sniff {
+    if size == 0 || size > KUBECONFIG_SNIFF_MAX {
+        return Sniff::Other;
+    }
+    match std::fs::File::open(path) {
+        Ok(file) if is_kubeconfig_file(&file) => Sniff::Kubeconfig,
+        Ok(_) => Sniff::Other,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Sniff::Denied,
+        Err(_) => Sniff::Other,
+    }
+}
+
+fn is_kubeconfig_file(file: &std::fs::File) -> bool {
+    let mut buf = Vec::new();
+    let mut file = file.take(KUBECONFIG_SNIFF_MAX);
+    // Binary files (NUL bytes in the first 4 KiB) are not read further.
+    if (&mut file).take(4096).read_to_end(&mut buf).is_err() || buf.contains(&0) {
+        buf.fill(0);
+        return false;
+    }
+    let found = file.read_to_end(&mut buf).is_ok()
+        && std::str::from_utf8(&buf).is_ok_and(is_kubeconfig_text);
+    // Kubeconfigs hold client keys and tokens: do not leave them in freed memory.
+    buf.fill(0);
+    found
 }
 
 fn is_cert_name(p: &Path) -> bool {
@@ -379,14 +525,13 @@ fn file_key(m: &std::fs::Metadata) -> (u64, u64) {
     (m.len(), t)
 }
 
-/// Read and parse one file. `passphrase`: `Ok(None)` none configured, `Err` configured but unavailable.
-pub fn read_target(
-    t: &FileTarget,
-    max_size: u64,
-    passphrase: &Result<Option<String>, String>,
-) -> Result<Parsed, FileError> {
-    let label = t.label.as_str();
-    let meta = std::fs::metadata(&t.path).map_err(|e| FileError::from_io(label, &e, true))?;
+/// A file's bytes, at most `max_size` (else `too_large`). `label` names it in errors.
+fn read_bounded(path: &Path, label: &str, max_size: u64) -> Result<Vec<u8>, FileError> {
+    let meta = std::fs::metadata(path).map_err(|e| {
+        // The name exists but what it points to does not: a dangling link.
+        let link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+        FileError::from_io(label, &e, link)
+    })?;
     if !meta.is_file() {
         return Err(FileError::NotAFile(label.to_string()));
     }
@@ -398,7 +543,7 @@ pub fn read_target(
         });
     }
     let mut buf = Vec::with_capacity(meta.len() as usize);
-    let file = std::fs::File::open(&t.path).map_err(|e| FileError::from_io(label, &e, false))?;
+    let file = std::fs::File::open(path).map_err(|e| FileError::from_io(label, &e, false))?;
     file.take(max_size + 1)
         .read_to_end(&mut buf)
         .map_err(|e| FileError::from_io(label, &e, false))?;
@@ -410,15 +555,26 @@ pub fn read_target(
             max: max_size,
         });
     }
-    let ext = t
-        .path
-        .extension()
-        .map(|e| e.to_string_lossy().to_lowercase());
+    Ok(buf)
+}
+
+fn extension(p: &Path) -> Option<String> {
+    p.extension().map(|e| e.to_string_lossy().to_lowercase())
+}
+
+/// Read and parse one file. `passphrase`: `Ok(None)` none configured, `Err` configured but unavailable.
+pub fn read_target(
+    t: &FileTarget,
+    max_size: u64,
+    passphrase: &Result<Option<String>, String>,
+) -> Result<Parsed, FileError> {
+    let label = t.label.as_str();
+    let mut buf = read_bounded(&t.path, label, max_size)?;
     let pass = passphrase.as_ref().ok().and_then(|p| p.as_deref());
-    let result = parse_file(&buf, ext.as_deref(), pass);
+    let result = parse_file(&buf, extension(&t.path).as_deref(), pass);
     // Files may hold private keys: do not leave them in freed memory.
     buf.fill(0);
-    result.map_err(|source| match (&source, passphrase) {
+    let mut parsed = result.map_err(|source| match (&source, passphrase) {
         (ParseError::PassphraseRequired, Err(reason)) => FileError::Passphrase {
             path: label.to_string(),
             reason: reason.clone(),
@@ -427,7 +583,25 @@ pub fn read_target(
             path: label.to_string(),
             source,
         },
-    })
+    })?;
+    // A kubeconfig that names certificate files (minikube) is checked through them,
+    // as kubectl reads them: relative to the kubeconfig's folder.
+    let dir = t.path.parent().unwrap_or(Path::new("."));
+    for r in std::mem::take(&mut parsed.file_refs) {
+        let shown: String = r.path.chars().take(256).collect();
+        let what = format!("{label}: kubeconfig {} {} {shown}", r.entry, r.field);
+        let path = dir.join(&r.path);
+        let mut bytes = read_bounded(&path, &what, max_size)?;
+        let result = parse_file(&bytes, extension(&path).as_deref(), None);
+        bytes.fill(0);
+        let offset = parsed.certs.len();
+        let more = result.map_err(|source| FileError::Parse {
+            path: what,
+            source: super::parse::shift_index(source, offset),
+        })?;
+        parsed.certs.extend(more.certs);
+    }
+    Ok(parsed)
 }
 
 #[cfg(test)]
@@ -459,7 +633,7 @@ mod tests {
         std::fs::create_dir(&base).unwrap();
         std::fs::write(base.join("a.pem"), b"x").unwrap();
         std::fs::write(base.join("b.crt"), b"x").unwrap();
-        let found = discover(&base, &["*.pem".into(), "missing/*.pem".into()], 4);
+        let found = discover(&base, None, &["*.pem".into(), "missing/*.pem".into()], 4);
         let labels: Vec<_> = found.files.iter().map(|f| f.label.as_str()).collect();
         assert_eq!(labels, ["a.pem"]);
         assert_eq!(found.problems.len(), 1);
@@ -477,10 +651,72 @@ mod tests {
         symlink("..2024_01_01", root.join("secret/..data")).unwrap();
         symlink("..data/tls.crt", root.join("secret/tls.crt")).unwrap();
         symlink("..", root.join("secret/loop")).unwrap();
-        let found = discover(root, &["secret".into()], 16);
+        let found = discover(root, None, &["secret".into()], 16);
         let labels: Vec<_> = found.files.iter().map(|f| f.label.as_str()).collect();
         assert_eq!(labels, ["secret/tls.crt"]);
         assert!(found.duplicates >= 2, "{}", found.duplicates);
+        assert!(found.problems.is_empty(), "{:?}", found.problems);
+    }
+
+    #[test]
+    fn tilde_is_the_exporters_home() {
+        let d = tempfile::tempdir().unwrap();
+        let home = d.path().join("home");
+        let base = d.path().join("etc");
+        std::fs::create_dir_all(home.join(".kube")).unwrap();
+        std::fs::create_dir_all(home.join("certs")).unwrap();
+        std::fs::create_dir_all(&base).unwrap();
+        std::fs::write(home.join(".kube/config"), b"x").unwrap();
+        std::fs::write(home.join("certs/a.pem"), b"x").unwrap();
+        let pats = [
+            "~/.kube/config".to_string(),
+            "~/certs/*.pem".into(),
+            "~/certs".into(),
+        ];
+        let found = discover(&base, Some(&home), &pats, 4);
+        assert!(found.problems.is_empty(), "{:?}", found.problems);
+        let labels: Vec<_> = found.files.iter().map(|f| f.label.as_str()).collect();
+        assert_eq!(labels, ["~/.kube/config", "~/certs/a.pem"]);
+        assert_eq!(found.files[0].path, home.join(".kube/config"));
+        // No HOME, or another user's home: a clear failure, never a silent skip.
+        let found = discover(&base, None, &pats[..1], 4);
+        assert_eq!(found.problems[0].1.metric_label(), "not_found");
+        assert!(
+            found.problems[0].1.to_string().contains("HOME is not set"),
+            "{}",
+            found.problems[0].1
+        );
+        let found = discover(&base, Some(&home), &["~root/x.pem".into()], 4);
+        assert!(found.problems[0].1.to_string().contains("~user/"));
+        // A file whose name starts with `~` is an ordinary relative path.
+        std::fs::write(base.join("~old.pem"), b"x").unwrap();
+        let found = discover(&base, Some(&home), &["~old.pem".into()], 4);
+        assert_eq!(found.files[0].path, base.join("~old.pem"));
+        assert_eq!(resolve(&base, Some(&home), "~/ca.pem"), home.join("ca.pem"));
+        assert_eq!(resolve(&base, Some(&home), "ca.pem"), base.join("ca.pem"));
+    }
+
+    #[test]
+    fn kubeconfigs_in_folders_are_found_by_content_not_name() {
+        let d = tempfile::tempdir().unwrap();
+        let kube = d.path().join(".kube");
+        std::fs::create_dir_all(kube.join("cache/discovery/127.0.0.1_6443/v1")).unwrap();
+        let config = "apiVersion: v1\nclusters:\n- cluster:\n    server: https://127.0.0.1:6443\n  name: home\nkind: Config\nusers: []\n";
+        std::fs::write(kube.join("config"), config).unwrap();
+        std::fs::write(kube.join("k3s.yaml"), config).unwrap();
+        std::fs::write(
+            kube.join("cache/discovery/127.0.0.1_6443/v1/serverresources.json"),
+            r#"{"kind":"APIResourceList","apiVersion":"v1","groupVersion":"v1","resources":[]}"#,
+        )
+        .unwrap();
+        std::fs::write(kube.join("notes.txt"), "clusters and users\n").unwrap();
+        // Too large to be opened by content (it would match if read).
+        let mut big = config.as_bytes().to_vec();
+        big.resize(KUBECONFIG_SNIFF_MAX as usize + 1, b'#');
+        std::fs::write(kube.join("big"), big).unwrap();
+        let found = discover(d.path(), None, &[".kube".into()], 16);
+        let labels: Vec<_> = found.files.iter().map(|f| f.label.as_str()).collect();
+        assert_eq!(labels, [".kube/config", ".kube/k3s.yaml"]);
         assert!(found.problems.is_empty(), "{:?}", found.problems);
     }
 }

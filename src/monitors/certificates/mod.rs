@@ -61,6 +61,42 @@ pub const SOURCE_ERROR: MetricDef = MetricDef::gauge(
     "Why the source could not be read on the last check (reason is a short code); always 1.",
 );
 
+/// Every `reason` of `certificate_source_error_info` (README lists them all).
+pub const ERROR_REASONS: &[&str] = &[
+    // files
+    "not_found",
+    "dangling_symlink",
+    "symlink_loop",
+    "permission_denied",
+    "not_a_file",
+    "too_large",
+    "no_files",
+    "io",
+    "empty",
+    "unknown_format",
+    "malformed_pem",
+    "private_key_only",
+    "no_certificates",
+    "truncated_der",
+    "malformed_certificate",
+    "malformed_pkcs12",
+    "malformed_kubeconfig",
+    "wrong_passphrase",
+    "passphrase_required",
+    "passphrase_unavailable",
+    "panic",
+    // endpoints
+    "resolve",
+    "refused",
+    "connect",
+    "timeout",
+    "starttls",
+    "handshake",
+    "no_certificate",
+    "bad_server_name",
+    "tls_setup",
+];
+
 /// Where a certificate came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SourceKind {
@@ -190,6 +226,8 @@ pub struct CertificateMonitor {
 struct Inner {
     cfg: CertificateConfig,
     base: PathBuf,
+    /// Expands a leading `~/` in configured paths.
+    home: Option<PathBuf>,
     endpoints: Vec<Endpoint>,
     prober: Result<Prober, String>,
     /// Files and the passphrase found by the last finished discovery.
@@ -214,7 +252,13 @@ impl CertificateMonitor {
     }
 
     /// `base`: the folder relative paths (`paths`, `ca_file`, `pkcs12_passphrase_file`) are resolved against.
+    /// A leading `~/` is the exporter's own home (`HOME`).
     pub fn new(cfg: CertificateConfig, base: PathBuf) -> Self {
+        Self::with_home(cfg, base, files::home_dir())
+    }
+
+    /// As [`CertificateMonitor::new`], with `~/` expanded to `home` (`None`: `~/` paths fail).
+    pub fn with_home(cfg: CertificateConfig, base: PathBuf, home: Option<PathBuf>) -> Self {
         let endpoints = cfg
             .endpoints
             .iter()
@@ -227,7 +271,10 @@ impl CertificateMonitor {
                     server_name: d.server_name.clone().unwrap_or(host),
                     starttls: d.starttls,
                     timeout: d.timeout.map(|t| t.0).unwrap_or(cfg.endpoint_timeout.0),
-                    ca_file: d.ca_file.as_ref().map(|f| base.join(f)),
+                    ca_file: d
+                        .ca_file
+                        .as_ref()
+                        .map(|f| files::resolve(&base, home.as_deref(), f)),
                     ca_label: d.ca_file.clone(),
                     address: d.address,
                 }
@@ -236,6 +283,7 @@ impl CertificateMonitor {
         CertificateMonitor {
             inner: Arc::new(Inner {
                 endpoints,
+                home,
                 prober: Prober::new(),
                 cfg,
                 base,
@@ -259,8 +307,13 @@ impl CertificateMonitor {
         let walker = inner.clone();
         let walk = tokio::task::spawn_blocking(move || {
             let patterns: Vec<String> = walker.cfg.paths.iter().map(|g| g.0.clone()).collect();
-            let found = files::discover(&walker.base, &patterns, walker.cfg.max_depth);
-            let pass = passphrase(&walker.cfg, &walker.base);
+            let found = files::discover(
+                &walker.base,
+                walker.home.as_deref(),
+                &patterns,
+                walker.cfg.max_depth,
+            );
+            let pass = passphrase(&walker.cfg, &walker.base, walker.home.as_deref());
             (found, pass)
         });
         let mut all = Vec::new();
@@ -404,14 +457,18 @@ async fn probe_one(inner: Arc<Inner>, i: usize, now: SystemTime) -> SourceResult
     }
 }
 
-fn passphrase(cfg: &CertificateConfig, base: &std::path::Path) -> Result<Option<String>, String> {
+fn passphrase(
+    cfg: &CertificateConfig,
+    base: &std::path::Path,
+    home: Option<&std::path::Path>,
+) -> Result<Option<String>, String> {
     if let Some(var) = &cfg.pkcs12_passphrase_env {
         return std::env::var(var)
             .map(Some)
             .map_err(|_| format!("environment variable {var} (pkcs12_passphrase_env) is not set"));
     }
     if let Some(f) = &cfg.pkcs12_passphrase_file {
-        let text = std::fs::read_to_string(base.join(f))
+        let text = std::fs::read_to_string(files::resolve(base, home, f))
             .map_err(|e| format!("cannot read pkcs12_passphrase_file {f} ({})", e.kind()))?;
         let first = text
             .lines()
@@ -593,10 +650,24 @@ pub fn snapshot(
                 }
                 let mut summary = format!("{} certificate(s), {}", data.certs.len(), data.format);
                 if let Some(e) = earliest {
+                    let when = expiry_phrase(e.not_after - now_s);
+                    if e.not_after < now_s {
+                        summary.push_str(&format!(", {} {when}", display_cn(e)));
+                    } else {
+                        summary.push_str(&format!(", earliest expiry {when} ({})", display_cn(e)));
+                    }
+                }
+                if let Some(f) = data
+                    .certs
+                    .iter()
+                    .filter(|c| c.not_before > now_s)
+                    .max_by_key(|c| c.not_before)
+                {
                     summary.push_str(&format!(
-                        ", earliest expiry in {} day(s) ({})",
-                        days_left(e, now_s),
-                        display_cn(e)
+                        ", {} not valid until {} (in {})",
+                        display_cn(f),
+                        rfc3339(f.not_before),
+                        human_secs(f.not_before - now_s)
                     ));
                 }
                 match &data.verified {
@@ -609,7 +680,7 @@ pub fn snapshot(
                 }
                 b.target(TargetStatus {
                     target: format!("{}: {}", s.kind.as_str(), s.display()),
-                    health: if worst == CertState::Ok {
+                    health: if worst == CertState::Ok && !verify_finding(data) {
                         Health::Ok
                     } else {
                         Health::Findings
@@ -624,8 +695,29 @@ pub fn snapshot(
     b.build()
 }
 
+/// A served chain that does not verify is a finding, except the normal homelab
+/// case: a private CA checked against the web roots (`unknown_issuer`, no `ca_file`).
+/// A name mismatch, an expired or not-yet-valid chain, or a chain the configured
+/// `ca_file` does not trust is what a client would refuse.
+fn verify_finding(d: &SourceData) -> bool {
+    matches!(&d.verified, Some(Err(why)) if why != "unknown_issuer")
+}
+
 fn days_left(c: &Cert, now: i64) -> i64 {
     (c.not_after - now).div_euclid(86_400)
+}
+
+fn human_secs(secs: i64) -> String {
+    crate::report::human_duration(Duration::from_secs(secs.unsigned_abs()))
+}
+
+/// `left` = notAfter - now: "in 26h", "in 4 days 23h", "expired 426 days ago".
+fn expiry_phrase(left: i64) -> String {
+    if left < 0 {
+        format!("expired {} ago", human_secs(left))
+    } else {
+        format!("in {}", human_secs(left))
+    }
 }
 
 fn display_cn(c: &Cert) -> String {
@@ -678,7 +770,7 @@ pub fn report(sources: &[SourceResult], now: SystemTime, warning: i64, critical:
             "SUBJECT",
             "SERIAL",
             "NOT AFTER",
-            "DAYS LEFT",
+            "EXPIRES",
             "STATE",
         ],
     );
@@ -693,7 +785,7 @@ pub fn report(sources: &[SourceResult], now: SystemTime, warning: i64, critical:
             display_cn(c),
             c.serial.clone(),
             rfc3339(c.not_after),
-            days_left(c, now_s).to_string(),
+            expiry_phrase(c.not_after - now_s),
             st.as_str().to_string(),
         ]);
         if *st != CertState::Ok {
@@ -720,6 +812,9 @@ pub fn report(sources: &[SourceResult], now: SystemTime, warning: i64, critical:
     );
     let mut json_sources = Vec::new();
     for s in sources {
+        if s.outcome.as_ref().is_ok_and(verify_finding) {
+            report.findings += 1;
+        }
         let (up, verified, detail) = match &s.outcome {
             Ok(d) => (
                 "1",
@@ -892,5 +987,141 @@ mod tests {
         );
         let up = snap.family(SOURCE_UP.name).unwrap();
         assert_eq!(up.samples.len(), 1);
+    }
+    #[test]
+    fn every_reason_is_listed() {
+        use endpoint::EndpointError as Ee;
+        use files::FileError as Fe;
+        use parse::ParseError as Pe;
+        let p = || "p".to_string();
+        let parse = [
+            Pe::Empty,
+            Pe::MalformedPem { block: 1, what: "" },
+            Pe::UnreadCertificateBlocks {
+                markers: 2,
+                read: 1,
+            },
+            Pe::PrivateKeyOnly { keys: 1 },
+            Pe::NoCertificates { format: "PEM" },
+            Pe::TruncatedDer { index: 0 },
+            Pe::MalformedCertificate { index: 0 },
+            Pe::WrongPassphrase,
+            Pe::PassphraseRequired,
+            Pe::MalformedPkcs12 { what: "" },
+            Pe::MalformedKubeconfig { line: 1 },
+            Pe::KubeconfigBase64 {
+                entry: p(),
+                field: "",
+            },
+            Pe::UnknownFormat,
+        ];
+        let mut labels: Vec<&str> = parse.iter().map(|e| e.metric_label()).collect();
+        let io = std::io::ErrorKind::Other;
+        let file = [
+            Fe::NotFound(p()),
+            Fe::NoMatches(p()),
+            Fe::NoHome(p()),
+            Fe::TildeUser(p()),
+            Fe::DanglingSymlink(p()),
+            Fe::SymlinkLoop(p()),
+            Fe::PermissionDenied(p()),
+            Fe::TooLarge {
+                path: p(),
+                size: 1,
+                max: 0,
+            },
+            Fe::NotAFile(p()),
+            Fe::NoFiles(p()),
+            Fe::NoReadableFiles {
+                dir: p(),
+                file: p(),
+            },
+            Fe::Io {
+                path: p(),
+                kind: io,
+            },
+            Fe::Passphrase {
+                path: p(),
+                reason: p(),
+            },
+        ];
+        labels.extend(file.iter().map(|e| e.metric_label()));
+        let after = Duration::from_secs(1);
+        let ep = [
+            Ee::Resolve(p()),
+            Ee::Refused(p()),
+            Ee::Connect {
+                endpoint: p(),
+                kind: io,
+            },
+            Ee::Timeout {
+                endpoint: p(),
+                stage: "",
+                after,
+            },
+            Ee::StartTls {
+                endpoint: p(),
+                protocol: "smtp",
+                what: p(),
+            },
+            Ee::Handshake {
+                endpoint: p(),
+                reason: p(),
+            },
+            Ee::NoCertificate(p()),
+            Ee::BadServerName {
+                endpoint: p(),
+                name: p(),
+            },
+            Ee::Parse {
+                endpoint: p(),
+                source: Pe::Empty,
+            },
+        ];
+        labels.extend(ep.iter().map(|e| e.metric_label()));
+        // Set in this module: reading panicked, TLS client setup failed.
+        labels.extend(["panic", "tls_setup"]);
+        for l in &labels {
+            assert!(ERROR_REASONS.contains(l), "{l} missing from ERROR_REASONS");
+        }
+        for r in ERROR_REASONS {
+            assert!(labels.contains(r), "{r} is listed but never emitted");
+        }
+    }
+
+    #[test]
+    fn status_wording_reads_naturally() {
+        let d = 86_400;
+        let now = 1000 * d;
+        let src = |certs: Vec<Cert>| SourceResult {
+            kind: SourceKind::File,
+            target: "a.pem".into(),
+            server_name: None,
+            outcome: Ok(SourceData {
+                certs,
+                format: "pem".into(),
+                verified: None,
+            }),
+        };
+        let summary = |certs: Vec<Cert>| {
+            let at = SystemTime::UNIX_EPOCH + Duration::from_secs(now as u64);
+            let snap = snapshot(&[src(certs)], at, 30 * d, 7 * d);
+            snap.targets[0].summary.clone()
+        };
+        let cases = [
+            (cert(0, now + 26 * 3600), "earliest expiry in 26h (x)"),
+            // 4.99 days
+            (cert(0, now + 431_136), "earliest expiry in 4 days 23h (x)"),
+            (cert(0, now - 426 * d - 5), "x expired 426 days ago"),
+            (cert(now + 5 * d, now + 400 * d), "x not valid until"),
+            (cert(now + 5 * d, now + 400 * d), "(in 5 days)"),
+        ];
+        for (c, want) in cases {
+            let s = summary(vec![c]);
+            assert!(s.contains(want), "{s}");
+            assert!(!s.contains("day(s)") && !s.contains("in -"), "{s}");
+        }
+        assert_eq!(expiry_phrase(-426 * d), "expired 426 days ago");
+        assert_eq!(expiry_phrase(26 * 3600), "in 26h");
     }
 }

@@ -73,6 +73,19 @@ pub struct Parsed {
     pub certs: Vec<Cert>,
     /// Private-key blocks seen (and skipped).
     pub skipped_keys: usize,
+    /// kubeconfig only: certificate files it names instead of embedding them
+    /// (`certificate-authority`, `client-certificate`), read by the caller.
+    pub file_refs: Vec<FileRef>,
+}
+
+/// A certificate file named by a kubeconfig entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRef {
+    /// `clusters[name]` or `users[name]`.
+    pub entry: String,
+    pub field: &'static str,
+    /// As written; relative paths are relative to the kubeconfig's folder.
+    pub path: String,
 }
 
 /// Why a file yielded no certificates. Positions only, never contents.
@@ -82,6 +95,8 @@ pub enum ParseError {
     Empty,
     #[error("PEM block {block} is malformed ({what})")]
     MalformedPem { block: usize, what: &'static str },
+    #[error("PEM file shows {markers} certificate block(s) but only {read} could be read; each -----BEGIN CERTIFICATE----- line must start a line (not indented)")]
+    UnreadCertificateBlocks { markers: usize, read: usize },
     #[error("PEM file holds only {keys} private key block(s) and no certificate")]
     PrivateKeyOnly { keys: usize },
     #[error("no certificate found in this {format} file")]
@@ -111,7 +126,9 @@ impl ParseError {
     pub fn metric_label(&self) -> &'static str {
         match self {
             ParseError::Empty => "empty",
-            ParseError::MalformedPem { .. } => "malformed_pem",
+            ParseError::MalformedPem { .. } | ParseError::UnreadCertificateBlocks { .. } => {
+                "malformed_pem"
+            }
             ParseError::PrivateKeyOnly { .. } => "private_key_only",
             ParseError::NoCertificates { .. } => "no_certificates",
             ParseError::TruncatedDer { .. } => "truncated_der",
@@ -134,6 +151,8 @@ pub fn parse_file(
     extension: Option<&str>,
     passphrase: Option<&str>,
 ) -> Result<Parsed, ParseError> {
+    // A UTF-8 byte-order mark (Windows editors) is not part of any format; openssl skips it.
+    let bytes = bytes.strip_prefix(BOM).unwrap_or(bytes);
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(ParseError::Empty);
     }
@@ -150,11 +169,12 @@ pub fn parse_file(
     if bytes.first() != Some(&0x30) {
         return Err(ParseError::UnknownFormat);
     }
-    match cert_from_der(bytes, 0) {
-        Ok(c) => Ok(Parsed {
+    match der_certs(bytes) {
+        Ok(certs) => Ok(Parsed {
             format: Format::Der,
-            certs: vec![c],
+            certs,
             skipped_keys: 0,
+            file_refs: Vec::new(),
         }),
         Err(der_err) => match parse_pkcs12(bytes, passphrase) {
             Ok(p) => Ok(p),
@@ -169,15 +189,134 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
+fn count(hay: &[u8], needle: &[u8]) -> usize {
+    hay.windows(needle.len()).filter(|w| *w == needle).count()
+}
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
 fn looks_like_kubeconfig(bytes: &[u8]) -> bool {
-    std::str::from_utf8(bytes).is_ok()
-        && (contains(bytes, b"certificate-authority-data")
-            || contains(bytes, b"client-certificate-data")
-            || (contains(bytes, b"kind: Config") && contains(bytes, b"clusters")))
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return false;
+    };
+    text.contains("certificate-authority-data")
+        || text.contains("client-certificate-data")
+        || is_kubeconfig_text(text)
+}
+
+/// A kubeconfig by content, whatever its name: YAML or JSON with `kind: Config`
+/// at the top level, `apiVersion`, and `clusters` or `users`.
+pub fn is_kubeconfig_text(text: &str) -> bool {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let kind_config = text.lines().any(|line| {
+        // YAML: `kind: Config` at the start of a line (top level), quoted or not.
+        let yaml = line
+            .strip_prefix("kind:")
+            .map(|v| v.split('#').next().unwrap_or("").trim())
+            .is_some_and(|v| v.trim_matches(|c| c == '"' || c == '\'') == "Config");
+        yaml || json_kind_config(line)
+    });
+    kind_config
+        && text.contains("apiVersion")
+        && (text.contains("clusters") || text.contains("users"))
+}
+
+/// JSON: `"kind": "Config"` anywhere on the line (whitespace allowed around `:`).
+fn json_kind_config(line: &str) -> bool {
+    let mut rest = line;
+    while let Some(i) = rest.find("\"kind\"") {
+        let after = rest[i + 6..].trim_start();
+        if let Some(v) = after.strip_prefix(':') {
+            if v.trim_start().starts_with("\"Config\"") {
+                return true;
+            }
+        }
+        rest = &rest[i + 6..];
+    }
+    false
+}
+
+/// Concatenated DER certificates (one is usual); bytes after the last that do not
+/// parse as a certificate are ignored, as openssl does.
+fn der_certs(bytes: &[u8]) -> Result<Vec<Cert>, ParseError> {
+    let (mut rest, first) = x509_parser::parse_x509_certificate(bytes)
+        .map(|(rest, c)| (rest, describe(&c)))
+        .map_err(|e| {
+            if der_outer_len(bytes).is_some_and(|len| len > bytes.len()) {
+                ParseError::TruncatedDer { index: 0 }
+            } else {
+                der_error(&e, 0)
+            }
+        })?;
+    let mut certs = vec![first];
+    while rest.first() == Some(&0x30) {
+        match x509_parser::parse_x509_certificate(rest) {
+            Ok((next, c)) => {
+                certs.push(describe(&c));
+                rest = next;
+            }
+            Err(_) => break,
+        }
+    }
+    Ok(certs)
 }
 
 /// PEM: every CERTIFICATE block in order; key blocks are counted, wiped and dropped.
+/// `TRUSTED CERTIFICATE` and `X509 CERTIFICATE` blocks (openssl's other names) are
+/// certificates too, and a byte-order mark before a line is skipped, as openssl does.
 pub fn parse_pem(bytes: &[u8]) -> Result<Parsed, ParseError> {
+    match normalize_pem(bytes) {
+        None => parse_pem_blocks(bytes),
+        Some(mut copy) => {
+            let result = parse_pem_blocks(&copy);
+            // The copy may hold private keys: do not leave them in freed memory.
+            copy.fill(0);
+            result
+        }
+    }
+}
+
+/// Other names openssl gives certificate blocks. A `TRUSTED CERTIFICATE` is a
+/// certificate followed by trust settings, which are ignored here.
+const CERT_LABEL_ALIASES: [&[u8]; 2] = [b"TRUSTED CERTIFICATE-----", b"X509 CERTIFICATE-----"];
+
+/// A copy with byte-order marks at line starts removed and certificate label
+/// aliases renamed to `CERTIFICATE`, or `None` when the input needs neither.
+fn normalize_pem(bytes: &[u8]) -> Option<Vec<u8>> {
+    let needs = contains(bytes, BOM) || CERT_LABEL_ALIASES.iter().any(|a| contains(bytes, a));
+    if !needs {
+        return None;
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    for line in bytes.split_inclusive(|b| *b == b'\n') {
+        let line = line.strip_prefix(BOM).unwrap_or(line);
+        let marker = [b"-----BEGIN ".as_slice(), b"-----END ".as_slice()]
+            .into_iter()
+            .find(|m| line.starts_with(m));
+        match marker {
+            Some(m) => {
+                let label = &line[m.len()..];
+                match CERT_LABEL_ALIASES.iter().find(|a| label.starts_with(a)) {
+                    Some(alias) => {
+                        out.extend_from_slice(m);
+                        out.extend_from_slice(b"CERTIFICATE-----");
+                        out.extend_from_slice(&label[alias.len()..]);
+                    }
+                    None => out.extend_from_slice(line),
+                }
+            }
+            None => out.extend_from_slice(line),
+        }
+    }
+    Some(out)
+}
+
+/// `-----BEGIN CERTIFICATE-----` markers anywhere in the text, at a line start or not.
+fn certificate_markers(bytes: &[u8]) -> usize {
+    count(bytes, b"-----BEGIN CERTIFICATE-----")
+}
+
+fn parse_pem_blocks(bytes: &[u8]) -> Result<Parsed, ParseError> {
     let mut certs = Vec::new();
     let mut keys = 0usize;
     for (i, item) in <(SectionKind, Vec<u8>) as PemObject>::pem_slice_iter(bytes).enumerate() {
@@ -198,6 +337,17 @@ pub fn parse_pem(bytes: &[u8]) -> Result<Parsed, ParseError> {
             _ => {}
         }
     }
+    // A certificate block that was not read (a BEGIN line indented or after other
+    // text on its line) must not leave a bundle looking complete.
+    let markers = certificate_markers(bytes);
+    if markers > certs.len() {
+        return Err(ParseError::UnreadCertificateBlocks {
+            markers,
+            read: certs.len(),
+        });
+    }
+    // `ENCRYPTED PRIVATE KEY` is not decoded by the PEM reader; it is still a key.
+    keys += count(bytes, b"-----BEGIN ENCRYPTED PRIVATE KEY-----");
     if certs.is_empty() {
         return Err(if keys > 0 {
             ParseError::PrivateKeyOnly { keys }
@@ -209,6 +359,7 @@ pub fn parse_pem(bytes: &[u8]) -> Result<Parsed, ParseError> {
         format: Format::Pem,
         certs,
         skipped_keys: keys,
+        file_refs: Vec::new(),
     })
 }
 
@@ -225,30 +376,38 @@ fn pem_error_kind(e: &rustls_pki_types::pem::Error) -> &'static str {
 
 /// PKCS#12: every certificate bag, in file order. Keys are decrypted by the
 /// library as part of reading the container and dropped at once.
+///
+/// With a passphrase configured, a file exported without one (`openssl pkcs12
+/// -export -passout pass:`) is read too: the empty passphrase is tried when the
+/// configured one does not fit.
 pub fn parse_pkcs12(bytes: &[u8], passphrase: Option<&str>) -> Result<Parsed, ParseError> {
     use p12_keystore::error::Error as E;
-    let archive = p12_keystore::Pkcs12Archive::from_pkcs12(bytes, passphrase.unwrap_or(""))
-        .map_err(|e| match e {
-            E::MacError(_) if passphrase.is_none() => ParseError::PassphraseRequired,
-            E::MacError(_) => ParseError::WrongPassphrase,
-            // Without a MAC, a wrong passphrase shows up as bad padding.
-            E::UnpadError if passphrase.is_none() => ParseError::PassphraseRequired,
-            E::UnpadError => ParseError::WrongPassphrase,
-            E::DerError(_) | E::InvalidVersion | E::InvalidLength | E::InvalidData => {
-                ParseError::MalformedPkcs12 {
-                    what: "invalid structure",
-                }
+    let given = passphrase.unwrap_or("");
+    let opened = match p12_keystore::Pkcs12Archive::from_pkcs12(bytes, given) {
+        Err(e) if !given.is_empty() && bad_password(&e) => {
+            p12_keystore::Pkcs12Archive::from_pkcs12(bytes, "")
+        }
+        other => other,
+    };
+    let archive = opened.map_err(|e| match e {
+        // Without a MAC, a wrong passphrase shows up as a failed decryption.
+        e if bad_password(&e) && passphrase.is_none() => ParseError::PassphraseRequired,
+        e if bad_password(&e) => ParseError::WrongPassphrase,
+        E::DerError(_) | E::InvalidVersion | E::InvalidLength | E::InvalidData => {
+            ParseError::MalformedPkcs12 {
+                what: "invalid structure",
             }
-            E::UnsupportedContentType => ParseError::MalformedPkcs12 {
-                what: "unsupported content type",
-            },
-            E::UnsupportedEncryptionScheme | E::UnsupportedMacAlgorithm => {
-                ParseError::MalformedPkcs12 {
-                    what: "unsupported algorithm",
-                }
+        }
+        E::UnsupportedContentType => ParseError::MalformedPkcs12 {
+            what: "unsupported content type",
+        },
+        E::UnsupportedEncryptionScheme | E::UnsupportedMacAlgorithm => {
+            ParseError::MalformedPkcs12 {
+                what: "unsupported algorithm",
             }
-            _ => ParseError::MalformedPkcs12 { what: "unreadable" },
-        })?;
+        }
+        _ => ParseError::MalformedPkcs12 { what: "unreadable" },
+    })?;
     let keys = archive.keys.len();
     let mut certs = Vec::with_capacity(archive.certs.len());
     for (index, bag) in archive.certs.iter().enumerate() {
@@ -262,7 +421,19 @@ pub fn parse_pkcs12(bytes: &[u8], passphrase: Option<&str>) -> Result<Parsed, Pa
         format: Format::Pkcs12,
         certs,
         skipped_keys: keys,
+        file_refs: Vec::new(),
     })
+}
+
+/// The errors a wrong passphrase causes: the MAC does not match, or (without a
+/// MAC) decryption gives bad padding.
+fn bad_password(e: &p12_keystore::error::Error) -> bool {
+    use p12_keystore::error::Error as E;
+    match e {
+        E::MacError(_) | E::UnpadError => true,
+        E::Pkcs5Error(m) => m == "PKCS#5 decryption failed",
+        _ => false,
+    }
 }
 
 /// kubeconfig: `clusters[].cluster.certificate-authority-data` then
@@ -313,7 +484,35 @@ pub fn parse_kubeconfig(bytes: &[u8]) -> Result<Parsed, ParseError> {
             certs.push(cert_from_der(&decoded, index)?);
         }
     }
-    if certs.is_empty() {
+    let mut file_refs = Vec::new();
+    for (list, inner, field) in [
+        ("clusters", "cluster", "certificate-authority"),
+        ("users", "user", "client-certificate"),
+    ] {
+        let Some(items) = doc.get(list).and_then(|v| v.as_sequence()) else {
+            continue;
+        };
+        for (i, item) in items.iter().enumerate() {
+            let path = item
+                .get(inner)
+                .and_then(|c| c.get(field))
+                .and_then(|d| d.as_str())
+                .filter(|p| !p.is_empty());
+            if let Some(path) = path {
+                let name = item
+                    .get("name")
+                    .and_then(|n| n.as_str())
+                    .map(|n| truncate(n, 64))
+                    .unwrap_or_else(|| i.to_string());
+                file_refs.push(FileRef {
+                    entry: format!("{list}[{name}]"),
+                    field,
+                    path: path.to_string(),
+                });
+            }
+        }
+    }
+    if certs.is_empty() && file_refs.is_empty() {
         return Err(ParseError::NoCertificates {
             format: "kubeconfig",
         });
@@ -322,10 +521,11 @@ pub fn parse_kubeconfig(bytes: &[u8]) -> Result<Parsed, ParseError> {
         format: Format::Kubeconfig,
         certs,
         skipped_keys: 0,
+        file_refs,
     })
 }
 
-fn shift_index(e: ParseError, offset: usize) -> ParseError {
+pub(super) fn shift_index(e: ParseError, offset: usize) -> ParseError {
     match e {
         ParseError::TruncatedDer { index } => ParseError::TruncatedDer {
             index: index + offset,
@@ -659,5 +859,116 @@ mod tests {
         let rest: usize = s.rsplit("+").next().unwrap().parse().unwrap();
         assert_eq!(shown + rest, 200);
         assert_eq!(bounded_join(&["a".into(), "b".into()], 100), "a,b");
+    }
+    #[test]
+    fn byte_order_marks_and_openssl_label_aliases_are_read() {
+        let (a, _) = make(params("alpha", &[]));
+        let (b, _) = make(params("beta", &[]));
+        // A BOM at the start (Windows editors) and one before a second file's text (cat a b).
+        let text = format!("\u{feff}{a}\u{feff}{b}");
+        let p = parse_file(text.as_bytes(), Some("pem"), None).unwrap();
+        let cns: Vec<_> = p.certs.iter().map(|c| c.subject_cn.as_str()).collect();
+        assert_eq!(cns, ["alpha", "beta"]);
+        // openssl's other names for a certificate block.
+        let trusted = a.replace("CERTIFICATE-----", "TRUSTED CERTIFICATE-----");
+        let x509 = b.replace("CERTIFICATE-----", "X509 CERTIFICATE-----");
+        let p = parse_file(format!("{trusted}{x509}").as_bytes(), None, None).unwrap();
+        assert_eq!(p.certs.len(), 2);
+    }
+
+    #[test]
+    fn a_certificate_block_that_is_not_read_is_an_error() {
+        let (a, _) = make(params("alpha", &[]));
+        let (b, _) = make(params("beta", &[]));
+        let indented: String = b.lines().map(|l| format!("  {l}\n")).collect();
+        let e = parse_file(format!("{a}{indented}").as_bytes(), None, None).unwrap_err();
+        assert_eq!(
+            e,
+            ParseError::UnreadCertificateBlocks {
+                markers: 2,
+                read: 1
+            }
+        );
+        assert_eq!(e.metric_label(), "malformed_pem");
+    }
+
+    #[test]
+    fn encrypted_key_alone_is_a_key_not_a_certificate() {
+        let text = "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIBvTBXBgkqhkiG9w0BBQ0wSjApBgkqhkiG9w0BBQwwHAQI\n-----END ENCRYPTED PRIVATE KEY-----\n";
+        assert_eq!(
+            parse_file(text.as_bytes(), None, None).unwrap_err(),
+            ParseError::PrivateKeyOnly { keys: 1 }
+        );
+    }
+
+    #[test]
+    fn concatenated_der_certificates_are_all_read() {
+        let (_, a) = make(params("alpha", &[]));
+        let (_, b) = make(params("beta", &[]));
+        let both = [a.as_slice(), b.as_slice()].concat();
+        let p = parse_file(&both, Some("der"), None).unwrap();
+        let cns: Vec<_> = p.certs.iter().map(|c| c.subject_cn.as_str()).collect();
+        assert_eq!(cns, ["alpha", "beta"]);
+        // Trailing bytes that are not a certificate are ignored, as openssl does.
+        let tail = [a.as_slice(), b"\n\0\0"].concat();
+        assert_eq!(parse_file(&tail, Some("der"), None).unwrap().certs.len(), 1);
+    }
+
+    #[test]
+    fn kubeconfigs_are_recognised_by_content() {
+        let yaml = "apiVersion: v1\nclusters:\n- cluster:\n    server: https://127.0.0.1:6443\n  name: k3s\ncontexts: []\nkind: Config\npreferences: {}\nusers: []\n";
+        assert!(is_kubeconfig_text(yaml));
+        assert!(is_kubeconfig_text(&format!("\u{feff}{yaml}")));
+        assert!(is_kubeconfig_text(
+            &yaml.replace("kind: Config", "kind: \"Config\" # top")
+        ));
+        let json = r#"{"kind": "Config", "apiVersion": "v1", "clusters": [], "users": []}"#;
+        assert!(is_kubeconfig_text(json));
+        assert!(is_kubeconfig_text(&json.replace(": ", ":")));
+        // kubectl's discovery cache, other Kubernetes objects, unrelated YAML.
+        assert!(!is_kubeconfig_text(
+            r#"{"kind":"APIResourceList","apiVersion":"v1","groupVersion":"v1","resources":[]}"#
+        ));
+        assert!(!is_kubeconfig_text(
+            "apiVersion: v1\nkind: ConfigMap\ndata:\n  clusters: x\n"
+        ));
+        assert!(!is_kubeconfig_text("apiVersion: v1\nkind: Config\n"));
+        assert!(!is_kubeconfig_text(
+            "  kind: Config\napiVersion: v1\nclusters: []\n"
+        ));
+    }
+
+    #[test]
+    fn kubeconfig_naming_certificate_files_lists_them() {
+        let (ca, _) = make(params("kube-ca", &[]));
+        let b64 = base64::engine::general_purpose::STANDARD.encode(ca.as_bytes());
+        // minikube's entries beside an embedded one, as `minikube start` merges them.
+        let text = format!("apiVersion: v1\nkind: Config\nclusters:\n- name: k3s\n  cluster:\n    certificate-authority-data: {b64}\n- name: minikube\n  cluster:\n    certificate-authority: /home/u/.minikube/ca.crt\n    server: https://192.168.49.2:8443\nusers:\n- name: minikube\n  user:\n    client-certificate: profiles/minikube/client.crt\n    client-key: profiles/minikube/client.key\n");
+        let p = parse_file(text.as_bytes(), None, None).unwrap();
+        assert_eq!(p.certs.len(), 1);
+        let refs: Vec<_> = p
+            .file_refs
+            .iter()
+            .map(|r| (r.entry.as_str(), r.field, r.path.as_str()))
+            .collect();
+        assert_eq!(
+            refs,
+            [
+                (
+                    "clusters[minikube]",
+                    "certificate-authority",
+                    "/home/u/.minikube/ca.crt"
+                ),
+                (
+                    "users[minikube]",
+                    "client-certificate",
+                    "profiles/minikube/client.crt"
+                )
+            ]
+        );
+        let tokens_only = "apiVersion: v1\nkind: Config\nclusters:\n- name: x\n  cluster:\n    server: https://x\nusers:\n- name: x\n  user:\n    token: abc\n";
+        let e = parse_file(tokens_only.as_bytes(), None, None).unwrap_err();
+        assert_eq!(e.metric_label(), "no_certificates");
+        assert!(!e.to_string().contains("abc"));
     }
 }

@@ -427,7 +427,7 @@ impl Check for FileAgeCheck {
         let newest = newest
             .ok_or_else(|| CheckError::Failed(format!("no file under {}", self.path.display())))?;
         let age = ctx.now.duration_since(newest).unwrap_or_default();
-        let shown = humantime::format_duration(std::time::Duration::from_secs(age.as_secs()));
+        let shown = crate::report::human_duration(age);
         if age > self.cfg.max_age.0 {
             return Err(CheckError::Failed(format!(
                 "newest file is {shown} old, older than max_age {}",

@@ -661,7 +661,7 @@ fn target_status(a: &Analysis) -> TargetStatus {
         {
             Some(age) => parts.push(format!(
                 "locked for {}",
-                humantime::format_duration(Duration::from_secs(age.as_secs() / 60 * 60))
+                crate::report::human_duration(Duration::from_secs(age.as_secs() / 60 * 60))
             )),
             None => parts.push("locked".into()),
         }

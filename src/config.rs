@@ -1040,6 +1040,10 @@ pub struct BackupSourceConfig {
     /// Exported as `backup_max_age_seconds`; a newer success is expected within it.
     #[serde(default)]
     pub max_age: Option<HumanDuration>,
+    /// Exported as `backup_min_snapshots`: fewer successful backups inside
+    /// `retention_days` fire `BackupTooFewSnapshots` (default 1; 0 never fires).
+    #[serde(default = "default_min_snapshots")]
+    pub min_snapshots: u32,
     /// restic: `restic stats --json latest` output (size and files for restic before 0.17).
     #[serde(default)]
     pub stats_file: Option<String>,
@@ -1068,6 +1072,10 @@ fn default_verify_max_bytes() -> ByteSize {
     ByteSize(256 << 20)
 }
 
+fn default_min_snapshots() -> u32 {
+    1
+}
+
 impl BackupSourceConfig {
     /// A source with only the required keys (other keys at their defaults).
     pub fn new(name: &str, format: BackupFormat, path: &str) -> Self {
@@ -1076,6 +1084,7 @@ impl BackupSourceConfig {
             format,
             path: path.to_string(),
             max_age: None,
+            min_snapshots: default_min_snapshots(),
             stats_file: None,
             check_file: None,
             info_file: None,

@@ -25,3 +25,53 @@ fn deploy_assets_pass_check_deploy_script() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `rust-version` in Cargo.toml is at least what every locked dependency
+/// declares (a build with an older toolchain fails in a dependency), and the
+/// README names the same version.
+#[test]
+fn rust_version_covers_every_locked_dependency() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let host = Command::new("rustc").arg("-vV").output().expect("run rustc -vV");
+    let host = String::from_utf8_lossy(&host.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
+        .expect("rustc -vV names the host");
+    let out = Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+        .args(["--filter-platform", &host])
+        .current_dir(root)
+        .output()
+        .expect("run cargo metadata");
+    assert!(
+        out.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata JSON");
+    let parse = |v: &str| -> Vec<u64> { v.split('.').map(|p| p.parse().unwrap_or(0)).collect() };
+    let mut ours = None;
+    let mut highest: (Vec<u64>, String) = (vec![0], String::new());
+    for p in meta["packages"].as_array().expect("packages") {
+        let Some(rv) = p["rust_version"].as_str() else {
+            continue;
+        };
+        if p["name"] == "homelab-monitor" {
+            ours = Some(rv.to_string());
+        } else if parse(rv) > highest.0 {
+            highest = (parse(rv), format!("{} {} ({rv})", p["name"], p["version"]));
+        }
+    }
+    let ours = ours.expect("Cargo.toml sets rust-version");
+    assert!(
+        parse(&ours) >= highest.0,
+        "rust-version {ours} is lower than {} declares",
+        highest.1
+    );
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    assert!(
+        readme.contains(&format!("Rust toolchain ({ours}+")),
+        "README.md does not say `Rust toolchain ({ours}+`"
+    );
+}

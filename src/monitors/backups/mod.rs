@@ -46,7 +46,8 @@
 //! Metrics, all labelled `source` only: `backup_source_up`,
 //! `backup_last_success_timestamp_seconds`, `backup_last_size_bytes`,
 //! `backup_last_files`, `backup_snapshots`, `backup_oldest_timestamp_seconds`,
-//! `backup_max_age_seconds` (only with `max_age`), `backup_verification_success`
+//! `backup_max_age_seconds` (only with `max_age`), `backup_min_snapshots`
+//! (`min_snapshots`, default 1), `backup_verification_success`
 //! (restic with `check_file`, pg_backup_manifest always, manifest with `verify`;
 //! absent while a cost-bounded checksum pass is incomplete) and
 //! `backup_size_change_ratio` (needs two sized backups in one group).
@@ -97,6 +98,10 @@ pub const MAX_AGE: MetricDef = MetricDef::gauge(
     "backup_max_age_seconds",
     "Configured max_age: a newer successful backup is expected within this many seconds.",
 );
+pub const MIN_SNAPSHOTS: MetricDef = MetricDef::gauge(
+    "backup_min_snapshots",
+    "Configured min_snapshots (default 1): fewer successful backups inside retention_days than this is too few.",
+);
 pub const VERIFICATION: MetricDef = MetricDef::gauge(
     "backup_verification_success",
     "1 if the last verification passed (restic check output; manifest checksum and listed files), 0 if it found a problem.",
@@ -111,7 +116,7 @@ pub const UP: MetricDef = MetricDef::gauge(
 );
 
 /// Every family this monitor exports, in output order.
-pub const METRICS: [&MetricDef; 9] = [
+pub const METRICS: [&MetricDef; 10] = [
     &UP,
     &LAST_SUCCESS,
     &LAST_SIZE,
@@ -119,6 +124,7 @@ pub const METRICS: [&MetricDef; 9] = [
     &SNAPSHOTS,
     &OLDEST,
     &MAX_AGE,
+    &MIN_SNAPSHOTS,
     &VERIFICATION,
     &SIZE_RATIO,
 ];
@@ -457,6 +463,7 @@ impl Inner {
             if let Some(max) = slot.cfg.max_age {
                 b.gauge(&MAX_AGE, &label, max.0.as_secs_f64());
             }
+            b.gauge(&MIN_SNAPSHOTS, &label, f64::from(slot.cfg.min_snapshots));
             if let Some((s, verification)) = &slot.last_good {
                 emit(&mut b, name, s, *verification);
             }

@@ -1584,7 +1584,7 @@ mod tests {
         assert!(e.contains(r#"a duration such as "30s""#), "{e}");
         // An escaped quote inside a value does not end the redaction early,
         // and a marker inside a value is not a hint.
-        let r = redact_quoted(r#"invalid duration "a"b such as pw" (x); write it like "30s""#);
+        let r = redact_quoted(r#"invalid duration "a\"b such as pw" (x); write it like "30s""#);
         assert_eq!(r, r#"invalid duration "…" (x); write it like "30s""#);
     }
 

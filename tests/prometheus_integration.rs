@@ -303,6 +303,11 @@ fn dashboards_show_zero_when_healthy_and_colour_by_exported_thresholds() {
         .spawn()
         .unwrap();
     let _p = Kill(child);
+    wait_for("prometheus ready", 90, || {
+        http(port, "GET", "/-/ready", "")
+            .ok()
+            .filter(|r| r.status == 200)
+    });
     wait_for("both jobs scraped", 90, || {
         let r = query(port, "homelab_monitor_build_info");
         (r.len() == 2).then_some(())

@@ -17,7 +17,10 @@ pub enum ConfigError {
     /// The OS error is part of the message and deliberately not a `source()`:
     /// an error chain (`{:#}`) would print it twice.
     #[error("cannot read config file {path}: {error}; check the path given with --config")]
-    Read { path: PathBuf, error: std::io::Error },
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     #[error("{0}")]
     Invalid(Box<InvalidConfig>),
 }
@@ -1453,16 +1456,31 @@ fn plain_words(msg: &str) -> String {
         std::sync::LazyLock::new(|| {
             [
                 (r"missing field `", "missing key `"),
-                (r"\bexpected (?:tuple )?struct \w+", "expected a mapping (`key: value` lines)"),
+                (
+                    r"\bexpected (?:tuple )?struct \w+",
+                    "expected a mapping (`key: value` lines)",
+                ),
                 (r"\bexpected enum \w+", "expected one of the allowed values"),
-                (r"\bexpected (?:u8|u16|u32|u64|u128|usize)\b", "expected a whole number (0 or more)"),
-                (r"\bexpected (?:i8|i16|i32|i64|i128|isize)\b", "expected a whole number"),
+                (
+                    r"\bexpected (?:u8|u16|u32|u64|u128|usize)\b",
+                    "expected a whole number (0 or more)",
+                ),
+                (
+                    r"\bexpected (?:i8|i16|i32|i64|i128|isize)\b",
+                    "expected a whole number",
+                ),
                 (r"\bexpected (?:f32|f64)\b", "expected a number"),
                 (r"\bexpected a sequence\b", "expected a list"),
-                (r"\bexpected a map\b", "expected a mapping (`key: value` lines)"),
+                (
+                    r"\bexpected a map\b",
+                    "expected a mapping (`key: value` lines)",
+                ),
                 (r"invalid type: map\b", "invalid type: a mapping"),
                 (r"invalid type: sequence\b", "invalid type: a list"),
-                (r"invalid type: unit value\b", "invalid type: an empty value"),
+                (
+                    r"invalid type: unit value\b",
+                    "invalid type: an empty value",
+                ),
                 (
                     r"data did not match any variant of untagged enum \w+",
                     "the value has none of the accepted forms",
@@ -1550,15 +1568,23 @@ mod tests {
         let head = "monitoring: {}\ncustom_monitors:\n  terraform_state:\n    enabled: true\n    state_files: [\"a\"]\n    drift_report: drift.json\n";
         let e = err(&format!("{head}    check_interval: \"5 parsecs\"\n"));
         assert!(e.contains(", line 7, column 21,"), "{e}");
-        assert!(e.contains("custom_monitors.terraform_state.check_interval"), "{e}");
+        assert!(
+            e.contains("custom_monitors.terraform_state.check_interval"),
+            "{e}"
+        );
         let e = err(&format!("{head}    max_file_size: \"lots\"\n"));
         assert!(e.contains(", line 7, column 20,"), "{e}");
         assert!(e.contains("invalid size"), "{e}");
         // Numbers still work, negative ones are refused on their line.
         let e = err(&format!("{head}    retry_interval: -5\n"));
-        assert!(e.contains("line 7") && e.contains("cannot be negative"), "{e}");
+        assert!(
+            e.contains("line 7") && e.contains("cannot be negative"),
+            "{e}"
+        );
         let ok = parse(
-            &format!("{head}    check_interval: 300\n    max_file_size: 1024\n    timeout: \"2m\"\n"),
+            &format!(
+                "{head}    check_interval: 300\n    max_file_size: 1024\n    timeout: \"2m\"\n"
+            ),
             Path::new("cfg.yaml"),
         )
         .unwrap();
@@ -1572,14 +1598,19 @@ mod tests {
     // own examples (`write it like "…", "…"`).
     #[test]
     fn hint_examples_survive_redaction_but_the_value_does_not() {
-        let e = err("custom_monitors:\n  terraform_state:\n    check_interval: \"s3cr3t-canary\"\n");
+        let e =
+            err("custom_monitors:\n  terraform_state:\n    check_interval: \"s3cr3t-canary\"\n");
         assert!(!e.contains("s3cr3t-canary"), "{e}");
-        assert!(e.contains(r#"write it like "30s", "5m", "26h" or "1d""#), "{e}");
+        assert!(
+            e.contains(r#"write it like "30s", "5m", "26h" or "1d""#),
+            "{e}"
+        );
         let e = err("custom_monitors:\n  terraform_state:\n    max_file_size: \"s3cr3t-canary\"\n");
         assert!(!e.contains("s3cr3t-canary"), "{e}");
         assert!(e.contains(r#"write it like "512MiB" or "1GiB""#), "{e}");
         // A wrong type: the value is hidden, the visitor's examples are shown.
-        let e = err("custom_monitors:\n  terraform_state:\n    check_interval: [\"s3cr3t-canary\"]\n");
+        let e =
+            err("custom_monitors:\n  terraform_state:\n    check_interval: [\"s3cr3t-canary\"]\n");
         assert!(!e.contains("s3cr3t-canary"), "{e}");
         assert!(e.contains(r#"a duration such as "30s""#), "{e}");
         // An escaped quote inside a value does not end the redaction early,
@@ -1623,7 +1654,10 @@ mod tests {
         let os = std::io::Error::from(std::io::ErrorKind::NotFound).to_string();
         let chain = format!("{:#}", anyhow::Error::from(e));
         assert!(chain.contains("missing.yaml"), "{chain}");
-        assert!(chain.contains("check the path given with --config"), "{chain}");
+        assert!(
+            chain.contains("check the path given with --config"),
+            "{chain}"
+        );
         let os_error = "(os error 2)";
         assert_eq!(chain.matches(os_error).count(), 1, "{chain} ({os})");
     }

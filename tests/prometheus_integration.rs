@@ -251,13 +251,32 @@ fn dashboards_show_zero_when_healthy_and_colour_by_exported_thresholds() {
     std::fs::create_dir_all(d.join("certs")).unwrap();
     std::fs::create_dir_all(d.join("backups")).unwrap();
     let out = Command::new(&openssl)
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
-        .args(["-nodes", "-keyout", "k.pem", "-out", "certs/web.pem", "-days", "20"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args([
+            "-nodes",
+            "-keyout",
+            "k.pem",
+            "-out",
+            "certs/web.pem",
+            "-days",
+            "20",
+        ])
         .args(["-subj", "/CN=web.homelab.lan"])
         .current_dir(&d)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     std::fs::remove_file(d.join("k.pem")).unwrap();
     let now = std::time::SystemTime::now();
     let run = |hours_ago: u64| {
@@ -360,7 +379,10 @@ fn dashboards_show_zero_when_healthy_and_colour_by_exported_thresholds() {
         "Age / max_age",
         "source",
     );
-    let names: Vec<(&str, &str)> = got.iter().map(|(s, _, c)| (s.as_str(), c.as_str())).collect();
+    let names: Vec<(&str, &str)> = got
+        .iter()
+        .map(|(s, _, c)| (s.as_str(), c.as_str()))
+        .collect();
     assert_eq!(
         names,
         [("daily", "red"), ("nomax", "green"), ("weekly", "green")],
@@ -374,7 +396,10 @@ fn dashboards_show_zero_when_healthy_and_colour_by_exported_thresholds() {
         "Age / max_age",
         "source",
     );
-    let names: Vec<(&str, &str)> = got.iter().map(|(s, _, c)| (s.as_str(), c.as_str())).collect();
+    let names: Vec<(&str, &str)> = got
+        .iter()
+        .map(|(s, _, c)| (s.as_str(), c.as_str()))
+        .collect();
     assert_eq!(
         names,
         [("daily", "red"), ("nomax", "green"), ("weekly", "green")],
@@ -384,11 +409,18 @@ fn dashboards_show_zero_when_healthy_and_colour_by_exported_thresholds() {
     // Certificates: 20 days left is fine with warning_days 10.
     for (dash, title) in [
         ("certificates.json", "Certificates by time left"),
-        ("homelab-overview.json", "Certificates by time left (10 soonest)"),
+        (
+            "homelab-overview.json",
+            "Certificates by time left (10 soonest)",
+        ),
     ] {
         let dash = dashboard(dash);
         let got = column_colours(port, "colours", panel(&dash, title), "Level", "path");
         assert_eq!(got.len(), 1, "{title}: {got:?}");
-        assert_eq!((got[0].1, got[0].2.as_str()), (0.0, "green"), "{title}: {got:?}");
+        assert_eq!(
+            (got[0].1, got[0].2.as_str()),
+            (0.0, "green"),
+            "{title}: {got:?}"
+        );
     }
 }

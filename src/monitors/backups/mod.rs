@@ -511,6 +511,13 @@ fn ok_status(cfg: &BackupSourceConfig, s: &Summary, read: &SourceRead, now: f64)
             }
         }
     }
+    // As BackupTooFewSnapshots: fewer backups inside retention_days than min_snapshots.
+    if s.last_success.is_some() && s.in_retention < u64::from(cfg.min_snapshots) {
+        findings.push(format!(
+            "{} backup(s) inside retention_days, fewer than min_snapshots {}",
+            s.in_retention, cfg.min_snapshots
+        ));
+    }
     if s.newest_failed {
         findings.push("the newest run failed or is partial".into());
     }
@@ -652,6 +659,45 @@ mod tests {
         );
         assert_eq!(s.last_size, None);
         assert_eq!(s.size_ratio, None);
+    }
+
+    // issue 13: --status agrees with BackupTooFewSnapshots (min_snapshots).
+    #[test]
+    fn fewer_than_min_snapshots_is_a_finding() {
+        let read = SourceRead {
+            records: Vec::new(),
+            verification: None,
+            findings: Vec::new(),
+            notes: Vec::new(),
+        };
+        let mut cfg = BackupSourceConfig::new("db", BackupFormat::PgBackupManifest, "m");
+        let one = summarize(
+            &[rec("", 100.0, Some(1), true)],
+            100.0,
+            Duration::from_secs(10),
+        );
+        // One pg copy, default min_snapshots 1: fine.
+        assert_eq!(ok_status(&cfg, &one, &read, 100.0).health, Health::Ok);
+        cfg.min_snapshots = 3;
+        let st = ok_status(&cfg, &one, &read, 100.0);
+        assert_eq!(st.health, Health::Findings);
+        assert!(
+            st.summary
+                .contains("1 backup(s) inside retention_days, fewer than min_snapshots 3"),
+            "{}",
+            st.summary
+        );
+        // Out of retention with the default: a finding too.
+        cfg.min_snapshots = 1;
+        let gone = summarize(
+            &[rec("", 100.0, Some(1), true)],
+            1000.0,
+            Duration::from_secs(10),
+        );
+        assert_eq!(
+            ok_status(&cfg, &gone, &read, 1000.0).health,
+            Health::Findings
+        );
     }
 
     #[test]

@@ -185,10 +185,35 @@ fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("size {t:?} is too large"))
 }
 
+/// `Deserialize` for a type checked by `TryFrom<String>`, through a visitor
+/// (not `#[serde(try_from = "String")]`): the check runs while the YAML scalar
+/// is current, so an error names the value's own line, not the line of the
+/// first key of the mapping around it.
+macro_rules! deserialize_via_try_from_string {
+    ($t:ty, $expecting:literal) => {
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl serde::de::Visitor<'_> for V {
+                    type Value = $t;
+                    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                        f.write_str($expecting)
+                    }
+                    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<$t, E> {
+                        <$t>::try_from(v.to_string()).map_err(E::custom)
+                    }
+                }
+                d.deserialize_str(V)
+            }
+        }
+    };
+}
+
 /// A validated glob pattern (checked at load).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GlobPattern(pub String);
+
+deserialize_via_try_from_string!(GlobPattern, "a path or glob pattern");
 
 impl TryFrom<String> for GlobPattern {
     type Error = String;
@@ -935,8 +960,7 @@ impl Default for BackupConfig {
 }
 
 /// What wrote a backup source's files.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackupFormat {
     /// `restic snapshots --json` output (`path`), optional `stats_file`, `check_file`.
     Restic,
@@ -1006,6 +1030,11 @@ impl TryFrom<String> for BackupFormat {
     }
 }
 
+deserialize_via_try_from_string!(
+    BackupFormat,
+    "a backup format (restic, borg, pg_backup_manifest, manifest, directory)"
+);
+
 impl fmt::Display for BackupFormat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -1026,9 +1055,10 @@ pub enum VerifyMode {
 }
 
 /// An IANA time zone name, checked at load (`Europe/Berlin`, `UTC`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TimeZoneName(pub String);
+
+deserialize_via_try_from_string!(TimeZoneName, "an IANA time zone name such as UTC");
 
 impl TryFrom<String> for TimeZoneName {
     type Error = String;
@@ -1179,6 +1209,11 @@ pub fn parse(text: &str, path: &Path) -> Result<ConfigFile, ConfigError> {
             None => (None, None),
         };
         let raw = strip_location(&inner.to_string());
+        // serde_yaml_ng may prefix the message with the path already reported as `key`.
+        let raw = match raw.strip_prefix(&format!("{key}: ")) {
+            Some(rest) if !key.is_empty() => rest.to_string(),
+            _ => raw,
+        };
         let (message, suggestion) = explain(&raw);
         ConfigError::Invalid(Box::new(InvalidConfig {
             path: path.to_path_buf(),
@@ -1592,6 +1627,26 @@ mod tests {
         assert_eq!(t.check_interval.0, Duration::from_secs(300));
         assert_eq!(t.max_file_size.0, 1024);
         assert_eq!(t.timeout.0, Duration::from_secs(120));
+    }
+
+    // The same for values checked by TryFrom<String> (backup format, time
+    // zone, glob): their own line, not the first key of their mapping.
+    #[test]
+    fn checked_strings_name_their_own_line() {
+        let e = err("custom_monitors:\n  backup_validation:\n    check_interval: 1h\n    sources:\n      - name: a\n        path: x\n        format: resticc\n");
+        assert!(e.contains(", line 7, column 17,"), "{e}");
+        assert!(e.contains("did you mean `restic`?"), "{e}");
+        let e = err("custom_monitors:\n  backup_validation:\n    sources:\n      - name: a\n        format: borg\n        path: x\n        timezone: Mars/Base\n");
+        assert!(e.contains(", line 7, column 19,"), "{e}");
+        let e = err("custom_monitors:\n  terraform_state:\n    enabled: true\n    state_dirs:\n      - \"[a\"\n");
+        assert!(e.contains(", line 5, column 9,"), "{e}");
+        assert!(e.contains("invalid glob pattern"), "{e}");
+        // The key is named once, not repeated at the start of the message.
+        let e = err("custom_monitors: [1]\n");
+        assert!(
+            e.contains("key `custom_monitors`: invalid type: a list"),
+            "{e}"
+        );
     }
 
     // issue 13: the redaction of quoted input values also blanked the hint's

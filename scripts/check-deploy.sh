@@ -127,6 +127,26 @@ step "helm template (defaults)"
   --expect Deployment --expect Service --expect ConfigMap \
   --absent ServiceMonitor --absent PrometheusRule
 
+step "helm template with deploy/README.md's install command (watches only what it mounts)"
+mapfile -t readme_sets < <(sed -n '/^helm install homelab-monitor/,/^```/p' deploy/README.md | grep -o -- '--set [^ ]*' | cut -d' ' -f2)
+[ "${#readme_sets[@]}" -ge 2 ] || die "no --set arguments found in deploy/README.md's helm install command"
+readme_args=()
+for s in "${readme_sets[@]}"; do readme_args+=(--set "$s"); done
+"$helm" template hm "$chart" --namespace homelab "${readme_args[@]}" >"$work/helm-readme.yaml"
+"$PY" scripts/validate-deploy-manifests.py manifests "$work/helm-readme.yaml" --rules "$rules" \
+  --release-label kube-prometheus-stack \
+  --expect Deployment --expect ConfigMap --expect ServiceMonitor --expect PrometheusRule
+"$PY" - "$work/helm-readme.yaml" <<'PYEOF' || die "the README's install does not watch its mounted Terraform state (and only that)"
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+cfg = next(yaml.safe_load(d["data"]["monitoring-config.yaml"]) for d in docs
+           if d["kind"] == "ConfigMap" and "monitoring-config.yaml" in d.get("data", {}))
+mons = cfg["custom_monitors"]
+assert mons["terraform_state"]["state_dirs"] == ["/data/terraform"], mons
+assert set(mons) == {"terraform_state"}, mons
+PYEOF
+echo "ok: watches /data/terraform only"
+
 step "helm template (all toggles on)"
 "$helm" template hm "$chart" --namespace homelab -f "$chart/ci/all-features-values.yaml" >"$work/helm-all.yaml"
 "$YAMLLINT" -c deploy/yamllint.yml - <"$work/helm-all.yaml"

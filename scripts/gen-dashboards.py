@@ -5,8 +5,13 @@ dashboards share variables, links, units and thresholds.
     python3 scripts/gen-dashboards.py          # write dashboards/
     python3 scripts/gen-dashboards.py --check  # fail if dashboards/ is out of date
 
-Thresholds match the config defaults: certificates warn at 30 days and are
-critical at 7 (warning_days / critical_days); backups use max_age per source.
+Colours follow what the exporter exports, never fixed numbers: certificates
+by their level against certificate_warning_threshold_seconds /
+certificate_critical_threshold_seconds (warning_days / critical_days), backups
+by age / backup_max_age_seconds per source (2 days for a source without
+max_age, as the BackupTooOldWithoutMaxAge alert). Counts show 0, not "No data",
+on a healthy setup (`or vector(0)`); values that cannot be 0 (the soonest
+expiry when there are no certificates) say so in words (noValue).
 """
 import json
 import sys
@@ -57,17 +62,22 @@ class Layout:
         return i
 
 
-def stat(L, title, expr, unit, th, w=4, h=4, desc="", decimals=None):
+def stat(L, title, expr, unit, th, w=4, h=4, desc="", decimals=None, no_value=None, extra=(), overrides=()):
+    """extra: more targets (refId B, C...); overrides: Grafana field overrides."""
+    targets = [target(expr, instant=True)] + [dict(t, instant=True, range=False) for t in extra]
     p = {
         "id": L.id(), "type": "stat", "title": title, "description": desc, "datasource": DS,
         "gridPos": L.place(w, h),
-        "targets": [target(expr, instant=True)],
-        "fieldConfig": {"defaults": {"unit": unit, "thresholds": th, "color": {"mode": "thresholds"}}, "overrides": []},
+        "targets": targets,
+        "fieldConfig": {"defaults": {"unit": unit, "thresholds": th, "color": {"mode": "thresholds"}},
+                        "overrides": list(overrides)},
         "options": {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
                     "colorMode": "background", "graphMode": "none", "textMode": "auto"},
     }
     if decimals is not None:
         p["fieldConfig"]["defaults"]["decimals"] = decimals
+    if no_value is not None:
+        p["fieldConfig"]["defaults"]["noValue"] = no_value
     return p
 
 
@@ -85,7 +95,28 @@ def timeseries(L, title, targets, unit, th=None, w=12, h=8, desc=""):
     }
 
 
-def table(L, title, targets, unit, th=None, sort_by=None, desc=False, rename=None, hide=None, w=24, h=8, description=""):
+def by_name(name, **props):
+    """A field override: `props` (unit, thresholds, mappings, cell colour) for one column."""
+    out = []
+    for k, v in props.items():
+        if k == "cell":
+            out.append({"id": "custom.cellOptions", "value": {"type": v}})
+        elif k == "thresholds":
+            out.append({"id": "thresholds", "value": v})
+            out.append({"id": "color", "value": {"mode": "thresholds"}})
+        else:
+            out.append({"id": k, "value": v})
+    return {"matcher": {"id": "byName", "options": name}, "properties": out}
+
+
+def by_ref(ref, **props):
+    o = by_name("", **props)
+    o["matcher"] = {"id": "byFrameRefID", "options": ref}
+    return o
+
+
+def table(L, title, targets, unit, th=None, sort_by=None, desc=False, rename=None, hide=None, w=24, h=8, description="",
+          overrides=(), cell="color-text"):
     excl = {k: True for k in (hide or [])}
     excl.update({"Time": True, "__name__": True})
     transformations = []
@@ -98,8 +129,8 @@ def table(L, title, targets, unit, th=None, sort_by=None, desc=False, rename=Non
         "targets": targets,
         "transformations": transformations,
         "fieldConfig": {"defaults": {"unit": unit, "thresholds": th or thresholds((None, GREEN)),
-                                     "custom": {"cellOptions": {"type": "color-text"}, "align": "auto"}},
-                        "overrides": []},
+                                     "custom": {"cellOptions": {"type": cell}, "align": "auto"}},
+                        "overrides": list(overrides)},
         "options": {"showHeader": True, "cellHeight": "sm",
                     "sortBy": [{"displayName": sort_by, "desc": desc}] if sort_by else []},
     }
@@ -171,10 +202,31 @@ def dashboard(uid, title, panels, extra_vars=(), description=""):
 
 
 CERT_LEFT = f"certificate_not_after_timestamp_seconds{{{SEL}}} - time()"
-CERT_TH = thresholds((None, RED), (7 * DAY, ORANGE), (30 * DAY, GREEN))
+# Each certificate's level against the exported thresholds (warning_days,
+# critical_days): 0 fine, 1 inside warning_days, 2 inside critical_days, 3 expired.
+CERT_LEVEL = (
+    f"({CERT_LEFT} < bool on (job, instance) group_left () certificate_warning_threshold_seconds{{{SEL}}})"
+    f" + ({CERT_LEFT} < bool on (job, instance) group_left () certificate_critical_threshold_seconds{{{SEL}}})"
+    f" + ({CERT_LEFT} < bool 0)"
+)
+LEVEL_TH = thresholds((None, GREEN), (1, ORANGE), (2, RED))
+LEVEL_MAP = [{"type": "value", "options": {
+    "0": {"text": "ok", "color": GREEN, "index": 0},
+    "1": {"text": "inside warning_days", "color": ORANGE, "index": 1},
+    "2": {"text": "inside critical_days", "color": RED, "index": 2},
+    "3": {"text": "expired", "color": RED, "index": 3}}}]
+NEUTRAL = thresholds((None, "blue"))
 BACKUP_AGE = f"time() - backup_last_success_timestamp_seconds{{{SEL}}}"
-AGE_TH = thresholds((None, GREEN), (DAY, ORANGE), (2 * DAY, RED))
+# max_age per source; 2 days (the BackupTooOldWithoutMaxAge default) without one.
+BACKUP_MAX_AGE = (f"(backup_max_age_seconds{{{SEL}}} or on (job, instance, source)"
+                  f" (0 * backup_last_success_timestamp_seconds{{{SEL}}} + {2 * DAY}))")
+BACKUP_AGE_RATIO = f"({BACKUP_AGE}) / on (job, instance, source) {BACKUP_MAX_AGE}"
+RATIO_TH = thresholds((None, GREEN), (0.9, ORANGE), (1, RED))
 COUNT_TH = thresholds((None, GREEN), (1, RED))
+
+
+CERT_LEVEL_COLUMN = by_name("Level", unit="none", thresholds=LEVEL_TH, mappings=LEVEL_MAP, cell="color-background")
+BACKUP_RATIO_COLUMN = by_name("Age / max_age", unit="percentunit", thresholds=RATIO_TH, cell="color-background")
 
 
 def overview():
@@ -187,18 +239,29 @@ def overview():
         stat(L, "Drifted states", f"count(terraform_state_drift{{{SEL}}} > 0) or vector(0)", "none", COUNT_TH,
              desc="State files whose latest drift report found drift."),
         stat(L, "Unreadable states", f"count(terraform_state_up{{{SEL}}} == 0) or vector(0)", "none", COUNT_TH),
-        stat(L, "Soonest certificate expiry", f"min({CERT_LEFT})", "s", CERT_TH,
-             desc="Time left on the certificate that expires first (warning 30d, critical 7d)."),
+        stat(L, "Soonest certificate expiry", f"min({CERT_LEFT})", "s", NEUTRAL,
+             no_value="no certificates",
+             extra=[target(f"max({CERT_LEVEL})", ref="B")],
+             overrides=[by_ref("B", thresholds=LEVEL_TH, mappings=LEVEL_MAP)],
+             desc="Time left on the certificate that expires first, and the worst level against warning_days / critical_days (from the exporter's threshold metrics)."),
         stat(L, "Certificates inside warning_days",
              f"count(({CERT_LEFT}) < on (job, instance) group_left () certificate_warning_threshold_seconds{{{SEL}}}) or vector(0)",
              "none", thresholds((None, GREEN), (1, ORANGE))),
-        stat(L, "Oldest backup", f"max({BACKUP_AGE})", "s", AGE_TH, desc="Age of the stalest source's last successful backup."),
+        stat(L, "Stalest backup (age / max_age)", f"max({BACKUP_AGE_RATIO})", "percentunit", RATIO_TH,
+             no_value="no backup sources",
+             desc="Highest age of a source's last successful backup as a share of its max_age (2 days without one); 100% is when BackupTooOld fires."),
         stat(L, "Failing monitors", f"count(homelab_monitor_collector_success{{{SEL}}} == 0) or vector(0)", "none", COUNT_TH),
         table(L, "Certificates by time left (10 soonest)",
-              [target(f"bottomk(10, {CERT_LEFT})", instant=True, table=True)], "s", CERT_TH,
-              sort_by="Time left", rename={"Value": "Time left"}, hide=["job", "instance"], w=12),
-        table(L, "Backups by age", [target(BACKUP_AGE, instant=True, table=True)], "s", AGE_TH,
-              sort_by="Age", desc=True, rename={"Value": "Age"}, hide=["job", "instance"], w=12),
+              [target(f"bottomk(10, {CERT_LEFT})", instant=True, table=True, ref="A"),
+               target(f"bottomk(10, {CERT_LEFT}) * 0 + ({CERT_LEVEL})",
+                      instant=True, table=True, ref="B")],
+              "s", NEUTRAL, sort_by="Time left", rename={"Value #A": "Time left", "Value #B": "Level"},
+              hide=["job", "instance"], w=12, cell="auto", overrides=[CERT_LEVEL_COLUMN]),
+        table(L, "Backups by age",
+              [target(BACKUP_AGE, instant=True, table=True, ref="A"),
+               target(BACKUP_AGE_RATIO, instant=True, table=True, ref="B")], "s", NEUTRAL,
+              sort_by="Age / max_age", desc=True, rename={"Value #A": "Age", "Value #B": "Age / max_age"},
+              hide=["job", "instance"], w=12, cell="auto", overrides=[BACKUP_RATIO_COLUMN]),
         timeseries(L, "Host CPU busy", [target('1 - avg by (instance) (rate(node_cpu_seconds_total{mode="idle",instance=~"$node"}[$__rate_interval]))', "{{instance}}")],
                    "percentunit", w=8),
         timeseries(L, "Host memory available", [target('node_memory_MemAvailable_bytes{instance=~"$node"} / node_memory_MemTotal_bytes{instance=~"$node"}', "{{instance}}")],
@@ -218,15 +281,17 @@ def terraform():
               "definition": f'label_values(terraform_state_up{{{SEL}}}, state_file)',
               "refresh": 2, "includeAll": True, "multi": True, "allValue": ".*", "current": {}, "sort": 1, "hide": 0, "options": []}
     p = [
-        stat(L, "States", f"count(terraform_state_up{{{s}}})", "none", thresholds((None, GREEN))),
+        stat(L, "States", f"count(terraform_state_up{{{s}}}) or vector(0)", "none", thresholds((None, RED), (1, GREEN)),
+             desc="State files monitored; 0 means nothing is monitored (no state found, or the folder is not mounted)."),
         stat(L, "Drifted instances", f"sum(terraform_state_drift{{{s}}}) or vector(0)", "none", COUNT_TH),
         stat(L, "Pending changes", f"sum(terraform_state_pending_changes{{{s}}}) or vector(0)", "none", thresholds((None, GREEN), (1, ORANGE))),
         stat(L, "Unapproved changes", f"sum(terraform_state_unapproved_changes{{{s}}}) or vector(0)", "none", COUNT_TH),
-        stat(L, "Tainted + deposed", f"sum(terraform_state_tainted_instances{{{s}}}) + sum(terraform_state_deposed_instances{{{s}}})", "none", thresholds((None, GREEN), (1, ORANGE))),
+        stat(L, "Tainted + deposed", f"(sum(terraform_state_tainted_instances{{{s}}}) or vector(0)) + (sum(terraform_state_deposed_instances{{{s}}}) or vector(0))", "none", thresholds((None, GREEN), (1, ORANGE))),
         stat(L, "Locked remote states", f"count(terraform_state_locked{{{s}}} == 1) or vector(0)", "none", thresholds((None, GREEN), (1, ORANGE)),
              desc="S3 lock files and locked HCP workspaces; a lock held for hours is a stuck or crashed run."),
         stat(L, "Oldest drift report", f"max(time() - terraform_state_drift_report_timestamp_seconds{{{s}}})", "s",
-             thresholds((None, GREEN), (DAY, ORANGE), (3 * DAY, RED))),
+             thresholds((None, GREEN), (DAY, ORANGE), (3 * DAY, RED)), no_value="no drift reports",
+             desc="Red after 3 days, when TerraformDriftReportStale fires."),
         table(L, "States", [
             target(f"terraform_state_up{{{s}}}", instant=True, table=True, ref="A"),
             target(f"terraform_state_drift{{{s}}}", instant=True, table=True, ref="B"),
@@ -274,11 +339,18 @@ def certificates():
              "none", COUNT_TH),
         stat(L, "Endpoints not verified", f"count(certificate_verified{{{SEL}}} == 0) or vector(0)", "none", thresholds((None, GREEN), (1, ORANGE))),
         stat(L, "Sources down", f"count(certificate_source_up{{{SEL}}} == 0) or vector(0)", "none", COUNT_TH),
-        stat(L, "Warning threshold", f"max(certificate_warning_threshold_seconds{{{SEL}}})", "s", thresholds((None, GREEN))),
-        table(L, "Certificates by time left", [target(CERT_LEFT, instant=True, table=True)], "s", CERT_TH,
-              sort_by="Time left", rename={"Value": "Time left"}, hide=["job", "instance"],
-              description="Every certificate (files, bundles, endpoint chains), soonest expiry first."),
-        timeseries(L, "Time left, 10 soonest", [target(f"bottomk(10, {CERT_LEFT})", "{{path}}{{endpoint}} #{{serial}}")], "s", th=CERT_TH, w=24),
+        stat(L, "Not yet valid", f"count(certificate_not_yet_valid{{{SEL}}} == 1) or vector(0)", "none", COUNT_TH,
+             desc="Certificates whose notBefore is still in the future: clients reject them (CertificateNotYetValid)."),
+        table(L, "Certificates by time left",
+              [target(CERT_LEFT, instant=True, table=True, ref="A"), target(CERT_LEVEL, instant=True, table=True, ref="B")],
+              "s", NEUTRAL, sort_by="Time left", rename={"Value #A": "Time left", "Value #B": "Level"},
+              hide=["job", "instance"], cell="auto", overrides=[CERT_LEVEL_COLUMN],
+              description="Every certificate (files, bundles, endpoint chains), soonest expiry first; Level against the configured warning_days / critical_days."),
+        timeseries(L, "Time left, 10 soonest", [
+            target(f"bottomk(10, {CERT_LEFT})", "{{path}}{{endpoint}} #{{serial}}", ref="A"),
+            target(f"max(certificate_warning_threshold_seconds{{{SEL}}})", "warning_days", ref="B"),
+            target(f"max(certificate_critical_threshold_seconds{{{SEL}}})", "critical_days", ref="C"),
+        ], "s", w=24, desc="The warning_days and critical_days lines come from the exporter's threshold metrics."),
         table(L, "Certificate details", [target(f"certificate_info{{{SEL}}}", instant=True, table=True)], "none",
               hide=["job", "instance", "Value"]),
     ]
@@ -290,22 +362,30 @@ def backups():
     p = [
         stat(L, "Sources", f"count(backup_source_up{{{SEL}}}) or vector(0)", "none", thresholds((None, GREEN))),
         stat(L, "Sources down", f"count(backup_source_up{{{SEL}}} == 0) or vector(0)", "none", COUNT_TH),
-        stat(L, "Older than max_age", f"count(({BACKUP_AGE}) > backup_max_age_seconds{{{SEL}}}) or vector(0)", "none", COUNT_TH),
+        stat(L, "Older than max_age", f"count(({BACKUP_AGE_RATIO}) > 1) or vector(0)", "none", COUNT_TH,
+             desc="Sources whose last successful backup is older than their max_age (2 days without one)."),
         stat(L, "Verification failing", f"count(backup_verification_success{{{SEL}}} == 0) or vector(0)", "none", COUNT_TH),
         stat(L, "Shrank below 50%", f"count(backup_size_change_ratio{{{SEL}}} < 0.5) or vector(0)", "none", thresholds((None, GREEN), (1, ORANGE))),
-        stat(L, "Oldest backup", f"max({BACKUP_AGE})", "s", AGE_TH),
+        stat(L, "Stalest backup (age / max_age)", f"max({BACKUP_AGE_RATIO})", "percentunit", RATIO_TH,
+             no_value="no backup sources"),
         table(L, "Backups by age", [
             target(BACKUP_AGE, instant=True, table=True, ref="A"),
-            target(f"backup_max_age_seconds{{{SEL}}}", instant=True, table=True, ref="B"),
+            target(BACKUP_MAX_AGE, instant=True, table=True, ref="B"),
+            target(BACKUP_AGE_RATIO, instant=True, table=True, ref="E"),
             target(f"backup_last_size_bytes{{{SEL}}}", instant=True, table=True, ref="C"),
             target(f"backup_snapshots{{{SEL}}}", instant=True, table=True, ref="D"),
-        ], "s", AGE_TH, sort_by="Age", desc=True,
-            rename={"Value #A": "Age", "Value #B": "Max age", "Value #C": "Last size", "Value #D": "Snapshots in retention"},
-            hide=["job", "instance"], description="Stalest source first."),
+        ], "s", NEUTRAL, sort_by="Age / max_age", desc=True,
+            rename={"Value #A": "Age", "Value #B": "Max age", "Value #E": "Age / max_age", "Value #C": "Last size",
+                    "Value #D": "Snapshots in retention"},
+            hide=["job", "instance"], cell="auto",
+            overrides=[BACKUP_RATIO_COLUMN, by_name("Last size", unit="bytes"), by_name("Snapshots in retention", unit="none")],
+            description="Stalest source first; Age / max_age is coloured against each source's own max_age (2 days without one)."),
         timeseries(L, "Last backup size", [target(f"backup_last_size_bytes{{{SEL}}}", "{{source}}")], "bytes"),
         timeseries(L, "Size change (last / previous)", [target(f"backup_size_change_ratio{{{SEL}}}", "{{source}}")], "percentunit",
                    th=thresholds((None, RED), (0.5, GREEN))),
-        timeseries(L, "Backup age", [target(BACKUP_AGE, "{{source}}")], "s", th=AGE_TH),
+        timeseries(L, "Backup age / max_age", [target(BACKUP_AGE_RATIO, "{{source}}")], "percentunit",
+                   th=thresholds((None, GREEN), (1, RED)),
+                   desc="Each source's age against its own max_age (2 days without one): above 100% BackupTooOld fires."),
         timeseries(L, "Snapshots inside retention", [target(f"backup_snapshots{{{SEL}}}", "{{source}}")], "none"),
     ]
     return dashboard("homelab-backups", "Backups", p, description="Backup freshness, size, verification and retention per source.")
@@ -315,9 +395,9 @@ def exporter():
     L = Layout()
     p = [
         stat(L, "Exporter up", f'up{{{SEL}}}', "none", thresholds((None, RED), (1, GREEN)), w=6),
-        stat(L, "Monitors", f"count(homelab_monitor_collector_success{{{SEL}}})", "none", thresholds((None, GREEN)), w=6),
+        stat(L, "Monitors", f"count(homelab_monitor_collector_success{{{SEL}}}) or vector(0)", "none", thresholds((None, RED), (1, GREEN)), w=6),
         stat(L, "Failing monitors", f"count(homelab_monitor_collector_success{{{SEL}}} == 0) or vector(0)", "none", COUNT_TH, w=6),
-        stat(L, "Failing targets", f"sum(homelab_monitor_targets_failing{{{SEL}}})", "none", thresholds((None, GREEN), (1, ORANGE)), w=6),
+        stat(L, "Failing targets", f"sum(homelab_monitor_targets_failing{{{SEL}}}) or vector(0)", "none", thresholds((None, GREEN), (1, ORANGE)), w=6),
         timeseries(L, "Collection duration", [target(f"homelab_monitor_collector_duration_seconds{{{SEL}}}", "{{monitor}}")], "s"),
         timeseries(L, "Age of served values (cached for check_interval)", [target(f"homelab_monitor_cache_age_seconds{{{SEL}}}", "{{monitor}}")], "s"),
         timeseries(L, "Collections per minute", [target(f"rate(homelab_monitor_collections_total{{{SEL}}}[$__rate_interval]) * 60", "{{monitor}}")], "none"),

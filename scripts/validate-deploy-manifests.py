@@ -7,6 +7,9 @@
       ServiceMonitor (the seed's selector/port/interval/path) and PrometheusRule
       (spec.groups equals the rules file). Deployments: the hardening the issue
       asks for. Dashboard ConfigMaps: label, and data equal to the dashboards.
+      The rendered monitoring-config.yaml watches only what the exporter mounts:
+      every path of an enabled monitor lies under a volume mount that is not
+      optional (an unmounted path only ever reports an error and fires alerts).
   validate-deploy-manifests.py compose FILE
       docker-compose.yml: the services, loopback-only ports, bind mounts that exist.
 """
@@ -141,6 +144,58 @@ def check_dashboard_configmap(doc, dashboards_dir, seen):
                 err(where, f"{key} differs from {src}")
 
 
+def watched_paths(config):
+    """(key, path) for every local path an enabled monitor of monitoring-config.yaml reads."""
+    mons = (config or {}).get("custom_monitors") or {}
+    out = []
+
+    def enabled(m):
+        return isinstance(m, dict) and m.get("enabled", True) is not False
+
+    tf = mons.get("terraform_state")
+    if enabled(tf):
+        for k in ("state_files", "state_dirs"):
+            out += [(f"terraform_state.{k}", p) for p in tf.get(k) or []]
+    ce = mons.get("certificate_expiry")
+    if enabled(ce):
+        out += [("certificate_expiry.paths", p) for p in ce.get("paths") or []]
+    bv = mons.get("backup_validation")
+    if enabled(bv):
+        for src in bv.get("sources") or []:
+            for k in ("path", "stats_file", "check_file", "info_file"):
+                if src.get(k):
+                    out.append((f"backup_validation.sources[{src.get('name')}].{k}", src[k]))
+    return out
+
+
+def check_watched_paths_mounted(docs):
+    configs = [d for d in docs if d.get("kind") == "ConfigMap"
+               and "monitoring-config.yaml" in (d.get("data") or {})]
+    for dep in (d for d in docs if d.get("kind") == "Deployment"):
+        pod = dep["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+        for c in pod["containers"]:
+            if c["name"] != "homelab-monitor":
+                continue
+            mounts = []
+            for m in c.get("volumeMounts", []):
+                v = volumes.get(m["name"], {})
+                optional = any((v.get(kind) or {}).get("optional") for kind in ("secret", "configMap"))
+                if not optional:
+                    mounts.append(m["mountPath"].rstrip("/"))
+            for cm in configs:
+                config = yaml.safe_load(cm["data"]["monitoring-config.yaml"])
+                for key, path in watched_paths(config):
+                    # a glob reads below its literal prefix
+                    literal = path.split("*")[0].split("?")[0].split("[")[0].rstrip("/")
+                    if not literal.startswith("/"):
+                        literal = "/etc/homelab-monitor/" + literal
+                    if not any(literal == m or literal.startswith(m + "/") for m in mounts):
+                        err(f"ConfigMap/{cm['metadata']['name']}",
+                            f"{key} watches {path}, which the exporter does not mount "
+                            f"(mounts: {', '.join(mounts) or 'none'}; optional Secrets do not count)")
+
+
 def manifests(args):
     import kubernetes_validate
 
@@ -172,6 +227,7 @@ def manifests(args):
             check_prometheusrule(doc, rules)
         elif kind == "ConfigMap" and "grafana_dashboard" in (doc["metadata"].get("labels") or {}):
             check_dashboard_configmap(doc, args.dashboards, dash_seen)
+    check_watched_paths_mounted(docs)
     for k in args.expect or []:
         if k not in kinds:
             err(args.file, f"no {k} rendered")

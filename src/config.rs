@@ -14,11 +14,12 @@ use serde::Deserialize;
 /// A configuration error, rendered as one message naming file, line, key and a fix.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}; check the path given with --config")]
+    /// The OS error is part of the message and deliberately not a `source()`:
+    /// an error chain (`{:#}`) would print it twice.
+    #[error("cannot read config file {path}: {error}; check the path given with --config")]
     Read {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{0}")]
     Invalid(Box<InvalidConfig>),
@@ -84,24 +85,33 @@ fn render_invalid(
 }
 
 /// A duration written as humantime (`"5m"`, `"1d 2h"`) or as a number of seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "DurationRepr")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HumanDuration(pub Duration);
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum DurationRepr {
-    Seconds(u64),
-    Text(String),
-}
-
-impl TryFrom<DurationRepr> for HumanDuration {
-    type Error = String;
-    fn try_from(r: DurationRepr) -> Result<Self, String> {
-        match r {
-            DurationRepr::Seconds(s) => Ok(HumanDuration(Duration::from_secs(s))),
-            DurationRepr::Text(t) => parse_duration(&t).map(HumanDuration),
+// Visitors (not an untagged enum): the value is checked while its YAML scalar
+// is current, so an error names the line of the key itself, not the first key
+// of the mapping around it.
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = HumanDuration;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a duration such as \"30s\", \"5m\", \"26h\" or a number of seconds")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<HumanDuration, E> {
+                Ok(HumanDuration(Duration::from_secs(v)))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<HumanDuration, E> {
+                u64::try_from(v)
+                    .map(|v| HumanDuration(Duration::from_secs(v)))
+                    .map_err(|_| E::custom("a duration cannot be negative"))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<HumanDuration, E> {
+                parse_duration(v).map(HumanDuration).map_err(E::custom)
+            }
         }
+        d.deserialize_any(V)
     }
 }
 
@@ -130,24 +140,30 @@ impl fmt::Display for HumanDuration {
 }
 
 /// A byte size: a number of bytes or `"512MiB"`, `"1GiB"`, `"10MB"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "SizeRepr")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ByteSize(pub u64);
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum SizeRepr {
-    Bytes(u64),
-    Text(String),
-}
-
-impl TryFrom<SizeRepr> for ByteSize {
-    type Error = String;
-    fn try_from(r: SizeRepr) -> Result<Self, String> {
-        match r {
-            SizeRepr::Bytes(b) => Ok(ByteSize(b)),
-            SizeRepr::Text(t) => parse_size(&t).map(ByteSize),
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = ByteSize;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a size such as \"512MiB\", \"1GiB\" or a number of bytes")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ByteSize, E> {
+                Ok(ByteSize(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ByteSize, E> {
+                u64::try_from(v)
+                    .map(ByteSize)
+                    .map_err(|_| E::custom("a size cannot be negative"))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ByteSize, E> {
+                parse_size(v).map(ByteSize).map_err(E::custom)
+            }
         }
+        d.deserialize_any(V)
     }
 }
 
@@ -176,10 +192,35 @@ fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("size {t:?} is too large"))
 }
 
+/// `Deserialize` for a type checked by `TryFrom<String>`, through a visitor
+/// (not `#[serde(try_from = "String")]`): the check runs while the YAML scalar
+/// is current, so an error names the value's own line, not the line of the
+/// first key of the mapping around it.
+macro_rules! deserialize_via_try_from_string {
+    ($t:ty, $expecting:literal) => {
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl serde::de::Visitor<'_> for V {
+                    type Value = $t;
+                    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                        f.write_str($expecting)
+                    }
+                    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<$t, E> {
+                        <$t>::try_from(v.to_string()).map_err(E::custom)
+                    }
+                }
+                d.deserialize_str(V)
+            }
+        }
+    };
+}
+
 /// A validated glob pattern (checked at load).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GlobPattern(pub String);
+
+deserialize_via_try_from_string!(GlobPattern, "a path or glob pattern");
 
 impl TryFrom<String> for GlobPattern {
     type Error = String;
@@ -926,8 +967,7 @@ impl Default for BackupConfig {
 }
 
 /// What wrote a backup source's files.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackupFormat {
     /// `restic snapshots --json` output (`path`), optional `stats_file`, `check_file`.
     Restic,
@@ -997,6 +1037,11 @@ impl TryFrom<String> for BackupFormat {
     }
 }
 
+deserialize_via_try_from_string!(
+    BackupFormat,
+    "a backup format (restic, borg, pg_backup_manifest, manifest, directory)"
+);
+
 impl fmt::Display for BackupFormat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -1017,9 +1062,10 @@ pub enum VerifyMode {
 }
 
 /// An IANA time zone name, checked at load (`Europe/Berlin`, `UTC`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TimeZoneName(pub String);
+
+deserialize_via_try_from_string!(TimeZoneName, "an IANA time zone name such as UTC");
 
 impl TryFrom<String> for TimeZoneName {
     type Error = String;
@@ -1047,6 +1093,10 @@ pub struct BackupSourceConfig {
     /// Exported as `backup_max_age_seconds`; a newer success is expected within it.
     #[serde(default)]
     pub max_age: Option<HumanDuration>,
+    /// Exported as `backup_min_snapshots`: fewer successful backups inside
+    /// `retention_days` fire `BackupTooFewSnapshots` (default 1; 0 never fires).
+    #[serde(default = "default_min_snapshots")]
+    pub min_snapshots: u32,
     /// restic: `restic stats --json latest` output (size and files for restic before 0.17).
     #[serde(default)]
     pub stats_file: Option<String>,
@@ -1077,6 +1127,10 @@ fn default_verify_max_bytes() -> ByteSize {
     ByteSize(256 << 20)
 }
 
+fn default_min_snapshots() -> u32 {
+    1
+}
+
 impl BackupSourceConfig {
     /// A source with only the required keys (other keys at their defaults).
     pub fn new(name: &str, format: BackupFormat, path: &str) -> Self {
@@ -1085,6 +1139,7 @@ impl BackupSourceConfig {
             format,
             path: path.to_string(),
             max_age: None,
+            min_snapshots: default_min_snapshots(),
             stats_file: None,
             check_file: None,
             info_file: None,
@@ -1131,9 +1186,9 @@ impl Config {
 
     /// Load and validate a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         let file = parse(&text, path)?;
         let base_dir = match path.parent() {
@@ -1163,6 +1218,11 @@ pub fn parse(text: &str, path: &Path) -> Result<ConfigFile, ConfigError> {
             None => (None, None),
         };
         let raw = strip_location(&inner.to_string());
+        // serde_yaml_ng may prefix the message with the path already reported as `key`.
+        let raw = match raw.strip_prefix(&format!("{key}: ")) {
+            Some(rest) if !key.is_empty() => rest.to_string(),
+            _ => raw,
+        };
         let (message, suggestion) = explain(&raw);
         ConfigError::Invalid(Box::new(InvalidConfig {
             path: path.to_path_buf(),
@@ -1395,24 +1455,88 @@ fn explain(raw: &str) -> (String, Option<String>) {
         };
         return (format!("unknown key `{unknown}` ({valid})"), suggestion);
     }
-    (redact_quoted(raw), None)
+    (plain_words(&redact_quoted(raw)), None)
 }
 
-/// Replace `"..."` segments (input values) with `"…"`.
+/// Where the program's own hint starts in a message (`write it like "30s", "5m"`,
+/// `a duration such as "30s"`): its quoted examples are kept.
+const HINT_MARKERS: [&str; 2] = ["write it like ", "such as "];
+
+/// Replace `"..."` segments (input values, written with `{:?}`, so `\"` inside is
+/// escaped) with `"…"`, up to the program's own hint (see [`HINT_MARKERS`]),
+/// which is kept as it is. Markers are only looked for outside quotes.
 pub(crate) fn redact_quoted(msg: &str) -> String {
     let mut out = String::with_capacity(msg.len());
     let mut inside = false;
-    for c in msg.chars() {
-        if c == '"' {
-            if inside {
+    let mut escaped = false;
+    for (i, c) in msg.char_indices() {
+        if inside {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
                 out.push_str("…\"");
-            } else {
-                out.push('"');
+                inside = false;
             }
-            inside = !inside;
-        } else if !inside {
-            out.push(c);
+            continue;
         }
+        if HINT_MARKERS.iter().any(|m| msg[i..].starts_with(m)) {
+            out.push_str(&msg[i..]);
+            return out;
+        }
+        out.push(c);
+        if c == '"' {
+            inside = true;
+        }
+    }
+    out
+}
+
+/// serde's messages name Rust types (`expected struct HealthChecksConfig`,
+/// `expected u32`); say what to write instead.
+fn plain_words(msg: &str) -> String {
+    static RULES: std::sync::LazyLock<Vec<(regex::Regex, &'static str)>> =
+        std::sync::LazyLock::new(|| {
+            [
+                (r"missing field `", "missing key `"),
+                (
+                    r"\bexpected (?:tuple )?struct \w+",
+                    "expected a mapping (`key: value` lines)",
+                ),
+                (r"\bexpected enum \w+", "expected one of the allowed values"),
+                (
+                    r"\bexpected (?:u8|u16|u32|u64|u128|usize)\b",
+                    "expected a whole number (0 or more)",
+                ),
+                (
+                    r"\bexpected (?:i8|i16|i32|i64|i128|isize)\b",
+                    "expected a whole number",
+                ),
+                (r"\bexpected (?:f32|f64)\b", "expected a number"),
+                (r"\bexpected a sequence\b", "expected a list"),
+                (
+                    r"\bexpected a map\b",
+                    "expected a mapping (`key: value` lines)",
+                ),
+                (r"invalid type: map\b", "invalid type: a mapping"),
+                (r"invalid type: sequence\b", "invalid type: a list"),
+                (
+                    r"invalid type: unit value\b",
+                    "invalid type: an empty value",
+                ),
+                (
+                    r"data did not match any variant of untagged enum \w+",
+                    "the value has none of the accepted forms",
+                ),
+            ]
+            .into_iter()
+            .filter_map(|(re, to)| regex::Regex::new(re).ok().map(|r| (r, to)))
+            .collect()
+        });
+    let mut out = msg.to_string();
+    for (re, to) in RULES.iter() {
+        out = re.replace_all(&out, *to).into_owned();
     }
     out
 }
@@ -1479,6 +1603,127 @@ mod tests {
         assert_eq!(parse_size("2MiB").unwrap(), 2 << 20);
         assert_eq!(parse_size("10").unwrap(), 10);
         assert!(parse_size("3 parsecs").is_err());
+    }
+
+    // issue 13: a duration or size deep in a mapping named the mapping's first
+    // key's line (3), not its own (7).
+    #[test]
+    fn bad_duration_or_size_names_its_own_line() {
+        let head = "monitoring: {}\ncustom_monitors:\n  terraform_state:\n    enabled: true\n    state_files: [\"a\"]\n    drift_report: drift.json\n";
+        let e = err(&format!("{head}    check_interval: \"5 parsecs\"\n"));
+        assert!(e.contains(", line 7, column 21,"), "{e}");
+        assert!(
+            e.contains("custom_monitors.terraform_state.check_interval"),
+            "{e}"
+        );
+        let e = err(&format!("{head}    max_file_size: \"lots\"\n"));
+        assert!(e.contains(", line 7, column 20,"), "{e}");
+        assert!(e.contains("invalid size"), "{e}");
+        // Numbers still work, negative ones are refused on their line.
+        let e = err(&format!("{head}    retry_interval: -5\n"));
+        assert!(
+            e.contains("line 7") && e.contains("cannot be negative"),
+            "{e}"
+        );
+        let ok = parse(
+            &format!(
+                "{head}    check_interval: 300\n    max_file_size: 1024\n    timeout: \"2m\"\n"
+            ),
+            Path::new("cfg.yaml"),
+        )
+        .unwrap();
+        let t = ok.custom_monitors.terraform_state.unwrap();
+        assert_eq!(t.check_interval.0, Duration::from_secs(300));
+        assert_eq!(t.max_file_size.0, 1024);
+        assert_eq!(t.timeout.0, Duration::from_secs(120));
+    }
+
+    // The same for values checked by TryFrom<String> (backup format, time
+    // zone, glob): their own line, not the first key of their mapping.
+    #[test]
+    fn checked_strings_name_their_own_line() {
+        let e = err("custom_monitors:\n  backup_validation:\n    check_interval: 1h\n    sources:\n      - name: a\n        path: x\n        format: resticc\n");
+        assert!(e.contains(", line 7, column 17,"), "{e}");
+        assert!(e.contains("did you mean `restic`?"), "{e}");
+        let e = err("custom_monitors:\n  backup_validation:\n    sources:\n      - name: a\n        format: borg\n        path: x\n        timezone: Mars/Base\n");
+        assert!(e.contains(", line 7, column 19,"), "{e}");
+        let e = err("custom_monitors:\n  terraform_state:\n    enabled: true\n    state_dirs:\n      - \"[a\"\n");
+        assert!(e.contains(", line 5, column 9,"), "{e}");
+        assert!(e.contains("invalid glob pattern"), "{e}");
+        // The key is named once, not repeated at the start of the message.
+        let e = err("custom_monitors: [1]\n");
+        assert!(
+            e.contains("key `custom_monitors`: invalid type: a list"),
+            "{e}"
+        );
+    }
+
+    // issue 13: the redaction of quoted input values also blanked the hint's
+    // own examples (`write it like "…", "…"`).
+    #[test]
+    fn hint_examples_survive_redaction_but_the_value_does_not() {
+        let e =
+            err("custom_monitors:\n  terraform_state:\n    check_interval: \"s3cr3t-canary\"\n");
+        assert!(!e.contains("s3cr3t-canary"), "{e}");
+        assert!(
+            e.contains(r#"write it like "30s", "5m", "26h" or "1d""#),
+            "{e}"
+        );
+        let e = err("custom_monitors:\n  terraform_state:\n    max_file_size: \"s3cr3t-canary\"\n");
+        assert!(!e.contains("s3cr3t-canary"), "{e}");
+        assert!(e.contains(r#"write it like "512MiB" or "1GiB""#), "{e}");
+        // A wrong type: the value is hidden, the visitor's examples are shown.
+        let e =
+            err("custom_monitors:\n  terraform_state:\n    check_interval: [\"s3cr3t-canary\"]\n");
+        assert!(!e.contains("s3cr3t-canary"), "{e}");
+        assert!(e.contains(r#"a duration such as "30s""#), "{e}");
+        // An escaped quote inside a value does not end the redaction early,
+        // and a marker inside a value is not a hint.
+        let r = redact_quoted(r#"invalid duration "a\"b such as pw" (x); write it like "30s""#);
+        assert_eq!(r, r#"invalid duration "…" (x); write it like "30s""#);
+    }
+
+    // issue 13: "expected struct HealthChecksConfig", "expected u32".
+    #[test]
+    fn messages_name_no_rust_types() {
+        for (text, want) in [
+            ("health_checks: \"x\"\n", "expected a mapping (`key: value` lines)"),
+            (
+                "custom_monitors:\n  certificate_expiry:\n    warning_days: \"abc\"\n",
+                "expected a whole number (0 or more)",
+            ),
+            (
+                "custom_monitors:\n  terraform_state:\n    state_files: \"a\"\n",
+                "expected a list",
+            ),
+            (
+                "custom_monitors:\n  backup_validation:\n    sources:\n      - { name: a, path: b }\n",
+                "missing key `format`",
+            ),
+        ] {
+            let e = err(text);
+            assert!(e.contains(want), "{text:?}: {e}");
+            for rust in ["struct ", "enum ", "u32", "usize", "Config", "sequence", "missing field"] {
+                assert!(!e.contains(rust), "{text:?} shows {rust:?}: {e}");
+            }
+        }
+    }
+
+    // issue 13: the OS error was both in the message and its source, so
+    // `error: {e:#}` printed it twice.
+    #[test]
+    fn read_error_prints_the_os_error_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Config::load(&dir.path().join("missing.yaml")).unwrap_err();
+        let os = std::io::Error::from(std::io::ErrorKind::NotFound).to_string();
+        let chain = format!("{:#}", anyhow::Error::from(e));
+        assert!(chain.contains("missing.yaml"), "{chain}");
+        assert!(
+            chain.contains("check the path given with --config"),
+            "{chain}"
+        );
+        let os_error = "(os error 2)";
+        assert_eq!(chain.matches(os_error).count(), 1, "{chain} ({os})");
     }
 
     #[test]

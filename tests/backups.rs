@@ -1436,8 +1436,8 @@ fn config_formats_are_validated_at_load() {
 
     let e = load("custom_monitors:\n  backup_validation:\n    sources:\n      - name: nas\n        format: resticc\n        path: x.json\n").unwrap_err();
     assert!(e.contains("monitoring-config.yaml"), "{e}");
-    // The line of the source entry that holds the bad format.
-    assert!(e.contains("line 4"), "{e}");
+    // The line that holds the bad format.
+    assert!(e.contains("line 5"), "{e}");
     assert!(e.contains("sources[0].format"), "{e}");
     assert!(e.contains("unknown backup format `resticc`"), "{e}");
     assert!(e.contains("did you mean `restic`?"), "{e}");

@@ -252,7 +252,7 @@ fn gitlab(token: &'static str, down: Arc<AtomicBool>, gets: Arc<AtomicUsize>) ->
             "/fail" => return resp(500, "oops"),
             // Every other request fails: one retry gets through.
             "/flaky" => {
-                return if flaky.fetch_add(1, Ordering::Relaxed) % 2 == 0 {
+                return if flaky.fetch_add(1, Ordering::Relaxed).is_multiple_of(2) {
                     resp(502, "bad gateway")
                 } else {
                     resp(

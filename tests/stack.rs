@@ -61,13 +61,14 @@ fn cert(dir: &Path, name: &str, days: u32) {
     );
 }
 
-fn expired_cert(dir: &Path) {
-    let mut p = rcgen::CertificateParams::new(vec!["expired.homelab.lan".to_string()]).unwrap();
-    p.not_before = rcgen::date_time_ymd(2020, 1, 1);
-    p.not_after = rcgen::date_time_ymd(2021, 1, 1);
+/// A certificate valid only from `from` to `to` (years), as `{name}.pem`.
+fn dated_cert(dir: &Path, name: &str, from: i32, to: i32) {
+    let mut p = rcgen::CertificateParams::new(vec![format!("{name}.homelab.lan")]).unwrap();
+    p.not_before = rcgen::date_time_ymd(from, 1, 1);
+    p.not_after = rcgen::date_time_ymd(to, 1, 1);
     let key = rcgen::KeyPair::generate().unwrap();
     let c = p.self_signed(&key).unwrap();
-    std::fs::write(dir.join("expired.pem"), c.pem()).unwrap();
+    std::fs::write(dir.join(format!("{name}.pem")), c.pem()).unwrap();
 }
 
 fn query(port: u16, expr: &str) -> serde_json::Value {
@@ -120,7 +121,9 @@ fn dashboards_and_alerts_against_a_real_prometheus() {
     cert(&certs, "fine", 400);
     cert(&certs, "soon", 20);
     cert(&certs, "urgent", 3);
-    expired_cert(&certs);
+    dated_cert(&certs, "expired", 2020, 2021);
+    // Deployed before its notBefore: clients reject it.
+    dated_cert(&certs, "future", 2099, 2100);
     for k in ["fine.key", "soon.key", "urgent.key"] {
         std::fs::remove_file(certs.join(k)).unwrap();
     }
@@ -151,7 +154,8 @@ fn dashboards_and_alerts_against_a_real_prometheus() {
         std::net::TcpStream::connect(("127.0.0.1", tls_port)).ok()
     });
 
-    // Backups: healthy, shrunk, stopped, tampered, pruned too hard, gone.
+    // Backups: healthy, shrunk, stopped, tampered, old without max_age,
+    // fewer than min_snapshots, gone.
     let b = d.join("backups");
     let now = std::time::SystemTime::now();
     let at = |hours_ago: u64| {
@@ -191,6 +195,11 @@ fn dashboards_and_alerts_against_a_real_prometheus() {
         "tampered/manifest.json",
         serde_json::json!([run(49, 128), run(25, 128), last]),
     );
+    // No max_age: the rule's 2-day default applies.
+    write_json(
+        "forgotten/manifest.json",
+        serde_json::json!([run(100, 1000), run(76, 1000), run(52, 1000)]),
+    );
     std::fs::create_dir_all(b.join("pruned")).unwrap();
     std::fs::write(b.join("pruned/dump-latest.sql.gz"), vec![1u8; 2048]).unwrap();
 
@@ -199,7 +208,7 @@ fn dashboards_and_alerts_against_a_real_prometheus() {
     std::fs::write(
         d.join("stack.yaml"),
         format!(
-            "custom_monitors:\n  terraform_state:\n    check_interval: 2s\n    policies: [policies/]\n    state_files:\n      - terraform/terraform.tfstate\n      - terraform/environments/*/terraform.tfstate\n  certificate_expiry:\n    check_interval: 2s\n    warning_days: 30\n    critical_days: 7\n    paths: [certs/]\n    endpoints: [\"127.0.0.1:{tls_port}\"]\n  backup_validation:\n    check_interval: 2s\n    retention_days: 30\n    sources:\n      - {{ name: nightly, format: manifest, path: backups/nightly/manifest.json, max_age: 26h }}\n      - {{ name: shrunk, format: manifest, path: backups/shrunk/manifest.json, max_age: 26h }}\n      - {{ name: stale, format: manifest, path: backups/stale/manifest.json, max_age: 26h }}\n      - {{ name: tampered, format: manifest, path: backups/tampered/manifest.json, verify: sizes }}\n      - {{ name: pruned, format: directory, path: backups/pruned, pattern: \"*.sql.gz\" }}\n      - {{ name: gone, format: directory, path: backups/gone }}\nhealth_checks:\n  checks:\n    - {{ name: tls-port, interval: 2s, tcp: {{ address: \"127.0.0.1:{tls_port}\" }} }}\n    - {{ name: closed-port, interval: 2s, timeout: 2s, tcp: {{ address: \"127.0.0.1:{closed_port}\" }} }}\n    - {{ name: workdir-disk, interval: 2s, disk: {{ path: \".\", min_free_ratio: 0.0 }} }}\n"
+            "custom_monitors:\n  terraform_state:\n    check_interval: 2s\n    policies: [policies/]\n    state_files:\n      - terraform/terraform.tfstate\n      - terraform/environments/*/terraform.tfstate\n  certificate_expiry:\n    check_interval: 2s\n    warning_days: 30\n    critical_days: 7\n    paths: [certs/]\n    endpoints: [\"127.0.0.1:{tls_port}\"]\n  backup_validation:\n    check_interval: 2s\n    retention_days: 30\n    sources:\n      - {{ name: nightly, format: manifest, path: backups/nightly/manifest.json, max_age: 26h }}\n      - {{ name: shrunk, format: manifest, path: backups/shrunk/manifest.json, max_age: 26h }}\n      - {{ name: stale, format: manifest, path: backups/stale/manifest.json, max_age: 26h }}\n      - {{ name: tampered, format: manifest, path: backups/tampered/manifest.json, verify: sizes }}\n      - {{ name: forgotten, format: manifest, path: backups/forgotten/manifest.json }}\n      - {{ name: pruned, format: directory, path: backups/pruned, pattern: \"*.sql.gz\", min_snapshots: 3 }}\n      - {{ name: gone, format: directory, path: backups/gone }}\nhealth_checks:\n  checks:\n    - {{ name: tls-port, interval: 2s, tcp: {{ address: \"127.0.0.1:{tls_port}\" }} }}\n    - {{ name: closed-port, interval: 2s, timeout: 2s, tcp: {{ address: \"127.0.0.1:{closed_port}\" }} }}\n    - {{ name: workdir-disk, interval: 2s, disk: {{ path: \".\", min_free_ratio: 0.0 }} }}\n"
         ),
     )
     .unwrap();
@@ -349,7 +358,7 @@ fn dashboards_and_alerts_against_a_real_prometheus() {
                 format!("{} {}", l["alertname"].as_str().unwrap_or(""), key)
             })
             .collect();
-        (set.len() >= 16).then_some(set)
+        (set.len() >= 19).then_some(set)
     });
     let expected: BTreeSet<String> = [
         "TerraformStateDrift terraform/environments/prod/terraform.tfstate",
@@ -362,14 +371,17 @@ fn dashboards_and_alerts_against_a_real_prometheus() {
         "CertificateExpiringWarning certs/urgent.pem",
         "CertificateExpiringCritical certs/urgent.pem",
         "CertificateExpired certs/expired.pem",
+        "CertificateNotYetValid certs/future.pem",
         &format!("CertificateNotVerified 127.0.0.1:{tls_port}"),
         "BackupShrank shrunk",
         "BackupTooOld stale",
+        "BackupTooOldWithoutMaxAge forgotten",
         "BackupVerificationFailed tampered",
         "BackupTooFewSnapshots pruned",
         "BackupSourceDown gone",
         "HealthCheckFailing closed-port",
         "HealthCheckDown closed-port",
+        "HomelabMonitorTargetsFailing backup_validation",
     ]
     .iter()
     .map(|s| s.to_string())

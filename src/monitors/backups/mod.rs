@@ -58,7 +58,8 @@
 //! Metrics, all labelled `source` only: `backup_source_up`,
 //! `backup_last_success_timestamp_seconds`, `backup_last_size_bytes`,
 //! `backup_last_files`, `backup_snapshots`, `backup_oldest_timestamp_seconds`,
-//! `backup_max_age_seconds` (only with `max_age`), `backup_verification_success`
+//! `backup_max_age_seconds` (only with `max_age`), `backup_min_snapshots`
+//! (`min_snapshots`, default 1), `backup_verification_success`
 //! (restic with `check_file`, pg_backup_manifest always, manifest with `verify`;
 //! absent while a cost-bounded checksum pass is incomplete),
 //! `backup_verification_timestamp_seconds` (restic with `check_file`) and
@@ -110,6 +111,10 @@ pub const MAX_AGE: MetricDef = MetricDef::gauge(
     "backup_max_age_seconds",
     "Configured max_age: a newer successful backup is expected within this many seconds.",
 );
+pub const MIN_SNAPSHOTS: MetricDef = MetricDef::gauge(
+    "backup_min_snapshots",
+    "Configured min_snapshots (default 1): fewer successful backups inside retention_days than this is too few.",
+);
 pub const VERIFICATION: MetricDef = MetricDef::gauge(
     "backup_verification_success",
     "1 if the last verification passed (restic check output; manifest checksum and listed files), 0 if it found a problem or its file cannot be read.",
@@ -128,7 +133,7 @@ pub const UP: MetricDef = MetricDef::gauge(
 );
 
 /// Every family this monitor exports, in output order.
-pub const METRICS: [&MetricDef; 10] = [
+pub const METRICS: [&MetricDef; 11] = [
     &UP,
     &LAST_SUCCESS,
     &LAST_SIZE,
@@ -136,6 +141,7 @@ pub const METRICS: [&MetricDef; 10] = [
     &SNAPSHOTS,
     &OLDEST,
     &MAX_AGE,
+    &MIN_SNAPSHOTS,
     &VERIFICATION,
     &VERIFIED_AT,
     &SIZE_RATIO,
@@ -585,6 +591,7 @@ impl Inner {
             if let Some(max) = cfg.max_age {
                 b.gauge(&MAX_AGE, &label, max.0.as_secs_f64());
             }
+            b.gauge(&MIN_SNAPSHOTS, &label, f64::from(cfg.min_snapshots));
             if let Some(s) = &summary {
                 emit(&mut b, name, s);
             }
@@ -638,6 +645,13 @@ fn ok_status(cfg: &BackupSourceConfig, s: &Summary, read: &SourceRead, now: f64)
                 }
             }
         }
+    }
+    // As BackupTooFewSnapshots: fewer backups inside retention_days than min_snapshots.
+    if s.last_success.is_some() && s.in_retention < u64::from(cfg.min_snapshots) {
+        findings.push(format!(
+            "{} backup(s) inside retention_days, fewer than min_snapshots {}",
+            s.in_retention, cfg.min_snapshots
+        ));
     }
     if s.newest_failed {
         findings.push("the newest run failed or is partial".into());
@@ -794,6 +808,40 @@ mod tests {
         );
         assert_eq!(s.last_size, None);
         assert_eq!(s.size_ratio, None);
+    }
+
+    // issue 13: --status agrees with BackupTooFewSnapshots (min_snapshots).
+    #[test]
+    fn fewer_than_min_snapshots_is_a_finding() {
+        let read = SourceRead::default();
+        let mut cfg = BackupSourceConfig::new("db", BackupFormat::PgBackupManifest, "m");
+        let one = summarize(
+            &[rec("", 100.0, Some(1000), true)],
+            100.0,
+            Duration::from_secs(10),
+        );
+        // One pg copy, default min_snapshots 1: fine.
+        assert_eq!(ok_status(&cfg, &one, &read, 100.0).health, Health::Ok);
+        cfg.min_snapshots = 3;
+        let st = ok_status(&cfg, &one, &read, 100.0);
+        assert_eq!(st.health, Health::Findings);
+        assert!(
+            st.summary
+                .contains("1 backup(s) inside retention_days, fewer than min_snapshots 3"),
+            "{}",
+            st.summary
+        );
+        // Out of retention with the default: a finding too.
+        cfg.min_snapshots = 1;
+        let gone = summarize(
+            &[rec("", 100.0, Some(1000), true)],
+            1000.0,
+            Duration::from_secs(10),
+        );
+        assert_eq!(
+            ok_status(&cfg, &gone, &read, 1000.0).health,
+            Health::Findings
+        );
     }
 
     #[test]

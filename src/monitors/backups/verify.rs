@@ -99,7 +99,7 @@ pub fn checksum_matches(a: Algorithm, data: &[u8], expected: &[u8]) -> bool {
 /// Decode lower/upper-case hex; `None` if it is not hex.
 pub fn hex_decode(s: &str) -> Option<Vec<u8>> {
     let b = s.as_bytes();
-    if b.len() % 2 != 0 {
+    if !b.len().is_multiple_of(2) {
         return None;
     }
     b.chunks(2)

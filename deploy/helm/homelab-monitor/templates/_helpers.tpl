@@ -191,3 +191,22 @@ run the exporter as a sidecar (add the volumes from "homelab-monitor.volumes").
 {{ toYaml . }}
 {{- end }}
 {{- end }}
+
+{{/*
+monitoring-config.yaml: config.content, plus a monitor for each enabled source
+it does not configure, reading that source's mount. Nothing that is not mounted
+is watched by default (an unmounted path would only ever report an error).
+*/}}
+{{- define "homelab-monitor.configContent" -}}
+{{- $content := deepCopy (default (dict) .Values.config.content) }}
+{{- $monitors := deepCopy (default (dict) (get $content "custom_monitors")) }}
+{{- $src := .Values.sources }}
+{{- if and $src.terraform.enabled (not (hasKey $monitors "terraform_state")) }}
+{{- $_ := set $monitors "terraform_state" (dict "enabled" true "check_interval" "5m" "state_dirs" (list $src.terraform.mountPath)) }}
+{{- end }}
+{{- if and $src.certificates.enabled (not (hasKey $monitors "certificate_expiry")) }}
+{{- $_ := set $monitors "certificate_expiry" (dict "enabled" true "check_interval" "1h" "warning_days" 30 "critical_days" 7 "paths" (list $src.certificates.mountPath)) }}
+{{- end }}
+{{- $_ := set $content "custom_monitors" $monitors }}
+{{- toYaml $content }}
+{{- end }}

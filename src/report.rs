@@ -308,6 +308,7 @@ mod tests {
                 error: None,
                 stale: false,
             }],
+            pending: 0,
         };
         let r = targets_report(&[("terraform_state", &snap, false)]);
         assert_eq!((r.unchecked, r.exit_code()), (1, 1));

@@ -194,7 +194,7 @@ async fn scrape(m: &TerraformMonitor, secrets: &[&str]) -> String {
     // Results are cached for check_interval (1 ms): let it pass.
     std::thread::sleep(Duration::from_millis(5));
     let snap = m
-        .collect(CollectContext {
+        .collect_complete(CollectContext {
             now: SystemTime::now(),
         })
         .await

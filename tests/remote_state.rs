@@ -143,7 +143,7 @@ fn monitor(dir: &Path, yaml: &str) -> TerraformMonitor {
 
 async fn scrape(m: &TerraformMonitor) -> String {
     let snap = m
-        .collect(CollectContext {
+        .collect_complete(CollectContext {
             now: SystemTime::now(),
         })
         .await

@@ -52,7 +52,7 @@ pub(crate) fn read_limited(path: &Path, max: u64) -> Result<(Vec<u8>, Stamp), Ba
     if stamp.size > max {
         return Err(too_large(stamp.size));
     }
-    let f = std::fs::File::open(path).map_err(|e| io_error(path, &e))?;
+    let f = crate::safe_open::open(path).map_err(|e| io_error(path, &e))?;
     let mut buf = Vec::with_capacity(usize::try_from(stamp.size).unwrap_or(0));
     f.take(max.saturating_add(1))
         .read_to_end(&mut buf)
@@ -72,10 +72,14 @@ pub(crate) fn expand(base: &Path, pattern: &str) -> Result<Vec<PathBuf>, BackupE
     }
     let text = full.to_string_lossy().to_string();
     let paths = glob::glob(&text).map_err(|_| BackupError::NoMatch(text.clone()))?;
-    let mut out: Vec<PathBuf> = paths
-        .filter_map(Result::ok)
-        .filter(|p| p.is_file())
-        .collect();
+    // An unreadable folder on the way is an error, never silently "fewer files".
+    let mut out: Vec<PathBuf> = Vec::new();
+    for p in paths {
+        let p = p.map_err(|e| io_error(e.path(), e.error()))?;
+        if p.is_file() {
+            out.push(p);
+        }
+    }
     out.sort();
     if out.is_empty() {
         return Err(BackupError::NoMatch(text));

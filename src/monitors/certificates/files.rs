@@ -398,7 +398,7 @@ pub fn read_target(
         });
     }
     let mut buf = Vec::with_capacity(meta.len() as usize);
-    let file = std::fs::File::open(&t.path).map_err(|e| FileError::from_io(label, &e, false))?;
+    let file = crate::safe_open::open(&t.path).map_err(|e| FileError::from_io(label, &e, false))?;
     file.take(max_size + 1)
         .read_to_end(&mut buf)
         .map_err(|e| FileError::from_io(label, &e, false))?;

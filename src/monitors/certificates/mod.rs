@@ -302,7 +302,7 @@ fn passphrase(cfg: &CertificateConfig, base: &std::path::Path) -> Result<Option<
             .map_err(|_| format!("environment variable {var} (pkcs12_passphrase_env) is not set"));
     }
     if let Some(f) = &cfg.pkcs12_passphrase_file {
-        let text = std::fs::read_to_string(base.join(f))
+        let text = crate::safe_open::read_to_string(base.join(f))
             .map_err(|e| format!("cannot read pkcs12_passphrase_file {f} ({})", e.kind()))?;
         let first = text
             .lines()

@@ -1,0 +1,318 @@
+//! Connection limits: the open-connection cap (with eviction of the least
+//! active connection when full) and write timeouts on every connection.
+
+use std::collections::HashMap;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
+use tokio::time::Sleep;
+
+use super::{WRITE_STALL_TIMEOUT, WRITE_TIMEOUT};
+
+/// How often the "connection limit reached" warning may be logged.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// One open connection, as the limit sees it.
+pub struct ConnState {
+    id: u64,
+    epoch: Instant,
+    /// Milliseconds since `epoch` of the last byte read or written (or accept).
+    last_progress: AtomicU64,
+    /// Requests of this connection inside the handler right now.
+    busy: AtomicUsize,
+    kill: Notify,
+    conns: Arc<Conns>,
+}
+
+impl ConnState {
+    fn touch(&self) {
+        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_progress.store(ms, Ordering::Relaxed);
+    }
+
+    /// Mark a request as being handled until the guard drops (such a
+    /// connection is never evicted).
+    pub fn busy(self: &Arc<Self>) -> BusyGuard {
+        self.busy.fetch_add(1, Ordering::AcqRel);
+        self.touch();
+        BusyGuard(self.clone())
+    }
+
+    /// Resolves when the connection limit chose this connection to close.
+    pub async fn evicted(&self) {
+        self.kill.notified().await;
+    }
+}
+
+impl Drop for ConnState {
+    fn drop(&mut self) {
+        self.conns
+            .map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
+    }
+}
+
+pub struct BusyGuard(Arc<ConnState>);
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Ordering::AcqRel);
+        self.0.touch();
+    }
+}
+
+/// The open connections. Holds weak references only: a connection leaves the
+/// table when its last handle drops.
+pub struct Conns {
+    max: usize,
+    epoch: Instant,
+    next_id: AtomicU64,
+    map: Mutex<HashMap<u64, std::sync::Weak<ConnState>>>,
+    evicted: AtomicU64,
+    refused: AtomicU64,
+    last_log: Mutex<Option<Instant>>,
+}
+
+impl Conns {
+    pub fn new(max: usize) -> Self {
+        Conns {
+            max,
+            epoch: Instant::now(),
+            next_id: AtomicU64::new(0),
+            map: Mutex::new(HashMap::new()),
+            evicted: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            last_log: Mutex::new(None),
+        }
+    }
+
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    pub fn open(&self) -> usize {
+        self.map.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn evicted(&self) -> u64 {
+        self.evicted.load(Ordering::Relaxed)
+    }
+
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Register a new connection. At the limit, the connection that made no
+    /// progress for the longest time and has no request in the handler is
+    /// closed to make room (a slowloris or slow-reader connection, or an idle
+    /// keep-alive one); if every connection is busy the new one is refused.
+    pub fn admit(self: &Arc<Self>) -> Option<Arc<ConnState>> {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let mut full = false;
+        if map.len() >= self.max {
+            full = true;
+            let victim = map
+                .iter()
+                .filter_map(|(id, w)| w.upgrade().map(|c| (*id, c)))
+                .filter(|(_, c)| c.busy.load(Ordering::Acquire) == 0)
+                .min_by_key(|(_, c)| c.last_progress.load(Ordering::Relaxed));
+            match victim {
+                Some((id, c)) => {
+                    map.remove(&id);
+                    c.kill.notify_one();
+                    self.evicted.fetch_add(1, Ordering::Relaxed);
+                }
+                None => {
+                    self.refused.fetch_add(1, Ordering::Relaxed);
+                    drop(map);
+                    self.log_full(false);
+                    return None;
+                }
+            }
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let state = Arc::new(ConnState {
+            id,
+            epoch: self.epoch,
+            last_progress: AtomicU64::new(0),
+            busy: AtomicUsize::new(0),
+            kill: Notify::new(),
+            conns: self.clone(),
+        });
+        state.touch();
+        map.insert(id, Arc::downgrade(&state));
+        drop(map);
+        if full {
+            self.log_full(true);
+        }
+        Some(state)
+    }
+
+    fn log_full(&self, evicted: bool) {
+        let mut last = self.last_log.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|t| t.elapsed() < LOG_EVERY) {
+            return;
+        }
+        *last = Some(Instant::now());
+        tracing::warn!(
+            max = self.max,
+            evicted = self.evicted(),
+            refused = self.refused(),
+            "connection limit reached: {}; raise --web.max-connections if these are legitimate clients (see homelab_monitor_http_connections_dropped_total)",
+            if evicted {
+                "closed the least active connection to make room"
+            } else {
+                "every connection is busy, refused a new one"
+            }
+        );
+    }
+}
+
+/// A stream with write timeouts that records progress for the connection limit.
+pub struct Guarded<I> {
+    io: I,
+    state: Arc<ConnState>,
+    /// No byte accepted by the kernel since this deadline was armed.
+    stall: Option<Pin<Box<Sleep>>>,
+    /// The current response burst (first write to completed flush) must end by then.
+    burst: Option<Pin<Box<Sleep>>>,
+}
+
+impl<I> Guarded<I> {
+    pub fn new(io: I, state: Arc<ConnState>) -> Self {
+        Guarded {
+            io,
+            state,
+            stall: None,
+            burst: None,
+        }
+    }
+
+    /// Poll the write deadlines (arming them if needed); an error once one passed.
+    fn check_deadlines(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        let burst = self
+            .burst
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(WRITE_TIMEOUT)));
+        if burst.as_mut().poll(cx).is_ready() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "response not written within the write timeout",
+            ));
+        }
+        let stall = self
+            .stall
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(WRITE_STALL_TIMEOUT)));
+        if stall.as_mut().poll(cx).is_ready() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client stopped reading (write stalled)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+use std::future::Future;
+
+impl<I: AsyncRead + Unpin> AsyncRead for Guarded<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.io).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.state.touch();
+        }
+        r
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Guarded<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.io).poll_write(cx, data) {
+            Poll::Ready(Ok(n)) => {
+                if n > 0 {
+                    self.state.touch();
+                    self.stall = None;
+                }
+                if self.burst.is_none() {
+                    self.burst = Some(Box::pin(tokio::time::sleep(WRITE_TIMEOUT)));
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => match self.check_deadlines(cx) {
+                Ok(()) => Poll::Pending,
+                Err(e) => Poll::Ready(Err(e)),
+            },
+        }
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.io).poll_write_vectored(cx, bufs) {
+            Poll::Ready(Ok(n)) => {
+                if n > 0 {
+                    self.state.touch();
+                    self.stall = None;
+                }
+                if self.burst.is_none() {
+                    self.burst = Some(Box::pin(tokio::time::sleep(WRITE_TIMEOUT)));
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => match self.check_deadlines(cx) {
+                Ok(()) => Poll::Pending,
+                Err(e) => Poll::Ready(Err(e)),
+            },
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match Pin::new(&mut self.io).poll_flush(cx) {
+            Poll::Ready(Ok(())) => {
+                // Everything handed to the kernel: the burst is over.
+                self.burst = None;
+                self.stall = None;
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => match self.check_deadlines(cx) {
+                Ok(()) => Poll::Pending,
+                Err(e) => Poll::Ready(Err(e)),
+            },
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match Pin::new(&mut self.io).poll_shutdown(cx) {
+            Poll::Pending => match self.check_deadlines(cx) {
+                Ok(()) => Poll::Pending,
+                Err(e) => Poll::Ready(Err(e)),
+            },
+            r => r,
+        }
+    }
+}

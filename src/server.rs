@@ -66,9 +66,13 @@ const CONNECTIONS_MAX: MetricDef = MetricDef::gauge(
     "homelab_monitor_http_connections_max",
     "The limit on open client connections (--web.max-connections).",
 );
-const CONNECTIONS_DROPPED: MetricDef = MetricDef::counter(
-    "homelab_monitor_http_connections_dropped",
-    "Connections closed by the connection limit: reason=evicted (the least active one, to make room), refused (no room).",
+const CONNECTIONS_EVICTED: MetricDef = MetricDef::counter(
+    "homelab_monitor_http_connections_evicted",
+    "Connections closed by the connection limit to make room (the least active one: slowloris, slow reader or idle).",
+);
+const CONNECTIONS_WAITS: MetricDef = MetricDef::counter(
+    "homelab_monitor_http_connections_limit_waits",
+    "Times a new connection waited in the backlog because every open connection was in a request.",
 );
 const WEB_CONFIG_RELOAD_OK: MetricDef = MetricDef::gauge(
     "homelab_monitor_web_config_last_reload_successful",
@@ -256,16 +260,8 @@ fn append_server_metrics(
     let mut b = SnapshotBuilder::new();
     b.gauge(&CONNECTIONS_OPEN, &[], conns.open() as f64);
     b.gauge(&CONNECTIONS_MAX, &[], conns.max() as f64);
-    b.gauge(
-        &CONNECTIONS_DROPPED,
-        &[("reason", "evicted")],
-        conns.evicted() as f64,
-    );
-    b.gauge(
-        &CONNECTIONS_DROPPED,
-        &[("reason", "refused")],
-        conns.refused() as f64,
-    );
+    b.gauge(&CONNECTIONS_EVICTED, &[], conns.evicted() as f64);
+    b.gauge(&CONNECTIONS_WAITS, &[], conns.waits() as f64);
     b.gauge(
         &WEB_CONFIG_RELOAD_OK,
         &[],
@@ -388,7 +384,16 @@ pub async fn serve(
     });
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
-    loop {
+    'serve: loop {
+        // Room first: at the limit, the least active connection is closed and
+        // new ones wait in the kernel's backlog (no descriptor) meanwhile.
+        while !conns.make_room() {
+            tokio::select! {
+                () = conns.freed() => {}
+                () = tokio::time::sleep(Duration::from_millis(50)) => {}
+                () = &mut shutdown => break 'serve,
+            }
+        }
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
@@ -400,10 +405,7 @@ pub async fn serve(
                         continue;
                     }
                 };
-                let Some(conn_state) = conns.admit() else {
-                    drop(stream);
-                    continue;
-                };
+                let conn_state = conns.admit();
                 let stream = Guarded::new(stream, conn_state.clone());
                 let tls = web_config.current().tls.clone();
                 let app = app.clone();
@@ -428,7 +430,7 @@ pub async fn serve(
                     }
                 }
             }
-            _ = &mut shutdown => break,
+            () = &mut shutdown => break,
         }
     }
     drop(listener);

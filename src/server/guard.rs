@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -26,6 +26,8 @@ pub struct ConnState {
     last_progress: AtomicU64,
     /// Requests of this connection inside the handler right now.
     busy: AtomicUsize,
+    /// Chosen to be closed (its descriptor is still open until it drops).
+    evicting: AtomicBool,
     kill: Notify,
     conns: Arc<Conns>,
 }
@@ -57,6 +59,7 @@ impl Drop for ConnState {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&self.id);
+        self.conns.freed.notify_waiters();
     }
 }
 
@@ -69,27 +72,29 @@ impl Drop for BusyGuard {
     }
 }
 
-/// The open connections. Holds weak references only: a connection leaves the
-/// table when its last handle drops.
+/// The open connections (weak references: a connection leaves the table when
+/// its last handle drops, that is when its descriptor is closed).
 pub struct Conns {
     max: usize,
     epoch: Instant,
     next_id: AtomicU64,
     map: Mutex<HashMap<u64, std::sync::Weak<ConnState>>>,
+    freed: Notify,
     evicted: AtomicU64,
-    refused: AtomicU64,
+    waits: AtomicU64,
     last_log: Mutex<Option<Instant>>,
 }
 
 impl Conns {
     pub fn new(max: usize) -> Self {
         Conns {
-            max,
+            max: max.max(1),
             epoch: Instant::now(),
             next_id: AtomicU64::new(0),
             map: Mutex::new(HashMap::new()),
+            freed: Notify::new(),
             evicted: AtomicU64::new(0),
-            refused: AtomicU64::new(0),
+            waits: AtomicU64::new(0),
             last_log: Mutex::new(None),
         }
     }
@@ -102,58 +107,75 @@ impl Conns {
         self.map.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
+    /// Connections closed to make room.
     pub fn evicted(&self) -> u64 {
         self.evicted.load(Ordering::Relaxed)
     }
 
-    pub fn refused(&self) -> u64 {
-        self.refused.load(Ordering::Relaxed)
+    /// Times a new connection had to wait because every connection was busy.
+    pub fn waits(&self) -> u64 {
+        self.waits.load(Ordering::Relaxed)
     }
 
-    /// Register a new connection. At the limit, the connection that made no
-    /// progress for the longest time and has no request in the handler is
-    /// closed to make room (a slowloris or slow-reader connection, or an idle
-    /// keep-alive one); if every connection is busy the new one is refused.
-    pub fn admit(self: &Arc<Self>) -> Option<Arc<ConnState>> {
-        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        let mut full = false;
-        if map.len() >= self.max {
-            full = true;
-            let victim = map
-                .iter()
-                .filter_map(|(id, w)| w.upgrade().map(|c| (*id, c)))
-                .filter(|(_, c)| c.busy.load(Ordering::Acquire) == 0)
-                .min_by_key(|(_, c)| c.last_progress.load(Ordering::Relaxed));
-            match victim {
-                Some((id, c)) => {
-                    map.remove(&id);
-                    c.kill.notify_one();
-                    self.evicted.fetch_add(1, Ordering::Relaxed);
-                }
-                None => {
-                    self.refused.fetch_add(1, Ordering::Relaxed);
-                    drop(map);
-                    self.log_full(false);
-                    return None;
-                }
+    /// Before taking a connection off the listen backlog: true if there is
+    /// room. At the limit, the connection that made no progress for the
+    /// longest time and has no request in the handler (a slowloris or
+    /// slow-reader connection, or an idle keep-alive one) is told to close,
+    /// and false is returned: wait for [`Conns::freed`] and ask again. New
+    /// connections wait in the kernel's backlog meanwhile, holding no descriptor.
+    pub fn make_room(&self) -> bool {
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() < self.max {
+            return true;
+        }
+        let live: Vec<Arc<ConnState>> = map.values().filter_map(|w| w.upgrade()).collect();
+        drop(map);
+        if live.iter().any(|c| c.evicting.load(Ordering::Acquire)) {
+            // One is already closing.
+            return false;
+        }
+        let victim = live
+            .iter()
+            .filter(|c| c.busy.load(Ordering::Acquire) == 0)
+            .min_by_key(|c| c.last_progress.load(Ordering::Relaxed));
+        match victim {
+            Some(c) => {
+                c.evicting.store(true, Ordering::Release);
+                c.kill.notify_one();
+                self.evicted.fetch_add(1, Ordering::Relaxed);
+                self.log_full(true);
+            }
+            None => {
+                self.waits.fetch_add(1, Ordering::Relaxed);
+                self.log_full(false);
             }
         }
+        false
+    }
+
+    /// Resolves when a connection closed (maybe spuriously: ask [`Conns::make_room`] again).
+    pub async fn freed(&self) {
+        self.freed.notified().await;
+    }
+
+    /// Register a connection just accepted.
+    pub fn admit(self: &Arc<Self>) -> Arc<ConnState> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let state = Arc::new(ConnState {
             id,
             epoch: self.epoch,
             last_progress: AtomicU64::new(0),
             busy: AtomicUsize::new(0),
+            evicting: AtomicBool::new(false),
             kill: Notify::new(),
             conns: self.clone(),
         });
         state.touch();
-        map.insert(id, Arc::downgrade(&state));
-        drop(map);
-        if full {
-            self.log_full(true);
-        }
-        Some(state)
+        self.map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, Arc::downgrade(&state));
+        state
     }
 
     fn log_full(&self, evicted: bool) {
@@ -165,12 +187,11 @@ impl Conns {
         tracing::warn!(
             max = self.max,
             evicted = self.evicted(),
-            refused = self.refused(),
-            "connection limit reached: {}; raise --web.max-connections if these are legitimate clients (see homelab_monitor_http_connections_dropped_total)",
+            "connection limit reached: {}; raise --web.max-connections if these are legitimate clients (see homelab_monitor_http_connections_evicted_total)",
             if evicted {
-                "closed the least active connection to make room"
+                "closing the least active connection to make room"
             } else {
-                "every connection is busy, refused a new one"
+                "every connection is in a request, new ones wait"
             }
         );
     }

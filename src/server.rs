@@ -387,10 +387,16 @@ pub async fn serve(
     'serve: loop {
         // Room first: at the limit, the least active connection is closed and
         // new ones wait in the kernel's backlog (no descriptor) meanwhile.
-        while !conns.make_room() {
+        loop {
+            let freed = conns.freed();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if conns.make_room() {
+                break;
+            }
             tokio::select! {
-                () = conns.freed() => {}
-                () = tokio::time::sleep(Duration::from_millis(50)) => {}
+                () = freed => {}
+                () = tokio::time::sleep(Duration::from_millis(100)) => {}
                 () = &mut shutdown => break 'serve,
             }
         }

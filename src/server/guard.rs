@@ -17,6 +17,8 @@ use super::{WRITE_STALL_TIMEOUT, WRITE_TIMEOUT};
 
 /// How often the "connection limit reached" warning may be logged.
 const LOG_EVERY: Duration = Duration::from_secs(10);
+/// At most this many connections are being closed by the limit at once.
+const EVICT_BATCH: usize = 8;
 
 /// One open connection, as the limit sees it.
 pub struct ConnState {
@@ -130,32 +132,43 @@ impl Conns {
         }
         let live: Vec<Arc<ConnState>> = map.values().filter_map(|w| w.upgrade()).collect();
         drop(map);
-        if live.iter().any(|c| c.evicting.load(Ordering::Acquire)) {
-            // One is already closing.
+        // Close a few at once (the backlog may hold many new connections), never
+        // more than EVICT_BATCH in flight.
+        let closing = live
+            .iter()
+            .filter(|c| c.evicting.load(Ordering::Acquire))
+            .count();
+        let want = EVICT_BATCH
+            .min(self.max.div_ceil(8))
+            .saturating_sub(closing);
+        if want == 0 {
             return false;
         }
-        let victim = live
+        let mut idle: Vec<&Arc<ConnState>> = live
             .iter()
-            .filter(|c| c.busy.load(Ordering::Acquire) == 0)
-            .min_by_key(|c| c.last_progress.load(Ordering::Relaxed));
-        match victim {
-            Some(c) => {
-                c.evicting.store(true, Ordering::Release);
-                c.kill.notify_one();
-                self.evicted.fetch_add(1, Ordering::Relaxed);
-                self.log_full(true);
-            }
-            None => {
+            .filter(|c| c.busy.load(Ordering::Acquire) == 0 && !c.evicting.load(Ordering::Acquire))
+            .collect();
+        idle.sort_by_key(|c| c.last_progress.load(Ordering::Relaxed));
+        if idle.is_empty() {
+            if closing == 0 {
                 self.waits.fetch_add(1, Ordering::Relaxed);
                 self.log_full(false);
             }
+            return false;
         }
+        for c in idle.into_iter().take(want) {
+            c.evicting.store(true, Ordering::Release);
+            c.kill.notify_one();
+            self.evicted.fetch_add(1, Ordering::Relaxed);
+        }
+        self.log_full(true);
         false
     }
 
-    /// Resolves when a connection closed (maybe spuriously: ask [`Conns::make_room`] again).
-    pub async fn freed(&self) {
-        self.freed.notified().await;
+    /// A future that resolves when a connection closes; create it (and
+    /// `enable` it) before [`Conns::make_room`] so that no close is missed.
+    pub fn freed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.freed.notified()
     }
 
     /// Register a connection just accepted.

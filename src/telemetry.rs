@@ -67,6 +67,10 @@ pub fn init(level: LogLevel, format: LogFormat) {
     let res = match format {
         LogFormat::Text => {
             let fields = tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+                if field.name().starts_with("log.") {
+                    // tracing-log's bookkeeping fields (the default formatter hides them too).
+                    return Ok(());
+                }
                 let v = format!("{value:?}");
                 let v = escape_controls(&v);
                 if field.name() == "message" {

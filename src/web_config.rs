@@ -304,9 +304,12 @@ fn tls_config(
             "no certificate found".into(),
         ));
     }
-    let key_pem = crate::safe_open::read(&key_path)
+    let mut key_pem = crate::safe_open::read(&key_path)
         .map_err(|e| tls_err("key_file", &key_path, e.to_string()))?;
-    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| {
+    let key = PrivateKeyDer::from_pem_slice(&key_pem);
+    // Do not leave the key's PEM in freed memory.
+    key_pem.fill(0);
+    let key = key.map_err(|_| {
         tls_err(
             "key_file",
             &key_path,

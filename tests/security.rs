@@ -635,9 +635,9 @@ fn flood(
                     !matches!(r, Ok(0))
                 });
                 if alive != Some(true) {
-                    *s = connect().and_then(|mut c| {
+                    *s = connect().map(|mut c| {
                         let _ = c.write_all(&pipelined);
-                        Some(c)
+                        c
                     });
                     opened += 1;
                 }

@@ -144,11 +144,14 @@ impl Conns {
         if want == 0 {
             return false;
         }
-        let mut idle: Vec<&Arc<ConnState>> = live
+        // Snapshot the progress first: it changes under our feet, and a sort key
+        // that changes during the sort is not a total order.
+        let mut idle: Vec<(u64, &Arc<ConnState>)> = live
             .iter()
             .filter(|c| c.busy.load(Ordering::Acquire) == 0 && !c.evicting.load(Ordering::Acquire))
+            .map(|c| (c.last_progress.load(Ordering::Relaxed), c))
             .collect();
-        idle.sort_by_key(|c| c.last_progress.load(Ordering::Relaxed));
+        idle.sort_unstable_by_key(|(progress, _)| *progress);
         if idle.is_empty() {
             if closing == 0 {
                 self.waits.fetch_add(1, Ordering::Relaxed);
@@ -156,7 +159,7 @@ impl Conns {
             }
             return false;
         }
-        for c in idle.into_iter().take(want) {
+        for (_, c) in idle.into_iter().take(want) {
             c.evicting.store(true, Ordering::Release);
             c.kill.notify_one();
             self.evicted.fetch_add(1, Ordering::Relaxed);

@@ -813,25 +813,44 @@ fn control_characters_in_file_names_are_escaped_in_logs_and_status() {
     );
 }
 
-/// Low: an unreadable folder below `state_dirs` is a discovery error, not a
-/// silent gap (run as `nobody`: root reads everything).
+/// Low: an unreadable folder below `state_dirs`, or on the way of a backup
+/// glob, is an error, not a silent gap (run as `nobody`: root reads
+/// everything). (Before: a DEBUG log line only, and the states or backup runs
+/// below it simply vanished.)
 #[test]
 fn an_unreadable_subfolder_is_a_discovery_error() {
     use std::os::unix::fs::PermissionsExt;
+    let mode =
+        |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
-    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    mode(d, 0o755);
     let locked = d.join("states/locked");
     std::fs::create_dir_all(&locked).unwrap();
     std::fs::write(d.join("states/ok.tfstate"), state(1, 1)).unwrap();
     std::fs::write(locked.join("hidden.tfstate"), state(1, 1)).unwrap();
-    std::fs::set_permissions(d.join("states"), std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(
-        d.join("states/ok.tfstate"),
-        std::fs::Permissions::from_mode(0o644),
+    mode(&d.join("states"), 0o755);
+    mode(&d.join("states/ok.tfstate"), 0o644);
+    mode(&locked, 0o000);
+    // Backup runs, one per folder; one folder unreadable.
+    for run in ["a", "locked"] {
+        std::fs::create_dir_all(d.join("runs").join(run)).unwrap();
+        std::fs::write(
+            d.join("runs").join(run).join("run.json"),
+            r#"{"version": 1, "id": "r", "start": "2026-11-25T01:00:00Z", "end": "2026-11-25T01:10:00Z", "status": "success", "size": 10}"#,
+        )
+        .unwrap();
+        mode(&d.join("runs").join(run), 0o755);
+        mode(&d.join("runs").join(run).join("run.json"), 0o644);
+    }
+    mode(&d.join("runs"), 0o755);
+    mode(&d.join("runs/locked"), 0o000);
+    std::fs::write(
+        d.join("monitoring-config.yaml"),
+        "custom_monitors:\n  terraform_state:\n    state_dirs: [states]\n  backup_validation:\n    sources:\n      - { name: runs, format: manifest, path: \"runs/*/run.json\" }\n",
     )
     .unwrap();
-    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    mode(&d.join("monitoring-config.yaml"), 0o644);
     let root = rustix::process::geteuid().is_root();
     let mut cmd = if root {
         let mut c = Command::new("setpriv");
@@ -842,7 +861,7 @@ fn an_unreadable_subfolder_is_a_discovery_error() {
     };
     let out = cmd
         .current_dir(d)
-        .args(["--state-dir", "states", "--status"])
+        .args(["--config", "monitoring-config.yaml", "--status"])
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .output()
@@ -857,6 +876,15 @@ fn an_unreadable_subfolder_is_a_discovery_error() {
         all.contains("states/locked") && all.contains("cannot search"),
         "{all}"
     );
+    let runs_line = stdout
+        .lines()
+        .find(|l| l.contains("backup_validation") && l.contains("runs"))
+        .unwrap_or_default();
+    assert!(
+        runs_line.contains("error"),
+        "the backup source hides the unreadable run:\n{all}"
+    );
+    assert!(all.contains("runs/locked"), "{all}");
     assert_eq!(
         out.status.code(),
         Some(1),

@@ -80,11 +80,36 @@ pub(crate) fn expand(base: &Path, pattern: &str) -> Result<Vec<PathBuf>, BackupE
             out.push(p);
         }
     }
+    unreadable_on_the_way(&text)?;
     out.sort();
     if out.is_empty() {
         return Err(BackupError::NoMatch(text));
     }
     Ok(out)
+}
+
+/// `glob` skips a folder it cannot enter when the rest of the pattern is a
+/// literal name (`pg/*/backup_manifest`): check those folders too.
+fn unreadable_on_the_way(pattern: &str) -> Result<(), BackupError> {
+    let parts: Vec<&str> = pattern.split('/').collect();
+    let Some(last_wild) = parts.iter().rposition(|c| c.contains(['*', '?', '['])) else {
+        return Ok(());
+    };
+    if last_wild + 1 == parts.len() {
+        return Ok(());
+    }
+    let tail = parts[last_wild + 1..].join("/");
+    let Ok(dirs) = glob::glob(&parts[..=last_wild].join("/")) else {
+        return Ok(());
+    };
+    for d in dirs.flatten().filter(|d| d.is_dir()) {
+        if let Err(e) = std::fs::metadata(d.join(&tail)) {
+            if e.kind() == std::io::ErrorKind::PermissionDenied {
+                return Err(io_error(&d, &e));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Parsed files by path, re-parsed only when the stamp changes (or when the

@@ -353,3 +353,39 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Guarded<I> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn at_the_limit_the_least_active_idle_connections_are_closed() {
+        let conns = Arc::new(Conns::new(3));
+        let a = conns.admit();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let b = conns.admit();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let c = conns.admit();
+        // `a` is the least active but in a request: never closed; `b` goes.
+        let busy = a.busy();
+        c.touch();
+        assert!(!conns.make_room());
+        assert_eq!(conns.evicted(), 1);
+        tokio::time::timeout(Duration::from_secs(5), b.evicted())
+            .await
+            .expect("b was told to close");
+        assert!(!a.evicting.load(Ordering::Acquire));
+        // Its slot frees only when it is really gone.
+        assert!(!conns.make_room(), "b is still open");
+        drop(b);
+        assert!(conns.make_room());
+        assert_eq!(conns.open(), 2);
+        // Every connection busy: nobody is closed, new ones wait.
+        let d = conns.admit();
+        let (_b1, _b2) = (c.busy(), d.busy());
+        assert!(!conns.make_room());
+        assert_eq!(conns.evicted(), 1);
+        assert_eq!(conns.waits(), 1);
+        drop(busy);
+    }
+}

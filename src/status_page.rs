@@ -31,7 +31,7 @@ pub struct MonitorStatus {
     pub targets: Vec<TargetStatus>,
 }
 
-/// One certificate (the leaf of a file or endpoint), by days left.
+/// One certificate (the leaf of a file or endpoint), by time left.
 #[derive(Debug, Serialize)]
 pub struct CertificateStatus {
     pub source: String,

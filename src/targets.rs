@@ -266,6 +266,28 @@ where
         .await
     }
 
+    /// [`Targets::collect_async`] where each target has its own schedule
+    /// (health checks: each its interval and timeout); the collection waits
+    /// at most `wait` for reads still running.
+    pub async fn collect_async_each<T, F, Fut>(
+        &self,
+        wait: Duration,
+        now: SystemTime,
+        items: Vec<(String, T, Schedule)>,
+        read: F,
+    ) -> Vec<Read<V>>
+    where
+        T: Send + 'static,
+        F: Fn(T, M) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = (V, M)> + Send + 'static,
+    {
+        self.collect_each(wait, now, items, move |item, memory| {
+            let fut = read(item, memory);
+            async move { Some(fut.await) }
+        })
+        .await
+    }
+
     async fn collect_with<T, F, Fut>(
         &self,
         schedule: Schedule,
@@ -278,23 +300,39 @@ where
         F: Fn(T, M) -> Fut,
         Fut: std::future::Future<Output = Option<(V, M)>> + Send + 'static,
     {
+        let items = items.into_iter().map(|(l, t)| (l, t, schedule)).collect();
+        self.collect_each(schedule.wait, now, items, start).await
+    }
+
+    async fn collect_each<T, F, Fut>(
+        &self,
+        wait: Duration,
+        now: SystemTime,
+        items: Vec<(String, T, Schedule)>,
+        start: F,
+    ) -> Vec<Read<V>>
+    where
+        T: Send + 'static,
+        F: Fn(T, M) -> Fut,
+        Fut: std::future::Future<Output = Option<(V, M)>> + Send + 'static,
+    {
         let began = Instant::now();
-        let mut plans: Vec<(String, Plan<M, V>)> = Vec::with_capacity(items.len());
+        let mut plans: Vec<(String, Schedule, Plan<M, V>)> = Vec::with_capacity(items.len());
         {
             let mut slots = self.lock();
             let keep: std::collections::HashSet<&str> =
-                items.iter().map(|(l, _)| l.as_str()).collect();
+                items.iter().map(|(l, _, _)| l.as_str()).collect();
             slots.retain(|label, _| keep.contains(label.as_str()));
-            for (label, item) in items {
+            for (label, item, schedule) in items {
                 let slot = slots.entry(label.clone()).or_default();
                 if let Some(run) = slot.running.take() {
                     let abandoned = run.state.load(Ordering::Acquire) == ABANDONED_STATE;
                     if !abandoned {
-                        plans.push((label, Plan::Wait(run)));
+                        plans.push((label, schedule, Plan::Wait(run)));
                         continue;
                     }
                     if !run.handle.is_finished() {
-                        plans.push((label, Plan::Hung(run.started.elapsed())));
+                        plans.push((label, schedule, Plan::Hung(run.started.elapsed())));
                         slot.running = Some(run);
                         continue;
                     }
@@ -313,7 +351,7 @@ where
                         pending: false,
                         placeholder: false,
                     };
-                    plans.push((label, Plan::Serve(r)));
+                    plans.push((label, schedule, Plan::Serve(r)));
                     continue;
                 }
                 let memory = slot.memory.take().unwrap_or_default();
@@ -337,13 +375,13 @@ where
                     handle,
                     state,
                 };
-                plans.push((label, Plan::Wait(run)));
+                plans.push((label, schedule, Plan::Wait(run)));
             }
         }
         // Wait for the reads in progress, together: each until this
         // collection's patience runs out or its own deadline passes.
-        let patience = began + schedule.wait;
-        let waits = plans.iter_mut().map(|(_, plan)| async move {
+        let patience = began + wait;
+        let waits = plans.iter_mut().map(|(_, schedule, plan)| async move {
             let Plan::Wait(run) = plan else {
                 return None;
             };
@@ -374,7 +412,7 @@ where
         let results: Vec<Option<Waited<M, V>>> = futures::future::join_all(waits).await;
         let mut slots = self.lock();
         let mut out = Vec::with_capacity(plans.len());
-        for ((label, plan), res) in plans.into_iter().zip(results) {
+        for ((label, schedule, plan), res) in plans.into_iter().zip(results) {
             let slot = slots.entry(label.clone()).or_default();
             let last = slot.last.as_ref().map(|(v, _)| v.clone());
             let last_at = slot.last.as_ref().map(|(_, t)| *t);

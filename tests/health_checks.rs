@@ -325,7 +325,7 @@ async fn monitor_exports_metrics_and_caches_per_interval() {
     assert_eq!(m.name(), "health_checks");
     assert_eq!(m.check_interval(), Duration::from_secs(3600));
     let now = SystemTime::now();
-    let s = m.collect(CollectContext { now }).await.unwrap();
+    let s = m.collect_complete(CollectContext { now }).await.unwrap();
     assert_eq!(
         s.value("health_check_success", &[("check", "db"), ("type", "tcp")]),
         Some(1.0)
@@ -343,7 +343,7 @@ async fn monitor_exports_metrics_and_caches_per_interval() {
     assert_eq!(s.targets.len(), 2);
     // Within the interval a second collection reuses the results (the port is gone now).
     drop(open);
-    let s2 = m.collect(CollectContext { now }).await.unwrap();
+    let s2 = m.collect_complete(CollectContext { now }).await.unwrap();
     assert_eq!(
         s2.value("health_check_success", &[("check", "db")]),
         Some(1.0)

@@ -37,9 +37,8 @@
 pub mod checks;
 pub mod config;
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
@@ -260,8 +259,9 @@ struct Scheduled {
 /// The monitor behind `health_checks:`: runs each check at most once per its
 /// `interval` and exports `health_check_success` / `health_check_duration_seconds`.
 pub struct HealthMonitor {
-    checks: Vec<Scheduled>,
-    last: Mutex<HashMap<String, (Instant, SystemTime, CheckResult)>>,
+    checks: Arc<Vec<Scheduled>>,
+    targets: crate::targets::Targets<(), CheckRead>,
+    permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl HealthMonitor {
@@ -287,15 +287,10 @@ impl HealthMonitor {
             })
             .collect();
         HealthMonitor {
-            checks,
-            last: Mutex::new(HashMap::new()),
+            checks: Arc::new(checks),
+            targets: crate::targets::Targets::new(),
+            permits: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_CHECKS)),
         }
-    }
-
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, SystemTime, CheckResult)>> {
-        self.last.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -367,32 +362,77 @@ impl Monitor for HealthMonitor {
     }
 
     async fn collect(&self, ctx: CollectContext) -> Result<Snapshot, MonitorError> {
-        let now = Instant::now();
-        let due: Vec<&Scheduled> = {
-            let last = self.lock();
-            self.checks
-                .iter()
-                .filter(|c| match last.get(&c.reg.name) {
-                    // A little slack so a scrape just before the interval ends still re-runs it.
-                    Some((at, _, _)) => {
-                        now.duration_since(*at) + Duration::from_millis(500) >= c.interval
-                    }
-                    None => true,
-                })
-                .collect()
-        };
-        let cctx = CheckContext { now: ctx.now };
-        let fresh = run_bounded(due.iter().map(|c| &c.reg).collect(), cctx).await;
-        let mut last = self.lock();
-        for r in fresh {
-            last.insert(r.name.clone(), (now, ctx.now, r));
-        }
-        let results: Vec<(CheckResult, SystemTime)> = self
+        // The monitors' scheduler: each check is a target with its own
+        // interval and deadline; a slow check never delays the others.
+        let deadline = self.timeout();
+        let items: Vec<(String, usize, crate::targets::Schedule)> = self
             .checks
             .iter()
-            .filter_map(|c| last.get(&c.reg.name).map(|(_, at, r)| (r.clone(), *at)))
+            .enumerate()
+            .map(|(i, c)| {
+                let schedule = crate::targets::Schedule {
+                    check_interval: c.interval,
+                    retry_interval: c.interval,
+                    deadline,
+                    wait: crate::targets::PATIENCE,
+                };
+                (c.reg.name.clone(), i, schedule)
+            })
             .collect();
-        Ok(snapshot(&results))
+        let checks = self.checks.clone();
+        let permits = self.permits.clone();
+        let cctx = CheckContext { now: ctx.now };
+        let reads = self
+            .targets
+            .collect_async_each(crate::targets::PATIENCE, ctx.now, items, move |i, ()| {
+                let (checks, permits) = (checks.clone(), permits.clone());
+                async move {
+                    // At most MAX_CONCURRENT_CHECKS at once; each check's
+                    // timeout starts when it starts.
+                    let _permit = permits.acquire_owned().await.ok();
+                    (CheckRead(run_one(&checks[i].reg, cctx).await), ())
+                }
+            })
+            .await;
+        let pending = reads.iter().filter(|r| r.pending).count();
+        let results: Vec<(CheckResult, SystemTime)> = reads
+            .into_iter()
+            .filter(|r| !r.placeholder)
+            .map(|r| (r.value.0, r.read_at))
+            .collect();
+        let mut snap = snapshot(&results);
+        snap.pending = pending;
+        Ok(snap)
+    }
+}
+
+/// One check's result as kept between runs.
+#[derive(Debug, Clone)]
+struct CheckRead(CheckResult);
+
+impl crate::targets::TargetValue for CheckRead {
+    fn healthy(&self) -> bool {
+        self.0.success
+    }
+
+    fn timed_out(last: Option<&Self>, label: &str, waited: Duration) -> Self {
+        CheckRead(CheckResult {
+            name: label.to_string(),
+            kind: last.map(|l| l.0.kind).unwrap_or("check"),
+            success: false,
+            duration: waited,
+            message: CheckError::Timeout(waited).to_string(),
+        })
+    }
+
+    fn pending(label: &str) -> Self {
+        CheckRead(CheckResult {
+            name: label.to_string(),
+            kind: "check",
+            success: false,
+            duration: Duration::ZERO,
+            message: "first run still running".into(),
+        })
     }
 }
 

@@ -562,12 +562,20 @@ async fn http_backend_gitlab_shape_with_bad_input() {
 // ---------------------------------------------------------------- S3 (moto)
 
 fn s3_put(port: u16, path: &str, body: &[u8]) {
-    let agent = ureq::Agent::new_with_defaults();
-    let r = agent
-        .put(&format!("http://127.0.0.1:{port}{path}"))
-        .send(body)
-        .expect("moto PUT");
-    assert!(r.status().is_success(), "PUT {path}: {}", r.status());
+    // On a thread of its own: the blocking client must not run inside the test's runtime.
+    let status = std::thread::scope(|s| {
+        s.spawn(|| {
+            reqwest::blocking::Client::new()
+                .put(format!("http://127.0.0.1:{port}{path}"))
+                .body(body.to_vec())
+                .send()
+                .expect("moto PUT")
+                .status()
+        })
+        .join()
+        .expect("PUT thread")
+    });
+    assert!(status.is_success(), "PUT {path}: {status}");
 }
 
 /// Delete an object with boto3 from the moto venv (moto wants DELETE signed).

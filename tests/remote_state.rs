@@ -424,6 +424,7 @@ async fn http_backend_gitlab_shape_with_bad_input() {
     let yaml = format!(
         r#"custom_monitors:
   terraform_state:
+    check_interval: 1ms
     max_file_size: 200000
     remote: {{ request_timeout: 5s, retries: 1 }}
     backends:
@@ -660,6 +661,7 @@ async fn s3_backend_with_real_terraform_and_moto() {
     let yaml = format!(
         r#"custom_monitors:
   terraform_state:
+    check_interval: 1ms
     backends:
       - {{ type: s3, bucket: tfstate, key: homelab/terraform.tfstate, endpoint: "{endpoint}", use_path_style: true }}
 "#
@@ -881,7 +883,7 @@ async fn pg_backend_with_real_terraform_and_postgresql() {
     std::env::set_var("TEST_PG_CONN", &conn);
     let m = monitor(
         dir,
-        "custom_monitors:\n  terraform_state:\n    backends:\n      - { type: pg, conn_str: { env: TEST_PG_CONN } }\n      - { type: pg, conn_str: { env: TEST_PG_CONN }, schema_name: nope }\n",
+        "custom_monitors:\n  terraform_state:\n    check_interval: 1ms\n    backends:\n      - { type: pg, conn_str: { env: TEST_PG_CONN } }\n      - { type: pg, conn_str: { env: TEST_PG_CONN }, schema_name: nope }\n",
     );
     let base = format!("pg://127.0.0.1:{port}/postgres");
     let text = scrape(&m).await;

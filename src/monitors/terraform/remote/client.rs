@@ -460,15 +460,12 @@ pub fn classify(label: &str, e: &reqwest::Error) -> RemoteError {
         return err;
     }
     // The cause: a TLS alert or certificate error, or the socket's own error.
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
-    while let Some(c) = cause {
-        if let Some(t) = c.downcast_ref::<rustls::Error>() {
-            return RemoteError::new(label, "tls", format!("TLS error: {t}"));
-        }
-        if let Some(io) = c.downcast_ref::<std::io::Error>() {
-            return io_error(label, io);
-        }
-        cause = c.source();
+    let causes = causes(e as &(dyn std::error::Error + 'static));
+    if let Some(t) = causes.iter().find_map(|c| c.downcast_ref::<rustls::Error>()) {
+        return RemoteError::new(label, "tls", format!("TLS error: {t}"));
+    }
+    if let Some(io) = causes.iter().find_map(|c| c.downcast_ref::<std::io::Error>()) {
+        return io_error(label, io);
     }
     let (reason, message, retryable): (&'static str, String, bool) = if e.is_redirect() {
         ("redirect", "too many or failed redirects".into(), false)
@@ -490,6 +487,24 @@ pub fn classify(label: &str, e: &reqwest::Error) -> RemoteError {
     let mut err = RemoteError::new(label, reason, message);
     err.retryable = retryable;
     err
+}
+
+/// Every cause of an error, outermost first, including the errors that
+/// `std::io::Error` wraps (its `source()` skips them).
+fn causes<'a>(e: &'a (dyn std::error::Error + 'static)) -> Vec<&'a (dyn std::error::Error + 'static)> {
+    let mut out = Vec::new();
+    let mut next = Some(e);
+    while let Some(c) = next {
+        if out.len() > 32 {
+            break;
+        }
+        out.push(c);
+        next = match c.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => c.source(),
+        };
+    }
+    out
 }
 
 /// Bounded reason label of an HTTP status.

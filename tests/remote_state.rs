@@ -2240,3 +2240,55 @@ async fn gitlab_project_discovery_graphql_and_state_api() {
         "{text}"
     );
 }
+
+/// A PostgreSQL peer that accepts the connection and never answers costs one
+/// `request_timeout` on that entry, reported on the entry itself (`timeout`),
+/// while an HTTP entry of the same collection is read: the collection is not
+/// held until the monitor's deadline (then the whole remote read would be
+/// abandoned and reported as one `remote` timeout).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_pg_peer_costs_one_request_timeout_and_others_are_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = Arc::new(Mutex::new(Vec::new()));
+    {
+        let held = held.clone();
+        std::thread::spawn(move || {
+            for s in silent.incoming().flatten() {
+                held.lock().unwrap().push(s);
+            }
+        });
+    }
+    let state = std::fs::read(repo().join("examples/terraform/environments/prod/terraform.tfstate"))
+        .unwrap();
+    let (srv, _) = etag_fleet_server(state, Duration::ZERO);
+    let http = srv.url("/state/ok");
+    std::env::set_var(
+        "TEST_PG_SILENT",
+        format!("postgres://tf:{CANARY}@127.0.0.1:{port}/tf?sslmode=disable"),
+    );
+    let yaml = format!(
+        "custom_monitors:\n  terraform_state:\n    timeout: 60s\n    remote: {{ request_timeout: 1s, retries: 0 }}\n    backends:\n      - {{ type: pg, conn_str: {{ env: TEST_PG_SILENT }} }}\n      - {{ type: http, address: \"{http}\", auth: none }}\n"
+    );
+    let m = monitor(dir, &yaml);
+    let text = scrape(&m).await;
+    assert!(
+        !held.lock().unwrap().is_empty(),
+        "the pg entry never connected"
+    );
+    assert_eq!(
+        series(
+            &text,
+            &format!("terraform_state_error_info{{state_file=\"pg://127.0.0.1:{port}/tf\",component=\"discovery\",reason=\"timeout\"}}")
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(up(&text, &http), Some(1.0), "{text}");
+    assert!(
+        !text.contains("state_file=\"remote\""),
+        "the whole remote read was abandoned:\n{text}"
+    );
+}

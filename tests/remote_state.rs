@@ -2261,8 +2261,9 @@ async fn a_silent_pg_peer_costs_one_request_timeout_and_others_are_read() {
             }
         });
     }
-    let state = std::fs::read(repo().join("examples/terraform/environments/prod/terraform.tfstate"))
-        .unwrap();
+    let state =
+        std::fs::read(repo().join("examples/terraform/environments/prod/terraform.tfstate"))
+            .unwrap();
     let (srv, _) = etag_fleet_server(state, Duration::ZERO);
     let http = srv.url("/state/ok");
     std::env::set_var(

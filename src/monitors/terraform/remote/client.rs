@@ -124,7 +124,9 @@ impl TlsSettings {
                     let mut store = rustls::RootCertStore::empty();
                     let (_, bad) = store.add_parsable_certificates(pem_certificates(what, pem)?);
                     if store.is_empty() {
-                        return Err(format!("{what} holds no usable CA certificate ({bad} rejected)"));
+                        return Err(format!(
+                            "{what} holds no usable CA certificate ({bad} rejected)"
+                        ));
                     }
                     Verify::Full(store)
                 }
@@ -371,7 +373,11 @@ impl Client {
                 .enable_all()
                 .build()
                 .map_err(|e| {
-                    RemoteError::new(label, "io", format!("cannot start an I/O runtime: {}", e.kind()))
+                    RemoteError::new(
+                        label,
+                        "io",
+                        format!("cannot start an I/O runtime: {}", e.kind()),
+                    )
                 })?
                 .block_on(fut),
         }
@@ -461,10 +467,16 @@ pub fn classify(label: &str, e: &reqwest::Error) -> RemoteError {
     }
     // The cause: a TLS alert or certificate error, or the socket's own error.
     let causes = causes(e as &(dyn std::error::Error + 'static));
-    if let Some(t) = causes.iter().find_map(|c| c.downcast_ref::<rustls::Error>()) {
+    if let Some(t) = causes
+        .iter()
+        .find_map(|c| c.downcast_ref::<rustls::Error>())
+    {
         return RemoteError::new(label, "tls", format!("TLS error: {t}"));
     }
-    if let Some(io) = causes.iter().find_map(|c| c.downcast_ref::<std::io::Error>()) {
+    if let Some(io) = causes
+        .iter()
+        .find_map(|c| c.downcast_ref::<std::io::Error>())
+    {
         return io_error(label, io);
     }
     let (reason, message, retryable): (&'static str, String, bool) = if e.is_redirect() {
@@ -491,7 +503,9 @@ pub fn classify(label: &str, e: &reqwest::Error) -> RemoteError {
 
 /// Every cause of an error, outermost first, including the errors that
 /// `std::io::Error` wraps (its `source()` skips them).
-fn causes<'a>(e: &'a (dyn std::error::Error + 'static)) -> Vec<&'a (dyn std::error::Error + 'static)> {
+fn causes<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Vec<&'a (dyn std::error::Error + 'static)> {
     let mut out = Vec::new();
     let mut next = Some(e);
     while let Some(c) = next {
@@ -499,7 +513,10 @@ fn causes<'a>(e: &'a (dyn std::error::Error + 'static)) -> Vec<&'a (dyn std::err
             break;
         }
         out.push(c);
-        next = match c.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+        next = match c
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
             Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
             None => c.source(),
         };

@@ -97,17 +97,17 @@ impl GitlabBackend {
             let r = self
                 .client
                 .request(
-                &self.label,
-                super::client::Method::Post(body.as_bytes()),
-                url.as_str(),
-                &[
-                    ("authorization", self.auth.as_str()),
-                    ("content-type", "application/json"),
-                    ("accept", "application/json"),
-                ],
-                budget,
-            )
-            .await?;
+                    &self.label,
+                    super::client::Method::Post(body.as_bytes()),
+                    url.as_str(),
+                    &[
+                        ("authorization", self.auth.as_str()),
+                        ("content-type", "application/json"),
+                        ("accept", "application/json"),
+                    ],
+                    budget,
+                )
+                .await?;
             if r.status != 200 {
                 return Err(status_error(&self.label, r.status));
             }

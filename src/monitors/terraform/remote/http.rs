@@ -87,8 +87,8 @@ impl HttpBackend {
         timeout: Duration,
     ) -> Result<Self, RemoteError> {
         let label = label_of(address);
-        let client =
-            HttpClient::with_tls(timeout, tls, 3).map_err(|m| RemoteError::new(&label, "tls", m))?;
+        let client = HttpClient::with_tls(timeout, tls, 3)
+            .map_err(|m| RemoteError::new(&label, "tls", m))?;
         let header = match (auth, token) {
             (HttpAuth::None, _) => None,
             (_, None) => {

@@ -408,7 +408,10 @@ impl RemoteSet {
             match tokio::task::spawn_blocking(move || build_entries(&cfg, &base, &budget)).await {
                 Ok(e) => e,
                 Err(e) => {
-                    tracing::error!(monitor = "terraform_state", "building the remote backends failed: {e}");
+                    tracing::error!(
+                        monitor = "terraform_state",
+                        "building the remote backends failed: {e}"
+                    );
                     out.problems.push(TargetError {
                         component: "discovery",
                         reason: "internal",

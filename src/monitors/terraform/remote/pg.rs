@@ -86,7 +86,9 @@ impl PgBackend {
         let host = match config.get_hosts().first() {
             Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
             #[cfg(unix)]
-            Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string().replace('/', "%2F"),
+            Some(tokio_postgres::config::Host::Unix(p)) => {
+                p.display().to_string().replace('/', "%2F")
+            }
             None => "localhost".into(),
         };
         let port = config.get_ports().first().copied().unwrap_or(5432);

@@ -256,7 +256,7 @@ fn split_key_value(conn: &str) -> Result<(String, Found), String> {
 
 /// The rustls client configuration for `settings` (`None` for `disable`).
 pub fn client_config(settings: &TlsSettings) -> Result<Option<rustls::ClientConfig>, String> {
-    use super::tls::{Verify, TlsBuildError};
+    use super::tls::{TlsBuildError, Verify};
     if settings.mode == SslMode::Disable {
         return Ok(None);
     }

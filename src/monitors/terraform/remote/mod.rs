@@ -500,7 +500,7 @@ async fn collect_entry(
         },
         Entry::Failed(key, label, e) => (key, None, Some((label, e))),
     };
-    if let Some((label, e)) = failure {
+    if let Some((label, e)) = &failure {
         tracing::warn!(monitor = "terraform_state", target = %label, reason = e.reason, "{}", e);
         if mem.targets.is_empty() {
             out.problems.push(TargetError {
@@ -508,40 +508,10 @@ async fn collect_entry(
                 reason: e.reason,
                 message: e.to_string(),
             });
-            out.problem_labels.push(label);
+            out.problem_labels.push(label.clone());
             return (key, mem, out);
         }
-        // Keep the states found before: their last good values stay, marked stale.
-        let stale = tokio::task::spawn_blocking(move || {
-            let mut analyses = Vec::new();
-            for t in &mem.targets {
-                let sm = mem.sources.entry(t.label.clone()).or_default();
-                let src = Fetched {
-                    label: t.label.clone(),
-                    result: Err(e.clone().relabel(&t.label)),
-                };
-                let mut a = analyse_remote(&src, sm, &ctx);
-                a.lock = t.lock;
-                a.remote_bytes = Some(sm.bytes_total);
-                analyses.push(a);
-            }
-            (mem, analyses)
-        })
-        .await;
-        return match stale {
-            Ok((mem, analyses)) => {
-                out.analyses = analyses;
-                (key, mem, out)
-            }
-            Err(e) => {
-                tracing::error!(monitor = "terraform_state", target = %label, "the analysis failed: {e}");
-                (key, EntryMemory::default(), out)
-            }
-        };
     }
-    let Some(backend) = backend else {
-        return (key, mem, out);
-    };
     // Take each target's memory out (states no longer discovered are forgotten).
     let targets = std::mem::take(&mut mem.targets);
     let work: Vec<(Target, SourceMemory)> = targets
@@ -550,9 +520,24 @@ async fn collect_entry(
         .collect();
     mem.sources.clear();
     mem.targets = targets;
-    let backend = &*backend;
+    let (backend, failure, ctx) = (backend.as_deref(), failure.as_ref(), &ctx);
     let results: Vec<(Target, SourceMemory, Option<Analysis>)> = futures::stream::iter(work)
-        .map(|(t, sm)| one(backend, t, sm, &ctx))
+        .map(|(t, sm)| async move {
+            match (backend, failure) {
+                (Some(b), _) => one(b, t, sm, ctx).await,
+                // Discovery failed: the states found before keep their last
+                // good values, marked stale.
+                (None, Some((_, e))) => {
+                    let src = Fetched {
+                        label: t.label.clone(),
+                        result: Err(e.clone().relabel(&t.label)),
+                    };
+                    let (sm, a) = analyse_blocking(src, sm, t.lock, ctx).await;
+                    (t, sm, a)
+                }
+                (None, None) => (t, sm, None),
+            }
+        })
         .buffered(concurrency)
         .collect()
         .await;
@@ -621,8 +606,20 @@ async fn one(
         label: t.label.clone(),
         result,
     };
+    let (sm, a) = analyse_blocking(src, sm, t.lock, ctx).await;
+    (t, sm, a)
+}
+
+/// Analyse one fetched state on the blocking pool (parse, local drift report
+/// and baseline, policies).
+async fn analyse_blocking(
+    src: Fetched,
+    mut sm: SourceMemory,
+    lock: Option<LockState>,
+    ctx: &Ctx,
+) -> (SourceMemory, Option<Analysis>) {
     let ctx = ctx.clone();
-    let lock = t.lock;
+    let label = src.label.clone();
     let analysed = tokio::task::spawn_blocking(move || {
         let mut a = analyse_remote(&src, &mut sm, &ctx);
         a.lock = lock;
@@ -631,10 +628,10 @@ async fn one(
     })
     .await;
     match analysed {
-        Ok((sm, a)) => (t, sm, Some(a)),
+        Ok((sm, a)) => (sm, Some(a)),
         Err(e) => {
-            tracing::error!(monitor = "terraform_state", state_file = %t.label, "the analysis failed: {e}");
-            (t, SourceMemory::default(), None)
+            tracing::error!(monitor = "terraform_state", state_file = %label, "the analysis failed: {e}");
+            (SourceMemory::default(), None)
         }
     }
 }

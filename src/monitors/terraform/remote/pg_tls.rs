@@ -294,7 +294,7 @@ pub fn client_config(settings: &TlsSettings) -> Result<Option<rustls::ClientConf
 fn root_store(roots: &RootCert) -> Result<RootCertStore, String> {
     let mut store = RootCertStore::empty();
     match roots {
-        RootCert::System => store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        RootCert::System => store = super::tls::web_roots(),
         RootCert::File(path) => {
             let certs = CertificateDer::pem_file_iter(path)
                 .map_err(|e| format!("sslrootcert {}: {e}", path.display()))?;

@@ -424,6 +424,7 @@ async fn http_backend_gitlab_shape_with_bad_input() {
     let yaml = format!(
         r#"custom_monitors:
   terraform_state:
+    check_interval: 1ms
     max_file_size: 200000
     remote: {{ request_timeout: 5s, retries: 1 }}
     backends:
@@ -562,12 +563,20 @@ async fn http_backend_gitlab_shape_with_bad_input() {
 // ---------------------------------------------------------------- S3 (moto)
 
 fn s3_put(port: u16, path: &str, body: &[u8]) {
-    let agent = ureq::Agent::new_with_defaults();
-    let r = agent
-        .put(&format!("http://127.0.0.1:{port}{path}"))
-        .send(body)
-        .expect("moto PUT");
-    assert!(r.status().is_success(), "PUT {path}: {}", r.status());
+    // On a thread of its own: the blocking client must not run inside the test's runtime.
+    let status = std::thread::scope(|s| {
+        s.spawn(|| {
+            reqwest::blocking::Client::new()
+                .put(format!("http://127.0.0.1:{port}{path}"))
+                .body(body.to_vec())
+                .send()
+                .expect("moto PUT")
+                .status()
+        })
+        .join()
+        .expect("PUT thread")
+    });
+    assert!(status.is_success(), "PUT {path}: {status}");
 }
 
 /// Delete an object with boto3 from the moto venv (moto wants DELETE signed).
@@ -652,6 +661,7 @@ async fn s3_backend_with_real_terraform_and_moto() {
     let yaml = format!(
         r#"custom_monitors:
   terraform_state:
+    check_interval: 1ms
     backends:
       - {{ type: s3, bucket: tfstate, key: homelab/terraform.tfstate, endpoint: "{endpoint}", use_path_style: true }}
 "#
@@ -873,7 +883,7 @@ async fn pg_backend_with_real_terraform_and_postgresql() {
     std::env::set_var("TEST_PG_CONN", &conn);
     let m = monitor(
         dir,
-        "custom_monitors:\n  terraform_state:\n    backends:\n      - { type: pg, conn_str: { env: TEST_PG_CONN } }\n      - { type: pg, conn_str: { env: TEST_PG_CONN }, schema_name: nope }\n",
+        "custom_monitors:\n  terraform_state:\n    check_interval: 1ms\n    backends:\n      - { type: pg, conn_str: { env: TEST_PG_CONN } }\n      - { type: pg, conn_str: { env: TEST_PG_CONN }, schema_name: nope }\n",
     );
     let base = format!("pg://127.0.0.1:{port}/postgres");
     let text = scrape(&m).await;
@@ -2228,5 +2238,58 @@ async fn gitlab_project_discovery_graphql_and_state_api() {
         .as_deref(),
         Some("not_found"),
         "{text}"
+    );
+}
+
+/// A PostgreSQL peer that accepts the connection and never answers costs one
+/// `request_timeout` on that entry, reported on the entry itself (`timeout`),
+/// while an HTTP entry of the same collection is read: the collection is not
+/// held until the monitor's deadline (then the whole remote read would be
+/// abandoned and reported as one `remote` timeout).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_pg_peer_costs_one_request_timeout_and_others_are_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = Arc::new(Mutex::new(Vec::new()));
+    {
+        let held = held.clone();
+        std::thread::spawn(move || {
+            for s in silent.incoming().flatten() {
+                held.lock().unwrap().push(s);
+            }
+        });
+    }
+    let state =
+        std::fs::read(repo().join("examples/terraform/environments/prod/terraform.tfstate"))
+            .unwrap();
+    let (srv, _) = etag_fleet_server(state, Duration::ZERO);
+    let http = srv.url("/state/ok");
+    std::env::set_var(
+        "TEST_PG_SILENT",
+        format!("postgres://tf:{CANARY}@127.0.0.1:{port}/tf?sslmode=disable"),
+    );
+    let yaml = format!(
+        "custom_monitors:\n  terraform_state:\n    timeout: 60s\n    remote: {{ request_timeout: 1s, retries: 0 }}\n    backends:\n      - {{ type: pg, conn_str: {{ env: TEST_PG_SILENT }} }}\n      - {{ type: http, address: \"{http}\", auth: none }}\n"
+    );
+    let m = monitor(dir, &yaml);
+    let text = scrape(&m).await;
+    assert!(
+        !held.lock().unwrap().is_empty(),
+        "the pg entry never connected"
+    );
+    assert_eq!(
+        series(
+            &text,
+            &format!("terraform_state_error_info{{state_file=\"pg://127.0.0.1:{port}/tf\",component=\"discovery\",reason=\"timeout\"}}")
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(up(&text, &http), Some(1.0), "{text}");
+    assert!(
+        !text.contains("state_file=\"remote\""),
+        "the whole remote read was abandoned:\n{text}"
     );
 }

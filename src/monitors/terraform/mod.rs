@@ -130,7 +130,7 @@ struct Inner {
     discovered: Mutex<Vec<LocalTarget>>,
     remote: remote::RemoteSet,
     /// Rego policies (issue 8); `None` when none are configured.
-    policies: Option<policy::PolicySet>,
+    policies: Option<Arc<policy::PolicySet>>,
     /// The last collection found no target (logged once per change).
     found_nothing: std::sync::atomic::AtomicBool,
 }
@@ -141,7 +141,11 @@ impl TerraformMonitor {
         TerraformMonitor {
             inner: Arc::new(Inner {
                 policies: (!cfg.policies.is_empty()).then(|| {
-                    policy::PolicySet::new(cfg.policies.clone(), base.clone(), cfg.policy_timeout.0)
+                    Arc::new(policy::PolicySet::new(
+                        cfg.policies.clone(),
+                        base.clone(),
+                        cfg.policy_timeout.0,
+                    ))
                 }),
                 cfg,
                 base,
@@ -265,19 +269,27 @@ impl TerraformMonitor {
             let reader = inner.clone();
             let reads = inner
                 .remote_reads
-                .collect(
+                .collect_async(
                     remote_schedule,
                     now,
                     vec![("remote".to_string(), ())],
-                    move |(), _: &mut ()| {
-                        // Bounded by `deadline`, taken when this read started.
-                        let deadline = remote::deadline_for(timeout);
-                        RemoteRead(reader.remote.collect(
-                            &reader.cfg,
-                            &reader.base,
-                            deadline,
-                            reader.policies.as_ref(),
-                        ))
+                    move |(), memory: ()| {
+                        let reader = reader.clone();
+                        async move {
+                            // Bounded by `deadline`, taken when this read started;
+                            // the states are parsed on the blocking pool.
+                            let deadline = remote::deadline_for(timeout);
+                            let read = reader
+                                .remote
+                                .collect(
+                                    &reader.cfg,
+                                    &reader.base,
+                                    deadline,
+                                    reader.policies.clone(),
+                                )
+                                .await;
+                            (RemoteRead(read), memory)
+                        }
                     },
                 )
                 .await;

@@ -1,14 +1,16 @@
-//! Blocking HTTP with timeouts, retries (backoff + jitter, inside a deadline),
-//! a size cap and bounded error reasons. Messages name the source label,
-//! never a URL (presigned URLs carry signatures) or a header value.
+//! HTTP for remote state: one async client on `reqwest` (rustls, ring), with
+//! timeouts, retries (backoff + jitter, inside a deadline), a streamed size cap
+//! and bounded error reasons. Messages name the source label, never a URL
+//! (presigned URLs carry signatures) or a header value.
 
-use std::io::Read;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::RemoteError;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
+use super::tls::{client_config, web_roots, Verify};
+use super::RemoteError;
 /// Limits of one collection.
 #[derive(Debug, Clone, Copy)]
 pub struct Budget {
@@ -35,18 +37,10 @@ pub struct Response {
 }
 
 /// The certificates of a PEM text (at least one); `what` names it in errors.
-fn pem_certificates(
-    what: &str,
-    pem: &[u8],
-) -> Result<Vec<ureq::tls::Certificate<'static>>, String> {
-    let mut certs = Vec::new();
-    for item in ureq::tls::parse_pem(pem) {
-        match item {
-            Ok(ureq::tls::PemItem::Certificate(c)) => certs.push(c.to_owned()),
-            Ok(_) => {}
-            Err(_) => return Err(format!("{what} is not valid PEM")),
-        }
-    }
+fn pem_certificates(what: &str, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("{what} is not valid PEM"))?;
     if certs.is_empty() {
         return Err(format!("{what} holds no certificate"));
     }
@@ -101,21 +95,72 @@ impl TlsSettings {
         ));
         Ok(self)
     }
+
+    /// The rustls configuration of these settings. Without a CA of its own,
+    /// SSL_CERT_FILE replaces the bundled web roots, as it does for Terraform
+    /// (Go), curl and OpenSSL: a private CA that terraform trusts this way is
+    /// trusted here too.
+    fn rustls(&self) -> Result<rustls::ClientConfig, String> {
+        let from_env;
+        let ca_pem = match &self.ca_pem {
+            Some(ca) => Some(ca),
+            None => match std::env::var_os("SSL_CERT_FILE").filter(|v| !v.is_empty()) {
+                Some(path) => {
+                    let path = std::path::PathBuf::from(path);
+                    let pem = crate::safe_open::read(&path).map_err(|e| {
+                        format!("cannot read SSL_CERT_FILE {}: {}", path.display(), e.kind())
+                    })?;
+                    from_env = (format!("SSL_CERT_FILE {}", path.display()), pem);
+                    Some(&from_env)
+                }
+                None => None,
+            },
+        };
+        let verify = if self.skip_verify {
+            Verify::AnyChain
+        } else {
+            match ca_pem {
+                Some((what, pem)) => {
+                    let mut store = rustls::RootCertStore::empty();
+                    let (_, bad) = store.add_parsable_certificates(pem_certificates(what, pem)?);
+                    if store.is_empty() {
+                        return Err(format!(
+                            "{what} holds no usable CA certificate ({bad} rejected)"
+                        ));
+                    }
+                    Verify::Full(store)
+                }
+                None => Verify::Full(web_roots()),
+            }
+        };
+        let client = match &self.client {
+            Some((what, cert_pem, key_pem)) => {
+                let chain = pem_certificates(what, cert_pem)?;
+                // The key's text never goes into a message.
+                let key = PrivateKeyDer::from_pem_slice(key_pem)
+                    .map_err(|_| format!("{what}: no PEM private key could be read"))?;
+                Some((chain, key))
+            }
+            None => None,
+        };
+        client_config(verify, client).map_err(|e| e.to_string())
+    }
 }
 
-/// An HTTP client for one backend entry.
+/// An async HTTP client for one backend entry (cheap to clone: the
+/// connection pool is shared).
 #[derive(Clone)]
-pub struct Client {
-    agent: ureq::Agent,
+pub struct HttpClient {
+    http: reqwest::Client,
 }
 
-impl Client {
+impl HttpClient {
     /// `ca_file`: PEM roots trusted instead of the bundled web roots.
     pub fn new(request_timeout: Duration, ca_file: Option<&Path>) -> Result<Self, String> {
         Self::with_redirects(request_timeout, ca_file, 3)
     }
 
-    /// Like [`Client::new`], following at most `max_redirects` redirects
+    /// Like [`HttpClient::new`], following at most `max_redirects` redirects
     /// (credential endpoints: none, so an `Authorization` header never travels).
     pub fn with_redirects(
         request_timeout: Duration,
@@ -135,69 +180,35 @@ impl Client {
         settings: &TlsSettings,
         max_redirects: u32,
     ) -> Result<Self, String> {
-        let mut tls = ureq::tls::TlsConfig::builder();
-        // Without a CA of its own, SSL_CERT_FILE replaces the bundled web roots,
-        // as it does for Terraform (Go), curl and OpenSSL: a private CA that
-        // terraform trusts this way is trusted here too.
-        let from_env;
-        let ca_pem = match &settings.ca_pem {
-            Some(ca) => Some(ca),
-            None => match std::env::var_os("SSL_CERT_FILE").filter(|v| !v.is_empty()) {
-                Some(path) => {
-                    let path = std::path::PathBuf::from(path);
-                    let pem = crate::safe_open::read(&path).map_err(|e| {
-                        format!("cannot read SSL_CERT_FILE {}: {}", path.display(), e.kind())
-                    })?;
-                    from_env = (format!("SSL_CERT_FILE {}", path.display()), pem);
-                    Some(&from_env)
-                }
-                None => None,
-            },
+        let redirects = match max_redirects {
+            0 => reqwest::redirect::Policy::none(),
+            n => reqwest::redirect::Policy::limited(n as usize),
         };
-        if let Some((what, pem)) = ca_pem {
-            let certs = pem_certificates(what, pem)?;
-            tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
-        }
-        if let Some((what, cert_pem, key_pem)) = &settings.client {
-            let chain = pem_certificates(what, cert_pem)?;
-            // The key's text never goes into a message.
-            let key = ureq::tls::parse_pem(key_pem)
-                .find_map(|item| match item {
-                    Ok(ureq::tls::PemItem::PrivateKey(k)) => Some(k.to_owned()),
-                    _ => None,
-                })
-                .ok_or_else(|| format!("{what}: no PEM private key could be read"))?;
-            tls = tls.client_cert(Some(ureq::tls::ClientCert::new_with_certs(&chain, key)));
-        }
-        if settings.skip_verify {
-            tls = tls.disable_verification(true);
-        }
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .max_redirects(max_redirects)
-            .timeout_global(Some(request_timeout))
-            .tls_config(tls.build())
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(settings.rustls()?)
+            .redirect(redirects)
+            .timeout(request_timeout)
             .user_agent(concat!("homelab-monitor/", env!("CARGO_PKG_VERSION")))
             .build()
-            .new_agent();
-        Ok(Client { agent })
+            .map_err(|e| format!("the HTTP client cannot be built: {e}"))?;
+        Ok(HttpClient { http })
     }
 
     /// GET with headers; retried on transient failures while the budget allows.
     /// Statuses are returned as they are (the caller maps them); 429 and 5xx
     /// are retried first, honouring `Retry-After` / `X-RateLimit-Reset`.
-    pub fn get(
+    pub async fn get(
         &self,
         label: &str,
         url: &str,
         headers: &[(&str, &str)],
         budget: &Budget,
     ) -> Result<Response, RemoteError> {
-        self.request(label, Method::Get, url, headers, budget)
+        self.request(label, Method::Get, url, headers, budget).await
     }
 
-    /// Any request, retried like [`Client::get`].
-    pub fn request(
+    /// Any request, retried like [`HttpClient::get`].
+    pub async fn request(
         &self,
         label: &str,
         method: Method<'_>,
@@ -207,7 +218,7 @@ impl Client {
     ) -> Result<Response, RemoteError> {
         let mut attempt = 0u32;
         loop {
-            let res = self.once(label, method, url, headers, budget);
+            let res = self.once(label, method, url, headers, budget).await;
             let wait = match &res {
                 Ok(r) if r.response.status == 429 || r.response.status >= 500 => {
                     Some(r.retry_after.unwrap_or_else(|| backoff(attempt)))
@@ -222,7 +233,7 @@ impl Client {
                         && w + Duration::from_millis(50) < budget.remaining() =>
                 {
                     tracing::debug!(source = %label, attempt, wait_ms = w.as_millis() as u64, "retrying a remote state request");
-                    std::thread::sleep(w);
+                    tokio::time::sleep(w).await;
                     attempt += 1;
                 }
                 _ => return res.map(|r| r.response),
@@ -230,7 +241,7 @@ impl Client {
         }
     }
 
-    fn once(
+    async fn once(
         &self,
         label: &str,
         method: Method<'_>,
@@ -247,29 +258,19 @@ impl Client {
             ));
         }
         let timeout = budget.request_timeout.min(remaining);
-        let sent = match method {
-            Method::Get => {
-                let mut req = self.agent.get(url);
-                for (k, v) in headers {
-                    req = req.header(*k, *v);
-                }
-                req.config().timeout_global(Some(timeout)).build().call()
-            }
-            Method::Put(body) | Method::Post(body) => {
-                let mut req = match method {
-                    Method::Put(_) => self.agent.put(url),
-                    _ => self.agent.post(url),
-                };
-                for (k, v) in headers {
-                    req = req.header(*k, *v);
-                }
-                req.config()
-                    .timeout_global(Some(timeout))
-                    .build()
-                    .send(body)
-            }
+        let mut req = match method {
+            Method::Get => self.http.get(url),
+            Method::Put(b) => self.http.put(url).body(b.to_vec()),
+            Method::Post(b) => self.http.post(url).body(b.to_vec()),
         };
-        let mut resp = sent.map_err(|e| classify(label, &e))?;
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let mut resp = req
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| classify(label, &e))?;
         let status = resp.status().as_u16();
         let h = |n: &str| {
             resp.headers()
@@ -287,22 +288,31 @@ impl Client {
             .map(|s| Duration::from_secs_f64(s.min(60.0)));
         let mut body = Vec::new();
         if status == 200 {
-            if let Some(len) = resp.body().content_length() {
+            if let Some(len) = resp.content_length() {
                 if len > budget.max_size {
                     return Err(too_large(label, len, budget.max_size));
                 }
             }
-            let mut reader = resp.body_mut().as_reader().take(budget.max_size + 1);
-            reader
-                .read_to_end(&mut body)
-                .map_err(|e| io_error(label, &e))?;
-            if body.len() as u64 > budget.max_size {
-                return Err(too_large(label, body.len() as u64, budget.max_size));
+            // Streamed: a body over the cap is never held whole.
+            while let Some(chunk) = resp.chunk().await.map_err(|e| classify(label, &e))? {
+                if (body.len() + chunk.len()) as u64 > budget.max_size {
+                    return Err(too_large(
+                        label,
+                        (body.len() + chunk.len()) as u64,
+                        budget.max_size,
+                    ));
+                }
+                body.extend_from_slice(&chunk);
             }
         } else {
             // Error bodies are small and only used for classification; never logged.
-            let mut reader = resp.body_mut().as_reader().take(64 * 1024);
-            let _ = reader.read_to_end(&mut body);
+            while let Ok(Some(chunk)) = resp.chunk().await {
+                let room = (64 * 1024usize).saturating_sub(body.len());
+                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                if room <= chunk.len() {
+                    break;
+                }
+            }
         }
         Ok(Attempt {
             response: Response {
@@ -314,6 +324,63 @@ impl Client {
             },
             retry_after,
         })
+    }
+}
+
+/// A blocking face of [`HttpClient`] for code that runs on the blocking pool
+/// (the credential chain): each request runs on the current Tokio runtime
+/// (or a small one of its own outside any runtime).
+#[derive(Clone)]
+pub struct Client {
+    inner: HttpClient,
+}
+
+impl Client {
+    /// See [`HttpClient::with_redirects`].
+    pub fn with_redirects(
+        request_timeout: Duration,
+        ca_file: Option<&Path>,
+        max_redirects: u32,
+    ) -> Result<Self, String> {
+        HttpClient::with_redirects(request_timeout, ca_file, max_redirects)
+            .map(|inner| Client { inner })
+    }
+
+    /// See [`HttpClient::get`]. Must not be called on an async worker thread.
+    pub fn get(
+        &self,
+        label: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        budget: &Budget,
+    ) -> Result<Response, RemoteError> {
+        self.request(label, Method::Get, url, headers, budget)
+    }
+
+    /// See [`HttpClient::request`]. Must not be called on an async worker thread.
+    pub fn request(
+        &self,
+        label: &str,
+        method: Method<'_>,
+        url: &str,
+        headers: &[(&str, &str)],
+        budget: &Budget,
+    ) -> Result<Response, RemoteError> {
+        let fut = self.inner.request(label, method, url, headers, budget);
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => handle.block_on(fut),
+            Err(_) => tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| {
+                    RemoteError::new(
+                        label,
+                        "io",
+                        format!("cannot start an I/O runtime: {}", e.kind()),
+                    )
+                })?
+                .block_on(fut),
+        }
     }
 }
 
@@ -392,27 +459,69 @@ fn io_error(label: &str, e: &std::io::Error) -> RemoteError {
 }
 
 /// Map a client error to a bounded reason. The message never quotes the URL.
-pub fn classify(label: &str, e: &ureq::Error) -> RemoteError {
-    use ureq::Error as E;
-    let (reason, message, retryable): (&'static str, String, bool) = match e {
-        E::HostNotFound => ("dns", "host name not found (DNS)".into(), true),
-        E::ConnectionFailed => ("unreachable", "cannot connect".into(), true),
-        E::Timeout(t) => ("timeout", format!("timed out ({t})"), true),
-        E::Io(io) => return io_error(label, io),
-        E::Tls(m) => ("tls", format!("TLS error: {m}"), false),
-        E::Rustls(r) => ("tls", format!("TLS error: {r}"), false),
-        E::Pem(_) => ("tls", "TLS certificate error".into(), false),
-        E::BodyExceedsLimit(n) => ("too_large", format!("response over {n} bytes"), false),
-        E::TooManyRedirects | E::RedirectFailed => {
-            ("redirect", "too many or failed redirects".into(), false)
+pub fn classify(label: &str, e: &reqwest::Error) -> RemoteError {
+    if e.is_timeout() {
+        let mut err = RemoteError::new(label, "timeout", "timed out");
+        err.retryable = true;
+        return err;
+    }
+    // The cause: a TLS alert or certificate error, or the socket's own error.
+    let causes = causes(e as &(dyn std::error::Error + 'static));
+    if let Some(t) = causes
+        .iter()
+        .find_map(|c| c.downcast_ref::<rustls::Error>())
+    {
+        return RemoteError::new(label, "tls", format!("TLS error: {t}"));
+    }
+    if let Some(io) = causes
+        .iter()
+        .find_map(|c| c.downcast_ref::<std::io::Error>())
+    {
+        return io_error(label, io);
+    }
+    let (reason, message, retryable): (&'static str, String, bool) = if e.is_redirect() {
+        ("redirect", "too many or failed redirects".into(), false)
+    } else if e.is_builder() {
+        ("bad_url", "invalid URL or header".into(), false)
+    } else if e.is_connect() {
+        let text = format!("{e:?}");
+        if text.contains("dns error") || text.contains("lookup address") {
+            ("dns", "host name not found (DNS)".into(), true)
+        } else {
+            ("unreachable", "cannot connect".into(), true)
         }
-        E::BadUri(_) | E::Http(_) => ("bad_url", "invalid URL".into(), false),
-        E::StatusCode(c) => (status_reason(*c), format!("HTTP {c}"), *c >= 500),
-        _ => ("protocol", "HTTP protocol error".into(), true),
+    } else if let Some(s) = e.status() {
+        let c = s.as_u16();
+        (status_reason(c), format!("HTTP {c}"), c >= 500)
+    } else {
+        ("protocol", "HTTP protocol error".into(), true)
     };
     let mut err = RemoteError::new(label, reason, message);
     err.retryable = retryable;
     err
+}
+
+/// Every cause of an error, outermost first, including the errors that
+/// `std::io::Error` wraps (its `source()` skips them).
+fn causes<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Vec<&'a (dyn std::error::Error + 'static)> {
+    let mut out = Vec::new();
+    let mut next = Some(e);
+    while let Some(c) = next {
+        if out.len() > 32 {
+            break;
+        }
+        out.push(c);
+        next = match c
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => c.source(),
+        };
+    }
+    out
 }
 
 /// Bounded reason label of an HTTP status.
@@ -464,6 +573,3 @@ pub fn read_secret(
     }
     Ok(None)
 }
-
-/// A shared client, built once per backend entry.
-pub type SharedClient = Arc<Client>;

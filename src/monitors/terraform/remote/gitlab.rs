@@ -11,9 +11,9 @@ use serde_json::Value;
 
 use crate::config::GitlabBackendConfig;
 
-use super::client::{read_secret, status_error, Budget, Client};
+use super::client::{read_secret, status_error, Budget, HttpClient};
 use super::http::label_of;
-use super::{rfc3339, Backend, Fetch, LockState, RemoteError, Target};
+use super::{rfc3339, Fetch, LockState, RemoteError, StateBackend, Target};
 
 /// Pages of 100 states at most (a project with more is unusual).
 const MAX_PAGES: usize = 100;
@@ -28,7 +28,7 @@ pub struct GitlabBackend {
     project: String,
     states: Vec<String>,
     auth: String,
-    client: Client,
+    client: HttpClient,
 }
 
 impl GitlabBackend {
@@ -43,7 +43,7 @@ impl GitlabBackend {
         let token = read_secret(base, c.token.file.as_deref(), c.token.env.as_deref())
             .map_err(|m| RemoteError::new(&label, "credentials", m))?
             .ok_or_else(|| RemoteError::new(&label, "credentials", "no access token"))?;
-        let client = Client::new(timeout, c.ca_file.as_ref().map(|f| base.join(f)).as_deref())
+        let client = HttpClient::new(timeout, c.ca_file.as_ref().map(|f| base.join(f)).as_deref())
             .map_err(|m| RemoteError::new(&label, "tls", m))?;
         Ok(GitlabBackend {
             label,
@@ -81,7 +81,7 @@ impl GitlabBackend {
     }
 
     /// Every state of the project with its lock, page by page.
-    fn list(&self, budget: &Budget) -> Result<Vec<(String, Option<LockState>)>, RemoteError> {
+    async fn list(&self, budget: &Budget) -> Result<Vec<(String, Option<LockState>)>, RemoteError> {
         let mut url = self.base.clone();
         if let Ok(mut p) = url.path_segments_mut() {
             p.pop_if_empty().extend(["api", "graphql"]);
@@ -94,17 +94,20 @@ impl GitlabBackend {
                 "variables": {"path": self.project, "after": after},
             })
             .to_string();
-            let r = self.client.request(
-                &self.label,
-                super::client::Method::Post(body.as_bytes()),
-                url.as_str(),
-                &[
-                    ("authorization", self.auth.as_str()),
-                    ("content-type", "application/json"),
-                    ("accept", "application/json"),
-                ],
-                budget,
-            )?;
+            let r = self
+                .client
+                .request(
+                    &self.label,
+                    super::client::Method::Post(body.as_bytes()),
+                    url.as_str(),
+                    &[
+                        ("authorization", self.auth.as_str()),
+                        ("content-type", "application/json"),
+                        ("accept", "application/json"),
+                    ],
+                    budget,
+                )
+                .await?;
             if r.status != 200 {
                 return Err(status_error(&self.label, r.status));
             }
@@ -155,13 +158,14 @@ pub fn entry_label(url: &str, project: &str) -> String {
     format!("gitlab://{}/{project}", super::host_port_of(url))
 }
 
-impl Backend for GitlabBackend {
+#[async_trait::async_trait]
+impl StateBackend for GitlabBackend {
     fn label(&self) -> &str {
         &self.label
     }
 
-    fn discover(&self, budget: &Budget) -> Result<Vec<Target>, RemoteError> {
-        let listed = self.list(budget)?;
+    async fn discover(&self, budget: &Budget) -> Result<Vec<Target>, RemoteError> {
+        let listed = self.list(budget).await?;
         let mut out: Vec<Target> = if self.states.is_empty() {
             listed.iter().map(|(n, l)| self.target(n, *l)).collect()
         } else {
@@ -179,7 +183,7 @@ impl Backend for GitlabBackend {
         Ok(out)
     }
 
-    fn fetch(
+    async fn fetch(
         &self,
         t: &Target,
         known: Option<&str>,
@@ -194,7 +198,10 @@ impl Backend for GitlabBackend {
         if let Some(k) = known {
             headers.push(("if-none-match", k));
         }
-        let r = self.client.get(&t.label, url.as_str(), &headers, budget)?;
+        let r = self
+            .client
+            .get(&t.label, url.as_str(), &headers, budget)
+            .await?;
         Fetch::from_response(&t.label, r, known, transferred)
     }
 }

@@ -10,8 +10,8 @@ use serde_json::Value;
 
 use crate::config::HcpBackendConfig;
 
-use super::client::{read_secret, status_error, Budget, Client};
-use super::{rfc3339, Backend, Fetch, LockState, RemoteError, Target};
+use super::client::{read_secret, status_error, Budget, HttpClient};
+use super::{rfc3339, Fetch, LockState, RemoteError, StateBackend, Target};
 
 const MAX_PAGES: u64 = 1000;
 const DEFAULT_HOST: &str = "app.terraform.io";
@@ -98,7 +98,7 @@ pub struct HcpBackend {
     tags: Vec<String>,
     prefix: Option<String>,
     auth: String,
-    client: Client,
+    client: HttpClient,
 }
 
 impl HcpBackend {
@@ -148,7 +148,7 @@ impl HcpBackend {
             ));
         };
         let client =
-            Client::new(timeout, ca_file).map_err(|m| RemoteError::new(&label, "tls", m))?;
+            HttpClient::new(timeout, ca_file).map_err(|m| RemoteError::new(&label, "tls", m))?;
         Ok(HcpBackend {
             label,
             base: p.address,
@@ -169,7 +169,7 @@ impl HcpBackend {
         u
     }
 
-    fn get_json(
+    async fn get_json(
         &self,
         label: &str,
         url: &str,
@@ -179,7 +179,7 @@ impl HcpBackend {
             ("authorization", self.auth.as_str()),
             ("content-type", "application/vnd.api+json"),
         ];
-        let r = self.client.get(label, url, &headers, budget)?;
+        let r = self.client.get(label, url, &headers, budget).await?;
         if r.status != 200 {
             return Ok((r.status, Value::Null));
         }
@@ -197,18 +197,19 @@ impl HcpBackend {
     }
 }
 
-impl Backend for HcpBackend {
+#[async_trait::async_trait]
+impl StateBackend for HcpBackend {
     fn label(&self) -> &str {
         &self.label
     }
 
-    fn discover(&self, budget: &Budget) -> Result<Vec<Target>, RemoteError> {
+    async fn discover(&self, budget: &Budget) -> Result<Vec<Target>, RemoteError> {
         let mut out = Vec::new();
         if !self.names.is_empty() {
             for name in &self.names {
                 let url = self.api(&["organizations", &self.org, "workspaces", name]);
                 let label = format!("{}/{}", self.label, name);
-                let (status, v) = self.get_json(&label, url.as_str(), budget)?;
+                let (status, v) = self.get_json(&label, url.as_str(), budget).await?;
                 match status {
                     200 => {
                         let id = v["data"]["id"].as_str().unwrap_or("");
@@ -238,7 +239,7 @@ impl Backend for HcpBackend {
                     q.append_pair("search[name]", p);
                 }
             }
-            let (status, v) = self.get_json(&self.label, url.as_str(), budget)?;
+            let (status, v) = self.get_json(&self.label, url.as_str(), budget).await?;
             if status != 200 {
                 return Err(status_error(&self.label, status));
             }
@@ -266,7 +267,7 @@ impl Backend for HcpBackend {
         Ok(out)
     }
 
-    fn fetch(
+    async fn fetch(
         &self,
         t: &Target,
         known: Option<&str>,
@@ -281,7 +282,7 @@ impl Backend for HcpBackend {
             ));
         }
         let url = self.api(&["workspaces", &t.id, "current-state-version"]);
-        let (status, v) = self.get_json(&t.label, url.as_str(), budget)?;
+        let (status, v) = self.get_json(&t.label, url.as_str(), budget).await?;
         match status {
             200 => {}
             404 => return Ok(Fetch::NoState),
@@ -312,7 +313,8 @@ impl Backend for HcpBackend {
         };
         let r = self
             .client
-            .get(&t.label, download.as_str(), &headers, budget)?;
+            .get(&t.label, download.as_str(), &headers, budget)
+            .await?;
         *transferred += r.body.len() as u64;
         if r.status != 200 {
             return Err(status_error(&t.label, r.status));

@@ -8,8 +8,8 @@ use base64::Engine;
 
 use crate::config::{HttpAuth, HttpBackendConfig};
 
-use super::client::{read_secret, Budget, Client, TlsSettings};
-use super::{Backend, Fetch, RemoteError, Target};
+use super::client::{read_secret, Budget, HttpClient, TlsSettings};
+use super::{Fetch, RemoteError, StateBackend, Target};
 
 /// Label of an address: scheme, host, port and path; no user info, query or fragment.
 pub fn label_of(address: &str) -> String {
@@ -24,7 +24,7 @@ pub struct HttpBackend {
     address: String,
     /// (header name, value); the value is a secret.
     auth: Option<(&'static str, String)>,
-    client: Client,
+    client: HttpClient,
 }
 
 impl HttpBackend {
@@ -87,8 +87,8 @@ impl HttpBackend {
         timeout: Duration,
     ) -> Result<Self, RemoteError> {
         let label = label_of(address);
-        let client =
-            Client::with_tls(timeout, tls, 3).map_err(|m| RemoteError::new(&label, "tls", m))?;
+        let client = HttpClient::with_tls(timeout, tls, 3)
+            .map_err(|m| RemoteError::new(&label, "tls", m))?;
         let header = match (auth, token) {
             (HttpAuth::None, _) => None,
             (_, None) => {
@@ -116,12 +116,13 @@ impl HttpBackend {
     }
 }
 
-impl Backend for HttpBackend {
+#[async_trait::async_trait]
+impl StateBackend for HttpBackend {
     fn label(&self) -> &str {
         &self.label
     }
 
-    fn discover(&self, _budget: &Budget) -> Result<Vec<Target>, RemoteError> {
+    async fn discover(&self, _budget: &Budget) -> Result<Vec<Target>, RemoteError> {
         Ok(vec![Target {
             label: self.label.clone(),
             id: String::new(),
@@ -129,7 +130,7 @@ impl Backend for HttpBackend {
         }])
     }
 
-    fn fetch(
+    async fn fetch(
         &self,
         t: &Target,
         known: Option<&str>,
@@ -143,7 +144,10 @@ impl Backend for HttpBackend {
         if let Some(k) = known {
             headers.push(("if-none-match", k));
         }
-        let r = self.client.get(&t.label, &self.address, &headers, budget)?;
+        let r = self
+            .client
+            .get(&t.label, &self.address, &headers, budget)
+            .await?;
         Fetch::from_response(&t.label, r, known, transferred)
     }
 }

@@ -2,11 +2,14 @@
 //! (`pg` backend), HCP Terraform, and backends recorded in a working
 //! directory's `.terraform/terraform.tfstate` (zero-config).
 //!
-//! Each configured entry becomes a [`Backend`]: `discover` lists its states
-//! (targets), `fetch` reads one state, conditionally (ETag, md5, state version
-//! id) so that an unchanged state is not downloaded again. A fetched body is
-//! handed to the same analysis as local files through [`StateSource`], so
-//! last-good values, stale marking and change events work unchanged.
+//! Each configured entry becomes a [`StateBackend`]: `discover` lists its
+//! states (targets), `fetch` reads one state, conditionally (ETag, md5, state
+//! version id) so that an unchanged state is not downloaded again. Backends
+//! are async (`reqwest`, `tokio-postgres`); entries and their states are read
+//! side by side with bounded concurrency (`buffered` streams, no threads of
+//! their own), and each fetched body is parsed on the blocking pool by the
+//! same analysis as local files, through [`StateSource`], so last-good values,
+//! stale marking and change events work unchanged.
 //!
 //! Labels (`state_file`) are stable and readable, never hold credentials:
 //! `http://host/path`, `s3://bucket/key`, `pg://host:port/db/workspace`,
@@ -21,14 +24,17 @@ mod pg;
 mod pg_tls;
 mod s3;
 mod sigv4;
+mod tls;
 mod workdir;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
+
+use futures::StreamExt;
 
 use crate::config::{RemoteBackend, TerraformConfig};
 
@@ -125,15 +131,16 @@ impl Fetch {
     }
 }
 
-/// A remote backend entry.
-pub trait Backend: Send + Sync {
+/// A remote backend entry: where states are listed and read.
+#[async_trait::async_trait]
+pub trait StateBackend: Send + Sync {
     /// Label of the entry itself (for discovery errors).
     fn label(&self) -> &str;
     /// List the states of this entry.
-    fn discover(&self, budget: &Budget) -> Result<Vec<Target>, RemoteError>;
+    async fn discover(&self, budget: &Budget) -> Result<Vec<Target>, RemoteError>;
     /// Read one state; `known` is the version token of the copy already parsed.
     /// `transferred` counts bytes received for this state.
-    fn fetch(
+    async fn fetch(
         &self,
         target: &Target,
         known: Option<&str>,
@@ -143,13 +150,13 @@ pub trait Backend: Send + Sync {
 }
 
 /// Build the backend of one configured entry (secrets are read here, every collection,
-/// so rotated tokens are picked up).
+/// so rotated tokens are picked up). Blocking: files, the credential chain.
 fn build(
     spec: &RemoteBackend,
     base: &Path,
     cfg: &TerraformConfig,
     budget: &Budget,
-) -> Result<Box<dyn Backend>, RemoteError> {
+) -> Result<Box<dyn StateBackend>, RemoteError> {
     let timeout = cfg.remote.request_timeout.0;
     match spec {
         RemoteBackend::Http(h) => {
@@ -208,7 +215,7 @@ pub struct RemoteSet {
 }
 
 /// Backend entries collected at the same time.
-const ENTRY_THREADS: usize = 16;
+const ENTRY_CONCURRENCY: usize = 16;
 
 pub const BYTES: crate::snapshot::MetricDef = crate::snapshot::MetricDef::counter(
     "terraform_state_remote_bytes",
@@ -302,8 +309,9 @@ pub fn reports_folder(label: &str) -> String {
 
 /// Read one remote state's analysis with its local drift report and baseline
 /// (when `remote.reports_dir` is set) and its policies.
-fn analyse_remote(src: &Fetched, sm: &mut SourceMemory, ctx: &Ctx<'_>) -> Analysis {
-    let files = ctx.sidecars.map(|s| s.files(&src.label));
+/// Blocking: parses the state and reads local files.
+fn analyse_remote(src: &Fetched, sm: &mut SourceMemory, ctx: &Ctx) -> Analysis {
+    let files = ctx.sidecars.as_ref().map(|s| s.files(&src.label));
     let drift = files.as_ref().map(|(d, _)| d as &dyn StateSource);
     let baseline = files
         .as_ref()
@@ -317,23 +325,57 @@ fn analyse_remote(src: &Fetched, sm: &mut SourceMemory, ctx: &Ctx<'_>) -> Analys
         },
         &mut sm.analysis,
     );
-    if let (Some(set), Some(false)) = (ctx.policies, a.state.as_ref().map(|s| s.encrypted)) {
+    if let (Some(set), Some(false)) = (&ctx.policies, a.state.as_ref().map(|s| s.encrypted)) {
         a.policy = policy::evaluate_target(set, src, drift, &mut sm.analysis.policy);
     }
     a
 }
 
 /// What every state of a collection shares.
-#[derive(Clone, Copy)]
-struct Ctx<'a> {
-    budget: &'a Budget,
-    sidecars: Option<&'a Sidecars>,
-    policies: Option<&'a PolicySet>,
+#[derive(Clone)]
+struct Ctx {
+    budget: Budget,
+    sidecars: Option<Arc<Sidecars>>,
+    policies: Option<Arc<PolicySet>>,
 }
 
 enum Entry {
-    Ready(String, Box<dyn Backend>),
+    Ready(String, Box<dyn StateBackend>),
     Failed(String, String, RemoteError),
+}
+
+impl Entry {
+    fn key(&self) -> &str {
+        match self {
+            Entry::Ready(k, _) | Entry::Failed(k, _, _) => k,
+        }
+    }
+}
+
+/// Build every configured entry (blocking: secret files, working directory
+/// records, the AWS credential chain).
+fn build_entries(cfg: &TerraformConfig, base: &Path, budget: &Budget) -> Vec<Entry> {
+    let mut entries = Vec::new();
+    for (i, spec) in cfg.backends.iter().enumerate() {
+        let key = format!("backends[{i}]");
+        match build(spec, base, cfg, budget) {
+            Ok(b) => entries.push(Entry::Ready(key, b)),
+            Err(e) => entries.push(Entry::Failed(key, spec_label(spec, i), e)),
+        }
+    }
+    for (i, dir) in cfg.working_dirs.iter().enumerate() {
+        let key = format!("working_dirs[{i}]");
+        let path: PathBuf = base.join(dir);
+        match workdir::backend_of(&path, base, cfg.remote.request_timeout.0, budget) {
+            Ok(Some(b)) => entries.push(Entry::Ready(key, b)),
+            Ok(None) => {}
+            Err(e) => {
+                let label = e.label.clone();
+                entries.push(Entry::Failed(key, label, e))
+            }
+        }
+    }
+    entries
 }
 
 impl RemoteSet {
@@ -346,13 +388,13 @@ impl RemoteSet {
         !cfg.backends.is_empty() || !cfg.working_dirs.is_empty()
     }
 
-    /// Discover and read every remote state (blocking; bounded by `deadline`).
-    pub fn collect(
+    /// Discover and read every remote state (bounded by `deadline`).
+    pub async fn collect(
         &self,
         cfg: &TerraformConfig,
         base: &Path,
         deadline: Instant,
-        policies: Option<&PolicySet>,
+        policies: Option<Arc<PolicySet>>,
     ) -> Collected {
         let budget = Budget {
             deadline,
@@ -360,39 +402,40 @@ impl RemoteSet {
             retries: cfg.remote.retries,
             max_size: cfg.max_file_size.0,
         };
-        let mut entries = Vec::new();
         let mut out = Collected::default();
-        for (i, spec) in cfg.backends.iter().enumerate() {
-            let key = format!("backends[{i}]");
-            match build(spec, base, cfg, &budget) {
-                Ok(b) => entries.push(Entry::Ready(key, b)),
-                Err(e) => entries.push(Entry::Failed(key, spec_label(spec, i), e)),
-            }
-        }
-        for (i, dir) in cfg.working_dirs.iter().enumerate() {
-            let key = format!("working_dirs[{i}]");
-            let path: PathBuf = base.join(dir);
-            match workdir::backend_of(&path, base, cfg.remote.request_timeout.0, &budget) {
-                Ok(Some(b)) => entries.push(Entry::Ready(key, b)),
-                Ok(None) => {}
+        let entries = {
+            let (cfg, base) = (cfg.clone(), base.to_path_buf());
+            match tokio::task::spawn_blocking(move || build_entries(&cfg, &base, &budget)).await {
+                Ok(e) => e,
                 Err(e) => {
-                    let label = e.label.clone();
-                    entries.push(Entry::Failed(key, label, e))
+                    tracing::error!(
+                        monitor = "terraform_state",
+                        "building the remote backends failed: {e}"
+                    );
+                    out.problems.push(TargetError {
+                        component: "discovery",
+                        reason: "internal",
+                        message: "building the remote backends failed (see the log)".into(),
+                    });
+                    out.problem_labels.push("remote".into());
+                    return out;
                 }
             }
-        }
-        let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
-        let mut work: Vec<(Entry, EntryMemory)> = entries
-            .into_iter()
-            .map(|e| {
-                let k = match &e {
-                    Entry::Ready(k, _) | Entry::Failed(k, _, _) => k.clone(),
-                };
-                let m = memory.remove(&k).unwrap_or_default();
-                (e, m)
-            })
-            .collect();
-        memory.clear();
+        };
+        // Take the memory out (never held across an await); entries no
+        // longer configured are forgotten.
+        let work: Vec<(Entry, EntryMemory)> = {
+            let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+            let work = entries
+                .into_iter()
+                .map(|e| {
+                    let m = memory.remove(e.key()).unwrap_or_default();
+                    (e, m)
+                })
+                .collect();
+            memory.clear();
+            work
+        };
         let concurrency = cfg.remote.concurrency.max(1);
         let sidecars = Sidecars::of(cfg, base);
         if let (Some(s), Some(d)) = (&sidecars, &cfg.remote.reports_dir) {
@@ -410,45 +453,24 @@ impl RemoteSet {
             }
         }
         let ctx = Ctx {
-            budget: &budget,
-            sidecars: sidecars.as_ref(),
+            budget,
+            sidecars: sidecars.map(Arc::new),
             policies,
         };
-        // Entries run side by side, at most ENTRY_THREADS at once (a config
-        // with hundreds of http entries must not start hundreds of threads);
-        // each worker takes the next entry when it is done with one.
-        let workers = work.len().clamp(1, ENTRY_THREADS);
-        let queue = Mutex::new(work.iter_mut());
-        let results: Vec<Collected> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..workers)
-                .map(|_| {
-                    let queue = &queue;
-                    scope.spawn(move || {
-                        let mut done = Vec::new();
-                        loop {
-                            let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
-                            let Some((e, m)) = next else { break };
-                            done.push(collect_entry(e, m, ctx, concurrency));
-                        }
-                        done
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().unwrap_or_default())
-                .collect()
-        });
-        for r in results {
+        // Entries run side by side, at most ENTRY_CONCURRENCY at once (a
+        // config with hundreds of http entries must not open hundreds of
+        // connections); results come back in configuration order.
+        let done: Vec<(String, EntryMemory, Collected)> = futures::stream::iter(work)
+            .map(|(e, m)| collect_entry(e, m, ctx.clone(), concurrency))
+            .buffered(ENTRY_CONCURRENCY)
+            .collect()
+            .await;
+        let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        for (key, m, r) in done {
             out.analyses.extend(r.analyses);
             out.problems.extend(r.problems);
             out.problem_labels.extend(r.problem_labels);
-        }
-        for (e, m) in work {
-            let k = match e {
-                Entry::Ready(k, _) | Entry::Failed(k, _, _) => k,
-            };
-            memory.insert(k, m);
+            memory.insert(key, m);
         }
         out.analyses.sort_by(|a, b| a.label.cmp(&b.label));
         out.analyses.dedup_by(|a, b| a.label == b.label);
@@ -457,24 +479,28 @@ impl RemoteSet {
 }
 
 /// Collect one entry: discovery, then its states with bounded concurrency.
-fn collect_entry(
-    entry: &Entry,
-    mem: &mut EntryMemory,
-    ctx: Ctx<'_>,
+/// Gives back the entry's key and memory with what was read.
+async fn collect_entry(
+    entry: Entry,
+    mut mem: EntryMemory,
+    ctx: Ctx,
     concurrency: usize,
-) -> Collected {
+) -> (String, EntryMemory, Collected) {
     let mut out = Collected::default();
-    let (backend, failure) = match entry {
-        Entry::Ready(_, b) => match b.discover(ctx.budget) {
+    let (key, backend, failure) = match entry {
+        Entry::Ready(key, b) => match b.discover(&ctx.budget).await {
             Ok(targets) => {
                 mem.targets = targets;
-                (Some(b), None)
+                (key, Some(b), None)
             }
-            Err(e) => (None, Some((b.label().to_string(), e))),
+            Err(e) => {
+                let label = b.label().to_string();
+                (key, None, Some((label, e)))
+            }
         },
-        Entry::Failed(_, label, e) => (None, Some((label.clone(), e.clone()))),
+        Entry::Failed(key, label, e) => (key, None, Some((label, e))),
     };
-    if let Some((label, e)) = failure {
+    if let Some((label, e)) = &failure {
         tracing::warn!(monitor = "terraform_state", target = %label, reason = e.reason, "{}", e);
         if mem.targets.is_empty() {
             out.problems.push(TargetError {
@@ -482,80 +508,70 @@ fn collect_entry(
                 reason: e.reason,
                 message: e.to_string(),
             });
-            out.problem_labels.push(label);
-            return out;
+            out.problem_labels.push(label.clone());
+            return (key, mem, out);
         }
-        // Keep the states found before: their last good values stay, marked stale.
-        for t in &mem.targets {
-            let sm = mem.sources.entry(t.label.clone()).or_default();
-            let src = Fetched {
-                label: t.label.clone(),
-                result: Err(e.clone().relabel(&t.label)),
-            };
-            let mut a = analyse_remote(&src, sm, &ctx);
-            a.lock = t.lock;
-            a.remote_bytes = Some(sm.bytes_total);
-            out.analyses.push(a);
-        }
-        return out;
     }
-    let Some(backend) = backend else { return out };
     // Take each target's memory out (states no longer discovered are forgotten).
-    let mut work: Vec<(&Target, SourceMemory)> = mem
-        .targets
+    let targets = std::mem::take(&mut mem.targets);
+    let work: Vec<(Target, SourceMemory)> = targets
         .iter()
-        .map(|t| (t, mem.sources.remove(&t.label).unwrap_or_default()))
+        .map(|t| (t.clone(), mem.sources.remove(&t.label).unwrap_or_default()))
         .collect();
     mem.sources.clear();
-    let threads = concurrency.min(work.len()).max(1);
-    let per = work.len().div_ceil(threads).max(1);
-    let results: Vec<Option<Analysis>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = work
-            .chunks_mut(per)
-            .map(|chunk| {
-                let backend = &**backend;
-                scope.spawn(move || {
-                    chunk
-                        .iter_mut()
-                        .map(|(t, sm)| one(backend, t, sm, &ctx))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
-    });
-    for ((t, sm), a) in work.into_iter().zip(results) {
+    mem.targets = targets;
+    let (backend, failure, ctx) = (backend.as_deref(), failure.as_ref(), &ctx);
+    let results: Vec<(Target, SourceMemory, Option<Analysis>)> = futures::stream::iter(work)
+        .map(|(t, sm)| async move {
+            match (backend, failure) {
+                (Some(b), _) => one(b, t, sm, ctx).await,
+                // Discovery failed: the states found before keep their last
+                // good values, marked stale.
+                (None, Some((_, e))) => {
+                    let src = Fetched {
+                        label: t.label.clone(),
+                        result: Err(e.clone().relabel(&t.label)),
+                    };
+                    let (sm, a) = analyse_blocking(src, sm, t.lock, ctx).await;
+                    (t, sm, a)
+                }
+                (None, None) => (t, sm, None),
+            }
+        })
+        .buffered(concurrency)
+        .collect()
+        .await;
+    for (t, sm, a) in results {
         if let Some(a) = a {
             out.analyses.push(a);
         }
-        mem.sources.insert(t.label.clone(), sm);
+        mem.sources.insert(t.label, sm);
     }
-    out
+    (key, mem, out)
 }
 
-/// Fetch and analyse one remote state. `None`: the backend has no state there yet.
-fn one(
-    backend: &dyn Backend,
-    t: &Target,
-    sm: &mut SourceMemory,
-    ctx: &Ctx<'_>,
-) -> Option<Analysis> {
-    let budget = ctx.budget;
+/// Fetch one remote state, then analyse it on the blocking pool. `None`:
+/// the backend has no state there yet.
+async fn one(
+    backend: &dyn StateBackend,
+    t: Target,
+    mut sm: SourceMemory,
+    ctx: &Ctx,
+) -> (Target, SourceMemory, Option<Analysis>) {
     // Ask for "unchanged" only if the analysis still holds the parse of that version.
     let known = match (&sm.version, sm.stamp, sm.analysis.state.as_ref()) {
         (Some(v), Some(s), Some(c)) if c.stamp == s => Some(v.clone()),
         _ => None,
     };
     let mut transferred = 0u64;
-    let fetched = backend.fetch(t, known.as_deref(), budget, &mut transferred);
+    let fetched = backend
+        .fetch(&t, known.as_deref(), &ctx.budget, &mut transferred)
+        .await;
     sm.bytes_total = sm.bytes_total.saturating_add(transferred);
     let result = match fetched {
         Ok(Fetch::NoState) => {
             tracing::debug!(monitor = "terraform_state", state_file = %t.label, "no state at this location yet");
-            return None;
+            return (t, sm, None);
         }
         Ok(Fetch::NotModified) => match sm.stamp {
             Some(s) => Ok((s, None)),
@@ -590,10 +606,34 @@ fn one(
         label: t.label.clone(),
         result,
     };
-    let mut a = analyse_remote(&src, sm, ctx);
-    a.lock = t.lock;
-    a.remote_bytes = Some(sm.bytes_total);
-    Some(a)
+    let (sm, a) = analyse_blocking(src, sm, t.lock, ctx).await;
+    (t, sm, a)
+}
+
+/// Analyse one fetched state on the blocking pool (parse, local drift report
+/// and baseline, policies).
+async fn analyse_blocking(
+    src: Fetched,
+    mut sm: SourceMemory,
+    lock: Option<LockState>,
+    ctx: &Ctx,
+) -> (SourceMemory, Option<Analysis>) {
+    let ctx = ctx.clone();
+    let label = src.label.clone();
+    let analysed = tokio::task::spawn_blocking(move || {
+        let mut a = analyse_remote(&src, &mut sm, &ctx);
+        a.lock = lock;
+        a.remote_bytes = Some(sm.bytes_total);
+        (sm, a)
+    })
+    .await;
+    match analysed {
+        Ok((sm, a)) => (sm, Some(a)),
+        Err(e) => {
+            tracing::error!(monitor = "terraform_state", state_file = %label, "the analysis failed: {e}");
+            (SourceMemory::default(), None)
+        }
+    }
 }
 
 /// A state document must be a JSON object: catch HTML login pages and proxies' error pages.

@@ -1,28 +1,32 @@
 //! Terraform `pg` backend: `<schema>.states (id, name, data)`, one row per
 //! workspace (`name`; the default workspace is `default`).
 //!
-//! One connection per entry and collection (requests are serialised on it,
-//! so a backend's concurrency is 1). A state is downloaded only when its
+//! One `tokio-postgres` connection per entry and collection (requests are
+//! serialised on it, so a backend's concurrency is 1). The server cancels a
+//! statement after the request timeout (`statement_timeout`), and every
+//! connect and query is bounded on this side too, so a peer that stops
+//! answering costs one request timeout. A state is downloaded only when its
 //! `md5(data)` changed.
 
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use postgres::{Client, NoTls};
+use tokio::sync::Mutex;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::PgBackendConfig;
 
 use super::client::{read_secret, Budget};
-use super::{Backend, Fetch, RemoteError, Target};
+use super::{Fetch, RemoteError, StateBackend, Target};
 
 pub const DEFAULT_SCHEMA: &str = "terraform_remote_state";
 
 pub struct PgBackend {
     label: String,
-    config: postgres::Config,
+    config: tokio_postgres::Config,
     /// The password, only to scrub it from error messages.
     password: Option<String>,
     schema: String,
@@ -67,7 +71,7 @@ impl PgBackend {
         let env = |k: &str| std::env::var(k).ok();
         let (conn_str, tls) = super::pg_tls::split(conn_str, base, &env)
             .map_err(|m| RemoteError::new("pg://", "config", m))?;
-        let mut config = postgres::Config::from_str(&conn_str).map_err(|_| {
+        let mut config = tokio_postgres::Config::from_str(&conn_str).map_err(|_| {
             RemoteError::new(
                 "pg://",
                 "bad_url",
@@ -80,9 +84,11 @@ impl PgBackend {
             config.application_name("homelab-monitor");
         }
         let host = match config.get_hosts().first() {
-            Some(postgres::config::Host::Tcp(h)) => h.clone(),
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
             #[cfg(unix)]
-            Some(postgres::config::Host::Unix(p)) => p.display().to_string().replace('/', "%2F"),
+            Some(tokio_postgres::config::Host::Unix(p)) => {
+                p.display().to_string().replace('/', "%2F")
+            }
             None => "localhost".into(),
         };
         let port = config.get_ports().first().copied().unwrap_or(5432);
@@ -113,8 +119,8 @@ impl PgBackend {
         })
     }
 
-    fn error(&self, label: &str, e: &postgres::Error) -> RemoteError {
-        use postgres::error::SqlState;
+    fn error(&self, label: &str, e: &tokio_postgres::Error) -> RemoteError {
+        use tokio_postgres::error::SqlState;
         let (reason, message) = if let Some(db) = e.as_db_error() {
             let code = db.code();
             let reason = if *code == SqlState::INVALID_PASSWORD
@@ -168,57 +174,80 @@ impl PgBackend {
         err
     }
 
-    /// Run `f` on the connection, connecting (with retries) if needed.
-    fn with_client<T>(
+    /// Connect, and set the statement timeout; bounded by `timeout` as a whole
+    /// (TCP, TLS, authentication).
+    async fn connect(&self, budget: &Budget, timeout: Duration) -> Result<Client, ConnectError> {
+        let mut cfg = self.config.clone();
+        cfg.connect_timeout(timeout);
+        let connect = async {
+            let client = match &self.tls {
+                Some(tls) => {
+                    let (client, conn) = cfg.connect(tls.clone()).await?;
+                    tokio::spawn(async move {
+                        let _ = conn.await;
+                    });
+                    client
+                }
+                None => {
+                    let (client, conn) = cfg.connect(NoTls).await?;
+                    tokio::spawn(async move {
+                        let _ = conn.await;
+                    });
+                    client
+                }
+            };
+            // The server cancels a query it cannot answer within the
+            // request timeout (a lock wait, a slow disk).
+            let ms = budget
+                .request_timeout
+                .as_millis()
+                .clamp(1, i32::MAX as u128);
+            client
+                .batch_execute(&format!("SET statement_timeout = {ms}"))
+                .await?;
+            Ok(client)
+        };
+        match tokio::time::timeout(timeout, connect).await {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(ConnectError::Pg(e)),
+            Err(_) => Err(ConnectError::TimedOut),
+        }
+    }
+
+    /// Run a query on the connection, connecting (with retries) if needed.
+    async fn query(
         &self,
         label: &str,
         budget: &Budget,
-        f: impl Fn(&mut Client) -> Result<T, postgres::Error>,
-    ) -> Result<T, RemoteError> {
-        let mut guard = self.client.lock().unwrap_or_else(|e| e.into_inner());
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, RemoteError> {
+        let mut guard = self.client.lock().await;
         let mut attempt = 0;
         loop {
+            let remaining = budget.deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(RemoteError::new(
+                    label,
+                    "timeout",
+                    "no time left inside the monitor's timeout",
+                ));
+            }
+            let timeout = budget.request_timeout.min(remaining);
             if guard.as_ref().is_none_or(|c| c.is_closed()) {
-                let remaining = budget
-                    .deadline
-                    .saturating_duration_since(std::time::Instant::now());
-                if remaining.is_zero() {
-                    return Err(RemoteError::new(
-                        label,
-                        "timeout",
-                        "no time left inside the monitor's timeout",
-                    ));
-                }
-                let mut cfg = self.config.clone();
-                cfg.connect_timeout(budget.request_timeout.min(remaining));
-                let connected = match &self.tls {
-                    Some(tls) => cfg.connect(tls.clone()),
-                    None => cfg.connect(NoTls),
-                };
-                match connected {
-                    Ok(mut c) => {
-                        // The server cancels a query it cannot answer within
-                        // the request timeout (a lock wait, a slow disk).
-                        let ms = budget
-                            .request_timeout
-                            .as_millis()
-                            .clamp(1, i32::MAX as u128);
-                        if let Err(e) = c.batch_execute(&format!("SET statement_timeout = {ms}")) {
-                            return Err(self.error(label, &e));
-                        }
-                        *guard = Some(c)
-                    }
+                match self.connect(budget, timeout).await {
+                    Ok(c) => *guard = Some(c),
                     Err(e) => {
-                        let err = self.error(label, &e);
+                        let err = match e {
+                            ConnectError::Pg(e) => self.error(label, &e),
+                            ConnectError::TimedOut => timed_out(label, timeout),
+                        };
                         let wait = super::client::backoff(attempt);
                         if err.retryable
                             && attempt < budget.retries
-                            && wait
-                                < budget
-                                    .deadline
-                                    .saturating_duration_since(std::time::Instant::now())
+                            && wait < budget.deadline.saturating_duration_since(Instant::now())
                         {
-                            std::thread::sleep(wait);
+                            tokio::time::sleep(wait).await;
                             attempt += 1;
                             continue;
                         }
@@ -226,16 +255,21 @@ impl PgBackend {
                     }
                 }
             }
-            let Some(client) = guard.as_mut() else {
+            let Some(client) = guard.as_ref() else {
                 continue;
             };
-            return match f(client) {
-                Ok(v) => Ok(v),
-                Err(e) => {
+            return match tokio::time::timeout(timeout, client.query(sql, params)).await {
+                Ok(Ok(rows)) => Ok(rows),
+                Ok(Err(e)) => {
                     if client.is_closed() {
                         *guard = None;
                     }
                     Err(self.error(label, &e))
+                }
+                Err(_) => {
+                    // The connection is in an unknown state: start afresh next time.
+                    *guard = None;
+                    Err(timed_out(label, timeout))
                 }
             };
         }
@@ -250,24 +284,39 @@ impl PgBackend {
     }
 }
 
-impl Backend for PgBackend {
+/// Why a connection could not be made.
+enum ConnectError {
+    Pg(tokio_postgres::Error),
+    TimedOut,
+}
+
+fn timed_out(label: &str, after: Duration) -> RemoteError {
+    let mut e = RemoteError::new(
+        label,
+        "timeout",
+        format!("PostgreSQL did not answer within {after:?}"),
+    );
+    e.retryable = true;
+    e
+}
+
+#[async_trait::async_trait]
+impl StateBackend for PgBackend {
     fn label(&self) -> &str {
         &self.label
     }
 
-    fn discover(&self, budget: &Budget) -> Result<Vec<Target>, RemoteError> {
+    async fn discover(&self, budget: &Budget) -> Result<Vec<Target>, RemoteError> {
         let sql = format!("SELECT name FROM {}.states ORDER BY name", self.schema);
-        let names: Vec<String> = self.with_client(&self.label, budget, |c| {
-            let rows = c.query(sql.as_str(), &[])?;
-            Ok(rows
-                .iter()
-                .filter_map(|r| r.try_get::<_, String>(0).ok())
-                .collect())
-        })?;
-        Ok(names.iter().map(|n| self.target(n)).collect())
+        let rows = self.query(&self.label, budget, &sql, &[]).await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| r.try_get::<_, String>(0).ok())
+            .map(|n| self.target(&n))
+            .collect())
     }
 
-    fn fetch(
+    async fn fetch(
         &self,
         t: &Target,
         known: Option<&str>,
@@ -278,13 +327,10 @@ impl Backend for PgBackend {
             "SELECT md5(data), octet_length(data)::int8 FROM {}.states WHERE name = $1",
             self.schema
         );
-        let row: Option<(Option<String>, Option<i64>)> =
-            self.with_client(&t.label, budget, |c| {
-                let rows = c.query(probe.as_str(), &[&t.id])?;
-                Ok(rows
-                    .first()
-                    .map(|r| (r.try_get(0).ok().flatten(), r.try_get(1).ok().flatten())))
-            })?;
+        let rows = self.query(&t.label, budget, &probe, &[&t.id]).await?;
+        let row: Option<(Option<String>, Option<i64>)> = rows
+            .first()
+            .map(|r| (r.try_get(0).ok().flatten(), r.try_get(1).ok().flatten()));
         let Some((md5, len)) = row else {
             return Err(RemoteError::new(
                 &t.label,
@@ -307,12 +353,10 @@ impl Backend for PgBackend {
             ));
         }
         let sql = format!("SELECT data FROM {}.states WHERE name = $1", self.schema);
-        let data: Option<String> = self.with_client(&t.label, budget, |c| {
-            let rows = c.query(sql.as_str(), &[&t.id])?;
-            Ok(rows
-                .first()
-                .and_then(|r| r.try_get::<_, Option<String>>(0).ok().flatten()))
-        })?;
+        let rows = self.query(&t.label, budget, &sql, &[&t.id]).await?;
+        let data: Option<String> = rows
+            .first()
+            .and_then(|r| r.try_get::<_, Option<String>>(0).ok().flatten());
         let Some(data) = data else {
             return Ok(Fetch::NoState);
         };

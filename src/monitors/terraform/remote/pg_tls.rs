@@ -2,7 +2,7 @@
 //! (`sslmode`, `sslrootcert`, `sslcert`, `sslkey`, and the `PGSSL*`
 //! environment variables), which Terraform's `pg` backend accepts too.
 //!
-//! The `postgres` crate knows only `sslmode=disable|prefer|require` and no
+//! The `tokio-postgres` crate knows only `sslmode=disable|prefer|require` and no
 //! certificate options, so these options are taken out of the connection
 //! string here and turned into a rustls configuration:
 //!
@@ -18,13 +18,10 @@
 //! connection string (it may hold a password).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::RootCertStore;
 
 /// libpq's `sslmode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,13 +47,13 @@ impl SslMode {
         })
     }
 
-    /// The mode the `postgres` crate is given (it negotiates; rustls verifies).
-    pub fn negotiation(self) -> postgres::config::SslMode {
+    /// The mode `tokio-postgres` is given (it negotiates; rustls verifies).
+    pub fn negotiation(self) -> tokio_postgres::config::SslMode {
         match self {
-            SslMode::Disable => postgres::config::SslMode::Disable,
-            SslMode::Allow | SslMode::Prefer => postgres::config::SslMode::Prefer,
+            SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+            SslMode::Allow | SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
             SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
-                postgres::config::SslMode::Require
+                tokio_postgres::config::SslMode::Require
             }
         }
     }
@@ -84,7 +81,7 @@ const TLS_KEYS: [&str; 4] = ["sslmode", "sslrootcert", "sslcert", "sslkey"];
 /// Take libpq's TLS options out of `conn` (URL or `key=value` form), with the
 /// `PGSSLMODE`, `PGSSLROOTCERT`, `PGSSLCERT`, `PGSSLKEY` variables of `env` as
 /// fallbacks; relative certificate paths are resolved against `base`.
-/// Returns the connection string without them, for `postgres::Config`.
+/// Returns the connection string without them, for `tokio_postgres::Config`.
 pub fn split(
     conn: &str,
     base: &Path,
@@ -151,7 +148,7 @@ type Found = Vec<(String, String)>;
 
 fn split_url(conn: &str) -> Result<(String, Found), String> {
     let Ok(mut url) = url::Url::parse(conn) else {
-        // Left for postgres::Config to reject with its own (redacted) message.
+        // Left for tokio_postgres::Config to reject with its own (redacted) message.
         return Ok((conn.to_string(), Vec::new()));
     };
     let mut found = Vec::new();
@@ -259,34 +256,17 @@ fn split_key_value(conn: &str) -> Result<(String, Found), String> {
 
 /// The rustls client configuration for `settings` (`None` for `disable`).
 pub fn client_config(settings: &TlsSettings) -> Result<Option<rustls::ClientConfig>, String> {
+    use super::tls::{TlsBuildError, Verify};
     if settings.mode == SslMode::Disable {
         return Ok(None);
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS set-up failed: {e}"))?;
-    let verifier: Arc<dyn ServerCertVerifier> = match (&settings.root_cert, settings.mode) {
-        (None, _) => Arc::new(crate::tls::AcceptAnyChain {
-            provider: provider.clone(),
-        }),
-        (Some(roots), mode) => {
-            let store = root_store(roots)?;
-            let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider)
-                .build()
-                .map_err(|e| format!("sslrootcert holds no usable CA certificate: {e}"))?;
-            if mode == SslMode::VerifyFull {
-                webpki
-            } else {
-                // require + sslrootcert, verify-ca: the chain, not the host name.
-                Arc::new(ChainOnly(webpki))
-            }
-        }
+    let verify = match (&settings.root_cert, settings.mode) {
+        (None, _) => Verify::AnyChain,
+        (Some(roots), SslMode::VerifyFull) => Verify::Full(root_store(roots)?),
+        // require + sslrootcert, verify-ca: the chain, not the host name.
+        (Some(roots), _) => Verify::ChainOnly(root_store(roots)?),
     };
-    let builder = builder
-        .dangerous()
-        .with_custom_certificate_verifier(verifier);
-    let config = match (&settings.cert, &settings.key) {
+    let client = match (&settings.cert, &settings.key) {
         (Some(cert), Some(key)) => {
             let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
                 .map_err(|e| format!("sslcert {}: {e}", cert.display()))?
@@ -298,19 +278,23 @@ pub fn client_config(settings: &TlsSettings) -> Result<Option<rustls::ClientConf
             let key = PrivateKeyDer::from_pem_file(key).map_err(|_| {
                 format!("sslkey {}: no PEM private key could be read", key.display())
             })?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| format!("sslcert/sslkey cannot be used: {e}"))?
+            Some((chain, key))
         }
-        _ => builder.with_no_client_auth(),
+        _ => None,
     };
-    Ok(Some(config))
+    super::tls::client_config(verify, client)
+        .map(Some)
+        .map_err(|e| match e {
+            TlsBuildError::Roots(e) => format!("sslrootcert holds no usable CA certificate: {e}"),
+            TlsBuildError::ClientAuth(e) => format!("sslcert/sslkey cannot be used: {e}"),
+            e => e.to_string(),
+        })
 }
 
 fn root_store(roots: &RootCert) -> Result<RootCertStore, String> {
     let mut store = RootCertStore::empty();
     match roots {
-        RootCert::System => store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        RootCert::System => store = super::tls::web_roots(),
         RootCert::File(path) => {
             let certs = CertificateDer::pem_file_iter(path)
                 .map_err(|e| format!("sslrootcert {}: {e}", path.display()))?;
@@ -329,53 +313,6 @@ fn root_store(roots: &RootCert) -> Result<RootCertStore, String> {
         }
     }
     Ok(store)
-}
-
-/// `verify-ca`: the chain must lead to a trusted CA; the host name is not checked.
-#[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for ChainOnly {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
-            other => other,
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
 }
 
 #[cfg(test)]
@@ -409,7 +346,7 @@ mod tests {
         assert_eq!(rest, "postgresql://u@h/db");
         assert_eq!(s.mode, SslMode::Disable);
         // What is left must still parse.
-        assert!(rest.parse::<postgres::Config>().is_ok());
+        assert!(rest.parse::<tokio_postgres::Config>().is_ok());
     }
 
     #[test]
@@ -422,7 +359,7 @@ mod tests {
         .unwrap();
         assert_eq!(s.mode, SslMode::Require);
         assert_eq!(s.root_cert, Some(RootCert::File("/a b/ca.pem".into())));
-        let cfg: postgres::Config = rest.parse().unwrap();
+        let cfg: tokio_postgres::Config = rest.parse().unwrap();
         assert_eq!(cfg.get_password(), Some(&b"p 'q' x"[..]));
         assert_eq!(cfg.get_dbname(), Some("tf"));
         assert!(split("host=x password='open", Path::new("/"), &no_env).is_err());

@@ -14,8 +14,8 @@ use rusty_s3::{Bucket, S3Action, UrlStyle};
 use crate::config::S3BackendConfig;
 
 use super::aws_credentials::{self, AwsCredentials, ChainRequest, Env};
-use super::client::{status_error, Budget, Client};
-use super::{Backend, Fetch, LockState, RemoteError, Target};
+use super::client::{status_error, Budget, HttpClient};
+use super::{Fetch, LockState, RemoteError, StateBackend, Target};
 
 /// Unused by unsigned URLs; `rusty-s3` wants an expiry.
 const UNSIGNED: Duration = Duration::from_secs(300);
@@ -44,7 +44,7 @@ pub struct S3Backend {
     key: Option<String>,
     prefix: Option<String>,
     wkp: String,
-    client: Client,
+    client: HttpClient,
 }
 
 impl S3Backend {
@@ -115,7 +115,7 @@ impl S3Backend {
             )
             .map_err(|e| RemoteError::new(&label, "credentials", e.to_string()))?,
         };
-        let client = Client::new(timeout, p.ca_file.as_deref())
+        let client = HttpClient::new(timeout, p.ca_file.as_deref())
             .map_err(|m| RemoteError::new(&label, "tls", m))?;
         Ok(S3Backend {
             label,
@@ -130,7 +130,7 @@ impl S3Backend {
     }
 
     /// GET a URL built by `rusty-s3` (unsigned), signed in the headers.
-    fn get(
+    async fn get(
         &self,
         label: &str,
         url: &url::Url,
@@ -144,7 +144,7 @@ impl S3Backend {
                 })?;
         let mut headers: Vec<(&str, &str)> = signed.iter().map(|(k, v)| (*k, v.as_str())).collect();
         headers.extend_from_slice(extra);
-        self.client.get(label, url.as_str(), &headers, budget)
+        self.client.get(label, url.as_str(), &headers, budget).await
     }
 
     fn target(&self, key: &str) -> Target {
@@ -156,7 +156,7 @@ impl S3Backend {
     }
 
     /// Every key under `prefix` with its LastModified (paged).
-    fn list(&self, prefix: &str, budget: &Budget) -> Result<Vec<Listed>, RemoteError> {
+    async fn list(&self, prefix: &str, budget: &Budget) -> Result<Vec<Listed>, RemoteError> {
         let mut keys = Vec::new();
         let mut token: Option<String> = None;
         for _ in 0..MAX_PAGES {
@@ -168,7 +168,7 @@ impl S3Backend {
                 action.with_continuation_token(t.clone());
             }
             let url = action.sign(UNSIGNED);
-            let r = self.get(&self.label, &url, &[], budget)?;
+            let r = self.get(&self.label, &url, &[], budget).await?;
             if r.status != 200 {
                 return Err(status_error(&self.label, r.status));
             }
@@ -222,17 +222,18 @@ fn skipped(k: &str) -> bool {
     k.ends_with(".tflock") || k.ends_with('/')
 }
 
-impl Backend for S3Backend {
+#[async_trait::async_trait]
+impl StateBackend for S3Backend {
     fn label(&self) -> &str {
         &self.label
     }
 
-    fn discover(&self, budget: &Budget) -> Result<Vec<Target>, RemoteError> {
+    async fn discover(&self, budget: &Budget) -> Result<Vec<Target>, RemoteError> {
         let mut out = Vec::new();
         match (&self.key, &self.prefix) {
             (Some(key), _) => {
                 // The default workspace's key, and `<prefix>/<workspace>/<key>`.
-                let mut listed = match self.list(key, budget) {
+                let mut listed = match self.list(key, budget).await {
                     Ok(k) => k,
                     // Without s3:ListBucket only the key itself can be read (no
                     // workspaces, no lock state).
@@ -242,7 +243,7 @@ impl Backend for S3Backend {
                     }
                     Err(e) => return Err(e),
                 };
-                listed.extend(self.list(&format!("{}/", self.wkp), budget)?);
+                listed.extend(self.list(&format!("{}/", self.wkp), budget).await?);
                 let locks = lock_objects(&listed);
                 let mut keys: Vec<&str> = listed
                     .iter()
@@ -259,7 +260,7 @@ impl Backend for S3Backend {
                 }));
             }
             (None, prefix) => {
-                let listed = self.list(prefix.as_deref().unwrap_or(""), budget)?;
+                let listed = self.list(prefix.as_deref().unwrap_or(""), budget).await?;
                 let locks = lock_objects(&listed);
                 out.extend(listed.iter().filter(|l| !skipped(&l.key)).map(|l| Target {
                     lock: lock_of(&locks, &l.key),
@@ -272,7 +273,7 @@ impl Backend for S3Backend {
         Ok(out)
     }
 
-    fn fetch(
+    async fn fetch(
         &self,
         t: &Target,
         known: Option<&str>,
@@ -285,7 +286,7 @@ impl Backend for S3Backend {
         if let Some(k) = known {
             headers.push(("if-none-match", k));
         }
-        let r = self.get(&t.label, &url, &headers, budget)?;
+        let r = self.get(&t.label, &url, &headers, budget).await?;
         Fetch::from_response(&t.label, r, known, transferred)
     }
 }

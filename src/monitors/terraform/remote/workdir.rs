@@ -16,7 +16,7 @@ use super::hcp::{HcpBackend, HcpParams};
 use super::http::HttpBackend;
 use super::pg::{PgBackend, DEFAULT_SCHEMA};
 use super::s3::{S3Backend, S3Params};
-use super::{Backend, RemoteError};
+use super::{RemoteError, StateBackend};
 
 /// The backend of a working directory; `None` if it records none (local state
 /// or not initialised).
@@ -25,7 +25,7 @@ pub fn backend_of(
     base: &Path,
     timeout: Duration,
     budget: &Budget,
-) -> Result<Option<Box<dyn Backend>>, RemoteError> {
+) -> Result<Option<Box<dyn StateBackend>>, RemoteError> {
     let record = dir.join(".terraform").join("terraform.tfstate");
     let shown = record
         .strip_prefix(base)
@@ -52,7 +52,7 @@ pub fn backend_of(
     let c = &b["config"];
     let s = |k: &str| c[k].as_str().filter(|s| !s.is_empty()).map(str::to_string);
     let env = |k: &str| std::env::var(k).ok().filter(|s| !s.is_empty());
-    let backend: Box<dyn Backend> = match kind {
+    let backend: Box<dyn StateBackend> = match kind {
         "local" | "" => return Ok(None),
         "http" => {
             let Some(address) = s("address").or_else(|| env("TF_HTTP_ADDRESS")) else {

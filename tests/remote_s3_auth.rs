@@ -367,7 +367,13 @@ fn imds(key: &(String, String, String), log: Arc<Mutex<Vec<String>>>) -> Server 
             {
                 return resp(400, "");
             }
-            return resp(200, IMDS_TOKEN);
+            // As IMDS answers: the token with its TTL.
+            let mut ok = resp(200, IMDS_TOKEN);
+            ok.headers.push((
+                "x-aws-ec2-metadata-token-ttl-seconds".into(),
+                "21600".into(),
+            ));
+            return ok;
         }
         if r.method != "GET"
             || r.headers
@@ -378,7 +384,8 @@ fn imds(key: &(String, String, String), log: Arc<Mutex<Vec<String>>>) -> Server 
             return resp(401, "");
         }
         match r.path.as_str() {
-            "/latest/meta-data/iam/security-credentials/" => resp(200, "tf-reader-role\n"),
+            // No trailing newline, as IMDS answers (aws-config panics on one).
+            "/latest/meta-data/iam/security-credentials/" => resp(200, "tf-reader-role"),
             "/latest/meta-data/iam/security-credentials/tf-reader-role" => {
                 resp(200, endpoint_json(&key))
             }
@@ -553,7 +560,8 @@ async fn s3_credential_chain_against_authenticated_moto() {
     )
     .unwrap();
     let token_file = dir.join("web-identity-token");
-    std::fs::write(&token_file, format!("{WEB_IDENTITY_TOKEN}\n")).unwrap();
+    // As Kubernetes writes it: aws-config sends the file's content as it is.
+    std::fs::write(&token_file, WEB_IDENTITY_TOKEN).unwrap();
     std::fs::write(
         aws.join("config"),
         format!(
@@ -615,14 +623,18 @@ async fn s3_credential_chain_against_authenticated_moto() {
         Some(1.0),
         "{text}"
     );
-    assert_eq!(
-        calls.lock().unwrap().clone(),
-        vec![(
-            ROLE_ARN.to_string(),
-            "homelab-monitor".to_string(),
-            WEB_IDENTITY_TOKEN.to_string()
-        )]
-    );
+    {
+        // aws-config names the session `web-identity-token-<ms>` unless
+        // AWS_ROLE_SESSION_NAME is set.
+        let calls = calls.lock().unwrap();
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        let (role, session, token) = &calls[0];
+        assert_eq!(
+            (role.as_str(), token.as_str()),
+            (ROLE_ARN, WEB_IDENTITY_TOKEN)
+        );
+        assert!(session.starts_with("web-identity-token-"), "{session}");
+    }
     // Cached: the next collection does not ask STS again.
     let text = scrape(&m, &secrets).await;
     assert_eq!(
@@ -731,7 +743,12 @@ async fn s3_credential_chain_against_authenticated_moto() {
         ],
         &secrets,
     );
-    assert!(report.contains("AssumeRole"), "{report}");
+    // aws-config's STS error (moto's refusal) names no operation: the message
+    // names the provider and the profile.
+    assert!(
+        report.contains("the shared files' profile") && report.contains("profile assumer-bad"),
+        "{report}"
+    );
 
     // IAM Identity Center (SSO): the token `aws sso login` cached, exchanged
     // at the portal (a stand-in handing out moto's real temporary credentials).
@@ -805,13 +822,21 @@ async fn s3_credential_chain_against_authenticated_moto() {
     );
     let text = scrape(&m, &more).await;
     assert_eq!(up(&text, "sso/terraform.tfstate"), Some(1.0), "{text}");
-    assert_eq!(
-        portal_seen.lock().unwrap().first().cloned(),
-        Some((
-            "/federation/credentials?account_id=123456789012&role_name=ReadState".to_string(),
-            Some(SSO_TOKEN.to_string())
-        ))
-    );
+    {
+        let seen = portal_seen.lock().unwrap();
+        let (path, bearer) = seen.first().cloned().expect("the portal was asked");
+        let (route, query) = path.split_once('?').unwrap_or((path.as_str(), ""));
+        let mut params: Vec<&str> = query.split('&').collect();
+        params.sort_unstable();
+        assert_eq!(
+            (route, params, bearer.as_deref()),
+            (
+                "/federation/credentials",
+                vec!["account_id=123456789012", "role_name=ReadState"],
+                Some(SSO_TOKEN)
+            )
+        );
+    }
     // An expired token: a credentials error that says to log in again.
     std::fs::write(
         &token_file,
@@ -883,7 +908,10 @@ async fn s3_credential_chain_against_authenticated_moto() {
     let mut more = secrets.to_vec();
     more.push("CANARY-wrong-container-token");
     let report = status_report(dir, &home, &wrong_ctr, &more);
-    assert!(report.contains("HTTP 401"), "{report}");
+    assert!(
+        report.contains("container credentials") && report.contains("401"),
+        "{report}"
+    );
     drop((ctr, ctr2));
 
     // EC2 instance metadata (IMDSv2): token first, then role, then credentials.

@@ -10,7 +10,7 @@
 //!   `credential_process`, web identity (env and profile) against a loopback STS
 //!   stand-in, the container endpoint, IMDSv2; temporary credentials are cached;
 //! - no secret (secret key, session token, web identity token, container and
-//!   IMDS tokens, state content) reaches metrics, reports or debug logs.
+//!   IMDS tokens, state content) reaches metrics, reports or logs, even at trace.
 //!
 //! Environment variables are process-wide: every case runs in the one test
 //! function of this file, sequentially.
@@ -236,7 +236,7 @@ fn instances(m: &str, key: &str) -> Option<f64> {
     )
 }
 
-/// The binary's one-shot report with debug logs, in a child process with its
+/// The binary's one-shot report with trace logs, in a child process with its
 /// own environment (the AWS_* variables of this process removed first).
 fn status_report(dir: &Path, home: &Path, env: &[(&str, &str)], secrets: &[&str]) -> String {
     let mut cmd = Command::new(BIN);
@@ -246,7 +246,7 @@ fn status_report(dir: &Path, home: &Path, env: &[(&str, &str)], secrets: &[&str]
             "monitoring-config.yaml",
             "--status",
             "--log.level",
-            "debug",
+            "trace",
         ])
         .env_remove("RUST_LOG")
         .env("HOME", home)
@@ -266,7 +266,7 @@ fn status_report(dir: &Path, home: &Path, env: &[(&str, &str)], secrets: &[&str]
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_no_secret(&all, secrets, "the report or debug logs");
+    assert_no_secret(&all, secrets, "the report or trace logs");
     all
 }
 

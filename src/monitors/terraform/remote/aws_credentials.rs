@@ -29,9 +29,9 @@ use aws_config::environment::EnvironmentVariableCredentialsProvider;
 use aws_config::imds::credentials::ImdsCredentialsProvider;
 use aws_config::meta::credentials::CredentialsProviderChain;
 use aws_config::profile::ProfileFileCredentialsProvider;
-use aws_config::web_identity_token::WebIdentityTokenCredentialsProvider;
 use aws_config::provider_config::ProviderConfig;
 use aws_config::timeout::TimeoutConfig;
+use aws_config::web_identity_token::WebIdentityTokenCredentialsProvider;
 use aws_config::Region;
 use aws_credential_types::provider::error::CredentialsError as SdkError;
 use aws_credential_types::provider::{future, ProvideCredentials};
@@ -298,10 +298,7 @@ static CHAINS: LazyLock<Mutex<HashMap<String, Arc<Chain>>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 
 /// The chain of this setup, built on first use.
-fn chain_for(
-    req: &ChainRequest<'_>,
-    profile: &str,
-) -> Result<Arc<Chain>, CredentialsError> {
+fn chain_for(req: &ChainRequest<'_>, profile: &str) -> Result<Arc<Chain>, CredentialsError> {
     let key = setup_key(req, profile);
     let mut chains = CHAINS.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(c) = chains.get(&key) {

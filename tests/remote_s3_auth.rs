@@ -504,6 +504,19 @@ async fn s3_credential_chain_against_authenticated_moto() {
             && report.contains("HTTP 403"),
         "the report names the source and the status:\n{report}"
     );
+    // The file is rotated (the wrong secret replaced by the right one): the next
+    // collection reads it again, as it reads static keys at every collection.
+    std::fs::write(
+        &creds_file,
+        format!("[wrongsecret]\naws_access_key_id = {key_id}\naws_secret_access_key = {secret}\n"),
+    )
+    .unwrap();
+    let text = scrape(&m, &secrets).await;
+    assert_eq!(
+        up(&text, "wrong-secret/terraform.tfstate"),
+        Some(1.0),
+        "a rotated credentials file is read again:\n{text}"
+    );
 
     // No credentials anywhere: a bounded reason and a message naming the providers.
     set_env(&home, &[]);

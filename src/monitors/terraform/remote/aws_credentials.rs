@@ -305,9 +305,9 @@ fn chain_for(req: &ChainRequest<'_>, profile: &str) -> Result<Arc<Chain>, Creden
         return Ok(c.clone());
     }
     let ca_pem = match req.ca_file {
-        Some(f) => Some(std::fs::read(f).map_err(|e| CredentialsError::Provider {
+        Some(f) => Some(read_ca(f).map_err(|message| CredentialsError::Provider {
             profile: profile.to_string(),
-            message: format!("cannot read ca_file {}: {}", f.display(), e.kind()),
+            message,
         })?),
         None => None,
     };
@@ -453,6 +453,30 @@ impl std::error::Error for Failed {
     }
 }
 
+/// The PEM of `ca_file`, checked here: aws-smithy-http-client panics on a
+/// PEM it cannot parse.
+fn read_ca(f: &Path) -> Result<Vec<u8>, String> {
+    use rustls_pki_types::pem::PemObject;
+    let pem = std::fs::read(f)
+        .map_err(|e| format!("cannot read ca_file {}: {}", f.display(), e.kind()))?;
+    let certs = rustls_pki_types::CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| format!("ca_file {} is not valid PEM", f.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in certs {
+        roots.add(c).map_err(|_| {
+            format!(
+                "ca_file {} holds a certificate that cannot be parsed",
+                f.display()
+            )
+        })?;
+    }
+    if roots.is_empty() {
+        return Err(format!("ca_file {} holds no certificate", f.display()));
+    }
+    Ok(pem)
+}
+
 /// What a chain depends on: the entry's profile, region and `ca_file`, the
 /// `AWS_*` environment and `HOME`, and the shared files' size and time.
 fn setup_key(req: &ChainRequest<'_>, profile: &str) -> String {
@@ -512,6 +536,22 @@ mod tests {
         let c = AwsCredentials::new("AKIAKEY", "s3cr3t", Some("t0k".into()), None);
         let d = format!("{c:?}");
         assert!(!d.contains("AKIAKEY") && !d.contains("s3cr3t") && !d.contains("t0k"));
+    }
+
+    #[test]
+    fn a_ca_file_without_certificates_is_refused_before_aws_config_sees_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("ca.pem");
+        std::fs::write(&f, "not a certificate\n").unwrap();
+        let e = read_ca(&f).unwrap_err();
+        assert!(e.contains("holds no certificate"), "{e}");
+        std::fs::write(
+            &f,
+            "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let e = read_ca(&f).unwrap_err();
+        assert!(e.contains("not valid PEM"), "{e}");
     }
 
     #[test]

@@ -28,11 +28,22 @@ pub fn allowed(meta: &Metadata<'_>) -> bool {
     allowed_target(meta.target(), *meta.level())
 }
 
+/// aws-config and the AWS SDK crates log raw HTTP requests and responses
+/// (credentials among them) at debug/trace and in some warnings: errors only;
+/// the exporter reports their failures itself.
+const AWS_TARGETS: [&str; 1] = ["aws_"];
+
 /// [`allowed`] on a target and level.
 pub fn allowed_target(target: &str, level: Level) -> bool {
     let ours = target == "homelab_monitor" || target.starts_with("homelab_monitor::");
+    if ours {
+        return true;
+    }
     // Level ordering in tracing: TRACE > DEBUG > INFO > WARN > ERROR (more verbose is greater).
-    ours || level <= THIRD_PARTY_MAX
+    if AWS_TARGETS.iter().any(|p| target.starts_with(p)) {
+        return level <= Level::ERROR;
+    }
+    level <= THIRD_PARTY_MAX
 }
 
 /// Escape control characters (C0, DEL, C1) as `\u{..}`; `\n`, `\r`, `\t` as
@@ -121,8 +132,6 @@ mod tests {
             "reqwest::connect",
             "tokio_postgres::query",
             "postgres",
-            "aws_sigv4::http_request::sign",
-            "aws_credential_types",
             "regorus",
             "log",
             "homelab_monitorx",
@@ -131,6 +140,19 @@ mod tests {
                 assert!(!allowed_target(t, l), "{t} at {l}");
             }
             assert!(allowed_target(t, Level::WARN), "{t}");
+            assert!(allowed_target(t, Level::ERROR), "{t}");
+        }
+        // AWS crates print raw exchanges even in warnings: errors only.
+        for t in [
+            "aws_sigv4::http_request::sign",
+            "aws_credential_types",
+            "aws_config::imds",
+            "aws_smithy_runtime::client",
+            "aws_sdk_sts",
+        ] {
+            for l in [Level::TRACE, Level::DEBUG, Level::INFO, Level::WARN] {
+                assert!(!allowed_target(t, l), "{t} at {l}");
+            }
             assert!(allowed_target(t, Level::ERROR), "{t}");
         }
         assert!(allowed_target("homelab_monitor", Level::TRACE));

@@ -10,10 +10,11 @@
 //!   `credential_process`, web identity (env and profile) against a loopback STS
 //!   stand-in, the container endpoint, IMDSv2; temporary credentials are cached;
 //! - no secret (secret key, session token, web identity token, container and
-//!   IMDS tokens, state content) reaches metrics, reports or debug logs.
+//!   IMDS tokens, state content) reaches metrics, reports or logs, even at trace.
 //!
-//! Environment variables are process-wide: every case runs in the one test
-//! function of this file, sequentially.
+//! aws-config reads the process environment (its `Env`/`Fs` injection is only
+//! public behind its `test-util` feature): the focused tests of this file take
+//! turns on [`ENV`], each with its own moto, temporary HOME and variables.
 
 mod common;
 
@@ -195,7 +196,7 @@ async fn scrape(m: &TerraformMonitor, secrets: &[&str]) -> String {
     // Results are cached for check_interval (1 ms): let it pass.
     std::thread::sleep(Duration::from_millis(5));
     let snap = m
-        .collect_complete(CollectContext {
+        .collect(CollectContext {
             now: SystemTime::now(),
         })
         .await
@@ -237,7 +238,7 @@ fn instances(m: &str, key: &str) -> Option<f64> {
     )
 }
 
-/// The binary's one-shot report with trace logs (`RUST_LOG=trace` too), in a child process with its
+/// The binary's one-shot report with trace logs, in a child process with its
 /// own environment (the AWS_* variables of this process removed first).
 fn status_report(dir: &Path, home: &Path, env: &[(&str, &str)], secrets: &[&str]) -> String {
     let mut cmd = Command::new(BIN);
@@ -249,7 +250,7 @@ fn status_report(dir: &Path, home: &Path, env: &[(&str, &str)], secrets: &[&str]
             "--log.level",
             "trace",
         ])
-        .env("RUST_LOG", "trace")
+        .env_remove("RUST_LOG")
         .env("HOME", home)
         .stdin(Stdio::null());
     for (k, _) in std::env::vars() {
@@ -267,7 +268,7 @@ fn status_report(dir: &Path, home: &Path, env: &[(&str, &str)], secrets: &[&str]
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_no_secret(&all, secrets, "the report or debug logs");
+    assert_no_secret(&all, secrets, "the report or trace logs");
     all
 }
 
@@ -368,7 +369,13 @@ fn imds(key: &(String, String, String), log: Arc<Mutex<Vec<String>>>) -> Server 
             {
                 return resp(400, "");
             }
-            return resp(200, IMDS_TOKEN);
+            // As IMDS answers: the token with its TTL.
+            let mut ok = resp(200, IMDS_TOKEN);
+            ok.headers.push((
+                "x-aws-ec2-metadata-token-ttl-seconds".into(),
+                "21600".into(),
+            ));
+            return ok;
         }
         if r.method != "GET"
             || r.headers
@@ -379,7 +386,8 @@ fn imds(key: &(String, String, String), log: Arc<Mutex<Vec<String>>>) -> Server 
             return resp(401, "");
         }
         match r.path.as_str() {
-            "/latest/meta-data/iam/security-credentials/" => resp(200, "tf-reader-role\n"),
+            // No trailing newline, as IMDS answers (aws-config panics on one).
+            "/latest/meta-data/iam/security-credentials/" => resp(200, "tf-reader-role"),
             "/latest/meta-data/iam/security-credentials/tf-reader-role" => {
                 resp(200, endpoint_json(&key))
             }
@@ -388,10 +396,45 @@ fn imds(key: &(String, String, String), log: Arc<Mutex<Vec<String>>>) -> Server 
     }))
 }
 
-// ---------------------------------------------------------------- the test
+// ---------------------------------------------------------------- fixture
 
-#[tokio::test(flavor = "multi_thread")]
-async fn s3_credential_chain_against_authenticated_moto() {
+/// The process environment is global: the tests of this file take turns.
+static ENV: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// One authenticated moto with the setup's keys, in a temporary folder with an
+/// empty HOME.
+struct Fixture {
+    _moto: Proc,
+    tmp: tempfile::TempDir,
+    endpoint: String,
+    k: Keys,
+}
+
+impl Fixture {
+    fn dir(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    fn home(&self) -> std::path::PathBuf {
+        self.tmp.path().join("home")
+    }
+
+    /// Every secret of the fixture, none of which may leak.
+    fn secrets(&self) -> Vec<&str> {
+        vec![
+            CANARY,
+            &self.k.user.1,
+            &self.k.temp.1,
+            &self.k.temp.2,
+            WEB_IDENTITY_TOKEN,
+            CONTAINER_TOKEN,
+            IMDS_TOKEN,
+            "wrong-secret-value-3c9d",
+        ]
+    }
+}
+
+fn fixture() -> Fixture {
     let venv = moto_venv();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
@@ -426,21 +469,68 @@ async fn s3_credential_chain_against_authenticated_moto() {
         "imds/terraform.tfstate",
     ];
     let k = moto_setup(&venv, &endpoint, &keys);
-    let (key_id, secret) = (k.user.0.as_str(), k.user.1.as_str());
-    let (temp_id, temp_secret, temp_token) =
-        (k.temp.0.as_str(), k.temp.1.as_str(), k.temp.2.as_str());
-    let secrets = [
-        CANARY,
-        secret,
-        temp_secret,
-        temp_token,
-        WEB_IDENTITY_TOKEN,
-        CONTAINER_TOKEN,
-        IMDS_TOKEN,
-        "wrong-secret-value-3c9d",
-    ];
+    Fixture {
+        _moto,
+        tmp,
+        endpoint,
+        k,
+    }
+}
 
-    // ------------------------------------------------ a) wrong credentials
+/// `~/.aws/config` with every profile the tests use, the `credential_process`
+/// script (counting its runs in `process-runs`) and the web identity token file.
+fn write_profiles(f: &Fixture) {
+    let (dir, home) = (f.dir(), f.home());
+    let (key_id, secret) = (f.k.user.0.as_str(), f.k.user.1.as_str());
+    let (temp_id, temp_secret, temp_token) = (
+        f.k.temp.0.as_str(),
+        f.k.temp.1.as_str(),
+        f.k.temp.2.as_str(),
+    );
+    let aws = home.join(".aws");
+    std::fs::create_dir_all(&aws).unwrap();
+    let process_count = dir.join("process-runs");
+    let script = dir.join("creds.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho run >> '{}'\necho 'diagnostics on stderr {CANARY}' >&2\nprintf '%s' '{{\"Version\":1,\"AccessKeyId\":\"{temp_id}\",\"SecretAccessKey\":\"{temp_secret}\",\"SessionToken\":\"{temp_token}\",\"Expiration\":\"{}\"}}'\n",
+            process_count.display(),
+            expiration_in(3600)
+        ),
+    )
+    .unwrap();
+    let token_file = dir.join("web-identity-token");
+    // As Kubernetes writes it: aws-config sends the file's content as it is.
+    std::fs::write(&token_file, WEB_IDENTITY_TOKEN).unwrap();
+    let mut cfg_text = format!(
+            "[default]\nregion = us-east-1\n\n[profile cfg]\naws_access_key_id = {key_id}\naws_secret_access_key = {secret}\n\n\
+             [profile proc]\ncredential_process = sh {}\n\n\
+             [profile wi]\nrole_arn = {PROFILE_ROLE_ARN}\nweb_identity_token_file = {}\nrole_session_name = from-profile\n",
+            script.display(),
+            token_file.display()
+        );
+    cfg_text.push_str(&format!(
+        "\n[profile assumer]\nrole_arn = {ROLE_ARN}\nsource_profile = cfg\nrole_session_name = assumed-by-monitor\n\
+         \n[profile badsource]\naws_access_key_id = {key_id}\naws_secret_access_key = wrong-secret-value-3c9d\n\
+         \n[profile assumer-bad]\nrole_arn = {ROLE_ARN}\nsource_profile = badsource\n"
+    ));
+    cfg_text.push_str(
+        "\n[profile sso]\nsso_session = corp\nsso_account_id = 123456789012\nsso_role_name = ReadState\n\
+         \n[sso-session corp]\nsso_start_url = https://corp.awsapps.com/start\nsso_region = eu-west-1\nsso_registration_scopes = sso:account:access\n",
+    );
+    std::fs::write(aws.join("config"), cfg_text).unwrap();
+}
+
+/// Wrong credentials are reported per source while a good source reads.
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_credentials_fail_per_source_and_a_rotated_file_is_read_again() {
+    let _env = ENV.lock().await;
+    let f = fixture();
+    let (dir, home, endpoint) = (f.dir(), f.home(), f.endpoint.clone());
+    let k = &f.k;
+    let (key_id, secret) = (k.user.0.as_str(), k.user.1.as_str());
+    let secrets = f.secrets();
     // Profiles of the shared credentials file: the right key with a wrong
     // secret, an unknown key id, and the good key for a second source.
     let creds_file = dir.join("credentials");
@@ -498,7 +588,29 @@ async fn s3_credential_chain_against_authenticated_moto() {
             && report.contains("HTTP 403"),
         "the report names the source and the status:\n{report}"
     );
+    // The file is rotated (the wrong secret replaced by the right one): the next
+    // collection reads it again, as it reads static keys at every collection.
+    std::fs::write(
+        &creds_file,
+        format!("[wrongsecret]\naws_access_key_id = {key_id}\naws_secret_access_key = {secret}\n"),
+    )
+    .unwrap();
+    let text = scrape(&m, &secrets).await;
+    assert_eq!(
+        up(&text, "wrong-secret/terraform.tfstate"),
+        Some(1.0),
+        "a rotated credentials file is read again:\n{text}"
+    );
+    set_env(&home, &[]);
+}
 
+/// No credentials anywhere: a bounded reason, every source named.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_credentials_lists_every_source_and_unanswered_imds_is_bounded() {
+    let _env = ENV.lock().await;
+    let f = fixture();
+    let (dir, home, endpoint) = (f.dir(), f.home(), f.endpoint.clone());
+    let secrets = f.secrets();
     // No credentials anywhere: a bounded reason and a message naming the providers.
     set_env(&home, &[]);
     let m = monitor(dir, &yaml(&endpoint, &[("good/terraform.tfstate", None)]));
@@ -537,35 +649,18 @@ async fn s3_credential_chain_against_authenticated_moto() {
         Some("credentials"),
         "{text}"
     );
+    set_env(&home, &[]);
+}
 
-    // ------------------------------------------------ b) each provider
-    // A `[profile x]` of the config file (not the credentials file).
-    let aws = home.join(".aws");
-    std::fs::create_dir_all(&aws).unwrap();
+/// A `[profile x]` of the config file; `credential_process` runs once while its credentials are fresh.
+#[tokio::test(flavor = "multi_thread")]
+async fn config_profile_and_credential_process_run_once() {
+    let _env = ENV.lock().await;
+    let f = fixture();
+    let (dir, home, endpoint) = (f.dir(), f.home(), f.endpoint.clone());
+    let secrets = f.secrets();
+    write_profiles(&f);
     let process_count = dir.join("process-runs");
-    let script = dir.join("creds.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\necho run >> '{}'\necho 'diagnostics on stderr {CANARY}' >&2\nprintf '%s' '{{\"Version\":1,\"AccessKeyId\":\"{temp_id}\",\"SecretAccessKey\":\"{temp_secret}\",\"SessionToken\":\"{temp_token}\",\"Expiration\":\"{}\"}}'\n",
-            process_count.display(),
-            expiration_in(3600)
-        ),
-    )
-    .unwrap();
-    let token_file = dir.join("web-identity-token");
-    std::fs::write(&token_file, format!("{WEB_IDENTITY_TOKEN}\n")).unwrap();
-    std::fs::write(
-        aws.join("config"),
-        format!(
-            "[default]\nregion = us-east-1\n\n[profile cfg]\naws_access_key_id = {key_id}\naws_secret_access_key = {secret}\n\n\
-             [profile proc]\ncredential_process = sh {}\n\n\
-             [profile wi]\nrole_arn = {PROFILE_ROLE_ARN}\nweb_identity_token_file = {}\nrole_session_name = from-profile\n",
-            script.display(),
-            token_file.display()
-        ),
-    )
-    .unwrap();
     set_env(&home, &[]);
     let m = monitor(
         dir,
@@ -593,7 +688,19 @@ async fn s3_credential_chain_against_authenticated_moto() {
     let runs = std::fs::read_to_string(&process_count).unwrap_or_default();
     assert_eq!(runs.lines().count(), 1, "credential_process runs: {runs}");
     status_report(dir, &home, &[], &secrets);
+    set_env(&home, &[]);
+}
 
+/// Web identity from the environment and from a profile, against the STS stand-in.
+#[tokio::test(flavor = "multi_thread")]
+async fn web_identity_from_env_and_profile() {
+    let _env = ENV.lock().await;
+    let f = fixture();
+    let (dir, home, endpoint) = (f.dir(), f.home(), f.endpoint.clone());
+    let k = &f.k;
+    let secrets = f.secrets();
+    write_profiles(&f);
+    let token_file = dir.join("web-identity-token");
     // Web identity from the environment (IRSA), against the STS stand-in.
     let calls = Arc::new(Mutex::new(Vec::new()));
     let sts_srv = sts(&k.temp, calls.clone());
@@ -616,14 +723,18 @@ async fn s3_credential_chain_against_authenticated_moto() {
         Some(1.0),
         "{text}"
     );
-    assert_eq!(
-        calls.lock().unwrap().clone(),
-        vec![(
-            ROLE_ARN.to_string(),
-            "homelab-monitor".to_string(),
-            WEB_IDENTITY_TOKEN.to_string()
-        )]
-    );
+    {
+        // aws-config names the session `web-identity-token-<ms>` unless
+        // AWS_ROLE_SESSION_NAME is set.
+        let calls = calls.lock().unwrap();
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        let (role, session, token) = &calls[0];
+        assert_eq!(
+            (role.as_str(), token.as_str()),
+            (ROLE_ARN, WEB_IDENTITY_TOKEN)
+        );
+        assert!(session.starts_with("web-identity-token-"), "{session}");
+    }
     // Cached: the next collection does not ask STS again.
     let text = scrape(&m, &secrets).await;
     assert_eq!(
@@ -684,17 +795,20 @@ async fn s3_credential_chain_against_authenticated_moto() {
         ))
     );
     drop(sts_srv);
+    set_env(&home, &[]);
+}
 
+/// `role_arn` + `source_profile` against moto's own STS.
+#[tokio::test(flavor = "multi_thread")]
+async fn assume_role_from_profile_against_motos_sts() {
+    let _env = ENV.lock().await;
+    let f = fixture();
+    let (dir, home, endpoint) = (f.dir(), f.home(), f.endpoint.clone());
+    let secrets = f.secrets();
+    write_profiles(&f);
     // AssumeRole from a profile (role_arn + source_profile), against moto's own
     // STS, which checks the request's SigV4 signature with the source profile's
     // secret and hands out temporary credentials that its S3 then checks.
-    let mut cfg_text = std::fs::read_to_string(aws.join("config")).unwrap();
-    cfg_text.push_str(&format!(
-        "\n[profile assumer]\nrole_arn = {ROLE_ARN}\nsource_profile = cfg\nrole_session_name = assumed-by-monitor\n\
-         \n[profile badsource]\naws_access_key_id = {key_id}\naws_secret_access_key = wrong-secret-value-3c9d\n\
-         \n[profile assumer-bad]\nrole_arn = {ROLE_ARN}\nsource_profile = badsource\n"
-    ));
-    std::fs::write(aws.join("config"), cfg_text).unwrap();
     set_env(&home, &[("AWS_ENDPOINT_URL_STS", endpoint.as_str())]);
     let m = monitor(
         dir,
@@ -732,8 +846,25 @@ async fn s3_credential_chain_against_authenticated_moto() {
         ],
         &secrets,
     );
-    assert!(report.contains("AssumeRole"), "{report}");
+    // aws-config's STS error (moto's refusal) names no operation: the message
+    // names the provider and the profile.
+    assert!(
+        report.contains("the shared files' profile") && report.contains("profile assumer-bad"),
+        "{report}"
+    );
+    set_env(&home, &[]);
+}
 
+/// IAM Identity Center: the cached `aws sso login` token at the portal stand-in.
+#[tokio::test(flavor = "multi_thread")]
+async fn sso_token_exchanged_at_the_portal() {
+    let _env = ENV.lock().await;
+    let f = fixture();
+    let (dir, home, endpoint) = (f.dir(), f.home(), f.endpoint.clone());
+    let k = &f.k;
+    let secrets = f.secrets();
+    write_profiles(&f);
+    let aws = home.join(".aws");
     // IAM Identity Center (SSO): the token `aws sso login` cached, exchanged
     // at the portal (a stand-in handing out moto's real temporary credentials).
     const SSO_TOKEN: &str = "CANARY-sso-access-token-4d1c";
@@ -761,12 +892,6 @@ async fn s3_credential_chain_against_authenticated_moto() {
             )
         }))
     };
-    let mut cfg_text = std::fs::read_to_string(aws.join("config")).unwrap();
-    cfg_text.push_str(
-        "\n[profile sso]\nsso_session = corp\nsso_account_id = 123456789012\nsso_role_name = ReadState\n\
-         \n[sso-session corp]\nsso_start_url = https://corp.awsapps.com/start\nsso_region = eu-west-1\nsso_registration_scopes = sso:account:access\n",
-    );
-    std::fs::write(aws.join("config"), cfg_text).unwrap();
     let cache = aws.join("sso/cache");
     std::fs::create_dir_all(&cache).unwrap();
     // The file name is the SHA-1 of the session name, as the AWS CLI writes it.
@@ -806,13 +931,21 @@ async fn s3_credential_chain_against_authenticated_moto() {
     );
     let text = scrape(&m, &more).await;
     assert_eq!(up(&text, "sso/terraform.tfstate"), Some(1.0), "{text}");
-    assert_eq!(
-        portal_seen.lock().unwrap().first().cloned(),
-        Some((
-            "/federation/credentials?account_id=123456789012&role_name=ReadState".to_string(),
-            Some(SSO_TOKEN.to_string())
-        ))
-    );
+    {
+        let seen = portal_seen.lock().unwrap();
+        let (path, bearer) = seen.first().cloned().expect("the portal was asked");
+        let (route, query) = path.split_once('?').unwrap_or((path.as_str(), ""));
+        let mut params: Vec<&str> = query.split('&').collect();
+        params.sort_unstable();
+        assert_eq!(
+            (route, params, bearer.as_deref()),
+            (
+                "/federation/credentials",
+                vec!["account_id=123456789012", "role_name=ReadState"],
+                Some(SSO_TOKEN)
+            )
+        );
+    }
     // An expired token: a credentials error that says to log in again.
     std::fs::write(
         &token_file,
@@ -829,7 +962,17 @@ async fn s3_credential_chain_against_authenticated_moto() {
         &more,
     );
     assert!(report.contains("aws sso login"), "{report}");
+    set_env(&home, &[]);
+}
 
+/// Container credentials (ECS, EKS Pod Identity).
+#[tokio::test(flavor = "multi_thread")]
+async fn container_credentials_with_token() {
+    let _env = ENV.lock().await;
+    let f = fixture();
+    let (dir, home, endpoint) = (f.dir(), f.home(), f.endpoint.clone());
+    let k = &f.k;
+    let secrets = f.secrets();
     // Container credentials (ECS / EKS Pod Identity), token from a file.
     let seen = Arc::new(Mutex::new(Vec::new()));
     let ctr = container(&k.temp, seen.clone());
@@ -884,9 +1027,22 @@ async fn s3_credential_chain_against_authenticated_moto() {
     let mut more = secrets.to_vec();
     more.push("CANARY-wrong-container-token");
     let report = status_report(dir, &home, &wrong_ctr, &more);
-    assert!(report.contains("HTTP 401"), "{report}");
+    assert!(
+        report.contains("container credentials") && report.contains("401"),
+        "{report}"
+    );
     drop((ctr, ctr2));
+    set_env(&home, &[]);
+}
 
+/// EC2 instance metadata, IMDSv2.
+#[tokio::test(flavor = "multi_thread")]
+async fn imds_v2() {
+    let _env = ENV.lock().await;
+    let f = fixture();
+    let (dir, home, endpoint) = (f.dir(), f.home(), f.endpoint.clone());
+    let k = &f.k;
+    let secrets = f.secrets();
     // EC2 instance metadata (IMDSv2): token first, then role, then credentials.
     let log = Arc::new(Mutex::new(Vec::new()));
     let md = imds(&k.temp, log.clone());
@@ -910,5 +1066,6 @@ async fn s3_credential_chain_against_authenticated_moto() {
     status_report(dir, &home, &md_env, &secrets);
     drop(md);
 
+    set_env(&home, &[]);
     set_env(&home, &[]);
 }

@@ -1,7 +1,7 @@
 //! Terraform `s3` backend and S3-compatible stores (MinIO, Garage, Ceph).
 //! URLs are built with `rusty-s3`, requests are SigV4-signed in the
-//! `Authorization` header ([`super::sigv4`]) with credentials from the standard
-//! chain ([`super::aws_credentials`]) and sent with the shared client; state
+//! `Authorization` header ([`super::sigv4`]) with credentials from AWS's own
+//! chain (`aws-config`, adapted in [`super::aws_credentials`]) and sent with the shared client; state
 //! reads are conditional on the ETag.
 
 use std::collections::HashMap;

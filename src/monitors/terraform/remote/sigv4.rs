@@ -59,31 +59,6 @@ fn sign_get_with(
     )
 }
 
-/// The headers that sign a POST of a form to an AWS query API (STS): the
-/// `content-type` is signed with the body.
-pub fn sign_form_post(
-    url: &url::Url,
-    body: &[u8],
-    region: &str,
-    service: &str,
-    creds: &AwsCredentials,
-    now: SystemTime,
-) -> Option<Vec<(&'static str, String)>> {
-    sign_request(
-        Request {
-            method: "POST",
-            url,
-            headers: &[("content-type", "application/x-www-form-urlencoded")],
-            body,
-        },
-        region,
-        service,
-        SigningSettings::default(),
-        creds,
-        now,
-    )
-}
-
 struct Request<'a> {
     method: &'a str,
     url: &'a url::Url,

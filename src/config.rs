@@ -233,12 +233,103 @@ fn validate(file: &ConfigFile) -> Result<(), ConfigIssue> {
 }
 
 
-/// Best-effort line of a dotted key (for cross-field errors that have no location).
+/// Line of a dotted key such as `custom_monitors.backup_validation.sources[1].name`
+/// (for checks that run after parsing and have no location). The path is
+/// followed through block mappings and lists, so a key used in several places
+/// (`name:`, `path:`) is found in its own entry; a path into a flow collection
+/// (`{ ... }`, `[ ... ]`) or a scalar stops at that line. Falls back to the
+/// first line with the last key's name.
 fn line_of_key(text: &str, key: &str) -> Option<usize> {
-    let leaf = key.rsplit('.').next()?;
-    text.lines()
-        .position(|l| l.trim_start().starts_with(&format!("{leaf}:")))
-        .map(|i| i + 1)
+    let lines: Vec<&str> = text.lines().collect();
+    follow_path(&lines, key).or_else(|| {
+        let leaf = key.rsplit('.').next()?.split('[').next()?;
+        lines
+            .iter()
+            .position(|l| l.trim_start().starts_with(&format!("{leaf}:")))
+            .map(|i| i + 1)
+    })
+}
+
+fn follow_path(lines: &[&str], key: &str) -> Option<usize> {
+    enum Step<'a> {
+        Key(&'a str),
+        Index(usize),
+    }
+    let mut steps = Vec::new();
+    for part in key.split('.') {
+        let mut it = part.split('[');
+        steps.push(Step::Key(it.next()?));
+        for idx in it {
+            steps.push(Step::Index(idx.strip_suffix(']')?.parse().ok()?));
+        }
+    }
+    let indent = |l: &str| l.len() - l.trim_start_matches(' ').len();
+    let content = |l: &str| {
+        let t = l.trim();
+        t.is_empty() || t.starts_with('#')
+    };
+    // Where a line's key starts, after any `- ` list markers.
+    fn key_col(l: &str) -> (usize, &str) {
+        let indent = l.len() - l.trim_start_matches(' ').len();
+        let mut col = indent;
+        let mut rest = &l[col..];
+        while let Some(r) = rest.strip_prefix("- ") {
+            let r2 = r.trim_start_matches(' ');
+            col += rest.len() - r2.len();
+            rest = r2;
+        }
+        (col, rest)
+    }
+    // The block: lines after `from` (and `from` itself when it is a list
+    // entry's first line) indented deeper than `parent`.
+    let (mut from, mut parent, mut entry_line) = (0usize, None::<usize>, false);
+    let mut found = None;
+    for (n, step) in steps.iter().enumerate() {
+        let block: Vec<usize> = (from..lines.len())
+            .take_while(|&i| {
+                (entry_line && i == from)
+                    || content(lines[i])
+                    || parent.is_none_or(|p| indent(lines[i]) > p)
+            })
+            .filter(|&i| !content(lines[i]))
+            .collect();
+        match step {
+            Step::Key(k) => {
+                let child = block
+                    .iter()
+                    .map(|&i| key_col(lines[i]))
+                    .find(|(_, rest)| *rest != "-")?
+                    .0;
+                let i = block.iter().copied().find(|&i| {
+                    let (col, rest) = key_col(lines[i]);
+                    col == child
+                        && rest
+                            .strip_prefix(k)
+                            .is_some_and(|r| r.trim_start().starts_with(':'))
+                })?;
+                found = Some(i);
+                let value = key_col(lines[i]).1.split_once(':')?.1.trim();
+                if n + 1 < steps.len() && !value.is_empty() && !value.starts_with('#') {
+                    return Some(i + 1);
+                }
+                (from, parent, entry_line) = (i + 1, Some(key_col(lines[i]).0), false);
+            }
+            Step::Index(want) => {
+                let dash = block.first().map(|&i| indent(lines[i]))?;
+                let i = block
+                    .iter()
+                    .copied()
+                    .filter(|&i| indent(lines[i]) == dash && lines[i].trim_start().starts_with('-'))
+                    .nth(*want)?;
+                found = Some(i);
+                if key_col(lines[i]).1.starts_with(['{', '[']) {
+                    return Some(i + 1);
+                }
+                (from, parent, entry_line) = (i, Some(dash), true);
+            }
+        }
+    }
+    found.map(|i| i + 1)
 }
 
 fn strip_location(msg: &str) -> String {
@@ -549,6 +640,22 @@ mod tests {
         );
         let os_error = "(os error 2)";
         assert_eq!(chain.matches(os_error).count(), 1, "{chain} ({os})");
+    }
+
+    // issue 16: the first `name:` of the file was named for any source's name.
+    #[test]
+    fn checks_name_the_line_of_their_own_entry() {
+        let e = err("custom_monitors:\n  backup_validation:\n    sources:\n      - name: a\n        format: restic\n        path: x\n      # the copy\n      - name: a\n        format: restic\n        path: y\n");
+        assert!(e.contains(", line 8,"), "{e}");
+        assert!(e.contains("sources[1].name"), "{e}");
+        let text = "custom_monitors:\n  backup_validation:\n    sources:\n      - name: a\n        format: restic\n        path: x\n      -\n        name: b\n        format: borg\n        path: y\n        pattern: \"*\"\n";
+        let e = err(text);
+        assert!(e.contains(", line 11,"), "{e}");
+        // Flow entries: the entry's line.
+        let e = err("custom_monitors:\n  backup_validation:\n    sources:\n      - { name: a, format: restic, path: x }\n      - { name: b, format: restic, path: \" \" }\n");
+        assert!(e.contains(", line 5,"), "{e}");
+        assert_eq!(line_of_key("a:\n  b: 1\n", "a.c"), None);
+        assert_eq!(line_of_key("x:\n  c: 1\na:\n  c: 2\n", "a.c"), Some(4));
     }
 
     #[test]

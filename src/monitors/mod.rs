@@ -3,15 +3,11 @@
 //! Adding a monitor: a folder `monitors/<name>/` with its config block
 //! (`config.rs`, declared with `monitor_config!`), a type implementing
 //! [`kind::MonitorKind`] and one that implements [`crate::monitor::Monitor`],
-//! then one line in `monitor_kinds!` below. The core loads, checks and
+//! then one line in `monitor_kinds!` below (it also declares the module). The core loads, checks and
 //! builds every registered kind the same way. Monitors never import each other.
 
-pub mod backups;
-pub mod certificates;
 pub mod health;
 pub mod kind;
-pub mod terraform;
-pub mod zfs;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,47 +29,51 @@ pub struct Overrides {
     pub interval: Option<Duration>,
 }
 
-/// Declares `CustomMonitors` (the `custom_monitors:` block, one optional
-/// field per kind, unknown keys refused) and how it is checked and built.
+/// Declares each monitor's module, `CustomMonitors` (the `custom_monitors:`
+/// block, one optional field per kind, unknown keys refused) and how every
+/// block is checked and built.
 macro_rules! monitor_kinds {
-    ($( $(#[$doc:meta])* $key:ident: $kind:ty ),* $(,)?) => {
+    ($( $(#[$doc:meta])* $module:ident::$kind:ident as $key:ident ),* $(,)?) => {
+        $( pub mod $module; )*
+
         /// `custom_monitors:`: one block per registered monitor kind.
         #[derive(Debug, Clone, Default, serde::Deserialize)]
         #[serde(deny_unknown_fields)]
         pub struct CustomMonitors {
-            $( $(#[$doc])* #[serde(default)] pub $key: Option<<$kind as MonitorKind>::Config>, )*
+            $( $(#[$doc])* #[serde(default)] pub $key: Option<<$module::$kind as MonitorKind>::Config>, )*
         }
 
         $( const _: () = assert!(
-            kind::same_key(<$kind as MonitorKind>::KEY, stringify!($key)),
+            kind::same_key(<$module::$kind as MonitorKind>::KEY, stringify!($key)),
             "a monitor_kinds! field must be its kind's KEY"
         ); )*
 
         impl CustomMonitors {
             /// Every block's checks (no I/O); the key is full (`custom_monitors.<key>...`).
             pub fn validate(&self) -> Result<(), ConfigIssue> {
-                $( if let Some(c) = &self.$key { kind::validate::<$kind>(c)?; } )*
+                $( if let Some(c) = &self.$key { kind::validate::<$module::$kind>(c)?; } )*
                 Ok(())
             }
 
             /// Every block's file checks (policies compile...), relative to `base_dir`.
             pub fn check_files(&self, base_dir: &std::path::Path) -> Result<(), ConfigIssue> {
-                $( if let Some(c) = &self.$key { kind::check_files::<$kind>(c, base_dir)?; } )*
+                $( if let Some(c) = &self.$key { kind::check_files::<$module::$kind>(c, base_dir)?; } )*
                 Ok(())
             }
 
             fn build(&self, ctx: &BuildContext<'_>, out: &mut Vec<Arc<dyn Monitor>>) {
-                $( out.extend(kind::build::<$kind>(self.$key.as_ref(), ctx)); )*
+                $( out.extend(kind::build::<$module::$kind>(self.$key.as_ref(), ctx)); )*
             }
         }
     };
 }
 
+// The registry: `<folder>::<MonitorKind> as <key under custom_monitors:>`.
 monitor_kinds! {
-    terraform_state: terraform::TerraformKind,
-    certificate_expiry: certificates::CertificateKind,
-    backup_validation: backups::BackupKind,
-    zfs_scrub: zfs::ZfsKind,
+    terraform::TerraformKind as terraform_state,
+    certificates::CertificateKind as certificate_expiry,
+    backups::BackupKind as backup_validation,
+    zfs::ZfsKind as zfs_scrub,
 }
 
 /// The terraform config after overrides (also used by the one-shot report).
@@ -97,4 +97,61 @@ pub fn build(config: &Config, ov: &Overrides) -> Vec<Arc<dyn Monitor>> {
         out.extend(health::monitor(h, &config.base_dir, ov.interval));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    // Every registered kind gets `enabled` and `--interval` the same way.
+    #[test]
+    fn enabled_and_interval_apply_to_every_kind() {
+        let text = "custom_monitors:\n  terraform_state:\n    state_files: [a.tfstate]\n  certificate_expiry:\n    paths: [certs/]\n  backup_validation:\n    enabled: false\n  zfs_scrub:\n    status_files: [zpool.txt]\n";
+        let file = crate::config::parse(text, Path::new("c.yaml")).unwrap();
+        let config = Config {
+            file,
+            base_dir: ".".into(),
+            source: None,
+        };
+        let ov = Overrides {
+            interval: Some(Duration::from_secs(7)),
+            ..Overrides::default()
+        };
+        let built = build(&config, &ov);
+        let names: Vec<&str> = built.iter().map(|m| m.name()).collect();
+        assert_eq!(
+            names,
+            vec!["terraform_state", "certificate_expiry", "zfs_scrub"]
+        );
+        for m in &built {
+            assert_eq!(m.check_interval(), Duration::from_secs(7), "{}", m.name());
+        }
+        // Without --interval each keeps its own default.
+        let built = build(&config, &Overrides::default());
+        let intervals: Vec<u64> = built.iter().map(|m| m.check_interval().as_secs()).collect();
+        assert_eq!(intervals, vec![300, 3600, 300]);
+    }
+
+    // The parser does no I/O: policy files are checked when the config is
+    // loaded for use (with the key's line), not by `parse`.
+    #[test]
+    fn policy_files_are_checked_by_load_not_by_parse() {
+        let text = "custom_monitors:\n  terraform_state:\n    state_files: [s.tfstate]\n    policies: [nope.rego]\n";
+        assert!(crate::config::parse(text, Path::new("c.yaml")).is_ok());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, text).unwrap();
+        let e = Config::load(&path).unwrap_err().to_string();
+        assert!(e.contains("nope.rego"), "{e}");
+        assert!(e.contains("line 4"), "{e}");
+        assert!(e.contains("key `custom_monitors.terraform_state.policies`"), "{e}");
+        std::fs::write(
+            dir.path().join("ok.rego"),
+            "package ok\nimport rego.v1\n\ndeny contains msg if {\n  false\n  msg := \"x\"\n}\n",
+        )
+        .unwrap();
+        std::fs::write(&path, text.replace("nope.rego", "ok.rego")).unwrap();
+        assert!(Config::load(&path).is_ok());
+    }
 }

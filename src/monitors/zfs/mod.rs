@@ -342,3 +342,138 @@ impl Monitor for ZfsMonitor {
         Ok(self.inner.clone().collect(ctx.now).await)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse;
+
+    const TANK: &str = "  pool: tank\n state: ONLINE\n  scan: scrub repaired 0B in 00:12:34 with 0 errors on Sun Nov  8 00:36:35 2026\nconfig:\n\n\tNAME        STATE     READ WRITE CKSUM\n\ttank        ONLINE       0     0     0\n\t  mirror-0  ONLINE       0     0     0\n\t    sda     ONLINE       0     0     0\n\t    sdb     ONLINE       0     0     0\n\nerrors: No known data errors\n";
+    const TANK_SCRUBBING: &str = "  pool: tank\n state: ONLINE\n  scan: scrub in progress since Sun Dec  6 00:24:01 2026\n\t1.23T scanned at 1.02G/s, 456G issued at 380M/s, 2.50T total\n\t0B repaired, 17.83% done, 01:34:12 to go\nconfig:\n\n\tNAME        STATE     READ WRITE CKSUM\n\ttank        ONLINE       0     0     0\n\nerrors: No known data errors\n";
+    const BACKUP_DEGRADED: &str = "  pool: backup\n state: DEGRADED\nstatus: One or more devices could not be used because the label is missing or\n\tinvalid.\n  scan: none requested\nconfig:\n\n\tNAME      STATE     READ WRITE CKSUM\n\tbackup    DEGRADED     0     0     0\n\t  sdc     UNAVAIL      0     0     0\n\nerrors: No known data errors\n";
+
+    fn ts(s: &str) -> f64 {
+        s.parse::<jiff::Timestamp>().unwrap().as_second() as f64
+    }
+
+    #[test]
+    fn config_loads_with_defaults_and_errors_name_file_line_and_key() {
+        let f = parse(
+            "custom_monitors:\n  zfs_scrub:\n    status_files: [zpool-status.txt]\n    timezone: UTC\n",
+            Path::new("cfg.yaml"),
+        )
+        .unwrap();
+        let z = f.custom_monitors.zfs_scrub.unwrap();
+        assert!(z.enabled);
+        assert_eq!(z.status_files, vec!["zpool-status.txt".to_string()]);
+        assert_eq!(z.check_interval.0, Duration::from_secs(300));
+        assert_eq!(z.retry_interval.0, Duration::from_secs(15));
+        assert_eq!(z.max_scrub_age.0, Duration::from_secs(35 * 86400));
+        // The shared schedule fields are refused or accepted like any monitor's.
+        let e = parse(
+            "custom_monitors:\n  zfs_scrub:\n    status_files: [a]\n    max_scrub_ag: 30d\n",
+            Path::new("cfg.yaml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("cfg.yaml, line 4"), "{e}");
+        assert!(e.contains("custom_monitors.zfs_scrub"), "{e}");
+        assert!(e.contains("did you mean `max_scrub_age`?"), "{e}");
+        let e = parse(
+            "custom_monitors:\n  zfs_scrub:\n    status_files: [a]\n    check_interval: 0s\n",
+            Path::new("cfg.yaml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("key `custom_monitors.zfs_scrub.check_interval`")
+                && e.contains("line 4"),
+            "{e}"
+        );
+        let e = parse(
+            "custom_monitors:\n  zfs_scrub:\n    status_files: [a]\n    timezone: Mars/Base\n",
+            Path::new("cfg.yaml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("unknown time zone") && e.contains("line 4"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn exports_scrub_age_errors_and_state_per_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("nas.txt"), TANK).unwrap();
+        std::fs::write(dir.path().join("backup.txt"), BACKUP_DEGRADED).unwrap();
+        std::fs::write(dir.path().join("garbage.txt"), "Segmentation fault\n").unwrap();
+        let cfg = parse(
+            "custom_monitors:\n  zfs_scrub:\n    status_files: [nas.txt, backup.txt, garbage.txt, missing.txt]\n    timezone: UTC\n    max_scrub_age: 7d\n",
+            Path::new("cfg.yaml"),
+        )
+        .unwrap()
+        .custom_monitors
+        .zfs_scrub
+        .unwrap();
+        let m = ZfsMonitor::new(cfg, dir.path().to_path_buf());
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(ts("2026-11-10T00:00:00Z") as u64);
+        let snap = m.collect(CollectContext { now }).await.unwrap();
+        let v = |name: &str, labels: &[(&str, &str)]| snap.value(name, labels);
+        let tank = [("pool", "tank")];
+        assert_eq!(
+            v("zfs_pool_scrub_last_timestamp_seconds", &tank),
+            Some(ts("2026-11-08T00:36:35Z"))
+        );
+        assert_eq!(v("zfs_pool_scrub_errors", &tank), Some(0.0));
+        assert_eq!(v("zfs_pool_scrub_in_progress", &tank), Some(0.0));
+        assert_eq!(v("zfs_pool_scrub_max_age_seconds", &tank), Some(7.0 * 86400.0));
+        assert_eq!(v("zfs_pool_health", &[("pool", "tank"), ("state", "online")]), Some(1.0));
+        assert_eq!(v("zfs_pool_health", &[("pool", "tank"), ("state", "degraded")]), Some(0.0));
+        // Never scrubbed: 0, so an age alert fires; degraded is not online.
+        let backup = [("pool", "backup")];
+        assert_eq!(v("zfs_pool_scrub_last_timestamp_seconds", &backup), Some(0.0));
+        assert_eq!(v("zfs_pool_health", &[("pool", "backup"), ("state", "online")]), Some(0.0));
+        assert_eq!(v("zfs_pool_health", &[("pool", "backup"), ("state", "degraded")]), Some(1.0));
+        // Unreadable or unparseable files are down, never an empty clean.
+        assert_eq!(v("zfs_status_file_up", &[("file", "nas.txt")]), Some(1.0));
+        assert_eq!(v("zfs_status_file_up", &[("file", "garbage.txt")]), Some(0.0));
+        assert_eq!(v("zfs_status_file_up", &[("file", "missing.txt")]), Some(0.0));
+        assert!(v("zfs_status_file_timestamp_seconds", &[("file", "nas.txt")]).is_some());
+        let health: Vec<(&str, Health)> = snap
+            .targets
+            .iter()
+            .map(|t| (t.target.as_str(), t.health))
+            .collect();
+        assert_eq!(
+            health,
+            vec![
+                ("nas.txt", Health::Ok),
+                ("backup.txt", Health::Findings),
+                ("garbage.txt", Health::Error),
+                ("missing.txt", Health::Error),
+            ]
+        );
+        assert!(snap.targets[1].summary.contains("backup was never scrubbed"), "{:?}", snap.targets[1]);
+    }
+
+    // `scan:` shows only the latest scan: while a scrub runs, the last
+    // finished one seen in this file is kept.
+    #[test]
+    fn a_running_scrub_keeps_the_last_finished_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nas.txt");
+        let mut mem = Memory::default();
+        let tz = jiff::tz::TimeZone::UTC;
+        std::fs::write(&path, TANK_SCRUBBING).unwrap();
+        let first = read_file(&path, "nas.txt", &tz, &mut mem).pools.unwrap();
+        assert_eq!(first[0].last_scrub, None);
+        std::fs::write(&path, TANK).unwrap();
+        read_file(&path, "nas.txt", &tz, &mut mem).pools.unwrap();
+        std::fs::write(&path, TANK_SCRUBBING).unwrap();
+        let again = read_file(&path, "nas.txt", &tz, &mut mem).pools.unwrap();
+        assert_eq!(again[0].last_scrub, Some((ts("2026-11-08T00:36:35Z"), 0)));
+        let mut b = SnapshotBuilder::new();
+        let findings = emit_pool(&mut b, &again[0], 86400.0 * 35.0, ts("2026-12-06T01:00:00Z"));
+        assert!(findings.is_empty(), "{findings:?}");
+        let snap = b.build();
+        assert_eq!(snap.value("zfs_pool_scrub_in_progress", &[("pool", "tank")]), Some(1.0));
+    }
+}

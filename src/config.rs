@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use crate::monitors::CustomMonitors;
+use values::ConfigIssue;
 pub use values::{parse_duration, split_host_port, ByteSize, GlobPattern, HumanDuration};
 // Each monitor's block lives in its folder (`monitors/<name>/config.rs`);
 // re-exported here for the paths callers already use.
@@ -29,7 +30,6 @@ pub use crate::monitors::terraform::config::{
     GitlabBackendConfig, HcpBackendConfig, HttpAuth, HttpBackendConfig, PgBackendConfig,
     RemoteBackend, RemoteOptions, S3BackendConfig, SecretRef, TerraformConfig,
 };
-use crate::monitors::kind::ConfigIssue;
 
 /// A configuration error, rendered as one message naming file, line, key and a fix.
 #[derive(Debug, thiserror::Error)]
@@ -231,7 +231,6 @@ fn validate(file: &ConfigFile) -> Result<(), ConfigIssue> {
     }
     file.custom_monitors.validate()
 }
-
 
 /// Line of a dotted key such as `custom_monitors.backup_validation.sources[1].name`
 /// (for checks that run after parsing and have no location). The path is

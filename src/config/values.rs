@@ -159,7 +159,6 @@ impl TryFrom<String> for GlobPattern {
     }
 }
 
-
 /// Split `host:port` (`[v6]:port` for IPv6). The message never quotes more than the address.
 pub fn split_host_port(address: &str) -> Result<(String, u16), String> {
     let bad = || {
@@ -180,6 +179,10 @@ pub fn split_host_port(address: &str) -> Result<(String, u16), String> {
     }
     Ok((host.to_string(), port))
 }
+
+/// A problem found after parsing: the dotted key (below the monitor's block
+/// when a `MonitorKind` returns it) and what is wrong.
+pub type ConfigIssue = (String, String);
 
 /// `true`, for `#[serde(default = "...")]`.
 pub(crate) fn yes() -> bool {

@@ -16,9 +16,7 @@ use crate::monitor::Monitor;
 
 use super::Overrides;
 
-/// A problem found after parsing: the dotted key (below the monitor's block
-/// when a [`MonitorKind`] returns it) and what is wrong.
-pub type ConfigIssue = (String, String);
+pub use crate::config::values::ConfigIssue;
 
 /// What a monitor is built with.
 #[derive(Debug, Clone, Copy)]

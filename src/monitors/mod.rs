@@ -145,7 +145,10 @@ mod tests {
         let e = Config::load(&path).unwrap_err().to_string();
         assert!(e.contains("nope.rego"), "{e}");
         assert!(e.contains("line 4"), "{e}");
-        assert!(e.contains("key `custom_monitors.terraform_state.policies`"), "{e}");
+        assert!(
+            e.contains("key `custom_monitors.terraform_state.policies`"),
+            "{e}"
+        );
         std::fs::write(
             dir.path().join("ok.rego"),
             "package ok\nimport rego.v1\n\ndeny contains msg if {\n  false\n  msg := \"x\"\n}\n",

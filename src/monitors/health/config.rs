@@ -276,7 +276,8 @@ impl HealthChecksConfig {
                 }
             }
             if let Some(t) = &c.tcp {
-                crate::config::values::split_host_port(&t.address).map_err(|m| (key("tcp.address"), m))?;
+                crate::config::values::split_host_port(&t.address)
+                    .map_err(|m| (key("tcp.address"), m))?;
             }
             if let Some(d) = &c.dns {
                 if d.name.trim().is_empty() {

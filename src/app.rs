@@ -150,7 +150,11 @@ async fn status(cli: &Cli, registry: &Registry) -> i32 {
     for o in &outcomes {
         if let Some(e) = o.error.as_ref().filter(|_| !o.success) {
             report.errors += 1;
-            eprintln!("monitor {} failed: {e}", o.monitor);
+            eprintln!(
+                "monitor {} failed: {}",
+                o.monitor,
+                crate::telemetry::escape_controls(&e.to_string())
+            );
         }
     }
     print!("{}", report.render(cli.format));
@@ -206,6 +210,7 @@ async fn serve(cli: &Cli, registry: Arc<Registry>) -> Result<i32, AppError> {
         ServerConfig {
             telemetry_path: cli.telemetry_path.clone(),
             first_scrape_wait: cli.first_scrape_wait,
+            max_connections: cli.web_max_connections as usize,
         },
         web,
         server::shutdown_signal(),

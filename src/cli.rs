@@ -150,6 +150,17 @@ pub struct Cli {
     )]
     pub first_scrape_wait: Duration,
 
+    /// Most client connections open at once; at the limit the least active
+    /// connection is closed to make room (see README "Security and reliability").
+    #[arg(
+        long = "web.max-connections",
+        value_name = "N",
+        default_value_t = crate::server::DEFAULT_MAX_CONNECTIONS,
+        value_parser = clap::value_parser!(u32).range(1..),
+        env = "HOMELAB_MONITOR_WEB_MAX_CONNECTIONS"
+    )]
+    pub web_max_connections: u32,
+
     /// Log level.
     #[arg(
         long = "log.level",

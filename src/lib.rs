@@ -20,6 +20,7 @@ pub mod monitors;
 pub mod registry;
 pub mod render;
 pub mod report;
+pub mod safe_open;
 pub mod server;
 pub mod snapshot;
 pub mod stamp;

@@ -67,6 +67,20 @@ pub trait Monitor: Send + Sync + 'static {
     /// per-target errors go into the snapshot (as `*_up 0` and a target status).
     async fn collect(&self, ctx: CollectContext) -> Result<Snapshot, MonitorError>;
 
+    /// Collect until no target read is left running: for one-shot callers
+    /// and tests that want every target's values (a scrape never does this).
+    /// Each read is bounded by its deadline, and so is this loop.
+    async fn collect_complete(&self, ctx: CollectContext) -> Result<Snapshot, MonitorError> {
+        let until = std::time::Instant::now() + self.timeout();
+        loop {
+            let s = self.collect(ctx).await?;
+            if s.pending == 0 || std::time::Instant::now() >= until {
+                return Ok(s);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// A detailed one-shot report. The default lists the targets of one collection.
     async fn report(&self, ctx: CollectContext) -> Result<Report, MonitorError> {
         let snap = self.collect(ctx).await?;

@@ -54,6 +54,9 @@ pub const IN_FLIGHT: MetricDef = MetricDef::gauge(
     "How long the monitor's current collection has been running; 0 when none is running.",
 );
 
+/// How soon a collection that left target reads running is repeated.
+const PENDING_RECHECK: Duration = Duration::from_millis(250);
+
 /// How long a caller is willing to wait for values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wait {
@@ -115,9 +118,13 @@ impl Entry {
         self.collections.load(Ordering::Relaxed)
     }
 
-    /// True once one collection of this monitor has finished (well or not).
+    /// True once a collection of this monitor has finished (well or not)
+    /// with no target read still running.
     pub fn has_collected(&self) -> bool {
-        self.lock().last.is_some()
+        self.lock()
+            .last
+            .as_ref()
+            .is_some_and(|l| l.snapshot.pending == 0)
     }
 
     /// How long the collection in flight has been running.
@@ -160,7 +167,28 @@ impl Entry {
                     error: Some("the first collection is still running".into()),
                 }),
             },
-            (Wait::Fresh, _) => fut.await,
+            (Wait::Fresh, _) => {
+                // Wait until the reads left running by a collection land
+                // (each is bounded by its deadline).
+                let mut outcome = fut.await;
+                let until = Instant::now() + self.monitor.timeout();
+                while outcome.snapshot.pending > 0 && Instant::now() < until {
+                    tokio::time::sleep(PENDING_RECHECK).await;
+                    let next = {
+                        let mut st = self.lock();
+                        match &st.inflight {
+                            Some((_, f)) => f.clone(),
+                            None => {
+                                let f = self.clone().start(clock.clone());
+                                st.inflight = Some((Instant::now(), f.clone()));
+                                f
+                            }
+                        }
+                    };
+                    outcome = next.await;
+                }
+                outcome
+            }
         }
     }
 
@@ -208,7 +236,11 @@ impl Entry {
                 }
             };
             let healthy = outcome.success && outcome.snapshot.failed_targets() == 0;
-            let ttl = if healthy {
+            let pending = outcome.snapshot.pending > 0;
+            let ttl = if pending {
+                // Reads still running: pick them up as soon as they land.
+                PENDING_RECHECK
+            } else if healthy {
                 entry.monitor.check_interval()
             } else {
                 // A retry never waits longer than a normal re-check. Monitors
@@ -223,6 +255,18 @@ impl Entry {
             st.last = Some(outcome.clone());
             st.fresh_until = Some(Instant::now() + ttl);
             st.inflight = None;
+            drop(st);
+            if pending {
+                // Nobody may scrape before the next interval: collect again
+                // shortly so the slow reads' values are in memory when
+                // they land. Bounded: a read is pending only until its deadline.
+                let again = entry.clone();
+                let clock = clock.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(PENDING_RECHECK).await;
+                    again.get(&clock, Wait::Serve(Duration::ZERO)).await;
+                });
+            }
             outcome
         });
         async move {

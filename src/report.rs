@@ -200,12 +200,19 @@ pub fn render_table(sec: &Section) -> String {
         out.push_str(&format!("  ({})\n", sec.empty));
         return out;
     }
-    let cols = sec
-        .header
+    // File names may hold newlines or terminal escapes: never print them raw.
+    let esc = |r: &Vec<String>| -> Vec<String> {
+        r.iter()
+            .map(|c| crate::telemetry::escape_controls(c).into_owned())
+            .collect()
+    };
+    let header = esc(&sec.header);
+    let rows: Vec<Vec<String>> = sec.rows.iter().map(esc).collect();
+    let cols = header
         .len()
-        .max(sec.rows.iter().map(Vec::len).max().unwrap_or(0));
+        .max(rows.iter().map(Vec::len).max().unwrap_or(0));
     let mut widths = vec![0usize; cols];
-    for row in std::iter::once(&sec.header).chain(sec.rows.iter()) {
+    for row in std::iter::once(&header).chain(rows.iter()) {
         for (i, cell) in row.iter().enumerate() {
             widths[i] = widths[i].max(cell.chars().count());
         }
@@ -221,8 +228,8 @@ pub fn render_table(sec: &Section) -> String {
         }
         l.trim_end().to_string() + "\n"
     };
-    out.push_str(&line(&sec.header));
-    for r in &sec.rows {
+    out.push_str(&line(&header));
+    for r in &rows {
         out.push_str(&line(r));
     }
     out
@@ -308,6 +315,7 @@ mod tests {
                 error: None,
                 stale: false,
             }],
+            pending: 0,
         };
         let r = targets_report(&[("terraform_state", &snap, false)]);
         assert_eq!((r.unchecked, r.exit_code()), (1, 1));

@@ -20,10 +20,26 @@ use tokio::net::TcpListener;
 
 use crate::encoder::Format;
 use crate::registry::Registry;
+use crate::snapshot::{MetricDef, SnapshotBuilder};
 use crate::web_config::{WebConfig, WebConfigWatcher};
 
-/// How long a client may take to send its request headers.
+mod guard;
+use guard::{ConnState, Conns, Guarded};
+
+/// How long a client may take to send its request headers (also the idle
+/// time allowed between requests on a kept-alive connection).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A response write that makes no progress for this long closes the connection.
+pub const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// A response must be handed to the kernel within this long.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+/// After this many requests on one connection the response says
+/// `Connection: close` (bounds pipelining).
+pub const MAX_REQUESTS_PER_CONNECTION: usize = 100;
+/// The largest request head (request line and headers) accepted, as documented.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Default of `--web.max-connections`.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 256;
 /// How long in-flight requests may take to finish after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -34,6 +50,8 @@ pub struct ServerConfig {
     /// How long a scrape waits for a monitor's first collection when the
     /// scraper sends no `X-Prometheus-Scrape-Timeout-Seconds`.
     pub first_scrape_wait: Duration,
+    /// Most connections open at once (`--web.max-connections`).
+    pub max_connections: usize,
 }
 
 /// What a scrape may spend waiting for a monitor's first collection: the
@@ -52,7 +70,30 @@ pub fn scrape_budget(header: Option<&str>, default: Duration) -> Duration {
 struct AppState {
     registry: Arc<Registry>,
     cfg: ServerConfig,
+    conns: Arc<Conns>,
+    web: Arc<WebConfigWatcher>,
 }
+
+const CONNECTIONS_OPEN: MetricDef = MetricDef::gauge(
+    "homelab_monitor_http_connections_open",
+    "Client connections open on the exporter's HTTP port.",
+);
+const CONNECTIONS_MAX: MetricDef = MetricDef::gauge(
+    "homelab_monitor_http_connections_max",
+    "The limit on open client connections (--web.max-connections).",
+);
+const CONNECTIONS_EVICTED: MetricDef = MetricDef::counter(
+    "homelab_monitor_http_connections_evicted",
+    "Connections closed by the connection limit to make room (the least active one: slowloris, slow reader or idle).",
+);
+const CONNECTIONS_WAITS: MetricDef = MetricDef::counter(
+    "homelab_monitor_http_connections_limit_waits",
+    "Times a new connection waited in the backlog because every open connection was in a request.",
+);
+const WEB_CONFIG_RELOAD_OK: MetricDef = MetricDef::gauge(
+    "homelab_monitor_web_config_last_reload_successful",
+    "0 if the last change of --web.config.file was not applied (broken, unreadable, or it would turn TLS or authentication off).",
+);
 
 /// How long a client may take to finish the TLS handshake.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -69,13 +110,33 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Resp {
     r
 }
 
-async fn handle(
-    req: Request<Incoming>,
-    app: Arc<AppState>,
-    watcher: Arc<WebConfigWatcher>,
-) -> Result<Resp, Infallible> {
+/// Size of a request head as sent (request line, headers, blank line).
+fn head_size<B>(req: &Request<B>) -> usize {
+    let line = req.method().as_str().len()
+        + 1
+        + req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().len())
+            .unwrap_or(1)
+        + " HTTP/1.1\r\n".len();
+    let headers: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + 2 + v.len() + 2)
+        .sum();
+    line + headers + 2
+}
+
+async fn handle(req: Request<Incoming>, app: Arc<AppState>) -> Result<Resp, Infallible> {
+    if head_size(&req) > MAX_HEADER_BYTES {
+        return Ok(text(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "request headers larger than 64 KiB\n",
+        ));
+    }
     // Per request, so that a changed password also applies to kept-alive connections.
-    let web = watcher.current();
+    let web = app.web.current();
     let auth_header = req
         .headers()
         .get(AUTHORIZATION)
@@ -121,14 +182,19 @@ async fn route(req: Request<Incoming>, app: &AppState) -> Resp {
             .headers()
             .get(hyper::header::ACCEPT)
             .and_then(|v| v.to_str().ok());
-        let format = Format::negotiate(accept);
+        let format = negotiate(accept);
         let budget = scrape_budget(
             req.headers()
                 .get("x-prometheus-scrape-timeout-seconds")
                 .and_then(|v| v.to_str().ok()),
             app.cfg.first_scrape_wait,
         );
-        match app.registry.scrape(format, budget).await {
+        match app
+            .registry
+            .scrape(format, budget)
+            .await
+            .and_then(|b| append_server_metrics(b, format, &app.conns, &app.web))
+        {
             Ok(body) => {
                 let mut r = text(StatusCode::OK, body);
                 r.headers_mut().insert(
@@ -180,6 +246,60 @@ async fn route(req: Request<Incoming>, app: &AppState) -> Resp {
     resp
 }
 
+/// The exposition format for an `Accept` header: OpenMetrics when it is asked
+/// for with a non-zero quality (`;q=0` means "not acceptable", RFC 9110).
+pub fn negotiate(accept: Option<&str>) -> Format {
+    let Some(accept) = accept else {
+        return Format::Classic;
+    };
+    let wanted = accept.split(',').any(|range| {
+        let mut parts = range.split(';').map(str::trim);
+        let media = parts.next().unwrap_or("");
+        if !media.eq_ignore_ascii_case("application/openmetrics-text") {
+            return false;
+        }
+        let q = parts
+            .filter_map(|p| p.split_once('='))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
+            .map(|(_, v)| v.trim().parse::<f64>().unwrap_or(0.0))
+            .unwrap_or(1.0);
+        q > 0.0
+    });
+    if wanted {
+        Format::OpenMetrics
+    } else {
+        Format::Classic
+    }
+}
+
+/// The server's own metrics, added to the registry's exposition.
+fn append_server_metrics(
+    mut body: String,
+    format: Format,
+    conns: &Conns,
+    web: &WebConfigWatcher,
+) -> Result<String, std::fmt::Error> {
+    let mut b = SnapshotBuilder::new();
+    b.gauge(&CONNECTIONS_OPEN, &[], conns.open() as f64);
+    b.gauge(&CONNECTIONS_MAX, &[], conns.max() as f64);
+    b.gauge(&CONNECTIONS_EVICTED, &[], conns.evicted() as f64);
+    b.gauge(&CONNECTIONS_WAITS, &[], conns.waits() as f64);
+    b.gauge(
+        &WEB_CONFIG_RELOAD_OK,
+        &[],
+        if web.last_reload_ok() { 1.0 } else { 0.0 },
+    );
+    let part = crate::encoder::encode_part(vec![Arc::new(b.build())], format)?;
+    if format == Format::OpenMetrics {
+        if let Some(stripped) = body.strip_suffix("# EOF\n") {
+            body.truncate(stripped.len());
+        }
+    }
+    body.push_str(&part);
+    crate::encoder::finish(&mut body, format)?;
+    Ok(body)
+}
+
 fn typed(mut r: Resp, content_type: &'static str) -> Resp {
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -188,24 +308,82 @@ fn typed(mut r: Resp, content_type: &'static str) -> Resp {
     r
 }
 
-/// Serve one connection (plain or TLS) until it closes or the shutdown ends it.
+/// Serve one connection (plain or TLS) until it closes, times out, is
+/// evicted by the connection limit, or the shutdown ends it.
 async fn drive<I>(
     io: I,
     peer: std::net::SocketAddr,
     app: Arc<AppState>,
-    web: Arc<WebConfigWatcher>,
+    conn_state: Arc<ConnState>,
     watcher: hyper_util::server::graceful::Watcher,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let svc = service_fn(move |req| handle(req, app.clone(), web.clone()));
+    let st = conn_state.clone();
+    let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let svc = service_fn(move |req| {
+        let app = app.clone();
+        let st = st.clone();
+        let n = served.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        async move {
+            let _busy = st.busy();
+            let mut resp = handle(req, app).await?;
+            if n >= MAX_REQUESTS_PER_CONNECTION {
+                resp.headers_mut()
+                    .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            Ok::<_, Infallible>(resp)
+        }
+    });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(64 * 1024)
+        // The exact 64 KiB limit is checked per request (431); this only bounds the buffer.
+        .max_buf_size(2 * MAX_HEADER_BYTES)
         .serve_connection(TokioIo::new(io), svc);
-    if let Err(e) = watcher.watch(conn).await {
-        tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+    tokio::select! {
+        r = watcher.watch(conn) => {
+            if let Err(e) = r {
+                tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+            }
+        }
+        () = conn_state.evicted() => {
+            tracing::debug!(peer = %peer, "connection closed to make room (connection limit)");
+        }
+    }
+}
+
+/// The connection limit that fits the descriptor limit: the soft limit is
+/// first raised to the hard one, then at most half the descriptors go to
+/// client connections (the rest stay for monitors, health checks and files).
+pub fn effective_max_connections(configured: usize) -> usize {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let lim = getrlimit(Resource::Nofile);
+    if let (Some(cur), Some(max)) = (lim.current, lim.maximum) {
+        if cur < max {
+            let raised = rustix::process::Rlimit {
+                current: Some(max),
+                maximum: Some(max),
+            };
+            if let Err(e) = setrlimit(Resource::Nofile, raised) {
+                tracing::debug!(error = %e, "cannot raise the open-file limit");
+            }
+        }
+    }
+    let configured = configured.max(1);
+    let Some(soft) = getrlimit(Resource::Nofile).current else {
+        return configured;
+    };
+    let room = usize::try_from(soft / 2).unwrap_or(usize::MAX).max(1);
+    if room < configured {
+        tracing::warn!(
+            configured,
+            open_file_limit = soft,
+            "--web.max-connections lowered to {room} (half the open-file limit); raise `ulimit -n` to allow more"
+        );
+        room
+    } else {
+        configured
     }
 }
 
@@ -218,10 +396,32 @@ pub async fn serve(
     web_config: Arc<WebConfigWatcher>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let app = Arc::new(AppState { registry, cfg });
+    let conns = Arc::new(Conns::new(effective_max_connections(cfg.max_connections)));
+    let reloader = tokio::spawn(web_config.clone().run());
+    let app = Arc::new(AppState {
+        registry,
+        cfg,
+        conns: conns.clone(),
+        web: web_config.clone(),
+    });
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
-    loop {
+    'serve: loop {
+        // Room first: at the limit, the least active connection is closed and
+        // new ones wait in the kernel's backlog (no descriptor) meanwhile.
+        loop {
+            let freed = conns.freed();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if conns.make_room() {
+                break;
+            }
+            tokio::select! {
+                () = freed => {}
+                () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                () = &mut shutdown => break 'serve,
+            }
+        }
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
@@ -233,30 +433,36 @@ pub async fn serve(
                         continue;
                     }
                 };
+                let conn_state = conns.admit();
+                let stream = Guarded::new(stream, conn_state.clone());
                 let tls = web_config.current().tls.clone();
-                let web = web_config.clone();
                 let app = app.clone();
                 let watcher = graceful.watcher();
                 match tls {
                     None => {
-                        tokio::spawn(drive(stream, peer, app, web, watcher));
+                        tokio::spawn(drive(stream, peer, app, conn_state, watcher));
                     }
                     Some(tls) => {
                         tokio::spawn(async move {
                             let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-                            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                                Ok(Ok(tls_stream)) => drive(tls_stream, peer, app, web, watcher).await,
-                                Ok(Err(e)) => tracing::debug!(peer = %peer, error = %e, "TLS handshake failed"),
-                                Err(_) => tracing::debug!(peer = %peer, "TLS handshake timed out"),
+                            let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                            tokio::select! {
+                                r = handshake => match r {
+                                    Ok(Ok(tls_stream)) => drive(tls_stream, peer, app, conn_state, watcher).await,
+                                    Ok(Err(e)) => tracing::debug!(peer = %peer, error = %e, "TLS handshake failed"),
+                                    Err(_) => tracing::debug!(peer = %peer, "TLS handshake timed out"),
+                                },
+                                () = conn_state.evicted() => {}
                             }
                         });
                     }
                 }
             }
-            _ = &mut shutdown => break,
+            () = &mut shutdown => break,
         }
     }
     drop(listener);
+    reloader.abort();
     tracing::info!("shutting down: waiting for in-flight requests");
     tokio::select! {
         _ = graceful.shutdown() => tracing::info!("all connections closed"),

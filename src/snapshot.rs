@@ -99,6 +99,9 @@ pub struct TargetStatus {
 pub struct Snapshot {
     pub families: Vec<MetricFamily>,
     pub targets: Vec<TargetStatus>,
+    /// Targets whose read was still running when this collection served
+    /// what it had: the registry re-collects soon to pick them up.
+    pub pending: usize,
 }
 
 impl Snapshot {
@@ -181,6 +184,7 @@ impl SnapshotBuilder {
         Snapshot {
             families: self.families,
             targets: self.targets,
+            pending: 0,
         }
     }
 

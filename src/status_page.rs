@@ -31,14 +31,21 @@ pub struct MonitorStatus {
     pub targets: Vec<TargetStatus>,
 }
 
-/// One certificate (the leaf of a file or endpoint), by days left.
+/// One certificate (the leaf of a file or endpoint), by time left.
 #[derive(Debug, Serialize)]
 pub struct CertificateStatus {
     pub source: String,
     /// Path or endpoint.
     pub target: String,
     pub not_after_timestamp_seconds: f64,
+    /// Negative once expired.
     pub days_left: f64,
+    /// The configured `warning_days` in seconds (the exporter's threshold metric).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning_threshold_seconds: Option<f64>,
+    /// The configured `critical_days` in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub critical_threshold_seconds: Option<f64>,
 }
 
 /// One backup source, by age.
@@ -189,7 +196,9 @@ fn extract(
     backups: &mut Vec<BackupStatus>,
     checks: &mut Vec<HealthCheckStatus>,
 ) {
-    if let Some(f) = snap.family("certificate_not_after_timestamp_seconds") {
+    if let Some(f) = snap.family(crate::monitors::certificates::NOT_AFTER.name) {
+        let warning = snap.value(crate::monitors::certificates::WARNING.name, &[]);
+        let critical = snap.value(crate::monitors::certificates::CRITICAL.name, &[]);
         for s in f.samples.iter().filter(|s| label(s, "index") == Some("0")) {
             let target = label(s, "path")
                 .or_else(|| label(s, "endpoint"))
@@ -200,6 +209,8 @@ fn extract(
                 target,
                 not_after_timestamp_seconds: s.value,
                 days_left: (s.value - now) / 86_400.0,
+                warning_threshold_seconds: warning,
+                critical_threshold_seconds: critical,
             });
         }
     }
@@ -260,17 +271,34 @@ fn badge(h: Health) -> &'static str {
     }
 }
 
-fn age(secs: f64) -> String {
-    let d = Duration::from_secs(secs.max(0.0) as u64);
-    let days = d.as_secs() / 86_400;
-    let hours = (d.as_secs() % 86_400) / 3_600;
-    let mins = (d.as_secs() % 3_600) / 60;
-    if days > 0 {
-        format!("{days}d {hours}h")
-    } else if hours > 0 {
-        format!("{hours}h {mins}m")
+/// A duration in seconds as `--status` says it ("26h", "4 days 23h", "12ms").
+fn human(secs: f64) -> String {
+    crate::report::human_duration(
+        Duration::try_from_secs_f64(secs.max(0.0)).unwrap_or(Duration::ZERO),
+    )
+}
+
+/// Time left on a certificate, like `--status`: "in 4 days 23h", "expired 426 days ago".
+fn expiry_phrase(left_secs: f64) -> String {
+    if left_secs < 0.0 {
+        format!("expired {} ago", human(-left_secs))
     } else {
-        format!("{mins}m")
+        format!("in {}", human(left_secs))
+    }
+}
+
+/// Badge class of a certificate: against the configured thresholds (the
+/// exporter's defaults of 30 and 7 days when they are not exported).
+fn certificate_class(c: &CertificateStatus) -> &'static str {
+    let left = c.days_left * 86_400.0;
+    let critical = c.critical_threshold_seconds.unwrap_or(7.0 * 86_400.0);
+    let warning = c.warning_threshold_seconds.unwrap_or(30.0 * 86_400.0);
+    if left < critical || left < 0.0 {
+        "err"
+    } else if left < warning {
+        "warn"
+    } else {
+        "ok"
     }
 }
 
@@ -336,22 +364,16 @@ pub fn render_html(status: &Status, telemetry_path: &str) -> String {
     h.push_str("</section>\n");
 
     if !status.certificates.is_empty() {
-        h.push_str("<section id=\"certificates\"><h2>Certificates by days left</h2>\n<table><tr><th>days left</th><th>certificate</th><th class=\"opt\">expires</th></tr>\n");
+        h.push_str("<section id=\"certificates\"><h2>Certificates by time left</h2>\n<table><tr><th>expires</th><th>certificate</th><th class=\"opt\">not after</th></tr>\n");
         for c in &status.certificates {
-            let cls = if c.days_left < 7.0 {
-                "err"
-            } else if c.days_left < 30.0 {
-                "warn"
-            } else {
-                "ok"
-            };
+            let cls = certificate_class(c);
             let expires = humantime::format_rfc3339_seconds(
                 SystemTime::UNIX_EPOCH
                     + Duration::from_secs(c.not_after_timestamp_seconds.max(0.0) as u64),
             );
             h.push_str(&format!(
-                "<tr><td><span class=\"b {cls}\">{:.0}</span></td><td><code>{}</code> <span class=\"muted\">{}</span></td><td class=\"opt\">{}</td></tr>\n",
-                c.days_left.floor(),
+                "<tr><td><span class=\"b {cls}\">{}</span></td><td><code>{}</code> <span class=\"muted\">{}</span></td><td class=\"opt\">{}</td></tr>\n",
+                expiry_phrase(c.days_left * 86_400.0),
                 esc(&c.target),
                 esc(&c.source),
                 expires
@@ -370,9 +392,9 @@ pub fn render_html(status: &Status, telemetry_path: &str) -> String {
             h.push_str(&format!(
                 "<tr><td><span class=\"b {}\">{}</span></td><td><code>{}</code></td><td class=\"opt\">{}</td></tr>\n",
                 if late { "err" } else { "ok" },
-                age(b.age_seconds),
+                human(b.age_seconds),
                 esc(&b.source),
-                b.max_age_seconds.map(age).unwrap_or_else(|| "-".into())
+                b.max_age_seconds.map(human).unwrap_or_else(|| "-".into())
             ));
         }
         h.push_str("</table></section>\n");
@@ -382,11 +404,11 @@ pub fn render_html(status: &Status, telemetry_path: &str) -> String {
         h.push_str("<section id=\"health-checks\"><h2>Health checks</h2>\n<table><tr><th>state</th><th>check</th><th class=\"opt\">type</th><th class=\"opt\">took</th></tr>\n");
         for c in &status.health_checks {
             h.push_str(&format!(
-                "<tr><td>{}</td><td><code>{}</code></td><td class=\"opt\">{}</td><td class=\"opt\">{:.3}s</td></tr>\n",
+                "<tr><td>{}</td><td><code>{}</code></td><td class=\"opt\">{}</td><td class=\"opt\">{}</td></tr>\n",
                 if c.success { "<span class=\"b ok\">ok</span>" } else { "<span class=\"b err\">failing</span>" },
                 esc(&c.check),
                 esc(&c.kind),
-                c.duration_seconds
+                human(c.duration_seconds)
             ));
         }
         h.push_str("</table></section>\n");
@@ -407,10 +429,10 @@ pub fn render_html(status: &Status, telemetry_path: &str) -> String {
             .map(|e| format!("<br><span class=\"muted\">{}</span>", esc(e)))
             .unwrap_or_default();
         h.push_str(&format!(
-            "<tr><td><b>{}</b><br><span class=\"muted\">{}</span></td><td>{state} {:.3}s{err}</td><td class=\"opt\">{}</td></tr>\n",
+            "<tr><td><b>{}</b><br><span class=\"muted\">{}</span></td><td>{state} {}{err}</td><td class=\"opt\">{}</td></tr>\n",
             esc(m.name),
             esc(&m.description),
-            m.duration_seconds,
+            human(m.duration_seconds),
             m.targets.len()
         ));
     }
@@ -458,6 +480,142 @@ mod tests {
     fn unchecked_has_its_own_badge() {
         assert!(badge(Health::Unchecked).contains("not checked"));
         assert!(Health::Unchecked > Health::Findings && Health::Unchecked < Health::Error);
+    }
+
+    fn status(certificates: Vec<CertificateStatus>, backups: Vec<BackupStatus>) -> Status {
+        Status {
+            version: "0",
+            generated_at: "2026-01-01T00:00:00Z".into(),
+            overall: Health::Ok,
+            attention: Vec::new(),
+            certificates,
+            backups,
+            health_checks: vec![HealthCheckStatus {
+                check: "nas".into(),
+                kind: "tcp".into(),
+                success: true,
+                duration_seconds: 0.012,
+            }],
+            monitors: Vec::new(),
+        }
+    }
+
+    fn cert(target: &str, left_secs: f64, thresholds: Option<(f64, f64)>) -> CertificateStatus {
+        CertificateStatus {
+            source: "file".into(),
+            target: target.into(),
+            not_after_timestamp_seconds: 1e9 + left_secs,
+            days_left: left_secs / 86_400.0,
+            warning_threshold_seconds: thresholds.map(|t| t.0),
+            critical_threshold_seconds: thresholds.map(|t| t.1),
+        }
+    }
+
+    /// The row of the page that names `target`.
+    fn row<'a>(html: &'a str, target: &str) -> &'a str {
+        let needle = format!("<code>{target}</code>");
+        html.lines()
+            .find(|l| l.contains(&needle))
+            .unwrap_or_else(|| panic!("no row for {target} in {html}"))
+    }
+
+    #[test]
+    fn certificate_time_left_reads_like_status() {
+        let day = 86_400.0;
+        let html = render_html(
+            &status(
+                vec![
+                    cert("old.pem", -(426.0 * day) - 5.0, None),
+                    cert("soon.pem", 4.99 * day, None),
+                    cert("today.pem", 26.0 * 3600.0, None),
+                ],
+                Vec::new(),
+            ),
+            "/metrics",
+        );
+        assert!(
+            row(&html, "old.pem").contains(">expired 426 days ago<"),
+            "{html}"
+        );
+        assert!(row(&html, "soon.pem").contains(">in 4 days 23h<"), "{html}");
+        assert!(row(&html, "today.pem").contains(">in 26h<"), "{html}");
+        assert!(!html.contains("-426") && !html.contains("-427"), "{html}");
+    }
+
+    #[test]
+    fn certificate_colours_follow_the_configured_thresholds() {
+        let day = 86_400.0;
+        // warning_days 10, critical_days 3 (as exported by the monitor).
+        let t = Some((10.0 * day, 3.0 * day));
+        let html = render_html(
+            &status(
+                vec![
+                    cert("twenty.pem", 20.0 * day, t),
+                    cert("five.pem", 5.0 * day, t),
+                    cert("two.pem", 2.0 * day, t),
+                    cert("gone.pem", -day, t),
+                    cert("default.pem", 20.0 * day, None),
+                ],
+                Vec::new(),
+            ),
+            "/metrics",
+        );
+        assert!(row(&html, "twenty.pem").contains("b ok"), "{html}");
+        assert!(row(&html, "five.pem").contains("b warn"), "{html}");
+        assert!(row(&html, "two.pem").contains("b err"), "{html}");
+        assert!(row(&html, "gone.pem").contains("b err"), "{html}");
+        // Without exported thresholds: the defaults (30 / 7 days).
+        assert!(row(&html, "default.pem").contains("b warn"), "{html}");
+    }
+
+    #[test]
+    fn thresholds_come_from_the_certificate_snapshot() {
+        use crate::monitors::certificates::{CRITICAL, NOT_AFTER, WARNING};
+        let mut b = crate::snapshot::SnapshotBuilder::new();
+        b.gauge(&WARNING, &[], 10.0 * 86_400.0);
+        b.gauge(&CRITICAL, &[], 3.0 * 86_400.0);
+        b.gauge(
+            &NOT_AFTER,
+            &[("source", "file"), ("path", "a.pem"), ("index", "0")],
+            20.0 * 86_400.0,
+        );
+        let snap = b.build();
+        let (mut certs, mut backups, mut checks) = (Vec::new(), Vec::new(), Vec::new());
+        extract(&snap, 0.0, &mut certs, &mut backups, &mut checks);
+        assert_eq!(certs.len(), 1);
+        assert_eq!(certs[0].warning_threshold_seconds, Some(864_000.0));
+        assert_eq!(certs[0].critical_threshold_seconds, Some(259_200.0));
+        assert_eq!(certs[0].days_left, 20.0);
+    }
+
+    #[test]
+    fn ages_and_durations_read_like_status() {
+        let backups = vec![
+            BackupStatus {
+                source: "daily".into(),
+                last_success_timestamp_seconds: 0.0,
+                age_seconds: 26.0 * 3600.0,
+                max_age_seconds: Some(26.0 * 3600.0),
+            },
+            BackupStatus {
+                source: "weekly".into(),
+                last_success_timestamp_seconds: 0.0,
+                age_seconds: 4.99 * 86_400.0,
+                max_age_seconds: Some(8.0 * 86_400.0),
+            },
+        ];
+        let html = render_html(&status(Vec::new(), backups), "/metrics");
+        let daily = row(&html, "daily");
+        assert!(
+            daily.contains(">26h<") && !daily.contains("1d 2h"),
+            "{daily}"
+        );
+        let weekly = row(&html, "weekly");
+        assert!(
+            weekly.contains(">4 days 23h<") && weekly.contains(">8 days<"),
+            "{weekly}"
+        );
+        assert!(row(&html, "nas").contains(">12ms<"), "{html}");
     }
 
     #[test]

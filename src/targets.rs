@@ -66,12 +66,47 @@ pub fn self_metrics(b: &mut SnapshotBuilder) {
     b.gauge(&HUNG, &[], hung as f64);
 }
 
-/// When targets are read again, and how long one read may take.
+/// When targets are read again, how long one read may take, and how long
+/// one collection waits for reads before serving what it has.
 #[derive(Debug, Clone, Copy)]
 pub struct Schedule {
     pub check_interval: Duration,
     pub retry_interval: Duration,
+    /// A read past this is abandoned and reported as a timeout.
     pub deadline: Duration,
+    /// A collection serves what it has after this: reads still running go
+    /// on (up to their deadline) and land in a later collection, so one slow
+    /// target never delays the others' values.
+    pub wait: Duration,
+}
+
+/// How long a collection waits for slow reads by default.
+pub const PATIENCE: Duration = Duration::from_secs(2);
+
+impl Schedule {
+    /// A monitor's schedule: reads may take 90% of its `timeout`; a
+    /// collection waits at most [`PATIENCE`] for them.
+    pub fn for_monitor(
+        check_interval: Duration,
+        retry_interval: Duration,
+        timeout: Duration,
+    ) -> Self {
+        let deadline = timeout.mul_f64(0.9);
+        Schedule {
+            check_interval,
+            retry_interval,
+            deadline,
+            wait: PATIENCE.min(deadline),
+        }
+    }
+
+    /// Wait for every read (up to its deadline): one-shot commands.
+    pub fn complete(self) -> Self {
+        Schedule {
+            wait: self.deadline,
+            ..self
+        }
+    }
 }
 
 /// What a monitor gets for one target.
@@ -83,6 +118,10 @@ pub struct Read<V> {
     /// `value` comes from this collection's read (false: served from memory
     /// because the target was not due, or built by `on_timeout`).
     pub fresh: bool,
+    /// A read of this target is still running (it lands in a later collection).
+    pub pending: bool,
+    /// `value` is [`TargetValue::pending`]: the target has never been read yet.
+    pub placeholder: bool,
 }
 
 struct Done<M, V> {
@@ -94,8 +133,15 @@ struct Slot<M, V> {
     memory: Option<M>,
     last: Option<(V, SystemTime)>,
     due: Option<Instant>,
-    /// A read still running past its deadline.
-    running: Option<(Instant, ReadTask<M, V>)>,
+    /// A read still running (not yet taken by a collection).
+    running: Option<Running<M, V>>,
+}
+
+struct Running<M, V> {
+    started: Instant,
+    read_at: SystemTime,
+    handle: ReadTask<M, V>,
+    state: Arc<AtomicU8>,
 }
 
 impl<M, V> Default for Slot<M, V> {
@@ -129,14 +175,24 @@ pub trait TargetValue: Clone + Send + 'static {
     /// The value to serve when a read did not finish within `waited`: the
     /// last values (if any) marked stale, and a `timeout` error.
     fn timed_out(last: Option<&Self>, label: &str, waited: Duration) -> Self;
+    /// What to serve for a target whose first read is still running.
+    fn pending(label: &str) -> Self;
 }
 
 type ReadTask<M, V> = JoinHandle<Option<Done<M, V>>>;
 
 enum Plan<M, V> {
     Serve(Read<V>),
-    Hung(Option<V>, Duration),
-    Start(ReadTask<M, V>, Arc<AtomicU8>),
+    /// Abandoned earlier and still not back.
+    Hung(Duration),
+    /// A read in progress: started now or by an earlier collection.
+    Wait(Running<M, V>),
+}
+
+enum Waited<M, V> {
+    Finished(Option<Done<M, V>>),
+    Abandoned,
+    StillRunning,
 }
 
 const RUNNING: u8 = 0;
@@ -222,8 +278,7 @@ where
         F: Fn(T, M) -> Fut,
         Fut: std::future::Future<Output = Option<(V, M)>> + Send + 'static,
     {
-        let started = Instant::now();
-        let deadline = started + schedule.deadline;
+        let began = Instant::now();
         let mut plans: Vec<(String, Plan<M, V>)> = Vec::with_capacity(items.len());
         {
             let mut slots = self.lock();
@@ -232,25 +287,31 @@ where
             slots.retain(|label, _| keep.contains(label.as_str()));
             for (label, item) in items {
                 let slot = slots.entry(label.clone()).or_default();
-                if let Some((since, h)) = slot.running.take() {
-                    if !h.is_finished() {
-                        let last = slot.last.as_ref().map(|(v, _)| v.clone());
-                        plans.push((label, Plan::Hung(last, since.elapsed())));
-                        slot.running = Some((since, h));
+                if let Some(run) = slot.running.take() {
+                    let abandoned = run.state.load(Ordering::Acquire) == ABANDONED_STATE;
+                    if !abandoned {
+                        plans.push((label, Plan::Wait(run)));
+                        continue;
+                    }
+                    if !run.handle.is_finished() {
+                        plans.push((label, Plan::Hung(run.started.elapsed())));
+                        slot.running = Some(run);
                         continue;
                     }
                     // The hung read came back: keep its memory, read again now.
-                    if let Some(Ok(Some(done))) = futures::FutureExt::now_or_never(h) {
+                    if let Some(Ok(Some(done))) = futures::FutureExt::now_or_never(run.handle) {
                         slot.memory = Some(done.memory);
                     }
                     slot.due = None;
                 }
-                let due = slot.due.is_none_or(|d| started >= d);
+                let due = slot.due.is_none_or(|d| began >= d);
                 if let (false, Some((v, at))) = (due, &slot.last) {
                     let r = Read {
                         value: v.clone(),
                         read_at: *at,
                         fresh: false,
+                        pending: false,
+                        placeholder: false,
                     };
                     plans.push((label, Plan::Serve(r)));
                     continue;
@@ -270,84 +331,114 @@ where
                     }
                     done
                 });
-                plans.push((label, Plan::Start(handle, state)));
+                let run = Running {
+                    started: Instant::now(),
+                    read_at: now,
+                    handle,
+                    state,
+                };
+                plans.push((label, Plan::Wait(run)));
             }
         }
-        // Wait for every started read, together, until the deadline.
+        // Wait for the reads in progress, together: each until this
+        // collection's patience runs out or its own deadline passes.
+        let patience = began + schedule.wait;
         let waits = plans.iter_mut().map(|(_, plan)| async move {
-            match plan {
-                Plan::Start(h, state) => {
-                    match tokio::time::timeout_at(deadline.into(), &mut *h).await {
-                        Ok(joined) => Some(joined.ok().flatten()),
-                        Err(_) => {
-                            if state
-                                .compare_exchange(
-                                    RUNNING,
-                                    ABANDONED_STATE,
-                                    Ordering::AcqRel,
-                                    Ordering::Acquire,
-                                )
-                                .is_ok()
-                            {
-                                None
-                            } else {
-                                // It finished just now: take its result.
-                                Some((&mut *h).await.ok().flatten())
-                            }
-                        }
-                    }
-                }
-                _ => Some(None),
+            let Plan::Wait(run) = plan else {
+                return None;
+            };
+            let deadline = run.started + schedule.deadline;
+            let until = patience.min(deadline);
+            if let Ok(joined) = tokio::time::timeout_at(until.into(), &mut run.handle).await {
+                return Some(Waited::Finished(joined.ok().flatten()));
+            }
+            if Instant::now() < deadline {
+                return Some(Waited::StillRunning);
+            }
+            if run
+                .state
+                .compare_exchange(
+                    RUNNING,
+                    ABANDONED_STATE,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok()
+            {
+                Some(Waited::Abandoned)
+            } else {
+                // It finished just now: take its result.
+                Some(Waited::Finished((&mut run.handle).await.ok().flatten()))
             }
         });
-        let results: Vec<Option<Option<Done<M, V>>>> = futures::future::join_all(waits).await;
+        let results: Vec<Option<Waited<M, V>>> = futures::future::join_all(waits).await;
         let mut slots = self.lock();
         let mut out = Vec::with_capacity(plans.len());
         for ((label, plan), res) in plans.into_iter().zip(results) {
             let slot = slots.entry(label.clone()).or_default();
             let last = slot.last.as_ref().map(|(v, _)| v.clone());
+            let last_at = slot.last.as_ref().map(|(_, t)| *t);
             let r = match (plan, res) {
                 (Plan::Serve(r), _) => r,
-                (Plan::Hung(_, waited), _) => Read {
+                (Plan::Hung(waited), _) => Read {
                     value: V::timed_out(last.as_ref(), &label, waited),
-                    read_at: slot.last.as_ref().map(|(_, t)| *t).unwrap_or(now),
+                    read_at: last_at.unwrap_or(now),
                     fresh: false,
+                    pending: false,
+                    placeholder: false,
                 },
-                (Plan::Start(h, _), None) => {
-                    ABANDONED_TOTAL.fetch_add(1, Ordering::Relaxed);
-                    HUNG_NOW.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(target_label = %label.escape_debug(), deadline = ?schedule.deadline, "read did not finish within its deadline; abandoned and reported as timeout");
-                    slot.running = Some((started, h));
-                    Read {
-                        value: V::timed_out(last.as_ref(), &label, schedule.deadline),
-                        read_at: slot.last.as_ref().map(|(_, t)| *t).unwrap_or(now),
-                        fresh: false,
-                    }
-                }
-                (Plan::Start(..), Some(Some(done))) => {
+                (Plan::Wait(run), Some(Waited::Finished(Some(done)))) => {
                     slot.memory = Some(done.memory);
                     let every = if done.value.healthy() {
                         schedule.check_interval
                     } else {
                         schedule.retry_interval.min(schedule.check_interval)
                     };
-                    slot.due = Some(started + every);
-                    slot.last = Some((done.value.clone(), now));
+                    slot.due = Some(run.started + every);
+                    slot.last = Some((done.value.clone(), run.read_at));
                     Read {
                         value: done.value,
-                        read_at: now,
+                        read_at: run.read_at,
                         fresh: true,
+                        pending: false,
+                        placeholder: false,
                     }
                 }
-                (Plan::Start(..), Some(None)) => {
+                (Plan::Wait(run), Some(Waited::Abandoned)) => {
+                    ABANDONED_TOTAL.fetch_add(1, Ordering::Relaxed);
+                    HUNG_NOW.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(target_label = %label.escape_debug(), deadline = ?schedule.deadline, "read did not finish within its deadline; abandoned and reported as timeout");
+                    slot.running = Some(run);
+                    Read {
+                        value: V::timed_out(last.as_ref(), &label, schedule.deadline),
+                        read_at: last_at.unwrap_or(now),
+                        fresh: false,
+                        pending: false,
+                        placeholder: false,
+                    }
+                }
+                (Plan::Wait(run), Some(Waited::StillRunning)) => {
+                    let read_at = last_at.unwrap_or(run.read_at);
+                    slot.running = Some(run);
+                    Read {
+                        placeholder: last.is_none(),
+                        value: last.unwrap_or_else(|| V::pending(&label)),
+                        read_at,
+                        fresh: false,
+                        pending: true,
+                    }
+                }
+                (Plan::Wait(run), _) => {
                     // The read panicked: its memory is lost; serve the last
                     // values as after a timeout, and retry soon.
-                    slot.due = Some(started + schedule.retry_interval);
+                    slot.due = Some(run.started + schedule.retry_interval);
                     tracing::error!(target_label = %label.escape_debug(), "target read panicked");
                     Read {
-                        value: V::timed_out(last.as_ref(), &label, started.elapsed()),
+                        value: V::timed_out(last.as_ref(), &label, run.started.elapsed()),
                         read_at: now,
                         fresh: false,
+                        pending: false,
+                        placeholder: false,
                     }
                 }
             };
@@ -381,6 +472,7 @@ mod tests {
         Good(usize),
         Bad,
         TimedOut(Option<Box<V>>),
+        Pending,
     }
 
     impl TargetValue for V {
@@ -390,6 +482,9 @@ mod tests {
         fn timed_out(last: Option<&Self>, _label: &str, _waited: Duration) -> Self {
             V::TimedOut(last.cloned().map(Box::new))
         }
+        fn pending(_label: &str) -> Self {
+            V::Pending
+        }
     }
 
     fn schedule(deadline: Duration) -> Schedule {
@@ -397,7 +492,54 @@ mod tests {
             check_interval: Duration::from_secs(3600),
             retry_interval: Duration::ZERO,
             deadline,
+            wait: deadline,
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_read_never_delays_the_others_and_lands_later() {
+        let targets: Targets<(), V> = Targets::new();
+        let mut sched = schedule(Duration::from_secs(30));
+        sched.wait = Duration::from_millis(100);
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let gate = Arc::new(Mutex::new(gate));
+        let items = || vec![("slow".to_string(), true), ("fast".to_string(), false)];
+        let g = gate.clone();
+        let read = move |slow: bool, _: &mut ()| {
+            if slow {
+                let rx = g.lock().unwrap_or_else(|e| e.into_inner());
+                let _ = rx.recv();
+                V::Good(1)
+            } else {
+                V::Good(2)
+            }
+        };
+        let out = targets
+            .collect(sched, SystemTime::now(), items(), read.clone())
+            .await;
+        assert_eq!(out[0].value, V::Pending);
+        assert!(out[0].pending && out[0].placeholder);
+        assert_eq!(out[1].value, V::Good(2), "the fast target is not held up");
+        // Still running: pending again, and not started twice.
+        let out = targets
+            .collect(sched, SystemTime::now(), items(), read.clone())
+            .await;
+        assert!(out[0].pending);
+        let _ = release.send(());
+        let mut landed = None;
+        for _ in 0..100 {
+            let out = targets
+                .collect(sched, SystemTime::now(), items(), read.clone())
+                .await;
+            if !out[0].pending {
+                landed = Some(out[0].clone());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let landed = landed.expect("the slow read lands in a later collection");
+        assert_eq!(landed.value, V::Good(1));
+        assert!(landed.fresh && !landed.placeholder);
     }
 
     #[tokio::test]
@@ -490,7 +632,7 @@ mod tests {
                 .lock()
                 .get("slow")
                 .and_then(|s| s.running.as_ref())
-                .is_none_or(|(_, h)| h.is_finished());
+                .is_none_or(|r| r.handle.is_finished());
             if done {
                 break;
             }

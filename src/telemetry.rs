@@ -1,27 +1,151 @@
 //! Logging (tracing) set-up: text or JSON to stderr.
+//!
+//! Two guarantees, whatever `--log.level` or `RUST_LOG` say:
+//! - third-party crates (HTTP clients and servers, TLS, PostgreSQL, AWS signing,
+//!   the policy engine...) never log below [`THIRD_PARTY_MAX`]: their debug and
+//!   trace output dumps request/response headers and bodies (tokens, state
+//!   contents). The cap is a second filter that no directive can lift;
+//! - text logs escape control characters in field values and messages (a file
+//!   name with a newline cannot forge a log line, ANSI escapes do not reach a
+//!   terminal). JSON logs are escaped by the JSON encoder.
 
-use tracing_subscriber::EnvFilter;
+use tracing::{Level, Metadata};
+use tracing_subscriber::field::MakeExt;
+use tracing_subscriber::filter::{EnvFilter, FilterExt, FilterFn};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer;
 
 use crate::cli::{LogFormat, LogLevel};
 
-/// Install the global subscriber. `RUST_LOG`, when set, refines the level.
+/// The most verbose level any crate other than this one may log at.
+pub const THIRD_PARTY_MAX: Level = Level::WARN;
+
+/// Whether an event or span with this metadata may be logged at all (before
+/// the level filter): this crate at any level, everything else at most
+/// [`THIRD_PARTY_MAX`].
+pub fn allowed(meta: &Metadata<'_>) -> bool {
+    allowed_target(meta.target(), *meta.level())
+}
+
+/// [`allowed`] on a target and level.
+pub fn allowed_target(target: &str, level: Level) -> bool {
+    let ours = target == "homelab_monitor" || target.starts_with("homelab_monitor::");
+    // Level ordering in tracing: TRACE > DEBUG > INFO > WARN > ERROR (more verbose is greater).
+    ours || level <= THIRD_PARTY_MAX
+}
+
+/// Escape control characters (C0, DEL, C1) as `\u{..}`; `\n`, `\r`, `\t` as
+/// their usual escapes. Everything else is kept.
+pub fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// The level filter: `RUST_LOG` when set and valid, else `--log.level`.
+fn env_filter(level: LogLevel) -> EnvFilter {
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level.as_str()))
+}
+
+/// Install the global subscriber. `RUST_LOG`, when set, refines the level
+/// (for this crate only; see [`THIRD_PARTY_MAX`]).
 pub fn init(level: LogLevel, format: LogFormat) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level.as_str()));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(true);
+    let filter = env_filter(level).and(FilterFn::new(allowed));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let res = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .try_init(),
+        LogFormat::Text => {
+            let fields = tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+                if field.name().starts_with("log.") {
+                    // tracing-log's bookkeeping fields (the default formatter hides them too).
+                    return Ok(());
+                }
+                let v = format!("{value:?}");
+                let v = escape_controls(&v);
+                if field.name() == "message" {
+                    write!(w, "{v}")
+                } else {
+                    write!(w, "{}={v}", field.name())
+                }
+            })
+            .delimited(" ");
+            let layer = tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(ansi)
+                .with_target(true)
+                .fmt_fields(fields)
+                .with_filter(filter);
+            tracing_subscriber::registry().with(layer).try_init()
+        }
+        LogFormat::Json => {
+            let layer = tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(false)
+                .with_target(true)
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_filter(filter);
+            tracing_subscriber::registry().with(layer).try_init()
+        }
     };
     if let Err(e) = res {
         eprintln!("logging was already initialised: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn third_party_targets_are_capped_whatever_the_level() {
+        for t in [
+            "hyper",
+            "hyper_util::client",
+            "h2::codec",
+            "rustls::conn",
+            "ureq::unversioned::transport::tcp",
+            "ureq_proto",
+            "reqwest::connect",
+            "tokio_postgres::query",
+            "postgres",
+            "aws_sigv4::http_request::sign",
+            "aws_credential_types",
+            "regorus",
+            "log",
+            "homelab_monitorx",
+        ] {
+            for l in [Level::TRACE, Level::DEBUG, Level::INFO] {
+                assert!(!allowed_target(t, l), "{t} at {l}");
+            }
+            assert!(allowed_target(t, Level::WARN), "{t}");
+            assert!(allowed_target(t, Level::ERROR), "{t}");
+        }
+        assert!(allowed_target("homelab_monitor", Level::TRACE));
+        assert!(allowed_target(
+            "homelab_monitor::monitors::terraform",
+            Level::TRACE
+        ));
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(escape_controls("plain/ü.tfstate"), "plain/ü.tfstate");
+        assert_eq!(
+            escape_controls("a\nERROR forged\x1b[31m\u{9b}"),
+            "a\\nERROR forged\\u{1b}[31m\\u{9b}"
+        );
     }
 }

@@ -16,8 +16,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
@@ -91,6 +92,9 @@ pub struct WebConfig {
     pub headers: Vec<(hyper::header::HeaderName, hyper::header::HeaderValue)>,
     /// Verified (user, sha256(password)) pairs, so bcrypt runs once per credential.
     verified: Mutex<HashMap<(String, [u8; 32]), bool>>,
+    /// Checked for unknown users: a hash of the highest cost among the users,
+    /// so that an unknown user costs as much as a configured one.
+    dummy_hash: String,
 }
 
 impl std::fmt::Debug for WebConfig {
@@ -102,9 +106,16 @@ impl std::fmt::Debug for WebConfig {
     }
 }
 
-/// A bcrypt hash of a random password: checked for unknown users so that the
-/// time taken does not tell whether a user exists.
-const DUMMY_HASH: &str = "$2y$10$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DSmegJpCn8Ag7OFY.XwaG";
+/// Salt of the dummy hash checked for unknown users (any fixed salt will do:
+/// only its cost matters).
+const DUMMY_SALT: [u8; 16] = *b"homelab-monitor!";
+
+/// A hash of cost `cost` for a password nobody knows.
+fn dummy_hash(cost: u32) -> String {
+    bcrypt::hash_with_salt("\u{0}not a password\u{0}", cost, DUMMY_SALT)
+        .map(|h| h.format_for_version(bcrypt::Version::TwoY))
+        .unwrap_or_default()
+}
 
 impl WebConfig {
     /// Plain HTTP, no authentication.
@@ -114,7 +125,21 @@ impl WebConfig {
             users: BTreeMap::new(),
             headers: Vec::new(),
             verified: Mutex::new(HashMap::new()),
+            dummy_hash: String::new(),
         }
+    }
+
+    /// True when this configuration serves TLS.
+    pub fn has_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The bcrypt cost checked for an unknown user (the highest cost among the users).
+    pub fn unknown_user_cost(&self) -> Option<u32> {
+        self.dummy_hash
+            .parse::<bcrypt::HashParts>()
+            .ok()
+            .map(|h| h.get_cost())
     }
 
     pub fn requires_auth(&self) -> bool {
@@ -142,7 +167,7 @@ impl WebConfig {
         let ok = match self.users.get(&user) {
             Some(hash) => bcrypt::verify(&pass, hash).unwrap_or(false),
             None => {
-                let _ = bcrypt::verify(&pass, DUMMY_HASH);
+                let _ = bcrypt::verify(&pass, &self.dummy_hash);
                 false
             }
         };
@@ -156,10 +181,11 @@ impl WebConfig {
 
     /// Load and validate `path`.
     pub fn load(path: &Path) -> Result<Self, WebConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| WebConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            crate::safe_open::read_to_string(path).map_err(|source| WebConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
         let invalid = |message: String| WebConfigError::Invalid {
             path: path.to_path_buf(),
             message,
@@ -182,12 +208,21 @@ impl WebConfig {
             })?
         };
         let base = path.parent().unwrap_or(Path::new("."));
+        let mut max_cost = None;
         for (user, hash) in &raw.basic_auth_users {
-            if !(hash.starts_with("$2a$") || hash.starts_with("$2b$") || hash.starts_with("$2y$")) {
+            // A malformed hash would lock the user out for ever (and tell by timing
+            // that the user exists): refuse it at load.
+            let parts =
+                (hash.starts_with("$2a$") || hash.starts_with("$2b$") || hash.starts_with("$2y$"))
+                    .then(|| hash.parse::<bcrypt::HashParts>().ok())
+                    .flatten()
+                    .filter(|p| (4..=31).contains(&p.get_cost()));
+            let Some(parts) = parts else {
                 return Err(invalid(format!(
-                    "basic_auth_users.{user} is not a bcrypt hash; create one with `htpasswd -nBC 10 \"\" | tr -d ':\\n'`"
+                    "basic_auth_users.{user} is not a bcrypt hash (expected $2y$, a two-digit cost, $ and 53 characters of salt and hash); create one with `htpasswd -nBC 10 \"\" | tr -d ':\\n'`"
                 )));
-            }
+            };
+            max_cost = max_cost.max(Some(parts.get_cost()));
         }
         let mut headers = Vec::new();
         if let Some(h) = &raw.http_server_config {
@@ -214,6 +249,7 @@ impl WebConfig {
             users: raw.basic_auth_users,
             headers,
             verified: Mutex::new(HashMap::new()),
+            dummy_hash: max_cost.map(dummy_hash).unwrap_or_default(),
         })
     }
 }
@@ -256,8 +292,9 @@ fn tls_config(
     };
     let cert_path = base.join(&t.cert_file);
     let key_path = base.join(&t.key_file);
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
-        .map_err(|e| tls_err("cert_file", &cert_path, e.to_string()))?
+    let cert_pem = crate::safe_open::read(&cert_path)
+        .map_err(|e| tls_err("cert_file", &cert_path, e.to_string()))?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<_, _>>()
         .map_err(|e| tls_err("cert_file", &cert_path, e.to_string()))?;
     if certs.is_empty() {
@@ -267,7 +304,12 @@ fn tls_config(
             "no certificate found".into(),
         ));
     }
-    let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|_| {
+    let mut key_pem = crate::safe_open::read(&key_path)
+        .map_err(|e| tls_err("key_file", &key_path, e.to_string()))?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem);
+    // Do not leave the key's PEM in freed memory.
+    key_pem.fill(0);
+    let key = key.map_err(|_| {
         tls_err(
             "key_file",
             &key_path,
@@ -300,9 +342,9 @@ fn tls_config(
             })?;
             let ca_path = base.join(ca);
             let mut roots = rustls::RootCertStore::empty();
-            let cas = CertificateDer::pem_file_iter(&ca_path)
+            let ca_pem = crate::safe_open::read(&ca_path)
                 .map_err(|e| tls_err("client_ca_file", &ca_path, e.to_string()))?;
-            for c in cas {
+            for c in CertificateDer::pem_slice_iter(&ca_pem) {
                 let c = c.map_err(|e| tls_err("client_ca_file", &ca_path, e.to_string()))?;
                 roots
                     .add(c)
@@ -330,64 +372,169 @@ fn tls_config(
     Ok(cfg)
 }
 
-/// The current web config, re-read when its file changes (checked at most once a second).
+/// How often the reloader looks at the web config file.
+pub const RELOAD_PERIOD: Duration = Duration::from_secs(1);
+/// How long one look (stat + read) may take before the reloader gives up on
+/// it for now (a stalled filesystem); the server keeps the current config.
+pub const RELOAD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What one look at the file did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reload {
+    /// No file configured, or the file did not change.
+    Unchanged,
+    /// The new file is in force.
+    Reloaded,
+    /// The new file is broken (unreadable, invalid, not a regular file): the previous one stays.
+    Failed,
+    /// The new file would turn TLS or authentication off: the previous one stays.
+    Refused,
+}
+
+/// (mtime, size, inode, ctime) of the file, to notice changes.
+type FileStamp = (Option<SystemTime>, u64, u64, i64, i64);
+
+fn stamp(p: &Path) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(p).ok().map(|m| {
+        (
+            m.modified().ok(),
+            m.len(),
+            m.ino(),
+            m.ctime(),
+            m.ctime_nsec(),
+        )
+    })
+}
+
+/// The current web config. [`WebConfigWatcher::current`] never touches the
+/// file system: a background task ([`WebConfigWatcher::run`]) re-reads the
+/// file when it changes, off the request path, under a timeout, and swaps the
+/// new configuration in. A reload never weakens security: a file that would
+/// turn TLS or basic authentication off is refused (restart the exporter to
+/// really turn them off).
 pub struct WebConfigWatcher {
     path: Option<PathBuf>,
-    state: RwLock<(Arc<WebConfig>, Option<SystemTime>, std::time::Instant)>,
+    current: RwLock<Arc<WebConfig>>,
+    /// The stamp of the file behind `current` (or of the last refused version).
+    seen: Mutex<Option<FileStamp>>,
+    /// A look at the file is in flight (maybe stuck on a stalled filesystem).
+    busy: AtomicBool,
+    last_ok: AtomicBool,
 }
 
 impl WebConfigWatcher {
     /// Without a path: plain HTTP, no authentication, forever.
     pub fn new(path: Option<PathBuf>) -> Result<Self, WebConfigError> {
-        let (cfg, mtime) = match &path {
-            Some(p) => (WebConfig::load(p)?, mtime(p)),
+        let (cfg, seen) = match &path {
+            Some(p) => {
+                let seen = stamp(p);
+                (WebConfig::load(p)?, seen)
+            }
             None => (WebConfig::open(), None),
         };
         Ok(WebConfigWatcher {
             path,
-            state: RwLock::new((Arc::new(cfg), mtime, std::time::Instant::now())),
+            current: RwLock::new(Arc::new(cfg)),
+            seen: Mutex::new(seen),
+            busy: AtomicBool::new(false),
+            last_ok: AtomicBool::new(true),
         })
     }
 
-    /// The config to use for a new connection.
+    /// The config to use for a new connection or request (no I/O, no waiting on a reload).
     pub fn current(&self) -> Arc<WebConfig> {
-        let Some(path) = &self.path else {
-            return self
-                .state
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .0
-                .clone();
-        };
-        {
-            let st = self.state.read().unwrap_or_else(|e| e.into_inner());
-            if st.2.elapsed() < std::time::Duration::from_secs(1) {
-                return st.0.clone();
-            }
-        }
-        let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
-        st.2 = std::time::Instant::now();
-        let now_mtime = mtime(path);
-        if now_mtime != st.1 {
-            match WebConfig::load(path) {
-                Ok(cfg) => {
-                    tracing::info!(file = %path.display(), "web config reloaded");
-                    st.0 = Arc::new(cfg);
-                    st.1 = now_mtime;
-                }
-                Err(e) => {
-                    // Keep serving with the last good config.
-                    tracing::error!(error = %e, "web config not reloaded; keeping the previous one");
-                    st.1 = now_mtime;
-                }
-            }
-        }
-        st.0.clone()
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
-}
 
-fn mtime(p: &Path) -> Option<SystemTime> {
-    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+    /// False after a reload that failed or was refused, until one succeeds.
+    pub fn last_reload_ok(&self) -> bool {
+        self.last_ok.load(Ordering::Relaxed)
+    }
+
+    /// Look at the file once and reload it if it changed (blocking: stat and
+    /// read; the lock is only taken to swap the result in).
+    pub fn check_now(&self) -> Reload {
+        let Some(path) = &self.path else {
+            return Reload::Unchanged;
+        };
+        let now = stamp(path);
+        if now == *self.seen.lock().unwrap_or_else(|e| e.into_inner()) {
+            return Reload::Unchanged;
+        }
+        let outcome = match WebConfig::load(path) {
+            Ok(cfg) => {
+                let cur = self.current();
+                let drops_tls = cur.has_tls() && !cfg.has_tls();
+                let drops_auth = cur.requires_auth() && !cfg.requires_auth();
+                if drops_tls || drops_auth {
+                    let what = match (drops_tls, drops_auth) {
+                        (true, true) => "TLS and basic authentication",
+                        (true, false) => "TLS",
+                        _ => "basic authentication",
+                    };
+                    tracing::error!(
+                        file = %path.display(),
+                        "web config not reloaded: the file now turns {what} off (empty, comments only, or the section removed); keeping the previous configuration. If this is intended, restart the exporter"
+                    );
+                    Reload::Refused
+                } else {
+                    *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(cfg);
+                    tracing::info!(file = %path.display(), "web config reloaded");
+                    Reload::Reloaded
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "web config not reloaded; keeping the previous one");
+                Reload::Failed
+            }
+        };
+        self.last_ok
+            .store(outcome == Reload::Reloaded, Ordering::Relaxed);
+        *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = now;
+        outcome
+    }
+
+    /// Re-read the file when it changes, every [`RELOAD_PERIOD`], each look on
+    /// a blocking thread under [`RELOAD_TIMEOUT`]; runs until dropped (abort the task).
+    pub async fn run(self: Arc<Self>) {
+        if self.path.is_none() {
+            return;
+        }
+        let mut stuck_reported = false;
+        loop {
+            tokio::time::sleep(RELOAD_PERIOD).await;
+            if self.busy.swap(true, Ordering::AcqRel) {
+                // The previous look is still blocked: do not pile up threads behind it.
+                if !stuck_reported {
+                    tracing::error!(
+                        file = %self.path.as_deref().unwrap_or(Path::new("")).display(),
+                        "the web config file could not be read within {RELOAD_TIMEOUT:?} (stalled filesystem?); keeping the current configuration"
+                    );
+                    stuck_reported = true;
+                }
+                continue;
+            }
+            stuck_reported = false;
+            let me = self.clone();
+            let look = tokio::task::spawn_blocking(move || {
+                let r = me.check_now();
+                me.busy.store(false, Ordering::Release);
+                r
+            });
+            if tokio::time::timeout(RELOAD_TIMEOUT, look).await.is_err() {
+                self.last_ok.store(false, Ordering::Relaxed);
+                tracing::error!(
+                    file = %self.path.as_deref().unwrap_or(Path::new("")).display(),
+                    "the web config file could not be read within {RELOAD_TIMEOUT:?} (stalled filesystem?); keeping the current configuration"
+                );
+                stuck_reported = true;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -456,5 +603,68 @@ mod tests {
         let p = write(d.path(), "c.yml", "tls_server_confg: {}\n");
         let e = WebConfig::load(&p).unwrap_err().to_string();
         assert!(e.contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn malformed_bcrypt_hashes_are_refused_and_unknown_users_cost_the_most() {
+        let d = tempfile::tempdir().unwrap();
+        for bad in [
+            "$2y$10$tooshort",
+            "$2y$10$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DSmegJpCn8Ag7OFY.Xw",
+            "$2y$xx$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DSmegJpCn8Ag7OFY.XwaG",
+            "$2y$99$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DSmegJpCn8Ag7OFY.XwaG",
+        ] {
+            let p = write(
+                d.path(),
+                "m.yml",
+                &format!("basic_auth_users:\n  prom: '{bad}'\n"),
+            );
+            let e = WebConfig::load(&p).unwrap_err().to_string();
+            assert!(
+                e.contains("basic_auth_users.prom is not a bcrypt hash"),
+                "{bad}: {e}"
+            );
+        }
+        let h5 = bcrypt::hash("a", 5).unwrap();
+        let h6 = bcrypt::hash("b", 6).unwrap();
+        let p = write(
+            d.path(),
+            "ok.yml",
+            &format!("basic_auth_users:\n  a: '{h5}'\n  b: '{h6}'\n"),
+        );
+        let cfg = WebConfig::load(&p).unwrap();
+        assert_eq!(cfg.unknown_user_cost(), Some(6));
+        assert!(!cfg.authorize(Some("Basic bm9ib2R5OmE=")), "nobody:a");
+    }
+
+    #[test]
+    fn a_reload_never_turns_auth_off_and_never_blocks_on_a_fifo() {
+        let d = tempfile::tempdir().unwrap();
+        let hash = bcrypt::hash("pw", 4).unwrap();
+        let full = format!("basic_auth_users:\n  prom: '{hash}'\n");
+        let p = write(d.path(), "web.yml", &full);
+        let w = WebConfigWatcher::new(Some(p.clone())).unwrap();
+        assert!(w.current().requires_auth());
+        for weaker in ["", "# all commented out\n", "basic_auth_users:\n"] {
+            std::fs::write(&p, weaker).unwrap();
+            assert_eq!(w.check_now(), Reload::Refused, "{weaker:?}");
+            assert!(w.current().requires_auth(), "{weaker:?}");
+            assert!(!w.last_reload_ok());
+        }
+        std::fs::write(&p, &full).unwrap();
+        assert_eq!(w.check_now(), Reload::Reloaded);
+        assert!(w.last_reload_ok());
+        // A FIFO in place of the file: refused at once, the config stays.
+        std::fs::remove_file(&p).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &p,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        assert_eq!(w.check_now(), Reload::Failed);
+        assert!(w.current().requires_auth());
     }
 }

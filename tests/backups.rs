@@ -31,7 +31,7 @@ fn config(sources: Vec<BackupSourceConfig>) -> BackupConfig {
 }
 
 async fn collect_at(m: &BackupMonitor, now: SystemTime) -> Snapshot {
-    m.collect(CollectContext { now })
+    m.collect_complete(CollectContext { now })
         .await
         .expect("collection never fails as a whole")
 }

@@ -123,7 +123,7 @@ fn indent(s: &str) -> String {
 
 async fn collect(yaml: &str, base: &Path) -> Snapshot {
     let m = CertificateMonitor::new(config(yaml), base.to_path_buf());
-    m.collect(ctx())
+    m.collect_complete(ctx())
         .await
         .expect("collection never fails as a whole")
 }
@@ -1232,7 +1232,7 @@ async fn openssl_s_server_rsa_chain() {
         p.to_path_buf(),
     );
     let s = m
-        .collect(CollectContext {
+        .collect_complete(CollectContext {
             now: SystemTime::now(),
         })
         .await
@@ -1576,7 +1576,7 @@ async fn registered_and_exposition_passes_promtool() {
         .iter()
         .find(|m| m.name() == "certificate_expiry")
         .expect("registered");
-    let snap = Arc::new(m.collect(ctx()).await.unwrap());
+    let snap = Arc::new(m.collect_complete(ctx()).await.unwrap());
     assert_eq!(
         snap.value("certificate_source_up", &[("path", "chain.pem")]),
         Some(1.0)
@@ -1696,7 +1696,7 @@ fn p12(dir: &Path, name: &str, out: &str, pass: &str, extra: &[&str]) {
 async fn collect_now(yaml: &str, base: &Path) -> Snapshot {
     // openssl dates its certificates from the real clock.
     let m = CertificateMonitor::new(config(yaml), base.to_path_buf());
-    m.collect(CollectContext {
+    m.collect_complete(CollectContext {
         now: SystemTime::now(),
     })
     .await
@@ -1784,7 +1784,7 @@ async fn tilde_paths_and_kubeconfigs_found_by_content() {
     let yaml = "paths: [\"~/.kube/\", \"~/.kube/config\"]";
     let m = CertificateMonitor::with_home(config_of(yaml), etc.clone(), Some(home.clone()));
     let s = m
-        .collect(CollectContext {
+        .collect_complete(CollectContext {
             now: SystemTime::now(),
         })
         .await
@@ -1814,7 +1814,7 @@ async fn tilde_paths_and_kubeconfigs_found_by_content() {
     );
     // Without a home, `~/` fails loudly instead of pointing at nothing.
     let m = CertificateMonitor::with_home(config_of(yaml), etc.clone(), None);
-    let s = m.collect(ctx()).await.unwrap();
+    let s = m.collect_complete(ctx()).await.unwrap();
     assert_eq!(reason(&s, "~/.kube/config").as_deref(), Some("not_found"));
     let t = s
         .targets

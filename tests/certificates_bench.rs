@@ -100,7 +100,7 @@ async fn bench_5000_files() {
         // A new monitor each time: nothing cached between runs.
         let m = monitor("  paths: [\".\"]\n  max_depth: 4\n", d.path());
         let t = Instant::now();
-        let snap = m.collect(ctx()).await.unwrap();
+        let snap = m.collect_complete(ctx()).await.unwrap();
         ours = ours.min(t.elapsed());
         assert_eq!(
             snap.family("certificate_source_up").unwrap().samples.len(),
@@ -222,7 +222,7 @@ async fn bench_100_endpoints() {
             d.path(),
         );
         let t = Instant::now();
-        let snap = m.collect(ctx()).await.unwrap();
+        let snap = m.collect_complete(ctx()).await.unwrap();
         let took = t.elapsed();
         let up = snap.family("certificate_source_up").unwrap();
         assert_eq!(

@@ -93,7 +93,7 @@ fn in_place_rewrites_while_scraping_never_break_the_scrape() {
     writer.join().unwrap();
     // Let the 1 ms cache lifetime pass: the next scrape re-reads the file.
     std::thread::sleep(Duration::from_millis(20));
-    let m = e.metrics();
+    let m = e.refreshed_metrics();
     assert_eq!(
         series(&m, &format!("terraform_state_up{KEY}")),
         Some(1.0),
@@ -139,7 +139,7 @@ fn atomic_rename_swaps_are_always_complete() {
     // Let the 1 ms cache lifetime pass: the next scrape re-checks the file.
     std::thread::sleep(Duration::from_millis(20));
     assert_eq!(
-        series(&e.metrics(), &format!("terraform_state_serial{KEY}")),
+        series(&e.refreshed_metrics(), &format!("terraform_state_serial{KEY}")),
         Some(150.0),
         "the last swap must be seen (same size, same mtime tick, reused inode)"
     );
@@ -158,7 +158,7 @@ fn deleted_emptied_and_recreated_files_keep_last_values_then_recover() {
     // Values are cached for check_interval (1 ms): let it pass after each change.
     let scrape = || {
         std::thread::sleep(Duration::from_millis(20));
-        e.metrics()
+        e.refreshed_metrics()
     };
     assert_eq!(
         series(&scrape(), &format!("terraform_state_up{KEY}")),

@@ -194,7 +194,7 @@ async fn scrape(m: &TerraformMonitor, secrets: &[&str]) -> String {
     // Results are cached for check_interval (1 ms): let it pass.
     std::thread::sleep(Duration::from_millis(5));
     let snap = m
-        .collect(CollectContext {
+        .collect_complete(CollectContext {
             now: SystemTime::now(),
         })
         .await
@@ -236,7 +236,7 @@ fn instances(m: &str, key: &str) -> Option<f64> {
     )
 }
 
-/// The binary's one-shot report with debug logs, in a child process with its
+/// The binary's one-shot report with trace logs (`RUST_LOG=trace` too), in a child process with its
 /// own environment (the AWS_* variables of this process removed first).
 fn status_report(dir: &Path, home: &Path, env: &[(&str, &str)], secrets: &[&str]) -> String {
     let mut cmd = Command::new(BIN);
@@ -246,9 +246,9 @@ fn status_report(dir: &Path, home: &Path, env: &[(&str, &str)], secrets: &[&str]
             "monitoring-config.yaml",
             "--status",
             "--log.level",
-            "debug",
+            "trace",
         ])
-        .env_remove("RUST_LOG")
+        .env("RUST_LOG", "trace")
         .env("HOME", home)
         .stdin(Stdio::null());
     for (k, _) in std::env::vars() {

@@ -143,7 +143,7 @@ fn monitor(dir: &Path, yaml: &str) -> TerraformMonitor {
 
 async fn scrape(m: &TerraformMonitor) -> String {
     let snap = m
-        .collect(CollectContext {
+        .collect_complete(CollectContext {
             now: SystemTime::now(),
         })
         .await
@@ -186,7 +186,7 @@ fn error_reason(m: &str, label: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// The binary's one-shot status with debug logs: neither may hold the canary.
+/// The binary's one-shot status with trace logs (also `RUST_LOG=trace`): neither may hold the canary.
 fn status_without_canary(dir: &Path, env: &[(&str, &str)]) -> String {
     let out = Command::new(BIN)
         .current_dir(dir)
@@ -195,9 +195,9 @@ fn status_without_canary(dir: &Path, env: &[(&str, &str)]) -> String {
             "monitoring-config.yaml",
             "--status",
             "--log.level",
-            "debug",
+            "trace",
         ])
-        .env_remove("RUST_LOG")
+        .env("RUST_LOG", "trace")
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()

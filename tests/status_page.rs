@@ -72,7 +72,15 @@ fn page_and_json_show_drift_certificates_and_checks() {
         "{b}"
     );
     assert!(
-        b.contains("Certificates by days left") && b.contains("certs/soon.pem"),
+        b.contains("Certificates by time left") && b.contains("certs/soon.pem"),
+        "{b}"
+    );
+    // Time left as `--status` says it (a 5-day certificate, read a moment
+    // later), coloured against the default warning_days 30 / critical_days 7.
+    assert!(
+        b.contains(
+            "<span class=\"b err\">in 4 days 23h</span></td><td><code>certs/soon.pem</code>"
+        ),
         "{b}"
     );
     assert!(b.contains("nas-port"), "{b}");
@@ -93,6 +101,9 @@ fn page_and_json_show_drift_certificates_and_checks() {
     assert_eq!(certs[0]["target"], "certs/soon.pem");
     let days = certs[0]["days_left"].as_f64().unwrap();
     assert!((4.0..=5.1).contains(&days), "{days}");
+    // The thresholds the colour follows: the monitor's defaults, exported.
+    assert_eq!(certs[0]["warning_threshold_seconds"], 30.0 * 86_400.0);
+    assert_eq!(certs[0]["critical_threshold_seconds"], 7.0 * 86_400.0);
     assert!(v["attention"]
         .as_array()
         .unwrap()

@@ -52,7 +52,7 @@ pub(crate) fn read_limited(path: &Path, max: u64) -> Result<(Vec<u8>, Stamp), Ba
     if stamp.size > max {
         return Err(too_large(stamp.size));
     }
-    let f = std::fs::File::open(path).map_err(|e| io_error(path, &e))?;
+    let f = crate::safe_open::open(path).map_err(|e| io_error(path, &e))?;
     let mut buf = Vec::with_capacity(usize::try_from(stamp.size).unwrap_or(0));
     f.take(max.saturating_add(1))
         .read_to_end(&mut buf)
@@ -72,15 +72,44 @@ pub(crate) fn expand(base: &Path, pattern: &str) -> Result<Vec<PathBuf>, BackupE
     }
     let text = full.to_string_lossy().to_string();
     let paths = glob::glob(&text).map_err(|_| BackupError::NoMatch(text.clone()))?;
-    let mut out: Vec<PathBuf> = paths
-        .filter_map(Result::ok)
-        .filter(|p| p.is_file())
-        .collect();
+    // An unreadable folder on the way is an error, never silently "fewer files".
+    let mut out: Vec<PathBuf> = Vec::new();
+    for p in paths {
+        let p = p.map_err(|e| io_error(e.path(), e.error()))?;
+        if p.is_file() {
+            out.push(p);
+        }
+    }
+    unreadable_on_the_way(&text)?;
     out.sort();
     if out.is_empty() {
         return Err(BackupError::NoMatch(text));
     }
     Ok(out)
+}
+
+/// `glob` skips a folder it cannot enter when the rest of the pattern is a
+/// literal name (`pg/*/backup_manifest`): check those folders too.
+fn unreadable_on_the_way(pattern: &str) -> Result<(), BackupError> {
+    let parts: Vec<&str> = pattern.split('/').collect();
+    let Some(last_wild) = parts.iter().rposition(|c| c.contains(['*', '?', '['])) else {
+        return Ok(());
+    };
+    if last_wild + 1 == parts.len() {
+        return Ok(());
+    }
+    let tail = parts[last_wild + 1..].join("/");
+    let Ok(dirs) = glob::glob(&parts[..=last_wild].join("/")) else {
+        return Ok(());
+    };
+    for d in dirs.flatten().filter(|d| d.is_dir()) {
+        if let Err(e) = std::fs::metadata(d.join(&tail)) {
+            if e.kind() == std::io::ErrorKind::PermissionDenied {
+                return Err(io_error(&d, &e));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Parsed files by path, re-parsed only when the stamp changes (or when the

@@ -453,6 +453,13 @@ impl crate::targets::TargetValue for SourceReport {
             records: last.and_then(|l| l.records.clone()),
         }
     }
+
+    fn pending(_label: &str) -> Self {
+        SourceReport {
+            this: Arc::new(SourceRead::default()),
+            records: None,
+        }
+    }
 }
 
 struct Inner {
@@ -549,11 +556,11 @@ fn read_one(
 
 impl Inner {
     async fn collect(self: Arc<Self>, now: std::time::SystemTime) -> Snapshot {
-        let schedule = crate::targets::Schedule {
-            check_interval: self.cfg.check_interval.0,
-            retry_interval: self.cfg.retry_interval.0,
-            deadline: self.cfg.timeout.0.mul_f64(0.9),
-        };
+        let schedule = crate::targets::Schedule::for_monitor(
+            self.cfg.check_interval.0,
+            self.cfg.retry_interval.0,
+            self.cfg.timeout.0,
+        );
         let retention = Duration::from_secs(u64::from(self.cfg.retention_days) * 86400);
         let items: Vec<(String, BackupSourceConfig)> = self
             .cfg
@@ -574,9 +581,21 @@ impl Inner {
             b.declare(def);
         }
         let mut fresh = SnapshotBuilder::new();
+        let mut pending = 0;
         for (cfg, r) in self.cfg.sources.iter().zip(reads) {
             let name = cfg.name.as_str();
             let label = [("source", name)];
+            pending += usize::from(r.pending);
+            if r.placeholder {
+                b.target(TargetStatus {
+                    target: name.to_string(),
+                    health: Health::Unchecked,
+                    summary: "first read still running".into(),
+                    error: None,
+                    stale: false,
+                });
+                continue;
+            }
             let this = &r.value.this;
             b.gauge(&UP, &label, if this.errors.is_empty() { 1.0 } else { 0.0 });
             let errors = (!this.errors.is_empty()).then(|| {
@@ -628,6 +647,7 @@ impl Inner {
         }
         let mut snap = b.build();
         snap.families.extend(fresh.build().families);
+        snap.pending = pending;
         snap
     }
 }

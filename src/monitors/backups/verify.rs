@@ -302,7 +302,7 @@ pub fn verify_files(
 }
 
 fn hash_file(path: &Path, algo: Algorithm) -> std::io::Result<Hasher> {
-    let mut f = std::fs::File::open(path)?;
+    let mut f = crate::safe_open::open(path)?;
     let mut h = Hasher::new(algo);
     let mut buf = vec![0u8; 256 * 1024];
     loop {

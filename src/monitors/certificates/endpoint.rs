@@ -273,7 +273,7 @@ impl Prober {
         label: &str,
     ) -> Result<Arc<WebPkiServerVerifier>, String> {
         use rustls::pki_types::pem::PemObject;
-        let bytes = std::fs::read(path)
+        let bytes = crate::safe_open::read(path)
             .map_err(|e| format!("ca_file {label}: cannot read ({})", e.kind()))?;
         let mut store = RootCertStore::empty();
         for item in CertificateDer::pem_slice_iter(&bytes) {

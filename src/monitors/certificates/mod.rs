@@ -257,6 +257,8 @@ struct Inner {
     /// (source:target, when read) of the last gather. A failed read serves
     /// no old certificates, so these targets are never stale.
     read_at: std::sync::Mutex<Vec<(String, SystemTime)>>,
+    /// Reads still running after the last gather.
+    pending: std::sync::atomic::AtomicUsize,
 }
 
 type Discovered = (Vec<files::FileTarget>, Arc<Result<Option<String>, String>>);
@@ -311,6 +313,7 @@ impl CertificateMonitor {
                 files: crate::targets::Targets::new(),
                 probes: crate::targets::Targets::new(),
                 read_at: std::sync::Mutex::new(Vec::new()),
+                pending: std::sync::atomic::AtomicUsize::new(0),
             }),
         }
     }
@@ -318,11 +321,26 @@ impl CertificateMonitor {
     /// Every source's current result: files and endpoints that are due are
     /// read now (each with a deadline), the others come from memory.
     pub async fn gather(&self, ctx: CollectContext) -> Result<Vec<SourceResult>, MonitorError> {
+        self.gather_with(ctx, true).await
+    }
+
+    /// [`Self::gather`]; unless `complete`, reads still running after the
+    /// schedule's patience are left to land in a later collection.
+    async fn gather_with(
+        &self,
+        ctx: CollectContext,
+        complete: bool,
+    ) -> Result<Vec<SourceResult>, MonitorError> {
         let inner = self.inner.clone();
-        let schedule = crate::targets::Schedule {
-            check_interval: inner.cfg.check_interval.0,
-            retry_interval: inner.cfg.retry_interval.0,
-            deadline: inner.cfg.timeout.0.mul_f64(0.9),
+        let schedule = crate::targets::Schedule::for_monitor(
+            inner.cfg.check_interval.0,
+            inner.cfg.retry_interval.0,
+            inner.cfg.timeout.0,
+        );
+        let schedule = if complete {
+            schedule.complete()
+        } else {
+            schedule
         };
         let walker = inner.clone();
         let walk = tokio::task::spawn_blocking(move || {
@@ -416,6 +434,13 @@ impl CertificateMonitor {
             .await;
         let mut fresh = Vec::new();
         let mut read_at = Vec::new();
+        let pending = file_reads.iter().filter(|r| r.pending).count()
+            + probes.iter().filter(|r| r.pending).count();
+        self.inner
+            .pending
+            .store(pending, std::sync::atomic::Ordering::Relaxed);
+        let file_reads = file_reads.into_iter().filter(|r| !r.placeholder);
+        let probes = probes.into_iter().filter(|r| !r.placeholder);
         for r in file_reads {
             fresh.push(r.fresh);
             read_at.push((format!("file:{}", r.value.0.target), r.read_at));
@@ -488,7 +513,7 @@ fn passphrase(
             .map_err(|_| format!("environment variable {var} (pkcs12_passphrase_env) is not set"));
     }
     if let Some(f) = &cfg.pkcs12_passphrase_file {
-        let text = std::fs::read_to_string(files::resolve(base, home, f))
+        let text = crate::safe_open::read_to_string(&files::resolve(base, home, f))
             .map_err(|e| format!("cannot read pkcs12_passphrase_file {f} ({})", e.kind()))?;
         let first = text
             .lines()
@@ -569,6 +594,9 @@ impl crate::targets::TargetValue for FileRead {
             waited,
         ))
     }
+    fn pending(label: &str) -> Self {
+        FileRead(timed_out(SourceKind::File, None, label, Duration::ZERO))
+    }
 }
 
 impl crate::targets::TargetValue for EndpointRead {
@@ -582,6 +610,9 @@ impl crate::targets::TargetValue for EndpointRead {
             label,
             waited,
         ))
+    }
+    fn pending(label: &str) -> Self {
+        EndpointRead(timed_out(SourceKind::Endpoint, None, label, Duration::ZERO))
     }
 }
 
@@ -914,9 +945,13 @@ impl Monitor for CertificateMonitor {
     }
 
     async fn collect(&self, ctx: CollectContext) -> Result<Snapshot, MonitorError> {
-        let sources = self.gather(ctx).await?;
+        let sources = self.gather_with(ctx, false).await?;
         let (w, c) = self.thresholds();
         let mut snap = snapshot(&sources, ctx.now, w, c);
+        snap.pending = self
+            .inner
+            .pending
+            .load(std::sync::atomic::Ordering::Relaxed);
         let mut b = SnapshotBuilder::new();
         for (target, at) in self
             .inner

@@ -159,10 +159,28 @@ impl HealthChecker {
     }
 
     /// Run every check with "now" = `now`; results in registration order.
+    /// At most [`MAX_CONCURRENT_CHECKS`] run at once.
     pub async fn run_all_at(&self, now: SystemTime) -> Vec<CheckResult> {
         let ctx = CheckContext { now };
-        futures::future::join_all(self.checks.iter().map(|c| run_one(c, ctx))).await
+        run_bounded(self.checks.iter().collect(), ctx).await
     }
+}
+
+/// At most this many checks run at once (each may hold a socket or a child
+/// process): thousands of checks neither exhaust the descriptor table (false
+/// "Too many open files" failures, a server that cannot accept) nor pin it
+/// against a stalling port. Each check's timeout starts when it starts.
+pub const MAX_CONCURRENT_CHECKS: usize = 64;
+
+/// Run `checks`, at most [`MAX_CONCURRENT_CHECKS`] at once; results in order.
+async fn run_bounded(checks: Vec<&Registered>, ctx: CheckContext) -> Vec<CheckResult> {
+    use futures::StreamExt;
+    // Futures do nothing until polled: `buffered` starts at most N at a time.
+    let runs: Vec<_> = checks.into_iter().map(|c| run_one(c, ctx)).collect();
+    futures::stream::iter(runs)
+        .buffered(MAX_CONCURRENT_CHECKS)
+        .collect()
+        .await
 }
 
 async fn run_one(c: &Registered, ctx: CheckContext) -> CheckResult {
@@ -332,11 +350,14 @@ impl Monitor for HealthMonitor {
     }
 
     fn timeout(&self) -> Duration {
+        // Checks run in waves of MAX_CONCURRENT_CHECKS.
+        let waves = self.checks.len().div_ceil(MAX_CONCURRENT_CHECKS).max(1);
         self.checks
             .iter()
             .map(|c| c.reg.timeout)
             .max()
             .unwrap_or(DEFAULT_TIMEOUT)
+            .saturating_mul(u32::try_from(waves).unwrap_or(u32::MAX))
             + Duration::from_secs(5)
     }
 
@@ -361,7 +382,7 @@ impl Monitor for HealthMonitor {
                 .collect()
         };
         let cctx = CheckContext { now: ctx.now };
-        let fresh = futures::future::join_all(due.iter().map(|c| run_one(&c.reg, cctx))).await;
+        let fresh = run_bounded(due.iter().map(|c| &c.reg).collect(), cctx).await;
         let mut last = self.lock();
         for r in fresh {
             last.insert(r.name.clone(), (now, ctx.now, r));

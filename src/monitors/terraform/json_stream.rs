@@ -15,6 +15,10 @@ use super::state::ParseError;
 
 /// Initial buffer; it doubles when one member or element does not fit.
 const CHUNK: usize = 256 << 10;
+/// The buffer never grows past this: one member or element (say an
+/// unterminated string in a sparse file) larger than this is an error, so one
+/// read holds at most this much whatever the file size.
+pub const MAX_VALUE: usize = 64 << 20;
 
 /// Cursor over a top-level JSON object read from `R`.
 pub struct ObjectStream<R> {
@@ -23,6 +27,11 @@ pub struct ObjectStream<R> {
     pos: usize,
     len: usize,
     eof: bool,
+    /// Largest buffer (one value must fit): [`MAX_VALUE`] unless set for tests.
+    max_value: usize,
+    /// Held once the buffer grew past [`crate::safe_open::LARGE_READ`]: bounds
+    /// how many large reads hold memory at once.
+    large: Option<crate::safe_open::LargeReadPermit>,
     /// Newlines in bytes already discarded from `buf`.
     line_base: usize,
     /// Bytes since the last discarded newline, at the start of `buf`.
@@ -97,6 +106,8 @@ impl<R: Read> ObjectStream<R> {
             pos: 0,
             len: 0,
             eof: false,
+            max_value: MAX_VALUE,
+            large: None,
             line_base: 0,
             col_base: 0,
             first_member: true,
@@ -117,6 +128,12 @@ impl<R: Read> ObjectStream<R> {
             }
             Some(_) => Err(s.syntax_here()),
         }
+    }
+
+    /// Lower the per-value limit (tests).
+    pub fn with_max_value(mut self, max: usize) -> Self {
+        self.max_value = max.max(CHUNK);
+        self
     }
 
     /// The first bytes of the document (for sniffing), as far as buffered.
@@ -147,7 +164,18 @@ impl<R: Read> ObjectStream<R> {
             self.pos = 0;
         }
         if self.len == self.buf.len() {
-            let new_len = self.buf.len() * 2;
+            if self.buf.len() >= self.max_value {
+                let (line, column) = self.position(self.pos);
+                return Err(ParseError::ValueTooLarge {
+                    line,
+                    column,
+                    limit_mib: self.max_value >> 20,
+                });
+            }
+            let new_len = (self.buf.len() * 2).min(self.max_value);
+            if new_len as u64 > crate::safe_open::LARGE_READ && self.large.is_none() {
+                self.large = Some(crate::safe_open::LargeReadPermit::acquire());
+            }
             self.buf.resize(new_len, 0);
         }
         loop {
@@ -384,6 +412,44 @@ mod tests {
         s.skip().unwrap();
         assert_eq!(s.next_key().unwrap(), None);
         s.finish().unwrap();
+    }
+
+    /// A reader of endless bytes (a string that never ends, as in a sparse file).
+    struct Endless(u8);
+    impl Read for Endless {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            out.fill(self.0);
+            Ok(out.len())
+        }
+    }
+
+    #[test]
+    fn one_value_never_buffers_more_than_the_limit() {
+        let doc = std::io::Cursor::new(&b"{\"a\": \""[..]).chain(Endless(b'x'));
+        let mut s = ObjectStream::new(doc, "test")
+            .unwrap()
+            .with_max_value(1 << 20);
+        s.next_key().unwrap();
+        let e = s.skip().unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ParseError::ValueTooLarge {
+                    line: 1,
+                    limit_mib: 1,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert_eq!(e.metric_label(), "too_large");
+        assert!(s.buf.len() <= 1 << 20, "{}", s.buf.len());
+        // The default limit holds too (an endless zero-filled file).
+        let doc = std::io::Cursor::new(&b"{\"a\": \""[..]).chain(Endless(0));
+        let mut s = ObjectStream::new(doc, "test").unwrap();
+        s.next_key().unwrap();
+        assert!(matches!(s.skip(), Err(ParseError::ValueTooLarge { .. })));
+        assert!(s.buf.len() <= MAX_VALUE);
     }
 
     #[test]

@@ -213,13 +213,24 @@ impl TerraformMonitor {
 
     /// Discover the targets, read the local ones that are due (each on the
     /// bounded read pool, with a deadline), then the remote ones.
-    async fn analyse_all(&self, now: std::time::SystemTime) -> Result<Collected, MonitorError> {
+    /// Unless `complete`, reads still running after the schedule's patience
+    /// are left to land in a later collection (counted in `pending`).
+    async fn analyse_all(
+        &self,
+        now: std::time::SystemTime,
+        complete: bool,
+    ) -> Result<Collected, MonitorError> {
         let inner = self.inner.clone();
         let timeout = inner.cfg.timeout.0;
-        let schedule = crate::targets::Schedule {
-            check_interval: inner.cfg.check_interval.0,
-            retry_interval: inner.cfg.retry_interval.0,
-            deadline: timeout.mul_f64(0.9),
+        let schedule = crate::targets::Schedule::for_monitor(
+            inner.cfg.check_interval.0,
+            inner.cfg.retry_interval.0,
+            timeout,
+        );
+        let schedule = if complete {
+            schedule.complete()
+        } else {
+            schedule
         };
         let mut problems = Vec::new();
         let mut problem_labels = Vec::new();
@@ -284,7 +295,14 @@ impl TerraformMonitor {
             .await;
         let mut out: Vec<Analysis> = Vec::with_capacity(reads.len());
         let mut read_at = Vec::with_capacity(reads.len());
+        let mut pending = Vec::new();
         for r in reads {
+            if r.pending {
+                pending.push(r.value.label.clone());
+            }
+            if r.placeholder {
+                continue;
+            }
             if r.fresh {
                 log_analysis(&r.value);
             }
@@ -298,6 +316,7 @@ impl TerraformMonitor {
             // started twice.
             let remote_schedule = crate::targets::Schedule {
                 deadline: timeout.mul_f64(0.95),
+                wait: schedule.wait.min(timeout.mul_f64(0.95)),
                 ..schedule
             };
             let reader = inner.clone();
@@ -320,6 +339,9 @@ impl TerraformMonitor {
                 )
                 .await;
             for r in reads {
+                if r.pending {
+                    pending.push("remote states".to_string());
+                }
                 let c = r.value.0;
                 for a in &c.analyses {
                     if r.fresh {
@@ -348,6 +370,7 @@ impl TerraformMonitor {
             problems,
             problem_labels,
             read_at,
+            pending,
         })
     }
 
@@ -412,6 +435,10 @@ impl crate::targets::TargetValue for RemoteRead {
         c.problem_labels.push("remote".into());
         RemoteRead(c)
     }
+
+    fn pending(_label: &str) -> Self {
+        RemoteRead(remote::Collected::default())
+    }
 }
 
 /// One collection's results.
@@ -421,6 +448,8 @@ struct Collected {
     problem_labels: Vec<String>,
     /// (state_file, when it was read, served stale) per target.
     read_at: Vec<(String, std::time::SystemTime, bool)>,
+    /// Targets whose read was still running when the collection ended.
+    pending: Vec<String>,
 }
 
 /// Label of a sibling file: the state's label with its file name replaced.
@@ -796,9 +825,21 @@ impl Monitor for TerraformMonitor {
     }
 
     async fn collect(&self, ctx: CollectContext) -> Result<Snapshot, MonitorError> {
-        let c = self.analyse_all(ctx.now).await?;
+        let c = self.analyse_all(ctx.now, false).await?;
         let mut snap = snapshot(&c.analyses, &c.problems, &c.problem_labels);
-        if c.analyses.is_empty() && c.problems.is_empty() {
+        snap.pending = c.pending.len();
+        for label in &c.pending {
+            if !c.analyses.iter().any(|a| &a.label == label) {
+                snap.targets.push(TargetStatus {
+                    target: label.clone(),
+                    health: Health::Unchecked,
+                    summary: "first read still running".into(),
+                    error: None,
+                    stale: false,
+                });
+            }
+        }
+        if c.analyses.is_empty() && c.problems.is_empty() && c.pending.is_empty() {
             snap.targets
                 .push(nothing_found_status(&self.inner.cfg, &self.inner.base));
         }
@@ -811,7 +852,7 @@ impl Monitor for TerraformMonitor {
     }
 
     async fn report(&self, ctx: CollectContext) -> Result<Report, MonitorError> {
-        let c = self.analyse_all(ctx.now).await?;
+        let c = self.analyse_all(ctx.now, true).await?;
         let mut r = report::build(&c.analyses, &c.problems, &c.problem_labels);
         if c.analyses.is_empty() && c.problems.is_empty() {
             report::nothing_found(
@@ -899,23 +940,30 @@ impl crate::targets::TargetValue for Analysis {
                 ..a.clone()
             },
             None => Analysis {
-                label: label.to_string(),
-                state: None,
-                state_stamp: None,
-                up: false,
-                stale: false,
-                drift: None,
-                drift_time: None,
-                drift_up: None,
-                unapproved: None,
-                baseline_up: None,
                 errors: vec![error],
-                changed_since_last: None,
-                previous_serial: None,
-                policy: None,
-                lock: None,
-                remote_bytes: None,
+                ..<Self as crate::targets::TargetValue>::pending(label)
             },
+        }
+    }
+
+    fn pending(label: &str) -> Self {
+        Analysis {
+            label: label.to_string(),
+            state: None,
+            state_stamp: None,
+            up: false,
+            stale: false,
+            drift: None,
+            drift_time: None,
+            drift_up: None,
+            unapproved: None,
+            baseline_up: None,
+            errors: Vec::new(),
+            changed_since_last: None,
+            previous_serial: None,
+            policy: None,
+            lock: None,
+            remote_bytes: None,
         }
     }
 }

@@ -299,7 +299,7 @@ pub fn check_config(base: &Path, entries: &[String]) -> Result<(), PolicyError> 
         });
     }
     for (path, display) in files {
-        let source = std::fs::read_to_string(&path).map_err(|e| PolicyError::Read {
+        let source = crate::safe_open::read_to_string(&path).map_err(|e| PolicyError::Read {
             path: display.clone(),
             message: e.to_string(),
         })?;
@@ -342,7 +342,7 @@ impl PolicySet {
                     continue;
                 }
             }
-            let compiled = match std::fs::read_to_string(&path) {
+            let compiled = match crate::safe_open::read_to_string(&path) {
                 Ok(src) => compile(&display, &src).map(|v0| (Arc::<str>::from(src), v0)),
                 Err(e) => Err(PolicyError::Read {
                     path: display.clone(),

@@ -127,7 +127,7 @@ impl StateSource for LocalFile {
     fn open(&self) -> Result<(Box<dyn Read + Send>, Stamp), SourceError> {
         let (_, before) = self.check()?;
         let f =
-            std::fs::File::open(&self.path).map_err(|e| SourceError::from_io(&self.path, &e))?;
+            crate::safe_open::open(&self.path).map_err(|e| SourceError::from_io(&self.path, &e))?;
         // Stamp of the opened file itself (it may have been swapped by a rename since the check).
         let md = f
             .metadata()
@@ -188,8 +188,20 @@ pub fn discover(base: &Path, state_files: &[String], state_dirs: &[String]) -> D
         let label = label_for(base, &path);
         // The same file reached by two paths (symlinks) is one target.
         let real = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
-        if seen_real.insert(real) && seen_label.insert(label.clone()) {
-            d.targets.push(LocalTarget { label, path });
+        if seen_real.insert(real) {
+            if seen_label.insert(label.clone()) {
+                d.targets.push(LocalTarget { label, path });
+            } else {
+                // Two files, one label (`a\\b.tfstate` and `a/b.tfstate`): report, never drop silently.
+                d.problems.push(DiscoveryProblem {
+                    message: format!(
+                        "{} has the same label {label:?} as another state file (a `\\` in a file name reads as `/`); rename one of them",
+                        path.display()
+                    ),
+                    label,
+                    reason: "label_collision",
+                });
+            }
         }
     };
     for pat in state_files {
@@ -205,9 +217,7 @@ pub fn discover(base: &Path, state_files: &[String], state_dirs: &[String]) -> D
                     match p {
                         Ok(p) if p.is_file() => add(&mut d, p),
                         Ok(_) => {}
-                        Err(e) => {
-                            tracing::debug!(pattern = %pat, error = %e.error(), "skipping an unreadable path")
-                        }
+                        Err(e) => d.problems.push(unreadable(base, e.path(), e.error())),
                     }
                 }
             }
@@ -253,15 +263,34 @@ pub fn discover(base: &Path, state_files: &[String], state_dirs: &[String]) -> D
                         add(&mut d, e.into_path());
                     }
                 }
-                // Symlink loops and unreadable folders are skipped, not fatal.
-                Err(e) => {
-                    tracing::debug!(dir = %root.display(), error = %e, "skipping during state discovery")
-                }
+                // Symlink loops are skipped; an unreadable folder is a discovery error
+                // (what is below it is unknown, never silently "no state").
+                Err(e) => match (e.loop_ancestor(), e.io_error()) {
+                    (None, Some(io)) => {
+                        d.problems
+                            .push(unreadable(base, e.path().unwrap_or(&root), io))
+                    }
+                    _ => {
+                        tracing::debug!(dir = %root.display(), error = %e, "skipping during state discovery")
+                    }
+                },
             }
         }
     }
     d.targets.sort_by(|a, b| a.label.cmp(&b.label));
     d
+}
+
+/// A folder or file discovery could not read.
+fn unreadable(base: &Path, path: &Path, e: &std::io::Error) -> DiscoveryProblem {
+    DiscoveryProblem {
+        label: label_for(base, path),
+        reason: "unreadable",
+        message: format!(
+            "cannot search {}: {e}; states below it are not monitored",
+            path.display()
+        ),
+    }
 }
 
 /// Render a sibling file name (`{stem}`: state file name without `.tfstate`; `{file}`: full name).

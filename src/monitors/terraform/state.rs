@@ -41,6 +41,12 @@ pub enum ParseError {
     OldVersion(u64),
     #[error("read error: {0}")]
     Io(String),
+    #[error("one JSON value at line {line}, column {column} is larger than {limit_mib} MiB, the limit per value (a corrupt or hostile file?)")]
+    ValueTooLarge {
+        line: usize,
+        column: usize,
+        limit_mib: usize,
+    },
 }
 
 impl ParseError {
@@ -55,6 +61,7 @@ impl ParseError {
                 "unsupported_version"
             }
             ParseError::Io(_) => "io",
+            ParseError::ValueTooLarge { .. } => "too_large",
         }
     }
 

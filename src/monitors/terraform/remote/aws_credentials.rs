@@ -279,7 +279,7 @@ fn read_shared(
         None => env("HOME").map(|h| Path::new(&h).join(default)),
     };
     let Some(path) = path else { return Ok(None) };
-    match std::fs::read_to_string(&path) {
+    match crate::safe_open::read_to_string(&path) {
         Ok(t) => Ok(Some((path, t))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(format!("cannot read {}: {}", path.display(), e.kind())),
@@ -518,7 +518,7 @@ fn read_sso_token(file: &Path, now: SystemTime) -> Result<String, String> {
         access_token: String,
         expires_at: String,
     }
-    let bytes = std::fs::read(file)
+    let bytes = crate::safe_open::read(file)
         .map_err(|e| format!("no SSO token in {} ({})", file.display(), e.kind()))?;
     let t: CachedToken = serde_json::from_slice(&bytes).map_err(|_| {
         format!(
@@ -981,7 +981,7 @@ fn assume_role_with_web_identity(
     req: &ChainRequest<'_>,
     budget: &Budget,
 ) -> Result<AwsCredentials, String> {
-    let token = std::fs::read_to_string(&wi.token_file).map_err(|e| {
+    let token = crate::safe_open::read_to_string(&wi.token_file).map_err(|e| {
         format!(
             "cannot read the web identity token file {}: {}",
             wi.token_file.display(),
@@ -1307,7 +1307,7 @@ fn container_fetch(
     let token = match env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE") {
         Some(f) => {
             let path = expand_home(&f, env).unwrap_or_else(|| f.into());
-            let t = std::fs::read_to_string(&path).map_err(|e| {
+            let t = crate::safe_open::read_to_string(&path).map_err(|e| {
                 format!(
                     "cannot read AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE {}: {}",
                     path.display(),

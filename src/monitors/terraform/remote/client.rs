@@ -78,7 +78,7 @@ impl std::fmt::Debug for TlsSettings {
 impl TlsSettings {
     /// Trust the CA certificates of a PEM file.
     pub fn with_ca_file(mut self, path: &Path) -> Result<Self, String> {
-        let pem = std::fs::read(path)
+        let pem = crate::safe_open::read(path)
             .map_err(|e| format!("cannot read ca_file {}: {}", path.display(), e.kind()))?;
         self.ca_pem = Some((format!("ca_file {}", path.display()), pem));
         Ok(self)
@@ -86,9 +86,9 @@ impl TlsSettings {
 
     /// A client certificate and key from PEM files.
     pub fn with_client_files(mut self, cert: &Path, key: &Path) -> Result<Self, String> {
-        let c = std::fs::read(cert)
+        let c = crate::safe_open::read(cert)
             .map_err(|e| format!("cannot read client_cert {}: {}", cert.display(), e.kind()))?;
-        let k = std::fs::read(key)
+        let k = crate::safe_open::read(key)
             .map_err(|e| format!("cannot read client_key {}: {}", key.display(), e.kind()))?;
         self.client = Some((
             format!(
@@ -145,7 +145,7 @@ impl Client {
             None => match std::env::var_os("SSL_CERT_FILE").filter(|v| !v.is_empty()) {
                 Some(path) => {
                     let path = std::path::PathBuf::from(path);
-                    let pem = std::fs::read(&path).map_err(|e| {
+                    let pem = crate::safe_open::read(&path).map_err(|e| {
                         format!("cannot read SSL_CERT_FILE {}: {}", path.display(), e.kind())
                     })?;
                     from_env = (format!("SSL_CERT_FILE {}", path.display()), pem);
@@ -448,7 +448,7 @@ pub fn read_secret(
 ) -> Result<Option<String>, String> {
     if let Some(f) = file {
         let p = base.join(f);
-        let text = std::fs::read_to_string(&p)
+        let text = crate::safe_open::read_to_string(&p)
             .map_err(|e| format!("cannot read secret file {}: {}", p.display(), e.kind()))?;
         let line = text.lines().next().unwrap_or("").trim().to_string();
         if line.is_empty() {

@@ -56,7 +56,7 @@ pub fn token_for_host(label: &str, host: &str) -> Result<Option<String>, RemoteE
     let Some(file) = dir.map(|d| d.join("credentials.tfrc.json")) else {
         return Ok(None);
     };
-    let text = match std::fs::read(&file) {
+    let text = match crate::safe_open::read(&file) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {

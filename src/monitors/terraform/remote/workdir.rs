@@ -32,7 +32,7 @@ pub fn backend_of(
         .unwrap_or(&record)
         .to_string_lossy()
         .replace('\\', "/");
-    let text = match std::fs::read(&record) {
+    let text = match crate::safe_open::read(&record) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {

@@ -113,6 +113,13 @@ impl crate::targets::TargetValue for FileRead {
             mtime: None,
         }
     }
+
+    fn pending(_label: &str) -> Self {
+        FileRead {
+            pools: Ok(Vec::new()),
+            mtime: None,
+        }
+    }
 }
 
 /// Kept per file between reads: the last finished scrub of each pool.
@@ -189,11 +196,11 @@ impl ZfsMonitor {
 
 impl Inner {
     async fn collect(self: Arc<Self>, now: SystemTime) -> Snapshot {
-        let schedule = crate::targets::Schedule {
-            check_interval: self.cfg.check_interval.0,
-            retry_interval: self.cfg.retry_interval.0,
-            deadline: self.cfg.timeout.0.mul_f64(0.9),
-        };
+        let schedule = crate::targets::Schedule::for_monitor(
+            self.cfg.check_interval.0,
+            self.cfg.retry_interval.0,
+            self.cfg.timeout.0,
+        );
         let items: Vec<(String, String)> = self
             .cfg
             .status_files
@@ -215,7 +222,19 @@ impl Inner {
         }
         let mut fresh = SnapshotBuilder::new();
         let mut seen: HashMap<String, &str> = HashMap::new();
+        let mut pending = 0;
         for (file, r) in self.cfg.status_files.iter().zip(&reads) {
+            pending += usize::from(r.pending);
+            if r.placeholder {
+                b.target(TargetStatus {
+                    target: file.clone(),
+                    health: Health::Unchecked,
+                    summary: "first read still running".into(),
+                    error: None,
+                    stale: false,
+                });
+                continue;
+            }
             let label = [("file", file.as_str())];
             if let Some(t) = r.value.mtime {
                 b.gauge(&FILE_TS, &label, t);
@@ -269,6 +288,7 @@ impl Inner {
         }
         let mut snap = b.build();
         snap.families.extend(fresh.build().families);
+        snap.pending = pending;
         snap
     }
 }
@@ -415,7 +435,7 @@ mod tests {
         .unwrap();
         let m = ZfsMonitor::new(cfg, dir.path().to_path_buf());
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(ts("2026-11-10T00:00:00Z") as u64);
-        let snap = m.collect(CollectContext { now }).await.unwrap();
+        let snap = m.collect_complete(CollectContext { now }).await.unwrap();
         let v = |name: &str, labels: &[(&str, &str)]| snap.value(name, labels);
         let tank = [("pool", "tank")];
         assert_eq!(

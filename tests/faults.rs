@@ -139,7 +139,10 @@ fn atomic_rename_swaps_are_always_complete() {
     // Let the 1 ms cache lifetime pass: the next scrape re-checks the file.
     std::thread::sleep(Duration::from_millis(20));
     assert_eq!(
-        series(&e.refreshed_metrics(), &format!("terraform_state_serial{KEY}")),
+        series(
+            &e.refreshed_metrics(),
+            &format!("terraform_state_serial{KEY}")
+        ),
         Some(150.0),
         "the last swap must be seen (same size, same mtime tick, reused inode)"
     );

@@ -513,7 +513,7 @@ fn passphrase(
             .map_err(|_| format!("environment variable {var} (pkcs12_passphrase_env) is not set"));
     }
     if let Some(f) = &cfg.pkcs12_passphrase_file {
-        let text = crate::safe_open::read_to_string(&files::resolve(base, home, f))
+        let text = crate::safe_open::read_to_string(files::resolve(base, home, f))
             .map_err(|e| format!("cannot read pkcs12_passphrase_file {f} ({})", e.kind()))?;
         let first = text
             .lines()

@@ -267,7 +267,10 @@ impl Inner {
                 }
                 findings.extend(emit_pool(&mut b, p, max_age, now_s));
             }
-            let summary = format!("{} pools", pools.len());
+            let summary = match pools.len() {
+                1 => "1 pool".to_string(),
+                n => format!("{n} pools"),
+            };
             let health = match (&error, findings.is_empty()) {
                 (Some(_), _) => Health::Error,
                 (None, true) => Health::Ok,
@@ -471,6 +474,7 @@ mod tests {
                 ("missing.txt", Health::Error),
             ]
         );
+        assert_eq!(snap.targets[0].summary, "1 pool");
         assert!(snap.targets[1].summary.contains("backup was never scrubbed"), "{:?}", snap.targets[1]);
     }
 

@@ -131,18 +131,23 @@ struct Memory {
 fn read_file(path: &Path, label: &str, tz: &jiff::tz::TimeZone, mem: &mut Memory) -> FileRead {
     use std::io::Read;
     let mut mtime = None;
-    let text = std::fs::File::open(path)
+    // Regular files only (a FIFO must not hold a read thread), checked on the descriptor.
+    let text = crate::safe_open::open(path)
         .and_then(|f| {
             mtime = f.metadata().ok().and_then(|m| m.modified().ok()).map(unix_seconds);
-            let mut text = String::new();
-            f.take(MAX_FILE_SIZE + 1).read_to_string(&mut text)?;
-            Ok(text)
+            let mut bytes = Vec::new();
+            f.take(MAX_FILE_SIZE + 1).read_to_end(&mut bytes)?;
+            Ok(bytes)
         })
         .map_err(|e| format!("cannot read {label}: {e}"));
-    let pools = text.and_then(|text| {
-        if text.len() as u64 > MAX_FILE_SIZE {
-            return Err(format!("{label} is larger than {MAX_FILE_SIZE} bytes: not zpool status output"));
+    let pools = text.and_then(|bytes| {
+        if bytes.len() as u64 > MAX_FILE_SIZE {
+            return Err(format!(
+                "{label} is larger than {MAX_FILE_SIZE} bytes: not zpool status output"
+            ));
         }
+        let text = String::from_utf8(bytes)
+            .map_err(|_| format!("{label} is not text: not zpool status output"))?;
         status::parse(&text, tz).map_err(|e| format!("{label}: {e}"))
     });
     let pools = pools.map(|pools| {
@@ -476,6 +481,22 @@ mod tests {
         );
         assert_eq!(snap.targets[0].summary, "1 pool");
         assert!(snap.targets[1].summary.contains("backup was never scrubbed"), "{:?}", snap.targets[1]);
+    }
+
+    // A FIFO (or any non-regular file) is an error at once, never a read
+    // thread blocked until a writer shows up.
+    #[test]
+    fn a_fifo_is_an_error_not_a_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fifo.txt");
+        let made = std::process::Command::new("mkfifo").arg(&path).status();
+        if !made.is_ok_and(|s| s.success()) {
+            eprintln!("SKIP a_fifo_is_an_error_not_a_hang: mkfifo is not available");
+            return;
+        }
+        let r = read_file(&path, "fifo.txt", &jiff::tz::TimeZone::UTC, &mut Memory::default());
+        let e = r.pools.unwrap_err();
+        assert!(e.starts_with("cannot read fifo.txt"), "{e}");
     }
 
     // `scan:` shows only the latest scan: while a scrub runs, the last

@@ -25,7 +25,7 @@ use serde::Deserialize;
 
 use super::files::Cache;
 use super::{from_json, ts_secs, BackupError, BackupRecord, ParseError, SourceCtx, SourceRead};
-use crate::config::TimeZoneName;
+use super::config::TimeZoneName;
 
 /// An archive, from `borg list --json` (times are still unzoned text).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

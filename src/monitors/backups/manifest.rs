@@ -208,7 +208,7 @@ pub(crate) fn read(ctx: &SourceCtx<'_>, st: &mut State) -> SourceRead {
         // With `verify`, a manifest that cannot be read is a backup that does not verify.
         Err(e) => SourceRead::main_failed(
             e,
-            (ctx.cfg.verify != crate::config::VerifyMode::None).then_some(false),
+            (ctx.cfg.verify != super::config::VerifyMode::None).then_some(false),
         ),
     }
 }
@@ -236,7 +236,7 @@ fn read_runs(ctx: &SourceCtx<'_>, st: &mut State) -> Result<SourceRead, BackupEr
     let Some(run) = runs.get(i) else {
         return Ok(read);
     };
-    if ctx.cfg.verify != crate::config::VerifyMode::None {
+    if ctx.cfg.verify != super::config::VerifyMode::None {
         if run.files.is_empty() {
             // Nothing to check is not a pass.
             read.findings.push(format!(

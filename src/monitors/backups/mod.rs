@@ -66,6 +66,7 @@
 //! `backup_size_change_ratio` (needs two sized backups in one group).
 
 pub mod borg;
+pub mod config;
 pub mod directory;
 mod files;
 pub mod manifest;
@@ -81,7 +82,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::clock::unix_seconds;
-use crate::config::{BackupConfig, BackupFormat, BackupSourceConfig};
+use crate::monitors::kind::{BuildContext, ConfigIssue, MonitorKind};
+
+pub use self::config::{
+    BackupConfig, BackupFormat, BackupSourceConfig, TimeZoneName, VerifyMode,
+};
 use crate::monitor::{CollectContext, Monitor, MonitorError};
 use crate::snapshot::{Health, MetricDef, Snapshot, SnapshotBuilder, TargetStatus};
 
@@ -468,6 +473,22 @@ pub struct BackupMonitor {
     inner: Arc<Inner>,
 }
 
+/// Registration of the backup monitor (`custom_monitors.backup_validation`).
+pub struct BackupKind;
+
+impl MonitorKind for BackupKind {
+    const KEY: &'static str = "backup_validation";
+    type Config = BackupConfig;
+
+    fn validate(cfg: &BackupConfig) -> Result<(), ConfigIssue> {
+        config::validate(cfg)
+    }
+
+    fn build(cfg: BackupConfig, ctx: &BuildContext<'_>) -> Arc<dyn Monitor> {
+        Arc::new(BackupMonitor::new(cfg, ctx.base_dir.to_path_buf()))
+    }
+}
+
 impl BackupMonitor {
     /// `base`: the folder relative paths are resolved against (the config file's folder).
     pub fn new(cfg: BackupConfig, base: PathBuf) -> Self {
@@ -486,7 +507,7 @@ impl BackupMonitor {
     pub fn with_interval(self, interval: Option<Duration>) -> Self {
         let Some(i) = interval else { return self };
         let mut cfg = self.inner.cfg.clone();
-        cfg.check_interval = crate::config::HumanDuration(i);
+        crate::config::values::MonitorSchedule::set_check_interval(&mut cfg, i);
         BackupMonitor::new(cfg, self.inner.base.clone())
     }
 }

@@ -351,7 +351,7 @@ fn read_manifests(ctx: &SourceCtx<'_>, st: &mut State) -> Result<SourceRead, Bac
         );
     }
     let root = path.parent().unwrap_or(Path::new("."));
-    if ctx.cfg.verify != crate::config::VerifyMode::None && is_tar_format(root) {
+    if ctx.cfg.verify != super::config::VerifyMode::None && is_tar_format(root) {
         read.findings.push(format!(
             "{} holds a tar-format backup: listed files cannot be checked on disk (verify needs pg_basebackup -Fp)",
             root.display()
@@ -378,7 +378,7 @@ fn read_manifests(ctx: &SourceCtx<'_>, st: &mut State) -> Result<SourceRead, Bac
         ctx.cfg.verify_max_bytes.0,
         &mut st.hashes,
     );
-    if ctx.cfg.verify != crate::config::VerifyMode::None {
+    if ctx.cfg.verify != super::config::VerifyMode::None {
         let listed: std::collections::HashSet<&str> =
             newest.files.iter().map(|f| f.path.as_str()).collect();
         let (unlisted, unreadable) = unlisted_files(root, &listed);
@@ -396,7 +396,7 @@ fn read_manifests(ctx: &SourceCtx<'_>, st: &mut State) -> Result<SourceRead, Bac
         (false, _) | (_, Some(false)) => Some(false),
         (true, v) => v,
     };
-    if ctx.cfg.verify == crate::config::VerifyMode::None {
+    if ctx.cfg.verify == super::config::VerifyMode::None {
         read.verification = Some(newest.checksum_ok);
     }
     read.notes.extend(outcome.progress_note());

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use sha2::Digest;
 
 use super::files::Stamp;
-use crate::config::VerifyMode;
+use super::config::VerifyMode;
 
 /// Checksum algorithms of PostgreSQL manifests (and SHA-256 for our own format).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
 use super::parse::{cert_from_der, Cert, ParseError};
-use crate::config::StartTls;
+use super::config::StartTls;
 
 /// One endpoint to probe, resolved from config.
 #[derive(Debug, Clone, PartialEq, Eq)]

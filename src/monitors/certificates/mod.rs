@@ -8,6 +8,7 @@
 //! collection's injected clock. A failing source is `certificate_source_up 0`,
 //! a log line and an error target; it never fails the collection.
 
+pub mod config;
 pub mod endpoint;
 pub mod files;
 pub mod parse;
@@ -20,7 +21,10 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 
 use crate::clock::unix_seconds;
-use crate::config::{split_host_port, CertificateConfig};
+use crate::config::values::split_host_port;
+use crate::monitors::kind::{BuildContext, ConfigIssue, MonitorKind};
+
+pub use self::config::{CertificateConfig, EndpointDetails, EndpointSpec, StartTls};
 use crate::monitor::{CollectContext, Monitor, MonitorError};
 use crate::report::{Report, Section};
 use crate::snapshot::{Health, MetricDef, Snapshot, SnapshotBuilder, TargetStatus};
@@ -202,7 +206,23 @@ impl CertState {
     }
 }
 
-/// The registry's constructor: `interval` is the `--interval` override.
+/// Registration of the certificate monitor (`custom_monitors.certificate_expiry`).
+pub struct CertificateKind;
+
+impl MonitorKind for CertificateKind {
+    const KEY: &'static str = "certificate_expiry";
+    type Config = CertificateConfig;
+
+    fn validate(cfg: &CertificateConfig) -> Result<(), ConfigIssue> {
+        cfg.validate()
+    }
+
+    fn build(cfg: CertificateConfig, ctx: &BuildContext<'_>) -> Arc<dyn Monitor> {
+        monitor(&cfg, None, ctx.base_dir)
+    }
+}
+
+/// The monitor for a block: `interval` is the `--interval` override.
 pub fn monitor(
     cfg: &CertificateConfig,
     interval: Option<Duration>,
@@ -248,7 +268,7 @@ impl CertificateMonitor {
     pub fn from_config(cfg: &CertificateConfig, interval: Option<Duration>, base: PathBuf) -> Self {
         let mut cfg = cfg.clone();
         if let Some(i) = interval {
-            cfg.check_interval = crate::config::HumanDuration(i);
+            crate::config::values::MonitorSchedule::set_check_interval(&mut cfg, i);
         }
         Self::new(cfg, base)
     }

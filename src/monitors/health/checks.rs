@@ -216,7 +216,7 @@ pub struct TcpCheck {
 impl TcpCheck {
     pub fn new(c: &TcpCheckConfig) -> Result<Self, CheckError> {
         let (host, port) =
-            crate::config::split_host_port(&c.address).map_err(CheckError::Config)?;
+            crate::config::values::split_host_port(&c.address).map_err(CheckError::Config)?;
         Ok(TcpCheck { host, port })
     }
 }

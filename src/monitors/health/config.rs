@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{ByteSize, HumanDuration};
+use crate::config::values::{ByteSize, HumanDuration};
 
 /// The `health_checks:` block.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -276,7 +276,8 @@ impl HealthChecksConfig {
                 }
             }
             if let Some(t) = &c.tcp {
-                crate::config::split_host_port(&t.address).map_err(|m| (key("tcp.address"), m))?;
+                crate::config::values::split_host_port(&t.address)
+                    .map_err(|m| (key("tcp.address"), m))?;
             }
             if let Some(d) = &c.dns {
                 if d.name.trim().is_empty() {

@@ -7,6 +7,7 @@
 //! values (marked stale) and is retried after `retry_interval`.
 
 pub mod analysis;
+pub mod config;
 pub mod digest;
 pub mod json_stream;
 pub mod plan;
@@ -23,7 +24,10 @@ use std::time::{Duration, UNIX_EPOCH};
 use async_trait::async_trait;
 
 use crate::clock::unix_seconds;
-use crate::config::TerraformConfig;
+use crate::monitors::kind::{BuildContext, ConfigIssue, MonitorKind};
+use crate::monitors::Overrides;
+
+pub use self::config::TerraformConfig;
 use crate::monitor::{CollectContext, Monitor, MonitorError};
 use crate::report::Report;
 use crate::snapshot::{Health, MetricDef, Snapshot, SnapshotBuilder, TargetStatus};
@@ -133,6 +137,59 @@ struct Inner {
     policies: Option<Arc<policy::PolicySet>>,
     /// The last collection found no target (logged once per change).
     found_nothing: std::sync::atomic::AtomicBool,
+}
+
+/// Registration of the Terraform monitor (`custom_monitors.terraform_state`).
+pub struct TerraformKind;
+
+impl MonitorKind for TerraformKind {
+    const KEY: &'static str = "terraform_state";
+    type Config = TerraformConfig;
+
+    fn validate(cfg: &TerraformConfig) -> Result<(), ConfigIssue> {
+        config::validate(cfg)
+    }
+
+    fn check_files(cfg: &TerraformConfig, base_dir: &std::path::Path) -> Result<(), ConfigIssue> {
+        config::check_files(cfg, base_dir)
+    }
+
+    /// `--state-dir`/`--state-file` replace the targets (and enable the monitor).
+    fn effective(cfg: Option<&TerraformConfig>, ov: &Overrides) -> Option<TerraformConfig> {
+        let mut tf = cfg.cloned();
+        if !ov.state_dirs.is_empty() || !ov.state_files.is_empty() {
+            let mut t = tf.unwrap_or_default();
+            t.enabled = true;
+            t.state_dirs = ov
+                .state_dirs
+                .iter()
+                .cloned()
+                .map(crate::config::values::GlobPattern)
+                .collect();
+            t.state_files = ov
+                .state_files
+                .iter()
+                .cloned()
+                .map(crate::config::values::GlobPattern)
+                .collect();
+            // A folder given with --state-dir may be a Terraform working directory
+            // whose .terraform/terraform.tfstate records a remote backend (zero-config).
+            t.working_dirs = ov.state_dirs.clone();
+            tf = Some(t);
+        }
+        tf
+    }
+
+    fn build(cfg: TerraformConfig, ctx: &BuildContext<'_>) -> Arc<dyn Monitor> {
+        let ov = ctx.overrides;
+        // Paths given on the command line are relative to the working directory.
+        let base = if ov.state_files.is_empty() && ov.state_dirs.is_empty() {
+            ctx.base_dir.to_path_buf()
+        } else {
+            PathBuf::from(".")
+        };
+        Arc::new(TerraformMonitor::new(cfg, base))
+    }
 }
 
 impl TerraformMonitor {

@@ -1,0 +1,295 @@
+//! `custom_monitors.backup_validation`: the backup monitor's config block,
+//! its defaults and checks.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::values::{deserialize_via_try_from_string, monitor_config};
+use crate::config::values::{ByteSize, GlobPattern, HumanDuration};
+use crate::monitors::kind::ConfigIssue;
+
+monitor_config! {
+    /// `custom_monitors.backup_validation`.
+    pub struct BackupConfig {
+        default check_interval: Duration::from_secs(86400);
+        /// Backups younger than this many days are counted in `backup_snapshots`.
+        #[serde(default = "BackupConfig::default_retention")]
+        pub retention_days: u32,
+        /// Largest JSON/manifest file read (files hashed for verification are not limited by this).
+        #[serde(default = "BackupConfig::default_max_file_size")]
+        pub max_file_size: ByteSize,
+        #[serde(default)]
+        pub sources: Vec<BackupSourceConfig>,
+    }
+}
+
+impl BackupConfig {
+    fn default_retention() -> u32 {
+        30
+    }
+    fn default_max_file_size() -> ByteSize {
+        ByteSize(256 << 20)
+    }
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            check_interval: default_check_interval(),
+            retry_interval: crate::config::values::default_retry(),
+            timeout: crate::config::values::default_timeout(),
+            retention_days: Self::default_retention(),
+            max_file_size: Self::default_max_file_size(),
+            sources: Vec::new(),
+        }
+    }
+}
+
+/// What wrote a backup source's files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackupFormat {
+    /// `restic snapshots --json` output (`path`), optional `stats_file`, `check_file`.
+    Restic,
+    /// `borg list --json` output (`path`), optional `info_file` (`borg info --json`).
+    Borg,
+    /// A PostgreSQL `backup_manifest` written by `pg_basebackup` (`path`: file, folder or glob).
+    PgBackupManifest,
+    /// Our own JSON manifest (`schemas/backup-manifest.schema.json`), one file per run (`path`: file or glob).
+    Manifest,
+    /// A folder (`path`) of backup files matching `pattern`.
+    Directory,
+}
+
+impl BackupFormat {
+    pub const ALL: [BackupFormat; 5] = [
+        BackupFormat::Restic,
+        BackupFormat::Borg,
+        BackupFormat::PgBackupManifest,
+        BackupFormat::Manifest,
+        BackupFormat::Directory,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackupFormat::Restic => "restic",
+            BackupFormat::Borg => "borg",
+            BackupFormat::PgBackupManifest => "pg_backup_manifest",
+            BackupFormat::Manifest => "manifest",
+            BackupFormat::Directory => "directory",
+        }
+    }
+}
+
+impl TryFrom<String> for BackupFormat {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let t = s.trim();
+        if let Some(f) = Self::ALL.into_iter().find(|f| f.as_str() == t) {
+            return Ok(f);
+        }
+        let names: Vec<&str> = Self::ALL.iter().map(|f| f.as_str()).collect();
+        let lower = t.to_ascii_lowercase();
+        // Names people reach for first (tools, not formats), then the closest spelling.
+        let alias = [
+            ("pg", "pg_backup_manifest"),
+            ("postgres", "pg_backup_manifest"),
+            ("borgbackup", "borg"),
+            ("folder", "directory"),
+            ("dir", "directory"),
+        ]
+        .iter()
+        .find(|(k, _)| lower.starts_with(k))
+        .map(|(_, v)| format!("; did you mean `{v}`?"));
+        let suggestion = alias.unwrap_or_else(|| {
+            names
+                .iter()
+                .map(|k| (strsim::jaro_winkler(&lower, k), *k))
+                .filter(|(score, _)| *score > 0.7)
+                .max_by(|a, b| a.0.total_cmp(&b.0))
+                .map(|(_, k)| format!("; did you mean `{k}`?"))
+                .unwrap_or_default()
+        });
+        Err(format!(
+            "unknown backup format `{t}` (valid formats: {}){suggestion}",
+            names.join(", ")
+        ))
+    }
+}
+
+deserialize_via_try_from_string!(
+    BackupFormat,
+    "a backup format (restic, borg, pg_backup_manifest, manifest, directory)"
+);
+
+impl fmt::Display for BackupFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How much of a manifest's file list is checked against the backup folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerifyMode {
+    /// Only the manifest itself (its own checksum, for `pg_backup_manifest`).
+    #[default]
+    None,
+    /// Every listed file exists with the listed size (one `stat` per file).
+    Sizes,
+    /// Sizes, and file checksums, hashing at most `verify_max_bytes` per check.
+    Checksums,
+}
+
+/// An IANA time zone name, checked at load (`Europe/Berlin`, `UTC`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimeZoneName(pub String);
+
+deserialize_via_try_from_string!(TimeZoneName, "an IANA time zone name such as UTC");
+
+impl TryFrom<String> for TimeZoneName {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        match jiff::tz::TimeZone::get(s.trim()) {
+            Ok(_) => Ok(TimeZoneName(s.trim().to_string())),
+            Err(_) => Err(format!(
+                "unknown time zone `{}`; use an IANA name such as `UTC` or `Europe/Berlin`",
+                s.trim()
+            )),
+        }
+    }
+}
+
+/// One entry of `backup_validation.sources`. Paths are relative to the config file's folder.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupSourceConfig {
+    /// The `source` label.
+    pub name: String,
+    pub format: BackupFormat,
+    /// The file the backup job wrote (restic, borg), the manifest file/folder/glob
+    /// (pg_backup_manifest, manifest), or the folder (directory).
+    pub path: String,
+    /// Exported as `backup_max_age_seconds`; a newer success is expected within it.
+    #[serde(default)]
+    pub max_age: Option<HumanDuration>,
+    /// Exported as `backup_min_snapshots`: fewer successful backups inside
+    /// `retention_days` fire `BackupTooFewSnapshots` (default 1; 0 never fires).
+    #[serde(default = "default_min_snapshots")]
+    pub min_snapshots: u32,
+    /// restic: `restic stats --json latest` output (size and files for restic before 0.17).
+    #[serde(default)]
+    pub stats_file: Option<String>,
+    /// restic: `{ restic check 2>&1; echo "exit: $?"; } > FILE.tmp && mv FILE.tmp FILE` (text, or `--json`);
+    /// sets `backup_verification_success` (0 when the file cannot be read or parsed).
+    #[serde(default)]
+    pub check_file: Option<String>,
+    /// borg: `borg info --json --last 2` output (sizes, file counts, end times of the
+    /// archives it lists; repository-level `borg info --json` is refused).
+    #[serde(default)]
+    pub info_file: Option<String>,
+    /// borg: zone of borg's zone-less local dates; default: the exporter's local zone.
+    #[serde(default)]
+    pub timezone: Option<TimeZoneName>,
+    /// directory: glob of file names inside `path` (default `*`).
+    #[serde(default)]
+    pub pattern: Option<GlobPattern>,
+    /// pg_backup_manifest, manifest: check listed files against the backup folder.
+    #[serde(default)]
+    pub verify: VerifyMode,
+    /// Most bytes hashed per check and source with `verify: checksums`; the rest
+    /// is hashed on later checks (results are cached by size and mtime).
+    #[serde(default = "default_verify_max_bytes")]
+    pub verify_max_bytes: ByteSize,
+}
+
+fn default_verify_max_bytes() -> ByteSize {
+    ByteSize(256 << 20)
+}
+
+fn default_min_snapshots() -> u32 {
+    1
+}
+
+impl BackupSourceConfig {
+    /// A source with only the required keys (other keys at their defaults).
+    pub fn new(name: &str, format: BackupFormat, path: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            format,
+            path: path.to_string(),
+            max_age: None,
+            min_snapshots: default_min_snapshots(),
+            stats_file: None,
+            check_file: None,
+            info_file: None,
+            timezone: None,
+            pattern: None,
+            verify: VerifyMode::None,
+            verify_max_bytes: default_verify_max_bytes(),
+        }
+    }
+}
+
+/// Backup sources: unique names, and keys that only make sense for some
+/// formats. Keys are below `backup_validation`.
+pub fn validate(b: &BackupConfig) -> Result<(), ConfigIssue> {
+    let base = "sources";
+    let mut seen = std::collections::HashSet::new();
+    for (i, s) in b.sources.iter().enumerate() {
+        let key = |k: &str| format!("{base}[{i}].{k}");
+        if s.name.trim().is_empty() {
+            return Err((
+                key("name"),
+                "a backup source needs a non-empty name (it is the `source` label)".into(),
+            ));
+        }
+        if !seen.insert(s.name.as_str()) {
+            return Err((
+                key("name"),
+                format!(
+                    "backup source name `{}` is used twice; names must be unique",
+                    s.name
+                ),
+            ));
+        }
+        if s.path.trim().is_empty() {
+            return Err((key("path"), "path must not be empty".into()));
+        }
+        let only = |k: &str, set: bool, formats: &[BackupFormat]| -> Result<(), (String, String)> {
+            if set && !formats.contains(&s.format) {
+                let names: Vec<&str> = formats.iter().map(|f| f.as_str()).collect();
+                return Err((
+                    key(k),
+                    format!(
+                        "`{k}` applies to format {} only, not {}",
+                        names.join(", "),
+                        s.format
+                    ),
+                ));
+            }
+            Ok(())
+        };
+        only(
+            "stats_file",
+            s.stats_file.is_some(),
+            &[BackupFormat::Restic],
+        )?;
+        only(
+            "check_file",
+            s.check_file.is_some(),
+            &[BackupFormat::Restic],
+        )?;
+        only("info_file", s.info_file.is_some(), &[BackupFormat::Borg])?;
+        only("timezone", s.timezone.is_some(), &[BackupFormat::Borg])?;
+        only("pattern", s.pattern.is_some(), &[BackupFormat::Directory])?;
+        only(
+            "verify",
+            s.verify != VerifyMode::None,
+            &[BackupFormat::PgBackupManifest, BackupFormat::Manifest],
+        )?;
+    }
+    Ok(())
+}

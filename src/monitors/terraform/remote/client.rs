@@ -327,63 +327,6 @@ impl HttpClient {
     }
 }
 
-/// A blocking face of [`HttpClient`] for code that runs on the blocking pool
-/// (the credential chain): each request runs on the current Tokio runtime
-/// (or a small one of its own outside any runtime).
-#[derive(Clone)]
-pub struct Client {
-    inner: HttpClient,
-}
-
-impl Client {
-    /// See [`HttpClient::with_redirects`].
-    pub fn with_redirects(
-        request_timeout: Duration,
-        ca_file: Option<&Path>,
-        max_redirects: u32,
-    ) -> Result<Self, String> {
-        HttpClient::with_redirects(request_timeout, ca_file, max_redirects)
-            .map(|inner| Client { inner })
-    }
-
-    /// See [`HttpClient::get`]. Must not be called on an async worker thread.
-    pub fn get(
-        &self,
-        label: &str,
-        url: &str,
-        headers: &[(&str, &str)],
-        budget: &Budget,
-    ) -> Result<Response, RemoteError> {
-        self.request(label, Method::Get, url, headers, budget)
-    }
-
-    /// See [`HttpClient::request`]. Must not be called on an async worker thread.
-    pub fn request(
-        &self,
-        label: &str,
-        method: Method<'_>,
-        url: &str,
-        headers: &[(&str, &str)],
-        budget: &Budget,
-    ) -> Result<Response, RemoteError> {
-        let fut = self.inner.request(label, method, url, headers, budget);
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => handle.block_on(fut),
-            Err(_) => tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| {
-                    RemoteError::new(
-                        label,
-                        "io",
-                        format!("cannot start an I/O runtime: {}", e.kind()),
-                    )
-                })?
-                .block_on(fut),
-        }
-    }
-}
-
 /// Method of a request, with its body.
 #[derive(Debug, Clone, Copy)]
 pub enum Method<'a> {

@@ -259,11 +259,9 @@ where
         F: Fn(T, M) -> Fut + Send + Sync + 'static,
         Fut: std::future::Future<Output = (V, M)> + Send + 'static,
     {
-        self.collect_with(schedule, now, items, move |item, memory| {
-            let fut = read(item, memory);
-            async move { Some(fut.await) }
-        })
-        .await
+        let items = items.into_iter().map(|(l, t)| (l, t, schedule)).collect();
+        self.collect_async_each(schedule.wait, now, items, read)
+            .await
     }
 
     /// [`Targets::collect_async`] where each target has its own schedule

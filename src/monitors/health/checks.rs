@@ -50,7 +50,9 @@ impl HttpCheck {
         if url.host_str().is_none_or(str::is_empty) {
             return Err(CheckError::Config("url has no host".into()));
         }
-        let port = url.port_or_known_default().unwrap_or(if https { 443 } else { 80 });
+        let port = url
+            .port_or_known_default()
+            .unwrap_or(if https { 443 } else { 80 });
         // No credentials are sent: reqwest would turn user info into a Basic
         // Authorization header.
         let _ = url.set_username("");

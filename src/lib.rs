@@ -17,6 +17,7 @@ pub mod config;
 pub mod encoder;
 pub mod monitor;
 pub mod monitors;
+pub mod net;
 pub mod registry;
 pub mod render;
 pub mod report;

@@ -128,6 +128,81 @@ async fn http_status_body_and_failures() {
     assert!(r.iter().all(|r| !r.message.contains("database")));
 }
 
+/// An HTTP/1.1 server on 127.0.0.1 that records every request head and answers
+/// by path: `/redirect` (302 to `/target`), `/target`, `/big` (4 KiB with a
+/// length), `/big-stream` (4 KiB, no length: read until close), else 200 "ok".
+async fn routing_server(heads: Arc<std::sync::Mutex<Vec<String>>>) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let heads = heads.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]).to_string();
+                let path = head.split(' ').nth(1).unwrap_or("").to_string();
+                heads.lock().unwrap().push(head);
+                let big = "x".repeat(4096);
+                let resp = match path.as_str() {
+                    "/redirect" => "HTTP/1.1 302 Found\r\nLocation: /target\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string(),
+                    "/target" => "HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\ntarget".to_string(),
+                    "/big" => format!("HTTP/1.1 200 OK\r\nContent-Length: 4096\r\nConnection: close\r\n\r\n{big}"),
+                    "/big-stream" => format!("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{big}"),
+                    _ => "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok".to_string(),
+                };
+                let _ = s.write_all(resp.as_bytes()).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    port
+}
+
+/// The http check sends no credentials from the URL, follows no redirect and
+/// fails a body over `max_body_size` (with and without a Content-Length).
+#[tokio::test]
+async fn http_no_credentials_no_redirects_body_capped() {
+    let heads = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let port = routing_server(heads.clone()).await;
+    let yaml = format!(
+        "  checks:
+    - {{ name: userinfo, http: {{ url: \"http://ci:hunter2@127.0.0.1:{port}/userinfo\" }} }}
+    - {{ name: redirect, http: {{ url: \"http://127.0.0.1:{port}/redirect\" }} }}
+    - {{ name: redirect-expected, http: {{ url: \"http://127.0.0.1:{port}/redirect\", expected_status: [302] }} }}
+    - {{ name: big, http: {{ url: \"http://127.0.0.1:{port}/big\", body_regex: 'x', max_body_size: 1KiB }} }}
+    - {{ name: big-stream, http: {{ url: \"http://127.0.0.1:{port}/big-stream\", body_regex: 'x', max_body_size: 1KiB }} }}
+    - {{ name: big-allowed, http: {{ url: \"http://127.0.0.1:{port}/big-stream\", body_regex: '^x+$', max_body_size: 8KiB }} }}
+"
+    );
+    let r = run(&yaml, Path::new(".")).await;
+    assert!(ok(&r, "userinfo"), "{r:?}");
+    let heads = heads.lock().unwrap().clone();
+    let userinfo = heads
+        .iter()
+        .find(|h| h.starts_with("GET /userinfo "))
+        .expect("the userinfo request reached the server");
+    assert!(
+        !userinfo.to_ascii_lowercase().contains("authorization"),
+        "{userinfo}"
+    );
+    assert!(!userinfo.contains("hunter2"), "{userinfo}");
+    // 302 is not followed: it fails the default 2xx, passes when expected.
+    assert!(!ok(&r, "redirect"), "{r:?}");
+    assert!(msg(&r, "redirect").contains("302"), "{r:?}");
+    assert!(ok(&r, "redirect-expected"), "{r:?}");
+    assert!(
+        !heads.iter().any(|h| h.starts_with("GET /target ")),
+        "{heads:?}"
+    );
+    for name in ["big", "big-stream"] {
+        assert!(!ok(&r, name), "{r:?}");
+        assert!(msg(&r, name).contains("max_body_size"), "{r:?}");
+    }
+    assert!(ok(&r, "big-allowed"), "{r:?}");
+    assert!(r.iter().all(|r| !r.message.contains("hunter2")), "{r:?}");
+}
+
 async fn https_server(dir: &Path) -> u16 {
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);

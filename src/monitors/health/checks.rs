@@ -4,21 +4,19 @@
 //! command output or URL credentials.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper::body::Bytes;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::CertificateDer;
 use rustls::RootCertStore;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::config::{
     BodyRegex, CommandCheckConfig, DiskCheckConfig, DnsCheckConfig, FileAgeCheckConfig,
     HttpCheckConfig, StatusList, TcpCheckConfig,
 };
 use super::{Check, CheckContext, CheckError};
+use crate::net::tls::{client_config, web_roots, Verify};
 
 /// Largest command output read (the rest is discarded).
 pub const COMMAND_OUTPUT_LIMIT: usize = 64 * 1024;
@@ -27,12 +25,13 @@ pub const FILE_AGE_ENTRY_LIMIT: usize = 100_000;
 
 // ---------------------------------------------------------------- http
 
-/// GET a URL and check status and (optionally) body.
+/// GET a URL and check status and (optionally) body, with the shared HTTP
+/// client stack (`crate::net`): HTTP/1.1, no redirects, no proxy, a fresh
+/// connection per run, no credentials (user info in the URL is dropped).
 pub struct HttpCheck {
-    uri: hyper::Uri,
-    host: String,
+    client: reqwest::Client,
+    url: reqwest::Url,
     port: u16,
-    tls: Option<Arc<rustls::ClientConfig>>,
     expected: Option<StatusList>,
     body_regex: Option<BodyRegex>,
     max_body: usize,
@@ -41,32 +40,41 @@ pub struct HttpCheck {
 impl HttpCheck {
     /// Build from config; `base` resolves a relative `ca_file`.
     pub fn new(c: &HttpCheckConfig, base: &Path) -> Result<Self, CheckError> {
-        let uri: hyper::Uri = c
-            .url
-            .parse()
+        let mut url = reqwest::Url::parse(&c.url)
             .map_err(|_| CheckError::Config("url is not a valid absolute URL".into()))?;
-        let https = match uri.scheme_str() {
-            Some("https") => true,
-            Some("http") => false,
+        let https = match url.scheme() {
+            "https" => true,
+            "http" => false,
             _ => return Err(CheckError::Config("url must be http:// or https://".into())),
         };
-        let host = uri
-            .host()
-            .ok_or_else(|| CheckError::Config("url has no host".into()))?
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
-        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(CheckError::Config("url has no host".into()));
+        }
+        let port = url
+            .port_or_known_default()
+            .unwrap_or(if https { 443 } else { 80 });
+        // No credentials are sent: reqwest would turn user info into a Basic
+        // Authorization header.
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
         let tls = if https {
-            Some(Arc::new(tls_config(c, base)?))
+            tls_config(c, base)?
         } else {
-            None
+            // Never used (no redirects are followed), but the builder needs one.
+            client_config(Verify::Full(web_roots()), None)
+                .map_err(|e| CheckError::Config(format!("TLS setup failed: {e}")))?
         };
+        // The check's own timeout (the runner's) bounds the whole run.
+        let client = crate::net::http::client_builder(tls, 0)
+            .http1_only()
+            .no_proxy()
+            .pool_max_idle_per_host(0)
+            .build()
+            .map_err(|e| CheckError::Config(format!("the HTTP client cannot be built: {e}")))?;
         Ok(HttpCheck {
-            uri,
-            host,
+            client,
+            url,
             port,
-            tls,
             expected: c.expected_status.clone(),
             body_regex: c.body_regex.clone(),
             max_body: c
@@ -76,64 +84,35 @@ impl HttpCheck {
         })
     }
 
-    async fn request<S>(&self, io: S) -> Result<String, CheckError>
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
-                .await
-                .map_err(|e| CheckError::Failed(format!("HTTP handshake failed: {e}")))?;
-        let driver = tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let path = self.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-        let authority = match self.uri.port_u16() {
-            Some(p) => format!("{}:{p}", self.uri.host().unwrap_or_default()),
-            None => self.uri.host().unwrap_or_default().to_string(),
-        };
-        let req = hyper::Request::get(path)
-            .header(hyper::header::HOST, authority)
-            .header(
-                hyper::header::USER_AGENT,
-                concat!("homelab-monitor/", env!("CARGO_PKG_VERSION")),
-            )
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| CheckError::Failed(format!("cannot build the request: {e}")))?;
-        let result = async {
-            let resp = sender
-                .send_request(req)
-                .await
-                .map_err(|e| CheckError::Failed(format!("request failed: {e}")))?;
-            let status = resp.status().as_u16();
-            let ok = match &self.expected {
-                Some(list) => list.contains(status),
-                None => (200..300).contains(&status),
-            };
-            if !ok {
-                return Err(CheckError::Failed(format!(
-                    "unexpected HTTP status {status}"
-                )));
-            }
-            if let Some(re) = &self.body_regex {
-                let body = Limited::new(resp.into_body(), self.max_body)
-                    .collect()
-                    .await
-                    .map_err(|e| CheckError::Failed(format!("reading the body failed: {e}")))?
-                    .to_bytes();
-                let text = String::from_utf8_lossy(&body);
-                if !re.0.is_match(&text) {
-                    return Err(CheckError::Failed(format!(
-                        "HTTP {status}, but the body does not match body_regex"
-                    )));
-                }
-                return Ok(format!("HTTP {status}, body matches"));
-            }
-            Ok(format!("HTTP {status}"))
+    /// A client error as a message that quotes neither the URL nor a body.
+    fn error(&self, e: &reqwest::Error) -> CheckError {
+        let causes = crate::net::http::causes(e as &(dyn std::error::Error + 'static));
+        if let Some(t) = causes
+            .iter()
+            .find_map(|c| c.downcast_ref::<rustls::Error>())
+        {
+            return CheckError::Failed(format!("TLS handshake failed: {t}"));
         }
-        .await;
-        driver.abort();
-        result
+        if e.is_timeout() {
+            return CheckError::Failed("timed out".into());
+        }
+        let io = causes
+            .iter()
+            .find_map(|c| c.downcast_ref::<std::io::Error>());
+        if e.is_connect() {
+            return CheckError::Failed(match io {
+                Some(io) => format!("cannot connect to port {}: {io}", self.port),
+                None => format!("cannot connect to port {}", self.port),
+            });
+        }
+        // The outermost cause (reqwest's) names the URL: skip it.
+        let why = causes
+            .iter()
+            .skip(1)
+            .last()
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "HTTP protocol error".into());
+        CheckError::Failed(format!("request failed: {why}"))
     }
 }
 
@@ -144,39 +123,62 @@ impl Check for HttpCheck {
     }
 
     async fn run(&self, _ctx: &CheckContext) -> Result<String, CheckError> {
-        let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
+        let mut resp = self
+            .client
+            .get(self.url.clone())
+            .send()
             .await
-            .map_err(|e| {
-                CheckError::Failed(format!("cannot connect to port {}: {e}", self.port))
-            })?;
-        match &self.tls {
-            None => self.request(tcp).await,
-            Some(cfg) => {
-                let name = ServerName::try_from(self.host.clone()).map_err(|_| {
-                    CheckError::Config("the URL's host is not a valid TLS server name".into())
-                })?;
-                let tls = tokio_rustls::TlsConnector::from(cfg.clone())
-                    .connect(name, tcp)
-                    .await
-                    .map_err(|e| CheckError::Failed(format!("TLS handshake failed: {e}")))?;
-                self.request(tls).await
-            }
+            .map_err(|e| self.error(&e))?;
+        let status = resp.status().as_u16();
+        let ok = match &self.expected {
+            Some(list) => list.contains(status),
+            None => (200..300).contains(&status),
+        };
+        if !ok {
+            return Err(CheckError::Failed(format!(
+                "unexpected HTTP status {status}"
+            )));
         }
+        let Some(re) = &self.body_regex else {
+            return Ok(format!("HTTP {status}"));
+        };
+        let too_large = || {
+            CheckError::Failed(format!(
+                "HTTP {status}, but the body is over max_body_size ({} bytes)",
+                self.max_body
+            ))
+        };
+        if resp
+            .content_length()
+            .is_some_and(|l| l > self.max_body as u64)
+        {
+            return Err(too_large());
+        }
+        // Streamed: a body over the cap is never held whole.
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| match self.error(&e) {
+            CheckError::Failed(m) => CheckError::Failed(format!("reading the body failed: {m}")),
+            other => other,
+        })? {
+            if body.len().saturating_add(chunk.len()) > self.max_body {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let text = String::from_utf8_lossy(&body);
+        if !re.0.is_match(&text) {
+            return Err(CheckError::Failed(format!(
+                "HTTP {status}, but the body does not match body_regex"
+            )));
+        }
+        Ok(format!("HTTP {status}, body matches"))
     }
 }
 
 fn tls_config(c: &HttpCheckConfig, base: &Path) -> Result<rustls::ClientConfig, CheckError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| CheckError::Config(format!("TLS setup failed: {e}")))?;
-    let cfg = if c.insecure_skip_verify {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(crate::tls::AcceptAnyChain { provider }))
-            .with_no_client_auth()
+    let verify = if c.insecure_skip_verify {
+        Verify::AnyChain
     } else {
-        let mut roots = RootCertStore::empty();
         match &c.ca_file {
             Some(f) => {
                 use rustls::pki_types::pem::PemObject;
@@ -192,17 +194,18 @@ fn tls_config(c: &HttpCheckConfig, base: &Path) -> Result<rustls::ClientConfig, 
                         path.display()
                     )));
                 }
+                let mut roots = RootCertStore::empty();
                 for cert in certs {
                     roots.add(cert).map_err(|e| {
                         CheckError::Config(format!("ca_file {}: {e}", path.display()))
                     })?;
                 }
+                Verify::Full(roots)
             }
-            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+            None => Verify::Full(web_roots()),
         }
-        builder.with_root_certificates(roots).with_no_client_auth()
     };
-    Ok(cfg)
+    client_config(verify, None).map_err(|e| CheckError::Config(format!("TLS setup failed: {e}")))
 }
 
 // ---------------------------------------------------------------- tcp

@@ -180,15 +180,8 @@ impl HttpClient {
         settings: &TlsSettings,
         max_redirects: u32,
     ) -> Result<Self, String> {
-        let redirects = match max_redirects {
-            0 => reqwest::redirect::Policy::none(),
-            n => reqwest::redirect::Policy::limited(n as usize),
-        };
-        let http = reqwest::Client::builder()
-            .use_preconfigured_tls(settings.rustls()?)
-            .redirect(redirects)
+        let http = crate::net::http::client_builder(settings.rustls()?, max_redirects)
             .timeout(request_timeout)
-            .user_agent(concat!("homelab-monitor/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("the HTTP client cannot be built: {e}"))?;
         Ok(HttpClient { http })
@@ -409,7 +402,7 @@ pub fn classify(label: &str, e: &reqwest::Error) -> RemoteError {
         return err;
     }
     // The cause: a TLS alert or certificate error, or the socket's own error.
-    let causes = causes(e as &(dyn std::error::Error + 'static));
+    let causes = crate::net::http::causes(e as &(dyn std::error::Error + 'static));
     if let Some(t) = causes
         .iter()
         .find_map(|c| c.downcast_ref::<rustls::Error>())
@@ -442,29 +435,6 @@ pub fn classify(label: &str, e: &reqwest::Error) -> RemoteError {
     let mut err = RemoteError::new(label, reason, message);
     err.retryable = retryable;
     err
-}
-
-/// Every cause of an error, outermost first, including the errors that
-/// `std::io::Error` wraps (its `source()` skips them).
-fn causes<'a>(
-    e: &'a (dyn std::error::Error + 'static),
-) -> Vec<&'a (dyn std::error::Error + 'static)> {
-    let mut out = Vec::new();
-    let mut next = Some(e);
-    while let Some(c) = next {
-        if out.len() > 32 {
-            break;
-        }
-        out.push(c);
-        next = match c
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-        {
-            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
-            None => c.source(),
-        };
-    }
-    out
 }
 
 /// Bounded reason label of an HTTP status.

@@ -24,8 +24,9 @@ mod pg;
 mod pg_tls;
 mod s3;
 mod sigv4;
-mod tls;
 mod workdir;
+
+use crate::net::tls;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};

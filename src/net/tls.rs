@@ -1,7 +1,8 @@
-//! The one rustls client configuration of the remote-state layer: the HTTP
-//! client (http, GitLab, HCP, S3 and the credential endpoints) and the `pg`
-//! backend both build theirs here, with the ring provider, the safe protocol
-//! versions, a server verifier and an optional client certificate.
+//! The one rustls client configuration of the HTTP and database clients: the
+//! remote-state HTTP client (http, GitLab, HCP, S3 and the credential
+//! endpoints), the `pg` backend and the `http` health check all build theirs
+//! here, with the ring provider, the safe protocol versions, a server verifier
+//! and an optional client certificate.
 
 use std::sync::Arc;
 

@@ -23,13 +23,17 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// One request on a kept-alive connection; returns the body.
-fn scrape(reader: &mut BufReader<TcpStream>) -> std::io::Result<(u16, String)> {
+/// One request on a kept-alive connection; returns the status, the body and
+/// whether the server asked to close the connection (`Connection: close`,
+/// which the exporter sends after 100 requests on one connection; a real
+/// scraper then reconnects, as this client does).
+fn scrape(reader: &mut BufReader<TcpStream>) -> std::io::Result<(u16, String, bool)> {
     reader
         .get_mut()
         .write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")?;
     let mut status = 0u16;
     let mut len = 0usize;
+    let mut close = false;
     let mut line = String::new();
     loop {
         line.clear();
@@ -47,11 +51,14 @@ fn scrape(reader: &mut BufReader<TcpStream>) -> std::io::Result<(u16, String)> {
             if k.eq_ignore_ascii_case("content-length") {
                 len = v.trim().parse().unwrap_or(0);
             }
+            if k.eq_ignore_ascii_case("connection") && v.trim().eq_ignore_ascii_case("close") {
+                close = true;
+            }
         }
     }
     let mut body = vec![0u8; len];
     reader.read_exact(&mut body)?;
-    Ok((status, String::from_utf8_lossy(&body).to_string()))
+    Ok((status, String::from_utf8_lossy(&body).to_string(), close))
 }
 
 fn collections(body: &str) -> f64 {
@@ -81,7 +88,7 @@ fn main() {
         BufReader::new(s)
     };
     let mut probe = connect();
-    let (_, body) = scrape(&mut probe).expect("first scrape");
+    let (_, body, _) = scrape(&mut probe).expect("first scrape");
     let reads_before = collections(&body);
     let rss_before = rss_kib(pid);
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -95,8 +102,11 @@ fn main() {
                 while Instant::now() < deadline {
                     let t = Instant::now();
                     match scrape(&mut conn) {
-                        Ok((200, body)) if body.contains("homelab_monitor_build_info") => {
-                            lat.push(t.elapsed())
+                        Ok((200, body, close)) if body.contains("homelab_monitor_build_info") => {
+                            lat.push(t.elapsed());
+                            if close {
+                                conn = connect();
+                            }
                         }
                         _ => {
                             errors += 1;
@@ -126,7 +136,7 @@ fn main() {
         errors += e;
     }
     let wall = started.elapsed().as_secs_f64();
-    let (_, body) = scrape(&mut connect()).expect("last scrape");
+    let (_, body, _) = scrape(&mut connect()).expect("last scrape");
     let reads_after = collections(&body);
     let rss_after = rss_kib(pid);
     lat.sort();

@@ -230,11 +230,7 @@ fn zero_config_cloud_block_with_terraform_login_token_and_ssl_cert_file() {
             cmd.env("SSL_CERT_FILE", certs.join("ca.crt"));
         }
         let out = cmd.output().expect("cannot run homelab-monitor");
-        let all = format!(
-            "{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let all = output_text(&out);
         assert!(!all.contains(CANARY), "the token leaked:\n{all}");
         all
     };

@@ -592,11 +592,7 @@ fn state_dir_pointing_at_a_working_directory_reads_its_backend() {
         .stdin(Stdio::null())
         .output()
         .expect("cannot run homelab-monitor");
-    let all = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let all = output_text(&out);
     assert!(!all.contains(CANARY), "canary leaked:\n{all}");
     let label = server.url("/state/homelab");
     let line = String::from_utf8_lossy(&out.stdout)
@@ -619,11 +615,7 @@ fn state_dir_pointing_at_a_working_directory_reads_its_backend() {
         .stdin(Stdio::null())
         .output()
         .expect("cannot run homelab-monitor");
-    let all = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let all = output_text(&out);
     assert!(all.contains("401"), "{all}");
 }
 
@@ -790,11 +782,7 @@ async fn http_backend_with_client_certificates_and_private_ca() {
         .stdin(Stdio::null())
         .output()
         .expect("cannot run homelab-monitor");
-    let all = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let all = output_text(&out);
     assert!(
         !all.contains(&key_line) && !all.contains("PRIVATE KEY"),
         "the client key leaked:\n{all}"
@@ -1100,15 +1088,7 @@ async fn gitlab_project_discovery_graphql_and_state_api() {
 
     // A wrong token, an unknown project: discovery errors on the entry.
     let entry_label = format!("gitlab://127.0.0.1:{}/homelab/infra", srv.port);
-    let discovery = |text: &str, label: &str| {
-        let prefix = format!(
-            "terraform_state_error_info{{state_file=\"{label}\",component=\"discovery\",reason=\""
-        );
-        text.lines()
-            .find_map(|l| l.strip_prefix(&prefix))
-            .and_then(|r| r.split('"').next())
-            .map(str::to_string)
-    };
+    let discovery = |text: &str, label: &str| component_error(text, label, "discovery");
     let m = monitor(
         dir,
         &entry("").replace("TEST_GITLAB_PROJECT_TOKEN", "TEST_GITLAB_PROJECT_WRONG"),

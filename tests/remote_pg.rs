@@ -300,15 +300,7 @@ async fn pg_backend_over_tls_with_libpq_sslmodes_and_client_certificates() {
     };
     let local = format!("pg://localhost:{port}/postgres");
     let ip = format!("pg://127.0.0.1:{port}/postgres");
-    let discovery = |text: &str, label: &str| {
-        let prefix = format!(
-            "terraform_state_error_info{{state_file=\"{label}\",component=\"discovery\",reason=\""
-        );
-        text.lines()
-            .find_map(|l| l.strip_prefix(&prefix))
-            .and_then(|r| r.split('"').next())
-            .map(str::to_string)
-    };
+    let discovery = |text: &str, label: &str| component_error(text, label, "discovery");
 
     // verify-full with the right CA and host name: read.
     let text = read(conn.clone()).await;

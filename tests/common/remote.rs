@@ -3,7 +3,7 @@
 //! used by more than one backend's tests.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -162,9 +162,24 @@ pub fn instances(m: &str, label: &str) -> Option<f64> {
     )
 }
 
+/// A process's stdout and stderr, one after the other, as text.
+pub fn output_text(out: &Output) -> String {
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 pub fn error_reason(m: &str, label: &str) -> Option<String> {
-    let prefix =
-        format!("terraform_state_error_info{{state_file=\"{label}\",component=\"state\",reason=\"");
+    component_error(m, label, "state")
+}
+
+/// The `reason` of `terraform_state_error_info` for `label` and `component`.
+pub fn component_error(m: &str, label: &str, component: &str) -> Option<String> {
+    let prefix = format!(
+        "terraform_state_error_info{{state_file=\"{label}\",component=\"{component}\",reason=\""
+    );
     m.lines()
         .find_map(|l| l.strip_prefix(&prefix))
         .and_then(|r| r.split('"').next())
@@ -187,11 +202,7 @@ pub fn status_without_canary(dir: &Path, env: &[(&str, &str)]) -> String {
         .stdin(Stdio::null())
         .output()
         .expect("cannot run homelab-monitor");
-    let all = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let all = output_text(&out);
     assert!(
         !all.contains(CANARY),
         "canary leaked into the report or debug logs:\n{all}"

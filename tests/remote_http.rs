@@ -145,40 +145,9 @@ fn self_signed_tls_server() -> (u16, String) {
     .with_no_client_auth()
     .with_single_cert(vec![cert.cert.der().clone()], key)
     .unwrap();
-    let cfg = Arc::new(cfg);
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        // Bounded: a handful of connections (retries included), then the thread ends.
-        for _ in 0..30 {
-            let Ok((s, _)) = l.accept() else { return };
-            let cfg = cfg.clone();
-            std::thread::spawn(move || {
-                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-                let Ok(conn) = rustls::ServerConnection::new(cfg) else {
-                    return;
-                };
-                let mut tls = rustls::StreamOwned::new(conn, s);
-                let mut buf = Vec::new();
-                let mut b = [0u8; 1024];
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match tls.read(&mut b) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&b[..n]),
-                    }
-                }
-                let body = r#"{"version":4,"serial":3,"lineage":"tls","resources":[]}"#;
-                let _ = write!(
-                    tls,
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = tls.flush();
-                tls.conn.send_close_notify();
-                let _ = tls.flush();
-            });
-        }
-    });
+    let body = r#"{"version":4,"serial":3,"lineage":"tls","resources":[]}"#;
+    // Bounded: a handful of connections (retries included), then the thread ends.
+    let port = serve_tls(Arc::new(cfg), 30, body.into());
     (port, pem)
 }
 
@@ -647,11 +616,16 @@ fn mtls_server(certs: &Path, body: Vec<u8>) -> u16 {
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
         .unwrap();
-    let cfg = Arc::new(cfg);
+    serve_tls(Arc::new(cfg), 60, body)
+}
+
+/// Serves `body` over TLS (`cfg`) on a loopback port to every request, for at
+/// most `conns` connections; returns the port.
+fn serve_tls(cfg: Arc<rustls::ServerConfig>, conns: usize, body: Vec<u8>) -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     std::thread::spawn(move || {
-        for _ in 0..60 {
+        for _ in 0..conns {
             let Ok((s, _)) = l.accept() else { return };
             let (cfg, body) = (cfg.clone(), body.clone());
             std::thread::spawn(move || {

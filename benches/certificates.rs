@@ -21,7 +21,14 @@ const SLOW: usize = 5;
 
 /// `harness = false`: runs the benchmarks one after the other, each on the runtime
 /// it had as a `#[tokio::test]`; arguments other than flags (`--bench`) filter by name.
+///
+/// Without `--bench` (`cargo test --benches`/`--all-targets` runs bench targets as
+/// tests) it only says how to run it: the benchmarks take tens of seconds.
 fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        eprintln!("certificates benchmark: run it with `cargo bench --bench certificates`");
+        return;
+    }
     let filters: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))

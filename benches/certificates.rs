@@ -1,6 +1,6 @@
-//! Benchmark (not a timed test): run by hand with
-//! `cargo test --test certificates_bench -- --ignored --nocapture --test-threads=1`.
-//! Prints figures; asserts only that everything was read. Loopback only.
+//! Benchmark (not a timed test): run by hand with `cargo bench --bench certificates`
+//! (both), or `cargo bench --bench certificates -- bench_5000_files` (names containing
+//! the argument). Prints figures; asserts only that everything was read. Loopback only.
 
 use std::path::Path;
 use std::process::Command;
@@ -18,6 +18,39 @@ const FILES: usize = 5_000;
 const BUNDLE_EVERY: usize = 10;
 const ENDPOINTS: usize = 100;
 const SLOW: usize = 5;
+
+/// `harness = false`: runs the benchmarks one after the other, each on the runtime
+/// it had as a `#[tokio::test]`; arguments other than flags (`--bench`) filter by name.
+///
+/// Without `--bench` (`cargo test --benches`/`--all-targets` runs bench targets as
+/// tests) it only says how to run it: the benchmarks take tens of seconds.
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        eprintln!("certificates benchmark: run it with `cargo bench --bench certificates`");
+        return;
+    }
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wanted =
+        |name: &str| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()));
+    if wanted("bench_5000_files") {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+            .block_on(bench_5000_files());
+    }
+    if wanted("bench_100_endpoints") {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+            .block_on(bench_100_endpoints());
+    }
+}
 
 fn ctx() -> CollectContext {
     CollectContext {
@@ -40,8 +73,6 @@ fn secs(d: Duration) -> String {
     format!("{:.3}s", d.as_secs_f64())
 }
 
-#[tokio::test]
-#[ignore = "benchmark, run by hand"]
 async fn bench_5000_files() {
     let d = tempfile::tempdir().unwrap();
     let root = CertifiedIssuer::self_signed(
@@ -182,8 +213,6 @@ fn server_config(
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "benchmark, run by hand"]
 async fn bench_100_endpoints() {
     let key = KeyPair::generate().unwrap();
     let mut p = CertificateParams::new(vec!["bench.lan".to_string()]).unwrap();

@@ -19,12 +19,10 @@ use crate::web_config::{WebConfigError, WebConfigWatcher};
 pub enum AppError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("cannot listen on {addr}: {source}; pick another --web.listen-address")]
-    Listen {
-        addr: String,
-        #[source]
-        source: std::io::Error,
-    },
+    /// The OS error is in the message only (not a `source`), so that a
+    /// rendered error chain does not print it twice.
+    #[error("cannot listen on {addr}: {error}; pick another --web.listen-address")]
+    Listen { addr: String, error: std::io::Error },
     #[error(transparent)]
     WebConfig(#[from] WebConfigError),
     #[error("{0}")]
@@ -166,9 +164,9 @@ async fn serve(cli: &Cli, registry: Arc<Registry>) -> Result<i32, AppError> {
     let addr = cli.listen_address();
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
-        .map_err(|source| AppError::Listen {
+        .map_err(|error| AppError::Listen {
             addr: addr.clone(),
-            source,
+            error,
         })?;
     let local = listener.local_addr().map(|a| a.to_string()).unwrap_or(addr);
     let names: Vec<&str> = registry
@@ -217,4 +215,19 @@ async fn serve(cli: &Cli, registry: Arc<Registry>) -> Result<i32, AppError> {
     )
     .await;
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn os_errors_are_printed_once() {
+        let e = AppError::Listen {
+            addr: "127.0.0.1:9877".into(),
+            error: std::io::Error::from_raw_os_error(98),
+        };
+        let text = format!("{:#}", anyhow::Error::from(e));
+        assert_eq!(text.matches("os error 98").count(), 1, "{text}");
+    }
 }

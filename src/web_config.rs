@@ -25,11 +25,11 @@ use serde::Deserialize;
 /// Why a web config cannot be used. Messages name files and keys, never secrets.
 #[derive(Debug, thiserror::Error)]
 pub enum WebConfigError {
-    #[error("cannot read web config file {path}: {source}")]
+    /// The OS error is in the message only, so a rendered chain prints it once.
+    #[error("cannot read web config file {path}: {error}")]
     Read {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("invalid web config file {path}: {message}")]
     Invalid { path: PathBuf, message: String },
@@ -182,9 +182,9 @@ impl WebConfig {
     /// Load and validate `path`.
     pub fn load(path: &Path) -> Result<Self, WebConfigError> {
         let text =
-            crate::safe_open::read_to_string(path).map_err(|source| WebConfigError::Read {
+            crate::safe_open::read_to_string(path).map_err(|error| WebConfigError::Read {
                 path: path.to_path_buf(),
-                source,
+                error,
             })?;
         let invalid = |message: String| WebConfigError::Invalid {
             path: path.to_path_buf(),

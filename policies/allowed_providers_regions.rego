@@ -6,6 +6,8 @@ package homelab.allowed_providers_regions
 import rego.v1
 
 allowed_providers := {
+	# Terraform's and OpenTofu's built-in provider: terraform_data, terraform_remote_state.
+	"terraform.io/builtin/terraform",
 	"registry.terraform.io/hashicorp/aws",
 	"registry.terraform.io/hashicorp/null",
 	"registry.terraform.io/hashicorp/random",

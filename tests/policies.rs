@@ -248,6 +248,13 @@ fn allowed_providers_regions() {
                 "registry.terraform.io/hashicorp/random",
                 json!({})
             ),
+            // Terraform's built-in provider (terraform_data, terraform_remote_state).
+            res_p(
+                "terraform_data",
+                "builtin",
+                "terraform.io/builtin/terraform",
+                json!({})
+            ),
             res_p(
                 "shady_thing",
                 "x",

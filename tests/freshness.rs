@@ -284,3 +284,58 @@ fn a_failing_target_is_retried_alone_and_the_healthy_ones_keep_their_interval() 
         count("bad.tfstate")
     );
 }
+
+#[test]
+fn a_failing_backend_is_retried_alone_and_the_healthy_one_keeps_its_interval() {
+    let body = state_fixture();
+    let hits: Arc<std::sync::Mutex<HashMap<String, usize>>> = Arc::default();
+    let h = hits.clone();
+    let handler: Handler = Arc::new(move |req| {
+        *h.lock().unwrap().entry(req.path.clone()).or_default() += 1;
+        if req.path.contains("broken") {
+            resp(500, "boom")
+        } else {
+            resp(200, body.clone())
+        }
+    });
+    let srv = Server::start(handler);
+    let t = tempfile::tempdir().unwrap();
+    std::fs::write(
+        t.path().join("c.yaml"),
+        format!(
+            "custom_monitors:\n  terraform_state:\n    check_interval: 60s\n    retry_interval: 1s\n    state_files: []\n    remote: {{ retries: 0 }}\n    backends:\n      - {{ type: http, address: \"{}\" }}\n      - {{ type: http, address: \"{}\" }}\n",
+            srv.url("/state/good"),
+            srv.url("/state/broken")
+        ),
+    )
+    .unwrap();
+    let e = Exporter::start(t.path(), &["--config", "c.yaml"]);
+    e.wait_ready();
+    let end = Instant::now() + Duration::from_secs(12);
+    while Instant::now() < end {
+        let (status, _, _) = scrape(e.port, "10");
+        assert_eq!(status, 200);
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let hits = hits.lock().unwrap().clone();
+    let count = |p: &str| {
+        hits.iter()
+            .filter(|(k, _)| k.contains(p))
+            .map(|(_, n)| *n)
+            .sum::<usize>()
+    };
+    eprintln!(
+        "requests over 12 s: good {}, broken {}",
+        count("good"),
+        count("broken")
+    );
+    assert_eq!(
+        count("good"),
+        1,
+        "the healthy backend is read once per check_interval (60 s): {hits:?}"
+    );
+    assert!(
+        count("broken") >= 5,
+        "the failing backend is retried every retry_interval (1 s): {hits:?}"
+    );
+}

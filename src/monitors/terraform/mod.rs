@@ -128,11 +128,11 @@ struct Inner {
     base: PathBuf,
     /// Local state files: each with its own memory, freshness and deadline.
     local: crate::targets::Targets<TargetMemory, Analysis>,
-    /// Every remote state, read together (one target of the schedule).
-    remote_reads: crate::targets::Targets<(), RemoteRead>,
+    /// Remote entries (backends, working directories): each one target of
+    /// the schedule, with its own memory.
+    remote_reads: crate::targets::Targets<remote::EntryMemory, RemoteRead>,
     /// The local targets found by the last finished discovery.
     discovered: Mutex<Vec<LocalTarget>>,
-    remote: remote::RemoteSet,
     /// Rego policies (issue 8); `None` when none are configured.
     policies: Option<Arc<policy::PolicySet>>,
     /// The last collection found no target (logged once per change).
@@ -209,7 +209,6 @@ impl TerraformMonitor {
                 local: crate::targets::Targets::new(),
                 remote_reads: crate::targets::Targets::new(),
                 discovered: Mutex::new(Vec::new()),
-                remote: remote::RemoteSet::new(),
                 found_nothing: std::sync::atomic::AtomicBool::new(false),
             }),
         }
@@ -313,38 +312,42 @@ impl TerraformMonitor {
             read_at.push((r.value.label.clone(), r.read_at, r.value.stale));
             out.push(r.value);
         }
-        if remote::RemoteSet::is_configured(&inner.cfg) {
-            // One read of every remote state, on the same per-target
-            // schedule: its own deadline (the backends' budget ends first),
-            // and a hung one (a pg peer that stopped answering) is never
-            // started twice.
+        if remote::is_configured(&inner.cfg) {
+            // Each configured entry (a backend, a working directory) is one
+            // target of the schedule: its own due time, retry and deadline
+            // (the backend's budget ends first), a hung one never started
+            // twice, and a failing backend retried alone.
             let remote_schedule = crate::targets::Schedule {
                 deadline: timeout.mul_f64(0.95),
                 wait: schedule.wait.min(timeout.mul_f64(0.95)),
                 ..schedule
             };
-            let reader = inner.clone();
+            if let Some((label, problem)) = remote::reports_dir_problem(&inner.cfg, &inner.base) {
+                tracing::warn!(monitor = "terraform_state", target = %label, "{}", problem.message);
+                problem_labels.push(label);
+                problems.push(problem);
+            }
+            let cfg = Arc::new(inner.cfg.clone());
+            let base = Arc::new(inner.base.clone());
+            let policies = inner.policies.clone();
+            let entries = Arc::new(tokio::sync::Semaphore::new(remote::ENTRY_CONCURRENCY));
             let reads = inner
                 .remote_reads
                 .collect_async(
                     remote_schedule,
                     now,
-                    vec![("remote".to_string(), ())],
-                    move |(), memory: ()| {
-                        let reader = reader.clone();
+                    remote::EntryRef::all(&inner.cfg),
+                    move |which, memory| {
+                        let (cfg, base, policies) = (cfg.clone(), base.clone(), policies.clone());
+                        let entries = entries.clone();
                         async move {
-                            // Bounded by `deadline`, taken when this read started;
-                            // the states are parsed on the blocking pool.
+                            // At most ENTRY_CONCURRENCY entries at once; the
+                            // states are parsed on the blocking pool.
+                            let _permit = entries.acquire_owned().await.ok();
                             let deadline = remote::deadline_for(timeout);
-                            let read = reader
-                                .remote
-                                .collect(
-                                    &reader.cfg,
-                                    &reader.base,
-                                    deadline,
-                                    reader.policies.clone(),
-                                )
-                                .await;
+                            let (read, memory) =
+                                remote::read_entry(cfg, base, which, memory, deadline, policies)
+                                    .await;
                             (RemoteRead(read), memory)
                         }
                     },
@@ -423,7 +426,7 @@ impl TerraformMonitor {
     }
 }
 
-/// One read of every remote state.
+/// One read of one remote entry (all the states it holds).
 #[derive(Debug, Clone)]
 struct RemoteRead(remote::Collected);
 

@@ -32,7 +32,7 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
@@ -204,19 +204,14 @@ struct SourceMemory {
 
 /// What is remembered about one entry.
 #[derive(Debug, Default)]
-struct EntryMemory {
+pub struct EntryMemory {
     targets: Vec<Target>,
     sources: HashMap<String, SourceMemory>,
 }
 
-/// Every remote entry of a monitor, with its memory.
-#[derive(Debug, Default)]
-pub struct RemoteSet {
-    memory: Mutex<HashMap<String, EntryMemory>>,
-}
 
 /// Backend entries collected at the same time.
-const ENTRY_CONCURRENCY: usize = 16;
+pub const ENTRY_CONCURRENCY: usize = 16;
 
 pub const BYTES: crate::snapshot::MetricDef = crate::snapshot::MetricDef::counter(
     "terraform_state_remote_bytes",
@@ -345,138 +340,119 @@ enum Entry {
     Failed(String, String, RemoteError),
 }
 
-impl Entry {
-    fn key(&self) -> &str {
+/// One configured remote entry: `backends[i]` or `working_dirs[i]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryRef {
+    Backend(usize),
+    WorkingDir(usize),
+}
+
+impl EntryRef {
+    /// Every configured entry with its key, in configuration order.
+    pub fn all(cfg: &TerraformConfig) -> Vec<(String, EntryRef)> {
+        let backends = (0..cfg.backends.len()).map(|i| (format!("backends[{i}]"), EntryRef::Backend(i)));
+        let dirs = (0..cfg.working_dirs.len())
+            .map(|i| (format!("working_dirs[{i}]"), EntryRef::WorkingDir(i)));
+        backends.chain(dirs).collect()
+    }
+
+    /// Build this entry (blocking: secret files, working directory records,
+    /// the AWS credential chain); `None`: a working directory with no backend.
+    fn build(self, cfg: &TerraformConfig, base: &Path, budget: &Budget) -> Option<Entry> {
         match self {
-            Entry::Ready(k, _) | Entry::Failed(k, _, _) => k,
-        }
-    }
-}
-
-/// Build every configured entry (blocking: secret files, working directory
-/// records, the AWS credential chain).
-fn build_entries(cfg: &TerraformConfig, base: &Path, budget: &Budget) -> Vec<Entry> {
-    let mut entries = Vec::new();
-    for (i, spec) in cfg.backends.iter().enumerate() {
-        let key = format!("backends[{i}]");
-        match build(spec, base, cfg, budget) {
-            Ok(b) => entries.push(Entry::Ready(key, b)),
-            Err(e) => entries.push(Entry::Failed(key, spec_label(spec, i), e)),
-        }
-    }
-    for (i, dir) in cfg.working_dirs.iter().enumerate() {
-        let key = format!("working_dirs[{i}]");
-        let path: PathBuf = base.join(dir);
-        match workdir::backend_of(&path, base, cfg.remote.request_timeout.0, budget) {
-            Ok(Some(b)) => entries.push(Entry::Ready(key, b)),
-            Ok(None) => {}
-            Err(e) => {
-                let label = e.label.clone();
-                entries.push(Entry::Failed(key, label, e))
+            EntryRef::Backend(i) => {
+                let spec = cfg.backends.get(i)?;
+                let key = format!("backends[{i}]");
+                Some(match build(spec, base, cfg, budget) {
+                    Ok(b) => Entry::Ready(key, b),
+                    Err(e) => Entry::Failed(key, spec_label(spec, i), e),
+                })
             }
-        }
-    }
-    entries
-}
-
-impl RemoteSet {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// True if nothing remote is configured.
-    pub fn is_configured(cfg: &TerraformConfig) -> bool {
-        !cfg.backends.is_empty() || !cfg.working_dirs.is_empty()
-    }
-
-    /// Discover and read every remote state (bounded by `deadline`).
-    pub async fn collect(
-        &self,
-        cfg: &TerraformConfig,
-        base: &Path,
-        deadline: Instant,
-        policies: Option<Arc<PolicySet>>,
-    ) -> Collected {
-        let budget = Budget {
-            deadline,
-            request_timeout: cfg.remote.request_timeout.0,
-            retries: cfg.remote.retries,
-            max_size: cfg.max_file_size.0,
-        };
-        let mut out = Collected::default();
-        let entries = {
-            let (cfg, base) = (cfg.clone(), base.to_path_buf());
-            match tokio::task::spawn_blocking(move || build_entries(&cfg, &base, &budget)).await {
-                Ok(e) => e,
-                Err(e) => {
-                    tracing::error!(
-                        monitor = "terraform_state",
-                        "building the remote backends failed: {e}"
-                    );
-                    out.problems.push(TargetError {
-                        component: "discovery",
-                        reason: "internal",
-                        message: "building the remote backends failed (see the log)".into(),
-                    });
-                    out.problem_labels.push("remote".into());
-                    return out;
+            EntryRef::WorkingDir(i) => {
+                let dir = cfg.working_dirs.get(i)?;
+                let key = format!("working_dirs[{i}]");
+                match workdir::backend_of(&base.join(dir), base, cfg.remote.request_timeout.0, budget) {
+                    Ok(Some(b)) => Some(Entry::Ready(key, b)),
+                    Ok(None) => None,
+                    Err(e) => {
+                        let label = e.label.clone();
+                        Some(Entry::Failed(key, label, e))
+                    }
                 }
             }
-        };
-        // Take the memory out (never held across an await); entries no
-        // longer configured are forgotten.
-        let work: Vec<(Entry, EntryMemory)> = {
-            let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
-            let work = entries
-                .into_iter()
-                .map(|e| {
-                    let m = memory.remove(e.key()).unwrap_or_default();
-                    (e, m)
-                })
-                .collect();
-            memory.clear();
-            work
-        };
-        let concurrency = cfg.remote.concurrency.max(1);
-        let sidecars = Sidecars::of(cfg, base);
-        if let (Some(s), Some(d)) = (&sidecars, &cfg.remote.reports_dir) {
-            if !s.dir.is_dir() {
-                let message = format!(
-                    "remote.reports_dir {d} is not a readable directory: create it or fix the path (drift reports and baselines of remote states are looked for there)"
-                );
-                tracing::warn!(monitor = "terraform_state", target = %d, "{message}");
-                out.problems.push(TargetError {
-                    component: "discovery",
-                    reason: "not_found",
-                    message,
-                });
-                out.problem_labels.push(d.clone());
-            }
         }
-        let ctx = Ctx {
-            budget,
-            sidecars: sidecars.map(Arc::new),
-            policies,
-        };
-        // Entries run side by side, at most ENTRY_CONCURRENCY at once (a
-        // config with hundreds of http entries must not open hundreds of
-        // connections); results come back in configuration order.
-        let done: Vec<(String, EntryMemory, Collected)> = futures::stream::iter(work)
-            .map(|(e, m)| collect_entry(e, m, ctx.clone(), concurrency))
-            .buffered(ENTRY_CONCURRENCY)
-            .collect()
-            .await;
-        let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
-        for (key, m, r) in done {
-            out.analyses.extend(r.analyses);
-            out.problems.extend(r.problems);
-            out.problem_labels.extend(r.problem_labels);
-            memory.insert(key, m);
-        }
-        out.analyses.sort_by(|a, b| a.label.cmp(&b.label));
-        out.analyses.dedup_by(|a, b| a.label == b.label);
-        out
     }
+}
+
+/// Read one remote entry now (build it, discover its states, fetch and
+/// analyse them), with its memory; bounded by `deadline`. Each entry is one
+/// target of the monitor's schedule, so a failing backend is retried alone.
+pub async fn read_entry(
+    cfg: Arc<TerraformConfig>,
+    base: Arc<PathBuf>,
+    which: EntryRef,
+    mem: EntryMemory,
+    deadline: Instant,
+    policies: Option<Arc<PolicySet>>,
+) -> (Collected, EntryMemory) {
+    let budget = Budget {
+        deadline,
+        request_timeout: cfg.remote.request_timeout.0,
+        retries: cfg.remote.retries,
+        max_size: cfg.max_file_size.0,
+    };
+    let built = {
+        let (cfg, base) = (cfg.clone(), base.clone());
+        tokio::task::spawn_blocking(move || which.build(&cfg, &base, &budget)).await
+    };
+    let entry = match built {
+        Ok(Some(e)) => e,
+        Ok(None) => return (Collected::default(), mem),
+        Err(e) => {
+            tracing::error!(monitor = "terraform_state", "building a remote backend failed: {e}");
+            let mut out = Collected::default();
+            out.problems.push(TargetError {
+                component: "discovery",
+                reason: "internal",
+                message: "building a remote backend failed (see the log)".into(),
+            });
+            out.problem_labels.push("remote".into());
+            return (out, mem);
+        }
+    };
+    let ctx = Ctx {
+        budget,
+        sidecars: Sidecars::of(&cfg, &base).map(Arc::new),
+        policies,
+    };
+    let (_, mem, mut out) = collect_entry(entry, mem, ctx, cfg.remote.concurrency.max(1)).await;
+    out.analyses.sort_by(|a, b| a.label.cmp(&b.label));
+    out.analyses.dedup_by(|a, b| a.label == b.label);
+    (out, mem)
+}
+
+/// `remote.reports_dir` is configured but not a readable directory.
+pub fn reports_dir_problem(cfg: &TerraformConfig, base: &Path) -> Option<(String, TargetError)> {
+    let (s, d) = (Sidecars::of(cfg, base)?, cfg.remote.reports_dir.as_ref()?);
+    if s.dir.is_dir() {
+        return None;
+    }
+    let message = format!(
+        "remote.reports_dir {d} is not a readable directory: create it or fix the path (drift reports and baselines of remote states are looked for there)"
+    );
+    Some((
+        d.clone(),
+        TargetError {
+            component: "discovery",
+            reason: "not_found",
+            message,
+        },
+    ))
+}
+
+/// True if anything remote is configured.
+pub fn is_configured(cfg: &TerraformConfig) -> bool {
+    !cfg.backends.is_empty() || !cfg.working_dirs.is_empty()
 }
 
 /// Collect one entry: discovery, then its states with bounded concurrency.

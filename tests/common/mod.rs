@@ -216,17 +216,25 @@ impl Exporter {
         r.body
     }
 
-    /// Scrape once (which starts a refresh of every monitor whose values are
-    /// older than its check_interval; the scrape itself is answered from
-    /// memory), wait until those refreshes have landed, then scrape again.
+    /// Values read after this call: scrape once (which starts a refresh of
+    /// every monitor whose values are older than its check_interval, or joins
+    /// one already running, maybe started before the caller changed a file),
+    /// wait until it has landed, then do it once more, so that the values
+    /// returned come from a refresh that started after this call.
     pub fn refreshed_metrics(&self) -> String {
         self.metrics();
+        self.quiet_metrics();
+        self.metrics();
+        self.quiet_metrics()
+    }
+
+    /// Scrape until no collection has been running for more than 40 ms
+    /// (one started by that very scrape has just begun).
+    fn quiet_metrics(&self) -> String {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             std::thread::sleep(Duration::from_millis(60));
             let m = self.metrics();
-            // A refresh started by the first scrape is at least 60 ms old
-            // now; one started by this scrape has just begun.
             let running = m
                 .lines()
                 .filter(|l| l.starts_with("homelab_monitor_collection_in_flight_seconds{"))

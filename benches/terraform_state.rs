@@ -148,7 +148,7 @@ fn collect(path: &Path) {
         report("re-check, files unchanged", t.elapsed().as_secs_f64(), "");
         let t = Instant::now();
         let body = registry
-            .scrape(Format::Classic, std::time::Duration::from_secs(600))
+            .scrape(Format::Classic, std::time::Duration::from_secs(600), None)
             .await
             .expect("encode");
         report(

@@ -141,15 +141,7 @@ impl Entry {
                     return last.clone();
                 }
             }
-            let fut = match &st.inflight {
-                Some((_, f)) => f.clone(),
-                None => {
-                    let f = self.clone().start(clock.clone());
-                    st.inflight = Some((Instant::now(), f.clone()));
-                    f
-                }
-            };
-            (fut, st.last.clone())
+            (self.join_or_start(&mut st, clock), st.last.clone())
         };
         match (wait, last) {
             // Stale-while-revalidate: the refresh runs on without us.
@@ -174,20 +166,22 @@ impl Entry {
                 let until = Instant::now() + self.monitor.timeout();
                 while outcome.snapshot.pending > 0 && Instant::now() < until {
                     tokio::time::sleep(PENDING_RECHECK).await;
-                    let next = {
-                        let mut st = self.lock();
-                        match &st.inflight {
-                            Some((_, f)) => f.clone(),
-                            None => {
-                                let f = self.clone().start(clock.clone());
-                                st.inflight = Some((Instant::now(), f.clone()));
-                                f
-                            }
-                        }
-                    };
+                    let next = self.join_or_start(&mut self.lock(), clock);
                     outcome = next.await;
                 }
                 outcome
+            }
+        }
+    }
+
+    /// The collection in flight, or a new one (single flight).
+    fn join_or_start(self: &Arc<Self>, st: &mut CacheState, clock: &SharedClock) -> SharedOutcome {
+        match &st.inflight {
+            Some((_, f)) => f.clone(),
+            None => {
+                let f = self.clone().start(clock.clone());
+                st.inflight = Some((Instant::now(), f.clone()));
+                f
             }
         }
     }
@@ -390,11 +384,13 @@ impl Registry {
     /// (ages change every second) is encoded per scrape.
     ///
     /// `wait` bounds how long a scrape waits for a monitor that has no values
-    /// yet; monitors with values answer from memory at once.
+    /// yet; monitors with values answer from memory at once. `extra` (the
+    /// server's own metrics) is encoded with the self metrics.
     pub async fn scrape(
         &self,
         format: crate::encoder::Format,
         wait: Duration,
+        extra: Option<Snapshot>,
     ) -> Result<String, std::fmt::Error> {
         use crate::encoder::{encode_cached_part, encode_part, finish};
         let outcomes = self.gather_with(Wait::Serve(wait)).await;
@@ -418,7 +414,9 @@ impl Registry {
                 body
             }
         };
-        let selfm = encode_part(vec![Arc::new(self.self_metrics(&outcomes))], format)?;
+        let mut own = vec![Arc::new(self.self_metrics(&outcomes))];
+        own.extend(extra.map(Arc::new));
+        let selfm = encode_part(own, format)?;
         let mut out = String::with_capacity(monitors.len() + selfm.len() + 8);
         out.push_str(&monitors);
         out.push_str(&selfm);

@@ -189,12 +189,8 @@ async fn route(req: Request<Incoming>, app: &AppState) -> Resp {
                 .and_then(|v| v.to_str().ok()),
             app.cfg.first_scrape_wait,
         );
-        match app
-            .registry
-            .scrape(format, budget)
-            .await
-            .and_then(|b| append_server_metrics(b, format, &app.conns, &app.web))
-        {
+        let own = server_metrics(&app.conns, &app.web);
+        match app.registry.scrape(format, budget, Some(own)).await {
             Ok(body) => {
                 let mut r = text(StatusCode::OK, body);
                 r.headers_mut().insert(
@@ -273,12 +269,7 @@ pub fn negotiate(accept: Option<&str>) -> Format {
 }
 
 /// The server's own metrics, added to the registry's exposition.
-fn append_server_metrics(
-    mut body: String,
-    format: Format,
-    conns: &Conns,
-    web: &WebConfigWatcher,
-) -> Result<String, std::fmt::Error> {
+fn server_metrics(conns: &Conns, web: &WebConfigWatcher) -> crate::snapshot::Snapshot {
     let mut b = SnapshotBuilder::new();
     b.gauge(&CONNECTIONS_OPEN, &[], conns.open() as f64);
     b.gauge(&CONNECTIONS_MAX, &[], conns.max() as f64);
@@ -289,15 +280,7 @@ fn append_server_metrics(
         &[],
         if web.last_reload_ok() { 1.0 } else { 0.0 },
     );
-    let part = crate::encoder::encode_part(vec![Arc::new(b.build())], format)?;
-    if format == Format::OpenMetrics {
-        if let Some(stripped) = body.strip_suffix("# EOF\n") {
-            body.truncate(stripped.len());
-        }
-    }
-    body.push_str(&part);
-    crate::encoder::finish(&mut body, format)?;
-    Ok(body)
+    b.build()
 }
 
 fn typed(mut r: Resp, content_type: &'static str) -> Resp {

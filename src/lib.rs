@@ -19,6 +19,7 @@ pub mod monitor;
 pub mod monitors;
 pub mod net;
 pub mod registry;
+pub mod remote;
 pub mod render;
 pub mod report;
 pub mod safe_open;

@@ -113,13 +113,7 @@ pub struct TargetMemory {
     pub policy: Option<super::policy::PolicyCache>,
 }
 
-/// Whether a state is locked, where the backend shows it (S3 lock files of
-/// `use_lockfile`, HCP workspaces); `since` when the backend tells.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LockState {
-    pub locked: bool,
-    pub since: Option<SystemTime>,
-}
+pub use crate::remote::LockState;
 
 /// Everything known about one target after a collection.
 #[derive(Debug, Clone)]

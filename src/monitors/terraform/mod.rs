@@ -344,7 +344,7 @@ impl TerraformMonitor {
                             // At most ENTRY_CONCURRENCY entries at once; the
                             // states are parsed on the blocking pool.
                             let _permit = entries.acquire_owned().await.ok();
-                            let deadline = remote::deadline_for(timeout);
+                            let deadline = crate::remote::deadline_for(timeout);
                             let (read, memory) =
                                 remote::read_entry(cfg, base, which, memory, deadline, policies)
                                     .await;

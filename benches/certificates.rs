@@ -7,8 +7,8 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use homelab_monitor::config::parse;
-use homelab_monitor::monitor::{CollectContext, Monitor};
+use homelab_monitor::core::config::parse;
+use homelab_monitor::core::monitor::{CollectContext, Monitor};
 use homelab_monitor::monitors::certificates::CertificateMonitor;
 use rcgen::{CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};

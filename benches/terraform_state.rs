@@ -15,12 +15,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use homelab_monitor::clock::SystemClock;
-use homelab_monitor::config::{GlobPattern, HumanDuration, TerraformConfig};
-use homelab_monitor::encoder::Format;
-use homelab_monitor::monitor::Monitor;
+use homelab_monitor::core::clock::SystemClock;
+use homelab_monitor::core::config::{GlobPattern, HumanDuration, TerraformConfig};
+use homelab_monitor::core::encoder::Format;
+use homelab_monitor::core::monitor::Monitor;
+use homelab_monitor::core::registry::Registry;
 use homelab_monitor::monitors::terraform::{state::parse_state, TerraformMonitor};
-use homelab_monitor::registry::Registry;
 
 fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")

@@ -1,36 +1,22 @@
 //! homelab-monitor: a Prometheus exporter for Terraform/OpenTofu state drift,
 //! TLS certificate expiry and backup freshness.
 //!
-//! Layout (see README "Adding a monitor"):
-//! - [`monitor`]: the `Monitor` trait every monitor implements.
-//! - [`snapshot`]: the plain-value result of one collection (never secrets).
-//! - [`registry`]: the monitors, each behind a single-flight TTL cache.
-//! - [`encoder`]: the only place that knows the exposition formats.
-//! - [`server`]: the HTTP endpoints.
+//! Layout, one folder per layer (README "Source layout", "Adding a monitor"):
+//! - [`cli`]: the command line: flags, the modes (`app`), one-shot reports, `render`.
+//! - [`server`]: the HTTP endpoints, `--web.config.file`, the status page.
+//! - [`core`]: what every monitor shares: the `Monitor` trait, snapshots,
+//!   the registry and per-target scheduler, the encoder, config loading,
+//!   clock, logging, safe file opens.
+//! - [`net`]: the one HTTP client and TLS builder.
+//! - [`remote`]: remote-state sources (HTTP, GitLab, S3, PostgreSQL, HCP).
 //! - [`monitors`]: one folder per monitor.
-//! - [`config`], [`cli`], [`report`], [`telemetry`], [`clock`].
 
-pub mod app;
 pub mod cli;
-pub mod clock;
-pub mod config;
-pub mod encoder;
-pub mod monitor;
+pub mod core;
 pub mod monitors;
 pub mod net;
-pub mod registry;
 pub mod remote;
-pub mod render;
-pub mod report;
-pub mod safe_open;
 pub mod server;
-pub mod snapshot;
-pub mod stamp;
-pub mod status_page;
-pub mod targets;
-pub mod telemetry;
-pub mod tls;
-pub mod web_config;
 
 /// The crate version, as exported in `homelab_monitor_build_info`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use homelab_monitor::{app, cli::Cli, telemetry};
+use homelab_monitor::cli::{app, Cli};
+use homelab_monitor::core::telemetry;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

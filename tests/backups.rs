@@ -9,13 +9,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
-use homelab_monitor::config::{
+use homelab_monitor::core::config::{
     parse, BackupConfig, BackupFormat, BackupSourceConfig, ByteSize, GlobPattern, HumanDuration,
     TimeZoneName, VerifyMode,
 };
-use homelab_monitor::monitor::{CollectContext, Monitor};
+use homelab_monitor::core::monitor::{CollectContext, Monitor};
+use homelab_monitor::core::snapshot::{Health, Snapshot};
 use homelab_monitor::monitors::backups::BackupMonitor;
-use homelab_monitor::snapshot::{Health, Snapshot};
 
 const DAY: u64 = 86400;
 
@@ -40,7 +40,7 @@ fn v(s: &Snapshot, metric: &str, source: &str) -> Option<f64> {
     s.value(metric, &[("source", source)])
 }
 
-fn target<'a>(s: &'a Snapshot, source: &str) -> &'a homelab_monitor::snapshot::TargetStatus {
+fn target<'a>(s: &'a Snapshot, source: &str) -> &'a homelab_monitor::core::snapshot::TargetStatus {
     s.targets
         .iter()
         .find(|t| t.target == source)
@@ -1417,7 +1417,7 @@ async fn directory_of_dumps() {
 
 // ---------------------------------------------------------------- config
 
-fn load(yaml: &str) -> Result<homelab_monitor::config::ConfigFile, String> {
+fn load(yaml: &str) -> Result<homelab_monitor::core::config::ConfigFile, String> {
     parse(yaml, Path::new("monitoring-config.yaml")).map_err(|e| e.to_string())
 }
 
@@ -1510,7 +1510,7 @@ fn schema_and_parser_agree() {
 
 #[test]
 fn registered_from_config_with_interval_override() {
-    use homelab_monitor::config::Config;
+    use homelab_monitor::core::config::Config;
     use homelab_monitor::monitors::{build, Overrides};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("monitoring-config.yaml");

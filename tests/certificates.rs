@@ -7,10 +7,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use homelab_monitor::config::{parse, CertificateConfig};
-use homelab_monitor::monitor::{CollectContext, Monitor};
+use homelab_monitor::core::config::{parse, CertificateConfig};
+use homelab_monitor::core::monitor::{CollectContext, Monitor};
+use homelab_monitor::core::snapshot::{Health, Snapshot};
 use homelab_monitor::monitors::certificates::CertificateMonitor;
-use homelab_monitor::snapshot::{Health, Snapshot};
 use rcgen::{CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, SerialNumber};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -363,7 +363,7 @@ async fn expired_and_not_yet_valid_and_status_report() {
     assert_eq!(r.findings, 4);
     assert_eq!(r.errors, 0);
     assert_eq!(r.exit_code(), 2);
-    let text = r.render(homelab_monitor::report::ReportFormat::Table);
+    let text = r.render(homelab_monitor::cli::report::ReportFormat::Table);
     assert!(text.contains("not_yet_valid"), "{text}");
 }
 
@@ -990,7 +990,7 @@ async fn endpoints_record_chain_and_verify_separately() {
         r.findings,
         3,
         "{}",
-        r.render(homelab_monitor::report::ReportFormat::Table)
+        r.render(homelab_monitor::cli::report::ReportFormat::Table)
     );
 }
 
@@ -1543,7 +1543,7 @@ async fn earliest_expiry_matches_blackbox_exporter() {
 /// passes `promtool check metrics` (when promtool is installed) in both formats.
 #[tokio::test]
 async fn registered_and_exposition_passes_promtool() {
-    use homelab_monitor::encoder::{encode, Format};
+    use homelab_monitor::core::encoder::{encode, Format};
     let d = tempfile::tempdir().unwrap();
     let p = d.path();
     let chain = Chain::new(
@@ -1570,7 +1570,7 @@ async fn registered_and_exposition_passes_promtool() {
         format!("custom_monitors:\n  certificate_expiry:\n    paths: [\"*.pem\"]\n    endpoints: [\"{addr}\"]\n"),
     )
     .unwrap();
-    let config = homelab_monitor::config::Config::load(&cfg_path).unwrap();
+    let config = homelab_monitor::core::config::Config::load(&cfg_path).unwrap();
     let monitors = homelab_monitor::monitors::build(&config, &Default::default());
     let m = monitors
         .iter()
@@ -1940,7 +1940,7 @@ async fn inputs_that_must_not_read_as_clean() {
         1,
         "unreadable sources make the one-shot exit 1"
     );
-    let text = r.render(homelab_monitor::report::ReportFormat::Table);
+    let text = r.render(homelab_monitor::cli::report::ReportFormat::Table);
     assert!(text.contains("expired 214 days ago"), "{text}");
     assert!(!text.contains("-214"), "{text}");
 }

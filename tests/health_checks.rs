@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use homelab_monitor::config::{parse, Config};
-use homelab_monitor::monitor::{CollectContext, Monitor};
+use homelab_monitor::core::config::{parse, Config};
+use homelab_monitor::core::monitor::{CollectContext, Monitor};
 use homelab_monitor::monitors::health::config::HealthChecksConfig;
 use homelab_monitor::monitors::health::{
     self, Check, CheckContext, CheckError, CheckResult, HealthChecker, HealthMonitor,

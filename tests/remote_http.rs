@@ -333,7 +333,7 @@ fn config_rejects_bad_backend_entries() {
         ("custom_monitors:\n  terraform_state:\n    backends:\n      - { type: gitlab, project: a/b }\n", "token"),
         ("custom_monitors:\n  terraform_state:\n    backends:\n      - { type: hcp, organization: o, tokn: x }\n", "tokn"),
     ] {
-        let e = homelab_monitor::config::parse(yaml, p).unwrap_err().to_string();
+        let e = homelab_monitor::core::config::parse(yaml, p).unwrap_err().to_string();
         assert!(e.contains(want), "{yaml}: {e}");
         assert!(!e.contains(":p@"), "{e}");
     }
@@ -516,7 +516,7 @@ async fn remote_states_get_drift_reports_baselines_and_policies() {
 #[test]
 fn reports_dir_must_not_be_empty() {
     let p = Path::new("x.yaml");
-    let e = homelab_monitor::config::parse(
+    let e = homelab_monitor::core::config::parse(
         "custom_monitors:\n  terraform_state:\n    remote:\n      reports_dir: \"\"\n",
         p,
     )

@@ -27,8 +27,8 @@ use std::time::{Duration, Instant, SystemTime};
 use common::remote::{monitor, output_text};
 use common::stub::{moto_venv, resp, wait_port, Proc, Req, Server};
 use common::{free_port, series, BIN};
-use homelab_monitor::encoder::{encode, Format};
-use homelab_monitor::monitor::{CollectContext, Monitor};
+use homelab_monitor::core::encoder::{encode, Format};
+use homelab_monitor::core::monitor::{CollectContext, Monitor};
 use homelab_monitor::monitors::terraform::TerraformMonitor;
 
 const CANARY: &str = "CANARY-5ecret-s3auth-91e2";

@@ -782,7 +782,7 @@ fn malformed_bcrypt_hashes_are_refused_and_unknown_users_cost_as_configured() {
         format!("basic_auth_users:\n  prom: '{h5}'\n"),
     )
     .unwrap();
-    let cfg = homelab_monitor::web_config::WebConfig::load(&d.join("web.yml")).unwrap();
+    let cfg = homelab_monitor::server::web_config::WebConfig::load(&d.join("web.yml")).unwrap();
     assert_eq!(cfg.unknown_user_cost(), Some(5));
 }
 
@@ -1061,7 +1061,7 @@ fn a_backslash_label_collision_is_reported() {
 /// (counted from both), so a hostile duplicate can never hide a resource.
 #[tokio::test(flavor = "multi_thread")]
 async fn duplicate_top_level_keys_behave_as_documented() {
-    use homelab_monitor::monitor::{CollectContext, Monitor};
+    use homelab_monitor::core::monitor::{CollectContext, Monitor};
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
     let one = |name: &str| {
@@ -1081,7 +1081,7 @@ async fn duplicate_top_level_keys_behave_as_documented() {
     let yaml = "custom_monitors:\n  terraform_state:\n    state_files: [dup.tfstate]\n";
     let path = d.join("monitoring-config.yaml");
     std::fs::write(&path, yaml).unwrap();
-    let file = homelab_monitor::config::parse(yaml, &path).unwrap();
+    let file = homelab_monitor::core::config::parse(yaml, &path).unwrap();
     let m = homelab_monitor::monitors::terraform::TerraformMonitor::new(
         file.custom_monitors.terraform_state.unwrap(),
         d.to_path_buf(),
@@ -1092,9 +1092,9 @@ async fn duplicate_top_level_keys_behave_as_documented() {
         })
         .await
         .unwrap();
-    let text = homelab_monitor::encoder::encode(
+    let text = homelab_monitor::core::encoder::encode(
         vec![Arc::new(snap)],
-        homelab_monitor::encoder::Format::Classic,
+        homelab_monitor::core::encoder::Format::Classic,
     )
     .unwrap();
     assert_eq!(

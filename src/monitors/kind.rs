@@ -11,12 +11,12 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
-use crate::config::values::MonitorSchedule;
-use crate::monitor::Monitor;
+use crate::core::config::values::MonitorSchedule;
+use crate::core::monitor::Monitor;
 
 use super::Overrides;
 
-pub use crate::config::values::ConfigIssue;
+pub use crate::core::config::values::ConfigIssue;
 
 /// What a monitor is built with.
 #[derive(Debug, Clone, Copy)]

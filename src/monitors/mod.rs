@@ -2,7 +2,7 @@
 //!
 //! Adding a monitor: a folder `monitors/<name>/` with its config block
 //! (`config.rs`, declared with `monitor_config!`), a type implementing
-//! [`kind::MonitorKind`] and one that implements [`crate::monitor::Monitor`],
+//! [`kind::MonitorKind`] and one that implements [`crate::core::monitor::Monitor`],
 //! then one line in `monitor_kinds!` below (it also declares the module). The core loads, checks and
 //! builds every registered kind the same way. Monitors never import each other.
 
@@ -12,8 +12,8 @@ pub mod kind;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{Config, TerraformConfig};
-use crate::monitor::Monitor;
+use crate::core::config::{Config, TerraformConfig};
+use crate::core::monitor::Monitor;
 
 use self::kind::{BuildContext, ConfigIssue, MonitorKind};
 
@@ -108,7 +108,7 @@ mod tests {
     #[test]
     fn enabled_and_interval_apply_to_every_kind() {
         let text = "custom_monitors:\n  terraform_state:\n    state_files: [a.tfstate]\n  certificate_expiry:\n    paths: [certs/]\n  backup_validation:\n    enabled: false\n  zfs_scrub:\n    status_files: [zpool.txt]\n";
-        let file = crate::config::parse(text, Path::new("c.yaml")).unwrap();
+        let file = crate::core::config::parse(text, Path::new("c.yaml")).unwrap();
         let config = Config {
             file,
             base_dir: ".".into(),
@@ -138,7 +138,7 @@ mod tests {
     #[test]
     fn policy_files_are_checked_by_load_not_by_parse() {
         let text = "custom_monitors:\n  terraform_state:\n    state_files: [s.tfstate]\n    policies: [nope.rego]\n";
-        assert!(crate::config::parse(text, Path::new("c.yaml")).is_ok());
+        assert!(crate::core::config::parse(text, Path::new("c.yaml")).is_ok());
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.yaml");
         std::fs::write(&path, text).unwrap();

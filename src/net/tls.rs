@@ -61,7 +61,7 @@ pub fn client_config(
     let verifier: Arc<dyn ServerCertVerifier> = match verify {
         Verify::Full(store) => webpki(store)?,
         Verify::ChainOnly(store) => Arc::new(ChainOnly(webpki(store)?)),
-        Verify::AnyChain => Arc::new(crate::tls::AcceptAnyChain {
+        Verify::AnyChain => Arc::new(crate::net::verify::AcceptAnyChain {
             provider: provider.clone(),
         }),
     };

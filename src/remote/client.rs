@@ -72,7 +72,7 @@ impl std::fmt::Debug for TlsSettings {
 impl TlsSettings {
     /// Trust the CA certificates of a PEM file.
     pub fn with_ca_file(mut self, path: &Path) -> Result<Self, String> {
-        let pem = crate::safe_open::read(path)
+        let pem = crate::core::safe_open::read(path)
             .map_err(|e| format!("cannot read ca_file {}: {}", path.display(), e.kind()))?;
         self.ca_pem = Some((format!("ca_file {}", path.display()), pem));
         Ok(self)
@@ -80,9 +80,9 @@ impl TlsSettings {
 
     /// A client certificate and key from PEM files.
     pub fn with_client_files(mut self, cert: &Path, key: &Path) -> Result<Self, String> {
-        let c = crate::safe_open::read(cert)
+        let c = crate::core::safe_open::read(cert)
             .map_err(|e| format!("cannot read client_cert {}: {}", cert.display(), e.kind()))?;
-        let k = crate::safe_open::read(key)
+        let k = crate::core::safe_open::read(key)
             .map_err(|e| format!("cannot read client_key {}: {}", key.display(), e.kind()))?;
         self.client = Some((
             format!(
@@ -107,7 +107,7 @@ impl TlsSettings {
             None => match std::env::var_os("SSL_CERT_FILE").filter(|v| !v.is_empty()) {
                 Some(path) => {
                     let path = std::path::PathBuf::from(path);
-                    let pem = crate::safe_open::read(&path).map_err(|e| {
+                    let pem = crate::core::safe_open::read(&path).map_err(|e| {
                         format!("cannot read SSL_CERT_FILE {}: {}", path.display(), e.kind())
                     })?;
                     from_env = (format!("SSL_CERT_FILE {}", path.display()), pem);
@@ -470,7 +470,7 @@ pub fn read_secret(
 ) -> Result<Option<String>, String> {
     if let Some(f) = file {
         let p = base.join(f);
-        let text = crate::safe_open::read_to_string(&p)
+        let text = crate::core::safe_open::read_to_string(&p)
             .map_err(|e| format!("cannot read secret file {}: {}", p.display(), e.kind()))?;
         let line = text.lines().next().unwrap_or("").trim().to_string();
         if line.is_empty() {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::values::HumanDuration;
+use crate::core::config::values::HumanDuration;
 
 /// `custom_monitors.terraform_state.remote`.
 #[derive(Debug, Clone, Deserialize)]

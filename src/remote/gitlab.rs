@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::config::GitlabBackendConfig;
+use crate::core::config::GitlabBackendConfig;
 
 use super::client::{read_secret, status_error, Budget, HttpClient};
 use super::http::label_of;
@@ -216,7 +216,7 @@ mod tests {
             url: "https://gitlab.lan:8443/".into(),
             project: "home lab/infra".into(),
             states: vec![],
-            token: crate::config::SecretRef {
+            token: crate::core::config::SecretRef {
                 file: None,
                 env: Some("HM_TEST_GITLAB_TOKEN_UNIT".into()),
             },

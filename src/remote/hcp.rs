@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::config::HcpBackendConfig;
+use crate::core::config::HcpBackendConfig;
 
 use super::client::{read_secret, status_error, Budget, HttpClient};
 use super::{rfc3339, Fetch, LockState, RemoteError, StateBackend, Target};
@@ -56,7 +56,7 @@ pub fn token_for_host(label: &str, host: &str) -> Result<Option<String>, RemoteE
     let Some(file) = dir.map(|d| d.join("credentials.tfrc.json")) else {
         return Ok(None);
     };
-    let text = match crate::safe_open::read(&file) {
+    let text = match crate::core::safe_open::read(&file) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use base64::Engine;
 
-use crate::config::{HttpAuth, HttpBackendConfig};
+use crate::core::config::{HttpAuth, HttpBackendConfig};
 
 use super::client::{read_secret, Budget, HttpClient, TlsSettings};
 use super::{Fetch, RemoteError, StateBackend, Target};

@@ -17,7 +17,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::config::PgBackendConfig;
+use crate::core::config::PgBackendConfig;
 
 use super::client::{read_secret, Budget};
 use super::{Fetch, RemoteError, StateBackend, Target};

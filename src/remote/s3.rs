@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use rusty_s3::actions::{GetObject, ListObjectsV2};
 use rusty_s3::{Bucket, S3Action, UrlStyle};
 
-use crate::config::S3BackendConfig;
+use crate::core::config::S3BackendConfig;
 
 use super::aws_credentials::{self, AwsCredentials, ChainRequest, Env};
 use super::client::{status_error, Budget, HttpClient};

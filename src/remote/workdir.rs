@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::config::HttpAuth;
+use crate::core::config::HttpAuth;
 
 use super::aws_credentials::process_env;
 use super::client::Budget;
@@ -32,7 +32,7 @@ pub fn backend_of(
         .unwrap_or(&record)
         .to_string_lossy()
         .replace('\\', "/");
-    let text = match crate::safe_open::read(&record) {
+    let text = match crate::core::safe_open::read(&record) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {

@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime};
 
 use super::stub::{resp, Req, Resp, Server};
 use super::{series, BIN};
-use homelab_monitor::encoder::{encode, Format};
-use homelab_monitor::monitor::{CollectContext, Monitor};
+use homelab_monitor::core::encoder::{encode, Format};
+use homelab_monitor::core::monitor::{CollectContext, Monitor};
 use homelab_monitor::monitors::terraform::TerraformMonitor;
 
 pub const CANARY: &str = "CANARY-5ecret-7f3a9c";
@@ -118,7 +118,7 @@ pub fn apply(dir: &Path, n: usize, env: &[(&str, &str)]) {
 pub fn monitor(dir: &Path, yaml: &str) -> TerraformMonitor {
     let path = dir.join("monitoring-config.yaml");
     std::fs::write(&path, yaml).unwrap();
-    let file = homelab_monitor::config::parse(yaml, &path).expect("config must load");
+    let file = homelab_monitor::core::config::parse(yaml, &path).expect("config must load");
     let cfg = file
         .custom_monitors
         .terraform_state

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::values::{deserialize_via_try_from_string, monitor_config};
-use crate::config::values::{ByteSize, GlobPattern, HumanDuration};
+use crate::core::config::values::{deserialize_via_try_from_string, monitor_config};
+use crate::core::config::values::{ByteSize, GlobPattern, HumanDuration};
 use crate::monitors::kind::ConfigIssue;
 
 monitor_config! {
@@ -39,8 +39,8 @@ impl Default for BackupConfig {
         Self {
             enabled: true,
             check_interval: default_check_interval(),
-            retry_interval: crate::config::values::default_retry(),
-            timeout: crate::config::values::default_timeout(),
+            retry_interval: crate::core::config::values::default_retry(),
+            timeout: crate::core::config::values::default_timeout(),
             retention_days: Self::default_retention(),
             max_file_size: Self::default_max_file_size(),
             sources: Vec::new(),

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use super::files::{io_error, Stamp};
 use super::{BackupError, BackupRecord, SourceCtx, SourceRead};
-use crate::clock::unix_seconds;
+use crate::core::clock::unix_seconds;
 
 /// One matching file.
 #[derive(Debug, Clone, PartialEq)]

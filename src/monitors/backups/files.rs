@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use super::{BackupError, ParseError};
 
-pub use crate::stamp::Stamp;
+pub use crate::core::stamp::Stamp;
 
 pub(crate) fn resolve(base: &Path, p: &str) -> PathBuf {
     let p = Path::new(p);
@@ -52,7 +52,7 @@ pub(crate) fn read_limited(path: &Path, max: u64) -> Result<(Vec<u8>, Stamp), Ba
     if stamp.size > max {
         return Err(too_large(stamp.size));
     }
-    let f = crate::safe_open::open(path).map_err(|e| io_error(path, &e))?;
+    let f = crate::core::safe_open::open(path).map_err(|e| io_error(path, &e))?;
     let mut buf = Vec::with_capacity(usize::try_from(stamp.size).unwrap_or(0));
     f.take(max.saturating_add(1))
         .read_to_end(&mut buf)
@@ -113,7 +113,7 @@ fn unreadable_on_the_way(pattern: &str) -> Result<(), BackupError> {
 }
 
 /// Parsed files by path, re-parsed only when the stamp changes (or when the
-/// file had not settled when it was read: see [`crate::stamp::RACY_WINDOW`]).
+/// file had not settled when it was read: see [`crate::core::stamp::RACY_WINDOW`]).
 pub(crate) struct Cache<T> {
     map: HashMap<PathBuf, (Stamp, bool, Arc<T>)>,
 }
@@ -163,7 +163,7 @@ impl<T> Cache<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stamp::RACY_WINDOW;
+    use crate::core::stamp::RACY_WINDOW;
 
     #[test]
     fn cache_reparses_only_on_change_and_limits_size() {

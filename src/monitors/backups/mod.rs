@@ -38,7 +38,7 @@
 //!   manifest that no longer parses) is 0, so `BackupVerificationFailed` fires.
 //!
 //! Configuration (paths relative to the config file's folder; see
-//! [`crate::config::BackupSourceConfig`] for every key):
+//! [`crate::core::config::BackupSourceConfig`] for every key):
 //!
 //! ```yaml
 //! backup_validation:
@@ -81,14 +81,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::clock::unix_seconds;
+use crate::core::clock::unix_seconds;
 use crate::monitors::kind::{BuildContext, ConfigIssue, MonitorKind};
 
 pub use self::config::{
     BackupConfig, BackupFormat, BackupSourceConfig, TimeZoneName, VerifyMode,
 };
-use crate::monitor::{CollectContext, Monitor, MonitorError};
-use crate::snapshot::{Health, MetricDef, Snapshot, SnapshotBuilder, TargetStatus};
+use crate::core::monitor::{CollectContext, Monitor, MonitorError};
+use crate::core::snapshot::{Health, MetricDef, Snapshot, SnapshotBuilder, TargetStatus};
 
 pub use files::Stamp;
 
@@ -438,7 +438,7 @@ struct SourceReport {
     records: Option<Arc<SourceRead>>,
 }
 
-impl crate::targets::TargetValue for SourceReport {
+impl crate::core::targets::TargetValue for SourceReport {
     fn healthy(&self) -> bool {
         self.this.errors.is_empty()
     }
@@ -465,7 +465,7 @@ impl crate::targets::TargetValue for SourceReport {
 struct Inner {
     cfg: BackupConfig,
     base: PathBuf,
-    sources: crate::targets::Targets<SourceMemory, SourceReport>,
+    sources: crate::core::targets::Targets<SourceMemory, SourceReport>,
 }
 
 /// The backup validation monitor.
@@ -496,7 +496,7 @@ impl BackupMonitor {
             inner: Arc::new(Inner {
                 cfg,
                 base,
-                sources: crate::targets::Targets::new(),
+                sources: crate::core::targets::Targets::new(),
             }),
         }
     }
@@ -507,7 +507,7 @@ impl BackupMonitor {
     pub fn with_interval(self, interval: Option<Duration>) -> Self {
         let Some(i) = interval else { return self };
         let mut cfg = self.inner.cfg.clone();
-        crate::config::values::MonitorSchedule::set_check_interval(&mut cfg, i);
+        crate::core::config::values::MonitorSchedule::set_check_interval(&mut cfg, i);
         BackupMonitor::new(cfg, self.inner.base.clone())
     }
 }
@@ -556,7 +556,7 @@ fn read_one(
 
 impl Inner {
     async fn collect(self: Arc<Self>, now: std::time::SystemTime) -> Snapshot {
-        let schedule = crate::targets::Schedule::for_monitor(
+        let schedule = crate::core::targets::Schedule::for_monitor(
             self.cfg.check_interval.0,
             self.cfg.retry_interval.0,
             self.cfg.timeout.0,
@@ -642,7 +642,7 @@ impl Inner {
             if let Some(t) = this.verified_at {
                 b.gauge(&VERIFIED_AT, &label, t);
             }
-            crate::targets::emit_freshness(&mut fresh, "backup_validation", name, r.read_at, stale);
+            crate::core::targets::emit_freshness(&mut fresh, "backup_validation", name, r.read_at, stale);
             b.target(status);
         }
         let mut snap = b.build();
@@ -680,7 +680,7 @@ fn ok_status(cfg: &BackupSourceConfig, s: &Summary, read: &SourceRead, now: f64)
                 if age > max.0.as_secs_f64() {
                     findings.push(format!(
                         "newest successful backup is {} old, over max_age {}",
-                        crate::report::human_duration(Duration::from_secs(age.max(0.0) as u64)),
+                        crate::cli::report::human_duration(Duration::from_secs(age.max(0.0) as u64)),
                         max
                     ));
                 }

@@ -328,7 +328,7 @@ fn read_manifests(ctx: &SourceCtx<'_>, st: &mut State) -> Result<SourceRead, Bac
     let mut loaded = Vec::with_capacity(paths.len());
     for p in &paths {
         let (m, stamp) = st.manifests.load(p, ctx.max_file_size, parse)?;
-        let mtime = stamp.modified.map(crate::clock::unix_seconds);
+        let mtime = stamp.modified.map(crate::core::clock::unix_seconds);
         loaded.push((p, backup_time(m.started, mtime), m));
     }
     let mut read = SourceRead::default();

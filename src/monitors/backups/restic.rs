@@ -339,7 +339,7 @@ pub(crate) fn read(ctx: &SourceCtx<'_>, st: &mut State) -> SourceRead {
         {
             Ok((check, stamp)) => {
                 read.verification = Some(check.passed);
-                read.verified_at = stamp.modified.map(crate::clock::unix_seconds);
+                read.verified_at = stamp.modified.map(crate::core::clock::unix_seconds);
                 read.findings.extend(check.problem.clone());
             }
             Err(e) => {
@@ -366,7 +366,7 @@ pub(crate) fn read(ctx: &SourceCtx<'_>, st: &mut State) -> SourceRead {
             .load(&ctx.resolve(p), ctx.max_file_size, parse_stats)
         {
             Ok((stats, stamp)) => {
-                let written = stamp.modified.map(crate::clock::unix_seconds);
+                let written = stamp.modified.map(crate::core::clock::unix_seconds);
                 let newest = snaps
                     .iter()
                     .map(|s| s.end.unwrap_or(s.time))

@@ -123,7 +123,7 @@ pub struct ListedFile {
 /// Cached checksum results.
 #[derive(Debug, Default)]
 pub struct HashCache {
-    /// Stamp, whether the file had settled when hashed (see `crate::stamp::RACY_WINDOW`),
+    /// Stamp, whether the file had settled when hashed (see `crate::core::stamp::RACY_WINDOW`),
     /// algorithm, expected checksum, result.
     map: HashMap<PathBuf, (Stamp, bool, Algorithm, Vec<u8>, bool)>,
 }
@@ -302,7 +302,7 @@ pub fn verify_files(
 }
 
 fn hash_file(path: &Path, algo: Algorithm) -> std::io::Result<Hasher> {
-    let mut f = crate::safe_open::open(path)?;
+    let mut f = crate::core::safe_open::open(path)?;
     let mut h = Hasher::new(algo);
     let mut buf = vec![0u8; 256 * 1024];
     loop {

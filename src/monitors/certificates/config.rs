@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::values::monitor_config;
-use crate::config::values::{split_host_port, ByteSize, GlobPattern, HumanDuration};
+use crate::core::config::values::monitor_config;
+use crate::core::config::values::{split_host_port, ByteSize, GlobPattern, HumanDuration};
 
 monitor_config! {
     /// `custom_monitors.certificate_expiry`.

@@ -107,7 +107,7 @@ pub struct Prober {
 impl Prober {
     pub fn new() -> Result<Self, String> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let recorder = Arc::new(crate::tls::AcceptAnyChain {
+        let recorder = Arc::new(crate::net::verify::AcceptAnyChain {
             provider: provider.clone(),
         });
         let client = rustls::ClientConfig::builder_with_provider(provider.clone())
@@ -273,7 +273,7 @@ impl Prober {
         label: &str,
     ) -> Result<Arc<WebPkiServerVerifier>, String> {
         use rustls::pki_types::pem::PemObject;
-        let bytes = crate::safe_open::read(path)
+        let bytes = crate::core::safe_open::read(path)
             .map_err(|e| format!("ca_file {label}: cannot read ({})", e.kind()))?;
         let mut store = RootCertStore::empty();
         for item in CertificateDer::pem_slice_iter(&bytes) {

@@ -470,7 +470,7 @@ fn kubeconfig_sniff(path: &Path, size: u64) -> Sniff {
     if size == 0 || size > KUBECONFIG_SNIFF_MAX {
         return Sniff::Other;
     }
-    match crate::safe_open::open(path) {
+    match crate::core::safe_open::open(path) {
         Ok(file) if is_kubeconfig_file(&file) => Sniff::Kubeconfig,
         Ok(_) => Sniff::Other,
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Sniff::Denied,
@@ -543,7 +543,7 @@ fn read_bounded(path: &Path, label: &str, max_size: u64) -> Result<Vec<u8>, File
         });
     }
     let mut buf = Vec::with_capacity(meta.len() as usize);
-    let file = crate::safe_open::open(path).map_err(|e| FileError::from_io(label, &e, false))?;
+    let file = crate::core::safe_open::open(path).map_err(|e| FileError::from_io(label, &e, false))?;
     file.take(max_size + 1)
         .read_to_end(&mut buf)
         .map_err(|e| FileError::from_io(label, &e, false))?;

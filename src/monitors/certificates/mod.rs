@@ -20,14 +20,14 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
-use crate::clock::unix_seconds;
-use crate::config::values::split_host_port;
+use crate::core::clock::unix_seconds;
+use crate::core::config::values::split_host_port;
 use crate::monitors::kind::{BuildContext, ConfigIssue, MonitorKind};
 
 pub use self::config::{CertificateConfig, EndpointDetails, EndpointSpec, StartTls};
-use crate::monitor::{CollectContext, Monitor, MonitorError};
-use crate::report::{Report, Section};
-use crate::snapshot::{Health, MetricDef, Snapshot, SnapshotBuilder, TargetStatus};
+use crate::core::monitor::{CollectContext, Monitor, MonitorError};
+use crate::cli::report::{Report, Section};
+use crate::core::snapshot::{Health, MetricDef, Snapshot, SnapshotBuilder, TargetStatus};
 
 use endpoint::{Endpoint, Prober};
 use parse::Cert;
@@ -252,8 +252,8 @@ struct Inner {
     prober: Result<Prober, String>,
     /// Files and the passphrase found by the last finished discovery.
     discovered: std::sync::Mutex<Discovered>,
-    files: crate::targets::Targets<(), FileRead>,
-    probes: crate::targets::Targets<(), EndpointRead>,
+    files: crate::core::targets::Targets<(), FileRead>,
+    probes: crate::core::targets::Targets<(), EndpointRead>,
     /// (source:target, when read) of the last gather. A failed read serves
     /// no old certificates, so these targets are never stale.
     read_at: std::sync::Mutex<Vec<(String, SystemTime)>>,
@@ -268,7 +268,7 @@ impl CertificateMonitor {
     pub fn from_config(cfg: &CertificateConfig, interval: Option<Duration>, base: PathBuf) -> Self {
         let mut cfg = cfg.clone();
         if let Some(i) = interval {
-            crate::config::values::MonitorSchedule::set_check_interval(&mut cfg, i);
+            crate::core::config::values::MonitorSchedule::set_check_interval(&mut cfg, i);
         }
         Self::new(cfg, base)
     }
@@ -310,8 +310,8 @@ impl CertificateMonitor {
                 cfg,
                 base,
                 discovered: std::sync::Mutex::new((Vec::new(), Arc::new(Ok(None)))),
-                files: crate::targets::Targets::new(),
-                probes: crate::targets::Targets::new(),
+                files: crate::core::targets::Targets::new(),
+                probes: crate::core::targets::Targets::new(),
                 read_at: std::sync::Mutex::new(Vec::new()),
                 pending: std::sync::atomic::AtomicUsize::new(0),
             }),
@@ -332,7 +332,7 @@ impl CertificateMonitor {
         complete: bool,
     ) -> Result<Vec<SourceResult>, MonitorError> {
         let inner = self.inner.clone();
-        let schedule = crate::targets::Schedule::for_monitor(
+        let schedule = crate::core::targets::Schedule::for_monitor(
             inner.cfg.check_interval.0,
             inner.cfg.retry_interval.0,
             inner.cfg.timeout.0,
@@ -513,7 +513,7 @@ fn passphrase(
             .map_err(|_| format!("environment variable {var} (pkcs12_passphrase_env) is not set"));
     }
     if let Some(f) = &cfg.pkcs12_passphrase_file {
-        let text = crate::safe_open::read_to_string(files::resolve(base, home, f))
+        let text = crate::core::safe_open::read_to_string(files::resolve(base, home, f))
             .map_err(|e| format!("cannot read pkcs12_passphrase_file {f} ({})", e.kind()))?;
         let first = text
             .lines()
@@ -582,7 +582,7 @@ fn timed_out(
     }
 }
 
-impl crate::targets::TargetValue for FileRead {
+impl crate::core::targets::TargetValue for FileRead {
     fn healthy(&self) -> bool {
         self.0.outcome.is_ok()
     }
@@ -599,7 +599,7 @@ impl crate::targets::TargetValue for FileRead {
     }
 }
 
-impl crate::targets::TargetValue for EndpointRead {
+impl crate::core::targets::TargetValue for EndpointRead {
     fn healthy(&self) -> bool {
         self.0.outcome.is_ok()
     }
@@ -759,7 +759,7 @@ fn days_left(c: &Cert, now: i64) -> i64 {
 }
 
 fn human_secs(secs: i64) -> String {
-    crate::report::human_duration(Duration::from_secs(secs.unsigned_abs()))
+    crate::cli::report::human_duration(Duration::from_secs(secs.unsigned_abs()))
 }
 
 /// `left` = notAfter - now: "in 26h", "in 4 days 23h", "expired 426 days ago".
@@ -960,7 +960,7 @@ impl Monitor for CertificateMonitor {
             .unwrap_or_else(|e| e.into_inner())
             .iter()
         {
-            crate::targets::emit_freshness(&mut b, "certificate_expiry", target, *at, false);
+            crate::core::targets::emit_freshness(&mut b, "certificate_expiry", target, *at, false);
         }
         snap.families.extend(b.build().families);
         Ok(snap)

@@ -219,7 +219,7 @@ pub struct TcpCheck {
 impl TcpCheck {
     pub fn new(c: &TcpCheckConfig) -> Result<Self, CheckError> {
         let (host, port) =
-            crate::config::values::split_host_port(&c.address).map_err(CheckError::Config)?;
+            crate::core::config::values::split_host_port(&c.address).map_err(CheckError::Config)?;
         Ok(TcpCheck { host, port })
     }
 }
@@ -430,7 +430,7 @@ impl Check for FileAgeCheck {
         let newest = newest
             .ok_or_else(|| CheckError::Failed(format!("no file under {}", self.path.display())))?;
         let age = ctx.now.duration_since(newest).unwrap_or_default();
-        let shown = crate::report::human_duration(age);
+        let shown = crate::cli::report::human_duration(age);
         if age > self.cfg.max_age.0 {
             return Err(CheckError::Failed(format!(
                 "newest file is {shown} old, older than max_age {}",

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::values::{ByteSize, HumanDuration};
+use crate::core::config::values::{ByteSize, HumanDuration};
 
 /// The `health_checks:` block.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -276,7 +276,7 @@ impl HealthChecksConfig {
                 }
             }
             if let Some(t) = &c.tcp {
-                crate::config::values::split_host_port(&t.address)
+                crate::core::config::values::split_host_port(&t.address)
                     .map_err(|m| (key("tcp.address"), m))?;
             }
             if let Some(d) = &c.dns {

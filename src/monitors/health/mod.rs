@@ -43,8 +43,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 
-use crate::monitor::{CollectContext, Monitor, MonitorError};
-use crate::snapshot::{Health, MetricDef, Snapshot, SnapshotBuilder, TargetStatus};
+use crate::core::monitor::{CollectContext, Monitor, MonitorError};
+use crate::core::snapshot::{Health, MetricDef, Snapshot, SnapshotBuilder, TargetStatus};
 
 use self::config::{HealthCheckConfig, HealthChecksConfig};
 
@@ -260,7 +260,7 @@ struct Scheduled {
 /// `interval` and exports `health_check_success` / `health_check_duration_seconds`.
 pub struct HealthMonitor {
     checks: Arc<Vec<Scheduled>>,
-    targets: crate::targets::Targets<(), CheckRead>,
+    targets: crate::core::targets::Targets<(), CheckRead>,
     permits: Arc<tokio::sync::Semaphore>,
 }
 
@@ -288,7 +288,7 @@ impl HealthMonitor {
             .collect();
         HealthMonitor {
             checks: Arc::new(checks),
-            targets: crate::targets::Targets::new(),
+            targets: crate::core::targets::Targets::new(),
             permits: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_CHECKS)),
         }
     }
@@ -365,16 +365,16 @@ impl Monitor for HealthMonitor {
         // The monitors' scheduler: each check is a target with its own
         // interval and deadline; a slow check never delays the others.
         let deadline = self.timeout();
-        let items: Vec<(String, usize, crate::targets::Schedule)> = self
+        let items: Vec<(String, usize, crate::core::targets::Schedule)> = self
             .checks
             .iter()
             .enumerate()
             .map(|(i, c)| {
-                let schedule = crate::targets::Schedule {
+                let schedule = crate::core::targets::Schedule {
                     check_interval: c.interval,
                     retry_interval: c.interval,
                     deadline,
-                    wait: crate::targets::PATIENCE,
+                    wait: crate::core::targets::PATIENCE,
                 };
                 (c.reg.name.clone(), i, schedule)
             })
@@ -384,15 +384,20 @@ impl Monitor for HealthMonitor {
         let cctx = CheckContext { now: ctx.now };
         let reads = self
             .targets
-            .collect_async_each(crate::targets::PATIENCE, ctx.now, items, move |i, ()| {
-                let (checks, permits) = (checks.clone(), permits.clone());
-                async move {
-                    // At most MAX_CONCURRENT_CHECKS at once; each check's
-                    // timeout starts when it starts.
-                    let _permit = permits.acquire_owned().await.ok();
-                    (CheckRead(run_one(&checks[i].reg, cctx).await), ())
-                }
-            })
+            .collect_async_each(
+                crate::core::targets::PATIENCE,
+                ctx.now,
+                items,
+                move |i, ()| {
+                    let (checks, permits) = (checks.clone(), permits.clone());
+                    async move {
+                        // At most MAX_CONCURRENT_CHECKS at once; each check's
+                        // timeout starts when it starts.
+                        let _permit = permits.acquire_owned().await.ok();
+                        (CheckRead(run_one(&checks[i].reg, cctx).await), ())
+                    }
+                },
+            )
             .await;
         let pending = reads.iter().filter(|r| r.pending).count();
         let results: Vec<(CheckResult, SystemTime)> = reads
@@ -410,7 +415,7 @@ impl Monitor for HealthMonitor {
 #[derive(Debug, Clone)]
 struct CheckRead(CheckResult);
 
-impl crate::targets::TargetValue for CheckRead {
+impl crate::core::targets::TargetValue for CheckRead {
     fn healthy(&self) -> bool {
         self.0.success
     }

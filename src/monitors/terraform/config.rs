@@ -5,8 +5,8 @@ use std::path::Path;
 use std::time::Duration;
 
 
-use crate::config::values::monitor_config;
-use crate::config::values::{ByteSize, GlobPattern, HumanDuration};
+use crate::core::config::values::monitor_config;
+use crate::core::config::values::{ByteSize, GlobPattern, HumanDuration};
 use crate::monitors::kind::ConfigIssue;
 
 monitor_config! {
@@ -72,8 +72,8 @@ impl Default for TerraformConfig {
         Self {
             enabled: true,
             check_interval: default_check_interval(),
-            retry_interval: crate::config::values::default_retry(),
-            timeout: crate::config::values::default_timeout(),
+            retry_interval: crate::core::config::values::default_retry(),
+            timeout: crate::core::config::values::default_timeout(),
             state_files: Vec::new(),
             state_dirs: Vec::new(),
             drift_report: Self::default_drift_report(),

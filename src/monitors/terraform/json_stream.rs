@@ -29,9 +29,9 @@ pub struct ObjectStream<R> {
     eof: bool,
     /// Largest buffer (one value must fit): [`MAX_VALUE`] unless set for tests.
     max_value: usize,
-    /// Held once the buffer grew past [`crate::safe_open::LARGE_READ`]: bounds
+    /// Held once the buffer grew past [`crate::core::safe_open::LARGE_READ`]: bounds
     /// how many large reads hold memory at once.
-    large: Option<crate::safe_open::LargeReadPermit>,
+    large: Option<crate::core::safe_open::LargeReadPermit>,
     /// Newlines in bytes already discarded from `buf`.
     line_base: usize,
     /// Bytes since the last discarded newline, at the start of `buf`.
@@ -173,8 +173,8 @@ impl<R: Read> ObjectStream<R> {
                 });
             }
             let new_len = (self.buf.len() * 2).min(self.max_value);
-            if new_len as u64 > crate::safe_open::LARGE_READ && self.large.is_none() {
-                self.large = Some(crate::safe_open::LargeReadPermit::acquire());
+            if new_len as u64 > crate::core::safe_open::LARGE_READ && self.large.is_none() {
+                self.large = Some(crate::core::safe_open::LargeReadPermit::acquire());
             }
             self.buf.resize(new_len, 0);
         }

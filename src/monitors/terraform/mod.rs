@@ -23,14 +23,14 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
-use crate::clock::unix_seconds;
+use crate::core::clock::unix_seconds;
 use crate::monitors::kind::{BuildContext, ConfigIssue, MonitorKind};
 use crate::monitors::Overrides;
 
 pub use self::config::TerraformConfig;
-use crate::monitor::{CollectContext, Monitor, MonitorError};
-use crate::report::Report;
-use crate::snapshot::{Health, MetricDef, Snapshot, SnapshotBuilder, TargetStatus};
+use crate::core::monitor::{CollectContext, Monitor, MonitorError};
+use crate::cli::report::Report;
+use crate::core::snapshot::{Health, MetricDef, Snapshot, SnapshotBuilder, TargetStatus};
 
 use analysis::{analyse, Analysis, TargetMemory, TargetSources};
 use plan::Action;
@@ -127,10 +127,10 @@ struct Inner {
     cfg: TerraformConfig,
     base: PathBuf,
     /// Local state files: each with its own memory, freshness and deadline.
-    local: crate::targets::Targets<TargetMemory, Analysis>,
+    local: crate::core::targets::Targets<TargetMemory, Analysis>,
     /// Remote entries (backends, working directories): each one target of
     /// the schedule, with its own memory.
-    remote_reads: crate::targets::Targets<remote::EntryMemory, RemoteRead>,
+    remote_reads: crate::core::targets::Targets<remote::EntryMemory, RemoteRead>,
     /// The local targets found by the last finished discovery.
     discovered: Mutex<Vec<LocalTarget>>,
     /// Rego policies (issue 8); `None` when none are configured.
@@ -164,13 +164,13 @@ impl MonitorKind for TerraformKind {
                 .state_dirs
                 .iter()
                 .cloned()
-                .map(crate::config::values::GlobPattern)
+                .map(crate::core::config::values::GlobPattern)
                 .collect();
             t.state_files = ov
                 .state_files
                 .iter()
                 .cloned()
-                .map(crate::config::values::GlobPattern)
+                .map(crate::core::config::values::GlobPattern)
                 .collect();
             // A folder given with --state-dir may be a Terraform working directory
             // whose .terraform/terraform.tfstate records a remote backend (zero-config).
@@ -206,8 +206,8 @@ impl TerraformMonitor {
                 }),
                 cfg,
                 base,
-                local: crate::targets::Targets::new(),
-                remote_reads: crate::targets::Targets::new(),
+                local: crate::core::targets::Targets::new(),
+                remote_reads: crate::core::targets::Targets::new(),
                 discovered: Mutex::new(Vec::new()),
                 found_nothing: std::sync::atomic::AtomicBool::new(false),
             }),
@@ -225,7 +225,7 @@ impl TerraformMonitor {
     ) -> Result<Collected, MonitorError> {
         let inner = self.inner.clone();
         let timeout = inner.cfg.timeout.0;
-        let schedule = crate::targets::Schedule::for_monitor(
+        let schedule = crate::core::targets::Schedule::for_monitor(
             inner.cfg.check_interval.0,
             inner.cfg.retry_interval.0,
             timeout,
@@ -317,7 +317,7 @@ impl TerraformMonitor {
             // target of the schedule: its own due time, retry and deadline
             // (the backend's budget ends first), a hung one never started
             // twice, and a failing backend retried alone.
-            let remote_schedule = crate::targets::Schedule {
+            let remote_schedule = crate::core::targets::Schedule {
                 deadline: timeout.mul_f64(0.95),
                 wait: schedule.wait.min(timeout.mul_f64(0.95)),
                 ..schedule
@@ -430,7 +430,7 @@ impl TerraformMonitor {
 #[derive(Debug, Clone)]
 struct RemoteRead(remote::Collected);
 
-impl crate::targets::TargetValue for RemoteRead {
+impl crate::core::targets::TargetValue for RemoteRead {
     fn healthy(&self) -> bool {
         self.0.problems.is_empty() && self.0.analyses.iter().all(|a| a.errors.is_empty())
     }
@@ -438,7 +438,7 @@ impl crate::targets::TargetValue for RemoteRead {
     fn timed_out(last: Option<&Self>, _label: &str, waited: Duration) -> Self {
         let mut c = last.map(|l| l.0.clone()).unwrap_or_default();
         for a in &mut c.analyses {
-            *a = crate::targets::TargetValue::timed_out(Some(&*a), &a.label.clone(), waited);
+            *a = crate::core::targets::TargetValue::timed_out(Some(&*a), &a.label.clone(), waited);
         }
         c.problems.push(analysis::TargetError {
             component: "discovery",
@@ -569,7 +569,7 @@ pub fn snapshot(
         if let Some(lock) = &a.lock {
             b.gauge(&LOCKED, &sf, bool_f(lock.locked));
             if let Some(since) = lock.since.filter(|_| lock.locked) {
-                b.gauge(&LOCKED_SINCE, &sf, crate::clock::unix_seconds(since));
+                b.gauge(&LOCKED_SINCE, &sf, crate::core::clock::unix_seconds(since));
             }
         }
         if let Some(st) = &a.state {
@@ -762,7 +762,7 @@ fn target_status(a: &Analysis) -> TargetStatus {
         {
             Some(age) => parts.push(format!(
                 "locked for {}",
-                crate::report::human_duration(Duration::from_secs(age.as_secs() / 60 * 60))
+                crate::cli::report::human_duration(Duration::from_secs(age.as_secs() / 60 * 60))
             )),
             None => parts.push("locked".into()),
         }
@@ -860,7 +860,7 @@ impl Monitor for TerraformMonitor {
         }
         let mut b = SnapshotBuilder::new();
         for (label, at, stale) in &c.read_at {
-            crate::targets::emit_freshness(&mut b, "terraform_state", label, *at, *stale);
+            crate::core::targets::emit_freshness(&mut b, "terraform_state", label, *at, *stale);
         }
         snap.families.extend(b.build().families);
         Ok(snap)
@@ -933,7 +933,7 @@ pub(crate) fn mtime_secs(a: &Analysis) -> Option<u64> {
         .map(|d| d.as_secs())
 }
 
-impl crate::targets::TargetValue for Analysis {
+impl crate::core::targets::TargetValue for Analysis {
     fn healthy(&self) -> bool {
         self.errors.is_empty()
     }
@@ -956,7 +956,7 @@ impl crate::targets::TargetValue for Analysis {
             },
             None => Analysis {
                 errors: vec![error],
-                ..<Self as crate::targets::TargetValue>::pending(label)
+                ..<Self as crate::core::targets::TargetValue>::pending(label)
             },
         }
     }

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use futures::StreamExt;
 
-use crate::config::TerraformConfig;
+use crate::core::config::TerraformConfig;
 use crate::remote::client::Budget;
 use crate::remote::{build, spec_label, working_dir_backend, Fetch, RemoteError, StateBackend, Target};
 
@@ -44,7 +44,7 @@ pub struct EntryMemory {
 /// Backend entries collected at the same time.
 pub const ENTRY_CONCURRENCY: usize = 16;
 
-pub const BYTES: crate::snapshot::MetricDef = crate::snapshot::MetricDef::counter(
+pub const BYTES: crate::core::snapshot::MetricDef = crate::core::snapshot::MetricDef::counter(
     "terraform_state_remote_bytes",
     "Bytes of remote state received from the backend since the exporter started (an unchanged state costs 0: requests are conditional).",
 );

@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use super::analysis::{Analysis, TargetError};
-use crate::report::{Report, Section};
+use crate::cli::report::{Report, Section};
 
 fn ts(t: Option<u64>) -> String {
     match t {

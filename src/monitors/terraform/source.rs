@@ -9,7 +9,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-pub use crate::stamp::Stamp;
+pub use crate::core::stamp::Stamp;
 
 /// Why a source could not be read. Messages quote paths, never content.
 #[derive(Debug, thiserror::Error)]
@@ -127,7 +127,7 @@ impl StateSource for LocalFile {
     fn open(&self) -> Result<(Box<dyn Read + Send>, Stamp), SourceError> {
         let (_, before) = self.check()?;
         let f =
-            crate::safe_open::open(&self.path).map_err(|e| SourceError::from_io(&self.path, &e))?;
+            crate::core::safe_open::open(&self.path).map_err(|e| SourceError::from_io(&self.path, &e))?;
         // Stamp of the opened file itself (it may have been swapped by a rename since the check).
         let md = f
             .metadata()

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::config::values::{monitor_config, HumanDuration};
+use crate::core::config::values::{monitor_config, HumanDuration};
 use crate::monitors::kind::ConfigIssue;
 
 monitor_config! {

@@ -15,7 +15,7 @@
 //!     max_scrub_age: "35d"
 //! ```
 //!
-//! Each file is one target on the per-target schedule ([`crate::targets`]);
+//! Each file is one target on the per-target schedule ([`crate::core::targets`]);
 //! [`status::parse`] is a pure parser. The `scan:` line shows only the latest
 //! scan, so while a scrub runs (or after a resilver) the last finished scrub
 //! seen in an earlier read of that file is exported.
@@ -30,10 +30,10 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
-use crate::clock::unix_seconds;
-use crate::monitor::{CollectContext, Monitor, MonitorError};
+use crate::core::clock::unix_seconds;
+use crate::core::monitor::{CollectContext, Monitor, MonitorError};
 use crate::monitors::kind::{BuildContext, ConfigIssue, MonitorKind};
-use crate::snapshot::{Health, MetricDef, Snapshot, SnapshotBuilder, TargetStatus};
+use crate::core::snapshot::{Health, MetricDef, Snapshot, SnapshotBuilder, TargetStatus};
 
 pub use self::config::ZfsConfig;
 use self::status::{PoolStatus, Scan};
@@ -102,7 +102,7 @@ struct FileRead {
     mtime: Option<f64>,
 }
 
-impl crate::targets::TargetValue for FileRead {
+impl crate::core::targets::TargetValue for FileRead {
     fn healthy(&self) -> bool {
         self.pools.is_ok()
     }
@@ -132,7 +132,7 @@ fn read_file(path: &Path, label: &str, tz: &jiff::tz::TimeZone, mem: &mut Memory
     use std::io::Read;
     let mut mtime = None;
     // Regular files only (a FIFO must not hold a read thread), checked on the descriptor.
-    let text = crate::safe_open::open(path)
+    let text = crate::core::safe_open::open(path)
         .and_then(|f| {
             mtime = f.metadata().ok().and_then(|m| m.modified().ok()).map(unix_seconds);
             let mut bytes = Vec::new();
@@ -177,7 +177,7 @@ struct Inner {
     cfg: ZfsConfig,
     base: PathBuf,
     tz: jiff::tz::TimeZone,
-    files: crate::targets::Targets<Memory, FileRead>,
+    files: crate::core::targets::Targets<Memory, FileRead>,
 }
 
 impl ZfsMonitor {
@@ -193,7 +193,7 @@ impl ZfsMonitor {
                 cfg,
                 base,
                 tz,
-                files: crate::targets::Targets::new(),
+                files: crate::core::targets::Targets::new(),
             }),
         }
     }
@@ -201,7 +201,7 @@ impl ZfsMonitor {
 
 impl Inner {
     async fn collect(self: Arc<Self>, now: SystemTime) -> Snapshot {
-        let schedule = crate::targets::Schedule::for_monitor(
+        let schedule = crate::core::targets::Schedule::for_monitor(
             self.cfg.check_interval.0,
             self.cfg.retry_interval.0,
             self.cfg.timeout.0,
@@ -244,7 +244,7 @@ impl Inner {
             if let Some(t) = r.value.mtime {
                 b.gauge(&FILE_TS, &label, t);
             }
-            crate::targets::emit_freshness(&mut fresh, "zfs_scrub", file, r.read_at, false);
+            crate::core::targets::emit_freshness(&mut fresh, "zfs_scrub", file, r.read_at, false);
             let pools = match &r.value.pools {
                 Ok(p) => p,
                 Err(e) => {
@@ -374,7 +374,7 @@ impl Monitor for ZfsMonitor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::parse;
+    use crate::core::config::parse;
 
     const TANK: &str = "  pool: tank\n state: ONLINE\n  scan: scrub repaired 0B in 00:12:34 with 0 errors on Sun Nov  8 00:36:35 2026\nconfig:\n\n\tNAME        STATE     READ WRITE CKSUM\n\ttank        ONLINE       0     0     0\n\t  mirror-0  ONLINE       0     0     0\n\t    sda     ONLINE       0     0     0\n\t    sdb     ONLINE       0     0     0\n\nerrors: No known data errors\n";
     const TANK_SCRUBBING: &str = "  pool: tank\n state: ONLINE\n  scan: scrub in progress since Sun Dec  6 00:24:01 2026\n\t1.23T scanned at 1.02G/s, 456G issued at 380M/s, 2.50T total\n\t0B repaired, 17.83% done, 01:34:12 to go\nconfig:\n\n\tNAME        STATE     READ WRITE CKSUM\n\ttank        ONLINE       0     0     0\n\nerrors: No known data errors\n";

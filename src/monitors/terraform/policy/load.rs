@@ -135,7 +135,7 @@ pub fn check_config(base: &Path, entries: &[String]) -> Result<(), PolicyError> 
         });
     }
     for (path, display) in files {
-        let source = crate::safe_open::read_to_string(&path).map_err(|e| PolicyError::Read {
+        let source = crate::core::safe_open::read_to_string(&path).map_err(|e| PolicyError::Read {
             path: display.clone(),
             message: e.to_string(),
         })?;
@@ -178,7 +178,7 @@ impl PolicySet {
                     continue;
                 }
             }
-            let compiled = match crate::safe_open::read_to_string(&path) {
+            let compiled = match crate::core::safe_open::read_to_string(&path) {
                 Ok(src) => compile(&display, &src).map(|v0| (Arc::<str>::from(src), v0)),
                 Err(e) => Err(PolicyError::Read {
                     path: display.clone(),

@@ -21,7 +21,7 @@ mod redact;
 use std::sync::Arc;
 
 use super::source::Stamp;
-use crate::snapshot::MetricDef;
+use crate::core::snapshot::MetricDef;
 
 pub use self::evaluate::{evaluate, evaluate_target};
 pub use self::load::{check_config, compile, resolve, LoadedPolicy, PolicySet};

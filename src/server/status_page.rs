@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use crate::registry::{Outcome, Registry};
-use crate::snapshot::{Health, Snapshot, TargetStatus};
+use crate::core::registry::{Outcome, Registry};
+use crate::core::snapshot::{Health, Snapshot, TargetStatus};
 
 /// Seconds between automatic reloads of the page.
 pub const REFRESH_SECONDS: u32 = 30;
@@ -93,7 +93,7 @@ pub struct Attention {
     pub error: Option<String>,
 }
 
-fn label<'a>(s: &'a crate::snapshot::Sample, k: &str) -> Option<&'a str> {
+fn label<'a>(s: &'a crate::core::snapshot::Sample, k: &str) -> Option<&'a str> {
     s.labels
         .iter()
         .find(|(lk, _)| *lk == k)
@@ -113,7 +113,7 @@ fn unix(t: SystemTime) -> f64 {
 /// for a refresh; only a monitor with no values yet is waited for, briefly).
 pub async fn collect(registry: &Registry) -> Status {
     let outcomes = registry
-        .gather_with(crate::registry::Wait::Serve(PAGE_WAIT))
+        .gather_with(crate::core::registry::Wait::Serve(PAGE_WAIT))
         .await;
     build(registry, &outcomes, registry.clock().now())
 }
@@ -273,7 +273,7 @@ fn badge(h: Health) -> &'static str {
 
 /// A duration in seconds as `--status` says it ("26h", "4 days 23h", "12ms").
 fn human(secs: f64) -> String {
-    crate::report::human_duration(
+    crate::cli::report::human_duration(
         Duration::try_from_secs_f64(secs.max(0.0)).unwrap_or(Duration::ZERO),
     )
 }
@@ -467,7 +467,7 @@ mod tests {
 
     #[test]
     fn nothing_monitored_is_not_ok() {
-        let reg = Registry::new(Vec::new(), Arc::new(crate::clock::SystemClock));
+        let reg = Registry::new(Vec::new(), Arc::new(crate::core::clock::SystemClock));
         let s = build(&reg, &[], SystemTime::UNIX_EPOCH);
         assert_eq!(s.overall, Health::Findings);
         assert!(s.attention[0].summary.contains("nothing is monitored"));
@@ -571,7 +571,7 @@ mod tests {
     #[test]
     fn thresholds_come_from_the_certificate_snapshot() {
         use crate::monitors::certificates::{CRITICAL, NOT_AFTER, WARNING};
-        let mut b = crate::snapshot::SnapshotBuilder::new();
+        let mut b = crate::core::snapshot::SnapshotBuilder::new();
         b.gauge(&WARNING, &[], 10.0 * 86_400.0);
         b.gauge(&CRITICAL, &[], 3.0 * 86_400.0);
         b.gauge(

@@ -18,12 +18,14 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use crate::encoder::Format;
-use crate::registry::Registry;
-use crate::snapshot::{MetricDef, SnapshotBuilder};
-use crate::web_config::{WebConfig, WebConfigWatcher};
+use crate::core::encoder::Format;
+use crate::core::registry::Registry;
+use crate::core::snapshot::{MetricDef, SnapshotBuilder};
+use crate::server::web_config::{WebConfig, WebConfigWatcher};
 
 mod guard;
+pub mod status_page;
+pub mod web_config;
 use guard::{ConnState, Conns, Guarded};
 
 /// How long a client may take to send its request headers (also the idle
@@ -225,14 +227,14 @@ async fn route(req: Request<Incoming>, app: &AppState) -> Resp {
             "/" => typed(
                 text(
                     StatusCode::OK,
-                    crate::status_page::html(&app.registry, &app.cfg.telemetry_path).await,
+                    crate::server::status_page::html(&app.registry, &app.cfg.telemetry_path).await,
                 ),
                 "text/html; charset=utf-8",
             ),
             "/api/v1/status" => typed(
                 text(
                     StatusCode::OK,
-                    crate::status_page::json(&app.registry).await,
+                    crate::server::status_page::json(&app.registry).await,
                 ),
                 "application/json",
             ),
@@ -269,7 +271,7 @@ pub fn negotiate(accept: Option<&str>) -> Format {
 }
 
 /// The server's own metrics, added to the registry's exposition.
-fn server_metrics(conns: &Conns, web: &WebConfigWatcher) -> crate::snapshot::Snapshot {
+fn server_metrics(conns: &Conns, web: &WebConfigWatcher) -> crate::core::snapshot::Snapshot {
     let mut b = SnapshotBuilder::new();
     b.gauge(&CONNECTIONS_OPEN, &[], conns.open() as f64);
     b.gauge(&CONNECTIONS_MAX, &[], conns.max() as f64);

@@ -13,7 +13,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 
-use crate::snapshot::{MetricKind, Snapshot};
+use crate::core::snapshot::{MetricKind, Snapshot};
 
 /// Exposition format of a `/metrics` response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,7 +166,7 @@ pub fn finish(out: &mut String, format: Format) -> Result<(), std::fmt::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::{MetricDef, SnapshotBuilder};
+    use crate::core::snapshot::{MetricDef, SnapshotBuilder};
 
     const G: MetricDef = MetricDef::gauge("test_gauge", "A test gauge.");
     const C: MetricDef = MetricDef::counter("test_events", "A test counter.");

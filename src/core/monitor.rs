@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
-use crate::report::Report;
-use crate::snapshot::Snapshot;
+use crate::cli::report::Report;
+use crate::core::snapshot::Snapshot;
 
 /// Context handed to every collection.
 #[derive(Debug, Clone, Copy)]
@@ -84,7 +84,7 @@ pub trait Monitor: Send + Sync + 'static {
     /// A detailed one-shot report. The default lists the targets of one collection.
     async fn report(&self, ctx: CollectContext) -> Result<Report, MonitorError> {
         let snap = self.collect(ctx).await?;
-        Ok(crate::report::targets_report(&[(
+        Ok(crate::cli::report::targets_report(&[(
             self.name(),
             &snap,
             false,

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-use crate::snapshot::{MetricDef, SnapshotBuilder};
+use crate::core::snapshot::{MetricDef, SnapshotBuilder};
 
 /// Blocking reads running at once across every monitor.
 pub const MAX_CONCURRENT_READS: usize = 16;
@@ -494,7 +494,7 @@ pub fn emit_freshness(
     stale: bool,
 ) {
     let l = [("monitor", monitor), ("target", target)];
-    b.gauge(&LAST_READ, &l, crate::clock::unix_seconds(read_at));
+    b.gauge(&LAST_READ, &l, crate::core::clock::unix_seconds(read_at));
     b.gauge(&TARGET_STALE, &l, if stale { 1.0 } else { 0.0 });
 }
 

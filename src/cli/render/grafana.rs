@@ -12,23 +12,38 @@ use super::{list, map, s, yaml, RenderArgs, RenderError, Rendered};
 const DASHBOARDS: &[(&str, &str)] = &[
     (
         "homelab-overview.json",
-        include_str!("../../dashboards/homelab-overview.json"),
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/dashboards/homelab-overview.json"
+        )),
     ),
     (
         "terraform-state.json",
-        include_str!("../../dashboards/terraform-state.json"),
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/dashboards/terraform-state.json"
+        )),
     ),
     (
         "certificates.json",
-        include_str!("../../dashboards/certificates.json"),
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/dashboards/certificates.json"
+        )),
     ),
     (
         "backups.json",
-        include_str!("../../dashboards/backups.json"),
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/dashboards/backups.json"
+        )),
     ),
     (
         "exporter-health.json",
-        include_str!("../../dashboards/exporter-health.json"),
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/dashboards/exporter-health.json"
+        )),
     ),
 ];
 

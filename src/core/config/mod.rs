@@ -153,10 +153,11 @@ impl Config {
 
     /// Load and validate a config file, including the files it names.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = crate::safe_open::read_to_string(path).map_err(|error| ConfigError::Read {
-            path: path.to_path_buf(),
-            error,
-        })?;
+        let text =
+            crate::core::safe_open::read_to_string(path).map_err(|error| ConfigError::Read {
+                path: path.to_path_buf(),
+                error,
+            })?;
         let file = parse(&text, path)?;
         let base_dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),

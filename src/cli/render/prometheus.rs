@@ -9,7 +9,10 @@ use serde_yaml_ng::{Mapping, Value};
 use super::{list, map, s, strs, yaml, RenderArgs, RenderError, Rendered};
 
 /// The shipped rules, embedded so the binary renders them anywhere.
-const RULES: &str = include_str!("../../alerts/homelab-monitor.rules.yml");
+const RULES: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/alerts/homelab-monitor.rules.yml"
+));
 
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct PrometheusStack {

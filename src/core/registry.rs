@@ -17,9 +17,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use futures::future::{BoxFuture, FutureExt, Shared};
 
-use crate::clock::{age, SharedClock};
-use crate::monitor::{CollectContext, Monitor, MonitorError};
-use crate::snapshot::{MetricDef, Snapshot, SnapshotBuilder};
+use crate::core::clock::{age, SharedClock};
+use crate::core::monitor::{CollectContext, Monitor, MonitorError};
+use crate::core::snapshot::{MetricDef, Snapshot, SnapshotBuilder};
 
 pub const BUILD_INFO: MetricDef = MetricDef::gauge(
     "homelab_monitor_build_info",
@@ -298,7 +298,11 @@ fn stale_outcome(
     }
 }
 
-type EncodedCache = Vec<(crate::encoder::Format, Vec<Arc<Snapshot>>, Arc<String>)>;
+type EncodedCache = Vec<(
+    crate::core::encoder::Format,
+    Vec<Arc<Snapshot>>,
+    Arc<String>,
+)>;
 
 /// All enabled monitors.
 pub struct Registry {
@@ -358,7 +362,7 @@ impl Registry {
         let now = self.clock.now();
         let mut b = SnapshotBuilder::new();
         b.gauge(&BUILD_INFO, &[("version", crate::VERSION)], 1.0);
-        crate::targets::self_metrics(&mut b);
+        crate::core::targets::self_metrics(&mut b);
         for (entry, o) in self.entries.iter().zip(outcomes) {
             let m = [("monitor", o.monitor)];
             if !o.pending {
@@ -388,11 +392,11 @@ impl Registry {
     /// server's own metrics) is encoded with the self metrics.
     pub async fn scrape(
         &self,
-        format: crate::encoder::Format,
+        format: crate::core::encoder::Format,
         wait: Duration,
         extra: Option<Snapshot>,
     ) -> Result<String, std::fmt::Error> {
-        use crate::encoder::{encode_cached_part, encode_part, finish};
+        use crate::core::encoder::{encode_cached_part, encode_part, finish};
         let outcomes = self.gather_with(Wait::Serve(wait)).await;
         let snaps: Vec<Arc<Snapshot>> = outcomes.iter().map(|o| o.snapshot.clone()).collect();
         let same = |k: &[Arc<Snapshot>]| {
@@ -428,7 +432,7 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::SystemClock;
+    use crate::core::clock::SystemClock;
     use async_trait::async_trait;
     use std::sync::atomic::AtomicUsize;
 
@@ -532,7 +536,7 @@ mod tests {
 
     #[derive(Debug)]
     struct JumpClock(std::sync::Mutex<SystemTime>);
-    impl crate::clock::Clock for JumpClock {
+    impl crate::core::clock::Clock for JumpClock {
         fn now(&self) -> SystemTime {
             *self.0.lock().unwrap()
         }

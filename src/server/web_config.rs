@@ -182,7 +182,7 @@ impl WebConfig {
     /// Load and validate `path`.
     pub fn load(path: &Path) -> Result<Self, WebConfigError> {
         let text =
-            crate::safe_open::read_to_string(path).map_err(|error| WebConfigError::Read {
+            crate::core::safe_open::read_to_string(path).map_err(|error| WebConfigError::Read {
                 path: path.to_path_buf(),
                 error,
             })?;
@@ -204,7 +204,7 @@ impl WebConfig {
                     .map(|(m, _)| m.to_string())
                     .unwrap_or(msg);
                 // Reload errors are logged: never repeat values from the file.
-                invalid(format!("{loc}{}", crate::config::redact_quoted(&msg)))
+                invalid(format!("{loc}{}", crate::core::config::redact_quoted(&msg)))
             })?
         };
         let base = path.parent().unwrap_or(Path::new("."));
@@ -292,7 +292,7 @@ fn tls_config(
     };
     let cert_path = base.join(&t.cert_file);
     let key_path = base.join(&t.key_file);
-    let cert_pem = crate::safe_open::read(&cert_path)
+    let cert_pem = crate::core::safe_open::read(&cert_path)
         .map_err(|e| tls_err("cert_file", &cert_path, e.to_string()))?;
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<_, _>>()
@@ -304,7 +304,7 @@ fn tls_config(
             "no certificate found".into(),
         ));
     }
-    let mut key_pem = crate::safe_open::read(&key_path)
+    let mut key_pem = crate::core::safe_open::read(&key_path)
         .map_err(|e| tls_err("key_file", &key_path, e.to_string()))?;
     let key = PrivateKeyDer::from_pem_slice(&key_pem);
     // Do not leave the key's PEM in freed memory.
@@ -342,7 +342,7 @@ fn tls_config(
             })?;
             let ca_path = base.join(ca);
             let mut roots = rustls::RootCertStore::empty();
-            let ca_pem = crate::safe_open::read(&ca_path)
+            let ca_pem = crate::core::safe_open::read(&ca_path)
                 .map_err(|e| tls_err("client_ca_file", &ca_path, e.to_string()))?;
             for c in CertificateDer::pem_slice_iter(&ca_pem) {
                 let c = c.map_err(|e| tls_err("client_ca_file", &ca_path, e.to_string()))?;

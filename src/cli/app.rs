@@ -4,15 +4,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::cli::report::{targets_report, Report};
 use crate::cli::Cli;
-use crate::clock::{FixedClock, SharedClock, SystemClock};
-use crate::config::{Config, ConfigError};
-use crate::monitor::CollectContext;
+use crate::core::clock::{FixedClock, SharedClock, SystemClock};
+use crate::core::config::{Config, ConfigError};
+use crate::core::monitor::CollectContext;
+use crate::core::registry::Registry;
 use crate::monitors::{self, Overrides};
-use crate::registry::Registry;
-use crate::report::{targets_report, Report};
+use crate::server::web_config::{WebConfigError, WebConfigWatcher};
 use crate::server::{self, ServerConfig};
-use crate::web_config::{WebConfigError, WebConfigWatcher};
 
 /// Start-up failures (everything later is per target and never fatal).
 #[derive(Debug, thiserror::Error)]
@@ -103,15 +103,15 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
 }
 
 /// `render`: write the stack's config files from the `monitoring:` block.
-fn render(cli: &Cli, args: &crate::render::RenderArgs) -> Result<i32, AppError> {
+fn render(cli: &Cli, args: &crate::cli::render::RenderArgs) -> Result<i32, AppError> {
     if cli.config.is_none() {
         return Err(AppError::Usage(
             "render needs --config monitoring-config.yaml".into(),
         ));
     }
     let config = load_config(cli)?;
-    let files = crate::render::render(config.file.monitoring.as_ref(), args)
-        .and_then(|f| crate::render::write(&args.out, &f).map(|()| f))
+    let files = crate::cli::render::render(config.file.monitoring.as_ref(), args)
+        .and_then(|f| crate::cli::render::write(&args.out, &f).map(|()| f))
         .map_err(|e| AppError::Usage(e.to_string()))?;
     for (p, _) in &files {
         println!("{}", args.out.join(p).display());
@@ -140,7 +140,7 @@ async fn one_shot_state(
 
 async fn status(cli: &Cli, registry: &Registry) -> i32 {
     let outcomes = registry.gather().await;
-    let entries: Vec<(&str, &crate::snapshot::Snapshot, bool)> = outcomes
+    let entries: Vec<(&str, &crate::core::snapshot::Snapshot, bool)> = outcomes
         .iter()
         .map(|o| (o.monitor, o.snapshot.as_ref(), o.stale))
         .collect();
@@ -151,7 +151,7 @@ async fn status(cli: &Cli, registry: &Registry) -> i32 {
             eprintln!(
                 "monitor {} failed: {}",
                 o.monitor,
-                crate::telemetry::escape_controls(&e.to_string())
+                crate::core::telemetry::escape_controls(&e.to_string())
             );
         }
     }

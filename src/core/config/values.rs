@@ -55,7 +55,7 @@ impl fmt::Display for HumanDuration {
     /// "26h", "7 days" (not humantime's "1day 2h"); humantime's form only when the
     /// short one would round (e.g. 2 days 3h 4m).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let natural = crate::report::human_duration(self.0);
+        let natural = crate::cli::report::human_duration(self.0);
         if parse_duration(&natural) == Ok(self.0) {
             f.write_str(&natural)
         } else {
@@ -236,8 +236,8 @@ macro_rules! monitor_config {
             $( $(#[$fmeta:meta])* pub $field:ident : $ty:ty ),* $(,)?
         }
     ) => {
-        fn default_check_interval() -> $crate::config::values::HumanDuration {
-            $crate::config::values::HumanDuration($default)
+        fn default_check_interval() -> $crate::core::config::values::HumanDuration {
+            $crate::core::config::values::HumanDuration($default)
         }
 
         $(#[$meta])*
@@ -245,21 +245,21 @@ macro_rules! monitor_config {
         #[serde(deny_unknown_fields)]
         pub struct $name {
             /// `false` turns the monitor off without deleting its block.
-            #[serde(default = "crate::config::values::yes")]
+            #[serde(default = "crate::core::config::values::yes")]
             pub enabled: bool,
             /// Re-check period and cache TTL.
             #[serde(default = "default_check_interval")]
-            pub check_interval: $crate::config::values::HumanDuration,
+            pub check_interval: $crate::core::config::values::HumanDuration,
             /// How soon a failed read is retried (capped at check_interval).
-            #[serde(default = "crate::config::values::default_retry")]
-            pub retry_interval: $crate::config::values::HumanDuration,
+            #[serde(default = "crate::core::config::values::default_retry")]
+            pub retry_interval: $crate::core::config::values::HumanDuration,
             /// How long a scrape waits for this monitor before serving its last values.
-            #[serde(default = "crate::config::values::default_timeout")]
-            pub timeout: $crate::config::values::HumanDuration,
+            #[serde(default = "crate::core::config::values::default_timeout")]
+            pub timeout: $crate::core::config::values::HumanDuration,
             $( $(#[$fmeta])* pub $field: $ty, )*
         }
 
-        impl $crate::config::values::MonitorSchedule for $name {
+        impl $crate::core::config::values::MonitorSchedule for $name {
             fn enabled(&self) -> bool {
                 self.enabled
             }
@@ -267,7 +267,7 @@ macro_rules! monitor_config {
                 self.check_interval.0
             }
             fn set_check_interval(&mut self, interval: ::std::time::Duration) {
-                self.check_interval = $crate::config::values::HumanDuration(interval);
+                self.check_interval = $crate::core::config::values::HumanDuration(interval);
             }
         }
     };

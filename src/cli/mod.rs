@@ -1,12 +1,17 @@
 //! Command-line interface. Every flag can also be set from an environment
-//! variable (`HOMELAB_MONITOR_*`).
+//! variable (`HOMELAB_MONITOR_*`). The modes live in [`app`], the one-shot
+//! reports in [`report`], `render` in [`render`].
+
+pub mod app;
+pub mod render;
+pub mod report;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
-use crate::report::ReportFormat;
+use crate::cli::report::ReportFormat;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -37,7 +42,7 @@ impl LogLevel {
 
 /// Parse `--interval`: seconds (`300`) or humantime (`5m`).
 fn parse_interval(s: &str) -> Result<Duration, String> {
-    let d = crate::config::parse_duration(s)?;
+    let d = crate::core::config::parse_duration(s)?;
     if d.is_zero() {
         return Err("the interval must be longer than zero".into());
     }
@@ -145,7 +150,7 @@ pub struct Cli {
         long = "web.first-scrape-wait",
         value_name = "DURATION",
         default_value = "5s",
-        value_parser = crate::config::parse_duration,
+        value_parser = crate::core::config::parse_duration,
         env = "HOMELAB_MONITOR_WEB_FIRST_SCRAPE_WAIT"
     )]
     pub first_scrape_wait: Duration,
@@ -189,7 +194,7 @@ pub struct Cli {
 pub enum Command {
     /// Render prometheus.yml, alertmanager.yml and Grafana provisioning from
     /// the config's `monitoring:` block into --out DIR.
-    Render(crate::render::RenderArgs),
+    Render(crate::cli::render::RenderArgs),
 }
 
 impl Cli {

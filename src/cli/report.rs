@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::snapshot::{Health, Snapshot};
+use crate::core::snapshot::{Health, Snapshot};
 
 /// A titled table.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -203,7 +203,7 @@ pub fn render_table(sec: &Section) -> String {
     // File names may hold newlines or terminal escapes: never print them raw.
     let esc = |r: &Vec<String>| -> Vec<String> {
         r.iter()
-            .map(|c| crate::telemetry::escape_controls(c).into_owned())
+            .map(|c| crate::core::telemetry::escape_controls(c).into_owned())
             .collect()
     };
     let header = esc(&sec.header);
@@ -266,7 +266,7 @@ mod tests {
 
     #[test]
     fn configured_durations_show_as_written() {
-        use crate::config::{parse_duration, HumanDuration};
+        use crate::core::config::{parse_duration, HumanDuration};
         let shown = |t: &str| HumanDuration(parse_duration(t).unwrap()).to_string();
         assert_eq!(shown("26h"), "26h");
         assert_eq!(shown("1d"), "24h");
@@ -308,7 +308,7 @@ mod tests {
             .contains("nothing is monitored"));
         let snap = Snapshot {
             families: Vec::new(),
-            targets: vec![crate::snapshot::TargetStatus {
+            targets: vec![crate::core::snapshot::TargetStatus {
                 target: "s".into(),
                 health: Health::Unchecked,
                 summary: String::new(),

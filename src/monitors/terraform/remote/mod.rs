@@ -40,8 +40,8 @@ use futures::StreamExt;
 use crate::config::{RemoteBackend, TerraformConfig};
 
 pub use super::analysis::LockState;
-use super::analysis::{analyse, Analysis, TargetError, TargetMemory, TargetSources};
-use super::policy::{self, PolicySet};
+use super::analysis::{analyse_with_policies, Analysis, TargetError, TargetMemory, TargetSources};
+use super::policy::PolicySet;
 use super::source::{sibling_path, LocalFile, SourceError, Stamp, StateSource};
 use client::Budget;
 
@@ -313,18 +313,15 @@ fn analyse_remote(src: &Fetched, sm: &mut SourceMemory, ctx: &Ctx) -> Analysis {
         .as_ref()
         .and_then(|(_, b)| b.as_ref())
         .map(|b| b as &dyn StateSource);
-    let mut a = analyse(
+    analyse_with_policies(
         TargetSources {
             state: src,
             drift,
             baseline,
         },
         &mut sm.analysis,
-    );
-    if let (Some(set), Some(false)) = (&ctx.policies, a.state.as_ref().map(|s| s.encrypted)) {
-        a.policy = policy::evaluate_target(set, src, drift, &mut sm.analysis.policy);
-    }
-    a
+        ctx.policies.as_deref(),
+    )
 }
 
 /// What every state of a collection shares.

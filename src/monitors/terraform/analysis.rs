@@ -208,12 +208,18 @@ fn read_cached<T: Clone>(
     parse: impl FnOnce(Box<dyn std::io::Read + Send>) -> T,
 ) -> Result<Cached<T>, SourceError> {
     let stamp = src.stamp()?;
-    if let Some(c) = cached {
-        if c.stamp == stamp && !c.racy && !fresh {
-            return Ok(c.clone());
-        }
+    let valid = cached.filter(|c| c.stamp == stamp && !c.racy);
+    if let (Some(c), false) = (valid, fresh) {
+        return Ok(c.clone());
     }
-    let (reader, stamp) = src.open()?;
+    let (reader, stamp) = match (src.open(), valid) {
+        (Ok(opened), _) => opened,
+        // Read again only for the policies, and the source cannot serve the
+        // unchanged content again (a remote backend answered "not
+        // modified"): the parse held is still right; policies keep theirs.
+        (Err(_), Some(c)) => return Ok(c.clone()),
+        (Err(e), None) => return Err(e),
+    };
     Ok(Cached {
         stamp,
         value: parse(reader),
@@ -605,6 +611,8 @@ mod tests {
         docs: Vec<String>,
         opens: std::sync::atomic::AtomicUsize,
         stamp: std::sync::Mutex<Option<Stamp>>,
+        /// `open` fails (the content cannot be served again).
+        gone: bool,
     }
 
     impl Counting {
@@ -618,6 +626,7 @@ mod tests {
                     modified: Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1000)),
                     inode: 7,
                 })),
+                gone: false,
             }
         }
         fn opens(&self) -> usize {
@@ -634,6 +643,13 @@ mod tests {
         }
         fn open(&self) -> Result<(Box<dyn std::io::Read + Send>, Stamp), SourceError> {
             let stamp = self.stamp()?;
+            if self.gone {
+                return Err(SourceError::Remote {
+                    label: self.label.clone(),
+                    reason: "protocol",
+                    message: "unchanged, but the earlier copy is gone".into(),
+                });
+            }
             let n = self.opens.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let doc = self.docs[n.min(self.docs.len() - 1)].clone();
             Ok((Box::new(std::io::Cursor::new(doc.into_bytes())), stamp))
@@ -710,6 +726,40 @@ mod tests {
         assert!(d.stale);
         assert!(Arc::ptr_eq(c.policy.as_ref().unwrap(), d.policy.as_ref().unwrap()));
         assert_eq!((state.opens(), drift.opens()), (2, 2));
+    }
+
+    #[test]
+    fn policy_change_on_a_source_that_cannot_serve_unchanged_content_again_is_no_state_error() {
+        let t = tempfile::tempdir().unwrap();
+        let policy = t.path().join("p.rego");
+        std::fs::write(&policy, "package p\nimport rego.v1\ndeny contains \"x\" if true\n").unwrap();
+        let set = PolicySet::new(
+            vec!["p.rego".into()],
+            t.path().into(),
+            std::time::Duration::from_secs(10),
+        );
+        let mut src = Counting::new("s", &[STATE.to_string()]);
+        let mut mem = TargetMemory::default();
+        let mut run = |src: &Counting| {
+            analyse_with_policies(
+                TargetSources {
+                    state: src,
+                    drift: None,
+                    baseline: None,
+                },
+                &mut mem,
+                Some(&set),
+            )
+        };
+        let a = run(&src);
+        assert_eq!(messages(&a), vec!["x"]);
+        // As a remote state answered "not modified": same stamp, no content.
+        src.gone = true;
+        std::fs::write(&policy, "package p\nimport rego.v1\ndeny contains \"y\" if true\nwarn contains \"z\" if true\n").unwrap();
+        let b = run(&src);
+        assert!(b.up && !b.stale && b.errors.is_empty(), "{:?}", b.errors);
+        assert!(Arc::ptr_eq(&a.state.unwrap(), b.state.as_ref().unwrap()));
+        assert_eq!(messages(&b), vec!["x"], "the last outcome is kept");
     }
 
     #[test]

@@ -276,6 +276,7 @@ pub(crate) fn elements<T: DeserializeOwned, R: Read>(
         }
         Ok(())
     })?;
+    kept.shrink_to_fit();
     doc.insert(
         key,
         if array {

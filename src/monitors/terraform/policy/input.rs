@@ -165,6 +165,8 @@ impl<'de> Visitor<'de> for Seed<'_> {
         while let Some(v) = seq.next_element_seed(Seed(&mut *self.0))? {
             out.push(v);
         }
+        // Held until the evaluation ends: no spare capacity.
+        out.shrink_to_fit();
         Ok(Value::from(out))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
@@ -239,3 +241,4 @@ mod tests {
         assert!(Arc::ptr_eq(&key_of(0), &key_of(1)));
     }
 }
+

@@ -172,6 +172,13 @@ impl<'de> Visitor<'de> for Seed<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = BTreeMap::new();
         while let Some(k) = map.next_key_seed(KeySeed(&mut *self.0))? {
+            // How serde_json hands over a number if `arbitrary_precision` is
+            // ever enabled in the build (regorus reads it the same way).
+            if out.is_empty() && k.as_string().is_ok_and(|s| &**s == "$serde_json::private::Number") {
+                let text: String = map.next_value()?;
+                return Value::from_numeric_string(&text)
+                    .map_err(|_| de::Error::custom("failed to read a big number"));
+            }
             let v = map.next_value_seed(Seed(&mut *self.0))?;
             out.insert(k, v);
         }

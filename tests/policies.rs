@@ -8,10 +8,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+use homelab_monitor::monitors::terraform::analysis::{
+    analyse_with_policies, TargetMemory, TargetSources,
+};
+use homelab_monitor::monitors::terraform::plan::parse_plan_with_input;
 use homelab_monitor::monitors::terraform::policy::{
-    evaluate, evaluate_target, PolicyResult, PolicySet, RuleKind,
+    evaluate, evaluate_values, LoadedPolicy, PolicyOutcome, PolicyResult, PolicySet, RuleKind,
 };
 use homelab_monitor::monitors::terraform::source::LocalFile;
+use homelab_monitor::monitors::terraform::state::parse_state_with_input;
 use serde_json::{json, Value};
 
 fn state(resources: Value) -> Value {
@@ -39,11 +44,43 @@ fn run_policy(name: &str, input: Value, drift: Option<Value>) -> PolicyResult {
         Duration::from_secs(10),
     );
     let (policies, _) = set.refresh();
-    let mut out = evaluate(&policies, "test.tfstate", input, drift, set.timeout());
+    let mut out = eval_both(&policies, "test.tfstate", input, drift, set.timeout());
     assert_eq!(out.results.len(), 1);
     let r = out.results.remove(0);
     assert!(r.ok, "{name} failed: {:?}", r.error);
     r
+}
+
+/// Evaluate as the monitor does: on the input built by the one streaming
+/// read of the state (and drift report). Asserts that the input equals the
+/// whole-document conversion policies were given before (`evaluate` on the
+/// `serde_json` documents) and that the results are identical.
+fn eval_both(
+    policies: &[LoadedPolicy],
+    label: &str,
+    input: Value,
+    drift: Option<Value>,
+    timeout: Duration,
+) -> PolicyOutcome {
+    let before = evaluate(policies, label, input.clone(), drift.clone(), timeout);
+    let (_, doc) = parse_state_with_input(input.to_string().as_bytes()).unwrap();
+    let doc = doc.unwrap().unwrap();
+    assert_eq!(doc, regorus::Value::from(input));
+    let drift_doc = drift.map(|d| {
+        let (_, doc) = parse_plan_with_input(d.to_string().as_bytes());
+        let doc = doc.unwrap().unwrap();
+        assert_eq!(doc, regorus::Value::from(d));
+        doc
+    });
+    let now = evaluate_values(policies, label, doc, drift_doc, timeout);
+    let strip = |o: &PolicyOutcome| -> Vec<_> {
+        o.results
+            .iter()
+            .map(|r| (r.policy.clone(), r.ok, r.reason, r.violations.clone()))
+            .collect()
+    };
+    assert_eq!(strip(&before), strip(&now));
+    now
 }
 
 fn addresses(r: &PolicyResult, rule: RuleKind) -> Vec<String> {
@@ -392,7 +429,7 @@ deny[msg] {
     assert_eq!(policies.len(), 1);
     assert_eq!(policies[0].name, "classic");
     let drift = json!({"format_version": "1.2", "resource_drift": [{"address": "aws_instance.web", "change": {"actions": ["update"]}}]});
-    let out = evaluate(
+    let out = eval_both(
         &policies,
         "s.tfstate",
         state(json!([res("aws_instance", "web", json!({}))])),
@@ -413,7 +450,7 @@ deny[msg] {
     assert!(msgs.contains(&("instance web", RuleKind::Warn)), "{msgs:?}");
     assert_eq!(r.violations.len(), 2);
     // Without a drift report `data.drift` is undefined: the rule is silent.
-    let out = evaluate(
+    let out = eval_both(
         &policies,
         "s.tfstate",
         state(json!([])),
@@ -444,7 +481,7 @@ deny contains "all_ports" if homelab.port_in_range(22, 0, 0)
         dir.path().into(),
         Duration::from_secs(5),
     );
-    let out = evaluate(&set.refresh().0, "s", state(json!([])), None, set.timeout());
+    let out = eval_both(&set.refresh().0, "s", state(json!([])), None, set.timeout());
     let mut msgs: Vec<String> = out.results[0]
         .violations
         .iter()
@@ -480,7 +517,7 @@ fn a_slow_policy_is_stopped_and_others_still_run() {
         Duration::from_millis(500),
     );
     let started = std::time::Instant::now();
-    let out = evaluate(&set.refresh().0, "s", state(json!([])), None, set.timeout());
+    let out = eval_both(&set.refresh().0, "s", state(json!([])), None, set.timeout());
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "{:?}",
@@ -513,9 +550,9 @@ fn a_policy_error_fails_that_state_only() {
     let p = set.refresh().0;
     let mut one = state(json!([]));
     one["serial"] = json!(1);
-    let good = evaluate(&p, "one", one, None, set.timeout());
+    let good = eval_both(&p, "one", one, None, set.timeout());
     assert!(good.results[0].ok, "{:?}", good.results[0].error);
-    let bad = evaluate(&p, "three", state(json!([])), None, set.timeout());
+    let bad = eval_both(&p, "three", state(json!([])), None, set.timeout());
     assert!(!bad.results[0].ok);
     assert_eq!(bad.results[0].reason, Some("eval"));
 }
@@ -539,9 +576,22 @@ fn evaluation_is_cached_by_state_and_policy_stamps() {
         dir.path().into(),
         Duration::from_secs(5),
     );
-    let mut cache = None;
-    let a = evaluate_target(&set, &src, None, &mut cache).unwrap();
-    let b = evaluate_target(&set, &src, None, &mut cache).unwrap();
+    let mut mem = TargetMemory::default();
+    let mut run = || {
+        analyse_with_policies(
+            TargetSources {
+                state: &src,
+                drift: None,
+                baseline: None,
+            },
+            &mut mem,
+            Some(&set),
+        )
+        .policy
+        .unwrap()
+    };
+    let a = run();
+    let b = run();
     assert!(
         Arc::ptr_eq(&a, &b),
         "unchanged files must not be re-evaluated"
@@ -549,7 +599,7 @@ fn evaluation_is_cached_by_state_and_policy_stamps() {
     // A policy change re-evaluates.
     std::thread::sleep(Duration::from_millis(20));
     write(dir.path(), "p.rego", "package p\nimport rego.v1\ndeny contains \"y\" if input.version == 4\nwarn contains \"z\" if true\n");
-    let c = evaluate_target(&set, &src, None, &mut cache).unwrap();
+    let c = run();
     assert!(!Arc::ptr_eq(&b, &c));
     assert_eq!(c.violations(), 2);
     // A state change re-evaluates.
@@ -558,7 +608,7 @@ fn evaluation_is_cached_by_state_and_policy_stamps() {
         state(json!([res("aws_instance", "x", json!({}))])).to_string() + "\n",
     )
     .unwrap();
-    let d = evaluate_target(&set, &src, None, &mut cache).unwrap();
+    let d = run();
     assert!(!Arc::ptr_eq(&c, &d));
 }
 
@@ -756,7 +806,7 @@ fn starter_library_loads() {
             "required_tags"
         ]
     );
-    let out = evaluate(&p, "empty", state(json!([])), None, set.timeout());
+    let out = eval_both(&p, "empty", state(json!([])), None, set.timeout());
     assert!(
         out.results.iter().all(|r| r.ok && r.violations.is_empty()),
         "{out:?}"

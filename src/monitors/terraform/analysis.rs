@@ -4,9 +4,10 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::plan::{parse_plan, Action, ParsedPlan, PlanError};
+use super::plan::{parse_plan, parse_plan_with_input, Action, ParsedPlan, PlanError};
+use super::policy::{Due, PolicySet};
 use super::source::{SourceError, Stamp, StateSource};
-use super::state::{parse_state, ParseError, ParsedState};
+use super::state::{parse_state, parse_state_with_input, ParseError, ParsedState, PolicyInput};
 
 /// An error of one component of a target, with a bounded reason label.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -192,19 +193,27 @@ impl Analysis {
     }
 }
 
-/// Read (or reuse) one file's parse by stamp.
+/// Read (or reuse) one file's parse by stamp; `fresh`: read it even if
+/// unchanged (its policies are due and need its values).
 fn read_cached<T: Clone>(
     src: &dyn StateSource,
     cached: Option<&Cached<T>>,
+    fresh: bool,
     parse: impl FnOnce(Box<dyn std::io::Read + Send>) -> T,
 ) -> Result<Cached<T>, SourceError> {
     let stamp = src.stamp()?;
-    if let Some(c) = cached {
-        if c.stamp == stamp && !c.racy {
-            return Ok(c.clone());
-        }
+    let valid = cached.filter(|c| c.stamp == stamp && !c.racy);
+    if let (Some(c), false) = (valid, fresh) {
+        return Ok(c.clone());
     }
-    let (reader, stamp) = src.open()?;
+    let (reader, stamp) = match (src.open(), valid) {
+        (Ok(opened), _) => opened,
+        // Read again only for the policies, and the source cannot serve the
+        // unchanged content again (a remote backend answered "not
+        // modified"): the parse held is still right; policies keep theirs.
+        (Err(_), Some(c)) => return Ok(c.clone()),
+        (Err(e), None) => return Err(e),
+    };
     Ok(Cached {
         stamp,
         value: parse(reader),
@@ -221,6 +230,22 @@ pub struct TargetSources<'a> {
 
 /// Analyse one target, updating its memory.
 pub fn analyse(src: TargetSources<'_>, mem: &mut TargetMemory) -> Analysis {
+    analyse_with_policies(src, mem, None)
+}
+
+/// [`analyse`], and evaluate the target's Rego policies when some are
+/// configured. When they are due (the state, drift report or a policy file
+/// changed since the cached outcome), the one streaming read of the state and
+/// of the drift report also builds the policy input: no file is read twice.
+pub fn analyse_with_policies(
+    src: TargetSources<'_>,
+    mem: &mut TargetMemory,
+    policies: Option<&PolicySet>,
+) -> Analysis {
+    let due = policies.and_then(|set| Due::check(set, src.state, src.drift, mem.policy.as_ref()));
+    let fresh = due.is_some();
+    let mut state_input: PolicyInput = None;
+    let mut drift_input: PolicyInput = None;
     let label = src.state.label().to_string();
     let mut errors = Vec::new();
     let previous = mem.state.as_ref().map(|c| c.value.clone());
@@ -236,7 +261,17 @@ pub fn analyse(src: TargetSources<'_>, mem: &mut TargetMemory) -> Analysis {
                 racy: c.racy,
             })
             .as_ref(),
-        |r| parse_state(r).map(Arc::new),
+        fresh,
+        |r| {
+            if fresh {
+                parse_state_with_input(r).map(|(st, input)| {
+                    state_input = input;
+                    Arc::new(st)
+                })
+            } else {
+                parse_state(r).map(Arc::new)
+            }
+        },
     ) {
         Ok(Cached {
             stamp,
@@ -279,7 +314,15 @@ pub fn analyse(src: TargetSources<'_>, mem: &mut TargetMemory) -> Analysis {
     // Drift report: absent is fine (no drift metrics); present must parse.
     let (mut drift, mut drift_time, mut drift_up) = (None, None, None);
     if let Some(dsrc) = drift_src {
-        match read_cached(dsrc, mem.drift.as_ref(), |r| parse_plan(r).map(Arc::new)) {
+        match read_cached(dsrc, mem.drift.as_ref(), fresh, |r| {
+            if fresh {
+                let (plan, input) = parse_plan_with_input(r);
+                drift_input = input;
+                plan.map(Arc::new)
+            } else {
+                parse_plan(r).map(Arc::new)
+            }
+        }) {
             Ok(c) => {
                 match &c.value {
                     Ok(p) if p.errored => {
@@ -321,7 +364,7 @@ pub fn analyse(src: TargetSources<'_>, mem: &mut TargetMemory) -> Analysis {
     // Baseline: absent is fine; present must parse and share the lineage.
     let (mut unapproved, mut baseline_up) = (None, None);
     if let Some(bsrc) = baseline_src {
-        match read_cached(bsrc, mem.baseline.as_ref(), |r| {
+        match read_cached(bsrc, mem.baseline.as_ref(), false, |r| {
             parse_state(r).map(Arc::new)
         }) {
             Ok(c) => {
@@ -374,6 +417,40 @@ pub fn analyse(src: TargetSources<'_>, mem: &mut TargetMemory) -> Analysis {
         }
     }
 
+    let policy = policies.and_then(|_| {
+        let current = state.as_ref()?;
+        if current.encrypted {
+            // Only the envelope is readable: nothing to evaluate.
+            mem.policy = None;
+            return None;
+        }
+        let cached = || mem.policy.as_ref().map(|c| c.outcome.clone());
+        let Some(due) = due else {
+            return cached();
+        };
+        match state_input {
+            // This collection's read of the state built the input.
+            Some(Ok(input)) if up => {
+                let drift = match drift_input {
+                    Some(Ok(d)) => Some(d),
+                    Some(Err(e)) => {
+                        tracing::debug!(monitor = "terraform_state", state_file = %label, "drift report not given to policies: {e}");
+                        None
+                    }
+                    None => None,
+                };
+                let stamp = state_stamp?;
+                Some(due.evaluate(&label, stamp, input, drift, &mut mem.policy))
+            }
+            Some(Err(e)) => {
+                tracing::debug!(monitor = "terraform_state", state_file = %label, "policies not evaluated: {e}");
+                cached()
+            }
+            // The read failed (the state error says why): keep the last outcome.
+            _ => cached(),
+        }
+    });
+
     Analysis {
         label,
         stale: !up && state.is_some(),
@@ -388,7 +465,7 @@ pub fn analyse(src: TargetSources<'_>, mem: &mut TargetMemory) -> Analysis {
         baseline_up,
         errors,
         changed_since_last,
-        policy: None,
+        policy,
         lock: None,
         remote_bytes: None,
     }
@@ -519,6 +596,195 @@ mod tests {
         assert!(a.drift.is_none() && a.drift_up.is_none() && a.baseline_up.is_none());
         assert_eq!(a.errors.len(), 1);
         assert_eq!(a.errors[0].reason, "not_found");
+    }
+
+    /// A source that counts opens and serves its next document on each one
+    /// (as a file rewritten between two reads with an unchanged stamp would).
+    struct Counting {
+        label: String,
+        docs: Vec<String>,
+        opens: std::sync::atomic::AtomicUsize,
+        stamp: std::sync::Mutex<Option<Stamp>>,
+        /// `open` fails (the content cannot be served again).
+        gone: bool,
+    }
+
+    impl Counting {
+        fn new(label: &str, docs: &[String]) -> Self {
+            Counting {
+                label: label.into(),
+                docs: docs.to_vec(),
+                opens: Default::default(),
+                stamp: std::sync::Mutex::new(Some(Stamp {
+                    size: 1,
+                    modified: Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1000)),
+                    inode: 7,
+                })),
+                gone: false,
+            }
+        }
+        fn opens(&self) -> usize {
+            self.opens.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    impl StateSource for Counting {
+        fn label(&self) -> &str {
+            &self.label
+        }
+        fn stamp(&self) -> Result<Stamp, SourceError> {
+            (*self.stamp.lock().unwrap()).ok_or_else(|| SourceError::NotFound(self.label.clone()))
+        }
+        fn open(&self) -> Result<(Box<dyn std::io::Read + Send>, Stamp), SourceError> {
+            let stamp = self.stamp()?;
+            if self.gone {
+                return Err(SourceError::Remote {
+                    label: self.label.clone(),
+                    reason: "protocol",
+                    message: "unchanged, but the earlier copy is gone".into(),
+                });
+            }
+            let n = self.opens.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let doc = self.docs[n.min(self.docs.len() - 1)].clone();
+            Ok((Box::new(std::io::Cursor::new(doc.into_bytes())), stamp))
+        }
+    }
+
+    fn messages(a: &Analysis) -> Vec<String> {
+        let mut m: Vec<String> = a
+            .policy
+            .as_ref()
+            .expect("policies evaluated")
+            .results
+            .iter()
+            .flat_map(|r| {
+                assert!(r.ok, "{:?}", r.error);
+                r.violations.iter().map(|v| v.msg.clone())
+            })
+            .collect();
+        m.sort();
+        m
+    }
+
+    #[test]
+    fn policy_input_is_built_by_the_one_read_of_the_state_and_drift_report() {
+        let t = tempfile::tempdir().unwrap();
+        let policy = t.path().join("p.rego");
+        std::fs::write(&policy, "package p\nimport rego.v1\ndeny contains sprintf(\"serial %d\", [input.serial]) if true\ndeny contains sprintf(\"drift %s\", [c.address]) if { some c in data.drift.resource_drift }\n").unwrap();
+        let set = PolicySet::new(
+            vec!["p.rego".into()],
+            t.path().into(),
+            std::time::Duration::from_secs(10),
+        );
+        let states: Vec<String> = (1..=3)
+            .map(|n| format!(r#"{{"version":4,"serial":{n},"lineage":"l","resources":[]}}"#))
+            .collect();
+        let drifts: Vec<String> = (1..=3)
+            .map(|n| format!(r#"{{"format_version":"1.2","resource_drift":[{{"address":"a.d{n}","change":{{"actions":["update"]}}}}]}}"#))
+            .collect();
+        let (state, drift) = (Counting::new("s", &states), Counting::new("d", &drifts));
+        let mut mem = TargetMemory::default();
+        let run = |mem: &mut TargetMemory| {
+            analyse_with_policies(
+                TargetSources {
+                    state: &state,
+                    drift: Some(&drift),
+                    baseline: None,
+                },
+                mem,
+                Some(&set),
+            )
+        };
+        let a = run(&mut mem);
+        assert_eq!(
+            (state.opens(), drift.opens()),
+            (1, 1),
+            "each file is read once per collection, policies included"
+        );
+        // The policies saw what the monitor read (a second read would see serial 2).
+        assert_eq!(messages(&a), vec!["drift a.d1", "serial 1"]);
+        assert_eq!(a.state.as_ref().unwrap().serial, Some(1));
+        // Unchanged stamps: nothing is read, the outcome is reused.
+        let b = run(&mut mem);
+        assert_eq!((state.opens(), drift.opens()), (1, 1));
+        assert!(Arc::ptr_eq(a.policy.as_ref().unwrap(), b.policy.as_ref().unwrap()));
+        // A policy change: one read of each file builds the input again.
+        std::fs::write(&policy, "package p\nimport rego.v1\nwarn contains sprintf(\"now %d\", [input.serial]) if true\n").unwrap();
+        let c = run(&mut mem);
+        assert_eq!((state.opens(), drift.opens()), (2, 2));
+        assert_eq!(messages(&c), vec!["now 2"]);
+        assert_eq!(c.state.as_ref().unwrap().serial, Some(2));
+        // The state cannot be read now: the last outcome is kept, nothing opened.
+        *state.stamp.lock().unwrap() = None;
+        let d = run(&mut mem);
+        assert!(d.stale);
+        assert!(Arc::ptr_eq(c.policy.as_ref().unwrap(), d.policy.as_ref().unwrap()));
+        assert_eq!((state.opens(), drift.opens()), (2, 2));
+    }
+
+    #[test]
+    fn policy_change_on_a_source_that_cannot_serve_unchanged_content_again_is_no_state_error() {
+        let t = tempfile::tempdir().unwrap();
+        let policy = t.path().join("p.rego");
+        std::fs::write(&policy, "package p\nimport rego.v1\ndeny contains \"x\" if true\n").unwrap();
+        let set = PolicySet::new(
+            vec!["p.rego".into()],
+            t.path().into(),
+            std::time::Duration::from_secs(10),
+        );
+        let mut src = Counting::new("s", &[STATE.to_string()]);
+        let mut mem = TargetMemory::default();
+        let mut run = |src: &Counting| {
+            analyse_with_policies(
+                TargetSources {
+                    state: src,
+                    drift: None,
+                    baseline: None,
+                },
+                &mut mem,
+                Some(&set),
+            )
+        };
+        let a = run(&src);
+        assert_eq!(messages(&a), vec!["x"]);
+        // As a remote state answered "not modified": same stamp, no content.
+        src.gone = true;
+        std::fs::write(&policy, "package p\nimport rego.v1\ndeny contains \"y\" if true\nwarn contains \"z\" if true\n").unwrap();
+        let b = run(&src);
+        assert!(b.up && !b.stale && b.errors.is_empty(), "{:?}", b.errors);
+        assert!(Arc::ptr_eq(&a.state.unwrap(), b.state.as_ref().unwrap()));
+        assert_eq!(messages(&b), vec!["x"], "the last outcome is kept");
+    }
+
+    #[test]
+    fn policy_input_is_not_built_for_an_encrypted_state_or_without_policies() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("p.rego"), "package p\nimport rego.v1\ndeny contains \"x\" if true\n").unwrap();
+        let set = PolicySet::new(
+            vec!["p.rego".into()],
+            t.path().into(),
+            std::time::Duration::from_secs(10),
+        );
+        let enc = Counting::new("e", &[r#"{"serial": 3, "meta": {}, "encrypted_data": "AAAA", "encryption_version": "v0"}"#.to_string()]);
+        let src = || TargetSources {
+            state: &enc,
+            drift: None,
+            baseline: None,
+        };
+        let a = analyse_with_policies(src(), &mut TargetMemory::default(), Some(&set));
+        assert!(a.unchecked() && a.policy.is_none());
+        let (st, input) = parse_state_with_input(enc.docs[0].as_bytes()).unwrap();
+        assert!(st.encrypted && input.is_none());
+        let plain = Counting::new("p", &[STATE.to_string()]);
+        let a = analyse(
+            TargetSources {
+                state: &plain,
+                drift: None,
+                baseline: None,
+            },
+            &mut TargetMemory::default(),
+        );
+        assert!(a.up && a.policy.is_none());
     }
 
     #[test]

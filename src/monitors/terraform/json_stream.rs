@@ -307,8 +307,18 @@ impl<R: Read> ObjectStream<R> {
 
     /// Deserialize the current member's value.
     pub fn value<T: DeserializeOwned>(&mut self) -> Result<T, ParseError> {
+        self.raw_value(|raw| serde_json::from_slice(raw))
+    }
+
+    /// Hand the current member's JSON text (one value, as buffered) to `f`,
+    /// which may read it more than once (e.g. into a summary and into a policy
+    /// input); its errors get the value's position in the document.
+    pub fn raw_value<T>(
+        &mut self,
+        f: impl FnOnce(&[u8]) -> Result<T, serde_json::Error>,
+    ) -> Result<T, ParseError> {
         let (a, b) = self.scan_value()?;
-        let v = serde_json::from_slice(&self.buf[a..b]).map_err(|e| self.map_err(a, &e))?;
+        let v = f(&self.buf[a..b]).map_err(|e| self.map_err(a, &e))?;
         self.pos = b;
         Ok(v)
     }
@@ -323,6 +333,17 @@ impl<R: Read> ObjectStream<R> {
     /// The current member's value is an array (or null): deserialize and hand
     /// over its elements one at a time. Returns false for null.
     pub fn each<T: DeserializeOwned>(&mut self, mut f: impl FnMut(T)) -> Result<bool, ParseError> {
+        self.each_raw(|raw| {
+            f(serde_json::from_slice(raw)?);
+            Ok(())
+        })
+    }
+
+    /// [`Self::each`] over the elements' JSON text (see [`Self::raw_value`]).
+    pub fn each_raw(
+        &mut self,
+        mut f: impl FnMut(&[u8]) -> Result<(), serde_json::Error>,
+    ) -> Result<bool, ParseError> {
         match self.peek_non_ws()? {
             None => return Err(self.truncated()),
             Some(b'n') => {
@@ -352,7 +373,7 @@ impl<R: Read> ObjectStream<R> {
                 Some(_) => return Err(self.syntax_here()),
             }
             first = false;
-            f(self.value()?);
+            self.raw_value(&mut f)?;
         }
     }
 

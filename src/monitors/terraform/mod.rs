@@ -32,7 +32,7 @@ use crate::core::monitor::{CollectContext, Monitor, MonitorError};
 use crate::cli::report::Report;
 use crate::core::snapshot::{Health, MetricDef, Snapshot, SnapshotBuilder, TargetStatus};
 
-use analysis::{analyse, Analysis, TargetMemory, TargetSources};
+use analysis::{analyse_with_policies, Analysis, TargetMemory, TargetSources};
 use plan::Action;
 use source::{discover, sibling_path, LocalFile, LocalTarget, StateSource};
 
@@ -406,23 +406,15 @@ impl TerraformMonitor {
         };
         let drift = sibling(&inner.cfg.drift_report);
         let baseline = inner.cfg.baseline.as_deref().map(sibling);
-        let mut a = analyse(
+        analyse_with_policies(
             TargetSources {
                 state: &state,
                 drift: Some(&drift as &dyn StateSource),
                 baseline: baseline.as_ref().map(|b| b as &dyn StateSource),
             },
             mem,
-        );
-        if let (Some(set), Some(false)) = (&inner.policies, a.state.as_ref().map(|s| s.encrypted)) {
-            a.policy = policy::evaluate_target(
-                set,
-                &state,
-                Some(&drift as &dyn StateSource),
-                &mut mem.policy,
-            );
-        }
-        a
+            inner.policies.as_deref(),
+        )
     }
 }
 

@@ -11,7 +11,8 @@ use serde::Deserialize;
 
 use super::digest::{with_path_table, AttrDigest, PathTable};
 use super::json_stream::ObjectStream;
-use super::state::{CheckInfo, ParseError};
+use super::policy::DocBuilder;
+use super::state::{elements, value, CheckInfo, ParseError, PolicyInput};
 
 /// A planned action, as exported in `terraform_state_pending_changes{action}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
@@ -215,8 +216,25 @@ struct RawChangeBody {
 /// Parse a `terraform show -json` plan document (streamed: `prior_state`,
 /// `planned_values` and the like are skipped without being kept).
 pub fn parse_plan<R: Read>(reader: R) -> Result<ParsedPlan, PlanError> {
+    parse(reader, None)
+}
+
+/// [`parse_plan`] that also builds, in the same single pass, the policy's
+/// `data.drift`: the whole document as the engine's value, whenever it was
+/// read whole as a JSON object (a plan or not: policies see what is there).
+pub fn parse_plan_with_input<R: Read>(reader: R) -> (Result<ParsedPlan, PlanError>, PolicyInput) {
+    let mut doc = DocBuilder::new();
+    let res = parse(reader, Some(&mut doc));
+    let input = match &res {
+        Err(PlanError::Parse(_)) => None,
+        _ => Some(doc.finish()),
+    };
+    (res, input)
+}
+
+fn parse<R: Read>(reader: R, doc: Option<&mut DocBuilder>) -> Result<ParsedPlan, PlanError> {
     let mut s = ObjectStream::new(reader, "not a plan in JSON form")?;
-    let (res, paths) = with_path_table(|| read_plan(&mut s));
+    let (res, paths) = with_path_table(|| read_plan(&mut s, doc));
     let p = res?;
     let is_plan = p.plan_keys > 0;
     let format_version = match (p.format_version, is_plan) {
@@ -270,49 +288,55 @@ struct PartialPlan {
     has_values: bool,
 }
 
-fn read_plan<R: Read>(s: &mut ObjectStream<R>) -> Result<PartialPlan, ParseError> {
+fn read_plan<R: Read>(
+    s: &mut ObjectStream<R>,
+    mut doc: Option<&mut DocBuilder>,
+) -> Result<PartialPlan, ParseError> {
     let mut p = PartialPlan::default();
     while let Some(key) = s.next_key()? {
+        let mut doc = doc.as_deref_mut();
+        let d = &mut doc;
         match key.as_str() {
-            "format_version" => p.format_version = s.value()?,
-            "terraform_version" => p.terraform_version = s.value()?,
-            "timestamp" => p.timestamp = s.value()?,
-            "errored" => p.errored = s.value::<Option<bool>>()?.unwrap_or(false),
-            "complete" => p.complete = s.value::<Option<bool>>()?,
+            "format_version" => p.format_version = value(s, d, &key)?,
+            "terraform_version" => p.terraform_version = value(s, d, &key)?,
+            "timestamp" => p.timestamp = value(s, d, &key)?,
+            "errored" => p.errored = value::<Option<bool>, _>(s, d, &key)?.unwrap_or(false),
+            "complete" => p.complete = value::<Option<bool>, _>(s, d, &key)?,
             "resource_drift" => {
                 p.plan_keys += 1;
                 let keep = &mut p.drift;
-                s.each(|c: RawChange| keep_change(keep, c))?;
+                elements(s, d, &key, |c: RawChange| keep_change(keep, c))?;
             }
             "resource_changes" => {
                 p.plan_keys += 1;
                 let keep = &mut p.pending;
-                s.each(|c: RawChange| keep_change(keep, c))?;
+                elements(s, d, &key, |c: RawChange| keep_change(keep, c))?;
             }
             "output_changes" => {
                 p.plan_keys += 1;
-                p.output_changes = s
-                    .value::<Option<OutputChanges>>()?
+                p.output_changes = value::<Option<OutputChanges>, _>(s, d, &key)?
                     .map(|o| o.0)
                     .unwrap_or_default();
             }
             "checks" => {
                 let keep = &mut p.checks;
-                s.each(|c: RawPlanCheck| add_plan_check(keep, c))?;
+                elements(s, d, &key, |c: RawPlanCheck| add_plan_check(keep, c))?;
             }
-            "planned_values" | "prior_state" | "configuration" => {
-                p.plan_keys += 1;
-                s.skip()?;
+            other => {
+                match other {
+                    "planned_values" | "prior_state" | "configuration" => p.plan_keys += 1,
+                    "lineage" | "resources" => p.state_keys += 1,
+                    "values" => p.has_values = true,
+                    _ => {}
+                }
+                match doc {
+                    Some(doc) => s.raw_value(|raw| {
+                        doc.member(&key, raw);
+                        Ok(())
+                    })?,
+                    None => s.skip()?,
+                }
             }
-            "lineage" | "resources" => {
-                p.state_keys += 1;
-                s.skip()?;
-            }
-            "values" => {
-                p.has_values = true;
-                s.skip()?;
-            }
-            _ => s.skip()?,
         }
     }
     s.finish()?;

@@ -20,8 +20,8 @@ use crate::remote::client::Budget;
 use crate::remote::{build, spec_label, working_dir_backend, Fetch, RemoteError, StateBackend, Target};
 
 pub use crate::remote::LockState;
-use super::analysis::{analyse, Analysis, TargetError, TargetMemory, TargetSources};
-use super::policy::{self, PolicySet};
+use super::analysis::{analyse_with_policies, Analysis, TargetError, TargetMemory, TargetSources};
+use super::policy::PolicySet;
 use super::source::{sibling_path, LocalFile, SourceError, Stamp, StateSource};
 
 /// What is remembered about one remote state between collections.
@@ -144,18 +144,15 @@ fn analyse_remote(src: &Fetched, sm: &mut SourceMemory, ctx: &Ctx) -> Analysis {
         .as_ref()
         .and_then(|(_, b)| b.as_ref())
         .map(|b| b as &dyn StateSource);
-    let mut a = analyse(
+    analyse_with_policies(
         TargetSources {
             state: src,
             drift,
             baseline,
         },
         &mut sm.analysis,
-    );
-    if let (Some(set), Some(false)) = (&ctx.policies, a.state.as_ref().map(|s| s.encrypted)) {
-        a.policy = policy::evaluate_target(set, src, drift, &mut sm.analysis.policy);
-    }
-    a
+        ctx.policies.as_deref(),
+    )
 }
 
 /// What every state of a collection shares.

@@ -8,11 +8,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Read;
 
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{self, DeserializeOwned, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
 use super::digest::{with_path_table, AttrDigest, PathTable};
 use super::json_stream::ObjectStream;
+use super::policy::{DocBuilder, InputError};
 
 /// What went wrong while parsing a document; positions only, never content.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -150,9 +151,31 @@ impl ParsedState {
 
 /// Parse a state document from a reader (streamed, not loaded whole).
 pub fn parse_state<R: Read>(reader: R) -> Result<ParsedState, ParseError> {
+    parse(reader, None)
+}
+
+/// [`parse_state`] that also builds, in the same single pass, the policy
+/// input: the whole document as the policy engine's value. The input is
+/// `None` for an encrypted state (policies are not evaluated on it) and an
+/// error when the document is not valid JSON in a part the summary skips.
+pub fn parse_state_with_input<R: Read>(reader: R) -> Result<(ParsedState, PolicyInput), ParseError> {
+    let mut doc = DocBuilder::new();
+    let st = parse(reader, Some(&mut doc))?;
+    let input = if st.encrypted {
+        None
+    } else {
+        Some(doc.finish())
+    };
+    Ok((st, input))
+}
+
+/// What [`parse_state_with_input`] built for policies.
+pub type PolicyInput = Option<Result<regorus::Value, InputError>>;
+
+fn parse<R: Read>(reader: R, doc: Option<&mut DocBuilder>) -> Result<ParsedState, ParseError> {
     let mut stream = ObjectStream::new(reader, "not a Terraform state")?;
     let head = stream.head().to_vec();
-    let (res, paths) = with_path_table(|| read_members(&mut stream));
+    let (res, paths) = with_path_table(|| read_members(&mut stream, doc));
     match res {
         Ok(mut p) => {
             p.st.paths = paths;
@@ -170,18 +193,23 @@ pub fn parse_state<R: Read>(reader: R) -> Result<ParsedState, ParseError> {
     }
 }
 
-/// Read every top-level member, building the summary as resources stream past.
-fn read_members<R: Read>(s: &mut ObjectStream<R>) -> Result<Partial, ParseError> {
+/// Read every top-level member, building the summary as resources stream
+/// past (and, with `doc`, the policy input from the same buffered text).
+fn read_members<R: Read>(
+    s: &mut ObjectStream<R>,
+    mut doc: Option<&mut DocBuilder>,
+) -> Result<Partial, ParseError> {
     let mut p = Partial::default();
     while let Some(key) = s.next_key()? {
+        let mut doc = doc.as_deref_mut();
+        let d = &mut doc;
         match key.as_str() {
-            "version" => p.version = s.value()?,
-            "terraform_version" => p.st.terraform_version = s.value()?,
-            "serial" => p.st.serial = s.value()?,
-            "lineage" => p.st.lineage = s.value()?,
+            "version" => p.version = value(s, d, &key)?,
+            "terraform_version" => p.st.terraform_version = value(s, d, &key)?,
+            "serial" => p.st.serial = value(s, d, &key)?,
+            "lineage" => p.st.lineage = value(s, d, &key)?,
             "outputs" => {
-                p.st.outputs = s
-                    .value::<Option<Outputs>>()?
+                p.st.outputs = value::<Option<Outputs>, _>(s, d, &key)?
                     .map(|o| o.0)
                     .unwrap_or_default()
             }
@@ -191,18 +219,73 @@ fn read_members<R: Read>(s: &mut ObjectStream<R>) -> Result<Partial, ParseError>
                     check_version(v)?;
                 }
                 let st = &mut p.st;
-                s.each(|r: RawResource| add_resource(st, r))?;
+                elements(s, d, &key, |r: RawResource| add_resource(st, r))?;
             }
             "check_results" => {
                 let st = &mut p.st;
-                s.each(|c: RawCheck| add_check(st, c))?;
+                elements(s, d, &key, |c: RawCheck| add_check(st, c))?;
             }
-            "encrypted_data" => p.encrypted = s.value::<Option<IgnoredAny>>()?.is_some(),
-            _ => s.skip()?,
+            "encrypted_data" => {
+                p.encrypted = value::<Option<IgnoredAny>, _>(s, d, &key)?.is_some()
+            }
+            _ => match doc {
+                Some(doc) => s.raw_value(|raw| {
+                    doc.member(&key, raw);
+                    Ok(())
+                })?,
+                None => s.skip()?,
+            },
         }
     }
     s.finish()?;
     Ok(p)
+}
+
+/// One member's value; its text also goes into `doc` when there is one.
+pub(crate) fn value<T: DeserializeOwned, R: Read>(
+    s: &mut ObjectStream<R>,
+    doc: &mut Option<&mut DocBuilder>,
+    key: &str,
+) -> Result<T, ParseError> {
+    s.raw_value(|raw| {
+        let v = serde_json::from_slice(raw)?;
+        if let Some(doc) = doc.as_deref_mut() {
+            doc.member(key, raw);
+        }
+        Ok(v)
+    })
+}
+
+/// An array member's elements one at a time (see [`ObjectStream::each`]);
+/// with `doc`, the array goes into it too, element by element.
+pub(crate) fn elements<T: DeserializeOwned, R: Read>(
+    s: &mut ObjectStream<R>,
+    doc: &mut Option<&mut DocBuilder>,
+    key: &str,
+    mut f: impl FnMut(T),
+) -> Result<(), ParseError> {
+    let Some(doc) = doc.as_deref_mut() else {
+        s.each(f)?;
+        return Ok(());
+    };
+    let mut kept = Vec::new();
+    let array = s.each_raw(|raw| {
+        f(serde_json::from_slice(raw)?);
+        if let Some(v) = doc.parse(raw) {
+            kept.push(v);
+        }
+        Ok(())
+    })?;
+    kept.shrink_to_fit();
+    doc.insert(
+        key,
+        if array {
+            regorus::Value::from(kept)
+        } else {
+            regorus::Value::Null
+        },
+    );
+    Ok(())
 }
 
 #[derive(Default)]

@@ -1,86 +1,80 @@
-//! Evaluating every policy on a target: the per-target cache, reading the
-//! state and drift report, and turning raw rule values into redacted violations.
+//! Evaluating every policy on a target: the per-target cache, and turning
+//! raw rule values into redacted violations. The documents are the policy
+//! inputs the monitor's one streaming read built
+//! ([`super::super::state::parse_state_with_input`]); nothing here reads a file.
 
-use std::io::Read;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use regorus::Value;
 
-use super::super::source::{SourceError, Stamp, StateSource};
+use super::super::source::{Stamp, StateSource};
 use super::engine::run_bounded;
 use super::redact::Redactor;
 use super::{LoadedPolicy, PolicyCache, PolicyOutcome, PolicyResult, PolicySet, RuleKind, Violation, SEVERITIES};
 
-/// Read a whole document (bounded by the source's max size).
-fn read_json(src: &dyn StateSource) -> Result<(serde_json::Value, Stamp), String> {
-    let (mut r, stamp) = src.open().map_err(|e| e.to_string())?;
-    let mut buf = Vec::new();
-    r.read_to_end(&mut buf)
-        .map_err(|e| format!("cannot read {}: {e}", src.label()))?;
-    let v = serde_json::from_slice(&buf)
-        .map_err(|e| format!("{} is not valid JSON (line {})", src.label(), e.line()))?;
-    Ok((v, stamp))
+/// One target's policies when they must be evaluated in this collection:
+/// the state, its drift report or a policy file changed since the cached
+/// outcome. The monitor's read of the state (and drift report) then also
+/// builds the policy input.
+pub struct Due {
+    policies: Vec<LoadedPolicy>,
+    fp: u64,
+    drift_stamp: Option<Stamp>,
+    timeout: Duration,
 }
 
-/// Evaluate every policy on one target, reusing the cache when nothing changed.
-/// `state_stamp` is the stamp of the last good state parse; encrypted states are skipped.
-pub fn evaluate_target(
-    set: &PolicySet,
-    state: &dyn StateSource,
-    drift: Option<&dyn StateSource>,
-    cache: &mut Option<PolicyCache>,
-) -> Option<Arc<PolicyOutcome>> {
-    let (policies, fp) = set.refresh();
-    // Unreadable now: keep the last results (the state monitor reports the error).
-    let Ok(state_stamp) = state.stamp() else {
-        return cache.as_ref().map(|c| c.outcome.clone());
-    };
-    let drift_stamp = drift.and_then(|d| d.stamp().ok());
-    let key = (state_stamp, drift_stamp, fp);
-    if let Some(c) = cache {
-        if c.key == key {
-            return Some(c.outcome.clone());
+impl Due {
+    /// `None` when the cached outcome still holds (files unchanged), or when
+    /// the state cannot even be stat'ed now (the state monitor reports that;
+    /// the last outcome is kept).
+    pub fn check(
+        set: &PolicySet,
+        state: &dyn StateSource,
+        drift: Option<&dyn StateSource>,
+        cache: Option<&PolicyCache>,
+    ) -> Option<Due> {
+        let (policies, fp) = set.refresh();
+        let state_stamp = state.stamp().ok()?;
+        let drift_stamp = drift.and_then(|d| d.stamp().ok());
+        if cache.is_some_and(|c| c.key == (state_stamp, drift_stamp, fp)) {
+            return None;
         }
+        Some(Due {
+            policies,
+            fp,
+            drift_stamp,
+            timeout: set.timeout,
+        })
     }
-    let (input, stamp) = match read_json(state) {
-        Ok(v) => v,
-        // The state monitor already reports read errors; keep the last outcome.
-        Err(_) => return cache.as_ref().map(|c| c.outcome.clone()),
-    };
-    if input.get("encrypted_data").is_some() || input.get("encryption_version").is_some() {
-        *cache = None;
-        return None;
+
+    /// Evaluate on the state read at `stamp` (and its drift report) and
+    /// cache the outcome. The documents are dropped on return.
+    pub fn evaluate(
+        self,
+        state_label: &str,
+        stamp: Stamp,
+        input: Value,
+        drift: Option<Value>,
+        cache: &mut Option<PolicyCache>,
+    ) -> Arc<PolicyOutcome> {
+        let outcome = Arc::new(evaluate_values(
+            &self.policies,
+            state_label,
+            input,
+            drift,
+            self.timeout,
+        ));
+        *cache = Some(PolicyCache {
+            key: (stamp, self.drift_stamp, self.fp),
+            outcome: outcome.clone(),
+        });
+        outcome
     }
-    let drift_doc = drift.and_then(|d| match read_json(d) {
-        Ok((v, _)) => Some(v),
-        Err(e) => match d.stamp() {
-            Err(SourceError::NotFound(_)) => None,
-            _ => {
-                tracing::debug!(
-                    monitor = "terraform_state",
-                    "drift report not given to policies: {e}"
-                );
-                None
-            }
-        },
-    });
-    let outcome = Arc::new(evaluate(
-        &policies,
-        state.label(),
-        input,
-        drift_doc,
-        set.timeout,
-    ));
-    *cache = Some(PolicyCache {
-        key: (stamp, drift_stamp, fp),
-        outcome: outcome.clone(),
-    });
-    Some(outcome)
 }
 
-/// Evaluate policies on one document. The values are dropped on return
-/// (abandoned evaluations drop theirs when their thread ends).
+/// Evaluate policies on documents held as `serde_json` values (tests, tools):
+/// the same as the monitor's path once converted.
 pub fn evaluate(
     policies: &[LoadedPolicy],
     state_label: &str,
@@ -88,10 +82,27 @@ pub fn evaluate(
     drift: Option<serde_json::Value>,
     timeout: Duration,
 ) -> PolicyOutcome {
+    evaluate_values(
+        policies,
+        state_label,
+        Value::from(input),
+        drift.map(Value::from),
+        timeout,
+    )
+}
+
+/// Evaluate policies on one document. The values are dropped on return
+/// (abandoned evaluations drop theirs when their thread ends).
+pub fn evaluate_values(
+    policies: &[LoadedPolicy],
+    state_label: &str,
+    input: Value,
+    drift: Option<Value>,
+    timeout: Duration,
+) -> PolicyOutcome {
     let redactor = Arc::new(Redactor::from_documents(&input, drift.as_ref()));
-    let input = Value::from(input);
     let data = match drift {
-        Some(d) => Value::from(serde_json::json!({ "drift": d })),
+        Some(d) => Value::from(std::collections::BTreeMap::from([(Value::from("drift"), d)])),
         None => Value::new_object(),
     };
     let mut results = Vec::new();

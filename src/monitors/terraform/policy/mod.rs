@@ -8,13 +8,16 @@
 //! `address` and `severity`.
 //!
 //! Values: the state's values are in memory only while a target is
-//! evaluated, then dropped. Everything that leaves an evaluation (messages,
+//! evaluated, then dropped. They come from the monitor's one streaming read
+//! of the state (and drift report), which builds the input only when the
+//! policies are due ([`Due`]); a state is never read a second time for them. Everything that leaves an evaluation (messages,
 //! addresses, errors) goes through a [`Redactor`] built from the state's
 //! sensitive values first. Metrics carry no message at all.
 
 mod builtins;
 mod engine;
 mod evaluate;
+mod input;
 mod load;
 mod redact;
 
@@ -23,7 +26,8 @@ use std::sync::Arc;
 use super::source::Stamp;
 use crate::core::snapshot::MetricDef;
 
-pub use self::evaluate::{evaluate, evaluate_target};
+pub use self::evaluate::{evaluate, evaluate_values, Due};
+pub use self::input::{DocBuilder, InputError};
 pub use self::load::{check_config, compile, resolve, LoadedPolicy, PolicySet};
 pub use self::redact::{Redactor, REDACTED};
 

@@ -1,6 +1,8 @@
 //! Redaction: every sensitive value of a state (and its drift report) is
 //! replaced before any text leaves an evaluation.
 
+use regorus::Value;
+
 /// Replaces every sensitive value of a state (and its drift report) in text.
 pub struct Redactor {
     matcher: Option<aho_corasick::AhoCorasick>,
@@ -33,50 +35,63 @@ fn secret_name(k: &str) -> bool {
     SECRET_NAMES.iter().any(|s| k.contains(s))
 }
 
-fn leaves(v: &serde_json::Value, out: &mut Vec<String>) {
+fn get<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+    v.as_object().ok()?.get(&Value::from(key))
+}
+
+fn array(v: &Value) -> &[Value] {
     match v {
-        serde_json::Value::String(s) if s.len() >= MIN_SECRET_LEN => out.push(s.clone()),
-        serde_json::Value::Number(n) if n.to_string().len() >= 6 => out.push(n.to_string()),
-        serde_json::Value::Array(a) => a.iter().for_each(|x| leaves(x, out)),
-        serde_json::Value::Object(o) => o.values().for_each(|x| leaves(x, out)),
+        Value::Array(a) => a.as_slice(),
+        _ => &[],
+    }
+}
+
+fn leaves(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) if s.len() >= MIN_SECRET_LEN => out.push(s.to_string()),
+        Value::Number(_) => {
+            if let Ok(n) = v.to_json_str() {
+                if n.len() >= 6 {
+                    out.push(n);
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| leaves(x, out)),
+        Value::Object(o) => o.values().for_each(|x| leaves(x, out)),
         _ => {}
     }
 }
 
 /// Values under secret-looking attribute names, anywhere.
-fn by_name(v: &serde_json::Value, out: &mut Vec<String>) {
+fn by_name(v: &Value, out: &mut Vec<String>) {
     match v {
-        serde_json::Value::Object(o) => {
-            for (k, x) in o {
-                if secret_name(k) {
+        Value::Object(o) => {
+            for (k, x) in o.iter() {
+                if k.as_string().is_ok_and(|k| secret_name(k)) {
                     leaves(x, out);
                 } else {
                     by_name(x, out);
                 }
             }
         }
-        serde_json::Value::Array(a) => a.iter().for_each(|x| by_name(x, out)),
+        Value::Array(a) => a.iter().for_each(|x| by_name(x, out)),
         _ => {}
     }
 }
 
 /// Follow one `sensitive_attributes` path (`[{type: get_attr|index, value}]`).
-fn at_path<'a>(
-    mut v: &'a serde_json::Value,
-    path: &serde_json::Value,
-) -> Option<&'a serde_json::Value> {
-    let steps = path.as_array()?;
+fn at_path<'a>(mut v: &'a Value, steps: &[Value]) -> Option<&'a Value> {
     for s in steps {
-        let key = s.get("value")?;
+        let key = get(s, "value")?;
         // Newer states wrap index keys: {"type": "index", "value": {"value": 0, "type": "number"}}.
-        let key = match key.get("value") {
-            Some(inner) if key.is_object() => inner,
+        let key = match key {
+            Value::Object(_) => get(key, "value")?,
             _ => key,
         };
         v = match (v, key) {
-            (serde_json::Value::Object(o), serde_json::Value::String(k)) => o.get(k)?,
-            (serde_json::Value::Array(a), serde_json::Value::Number(n)) => {
-                a.get(usize::try_from(n.as_u64()?).ok()?)?
+            (Value::Object(o), Value::String(_)) => o.get(key)?,
+            (Value::Array(a), Value::Number(_)) => {
+                a.get(usize::try_from(key.as_u64().ok()?).ok()?)?
             }
             _ => return None,
         };
@@ -85,18 +100,18 @@ fn at_path<'a>(
 }
 
 /// Values masked `true` in a plan's `*_sensitive` shadow structure.
-fn by_mask(v: &serde_json::Value, mask: &serde_json::Value, out: &mut Vec<String>) {
+fn by_mask(v: &Value, mask: &Value, out: &mut Vec<String>) {
     match (v, mask) {
-        (_, serde_json::Value::Bool(true)) => leaves(v, out),
-        (serde_json::Value::Object(o), serde_json::Value::Object(m)) => {
-            for (k, mv) in m {
+        (_, Value::Bool(true)) => leaves(v, out),
+        (Value::Object(o), Value::Object(m)) => {
+            for (k, mv) in m.iter() {
                 if let Some(x) = o.get(k) {
                     by_mask(x, mv, out);
                 }
             }
         }
-        (serde_json::Value::Array(a), serde_json::Value::Array(m)) => {
-            for (x, mv) in a.iter().zip(m) {
+        (Value::Array(a), Value::Array(m)) => {
+            for (x, mv) in a.iter().zip(m.iter()) {
                 by_mask(x, mv, out);
             }
         }
@@ -108,48 +123,40 @@ impl Redactor {
     /// Collect sensitive values: `sensitive_attributes` paths, secret-looking
     /// attribute names, `private`, sensitive outputs; in the drift report,
     /// values masked by `before_sensitive`/`after_sensitive` and secret names.
-    pub fn from_documents(state: &serde_json::Value, drift: Option<&serde_json::Value>) -> Self {
+    /// Both documents are the policy engine's values (the policy input).
+    pub fn from_documents(state: &Value, drift: Option<&Value>) -> Self {
         let mut secrets = Vec::new();
-        if let Some(outputs) = state.get("outputs").and_then(|o| o.as_object()) {
+        if let Some(Value::Object(outputs)) = get(state, "outputs") {
             for o in outputs.values() {
-                if o.get("sensitive").and_then(|s| s.as_bool()) == Some(true) {
-                    if let Some(v) = o.get("value") {
+                if get(o, "sensitive") == Some(&Value::Bool(true)) {
+                    if let Some(v) = get(o, "value") {
                         leaves(v, &mut secrets);
                     }
                 }
             }
         }
-        let empty = Vec::new();
-        let resources = state
-            .get("resources")
-            .and_then(|r| r.as_array())
-            .unwrap_or(&empty);
+        let resources = get(state, "resources").map(array).unwrap_or_default();
         for r in resources {
-            let instances = r
-                .get("instances")
-                .and_then(|i| i.as_array())
-                .unwrap_or(&empty);
-            for i in instances {
-                if let Some(p) = i.get("private") {
+            for i in get(r, "instances").map(array).unwrap_or_default() {
+                if let Some(p) = get(i, "private") {
                     leaves(p, &mut secrets);
                 }
-                let Some(attrs) = i.get("attributes") else {
+                let Some(attrs) = get(i, "attributes") else {
                     continue;
                 };
                 by_name(attrs, &mut secrets);
-                for path in i
-                    .get("sensitive_attributes")
-                    .and_then(|s| s.as_array())
-                    .unwrap_or(&empty)
+                for path in get(i, "sensitive_attributes")
+                    .map(array)
+                    .unwrap_or_default()
                 {
                     // Terraform < 1.10: a list of paths; newer: the same, or a single path.
-                    let found = if path
-                        .as_array()
-                        .is_some_and(|a| a.iter().all(|s| s.is_object()))
+                    let steps = array(path);
+                    let found = if matches!(path, Value::Array(_))
+                        && steps.iter().all(|s| matches!(s, Value::Object(_)))
                     {
-                        at_path(attrs, path)
+                        at_path(attrs, steps)
                     } else {
-                        at_path(attrs, &serde_json::Value::Array(vec![path.clone()]))
+                        at_path(attrs, std::slice::from_ref(path))
                     };
                     if let Some(v) = found {
                         leaves(v, &mut secrets);
@@ -160,12 +167,12 @@ impl Redactor {
         if let Some(d) = drift {
             by_name(d, &mut secrets);
             for list in ["resource_drift", "resource_changes"] {
-                for c in d.get(list).and_then(|l| l.as_array()).unwrap_or(&empty) {
-                    let Some(ch) = c.get("change") else { continue };
+                for c in get(d, list).map(array).unwrap_or_default() {
+                    let Some(ch) = get(c, "change") else { continue };
                     for (val, mask) in
                         [("before", "before_sensitive"), ("after", "after_sensitive")]
                     {
-                        if let (Some(v), Some(m)) = (ch.get(val), ch.get(mask)) {
+                        if let (Some(v), Some(m)) = (get(ch, val), get(ch, mask)) {
                             by_mask(v, m, &mut secrets);
                         }
                     }
@@ -212,7 +219,7 @@ mod tests {
             "resources": [{"instances": [{"attributes": {"db": {"pass": "CANARY-path"}, "password": "CANARY-name", "name": "web"},
                 "sensitive_attributes": [[{"type": "get_attr", "value": "db"}, {"type": "get_attr", "value": "pass"}]]}]}]
         });
-        let r = Redactor::from_documents(&state, None);
+        let r = Redactor::from_documents(&Value::from(state), None);
         let out = r.redact("a CANARY-out b CANARY-path c CANARY-name d web");
         assert_eq!(out, "a (redacted) b (redacted) c (redacted) d web");
     }
@@ -224,7 +231,7 @@ mod tests {
         let drift = serde_json::json!({"resource_drift": [{"address": "a.b", "change": {
             "before": {"conn": "CANARY-before", "name": "plain"}, "before_sensitive": {"conn": true},
             "after": {"conn": "CANARY-after"}, "after_sensitive": {"conn": true}}}]});
-        let r = Redactor::from_documents(&state, Some(&drift));
+        let r = Redactor::from_documents(&Value::from(state), Some(&Value::from(drift)));
         assert_eq!(
             r.redact("CANARY-idx CANARY-before CANARY-after plain"),
             "(redacted) (redacted) (redacted) plain"

@@ -10,7 +10,7 @@ use crate::config::{Config, ConfigError};
 use crate::monitor::CollectContext;
 use crate::monitors::{self, Overrides};
 use crate::registry::Registry;
-use crate::report::{targets_report, Report};
+use crate::report::{snapshot_report, Layout};
 use crate::server::{self, ServerConfig};
 use crate::web_config::{WebConfigError, WebConfigWatcher};
 
@@ -130,10 +130,12 @@ async fn one_shot_state(
         .iter()
         .find(|m| m.name() == "terraform_state")
         .ok_or_else(|| AppError::Usage("the terraform monitor is not available".into()))?;
-    let report: Report = tf
-        .report(CollectContext { now: clock.now() })
+    let now = clock.now();
+    let snap = tf
+        .collect_complete(CollectContext { now })
         .await
         .map_err(|e| AppError::Check(e.to_string()))?;
+    let report = snapshot_report(&[(tf.name(), &snap, false)], now, Layout::Detailed);
     print!("{}", report.render(cli.format));
     Ok(report.exit_code())
 }
@@ -144,7 +146,7 @@ async fn status(cli: &Cli, registry: &Registry) -> i32 {
         .iter()
         .map(|o| (o.monitor, o.snapshot.as_ref(), o.stale))
         .collect();
-    let mut report = targets_report(&entries);
+    let mut report = snapshot_report(&entries, registry.clock().now(), Layout::Overview);
     for o in &outcomes {
         if let Some(e) = o.error.as_ref().filter(|_| !o.success) {
             report.errors += 1;

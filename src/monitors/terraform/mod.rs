@@ -13,7 +13,7 @@ pub mod json_stream;
 pub mod plan;
 pub mod policy;
 pub mod remote;
-pub mod report;
+pub mod facts;
 pub mod source;
 pub mod state;
 
@@ -29,7 +29,6 @@ use crate::monitors::Overrides;
 
 pub use self::config::TerraformConfig;
 use crate::monitor::{CollectContext, Monitor, MonitorError};
-use crate::report::Report;
 use crate::snapshot::{Health, MetricDef, Snapshot, SnapshotBuilder, TargetStatus};
 
 use analysis::{analyse, Analysis, TargetMemory, TargetSources};
@@ -679,6 +678,10 @@ pub fn snapshot(
             summary: "cannot search".into(),
             error: Some(p.message.clone()),
             stale: false,
+            facts: vec![crate::snapshot::Fact::Problem {
+                component: p.component.to_string(),
+                message: p.message.clone(),
+            }],
         });
     }
     b.build()
@@ -796,6 +799,7 @@ fn target_status(a: &Analysis) -> TargetStatus {
                 .join("; ")
         }),
         stale: a.stale,
+        facts: facts::facts(a),
     }
 }
 
@@ -851,6 +855,7 @@ impl Monitor for TerraformMonitor {
                     summary: "first read still running".into(),
                     error: None,
                     stale: false,
+                    facts: Vec::new(),
                 });
             }
         }
@@ -864,18 +869,6 @@ impl Monitor for TerraformMonitor {
         }
         snap.families.extend(b.build().families);
         Ok(snap)
-    }
-
-    async fn report(&self, ctx: CollectContext) -> Result<Report, MonitorError> {
-        let c = self.analyse_all(ctx.now, true).await?;
-        let mut r = report::build(&c.analyses, &c.problems, &c.problem_labels);
-        if c.analyses.is_empty() && c.problems.is_empty() {
-            report::nothing_found(
-                &mut r,
-                &nothing_found_message(&self.inner.cfg, &self.inner.base),
-            );
-        }
-        Ok(r)
     }
 }
 
@@ -922,6 +915,7 @@ fn nothing_found_status(cfg: &TerraformConfig, base: &std::path::Path) -> Target
         summary: nothing_found_message(cfg, base),
         error: None,
         stale: false,
+        facts: Vec::new(),
     }
 }
 

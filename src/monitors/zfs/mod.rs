@@ -33,7 +33,7 @@ use async_trait::async_trait;
 use crate::clock::unix_seconds;
 use crate::monitor::{CollectContext, Monitor, MonitorError};
 use crate::monitors::kind::{BuildContext, ConfigIssue, MonitorKind};
-use crate::snapshot::{Health, MetricDef, Snapshot, SnapshotBuilder, TargetStatus};
+use crate::snapshot::{Fact, Health, MetricDef, Snapshot, SnapshotBuilder, TargetStatus};
 
 pub use self::config::ZfsConfig;
 use self::status::{PoolStatus, Scan};
@@ -237,6 +237,7 @@ impl Inner {
                     summary: "first read still running".into(),
                     error: None,
                     stale: false,
+                    facts: Vec::new(),
                 });
                 continue;
             }
@@ -255,12 +256,14 @@ impl Inner {
                         summary: "zpool status file cannot be read".into(),
                         error: Some(e.clone()),
                         stale: false,
+                        facts: Vec::new(),
                     });
                     continue;
                 }
             };
             b.gauge(&FILE_UP, &label, 1.0);
             let mut findings = Vec::new();
+            let mut facts = Vec::new();
             let mut error = None;
             for p in pools {
                 let name = p.status.name.as_str();
@@ -270,7 +273,9 @@ impl Inner {
                     ));
                     continue;
                 }
-                findings.extend(emit_pool(&mut b, p, max_age, now_s));
+                let (f, pool_facts) = emit_pool(&mut b, p, max_age, now_s);
+                findings.extend(f);
+                facts.extend(pool_facts);
             }
             let summary = match pools.len() {
                 1 => "1 pool".to_string(),
@@ -292,6 +297,7 @@ impl Inner {
                 summary,
                 error,
                 stale: false,
+                facts,
             });
         }
         let mut snap = b.build();
@@ -301,8 +307,14 @@ impl Inner {
     }
 }
 
-/// A pool's series; returns its findings.
-fn emit_pool(b: &mut SnapshotBuilder, p: &PoolView, max_age: f64, now: f64) -> Vec<String> {
+/// A pool's series; returns its findings and the facts the CLI and the status
+/// page show (scrub freshness, findings other than the scrub's age).
+fn emit_pool(
+    b: &mut SnapshotBuilder,
+    p: &PoolView,
+    max_age: f64,
+    now: f64,
+) -> (Vec<String>, Vec<Fact>) {
     let name = p.status.name.as_str();
     let pool = [("pool", name)];
     let state = p.status.state.to_ascii_lowercase();
@@ -314,15 +326,31 @@ fn emit_pool(b: &mut SnapshotBuilder, p: &PoolView, max_age: f64, now: f64) -> V
     b.gauge(&SCRUB_RUNNING, &pool, if running { 1.0 } else { 0.0 });
     b.gauge(&SCRUB_MAX_AGE, &pool, max_age);
     let mut findings = Vec::new();
+    let mut facts = Vec::new();
+    let finding = |detail: String| Fact::Finding {
+        kind: "zfs pool".into(),
+        subject: name.to_string(),
+        detail,
+        counted: true,
+    };
     if state != "online" {
         findings.push(format!("{name} is {}", p.status.state));
+        facts.push(finding(format!("the pool is {}", p.status.state)));
     }
+    // A running scrub is not late: its age is checked again when it ends.
+    let fresh = |last: Option<f64>| Fact::Freshness {
+        item: format!("pool {name} scrub"),
+        last_success: last.map(|t| t.floor() as i64),
+        max_age_seconds: (!running).then_some(max_age as i64),
+    };
     match (p.last_scrub, &p.status.scan) {
         (Some((end, errors)), _) => {
             b.gauge(&SCRUB_LAST, &pool, end);
             b.gauge(&SCRUB_ERRORS, &pool, errors as f64);
+            facts.push(fresh(Some(end)));
             if errors > 0 {
                 findings.push(format!("{name}: last scrub found {errors} errors"));
+                facts.push(finding(format!("the last scrub found {errors} errors")));
             }
             if now - end > max_age && !running {
                 findings.push(format!("{name}: last scrub is older than max_scrub_age"));
@@ -331,13 +359,17 @@ fn emit_pool(b: &mut SnapshotBuilder, p: &PoolView, max_age: f64, now: f64) -> V
         (None, Scan::Never) => {
             b.gauge(&SCRUB_LAST, &pool, 0.0);
             findings.push(format!("{name} was never scrubbed"));
+            facts.push(fresh(None));
         }
         // Running, canceled or resilvered, and no finished scrub seen yet:
         // when the last one ended is unknown, so it is not exported.
         (None, _) if running => {}
-        (None, _) => findings.push(format!("{name}: last finished scrub unknown")),
+        (None, _) => {
+            findings.push(format!("{name}: last finished scrub unknown"));
+            facts.push(finding("when the last finished scrub ended is unknown".into()));
+        }
     }
-    findings
+    (findings, facts)
 }
 
 #[async_trait]

@@ -513,6 +513,32 @@ mod tests {
         );
         assert_eq!(snap.targets[0].summary, "1 pool");
         assert!(snap.targets[1].summary.contains("backup was never scrubbed"), "{:?}", snap.targets[1]);
+
+        // Its facts reach `--status` and the status page with no code for
+        // this monitor outside this folder.
+        let entries = [("zfs_scrub", &snap, false)];
+        let r = crate::report::snapshot_report(&entries, now, crate::report::Layout::Overview);
+        let text = r.render(crate::report::ReportFormat::Table);
+        assert!(text.contains("Freshness (oldest first)"), "{text}");
+        let line = |needle: &str| {
+            text.lines()
+                .find(|l| l.contains(needle))
+                .unwrap_or_else(|| panic!("no {needle} in {text}"))
+                .to_string()
+        };
+        // Never scrubbed: late, listed first; tank's scrub 47h old: ok.
+        assert!(line("pool backup scrub").contains("never") && line("pool backup scrub").ends_with("late"), "{text}");
+        assert!(line("pool tank scrub").contains("47h 23m") && line("pool tank scrub").ends_with("ok"), "{text}");
+        assert!(text.find("pool backup scrub") < text.find("pool tank scrub"), "{text}");
+        assert!(line("the pool is DEGRADED").contains("backup.txt"), "{text}");
+        // Findings: backup.txt's never-scrubbed pool and its state; errors: two files.
+        assert_eq!((r.findings, r.errors, r.exit_code()), (2, 2, 1), "{text}");
+        let p = crate::status_page::panels(&entries, now);
+        let items: Vec<(&str, bool)> = p.freshness.iter().map(|f| (f.item.as_str(), f.late)).collect();
+        assert_eq!(items, [("pool backup scrub", true), ("pool tank scrub", false)]);
+        assert!(p.freshness.iter().all(|f| f.monitor == "zfs_scrub"));
+        assert_eq!(p.findings.len(), 1, "{:?}", p.findings);
+        assert_eq!(p.findings[0].subject, "backup");
     }
 
     // A FIFO (or any non-regular file) is an error at once, never a read
@@ -548,8 +574,11 @@ mod tests {
         let again = read_file(&path, "nas.txt", &tz, &mut mem).pools.unwrap();
         assert_eq!(again[0].last_scrub, Some((ts("2026-11-08T00:36:35Z"), 0)));
         let mut b = SnapshotBuilder::new();
-        let findings = emit_pool(&mut b, &again[0], 86400.0 * 35.0, ts("2026-12-06T01:00:00Z"));
+        let now = ts("2026-12-06T01:00:00Z");
+        let (findings, facts) = emit_pool(&mut b, &again[0], 86400.0 * 35.0, now);
         assert!(findings.is_empty(), "{findings:?}");
+        // Older than max_scrub_age, but running: not late.
+        assert!(facts.iter().all(|f| !f.is_finding(now as i64)), "{facts:?}");
         let snap = b.build();
         assert_eq!(snap.value("zfs_pool_scrub_in_progress", &[("pool", "tank")]), Some(1.0));
     }

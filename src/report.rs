@@ -221,7 +221,26 @@ pub fn checks<'a>(entries: &[Entry<'a>]) -> Vec<(&'a str, &'a TargetStatus, &'a 
     v
 }
 
-fn fact_sections(entries: &[Entry<'_>], now: i64) -> Vec<Section> {
+/// `now` in whole seconds, rounded down (ages) and up (time left): neither
+/// an age nor a countdown is ever overstated.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    pub floor: i64,
+    pub ceil: i64,
+}
+
+impl Now {
+    pub fn of(t: SystemTime) -> Self {
+        let s = crate::clock::unix_seconds(t);
+        Now {
+            floor: s.floor() as i64,
+            ceil: s.ceil() as i64,
+        }
+    }
+}
+
+fn fact_sections(entries: &[Entry<'_>], at: Now) -> Vec<Section> {
+    let now = at.floor;
     let mut out = Vec::new();
     let exp = expiries(entries);
     if !exp.is_empty() {
@@ -237,9 +256,9 @@ fn fact_sections(entries: &[Entry<'_>], now: i64) -> Vec<Section> {
                 sec.row([
                     m.to_string(),
                     item.clone(),
-                    expiry_phrase(not_after - now),
+                    expiry_phrase(not_after - at.ceil),
                     rfc3339(*not_after),
-                    f.urgency(now).as_str().to_string(),
+                    f.urgency(at.ceil).as_str().to_string(),
                 ]);
             }
         }
@@ -321,7 +340,8 @@ fn fact_sections(entries: &[Entry<'_>], now: i64) -> Vec<Section> {
 }
 
 /// The sections of one target in full (`--state-file`).
-fn target_sections(monitor: &str, t: &TargetStatus, stale: bool, now: i64) -> Vec<Section> {
+fn target_sections(monitor: &str, t: &TargetStatus, stale: bool, at: Now) -> Vec<Section> {
+    let now = at.floor;
     let mut summary = Section::new(&format!("{monitor} {}", t.target), &["FIELD", "VALUE"]);
     let mut health = t.health.as_str().to_string();
     if t.stale || stale {
@@ -356,11 +376,15 @@ fn target_sections(monitor: &str, t: &TargetStatus, stale: bool, now: i64) -> Ve
             Fact::Expiry { item, not_after, .. } => findings_or_detail(
                 &mut summary,
                 &mut findings,
-                f.is_finding(now),
+                f.is_finding(at.ceil),
                 [
-                    f.urgency(now).as_str().to_string(),
+                    f.urgency(at.ceil).as_str().to_string(),
                     item.clone(),
-                    format!("{} ({})", expiry_phrase(not_after - now), rfc3339(*not_after)),
+                    format!(
+                        "{} ({})",
+                        expiry_phrase(not_after - at.ceil),
+                        rfc3339(*not_after)
+                    ),
                 ],
             ),
             Fact::Freshness { item, .. } => findings_or_detail(
@@ -421,7 +445,8 @@ fn findings_or_detail(
 /// ([`Layout::Overview`]) and `--state-file` ([`Layout::Detailed`]).
 /// Nothing monitored is a finding, never "ok".
 pub fn snapshot_report(entries: &[Entry<'_>], now: SystemTime, layout: Layout) -> Report {
-    let now = crate::clock::unix_seconds(now).floor() as i64;
+    let at = Now::of(now);
+    let now = at.floor;
     let mut report = Report::default();
     let mut overview = Section::new("Monitors", &["MONITOR", "TARGET", "HEALTH", "SUMMARY"]);
     overview.empty = "no targets found: nothing is monitored".into();
@@ -441,7 +466,7 @@ pub fn snapshot_report(entries: &[Entry<'_>], now: SystemTime, layout: Layout) -
                 t.summary.clone(),
             ]);
             if layout == Layout::Detailed {
-                detailed.extend(target_sections(monitor, t, *stale, now));
+                detailed.extend(target_sections(monitor, t, *stale, at));
             }
             error_rows(&mut errors, monitor, t);
             tally(&mut report, t, now);
@@ -455,7 +480,7 @@ pub fn snapshot_report(entries: &[Entry<'_>], now: SystemTime, layout: Layout) -
     match layout {
         Layout::Overview => {
             report.sections.push(overview);
-            report.sections.extend(fact_sections(entries, now));
+            report.sections.extend(fact_sections(entries, at));
         }
         Layout::Detailed if nothing => report.sections.push(overview),
         Layout::Detailed => report.sections.extend(detailed),

@@ -196,7 +196,8 @@ pub fn build(registry: &Registry, outcomes: &[Arc<Outcome>], now: SystemTime) ->
 /// The panels of every monitor's facts, each in its order: expiry by time
 /// left, freshness oldest first, checks failing first, findings as found.
 pub fn panels(entries: &[(&'static str, &Snapshot, bool)], now: SystemTime) -> Panels {
-    let now = crate::clock::unix_seconds(now).floor() as i64;
+    let at = report::Now::of(now);
+    let now = at.floor;
     let mut p = Panels::default();
     for (monitor, t, f) in report::expiries(entries) {
         if let Fact::Expiry {
@@ -211,11 +212,11 @@ pub fn panels(entries: &[(&'static str, &Snapshot, bool)], now: SystemTime) -> P
                 target: t.target.clone(),
                 item: item.clone(),
                 not_after_timestamp_seconds: *not_after,
-                seconds_left: not_after - now,
-                days_left: (not_after - now) as f64 / 86_400.0,
+                seconds_left: not_after - at.ceil,
+                days_left: (not_after - at.ceil) as f64 / 86_400.0,
                 warning_threshold_seconds: *warning_seconds,
                 critical_threshold_seconds: *critical_seconds,
-                state: f.urgency(now),
+                state: f.urgency(at.ceil),
             });
         }
     }

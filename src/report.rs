@@ -282,7 +282,9 @@ fn fact_sections(entries: &[Entry<'_>], at: Now) -> Vec<Section> {
                     item.clone(),
                     f.age(now).map(human_secs).unwrap_or_else(|| "never".into()),
                     last_success.map(rfc3339).unwrap_or_else(|| "-".into()),
-                    max_age_seconds.map(human_secs).unwrap_or_else(|| "-".into()),
+                    max_age_seconds
+                        .map(human_secs)
+                        .unwrap_or_else(|| "-".into()),
                     if f.is_late(now) { "late" } else { "ok" }.to_string(),
                 ]);
             }
@@ -373,7 +375,9 @@ fn target_sections(monitor: &str, t: &TargetStatus, stale: bool, at: Now) -> Vec
                 };
                 sec.row([item.clone(), count.to_string()]);
             }
-            Fact::Expiry { item, not_after, .. } => findings_or_detail(
+            Fact::Expiry {
+                item, not_after, ..
+            } => findings_or_detail(
                 &mut summary,
                 &mut findings,
                 f.is_finding(at.ceil),

@@ -516,7 +516,10 @@ mod tests {
             value: Value::Int(7),
         };
         let v = serde_json::to_value(&f).unwrap();
-        assert_eq!(v, serde_json::json!({"fact": "detail", "field": "serial", "value": 7}));
+        assert_eq!(
+            v,
+            serde_json::json!({"fact": "detail", "field": "serial", "value": 7})
+        );
         assert_eq!(Value::Timestamp(0).to_string(), "1970-01-01T00:00:00Z");
         assert_eq!(Value::None.to_string(), "-");
     }

@@ -124,7 +124,6 @@ pub struct Attention {
 /// How long the page waits for a monitor's first collection.
 const PAGE_WAIT: Duration = Duration::from_secs(2);
 
-
 /// Build the status from the registry's values in memory (a page never waits
 /// for a refresh; only a monitor with no values yet is waited for, briefly).
 pub async fn collect(registry: &Registry) -> Status {
@@ -591,7 +590,10 @@ mod tests {
         assert!(row(&html, "today.pem").contains(">in 26h<"), "{html}");
         assert!(!html.contains("-426") && !html.contains("-427"), "{html}");
         // Each row names its monitor.
-        assert!(row(&html, "old.pem").contains("certificate_expiry"), "{html}");
+        assert!(
+            row(&html, "old.pem").contains("certificate_expiry"),
+            "{html}"
+        );
         let pos = |n: &str| html.find(&format!("<code>{n}</code>")).unwrap();
         assert!(pos("old.pem") < pos("today.pem") && pos("today.pem") < pos("soon.pem"));
     }

@@ -123,7 +123,10 @@ fn indent(s: &str) -> String {
 
 /// The one-shot report of a certificate monitor, rendered generically from its facts.
 async fn report(m: &CertificateMonitor) -> homelab_monitor::report::Report {
-    let s = m.collect_complete(ctx()).await.expect("collection never fails as a whole");
+    let s = m
+        .collect_complete(ctx())
+        .await
+        .expect("collection never fails as a whole");
     homelab_monitor::report::snapshot_report(
         &[("certificate_expiry", &s, false)],
         ctx().now,

@@ -992,10 +992,7 @@ check "c_is_four" {
         ],
         "{v}"
     );
-    assert_eq!(
-        findings(&v, "pending output"),
-        [pair("output.o", "update")]
-    );
+    assert_eq!(findings(&v, "pending output"), [pair("output.o", "update")]);
     assert_eq!(
         findings(&v, "check fail (drift report)"),
         [pair("check.c_is_four", "check check")],

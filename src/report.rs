@@ -651,6 +651,127 @@ mod tests {
         assert_eq!(r.exit_code(), 1);
     }
 
+    /// A monitor the renderer has never heard of: its facts are shown in full.
+    #[test]
+    fn any_monitors_facts_render_with_counts_and_exit_codes() {
+        use crate::snapshot::Value;
+        let facts = vec![
+            Fact::Detail {
+                field: "serial".into(),
+                value: Value::Int(7),
+            },
+            Fact::Count {
+                group: "widgets".into(),
+                item: "blue".into(),
+                count: 3,
+            },
+            Fact::Finding {
+                kind: "drift".into(),
+                subject: "a.b".into(),
+                detail: "update: tags".into(),
+                counted: true,
+            },
+            Fact::Finding {
+                kind: "policy warn".into(),
+                subject: "a.c".into(),
+                detail: "just a warning".into(),
+                counted: false,
+            },
+        ];
+        let snap = Snapshot {
+            targets: vec![TargetStatus::new("s1", Health::Findings, "1 drifted").with_facts(facts)],
+            ..Snapshot::default()
+        };
+        let r = snapshot_report(
+            &[("new_monitor", &snap, false)],
+            SystemTime::UNIX_EPOCH,
+            Layout::Detailed,
+        );
+        let t = r.render(ReportFormat::Table);
+        assert!(t.contains("new_monitor s1\n"), "{t}");
+        assert!(t.contains("  serial   7\n"), "{t}");
+        assert!(
+            t.contains("new_monitor s1: widgets\n") && t.contains("  blue  3\n"),
+            "{t}"
+        );
+        assert!(t.contains("  drift        a.b      update: tags\n"), "{t}");
+        assert!(t.contains("just a warning"), "{t}");
+        // The warning is shown but is not a finding.
+        assert_eq!((r.findings, r.errors, r.exit_code()), (1, 0, 2), "{t}");
+        assert_eq!(r.json["targets"][0]["details"]["serial"], 7);
+        assert_eq!(r.json["targets"][0]["finding_count"], 1);
+        assert_eq!(r.json["targets"][0]["facts"][1]["kind"], "drift");
+
+        // A problem is an error (exit 1) with its component, even next to findings.
+        let snap = Snapshot {
+            targets: vec![TargetStatus::new("s2", Health::Ok, "").with_facts(vec![
+                Fact::Problem {
+                    component: "policy".into(),
+                    message: "p.rego: undefined".into(),
+                },
+            ])],
+            ..Snapshot::default()
+        };
+        let r = snapshot_report(
+            &[("new_monitor", &snap, false)],
+            SystemTime::UNIX_EPOCH,
+            Layout::Overview,
+        );
+        let t = r.render(ReportFormat::Table);
+        assert!(
+            t.contains("new_monitor  s2      policy     p.rego: undefined"),
+            "{t}"
+        );
+        assert_eq!((r.errors, r.exit_code()), (1, 1), "{t}");
+    }
+
+    /// Every kind of fact gets its table in `--status`, sorted as the page sorts it.
+    #[test]
+    fn status_tables_per_kind_of_fact() {
+        let day = 86_400;
+        let exp = |item: &str, at: i64| Fact::Expiry {
+            item: item.into(),
+            not_after: at,
+            warning_seconds: None,
+            critical_seconds: None,
+        };
+        let snap = Snapshot {
+            targets: vec![
+                TargetStatus::new("t", Health::Findings, "").with_facts(vec![
+                    exp("later", 100 * day),
+                    exp("gone", -426 * day),
+                    Fact::Freshness {
+                        item: "nightly".into(),
+                        last_success: None,
+                        max_age_seconds: Some(day),
+                    },
+                    Fact::Check {
+                        item: "nas".into(),
+                        kind: "tcp".into(),
+                        success: false,
+                        duration_seconds: 0.012,
+                    },
+                ]),
+            ],
+            ..Snapshot::default()
+        };
+        let r = snapshot_report(
+            &[("m", &snap, false)],
+            SystemTime::UNIX_EPOCH,
+            Layout::Overview,
+        );
+        let t = r.render(ReportFormat::Table);
+        assert!(t.find("gone") < t.find("later"), "{t}");
+        assert!(
+            t.contains("expired 426 days ago") && t.contains("expired"),
+            "{t}"
+        );
+        assert!(t.contains("nightly  never") && t.contains("late"), "{t}");
+        assert!(t.contains("nas   tcp   failing  12ms"), "{t}");
+        // Expired, late and failing: three findings.
+        assert_eq!(r.findings, 3, "{t}");
+    }
+
     #[test]
     fn unchecked_is_not_clean_and_nothing_monitored_is_a_finding() {
         let r = Report {

@@ -206,6 +206,19 @@ pub fn facts(a: &Analysis) -> Vec<Fact> {
             )),
         ));
         for r in &p.results {
+            details.push(detail(
+                &format!("policy {}", r.policy),
+                Value::text(if r.ok {
+                    format!(
+                        "ok, {} violation(s), {} ms ({})",
+                        r.violations.len(),
+                        r.duration_ms,
+                        r.file
+                    )
+                } else {
+                    format!("failed, {} ms ({})", r.duration_ms, r.file)
+                }),
+            ));
             for v in &r.violations {
                 findings.push(Fact::Finding {
                     kind: format!("policy {}", v.rule.as_str()),

@@ -14,6 +14,7 @@ use homelab_monitor::core::config::{
     TimeZoneName, VerifyMode,
 };
 use homelab_monitor::core::monitor::{CollectContext, Monitor};
+use homelab_monitor::core::snapshot::Fact;
 use homelab_monitor::core::snapshot::{Health, Snapshot};
 use homelab_monitor::monitors::backups::BackupMonitor;
 
@@ -1238,6 +1239,29 @@ async fn pg_backup_copied_without_times_does_not_look_fresh() {
     let t = target(&s, "pg");
     assert_eq!(t.health, Health::Findings);
     assert!(t.summary.contains("over max_age"), "{}", t.summary);
+    // The CLI and the status page see it as a late freshness fact, with its
+    // max_age, and the lateness is not counted twice as a separate finding.
+    let now = homelab_monitor::core::clock::unix_seconds(later + Duration::from_secs(60)) as i64;
+    let fresh: Vec<&Fact> = t
+        .facts
+        .iter()
+        .filter(|f| matches!(f, Fact::Freshness { .. }))
+        .collect();
+    assert_eq!(fresh.len(), 1, "{:?}", t.facts);
+    assert!(fresh[0].is_late(now), "{:?}", fresh[0]);
+    assert!(
+        matches!(fresh[0], Fact::Freshness { item, last_success: Some(l), max_age_seconds: Some(m) }
+            if item == "pg" && *l == started.floor() as i64 && *m == 26 * 3600),
+        "{:?}",
+        fresh[0]
+    );
+    assert!(
+        t.facts
+            .iter()
+            .all(|f| !matches!(f, Fact::Finding { detail, .. } if detail.contains("max_age"))),
+        "{:?}",
+        t.facts
+    );
 }
 
 #[tokio::test]

@@ -121,6 +121,28 @@ fn indent(s: &str) -> String {
     s.lines().map(|l| format!("    {l}\n")).collect()
 }
 
+/// The one-shot report of a certificate monitor, rendered generically from its facts.
+async fn report(m: &CertificateMonitor) -> homelab_monitor::cli::report::Report {
+    let s = m
+        .collect_complete(ctx())
+        .await
+        .expect("collection never fails as a whole");
+    homelab_monitor::cli::report::snapshot_report(
+        &[("certificate_expiry", &s, false)],
+        ctx().now,
+        homelab_monitor::cli::report::Layout::Overview,
+    )
+}
+
+/// The rows of the report's section titled `title`.
+fn section<'a>(r: &'a homelab_monitor::cli::report::Report, title: &str) -> &'a Vec<Vec<String>> {
+    &r.sections
+        .iter()
+        .find(|s| s.title == title)
+        .unwrap_or_else(|| panic!("no section {title}"))
+        .rows
+}
+
 async fn collect(yaml: &str, base: &Path) -> Snapshot {
     let m = CertificateMonitor::new(config(yaml), base.to_path_buf());
     m.collect_complete(ctx())
@@ -344,27 +366,31 @@ async fn expired_and_not_yet_valid_and_status_report() {
     assert_eq!(health("fine.crt"), Some(Health::Ok));
 
     let m = CertificateMonitor::new(config(yaml), d.path().to_path_buf());
-    let r = m.report(ctx()).await.unwrap();
-    let rows = &r.sections[0].rows;
+    let r = report(&m).await;
+    let rows = section(&r, "Expiry (earliest first)");
     let order: Vec<&str> = rows.iter().map(|r| r[1].as_str()).collect();
     assert_eq!(
         order,
         ["old.crt", "soon.crt", "warn.crt", "fine.crt", "future.crt"],
         "sorted by expiry"
     );
-    let states: Vec<&str> = rows.iter().map(|r| r[7].as_str()).collect();
-    assert_eq!(
-        states,
-        ["expired", "critical", "warning", "ok", "not_yet_valid"]
-    );
-    let expires: Vec<&str> = rows.iter().map(|r| r[6].as_str()).collect();
+    let states: Vec<&str> = rows.iter().map(|r| r[4].as_str()).collect();
+    assert_eq!(states, ["expired", "critical", "warning", "ok", "ok"]);
+    let expires: Vec<&str> = rows.iter().map(|r| r[2].as_str()).collect();
     assert_eq!(expires[0], "expired 365 days ago");
     assert_eq!(expires[1], "in 4 days");
+    // Not yet valid is a finding of its own.
+    let found = section(&r, "Findings");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(
+        (found[0][2].as_str(), found[0][3].as_str()),
+        ("not yet valid", "future.crt")
+    );
     assert_eq!(r.findings, 4);
     assert_eq!(r.errors, 0);
     assert_eq!(r.exit_code(), 2);
     let text = r.render(homelab_monitor::cli::report::ReportFormat::Table);
-    assert!(text.contains("not_yet_valid"), "{text}");
+    assert!(text.contains("not yet valid"), "{text}");
 }
 
 #[tokio::test]
@@ -984,7 +1010,7 @@ async fn endpoints_record_chain_and_verify_separately() {
     let (h, why) = health(&smtp, "SNI mail.homelab.test").unwrap();
     assert_eq!(h, Health::Ok, "private CA without ca_file: {why}");
     let m = CertificateMonitor::new(config(&yaml), d.path().to_path_buf());
-    let r = m.report(ctx()).await.unwrap();
+    let r = report(&m).await;
     // The mismatched name and the expired chain (its certificate, its verification).
     assert_eq!(
         r.findings,
@@ -1934,7 +1960,7 @@ async fn inputs_that_must_not_read_as_clean() {
         Some(1.0)
     );
     let m = CertificateMonitor::new(config(yaml), p.to_path_buf());
-    let r = m.report(ctx()).await.unwrap();
+    let r = report(&m).await;
     assert_eq!(
         r.exit_code(),
         1,

@@ -441,6 +441,20 @@ fn status_and_metrics_include_health_checks() {
         "{out}\n{err}"
     );
     assert_eq!(code, 2, "a failing check is a finding: {out}");
+    // The checks table of --status, from the monitor's check facts: failing first.
+    let checks = out
+        .split("Checks (failing first)\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no checks table: {out}"));
+    let gone = checks.find("gone").unwrap_or_else(|| panic!("{out}"));
+    let db = checks.find(" db ").unwrap_or_else(|| panic!("{out}"));
+    assert!(gone < db, "{out}");
+    assert!(
+        checks
+            .lines()
+            .any(|l| l.contains("gone") && l.contains("tcp") && l.contains("failing")),
+        "{out}"
+    );
 
     let e = Exporter::start(dir.path(), &["--config", "mc.yaml"]);
     e.wait_ready();

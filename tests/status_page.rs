@@ -72,7 +72,7 @@ fn page_and_json_show_drift_certificates_and_checks() {
         "{b}"
     );
     assert!(
-        b.contains("Certificates by time left") && b.contains("certs/soon.pem"),
+        b.contains("Expiring, by time left") && b.contains("certs/soon.pem"),
         "{b}"
     );
     // Time left as `--status` says it (a 5-day certificate, read a moment
@@ -97,22 +97,36 @@ fn page_and_json_show_drift_certificates_and_checks() {
     assert!(j.headers.to_ascii_lowercase().contains("application/json"));
     let v: serde_json::Value = serde_json::from_str(&j.body).unwrap();
     assert_eq!(v["overall"], "findings");
-    let certs = v["certificates"].as_array().unwrap();
-    assert_eq!(certs[0]["target"], "certs/soon.pem");
+    let certs = v["panels"]["expiry"].as_array().unwrap();
+    assert_eq!(certs[0]["item"], "certs/soon.pem");
+    assert_eq!(certs[0]["monitor"], "certificate_expiry");
+    assert_eq!(certs[0]["state"], "critical");
     let days = certs[0]["days_left"].as_f64().unwrap();
     assert!((4.0..=5.1).contains(&days), "{days}");
     // The thresholds the colour follows: the monitor's defaults, exported.
-    assert_eq!(certs[0]["warning_threshold_seconds"], 30.0 * 86_400.0);
-    assert_eq!(certs[0]["critical_threshold_seconds"], 7.0 * 86_400.0);
+    assert_eq!(certs[0]["warning_threshold_seconds"], 30 * 86_400);
+    assert_eq!(certs[0]["critical_threshold_seconds"], 7 * 86_400);
     assert!(v["attention"]
         .as_array()
         .unwrap()
         .iter()
         .any(|a| a["target"] == "terraform/environments/prod/terraform.tfstate"));
-    let checks = v["health_checks"].as_array().unwrap();
+    let checks = v["panels"]["checks"].as_array().unwrap();
     assert_eq!(checks.len(), 2);
-    assert_eq!(checks[0]["check"], "nas-port");
+    assert_eq!(checks[0]["item"], "nas-port");
     assert_eq!(checks[0]["success"], false);
+    // The prod state's drift is a finding of the generic findings panel.
+    assert!(
+        v["panels"]["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["monitor"] == "terraform_state"
+                && f["target"] == "terraform/environments/prod/terraform.tfstate"
+                && f["kind"] == "drift"),
+        "{v}"
+    );
+    assert!(b.contains("<section id=\"findings\">"), "{b}");
     assert_eq!(v["monitors"].as_array().unwrap().len(), 3);
 }
 

@@ -160,18 +160,16 @@ fn seed_invocation_state_file_report_and_exit_codes() {
     );
     assert_eq!(code, 2);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let st = &v["states"][0];
-    assert_eq!(st["serial"], 42);
+    assert_eq!(details(&v)["serial"], 42);
     assert_eq!(
-        st["drift_report"]["drift"][0]["address"],
-        "aws_instance.web[0]"
+        findings(&v, "drift")[0],
+        pair("aws_instance.web[0]", "update: instance_type, tags")
     );
     assert_eq!(
-        st["drift_report"]["drift"][0]["paths"],
-        serde_json::json!(["instance_type", "tags"])
+        findings(&v, "deposed")[0].0,
+        "aws_db_instance.main (deposed a1b2c3d4)"
     );
-    assert_eq!(st["deposed"][0], "aws_db_instance.main (deposed a1b2c3d4)");
-    assert_eq!(st["failed_checks"][0]["address"], "aws_instance.web[1]");
+    assert_eq!(findings(&v, "check fail")[0].0, "aws_instance.web[1]");
     // Clean state: exit 0.
     let (code, out, _) = run(
         ex.path(),
@@ -382,7 +380,33 @@ fn env_vars_configure_flags() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["states"][0]["serial"], 7);
+    assert_eq!(details(&v)["serial"], 7);
+}
+
+/// The details of the first target of a `--format json` report, by field.
+fn details(v: &serde_json::Value) -> &serde_json::Value {
+    &v["targets"][0]["details"]
+}
+
+/// The findings of the first target of a `--format json` report whose kind
+/// is `kind`, as (subject, detail).
+fn findings(v: &serde_json::Value, kind: &str) -> Vec<(String, String)> {
+    v["targets"][0]["facts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|f| f["fact"] == "finding" && f["kind"] == kind)
+        .map(|f| {
+            (
+                f["subject"].as_str().unwrap_or_default().to_string(),
+                f["detail"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn pair(a: &str, b: &str) -> (String, String) {
+    (a.to_string(), b.to_string())
 }
 
 /// A table row whose first cells (padding removed) are `cells`.
@@ -719,8 +743,8 @@ fn unapproved_changes_against_a_real_baseline() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     // The only change since approval is `terraform taint null_resource.web[1]`.
     assert_eq!(
-        v["states"][0]["unapproved"]["changed"],
-        serde_json::json!([["null_resource.web[1]", ["(status)"]]]),
+        findings(&v, "unapproved"),
+        [pair("null_resource.web[1]", "changed: (status)")],
         "{out}"
     );
     let e = Exporter::start(t.path(), &["--config", "c.yaml"]);
@@ -959,40 +983,23 @@ check "c_is_four" {
     );
     let (code, v, err) = report_json(d, &["--state-file", "terraform.tfstate"]);
     assert_eq!(code, 2, "pending changes are findings: {v}{err}");
-    let st = &v["states"][0];
-    let pending = st["drift_report"]["pending"].as_array().unwrap();
-    let actions: Vec<(&str, &str)> = pending
-        .iter()
-        .map(|c| {
-            (
-                c["address"].as_str().unwrap(),
-                c["action"].as_str().unwrap(),
-            )
-        })
-        .collect();
     assert_eq!(
-        actions,
+        findings(&v, "pending"),
         vec![
-            ("terraform_data.a2", "move"),
-            ("terraform_data.b", "forget"),
-            ("terraform_data.d", "import"),
+            pair("terraform_data.a2", "move from terraform_data.a"),
+            pair("terraform_data.b", "forget"),
+            pair("terraform_data.d", "import"),
         ],
         "{v}"
     );
-    assert_eq!(pending[0]["previous_address"], "terraform_data.a");
+    assert_eq!(findings(&v, "pending output"), [pair("output.o", "update")]);
     assert_eq!(
-        st["drift_report"]["output_changes"],
-        serde_json::json!([{"name": "o", "action": "update"}])
-    );
-    let checks = st["drift_report"]["checks"].as_array().unwrap();
-    assert!(
-        checks
-            .iter()
-            .any(|c| c["address"] == "check.c_is_four" && c["status"] == "fail"),
+        findings(&v, "check fail (drift report)"),
+        [pair("check.c_is_four", "check check")],
         "{v}"
     );
     // 3 resource changes + 1 output + 1 failing check.
-    assert_eq!(st["findings"], 5, "{v}");
+    assert_eq!(v["targets"][0]["finding_count"], 5, "{v}");
     let (_, table, _) = run(d, &["--state-file", "terraform.tfstate"]);
     for row in [
         &["pending", "terraform_data.a2", "move from terraform_data.a"][..],
@@ -1147,11 +1154,9 @@ resource "terraform_data" "k" {
     }
     let (code, v, err) = report_json(d, &["--state-file", "terraform.tfstate"]);
     assert_eq!(code, 2, "{err}");
-    let mut got: Vec<String> = v["states"][0]["tainted"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap().to_string())
+    let mut got: Vec<String> = findings(&v, "tainted")
+        .into_iter()
+        .map(|(a, _)| a)
         .collect();
     want.sort();
     got.sort();
@@ -1198,10 +1203,7 @@ fn real_state_numbers_compare_with_cty_semantics_against_a_baseline() {
         &["--state-file", "terraform.tfstate", "--config", "c.yaml"],
     );
     assert_eq!(code, 0, "80 == 80.0 and 1e400 is a number: {v}{err}");
-    assert_eq!(
-        v["states"][0]["unapproved"]["changed"],
-        serde_json::json!([])
-    );
+    assert_eq!(findings(&v, "unapproved"), []);
     // One more than 2^64 is not 2^64 (a 64-bit float cannot tell them apart).
     let other = state.replace("18446744073709551617", "18446744073709551616");
     std::fs::write(d.join("terraform.tfstate.approved"), &other).unwrap();
@@ -1211,8 +1213,8 @@ fn real_state_numbers_compare_with_cty_semantics_against_a_baseline() {
     );
     assert_eq!(code, 2, "{v}{err}");
     assert_eq!(
-        v["states"][0]["unapproved"]["changed"],
-        serde_json::json!([["terraform_data.n", ["input", "output"]]]),
+        findings(&v, "unapproved"),
+        [pair("terraform_data.n", "changed: input, output")],
         "{v}"
     );
 }
@@ -1233,10 +1235,10 @@ fn null_instances_are_read_as_an_empty_resource() {
     std::fs::write(t.path().join("s.tfstate"), v.to_string()).unwrap();
     let (code, v, err) = report_json(t.path(), &["--state-file", "s.tfstate"]);
     assert_ne!(code, 1, "{v}{err}");
-    assert_eq!(v["states"][0]["up"], true, "{v}");
+    assert_eq!(details(&v)["read"], "ok", "{v}");
     assert_eq!(
-        v["states"][0]["instances"].as_u64().unwrap(),
-        before["states"][0]["instances"].as_u64().unwrap() - dropped,
+        details(&v)["instances"].as_u64().unwrap(),
+        details(&before)["instances"].as_u64().unwrap() - dropped,
         "{v}"
     );
 }
@@ -1348,12 +1350,12 @@ fn real_targeted_plan_is_an_incomplete_drift_report_not_clean() {
     );
     let (code, v, err) = report_json(d, &["--state-file", "terraform.tfstate"]);
     assert_eq!(code, 2, "a partial report is not a clean one: {v}{err}");
-    assert_eq!(v["states"][0]["drift_report"]["complete"], false, "{v}");
+    assert_eq!(findings(&v, "incomplete report").len(), 1, "{v}");
     let (_, table, _) = run(d, &["--state-file", "terraform.tfstate"]);
     assert!(has_row(&table, &["incomplete report", "-"]), "{table}");
     // Without -target: complete and clean.
     assert_eq!(tf_plan_to_drift_json(&bin, d, &["-refresh-only"]), 0);
     let (code, v, err) = report_json(d, &["--state-file", "terraform.tfstate"]);
     assert_eq!(code, 0, "{v}{err}");
-    assert_eq!(v["states"][0]["drift_report"]["complete"], true, "{v}");
+    assert_eq!(findings(&v, "incomplete report").len(), 0, "{v}");
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cli::report::{targets_report, Report};
+use crate::cli::report::{snapshot_report, Layout};
 use crate::cli::Cli;
 use crate::core::clock::{FixedClock, SharedClock, SystemClock};
 use crate::core::config::{Config, ConfigError};
@@ -130,10 +130,12 @@ async fn one_shot_state(
         .iter()
         .find(|m| m.name() == "terraform_state")
         .ok_or_else(|| AppError::Usage("the terraform monitor is not available".into()))?;
-    let report: Report = tf
-        .report(CollectContext { now: clock.now() })
+    let now = clock.now();
+    let snap = tf
+        .collect_complete(CollectContext { now })
         .await
         .map_err(|e| AppError::Check(e.to_string()))?;
+    let report = snapshot_report(&[(tf.name(), &snap, false)], now, Layout::Detailed);
     print!("{}", report.render(cli.format));
     Ok(report.exit_code())
 }
@@ -144,7 +146,7 @@ async fn status(cli: &Cli, registry: &Registry) -> i32 {
         .iter()
         .map(|o| (o.monitor, o.snapshot.as_ref(), o.stale))
         .collect();
-    let mut report = targets_report(&entries);
+    let mut report = snapshot_report(&entries, registry.clock().now(), Layout::Overview);
     for o in &outcomes {
         if let Some(e) = o.error.as_ref().filter(|_| !o.success) {
             report.errors += 1;

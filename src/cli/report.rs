@@ -2,7 +2,9 @@
 
 use serde::Serialize;
 
-use crate::core::snapshot::{Health, Snapshot};
+use std::time::SystemTime;
+
+use crate::core::snapshot::{rfc3339, Fact, FactKind, Health, Snapshot, TargetStatus};
 
 /// A titled table.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -92,13 +94,368 @@ impl Report {
     }
 }
 
-/// One table of every target of the given monitors' snapshots (`--status`).
-/// Each entry: (monitor name, snapshot, whether the values are stale).
-pub fn targets_report(entries: &[(&str, &Snapshot, bool)]) -> Report {
-    let mut sec = Section::new("Monitors", &["MONITOR", "TARGET", "HEALTH", "SUMMARY"]);
-    sec.empty = "no targets found: nothing is monitored".into();
-    let mut errors = Section::new("Errors", &["MONITOR", "TARGET", "ERROR"]);
+/// One monitor's values for a report: its name, its snapshot, and whether
+/// the values come from an earlier collection.
+pub type Entry<'a> = (&'a str, &'a Snapshot, bool);
+
+/// How much a one-shot report shows of each target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// `--status`: one line per target, then one table per kind of fact.
+    Overview,
+    /// `--state-file`: every target in full (its details, counts, findings).
+    Detailed,
+}
+
+/// Count findings, errors and unchecked targets into `report`.
+fn tally(report: &mut Report, t: &TargetStatus, now: i64) {
+    report.findings += t.finding_count(now);
+    let problem = t.facts.iter().any(|f| matches!(f, Fact::Problem { .. }));
+    match t.health {
+        Health::Error => report.errors += 1,
+        Health::Unchecked if !problem => report.unchecked += 1,
+        _ if problem => report.errors += 1,
+        _ => {}
+    }
+}
+
+/// The "Errors" rows of a target: its problems, else its error.
+fn error_rows(sec: &mut Section, monitor: &str, t: &TargetStatus) {
+    let mut any = false;
+    for f in &t.facts {
+        if let Fact::Problem { component, message } = f {
+            sec.row([monitor, &t.target, component, message]);
+            any = true;
+        }
+    }
+    if let (false, Some(e)) = (any, &t.error) {
+        sec.row([monitor, &t.target, "-", e]);
+    }
+}
+
+/// The JSON of one target: its status, its facts, and its details by field.
+fn target_json(monitor: &str, t: &TargetStatus, stale: bool, now: i64) -> serde_json::Value {
+    let details: serde_json::Map<String, serde_json::Value> = t
+        .facts
+        .iter()
+        .filter_map(|f| match f {
+            Fact::Detail { field, value } => Some((
+                field.clone(),
+                serde_json::to_value(value).unwrap_or(serde_json::Value::Null),
+            )),
+            _ => None,
+        })
+        .collect();
+    serde_json::json!({
+        "monitor": monitor,
+        "target": t.target,
+        "health": t.health,
+        "summary": t.summary,
+        "error": t.error,
+        "stale": t.stale || stale,
+        "details": details,
+        "facts": t.facts.iter().filter(|f| f.kind() != FactKind::Detail).collect::<Vec<_>>(),
+        "finding_count": t.finding_count(now),
+    })
+}
+
+/// Time left phrase: "in 4 days 23h", "expired 426 days ago".
+pub fn expiry_phrase(left_secs: i64) -> String {
+    let d = std::time::Duration::from_secs(left_secs.unsigned_abs());
+    if left_secs < 0 {
+        format!("expired {} ago", human_duration(d))
+    } else {
+        format!("in {}", human_duration(d))
+    }
+}
+
+fn human_secs(s: i64) -> String {
+    human_duration(std::time::Duration::from_secs(s.unsigned_abs()))
+}
+
+/// Every fact of one kind across `entries`, with its monitor and target.
+pub fn facts_of<'a>(
+    entries: &[Entry<'a>],
+    kind: FactKind,
+) -> Vec<(&'a str, &'a TargetStatus, &'a Fact)> {
+    let mut out = Vec::new();
+    for (monitor, snap, _) in entries {
+        for t in &snap.targets {
+            for f in t.facts.iter().filter(|f| f.kind() == kind) {
+                out.push((*monitor, t, f));
+            }
+        }
+    }
+    out
+}
+
+/// Expiry facts, earliest first.
+pub fn expiries<'a>(entries: &[Entry<'a>]) -> Vec<(&'a str, &'a TargetStatus, &'a Fact)> {
+    let mut v = facts_of(entries, FactKind::Expiry);
+    let at = |f: &Fact| match f {
+        Fact::Expiry { not_after, .. } => *not_after,
+        _ => 0,
+    };
+    v.sort_by_key(|(_, _, f)| at(f));
+    v
+}
+
+/// Freshness facts, oldest (or never) first.
+pub fn freshness<'a>(
+    entries: &[Entry<'a>],
+    now: i64,
+) -> Vec<(&'a str, &'a TargetStatus, &'a Fact)> {
+    let mut v = facts_of(entries, FactKind::Freshness);
+    v.sort_by_key(|(_, _, f)| std::cmp::Reverse(f.age(now).unwrap_or(i64::MAX)));
+    v
+}
+
+/// Check facts, failing first, then by item.
+pub fn checks<'a>(entries: &[Entry<'a>]) -> Vec<(&'a str, &'a TargetStatus, &'a Fact)> {
+    let mut v = facts_of(entries, FactKind::Check);
+    let key = |f: &Fact| match f {
+        Fact::Check { item, success, .. } => (*success, item.clone()),
+        _ => (true, String::new()),
+    };
+    v.sort_by_key(|(_, _, f)| key(f));
+    v
+}
+
+/// `now` in whole seconds, rounded down (ages) and up (time left): neither
+/// an age nor a countdown is ever overstated.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    pub floor: i64,
+    pub ceil: i64,
+}
+
+impl Now {
+    pub fn of(t: SystemTime) -> Self {
+        let s = crate::core::clock::unix_seconds(t);
+        Now {
+            floor: s.floor() as i64,
+            ceil: s.ceil() as i64,
+        }
+    }
+}
+
+fn fact_sections(entries: &[Entry<'_>], at: Now) -> Vec<Section> {
+    let now = at.floor;
+    let mut out = Vec::new();
+    let exp = expiries(entries);
+    if !exp.is_empty() {
+        let mut sec = Section::new(
+            "Expiry (earliest first)",
+            &["MONITOR", "ITEM", "EXPIRES", "NOT AFTER", "STATE"],
+        );
+        for (m, _, f) in exp {
+            if let Fact::Expiry {
+                item, not_after, ..
+            } = f
+            {
+                sec.row([
+                    m.to_string(),
+                    item.clone(),
+                    expiry_phrase(not_after - at.ceil),
+                    rfc3339(*not_after),
+                    f.urgency(at.ceil).as_str().to_string(),
+                ]);
+            }
+        }
+        out.push(sec);
+    }
+    let fresh = freshness(entries, now);
+    if !fresh.is_empty() {
+        let mut sec = Section::new(
+            "Freshness (oldest first)",
+            &["MONITOR", "ITEM", "AGE", "LAST SUCCESS", "MAX AGE", "STATE"],
+        );
+        for (m, _, f) in fresh {
+            if let Fact::Freshness {
+                item,
+                last_success,
+                max_age_seconds,
+            } = f
+            {
+                sec.row([
+                    m.to_string(),
+                    item.clone(),
+                    f.age(now).map(human_secs).unwrap_or_else(|| "never".into()),
+                    last_success.map(rfc3339).unwrap_or_else(|| "-".into()),
+                    max_age_seconds
+                        .map(human_secs)
+                        .unwrap_or_else(|| "-".into()),
+                    if f.is_late(now) { "late" } else { "ok" }.to_string(),
+                ]);
+            }
+        }
+        out.push(sec);
+    }
+    let ch = checks(entries);
+    if !ch.is_empty() {
+        let mut sec = Section::new(
+            "Checks (failing first)",
+            &["MONITOR", "ITEM", "TYPE", "STATE", "TOOK"],
+        );
+        for (m, _, f) in ch {
+            if let Fact::Check {
+                item,
+                kind,
+                success,
+                duration_seconds,
+            } = f
+            {
+                sec.row([
+                    m.to_string(),
+                    item.clone(),
+                    kind.clone(),
+                    if *success { "ok" } else { "failing" }.to_string(),
+                    human_duration(
+                        std::time::Duration::try_from_secs_f64(duration_seconds.max(0.0))
+                            .unwrap_or_default(),
+                    ),
+                ]);
+            }
+        }
+        out.push(sec);
+    }
+    let found = facts_of(entries, FactKind::Finding);
+    if !found.is_empty() {
+        let mut sec = Section::new(
+            "Findings",
+            &["MONITOR", "TARGET", "KIND", "SUBJECT", "DETAIL"],
+        );
+        for (m, t, f) in found {
+            if let Fact::Finding {
+                kind,
+                subject,
+                detail,
+                ..
+            } = f
+            {
+                sec.row([m, &t.target, kind, subject, detail]);
+            }
+        }
+        out.push(sec);
+    }
+    out
+}
+
+/// The sections of one target in full (`--state-file`).
+fn target_sections(monitor: &str, t: &TargetStatus, stale: bool, at: Now) -> Vec<Section> {
+    let now = at.floor;
+    let mut summary = Section::new(&format!("{monitor} {}", t.target), &["FIELD", "VALUE"]);
+    let mut health = t.health.as_str().to_string();
+    if t.stale || stale {
+        health.push_str(" (stale)");
+    }
+    summary.row(["health".to_string(), health]);
+    if !t.summary.is_empty() {
+        summary.row(["summary", t.summary.as_str()]);
+    }
+    let mut groups: Vec<Section> = Vec::new();
+    let mut findings = Section::new("Findings", &["KIND", "SUBJECT", "DETAIL"]);
+    findings.empty = match t.health {
+        Health::Unchecked => "not checked (see above)".into(),
+        Health::Error => "none in what could be read; not clean: see Errors".into(),
+        _ => "none".into(),
+    };
+    for f in &t.facts {
+        match f {
+            Fact::Detail { field, value } => summary.row([field.clone(), value.to_string()]),
+            Fact::Count { group, item, count } => {
+                let title = format!("{monitor} {}: {group}", t.target);
+                let sec = match groups.iter_mut().position(|s| s.title == title) {
+                    Some(i) => &mut groups[i],
+                    None => {
+                        groups.push(Section::new(&title, &["ITEM", "COUNT"]));
+                        let n = groups.len() - 1;
+                        &mut groups[n]
+                    }
+                };
+                sec.row([item.clone(), count.to_string()]);
+            }
+            Fact::Expiry {
+                item, not_after, ..
+            } => findings_or_detail(
+                &mut summary,
+                &mut findings,
+                f.is_finding(at.ceil),
+                [
+                    f.urgency(at.ceil).as_str().to_string(),
+                    item.clone(),
+                    format!(
+                        "{} ({})",
+                        expiry_phrase(not_after - at.ceil),
+                        rfc3339(*not_after)
+                    ),
+                ],
+            ),
+            Fact::Freshness { item, .. } => findings_or_detail(
+                &mut summary,
+                &mut findings,
+                f.is_finding(now),
+                [
+                    if f.is_late(now) { "late" } else { "age" }.to_string(),
+                    item.clone(),
+                    f.age(now).map(human_secs).unwrap_or_else(|| "never".into()),
+                ],
+            ),
+            Fact::Check {
+                item,
+                kind,
+                success,
+                ..
+            } => findings_or_detail(
+                &mut summary,
+                &mut findings,
+                !success,
+                [
+                    "check".to_string(),
+                    item.clone(),
+                    format!("{kind}: {}", if *success { "ok" } else { "failing" }),
+                ],
+            ),
+            Fact::Finding {
+                kind,
+                subject,
+                detail,
+                ..
+            } => findings.row([kind, subject, detail]),
+            Fact::Problem { .. } => {}
+        }
+    }
+    let mut out = vec![summary];
+    out.extend(groups);
+    out.push(findings);
+    out
+}
+
+/// A fact that is a finding goes to the findings table, else to the summary.
+fn findings_or_detail(
+    summary: &mut Section,
+    findings: &mut Section,
+    finding: bool,
+    [kind, item, what]: [String; 3],
+) {
+    if finding {
+        findings.row([kind, item, what]);
+    } else {
+        summary.row([item, what]);
+    }
+}
+
+/// The report of the given monitors' snapshots, for any monitor: `--status`
+/// ([`Layout::Overview`]) and `--state-file` ([`Layout::Detailed`]).
+/// Nothing monitored is a finding, never "ok".
+pub fn snapshot_report(entries: &[Entry<'_>], now: SystemTime, layout: Layout) -> Report {
+    let at = Now::of(now);
+    let now = at.floor;
     let mut report = Report::default();
+    let mut overview = Section::new("Monitors", &["MONITOR", "TARGET", "HEALTH", "SUMMARY"]);
+    overview.empty = "no targets found: nothing is monitored".into();
+    let mut errors = Section::new("Errors", &["MONITOR", "TARGET", "COMPONENT", "ERROR"]);
+    let mut detailed = Vec::new();
     let mut json = Vec::new();
     for (monitor, snap, stale) in entries {
         for t in &snap.targets {
@@ -106,41 +463,42 @@ pub fn targets_report(entries: &[(&str, &Snapshot, bool)]) -> Report {
             if t.stale || *stale {
                 health.push_str(" (stale)");
             }
-            sec.row([
+            overview.row([
                 monitor.to_string(),
                 t.target.clone(),
                 health,
                 t.summary.clone(),
             ]);
-            if let Some(e) = &t.error {
-                errors.row([monitor.to_string(), t.target.clone(), e.clone()]);
+            if layout == Layout::Detailed {
+                detailed.extend(target_sections(monitor, t, *stale, at));
             }
-            match t.health {
-                Health::Error => report.errors += 1,
-                Health::Findings => report.findings += 1,
-                Health::Unchecked => report.unchecked += 1,
-                Health::Ok => {}
-            }
-            json.push(serde_json::json!({
-                "monitor": monitor,
-                "target": t.target,
-                "health": t.health,
-                "summary": t.summary,
-                "error": t.error,
-                "stale": t.stale || *stale,
-            }));
+            error_rows(&mut errors, monitor, t);
+            tally(&mut report, t, now);
+            json.push(target_json(monitor, t, *stale, now));
         }
     }
-    // Nothing monitored is a finding, never "ok".
-    let nothing = sec.rows.is_empty();
+    let nothing = overview.rows.is_empty();
     if nothing {
         report.findings += 1;
     }
-    report.sections.push(sec);
+    match layout {
+        Layout::Overview => {
+            report.sections.push(overview);
+            report.sections.extend(fact_sections(entries, at));
+        }
+        Layout::Detailed if nothing => report.sections.push(overview),
+        Layout::Detailed => report.sections.extend(detailed),
+    }
     if !errors.rows.is_empty() {
         report.sections.push(errors);
     }
-    report.json = serde_json::json!({ "targets": json, "nothing_monitored": nothing });
+    report.json = serde_json::json!({
+        "targets": json,
+        "nothing_monitored": nothing,
+        "findings": report.findings,
+        "errors": report.errors,
+        "unchecked": report.unchecked,
+    });
     report
 }
 
@@ -293,6 +651,127 @@ mod tests {
         assert_eq!(r.exit_code(), 1);
     }
 
+    /// A monitor the renderer has never heard of: its facts are shown in full.
+    #[test]
+    fn any_monitors_facts_render_with_counts_and_exit_codes() {
+        use crate::core::snapshot::Value;
+        let facts = vec![
+            Fact::Detail {
+                field: "serial".into(),
+                value: Value::Int(7),
+            },
+            Fact::Count {
+                group: "widgets".into(),
+                item: "blue".into(),
+                count: 3,
+            },
+            Fact::Finding {
+                kind: "drift".into(),
+                subject: "a.b".into(),
+                detail: "update: tags".into(),
+                counted: true,
+            },
+            Fact::Finding {
+                kind: "policy warn".into(),
+                subject: "a.c".into(),
+                detail: "just a warning".into(),
+                counted: false,
+            },
+        ];
+        let snap = Snapshot {
+            targets: vec![TargetStatus::new("s1", Health::Findings, "1 drifted").with_facts(facts)],
+            ..Snapshot::default()
+        };
+        let r = snapshot_report(
+            &[("new_monitor", &snap, false)],
+            SystemTime::UNIX_EPOCH,
+            Layout::Detailed,
+        );
+        let t = r.render(ReportFormat::Table);
+        assert!(t.contains("new_monitor s1\n"), "{t}");
+        assert!(t.contains("  serial   7\n"), "{t}");
+        assert!(
+            t.contains("new_monitor s1: widgets\n") && t.contains("  blue  3\n"),
+            "{t}"
+        );
+        assert!(t.contains("  drift        a.b      update: tags\n"), "{t}");
+        assert!(t.contains("just a warning"), "{t}");
+        // The warning is shown but is not a finding.
+        assert_eq!((r.findings, r.errors, r.exit_code()), (1, 0, 2), "{t}");
+        assert_eq!(r.json["targets"][0]["details"]["serial"], 7);
+        assert_eq!(r.json["targets"][0]["finding_count"], 1);
+        assert_eq!(r.json["targets"][0]["facts"][1]["kind"], "drift");
+
+        // A problem is an error (exit 1) with its component, even next to findings.
+        let snap = Snapshot {
+            targets: vec![TargetStatus::new("s2", Health::Ok, "").with_facts(vec![
+                Fact::Problem {
+                    component: "policy".into(),
+                    message: "p.rego: undefined".into(),
+                },
+            ])],
+            ..Snapshot::default()
+        };
+        let r = snapshot_report(
+            &[("new_monitor", &snap, false)],
+            SystemTime::UNIX_EPOCH,
+            Layout::Overview,
+        );
+        let t = r.render(ReportFormat::Table);
+        assert!(
+            t.contains("new_monitor  s2      policy     p.rego: undefined"),
+            "{t}"
+        );
+        assert_eq!((r.errors, r.exit_code()), (1, 1), "{t}");
+    }
+
+    /// Every kind of fact gets its table in `--status`, sorted as the page sorts it.
+    #[test]
+    fn status_tables_per_kind_of_fact() {
+        let day = 86_400;
+        let exp = |item: &str, at: i64| Fact::Expiry {
+            item: item.into(),
+            not_after: at,
+            warning_seconds: None,
+            critical_seconds: None,
+        };
+        let snap = Snapshot {
+            targets: vec![
+                TargetStatus::new("t", Health::Findings, "").with_facts(vec![
+                    exp("later", 100 * day),
+                    exp("gone", -426 * day),
+                    Fact::Freshness {
+                        item: "nightly".into(),
+                        last_success: None,
+                        max_age_seconds: Some(day),
+                    },
+                    Fact::Check {
+                        item: "nas".into(),
+                        kind: "tcp".into(),
+                        success: false,
+                        duration_seconds: 0.012,
+                    },
+                ]),
+            ],
+            ..Snapshot::default()
+        };
+        let r = snapshot_report(
+            &[("m", &snap, false)],
+            SystemTime::UNIX_EPOCH,
+            Layout::Overview,
+        );
+        let t = r.render(ReportFormat::Table);
+        assert!(t.find("gone") < t.find("later"), "{t}");
+        assert!(
+            t.contains("expired 426 days ago") && t.contains("expired"),
+            "{t}"
+        );
+        assert!(t.contains("nightly  never") && t.contains("late"), "{t}");
+        assert!(t.contains("nas   tcp   failing  12ms"), "{t}");
+        // Expired, late and failing: three findings.
+        assert_eq!(r.findings, 3, "{t}");
+    }
+
     #[test]
     fn unchecked_is_not_clean_and_nothing_monitored_is_a_finding() {
         let r = Report {
@@ -301,7 +780,7 @@ mod tests {
         };
         assert_eq!(r.exit_code(), 1);
         assert!(r.render(ReportFormat::Table).contains("1 not checked"));
-        let r = targets_report(&[]);
+        let r = snapshot_report(&[], SystemTime::UNIX_EPOCH, Layout::Overview);
         assert_eq!(r.exit_code(), 2);
         assert!(r
             .render(ReportFormat::Table)
@@ -314,10 +793,15 @@ mod tests {
                 summary: String::new(),
                 error: None,
                 stale: false,
+                facts: Vec::new(),
             }],
             pending: 0,
         };
-        let r = targets_report(&[("terraform_state", &snap, false)]);
+        let r = snapshot_report(
+            &[("terraform_state", &snap, false)],
+            SystemTime::UNIX_EPOCH,
+            Layout::Overview,
+        );
         assert_eq!((r.unchecked, r.exit_code()), (1, 1));
     }
 }

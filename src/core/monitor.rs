@@ -8,7 +8,6 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
-use crate::cli::report::Report;
 use crate::core::snapshot::Snapshot;
 
 /// Context handed to every collection.
@@ -79,15 +78,5 @@ pub trait Monitor: Send + Sync + 'static {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-    }
-
-    /// A detailed one-shot report. The default lists the targets of one collection.
-    async fn report(&self, ctx: CollectContext) -> Result<Report, MonitorError> {
-        let snap = self.collect(ctx).await?;
-        Ok(crate::cli::report::targets_report(&[(
-            self.name(),
-            &snap,
-            false,
-        )]))
     }
 }

@@ -92,6 +92,253 @@ pub struct TargetStatus {
     pub error: Option<String>,
     /// True when the values served for this target come from an earlier read.
     pub stale: bool,
+    /// What the CLI and the status page show about this target, typed so that
+    /// they render any monitor without knowing it (plain values only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub facts: Vec<Fact>,
+}
+
+impl TargetStatus {
+    /// A status without facts (add them with [`TargetStatus::with_facts`]).
+    pub fn new(target: impl Into<String>, health: Health, summary: impl Into<String>) -> Self {
+        TargetStatus {
+            target: target.into(),
+            health,
+            summary: summary.into(),
+            error: None,
+            stale: false,
+            facts: Vec::new(),
+        }
+    }
+
+    pub fn with_facts(mut self, facts: Vec<Fact>) -> Self {
+        self.facts = facts;
+        self
+    }
+
+    /// Findings for the one-shot exit code: the facts that are findings, and
+    /// at least one when the monitor says the target has findings.
+    pub fn finding_count(&self, now: i64) -> usize {
+        let n = self.facts.iter().filter(|f| f.is_finding(now)).count();
+        if self.health == Health::Findings {
+            n.max(1)
+        } else {
+            n
+        }
+    }
+}
+
+/// A value of a [`Fact::Detail`]: shown as is in tables, typed in JSON.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(untagged)]
+pub enum Value {
+    Text(String),
+    Int(i64),
+    Bool(bool),
+    /// Seconds since the Unix epoch (RFC 3339 in tables, a number in JSON).
+    Timestamp(i64),
+    /// No value (`-` in tables, `null` in JSON).
+    None,
+}
+
+impl Value {
+    pub fn text(s: impl Into<String>) -> Self {
+        Value::Text(s.into())
+    }
+
+    pub fn opt_text(s: Option<&str>) -> Self {
+        s.map(Value::text).unwrap_or(Value::None)
+    }
+}
+
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Text(s) => f.write_str(s),
+            Value::Int(n) => write!(f, "{n}"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Timestamp(t) => f.write_str(&rfc3339(*t)),
+            Value::None => f.write_str("-"),
+        }
+    }
+}
+
+/// Seconds since the epoch as RFC 3339 (the number itself before 1970).
+pub fn rfc3339(t: i64) -> String {
+    match u64::try_from(t) {
+        Ok(s) => humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(s),
+        )
+        .to_string(),
+        Err(_) => t.to_string(),
+    }
+}
+
+/// What a monitor knows about one item of a target, in a form every edge
+/// (`--status`, `--state-file`, the status page, `/api/v1/status`) renders
+/// without knowing the monitor. Plain values only: names, times, counts,
+/// attribute paths; never a secret or a value read from a state.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "fact", rename_all = "snake_case")]
+pub enum Fact {
+    /// Something that stops being valid at `not_after` (a certificate).
+    Expiry {
+        item: String,
+        /// Unix seconds.
+        not_after: i64,
+        /// Time left under which it is a warning / critical (a finding).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        warning_seconds: Option<i64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        critical_seconds: Option<i64>,
+    },
+    /// Something expected to happen again and again (a backup, a scrub).
+    Freshness {
+        item: String,
+        /// Unix seconds of the last success; `None`: never.
+        last_success: Option<i64>,
+        /// Older than this is late (a finding).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        max_age_seconds: Option<i64>,
+    },
+    /// The outcome of a probe (a health check).
+    Check {
+        item: String,
+        kind: String,
+        success: bool,
+        duration_seconds: f64,
+    },
+    /// One thing wrong (drift, an unapproved change, a failed check...).
+    Finding {
+        kind: String,
+        subject: String,
+        detail: String,
+        /// False: shown, but not a finding for the exit code (a policy `warn` rule).
+        counted: bool,
+    },
+    /// A part of the target that could not be read or checked (a drift
+    /// report that is not a plan, a policy that failed): an error of the
+    /// one-shot report, with what to do in `message`.
+    Problem { component: String, message: String },
+    /// One line of a target's summary (`serial: 7`).
+    Detail { field: String, value: Value },
+    /// How many of something there are (`resources`: `managed aws_instance` 3).
+    Count {
+        group: String,
+        item: String,
+        count: u64,
+    },
+}
+
+/// How an [`Fact::Expiry`] stands against its thresholds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Urgency {
+    Ok,
+    Warning,
+    Critical,
+    Expired,
+}
+
+impl Urgency {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Urgency::Ok => "ok",
+            Urgency::Warning => "warning",
+            Urgency::Critical => "critical",
+            Urgency::Expired => "expired",
+        }
+    }
+}
+
+/// Default thresholds when a monitor gives none (the certificate defaults).
+pub const DEFAULT_WARNING_SECONDS: i64 = 30 * 86_400;
+pub const DEFAULT_CRITICAL_SECONDS: i64 = 7 * 86_400;
+
+impl Fact {
+    /// Short name of the kind, for panels and JSON keys.
+    pub fn kind(&self) -> FactKind {
+        match self {
+            Fact::Expiry { .. } => FactKind::Expiry,
+            Fact::Freshness { .. } => FactKind::Freshness,
+            Fact::Check { .. } => FactKind::Check,
+            Fact::Finding { .. } => FactKind::Finding,
+            Fact::Problem { .. } => FactKind::Problem,
+            Fact::Detail { .. } => FactKind::Detail,
+            Fact::Count { .. } => FactKind::Count,
+        }
+    }
+
+    /// Urgency of an expiry at `now` (`Ok` for other facts): critical or
+    /// warning when the time left is at most the threshold, as the monitors say.
+    pub fn urgency(&self, now: i64) -> Urgency {
+        match self {
+            Fact::Expiry {
+                not_after,
+                warning_seconds,
+                critical_seconds,
+                ..
+            } => {
+                let left = not_after - now;
+                if left < 0 {
+                    Urgency::Expired
+                } else if left <= critical_seconds.unwrap_or(DEFAULT_CRITICAL_SECONDS) {
+                    Urgency::Critical
+                } else if left <= warning_seconds.unwrap_or(DEFAULT_WARNING_SECONDS) {
+                    Urgency::Warning
+                } else {
+                    Urgency::Ok
+                }
+            }
+            _ => Urgency::Ok,
+        }
+    }
+
+    /// Age of a freshness fact at `now` (`None`: never succeeded, or another fact).
+    pub fn age(&self, now: i64) -> Option<i64> {
+        match self {
+            Fact::Freshness {
+                last_success: Some(t),
+                ..
+            } => Some((now - t).max(0)),
+            _ => None,
+        }
+    }
+
+    /// A freshness fact older than its max age (never succeeded is late too).
+    pub fn is_late(&self, now: i64) -> bool {
+        match self {
+            Fact::Freshness {
+                max_age_seconds: Some(max),
+                ..
+            } => self.age(now).is_none_or(|a| a > *max),
+            _ => false,
+        }
+    }
+
+    /// Whether this fact is a finding at `now`.
+    pub fn is_finding(&self, now: i64) -> bool {
+        match self {
+            Fact::Expiry { .. } => self.urgency(now) != Urgency::Ok,
+            Fact::Freshness { .. } => self.is_late(now),
+            Fact::Check { success, .. } => !success,
+            Fact::Finding { counted, .. } => *counted,
+            Fact::Problem { .. } | Fact::Detail { .. } | Fact::Count { .. } => false,
+        }
+    }
+}
+
+/// The kinds of [`Fact`], in the order panels are shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FactKind {
+    Expiry,
+    Freshness,
+    Check,
+    Finding,
+    Problem,
+    Detail,
+    Count,
 }
 
 /// Everything one collection of one monitor produced.
@@ -208,6 +455,74 @@ impl SnapshotBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn expiry(not_after: i64, thresholds: Option<(i64, i64)>) -> Fact {
+        Fact::Expiry {
+            item: "c".into(),
+            not_after,
+            warning_seconds: thresholds.map(|t| t.0),
+            critical_seconds: thresholds.map(|t| t.1),
+        }
+    }
+
+    #[test]
+    fn expiry_urgency_follows_thresholds_or_the_defaults() {
+        let day = 86_400;
+        let t = Some((10 * day, 3 * day));
+        assert_eq!(expiry(20 * day, t).urgency(0), Urgency::Ok);
+        assert_eq!(expiry(5 * day, t).urgency(0), Urgency::Warning);
+        assert_eq!(expiry(2 * day, t).urgency(0), Urgency::Critical);
+        assert_eq!(expiry(-1, t).urgency(0), Urgency::Expired);
+        // Defaults: 30 / 7 days.
+        assert_eq!(expiry(20 * day, None).urgency(0), Urgency::Warning);
+        assert!(expiry(20 * day, None).is_finding(0));
+        assert!(!expiry(20 * day, t).is_finding(0));
+    }
+
+    #[test]
+    fn freshness_never_succeeded_is_late_and_findings_count_per_target() {
+        let never = Fact::Freshness {
+            item: "b".into(),
+            last_success: None,
+            max_age_seconds: Some(60),
+        };
+        assert!(never.is_late(1000) && never.is_finding(1000));
+        let fresh = Fact::Freshness {
+            item: "b".into(),
+            last_success: Some(990),
+            max_age_seconds: Some(60),
+        };
+        assert_eq!(fresh.age(1000), Some(10));
+        assert!(!fresh.is_finding(1000));
+        let warn = Fact::Finding {
+            kind: "policy".into(),
+            subject: "x".into(),
+            detail: "warn".into(),
+            counted: false,
+        };
+        let t = TargetStatus::new("t", Health::Ok, "").with_facts(vec![fresh, warn.clone()]);
+        assert_eq!(t.finding_count(1000), 0);
+        // A target with findings counts at least one, even without a finding fact.
+        let t = TargetStatus::new("t", Health::Findings, "").with_facts(vec![warn]);
+        assert_eq!(t.finding_count(1000), 1);
+        let t = TargetStatus::new("t", Health::Findings, "").with_facts(vec![never.clone(), never]);
+        assert_eq!(t.finding_count(1000), 2);
+    }
+
+    #[test]
+    fn facts_serialize_as_plain_tagged_values() {
+        let f = Fact::Detail {
+            field: "serial".into(),
+            value: Value::Int(7),
+        };
+        let v = serde_json::to_value(&f).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"fact": "detail", "field": "serial", "value": 7})
+        );
+        assert_eq!(Value::Timestamp(0).to_string(), "1970-01-01T00:00:00Z");
+        assert_eq!(Value::None.to_string(), "-");
+    }
 
     const A: MetricDef = MetricDef::gauge("a_metric", "A.");
     const B: MetricDef = MetricDef::gauge("b_metric", "B.");

@@ -9,8 +9,9 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
+use crate::cli::report;
 use crate::core::registry::{Outcome, Registry};
-use crate::core::snapshot::{Health, Snapshot, TargetStatus};
+use crate::core::snapshot::{rfc3339, Fact, FactKind, Health, Snapshot, TargetStatus, Urgency};
 
 /// Seconds between automatic reloads of the page.
 pub const REFRESH_SECONDS: u32 = 30;
@@ -31,41 +32,70 @@ pub struct MonitorStatus {
     pub targets: Vec<TargetStatus>,
 }
 
-/// One certificate (the leaf of a file or endpoint), by time left.
+/// Something that expires (an [`Fact::Expiry`]), by time left.
 #[derive(Debug, Serialize)]
-pub struct CertificateStatus {
-    pub source: String,
-    /// Path or endpoint.
+pub struct ExpiryRow {
+    pub monitor: String,
     pub target: String,
-    pub not_after_timestamp_seconds: f64,
+    pub item: String,
+    pub not_after_timestamp_seconds: i64,
     /// Negative once expired.
+    pub seconds_left: i64,
     pub days_left: f64,
-    /// The configured `warning_days` in seconds (the exporter's threshold metric).
+    /// The monitor's thresholds (for certificates: `warning_days`, `critical_days`) in seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub warning_threshold_seconds: Option<f64>,
-    /// The configured `critical_days` in seconds.
+    pub warning_threshold_seconds: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub critical_threshold_seconds: Option<f64>,
+    pub critical_threshold_seconds: Option<i64>,
+    pub state: Urgency,
 }
 
-/// One backup source, by age.
+/// Something expected to happen again (a [`Fact::Freshness`]), oldest first.
 #[derive(Debug, Serialize)]
-pub struct BackupStatus {
-    pub source: String,
-    pub last_success_timestamp_seconds: f64,
-    pub age_seconds: f64,
+pub struct FreshnessRow {
+    pub monitor: String,
+    pub target: String,
+    pub item: String,
+    /// `null`: never succeeded.
+    pub last_success_timestamp_seconds: Option<i64>,
+    pub age_seconds: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_age_seconds: Option<f64>,
+    pub max_age_seconds: Option<i64>,
+    pub late: bool,
 }
 
-/// One health check.
+/// A probe's outcome (a [`Fact::Check`]), failing first.
 #[derive(Debug, Serialize)]
-pub struct HealthCheckStatus {
-    pub check: String,
+pub struct CheckRow {
+    pub monitor: String,
+    pub target: String,
+    pub item: String,
     #[serde(rename = "type")]
     pub kind: String,
     pub success: bool,
     pub duration_seconds: f64,
+}
+
+/// One thing wrong (a [`Fact::Finding`]).
+#[derive(Debug, Serialize)]
+pub struct FindingRow {
+    pub monitor: String,
+    pub target: String,
+    pub kind: String,
+    pub subject: String,
+    pub detail: String,
+    /// False: shown, not a finding by itself (a policy `warn` rule).
+    pub counted: bool,
+}
+
+/// One panel per kind of fact, filled from every monitor's facts: a new
+/// monitor's facts show up here without any change to this file.
+#[derive(Debug, Default, Serialize)]
+pub struct Panels {
+    pub expiry: Vec<ExpiryRow>,
+    pub freshness: Vec<FreshnessRow>,
+    pub checks: Vec<CheckRow>,
+    pub findings: Vec<FindingRow>,
 }
 
 /// Everything the page shows; `/api/v1/status` serves it as JSON.
@@ -76,9 +106,7 @@ pub struct Status {
     /// `ok`, `findings` or `error`: the worst target or collection.
     pub overall: Health,
     pub attention: Vec<Attention>,
-    pub certificates: Vec<CertificateStatus>,
-    pub backups: Vec<BackupStatus>,
-    pub health_checks: Vec<HealthCheckStatus>,
+    pub panels: Panels,
     pub monitors: Vec<MonitorStatus>,
 }
 
@@ -93,21 +121,8 @@ pub struct Attention {
     pub error: Option<String>,
 }
 
-fn label<'a>(s: &'a crate::core::snapshot::Sample, k: &str) -> Option<&'a str> {
-    s.labels
-        .iter()
-        .find(|(lk, _)| *lk == k)
-        .map(|(_, v)| v.as_str())
-}
-
 /// How long the page waits for a monitor's first collection.
 const PAGE_WAIT: Duration = Duration::from_secs(2);
-
-fn unix(t: SystemTime) -> f64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
 
 /// Build the status from the registry's values in memory (a page never waits
 /// for a refresh; only a monitor with no values yet is waited for, briefly).
@@ -120,12 +135,8 @@ pub async fn collect(registry: &Registry) -> Status {
 
 /// Build the status from outcomes (pure; tests use it directly).
 pub fn build(registry: &Registry, outcomes: &[Arc<Outcome>], now: SystemTime) -> Status {
-    let now_s = unix(now);
     let mut monitors = Vec::new();
     let mut attention = Vec::new();
-    let mut certificates = Vec::new();
-    let mut backups = Vec::new();
-    let mut health_checks = Vec::new();
     let mut overall = Health::Ok;
     for (entry, o) in registry.entries().iter().zip(outcomes) {
         let m = entry.monitor();
@@ -144,13 +155,6 @@ pub fn build(registry: &Registry, outcomes: &[Arc<Outcome>], now: SystemTime) ->
                 });
             }
         }
-        extract(
-            &o.snapshot,
-            now_s,
-            &mut certificates,
-            &mut backups,
-            &mut health_checks,
-        );
         monitors.push(MonitorStatus {
             name: o.monitor,
             description: m.describe(),
@@ -174,76 +178,102 @@ pub fn build(registry: &Registry, outcomes: &[Arc<Outcome>], now: SystemTime) ->
         });
     }
     attention.sort_by_key(|a| std::cmp::Reverse(a.health));
-    certificates.sort_by(|a, b| a.days_left.total_cmp(&b.days_left));
-    backups.sort_by(|a, b| b.age_seconds.total_cmp(&a.age_seconds));
-    health_checks.sort_by(|a, b| a.success.cmp(&b.success).then(a.check.cmp(&b.check)));
+    let entries: Vec<(&'static str, &Snapshot, bool)> = outcomes
+        .iter()
+        .map(|o| (o.monitor, o.snapshot.as_ref(), o.stale))
+        .collect();
     Status {
         version: crate::VERSION,
         generated_at: humantime::format_rfc3339_seconds(now).to_string(),
         overall,
         attention,
-        certificates,
-        backups,
-        health_checks,
+        panels: panels(&entries, now),
         monitors,
     }
 }
 
-fn extract(
-    snap: &Snapshot,
-    now: f64,
-    certs: &mut Vec<CertificateStatus>,
-    backups: &mut Vec<BackupStatus>,
-    checks: &mut Vec<HealthCheckStatus>,
-) {
-    if let Some(f) = snap.family(crate::monitors::certificates::NOT_AFTER.name) {
-        let warning = snap.value(crate::monitors::certificates::WARNING.name, &[]);
-        let critical = snap.value(crate::monitors::certificates::CRITICAL.name, &[]);
-        for s in f.samples.iter().filter(|s| label(s, "index") == Some("0")) {
-            let target = label(s, "path")
-                .or_else(|| label(s, "endpoint"))
-                .unwrap_or_default()
-                .to_string();
-            certs.push(CertificateStatus {
-                source: label(s, "source").unwrap_or_default().to_string(),
-                target,
-                not_after_timestamp_seconds: s.value,
-                days_left: (s.value - now) / 86_400.0,
-                warning_threshold_seconds: warning,
-                critical_threshold_seconds: critical,
+/// The panels of every monitor's facts, each in its order: expiry by time
+/// left, freshness oldest first, checks failing first, findings as found.
+pub fn panels(entries: &[(&'static str, &Snapshot, bool)], now: SystemTime) -> Panels {
+    let at = report::Now::of(now);
+    let now = at.floor;
+    let mut p = Panels::default();
+    for (monitor, t, f) in report::expiries(entries) {
+        if let Fact::Expiry {
+            item,
+            not_after,
+            warning_seconds,
+            critical_seconds,
+        } = f
+        {
+            p.expiry.push(ExpiryRow {
+                monitor: monitor.to_string(),
+                target: t.target.clone(),
+                item: item.clone(),
+                not_after_timestamp_seconds: *not_after,
+                seconds_left: not_after - at.ceil,
+                days_left: (not_after - at.ceil) as f64 / 86_400.0,
+                warning_threshold_seconds: *warning_seconds,
+                critical_threshold_seconds: *critical_seconds,
+                state: f.urgency(at.ceil),
             });
         }
     }
-    if let Some(f) = snap.family("backup_last_success_timestamp_seconds") {
-        for s in &f.samples {
-            let source = label(s, "source").unwrap_or_default().to_string();
-            let max_age = snap.value("backup_max_age_seconds", &[("source", source.as_str())]);
-            backups.push(BackupStatus {
-                age_seconds: (now - s.value).max(0.0),
-                last_success_timestamp_seconds: s.value,
-                max_age_seconds: max_age,
-                source,
+    for (monitor, t, f) in report::freshness(entries, now) {
+        if let Fact::Freshness {
+            item,
+            last_success,
+            max_age_seconds,
+        } = f
+        {
+            p.freshness.push(FreshnessRow {
+                monitor: monitor.to_string(),
+                target: t.target.clone(),
+                item: item.clone(),
+                last_success_timestamp_seconds: *last_success,
+                age_seconds: f.age(now),
+                max_age_seconds: *max_age_seconds,
+                late: f.is_late(now),
             });
         }
     }
-    if let Some(f) = snap.family(crate::monitors::health::SUCCESS.name) {
-        for s in &f.samples {
-            let check = label(s, "check").unwrap_or_default().to_string();
-            let kind = label(s, "type").unwrap_or_default().to_string();
-            let duration = snap
-                .value(
-                    crate::monitors::health::DURATION.name,
-                    &[("check", check.as_str()), ("type", kind.as_str())],
-                )
-                .unwrap_or(0.0);
-            checks.push(HealthCheckStatus {
-                check,
-                kind,
-                success: s.value >= 1.0,
-                duration_seconds: duration,
+    for (monitor, t, f) in report::checks(entries) {
+        if let Fact::Check {
+            item,
+            kind,
+            success,
+            duration_seconds,
+        } = f
+        {
+            p.checks.push(CheckRow {
+                monitor: monitor.to_string(),
+                target: t.target.clone(),
+                item: item.clone(),
+                kind: kind.clone(),
+                success: *success,
+                duration_seconds: *duration_seconds,
             });
         }
     }
+    for (monitor, t, f) in report::facts_of(entries, FactKind::Finding) {
+        if let Fact::Finding {
+            kind,
+            subject,
+            detail,
+            counted,
+        } = f
+        {
+            p.findings.push(FindingRow {
+                monitor: monitor.to_string(),
+                target: t.target.clone(),
+                kind: kind.clone(),
+                subject: subject.clone(),
+                detail: detail.clone(),
+                counted: *counted,
+            });
+        }
+    }
+    p
 }
 
 /// Escape text for HTML element content and attribute values.
@@ -278,29 +308,18 @@ fn human(secs: f64) -> String {
     )
 }
 
-/// Time left on a certificate, like `--status`: "in 4 days 23h", "expired 426 days ago".
-fn expiry_phrase(left_secs: f64) -> String {
-    if left_secs < 0.0 {
-        format!("expired {} ago", human(-left_secs))
-    } else {
-        format!("in {}", human(left_secs))
+/// Badge class of an expiry: red once critical or expired, amber under the
+/// warning threshold (the monitor's, else 30 and 7 days).
+fn expiry_class(u: Urgency) -> &'static str {
+    match u {
+        Urgency::Expired | Urgency::Critical => "err",
+        Urgency::Warning => "warn",
+        Urgency::Ok => "ok",
     }
 }
 
-/// Badge class of a certificate: against the configured thresholds (the
-/// exporter's defaults of 30 and 7 days when they are not exported).
-fn certificate_class(c: &CertificateStatus) -> &'static str {
-    let left = c.days_left * 86_400.0;
-    let critical = c.critical_threshold_seconds.unwrap_or(7.0 * 86_400.0);
-    let warning = c.warning_threshold_seconds.unwrap_or(30.0 * 86_400.0);
-    if left < critical || left < 0.0 {
-        "err"
-    } else if left < warning {
-        "warn"
-    } else {
-        "ok"
-    }
-}
+/// At most this many findings are listed on the page (the JSON has all).
+const PAGE_FINDINGS: usize = 200;
 
 const STYLE: &str = "body{font:15px/1.4 system-ui,sans-serif;margin:0;padding:0 12px 24px;color:#1b1f23;background:#f6f8fa}\
 header{display:flex;flex-wrap:wrap;align-items:baseline;gap:8px 16px;padding:12px 0}\
@@ -363,52 +382,73 @@ pub fn render_html(status: &Status, telemetry_path: &str) -> String {
     }
     h.push_str("</section>\n");
 
-    if !status.certificates.is_empty() {
-        h.push_str("<section id=\"certificates\"><h2>Certificates by time left</h2>\n<table><tr><th>expires</th><th>certificate</th><th class=\"opt\">not after</th></tr>\n");
-        for c in &status.certificates {
-            let cls = certificate_class(c);
-            let expires = humantime::format_rfc3339_seconds(
-                SystemTime::UNIX_EPOCH
-                    + Duration::from_secs(c.not_after_timestamp_seconds.max(0.0) as u64),
-            );
+    let p = &status.panels;
+    if !p.expiry.is_empty() {
+        h.push_str("<section id=\"expiry\"><h2>Expiring, by time left</h2>\n<table><tr><th>expires</th><th>item</th><th class=\"opt\">not after</th></tr>\n");
+        for e in &p.expiry {
             h.push_str(&format!(
-                "<tr><td><span class=\"b {cls}\">{}</span></td><td><code>{}</code> <span class=\"muted\">{}</span></td><td class=\"opt\">{}</td></tr>\n",
-                expiry_phrase(c.days_left * 86_400.0),
-                esc(&c.target),
-                esc(&c.source),
-                expires
+                "<tr><td><span class=\"b {}\">{}</span></td><td><code>{}</code> <span class=\"muted\">{}</span></td><td class=\"opt\">{}</td></tr>\n",
+                expiry_class(e.state),
+                report::expiry_phrase(e.seconds_left),
+                esc(&e.item),
+                esc(&e.monitor),
+                rfc3339(e.not_after_timestamp_seconds)
             ));
         }
         h.push_str("</table></section>\n");
     }
 
-    if !status.backups.is_empty() {
-        h.push_str("<section id=\"backups\"><h2>Backups by age</h2>\n<table><tr><th>age</th><th>source</th><th class=\"opt\">max age</th></tr>\n");
-        for b in &status.backups {
-            let late = b
-                .max_age_seconds
-                .map(|m| b.age_seconds > m)
-                .unwrap_or(false);
+    if !p.freshness.is_empty() {
+        h.push_str("<section id=\"freshness\"><h2>Freshness, oldest first</h2>\n<table><tr><th>age</th><th>item</th><th class=\"opt\">max age</th></tr>\n");
+        for f in &p.freshness {
             h.push_str(&format!(
-                "<tr><td><span class=\"b {}\">{}</span></td><td><code>{}</code></td><td class=\"opt\">{}</td></tr>\n",
-                if late { "err" } else { "ok" },
-                human(b.age_seconds),
-                esc(&b.source),
-                b.max_age_seconds.map(human).unwrap_or_else(|| "-".into())
+                "<tr><td><span class=\"b {}\">{}</span></td><td><code>{}</code> <span class=\"muted\">{}</span></td><td class=\"opt\">{}</td></tr>\n",
+                if f.late { "err" } else { "ok" },
+                f.age_seconds
+                    .map(|a| human(a as f64))
+                    .unwrap_or_else(|| "never".into()),
+                esc(&f.item),
+                esc(&f.monitor),
+                f.max_age_seconds
+                    .map(|m| human(m as f64))
+                    .unwrap_or_else(|| "-".into())
             ));
         }
         h.push_str("</table></section>\n");
     }
 
-    if !status.health_checks.is_empty() {
-        h.push_str("<section id=\"health-checks\"><h2>Health checks</h2>\n<table><tr><th>state</th><th>check</th><th class=\"opt\">type</th><th class=\"opt\">took</th></tr>\n");
-        for c in &status.health_checks {
+    if !p.checks.is_empty() {
+        h.push_str("<section id=\"checks\"><h2>Checks, failing first</h2>\n<table><tr><th>state</th><th>check</th><th class=\"opt\">type</th><th class=\"opt\">took</th></tr>\n");
+        for c in &p.checks {
             h.push_str(&format!(
-                "<tr><td>{}</td><td><code>{}</code></td><td class=\"opt\">{}</td><td class=\"opt\">{}</td></tr>\n",
+                "<tr><td>{}</td><td><code>{}</code> <span class=\"muted\">{}</span></td><td class=\"opt\">{}</td><td class=\"opt\">{}</td></tr>\n",
                 if c.success { "<span class=\"b ok\">ok</span>" } else { "<span class=\"b err\">failing</span>" },
-                esc(&c.check),
+                esc(&c.item),
+                esc(&c.monitor),
                 esc(&c.kind),
                 human(c.duration_seconds)
+            ));
+        }
+        h.push_str("</table></section>\n");
+    }
+
+    if !p.findings.is_empty() {
+        h.push_str("<section id=\"findings\"><h2>Findings</h2>\n<table><tr><th>kind</th><th>subject</th><th>detail</th><th class=\"opt\">target</th></tr>\n");
+        for f in p.findings.iter().take(PAGE_FINDINGS) {
+            h.push_str(&format!(
+                "<tr><td><span class=\"b {}\">{}</span></td><td><code>{}</code></td><td>{}</td><td class=\"opt\">{} <span class=\"muted\">{}</span></td></tr>\n",
+                if f.counted { "warn" } else { "unk" },
+                esc(&f.kind),
+                esc(&f.subject),
+                esc(&f.detail),
+                esc(&f.target),
+                esc(&f.monitor)
+            ));
+        }
+        if p.findings.len() > PAGE_FINDINGS {
+            h.push_str(&format!(
+                "<tr><td colspan=\"4\">{} more in <a href=\"/api/v1/status\">/api/v1/status</a></td></tr>\n",
+                p.findings.len() - PAGE_FINDINGS
             ));
         }
         h.push_str("</table></section>\n");
@@ -482,56 +522,65 @@ mod tests {
         assert!(Health::Unchecked > Health::Findings && Health::Unchecked < Health::Error);
     }
 
-    fn status(certificates: Vec<CertificateStatus>, backups: Vec<BackupStatus>) -> Status {
-        Status {
+    const DAY: i64 = 86_400;
+    /// "now" of these tests.
+    const NOW: i64 = 1_000_000_000;
+
+    fn at(t: i64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(t as u64)
+    }
+
+    /// A status page of one monitor whose one target holds `facts`.
+    fn page(monitor: &'static str, facts: Vec<Fact>) -> String {
+        let snap = Snapshot {
+            targets: vec![TargetStatus::new("t", Health::Ok, "").with_facts(facts)],
+            ..Snapshot::default()
+        };
+        let status = Status {
             version: "0",
             generated_at: "2026-01-01T00:00:00Z".into(),
             overall: Health::Ok,
             attention: Vec::new(),
-            certificates,
-            backups,
-            health_checks: vec![HealthCheckStatus {
-                check: "nas".into(),
-                kind: "tcp".into(),
-                success: true,
-                duration_seconds: 0.012,
-            }],
+            panels: panels(&[(monitor, &snap, false)], at(NOW)),
             monitors: Vec::new(),
+        };
+        render_html(&status, "/metrics")
+    }
+
+    fn expiry(item: &str, left: i64, thresholds: Option<(i64, i64)>) -> Fact {
+        Fact::Expiry {
+            item: item.into(),
+            not_after: NOW + left,
+            warning_seconds: thresholds.map(|t| t.0),
+            critical_seconds: thresholds.map(|t| t.1),
         }
     }
 
-    fn cert(target: &str, left_secs: f64, thresholds: Option<(f64, f64)>) -> CertificateStatus {
-        CertificateStatus {
-            source: "file".into(),
-            target: target.into(),
-            not_after_timestamp_seconds: 1e9 + left_secs,
-            days_left: left_secs / 86_400.0,
-            warning_threshold_seconds: thresholds.map(|t| t.0),
-            critical_threshold_seconds: thresholds.map(|t| t.1),
+    fn fresh(item: &str, age: i64, max: i64) -> Fact {
+        Fact::Freshness {
+            item: item.into(),
+            last_success: Some(NOW - age),
+            max_age_seconds: Some(max),
         }
     }
 
-    /// The row of the page that names `target`.
-    fn row<'a>(html: &'a str, target: &str) -> &'a str {
-        let needle = format!("<code>{target}</code>");
+    /// The row of the page that names `item`.
+    fn row<'a>(html: &'a str, item: &str) -> &'a str {
+        let needle = format!("<code>{item}</code>");
         html.lines()
             .find(|l| l.contains(&needle))
-            .unwrap_or_else(|| panic!("no row for {target} in {html}"))
+            .unwrap_or_else(|| panic!("no row for {item} in {html}"))
     }
 
     #[test]
-    fn certificate_time_left_reads_like_status() {
-        let day = 86_400.0;
-        let html = render_html(
-            &status(
-                vec![
-                    cert("old.pem", -(426.0 * day) - 5.0, None),
-                    cert("soon.pem", 4.99 * day, None),
-                    cert("today.pem", 26.0 * 3600.0, None),
-                ],
-                Vec::new(),
-            ),
-            "/metrics",
+    fn expiry_time_left_reads_like_status_and_sorts_soonest_first() {
+        let html = page(
+            "certificate_expiry",
+            vec![
+                expiry("today.pem", 26 * 3600, None),
+                expiry("old.pem", -(426 * DAY) - 5, None),
+                expiry("soon.pem", 431_136, None),
+            ],
         );
         assert!(
             row(&html, "old.pem").contains(">expired 426 days ago<"),
@@ -540,74 +589,56 @@ mod tests {
         assert!(row(&html, "soon.pem").contains(">in 4 days 23h<"), "{html}");
         assert!(row(&html, "today.pem").contains(">in 26h<"), "{html}");
         assert!(!html.contains("-426") && !html.contains("-427"), "{html}");
+        // Each row names its monitor.
+        assert!(
+            row(&html, "old.pem").contains("certificate_expiry"),
+            "{html}"
+        );
+        let pos = |n: &str| html.find(&format!("<code>{n}</code>")).unwrap();
+        assert!(pos("old.pem") < pos("today.pem") && pos("today.pem") < pos("soon.pem"));
     }
 
     #[test]
-    fn certificate_colours_follow_the_configured_thresholds() {
-        let day = 86_400.0;
-        // warning_days 10, critical_days 3 (as exported by the monitor).
-        let t = Some((10.0 * day, 3.0 * day));
-        let html = render_html(
-            &status(
-                vec![
-                    cert("twenty.pem", 20.0 * day, t),
-                    cert("five.pem", 5.0 * day, t),
-                    cert("two.pem", 2.0 * day, t),
-                    cert("gone.pem", -day, t),
-                    cert("default.pem", 20.0 * day, None),
-                ],
-                Vec::new(),
-            ),
-            "/metrics",
+    fn expiry_colours_follow_the_monitors_thresholds() {
+        // warning_days 10, critical_days 3 (as the certificate monitor gives them).
+        let t = Some((10 * DAY, 3 * DAY));
+        let html = page(
+            "certificate_expiry",
+            vec![
+                expiry("twenty.pem", 20 * DAY, t),
+                expiry("five.pem", 5 * DAY, t),
+                expiry("two.pem", 2 * DAY, t),
+                expiry("gone.pem", -DAY, t),
+                expiry("default.pem", 20 * DAY, None),
+            ],
         );
         assert!(row(&html, "twenty.pem").contains("b ok"), "{html}");
         assert!(row(&html, "five.pem").contains("b warn"), "{html}");
         assert!(row(&html, "two.pem").contains("b err"), "{html}");
         assert!(row(&html, "gone.pem").contains("b err"), "{html}");
-        // Without exported thresholds: the defaults (30 / 7 days).
+        // Without thresholds: the defaults (30 / 7 days).
         assert!(row(&html, "default.pem").contains("b warn"), "{html}");
     }
 
     #[test]
-    fn thresholds_come_from_the_certificate_snapshot() {
-        use crate::monitors::certificates::{CRITICAL, NOT_AFTER, WARNING};
-        let mut b = crate::core::snapshot::SnapshotBuilder::new();
-        b.gauge(&WARNING, &[], 10.0 * 86_400.0);
-        b.gauge(&CRITICAL, &[], 3.0 * 86_400.0);
-        b.gauge(
-            &NOT_AFTER,
-            &[("source", "file"), ("path", "a.pem"), ("index", "0")],
-            20.0 * 86_400.0,
-        );
-        let snap = b.build();
-        let (mut certs, mut backups, mut checks) = (Vec::new(), Vec::new(), Vec::new());
-        extract(&snap, 0.0, &mut certs, &mut backups, &mut checks);
-        assert_eq!(certs.len(), 1);
-        assert_eq!(certs[0].warning_threshold_seconds, Some(864_000.0));
-        assert_eq!(certs[0].critical_threshold_seconds, Some(259_200.0));
-        assert_eq!(certs[0].days_left, 20.0);
-    }
-
-    #[test]
     fn ages_and_durations_read_like_status() {
-        let backups = vec![
-            BackupStatus {
-                source: "daily".into(),
-                last_success_timestamp_seconds: 0.0,
-                age_seconds: 26.0 * 3600.0,
-                max_age_seconds: Some(26.0 * 3600.0),
-            },
-            BackupStatus {
-                source: "weekly".into(),
-                last_success_timestamp_seconds: 0.0,
-                age_seconds: 4.99 * 86_400.0,
-                max_age_seconds: Some(8.0 * 86_400.0),
-            },
-        ];
-        let html = render_html(&status(Vec::new(), backups), "/metrics");
+        let html = page(
+            "backup_validation",
+            vec![
+                fresh("daily", 26 * 3600, 26 * 3600),
+                fresh("weekly", 431_136, 8 * DAY),
+                fresh("late", 2 * DAY, DAY),
+                Fact::Check {
+                    item: "nas".into(),
+                    kind: "tcp".into(),
+                    success: true,
+                    duration_seconds: 0.012,
+                },
+            ],
+        );
         let daily = row(&html, "daily");
         assert!(
-            daily.contains(">26h<") && !daily.contains("1d 2h"),
+            daily.contains(">26h<") && !daily.contains("1d 2h") && daily.contains("b ok"),
             "{daily}"
         );
         let weekly = row(&html, "weekly");
@@ -615,7 +646,48 @@ mod tests {
             weekly.contains(">4 days 23h<") && weekly.contains(">8 days<"),
             "{weekly}"
         );
+        assert!(row(&html, "late").contains("b err"), "{html}");
         assert!(row(&html, "nas").contains(">12ms<"), "{html}");
+        // Oldest first.
+        assert!(html.find("<code>late</code>") < html.find("<code>daily</code>"));
+    }
+
+    #[test]
+    fn panels_appear_only_for_kinds_present_and_checks_fail_first() {
+        let check = |item: &str, success: bool| Fact::Check {
+            item: item.into(),
+            kind: "http".into(),
+            success,
+            duration_seconds: 0.0,
+        };
+        let html = page(
+            "health_checks",
+            vec![check("a-ok", true), check("z-bad", false)],
+        );
+        assert!(html.contains("id=\"checks\""), "{html}");
+        assert!(!html.contains("id=\"expiry\"") && !html.contains("id=\"freshness\""));
+        assert!(!html.contains("id=\"findings\""), "{html}");
+        assert!(html.find("<code>z-bad</code>") < html.find("<code>a-ok</code>"));
+        assert!(row(&html, "z-bad").contains("failing"), "{html}");
+    }
+
+    #[test]
+    fn findings_are_escaped_and_name_their_monitor_and_target() {
+        let html = page(
+            "some_new_monitor",
+            vec![Fact::Finding {
+                kind: "drift".into(),
+                subject: "<b>x</b>".into(),
+                detail: "a & b".into(),
+                counted: true,
+            }],
+        );
+        let r = row(&html, "&lt;b&gt;x&lt;/b&gt;");
+        assert!(
+            r.contains("a &amp; b") && r.contains("some_new_monitor"),
+            "{r}"
+        );
+        assert!(!html.contains("<b>x</b>"), "{html}");
     }
 
     #[test]

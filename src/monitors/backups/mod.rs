@@ -88,7 +88,7 @@ pub use self::config::{
     BackupConfig, BackupFormat, BackupSourceConfig, TimeZoneName, VerifyMode,
 };
 use crate::core::monitor::{CollectContext, Monitor, MonitorError};
-use crate::core::snapshot::{Health, MetricDef, Snapshot, SnapshotBuilder, TargetStatus};
+use crate::core::snapshot::{Fact, Health, MetricDef, Snapshot, SnapshotBuilder, TargetStatus};
 
 pub use files::Stamp;
 
@@ -593,6 +593,7 @@ impl Inner {
                     summary: "first read still running".into(),
                     error: None,
                     stale: false,
+                    facts: Vec::new(),
                 });
                 continue;
             }
@@ -626,8 +627,20 @@ impl Inner {
                     summary: format!("{} source cannot be read", cfg.format),
                     error: errors,
                     stale,
+                    facts: Vec::new(),
                 },
             };
+            let mut status = status;
+            if let Some(s) = &summary {
+                status.facts.insert(
+                    0,
+                    Fact::Freshness {
+                        item: name.to_string(),
+                        last_success: s.last_success.map(|t| t.floor() as i64),
+                        max_age_seconds: cfg.max_age.map(|m| m.0.as_secs() as i64),
+                    },
+                );
+            }
             if let Some(max) = cfg.max_age {
                 b.gauge(&MAX_AGE, &label, max.0.as_secs_f64());
             }
@@ -672,6 +685,8 @@ fn emit(b: &mut SnapshotBuilder, name: &str, s: &Summary) {
 
 fn ok_status(cfg: &BackupSourceConfig, s: &Summary, read: &SourceRead, now: f64) -> TargetStatus {
     let mut findings = read.findings.clone();
+    // Findings the freshness fact does not already carry (its age against max_age).
+    let mut facts: Vec<Fact> = Vec::new();
     match s.last_success {
         None => findings.push("no successful backup".into()),
         Some(t) => {
@@ -727,6 +742,18 @@ fn ok_status(cfg: &BackupSourceConfig, s: &Summary, read: &SourceRead, now: f64)
     }
     parts.extend(read.notes.iter().cloned());
     parts.extend(findings.iter().cloned());
+    let never_is_late = s.last_success.is_none() && cfg.max_age.is_some();
+    for f in &findings {
+        if f.contains("over max_age") || (never_is_late && f == "no successful backup") {
+            continue;
+        }
+        facts.push(Fact::Finding {
+            kind: "backup".into(),
+            subject: cfg.name.clone(),
+            detail: f.clone(),
+            counted: true,
+        });
+    }
     TargetStatus {
         target: cfg.name.clone(),
         health: if findings.is_empty() {
@@ -737,6 +764,7 @@ fn ok_status(cfg: &BackupSourceConfig, s: &Summary, read: &SourceRead, now: f64)
         summary: parts.join(", "),
         error: None,
         stale: false,
+        facts,
     }
 }
 

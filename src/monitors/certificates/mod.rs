@@ -26,8 +26,7 @@ use crate::monitors::kind::{BuildContext, ConfigIssue, MonitorKind};
 
 pub use self::config::{CertificateConfig, EndpointDetails, EndpointSpec, StartTls};
 use crate::core::monitor::{CollectContext, Monitor, MonitorError};
-use crate::cli::report::{Report, Section};
-use crate::core::snapshot::{Health, MetricDef, Snapshot, SnapshotBuilder, TargetStatus};
+use crate::core::snapshot::{Fact, Health, MetricDef, Snapshot, SnapshotBuilder, TargetStatus};
 
 use endpoint::{Endpoint, Prober};
 use parse::Cert;
@@ -654,6 +653,7 @@ pub fn snapshot(
                     summary: format!("cannot read ({})", f.reason),
                     error: Some(f.message.clone()),
                     stale: false,
+                    facts: Vec::new(),
                 });
             }
             Ok(data) => {
@@ -664,12 +664,32 @@ pub fn snapshot(
                 }
                 let mut worst = CertState::Ok;
                 let mut earliest: Option<&Cert> = None;
+                let mut facts = Vec::new();
                 for (i, c) in data.certs.iter().enumerate() {
                     let mut l = id.clone();
                     l.push(("index", i.to_string()));
                     l.push(("serial", c.serial.clone()));
                     if !seen_certs.insert(l.clone()) {
                         continue;
+                    }
+                    let item = cert_item(s, i, c);
+                    facts.push(Fact::Expiry {
+                        item: item.clone(),
+                        not_after: c.not_after,
+                        warning_seconds: Some(warning),
+                        critical_seconds: Some(critical),
+                    });
+                    if c.not_before > now_s {
+                        facts.push(Fact::Finding {
+                            kind: "not yet valid".into(),
+                            subject: item,
+                            detail: format!(
+                                "valid from {} (in {})",
+                                rfc3339(c.not_before),
+                                human_secs(c.not_before - now_s)
+                            ),
+                            counted: true,
+                        });
                     }
                     b.gauge_owned(&NOT_AFTER, l.clone(), c.not_after as f64);
                     b.gauge_owned(&NOT_BEFORE, l.clone(), c.not_before as f64);
@@ -729,6 +749,16 @@ pub fn snapshot(
                 if worst != CertState::Ok {
                     summary.push_str(&format!(", {}", worst.as_str()));
                 }
+                if verify_finding(data) {
+                    if let Some(Err(why)) = &data.verified {
+                        facts.push(Fact::Finding {
+                            kind: "not verified".into(),
+                            subject: s.display(),
+                            detail: format!("the served chain does not verify: {why}"),
+                            counted: true,
+                        });
+                    }
+                }
                 b.target(TargetStatus {
                     target: format!("{}: {}", s.kind.as_str(), s.display()),
                     health: if worst == CertState::Ok && !verify_finding(data) {
@@ -739,6 +769,7 @@ pub fn snapshot(
                     summary,
                     error: None,
                     stale: false,
+                    facts,
                 });
             }
         }
@@ -754,8 +785,14 @@ fn verify_finding(d: &SourceData) -> bool {
     matches!(&d.verified, Some(Err(why)) if why != "unknown_issuer")
 }
 
-fn days_left(c: &Cert, now: i64) -> i64 {
-    (c.not_after - now).div_euclid(86_400)
+/// The item of a certificate's facts: its source, and for a chain member
+/// after the leaf, its position and name.
+fn cert_item(s: &SourceResult, index: usize, c: &Cert) -> String {
+    if index == 0 {
+        s.display()
+    } else {
+        format!("{} #{index} ({})", s.display(), display_cn(c))
+    }
 }
 
 fn human_secs(secs: i64) -> String {
@@ -788,126 +825,6 @@ fn rfc3339(ts: i64) -> String {
     }
     let t = SystemTime::UNIX_EPOCH + Duration::from_secs(ts as u64);
     humantime::format_rfc3339_seconds(t).to_string()
-}
-
-/// The `--status` report: every certificate sorted by expiry, then failed sources.
-pub fn report(sources: &[SourceResult], now: SystemTime, warning: i64, critical: i64) -> Report {
-    let now_s = now_secs(now);
-    let mut rows: Vec<(i64, &SourceResult, usize, &Cert, CertState)> = Vec::new();
-    for s in sources {
-        if let Ok(d) = &s.outcome {
-            for (i, c) in d.certs.iter().enumerate() {
-                rows.push((
-                    c.not_after,
-                    s,
-                    i,
-                    c,
-                    CertState::of(c, now_s, warning, critical),
-                ));
-            }
-        }
-    }
-    rows.sort_by(|a, b| {
-        a.0.cmp(&b.0)
-            .then_with(|| a.1.target.cmp(&b.1.target))
-            .then(a.2.cmp(&b.2))
-    });
-    let mut certs = Section::new(
-        "Certificates (earliest expiry first)",
-        &[
-            "SOURCE",
-            "TARGET",
-            "INDEX",
-            "SUBJECT",
-            "SERIAL",
-            "NOT AFTER",
-            "EXPIRES",
-            "STATE",
-        ],
-    );
-    certs.empty = "no certificates found".into();
-    let mut report = Report::default();
-    let mut json_certs = Vec::new();
-    for (_, s, i, c, st) in &rows {
-        certs.row([
-            s.kind.as_str().to_string(),
-            s.display(),
-            i.to_string(),
-            display_cn(c),
-            c.serial.clone(),
-            rfc3339(c.not_after),
-            expiry_phrase(c.not_after - now_s),
-            st.as_str().to_string(),
-        ]);
-        if *st != CertState::Ok {
-            report.findings += 1;
-        }
-        json_certs.push(serde_json::json!({
-            "source": s.kind.as_str(),
-            "target": s.target,
-            "server_name": s.server_name,
-            "index": i,
-            "subject_cn": c.subject_cn,
-            "issuer_cn": c.issuer_cn,
-            "serial": c.serial,
-            "sans": c.sans,
-            "not_before": c.not_before,
-            "not_after": c.not_after,
-            "days_left": days_left(c, now_s),
-            "state": st.as_str(),
-        }));
-    }
-    let mut srcs = Section::new(
-        "Certificate sources",
-        &["SOURCE", "TARGET", "UP", "VERIFIED", "DETAIL"],
-    );
-    let mut json_sources = Vec::new();
-    for s in sources {
-        if s.outcome.as_ref().is_ok_and(verify_finding) {
-            report.findings += 1;
-        }
-        let (up, verified, detail) = match &s.outcome {
-            Ok(d) => (
-                "1",
-                match &d.verified {
-                    Some(Ok(())) => "yes".to_string(),
-                    Some(Err(w)) => format!("no ({w})"),
-                    None => "-".to_string(),
-                },
-                format!("{} certificate(s), {}", d.certs.len(), d.format),
-            ),
-            Err(f) => {
-                report.errors += 1;
-                ("0", "-".to_string(), f.message.clone())
-            }
-        };
-        srcs.row([
-            s.kind.as_str().to_string(),
-            s.display(),
-            up.to_string(),
-            verified.clone(),
-            detail.clone(),
-        ]);
-        json_sources.push(serde_json::json!({
-            "source": s.kind.as_str(),
-            "target": s.target,
-            "server_name": s.server_name,
-            "up": up == "1",
-            "verified": verified,
-            "detail": detail,
-            "reason": s.outcome.as_ref().err().map(|f| f.reason),
-        }));
-    }
-    report.sections.push(certs);
-    report.sections.push(srcs);
-    report.json = serde_json::json!({
-        "monitor": "certificate_expiry",
-        "warning_threshold_seconds": warning,
-        "critical_threshold_seconds": critical,
-        "certificates": json_certs,
-        "sources": json_sources,
-    });
-    report
 }
 
 #[async_trait]
@@ -965,12 +882,6 @@ impl Monitor for CertificateMonitor {
         snap.families.extend(b.build().families);
         Ok(snap)
     }
-
-    async fn report(&self, ctx: CollectContext) -> Result<Report, MonitorError> {
-        let sources = self.gather(ctx).await?;
-        let (w, c) = self.thresholds();
-        Ok(report(&sources, ctx.now, w, c))
-    }
 }
 
 #[cfg(test)]
@@ -1017,8 +928,6 @@ mod tests {
             CertState::of(&cert(10 * d, 100 * d), 5 * d, w, c),
             CertState::NotYetValid
         );
-        assert_eq!(days_left(&cert(0, 10 * d), 9 * d + 1), 0);
-        assert_eq!(days_left(&cert(0, 10 * d), 11 * d), -1);
     }
 
     #[test]

@@ -44,7 +44,7 @@ use std::time::{Duration, Instant, SystemTime};
 use async_trait::async_trait;
 
 use crate::core::monitor::{CollectContext, Monitor, MonitorError};
-use crate::core::snapshot::{Health, MetricDef, Snapshot, SnapshotBuilder, TargetStatus};
+use crate::core::snapshot::{Fact, Health, MetricDef, Snapshot, SnapshotBuilder, TargetStatus};
 
 use self::config::{HealthCheckConfig, HealthChecksConfig};
 
@@ -321,6 +321,12 @@ pub fn snapshot(results: &[(CheckResult, SystemTime)]) -> Snapshot {
             },
             error: (!r.success).then(|| r.message.clone()),
             stale: false,
+            facts: vec![Fact::Check {
+                item: r.name.clone(),
+                kind: r.kind.to_string(),
+                success: r.success,
+                duration_seconds: r.duration.as_secs_f64(),
+            }],
         });
     }
     b.build()

@@ -13,7 +13,7 @@ pub mod json_stream;
 pub mod plan;
 pub mod policy;
 pub mod remote;
-pub mod report;
+pub mod facts;
 pub mod source;
 pub mod state;
 
@@ -29,7 +29,6 @@ use crate::monitors::Overrides;
 
 pub use self::config::TerraformConfig;
 use crate::core::monitor::{CollectContext, Monitor, MonitorError};
-use crate::cli::report::Report;
 use crate::core::snapshot::{Health, MetricDef, Snapshot, SnapshotBuilder, TargetStatus};
 
 use analysis::{analyse_with_policies, Analysis, TargetMemory, TargetSources};
@@ -671,6 +670,10 @@ pub fn snapshot(
             summary: "cannot search".into(),
             error: Some(p.message.clone()),
             stale: false,
+            facts: vec![crate::core::snapshot::Fact::Problem {
+                component: p.component.to_string(),
+                message: p.message.clone(),
+            }],
         });
     }
     b.build()
@@ -788,6 +791,7 @@ fn target_status(a: &Analysis) -> TargetStatus {
                 .join("; ")
         }),
         stale: a.stale,
+        facts: facts::facts(a),
     }
 }
 
@@ -843,6 +847,7 @@ impl Monitor for TerraformMonitor {
                     summary: "first read still running".into(),
                     error: None,
                     stale: false,
+                    facts: Vec::new(),
                 });
             }
         }
@@ -856,18 +861,6 @@ impl Monitor for TerraformMonitor {
         }
         snap.families.extend(b.build().families);
         Ok(snap)
-    }
-
-    async fn report(&self, ctx: CollectContext) -> Result<Report, MonitorError> {
-        let c = self.analyse_all(ctx.now, true).await?;
-        let mut r = report::build(&c.analyses, &c.problems, &c.problem_labels);
-        if c.analyses.is_empty() && c.problems.is_empty() {
-            report::nothing_found(
-                &mut r,
-                &nothing_found_message(&self.inner.cfg, &self.inner.base),
-            );
-        }
-        Ok(r)
     }
 }
 
@@ -914,6 +907,7 @@ fn nothing_found_status(cfg: &TerraformConfig, base: &std::path::Path) -> Target
         summary: nothing_found_message(cfg, base),
         error: None,
         stale: false,
+        facts: Vec::new(),
     }
 }
 

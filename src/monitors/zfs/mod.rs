@@ -33,7 +33,7 @@ use async_trait::async_trait;
 use crate::core::clock::unix_seconds;
 use crate::core::monitor::{CollectContext, Monitor, MonitorError};
 use crate::monitors::kind::{BuildContext, ConfigIssue, MonitorKind};
-use crate::core::snapshot::{Health, MetricDef, Snapshot, SnapshotBuilder, TargetStatus};
+use crate::core::snapshot::{Fact, Health, MetricDef, Snapshot, SnapshotBuilder, TargetStatus};
 
 pub use self::config::ZfsConfig;
 use self::status::{PoolStatus, Scan};
@@ -237,6 +237,7 @@ impl Inner {
                     summary: "first read still running".into(),
                     error: None,
                     stale: false,
+                    facts: Vec::new(),
                 });
                 continue;
             }
@@ -255,12 +256,14 @@ impl Inner {
                         summary: "zpool status file cannot be read".into(),
                         error: Some(e.clone()),
                         stale: false,
+                        facts: Vec::new(),
                     });
                     continue;
                 }
             };
             b.gauge(&FILE_UP, &label, 1.0);
             let mut findings = Vec::new();
+            let mut facts = Vec::new();
             let mut error = None;
             for p in pools {
                 let name = p.status.name.as_str();
@@ -270,7 +273,9 @@ impl Inner {
                     ));
                     continue;
                 }
-                findings.extend(emit_pool(&mut b, p, max_age, now_s));
+                let (f, pool_facts) = emit_pool(&mut b, p, max_age, now_s);
+                findings.extend(f);
+                facts.extend(pool_facts);
             }
             let summary = match pools.len() {
                 1 => "1 pool".to_string(),
@@ -292,6 +297,7 @@ impl Inner {
                 summary,
                 error,
                 stale: false,
+                facts,
             });
         }
         let mut snap = b.build();
@@ -301,8 +307,14 @@ impl Inner {
     }
 }
 
-/// A pool's series; returns its findings.
-fn emit_pool(b: &mut SnapshotBuilder, p: &PoolView, max_age: f64, now: f64) -> Vec<String> {
+/// A pool's series; returns its findings and the facts the CLI and the status
+/// page show (scrub freshness, findings other than the scrub's age).
+fn emit_pool(
+    b: &mut SnapshotBuilder,
+    p: &PoolView,
+    max_age: f64,
+    now: f64,
+) -> (Vec<String>, Vec<Fact>) {
     let name = p.status.name.as_str();
     let pool = [("pool", name)];
     let state = p.status.state.to_ascii_lowercase();
@@ -314,15 +326,31 @@ fn emit_pool(b: &mut SnapshotBuilder, p: &PoolView, max_age: f64, now: f64) -> V
     b.gauge(&SCRUB_RUNNING, &pool, if running { 1.0 } else { 0.0 });
     b.gauge(&SCRUB_MAX_AGE, &pool, max_age);
     let mut findings = Vec::new();
+    let mut facts = Vec::new();
+    let finding = |detail: String| Fact::Finding {
+        kind: "zfs pool".into(),
+        subject: name.to_string(),
+        detail,
+        counted: true,
+    };
     if state != "online" {
         findings.push(format!("{name} is {}", p.status.state));
+        facts.push(finding(format!("the pool is {}", p.status.state)));
     }
+    // A running scrub is not late: its age is checked again when it ends.
+    let fresh = |last: Option<f64>| Fact::Freshness {
+        item: format!("pool {name} scrub"),
+        last_success: last.map(|t| t.floor() as i64),
+        max_age_seconds: (!running).then_some(max_age as i64),
+    };
     match (p.last_scrub, &p.status.scan) {
         (Some((end, errors)), _) => {
             b.gauge(&SCRUB_LAST, &pool, end);
             b.gauge(&SCRUB_ERRORS, &pool, errors as f64);
+            facts.push(fresh(Some(end)));
             if errors > 0 {
                 findings.push(format!("{name}: last scrub found {errors} errors"));
+                facts.push(finding(format!("the last scrub found {errors} errors")));
             }
             if now - end > max_age && !running {
                 findings.push(format!("{name}: last scrub is older than max_scrub_age"));
@@ -331,13 +359,17 @@ fn emit_pool(b: &mut SnapshotBuilder, p: &PoolView, max_age: f64, now: f64) -> V
         (None, Scan::Never) => {
             b.gauge(&SCRUB_LAST, &pool, 0.0);
             findings.push(format!("{name} was never scrubbed"));
+            facts.push(fresh(None));
         }
         // Running, canceled or resilvered, and no finished scrub seen yet:
         // when the last one ended is unknown, so it is not exported.
         (None, _) if running => {}
-        (None, _) => findings.push(format!("{name}: last finished scrub unknown")),
+        (None, _) => {
+            findings.push(format!("{name}: last finished scrub unknown"));
+            facts.push(finding("when the last finished scrub ended is unknown".into()));
+        }
     }
-    findings
+    (findings, facts)
 }
 
 #[async_trait]
@@ -481,6 +513,32 @@ mod tests {
         );
         assert_eq!(snap.targets[0].summary, "1 pool");
         assert!(snap.targets[1].summary.contains("backup was never scrubbed"), "{:?}", snap.targets[1]);
+
+        // Its facts reach `--status` and the status page with no code for
+        // this monitor outside this folder.
+        let entries = [("zfs_scrub", &snap, false)];
+        let r = crate::cli::report::snapshot_report(&entries, now, crate::cli::report::Layout::Overview);
+        let text = r.render(crate::cli::report::ReportFormat::Table);
+        assert!(text.contains("Freshness (oldest first)"), "{text}");
+        let line = |needle: &str| {
+            text.lines()
+                .find(|l| l.contains(needle))
+                .unwrap_or_else(|| panic!("no {needle} in {text}"))
+                .to_string()
+        };
+        // Never scrubbed: late, listed first; tank's scrub 47h old: ok.
+        assert!(line("pool backup scrub").contains("never") && line("pool backup scrub").ends_with("late"), "{text}");
+        assert!(line("pool tank scrub").contains("47h 23m") && line("pool tank scrub").ends_with("ok"), "{text}");
+        assert!(text.find("pool backup scrub") < text.find("pool tank scrub"), "{text}");
+        assert!(line("the pool is DEGRADED").contains("backup.txt"), "{text}");
+        // Findings: backup.txt's never-scrubbed pool and its state; errors: two files.
+        assert_eq!((r.findings, r.errors, r.exit_code()), (2, 2, 1), "{text}");
+        let p = crate::server::status_page::panels(&entries, now);
+        let items: Vec<(&str, bool)> = p.freshness.iter().map(|f| (f.item.as_str(), f.late)).collect();
+        assert_eq!(items, [("pool backup scrub", true), ("pool tank scrub", false)]);
+        assert!(p.freshness.iter().all(|f| f.monitor == "zfs_scrub"));
+        assert_eq!(p.findings.len(), 1, "{:?}", p.findings);
+        assert_eq!(p.findings[0].subject, "backup");
     }
 
     // A FIFO (or any non-regular file) is an error at once, never a read
@@ -516,8 +574,11 @@ mod tests {
         let again = read_file(&path, "nas.txt", &tz, &mut mem).pools.unwrap();
         assert_eq!(again[0].last_scrub, Some((ts("2026-11-08T00:36:35Z"), 0)));
         let mut b = SnapshotBuilder::new();
-        let findings = emit_pool(&mut b, &again[0], 86400.0 * 35.0, ts("2026-12-06T01:00:00Z"));
+        let now = ts("2026-12-06T01:00:00Z");
+        let (findings, facts) = emit_pool(&mut b, &again[0], 86400.0 * 35.0, now);
         assert!(findings.is_empty(), "{findings:?}");
+        // Older than max_scrub_age, but running: not late.
+        assert!(facts.iter().all(|f| !f.is_finding(now as i64)), "{facts:?}");
         let snap = b.build();
         assert_eq!(snap.value("zfs_pool_scrub_in_progress", &[("pool", "tank")]), Some(1.0));
     }

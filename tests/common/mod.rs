@@ -5,6 +5,7 @@
 pub mod gen;
 pub mod remote;
 pub mod stub;
+pub mod tools;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -50,7 +51,7 @@ pub fn set_mtimes(dir: &Path, t: SystemTime) {
     }
 }
 
-/// Every file below `dir` (recursive, following directories).
+/// Every file below `dir` (recursive, following directories), sorted.
 pub fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {
@@ -61,6 +62,7 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
             out.push(p);
         }
     }
+    out.sort();
     out
 }
 
@@ -86,12 +88,19 @@ pub fn http(
     path: &str,
     extra_headers: &str,
 ) -> std::io::Result<HttpResponse> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(120)))?;
-    write!(
-        s,
+    let raw = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{extra_headers}\r\n"
-    )?;
+    );
+    raw_request(port, raw.as_bytes(), Duration::from_secs(120))
+}
+
+/// Send `raw` on a fresh loopback connection and read the answer to the end,
+/// each step within `timeout` (or an error).
+pub fn raw_request(port: u16, raw: &[u8], timeout: Duration) -> std::io::Result<HttpResponse> {
+    let mut s = TcpStream::connect_timeout(&(std::net::Ipv4Addr::LOCALHOST, port).into(), timeout)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    s.write_all(raw)?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;
     let text = String::from_utf8_lossy(&buf).to_string();
@@ -312,6 +321,22 @@ pub fn run(cwd: &Path, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).to_string(),
         String::from_utf8_lossy(&out.stderr).to_string(),
     )
+}
+
+/// Run `cmd` (`what` names it) to completion; panics with its output unless
+/// it exited 0.
+pub fn run_ok(what: &str, cmd: &mut Command) -> std::process::Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 /// Path of a required external tool, or a panic naming the package to install.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::stub::{resp, Req, Resp, Server};
-use super::{series, BIN};
+use super::{run_ok, series, BIN};
 use homelab_monitor::encoder::{encode, Format};
 use homelab_monitor::monitor::{CollectContext, Monitor};
 use homelab_monitor::monitors::terraform::TerraformMonitor;
@@ -56,21 +56,16 @@ pub fn terraform_at_least(major: u32, minor: u32) -> bool {
 
 /// Run terraform in `dir`; panics with its output on failure.
 pub fn tf(dir: &Path, args: &[&str], env: &[(&str, &str)]) {
-    let out = Command::new(terraform())
-        .current_dir(dir)
-        .args(args)
-        .env("TF_IN_AUTOMATION", "1")
-        .env("CHECKPOINT_DISABLE", "1")
-        .env("TF_INPUT", "0")
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .output()
-        .expect("cannot run terraform");
-    assert!(
-        out.status.success(),
-        "terraform {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        &format!("terraform {args:?}"),
+        Command::new(terraform())
+            .current_dir(dir)
+            .args(args)
+            .env("TF_IN_AUTOMATION", "1")
+            .env("CHECKPOINT_DISABLE", "1")
+            .env("TF_INPUT", "0")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null()),
     );
 }
 

@@ -168,11 +168,11 @@ async fn pg_backend_with_real_terraform_and_postgresql() {
     assert_eq!(instances(&text, &staging), Some(1.0), "{text}");
 
     // Zero-config: conn_str from the working directory's record (holds the canary).
-    let zm = monitor(
+    let (_zm, text) = monitor_and_scrape(
         dir,
         "custom_monitors:\n  terraform_state:\n    working_dirs: [infra]\n",
-    );
-    let text = scrape(&zm).await;
+    )
+    .await;
     assert_eq!(up(&text, &default), Some(1.0), "{text}");
     status_without_canary(dir, &[("TEST_PG_CONN", &conn)]);
 
@@ -184,11 +184,10 @@ async fn pg_backend_with_real_terraform_and_postgresql() {
             free_port()
         ),
     );
-    let dm = monitor(
+    let (_dm, text) = monitor_and_scrape(
         dir,
         "custom_monitors:\n  terraform_state:\n    remote: { retries: 0 }\n    backends:\n      - { type: pg, conn_str: { env: TEST_PG_DOWN } }\n",
-    );
-    let text = scrape(&dm).await;
+    ).await;
     assert!(text.contains("reason=\"unreachable\""), "{text}");
 }
 
@@ -412,8 +411,7 @@ async fn a_silent_pg_peer_costs_one_request_timeout_and_others_are_read() {
     let yaml = format!(
         "custom_monitors:\n  terraform_state:\n    timeout: 60s\n    remote: {{ request_timeout: 1s, retries: 0 }}\n    backends:\n      - {{ type: pg, conn_str: {{ env: TEST_PG_SILENT }} }}\n      - {{ type: http, address: \"{http}\", auth: none }}\n"
     );
-    let m = monitor(dir, &yaml);
-    let text = scrape(&m).await;
+    let (_m, text) = monitor_and_scrape(dir, &yaml).await;
     assert!(
         !held.lock().unwrap().is_empty(),
         "the pg entry never connected"

@@ -24,9 +24,9 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::remote::{monitor, output_text};
+use common::remote::{self, monitor, output_text};
 use common::stub::{moto_venv, resp, wait_port, Proc, Req, Server};
-use common::{free_port, run_ok, series, BIN};
+use common::{free_port, run_ok};
 use homelab_monitor::encoder::{encode, Format};
 use homelab_monitor::monitor::{CollectContext, Monitor};
 use homelab_monitor::monitors::terraform::TerraformMonitor;
@@ -197,21 +197,11 @@ fn label(key: &str) -> String {
 }
 
 fn up(m: &str, key: &str) -> Option<f64> {
-    series(
-        m,
-        &format!("terraform_state_up{{state_file=\"{}\"}}", label(key)),
-    )
+    remote::up(m, &label(key))
 }
 
 fn error_reason(m: &str, key: &str, component: &str) -> Option<String> {
-    let prefix = format!(
-        "terraform_state_error_info{{state_file=\"{}\",component=\"{component}\",reason=\"",
-        label(key)
-    );
-    m.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|r| r.split('"').next())
-        .map(str::to_string)
+    remote::component_error(m, &label(key), component)
 }
 
 /// The state `key` was read (`terraform_state_up 1`).
@@ -229,30 +219,14 @@ fn assert_credentials_error(m: &str, key: &str) {
 }
 
 fn instances(m: &str, key: &str) -> Option<f64> {
-    series(
-        m,
-        &format!(
-            "terraform_state_resource_instances{{state_file=\"{}\",mode=\"managed\",type=\"null_resource\"}}",
-            label(key)
-        ),
-    )
+    remote::instances(m, &label(key))
 }
 
 /// The binary's one-shot report with trace logs, in a child process with its
 /// own environment (the AWS_* variables of this process removed first).
 fn status_report(dir: &Path, home: &Path, env: &[(&str, &str)], secrets: &[&str]) -> String {
-    let mut cmd = Command::new(BIN);
-    cmd.current_dir(dir)
-        .args([
-            "--config",
-            "monitoring-config.yaml",
-            "--status",
-            "--log.level",
-            "trace",
-        ])
-        .env_remove("RUST_LOG")
-        .env("HOME", home)
-        .stdin(Stdio::null());
+    let mut cmd = remote::status_command(dir);
+    cmd.env_remove("RUST_LOG").env("HOME", home);
     for (k, _) in std::env::vars() {
         if k.starts_with("AWS_") {
             cmd.env_remove(k);

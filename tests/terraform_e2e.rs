@@ -639,31 +639,18 @@ fn half_written_state_keeps_last_good_values_then_recovers() {
     .unwrap();
     let e = Exporter::start(t.path(), &["--config", "c.yaml"]);
     e.wait_ready();
-    let key = "{state_file=\"terraform.tfstate\"}";
+    let state = "terraform.tfstate";
     let m = e.refreshed_metrics();
-    assert_eq!(series(&m, &format!("terraform_state_up{key}")), Some(1.0));
-    assert_eq!(
-        series(&m, &format!("terraform_state_serial{key}")),
-        Some(10.0)
-    );
+    let [up, _, serial] = state_values(&m, state);
+    assert_eq!((up, serial), (Some(1.0), Some(10.0)), "up, serial");
     // Terraform rewrites local state in place: a scrape can see half a file.
     std::fs::write(&p, &good[..good.len() / 3]).unwrap();
     std::thread::sleep(Duration::from_millis(1100));
     let m = e.refreshed_metrics();
     assert_eq!(
-        series(&m, &format!("terraform_state_up{key}")),
-        Some(0.0),
-        "{m}"
-    );
-    assert_eq!(
-        series(&m, &format!("terraform_state_stale{key}")),
-        Some(1.0),
-        "{m}"
-    );
-    assert_eq!(
-        series(&m, &format!("terraform_state_serial{key}")),
-        Some(10.0),
-        "last good values stay: {m}"
+        state_values(&m, state),
+        [Some(0.0), Some(1.0), Some(10.0)],
+        "up, stale, serial (last good values stay): {m}"
     );
     // The write completes (with a new serial): the next scrape recovers.
     let mut v: serde_json::Value = serde_json::from_slice(&good).unwrap();
@@ -671,17 +658,9 @@ fn half_written_state_keeps_last_good_values_then_recovers() {
     std::fs::write(&p, v.to_string()).unwrap();
     let m = e.refreshed_metrics();
     assert_eq!(
-        series(&m, &format!("terraform_state_up{key}")),
-        Some(1.0),
-        "{m}"
-    );
-    assert_eq!(
-        series(&m, &format!("terraform_state_stale{key}")),
-        Some(0.0)
-    );
-    assert_eq!(
-        series(&m, &format!("terraform_state_serial{key}")),
-        Some(11.0)
+        state_values(&m, state),
+        [Some(1.0), Some(0.0), Some(11.0)],
+        "up, stale, serial: {m}"
     );
 }
 

@@ -307,6 +307,17 @@ pub fn series(metrics: &str, name_and_labels: &str) -> Option<f64> {
     })
 }
 
+/// `terraform_state_up`, `terraform_state_stale` and `terraform_state_serial`
+/// of the local state `state_file`, in that order.
+pub fn state_values(metrics: &str, state_file: &str) -> [Option<f64>; 3] {
+    ["up", "stale", "serial"].map(|m| {
+        series(
+            metrics,
+            &format!("terraform_state_{m}{{state_file=\"{state_file}\"}}"),
+        )
+    })
+}
+
 /// Run the binary to completion.
 pub fn run(cwd: &Path, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(BIN)

@@ -121,6 +121,13 @@ pub fn monitor(dir: &Path, yaml: &str) -> TerraformMonitor {
     TerraformMonitor::new(cfg, dir.to_path_buf())
 }
 
+/// A monitor of the config `yaml` in `dir`, and its first scrape.
+pub async fn monitor_and_scrape(dir: &Path, yaml: &str) -> (TerraformMonitor, String) {
+    let m = monitor(dir, yaml);
+    let text = scrape(&m).await;
+    (m, text)
+}
+
 pub async fn scrape(m: &TerraformMonitor) -> String {
     let snap = m
         .collect_complete(CollectContext {
@@ -181,10 +188,11 @@ pub fn component_error(m: &str, label: &str, component: &str) -> Option<String> 
         .map(str::to_string)
 }
 
-/// The binary's one-shot status with trace logs (also `RUST_LOG=trace`): neither may hold the canary.
-pub fn status_without_canary(dir: &Path, env: &[(&str, &str)]) -> String {
-    let out = Command::new(BIN)
-        .current_dir(dir)
+/// The binary's one-shot status (`--status`) of `dir/monitoring-config.yaml`
+/// with trace logs.
+pub fn status_command(dir: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir)
         .args([
             "--config",
             "monitoring-config.yaml",
@@ -192,9 +200,15 @@ pub fn status_without_canary(dir: &Path, env: &[(&str, &str)]) -> String {
             "--log.level",
             "trace",
         ])
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// The binary's one-shot status with trace logs (also `RUST_LOG=trace`): neither may hold the canary.
+pub fn status_without_canary(dir: &Path, env: &[(&str, &str)]) -> String {
+    let out = status_command(dir)
         .env("RUST_LOG", "trace")
         .envs(env.iter().copied())
-        .stdin(Stdio::null())
         .output()
         .expect("cannot run homelab-monitor");
     let all = output_text(&out);

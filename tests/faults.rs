@@ -30,12 +30,7 @@ fn watched_state(serial: u64) -> (tempfile::TempDir, PathBuf, Exporter) {
     std::fs::create_dir_all(t.path().join("s")).unwrap();
     let p = t.path().join("s/terraform.tfstate");
     std::fs::write(&p, state_with_serial(serial)).unwrap();
-    std::fs::write(
-        t.path().join("c.yaml"),
-        "custom_monitors:\n  terraform_state:\n    check_interval: 1ms\n    retry_interval: 0s\n    state_files: [s/terraform.tfstate]\n",
-    )
-    .unwrap();
-    let e = Exporter::start(t.path(), &["--config", "c.yaml"]);
+    let e = Exporter::with_config(t.path(), "custom_monitors:\n  terraform_state:\n    check_interval: 1ms\n    retry_interval: 0s\n    state_files: [s/terraform.tfstate]\n");
     e.wait_ready();
     (t, p, e)
 }

@@ -632,12 +632,7 @@ fn half_written_state_keeps_last_good_values_then_recovers() {
         std::fs::read(repo().join("tests/fixtures/terraform/real/terraform.tfstate")).unwrap();
     let p = t.path().join("terraform.tfstate");
     std::fs::write(&p, &good).unwrap();
-    std::fs::write(
-        t.path().join("c.yaml"),
-        "custom_monitors:\n  terraform_state:\n    check_interval: 1s\n    retry_interval: 0s\n    state_files: [terraform.tfstate]\n",
-    )
-    .unwrap();
-    let e = Exporter::start(t.path(), &["--config", "c.yaml"]);
+    let e = Exporter::with_config(t.path(), "custom_monitors:\n  terraform_state:\n    check_interval: 1s\n    retry_interval: 0s\n    state_files: [terraform.tfstate]\n");
     e.wait_ready();
     let state = "terraform.tfstate";
     let m = e.refreshed_metrics();

@@ -135,6 +135,12 @@ impl Exporter {
         Self::start_with(cwd, args, None)
     }
 
+    /// Write `yaml` to `cwd/c.yaml` and start the binary with it.
+    pub fn with_config(cwd: &Path, yaml: &str) -> Exporter {
+        std::fs::write(cwd.join("c.yaml"), yaml).unwrap();
+        Self::start(cwd, &["--config", "c.yaml"])
+    }
+
     /// Start without the plain-HTTP health wait (TLS or auth in front): waits
     /// until the port accepts connections.
     pub fn start_tcp(cwd: &Path, args: &[&str]) -> Exporter {

@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 mod common;
 
 use common::free_port;
-use common::tools::{s_server, Kill};
+use common::tools::{s_server, spawn_quiet, Kill};
 
 /// 2026-01-01T00:00:00Z: the injected "now" of every collection here.
 const NOW: u64 = 1_767_225_600;
@@ -1444,27 +1444,18 @@ async fn earliest_expiry_matches_blackbox_exporter() {
     .unwrap();
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let child = Command::new(bin)
-        .arg(format!(
-            "--config.file={}",
-            d.path().join("blackbox.yml").display()
-        ))
-        .arg(format!("--web.listen-address={listen}"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("blackbox exporter starts");
-    let _guard = Kill(child);
-    let mut ready = false;
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(&listen).await.is_ok() {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(ready, "blackbox exporter did not start");
+    let _guard = spawn_quiet(
+        "the blackbox exporter",
+        Command::new(bin)
+            .arg(format!(
+                "--config.file={}",
+                d.path().join("blackbox.yml").display()
+            ))
+            .arg(format!("--web.listen-address={listen}")),
+    );
+    common::wait_for("the blackbox exporter", 30, || {
+        std::net::TcpStream::connect(&listen).ok()
+    });
 
     let yaml = format!(
         "endpoints:\n  - {{ address: \"{tls}\", server_name: bb.homelab.test }}\n  - {{ address: \"{smtp}\", server_name: mx.homelab.test, starttls: smtp }}"

@@ -675,15 +675,7 @@ async fn http_backend_with_client_certificates_and_private_ca() {
             "custom_monitors:\n  terraform_state:\n    remote: {{ retries: 0 }}\n    backends:\n      - {{ type: http, address: \"{address}\", auth: none{extra} }}\n"
         )
     };
-    let reason = |text: &str| {
-        let prefix = format!(
-            "terraform_state_error_info{{state_file=\"{address}\",component=\"state\",reason=\""
-        );
-        text.lines()
-            .find_map(|l| l.strip_prefix(&prefix))
-            .and_then(|r| r.split('"').next())
-            .map(str::to_string)
-    };
+    let reason = |text: &str| error_reason(text, &address);
     let with_cert = ", client_cert: certs/client.crt, client_key: certs/client.key";
 
     // Private CA + client certificate: read.

@@ -11,10 +11,10 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use common::tools::{openssl_cert, prom_query as query, prometheus, s_server, Kill};
+use common::tools::{openssl_cert, prom_query as query, prometheus, s_server, spawn_quiet};
 use common::*;
 
 /// A self-signed certificate valid for `days` from now: `{name}.pem`, `{name}.key`.
@@ -256,13 +256,10 @@ fn dashboards_and_alerts_against_a_real_prometheus() {
     empty.wait_ready();
 
     let node_port = free_port();
-    let node = Command::new(node_exporter)
-        .args([&format!("--web.listen-address=127.0.0.1:{node_port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _n = Kill(node);
+    let _n = spawn_quiet(
+        "node_exporter",
+        Command::new(node_exporter).arg(format!("--web.listen-address=127.0.0.1:{node_port}")),
+    );
 
     // The shipped rules with every `for:` removed.
     let work = tempfile::tempdir().unwrap();

@@ -18,6 +18,18 @@ impl Drop for Kill {
     }
 }
 
+/// Start `cmd` (`what` names it) with no input and its output discarded;
+/// killed on drop.
+pub fn spawn_quiet(what: &str, cmd: &mut Command) -> Kill {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    Kill(child)
+}
+
 /// Run `openssl args` in `dir`; panics with its stderr on failure.
 pub fn openssl(dir: &Path, args: &[&str]) {
     run_ok(
@@ -58,17 +70,14 @@ pub fn openssl_cert(dir: &Path, key: &str, cert: &str, cn: &str, days: u32) {
 pub fn s_server(dir: &Path, args: &[&str]) -> (Kill, String) {
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
-    let child = Command::new(tool("openssl", "openssl"))
-        .args(["s_server", "-accept", &addr])
-        .args(args)
-        .arg("-quiet")
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("openssl s_server starts");
-    let guard = Kill(child);
+    let guard = spawn_quiet(
+        "openssl s_server",
+        Command::new(tool("openssl", "openssl"))
+            .args(["s_server", "-accept", &addr])
+            .args(args)
+            .arg("-quiet")
+            .current_dir(dir),
+    );
     wait_for("openssl s_server", 30, || TcpStream::connect(&addr).ok());
     (guard, addr)
 }
@@ -117,19 +126,17 @@ pub fn pki() -> Pki {
 /// `work/data`, on a free loopback port, once `/-/ready` answers 200.
 pub fn prometheus(work: &Path, config: &Path) -> (Kill, u16) {
     let port = free_port();
-    let child = Command::new(tool("prometheus", "prometheus"))
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            work.join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .current_dir(work)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("cannot start prometheus");
-    let guard = Kill(child);
+    let guard = spawn_quiet(
+        "prometheus",
+        Command::new(tool("prometheus", "prometheus"))
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                work.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .current_dir(work),
+    );
     wait_for("prometheus ready", 90, || {
         http(port, "GET", "/-/ready", "")
             .ok()

@@ -127,15 +127,7 @@ async fn pg_backend_with_real_terraform_and_postgresql() {
     let conn = format!("postgres://postgres:{CANARY}@127.0.0.1:{port}/postgres?sslmode=disable");
     let proj = dir.join("infra");
     project(&proj, r#"backend "pg" {}"#);
-    tf(
-        &proj,
-        &[
-            "init",
-            "-input=false",
-            &format!("-backend-config=conn_str={conn}"),
-        ],
-        &[],
-    );
+    init(&proj, &[&format!("conn_str={conn}")]);
     apply(&proj, 2, &[]);
     tf(&proj, &["workspace", "new", "staging"], &[]);
     apply(&proj, 3, &[]);
@@ -276,15 +268,7 @@ async fn pg_backend_over_tls_with_libpq_sslmodes_and_client_certificates() {
     );
     let proj = dir.join("infra");
     project(&proj, r#"backend "pg" {}"#);
-    tf(
-        &proj,
-        &[
-            "init",
-            "-input=false",
-            &format!("-backend-config=conn_str={conn}"),
-        ],
-        &[],
-    );
+    init(&proj, &[&format!("conn_str={conn}")]);
     apply(&proj, 2, &[]);
 
     // One monitor per connection string: (conn, entry label, expected).
@@ -298,7 +282,6 @@ async fn pg_backend_over_tls_with_libpq_sslmodes_and_client_certificates() {
         async move { scrape(&m).await }
     };
     let local = format!("pg://localhost:{port}/postgres");
-    let ip = format!("pg://127.0.0.1:{port}/postgres");
     let discovery = |text: &str, label: &str| component_error(text, label, "discovery");
 
     // verify-full with the right CA and host name: read.
@@ -315,46 +298,67 @@ async fn pg_backend_over_tls_with_libpq_sslmodes_and_client_certificates() {
     ))
     .await;
     assert_eq!(up(&text, &format!("{local}/default")), Some(1.0), "{text}");
-    // verify-full with another CA: a TLS error, nothing read.
-    let text = read(format!(
-        "postgres://postgres:{CANARY}@localhost:{port}/postgres?sslmode=verify-full&sslrootcert={}",
-        certs.join("other-ca.crt").display()
-    ))
-    .await;
-    assert_eq!(discovery(&text, &local).as_deref(), Some("tls"), "{text}");
-    // verify-full to 127.0.0.1: the certificate names only localhost.
-    let text = read(format!(
-        "postgres://postgres:{CANARY}@127.0.0.1:{port}/postgres?sslmode=verify-full&sslrootcert={}",
-        ca.display()
-    ))
-    .await;
-    assert_eq!(discovery(&text, &ip).as_deref(), Some("tls"), "{text}");
-    // verify-ca checks the chain only: read.
-    let text = read(format!(
-        "postgres://postgres:{CANARY}@127.0.0.1:{port}/postgres?sslmode=verify-ca&sslrootcert={}",
-        ca.display()
-    ))
-    .await;
-    assert_eq!(up(&text, &format!("{ip}/default")), Some(1.0), "{text}");
-    // require: encrypted, certificate not checked (libpq's meaning): read.
-    let text = read(format!(
-        "postgres://postgres:{CANARY}@127.0.0.1:{port}/postgres?sslmode=require"
-    ))
-    .await;
-    assert_eq!(up(&text, &format!("{ip}/default")), Some(1.0), "{text}");
-    // require + sslrootcert of another CA acts as verify-ca (libpq): refused.
-    let text = read(format!(
-        "postgres://postgres:{CANARY}@127.0.0.1:{port}/postgres?sslmode=require&sslrootcert={}",
-        certs.join("other-ca.crt").display()
-    ))
-    .await;
-    assert_eq!(discovery(&text, &ip).as_deref(), Some("tls"), "{text}");
-    // disable: the server only takes TLS (pg_hba hostnossl reject): a login error.
-    let text = read(format!(
-        "postgres://postgres:{CANARY}@127.0.0.1:{port}/postgres?sslmode=disable"
-    ))
-    .await;
-    assert_eq!(discovery(&text, &ip).as_deref(), Some("auth"), "{text}");
+    // libpq's sslmodes against the server's certificate (for `localhost` only):
+    // (what, host, query, expected discovery error; `None`: the state is read).
+    let other_ca = certs.join("other-ca.crt").display().to_string();
+    let ca_s = ca.display().to_string();
+    let cases = [
+        (
+            "verify-full with another CA: a TLS error, nothing read",
+            "localhost",
+            format!("sslmode=verify-full&sslrootcert={other_ca}"),
+            Some("tls"),
+        ),
+        (
+            "verify-full to 127.0.0.1: the certificate names only localhost",
+            "127.0.0.1",
+            format!("sslmode=verify-full&sslrootcert={ca_s}"),
+            Some("tls"),
+        ),
+        (
+            "verify-ca checks the chain only: read",
+            "127.0.0.1",
+            format!("sslmode=verify-ca&sslrootcert={ca_s}"),
+            None,
+        ),
+        (
+            "require: encrypted, certificate not checked (libpq's meaning): read",
+            "127.0.0.1",
+            "sslmode=require".to_string(),
+            None,
+        ),
+        (
+            "require + sslrootcert of another CA acts as verify-ca (libpq): refused",
+            "127.0.0.1",
+            format!("sslmode=require&sslrootcert={other_ca}"),
+            Some("tls"),
+        ),
+        (
+            "disable: the server only takes TLS (pg_hba hostnossl reject): a login error",
+            "127.0.0.1",
+            "sslmode=disable".to_string(),
+            Some("auth"),
+        ),
+    ];
+    for (what, host, query, expected) in cases {
+        let text = read(format!(
+            "postgres://postgres:{CANARY}@{host}:{port}/postgres?{query}"
+        ))
+        .await;
+        let label = format!("pg://{host}:{port}/postgres");
+        match expected {
+            None => assert_eq!(
+                up(&text, &format!("{label}/default")),
+                Some(1.0),
+                "{what}:\n{text}"
+            ),
+            Some(reason) => assert_eq!(
+                discovery(&text, &label).as_deref(),
+                Some(reason),
+                "{what}:\n{text}"
+            ),
+        }
+    }
     // Client certificate authentication (pg_hba `cert` for certuser).
     let client = |extra: &str| {
         format!(

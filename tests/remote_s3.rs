@@ -88,15 +88,9 @@ async fn s3_backend_with_real_terraform_and_moto() {
         ),
     );
     // The secret key goes into .terraform/terraform.tfstate (zero-config must not print it).
-    tf(
+    init(
         &proj,
-        &[
-            "init",
-            "-input=false",
-            "-backend-config=access_key=AKIDEXAMPLE",
-            &format!("-backend-config=secret_key={CANARY}"),
-        ],
-        &[],
+        &["access_key=AKIDEXAMPLE", &format!("secret_key={CANARY}")],
     );
     apply(&proj, 3, &[]);
     tf(&proj, &["workspace", "new", "prod"], &[]);

@@ -69,6 +69,19 @@ pub fn tf(dir: &Path, args: &[&str], env: &[(&str, &str)]) {
     );
 }
 
+/// `terraform init` of the project in `dir` with these `-backend-config=`
+/// values (no prompts).
+pub fn init(dir: &Path, backend_config: &[&str]) {
+    let mut args = vec!["init".to_string(), "-input=false".to_string()];
+    args.extend(
+        backend_config
+            .iter()
+            .map(|c| format!("-backend-config={c}")),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    tf(dir, &args, &[]);
+}
+
 /// A project with `n` null resources (the canary in their triggers and a sensitive output).
 pub fn project(dir: &Path, backend: &str) {
     std::fs::create_dir_all(dir).unwrap();

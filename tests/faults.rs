@@ -157,11 +157,7 @@ fn deleted_emptied_and_recreated_files_keep_last_values_then_recover() {
     // The file is deleted.
     std::fs::remove_file(&p).unwrap();
     let m = scrape();
-    assert_eq!(
-        state_values(&m, STATE),
-        [Some(0.0), Some(1.0), Some(5.0)],
-        "up, stale, serial"
-    );
+    assert_state(&m, STATE, [Some(0.0), Some(1.0), Some(5.0)]);
     assert_eq!(series(&m, "terraform_state_error_info{state_file=\"s/terraform.tfstate\",component=\"state\",reason=\"not_found\"}"), Some(1.0));
     // The whole folder goes away (an unmounted volume).
     std::fs::remove_dir_all(&dir).unwrap();
@@ -186,11 +182,7 @@ fn deleted_emptied_and_recreated_files_keep_last_values_then_recover() {
     // It comes back.
     std::fs::write(&p, state_with_serial(6)).unwrap();
     let m = scrape();
-    assert_eq!(
-        state_values(&m, STATE),
-        [Some(1.0), Some(0.0), Some(6.0)],
-        "up, stale, serial"
-    );
+    assert_state(&m, STATE, [Some(1.0), Some(0.0), Some(6.0)]);
 }
 
 #[test]

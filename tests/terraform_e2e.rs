@@ -642,21 +642,13 @@ fn half_written_state_keeps_last_good_values_then_recovers() {
     std::fs::write(&p, &good[..good.len() / 3]).unwrap();
     std::thread::sleep(Duration::from_millis(1100));
     let m = e.refreshed_metrics();
-    assert_eq!(
-        state_values(&m, state),
-        [Some(0.0), Some(1.0), Some(10.0)],
-        "up, stale, serial (last good values stay): {m}"
-    );
+    assert_state(&m, state, [Some(0.0), Some(1.0), Some(10.0)]);
     // The write completes (with a new serial): the next scrape recovers.
     let mut v: serde_json::Value = serde_json::from_slice(&good).unwrap();
     v["serial"] = 11.into();
     std::fs::write(&p, v.to_string()).unwrap();
     let m = e.refreshed_metrics();
-    assert_eq!(
-        state_values(&m, state),
-        [Some(1.0), Some(0.0), Some(11.0)],
-        "up, stale, serial: {m}"
-    );
+    assert_state(&m, state, [Some(1.0), Some(0.0), Some(11.0)]);
 }
 
 #[test]

@@ -324,6 +324,15 @@ pub fn state_values(metrics: &str, state_file: &str) -> [Option<f64>; 3] {
     })
 }
 
+/// Asserts `[up, stale, serial]` of the local state `state_file` (see [`state_values`]).
+pub fn assert_state(metrics: &str, state_file: &str, expected: [Option<f64>; 3]) {
+    assert_eq!(
+        state_values(metrics, state_file),
+        expected,
+        "up, stale, serial of {state_file}:\n{metrics}"
+    );
+}
+
 /// Run the binary to completion.
 pub fn run(cwd: &Path, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(BIN)

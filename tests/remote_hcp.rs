@@ -172,9 +172,7 @@ async fn hcp_contract_pagination_rate_limit_and_conditional_download() {
 fn zero_config_cloud_block_with_terraform_login_token_and_ssl_cert_file() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let certs = dir.join("certs");
-    std::fs::create_dir_all(&certs).unwrap();
-    mtls_certificates(&certs);
+    let certs = mtls_certificates(dir);
     let tls = {
         use rustls::pki_types::pem::PemObject;
         use rustls::pki_types::{CertificateDer, PrivateKeyDer};

@@ -662,9 +662,7 @@ fn serve_tls(cfg: Arc<rustls::ServerConfig>, conns: usize, body: Vec<u8>) -> u16
 async fn http_backend_with_client_certificates_and_private_ca() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let certs = dir.join("certs");
-    std::fs::create_dir_all(&certs).unwrap();
-    mtls_certificates(&certs);
+    let certs = mtls_certificates(dir);
     let state =
         std::fs::read(repo().join("examples/terraform/environments/prod/terraform.tfstate"))
             .unwrap();

@@ -186,8 +186,11 @@ async fn pg_backend_with_real_terraform_and_postgresql() {
 // ---------------------------------------------------------------- PostgreSQL over TLS
 
 /// A CA, a server certificate for `localhost` only (not 127.0.0.1) and a client
-/// certificate for the role `certuser`, written as PEM files into `dir`.
-fn pg_certificates(dir: &Path) {
+/// certificate for the role `certuser`, written as PEM files into `base/certs`,
+/// which is returned.
+fn pg_certificates(base: &Path) -> PathBuf {
+    let dir = base.join("certs");
+    std::fs::create_dir_all(&dir).unwrap();
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.distinguished_name.push(DnType::CommonName, "pg test CA");
@@ -217,6 +220,7 @@ fn pg_certificates(dir: &Path) {
     std::fs::write(dir.join("other-ca.crt"), other.pem()).unwrap();
     leaf("localhost", vec!["localhost".into()], "server");
     leaf("certuser", vec![], "client");
+    dir
 }
 
 /// libpq's TLS options work as Terraform's pg backend (lib/pq) takes them:
@@ -227,9 +231,7 @@ fn pg_certificates(dir: &Path) {
 async fn pg_backend_over_tls_with_libpq_sslmodes_and_client_certificates() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let certs = dir.join("certs");
-    std::fs::create_dir_all(&certs).unwrap();
-    pg_certificates(&certs);
+    let certs = pg_certificates(dir);
     let (pg, port) = start_pg_with(dir, |data| {
         for f in ["ca.crt", "server.crt", "server.key"] {
             std::fs::copy(certs.join(f), data.join(f)).unwrap();

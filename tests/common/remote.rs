@@ -251,8 +251,11 @@ pub fn tag(body: &[u8]) -> String {
 // ---------------------------------------------------------------- HTTP backend over mutual TLS
 
 /// A CA, a server certificate for `localhost` and a client certificate, all
-/// signed by it, and a client certificate of another CA: PEM files in `dir`.
-pub fn mtls_certificates(dir: &Path) {
+/// signed by it, and a client certificate of another CA: PEM files in
+/// `base/certs`, which is returned.
+pub fn mtls_certificates(base: &Path) -> PathBuf {
+    let dir = base.join("certs");
+    std::fs::create_dir_all(&dir).unwrap();
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
     let issuer = |cn: &str| {
         let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -274,6 +277,7 @@ pub fn mtls_certificates(dir: &Path) {
     leaf("localhost", vec!["localhost".into()], &ca, "server");
     leaf("monitor", vec![], &ca, "client");
     leaf("intruder", vec![], &other, "other-client");
+    dir
 }
 
 pub struct FleetStats {

@@ -174,14 +174,7 @@ fn zero_config_cloud_block_with_terraform_login_token_and_ssl_cert_file() {
     let dir = tmp.path();
     let certs = mtls_certificates(dir);
     let tls = {
-        use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-        let chain: Vec<CertificateDer<'static>> =
-            CertificateDer::pem_file_iter(certs.join("server.crt"))
-                .unwrap()
-                .map(|c| c.unwrap())
-                .collect();
-        let key = PrivateKeyDer::from_pem_file(certs.join("server.key")).unwrap();
+        let (chain, key) = server_cert_and_key(&certs);
         Arc::new(
             rustls::ServerConfig::builder_with_provider(Arc::new(
                 rustls::crypto::ring::default_provider(),

@@ -590,7 +590,7 @@ fn state_dir_pointing_at_a_working_directory_reads_its_backend() {
 /// `certs/ca.crt` and answers every request with `body`; bounded connections.
 fn mtls_server(certs: &Path, body: Vec<u8>) -> u16 {
     use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use rustls::pki_types::CertificateDer;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_file_iter(certs.join("ca.crt")).unwrap() {
@@ -602,12 +602,7 @@ fn mtls_server(certs: &Path, body: Vec<u8>) -> u16 {
     )
     .build()
     .unwrap();
-    let chain: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_file_iter(certs.join("server.crt"))
-            .unwrap()
-            .map(|c| c.unwrap())
-            .collect();
-    let key = PrivateKeyDer::from_pem_file(certs.join("server.key")).unwrap();
+    let (chain, key) = server_cert_and_key(certs);
     let cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()

@@ -250,6 +250,23 @@ pub fn tag(body: &[u8]) -> String {
 
 // ---------------------------------------------------------------- HTTP backend over mutual TLS
 
+/// The server certificate chain and key that [`mtls_certificates`] wrote.
+pub fn server_cert_and_key(
+    certs: &Path,
+) -> (
+    Vec<rustls::pki_types::CertificateDer<'static>>,
+    rustls::pki_types::PrivateKeyDer<'static>,
+) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(certs.join("server.crt"))
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(certs.join("server.key")).unwrap();
+    (chain, key)
+}
+
 /// A CA, a server certificate for `localhost` and a client certificate, all
 /// signed by it, and a client certificate of another CA: PEM files in
 /// `base/certs`, which is returned.

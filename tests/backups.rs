@@ -9,6 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
+mod common;
+
+use common::{free_port, walk};
+
 use homelab_monitor::core::config::{
     parse, BackupConfig, BackupFormat, BackupSourceConfig, ByteSize, GlobPattern, HumanDuration,
     TimeZoneName, VerifyMode,
@@ -72,15 +76,7 @@ fn require(tool: &str, package: &str) -> PathBuf {
 }
 
 fn run(cmd: &mut Command) -> Vec<u8> {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    common::run_ok(&format!("{cmd:?}"), cmd).stdout
 }
 
 fn write_data(dir: &Path, files: &[(&str, usize)]) {
@@ -235,20 +231,6 @@ async fn real_restic_repository() {
         Some(0.0)
     );
     assert_eq!(target(&s, "nas").health, Health::Findings);
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out.sort();
-    out
 }
 
 /// The job's commands as the README shows them (the test checks they are there).
@@ -869,14 +851,6 @@ impl Drop for Postgres {
 
 fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A real `pg_basebackup -Fp` of a fresh cluster; returns the backup folder.

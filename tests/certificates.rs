@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -15,6 +15,11 @@ use rcgen::{CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, SerialNum
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
+
+mod common;
+
+use common::free_port;
+use common::tools::{s_server, spawn_quiet, Kill};
 
 /// 2026-01-01T00:00:00Z: the injected "now" of every collection here.
 const NOW: u64 = 1_767_225_600;
@@ -199,16 +204,7 @@ fn info_label(s: &Snapshot, labels: &[(&'static str, String)], key: &str) -> Opt
 }
 
 fn openssl(args: &[&str], dir: &Path) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl is installed");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::tools::openssl(dir, args);
 }
 
 // ---------------------------------------------------------------- files
@@ -1138,24 +1134,6 @@ async fn endpoint_failures_fail_alone() {
     );
 }
 
-/// `openssl s_server` on 127.0.0.1, killed on drop.
-struct SServer(Child);
-
-impl Drop for SServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test]
 async fn openssl_s_server_rsa_chain() {
     let d = tempfile::tempdir().unwrap();
@@ -1219,37 +1197,17 @@ async fn openssl_s_server_rsa_chain() {
         ],
         p,
     );
-    let port = free_port();
-    let child = Command::new("openssl")
-        .args([
-            "s_server",
-            "-accept",
-            &format!("127.0.0.1:{port}"),
+    let (_guard, addr) = s_server(
+        p,
+        &[
             "-cert",
             "srv.crt",
             "-key",
             "srv.key",
             "-cert_chain",
             "ca.crt",
-            "-quiet",
-        ])
-        .current_dir(p)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("openssl s_server starts");
-    let _guard = SServer(child);
-    let addr = format!("127.0.0.1:{port}");
-    let mut ready = false;
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(&addr).is_ok() {
-            ready = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(ready, "s_server did not start");
+        ],
+    );
     // Collect at the real time: openssl dates certificates from now.
     let m = CertificateMonitor::new(
         config(&format!(
@@ -1512,27 +1470,18 @@ async fn earliest_expiry_matches_blackbox_exporter() {
     .unwrap();
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let child = Command::new(bin)
-        .arg(format!(
-            "--config.file={}",
-            d.path().join("blackbox.yml").display()
-        ))
-        .arg(format!("--web.listen-address={listen}"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("blackbox exporter starts");
-    let _guard = SServer(child);
-    let mut ready = false;
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(&listen).await.is_ok() {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(ready, "blackbox exporter did not start");
+    let _guard = spawn_quiet(
+        "the blackbox exporter",
+        Command::new(bin)
+            .arg(format!(
+                "--config.file={}",
+                d.path().join("blackbox.yml").display()
+            ))
+            .arg(format!("--web.listen-address={listen}")),
+    );
+    common::wait_for("the blackbox exporter", 30, || {
+        std::net::TcpStream::connect(&listen).ok()
+    });
 
     let yaml = format!(
         "endpoints:\n  - {{ address: \"{tls}\", server_name: bb.homelab.test }}\n  - {{ address: \"{smtp}\", server_name: mx.homelab.test, starttls: smtp }}"
@@ -1673,26 +1622,13 @@ fn config_errors_read_well() {
 
 // ------------------------------------------------ issue 13: no false "clean"
 
-fn openssl_cert(dir: &Path, name: &str, cn: &str, days: &str) {
-    openssl(
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.crt"),
-            "-days",
-            days,
-            "-subj",
-            &format!("/CN={cn}"),
-        ],
+fn openssl_cert(dir: &Path, name: &str, cn: &str, days: u32) {
+    common::tools::openssl_cert(
         dir,
+        &format!("{name}.key"),
+        &format!("{name}.crt"),
+        cn,
+        days,
     );
 }
 
@@ -1733,7 +1669,7 @@ async fn collect_now(yaml: &str, base: &Path) -> Snapshot {
 async fn pkcs12_without_password_is_read_beside_a_configured_passphrase() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path();
-    openssl_cert(p, "srv", "p12.lan", "90");
+    openssl_cert(p, "srv", "p12.lan", 90);
     p12(p, "srv", "empty.p12", "", &[]);
     p12(p, "srv", "protected.p12", "s3cret", &[]);
     p12(p, "srv", "other.p12", "another", &[]);
@@ -1788,8 +1724,8 @@ async fn tilde_paths_and_kubeconfigs_found_by_content() {
     std::fs::create_dir_all(kube.join("cache/discovery/127.0.0.1_6443")).unwrap();
     let etc = d.path().join("etc");
     std::fs::create_dir_all(&etc).unwrap();
-    openssl_cert(&etc, "ca", "k3s-server-ca", "3650");
-    openssl_cert(&etc, "admin", "system:admin", "365");
+    openssl_cert(&etc, "ca", "k3s-server-ca", 3650);
+    openssl_cert(&etc, "admin", "system:admin", 365);
     use base64::Engine;
     let b64 = |f: &str| {
         base64::engine::general_purpose::STANDARD.encode(std::fs::read(etc.join(f)).unwrap())
@@ -1862,8 +1798,8 @@ fn config_of(yaml: &str) -> CertificateConfig {
 async fn byte_order_marks_and_trusted_certificates_from_openssl() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path();
-    openssl_cert(p, "a", "a.lan", "90");
-    openssl_cert(p, "b", "b.lan", "30");
+    openssl_cert(p, "a", "a.lan", 90);
+    openssl_cert(p, "b", "b.lan", 30);
     let a = std::fs::read(p.join("a.crt")).unwrap();
     let b = std::fs::read(p.join("b.crt")).unwrap();
     let bom = b"\xEF\xBB\xBF";
@@ -1972,38 +1908,9 @@ async fn inputs_that_must_not_read_as_clean() {
 }
 
 /// `openssl s_server` speaking TLS directly on a free loopback port.
-fn direct_tls_server(dir: &Path) -> (SServer, String) {
-    openssl_cert(dir, "srv", "localhost", "30");
-    let port = free_port();
-    let child = Command::new("openssl")
-        .args([
-            "s_server",
-            "-accept",
-            &format!("127.0.0.1:{port}"),
-            "-cert",
-            "srv.crt",
-            "-key",
-            "srv.key",
-            "-quiet",
-        ])
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("openssl s_server starts");
-    let guard = SServer(child);
-    let addr = format!("127.0.0.1:{port}");
-    let mut ready = false;
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(&addr).is_ok() {
-            ready = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(ready, "s_server did not start");
-    (guard, addr)
+fn direct_tls_server(dir: &Path) -> (Kill, String) {
+    openssl_cert(dir, "srv", "localhost", 30);
+    s_server(dir, &["-cert", "srv.crt", "-key", "srv.key"])
 }
 
 #[tokio::test]
@@ -2071,7 +1978,7 @@ fn status_expands_tilde_from_the_exporters_home() {
     std::fs::create_dir_all(home.join(".kube")).unwrap();
     let cfg = d.path().join("etc");
     std::fs::create_dir_all(&cfg).unwrap();
-    openssl_cert(&cfg, "ca", "kube-ca", "90");
+    openssl_cert(&cfg, "ca", "kube-ca", 90);
     use base64::Engine;
     let ca = base64::engine::general_purpose::STANDARD
         .encode(std::fs::read(cfg.join("ca.crt")).unwrap());
@@ -2116,14 +2023,14 @@ async fn kubeconfig_certificate_files_are_checked() {
     let mk = home.join(".minikube");
     std::fs::create_dir_all(mk.join("profiles/minikube")).unwrap();
     std::fs::create_dir_all(home.join(".kube")).unwrap();
-    openssl_cert(&mk, "ca", "minikubeCA", "3650");
+    openssl_cert(&mk, "ca", "minikubeCA", 3650);
     openssl_cert(
         &mk.join("profiles/minikube"),
         "client",
         "minikube-user",
-        "365",
+        365,
     );
-    openssl_cert(home, "k3s", "k3s-server-ca", "3650");
+    openssl_cert(home, "k3s", "k3s-server-ca", 3650);
     use base64::Engine;
     let k3s = base64::engine::general_purpose::STANDARD
         .encode(std::fs::read(home.join("k3s.crt")).unwrap());

@@ -13,18 +13,12 @@ use std::process::Command;
 #[test]
 fn deploy_assets_pass_check_deploy_script() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new("bash")
-        .arg(root.join("scripts/check-deploy.sh"))
-        .current_dir(root)
-        .env("HOMELAB_MONITOR_BIN", env!("CARGO_BIN_EXE_homelab-monitor"))
-        .output()
-        .expect("run scripts/check-deploy.sh");
-    assert!(
-        out.status.success(),
-        "scripts/check-deploy.sh failed ({})\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    common::run_ok(
+        "scripts/check-deploy.sh",
+        Command::new("bash")
+            .arg(root.join("scripts/check-deploy.sh"))
+            .current_dir(root)
+            .env("HOMELAB_MONITOR_BIN", env!("CARGO_BIN_EXE_homelab-monitor")),
     );
 }
 
@@ -43,16 +37,12 @@ fn rust_version_covers_every_locked_dependency() {
         .lines()
         .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
         .expect("rustc -vV names the host");
-    let out = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--locked", "--offline"])
-        .args(["--filter-platform", &host])
-        .current_dir(root)
-        .output()
-        .expect("run cargo metadata");
-    assert!(
-        out.status.success(),
-        "cargo metadata failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = common::run_ok(
+        "cargo metadata",
+        Command::new(cargo)
+            .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+            .args(["--filter-platform", &host])
+            .current_dir(root),
     );
     let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata JSON");
     let parse = |v: &str| -> Vec<u64> { v.split('.').map(|p| p.parse().unwrap_or(0)).collect() };

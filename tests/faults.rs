@@ -7,7 +7,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,25 +23,24 @@ fn state_with_serial(serial: u64) -> Vec<u8> {
     serde_json::to_vec_pretty(&v).unwrap()
 }
 
-fn config(dir: &Path) {
-    std::fs::write(
-        dir.join("c.yaml"),
-        "custom_monitors:\n  terraform_state:\n    check_interval: 1ms\n    retry_interval: 0s\n    state_files: [s/terraform.tfstate]\n",
-    )
-    .unwrap();
+/// A ready exporter watching `s/terraform.tfstate` (serial `serial`) in a
+/// temporary folder; returns the folder, the state's path and the exporter.
+fn watched_state(serial: u64) -> (tempfile::TempDir, PathBuf, Exporter) {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(t.path().join("s")).unwrap();
+    let p = t.path().join("s/terraform.tfstate");
+    std::fs::write(&p, state_with_serial(serial)).unwrap();
+    let e = Exporter::with_config(t.path(), "custom_monitors:\n  terraform_state:\n    check_interval: 1ms\n    retry_interval: 0s\n    state_files: [s/terraform.tfstate]\n");
+    e.wait_ready();
+    (t, p, e)
 }
 
+const STATE: &str = "s/terraform.tfstate";
 const KEY: &str = "{state_file=\"s/terraform.tfstate\"}";
 
 #[test]
 fn in_place_rewrites_while_scraping_never_break_the_scrape() {
-    let t = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(t.path().join("s")).unwrap();
-    let p = t.path().join("s/terraform.tfstate");
-    std::fs::write(&p, state_with_serial(1)).unwrap();
-    config(t.path());
-    let e = Exporter::start(t.path(), &["--config", "c.yaml"]);
-    e.wait_ready();
+    let (_t, p, e) = watched_state(1);
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
         let stop = stop.clone();
@@ -110,13 +109,7 @@ fn in_place_rewrites_while_scraping_never_break_the_scrape() {
 
 #[test]
 fn atomic_rename_swaps_are_always_complete() {
-    let t = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(t.path().join("s")).unwrap();
-    let p = t.path().join("s/terraform.tfstate");
-    std::fs::write(&p, state_with_serial(1)).unwrap();
-    config(t.path());
-    let e = Exporter::start(t.path(), &["--config", "c.yaml"]);
-    e.wait_ready();
+    let (_t, p, e) = watched_state(1);
     let writer = {
         let p = p.clone();
         std::thread::spawn(move || {
@@ -150,14 +143,8 @@ fn atomic_rename_swaps_are_always_complete() {
 
 #[test]
 fn deleted_emptied_and_recreated_files_keep_last_values_then_recover() {
-    let t = tempfile::tempdir().unwrap();
-    let dir = t.path().join("s");
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join("terraform.tfstate");
-    std::fs::write(&p, state_with_serial(5)).unwrap();
-    config(t.path());
-    let e = Exporter::start(t.path(), &["--config", "c.yaml"]);
-    e.wait_ready();
+    let (_t, p, e) = watched_state(5);
+    let dir = p.parent().unwrap().to_path_buf();
     // Values are cached for check_interval (1 ms): let it pass after each change.
     let scrape = || {
         std::thread::sleep(Duration::from_millis(20));
@@ -170,15 +157,7 @@ fn deleted_emptied_and_recreated_files_keep_last_values_then_recover() {
     // The file is deleted.
     std::fs::remove_file(&p).unwrap();
     let m = scrape();
-    assert_eq!(series(&m, &format!("terraform_state_up{KEY}")), Some(0.0));
-    assert_eq!(
-        series(&m, &format!("terraform_state_stale{KEY}")),
-        Some(1.0)
-    );
-    assert_eq!(
-        series(&m, &format!("terraform_state_serial{KEY}")),
-        Some(5.0)
-    );
+    assert_state(&m, STATE, [Some(0.0), Some(1.0), Some(5.0)]);
     assert_eq!(series(&m, "terraform_state_error_info{state_file=\"s/terraform.tfstate\",component=\"state\",reason=\"not_found\"}"), Some(1.0));
     // The whole folder goes away (an unmounted volume).
     std::fs::remove_dir_all(&dir).unwrap();
@@ -203,15 +182,7 @@ fn deleted_emptied_and_recreated_files_keep_last_values_then_recover() {
     // It comes back.
     std::fs::write(&p, state_with_serial(6)).unwrap();
     let m = scrape();
-    assert_eq!(series(&m, &format!("terraform_state_up{KEY}")), Some(1.0));
-    assert_eq!(
-        series(&m, &format!("terraform_state_stale{KEY}")),
-        Some(0.0)
-    );
-    assert_eq!(
-        series(&m, &format!("terraform_state_serial{KEY}")),
-        Some(6.0)
-    );
+    assert_state(&m, STATE, [Some(1.0), Some(0.0), Some(6.0)]);
 }
 
 #[test]

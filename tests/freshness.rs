@@ -69,15 +69,10 @@ fn a_slow_backend_never_delays_the_scrape_or_the_other_targets() {
     let t = tempfile::tempdir().unwrap();
     std::fs::write(t.path().join("local.tfstate"), state_fixture()).unwrap();
     write_cert(t.path());
-    std::fs::write(
-        t.path().join("c.yaml"),
-        format!(
+    let e = Exporter::with_config(t.path(), &format!(
             "custom_monitors:\n  terraform_state:\n    check_interval: 5s\n    timeout: 50s\n    state_files: [local.tfstate]\n    remote: {{ request_timeout: 60s }}\n    backends:\n      - {{ type: http, address: \"{}\" }}\n  certificate_expiry:\n    check_interval: 5s\n    paths: [cert.pem]\n",
             srv.url("/state/prod")
-        ),
-    )
-    .unwrap();
-    let e = Exporter::start(t.path(), &["--config", "c.yaml"]);
+        ));
     let began = Instant::now();
     let mut worst = Duration::ZERO;
     let mut remote_seen = false;
@@ -130,15 +125,10 @@ fn a_backend_that_never_answers_times_out_without_growing_threads_or_memory() {
     let (srv, hits) = slow_state_server(Duration::from_secs(600));
     let t = tempfile::tempdir().unwrap();
     std::fs::write(t.path().join("local.tfstate"), state_fixture()).unwrap();
-    std::fs::write(
-        t.path().join("c.yaml"),
-        format!(
+    let e = Exporter::with_config(t.path(), &format!(
             "custom_monitors:\n  terraform_state:\n    check_interval: 1s\n    retry_interval: 0s\n    timeout: 1s\n    state_files: [local.tfstate]\n    remote: {{ request_timeout: 60s, retries: 0 }}\n    backends:\n      - {{ type: http, address: \"{}\" }}\n",
             srv.url("/state/hung")
-        ),
-    )
-    .unwrap();
-    let e = Exporter::start(t.path(), &["--config", "c.yaml"]);
+        ));
     let pid = e.pid();
     let collections = |m: &str| {
         series(
@@ -195,15 +185,10 @@ fn a_cold_scrape_waits_only_for_its_own_budget() {
     let (srv, _hits) = slow_state_server(Duration::from_secs(10));
     let t = tempfile::tempdir().unwrap();
     write_cert(t.path());
-    std::fs::write(
-        t.path().join("c.yaml"),
-        format!(
+    let e = Exporter::with_config(t.path(), &format!(
             "custom_monitors:\n  terraform_state:\n    timeout: 30s\n    state_files: []\n    remote: {{ request_timeout: 30s }}\n    backends:\n      - {{ type: http, address: \"{}\" }}\n  certificate_expiry:\n    paths: [cert.pem]\n",
             srv.url("/state/cold")
-        ),
-    )
-    .unwrap();
-    let e = Exporter::start(t.path(), &["--config", "c.yaml"]);
+        ));
     let (status, body, took) = scrape(e.port, "2");
     eprintln!("cold scrape with a 2 s budget answered in {took:?}");
     assert_eq!(status, 200);
@@ -231,12 +216,7 @@ fn a_failing_target_is_retried_alone_and_the_healthy_ones_keep_their_interval() 
         std::fs::write(t.path().join(format!("ok{i}.tfstate")), &good).unwrap();
     }
     std::fs::write(t.path().join("bad.tfstate"), b"{ not json").unwrap();
-    std::fs::write(
-        t.path().join("c.yaml"),
-        "custom_monitors:\n  terraform_state:\n    check_interval: 20s\n    retry_interval: 1s\n    state_dirs: [\".\"]\n",
-    )
-    .unwrap();
-    let e = Exporter::start(t.path(), &["--config", "c.yaml"]);
+    let e = Exporter::with_config(t.path(), "custom_monitors:\n  terraform_state:\n    check_interval: 20s\n    retry_interval: 1s\n    state_dirs: [\".\"]\n");
     e.wait_ready();
     // A target's last-read timestamp changes only when it is read: count
     // the distinct values seen over 30 s of scrapes every 250 ms.
@@ -300,16 +280,11 @@ fn a_failing_backend_is_retried_alone_and_the_healthy_one_keeps_its_interval() {
     });
     let srv = Server::start(handler);
     let t = tempfile::tempdir().unwrap();
-    std::fs::write(
-        t.path().join("c.yaml"),
-        format!(
+    let e = Exporter::with_config(t.path(), &format!(
             "custom_monitors:\n  terraform_state:\n    check_interval: 60s\n    retry_interval: 1s\n    state_files: []\n    remote: {{ retries: 0 }}\n    backends:\n      - {{ type: http, address: \"{}\" }}\n      - {{ type: http, address: \"{}\" }}\n",
             srv.url("/state/good"),
             srv.url("/state/broken")
-        ),
-    )
-    .unwrap();
-    let e = Exporter::start(t.path(), &["--config", "c.yaml"]);
+        ));
     e.wait_ready();
     let end = Instant::now() + Duration::from_secs(12);
     while Instant::now() < end {

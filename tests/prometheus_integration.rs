@@ -4,30 +4,14 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::*;
 
-struct Kill(std::process::Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn api(port: u16, path: &str) -> serde_json::Value {
-    let r = get(port, path);
-    assert_eq!(r.status, 200, "{path}: {}", r.body);
-    // Prometheus may answer chunked; take the JSON object inside.
-    let start = r.body.find('{').unwrap_or(0);
-    let end = r.body.rfind('}').map(|i| i + 1).unwrap_or(r.body.len());
-    serde_json::from_str(&r.body[start..end]).unwrap_or_else(|e| panic!("{path}: {e}: {}", r.body))
-}
+use common::tools::{openssl_cert, prom_api as api, prom_query, prometheus};
 
 #[test]
 fn real_prometheus_scrapes_and_the_seed_drift_alert_goes_pending_then_fires() {
-    let prometheus = tool("prometheus", "prometheus");
     let promtool = tool("promtool", "prometheus");
     let ex = example_copy();
     let exporter = Exporter::start(ex.path(), &["--config", "monitoring-config.yaml"]);
@@ -42,26 +26,7 @@ fn real_prometheus_scrapes_and_the_seed_drift_alert_goes_pending_then_fires() {
         ),
     )
     .unwrap();
-    let port = free_port();
-    let child = Command::new(prometheus)
-        .args([
-            &format!(
-                "--config.file={}",
-                work.path().join("prometheus.yml").display()
-            ),
-            &format!("--storage.tsdb.path={}", work.path().join("data").display()),
-            &format!("--web.listen-address=127.0.0.1:{port}"),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _p = Kill(child);
-    wait_for("prometheus ready", 90, || {
-        http(port, "GET", "/-/ready", "")
-            .ok()
-            .filter(|r| r.status == 200)
-    });
+    let (_p, port) = prometheus(work.path(), &work.path().join("prometheus.yml"));
     wait_for("a healthy scrape", 90, || {
         let v = api(port, "/api/v1/targets");
         let t = &v["data"]["activeTargets"][0];
@@ -114,30 +79,16 @@ fn real_prometheus_scrapes_and_the_seed_drift_alert_goes_pending_then_fires() {
     );
     let test_file = work.path().join("drift_test.yml");
     std::fs::write(&test_file, test).unwrap();
-    let out = Command::new(promtool)
-        .args(["test", "rules"])
-        .arg(&test_file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "promtool test rules failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        "promtool test rules",
+        Command::new(promtool)
+            .args(["test", "rules"])
+            .arg(&test_file),
     );
 }
 
 fn query(port: u16, expr: &str) -> Vec<serde_json::Value> {
-    let enc: String = expr
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
-    let v = api(port, &format!("/api/v1/query?query={enc}"));
+    let v = prom_query(port, expr);
     assert_eq!(v["status"], "success", "{expr}: {v}");
     v["data"]["result"].as_array().cloned().unwrap_or_default()
 }
@@ -238,8 +189,6 @@ fn column_colours(
 /// warning_days / critical_days, which the exporter exports.
 #[test]
 fn dashboards_show_zero_when_healthy_and_colour_by_exported_thresholds() {
-    let prometheus = tool("prometheus", "prometheus");
-    let openssl = tool("openssl", "openssl");
     // "seed": the example as shipped (Terraform only, no certificate paths, no backup sources).
     let ex = example_copy();
     let seed = Exporter::start(ex.path(), &["--config", "monitoring-config.yaml"]);
@@ -250,33 +199,7 @@ fn dashboards_show_zero_when_healthy_and_colour_by_exported_thresholds() {
     let d = work.path().join("colours");
     std::fs::create_dir_all(d.join("certs")).unwrap();
     std::fs::create_dir_all(d.join("backups")).unwrap();
-    let out = Command::new(&openssl)
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
-        .args([
-            "-nodes",
-            "-keyout",
-            "k.pem",
-            "-out",
-            "certs/web.pem",
-            "-days",
-            "20",
-        ])
-        .args(["-subj", "/CN=web.homelab.lan"])
-        .current_dir(&d)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    openssl_cert(&d, "k.pem", "certs/web.pem", "web.homelab.lan", 20);
     std::fs::remove_file(d.join("k.pem")).unwrap();
     let now = std::time::SystemTime::now();
     let run = |hours_ago: u64| {
@@ -306,27 +229,7 @@ fn dashboards_show_zero_when_healthy_and_colour_by_exported_thresholds() {
         ),
     )
     .unwrap();
-    let port = free_port();
-    let child = Command::new(prometheus)
-        .arg(format!(
-            "--config.file={}",
-            work.path().join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            work.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _p = Kill(child);
-    wait_for("prometheus ready", 90, || {
-        http(port, "GET", "/-/ready", "")
-            .ok()
-            .filter(|r| r.status == 200)
-    });
+    let (_p, port) = prometheus(work.path(), &work.path().join("prometheus.yml"));
     wait_for("both jobs scraped", 90, || {
         let r = query(port, "homelab_monitor_build_info");
         (r.len() == 2).then_some(())
@@ -371,40 +274,25 @@ fn dashboards_show_zero_when_healthy_and_colour_by_exported_thresholds() {
     );
 
     // Backups: coloured against each source's own max_age (2 days without one).
-    let backups = dashboard("backups.json");
-    let got = column_colours(
-        port,
-        "colours",
-        panel(&backups, "Backups by age"),
-        "Age / max_age",
-        "source",
-    );
-    let names: Vec<(&str, &str)> = got
-        .iter()
-        .map(|(s, _, c)| (s.as_str(), c.as_str()))
-        .collect();
-    assert_eq!(
-        names,
-        [("daily", "red"), ("nomax", "green"), ("weekly", "green")],
-        "{got:?}"
-    );
-    let overview = dashboard("homelab-overview.json");
-    let got = column_colours(
-        port,
-        "colours",
-        panel(&overview, "Backups by age"),
-        "Age / max_age",
-        "source",
-    );
-    let names: Vec<(&str, &str)> = got
-        .iter()
-        .map(|(s, _, c)| (s.as_str(), c.as_str()))
-        .collect();
-    assert_eq!(
-        names,
-        [("daily", "red"), ("nomax", "green"), ("weekly", "green")],
-        "{got:?}"
-    );
+    for dash in ["backups.json", "homelab-overview.json"] {
+        let dash = dashboard(dash);
+        let got = column_colours(
+            port,
+            "colours",
+            panel(&dash, "Backups by age"),
+            "Age / max_age",
+            "source",
+        );
+        let names: Vec<(&str, &str)> = got
+            .iter()
+            .map(|(s, _, c)| (s.as_str(), c.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [("daily", "red"), ("nomax", "green"), ("weekly", "green")],
+            "{got:?}"
+        );
+    }
 
     // Certificates: 20 days left is fine with warning_days 10.
     for (dash, title) in [

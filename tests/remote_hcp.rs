@@ -106,8 +106,7 @@ async fn hcp_contract_pagination_rate_limit_and_conditional_download() {
         "custom_monitors:\n  terraform_state:\n    backends:\n      - {{ type: hcp, address: \"{}\", organization: acme, tags: [homelab], token: {{ env: TEST_HCP_TOKEN }} }}\n",
         srv.url("")
     );
-    let m = monitor(dir, &yaml);
-    let text = scrape(&m).await;
+    let (m, text) = monitor_and_scrape(dir, &yaml).await;
     let label = |w: &str| format!("hcp://127.0.0.1:{}/acme/{w}", srv.port);
     assert_eq!(up(&text, &label("homelab-prod")), Some(1.0), "{text}");
     assert_eq!(up(&text, &label("homelab-dev")), Some(1.0), "{text}");
@@ -136,11 +135,11 @@ async fn hcp_contract_pagination_rate_limit_and_conditional_download() {
         "same state version downloaded again"
     );
     // Workspaces by name (one missing: a per-workspace not_found).
-    let nm = monitor(
+    let (_nm, text) = monitor_and_scrape(
         dir,
         &yaml.replace("tags: [homelab]", "workspaces: [homelab-prod, gone]"),
-    );
-    let text = scrape(&nm).await;
+    )
+    .await;
     assert_eq!(
         instances(&text, &label("homelab-prod")),
         Some(2.0),
@@ -154,8 +153,8 @@ async fn hcp_contract_pagination_rate_limit_and_conditional_download() {
     assert_eq!(up(&text, &label("homelab-dev")), None, "{text}");
     // Wrong token: a per-source error.
     std::env::set_var("TEST_HCP_WRONG", "nope");
-    let wm = monitor(dir, &yaml.replace("TEST_HCP_TOKEN", "TEST_HCP_WRONG"));
-    let text = scrape(&wm).await;
+    let (_wm, text) =
+        monitor_and_scrape(dir, &yaml.replace("TEST_HCP_TOKEN", "TEST_HCP_WRONG")).await;
     assert!(
         text.contains(&format!(
             "terraform_state_error_info{{state_file=\"hcp://127.0.0.1:{}/acme\",component=\"discovery\",reason=\"http_401\"}} 1",
@@ -173,18 +172,9 @@ async fn hcp_contract_pagination_rate_limit_and_conditional_download() {
 fn zero_config_cloud_block_with_terraform_login_token_and_ssl_cert_file() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let certs = dir.join("certs");
-    std::fs::create_dir_all(&certs).unwrap();
-    mtls_certificates(&certs);
+    let certs = mtls_certificates(dir);
     let tls = {
-        use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-        let chain: Vec<CertificateDer<'static>> =
-            CertificateDer::pem_file_iter(certs.join("server.crt"))
-                .unwrap()
-                .map(|c| c.unwrap())
-                .collect();
-        let key = PrivateKeyDer::from_pem_file(certs.join("server.key")).unwrap();
+        let (chain, key) = server_cert_and_key(&certs);
         Arc::new(
             rustls::ServerConfig::builder_with_provider(Arc::new(
                 rustls::crypto::ring::default_provider(),

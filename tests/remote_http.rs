@@ -212,8 +212,7 @@ async fn http_backend_gitlab_shape_with_bad_input() {
         flaky = srv.url("/flaky"),
         huge = srv.url("/huge"),
     );
-    let m = monitor(dir, &yaml);
-    let text = scrape(&m).await;
+    let (m, text) = monitor_and_scrape(dir, &yaml).await;
     let label = |p: &str| format!("http://127.0.0.1:{}{p}", srv.port);
     let prod = label("/api/v4/projects/42/terraform/state/prod");
     assert_eq!(up(&text, &prod), Some(1.0), "{text}");
@@ -413,8 +412,7 @@ async fn remote_states_get_drift_reports_baselines_and_policies() {
         "custom_monitors:\n  terraform_state:\n    check_interval: 1ms\n    drift_report: \"{{stem}}.drift.json\"\n    baseline: baseline.tfstate\n    policies: [instances.rego]\n    remote:\n      reports_dir: reports\n    backends:\n      - {{ type: http, address: \"{}\", auth: none }}\n      - {{ type: http, address: \"{}\", auth: none }}\n",
         prod_label, staging_label
     );
-    let m = monitor(dir, &yaml);
-    let text = scrape(&m).await;
+    let (m, text) = monitor_and_scrape(dir, &yaml).await;
     let v = |s: &str| series(&text, s).unwrap_or_else(|| panic!("no {s}:\n{text}"));
     assert_eq!(
         v(&format!(
@@ -480,11 +478,11 @@ async fn remote_states_get_drift_reports_baselines_and_policies() {
     );
 
     // A reports_dir that does not exist is reported, not ignored.
-    let m2 = monitor(
+    let (_m2, t2) = monitor_and_scrape(
         dir,
         &yaml.replace("reports_dir: reports", "reports_dir: reprots"),
-    );
-    let t2 = scrape(&m2).await;
+    )
+    .await;
     assert_eq!(
         series(&t2, "terraform_state_error_info{state_file=\"reprots\",component=\"discovery\",reason=\"not_found\"}"),
         Some(1.0),
@@ -592,7 +590,7 @@ fn state_dir_pointing_at_a_working_directory_reads_its_backend() {
 /// `certs/ca.crt` and answers every request with `body`; bounded connections.
 fn mtls_server(certs: &Path, body: Vec<u8>) -> u16 {
     use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use rustls::pki_types::CertificateDer;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_file_iter(certs.join("ca.crt")).unwrap() {
@@ -604,12 +602,7 @@ fn mtls_server(certs: &Path, body: Vec<u8>) -> u16 {
     )
     .build()
     .unwrap();
-    let chain: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_file_iter(certs.join("server.crt"))
-            .unwrap()
-            .map(|c| c.unwrap())
-            .collect();
-    let key = PrivateKeyDer::from_pem_file(certs.join("server.key")).unwrap();
+    let (chain, key) = server_cert_and_key(certs);
     let cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
@@ -664,9 +657,7 @@ fn serve_tls(cfg: Arc<rustls::ServerConfig>, conns: usize, body: Vec<u8>) -> u16
 async fn http_backend_with_client_certificates_and_private_ca() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let certs = dir.join("certs");
-    std::fs::create_dir_all(&certs).unwrap();
-    mtls_certificates(&certs);
+    let certs = mtls_certificates(dir);
     let state =
         std::fs::read(repo().join("examples/terraform/environments/prod/terraform.tfstate"))
             .unwrap();
@@ -677,50 +668,39 @@ async fn http_backend_with_client_certificates_and_private_ca() {
             "custom_monitors:\n  terraform_state:\n    remote: {{ retries: 0 }}\n    backends:\n      - {{ type: http, address: \"{address}\", auth: none{extra} }}\n"
         )
     };
-    let reason = |text: &str| {
-        let prefix = format!(
-            "terraform_state_error_info{{state_file=\"{address}\",component=\"state\",reason=\""
-        );
-        text.lines()
-            .find_map(|l| l.strip_prefix(&prefix))
-            .and_then(|r| r.split('"').next())
-            .map(str::to_string)
-    };
+    let reason = |text: &str| error_reason(text, &address);
     let with_cert = ", client_cert: certs/client.crt, client_key: certs/client.key";
 
     // Private CA + client certificate: read.
-    let m = monitor(dir, &entry(&format!(", ca_file: certs/ca.crt{with_cert}")));
-    let text = scrape(&m).await;
+    let (_m, text) =
+        monitor_and_scrape(dir, &entry(&format!(", ca_file: certs/ca.crt{with_cert}"))).await;
     assert_eq!(up(&text, &address), Some(1.0), "{text}");
     // No client certificate: the server refuses the handshake.
-    let m = monitor(dir, &entry(", ca_file: certs/ca.crt"));
-    let text = scrape(&m).await;
+    let (_m, text) = monitor_and_scrape(dir, &entry(", ca_file: certs/ca.crt")).await;
     assert_eq!(up(&text, &address), Some(0.0), "{text}");
     assert_eq!(reason(&text).as_deref(), Some("tls"), "{text}");
     // A client certificate of another CA: refused too.
-    let m = monitor(
+    let (_m, text) = monitor_and_scrape(
         dir,
         &entry(", ca_file: certs/ca.crt, client_cert: certs/other-client.crt, client_key: certs/other-client.key"),
-    );
-    let text = scrape(&m).await;
+    ).await;
     assert_eq!(reason(&text).as_deref(), Some("tls"), "{text}");
     // The web roots do not know the private CA ...
-    let m = monitor(dir, &entry(with_cert));
-    let text = scrape(&m).await;
+    let (_m, text) = monitor_and_scrape(dir, &entry(with_cert)).await;
     assert_eq!(reason(&text).as_deref(), Some("tls"), "{text}");
     // ... unless verification is skipped, as Terraform's option allows.
-    let m = monitor(
+    let (_m, text) = monitor_and_scrape(
         dir,
         &entry(&format!(", skip_cert_verification: true{with_cert}")),
-    );
-    let text = scrape(&m).await;
+    )
+    .await;
     assert_eq!(up(&text, &address), Some(1.0), "{text}");
     // Half a client certificate is a configuration error, named.
-    let m = monitor(
+    let (_m, text) = monitor_and_scrape(
         dir,
         &entry(", ca_file: certs/ca.crt, client_cert: certs/client.crt"),
-    );
-    let text = scrape(&m).await;
+    )
+    .await;
     assert!(text.contains("reason=\"config\""), "{text}");
 
     // Zero-config: the record holds the PEMs inline (the key is a secret).
@@ -742,11 +722,11 @@ async fn http_backend_with_client_certificates_and_private_ca() {
         serde_json::json!({"version": 3, "backend": {"type": "http", "config": config}}).to_string()
     };
     std::fs::write(wd.join(".terraform/terraform.tfstate"), record(true)).unwrap();
-    let zm = monitor(
+    let (_zm, text) = monitor_and_scrape(
         dir,
         "custom_monitors:\n  terraform_state:\n    working_dirs: [infra]\n",
-    );
-    let text = scrape(&zm).await;
+    )
+    .await;
     assert_eq!(up(&text, &address), Some(1.0), "{text}");
     assert!(!text.contains(&key_line), "{text}");
     let out = Command::new(BIN)
@@ -764,11 +744,11 @@ async fn http_backend_with_client_certificates_and_private_ca() {
     assert!(all.contains(&address), "{all}");
     // Without the record's CA the server is not trusted.
     std::fs::write(wd.join(".terraform/terraform.tfstate"), record(false)).unwrap();
-    let zm = monitor(
+    let (_zm, text) = monitor_and_scrape(
         dir,
         "custom_monitors:\n  terraform_state:\n    working_dirs: [infra]\n",
-    );
-    let text = scrape(&zm).await;
+    )
+    .await;
     assert_eq!(reason(&text).as_deref(), Some("tls"), "{text}");
 }
 
@@ -794,22 +774,20 @@ async fn http_backend_gitea_state_registry_shape() {
          \x20     - {{ type: http, address: \"{staging}\", username: monitor, token: {{ file: gitea-token }} }}\n\
          \x20     - {{ type: http, address: \"{missing}\", username: monitor, token: {{ file: gitea-token }} }}\n"
     );
-    let m = monitor(dir, &yaml);
-    let text = scrape(&m).await;
+    let (_m, text) = monitor_and_scrape(dir, &yaml).await;
     assert_eq!(up(&text, &staging), Some(1.0), "{text}");
     assert_eq!(
         error_reason(&text, &missing).as_deref(),
         Some("not_found"),
         "{text}"
     );
-    let m = monitor(
+    let (_m, text) = monitor_and_scrape(
         dir,
         &format!(
             "custom_monitors:\n  terraform_state:\n    remote: {{ retries: 0 }}\n    backends:\n\
              \x20     - {{ type: http, address: \"{staging}\", username: monitor, token: {{ file: wrong-token }} }}\n"
         ),
-    );
-    let text = scrape(&m).await;
+    ).await;
     assert_eq!(up(&text, &staging), Some(0.0), "{text}");
     assert_eq!(
         error_reason(&text, &staging).as_deref(),
@@ -840,8 +818,7 @@ async fn many_http_entries_are_collected_by_a_bounded_pool() {
             srv.url(&format!("/state/s{i:03}"))
         ));
     }
-    let m = monitor(dir, &yaml);
-    let text = scrape(&m).await;
+    let (m, text) = monitor_and_scrape(dir, &yaml).await;
     for i in 0..n {
         let l = srv.url(&format!("/state/s{i:03}"));
         assert_eq!(up(&text, &l), Some(1.0), "{l}\n{text}");
@@ -1011,8 +988,7 @@ async fn gitlab_project_discovery_graphql_and_state_api() {
             "/api/v4/projects/homelab%2Finfra/terraform/state/{n}"
         ))
     };
-    let m = monitor(dir, &entry(""));
-    let text = scrape(&m).await;
+    let (m, text) = monitor_and_scrape(dir, &entry("")).await;
     assert_eq!(up(&text, &state("prod")), Some(1.0), "{text}");
     assert_eq!(up(&text, &state("staging")), Some(1.0), "{text}");
     let v = |s: String| series(&text, &s);
@@ -1050,8 +1026,7 @@ async fn gitlab_project_discovery_graphql_and_state_api() {
     );
 
     // Named states only; one GitLab does not have is not_found.
-    let m = monitor(dir, &entry(", states: [staging, nope]"));
-    let text = scrape(&m).await;
+    let (_m, text) = monitor_and_scrape(dir, &entry(", states: [staging, nope]")).await;
     assert_eq!(up(&text, &state("staging")), Some(1.0), "{text}");
     assert_eq!(up(&text, &state("prod")), None, "{text}");
     assert_eq!(
@@ -1063,18 +1038,18 @@ async fn gitlab_project_discovery_graphql_and_state_api() {
     // A wrong token, an unknown project: discovery errors on the entry.
     let entry_label = format!("gitlab://127.0.0.1:{}/homelab/infra", srv.port);
     let discovery = |text: &str, label: &str| component_error(text, label, "discovery");
-    let m = monitor(
+    let (_m, text) = monitor_and_scrape(
         dir,
         &entry("").replace("TEST_GITLAB_PROJECT_TOKEN", "TEST_GITLAB_PROJECT_WRONG"),
-    );
-    let text = scrape(&m).await;
+    )
+    .await;
     assert_eq!(
         discovery(&text, &entry_label).as_deref(),
         Some("http_401"),
         "{text}"
     );
-    let m = monitor(dir, &entry("").replace("homelab/infra", "homelab/gone"));
-    let text = scrape(&m).await;
+    let (_m, text) =
+        monitor_and_scrape(dir, &entry("").replace("homelab/infra", "homelab/gone")).await;
     assert_eq!(
         discovery(
             &text,

@@ -127,15 +127,7 @@ async fn pg_backend_with_real_terraform_and_postgresql() {
     let conn = format!("postgres://postgres:{CANARY}@127.0.0.1:{port}/postgres?sslmode=disable");
     let proj = dir.join("infra");
     project(&proj, r#"backend "pg" {}"#);
-    tf(
-        &proj,
-        &[
-            "init",
-            "-input=false",
-            &format!("-backend-config=conn_str={conn}"),
-        ],
-        &[],
-    );
+    init(&proj, &[&format!("conn_str={conn}")]);
     apply(&proj, 2, &[]);
     tf(&proj, &["workspace", "new", "staging"], &[]);
     apply(&proj, 3, &[]);
@@ -168,11 +160,11 @@ async fn pg_backend_with_real_terraform_and_postgresql() {
     assert_eq!(instances(&text, &staging), Some(1.0), "{text}");
 
     // Zero-config: conn_str from the working directory's record (holds the canary).
-    let zm = monitor(
+    let (_zm, text) = monitor_and_scrape(
         dir,
         "custom_monitors:\n  terraform_state:\n    working_dirs: [infra]\n",
-    );
-    let text = scrape(&zm).await;
+    )
+    .await;
     assert_eq!(up(&text, &default), Some(1.0), "{text}");
     status_without_canary(dir, &[("TEST_PG_CONN", &conn)]);
 
@@ -184,19 +176,21 @@ async fn pg_backend_with_real_terraform_and_postgresql() {
             free_port()
         ),
     );
-    let dm = monitor(
+    let (_dm, text) = monitor_and_scrape(
         dir,
         "custom_monitors:\n  terraform_state:\n    remote: { retries: 0 }\n    backends:\n      - { type: pg, conn_str: { env: TEST_PG_DOWN } }\n",
-    );
-    let text = scrape(&dm).await;
+    ).await;
     assert!(text.contains("reason=\"unreachable\""), "{text}");
 }
 
 // ---------------------------------------------------------------- PostgreSQL over TLS
 
 /// A CA, a server certificate for `localhost` only (not 127.0.0.1) and a client
-/// certificate for the role `certuser`, written as PEM files into `dir`.
-fn pg_certificates(dir: &Path) {
+/// certificate for the role `certuser`, written as PEM files into `base/certs`,
+/// which is returned.
+fn pg_certificates(base: &Path) -> PathBuf {
+    let dir = base.join("certs");
+    std::fs::create_dir_all(&dir).unwrap();
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.distinguished_name.push(DnType::CommonName, "pg test CA");
@@ -226,6 +220,7 @@ fn pg_certificates(dir: &Path) {
     std::fs::write(dir.join("other-ca.crt"), other.pem()).unwrap();
     leaf("localhost", vec!["localhost".into()], "server");
     leaf("certuser", vec![], "client");
+    dir
 }
 
 /// libpq's TLS options work as Terraform's pg backend (lib/pq) takes them:
@@ -236,9 +231,7 @@ fn pg_certificates(dir: &Path) {
 async fn pg_backend_over_tls_with_libpq_sslmodes_and_client_certificates() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let certs = dir.join("certs");
-    std::fs::create_dir_all(&certs).unwrap();
-    pg_certificates(&certs);
+    let certs = pg_certificates(dir);
     let (pg, port) = start_pg_with(dir, |data| {
         for f in ["ca.crt", "server.crt", "server.key"] {
             std::fs::copy(certs.join(f), data.join(f)).unwrap();
@@ -277,15 +270,7 @@ async fn pg_backend_over_tls_with_libpq_sslmodes_and_client_certificates() {
     );
     let proj = dir.join("infra");
     project(&proj, r#"backend "pg" {}"#);
-    tf(
-        &proj,
-        &[
-            "init",
-            "-input=false",
-            &format!("-backend-config=conn_str={conn}"),
-        ],
-        &[],
-    );
+    init(&proj, &[&format!("conn_str={conn}")]);
     apply(&proj, 2, &[]);
 
     // One monitor per connection string: (conn, entry label, expected).
@@ -299,7 +284,6 @@ async fn pg_backend_over_tls_with_libpq_sslmodes_and_client_certificates() {
         async move { scrape(&m).await }
     };
     let local = format!("pg://localhost:{port}/postgres");
-    let ip = format!("pg://127.0.0.1:{port}/postgres");
     let discovery = |text: &str, label: &str| component_error(text, label, "discovery");
 
     // verify-full with the right CA and host name: read.
@@ -316,46 +300,67 @@ async fn pg_backend_over_tls_with_libpq_sslmodes_and_client_certificates() {
     ))
     .await;
     assert_eq!(up(&text, &format!("{local}/default")), Some(1.0), "{text}");
-    // verify-full with another CA: a TLS error, nothing read.
-    let text = read(format!(
-        "postgres://postgres:{CANARY}@localhost:{port}/postgres?sslmode=verify-full&sslrootcert={}",
-        certs.join("other-ca.crt").display()
-    ))
-    .await;
-    assert_eq!(discovery(&text, &local).as_deref(), Some("tls"), "{text}");
-    // verify-full to 127.0.0.1: the certificate names only localhost.
-    let text = read(format!(
-        "postgres://postgres:{CANARY}@127.0.0.1:{port}/postgres?sslmode=verify-full&sslrootcert={}",
-        ca.display()
-    ))
-    .await;
-    assert_eq!(discovery(&text, &ip).as_deref(), Some("tls"), "{text}");
-    // verify-ca checks the chain only: read.
-    let text = read(format!(
-        "postgres://postgres:{CANARY}@127.0.0.1:{port}/postgres?sslmode=verify-ca&sslrootcert={}",
-        ca.display()
-    ))
-    .await;
-    assert_eq!(up(&text, &format!("{ip}/default")), Some(1.0), "{text}");
-    // require: encrypted, certificate not checked (libpq's meaning): read.
-    let text = read(format!(
-        "postgres://postgres:{CANARY}@127.0.0.1:{port}/postgres?sslmode=require"
-    ))
-    .await;
-    assert_eq!(up(&text, &format!("{ip}/default")), Some(1.0), "{text}");
-    // require + sslrootcert of another CA acts as verify-ca (libpq): refused.
-    let text = read(format!(
-        "postgres://postgres:{CANARY}@127.0.0.1:{port}/postgres?sslmode=require&sslrootcert={}",
-        certs.join("other-ca.crt").display()
-    ))
-    .await;
-    assert_eq!(discovery(&text, &ip).as_deref(), Some("tls"), "{text}");
-    // disable: the server only takes TLS (pg_hba hostnossl reject): a login error.
-    let text = read(format!(
-        "postgres://postgres:{CANARY}@127.0.0.1:{port}/postgres?sslmode=disable"
-    ))
-    .await;
-    assert_eq!(discovery(&text, &ip).as_deref(), Some("auth"), "{text}");
+    // libpq's sslmodes against the server's certificate (for `localhost` only):
+    // (what, host, query, expected discovery error; `None`: the state is read).
+    let other_ca = certs.join("other-ca.crt").display().to_string();
+    let ca_s = ca.display().to_string();
+    let cases = [
+        (
+            "verify-full with another CA: a TLS error, nothing read",
+            "localhost",
+            format!("sslmode=verify-full&sslrootcert={other_ca}"),
+            Some("tls"),
+        ),
+        (
+            "verify-full to 127.0.0.1: the certificate names only localhost",
+            "127.0.0.1",
+            format!("sslmode=verify-full&sslrootcert={ca_s}"),
+            Some("tls"),
+        ),
+        (
+            "verify-ca checks the chain only: read",
+            "127.0.0.1",
+            format!("sslmode=verify-ca&sslrootcert={ca_s}"),
+            None,
+        ),
+        (
+            "require: encrypted, certificate not checked (libpq's meaning): read",
+            "127.0.0.1",
+            "sslmode=require".to_string(),
+            None,
+        ),
+        (
+            "require + sslrootcert of another CA acts as verify-ca (libpq): refused",
+            "127.0.0.1",
+            format!("sslmode=require&sslrootcert={other_ca}"),
+            Some("tls"),
+        ),
+        (
+            "disable: the server only takes TLS (pg_hba hostnossl reject): a login error",
+            "127.0.0.1",
+            "sslmode=disable".to_string(),
+            Some("auth"),
+        ),
+    ];
+    for (what, host, query, expected) in cases {
+        let text = read(format!(
+            "postgres://postgres:{CANARY}@{host}:{port}/postgres?{query}"
+        ))
+        .await;
+        let label = format!("pg://{host}:{port}/postgres");
+        match expected {
+            None => assert_eq!(
+                up(&text, &format!("{label}/default")),
+                Some(1.0),
+                "{what}:\n{text}"
+            ),
+            Some(reason) => assert_eq!(
+                discovery(&text, &label).as_deref(),
+                Some(reason),
+                "{what}:\n{text}"
+            ),
+        }
+    }
     // Client certificate authentication (pg_hba `cert` for certuser).
     let client = |extra: &str| {
         format!(
@@ -412,8 +417,7 @@ async fn a_silent_pg_peer_costs_one_request_timeout_and_others_are_read() {
     let yaml = format!(
         "custom_monitors:\n  terraform_state:\n    timeout: 60s\n    remote: {{ request_timeout: 1s, retries: 0 }}\n    backends:\n      - {{ type: pg, conn_str: {{ env: TEST_PG_SILENT }} }}\n      - {{ type: http, address: \"{http}\", auth: none }}\n"
     );
-    let m = monitor(dir, &yaml);
-    let text = scrape(&m).await;
+    let (_m, text) = monitor_and_scrape(dir, &yaml).await;
     assert!(
         !held.lock().unwrap().is_empty(),
         "the pg entry never connected"

@@ -88,15 +88,9 @@ async fn s3_backend_with_real_terraform_and_moto() {
         ),
     );
     // The secret key goes into .terraform/terraform.tfstate (zero-config must not print it).
-    tf(
+    init(
         &proj,
-        &[
-            "init",
-            "-input=false",
-            "-backend-config=access_key=AKIDEXAMPLE",
-            &format!("-backend-config=secret_key={CANARY}"),
-        ],
-        &[],
+        &["access_key=AKIDEXAMPLE", &format!("secret_key={CANARY}")],
     );
     apply(&proj, 3, &[]);
     tf(&proj, &["workspace", "new", "prod"], &[]);
@@ -180,13 +174,12 @@ async fn s3_backend_with_real_terraform_and_moto() {
     );
 
     // Prefix discovery: every state under the bucket, lock objects skipped.
-    let pm = monitor(
+    let (_pm, text) = monitor_and_scrape(
         dir,
         &format!(
             "custom_monitors:\n  terraform_state:\n    backends:\n      - {{ type: s3, bucket: tfstate, prefix: \"\", endpoint: \"{endpoint}\", use_path_style: true }}\n"
         ),
-    );
-    let text = scrape(&pm).await;
+    ).await;
     assert_eq!(up(&text, default), Some(1.0), "{text}");
     assert_eq!(up(&text, prod), Some(1.0), "{text}");
     assert!(!text.contains(".tflock"), "{text}");
@@ -196,11 +189,11 @@ async fn s3_backend_with_real_terraform_and_moto() {
     // Zero-config from the working directory, with the record's own keys.
     std::env::remove_var("AWS_ACCESS_KEY_ID");
     std::env::remove_var("AWS_SECRET_ACCESS_KEY");
-    let zm = monitor(
+    let (_zm, text) = monitor_and_scrape(
         dir,
         "custom_monitors:\n  terraform_state:\n    working_dirs: [infra]\n",
-    );
-    let text = scrape(&zm).await;
+    )
+    .await;
     assert_eq!(up(&text, default), Some(1.0), "{text}");
     assert_eq!(up(&text, prod), Some(1.0), "{text}");
     status_without_canary(dir, &[]);

@@ -24,9 +24,9 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::remote::{monitor, output_text};
+use common::remote::{self, monitor, output_text};
 use common::stub::{moto_venv, resp, wait_port, Proc, Req, Server};
-use common::{free_port, series, BIN};
+use common::{free_port, run_ok};
 use homelab_monitor::core::encoder::{encode, Format};
 use homelab_monitor::core::monitor::{CollectContext, Monitor};
 use homelab_monitor::monitors::terraform::TerraformMonitor;
@@ -106,19 +106,15 @@ for (kid, sec, tok) in [(k["AccessKeyId"], "wrong-secret", None),
 print(json.dumps([k["AccessKeyId"], k["SecretAccessKey"],
                   t["AccessKeyId"], t["SecretAccessKey"], t["SessionToken"]]))
 "#;
-    let out = Command::new(venv.join("bin/python"))
-        .arg("-c")
-        .arg(script)
-        .arg(endpoint)
-        .arg(state())
-        .args(keys)
-        .stdin(Stdio::null())
-        .output()
-        .expect("cannot run the moto venv's python");
-    assert!(
-        out.status.success(),
-        "moto setup failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        "the moto setup",
+        Command::new(venv.join("bin/python"))
+            .arg("-c")
+            .arg(script)
+            .arg(endpoint)
+            .arg(state())
+            .args(keys)
+            .stdin(Stdio::null()),
     );
     let v: [String; 5] =
         serde_json::from_slice(&out.stdout).expect("the setup prints the keys as JSON");
@@ -201,48 +197,36 @@ fn label(key: &str) -> String {
 }
 
 fn up(m: &str, key: &str) -> Option<f64> {
-    series(
-        m,
-        &format!("terraform_state_up{{state_file=\"{}\"}}", label(key)),
-    )
+    remote::up(m, &label(key))
 }
 
 fn error_reason(m: &str, key: &str, component: &str) -> Option<String> {
-    let prefix = format!(
-        "terraform_state_error_info{{state_file=\"{}\",component=\"{component}\",reason=\"",
-        label(key)
+    remote::component_error(m, &label(key), component)
+}
+
+/// The state `key` was read (`terraform_state_up 1`).
+fn assert_up(m: &str, key: &str) {
+    assert_eq!(up(m, key), Some(1.0), "{key}:\n{m}");
+}
+
+/// The entry of `key` failed for want of credentials.
+fn assert_credentials_error(m: &str, key: &str) {
+    assert_eq!(
+        error_reason(m, key, "discovery").as_deref(),
+        Some("credentials"),
+        "{key}:\n{m}"
     );
-    m.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|r| r.split('"').next())
-        .map(str::to_string)
 }
 
 fn instances(m: &str, key: &str) -> Option<f64> {
-    series(
-        m,
-        &format!(
-            "terraform_state_resource_instances{{state_file=\"{}\",mode=\"managed\",type=\"null_resource\"}}",
-            label(key)
-        ),
-    )
+    remote::instances(m, &label(key))
 }
 
 /// The binary's one-shot report with trace logs, in a child process with its
 /// own environment (the AWS_* variables of this process removed first).
 fn status_report(dir: &Path, home: &Path, env: &[(&str, &str)], secrets: &[&str]) -> String {
-    let mut cmd = Command::new(BIN);
-    cmd.current_dir(dir)
-        .args([
-            "--config",
-            "monitoring-config.yaml",
-            "--status",
-            "--log.level",
-            "trace",
-        ])
-        .env_remove("RUST_LOG")
-        .env("HOME", home)
-        .stdin(Stdio::null());
+    let mut cmd = remote::status_command(dir);
+    cmd.env_remove("RUST_LOG").env("HOME", home);
     for (k, _) in std::env::vars() {
         if k.starts_with("AWS_") {
             cmd.env_remove(k);
@@ -388,8 +372,9 @@ fn imds(key: &(String, String, String), log: Arc<Mutex<Vec<String>>>) -> Server 
 static ENV: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// One authenticated moto with the setup's keys, in a temporary folder with an
-/// empty HOME.
+/// empty HOME; holds this file's turn on the process environment.
 struct Fixture {
+    _env: tokio::sync::MutexGuard<'static, ()>,
     _moto: Proc,
     tmp: tempfile::TempDir,
     endpoint: String,
@@ -403,6 +388,26 @@ impl Fixture {
 
     fn home(&self) -> std::path::PathBuf {
         self.tmp.path().join("home")
+    }
+
+    /// A monitor of one S3 entry on moto: the state `key`, read with `profile`.
+    fn monitor(&self, key: &str, profile: Option<&str>) -> TerraformMonitor {
+        monitor(self.dir(), &yaml(&self.endpoint, &[(key, profile)]))
+    }
+
+    /// With only `vars` (and the empty HOME) in the environment, a monitor of
+    /// `key` read with `profile`, and its first scrape.
+    async fn read(
+        &self,
+        vars: &[(&str, &str)],
+        key: &str,
+        profile: Option<&str>,
+        secrets: &[&str],
+    ) -> (TerraformMonitor, String) {
+        set_env(&self.home(), vars);
+        let m = self.monitor(key, profile);
+        let text = scrape(&m, secrets).await;
+        (m, text)
     }
 
     /// Every secret of the fixture, none of which may leak.
@@ -420,7 +425,8 @@ impl Fixture {
     }
 }
 
-fn fixture() -> Fixture {
+async fn fixture() -> Fixture {
+    let _env = ENV.lock().await;
     let venv = moto_venv();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
@@ -456,6 +462,7 @@ fn fixture() -> Fixture {
     ];
     let k = moto_setup(&venv, &endpoint, &keys);
     Fixture {
+        _env,
         _moto,
         tmp,
         endpoint,
@@ -511,8 +518,7 @@ fn write_profiles(f: &Fixture) {
 /// Wrong credentials are reported per source while a good source reads.
 #[tokio::test(flavor = "multi_thread")]
 async fn wrong_credentials_fail_per_source_and_a_rotated_file_is_read_again() {
-    let _env = ENV.lock().await;
-    let f = fixture();
+    let f = fixture().await;
     let (dir, home, endpoint) = (f.dir(), f.home(), f.endpoint.clone());
     let k = &f.k;
     let (key_id, secret) = (k.user.0.as_str(), k.user.1.as_str());
@@ -541,12 +547,8 @@ async fn wrong_credentials_fail_per_source_and_a_rotated_file_is_read_again() {
     );
     let m = monitor(dir, &y);
     let text = scrape(&m, &secrets).await;
-    assert_eq!(up(&text, "good/terraform.tfstate"), Some(1.0), "{text}");
-    assert_eq!(
-        up(&text, "env:/prod/good/terraform.tfstate"),
-        Some(1.0),
-        "{text}"
-    );
+    assert_up(&text, "good/terraform.tfstate");
+    assert_up(&text, "env:/prod/good/terraform.tfstate");
     assert_eq!(
         instances(&text, "good/terraform.tfstate"),
         Some(1.0),
@@ -593,19 +595,12 @@ async fn wrong_credentials_fail_per_source_and_a_rotated_file_is_read_again() {
 /// No credentials anywhere: a bounded reason, every source named.
 #[tokio::test(flavor = "multi_thread")]
 async fn no_credentials_lists_every_source_and_unanswered_imds_is_bounded() {
-    let _env = ENV.lock().await;
-    let f = fixture();
-    let (dir, home, endpoint) = (f.dir(), f.home(), f.endpoint.clone());
+    let f = fixture().await;
+    let (dir, home) = (f.dir(), f.home());
     let secrets = f.secrets();
     // No credentials anywhere: a bounded reason and a message naming the providers.
-    set_env(&home, &[]);
-    let m = monitor(dir, &yaml(&endpoint, &[("good/terraform.tfstate", None)]));
-    let text = scrape(&m, &secrets).await;
-    assert_eq!(
-        error_reason(&text, "good/terraform.tfstate", "discovery").as_deref(),
-        Some("credentials"),
-        "{text}"
-    );
+    let (m, text) = f.read(&[], "good/terraform.tfstate", None, &secrets).await;
+    assert_credentials_error(&text, "good/terraform.tfstate");
     let report = status_report(dir, &home, &[], &secrets);
     for part in [
         "no AWS credentials found",
@@ -630,47 +625,34 @@ async fn no_credentials_lists_every_source_and_unanswered_imds_is_bounded() {
     let started = Instant::now();
     let text = scrape(&m, &secrets).await;
     assert!(started.elapsed() < Duration::from_secs(5));
-    assert_eq!(
-        error_reason(&text, "good/terraform.tfstate", "discovery").as_deref(),
-        Some("credentials"),
-        "{text}"
-    );
+    assert_credentials_error(&text, "good/terraform.tfstate");
     set_env(&home, &[]);
 }
 
 /// A `[profile x]` of the config file; `credential_process` runs once while its credentials are fresh.
 #[tokio::test(flavor = "multi_thread")]
 async fn config_profile_and_credential_process_run_once() {
-    let _env = ENV.lock().await;
-    let f = fixture();
-    let (dir, home, endpoint) = (f.dir(), f.home(), f.endpoint.clone());
+    let f = fixture().await;
+    let (dir, home) = (f.dir(), f.home());
     let secrets = f.secrets();
     write_profiles(&f);
     let process_count = dir.join("process-runs");
-    set_env(&home, &[]);
-    let m = monitor(
-        dir,
-        &yaml(
-            &endpoint,
-            &[("config-profile/terraform.tfstate", Some("cfg"))],
-        ),
-    );
-    let text = scrape(&m, &secrets).await;
-    assert_eq!(
-        up(&text, "config-profile/terraform.tfstate"),
-        Some(1.0),
-        "{text}"
-    );
+    let (_m, text) = f
+        .read(
+            &[],
+            "config-profile/terraform.tfstate",
+            Some("cfg"),
+            &secrets,
+        )
+        .await;
+    assert_up(&text, "config-profile/terraform.tfstate");
 
     // credential_process: run once, then cached until 5 minutes before Expiration.
-    let m = monitor(
-        dir,
-        &yaml(&endpoint, &[("process/terraform.tfstate", Some("proc"))]),
-    );
+    let m = f.monitor("process/terraform.tfstate", Some("proc"));
     let text = scrape(&m, &secrets).await;
-    assert_eq!(up(&text, "process/terraform.tfstate"), Some(1.0), "{text}");
+    assert_up(&text, "process/terraform.tfstate");
     let text = scrape(&m, &secrets).await;
-    assert_eq!(up(&text, "process/terraform.tfstate"), Some(1.0), "{text}");
+    assert_up(&text, "process/terraform.tfstate");
     let runs = std::fs::read_to_string(&process_count).unwrap_or_default();
     assert_eq!(runs.lines().count(), 1, "credential_process runs: {runs}");
     status_report(dir, &home, &[], &secrets);
@@ -680,9 +662,8 @@ async fn config_profile_and_credential_process_run_once() {
 /// Web identity from the environment and from a profile, against the STS stand-in.
 #[tokio::test(flavor = "multi_thread")]
 async fn web_identity_from_env_and_profile() {
-    let _env = ENV.lock().await;
-    let f = fixture();
-    let (dir, home, endpoint) = (f.dir(), f.home(), f.endpoint.clone());
+    let f = fixture().await;
+    let (dir, home) = (f.dir(), f.home());
     let k = &f.k;
     let secrets = f.secrets();
     write_profiles(&f);
@@ -699,16 +680,9 @@ async fn web_identity_from_env_and_profile() {
     ];
     set_env(&home, &wi_env);
     // The config file's default profile has no credentials: the chain goes on.
-    let m = monitor(
-        dir,
-        &yaml(&endpoint, &[("web-identity/terraform.tfstate", None)]),
-    );
+    let m = f.monitor("web-identity/terraform.tfstate", None);
     let text = scrape(&m, &secrets).await;
-    assert_eq!(
-        up(&text, "web-identity/terraform.tfstate"),
-        Some(1.0),
-        "{text}"
-    );
+    assert_up(&text, "web-identity/terraform.tfstate");
     {
         // aws-config names the session `web-identity-token-<ms>` unless
         // AWS_ROLE_SESSION_NAME is set.
@@ -723,11 +697,7 @@ async fn web_identity_from_env_and_profile() {
     }
     // Cached: the next collection does not ask STS again.
     let text = scrape(&m, &secrets).await;
-    assert_eq!(
-        up(&text, "web-identity/terraform.tfstate"),
-        Some(1.0),
-        "{text}"
-    );
+    assert_up(&text, "web-identity/terraform.tfstate");
     assert_eq!(calls.lock().unwrap().len(), 1);
     status_report(dir, &home, &wi_env, &secrets);
     // A token that STS refuses: a credentials error naming the provider, no token.
@@ -738,17 +708,10 @@ async fn web_identity_from_env_and_profile() {
         ("AWS_WEB_IDENTITY_TOKEN_FILE", bad_token.to_str().unwrap()),
         ("AWS_ENDPOINT_URL_STS", sts_url.as_str()),
     ];
-    set_env(&home, &bad_env);
-    let m = monitor(
-        dir,
-        &yaml(&endpoint, &[("web-identity/terraform.tfstate", None)]),
-    );
-    let text = scrape(&m, &secrets).await;
-    assert_eq!(
-        error_reason(&text, "web-identity/terraform.tfstate", "discovery").as_deref(),
-        Some("credentials"),
-        "{text}"
-    );
+    let (_m, text) = f
+        .read(&bad_env, "web-identity/terraform.tfstate", None, &secrets)
+        .await;
+    assert_credentials_error(&text, "web-identity/terraform.tfstate");
     let mut more = secrets.to_vec();
     more.push("CANARY-refused-token");
     let report = status_report(dir, &home, &bad_env, &more);
@@ -758,20 +721,15 @@ async fn web_identity_from_env_and_profile() {
     );
 
     // Web identity from a profile (role_arn + web_identity_token_file).
-    set_env(&home, &[("AWS_ENDPOINT_URL_STS", sts_url.as_str())]);
-    let m = monitor(
-        dir,
-        &yaml(
-            &endpoint,
-            &[("web-identity-profile/terraform.tfstate", Some("wi"))],
-        ),
-    );
-    let text = scrape(&m, &secrets).await;
-    assert_eq!(
-        up(&text, "web-identity-profile/terraform.tfstate"),
-        Some(1.0),
-        "{text}"
-    );
+    let (_m, text) = f
+        .read(
+            &[("AWS_ENDPOINT_URL_STS", sts_url.as_str())],
+            "web-identity-profile/terraform.tfstate",
+            Some("wi"),
+            &secrets,
+        )
+        .await;
+    assert_up(&text, "web-identity-profile/terraform.tfstate");
     assert_eq!(
         calls.lock().unwrap().last().cloned(),
         Some((
@@ -787,42 +745,26 @@ async fn web_identity_from_env_and_profile() {
 /// `role_arn` + `source_profile` against moto's own STS.
 #[tokio::test(flavor = "multi_thread")]
 async fn assume_role_from_profile_against_motos_sts() {
-    let _env = ENV.lock().await;
-    let f = fixture();
+    let f = fixture().await;
     let (dir, home, endpoint) = (f.dir(), f.home(), f.endpoint.clone());
     let secrets = f.secrets();
     write_profiles(&f);
     // AssumeRole from a profile (role_arn + source_profile), against moto's own
     // STS, which checks the request's SigV4 signature with the source profile's
     // secret and hands out temporary credentials that its S3 then checks.
-    set_env(&home, &[("AWS_ENDPOINT_URL_STS", endpoint.as_str())]);
-    let m = monitor(
-        dir,
-        &yaml(
-            &endpoint,
-            &[("assume-role/terraform.tfstate", Some("assumer"))],
-        ),
-    );
-    let text = scrape(&m, &secrets).await;
-    assert_eq!(
-        up(&text, "assume-role/terraform.tfstate"),
-        Some(1.0),
-        "{text}"
-    );
+    let (_m, text) = f
+        .read(
+            &[("AWS_ENDPOINT_URL_STS", endpoint.as_str())],
+            "assume-role/terraform.tfstate",
+            Some("assumer"),
+            &secrets,
+        )
+        .await;
+    assert_up(&text, "assume-role/terraform.tfstate");
     // The source's secret is wrong: STS refuses the signature; a credentials error.
-    let m = monitor(
-        dir,
-        &yaml(
-            &endpoint,
-            &[("assume-role/terraform.tfstate", Some("assumer-bad"))],
-        ),
-    );
+    let m = f.monitor("assume-role/terraform.tfstate", Some("assumer-bad"));
     let text = scrape(&m, &secrets).await;
-    assert_eq!(
-        error_reason(&text, "assume-role/terraform.tfstate", "discovery").as_deref(),
-        Some("credentials"),
-        "{text}"
-    );
+    assert_credentials_error(&text, "assume-role/terraform.tfstate");
     let report = status_report(
         dir,
         &home,
@@ -844,9 +786,8 @@ async fn assume_role_from_profile_against_motos_sts() {
 /// IAM Identity Center: the cached `aws sso login` token at the portal stand-in.
 #[tokio::test(flavor = "multi_thread")]
 async fn sso_token_exchanged_at_the_portal() {
-    let _env = ENV.lock().await;
-    let f = fixture();
-    let (dir, home, endpoint) = (f.dir(), f.home(), f.endpoint.clone());
+    let f = fixture().await;
+    let (dir, home) = (f.dir(), f.home());
     let k = &f.k;
     let secrets = f.secrets();
     write_profiles(&f);
@@ -911,12 +852,9 @@ async fn sso_token_exchanged_at_the_portal() {
     set_env(&home, &[("AWS_ENDPOINT_URL_SSO", portal_url.as_str())]);
     let mut more = secrets.to_vec();
     more.push(SSO_TOKEN);
-    let m = monitor(
-        dir,
-        &yaml(&endpoint, &[("sso/terraform.tfstate", Some("sso"))]),
-    );
+    let m = f.monitor("sso/terraform.tfstate", Some("sso"));
     let text = scrape(&m, &more).await;
-    assert_eq!(up(&text, "sso/terraform.tfstate"), Some(1.0), "{text}");
+    assert_up(&text, "sso/terraform.tfstate");
     {
         let seen = portal_seen.lock().unwrap();
         let (path, bearer) = seen.first().cloned().expect("the portal was asked");
@@ -954,9 +892,8 @@ async fn sso_token_exchanged_at_the_portal() {
 /// Container credentials (ECS, EKS Pod Identity).
 #[tokio::test(flavor = "multi_thread")]
 async fn container_credentials_with_token() {
-    let _env = ENV.lock().await;
-    let f = fixture();
-    let (dir, home, endpoint) = (f.dir(), f.home(), f.endpoint.clone());
+    let f = fixture().await;
+    let (dir, home) = (f.dir(), f.home());
     let k = &f.k;
     let secrets = f.secrets();
     // Container credentials (ECS / EKS Pod Identity), token from a file.
@@ -972,17 +909,10 @@ async fn container_credentials_with_token() {
             ctr_token_file.to_str().unwrap(),
         ),
     ];
-    set_env(&home, &ctr_env);
-    let m = monitor(
-        dir,
-        &yaml(&endpoint, &[("container/terraform.tfstate", None)]),
-    );
-    let text = scrape(&m, &secrets).await;
-    assert_eq!(
-        up(&text, "container/terraform.tfstate"),
-        Some(1.0),
-        "{text}"
-    );
+    let (_m, text) = f
+        .read(&ctr_env, "container/terraform.tfstate", None, &secrets)
+        .await;
+    assert_up(&text, "container/terraform.tfstate");
     assert_eq!(
         seen.lock().unwrap().clone(),
         vec![Some(CONTAINER_TOKEN.to_string())]
@@ -999,17 +929,10 @@ async fn container_credentials_with_token() {
             "CANARY-wrong-container-token",
         ),
     ];
-    set_env(&home, &wrong_ctr);
-    let m = monitor(
-        dir,
-        &yaml(&endpoint, &[("container/terraform.tfstate", None)]),
-    );
-    let text = scrape(&m, &secrets).await;
-    assert_eq!(
-        error_reason(&text, "container/terraform.tfstate", "discovery").as_deref(),
-        Some("credentials"),
-        "{text}"
-    );
+    let (_m, text) = f
+        .read(&wrong_ctr, "container/terraform.tfstate", None, &secrets)
+        .await;
+    assert_credentials_error(&text, "container/terraform.tfstate");
     let mut more = secrets.to_vec();
     more.push("CANARY-wrong-container-token");
     let report = status_report(dir, &home, &wrong_ctr, &more);
@@ -1024,9 +947,8 @@ async fn container_credentials_with_token() {
 /// EC2 instance metadata, IMDSv2.
 #[tokio::test(flavor = "multi_thread")]
 async fn imds_v2() {
-    let _env = ENV.lock().await;
-    let f = fixture();
-    let (dir, home, endpoint) = (f.dir(), f.home(), f.endpoint.clone());
+    let f = fixture().await;
+    let (dir, home) = (f.dir(), f.home());
     let k = &f.k;
     let secrets = f.secrets();
     // EC2 instance metadata (IMDSv2): token first, then role, then credentials.
@@ -1037,10 +959,10 @@ async fn imds_v2() {
         ("AWS_EC2_METADATA_DISABLED", "false"),
         ("AWS_EC2_METADATA_SERVICE_ENDPOINT", md_url.as_str()),
     ];
-    set_env(&home, &md_env);
-    let m = monitor(dir, &yaml(&endpoint, &[("imds/terraform.tfstate", None)]));
-    let text = scrape(&m, &secrets).await;
-    assert_eq!(up(&text, "imds/terraform.tfstate"), Some(1.0), "{text}");
+    let (_m, text) = f
+        .read(&md_env, "imds/terraform.tfstate", None, &secrets)
+        .await;
+    assert_up(&text, "imds/terraform.tfstate");
     assert_eq!(
         log.lock().unwrap().clone(),
         vec![
@@ -1052,6 +974,5 @@ async fn imds_v2() {
     status_report(dir, &home, &md_env, &secrets);
     drop(md);
 
-    set_env(&home, &[]);
     set_env(&home, &[]);
 }

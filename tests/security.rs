@@ -18,7 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use common::stub::{resp, Req, Resp, Server};
-use common::{series, wait_for, Exporter, BIN};
+use common::tools::pki;
+use common::{raw_request, series, wait_for, Exporter, BIN};
 
 const CANARY: &str = "CANARY-sec-4b1d9e";
 
@@ -62,23 +63,7 @@ fn run_bounded(
 
 /// One request on a fresh connection, answered within `secs` (or an error).
 fn request(port: u16, raw: &[u8], secs: u64) -> std::io::Result<(u16, String, String)> {
-    let mut s = TcpStream::connect_timeout(
-        &format!("127.0.0.1:{port}").parse().unwrap(),
-        Duration::from_secs(secs),
-    )?;
-    s.set_read_timeout(Some(Duration::from_secs(secs)))?;
-    s.set_write_timeout(Some(Duration::from_secs(secs)))?;
-    s.write_all(raw)?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf)?;
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    Ok((status, head.to_string(), body.to_string()))
+    raw_request(port, raw, Duration::from_secs(secs)).map(|r| (r.status, r.headers, r.body))
 }
 
 fn get_raw(path: &str, extra: &str) -> Vec<u8> {
@@ -311,34 +296,6 @@ health_checks:
 
 // ---------------------------------------------------------------- Medium: web config
 
-struct Pki {
-    ca: String,
-    cert: String,
-    key: String,
-}
-
-fn pki() -> Pki {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "sec CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let mut sp = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-    sp.subject_alt_names
-        .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
-    let cert = sp.signed_by(&key, &issuer).unwrap();
-    Pki {
-        ca: ca.pem(),
-        cert: cert.pem(),
-        key: key.serialize_pem(),
-    }
-}
-
 fn tls_client(ca: &str) -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
@@ -356,15 +313,15 @@ fn a_reload_to_an_empty_web_config_keeps_tls_and_auth() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
     let p = pki();
-    std::fs::write(d.join("server.pem"), &p.cert).unwrap();
-    std::fs::write(d.join("server.key"), &p.key).unwrap();
+    std::fs::write(d.join("server.pem"), &p.server_cert).unwrap();
+    std::fs::write(d.join("server.key"), &p.server_key).unwrap();
     let hash = bcrypt::hash("CANARY-web-pass", 4).unwrap();
     let full = format!(
         "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\nbasic_auth_users:\n  prom: '{hash}'\n"
     );
     std::fs::write(d.join("web.yml"), &full).unwrap();
     let e = Exporter::start_tcp(d, &["--web.config.file", "web.yml"]);
-    let client = tls_client(&p.ca);
+    let client = tls_client(&p.ca_pem);
     let url = format!("https://127.0.0.1:{}/metrics", e.port);
     let ok = |c: &reqwest::blocking::Client| {
         c.get(&url)
@@ -453,7 +410,7 @@ fn a_fifo_as_web_config_or_certificate_never_blocks_requests() {
     std::fs::remove_file(d.join("web.yml")).unwrap();
     let p = pki();
     mkfifo(&d.join("server.pem"));
-    std::fs::write(d.join("server.key"), &p.key).unwrap();
+    std::fs::write(d.join("server.key"), &p.server_key).unwrap();
     std::fs::write(
         d.join("web.yml"),
         format!("tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\nbasic_auth_users:\n  prom: '{hash}'\n"),

@@ -11,53 +11,20 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use common::tools::{openssl_cert, prom_query as query, prometheus, s_server, spawn_quiet};
 use common::*;
 
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new(tool("openssl", "openssl"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A self-signed certificate valid for `days` from now.
+/// A self-signed certificate valid for `days` from now: `{name}.pem`, `{name}.key`.
 fn cert(dir: &Path, name: &str, days: u32) {
-    openssl(
+    openssl_cert(
         dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.pem"),
-            "-days",
-            &days.to_string(),
-            "-subj",
-            &format!("/CN={name}.homelab.lan"),
-        ],
+        &format!("{name}.key"),
+        &format!("{name}.pem"),
+        &format!("{name}.homelab.lan"),
+        days,
     );
 }
 
@@ -135,22 +102,6 @@ fn terraform_state_with_report(bin: &Path, dir: &Path, main_tf: &str, target: Op
     std::fs::write(dir.join("drift.json"), out.stdout).unwrap();
 }
 
-fn query(port: u16, expr: &str) -> serde_json::Value {
-    let enc: String = expr
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
-    let r = get(port, &format!("/api/v1/query?query={enc}"));
-    let start = r.body.find('{').unwrap_or(0);
-    let end = r.body.rfind('}').map(|i| i + 1).unwrap_or(r.body.len());
-    serde_json::from_str(&r.body[start..end]).unwrap_or_else(|e| panic!("{expr}: {e}: {}", r.body))
-}
-
 fn substitute(expr: &str) -> String {
     expr.replace("$__rate_interval", "1m")
         .replace("$job", ".*")
@@ -161,7 +112,6 @@ fn substitute(expr: &str) -> String {
 
 #[test]
 fn dashboards_and_alerts_against_a_real_prometheus() {
-    let prometheus = tool("prometheus", "prometheus");
     let node_exporter = tool("prometheus-node-exporter", "prometheus-node-exporter");
     let ex = example_copy();
     let d = ex.path();
@@ -235,30 +185,11 @@ fn dashboards_and_alerts_against_a_real_prometheus() {
     // A live endpoint with a self-signed chain (does not verify).
     let tls_dir = tempfile::tempdir().unwrap();
     cert(tls_dir.path(), "selfsigned", 400);
-    let tls_port = free_port();
-    let s_server = Command::new(tool("openssl", "openssl"))
-        .args([
-            "s_server",
-            "-accept",
-            &format!("127.0.0.1:{tls_port}"),
-            "-cert",
-            "selfsigned.pem",
-            "-key",
-            "selfsigned.key",
-            "-www",
-            "-quiet",
-        ])
-        .current_dir(tls_dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _s = Kill(s_server);
-    wait_for("s_server", 30, || {
-        std::net::TcpStream::connect(("127.0.0.1", tls_port)).ok()
-    });
-
+    let (_s, tls_addr) = s_server(
+        tls_dir.path(),
+        &["-cert", "selfsigned.pem", "-key", "selfsigned.key", "-www"],
+    );
+    let tls_port = tls_addr.rsplit(':').next().unwrap().to_string();
     // Backups: healthy, shrunk, stopped, tampered, old without max_age,
     // fewer than min_snapshots, gone.
     let b = d.join("backups");
@@ -325,13 +256,10 @@ fn dashboards_and_alerts_against_a_real_prometheus() {
     empty.wait_ready();
 
     let node_port = free_port();
-    let node = Command::new(node_exporter)
-        .args([&format!("--web.listen-address=127.0.0.1:{node_port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _n = Kill(node);
+    let _n = spawn_quiet(
+        "node_exporter",
+        Command::new(node_exporter).arg(format!("--web.listen-address=127.0.0.1:{node_port}")),
+    );
 
     // The shipped rules with every `for:` removed.
     let work = tempfile::tempdir().unwrap();
@@ -356,24 +284,7 @@ fn dashboards_and_alerts_against_a_real_prometheus() {
         ),
     )
     .unwrap();
-    let port = free_port();
-    let prom = Command::new(prometheus)
-        .args([
-            "--config.file=prometheus.yml".to_string(),
-            format!("--storage.tsdb.path={}", work.path().join("data").display()),
-            format!("--web.listen-address=127.0.0.1:{port}"),
-        ])
-        .current_dir(work.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _p = Kill(prom);
-    wait_for("prometheus ready", 60, || {
-        http(port, "GET", "/-/ready", "")
-            .ok()
-            .filter(|r| r.status == 200)
-    });
+    let (_p, port) = prometheus(work.path(), Path::new("prometheus.yml"));
     wait_for("all four targets up", 60, || {
         let v = query(port, "count(up == 1)");
         (v["data"]["result"][0]["value"][1] == "4").then_some(())

@@ -17,32 +17,7 @@ fn fixture() -> tempfile::TempDir {
     let d = example_copy();
     let certs = d.path().join("certs");
     std::fs::create_dir_all(&certs).unwrap();
-    let out = Command::new(tool("openssl", "openssl"))
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "soon.key",
-            "-out",
-            "soon.pem",
-            "-days",
-            "5",
-            "-subj",
-            "/CN=soon.homelab.lan",
-        ])
-        .current_dir(&certs)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::tools::openssl_cert(&certs, "soon.key", "soon.pem", "soon.homelab.lan", 5);
     std::fs::remove_file(certs.join("soon.key")).unwrap();
     std::fs::write(
         d.path().join("status.yaml"),
@@ -158,14 +133,7 @@ fn the_page_needs_the_same_auth_as_metrics() {
     while http(port, "GET", "/healthz", "").is_err() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _k = Kill(child);
+    let _k = common::tools::Kill(child);
     let e = Port { port };
     for path in ["/", "/api/v1/status", "/metrics"] {
         let r = http(e.port, "GET", path, "").unwrap();

@@ -656,57 +656,23 @@ fn half_written_state_keeps_last_good_values_then_recovers() {
         std::fs::read(repo().join("tests/fixtures/terraform/real/terraform.tfstate")).unwrap();
     let p = t.path().join("terraform.tfstate");
     std::fs::write(&p, &good).unwrap();
-    std::fs::write(
-        t.path().join("c.yaml"),
-        "custom_monitors:\n  terraform_state:\n    check_interval: 1s\n    retry_interval: 0s\n    state_files: [terraform.tfstate]\n",
-    )
-    .unwrap();
-    let e = Exporter::start(t.path(), &["--config", "c.yaml"]);
+    let e = Exporter::with_config(t.path(), "custom_monitors:\n  terraform_state:\n    check_interval: 1s\n    retry_interval: 0s\n    state_files: [terraform.tfstate]\n");
     e.wait_ready();
-    let key = "{state_file=\"terraform.tfstate\"}";
+    let state = "terraform.tfstate";
     let m = e.refreshed_metrics();
-    assert_eq!(series(&m, &format!("terraform_state_up{key}")), Some(1.0));
-    assert_eq!(
-        series(&m, &format!("terraform_state_serial{key}")),
-        Some(10.0)
-    );
+    let [up, _, serial] = state_values(&m, state);
+    assert_eq!((up, serial), (Some(1.0), Some(10.0)), "up, serial");
     // Terraform rewrites local state in place: a scrape can see half a file.
     std::fs::write(&p, &good[..good.len() / 3]).unwrap();
     std::thread::sleep(Duration::from_millis(1100));
     let m = e.refreshed_metrics();
-    assert_eq!(
-        series(&m, &format!("terraform_state_up{key}")),
-        Some(0.0),
-        "{m}"
-    );
-    assert_eq!(
-        series(&m, &format!("terraform_state_stale{key}")),
-        Some(1.0),
-        "{m}"
-    );
-    assert_eq!(
-        series(&m, &format!("terraform_state_serial{key}")),
-        Some(10.0),
-        "last good values stay: {m}"
-    );
+    assert_state(&m, state, [Some(0.0), Some(1.0), Some(10.0)]);
     // The write completes (with a new serial): the next scrape recovers.
     let mut v: serde_json::Value = serde_json::from_slice(&good).unwrap();
     v["serial"] = 11.into();
     std::fs::write(&p, v.to_string()).unwrap();
     let m = e.refreshed_metrics();
-    assert_eq!(
-        series(&m, &format!("terraform_state_up{key}")),
-        Some(1.0),
-        "{m}"
-    );
-    assert_eq!(
-        series(&m, &format!("terraform_state_stale{key}")),
-        Some(0.0)
-    );
-    assert_eq!(
-        series(&m, &format!("terraform_state_serial{key}")),
-        Some(11.0)
-    );
+    assert_state(&m, state, [Some(1.0), Some(0.0), Some(11.0)]);
 }
 
 #[test]

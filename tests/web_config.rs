@@ -7,45 +7,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::tools::{pki, Pki};
 use common::*;
-
-struct Pki {
-    ca_pem: String,
-    server_cert: String,
-    server_key: String,
-    client_cert: String,
-    client_key: String,
-}
-
-fn pki() -> Pki {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "test CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-
-    let server_key = KeyPair::generate().unwrap();
-    let mut sp = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-    sp.subject_alt_names
-        .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
-    let server = sp.signed_by(&server_key, &issuer).unwrap();
-
-    let client_key = KeyPair::generate().unwrap();
-    let mut cp = CertificateParams::new(vec!["prometheus".to_string()]).unwrap();
-    cp.distinguished_name.push(DnType::CommonName, "prometheus");
-    let client = cp.signed_by(&client_key, &issuer).unwrap();
-    Pki {
-        ca_pem: ca.pem(),
-        server_cert: server.pem(),
-        server_key: server_key.serialize_pem(),
-        client_cert: client.pem(),
-        client_key: client_key.serialize_pem(),
-    }
-}
 
 fn write_pki(dir: &Path, p: &Pki) {
     for (name, body) in [
@@ -81,30 +44,45 @@ fn curl(dir: &Path, args: &[&str]) -> (i32, String) {
     )
 }
 
-#[test]
-fn tls_and_basic_auth_with_curl_and_reqwest_and_reload() {
+/// The example served over TLS with the web config `web_yml` (and `args`),
+/// the PKI written beside it; returns the folder, the PKI, the exporter and
+/// its https `/metrics` URL.
+fn tls_exporter(web_yml: &str, args: &[&str]) -> (tempfile::TempDir, Pki, Exporter, String) {
     let ex = example_copy();
     let d = ex.path();
     let p = pki();
     write_pki(d, &p);
-    let hash = bcrypt::hash("CANARY-pass-1", 4).unwrap();
-    std::fs::write(
-        d.join("web.yml"),
-        format!("tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\nhttp_server_config:\n  headers:\n    X-Content-Type-Options: nosniff\nbasic_auth_users:\n  prom: '{hash}'\n"),
-    )
-    .unwrap();
-    let e = Exporter::start_tcp(
-        d,
-        &[
-            "--config",
-            "monitoring-config.yaml",
-            "--web.config.file",
-            "web.yml",
-            "--log.level",
-            "debug",
-        ],
-    );
+    std::fs::write(d.join("web.yml"), web_yml).unwrap();
+    let mut all = vec![
+        "--config",
+        "monitoring-config.yaml",
+        "--web.config.file",
+        "web.yml",
+    ];
+    all.extend_from_slice(args);
+    let e = Exporter::start_tcp(d, &all);
     let url = format!("https://127.0.0.1:{}/metrics", e.port);
+    (ex, p, e, url)
+}
+
+/// curl's options for the CA and the client certificate.
+const WITH_CLIENT_CERT: [&str; 6] = [
+    "--cacert",
+    "ca.pem",
+    "--cert",
+    "client.pem",
+    "--key",
+    "client.key",
+];
+
+#[test]
+fn tls_and_basic_auth_with_curl_and_reqwest_and_reload() {
+    let hash = bcrypt::hash("CANARY-pass-1", 4).unwrap();
+    let (ex, p, e, url) = tls_exporter(
+        &format!("tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\nhttp_server_config:\n  headers:\n    X-Content-Type-Options: nosniff\nbasic_auth_users:\n  prom: '{hash}'\n"),
+        &["--log.level", "debug"],
+    );
+    let d = ex.path();
 
     // curl: right credentials, none, wrong ones, and plain HTTP.
     let (code, out) = curl(d, &["--cacert", "ca.pem", "-u", "prom:CANARY-pass-1", &url]);
@@ -155,11 +133,14 @@ fn tls_and_basic_auth_with_curl_and_reqwest_and_reload() {
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap();
-    let r = client
-        .get(&url)
-        .basic_auth("prom", Some("CANARY-pass-1"))
-        .send()
-        .unwrap();
+    let as_prom = |password: &str| {
+        client
+            .get(&url)
+            .basic_auth("prom", Some(password))
+            .send()
+            .unwrap()
+    };
+    let r = as_prom("CANARY-pass-1");
     assert_eq!(r.status(), 200);
     assert!(r.text().unwrap().contains("homelab_monitor_build_info"));
     let r = client.get(&url).send().unwrap();
@@ -170,12 +151,7 @@ fn tls_and_basic_auth_with_curl_and_reqwest_and_reload() {
     std::fs::write(d.join("web.yml"), format!("tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\nbasic_auth_users:\n  prom: '{hash2}'\n")).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let r = client
-            .get(&url)
-            .basic_auth("prom", Some("CANARY-pass-2"))
-            .send()
-            .unwrap();
-        if r.status() == 200 {
+        if as_prom("CANARY-pass-2").status() == 200 {
             break;
         }
         assert!(
@@ -185,78 +161,37 @@ fn tls_and_basic_auth_with_curl_and_reqwest_and_reload() {
         );
         std::thread::sleep(Duration::from_millis(300));
     }
-    let r = client
-        .get(&url)
-        .basic_auth("prom", Some("CANARY-pass-1"))
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 401, "the old password must stop working");
+    assert_eq!(
+        as_prom("CANARY-pass-1").status(),
+        401,
+        "the old password must stop working"
+    );
     // A broken edit keeps the last good configuration.
     std::fs::write(d.join("web.yml"), "basic_auth_users: [this is not a map\n").unwrap();
     std::thread::sleep(Duration::from_millis(1500));
-    let r = client
-        .get(&url)
-        .basic_auth("prom", Some("CANARY-pass-2"))
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(as_prom("CANARY-pass-2").status(), 200);
     assert!(e.logs().contains("web config not reloaded"), "{}", e.logs());
     assert!(!e.logs().contains("CANARY"), "a password reached the log");
 }
 
 #[test]
 fn client_certificates_are_required_when_configured() {
-    let ex = example_copy();
-    let d = ex.path();
-    let p = pki();
-    write_pki(d, &p);
-    std::fs::write(
-        d.join("web.yml"),
+    let (ex, _, _e, url) = tls_exporter(
         "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n  min_version: TLS13\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n",
-    )
-    .unwrap();
-    let e = Exporter::start_tcp(
-        d,
-        &[
-            "--config",
-            "monitoring-config.yaml",
-            "--web.config.file",
-            "web.yml",
-        ],
+        &[],
     );
-    let url = format!("https://127.0.0.1:{}/metrics", e.port);
+    let d = ex.path();
     let (code, out) = curl(d, &["--cacert", "ca.pem", &url]);
     assert!(
         code != 0 || !out.ends_with("HTTP 200"),
         "no client cert must fail: {out}"
     );
-    let (code, out) = curl(
-        d,
-        &[
-            "--cacert",
-            "ca.pem",
-            "--cert",
-            "client.pem",
-            "--key",
-            "client.key",
-            &url,
-        ],
-    );
+    let (code, out) = curl(d, &[&WITH_CLIENT_CERT[..], &[&url]].concat());
     assert_eq!(code, 0, "{out}");
     assert!(out.ends_with("HTTP 200"), "{out}");
     let (code, _) = curl(
         d,
-        &[
-            "--cacert",
-            "ca.pem",
-            "--cert",
-            "client.pem",
-            "--key",
-            "client.key",
-            "--tls-max",
-            "1.2",
-            &url,
-        ],
+        &[&WITH_CLIENT_CERT[..], &["--tls-max", "1.2", &url]].concat(),
     );
     assert_ne!(code, 0, "TLS 1.2 must be refused with min_version TLS13");
 }

@@ -5,6 +5,7 @@
 pub mod gen;
 pub mod remote;
 pub mod stub;
+pub mod tools;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -50,7 +51,7 @@ pub fn set_mtimes(dir: &Path, t: SystemTime) {
     }
 }
 
-/// Every file below `dir` (recursive, following directories).
+/// Every file below `dir` (recursive, following directories), sorted.
 pub fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {
@@ -61,6 +62,7 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
             out.push(p);
         }
     }
+    out.sort();
     out
 }
 
@@ -86,12 +88,19 @@ pub fn http(
     path: &str,
     extra_headers: &str,
 ) -> std::io::Result<HttpResponse> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(120)))?;
-    write!(
-        s,
+    let raw = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{extra_headers}\r\n"
-    )?;
+    );
+    raw_request(port, raw.as_bytes(), Duration::from_secs(120))
+}
+
+/// Send `raw` on a fresh loopback connection and read the answer to the end,
+/// each step within `timeout` (or an error).
+pub fn raw_request(port: u16, raw: &[u8], timeout: Duration) -> std::io::Result<HttpResponse> {
+    let mut s = TcpStream::connect_timeout(&(std::net::Ipv4Addr::LOCALHOST, port).into(), timeout)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    s.write_all(raw)?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;
     let text = String::from_utf8_lossy(&buf).to_string();
@@ -124,6 +133,12 @@ impl Exporter {
     /// Start the binary in `cwd` with `args` plus a loopback listen address.
     pub fn start(cwd: &Path, args: &[&str]) -> Exporter {
         Self::start_with(cwd, args, None)
+    }
+
+    /// Write `yaml` to `cwd/c.yaml` and start the binary with it.
+    pub fn with_config(cwd: &Path, yaml: &str) -> Exporter {
+        std::fs::write(cwd.join("c.yaml"), yaml).unwrap();
+        Self::start(cwd, &["--config", "c.yaml"])
     }
 
     /// Start without the plain-HTTP health wait (TLS or auth in front): waits
@@ -298,6 +313,26 @@ pub fn series(metrics: &str, name_and_labels: &str) -> Option<f64> {
     })
 }
 
+/// `terraform_state_up`, `terraform_state_stale` and `terraform_state_serial`
+/// of the local state `state_file`, in that order.
+pub fn state_values(metrics: &str, state_file: &str) -> [Option<f64>; 3] {
+    ["up", "stale", "serial"].map(|m| {
+        series(
+            metrics,
+            &format!("terraform_state_{m}{{state_file=\"{state_file}\"}}"),
+        )
+    })
+}
+
+/// Asserts `[up, stale, serial]` of the local state `state_file` (see [`state_values`]).
+pub fn assert_state(metrics: &str, state_file: &str, expected: [Option<f64>; 3]) {
+    assert_eq!(
+        state_values(metrics, state_file),
+        expected,
+        "up, stale, serial of {state_file}:\n{metrics}"
+    );
+}
+
 /// Run the binary to completion.
 pub fn run(cwd: &Path, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(BIN)
@@ -312,6 +347,22 @@ pub fn run(cwd: &Path, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).to_string(),
         String::from_utf8_lossy(&out.stderr).to_string(),
     )
+}
+
+/// Run `cmd` (`what` names it) to completion; panics with its output unless
+/// it exited 0.
+pub fn run_ok(what: &str, cmd: &mut Command) -> std::process::Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 /// Path of a required external tool, or a panic naming the package to install.

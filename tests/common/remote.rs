@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::stub::{resp, Req, Resp, Server};
-use super::{series, BIN};
+use super::{run_ok, series, BIN};
 use homelab_monitor::core::encoder::{encode, Format};
 use homelab_monitor::core::monitor::{CollectContext, Monitor};
 use homelab_monitor::monitors::terraform::TerraformMonitor;
@@ -56,22 +56,30 @@ pub fn terraform_at_least(major: u32, minor: u32) -> bool {
 
 /// Run terraform in `dir`; panics with its output on failure.
 pub fn tf(dir: &Path, args: &[&str], env: &[(&str, &str)]) {
-    let out = Command::new(terraform())
-        .current_dir(dir)
-        .args(args)
-        .env("TF_IN_AUTOMATION", "1")
-        .env("CHECKPOINT_DISABLE", "1")
-        .env("TF_INPUT", "0")
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .output()
-        .expect("cannot run terraform");
-    assert!(
-        out.status.success(),
-        "terraform {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        &format!("terraform {args:?}"),
+        Command::new(terraform())
+            .current_dir(dir)
+            .args(args)
+            .env("TF_IN_AUTOMATION", "1")
+            .env("CHECKPOINT_DISABLE", "1")
+            .env("TF_INPUT", "0")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null()),
     );
+}
+
+/// `terraform init` of the project in `dir` with these `-backend-config=`
+/// values (no prompts).
+pub fn init(dir: &Path, backend_config: &[&str]) {
+    let mut args = vec!["init".to_string(), "-input=false".to_string()];
+    args.extend(
+        backend_config
+            .iter()
+            .map(|c| format!("-backend-config={c}")),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    tf(dir, &args, &[]);
 }
 
 /// A project with `n` null resources (the canary in their triggers and a sensitive output).
@@ -124,6 +132,13 @@ pub fn monitor(dir: &Path, yaml: &str) -> TerraformMonitor {
         .terraform_state
         .expect("terraform_state configured");
     TerraformMonitor::new(cfg, dir.to_path_buf())
+}
+
+/// A monitor of the config `yaml` in `dir`, and its first scrape.
+pub async fn monitor_and_scrape(dir: &Path, yaml: &str) -> (TerraformMonitor, String) {
+    let m = monitor(dir, yaml);
+    let text = scrape(&m).await;
+    (m, text)
 }
 
 pub async fn scrape(m: &TerraformMonitor) -> String {
@@ -186,10 +201,11 @@ pub fn component_error(m: &str, label: &str, component: &str) -> Option<String> 
         .map(str::to_string)
 }
 
-/// The binary's one-shot status with trace logs (also `RUST_LOG=trace`): neither may hold the canary.
-pub fn status_without_canary(dir: &Path, env: &[(&str, &str)]) -> String {
-    let out = Command::new(BIN)
-        .current_dir(dir)
+/// The binary's one-shot status (`--status`) of `dir/monitoring-config.yaml`
+/// with trace logs.
+pub fn status_command(dir: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir)
         .args([
             "--config",
             "monitoring-config.yaml",
@@ -197,9 +213,15 @@ pub fn status_without_canary(dir: &Path, env: &[(&str, &str)]) -> String {
             "--log.level",
             "trace",
         ])
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// The binary's one-shot status with trace logs (also `RUST_LOG=trace`): neither may hold the canary.
+pub fn status_without_canary(dir: &Path, env: &[(&str, &str)]) -> String {
+    let out = status_command(dir)
         .env("RUST_LOG", "trace")
         .envs(env.iter().copied())
-        .stdin(Stdio::null())
         .output()
         .expect("cannot run homelab-monitor");
     let all = output_text(&out);
@@ -228,9 +250,29 @@ pub fn tag(body: &[u8]) -> String {
 
 // ---------------------------------------------------------------- HTTP backend over mutual TLS
 
+/// The server certificate chain and key that [`mtls_certificates`] wrote.
+pub fn server_cert_and_key(
+    certs: &Path,
+) -> (
+    Vec<rustls::pki_types::CertificateDer<'static>>,
+    rustls::pki_types::PrivateKeyDer<'static>,
+) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(certs.join("server.crt"))
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(certs.join("server.key")).unwrap();
+    (chain, key)
+}
+
 /// A CA, a server certificate for `localhost` and a client certificate, all
-/// signed by it, and a client certificate of another CA: PEM files in `dir`.
-pub fn mtls_certificates(dir: &Path) {
+/// signed by it, and a client certificate of another CA: PEM files in
+/// `base/certs`, which is returned.
+pub fn mtls_certificates(base: &Path) -> PathBuf {
+    let dir = base.join("certs");
+    std::fs::create_dir_all(&dir).unwrap();
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
     let issuer = |cn: &str| {
         let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -252,6 +294,7 @@ pub fn mtls_certificates(dir: &Path) {
     leaf("localhost", vec!["localhost".into()], &ca, "server");
     leaf("monitor", vec![], &ca, "client");
     leaf("intruder", vec![], &other, "other-client");
+    dir
 }
 
 pub struct FleetStats {

@@ -73,6 +73,12 @@ fn main() {
         .skip(1)
         .filter(|a| a != "--bench")
         .collect();
+    if args.is_empty() {
+        // `cargo test --all-targets` runs benches without arguments: say how
+        // to run it instead of failing the test run.
+        println!("load benchmark: run it with scripts/load-test.sh (usage: load PORT PID [SCRAPERS] [SECONDS])");
+        return;
+    }
     if args.len() < 2 {
         eprintln!("usage: load PORT PID [SCRAPERS] [SECONDS]");
         std::process::exit(2);

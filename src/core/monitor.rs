@@ -39,24 +39,42 @@ impl MonitorError {
     }
 }
 
+/// When a monitor is re-read, retried and given up on: the shared schedule
+/// fields of every monitor's config block (`monitor_config!`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cadence {
+    /// How long a collection result is served from cache (`check_interval`).
+    pub check_interval: Duration,
+    /// How soon to retry when the last collection had failing targets (the
+    /// registry caps it at `check_interval`).
+    pub retry_interval: Duration,
+    /// How long a scrape waits for a collection before serving the last good snapshot.
+    pub timeout: Duration,
+}
+
 /// One monitor: a named collector with its own re-check period.
 #[async_trait]
 pub trait Monitor: Send + Sync + 'static {
     /// Stable name, used as the `monitor` label (`terraform_state`, ...).
     fn name(&self) -> &'static str;
 
+    /// Its re-check period, retry interval and timeout (from its config block).
+    fn cadence(&self) -> Cadence;
+
     /// How long a collection result is served from cache (`check_interval`).
-    fn check_interval(&self) -> Duration;
+    fn check_interval(&self) -> Duration {
+        self.cadence().check_interval
+    }
 
     /// How soon to retry when the last collection had failing targets (the
     /// registry caps it at [`Monitor::check_interval`]).
     fn retry_interval(&self) -> Duration {
-        Duration::from_secs(15)
+        self.cadence().retry_interval
     }
 
     /// How long a scrape waits for a collection before serving the last good snapshot.
     fn timeout(&self) -> Duration {
-        Duration::from_secs(30)
+        self.cadence().timeout
     }
 
     /// Human description of what is watched, for `--status` and logs.

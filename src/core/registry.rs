@@ -450,14 +450,12 @@ mod tests {
         fn name(&self) -> &'static str {
             "counting"
         }
-        fn check_interval(&self) -> Duration {
-            self.ttl
-        }
-        fn retry_interval(&self) -> Duration {
-            Duration::ZERO
-        }
-        fn timeout(&self) -> Duration {
-            Duration::from_millis(500)
+        fn cadence(&self) -> crate::core::monitor::Cadence {
+            crate::core::monitor::Cadence {
+                check_interval: self.ttl,
+                retry_interval: Duration::ZERO,
+                timeout: Duration::from_millis(500),
+            }
         }
         fn describe(&self) -> String {
             "test".into()

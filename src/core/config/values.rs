@@ -259,6 +259,17 @@ macro_rules! monitor_config {
             $( $(#[$fmeta])* pub $field: $ty, )*
         }
 
+        impl $name {
+            /// The shared schedule fields, as the registry uses them.
+            pub fn cadence(&self) -> $crate::core::monitor::Cadence {
+                $crate::core::monitor::Cadence {
+                    check_interval: self.check_interval.0,
+                    retry_interval: self.retry_interval.0,
+                    timeout: self.timeout.0,
+                }
+            }
+        }
+
         impl $crate::core::config::values::MonitorSchedule for $name {
             fn enabled(&self) -> bool {
                 self.enabled

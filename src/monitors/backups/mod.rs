@@ -87,7 +87,7 @@ use crate::monitors::kind::{BuildContext, ConfigIssue, MonitorKind};
 pub use self::config::{
     BackupConfig, BackupFormat, BackupSourceConfig, TimeZoneName, VerifyMode,
 };
-use crate::core::monitor::{CollectContext, Monitor, MonitorError};
+use crate::core::monitor::{Cadence, CollectContext, Monitor, MonitorError};
 use crate::core::snapshot::{Fact, Health, MetricDef, Snapshot, SnapshotBuilder, TargetStatus};
 
 pub use files::Stamp;
@@ -774,16 +774,8 @@ impl Monitor for BackupMonitor {
         "backup_validation"
     }
 
-    fn check_interval(&self) -> Duration {
-        self.inner.cfg.check_interval.0
-    }
-
-    fn retry_interval(&self) -> Duration {
-        self.inner.cfg.retry_interval.0
-    }
-
-    fn timeout(&self) -> Duration {
-        self.inner.cfg.timeout.0
+    fn cadence(&self) -> Cadence {
+        self.inner.cfg.cadence()
     }
 
     fn describe(&self) -> String {

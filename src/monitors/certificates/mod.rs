@@ -25,7 +25,7 @@ use crate::core::config::values::split_host_port;
 use crate::monitors::kind::{BuildContext, ConfigIssue, MonitorKind};
 
 pub use self::config::{CertificateConfig, EndpointDetails, EndpointSpec, StartTls};
-use crate::core::monitor::{CollectContext, Monitor, MonitorError};
+use crate::core::monitor::{Cadence, CollectContext, Monitor, MonitorError};
 use crate::core::snapshot::{Fact, Health, MetricDef, Snapshot, SnapshotBuilder, TargetStatus};
 
 use endpoint::{Endpoint, Prober};
@@ -833,16 +833,8 @@ impl Monitor for CertificateMonitor {
         "certificate_expiry"
     }
 
-    fn check_interval(&self) -> Duration {
-        self.inner.cfg.check_interval.0
-    }
-
-    fn retry_interval(&self) -> Duration {
-        self.inner.cfg.retry_interval.0
-    }
-
-    fn timeout(&self) -> Duration {
-        self.inner.cfg.timeout.0
+    fn cadence(&self) -> Cadence {
+        self.inner.cfg.cadence()
     }
 
     fn describe(&self) -> String {

@@ -43,7 +43,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 
-use crate::core::monitor::{CollectContext, Monitor, MonitorError};
+use crate::core::monitor::{Cadence, CollectContext, Monitor, MonitorError};
 use crate::core::snapshot::{Fact, Health, MetricDef, Snapshot, SnapshotBuilder, TargetStatus};
 
 use self::config::{HealthCheckConfig, HealthChecksConfig};
@@ -338,28 +338,30 @@ impl Monitor for HealthMonitor {
         "health_checks"
     }
 
-    fn check_interval(&self) -> Duration {
-        self.checks
+    /// The shortest check interval (each check keeps its own schedule);
+    /// retried at that interval; the timeout covers every wave of checks.
+    fn cadence(&self) -> Cadence {
+        let check_interval = self
+            .checks
             .iter()
             .map(|c| c.interval)
             .min()
-            .unwrap_or(Duration::from_secs(60))
-    }
-
-    fn retry_interval(&self) -> Duration {
-        self.check_interval()
-    }
-
-    fn timeout(&self) -> Duration {
+            .unwrap_or(Duration::from_secs(60));
         // Checks run in waves of MAX_CONCURRENT_CHECKS.
         let waves = self.checks.len().div_ceil(MAX_CONCURRENT_CHECKS).max(1);
-        self.checks
+        let timeout = self
+            .checks
             .iter()
             .map(|c| c.reg.timeout)
             .max()
             .unwrap_or(DEFAULT_TIMEOUT)
             .saturating_mul(u32::try_from(waves).unwrap_or(u32::MAX))
-            + Duration::from_secs(5)
+            + Duration::from_secs(5);
+        Cadence {
+            check_interval,
+            retry_interval: check_interval,
+            timeout,
+        }
     }
 
     fn describe(&self) -> String {

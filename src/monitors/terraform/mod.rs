@@ -28,7 +28,7 @@ use crate::monitors::kind::{BuildContext, ConfigIssue, MonitorKind};
 use crate::monitors::Overrides;
 
 pub use self::config::TerraformConfig;
-use crate::core::monitor::{CollectContext, Monitor, MonitorError};
+use crate::core::monitor::{Cadence, CollectContext, Monitor, MonitorError};
 use crate::core::snapshot::{Health, MetricDef, Snapshot, SnapshotBuilder, TargetStatus};
 
 use analysis::{analyse_with_policies, Analysis, TargetMemory, TargetSources};
@@ -801,16 +801,8 @@ impl Monitor for TerraformMonitor {
         "terraform_state"
     }
 
-    fn check_interval(&self) -> Duration {
-        self.inner.cfg.check_interval.0
-    }
-
-    fn retry_interval(&self) -> Duration {
-        self.inner.cfg.retry_interval.0
-    }
-
-    fn timeout(&self) -> Duration {
-        self.inner.cfg.timeout.0
+    fn cadence(&self) -> Cadence {
+        self.inner.cfg.cadence()
     }
 
     fn describe(&self) -> String {

@@ -31,7 +31,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 
 use crate::core::clock::unix_seconds;
-use crate::core::monitor::{CollectContext, Monitor, MonitorError};
+use crate::core::monitor::{Cadence, CollectContext, Monitor, MonitorError};
 use crate::monitors::kind::{BuildContext, ConfigIssue, MonitorKind};
 use crate::core::snapshot::{Fact, Health, MetricDef, Snapshot, SnapshotBuilder, TargetStatus};
 
@@ -378,16 +378,8 @@ impl Monitor for ZfsMonitor {
         "zfs_scrub"
     }
 
-    fn check_interval(&self) -> Duration {
-        self.inner.cfg.check_interval.0
-    }
-
-    fn retry_interval(&self) -> Duration {
-        self.inner.cfg.retry_interval.0
-    }
-
-    fn timeout(&self) -> Duration {
-        self.inner.cfg.timeout.0
+    fn cadence(&self) -> Cadence {
+        self.inner.cfg.cadence()
     }
 
     fn describe(&self) -> String {

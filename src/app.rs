@@ -78,6 +78,9 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
     if let Some(crate::cli::Command::Render(args)) = &cli.command {
         return render(&cli, args);
     }
+    if let Some(crate::cli::Command::Drift(args)) = &cli.command {
+        return drift(&cli, args).await;
+    }
     let config = load_config(&cli)?;
     if let Some(src) = &config.source {
         tracing::info!(config = %src.display(), "configuration loaded");
@@ -117,6 +120,21 @@ fn render(cli: &Cli, args: &crate::render::RenderArgs) -> Result<i32, AppError> 
         println!("{}", args.out.join(p).display());
     }
     Ok(0)
+}
+
+/// `drift`: plan the working directories and write their drift reports.
+async fn drift(
+    cli: &Cli,
+    args: &crate::monitors::terraform::drift_runner::DriftArgs,
+) -> Result<i32, AppError> {
+    use crate::monitors::terraform::{drift_runner as dr, TerraformConfig};
+    let config = load_config(cli)?;
+    let tf = config.file.custom_monitors.terraform_state.clone();
+    let tf: TerraformConfig = tf.unwrap_or_default();
+    let runner = tf.drift_runner.clone().unwrap_or_default();
+    let jobs = dr::jobs(&runner, &tf.drift_report, &config.base_dir, &args.dirs)
+        .map_err(|e| AppError::Usage(e.0))?;
+    Ok(dr::command(runner, jobs, args.once, args.force).await)
 }
 
 async fn one_shot_state(

@@ -190,6 +190,10 @@ pub enum Command {
     /// Render prometheus.yml, alertmanager.yml and Grafana provisioning from
     /// the config's `monitoring:` block into --out DIR.
     Render(crate::render::RenderArgs),
+    /// Run `terraform plan -refresh-only` in each working directory of
+    /// `custom_monitors.terraform_state.drift_runner` (or --dir) and write the
+    /// drift reports the exporter reads.
+    Drift(crate::monitors::terraform::drift_runner::DriftArgs),
 }
 
 impl Cli {

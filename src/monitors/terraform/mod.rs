@@ -9,6 +9,7 @@
 pub mod analysis;
 pub mod config;
 pub mod digest;
+pub mod drift_runner;
 pub mod json_stream;
 pub mod plan;
 pub mod policy;
@@ -414,6 +415,7 @@ impl TerraformMonitor {
             },
             mem,
         );
+        a.drift_run = drift_runner::status::read_beside(&drift.path);
         if let (Some(set), Some(false)) = (&inner.policies, a.state.as_ref().map(|s| s.encrypted)) {
             a.policy = policy::evaluate_target(
                 set,
@@ -652,6 +654,9 @@ pub fn snapshot(
                 );
             }
         }
+        if let Some(run) = &a.drift_run {
+            drift_runner::status::emit(&mut b, l, run);
+        }
         if let Some(up) = a.baseline_up {
             b.gauge(&BASELINE_UP, &sf, bool_f(up));
         }
@@ -775,7 +780,11 @@ fn target_status(a: &Analysis) -> TargetStatus {
             p.failed()
         ));
     }
-    let health = if !a.errors.is_empty() {
+    let run_failed = a.drift_run.as_ref().and_then(drift_runner::status::failure_summary);
+    if let Some(f) = &run_failed {
+        parts.push(f.clone());
+    }
+    let health = if !a.errors.is_empty() || run_failed.is_some() {
         Health::Error
     } else if a.unchecked() {
         Health::Unchecked
@@ -979,6 +988,7 @@ impl crate::targets::TargetValue for Analysis {
             policy: None,
             lock: None,
             remote_bytes: None,
+            drift_run: None,
         }
     }
 }

@@ -321,6 +321,9 @@ fn analyse_remote(src: &Fetched, sm: &mut SourceMemory, ctx: &Ctx) -> Analysis {
         },
         &mut sm.analysis,
     );
+    a.drift_run = files
+        .as_ref()
+        .and_then(|(d, _)| super::drift_runner::status::read_beside(&d.path));
     if let (Some(set), Some(false)) = (&ctx.policies, a.state.as_ref().map(|s| s.encrypted)) {
         a.policy = policy::evaluate_target(set, src, drift, &mut sm.analysis.policy);
     }

@@ -168,3 +168,54 @@ impl Default for DriftRunnerConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(runner: &str) -> Result<DriftRunnerConfig, String> {
+        let yaml = format!(
+            "custom_monitors:\n  terraform_state:\n    drift_runner:\n{}",
+            runner
+                .lines()
+                .map(|l| format!("      {l}\n"))
+                .collect::<String>()
+        );
+        crate::config::parse(&yaml, std::path::Path::new("m.yaml"))
+            .map(|f| {
+                f.custom_monitors
+                    .terraform_state
+                    .and_then(|t| t.drift_runner)
+                    .unwrap_or_default()
+            })
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn drift_runner_config_defaults_entries_and_checks() {
+        let c = load("working_dirs: [a, {dir: b, report: reports/b/drift.json}]").unwrap();
+        assert_eq!(c.binary, "terraform");
+        assert_eq!(c.every.0, Duration::from_secs(3600));
+        assert_eq!(c.timeout.0, Duration::from_secs(600));
+        assert_eq!((c.concurrency, c.refresh_only, c.lock), (2, true, true));
+        assert_eq!(c.init, InitMode::Auto);
+        assert_eq!(c.working_dirs[0].dir(), "a");
+        assert_eq!(c.working_dirs[1].report(), Some("reports/b/drift.json"));
+        let c = load("working_dirs: [a]\nbinary: tofu\nevery: 30m\nconcurrency: 4\nrefresh_only: false\nlock: false\ninit: always\nplan_args: [-var-file=prod.tfvars]\nenv: {TF_LOG: error}").unwrap();
+        assert_eq!((c.binary.as_str(), c.concurrency, c.init), ("tofu", 4, InitMode::Always));
+        for (bad, says) in [
+            ("working_dirs: [a]\nevry: 1h", "evry"),
+            ("working_dirs: [{dir: a, reprot: x}]", "working_dirs"),
+            ("working_dirs: [a]\nconcurrency: 0", "concurrency"),
+            ("working_dirs: [a]\nevery: 0s", "every"),
+            ("working_dirs: [a]\ntimeout: 0s", "timeout"),
+            ("working_dirs: [a]\nplan_args: [-out=x]", "plan_args"),
+            ("working_dirs: [a]\nplan_args: [-lock=false]", "plan_args"),
+            ("working_dirs: ['']", "working_dirs"),
+            ("working_dirs: [a]\ninit: sometimes", "init"),
+        ] {
+            let e = load(bad).expect_err(bad);
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+}

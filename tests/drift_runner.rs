@@ -1,0 +1,545 @@
+//! `homelab-monitor drift` with a real Terraform and a real provider: the
+//! test provider `hmtest` (tests/fixtures/terraform/hmtest-provider, on the
+//! PyPI framework `tf`, installed by scripts/install-terraform.sh) manages
+//! local files, and its Read reports a file's current content, so editing a
+//! file outside Terraform is real drift found by `plan -refresh-only`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::remote::{monitor, scrape, terraform, CANARY};
+use common::{repo, series, wait_for, BIN};
+use homelab_monitor::monitors::terraform::drift_runner::{self as dr, lock, status};
+
+/// A filesystem mirror holding the test provider, and a CLI config that
+/// installs from it only (init never reaches a network).
+struct Provider {
+    rc: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn provider() -> Option<Provider> {
+    let python = repo().join(".cache/tools/hmtest-venv/bin/python3");
+    if !python.is_file() || which_terraform().is_none() {
+        eprintln!("SKIP: the drift runner's real-Terraform tests need terraform on PATH and the test provider's venv (.cache/tools/hmtest-venv): run scripts/install-terraform.sh");
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir
+        .path()
+        .join("mirror/example.com/homelab/hmtest/1.0.0/linux_amd64");
+    std::fs::create_dir_all(&plugin).unwrap();
+    let exe = plugin.join("terraform-provider-hmtest_v1.0.0");
+    std::fs::write(
+        &exe,
+        format!(
+            "#!/bin/sh\nexec {} {} \"$@\"\n",
+            python.display(),
+            repo()
+                .join("tests/fixtures/terraform/hmtest-provider/provider.py")
+                .display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let rc = dir.path().join("cli.tfrc");
+    std::fs::write(
+        &rc,
+        format!(
+            "provider_installation {{\n  filesystem_mirror {{\n    path    = \"{}\"\n    include = [\"example.com/*/*\"]\n  }}\n}}\n",
+            dir.path().join("mirror").display()
+        ),
+    )
+    .unwrap();
+    Some(Provider { rc, _dir: dir })
+}
+
+fn which_terraform() -> Option<PathBuf> {
+    common::remote::which("terraform")
+}
+
+/// Two managed files `a.txt` ("one") and `b.txt` ("two"), plus `extra` HCL.
+fn project(dir: &Path, extra: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("main.tf"),
+        format!(
+            r#"terraform {{
+  required_providers {{
+    hmtest = {{ source = "example.com/homelab/hmtest" }}
+  }}
+}}
+resource "hmtest_file" "a" {{
+  path    = "${{path.module}}/a.txt"
+  content = "one"
+}}
+resource "hmtest_file" "b" {{
+  path    = "${{path.module}}/b.txt"
+  content = "two"
+}}
+{extra}
+"#
+        ),
+    )
+    .unwrap();
+}
+
+fn tf(p: &Provider, dir: &Path, args: &[&str]) {
+    let out = Command::new(terraform())
+        .current_dir(dir)
+        .args(args)
+        .env("TF_CLI_CONFIG_FILE", &p.rc)
+        .env("CHECKPOINT_DISABLE", "1")
+        .env("TF_IN_AUTOMATION", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "terraform {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `homelab-monitor drift ...` in `cwd`: (exit code, stdout + stderr).
+fn drift(p: &Provider, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let out = Command::new(BIN)
+        .current_dir(cwd)
+        .arg("drift")
+        .args(args)
+        .env("TF_CLI_CONFIG_FILE", &p.rc)
+        .env("CHECKPOINT_DISABLE", "1")
+        .env("RUST_LOG", "trace")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+const CONFIG: &str = r#"custom_monitors:
+  terraform_state:
+    state_files: ["work/terraform.tfstate"]
+    drift_runner:
+      working_dirs: ["work"]
+      every: 1h
+      timeout: 2m
+"#;
+
+fn metric(m: &str, name: &str) -> Option<f64> {
+    series(
+        m,
+        &format!("{name}{{state_file=\"work/terraform.tfstate\"}}"),
+    )
+}
+
+async fn scrape_root(root: &Path) -> String {
+    scrape(&monitor(root, CONFIG)).await
+}
+
+fn run_status(root: &Path) -> status::RunStatus {
+    match status::read_beside(&root.join("work/drift.json")) {
+        Some(status::RunInfo::Read(s)) => s,
+        other => panic!("no readable status file: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn drift_runner_finds_real_drift_and_clears_it() {
+    let Some(p) = provider() else { return };
+    let root = tempfile::tempdir().unwrap();
+    let work = root.path().join("work");
+    project(&work, "");
+    tf(&p, &work, &["init", "-input=false"]);
+    tf(&p, &work, &["apply", "-auto-approve", "-input=false"]);
+    std::fs::write(root.path().join("monitoring-config.yaml"), CONFIG).unwrap();
+
+    // Clean: report written, status success, exit 0, monitor shows drift 0.
+    let (code, out) = drift(
+        &p,
+        root.path(),
+        &["--config", "monitoring-config.yaml", "--once"],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    let s = run_status(root.path());
+    assert!(s.success && s.drift == Some(0), "{s:?}");
+    let m = scrape_root(root.path()).await;
+    assert_eq!(metric(&m, "terraform_state_drift"), Some(0.0), "{m}");
+    assert_eq!(metric(&m, "terraform_drift_run_success"), Some(1.0), "{m}");
+    assert!(metric(&m, "terraform_drift_run_last_run_timestamp_seconds").is_some_and(|t| t > 1.7e9));
+    assert!(
+        metric(&m, "terraform_drift_run_duration_seconds").is_some(),
+        "{m}"
+    );
+    assert!(!m.contains("terraform_drift_run_error_info"), "{m}");
+
+    // The report is newer than `every`: a second round skips the directory.
+    let before = std::fs::read(work.join("drift.json.status.json")).unwrap();
+    let (code, out) = drift(
+        &p,
+        root.path(),
+        &["--config", "monitoring-config.yaml", "--once"],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        std::fs::read(work.join("drift.json.status.json")).unwrap(),
+        before,
+        "a fresh directory was planned again: {out}"
+    );
+    assert!(out.contains("skipped"), "{out}");
+
+    // Edited outside Terraform: drift 1 (exit 2), on a.txt only.
+    std::fs::write(work.join("a.txt"), "edited by hand").unwrap();
+    let (code, out) = drift(
+        &p,
+        root.path(),
+        &["--config", "monitoring-config.yaml", "--once", "--force"],
+        &[],
+    );
+    assert_eq!(code, 2, "{out}");
+    assert_eq!(run_status(root.path()).drift, Some(1));
+    let m = scrape_root(root.path()).await;
+    assert_eq!(metric(&m, "terraform_state_drift"), Some(1.0), "{m}");
+    let report = std::fs::read_to_string(work.join("drift.json")).unwrap();
+    assert!(report.contains("hmtest_file.a") && report.contains("resource_drift"));
+
+    // Reverted: back to 0.
+    std::fs::write(work.join("a.txt"), "one").unwrap();
+    let (code, out) = drift(
+        &p,
+        root.path(),
+        &["--dir", "work", "--once", "--force"],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    let m = scrape_root(root.path()).await;
+    assert_eq!(metric(&m, "terraform_state_drift"), Some(0.0), "{m}");
+}
+
+#[tokio::test]
+async fn drift_runner_failed_plan_keeps_the_report_and_never_leaks() {
+    let Some(p) = provider() else { return };
+    let root = tempfile::tempdir().unwrap();
+    let work = root.path().join("work");
+    let var = "variable \"secret\" {\n  type = string\n}\nprovider \"hmtest\" {\n  fail = var.secret == \"\" ? null : var.secret\n}\n";
+    project(&work, var);
+    tf(&p, &work, &["init", "-input=false"]);
+    std::fs::write(root.path().join("monitoring-config.yaml"), CONFIG).unwrap();
+    // Applied while the provider accepts its config (secret empty)...
+    let ok = [("TF_VAR_secret", "")];
+    let out = Command::new(terraform())
+        .current_dir(&work)
+        .args(["apply", "-auto-approve", "-input=false"])
+        .env("TF_CLI_CONFIG_FILE", &p.rc)
+        .envs(ok)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(work.join("a.txt"), "edited").unwrap();
+    let (code, out) = drift(
+        &p,
+        root.path(),
+        &["--config", "monitoring-config.yaml", "--once"],
+        &ok,
+    );
+    assert_eq!(code, 2, "{out}");
+    let good = std::fs::read(work.join("drift.json")).unwrap();
+
+    // ...then refused, quoting the canary (a variable's value) in its error.
+    let bad = [("TF_VAR_secret", CANARY)];
+    let (code, out) = drift(
+        &p,
+        root.path(),
+        &["--config", "monitoring-config.yaml", "--once", "--force"],
+        &bad,
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(!out.contains(CANARY), "canary in the runner's logs:\n{out}");
+    assert_eq!(
+        std::fs::read(work.join("drift.json")).unwrap(),
+        good,
+        "a failed plan replaced the last good report"
+    );
+    let raw = std::fs::read_to_string(work.join("drift.json.status.json")).unwrap();
+    assert!(!raw.contains(CANARY), "canary in the status file:\n{raw}");
+    let s = run_status(root.path());
+    assert!(!s.success, "{s:?}");
+    assert_eq!(
+        (s.phase.as_deref(), s.reason.as_deref()),
+        (Some("plan"), Some("exit_status"))
+    );
+    assert!(s.exit_code.is_some_and(|c| c != 0));
+    assert!(
+        s.stderr_excerpt
+            .iter()
+            .any(|l| l.contains("provider configuration refused")),
+        "the excerpt lost the error's headline: {s:?}"
+    );
+    // `scrape` asserts that the canary is not in the metrics.
+    let m = scrape_root(root.path()).await;
+    assert_eq!(metric(&m, "terraform_drift_run_success"), Some(0.0), "{m}");
+    assert_eq!(
+        series(&m, "terraform_drift_run_error_info{state_file=\"work/terraform.tfstate\",phase=\"plan\",reason=\"exit_status\"}"),
+        Some(1.0),
+        "{m}"
+    );
+    // The last good report is still served (drift 1), never a fresh "0".
+    assert_eq!(metric(&m, "terraform_state_drift"), Some(1.0), "{m}");
+
+    // A state whose first run fails: no report, so no drift series at all.
+    std::fs::remove_file(work.join("drift.json")).unwrap();
+    let (code, _) = drift(
+        &p,
+        root.path(),
+        &["--config", "monitoring-config.yaml", "--once", "--force"],
+        &bad,
+    );
+    assert_eq!(code, 1);
+    assert!(!work.join("drift.json").exists());
+    let m = scrape_root(root.path()).await;
+    assert_eq!(metric(&m, "terraform_state_drift"), None, "{m}");
+    assert_eq!(metric(&m, "terraform_drift_run_success"), Some(0.0), "{m}");
+}
+
+/// A fake `binary:` that starts a grandchild and hangs: the timeout kills
+/// the whole process group, grandchild included.
+#[test]
+fn drift_runner_timeout_kills_the_process_group() {
+    let root = tempfile::tempdir().unwrap();
+    let work = root.path().join("work");
+    std::fs::create_dir_all(work.join(".terraform")).unwrap();
+    let pidfile = root.path().join("grandchild.pid");
+    let script = root.path().join("slow-terraform");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nsleep 300 &\necho $! > {}\nsleep 300\n",
+            pidfile.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        root.path().join("monitoring-config.yaml"),
+        format!(
+            "custom_monitors:\n  terraform_state:\n    drift_runner:\n      working_dirs: [work]\n      binary: {}\n      timeout: 1s\n",
+            script.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .current_dir(root.path())
+        .args(["drift", "--config", "monitoring-config.yaml", "--once"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = match status::read_beside(&work.join("drift.json")) {
+        Some(status::RunInfo::Read(s)) => s,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        (s.phase.as_deref(), s.reason.as_deref()),
+        (Some("plan"), Some("timeout"))
+    );
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    wait_for("the grandchild to be gone", 30, || {
+        let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Gone, or a zombie waiting for its new parent to reap it.
+        (st.is_empty() || st.contains(") Z ")).then_some(())
+    });
+    assert!(!work.join("drift.json").exists());
+}
+
+/// A directory whose lock another runner holds is skipped: nothing run,
+/// nothing written.
+#[test]
+fn drift_runner_skips_a_locked_directory() {
+    let root = tempfile::tempdir().unwrap();
+    let work = root.path().join("work");
+    std::fs::create_dir_all(work.join(".terraform")).unwrap();
+    let marker = root.path().join("ran");
+    let script = root.path().join("fake-terraform");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\ntouch {}\nexit 1\n", marker.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        root.path().join("monitoring-config.yaml"),
+        format!(
+            "custom_monitors:\n  terraform_state:\n    drift_runner:\n      working_dirs: [work]\n      binary: {}\n",
+            script.display()
+        ),
+    )
+    .unwrap();
+    let run = || {
+        Command::new(BIN)
+            .current_dir(root.path())
+            .args([
+                "drift",
+                "--config",
+                "monitoring-config.yaml",
+                "--once",
+                "--force",
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let held = lock::try_lock(&work).unwrap();
+    let out = run();
+    let text = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("another drift runner"), "{text}");
+    assert!(!marker.exists(), "the binary ran on a locked directory");
+    assert!(status::read_beside(&work.join("drift.json")).is_none());
+    // Released: the next runner works (and fails: exit 1, status written).
+    drop(held);
+    let out = run();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(marker.exists());
+    assert!(status::read_beside(&work.join("drift.json")).is_some());
+}
+
+/// At most `concurrency` directories at once, oldest report first.
+#[test]
+fn drift_runner_bounds_concurrency_and_runs_the_oldest_first() {
+    let root = tempfile::tempdir().unwrap();
+    let log = root.path().join("log");
+    let script = root.path().join("fake-terraform");
+    // Each plan records "start" and "end" under flock; the test reads the
+    // largest number of overlapping runs from the log.
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncase \"$1\" in plan) ;; *) exit 1;; esac\nflock {log} sh -c 'echo start $PWD >> {log}'\nsleep 0.3\nflock {log} sh -c 'echo end $PWD >> {log}'\nexit 1\n",
+            log = log.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut jobs = Vec::new();
+    for (i, age) in [(0, 7200u64), (1, 0), (2, 36000), (3, 3700), (4, 20000)] {
+        let dir = root.path().join(format!("d{i}"));
+        std::fs::create_dir_all(dir.join(".terraform")).unwrap();
+        let report = dir.join("drift.json");
+        if age > 0 {
+            let t = std::time::SystemTime::now() - Duration::from_secs(age);
+            let s = status::RunStatus {
+                format: 1,
+                success: true,
+                phase: None,
+                reason: None,
+                exit_code: Some(0),
+                started_at: status::unix_f64(t),
+                finished_at: status::unix_f64(t),
+                duration_seconds: 0.0,
+                drift: Some(0),
+                pending: Some(0),
+                stderr_excerpt: vec![],
+            };
+            status::write(&report, &s).unwrap();
+        }
+        jobs.push(dr::run::Job { dir, report });
+    }
+    let cfg = dr::DriftRunnerConfig {
+        binary: script.display().to_string(),
+        concurrency: 1,
+        ..Default::default()
+    };
+    // d1 never ran: first; then the oldest; d3 (1h 1m) is due, nothing is fresh here.
+    let order: Vec<String> = dr::due(
+        &jobs,
+        Duration::from_secs(3600),
+        std::time::SystemTime::now(),
+        false,
+    )
+    .iter()
+    .map(|j| j.dir.file_name().unwrap().to_string_lossy().to_string())
+    .collect();
+    assert_eq!(order, ["d1", "d2", "d4", "d0", "d3"]);
+    let fresh = dr::due(
+        &jobs,
+        Duration::from_secs(4000),
+        std::time::SystemTime::now(),
+        false,
+    );
+    assert!(
+        !fresh.iter().any(|j| j.dir.ends_with("d3")),
+        "d3 ran 3700 s ago: fresh for every=4000s"
+    );
+
+    // Concurrency 1: strictly in that order, never overlapping.
+    let todo = dr::due(
+        &jobs,
+        Duration::from_secs(3600),
+        std::time::SystemTime::now(),
+        false,
+    );
+    let results = dr::run_all(todo, &cfg);
+    assert_eq!(results.len(), 5);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let starts: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("start "))
+        .map(|d| d.rsplit('/').next().unwrap())
+        .collect();
+    assert_eq!(starts, ["d1", "d2", "d4", "d0", "d3"], "{text}");
+    assert_eq!(max_overlap(&text), 1, "{text}");
+
+    // Concurrency 2: never more than two at once.
+    std::fs::remove_file(&log).unwrap();
+    let cfg = dr::DriftRunnerConfig {
+        concurrency: 2,
+        ..cfg
+    };
+    let results = dr::run_all(jobs.clone(), &cfg);
+    assert_eq!(results.len(), 5);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(max_overlap(&text) <= 2, "{text}");
+    assert_eq!(text.lines().filter(|l| l.starts_with("start")).count(), 5);
+}
+
+fn max_overlap(log: &str) -> usize {
+    let (mut now, mut max) = (0usize, 0usize);
+    for l in log.lines() {
+        if l.starts_with("start") {
+            now += 1;
+            max = max.max(now);
+        } else if l.starts_with("end") {
+            now = now.saturating_sub(1);
+        }
+    }
+    max
+}

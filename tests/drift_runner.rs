@@ -302,6 +302,18 @@ async fn drift_runner_failed_plan_keeps_the_report_and_never_leaks() {
     );
     // The last good report is still served (drift 1), never a fresh "0".
     assert_eq!(metric(&m, "terraform_state_drift"), Some(1.0), "{m}");
+    // --status names the failed run and is not clean.
+    let out = Command::new(BIN)
+        .current_dir(root.path())
+        .args(["--config", "monitoring-config.yaml", "--status"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("the last drift run failed in plan"), "{text}");
+    assert!(!text.contains(CANARY), "{text}");
+    assert_ne!(out.status.code(), Some(0), "{text}");
 
     // A state whose first run fails: no report, so no drift series at all.
     std::fs::remove_file(work.join("drift.json")).unwrap();
@@ -542,4 +554,55 @@ fn max_overlap(log: &str) -> usize {
         }
     }
     max
+}
+
+/// Without `--once` the runner loops every `every` until SIGTERM (exit 0).
+#[test]
+fn drift_runner_loops_until_sigterm() {
+    let root = tempfile::tempdir().unwrap();
+    let work = root.path().join("work");
+    std::fs::create_dir_all(work.join(".terraform")).unwrap();
+    let log = root.path().join("log");
+    let script = root.path().join("fake-terraform");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\necho \"$1\" >> {}\nexit 1\n", log.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        root.path().join("monitoring-config.yaml"),
+        format!(
+            "custom_monitors:\n  terraform_state:\n    drift_runner:\n      working_dirs: [work]\n      binary: {}\n      every: 1s\n",
+            script.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .current_dir(root.path())
+        .args(["drift", "--config", "monitoring-config.yaml"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("two rounds of the loop", 60, || {
+        let n = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .count();
+        (n >= 2).then_some(())
+    });
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let code = wait_for("the loop to stop on SIGTERM", 60, || {
+        child.try_wait().ok().flatten()
+    });
+    assert_eq!(code.code(), Some(0));
+    assert!(std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .all(|l| l == "plan"));
 }

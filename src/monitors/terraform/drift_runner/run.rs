@@ -180,6 +180,8 @@ fn run_child(
                 std::thread::sleep(Duration::from_millis(50));
             }
             kill(rustix::process::Signal::KILL);
+            // The child itself, should its group be gone already.
+            let _ = child.kill();
             let _ = child.wait();
             return Err(ChildError::Timeout);
         }

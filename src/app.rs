@@ -134,7 +134,12 @@ async fn drift(
     let runner = tf.drift_runner.clone().unwrap_or_default();
     let jobs = dr::jobs(&runner, &tf.drift_report, &config.base_dir, &args.dirs)
         .map_err(|e| AppError::Usage(e.0))?;
-    Ok(dr::command(runner, jobs, args.once, args.force).await)
+    let code = dr::command(runner, jobs, args.once, args.force).await;
+    Ok(if code == 2 && args.exit_zero_on_drift {
+        0
+    } else {
+        code
+    })
 }
 
 async fn one_shot_state(

@@ -165,6 +165,7 @@ pub struct Cli {
     #[arg(
         long = "log.level",
         value_enum,
+        global = true,
         default_value = "info",
         env = "HOMELAB_MONITOR_LOG_LEVEL"
     )]
@@ -174,6 +175,7 @@ pub struct Cli {
     #[arg(
         long = "log.format",
         value_enum,
+        global = true,
         default_value = "text",
         env = "HOMELAB_MONITOR_LOG_FORMAT"
     )]

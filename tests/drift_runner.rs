@@ -211,6 +211,20 @@ async fn drift_runner_finds_real_drift_and_clears_it() {
     );
     assert_eq!(code, 2, "{out}");
     assert_eq!(run_status(root.path()).drift, Some(1));
+    let (code, out) = drift(
+        &p,
+        root.path(),
+        &[
+            "--config",
+            "monitoring-config.yaml",
+            "--once",
+            "--force",
+            "--exit-zero-on-drift",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(run_status(root.path()).drift, Some(1));
     let m = scrape_root(root.path()).await;
     assert_eq!(metric(&m, "terraform_state_drift"), Some(1.0), "{m}");
     let report = std::fs::read_to_string(work.join("drift.json")).unwrap();
@@ -605,4 +619,38 @@ fn drift_runner_loops_until_sigterm() {
         .unwrap()
         .lines()
         .all(|l| l == "plan"));
+}
+
+/// The shipped systemd unit and timer pass `systemd-analyze verify` (with
+/// ExecStart pointed at the built binary) without a word of complaint.
+#[test]
+fn drift_runner_systemd_units_verify() {
+    let Some(analyze) = common::remote::which("systemd-analyze") else {
+        eprintln!("SKIP: systemd-analyze is not installed (apt-get install -y systemd)");
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    let src = repo().join("deploy/systemd");
+    let unit = std::fs::read_to_string(src.join("homelab-monitor-drift.service")).unwrap();
+    assert!(unit.contains("ExecStart=/usr/local/bin/homelab-monitor drift --config /etc/homelab-monitor/monitoring-config.yaml --once"));
+    assert!(unit.contains("SuccessExitStatus=2"));
+    std::fs::write(
+        t.path().join("homelab-monitor-drift.service"),
+        unit.replace("/usr/local/bin/homelab-monitor", BIN),
+    )
+    .unwrap();
+    std::fs::copy(
+        src.join("homelab-monitor-drift.timer"),
+        t.path().join("homelab-monitor-drift.timer"),
+    )
+    .unwrap();
+    let out = Command::new(analyze)
+        .arg("verify")
+        .arg(t.path().join("homelab-monitor-drift.service"))
+        .arg(t.path().join("homelab-monitor-drift.timer"))
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && text.trim().is_empty(), "{text}");
 }

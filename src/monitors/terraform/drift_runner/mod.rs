@@ -30,6 +30,10 @@ pub struct DriftArgs {
     /// Also plan directories whose last run is newer than `every`.
     #[arg(long)]
     pub force: bool,
+    /// With --once: exit 0 when drift is found (for schedulers that count any
+    /// non-zero exit as a failed run, like a Kubernetes Job); 1 still means a run failed.
+    #[arg(long = "exit-zero-on-drift")]
+    pub exit_zero_on_drift: bool,
 }
 
 /// A usage or configuration problem of the `drift` command.
@@ -107,6 +111,10 @@ pub fn due(jobs: &[Job], every: Duration, now: SystemTime, force: bool) -> Vec<J
 /// Run `jobs` with at most `concurrency` at once, in order.
 pub fn run_all(jobs: Vec<Job>, cfg: &DriftRunnerConfig) -> Vec<(Job, Outcome)> {
     let secrets = run::secret_values(cfg);
+    // Terraform wants the plugin cache folder to exist already.
+    if let Some(d) = std::env::var_os("TF_PLUGIN_CACHE_DIR").filter(|d| !d.is_empty()) {
+        let _ = std::fs::create_dir_all(d);
+    }
     let queue = Mutex::new(jobs.into_iter().collect::<VecDeque<_>>());
     let results = Mutex::new(Vec::new());
     std::thread::scope(|s| {

@@ -160,34 +160,30 @@ fn run_child(
     let pgid = rustix::process::Pid::from_raw(child.id() as i32);
     let kill = |sig| {
         if let Some(p) = pgid {
+            // The child leads its own group (process_group(0)): the group id
+            // stays reserved while any member lives, so this never hits a
+            // process of someone else, even after the child was reaped.
             let _ = rustix::process::kill_process_group(p, sig);
         }
     };
-    let mut poll = Duration::from_millis(10);
-    let status: Option<ExitStatus> = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break Some(s),
-            Ok(None) => {}
-            Err(_) => break None,
-        }
-        if Instant::now() >= deadline {
-            kill(rustix::process::Signal::TERM);
-            let grace = Instant::now() + KILL_GRACE;
-            while Instant::now() < grace {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
+    // A waiter thread, so that the exit is seen at once (no polling).
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let r = child.wait();
+        let _ = tx.send(());
+        r
+    });
+    let left = deadline.saturating_duration_since(Instant::now());
+    if rx.recv_timeout(left).is_err() {
+        kill(rustix::process::Signal::TERM);
+        if rx.recv_timeout(KILL_GRACE).is_err() {
             kill(rustix::process::Signal::KILL);
-            // The child itself, should its group be gone already.
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(ChildError::Timeout);
         }
-        std::thread::sleep(poll);
-        poll = (poll * 2).min(Duration::from_millis(200));
-    };
+        let _ = waiter.join();
+        kill(rustix::process::Signal::KILL);
+        return Err(ChildError::Timeout);
+    }
+    let status: Option<ExitStatus> = waiter.join().ok().and_then(|r| r.ok());
     // Whatever the child left behind in its group (plugins) goes with it.
     kill(rustix::process::Signal::KILL);
     match status {

@@ -654,3 +654,123 @@ fn drift_runner_systemd_units_verify() {
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && text.trim().is_empty(), "{text}");
 }
+
+/// The proof end to end: real drift written by `drift --once`, read
+/// by the running exporter, scraped by a real Prometheus whose copy of the
+/// seed's TerraformStateDrift rule (`for` shortened to 1s) fires; reverting
+/// the edit and re-running the runner resolves it.
+#[test]
+fn drift_runner_report_fires_the_seed_rule_in_a_real_prometheus() {
+    let Some(p) = provider() else { return };
+    let Some(prometheus) = common::remote::which("prometheus") else {
+        eprintln!("SKIP: prometheus is not installed (apt-get install -y prometheus)");
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let work = root.path().join("work");
+    project(&work, "");
+    tf(&p, &work, &["init", "-input=false"]);
+    tf(&p, &work, &["apply", "-auto-approve", "-input=false"]);
+    std::fs::write(
+        root.path().join("monitoring-config.yaml"),
+        CONFIG.replace(
+            "    state_files:",
+            "    check_interval: 1s\n    state_files:",
+        ),
+    )
+    .unwrap();
+    std::fs::write(work.join("a.txt"), "edited by hand").unwrap();
+    let (code, out) = drift(
+        &p,
+        root.path(),
+        &["--config", "monitoring-config.yaml", "--once"],
+        &[],
+    );
+    assert_eq!(code, 2, "{out}");
+
+    let exporter = common::Exporter::start(root.path(), &["--config", "monitoring-config.yaml"]);
+    // A test copy of the seed's rule, verbatim but for `for`.
+    let rules_text =
+        std::fs::read_to_string(repo().join("alerts/homelab-monitor.rules.yml")).unwrap();
+    let seed = "  - alert: TerraformStateDrift\n    expr: terraform_state_drift > 0\n    for: 5m\n";
+    assert!(rules_text.contains(seed));
+    let prom = tempfile::tempdir().unwrap();
+    let rules = prom.path().join("rules.yml");
+    std::fs::write(
+        &rules,
+        format!(
+            "groups:\n- name: homelab.rules\n  rules:\n{}",
+            seed.replace("for: 5m", "for: 1s")
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        prom.path().join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: homelab-monitor\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
+            rules.display(),
+            exporter.port
+        ),
+    )
+    .unwrap();
+    let port = common::free_port();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _prom = Kill(
+        Command::new(prometheus)
+            .arg(format!(
+                "--config.file={}",
+                prom.path().join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                prom.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let firing = |want: bool| {
+        let r = common::get(port, "/api/v1/alerts");
+        let start = r.body.find('{').unwrap_or(0);
+        let end = r.body.rfind('}').map(|i| i + 1).unwrap_or(r.body.len());
+        let v: serde_json::Value = serde_json::from_str(&r.body[start..end]).ok()?;
+        let on = v["data"]["alerts"].as_array()?.iter().any(|a| {
+            a["labels"]["alertname"] == "TerraformStateDrift"
+                && a["labels"]["state_file"] == "work/terraform.tfstate"
+                && a["state"] == "firing"
+        });
+        (on == want).then_some(())
+    };
+    wait_for("prometheus ready", 90, || {
+        common::http(port, "GET", "/-/ready", "")
+            .ok()
+            .filter(|r| r.status == 200)
+    });
+    wait_for(
+        "TerraformStateDrift firing for the drifted state",
+        120,
+        || firing(true),
+    );
+
+    // Reverted and re-planned: the exporter reads drift 0, the alert resolves.
+    std::fs::write(work.join("a.txt"), "one").unwrap();
+    let (code, out) = drift(
+        &p,
+        root.path(),
+        &["--config", "monitoring-config.yaml", "--once", "--force"],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    wait_for("TerraformStateDrift resolved", 120, || firing(false));
+    let m = exporter.refreshed_metrics();
+    assert_eq!(metric(&m, "terraform_state_drift"), Some(0.0), "{m}");
+    assert_eq!(metric(&m, "terraform_drift_run_success"), Some(1.0), "{m}");
+}

@@ -774,3 +774,115 @@ fn drift_runner_report_fires_the_seed_rule_in_a_real_prometheus() {
     assert_eq!(metric(&m, "terraform_state_drift"), Some(0.0), "{m}");
     assert_eq!(metric(&m, "terraform_drift_run_success"), Some(1.0), "{m}");
 }
+
+/// The exact command lines and environment the runner gives Terraform: init
+/// only when `.terraform/` is missing, never a state migration; the plan's
+/// flags from the config; the config's `env` and the automation variables.
+#[test]
+fn drift_runner_command_lines_follow_the_config() {
+    let root = tempfile::tempdir().unwrap();
+    let work = root.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let log = root.path().join("log");
+    let script = root.path().join("fake-terraform");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$* | $TF_IN_AUTOMATION $TF_INPUT $EXTRA_SETTING\" >> {log}\ncase \"$1\" in init) mkdir -p .terraform;; esac\nexit 1\n",
+            log = log.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cfg = |init_ok: bool| {
+        format!(
+            "custom_monitors:\n  terraform_state:\n    drift_runner:\n      working_dirs: [work]\n      binary: {}\n      lock: false\n      refresh_only: {}\n      plan_args: [-var-file=prod.tfvars]\n      env: {{EXTRA_SETTING: on}}\n",
+            script.display(),
+            init_ok
+        )
+    };
+    let run = |yaml: String| {
+        std::fs::write(root.path().join("monitoring-config.yaml"), yaml).unwrap();
+        Command::new(BIN)
+            .current_dir(root.path())
+            .args([
+                "drift",
+                "--config",
+                "monitoring-config.yaml",
+                "--once",
+                "--force",
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    // No .terraform/: init runs first (and "fails": exit 1, phase init).
+    let out = run(cfg(true));
+    assert_eq!(out.status.code(), Some(1));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(text, "init -input=false -no-color | 1 0 on\n");
+    // Initialised now: the plan, with the config's flags, as a normal plan.
+    std::fs::remove_file(&log).unwrap();
+    let out = run(cfg(false));
+    assert_eq!(out.status.code(), Some(1));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let line = text.lines().next().unwrap();
+    assert!(
+        line.starts_with("plan -input=false -no-color -lock=false -out="),
+        "{line}"
+    );
+    assert!(
+        line.ends_with(".tfplan -var-file=prod.tfvars | 1 0 on"),
+        "{line}"
+    );
+    assert_eq!(text.lines().count(), 1, "{text}");
+    let s = match status::read_beside(&work.join("drift.json")) {
+        Some(status::RunInfo::Read(s)) => s,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(s.phase.as_deref(), Some("plan"));
+    // The private plan file is gone after the run.
+    let plan = line
+        .split("-out=")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap();
+    assert!(!Path::new(plan).exists() && !Path::new(plan).parent().unwrap().exists());
+}
+
+/// `refresh_only: false`: a normal plan, whose pending changes the monitor exports.
+#[tokio::test]
+async fn drift_runner_normal_plan_reports_pending_changes() {
+    let Some(p) = provider() else { return };
+    let root = tempfile::tempdir().unwrap();
+    let work = root.path().join("work");
+    project(&work, "");
+    tf(&p, &work, &["init", "-input=false"]);
+    tf(&p, &work, &["apply", "-auto-approve", "-input=false"]);
+    let main = std::fs::read_to_string(work.join("main.tf")).unwrap();
+    std::fs::write(work.join("main.tf"), main.replace("\"two\"", "\"three\"")).unwrap();
+    let yaml = CONFIG.replace(
+        "      every: 1h",
+        "      every: 1h\n      refresh_only: false",
+    );
+    std::fs::write(root.path().join("monitoring-config.yaml"), &yaml).unwrap();
+    let (code, out) = drift(
+        &p,
+        root.path(),
+        &["--config", "monitoring-config.yaml", "--once"],
+        &[],
+    );
+    assert_eq!(code, 2, "{out}");
+    let s = run_status(root.path());
+    assert_eq!((s.drift, s.pending), (Some(0), Some(1)), "{s:?}");
+    let m = scrape(&monitor(root.path(), &yaml)).await;
+    assert_eq!(
+        series(&m, "terraform_state_pending_changes{state_file=\"work/terraform.tfstate\",action=\"update\"}"),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(metric(&m, "terraform_state_drift"), Some(0.0), "{m}");
+}

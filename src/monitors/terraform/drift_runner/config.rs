@@ -136,7 +136,7 @@ impl DriftRunnerConfig {
                 return err("working_dirs", format!("working_dirs[{i}].report is empty: give the drift report's path or remove the key"));
             }
         }
-        for (k, _) in &self.env {
+        for k in self.env.keys() {
             if k.is_empty() || k.contains('=') || k.contains('\0') {
                 return err("env", format!("env: {k:?} is not an environment variable name"));
             }

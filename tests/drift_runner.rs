@@ -886,3 +886,59 @@ async fn drift_runner_normal_plan_reports_pending_changes() {
     );
     assert_eq!(metric(&m, "terraform_state_drift"), Some(0.0), "{m}");
 }
+
+/// A remote state's run status is read from beside its report under
+/// `remote.reports_dir`, exported with the remote state's label.
+#[tokio::test]
+async fn drift_runner_status_of_a_remote_state_is_exported() {
+    let state = br#"{"version":4,"terraform_version":"1.11.4","serial":3,"lineage":"l-1","outputs":{},"resources":[]}"#.to_vec();
+    let (srv, _) = common::remote::etag_fleet_server(state, Duration::ZERO);
+    let root = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "custom_monitors:\n  terraform_state:\n    remote:\n      reports_dir: reports\n    backends:\n      - {{type: http, address: \"{}\", auth: none}}\n",
+        srv.url("/state/prod")
+    );
+    std::fs::create_dir_all(root.path().join("reports")).unwrap();
+    let m = scrape(&monitor(root.path(), &yaml)).await;
+    let label = m
+        .lines()
+        .find_map(|l| l.strip_prefix("terraform_state_up{state_file=\""))
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| panic!("{m}"))
+        .to_string();
+    assert!(
+        !m.contains("terraform_drift_run_success"),
+        "no runner yet: {m}"
+    );
+    let folder = homelab_monitor::monitors::terraform::remote::reports_folder(&label);
+    let report = root.path().join("reports").join(folder).join("drift.json");
+    std::fs::create_dir_all(report.parent().unwrap()).unwrap();
+    let s = status::RunStatus {
+        format: 1,
+        success: false,
+        phase: Some("init".into()),
+        reason: Some("timeout".into()),
+        exit_code: None,
+        started_at: 1.0e9,
+        finished_at: 1.0e9 + 5.0,
+        duration_seconds: 5.0,
+        drift: None,
+        pending: None,
+        stderr_excerpt: vec![],
+    };
+    status::write(&report, &s).unwrap();
+    let m = scrape(&monitor(root.path(), &yaml)).await;
+    assert_eq!(
+        series(
+            &m,
+            &format!("terraform_drift_run_success{{state_file=\"{label}\"}}")
+        ),
+        Some(0.0),
+        "{m}"
+    );
+    assert_eq!(
+        series(&m, &format!("terraform_drift_run_error_info{{state_file=\"{label}\",phase=\"init\",reason=\"timeout\"}}")),
+        Some(1.0),
+        "{m}"
+    );
+}

@@ -942,3 +942,51 @@ async fn drift_runner_status_of_a_remote_state_is_exported() {
         "{m}"
     );
 }
+
+/// One entry that cannot be planned (missing folder, remote backend without
+/// `report:`) is an error (exit 1) but does not stop the others.
+#[test]
+fn drift_runner_bad_entries_do_not_stop_the_others() {
+    let root = tempfile::tempdir().unwrap();
+    for d in ["work", "remote"] {
+        std::fs::create_dir_all(root.path().join(d).join(".terraform")).unwrap();
+    }
+    std::fs::write(
+        root.path().join("remote/.terraform/terraform.tfstate"),
+        r#"{"version":3,"backend":{"type":"s3","config":{"bucket":"b","key":"k"}}}"#,
+    )
+    .unwrap();
+    let marker = root.path().join("ran");
+    let script = root.path().join("fake-terraform");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\necho \"$PWD\" >> {}\nexit 1\n", marker.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        root.path().join("monitoring-config.yaml"),
+        format!(
+            "custom_monitors:\n  terraform_state:\n    drift_runner:\n      working_dirs: [missing, remote, work]\n      binary: {}\n",
+            script.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .current_dir(root.path())
+        .args(["drift", "--config", "monitoring-config.yaml", "--once"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("missing is not a directory"), "{err}");
+    assert!(
+        err.contains("uses the s3 backend: give its report path"),
+        "{err}"
+    );
+    let ran = std::fs::read_to_string(&marker).unwrap();
+    assert_eq!(ran.lines().count(), 1, "{ran}");
+    assert!(ran.trim_end().ends_with("/work"), "{ran}");
+}

@@ -41,13 +41,14 @@ pub struct DriftArgs {
 #[error("{0}")]
 pub struct DriftError(pub String);
 
-/// The jobs of a config (or of `--dir`): directories relative to `base`.
+/// The jobs of a config (or of `--dir`): directories relative to `base`,
+/// and the entries that cannot be planned (each a message; the others still run).
 pub fn jobs(
     cfg: &DriftRunnerConfig,
     drift_report: &str,
     base: &Path,
     dirs: &[PathBuf],
-) -> Result<Vec<Job>, DriftError> {
+) -> Result<(Vec<Job>, Vec<String>), DriftError> {
     let entries: Vec<(PathBuf, Option<PathBuf>)> = if dirs.is_empty() {
         cfg.working_dirs
             .iter()
@@ -59,29 +60,31 @@ pub fn jobs(
     if entries.is_empty() {
         return Err(DriftError("no working directory to plan: list them in custom_monitors.terraform_state.drift_runner.working_dirs or pass --dir DIR".into()));
     }
-    let mut out = Vec::new();
+    let (mut out, mut problems) = (Vec::new(), Vec::new());
     for (dir, report) in entries {
         if !dir.is_dir() {
-            return Err(DriftError(format!(
+            problems.push(format!(
                 "drift runner: {} is not a directory: fix working_dirs (relative to the config file's folder) or --dir",
                 dir.display()
-            )));
+            ));
+            continue;
         }
         let report = match report {
             Some(r) => r,
             None => {
                 if let Some(t) = run::remote_backend(&dir) {
-                    return Err(DriftError(format!(
+                    problems.push(format!(
                         "drift runner: {} uses the {t} backend: give its report path (working_dirs: [{{dir: ..., report: <remote.reports_dir>/<state label folder>/{drift_report}}}], see docs/remote-state.md)",
                         dir.display()
-                    )));
+                    ));
+                    continue;
                 }
                 super::source::sibling_path(&run::local_state_path(&dir), drift_report)
             }
         };
         out.push(Job { dir, report });
     }
-    Ok(out)
+    Ok((out, problems))
 }
 
 /// When the job last ran (its status file), else when its report was written.
@@ -180,10 +183,15 @@ fn next_wake(jobs: &[Job], every: Duration, now: SystemTime) -> Duration {
 /// The `drift` command: one round (`--once`) or a loop until SIGTERM/SIGINT.
 pub async fn command(
     cfg: DriftRunnerConfig,
-    jobs: Vec<Job>,
+    (jobs, problems): (Vec<Job>, Vec<String>),
     once: bool,
     force: bool,
 ) -> i32 {
+    // Entries that cannot run are errors (exit 1), the others still run.
+    for p in &problems {
+        tracing::error!("{p}");
+    }
+    let broken = !problems.is_empty();
     let cfg = std::sync::Arc::new(cfg);
     let jobs = std::sync::Arc::new(jobs);
     let round = |force: bool| {
@@ -202,6 +210,7 @@ pub async fn command(
     };
     if once {
         return match round(force).await {
+            Ok(_) if broken => 1,
             Ok(r) => exit_code(&r),
             Err(_) => 1,
         };

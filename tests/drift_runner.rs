@@ -990,3 +990,63 @@ fn drift_runner_bad_entries_do_not_stop_the_others() {
     assert_eq!(ran.lines().count(), 1, "{ran}");
     assert!(ran.trim_end().ends_with("/work"), "{ran}");
 }
+
+/// SIGTERM while a plan runs: the runner stops its children's process groups
+/// (Terraform releases its state lock on SIGTERM), records the run as failed
+/// and exits (0 for the loop).
+#[test]
+fn drift_runner_sigterm_stops_running_plans() {
+    let root = tempfile::tempdir().unwrap();
+    let work = root.path().join("work");
+    std::fs::create_dir_all(work.join(".terraform")).unwrap();
+    let pidfile = root.path().join("grandchild.pid");
+    let script = root.path().join("slow-terraform");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nsleep 300 &\necho $! > {}\nsleep 300\n",
+            pidfile.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        root.path().join("monitoring-config.yaml"),
+        format!(
+            "custom_monitors:\n  terraform_state:\n    drift_runner:\n      working_dirs: [work]\n      binary: {}\n      timeout: 1h\n",
+            script.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .current_dir(root.path())
+        .args(["drift", "--config", "monitoring-config.yaml"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid: i32 = wait_for("the plan to start", 60, || {
+        std::fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    });
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let code = wait_for("the runner to stop", 60, || child.try_wait().ok().flatten());
+    assert_eq!(code.code(), Some(0));
+    wait_for("the plan's whole group to be gone", 30, || {
+        let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        (st.is_empty() || st.contains(") Z ")).then_some(())
+    });
+    let s = match status::read_beside(&work.join("drift.json")) {
+        Some(status::RunInfo::Read(s)) => s,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        (s.phase.as_deref(), s.reason.as_deref(), s.success),
+        (Some("plan"), Some("killed"), false)
+    );
+}

@@ -123,6 +123,9 @@ pub fn run_all(jobs: Vec<Job>, cfg: &DriftRunnerConfig) -> Vec<(Job, Outcome)> {
     std::thread::scope(|s| {
         for _ in 0..cfg.concurrency.max(1) {
             s.spawn(|| loop {
+                if run::stopping() {
+                    break;
+                }
                 let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
                 let Some(job) = next else { break };
                 let o = run::run_job(&job, cfg, &secrets);
@@ -208,17 +211,26 @@ pub async fn command(
             run_all(todo, &cfg)
         })
     };
-    if once {
-        return match round(force).await {
-            Ok(_) if broken => 1,
-            Ok(r) => exit_code(&r),
-            Err(_) => 1,
-        };
-    }
     let mut shutdown = std::pin::pin!(crate::server::shutdown_signal());
     let mut force = force;
     loop {
-        let _ = round(force).await;
+        let mut running = round(force);
+        let done = tokio::select! {
+            r = &mut running => r,
+            _ = &mut shutdown => {
+                tracing::info!("stopping: the running plans are interrupted (SIGTERM to their process groups) and recorded as failed");
+                run::stop_all();
+                let _ = running.await;
+                return if once { 1 } else { 0 };
+            }
+        };
+        if once {
+            return match done {
+                Ok(_) if broken => 1,
+                Ok(r) => exit_code(&r),
+                Err(_) => 1,
+            };
+        }
         force = false;
         let wait = next_wake(&jobs, cfg.every.0, SystemTime::now());
         tokio::select! {

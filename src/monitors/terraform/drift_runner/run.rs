@@ -45,6 +45,28 @@ const MAX_STDERR: u64 = 256 * 1024;
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
 
+/// Process groups of the children running now, for [`stop_all`].
+static ACTIVE: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+/// Set by [`stop_all`]: no new child is started.
+static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Shutdown (SIGTERM/SIGINT): start no new child and send SIGTERM to every
+/// running child's process group (Terraform then stops and releases its
+/// state lock); their runs are recorded as failed (`killed`).
+pub fn stop_all() {
+    STOPPING.store(true, Ordering::SeqCst);
+    for pg in ACTIVE.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        if let Some(p) = rustix::process::Pid::from_raw(*pg) {
+            let _ = rustix::process::kill_process_group(p, rustix::process::Signal::TERM);
+        }
+    }
+}
+
+/// True once [`stop_all`] was called.
+pub fn stopping() -> bool {
+    STOPPING.load(Ordering::SeqCst)
+}
+
 fn unique() -> String {
     format!(
         "{}-{}",
@@ -126,6 +148,18 @@ pub fn secret_values(cfg: &DriftRunnerConfig) -> Vec<String> {
     out
 }
 
+/// Removes a child's group from [`ACTIVE`] when its run ends.
+struct Registered(i32);
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        ACTIVE
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|p| *p != self.0);
+    }
+}
+
 enum ChildError {
     Spawn,
     Exit(Option<i32>),
@@ -143,7 +177,15 @@ fn run_child(
     stderr_path: &Path,
     deadline: Instant,
 ) -> Result<(), ChildError> {
+    if stopping() {
+        return Err(ChildError::Killed);
+    }
     let stderr = std::fs::File::create(stderr_path).map_err(|_| ChildError::Spawn)?;
+    // Registered before stop_all can miss it: spawn under the lock.
+    let mut active = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
+    if stopping() {
+        return Err(ChildError::Killed);
+    }
     let mut child = Command::new(&cfg.binary)
         .args(args)
         .current_dir(dir)
@@ -157,7 +199,11 @@ fn run_child(
         .process_group(0)
         .spawn()
         .map_err(|_| ChildError::Spawn)?;
-    let pgid = rustix::process::Pid::from_raw(child.id() as i32);
+    let id = child.id() as i32;
+    active.push(id);
+    drop(active);
+    let _registered = Registered(id);
+    let pgid = rustix::process::Pid::from_raw(id);
     let kill = |sig| {
         if let Some(p) = pgid {
             // The child leads its own group (process_group(0)): the group id

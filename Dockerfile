@@ -13,6 +13,8 @@
 # possible.
 
 ARG RUST_VERSION=1.95
+# Terraform of the optional `drift` target (an ARG used by FROM must come before the first FROM).
+ARG TERRAFORM_VERSION=1.11.4
 
 # ---- builder: a static binary for the builder's own architecture ----------
 FROM docker.io/library/rust:${RUST_VERSION}-slim-bookworm AS builder
@@ -44,7 +46,6 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 #   docker build --target drift --build-arg TERRAFORM_VERSION=1.11.4 -t homelab-monitor-drift .
 # For OpenTofu, base it on ghcr.io/opentofu/opentofu:<version>-minimal instead and
 # set drift_runner.binary: tofu. The exporter's image stays without Terraform.
-ARG TERRAFORM_VERSION=1.11.4
 FROM docker.io/hashicorp/terraform:${TERRAFORM_VERSION} AS drift
 COPY --from=builder /out/homelab-monitor /usr/local/bin/homelab-monitor
 USER 65532:65532

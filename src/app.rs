@@ -122,26 +122,6 @@ fn render(cli: &Cli, args: &crate::render::RenderArgs) -> Result<i32, AppError> 
     Ok(0)
 }
 
-/// `drift`: plan the working directories and write their drift reports.
-async fn drift(
-    cli: &Cli,
-    args: &crate::monitors::terraform::drift_runner::DriftArgs,
-) -> Result<i32, AppError> {
-    use crate::monitors::terraform::{drift_runner as dr, TerraformConfig};
-    let config = load_config(cli)?;
-    let tf = config.file.custom_monitors.terraform_state.clone();
-    let tf: TerraformConfig = tf.unwrap_or_default();
-    let runner = tf.drift_runner.clone().unwrap_or_default();
-    let jobs = dr::jobs(&runner, &tf.drift_report, &config.base_dir, &args.dirs)
-        .map_err(|e| AppError::Usage(e.0))?;
-    let code = dr::command(runner, jobs, args.once, args.force).await;
-    Ok(if code == 2 && args.exit_zero_on_drift {
-        0
-    } else {
-        code
-    })
-}
-
 async fn one_shot_state(
     cli: &Cli,
     config: &Config,
@@ -238,6 +218,17 @@ async fn serve(cli: &Cli, registry: Arc<Registry>) -> Result<i32, AppError> {
     )
     .await;
     Ok(0)
+}
+
+/// `drift`: plan the working directories and write their drift reports.
+async fn drift(
+    cli: &Cli,
+    args: &crate::monitors::terraform::drift_runner::DriftArgs,
+) -> Result<i32, AppError> {
+    let config = load_config(cli)?;
+    crate::monitors::terraform::drift_runner::run_command(&config, args)
+        .await
+        .map_err(|e| AppError::Usage(e.0))
 }
 
 #[cfg(test)]

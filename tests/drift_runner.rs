@@ -316,6 +316,9 @@ async fn drift_runner_failed_plan_keeps_the_report_and_never_leaks() {
     );
     // The last good report is still served (drift 1), never a fresh "0".
     assert_eq!(metric(&m, "terraform_state_drift"), Some(1.0), "{m}");
+    if common::remote::which("promtool").is_some() {
+        common::promtool_check(&m);
+    }
     // --status names the failed run and is not clean.
     let out = Command::new(BIN)
         .current_dir(root.path())

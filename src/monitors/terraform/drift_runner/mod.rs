@@ -183,6 +183,20 @@ fn next_wake(jobs: &[Job], every: Duration, now: SystemTime) -> Duration {
         .clamp(Duration::from_secs(1), every)
 }
 
+/// `homelab-monitor drift` with a loaded config (or the defaults): the exit code.
+pub async fn run_command(config: &crate::config::Config, args: &DriftArgs) -> Result<i32, DriftError> {
+    let tf = config
+        .file
+        .custom_monitors
+        .terraform_state
+        .clone()
+        .unwrap_or_default();
+    let runner = tf.drift_runner.clone().unwrap_or_default();
+    let jobs = jobs(&runner, &tf.drift_report, &config.base_dir, &args.dirs)?;
+    let code = command(runner, jobs, args.once, args.force).await;
+    Ok(if code == 2 && args.exit_zero_on_drift { 0 } else { code })
+}
+
 /// The `drift` command: one round (`--once`) or a loop until SIGTERM/SIGINT.
 pub async fn command(
     cfg: DriftRunnerConfig,

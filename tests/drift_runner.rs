@@ -331,6 +331,26 @@ async fn drift_runner_failed_plan_keeps_the_report_and_never_leaks() {
     assert!(text.contains("the last drift run failed in plan"), "{text}");
     assert!(!text.contains(CANARY), "{text}");
     assert_ne!(out.status.code(), Some(0), "{text}");
+    // So does the one-shot report of that state: an error, exit 1, never "clean".
+    let out = Command::new(BIN)
+        .current_dir(root.path())
+        .args([
+            "--config",
+            "monitoring-config.yaml",
+            "--state-file",
+            "work/terraform.tfstate",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("drift_run") && text.contains("the last drift run failed in plan"),
+        "{text}"
+    );
+    assert!(!text.contains(CANARY), "{text}");
+    assert_eq!(out.status.code(), Some(1), "{text}");
 
     // A state whose first run fails: no report, so no drift series at all.
     std::fs::remove_file(work.join("drift.json")).unwrap();

@@ -199,7 +199,15 @@ pub fn build(analyses: &[Analysis], problems: &[TargetError], problem_labels: &[
             }
             policies = Some(sec);
         }
-        if !a.errors.is_empty() || policy_failed {
+        // A failed `homelab-monitor drift` run: the report is old, not clean.
+        let run_failed = a
+            .drift_run
+            .as_ref()
+            .and_then(super::drift_runner::status::failure_summary);
+        if let Some(f) = &run_failed {
+            errors.row([label.clone(), "drift_run".to_string(), f.clone()]);
+        }
+        if !a.errors.is_empty() || policy_failed || run_failed.is_some() {
             report.errors += 1;
         }
         report.sections.extend([summary, resources, findings]);

@@ -13,6 +13,8 @@
 # possible.
 
 ARG RUST_VERSION=1.95
+# Terraform of the optional `drift` target (an ARG used by FROM must come before the first FROM).
+ARG TERRAFORM_VERSION=1.11.4
 
 # ---- builder: a static binary for the builder's own architecture ----------
 FROM docker.io/library/rust:${RUST_VERSION}-slim-bookworm AS builder
@@ -38,6 +40,19 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
       *"statically linked"*|*"not a dynamic executable"*) ;; \
       *) echo "homelab-monitor is not static" >&2; exit 1 ;; \
     esac
+
+# ---- drift: `homelab-monitor drift` needs terraform (or tofu) beside it ------
+# Not built by default (the last stage is the exporter's image):
+#   docker build --target drift --build-arg TERRAFORM_VERSION=1.11.4 -t homelab-monitor-drift .
+# For OpenTofu, base it on ghcr.io/opentofu/opentofu:<version>-minimal instead and
+# set drift_runner.binary: tofu. The exporter's image stays without Terraform.
+FROM docker.io/hashicorp/terraform:${TERRAFORM_VERSION} AS drift
+COPY --from=builder /out/homelab-monitor /usr/local/bin/homelab-monitor
+USER 65532:65532
+# Terraform's HOME (~/.terraform.d) and the plugin cache: mount a writable /tmp.
+ENV HOME=/tmp TF_IN_AUTOMATION=1 CHECKPOINT_DISABLE=1
+ENTRYPOINT ["/usr/local/bin/homelab-monitor"]
+CMD ["drift", "--once", "--config", "/workspace/monitoring-config.yaml"]
 
 # ---- final: distroless static (CA certificates, tzdata, /etc/passwd; no shell)
 FROM gcr.io/distroless/static-debian12:nonroot

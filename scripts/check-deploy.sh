@@ -125,7 +125,7 @@ step "helm template (defaults)"
 "$YAMLLINT" -c deploy/yamllint.yml - <"$work/helm-default.yaml"
 "$PY" scripts/validate-deploy-manifests.py manifests "$work/helm-default.yaml" --rules "$rules" \
   --expect Deployment --expect Service --expect ConfigMap \
-  --absent ServiceMonitor --absent PrometheusRule
+  --absent ServiceMonitor --absent PrometheusRule --absent CronJob
 
 step "helm template with deploy/README.md's install command (watches only what it mounts)"
 mapfile -t readme_sets < <(sed -n '/^helm install homelab-monitor/,/^```/p' deploy/README.md | grep -o -- '--set [^ ]*' | cut -d' ' -f2)
@@ -152,7 +152,8 @@ step "helm template (all toggles on)"
 "$YAMLLINT" -c deploy/yamllint.yml - <"$work/helm-all.yaml"
 "$PY" scripts/validate-deploy-manifests.py manifests "$work/helm-all.yaml" --rules "$rules" \
   --dashboards "$chart/files/dashboards" --release-label kube-prometheus-stack \
-  --expect Deployment --expect Service --expect ConfigMap --expect ServiceMonitor --expect PrometheusRule
+  --expect Deployment --expect Service --expect ConfigMap --expect ServiceMonitor --expect PrometheusRule \
+  --expect CronJob
 
 step "helm template with a dashboard in the chart (dashboard ConfigMaps)"
 cp -r "$chart" "$work/chart"

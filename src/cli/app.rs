@@ -78,6 +78,9 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
     if let Some(crate::cli::Command::Render(args)) = &cli.command {
         return render(&cli, args);
     }
+    if let Some(crate::cli::Command::Drift(args)) = &cli.command {
+        return drift(&cli, args).await;
+    }
     let config = load_config(&cli)?;
     if let Some(src) = &config.source {
         tracing::info!(config = %src.display(), "configuration loaded");
@@ -217,6 +220,17 @@ async fn serve(cli: &Cli, registry: Arc<Registry>) -> Result<i32, AppError> {
     )
     .await;
     Ok(0)
+}
+
+/// `drift`: plan the working directories and write their drift reports.
+async fn drift(
+    cli: &Cli,
+    args: &crate::monitors::terraform::drift_runner::DriftArgs,
+) -> Result<i32, AppError> {
+    let config = load_config(cli)?;
+    crate::monitors::terraform::drift_runner::run_command(&config, args)
+        .await
+        .map_err(|e| AppError::Usage(e.0))
 }
 
 #[cfg(test)]

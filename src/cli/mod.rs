@@ -170,6 +170,7 @@ pub struct Cli {
     #[arg(
         long = "log.level",
         value_enum,
+        global = true,
         default_value = "info",
         env = "HOMELAB_MONITOR_LOG_LEVEL"
     )]
@@ -179,6 +180,7 @@ pub struct Cli {
     #[arg(
         long = "log.format",
         value_enum,
+        global = true,
         default_value = "text",
         env = "HOMELAB_MONITOR_LOG_FORMAT"
     )]
@@ -195,6 +197,10 @@ pub enum Command {
     /// Render prometheus.yml, alertmanager.yml and Grafana provisioning from
     /// the config's `monitoring:` block into --out DIR.
     Render(crate::cli::render::RenderArgs),
+    /// Run `terraform plan -refresh-only` in each working directory of
+    /// `custom_monitors.terraform_state.drift_runner` (or --dir) and write the
+    /// drift reports the exporter reads.
+    Drift(crate::monitors::terraform::drift_runner::DriftArgs),
 }
 
 impl Cli {

@@ -141,6 +141,8 @@ pub struct Analysis {
     pub lock: Option<LockState>,
     /// Bytes of a remote state received since start (`None` for local files).
     pub remote_bytes: Option<u64>,
+    /// The last `homelab-monitor drift` run of this state (its status file beside the drift report).
+    pub drift_run: Option<super::drift_runner::status::RunInfo>,
 }
 
 impl Analysis {
@@ -468,6 +470,7 @@ pub fn analyse_with_policies(
         policy,
         lock: None,
         remote_bytes: None,
+        drift_run: None,
     }
 }
 

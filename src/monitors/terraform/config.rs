@@ -45,6 +45,10 @@ monitor_config! {
         /// Longest one policy may run on one state before it is stopped.
         #[serde(default = "TerraformConfig::default_policy_timeout")]
         pub policy_timeout: HumanDuration,
+        /// `homelab-monitor drift`: the working directories it plans and how
+        /// (see the drift runner in the README). The exporter never runs Terraform.
+        #[serde(default)]
+        pub drift_runner: Option<super::drift_runner::DriftRunnerConfig>,
     }
 }
 
@@ -84,6 +88,7 @@ impl Default for TerraformConfig {
             remote: RemoteOptions::default(),
             policies: Vec::new(),
             policy_timeout: Self::default_policy_timeout(),
+            drift_runner: None,
         }
     }
 }
@@ -122,6 +127,14 @@ pub fn validate(t: &TerraformConfig) -> Result<(), ConfigIssue> {
                 ));
             }
         }
+    }
+    if let Some(d) = &t.drift_runner {
+        d.validate().map_err(|(k, m)| {
+            (
+                format!("drift_runner.{k}"),
+                format!("drift_runner.{m}"),
+            )
+        })?;
     }
     if !t.policies.is_empty() && t.policy_timeout.0.is_zero() {
         return Err((

@@ -242,6 +242,17 @@ pub fn facts(a: &Analysis) -> Vec<Fact> {
             message: e.message.clone(),
         });
     }
+    // A failed `homelab-monitor drift` run: the report is old, not clean.
+    if let Some(f) = a
+        .drift_run
+        .as_ref()
+        .and_then(super::drift_runner::status::failure_summary)
+    {
+        problems.push(Fact::Problem {
+            component: "drift_run".into(),
+            message: f,
+        });
+    }
     let counted = findings
         .iter()
         .filter(|f| matches!(f, Fact::Finding { counted: true, .. }))

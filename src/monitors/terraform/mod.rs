@@ -9,6 +9,7 @@
 pub mod analysis;
 pub mod config;
 pub mod digest;
+pub mod drift_runner;
 pub mod json_stream;
 pub mod plan;
 pub mod policy;
@@ -405,7 +406,7 @@ impl TerraformMonitor {
         };
         let drift = sibling(&inner.cfg.drift_report);
         let baseline = inner.cfg.baseline.as_deref().map(sibling);
-        analyse_with_policies(
+        let mut a = analyse_with_policies(
             TargetSources {
                 state: &state,
                 drift: Some(&drift as &dyn StateSource),
@@ -413,7 +414,9 @@ impl TerraformMonitor {
             },
             mem,
             inner.policies.as_deref(),
-        )
+        );
+        a.drift_run = drift_runner::status::read_beside(&drift.path);
+        a
     }
 }
 
@@ -643,6 +646,9 @@ pub fn snapshot(
                 );
             }
         }
+        if let Some(run) = &a.drift_run {
+            drift_runner::status::emit(&mut b, l, run);
+        }
         if let Some(up) = a.baseline_up {
             b.gauge(&BASELINE_UP, &sf, bool_f(up));
         }
@@ -770,7 +776,11 @@ fn target_status(a: &Analysis) -> TargetStatus {
             p.failed()
         ));
     }
-    let health = if !a.errors.is_empty() {
+    let run_failed = a.drift_run.as_ref().and_then(drift_runner::status::failure_summary);
+    if let Some(f) = &run_failed {
+        parts.push(f.clone());
+    }
+    let health = if !a.errors.is_empty() || run_failed.is_some() {
         Health::Error
     } else if a.unchecked() {
         Health::Unchecked
@@ -957,6 +967,7 @@ impl crate::core::targets::TargetValue for Analysis {
             policy: None,
             lock: None,
             remote_bytes: None,
+            drift_run: None,
         }
     }
 }

@@ -144,7 +144,7 @@ fn analyse_remote(src: &Fetched, sm: &mut SourceMemory, ctx: &Ctx) -> Analysis {
         .as_ref()
         .and_then(|(_, b)| b.as_ref())
         .map(|b| b as &dyn StateSource);
-    analyse_with_policies(
+    let mut a = analyse_with_policies(
         TargetSources {
             state: src,
             drift,
@@ -152,7 +152,11 @@ fn analyse_remote(src: &Fetched, sm: &mut SourceMemory, ctx: &Ctx) -> Analysis {
         },
         &mut sm.analysis,
         ctx.policies.as_deref(),
-    )
+    );
+    a.drift_run = files
+        .as_ref()
+        .and_then(|(d, _)| super::drift_runner::status::read_beside(&d.path));
+    a
 }
 
 /// What every state of a collection shares.

@@ -1,0 +1,431 @@
+//! One drift run of one working directory: `init` (when needed), `plan
+//! -refresh-only` to a private plan file, `show -json` of it into a temp
+//! file beside the report, a check that it is a plan, then rename. A failed
+//! phase leaves the last good report alone; every run writes the status file.
+
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use super::config::{DriftRunnerConfig, InitMode};
+use super::lock::{try_lock, LockError};
+use super::status::{self, unix_f64, RunStatus};
+
+/// One working directory and where its report goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub dir: PathBuf,
+    pub report: PathBuf,
+}
+
+/// What one run did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The report was written: drift (resource instances) and pending changes.
+    Written { drift: usize, pending: usize },
+    /// A phase failed; the last good report is kept.
+    Failed {
+        phase: &'static str,
+        reason: &'static str,
+        exit_code: Option<i32>,
+        excerpt: Vec<String>,
+    },
+    /// Another runner holds the directory's lock.
+    Busy,
+}
+
+/// Grace between SIGTERM and SIGKILL of a timed-out process group
+/// (Terraform releases its state lock on SIGTERM).
+const KILL_GRACE: Duration = Duration::from_secs(5);
+const MAX_STDERR: u64 = 256 * 1024;
+
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// Process groups of the children running now, for [`stop_all`].
+static ACTIVE: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+/// Set by [`stop_all`]: no new child is started.
+static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Shutdown (SIGTERM/SIGINT): start no new child and send SIGTERM to every
+/// running child's process group (Terraform then stops and releases its
+/// state lock); their runs are recorded as failed (`killed`).
+pub fn stop_all() {
+    STOPPING.store(true, Ordering::SeqCst);
+    for pg in ACTIVE.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        if let Some(p) = rustix::process::Pid::from_raw(*pg) {
+            let _ = rustix::process::kill_process_group(p, rustix::process::Signal::TERM);
+        }
+    }
+}
+
+/// True once [`stop_all`] was called.
+pub fn stopping() -> bool {
+    STOPPING.load(Ordering::SeqCst)
+}
+
+fn unique() -> String {
+    format!(
+        "{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Write `body` to `path` through a temp file in the same folder + rename.
+pub fn write_atomic(path: &Path, body: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = temp_beside(path);
+    let res = (|| {
+        let mut f = create_private(&tmp)?;
+        f.write_all(body)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res
+}
+
+fn temp_beside(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp-{}", unique()))
+}
+
+/// A new file readable by the owner and group only (reports hold values).
+fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o640)
+        .open(path)
+}
+
+/// A private scratch folder (mode 0700) removed on drop: the plan file
+/// holds every value of the state and of the variables.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> std::io::Result<Self> {
+        use std::os::unix::fs::DirBuilderExt;
+        let p = std::env::temp_dir().join(format!("homelab-monitor-drift-{}", unique()));
+        std::fs::DirBuilder::new().mode(0o700).create(&p)?;
+        Ok(Scratch(p))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Values that must never be quoted: the child's extra environment, every
+/// `TF_VAR_*`, and variables whose name says they hold a credential.
+pub fn secret_values(cfg: &DriftRunnerConfig) -> Vec<String> {
+    let mut out: Vec<String> = cfg.env.values().cloned().collect();
+    for (k, v) in std::env::vars_os() {
+        let (Some(k), Some(v)) = (k.to_str(), v.to_str()) else {
+            continue;
+        };
+        let up = k.to_ascii_uppercase();
+        if up.starts_with("TF_VAR_")
+            || ["TOKEN", "SECRET", "PASSWORD", "KEY", "CREDENTIAL", "AUTH"]
+                .iter()
+                .any(|w| up.contains(w))
+        {
+            out.push(v.to_string());
+        }
+    }
+    out.retain(|v| v.len() >= 3);
+    out
+}
+
+/// Removes a child's group from [`ACTIVE`] when its run ends.
+struct Registered(i32);
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        ACTIVE
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|p| *p != self.0);
+    }
+}
+
+enum ChildError {
+    Spawn,
+    Exit(Option<i32>),
+    Killed,
+    Timeout,
+}
+
+/// Run one Terraform command in its own process group, stdout to `stdout`,
+/// stderr to `stderr_path`; the whole group is killed at `deadline`.
+fn run_child(
+    cfg: &DriftRunnerConfig,
+    dir: &Path,
+    args: &[String],
+    stdout: Stdio,
+    stderr_path: &Path,
+    deadline: Instant,
+) -> Result<(), ChildError> {
+    if stopping() {
+        return Err(ChildError::Killed);
+    }
+    let stderr = std::fs::File::create(stderr_path).map_err(|_| ChildError::Spawn)?;
+    // Registered before stop_all can miss it: spawn under the lock.
+    let mut active = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
+    if stopping() {
+        return Err(ChildError::Killed);
+    }
+    let mut child = Command::new(&cfg.binary)
+        .args(args)
+        .current_dir(dir)
+        .env("TF_IN_AUTOMATION", "1")
+        .env("TF_INPUT", "0")
+        .env("CHECKPOINT_DISABLE", "1")
+        .envs(&cfg.env)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .process_group(0)
+        .spawn()
+        .map_err(|_| ChildError::Spawn)?;
+    let id = child.id() as i32;
+    active.push(id);
+    drop(active);
+    let _registered = Registered(id);
+    let pgid = rustix::process::Pid::from_raw(id);
+    let kill = |sig| {
+        if let Some(p) = pgid {
+            // The child leads its own group (process_group(0)): the group id
+            // stays reserved while any member lives, so this never hits a
+            // process of someone else, even after the child was reaped.
+            let _ = rustix::process::kill_process_group(p, sig);
+        }
+    };
+    // A waiter thread, so that the exit is seen at once (no polling).
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let r = child.wait();
+        let _ = tx.send(());
+        r
+    });
+    let left = deadline.saturating_duration_since(Instant::now());
+    if rx.recv_timeout(left).is_err() {
+        kill(rustix::process::Signal::TERM);
+        if rx.recv_timeout(KILL_GRACE).is_err() {
+            kill(rustix::process::Signal::KILL);
+        }
+        let _ = waiter.join();
+        kill(rustix::process::Signal::KILL);
+        return Err(ChildError::Timeout);
+    }
+    let status: Option<ExitStatus> = waiter.join().ok().and_then(|r| r.ok());
+    // Whatever the child left behind in its group (plugins) goes with it.
+    kill(rustix::process::Signal::KILL);
+    match status {
+        Some(s) if s.success() => Ok(()),
+        Some(s) => match s.code() {
+            Some(c) => Err(ChildError::Exit(Some(c))),
+            None => Err(ChildError::Killed),
+        },
+        None => Err(ChildError::Exit(None)),
+    }
+}
+
+/// The folder of the local state of `dir`: `terraform.tfstate`, or the
+/// workspace's under `terraform.tfstate.d/` (TF_WORKSPACE, else `.terraform/environment`).
+pub fn local_state_path(dir: &Path) -> PathBuf {
+    let ws = std::env::var("TF_WORKSPACE").ok().or_else(|| {
+        std::fs::read_to_string(dir.join(".terraform/environment"))
+            .ok()
+            .map(|s| s.trim().to_string())
+    });
+    match ws.filter(|w| {
+        !w.is_empty() && w != "default" && !w.contains('/') && !w.contains("..")
+    }) {
+        Some(w) => dir
+            .join("terraform.tfstate.d")
+            .join(w)
+            .join("terraform.tfstate"),
+        None => dir.join("terraform.tfstate"),
+    }
+}
+
+/// The backend type recorded by `init` in `.terraform/terraform.tfstate`,
+/// `None` for the local backend or an uninitialised directory.
+pub fn remote_backend(dir: &Path) -> Option<String> {
+    let bytes = crate::core::safe_open::read_capped(&dir.join(".terraform/terraform.tfstate"), 1 << 20).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let t = v.get("backend")?.get("type")?.as_str()?.to_string();
+    (t != "local").then_some(t)
+}
+
+fn failed(
+    phase: &'static str,
+    e: ChildError,
+    stderr_path: &Path,
+    secrets: &[String],
+) -> Outcome {
+    let (reason, exit_code) = match e {
+        ChildError::Spawn => ("spawn", None),
+        ChildError::Exit(c) => ("exit_status", c),
+        ChildError::Killed => ("killed", None),
+        ChildError::Timeout => ("timeout", None),
+    };
+    let mut text = Vec::new();
+    if let Ok(f) = std::fs::File::open(stderr_path) {
+        let _ = f.take(MAX_STDERR).read_to_end(&mut text);
+    }
+    Outcome::Failed {
+        phase,
+        reason,
+        exit_code,
+        excerpt: status::redact_excerpt(&String::from_utf8_lossy(&text), secrets),
+    }
+}
+
+fn io_failure(phase: &'static str, reason: &'static str) -> Outcome {
+    Outcome::Failed {
+        phase,
+        reason,
+        exit_code: None,
+        excerpt: Vec::new(),
+    }
+}
+
+/// Run one directory and record its status beside the report (not when
+/// another runner holds it).
+pub fn run_job(job: &Job, cfg: &DriftRunnerConfig, secrets: &[String]) -> Outcome {
+    let _lock = match try_lock(&job.dir) {
+        Ok(l) => l,
+        Err(LockError::Busy(..)) => return Outcome::Busy,
+        Err(LockError::Io { .. }) => {
+            let o = io_failure("lock", "io");
+            record(job, &o, SystemTime::now(), Instant::now());
+            return o;
+        }
+    };
+    let (started, t0) = (SystemTime::now(), Instant::now());
+    let outcome = phases(job, cfg, secrets, t0 + cfg.timeout.0);
+    record(job, &outcome, started, t0);
+    outcome
+}
+
+fn record(job: &Job, o: &Outcome, started: SystemTime, t0: Instant) {
+    let elapsed = t0.elapsed().as_secs_f64();
+    let st = match o {
+        Outcome::Busy => return,
+        Outcome::Written { drift, pending } => RunStatus {
+            format: 1,
+            success: true,
+            phase: None,
+            reason: None,
+            exit_code: Some(0),
+            started_at: unix_f64(started),
+            finished_at: unix_f64(started) + elapsed,
+            duration_seconds: elapsed,
+            drift: Some(*drift),
+            pending: Some(*pending),
+            stderr_excerpt: Vec::new(),
+        },
+        Outcome::Failed {
+            phase,
+            reason,
+            exit_code,
+            excerpt,
+        } => RunStatus {
+            format: 1,
+            success: false,
+            phase: Some(phase.to_string()),
+            reason: Some(reason.to_string()),
+            exit_code: *exit_code,
+            started_at: unix_f64(started),
+            finished_at: unix_f64(started) + elapsed,
+            duration_seconds: elapsed,
+            drift: None,
+            pending: None,
+            stderr_excerpt: excerpt.clone(),
+        },
+    };
+    if let Err(e) = status::write(&job.report, &st) {
+        tracing::error!(dir = %job.dir.display(), status_file = %status::status_path(&job.report).display(), error = %e, "cannot write the drift run's status file: the exporter will not see this run; check that the runner may write there");
+    }
+}
+
+fn phases(job: &Job, cfg: &DriftRunnerConfig, secrets: &[String], deadline: Instant) -> Outcome {
+    let Ok(scratch) = Scratch::new() else {
+        return io_failure("plan", "io");
+    };
+    let stderr = scratch.0.join("stderr");
+    let plan = scratch.0.join("drift.tfplan");
+    let s = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    let need_init = match cfg.init {
+        InitMode::Always => true,
+        InitMode::Never => false,
+        InitMode::Auto => !job.dir.join(".terraform").is_dir(),
+    };
+    if need_init {
+        // No -migrate-state/-force-copy: a changed backend fails instead of
+        // moving state; no -upgrade: the lock file's versions are kept.
+        let args = s(&["init", "-input=false", "-no-color"]);
+        if let Err(e) = run_child(cfg, &job.dir, &args, Stdio::null(), &stderr, deadline) {
+            return failed("init", e, &stderr, secrets);
+        }
+    }
+    let mut args = s(&["plan"]);
+    if cfg.refresh_only {
+        args.push("-refresh-only".into());
+    }
+    args.extend(s(&["-input=false", "-no-color"]));
+    if !cfg.lock {
+        args.push("-lock=false".into());
+    }
+    args.push(format!("-out={}", plan.display()));
+    args.extend(cfg.plan_args.iter().cloned());
+    // The plan's human output quotes values: it is not kept.
+    if let Err(e) = run_child(cfg, &job.dir, &args, Stdio::null(), &stderr, deadline) {
+        return failed("plan", e, &stderr, secrets);
+    }
+    if let Some(parent) = job.report.parent() {
+        if std::fs::create_dir_all(parent).is_err() {
+            return io_failure("write", "io");
+        }
+    }
+    let tmp = temp_beside(&job.report);
+    let Ok(out) = create_private(&tmp) else {
+        return io_failure("write", "io");
+    };
+    let args = vec!["show".into(), "-json".into(), "-no-color".into(), plan.display().to_string()];
+    let cleanup = |o: Outcome| {
+        let _ = std::fs::remove_file(&tmp);
+        o
+    };
+    if let Err(e) = run_child(cfg, &job.dir, &args, Stdio::from(out), &stderr, deadline) {
+        return cleanup(failed("show", e, &stderr, secrets));
+    }
+    // Never replace a good report with something that is not a plan.
+    let parsed = std::fs::File::open(&tmp)
+        .ok()
+        .and_then(|f| super::super::plan::parse_plan(std::io::BufReader::new(f)).ok());
+    let Some(p) = parsed.filter(|p| !p.errored) else {
+        return cleanup(io_failure("show", "invalid_output"));
+    };
+    let synced = std::fs::File::open(&tmp).and_then(|f| f.sync_all());
+    if synced.and_then(|()| std::fs::rename(&tmp, &job.report)).is_err() {
+        return cleanup(io_failure("write", "io"));
+    }
+    Outcome::Written {
+        drift: p.drift.len(),
+        pending: p.pending.len(),
+    }
+}

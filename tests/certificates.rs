@@ -327,26 +327,19 @@ async fn expired_and_not_yet_valid_and_status_report() {
     }
     let yaml = "paths: [\"*.crt\"]";
     let s = collect(yaml, d.path()).await;
-    assert_eq!(
-        get(&s, "certificate_expired", &file("old.crt", 0)),
-        Some(1.0)
-    );
-    assert_eq!(
-        get(&s, "certificate_not_yet_valid", &file("old.crt", 0)),
-        Some(0.0)
-    );
-    assert_eq!(
-        get(&s, "certificate_expired", &file("future.crt", 0)),
-        Some(0.0)
-    );
-    assert_eq!(
-        get(&s, "certificate_not_yet_valid", &file("future.crt", 0)),
-        Some(1.0)
-    );
-    assert_eq!(
-        get(&s, "certificate_expired", &file("fine.crt", 0)),
-        Some(0.0)
-    );
+    for (name, metric, want) in [
+        ("old.crt", "certificate_expired", 1.0),
+        ("old.crt", "certificate_not_yet_valid", 0.0),
+        ("future.crt", "certificate_expired", 0.0),
+        ("future.crt", "certificate_not_yet_valid", 1.0),
+        ("fine.crt", "certificate_expired", 0.0),
+    ] {
+        assert_eq!(
+            get(&s, metric, &file(name, 0)),
+            Some(want),
+            "{metric} of {name}"
+        );
+    }
     assert_eq!(
         up(&s, "path", "old.crt"),
         Some(1.0),

@@ -32,20 +32,17 @@ fn provider() -> Option<Provider> {
         .path()
         .join("mirror/example.com/homelab/hmtest/1.0.0/linux_amd64");
     std::fs::create_dir_all(&plugin).unwrap();
-    let exe = plugin.join("terraform-provider-hmtest_v1.0.0");
-    std::fs::write(
-        &exe,
-        format!(
+    fake_binary(
+        &plugin,
+        "terraform-provider-hmtest_v1.0.0",
+        &format!(
             "#!/bin/sh\nexec {} {} \"$@\"\n",
             python.display(),
             repo()
                 .join("tests/fixtures/terraform/hmtest-provider/provider.py")
                 .display()
         ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
     let rc = dir.path().join("cli.tfrc");
     std::fs::write(
         &rc,
@@ -136,6 +133,28 @@ const CONFIG: &str = r#"custom_monitors:
       every: 1h
       timeout: 2m
 "#;
+
+/// A stand-in for `terraform` (a shell script) for the scheduling tests.
+fn fake_binary(root: &Path, name: &str, script: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = root.join(name);
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// `monitoring-config.yaml` with a drift_runner block running `binary` in
+/// `working_dirs`, plus `extra` lines of the block.
+fn runner_config(root: &Path, working_dirs: &str, binary: &Path, extra: &str) {
+    std::fs::write(
+        root.join("monitoring-config.yaml"),
+        format!(
+            "custom_monitors:\n  terraform_state:\n    drift_runner:\n      working_dirs: {working_dirs}\n      binary: {}\n{extra}",
+            binary.display()
+        ),
+    )
+    .unwrap();
+}
 
 fn metric(m: &str, name: &str) -> Option<f64> {
     series(
@@ -375,25 +394,15 @@ fn drift_runner_timeout_kills_the_process_group() {
     let work = root.path().join("work");
     std::fs::create_dir_all(work.join(".terraform")).unwrap();
     let pidfile = root.path().join("grandchild.pid");
-    let script = root.path().join("slow-terraform");
-    std::fs::write(
-        &script,
-        format!(
+    let script = fake_binary(
+        root.path(),
+        "slow-terraform",
+        &format!(
             "#!/bin/sh\nsleep 300 &\necho $! > {}\nsleep 300\n",
             pidfile.display()
         ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::write(
-        root.path().join("monitoring-config.yaml"),
-        format!(
-            "custom_monitors:\n  terraform_state:\n    drift_runner:\n      working_dirs: [work]\n      binary: {}\n      timeout: 1s\n",
-            script.display()
-        ),
-    )
-    .unwrap();
+    );
+    runner_config(root.path(), "[work]", &script, "      timeout: 1s\n");
     let out = Command::new(BIN)
         .current_dir(root.path())
         .args(["drift", "--config", "monitoring-config.yaml", "--once"])
@@ -435,22 +444,12 @@ fn drift_runner_skips_a_locked_directory() {
     let work = root.path().join("work");
     std::fs::create_dir_all(work.join(".terraform")).unwrap();
     let marker = root.path().join("ran");
-    let script = root.path().join("fake-terraform");
-    std::fs::write(
-        &script,
-        format!("#!/bin/sh\ntouch {}\nexit 1\n", marker.display()),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::write(
-        root.path().join("monitoring-config.yaml"),
-        format!(
-            "custom_monitors:\n  terraform_state:\n    drift_runner:\n      working_dirs: [work]\n      binary: {}\n",
-            script.display()
-        ),
-    )
-    .unwrap();
+    let script = fake_binary(
+        root.path(),
+        "fake-terraform",
+        &format!("#!/bin/sh\ntouch {}\nexit 1\n", marker.display()),
+    );
+    runner_config(root.path(), "[work]", &script, "");
     let run = || {
         Command::new(BIN)
             .current_dir(root.path())
@@ -485,19 +484,12 @@ fn drift_runner_skips_a_locked_directory() {
 fn drift_runner_bounds_concurrency_and_runs_the_oldest_first() {
     let root = tempfile::tempdir().unwrap();
     let log = root.path().join("log");
-    let script = root.path().join("fake-terraform");
     // Each plan records "start" and "end" under flock; the test reads the
     // largest number of overlapping runs from the log.
-    std::fs::write(
-        &script,
-        format!(
+    let script = fake_binary(root.path(), "fake-terraform", &format!(
             "#!/bin/sh\ncase \"$1\" in plan) ;; *) exit 1;; esac\nflock {log} sh -c 'echo start $PWD >> {log}'\nsleep 0.3\nflock {log} sh -c 'echo end $PWD >> {log}'\nexit 1\n",
             log = log.display()
-        ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        ));
     let mut jobs = Vec::new();
     for (i, age) in [(0, 7200u64), (1, 0), (2, 36000), (3, 3700), (4, 20000)] {
         let dir = root.path().join(format!("d{i}"));
@@ -600,22 +592,12 @@ fn drift_runner_loops_until_sigterm() {
     let work = root.path().join("work");
     std::fs::create_dir_all(work.join(".terraform")).unwrap();
     let log = root.path().join("log");
-    let script = root.path().join("fake-terraform");
-    std::fs::write(
-        &script,
-        format!("#!/bin/sh\necho \"$1\" >> {}\nexit 1\n", log.display()),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::write(
-        root.path().join("monitoring-config.yaml"),
-        format!(
-            "custom_monitors:\n  terraform_state:\n    drift_runner:\n      working_dirs: [work]\n      binary: {}\n      every: 1s\n",
-            script.display()
-        ),
-    )
-    .unwrap();
+    let script = fake_binary(
+        root.path(),
+        "fake-terraform",
+        &format!("#!/bin/sh\necho \"$1\" >> {}\nexit 1\n", log.display()),
+    );
+    runner_config(root.path(), "[work]", &script, "      every: 1s\n");
     let mut child = Command::new(BIN)
         .current_dir(root.path())
         .args(["drift", "--config", "monitoring-config.yaml"])
@@ -807,17 +789,10 @@ fn drift_runner_command_lines_follow_the_config() {
     let work = root.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
     let log = root.path().join("log");
-    let script = root.path().join("fake-terraform");
-    std::fs::write(
-        &script,
-        format!(
+    let script = fake_binary(root.path(), "fake-terraform", &format!(
             "#!/bin/sh\necho \"$* | $TF_IN_AUTOMATION $TF_INPUT $EXTRA_SETTING\" >> {log}\ncase \"$1\" in init) mkdir -p .terraform;; esac\nexit 1\n",
             log = log.display()
-        ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        ));
     let cfg = |init_ok: bool| {
         format!(
             "custom_monitors:\n  terraform_state:\n    drift_runner:\n      working_dirs: [work]\n      binary: {}\n      lock: false\n      refresh_only: {}\n      plan_args: [-var-file=prod.tfvars]\n      env: {{EXTRA_SETTING: on}}\n",
@@ -980,22 +955,12 @@ fn drift_runner_bad_entries_do_not_stop_the_others() {
     )
     .unwrap();
     let marker = root.path().join("ran");
-    let script = root.path().join("fake-terraform");
-    std::fs::write(
-        &script,
-        format!("#!/bin/sh\necho \"$PWD\" >> {}\nexit 1\n", marker.display()),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::write(
-        root.path().join("monitoring-config.yaml"),
-        format!(
-            "custom_monitors:\n  terraform_state:\n    drift_runner:\n      working_dirs: [missing, remote, work]\n      binary: {}\n",
-            script.display()
-        ),
-    )
-    .unwrap();
+    let script = fake_binary(
+        root.path(),
+        "fake-terraform",
+        &format!("#!/bin/sh\necho \"$PWD\" >> {}\nexit 1\n", marker.display()),
+    );
+    runner_config(root.path(), "[missing, remote, work]", &script, "");
     let out = Command::new(BIN)
         .current_dir(root.path())
         .args(["drift", "--config", "monitoring-config.yaml", "--once"])
@@ -1023,25 +988,15 @@ fn drift_runner_sigterm_stops_running_plans() {
     let work = root.path().join("work");
     std::fs::create_dir_all(work.join(".terraform")).unwrap();
     let pidfile = root.path().join("grandchild.pid");
-    let script = root.path().join("slow-terraform");
-    std::fs::write(
-        &script,
-        format!(
+    let script = fake_binary(
+        root.path(),
+        "slow-terraform",
+        &format!(
             "#!/bin/sh\nsleep 300 &\necho $! > {}\nsleep 300\n",
             pidfile.display()
         ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::write(
-        root.path().join("monitoring-config.yaml"),
-        format!(
-            "custom_monitors:\n  terraform_state:\n    drift_runner:\n      working_dirs: [work]\n      binary: {}\n      timeout: 1h\n",
-            script.display()
-        ),
-    )
-    .unwrap();
+    );
+    runner_config(root.path(), "[work]", &script, "      timeout: 1h\n");
     let mut child = Command::new(BIN)
         .current_dir(root.path())
         .args(["drift", "--config", "monitoring-config.yaml"])

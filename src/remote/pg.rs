@@ -20,6 +20,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use crate::core::config::PgBackendConfig;
 
 use super::client::{read_secret, Budget};
+use super::env::Env;
 use super::{Fetch, RemoteError, StateBackend, Target};
 
 pub const DEFAULT_SCHEMA: &str = "terraform_remote_state";
@@ -40,19 +41,28 @@ impl PgBackend {
         c: &PgBackendConfig,
         base: &Path,
         timeout: Duration,
+        env: &Env,
     ) -> Result<Self, RemoteError> {
-        let conn = read_secret(base, c.conn_str.file.as_deref(), c.conn_str.env.as_deref())
-            .map_err(|m| RemoteError::new("pg://", "credentials", m))?
-            .unwrap_or_default();
-        Self::new(&conn, &c.schema_name, base, timeout)
+        let conn = read_secret(
+            base,
+            c.conn_str.file.as_deref(),
+            c.conn_str.env.as_deref(),
+            env,
+        )
+        .map_err(|m| RemoteError::new("pg://", "credentials", m))?
+        .unwrap_or_default();
+        Self::new(&conn, &c.schema_name, base, timeout, env)
     }
 
-    /// `base`: the folder relative `sslrootcert` / `sslcert` / `sslkey` paths are resolved against.
+    /// `base`: the folder relative `sslrootcert` / `sslcert` / `sslkey` paths
+    /// are resolved against; `env`: where `PGSSLMODE`, `PGSSLROOTCERT`,
+    /// `PGSSLCERT` and `PGSSLKEY` are read.
     pub fn new(
         conn_str: &str,
         schema: &str,
         base: &Path,
         timeout: Duration,
+        env: &Env,
     ) -> Result<Self, RemoteError> {
         let plain = schema
             .chars()
@@ -68,8 +78,8 @@ impl PgBackend {
                 "schema_name must be a plain identifier",
             ));
         }
-        let env = |k: &str| std::env::var(k).ok();
-        let (conn_str, tls) = super::pg_tls::split(conn_str, base, &env)
+        let lookup = |k: &str| env.var(k);
+        let (conn_str, tls) = super::pg_tls::split(conn_str, base, &lookup)
             .map_err(|m| RemoteError::new("pg://", "config", m))?;
         let mut config = tokio_postgres::Config::from_str(&conn_str).map_err(|_| {
             RemoteError::new(

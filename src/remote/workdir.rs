@@ -10,8 +10,8 @@ use serde_json::Value;
 
 use crate::core::config::HttpAuth;
 
-use super::aws_credentials::process_env;
 use super::client::Budget;
+use super::env::Env;
 use super::hcp::{HcpBackend, HcpParams};
 use super::http::HttpBackend;
 use super::pg::{PgBackend, DEFAULT_SCHEMA};
@@ -19,12 +19,14 @@ use super::s3::{S3Backend, S3Params};
 use super::{RemoteError, StateBackend};
 
 /// The backend of a working directory; `None` if it records none (local state
-/// or not initialised).
+/// or not initialised). `env`: the variables Terraform would read
+/// (`TF_HTTP_*`, `AWS_*`, `PG_CONN_STR`, `TF_CLOUD_*`, `TF_TOKEN_*`…).
 pub fn backend_of(
     dir: &Path,
     base: &Path,
     timeout: Duration,
     budget: &Budget,
+    env: &Env,
 ) -> Result<Option<Box<dyn StateBackend>>, RemoteError> {
     let record = dir.join(".terraform").join("terraform.tfstate");
     let shown = record
@@ -51,7 +53,8 @@ pub fn backend_of(
     let kind = b["type"].as_str().unwrap_or("");
     let c = &b["config"];
     let s = |k: &str| c[k].as_str().filter(|s| !s.is_empty()).map(str::to_string);
-    let env = |k: &str| std::env::var(k).ok().filter(|s| !s.is_empty());
+    let vars = env;
+    let env = |k: &str| vars.var(k);
     let backend: Box<dyn StateBackend> = match kind {
         "local" | "" => return Ok(None),
         "http" => {
@@ -76,7 +79,8 @@ pub fn backend_of(
             let mut tls = super::client::TlsSettings {
                 skip_verify: c["skip_cert_verification"].as_bool().unwrap_or(false),
                 ..Default::default()
-            };
+            }
+            .with_env(vars);
             if let Some(ca) = pem(
                 "client_ca_certificate_pem",
                 "TF_HTTP_CLIENT_CA_CERTIFICATE_PEM",
@@ -149,7 +153,7 @@ pub fn backend_of(
                 },
                 timeout,
                 budget,
-                &process_env,
+                vars,
             )?)
         }
         "pg" => {
@@ -163,7 +167,7 @@ pub fn backend_of(
             let schema = s("schema_name")
                 .or_else(|| env("PG_SCHEMA_NAME"))
                 .unwrap_or_else(|| DEFAULT_SCHEMA.into());
-            Box::new(PgBackend::new(&conn, &schema, dir, timeout)?)
+            Box::new(PgBackend::new(&conn, &schema, dir, timeout, vars)?)
         }
         "cloud" | "remote" => {
             // HCP Terraform / Terraform Enterprise: the `cloud` block (1.1+) or
@@ -222,7 +226,7 @@ pub fn backend_of(
             let label = super::hcp::org_label(address.as_str(), &org);
             let token = match s("token") {
                 Some(t) => Some(t),
-                None => super::hcp::token_for_host(&label, &super::host_port(&address))?,
+                None => super::hcp::token_for_host(&label, &super::host_port(&address), vars)?,
             };
             Box::new(HcpBackend::new(
                 HcpParams {
@@ -235,6 +239,7 @@ pub fn backend_of(
                 },
                 None,
                 timeout,
+                vars,
             )?)
         }
         other => {

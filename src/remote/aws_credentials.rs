@@ -385,7 +385,9 @@ impl ChainSettings {
     /// does not; a missing one is an empty one, as its default files are).
     #[allow(deprecated)]
     fn profile_files(&self) -> ProfileFiles {
-        let mut files = ProfileFiles::builder();
+        // aws-config wants at least one source: an empty config stands for
+        // missing files.
+        let mut files = ProfileFiles::builder().with_contents(ProfileFileKind::Config, "");
         for (kind, path, var) in [
             (
                 ProfileFileKind::Config,
@@ -733,5 +735,129 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("ca_file /nonexistent/ca.pem"), "{e}");
+    }
+
+    #[test]
+    fn chain_settings_come_from_the_injected_environment() {
+        let none = ChainSettings::of(None, &Env::default());
+        assert_eq!(none.profile, "default");
+        assert!(none.static_keys.is_none() && none.web_identity.is_none());
+        assert_eq!(
+            (none.config_file, none.credentials_file),
+            (None, None),
+            "no HOME, no files"
+        );
+        assert!(!none.imds_disabled);
+
+        let env = Env::from_pairs([
+            ("HOME", "/home/mon"),
+            ("AWS_PROFILE", "from-env"),
+            ("AWS_ACCESS_KEY_ID", "AKIAENV"),
+            ("SECRET_ACCESS_KEY", "legacy-name"),
+            ("AWS_SESSION_TOKEN", "  tok  "),
+            ("AWS_CONFIG_FILE", "~/cfg/aws"),
+            ("AWS_ROLE_ARN", "arn:aws:iam::1:role/r"),
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/token"),
+            ("AWS_EC2_METADATA_DISABLED", "TRUE"),
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:1"),
+        ]);
+        let s = ChainSettings::of(None, &env);
+        assert_eq!(s.profile, "from-env");
+        assert_eq!(
+            ChainSettings::of(Some("entry"), &env).profile,
+            "entry",
+            "the entry's profile wins"
+        );
+        assert_eq!(
+            s.static_keys,
+            Some(("AKIAENV".into(), "legacy-name".into(), Some("tok".into())))
+        );
+        assert_eq!(
+            s.config_file,
+            Some(PathBuf::from("/home/mon/cfg/aws")),
+            "~/ expanded"
+        );
+        assert_eq!(
+            s.credentials_file,
+            Some(PathBuf::from("/home/mon/.aws/credentials"))
+        );
+        assert_eq!(
+            s.web_identity,
+            Some((
+                PathBuf::from("/var/run/token"),
+                "arn:aws:iam::1:role/r".into(),
+                None
+            ))
+        );
+        assert!(s.imds_disabled);
+        assert_eq!(s.imds_endpoint.as_deref(), Some("http://127.0.0.1:1"));
+
+        // Half a key pair or half a web identity is none (as aws-config's providers).
+        let half = Env::from_pairs([
+            ("AWS_ACCESS_KEY_ID", "AKIAENV"),
+            ("AWS_SECRET_ACCESS_KEY", "  "),
+            ("AWS_ROLE_ARN", "arn:aws:iam::1:role/r"),
+            ("AWS_EC2_METADATA_DISABLED", "false"),
+        ]);
+        let s = ChainSettings::of(None, &half);
+        assert!(s.static_keys.is_none() && s.web_identity.is_none() && !s.imds_disabled);
+    }
+
+    #[test]
+    fn static_keys_of_the_injected_environment_are_the_chains_first_answer() {
+        // Not the process environment: an injected map only.
+        let env = Env::from_pairs([
+            ("AWS_ACCESS_KEY_ID", "AKIAINJECTED0001"),
+            ("AWS_SECRET_ACCESS_KEY", "injected-secret"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ]);
+        let c = resolve(
+            &ChainRequest {
+                profile: None,
+                region: "us-east-1",
+                ca_file: None,
+            },
+            &env,
+            &budget(),
+            SystemTime::now(),
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.access_key_id.as_str(),
+                c.secret_access_key.as_str(),
+                c.session_token
+            ),
+            ("AKIAINJECTED0001", "injected-secret", None)
+        );
+    }
+
+    #[test]
+    fn a_profile_is_read_from_the_injected_home() {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(home.path().join(".aws")).unwrap();
+        std::fs::write(
+            home.path().join(".aws/credentials"),
+            "[unit-p]\naws_access_key_id = AKIAFROMHOME0002\naws_secret_access_key = home-secret\n",
+        )
+        .unwrap();
+        let env = Env::from_pairs([
+            ("HOME", home.path().to_str().unwrap()),
+            ("AWS_PROFILE", "unit-p"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ]);
+        let c = resolve(
+            &ChainRequest {
+                profile: None,
+                region: "us-east-1",
+                ca_file: None,
+            },
+            &env,
+            &budget(),
+            SystemTime::now(),
+        )
+        .unwrap();
+        assert_eq!(c.access_key_id, "AKIAFROMHOME0002");
+        assert_eq!(c.secret_access_key, "home-secret");
     }
 }

@@ -493,3 +493,61 @@ pub fn read_secret(
     }
     Ok(None)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_come_from_the_injected_environment_or_a_file() {
+        let env = Env::from_pairs([("TOKEN", "  t0ken \n"), ("BLANK", "   ")]);
+        let base = Path::new("/");
+        assert_eq!(
+            read_secret(base, None, Some("TOKEN"), &env)
+                .unwrap()
+                .as_deref(),
+            Some("t0ken")
+        );
+        for missing in ["BLANK", "UNSET"] {
+            let e = read_secret(base, None, Some(missing), &env).unwrap_err();
+            assert_eq!(e, format!("environment variable {missing} is not set"));
+        }
+        assert_eq!(read_secret(base, None, None, &env).unwrap(), None);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("s"), "from-file\nsecond line\n").unwrap();
+        assert_eq!(
+            read_secret(dir.path(), Some("s"), Some("TOKEN"), &env)
+                .unwrap()
+                .as_deref(),
+            Some("from-file"),
+            "the file wins"
+        );
+    }
+
+    #[test]
+    fn ssl_cert_file_of_the_injected_environment_replaces_the_web_roots() {
+        let t = Duration::from_secs(1);
+        assert!(HttpClient::new(t, None, &Env::default()).is_ok());
+        let env = Env::from_pairs([("SSL_CERT_FILE", "/nonexistent/roots.pem")]);
+        let e = HttpClient::new(t, None, &env).err().unwrap();
+        assert!(e.contains("SSL_CERT_FILE /nonexistent/roots.pem"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("bad.pem");
+        std::fs::write(&bad, "no certificate here\n").unwrap();
+        let env = Env::from_pairs([("SSL_CERT_FILE", bad.to_str().unwrap())]);
+        let e = HttpClient::new(t, None, &env).err().unwrap();
+        assert!(e.contains("holds no certificate"), "{e}");
+        // A ca_file of the entry wins over SSL_CERT_FILE.
+        let e = HttpClient::new(t, Some(&dir.path().join("missing-ca.pem")), &env)
+            .err()
+            .unwrap();
+        assert!(e.contains("cannot read ca_file"), "{e}");
+        assert_eq!(
+            TlsSettings::default()
+                .with_env(&env)
+                .ssl_cert_file
+                .as_deref(),
+            Some(bad.as_path())
+        );
+    }
+}

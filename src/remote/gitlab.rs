@@ -237,4 +237,27 @@ mod tests {
         );
         assert_eq!(b.label(), "gitlab://gitlab.lan:8443/home lab/infra");
     }
+
+    #[test]
+    fn a_missing_token_variable_is_named() {
+        let g = GitlabBackendConfig {
+            url: "https://gitlab.lan/".into(),
+            project: "infra".into(),
+            states: vec![],
+            token: crate::core::config::SecretRef {
+                file: None,
+                env: Some("HM_TEST_GITLAB_TOKEN_UNSET".into()),
+            },
+            ca_file: None,
+        };
+        let e =
+            GitlabBackend::from_config(&g, Path::new("/"), Duration::from_secs(1), &Env::default())
+                .err()
+                .unwrap();
+        assert_eq!(e.reason, "credentials");
+        assert!(
+            e.message.contains("HM_TEST_GITLAB_TOKEN_UNSET is not set"),
+            "{e}"
+        );
+    }
 }

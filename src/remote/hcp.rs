@@ -337,3 +337,47 @@ impl StateBackend for HcpBackend {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_comes_from_tf_token_then_terraform_login_of_the_injected_environment() {
+        let host = "tfe.home-lab.lan:8443";
+        let var = "TF_TOKEN_tfe_home__lab_lan_8443";
+        let env = Env::from_pairs([(var, " tok-from-var ")]);
+        assert_eq!(
+            token_for_host("l", host, &env).unwrap().as_deref(),
+            Some("tok-from-var")
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let creds = r#"{"credentials":{"tfe.home-lab.lan:8443":{"token":"tok-from-file"}}}"#;
+        std::fs::create_dir_all(dir.path().join("cli")).unwrap();
+        std::fs::write(dir.path().join("cli/credentials.tfrc.json"), creds).unwrap();
+        std::fs::create_dir_all(dir.path().join(".terraform.d")).unwrap();
+        std::fs::write(
+            dir.path().join(".terraform.d/credentials.tfrc.json"),
+            creds.replace("tok-from-file", "tok-from-home"),
+        )
+        .unwrap();
+        let home = dir.path().to_str().unwrap();
+        let cli = dir.path().join("cli");
+        let env = Env::from_pairs([("TF_CLI_CONFIG_DIR", cli.to_str().unwrap()), ("HOME", home)]);
+        assert_eq!(
+            token_for_host("l", host, &env).unwrap().as_deref(),
+            Some("tok-from-file")
+        );
+        let env = Env::from_pairs([("HOME", home), (var, "")]);
+        assert_eq!(
+            token_for_host("l", host, &env).unwrap().as_deref(),
+            Some("tok-from-home"),
+            "an empty TF_TOKEN_ is unset"
+        );
+        assert_eq!(token_for_host("l", host, &Env::default()).unwrap(), None);
+        assert_eq!(
+            token_for_host("l", "other.lan", &Env::from_pairs([("HOME", home)])).unwrap(),
+            None
+        );
+    }
+}

@@ -378,3 +378,57 @@ impl StateBackend for PgBackend {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn libpq_tls_variables_come_from_the_injected_environment() {
+        let t = Duration::from_secs(1);
+        let base = Path::new("/");
+        let b = PgBackend::new(
+            "host=db.lan dbname=tf",
+            DEFAULT_SCHEMA,
+            base,
+            t,
+            &Env::default(),
+        )
+        .unwrap();
+        assert_eq!(b.label, "pg://db.lan:5432/tf");
+        let env = Env::from_pairs([("PGSSLMODE", "sometimes")]);
+        let e = PgBackend::new("host=db.lan", DEFAULT_SCHEMA, base, t, &env)
+            .err()
+            .unwrap();
+        assert!(e.message.contains("sslmode must be"), "{e}");
+        // verify-full needs roots: PGSSLROOTCERT of the environment is read.
+        let env = Env::from_pairs([
+            ("PGSSLMODE", "verify-full"),
+            ("PGSSLROOTCERT", "/nonexistent/root.crt"),
+        ]);
+        let e = PgBackend::new("host=db.lan", DEFAULT_SCHEMA, base, t, &env)
+            .err()
+            .unwrap();
+        assert!(e.message.contains("/nonexistent/root.crt"), "{e}");
+    }
+
+    #[test]
+    fn the_connection_string_variable_is_read_from_the_injected_environment() {
+        let c = PgBackendConfig {
+            conn_str: crate::core::config::SecretRef {
+                file: None,
+                env: Some("UNIT_PG_CONN".into()),
+            },
+            schema_name: DEFAULT_SCHEMA.into(),
+        };
+        let t = Duration::from_secs(1);
+        let env = Env::from_pairs([("UNIT_PG_CONN", "postgres://u:pw@db.lan:5433/states")]);
+        let b = PgBackend::from_config(&c, Path::new("/"), t, &env).unwrap();
+        assert_eq!(b.label, "pg://db.lan:5433/states");
+        let e = PgBackend::from_config(&c, Path::new("/"), t, &Env::default())
+            .err()
+            .unwrap();
+        assert_eq!(e.reason, "credentials");
+        assert!(e.message.contains("UNIT_PG_CONN is not set"), "{e}");
+    }
+}

@@ -54,16 +54,25 @@ use super::client::Budget;
 use super::env::Env;
 
 /// Variables aws-config 1.13 reads from the process environment itself,
-/// whatever [`Env`] is given (documented in docs/remote-state.md).
+/// whatever [`Env`] is given (its `Env` injection is `pub(crate)`, or behind
+/// its `test-util` feature); documented in docs/remote-state.md. Besides
+/// these, when [`Env`] does not set them: `AWS_EC2_METADATA_SERVICE_ENDPOINT`
+/// and `_MODE` (IMDS address), and the keys of `credential_source =
+/// Environment` in a profile.
 pub const PROCESS_ONLY: &[&str] = &[
+    // Container credentials (ECS, EKS Pod Identity), also `credential_source = EcsContainer`.
     "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
     "AWS_CONTAINER_CREDENTIALS_FULL_URI",
     "AWS_CONTAINER_AUTHORIZATION_TOKEN",
     "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    // Endpoints of the STS, SSO and SSO-OIDC clients inside the providers.
     "AWS_ENDPOINT_URL_STS",
     "AWS_ENDPOINT_URL_SSO",
+    "AWS_ENDPOINT_URL_SSO_OIDC",
     "AWS_ENDPOINT_URL",
+    // Honoured from the process too: `true` there turns IMDS off.
     "AWS_EC2_METADATA_DISABLED",
+    // The SSO token cache (`~/.aws/sso/cache`).
     "HOME",
 ];
 
@@ -517,11 +526,18 @@ async fn build_chain(
             SharedCredentialsProvider::new(named("environment", creds)),
         ));
     }
-    let profile_provider = ProfileFileCredentialsProvider::builder()
+    let mut profile_provider = ProfileFileCredentialsProvider::builder()
         .configure(&conf)
         .profile_files(settings.profile_files())
-        .profile_name(&settings.profile)
-        .build();
+        .profile_name(&settings.profile);
+    if let Some((key, secret, token)) = settings.static_keys.clone() {
+        // `credential_source = Environment` of a profile: the same keys.
+        profile_provider = profile_provider.with_custom_provider(
+            "Environment",
+            aws_credential_types::Credentials::new(key, secret, token, None, "EnvironmentVariable"),
+        );
+    }
+    let profile_provider = profile_provider.build();
     providers.push((
         "Profile",
         SharedCredentialsProvider::new(named("the shared files' profile", profile_provider)),

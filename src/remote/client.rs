@@ -117,7 +117,7 @@ impl TlsSettings {
             Some(ca) => Some(ca),
             None => match &self.ssl_cert_file {
                 Some(path) => {
-                    let pem = crate::core::safe_open::read(&path).map_err(|e| {
+                    let pem = crate::core::safe_open::read(path).map_err(|e| {
                         format!("cannot read SSL_CERT_FILE {}: {}", path.display(), e.kind())
                     })?;
                     from_env = (format!("SSL_CERT_FILE {}", path.display()), pem);

@@ -144,6 +144,18 @@ pub fn monitor_with_env(
     TerraformMonitor::with_env(cfg, dir.to_path_buf(), env)
 }
 
+/// [`monitor_and_scrape`] on an injected environment of `vars` only.
+pub async fn monitor_and_scrape_env(
+    dir: &Path,
+    yaml: &str,
+    vars: &[(&str, &str)],
+) -> (TerraformMonitor, String) {
+    let env = homelab_monitor::remote::Env::from_pairs(vars.iter().copied());
+    let m = monitor_with_env(dir, yaml, Some(env));
+    let text = scrape(&m).await;
+    (m, text)
+}
+
 /// A monitor of the config `yaml` in `dir`, and its first scrape.
 pub async fn monitor_and_scrape(dir: &Path, yaml: &str) -> (TerraformMonitor, String) {
     let m = monitor(dir, yaml);

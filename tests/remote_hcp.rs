@@ -101,12 +101,12 @@ async fn hcp_contract_pagination_rate_limit_and_conditional_download() {
     let dir = tmp.path();
     let hits = Arc::new(AtomicUsize::new(0));
     let srv = hcp_server(CANARY, hits.clone());
-    std::env::set_var("TEST_HCP_TOKEN", CANARY);
     let yaml = format!(
         "custom_monitors:\n  terraform_state:\n    backends:\n      - {{ type: hcp, address: \"{}\", organization: acme, tags: [homelab], token: {{ env: TEST_HCP_TOKEN }} }}\n",
         srv.url("")
     );
-    let (m, text) = monitor_and_scrape(dir, &yaml).await;
+    let env = [("TEST_HCP_TOKEN", CANARY), ("TEST_HCP_WRONG", "nope")];
+    let (m, text) = monitor_and_scrape_env(dir, &yaml, &env).await;
     let label = |w: &str| format!("hcp://127.0.0.1:{}/acme/{w}", srv.port);
     assert_eq!(up(&text, &label("homelab-prod")), Some(1.0), "{text}");
     assert_eq!(up(&text, &label("homelab-dev")), Some(1.0), "{text}");
@@ -135,9 +135,10 @@ async fn hcp_contract_pagination_rate_limit_and_conditional_download() {
         "same state version downloaded again"
     );
     // Workspaces by name (one missing: a per-workspace not_found).
-    let (_nm, text) = monitor_and_scrape(
+    let (_nm, text) = monitor_and_scrape_env(
         dir,
         &yaml.replace("tags: [homelab]", "workspaces: [homelab-prod, gone]"),
+        &env,
     )
     .await;
     assert_eq!(
@@ -152,9 +153,8 @@ async fn hcp_contract_pagination_rate_limit_and_conditional_download() {
     );
     assert_eq!(up(&text, &label("homelab-dev")), None, "{text}");
     // Wrong token: a per-source error.
-    std::env::set_var("TEST_HCP_WRONG", "nope");
     let (_wm, text) =
-        monitor_and_scrape(dir, &yaml.replace("TEST_HCP_TOKEN", "TEST_HCP_WRONG")).await;
+        monitor_and_scrape_env(dir, &yaml.replace("TEST_HCP_TOKEN", "TEST_HCP_WRONG"), &env).await;
     assert!(
         text.contains(&format!(
             "terraform_state_error_info{{state_file=\"hcp://127.0.0.1:{}/acme\",component=\"discovery\",reason=\"http_401\"}} 1",

@@ -180,8 +180,12 @@ async fn http_backend_gitlab_shape_with_bad_input() {
     let closed = free_port();
     let (tls, ca_pem) = self_signed_tls_server();
     std::fs::write(dir.join("ca.pem"), ca_pem).unwrap();
-    std::env::set_var("TEST_GITLAB_TOKEN", CANARY);
-    std::env::set_var("TEST_GITLAB_WRONG", "not-the-token");
+    // The monitor reads these from an injected environment; the binary's
+    // children get them explicitly.
+    let vars = [
+        ("TEST_GITLAB_TOKEN", CANARY),
+        ("TEST_GITLAB_WRONG", "not-the-token"),
+    ];
     let yaml = format!(
         r#"custom_monitors:
   terraform_state:
@@ -212,7 +216,7 @@ async fn http_backend_gitlab_shape_with_bad_input() {
         flaky = srv.url("/flaky"),
         huge = srv.url("/huge"),
     );
-    let (m, text) = monitor_and_scrape(dir, &yaml).await;
+    let (m, text) = monitor_and_scrape_env(dir, &yaml, &vars).await;
     let label = |p: &str| format!("http://127.0.0.1:{}{p}", srv.port);
     let prod = label("/api/v4/projects/42/terraform/state/prod");
     assert_eq!(up(&text, &prod), Some(1.0), "{text}");
@@ -288,14 +292,22 @@ async fn http_backend_gitlab_shape_with_bad_input() {
     down.store(false, Ordering::Relaxed);
 
     // The binary: report and debug logs never show the token or state values.
-    let out = status_without_canary(dir, &[("TEST_GITLAB_TOKEN", CANARY)]);
+    let out = status_without_canary(dir, &vars);
     assert!(
         out.contains("http_401") || out.contains("HTTP 401"),
         "{out}"
     );
 
     // The served exporter: /metrics is 200 with every source, and promtool-clean.
-    let exporter = common::Exporter::start(dir, &["--config", "monitoring-config.yaml"]);
+    let env_prefix: Vec<String> = std::iter::once("env".to_string())
+        .chain(vars.iter().map(|(k, v)| format!("{k}={v}")))
+        .collect();
+    let env_prefix: Vec<&str> = env_prefix.iter().map(String::as_str).collect();
+    let exporter = common::Exporter::start_with(
+        dir,
+        &["--config", "monitoring-config.yaml"],
+        Some(&env_prefix),
+    );
     exporter.wait_ready();
     let served = exporter.metrics();
     assert_eq!(up(&served, &prod), Some(1.0), "{served}");
@@ -308,7 +320,10 @@ async fn http_backend_gitlab_shape_with_bad_input() {
     assert!(!exporter.logs().contains(CANARY), "{}", exporter.logs());
     drop(exporter);
 
-    // Zero-config: the working directory's backend record (credentials from TF_HTTP_PASSWORD).
+    // Zero-config: the working directory's backend record (credentials from
+    // TF_HTTP_PASSWORD). On the process environment on purpose: the variable
+    // is set after the monitor is built, so this checks that production
+    // takes its snapshot of the environment at each collection.
     let zm = monitor(
         dir,
         "custom_monitors:\n  terraform_state:\n    working_dirs: [infra]\n",
@@ -975,8 +990,10 @@ async fn gitlab_project_discovery_graphql_and_state_api() {
             None => resp(404, r#"{"message":"404 Not Found"}"#),
         }
     }));
-    std::env::set_var("TEST_GITLAB_PROJECT_TOKEN", CANARY);
-    std::env::set_var("TEST_GITLAB_PROJECT_WRONG", "nope");
+    let vars = [
+        ("TEST_GITLAB_PROJECT_TOKEN", CANARY),
+        ("TEST_GITLAB_PROJECT_WRONG", "nope"),
+    ];
     let url = srv.url("");
     let entry = |extra: &str| {
         format!(
@@ -988,7 +1005,7 @@ async fn gitlab_project_discovery_graphql_and_state_api() {
             "/api/v4/projects/homelab%2Finfra/terraform/state/{n}"
         ))
     };
-    let (m, text) = monitor_and_scrape(dir, &entry("")).await;
+    let (m, text) = monitor_and_scrape_env(dir, &entry(""), &vars).await;
     assert_eq!(up(&text, &state("prod")), Some(1.0), "{text}");
     assert_eq!(up(&text, &state("staging")), Some(1.0), "{text}");
     let v = |s: String| series(&text, &s);
@@ -1026,7 +1043,7 @@ async fn gitlab_project_discovery_graphql_and_state_api() {
     );
 
     // Named states only; one GitLab does not have is not_found.
-    let (_m, text) = monitor_and_scrape(dir, &entry(", states: [staging, nope]")).await;
+    let (_m, text) = monitor_and_scrape_env(dir, &entry(", states: [staging, nope]"), &vars).await;
     assert_eq!(up(&text, &state("staging")), Some(1.0), "{text}");
     assert_eq!(up(&text, &state("prod")), None, "{text}");
     assert_eq!(
@@ -1038,9 +1055,10 @@ async fn gitlab_project_discovery_graphql_and_state_api() {
     // A wrong token, an unknown project: discovery errors on the entry.
     let entry_label = format!("gitlab://127.0.0.1:{}/homelab/infra", srv.port);
     let discovery = |text: &str, label: &str| component_error(text, label, "discovery");
-    let (_m, text) = monitor_and_scrape(
+    let (_m, text) = monitor_and_scrape_env(
         dir,
         &entry("").replace("TEST_GITLAB_PROJECT_TOKEN", "TEST_GITLAB_PROJECT_WRONG"),
+        &vars,
     )
     .await;
     assert_eq!(
@@ -1048,8 +1066,12 @@ async fn gitlab_project_discovery_graphql_and_state_api() {
         Some("http_401"),
         "{text}"
     );
-    let (_m, text) =
-        monitor_and_scrape(dir, &entry("").replace("homelab/infra", "homelab/gone")).await;
+    let (_m, text) = monitor_and_scrape_env(
+        dir,
+        &entry("").replace("homelab/infra", "homelab/gone"),
+        &vars,
+    )
+    .await;
     assert_eq!(
         discovery(
             &text,

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use common::remote::*;
 use common::{free_port, repo, series};
+use homelab_monitor::remote::Env;
 
 // ---------------------------------------------------------------- PostgreSQL
 
@@ -132,10 +133,10 @@ async fn pg_backend_with_real_terraform_and_postgresql() {
     tf(&proj, &["workspace", "new", "staging"], &[]);
     apply(&proj, 3, &[]);
 
-    std::env::set_var("TEST_PG_CONN", &conn);
-    let m = monitor(
+    let m = monitor_with_env(
         dir,
         "custom_monitors:\n  terraform_state:\n    check_interval: 1ms\n    backends:\n      - { type: pg, conn_str: { env: TEST_PG_CONN } }\n      - { type: pg, conn_str: { env: TEST_PG_CONN }, schema_name: nope }\n",
+        Some(Env::from_pairs([("TEST_PG_CONN", conn.as_str())])),
     );
     let base = format!("pg://127.0.0.1:{port}/postgres");
     let text = scrape(&m).await;
@@ -169,16 +170,14 @@ async fn pg_backend_with_real_terraform_and_postgresql() {
     status_without_canary(dir, &[("TEST_PG_CONN", &conn)]);
 
     // Unreachable server: per-source error, scrape still fine.
-    std::env::set_var(
-        "TEST_PG_DOWN",
-        format!(
-            "postgres://postgres:{CANARY}@127.0.0.1:{}/postgres?sslmode=disable",
-            free_port()
-        ),
+    let down = format!(
+        "postgres://postgres:{CANARY}@127.0.0.1:{}/postgres?sslmode=disable",
+        free_port()
     );
-    let (_dm, text) = monitor_and_scrape(
+    let (_dm, text) = monitor_and_scrape_env(
         dir,
         "custom_monitors:\n  terraform_state:\n    remote: { retries: 0 }\n    backends:\n      - { type: pg, conn_str: { env: TEST_PG_DOWN } }\n",
+        &[("TEST_PG_DOWN", down.as_str())],
     ).await;
     assert!(text.contains("reason=\"unreachable\""), "{text}");
 }
@@ -275,11 +274,11 @@ async fn pg_backend_over_tls_with_libpq_sslmodes_and_client_certificates() {
 
     // One monitor per connection string: (conn, entry label, expected).
     let read = |conn: String| {
-        let var = format!("TEST_PG_TLS_{}", free_port());
-        std::env::set_var(&var, conn);
-        let m = monitor(
+        let var = "TEST_PG_TLS";
+        let m = monitor_with_env(
             dir,
             &format!("custom_monitors:\n  terraform_state:\n    remote: {{ retries: 0 }}\n    backends:\n      - {{ type: pg, conn_str: {{ env: {var} }} }}\n"),
+            Some(Env::from_pairs([(var, conn)])),
         );
         async move { scrape(&m).await }
     };
@@ -410,14 +409,12 @@ async fn a_silent_pg_peer_costs_one_request_timeout_and_others_are_read() {
             .unwrap();
     let (srv, _) = etag_fleet_server(state, Duration::ZERO);
     let http = srv.url("/state/ok");
-    std::env::set_var(
-        "TEST_PG_SILENT",
-        format!("postgres://tf:{CANARY}@127.0.0.1:{port}/tf?sslmode=disable"),
-    );
+    let silent = format!("postgres://tf:{CANARY}@127.0.0.1:{port}/tf?sslmode=disable");
     let yaml = format!(
         "custom_monitors:\n  terraform_state:\n    timeout: 60s\n    remote: {{ request_timeout: 1s, retries: 0 }}\n    backends:\n      - {{ type: pg, conn_str: {{ env: TEST_PG_SILENT }} }}\n      - {{ type: http, address: \"{http}\", auth: none }}\n"
     );
-    let (_m, text) = monitor_and_scrape(dir, &yaml).await;
+    let (_m, text) =
+        monitor_and_scrape_env(dir, &yaml, &[("TEST_PG_SILENT", silent.as_str())]).await;
     assert!(
         !held.lock().unwrap().is_empty(),
         "the pg entry never connected"

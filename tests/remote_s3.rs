@@ -11,6 +11,7 @@ use std::time::SystemTime;
 use common::remote::*;
 use common::stub::{moto_venv, wait_port, Proc};
 use common::{free_port, series};
+use homelab_monitor::remote::Env;
 
 // ---------------------------------------------------------------- S3 (moto)
 
@@ -102,8 +103,13 @@ async fn s3_backend_with_real_terraform_and_moto() {
         b"{\"ID\":\"x\"}",
     );
 
-    std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE");
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", CANARY);
+    // The monitor reads an injected environment, not the process's.
+    let env = || {
+        Some(Env::from_pairs([
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", CANARY),
+        ]))
+    };
     let yaml = format!(
         r#"custom_monitors:
   terraform_state:
@@ -112,7 +118,7 @@ async fn s3_backend_with_real_terraform_and_moto() {
       - {{ type: s3, bucket: tfstate, key: homelab/terraform.tfstate, endpoint: "{endpoint}", use_path_style: true }}
 "#
     );
-    let m = monitor(dir, &yaml);
+    let m = monitor_with_env(dir, &yaml, env());
     let default = "s3://tfstate/homelab/terraform.tfstate";
     let prod = "s3://tfstate/env:/prod/homelab/terraform.tfstate";
     let text = scrape(&m).await;
@@ -174,26 +180,28 @@ async fn s3_backend_with_real_terraform_and_moto() {
     );
 
     // Prefix discovery: every state under the bucket, lock objects skipped.
-    let (_pm, text) = monitor_and_scrape(
+    let pm = monitor_with_env(
         dir,
         &format!(
             "custom_monitors:\n  terraform_state:\n    backends:\n      - {{ type: s3, bucket: tfstate, prefix: \"\", endpoint: \"{endpoint}\", use_path_style: true }}\n"
         ),
-    ).await;
+        env(),
+    );
+    let text = scrape(&pm).await;
     assert_eq!(up(&text, default), Some(1.0), "{text}");
     assert_eq!(up(&text, prod), Some(1.0), "{text}");
     assert!(!text.contains(".tflock"), "{text}");
     assert_eq!(locked(&text, default), Some(1.0), "{text}");
     assert_eq!(locked(&text, prod), Some(0.0), "{text}");
 
-    // Zero-config from the working directory, with the record's own keys.
-    std::env::remove_var("AWS_ACCESS_KEY_ID");
-    std::env::remove_var("AWS_SECRET_ACCESS_KEY");
-    let (_zm, text) = monitor_and_scrape(
+    // Zero-config from the working directory, with the record's own keys
+    // (an empty environment: no other keys to fall back on).
+    let zm = monitor_with_env(
         dir,
         "custom_monitors:\n  terraform_state:\n    working_dirs: [infra]\n",
-    )
-    .await;
+        Some(Env::default()),
+    );
+    let text = scrape(&zm).await;
     assert_eq!(up(&text, default), Some(1.0), "{text}");
     assert_eq!(up(&text, prod), Some(1.0), "{text}");
     status_without_canary(dir, &[]);

@@ -12,9 +12,18 @@
 //! - no secret (secret key, session token, web identity token, container and
 //!   IMDS tokens, state content) reaches metrics, reports or logs, even at trace.
 //!
-//! aws-config reads the process environment (its `Env`/`Fs` injection is only
-//! public behind its `test-util` feature): the focused tests of this file take
-//! turns on [`ENV`], each with its own moto, temporary HOME and variables.
+//! The monitor's remote sources read an injected environment
+//! ([`homelab_monitor::remote::Env`]): the tests whose providers take all their
+//! settings from it (static keys and profiles of the shared files under an
+//! injected HOME, `credential_process`) run on a map and leave the process
+//! environment alone. aws-config still reads some variables from the process
+//! itself (its `Env` injection is only public behind its `test-util` feature):
+//! `AWS_ENDPOINT_URL_STS` / `_SSO` (web identity, assume-role, SSO), `HOME`
+//! for the SSO token cache, `AWS_CONTAINER_*` (container credentials) and
+//! `AWS_EC2_METADATA_DISABLED` (honoured from the process even when the
+//! injected environment enables IMDS). The tests that need those take turns on
+//! [`ENV`] and set the process environment; each test has its own moto and
+//! temporary HOME.
 
 mod common;
 
@@ -24,12 +33,13 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::remote::{self, monitor, output_text};
+use common::remote::{self, monitor, monitor_with_env, output_text};
 use common::stub::{moto_venv, resp, wait_port, Proc, Req, Server};
 use common::{free_port, run_ok};
 use homelab_monitor::core::encoder::{encode, Format};
 use homelab_monitor::core::monitor::{CollectContext, Monitor};
 use homelab_monitor::monitors::terraform::TerraformMonitor;
+use homelab_monitor::remote::Env;
 
 const CANARY: &str = "CANARY-5ecret-s3auth-91e2";
 const WEB_IDENTITY_TOKEN: &str = "CANARY-web-identity-jwt-77aa";
@@ -141,8 +151,20 @@ print(json.dumps([k["AccessKeyId"], k["SecretAccessKey"],
 
 // ---------------------------------------------------------------- environment
 
+/// The injected environment of a test: an empty HOME, IMDS disabled, `vars`
+/// (what [`set_env`] makes of the process environment, as a map).
+fn injected_env(home: &Path, vars: &[(&str, &str)]) -> Env {
+    let mut pairs = vec![
+        ("HOME".to_string(), home.display().to_string()),
+        ("AWS_EC2_METADATA_DISABLED".to_string(), "true".to_string()),
+    ];
+    pairs.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    Env::from_pairs(pairs)
+}
+
 /// Remove every AWS_* variable and point HOME at an empty folder, then set `vars`.
-/// IMDS is disabled unless a case enables it.
+/// IMDS is disabled unless a case enables it. Only for the tests that hold
+/// [`ENV`] (aws-config reads these variables from the process).
 fn set_env(home: &Path, vars: &[(&str, &str)]) {
     for (k, _) in std::env::vars() {
         if k.starts_with("AWS_") {
@@ -372,9 +394,10 @@ fn imds(key: &(String, String, String), log: Arc<Mutex<Vec<String>>>) -> Server 
 static ENV: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// One authenticated moto with the setup's keys, in a temporary folder with an
-/// empty HOME; holds this file's turn on the process environment.
+/// empty HOME; holds this file's turn on the process environment when the
+/// test needs it ([`fixture_with_process_env`]).
 struct Fixture {
-    _env: tokio::sync::MutexGuard<'static, ()>,
+    _env: Option<tokio::sync::MutexGuard<'static, ()>>,
     _moto: Proc,
     tmp: tempfile::TempDir,
     endpoint: String,
@@ -393,6 +416,20 @@ impl Fixture {
     /// A monitor of one S3 entry on moto: the state `key`, read with `profile`.
     fn monitor(&self, key: &str, profile: Option<&str>) -> TerraformMonitor {
         monitor(self.dir(), &yaml(&self.endpoint, &[(key, profile)]))
+    }
+
+    /// [`Fixture::monitor`] reading only the injected environment of `vars`.
+    fn monitor_injected(
+        &self,
+        vars: &[(&str, &str)],
+        key: &str,
+        profile: Option<&str>,
+    ) -> TerraformMonitor {
+        monitor_with_env(
+            self.dir(),
+            &yaml(&self.endpoint, &[(key, profile)]),
+            Some(injected_env(&self.home(), vars)),
+        )
     }
 
     /// With only `vars` (and the empty HOME) in the environment, a monitor of
@@ -425,8 +462,18 @@ impl Fixture {
     }
 }
 
+/// A fixture for a test that sets the process environment (holds [`ENV`]).
+async fn fixture_with_process_env() -> Fixture {
+    let guard = ENV.lock().await;
+    Fixture {
+        _env: Some(guard),
+        ..fixture().await
+    }
+}
+
+/// A fixture for a test on an injected environment (no turn on [`ENV`]).
 async fn fixture() -> Fixture {
-    let _env = ENV.lock().await;
+    let _env = None;
     let venv = moto_venv();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
@@ -518,6 +565,7 @@ fn write_profiles(f: &Fixture) {
 /// Wrong credentials are reported per source while a good source reads.
 #[tokio::test(flavor = "multi_thread")]
 async fn wrong_credentials_fail_per_source_and_a_rotated_file_is_read_again() {
+    // Injected environment: static keys of the shared credentials file.
     let f = fixture().await;
     let (dir, home, endpoint) = (f.dir(), f.home(), f.endpoint.clone());
     let k = &f.k;
@@ -536,7 +584,6 @@ async fn wrong_credentials_fail_per_source_and_a_rotated_file_is_read_again() {
     )
     .unwrap();
     let creds_s = creds_file.to_str().unwrap();
-    set_env(&home, &[("AWS_SHARED_CREDENTIALS_FILE", creds_s)]);
     let y = yaml(
         &endpoint,
         &[
@@ -545,7 +592,14 @@ async fn wrong_credentials_fail_per_source_and_a_rotated_file_is_read_again() {
             ("unknown-key/terraform.tfstate", Some("unknownkey")),
         ],
     );
-    let m = monitor(dir, &y);
+    let m = monitor_with_env(
+        dir,
+        &y,
+        Some(injected_env(
+            &home,
+            &[("AWS_SHARED_CREDENTIALS_FILE", creds_s)],
+        )),
+    );
     let text = scrape(&m, &secrets).await;
     assert_up(&text, "good/terraform.tfstate");
     assert_up(&text, "env:/prod/good/terraform.tfstate");
@@ -589,13 +643,14 @@ async fn wrong_credentials_fail_per_source_and_a_rotated_file_is_read_again() {
         Some(1.0),
         "a rotated credentials file is read again:\n{text}"
     );
-    set_env(&home, &[]);
 }
 
 /// No credentials anywhere: a bounded reason, every source named.
 #[tokio::test(flavor = "multi_thread")]
 async fn no_credentials_lists_every_source_and_unanswered_imds_is_bounded() {
-    let f = fixture().await;
+    // Process environment: aws-config reads AWS_CONTAINER_* and AWS_EC2_METADATA_DISABLED
+    // itself; "no credentials anywhere" must not see another test's.
+    let f = fixture_with_process_env().await;
     let (dir, home) = (f.dir(), f.home());
     let secrets = f.secrets();
     // No credentials anywhere: a bounded reason and a message naming the providers.
@@ -632,23 +687,18 @@ async fn no_credentials_lists_every_source_and_unanswered_imds_is_bounded() {
 /// A `[profile x]` of the config file; `credential_process` runs once while its credentials are fresh.
 #[tokio::test(flavor = "multi_thread")]
 async fn config_profile_and_credential_process_run_once() {
+    // Injected environment: profiles of ~/.aws/config under the injected HOME.
     let f = fixture().await;
     let (dir, home) = (f.dir(), f.home());
     let secrets = f.secrets();
     write_profiles(&f);
     let process_count = dir.join("process-runs");
-    let (_m, text) = f
-        .read(
-            &[],
-            "config-profile/terraform.tfstate",
-            Some("cfg"),
-            &secrets,
-        )
-        .await;
+    let m = f.monitor_injected(&[], "config-profile/terraform.tfstate", Some("cfg"));
+    let text = scrape(&m, &secrets).await;
     assert_up(&text, "config-profile/terraform.tfstate");
 
     // credential_process: run once, then cached until 5 minutes before Expiration.
-    let m = f.monitor("process/terraform.tfstate", Some("proc"));
+    let m = f.monitor_injected(&[], "process/terraform.tfstate", Some("proc"));
     let text = scrape(&m, &secrets).await;
     assert_up(&text, "process/terraform.tfstate");
     let text = scrape(&m, &secrets).await;
@@ -656,13 +706,13 @@ async fn config_profile_and_credential_process_run_once() {
     let runs = std::fs::read_to_string(&process_count).unwrap_or_default();
     assert_eq!(runs.lines().count(), 1, "credential_process runs: {runs}");
     status_report(dir, &home, &[], &secrets);
-    set_env(&home, &[]);
 }
 
 /// Web identity from the environment and from a profile, against the STS stand-in.
 #[tokio::test(flavor = "multi_thread")]
 async fn web_identity_from_env_and_profile() {
-    let f = fixture().await;
+    // Process environment: aws-config reads AWS_ENDPOINT_URL_STS itself (the STS stand-in).
+    let f = fixture_with_process_env().await;
     let (dir, home) = (f.dir(), f.home());
     let k = &f.k;
     let secrets = f.secrets();
@@ -745,7 +795,8 @@ async fn web_identity_from_env_and_profile() {
 /// `role_arn` + `source_profile` against moto's own STS.
 #[tokio::test(flavor = "multi_thread")]
 async fn assume_role_from_profile_against_motos_sts() {
-    let f = fixture().await;
+    // Process environment: aws-config reads AWS_ENDPOINT_URL_STS itself (moto's STS).
+    let f = fixture_with_process_env().await;
     let (dir, home, endpoint) = (f.dir(), f.home(), f.endpoint.clone());
     let secrets = f.secrets();
     write_profiles(&f);
@@ -786,7 +837,9 @@ async fn assume_role_from_profile_against_motos_sts() {
 /// IAM Identity Center: the cached `aws sso login` token at the portal stand-in.
 #[tokio::test(flavor = "multi_thread")]
 async fn sso_token_exchanged_at_the_portal() {
-    let f = fixture().await;
+    // Process environment: aws-config reads AWS_ENDPOINT_URL_SSO and HOME (the token
+    // cache) itself.
+    let f = fixture_with_process_env().await;
     let (dir, home) = (f.dir(), f.home());
     let k = &f.k;
     let secrets = f.secrets();
@@ -892,7 +945,8 @@ async fn sso_token_exchanged_at_the_portal() {
 /// Container credentials (ECS, EKS Pod Identity).
 #[tokio::test(flavor = "multi_thread")]
 async fn container_credentials_with_token() {
-    let f = fixture().await;
+    // Process environment: aws-config reads AWS_CONTAINER_* itself.
+    let f = fixture_with_process_env().await;
     let (dir, home) = (f.dir(), f.home());
     let k = &f.k;
     let secrets = f.secrets();
@@ -947,7 +1001,9 @@ async fn container_credentials_with_token() {
 /// EC2 instance metadata, IMDSv2.
 #[tokio::test(flavor = "multi_thread")]
 async fn imds_v2() {
-    let f = fixture().await;
+    // Process environment: aws-config reads AWS_EC2_METADATA_DISABLED itself (and
+    // another test's `true` in the process would turn IMDS off).
+    let f = fixture_with_process_env().await;
     let (dir, home) = (f.dir(), f.home());
     let k = &f.k;
     let secrets = f.secrets();

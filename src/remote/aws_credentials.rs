@@ -10,6 +10,16 @@
 //! this module only adapts the async chain to the blocking s3 backend and
 //! caches what it hands out.
 //!
+//! The environment comes from the caller ([`Env`]): the static keys
+//! (`AWS_ACCESS_KEY_ID`…, given to the SDK's static provider), the profile
+//! name (`AWS_PROFILE`), the shared files (`AWS_CONFIG_FILE`,
+//! `AWS_SHARED_CREDENTIALS_FILE`, `HOME`), web identity (`AWS_ROLE_ARN`,
+//! `AWS_WEB_IDENTITY_TOKEN_FILE`, `AWS_ROLE_SESSION_NAME`) and IMDS
+//! (`AWS_EC2_METADATA_DISABLED`, `AWS_EC2_METADATA_SERVICE_ENDPOINT[_MODE]`)
+//! are fed to aws-config's builders from it. aws-config still reads some
+//! variables from the process itself (its `Env` injection is not public):
+//! see [`PROCESS_ONLY`].
+//!
 //! The chain runs on one small runtime of its own (its HTTP client and
 //! connection pool live there, whatever runtime or thread the caller is on).
 //! One chain is kept per entry setup (profile, region, `ca_file`, the `AWS_*`
@@ -25,19 +35,46 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, SystemTime};
 
 use aws_config::ecs::EcsCredentialsProvider;
-use aws_config::environment::EnvironmentVariableCredentialsProvider;
 use aws_config::imds::credentials::ImdsCredentialsProvider;
 use aws_config::meta::credentials::CredentialsProviderChain;
+// aws-config's own names of aws-runtime's types (which is not a direct
+// dependency); its `profile_files` takes them.
+#[allow(deprecated)]
+use aws_config::profile::profile_file::{ProfileFileKind, ProfileFiles};
 use aws_config::profile::ProfileFileCredentialsProvider;
 use aws_config::provider_config::ProviderConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::web_identity_token::WebIdentityTokenCredentialsProvider;
+use aws_config::web_identity_token::{StaticConfiguration, WebIdentityTokenCredentialsProvider};
 use aws_config::Region;
 use aws_credential_types::provider::error::CredentialsError as SdkError;
-use aws_credential_types::provider::{future, ProvideCredentials};
+use aws_credential_types::provider::{future, ProvideCredentials, SharedCredentialsProvider};
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
 
 use super::client::Budget;
+use super::env::Env;
+
+/// Variables aws-config 1.13 reads from the process environment itself,
+/// whatever [`Env`] is given (its `Env` injection is `pub(crate)`, or behind
+/// its `test-util` feature); documented in docs/remote-state.md. Besides
+/// these, when [`Env`] does not set them: `AWS_EC2_METADATA_SERVICE_ENDPOINT`
+/// and `_MODE` (IMDS address), and the keys of `credential_source =
+/// Environment` in a profile.
+pub const PROCESS_ONLY: &[&str] = &[
+    // Container credentials (ECS, EKS Pod Identity), also `credential_source = EcsContainer`.
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    // Endpoints of the STS, SSO and SSO-OIDC clients inside the providers.
+    "AWS_ENDPOINT_URL_STS",
+    "AWS_ENDPOINT_URL_SSO",
+    "AWS_ENDPOINT_URL_SSO_OIDC",
+    "AWS_ENDPOINT_URL",
+    // Honoured from the process too: `true` there turns IMDS off.
+    "AWS_EC2_METADATA_DISABLED",
+    // The SSO token cache (`~/.aws/sso/cache`).
+    "HOME",
+];
 
 /// Fetch temporary credentials again this long before they expire.
 pub const REFRESH_BEFORE: Duration = Duration::from_secs(5 * 60);
@@ -109,31 +146,17 @@ pub struct ChainRequest<'a> {
     pub ca_file: Option<&'a Path>,
 }
 
-/// An environment lookup: the process environment in production
-/// ([`process_env`]), a map in tests. Empty values count as unset.
-/// aws-config reads the process environment itself; this lookup only names
-/// the profile in messages and keys the cache.
-pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
-
-/// The process environment (empty values are unset).
-pub fn process_env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
 /// Resolve credentials through the standard chain (see the module doc).
 /// Blocking; bounded by `budget` (the time left of the collection).
 pub fn resolve(
     req: &ChainRequest<'_>,
-    env: Env<'_>,
+    env: &Env,
     budget: &Budget,
     now: SystemTime,
 ) -> Result<AwsCredentials, CredentialsError> {
-    let profile = req
-        .profile
-        .map(str::to_string)
-        .or_else(|| env("AWS_PROFILE"))
-        .unwrap_or_else(|| "default".into());
-    let entry = chain_for(req, &profile)?;
+    let settings = ChainSettings::of(req.profile, env);
+    let profile = settings.profile.clone();
+    let entry = chain_for(req, &settings, env)?;
     // One resolution per chain at a time: a credential_process runs once.
     let mut cached = entry.cached.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(c) = cached.as_ref().filter(|c| fresh(c.expiration, now)) {
@@ -174,13 +197,14 @@ pub fn resolve(
     }
 }
 
-/// [`resolve`] for async callers (with the process environment): runs on
-/// the blocking pool of the caller's runtime.
+/// [`resolve`] for async callers: runs on the blocking pool of the caller's
+/// runtime.
 pub async fn resolve_async(
     profile: Option<String>,
     region: String,
     ca_file: Option<PathBuf>,
     budget: Budget,
+    env: Env,
 ) -> Result<AwsCredentials, CredentialsError> {
     let what = profile.clone().unwrap_or_else(|| "default".into());
     tokio::task::spawn_blocking(move || {
@@ -190,7 +214,7 @@ pub async fn resolve_async(
                 region: &region,
                 ca_file: ca_file.as_deref(),
             },
-            &process_env,
+            &env,
             &budget,
             SystemTime::now(),
         )
@@ -297,9 +321,114 @@ struct Chain {
 static CHAINS: LazyLock<Mutex<HashMap<String, Arc<Chain>>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 
+/// What the chain takes from [`Env`] (a pure function of it, so that tests
+/// check it on a map). Holds secrets: no `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct ChainSettings {
+    /// `profile` of the entry, else `AWS_PROFILE`, else `default`.
+    pub profile: String,
+    /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` (or `SECRET_ACCESS_KEY`),
+    /// `AWS_SESSION_TOKEN`: the environment provider's keys.
+    pub static_keys: Option<(String, String, Option<String>)>,
+    /// The shared config and credentials files (`AWS_CONFIG_FILE`,
+    /// `AWS_SHARED_CREDENTIALS_FILE`, else under `HOME`); `None`: no HOME.
+    pub config_file: Option<PathBuf>,
+    pub credentials_file: Option<PathBuf>,
+    /// `AWS_WEB_IDENTITY_TOKEN_FILE`, `AWS_ROLE_ARN`, `AWS_ROLE_SESSION_NAME`.
+    pub web_identity: Option<(PathBuf, String, Option<String>)>,
+    /// `AWS_EC2_METADATA_DISABLED=true` (case-insensitive).
+    pub imds_disabled: bool,
+    /// `AWS_EC2_METADATA_SERVICE_ENDPOINT` and `_MODE`.
+    pub imds_endpoint: Option<String>,
+    pub imds_mode: Option<String>,
+}
+
+impl ChainSettings {
+    pub(crate) fn of(explicit_profile: Option<&str>, env: &Env) -> Self {
+        let set = |k: &str| env.get(k).filter(|v| !v.trim().is_empty());
+        let home = set("HOME");
+        // As aws-config: a leading `~/` is the home folder.
+        let file = |var: &str, default: &str| match set(var) {
+            Some(p) => Some(match (p.strip_prefix("~/"), home) {
+                (Some(rest), Some(h)) => Path::new(h).join(rest),
+                _ => PathBuf::from(p),
+            }),
+            None => home.map(|h| Path::new(h).join(default)),
+        };
+        let static_keys = match (
+            set("AWS_ACCESS_KEY_ID"),
+            set("AWS_SECRET_ACCESS_KEY").or_else(|| set("SECRET_ACCESS_KEY")),
+        ) {
+            (Some(k), Some(s)) => Some((
+                k.to_string(),
+                s.to_string(),
+                set("AWS_SESSION_TOKEN").map(|t| t.trim().to_string()),
+            )),
+            _ => None,
+        };
+        let web_identity = match (set("AWS_WEB_IDENTITY_TOKEN_FILE"), set("AWS_ROLE_ARN")) {
+            (Some(f), Some(arn)) => Some((
+                PathBuf::from(f),
+                arn.to_string(),
+                set("AWS_ROLE_SESSION_NAME").map(str::to_string),
+            )),
+            _ => None,
+        };
+        ChainSettings {
+            profile: explicit_profile
+                .or_else(|| set("AWS_PROFILE"))
+                .unwrap_or("default")
+                .to_string(),
+            static_keys,
+            config_file: file("AWS_CONFIG_FILE", ".aws/config"),
+            credentials_file: file("AWS_SHARED_CREDENTIALS_FILE", ".aws/credentials"),
+            web_identity,
+            imds_disabled: set("AWS_EC2_METADATA_DISABLED")
+                .is_some_and(|v| v.eq_ignore_ascii_case("true")),
+            imds_endpoint: set("AWS_EC2_METADATA_SERVICE_ENDPOINT").map(str::to_string),
+            imds_mode: set("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE").map(str::to_string),
+        }
+    }
+
+    /// The shared files that exist (aws-config refuses an explicit file that
+    /// does not; a missing one is an empty one, as its default files are).
+    #[allow(deprecated)]
+    fn profile_files(&self) -> ProfileFiles {
+        // aws-config wants at least one source: an empty config stands for
+        // missing files.
+        let mut files = ProfileFiles::builder().with_contents(ProfileFileKind::Config, "");
+        for (kind, path, var) in [
+            (
+                ProfileFileKind::Config,
+                &self.config_file,
+                "AWS_CONFIG_FILE",
+            ),
+            (
+                ProfileFileKind::Credentials,
+                &self.credentials_file,
+                "AWS_SHARED_CREDENTIALS_FILE",
+            ),
+        ] {
+            match path {
+                Some(p) if p.is_file() => files = files.with_file(kind, p),
+                Some(p) => {
+                    tracing::debug!(file = %p.display(), variable = var, "AWS shared file not found")
+                }
+                None => {}
+            }
+        }
+        files.build()
+    }
+}
+
 /// The chain of this setup, built on first use.
-fn chain_for(req: &ChainRequest<'_>, profile: &str) -> Result<Arc<Chain>, CredentialsError> {
-    let key = setup_key(req, profile);
+fn chain_for(
+    req: &ChainRequest<'_>,
+    settings: &ChainSettings,
+    env: &Env,
+) -> Result<Arc<Chain>, CredentialsError> {
+    let profile = settings.profile.as_str();
+    let key = setup_key(req, settings, env);
     let mut chains = CHAINS.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(c) = chains.get(&key) {
         return Ok(c.clone());
@@ -311,9 +440,9 @@ fn chain_for(req: &ChainRequest<'_>, profile: &str) -> Result<Arc<Chain>, Creden
         })?),
         None => None,
     };
-    let explicit = req.profile.map(str::to_string);
     let region = req.region.to_string();
-    let chain = run(async move { build_chain(explicit, region, ca_pem).await })
+    let owned = settings.clone();
+    let chain = run(async move { build_chain(owned, region, ca_pem).await })
         .ok_or_else(|| CredentialsError::Provider {
             profile: profile.to_string(),
             message: "the AWS credentials runtime could not start".into(),
@@ -334,7 +463,7 @@ fn chain_for(req: &ChainRequest<'_>, profile: &str) -> Result<Arc<Chain>, Creden
 }
 
 async fn build_chain(
-    profile: Option<String>,
+    settings: ChainSettings,
     region: String,
     ca_pem: Option<Vec<u8>>,
 ) -> Result<CredentialsProviderChain, String> {
@@ -353,58 +482,115 @@ async fn build_chain(
     let conf = ProviderConfig::without_region()
         .with_region(Some(Region::new(region)))
         .with_http_client(http);
-    let imds = aws_config::imds::Client::builder()
+    let mut imds = aws_config::imds::Client::builder()
         .configure(&conf)
         .max_attempts(1)
         .connect_timeout(IMDS_TIMEOUT)
-        .read_timeout(IMDS_TIMEOUT)
-        .build();
+        .read_timeout(IMDS_TIMEOUT);
+    let mut imds_usable = !settings.imds_disabled;
+    if let Some(mode) = &settings.imds_mode {
+        match mode.parse::<aws_config::imds::client::EndpointMode>() {
+            Ok(m) => imds = imds.endpoint_mode(m),
+            Err(_) => tracing::warn!(
+                "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE is neither IPv4 nor IPv6: ignored"
+            ),
+        }
+    }
+    if let Some(endpoint) = &settings.imds_endpoint {
+        match imds.endpoint(endpoint) {
+            Ok(b) => imds = b,
+            Err(_) => {
+                tracing::warn!("AWS_EC2_METADATA_SERVICE_ENDPOINT is not a URL: EC2 instance metadata is not asked");
+                imds_usable = false;
+                imds = aws_config::imds::Client::builder();
+            }
+        }
+    }
+    let imds = imds.build();
     let conf = conf.with_timeout_config(
         TimeoutConfig::builder()
             .connect_timeout(Duration::from_secs(5))
             .read_timeout(Duration::from_secs(10))
             .build(),
     );
-    // DefaultCredentialsChain's providers in its order, each named in errors.
-    let mut profile_provider = ProfileFileCredentialsProvider::builder().configure(&conf);
-    if let Some(p) = &profile {
-        profile_provider = profile_provider.profile_name(p);
+    // DefaultCredentialsChain's providers in its order, each named in errors;
+    // those the environment does not configure are left out (aws-config's
+    // own would report "not loaded" and pass on).
+    let mut providers: Vec<(&'static str, SharedCredentialsProvider)> = Vec::new();
+    if let Some((key, secret, token)) = settings.static_keys.clone() {
+        // The SDK's static provider, fed from our environment.
+        let creds =
+            aws_credential_types::Credentials::new(key, secret, token, None, "EnvironmentVariable");
+        providers.push((
+            "Environment",
+            SharedCredentialsProvider::new(named("environment", creds)),
+        ));
     }
-    let chain = CredentialsProviderChain::first_try(
-        "Environment",
-        named("environment", EnvironmentVariableCredentialsProvider::new()),
-    )
-    .or_else(
+    let mut profile_provider = ProfileFileCredentialsProvider::builder()
+        .configure(&conf)
+        .profile_files(settings.profile_files())
+        .profile_name(&settings.profile);
+    if let Some((key, secret, token)) = settings.static_keys.clone() {
+        // `credential_source = Environment` of a profile: the same keys.
+        profile_provider = profile_provider.with_custom_provider(
+            "Environment",
+            aws_credential_types::Credentials::new(key, secret, token, None, "EnvironmentVariable"),
+        );
+    }
+    let profile_provider = profile_provider.build();
+    providers.push((
         "Profile",
-        named("the shared files' profile", profile_provider.build()),
-    )
-    .or_else(
-        "WebIdentityToken",
-        named(
-            "web identity",
-            WebIdentityTokenCredentialsProvider::builder()
-                .configure(&conf)
-                .build(),
-        ),
-    )
-    .or_else(
+        SharedCredentialsProvider::new(named("the shared files' profile", profile_provider)),
+    ));
+    if let Some((token_file, role_arn, session)) = settings.web_identity.clone() {
+        let session_name = session.unwrap_or_else(|| {
+            // aws-config's own default name for this provider.
+            let ms = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or(0);
+            format!("web-identity-token-{ms}")
+        });
+        let provider = WebIdentityTokenCredentialsProvider::builder()
+            .configure(&conf)
+            .static_configuration(StaticConfiguration {
+                web_identity_token_file: token_file,
+                role_arn,
+                session_name,
+            })
+            .build();
+        providers.push((
+            "WebIdentityToken",
+            SharedCredentialsProvider::new(named("web identity", provider)),
+        ));
+    }
+    providers.push((
         "EcsContainer",
-        named(
+        SharedCredentialsProvider::new(named(
             "container credentials",
             EcsCredentialsProvider::builder().configure(&conf).build(),
-        ),
-    )
-    .or_else(
-        "Ec2InstanceMetadata",
-        named(
-            "EC2 instance metadata",
-            ImdsCredentialsProvider::builder()
-                .configure(&conf)
-                .imds_client(imds)
-                .build(),
-        ),
-    );
-    Ok(chain)
+        )),
+    ));
+    if imds_usable {
+        providers.push((
+            "Ec2InstanceMetadata",
+            SharedCredentialsProvider::new(named(
+                "EC2 instance metadata",
+                ImdsCredentialsProvider::builder()
+                    .configure(&conf)
+                    .imds_client(imds)
+                    .build(),
+            )),
+        ));
+    }
+    let mut providers = providers.into_iter();
+    let Some((name, first)) = providers.next() else {
+        return Err("no credential provider".into());
+    };
+    Ok(providers.fold(
+        CredentialsProviderChain::first_try(name, first),
+        |chain, (name, p)| chain.or_else(name, p),
+    ))
 }
 
 /// A provider of the chain whose failures name it (aws-config's errors do not).
@@ -478,17 +664,13 @@ fn read_ca(f: &Path) -> Result<Vec<u8>, String> {
 }
 
 /// What a chain depends on: the entry's profile, region and `ca_file`, the
-/// `AWS_*` environment and `HOME`, and the shared files' size and time.
-fn setup_key(req: &ChainRequest<'_>, profile: &str) -> String {
-    let mut vars: Vec<(String, String)> = std::env::vars()
-        .filter(|(k, _)| k.starts_with("AWS_") || k == "HOME")
+/// `AWS_*` variables and `HOME` of `env`, and the shared files' size and time.
+fn setup_key(req: &ChainRequest<'_>, settings: &ChainSettings, env: &Env) -> String {
+    let vars: Vec<(&str, &str)> = env
+        .with_prefix("AWS_")
+        .chain(env.get("HOME").map(|h| ("HOME", h)))
         .collect();
-    vars.sort();
-    let home = process_env("HOME").map(PathBuf::from);
-    let file = |var: &str, default: &str| {
-        let p = process_env(var)
-            .map(PathBuf::from)
-            .or_else(|| home.as_ref().map(|h| h.join(default)));
+    let file = |p: &Option<PathBuf>| {
         let meta = p.as_ref().and_then(|p| std::fs::metadata(p).ok());
         format!(
             "{:?}:{:?}:{:?}",
@@ -498,12 +680,13 @@ fn setup_key(req: &ChainRequest<'_>, profile: &str) -> String {
         )
     };
     format!(
-        "{profile}|{:?}|{}|{:?}|{}|{}|{:?}",
+        "{}|{:?}|{}|{:?}|{}|{}|{:?}",
+        settings.profile,
         req.profile,
         req.region,
         req.ca_file,
-        file("AWS_CONFIG_FILE", ".aws/config"),
-        file("AWS_SHARED_CREDENTIALS_FILE", ".aws/credentials"),
+        file(&settings.config_file),
+        file(&settings.credentials_file),
         vars
     )
 }
@@ -562,11 +745,135 @@ mod tests {
                 region: "us-east-1",
                 ca_file: Some(Path::new("/nonexistent/ca.pem")),
             },
-            &|_| None,
+            &Env::default(),
             &budget(),
             SystemTime::now(),
         )
         .unwrap_err();
         assert!(e.to_string().contains("ca_file /nonexistent/ca.pem"), "{e}");
+    }
+
+    #[test]
+    fn chain_settings_come_from_the_injected_environment() {
+        let none = ChainSettings::of(None, &Env::default());
+        assert_eq!(none.profile, "default");
+        assert!(none.static_keys.is_none() && none.web_identity.is_none());
+        assert_eq!(
+            (none.config_file, none.credentials_file),
+            (None, None),
+            "no HOME, no files"
+        );
+        assert!(!none.imds_disabled);
+
+        let env = Env::from_pairs([
+            ("HOME", "/home/mon"),
+            ("AWS_PROFILE", "from-env"),
+            ("AWS_ACCESS_KEY_ID", "AKIAENV"),
+            ("SECRET_ACCESS_KEY", "legacy-name"),
+            ("AWS_SESSION_TOKEN", "  tok  "),
+            ("AWS_CONFIG_FILE", "~/cfg/aws"),
+            ("AWS_ROLE_ARN", "arn:aws:iam::1:role/r"),
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/token"),
+            ("AWS_EC2_METADATA_DISABLED", "TRUE"),
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:1"),
+        ]);
+        let s = ChainSettings::of(None, &env);
+        assert_eq!(s.profile, "from-env");
+        assert_eq!(
+            ChainSettings::of(Some("entry"), &env).profile,
+            "entry",
+            "the entry's profile wins"
+        );
+        assert_eq!(
+            s.static_keys,
+            Some(("AKIAENV".into(), "legacy-name".into(), Some("tok".into())))
+        );
+        assert_eq!(
+            s.config_file,
+            Some(PathBuf::from("/home/mon/cfg/aws")),
+            "~/ expanded"
+        );
+        assert_eq!(
+            s.credentials_file,
+            Some(PathBuf::from("/home/mon/.aws/credentials"))
+        );
+        assert_eq!(
+            s.web_identity,
+            Some((
+                PathBuf::from("/var/run/token"),
+                "arn:aws:iam::1:role/r".into(),
+                None
+            ))
+        );
+        assert!(s.imds_disabled);
+        assert_eq!(s.imds_endpoint.as_deref(), Some("http://127.0.0.1:1"));
+
+        // Half a key pair or half a web identity is none (as aws-config's providers).
+        let half = Env::from_pairs([
+            ("AWS_ACCESS_KEY_ID", "AKIAENV"),
+            ("AWS_SECRET_ACCESS_KEY", "  "),
+            ("AWS_ROLE_ARN", "arn:aws:iam::1:role/r"),
+            ("AWS_EC2_METADATA_DISABLED", "false"),
+        ]);
+        let s = ChainSettings::of(None, &half);
+        assert!(s.static_keys.is_none() && s.web_identity.is_none() && !s.imds_disabled);
+    }
+
+    #[test]
+    fn static_keys_of_the_injected_environment_are_the_chains_first_answer() {
+        // Not the process environment: an injected map only.
+        let env = Env::from_pairs([
+            ("AWS_ACCESS_KEY_ID", "AKIAINJECTED0001"),
+            ("AWS_SECRET_ACCESS_KEY", "injected-secret"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ]);
+        let c = resolve(
+            &ChainRequest {
+                profile: None,
+                region: "us-east-1",
+                ca_file: None,
+            },
+            &env,
+            &budget(),
+            SystemTime::now(),
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.access_key_id.as_str(),
+                c.secret_access_key.as_str(),
+                c.session_token
+            ),
+            ("AKIAINJECTED0001", "injected-secret", None)
+        );
+    }
+
+    #[test]
+    fn a_profile_is_read_from_the_injected_home() {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(home.path().join(".aws")).unwrap();
+        std::fs::write(
+            home.path().join(".aws/credentials"),
+            "[unit-p]\naws_access_key_id = AKIAFROMHOME0002\naws_secret_access_key = home-secret\n",
+        )
+        .unwrap();
+        let env = Env::from_pairs([
+            ("HOME", home.path().to_str().unwrap()),
+            ("AWS_PROFILE", "unit-p"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ]);
+        let c = resolve(
+            &ChainRequest {
+                profile: None,
+                region: "us-east-1",
+                ca_file: None,
+            },
+            &env,
+            &budget(),
+            SystemTime::now(),
+        )
+        .unwrap();
+        assert_eq!(c.access_key_id, "AKIAFROMHOME0002");
+        assert_eq!(c.secret_access_key, "home-secret");
     }
 }

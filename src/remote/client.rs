@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
+use super::env::Env;
 use super::tls::{client_config, web_roots, Verify};
 use super::RemoteError;
 /// Limits of one collection.
@@ -57,6 +58,9 @@ pub struct TlsSettings {
     pub client: Option<(String, Vec<u8>, Vec<u8>)>,
     /// Terraform's `skip_cert_verification`: accept any server certificate.
     pub skip_verify: bool,
+    /// `SSL_CERT_FILE` of the environment: replaces the bundled web roots
+    /// when there is no `ca_pem` (see [`TlsSettings::with_env`]).
+    pub ssl_cert_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for TlsSettings {
@@ -65,11 +69,18 @@ impl std::fmt::Debug for TlsSettings {
             .field("ca", &self.ca_pem.as_ref().map(|(w, _)| w))
             .field("client", &self.client.as_ref().map(|(w, _, _)| w))
             .field("skip_verify", &self.skip_verify)
+            .field("ssl_cert_file", &self.ssl_cert_file)
             .finish()
     }
 }
 
 impl TlsSettings {
+    /// Take `SSL_CERT_FILE` from `env`.
+    pub fn with_env(mut self, env: &Env) -> Self {
+        self.ssl_cert_file = env.get("SSL_CERT_FILE").map(std::path::PathBuf::from);
+        self
+    }
+
     /// Trust the CA certificates of a PEM file.
     pub fn with_ca_file(mut self, path: &Path) -> Result<Self, String> {
         let pem = crate::core::safe_open::read(path)
@@ -97,17 +108,16 @@ impl TlsSettings {
     }
 
     /// The rustls configuration of these settings. Without a CA of its own,
-    /// SSL_CERT_FILE replaces the bundled web roots, as it does for Terraform
-    /// (Go), curl and OpenSSL: a private CA that terraform trusts this way is
-    /// trusted here too.
+    /// SSL_CERT_FILE (taken from the environment by [`TlsSettings::with_env`])
+    /// replaces the bundled web roots, as it does for Terraform (Go), curl and
+    /// OpenSSL: a private CA that terraform trusts this way is trusted here too.
     fn rustls(&self) -> Result<rustls::ClientConfig, String> {
         let from_env;
         let ca_pem = match &self.ca_pem {
             Some(ca) => Some(ca),
-            None => match std::env::var_os("SSL_CERT_FILE").filter(|v| !v.is_empty()) {
+            None => match &self.ssl_cert_file {
                 Some(path) => {
-                    let path = std::path::PathBuf::from(path);
-                    let pem = crate::core::safe_open::read(&path).map_err(|e| {
+                    let pem = crate::core::safe_open::read(path).map_err(|e| {
                         format!("cannot read SSL_CERT_FILE {}: {}", path.display(), e.kind())
                     })?;
                     from_env = (format!("SSL_CERT_FILE {}", path.display()), pem);
@@ -155,23 +165,19 @@ pub struct HttpClient {
 }
 
 impl HttpClient {
-    /// `ca_file`: PEM roots trusted instead of the bundled web roots.
-    pub fn new(request_timeout: Duration, ca_file: Option<&Path>) -> Result<Self, String> {
-        Self::with_redirects(request_timeout, ca_file, 3)
-    }
-
-    /// Like [`HttpClient::new`], following at most `max_redirects` redirects
-    /// (credential endpoints: none, so an `Authorization` header never travels).
-    pub fn with_redirects(
+    /// `ca_file`: PEM roots trusted instead of the bundled web roots (else
+    /// `SSL_CERT_FILE` of `env`, else the web roots).
+    pub fn new(
         request_timeout: Duration,
         ca_file: Option<&Path>,
-        max_redirects: u32,
+        env: &Env,
     ) -> Result<Self, String> {
+        let tls = TlsSettings::default().with_env(env);
         let tls = match ca_file {
-            Some(path) => TlsSettings::default().with_ca_file(path)?,
-            None => TlsSettings::default(),
+            Some(path) => tls.with_ca_file(path)?,
+            None => tls,
         };
-        Self::with_tls(request_timeout, &tls, max_redirects)
+        Self::with_tls(request_timeout, &tls, 3)
     }
 
     /// A client with CA roots, a client certificate or no verification at all.
@@ -462,11 +468,12 @@ pub fn status_error(label: &str, status: u16) -> RemoteError {
     RemoteError::new(label, status_reason(status), format!("HTTP {status}{hint}"))
 }
 
-/// Read a secret: the first line of a file, or an environment variable.
+/// Read a secret: the first line of a file, or the variable `var` of `env`.
 pub fn read_secret(
     base: &Path,
     file: Option<&str>,
-    env: Option<&str>,
+    var: Option<&str>,
+    env: &Env,
 ) -> Result<Option<String>, String> {
     if let Some(f) = file {
         let p = base.join(f);
@@ -478,11 +485,69 @@ pub fn read_secret(
         }
         return Ok(Some(line));
     }
-    if let Some(name) = env {
-        return match std::env::var(name) {
-            Ok(v) if !v.trim().is_empty() => Ok(Some(v.trim().to_string())),
+    if let Some(name) = var {
+        return match env.get(name) {
+            Some(v) if !v.trim().is_empty() => Ok(Some(v.trim().to_string())),
             _ => Err(format!("environment variable {name} is not set")),
         };
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_come_from_the_injected_environment_or_a_file() {
+        let env = Env::from_pairs([("TOKEN", "  t0ken \n"), ("BLANK", "   ")]);
+        let base = Path::new("/");
+        assert_eq!(
+            read_secret(base, None, Some("TOKEN"), &env)
+                .unwrap()
+                .as_deref(),
+            Some("t0ken")
+        );
+        for missing in ["BLANK", "UNSET"] {
+            let e = read_secret(base, None, Some(missing), &env).unwrap_err();
+            assert_eq!(e, format!("environment variable {missing} is not set"));
+        }
+        assert_eq!(read_secret(base, None, None, &env).unwrap(), None);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("s"), "from-file\nsecond line\n").unwrap();
+        assert_eq!(
+            read_secret(dir.path(), Some("s"), Some("TOKEN"), &env)
+                .unwrap()
+                .as_deref(),
+            Some("from-file"),
+            "the file wins"
+        );
+    }
+
+    #[test]
+    fn ssl_cert_file_of_the_injected_environment_replaces_the_web_roots() {
+        let t = Duration::from_secs(1);
+        assert!(HttpClient::new(t, None, &Env::default()).is_ok());
+        let env = Env::from_pairs([("SSL_CERT_FILE", "/nonexistent/roots.pem")]);
+        let e = HttpClient::new(t, None, &env).err().unwrap();
+        assert!(e.contains("SSL_CERT_FILE /nonexistent/roots.pem"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("bad.pem");
+        std::fs::write(&bad, "no certificate here\n").unwrap();
+        let env = Env::from_pairs([("SSL_CERT_FILE", bad.to_str().unwrap())]);
+        let e = HttpClient::new(t, None, &env).err().unwrap();
+        assert!(e.contains("holds no certificate"), "{e}");
+        // A ca_file of the entry wins over SSL_CERT_FILE.
+        let e = HttpClient::new(t, Some(&dir.path().join("missing-ca.pem")), &env)
+            .err()
+            .unwrap();
+        assert!(e.contains("cannot read ca_file"), "{e}");
+        assert_eq!(
+            TlsSettings::default()
+                .with_env(&env)
+                .ssl_cert_file
+                .as_deref(),
+            Some(bad.as_path())
+        );
+    }
 }

@@ -12,6 +12,7 @@ use serde_json::Value;
 use crate::core::config::GitlabBackendConfig;
 
 use super::client::{read_secret, status_error, Budget, HttpClient};
+use super::env::Env;
 use super::http::label_of;
 use super::{rfc3339, Fetch, LockState, RemoteError, StateBackend, Target};
 
@@ -36,15 +37,20 @@ impl GitlabBackend {
         c: &GitlabBackendConfig,
         base: &Path,
         timeout: Duration,
+        env: &Env,
     ) -> Result<Self, RemoteError> {
         let label = entry_label(&c.url, &c.project);
         let url = url::Url::parse(&c.url)
             .map_err(|_| RemoteError::new(&label, "bad_url", "url is not a URL"))?;
-        let token = read_secret(base, c.token.file.as_deref(), c.token.env.as_deref())
+        let token = read_secret(base, c.token.file.as_deref(), c.token.env.as_deref(), env)
             .map_err(|m| RemoteError::new(&label, "credentials", m))?
             .ok_or_else(|| RemoteError::new(&label, "credentials", "no access token"))?;
-        let client = HttpClient::new(timeout, c.ca_file.as_ref().map(|f| base.join(f)).as_deref())
-            .map_err(|m| RemoteError::new(&label, "tls", m))?;
+        let client = HttpClient::new(
+            timeout,
+            c.ca_file.as_ref().map(|f| base.join(f)).as_deref(),
+            env,
+        )
+        .map_err(|m| RemoteError::new(&label, "tls", m))?;
         Ok(GitlabBackend {
             label,
             base: url,
@@ -222,12 +228,36 @@ mod tests {
             },
             ca_file: None,
         };
-        std::env::set_var("HM_TEST_GITLAB_TOKEN_UNIT", "t");
-        let b = GitlabBackend::from_config(&g, Path::new("/"), Duration::from_secs(1)).unwrap();
+        let env = Env::from_pairs([("HM_TEST_GITLAB_TOKEN_UNIT", "t")]);
+        let b =
+            GitlabBackend::from_config(&g, Path::new("/"), Duration::from_secs(1), &env).unwrap();
         assert_eq!(
             b.state_url("prod/eu").as_str(),
             "https://gitlab.lan:8443/api/v4/projects/home%20lab%2Finfra/terraform/state/prod%2Feu"
         );
         assert_eq!(b.label(), "gitlab://gitlab.lan:8443/home lab/infra");
+    }
+
+    #[test]
+    fn a_missing_token_variable_is_named() {
+        let g = GitlabBackendConfig {
+            url: "https://gitlab.lan/".into(),
+            project: "infra".into(),
+            states: vec![],
+            token: crate::core::config::SecretRef {
+                file: None,
+                env: Some("HM_TEST_GITLAB_TOKEN_UNSET".into()),
+            },
+            ca_file: None,
+        };
+        let e =
+            GitlabBackend::from_config(&g, Path::new("/"), Duration::from_secs(1), &Env::default())
+                .err()
+                .unwrap();
+        assert_eq!(e.reason, "credentials");
+        assert!(
+            e.message.contains("HM_TEST_GITLAB_TOKEN_UNSET is not set"),
+            "{e}"
+        );
     }
 }

@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::core::config::HcpBackendConfig;
 
 use super::client::{read_secret, status_error, Budget, HttpClient};
+use super::env::Env;
 use super::{rfc3339, Fetch, LockState, RemoteError, StateBackend, Target};
 
 const MAX_PAGES: u64 = 1000;
@@ -44,16 +45,14 @@ fn token_var(host: &str) -> String {
 
 /// The API token Terraform would use for `host`: `TF_TOKEN_<host>`, else the
 /// `credentials` of `terraform login` (`~/.terraform.d/credentials.tfrc.json`,
-/// or `TF_CLI_CONFIG_DIR`). `Ok(None)` when there is none.
-pub fn token_for_host(label: &str, host: &str) -> Result<Option<String>, RemoteError> {
+/// or `TF_CLI_CONFIG_DIR`), the variables taken from `env`. `Ok(None)` when
+/// there is none.
+pub fn token_for_host(label: &str, host: &str, env: &Env) -> Result<Option<String>, RemoteError> {
     let var = format!("TF_TOKEN_{}", token_var(host));
-    if let Some(t) = std::env::var(&var).ok().filter(|t| !t.trim().is_empty()) {
+    if let Some(t) = env.get(&var).filter(|t| !t.trim().is_empty()) {
         return Ok(Some(t.trim().to_string()));
     }
-    let dir = std::env::var_os("TF_CLI_CONFIG_DIR")
-        .map(std::path::PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".terraform.d")));
-    let Some(file) = dir.map(|d| d.join("credentials.tfrc.json")) else {
+    let Some(file) = credentials_file(env) else {
         return Ok(None);
     };
     let text = match crate::core::safe_open::read(&file) {
@@ -78,6 +77,15 @@ pub fn token_for_host(label: &str, host: &str) -> Result<Option<String>, RemoteE
         .as_str()
         .filter(|t| !t.is_empty())
         .map(str::to_string))
+}
+
+/// Where `terraform login` keeps tokens: `TF_CLI_CONFIG_DIR`, else
+/// `~/.terraform.d`, `credentials.tfrc.json` inside.
+fn credentials_file(env: &Env) -> Option<std::path::PathBuf> {
+    env.get("TF_CLI_CONFIG_DIR")
+        .map(std::path::PathBuf::from)
+        .or_else(|| env.get("HOME").map(|h| Path::new(h).join(".terraform.d")))
+        .map(|d| d.join("credentials.tfrc.json"))
 }
 
 /// A workspace's `locked` attribute (no lock time in the API's workspace record).
@@ -106,14 +114,15 @@ impl HcpBackend {
         c: &HcpBackendConfig,
         base: &Path,
         timeout: Duration,
+        env: &Env,
     ) -> Result<Self, RemoteError> {
         let label = org_label(&c.address, &c.organization);
         let url = url::Url::parse(&c.address)
             .map_err(|_| RemoteError::new(&label, "bad_url", "address is not a URL"))?;
         let token = match &c.token {
-            Some(t) => read_secret(base, t.file.as_deref(), t.env.as_deref())
+            Some(t) => read_secret(base, t.file.as_deref(), t.env.as_deref(), env)
                 .map_err(|m| RemoteError::new(&label, "credentials", m))?,
-            None => token_for_host(&label, &super::host_port(&url))?,
+            None => token_for_host(&label, &super::host_port(&url), env)?,
         };
         let ca = c.ca_file.as_ref().map(|f| base.join(f));
         Self::new(
@@ -127,6 +136,7 @@ impl HcpBackend {
             },
             ca.as_deref(),
             timeout,
+            env,
         )
     }
 
@@ -134,6 +144,7 @@ impl HcpBackend {
         p: HcpParams,
         ca_file: Option<&Path>,
         timeout: Duration,
+        env: &Env,
     ) -> Result<Self, RemoteError> {
         let label = org_label(p.address.as_str(), &p.organization);
         let Some(token) = p.token else {
@@ -147,8 +158,8 @@ impl HcpBackend {
                 ),
             ));
         };
-        let client =
-            HttpClient::new(timeout, ca_file).map_err(|m| RemoteError::new(&label, "tls", m))?;
+        let client = HttpClient::new(timeout, ca_file, env)
+            .map_err(|m| RemoteError::new(&label, "tls", m))?;
         Ok(HcpBackend {
             label,
             base: p.address,
@@ -324,5 +335,49 @@ impl StateBackend for HcpBackend {
             version,
             modified: attrs["created-at"].as_str().and_then(rfc3339),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_comes_from_tf_token_then_terraform_login_of_the_injected_environment() {
+        let host = "tfe.home-lab.lan:8443";
+        let var = "TF_TOKEN_tfe_home__lab_lan_8443";
+        let env = Env::from_pairs([(var, " tok-from-var ")]);
+        assert_eq!(
+            token_for_host("l", host, &env).unwrap().as_deref(),
+            Some("tok-from-var")
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let creds = r#"{"credentials":{"tfe.home-lab.lan:8443":{"token":"tok-from-file"}}}"#;
+        std::fs::create_dir_all(dir.path().join("cli")).unwrap();
+        std::fs::write(dir.path().join("cli/credentials.tfrc.json"), creds).unwrap();
+        std::fs::create_dir_all(dir.path().join(".terraform.d")).unwrap();
+        std::fs::write(
+            dir.path().join(".terraform.d/credentials.tfrc.json"),
+            creds.replace("tok-from-file", "tok-from-home"),
+        )
+        .unwrap();
+        let home = dir.path().to_str().unwrap();
+        let cli = dir.path().join("cli");
+        let env = Env::from_pairs([("TF_CLI_CONFIG_DIR", cli.to_str().unwrap()), ("HOME", home)]);
+        assert_eq!(
+            token_for_host("l", host, &env).unwrap().as_deref(),
+            Some("tok-from-file")
+        );
+        let env = Env::from_pairs([("HOME", home), (var, "")]);
+        assert_eq!(
+            token_for_host("l", host, &env).unwrap().as_deref(),
+            Some("tok-from-home"),
+            "an empty TF_TOKEN_ is unset"
+        );
+        assert_eq!(token_for_host("l", host, &Env::default()).unwrap(), None);
+        assert_eq!(
+            token_for_host("l", "other.lan", &Env::from_pairs([("HOME", home)])).unwrap(),
+            None
+        );
     }
 }

@@ -9,6 +9,7 @@ use base64::Engine;
 use crate::core::config::{HttpAuth, HttpBackendConfig};
 
 use super::client::{read_secret, Budget, HttpClient, TlsSettings};
+use super::env::Env;
 use super::{Fetch, RemoteError, StateBackend, Target};
 
 /// Label of an address: scheme, host, port and path; no user info, query or fragment.
@@ -32,10 +33,11 @@ impl HttpBackend {
         c: &HttpBackendConfig,
         base: &Path,
         timeout: Duration,
+        env: &Env,
     ) -> Result<Self, RemoteError> {
         let label = label_of(&c.address);
         let token = match &c.token {
-            Some(t) => read_secret(base, t.file.as_deref(), t.env.as_deref())
+            Some(t) => read_secret(base, t.file.as_deref(), t.env.as_deref(), env)
                 .map_err(|m| RemoteError::new(&label, "credentials", m))?,
             None => None,
         };
@@ -47,7 +49,8 @@ impl HttpBackend {
         let mut tls = TlsSettings {
             skip_verify: c.skip_cert_verification,
             ..TlsSettings::default()
-        };
+        }
+        .with_env(env);
         if let Some(f) = &c.ca_file {
             tls = tls
                 .with_ca_file(&base.join(f))

@@ -16,6 +16,7 @@
 pub mod aws_credentials;
 pub mod client;
 pub mod config;
+pub mod env;
 mod gitlab;
 mod hcp;
 mod http;
@@ -32,6 +33,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use client::Budget;
 use config::RemoteBackend;
+pub use env::Env;
 pub use workdir::backend_of as working_dir_backend;
 
 /// A failure of one remote source, with a bounded `reason` label.
@@ -141,27 +143,30 @@ pub struct LockState {
 
 /// Build the backend of one configured entry (secrets are read here, every collection,
 /// so rotated tokens are picked up). Blocking: files, the credential chain.
+/// `env`: the environment variables to read (a snapshot of the process's
+/// taken for this collection, or a test's map).
 pub fn build(
     spec: &RemoteBackend,
     base: &Path,
     timeout: Duration,
     budget: &Budget,
+    env: &Env,
 ) -> Result<Box<dyn StateBackend>, RemoteError> {
     match spec {
         RemoteBackend::Http(h) => {
-            http::HttpBackend::from_config(h, base, timeout).map(|b| Box::new(b) as _)
+            http::HttpBackend::from_config(h, base, timeout, env).map(|b| Box::new(b) as _)
         }
         RemoteBackend::S3(s) => {
-            s3::S3Backend::from_config(s, base, timeout, budget).map(|b| Box::new(b) as _)
+            s3::S3Backend::from_config(s, base, timeout, budget, env).map(|b| Box::new(b) as _)
         }
         RemoteBackend::Pg(p) => {
-            pg::PgBackend::from_config(p, base, timeout).map(|b| Box::new(b) as _)
+            pg::PgBackend::from_config(p, base, timeout, env).map(|b| Box::new(b) as _)
         }
         RemoteBackend::Hcp(h) => {
-            hcp::HcpBackend::from_config(h, base, timeout).map(|b| Box::new(b) as _)
+            hcp::HcpBackend::from_config(h, base, timeout, env).map(|b| Box::new(b) as _)
         }
         RemoteBackend::Gitlab(g) => {
-            gitlab::GitlabBackend::from_config(g, base, timeout).map(|b| Box::new(b) as _)
+            gitlab::GitlabBackend::from_config(g, base, timeout, env).map(|b| Box::new(b) as _)
         }
     }
 }

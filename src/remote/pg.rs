@@ -20,6 +20,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use crate::core::config::PgBackendConfig;
 
 use super::client::{read_secret, Budget};
+use super::env::Env;
 use super::{Fetch, RemoteError, StateBackend, Target};
 
 pub const DEFAULT_SCHEMA: &str = "terraform_remote_state";
@@ -40,19 +41,28 @@ impl PgBackend {
         c: &PgBackendConfig,
         base: &Path,
         timeout: Duration,
+        env: &Env,
     ) -> Result<Self, RemoteError> {
-        let conn = read_secret(base, c.conn_str.file.as_deref(), c.conn_str.env.as_deref())
-            .map_err(|m| RemoteError::new("pg://", "credentials", m))?
-            .unwrap_or_default();
-        Self::new(&conn, &c.schema_name, base, timeout)
+        let conn = read_secret(
+            base,
+            c.conn_str.file.as_deref(),
+            c.conn_str.env.as_deref(),
+            env,
+        )
+        .map_err(|m| RemoteError::new("pg://", "credentials", m))?
+        .unwrap_or_default();
+        Self::new(&conn, &c.schema_name, base, timeout, env)
     }
 
-    /// `base`: the folder relative `sslrootcert` / `sslcert` / `sslkey` paths are resolved against.
+    /// `base`: the folder relative `sslrootcert` / `sslcert` / `sslkey` paths
+    /// are resolved against; `env`: where `PGSSLMODE`, `PGSSLROOTCERT`,
+    /// `PGSSLCERT` and `PGSSLKEY` are read.
     pub fn new(
         conn_str: &str,
         schema: &str,
         base: &Path,
         timeout: Duration,
+        env: &Env,
     ) -> Result<Self, RemoteError> {
         let plain = schema
             .chars()
@@ -68,8 +78,8 @@ impl PgBackend {
                 "schema_name must be a plain identifier",
             ));
         }
-        let env = |k: &str| std::env::var(k).ok();
-        let (conn_str, tls) = super::pg_tls::split(conn_str, base, &env)
+        let lookup = |k: &str| env.var(k);
+        let (conn_str, tls) = super::pg_tls::split(conn_str, base, &lookup)
             .map_err(|m| RemoteError::new("pg://", "config", m))?;
         let mut config = tokio_postgres::Config::from_str(&conn_str).map_err(|_| {
             RemoteError::new(
@@ -366,5 +376,59 @@ impl StateBackend for PgBackend {
             version: Some(md5),
             modified: None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn libpq_tls_variables_come_from_the_injected_environment() {
+        let t = Duration::from_secs(1);
+        let base = Path::new("/");
+        let b = PgBackend::new(
+            "host=db.lan dbname=tf",
+            DEFAULT_SCHEMA,
+            base,
+            t,
+            &Env::default(),
+        )
+        .unwrap();
+        assert_eq!(b.label, "pg://db.lan:5432/tf");
+        let env = Env::from_pairs([("PGSSLMODE", "sometimes")]);
+        let e = PgBackend::new("host=db.lan", DEFAULT_SCHEMA, base, t, &env)
+            .err()
+            .unwrap();
+        assert!(e.message.contains("sslmode must be"), "{e}");
+        // verify-full needs roots: PGSSLROOTCERT of the environment is read.
+        let env = Env::from_pairs([
+            ("PGSSLMODE", "verify-full"),
+            ("PGSSLROOTCERT", "/nonexistent/root.crt"),
+        ]);
+        let e = PgBackend::new("host=db.lan", DEFAULT_SCHEMA, base, t, &env)
+            .err()
+            .unwrap();
+        assert!(e.message.contains("/nonexistent/root.crt"), "{e}");
+    }
+
+    #[test]
+    fn the_connection_string_variable_is_read_from_the_injected_environment() {
+        let c = PgBackendConfig {
+            conn_str: crate::core::config::SecretRef {
+                file: None,
+                env: Some("UNIT_PG_CONN".into()),
+            },
+            schema_name: DEFAULT_SCHEMA.into(),
+        };
+        let t = Duration::from_secs(1);
+        let env = Env::from_pairs([("UNIT_PG_CONN", "postgres://u:pw@db.lan:5433/states")]);
+        let b = PgBackend::from_config(&c, Path::new("/"), t, &env).unwrap();
+        assert_eq!(b.label, "pg://db.lan:5433/states");
+        let e = PgBackend::from_config(&c, Path::new("/"), t, &Env::default())
+            .err()
+            .unwrap();
+        assert_eq!(e.reason, "credentials");
+        assert!(e.message.contains("UNIT_PG_CONN is not set"), "{e}");
     }
 }

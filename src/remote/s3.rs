@@ -13,8 +13,9 @@ use rusty_s3::{Bucket, S3Action, UrlStyle};
 
 use crate::core::config::S3BackendConfig;
 
-use super::aws_credentials::{self, AwsCredentials, ChainRequest, Env};
+use super::aws_credentials::{self, AwsCredentials, ChainRequest};
 use super::client::{status_error, Budget, HttpClient};
+use super::env::Env;
 use super::{Fetch, LockState, RemoteError, StateBackend, Target};
 
 /// Unused by unsigned URLs; `rusty-s3` wants an expiry.
@@ -53,6 +54,7 @@ impl S3Backend {
         base: &Path,
         timeout: Duration,
         budget: &Budget,
+        env: &Env,
     ) -> Result<Self, RemoteError> {
         Self::new(
             S3Params {
@@ -69,18 +71,19 @@ impl S3Backend {
             },
             timeout,
             budget,
-            &aws_credentials::process_env,
+            env,
         )
     }
 
     /// Credentials are resolved here (every collection builds the backend
-    /// anew, so rotated credentials are picked up); `env` is the environment
-    /// lookup of the chain (the process environment outside tests).
+    /// anew, so rotated credentials are picked up); `env`: the environment
+    /// of the chain and of `SSL_CERT_FILE` (a snapshot of the process's
+    /// outside tests).
     pub fn new(
         p: S3Params,
         timeout: Duration,
         budget: &Budget,
-        env: Env<'_>,
+        env: &Env,
     ) -> Result<Self, RemoteError> {
         let label = format!(
             "s3://{}/{}",
@@ -115,7 +118,7 @@ impl S3Backend {
             )
             .map_err(|e| RemoteError::new(&label, "credentials", e.to_string()))?,
         };
-        let client = HttpClient::new(timeout, p.ca_file.as_deref())
+        let client = HttpClient::new(timeout, p.ca_file.as_deref(), env)
             .map_err(|m| RemoteError::new(&label, "tls", m))?;
         Ok(S3Backend {
             label,

@@ -10,8 +10,8 @@ use serde_json::Value;
 
 use crate::core::config::HttpAuth;
 
-use super::aws_credentials::process_env;
 use super::client::Budget;
+use super::env::Env;
 use super::hcp::{HcpBackend, HcpParams};
 use super::http::HttpBackend;
 use super::pg::{PgBackend, DEFAULT_SCHEMA};
@@ -19,12 +19,14 @@ use super::s3::{S3Backend, S3Params};
 use super::{RemoteError, StateBackend};
 
 /// The backend of a working directory; `None` if it records none (local state
-/// or not initialised).
+/// or not initialised). `env`: the variables Terraform would read
+/// (`TF_HTTP_*`, `AWS_*`, `PG_CONN_STR`, `TF_CLOUD_*`, `TF_TOKEN_*`…).
 pub fn backend_of(
     dir: &Path,
     base: &Path,
     timeout: Duration,
     budget: &Budget,
+    env: &Env,
 ) -> Result<Option<Box<dyn StateBackend>>, RemoteError> {
     let record = dir.join(".terraform").join("terraform.tfstate");
     let shown = record
@@ -51,7 +53,8 @@ pub fn backend_of(
     let kind = b["type"].as_str().unwrap_or("");
     let c = &b["config"];
     let s = |k: &str| c[k].as_str().filter(|s| !s.is_empty()).map(str::to_string);
-    let env = |k: &str| std::env::var(k).ok().filter(|s| !s.is_empty());
+    let vars = env;
+    let env = |k: &str| vars.var(k);
     let backend: Box<dyn StateBackend> = match kind {
         "local" | "" => return Ok(None),
         "http" => {
@@ -76,7 +79,8 @@ pub fn backend_of(
             let mut tls = super::client::TlsSettings {
                 skip_verify: c["skip_cert_verification"].as_bool().unwrap_or(false),
                 ..Default::default()
-            };
+            }
+            .with_env(vars);
             if let Some(ca) = pem(
                 "client_ca_certificate_pem",
                 "TF_HTTP_CLIENT_CA_CERTIFICATE_PEM",
@@ -149,7 +153,7 @@ pub fn backend_of(
                 },
                 timeout,
                 budget,
-                &process_env,
+                vars,
             )?)
         }
         "pg" => {
@@ -163,7 +167,7 @@ pub fn backend_of(
             let schema = s("schema_name")
                 .or_else(|| env("PG_SCHEMA_NAME"))
                 .unwrap_or_else(|| DEFAULT_SCHEMA.into());
-            Box::new(PgBackend::new(&conn, &schema, dir, timeout)?)
+            Box::new(PgBackend::new(&conn, &schema, dir, timeout, vars)?)
         }
         "cloud" | "remote" => {
             // HCP Terraform / Terraform Enterprise: the `cloud` block (1.1+) or
@@ -222,7 +226,7 @@ pub fn backend_of(
             let label = super::hcp::org_label(address.as_str(), &org);
             let token = match s("token") {
                 Some(t) => Some(t),
-                None => super::hcp::token_for_host(&label, &super::host_port(&address))?,
+                None => super::hcp::token_for_host(&label, &super::host_port(&address), vars)?,
             };
             Box::new(HcpBackend::new(
                 HcpParams {
@@ -235,6 +239,7 @@ pub fn backend_of(
                 },
                 None,
                 timeout,
+                vars,
             )?)
         }
         other => {
@@ -276,19 +281,25 @@ mod tests {
             max_size: 1 << 20,
         };
         assert!(
-            backend_of(d, d, timeout, &budget).unwrap().is_none(),
+            backend_of(d, d, timeout, &budget, &Env::default())
+                .unwrap()
+                .is_none(),
             "no record"
         );
         record(d, r#"{"version":3,"serial":1}"#);
         assert!(
-            backend_of(d, d, timeout, &budget).unwrap().is_none(),
+            backend_of(d, d, timeout, &budget, &Env::default())
+                .unwrap()
+                .is_none(),
             "no backend"
         );
         record(
             d,
             r#"{"version":3,"backend":{"type":"gcs","config":{"bucket":"b","credentials":"SECRET-IN-RECORD"}}}"#,
         );
-        let e = backend_of(d, d, timeout, &budget).err().unwrap();
+        let e = backend_of(d, d, timeout, &budget, &Env::default())
+            .err()
+            .unwrap();
         assert_eq!(e.reason, "unsupported_backend");
         assert!(!e.to_string().contains("SECRET"), "{e}");
         assert!(
@@ -296,14 +307,93 @@ mod tests {
             "{e}"
         );
         record(d, "not json SECRET");
-        let e = backend_of(d, d, timeout, &budget).err().unwrap();
+        let e = backend_of(d, d, timeout, &budget, &Env::default())
+            .err()
+            .unwrap();
         assert_eq!(e.reason, "not_json");
         assert!(!e.to_string().contains("SECRET"), "{e}");
         record(
             d,
             r#"{"backend":{"type":"http","config":{"address":"https://h.lan/s","username":"u","password":"SECRET-PW"}}}"#,
         );
-        let b = backend_of(d, d, timeout, &budget).unwrap().unwrap();
+        let b = backend_of(d, d, timeout, &budget, &Env::default())
+            .unwrap()
+            .unwrap();
         assert_eq!(b.label(), "https://h.lan/s");
+    }
+
+    #[test]
+    fn terraform_variables_come_from_the_injected_environment() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        let timeout = Duration::from_secs(1);
+        let budget = Budget {
+            deadline: std::time::Instant::now() + timeout,
+            request_timeout: timeout,
+            retries: 0,
+            max_size: 1 << 20,
+        };
+        let label = |env: &Env| match backend_of(d, d, timeout, &budget, env) {
+            Ok(Some(b)) => Ok(b.label().to_string()),
+            Ok(None) => Ok("none".to_string()),
+            Err(e) => Err(e),
+        };
+        // http: the address from TF_HTTP_ADDRESS; a half client pair is refused.
+        record(d, r#"{"backend":{"type":"http","config":{}}}"#);
+        let e = label(&Env::default()).unwrap_err();
+        assert!(e.message.contains("TF_HTTP_ADDRESS"), "{e}");
+        let env = Env::from_pairs([("TF_HTTP_ADDRESS", "https://state.lan/p")]);
+        assert_eq!(label(&env).unwrap(), "https://state.lan/p");
+        let env = Env::from_pairs([
+            ("TF_HTTP_ADDRESS", "https://state.lan/p"),
+            ("TF_HTTP_CLIENT_CERTIFICATE_PEM", "x"),
+        ]);
+        assert!(label(&env).unwrap_err().message.contains("go together"));
+        // pg: PG_CONN_STR and PG_SCHEMA_NAME.
+        record(d, r#"{"backend":{"type":"pg","config":{}}}"#);
+        assert!(label(&Env::default())
+            .unwrap_err()
+            .message
+            .contains("PG_CONN_STR"));
+        let env = Env::from_pairs([
+            ("PG_CONN_STR", "postgres://u:SECRET@db.lan/tf"),
+            ("PG_SCHEMA_NAME", "states"),
+        ]);
+        assert_eq!(label(&env).unwrap(), "pg://db.lan:5432/tf/states");
+        // cloud: TF_CLOUD_ORGANIZATION / _HOSTNAME, the token from TF_TOKEN_<host>.
+        record(
+            d,
+            r#"{"backend":{"type":"cloud","config":{"workspaces":{"name":"w"}}}}"#,
+        );
+        assert!(label(&Env::default())
+            .unwrap_err()
+            .message
+            .contains("TF_CLOUD_ORGANIZATION"));
+        let cloud = [
+            ("TF_CLOUD_ORGANIZATION", "lab"),
+            ("TF_CLOUD_HOSTNAME", "tfe.lan"),
+        ];
+        let e = label(&Env::from_pairs(cloud)).unwrap_err();
+        assert_eq!(e.reason, "credentials");
+        assert!(e.message.contains("TF_TOKEN_tfe_lan"), "{e}");
+        let mut with_token = cloud.to_vec();
+        with_token.push(("TF_TOKEN_tfe_lan", "tok"));
+        assert_eq!(
+            label(&Env::from_pairs(with_token)).unwrap(),
+            "hcp://tfe.lan/lab"
+        );
+        // s3: static keys and SSL_CERT_FILE of the environment reach the backend.
+        record(
+            d,
+            r#"{"backend":{"type":"s3","config":{"bucket":"b","key":"k"}}}"#,
+        );
+        let env = Env::from_pairs([
+            ("AWS_ACCESS_KEY_ID", "AKIAUNITWORKDIR"),
+            ("AWS_SECRET_ACCESS_KEY", "s"),
+            ("SSL_CERT_FILE", "/nonexistent/roots.pem"),
+        ]);
+        let e = label(&env).unwrap_err();
+        assert_eq!(e.reason, "tls", "{e}");
+        assert!(e.message.contains("SSL_CERT_FILE"), "{e}");
     }
 }

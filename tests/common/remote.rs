@@ -124,6 +124,16 @@ pub fn apply(dir: &Path, n: usize, env: &[(&str, &str)]) {
 // ---------------------------------------------------------------- exporter
 
 pub fn monitor(dir: &Path, yaml: &str) -> TerraformMonitor {
+    monitor_with_env(dir, yaml, None)
+}
+
+/// [`monitor`] whose remote sources read `env` instead of the process
+/// environment (`None`: the process's).
+pub fn monitor_with_env(
+    dir: &Path,
+    yaml: &str,
+    env: Option<homelab_monitor::remote::Env>,
+) -> TerraformMonitor {
     let path = dir.join("monitoring-config.yaml");
     std::fs::write(&path, yaml).unwrap();
     let file = homelab_monitor::core::config::parse(yaml, &path).expect("config must load");
@@ -131,7 +141,19 @@ pub fn monitor(dir: &Path, yaml: &str) -> TerraformMonitor {
         .custom_monitors
         .terraform_state
         .expect("terraform_state configured");
-    TerraformMonitor::new(cfg, dir.to_path_buf())
+    TerraformMonitor::with_env(cfg, dir.to_path_buf(), env)
+}
+
+/// [`monitor_and_scrape`] on an injected environment of `vars` only.
+pub async fn monitor_and_scrape_env(
+    dir: &Path,
+    yaml: &str,
+    vars: &[(&str, &str)],
+) -> (TerraformMonitor, String) {
+    let env = homelab_monitor::remote::Env::from_pairs(vars.iter().copied());
+    let m = monitor_with_env(dir, yaml, Some(env));
+    let text = scrape(&m).await;
+    (m, text)
 }
 
 /// A monitor of the config `yaml` in `dir`, and its first scrape.

@@ -137,6 +137,9 @@ struct Inner {
     policies: Option<Arc<policy::PolicySet>>,
     /// The last collection found no target (logged once per change).
     found_nothing: std::sync::atomic::AtomicBool,
+    /// The environment of the remote sources: `None` reads the process's
+    /// anew at each collection (rotated tokens are picked up); tests inject one.
+    env: Option<Arc<crate::remote::Env>>,
 }
 
 /// Registration of the Terraform monitor (`custom_monitors.terraform_state`).
@@ -195,6 +198,13 @@ impl MonitorKind for TerraformKind {
 impl TerraformMonitor {
     /// `base`: the folder relative paths are resolved against (the config file's folder).
     pub fn new(cfg: TerraformConfig, base: PathBuf) -> Self {
+        Self::with_env(cfg, base, None)
+    }
+
+    /// Like [`TerraformMonitor::new`], the remote sources reading `env`
+    /// instead of the process environment (`None`: the process's, read at
+    /// each collection).
+    pub fn with_env(cfg: TerraformConfig, base: PathBuf, env: Option<crate::remote::Env>) -> Self {
         TerraformMonitor {
             inner: Arc::new(Inner {
                 policies: (!cfg.policies.is_empty()).then(|| {
@@ -210,6 +220,7 @@ impl TerraformMonitor {
                 remote_reads: crate::core::targets::Targets::new(),
                 discovered: Mutex::new(Vec::new()),
                 found_nothing: std::sync::atomic::AtomicBool::new(false),
+                env: env.map(Arc::new),
             }),
         }
     }
@@ -330,6 +341,11 @@ impl TerraformMonitor {
             let cfg = Arc::new(inner.cfg.clone());
             let base = Arc::new(inner.base.clone());
             let policies = inner.policies.clone();
+            // One snapshot of the environment per collection.
+            let env = inner
+                .env
+                .clone()
+                .unwrap_or_else(|| Arc::new(crate::remote::Env::process()));
             let entries = Arc::new(tokio::sync::Semaphore::new(remote::ENTRY_CONCURRENCY));
             let reads = inner
                 .remote_reads
@@ -338,7 +354,8 @@ impl TerraformMonitor {
                     now,
                     remote::EntryRef::all(&inner.cfg),
                     move |which, memory| {
-                        let (cfg, base, policies) = (cfg.clone(), base.clone(), policies.clone());
+                        let (cfg, base, policies, env) =
+                            (cfg.clone(), base.clone(), policies.clone(), env.clone());
                         let entries = entries.clone();
                         async move {
                             // At most ENTRY_CONCURRENCY entries at once; the
@@ -346,7 +363,7 @@ impl TerraformMonitor {
                             let _permit = entries.acquire_owned().await.ok();
                             let deadline = crate::remote::deadline_for(timeout);
                             let (read, memory) =
-                                remote::read_entry(cfg, base, which, memory, deadline, policies)
+                                remote::read_entry(cfg, base, which, memory, deadline, policies, env)
                                     .await;
                             (RemoteRead(read), memory)
                         }

@@ -17,7 +17,7 @@ use futures::StreamExt;
 
 use crate::core::config::TerraformConfig;
 use crate::remote::client::Budget;
-use crate::remote::{build, spec_label, working_dir_backend, Fetch, RemoteError, StateBackend, Target};
+use crate::remote::{build, spec_label, working_dir_backend, Env, Fetch, RemoteError, StateBackend, Target};
 
 pub use crate::remote::LockState;
 use super::analysis::{analyse_with_policies, Analysis, TargetError, TargetMemory, TargetSources};
@@ -190,12 +190,12 @@ impl EntryRef {
 
     /// Build this entry (blocking: secret files, working directory records,
     /// the AWS credential chain); `None`: a working directory with no backend.
-    fn build(self, cfg: &TerraformConfig, base: &Path, budget: &Budget) -> Option<Entry> {
+    fn build(self, cfg: &TerraformConfig, base: &Path, budget: &Budget, env: &Env) -> Option<Entry> {
         match self {
             EntryRef::Backend(i) => {
                 let spec = cfg.backends.get(i)?;
                 let key = format!("backends[{i}]");
-                Some(match build(spec, base, cfg.remote.request_timeout.0, budget) {
+                Some(match build(spec, base, cfg.remote.request_timeout.0, budget, env) {
                     Ok(b) => Entry::Ready(key, b),
                     Err(e) => Entry::Failed(key, spec_label(spec, i), e),
                 })
@@ -203,7 +203,7 @@ impl EntryRef {
             EntryRef::WorkingDir(i) => {
                 let dir = cfg.working_dirs.get(i)?;
                 let key = format!("working_dirs[{i}]");
-                match working_dir_backend(&base.join(dir), base, cfg.remote.request_timeout.0, budget) {
+                match working_dir_backend(&base.join(dir), base, cfg.remote.request_timeout.0, budget, env) {
                     Ok(Some(b)) => Some(Entry::Ready(key, b)),
                     Ok(None) => None,
                     Err(e) => {
@@ -219,6 +219,7 @@ impl EntryRef {
 /// Read one remote entry now (build it, discover its states, fetch and
 /// analyse them), with its memory; bounded by `deadline`. Each entry is one
 /// target of the monitor's schedule, so a failing backend is retried alone.
+/// `env`: the environment variables of this collection (credentials, TLS roots).
 pub async fn read_entry(
     cfg: Arc<TerraformConfig>,
     base: Arc<PathBuf>,
@@ -226,6 +227,7 @@ pub async fn read_entry(
     mem: EntryMemory,
     deadline: Instant,
     policies: Option<Arc<PolicySet>>,
+    env: Arc<Env>,
 ) -> (Collected, EntryMemory) {
     let budget = Budget {
         deadline,
@@ -235,7 +237,7 @@ pub async fn read_entry(
     };
     let built = {
         let (cfg, base) = (cfg.clone(), base.clone());
-        tokio::task::spawn_blocking(move || which.build(&cfg, &base, &budget)).await
+        tokio::task::spawn_blocking(move || which.build(&cfg, &base, &budget, &env)).await
     };
     let entry = match built {
         Ok(Some(e)) => e,

@@ -4,6 +4,7 @@
 # 10s. Prints requests/s, p50/p99 latency, errors, RSS before/after and the
 # number of collections (single-flight: about one per check_interval).
 # Usage: scripts/load-test.sh [SCRAPERS] [SECONDS]
+# HOMELAB_MONITOR_BIN=path runs another build of the exporter (A/B runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scrapers=${1:-200}
@@ -22,7 +23,7 @@ custom_monitors:
 YAML
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 ulimit -n 4096 || true
-target/release/homelab-monitor --config "$out/load.yaml" --web.listen-address "127.0.0.1:$port" --log.level warn &
+"${HOMELAB_MONITOR_BIN:-target/release/homelab-monitor}" --config "$out/load.yaml" --web.listen-address "127.0.0.1:$port" --log.level warn &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true' EXIT
 for _ in $(seq 300); do

@@ -234,7 +234,12 @@ fn shutdown_lets_in_flight_scrapes_finish() {
     )
     .unwrap();
     // Not waiting for readiness: the first (cold) collection is what we interrupt.
-    let mut e = Exporter::start(t.path(), &["--config", "c.yaml"]);
+    // The scrapes wait for it whatever the machine's load (the default 5 s
+    // first-scrape budget would serve a body without the state on a slow run).
+    let mut e = Exporter::start(
+        t.path(),
+        &["--config", "c.yaml", "--web.first-scrape-wait", "5m"],
+    );
     let port = e.port;
     let scrapers: Vec<_> = (0..8)
         .map(|_| {

@@ -206,6 +206,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_scrapers_timeout_bounds_a_probe_of_a_silent_server() {
+        // Accepts and never speaks: only a deadline ends the probe.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = silent.local_addr().unwrap();
+        let hold = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = silent.accept().await {
+                held.push(s);
+            }
+        });
+        // The module allows an hour; the scraper gives 1.5 s (1 s after the margin).
+        let h = handler("modules:\n  slow: { timeout: 1h }\n");
+        let q = format!("target={addr}&module=slow");
+        let guard = Duration::from_secs(120);
+        let r = tokio::time::timeout(guard, h.handle(Some(&q), Some("1.5"), Format::Classic))
+            .await
+            .expect("the probe ignored the scrape timeout");
+        let (s, b) = body(r).await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(b.contains("\nprobe_success 0.0\n"), "{b}");
+        assert!(b.contains("reason=\"timeout\""), "{b}");
+        hold.abort();
+    }
+
+    #[tokio::test]
     async fn a_refused_target_is_200_with_probe_success_0() {
         // A port that was free a moment ago: connection refused.
         let port = std::net::TcpListener::bind("127.0.0.1:0")

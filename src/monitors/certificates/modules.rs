@@ -156,6 +156,14 @@ pub enum ProbeRequestError {
     NotAllowed(String),
 }
 
+/// `s` for a message: at most `max` characters, control characters as `?`.
+fn printable(s: &str, max: usize) -> String {
+    s.chars()
+        .take(max)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
 /// Everything `/probe` needs, built once from the config.
 pub struct ProbeService {
     modules: BTreeMap<String, ProbeModule>,
@@ -215,7 +223,7 @@ impl ProbeService {
                     known.insert(0, DEFAULT_MODULE);
                 }
                 ProbeRequestError::UnknownModule {
-                    name: n.chars().take(64).collect(),
+                    name: printable(n, 64),
                     known: known.join(", "),
                 }
             }),
@@ -251,7 +259,7 @@ impl ProbeService {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or(ProbeRequestError::MissingTarget)?;
-        let shown = || target.chars().take(256).collect::<String>();
+        let shown = || printable(target, 256);
         if target.len() > 1024 || target.chars().any(|c| c.is_control() || c.is_whitespace()) {
             return Err(ProbeRequestError::BadTarget {
                 target: shown(),
@@ -406,6 +414,11 @@ mod tests {
             s.endpoint(None, None, None).unwrap_err(),
             ProbeRequestError::MissingTarget
         );
+        // What the caller sent is quoted without control characters.
+        let e = s.endpoint(Some("a\n.lan:443"), None, None).unwrap_err();
+        assert!(e.to_string().contains("\"a?.lan:443\""), "{e}");
+        let e = s.endpoint(Some("a.lan:443"), Some("x\u{1b}[31m"), None).unwrap_err();
+        assert!(e.to_string().contains("\"x?[31m\""), "{e}");
     }
 
     #[test]

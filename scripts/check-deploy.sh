@@ -125,7 +125,7 @@ step "helm template (defaults)"
 "$YAMLLINT" -c deploy/yamllint.yml - <"$work/helm-default.yaml"
 "$PY" scripts/validate-deploy-manifests.py manifests "$work/helm-default.yaml" --rules "$rules" \
   --expect Deployment --expect Service --expect ConfigMap \
-  --absent ServiceMonitor --absent PrometheusRule --absent CronJob
+  --absent ServiceMonitor --absent PrometheusRule --absent CronJob --absent Probe
 
 step "helm template with deploy/README.md's install command (watches only what it mounts)"
 mapfile -t readme_sets < <(sed -n '/^helm install homelab-monitor/,/^```/p' deploy/README.md | grep -o -- '--set [^ ]*' | cut -d' ' -f2)
@@ -153,7 +153,7 @@ step "helm template (all toggles on)"
 "$PY" scripts/validate-deploy-manifests.py manifests "$work/helm-all.yaml" --rules "$rules" \
   --dashboards "$chart/files/dashboards" --release-label kube-prometheus-stack \
   --expect Deployment --expect Service --expect ConfigMap --expect ServiceMonitor --expect PrometheusRule \
-  --expect CronJob
+  --expect CronJob --expect Probe
 
 step "helm template with a dashboard in the chart (dashboard ConfigMaps)"
 cp -r "$chart" "$work/chart"

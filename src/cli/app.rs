@@ -102,7 +102,17 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
     if cli.status {
         return Ok(status(&cli, &registry).await);
     }
-    serve(&cli, registry).await
+    // `/probe` (opt-in: certificate_expiry `modules:` or `probe:`).
+    let probe = config
+        .file
+        .custom_monitors
+        .certificate_expiry
+        .as_ref()
+        .and_then(|c| {
+            crate::monitors::certificates::modules::ProbeService::from_config(c, &config.base_dir)
+        })
+        .map(Arc::new);
+    serve(&cli, registry, probe).await
 }
 
 /// `render`: write the stack's config files from the `monitoring:` block.
@@ -164,7 +174,11 @@ async fn status(cli: &Cli, registry: &Registry) -> i32 {
     report.exit_code()
 }
 
-async fn serve(cli: &Cli, registry: Arc<Registry>) -> Result<i32, AppError> {
+async fn serve(
+    cli: &Cli,
+    registry: Arc<Registry>,
+    probe: Option<Arc<crate::monitors::certificates::modules::ProbeService>>,
+) -> Result<i32, AppError> {
     let web = Arc::new(WebConfigWatcher::new(cli.web_config_file.clone())?);
     let addr = cli.listen_address();
     let listener = tokio::net::TcpListener::bind(&addr)
@@ -214,6 +228,7 @@ async fn serve(cli: &Cli, registry: Arc<Registry>) -> Result<i32, AppError> {
             telemetry_path: cli.telemetry_path.clone(),
             first_scrape_wait: cli.first_scrape_wait,
             max_connections: cli.web_max_connections as usize,
+            probe,
         },
         web,
         server::shutdown_signal(),

@@ -1,5 +1,6 @@
 //! HTTP endpoints: `/metrics` (or `--web.telemetry-path`), `/healthz`,
-//! `/readyz`, the status page at `/` and `/api/v1/status`. GET and HEAD only.
+//! `/readyz`, the status page at `/`, `/api/v1/status` and `/probe` (when
+//! certificate probe modules are configured; see [`probe`]). GET and HEAD only.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -24,6 +25,7 @@ use crate::core::snapshot::{MetricDef, SnapshotBuilder};
 use crate::server::web_config::{WebConfig, WebConfigWatcher};
 
 mod guard;
+pub mod probe;
 pub mod status_page;
 pub mod web_config;
 use guard::{ConnState, Conns, Guarded};
@@ -54,6 +56,8 @@ pub struct ServerConfig {
     pub first_scrape_wait: Duration,
     /// Most connections open at once (`--web.max-connections`).
     pub max_connections: usize,
+    /// `/probe` (certificate_expiry `modules:`/`probe:`); `None`: 404.
+    pub probe: Option<Arc<crate::monitors::certificates::modules::ProbeService>>,
 }
 
 /// What a scrape may spend waiting for a monitor's first collection: the
@@ -74,6 +78,7 @@ struct AppState {
     cfg: ServerConfig,
     conns: Arc<Conns>,
     web: Arc<WebConfigWatcher>,
+    probe: Option<probe::ProbeHandler>,
 }
 
 const CONNECTIONS_OPEN: MetricDef = MetricDef::gauge(
@@ -213,6 +218,22 @@ async fn route(req: Request<Incoming>, app: &AppState) -> Resp {
         }
     } else {
         match path {
+            "/probe" => match &app.probe {
+                Some(p) => {
+                    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+                    let format = negotiate(header("accept"));
+                    p.handle(
+                        req.uri().query(),
+                        header("x-prometheus-scrape-timeout-seconds"),
+                        format,
+                    )
+                    .await
+                }
+                None => text(
+                    StatusCode::NOT_FOUND,
+                    "not found: /probe is off; declare custom_monitors.certificate_expiry.modules (or probe:) to turn it on\n",
+                ),
+            },
             "/healthz" => text(StatusCode::OK, "ok\n"),
             "/readyz" => {
                 if app.registry.is_ready() {
@@ -383,7 +404,12 @@ pub async fn serve(
 ) {
     let conns = Arc::new(Conns::new(effective_max_connections(cfg.max_connections)));
     let reloader = tokio::spawn(web_config.clone().run());
+    let probe = cfg
+        .probe
+        .clone()
+        .map(|svc| probe::ProbeHandler::new(svc, registry.clock().clone()));
     let app = Arc::new(AppState {
+        probe,
         registry,
         cfg,
         conns: conns.clone(),

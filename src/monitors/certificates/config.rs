@@ -40,6 +40,12 @@ monitor_config! {
         /// Deepest folder level searched below a configured folder.
         #[serde(default = "CertificateConfig::default_max_depth")]
         pub max_depth: usize,
+        /// `/probe` modules by name (endpoint options without the address); see `modules.rs`.
+        #[serde(default)]
+        pub modules: Option<std::collections::BTreeMap<String, super::modules::ProbeModule>>,
+        /// `/probe` settings: `allowed_targets`, `max_concurrent`.
+        #[serde(default)]
+        pub probe: Option<super::modules::ProbeSettings>,
     }
 }
 
@@ -110,6 +116,7 @@ impl CertificateConfig {
                 "pkcs12_passphrase_file must not be empty".into(),
             ));
         }
+        super::modules::validate(self)?;
         let mut seen = std::collections::HashSet::new();
         for (i, e) in self.endpoints.iter().enumerate() {
             let d = e.details();

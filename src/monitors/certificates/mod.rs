@@ -11,6 +11,7 @@
 pub mod config;
 pub mod endpoint;
 pub mod files;
+pub mod modules;
 pub mod parse;
 
 use std::collections::HashSet;

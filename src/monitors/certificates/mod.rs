@@ -51,6 +51,13 @@ pub const INFO: MetricDef = MetricDef::gauge("certificate_info", "Certificate de
 pub const VERIFIED: MetricDef = MetricDef::gauge("certificate_verified", "1 if the chain served by the endpoint verifies for its server_name against the web roots (or its ca_file) at the last check, else 0.");
 pub const WARNING: MetricDef = MetricDef::gauge("certificate_warning_threshold_seconds", "Configured warning threshold (warning_days) in seconds: alert when notAfter - time() is below it.");
 pub const CRITICAL: MetricDef = MetricDef::gauge("certificate_critical_threshold_seconds", "Configured critical threshold (critical_days) in seconds: alert when notAfter - time() is below it.");
+pub const LIFETIME_RATIO: MetricDef = MetricDef::gauge(
+    "certificate_lifetime_remaining_ratio",
+    "Fraction of the certificate's lifetime left at the last check: (notAfter - now) / (notAfter - notBefore), 0 once expired, 1 before notBefore.",
+);
+pub const WARNING_RATIO: MetricDef = MetricDef::gauge("certificate_lifetime_warning_threshold_ratio", "Configured warning_ratio: alert when the fraction of a certificate's lifetime left is below it.");
+pub const CRITICAL_RATIO: MetricDef = MetricDef::gauge("certificate_lifetime_critical_threshold_ratio", "Configured critical_ratio: alert when the fraction of a certificate's lifetime left is below it.");
+pub const SHORT_LIVED: MetricDef = MetricDef::gauge("certificate_short_lived_threshold_seconds", "Configured short_lived_days in seconds: certificates whose lifetime (notAfter - notBefore) is at most this are alerted by lifetime ratio only, not by warning_days/critical_days (0: off).");
 pub const SOURCE_UP: MetricDef = MetricDef::gauge(
     "certificate_source_up",
     "1 if the certificate file or endpoint was read and parsed on the last check, else 0.",
@@ -168,6 +175,64 @@ impl SourceResult {
     }
 }
 
+/// The alert levels of a certificate monitor: time left (`warning_days`,
+/// `critical_days`, in seconds) and fraction of the lifetime left
+/// (`warning_ratio`, `critical_ratio`).
+///
+/// The ratios apply to every certificate; the day thresholds to every
+/// certificate whose lifetime is longer than `short_lived` (`short_lived_days`
+/// in seconds; 0: all), so that a 7-day certificate need not be "expiring
+/// within 30 days" from its first minute.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    pub warning: i64,
+    pub critical: i64,
+    pub warning_ratio: f64,
+    pub critical_ratio: f64,
+    pub short_lived: i64,
+}
+
+impl Thresholds {
+    /// Day thresholds (in seconds) with the default ratios (0.2, 0.1).
+    pub fn days(warning: i64, critical: i64) -> Self {
+        Thresholds {
+            warning,
+            critical,
+            warning_ratio: 0.2,
+            critical_ratio: 0.1,
+            short_lived: 0,
+        }
+    }
+
+    /// Time left (seconds) under which `c` is at the level of `days`/`ratio`:
+    /// the larger of the day threshold (when it applies) and the ratio of its lifetime.
+    fn effective(&self, c: &Cert, days: i64, ratio: f64) -> i64 {
+        let life = c.not_after.saturating_sub(c.not_before).max(0);
+        let by_days = if life > self.short_lived { days } else { 0 };
+        by_days.max((ratio * life as f64).floor() as i64)
+    }
+
+    /// Time left under which `c` is a warning.
+    pub fn warning_for(&self, c: &Cert) -> i64 {
+        self.effective(c, self.warning, self.warning_ratio)
+    }
+
+    /// Time left under which `c` is critical.
+    pub fn critical_for(&self, c: &Cert) -> i64 {
+        self.effective(c, self.critical, self.critical_ratio)
+    }
+}
+
+/// Fraction of `c`'s lifetime left at `now`: 0 once expired (or for an empty
+/// validity period), 1 before notBefore.
+pub fn lifetime_remaining_ratio(c: &Cert, now: i64) -> f64 {
+    let life = c.not_after.saturating_sub(c.not_before);
+    if life <= 0 || now >= c.not_after {
+        return 0.0;
+    }
+    (c.not_after.saturating_sub(now) as f64 / life as f64).clamp(0.0, 1.0)
+}
+
 /// Expiry state of one certificate at a given time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum CertState {
@@ -189,15 +254,15 @@ impl CertState {
         }
     }
 
-    /// `now` in Unix seconds; thresholds in seconds.
-    pub fn of(c: &Cert, now: i64, warning: i64, critical: i64) -> CertState {
+    /// `now` in Unix seconds.
+    pub fn of(c: &Cert, now: i64, t: &Thresholds) -> CertState {
         if now < c.not_before {
             CertState::NotYetValid
         } else if now > c.not_after {
             CertState::Expired
-        } else if c.not_after - now <= critical {
+        } else if c.not_after - now <= t.critical_for(c) {
             CertState::Critical
-        } else if c.not_after - now <= warning {
+        } else if c.not_after - now <= t.warning_for(c) {
             CertState::Warning
         } else {
             CertState::Ok
@@ -469,11 +534,16 @@ impl CertificateMonitor {
         Ok(all)
     }
 
-    fn thresholds(&self) -> (i64, i64) {
-        (
-            i64::from(self.inner.cfg.warning_days) * 86_400,
-            i64::from(self.inner.cfg.critical_days) * 86_400,
-        )
+    /// The configured alert levels.
+    pub fn thresholds(&self) -> Thresholds {
+        let cfg = &self.inner.cfg;
+        Thresholds {
+            warning: i64::from(cfg.warning_days) * 86_400,
+            critical: i64::from(cfg.critical_days) * 86_400,
+            warning_ratio: cfg.warning_ratio,
+            critical_ratio: cfg.critical_ratio,
+            short_lived: i64::from(cfg.short_lived_days) * 86_400,
+        }
     }
 }
 
@@ -619,19 +689,36 @@ fn now_secs(now: SystemTime) -> i64 {
     unix_seconds(now).floor() as i64
 }
 
-/// Build the snapshot from gathered sources.
+/// Build the snapshot from gathered sources, with day thresholds (seconds)
+/// and the default lifetime ratios.
 pub fn snapshot(
     sources: &[SourceResult],
     now: SystemTime,
     warning: i64,
     critical: i64,
 ) -> Snapshot {
+    snapshot_with(sources, now, &Thresholds::days(warning, critical))
+}
+
+/// Build the snapshot from gathered sources.
+pub fn snapshot_with(sources: &[SourceResult], now: SystemTime, t: &Thresholds) -> Snapshot {
+    let (warning, critical) = (t.warning, t.critical);
     let mut b = SnapshotBuilder::new();
-    for def in [&NOT_AFTER, &NOT_BEFORE, &EXPIRED, &INFO, &SOURCE_UP] {
+    for def in [
+        &NOT_AFTER,
+        &NOT_BEFORE,
+        &EXPIRED,
+        &LIFETIME_RATIO,
+        &INFO,
+        &SOURCE_UP,
+    ] {
         b.declare(def);
     }
     b.gauge(&WARNING, &[], warning as f64);
     b.gauge(&CRITICAL, &[], critical as f64);
+    b.gauge(&WARNING_RATIO, &[], t.warning_ratio);
+    b.gauge(&CRITICAL_RATIO, &[], t.critical_ratio);
+    b.gauge(&SHORT_LIVED, &[], t.short_lived as f64);
     let now_s = now_secs(now);
     let mut seen_sources = HashSet::new();
     let mut seen_certs = HashSet::new();
@@ -676,8 +763,8 @@ pub fn snapshot(
                     facts.push(Fact::Expiry {
                         item: item.clone(),
                         not_after: c.not_after,
-                        warning_seconds: Some(warning),
-                        critical_seconds: Some(critical),
+                        warning_seconds: Some(t.warning_for(c)),
+                        critical_seconds: Some(t.critical_for(c)),
                     });
                     if c.not_before > now_s {
                         facts.push(Fact::Finding {
@@ -693,6 +780,11 @@ pub fn snapshot(
                     }
                     b.gauge_owned(&NOT_AFTER, l.clone(), c.not_after as f64);
                     b.gauge_owned(&NOT_BEFORE, l.clone(), c.not_before as f64);
+                    b.gauge_owned(
+                        &LIFETIME_RATIO,
+                        l.clone(),
+                        lifetime_remaining_ratio(c, now_s),
+                    );
                     b.gauge_owned(
                         &EXPIRED,
                         l.clone(),
@@ -714,7 +806,7 @@ pub fn snapshot(
                         ("is_ca", c.is_ca.to_string()),
                     ]);
                     b.gauge_owned(&INFO, info, 1.0);
-                    worst = worst.max(CertState::of(c, now_s, warning, critical));
+                    worst = worst.max(CertState::of(c, now_s, t));
                     if earliest.is_none_or(|e| c.not_after < e.not_after) {
                         earliest = Some(c);
                     }
@@ -855,8 +947,7 @@ impl Monitor for CertificateMonitor {
 
     async fn collect(&self, ctx: CollectContext) -> Result<Snapshot, MonitorError> {
         let sources = self.gather_with(ctx, false).await?;
-        let (w, c) = self.thresholds();
-        let mut snap = snapshot(&sources, ctx.now, w, c);
+        let mut snap = snapshot_with(&sources, ctx.now, &self.thresholds());
         snap.pending = self
             .inner
             .pending
@@ -899,27 +990,111 @@ mod tests {
     #[test]
     fn states_follow_thresholds() {
         let d = 86_400;
-        let (w, c) = (30 * d, 7 * d);
+        let t = Thresholds::days(30 * d, 7 * d);
         assert_eq!(
-            CertState::of(&cert(0, 100 * d), 50 * d, w, c),
+            CertState::of(&cert(0, 100 * d), 50 * d, &t),
             CertState::Ok
         );
         assert_eq!(
-            CertState::of(&cert(0, 100 * d), 80 * d, w, c),
+            CertState::of(&cert(0, 100 * d), 80 * d, &t),
             CertState::Warning
         );
         assert_eq!(
-            CertState::of(&cert(0, 100 * d), 95 * d, w, c),
+            CertState::of(&cert(0, 100 * d), 95 * d, &t),
             CertState::Critical
         );
         assert_eq!(
-            CertState::of(&cert(0, 100 * d), 101 * d, w, c),
+            CertState::of(&cert(0, 100 * d), 101 * d, &t),
             CertState::Expired
         );
         assert_eq!(
-            CertState::of(&cert(10 * d, 100 * d), 5 * d, w, c),
+            CertState::of(&cert(10 * d, 100 * d), 5 * d, &t),
             CertState::NotYetValid
         );
+    }
+
+    /// A 90-day and a 7-day certificate (rcgen, parsed as files are) with the
+    /// default thresholds (30/7 days, 20%/10% of the lifetime) and
+    /// `short_lived_days: 14`: the day thresholds warn the 90-day one at 30
+    /// days left, the ratios warn the 7-day one in its last 20%, never from its
+    /// first minute. Without `short_lived_days`, the days hold it for ever.
+    #[test]
+    fn ninety_and_seven_day_certificates_are_both_alerted_sensibly() {
+        let d = 86_400;
+        let t = Thresholds {
+            short_lived: 14 * d,
+            ..Thresholds::days(30 * d, 7 * d)
+        };
+        let start: i64 = 1_800_000_000; // 2027-01-15
+        let make = |days: i64| {
+            let mut p = rcgen::CertificateParams::new(vec!["x.lan".to_string()]).unwrap();
+            p.not_before = rcgen::date_time_ymd(2027, 1, 15);
+            p.not_after = p.not_before + std::time::Duration::from_secs((days * d) as u64);
+            let key = rcgen::KeyPair::generate().unwrap();
+            let der = p.self_signed(&key).unwrap().der().to_vec();
+            parse::cert_from_der(&der, 0).unwrap()
+        };
+        let long = make(90);
+        let short = make(7);
+        let nb = long.not_before;
+        assert_eq!(short.not_before, nb);
+        assert!((nb - start).abs() < d, "{nb}");
+        let at = |c: &Cert, left: i64| CertState::of(c, c.not_after - left, &t);
+        // 90 days: Ok with 40 days left, warning with 29 (days; ratio 0.32),
+        // critical with 6 (days; and ratio 0.07).
+        assert_eq!(at(&long, 40 * d), CertState::Ok);
+        assert_eq!(at(&long, 29 * d), CertState::Warning);
+        assert_eq!(at(&long, 6 * d), CertState::Critical);
+        // 7 days: Ok from its first minute to 20% left (33.6 h), then warning,
+        // critical under 10% (16.8 h); never from the day thresholds.
+        assert_eq!(at(&short, 7 * d - 60), CertState::Ok);
+        assert_eq!(at(&short, 2 * d), CertState::Ok);
+        assert_eq!(at(&short, 30 * 3600), CertState::Warning);
+        assert_eq!(at(&short, 16 * 3600), CertState::Critical);
+        // Default (short_lived_days 0): the day thresholds apply to it too.
+        let plain = Thresholds::days(30 * d, 7 * d);
+        assert_eq!(
+            CertState::of(&short, short.not_after - 2 * d, &plain),
+            CertState::Critical
+        );
+        // The 90-day one is not short-lived: its day thresholds still apply.
+        assert_eq!(at(&long, 25 * d), CertState::Warning);
+        // The metric and the facts carry the same levels.
+        let now = short.not_after - 30 * 3600;
+        let src = |path: &str, c: &Cert| SourceResult {
+            kind: SourceKind::File,
+            target: path.into(),
+            server_name: None,
+            outcome: Ok(SourceData {
+                certs: vec![c.clone()],
+                format: "der".into(),
+                verified: None,
+            }),
+        };
+        let snap = snapshot_with(
+            &[src("long.der", &long), src("short.der", &short)],
+            SystemTime::UNIX_EPOCH + Duration::from_secs(now as u64),
+            &t,
+        );
+        let ratio = |path: &str| {
+            snap.family(LIFETIME_RATIO.name)
+                .unwrap()
+                .samples
+                .iter()
+                .find(|s| s.labels.iter().any(|(k, v)| *k == "path" && v == path))
+                .map(|s| s.value)
+                .unwrap()
+        };
+        let short_ratio = ratio("short.der");
+        assert!((short_ratio - 30.0 / 168.0).abs() < 1e-3, "{short_ratio}");
+        let long_ratio = ratio("long.der");
+        assert!((long_ratio - (90.0 * 24.0 - 138.0) / 2160.0).abs() < 1e-3, "{long_ratio}");
+        let health: Vec<Health> = snap.targets.iter().map(|t| t.health).collect();
+        assert_eq!(health, [Health::Ok, Health::Findings]);
+        // Clamped: 0 once expired, 1 before notBefore.
+        assert_eq!(lifetime_remaining_ratio(&short, short.not_after + 1), 0.0);
+        assert_eq!(lifetime_remaining_ratio(&short, short.not_before - d), 1.0);
+        assert_eq!(lifetime_remaining_ratio(&cert(5, 5), 0), 0.0);
     }
 
     #[test]

@@ -35,6 +35,9 @@ monitor_config! {
         pub paths: Vec<GlobPattern>,
         #[serde(default)]
         pub endpoints: Vec<EndpointSpec>,
+        /// CRL files and globs (DER or PEM), relative to the config file's folder.
+        #[serde(default)]
+        pub crls: Vec<GlobPattern>,
         /// Default per-endpoint timeout (connect, STARTTLS and handshake together).
         #[serde(default = "CertificateConfig::default_endpoint_timeout")]
         pub endpoint_timeout: HumanDuration,

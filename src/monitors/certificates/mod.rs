@@ -9,6 +9,7 @@
 //! a log line and an error target; it never fails the collection.
 
 pub mod config;
+pub mod crl;
 pub mod endpoint;
 pub mod files;
 pub mod parse;
@@ -58,6 +59,12 @@ pub const LIFETIME_RATIO: MetricDef = MetricDef::gauge(
 pub const WARNING_RATIO: MetricDef = MetricDef::gauge("certificate_lifetime_warning_threshold_ratio", "Configured warning_ratio: alert when the fraction of a certificate's lifetime left is below it.");
 pub const CRITICAL_RATIO: MetricDef = MetricDef::gauge("certificate_lifetime_critical_threshold_ratio", "Configured critical_ratio: alert when the fraction of a certificate's lifetime left is below it.");
 pub const SHORT_LIVED: MetricDef = MetricDef::gauge("certificate_short_lived_threshold_seconds", "Configured short_lived_days in seconds: certificates whose lifetime (notAfter - notBefore) is at most this are alerted by lifetime ratio only, not by warning_days/critical_days (0: off).");
+pub const CRL_UP: MetricDef = MetricDef::gauge("certificate_crl_up", "1 if the CRL file was read and parsed on the last check, else 0 (revocation is then unknown, never \"not revoked\").");
+pub const CRL_THIS_UPDATE: MetricDef = MetricDef::gauge("certificate_crl_this_update_timestamp_seconds", "The CRL's thisUpdate, as a Unix timestamp.");
+pub const CRL_NEXT_UPDATE: MetricDef = MetricDef::gauge("certificate_crl_next_update_timestamp_seconds", "The CRL's nextUpdate, as a Unix timestamp: after it, the CRL is stale.");
+pub const CRL_REVOKED: MetricDef = MetricDef::gauge("certificate_crl_revoked_certificates", "Serial numbers listed as revoked in the CRL.");
+pub const CRL_VERIFIED: MetricDef = MetricDef::gauge("certificate_crl_verified", "1 if the CRL's signature verifies against its issuer's certificate found among the certificate sources, 0 if not or no issuer certificate is configured.");
+pub const REVOKED: MetricDef = MetricDef::gauge("certificate_revoked", "1 if a CRL of the certificate's issuer lists its serial, 0 if the configured CRLs of its issuer do not; absent when no usable CRL covers it or a CRL file cannot be read.");
 pub const SOURCE_UP: MetricDef = MetricDef::gauge(
     "certificate_source_up",
     "1 if the certificate file or endpoint was read and parsed on the last check, else 0.",
@@ -105,6 +112,9 @@ pub const ERROR_REASONS: &[&str] = &[
     "no_certificate",
     "bad_server_name",
     "tls_setup",
+    // CRL files
+    "no_crl",
+    "malformed_crl",
 ];
 
 /// Where a certificate came from.
@@ -233,6 +243,14 @@ pub fn lifetime_remaining_ratio(c: &Cert, now: i64) -> f64 {
     (c.not_after.saturating_sub(now) as f64 / life as f64).clamp(0.0, 1.0)
 }
 
+/// One CRL file and what was read from it.
+#[derive(Debug, Clone)]
+pub struct CrlResult {
+    /// The path as configured/discovered (the `path` label).
+    pub target: String,
+    pub outcome: Result<Vec<crl::Crl>, SourceFailure>,
+}
+
 /// Expiry state of one certificate at a given time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum CertState {
@@ -323,6 +341,8 @@ struct Inner {
     read_at: std::sync::Mutex<Vec<(String, SystemTime)>>,
     /// Reads still running after the last gather.
     pending: std::sync::atomic::AtomicUsize,
+    /// CRL files read by the last gather.
+    crls: std::sync::Mutex<Vec<CrlResult>>,
 }
 
 type Discovered = (Vec<files::FileTarget>, Arc<Result<Option<String>, String>>);
@@ -378,6 +398,7 @@ impl CertificateMonitor {
                 probes: crate::core::targets::Targets::new(),
                 read_at: std::sync::Mutex::new(Vec::new()),
                 pending: std::sync::atomic::AtomicUsize::new(0),
+                crls: std::sync::Mutex::new(Vec::new()),
             }),
         }
     }
@@ -416,11 +437,13 @@ impl CertificateMonitor {
                 walker.cfg.max_depth,
             );
             let pass = passphrase(&walker.cfg, &walker.base, walker.home.as_deref());
-            (found, pass)
+            let crls = read_crls(&walker);
+            (found, pass, crls)
         });
         let mut all = Vec::new();
         let (targets, pass) = match tokio::time::timeout(schedule.deadline, walk).await {
-            Ok(Ok((found, pass))) => {
+            Ok(Ok((found, pass, crls))) => {
+                *inner.crls.lock().unwrap_or_else(|e| e.into_inner()) = crls;
                 if found.duplicates > 0 {
                     tracing::debug!(
                         monitor = "certificate_expiry",
@@ -545,6 +568,45 @@ impl CertificateMonitor {
             short_lived: i64::from(cfg.short_lived_days) * 86_400,
         }
     }
+}
+
+/// Read every configured CRL file (small files: read on each gather).
+fn read_crls(inner: &Inner) -> Vec<CrlResult> {
+    if inner.cfg.crls.is_empty() {
+        return Vec::new();
+    }
+    let patterns: Vec<String> = inner.cfg.crls.iter().map(|g| g.0.clone()).collect();
+    let found = files::discover(&inner.base, inner.home.as_deref(), &patterns, 0);
+    let fail = |target: String, reason: &'static str, message: String| CrlResult {
+        target,
+        outcome: Err(SourceFailure { reason, message }),
+    };
+    let mut out: Vec<CrlResult> = found
+        .problems
+        .into_iter()
+        .map(|(label, e)| fail(label, e.metric_label(), e.to_string()))
+        .collect();
+    for t in found.files {
+        let r = match files::read_bounded(&t.path, &t.label, inner.cfg.max_file_size.0) {
+            Err(e) => fail(t.label.clone(), e.metric_label(), e.to_string()),
+            Ok(bytes) => match crl::parse_crls(&bytes) {
+                Ok(list) => CrlResult {
+                    target: t.label.clone(),
+                    outcome: Ok(list),
+                },
+                Err(e) => fail(
+                    t.label.clone(),
+                    e.metric_label(),
+                    format!("CRL {}: {e}", t.label),
+                ),
+            },
+        };
+        if let Err(f) = &r.outcome {
+            tracing::warn!(monitor = "certificate_expiry", source = "crl", target = %r.target, reason = f.reason, "{}", f.message);
+        }
+        out.push(r);
+    }
+    out
 }
 
 async fn probe_one(inner: Arc<Inner>, i: usize, now: SystemTime) -> SourceResult {
@@ -702,6 +764,42 @@ pub fn snapshot(
 
 /// Build the snapshot from gathered sources.
 pub fn snapshot_with(sources: &[SourceResult], now: SystemTime, t: &Thresholds) -> Snapshot {
+    snapshot_full(sources, &[], now, t)
+}
+
+/// What the CRLs say about one certificate.
+fn revocation(c: &Cert, crls: &[(&crl::Crl, Option<bool>)], unknown: bool) -> Option<bool> {
+    let mut covered = false;
+    let mut doubt = unknown;
+    for (crl, verified) in crls {
+        if !crl.covers(c) {
+            continue;
+        }
+        let usable = match verified {
+            Some(true) => true,
+            Some(false) => false,
+            // No issuer certificate to verify with: name and key id must both match.
+            None => crl.aki.is_some() && crl.aki == c.ids.aki,
+        };
+        if !usable {
+            doubt = true;
+            continue;
+        }
+        if crl.revoked.contains(&c.serial) {
+            return Some(true);
+        }
+        covered = true;
+    }
+    (covered && !doubt).then_some(false)
+}
+
+/// Build the snapshot from gathered sources and CRL files.
+pub fn snapshot_full(
+    sources: &[SourceResult],
+    crls: &[CrlResult],
+    now: SystemTime,
+    t: &Thresholds,
+) -> Snapshot {
     let (warning, critical) = (t.warning, t.critical);
     let mut b = SnapshotBuilder::new();
     for def in [
@@ -720,6 +818,102 @@ pub fn snapshot_with(sources: &[SourceResult], now: SystemTime, t: &Thresholds) 
     b.gauge(&CRITICAL_RATIO, &[], t.critical_ratio);
     b.gauge(&SHORT_LIVED, &[], t.short_lived as f64);
     let now_s = now_secs(now);
+    let all_certs: Vec<&Cert> = sources
+        .iter()
+        .filter_map(|s| s.outcome.as_ref().ok())
+        .flat_map(|d| d.certs.iter())
+        .collect();
+    let mut usable_crls: Vec<(&crl::Crl, Option<bool>)> = Vec::new();
+    let mut seen_crls = HashSet::new();
+    for r in crls {
+        if !seen_crls.insert(r.target.clone()) {
+            continue;
+        }
+        let id = vec![("path", r.target.clone())];
+        let target = format!("crl: {}", r.target);
+        match &r.outcome {
+            Err(f) => {
+                b.gauge_owned(&CRL_UP, id.clone(), 0.0);
+                b.gauge_owned(
+                    &SOURCE_ERROR,
+                    vec![
+                        ("source", "crl".to_string()),
+                        ("path", r.target.clone()),
+                        ("reason", f.reason.to_string()),
+                    ],
+                    1.0,
+                );
+                b.target(TargetStatus {
+                    target,
+                    health: Health::Error,
+                    summary: format!("cannot read ({}); revocation unknown", f.reason),
+                    error: Some(f.message.clone()),
+                    stale: false,
+                    facts: Vec::new(),
+                });
+            }
+            Ok(list) => {
+                b.gauge_owned(&CRL_UP, id.clone(), 1.0);
+                let mut facts = Vec::new();
+                let mut parts = Vec::new();
+                for (i, c) in list.iter().enumerate() {
+                    let mut l = id.clone();
+                    l.push(("index", i.to_string()));
+                    let verified = all_certs
+                        .iter()
+                        .filter_map(|ic| c.verify_with(ic))
+                        .fold(None, |acc: Option<bool>, v| Some(acc.unwrap_or(false) || v));
+                    b.gauge_owned(&CRL_THIS_UPDATE, l.clone(), c.this_update as f64);
+                    if let Some(n) = c.next_update {
+                        b.gauge_owned(&CRL_NEXT_UPDATE, l.clone(), n as f64);
+                    }
+                    b.gauge_owned(&CRL_REVOKED, l.clone(), c.revoked.len() as f64);
+                    b.gauge_owned(
+                        &CRL_VERIFIED,
+                        l,
+                        if verified == Some(true) { 1.0 } else { 0.0 },
+                    );
+                    let item = format!("{} #{i} ({})", r.target, c.issuer);
+                    if c.next_update.is_some_and(|n| n < now_s) {
+                        facts.push(Fact::Finding {
+                            kind: "stale CRL".into(),
+                            subject: item.clone(),
+                            detail: format!(
+                                "nextUpdate was {} ({} ago)",
+                                rfc3339(c.next_update.unwrap_or_default()),
+                                human_secs(now_s - c.next_update.unwrap_or_default())
+                            ),
+                            counted: true,
+                        });
+                    }
+                    if verified == Some(false) {
+                        facts.push(Fact::Finding {
+                            kind: "CRL signature".into(),
+                            subject: item,
+                            detail: "does not verify against its issuer's certificate; not used"
+                                .into(),
+                            counted: true,
+                        });
+                    }
+                    parts.push(format!("{} revoked", c.revoked.len()));
+                    usable_crls.push((c, verified));
+                }
+                b.target(TargetStatus {
+                    target,
+                    health: if facts.is_empty() {
+                        Health::Ok
+                    } else {
+                        Health::Findings
+                    },
+                    summary: format!("{} CRL(s), {}", list.len(), parts.join(", ")),
+                    error: None,
+                    stale: false,
+                    facts,
+                });
+            }
+        }
+    }
+    let crl_down = crls.iter().any(|r| r.outcome.is_err());
     let mut seen_sources = HashSet::new();
     let mut seen_certs = HashSet::new();
     for s in sources {
@@ -750,6 +944,7 @@ pub fn snapshot_with(sources: &[SourceResult], now: SystemTime, t: &Thresholds) 
                     b.gauge_owned(&VERIFIED, id.clone(), if v.is_ok() { 1.0 } else { 0.0 });
                 }
                 let mut worst = CertState::Ok;
+                let mut revoked_any = false;
                 let mut earliest: Option<&Cert> = None;
                 let mut facts = Vec::new();
                 for (i, c) in data.certs.iter().enumerate() {
@@ -785,6 +980,20 @@ pub fn snapshot_with(sources: &[SourceResult], now: SystemTime, t: &Thresholds) 
                         l.clone(),
                         lifetime_remaining_ratio(c, now_s),
                     );
+                    if !crls.is_empty() {
+                        if let Some(r) = revocation(c, &usable_crls, crl_down) {
+                            b.gauge_owned(&REVOKED, l.clone(), if r { 1.0 } else { 0.0 });
+                            if r {
+                                revoked_any = true;
+                                facts.push(Fact::Finding {
+                                    kind: "revoked".into(),
+                                    subject: cert_item(s, i, c),
+                                    detail: format!("serial {} is listed in a CRL of its issuer", c.serial),
+                                    counted: true,
+                                });
+                            }
+                        }
+                    }
                     b.gauge_owned(
                         &EXPIRED,
                         l.clone(),
@@ -841,6 +1050,9 @@ pub fn snapshot_with(sources: &[SourceResult], now: SystemTime, t: &Thresholds) 
                 if worst != CertState::Ok {
                     summary.push_str(&format!(", {}", worst.as_str()));
                 }
+                if revoked_any {
+                    summary.push_str(", revoked");
+                }
                 if verify_finding(data) {
                     if let Some(Err(why)) = &data.verified {
                         facts.push(Fact::Finding {
@@ -853,7 +1065,7 @@ pub fn snapshot_with(sources: &[SourceResult], now: SystemTime, t: &Thresholds) 
                 }
                 b.target(TargetStatus {
                     target: format!("{}: {}", s.kind.as_str(), s.display()),
-                    health: if worst == CertState::Ok && !verify_finding(data) {
+                    health: if worst == CertState::Ok && !verify_finding(data) && !revoked_any {
                         Health::Ok
                     } else {
                         Health::Findings
@@ -947,7 +1159,13 @@ impl Monitor for CertificateMonitor {
 
     async fn collect(&self, ctx: CollectContext) -> Result<Snapshot, MonitorError> {
         let sources = self.gather_with(ctx, false).await?;
-        let mut snap = snapshot_with(&sources, ctx.now, &self.thresholds());
+        let crls = self
+            .inner
+            .crls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut snap = snapshot_full(&sources, &crls, ctx.now, &self.thresholds());
         snap.pending = self
             .inner
             .pending
@@ -984,6 +1202,7 @@ mod tests {
             signature_algorithm: "sha256WithRSAEncryption".into(),
             is_ca: false,
             self_signed: true,
+            ids: Default::default(),
         }
     }
 
@@ -1210,6 +1429,15 @@ mod tests {
             },
         ];
         labels.extend(ep.iter().map(|e| e.metric_label()));
+        labels.extend(
+            [
+                crl::CrlError::Empty,
+                crl::CrlError::NoCrl,
+                crl::CrlError::Malformed { index: 0 },
+            ]
+            .iter()
+            .map(|e| e.metric_label()),
+        );
         // Set in this module: reading panicked, TLS client setup failed.
         labels.extend(["panic", "tls_setup"]);
         for l in &labels {

@@ -68,7 +68,7 @@ pub fn parse_crls(bytes: &[u8]) -> Result<Vec<Crl>, CrlError> {
         return Err(CrlError::Empty);
     }
     if !text_start.starts_with(b"-----BEGIN") {
-        return parse_der(bytes, 0).map(|c| vec![c]);
+        return parse_der(bytes, 0, false).map(|c| vec![c]);
     }
     let mut out = Vec::new();
     for (block, pem) in x509_parser::pem::Pem::iter_from_buffer(text_start).enumerate() {
@@ -83,7 +83,7 @@ pub fn parse_crls(bytes: &[u8]) -> Result<Vec<Crl>, CrlError> {
             },
         })?;
         if pem.label == "X509 CRL" {
-            out.push(parse_der(&pem.contents, out.len())?);
+            out.push(parse_der(&pem.contents, out.len(), true)?);
         }
     }
     if out.is_empty() {
@@ -92,12 +92,13 @@ pub fn parse_crls(bytes: &[u8]) -> Result<Vec<Crl>, CrlError> {
     Ok(out)
 }
 
-fn parse_der(der: &[u8], index: usize) -> Result<Crl, CrlError> {
+/// `labelled`: the bytes come from an `X509 CRL` PEM block, so they are meant to be a CRL.
+fn parse_der(der: &[u8], index: usize, labelled: bool) -> Result<Crl, CrlError> {
     let (rest, crl) = x509_parser::parse_x509_crl(der).map_err(|_| {
-        // A certificate or anything else in DER: not a CRL; garbage: malformed.
-        if index == 0 && x509_parser::parse_x509_certificate(der).is_ok() {
-            CrlError::NoCrl
-        } else if index == 0 && der.first() != Some(&0x30) {
+        // Unlabelled bytes that are a certificate or not DER at all: not a CRL.
+        if !labelled
+            && (der.first() != Some(&0x30) || x509_parser::parse_x509_certificate(der).is_ok())
+        {
             CrlError::NoCrl
         } else {
             CrlError::Malformed { index }

@@ -2244,3 +2244,69 @@ async fn a_crl_past_its_next_update_is_stale() {
     let facts = format!("{:?}", t.facts);
     assert!(facts.contains("stale CRL"), "{facts}");
 }
+
+/// An OCSP response for `cert` made by the real `openssl ocsp` from the CA's
+/// index (CA-signed, nextUpdate in a day), as `{out}`.
+fn openssl_ocsp_response(dir: &Path, cert: &str, out: &str) {
+    let req = format!("{out}.req");
+    openssl(
+        &["ocsp", "-issuer", "ca.pem", "-cert", cert, "-no_nonce", "-reqout", &req],
+        dir,
+    );
+    openssl(
+        &[
+            "ocsp", "-index", "index.txt", "-CA", "ca.pem", "-rsigner", "ca.pem", "-rkey",
+            "ca.key", "-reqin", &req, "-respout", out, "-ndays", "1",
+        ],
+        dir,
+    );
+}
+
+#[tokio::test]
+async fn ocsp_staples_from_openssl_s_server_show_revoked_and_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    openssl_ca(p, 48, true);
+    openssl_ocsp_response(p, "revoked.pem", "revoked.ocsp");
+    openssl_ocsp_response(p, "good.pem", "good.ocsp");
+    let (_r, revoked_addr) = s_server(
+        p,
+        &["-cert", "revoked.pem", "-key", "revoked.key", "-status_file", "revoked.ocsp", "-www"],
+    );
+    let (_g, good_addr) = s_server(
+        p,
+        &["-cert", "good.pem", "-key", "good.key", "-status_file", "good.ocsp", "-www"],
+    );
+    let (_n, plain_addr) = s_server(p, &["-cert", "good.pem", "-key", "good.key", "-www"]);
+    let now = SystemTime::now();
+    let m = CertificateMonitor::new(
+        config(&format!(
+            "endpoints:\n  - {{ address: \"{revoked_addr}\", server_name: revoked.lan }}\n  - {{ address: \"{good_addr}\", server_name: good.lan }}\n  - {{ address: \"{plain_addr}\", server_name: good.lan }}\n"
+        )),
+        p.to_path_buf(),
+    );
+    let s = m.collect_complete(CollectContext { now }).await.unwrap();
+    let ep = |a: &str, name: &str| s.value(name, &[("endpoint", a)]);
+    let status = |a: &str, st: &str| {
+        s.value("certificate_ocsp_status", &[("endpoint", a), ("status", st)])
+    };
+    assert_eq!(ep(&revoked_addr, "certificate_source_up"), Some(1.0));
+    assert_eq!(ep(&revoked_addr, "certificate_ocsp_staple_present"), Some(1.0));
+    assert_eq!(status(&revoked_addr, "revoked"), Some(1.0));
+    assert_eq!(status(&revoked_addr, "good"), Some(0.0));
+    assert_eq!(status(&good_addr, "good"), Some(1.0));
+    assert_eq!(status(&good_addr, "revoked"), Some(0.0));
+    let next = ep(&good_addr, "certificate_ocsp_next_update_timestamp_seconds").unwrap();
+    let now_s = now.duration_since(UNIX_EPOCH).unwrap().as_secs() as f64;
+    assert!((next - now_s - DAY).abs() < 600.0, "{next} vs {now_s}");
+    // No -status_file: no staple, and no status either way.
+    assert_eq!(ep(&plain_addr, "certificate_ocsp_staple_present"), Some(0.0));
+    assert_eq!(status(&plain_addr, "good"), None);
+    let t = s
+        .targets
+        .iter()
+        .find(|t| t.target.contains(&revoked_addr))
+        .unwrap();
+    assert_eq!(t.health, Health::Findings, "{}", t.summary);
+    assert!(t.summary.contains("OCSP staple revoked"), "{}", t.summary);
+}

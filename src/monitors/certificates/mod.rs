@@ -12,6 +12,7 @@ pub mod config;
 pub mod crl;
 pub mod endpoint;
 pub mod files;
+pub mod ocsp;
 pub mod parse;
 
 use std::collections::HashSet;
@@ -65,6 +66,9 @@ pub const CRL_NEXT_UPDATE: MetricDef = MetricDef::gauge("certificate_crl_next_up
 pub const CRL_REVOKED: MetricDef = MetricDef::gauge("certificate_crl_revoked_certificates", "Serial numbers listed as revoked in the CRL.");
 pub const CRL_VERIFIED: MetricDef = MetricDef::gauge("certificate_crl_verified", "1 if the CRL's signature verifies against its issuer's certificate found among the certificate sources, 0 if not or no issuer certificate is configured.");
 pub const REVOKED: MetricDef = MetricDef::gauge("certificate_revoked", "1 if a CRL of the certificate's issuer lists its serial, 0 if the configured CRLs of its issuer do not; absent when no usable CRL covers it or a CRL file cannot be read.");
+pub const OCSP_PRESENT: MetricDef = MetricDef::gauge("certificate_ocsp_staple_present", "1 if the endpoint stapled an OCSP response to the handshake at the last check, else 0.");
+pub const OCSP_STATUS: MetricDef = MetricDef::gauge("certificate_ocsp_status", "The leaf's status in the stapled OCSP response: 1 for the current status (good, revoked, unknown), 0 for the others; absent without a usable staple.");
+pub const OCSP_NEXT_UPDATE: MetricDef = MetricDef::gauge("certificate_ocsp_next_update_timestamp_seconds", "nextUpdate of the stapled OCSP response for the leaf, as a Unix timestamp.");
 pub const SOURCE_UP: MetricDef = MetricDef::gauge(
     "certificate_source_up",
     "1 if the certificate file or endpoint was read and parsed on the last check, else 0.",
@@ -141,6 +145,18 @@ pub struct SourceData {
     pub format: String,
     /// Endpoints only: chain verification.
     pub verified: Option<Result<(), String>>,
+    /// Endpoints only: the OCSP staple.
+    pub staple: Option<StapleState>,
+}
+
+/// The OCSP response an endpoint stapled to its handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StapleState {
+    /// The server stapled nothing.
+    Absent,
+    Read(ocsp::Staple),
+    /// Stapled, but not usable for the leaf (why).
+    Bad(String),
 }
 
 /// Why one source failed.
@@ -625,10 +641,21 @@ async fn probe_one(inner: Arc<Inner>, i: usize, now: SystemTime) -> SourceResult
         kind: SourceKind::Endpoint,
         target: ep.address.clone(),
         server_name: Some(ep.server_name.clone()),
-        outcome: outcome.map(|p| SourceData {
-            certs: p.certs,
-            format: p.protocol,
-            verified: Some(p.verified),
+        outcome: outcome.map(|p| {
+            let staple = match (&p.ocsp, p.certs.first()) {
+                (None, _) => StapleState::Absent,
+                (Some(der), Some(leaf)) => match ocsp::parse_staple(der, &leaf.serial) {
+                    Ok(st) => StapleState::Read(st),
+                    Err(e) => StapleState::Bad(e.to_string()),
+                },
+                (Some(_), None) => StapleState::Bad("no leaf certificate".into()),
+            };
+            SourceData {
+                certs: p.certs,
+                format: p.protocol,
+                verified: Some(p.verified),
+                staple: Some(staple),
+            }
         }),
     }
 }
@@ -672,6 +699,7 @@ fn read_one(
                 certs: p.certs,
                 format: p.format.as_str().to_string(),
                 verified: None,
+                staple: None,
             })
             .map_err(|e| SourceFailure {
                 reason: e.metric_label(),
@@ -943,6 +971,47 @@ pub fn snapshot_full(
                 if let Some(v) = &data.verified {
                     b.gauge_owned(&VERIFIED, id.clone(), if v.is_ok() { 1.0 } else { 0.0 });
                 }
+                let mut staple_facts = Vec::new();
+                let mut staple_note = None;
+                if let Some(st) = &data.staple {
+                    let present = !matches!(st, StapleState::Absent);
+                    b.gauge_owned(&OCSP_PRESENT, id.clone(), if present { 1.0 } else { 0.0 });
+                    match st {
+                        StapleState::Absent => {}
+                        StapleState::Read(r) => {
+                            for status in ocsp::OcspStatus::ALL {
+                                let mut l = id.clone();
+                                l.push(("status", status.as_str().to_string()));
+                                b.gauge_owned(
+                                    &OCSP_STATUS,
+                                    l,
+                                    if status == r.status { 1.0 } else { 0.0 },
+                                );
+                            }
+                            if let Some(n) = r.next_update {
+                                b.gauge_owned(&OCSP_NEXT_UPDATE, id.clone(), n as f64);
+                            }
+                            staple_note = Some(format!("OCSP staple {}", r.status.as_str()));
+                            if r.status == ocsp::OcspStatus::Revoked {
+                                staple_facts.push(Fact::Finding {
+                                    kind: "revoked".into(),
+                                    subject: s.display(),
+                                    detail: "the stapled OCSP response says the served certificate is revoked".into(),
+                                    counted: true,
+                                });
+                            }
+                        }
+                        StapleState::Bad(why) => {
+                            staple_note = Some("OCSP staple unusable".into());
+                            staple_facts.push(Fact::Finding {
+                                kind: "OCSP staple".into(),
+                                subject: s.display(),
+                                detail: why.clone(),
+                                counted: false,
+                            });
+                        }
+                    }
+                }
                 let mut worst = CertState::Ok;
                 let mut revoked_any = false;
                 let mut earliest: Option<&Cert> = None;
@@ -1050,6 +1119,11 @@ pub fn snapshot_full(
                 if worst != CertState::Ok {
                     summary.push_str(&format!(", {}", worst.as_str()));
                 }
+                if let Some(n) = &staple_note {
+                    summary.push_str(&format!(", {n}"));
+                }
+                revoked_any |= staple_facts.iter().any(|f| matches!(f, Fact::Finding { kind, .. } if kind == "revoked"));
+                facts.extend(staple_facts);
                 if revoked_any {
                     summary.push_str(", revoked");
                 }
@@ -1288,6 +1362,7 @@ mod tests {
                 certs: vec![c.clone()],
                 format: "der".into(),
                 verified: None,
+                staple: None,
             }),
         };
         let snap = snapshot_with(
@@ -1326,6 +1401,7 @@ mod tests {
                 certs: vec![cert(0, 10), cert(0, 20)],
                 format: "pem".into(),
                 verified: None,
+                staple: None,
             }),
         };
         let snap = snapshot(&[src.clone(), src], SystemTime::UNIX_EPOCH, 1, 1);
@@ -1460,6 +1536,7 @@ mod tests {
                 certs,
                 format: "pem".into(),
                 verified: None,
+                staple: None,
             }),
         };
         let summary = |certs: Vec<Cert>| {

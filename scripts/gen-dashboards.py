@@ -370,7 +370,7 @@ def certificates():
               [target(CERT_RATIO, instant=True, table=True, ref="A"), target(CERT_RATIO_LEVEL, instant=True, table=True, ref="B")],
               "percentunit", NEUTRAL, sort_by="Lifetime left", rename={"Value #A": "Lifetime left", "Value #B": "Level"},
               hide=["job", "instance"], cell="auto", overrides=[CERT_RATIO_LEVEL_COLUMN],
-              description="Share of each certificate's lifetime (notAfter - notBefore) left, lowest first; Level against the configured warning_ratio / critical_ratio (CertificateLifetimeLow / CertificateLifetimeCritical). Short-lived certificates show here what day thresholds cannot."),
+              description="Share of each certificate's lifetime (notAfter - notBefore) left, lowest first; Level against the configured warning_ratio / critical_ratio. The alerts (CertificateLifetimeLow / CertificateLifetimeCritical) use these for certificates living at most short_lived_days, and for longer-lived ones only inside warning_days / critical_days."),
         timeseries(L, "Time left, 10 soonest", [
             target(f"bottomk(10, {CERT_LEFT})", "{{path}}{{endpoint}} #{{serial}}", ref="A"),
             target(f"max(certificate_warning_threshold_seconds{{{SEL}}})", "warning_days", ref="B"),

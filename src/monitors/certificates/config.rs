@@ -18,16 +18,16 @@ monitor_config! {
         #[serde(default = "CertificateConfig::default_critical")]
         pub critical_days: u32,
         /// Fraction of the lifetime (notAfter - notBefore) left under which a
-        /// certificate is a warning: 0.2 = the last 20% (18 days of a 90-day certificate,
-        /// 34 hours of a 7-day one).
+        /// short-lived certificate (`short_lived_days`) is a warning: 0.2 = the
+        /// last 20% (34 hours of a 7-day certificate).
         #[serde(default = "CertificateConfig::default_warning_ratio")]
         pub warning_ratio: f64,
         /// As `warning_ratio`, critical.
         #[serde(default = "CertificateConfig::default_critical_ratio")]
         pub critical_ratio: f64,
         /// Certificates whose whole lifetime is at most this many days are
-        /// alerted by `warning_ratio`/`critical_ratio` only: `warning_days` and
-        /// `critical_days` would hold them for their whole life. 0 (default): off.
+        /// judged by `warning_ratio`/`critical_ratio` instead of `warning_days`/
+        /// `critical_days` (which would hold them for their whole life). 0 (default): off.
         #[serde(default)]
         pub short_lived_days: u32,
         /// Files, globs and folders (recursive), relative to the config file's folder.

@@ -205,10 +205,10 @@ impl SourceResult {
 /// `critical_days`, in seconds) and fraction of the lifetime left
 /// (`warning_ratio`, `critical_ratio`).
 ///
-/// The ratios apply to every certificate; the day thresholds to every
-/// certificate whose lifetime is longer than `short_lived` (`short_lived_days`
-/// in seconds; 0: all), so that a 7-day certificate need not be "expiring
-/// within 30 days" from its first minute.
+/// The day thresholds apply to every certificate whose lifetime is longer than
+/// `short_lived` (`short_lived_days` in seconds; 0: all); the ratios to the
+/// others, so that a 7-day certificate need not be "expiring within 30 days"
+/// from its first minute.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Thresholds {
     pub warning: i64,
@@ -231,11 +231,16 @@ impl Thresholds {
     }
 
     /// Time left (seconds) under which `c` is at the level of `days`/`ratio`:
-    /// the larger of the day threshold (when it applies) and the ratio of its lifetime.
+    /// the day threshold, or for a short-lived certificate the share of its lifetime.
+    /// (The ratio alerts also fire for longer-lived certificates, but only inside the
+    /// day threshold, so they never come earlier than it.)
     fn effective(&self, c: &Cert, days: i64, ratio: f64) -> i64 {
         let life = c.not_after.saturating_sub(c.not_before).max(0);
-        let by_days = if life > self.short_lived { days } else { 0 };
-        by_days.max((ratio * life as f64).floor() as i64)
+        if life > self.short_lived {
+            days
+        } else {
+            (ratio * life as f64).floor() as i64
+        }
     }
 
     /// Time left under which `c` is a warning.
@@ -1333,8 +1338,7 @@ mod tests {
         assert_eq!(short.not_before, nb);
         assert!((nb - start).abs() < d, "{nb}");
         let at = |c: &Cert, left: i64| CertState::of(c, c.not_after - left, &t);
-        // 90 days: Ok with 40 days left, warning with 29 (days; ratio 0.32),
-        // critical with 6 (days; and ratio 0.07).
+        // 90 days: Ok with 40 days left, warning with 29, critical with 6 (days).
         assert_eq!(at(&long, 40 * d), CertState::Ok);
         assert_eq!(at(&long, 29 * d), CertState::Warning);
         assert_eq!(at(&long, 6 * d), CertState::Critical);
@@ -1350,8 +1354,10 @@ mod tests {
             CertState::of(&short, short.not_after - 2 * d, &plain),
             CertState::Critical
         );
-        // The 90-day one is not short-lived: its day thresholds still apply.
+        // The 90-day one is not short-lived: its day thresholds apply, and
+        // its ratio never makes it a warning earlier (15 days left = 17%).
         assert_eq!(at(&long, 25 * d), CertState::Warning);
+        assert_eq!(at(&long, 15 * d), CertState::Warning);
         // The metric and the facts carry the same levels.
         let now = short.not_after - 30 * 3600;
         let src = |path: &str, c: &Cert| SourceResult {

@@ -2104,11 +2104,24 @@ fn openssl_ca(dir: &Path, crl_hours: u32, crl_aki: bool) {
     std::fs::write(dir.join("index.txt"), "").unwrap();
     std::fs::write(dir.join("serial"), "1000\n").unwrap();
     std::fs::write(dir.join("crlnumber"), "01\n").unwrap();
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
     let mut args = vec!["req", "-x509", "-config", "ca.cnf", "-extensions", "v3_ca"];
     args.extend(ec);
     args.extend([
-        "-keyout", "ca.key", "-out", "ca.pem", "-days", "365", "-subj", "/CN=Homelab CRL CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "365",
+        "-subj",
+        "/CN=Homelab CRL CA",
     ]);
     openssl(&args, dir);
     for leaf in ["revoked", "good"] {
@@ -2138,7 +2151,9 @@ fn openssl_ca(dir: &Path, crl_hours: u32, crl_aki: bool) {
     args.extend(["-out", "crl.pem"]);
     openssl(&args, dir);
     openssl(
-        &["crl", "-in", "crl.pem", "-outform", "DER", "-out", "crl.der"],
+        &[
+            "crl", "-in", "crl.pem", "-outform", "DER", "-out", "crl.der",
+        ],
         dir,
     );
 }
@@ -2161,12 +2176,14 @@ async fn crls_from_openssl_ca_mark_the_revoked_leaf_only() {
     };
     // PEM and DER of the same CRL; the CA certificate is a source, so the
     // signature is verified.
-    let s = collect_at(
-        "paths: [ca.pem, good.pem, revoked.pem]\ncrls: [crl.pem, \"*.der\"]\n",
-    )
-    .await;
+    let s =
+        collect_at("paths: [ca.pem, good.pem, revoked.pem]\ncrls: [crl.pem, \"*.der\"]\n").await;
     for path in ["crl.pem", "crl.der"] {
-        assert_eq!(crl_value(&s, "certificate_crl_up", path), Some(1.0), "{path}");
+        assert_eq!(
+            crl_value(&s, "certificate_crl_up", path),
+            Some(1.0),
+            "{path}"
+        );
         assert_eq!(
             crl_value(&s, "certificate_crl_revoked_certificates", path),
             Some(1.0)
@@ -2195,7 +2212,10 @@ async fn crls_from_openssl_ca_mark_the_revoked_leaf_only() {
     // Without the CA certificate the signature cannot be checked; the CRL
     // (authorityKeyIdentifier) and leaves carry the same key id: still used.
     let s = collect_at("paths: [good.pem, revoked.pem]\ncrls: [crl.pem]\n").await;
-    assert_eq!(crl_value(&s, "certificate_crl_verified", "crl.pem"), Some(0.0));
+    assert_eq!(
+        crl_value(&s, "certificate_crl_verified", "crl.pem"),
+        Some(0.0)
+    );
     assert_eq!(revoked(&s, "revoked.pem"), Some(1.0));
     assert_eq!(revoked(&s, "good.pem"), Some(0.0));
 
@@ -2205,8 +2225,14 @@ async fn crls_from_openssl_ca_mark_the_revoked_leaf_only() {
         "paths: [ca.pem, good.pem, revoked.pem]\ncrls: [crl.pem, garbage.crl, missing.crl]\n",
     )
     .await;
-    assert_eq!(crl_value(&s, "certificate_crl_up", "garbage.crl"), Some(0.0));
-    assert_eq!(crl_value(&s, "certificate_crl_up", "missing.crl"), Some(0.0));
+    assert_eq!(
+        crl_value(&s, "certificate_crl_up", "garbage.crl"),
+        Some(0.0)
+    );
+    assert_eq!(
+        crl_value(&s, "certificate_crl_up", "missing.crl"),
+        Some(0.0)
+    );
     assert_eq!(reason(&s, "garbage.crl").as_deref(), Some("malformed_crl"));
     assert_eq!(reason(&s, "missing.crl").as_deref(), Some("not_found"));
     assert_eq!(revoked(&s, "good.pem"), None);
@@ -2219,14 +2245,23 @@ async fn crls_from_openssl_ca_mark_the_revoked_leaf_only() {
     openssl_ca(other.path(), 48, false);
     std::fs::copy(other.path().join("crl.pem"), p.join("forged.pem")).unwrap();
     let s = collect_at("paths: [ca.pem, good.pem, revoked.pem]\ncrls: [forged.pem]\n").await;
-    assert_eq!(crl_value(&s, "certificate_crl_verified", "forged.pem"), Some(0.0));
+    assert_eq!(
+        crl_value(&s, "certificate_crl_verified", "forged.pem"),
+        Some(0.0)
+    );
     assert_eq!(revoked(&s, "good.pem"), None);
-    let t = s.targets.iter().find(|t| t.target == "crl: forged.pem").unwrap();
+    let t = s
+        .targets
+        .iter()
+        .find(|t| t.target == "crl: forged.pem")
+        .unwrap();
     assert_eq!(t.health, Health::Findings);
 
     // No CRLs configured: no revocation series at all.
     let s = collect_at("paths: [good.pem]\n").await;
-    assert!(s.family("certificate_revoked").is_none_or(|f| f.samples.is_empty()));
+    assert!(s
+        .family("certificate_revoked")
+        .is_none_or(|f| f.samples.is_empty()));
 }
 
 #[tokio::test]
@@ -2236,10 +2271,22 @@ async fn a_crl_past_its_next_update_is_stale() {
     openssl_ca(p, 1, true);
     let m = CertificateMonitor::new(config("crls: [crl.der]\n"), p.to_path_buf());
     let later = SystemTime::now() + Duration::from_secs(2 * 3600);
-    let s = m.collect_complete(CollectContext { now: later }).await.unwrap();
-    let next = crl_value(&s, "certificate_crl_next_update_timestamp_seconds", "crl.der").unwrap();
+    let s = m
+        .collect_complete(CollectContext { now: later })
+        .await
+        .unwrap();
+    let next = crl_value(
+        &s,
+        "certificate_crl_next_update_timestamp_seconds",
+        "crl.der",
+    )
+    .unwrap();
     assert!(next < later.duration_since(UNIX_EPOCH).unwrap().as_secs() as f64);
-    let t = s.targets.iter().find(|t| t.target == "crl: crl.der").unwrap();
+    let t = s
+        .targets
+        .iter()
+        .find(|t| t.target == "crl: crl.der")
+        .unwrap();
     assert_eq!(t.health, Health::Findings, "{}", t.summary);
     let facts = format!("{:?}", t.facts);
     assert!(facts.contains("stale CRL"), "{facts}");
@@ -2250,13 +2297,35 @@ async fn a_crl_past_its_next_update_is_stale() {
 fn openssl_ocsp_response(dir: &Path, cert: &str, out: &str) {
     let req = format!("{out}.req");
     openssl(
-        &["ocsp", "-issuer", "ca.pem", "-cert", cert, "-no_nonce", "-reqout", &req],
+        &[
+            "ocsp",
+            "-issuer",
+            "ca.pem",
+            "-cert",
+            cert,
+            "-no_nonce",
+            "-reqout",
+            &req,
+        ],
         dir,
     );
     openssl(
         &[
-            "ocsp", "-index", "index.txt", "-CA", "ca.pem", "-rsigner", "ca.pem", "-rkey",
-            "ca.key", "-reqin", &req, "-respout", out, "-ndays", "1",
+            "ocsp",
+            "-index",
+            "index.txt",
+            "-CA",
+            "ca.pem",
+            "-rsigner",
+            "ca.pem",
+            "-rkey",
+            "ca.key",
+            "-reqin",
+            &req,
+            "-respout",
+            out,
+            "-ndays",
+            "1",
         ],
         dir,
     );
@@ -2271,11 +2340,27 @@ async fn ocsp_staples_from_openssl_s_server_show_revoked_and_good() {
     openssl_ocsp_response(p, "good.pem", "good.ocsp");
     let (_r, revoked_addr) = s_server(
         p,
-        &["-cert", "revoked.pem", "-key", "revoked.key", "-status_file", "revoked.ocsp", "-www"],
+        &[
+            "-cert",
+            "revoked.pem",
+            "-key",
+            "revoked.key",
+            "-status_file",
+            "revoked.ocsp",
+            "-www",
+        ],
     );
     let (_g, good_addr) = s_server(
         p,
-        &["-cert", "good.pem", "-key", "good.key", "-status_file", "good.ocsp", "-www"],
+        &[
+            "-cert",
+            "good.pem",
+            "-key",
+            "good.key",
+            "-status_file",
+            "good.ocsp",
+            "-www",
+        ],
     );
     let (_n, plain_addr) = s_server(p, &["-cert", "good.pem", "-key", "good.key", "-www"]);
     let now = SystemTime::now();
@@ -2288,10 +2373,16 @@ async fn ocsp_staples_from_openssl_s_server_show_revoked_and_good() {
     let s = m.collect_complete(CollectContext { now }).await.unwrap();
     let ep = |a: &str, name: &str| s.value(name, &[("endpoint", a)]);
     let status = |a: &str, st: &str| {
-        s.value("certificate_ocsp_status", &[("endpoint", a), ("status", st)])
+        s.value(
+            "certificate_ocsp_status",
+            &[("endpoint", a), ("status", st)],
+        )
     };
     assert_eq!(ep(&revoked_addr, "certificate_source_up"), Some(1.0));
-    assert_eq!(ep(&revoked_addr, "certificate_ocsp_staple_present"), Some(1.0));
+    assert_eq!(
+        ep(&revoked_addr, "certificate_ocsp_staple_present"),
+        Some(1.0)
+    );
     assert_eq!(status(&revoked_addr, "revoked"), Some(1.0));
     assert_eq!(status(&revoked_addr, "good"), Some(0.0));
     assert_eq!(status(&good_addr, "good"), Some(1.0));
@@ -2300,7 +2391,10 @@ async fn ocsp_staples_from_openssl_s_server_show_revoked_and_good() {
     let now_s = now.duration_since(UNIX_EPOCH).unwrap().as_secs() as f64;
     assert!((next - now_s - DAY).abs() < 600.0, "{next} vs {now_s}");
     // No -status_file: no staple, and no status either way.
-    assert_eq!(ep(&plain_addr, "certificate_ocsp_staple_present"), Some(0.0));
+    assert_eq!(
+        ep(&plain_addr, "certificate_ocsp_staple_present"),
+        Some(0.0)
+    );
     assert_eq!(status(&plain_addr, "good"), None);
     let t = s
         .targets

@@ -753,6 +753,16 @@ fn config_keys_are_validated_at_load() {
     assert!(e.contains("endpoint_concurrency"), "{e}");
     let e = err("pkcs12_passphrase_file: a\npkcs12_passphrase_env: B");
     assert!(e.contains("not both"), "{e}");
+    let e = err("warning_ratio: 20");
+    assert!(
+        e.contains("warning_ratio") && e.contains("between 0 and 1"),
+        "{e}"
+    );
+    let e = err("warning_ratio: 0.1\ncritical_ratio: 0.3");
+    assert!(e.contains("critical_ratio (0.3) must not be larger"), "{e}");
+    let c = config("short_lived_days: 14\ncrls: [\"crl/*.crl\"]");
+    assert_eq!((c.short_lived_days, c.crls.len()), (14, 1));
+    assert_eq!((c.warning_ratio, c.critical_ratio), (0.2, 0.1));
     let e = err("warning_dayz: 3");
     assert!(e.contains("did you mean `warning_days`?"), "{e}");
     let c = config("endpoints:\n  - \"[::1]:443\"\n  - { address: \"mail.lan:587\", starttls: smtp, timeout: 2s, server_name: mail.lan }\nendpoint_timeout: 3s");

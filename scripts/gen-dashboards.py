@@ -215,6 +215,17 @@ LEVEL_MAP = [{"type": "value", "options": {
     "1": {"text": "inside warning_days", "color": ORANGE, "index": 1},
     "2": {"text": "inside critical_days", "color": RED, "index": 2},
     "3": {"text": "expired", "color": RED, "index": 3}}}]
+CERT_RATIO = f"certificate_lifetime_remaining_ratio{{{SEL}}}"
+# Level against the exported lifetime ratios (warning_ratio, critical_ratio):
+# 0 fine, 1 under warning_ratio, 2 under critical_ratio.
+CERT_RATIO_LEVEL = (
+    f"({CERT_RATIO} < bool on (job, instance) group_left () certificate_lifetime_warning_threshold_ratio{{{SEL}}})"
+    f" + ({CERT_RATIO} < bool on (job, instance) group_left () certificate_lifetime_critical_threshold_ratio{{{SEL}}})"
+)
+RATIO_LEVEL_MAP = [{"type": "value", "options": {
+    "0": {"text": "ok", "color": GREEN, "index": 0},
+    "1": {"text": "under warning_ratio", "color": ORANGE, "index": 1},
+    "2": {"text": "under critical_ratio", "color": RED, "index": 2}}}]
 NEUTRAL = thresholds((None, "blue"))
 BACKUP_AGE = f"time() - backup_last_success_timestamp_seconds{{{SEL}}}"
 # max_age per source; 2 days (the BackupTooOldWithoutMaxAge default) without one.
@@ -225,6 +236,7 @@ RATIO_TH = thresholds((None, GREEN), (0.9, ORANGE), (1, RED))
 COUNT_TH = thresholds((None, GREEN), (1, RED))
 
 
+CERT_RATIO_LEVEL_COLUMN = by_name("Level", unit="none", thresholds=LEVEL_TH, mappings=RATIO_LEVEL_MAP, cell="color-background")
 CERT_LEVEL_COLUMN = by_name("Level", unit="none", thresholds=LEVEL_TH, mappings=LEVEL_MAP, cell="color-background")
 BACKUP_RATIO_COLUMN = by_name("Age / max_age", unit="percentunit", thresholds=RATIO_TH, cell="color-background")
 
@@ -349,11 +361,22 @@ def certificates():
         stat(L, "Sources down", f"count(certificate_source_up{{{SEL}}} == 0) or vector(0)", "none", COUNT_TH),
         stat(L, "Not yet valid", f"count(certificate_not_yet_valid{{{SEL}}} == 1) or vector(0)", "none", COUNT_TH,
              desc="Certificates whose notBefore is still in the future: clients reject them (CertificateNotYetValid)."),
+        stat(L, "Revoked",
+             f"count((certificate_revoked{{{SEL}}} == 1) or (certificate_ocsp_status{{{SEL}, status=\"revoked\"}} == 1)) or vector(0)",
+             "none", COUNT_TH,
+             desc="Certificates listed in a CRL of their issuer (crls), and endpoints stapling an OCSP response that says revoked (CertificateRevoked, CertificateOCSPRevoked)."),
+        stat(L, "Stale CRLs", f"count(certificate_crl_next_update_timestamp_seconds{{{SEL}}} < time()) or vector(0)", "none", COUNT_TH,
+             desc="CRL files past their nextUpdate (CertificateCRLStale)."),
         table(L, "Certificates by time left",
               [target(CERT_LEFT, instant=True, table=True, ref="A"), target(CERT_LEVEL, instant=True, table=True, ref="B")],
               "s", NEUTRAL, sort_by="Time left", rename={"Value #A": "Time left", "Value #B": "Level"},
               hide=["job", "instance"], cell="auto", overrides=[CERT_LEVEL_COLUMN],
               description="Every certificate (files, bundles, endpoint chains), soonest expiry first; Level against the configured warning_days / critical_days."),
+        table(L, "Lifetime left",
+              [target(CERT_RATIO, instant=True, table=True, ref="A"), target(CERT_RATIO_LEVEL, instant=True, table=True, ref="B")],
+              "percentunit", NEUTRAL, sort_by="Lifetime left", rename={"Value #A": "Lifetime left", "Value #B": "Level"},
+              hide=["job", "instance"], cell="auto", overrides=[CERT_RATIO_LEVEL_COLUMN],
+              description="Share of each certificate's lifetime (notAfter - notBefore) left, lowest first; Level against the configured warning_ratio / critical_ratio. The alerts (CertificateLifetimeLow / CertificateLifetimeCritical) use these for certificates living at most short_lived_days, and for longer-lived ones only inside warning_days / critical_days."),
         timeseries(L, "Time left, 10 soonest", [
             target(f"bottomk(10, {CERT_LEFT})", "{{path}}{{endpoint}} #{{serial}}", ref="A"),
             target(f"max(certificate_warning_threshold_seconds{{{SEL}}})", "warning_days", ref="B"),

@@ -753,6 +753,16 @@ fn config_keys_are_validated_at_load() {
     assert!(e.contains("endpoint_concurrency"), "{e}");
     let e = err("pkcs12_passphrase_file: a\npkcs12_passphrase_env: B");
     assert!(e.contains("not both"), "{e}");
+    let e = err("warning_ratio: 20");
+    assert!(
+        e.contains("warning_ratio") && e.contains("between 0 and 1"),
+        "{e}"
+    );
+    let e = err("warning_ratio: 0.1\ncritical_ratio: 0.3");
+    assert!(e.contains("critical_ratio (0.3) must not be larger"), "{e}");
+    let c = config("short_lived_days: 14\ncrls: [\"crl/*.crl\"]");
+    assert_eq!((c.short_lived_days, c.crls.len()), (14, 1));
+    assert_eq!((c.warning_ratio, c.critical_ratio), (0.2, 0.1));
     let e = err("warning_dayz: 3");
     assert!(e.contains("did you mean `warning_days`?"), "{e}");
     let c = config("endpoints:\n  - \"[::1]:443\"\n  - { address: \"mail.lan:587\", starttls: smtp, timeout: 2s, server_name: mail.lan }\nendpoint_timeout: 3s");
@@ -2086,4 +2096,321 @@ async fn slow_smtp_greeting_still_works() {
         "{:?}",
         s.targets
     );
+}
+
+// ---------------------------------------------------------------- revocation
+
+/// A CA made with the real `openssl ca` in `dir`: `ca.pem`/`ca.key`, leaves
+/// `good.pem` (serial 1001) and `revoked.pem` (serial 1000, revoked), the
+/// CA's `index.txt`, and its CRL as `crl.pem` and `crl.der` (nextUpdate in
+/// `crl_hours` hours; with an authorityKeyIdentifier when `crl_aki`).
+fn openssl_ca(dir: &Path, crl_hours: u32, crl_aki: bool) {
+    std::fs::write(
+        dir.join("ca.cnf"),
+        "[ ca ]\ndefault_ca = CA_default\n[ CA_default ]\ndir = .\ndatabase = index.txt\nnew_certs_dir = newcerts\ncertificate = ca.pem\nprivate_key = ca.key\nserial = serial\ncrlnumber = crlnumber\ndefault_md = sha256\ndefault_days = 90\npolicy = policy_any\nunique_subject = no\ncopy_extensions = copy\nx509_extensions = leaf\n[ leaf ]\nbasicConstraints = CA:FALSE\nsubjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\n[ policy_any ]\ncommonName = supplied\n[ v3_ca ]\nbasicConstraints = critical,CA:TRUE\nkeyUsage = critical,keyCertSign,cRLSign\nsubjectKeyIdentifier = hash\n[ crl_ext ]\nauthorityKeyIdentifier = keyid\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.join("newcerts")).unwrap();
+    std::fs::write(dir.join("index.txt"), "").unwrap();
+    std::fs::write(dir.join("serial"), "1000\n").unwrap();
+    std::fs::write(dir.join("crlnumber"), "01\n").unwrap();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let mut args = vec!["req", "-x509", "-config", "ca.cnf", "-extensions", "v3_ca"];
+    args.extend(ec);
+    args.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "365",
+        "-subj",
+        "/CN=Homelab CRL CA",
+    ]);
+    openssl(&args, dir);
+    for leaf in ["revoked", "good"] {
+        let (key, csr, pem, subj) = (
+            format!("{leaf}.key"),
+            format!("{leaf}.csr"),
+            format!("{leaf}.pem"),
+            format!("/CN={leaf}.lan"),
+        );
+        let mut args = vec!["req", "-new"];
+        args.extend(ec);
+        args.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
+        openssl(&args, dir);
+        openssl(
+            &[
+                "ca", "-batch", "-config", "ca.cnf", "-notext", "-in", &csr, "-out", &pem,
+            ],
+            dir,
+        );
+    }
+    openssl(&["ca", "-config", "ca.cnf", "-revoke", "revoked.pem"], dir);
+    let hours = crl_hours.to_string();
+    let mut args = vec!["ca", "-config", "ca.cnf", "-gencrl", "-crlhours", &hours];
+    if crl_aki {
+        args.extend(["-crlexts", "crl_ext"]);
+    }
+    args.extend(["-out", "crl.pem"]);
+    openssl(&args, dir);
+    openssl(
+        &[
+            "crl", "-in", "crl.pem", "-outform", "DER", "-out", "crl.der",
+        ],
+        dir,
+    );
+}
+
+fn crl_value(s: &Snapshot, name: &str, path: &str) -> Option<f64> {
+    s.value(name, &[("path", path)])
+}
+
+#[tokio::test]
+async fn crls_from_openssl_ca_mark_the_revoked_leaf_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    openssl_ca(p, 48, true);
+    std::fs::write(p.join("garbage.crl"), b"\x30\x82\x01\x00garbage").unwrap();
+    let now = SystemTime::now();
+    let now_s = now.duration_since(UNIX_EPOCH).unwrap().as_secs() as f64;
+    let collect_at = |yaml: &'static str| {
+        let m = CertificateMonitor::new(config(yaml), p.to_path_buf());
+        async move { m.collect_complete(CollectContext { now }).await.unwrap() }
+    };
+    // PEM and DER of the same CRL; the CA certificate is a source, so the
+    // signature is verified.
+    let s =
+        collect_at("paths: [ca.pem, good.pem, revoked.pem]\ncrls: [crl.pem, \"*.der\"]\n").await;
+    for path in ["crl.pem", "crl.der"] {
+        assert_eq!(
+            crl_value(&s, "certificate_crl_up", path),
+            Some(1.0),
+            "{path}"
+        );
+        assert_eq!(
+            crl_value(&s, "certificate_crl_revoked_certificates", path),
+            Some(1.0)
+        );
+        assert_eq!(crl_value(&s, "certificate_crl_verified", path), Some(1.0));
+        let next = crl_value(&s, "certificate_crl_next_update_timestamp_seconds", path).unwrap();
+        let this = crl_value(&s, "certificate_crl_this_update_timestamp_seconds", path).unwrap();
+        assert!((next - this - 48.0 * 3600.0).abs() < 5.0, "{this} {next}");
+        assert!((this - now_s).abs() < 600.0, "{this} vs {now_s}");
+    }
+    let revoked = |s: &Snapshot, path: &str| {
+        s.value("certificate_revoked", &[("path", path), ("index", "0")])
+    };
+    assert_eq!(revoked(&s, "revoked.pem"), Some(1.0));
+    assert_eq!(revoked(&s, "good.pem"), Some(0.0));
+    // The CA is self-issued: its own CRL covers it, and does not list it.
+    assert_eq!(revoked(&s, "ca.pem"), Some(0.0));
+    let t = s
+        .targets
+        .iter()
+        .find(|t| t.target == "file: revoked.pem")
+        .unwrap();
+    assert_eq!(t.health, Health::Findings, "{}", t.summary);
+    assert!(t.summary.contains("revoked"), "{}", t.summary);
+
+    // Without the CA certificate the signature cannot be checked; the CRL
+    // (authorityKeyIdentifier) and leaves carry the same key id: still used.
+    let s = collect_at("paths: [good.pem, revoked.pem]\ncrls: [crl.pem]\n").await;
+    assert_eq!(
+        crl_value(&s, "certificate_crl_verified", "crl.pem"),
+        Some(0.0)
+    );
+    assert_eq!(revoked(&s, "revoked.pem"), Some(1.0));
+    assert_eq!(revoked(&s, "good.pem"), Some(0.0));
+
+    // A CRL that cannot be read: up 0 with a reason, and no "not revoked"
+    // anywhere (the unreadable one could have listed it); revoked stays revoked.
+    let s = collect_at(
+        "paths: [ca.pem, good.pem, revoked.pem]\ncrls: [crl.pem, garbage.crl, missing.crl]\n",
+    )
+    .await;
+    assert_eq!(
+        crl_value(&s, "certificate_crl_up", "garbage.crl"),
+        Some(0.0)
+    );
+    assert_eq!(
+        crl_value(&s, "certificate_crl_up", "missing.crl"),
+        Some(0.0)
+    );
+    assert_eq!(reason(&s, "garbage.crl").as_deref(), Some("malformed_crl"));
+    assert_eq!(reason(&s, "missing.crl").as_deref(), Some("not_found"));
+    assert_eq!(revoked(&s, "good.pem"), None);
+    assert_eq!(revoked(&s, "revoked.pem"), Some(1.0));
+
+    // A CRL signed by another CA under the same name (without a key id that
+    // would tell them apart): its signature does not verify against the
+    // configured CA, so it is not used (and said so).
+    let other = tempfile::tempdir().unwrap();
+    openssl_ca(other.path(), 48, false);
+    std::fs::copy(other.path().join("crl.pem"), p.join("forged.pem")).unwrap();
+    let s = collect_at("paths: [ca.pem, good.pem, revoked.pem]\ncrls: [forged.pem]\n").await;
+    assert_eq!(
+        crl_value(&s, "certificate_crl_verified", "forged.pem"),
+        Some(0.0)
+    );
+    assert_eq!(revoked(&s, "good.pem"), None);
+    let t = s
+        .targets
+        .iter()
+        .find(|t| t.target == "crl: forged.pem")
+        .unwrap();
+    assert_eq!(t.health, Health::Findings);
+
+    // No CRLs configured: no revocation series at all.
+    let s = collect_at("paths: [good.pem]\n").await;
+    assert!(s
+        .family("certificate_revoked")
+        .is_none_or(|f| f.samples.is_empty()));
+}
+
+#[tokio::test]
+async fn a_crl_past_its_next_update_is_stale() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    openssl_ca(p, 1, true);
+    let m = CertificateMonitor::new(config("crls: [crl.der]\n"), p.to_path_buf());
+    let later = SystemTime::now() + Duration::from_secs(2 * 3600);
+    let s = m
+        .collect_complete(CollectContext { now: later })
+        .await
+        .unwrap();
+    let next = crl_value(
+        &s,
+        "certificate_crl_next_update_timestamp_seconds",
+        "crl.der",
+    )
+    .unwrap();
+    assert!(next < later.duration_since(UNIX_EPOCH).unwrap().as_secs() as f64);
+    let t = s
+        .targets
+        .iter()
+        .find(|t| t.target == "crl: crl.der")
+        .unwrap();
+    assert_eq!(t.health, Health::Findings, "{}", t.summary);
+    let facts = format!("{:?}", t.facts);
+    assert!(facts.contains("stale CRL"), "{facts}");
+}
+
+/// An OCSP response for `cert` made by the real `openssl ocsp` from the CA's
+/// index (CA-signed, nextUpdate in a day), as `{out}`.
+fn openssl_ocsp_response(dir: &Path, cert: &str, out: &str) {
+    let req = format!("{out}.req");
+    openssl(
+        &[
+            "ocsp",
+            "-issuer",
+            "ca.pem",
+            "-cert",
+            cert,
+            "-no_nonce",
+            "-reqout",
+            &req,
+        ],
+        dir,
+    );
+    openssl(
+        &[
+            "ocsp",
+            "-index",
+            "index.txt",
+            "-CA",
+            "ca.pem",
+            "-rsigner",
+            "ca.pem",
+            "-rkey",
+            "ca.key",
+            "-reqin",
+            &req,
+            "-respout",
+            out,
+            "-ndays",
+            "1",
+        ],
+        dir,
+    );
+}
+
+#[tokio::test]
+async fn ocsp_staples_from_openssl_s_server_show_revoked_and_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    openssl_ca(p, 48, true);
+    openssl_ocsp_response(p, "revoked.pem", "revoked.ocsp");
+    openssl_ocsp_response(p, "good.pem", "good.ocsp");
+    let (_r, revoked_addr) = s_server(
+        p,
+        &[
+            "-cert",
+            "revoked.pem",
+            "-key",
+            "revoked.key",
+            "-status_file",
+            "revoked.ocsp",
+            "-www",
+        ],
+    );
+    let (_g, good_addr) = s_server(
+        p,
+        &[
+            "-cert",
+            "good.pem",
+            "-key",
+            "good.key",
+            "-status_file",
+            "good.ocsp",
+            "-www",
+        ],
+    );
+    let (_n, plain_addr) = s_server(p, &["-cert", "good.pem", "-key", "good.key", "-www"]);
+    let now = SystemTime::now();
+    let m = CertificateMonitor::new(
+        config(&format!(
+            "endpoints:\n  - {{ address: \"{revoked_addr}\", server_name: revoked.lan }}\n  - {{ address: \"{good_addr}\", server_name: good.lan }}\n  - {{ address: \"{plain_addr}\", server_name: good.lan }}\n"
+        )),
+        p.to_path_buf(),
+    );
+    let s = m.collect_complete(CollectContext { now }).await.unwrap();
+    let ep = |a: &str, name: &str| s.value(name, &[("endpoint", a)]);
+    let status = |a: &str, st: &str| {
+        s.value(
+            "certificate_ocsp_status",
+            &[("endpoint", a), ("status", st)],
+        )
+    };
+    assert_eq!(ep(&revoked_addr, "certificate_source_up"), Some(1.0));
+    assert_eq!(
+        ep(&revoked_addr, "certificate_ocsp_staple_present"),
+        Some(1.0)
+    );
+    assert_eq!(status(&revoked_addr, "revoked"), Some(1.0));
+    assert_eq!(status(&revoked_addr, "good"), Some(0.0));
+    assert_eq!(status(&good_addr, "good"), Some(1.0));
+    assert_eq!(status(&good_addr, "revoked"), Some(0.0));
+    let next = ep(&good_addr, "certificate_ocsp_next_update_timestamp_seconds").unwrap();
+    let now_s = now.duration_since(UNIX_EPOCH).unwrap().as_secs() as f64;
+    assert!((next - now_s - DAY).abs() < 600.0, "{next} vs {now_s}");
+    // No -status_file: no staple, and no status either way.
+    assert_eq!(
+        ep(&plain_addr, "certificate_ocsp_staple_present"),
+        Some(0.0)
+    );
+    assert_eq!(status(&plain_addr, "good"), None);
+    let t = s
+        .targets
+        .iter()
+        .find(|t| t.target.contains(&revoked_addr))
+        .unwrap();
+    assert_eq!(t.health, Health::Findings, "{}", t.summary);
+    assert!(t.summary.contains("OCSP staple revoked"), "{}", t.summary);
 }

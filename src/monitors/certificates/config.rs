@@ -17,11 +17,27 @@ monitor_config! {
         pub warning_days: u32,
         #[serde(default = "CertificateConfig::default_critical")]
         pub critical_days: u32,
+        /// Fraction of the lifetime (notAfter - notBefore) left under which a
+        /// short-lived certificate (`short_lived_days`) is a warning: 0.2 = the
+        /// last 20% (34 hours of a 7-day certificate).
+        #[serde(default = "CertificateConfig::default_warning_ratio")]
+        pub warning_ratio: f64,
+        /// As `warning_ratio`, critical.
+        #[serde(default = "CertificateConfig::default_critical_ratio")]
+        pub critical_ratio: f64,
+        /// Certificates whose whole lifetime is at most this many days are
+        /// judged by `warning_ratio`/`critical_ratio` instead of `warning_days`/
+        /// `critical_days` (which would hold them for their whole life). 0 (default): off.
+        #[serde(default)]
+        pub short_lived_days: u32,
         /// Files, globs and folders (recursive), relative to the config file's folder.
         #[serde(default)]
         pub paths: Vec<GlobPattern>,
         #[serde(default)]
         pub endpoints: Vec<EndpointSpec>,
+        /// CRL files and globs (DER or PEM), relative to the config file's folder.
+        #[serde(default)]
+        pub crls: Vec<GlobPattern>,
         /// Default per-endpoint timeout (connect, STARTTLS and handshake together).
         #[serde(default = "CertificateConfig::default_endpoint_timeout")]
         pub endpoint_timeout: HumanDuration,
@@ -56,6 +72,12 @@ impl CertificateConfig {
     fn default_critical() -> u32 {
         7
     }
+    fn default_warning_ratio() -> f64 {
+        0.2
+    }
+    fn default_critical_ratio() -> f64 {
+        0.1
+    }
     fn default_endpoint_timeout() -> HumanDuration {
         HumanDuration(Duration::from_secs(10))
     }
@@ -77,6 +99,26 @@ impl CertificateConfig {
                 format!(
                     "critical_days ({}) must not be larger than warning_days ({})",
                     self.critical_days, self.warning_days
+                ),
+            ));
+        }
+        for (key, r) in [
+            ("warning_ratio", self.warning_ratio),
+            ("critical_ratio", self.critical_ratio),
+        ] {
+            if !(0.0..=1.0).contains(&r) {
+                return Err((
+                    key.into(),
+                    format!("{key} ({r}) must be between 0 and 1 (a fraction of the certificate's lifetime, 0.2 = the last 20%)"),
+                ));
+            }
+        }
+        if self.critical_ratio > self.warning_ratio {
+            return Err((
+                "critical_ratio".into(),
+                format!(
+                    "critical_ratio ({}) must not be larger than warning_ratio ({})",
+                    self.critical_ratio, self.warning_ratio
                 ),
             ));
         }

@@ -95,6 +95,55 @@ pub struct Probe {
     pub verified: Result<(), String>,
     /// `TLSv1_3`, `TLSv1_2`.
     pub protocol: String,
+    /// The OCSP response the server stapled (DER), if any.
+    pub ocsp: Option<Vec<u8>>,
+}
+
+/// Accepts any chain (as [`crate::net::verify::AcceptAnyChain`]) and keeps
+/// the OCSP response stapled to the handshake. One per probe.
+#[derive(Debug)]
+struct StapleRecorder {
+    inner: crate::net::verify::AcceptAnyChain,
+    staple: std::sync::Mutex<Option<Vec<u8>>>,
+}
+
+impl ServerCertVerifier for StapleRecorder {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        if !ocsp_response.is_empty() {
+            *self.staple.lock().unwrap_or_else(|e| e.into_inner()) = Some(ocsp_response.to_vec());
+        }
+        self.inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// Shared, per-monitor TLS machinery.
@@ -177,7 +226,23 @@ impl Prober {
                 .await
                 .map_err(|_| timeout("starttls"))??;
         }
-        let connector = tokio_rustls::TlsConnector::from(self.client.clone());
+        // A client per probe: its verifier keeps this handshake's OCSP staple.
+        let recorder = Arc::new(StapleRecorder {
+            inner: crate::net::verify::AcceptAnyChain {
+                provider: self.provider.clone(),
+            },
+            staple: std::sync::Mutex::new(None),
+        });
+        let client = rustls::ClientConfig::builder_with_provider(self.provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| EndpointError::Handshake {
+                endpoint: ep.address.clone(),
+                reason: e.to_string(),
+            })?
+            .dangerous()
+            .with_custom_certificate_verifier(recorder.clone())
+            .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
         let tls = timeout_at(deadline, connector.connect(name.clone(), stream))
             .await
             .map_err(|_| timeout("handshake"))?
@@ -211,10 +276,16 @@ impl Prober {
             );
         }
         let verified = self.verify(ep, leaf, rest, &name, now);
+        let ocsp = recorder
+            .staple
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         Ok(Probe {
             certs,
             verified,
             protocol,
+            ocsp,
         })
     }
 

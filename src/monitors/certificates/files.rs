@@ -526,7 +526,7 @@ fn file_key(m: &std::fs::Metadata) -> (u64, u64) {
 }
 
 /// A file's bytes, at most `max_size` (else `too_large`). `label` names it in errors.
-fn read_bounded(path: &Path, label: &str, max_size: u64) -> Result<Vec<u8>, FileError> {
+pub(super) fn read_bounded(path: &Path, label: &str, max_size: u64) -> Result<Vec<u8>, FileError> {
     let meta = std::fs::metadata(path).map_err(|e| {
         // The name exists but what it points to does not: a dangling link.
         let link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());

@@ -9,9 +9,11 @@
 //! a log line and an error target; it never fails the collection.
 
 pub mod config;
+pub mod crl;
 pub mod endpoint;
 pub mod files;
 pub mod modules;
+pub mod ocsp;
 pub mod parse;
 
 use std::collections::HashSet;
@@ -52,6 +54,22 @@ pub const INFO: MetricDef = MetricDef::gauge("certificate_info", "Certificate de
 pub const VERIFIED: MetricDef = MetricDef::gauge("certificate_verified", "1 if the chain served by the endpoint verifies for its server_name against the web roots (or its ca_file) at the last check, else 0.");
 pub const WARNING: MetricDef = MetricDef::gauge("certificate_warning_threshold_seconds", "Configured warning threshold (warning_days) in seconds: alert when notAfter - time() is below it.");
 pub const CRITICAL: MetricDef = MetricDef::gauge("certificate_critical_threshold_seconds", "Configured critical threshold (critical_days) in seconds: alert when notAfter - time() is below it.");
+pub const LIFETIME_RATIO: MetricDef = MetricDef::gauge(
+    "certificate_lifetime_remaining_ratio",
+    "Fraction of the certificate's lifetime left at the last check: (notAfter - now) / (notAfter - notBefore), 0 once expired, 1 before notBefore.",
+);
+pub const WARNING_RATIO: MetricDef = MetricDef::gauge("certificate_lifetime_warning_threshold_ratio", "Configured warning_ratio: alert when the fraction of a certificate's lifetime left is below it.");
+pub const CRITICAL_RATIO: MetricDef = MetricDef::gauge("certificate_lifetime_critical_threshold_ratio", "Configured critical_ratio: alert when the fraction of a certificate's lifetime left is below it.");
+pub const SHORT_LIVED: MetricDef = MetricDef::gauge("certificate_short_lived_threshold_seconds", "Configured short_lived_days in seconds: certificates whose lifetime (notAfter - notBefore) is at most this are alerted by lifetime ratio only, not by warning_days/critical_days (0: off).");
+pub const CRL_UP: MetricDef = MetricDef::gauge("certificate_crl_up", "1 if the CRL file was read and parsed on the last check, else 0 (revocation is then unknown, never \"not revoked\").");
+pub const CRL_THIS_UPDATE: MetricDef = MetricDef::gauge("certificate_crl_this_update_timestamp_seconds", "The CRL's thisUpdate, as a Unix timestamp.");
+pub const CRL_NEXT_UPDATE: MetricDef = MetricDef::gauge("certificate_crl_next_update_timestamp_seconds", "The CRL's nextUpdate, as a Unix timestamp: after it, the CRL is stale.");
+pub const CRL_REVOKED: MetricDef = MetricDef::gauge("certificate_crl_revoked_certificates", "Serial numbers listed as revoked in the CRL.");
+pub const CRL_VERIFIED: MetricDef = MetricDef::gauge("certificate_crl_verified", "1 if the CRL's signature verifies against its issuer's certificate found among the certificate sources, 0 if not or no issuer certificate is configured.");
+pub const REVOKED: MetricDef = MetricDef::gauge("certificate_revoked", "1 if a CRL of the certificate's issuer lists its serial, 0 if the configured CRLs of its issuer do not; absent when no usable CRL covers it or a CRL file cannot be read.");
+pub const OCSP_PRESENT: MetricDef = MetricDef::gauge("certificate_ocsp_staple_present", "1 if the endpoint stapled an OCSP response to the handshake at the last check, else 0.");
+pub const OCSP_STATUS: MetricDef = MetricDef::gauge("certificate_ocsp_status", "The leaf's status in the stapled OCSP response: 1 for the current status (good, revoked, unknown), 0 for the others; absent without a usable staple.");
+pub const OCSP_NEXT_UPDATE: MetricDef = MetricDef::gauge("certificate_ocsp_next_update_timestamp_seconds", "nextUpdate of the stapled OCSP response for the leaf, as a Unix timestamp.");
 pub const SOURCE_UP: MetricDef = MetricDef::gauge(
     "certificate_source_up",
     "1 if the certificate file or endpoint was read and parsed on the last check, else 0.",
@@ -99,6 +117,9 @@ pub const ERROR_REASONS: &[&str] = &[
     "no_certificate",
     "bad_server_name",
     "tls_setup",
+    // CRL files
+    "no_crl",
+    "malformed_crl",
 ];
 
 /// Where a certificate came from.
@@ -125,6 +146,18 @@ pub struct SourceData {
     pub format: String,
     /// Endpoints only: chain verification.
     pub verified: Option<Result<(), String>>,
+    /// Endpoints only: the OCSP staple.
+    pub staple: Option<StapleState>,
+}
+
+/// The OCSP response an endpoint stapled to its handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StapleState {
+    /// The server stapled nothing.
+    Absent,
+    Read(ocsp::Staple),
+    /// Stapled, but not usable for the leaf (why).
+    Bad(String),
 }
 
 /// Why one source failed.
@@ -169,6 +202,77 @@ impl SourceResult {
     }
 }
 
+/// The alert levels of a certificate monitor: time left (`warning_days`,
+/// `critical_days`, in seconds) and fraction of the lifetime left
+/// (`warning_ratio`, `critical_ratio`).
+///
+/// The day thresholds apply to every certificate whose lifetime is longer than
+/// `short_lived` (`short_lived_days` in seconds; 0: all); the ratios to the
+/// others, so that a 7-day certificate need not be "expiring within 30 days"
+/// from its first minute.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    pub warning: i64,
+    pub critical: i64,
+    pub warning_ratio: f64,
+    pub critical_ratio: f64,
+    pub short_lived: i64,
+}
+
+impl Thresholds {
+    /// Day thresholds (in seconds) with the default ratios (0.2, 0.1).
+    pub fn days(warning: i64, critical: i64) -> Self {
+        Thresholds {
+            warning,
+            critical,
+            warning_ratio: 0.2,
+            critical_ratio: 0.1,
+            short_lived: 0,
+        }
+    }
+
+    /// Time left (seconds) under which `c` is at the level of `days`/`ratio`:
+    /// the day threshold, or for a short-lived certificate the share of its lifetime.
+    /// (The ratio alerts also fire for longer-lived certificates, but only inside the
+    /// day threshold, so they never come earlier than it.)
+    fn effective(&self, c: &Cert, days: i64, ratio: f64) -> i64 {
+        let life = c.not_after.saturating_sub(c.not_before).max(0);
+        if life > self.short_lived {
+            days
+        } else {
+            (ratio * life as f64).floor() as i64
+        }
+    }
+
+    /// Time left under which `c` is a warning.
+    pub fn warning_for(&self, c: &Cert) -> i64 {
+        self.effective(c, self.warning, self.warning_ratio)
+    }
+
+    /// Time left under which `c` is critical.
+    pub fn critical_for(&self, c: &Cert) -> i64 {
+        self.effective(c, self.critical, self.critical_ratio)
+    }
+}
+
+/// Fraction of `c`'s lifetime left at `now`: 0 once expired (or for an empty
+/// validity period), 1 before notBefore.
+pub fn lifetime_remaining_ratio(c: &Cert, now: i64) -> f64 {
+    let life = c.not_after.saturating_sub(c.not_before);
+    if life <= 0 || now >= c.not_after {
+        return 0.0;
+    }
+    (c.not_after.saturating_sub(now) as f64 / life as f64).clamp(0.0, 1.0)
+}
+
+/// One CRL file and what was read from it.
+#[derive(Debug, Clone)]
+pub struct CrlResult {
+    /// The path as configured/discovered (the `path` label).
+    pub target: String,
+    pub outcome: Result<Vec<crl::Crl>, SourceFailure>,
+}
+
 /// Expiry state of one certificate at a given time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum CertState {
@@ -190,15 +294,15 @@ impl CertState {
         }
     }
 
-    /// `now` in Unix seconds; thresholds in seconds.
-    pub fn of(c: &Cert, now: i64, warning: i64, critical: i64) -> CertState {
+    /// `now` in Unix seconds.
+    pub fn of(c: &Cert, now: i64, t: &Thresholds) -> CertState {
         if now < c.not_before {
             CertState::NotYetValid
         } else if now > c.not_after {
             CertState::Expired
-        } else if c.not_after - now <= critical {
+        } else if c.not_after - now <= t.critical_for(c) {
             CertState::Critical
-        } else if c.not_after - now <= warning {
+        } else if c.not_after - now <= t.warning_for(c) {
             CertState::Warning
         } else {
             CertState::Ok
@@ -259,6 +363,8 @@ struct Inner {
     read_at: std::sync::Mutex<Vec<(String, SystemTime)>>,
     /// Reads still running after the last gather.
     pending: std::sync::atomic::AtomicUsize,
+    /// CRL files read by the last gather.
+    crls: std::sync::Mutex<Vec<CrlResult>>,
 }
 
 type Discovered = (Vec<files::FileTarget>, Arc<Result<Option<String>, String>>);
@@ -314,6 +420,7 @@ impl CertificateMonitor {
                 probes: crate::core::targets::Targets::new(),
                 read_at: std::sync::Mutex::new(Vec::new()),
                 pending: std::sync::atomic::AtomicUsize::new(0),
+                crls: std::sync::Mutex::new(Vec::new()),
             }),
         }
     }
@@ -352,11 +459,13 @@ impl CertificateMonitor {
                 walker.cfg.max_depth,
             );
             let pass = passphrase(&walker.cfg, &walker.base, walker.home.as_deref());
-            (found, pass)
+            let crls = read_crls(&walker);
+            (found, pass, crls)
         });
         let mut all = Vec::new();
         let (targets, pass) = match tokio::time::timeout(schedule.deadline, walk).await {
-            Ok(Ok((found, pass))) => {
+            Ok(Ok((found, pass, crls))) => {
+                *inner.crls.lock().unwrap_or_else(|e| e.into_inner()) = crls;
                 if found.duplicates > 0 {
                     tracing::debug!(
                         monitor = "certificate_expiry",
@@ -470,12 +579,56 @@ impl CertificateMonitor {
         Ok(all)
     }
 
-    fn thresholds(&self) -> (i64, i64) {
-        (
-            i64::from(self.inner.cfg.warning_days) * 86_400,
-            i64::from(self.inner.cfg.critical_days) * 86_400,
-        )
+    /// The configured alert levels.
+    pub fn thresholds(&self) -> Thresholds {
+        let cfg = &self.inner.cfg;
+        Thresholds {
+            warning: i64::from(cfg.warning_days) * 86_400,
+            critical: i64::from(cfg.critical_days) * 86_400,
+            warning_ratio: cfg.warning_ratio,
+            critical_ratio: cfg.critical_ratio,
+            short_lived: i64::from(cfg.short_lived_days) * 86_400,
+        }
     }
+}
+
+/// Read every configured CRL file (small files: read on each gather).
+fn read_crls(inner: &Inner) -> Vec<CrlResult> {
+    if inner.cfg.crls.is_empty() {
+        return Vec::new();
+    }
+    let patterns: Vec<String> = inner.cfg.crls.iter().map(|g| g.0.clone()).collect();
+    let found = files::discover(&inner.base, inner.home.as_deref(), &patterns, 0);
+    let fail = |target: String, reason: &'static str, message: String| CrlResult {
+        target,
+        outcome: Err(SourceFailure { reason, message }),
+    };
+    let mut out: Vec<CrlResult> = found
+        .problems
+        .into_iter()
+        .map(|(label, e)| fail(label, e.metric_label(), e.to_string()))
+        .collect();
+    for t in found.files {
+        let r = match files::read_bounded(&t.path, &t.label, inner.cfg.max_file_size.0) {
+            Err(e) => fail(t.label.clone(), e.metric_label(), e.to_string()),
+            Ok(bytes) => match crl::parse_crls(&bytes) {
+                Ok(list) => CrlResult {
+                    target: t.label.clone(),
+                    outcome: Ok(list),
+                },
+                Err(e) => fail(
+                    t.label.clone(),
+                    e.metric_label(),
+                    format!("CRL {}: {e}", t.label),
+                ),
+            },
+        };
+        if let Err(f) = &r.outcome {
+            tracing::warn!(monitor = "certificate_expiry", source = "crl", target = %r.target, reason = f.reason, "{}", f.message);
+        }
+        out.push(r);
+    }
+    out
 }
 
 async fn probe_one(inner: Arc<Inner>, i: usize, now: SystemTime) -> SourceResult {
@@ -494,11 +647,25 @@ async fn probe_one(inner: Arc<Inner>, i: usize, now: SystemTime) -> SourceResult
         kind: SourceKind::Endpoint,
         target: ep.address.clone(),
         server_name: Some(ep.server_name.clone()),
-        outcome: outcome.map(|p| SourceData {
-            certs: p.certs,
-            format: p.protocol,
-            verified: Some(p.verified),
-        }),
+        outcome: outcome.map(endpoint_data),
+    }
+}
+
+/// What a probe of an endpoint read: the chain, its trust and the OCSP staple.
+pub(crate) fn endpoint_data(p: endpoint::Probe) -> SourceData {
+    let staple = match (&p.ocsp, p.certs.first()) {
+        (None, _) => StapleState::Absent,
+        (Some(der), Some(leaf)) => match ocsp::parse_staple(der, &leaf.serial) {
+            Ok(st) => StapleState::Read(st),
+            Err(e) => StapleState::Bad(e.to_string()),
+        },
+        (Some(_), None) => StapleState::Bad("no leaf certificate".into()),
+    };
+    SourceData {
+        certs: p.certs,
+        format: p.protocol,
+        verified: Some(p.verified),
+        staple: Some(staple),
     }
 }
 
@@ -541,6 +708,7 @@ fn read_one(
                 certs: p.certs,
                 format: p.format.as_str().to_string(),
                 verified: None,
+                staple: None,
             })
             .map_err(|e| SourceFailure {
                 reason: e.metric_label(),
@@ -620,20 +788,169 @@ fn now_secs(now: SystemTime) -> i64 {
     unix_seconds(now).floor() as i64
 }
 
-/// Build the snapshot from gathered sources.
+/// Build the snapshot from gathered sources, with day thresholds (seconds)
+/// and the default lifetime ratios.
 pub fn snapshot(
     sources: &[SourceResult],
     now: SystemTime,
     warning: i64,
     critical: i64,
 ) -> Snapshot {
+    snapshot_with(sources, now, &Thresholds::days(warning, critical))
+}
+
+/// Build the snapshot from gathered sources.
+pub fn snapshot_with(sources: &[SourceResult], now: SystemTime, t: &Thresholds) -> Snapshot {
+    snapshot_full(sources, &[], now, t)
+}
+
+/// What the CRLs say about one certificate.
+fn revocation(c: &Cert, crls: &[(&crl::Crl, Option<bool>)], unknown: bool) -> Option<bool> {
+    let mut covered = false;
+    let mut doubt = unknown;
+    for (crl, verified) in crls {
+        if !crl.covers(c) {
+            continue;
+        }
+        let usable = match verified {
+            Some(true) => true,
+            Some(false) => false,
+            // No issuer certificate to verify with: name and key id must both match.
+            None => crl.aki.is_some() && crl.aki == c.ids.aki,
+        };
+        if !usable {
+            doubt = true;
+            continue;
+        }
+        if crl.revoked.contains(&c.serial) {
+            return Some(true);
+        }
+        covered = true;
+    }
+    (covered && !doubt).then_some(false)
+}
+
+/// Build the snapshot from gathered sources and CRL files.
+pub fn snapshot_full(
+    sources: &[SourceResult],
+    crls: &[CrlResult],
+    now: SystemTime,
+    t: &Thresholds,
+) -> Snapshot {
+    let (warning, critical) = (t.warning, t.critical);
     let mut b = SnapshotBuilder::new();
-    for def in [&NOT_AFTER, &NOT_BEFORE, &EXPIRED, &INFO, &SOURCE_UP] {
+    for def in [
+        &NOT_AFTER,
+        &NOT_BEFORE,
+        &EXPIRED,
+        &LIFETIME_RATIO,
+        &INFO,
+        &SOURCE_UP,
+    ] {
         b.declare(def);
     }
     b.gauge(&WARNING, &[], warning as f64);
     b.gauge(&CRITICAL, &[], critical as f64);
+    b.gauge(&WARNING_RATIO, &[], t.warning_ratio);
+    b.gauge(&CRITICAL_RATIO, &[], t.critical_ratio);
+    b.gauge(&SHORT_LIVED, &[], t.short_lived as f64);
     let now_s = now_secs(now);
+    let all_certs: Vec<&Cert> = sources
+        .iter()
+        .filter_map(|s| s.outcome.as_ref().ok())
+        .flat_map(|d| d.certs.iter())
+        .collect();
+    let mut usable_crls: Vec<(&crl::Crl, Option<bool>)> = Vec::new();
+    let mut seen_crls = HashSet::new();
+    for r in crls {
+        if !seen_crls.insert(r.target.clone()) {
+            continue;
+        }
+        let id = vec![("path", r.target.clone())];
+        let target = format!("crl: {}", r.target);
+        match &r.outcome {
+            Err(f) => {
+                b.gauge_owned(&CRL_UP, id.clone(), 0.0);
+                b.gauge_owned(
+                    &SOURCE_ERROR,
+                    vec![
+                        ("source", "crl".to_string()),
+                        ("path", r.target.clone()),
+                        ("reason", f.reason.to_string()),
+                    ],
+                    1.0,
+                );
+                b.target(TargetStatus {
+                    target,
+                    health: Health::Error,
+                    summary: format!("cannot read ({}); revocation unknown", f.reason),
+                    error: Some(f.message.clone()),
+                    stale: false,
+                    facts: Vec::new(),
+                });
+            }
+            Ok(list) => {
+                b.gauge_owned(&CRL_UP, id.clone(), 1.0);
+                let mut facts = Vec::new();
+                let mut parts = Vec::new();
+                for (i, c) in list.iter().enumerate() {
+                    let mut l = id.clone();
+                    l.push(("index", i.to_string()));
+                    let verified = all_certs
+                        .iter()
+                        .filter_map(|ic| c.verify_with(ic))
+                        .fold(None, |acc: Option<bool>, v| Some(acc.unwrap_or(false) || v));
+                    b.gauge_owned(&CRL_THIS_UPDATE, l.clone(), c.this_update as f64);
+                    if let Some(n) = c.next_update {
+                        b.gauge_owned(&CRL_NEXT_UPDATE, l.clone(), n as f64);
+                    }
+                    b.gauge_owned(&CRL_REVOKED, l.clone(), c.revoked.len() as f64);
+                    b.gauge_owned(
+                        &CRL_VERIFIED,
+                        l,
+                        if verified == Some(true) { 1.0 } else { 0.0 },
+                    );
+                    let item = format!("{} #{i} ({})", r.target, c.issuer);
+                    if c.next_update.is_some_and(|n| n < now_s) {
+                        facts.push(Fact::Finding {
+                            kind: "stale CRL".into(),
+                            subject: item.clone(),
+                            detail: format!(
+                                "nextUpdate was {} ({} ago)",
+                                rfc3339(c.next_update.unwrap_or_default()),
+                                human_secs(now_s - c.next_update.unwrap_or_default())
+                            ),
+                            counted: true,
+                        });
+                    }
+                    if verified == Some(false) {
+                        facts.push(Fact::Finding {
+                            kind: "CRL signature".into(),
+                            subject: item,
+                            detail: "does not verify against its issuer's certificate; not used"
+                                .into(),
+                            counted: true,
+                        });
+                    }
+                    parts.push(format!("{} revoked", c.revoked.len()));
+                    usable_crls.push((c, verified));
+                }
+                b.target(TargetStatus {
+                    target,
+                    health: if facts.is_empty() {
+                        Health::Ok
+                    } else {
+                        Health::Findings
+                    },
+                    summary: format!("{} CRL(s), {}", list.len(), parts.join(", ")),
+                    error: None,
+                    stale: false,
+                    facts,
+                });
+            }
+        }
+    }
+    let crl_down = crls.iter().any(|r| r.outcome.is_err());
     let mut seen_sources = HashSet::new();
     let mut seen_certs = HashSet::new();
     for s in sources {
@@ -663,7 +980,49 @@ pub fn snapshot(
                 if let Some(v) = &data.verified {
                     b.gauge_owned(&VERIFIED, id.clone(), if v.is_ok() { 1.0 } else { 0.0 });
                 }
+                let mut staple_facts = Vec::new();
+                let mut staple_note = None;
+                if let Some(st) = &data.staple {
+                    let present = !matches!(st, StapleState::Absent);
+                    b.gauge_owned(&OCSP_PRESENT, id.clone(), if present { 1.0 } else { 0.0 });
+                    match st {
+                        StapleState::Absent => {}
+                        StapleState::Read(r) => {
+                            for status in ocsp::OcspStatus::ALL {
+                                let mut l = id.clone();
+                                l.push(("status", status.as_str().to_string()));
+                                b.gauge_owned(
+                                    &OCSP_STATUS,
+                                    l,
+                                    if status == r.status { 1.0 } else { 0.0 },
+                                );
+                            }
+                            if let Some(n) = r.next_update {
+                                b.gauge_owned(&OCSP_NEXT_UPDATE, id.clone(), n as f64);
+                            }
+                            staple_note = Some(format!("OCSP staple {}", r.status.as_str()));
+                            if r.status == ocsp::OcspStatus::Revoked {
+                                staple_facts.push(Fact::Finding {
+                                    kind: "revoked".into(),
+                                    subject: s.display(),
+                                    detail: "the stapled OCSP response says the served certificate is revoked".into(),
+                                    counted: true,
+                                });
+                            }
+                        }
+                        StapleState::Bad(why) => {
+                            staple_note = Some("OCSP staple unusable".into());
+                            staple_facts.push(Fact::Finding {
+                                kind: "OCSP staple".into(),
+                                subject: s.display(),
+                                detail: why.clone(),
+                                counted: false,
+                            });
+                        }
+                    }
+                }
                 let mut worst = CertState::Ok;
+                let mut revoked_any = false;
                 let mut earliest: Option<&Cert> = None;
                 let mut facts = Vec::new();
                 for (i, c) in data.certs.iter().enumerate() {
@@ -677,8 +1036,8 @@ pub fn snapshot(
                     facts.push(Fact::Expiry {
                         item: item.clone(),
                         not_after: c.not_after,
-                        warning_seconds: Some(warning),
-                        critical_seconds: Some(critical),
+                        warning_seconds: Some(t.warning_for(c)),
+                        critical_seconds: Some(t.critical_for(c)),
                     });
                     if c.not_before > now_s {
                         facts.push(Fact::Finding {
@@ -694,6 +1053,25 @@ pub fn snapshot(
                     }
                     b.gauge_owned(&NOT_AFTER, l.clone(), c.not_after as f64);
                     b.gauge_owned(&NOT_BEFORE, l.clone(), c.not_before as f64);
+                    b.gauge_owned(
+                        &LIFETIME_RATIO,
+                        l.clone(),
+                        lifetime_remaining_ratio(c, now_s),
+                    );
+                    if !crls.is_empty() {
+                        if let Some(r) = revocation(c, &usable_crls, crl_down) {
+                            b.gauge_owned(&REVOKED, l.clone(), if r { 1.0 } else { 0.0 });
+                            if r {
+                                revoked_any = true;
+                                facts.push(Fact::Finding {
+                                    kind: "revoked".into(),
+                                    subject: cert_item(s, i, c),
+                                    detail: format!("serial {} is listed in a CRL of its issuer", c.serial),
+                                    counted: true,
+                                });
+                            }
+                        }
+                    }
                     b.gauge_owned(
                         &EXPIRED,
                         l.clone(),
@@ -715,7 +1093,7 @@ pub fn snapshot(
                         ("is_ca", c.is_ca.to_string()),
                     ]);
                     b.gauge_owned(&INFO, info, 1.0);
-                    worst = worst.max(CertState::of(c, now_s, warning, critical));
+                    worst = worst.max(CertState::of(c, now_s, t));
                     if earliest.is_none_or(|e| c.not_after < e.not_after) {
                         earliest = Some(c);
                     }
@@ -750,6 +1128,14 @@ pub fn snapshot(
                 if worst != CertState::Ok {
                     summary.push_str(&format!(", {}", worst.as_str()));
                 }
+                if let Some(n) = &staple_note {
+                    summary.push_str(&format!(", {n}"));
+                }
+                revoked_any |= staple_facts.iter().any(|f| matches!(f, Fact::Finding { kind, .. } if kind == "revoked"));
+                facts.extend(staple_facts);
+                if revoked_any {
+                    summary.push_str(", revoked");
+                }
                 if verify_finding(data) {
                     if let Some(Err(why)) = &data.verified {
                         facts.push(Fact::Finding {
@@ -762,7 +1148,7 @@ pub fn snapshot(
                 }
                 b.target(TargetStatus {
                     target: format!("{}: {}", s.kind.as_str(), s.display()),
-                    health: if worst == CertState::Ok && !verify_finding(data) {
+                    health: if worst == CertState::Ok && !verify_finding(data) && !revoked_any {
                         Health::Ok
                     } else {
                         Health::Findings
@@ -856,8 +1242,13 @@ impl Monitor for CertificateMonitor {
 
     async fn collect(&self, ctx: CollectContext) -> Result<Snapshot, MonitorError> {
         let sources = self.gather_with(ctx, false).await?;
-        let (w, c) = self.thresholds();
-        let mut snap = snapshot(&sources, ctx.now, w, c);
+        let crls = self
+            .inner
+            .crls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut snap = snapshot_full(&sources, &crls, ctx.now, &self.thresholds());
         snap.pending = self
             .inner
             .pending
@@ -894,33 +1285,120 @@ mod tests {
             signature_algorithm: "sha256WithRSAEncryption".into(),
             is_ca: false,
             self_signed: true,
+            ids: Default::default(),
         }
     }
 
     #[test]
     fn states_follow_thresholds() {
         let d = 86_400;
-        let (w, c) = (30 * d, 7 * d);
+        let t = Thresholds::days(30 * d, 7 * d);
         assert_eq!(
-            CertState::of(&cert(0, 100 * d), 50 * d, w, c),
+            CertState::of(&cert(0, 100 * d), 50 * d, &t),
             CertState::Ok
         );
         assert_eq!(
-            CertState::of(&cert(0, 100 * d), 80 * d, w, c),
+            CertState::of(&cert(0, 100 * d), 80 * d, &t),
             CertState::Warning
         );
         assert_eq!(
-            CertState::of(&cert(0, 100 * d), 95 * d, w, c),
+            CertState::of(&cert(0, 100 * d), 95 * d, &t),
             CertState::Critical
         );
         assert_eq!(
-            CertState::of(&cert(0, 100 * d), 101 * d, w, c),
+            CertState::of(&cert(0, 100 * d), 101 * d, &t),
             CertState::Expired
         );
         assert_eq!(
-            CertState::of(&cert(10 * d, 100 * d), 5 * d, w, c),
+            CertState::of(&cert(10 * d, 100 * d), 5 * d, &t),
             CertState::NotYetValid
         );
+    }
+
+    /// A 90-day and a 7-day certificate (rcgen, parsed as files are) with the
+    /// default thresholds (30/7 days, 20%/10% of the lifetime) and
+    /// `short_lived_days: 14`: the day thresholds warn the 90-day one at 30
+    /// days left, the ratios warn the 7-day one in its last 20%, never from its
+    /// first minute. Without `short_lived_days`, the days hold it for ever.
+    #[test]
+    fn ninety_and_seven_day_certificates_are_both_alerted_sensibly() {
+        let d = 86_400;
+        let t = Thresholds {
+            short_lived: 14 * d,
+            ..Thresholds::days(30 * d, 7 * d)
+        };
+        let start: i64 = 1_800_000_000; // 2027-01-15
+        let make = |days: i64| {
+            let mut p = rcgen::CertificateParams::new(vec!["x.lan".to_string()]).unwrap();
+            p.not_before = rcgen::date_time_ymd(2027, 1, 15);
+            p.not_after = p.not_before + std::time::Duration::from_secs((days * d) as u64);
+            let key = rcgen::KeyPair::generate().unwrap();
+            let der = p.self_signed(&key).unwrap().der().to_vec();
+            parse::cert_from_der(&der, 0).unwrap()
+        };
+        let long = make(90);
+        let short = make(7);
+        let nb = long.not_before;
+        assert_eq!(short.not_before, nb);
+        assert!((nb - start).abs() < d, "{nb}");
+        let at = |c: &Cert, left: i64| CertState::of(c, c.not_after - left, &t);
+        // 90 days: Ok with 40 days left, warning with 29, critical with 6 (days).
+        assert_eq!(at(&long, 40 * d), CertState::Ok);
+        assert_eq!(at(&long, 29 * d), CertState::Warning);
+        assert_eq!(at(&long, 6 * d), CertState::Critical);
+        // 7 days: Ok from its first minute to 20% left (33.6 h), then warning,
+        // critical under 10% (16.8 h); never from the day thresholds.
+        assert_eq!(at(&short, 7 * d - 60), CertState::Ok);
+        assert_eq!(at(&short, 2 * d), CertState::Ok);
+        assert_eq!(at(&short, 30 * 3600), CertState::Warning);
+        assert_eq!(at(&short, 16 * 3600), CertState::Critical);
+        // Default (short_lived_days 0): the day thresholds apply to it too.
+        let plain = Thresholds::days(30 * d, 7 * d);
+        assert_eq!(
+            CertState::of(&short, short.not_after - 2 * d, &plain),
+            CertState::Critical
+        );
+        // The 90-day one is not short-lived: its day thresholds apply, and
+        // its ratio never makes it a warning earlier (15 days left = 17%).
+        assert_eq!(at(&long, 25 * d), CertState::Warning);
+        assert_eq!(at(&long, 15 * d), CertState::Warning);
+        // The metric and the facts carry the same levels.
+        let now = short.not_after - 30 * 3600;
+        let src = |path: &str, c: &Cert| SourceResult {
+            kind: SourceKind::File,
+            target: path.into(),
+            server_name: None,
+            outcome: Ok(SourceData {
+                certs: vec![c.clone()],
+                format: "der".into(),
+                verified: None,
+                staple: None,
+            }),
+        };
+        let snap = snapshot_with(
+            &[src("long.der", &long), src("short.der", &short)],
+            SystemTime::UNIX_EPOCH + Duration::from_secs(now as u64),
+            &t,
+        );
+        let ratio = |path: &str| {
+            snap.family(LIFETIME_RATIO.name)
+                .unwrap()
+                .samples
+                .iter()
+                .find(|s| s.labels.iter().any(|(k, v)| *k == "path" && v == path))
+                .map(|s| s.value)
+                .unwrap()
+        };
+        let short_ratio = ratio("short.der");
+        assert!((short_ratio - 30.0 / 168.0).abs() < 1e-3, "{short_ratio}");
+        let long_ratio = ratio("long.der");
+        assert!((long_ratio - (90.0 * 24.0 - 138.0) / 2160.0).abs() < 1e-3, "{long_ratio}");
+        let health: Vec<Health> = snap.targets.iter().map(|t| t.health).collect();
+        assert_eq!(health, [Health::Ok, Health::Findings]);
+        // Clamped: 0 once expired, 1 before notBefore.
+        assert_eq!(lifetime_remaining_ratio(&short, short.not_after + 1), 0.0);
+        assert_eq!(lifetime_remaining_ratio(&short, short.not_before - d), 1.0);
+        assert_eq!(lifetime_remaining_ratio(&cert(5, 5), 0), 0.0);
     }
 
     #[test]
@@ -933,6 +1411,7 @@ mod tests {
                 certs: vec![cert(0, 10), cert(0, 20)],
                 format: "pem".into(),
                 verified: None,
+                staple: None,
             }),
         };
         let snap = snapshot(&[src.clone(), src], SystemTime::UNIX_EPOCH, 1, 1);
@@ -1036,6 +1515,15 @@ mod tests {
             },
         ];
         labels.extend(ep.iter().map(|e| e.metric_label()));
+        labels.extend(
+            [
+                crl::CrlError::Empty,
+                crl::CrlError::NoCrl,
+                crl::CrlError::Malformed { index: 0 },
+            ]
+            .iter()
+            .map(|e| e.metric_label()),
+        );
         // Set in this module: reading panicked, TLS client setup failed.
         labels.extend(["panic", "tls_setup"]);
         for l in &labels {
@@ -1058,6 +1546,7 @@ mod tests {
                 certs,
                 format: "pem".into(),
                 verified: None,
+                staple: None,
             }),
         };
         let summary = |certs: Vec<Cert>| {

@@ -14,7 +14,7 @@ use crate::core::snapshot::Snapshot;
 
 use super::config::{CertificateConfig, StartTls};
 use super::endpoint::{Endpoint, Prober};
-use super::{SourceData, SourceFailure, SourceKind, SourceResult};
+use super::{SourceFailure, SourceKind, SourceResult};
 
 /// The module used when a probe names none and no module called `default` is configured.
 pub const DEFAULT_MODULE: &str = "default";
@@ -348,11 +348,7 @@ pub async fn probe_now(
         kind: SourceKind::Endpoint,
         target: ep.address.clone(),
         server_name: Some(ep.server_name.clone()),
-        outcome: outcome.map(|p| SourceData {
-            certs: p.certs,
-            format: p.protocol,
-            verified: Some(p.verified),
-        }),
+        outcome: outcome.map(super::endpoint_data),
     }
 }
 

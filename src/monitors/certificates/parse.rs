@@ -57,6 +57,22 @@ pub struct Cert {
     pub is_ca: bool,
     /// Subject and issuer names are equal.
     pub self_signed: bool,
+    /// What revocation checks match on (never exported).
+    pub ids: CertIds,
+}
+
+/// A certificate's names and keys as DER, for matching CRLs to certificates
+/// and verifying CRL signatures. Public data only.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CertIds {
+    pub subject: Vec<u8>,
+    pub issuer: Vec<u8>,
+    /// Authority key identifier, when the certificate has one.
+    pub aki: Option<Vec<u8>>,
+    /// Subject key identifier, when the certificate has one.
+    pub ski: Option<Vec<u8>>,
+    /// SubjectPublicKeyInfo, DER.
+    pub spki: Vec<u8>,
 }
 
 impl Cert {
@@ -659,7 +675,29 @@ fn describe(c: &X509Certificate<'_>) -> Cert {
         signature_algorithm,
         is_ca: c.is_ca(),
         self_signed: c.subject().as_raw() == c.issuer().as_raw(),
+        ids: CertIds {
+            subject: c.subject().as_raw().to_vec(),
+            issuer: c.issuer().as_raw().to_vec(),
+            aki: aki_of(c.extensions()),
+            ski: c.extensions().iter().find_map(|e| match e.parsed_extension() {
+                x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(k) => {
+                    Some(k.0.to_vec())
+                }
+                _ => None,
+            }),
+            spki: c.public_key().raw.to_vec(),
+        },
     }
+}
+
+/// The key identifier of an authority key identifier extension.
+pub fn aki_of(exts: &[x509_parser::extensions::X509Extension<'_>]) -> Option<Vec<u8>> {
+    exts.iter().find_map(|e| match e.parsed_extension() {
+        x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(a) => {
+            a.key_identifier.as_ref().map(|k| k.0.to_vec())
+        }
+        _ => None,
+    })
 }
 
 fn ip_from_bytes(b: &[u8]) -> Option<std::net::IpAddr> {

@@ -20,7 +20,7 @@ use homelab_monitor::core::config::{
 use homelab_monitor::core::monitor::{CollectContext, Monitor};
 use homelab_monitor::core::snapshot::Fact;
 use homelab_monitor::core::snapshot::{Health, Snapshot};
-use homelab_monitor::monitors::backups::BackupMonitor;
+use homelab_monitor::monitors::backups::{BackupMonitor, GroupField};
 
 const DAY: u64 = 86400;
 
@@ -1566,4 +1566,219 @@ async fn special_files_are_refused_without_blocking() {
             target(&s, src)
         );
     }
+}
+
+// ---------------------------------------------------------------- issue 20: sets, runs, locks
+
+/// `restic snapshots --json` of `repo` into `dir/snapshots.json`; the parsed list.
+fn restic_snapshots(dir: &Path, repo: &Path, cache: &Path) -> serde_json::Value {
+    let out = run(restic(repo, cache).args(["snapshots", "--json"]));
+    std::fs::write(dir.join("snapshots.json"), &out).unwrap();
+    serde_json::from_slice(&out).unwrap()
+}
+
+/// restic's `--time` (zone-less, read in the command's TZ=UTC) for `t`.
+fn restic_time(t: SystemTime) -> String {
+    let ts = jiff::Timestamp::from_second(secs(t) as i64).unwrap();
+    ts.strftime("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+fn set_value(s: &Snapshot, metric: &str, source: &str, set: &str) -> Option<f64> {
+    s.value(metric, &[("source", source), ("set", set)])
+}
+
+#[tokio::test]
+async fn restic_sets_a_stale_host_is_not_hidden_by_a_fresh_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, cache) = (dir.path().join("repo"), dir.path().join("cache"));
+    let (web, db) = (dir.path().join("web"), dir.path().join("db"));
+    write_data(&web, &[("index.html", 3000)]);
+    write_data(&db, &[("dump.sql", 5000), ("dump2.sql", 100)]);
+    run(restic(&repo, &cache).arg("init"));
+    let now = SystemTime::now();
+    let backup = |host: &str, path: &Path, at: SystemTime, tag: Option<&str>| {
+        let mut c = restic(&repo, &cache);
+        c.env("TZ", "UTC")
+            .args(["backup", "--host", host, "--time", &restic_time(at)]);
+        if let Some(t) = tag {
+            c.args(["--tag", t]);
+        }
+        run(c.arg(path));
+    };
+    // db stopped 10 days ago; web backs up daily, the newest an hour ago.
+    backup("db", &db, now - Duration::from_secs(11 * DAY), None);
+    backup("db", &db, now - Duration::from_secs(10 * DAY), None);
+    backup("web", &web, now - Duration::from_secs(DAY + 3600), None);
+    backup("web", &web, now - Duration::from_secs(3600), None);
+    // A one-off tagged backup of web, 20 days ago: a set of its own.
+    backup("web", &web, now - Duration::from_secs(20 * DAY), Some("manual"));
+    let snaps = restic_snapshots(dir.path(), &repo, &cache);
+    // The newest time restic itself reports for a host and tag.
+    let newest = |host: &str, tagged: bool| -> f64 {
+        snaps
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["hostname"] == host && s.get("tags").is_some_and(|t| !t.is_null()) == tagged)
+            .map(|s| {
+                let t: jiff::Timestamp = s["time"].as_str().unwrap().parse().unwrap();
+                t.as_second() as f64 + f64::from(t.subsec_nanosecond()) / 1e9
+            })
+            .max_by(f64::total_cmp)
+            .unwrap()
+    };
+    let db_set = format!("host=db paths={}", db.display());
+    let web_set = format!("host=web paths={}", web.display());
+    let manual_set = format!("host=web paths={} tags=manual", web.display());
+
+    let mut src = BackupSourceConfig::new("shared", BackupFormat::Restic, "snapshots.json");
+    src.max_age = Some(HumanDuration(Duration::from_secs(26 * 3600)));
+    src.set_max_age.insert(
+        manual_set.clone(),
+        HumanDuration(Duration::from_secs(365 * DAY)),
+    );
+    let m = BackupMonitor::new(config(vec![src.clone()]), dir.path().to_path_buf());
+    let s = collect_at(&m, now).await;
+    assert_eq!(v(&s, "backup_sets", "shared"), Some(3.0));
+    assert_eq!(v(&s, "backup_sets_truncated", "shared"), Some(0.0));
+    let last = |set: &str| set_value(&s, "backup_set_last_success_timestamp_seconds", "shared", set);
+    assert_eq!(last(&db_set), Some(newest("db", false)));
+    assert_eq!(last(&web_set), Some(newest("web", false)));
+    assert_eq!(last(&manual_set), Some(newest("web", true)));
+    assert_eq!(
+        set_value(&s, "backup_set_snapshots", "shared", &db_set),
+        Some(2.0)
+    );
+    assert_eq!(
+        set_value(&s, "backup_set_max_age_seconds", "shared", &manual_set),
+        Some(365.0 * DAY as f64)
+    );
+    assert_eq!(
+        set_value(&s, "backup_set_max_age_seconds", "shared", &db_set),
+        Some(26.0 * 3600.0)
+    );
+    // Compatibility: the per-source series is the stalest set's newest.
+    assert_eq!(
+        v(&s, "backup_last_success_timestamp_seconds", "shared"),
+        Some(newest("web", true))
+    );
+    // The status page: one freshness fact per set; db is late, web is not.
+    let t = target(&s, "shared");
+    let fresh = |set: &str| {
+        t.facts
+            .iter()
+            .find_map(|f| match f {
+                Fact::Freshness {
+                    item,
+                    last_success,
+                    max_age_seconds,
+                } if *item == format!("shared set {set}") => Some((*last_success, *max_age_seconds)),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no freshness fact for {set}: {:?}", t.facts))
+    };
+    let now_s = secs(now) as i64;
+    let (db_last, db_max) = fresh(&db_set);
+    assert!(now_s - db_last.unwrap() > db_max.unwrap(), "db is late");
+    let (web_last, web_max) = fresh(&web_set);
+    assert!(now_s - web_last.unwrap() < web_max.unwrap(), "web is fresh");
+    assert_eq!(t.health, Health::Findings);
+    assert!(t.summary.contains(&format!("set {db_set} stopped")), "{}", t.summary);
+    assert!(!t.summary.contains(&format!("set {web_set} stopped")), "{}", t.summary);
+    assert!(!t.summary.contains("tags=manual stopped"), "{}", t.summary);
+
+    // group_by host: the tagged one-off joins web's set.
+    let mut by_host = src.clone();
+    by_host.group_by = Some(vec![GroupField::Host]);
+    by_host.max_sets = 1;
+    let m = BackupMonitor::new(config(vec![by_host]), dir.path().to_path_buf());
+    let s = collect_at(&m, now).await;
+    assert_eq!(v(&s, "backup_sets", "shared"), Some(2.0));
+    // Bounded: max_sets 1 exports the first set by label and says so.
+    assert_eq!(v(&s, "backup_sets_truncated", "shared"), Some(1.0));
+    assert_eq!(
+        set_value(&s, "backup_set_last_success_timestamp_seconds", "shared", "host=db"),
+        Some(newest("db", false))
+    );
+    assert_eq!(
+        set_value(&s, "backup_set_last_success_timestamp_seconds", "shared", "host=web"),
+        None
+    );
+    assert!(target(&s, "shared").summary.contains("over max_sets 1"));
+
+    // An empty repository: no set, and not fresh.
+    std::fs::write(dir.path().join("snapshots.json"), "[]").unwrap();
+    let m = BackupMonitor::new(config(vec![src]), dir.path().to_path_buf());
+    let s = collect_at(&m, now).await;
+    assert_eq!(v(&s, "backup_sets", "shared"), Some(0.0));
+    assert_eq!(
+        v(&s, "backup_last_success_timestamp_seconds", "shared"),
+        Some(0.0)
+    );
+    assert_eq!(target(&s, "shared").health, Health::Findings);
+}
+
+#[tokio::test]
+async fn borg_sets_by_archive_glob() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, repo, data) = (
+        dir.path().join("home"),
+        dir.path().join("repo"),
+        dir.path().join("data"),
+    );
+    run(borg(&base, &repo).args(["init", "-e", "repokey"]));
+    write_data(&data, &[("a.bin", 1000)]);
+    let now = SystemTime::now();
+    let create = |name: &str, at: SystemTime| {
+        let ts = jiff::Timestamp::from_second(secs(at) as i64)
+            .unwrap()
+            .strftime("%Y-%m-%dT%H:%M:%S")
+            .to_string();
+        run(borg(&base, &repo)
+            .args(["create", "--timestamp", &ts])
+            .arg(format!("::{name}"))
+            .arg(&data));
+    };
+    create("web-1", now - Duration::from_secs(2 * 3600));
+    create("db-1", now - Duration::from_secs(9 * DAY));
+    create("laptop-1", now - Duration::from_secs(3600));
+    let list = run(borg(&base, &repo).args(["list", "--json"]));
+    std::fs::write(dir.path().join("list.json"), &list).unwrap();
+    let list: serde_json::Value = serde_json::from_slice(&list).unwrap();
+    let time_of = |name: &str| -> f64 {
+        let a = list["archives"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == name)
+            .unwrap();
+        let dt: jiff::civil::DateTime = a["time"].as_str().unwrap().parse().unwrap();
+        jiff::tz::TimeZone::UTC.to_timestamp(dt).unwrap().as_second() as f64
+    };
+    let mut src = BackupSourceConfig::new("b", BackupFormat::Borg, "list.json");
+    src.timezone = Some(TimeZoneName("UTC".into()));
+    src.max_age = Some(HumanDuration(Duration::from_secs(DAY)));
+    src.sets = vec![
+        homelab_monitor::monitors::backups::BorgSet {
+            name: "web".into(),
+            glob: GlobPattern("web-*".into()),
+        },
+        homelab_monitor::monitors::backups::BorgSet {
+            name: "db".into(),
+            glob: GlobPattern("db-*".into()),
+        },
+    ];
+    let m = BackupMonitor::new(config(vec![src]), dir.path().to_path_buf());
+    let s = collect_at(&m, now).await;
+    let last = |set: &str| set_value(&s, "backup_set_last_success_timestamp_seconds", "b", set);
+    assert_eq!(last("web"), Some(time_of("web-1")));
+    assert_eq!(last("db"), Some(time_of("db-1")));
+    // Archives that match no set are tracked as `other`, never dropped.
+    assert_eq!(last("other"), Some(time_of("laptop-1")));
+    assert_eq!(v(&s, "backup_sets", "b"), Some(3.0));
+    let t = target(&s, "b");
+    assert!(t.summary.contains("set db stopped"), "{}", t.summary);
+    assert!(!t.summary.contains("set web stopped"), "{}", t.summary);
+    // No checkpoint is the newest archive: the last run succeeded.
+    assert_eq!(v(&s, "backup_last_run_success", "b"), Some(1.0));
 }

@@ -788,6 +788,7 @@ async fn borg_zoneless_dates_default_to_the_local_zone_and_checkpoints_do_not_co
         Health::Findings,
         "the newest run is a checkpoint (partial)"
     );
+    assert_eq!(v(&s, "backup_last_run_success", "b"), Some(0.0));
 
     // A date borg never writes is a parse error naming the archive, not a panic.
     std::fs::write(
@@ -1318,6 +1319,7 @@ async fn own_manifest_runs_verification_and_failed_runs() {
     assert_eq!(v(&s, "backup_size_change_ratio", "scripts"), Some(0.5));
     assert_eq!(v(&s, "backup_snapshots", "scripts"), Some(2.0));
     assert_eq!(v(&s, "backup_verification_success", "scripts"), Some(1.0));
+    assert_eq!(v(&s, "backup_last_run_success", "scripts"), Some(1.0));
     assert_eq!(target(&s, "scripts").health, Health::Ok);
 
     // A later failed run is not a success: the last success stays, and it is a finding.
@@ -1336,6 +1338,7 @@ async fn own_manifest_runs_verification_and_failed_runs() {
     let t = target(&s, "scripts");
     assert_eq!(t.health, Health::Findings);
     assert!(t.summary.contains("failed or is partial"), "{}", t.summary);
+    assert_eq!(v(&s, "backup_last_run_success", "scripts"), Some(0.0));
 
     // Change a byte of a listed file (same size).
     let mut changed = etc.clone();
@@ -1781,4 +1784,94 @@ async fn borg_sets_by_archive_glob() {
     assert!(!t.summary.contains("set web stopped"), "{}", t.summary);
     // No checkpoint is the newest archive: the last run succeeded.
     assert_eq!(v(&s, "backup_last_run_success", "b"), Some(1.0));
+}
+
+/// `{ restic backup --json ARGS 2>&1; echo "exit: $?"; }` as the README's job writes it.
+fn restic_status(repo: &Path, cache: &Path, path: &Path) -> Vec<u8> {
+    let out = restic(repo, cache)
+        .args(["backup", "--json"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let mut text = out.stdout;
+    text.extend_from_slice(&out.stderr);
+    text.extend_from_slice(format!("exit: {}\n", out.status.code().unwrap_or(-1)).as_bytes());
+    text
+}
+
+#[tokio::test]
+async fn restic_last_run_from_the_jobs_status_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, cache, data) = (
+        dir.path().join("repo"),
+        dir.path().join("cache"),
+        dir.path().join("data"),
+    );
+    run(restic(&repo, &cache).arg("init"));
+    write_data(&data, &[("a.bin", 1000)]);
+    let ok = restic_status(&repo, &cache, &data);
+    std::fs::write(dir.path().join("status.txt"), &ok).unwrap();
+    restic_snapshots(dir.path(), &repo, &cache);
+    let mut src = BackupSourceConfig::new("r", BackupFormat::Restic, "snapshots.json");
+    src.status_file = Some("status.txt".into());
+    let m = BackupMonitor::new(config(vec![src.clone()]), dir.path().to_path_buf());
+    let now = SystemTime::now();
+    let s = collect_at(&m, now).await;
+    assert_eq!(v(&s, "backup_source_up", "r"), Some(1.0));
+    assert_eq!(v(&s, "backup_last_run_success", "r"), Some(1.0));
+    let written = std::fs::metadata(dir.path().join("status.txt"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(
+        v(&s, "backup_last_run_timestamp_seconds", "r"),
+        Some(secs(written))
+    );
+
+    // restic's own JSON summary alone (no exit line) is a success too.
+    let summary_only: Vec<u8> = String::from_utf8_lossy(&ok)
+        .lines()
+        .filter(|l| l.contains("\"message_type\":\"summary\""))
+        .flat_map(|l| format!("{l}\n").into_bytes())
+        .collect();
+    assert!(!summary_only.is_empty(), "restic backup --json prints a summary");
+    std::fs::write(dir.path().join("status.txt"), &summary_only).unwrap();
+    assert_eq!(
+        v(&collect_at(&m, now).await, "backup_last_run_success", "r"),
+        Some(1.0)
+    );
+
+    // A failed run (the backed-up folder is gone): restic exits nonzero.
+    let failed = restic_status(&repo, &cache, &dir.path().join("gone"));
+    assert!(!failed.ends_with(b"exit: 0\n"), "{}", String::from_utf8_lossy(&failed));
+    std::fs::write(dir.path().join("status.txt"), &failed).unwrap();
+    let s = collect_at(&m, now).await;
+    assert_eq!(v(&s, "backup_last_run_success", "r"), Some(0.0));
+    assert_eq!(v(&s, "backup_source_up", "r"), Some(1.0));
+    let t = target(&s, "r");
+    assert_eq!(t.health, Health::Findings);
+    assert!(t.summary.contains("backup run failed (exit status"), "{}", t.summary);
+
+    // A job killed before it wrote anything: not understood, never a success.
+    std::fs::write(dir.path().join("status.txt"), b"").unwrap();
+    let s = collect_at(&m, now).await;
+    assert_eq!(v(&s, "backup_source_up", "r"), Some(0.0));
+    assert_eq!(v(&s, "backup_last_run_success", "r"), None);
+    // A missing status file too.
+    std::fs::remove_file(dir.path().join("status.txt")).unwrap();
+    let s = collect_at(&m, now).await;
+    assert_eq!(v(&s, "backup_source_up", "r"), Some(0.0));
+    assert_eq!(v(&s, "backup_last_run_success", "r"), None);
+
+    // Without a status file restic's snapshot list cannot tell: absent, not 1.
+    let m = BackupMonitor::new(
+        config(vec![BackupSourceConfig::new(
+            "r",
+            BackupFormat::Restic,
+            "snapshots.json",
+        )]),
+        dir.path().to_path_buf(),
+    );
+    let s = collect_at(&m, now).await;
+    assert_eq!(v(&s, "backup_last_run_success", "r"), None);
 }

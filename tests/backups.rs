@@ -1875,3 +1875,112 @@ async fn restic_last_run_from_the_jobs_status_file() {
     let s = collect_at(&m, now).await;
     assert_eq!(v(&s, "backup_last_run_success", "r"), None);
 }
+
+/// The files directly in `dir` (none when it does not exist).
+fn entries(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn mtime(p: &Path) -> SystemTime {
+    std::fs::metadata(p).unwrap().modified().unwrap()
+}
+
+/// Hold a real lock with `cmd` (its stdin is a pipe we keep open), wait until
+/// `lock_dir` has an entry, then SIGKILL the tool: the lock stays behind.
+fn leave_a_lock(cmd: &mut Command, lock_dir: &Path) -> PathBuf {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lock = common::wait_for("the tool to take its lock", 60, || {
+        entries(lock_dir).into_iter().next()
+    });
+    child.kill().unwrap();
+    drop(child.stdin.take());
+    child.wait().unwrap();
+    lock
+}
+
+#[tokio::test]
+async fn stale_locks_are_counted_without_taking_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, cache) = (dir.path().join("repo"), dir.path().join("cache"));
+    run(restic(&repo, &cache).arg("init"));
+    restic_snapshots(dir.path(), &repo, &cache);
+    let mut src = BackupSourceConfig::new("r", BackupFormat::Restic, "snapshots.json");
+    src.repository = Some("repo".into());
+    let m = BackupMonitor::new(config(vec![src]), dir.path().to_path_buf());
+    let s = collect_at(&m, SystemTime::now()).await;
+    assert_eq!(v(&s, "backup_locks", "r"), Some(0.0));
+    assert_eq!(v(&s, "backup_oldest_lock_age_seconds", "r"), None);
+
+    // A `restic backup --stdin` killed while it reads: its lock stays.
+    let lock = leave_a_lock(
+        restic(&repo, &cache).args(["backup", "--stdin", "--stdin-filename", "db.sql"]),
+        &repo.join("locks"),
+    );
+    let before = entries(&repo.join("locks"));
+    let taken = mtime(&lock);
+    let s = collect_at(&m, taken + Duration::from_secs(60)).await;
+    assert_eq!(v(&s, "backup_source_up", "r"), Some(1.0));
+    assert_eq!(v(&s, "backup_locks", "r"), Some(1.0));
+    assert_eq!(v(&s, "backup_oldest_lock_age_seconds", "r"), Some(60.0));
+    assert!(!target(&s, "r").summary.contains("lock is"));
+    // Two days later nobody refreshed it: stale, and a finding.
+    let s = collect_at(&m, taken + Duration::from_secs(2 * DAY)).await;
+    assert_eq!(
+        v(&s, "backup_oldest_lock_age_seconds", "r"),
+        Some(2.0 * DAY as f64)
+    );
+    assert!(
+        target(&s, "r").summary.contains("a repository lock is 2 days old"),
+        "{}",
+        target(&s, "r").summary
+    );
+    // Reading took no lock and removed none.
+    assert_eq!(entries(&repo.join("locks")), before);
+    run(restic(&repo, &cache).args(["unlock", "--remove-all"]));
+    let s = collect_at(&m, SystemTime::now()).await;
+    assert_eq!(v(&s, "backup_locks", "r"), Some(0.0));
+    assert_eq!(v(&s, "backup_oldest_lock_age_seconds", "r"), None);
+
+    // borg: `borg with-lock` killed while its command runs leaves lock.exclusive.
+    let (base, brepo) = (dir.path().join("home"), dir.path().join("borg"));
+    run(borg(&base, &brepo).args(["init", "-e", "repokey"]));
+    std::fs::write(
+        dir.path().join("list.json"),
+        run(borg(&base, &brepo).args(["list", "--json"])),
+    )
+    .unwrap();
+    let mut bsrc = BackupSourceConfig::new("b", BackupFormat::Borg, "list.json");
+    bsrc.repository = Some("borg".into());
+    let mut missing = BackupSourceConfig::new("typo", BackupFormat::Borg, "list.json");
+    missing.repository = Some("no-such-repo".into());
+    let m = BackupMonitor::new(config(vec![bsrc, missing]), dir.path().to_path_buf());
+    let s = collect_at(&m, SystemTime::now()).await;
+    assert_eq!(v(&s, "backup_locks", "b"), Some(0.0));
+    // A repository path that is not a repository is an error, never "no locks".
+    assert_eq!(v(&s, "backup_source_up", "typo"), Some(0.0));
+    assert_eq!(v(&s, "backup_locks", "typo"), None);
+    let lock = leave_a_lock(
+        borg(&base, &brepo).arg("with-lock").arg(&brepo).arg("cat"),
+        &brepo.join("lock.exclusive"),
+    );
+    let taken = mtime(&lock);
+    let s = collect_at(&m, taken + Duration::from_secs(DAY + 3600)).await;
+    assert_eq!(v(&s, "backup_source_up", "b"), Some(1.0));
+    assert_eq!(v(&s, "backup_locks", "b"), Some(1.0));
+    assert_eq!(
+        v(&s, "backup_oldest_lock_age_seconds", "b"),
+        Some((DAY + 3600) as f64)
+    );
+    run(borg(&base, &brepo).arg("break-lock").arg(&brepo));
+    let s = collect_at(&m, SystemTime::now()).await;
+    assert_eq!(v(&s, "backup_locks", "b"), Some(0.0));
+}

@@ -673,6 +673,21 @@ async fn real_borg_repository_and_time_zones() {
         Some(size(1) / size(0))
     );
     assert!(size(1) < size(0));
+    // One of two files deleted: the file count halves, as borg counts them.
+    let nfiles = |i: usize| info["archives"][i]["stats"]["nfiles"].as_f64().unwrap();
+    assert_eq!(
+        v(&s, "backup_files_change_ratio", "utc"),
+        Some(nfiles(1) / nfiles(0))
+    );
+    assert_eq!(nfiles(1) / nfiles(0), 0.5);
+    // The whole repository is one set, with the same ratio.
+    assert_eq!(
+        s.value(
+            "backup_set_files_change_ratio",
+            &[("source", "utc"), ("set", "all")]
+        ),
+        Some(0.5)
+    );
     assert_eq!(v(&s, "backup_verification_success", "utc"), None);
 
     // Pruned to one archive: the count and the oldest time move.
@@ -686,6 +701,7 @@ async fn real_borg_repository_and_time_zones() {
     assert_eq!(v(&s, "backup_snapshots", "utc"), Some(1.0));
     assert_eq!(v(&s, "backup_oldest_timestamp_seconds", "utc"), Some(last));
     assert_eq!(v(&s, "backup_size_change_ratio", "utc"), None);
+    assert_eq!(v(&s, "backup_files_change_ratio", "utc"), None);
 
     // Old: 31 days later nothing is inside retention.
     let s = collect_at(&m, now + Duration::from_secs(31 * DAY)).await;

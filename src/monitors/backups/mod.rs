@@ -138,6 +138,14 @@ pub const UP: MetricDef = MetricDef::gauge(
     "1 if all of the source's files were read and parsed on the last check, 0 if one was not (main file: the other series are from the last good read; verification file: verification is 0).",
 );
 
+pub const FILES_RATIO: MetricDef = MetricDef::gauge(
+    "backup_files_change_ratio",
+    "File count of the newest successful backup divided by the previous one's, per group, summed (0.1 = 90% of the files are gone).",
+);
+pub const SET_FILES_RATIO: MetricDef = MetricDef::gauge(
+    "backup_set_files_change_ratio",
+    "The set's file count of its newest successful backup divided by its previous one's.",
+);
 pub const SETS: MetricDef = MetricDef::gauge(
     "backup_sets",
     "restic, borg: backup sets (restic group_by identity, borg sets) found in the source, before max_sets.",
@@ -184,7 +192,7 @@ pub const LOCK_AGE: MetricDef = MetricDef::gauge(
 );
 
 /// Every family this monitor exports, in output order.
-pub const METRICS: [&MetricDef; 22] = [
+pub const METRICS: [&MetricDef; 24] = [
     &UP,
     &LAST_SUCCESS,
     &LAST_SIZE,
@@ -196,6 +204,7 @@ pub const METRICS: [&MetricDef; 22] = [
     &VERIFICATION,
     &VERIFIED_AT,
     &SIZE_RATIO,
+    &FILES_RATIO,
     &SETS,
     &SETS_TRUNCATED,
     &SET_LAST_SUCCESS,
@@ -203,6 +212,7 @@ pub const METRICS: [&MetricDef; 22] = [
     &SET_LAST_FILES,
     &SET_SNAPSHOTS,
     &SET_MAX_AGE,
+    &SET_FILES_RATIO,
     &LAST_RUN,
     &LAST_RUN_AT,
     &LOCKS,
@@ -381,6 +391,8 @@ pub struct Summary {
     pub in_retention: u64,
     pub oldest: Option<f64>,
     pub size_ratio: Option<f64>,
+    /// Files of the newest successful backup divided by the previous one's.
+    pub files_ratio: Option<f64>,
     pub groups: usize,
     /// The newest run (of any group) failed or is partial.
     pub newest_failed: bool,
@@ -417,6 +429,7 @@ pub fn summarize(records: &[BackupRecord], now: f64, retention: Duration) -> Sum
         .is_some_and(|(_, r)| !r.success);
     let (mut size, mut files) = (Some(0u64), Some(0u64));
     let (mut ratio_last, mut ratio_prev, mut ratio_n) = (0u64, 0u64, 0usize);
+    let (mut files_last, mut files_prev, mut files_n) = (0u64, 0u64, 0usize);
     for runs in groups.values_mut() {
         runs.sort_by(|(ia, a), (ib, b)| b.time.total_cmp(&a.time).then(ib.cmp(ia)));
         let Some((_, latest)) = runs.first() else {
@@ -436,6 +449,11 @@ pub fn summarize(records: &[BackupRecord], now: f64, retention: Duration) -> Sum
             ratio_prev = ratio_prev.saturating_add(p);
             ratio_n += 1;
         }
+        if let Some((l, p)) = runs.get(1).and_then(|(_, prev)| latest.files.zip(prev.files)) {
+            files_last = files_last.saturating_add(l);
+            files_prev = files_prev.saturating_add(p);
+            files_n += 1;
+        }
     }
     if s.groups > 0 {
         s.last_size = size;
@@ -443,6 +461,9 @@ pub fn summarize(records: &[BackupRecord], now: f64, retention: Duration) -> Sum
     }
     if ratio_n > 0 && ratio_prev > 0 {
         s.size_ratio = Some(ratio_last as f64 / ratio_prev as f64);
+    }
+    if files_n > 0 && files_prev > 0 {
+        s.files_ratio = Some(files_last as f64 / files_prev as f64);
     }
     s
 }
@@ -766,6 +787,9 @@ impl Inner {
                         b.gauge(&SET_LAST_FILES, &l, x as f64);
                     }
                     b.gauge(&SET_SNAPSHOTS, &l, s.in_retention as f64);
+                    if let Some(x) = s.files_ratio {
+                        b.gauge(&SET_FILES_RATIO, &l, x);
+                    }
                     let max = set_max_age(cfg, set);
                     if let Some(m) = max {
                         b.gauge(&SET_MAX_AGE, &l, m.as_secs_f64());
@@ -837,6 +861,9 @@ fn emit(b: &mut SnapshotBuilder, name: &str, s: &Summary) {
     }
     if let Some(v) = s.size_ratio {
         b.gauge(&SIZE_RATIO, &label, v);
+    }
+    if let Some(v) = s.files_ratio {
+        b.gauge(&FILES_RATIO, &label, v);
     }
 }
 
@@ -979,6 +1006,9 @@ fn ok_status(
     if let Some(r) = s.size_ratio {
         parts.push(format!("size ratio {r:.2}"));
     }
+    if let Some(r) = s.files_ratio.filter(|r| *r < 1.0) {
+        parts.push(format!("files ratio {r:.2}"));
+    }
     if let Some(l) = read.locks {
         parts.push(format!("{} lock(s)", l.count));
     }
@@ -1072,6 +1102,7 @@ mod tests {
         assert_eq!(s.in_retention, 2);
         assert_eq!(s.oldest, Some(100.0));
         assert_eq!(s.size_ratio, Some(0.1));
+        assert_eq!(s.files_ratio, Some(0.1));
         assert!(s.newest_failed);
     }
 

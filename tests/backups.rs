@@ -1477,6 +1477,34 @@ fn config_formats_are_validated_at_load() {
 
     let e = load("custom_monitors:\n  backup_validation:\n    sources:\n      - { name: a, format: manifest, path: x, verify: everything }\n").unwrap_err();
     assert!(e.contains("verify"), "{e}");
+
+    // Sets, run status and locks: restic/borg keys, checked at load.
+    let b = load("custom_monitors:\n  backup_validation:\n    sources:\n      - { name: r, format: restic, path: x, group_by: [host, tags], max_sets: 5, set_max_age: { \"host=a\": 8d }, status_file: s.txt, repository: /srv/r }\n      - { name: b, format: borg, path: y, sets: [ { name: web, glob: \"web-*\" } ] }\n")
+        .unwrap()
+        .custom_monitors
+        .backup_validation
+        .unwrap();
+    assert_eq!(
+        b.sources[0].group_by,
+        Some(vec![GroupField::Host, GroupField::Tags])
+    );
+    assert_eq!(b.sources[0].max_sets, 5);
+    assert_eq!(b.sources[1].max_sets, 50);
+    assert_eq!(b.sources[1].sets[0].glob.0, "web-*");
+    let e = load("custom_monitors:\n  backup_validation:\n    sources:\n      - { name: b, format: borg, path: x, group_by: [host] }\n").unwrap_err();
+    assert!(
+        e.contains("`group_by` applies to format restic only"),
+        "{e}"
+    );
+    let e = load("custom_monitors:\n  backup_validation:\n    sources:\n      - { name: r, format: restic, path: x, group_by: [hosts] }\n").unwrap_err();
+    assert!(e.contains("group_by"), "{e}");
+    let e = load("custom_monitors:\n  backup_validation:\n    sources:\n      - { name: d, format: directory, path: x, repository: /r }\n").unwrap_err();
+    assert!(
+        e.contains("`repository` applies to format restic, borg only"),
+        "{e}"
+    );
+    let e = load("custom_monitors:\n  backup_validation:\n    sources:\n      - { name: b, format: borg, path: x, sets: [ { name: a, glob: \"a*\" }, { name: a, glob: \"b*\" } ] }\n").unwrap_err();
+    assert!(e.contains("unique"), "{e}");
 }
 
 #[test]
@@ -1630,7 +1658,12 @@ async fn restic_sets_a_stale_host_is_not_hidden_by_a_fresh_one() {
     backup("web", &web, now - Duration::from_secs(DAY + 3600), None);
     backup("web", &web, now - Duration::from_secs(3600), None);
     // A one-off tagged backup of web, 20 days ago: a set of its own.
-    backup("web", &web, now - Duration::from_secs(20 * DAY), Some("manual"));
+    backup(
+        "web",
+        &web,
+        now - Duration::from_secs(20 * DAY),
+        Some("manual"),
+    );
     let snaps = restic_snapshots(dir.path(), &repo, &cache);
     // The newest time restic itself reports for a host and tag.
     let newest = |host: &str, tagged: bool| -> f64 {
@@ -1638,7 +1671,9 @@ async fn restic_sets_a_stale_host_is_not_hidden_by_a_fresh_one() {
             .as_array()
             .unwrap()
             .iter()
-            .filter(|s| s["hostname"] == host && s.get("tags").is_some_and(|t| !t.is_null()) == tagged)
+            .filter(|s| {
+                s["hostname"] == host && s.get("tags").is_some_and(|t| !t.is_null()) == tagged
+            })
             .map(|s| {
                 let t: jiff::Timestamp = s["time"].as_str().unwrap().parse().unwrap();
                 t.as_second() as f64 + f64::from(t.subsec_nanosecond()) / 1e9
@@ -1660,7 +1695,14 @@ async fn restic_sets_a_stale_host_is_not_hidden_by_a_fresh_one() {
     let s = collect_at(&m, now).await;
     assert_eq!(v(&s, "backup_sets", "shared"), Some(3.0));
     assert_eq!(v(&s, "backup_sets_truncated", "shared"), Some(0.0));
-    let last = |set: &str| set_value(&s, "backup_set_last_success_timestamp_seconds", "shared", set);
+    let last = |set: &str| {
+        set_value(
+            &s,
+            "backup_set_last_success_timestamp_seconds",
+            "shared",
+            set,
+        )
+    };
     assert_eq!(last(&db_set), Some(newest("db", false)));
     assert_eq!(last(&web_set), Some(newest("web", false)));
     assert_eq!(last(&manual_set), Some(newest("web", true)));
@@ -1691,7 +1733,9 @@ async fn restic_sets_a_stale_host_is_not_hidden_by_a_fresh_one() {
                     item,
                     last_success,
                     max_age_seconds,
-                } if *item == format!("shared set {set}") => Some((*last_success, *max_age_seconds)),
+                } if *item == format!("shared set {set}") => {
+                    Some((*last_success, *max_age_seconds))
+                }
                 _ => None,
             })
             .unwrap_or_else(|| panic!("no freshness fact for {set}: {:?}", t.facts))
@@ -1702,8 +1746,16 @@ async fn restic_sets_a_stale_host_is_not_hidden_by_a_fresh_one() {
     let (web_last, web_max) = fresh(&web_set);
     assert!(now_s - web_last.unwrap() < web_max.unwrap(), "web is fresh");
     assert_eq!(t.health, Health::Findings);
-    assert!(t.summary.contains(&format!("set {db_set} stopped")), "{}", t.summary);
-    assert!(!t.summary.contains(&format!("set {web_set} stopped")), "{}", t.summary);
+    assert!(
+        t.summary.contains(&format!("set {db_set} stopped")),
+        "{}",
+        t.summary
+    );
+    assert!(
+        !t.summary.contains(&format!("set {web_set} stopped")),
+        "{}",
+        t.summary
+    );
     assert!(!t.summary.contains("tags=manual stopped"), "{}", t.summary);
 
     // group_by host: the tagged one-off joins web's set.
@@ -1716,11 +1768,21 @@ async fn restic_sets_a_stale_host_is_not_hidden_by_a_fresh_one() {
     // Bounded: max_sets 1 exports the first set by label and says so.
     assert_eq!(v(&s, "backup_sets_truncated", "shared"), Some(1.0));
     assert_eq!(
-        set_value(&s, "backup_set_last_success_timestamp_seconds", "shared", "host=db"),
+        set_value(
+            &s,
+            "backup_set_last_success_timestamp_seconds",
+            "shared",
+            "host=db"
+        ),
         Some(newest("db", false))
     );
     assert_eq!(
-        set_value(&s, "backup_set_last_success_timestamp_seconds", "shared", "host=web"),
+        set_value(
+            &s,
+            "backup_set_last_success_timestamp_seconds",
+            "shared",
+            "host=web"
+        ),
         None
     );
     assert!(target(&s, "shared").summary.contains("over max_sets 1"));
@@ -1772,7 +1834,10 @@ async fn borg_sets_by_archive_glob() {
             .find(|a| a["name"] == name)
             .unwrap();
         let dt: jiff::civil::DateTime = a["time"].as_str().unwrap().parse().unwrap();
-        jiff::tz::TimeZone::UTC.to_timestamp(dt).unwrap().as_second() as f64
+        jiff::tz::TimeZone::UTC
+            .to_timestamp(dt)
+            .unwrap()
+            .as_second() as f64
     };
     let mut src = BackupSourceConfig::new("b", BackupFormat::Borg, "list.json");
     src.timezone = Some(TimeZoneName("UTC".into()));
@@ -1850,7 +1915,10 @@ async fn restic_last_run_from_the_jobs_status_file() {
         .filter(|l| l.contains("\"message_type\":\"summary\""))
         .flat_map(|l| format!("{l}\n").into_bytes())
         .collect();
-    assert!(!summary_only.is_empty(), "restic backup --json prints a summary");
+    assert!(
+        !summary_only.is_empty(),
+        "restic backup --json prints a summary"
+    );
     std::fs::write(dir.path().join("status.txt"), &summary_only).unwrap();
     assert_eq!(
         v(&collect_at(&m, now).await, "backup_last_run_success", "r"),
@@ -1859,14 +1927,22 @@ async fn restic_last_run_from_the_jobs_status_file() {
 
     // A failed run (the backed-up folder is gone): restic exits nonzero.
     let failed = restic_status(&repo, &cache, &dir.path().join("gone"));
-    assert!(!failed.ends_with(b"exit: 0\n"), "{}", String::from_utf8_lossy(&failed));
+    assert!(
+        !failed.ends_with(b"exit: 0\n"),
+        "{}",
+        String::from_utf8_lossy(&failed)
+    );
     std::fs::write(dir.path().join("status.txt"), &failed).unwrap();
     let s = collect_at(&m, now).await;
     assert_eq!(v(&s, "backup_last_run_success", "r"), Some(0.0));
     assert_eq!(v(&s, "backup_source_up", "r"), Some(1.0));
     let t = target(&s, "r");
     assert_eq!(t.health, Health::Findings);
-    assert!(t.summary.contains("backup run failed (exit status"), "{}", t.summary);
+    assert!(
+        t.summary.contains("backup run failed (exit status"),
+        "{}",
+        t.summary
+    );
 
     // A job killed before it wrote anything: not understood, never a success.
     std::fs::write(dir.path().join("status.txt"), b"").unwrap();
@@ -1955,7 +2031,9 @@ async fn stale_locks_are_counted_without_taking_one() {
         Some(2.0 * DAY as f64)
     );
     assert!(
-        target(&s, "r").summary.contains("a repository lock is 2 days old"),
+        target(&s, "r")
+            .summary
+            .contains("a repository lock is 2 days old"),
         "{}",
         target(&s, "r").summary
     );

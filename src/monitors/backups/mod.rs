@@ -16,10 +16,17 @@
 //!   it started.
 //! - Failed or partial runs (manifest `status` other than `success`, borg
 //!   `.checkpoint` archives) are never a success.
-//! - Several groups in one source (restic: one per host and path set) are all
-//!   expected to be fresh: `backup_last_success_timestamp_seconds` is the
-//!   *stalest* group's newest backup; sizes and file counts are summed over the
-//!   groups' newest backups.
+//! - Several backup sets in one source (restic: one per `group_by` identity,
+//!   default host + sorted paths + sorted tags; borg: one per `sets` glob,
+//!   `other` for unmatched archives, `all` without `sets`) are all expected to
+//!   be fresh. Each gets `backup_set_*{source,set}` series (at most
+//!   `max_sets`, by label; `backup_sets_truncated` says when more exist) and a
+//!   `Freshness` fact. For compatibility the per-source
+//!   `backup_last_success_timestamp_seconds` is the *stalest* set's newest
+//!   backup; sizes and file counts are summed over the sets' newest backups.
+//! - `backup_last_run_success` comes from the job's `status_file` (see
+//!   [`runs`]), else borg checkpoints or manifest `status`; restic without a
+//!   status file cannot tell and exports nothing. Locks: see [`runs`].
 //! - A readable source without any successful backup exports
 //!   `backup_last_success_timestamp_seconds 0` so that age alerts fire.
 //! - A backup dated more than [`FUTURE_TOLERANCE`] after the check is not
@@ -55,15 +62,22 @@
 //!     - { name: dumps, format: directory, path: "dumps", pattern: "*.sql.gz" }
 //! ```
 //!
-//! Metrics, all labelled `source` only: `backup_source_up`,
+//! Metrics labelled `source`: `backup_source_up`,
 //! `backup_last_success_timestamp_seconds`, `backup_last_size_bytes`,
 //! `backup_last_files`, `backup_snapshots`, `backup_oldest_timestamp_seconds`,
 //! `backup_max_age_seconds` (only with `max_age`), `backup_min_snapshots`
 //! (`min_snapshots`, default 1), `backup_verification_success`
 //! (restic with `check_file`, pg_backup_manifest always, manifest with `verify`;
 //! absent while a cost-bounded checksum pass is incomplete),
-//! `backup_verification_timestamp_seconds` (restic with `check_file`) and
-//! `backup_size_change_ratio` (needs two sized backups in one group).
+//! `backup_verification_timestamp_seconds` (restic with `check_file`),
+//! `backup_size_change_ratio` and `backup_files_change_ratio` (need two sized
+//! or counted backups in one group), `backup_last_run_success`,
+//! `backup_last_run_timestamp_seconds` (`status_file`), `backup_locks`,
+//! `backup_oldest_lock_age_seconds` (`repository`), `backup_sets`,
+//! `backup_sets_truncated`. Labelled `source` and `set` (restic, borg):
+//! `backup_set_last_success_timestamp_seconds`, `backup_set_last_size_bytes`,
+//! `backup_set_last_files`, `backup_set_snapshots`, `backup_set_max_age_seconds`,
+//! `backup_set_files_change_ratio`.
 
 pub mod borg;
 pub mod config;

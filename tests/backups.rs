@@ -1505,6 +1505,8 @@ fn config_formats_are_validated_at_load() {
     );
     let e = load("custom_monitors:\n  backup_validation:\n    sources:\n      - { name: b, format: borg, path: x, sets: [ { name: a, glob: \"a*\" }, { name: a, glob: \"b*\" } ] }\n").unwrap_err();
     assert!(e.contains("unique"), "{e}");
+    let e = load("custom_monitors:\n  backup_validation:\n    sources:\n      - { name: r, format: restic, path: x, max_sets: 0 }\n").unwrap_err();
+    assert!(e.contains("max_sets must be at least 1"), "{e}");
 }
 
 #[test]

@@ -354,6 +354,12 @@ pub fn validate(b: &BackupConfig) -> Result<(), ConfigIssue> {
                     .into(),
             ));
         }
+        if s.max_sets == 0 {
+            return Err((
+                key("max_sets"),
+                "max_sets must be at least 1 (it caps the sets exported per source)".into(),
+            ));
+        }
         let mut set_names = std::collections::HashSet::new();
         for (j, set) in s.sets.iter().enumerate() {
             if set.name.trim().is_empty() || !set_names.insert(set.name.as_str()) {

@@ -1712,6 +1712,23 @@ async fn restic_sets_a_stale_host_is_not_hidden_by_a_fresh_one() {
         set_value(&s, "backup_set_snapshots", "shared", &db_set),
         Some(2.0)
     );
+    // The set's recovery window starts at its oldest snapshot (restic's own time).
+    let oldest_db = snaps
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["hostname"] == "db")
+        .map(|s| {
+            let t: jiff::Timestamp = s["time"].as_str().unwrap().parse().unwrap();
+            t.as_second() as f64 + f64::from(t.subsec_nanosecond()) / 1e9
+        })
+        .min_by(f64::total_cmp)
+        .unwrap();
+    assert!(oldest_db < newest("db", false));
+    assert_eq!(
+        set_value(&s, "backup_set_oldest_timestamp_seconds", "shared", &db_set),
+        Some(oldest_db)
+    );
     assert_eq!(
         set_value(&s, "backup_set_max_age_seconds", "shared", &manual_set),
         Some(365.0 * DAY as f64)

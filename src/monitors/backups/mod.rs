@@ -76,7 +76,8 @@
 //! `backup_oldest_lock_age_seconds` (`repository`), `backup_sets`,
 //! `backup_sets_truncated`. Labelled `source` and `set` (restic, borg):
 //! `backup_set_last_success_timestamp_seconds`, `backup_set_last_size_bytes`,
-//! `backup_set_last_files`, `backup_set_snapshots`, `backup_set_max_age_seconds`,
+//! `backup_set_last_files`, `backup_set_snapshots`, `backup_set_oldest_timestamp_seconds`,
+//! `backup_set_max_age_seconds`,
 //! `backup_set_files_change_ratio`.
 
 pub mod borg;
@@ -184,6 +185,10 @@ pub const SET_SNAPSHOTS: MetricDef = MetricDef::gauge(
     "backup_set_snapshots",
     "The set's successful backups younger than retention_days.",
 );
+pub const SET_OLDEST: MetricDef = MetricDef::gauge(
+    "backup_set_oldest_timestamp_seconds",
+    "When the set's oldest successful backup still present finished: the start of its recovery window.",
+);
 pub const SET_MAX_AGE: MetricDef = MetricDef::gauge(
     "backup_set_max_age_seconds",
     "The set's max_age (set_max_age, else the source's max_age): a newer successful backup is expected within it.",
@@ -206,7 +211,7 @@ pub const LOCK_AGE: MetricDef = MetricDef::gauge(
 );
 
 /// Every family this monitor exports, in output order.
-pub const METRICS: [&MetricDef; 24] = [
+pub const METRICS: [&MetricDef; 25] = [
     &UP,
     &LAST_SUCCESS,
     &LAST_SIZE,
@@ -225,6 +230,7 @@ pub const METRICS: [&MetricDef; 24] = [
     &SET_LAST_SIZE,
     &SET_LAST_FILES,
     &SET_SNAPSHOTS,
+    &SET_OLDEST,
     &SET_MAX_AGE,
     &SET_FILES_RATIO,
     &LAST_RUN,
@@ -801,6 +807,9 @@ impl Inner {
                         b.gauge(&SET_LAST_FILES, &l, x as f64);
                     }
                     b.gauge(&SET_SNAPSHOTS, &l, s.in_retention as f64);
+                    if let Some(x) = s.oldest {
+                        b.gauge(&SET_OLDEST, &l, x);
+                    }
                     if let Some(x) = s.files_ratio {
                         b.gauge(&SET_FILES_RATIO, &l, x);
                     }

@@ -20,7 +20,7 @@ use homelab_monitor::core::config::{
 use homelab_monitor::core::monitor::{CollectContext, Monitor};
 use homelab_monitor::core::snapshot::Fact;
 use homelab_monitor::core::snapshot::{Health, Snapshot};
-use homelab_monitor::monitors::backups::BackupMonitor;
+use homelab_monitor::monitors::backups::{BackupMonitor, GroupField};
 
 const DAY: u64 = 86400;
 
@@ -673,6 +673,21 @@ async fn real_borg_repository_and_time_zones() {
         Some(size(1) / size(0))
     );
     assert!(size(1) < size(0));
+    // One of two files deleted: the file count halves, as borg counts them.
+    let nfiles = |i: usize| info["archives"][i]["stats"]["nfiles"].as_f64().unwrap();
+    assert_eq!(
+        v(&s, "backup_files_change_ratio", "utc"),
+        Some(nfiles(1) / nfiles(0))
+    );
+    assert_eq!(nfiles(1) / nfiles(0), 0.5);
+    // The whole repository is one set, with the same ratio.
+    assert_eq!(
+        s.value(
+            "backup_set_files_change_ratio",
+            &[("source", "utc"), ("set", "all")]
+        ),
+        Some(0.5)
+    );
     assert_eq!(v(&s, "backup_verification_success", "utc"), None);
 
     // Pruned to one archive: the count and the oldest time move.
@@ -686,6 +701,7 @@ async fn real_borg_repository_and_time_zones() {
     assert_eq!(v(&s, "backup_snapshots", "utc"), Some(1.0));
     assert_eq!(v(&s, "backup_oldest_timestamp_seconds", "utc"), Some(last));
     assert_eq!(v(&s, "backup_size_change_ratio", "utc"), None);
+    assert_eq!(v(&s, "backup_files_change_ratio", "utc"), None);
 
     // Old: 31 days later nothing is inside retention.
     let s = collect_at(&m, now + Duration::from_secs(31 * DAY)).await;
@@ -788,6 +804,7 @@ async fn borg_zoneless_dates_default_to_the_local_zone_and_checkpoints_do_not_co
         Health::Findings,
         "the newest run is a checkpoint (partial)"
     );
+    assert_eq!(v(&s, "backup_last_run_success", "b"), Some(0.0));
 
     // A date borg never writes is a parse error naming the archive, not a panic.
     std::fs::write(
@@ -1318,6 +1335,7 @@ async fn own_manifest_runs_verification_and_failed_runs() {
     assert_eq!(v(&s, "backup_size_change_ratio", "scripts"), Some(0.5));
     assert_eq!(v(&s, "backup_snapshots", "scripts"), Some(2.0));
     assert_eq!(v(&s, "backup_verification_success", "scripts"), Some(1.0));
+    assert_eq!(v(&s, "backup_last_run_success", "scripts"), Some(1.0));
     assert_eq!(target(&s, "scripts").health, Health::Ok);
 
     // A later failed run is not a success: the last success stays, and it is a finding.
@@ -1336,6 +1354,7 @@ async fn own_manifest_runs_verification_and_failed_runs() {
     let t = target(&s, "scripts");
     assert_eq!(t.health, Health::Findings);
     assert!(t.summary.contains("failed or is partial"), "{}", t.summary);
+    assert_eq!(v(&s, "backup_last_run_success", "scripts"), Some(0.0));
 
     // Change a byte of a listed file (same size).
     let mut changed = etc.clone();
@@ -1458,6 +1477,36 @@ fn config_formats_are_validated_at_load() {
 
     let e = load("custom_monitors:\n  backup_validation:\n    sources:\n      - { name: a, format: manifest, path: x, verify: everything }\n").unwrap_err();
     assert!(e.contains("verify"), "{e}");
+
+    // Sets, run status and locks: restic/borg keys, checked at load.
+    let b = load("custom_monitors:\n  backup_validation:\n    sources:\n      - { name: r, format: restic, path: x, group_by: [host, tags], max_sets: 5, set_max_age: { \"host=a\": 8d }, status_file: s.txt, repository: /srv/r }\n      - { name: b, format: borg, path: y, sets: [ { name: web, glob: \"web-*\" } ] }\n")
+        .unwrap()
+        .custom_monitors
+        .backup_validation
+        .unwrap();
+    assert_eq!(
+        b.sources[0].group_by,
+        Some(vec![GroupField::Host, GroupField::Tags])
+    );
+    assert_eq!(b.sources[0].max_sets, 5);
+    assert_eq!(b.sources[1].max_sets, 50);
+    assert_eq!(b.sources[1].sets[0].glob.0, "web-*");
+    let e = load("custom_monitors:\n  backup_validation:\n    sources:\n      - { name: b, format: borg, path: x, group_by: [host] }\n").unwrap_err();
+    assert!(
+        e.contains("`group_by` applies to format restic only"),
+        "{e}"
+    );
+    let e = load("custom_monitors:\n  backup_validation:\n    sources:\n      - { name: r, format: restic, path: x, group_by: [hosts] }\n").unwrap_err();
+    assert!(e.contains("group_by"), "{e}");
+    let e = load("custom_monitors:\n  backup_validation:\n    sources:\n      - { name: d, format: directory, path: x, repository: /r }\n").unwrap_err();
+    assert!(
+        e.contains("`repository` applies to format restic, borg only"),
+        "{e}"
+    );
+    let e = load("custom_monitors:\n  backup_validation:\n    sources:\n      - { name: b, format: borg, path: x, sets: [ { name: a, glob: \"a*\" }, { name: a, glob: \"b*\" } ] }\n").unwrap_err();
+    assert!(e.contains("unique"), "{e}");
+    let e = load("custom_monitors:\n  backup_validation:\n    sources:\n      - { name: r, format: restic, path: x, max_sets: 0 }\n").unwrap_err();
+    assert!(e.contains("max_sets must be at least 1"), "{e}");
 }
 
 #[test]
@@ -1566,4 +1615,485 @@ async fn special_files_are_refused_without_blocking() {
             target(&s, src)
         );
     }
+}
+
+// ---------------------------------------------------------------- issue 20: sets, runs, locks
+
+/// `restic snapshots --json` of `repo` into `dir/snapshots.json`; the parsed list.
+fn restic_snapshots(dir: &Path, repo: &Path, cache: &Path) -> serde_json::Value {
+    let out = run(restic(repo, cache).args(["snapshots", "--json"]));
+    std::fs::write(dir.join("snapshots.json"), &out).unwrap();
+    serde_json::from_slice(&out).unwrap()
+}
+
+/// restic's `--time` (zone-less, read in the command's TZ=UTC) for `t`.
+fn restic_time(t: SystemTime) -> String {
+    let ts = jiff::Timestamp::from_second(secs(t) as i64).unwrap();
+    ts.strftime("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+fn set_value(s: &Snapshot, metric: &str, source: &str, set: &str) -> Option<f64> {
+    s.value(metric, &[("source", source), ("set", set)])
+}
+
+#[tokio::test]
+async fn restic_sets_a_stale_host_is_not_hidden_by_a_fresh_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, cache) = (dir.path().join("repo"), dir.path().join("cache"));
+    let (web, db) = (dir.path().join("web"), dir.path().join("db"));
+    write_data(&web, &[("index.html", 3000)]);
+    write_data(&db, &[("dump.sql", 5000), ("dump2.sql", 100)]);
+    run(restic(&repo, &cache).arg("init"));
+    let now = SystemTime::now();
+    let backup = |host: &str, path: &Path, at: SystemTime, tag: Option<&str>| {
+        let mut c = restic(&repo, &cache);
+        c.env("TZ", "UTC")
+            .args(["backup", "--host", host, "--time", &restic_time(at)]);
+        if let Some(t) = tag {
+            c.args(["--tag", t]);
+        }
+        run(c.arg(path));
+    };
+    // db stopped 10 days ago; web backs up daily, the newest an hour ago.
+    backup("db", &db, now - Duration::from_secs(11 * DAY), None);
+    backup("db", &db, now - Duration::from_secs(10 * DAY), None);
+    backup("web", &web, now - Duration::from_secs(DAY + 3600), None);
+    backup("web", &web, now - Duration::from_secs(3600), None);
+    // A one-off tagged backup of web, 20 days ago: a set of its own.
+    backup(
+        "web",
+        &web,
+        now - Duration::from_secs(20 * DAY),
+        Some("manual"),
+    );
+    let snaps = restic_snapshots(dir.path(), &repo, &cache);
+    // The newest time restic itself reports for a host and tag.
+    let newest = |host: &str, tagged: bool| -> f64 {
+        snaps
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| {
+                s["hostname"] == host && s.get("tags").is_some_and(|t| !t.is_null()) == tagged
+            })
+            .map(|s| {
+                let t: jiff::Timestamp = s["time"].as_str().unwrap().parse().unwrap();
+                t.as_second() as f64 + f64::from(t.subsec_nanosecond()) / 1e9
+            })
+            .max_by(f64::total_cmp)
+            .unwrap()
+    };
+    let db_set = format!("host=db paths={}", db.display());
+    let web_set = format!("host=web paths={}", web.display());
+    let manual_set = format!("host=web paths={} tags=manual", web.display());
+
+    let mut src = BackupSourceConfig::new("shared", BackupFormat::Restic, "snapshots.json");
+    src.max_age = Some(HumanDuration(Duration::from_secs(26 * 3600)));
+    src.set_max_age.insert(
+        manual_set.clone(),
+        HumanDuration(Duration::from_secs(365 * DAY)),
+    );
+    let m = BackupMonitor::new(config(vec![src.clone()]), dir.path().to_path_buf());
+    let s = collect_at(&m, now).await;
+    assert_eq!(v(&s, "backup_sets", "shared"), Some(3.0));
+    assert_eq!(v(&s, "backup_sets_truncated", "shared"), Some(0.0));
+    let last = |set: &str| {
+        set_value(
+            &s,
+            "backup_set_last_success_timestamp_seconds",
+            "shared",
+            set,
+        )
+    };
+    assert_eq!(last(&db_set), Some(newest("db", false)));
+    assert_eq!(last(&web_set), Some(newest("web", false)));
+    assert_eq!(last(&manual_set), Some(newest("web", true)));
+    assert_eq!(
+        set_value(&s, "backup_set_snapshots", "shared", &db_set),
+        Some(2.0)
+    );
+    // The set's recovery window starts at its oldest snapshot (restic's own time).
+    let oldest_db = snaps
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["hostname"] == "db")
+        .map(|s| {
+            let t: jiff::Timestamp = s["time"].as_str().unwrap().parse().unwrap();
+            t.as_second() as f64 + f64::from(t.subsec_nanosecond()) / 1e9
+        })
+        .min_by(f64::total_cmp)
+        .unwrap();
+    assert!(oldest_db < newest("db", false));
+    assert_eq!(
+        set_value(&s, "backup_set_oldest_timestamp_seconds", "shared", &db_set),
+        Some(oldest_db)
+    );
+    assert_eq!(
+        set_value(&s, "backup_set_max_age_seconds", "shared", &manual_set),
+        Some(365.0 * DAY as f64)
+    );
+    assert_eq!(
+        set_value(&s, "backup_set_max_age_seconds", "shared", &db_set),
+        Some(26.0 * 3600.0)
+    );
+    // Compatibility: the per-source series is the stalest set's newest.
+    assert_eq!(
+        v(&s, "backup_last_success_timestamp_seconds", "shared"),
+        Some(newest("web", true))
+    );
+    // The status page: one freshness fact per set; db is late, web is not.
+    let t = target(&s, "shared");
+    let fresh = |set: &str| {
+        t.facts
+            .iter()
+            .find_map(|f| match f {
+                Fact::Freshness {
+                    item,
+                    last_success,
+                    max_age_seconds,
+                } if *item == format!("shared set {set}") => {
+                    Some((*last_success, *max_age_seconds))
+                }
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no freshness fact for {set}: {:?}", t.facts))
+    };
+    let now_s = secs(now) as i64;
+    let (db_last, db_max) = fresh(&db_set);
+    assert!(now_s - db_last.unwrap() > db_max.unwrap(), "db is late");
+    let (web_last, web_max) = fresh(&web_set);
+    assert!(now_s - web_last.unwrap() < web_max.unwrap(), "web is fresh");
+    assert_eq!(t.health, Health::Findings);
+    assert!(
+        t.summary.contains(&format!("set {db_set} stopped")),
+        "{}",
+        t.summary
+    );
+    assert!(
+        !t.summary.contains(&format!("set {web_set} stopped")),
+        "{}",
+        t.summary
+    );
+    assert!(!t.summary.contains("tags=manual stopped"), "{}", t.summary);
+
+    // group_by host: the tagged one-off joins web's set.
+    let mut by_host = src.clone();
+    by_host.group_by = Some(vec![GroupField::Host]);
+    by_host.max_sets = 1;
+    let m = BackupMonitor::new(config(vec![by_host]), dir.path().to_path_buf());
+    let s = collect_at(&m, now).await;
+    assert_eq!(v(&s, "backup_sets", "shared"), Some(2.0));
+    // Bounded: max_sets 1 exports the first set by label and says so.
+    assert_eq!(v(&s, "backup_sets_truncated", "shared"), Some(1.0));
+    assert_eq!(
+        set_value(
+            &s,
+            "backup_set_last_success_timestamp_seconds",
+            "shared",
+            "host=db"
+        ),
+        Some(newest("db", false))
+    );
+    assert_eq!(
+        set_value(
+            &s,
+            "backup_set_last_success_timestamp_seconds",
+            "shared",
+            "host=web"
+        ),
+        None
+    );
+    assert!(target(&s, "shared").summary.contains("over max_sets 1"));
+
+    // An empty repository: no set, and not fresh.
+    std::fs::write(dir.path().join("snapshots.json"), "[]").unwrap();
+    let m = BackupMonitor::new(config(vec![src]), dir.path().to_path_buf());
+    let s = collect_at(&m, now).await;
+    assert_eq!(v(&s, "backup_sets", "shared"), Some(0.0));
+    assert_eq!(
+        v(&s, "backup_last_success_timestamp_seconds", "shared"),
+        Some(0.0)
+    );
+    assert_eq!(target(&s, "shared").health, Health::Findings);
+}
+
+#[tokio::test]
+async fn borg_sets_by_archive_glob() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, repo, data) = (
+        dir.path().join("home"),
+        dir.path().join("repo"),
+        dir.path().join("data"),
+    );
+    run(borg(&base, &repo).args(["init", "-e", "repokey"]));
+    write_data(&data, &[("a.bin", 1000)]);
+    let now = SystemTime::now();
+    let create = |name: &str, at: SystemTime| {
+        let ts = jiff::Timestamp::from_second(secs(at) as i64)
+            .unwrap()
+            .strftime("%Y-%m-%dT%H:%M:%S")
+            .to_string();
+        run(borg(&base, &repo)
+            .args(["create", "--timestamp", &ts])
+            .arg(format!("::{name}"))
+            .arg(&data));
+    };
+    create("web-1", now - Duration::from_secs(2 * 3600));
+    create("db-1", now - Duration::from_secs(9 * DAY));
+    create("laptop-1", now - Duration::from_secs(3600));
+    let list = run(borg(&base, &repo).args(["list", "--json"]));
+    std::fs::write(dir.path().join("list.json"), &list).unwrap();
+    let list: serde_json::Value = serde_json::from_slice(&list).unwrap();
+    let time_of = |name: &str| -> f64 {
+        let a = list["archives"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == name)
+            .unwrap();
+        let dt: jiff::civil::DateTime = a["time"].as_str().unwrap().parse().unwrap();
+        jiff::tz::TimeZone::UTC
+            .to_timestamp(dt)
+            .unwrap()
+            .as_second() as f64
+    };
+    let mut src = BackupSourceConfig::new("b", BackupFormat::Borg, "list.json");
+    src.timezone = Some(TimeZoneName("UTC".into()));
+    src.max_age = Some(HumanDuration(Duration::from_secs(DAY)));
+    src.sets = vec![
+        homelab_monitor::monitors::backups::BorgSet {
+            name: "web".into(),
+            glob: GlobPattern("web-*".into()),
+        },
+        homelab_monitor::monitors::backups::BorgSet {
+            name: "db".into(),
+            glob: GlobPattern("db-*".into()),
+        },
+    ];
+    let m = BackupMonitor::new(config(vec![src]), dir.path().to_path_buf());
+    let s = collect_at(&m, now).await;
+    let last = |set: &str| set_value(&s, "backup_set_last_success_timestamp_seconds", "b", set);
+    assert_eq!(last("web"), Some(time_of("web-1")));
+    assert_eq!(last("db"), Some(time_of("db-1")));
+    // Archives that match no set are tracked as `other`, never dropped.
+    assert_eq!(last("other"), Some(time_of("laptop-1")));
+    assert_eq!(v(&s, "backup_sets", "b"), Some(3.0));
+    let t = target(&s, "b");
+    assert!(t.summary.contains("set db stopped"), "{}", t.summary);
+    assert!(!t.summary.contains("set web stopped"), "{}", t.summary);
+    // No checkpoint is the newest archive: the last run succeeded.
+    assert_eq!(v(&s, "backup_last_run_success", "b"), Some(1.0));
+}
+
+/// `{ restic backup --json ARGS 2>&1; echo "exit: $?"; }` as the README's job writes it.
+fn restic_status(repo: &Path, cache: &Path, path: &Path) -> Vec<u8> {
+    let out = restic(repo, cache)
+        .args(["backup", "--json"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let mut text = out.stdout;
+    text.extend_from_slice(&out.stderr);
+    text.extend_from_slice(format!("exit: {}\n", out.status.code().unwrap_or(-1)).as_bytes());
+    text
+}
+
+#[tokio::test]
+async fn restic_last_run_from_the_jobs_status_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, cache, data) = (
+        dir.path().join("repo"),
+        dir.path().join("cache"),
+        dir.path().join("data"),
+    );
+    run(restic(&repo, &cache).arg("init"));
+    write_data(&data, &[("a.bin", 1000)]);
+    let ok = restic_status(&repo, &cache, &data);
+    std::fs::write(dir.path().join("status.txt"), &ok).unwrap();
+    restic_snapshots(dir.path(), &repo, &cache);
+    let mut src = BackupSourceConfig::new("r", BackupFormat::Restic, "snapshots.json");
+    src.status_file = Some("status.txt".into());
+    let m = BackupMonitor::new(config(vec![src.clone()]), dir.path().to_path_buf());
+    let now = SystemTime::now();
+    let s = collect_at(&m, now).await;
+    assert_eq!(v(&s, "backup_source_up", "r"), Some(1.0));
+    assert_eq!(v(&s, "backup_last_run_success", "r"), Some(1.0));
+    let written = std::fs::metadata(dir.path().join("status.txt"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(
+        v(&s, "backup_last_run_timestamp_seconds", "r"),
+        Some(secs(written))
+    );
+
+    // restic's own JSON summary alone (no exit line) is a success too.
+    let summary_only: Vec<u8> = String::from_utf8_lossy(&ok)
+        .lines()
+        .filter(|l| l.contains("\"message_type\":\"summary\""))
+        .flat_map(|l| format!("{l}\n").into_bytes())
+        .collect();
+    assert!(
+        !summary_only.is_empty(),
+        "restic backup --json prints a summary"
+    );
+    std::fs::write(dir.path().join("status.txt"), &summary_only).unwrap();
+    assert_eq!(
+        v(&collect_at(&m, now).await, "backup_last_run_success", "r"),
+        Some(1.0)
+    );
+
+    // A failed run (the backed-up folder is gone): restic exits nonzero.
+    let failed = restic_status(&repo, &cache, &dir.path().join("gone"));
+    assert!(
+        !failed.ends_with(b"exit: 0\n"),
+        "{}",
+        String::from_utf8_lossy(&failed)
+    );
+    std::fs::write(dir.path().join("status.txt"), &failed).unwrap();
+    let s = collect_at(&m, now).await;
+    assert_eq!(v(&s, "backup_last_run_success", "r"), Some(0.0));
+    assert_eq!(v(&s, "backup_source_up", "r"), Some(1.0));
+    let t = target(&s, "r");
+    assert_eq!(t.health, Health::Findings);
+    assert!(
+        t.summary.contains("backup run failed (exit status"),
+        "{}",
+        t.summary
+    );
+
+    // A job killed before it wrote anything: not understood, never a success.
+    std::fs::write(dir.path().join("status.txt"), b"").unwrap();
+    let s = collect_at(&m, now).await;
+    assert_eq!(v(&s, "backup_source_up", "r"), Some(0.0));
+    assert_eq!(v(&s, "backup_last_run_success", "r"), None);
+    // A missing status file too.
+    std::fs::remove_file(dir.path().join("status.txt")).unwrap();
+    let s = collect_at(&m, now).await;
+    assert_eq!(v(&s, "backup_source_up", "r"), Some(0.0));
+    assert_eq!(v(&s, "backup_last_run_success", "r"), None);
+
+    // Without a status file restic's snapshot list cannot tell: absent, not 1.
+    let m = BackupMonitor::new(
+        config(vec![BackupSourceConfig::new(
+            "r",
+            BackupFormat::Restic,
+            "snapshots.json",
+        )]),
+        dir.path().to_path_buf(),
+    );
+    let s = collect_at(&m, now).await;
+    assert_eq!(v(&s, "backup_last_run_success", "r"), None);
+}
+
+/// The files directly in `dir` (none when it does not exist).
+fn entries(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn mtime(p: &Path) -> SystemTime {
+    std::fs::metadata(p).unwrap().modified().unwrap()
+}
+
+/// Hold a real lock with `cmd` (its stdin is a pipe we keep open), wait until
+/// `lock_dir` has an entry, then SIGKILL the tool: the lock stays behind.
+fn leave_a_lock(cmd: &mut Command, lock_dir: &Path) -> PathBuf {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lock = common::wait_for("the tool to take its lock", 60, || {
+        entries(lock_dir).into_iter().next()
+    });
+    child.kill().unwrap();
+    drop(child.stdin.take());
+    child.wait().unwrap();
+    lock
+}
+
+#[tokio::test]
+async fn stale_locks_are_counted_without_taking_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, cache) = (dir.path().join("repo"), dir.path().join("cache"));
+    run(restic(&repo, &cache).arg("init"));
+    restic_snapshots(dir.path(), &repo, &cache);
+    let mut src = BackupSourceConfig::new("r", BackupFormat::Restic, "snapshots.json");
+    src.repository = Some("repo".into());
+    let m = BackupMonitor::new(config(vec![src]), dir.path().to_path_buf());
+    let s = collect_at(&m, SystemTime::now()).await;
+    assert_eq!(v(&s, "backup_locks", "r"), Some(0.0));
+    assert_eq!(v(&s, "backup_oldest_lock_age_seconds", "r"), None);
+
+    // A `restic backup --stdin` killed while it reads: its lock stays.
+    let lock = leave_a_lock(
+        restic(&repo, &cache).args(["backup", "--stdin", "--stdin-filename", "db.sql"]),
+        &repo.join("locks"),
+    );
+    let before = entries(&repo.join("locks"));
+    let taken = mtime(&lock);
+    let s = collect_at(&m, taken + Duration::from_secs(60)).await;
+    assert_eq!(v(&s, "backup_source_up", "r"), Some(1.0));
+    assert_eq!(v(&s, "backup_locks", "r"), Some(1.0));
+    assert_eq!(v(&s, "backup_oldest_lock_age_seconds", "r"), Some(60.0));
+    assert!(!target(&s, "r").summary.contains("lock is"));
+    // Two days later nobody refreshed it: stale, and a finding.
+    let s = collect_at(&m, taken + Duration::from_secs(2 * DAY)).await;
+    assert_eq!(
+        v(&s, "backup_oldest_lock_age_seconds", "r"),
+        Some(2.0 * DAY as f64)
+    );
+    assert!(
+        target(&s, "r")
+            .summary
+            .contains("a repository lock is 2 days old"),
+        "{}",
+        target(&s, "r").summary
+    );
+    // Reading took no lock and removed none.
+    assert_eq!(entries(&repo.join("locks")), before);
+    run(restic(&repo, &cache).args(["unlock", "--remove-all"]));
+    let s = collect_at(&m, SystemTime::now()).await;
+    assert_eq!(v(&s, "backup_locks", "r"), Some(0.0));
+    assert_eq!(v(&s, "backup_oldest_lock_age_seconds", "r"), None);
+
+    // borg: `borg with-lock` killed while its command runs leaves lock.exclusive.
+    let (base, brepo) = (dir.path().join("home"), dir.path().join("borg"));
+    run(borg(&base, &brepo).args(["init", "-e", "repokey"]));
+    std::fs::write(
+        dir.path().join("list.json"),
+        run(borg(&base, &brepo).args(["list", "--json"])),
+    )
+    .unwrap();
+    let mut bsrc = BackupSourceConfig::new("b", BackupFormat::Borg, "list.json");
+    bsrc.repository = Some("borg".into());
+    let mut missing = BackupSourceConfig::new("typo", BackupFormat::Borg, "list.json");
+    missing.repository = Some("no-such-repo".into());
+    let m = BackupMonitor::new(config(vec![bsrc, missing]), dir.path().to_path_buf());
+    let s = collect_at(&m, SystemTime::now()).await;
+    assert_eq!(v(&s, "backup_locks", "b"), Some(0.0));
+    // A repository path that is not a repository is an error, never "no locks".
+    assert_eq!(v(&s, "backup_source_up", "typo"), Some(0.0));
+    assert_eq!(v(&s, "backup_locks", "typo"), None);
+    let lock = leave_a_lock(
+        borg(&base, &brepo).arg("with-lock").arg(&brepo).arg("cat"),
+        &brepo.join("lock.exclusive"),
+    );
+    let taken = mtime(&lock);
+    let s = collect_at(&m, taken + Duration::from_secs(DAY + 3600)).await;
+    assert_eq!(v(&s, "backup_source_up", "b"), Some(1.0));
+    assert_eq!(v(&s, "backup_locks", "b"), Some(1.0));
+    assert_eq!(
+        v(&s, "backup_oldest_lock_age_seconds", "b"),
+        Some((DAY + 3600) as f64)
+    );
+    run(borg(&base, &brepo).arg("break-lock").arg(&brepo));
+    let s = collect_at(&m, SystemTime::now()).await;
+    assert_eq!(v(&s, "backup_locks", "b"), Some(0.0));
 }

@@ -25,7 +25,7 @@ use serde::Deserialize;
 
 use super::files::Cache;
 use super::{from_json, ts_secs, BackupError, BackupRecord, ParseError, SourceCtx, SourceRead};
-use super::config::TimeZoneName;
+use super::config::{BorgSet, TimeZoneName};
 
 /// An archive, from `borg list --json` (times are still unzoned text).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -123,11 +123,28 @@ pub fn is_checkpoint(name: &str) -> bool {
     }
 }
 
-/// Normalise list + info into records.
+/// The set label of an archive: the first of `sets` whose glob matches its
+/// name (a checkpoint `NAME.checkpoint[.N]` is matched by `NAME`), else
+/// `other`; without `sets`, every archive is in the set `all`.
+pub fn set_of(name: &str, sets: &[BorgSet]) -> String {
+    if sets.is_empty() {
+        return "all".into();
+    }
+    let base = match name.rsplit_once(".checkpoint") {
+        Some((b, _)) if is_checkpoint(name) => b,
+        _ => name,
+    };
+    sets.iter()
+        .find(|s| glob::Pattern::new(&s.glob.0).is_ok_and(|p| p.matches(base)))
+        .map_or_else(|| "other".into(), |s| s.name.clone())
+}
+
+/// Normalise list + info into records, each in its set (see [`set_of`]).
 pub fn records(
     list: &List,
     info: Option<&Info>,
     tz: &TimeZone,
+    sets: &[BorgSet],
 ) -> Result<Vec<BackupRecord>, ParseError> {
     list.archives
         .iter()
@@ -154,7 +171,7 @@ pub fn records(
             };
             let stats = detail.and_then(|d| d.stats.as_ref());
             Ok(BackupRecord {
-                group: String::new(),
+                group: set_of(&a.name, sets),
                 time: end.unwrap_or(listed),
                 size: stats.and_then(|s| s.original_size),
                 files: stats.and_then(|s| s.nfiles),
@@ -205,7 +222,7 @@ pub(crate) fn read(ctx: &SourceCtx<'_>, st: &mut State) -> SourceRead {
         }
         None => (None, None),
     };
-    match records(&list, info.as_deref(), &st.tz) {
+    match records(&list, info.as_deref(), &st.tz, &ctx.cfg.sets) {
         Ok(records) => read.records = records,
         Err(source) => {
             let e = BackupError::Parse {
@@ -259,8 +276,8 @@ mod tests {
     #[test]
     fn zoneless_dates_use_the_configured_zone() {
         let list = parse_list(LIST.as_bytes()).unwrap();
-        let utc = records(&list, None, &TimeZone::UTC).unwrap();
-        let berlin = records(&list, None, &TimeZone::get("Europe/Berlin").unwrap()).unwrap();
+        let utc = records(&list, None, &TimeZone::UTC, &[]).unwrap();
+        let berlin = records(&list, None, &TimeZone::get("Europe/Berlin").unwrap(), &[]).unwrap();
         assert_eq!(utc[0].time, utc_secs("2026-11-24T01:33:08"));
         // Berlin is UTC+1 in November: the same wall clock is an hour earlier.
         assert_eq!(berlin[0].time, utc[0].time - 3600.0);
@@ -275,7 +292,7 @@ mod tests {
     fn info_gives_end_sizes_and_checkpoints_are_partial() {
         let list = parse_list(LIST.as_bytes()).unwrap();
         let info = parse_info(INFO.as_bytes()).unwrap();
-        let r = records(&list, Some(&info), &TimeZone::UTC).unwrap();
+        let r = records(&list, Some(&info), &TimeZone::UTC, &[]).unwrap();
         assert_eq!(r[0].time, utc_secs("2026-11-24T01:40:00"));
         assert_eq!((r[0].size, r[0].files), (Some(1000), Some(10)));
         assert_eq!((r[1].size, r[1].files), (Some(100), Some(2)));
@@ -285,6 +302,25 @@ mod tests {
         assert!(is_checkpoint("x.checkpoint.3"));
         assert!(!is_checkpoint("x.checkpointy"));
         assert!(!is_checkpoint("checkpoints-2026"));
+    }
+
+    #[test]
+    fn archives_go_to_the_first_matching_set() {
+        let sets = vec![
+            BorgSet {
+                name: "web".into(),
+                glob: crate::core::config::values::GlobPattern("web-*".into()),
+            },
+            BorgSet {
+                name: "any-w".into(),
+                glob: crate::core::config::values::GlobPattern("w*".into()),
+            },
+        ];
+        assert_eq!(set_of("web-2026-11-24", &sets), "web");
+        assert_eq!(set_of("web-2026-11-24.checkpoint.2", &sets), "web");
+        assert_eq!(set_of("wiki-1", &sets), "any-w");
+        assert_eq!(set_of("db-1", &sets), "other");
+        assert_eq!(set_of("db-1", &[]), "all");
     }
 
     #[test]
@@ -315,7 +351,7 @@ mod tests {
             Err(ParseError::Structure { .. })
         ));
         let list = parse_list(br#"{"archives":[{"name":"a","time":"25/11/2026"}]}"#).unwrap();
-        let e = records(&list, None, &TimeZone::UTC).unwrap_err();
+        let e = records(&list, None, &TimeZone::UTC, &[]).unwrap_err();
         assert!(e.to_string().contains("archive [0]"), "{e}");
         assert!(parse_list(br#"{"archives":[]}"#)
             .unwrap()

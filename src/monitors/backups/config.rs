@@ -203,6 +203,56 @@ pub struct BackupSourceConfig {
     /// is hashed on later checks (results are cached by size and mtime).
     #[serde(default = "default_verify_max_bytes")]
     pub verify_max_bytes: ByteSize,
+    /// restic: what identifies a backup set (`restic snapshots --group-by`);
+    /// default `[host, paths, tags]`.
+    #[serde(default)]
+    pub group_by: Option<Vec<GroupField>>,
+    /// borg: backup sets by archive name glob (`web-*`), first match wins;
+    /// without it the whole repository is one set `all`.
+    #[serde(default)]
+    pub sets: Vec<BorgSet>,
+    /// restic, borg: `max_age` per set label (overrides the source's `max_age`).
+    #[serde(default)]
+    pub set_max_age: std::collections::BTreeMap<String, HumanDuration>,
+    /// restic, borg: most sets exported per source (`backup_sets_truncated` when hit).
+    #[serde(default = "default_max_sets")]
+    pub max_sets: usize,
+    /// restic, borg: the last backup run's outcome, written by the job
+    /// (`exit: N` line; restic `backup --json` summary).
+    #[serde(default)]
+    pub status_file: Option<String>,
+    /// restic, borg: the repository folder (local or mounted) whose lock files
+    /// are counted (read only: no lock is taken).
+    #[serde(default)]
+    pub repository: Option<String>,
+}
+
+/// A field of restic's `--group-by`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupField {
+    #[serde(alias = "hostname")]
+    Host,
+    Paths,
+    Tags,
+}
+
+impl GroupField {
+    pub const DEFAULT: [GroupField; 3] = [GroupField::Host, GroupField::Paths, GroupField::Tags];
+}
+
+/// One borg backup set: archives whose name matches `glob`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BorgSet {
+    /// The `set` label.
+    pub name: String,
+    /// Archive name glob (`{hostname}-*` archives: `web-*`); a prefix is `prefix*`.
+    pub glob: GlobPattern,
+}
+
+fn default_max_sets() -> usize {
+    50
 }
 
 fn default_verify_max_bytes() -> ByteSize {
@@ -229,6 +279,12 @@ impl BackupSourceConfig {
             pattern: None,
             verify: VerifyMode::None,
             verify_max_bytes: default_verify_max_bytes(),
+            group_by: None,
+            sets: Vec::new(),
+            set_max_age: Default::default(),
+            max_sets: default_max_sets(),
+            status_file: None,
+            repository: None,
         }
     }
 }
@@ -285,6 +341,34 @@ pub fn validate(b: &BackupConfig) -> Result<(), ConfigIssue> {
         only("info_file", s.info_file.is_some(), &[BackupFormat::Borg])?;
         only("timezone", s.timezone.is_some(), &[BackupFormat::Borg])?;
         only("pattern", s.pattern.is_some(), &[BackupFormat::Directory])?;
+        let rb = [BackupFormat::Restic, BackupFormat::Borg];
+        only("group_by", s.group_by.is_some(), &[BackupFormat::Restic])?;
+        only("sets", !s.sets.is_empty(), &[BackupFormat::Borg])?;
+        only("set_max_age", !s.set_max_age.is_empty(), &rb)?;
+        only("status_file", s.status_file.is_some(), &rb)?;
+        only("repository", s.repository.is_some(), &rb)?;
+        if s.group_by.as_ref().is_some_and(|g| g.is_empty()) {
+            return Err((
+                key("group_by"),
+                "group_by needs at least one of host, paths, tags (or leave it out for all three)"
+                    .into(),
+            ));
+        }
+        if s.max_sets == 0 {
+            return Err((
+                key("max_sets"),
+                "max_sets must be at least 1 (it caps the sets exported per source)".into(),
+            ));
+        }
+        let mut set_names = std::collections::HashSet::new();
+        for (j, set) in s.sets.iter().enumerate() {
+            if set.name.trim().is_empty() || !set_names.insert(set.name.as_str()) {
+                return Err((
+                    key(&format!("sets[{j}].name")),
+                    "each set needs a unique, non-empty name (it is the `set` label)".into(),
+                ));
+            }
+        }
         only(
             "verify",
             s.verify != VerifyMode::None,

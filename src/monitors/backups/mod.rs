@@ -16,10 +16,17 @@
 //!   it started.
 //! - Failed or partial runs (manifest `status` other than `success`, borg
 //!   `.checkpoint` archives) are never a success.
-//! - Several groups in one source (restic: one per host and path set) are all
-//!   expected to be fresh: `backup_last_success_timestamp_seconds` is the
-//!   *stalest* group's newest backup; sizes and file counts are summed over the
-//!   groups' newest backups.
+//! - Several backup sets in one source (restic: one per `group_by` identity,
+//!   default host + sorted paths + sorted tags; borg: one per `sets` glob,
+//!   `other` for unmatched archives, `all` without `sets`) are all expected to
+//!   be fresh. Each gets `backup_set_*{source,set}` series (at most
+//!   `max_sets`, by label; `backup_sets_truncated` says when more exist) and a
+//!   `Freshness` fact. For compatibility the per-source
+//!   `backup_last_success_timestamp_seconds` is the *stalest* set's newest
+//!   backup; sizes and file counts are summed over the sets' newest backups.
+//! - `backup_last_run_success` comes from the job's `status_file` (see
+//!   [`runs`]), else borg checkpoints or manifest `status`; restic without a
+//!   status file cannot tell and exports nothing. Locks: see [`runs`].
 //! - A readable source without any successful backup exports
 //!   `backup_last_success_timestamp_seconds 0` so that age alerts fire.
 //! - A backup dated more than [`FUTURE_TOLERANCE`] after the check is not
@@ -55,15 +62,23 @@
 //!     - { name: dumps, format: directory, path: "dumps", pattern: "*.sql.gz" }
 //! ```
 //!
-//! Metrics, all labelled `source` only: `backup_source_up`,
+//! Metrics labelled `source`: `backup_source_up`,
 //! `backup_last_success_timestamp_seconds`, `backup_last_size_bytes`,
 //! `backup_last_files`, `backup_snapshots`, `backup_oldest_timestamp_seconds`,
 //! `backup_max_age_seconds` (only with `max_age`), `backup_min_snapshots`
 //! (`min_snapshots`, default 1), `backup_verification_success`
 //! (restic with `check_file`, pg_backup_manifest always, manifest with `verify`;
 //! absent while a cost-bounded checksum pass is incomplete),
-//! `backup_verification_timestamp_seconds` (restic with `check_file`) and
-//! `backup_size_change_ratio` (needs two sized backups in one group).
+//! `backup_verification_timestamp_seconds` (restic with `check_file`),
+//! `backup_size_change_ratio` and `backup_files_change_ratio` (need two sized
+//! or counted backups in one group), `backup_last_run_success`,
+//! `backup_last_run_timestamp_seconds` (`status_file`), `backup_locks`,
+//! `backup_oldest_lock_age_seconds` (`repository`), `backup_sets`,
+//! `backup_sets_truncated`. Labelled `source` and `set` (restic, borg):
+//! `backup_set_last_success_timestamp_seconds`, `backup_set_last_size_bytes`,
+//! `backup_set_last_files`, `backup_set_snapshots`, `backup_set_oldest_timestamp_seconds`,
+//! `backup_set_max_age_seconds`,
+//! `backup_set_files_change_ratio`.
 
 pub mod borg;
 pub mod config;
@@ -72,6 +87,7 @@ mod files;
 pub mod manifest;
 pub mod pg_manifest;
 pub mod restic;
+pub mod runs;
 pub mod verify;
 
 use std::collections::BTreeMap;
@@ -85,7 +101,7 @@ use crate::core::clock::unix_seconds;
 use crate::monitors::kind::{BuildContext, ConfigIssue, MonitorKind};
 
 pub use self::config::{
-    BackupConfig, BackupFormat, BackupSourceConfig, TimeZoneName, VerifyMode,
+    BackupConfig, BackupFormat, BackupSourceConfig, BorgSet, GroupField, TimeZoneName, VerifyMode,
 };
 use crate::core::monitor::{Cadence, CollectContext, Monitor, MonitorError};
 use crate::core::snapshot::{Fact, Health, MetricDef, Snapshot, SnapshotBuilder, TargetStatus};
@@ -137,8 +153,65 @@ pub const UP: MetricDef = MetricDef::gauge(
     "1 if all of the source's files were read and parsed on the last check, 0 if one was not (main file: the other series are from the last good read; verification file: verification is 0).",
 );
 
+pub const FILES_RATIO: MetricDef = MetricDef::gauge(
+    "backup_files_change_ratio",
+    "File count of the newest successful backup divided by the previous one's, per group, summed (0.1 = 90% of the files are gone).",
+);
+pub const SET_FILES_RATIO: MetricDef = MetricDef::gauge(
+    "backup_set_files_change_ratio",
+    "The set's file count of its newest successful backup divided by its previous one's.",
+);
+pub const SETS: MetricDef = MetricDef::gauge(
+    "backup_sets",
+    "restic, borg: backup sets (restic group_by identity, borg sets) found in the source, before max_sets.",
+);
+pub const SETS_TRUNCATED: MetricDef = MetricDef::gauge(
+    "backup_sets_truncated",
+    "1 if the source holds more sets than max_sets and only the first max_sets (by label) are exported per set.",
+);
+pub const SET_LAST_SUCCESS: MetricDef = MetricDef::gauge(
+    "backup_set_last_success_timestamp_seconds",
+    "When the set's newest successful backup finished; 0 if the set holds none (only partial archives).",
+);
+pub const SET_LAST_SIZE: MetricDef = MetricDef::gauge(
+    "backup_set_last_size_bytes",
+    "Size of the data in the set's newest successful backup.",
+);
+pub const SET_LAST_FILES: MetricDef = MetricDef::gauge(
+    "backup_set_last_files",
+    "Files in the set's newest successful backup.",
+);
+pub const SET_SNAPSHOTS: MetricDef = MetricDef::gauge(
+    "backup_set_snapshots",
+    "The set's successful backups younger than retention_days.",
+);
+pub const SET_OLDEST: MetricDef = MetricDef::gauge(
+    "backup_set_oldest_timestamp_seconds",
+    "When the set's oldest successful backup still present finished: the start of its recovery window.",
+);
+pub const SET_MAX_AGE: MetricDef = MetricDef::gauge(
+    "backup_set_max_age_seconds",
+    "The set's max_age (set_max_age, else the source's max_age): a newer successful backup is expected within it.",
+);
+pub const LAST_RUN: MetricDef = MetricDef::gauge(
+    "backup_last_run_success",
+    "1 if the last backup run succeeded, 0 if it failed or is partial (status_file; borg checkpoint archives; manifest status); absent when unknown.",
+);
+pub const LAST_RUN_AT: MetricDef = MetricDef::gauge(
+    "backup_last_run_timestamp_seconds",
+    "With status_file: when the job wrote it (its modification time).",
+);
+pub const LOCKS: MetricDef = MetricDef::gauge(
+    "backup_locks",
+    "With repository: lock files in the repository (restic locks/, borg lock.exclusive), read without taking a lock.",
+);
+pub const LOCK_AGE: MetricDef = MetricDef::gauge(
+    "backup_oldest_lock_age_seconds",
+    "With repository: age of the oldest lock file (restic: since its last refresh; borg: since it was taken); absent without locks.",
+);
+
 /// Every family this monitor exports, in output order.
-pub const METRICS: [&MetricDef; 11] = [
+pub const METRICS: [&MetricDef; 25] = [
     &UP,
     &LAST_SUCCESS,
     &LAST_SIZE,
@@ -150,6 +223,20 @@ pub const METRICS: [&MetricDef; 11] = [
     &VERIFICATION,
     &VERIFIED_AT,
     &SIZE_RATIO,
+    &FILES_RATIO,
+    &SETS,
+    &SETS_TRUNCATED,
+    &SET_LAST_SUCCESS,
+    &SET_LAST_SIZE,
+    &SET_LAST_FILES,
+    &SET_SNAPSHOTS,
+    &SET_OLDEST,
+    &SET_MAX_AGE,
+    &SET_FILES_RATIO,
+    &LAST_RUN,
+    &LAST_RUN_AT,
+    &LOCKS,
+    &LOCK_AGE,
 ];
 
 /// Why a document could not be parsed. Messages name positions and fields,
@@ -292,6 +379,10 @@ pub struct SourceRead {
     pub errors: Vec<BackupError>,
     /// The main file (`path`) is among `errors`: `records` say nothing.
     pub main_failed: bool,
+    /// `status_file`: the last run's outcome and when the file was written.
+    pub last_run: Option<(runs::RunStatus, Option<f64>)>,
+    /// `repository`: its lock files.
+    pub locks: Option<runs::Locks>,
 }
 
 impl SourceRead {
@@ -320,6 +411,8 @@ pub struct Summary {
     pub in_retention: u64,
     pub oldest: Option<f64>,
     pub size_ratio: Option<f64>,
+    /// Files of the newest successful backup divided by the previous one's.
+    pub files_ratio: Option<f64>,
     pub groups: usize,
     /// The newest run (of any group) failed or is partial.
     pub newest_failed: bool,
@@ -356,6 +449,7 @@ pub fn summarize(records: &[BackupRecord], now: f64, retention: Duration) -> Sum
         .is_some_and(|(_, r)| !r.success);
     let (mut size, mut files) = (Some(0u64), Some(0u64));
     let (mut ratio_last, mut ratio_prev, mut ratio_n) = (0u64, 0u64, 0usize);
+    let (mut files_last, mut files_prev, mut files_n) = (0u64, 0u64, 0usize);
     for runs in groups.values_mut() {
         runs.sort_by(|(ia, a), (ib, b)| b.time.total_cmp(&a.time).then(ib.cmp(ia)));
         let Some((_, latest)) = runs.first() else {
@@ -375,6 +469,11 @@ pub fn summarize(records: &[BackupRecord], now: f64, retention: Duration) -> Sum
             ratio_prev = ratio_prev.saturating_add(p);
             ratio_n += 1;
         }
+        if let Some((l, p)) = runs.get(1).and_then(|(_, prev)| latest.files.zip(prev.files)) {
+            files_last = files_last.saturating_add(l);
+            files_prev = files_prev.saturating_add(p);
+            files_n += 1;
+        }
     }
     if s.groups > 0 {
         s.last_size = size;
@@ -383,7 +482,26 @@ pub fn summarize(records: &[BackupRecord], now: f64, retention: Duration) -> Sum
     if ratio_n > 0 && ratio_prev > 0 {
         s.size_ratio = Some(ratio_last as f64 / ratio_prev as f64);
     }
+    if files_n > 0 && files_prev > 0 {
+        s.files_ratio = Some(files_last as f64 / files_prev as f64);
+    }
     s
+}
+
+/// One summary per backup set (record group), by label.
+pub fn summarize_sets(
+    records: &[BackupRecord],
+    now: f64,
+    retention: Duration,
+) -> BTreeMap<String, Summary> {
+    let mut by_set: BTreeMap<&str, Vec<BackupRecord>> = BTreeMap::new();
+    for r in records {
+        by_set.entry(r.group.as_str()).or_default().push(r.clone());
+    }
+    by_set
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), summarize(&v, now, retention)))
+        .collect()
 }
 
 /// What a source needs to be read.
@@ -425,6 +543,7 @@ impl FormatState {
 #[derive(Default)]
 struct SourceMemory {
     state: Option<FormatState>,
+    status: files::Cache<runs::RunStatus>,
     last_good: Option<Arc<SourceRead>>,
 }
 
@@ -535,7 +654,29 @@ fn read_one(
         max_file_size,
     };
     let state = mem.state.get_or_insert_with(|| FormatState::new(cfg));
-    let read = Arc::new(read_source(&ctx, state));
+    let mut read = read_source(&ctx, state);
+    // Read on their own: an unreadable status file or lock folder makes the
+    // source `up 0` and its values absent, never "succeeded" or "no locks".
+    if let Some(p) = &cfg.status_file {
+        let format = cfg.format;
+        match mem
+            .status
+            .load(&ctx.resolve(p), max_file_size, |b| runs::parse_status(b, format))
+        {
+            Ok((st, stamp)) => {
+                let at = stamp.modified.map(unix_seconds);
+                read.last_run = Some(((*st).clone(), at));
+            }
+            Err(e) => read.errors.push(e),
+        }
+    }
+    if let Some(repo) = &cfg.repository {
+        match runs::read_locks(&ctx.resolve(repo), cfg.format) {
+            Ok(l) => read.locks = Some(l),
+            Err(e) => read.errors.push(e),
+        }
+    }
+    let read = Arc::new(read);
     for e in &read.errors {
         tracing::warn!(
             monitor = "backup_validation",
@@ -612,9 +753,14 @@ impl Inner {
                 .as_ref()
                 .map(|g| summarize(&g.records, now_s, retention));
             let stale = this.main_failed && summary.is_some();
+            let sets = sets_view(cfg, r.value.records.as_deref(), now_s, retention);
+            let mut extra = Vec::new();
+            if let Some(v) = &sets {
+                extra.extend(v.findings.iter().cloned());
+            }
             let status = match (&summary, this.main_failed) {
                 (Some(s), false) => {
-                    let mut status = ok_status(cfg, s, this, now_s);
+                    let mut status = ok_status(cfg, s, this, now_s, &extra);
                     if errors.is_some() {
                         status.health = Health::Error;
                         status.error = errors;
@@ -647,6 +793,64 @@ impl Inner {
             b.gauge(&MIN_SNAPSHOTS, &label, f64::from(cfg.min_snapshots));
             if let Some(s) = &summary {
                 emit(&mut b, name, s);
+            }
+            if let Some(v) = &sets {
+                b.gauge(&SETS, &label, v.total as f64);
+                b.gauge(&SETS_TRUNCATED, &label, if v.truncated { 1.0 } else { 0.0 });
+                for (i, (set, s)) in v.sets.iter().enumerate() {
+                    let l = [("source", name), ("set", set.as_str())];
+                    b.gauge(&SET_LAST_SUCCESS, &l, s.last_success.unwrap_or(0.0));
+                    if let Some(x) = s.last_size {
+                        b.gauge(&SET_LAST_SIZE, &l, x as f64);
+                    }
+                    if let Some(x) = s.last_files {
+                        b.gauge(&SET_LAST_FILES, &l, x as f64);
+                    }
+                    b.gauge(&SET_SNAPSHOTS, &l, s.in_retention as f64);
+                    if let Some(x) = s.oldest {
+                        b.gauge(&SET_OLDEST, &l, x);
+                    }
+                    if let Some(x) = s.files_ratio {
+                        b.gauge(&SET_FILES_RATIO, &l, x);
+                    }
+                    let max = set_max_age(cfg, set);
+                    if let Some(m) = max {
+                        b.gauge(&SET_MAX_AGE, &l, m.as_secs_f64());
+                    }
+                    status.facts.insert(
+                        1 + i,
+                        Fact::Freshness {
+                            item: format!("{name} set {set}"),
+                            last_success: s.last_success.map(|t| t.floor() as i64),
+                            max_age_seconds: max.map(|m| m.as_secs() as i64),
+                        },
+                    );
+                }
+            }
+            // The last run: the job's status file, else what the records say
+            // where a failed run leaves a trace (borg checkpoints, manifest status).
+            let last_run = match (&this.last_run, cfg.status_file.is_some()) {
+                (Some((st, _)), _) => Some(st.success),
+                (None, true) => None,
+                (None, false) => match cfg.format {
+                    BackupFormat::Borg | BackupFormat::Manifest => summary
+                        .as_ref()
+                        .filter(|_| r.value.records.as_ref().is_some_and(|g| !g.records.is_empty()))
+                        .map(|s| !s.newest_failed),
+                    _ => None,
+                },
+            };
+            if let Some(ok) = last_run {
+                b.gauge(&LAST_RUN, &label, if ok { 1.0 } else { 0.0 });
+            }
+            if let Some((_, Some(at))) = &this.last_run {
+                b.gauge(&LAST_RUN_AT, &label, *at);
+            }
+            if let Some(l) = &this.locks {
+                b.gauge(&LOCKS, &label, l.count as f64);
+                if let Some(t) = l.oldest {
+                    b.gauge(&LOCK_AGE, &label, (now_s - t).max(0.0));
+                }
             }
             // Always from this read: a pass is never kept from an earlier one.
             if let Some(v) = this.verification {
@@ -681,10 +885,94 @@ fn emit(b: &mut SnapshotBuilder, name: &str, s: &Summary) {
     if let Some(v) = s.size_ratio {
         b.gauge(&SIZE_RATIO, &label, v);
     }
+    if let Some(v) = s.files_ratio {
+        b.gauge(&FILES_RATIO, &label, v);
+    }
 }
 
-fn ok_status(cfg: &BackupSourceConfig, s: &Summary, read: &SourceRead, now: f64) -> TargetStatus {
+/// The sets of a restic or borg source, as exported.
+#[derive(Debug)]
+struct SetsView {
+    /// Sets found (before `max_sets`).
+    total: usize,
+    truncated: bool,
+    /// The first `max_sets` by label.
+    sets: Vec<(String, Summary)>,
+    /// Sets that stopped (over their max_age), truncation.
+    findings: Vec<String>,
+}
+
+/// A lock older than this is a finding (as `BackupLockStale`).
+const STALE_LOCK: f64 = 86400.0;
+
+fn set_max_age(cfg: &BackupSourceConfig, set: &str) -> Option<Duration> {
+    cfg.set_max_age
+        .get(set)
+        .or(cfg.max_age.as_ref())
+        .map(|d| d.0)
+}
+
+fn sets_view(
+    cfg: &BackupSourceConfig,
+    read: Option<&SourceRead>,
+    now: f64,
+    retention: Duration,
+) -> Option<SetsView> {
+    if !matches!(cfg.format, BackupFormat::Restic | BackupFormat::Borg) {
+        return None;
+    }
+    let all = summarize_sets(&read?.records, now, retention);
+    let total = all.len();
+    let truncated = total > cfg.max_sets;
+    let sets: Vec<(String, Summary)> = all.into_iter().take(cfg.max_sets).collect();
+    let mut findings = Vec::new();
+    if truncated {
+        findings.push(format!(
+            "{total} backup sets, over max_sets {}: only the first {} (by label) have set series",
+            cfg.max_sets, cfg.max_sets
+        ));
+    }
+    for (set, s) in &sets {
+        let Some(max) = set_max_age(cfg, set) else {
+            continue;
+        };
+        match s.last_success {
+            Some(t) if now - t > max.as_secs_f64() => findings.push(format!(
+                "set {set} stopped: newest successful backup is {} old, over max_age {}",
+                crate::cli::report::human_duration(Duration::from_secs((now - t).max(0.0) as u64)),
+                humantime::format_duration(max)
+            )),
+            None => findings.push(format!("set {set} holds no successful backup")),
+            _ => {}
+        }
+    }
+    Some(SetsView {
+        total,
+        truncated,
+        sets,
+        findings,
+    })
+}
+
+fn ok_status(
+    cfg: &BackupSourceConfig,
+    s: &Summary,
+    read: &SourceRead,
+    now: f64,
+    extra: &[String],
+) -> TargetStatus {
     let mut findings = read.findings.clone();
+    if let Some((run, _)) = &read.last_run {
+        findings.extend(run.problem.clone());
+    }
+    if let Some(t) = read.locks.and_then(|l| l.oldest) {
+        if now - t > STALE_LOCK {
+            findings.push(format!(
+                "a repository lock is {} old (a backup, prune or check that died?)",
+                crate::cli::report::human_duration(Duration::from_secs((now - t) as u64))
+            ));
+        }
+    }
     // Findings the freshness fact does not already carry (its age against max_age).
     let mut facts: Vec<Fact> = Vec::new();
     match s.last_success {
@@ -733,6 +1021,7 @@ fn ok_status(cfg: &BackupSourceConfig, s: &Summary, read: &SourceRead, now: f64)
     if read.verification == Some(false) && read.findings.is_empty() {
         findings.push("verification failed".into());
     }
+    findings.extend(extra.iter().cloned());
     let mut parts = vec![format!("{} backups in retention", s.in_retention)];
     if s.groups > 1 {
         parts.push(format!("{} groups", s.groups));
@@ -740,11 +1029,20 @@ fn ok_status(cfg: &BackupSourceConfig, s: &Summary, read: &SourceRead, now: f64)
     if let Some(r) = s.size_ratio {
         parts.push(format!("size ratio {r:.2}"));
     }
+    if let Some(r) = s.files_ratio.filter(|r| *r < 1.0) {
+        parts.push(format!("files ratio {r:.2}"));
+    }
+    if let Some(l) = read.locks {
+        parts.push(format!("{} lock(s)", l.count));
+    }
     parts.extend(read.notes.iter().cloned());
     parts.extend(findings.iter().cloned());
     let never_is_late = s.last_success.is_none() && cfg.max_age.is_some();
     for f in &findings {
-        if f.contains("over max_age") || (never_is_late && f == "no successful backup") {
+        if f.contains("over max_age")
+            || (never_is_late && f == "no successful backup")
+            || (f.starts_with("set ") && f.ends_with("holds no successful backup"))
+        {
             continue;
         }
         facts.push(Fact::Finding {
@@ -827,6 +1125,7 @@ mod tests {
         assert_eq!(s.in_retention, 2);
         assert_eq!(s.oldest, Some(100.0));
         assert_eq!(s.size_ratio, Some(0.1));
+        assert_eq!(s.files_ratio, Some(0.1));
         assert!(s.newest_failed);
     }
 
@@ -857,6 +1156,45 @@ mod tests {
     }
 
     #[test]
+    fn each_set_has_its_own_freshness() {
+        let r = vec![
+            rec("a", 100.0, Some(10), true),
+            rec("a", 500.0, Some(20), true),
+            rec("b", 200.0, Some(30), true),
+            rec("c", 300.0, None, false),
+        ];
+        let sets = summarize_sets(&r, 600.0, Duration::from_secs(1000));
+        assert_eq!(sets.len(), 3);
+        assert_eq!(sets["a"].last_success, Some(500.0));
+        assert_eq!(sets["a"].in_retention, 2);
+        assert_eq!(sets["b"].last_success, Some(200.0));
+        assert_eq!(sets["b"].last_size, Some(30));
+        // Only a partial run: no success, never fresh.
+        assert_eq!(sets["c"].last_success, None);
+        let mut cfg = BackupSourceConfig::new("r", BackupFormat::Restic, "x");
+        cfg.max_age = Some(crate::core::config::values::HumanDuration(Duration::from_secs(350)));
+        cfg.max_sets = 2;
+        let read = SourceRead {
+            records: r,
+            ..SourceRead::default()
+        };
+        let v = sets_view(&cfg, Some(&read), 600.0, Duration::from_secs(1000)).unwrap();
+        assert_eq!((v.total, v.truncated, v.sets.len()), (3, true, 2));
+        assert!(v.findings[0].contains("over max_sets 2"), "{:?}", v.findings);
+        assert!(v.findings[1].starts_with("set b stopped"), "{:?}", v.findings);
+        assert_eq!(v.findings.len(), 2, "{:?}", v.findings);
+        cfg.set_max_age.insert(
+            "b".into(),
+            crate::core::config::values::HumanDuration(Duration::from_secs(500)),
+        );
+        let v = sets_view(&cfg, Some(&read), 600.0, Duration::from_secs(1000)).unwrap();
+        assert_eq!(v.findings.len(), 1, "{:?}", v.findings);
+        // Other formats have no sets.
+        cfg.format = BackupFormat::Manifest;
+        assert!(sets_view(&cfg, Some(&read), 600.0, Duration::from_secs(1000)).is_none());
+    }
+
+    #[test]
     fn no_success_and_unknown_sizes() {
         let s = summarize(&[rec("", 1.0, None, false)], 2.0, Duration::from_secs(10));
         assert_eq!(s.last_success, None);
@@ -882,9 +1220,9 @@ mod tests {
             Duration::from_secs(10),
         );
         // One pg copy, default min_snapshots 1: fine.
-        assert_eq!(ok_status(&cfg, &one, &read, 100.0).health, Health::Ok);
+        assert_eq!(ok_status(&cfg, &one, &read, 100.0, &[]).health, Health::Ok);
         cfg.min_snapshots = 3;
-        let st = ok_status(&cfg, &one, &read, 100.0);
+        let st = ok_status(&cfg, &one, &read, 100.0, &[]);
         assert_eq!(st.health, Health::Findings);
         assert!(
             st.summary
@@ -900,7 +1238,7 @@ mod tests {
             Duration::from_secs(10),
         );
         assert_eq!(
-            ok_status(&cfg, &gone, &read, 1000.0).health,
+            ok_status(&cfg, &gone, &read, 1000.0, &[]).health,
             Health::Findings
         );
     }

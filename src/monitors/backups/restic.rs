@@ -20,6 +20,7 @@
 use jiff::Timestamp;
 use serde::Deserialize;
 
+use super::config::GroupField;
 use super::files::Cache;
 use super::{from_json, ts_secs, BackupRecord, ParseError, SourceCtx, SourceRead};
 
@@ -33,6 +34,8 @@ pub struct Snapshot {
     pub hostname: String,
     /// Sorted.
     pub paths: Vec<String>,
+    /// Sorted.
+    pub tags: Vec<String>,
     /// `summary.total_bytes_processed`.
     pub size: Option<u64>,
     /// `summary.total_files_processed`.
@@ -61,6 +64,8 @@ struct RawSnapshot {
     hostname: String,
     #[serde(default)]
     paths: Vec<String>,
+    #[serde(default)]
+    tags: Option<Vec<String>>,
     #[serde(default)]
     summary: Option<RawSummary>,
 }
@@ -108,11 +113,14 @@ pub fn parse_snapshots(bytes: &[u8]) -> Result<Vec<Snapshot>, ParseError> {
             };
             let mut paths = r.paths;
             paths.sort();
+            let mut tags = r.tags.unwrap_or_default();
+            tags.sort();
             Ok(Snapshot {
                 time,
                 end,
                 hostname: r.hostname,
                 paths,
+                tags,
                 size: r.summary.as_ref().and_then(|s| s.total_bytes_processed),
                 files: r.summary.as_ref().and_then(|s| s.total_files_processed),
             })
@@ -297,13 +305,38 @@ pub fn parse_check(bytes: &[u8]) -> Result<Check, ParseError> {
     )))
 }
 
-/// Normalise snapshots into records; `stats` fills the newest snapshot's size
-/// and file count when it has no `summary`.
-pub fn records(snaps: &[Snapshot], stats: Option<&Stats>) -> Vec<BackupRecord> {
+/// The backup set of a snapshot: the `group_by` fields in restic's order,
+/// `host=H paths=/a,/b tags=t1,t2` (paths and tags sorted; empty tags are
+/// left out, so untagged snapshots are their own set).
+pub fn set_label(s: &Snapshot, group_by: &[GroupField]) -> String {
+    let mut fields: Vec<GroupField> = group_by.to_vec();
+    fields.sort();
+    fields.dedup();
+    let mut parts = Vec::new();
+    for f in fields {
+        match f {
+            GroupField::Host => parts.push(format!("host={}", s.hostname)),
+            GroupField::Paths => parts.push(format!("paths={}", s.paths.join(","))),
+            GroupField::Tags if !s.tags.is_empty() => {
+                parts.push(format!("tags={}", s.tags.join(",")))
+            }
+            GroupField::Tags => {}
+        }
+    }
+    parts.join(" ")
+}
+
+/// Normalise snapshots into records, one set per `group_by` identity; `stats`
+/// fills the newest snapshot's size and file count when it has no `summary`.
+pub fn records(
+    snaps: &[Snapshot],
+    stats: Option<&Stats>,
+    group_by: &[GroupField],
+) -> Vec<BackupRecord> {
     let mut out: Vec<BackupRecord> = snaps
         .iter()
         .map(|s| BackupRecord {
-            group: format!("{}\u{0}{}", s.hostname, s.paths.join("\u{0}")),
+            group: set_label(s, group_by),
             time: s.end.unwrap_or(s.time),
             size: s.size,
             files: s.files,
@@ -386,7 +419,8 @@ pub(crate) fn read(ctx: &SourceCtx<'_>, st: &mut State) -> SourceRead {
         },
         None => None,
     };
-    read.records = records(&snaps, stats.as_deref());
+    let group_by = ctx.cfg.group_by.as_deref().unwrap_or(&GroupField::DEFAULT);
+    read.records = records(&snaps, stats.as_deref(), group_by);
     read
 }
 
@@ -413,9 +447,41 @@ mod tests {
         assert_eq!(n[0].paths, vec!["/a".to_string(), "/b".to_string()]);
         assert_eq!(n[1].size, Some(100));
         assert_eq!(n[1].end, Some(n[1].time + 300.0));
-        let r = records(&n, None);
+        let r = records(&n, None, &GroupField::DEFAULT);
         assert_eq!(r[0].group, r[1].group, "path order must not split groups");
         assert_eq!(r[1].time, n[1].time + 300.0);
+    }
+
+    #[test]
+    fn sets_by_group_by_identity() {
+        let snaps = parse_snapshots(br#"[
+ {"time":"2026-11-24T01:00:00Z","hostname":"a","paths":["/y","/x"],"tags":["t2","t1"]},
+ {"time":"2026-11-24T01:00:00Z","hostname":"a","paths":["/x","/y"],"tags":["t1","t2"]},
+ {"time":"2026-11-24T01:00:00Z","hostname":"a","paths":["/x"]},
+ {"time":"2026-11-24T01:00:00Z","hostname":"b","paths":["/x"],"tags":null}]"#)
+        .unwrap();
+        let sets = |g: &[GroupField]| -> Vec<String> {
+            records(&snaps, None, g).into_iter().map(|r| r.group).collect()
+        };
+        // Paths and tags are sorted: the same identity in any order.
+        assert_eq!(
+            sets(&GroupField::DEFAULT),
+            [
+                "host=a paths=/x,/y tags=t1,t2",
+                "host=a paths=/x,/y tags=t1,t2",
+                "host=a paths=/x",
+                "host=b paths=/x"
+            ]
+        );
+        // A changed path set is a new set; group_by host merges them.
+        assert_eq!(
+            sets(&[GroupField::Host]),
+            ["host=a", "host=a", "host=a", "host=b"]
+        );
+        assert_eq!(
+            sets(&[GroupField::Paths, GroupField::Host, GroupField::Host])[3],
+            "host=b paths=/x"
+        );
     }
 
     #[test]
@@ -454,7 +520,7 @@ mod tests {
         let s = parse_snapshots(V014.as_bytes()).unwrap();
         let st =
             parse_stats(br#"{"total_size":6,"total_file_count":2,"snapshots_count":1}"#).unwrap();
-        let r = records(&s, Some(&st));
+        let r = records(&s, Some(&st), &GroupField::DEFAULT);
         assert_eq!((r[0].size, r[0].files), (Some(6), Some(2)));
         assert_eq!(r[1].size, None);
     }

@@ -172,7 +172,11 @@ pub struct Cli {
     pub shard: Option<u32>,
 
     /// Number of replicas the targets are split between (default 1: all targets).
-    #[arg(long = "total-shards", value_name = "M", env = "HOMELAB_MONITOR_TOTAL_SHARDS")]
+    #[arg(
+        long = "total-shards",
+        value_name = "M",
+        env = "HOMELAB_MONITOR_TOTAL_SHARDS"
+    )]
     pub total_shards: Option<u32>,
 
     /// StatefulSet pod name (downward API metadata.name): the shard is its ordinal
@@ -181,7 +185,11 @@ pub struct Cli {
     pub pod: Option<String>,
 
     /// The pod's namespace (downward API metadata.namespace); logged with the shard.
-    #[arg(long = "pod-namespace", value_name = "NS", env = "HOMELAB_MONITOR_POD_NAMESPACE")]
+    #[arg(
+        long = "pod-namespace",
+        value_name = "NS",
+        env = "HOMELAB_MONITOR_POD_NAMESPACE"
+    )]
     pub pod_namespace: Option<String>,
 
     /// Log level.

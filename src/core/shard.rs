@@ -21,6 +21,10 @@ pub const SHARD_INFO: MetricDef = MetricDef::gauge(
     "homelab_monitor_shard_info",
     "This replica's shard and the total number of shards it was started with (--shard/--total-shards or --pod); always 1.",
 );
+pub const SHARD_TOTAL: MetricDef = MetricDef::gauge(
+    "homelab_monitor_shard_total_shards",
+    "The --total-shards this replica was started with, as a value (alerts compare it with the shards seen).",
+);
 pub const SHARD_TARGETS: MetricDef = MetricDef::gauge(
     "homelab_monitor_shard_targets",
     "Targets this replica owns and read for the monitor (one per homelab_monitor_target_last_read_timestamp_seconds series; all of them with --total-shards 1).",
@@ -53,7 +57,9 @@ pub enum ShardError {
     PodAndShard,
     #[error("--shard needs --total-shards (the number of replicas)")]
     ShardWithoutTotal,
-    #[error("--pod needs --total-shards: set it to the StatefulSet's replicas (the Helm chart does)")]
+    #[error(
+        "--pod needs --total-shards: set it to the StatefulSet's replicas (the Helm chart does)"
+    )]
     PodWithoutTotal,
     #[error("--total-shards {total} needs this replica's --shard (0 to {total}-1) or --pod (a StatefulSet pod name)")]
     TotalWithoutShard { total: u32 },
@@ -175,7 +181,7 @@ pub fn owned_targets(snap: &Snapshot) -> usize {
         .sum()
 }
 
-/// `homelab_monitor_shard_info` (always, also with one shard).
+/// `homelab_monitor_shard_info` and `..._shard_total_shards` (always, also with one shard).
 pub fn self_metrics(b: &mut SnapshotBuilder) {
     let s = current();
     b.gauge(
@@ -186,6 +192,7 @@ pub fn self_metrics(b: &mut SnapshotBuilder) {
         ],
         1.0,
     );
+    b.gauge(&SHARD_TOTAL, &[], f64::from(s.total));
 }
 
 #[cfg(test)]
@@ -246,17 +253,17 @@ mod tests {
     #[test]
     fn shard_flags_are_validated() {
         assert_eq!(Shard::from_flags(None, None, None), Ok(Shard::default()));
-        assert_eq!(
-            Shard::from_flags(Some(2), Some(3), None),
-            Shard::new(2, 3)
-        );
+        assert_eq!(Shard::from_flags(Some(2), Some(3), None), Shard::new(2, 3));
         assert_eq!(Shard::from_flags(None, Some(1), None), Shard::new(0, 1));
         assert_eq!(
             Shard::from_flags(Some(0), Some(0), None),
             Err(ShardError::NoShards)
         );
         let e = Shard::from_flags(Some(3), Some(3), None).unwrap_err();
-        assert_eq!(e.to_string(), "--shard 3 is out of range for --total-shards 3: shards are numbered 0 to 2");
+        assert_eq!(
+            e.to_string(),
+            "--shard 3 is out of range for --total-shards 3: shards are numbered 0 to 2"
+        );
         assert_eq!(
             Shard::from_flags(Some(1), None, None),
             Err(ShardError::ShardWithoutTotal)
@@ -272,7 +279,11 @@ mod tests {
         );
         assert_eq!(
             Shard::from_flags(None, Some(2), Some("homelab-monitor-2")),
-            Err(ShardError::OutOfRange { index: 2, total: 2, last: 1 })
+            Err(ShardError::OutOfRange {
+                index: 2,
+                total: 2,
+                last: 1
+            })
         );
         assert_eq!(
             Shard::from_flags(Some(0), Some(3), Some("x-0")),
@@ -282,9 +293,17 @@ mod tests {
             Shard::from_flags(None, None, Some("homelab-monitor-1")),
             Err(ShardError::PodWithoutTotal)
         );
-        for bad in ["homelab-monitor", "homelab-monitor-", "homelab-monitor-7f9c", "0x"] {
+        for bad in [
+            "homelab-monitor",
+            "homelab-monitor-",
+            "homelab-monitor-7f9c",
+            "0x",
+        ] {
             assert!(
-                matches!(Shard::from_flags(None, Some(3), Some(bad)), Err(ShardError::NoOrdinal { .. })),
+                matches!(
+                    Shard::from_flags(None, Some(3), Some(bad)),
+                    Err(ShardError::NoOrdinal { .. })
+                ),
                 "{bad}"
             );
         }

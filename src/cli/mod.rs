@@ -290,4 +290,26 @@ mod tests {
         assert!(Cli::try_parse_from(["homelab-monitor", "--interval", "0"]).is_err());
         assert!(Cli::try_parse_from(["homelab-monitor", "--status", "--state-file", "x"]).is_err());
     }
+
+    #[test]
+    fn shard_flags_parse_and_validate() {
+        let c = Cli::try_parse_from(["homelab-monitor", "--shard", "1", "--total-shards", "3"])
+            .unwrap();
+        assert_eq!(c.shard(), crate::core::shard::Shard::new(1, 3));
+        let c = Cli::try_parse_from([
+            "homelab-monitor",
+            "--pod",
+            "homelab-monitor-2",
+            "--pod-namespace",
+            "monitoring",
+            "--total-shards",
+            "3",
+        ])
+        .unwrap();
+        assert_eq!(c.shard(), crate::core::shard::Shard::new(2, 3));
+        assert_eq!(c.pod_namespace.as_deref(), Some("monitoring"));
+        let c = Cli::try_parse_from(["homelab-monitor"]).unwrap();
+        assert_eq!(c.shard(), Ok(crate::core::shard::Shard::default()));
+        assert!(Cli::try_parse_from(["homelab-monitor", "--shard", "-1"]).is_err());
+    }
 }

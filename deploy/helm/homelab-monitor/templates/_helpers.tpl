@@ -116,12 +116,28 @@ run the exporter as a sidecar (add the volumes from "homelab-monitor.volumes").
     {{- with .Values.exporter.interval }}
     - --interval={{ . }}
     {{- end }}
+    {{- if .Values.sharding.enabled }}
+    - --total-shards={{ .Values.sharding.replicas }}
+    {{- end }}
     {{- range .Values.exporter.extraArgs }}
     - {{ . | quote }}
     {{- end }}
-  {{- with .Values.exporter.extraEnv }}
+  {{- if or .Values.sharding.enabled .Values.exporter.extraEnv }}
   env:
+    {{- if .Values.sharding.enabled }}
+    # StatefulSet auto-sharding: the shard is this pod's ordinal (--pod).
+    - name: HOMELAB_MONITOR_POD
+      valueFrom:
+        fieldRef:
+          fieldPath: metadata.name
+    - name: HOMELAB_MONITOR_POD_NAMESPACE
+      valueFrom:
+        fieldRef:
+          fieldPath: metadata.namespace
+    {{- end }}
+    {{- with .Values.exporter.extraEnv }}
     {{- toYaml . | nindent 4 }}
+    {{- end }}
   {{- end }}
   {{- with .Values.exporter.extraEnvFrom }}
   envFrom:

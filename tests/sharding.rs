@@ -444,3 +444,89 @@ fn invalid_shard_flags_are_refused_with_a_clear_message() {
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("--pod needs --total-shards"), "{err}");
 }
+
+/// Peak resident memory of a process (VmHWM), in MiB.
+fn peak_rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+/// Benchmark (README "Sharding"): `cargo test --release --test sharding --
+/// --ignored --nocapture sharding_bench`. A fleet of N local states plus N
+/// remote states behind the loopback http helper answering after 20 ms (a
+/// slow backend), read cold by 1 replica, then by 3 started together: wall
+/// time from start until every replica is ready, and each one's peak RSS.
+#[test]
+#[ignore]
+fn sharding_bench() {
+    let state = b"{\"version\": 4, \"terraform_version\": \"1.11.0\", \"serial\": 1, \"lineage\": \"remote\", \"outputs\": {}, \"resources\": []}\n".to_vec();
+    let (remote, _) = common::remote::etag_fleet_server(state, Duration::from_millis(20));
+    for n in [100usize, 300, 600] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut backends = String::new();
+        for i in 0..n {
+            let d = dir.path().join(format!("states/env-{i:03}"));
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(
+                d.join("terraform.tfstate"),
+                format!("{{\"version\": 4, \"terraform_version\": \"1.11.0\", \"serial\": {i}, \"lineage\": \"l-{i}\", \"outputs\": {{}}, \"resources\": []}}\n"),
+            )
+            .unwrap();
+            backends.push_str(&format!(
+                "      - {{ type: http, address: \"http://127.0.0.1:{}/state/app-{i:03}\", auth: none }}\n",
+                remote.port
+            ));
+        }
+        std::fs::write(
+            dir.path().join("c.yaml"),
+            format!("custom_monitors:\n  terraform_state:\n    timeout: 120s\n    state_dirs: [states]\n    remote: {{ retries: 0 }}\n    backends:\n{backends}"),
+        )
+        .unwrap();
+        for total in [1u32, 3] {
+            let t0 = std::time::Instant::now();
+            let replicas: Vec<Exporter> = (0..total)
+                .map(|s| {
+                    let (s, t) = (s.to_string(), total.to_string());
+                    Exporter::start(
+                        dir.path(),
+                        &["--config", "c.yaml", "--shard", &s, "--total-shards", &t],
+                    )
+                })
+                .collect();
+            for r in &replicas {
+                r.wait_ready();
+            }
+            // Ready may serve a first collection with reads still running:
+            // wait until every state has been read by its replica.
+            wait_for("the whole fleet read", 300, || {
+                let read: usize = replicas
+                    .iter()
+                    .map(|r| {
+                        exported(&r.metrics())
+                            .values()
+                            .filter(|up| **up == 1.0)
+                            .count()
+                    })
+                    .sum();
+                (read == 2 * n).then_some(())
+            });
+            let wall = t0.elapsed().as_secs_f64();
+            let rss: Vec<String> = replicas
+                .iter()
+                .map(|r| format!("{:.1}", peak_rss_mib(r.child.id())))
+                .collect();
+            println!(
+                "sharding bench: {n} local + {n} remote states, {total} replica(s): cold collection {wall:.2} s, peak RSS per replica {} MiB",
+                rss.join(" / ")
+            );
+        }
+    }
+}

@@ -155,6 +155,21 @@ step "helm template (all toggles on)"
   --expect Deployment --expect Service --expect ConfigMap --expect ServiceMonitor --expect PrometheusRule \
   --expect CronJob --expect Probe
 
+step "helm template with sharding on (StatefulSet, headless Service, PodDisruptionBudget)"
+"$helm" lint --strict "$chart" -f "$chart/ci/all-features-values.yaml" --set sharding.enabled=true
+"$helm" template hm "$chart" --namespace homelab -f "$chart/ci/all-features-values.yaml" \
+  --set sharding.enabled=true --set sharding.replicas=4 >"$work/helm-shard.yaml"
+"$YAMLLINT" -c deploy/yamllint.yml - <"$work/helm-shard.yaml"
+"$PY" scripts/validate-deploy-manifests.py manifests "$work/helm-shard.yaml" --rules "$rules" \
+  --release-label kube-prometheus-stack \
+  --expect StatefulSet --expect Service --expect PodDisruptionBudget --expect ServiceMonitor \
+  --absent Deployment
+grep -q -- '--total-shards=4' "$work/helm-shard.yaml" || die "sharding.replicas=4 did not reach --total-shards"
+if "$helm" template hm "$chart" --set sharding.enabled=true --set sharding.replicas=0 >/dev/null 2>"$work/err"; then
+  die "values.schema.json accepted sharding.replicas=0"
+fi
+echo "ok"
+
 step "helm template with a dashboard in the chart (dashboard ConfigMaps)"
 cp -r "$chart" "$work/chart"
 printf '{"title": "Sample", "uid": "sample", "panels": []}\n' >"$work/chart/files/dashboards/zz-sample.json"

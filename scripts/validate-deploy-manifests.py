@@ -5,8 +5,9 @@
       Every document: Kubernetes schema validation (kubernetes-validate, strict)
       except the prometheus-operator kinds, which are checked structurally:
       ServiceMonitor (the seed's selector/port/interval/path) and PrometheusRule
-      (spec.groups equals the rules file). Deployments: the hardening the issue
-      asks for. Dashboard ConfigMaps: label, and data equal to the dashboards.
+      (spec.groups equals the rules file). Deployments and StatefulSets: the
+      hardening the issue asks for; a StatefulSet also its sharding wiring (the
+      downward API gives --pod, --total-shards = replicas, a headless Service, a PDB). Dashboard ConfigMaps: label, and data equal to the dashboards.
       The rendered monitoring-config.yaml watches only what the exporter mounts:
       every path of an enabled monitor lies under a volume mount that is not
       optional (an unmounted path only ever reports an error and fires alerts).
@@ -45,7 +46,7 @@ def check_container_hardening(where, c):
 
 
 def check_deployment(doc):
-    where = f"Deployment/{doc['metadata']['name']}"
+    where = f"{doc['kind']}/{doc['metadata']['name']}"
     pod = doc["spec"]["template"]["spec"]
     if doc["spec"]["template"]["metadata"]["labels"].get("app") != "homelab-monitor":
         err(where, "pod label app: homelab-monitor missing")
@@ -81,6 +82,49 @@ def check_deployment(doc):
         pvc = v.get("persistentVolumeClaim")
         if pvc is not None and pvc.get("readOnly") is not True:
             err(where, f"volume {v['name']}: persistentVolumeClaim is not readOnly")
+
+
+def env_field(c, name):
+    """The downward-API fieldPath an env var of container `c` is taken from."""
+    for e in c.get("env") or []:
+        if e.get("name") == name:
+            return ((e.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath")
+    return None
+
+
+def check_statefulset(doc, docs):
+    """Sharding (issue 19): each pod finds its shard from its own name (the
+    downward API, --pod) and is told the total (--total-shards = replicas);
+    the pods are reachable one by one behind a headless Service, and a
+    PodDisruptionBudget selects them."""
+    where = f"StatefulSet/{doc['metadata']['name']}"
+    check_deployment(doc)
+    spec = doc["spec"]
+    pod = spec["template"]["spec"]
+    c = next((c for c in pod["containers"] if c["name"] == "homelab-monitor"), None)
+    if c is None:
+        return
+    if env_field(c, "HOMELAB_MONITOR_POD") != "metadata.name":
+        err(where, "env HOMELAB_MONITOR_POD is not the downward API's metadata.name")
+    if env_field(c, "HOMELAB_MONITOR_POD_NAMESPACE") != "metadata.namespace":
+        err(where, "env HOMELAB_MONITOR_POD_NAMESPACE is not the downward API's metadata.namespace")
+    totals = [a.split("=", 1)[1] for a in c.get("args", []) if a.startswith("--total-shards=")]
+    if totals != [str(spec.get("replicas"))]:
+        err(where, f"--total-shards {totals} does not match replicas {spec.get('replicas')}")
+    if any(a.startswith("--shard") for a in c.get("args", [])):
+        err(where, "a fixed --shard would give every pod the same shard")
+    svc = next((d for d in docs if d.get("kind") == "Service"
+                and d["metadata"]["name"] == spec.get("serviceName")), None)
+    if svc is None:
+        err(where, f"serviceName {spec.get('serviceName')!r} is not a rendered Service")
+    elif svc["spec"].get("clusterIP") != "None":
+        err(where, f"Service {svc['metadata']['name']} is not headless (clusterIP: None)")
+    pod_labels = spec["template"]["metadata"]["labels"]
+    pdbs = [d for d in docs if d.get("kind") == "PodDisruptionBudget"]
+    if not any(all(pod_labels.get(k) == v for k, v in
+                   ((d["spec"].get("selector") or {}).get("matchLabels") or {}).items())
+               for d in pdbs):
+        err(where, "no PodDisruptionBudget selects its pods")
 
 
 def check_service(doc):
@@ -171,7 +215,7 @@ def watched_paths(config):
 def check_watched_paths_mounted(docs):
     configs = [d for d in docs if d.get("kind") == "ConfigMap"
                and "monitoring-config.yaml" in (d.get("data") or {})]
-    for dep in (d for d in docs if d.get("kind") == "Deployment"):
+    for dep in (d for d in docs if d.get("kind") in ("Deployment", "StatefulSet")):
         pod = dep["spec"]["template"]["spec"]
         volumes = {v["name"]: v for v in pod.get("volumes", [])}
         for c in pod["containers"]:
@@ -219,6 +263,8 @@ def manifests(args):
                 err(f"{kind}/{name}", f"schema: {e}")
         if kind == "Deployment":
             check_deployment(doc)
+        elif kind == "StatefulSet":
+            check_statefulset(doc, docs)
         elif kind == "Service":
             check_service(doc)
         elif kind == "ServiceMonitor":

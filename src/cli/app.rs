@@ -81,6 +81,7 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
     if let Some(crate::cli::Command::Drift(args)) = &cli.command {
         return drift(&cli, args).await;
     }
+    let shard = cli.shard().map_err(|e| AppError::Usage(e.to_string()))?;
     let config = load_config(&cli)?;
     if let Some(src) = &config.source {
         tracing::info!(config = %src.display(), "configuration loaded");
@@ -91,6 +92,17 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
     let ov = overrides(&cli);
     if cli.state_file.is_some() {
         return one_shot_state(&cli, &config, &ov, &clock).await;
+    }
+    // The one-shot --state-file check reads its one file whatever the shard.
+    crate::core::shard::install(shard);
+    if shard.total() > 1 {
+        tracing::info!(
+            shard = shard.index(),
+            total_shards = shard.total(),
+            pod = cli.pod.as_deref().unwrap_or(""),
+            namespace = cli.pod_namespace.as_deref().unwrap_or(""),
+            "sharded: this replica reads and exports only its part of the targets"
+        );
     }
     let monitors = monitors::build(&config, &ov);
     if monitors.is_empty() {

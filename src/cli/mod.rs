@@ -166,6 +166,32 @@ pub struct Cli {
     )]
     pub web_max_connections: u32,
 
+    /// This replica's shard (0 to --total-shards - 1): it reads and exports only
+    /// the targets whose key hashes to it (README "Sharding").
+    #[arg(long, value_name = "N", env = "HOMELAB_MONITOR_SHARD")]
+    pub shard: Option<u32>,
+
+    /// Number of replicas the targets are split between (default 1: all targets).
+    #[arg(
+        long = "total-shards",
+        value_name = "M",
+        env = "HOMELAB_MONITOR_TOTAL_SHARDS"
+    )]
+    pub total_shards: Option<u32>,
+
+    /// StatefulSet pod name (downward API metadata.name): the shard is its ordinal
+    /// (`homelab-monitor-2` is shard 2); needs --total-shards.
+    #[arg(long, value_name = "NAME", env = "HOMELAB_MONITOR_POD")]
+    pub pod: Option<String>,
+
+    /// The pod's namespace (downward API metadata.namespace); logged with the shard.
+    #[arg(
+        long = "pod-namespace",
+        value_name = "NS",
+        env = "HOMELAB_MONITOR_POD_NAMESPACE"
+    )]
+    pub pod_namespace: Option<String>,
+
     /// Log level.
     #[arg(
         long = "log.level",
@@ -204,6 +230,11 @@ pub enum Command {
 }
 
 impl Cli {
+    /// The shard from --shard/--total-shards/--pod, validated.
+    pub fn shard(&self) -> Result<crate::core::shard::Shard, crate::core::shard::ShardError> {
+        crate::core::shard::Shard::from_flags(self.shard, self.total_shards, self.pod.as_deref())
+    }
+
     /// The listen address with the `:port` shorthand expanded.
     pub fn listen_address(&self) -> String {
         if self.listen_address.starts_with(':') {
@@ -258,5 +289,27 @@ mod tests {
         assert_eq!(c.listen_address(), "0.0.0.0:9000");
         assert!(Cli::try_parse_from(["homelab-monitor", "--interval", "0"]).is_err());
         assert!(Cli::try_parse_from(["homelab-monitor", "--status", "--state-file", "x"]).is_err());
+    }
+
+    #[test]
+    fn shard_flags_parse_and_validate() {
+        let c = Cli::try_parse_from(["homelab-monitor", "--shard", "1", "--total-shards", "3"])
+            .unwrap();
+        assert_eq!(c.shard(), crate::core::shard::Shard::new(1, 3));
+        let c = Cli::try_parse_from([
+            "homelab-monitor",
+            "--pod",
+            "homelab-monitor-2",
+            "--pod-namespace",
+            "monitoring",
+            "--total-shards",
+            "3",
+        ])
+        .unwrap();
+        assert_eq!(c.shard(), crate::core::shard::Shard::new(2, 3));
+        assert_eq!(c.pod_namespace.as_deref(), Some("monitoring"));
+        let c = Cli::try_parse_from(["homelab-monitor"]).unwrap();
+        assert_eq!(c.shard(), Ok(crate::core::shard::Shard::default()));
+        assert!(Cli::try_parse_from(["homelab-monitor", "--shard", "-1"]).is_err());
     }
 }

@@ -10,6 +10,7 @@ pub mod encoder;
 pub mod monitor;
 pub mod registry;
 pub mod safe_open;
+pub mod shard;
 pub mod snapshot;
 pub mod stamp;
 pub mod targets;

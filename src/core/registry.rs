@@ -363,6 +363,7 @@ impl Registry {
         let mut b = SnapshotBuilder::new();
         b.gauge(&BUILD_INFO, &[("version", crate::VERSION)], 1.0);
         crate::core::targets::self_metrics(&mut b);
+        crate::core::shard::self_metrics(&mut b);
         for (entry, o) in self.entries.iter().zip(outcomes) {
             let m = [("monitor", o.monitor)];
             if !o.pending {
@@ -374,6 +375,8 @@ impl Registry {
             }
             b.gauge(&COLLECTOR_STALE, &m, if o.stale { 1.0 } else { 0.0 });
             b.gauge(&TARGETS_FAILING, &m, o.snapshot.failed_targets() as f64);
+            let owned = crate::core::shard::owned_targets(&o.snapshot) as f64;
+            b.gauge(&crate::core::shard::SHARD_TARGETS, &m, owned);
             b.gauge(&COLLECTIONS, &m, entry.collections() as f64);
             let in_flight = entry.in_flight().unwrap_or_default();
             b.gauge(&IN_FLIGHT, &m, in_flight.as_secs_f64());

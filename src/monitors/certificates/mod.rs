@@ -512,8 +512,11 @@ impl CertificateMonitor {
             }
         };
         let max = inner.cfg.max_file_size.0;
-        let items: Vec<(String, files::FileTarget)> =
-            targets.into_iter().map(|t| (t.label.clone(), t)).collect();
+        let items: Vec<(String, files::FileTarget)> = targets
+            .into_iter()
+            .filter(|t| crate::core::shard::owns(&t.label)) // issue 19: this replica's files
+            .map(|t| (t.label.clone(), t))
+            .collect();
         let file_reads = inner
             .files
             .collect(schedule, ctx.now, items, move |t, _: &mut ()| {
@@ -527,6 +530,7 @@ impl CertificateMonitor {
             .endpoints
             .iter()
             .enumerate()
+            .filter(|(_, ep)| crate::core::shard::owns(&ep.address)) // issue 19: this replica's endpoints
             .map(|(i, ep)| (format!("{i}:{}", ep.address), i))
             .collect();
         let prober = inner.clone();

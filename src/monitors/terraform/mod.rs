@@ -298,8 +298,12 @@ impl TerraformMonitor {
                 .clone(),
         };
         let max = inner.cfg.max_file_size.0;
-        let items: Vec<(String, LocalTarget)> =
-            targets.into_iter().map(|t| (t.label.clone(), t)).collect();
+        // Discovery saw every file; this replica reads only its shard's (by label).
+        let items: Vec<(String, LocalTarget)> = targets
+            .into_iter()
+            .filter(|t| crate::core::shard::owns(&t.label))
+            .map(|t| (t.label.clone(), t))
+            .collect();
         let reader = inner.clone();
         let reads = inner
             .local

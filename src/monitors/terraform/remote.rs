@@ -301,7 +301,8 @@ async fn collect_entry(
     let (key, backend, failure) = match entry {
         Entry::Ready(key, b) => match b.discover(&ctx.budget).await {
             Ok(targets) => {
-                mem.targets = targets;
+                // The backend listed every state; this replica reads only its shard's (by label).
+                mem.targets = targets.into_iter().filter(|t| crate::core::shard::owns(&t.label)).collect();
                 (key, Some(b), None)
             }
             Err(e) => {

@@ -116,12 +116,28 @@ run the exporter as a sidecar (add the volumes from "homelab-monitor.volumes").
     {{- with .Values.exporter.interval }}
     - --interval={{ . }}
     {{- end }}
+    {{- if .Values.sharding.enabled }}
+    - --total-shards={{ .Values.sharding.replicas }}
+    {{- end }}
     {{- range .Values.exporter.extraArgs }}
     - {{ . | quote }}
     {{- end }}
-  {{- with .Values.exporter.extraEnv }}
+  {{- if or .Values.sharding.enabled .Values.exporter.extraEnv }}
   env:
+    {{- if .Values.sharding.enabled }}
+    # StatefulSet auto-sharding: the shard is this pod's ordinal (--pod).
+    - name: HOMELAB_MONITOR_POD
+      valueFrom:
+        fieldRef:
+          fieldPath: metadata.name
+    - name: HOMELAB_MONITOR_POD_NAMESPACE
+      valueFrom:
+        fieldRef:
+          fieldPath: metadata.namespace
+    {{- end }}
+    {{- with .Values.exporter.extraEnv }}
     {{- toYaml . | nindent 4 }}
+    {{- end }}
   {{- end }}
   {{- with .Values.exporter.extraEnvFrom }}
   envFrom:
@@ -209,4 +225,60 @@ is watched by default (an unmounted path would only ever report an error).
 {{- end }}
 {{- $_ := set $content "custom_monitors" $monitors }}
 {{- toYaml $content }}
+{{- end }}
+
+
+{{/* The exporter's pod template (indented for a workload's spec), shared by
+the Deployment and the sharded StatefulSet. */}}
+{{- define "homelab-monitor.podTemplate" }}
+  template:
+    metadata:
+      annotations:
+        {{- if and .Values.config.create (not .Values.config.existingConfigMap) }}
+        checksum/config: {{ include (print $.Template.BasePath "/configmap.yaml") . | sha256sum }}
+        {{- end }}
+        {{- with .Values.podAnnotations }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      labels:
+        {{- include "homelab-monitor.labels" . | nindent 8 }}
+        {{- with .Values.podLabels }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+    spec:
+      serviceAccountName: {{ include "homelab-monitor.serviceAccountName" . }}
+      automountServiceAccountToken: {{ .Values.automountServiceAccountToken }}
+      {{- with .Values.imagePullSecrets }}
+      imagePullSecrets:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with .Values.priorityClassName }}
+      priorityClassName: {{ . }}
+      {{- end }}
+      terminationGracePeriodSeconds: {{ .Values.terminationGracePeriodSeconds }}
+      {{- with .Values.podSecurityContext }}
+      securityContext:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      containers:
+        {{- include "homelab-monitor.container" . | nindent 8 }}
+        {{- with .Values.extraContainers }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      {{- with include "homelab-monitor.volumes" . }}
+      volumes:
+        {{- . | trim | nindent 8 }}
+      {{- end }}
+      {{- with .Values.nodeSelector }}
+      nodeSelector:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with .Values.affinity }}
+      affinity:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with .Values.tolerations }}
+      tolerations:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
 {{- end }}

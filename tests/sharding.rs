@@ -1,0 +1,532 @@
+//! Issue 19: sharded replicas (`--shard`/`--total-shards`, `--pod`) split a
+//! fleet of 600 state files, 60 remote states (http backend), 20 certificate files and 30 TLS endpoints on
+//! loopback so that together they export every target exactly once; checked
+//! on each replica's /metrics and through a real Prometheus scraping all of
+//! them, then again after moving from 3 to 2 replicas (the mismatch alert's
+//! expression holds while old and new replicas disagree, and clears after).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::tools::{prom_api, prom_query, prometheus};
+use common::*;
+
+const LOCAL_STATES: usize = 600;
+/// Remote states behind the loopback HTTP backend helper (one `http` backend each).
+const REMOTE_STATES: usize = 60;
+const STATES: usize = LOCAL_STATES + REMOTE_STATES;
+const CERT_FILES: usize = 20;
+const ENDPOINTS: usize = 30;
+
+/// The labels of one exposition line, if it is a sample of `metric`.
+fn labels_of(line: &str, metric: &str) -> Option<BTreeMap<String, String>> {
+    let rest = line.strip_prefix(metric)?.strip_prefix('{')?;
+    let (inside, _) = rest.split_once("} ")?;
+    let mut out = BTreeMap::new();
+    for part in inside.split("\",") {
+        let (k, v) = part.split_once("=\"")?;
+        out.insert(k.to_string(), v.trim_end_matches('"').to_string());
+    }
+    Some(out)
+}
+
+fn value_of(line: &str) -> Option<f64> {
+    line.rsplit_once(' ')?.1.parse().ok()
+}
+
+/// Every target one replica exports, as `kind:key`, each with the value of its `up` series.
+fn exported(metrics: &str) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for line in metrics.lines() {
+        if let Some(l) = labels_of(line, "terraform_state_up") {
+            out.insert(
+                format!("state:{}", l["state_file"]),
+                value_of(line).unwrap_or(-1.0),
+            );
+        }
+        if let Some(l) = labels_of(line, "certificate_source_up") {
+            let key = match l["source"].as_str() {
+                "file" => format!("file:{}", l["path"]),
+                _ => format!("endpoint:{}", l["endpoint"]),
+            };
+            out.insert(key, value_of(line).unwrap_or(-1.0));
+        }
+    }
+    out
+}
+
+fn sample(metrics: &str, prefix: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(value_of)
+}
+
+/// A self-signed certificate (PEM) and its key, for `cn`.
+fn cert(cn: &str) -> (String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec![cn.to_string()]).unwrap();
+    let c = params.self_signed(&key).unwrap();
+    (c.pem(), key.serialize_pem())
+}
+
+/// `n` TLS servers on 127.0.0.1 (each completes handshakes), run by `rt`.
+fn tls_endpoints(rt: &tokio::runtime::Runtime, n: usize) -> Vec<String> {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let c = rcgen::CertificateParams::new(vec!["fleet.test".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![c.der().clone()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    (0..n)
+        .map(|_| {
+            let acceptor = acceptor.clone();
+            let listener = rt
+                .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+                .unwrap();
+            let addr = listener.local_addr().unwrap().to_string();
+            rt.spawn(async move {
+                while let Ok((sock, _)) = listener.accept().await {
+                    let acceptor = acceptor.clone();
+                    tokio::spawn(async move {
+                        if let Ok(mut tls) = acceptor.accept(sock).await {
+                            use tokio::io::AsyncReadExt;
+                            let mut buf = [0u8; 64];
+                            let _ =
+                                tokio::time::timeout(Duration::from_secs(5), tls.read(&mut buf))
+                                    .await;
+                        }
+                    });
+                }
+            });
+            addr
+        })
+        .collect()
+}
+
+/// The fleet on disk: states, certificate files and the config naming the endpoints.
+/// Returns every target key the replicas must cover.
+fn fleet(dir: &Path, endpoints: &[String], remote_port: u16) -> BTreeSet<String> {
+    let mut all = BTreeSet::new();
+    for i in 0..LOCAL_STATES {
+        let d = dir.join(format!("states/env-{i:03}"));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(
+            d.join("terraform.tfstate"),
+            format!("{{\"version\": 4, \"terraform_version\": \"1.11.0\", \"serial\": {i}, \"lineage\": \"l-{i}\", \"outputs\": {{}}, \"resources\": []}}\n"),
+        )
+        .unwrap();
+        all.insert(format!("state:states/env-{i:03}/terraform.tfstate"));
+    }
+    std::fs::create_dir_all(dir.join("certs")).unwrap();
+    for i in 0..CERT_FILES {
+        let (pem, _) = cert(&format!("host-{i}.fleet.test"));
+        std::fs::write(dir.join(format!("certs/host-{i:02}.pem")), pem).unwrap();
+        all.insert(format!("file:certs/host-{i:02}.pem"));
+    }
+    let eps: String = endpoints.iter().map(|e| format!("      - {e}\n")).collect();
+    let mut backends = String::new();
+    for i in 0..REMOTE_STATES {
+        let url = format!("http://127.0.0.1:{remote_port}/state/app-{i:02}");
+        backends.push_str(&format!(
+            "      - {{ type: http, address: \"{url}\", auth: none }}\n"
+        ));
+        all.insert(format!("state:{url}"));
+    }
+    std::fs::write(
+        dir.join("c.yaml"),
+        format!("custom_monitors:\n  terraform_state:\n    state_dirs: [states]\n    remote: {{ retries: 0 }}\n    backends:\n{backends}  certificate_expiry:\n    paths: [certs]\n    endpoints:\n{eps}"),
+    )
+    .unwrap();
+    for e in endpoints {
+        all.insert(format!("endpoint:{e}"));
+    }
+    all
+}
+
+/// Each replica's exported targets; asserts they are a partition of `all`
+/// (union = all, pairwise disjoint), every one read (up 1), and that each
+/// replica's self metrics tell its shard and how many targets it owns.
+fn assert_partition(replicas: &[(&Exporter, u32, u32)], all: &BTreeSet<String>) {
+    let mut seen: BTreeMap<String, u32> = BTreeMap::new();
+    for (e, shard, total) in replicas {
+        let m = e.metrics();
+        let own = exported(&m);
+        assert!(!own.is_empty(), "shard {shard} exports nothing");
+        let info =
+            format!("homelab_monitor_shard_info{{shard=\"{shard}\",total_shards=\"{total}\"}} 1");
+        assert!(m.contains(&info), "no {info} in shard {shard}'s metrics");
+        assert_eq!(
+            sample(&m, "homelab_monitor_shard_total_shards "),
+            Some(f64::from(*total))
+        );
+        let states = own.keys().filter(|k| k.starts_with("state:")).count();
+        assert_eq!(
+            sample(
+                &m,
+                "homelab_monitor_shard_targets{monitor=\"terraform_state\"}"
+            ),
+            Some(states as f64),
+            "shard {shard}"
+        );
+        assert_eq!(
+            sample(&m, "terraform_state_targets "),
+            Some(states as f64),
+            "shard {shard}"
+        );
+        for (k, up) in own {
+            assert_eq!(up, 1.0, "{k} on shard {shard} was not read");
+            if let Some(other) = seen.insert(k.clone(), *shard) {
+                panic!("{k} is exported by shards {other} and {shard}");
+            }
+        }
+    }
+    let got: BTreeSet<String> = seen.keys().cloned().collect();
+    let missing: Vec<&String> = all.difference(&got).collect();
+    let extra: Vec<&String> = got.difference(all).collect();
+    assert!(
+        missing.is_empty(),
+        "not exported by any replica: {missing:?}"
+    );
+    assert!(extra.is_empty(), "unexpected targets: {extra:?}");
+}
+
+/// Write Prometheus' file_sd target list (atomically).
+fn write_targets(path: &Path, ports: &[u16]) {
+    let list: Vec<String> = ports.iter().map(|p| format!("\"127.0.0.1:{p}\"")).collect();
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, format!("[{{\"targets\": [{}]}}]\n", list.join(", "))).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+fn query_vector(port: u16, expr: &str) -> Vec<serde_json::Value> {
+    let v = prom_query(port, expr);
+    v["data"]["result"].as_array().cloned().unwrap_or_default()
+}
+
+fn assert_empty(port: u16, expr: &str) {
+    let r = query_vector(port, expr);
+    assert!(r.is_empty(), "{expr}: {r:?}");
+}
+
+fn scalar_of(result: &[serde_json::Value]) -> Option<f64> {
+    result.first()?["value"][1].as_str()?.parse().ok()
+}
+
+const MISMATCH: &str = "HomelabMonitorShardMismatch";
+
+/// The shipped mismatch rule's expression.
+fn mismatch_expr() -> String {
+    let text = std::fs::read_to_string(repo().join("alerts/homelab-monitor.rules.yml")).unwrap();
+    let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
+    v["groups"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_sequence().unwrap().clone())
+        .find(|r| r["alert"] == MISMATCH)
+        .and_then(|r| r["expr"].as_str().map(str::to_string))
+        .expect("the mismatch rule is shipped")
+}
+
+#[test]
+fn shards_partition_the_fleet_and_converge_from_three_to_two_replicas() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let endpoints = tls_endpoints(&rt, ENDPOINTS);
+    let dir = tempfile::tempdir().unwrap();
+    let state = b"{\"version\": 4, \"terraform_version\": \"1.11.0\", \"serial\": 1, \"lineage\": \"remote\", \"outputs\": {}, \"resources\": []}\n".to_vec();
+    let (remote, _) = common::remote::etag_fleet_server(state, Duration::ZERO);
+    let all = fleet(dir.path(), &endpoints, remote.port);
+    let cfg = ["--config", "c.yaml"];
+
+    // Three replicas; the third finds its shard from its StatefulSet pod name.
+    let r0 = Exporter::start(
+        dir.path(),
+        &[&cfg[..], &["--shard", "0", "--total-shards", "3"]].concat(),
+    );
+    let r1 = Exporter::start(
+        dir.path(),
+        &[&cfg[..], &["--shard", "1", "--total-shards", "3"]].concat(),
+    );
+    let r2 = Exporter::start(
+        dir.path(),
+        &[
+            &cfg[..],
+            &[
+                "--pod",
+                "homelab-monitor-2",
+                "--pod-namespace",
+                "monitoring",
+                "--total-shards",
+                "3",
+            ],
+        ]
+        .concat(),
+    );
+    for r in [&r0, &r1, &r2] {
+        r.wait_ready();
+    }
+    assert_partition(&[(&r0, 0, 3), (&r1, 1, 3), (&r2, 2, 3)], &all);
+
+    // Through a real Prometheus scraping every replica.
+    let work = tempfile::tempdir().unwrap();
+    let sd = work.path().join("targets.json");
+    write_targets(&sd, &[r0.port, r1.port, r2.port]);
+    std::fs::write(
+        work.path().join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: homelab-monitor\n    file_sd_configs:\n      - files: ['{}']\n        refresh_interval: 1s\n",
+            repo().join("alerts/homelab-monitor.rules.yml").display(),
+            sd.display()
+        ),
+    )
+    .unwrap();
+    let (_prom, pp) = prometheus(work.path(), &work.path().join("prometheus.yml"));
+    let covered = |n_replicas: usize, total: u32| {
+        wait_for("every replica scraped", 90, || {
+            let up = query_vector(pp, "count(up == 1)");
+            let info = query_vector(
+                pp,
+                &format!("count(homelab_monitor_shard_info{{total_shards=\"{total}\"}})"),
+            );
+            (scalar_of(&up) == Some(n_replicas as f64)
+                && scalar_of(&info) == Some(n_replicas as f64)
+                && query_vector(pp, "up == 0").is_empty())
+            .then_some(())
+        });
+        // Union = all: every state and endpoint is in Prometheus...
+        let states = query_vector(pp, "count(count by (state_file) (terraform_state_up == 1))");
+        assert_eq!(scalar_of(&states), Some(STATES as f64));
+        let eps = query_vector(
+            pp,
+            "count(count by (endpoint) (certificate_source_up{source=\"endpoint\"} == 1))",
+        );
+        assert_eq!(scalar_of(&eps), Some(ENDPOINTS as f64));
+        let files = query_vector(
+            pp,
+            "count(count by (path) (certificate_source_up{source=\"file\"} == 1))",
+        );
+        assert_eq!(scalar_of(&files), Some(CERT_FILES as f64));
+        // ...and intersections are empty: no target from two replicas.
+        assert_empty(pp, "count by (state_file) (terraform_state_up) > 1");
+        assert_empty(
+            pp,
+            "count by (endpoint) (certificate_source_up{source=\"endpoint\"}) > 1",
+        );
+        assert_empty(
+            pp,
+            "count by (path) (certificate_source_up{source=\"file\"}) > 1",
+        );
+        // The replicas' own count agrees.
+        let owned = query_vector(
+            pp,
+            "sum(homelab_monitor_shard_targets{monitor=\"terraform_state\"})",
+        );
+        assert_eq!(scalar_of(&owned), Some(STATES as f64));
+        let owned = query_vector(
+            pp,
+            "sum(homelab_monitor_shard_targets{monitor=\"certificate_expiry\"})",
+        );
+        assert_eq!(scalar_of(&owned), Some((ENDPOINTS + CERT_FILES) as f64));
+    };
+    covered(3, 3);
+    let expr = mismatch_expr();
+    assert_empty(pp, &expr);
+
+    // 3 -> 2: the new replicas start while the old ones still run (a
+    // rolling change): the replicas disagree on the total and some targets
+    // are exported twice; the mismatch expression holds.
+    let n0 = Exporter::start(
+        dir.path(),
+        &[&cfg[..], &["--shard", "0", "--total-shards", "2"]].concat(),
+    );
+    let n1 = Exporter::start(
+        dir.path(),
+        &[&cfg[..], &["--shard", "1", "--total-shards", "2"]].concat(),
+    );
+    n0.wait_ready();
+    n1.wait_ready();
+    assert_partition(&[(&n0, 0, 2), (&n1, 1, 2)], &all);
+    write_targets(&sd, &[r0.port, r1.port, r2.port, n0.port, n1.port]);
+    wait_for(
+        "the mismatch while old and new replicas disagree",
+        90,
+        || (!query_vector(pp, &expr).is_empty()).then_some(()),
+    );
+    let twice = query_vector(pp, "count(count by (state_file) (terraform_state_up) > 1)");
+    assert!(
+        scalar_of(&twice).unwrap_or(0.0) > 0.0,
+        "double coverage while both sets run"
+    );
+    wait_for("the mismatch alert pending", 90, || {
+        let v = prom_api(pp, "/api/v1/alerts");
+        v["data"]["alerts"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .any(|a| a["labels"]["alertname"] == MISMATCH)
+            .then_some(())
+    });
+
+    // The old replicas go: full coverage by two, exactly once, and the mismatch clears.
+    write_targets(&sd, &[n0.port, n1.port]);
+    drop((r0, r1, r2));
+    wait_for("the old replicas gone from Prometheus", 90, || {
+        let n = query_vector(pp, "count(homelab_monitor_shard_info)");
+        (scalar_of(&n) == Some(2.0)).then_some(())
+    });
+    covered(2, 2);
+    wait_for("the mismatch cleared", 90, || {
+        query_vector(pp, &expr).is_empty().then_some(())
+    });
+    drop(rt);
+}
+
+// Bad sharding flags (also from the environment) stop the exporter with a message that says what to do.
+#[test]
+fn invalid_shard_flags_are_refused_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .args(["--web.listen-address", "127.0.0.1:1"])
+            .envs(env.iter().copied())
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, err) = run(
+        &[],
+        &[
+            ("HOMELAB_MONITOR_SHARD", "3"),
+            ("HOMELAB_MONITOR_TOTAL_SHARDS", "3"),
+        ],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("--shard 3 is out of range for --total-shards 3: shards are numbered 0 to 2"),
+        "{err}"
+    );
+    let (code, err) = run(&["--shard", "0", "--total-shards", "0"], &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("--total-shards must be at least 1"), "{err}");
+    let (code, err) = run(
+        &["--total-shards", "2"],
+        &[("HOMELAB_MONITOR_POD", "homelab-monitor-abc")],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("does not end in a StatefulSet ordinal"),
+        "{err}"
+    );
+    let (code, err) = run(&["--pod", "homelab-monitor-1"], &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("--pod needs --total-shards"), "{err}");
+}
+
+/// Peak resident memory of a process (VmHWM), in MiB.
+fn peak_rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+/// Benchmark (README "Sharding"): `cargo test --release --test sharding --
+/// --ignored --nocapture sharding_bench`. A fleet of N local states plus N
+/// remote states behind the loopback http helper answering after 20 ms (a
+/// slow backend), read cold by 1 replica, then by 3 started together: wall
+/// time from start until every replica is ready, and each one's peak RSS.
+#[test]
+#[ignore]
+fn sharding_bench() {
+    let state = b"{\"version\": 4, \"terraform_version\": \"1.11.0\", \"serial\": 1, \"lineage\": \"remote\", \"outputs\": {}, \"resources\": []}\n".to_vec();
+    let (remote, _) = common::remote::etag_fleet_server(state, Duration::from_millis(20));
+    for n in [100usize, 300, 600] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut backends = String::new();
+        for i in 0..n {
+            let d = dir.path().join(format!("states/env-{i:03}"));
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(
+                d.join("terraform.tfstate"),
+                format!("{{\"version\": 4, \"terraform_version\": \"1.11.0\", \"serial\": {i}, \"lineage\": \"l-{i}\", \"outputs\": {{}}, \"resources\": []}}\n"),
+            )
+            .unwrap();
+            backends.push_str(&format!(
+                "      - {{ type: http, address: \"http://127.0.0.1:{}/state/app-{i:03}\", auth: none }}\n",
+                remote.port
+            ));
+        }
+        std::fs::write(
+            dir.path().join("c.yaml"),
+            format!("custom_monitors:\n  terraform_state:\n    timeout: 120s\n    state_dirs: [states]\n    remote: {{ retries: 0 }}\n    backends:\n{backends}"),
+        )
+        .unwrap();
+        for total in [1u32, 3] {
+            let t0 = std::time::Instant::now();
+            let replicas: Vec<Exporter> = (0..total)
+                .map(|s| {
+                    let (s, t) = (s.to_string(), total.to_string());
+                    Exporter::start(
+                        dir.path(),
+                        &["--config", "c.yaml", "--shard", &s, "--total-shards", &t],
+                    )
+                })
+                .collect();
+            for r in &replicas {
+                r.wait_ready();
+            }
+            // Ready may serve a first collection with reads still running:
+            // wait until every state has been read by its replica.
+            wait_for("the whole fleet read", 300, || {
+                let read: usize = replicas
+                    .iter()
+                    .map(|r| {
+                        exported(&r.metrics())
+                            .values()
+                            .filter(|up| **up == 1.0)
+                            .count()
+                    })
+                    .sum();
+                (read == 2 * n).then_some(())
+            });
+            let wall = t0.elapsed().as_secs_f64();
+            let rss: Vec<String> = replicas
+                .iter()
+                .map(|r| format!("{:.1}", peak_rss_mib(r.child.id())))
+                .collect();
+            println!(
+                "sharding bench: {n} local + {n} remote states, {total} replica(s): cold collection {wall:.2} s, peak RSS per replica {} MiB",
+                rss.join(" / ")
+            );
+        }
+    }
+}

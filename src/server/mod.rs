@@ -117,6 +117,30 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Resp {
     r
 }
 
+/// A metrics exposition (`/metrics`, `/probe`) as the answer: its content
+/// type, never cached; a failed encoding is a 500 and a log line.
+fn exposition(body: Result<String, std::fmt::Error>, format: Format) -> Resp {
+    match body {
+        Ok(body) => {
+            let mut r = text(StatusCode::OK, body);
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static(format.content_type()),
+            );
+            r.headers_mut()
+                .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "encoding metrics failed");
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "encoding metrics failed\n",
+            )
+        }
+    }
+}
+
 /// Size of a request head as sent (request line, headers, blank line).
 fn head_size<B>(req: &Request<B>) -> usize {
     let line = req.method().as_str().len()
@@ -197,25 +221,7 @@ async fn route(req: Request<Incoming>, app: &AppState) -> Resp {
             app.cfg.first_scrape_wait,
         );
         let own = server_metrics(&app.conns, &app.web);
-        match app.registry.scrape(format, budget, Some(own)).await {
-            Ok(body) => {
-                let mut r = text(StatusCode::OK, body);
-                r.headers_mut().insert(
-                    CONTENT_TYPE,
-                    HeaderValue::from_static(format.content_type()),
-                );
-                r.headers_mut()
-                    .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                r
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "encoding metrics failed");
-                text(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "encoding metrics failed\n",
-                )
-            }
-        }
+        exposition(app.registry.scrape(format, budget, Some(own)).await, format)
     } else {
         match path {
             "/probe" => match &app.probe {

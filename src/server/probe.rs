@@ -8,7 +8,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::StatusCode;
 use tokio::sync::Semaphore;
 
@@ -17,7 +16,7 @@ use crate::core::encoder::Format;
 use crate::core::snapshot::{MetricDef, SnapshotBuilder};
 use crate::monitors::certificates::modules::ProbeService;
 
-use super::{scrape_budget, text, Resp};
+use super::{exposition, scrape_budget, text, Resp};
 
 pub const PROBE_SUCCESS: MetricDef = MetricDef::gauge(
     "probe_success",
@@ -90,25 +89,7 @@ impl ProbeHandler {
         b.gauge(&PROBE_SUCCESS, &[], if ok { 1.0 } else { 0.0 });
         b.gauge(&PROBE_DURATION, &[], began.elapsed().as_secs_f64());
         let snaps = vec![Arc::new(snap), Arc::new(b.build())];
-        match crate::core::encoder::encode(snaps, format) {
-            Ok(body) => {
-                let mut r = text(StatusCode::OK, body);
-                r.headers_mut().insert(
-                    CONTENT_TYPE,
-                    HeaderValue::from_static(format.content_type()),
-                );
-                r.headers_mut()
-                    .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                r
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "encoding probe metrics failed");
-                text(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "encoding probe metrics failed\n",
-                )
-            }
-        }
+        exposition(crate::core::encoder::encode(snaps, format), format)
     }
 }
 

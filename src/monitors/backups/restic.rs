@@ -236,13 +236,8 @@ pub fn parse_check(bytes: &[u8]) -> Result<Check, ParseError> {
     let mut json_error = false;
     for line in text.lines() {
         let line = line.trim();
-        if let Some(code) = line.strip_prefix("exit:") {
-            exit = Some(code.trim().parse::<i64>().map_err(|_| {
-                ParseError::Invalid(
-                    "the `exit:` line does not hold a number (write it with `echo \"exit: $?\"`)"
-                        .into(),
-                )
-            })?);
+        if let Some(code) = super::runs::exit_line(line) {
+            exit = Some(code?);
             continue;
         }
         if line.starts_with('{') {

@@ -42,6 +42,17 @@ pub struct RunStatus {
 const STATUS_HINT: &str = "write the tool's output and exit status: \
      `{ restic backup --json ... 2>&1; echo \"exit: $?\"; } > FILE.tmp && mv FILE.tmp FILE` (see the README)";
 
+/// The exit status of an `exit: N` line that a job appends with
+/// `echo "exit: $?"` (status files, restic check files); `None` for other lines.
+pub(super) fn exit_line(line: &str) -> Option<Result<i64, ParseError>> {
+    let code = line.strip_prefix("exit:")?;
+    Some(code.trim().parse::<i64>().map_err(|_| {
+        ParseError::Invalid(
+            "the `exit:` line does not hold a number (write it with `echo \"exit: $?\"`)".into(),
+        )
+    }))
+}
+
 /// Parse a status file (see the module documentation).
 pub fn parse_status(bytes: &[u8], format: BackupFormat) -> Result<RunStatus, ParseError> {
     let text = String::from_utf8_lossy(bytes);
@@ -55,13 +66,8 @@ pub fn parse_status(bytes: &[u8], format: BackupFormat) -> Result<RunStatus, Par
     let mut json_error = false;
     for line in text.lines() {
         let line = line.trim();
-        if let Some(code) = line.strip_prefix("exit:") {
-            exit = Some(code.trim().parse::<i64>().map_err(|_| {
-                ParseError::Invalid(
-                    "the `exit:` line does not hold a number (write it with `echo \"exit: $?\"`)"
-                        .into(),
-                )
-            })?);
+        if let Some(code) = exit_line(line) {
+            exit = Some(code?);
             continue;
         }
         if line.starts_with('{') {

@@ -467,7 +467,8 @@ fn drift_runner_skips_a_locked_directory() {
     let held = lock::try_lock(&work).unwrap();
     let out = run();
     let text = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(out.status.code(), Some(0), "{text}");
+    // Skipped, and nothing recorded vouches for it: not "no drift" (exit 1).
+    assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("another drift runner"), "{text}");
     assert!(!marker.exists(), "the binary ran on a locked directory");
     assert!(status::read_beside(&work.join("drift.json")).is_none());

@@ -156,19 +156,30 @@ fn log_outcome(job: &Job, o: &Outcome) {
     }
 }
 
-/// Exit code of a round: 1 if a run failed, else 2 if drift (or, with a
-/// normal plan, pending changes) was found, else 0.
-pub fn exit_code(results: &[(Job, Outcome)]) -> i32 {
-    if results.iter().any(|(_, o)| matches!(o, Outcome::Failed { .. })) {
-        1
-    } else if results
-        .iter()
-        .any(|(_, o)| matches!(o, Outcome::Written { drift, pending } if drift + pending > 0))
-    {
-        2
-    } else {
-        0
-    }
+/// The exit code of a `--once` round over `jobs`: directories this round
+/// planned answer with their outcome; the others (skipped because their last
+/// run is newer than `every`, or busy under another runner) with their last
+/// recorded run, and with 1 when there is none to vouch for them: a skipped
+/// directory is never "no drift" on its own say.
+pub fn exit_code_of_round(jobs: &[Job], results: &[(Job, Outcome)]) -> i32 {
+    let codes = jobs.iter().map(|job| {
+        match results.iter().find(|(j, _)| j.report == job.report) {
+            Some((_, Outcome::Failed { .. })) => 1,
+            Some((_, Outcome::Written { drift, pending })) => i32::from(drift + pending > 0) * 2,
+            Some((_, Outcome::Busy)) | None => match status::read_beside(&job.report) {
+                Some(status::RunInfo::Read(s)) if s.success => {
+                    i32::from(s.drift.unwrap_or(0) + s.pending.unwrap_or(0) > 0) * 2
+                }
+                _ => 1,
+            },
+        }
+    });
+    // 1 (could not tell) outranks 2 (drift), which outranks 0.
+    codes.fold(0, |acc, c| match (acc, c) {
+        (1, _) | (_, 1) => 1,
+        (2, _) | (_, 2) => 2,
+        _ => 0,
+    })
 }
 
 /// How long the loop sleeps before the next job is due (1 s .. `every`).
@@ -241,7 +252,7 @@ pub async fn command(
         if once {
             return match done {
                 Ok(_) if broken => 1,
-                Ok(r) => exit_code(&r),
+                Ok(r) => exit_code_of_round(&jobs, &r),
                 Err(_) => 1,
             };
         }
@@ -251,5 +262,69 @@ pub async fn command(
             _ = tokio::time::sleep(wait) => {}
             _ = &mut shutdown => return 0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(dir: &std::path::Path, name: &str) -> Job {
+        Job {
+            dir: dir.to_path_buf(),
+            report: dir.join(name),
+        }
+    }
+
+    fn recorded(j: &Job, success: bool, drift: usize) {
+        let st = status::RunStatus {
+            format: 1,
+            success,
+            phase: None,
+            reason: None,
+            exit_code: Some(0),
+            started_at: 1.0,
+            finished_at: 2.0,
+            duration_seconds: 1.0,
+            drift: Some(drift),
+            pending: Some(0),
+            stderr_excerpt: Vec::new(),
+        };
+        status::write(&j.report, &st).unwrap();
+    }
+
+    #[test]
+    fn directories_not_planned_answer_with_their_last_run_or_not_clean() {
+        let d = tempfile::tempdir().unwrap();
+        let (clean, drifted, failed, unknown) = (
+            job(d.path(), "clean.json"),
+            job(d.path(), "drifted.json"),
+            job(d.path(), "failed.json"),
+            job(d.path(), "unknown.json"),
+        );
+        recorded(&clean, true, 0);
+        recorded(&drifted, true, 3);
+        recorded(&failed, false, 0);
+        let planned = |o: Outcome| vec![(clean.clone(), o)];
+        // Skipped with a clean last run: 0; with drift: 2; failed or never
+        // recorded: 1 (nothing vouches for "no drift").
+        assert_eq!(exit_code_of_round(std::slice::from_ref(&clean), &[]), 0);
+        assert_eq!(exit_code_of_round(&[clean.clone(), drifted.clone()], &[]), 2);
+        assert_eq!(exit_code_of_round(&[clean.clone(), failed.clone()], &[]), 1);
+        assert_eq!(exit_code_of_round(&[clean.clone(), unknown.clone()], &[]), 1);
+        // A busy directory answers like a skipped one.
+        assert_eq!(exit_code_of_round(std::slice::from_ref(&unknown), &[(unknown.clone(), Outcome::Busy)]), 1);
+        // This round's outcome wins over the record.
+        assert_eq!(
+            exit_code_of_round(std::slice::from_ref(&clean), &planned(Outcome::Written { drift: 1, pending: 0 })),
+            2
+        );
+        assert_eq!(
+            exit_code_of_round(
+                std::slice::from_ref(&clean),
+                &planned(Outcome::Failed { phase: "plan", reason: "exit_status", exit_code: Some(1), excerpt: Vec::new() })
+            ),
+            1
+        );
     }
 }

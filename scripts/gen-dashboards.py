@@ -4,6 +4,14 @@ dashboards share variables, links, units and thresholds.
 
     python3 scripts/gen-dashboards.py          # write dashboards/
     python3 scripts/gen-dashboards.py --check  # fail if dashboards/ is out of date
+    python3 scripts/gen-dashboards.py --config my-mixin.yml --out DIR
+                                               # with your mixin configuration
+
+The mixin configuration (mixin/config.yml, scripts/gen-mixin.py) gives the
+selector added to every query and the thresholds the alerts use (the 2-day
+default age of a backup without max_age, the BackupShrank ratio), so a tuned
+alert and its panel agree. Every panel has a description (the build fails
+otherwise).
 
 Colours follow what the exporter exports, never fixed numbers: certificates
 by their level against certificate_warning_threshold_seconds /
@@ -13,12 +21,31 @@ max_age, as the BackupTooOldWithoutMaxAge alert). Counts show 0, not "No data",
 on a healthy setup (`or vector(0)`); values that cannot be 0 (the soonest
 expiry when there are no certificates) say so in words (noValue).
 """
+import argparse
+import importlib.util
 import json
 import sys
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("gen_mixin", ROOT / "scripts" / "gen-mixin.py")
+mixin = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(mixin)
+
+ARGS = argparse.ArgumentParser(description="Generate dashboards/*.json")
+ARGS.add_argument("--check", action="store_true", help="fail if dashboards/ is out of date")
+ARGS.add_argument("--config", help="your mixin configuration (merged over mixin/config.yml)")
+ARGS.add_argument("--out", help="where to write the dashboards (default dashboards/)")
+OPTS = ARGS.parse_args()
+try:
+    MIXIN = mixin.load_config(OPTS.config)
+    mixin.validate(MIXIN, mixin.alert_names(), OPTS.config or "mixin/config.yml")
+except mixin.ConfigError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+
 DS = {"type": "prometheus", "uid": "${datasource}"}
-SEL = 'job=~"$job",instance=~"$instance"'
+SEL = 'job=~"$job",instance=~"$instance"' + (f",{MIXIN['selector']}" if MIXIN.get("selector") else "")
 DAY = 86400
 
 GREEN, ORANGE, RED = "green", "orange", "red"
@@ -228,9 +255,12 @@ RATIO_LEVEL_MAP = [{"type": "value", "options": {
     "2": {"text": "under critical_ratio", "color": RED, "index": 2}}}]
 NEUTRAL = thresholds((None, "blue"))
 BACKUP_AGE = f"time() - backup_last_success_timestamp_seconds{{{SEL}}}"
-# max_age per source; 2 days (the BackupTooOldWithoutMaxAge default) without one.
+# max_age per source; BackupTooOldWithoutMaxAge's threshold (2 days) without one.
+DEFAULT_MAX_AGE_DAYS = mixin.threshold(MIXIN, "BackupTooOldWithoutMaxAge")
+DAYS_WITHOUT_MAX_AGE = f"{mixin.number(DEFAULT_MAX_AGE_DAYS)} days"
+SHRANK_RATIO = mixin.threshold(MIXIN, "BackupShrank")
 BACKUP_MAX_AGE = (f"(backup_max_age_seconds{{{SEL}}} or on (job, instance, source)"
-                  f" (0 * backup_last_success_timestamp_seconds{{{SEL}}} + {2 * DAY}))")
+                  f" (0 * backup_last_success_timestamp_seconds{{{SEL}}} + {mixin.number(DEFAULT_MAX_AGE_DAYS * DAY)}))")
 BACKUP_AGE_RATIO = f"({BACKUP_AGE}) / on (job, instance, source) {BACKUP_MAX_AGE}"
 RATIO_TH = thresholds((None, GREEN), (0.9, ORANGE), (1, RED))
 COUNT_TH = thresholds((None, GREEN), (1, RED))
@@ -261,7 +291,7 @@ def overview():
              "none", thresholds((None, GREEN), (1, ORANGE))),
         stat(L, "Stalest backup (age / max_age)", f"max({BACKUP_AGE_RATIO})", "percentunit", RATIO_TH,
              no_value="no backup sources",
-             desc="Highest age of a source's last successful backup as a share of its max_age (2 days without one); 100% is when BackupTooOld fires."),
+             desc=f"Highest age of a source's last successful backup as a share of its max_age ({DAYS_WITHOUT_MAX_AGE} without one); 100% is when BackupTooOld fires."),
         stat(L, "Failing monitors", f"count(homelab_monitor_collector_success{{{SEL}}} == 0) or vector(0)", "none", COUNT_TH),
         table(L, "Certificates by time left (10 soonest)",
               [target(f"bottomk(10, {CERT_LEFT})", instant=True, table=True, ref="A"),
@@ -394,9 +424,9 @@ def backups():
         stat(L, "Sources", f"count(backup_source_up{{{SEL}}}) or vector(0)", "none", thresholds((None, GREEN))),
         stat(L, "Sources down", f"count(backup_source_up{{{SEL}}} == 0) or vector(0)", "none", COUNT_TH),
         stat(L, "Older than max_age", f"count(({BACKUP_AGE_RATIO}) > 1) or vector(0)", "none", COUNT_TH,
-             desc="Sources whose last successful backup is older than their max_age (2 days without one)."),
+             desc=f"Sources whose last successful backup is older than their max_age ({DAYS_WITHOUT_MAX_AGE} without one)."),
         stat(L, "Verification failing", f"count(backup_verification_success{{{SEL}}} == 0) or vector(0)", "none", COUNT_TH),
-        stat(L, "Shrank below 50%", f"count(backup_size_change_ratio{{{SEL}}} < 0.5) or vector(0)", "none", thresholds((None, GREEN), (1, ORANGE))),
+        stat(L, f"Shrank below {mixin.number(SHRANK_RATIO * 100)}%", f"count(backup_size_change_ratio{{{SEL}}} < {mixin.number(SHRANK_RATIO)}) or vector(0)", "none", thresholds((None, GREEN), (1, ORANGE))),
         stat(L, "Stalest backup (age / max_age)", f"max({BACKUP_AGE_RATIO})", "percentunit", RATIO_TH,
              no_value="no backup sources"),
         table(L, "Backups by age", [
@@ -410,13 +440,13 @@ def backups():
                     "Value #D": "Snapshots in retention"},
             hide=["job", "instance"], cell="auto",
             overrides=[BACKUP_RATIO_COLUMN, by_name("Last size", unit="bytes"), by_name("Snapshots in retention", unit="none")],
-            description="Stalest source first; Age / max_age is coloured against each source's own max_age (2 days without one)."),
+            description=f"Stalest source first; Age / max_age is coloured against each source's own max_age ({DAYS_WITHOUT_MAX_AGE} without one)."),
         timeseries(L, "Last backup size", [target(f"backup_last_size_bytes{{{SEL}}}", "{{source}}")], "bytes"),
         timeseries(L, "Size change (last / previous)", [target(f"backup_size_change_ratio{{{SEL}}}", "{{source}}")], "percentunit",
                    th=thresholds((None, RED), (0.5, GREEN))),
         timeseries(L, "Backup age / max_age", [target(BACKUP_AGE_RATIO, "{{source}}")], "percentunit",
                    th=thresholds((None, GREEN), (1, RED)),
-                   desc="Each source's age against its own max_age (2 days without one): above 100% BackupTooOld fires."),
+                   desc=f"Each source's age against its own max_age ({DAYS_WITHOUT_MAX_AGE} without one): above 100% BackupTooOld fires."),
         timeseries(L, "Snapshots inside retention", [target(f"backup_snapshots{{{SEL}}}", "{{source}}")], "none"),
     ]
     return dashboard("homelab-backups", "Backups", p, description="Backup freshness, size, verification and retention per source.")
@@ -447,13 +477,79 @@ DASHBOARDS = {
     "exporter-health.json": exporter,
 }
 
+# Descriptions of the panels built without one, by (dashboard uid, title) or by
+# title. describe() fails the build when a panel has none.
+DESCRIPTIONS = {
+    ("homelab-backups", "Sources"): "Backup sources configured (restic, borg, pg, manifests, folders), read or not.",
+    ("homelab-backups", "Sources down"): "Sources whose manifest, repository listing or folder could not be read at the last collection (BackupSourceDown after 15 minutes); their other values are the last good ones.",
+    "Stalest backup (age / max_age)": "Highest age of a source's last successful backup as a share of its own max_age; 100% is when BackupTooOld fires.",
+    "Verification failing": "Sources whose last backup does not match its own manifest or checksums (BackupVerificationFailed).",
+    "Last backup size": "Size of each source's newest backup, in bytes, as the backup tool reports it.",
+    "Size change (last / previous)": "Size of the newest backup divided by the one before; a sudden drop below the BackupShrank threshold means data went missing from the backup.",
+    "Snapshots inside retention": "Backups each source keeps inside its retention window; BackupTooFewSnapshots fires below the source's min_snapshots.",
+    "Certificates": "Certificates watched: every member of every file, bundle and endpoint chain.",
+    "Expired": "Certificates whose notAfter has passed (CertificateExpired).",
+    "Inside critical_days": "Certificates expiring within the configured critical_days (CertificateExpiringCritical).",
+    "Endpoints not verified": "TLS endpoints whose chain does not verify against the configured trust roots (CertificateNotVerified).",
+    ("homelab-certificates", "Sources down"): "Certificate files or endpoints that could not be read or reached at the last collection (CertificateSourceDown after 15 minutes).",
+    "Certificate details": "Subject, issuer, serial and source of each certificate (certificate_info), for finding who owns it.",
+    "Exporter up": "Whether Prometheus can scrape each homelab-monitor instance (up); 0 means every drift, certificate and backup alert is silent.",
+    "Monitors": "Monitors (terraform_state, certificate_expiry, backup_validation, health checks...) each instance runs.",
+    "Failing monitors": "Monitors whose last collection failed as a whole; their values are the last good ones (HomelabMonitorCollectorFailing).",
+    "Failing targets": "Targets (state files, remote states, certificate sources, backup sources) that failed to read at the last collection (HomelabMonitorTargetsFailing).",
+    "Collection duration": "How long each monitor's last collection took; scrapes never wait for it (values are cached per check_interval).",
+    "Age of served values (cached for check_interval)": "Age of the values each monitor serves; it should stay below its check_interval plus one collection.",
+    "Collections per minute": "Collections each monitor runs per minute, driven by scrapes and its check_interval.",
+    "Stale monitors": "1 when a monitor serves values older than it should (a collection failed or is late).",
+    "Build": "Version, commit and Rust version of each running homelab-monitor (homelab_monitor_build_info).",
+    "Unreadable states": "State files or remote states that could not be read at the last collection (TerraformStateUnreadable after 15 minutes).",
+    "Certificates inside warning_days": "Certificates expiring within the configured warning_days (CertificateExpiringWarning).",
+    "Certificates by time left (10 soonest)": "The ten certificates that expire first, coloured against warning_days / critical_days.",
+    "Backups by age": "Age of each source's last successful backup, coloured against its own max_age.",
+    "Host CPU busy": "Share of CPU time not idle per host, from node_exporter (the $node variable).",
+    "Host memory available": "Share of memory available per host, from node_exporter.",
+    "Host disk free (least free filesystem)": "Free space of each host's fullest real filesystem (tmpfs, overlay and squashfs excluded), from node_exporter.",
+    "Health checks (0 = failing)": "Each configured health check (http, tcp, dns, disk, file_age, command) and whether it passed at the last collection.",
+    "Health check duration": "How long each health check took; HealthCheckSlow fires when one stays above its threshold.",
+    "Drifted instances": "Resource instances whose real object differs from the state, from the drift reports (TerraformStateDrift).",
+    "Unapproved changes": "Resource instances added, removed or changed since the approved baseline (TerraformUnapprovedChanges).",
+    "Tainted + deposed": "Tainted objects (replaced on the next apply) plus deposed ones (an unfinished create_before_destroy).",
+    "Drift per state": "Drifted instances per state file over time.",
+    "Serial per state": "The state serial per state file; it only grows, and a drop means an older state was restored (TerraformStateSerialWentBackwards).",
+    "Pending changes by action": "Changes the latest plan would make, by action (create, update, delete, replace...) plus root output changes.",
+    "Check results by status": "Terraform check blocks, preconditions and postconditions recorded in the states, by status (pass, fail, error, unknown).",
+    "Resource instances by type (top 15)": "The fifteen resource types with the most instances across the selected states.",
+}
+
+
+def describe(board):
+    """Give each panel its description from DESCRIPTIONS; fail when one has none."""
+    missing = []
+    for p in board["panels"]:
+        if p.get("type") == "row":
+            continue
+        if not p.get("description"):
+            text = DESCRIPTIONS.get((board["uid"], p["title"])) or DESCRIPTIONS.get(p["title"])
+            if not text and p["title"].startswith("Shrank below"):
+                text = "Sources whose newest backup is smaller than the BackupShrank threshold of the one before."
+            if text:
+                p["description"] = text
+            else:
+                missing.append(p["title"])
+    if missing:
+        print(f"error: {board['uid']}: panel(s) without a description: {missing}; add them to DESCRIPTIONS",
+              file=sys.stderr)
+        sys.exit(1)
+    return board
+
 
 def main():
-    root = Path(__file__).resolve().parent.parent / "dashboards"
-    check = "--check" in sys.argv
+    root = Path(OPTS.out) if OPTS.out else ROOT / "dashboards"
+    check = OPTS.check
     stale = []
     for name, build in DASHBOARDS.items():
-        text = json.dumps(build(), indent=2, sort_keys=False) + "\n"
+        board = describe(build())
+        text = json.dumps(board, indent=2, sort_keys=False) + "\n"
         path = root / name
         if check:
             if not path.exists() or path.read_text() != text:

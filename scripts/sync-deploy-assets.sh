@@ -6,8 +6,9 @@
 #   scripts/sync-deploy-assets.sh           update the copies
 #   scripts/sync-deploy-assets.sh --check   change nothing; exit 1 when a copy is out of date
 #
-# Sources (edit these):  alerts/homelab-monitor.rules.yml, dashboards/*.json
-# Copies (never edit):   deploy/helm/homelab-monitor/files/homelab-monitor.rules.yml
+# Sources (edit these):  mixin/rules.yml (alerts/homelab-monitor.rules.yml is
+#                        generated from it by scripts/gen-mixin.py), dashboards/*.json
+# Copies (never edit):   deploy/helm/homelab-monitor/files/mixin-rules.yml
 #                        deploy/helm/homelab-monitor/files/dashboards/*.json
 #                        deploy/kubernetes/prometheusrule.yaml
 set -euo pipefail
@@ -22,17 +23,19 @@ case "${1:-}" in
 esac
 
 rules_src=alerts/homelab-monitor.rules.yml
+mixin_src=mixin/rules.yml
 chart_files=deploy/helm/homelab-monitor/files
 plain_rule=deploy/kubernetes/prometheusrule.yaml
 
 [ -f "$rules_src" ] || { echo "error: $rules_src is missing" >&2; exit 1; }
+[ -f "$mixin_src" ] || { echo "error: $mixin_src is missing" >&2; exit 1; }
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 # The expected tree, built in a temporary folder.
 mkdir -p "$tmp/files/dashboards"
-cp "$rules_src" "$tmp/files/homelab-monitor.rules.yml"
+cp "$mixin_src" "$tmp/files/mixin-rules.yml"
 shopt -s nullglob
 for d in dashboards/*.json; do
   cp "$d" "$tmp/files/dashboards/"
@@ -63,8 +66,8 @@ EOF
 
 if [ "$mode" = check ]; then
   stale=0
-  if ! cmp -s "$tmp/files/homelab-monitor.rules.yml" "$chart_files/homelab-monitor.rules.yml"; then
-    echo "out of date: $chart_files/homelab-monitor.rules.yml (differs from $rules_src)" >&2
+  if ! cmp -s "$tmp/files/mixin-rules.yml" "$chart_files/mixin-rules.yml"; then
+    echo "out of date: $chart_files/mixin-rules.yml (differs from $mixin_src)" >&2
     stale=1
   fi
   if ! cmp -s "$tmp/prometheusrule.yaml" "$plain_rule"; then
@@ -85,7 +88,8 @@ if [ "$mode" = check ]; then
 fi
 
 mkdir -p "$chart_files/dashboards"
-cp "$tmp/files/homelab-monitor.rules.yml" "$chart_files/homelab-monitor.rules.yml"
+cp "$tmp/files/mixin-rules.yml" "$chart_files/mixin-rules.yml"
+rm -f "$chart_files/homelab-monitor.rules.yml"  # the copy older charts read
 # Mirror the dashboards: remove copies whose source is gone.
 find "$chart_files/dashboards" -maxdepth 1 -name '*.json' -delete
 shopt -s nullglob
@@ -95,4 +99,4 @@ done
 shopt -u nullglob
 touch "$chart_files/dashboards/.gitkeep"
 cp "$tmp/prometheusrule.yaml" "$plain_rule"
-echo "synced: $chart_files/homelab-monitor.rules.yml, $chart_files/dashboards/, $plain_rule"
+echo "synced: $chart_files/mixin-rules.yml, $chart_files/dashboards/, $plain_rule"

@@ -40,6 +40,9 @@ export PATH="$PWD/.cache/tools/bin:$PATH"
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 scripts/sync-deploy-assets.sh --check
+# The mixin generators read YAML (PyYAML; installed from PyPI if missing).
+python3 -c 'import yaml' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check pyyaml
+python3 scripts/gen-mixin.py --check
 python3 scripts/gen-dashboards.py --check
 scripts/deny.sh
 cargo test --locked 2>&1 | tee /tmp/homelab-monitor-test.log

@@ -177,7 +177,7 @@ pub fn owns(key: &str) -> bool {
 /// stable key (a backup source's name, a health check's name, a zpool status
 /// file's path as configured), in configuration order. Every replica loads
 /// the whole list; each reads and exports only these.
-pub fn owned<'a, T>(shard: Shard, items: &'a [T], key: impl Fn(&T) -> &str) -> Vec<&'a T> {
+pub fn owned<T>(shard: Shard, items: &[T], key: impl Fn(&T) -> &str) -> Vec<&T> {
     items.iter().filter(|t| shard.owns(key(t))).collect()
 }
 

@@ -5,13 +5,24 @@
 # concurrency 4 with the real terraform; and the same directories with a
 # no-op `binary:` (plan exits 0, show prints a recorded plan) to isolate the
 # runner's overhead per directory from Terraform's time.
+# Each measurement runs RUNS times (default 5); the medians are reported.
 #   scripts/bench-drift.sh [N]     (needs scripts/install-terraform.sh first)
+#   HOMELAB_MONITOR_BIN=path/to/homelab-monitor scripts/bench-drift.sh 16
+# Default binary: target/release/homelab-monitor (cargo build --release), else
+# target/debug (then say so: the numbers are not the release build's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-16}
+runs=${RUNS:-5}
 root=$PWD
-bin=$root/target/release/homelab-monitor
+bin=${HOMELAB_MONITOR_BIN:-$root/target/release/homelab-monitor}
 [ -x "$bin" ] || bin=$root/target/debug/homelab-monitor
+[ -x "$bin" ] || { echo "no binary: cargo build --release, or set HOMELAB_MONITOR_BIN" >&2; exit 1; }
+case "$bin" in */release/*) build=release ;; */debug/*) build=debug ;; *) build=custom ;; esac
+median() { sort -g | awk '{a[NR]=$1} END {if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+timed() { # seconds of one run of "$@" (its exit code 0/1/2 is not the point here)
+  local s; s=$(date +%s.%N); "$@" >/dev/null 2>&1 || true; echo "$(date +%s.%N) - $s" | bc
+}
 py=$root/.cache/tools/hmtest-venv/bin/python3
 [ -x "$py" ] || { echo "run scripts/install-terraform.sh first" >&2; exit 1; }
 work=$(mktemp -d)
@@ -52,17 +63,16 @@ done
   echo "      working_dirs:"
   for d in "${dirs[@]}"; do echo "        - $d"; done
 } >"$work/real.yaml"
-start=$(date +%s.%N)
-"$bin" --log.level warn drift --config "$work/real.yaml" --once --force || true
-real=$(echo "$(date +%s.%N) - $start" | bc)
+real=$(for _ in $(seq 1 "$runs"); do timed "$bin" --log.level warn drift --config "$work/real.yaml" --once --force; done | median)
 # No-op Terraform: the runner's own work (lock, spawn, temp files, parse, rename, status).
 cp "${dirs[0]}/drift.json" "$work/plan.json"
 printf '#!/bin/sh\ncase "$1" in show) cat %s;; esac\nexit 0\n' "$work/plan.json" >"$work/noop"
 chmod +x "$work/noop"
 sed 's/concurrency: 4/concurrency: 1\n      binary: '"${work//\//\\/}"'\/noop/' "$work/real.yaml" >"$work/noop.yaml"
-start=$(date +%s.%N)
-"$bin" --log.level warn drift --config "$work/noop.yaml" --once --force || true
-noop=$(echo "$(date +%s.%N) - $start" | bc)
-echo "directories: $n (terraform $(terraform version | head -1 | cut -d' ' -f2), provider hmtest)"
+noop=$(for _ in $(seq 1 "$runs"); do timed "$bin" --log.level warn drift --config "$work/noop.yaml" --once --force; done | median)
+# What the no-op children themselves cost (2 sh starts per directory), to take out of the overhead.
+kids=$(for _ in $(seq 1 "$runs"); do timed sh -c "for d in \$(seq 1 $n); do '$work/noop' plan; '$work/noop' show >/dev/null; done"; done | median)
+echo "directories: $n (terraform $(terraform version | head -1 | cut -d' ' -f2), provider hmtest), $build build ($bin), median of $runs runs"
 echo "real terraform, concurrency 4: ${real}s total, $(echo "scale=0; $n * 3600 / $real" | bc) directories/hour"
 echo "no-op binary, concurrency 1: ${noop}s total, $(echo "scale=1; $noop * 1000 / $n" | bc) ms per directory (runner overhead, the 2 no-op children included)"
+echo "runner overhead without the no-op children: $(echo "scale=1; ($noop - $kids) * 1000 / $n" | bc) ms per directory (children alone: $(echo "scale=1; $kids * 1000 / $n" | bc) ms)"

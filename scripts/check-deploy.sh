@@ -197,7 +197,28 @@ step "kubectl kustomize deploy/kubernetes"
 "$kubectl" kustomize deploy/kubernetes >"$work/kustomize.yaml"
 "$PY" scripts/validate-deploy-manifests.py manifests "$work/kustomize.yaml" --rules "$rules" \
   --release-label kube-prometheus-stack \
-  --expect Deployment --expect Service --expect ConfigMap --expect ServiceMonitor --expect PrometheusRule
+  --expect Deployment --expect Service --expect ConfigMap --expect ServiceMonitor --expect PrometheusRule \
+  --absent CronJob
+
+step "kubectl kustomize deploy/kubernetes with components/drift-runner (the drift CronJob)"
+mkdir -p "$work/kust-drift"
+cp -r deploy/kubernetes "$work/kust-drift/k"
+printf 'components:\n  - components/drift-runner\n' >>"$work/kust-drift/k/kustomization.yaml"
+"$kubectl" kustomize "$work/kust-drift/k" >"$work/kustomize-drift.yaml"
+"$YAMLLINT" -c deploy/yamllint.yml - <"$work/kustomize-drift.yaml"
+"$PY" scripts/validate-deploy-manifests.py manifests "$work/kustomize-drift.yaml" --rules "$rules" \
+  --release-label kube-prometheus-stack \
+  --expect Deployment --expect CronJob --expect ConfigMap
+# The check sees a CronJob that would write where the exporter does not read.
+sed 's|^\( *\)mountPath: /data/terraform$|\1mountPath: /data/elsewhere|' \
+  "$work/kust-drift/k/components/drift-runner/drift-cronjob.yaml" >"$work/kust-drift/cj" \
+  && mv "$work/kust-drift/cj" "$work/kust-drift/k/components/drift-runner/drift-cronjob.yaml"
+"$kubectl" kustomize "$work/kust-drift/k" >"$work/kustomize-drift-bad.yaml"
+if "$PY" scripts/validate-deploy-manifests.py manifests "$work/kustomize-drift-bad.yaml" --rules "$rules" >"$work/err" 2>&1; then
+  die "a drift CronJob mounting the reports volume elsewhere passed validation"
+fi
+grep -q 'not mounted by the exporter at the same path' "$work/err" || { cat "$work/err"; die "unexpected error"; }
+echo "ok: a CronJob writing elsewhere is rejected"
 
 # ---- the alert mixin ---------------------------------------------------------
 step "mixin: the shipped rules are generated; a custom configuration renders, passes its tests, and the chart renders the same"

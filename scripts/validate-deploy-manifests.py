@@ -8,6 +8,9 @@
       (spec.groups equals the rules file). Deployments and StatefulSets: the
       hardening the issue asks for; a StatefulSet also its sharding wiring (the
       downward API gives --pod, --total-shards = replicas, a headless Service, a PDB). Dashboard ConfigMaps: label, and data equal to the dashboards.
+      The drift runner's CronJob: --once, Forbid, hardening, not behind the
+      exporter's Service, and the exporter's config and claim (same path,
+      read-write) holding every drift_runner.working_dirs entry.
       The rendered monitoring-config.yaml watches only what the exporter mounts:
       every path of an enabled monitor lies under a volume mount that is not
       optional (an unmounted path only ever reports an error and fires alerts).
@@ -125,6 +128,88 @@ def check_statefulset(doc, docs):
                    ((d["spec"].get("selector") or {}).get("matchLabels") or {}).items())
                for d in pdbs):
         err(where, "no PodDisruptionBudget selects its pods")
+
+
+def check_drift_cronjob(doc, docs):
+    """The drift runner's CronJob (issue 17): `drift --once`, one run at a
+    time, hardened, its pods outside the exporter's Service, and sharing the
+    exporter's config and reports volume: it mounts read-write a claim an
+    exporter mounts, at the same path, and every working directory (and
+    remote.reports_dir) of the config lies under that writable mount."""
+    where = f"CronJob/{doc['metadata']['name']}"
+    job = doc["spec"]["jobTemplate"]["spec"]
+    tmpl = job["template"]
+    pod = tmpl["spec"]
+    containers = [c for c in pod["containers"]
+                  if "drift" in (c.get("args") or []) or "drift" in (c.get("command") or [])]
+    if not containers:
+        return  # not a drift runner
+    if doc["spec"].get("concurrencyPolicy") != "Forbid":
+        err(where, "concurrencyPolicy is not Forbid (two runs at once would contend for the locks)")
+    if pod.get("restartPolicy") not in ("Never", "OnFailure"):
+        err(where, "restartPolicy is neither Never nor OnFailure")
+    psc = pod.get("securityContext") or {}
+    if psc.get("runAsNonRoot") is not True:
+        err(where, "pod securityContext.runAsNonRoot is not true")
+    if (psc.get("seccompProfile") or {}).get("type") != "RuntimeDefault":
+        err(where, "pod seccompProfile is not RuntimeDefault")
+    labels = (tmpl.get("metadata") or {}).get("labels") or {}
+    for svc in (d for d in docs if d.get("kind") == "Service"):
+        sel = (svc.get("spec") or {}).get("selector") or {}
+        if sel and all(labels.get(k) == v for k, v in sel.items()):
+            err(where, f"its pods match Service/{svc['metadata']['name']}'s selector (scrapes would reach them)")
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    exporter_claims, exporter_configs = {}, set()
+    for dep in (d for d in docs if d.get("kind") in ("Deployment", "StatefulSet")):
+        dpod = dep["spec"]["template"]["spec"]
+        dvols = {v["name"]: v for v in dpod.get("volumes", [])}
+        for dc in dpod["containers"]:
+            for m in dc.get("volumeMounts", []):
+                v = dvols.get(m["name"], {})
+                if v.get("persistentVolumeClaim"):
+                    exporter_claims[v["persistentVolumeClaim"]["claimName"]] = m["mountPath"].rstrip("/")
+                if v.get("configMap"):
+                    exporter_configs.add(v["configMap"]["name"])
+    for c in containers:
+        cw = f"{where} container {c['name']}"
+        check_container_hardening(cw, c)
+        args = c.get("args") or []
+        if "--once" not in args:
+            err(cw, "args have no --once (a CronJob's run must end)")
+        writable, configs = [], []
+        for m in c.get("volumeMounts", []):
+            v = volumes.get(m["name"], {})
+            if v.get("configMap"):
+                configs.append(v["configMap"]["name"])
+            claim = (v.get("persistentVolumeClaim") or {}).get("claimName")
+            if claim and not m.get("readOnly") and not v["persistentVolumeClaim"].get("readOnly"):
+                writable.append(m["mountPath"].rstrip("/"))
+                if exporter_claims and exporter_claims.get(claim) != m["mountPath"].rstrip("/"):
+                    err(cw, f"claim {claim} is not mounted by the exporter at the same path "
+                            f"(exporter: {exporter_claims}): the reports it writes would not be read")
+        if not writable:
+            err(cw, "mounts no PersistentVolumeClaim read-write (working directories, reports)")
+        if exporter_configs and not set(configs) & exporter_configs:
+            err(cw, f"its config {configs} is not the exporter's {sorted(exporter_configs)}")
+        for cm in (d for d in docs if d.get("kind") == "ConfigMap"
+                   and d["metadata"]["name"] in configs
+                   and "monitoring-config.yaml" in (d.get("data") or {})):
+            tf = ((yaml.safe_load(cm["data"]["monitoring-config.yaml"]) or {})
+                  .get("custom_monitors") or {}).get("terraform_state") or {}
+            runner = tf.get("drift_runner") or {}
+            paths = [("drift_runner.working_dirs", w if isinstance(w, str) else (w or {}).get("dir", ""))
+                     for w in runner.get("working_dirs") or []]
+            if not paths:
+                err(cw, f"ConfigMap/{cm['metadata']['name']} lists no drift_runner.working_dirs")
+            reports = (tf.get("remote") or {}).get("reports_dir")
+            if reports:
+                paths.append(("remote.reports_dir", reports))
+            for key, path in paths:
+                literal = path.rstrip("/")
+                if not literal.startswith("/"):
+                    literal = "/etc/homelab-monitor/" + literal
+                if not any(literal == m or literal.startswith(m + "/") for m in writable):
+                    err(cw, f"{key} {path} is not under a writable mount ({', '.join(writable) or 'none'})")
 
 
 def check_service(doc):
@@ -265,6 +350,8 @@ def manifests(args):
             check_deployment(doc)
         elif kind == "StatefulSet":
             check_statefulset(doc, docs)
+        elif kind == "CronJob":
+            check_drift_cronjob(doc, docs)
         elif kind == "Service":
             check_service(doc)
         elif kind == "ServiceMonitor":

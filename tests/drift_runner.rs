@@ -972,7 +972,9 @@ fn drift_runner_bad_entries_do_not_stop_the_others() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("missing is not a directory"), "{err}");
     assert!(
-        err.contains("uses the s3 backend: give its report path"),
+        err.contains(
+            "uses the s3 backend and custom_monitors.terraform_state.remote.reports_dir is not set"
+        ),
         "{err}"
     );
     let ran = std::fs::read_to_string(&marker).unwrap();
@@ -1028,4 +1030,99 @@ fn drift_runner_sigterm_stops_running_plans() {
         (s.phase.as_deref(), s.reason.as_deref(), s.success),
         (Some("plan"), Some("killed"), false)
     );
+}
+
+/// A working directory whose `.terraform/terraform.tfstate` names a remote
+/// (http) backend, listed without `report:`: the runner writes its report
+/// under `remote.reports_dir`, in the folder of the state's label, and the
+/// exporter reading that backend from the same working directory finds it
+/// (same label, same folder). Without `remote.reports_dir` the directory
+/// fails (exit 1, what to set) and nothing is written beside a local state
+/// that does not exist.
+#[tokio::test]
+async fn drift_runner_writes_a_remote_states_report_where_the_exporter_reads_it() {
+    let state = br#"{"version":4,"terraform_version":"1.11.4","serial":3,"lineage":"l-1","outputs":{},"resources":[]}"#.to_vec();
+    let (srv, _) = common::remote::etag_fleet_server(state, Duration::ZERO);
+    let root = tempfile::tempdir().unwrap();
+    let work = root.path().join("work");
+    std::fs::create_dir_all(work.join(".terraform")).unwrap();
+    std::fs::write(
+        work.join(".terraform/terraform.tfstate"),
+        format!(
+            r#"{{"version":3,"backend":{{"type":"http","config":{{"address":"{}"}},"hash":1}}}}"#,
+            srv.url("/state/prod")
+        ),
+    )
+    .unwrap();
+    let plan = root.path().join("plan.json");
+    std::fs::write(
+        &plan,
+        r#"{"format_version":"1.2","terraform_version":"1.11.4","resource_drift":[{"address":"hmtest_file.a","mode":"managed","type":"hmtest_file","name":"a","change":{"actions":["update"],"before":{},"after":{}}}],"resource_changes":[]}"#,
+    )
+    .unwrap();
+    let fake = fake_binary(
+        root.path(),
+        "fake-terraform",
+        &format!(
+            "#!/bin/sh\ncase \"$1\" in show) cat {};; esac\nexit 0\n",
+            plan.display()
+        ),
+    );
+    let run = |yaml: &str| {
+        std::fs::write(root.path().join("monitoring-config.yaml"), yaml).unwrap();
+        let out = Command::new(BIN)
+            .current_dir(root.path())
+            .args(["drift", "--config", "monitoring-config.yaml", "--once"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    // No remote.reports_dir: an error that says what to set, never a clean exit.
+    let runner = format!(
+        "    drift_runner:\n      working_dirs: [work]\n      binary: {}\n",
+        fake.display()
+    );
+    let (code, err) = run(&format!(
+        "custom_monitors:\n  terraform_state:\n    working_dirs: [work]\n{runner}"
+    ));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("uses the http backend"), "{err}");
+    assert!(err.contains("remote.reports_dir is not set"), "{err}");
+    assert!(err.contains("phase config"), "{err}");
+    assert!(!work.join("drift.json").exists());
+    assert!(!work.join("drift.json.status.json").exists());
+    // With it: the report lands where the exporter reads it.
+    let yaml = format!(
+        "custom_monitors:\n  terraform_state:\n    working_dirs: [work]\n    remote:\n      reports_dir: reports\n{runner}"
+    );
+    let (code, err) = run(&yaml);
+    assert_eq!(code, Some(2), "drift found: {err}");
+    assert!(!work.join("drift.json").exists());
+    let m = scrape(&monitor(root.path(), &yaml)).await;
+    let label = homelab_monitor::remote::working_dir_state_label(
+        &work,
+        root.path(),
+        "default",
+        &homelab_monitor::remote::Env::default(),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(label, srv.url("/state/prod"));
+    let folder = homelab_monitor::monitors::terraform::remote::reports_folder(&label);
+    assert!(
+        root.path()
+            .join("reports")
+            .join(&folder)
+            .join("drift.json")
+            .is_file(),
+        "report under reports/{folder}"
+    );
+    let one = |name: &str| series(&m, &format!("{name}{{state_file=\"{label}\"}}"));
+    assert_eq!(one("terraform_state_up"), Some(1.0), "{m}");
+    assert_eq!(one("terraform_state_drift"), Some(1.0), "{m}");
+    assert_eq!(one("terraform_drift_run_success"), Some(1.0), "{m}");
 }

@@ -530,3 +530,111 @@ fn sharding_bench() {
         }
     }
 }
+
+/// Issue 19 for the backups, health checks and zfs monitors: two replicas of
+/// one config read and export disjoint sets of backup sources (by name),
+/// health checks (by name) and zpool status files (by path), whose union is
+/// every one configured; each replica's `homelab_monitor_shard_targets`
+/// counts its own.
+#[test]
+fn shards_partition_backup_sources_health_checks_and_zfs_files() {
+    const N: usize = 12;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut sources, mut checks, mut files) = (String::new(), String::new(), Vec::new());
+    let mut all: BTreeSet<String> = BTreeSet::new();
+    for i in 0..N {
+        let b = dir.path().join(format!("backups/b{i:02}"));
+        std::fs::create_dir_all(&b).unwrap();
+        std::fs::write(b.join("dump.sql.gz"), b"x").unwrap();
+        sources.push_str(&format!(
+            "      - {{ name: src-{i:02}, format: directory, path: backups/b{i:02} }}\n"
+        ));
+        all.insert(format!("backup_validation:src-{i:02}"));
+        checks.push_str(&format!(
+            "    - {{ name: disk-{i:02}, disk: {{ path: \".\", min_free_ratio: 0.0 }} }}\n"
+        ));
+        all.insert(format!("health_checks:disk-{i:02}"));
+        std::fs::create_dir_all(dir.path().join("zfs")).unwrap();
+        std::fs::write(
+            dir.path().join(format!("zfs/host-{i:02}.txt")),
+            format!("  pool: tank{i}\n state: ONLINE\n  scan: scrub repaired 0B in 00:12:34 with 0 errors on Sun Nov  8 00:36:35 2026\nconfig:\n\n\tNAME        STATE     READ WRITE CKSUM\n\ttank{i}       ONLINE       0     0     0\n\nerrors: No known data errors\n"),
+        )
+        .unwrap();
+        files.push(format!("zfs/host-{i:02}.txt"));
+        all.insert(format!("zfs_scrub:zfs/host-{i:02}.txt"));
+    }
+    std::fs::write(
+        dir.path().join("c.yaml"),
+        format!(
+            "custom_monitors:\n  backup_validation:\n    sources:\n{sources}  zfs_scrub:\n    timezone: UTC\n    status_files: [{}]\nhealth_checks:\n  checks:\n{checks}",
+            files.join(", ")
+        ),
+    )
+    .unwrap();
+    let replicas: Vec<Exporter> = (0..2)
+        .map(|s| {
+            Exporter::start(
+                dir.path(),
+                &[
+                    "--config",
+                    "c.yaml",
+                    "--shard",
+                    &s.to_string(),
+                    "--total-shards",
+                    "2",
+                ],
+            )
+        })
+        .collect();
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for (shard, e) in replicas.iter().enumerate() {
+        e.wait_ready();
+        let m = e.metrics();
+        let mut own: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+        for line in m.lines() {
+            if let Some(l) = labels_of(line, "homelab_monitor_target_last_read_timestamp_seconds") {
+                let key = format!("{}:{}", l["monitor"], l["target"]);
+                if let Some(other) = seen.insert(key.clone(), shard) {
+                    panic!("{key} is read by shards {other} and {shard}");
+                }
+            }
+            // The monitors' own series follow the same split.
+            for (metric, label, monitor) in [
+                ("backup_source_up", "source", "backup_validation"),
+                ("health_check_success", "check", "health_checks"),
+                ("zfs_status_file_up", "file", "zfs_scrub"),
+            ] {
+                if let Some(l) = labels_of(line, metric) {
+                    assert_eq!(value_of(line), Some(1.0), "shard {shard}: {line}");
+                    own.entry(monitor).or_default().insert(l[label].clone());
+                }
+            }
+        }
+        for monitor in ["backup_validation", "health_checks", "zfs_scrub"] {
+            let read: BTreeSet<String> = seen
+                .iter()
+                .filter(|(k, s)| **s == shard && k.starts_with(&format!("{monitor}:")))
+                .map(|(k, _)| k[monitor.len() + 1..].to_string())
+                .collect();
+            let exported = own.get(monitor).cloned().unwrap_or_default();
+            assert!(
+                !read.is_empty(),
+                "shard {shard} reads no {monitor} target:\n{m}"
+            );
+            assert_eq!(exported, read, "shard {shard} {monitor}: exported vs read");
+            assert_eq!(
+                sample(
+                    &m,
+                    &format!("homelab_monitor_shard_targets{{monitor=\"{monitor}\"}}")
+                ),
+                Some(read.len() as f64),
+                "shard {shard} {monitor}"
+            );
+        }
+    }
+    let got: BTreeSet<String> = seen.keys().cloned().collect();
+    assert_eq!(
+        got, all,
+        "the union of both shards is every configured target"
+    );
+}

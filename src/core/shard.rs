@@ -6,7 +6,9 @@
 //! and exports those only. Keys: a local Terraform state by its label (the
 //! path as exported in `state_file`), a remote state by its label
 //! (`s3://bucket/key`...), a certificate file by its label (`path`), a TLS
-//! endpoint by its address (`endpoint`).
+//! endpoint by its address (`endpoint`), a backup source by its name
+//! (`source`), a health check by its name (`check`), a zpool status file by
+//! its path as configured.
 //!
 //! The shard is a property of the process, like its version: it is installed
 //! once at start-up ([`install`]) before any monitor is built, and monitors
@@ -171,6 +173,14 @@ pub fn owns(key: &str) -> bool {
     current().owns(key)
 }
 
+/// The entries of a configured list that `shard` owns, by each entry's
+/// stable key (a backup source's name, a health check's name, a zpool status
+/// file's path as configured), in configuration order. Every replica loads
+/// the whole list; each reads and exports only these.
+pub fn owned<T>(shard: Shard, items: &[T], key: impl Fn(&T) -> &str) -> Vec<&T> {
+    items.iter().filter(|t| shard.owns(key(t))).collect()
+}
+
 /// The targets a monitor's snapshot reports as read by this replica: one per
 /// `homelab_monitor_target_last_read_timestamp_seconds` series.
 pub fn owned_targets(snap: &Snapshot) -> usize {
@@ -307,6 +317,27 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn owned_keeps_configuration_order_and_partitions() {
+        let names: Vec<String> = (0..30).map(|i| format!("check-{i}")).collect();
+        let parts: Vec<Vec<&String>> = (0..3)
+            .map(|i| owned(Shard::new(i, 3).unwrap(), &names, |n| n.as_str()))
+            .collect();
+        for p in &parts {
+            let pos: Vec<usize> = p
+                .iter()
+                .filter_map(|n| names.iter().position(|m| m == *n))
+                .collect();
+            assert!(pos.windows(2).all(|w| w[0] < w[1]), "{pos:?}");
+        }
+        let mut all: Vec<&String> = parts.concat();
+        assert_eq!(all.len(), names.len(), "each entry in exactly one part");
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), names.len());
+        assert_eq!(owned(Shard::default(), &names, |n| n.as_str()).len(), 30);
     }
 
     #[test]

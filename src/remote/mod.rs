@@ -35,6 +35,7 @@ use client::Budget;
 use config::RemoteBackend;
 pub use env::Env;
 pub use workdir::backend_of as working_dir_backend;
+pub use workdir::state_label_of as working_dir_state_label;
 
 /// A failure of one remote source, with a bounded `reason` label.
 /// The message names the source; it never holds a URL query, a header value,

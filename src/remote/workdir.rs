@@ -28,28 +28,10 @@ pub fn backend_of(
     budget: &Budget,
     env: &Env,
 ) -> Result<Option<Box<dyn StateBackend>>, RemoteError> {
-    let record = dir.join(".terraform").join("terraform.tfstate");
-    let shown = record
-        .strip_prefix(base)
-        .unwrap_or(&record)
-        .to_string_lossy()
-        .replace('\\', "/");
-    let text = match crate::core::safe_open::read(&record) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(RemoteError::new(
-                &shown,
-                "io",
-                format!("cannot read the backend record: {}", e.kind()),
-            ))
-        }
-    };
-    let v: Value = serde_json::from_slice(&text)
-        .map_err(|_| RemoteError::new(&shown, "not_json", "the backend record is not JSON"))?;
-    let Some(b) = v.get("backend").filter(|b| b.is_object()) else {
+    let Some((shown, v)) = read_record(dir, base)? else {
         return Ok(None);
     };
+    let b = &v["backend"];
     let kind = b["type"].as_str().unwrap_or("");
     let c = &b["config"];
     let s = |k: &str| c[k].as_str().filter(|s| !s.is_empty()).map(str::to_string);
@@ -260,6 +242,136 @@ pub fn backend_of(
     Ok(Some(backend))
 }
 
+/// `<dir>/.terraform/terraform.tfstate` as JSON, with its path relative to
+/// `base` for messages; `None` when there is none or it records no backend.
+fn read_record(dir: &Path, base: &Path) -> Result<Option<(String, Value)>, RemoteError> {
+    let record = dir.join(".terraform").join("terraform.tfstate");
+    let shown = record
+        .strip_prefix(base)
+        .unwrap_or(&record)
+        .to_string_lossy()
+        .replace('\\', "/");
+    let text = match crate::core::safe_open::read(&record) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(RemoteError::new(
+                &shown,
+                "io",
+                format!("cannot read the backend record: {}", e.kind()),
+            ))
+        }
+    };
+    let v: Value = serde_json::from_slice(&text)
+        .map_err(|_| RemoteError::new(&shown, "not_json", "the backend record is not JSON"))?;
+    if !v.get("backend").is_some_and(|b| b.is_object()) {
+        return Ok(None);
+    }
+    Ok(Some((shown, v)))
+}
+
+/// The `state_file` label the Terraform monitor gives to the state of
+/// `workspace` of the backend recorded in `dir` (as [`backend_of`] and the
+/// backend's discovery name it); `None` for the local backend or no record.
+/// No request is made and no credential is read: the drift runner uses it to
+/// put a remote state's report where the exporter looks for it.
+pub fn state_label_of(
+    dir: &Path,
+    base: &Path,
+    workspace: &str,
+    env: &Env,
+) -> Result<Option<String>, RemoteError> {
+    let Some((shown, v)) = read_record(dir, base)? else {
+        return Ok(None);
+    };
+    let b = &v["backend"];
+    let kind = b["type"].as_str().unwrap_or("");
+    let c = &b["config"];
+    let s = |k: &str| c[k].as_str().filter(|s| !s.is_empty()).map(str::to_string);
+    let default_ws = workspace.is_empty() || workspace == "default";
+    let missing = |what: &str| {
+        RemoteError::new(
+            &shown,
+            "config",
+            format!("the {kind} backend record has no {what}"),
+        )
+    };
+    let label = match kind {
+        "local" | "" => return Ok(None),
+        // The http backend has no workspaces.
+        "http" => super::http::label_of(
+            &s("address")
+                .or_else(|| env.var("TF_HTTP_ADDRESS"))
+                .ok_or_else(|| missing("address (set TF_HTTP_ADDRESS)"))?,
+        ),
+        "s3" => {
+            let bucket = s("bucket").ok_or_else(|| missing("bucket"))?;
+            let key = s("key").unwrap_or_else(|| "terraform.tfstate".into());
+            if default_ws {
+                format!("s3://{bucket}/{key}")
+            } else {
+                let wkp = s("workspace_key_prefix").unwrap_or_else(|| "env:".into());
+                format!(
+                    "s3://{bucket}/{}/{workspace}/{key}",
+                    wkp.trim_end_matches('/')
+                )
+            }
+        }
+        "pg" => {
+            let conn = s("conn_str")
+                .or_else(|| env.var("PG_CONN_STR"))
+                .ok_or_else(|| missing("conn_str (set PG_CONN_STR)"))?;
+            let schema = s("schema_name")
+                .or_else(|| env.var("PG_SCHEMA_NAME"))
+                .unwrap_or_else(|| DEFAULT_SCHEMA.into());
+            let ws = if default_ws { "default" } else { workspace };
+            let entry = PgBackend::new(&conn, &schema, dir, Duration::from_secs(1), env)?;
+            format!("{}/{ws}", entry.label())
+        }
+        "cloud" | "remote" => {
+            let host = s("hostname")
+                .or_else(|| {
+                    (kind == "cloud")
+                        .then(|| env.var("TF_CLOUD_HOSTNAME"))
+                        .flatten()
+                })
+                .unwrap_or_else(|| "app.terraform.io".into());
+            let org = s("organization")
+                .or_else(|| {
+                    (kind == "cloud")
+                        .then(|| env.var("TF_CLOUD_ORGANIZATION"))
+                        .flatten()
+                })
+                .ok_or_else(|| missing("organization (set TF_CLOUD_ORGANIZATION)"))?;
+            let ws = &c["workspaces"];
+            let name =
+                match (
+                    ws["name"].as_str().filter(|n| !n.is_empty()),
+                    ws["prefix"].as_str().filter(|p| !p.is_empty()),
+                ) {
+                    (Some(n), _) => n.to_string(),
+                    (None, Some(p)) if !default_ws => format!("{p}{workspace}"),
+                    (None, None) if !default_ws => workspace.to_string(),
+                    _ => return Err(missing(
+                        "workspace name for the selected workspace (select one with TF_WORKSPACE)",
+                    )),
+                };
+            format!(
+                "{}/{name}",
+                super::hcp::org_label(&format!("https://{host}"), &org)
+            )
+        }
+        _ => {
+            return Err(RemoteError::new(
+                &shown,
+                "unsupported_backend",
+                "this backend type is not supported (http, s3, pg, cloud and remote are)",
+            ))
+        }
+    };
+    Ok(Some(label))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -395,5 +507,67 @@ mod tests {
         let e = label(&env).unwrap_err();
         assert_eq!(e.reason, "tls", "{e}");
         assert!(e.message.contains("SSL_CERT_FILE"), "{e}");
+    }
+
+    #[test]
+    fn state_labels_of_working_directories_match_discovery_without_requests() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        let env = Env::default();
+        let label = |ws: &str| state_label_of(d, d, ws, &env).map_err(|e| e.to_string());
+        assert_eq!(label("default"), Ok(None), "no record");
+        record(d, r#"{"backend":{"type":"local","config":{}}}"#);
+        assert_eq!(label("default"), Ok(None), "local backend");
+        record(
+            d,
+            r#"{"backend":{"type":"http","config":{"address":"https://u:SECRET@h.lan/s?token=SECRET"}}}"#,
+        );
+        assert_eq!(label("default"), Ok(Some("https://h.lan/s".into())));
+        // s3: the default workspace's key, else `<workspace_key_prefix>/<ws>/<key>` (as listed).
+        record(
+            d,
+            r#"{"backend":{"type":"s3","config":{"bucket":"b","key":"app/terraform.tfstate"}}}"#,
+        );
+        assert_eq!(
+            label("default"),
+            Ok(Some("s3://b/app/terraform.tfstate".into()))
+        );
+        assert_eq!(
+            label("prod"),
+            Ok(Some("s3://b/env:/prod/app/terraform.tfstate".into()))
+        );
+        record(
+            d,
+            r#"{"backend":{"type":"s3","config":{"bucket":"b","key":"k","workspace_key_prefix":"ws/"}}}"#,
+        );
+        assert_eq!(label("prod"), Ok(Some("s3://b/ws/prod/k".into())));
+        // pg: the entry's label and the workspace.
+        record(
+            d,
+            r#"{"backend":{"type":"pg","config":{"conn_str":"postgres://u:SECRET@db.lan/tf"}}}"#,
+        );
+        assert_eq!(
+            label("default"),
+            Ok(Some("pg://db.lan:5432/tf/default".into()))
+        );
+        assert_eq!(label("prod"), Ok(Some("pg://db.lan:5432/tf/prod".into())));
+        // cloud: the named workspace, or the prefix and the selected one.
+        record(
+            d,
+            r#"{"backend":{"type":"cloud","config":{"organization":"lab","workspaces":{"name":"w"}}}}"#,
+        );
+        assert_eq!(label("default"), Ok(Some("hcp://lab/w".into())));
+        record(
+            d,
+            r#"{"backend":{"type":"remote","config":{"hostname":"tfe.lan","organization":"lab","workspaces":{"prefix":"app-"}}}}"#,
+        );
+        assert_eq!(label("prod"), Ok(Some("hcp://tfe.lan/lab/app-prod".into())));
+        assert!(label("default").is_err());
+        record(
+            d,
+            r#"{"backend":{"type":"gcs","config":{"credentials":"SECRET"}}}"#,
+        );
+        let e = label("default").unwrap_err();
+        assert!(e.contains("not supported") && !e.contains("SECRET"), "{e}");
     }
 }

@@ -695,6 +695,14 @@ fn read_one(
     }
 }
 
+/// The sources `shard` reads and exports: sharded by the `source` name.
+pub fn owned_sources(
+    sources: &[BackupSourceConfig],
+    shard: crate::core::shard::Shard,
+) -> Vec<&BackupSourceConfig> {
+    crate::core::shard::owned(shard, sources, |s| s.name.as_str())
+}
+
 impl Inner {
     async fn collect(self: Arc<Self>, now: std::time::SystemTime) -> Snapshot {
         let schedule = crate::core::targets::Schedule::for_monitor(
@@ -703,11 +711,11 @@ impl Inner {
             self.cfg.timeout.0,
         );
         let retention = Duration::from_secs(u64::from(self.cfg.retention_days) * 86400);
-        let items: Vec<(String, BackupSourceConfig)> = self
-            .cfg
-            .sources
+        // Issue 19: this replica's sources (by name); the others are another's.
+        let sources = owned_sources(&self.cfg.sources, crate::core::shard::current());
+        let items: Vec<(String, BackupSourceConfig)> = sources
             .iter()
-            .map(|s| (s.name.clone(), s.clone()))
+            .map(|s| (s.name.clone(), (*s).clone()))
             .collect();
         let reader = self.clone();
         let reads = self
@@ -723,7 +731,7 @@ impl Inner {
         }
         let mut fresh = SnapshotBuilder::new();
         let mut pending = 0;
-        for (cfg, r) in self.cfg.sources.iter().zip(reads) {
+        for (cfg, r) in sources.iter().copied().zip(reads) {
             let name = cfg.name.as_str();
             let label = [("source", name)];
             pending += usize::from(r.pending);
@@ -1099,6 +1107,35 @@ impl Monitor for BackupMonitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 19: two shards of one config read disjoint sets of sources whose
+    /// union is every source, each in configuration order.
+    #[test]
+    fn shards_partition_the_backup_sources() {
+        use crate::core::shard::Shard;
+        let sources: String = (0..24)
+            .map(|i| format!("      - {{ name: src-{i:02}, format: directory, path: b/{i} }}\n"))
+            .collect();
+        let cfg = crate::core::config::parse(
+            &format!("custom_monitors:\n  backup_validation:\n    sources:\n{sources}"),
+            std::path::Path::new("c.yaml"),
+        )
+        .unwrap()
+        .custom_monitors
+        .backup_validation
+        .unwrap();
+        let names = |s: Shard| -> Vec<String> {
+            owned_sources(&cfg.sources, s).iter().map(|c| c.name.clone()).collect()
+        };
+        let all: Vec<String> = cfg.sources.iter().map(|c| c.name.clone()).collect();
+        assert_eq!(names(Shard::default()), all);
+        let (a, b) = (names(Shard::new(0, 2).unwrap()), names(Shard::new(1, 2).unwrap()));
+        assert!(!a.is_empty() && !b.is_empty(), "{a:?} {b:?}");
+        assert!(a.iter().all(|n| !b.contains(n)), "{a:?} {b:?}");
+        let mut union = [a, b].concat();
+        union.sort();
+        assert_eq!(union, all);
+    }
 
     fn rec(group: &str, time: f64, size: Option<u64>, success: bool) -> BackupRecord {
         BackupRecord {

@@ -373,10 +373,13 @@ impl Monitor for HealthMonitor {
         // The monitors' scheduler: each check is a target with its own
         // interval and deadline; a slow check never delays the others.
         let deadline = self.timeout();
+        // Issue 19: this replica's checks (by name); the others are another's.
+        let shard = crate::core::shard::current();
         let items: Vec<(String, usize, crate::core::targets::Schedule)> = self
             .checks
             .iter()
             .enumerate()
+            .filter(|(_, c)| shard.owns(&c.reg.name))
             .map(|(i, c)| {
                 let schedule = crate::core::targets::Schedule {
                     check_interval: c.interval,
@@ -414,6 +417,13 @@ impl Monitor for HealthMonitor {
             .map(|r| (r.value.0, r.read_at))
             .collect();
         let mut snap = snapshot(&results);
+        // One last-read series per check read by this replica: also what
+        // homelab_monitor_shard_targets counts (issue 19).
+        let mut fresh = SnapshotBuilder::new();
+        for (r, at) in &results {
+            crate::core::targets::emit_freshness(&mut fresh, "health_checks", &r.name, *at, false);
+        }
+        snap.families.extend(fresh.build().families);
         snap.pending = pending;
         Ok(snap)
     }

@@ -80,19 +80,10 @@ impl Sidecars {
 
     /// The drift report and baseline files of the remote state `label`.
     fn files(&self, label: &str) -> (LocalFile, Option<LocalFile>) {
-        let folder = reports_folder(label);
-        // The state's last label component plays the state file's name, so that
-        // `{stem}` / `{file}` work as beside local states.
-        let file = folder.rsplit('/').next().unwrap_or("state").to_string();
-        let virtual_state = self.dir.join(&folder).join(file);
         let local = |template: &str| {
-            let path = sibling_path(&virtual_state, template);
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().to_string())
-                .unwrap_or_default();
+            let (label, path) = sidecar_file(&self.dir, label, template);
             LocalFile {
-                label: format!("{folder}/{name}"),
+                label,
                 path,
                 max_size: self.max_size,
             }
@@ -102,6 +93,24 @@ impl Sidecars {
             self.baseline.as_deref().map(local),
         )
     }
+}
+
+/// Where the file `template` (`drift_report` or `baseline`, with `{stem}` /
+/// `{file}` as beside local states) of the remote state `label` lives under
+/// `reports_dir`: (its name for messages, its path). The exporter reads there
+/// and `homelab-monitor drift` writes there.
+pub fn sidecar_file(reports_dir: &Path, label: &str, template: &str) -> (String, PathBuf) {
+    let folder = reports_folder(label);
+    // The state's last label component plays the state file's name, so that
+    // `{stem}` / `{file}` work as beside local states.
+    let file = folder.rsplit('/').next().unwrap_or("state").to_string();
+    let virtual_state = reports_dir.join(&folder).join(file);
+    let path = sibling_path(&virtual_state, template);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    (format!("{folder}/{name}"), path)
 }
 
 /// The folder (relative to `remote.reports_dir`) that holds the drift report

@@ -199,6 +199,11 @@ impl ZfsMonitor {
     }
 }
 
+/// The status files `shard` reads and exports: sharded by the path as configured.
+pub fn owned_files(files: &[String], shard: crate::core::shard::Shard) -> Vec<&String> {
+    crate::core::shard::owned(shard, files, |f| f.as_str())
+}
+
 impl Inner {
     async fn collect(self: Arc<Self>, now: SystemTime) -> Snapshot {
         let schedule = crate::core::targets::Schedule::for_monitor(
@@ -206,11 +211,11 @@ impl Inner {
             self.cfg.retry_interval.0,
             self.cfg.timeout.0,
         );
-        let items: Vec<(String, String)> = self
-            .cfg
-            .status_files
+        // Issue 19: this replica's status files (by their path as configured).
+        let files = owned_files(&self.cfg.status_files, crate::core::shard::current());
+        let items: Vec<(String, String)> = files
             .iter()
-            .map(|f| (f.clone(), f.clone()))
+            .map(|f| ((*f).clone(), (*f).clone()))
             .collect();
         let reader = self.clone();
         let reads = self
@@ -228,7 +233,7 @@ impl Inner {
         let mut fresh = SnapshotBuilder::new();
         let mut seen: HashMap<String, &str> = HashMap::new();
         let mut pending = 0;
-        for (file, r) in self.cfg.status_files.iter().zip(&reads) {
+        for (file, r) in files.iter().copied().zip(&reads) {
             pending += usize::from(r.pending);
             if r.placeholder {
                 b.target(TargetStatus {
@@ -399,6 +404,22 @@ impl Monitor for ZfsMonitor {
 mod tests {
     use super::*;
     use crate::core::config::parse;
+
+    /// Issue 19: two shards of one config read disjoint sets of status files
+    /// whose union is every file.
+    #[test]
+    fn shards_partition_the_status_files() {
+        use crate::core::shard::Shard;
+        let files: Vec<String> = (0..24).map(|i| format!("/var/lib/zfs/host-{i:02}.txt")).collect();
+        let own = |s: Shard| -> Vec<String> { owned_files(&files, s).into_iter().cloned().collect() };
+        assert_eq!(own(Shard::default()), files);
+        let (a, b) = (own(Shard::new(0, 2).unwrap()), own(Shard::new(1, 2).unwrap()));
+        assert!(!a.is_empty() && !b.is_empty(), "{a:?} {b:?}");
+        assert!(a.iter().all(|f| !b.contains(f)), "{a:?} {b:?}");
+        let mut union = [a, b].concat();
+        union.sort();
+        assert_eq!(union, files);
+    }
 
     const TANK: &str = "  pool: tank\n state: ONLINE\n  scan: scrub repaired 0B in 00:12:34 with 0 errors on Sun Nov  8 00:36:35 2026\nconfig:\n\n\tNAME        STATE     READ WRITE CKSUM\n\ttank        ONLINE       0     0     0\n\t  mirror-0  ONLINE       0     0     0\n\t    sda     ONLINE       0     0     0\n\t    sdb     ONLINE       0     0     0\n\nerrors: No known data errors\n";
     const TANK_SCRUBBING: &str = "  pool: tank\n state: ONLINE\n  scan: scrub in progress since Sun Dec  6 00:24:01 2026\n\t1.23T scanned at 1.02G/s, 456G issued at 380M/s, 2.50T total\n\t0B repaired, 17.83% done, 01:34:12 to go\nconfig:\n\n\tNAME        STATE     READ WRITE CKSUM\n\ttank        ONLINE       0     0     0\n\nerrors: No known data errors\n";

@@ -41,11 +41,19 @@ pub struct DriftArgs {
 #[error("{0}")]
 pub struct DriftError(pub String);
 
+/// Where the drift reports go: the report's file name template and the
+/// exporter's `remote.reports_dir` (joined to the config's folder), if set.
+#[derive(Debug, Clone, Default)]
+pub struct ReportPlaces {
+    pub drift_report: String,
+    pub reports_dir: Option<PathBuf>,
+}
+
 /// The jobs of a config (or of `--dir`): directories relative to `base`,
 /// and the entries that cannot be planned (each a message; the others still run).
 pub fn jobs(
     cfg: &DriftRunnerConfig,
-    drift_report: &str,
+    places: &ReportPlaces,
     base: &Path,
     dirs: &[PathBuf],
 ) -> Result<(Vec<Job>, Vec<String>), DriftError> {
@@ -71,20 +79,48 @@ pub fn jobs(
         }
         let report = match report {
             Some(r) => r,
-            None => {
-                if let Some(t) = run::remote_backend(&dir) {
-                    problems.push(format!(
-                        "drift runner: {} uses the {t} backend: give its report path (working_dirs: [{{dir: ..., report: <remote.reports_dir>/<state label folder>/{drift_report}}}], see docs/remote-state.md)",
-                        dir.display()
-                    ));
+            None => match remote_report(&dir, base, places) {
+                Ok(Some(r)) => r,
+                Ok(None) => super::source::sibling_path(&run::local_state_path(&dir), &places.drift_report),
+                Err(p) => {
+                    problems.push(p);
                     continue;
                 }
-                super::source::sibling_path(&run::local_state_path(&dir), drift_report)
-            }
+            },
         };
         out.push(Job { dir, report });
     }
     Ok((out, problems))
+}
+
+/// The report of a working directory with a remote backend: where the
+/// exporter reads the remote state's drift report,
+/// `<remote.reports_dir>/<folder of the state's label>/<drift_report>`
+/// (`None`: the backend is local). An error message (phase `config`) when the
+/// backend is remote but `remote.reports_dir` is not set or the state's label
+/// cannot be told: a report beside a local state that does not exist would
+/// never be read.
+fn remote_report(dir: &Path, base: &Path, places: &ReportPlaces) -> Result<Option<PathBuf>, String> {
+    let Some(kind) = run::remote_backend(dir) else {
+        return Ok(None);
+    };
+    let Some(reports_dir) = &places.reports_dir else {
+        return Err(format!(
+            "drift runner: {} uses the {kind} backend and custom_monitors.terraform_state.remote.reports_dir is not set (phase config): set remote.reports_dir (the exporter reads remote states' drift reports there), or give this entry's report path (working_dirs: [{{dir: ..., report: ...}}]); see docs/remote-state.md",
+            dir.display()
+        ));
+    };
+    let env = crate::remote::Env::process();
+    match crate::remote::working_dir_state_label(dir, base, &run::current_workspace(dir), &env) {
+        Ok(Some(label)) => Ok(Some(
+            super::remote::sidecar_file(reports_dir, &label, &places.drift_report).1,
+        )),
+        Ok(None) => Ok(None),
+        Err(e) => Err(format!(
+            "drift runner: {} uses the {kind} backend, but its state's label cannot be told (phase config): {e}; fix the backend record (terraform init) or give this entry's report path (working_dirs: [{{dir: ..., report: ...}}])",
+            dir.display()
+        )),
+    }
 }
 
 /// When the job last ran (its status file), else when its report was written.
@@ -203,7 +239,11 @@ pub async fn run_command(config: &crate::core::config::Config, args: &DriftArgs)
         .clone()
         .unwrap_or_default();
     let runner = tf.drift_runner.clone().unwrap_or_default();
-    let jobs = jobs(&runner, &tf.drift_report, &config.base_dir, &args.dirs)?;
+    let places = ReportPlaces {
+        drift_report: tf.drift_report.clone(),
+        reports_dir: tf.remote.reports_dir.as_ref().map(|d| config.base_dir.join(d)),
+    };
+    let jobs = jobs(&runner, &places, &config.base_dir, &args.dirs)?;
     let code = command(runner, jobs, args.once, args.force).await;
     Ok(if code == 2 && args.exit_zero_on_drift { 0 } else { code })
 }

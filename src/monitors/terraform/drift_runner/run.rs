@@ -91,6 +91,54 @@ pub fn write_atomic(path: &Path, body: &[u8]) -> std::io::Result<()> {
     res
 }
 
+/// Whether `name` is a temp file of [`temp_beside`] for the file `of`:
+/// `.<of>.tmp-<pid>-<seq>`.
+fn is_temp_of(name: &str, of: &str) -> bool {
+    let Some(rest) = name
+        .strip_prefix('.')
+        .and_then(|n| n.strip_prefix(of))
+        .and_then(|n| n.strip_prefix(".tmp-"))
+    else {
+        return false;
+    };
+    let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    matches!(rest.split_once('-'), Some((pid, seq)) if digits(pid) && digits(seq))
+}
+
+/// Remove the temp files that runs killed before their rename left beside
+/// `report` (the report's and its status file's, `.<name>.tmp-<pid>-<seq>`)
+/// and that are older than `older_than` (the directory's timeout: no live
+/// run of this directory is older). Nothing else is touched. Returns the
+/// removed files' names.
+pub fn sweep_stale_temps(report: &Path, older_than: Duration, now: SystemTime) -> Vec<String> {
+    let (Some(folder), Some(name)) = (report.parent(), report.file_name()) else {
+        return Vec::new();
+    };
+    let name = name.to_string_lossy().to_string();
+    let status_name = format!("{name}.status.json");
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for e in entries.flatten() {
+        let file = e.file_name().to_string_lossy().to_string();
+        if !is_temp_of(&file, &name) && !is_temp_of(&file, &status_name) {
+            continue;
+        }
+        // Regular files only (not followed: a link is not ours).
+        let Ok(meta) = e.metadata() else { continue };
+        let old = meta
+            .modified()
+            .ok()
+            .and_then(|m| now.duration_since(m).ok())
+            .is_some_and(|age| age > older_than);
+        if meta.is_file() && old && std::fs::remove_file(e.path()).is_ok() {
+            removed.push(file);
+        }
+    }
+    removed
+}
+
 fn temp_beside(path: &Path) -> PathBuf {
     let name = path
         .file_name()
@@ -242,22 +290,29 @@ fn run_child(
     }
 }
 
+/// The selected workspace of `dir`: TF_WORKSPACE, else
+/// `.terraform/environment`, else `default`.
+pub fn current_workspace(dir: &Path) -> String {
+    std::env::var("TF_WORKSPACE")
+        .ok()
+        .or_else(|| {
+            std::fs::read_to_string(dir.join(".terraform/environment"))
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
+        .filter(|w| !w.is_empty() && !w.contains('/') && !w.contains(".."))
+        .unwrap_or_else(|| "default".into())
+}
+
 /// The folder of the local state of `dir`: `terraform.tfstate`, or the
 /// workspace's under `terraform.tfstate.d/` (TF_WORKSPACE, else `.terraform/environment`).
 pub fn local_state_path(dir: &Path) -> PathBuf {
-    let ws = std::env::var("TF_WORKSPACE").ok().or_else(|| {
-        std::fs::read_to_string(dir.join(".terraform/environment"))
-            .ok()
-            .map(|s| s.trim().to_string())
-    });
-    match ws.filter(|w| {
-        !w.is_empty() && w != "default" && !w.contains('/') && !w.contains("..")
-    }) {
-        Some(w) => dir
+    match current_workspace(dir) {
+        w if w == "default" => dir.join("terraform.tfstate"),
+        w => dir
             .join("terraform.tfstate.d")
             .join(w)
             .join("terraform.tfstate"),
-        None => dir.join("terraform.tfstate"),
     }
 }
 
@@ -316,6 +371,10 @@ pub fn run_job(job: &Job, cfg: &DriftRunnerConfig, secrets: &[String]) -> Outcom
         }
     };
     let (started, t0) = (SystemTime::now(), Instant::now());
+    let swept = sweep_stale_temps(&job.report, cfg.timeout.0, started);
+    if !swept.is_empty() {
+        tracing::info!(dir = %job.dir.display(), removed = ?swept, "removed temp files left by an interrupted drift run");
+    }
     let outcome = phases(job, cfg, secrets, t0 + cfg.timeout.0);
     record(job, &outcome, started, t0);
     outcome
@@ -427,5 +486,73 @@ fn phases(job: &Job, cfg: &DriftRunnerConfig, secrets: &[String], deadline: Inst
     Outcome::Written {
         drift: p.drift.len(),
         pending: p.pending.len(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn aged(path: &Path, age: Duration, now: SystemTime) {
+        std::fs::write(path, b"partial").unwrap();
+        let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        f.set_modified(now - age).unwrap();
+    }
+
+    #[test]
+    fn stale_temp_reports_of_killed_runs_are_swept_and_nothing_else() {
+        let d = tempfile::tempdir().unwrap();
+        let report = d.path().join("drift.json");
+        let now = SystemTime::now();
+        let hour = Duration::from_secs(3600);
+        let old = |n: &str| {
+            aged(&d.path().join(n), 2 * hour, now);
+        };
+        // Ours and older than the timeout: swept.
+        old(".drift.json.tmp-4242-0");
+        old(".drift.json.status.json.tmp-4242-1");
+        // Ours but younger than the timeout (a run may still be writing it): kept.
+        aged(&d.path().join(".drift.json.tmp-4243-7"), Duration::from_secs(60), now);
+        // Not our naming, or another report's: kept however old.
+        for n in [
+            "drift.json",
+            "drift.json.tmp",
+            ".drift.json.tmp-abc",
+            ".drift.json.tmp-1-2-3",
+            ".drift.json.tmp-",
+            ".other.json.tmp-1-2",
+            "notes.tmp",
+        ] {
+            old(n);
+        }
+        let mut swept = sweep_stale_temps(&report, hour, now);
+        swept.sort();
+        assert_eq!(
+            swept,
+            vec![".drift.json.status.json.tmp-4242-1", ".drift.json.tmp-4242-0"]
+        );
+        let mut left: Vec<String> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            vec![
+                ".drift.json.tmp-",
+                ".drift.json.tmp-1-2-3",
+                ".drift.json.tmp-4243-7",
+                ".drift.json.tmp-abc",
+                ".other.json.tmp-1-2",
+                "drift.json",
+                "drift.json.tmp",
+                "notes.tmp",
+            ]
+        );
+        // The names temp_beside makes are the ones swept.
+        let t = temp_beside(&report);
+        assert!(is_temp_of(&t.file_name().unwrap().to_string_lossy(), "drift.json"), "{t:?}");
+        // A missing folder is no error.
+        assert!(sweep_stale_temps(&d.path().join("nope/drift.json"), hour, now).is_empty());
     }
 }

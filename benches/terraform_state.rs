@@ -2,6 +2,8 @@
 //!
 //! Each mode runs in its own process so that its peak RSS (VmHWM) is its own:
 //!   gen DIR            write DIR/big.tfstate (~150 MB, 60,000 instances) and DIR/fleet/ (200 x ~1 MB)
+//!   gen-aws DIR        write DIR/aws.tfstate (~146 MB, 60,000 instances shaped like real AWS
+//!                      states: JSON-encoded IAM policies, user_data scripts, escapes everywhere)
 //!   validate PATH      read the file (or every *.tfstate below PATH) into memory and JSON-validate it (serde_json -> IgnoredAny)
 //!   parse FILE         stream-parse it with the monitor's parser
 //!   collect PATH       one cold collection of a file or a folder (fleet), then a re-check with
@@ -50,6 +52,13 @@ fn main() {
     let path = PathBuf::from(args.get(1).cloned().unwrap_or_else(|| "benches/out".into()));
     match mode {
         "gen" => generate(&path),
+        "gen-aws" => {
+            std::fs::create_dir_all(&path).expect("mkdir");
+            let mut w = std::io::BufWriter::new(
+                std::fs::File::create(path.join("aws.tfstate")).expect("create"),
+            );
+            gen::write_aws_state(&mut w, 60_000, "bench-aws", 1).expect("write");
+        }
         "validate" => {
             let t = Instant::now();
             let mut total = 0;
@@ -77,7 +86,7 @@ fn main() {
         "collect" => collect(&path),
         _ => {
             eprintln!(
-                "usage: terraform_state gen DIR | validate FILE | parse FILE | collect FILE_OR_DIR"
+                "usage: terraform_state gen DIR | gen-aws DIR | validate FILE | parse FILE | collect FILE_OR_DIR"
             );
             std::process::exit(2);
         }

@@ -77,7 +77,10 @@ pub fn write_aws_state<W: Write>(
         let n = left.min(per_resource);
         left -= n;
         let (rtype, module) = match r % 3 {
-            0 => ("aws_instance", format!("\"module\": \"module.web[\\\"eu-{}\\\"]\", ", r % 5)),
+            0 => (
+                "aws_instance",
+                format!("\"module\": \"module.web[\\\"eu-{}\\\"]\", ", r % 5),
+            ),
             1 => ("aws_iam_policy", String::new()),
             _ => ("aws_iam_role", "\"module\": \"module.iam\", ".to_string()),
         };
@@ -110,7 +113,11 @@ pub fn write_aws_state<W: Write>(
                 if i + 1 < n { "," } else { "" }
             )?;
         }
-        write!(w, "      ]\n    }}{}\n", if r + 1 < resources { "," } else { "" })?;
+        write!(
+            w,
+            "      ]\n    }}{}\n",
+            if r + 1 < resources { "," } else { "" }
+        )?;
     }
     write!(w, "  ],\n  \"check_results\": null\n}}\n")?;
     Ok(())

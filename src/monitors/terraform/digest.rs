@@ -359,7 +359,7 @@ pub(crate) struct Scan<'a> {
 }
 
 impl<'a> Scan<'a> {
-    /// A scan of `b`, which must be valid UTF-8 (checked by the caller).
+    /// A scan of `b` (the caller checks the UTF-8 of what it accepts).
     pub(crate) fn new(b: &'a [u8]) -> Self {
         Scan {
             b,
@@ -369,9 +369,9 @@ impl<'a> Scan<'a> {
         }
     }
 
-    pub(crate) fn at_end(&mut self) -> bool {
-        self.ws();
-        self.i == self.b.len()
+    /// Bytes consumed so far.
+    pub(crate) fn offset(&self) -> usize {
+        self.i
     }
 
     #[inline]
@@ -381,13 +381,7 @@ impl<'a> Scan<'a> {
 
     #[inline]
     pub(crate) fn ws(&mut self) {
-        while let Some(&c) = self.b.get(self.i) {
-            if c == b' ' || c == b'\n' || c == b'\t' || c == b'\r' {
-                self.i += 1;
-            } else {
-                break;
-            }
-        }
+        self.i = super::json_stream::skip_ws(self.b, self.i);
     }
 
     /// The byte `c` next (after whitespace): consume it.
@@ -410,7 +404,7 @@ impl<'a> Scan<'a> {
         let mut j = start;
         let mut escaped = false;
         loop {
-            let k = j + memchr::memchr2(b'"', b'\\', b.get(j..)?)?;
+            let k = j + super::json_stream::quote_or_backslash(b.get(j..)?)?;
             if b[k] == b'"' {
                 // Control characters must be escaped (serde_json refuses them).
                 if b[start..k].iter().fold(false, |acc, &c| acc | (c < 0x20)) {
@@ -453,7 +447,7 @@ impl<'a> Scan<'a> {
         let out = &mut self.scratch;
         out.clear();
         let mut j = start;
-        while let Some(k) = memchr::memchr(b'\\', &b[j..end]).map(|k| j + k) {
+        while let Some(k) = backslash(&b[j..end]).map(|k| j + k) {
             out.extend_from_slice(&b[j..k]);
             let c = b[k + 1];
             j = k + 2;
@@ -713,6 +707,19 @@ impl<'a> Scan<'a> {
         });
         Some(AttrDigest { whole, paths })
     }
+}
+
+/// The first `\\` in `s` (a plain loop first: escapes are often close).
+#[inline]
+fn backslash(s: &[u8]) -> Option<usize> {
+    const SHORT: usize = 16;
+    if let Some(k) = s.iter().take(SHORT).position(|&c| c == b'\\') {
+        return Some(k);
+    }
+    if s.len() <= SHORT {
+        return None;
+    }
+    memchr::memchr(b'\\', &s[SHORT..]).map(|k| k + SHORT)
 }
 
 /// The value of four hex digits.

@@ -219,7 +219,9 @@ fn read_members<R: Read>(
                     check_version(v)?;
                 }
                 let st = &mut p.st;
-                elements_with(s, d, &key, parse_resource, |r| add_resource(st, r))?;
+                elements_with(s, d, &key, fast_resource_prefix, parse_resource, |r| {
+                    add_resource(st, r)
+                })?;
             }
             "check_results" => {
                 let st = &mut p.st;
@@ -264,7 +266,7 @@ pub(crate) fn elements<T: DeserializeOwned, R: Read>(
     key: &str,
     f: impl FnMut(T),
 ) -> Result<(), ParseError> {
-    elements_with(s, doc, key, |raw| serde_json::from_slice(raw), f)
+    elements_with(s, doc, key, |_| None, |raw| serde_json::from_slice(raw), f)
 }
 
 /// [`elements`] with the element parser given (`parse` must give what
@@ -273,23 +275,20 @@ pub(crate) fn elements_with<T, R: Read>(
     s: &mut ObjectStream<R>,
     doc: &mut Option<&mut DocBuilder>,
     key: &str,
+    fast: impl FnMut(&[u8]) -> Option<(T, usize)>,
     parse: impl Fn(&[u8]) -> Result<T, serde_json::Error>,
     mut f: impl FnMut(T),
 ) -> Result<(), ParseError> {
     let Some(doc) = doc.as_deref_mut() else {
-        s.each_raw(|raw| {
-            f(parse(raw)?);
-            Ok(())
-        })?;
+        s.each_raw_fast(fast, parse, |v, _| f(v))?;
         return Ok(());
     };
     let mut kept = Vec::new();
-    let array = s.each_raw(|raw| {
-        f(parse(raw)?);
+    let array = s.each_raw_fast(fast, parse, |v, raw| {
+        f(v);
         if let Some(v) = doc.parse(raw) {
             kept.push(v);
         }
-        Ok(())
     })?;
     kept.shrink_to_fit();
     doc.insert(
@@ -444,7 +443,15 @@ fn parse_resource(raw: &[u8]) -> Result<RawResource, serde_json::Error> {
 /// `type`/`name`, lone surrogates, deep nesting, invalid UTF-8): the caller
 /// then asks `serde_json`.
 fn fast_resource(raw: &[u8]) -> Option<RawResource> {
-    std::str::from_utf8(raw).ok()?;
+    match fast_resource_prefix(raw)? {
+        (r, n) if raw[n..].iter().all(|c| matches!(c, b' ' | b'\n' | b'\t' | b'\r')) => Some(r),
+        _ => None,
+    }
+}
+
+/// [`fast_resource`] on the start of `raw` (which may hold more, or be cut
+/// short): the resource and its length, when one is complete and valid.
+fn fast_resource_prefix(raw: &[u8]) -> Option<(RawResource, usize)> {
     let mut scan = Scan::new(raw);
     let mut module = None;
     let mut mode = None;
@@ -473,16 +480,16 @@ fn fast_resource(raw: &[u8]) -> Option<RawResource> {
             _ => s.skip().map(drop),
         }
     })?;
-    if !scan.at_end() {
-        return None;
-    }
-    Some(RawResource {
+    let n = scan.offset();
+    std::str::from_utf8(&raw[..n]).ok()?;
+    let r = RawResource {
         module: module.flatten(),
         mode: mode.flatten(),
         rtype: rtype.flatten()?,
         name: name.flatten()?,
         instances: instances.flatten(),
-    })
+    };
+    Some((r, n))
 }
 
 fn fast_instance(s: &mut Scan<'_>) -> Option<RawInstance> {
@@ -1030,5 +1037,47 @@ mod tests {
         let bad_utf8 = b"{\"type\": \"t\", \"name\": \"n\", \"instances\": [{\"attributes\": {\"a\": \"\xff\"}}]}";
         assert!(fast_resource(bad_utf8).is_none());
         assert!(serde_json::from_slice::<RawResource>(bad_utf8).is_err());
+    }
+
+    /// A reader that hands out `n` bytes at a time.
+    struct Dribble<'a>(&'a [u8], usize);
+    impl Read for Dribble<'_> {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.1.min(out.len()).min(self.0.len());
+            out[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn fast_path_reads_the_same_whatever_the_chunking_and_errors_keep_their_position() {
+        let whole = parse(V4).unwrap();
+        for n in [1, 7, 100] {
+            let st = parse_state(Dribble(V4.as_bytes(), n)).unwrap();
+            assert_eq!(st.instances, whole.instances, "{n}");
+            assert_eq!(st.resource_counts, whole.resource_counts);
+        }
+        // Valid resources, then one with invalid JSON deep in its attributes:
+        // the position is serde_json's own for the whole document.
+        let res = |i: usize| format!("{{\"type\": \"t\", \"name\": \"r{i}\", \"instances\": [{{\"attributes\": {{\"ud\": \"a\\n\\u003e b\"}}}}]}}");
+        let mut doc = String::from("{\"version\": 4,\n\"resources\": [\n");
+        for i in 0..50 {
+            doc.push_str(&res(i));
+            doc.push_str(",\n");
+        }
+        doc.push_str("{\"type\": \"t\", \"name\": \"bad\",\n \"instances\": [{\"attributes\": {\"x\": \"\\u12\", \"y\": 1}}]}\n]}\n");
+        let want = serde_json::from_str::<serde_json::Value>(&doc).unwrap_err();
+        for n in [3, 4096] {
+            let e = parse_state(Dribble(doc.as_bytes(), n)).unwrap_err();
+            assert_eq!(
+                e,
+                ParseError::Syntax {
+                    line: want.line(),
+                    column: want.column()
+                },
+                "{n}"
+            );
+        }
     }
 }

@@ -24,7 +24,7 @@ for shape in big aws; do
   tmp=$(mktemp)
   for i in $(seq "$runs"); do
     # Interleaved, so that the machine's load hits every contender alike.
-    /usr/bin/time -f "cat %e s, peak RSS %M KiB" cat "$f" 2>> "$tmp" > /dev/null
+    { TIMEFORMAT='cat %3R s,'; time cat "$f" > /dev/null; } 2>> "$tmp"
     "$bin" validate "$f" | sed 's/^/validate /' >> "$tmp"
     "$bin" collect "$f" | grep '^cold' | sed 's/^/collect /' >> "$tmp"
   done

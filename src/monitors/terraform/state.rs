@@ -1080,4 +1080,60 @@ mod tests {
             );
         }
     }
+
+    /// Differential check (a small in-tree fuzz): byte mutations of a
+    /// resource element; whenever the fast scan accepts one, serde_json must
+    /// accept it too and read exactly the same.
+    #[test]
+    fn fast_scan_never_accepts_what_serde_json_reads_differently() {
+        let base = br##"{"module": "module.a[\"x\"]", "mode": "managed", "type": "aws_iam_policy", "name": "p", "instances": [{"index_key": "k\u00e9", "status": "tainted", "attributes": {"policy": "{\"S\":[{\"A\":\"s3:*\"}]}", "ud": "#!/bin/sh\n\techo \u003e x \ud83d\ude00", "n": [1, -2.5e3, 0], "t": {"a": true, "b": null}}, "private": "x"}, {"index_key": 3, "deposed": "d", "attributes_flat": {"k": "v"}}]}"##;
+        let alphabet = b"{}[]\":,\\ntu0123456789-+.eE \t\nabcdfr/\x01\x7f\xc3\xa9";
+        let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let mut accepted = 0;
+        for _ in 0..20_000 {
+            let mut doc = base.to_vec();
+            for _ in 0..1 + next(3) {
+                let at = next(doc.len());
+                match next(3) {
+                    0 => doc[at] = alphabet[next(alphabet.len())],
+                    1 => {
+                        doc.remove(at);
+                    }
+                    _ => doc.insert(at, alphabet[next(alphabet.len())]),
+                }
+            }
+            let (fast, t) = with_path_table(|| fast_resource(&doc));
+            let Some(fast) = fast else { continue };
+            accepted += 1;
+            let (slow, t2) = with_path_table(|| serde_json::from_slice::<RawResource>(&doc));
+            let text = String::from_utf8_lossy(&doc);
+            let slow = slow.unwrap_or_else(|e| panic!("fast accepted what serde_json refuses ({e}): {text}"));
+            let show = |r: &RawResource, t: &PathTable| {
+                let i: Vec<String> = r
+                    .instances
+                    .iter()
+                    .flatten()
+                    .map(|i| {
+                        let d = |a: &Option<AttrDigest>| {
+                            a.as_ref().map(|a| {
+                                let p: Vec<(String, u64)> =
+                                    a.paths.iter().map(|(id, h)| (t.name(*id).to_string(), *h)).collect();
+                                (a.whole, p)
+                            })
+                        };
+                        format!("{:?} {:?} {:?} {:?} {:?}", i.index_key, i.status, i.deposed, d(&i.attributes), d(&i.attributes_flat))
+                    })
+                    .collect();
+                format!("{:?} {:?} {} {} {:?}", r.module, r.mode, r.rtype, r.name, i)
+            };
+            assert_eq!(show(&fast, &t), show(&slow, &t2), "{text}");
+        }
+        assert!(accepted > 100, "{accepted}");
+    }
 }

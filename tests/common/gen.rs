@@ -109,7 +109,7 @@ pub fn write_aws_state<W: Write>(
             };
             write!(
                 w,
-                "        {{\n          \"index_key\": {key},\n          \"schema_version\": 1,\n          \"attributes\": {{\n            {attrs}\n          }},\n          \"sensitive_attributes\": [],\n          \"private\": \"CANARY-aws-private-eyJzY2hlbWFfdmVyc2lvbiI6IjEifQ==\",\n          \"dependencies\": [\n            \"module.vpc.aws_vpc.main\",\n            \"module.vpc.aws_subnet.private[\\\"eu-west-1a\\\"]\"\n          ]\n        }}{}\n",
+                "        {{\n          \"index_key\": {key},\n          \"schema_version\": 1,\n          \"attributes\": {{\n            {attrs}\n          }},\n          \"sensitive_attributes\": [],\n          \"private\": \"Q0FOQVJZLWF3cy1wcml2YXRl\",\n          \"dependencies\": [\n            \"module.vpc.aws_vpc.main\",\n            \"module.vpc.aws_subnet.private\"\n          ]\n        }}{}\n",
                 if i + 1 < n { "," } else { "" }
             )?;
         }

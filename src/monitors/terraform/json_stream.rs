@@ -449,8 +449,8 @@ impl<R: Read> ObjectStream<R> {
             }
         }
         let mut first = true;
-        // The largest element so far: keep about twice that buffered, so
-        // that the fast path usually sees a whole element.
+        // The largest element so far: keep a quarter more than that
+        // buffered, so that the fast path usually sees a whole element.
         let mut largest = 0usize;
         loop {
             match self.peek_non_ws()? {
@@ -467,7 +467,7 @@ impl<R: Read> ObjectStream<R> {
             if self.peek_non_ws()?.is_none() {
                 return Err(self.truncated());
             }
-            let want = (2 * largest).clamp(CHUNK / 2, self.max_value / 2);
+            let want = (largest + largest / 4).clamp(CHUNK / 2, self.max_value / 2);
             self.ensure(want)?;
             if let Some((v, n)) = fast(&self.buf[self.pos..self.len]) {
                 let (a, b) = (self.pos, self.pos + n);
@@ -488,7 +488,7 @@ impl<R: Read> ObjectStream<R> {
     fn ensure(&mut self, n: usize) -> Result<(), ParseError> {
         while self.len - self.pos < n && !self.eof {
             if self.buf.len() < n {
-                let new_len = n.next_power_of_two().min(self.max_value);
+                let new_len = n.min(self.max_value);
                 if new_len as u64 > crate::core::safe_open::LARGE_READ && self.large.is_none() {
                     self.large = Some(crate::core::safe_open::LargeReadPermit::acquire());
                 }

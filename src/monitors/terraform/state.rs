@@ -159,7 +159,17 @@ pub fn parse_state<R: Read>(reader: R) -> Result<ParsedState, ParseError> {
 /// `None` for an encrypted state (policies are not evaluated on it) and an
 /// error when the document is not valid JSON in a part the summary skips.
 pub fn parse_state_with_input<R: Read>(reader: R) -> Result<(ParsedState, PolicyInput), ParseError> {
-    let mut doc = DocBuilder::new();
+    parse_state_with_input_limited(reader, u64::MAX)
+}
+
+/// [`parse_state_with_input`] whose policy input gives up
+/// ([`InputError::TooLarge`]) past `limit` bytes of JSON text, so that its
+/// memory stays bounded; the summary parse goes on.
+pub fn parse_state_with_input_limited<R: Read>(
+    reader: R,
+    limit: u64,
+) -> Result<(ParsedState, PolicyInput), ParseError> {
+    let mut doc = DocBuilder::with_limit(limit);
     let st = parse(reader, Some(&mut doc))?;
     let input = if st.encrypted {
         None

@@ -6,6 +6,9 @@
 //!                      states: JSON-encoded IAM policies, user_data scripts, escapes everywhere)
 //!   validate PATH      read the file (or every *.tfstate below PATH) into memory and JSON-validate it (serde_json -> IgnoredAny)
 //!   parse FILE         stream-parse it with the monitor's parser
+//!   collect-policies FILE [MAX_INPUT_BYTES]
+//!                      `collect` with the starter policies (run from the repository root) and
+//!                      policy_max_input_size (default 256 MiB)
 //!   collect PATH       one cold collection of a file or a folder (fleet), then a re-check with
 //!                      unchanged files, then /metrics encoding; prints timings
 //! Run it with `scripts/bench.sh`.
@@ -83,7 +86,16 @@ fn main() {
                 &format!(", {} instances", st.instance_count()),
             );
         }
-        "collect" => collect(&path),
+        "collect" => collect(&path, None),
+        "collect-policies" => {
+            // The starter library (policies/), with policy_max_input_size.
+            let max = args
+                .get(2)
+                .and_then(|a| a.parse().ok())
+                .unwrap_or(256u64 << 20);
+            let lib = std::env::current_dir().expect("cwd").join("policies");
+            collect(&path, Some((lib.to_string_lossy().to_string(), max)));
+        }
         _ => {
             eprintln!(
                 "usage: terraform_state gen DIR | gen-aws DIR | validate FILE | parse FILE | collect FILE_OR_DIR"
@@ -124,8 +136,14 @@ fn generate(dir: &Path) {
     println!("generated in {:.1} s", t.elapsed().as_secs_f64());
 }
 
-fn collect(path: &Path) {
+fn collect(path: &Path, policies: Option<(String, u64)>) {
     let mut cfg = TerraformConfig::default();
+    if let Some((lib, max)) = policies {
+        cfg.policies = vec![lib];
+        cfg.policy_max_input_size = homelab_monitor::core::config::ByteSize(max);
+        cfg.policy_timeout = HumanDuration(std::time::Duration::from_secs(600));
+        cfg.timeout = HumanDuration(std::time::Duration::from_secs(600));
+    }
     let (base, rel) = if path.is_dir() {
         (path.to_path_buf(), None)
     } else {
@@ -150,7 +168,27 @@ fn collect(path: &Path) {
         let out = registry.gather().await;
         let cold = t.elapsed().as_secs_f64();
         let targets = out[0].snapshot.targets.len();
-        report("cold collection", cold, &format!(", {targets} state(s)"));
+        let policies: Vec<f64> = out[0]
+            .snapshot
+            .families
+            .iter()
+            .filter(|f| f.def.name == "terraform_state_policy_evaluation_success")
+            .flat_map(|f| f.samples.iter().map(|x| x.value))
+            .collect();
+        let evaluated = if policies.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", policies evaluated {}/{}",
+                policies.iter().filter(|v| **v == 1.0).count(),
+                policies.len()
+            )
+        };
+        report(
+            "cold collection",
+            cold,
+            &format!(", {targets} state(s){evaluated}"),
+        );
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         let t = Instant::now();
         registry.gather().await;

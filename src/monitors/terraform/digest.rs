@@ -438,6 +438,71 @@ impl<'a> Scan<'a> {
         }
     }
 
+    /// [`Self::string_span`] and the hash of the unescaped content
+    /// ([`hash_str`]) in one pass: segments between escapes are copied into
+    /// the reused buffer as they are found (nothing is copied without escapes).
+    fn string_hash(&mut self) -> Option<u64> {
+        let b = self.b;
+        let start = self.i + 1;
+        let mut j = start;
+        self.scratch.clear();
+        let mut escaped = false;
+        loop {
+            let k = j + super::json_stream::quote_or_backslash(b.get(j..)?)?;
+            if b[k] == b'"' {
+                if b[start..k].iter().fold(false, |acc, &c| acc | (c < 0x20)) {
+                    return None;
+                }
+                self.i = k + 1;
+                return Some(if escaped {
+                    self.scratch.extend_from_slice(&b[j..k]);
+                    hash_str(&self.scratch)
+                } else {
+                    hash_str(&b[start..k])
+                });
+            }
+            escaped = true;
+            self.scratch.extend_from_slice(&b[j..k]);
+            let byte = match *b.get(k + 1)? {
+                b'"' => b'"',
+                b'\\' => b'\\',
+                b'/' => b'/',
+                b'b' => 0x08,
+                b'f' => 0x0c,
+                b'n' => b'\n',
+                b'r' => b'\r',
+                b't' => b'\t',
+                b'u' => {
+                    let n = hex4(b.get(k + 2..k + 6)?)?;
+                    j = k + 6;
+                    let cp = if (0xD800..0xDC00).contains(&n) {
+                        if b.get(j..j + 2)? != b"\\u" {
+                            return None;
+                        }
+                        let lo = hex4(b.get(j + 2..j + 6)?)?;
+                        if !(0xDC00..0xE000).contains(&lo) {
+                            return None;
+                        }
+                        j += 6;
+                        0x10000 + ((n - 0xD800) << 10) + (lo - 0xDC00)
+                    } else if (0xDC00..0xE000).contains(&n) {
+                        return None;
+                    } else {
+                        n
+                    };
+                    let ch = char::from_u32(cp)?;
+                    let mut buf = [0u8; 4];
+                    self.scratch
+                        .extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                    continue;
+                }
+                _ => return None,
+            };
+            self.scratch.push(byte);
+            j = k + 2;
+        }
+    }
+
     /// The unescaped content of a validated string span.
     fn unescaped(&mut self, start: usize, end: usize, escaped: bool) -> &[u8] {
         if !escaped {
@@ -650,14 +715,8 @@ impl<'a> Scan<'a> {
                 h.write_usize(n);
                 Some(if hash { h.finish() } else { 0 })
             }
-            b'"' => {
-                let (a, z, esc) = self.string_span()?;
-                Some(if hash {
-                    hash_str(self.unescaped(a, z, esc))
-                } else {
-                    0
-                })
-            }
+            b'"' if hash => self.string_hash(),
+            b'"' => self.string_span().map(|_| 0),
             b't' => {
                 self.literal(b"true")?;
                 Some(tagged(1, |h| h.write_u8(1)))

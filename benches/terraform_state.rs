@@ -2,8 +2,13 @@
 //!
 //! Each mode runs in its own process so that its peak RSS (VmHWM) is its own:
 //!   gen DIR            write DIR/big.tfstate (~150 MB, 60,000 instances) and DIR/fleet/ (200 x ~1 MB)
+//!   gen-aws DIR        write DIR/aws.tfstate (~146 MB, 60,000 instances shaped like real AWS
+//!                      states: JSON-encoded IAM policies, user_data scripts, escapes everywhere)
 //!   validate PATH      read the file (or every *.tfstate below PATH) into memory and JSON-validate it (serde_json -> IgnoredAny)
 //!   parse FILE         stream-parse it with the monitor's parser
+//!   collect-policies FILE [MAX_INPUT_BYTES]
+//!                      `collect` with the starter policies (run from the repository root) and
+//!                      policy_max_input_size (default 256 MiB)
 //!   collect PATH       one cold collection of a file or a folder (fleet), then a re-check with
 //!                      unchanged files, then /metrics encoding; prints timings
 //! Run it with `scripts/bench.sh`.
@@ -50,6 +55,13 @@ fn main() {
     let path = PathBuf::from(args.get(1).cloned().unwrap_or_else(|| "benches/out".into()));
     match mode {
         "gen" => generate(&path),
+        "gen-aws" => {
+            std::fs::create_dir_all(&path).expect("mkdir");
+            let mut w = std::io::BufWriter::new(
+                std::fs::File::create(path.join("aws.tfstate")).expect("create"),
+            );
+            gen::write_aws_state(&mut w, 60_000, "bench-aws", 1).expect("write");
+        }
         "validate" => {
             let t = Instant::now();
             let mut total = 0;
@@ -74,10 +86,19 @@ fn main() {
                 &format!(", {} instances", st.instance_count()),
             );
         }
-        "collect" => collect(&path),
+        "collect" => collect(&path, None),
+        "collect-policies" => {
+            // The starter library (policies/), with policy_max_input_size.
+            let max = args
+                .get(2)
+                .and_then(|a| a.parse().ok())
+                .unwrap_or(256u64 << 20);
+            let lib = std::env::current_dir().expect("cwd").join("policies");
+            collect(&path, Some((lib.to_string_lossy().to_string(), max)));
+        }
         _ => {
             eprintln!(
-                "usage: terraform_state gen DIR | validate FILE | parse FILE | collect FILE_OR_DIR"
+                "usage: terraform_state gen DIR | gen-aws DIR | validate FILE | parse FILE | collect FILE_OR_DIR"
             );
             std::process::exit(2);
         }
@@ -115,8 +136,14 @@ fn generate(dir: &Path) {
     println!("generated in {:.1} s", t.elapsed().as_secs_f64());
 }
 
-fn collect(path: &Path) {
+fn collect(path: &Path, policies: Option<(String, u64)>) {
     let mut cfg = TerraformConfig::default();
+    if let Some((lib, max)) = policies {
+        cfg.policies = vec![lib];
+        cfg.policy_max_input_size = homelab_monitor::core::config::ByteSize(max);
+        cfg.policy_timeout = HumanDuration(std::time::Duration::from_secs(600));
+        cfg.timeout = HumanDuration(std::time::Duration::from_secs(600));
+    }
     let (base, rel) = if path.is_dir() {
         (path.to_path_buf(), None)
     } else {
@@ -141,7 +168,27 @@ fn collect(path: &Path) {
         let out = registry.gather().await;
         let cold = t.elapsed().as_secs_f64();
         let targets = out[0].snapshot.targets.len();
-        report("cold collection", cold, &format!(", {targets} state(s)"));
+        let policies: Vec<f64> = out[0]
+            .snapshot
+            .families
+            .iter()
+            .filter(|f| f.def.name == "terraform_state_policy_evaluation_success")
+            .flat_map(|f| f.samples.iter().map(|x| x.value))
+            .collect();
+        let evaluated = if policies.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", policies evaluated {}/{}",
+                policies.iter().filter(|v| **v == 1.0).count(),
+                policies.len()
+            )
+        };
+        report(
+            "cold collection",
+            cold,
+            &format!(", {targets} state(s){evaluated}"),
+        );
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         let t = Instant::now();
         registry.gather().await;

@@ -301,8 +301,22 @@ fn stale_outcome(
 type EncodedCache = Vec<(
     crate::core::encoder::Format,
     Vec<Arc<Snapshot>>,
-    Arc<String>,
+    Arc<EncodedPart>,
 )>;
+
+/// The monitors' part of an exposition, encoded once per collection, and its
+/// gzip prefix, compressed once on the first scrape that asks for gzip.
+struct EncodedPart {
+    text: String,
+    gzip: std::sync::OnceLock<crate::core::compress::GzipPrefix>,
+}
+
+/// One `/metrics` answer: its body in the negotiated content coding.
+#[derive(Debug)]
+pub struct ScrapeBody {
+    pub body: Vec<u8>,
+    pub encoding: crate::core::compress::Encoding,
+}
 
 /// All enabled monitors.
 pub struct Registry {
@@ -311,6 +325,9 @@ pub struct Registry {
     /// Encoded monitors' part per format, with the snapshots it was made from
     /// (held, so their identity cannot be reused while the entry exists).
     encoded: Mutex<EncodedCache>,
+    /// Times the monitors' part was gzip-compressed (once per collection
+    /// and format at most; a test hook).
+    gzip_compressions: AtomicU64,
 }
 
 impl Registry {
@@ -329,6 +346,7 @@ impl Registry {
             entries,
             clock,
             encoded: Mutex::new(Vec::new()),
+            gzip_compressions: AtomicU64::new(0),
         }
     }
 
@@ -399,6 +417,57 @@ impl Registry {
         wait: Duration,
         extra: Option<Snapshot>,
     ) -> Result<String, std::fmt::Error> {
+        let (monitors, tail) = self.scrape_parts(format, wait, extra).await?;
+        let mut out = String::with_capacity(monitors.text.len() + tail.len());
+        out.push_str(&monitors.text);
+        out.push_str(&tail);
+        Ok(out)
+    }
+
+    /// [`Registry::scrape`] in a content coding: with gzip, the monitors'
+    /// part is compressed once per collection (cached beside its text) and
+    /// only the per-scrape tail is compressed per request.
+    pub async fn scrape_encoded(
+        &self,
+        format: crate::core::encoder::Format,
+        wait: Duration,
+        extra: Option<Snapshot>,
+        encoding: crate::core::compress::Encoding,
+    ) -> Result<ScrapeBody, std::fmt::Error> {
+        use crate::core::compress::{Encoding, GzipPrefix};
+        let (monitors, tail) = self.scrape_parts(format, wait, extra).await?;
+        let body = match encoding {
+            Encoding::Identity => {
+                let mut out = Vec::with_capacity(monitors.text.len() + tail.len());
+                out.extend_from_slice(monitors.text.as_bytes());
+                out.extend_from_slice(tail.as_bytes());
+                out
+            }
+            Encoding::Gzip => monitors
+                .gzip
+                .get_or_init(|| {
+                    self.gzip_compressions.fetch_add(1, Ordering::Relaxed);
+                    GzipPrefix::new(monitors.text.as_bytes())
+                })
+                .finish(tail.as_bytes()),
+        };
+        Ok(ScrapeBody { body, encoding })
+    }
+
+    /// How many times the monitors' part was gzip-compressed (test hook: warm
+    /// scrapes must not add to it).
+    pub fn gzip_compressions(&self) -> u64 {
+        self.gzip_compressions.load(Ordering::Relaxed)
+    }
+
+    /// The cached monitors' part and the per-scrape tail (self metrics,
+    /// `extra`, and the format's end).
+    async fn scrape_parts(
+        &self,
+        format: crate::core::encoder::Format,
+        wait: Duration,
+        extra: Option<Snapshot>,
+    ) -> Result<(Arc<EncodedPart>, String), std::fmt::Error> {
         use crate::core::encoder::{encode_cached_part, encode_part, finish};
         let outcomes = self.gather_with(Wait::Serve(wait)).await;
         let snaps: Vec<Arc<Snapshot>> = outcomes.iter().map(|o| o.snapshot.clone()).collect();
@@ -414,7 +483,10 @@ impl Registry {
         let monitors = match cached {
             Some(body) => body,
             None => {
-                let body = Arc::new(encode_cached_part(snaps.clone(), format)?);
+                let body = Arc::new(EncodedPart {
+                    text: encode_cached_part(snaps.clone(), format)?,
+                    gzip: std::sync::OnceLock::new(),
+                });
                 let mut c = self.encoded.lock().unwrap_or_else(|e| e.into_inner());
                 c.retain(|(f, _, _)| *f != format);
                 c.push((format, snaps.clone(), body.clone()));
@@ -423,12 +495,9 @@ impl Registry {
         };
         let mut own = vec![Arc::new(self.self_metrics(&outcomes))];
         own.extend(extra.map(Arc::new));
-        let selfm = encode_part(own, format)?;
-        let mut out = String::with_capacity(monitors.len() + selfm.len() + 8);
-        out.push_str(&monitors);
-        out.push_str(&selfm);
-        finish(&mut out, format)?;
-        Ok(out)
+        let mut tail = encode_part(own, format)?;
+        finish(&mut tail, format)?;
+        Ok((monitors, tail))
     }
 }
 

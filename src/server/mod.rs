@@ -10,7 +10,8 @@ use std::time::Duration;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{
-    HeaderValue, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE,
+    HeaderValue, ACCEPT_ENCODING, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_ENCODING,
+    CONTENT_TYPE, VARY, WWW_AUTHENTICATE,
 };
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -19,11 +20,14 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+use crate::core::compress::Encoding;
 use crate::core::encoder::Format;
-use crate::core::registry::Registry;
+use crate::core::registry::{Registry, ScrapeBody};
 use crate::core::snapshot::{MetricDef, SnapshotBuilder};
 use crate::server::web_config::{WebConfig, WebConfigWatcher};
 
+#[cfg(test)]
+mod encoding_tests;
 mod guard;
 pub mod probe;
 pub mod status_page;
@@ -118,17 +122,24 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Resp {
 }
 
 /// A metrics exposition (`/metrics`, `/probe`) as the answer: its content
-/// type, never cached; a failed encoding is a 500 and a log line.
-fn exposition(body: Result<String, std::fmt::Error>, format: Format) -> Resp {
+/// type and content coding (`Vary: Accept-Encoding`), never cached; a failed
+/// encoding is a 500 and a log line.
+fn exposition(body: Result<ScrapeBody, std::fmt::Error>, format: Format) -> Resp {
     match body {
         Ok(body) => {
-            let mut r = text(StatusCode::OK, body);
+            let mut r = text(StatusCode::OK, body.body);
             r.headers_mut().insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static(format.content_type()),
             );
             r.headers_mut()
                 .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r.headers_mut()
+                .insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+            if let Some(coding) = body.encoding.header() {
+                r.headers_mut()
+                    .insert(CONTENT_ENCODING, HeaderValue::from_static(coding));
+            }
             r
         }
         Err(e) => {
@@ -139,6 +150,15 @@ fn exposition(body: Result<String, std::fmt::Error>, format: Format) -> Resp {
             )
         }
     }
+}
+
+/// The content coding a request's `Accept-Encoding` asks for.
+fn accept_encoding<B>(req: &Request<B>) -> Encoding {
+    Encoding::negotiate(
+        req.headers()
+            .get(ACCEPT_ENCODING)
+            .and_then(|v| v.to_str().ok()),
+    )
 }
 
 /// Size of a request head as sent (request line, headers, blank line).
@@ -221,7 +241,13 @@ async fn route(req: Request<Incoming>, app: &AppState) -> Resp {
             app.cfg.first_scrape_wait,
         );
         let own = server_metrics(&app.conns, &app.web);
-        exposition(app.registry.scrape(format, budget, Some(own)).await, format)
+        let encoding = accept_encoding(&req);
+        exposition(
+            app.registry
+                .scrape_encoded(format, budget, Some(own), encoding)
+                .await,
+            format,
+        )
     } else {
         match path {
             "/probe" => match &app.probe {
@@ -232,6 +258,7 @@ async fn route(req: Request<Incoming>, app: &AppState) -> Resp {
                         req.uri().query(),
                         header("x-prometheus-scrape-timeout-seconds"),
                         format,
+                        accept_encoding(&req),
                     )
                     .await
                 }

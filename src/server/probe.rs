@@ -12,7 +12,9 @@ use hyper::StatusCode;
 use tokio::sync::Semaphore;
 
 use crate::core::clock::SharedClock;
+use crate::core::compress::Encoding;
 use crate::core::encoder::Format;
+use crate::core::registry::ScrapeBody;
 use crate::core::snapshot::{MetricDef, SnapshotBuilder};
 use crate::monitors::certificates::modules::ProbeService;
 
@@ -51,6 +53,7 @@ impl ProbeHandler {
         query: Option<&str>,
         timeout_header: Option<&str>,
         format: Format,
+        encoding: Encoding,
     ) -> Resp {
         let (target, module) = match parse_query(query.unwrap_or("")) {
             Ok(x) => x,
@@ -89,7 +92,14 @@ impl ProbeHandler {
         b.gauge(&PROBE_SUCCESS, &[], if ok { 1.0 } else { 0.0 });
         b.gauge(&PROBE_DURATION, &[], began.elapsed().as_secs_f64());
         let snaps = vec![Arc::new(snap), Arc::new(b.build())];
-        exposition(crate::core::encoder::encode(snaps, format), format)
+        let body = crate::core::encoder::encode(snaps, format).map(|text| ScrapeBody {
+            body: match encoding {
+                Encoding::Identity => text.into_bytes(),
+                Encoding::Gzip => crate::core::compress::gzip(text.as_bytes()),
+            },
+            encoding,
+        });
+        exposition(body, format)
     }
 }
 
@@ -143,12 +153,21 @@ mod tests {
     #[tokio::test]
     async fn bad_requests_are_400_and_disallowed_targets_403() {
         let h = handler("modules: {}\nprobe:\n  allowed_targets: [\"10.0.0.0/8\"]\n");
-        let (s, b) = body(h.handle(None, None, Format::Classic).await).await;
+        let (s, b) = body(
+            h.handle(None, None, Format::Classic, Encoding::Identity)
+                .await,
+        )
+        .await;
         assert_eq!(s, StatusCode::BAD_REQUEST);
         assert!(b.contains("missing target"), "{b}");
         let (s, b) = body(
-            h.handle(Some("target=10.0.0.1"), None, Format::Classic)
-                .await,
+            h.handle(
+                Some("target=10.0.0.1"),
+                None,
+                Format::Classic,
+                Encoding::Identity,
+            )
+            .await,
         )
         .await;
         assert_eq!(s, StatusCode::BAD_REQUEST);
@@ -158,6 +177,7 @@ mod tests {
                 Some("target=10.0.0.1:443&module=nope"),
                 None,
                 Format::Classic,
+                Encoding::Identity,
             )
             .await,
         )
@@ -165,8 +185,13 @@ mod tests {
         assert_eq!(s, StatusCode::BAD_REQUEST);
         assert!(b.contains("unknown module \"nope\""), "{b}");
         let (s, b) = body(
-            h.handle(Some("target=127.0.0.1:443"), None, Format::Classic)
-                .await,
+            h.handle(
+                Some("target=127.0.0.1:443"),
+                None,
+                Format::Classic,
+                Encoding::Identity,
+            )
+            .await,
         )
         .await;
         assert_eq!(s, StatusCode::FORBIDDEN);
@@ -178,8 +203,13 @@ mod tests {
         let h = handler("modules: {}\nprobe:\n  max_concurrent: 1\n");
         let _held = h.slots.clone().try_acquire_owned().unwrap();
         let (s, b) = body(
-            h.handle(Some("target=127.0.0.1:1"), None, Format::Classic)
-                .await,
+            h.handle(
+                Some("target=127.0.0.1:1"),
+                None,
+                Format::Classic,
+                Encoding::Identity,
+            )
+            .await,
         )
         .await;
         assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
@@ -201,9 +231,12 @@ mod tests {
         let h = handler("modules:\n  slow: { timeout: 1h }\n");
         let q = format!("target={addr}&module=slow");
         let guard = Duration::from_secs(120);
-        let r = tokio::time::timeout(guard, h.handle(Some(&q), Some("1.5"), Format::Classic))
-            .await
-            .expect("the probe ignored the scrape timeout");
+        let r = tokio::time::timeout(
+            guard,
+            h.handle(Some(&q), Some("1.5"), Format::Classic, Encoding::Identity),
+        )
+        .await
+        .expect("the probe ignored the scrape timeout");
         let (s, b) = body(r).await;
         assert_eq!(s, StatusCode::OK);
         assert!(b.contains("\nprobe_success 0.0\n"), "{b}");
@@ -221,7 +254,16 @@ mod tests {
             .port();
         let h = handler("modules: {}\n");
         let q = format!("target=127.0.0.1:{port}");
-        let (s, b) = body(h.handle(Some(&q), Some("10"), Format::OpenMetrics).await).await;
+        let (s, b) = body(
+            h.handle(
+                Some(&q),
+                Some("10"),
+                Format::OpenMetrics,
+                Encoding::Identity,
+            )
+            .await,
+        )
+        .await;
         assert_eq!(s, StatusCode::OK);
         let value = |series: &str| {
             b.lines().find_map(|l| {
@@ -239,5 +281,34 @@ mod tests {
         assert!(value("probe_duration_seconds").is_some(), "{b}");
         assert!(b.ends_with("# EOF\n"), "{b}");
         assert!(!b.contains("homelab_monitor_"), "{b}");
+    }
+
+    #[tokio::test]
+    async fn a_probe_answer_is_gzip_when_asked_and_decodes_to_the_same_series() {
+        use std::io::Read;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let h = handler("modules: {}\n");
+        let q = format!("target=127.0.0.1:{port}");
+        let r = h
+            .handle(Some(&q), Some("10"), Format::Classic, Encoding::Gzip)
+            .await;
+        assert_eq!(r.headers()["content-encoding"], "gzip");
+        assert_eq!(r.headers()["vary"], "Accept-Encoding");
+        use http_body_util::BodyExt;
+        let z = r.into_body().collect().await.unwrap().to_bytes();
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&z[..])
+            .read_to_string(&mut text)
+            .unwrap();
+        assert!(text.contains("\nprobe_success 0.0\n"), "{text}");
+        let r = h
+            .handle(Some(&q), Some("10"), Format::Classic, Encoding::Identity)
+            .await;
+        assert!(r.headers().get("content-encoding").is_none());
+        assert_eq!(r.headers()["vary"], "Accept-Encoding");
     }
 }

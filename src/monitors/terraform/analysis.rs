@@ -4,10 +4,10 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::plan::{parse_plan, parse_plan_with_input, Action, ParsedPlan, PlanError};
-use super::policy::{Due, PolicySet};
+use super::plan::{parse_plan, parse_plan_with_input_limited, Action, ParsedPlan, PlanError};
+use super::policy::{Due, InputError, PolicySet};
 use super::source::{SourceError, Stamp, StateSource};
-use super::state::{parse_state, parse_state_with_input, ParseError, ParsedState, PolicyInput};
+use super::state::{parse_state, parse_state_with_input_limited, ParseError, ParsedState, PolicyInput};
 
 /// An error of one component of a target, with a bounded reason label.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -246,6 +246,7 @@ pub fn analyse_with_policies(
 ) -> Analysis {
     let due = policies.and_then(|set| Due::check(set, src.state, src.drift, mem.policy.as_ref()));
     let fresh = due.is_some();
+    let max_input = due.as_ref().map_or(u64::MAX, Due::max_input);
     let mut state_input: PolicyInput = None;
     let mut drift_input: PolicyInput = None;
     let label = src.state.label().to_string();
@@ -266,7 +267,7 @@ pub fn analyse_with_policies(
         fresh,
         |r| {
             if fresh {
-                parse_state_with_input(r).map(|(st, input)| {
+                parse_state_with_input_limited(r, max_input).map(|(st, input)| {
                     state_input = input;
                     Arc::new(st)
                 })
@@ -318,7 +319,7 @@ pub fn analyse_with_policies(
     if let Some(dsrc) = drift_src {
         match read_cached(dsrc, mem.drift.as_ref(), fresh, |r| {
             if fresh {
-                let (plan, input) = parse_plan_with_input(r);
+                let (plan, input) = parse_plan_with_input_limited(r, max_input);
                 drift_input = input;
                 plan.map(Arc::new)
             } else {
@@ -430,6 +431,16 @@ pub fn analyse_with_policies(
         let Some(due) = due else {
             return cached();
         };
+        let too_large = |i: &PolicyInput| match i {
+            Some(Err(e @ InputError::TooLarge { .. })) => Some(e.clone()),
+            _ => None,
+        };
+        if let (Some(e), true) = (too_large(&state_input).or(too_large(&drift_input)), up) {
+            // Refused whole rather than risking the process: no policy ran.
+            tracing::warn!(monitor = "terraform_state", state_file = %label, reason = e.reason(), "{e}");
+            let stamp = state_stamp?;
+            return Some(due.refused(stamp, e.reason(), e.to_string(), &mut mem.policy));
+        }
         match state_input {
             // This collection's read of the state built the input.
             Some(Ok(input)) if up => {
@@ -726,6 +737,49 @@ mod tests {
     }
 
     #[test]
+    fn a_state_over_the_policy_input_budget_fails_its_policies_as_too_large_not_the_process() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("p.rego"), "package p\nimport rego.v1\ndeny contains \"x\" if true\n").unwrap();
+        let resources: Vec<String> = (0..200)
+            .map(|i| format!(r#"{{"mode":"managed","type":"null_resource","name":"r{i}","instances":[{{"attributes":{{"id":"{i}","pad":"{}"}}}}]}}"#, "x".repeat(100)))
+            .collect();
+        let big = format!(r#"{{"version":4,"serial":1,"lineage":"l","resources":[{}]}}"#, resources.join(","));
+        let run = |limit: u64| {
+            let set = PolicySet::new(
+                vec!["p.rego".into()],
+                t.path().into(),
+                std::time::Duration::from_secs(10),
+            )
+            .with_max_input(limit);
+            let src = Counting::new("s", std::slice::from_ref(&big));
+            let mut mem = TargetMemory::default();
+            let a = analyse_with_policies(
+                TargetSources {
+                    state: &src,
+                    drift: None,
+                    baseline: None,
+                },
+                &mut mem,
+                Some(&set),
+            );
+            // The state itself is read and summarised either way.
+            assert!(a.up, "{:?}", a.errors);
+            assert_eq!(a.state.as_ref().unwrap().instance_count(), 200);
+            a
+        };
+        let a = run(10_000);
+        let p = a.policy.as_ref().expect("an outcome, not silence");
+        assert_eq!(p.results.len(), 1);
+        let r = &p.results[0];
+        assert!(!r.ok);
+        assert_eq!(r.reason, Some("too_large"));
+        assert!(r.error.as_deref().unwrap().contains("policy_max_input_size"), "{r:?}");
+        // Within the budget: evaluated as usual.
+        let b = run(big.len() as u64);
+        assert_eq!(messages(&b), vec!["x"]);
+    }
+
+    #[test]
     fn policy_change_on_a_source_that_cannot_serve_unchanged_content_again_is_no_state_error() {
         let t = tempfile::tempdir().unwrap();
         let policy = t.path().join("p.rego");
@@ -776,7 +830,7 @@ mod tests {
         };
         let a = analyse_with_policies(src(), &mut TargetMemory::default(), Some(&set));
         assert!(a.unchecked() && a.policy.is_none());
-        let (st, input) = parse_state_with_input(enc.docs[0].as_bytes()).unwrap();
+        let (st, input) = crate::monitors::terraform::state::parse_state_with_input(enc.docs[0].as_bytes()).unwrap();
         assert!(st.encrypted && input.is_none());
         let plain = Counting::new("p", &[STATE.to_string()]);
         let a = analyse(

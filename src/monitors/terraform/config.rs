@@ -45,6 +45,12 @@ monitor_config! {
         /// Longest one policy may run on one state before it is stopped.
         #[serde(default = "TerraformConfig::default_policy_timeout")]
         pub policy_timeout: HumanDuration,
+        /// The largest state (and drift report), in bytes of JSON, turned
+        /// into a policy input; larger ones fail every policy with reason
+        /// `too_large` instead of risking an out-of-memory kill (the engine
+        /// holds several times the file size).
+        #[serde(default = "TerraformConfig::default_policy_max_input_size")]
+        pub policy_max_input_size: ByteSize,
         /// `homelab-monitor drift`: the working directories it plans and how
         /// (see the drift runner in the README). The exporter never runs Terraform.
         #[serde(default)]
@@ -69,6 +75,9 @@ impl TerraformConfig {
     fn default_policy_timeout() -> HumanDuration {
         HumanDuration(Duration::from_secs(10))
     }
+    fn default_policy_max_input_size() -> ByteSize {
+        ByteSize(256 << 20)
+    }
 }
 
 impl Default for TerraformConfig {
@@ -88,6 +97,7 @@ impl Default for TerraformConfig {
             remote: RemoteOptions::default(),
             policies: Vec::new(),
             policy_timeout: Self::default_policy_timeout(),
+            policy_max_input_size: Self::default_policy_max_input_size(),
             drift_runner: None,
         }
     }

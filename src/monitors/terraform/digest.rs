@@ -337,6 +337,459 @@ impl<'a> Walker<'a> {
     }
 }
 
+/// Nesting deeper than this leaves the fast scan to the exact path.
+const FAST_DEPTH: usize = 100;
+
+/// A validating scan of JSON text that hashes attribute values exactly as
+/// [`Walker`] does, in the same pass: the fast path of the state parser.
+///
+/// It accepts only what `serde_json` accepts (the JSON grammar, no control
+/// characters in strings, valid escapes), and gives up (`None`) on anything
+/// else *and* on what it does not handle (lone surrogates, nesting deeper
+/// than [`FAST_DEPTH`]): the caller then parses the same bytes with
+/// `serde_json`, which produces the exact result or error with its position.
+/// Strings are skipped with `memchr2` (`"` and `\`) and checked for control
+/// characters with a vectorised pass; only strings with escapes are copied
+/// (into one reused buffer) before hashing.
+pub(crate) struct Scan<'a> {
+    b: &'a [u8],
+    i: usize,
+    depth: usize,
+    scratch: Vec<u8>,
+}
+
+impl<'a> Scan<'a> {
+    /// A scan of `b` (the caller checks the UTF-8 of what it accepts).
+    pub(crate) fn new(b: &'a [u8]) -> Self {
+        Scan {
+            b,
+            i: 0,
+            depth: 0,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Bytes consumed so far.
+    pub(crate) fn offset(&self) -> usize {
+        self.i
+    }
+
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    #[inline]
+    pub(crate) fn ws(&mut self) {
+        self.i = super::json_stream::skip_ws(self.b, self.i);
+    }
+
+    /// The byte `c` next (after whitespace): consume it.
+    #[inline]
+    fn eat(&mut self, c: u8) -> bool {
+        self.ws();
+        if self.peek() == Some(c) {
+            self.i += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Validate the string at the cursor (at its opening quote); the cursor
+    /// moves past it. Returns its content range and whether it has escapes.
+    fn string_span(&mut self) -> Option<(usize, usize, bool)> {
+        let b = self.b;
+        let start = self.i + 1;
+        let mut j = start;
+        let mut escaped = false;
+        loop {
+            let k = j + super::json_stream::quote_or_backslash(b.get(j..)?)?;
+            if b[k] == b'"' {
+                // Control characters must be escaped (serde_json refuses them).
+                if b[start..k].iter().fold(false, |acc, &c| acc | (c < 0x20)) {
+                    return None;
+                }
+                self.i = k + 1;
+                return Some((start, k, escaped));
+            }
+            escaped = true;
+            match *b.get(k + 1)? {
+                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => j = k + 2,
+                b'u' => {
+                    let n = hex4(b.get(k + 2..k + 6)?)?;
+                    j = k + 6;
+                    if (0xD800..0xDC00).contains(&n) {
+                        // A high surrogate must be followed by a low one.
+                        if b.get(j..j + 2)? != b"\\u" {
+                            return None;
+                        }
+                        let lo = hex4(b.get(j + 2..j + 6)?)?;
+                        if !(0xDC00..0xE000).contains(&lo) {
+                            return None;
+                        }
+                        j += 6;
+                    } else if (0xDC00..0xE000).contains(&n) {
+                        return None;
+                    }
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// [`Self::string_span`] and the hash of the unescaped content
+    /// ([`hash_str`]) in one pass: segments between escapes are copied into
+    /// the reused buffer as they are found (nothing is copied without escapes).
+    fn string_hash(&mut self) -> Option<u64> {
+        let b = self.b;
+        let start = self.i + 1;
+        let mut j = start;
+        self.scratch.clear();
+        let mut escaped = false;
+        loop {
+            let k = j + super::json_stream::quote_or_backslash(b.get(j..)?)?;
+            if b[k] == b'"' {
+                if b[start..k].iter().fold(false, |acc, &c| acc | (c < 0x20)) {
+                    return None;
+                }
+                self.i = k + 1;
+                return Some(if escaped {
+                    self.scratch.extend_from_slice(&b[j..k]);
+                    hash_str(&self.scratch)
+                } else {
+                    hash_str(&b[start..k])
+                });
+            }
+            escaped = true;
+            self.scratch.extend_from_slice(&b[j..k]);
+            let byte = match *b.get(k + 1)? {
+                b'"' => b'"',
+                b'\\' => b'\\',
+                b'/' => b'/',
+                b'b' => 0x08,
+                b'f' => 0x0c,
+                b'n' => b'\n',
+                b'r' => b'\r',
+                b't' => b'\t',
+                b'u' => {
+                    let n = hex4(b.get(k + 2..k + 6)?)?;
+                    j = k + 6;
+                    let cp = if (0xD800..0xDC00).contains(&n) {
+                        if b.get(j..j + 2)? != b"\\u" {
+                            return None;
+                        }
+                        let lo = hex4(b.get(j + 2..j + 6)?)?;
+                        if !(0xDC00..0xE000).contains(&lo) {
+                            return None;
+                        }
+                        j += 6;
+                        0x10000 + ((n - 0xD800) << 10) + (lo - 0xDC00)
+                    } else if (0xDC00..0xE000).contains(&n) {
+                        return None;
+                    } else {
+                        n
+                    };
+                    let ch = char::from_u32(cp)?;
+                    let mut buf = [0u8; 4];
+                    self.scratch
+                        .extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                    continue;
+                }
+                _ => return None,
+            };
+            self.scratch.push(byte);
+            j = k + 2;
+        }
+    }
+
+    /// The unescaped content of a validated string span.
+    fn unescaped(&mut self, start: usize, end: usize, escaped: bool) -> &[u8] {
+        if !escaped {
+            return &self.b[start..end];
+        }
+        let b = self.b;
+        let out = &mut self.scratch;
+        out.clear();
+        let mut j = start;
+        while let Some(k) = backslash(&b[j..end]).map(|k| j + k) {
+            out.extend_from_slice(&b[j..k]);
+            let c = b[k + 1];
+            j = k + 2;
+            let byte = match c {
+                b'n' => b'\n',
+                b't' => b'\t',
+                b'r' => b'\r',
+                b'b' => 0x08,
+                b'f' => 0x0c,
+                b'u' => {
+                    // Validated by string_span: hex digits, surrogates paired.
+                    let n = hex4(&b[k + 2..k + 6]).unwrap_or(0);
+                    j = k + 6;
+                    let cp = if (0xD800..0xDC00).contains(&n) {
+                        let lo = hex4(&b[k + 8..k + 12]).unwrap_or(0xDC00);
+                        j = k + 12;
+                        0x10000 + ((n - 0xD800) << 10) + (lo - 0xDC00)
+                    } else {
+                        n
+                    };
+                    let ch = char::from_u32(cp).unwrap_or('\u{FFFD}');
+                    let mut buf = [0u8; 4];
+                    out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                    continue;
+                }
+                other => other,
+            };
+            out.push(byte);
+        }
+        out.extend_from_slice(&b[j..end]);
+        &self.scratch
+    }
+
+    /// Validate the number at the cursor (JSON grammar); returns its text.
+    fn number(&mut self) -> Option<&'a [u8]> {
+        let b = self.b;
+        let start = self.i;
+        let mut j = start;
+        if b.get(j) == Some(&b'-') {
+            j += 1;
+        }
+        match b.get(j)? {
+            b'0' => j += 1,
+            b'1'..=b'9' => {
+                while b.get(j).is_some_and(u8::is_ascii_digit) {
+                    j += 1;
+                }
+            }
+            _ => return None,
+        }
+        if b.get(j) == Some(&b'.') {
+            j += 1;
+            if !b.get(j).is_some_and(u8::is_ascii_digit) {
+                return None;
+            }
+            while b.get(j).is_some_and(u8::is_ascii_digit) {
+                j += 1;
+            }
+        }
+        if matches!(b.get(j), Some(b'e' | b'E')) {
+            j += 1;
+            if matches!(b.get(j), Some(b'+' | b'-')) {
+                j += 1;
+            }
+            if !b.get(j).is_some_and(u8::is_ascii_digit) {
+                return None;
+            }
+            while b.get(j).is_some_and(u8::is_ascii_digit) {
+                j += 1;
+            }
+        }
+        self.i = j;
+        Some(&b[start..j])
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        if self.b.get(self.i..self.i + word.len())? == word {
+            self.i += word.len();
+            Some(())
+        } else {
+            None
+        }
+    }
+
+    /// Walk the object at the cursor (after whitespace), calling `f` with
+    /// each unescaped key while the cursor is at its value; `f` must
+    /// consume the value.
+    pub(crate) fn object(
+        &mut self,
+        mut f: impl FnMut(&mut Self, &[u8]) -> Option<()>,
+    ) -> Option<()> {
+        if !self.eat(b'{') {
+            return None;
+        }
+        if self.eat(b'}') {
+            return Some(());
+        }
+        let mut key = Vec::new();
+        loop {
+            self.ws();
+            if self.peek() != Some(b'"') {
+                return None;
+            }
+            let (a, z, esc) = self.string_span()?;
+            key.clear();
+            key.extend_from_slice(self.unescaped(a, z, esc));
+            if !self.eat(b':') {
+                return None;
+            }
+            self.ws();
+            f(self, &key)?;
+            if self.eat(b',') {
+                continue;
+            }
+            return if self.eat(b'}') { Some(()) } else { None };
+        }
+    }
+
+    /// Walk the array at the cursor, calling `f` at each element (which it
+    /// must consume).
+    pub(crate) fn array(&mut self, mut f: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        if !self.eat(b'[') {
+            return None;
+        }
+        if self.eat(b']') {
+            return Some(());
+        }
+        loop {
+            self.ws();
+            f(self)?;
+            if self.eat(b',') {
+                continue;
+            }
+            return if self.eat(b']') { Some(()) } else { None };
+        }
+    }
+
+    /// Validate and skip the value at the cursor; returns its text.
+    pub(crate) fn skip(&mut self) -> Option<&'a [u8]> {
+        self.ws();
+        let start = self.i;
+        self.value(false)?;
+        Some(&self.b[start..self.i])
+    }
+
+    /// Is the value at the cursor `null`? (consumed if so)
+    pub(crate) fn null(&mut self) -> bool {
+        self.ws();
+        if self.b.get(self.i..self.i + 4) == Some(b"null") {
+            self.i += 4;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Validate the value at the cursor; with `hash`, its hash as
+    /// [`Walker::value`] computes it (0 without).
+    fn value(&mut self, hash: bool) -> Option<u64> {
+        self.ws();
+        match self.peek()? {
+            b'{' | b'[' if self.depth >= FAST_DEPTH => None,
+            b'{' => {
+                self.depth += 1;
+                let mut acc: u64 = 0;
+                let mut n = 0usize;
+                self.object(|s, key| {
+                    let k = if hash { hash_str(key) } else { 0 };
+                    let v = s.value(hash)?;
+                    if hash {
+                        acc = acc.wrapping_add(mix(k, v));
+                    }
+                    n += 1;
+                    Some(())
+                })?;
+                self.depth -= 1;
+                Some(if hash {
+                    tagged(6, |h| {
+                        h.write_u64(acc);
+                        h.write_usize(n);
+                    })
+                } else {
+                    0
+                })
+            }
+            b'[' => {
+                self.depth += 1;
+                let mut h = FxHasher::default();
+                h.write_u8(5);
+                let mut n = 0usize;
+                self.array(|s| {
+                    let v = s.value(hash)?;
+                    if hash {
+                        h.write_u64(v);
+                    }
+                    n += 1;
+                    Some(())
+                })?;
+                self.depth -= 1;
+                h.write_usize(n);
+                Some(if hash { h.finish() } else { 0 })
+            }
+            b'"' if hash => self.string_hash(),
+            b'"' => self.string_span().map(|_| 0),
+            b't' => {
+                self.literal(b"true")?;
+                Some(tagged(1, |h| h.write_u8(1)))
+            }
+            b'f' => {
+                self.literal(b"false")?;
+                Some(tagged(1, |h| h.write_u8(0)))
+            }
+            b'n' => {
+                self.literal(b"null")?;
+                Some(tagged(0, |_| {}))
+            }
+            _ => {
+                let t = self.number()?;
+                Some(if hash { number_hash(t) } else { 0 })
+            }
+        }
+    }
+
+    /// The digest of the attributes value at the cursor, as
+    /// `AttrDigest::deserialize` computes it (`null` is the caller's `None`).
+    pub(crate) fn digest(&mut self) -> Option<AttrDigest> {
+        self.ws();
+        if self.peek() != Some(b'{') {
+            return Some(AttrDigest {
+                whole: self.value(true)?,
+                paths: Vec::new(),
+            });
+        }
+        let mut paths = Vec::new();
+        self.depth += 1;
+        self.object(|s, key| {
+            let id = intern(&String::from_utf8_lossy(key));
+            let h = s.value(true)?;
+            paths.push((id, h));
+            Some(())
+        })?;
+        self.depth -= 1;
+        paths.sort_unstable_by_key(|p| p.0);
+        let whole = TABLE.with(|t| {
+            let t = t.borrow();
+            paths.iter().fold(paths.len() as u64, |acc, (id, h)| {
+                let mut hn = FxHasher::default();
+                hn.write(t.name(*id).as_bytes());
+                acc.wrapping_add(mix(hn.finish(), *h))
+            })
+        });
+        Some(AttrDigest { whole, paths })
+    }
+}
+
+/// The first `\\` in `s` (a plain loop first: escapes are often close).
+#[inline]
+fn backslash(s: &[u8]) -> Option<usize> {
+    const SHORT: usize = 16;
+    if let Some(k) = s.iter().take(SHORT).position(|&c| c == b'\\') {
+        return Some(k);
+    }
+    if s.len() <= SHORT {
+        return None;
+    }
+    memchr::memchr(b'\\', &s[SHORT..]).map(|k| k + SHORT)
+}
+
+/// The value of four hex digits.
+fn hex4(d: &[u8]) -> Option<u32> {
+    let mut n = 0u32;
+    for &c in d.get(..4)? {
+        n = n * 16 + (c as char).to_digit(16)?;
+    }
+    Some(n)
+}
+
 fn hash_str(s: &[u8]) -> u64 {
     tagged(4, |h| {
         h.write(s);

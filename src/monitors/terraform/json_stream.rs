@@ -44,6 +44,44 @@ fn is_ws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }
 
+/// The index of the first `"` or `\\` in `s`: a plain loop over the first
+/// bytes (escape-heavy strings have them every few bytes, where a SIMD
+/// search costs more to set up than it saves), then `memchr2`.
+#[inline]
+pub(crate) fn quote_or_backslash(s: &[u8]) -> Option<usize> {
+    const SHORT: usize = 16;
+    for (k, &c) in s.iter().take(SHORT).enumerate() {
+        if c == b'"' || c == b'\\' {
+            return Some(k);
+        }
+    }
+    if s.len() <= SHORT {
+        return None;
+    }
+    memchr::memchr2(b'"', b'\\', &s[SHORT..]).map(|k| k + SHORT)
+}
+
+/// The index of the first non-whitespace byte at or after `i` (or `s.len()`):
+/// runs of spaces (pretty-printed indentation) are skipped eight at a time.
+#[inline]
+pub(crate) fn skip_ws(s: &[u8], mut i: usize) -> usize {
+    const SPACES: u64 = u64::from_ne_bytes([b' '; 8]);
+    loop {
+        while let Some(w) = s.get(i..i + 8) {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(w);
+            if u64::from_ne_bytes(a) != SPACES {
+                break;
+            }
+            i += 8;
+        }
+        match s.get(i) {
+            Some(b' ' | b'\n' | b'\t' | b'\r') => i += 1,
+            _ => return i,
+        }
+    }
+}
+
 /// Where a complete value starting at `s[0]` ends (exclusive), or `None` if `s` ends first.
 pub(crate) fn value_end(s: &[u8]) -> Option<usize> {
     let first = *s.first()?;
@@ -56,6 +94,10 @@ pub(crate) fn value_end(s: &[u8]) -> Option<usize> {
                 match s[i] {
                     b'"' => {
                         i = string_end(s, i + 1)?;
+                        continue;
+                    }
+                    b' ' | b'\n' => {
+                        i = skip_ws(s, i);
                         continue;
                     }
                     b'{' | b'[' => depth += 1,
@@ -84,7 +126,7 @@ pub(crate) fn value_end(s: &[u8]) -> Option<usize> {
 /// End (exclusive) of a string whose opening quote is at `from - 1`.
 fn string_end(s: &[u8], mut from: usize) -> Option<usize> {
     loop {
-        let i = from + memchr::memchr2(b'"', b'\\', s.get(from..)?)?;
+        let i = from + quote_or_backslash(s.get(from..)?)?;
         if s[i] == b'\\' {
             from = i + 2;
             if from > s.len() {
@@ -375,6 +417,90 @@ impl<R: Read> ObjectStream<R> {
             first = false;
             self.raw_value(&mut f)?;
         }
+    }
+
+    /// [`Self::each_raw`] with a fast path: `fast` is tried first on the
+    /// buffered bytes at each element and returns the element and its length
+    /// when it read one completely and validly; otherwise (invalid, unusual,
+    /// or not all buffered) the element is located by the structural scan
+    /// and handed to `slow`, whose errors are the reference. So a valid
+    /// element is read in one pass, and every error is `slow`'s, with its
+    /// exact position. `f` gets each element with its JSON text.
+    pub fn each_raw_fast<T>(
+        &mut self,
+        mut fast: impl FnMut(&[u8]) -> Option<(T, usize)>,
+        mut slow: impl FnMut(&[u8]) -> Result<T, serde_json::Error>,
+        mut f: impl FnMut(T, &[u8]),
+    ) -> Result<bool, ParseError> {
+        match self.peek_non_ws()? {
+            None => return Err(self.truncated()),
+            Some(b'n') => {
+                let () = self.value::<()>()?;
+                return Ok(false);
+            }
+            Some(b'[') => self.pos += 1,
+            Some(_) => {
+                let (line, column) = self.position(self.pos);
+                return Err(ParseError::Schema {
+                    line,
+                    column,
+                    what: self.what,
+                });
+            }
+        }
+        let mut first = true;
+        // The largest element so far: keep a quarter more than that
+        // buffered, so that the fast path usually sees a whole element.
+        let mut largest = 0usize;
+        loop {
+            match self.peek_non_ws()? {
+                None => return Err(self.truncated()),
+                Some(b']') => {
+                    self.pos += 1;
+                    return Ok(true);
+                }
+                Some(b',') if !first => self.pos += 1,
+                Some(_) if first => {}
+                Some(_) => return Err(self.syntax_here()),
+            }
+            first = false;
+            if self.peek_non_ws()?.is_none() {
+                return Err(self.truncated());
+            }
+            let want = (largest + largest / 4).clamp(CHUNK / 2, self.max_value / 2);
+            self.ensure(want)?;
+            if let Some((v, n)) = fast(&self.buf[self.pos..self.len]) {
+                let (a, b) = (self.pos, self.pos + n);
+                f(v, &self.buf[a..b]);
+                self.pos = b;
+                largest = largest.max(n);
+                continue;
+            }
+            let (a, b) = self.scan_value()?;
+            let v = slow(&self.buf[a..b]).map_err(|e| self.map_err(a, &e))?;
+            f(v, &self.buf[a..b]);
+            self.pos = b;
+            largest = largest.max(b - a);
+        }
+    }
+
+    /// Buffer at least `n` bytes from the cursor, or all that is left.
+    fn ensure(&mut self, n: usize) -> Result<(), ParseError> {
+        while self.len - self.pos < n && !self.eof {
+            if self.buf.len() < n {
+                let new_len = n.min(self.max_value);
+                if new_len as u64 > crate::core::safe_open::LARGE_READ && self.large.is_none() {
+                    self.large = Some(crate::core::safe_open::LargeReadPermit::acquire());
+                }
+                if new_len > self.buf.len() {
+                    self.buf.resize(new_len, 0);
+                }
+            }
+            if !self.fill()? {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// After the closing brace: only whitespace may follow.

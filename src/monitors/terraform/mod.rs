@@ -208,11 +208,14 @@ impl TerraformMonitor {
         TerraformMonitor {
             inner: Arc::new(Inner {
                 policies: (!cfg.policies.is_empty()).then(|| {
-                    Arc::new(policy::PolicySet::new(
-                        cfg.policies.clone(),
-                        base.clone(),
-                        cfg.policy_timeout.0,
-                    ))
+                    Arc::new(
+                        policy::PolicySet::new(
+                            cfg.policies.clone(),
+                            base.clone(),
+                            cfg.policy_timeout.0,
+                        )
+                        .with_max_input(cfg.policy_max_input_size.0),
+                    )
                 }),
                 cfg,
                 base,

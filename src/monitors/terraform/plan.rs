@@ -223,7 +223,16 @@ pub fn parse_plan<R: Read>(reader: R) -> Result<ParsedPlan, PlanError> {
 /// `data.drift`: the whole document as the engine's value, whenever it was
 /// read whole as a JSON object (a plan or not: policies see what is there).
 pub fn parse_plan_with_input<R: Read>(reader: R) -> (Result<ParsedPlan, PlanError>, PolicyInput) {
-    let mut doc = DocBuilder::new();
+    parse_plan_with_input_limited(reader, u64::MAX)
+}
+
+/// [`parse_plan_with_input`] with the policy input bounded as in
+/// [`super::state::parse_state_with_input_limited`].
+pub fn parse_plan_with_input_limited<R: Read>(
+    reader: R,
+    limit: u64,
+) -> (Result<ParsedPlan, PlanError>, PolicyInput) {
+    let mut doc = DocBuilder::with_limit(limit);
     let res = parse(reader, Some(&mut doc));
     let input = match &res {
         Err(PlanError::Parse(_)) => None,

@@ -11,7 +11,7 @@ use std::io::Read;
 use serde::de::{self, DeserializeOwned, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
-use super::digest::{with_path_table, AttrDigest, PathTable};
+use super::digest::{with_path_table, AttrDigest, PathTable, Scan};
 use super::json_stream::ObjectStream;
 use super::policy::{DocBuilder, InputError};
 
@@ -159,7 +159,17 @@ pub fn parse_state<R: Read>(reader: R) -> Result<ParsedState, ParseError> {
 /// `None` for an encrypted state (policies are not evaluated on it) and an
 /// error when the document is not valid JSON in a part the summary skips.
 pub fn parse_state_with_input<R: Read>(reader: R) -> Result<(ParsedState, PolicyInput), ParseError> {
-    let mut doc = DocBuilder::new();
+    parse_state_with_input_limited(reader, u64::MAX)
+}
+
+/// [`parse_state_with_input`] whose policy input gives up
+/// ([`InputError::TooLarge`]) past `limit` bytes of JSON text, so that its
+/// memory stays bounded; the summary parse goes on.
+pub fn parse_state_with_input_limited<R: Read>(
+    reader: R,
+    limit: u64,
+) -> Result<(ParsedState, PolicyInput), ParseError> {
+    let mut doc = DocBuilder::with_limit(limit);
     let st = parse(reader, Some(&mut doc))?;
     let input = if st.encrypted {
         None
@@ -219,7 +229,9 @@ fn read_members<R: Read>(
                     check_version(v)?;
                 }
                 let st = &mut p.st;
-                elements(s, d, &key, |r: RawResource| add_resource(st, r))?;
+                elements_with(s, d, &key, fast_resource_prefix, parse_resource, |r| {
+                    add_resource(st, r)
+                })?;
             }
             "check_results" => {
                 let st = &mut p.st;
@@ -262,19 +274,31 @@ pub(crate) fn elements<T: DeserializeOwned, R: Read>(
     s: &mut ObjectStream<R>,
     doc: &mut Option<&mut DocBuilder>,
     key: &str,
+    f: impl FnMut(T),
+) -> Result<(), ParseError> {
+    elements_with(s, doc, key, |_| None, |raw| serde_json::from_slice(raw), f)
+}
+
+/// [`elements`] with the element parser given (`parse` must give what
+/// `serde_json::from_slice` gives, errors included).
+pub(crate) fn elements_with<T, R: Read>(
+    s: &mut ObjectStream<R>,
+    doc: &mut Option<&mut DocBuilder>,
+    key: &str,
+    fast: impl FnMut(&[u8]) -> Option<(T, usize)>,
+    parse: impl Fn(&[u8]) -> Result<T, serde_json::Error>,
     mut f: impl FnMut(T),
 ) -> Result<(), ParseError> {
     let Some(doc) = doc.as_deref_mut() else {
-        s.each(f)?;
+        s.each_raw_fast(fast, parse, |v, _| f(v))?;
         return Ok(());
     };
     let mut kept = Vec::new();
-    let array = s.each_raw(|raw| {
-        f(serde_json::from_slice(raw)?);
+    let array = s.each_raw_fast(fast, parse, |v, raw| {
+        f(v);
         if let Some(v) = doc.parse(raw) {
             kept.push(v);
         }
-        Ok(())
     })?;
     kept.shrink_to_fit();
     doc.insert(
@@ -410,6 +434,118 @@ pub fn resource_address(module: Option<&str>, mode: &str, rtype: &str, name: &st
     a.push('.');
     a.push_str(name);
     a
+}
+
+/// One element of `resources`: the fast scan ([`fast_resource`]) when it
+/// accepts the text, else `serde_json`, whose result (or error, with its
+/// exact position) is the reference.
+fn parse_resource(raw: &[u8]) -> Result<RawResource, serde_json::Error> {
+    match fast_resource(raw) {
+        Some(r) => Ok(r),
+        None => serde_json::from_slice(raw),
+    }
+}
+
+/// A resource read in one validating pass that hashes attributes as it
+/// goes and skips every other value without building it; `None` whenever
+/// the text is not what `serde_json` would read into the same
+/// [`RawResource`] (invalid JSON, wrong types, duplicate fields, missing
+/// `type`/`name`, lone surrogates, deep nesting, invalid UTF-8): the caller
+/// then asks `serde_json`.
+fn fast_resource(raw: &[u8]) -> Option<RawResource> {
+    match fast_resource_prefix(raw)? {
+        (r, n) if raw[n..].iter().all(|c| matches!(c, b' ' | b'\n' | b'\t' | b'\r')) => Some(r),
+        _ => None,
+    }
+}
+
+/// [`fast_resource`] on the start of `raw` (which may hold more, or be cut
+/// short): the resource and its length, when one is complete and valid.
+fn fast_resource_prefix(raw: &[u8]) -> Option<(RawResource, usize)> {
+    let mut scan = Scan::new(raw);
+    let mut module = None;
+    let mut mode = None;
+    let mut rtype = None;
+    let mut name = None;
+    let mut instances = None;
+    scan.object(|s, key| {
+        match key {
+            b"module" => once(&mut module, small(s)?),
+            b"mode" => once(&mut mode, small(s)?),
+            b"type" => once(&mut rtype, small(s)?),
+            b"name" => once(&mut name, small(s)?),
+            b"instances" => {
+                let list = if s.null() {
+                    None
+                } else {
+                    let mut list = Vec::new();
+                    s.array(|s| {
+                        list.push(fast_instance(s)?);
+                        Some(())
+                    })?;
+                    Some(list)
+                };
+                once(&mut instances, list)
+            }
+            _ => s.skip().map(drop),
+        }
+    })?;
+    let n = scan.offset();
+    std::str::from_utf8(&raw[..n]).ok()?;
+    let r = RawResource {
+        module: module.flatten(),
+        mode: mode.flatten(),
+        rtype: rtype.flatten()?,
+        name: name.flatten()?,
+        instances: instances.flatten(),
+    };
+    Some((r, n))
+}
+
+fn fast_instance(s: &mut Scan<'_>) -> Option<RawInstance> {
+    let mut index_key = None;
+    let mut status = None;
+    let mut deposed = None;
+    let mut attributes = None;
+    let mut attributes_flat = None;
+    s.object(|s, key| match key {
+        b"index_key" => once(&mut index_key, small(s)?),
+        b"status" => once(&mut status, small(s)?),
+        b"deposed" => once(&mut deposed, small(s)?),
+        b"attributes" => once(&mut attributes, attrs(s)?),
+        b"attributes_flat" => once(&mut attributes_flat, attrs(s)?),
+        _ => s.skip().map(drop),
+    })?;
+    Some(RawInstance {
+        index_key: index_key.flatten(),
+        status: status.flatten(),
+        deposed: deposed.flatten(),
+        attributes: attributes.flatten(),
+        attributes_flat: attributes_flat.flatten(),
+    })
+}
+
+/// A field seen once (serde refuses duplicate fields).
+fn once<T>(slot: &mut Option<T>, v: T) -> Option<()> {
+    if slot.is_some() {
+        return None;
+    }
+    *slot = Some(v);
+    Some(())
+}
+
+/// A small known field, read by serde_json from its validated text (exact
+/// semantics: `null`, escapes, integer ranges).
+fn small<T: DeserializeOwned>(s: &mut Scan<'_>) -> Option<T> {
+    serde_json::from_slice(s.skip()?).ok()
+}
+
+/// `attributes`: `null` is no digest (as `Option<AttrDigest>`), else the digest.
+fn attrs(s: &mut Scan<'_>) -> Option<Option<AttrDigest>> {
+    if s.null() {
+        return Some(None);
+    }
+    s.digest().map(Some)
 }
 
 #[derive(Deserialize)]
@@ -796,5 +932,218 @@ mod tests {
             ia.digest.changed_paths(&a.paths, &ib.digest, &b.paths),
             vec!["pw", "size"]
         );
+    }
+
+    /// What the fast scan and serde_json read from one resource element, as
+    /// comparable text (digests included), each with a fresh path table.
+    fn both(raw: &str) -> (Option<String>, Result<String, String>) {
+        fn show(r: &RawResource, t: &PathTable) -> String {
+            let insts: Vec<String> = r
+                .instances
+                .iter()
+                .flatten()
+                .map(|i| {
+                    let d = |a: &Option<AttrDigest>| {
+                        a.as_ref().map(|a| {
+                            let named: Vec<(String, u64)> = a
+                                .paths
+                                .iter()
+                                .map(|(id, h)| (t.name(*id).to_string(), *h))
+                                .collect();
+                            (a.whole, named)
+                        })
+                    };
+                    format!(
+                        "{:?} {:?} {:?} {:?} {:?}",
+                        i.index_key,
+                        i.status,
+                        i.deposed,
+                        d(&i.attributes),
+                        d(&i.attributes_flat)
+                    )
+                })
+                .collect();
+            format!(
+                "{:?} {:?} {} {} {:?} {:?}",
+                r.module,
+                r.mode,
+                r.rtype,
+                r.name,
+                r.instances.is_some(),
+                insts
+            )
+        }
+        let (fast, t) = with_path_table(|| fast_resource(raw.as_bytes()));
+        let fast = fast.map(|r| show(&r, &t));
+        let (slow, t) =
+            with_path_table(|| serde_json::from_slice::<RawResource>(raw.as_bytes()));
+        (fast, slow.map(|r| show(&r, &t)).map_err(|e| e.to_string()))
+    }
+
+    #[test]
+    fn fast_scan_reads_what_serde_json_reads() {
+        let cases = [
+            r##"{"mode": "managed", "type": "aws_iam_policy", "name": "p", "provider": "provider[\"registry.terraform.io/hashicorp/aws\"]",
+                "instances": [{"index_key": "k\"1", "schema_version": 1, "attributes": {"policy": "{\"Statement\":[{\"Action\":[\"s3:GetObject\"],\"Effect\":\"Allow\"}],\"Version\":\"2012-10-17\"}",
+                "user_data": "#!/bin/bash\necho \"a \u003c b \u0026\u0026 c\" \u003e /tmp/x\n\tdone \u00e9\u2713 \ud83d\ude00 \/ \\ \b\f\r", "tags": {"Name": "équipe ✓", "b": "", "\u0041": 1},
+                "n": [0, -0.0, 1.5e3, 80, 8e1, 123456789012345678901234567890, 1E400, -2e-5], "t": true, "f": false, "z": null,
+                "blocks": [{"x": [], "y": {}}, [[["deep"]]]]}, "sensitive_attributes": [[{"type": "get_attr", "value": "pw"}]], "private": "eyJ9"},
+                {"index_key": 7, "status": "tainted", "attributes_flat": {"id": "x", "a.%": "0"}},
+                {"index_key": null, "deposed": "00aa", "attributes": {"id": "3"}},
+                {"attributes": null},
+                {"attributes": "scalar"}, {"attributes": [1, "two"]}, {}]}"##,
+            r##"{"module": "module.net[\"eu\"]", "mode": "data", "type": "t", "name": "n", "each": null, "instances": null}"##,
+            r##"{"module": null, "mode": null, "type": "t", "name": "n"}"##,
+            r##" { "type" : "t" , "name" : "n" , "instances" : [ ] } "##,
+            r##"{"typ\u0065": "t", "name": "n\u00e9", "instances": [{"attributes": {"k\"ey": {"n\\ested": "v"}}}]}"##,
+        ];
+        for raw in cases {
+            let (fast, slow) = both(raw);
+            let fast = fast.unwrap_or_else(|| panic!("the fast scan refused a valid element: {raw}"));
+            assert_eq!(Ok(fast), slow, "{raw}");
+        }
+    }
+
+    #[test]
+    fn fast_scan_leaves_everything_unusual_to_serde_json() {
+        let deep = format!(r#"{{"type":"t","name":"n","instances":[{{"attributes":{{"a":{}1{}}}}}]}}"#, "[".repeat(150), "]".repeat(150));
+        // serde_json refuses these: the fast scan must not accept them.
+        let invalid = [
+            "{\"type\": \"t\", \"name\": \"a\tb\"}",
+            r#"{"type": "t", "name": "n", "instances": [{"attributes": {"a": "bad \x escape"}}]}"#,
+            r#"{"type": "t", "name": "n", "instances": [{"attributes": {"a": "\u12G4"}}]}"#,
+            r#"{"type": "t", "name": "n", "instances": [{"attributes": {"a": [1,]}}]}"#,
+            r#"{"type": "t", "name": "n", "instances": [{"attributes": {"a": 01}}]}"#,
+            r#"{"type": "t", "name": "n", "instances": [{"attributes": {"a": 1.}}]}"#,
+            r#"{"type": "t", "name": "n", "instances": [{"attributes": {"a": -}}]}"#,
+            r#"{"type": "t", "name": "n", "instances": [{"attributes": {"a": tru}}]}"#,
+            r#"{"type": "t", "name": "n", "instances": [{"attributes": {"a" 1}}]}"#,
+            r#"{"type": "t", "name": "n", "instances": [{"attributes": {"a": 1} x}]}"#,
+            r#"{"type": "t", "type": "u", "name": "n"}"#,
+            r#"{"type": "t"}"#,
+            r#"{"type": null, "name": "n"}"#,
+            r#"{"type": 5, "name": "n"}"#,
+            r#"{"type": "t", "name": "n", "instances": [{"index_key": 1.5}]}"#,
+            r#"{"type": "t", "name": "n", "instances": [{"index_key": 99999999999999999999}]}"#,
+            r#"{"type": "t", "name": "n", "instances": [{"attributes": {}, "attributes": {}}]}"#,
+            r#"{"type": "t", "name": "n", "instances": {}}"#,
+            r#"{"type": "t", "name": "n"} {"#,
+            r#"{"type": "t", "name": "n",}"#,
+        ];
+        for raw in invalid {
+            let (fast, slow) = both(raw);
+            assert_eq!(fast, None, "{raw}");
+            assert!(slow.is_err(), "{raw}");
+        }
+        // Not refused by serde_json, but left to it (same result either way).
+        let unusual = [
+            r#"{"type": "t", "name": "n", "instances": [{"attributes": {"a": "\ud800"}}]}"#.to_string(),
+            deep,
+            r#"["m", "managed", "t", "n", null]"#.to_string(),
+        ];
+        for raw in &unusual {
+            assert_eq!(both(raw).0, None, "{raw}");
+        }
+        let bad_utf8 = b"{\"type\": \"t\", \"name\": \"n\", \"instances\": [{\"attributes\": {\"a\": \"\xff\"}}]}";
+        assert!(fast_resource(bad_utf8).is_none());
+        assert!(serde_json::from_slice::<RawResource>(bad_utf8).is_err());
+    }
+
+    /// A reader that hands out `n` bytes at a time.
+    struct Dribble<'a>(&'a [u8], usize);
+    impl Read for Dribble<'_> {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.1.min(out.len()).min(self.0.len());
+            out[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn fast_path_reads_the_same_whatever_the_chunking_and_errors_keep_their_position() {
+        let whole = parse(V4).unwrap();
+        for n in [1, 7, 100] {
+            let st = parse_state(Dribble(V4.as_bytes(), n)).unwrap();
+            assert_eq!(st.instances, whole.instances, "{n}");
+            assert_eq!(st.resource_counts, whole.resource_counts);
+        }
+        // Valid resources, then one with invalid JSON deep in its attributes:
+        // the position is serde_json's own for the whole document.
+        let res = |i: usize| format!("{{\"type\": \"t\", \"name\": \"r{i}\", \"instances\": [{{\"attributes\": {{\"ud\": \"a\\n\\u003e b\"}}}}]}}");
+        let mut doc = String::from("{\"version\": 4,\n\"resources\": [\n");
+        for i in 0..50 {
+            doc.push_str(&res(i));
+            doc.push_str(",\n");
+        }
+        doc.push_str("{\"type\": \"t\", \"name\": \"bad\",\n \"instances\": [{\"attributes\": {\"x\": \"\\u12\", \"y\": 1}}]}\n]}\n");
+        let want = serde_json::from_str::<serde_json::Value>(&doc).unwrap_err();
+        for n in [3, 4096] {
+            let e = parse_state(Dribble(doc.as_bytes(), n)).unwrap_err();
+            assert_eq!(
+                e,
+                ParseError::Syntax {
+                    line: want.line(),
+                    column: want.column()
+                },
+                "{n}"
+            );
+        }
+    }
+
+    /// Differential check (a small in-tree fuzz): byte mutations of a
+    /// resource element; whenever the fast scan accepts one, serde_json must
+    /// accept it too and read exactly the same.
+    #[test]
+    fn fast_scan_never_accepts_what_serde_json_reads_differently() {
+        let base = br##"{"module": "module.a[\"x\"]", "mode": "managed", "type": "aws_iam_policy", "name": "p", "instances": [{"index_key": "k\u00e9", "status": "tainted", "attributes": {"policy": "{\"S\":[{\"A\":\"s3:*\"}]}", "ud": "#!/bin/sh\n\techo \u003e x \ud83d\ude00", "n": [1, -2.5e3, 0], "t": {"a": true, "b": null}}, "private": "x"}, {"index_key": 3, "deposed": "d", "attributes_flat": {"k": "v"}}]}"##;
+        let alphabet = b"{}[]\":,\\ntu0123456789-+.eE \t\nabcdfr/\x01\x7f\xc3\xa9";
+        let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let mut accepted = 0;
+        for _ in 0..20_000 {
+            let mut doc = base.to_vec();
+            for _ in 0..1 + next(3) {
+                let at = next(doc.len());
+                match next(3) {
+                    0 => doc[at] = alphabet[next(alphabet.len())],
+                    1 => {
+                        doc.remove(at);
+                    }
+                    _ => doc.insert(at, alphabet[next(alphabet.len())]),
+                }
+            }
+            let (fast, t) = with_path_table(|| fast_resource(&doc));
+            let Some(fast) = fast else { continue };
+            accepted += 1;
+            let (slow, t2) = with_path_table(|| serde_json::from_slice::<RawResource>(&doc));
+            let text = String::from_utf8_lossy(&doc);
+            let slow = slow.unwrap_or_else(|e| panic!("fast accepted what serde_json refuses ({e}): {text}"));
+            let show = |r: &RawResource, t: &PathTable| {
+                let i: Vec<String> = r
+                    .instances
+                    .iter()
+                    .flatten()
+                    .map(|i| {
+                        let d = |a: &Option<AttrDigest>| {
+                            a.as_ref().map(|a| {
+                                let p: Vec<(String, u64)> =
+                                    a.paths.iter().map(|(id, h)| (t.name(*id).to_string(), *h)).collect();
+                                (a.whole, p)
+                            })
+                        };
+                        format!("{:?} {:?} {:?} {:?} {:?}", i.index_key, i.status, i.deposed, d(&i.attributes), d(&i.attributes_flat))
+                    })
+                    .collect();
+                format!("{:?} {:?} {} {} {:?}", r.module, r.mode, r.rtype, r.name, i)
+            };
+            assert_eq!(show(&fast, &t), show(&slow, &t2), "{text}");
+        }
+        assert!(accepted > 100, "{accepted}");
     }
 }

@@ -22,6 +22,7 @@ pub struct Due {
     fp: u64,
     drift_stamp: Option<Stamp>,
     timeout: Duration,
+    max_input: u64,
 }
 
 impl Due {
@@ -45,7 +46,44 @@ impl Due {
             fp,
             drift_stamp,
             timeout: set.timeout,
+            max_input: set.max_input,
         })
+    }
+
+    /// The most JSON text one policy input may be built from.
+    pub fn max_input(&self) -> u64 {
+        self.max_input
+    }
+
+    /// The state (or its drift report) was too large to be a policy input:
+    /// every policy fails with `reason`, and the outcome is cached for this
+    /// stamp like an evaluated one (not retried until something changes).
+    pub fn refused(
+        self,
+        stamp: Stamp,
+        reason: &'static str,
+        message: String,
+        cache: &mut Option<PolicyCache>,
+    ) -> Arc<PolicyOutcome> {
+        let results = self
+            .policies
+            .iter()
+            .map(|p| PolicyResult {
+                policy: p.name.clone(),
+                file: p.display.clone(),
+                ok: false,
+                error: Some(message.clone()),
+                reason: Some(reason),
+                violations: Vec::new(),
+                duration_ms: 0,
+            })
+            .collect();
+        let outcome = Arc::new(PolicyOutcome { results });
+        *cache = Some(PolicyCache {
+            key: (stamp, self.drift_stamp, self.fp),
+            outcome: outcome.clone(),
+        });
+        outcome
     }
 
     /// Evaluate on the state read at `stamp` (and its drift report) and

@@ -19,21 +19,60 @@ use super::super::state::ParseError;
 /// summary parser skips unread is only checked here: if it is not valid
 /// JSON the input is unusable ([`Self::finish`] says so) but the summary
 /// parse goes on, as it would without policies.
-#[derive(Default)]
 pub struct DocBuilder {
     members: BTreeMap<Value, Value>,
     keys: HashSet<Arc<str>>,
-    failed: Option<ParseError>,
+    failed: Option<InputError>,
+    /// JSON text read into the document so far, and the most allowed
+    /// (`policy_max_input_size`): past it the document is dropped at once,
+    /// so memory stays bounded while the state streams past.
+    read: u64,
+    limit: u64,
+}
+
+impl Default for DocBuilder {
+    fn default() -> Self {
+        DocBuilder {
+            members: BTreeMap::new(),
+            keys: HashSet::new(),
+            failed: None,
+            read: 0,
+            limit: u64::MAX,
+        }
+    }
 }
 
 /// Why a document could not be made a policy input (positions only).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("not usable as a policy input: {0}")]
-pub struct InputError(pub ParseError);
+pub enum InputError {
+    #[error("not usable as a policy input: {0}")]
+    Json(ParseError),
+    #[error("the document is larger than policy_max_input_size ({limit} bytes of JSON); policies were not evaluated on it. Raise policy_max_input_size (and the memory limit: the policy engine needs several times the file size) or split the state")]
+    TooLarge { limit: u64 },
+}
+
+impl InputError {
+    /// A bounded reason label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            InputError::Json(_) => "input",
+            InputError::TooLarge { .. } => "too_large",
+        }
+    }
+}
 
 impl DocBuilder {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A builder that gives up (`TooLarge`) once more than `limit` bytes of
+    /// JSON text were read into the document.
+    pub fn with_limit(limit: u64) -> Self {
+        DocBuilder {
+            limit,
+            ..Self::default()
+        }
     }
 
     /// A top-level member whose JSON text is `raw`.
@@ -56,6 +95,13 @@ impl DocBuilder {
         if self.failed.is_some() {
             return None;
         }
+        self.read = self.read.saturating_add(raw.len() as u64);
+        if self.read > self.limit {
+            self.failed = Some(InputError::TooLarge { limit: self.limit });
+            self.members = BTreeMap::new();
+            self.keys = HashSet::new();
+            return None;
+        }
         let mut de = serde_json::Deserializer::from_slice(raw);
         match Seed(&mut self.keys)
             .deserialize(&mut de)
@@ -63,7 +109,7 @@ impl DocBuilder {
         {
             Ok(v) => Some(v),
             Err(e) => {
-                self.failed = Some(ParseError::from_json(&e, "policy input"));
+                self.failed = Some(InputError::Json(ParseError::from_json(&e, "policy input")));
                 self.members.clear();
                 None
             }
@@ -73,7 +119,7 @@ impl DocBuilder {
     /// The whole document (the interning table is dropped).
     pub fn finish(self) -> Result<Value, InputError> {
         match self.failed {
-            Some(e) => Err(InputError(e)),
+            Some(e) => Err(e),
             None => Ok(Value::from(self.members)),
         }
     }
@@ -228,7 +274,7 @@ mod tests {
         b.member("version", b"4");
         b.member("junk", b"[1, tru]");
         b.member("serial", b"3");
-        assert!(matches!(b.finish(), Err(InputError(ParseError::Syntax { .. }))));
+        assert!(matches!(b.finish(), Err(InputError::Json(ParseError::Syntax { .. }))));
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub struct PolicySet {
     entries: Vec<String>,
     base: PathBuf,
     pub(super) timeout: Duration,
+    /// `policy_max_input_size`: the most JSON text (per document) turned
+    /// into a policy input.
+    pub(super) max_input: u64,
     loaded: Mutex<(Vec<LoadedPolicy>, u64)>,
 }
 
@@ -157,8 +160,15 @@ impl PolicySet {
             entries,
             base,
             timeout,
+            max_input: u64::MAX,
             loaded: Mutex::new((Vec::new(), 0)),
         }
+    }
+
+    /// Bound each policy input to `bytes` of JSON text (`policy_max_input_size`).
+    pub fn with_max_input(mut self, bytes: u64) -> Self {
+        self.max_input = bytes.max(1);
+        self
     }
 
     /// Re-read policy files whose stamp changed; returns them and a fingerprint.

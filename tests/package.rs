@@ -365,3 +365,38 @@ fn test_script_logs_under_target_and_demo_shows_build_progress() {
         "a quiet build prints nothing for minutes: {build}"
     );
 }
+
+/// The README's "Dependencies, and why" names every direct dependency of
+/// Cargo.toml (and none that is gone).
+#[test]
+fn readme_dependency_table_names_every_direct_dependency() {
+    let manifest = std::fs::read_to_string(common::repo().join("Cargo.toml")).unwrap();
+    let deps: Vec<&str> = manifest
+        .split("\n[dependencies]\n")
+        .nth(1)
+        .expect("Cargo.toml has [dependencies]")
+        .split("\n[")
+        .next()
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once(" = ").map(|(k, _)| k.trim()))
+        .collect();
+    assert!(deps.len() > 30, "{deps:?}");
+    let readme = std::fs::read_to_string(common::repo().join("README.md")).unwrap();
+    let table = readme
+        .split("## Dependencies, and why\n")
+        .nth(1)
+        .and_then(|t| t.split("\n## ").next())
+        .expect("README has a Dependencies section");
+    let rows: String = table
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .map(|l| l.split(" | ").next().unwrap_or_default())
+        .collect();
+    let missing: Vec<&&str> = deps
+        .iter()
+        .filter(|d| !rows.contains(&format!("`{d}`")))
+        .collect();
+    assert!(missing.is_empty(), "not in the README's dependency table: {missing:?}");
+}

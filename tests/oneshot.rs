@@ -55,7 +55,10 @@ fn once_output_is_served_by_node_exporter_textfile_collector() {
     );
     // The example has drift and a tainted instance: findings, like --status.
     assert_eq!(code, 2, "stdout: {stdout}\nstderr: {stderr}");
-    assert!(stdout.is_empty(), "nothing on stdout with --output: {stdout}");
+    assert!(
+        stdout.is_empty(),
+        "nothing on stdout with --output: {stdout}"
+    );
     let body = std::fs::read_to_string(&prom).unwrap();
     assert!(!body.contains("homelab_old_series"), "{body}");
     assert!(body.ends_with('\n'));
@@ -126,7 +129,10 @@ fn once_without_output_prints_a_valid_exposition() {
     let dir = example_copy();
     let (code, stdout, stderr) = run(dir.path(), &["--once", "--state-dir", "terraform"]);
     assert_eq!(code, 2, "{stderr}");
-    assert!(stdout.contains("# TYPE terraform_state_up gauge\n"), "{stdout}");
+    assert!(
+        stdout.contains("# TYPE terraform_state_up gauge\n"),
+        "{stdout}"
+    );
     assert!(!stdout.contains("# EOF"), "classic text format: {stdout}");
     common::promtool_check(&stdout);
 }
@@ -152,7 +158,13 @@ fn once_that_cannot_write_exits_1_and_says_why() {
     // A folder given as the output.
     let (code, _, stderr) = run(
         dir.path(),
-        &["--state-dir", "terraform", "--once", "--output", "terraform"],
+        &[
+            "--state-dir",
+            "terraform",
+            "--once",
+            "--output",
+            "terraform",
+        ],
     );
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("is a folder"), "{stderr}");
@@ -180,7 +192,10 @@ fn state_file_mode_logs_nothing_about_monitors_it_does_not_use() {
     assert!(!stderr.contains("WARN"), "{stderr}");
     assert!(!stderr.contains("certificate_expiry"), "{stderr}");
     // The --status run of the same config does use it, and does warn.
-    let (_, _, stderr) = run(dir.path(), &["--status", "--config", "monitoring-config.yaml"]);
+    let (_, _, stderr) = run(
+        dir.path(),
+        &["--status", "--config", "monitoring-config.yaml"],
+    );
     assert!(stderr.contains("certificate_expiry"), "{stderr}");
 }
 
@@ -202,7 +217,10 @@ fn status_uses_the_config_in_the_working_directory_and_says_so() {
         "{stdout}"
     );
     assert!(stdout.contains("environments/staging"), "{stdout}");
-    assert!(!stdout.contains("environments/prod"), "discovered: {stdout}");
+    assert!(
+        !stdout.contains("environments/prod"),
+        "discovered: {stdout}"
+    );
     let (code, stdout, stderr) = run(dir.path(), &["--status", "--format", "json"]);
     assert_eq!(code, 0, "{stderr}");
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();

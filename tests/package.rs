@@ -148,7 +148,10 @@ fn debian_package_builds_installs_runs_and_is_removed() {
     assert!(info.contains(" Depends: libc6"), "{info}");
     let out = common::run_ok(
         "dpkg-deb -I conffiles",
-        Command::new("dpkg-deb").arg("-I").arg(&deb).arg("conffiles"),
+        Command::new("dpkg-deb")
+            .arg("-I")
+            .arg(&deb)
+            .arg("conffiles"),
     );
     let conffiles = text(&out.stdout);
     assert_eq!(
@@ -203,27 +206,31 @@ fn debian_package_builds_installs_runs_and_is_removed() {
 
     // ---- install (root) or extract -------------------------------------------
     let root = rustix::process::getuid().is_root();
-    let (prefix, installed) = if root && (installed_already() || Path::new("/usr/bin/homelab-monitor").exists()) {
+    let (prefix, installed) = if root
+        && (installed_already() || Path::new("/usr/bin/homelab-monitor").exists())
+    {
         eprintln!("note: {PKG} is already installed on this machine (or /usr/bin/homelab-monitor exists): not touching it; running the package extracted with dpkg-deb -x instead");
         (x.clone(), None)
     } else if root && which("dpkg").is_some() {
         common::run_ok("dpkg -i", Command::new("dpkg").arg("-i").arg(&deb));
         let guard = Installed;
-        let out = common::run_ok(
-            "dpkg -s",
-            Command::new("dpkg").args(["-s", PKG]),
-        );
+        let out = common::run_ok("dpkg -s", Command::new("dpkg").args(["-s", PKG]));
         assert!(text(&out.stdout).contains("Status: install ok installed"));
         (PathBuf::from("/"), Some(guard))
     } else {
-        eprintln!("note: not root: the package is extracted with dpkg-deb -x, not installed with dpkg -i");
+        eprintln!(
+            "note: not root: the package is extracted with dpkg-deb -x, not installed with dpkg -i"
+        );
         (x.clone(), None)
     };
     let at = |abs: &str| prefix.join(abs.trim_start_matches('/'));
 
     // The installed binary.
     let bin = at("/usr/bin/homelab-monitor");
-    let out = common::run_ok("homelab-monitor --version", Command::new(&bin).arg("--version"));
+    let out = common::run_ok(
+        "homelab-monitor --version",
+        Command::new(&bin).arg("--version"),
+    );
     assert_eq!(
         text(&out.stdout).trim(),
         format!("homelab-monitor {}", env!("CARGO_PKG_VERSION"))
@@ -252,7 +259,10 @@ fn debian_package_builds_installs_runs_and_is_removed() {
         .collect();
     let out = run(
         "ExecStart --once",
-        cmd.args(&args).arg("--once").current_dir("/").env_remove("RUST_LOG"),
+        cmd.args(&args)
+            .arg("--once")
+            .current_dir("/")
+            .env_remove("RUST_LOG"),
     );
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     // The default config watches nothing yet: a finding (exit 2), never clean.
@@ -265,7 +275,8 @@ fn debian_package_builds_installs_runs_and_is_removed() {
     assert!(stderr.contains("nothing is monitored"), "{stderr}");
 
     // The default config's commented examples are valid config once uncommented.
-    let config = std::fs::read_to_string(at("/etc/homelab-monitor/monitoring-config.yaml")).unwrap();
+    let config =
+        std::fs::read_to_string(at("/etc/homelab-monitor/monitoring-config.yaml")).unwrap();
     let uncommented: String = config
         .lines()
         .map(|l| match l.strip_prefix("  # ") {
@@ -296,7 +307,9 @@ fn debian_package_builds_installs_runs_and_is_removed() {
 
     // ---- systemd-analyze ---------------------------------------------------------
     match which("systemd-analyze") {
-        None => eprintln!("SKIP systemd-analyze checks: systemd-analyze is not installed (package systemd)"),
+        None => eprintln!(
+            "SKIP systemd-analyze checks: systemd-analyze is not installed (package systemd)"
+        ),
         Some(sa) => {
             let unit_path = at(&format!("/{UNIT}"));
             if prefix == Path::new("/") {
@@ -322,7 +335,9 @@ fn debian_package_builds_installs_runs_and_is_removed() {
             );
             let all = text(&out.stdout) + &text(&out.stderr);
             if all.contains("unrecognized option") {
-                eprintln!("SKIP systemd-analyze security --offline: this systemd is older than 250");
+                eprintln!(
+                    "SKIP systemd-analyze security --offline: this systemd is older than 250"
+                );
             } else {
                 assert!(out.status.success(), "exposure above 2.0: {all}");
             }
@@ -398,5 +413,58 @@ fn readme_dependency_table_names_every_direct_dependency() {
         .iter()
         .filter(|d| !rows.contains(&format!("`{d}`")))
         .collect();
-    assert!(missing.is_empty(), "not in the README's dependency table: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "not in the README's dependency table: {missing:?}"
+    );
+}
+
+/// docs/health-checks.md counts the inhibit rules of alerts/alertmanager.yml
+/// right, and says the health-check one is among them.
+#[test]
+fn health_checks_doc_counts_the_shipped_inhibit_rules() {
+    let am = std::fs::read_to_string(common::repo().join("alerts/alertmanager.yml")).unwrap();
+    let am: serde_yaml_ng::Value = serde_yaml_ng::from_str(&am).unwrap();
+    let rules = am["inhibit_rules"].as_sequence().expect("inhibit_rules");
+    let check_rule = rules.iter().any(|r| {
+        r["equal"]
+            .as_sequence()
+            .is_some_and(|e| e.iter().any(|l| l.as_str() == Some("check")))
+    });
+    let doc = std::fs::read_to_string(common::repo().join("docs/health-checks.md")).unwrap();
+    assert!(
+        doc.contains(&format!("which has {} inhibit rules", rules.len())),
+        "docs/health-checks.md does not say {} inhibit rules",
+        rules.len()
+    );
+    assert!(
+        check_rule,
+        "alerts/alertmanager.yml has no inhibit rule per check"
+    );
+    assert!(doc.contains("So only `HealthCheckDown` is\n  sent while both fire."));
+}
+
+/// The README's configuration section shows a `health_checks:` block, and it
+/// loads as it is written.
+#[test]
+fn readme_config_section_shows_health_checks_that_load() {
+    let readme = std::fs::read_to_string(common::repo().join("README.md")).unwrap();
+    let section = readme
+        .split("## Configuration: `monitoring-config.yaml`\n")
+        .nth(1)
+        .and_then(|t| t.split("\n## ").next())
+        .expect("README has a Configuration section");
+    let block = section
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|b| b.split("\n```").next())
+        .find(|b| b.starts_with("health_checks:"))
+        .expect("the Configuration section shows a health_checks: block");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("monitoring-config.yaml");
+    std::fs::write(&path, block).unwrap();
+    let config = homelab_monitor::core::config::Config::load(&path)
+        .unwrap_or_else(|e| panic!("the README's health_checks block does not load: {e}"));
+    let checks = config.file.health_checks.expect("health_checks loaded");
+    assert_eq!(checks.checks.len(), 4);
 }

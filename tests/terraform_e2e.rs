@@ -300,11 +300,9 @@ fn seed_invocation_watch_serves_and_logs_change_events() {
         "{event}"
     );
     assert!(
-        v["changed"]
-            .as_array()
-            .is_some_and(|a| a
-                .iter()
-                .any(|x| x == "aws_instance.web[0] (instance_type, password)")),
+        v["changed"].as_array().is_some_and(|a| a
+            .iter()
+            .any(|x| x == "aws_instance.web[0] (instance_type, password)")),
         "{event}"
     );
     assert!(v["removed"].is_array(), "{event}");

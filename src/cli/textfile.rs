@@ -20,7 +20,10 @@ pub const MODE: u32 = 0o644;
 pub enum TextfileError {
     /// The OS error is in the message only, so a rendered chain prints it once.
     #[error("cannot write --output {path}: {error}; check that the folder exists and that this user may write to it")]
-    Write { path: PathBuf, error: std::io::Error },
+    Write {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     #[error("--output {path} is a folder or has no file name; give a file such as /var/lib/node_exporter/textfile/homelab.prom")]
     NotAFile { path: PathBuf },
 }

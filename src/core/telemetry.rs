@@ -117,21 +117,31 @@ where
             tracing_subscriber::fmt::format::Writer::new(&mut line),
             event,
         )?;
-        let Ok(serde_json::Value::Object(mut obj)) =
+        let Ok(serde_json::Value::Object(obj)) =
             serde_json::from_str::<serde_json::Value>(line.trim_end())
         else {
             return writer.write_str(&line);
         };
+        // Replace each `"key":"<JSON text>"` by `"key":<the array>` in the
+        // line itself, so the other keys keep their order.
         for key in LIST_FIELDS {
-            let list = match obj.get(key) {
-                Some(serde_json::Value::String(text)) => serde_json::from_str(text).ok(),
-                _ => None,
+            let Some(serde_json::Value::String(text)) = obj.get(key) else {
+                continue;
             };
-            if let Some(list @ serde_json::Value::Array(_)) = list {
-                obj.insert(key.to_string(), list);
+            let Ok(list @ serde_json::Value::Array(_)) = serde_json::from_str(text) else {
+                continue;
+            };
+            let (Ok(quoted_key), Ok(quoted)) =
+                (serde_json::to_string(key), serde_json::to_string(text))
+            else {
+                continue;
+            };
+            let was = format!("{quoted_key}:{quoted}");
+            if line.matches(&was).count() == 1 {
+                line = line.replacen(&was, &format!("{quoted_key}:{list}"), 1);
             }
         }
-        writeln!(writer, "{}", serde_json::Value::Object(obj))
+        writer.write_str(&line)
     }
 }
 
@@ -274,6 +284,13 @@ mod tests {
         assert_eq!(v["message"], "terraform state changed");
         assert_eq!(v["target"], "homelab_monitor::change");
         assert!(v["timestamp"].is_string() && v["level"] == "INFO", "{text}");
+        // The fields keep their order (timestamp first, lists where they were).
+        assert!(lines[0].starts_with("{\"timestamp\":"), "{text}");
+        let pos = |k: &str| lines[0].find(&format!("\"{k}\":")).unwrap();
+        assert!(
+            pos("event") < pos("added") && pos("added") < pos("removed"),
+            "{text}"
+        );
         let other: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
         assert_eq!(other["added"], r#"["x"]"#);
     }

@@ -468,3 +468,46 @@ fn readme_config_section_shows_health_checks_that_load() {
     let checks = config.file.health_checks.expect("health_checks loaded");
     assert_eq!(checks.checks.len(), 4);
 }
+
+/// The README's command-line reference is one table (a blank line inside
+/// it cut it in two) that lists every long flag of `--help`.
+#[test]
+fn readme_cli_table_is_one_table_with_every_flag() {
+    let readme = std::fs::read_to_string(common::repo().join("README.md")).unwrap();
+    let section = readme
+        .split("### Command-line reference\n")
+        .nth(1)
+        .expect("README has a Command-line reference");
+    let table: Vec<&str> = section
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .collect();
+    let help = common::run_ok(
+        "homelab-monitor --help",
+        Command::new(common::BIN).arg("--help"),
+    );
+    let help = text(&help.stdout);
+    // The option lines of --help (`  --flag <VALUE>` or `  -h, --help`).
+    let flags: Vec<&str> = help
+        .lines()
+        .map(|l| {
+            l.trim_start()
+                .trim_start_matches("-h, ")
+                .trim_start_matches("-V, ")
+        })
+        .filter(|l| l.starts_with("--"))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| !matches!(*w, "--help" | "--version"))
+        .collect();
+    assert!(flags.contains(&"--once") && flags.contains(&"--web.max-connections"));
+    let joined = table.join("\n");
+    let missing: Vec<&&str> = flags
+        .iter()
+        .filter(|f| !joined.contains(&format!("`{f} ")) && !joined.contains(&format!("`{f}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "not in the README's command-line table (or after a break in it): {missing:?}"
+    );
+}

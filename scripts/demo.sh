@@ -26,7 +26,10 @@ hours_ago() { date -u -d "-$1 hours" +%Y-%m-%dT%H:%M:%SZ 2>/dev/null || date -u 
 
 bin=${HOMELAB_MONITOR_BIN:-}
 if [ -z "$bin" ]; then
-  cargo build --release --locked -q
+  # Cargo's own progress (one "Compiling" line per crate, then "Finished"):
+  # a first release build compiles ~350 crates, many minutes on 2 cores.
+  echo "demo: cargo build --release (a first build takes several minutes; later ones seconds)" >&2
+  cargo build --release --locked
   bin=target/release/homelab-monitor
 fi
 [ -x "$bin" ] || die "$bin is not an executable"

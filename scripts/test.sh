@@ -45,6 +45,13 @@ python3 -c 'import yaml' 2>/dev/null || python3 -m pip install -q --disable-pip-
 python3 scripts/gen-mixin.py --check
 python3 scripts/gen-dashboards.py --check
 scripts/deny.sh
-cargo test --locked 2>&1 | tee /tmp/homelab-monitor-test.log
+# cargo-deb for tests/package.rs (the Debian package), from crates.io when
+# missing: about 1.5 min of compiling, once (then in ~/.cargo/bin). The test
+# packages the binary `cargo test` builds (cargo deb --no-build): no second build.
+command -v cargo-deb >/dev/null 2>&1 || cargo install cargo-deb --locked --version 3.8.0
+# The log is this checkout's (two checkouts' runs never share a file).
+mkdir -p target
+log=target/test-suite.log
+cargo test --locked 2>&1 | tee "$log"
 # Print the summary line that CI reads.
-awk '/^test result:/ {p+=$4; f+=$6} END {printf "%d passed, %d failed\n", p, f}' /tmp/homelab-monitor-test.log
+awk '/^test result:/ {p+=$4; f+=$6} END {printf "%d passed, %d failed\n", p, f}' "$log"

@@ -292,17 +292,20 @@ fn seed_invocation_watch_serves_and_logs_change_events() {
     assert_eq!(v["serial"], 8);
     assert_eq!(v["previous_serial"], 7);
     assert_eq!(v["lineage"], "5c1f2a8e-stag-4b7e-9d1a-000000000007");
+    // Lists are JSON arrays in JSON logs (not JSON text inside a string).
     assert!(
-        v["added"].as_str().unwrap().contains("null_resource.new"),
+        v["added"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x == "null_resource.new")),
         "{event}"
     );
     assert!(
-        v["changed"]
-            .as_str()
-            .unwrap()
-            .contains("aws_instance.web[0] (instance_type, password)"),
+        v["changed"].as_array().is_some_and(|a| a
+            .iter()
+            .any(|x| x == "aws_instance.web[0] (instance_type, password)")),
         "{event}"
     );
+    assert!(v["removed"].is_array(), "{event}");
     assert!(!e.logs().contains("CANARY"), "a secret reached the log");
 }
 

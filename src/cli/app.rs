@@ -1,6 +1,7 @@
-//! Wiring of the modes: serve (optionally `--watch`), `--state-file`, `--status`.
+//! Wiring of the modes: serve (optionally `--watch`), `--state-file`, `--status`,
+//! `--once` (the exposition once, for node_exporter's textfile collector).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +30,10 @@ pub enum AppError {
     Usage(String),
     #[error("the check failed: {0}")]
     Check(String),
+    #[error(transparent)]
+    Output(#[from] crate::cli::textfile::TextfileError),
+    #[error("encoding the metrics failed: {0}")]
+    Encode(std::fmt::Error),
 }
 
 impl AppError {
@@ -39,6 +44,8 @@ impl AppError {
             AppError::WebConfig(w) => w.metric_label(),
             AppError::Usage(_) => "usage",
             AppError::Check(_) => "check",
+            AppError::Output(_) => "output",
+            AppError::Encode(_) => "encode",
         }
     }
 }
@@ -50,11 +57,26 @@ fn clock(cli: &Cli) -> SharedClock {
     }
 }
 
+/// The file `--status` reads from the working directory when no --config is given.
+pub const DEFAULT_CONFIG: &str = "monitoring-config.yaml";
+
+/// The config: --config; for `--status` without one, `monitoring-config.yaml`
+/// in the working directory when there is one; else discovery.
 fn load_config(cli: &Cli) -> Result<Config, AppError> {
     match &cli.config {
         Some(p) => Ok(Config::load(p)?),
+        None if cwd_config(cli) => Ok(Config::load(Path::new(DEFAULT_CONFIG))?),
         None => Ok(Config::discovery(PathBuf::from("."))),
     }
+}
+
+/// `--status` with no --config (and no --state-dir) in a folder that has a
+/// `monitoring-config.yaml`: that file is the config.
+fn cwd_config(cli: &Cli) -> bool {
+    cli.status
+        && cli.config.is_none()
+        && cli.state_dir.is_empty()
+        && Path::new(DEFAULT_CONFIG).is_file()
 }
 
 fn overrides(cli: &Cli) -> Overrides {
@@ -114,6 +136,9 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
     if cli.status {
         return Ok(status(&cli, &registry).await);
     }
+    if cli.once {
+        return once(&cli, &registry).await;
+    }
     // `/probe` (opt-in: certificate_expiry `modules:` or `probe:`).
     let probe = config
         .file
@@ -150,7 +175,20 @@ async fn one_shot_state(
     ov: &Overrides,
     clock: &SharedClock,
 ) -> Result<i32, AppError> {
-    let monitors = monitors::build(config, ov);
+    // Only the terraform monitor: the others' start-up warnings (a
+    // certificate block without paths...) are not this mode's business.
+    let only_terraform = Config {
+        file: crate::core::config::ConfigFile {
+            custom_monitors: monitors::CustomMonitors {
+                terraform_state: config.file.custom_monitors.terraform_state.clone(),
+                ..Default::default()
+            },
+            health_checks: None,
+            ..config.file.clone()
+        },
+        ..config.clone()
+    };
+    let monitors = monitors::build(&only_terraform, ov);
     let tf = monitors
         .iter()
         .find(|m| m.name() == "terraform_state")
@@ -167,12 +205,61 @@ async fn one_shot_state(
 
 async fn status(cli: &Cli, registry: &Registry) -> i32 {
     let outcomes = registry.gather().await;
+    let mut report = outcome_report(registry, &outcomes);
+    let from_cwd = cwd_config(cli);
+    if let serde_json::Value::Object(m) = &mut report.json {
+        let config = match &cli.config {
+            Some(p) => Some(p.to_string_lossy().to_string()),
+            None if from_cwd => Some(DEFAULT_CONFIG.to_string()),
+            None => None,
+        };
+        m.insert("config".into(), config.into());
+    }
+    if from_cwd && cli.format == crate::cli::report::ReportFormat::Table {
+        println!("Config: {DEFAULT_CONFIG} (found in the working directory; no --config given)\n");
+    }
+    print!("{}", report.render(cli.format));
+    report.exit_code()
+}
+
+/// `--once`: every monitor collected once, the exposition written to
+/// --output (atomically) or stdout; the exit code of `--status`.
+async fn once(cli: &Cli, registry: &Registry) -> Result<i32, AppError> {
+    use crate::core::encoder::{encode_cached_part, encode_part, finish, Format};
+    let outcomes = registry.gather().await;
+    let report = outcome_report(registry, &outcomes);
+    let snaps: Vec<Arc<crate::core::snapshot::Snapshot>> =
+        outcomes.iter().map(|o| o.snapshot.clone()).collect();
+    let mut body = encode_cached_part(snaps, Format::Classic).map_err(AppError::Encode)?;
+    let own = encode_part(
+        vec![Arc::new(registry.self_metrics(&outcomes))],
+        Format::Classic,
+    )
+    .map_err(AppError::Encode)?;
+    body.push_str(&own);
+    finish(&mut body, Format::Classic).map_err(AppError::Encode)?;
+    match cli.output.as_deref() {
+        Some(path) if path != Path::new("-") => {
+            crate::cli::textfile::write_atomic(path, body.as_bytes())?;
+            tracing::info!(output = %path.display(), bytes = body.len(), "exposition written");
+        }
+        _ => print!("{body}"),
+    }
+    Ok(report.exit_code())
+}
+
+/// The `--status` report of `outcomes`, a failed monitor counted as an error
+/// (and named on stderr).
+fn outcome_report(
+    registry: &Registry,
+    outcomes: &[Arc<crate::core::registry::Outcome>],
+) -> crate::cli::report::Report {
     let entries: Vec<(&str, &crate::core::snapshot::Snapshot, bool)> = outcomes
         .iter()
         .map(|o| (o.monitor, o.snapshot.as_ref(), o.stale))
         .collect();
     let mut report = snapshot_report(&entries, registry.clock().now(), Layout::Overview);
-    for o in &outcomes {
+    for o in outcomes {
         if let Some(e) = o.error.as_ref().filter(|_| !o.success) {
             report.errors += 1;
             eprintln!(
@@ -182,8 +269,7 @@ async fn status(cli: &Cli, registry: &Registry) -> i32 {
             );
         }
     }
-    print!("{}", report.render(cli.format));
-    report.exit_code()
+    report
 }
 
 async fn serve(

@@ -5,6 +5,7 @@
 pub mod app;
 pub mod render;
 pub mod report;
+pub mod textfile;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -60,7 +61,8 @@ fn parse_time(s: &str) -> Result<std::time::SystemTime, String> {
 ///
 /// Modes: no mode flag (or --watch) serves /metrics; --state-file checks one
 /// state once and exits 0 (clean), 2 (findings) or 1 (error); --status prints
-/// every configured monitor's targets once.
+/// every configured monitor's targets once; --once writes the /metrics
+/// exposition once (--output FILE for node_exporter's textfile collector).
 #[derive(Debug, Clone, Parser)]
 #[command(name = "homelab-monitor", version, about, long_about)]
 pub struct Cli {
@@ -106,6 +108,28 @@ pub struct Cli {
     /// Print every configured monitor's targets, health and last result once, then exit.
     #[arg(long, env = "HOMELAB_MONITOR_STATUS", conflicts_with = "state_file")]
     pub status: bool,
+
+    /// Collect every configured monitor once, write the whole /metrics
+    /// exposition (Prometheus text format) to --output or stdout, and exit
+    /// 0 (clean), 2 (findings) or 1 (error, or the file could not be written).
+    /// For node_exporter's textfile collector.
+    #[arg(
+        long,
+        env = "HOMELAB_MONITOR_ONCE",
+        conflicts_with_all = ["state_file", "status", "watch"]
+    )]
+    pub once: bool,
+
+    /// With --once: write the exposition to this file atomically (a temporary
+    /// file in the same folder, renamed over it; mode 0644), e.g.
+    /// /var/lib/node_exporter/textfile/homelab.prom. `-` or none: stdout.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "HOMELAB_MONITOR_OUTPUT",
+        requires = "once"
+    )]
+    pub output: Option<PathBuf>,
 
     /// Output format of --state-file and --status.
     #[arg(

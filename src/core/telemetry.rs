@@ -65,6 +65,86 @@ pub fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// Events of this target carry list fields as JSON text ([`LIST_FIELDS`]).
+pub const CHANGE_TARGET: &str = "homelab_monitor::change";
+
+/// Fields of [`CHANGE_TARGET`] events holding a JSON array as text (tracing
+/// records strings, numbers and booleans only): JSON logs carry them as real
+/// arrays, text logs as the JSON text.
+pub const LIST_FIELDS: [&str; 3] = ["added", "removed", "changed"];
+
+/// The JSON log layer (one object per line) writing to `writer`.
+pub fn json_layer<S, W>(writer: W) -> impl Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + 'static,
+{
+    let inner = tracing_subscriber::fmt::format()
+        .json()
+        .with_ansi(false)
+        .with_target(true)
+        .flatten_event(true)
+        .with_current_span(false);
+    tracing_subscriber::fmt::layer()
+        .with_writer(writer)
+        .with_ansi(false)
+        .json()
+        .event_format(ListFields(inner))
+}
+
+/// The JSON event format, with [`LIST_FIELDS`] of change events turned from
+/// JSON text into arrays.
+struct ListFields<F>(F);
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for ListFields<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        if event.metadata().target() != CHANGE_TARGET {
+            return self.0.format_event(ctx, writer, event);
+        }
+        let mut line = String::new();
+        self.0.format_event(
+            ctx,
+            tracing_subscriber::fmt::format::Writer::new(&mut line),
+            event,
+        )?;
+        let Ok(serde_json::Value::Object(obj)) =
+            serde_json::from_str::<serde_json::Value>(line.trim_end())
+        else {
+            return writer.write_str(&line);
+        };
+        // Replace each `"key":"<JSON text>"` by `"key":<the array>` in the
+        // line itself, so the other keys keep their order.
+        for key in LIST_FIELDS {
+            let Some(serde_json::Value::String(text)) = obj.get(key) else {
+                continue;
+            };
+            let Ok(list @ serde_json::Value::Array(_)) = serde_json::from_str(text) else {
+                continue;
+            };
+            let (Ok(quoted_key), Ok(quoted)) =
+                (serde_json::to_string(key), serde_json::to_string(text))
+            else {
+                continue;
+            };
+            let was = format!("{quoted_key}:{quoted}");
+            if line.matches(&was).count() == 1 {
+                line = line.replacen(&was, &format!("{quoted_key}:{list}"), 1);
+            }
+        }
+        writer.write_str(&line)
+    }
+}
+
 /// The level filter: `RUST_LOG` when set and valid, else `--log.level`.
 fn env_filter(level: LogLevel) -> EnvFilter {
     EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level.as_str()))
@@ -100,14 +180,7 @@ pub fn init(level: LogLevel, format: LogFormat) {
             tracing_subscriber::registry().with(layer).try_init()
         }
         LogFormat::Json => {
-            let layer = tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(false)
-                .with_target(true)
-                .json()
-                .flatten_event(true)
-                .with_current_span(false)
-                .with_filter(filter);
+            let layer = json_layer(std::io::stderr).with_filter(filter);
             tracing_subscriber::registry().with(layer).try_init()
         }
     };
@@ -160,6 +233,66 @@ mod tests {
             "homelab_monitor::monitors::terraform",
             Level::TRACE
         ));
+    }
+
+    /// A writer into a shared buffer, for the JSON layer.
+    #[derive(Clone, Default)]
+    struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn change_event_lists_are_json_arrays_in_json_logs() {
+        let buf = Buf::default();
+        let w = buf.clone();
+        let sub = tracing_subscriber::registry().with(json_layer(move || w.clone()));
+        tracing::subscriber::with_default(sub, || {
+            tracing::info!(
+                target: "homelab_monitor::change",
+                event = "terraform_state_changed",
+                added = %r#"["null_resource.new","a \"quoted\" one"]"#,
+                removed = %"[]",
+                changed = %r#"["aws_instance.web[0] (instance_type)"]"#,
+                "terraform state changed"
+            );
+            // Other targets are left alone, even with a field of that name.
+            tracing::info!(added = %r#"["x"]"#, "something else");
+        });
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        let v: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(
+            v["added"],
+            serde_json::json!(["null_resource.new", "a \"quoted\" one"]),
+            "{text}"
+        );
+        assert_eq!(v["removed"], serde_json::json!([]));
+        assert_eq!(
+            v["changed"],
+            serde_json::json!(["aws_instance.web[0] (instance_type)"])
+        );
+        assert_eq!(v["event"], "terraform_state_changed");
+        assert_eq!(v["message"], "terraform state changed");
+        assert_eq!(v["target"], "homelab_monitor::change");
+        assert!(v["timestamp"].is_string() && v["level"] == "INFO", "{text}");
+        // The fields keep their order (timestamp first, lists where they were).
+        assert!(lines[0].starts_with("{\"timestamp\":"), "{text}");
+        let pos = |k: &str| lines[0].find(&format!("\"{k}\":")).unwrap();
+        assert!(
+            pos("event") < pos("added") && pos("added") < pos("removed"),
+            "{text}"
+        );
+        let other: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+        assert_eq!(other["added"], r#"["x"]"#);
     }
 
     #[test]

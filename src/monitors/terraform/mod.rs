@@ -530,6 +530,8 @@ fn log_change_event(a: &Analysis, ch: &analysis::Changes) {
     let removed = serde_json::to_string(&capped(&ch.removed)).unwrap_or_default();
     let changed = serde_json::to_string(&capped(&changed)).unwrap_or_default();
     tracing::info!(
+        // = crate::core::telemetry::CHANGE_TARGET; added/removed/changed are
+        // its LIST_FIELDS (JSON arrays in JSON logs).
         target: "homelab_monitor::change",
         event = "terraform_state_changed",
         state_file = %a.label,

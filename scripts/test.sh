@@ -17,6 +17,7 @@ need=(
   "restic:restic"
   "borg:borgbackup"
   "initdb:postgresql"
+  "pgbackrest:pgbackrest"
   "chromium:chromium"
 )
 missing=()

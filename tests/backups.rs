@@ -987,6 +987,12 @@ async fn real_pg_basebackup_manifest() {
         assert_eq!(v(&s, "backup_snapshots", src), Some(1.0));
     }
     assert_eq!(v(&s, "backup_last_files", "pg"), Some(files.len() as f64));
+    // Formats without sets: one recovery window, set `all`, from the oldest backup.
+    assert_eq!(
+        set_value(&s, "backup_oldest_restorable_timestamp_seconds", "pg", "all"),
+        v(&s, "backup_oldest_timestamp_seconds", "pg")
+    );
+    assert!(v(&s, "backup_oldest_timestamp_seconds", "pg").is_some());
     assert_eq!(v(&s, "backup_last_size_bytes", "pg"), Some(total as f64));
     // When the backup started, as the server stamped its backup_label (whole
     // seconds, GMT), not the manifest file's mtime.
@@ -1729,6 +1735,16 @@ async fn restic_sets_a_stale_host_is_not_hidden_by_a_fresh_one() {
         set_value(&s, "backup_set_oldest_timestamp_seconds", "shared", &db_set),
         Some(oldest_db)
     );
+    // ... and so does its recovery window (every snapshot restic lists is restorable).
+    assert_eq!(
+        set_value(
+            &s,
+            "backup_oldest_restorable_timestamp_seconds",
+            "shared",
+            &db_set
+        ),
+        Some(oldest_db)
+    );
     assert_eq!(
         set_value(&s, "backup_set_max_age_seconds", "shared", &manual_set),
         Some(365.0 * DAY as f64)
@@ -2096,4 +2112,267 @@ async fn stale_locks_are_counted_without_taking_one() {
     run(borg(&base, &brepo).arg("break-lock").arg(&brepo));
     let s = collect_at(&m, SystemTime::now()).await;
     assert_eq!(v(&s, "backup_locks", "b"), Some(0.0));
+}
+
+// ---------------------------------------------------------------- pgBackRest
+
+/// `pgbackrest` and PostgreSQL's `initdb`, or None after printing SKIP.
+fn pgbackrest_tools() -> Option<(PathBuf, PathBuf)> {
+    let find = |tool: &str| {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path)
+            .chain([PathBuf::from("/usr/lib/postgresql/15/bin")])
+            .map(|d| d.join(tool))
+            .find(|c| c.is_file())
+    };
+    match (find("pgbackrest"), find("initdb")) {
+        (Some(p), Some(i)) => Some((p, i)),
+        _ => {
+            eprintln!(
+                "SKIP: pgbackrest or initdb is not installed; this test needs them: apt-get install -y pgbackrest postgresql"
+            );
+            None
+        }
+    }
+}
+
+/// A real PostgreSQL archiving into a real local pgBackRest repository
+/// (stanza `main`): stanza-create, a full and an incr backup. Returns the
+/// bytes of `pgbackrest info --output=json`.
+fn real_pgbackrest_info(root: &Path, pgbackrest: &Path, initdb: &Path) -> Vec<u8> {
+    let initdb = std::fs::canonicalize(initdb).unwrap();
+    let bin = initdb.parent().map(Path::to_path_buf).unwrap_or_default();
+    let is_root = String::from_utf8_lossy(&run(Command::new("id").arg("-u"))).trim() == "0";
+    if is_root {
+        let uid: u32 = String::from_utf8_lossy(&run(Command::new("id").args(["-u", "postgres"])))
+            .trim()
+            .parse()
+            .unwrap();
+        std::os::unix::fs::chown(root, Some(uid), None).unwrap();
+    }
+    let data = root.join("cluster");
+    let conf = root.join("pgbackrest.conf");
+    let port = free_port().to_string();
+    std::fs::write(
+        &conf,
+        format!(
+            "[global]\nrepo1-path={r}/repo\nrepo1-retention-full=2\nlock-path={r}/lock\nlog-path={r}/log\nlog-level-file=off\nlog-level-console=warn\nspool-path={r}/spool\nstart-fast=y\n\n[main]\npg1-path={d}\npg1-port={port}\npg1-socket-path={r}\n",
+            r = root.display(),
+            d = data.display()
+        ),
+    )
+    .unwrap();
+    let pg = Postgres {
+        bin,
+        data: data.clone(),
+        as_postgres: is_root,
+    };
+    let d = data.display().to_string();
+    run(&mut pg.cmd("initdb", &["-D".into(), d.clone(), "-A".into(), "trust".into()]));
+    // Unix socket in the temp folder only: no TCP listener at all.
+    let archive = format!(
+        "{} --config={} --stanza=main archive-push %p",
+        pgbackrest.display(),
+        conf.display()
+    );
+    let opts = format!(
+        "-p {port} -k {} -c listen_addresses='' -c wal_level=replica -c archive_mode=on -c archive_command='{archive}'",
+        root.display()
+    );
+    run(&mut pg.cmd(
+        "pg_ctl",
+        &[
+            "-D".into(),
+            d,
+            "-o".into(),
+            opts,
+            "-l".into(),
+            root.join("log.txt").display().to_string(),
+            "-w".into(),
+            "start".into(),
+        ],
+    ));
+    let brc = |args: &[&str]| {
+        let mut line = format!(
+            "{} --config={} --stanza=main",
+            shell_quote(&pgbackrest.to_string_lossy()),
+            shell_quote(&conf.to_string_lossy())
+        );
+        for a in args {
+            line.push(' ');
+            line.push_str(a);
+        }
+        let mut c = if is_root {
+            let mut c = Command::new("su");
+            c.args(["postgres", "-s", "/bin/sh", "-c", &line]);
+            c
+        } else {
+            let mut c = Command::new("/bin/sh");
+            c.args(["-c", &line]);
+            c
+        };
+        run(&mut c)
+    };
+    brc(&["stanza-create"]);
+    brc(&["--type=full", "backup"]);
+    brc(&["--type=incr", "backup"]);
+    let info = brc(&["--output=json", "info"]);
+    drop(pg);
+    info
+}
+
+#[tokio::test]
+async fn real_pgbackrest_stanza_full_and_incr() {
+    let Some((pgbackrest, initdb)) = pgbackrest_tools() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let info = real_pgbackrest_info(dir.path(), &pgbackrest, &initdb);
+    std::fs::write(dir.path().join("info.json"), &info).unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&info).unwrap();
+    let stanza = &doc[0];
+    assert_eq!(stanza["name"], "main");
+    let backups = stanza["backup"].as_array().unwrap();
+    assert_eq!(backups.len(), 2, "{doc}");
+    assert_eq!(backups[0]["type"], "full");
+    assert_eq!(backups[1]["type"], "incr");
+    assert!(backups.iter().all(|b| b["error"] == false), "{doc}");
+    let stop = |b: &serde_json::Value| b["timestamp"]["stop"].as_f64().unwrap();
+    // The WAL archive pgBackRest reports holds both backups' segments.
+    let (min, max) = (
+        stanza["archive"][0]["min"].as_str().unwrap(),
+        stanza["archive"][0]["max"].as_str().unwrap(),
+    );
+    assert!(backups.iter().all(|b| {
+        let (a, z) = (
+            b["archive"]["start"].as_str().unwrap(),
+            b["archive"]["stop"].as_str().unwrap(),
+        );
+        min <= a && z <= max
+    }));
+
+    let mut src = BackupSourceConfig::new("pg", BackupFormat::Pgbackrest, "info.json");
+    src.max_age = Some(HumanDuration(Duration::from_secs(DAY)));
+    src.min_recovery_window = Some(HumanDuration(Duration::from_secs(7 * DAY)));
+    let m = BackupMonitor::new(config(vec![src.clone()]), dir.path().to_path_buf());
+    let now = SystemTime::now() + Duration::from_secs(60);
+    let s = collect_at(&m, now).await;
+    let t = target(&s, "pg");
+    assert_eq!(v(&s, "backup_source_up", "pg"), Some(1.0), "{t:?}");
+    assert_eq!(v(&s, "backup_sets", "pg"), Some(1.0));
+    let set = |metric: &str| set_value(&s, metric, "pg", "main");
+    assert_eq!(
+        set("backup_set_last_success_timestamp_seconds"),
+        Some(stop(&backups[1]))
+    );
+    assert_eq!(set("backup_set_snapshots"), Some(2.0));
+    assert_eq!(
+        set("backup_set_last_size_bytes"),
+        backups[1]["info"]["size"].as_f64()
+    );
+    assert_eq!(
+        set("backup_set_repository_size_bytes"),
+        backups[1]["info"]["repository"]["size"].as_f64()
+    );
+    // Recovery window: from the full backup's end (its WAL is archived).
+    assert_eq!(
+        set("backup_oldest_restorable_timestamp_seconds"),
+        Some(stop(&backups[0]))
+    );
+    assert_eq!(
+        set("backup_set_oldest_timestamp_seconds"),
+        Some(stop(&backups[0]))
+    );
+    assert_eq!(
+        v(&s, "backup_last_success_timestamp_seconds", "pg"),
+        Some(stop(&backups[1]))
+    );
+    assert_eq!(
+        v(&s, "backup_last_size_bytes", "pg"),
+        backups[1]["info"]["size"].as_f64()
+    );
+    assert_eq!(
+        v(&s, "backup_size_change_ratio", "pg"),
+        Some(backups[1]["info"]["size"].as_f64().unwrap() / backups[0]["info"]["size"].as_f64().unwrap())
+    );
+    assert_eq!(v(&s, "backup_snapshots", "pg"), Some(2.0));
+    assert_eq!(v(&s, "backup_last_run_success", "pg"), Some(1.0));
+    assert_eq!(
+        v(&s, "backup_min_recovery_window_seconds", "pg"),
+        Some(7.0 * DAY as f64)
+    );
+    // pgBackRest reports no file counts: none is made up.
+    assert_eq!(set("backup_set_last_files"), None);
+    // A minutes-old stanza is short of a 7-day recovery window: a finding.
+    assert_eq!(t.health, Health::Findings, "{t:?}");
+    assert!(
+        t.summary
+            .contains("set main: recovery window") && t.summary.contains("shorter than min_recovery_window"),
+        "{}",
+        t.summary
+    );
+
+    // The newest backup flagged with page checksum errors (pgBackRest's
+    // `error: true`, set here in the tool's own output): the last run is not
+    // a success, and freshness falls back to the full backup.
+    let mut bad = doc.clone();
+    bad[0]["backup"][1]["error"] = serde_json::Value::Bool(true);
+    std::fs::write(
+        dir.path().join("info.json"),
+        serde_json::to_vec(&bad).unwrap(),
+    )
+    .unwrap();
+    let s = collect_at(&m, now).await;
+    assert_eq!(v(&s, "backup_last_run_success", "pg"), Some(0.0));
+    assert_eq!(
+        set_value(&s, "backup_set_last_success_timestamp_seconds", "pg", "main"),
+        Some(stop(&backups[0]))
+    );
+    assert!(
+        target(&s, "pg").summary.contains("page checksum errors"),
+        "{}",
+        target(&s, "pg").summary
+    );
+
+    // WAL expired from the archive (min moved past the full backup's
+    // segments): the full backup cannot be restored; the window starts at
+    // the incr, whose WAL is still there.
+    let mut expired = doc.clone();
+    expired[0]["archive"][0]["min"] = backups[1]["archive"]["start"].clone();
+    std::fs::write(
+        dir.path().join("info.json"),
+        serde_json::to_vec(&expired).unwrap(),
+    )
+    .unwrap();
+    let s = collect_at(&m, now).await;
+    assert_eq!(
+        set_value(&s, "backup_oldest_restorable_timestamp_seconds", "pg", "main"),
+        Some(stop(&backups[1]))
+    );
+    assert!(target(&s, "pg").summary.contains("cannot be restored"));
+
+    // A truncated info file: up 0, the last good values kept (never a clean 0).
+    std::fs::write(dir.path().join("info.json"), &info[..info.len() / 2]).unwrap();
+    let s = collect_at(&m, now).await;
+    assert_eq!(v(&s, "backup_source_up", "pg"), Some(0.0));
+}
+
+#[test]
+fn pgbackrest_and_recovery_window_keys_are_validated_at_load() {
+    let b = load("custom_monitors:\n  backup_validation:\n    sources:\n      - { name: p, format: pgbackrest, path: info.json, set_max_age: { main: 8d }, status_file: s.txt, min_recovery_window: 14d }\n      - { name: d, format: directory, path: x, min_recovery_window: 2d }\n")
+        .unwrap()
+        .custom_monitors
+        .backup_validation
+        .unwrap();
+    assert_eq!(b.sources[0].format, BackupFormat::Pgbackrest);
+    assert_eq!(
+        b.sources[0].min_recovery_window,
+        Some(HumanDuration(Duration::from_secs(14 * DAY)))
+    );
+    let e = load("custom_monitors:\n  backup_validation:\n    sources:\n      - { name: p, format: pgbackrest, path: x, repository: /r }\n").unwrap_err();
+    assert!(e.contains("`repository` applies to format restic, borg only"), "{e}");
+    let e = load("custom_monitors:\n  backup_validation:\n    sources:\n      - { name: p, format: pgbackrest, path: x, min_recovery_window: 0s }\n").unwrap_err();
+    assert!(e.contains("min_recovery_window must be longer than 0"), "{e}");
+    let e = load("custom_monitors:\n  backup_validation:\n    sources:\n      - { name: p, format: pgbackrest, path: x, recovery_window: 1d }\n").unwrap_err();
+    assert!(e.contains("recovery_window"), "{e}");
 }

@@ -86,6 +86,7 @@ pub mod directory;
 mod files;
 pub mod manifest;
 pub mod pg_manifest;
+pub mod pgbackrest;
 pub mod restic;
 pub mod runs;
 pub mod verify;
@@ -210,8 +211,21 @@ pub const LOCK_AGE: MetricDef = MetricDef::gauge(
     "With repository: age of the oldest lock file (restic: since its last refresh; borg: since it was taken); absent without locks.",
 );
 
+pub const OLDEST_RESTORABLE: MetricDef = MetricDef::gauge(
+    "backup_oldest_restorable_timestamp_seconds",
+    "When the oldest backup that can still be restored finished: the start of the recovery window (set `all` for formats without sets; pgbackrest: the oldest backup without error whose WAL is still archived).",
+);
+pub const MIN_RECOVERY_WINDOW: MetricDef = MetricDef::gauge(
+    "backup_min_recovery_window_seconds",
+    "Configured min_recovery_window: the oldest restorable backup is expected to be at least this old.",
+);
+pub const SET_REPO_SIZE: MetricDef = MetricDef::gauge(
+    "backup_set_repository_size_bytes",
+    "pgbackrest: info.repository.size of the set's newest backup (bytes in the repository, with the files it references in earlier backups).",
+);
+
 /// Every family this monitor exports, in output order.
-pub const METRICS: [&MetricDef; 25] = [
+pub const METRICS: [&MetricDef; 28] = [
     &UP,
     &LAST_SUCCESS,
     &LAST_SIZE,
@@ -237,6 +251,9 @@ pub const METRICS: [&MetricDef; 25] = [
     &LAST_RUN_AT,
     &LOCKS,
     &LOCK_AGE,
+    &OLDEST_RESTORABLE,
+    &MIN_RECOVERY_WINDOW,
+    &SET_REPO_SIZE,
 ];
 
 /// Why a document could not be parsed. Messages name positions and fields,
@@ -383,6 +400,18 @@ pub struct SourceRead {
     pub last_run: Option<(runs::RunStatus, Option<f64>)>,
     /// `repository`: its lock files.
     pub locks: Option<runs::Locks>,
+    /// Sets the format knows of even without a backup (pgbackrest stanzas).
+    pub declared_sets: Vec<String>,
+    /// Per-set values the format works out itself (pgbackrest).
+    pub set_views: BTreeMap<String, SetExtra>,
+}
+
+/// Per-set values a format works out itself.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SetExtra {
+    /// Overrides the set's oldest successful backup as its oldest restorable one.
+    pub oldest_restorable: Option<f64>,
+    pub repository_size: Option<u64>,
 }
 
 impl SourceRead {
@@ -523,6 +552,7 @@ enum FormatState {
     Borg(borg::State),
     Pg(pg_manifest::State),
     Manifest(manifest::State),
+    Pgbackrest(pgbackrest::State),
     Directory,
 }
 
@@ -534,6 +564,7 @@ impl FormatState {
             BackupFormat::PgBackupManifest => FormatState::Pg(pg_manifest::State::default()),
             BackupFormat::Manifest => FormatState::Manifest(manifest::State::default()),
             BackupFormat::Directory => FormatState::Directory,
+            BackupFormat::Pgbackrest => FormatState::Pgbackrest(pgbackrest::State::default()),
         }
     }
 }
@@ -638,6 +669,7 @@ fn read_source(ctx: &SourceCtx<'_>, state: &mut FormatState) -> SourceRead {
         FormatState::Pg(st) => pg_manifest::read(ctx, st),
         FormatState::Manifest(st) => manifest::read(ctx, st),
         FormatState::Directory => directory::read(ctx),
+        FormatState::Pgbackrest(st) => pgbackrest::read(ctx, st),
     }
 }
 
@@ -790,6 +822,15 @@ impl Inner {
             if let Some(max) = cfg.max_age {
                 b.gauge(&MAX_AGE, &label, max.0.as_secs_f64());
             }
+            if let Some(w) = cfg.min_recovery_window {
+                b.gauge(&MIN_RECOVERY_WINDOW, &label, w.0.as_secs_f64());
+            }
+            // Formats without sets: one recovery window, set `all`.
+            if sets.is_none() {
+                if let Some(x) = summary.as_ref().and_then(|s| s.oldest) {
+                    b.gauge(&OLDEST_RESTORABLE, &[("source", name), ("set", "all")], x);
+                }
+            }
             b.gauge(&MIN_SNAPSHOTS, &label, f64::from(cfg.min_snapshots));
             if let Some(s) = &summary {
                 emit(&mut b, name, s);
@@ -809,6 +850,14 @@ impl Inner {
                     b.gauge(&SET_SNAPSHOTS, &l, s.in_retention as f64);
                     if let Some(x) = s.oldest {
                         b.gauge(&SET_OLDEST, &l, x);
+                    }
+                    let extra = v.extra.get(set);
+                    let restorable = extra.map_or(s.oldest, |e| e.oldest_restorable);
+                    if let Some(x) = restorable {
+                        b.gauge(&OLDEST_RESTORABLE, &l, x);
+                    }
+                    if let Some(x) = extra.and_then(|e| e.repository_size) {
+                        b.gauge(&SET_REPO_SIZE, &l, x as f64);
                     }
                     if let Some(x) = s.files_ratio {
                         b.gauge(&SET_FILES_RATIO, &l, x);
@@ -833,7 +882,7 @@ impl Inner {
                 (Some((st, _)), _) => Some(st.success),
                 (None, true) => None,
                 (None, false) => match cfg.format {
-                    BackupFormat::Borg | BackupFormat::Manifest => summary
+                    BackupFormat::Borg | BackupFormat::Manifest | BackupFormat::Pgbackrest => summary
                         .as_ref()
                         .filter(|_| r.value.records.as_ref().is_some_and(|g| !g.records.is_empty()))
                         .map(|s| !s.newest_failed),
@@ -900,6 +949,8 @@ struct SetsView {
     sets: Vec<(String, Summary)>,
     /// Sets that stopped (over their max_age), truncation.
     findings: Vec<String>,
+    /// Per-set values the format worked out itself.
+    extra: BTreeMap<String, SetExtra>,
 }
 
 /// A lock older than this is a finding (as `BackupLockStale`).
@@ -918,10 +969,16 @@ fn sets_view(
     now: f64,
     retention: Duration,
 ) -> Option<SetsView> {
-    if !matches!(cfg.format, BackupFormat::Restic | BackupFormat::Borg) {
+    if !cfg.format.has_sets() {
         return None;
     }
-    let all = summarize_sets(&read?.records, now, retention);
+    let read = read?;
+    let mut all = summarize_sets(&read.records, now, retention);
+    // A set the format names without any backup (a new pgBackRest stanza):
+    // exported with no successful backup, never left out.
+    for set in &read.declared_sets {
+        all.entry(set.clone()).or_default();
+    }
     let total = all.len();
     let truncated = total > cfg.max_sets;
     let sets: Vec<(String, Summary)> = all.into_iter().take(cfg.max_sets).collect();
@@ -933,6 +990,19 @@ fn sets_view(
         ));
     }
     for (set, s) in &sets {
+        if let (Some(w), Some(t)) = (
+            cfg.min_recovery_window,
+            read.set_views
+                .get(set)
+                .map_or(s.oldest, |e| e.oldest_restorable),
+        ) {
+            if now - t < w.0.as_secs_f64() {
+                findings.push(format!(
+                    "set {set}: recovery window {}, shorter than min_recovery_window {w}",
+                    crate::cli::report::human_duration(Duration::from_secs((now - t).max(0.0) as u64)),
+                ));
+            }
+        }
         let Some(max) = set_max_age(cfg, set) else {
             continue;
         };
@@ -951,6 +1021,7 @@ fn sets_view(
         truncated,
         sets,
         findings,
+        extra: read.set_views.clone(),
     })
 }
 
@@ -988,6 +1059,15 @@ fn ok_status(
                     ));
                 }
             }
+        }
+    }
+    // As BackupRecoveryWindowShort (formats with sets: per set, in sets_view).
+    if let (Some(w), Some(t), false) = (cfg.min_recovery_window, s.oldest, cfg.format.has_sets()) {
+        if now - t < w.0.as_secs_f64() {
+            findings.push(format!(
+                "recovery window {}, shorter than min_recovery_window {w}",
+                crate::cli::report::human_duration(Duration::from_secs((now - t).max(0.0) as u64)),
+            ));
         }
     }
     // As BackupTooFewSnapshots: fewer backups inside retention_days than min_snapshots.

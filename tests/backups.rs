@@ -989,7 +989,12 @@ async fn real_pg_basebackup_manifest() {
     assert_eq!(v(&s, "backup_last_files", "pg"), Some(files.len() as f64));
     // Formats without sets: one recovery window, set `all`, from the oldest backup.
     assert_eq!(
-        set_value(&s, "backup_oldest_restorable_timestamp_seconds", "pg", "all"),
+        set_value(
+            &s,
+            "backup_oldest_restorable_timestamp_seconds",
+            "pg",
+            "all"
+        ),
         v(&s, "backup_oldest_timestamp_seconds", "pg")
     );
     assert!(v(&s, "backup_oldest_timestamp_seconds", "pg").is_some());
@@ -2168,7 +2173,10 @@ fn real_pgbackrest_info(root: &Path, pgbackrest: &Path, initdb: &Path) -> Vec<u8
         as_postgres: is_root,
     };
     let d = data.display().to_string();
-    run(&mut pg.cmd("initdb", &["-D".into(), d.clone(), "-A".into(), "trust".into()]));
+    run(&mut pg.cmd(
+        "initdb",
+        &["-D".into(), d.clone(), "-A".into(), "trust".into()],
+    ));
     // Unix socket in the temp folder only: no TCP listener at all.
     let archive = format!(
         "{} --config={} --stanza=main archive-push %p",
@@ -2293,7 +2301,10 @@ async fn real_pgbackrest_stanza_full_and_incr() {
     );
     assert_eq!(
         v(&s, "backup_size_change_ratio", "pg"),
-        Some(backups[1]["info"]["size"].as_f64().unwrap() / backups[0]["info"]["size"].as_f64().unwrap())
+        Some(
+            backups[1]["info"]["size"].as_f64().unwrap()
+                / backups[0]["info"]["size"].as_f64().unwrap()
+        )
     );
     assert_eq!(v(&s, "backup_snapshots", "pg"), Some(2.0));
     assert_eq!(v(&s, "backup_last_run_success", "pg"), Some(1.0));
@@ -2306,8 +2317,8 @@ async fn real_pgbackrest_stanza_full_and_incr() {
     // A minutes-old stanza is short of a 7-day recovery window: a finding.
     assert_eq!(t.health, Health::Findings, "{t:?}");
     assert!(
-        t.summary
-            .contains("set main: recovery window") && t.summary.contains("shorter than min_recovery_window"),
+        t.summary.contains("set main: recovery window")
+            && t.summary.contains("shorter than min_recovery_window"),
         "{}",
         t.summary
     );
@@ -2325,7 +2336,12 @@ async fn real_pgbackrest_stanza_full_and_incr() {
     let s = collect_at(&m, now).await;
     assert_eq!(v(&s, "backup_last_run_success", "pg"), Some(0.0));
     assert_eq!(
-        set_value(&s, "backup_set_last_success_timestamp_seconds", "pg", "main"),
+        set_value(
+            &s,
+            "backup_set_last_success_timestamp_seconds",
+            "pg",
+            "main"
+        ),
         Some(stop(&backups[0]))
     );
     assert!(
@@ -2346,7 +2362,12 @@ async fn real_pgbackrest_stanza_full_and_incr() {
     .unwrap();
     let s = collect_at(&m, now).await;
     assert_eq!(
-        set_value(&s, "backup_oldest_restorable_timestamp_seconds", "pg", "main"),
+        set_value(
+            &s,
+            "backup_oldest_restorable_timestamp_seconds",
+            "pg",
+            "main"
+        ),
         Some(stop(&backups[1]))
     );
     assert!(target(&s, "pg").summary.contains("cannot be restored"));
@@ -2370,9 +2391,15 @@ fn pgbackrest_and_recovery_window_keys_are_validated_at_load() {
         Some(HumanDuration(Duration::from_secs(14 * DAY)))
     );
     let e = load("custom_monitors:\n  backup_validation:\n    sources:\n      - { name: p, format: pgbackrest, path: x, repository: /r }\n").unwrap_err();
-    assert!(e.contains("`repository` applies to format restic, borg only"), "{e}");
+    assert!(
+        e.contains("`repository` applies to format restic, borg only"),
+        "{e}"
+    );
     let e = load("custom_monitors:\n  backup_validation:\n    sources:\n      - { name: p, format: pgbackrest, path: x, min_recovery_window: 0s }\n").unwrap_err();
-    assert!(e.contains("min_recovery_window must be longer than 0"), "{e}");
+    assert!(
+        e.contains("min_recovery_window must be longer than 0"),
+        "{e}"
+    );
     let e = load("custom_monitors:\n  backup_validation:\n    sources:\n      - { name: p, format: pgbackrest, path: x, recovery_window: 1d }\n").unwrap_err();
     assert!(e.contains("recovery_window"), "{e}");
 }

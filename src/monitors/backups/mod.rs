@@ -1,7 +1,8 @@
 //! Backup validation monitor.
 //!
 //! Each configured source is a set of files that a backup job wrote: the JSON
-//! output of `restic snapshots --json` / `borg list --json`, a PostgreSQL
+//! output of `restic snapshots --json` / `borg list --json` /
+//! `pgbackrest info --output=json`, a PostgreSQL
 //! `backup_manifest`, our own JSON manifest, or a folder of backup files. The
 //! monitor never runs a backup tool and never opens a repository, so it never
 //! takes a repository lock; it only reads those files.
@@ -60,6 +61,8 @@
 //!         verify: checksums, verify_max_bytes: "512MiB" }
 //!     - { name: scripts, format: manifest, path: "runs/*.json", verify: sizes }
 //!     - { name: dumps, format: directory, path: "dumps", pattern: "*.sql.gz" }
+//!     - { name: pg, format: pgbackrest, path: "backups/pgbackrest-info.json",
+//!         min_recovery_window: "14d" }
 //! ```
 //!
 //! Metrics labelled `source`: `backup_source_up`,
@@ -74,11 +77,14 @@
 //! or counted backups in one group), `backup_last_run_success`,
 //! `backup_last_run_timestamp_seconds` (`status_file`), `backup_locks`,
 //! `backup_oldest_lock_age_seconds` (`repository`), `backup_sets`,
-//! `backup_sets_truncated`. Labelled `source` and `set` (restic, borg):
+//! `backup_sets_truncated`, `backup_min_recovery_window_seconds`
+//! (`min_recovery_window`). Labelled `source` and `set` (every format; `all`
+//! for formats without sets): `backup_oldest_restorable_timestamp_seconds`.
+//! Labelled `source` and `set` (restic, borg, pgbackrest):
 //! `backup_set_last_success_timestamp_seconds`, `backup_set_last_size_bytes`,
 //! `backup_set_last_files`, `backup_set_snapshots`, `backup_set_oldest_timestamp_seconds`,
 //! `backup_set_max_age_seconds`,
-//! `backup_set_files_change_ratio`.
+//! `backup_set_files_change_ratio`, `backup_set_repository_size_bytes` (pgbackrest).
 
 pub mod borg;
 pub mod config;
@@ -164,7 +170,7 @@ pub const SET_FILES_RATIO: MetricDef = MetricDef::gauge(
 );
 pub const SETS: MetricDef = MetricDef::gauge(
     "backup_sets",
-    "restic, borg: backup sets (restic group_by identity, borg sets) found in the source, before max_sets.",
+    "restic, borg, pgbackrest: backup sets (restic group_by identity, borg sets, pgBackRest stanzas) found in the source, before max_sets.",
 );
 pub const SETS_TRUNCATED: MetricDef = MetricDef::gauge(
     "backup_sets_truncated",
@@ -196,7 +202,7 @@ pub const SET_MAX_AGE: MetricDef = MetricDef::gauge(
 );
 pub const LAST_RUN: MetricDef = MetricDef::gauge(
     "backup_last_run_success",
-    "1 if the last backup run succeeded, 0 if it failed or is partial (status_file; borg checkpoint archives; manifest status); absent when unknown.",
+    "1 if the last backup run succeeded, 0 if it failed or is partial (status_file; borg checkpoint archives; manifest status; pgBackRest error flag); absent when unknown.",
 );
 pub const LAST_RUN_AT: MetricDef = MetricDef::gauge(
     "backup_last_run_timestamp_seconds",

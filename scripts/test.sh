@@ -18,6 +18,7 @@ need=(
   "borg:borgbackup"
   "initdb:postgresql"
   "pgbackrest:pgbackrest"
+  "borgmatic:borgmatic"
   "chromium:chromium"
 )
 missing=()

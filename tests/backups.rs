@@ -2395,6 +2395,14 @@ fn pgbackrest_and_recovery_window_keys_are_validated_at_load() {
         e.contains("`repository` applies to format restic, borg only"),
         "{e}"
     );
+    let b = load("custom_monitors:\n  backup_validation:\n    sources:\n      - { name: m, format: borgmatic, path: l.json, info_file: i.json, timezone: UTC, status_file: s.json, sets: [ { name: web, glob: \"web-*\" } ] }\n")
+        .unwrap()
+        .custom_monitors
+        .backup_validation
+        .unwrap();
+    assert_eq!(b.sources[0].format, BackupFormat::Borgmatic);
+    let e = load("custom_monitors:\n  backup_validation:\n    sources:\n      - { name: m, format: borgmatic, path: x, stats_file: s.json }\n").unwrap_err();
+    assert!(e.contains("applies to format restic only"), "{e}");
     let e = load("custom_monitors:\n  backup_validation:\n    sources:\n      - { name: p, format: pgbackrest, path: x, min_recovery_window: 0s }\n").unwrap_err();
     assert!(
         e.contains("min_recovery_window must be longer than 0"),
@@ -2402,4 +2410,152 @@ fn pgbackrest_and_recovery_window_keys_are_validated_at_load() {
     );
     let e = load("custom_monitors:\n  backup_validation:\n    sources:\n      - { name: p, format: pgbackrest, path: x, recovery_window: 1d }\n").unwrap_err();
     assert!(e.contains("recovery_window"), "{e}");
+}
+
+// ---------------------------------------------------------------- borgmatic
+
+/// `borgmatic` and `borg`, or None after printing SKIP.
+fn borgmatic_tools() -> Option<(PathBuf, PathBuf)> {
+    let find = |tool: &str| {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path)
+            .map(|d| d.join(tool))
+            .find(|c| c.is_file())
+    };
+    match (find("borgmatic"), find("borg")) {
+        (Some(m), Some(b)) => Some((m, b)),
+        _ => {
+            eprintln!(
+                "SKIP: borgmatic or borg is not installed; this test needs them: apt-get install -y borgmatic borgbackup"
+            );
+            None
+        }
+    }
+}
+
+#[tokio::test]
+async fn real_borgmatic_two_repositories() {
+    let Some((borgmatic, _borg)) = borgmatic_tools() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let data = root.join("data");
+    write_data(&data, &[("a.bin", 40_000), ("b.bin", 20_000)]);
+    // Two borgmatic configurations (a local and an "offsite" repository), as
+    // borgmatic reads a folder of them; the offsite one stops after its first run.
+    for name in ["local", "offsite"] {
+        std::fs::write(
+            root.join(format!("{name}.yaml")),
+            format!(
+                "location:\n    source_directories:\n        - {}\n    repositories:\n        - {}\nstorage:\n    encryption_passphrase: \"test-only-passphrase\"\n    archive_name_format: 'web-{{now:%Y-%m-%dT%H:%M:%S.%f}}'\nretention:\n    keep_daily: 7\n",
+                data.display(),
+                root.join(format!("repo-{name}")).display()
+            ),
+        )
+        .unwrap();
+    }
+    let bm = |configs: &[&str], args: &[&str]| {
+        let mut c = Command::new(&borgmatic);
+        c.env("BORG_BASE_DIR", root.join("home"))
+            // Borg writes local time without a zone: fix the zone of this run.
+            .env("TZ", "UTC")
+            .args(["--syslog-verbosity", "-1"]);
+        // One --config with every file (a repeated --config replaces the earlier one).
+        c.arg("--config");
+        for cfg in configs {
+            c.arg(root.join(format!("{cfg}.yaml")));
+        }
+        c.args(args);
+        run(&mut c)
+    };
+    let both = ["local", "offsite"];
+    bm(&both, &["init", "--encryption", "repokey"]);
+    bm(&both, &["create"]);
+    std::fs::remove_file(data.join("b.bin")).unwrap();
+    let status = bm(&["local"], &["create", "--json"]);
+    std::fs::write(root.join("status.json"), &status).unwrap();
+    let list = bm(&both, &["list", "--json"]);
+    let info = bm(&both, &["info", "--json", "--last", "2"]);
+    std::fs::write(root.join("list.json"), &list).unwrap();
+    std::fs::write(root.join("info.json"), &info).unwrap();
+    let list: serde_json::Value = serde_json::from_slice(&list).unwrap();
+    let info: serde_json::Value = serde_json::from_slice(&info).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+
+    let utc = jiff::tz::TimeZone::UTC;
+    let t = |s: &serde_json::Value| -> f64 {
+        let dt: jiff::civil::DateTime = s.as_str().unwrap().parse().unwrap();
+        utc.to_timestamp(dt).unwrap().as_second() as f64
+    };
+    let mut src = BackupSourceConfig::new("bm", BackupFormat::Borgmatic, "list.json");
+    src.info_file = Some("info.json".into());
+    src.timezone = Some(TimeZoneName("UTC".into()));
+    src.status_file = Some("status.json".into());
+    src.max_age = Some(HumanDuration(Duration::from_secs(DAY)));
+    let m = BackupMonitor::new(config(vec![src]), root.to_path_buf());
+    let s = collect_at(&m, SystemTime::now() + Duration::from_secs(60)).await;
+    let tg = target(&s, "bm");
+    assert_eq!(v(&s, "backup_source_up", "bm"), Some(1.0), "{tg:?}");
+    assert_eq!(v(&s, "backup_sets", "bm"), Some(2.0));
+    assert_eq!(v(&s, "backup_last_run_success", "bm"), Some(1.0));
+    for (i, repo) in list.as_array().unwrap().iter().enumerate() {
+        let set = format!("repo={}", repo["repository"]["location"].as_str().unwrap());
+        let archives = repo["archives"].as_array().unwrap();
+        // info --last 2 of the same repository, matched by its id.
+        let detail = info
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["repository"]["id"] == repo["repository"]["id"])
+            .unwrap();
+        let newest = detail["archives"].as_array().unwrap().last().unwrap();
+        let sv = |metric: &str| set_value(&s, metric, "bm", &set);
+        assert_eq!(
+            sv("backup_set_snapshots"),
+            Some(archives.len() as f64),
+            "{set} ({i})"
+        );
+        assert_eq!(
+            sv("backup_set_last_success_timestamp_seconds"),
+            Some(t(&newest["end"])),
+            "{set}"
+        );
+        assert_eq!(
+            sv("backup_set_last_size_bytes"),
+            newest["stats"]["original_size"].as_f64()
+        );
+        assert_eq!(
+            sv("backup_set_last_files"),
+            newest["stats"]["nfiles"].as_f64()
+        );
+        // The recovery window starts at the repository's oldest archive
+        // (its end time from info, as borg reports it).
+        let oldest = detail["archives"][0]["end"].clone();
+        assert_eq!(
+            sv("backup_oldest_restorable_timestamp_seconds"),
+            Some(t(&oldest)),
+            "{set}"
+        );
+    }
+    // The local repository holds 2 archives, the offsite 1: the local's
+    // newest has 1 of 2 files.
+    let local = format!("repo={}", root.join("repo-local").display());
+    assert_eq!(
+        set_value(&s, "backup_set_files_change_ratio", "bm", &local),
+        Some(0.5)
+    );
+    // A repository-level info file is refused with the command to use.
+    std::fs::write(root.join("info.json"), bm(&both, &["rinfo", "--json"])).unwrap();
+    let s = collect_at(&m, SystemTime::now() + Duration::from_secs(60)).await;
+    assert_eq!(v(&s, "backup_source_up", "bm"), Some(0.0));
+    assert!(
+        target(&s, "bm")
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("borgmatic info --json --last 2"),
+        "{:?}",
+        target(&s, "bm")
+    );
 }

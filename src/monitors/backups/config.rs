@@ -63,23 +63,30 @@ pub enum BackupFormat {
     Directory,
     /// `pgbackrest info --output=json` output (`path`); one set per stanza.
     Pgbackrest,
+    /// `borgmatic list --json` output (`path`), optional `info_file`
+    /// (`borgmatic info --json --last 2`); one set per repository.
+    Borgmatic,
 }
 
 impl BackupFormat {
-    pub const ALL: [BackupFormat; 6] = [
+    pub const ALL: [BackupFormat; 7] = [
         BackupFormat::Restic,
         BackupFormat::Borg,
         BackupFormat::PgBackupManifest,
         BackupFormat::Manifest,
         BackupFormat::Directory,
         BackupFormat::Pgbackrest,
+        BackupFormat::Borgmatic,
     ];
 
     /// Formats whose sources hold several backup sets (`set` label).
     pub fn has_sets(self) -> bool {
         matches!(
             self,
-            BackupFormat::Restic | BackupFormat::Borg | BackupFormat::Pgbackrest
+            BackupFormat::Restic
+                | BackupFormat::Borg
+                | BackupFormat::Pgbackrest
+                | BackupFormat::Borgmatic
         )
     }
 
@@ -91,6 +98,7 @@ impl BackupFormat {
             BackupFormat::Manifest => "manifest",
             BackupFormat::Directory => "directory",
             BackupFormat::Pgbackrest => "pgbackrest",
+            BackupFormat::Borgmatic => "borgmatic",
         }
     }
 }
@@ -135,7 +143,7 @@ impl TryFrom<String> for BackupFormat {
 
 deserialize_via_try_from_string!(
     BackupFormat,
-    "a backup format (restic, borg, pg_backup_manifest, manifest, directory, pgbackrest)"
+    "a backup format (restic, borg, pg_backup_manifest, manifest, directory, pgbackrest, borgmatic)"
 );
 
 impl fmt::Display for BackupFormat {
@@ -358,13 +366,19 @@ pub fn validate(b: &BackupConfig) -> Result<(), ConfigIssue> {
             s.check_file.is_some(),
             &[BackupFormat::Restic],
         )?;
-        only("info_file", s.info_file.is_some(), &[BackupFormat::Borg])?;
-        only("timezone", s.timezone.is_some(), &[BackupFormat::Borg])?;
+        let bm = [BackupFormat::Borg, BackupFormat::Borgmatic];
+        only("info_file", s.info_file.is_some(), &bm)?;
+        only("timezone", s.timezone.is_some(), &bm)?;
         only("pattern", s.pattern.is_some(), &[BackupFormat::Directory])?;
         let rb = [BackupFormat::Restic, BackupFormat::Borg];
-        let rbp = [BackupFormat::Restic, BackupFormat::Borg, BackupFormat::Pgbackrest];
+        let rbp = [
+            BackupFormat::Restic,
+            BackupFormat::Borg,
+            BackupFormat::Pgbackrest,
+            BackupFormat::Borgmatic,
+        ];
         only("group_by", s.group_by.is_some(), &[BackupFormat::Restic])?;
-        only("sets", !s.sets.is_empty(), &[BackupFormat::Borg])?;
+        only("sets", !s.sets.is_empty(), &bm)?;
         only("set_max_age", !s.set_max_age.is_empty(), &rbp)?;
         only("status_file", s.status_file.is_some(), &rbp)?;
         if s.min_recovery_window.is_some_and(|w| w.0.is_zero()) {

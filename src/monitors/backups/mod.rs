@@ -87,6 +87,7 @@
 //! `backup_set_files_change_ratio`, `backup_set_repository_size_bytes` (pgbackrest).
 
 pub mod borg;
+pub mod borgmatic;
 pub mod config;
 pub mod directory;
 mod files;
@@ -559,6 +560,7 @@ enum FormatState {
     Pg(pg_manifest::State),
     Manifest(manifest::State),
     Pgbackrest(pgbackrest::State),
+    Borgmatic(borgmatic::State),
     Directory,
 }
 
@@ -571,6 +573,9 @@ impl FormatState {
             BackupFormat::Manifest => FormatState::Manifest(manifest::State::default()),
             BackupFormat::Directory => FormatState::Directory,
             BackupFormat::Pgbackrest => FormatState::Pgbackrest(pgbackrest::State::default()),
+            BackupFormat::Borgmatic => {
+                FormatState::Borgmatic(borgmatic::State::new(cfg.timezone.as_ref()))
+            }
         }
     }
 }
@@ -676,6 +681,7 @@ fn read_source(ctx: &SourceCtx<'_>, state: &mut FormatState) -> SourceRead {
         FormatState::Manifest(st) => manifest::read(ctx, st),
         FormatState::Directory => directory::read(ctx),
         FormatState::Pgbackrest(st) => pgbackrest::read(ctx, st),
+        FormatState::Borgmatic(st) => borgmatic::read(ctx, st),
     }
 }
 
@@ -888,7 +894,10 @@ impl Inner {
                 (Some((st, _)), _) => Some(st.success),
                 (None, true) => None,
                 (None, false) => match cfg.format {
-                    BackupFormat::Borg | BackupFormat::Manifest | BackupFormat::Pgbackrest => summary
+                    BackupFormat::Borg
+                    | BackupFormat::Borgmatic
+                    | BackupFormat::Manifest
+                    | BackupFormat::Pgbackrest => summary
                         .as_ref()
                         .filter(|_| r.value.records.as_ref().is_some_and(|g| !g.records.is_empty()))
                         .map(|s| !s.newest_failed),
@@ -1091,7 +1100,7 @@ fn ok_status(
             "{} backups are dated more than {} after now and are not counted (a clock is wrong{})",
             s.future,
             humantime::format_duration(FUTURE_TOLERANCE),
-            if cfg.format == BackupFormat::Borg {
+            if matches!(cfg.format, BackupFormat::Borg | BackupFormat::Borgmatic) {
                 ", or borg's zone-less dates need `timezone`"
             } else {
                 ""

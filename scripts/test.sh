@@ -19,6 +19,7 @@ need=(
   "initdb:postgresql"
   "pgbackrest:pgbackrest"
   "borgmatic:borgmatic"
+  "barman:barman"
   "chromium:chromium"
 )
 missing=()

@@ -2559,3 +2559,205 @@ async fn real_borgmatic_two_repositories() {
         target(&s, "bm")
     );
 }
+
+// ---------------------------------------------------------------- barman
+
+/// A shell line, as the postgres user when this test runs as root.
+fn sh_as(as_postgres: bool, line: &str) -> Command {
+    if as_postgres {
+        let mut c = Command::new("su");
+        c.args(["postgres", "-s", "/bin/sh", "-c", line]);
+        c
+    } else {
+        let mut c = Command::new("/bin/sh");
+        c.args(["-c", line]);
+        c
+    }
+}
+
+/// Stops barman's background `receive-wal` (started by `barman cron`).
+struct BarmanStreaming {
+    line: String,
+    as_postgres: bool,
+}
+
+impl Drop for BarmanStreaming {
+    fn drop(&mut self) {
+        let _ = sh_as(self.as_postgres, &self.line)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn real_barman_streaming_backups() {
+    let find = |tool: &str| {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path)
+            .chain([PathBuf::from("/usr/lib/postgresql/15/bin")])
+            .map(|d| d.join(tool))
+            .find(|c| c.is_file())
+    };
+    let (Some(barman), Some(initdb)) = (find("barman"), find("initdb")) else {
+        eprintln!("SKIP: barman or initdb is not installed; this test needs them: apt-get install -y barman postgresql");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let initdb = std::fs::canonicalize(initdb).unwrap();
+    let bin = initdb.parent().map(Path::to_path_buf).unwrap_or_default();
+    let is_root = String::from_utf8_lossy(&run(Command::new("id").arg("-u"))).trim() == "0";
+    let user = if is_root {
+        "postgres".to_string()
+    } else {
+        String::from_utf8_lossy(&run(Command::new("id").arg("-un")))
+            .trim()
+            .to_string()
+    };
+    let port = free_port().to_string();
+    let home = root.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::create_dir_all(root.join("conf.d")).unwrap();
+    let conf = root.join("barman.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[barman]\nbarman_home = {home}\nbarman_user = {user}\nlog_file = {r}/barman.log\nlog_level = INFO\nconfiguration_files_directory = {r}/conf.d\n\n\
+             [pg]\ndescription = \"test\"\nconninfo = host=127.0.0.1 port={port} user={pguser} dbname=postgres\n\
+             streaming_conninfo = host=127.0.0.1 port={port} user={pguser}\nbackup_method = postgres\n\
+             streaming_archiver = on\nslot_name = barman\ncreate_slot = auto\npath_prefix = {bin}\n",
+            home = home.display(),
+            r = root.display(),
+            pguser = "postgres",
+            bin = bin.display()
+        ),
+    )
+    .unwrap();
+    if is_root {
+        run(Command::new("chown").args(["-R", "postgres"]).arg(root));
+    }
+    let data = root.join("cluster");
+    let pg = Postgres {
+        bin,
+        data: data.clone(),
+        as_postgres: is_root,
+    };
+    let d = data.display().to_string();
+    run(&mut pg.cmd(
+        "initdb",
+        &[
+            "-D".into(),
+            d.clone(),
+            "-A".into(),
+            "trust".into(),
+            "-U".into(),
+            "postgres".into(),
+        ],
+    ));
+    run(&mut pg.cmd(
+        "pg_ctl",
+        &[
+            "-D".into(),
+            d,
+            "-o".into(),
+            format!(
+                "-p {port} -k {} -c listen_addresses=127.0.0.1",
+                root.display()
+            ),
+            "-l".into(),
+            root.join("log.txt").display().to_string(),
+            "-w".into(),
+            "start".into(),
+        ],
+    ));
+    let bar = |args: &str| {
+        format!(
+            "{} -c {} {args}",
+            shell_quote(&barman.to_string_lossy()),
+            shell_quote(&conf.to_string_lossy())
+        )
+    };
+    // `barman cron` creates the slot and starts streaming WAL (pg_receivewal).
+    run(&mut sh_as(is_root, &bar("cron")));
+    let _streaming = BarmanStreaming {
+        line: bar("receive-wal --stop pg"),
+        as_postgres: is_root,
+    };
+    run(&mut sh_as(
+        is_root,
+        &bar("switch-wal --force --archive --archive-timeout 60 pg"),
+    ));
+    run(&mut sh_as(
+        is_root,
+        &bar("backup --wait --wait-timeout 60 pg"),
+    ));
+    run(&mut sh_as(
+        is_root,
+        &bar("backup --wait --wait-timeout 60 pg"),
+    ));
+    let list = run(&mut sh_as(is_root, &bar("-f json list-backups all")));
+    std::fs::write(root.join("list.json"), &list).unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&list).unwrap();
+    let backups = doc["pg"].as_array().unwrap();
+    assert_eq!(backups.len(), 2, "{doc}");
+    assert!(backups.iter().all(|b| b["status"] == "DONE"), "{doc}");
+    let end = |b: &serde_json::Value| -> f64 {
+        b["end_time_timestamp"]
+            .as_str()
+            .map(|s| s.parse().unwrap())
+            .or_else(|| b["end_time_timestamp"].as_f64())
+            .unwrap()
+    };
+    // barman lists the newest first.
+    let (newest, oldest) = (&backups[0], &backups[1]);
+    assert!(end(newest) >= end(oldest));
+
+    let mut src = BackupSourceConfig::new("db", BackupFormat::Barman, "list.json");
+    src.max_age = Some(HumanDuration(Duration::from_secs(DAY)));
+    let m = BackupMonitor::new(config(vec![src]), root.to_path_buf());
+    let now = SystemTime::now() + Duration::from_secs(60);
+    let s = collect_at(&m, now).await;
+    let t = target(&s, "db");
+    assert_eq!(v(&s, "backup_source_up", "db"), Some(1.0), "{t:?}");
+    assert_eq!(t.health, Health::Ok, "{t:?}");
+    assert_eq!(v(&s, "backup_sets", "db"), Some(1.0));
+    let sv = |metric: &str| set_value(&s, metric, "db", "pg");
+    assert_eq!(
+        sv("backup_set_last_success_timestamp_seconds"),
+        Some(end(newest))
+    );
+    assert_eq!(
+        sv("backup_set_last_size_bytes"),
+        newest["size_bytes"].as_f64()
+    );
+    assert_eq!(sv("backup_set_snapshots"), Some(2.0));
+    assert_eq!(
+        sv("backup_oldest_restorable_timestamp_seconds"),
+        Some(end(oldest))
+    );
+    assert_eq!(
+        v(&s, "backup_size_change_ratio", "db"),
+        Some(newest["size_bytes"].as_f64().unwrap() / oldest["size_bytes"].as_f64().unwrap())
+    );
+    assert_eq!(v(&s, "backup_last_run_success", "db"), Some(1.0));
+
+    // A backup barman marks FAILED after the good ones (its status edited in
+    // the tool's own output): the last run failed, freshness is unchanged.
+    let mut failed = doc.clone();
+    let mut f = newest.clone();
+    f["status"] = "FAILED".into();
+    f["backup_id"] = "20991231T000000".into();
+    f["end_time_timestamp"] = serde_json::Value::Null;
+    failed["pg"].as_array_mut().unwrap().insert(0, f);
+    std::fs::write(root.join("list.json"), serde_json::to_vec(&failed).unwrap()).unwrap();
+    let s = collect_at(&m, now).await;
+    assert_eq!(v(&s, "backup_last_run_success", "db"), Some(0.0));
+    assert_eq!(
+        set_value(&s, "backup_set_last_success_timestamp_seconds", "db", "pg"),
+        Some(end(newest))
+    );
+    assert!(target(&s, "db").summary.contains("FAILED backup"));
+    drop(_streaming);
+    drop(pg);
+}

@@ -66,10 +66,12 @@ pub enum BackupFormat {
     /// `borgmatic list --json` output (`path`), optional `info_file`
     /// (`borgmatic info --json --last 2`); one set per repository.
     Borgmatic,
+    /// `barman -f json list-backups all` output (`path`); one set per server.
+    Barman,
 }
 
 impl BackupFormat {
-    pub const ALL: [BackupFormat; 7] = [
+    pub const ALL: [BackupFormat; 8] = [
         BackupFormat::Restic,
         BackupFormat::Borg,
         BackupFormat::PgBackupManifest,
@@ -77,6 +79,7 @@ impl BackupFormat {
         BackupFormat::Directory,
         BackupFormat::Pgbackrest,
         BackupFormat::Borgmatic,
+        BackupFormat::Barman,
     ];
 
     /// Formats whose sources hold several backup sets (`set` label).
@@ -87,6 +90,7 @@ impl BackupFormat {
                 | BackupFormat::Borg
                 | BackupFormat::Pgbackrest
                 | BackupFormat::Borgmatic
+                | BackupFormat::Barman
         )
     }
 
@@ -99,6 +103,7 @@ impl BackupFormat {
             BackupFormat::Directory => "directory",
             BackupFormat::Pgbackrest => "pgbackrest",
             BackupFormat::Borgmatic => "borgmatic",
+            BackupFormat::Barman => "barman",
         }
     }
 }
@@ -143,7 +148,7 @@ impl TryFrom<String> for BackupFormat {
 
 deserialize_via_try_from_string!(
     BackupFormat,
-    "a backup format (restic, borg, pg_backup_manifest, manifest, directory, pgbackrest, borgmatic)"
+    "a backup format (restic, borg, pg_backup_manifest, manifest, directory, pgbackrest, borgmatic, barman)"
 );
 
 impl fmt::Display for BackupFormat {
@@ -376,6 +381,7 @@ pub fn validate(b: &BackupConfig) -> Result<(), ConfigIssue> {
             BackupFormat::Borg,
             BackupFormat::Pgbackrest,
             BackupFormat::Borgmatic,
+            BackupFormat::Barman,
         ];
         only("group_by", s.group_by.is_some(), &[BackupFormat::Restic])?;
         only("sets", !s.sets.is_empty(), &bm)?;

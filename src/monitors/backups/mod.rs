@@ -86,6 +86,7 @@
 //! `backup_set_max_age_seconds`,
 //! `backup_set_files_change_ratio`, `backup_set_repository_size_bytes` (pgbackrest).
 
+pub mod barman;
 pub mod borg;
 pub mod borgmatic;
 pub mod config;
@@ -561,6 +562,7 @@ enum FormatState {
     Manifest(manifest::State),
     Pgbackrest(pgbackrest::State),
     Borgmatic(borgmatic::State),
+    Barman(barman::State),
     Directory,
 }
 
@@ -573,6 +575,7 @@ impl FormatState {
             BackupFormat::Manifest => FormatState::Manifest(manifest::State::default()),
             BackupFormat::Directory => FormatState::Directory,
             BackupFormat::Pgbackrest => FormatState::Pgbackrest(pgbackrest::State::default()),
+            BackupFormat::Barman => FormatState::Barman(barman::State::default()),
             BackupFormat::Borgmatic => {
                 FormatState::Borgmatic(borgmatic::State::new(cfg.timezone.as_ref()))
             }
@@ -682,6 +685,7 @@ fn read_source(ctx: &SourceCtx<'_>, state: &mut FormatState) -> SourceRead {
         FormatState::Directory => directory::read(ctx),
         FormatState::Pgbackrest(st) => pgbackrest::read(ctx, st),
         FormatState::Borgmatic(st) => borgmatic::read(ctx, st),
+        FormatState::Barman(st) => barman::read(ctx, st),
     }
 }
 
@@ -897,7 +901,8 @@ impl Inner {
                     BackupFormat::Borg
                     | BackupFormat::Borgmatic
                     | BackupFormat::Manifest
-                    | BackupFormat::Pgbackrest => summary
+                    | BackupFormat::Pgbackrest
+                    | BackupFormat::Barman => summary
                         .as_ref()
                         .filter(|_| r.value.records.as_ref().is_some_and(|g| !g.records.is_empty()))
                         .map(|s| !s.newest_failed),

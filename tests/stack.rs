@@ -241,7 +241,12 @@ fn dashboards_and_alerts_against_a_real_prometheus() {
     let snap = |host: &str, hours_ago: u64| serde_json::json!({"time": at(hours_ago + 1), "hostname": host, "paths": [format!("/srv/{host}")], "summary": {"backup_end": at(hours_ago), "total_files_processed": 10, "total_bytes_processed": 1000}});
     write_json(
         "shared/snapshots.json",
-        serde_json::json!([snap("web", 25), snap("db", 25), snap("web", 1), snap("db", 2)]),
+        serde_json::json!([
+            snap("web", 25),
+            snap("db", 25),
+            snap("web", 1),
+            snap("db", 2)
+        ]),
     );
     std::fs::create_dir_all(b.join("pruned")).unwrap();
     std::fs::write(b.join("pruned/dump-latest.sql.gz"), vec![1u8; 2048]).unwrap();

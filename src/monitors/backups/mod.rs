@@ -525,6 +525,31 @@ pub fn summarize(records: &[BackupRecord], now: f64, retention: Duration) -> Sum
     s
 }
 
+/// The per-source summary. With sets, its newest success is the stalest
+/// set's newest among the sets judged by the source's `max_age`: a set with a
+/// `set_max_age` of its own (a weekly set, a one-off backup) is judged by
+/// `BackupSetTooOld` only, so that `BackupTooOld` does not fire for it against
+/// the shorter source `max_age`. When every set has its own, all count.
+fn source_summary(
+    cfg: &BackupSourceConfig,
+    records: &[BackupRecord],
+    now: f64,
+    retention: Duration,
+) -> Summary {
+    let mut s = summarize(records, now, retention);
+    if cfg.format.has_sets() && !cfg.set_max_age.is_empty() {
+        let judged: Vec<BackupRecord> = records
+            .iter()
+            .filter(|r| !cfg.set_max_age.contains_key(&r.group))
+            .cloned()
+            .collect();
+        if let Some(t) = summarize(&judged, now, retention).last_success {
+            s.last_success = Some(t);
+        }
+    }
+    s
+}
+
 /// One summary per backup set (record group), by label.
 pub fn summarize_sets(
     records: &[BackupRecord],
@@ -799,7 +824,7 @@ impl Inner {
                 .value
                 .records
                 .as_ref()
-                .map(|g| summarize(&g.records, now_s, retention));
+                .map(|g| source_summary(cfg, &g.records, now_s, retention));
             let stale = this.main_failed && summary.is_some();
             let sets = sets_view(cfg, r.value.records.as_deref(), now_s, retention);
             let mut extra = Vec::new();
@@ -1292,6 +1317,28 @@ mod tests {
         // Other formats have no sets.
         cfg.format = BackupFormat::Manifest;
         assert!(sets_view(&cfg, Some(&read), 600.0, Duration::from_secs(1000)).is_none());
+    }
+
+    #[test]
+    fn sets_with_their_own_max_age_do_not_age_the_source() {
+        let r = vec![
+            rec("daily", 900.0, Some(10), true),
+            rec("weekly", 100.0, Some(10), true),
+        ];
+        let mut cfg = BackupSourceConfig::new("r", BackupFormat::Restic, "x");
+        let d = Duration::from_secs(10_000);
+        assert_eq!(source_summary(&cfg, &r, 1000.0, d).last_success, Some(100.0));
+        cfg.set_max_age.insert(
+            "weekly".into(),
+            crate::core::config::values::HumanDuration(Duration::from_secs(7000)),
+        );
+        assert_eq!(source_summary(&cfg, &r, 1000.0, d).last_success, Some(900.0));
+        // Every set with its own: all count, as before.
+        cfg.set_max_age.insert(
+            "daily".into(),
+            crate::core::config::values::HumanDuration(Duration::from_secs(200)),
+        );
+        assert_eq!(source_summary(&cfg, &r, 1000.0, d).last_success, Some(100.0));
     }
 
     #[test]

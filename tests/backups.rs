@@ -2164,7 +2164,7 @@ fn real_pgbackrest_info(root: &Path, pgbackrest: &Path, initdb: &Path) -> Vec<u8
     std::fs::write(
         &conf,
         format!(
-            "[global]\nrepo1-path={r}/repo\nrepo1-retention-full=2\nlock-path={r}/lock\nlog-path={r}/log\nlog-level-file=off\nlog-level-console=warn\nspool-path={r}/spool\nstart-fast=y\n\n[main]\npg1-path={d}\npg1-port={port}\npg1-socket-path={r}\n",
+            "[global]\nrepo1-path={r}/repo\nrepo1-retention-full=2\nlock-path={r}/lock\nlog-path={r}/log\nlog-level-file=off\nlog-level-console=warn\nspool-path={r}/spool\nstart-fast=y\n\n[main]\npg1-path={d}\npg1-port={port}\npg1-socket-path={r}\npg1-user=postgres\n",
             r = root.display(),
             d = data.display()
         ),
@@ -2176,9 +2176,17 @@ fn real_pgbackrest_info(root: &Path, pgbackrest: &Path, initdb: &Path) -> Vec<u8
         as_postgres: is_root,
     };
     let d = data.display().to_string();
+    // Superuser `postgres` whoever runs the test (pg1-user above).
     run(&mut pg.cmd(
         "initdb",
-        &["-D".into(), d.clone(), "-A".into(), "trust".into()],
+        &[
+            "-D".into(),
+            d.clone(),
+            "-A".into(),
+            "trust".into(),
+            "-U".into(),
+            "postgres".into(),
+        ],
     ));
     // Unix socket in the temp folder only: no TCP listener at all.
     let archive = format!(
@@ -2629,7 +2637,7 @@ async fn real_barman_streaming_backups() {
             "[barman]\nbarman_home = {home}\nbarman_user = {user}\nlog_file = {r}/barman.log\nlog_level = INFO\nconfiguration_files_directory = {r}/conf.d\n\n\
              [pg]\ndescription = \"test\"\nconninfo = host=127.0.0.1 port={port} user={pguser} dbname=postgres\n\
              streaming_conninfo = host=127.0.0.1 port={port} user={pguser}\nbackup_method = postgres\n\
-             streaming_archiver = on\nslot_name = barman\ncreate_slot = auto\npath_prefix = {bin}\n",
+             streaming_archiver = on\nimmediate_checkpoint = true\nslot_name = barman\ncreate_slot = auto\npath_prefix = {bin}\n",
             home = home.display(),
             r = root.display(),
             pguser = "postgres",

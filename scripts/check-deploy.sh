@@ -286,6 +286,9 @@ am_add alertname=TerraformStateDrift severity=warning state_file=b.tfstate insta
 am_add alertname=BackupTooOld severity=critical source=nas instance=i
 am_add alertname=BackupShrank severity=warning source=nas instance=i
 am_add alertname=BackupShrank severity=warning source=offsite instance=i
+# BackupTooOld (the source's stalest set) and BackupSetTooOld (that set) do not both page.
+am_add alertname=BackupSetTooOld severity=warning source=nas set=web instance=i
+am_add alertname=BackupSetTooOld severity=warning source=offsite set=web instance=i
 am_add alertname=CollectorFailing severity=critical monitor=terraform_state instance=i
 am_add alertname=OtherWarning severity=warning instance=i
 got=""
@@ -295,13 +298,15 @@ import json, sys
 for a in sorted(json.load(sys.stdin), key=lambda a: sorted(a["labels"].items())):
     l = a["labels"]
     print(l["alertname"], l.get("state_file") or l.get("source") or "-", a["status"]["state"])')
-  [ "$(grep -c . <<<"$got")" = 8 ] && grep -q suppressed <<<"$got" && break
+  [ "$(grep -c . <<<"$got")" = 10 ] && grep -q suppressed <<<"$got" && break
   sleep 0.2
 done
 kill "$am_pid" 2>/dev/null || true
 wait "$am_pid" 2>/dev/null || true
 am_pid=
-want="BackupShrank nas suppressed
+want="BackupSetTooOld nas suppressed
+BackupSetTooOld offsite active
+BackupShrank nas suppressed
 BackupShrank offsite active
 BackupTooOld nas active
 CollectorFailing - active

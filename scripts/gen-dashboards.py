@@ -263,6 +263,11 @@ BACKUP_MAX_AGE = (f"(backup_max_age_seconds{{{SEL}}} or on (job, instance, sourc
                   f" (0 * backup_last_success_timestamp_seconds{{{SEL}}} + {mixin.number(DEFAULT_MAX_AGE_DAYS * DAY)}))")
 BACKUP_AGE_RATIO = f"({BACKUP_AGE}) / on (job, instance, source) {BACKUP_MAX_AGE}"
 RATIO_TH = thresholds((None, GREEN), (0.9, ORANGE), (1, RED))
+# Backup sets (restic, borg, borgmatic, pgbackrest, barman) and recovery windows.
+BACKUP_SET_AGE = f"time() - backup_set_last_success_timestamp_seconds{{{SEL}}}"
+BACKUP_SET_AGE_RATIO = (f"({BACKUP_SET_AGE}) / on (job, instance, source, set)"
+                        f" backup_set_max_age_seconds{{{SEL}}}")
+RECOVERY_WINDOW = f"time() - backup_oldest_restorable_timestamp_seconds{{{SEL}}}"
 COUNT_TH = thresholds((None, GREEN), (1, RED))
 
 
@@ -448,6 +453,30 @@ def backups():
                    th=thresholds((None, GREEN), (1, RED)),
                    desc=f"Each source's age against its own max_age ({DAYS_WITHOUT_MAX_AGE} without one): above 100% BackupTooOld fires."),
         timeseries(L, "Snapshots inside retention", [target(f"backup_snapshots{{{SEL}}}", "{{source}}")], "none"),
+        stat(L, "Sets stopped", f"count(({BACKUP_SET_AGE_RATIO}) > 1) or vector(0)", "none", COUNT_TH,
+             desc="Backup sets (hosts/paths, archive globs, stanzas, servers, repositories) older than their max_age: BackupSetTooOld."),
+        stat(L, "Sources over max_sets", f"count(backup_sets_truncated{{{SEL}}} == 1) or vector(0)", "none",
+             thresholds((None, GREEN), (1, ORANGE)),
+             desc="Sources holding more sets than max_sets: only the first max_sets (by label) have set series."),
+        stat(L, "Shortest recovery window", f"min({RECOVERY_WINDOW})", "s", NEUTRAL, no_value="no backups",
+             desc="Age of the youngest oldest-restorable backup: how far back the worst set can be restored."),
+        table(L, "Backup sets by age", [
+            target(BACKUP_SET_AGE, instant=True, table=True, ref="A"),
+            target(f"backup_set_max_age_seconds{{{SEL}}}", instant=True, table=True, ref="B"),
+            target(BACKUP_SET_AGE_RATIO, instant=True, table=True, ref="E"),
+            target(f"backup_set_snapshots{{{SEL}}}", instant=True, table=True, ref="D"),
+            target(RECOVERY_WINDOW, instant=True, table=True, ref="F"),
+        ], "s", NEUTRAL, sort_by="Age / max_age", desc=True,
+            rename={"Value #A": "Age", "Value #B": "Max age", "Value #E": "Age / max_age",
+                    "Value #D": "Snapshots in retention", "Value #F": "Recovery window"},
+            hide=["job", "instance"], cell="auto",
+            overrides=[BACKUP_RATIO_COLUMN, by_name("Snapshots in retention", unit="none")],
+            description="One row per backup set, stalest first; Recovery window is how far back its oldest restorable backup reaches."),
+        timeseries(L, "Recovery window", [target(RECOVERY_WINDOW, "{{source}} {{set}}")], "s",
+                   desc="Age of each set's oldest restorable backup; BackupRecoveryWindowShort fires below a source's min_recovery_window."),
+        timeseries(L, "Set age / max_age", [target(BACKUP_SET_AGE_RATIO, "{{source}} {{set}}")], "percentunit",
+                   th=thresholds((None, GREEN), (1, RED)),
+                   desc="Each set's age against its max_age: above 100% BackupSetTooOld fires."),
     ]
     return dashboard("homelab-backups", "Backups", p, description="Backup freshness, size, verification and retention per source.")
 

@@ -17,6 +17,9 @@ need=(
   "restic:restic"
   "borg:borgbackup"
   "initdb:postgresql"
+  "pgbackrest:pgbackrest"
+  "borgmatic:borgmatic"
+  "barman:barman"
   "chromium:chromium"
 )
 missing=()

@@ -987,6 +987,17 @@ async fn real_pg_basebackup_manifest() {
         assert_eq!(v(&s, "backup_snapshots", src), Some(1.0));
     }
     assert_eq!(v(&s, "backup_last_files", "pg"), Some(files.len() as f64));
+    // Formats without sets: one recovery window, set `all`, from the oldest backup.
+    assert_eq!(
+        set_value(
+            &s,
+            "backup_oldest_restorable_timestamp_seconds",
+            "pg",
+            "all"
+        ),
+        v(&s, "backup_oldest_timestamp_seconds", "pg")
+    );
+    assert!(v(&s, "backup_oldest_timestamp_seconds", "pg").is_some());
     assert_eq!(v(&s, "backup_last_size_bytes", "pg"), Some(total as f64));
     // When the backup started, as the server stamped its backup_label (whole
     // seconds, GMT), not the manifest file's mtime.
@@ -1729,6 +1740,16 @@ async fn restic_sets_a_stale_host_is_not_hidden_by_a_fresh_one() {
         set_value(&s, "backup_set_oldest_timestamp_seconds", "shared", &db_set),
         Some(oldest_db)
     );
+    // ... and so does its recovery window (every snapshot restic lists is restorable).
+    assert_eq!(
+        set_value(
+            &s,
+            "backup_oldest_restorable_timestamp_seconds",
+            "shared",
+            &db_set
+        ),
+        Some(oldest_db)
+    );
     assert_eq!(
         set_value(&s, "backup_set_max_age_seconds", "shared", &manual_set),
         Some(365.0 * DAY as f64)
@@ -1737,10 +1758,13 @@ async fn restic_sets_a_stale_host_is_not_hidden_by_a_fresh_one() {
         set_value(&s, "backup_set_max_age_seconds", "shared", &db_set),
         Some(26.0 * 3600.0)
     );
-    // Compatibility: the per-source series is the stalest set's newest.
+    // The per-source series is the stalest set's newest among the sets
+    // judged by the source's max_age: the one-off manual set (its own
+    // set_max_age of a year, 20 days old) does not make BackupTooOld fire;
+    // db, stopped 10 days ago, does.
     assert_eq!(
         v(&s, "backup_last_success_timestamp_seconds", "shared"),
-        Some(newest("web", true))
+        Some(newest("db", false))
     );
     // The status page: one freshness fact per set; db is late, web is not.
     let t = target(&s, "shared");
@@ -2096,4 +2120,655 @@ async fn stale_locks_are_counted_without_taking_one() {
     run(borg(&base, &brepo).arg("break-lock").arg(&brepo));
     let s = collect_at(&m, SystemTime::now()).await;
     assert_eq!(v(&s, "backup_locks", "b"), Some(0.0));
+}
+
+// ---------------------------------------------------------------- pgBackRest
+
+/// `pgbackrest` and PostgreSQL's `initdb`, or None after printing SKIP.
+fn pgbackrest_tools() -> Option<(PathBuf, PathBuf)> {
+    let find = |tool: &str| {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path)
+            .chain([PathBuf::from("/usr/lib/postgresql/15/bin")])
+            .map(|d| d.join(tool))
+            .find(|c| c.is_file())
+    };
+    match (find("pgbackrest"), find("initdb")) {
+        (Some(p), Some(i)) => Some((p, i)),
+        _ => {
+            eprintln!(
+                "SKIP: pgbackrest or initdb is not installed; this test needs them: apt-get install -y pgbackrest postgresql"
+            );
+            None
+        }
+    }
+}
+
+/// A real PostgreSQL archiving into a real local pgBackRest repository
+/// (stanza `main`): stanza-create, a full and an incr backup. Returns the
+/// bytes of `pgbackrest info --output=json`.
+fn real_pgbackrest_info(root: &Path, pgbackrest: &Path, initdb: &Path) -> Vec<u8> {
+    let initdb = std::fs::canonicalize(initdb).unwrap();
+    let bin = initdb.parent().map(Path::to_path_buf).unwrap_or_default();
+    let is_root = String::from_utf8_lossy(&run(Command::new("id").arg("-u"))).trim() == "0";
+    if is_root {
+        let uid: u32 = String::from_utf8_lossy(&run(Command::new("id").args(["-u", "postgres"])))
+            .trim()
+            .parse()
+            .unwrap();
+        std::os::unix::fs::chown(root, Some(uid), None).unwrap();
+    }
+    let data = root.join("cluster");
+    let conf = root.join("pgbackrest.conf");
+    let port = free_port().to_string();
+    std::fs::write(
+        &conf,
+        format!(
+            "[global]\nrepo1-path={r}/repo\nrepo1-retention-full=2\nlock-path={r}/lock\nlog-path={r}/log\nlog-level-file=off\nlog-level-console=warn\nspool-path={r}/spool\nstart-fast=y\n\n[main]\npg1-path={d}\npg1-port={port}\npg1-socket-path={r}\npg1-user=postgres\n",
+            r = root.display(),
+            d = data.display()
+        ),
+    )
+    .unwrap();
+    let pg = Postgres {
+        bin,
+        data: data.clone(),
+        as_postgres: is_root,
+    };
+    let d = data.display().to_string();
+    // Superuser `postgres` whoever runs the test (pg1-user above).
+    run(&mut pg.cmd(
+        "initdb",
+        &[
+            "-D".into(),
+            d.clone(),
+            "-A".into(),
+            "trust".into(),
+            "-U".into(),
+            "postgres".into(),
+        ],
+    ));
+    // Unix socket in the temp folder only: no TCP listener at all.
+    let archive = format!(
+        "{} --config={} --stanza=main archive-push %p",
+        pgbackrest.display(),
+        conf.display()
+    );
+    let opts = format!(
+        "-p {port} -k {} -c listen_addresses='' -c wal_level=replica -c archive_mode=on -c archive_command='{archive}'",
+        root.display()
+    );
+    run(&mut pg.cmd(
+        "pg_ctl",
+        &[
+            "-D".into(),
+            d,
+            "-o".into(),
+            opts,
+            "-l".into(),
+            root.join("log.txt").display().to_string(),
+            "-w".into(),
+            "start".into(),
+        ],
+    ));
+    let brc = |args: &[&str]| {
+        let mut line = format!(
+            "{} --config={} --stanza=main",
+            shell_quote(&pgbackrest.to_string_lossy()),
+            shell_quote(&conf.to_string_lossy())
+        );
+        for a in args {
+            line.push(' ');
+            line.push_str(a);
+        }
+        let mut c = if is_root {
+            let mut c = Command::new("su");
+            c.args(["postgres", "-s", "/bin/sh", "-c", &line]);
+            c
+        } else {
+            let mut c = Command::new("/bin/sh");
+            c.args(["-c", &line]);
+            c
+        };
+        run(&mut c)
+    };
+    brc(&["stanza-create"]);
+    brc(&["--type=full", "backup"]);
+    brc(&["--type=incr", "backup"]);
+    let info = brc(&["--output=json", "info"]);
+    drop(pg);
+    info
+}
+
+#[tokio::test]
+async fn real_pgbackrest_stanza_full_and_incr() {
+    let Some((pgbackrest, initdb)) = pgbackrest_tools() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let info = real_pgbackrest_info(dir.path(), &pgbackrest, &initdb);
+    std::fs::write(dir.path().join("info.json"), &info).unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&info).unwrap();
+    let stanza = &doc[0];
+    assert_eq!(stanza["name"], "main");
+    let backups = stanza["backup"].as_array().unwrap();
+    assert_eq!(backups.len(), 2, "{doc}");
+    assert_eq!(backups[0]["type"], "full");
+    assert_eq!(backups[1]["type"], "incr");
+    assert!(backups.iter().all(|b| b["error"] == false), "{doc}");
+    let stop = |b: &serde_json::Value| b["timestamp"]["stop"].as_f64().unwrap();
+    // The WAL archive pgBackRest reports holds both backups' segments.
+    let (min, max) = (
+        stanza["archive"][0]["min"].as_str().unwrap(),
+        stanza["archive"][0]["max"].as_str().unwrap(),
+    );
+    assert!(backups.iter().all(|b| {
+        let (a, z) = (
+            b["archive"]["start"].as_str().unwrap(),
+            b["archive"]["stop"].as_str().unwrap(),
+        );
+        min <= a && z <= max
+    }));
+
+    let mut src = BackupSourceConfig::new("pg", BackupFormat::Pgbackrest, "info.json");
+    src.max_age = Some(HumanDuration(Duration::from_secs(DAY)));
+    src.min_recovery_window = Some(HumanDuration(Duration::from_secs(7 * DAY)));
+    let m = BackupMonitor::new(config(vec![src.clone()]), dir.path().to_path_buf());
+    let now = SystemTime::now() + Duration::from_secs(60);
+    let s = collect_at(&m, now).await;
+    let t = target(&s, "pg");
+    assert_eq!(v(&s, "backup_source_up", "pg"), Some(1.0), "{t:?}");
+    assert_eq!(v(&s, "backup_sets", "pg"), Some(1.0));
+    let set = |metric: &str| set_value(&s, metric, "pg", "main");
+    assert_eq!(
+        set("backup_set_last_success_timestamp_seconds"),
+        Some(stop(&backups[1]))
+    );
+    assert_eq!(set("backup_set_snapshots"), Some(2.0));
+    assert_eq!(
+        set("backup_set_last_size_bytes"),
+        backups[1]["info"]["size"].as_f64()
+    );
+    assert_eq!(
+        set("backup_set_repository_size_bytes"),
+        backups[1]["info"]["repository"]["size"].as_f64()
+    );
+    // Recovery window: from the full backup's end (its WAL is archived).
+    assert_eq!(
+        set("backup_oldest_restorable_timestamp_seconds"),
+        Some(stop(&backups[0]))
+    );
+    assert_eq!(
+        set("backup_set_oldest_timestamp_seconds"),
+        Some(stop(&backups[0]))
+    );
+    assert_eq!(
+        v(&s, "backup_last_success_timestamp_seconds", "pg"),
+        Some(stop(&backups[1]))
+    );
+    assert_eq!(
+        v(&s, "backup_last_size_bytes", "pg"),
+        backups[1]["info"]["size"].as_f64()
+    );
+    assert_eq!(
+        v(&s, "backup_size_change_ratio", "pg"),
+        Some(
+            backups[1]["info"]["size"].as_f64().unwrap()
+                / backups[0]["info"]["size"].as_f64().unwrap()
+        )
+    );
+    assert_eq!(v(&s, "backup_snapshots", "pg"), Some(2.0));
+    assert_eq!(v(&s, "backup_last_run_success", "pg"), Some(1.0));
+    assert_eq!(
+        v(&s, "backup_min_recovery_window_seconds", "pg"),
+        Some(7.0 * DAY as f64)
+    );
+    // pgBackRest reports no file counts: none is made up.
+    assert_eq!(set("backup_set_last_files"), None);
+    // A minutes-old stanza is short of a 7-day recovery window: a finding.
+    assert_eq!(t.health, Health::Findings, "{t:?}");
+    assert!(
+        t.summary.contains("set main: recovery window")
+            && t.summary.contains("shorter than min_recovery_window"),
+        "{}",
+        t.summary
+    );
+
+    // The newest backup flagged with page checksum errors (pgBackRest's
+    // `error: true`, set here in the tool's own output): the last run is not
+    // a success, and freshness falls back to the full backup.
+    let mut bad = doc.clone();
+    bad[0]["backup"][1]["error"] = serde_json::Value::Bool(true);
+    std::fs::write(
+        dir.path().join("info.json"),
+        serde_json::to_vec(&bad).unwrap(),
+    )
+    .unwrap();
+    let s = collect_at(&m, now).await;
+    assert_eq!(v(&s, "backup_last_run_success", "pg"), Some(0.0));
+    assert_eq!(
+        set_value(
+            &s,
+            "backup_set_last_success_timestamp_seconds",
+            "pg",
+            "main"
+        ),
+        Some(stop(&backups[0]))
+    );
+    assert!(
+        target(&s, "pg").summary.contains("page checksum errors"),
+        "{}",
+        target(&s, "pg").summary
+    );
+
+    // WAL expired from the archive (min moved past the full backup's
+    // segments): the full backup cannot be restored; the window starts at
+    // the incr, whose WAL is still there.
+    let mut expired = doc.clone();
+    expired[0]["archive"][0]["min"] = backups[1]["archive"]["start"].clone();
+    std::fs::write(
+        dir.path().join("info.json"),
+        serde_json::to_vec(&expired).unwrap(),
+    )
+    .unwrap();
+    let s = collect_at(&m, now).await;
+    assert_eq!(
+        set_value(
+            &s,
+            "backup_oldest_restorable_timestamp_seconds",
+            "pg",
+            "main"
+        ),
+        Some(stop(&backups[1]))
+    );
+    assert!(target(&s, "pg").summary.contains("cannot be restored"));
+
+    // A truncated info file: up 0, the last good values kept (never a clean 0).
+    std::fs::write(dir.path().join("info.json"), &info[..info.len() / 2]).unwrap();
+    let s = collect_at(&m, now).await;
+    assert_eq!(v(&s, "backup_source_up", "pg"), Some(0.0));
+}
+
+#[test]
+fn pgbackrest_and_recovery_window_keys_are_validated_at_load() {
+    let b = load("custom_monitors:\n  backup_validation:\n    sources:\n      - { name: p, format: pgbackrest, path: info.json, set_max_age: { main: 8d }, status_file: s.txt, min_recovery_window: 14d }\n      - { name: d, format: directory, path: x, min_recovery_window: 2d }\n")
+        .unwrap()
+        .custom_monitors
+        .backup_validation
+        .unwrap();
+    assert_eq!(b.sources[0].format, BackupFormat::Pgbackrest);
+    assert_eq!(
+        b.sources[0].min_recovery_window,
+        Some(HumanDuration(Duration::from_secs(14 * DAY)))
+    );
+    let e = load("custom_monitors:\n  backup_validation:\n    sources:\n      - { name: p, format: pgbackrest, path: x, repository: /r }\n").unwrap_err();
+    assert!(
+        e.contains("`repository` applies to format restic, borg only"),
+        "{e}"
+    );
+    let b = load("custom_monitors:\n  backup_validation:\n    sources:\n      - { name: m, format: borgmatic, path: l.json, info_file: i.json, timezone: UTC, status_file: s.json, sets: [ { name: web, glob: \"web-*\" } ] }\n")
+        .unwrap()
+        .custom_monitors
+        .backup_validation
+        .unwrap();
+    assert_eq!(b.sources[0].format, BackupFormat::Borgmatic);
+    let e = load("custom_monitors:\n  backup_validation:\n    sources:\n      - { name: m, format: borgmatic, path: x, stats_file: s.json }\n").unwrap_err();
+    assert!(e.contains("applies to format restic only"), "{e}");
+    let e = load("custom_monitors:\n  backup_validation:\n    sources:\n      - { name: p, format: pgbackrest, path: x, min_recovery_window: 0s }\n").unwrap_err();
+    assert!(
+        e.contains("min_recovery_window must be longer than 0"),
+        "{e}"
+    );
+    let e = load("custom_monitors:\n  backup_validation:\n    sources:\n      - { name: p, format: pgbackrest, path: x, recovery_window: 1d }\n").unwrap_err();
+    assert!(e.contains("recovery_window"), "{e}");
+}
+
+// ---------------------------------------------------------------- borgmatic
+
+/// `borgmatic` and `borg`, or None after printing SKIP.
+fn borgmatic_tools() -> Option<(PathBuf, PathBuf)> {
+    let find = |tool: &str| {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path)
+            .map(|d| d.join(tool))
+            .find(|c| c.is_file())
+    };
+    match (find("borgmatic"), find("borg")) {
+        (Some(m), Some(b)) => Some((m, b)),
+        _ => {
+            eprintln!(
+                "SKIP: borgmatic or borg is not installed; this test needs them: apt-get install -y borgmatic borgbackup"
+            );
+            None
+        }
+    }
+}
+
+#[tokio::test]
+async fn real_borgmatic_two_repositories() {
+    let Some((borgmatic, _borg)) = borgmatic_tools() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let data = root.join("data");
+    write_data(&data, &[("a.bin", 40_000), ("b.bin", 20_000)]);
+    // Two borgmatic configurations (a local and an "offsite" repository), as
+    // borgmatic reads a folder of them; the offsite one stops after its first run.
+    for name in ["local", "offsite"] {
+        std::fs::write(
+            root.join(format!("{name}.yaml")),
+            format!(
+                "location:\n    source_directories:\n        - {}\n    repositories:\n        - {}\nstorage:\n    encryption_passphrase: \"test-only-passphrase\"\n    archive_name_format: 'web-{{now:%Y-%m-%dT%H:%M:%S.%f}}'\nretention:\n    keep_daily: 7\n",
+                data.display(),
+                root.join(format!("repo-{name}")).display()
+            ),
+        )
+        .unwrap();
+    }
+    let bm = |configs: &[&str], args: &[&str]| {
+        let mut c = Command::new(&borgmatic);
+        c.env("BORG_BASE_DIR", root.join("home"))
+            // Borg writes local time without a zone: fix the zone of this run.
+            .env("TZ", "UTC")
+            .args(["--syslog-verbosity", "-1"]);
+        // One --config with every file (a repeated --config replaces the earlier one).
+        c.arg("--config");
+        for cfg in configs {
+            c.arg(root.join(format!("{cfg}.yaml")));
+        }
+        c.args(args);
+        run(&mut c)
+    };
+    let both = ["local", "offsite"];
+    bm(&both, &["init", "--encryption", "repokey"]);
+    bm(&both, &["create"]);
+    std::fs::remove_file(data.join("b.bin")).unwrap();
+    let status = bm(&["local"], &["create", "--json"]);
+    std::fs::write(root.join("status.json"), &status).unwrap();
+    let list = bm(&both, &["list", "--json"]);
+    let info = bm(&both, &["info", "--json", "--last", "2"]);
+    std::fs::write(root.join("list.json"), &list).unwrap();
+    std::fs::write(root.join("info.json"), &info).unwrap();
+    let list: serde_json::Value = serde_json::from_slice(&list).unwrap();
+    let info: serde_json::Value = serde_json::from_slice(&info).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+
+    let utc = jiff::tz::TimeZone::UTC;
+    let t = |s: &serde_json::Value| -> f64 {
+        let dt: jiff::civil::DateTime = s.as_str().unwrap().parse().unwrap();
+        utc.to_timestamp(dt).unwrap().as_second() as f64
+    };
+    let mut src = BackupSourceConfig::new("bm", BackupFormat::Borgmatic, "list.json");
+    src.info_file = Some("info.json".into());
+    src.timezone = Some(TimeZoneName("UTC".into()));
+    src.status_file = Some("status.json".into());
+    src.max_age = Some(HumanDuration(Duration::from_secs(DAY)));
+    let m = BackupMonitor::new(config(vec![src]), root.to_path_buf());
+    let s = collect_at(&m, SystemTime::now() + Duration::from_secs(60)).await;
+    let tg = target(&s, "bm");
+    assert_eq!(v(&s, "backup_source_up", "bm"), Some(1.0), "{tg:?}");
+    assert_eq!(v(&s, "backup_sets", "bm"), Some(2.0));
+    assert_eq!(v(&s, "backup_last_run_success", "bm"), Some(1.0));
+    for (i, repo) in list.as_array().unwrap().iter().enumerate() {
+        let set = format!("repo={}", repo["repository"]["location"].as_str().unwrap());
+        let archives = repo["archives"].as_array().unwrap();
+        // info --last 2 of the same repository, matched by its id.
+        let detail = info
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["repository"]["id"] == repo["repository"]["id"])
+            .unwrap();
+        let newest = detail["archives"].as_array().unwrap().last().unwrap();
+        let sv = |metric: &str| set_value(&s, metric, "bm", &set);
+        assert_eq!(
+            sv("backup_set_snapshots"),
+            Some(archives.len() as f64),
+            "{set} ({i})"
+        );
+        assert_eq!(
+            sv("backup_set_last_success_timestamp_seconds"),
+            Some(t(&newest["end"])),
+            "{set}"
+        );
+        assert_eq!(
+            sv("backup_set_last_size_bytes"),
+            newest["stats"]["original_size"].as_f64()
+        );
+        assert_eq!(
+            sv("backup_set_last_files"),
+            newest["stats"]["nfiles"].as_f64()
+        );
+        // The recovery window starts at the repository's oldest archive
+        // (its end time from info, as borg reports it).
+        let oldest = detail["archives"][0]["end"].clone();
+        assert_eq!(
+            sv("backup_oldest_restorable_timestamp_seconds"),
+            Some(t(&oldest)),
+            "{set}"
+        );
+    }
+    // The local repository holds 2 archives, the offsite 1: the local's
+    // newest has 1 of 2 files.
+    let local = format!("repo={}", root.join("repo-local").display());
+    assert_eq!(
+        set_value(&s, "backup_set_files_change_ratio", "bm", &local),
+        Some(0.5)
+    );
+    // A repository-level info file is refused with the command to use.
+    std::fs::write(root.join("info.json"), bm(&both, &["rinfo", "--json"])).unwrap();
+    let s = collect_at(&m, SystemTime::now() + Duration::from_secs(60)).await;
+    assert_eq!(v(&s, "backup_source_up", "bm"), Some(0.0));
+    assert!(
+        target(&s, "bm")
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("borgmatic info --json --last 2"),
+        "{:?}",
+        target(&s, "bm")
+    );
+}
+
+// ---------------------------------------------------------------- barman
+
+/// A shell line, as the postgres user when this test runs as root.
+fn sh_as(as_postgres: bool, line: &str) -> Command {
+    if as_postgres {
+        let mut c = Command::new("su");
+        c.args(["postgres", "-s", "/bin/sh", "-c", line]);
+        c
+    } else {
+        let mut c = Command::new("/bin/sh");
+        c.args(["-c", line]);
+        c
+    }
+}
+
+/// Stops barman's background `receive-wal` (started by `barman cron`).
+struct BarmanStreaming {
+    line: String,
+    as_postgres: bool,
+}
+
+impl Drop for BarmanStreaming {
+    fn drop(&mut self) {
+        let _ = sh_as(self.as_postgres, &self.line)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn real_barman_streaming_backups() {
+    let find = |tool: &str| {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path)
+            .chain([PathBuf::from("/usr/lib/postgresql/15/bin")])
+            .map(|d| d.join(tool))
+            .find(|c| c.is_file())
+    };
+    let (Some(barman), Some(initdb)) = (find("barman"), find("initdb")) else {
+        eprintln!("SKIP: barman or initdb is not installed; this test needs them: apt-get install -y barman postgresql");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let initdb = std::fs::canonicalize(initdb).unwrap();
+    let bin = initdb.parent().map(Path::to_path_buf).unwrap_or_default();
+    let is_root = String::from_utf8_lossy(&run(Command::new("id").arg("-u"))).trim() == "0";
+    let user = if is_root {
+        "postgres".to_string()
+    } else {
+        String::from_utf8_lossy(&run(Command::new("id").arg("-un")))
+            .trim()
+            .to_string()
+    };
+    let port = free_port().to_string();
+    let home = root.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::create_dir_all(root.join("conf.d")).unwrap();
+    let conf = root.join("barman.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[barman]\nbarman_home = {home}\nbarman_user = {user}\nlog_file = {r}/barman.log\nlog_level = INFO\nconfiguration_files_directory = {r}/conf.d\n\n\
+             [pg]\ndescription = \"test\"\nconninfo = host=127.0.0.1 port={port} user={pguser} dbname=postgres\n\
+             streaming_conninfo = host=127.0.0.1 port={port} user={pguser}\nbackup_method = postgres\n\
+             streaming_archiver = on\nimmediate_checkpoint = true\nslot_name = barman\ncreate_slot = auto\npath_prefix = {bin}\n",
+            home = home.display(),
+            r = root.display(),
+            pguser = "postgres",
+            bin = bin.display()
+        ),
+    )
+    .unwrap();
+    if is_root {
+        run(Command::new("chown").args(["-R", "postgres"]).arg(root));
+    }
+    let data = root.join("cluster");
+    let pg = Postgres {
+        bin,
+        data: data.clone(),
+        as_postgres: is_root,
+    };
+    let d = data.display().to_string();
+    run(&mut pg.cmd(
+        "initdb",
+        &[
+            "-D".into(),
+            d.clone(),
+            "-A".into(),
+            "trust".into(),
+            "-U".into(),
+            "postgres".into(),
+        ],
+    ));
+    run(&mut pg.cmd(
+        "pg_ctl",
+        &[
+            "-D".into(),
+            d,
+            "-o".into(),
+            format!(
+                "-p {port} -k {} -c listen_addresses=127.0.0.1",
+                root.display()
+            ),
+            "-l".into(),
+            root.join("log.txt").display().to_string(),
+            "-w".into(),
+            "start".into(),
+        ],
+    ));
+    let bar = |args: &str| {
+        format!(
+            "{} -c {} {args}",
+            shell_quote(&barman.to_string_lossy()),
+            shell_quote(&conf.to_string_lossy())
+        )
+    };
+    // `barman cron` creates the slot and starts streaming WAL (pg_receivewal).
+    run(&mut sh_as(is_root, &bar("cron")));
+    let _streaming = BarmanStreaming {
+        line: bar("receive-wal --stop pg"),
+        as_postgres: is_root,
+    };
+    run(&mut sh_as(
+        is_root,
+        &bar("switch-wal --force --archive --archive-timeout 60 pg"),
+    ));
+    run(&mut sh_as(
+        is_root,
+        &bar("backup --wait --wait-timeout 60 pg"),
+    ));
+    run(&mut sh_as(
+        is_root,
+        &bar("backup --wait --wait-timeout 60 pg"),
+    ));
+    let list = run(&mut sh_as(is_root, &bar("-f json list-backups all")));
+    std::fs::write(root.join("list.json"), &list).unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&list).unwrap();
+    let backups = doc["pg"].as_array().unwrap();
+    assert_eq!(backups.len(), 2, "{doc}");
+    assert!(backups.iter().all(|b| b["status"] == "DONE"), "{doc}");
+    let end = |b: &serde_json::Value| -> f64 {
+        b["end_time_timestamp"]
+            .as_str()
+            .map(|s| s.parse().unwrap())
+            .or_else(|| b["end_time_timestamp"].as_f64())
+            .unwrap()
+    };
+    // barman lists the newest first.
+    let (newest, oldest) = (&backups[0], &backups[1]);
+    assert!(end(newest) >= end(oldest));
+
+    let mut src = BackupSourceConfig::new("db", BackupFormat::Barman, "list.json");
+    src.max_age = Some(HumanDuration(Duration::from_secs(DAY)));
+    let m = BackupMonitor::new(config(vec![src]), root.to_path_buf());
+    let now = SystemTime::now() + Duration::from_secs(60);
+    let s = collect_at(&m, now).await;
+    let t = target(&s, "db");
+    assert_eq!(v(&s, "backup_source_up", "db"), Some(1.0), "{t:?}");
+    assert_eq!(t.health, Health::Ok, "{t:?}");
+    assert_eq!(v(&s, "backup_sets", "db"), Some(1.0));
+    let sv = |metric: &str| set_value(&s, metric, "db", "pg");
+    assert_eq!(
+        sv("backup_set_last_success_timestamp_seconds"),
+        Some(end(newest))
+    );
+    assert_eq!(
+        sv("backup_set_last_size_bytes"),
+        newest["size_bytes"].as_f64()
+    );
+    assert_eq!(sv("backup_set_snapshots"), Some(2.0));
+    assert_eq!(
+        sv("backup_oldest_restorable_timestamp_seconds"),
+        Some(end(oldest))
+    );
+    assert_eq!(
+        v(&s, "backup_size_change_ratio", "db"),
+        Some(newest["size_bytes"].as_f64().unwrap() / oldest["size_bytes"].as_f64().unwrap())
+    );
+    assert_eq!(v(&s, "backup_last_run_success", "db"), Some(1.0));
+
+    // A backup barman marks FAILED after the good ones (its status edited in
+    // the tool's own output): the last run failed, freshness is unchanged.
+    let mut failed = doc.clone();
+    let mut f = newest.clone();
+    f["status"] = "FAILED".into();
+    f["backup_id"] = "20991231T000000".into();
+    f["end_time_timestamp"] = serde_json::Value::Null;
+    failed["pg"].as_array_mut().unwrap().insert(0, f);
+    std::fs::write(root.join("list.json"), serde_json::to_vec(&failed).unwrap()).unwrap();
+    let s = collect_at(&m, now).await;
+    assert_eq!(v(&s, "backup_last_run_success", "db"), Some(0.0));
+    assert_eq!(
+        set_value(&s, "backup_set_last_success_timestamp_seconds", "db", "pg"),
+        Some(end(newest))
+    );
+    assert!(target(&s, "db").summary.contains("FAILED backup"));
+    drop(_streaming);
+    drop(pg);
 }

@@ -236,6 +236,18 @@ fn dashboards_and_alerts_against_a_real_prometheus() {
         "forgotten/manifest.json",
         serde_json::json!([run(100, 1000), run(76, 1000), run(52, 1000)]),
     );
+    // A restic repository shared by two hosts (restic 0.17 snapshot JSON):
+    // both sets fresh, for the per-set panels.
+    let snap = |host: &str, hours_ago: u64| serde_json::json!({"time": at(hours_ago + 1), "hostname": host, "paths": [format!("/srv/{host}")], "summary": {"backup_end": at(hours_ago), "total_files_processed": 10, "total_bytes_processed": 1000}});
+    write_json(
+        "shared/snapshots.json",
+        serde_json::json!([
+            snap("web", 25),
+            snap("db", 25),
+            snap("web", 1),
+            snap("db", 2)
+        ]),
+    );
     std::fs::create_dir_all(b.join("pruned")).unwrap();
     std::fs::write(b.join("pruned/dump-latest.sql.gz"), vec![1u8; 2048]).unwrap();
 
@@ -244,7 +256,7 @@ fn dashboards_and_alerts_against_a_real_prometheus() {
     std::fs::write(
         d.join("stack.yaml"),
         format!(
-            "custom_monitors:\n  terraform_state:\n    check_interval: 2s\n    policies: [policies/]\n    state_files:\n      - terraform/terraform.tfstate\n      - terraform/environments/*/terraform.tfstate\n  certificate_expiry:\n    check_interval: 2s\n    warning_days: 30\n    critical_days: 7\n    paths: [certs/]\n    endpoints: [\"127.0.0.1:{tls_port}\"]\n  backup_validation:\n    check_interval: 2s\n    retention_days: 30\n    sources:\n      - {{ name: nightly, format: manifest, path: backups/nightly/manifest.json, max_age: 26h }}\n      - {{ name: shrunk, format: manifest, path: backups/shrunk/manifest.json, max_age: 26h }}\n      - {{ name: stale, format: manifest, path: backups/stale/manifest.json, max_age: 26h }}\n      - {{ name: tampered, format: manifest, path: backups/tampered/manifest.json, verify: sizes }}\n      - {{ name: forgotten, format: manifest, path: backups/forgotten/manifest.json }}\n      - {{ name: pruned, format: directory, path: backups/pruned, pattern: \"*.sql.gz\", min_snapshots: 3 }}\n      - {{ name: gone, format: directory, path: backups/gone }}\nhealth_checks:\n  checks:\n    - {{ name: tls-port, interval: 2s, tcp: {{ address: \"127.0.0.1:{tls_port}\" }} }}\n    - {{ name: closed-port, interval: 2s, timeout: 2s, tcp: {{ address: \"127.0.0.1:{closed_port}\" }} }}\n    - {{ name: workdir-disk, interval: 2s, disk: {{ path: \".\", min_free_ratio: 0.0 }} }}\n"
+            "custom_monitors:\n  terraform_state:\n    check_interval: 2s\n    policies: [policies/]\n    state_files:\n      - terraform/terraform.tfstate\n      - terraform/environments/*/terraform.tfstate\n  certificate_expiry:\n    check_interval: 2s\n    warning_days: 30\n    critical_days: 7\n    paths: [certs/]\n    endpoints: [\"127.0.0.1:{tls_port}\"]\n  backup_validation:\n    check_interval: 2s\n    retention_days: 30\n    sources:\n      - {{ name: nightly, format: manifest, path: backups/nightly/manifest.json, max_age: 26h }}\n      - {{ name: shrunk, format: manifest, path: backups/shrunk/manifest.json, max_age: 26h }}\n      - {{ name: stale, format: manifest, path: backups/stale/manifest.json, max_age: 26h }}\n      - {{ name: tampered, format: manifest, path: backups/tampered/manifest.json, verify: sizes }}\n      - {{ name: forgotten, format: manifest, path: backups/forgotten/manifest.json }}\n      - {{ name: pruned, format: directory, path: backups/pruned, pattern: \"*.sql.gz\", min_snapshots: 3 }}\n      - {{ name: gone, format: directory, path: backups/gone }}\n      - {{ name: shared, format: restic, path: backups/shared/snapshots.json, max_age: 26h }}\nhealth_checks:\n  checks:\n    - {{ name: tls-port, interval: 2s, tcp: {{ address: \"127.0.0.1:{tls_port}\" }} }}\n    - {{ name: closed-port, interval: 2s, timeout: 2s, tcp: {{ address: \"127.0.0.1:{closed_port}\" }} }}\n    - {{ name: workdir-disk, interval: 2s, disk: {{ path: \".\", min_free_ratio: 0.0 }} }}\n"
         ),
     )
     .unwrap();

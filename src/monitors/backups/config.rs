@@ -61,16 +61,38 @@ pub enum BackupFormat {
     Manifest,
     /// A folder (`path`) of backup files matching `pattern`.
     Directory,
+    /// `pgbackrest info --output=json` output (`path`); one set per stanza.
+    Pgbackrest,
+    /// `borgmatic list --json` output (`path`), optional `info_file`
+    /// (`borgmatic info --json --last 2`); one set per repository.
+    Borgmatic,
+    /// `barman -f json list-backups all` output (`path`); one set per server.
+    Barman,
 }
 
 impl BackupFormat {
-    pub const ALL: [BackupFormat; 5] = [
+    pub const ALL: [BackupFormat; 8] = [
         BackupFormat::Restic,
         BackupFormat::Borg,
         BackupFormat::PgBackupManifest,
         BackupFormat::Manifest,
         BackupFormat::Directory,
+        BackupFormat::Pgbackrest,
+        BackupFormat::Borgmatic,
+        BackupFormat::Barman,
     ];
+
+    /// Formats whose sources hold several backup sets (`set` label).
+    pub fn has_sets(self) -> bool {
+        matches!(
+            self,
+            BackupFormat::Restic
+                | BackupFormat::Borg
+                | BackupFormat::Pgbackrest
+                | BackupFormat::Borgmatic
+                | BackupFormat::Barman
+        )
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -79,6 +101,9 @@ impl BackupFormat {
             BackupFormat::PgBackupManifest => "pg_backup_manifest",
             BackupFormat::Manifest => "manifest",
             BackupFormat::Directory => "directory",
+            BackupFormat::Pgbackrest => "pgbackrest",
+            BackupFormat::Borgmatic => "borgmatic",
+            BackupFormat::Barman => "barman",
         }
     }
 }
@@ -94,6 +119,8 @@ impl TryFrom<String> for BackupFormat {
         let lower = t.to_ascii_lowercase();
         // Names people reach for first (tools, not formats), then the closest spelling.
         let alias = [
+            ("pgbackrest", "pgbackrest"),
+            ("pg_backrest", "pgbackrest"),
             ("pg", "pg_backup_manifest"),
             ("postgres", "pg_backup_manifest"),
             ("borgbackup", "borg"),
@@ -121,7 +148,7 @@ impl TryFrom<String> for BackupFormat {
 
 deserialize_via_try_from_string!(
     BackupFormat,
-    "a backup format (restic, borg, pg_backup_manifest, manifest, directory)"
+    "a backup format (restic, borg, pg_backup_manifest, manifest, directory, pgbackrest, borgmatic, barman)"
 );
 
 impl fmt::Display for BackupFormat {
@@ -225,6 +252,11 @@ pub struct BackupSourceConfig {
     /// are counted (read only: no lock is taken).
     #[serde(default)]
     pub repository: Option<String>,
+    /// Exported as `backup_min_recovery_window_seconds`: the oldest restorable
+    /// backup (per set) is expected to be at least this old
+    /// (`BackupRecoveryWindowShort`); off by default.
+    #[serde(default)]
+    pub min_recovery_window: Option<HumanDuration>,
 }
 
 /// A field of restic's `--group-by`.
@@ -285,6 +317,7 @@ impl BackupSourceConfig {
             max_sets: default_max_sets(),
             status_file: None,
             repository: None,
+            min_recovery_window: None,
         }
     }
 }
@@ -338,14 +371,29 @@ pub fn validate(b: &BackupConfig) -> Result<(), ConfigIssue> {
             s.check_file.is_some(),
             &[BackupFormat::Restic],
         )?;
-        only("info_file", s.info_file.is_some(), &[BackupFormat::Borg])?;
-        only("timezone", s.timezone.is_some(), &[BackupFormat::Borg])?;
+        let bm = [BackupFormat::Borg, BackupFormat::Borgmatic];
+        only("info_file", s.info_file.is_some(), &bm)?;
+        only("timezone", s.timezone.is_some(), &bm)?;
         only("pattern", s.pattern.is_some(), &[BackupFormat::Directory])?;
         let rb = [BackupFormat::Restic, BackupFormat::Borg];
+        let rbp = [
+            BackupFormat::Restic,
+            BackupFormat::Borg,
+            BackupFormat::Pgbackrest,
+            BackupFormat::Borgmatic,
+            BackupFormat::Barman,
+        ];
         only("group_by", s.group_by.is_some(), &[BackupFormat::Restic])?;
-        only("sets", !s.sets.is_empty(), &[BackupFormat::Borg])?;
-        only("set_max_age", !s.set_max_age.is_empty(), &rb)?;
-        only("status_file", s.status_file.is_some(), &rb)?;
+        only("sets", !s.sets.is_empty(), &bm)?;
+        only("set_max_age", !s.set_max_age.is_empty(), &rbp)?;
+        only("status_file", s.status_file.is_some(), &rbp)?;
+        if s.min_recovery_window.is_some_and(|w| w.0.is_zero()) {
+            return Err((
+                key("min_recovery_window"),
+                "min_recovery_window must be longer than 0 (leave it out to not check the recovery window)"
+                    .into(),
+            ));
+        }
         only("repository", s.repository.is_some(), &rb)?;
         if s.group_by.as_ref().is_some_and(|g| g.is_empty()) {
             return Err((

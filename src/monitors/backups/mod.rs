@@ -1,7 +1,8 @@
 //! Backup validation monitor.
 //!
 //! Each configured source is a set of files that a backup job wrote: the JSON
-//! output of `restic snapshots --json` / `borg list --json`, a PostgreSQL
+//! output of `restic snapshots --json` / `borg list --json` /
+//! `pgbackrest info --output=json`, a PostgreSQL
 //! `backup_manifest`, our own JSON manifest, or a folder of backup files. The
 //! monitor never runs a backup tool and never opens a repository, so it never
 //! takes a repository lock; it only reads those files.
@@ -60,6 +61,8 @@
 //!         verify: checksums, verify_max_bytes: "512MiB" }
 //!     - { name: scripts, format: manifest, path: "runs/*.json", verify: sizes }
 //!     - { name: dumps, format: directory, path: "dumps", pattern: "*.sql.gz" }
+//!     - { name: pg, format: pgbackrest, path: "backups/pgbackrest-info.json",
+//!         min_recovery_window: "14d" }
 //! ```
 //!
 //! Metrics labelled `source`: `backup_source_up`,
@@ -74,18 +77,24 @@
 //! or counted backups in one group), `backup_last_run_success`,
 //! `backup_last_run_timestamp_seconds` (`status_file`), `backup_locks`,
 //! `backup_oldest_lock_age_seconds` (`repository`), `backup_sets`,
-//! `backup_sets_truncated`. Labelled `source` and `set` (restic, borg):
+//! `backup_sets_truncated`, `backup_min_recovery_window_seconds`
+//! (`min_recovery_window`). Labelled `source` and `set` (every format; `all`
+//! for formats without sets): `backup_oldest_restorable_timestamp_seconds`.
+//! Labelled `source` and `set` (restic, borg, pgbackrest):
 //! `backup_set_last_success_timestamp_seconds`, `backup_set_last_size_bytes`,
 //! `backup_set_last_files`, `backup_set_snapshots`, `backup_set_oldest_timestamp_seconds`,
 //! `backup_set_max_age_seconds`,
-//! `backup_set_files_change_ratio`.
+//! `backup_set_files_change_ratio`, `backup_set_repository_size_bytes` (pgbackrest).
 
+pub mod barman;
 pub mod borg;
+pub mod borgmatic;
 pub mod config;
 pub mod directory;
 mod files;
 pub mod manifest;
 pub mod pg_manifest;
+pub mod pgbackrest;
 pub mod restic;
 pub mod runs;
 pub mod verify;
@@ -163,7 +172,7 @@ pub const SET_FILES_RATIO: MetricDef = MetricDef::gauge(
 );
 pub const SETS: MetricDef = MetricDef::gauge(
     "backup_sets",
-    "restic, borg: backup sets (restic group_by identity, borg sets) found in the source, before max_sets.",
+    "restic, borg, pgbackrest: backup sets (restic group_by identity, borg sets, pgBackRest stanzas) found in the source, before max_sets.",
 );
 pub const SETS_TRUNCATED: MetricDef = MetricDef::gauge(
     "backup_sets_truncated",
@@ -195,7 +204,7 @@ pub const SET_MAX_AGE: MetricDef = MetricDef::gauge(
 );
 pub const LAST_RUN: MetricDef = MetricDef::gauge(
     "backup_last_run_success",
-    "1 if the last backup run succeeded, 0 if it failed or is partial (status_file; borg checkpoint archives; manifest status); absent when unknown.",
+    "1 if the last backup run succeeded, 0 if it failed or is partial (status_file; borg checkpoint archives; manifest status; pgBackRest error flag); absent when unknown.",
 );
 pub const LAST_RUN_AT: MetricDef = MetricDef::gauge(
     "backup_last_run_timestamp_seconds",
@@ -210,8 +219,21 @@ pub const LOCK_AGE: MetricDef = MetricDef::gauge(
     "With repository: age of the oldest lock file (restic: since its last refresh; borg: since it was taken); absent without locks.",
 );
 
+pub const OLDEST_RESTORABLE: MetricDef = MetricDef::gauge(
+    "backup_oldest_restorable_timestamp_seconds",
+    "When the oldest backup that can still be restored finished: the start of the recovery window (set `all` for formats without sets; pgbackrest: the oldest backup without error whose WAL is still archived).",
+);
+pub const MIN_RECOVERY_WINDOW: MetricDef = MetricDef::gauge(
+    "backup_min_recovery_window_seconds",
+    "Configured min_recovery_window: the oldest restorable backup is expected to be at least this old.",
+);
+pub const SET_REPO_SIZE: MetricDef = MetricDef::gauge(
+    "backup_set_repository_size_bytes",
+    "pgbackrest: info.repository.size of the set's newest backup (bytes in the repository, with the files it references in earlier backups).",
+);
+
 /// Every family this monitor exports, in output order.
-pub const METRICS: [&MetricDef; 25] = [
+pub const METRICS: [&MetricDef; 28] = [
     &UP,
     &LAST_SUCCESS,
     &LAST_SIZE,
@@ -237,6 +259,9 @@ pub const METRICS: [&MetricDef; 25] = [
     &LAST_RUN_AT,
     &LOCKS,
     &LOCK_AGE,
+    &OLDEST_RESTORABLE,
+    &MIN_RECOVERY_WINDOW,
+    &SET_REPO_SIZE,
 ];
 
 /// Why a document could not be parsed. Messages name positions and fields,
@@ -383,6 +408,18 @@ pub struct SourceRead {
     pub last_run: Option<(runs::RunStatus, Option<f64>)>,
     /// `repository`: its lock files.
     pub locks: Option<runs::Locks>,
+    /// Sets the format knows of even without a backup (pgbackrest stanzas).
+    pub declared_sets: Vec<String>,
+    /// Per-set values the format works out itself (pgbackrest).
+    pub set_views: BTreeMap<String, SetExtra>,
+}
+
+/// Per-set values a format works out itself.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SetExtra {
+    /// Overrides the set's oldest successful backup as its oldest restorable one.
+    pub oldest_restorable: Option<f64>,
+    pub repository_size: Option<u64>,
 }
 
 impl SourceRead {
@@ -488,6 +525,31 @@ pub fn summarize(records: &[BackupRecord], now: f64, retention: Duration) -> Sum
     s
 }
 
+/// The per-source summary. With sets, its newest success is the stalest
+/// set's newest among the sets judged by the source's `max_age`: a set with a
+/// `set_max_age` of its own (a weekly set, a one-off backup) is judged by
+/// `BackupSetTooOld` only, so that `BackupTooOld` does not fire for it against
+/// the shorter source `max_age`. When every set has its own, all count.
+fn source_summary(
+    cfg: &BackupSourceConfig,
+    records: &[BackupRecord],
+    now: f64,
+    retention: Duration,
+) -> Summary {
+    let mut s = summarize(records, now, retention);
+    if cfg.format.has_sets() && !cfg.set_max_age.is_empty() {
+        let judged: Vec<BackupRecord> = records
+            .iter()
+            .filter(|r| !cfg.set_max_age.contains_key(&r.group))
+            .cloned()
+            .collect();
+        if let Some(t) = summarize(&judged, now, retention).last_success {
+            s.last_success = Some(t);
+        }
+    }
+    s
+}
+
 /// One summary per backup set (record group), by label.
 pub fn summarize_sets(
     records: &[BackupRecord],
@@ -523,6 +585,9 @@ enum FormatState {
     Borg(borg::State),
     Pg(pg_manifest::State),
     Manifest(manifest::State),
+    Pgbackrest(pgbackrest::State),
+    Borgmatic(borgmatic::State),
+    Barman(barman::State),
     Directory,
 }
 
@@ -534,6 +599,11 @@ impl FormatState {
             BackupFormat::PgBackupManifest => FormatState::Pg(pg_manifest::State::default()),
             BackupFormat::Manifest => FormatState::Manifest(manifest::State::default()),
             BackupFormat::Directory => FormatState::Directory,
+            BackupFormat::Pgbackrest => FormatState::Pgbackrest(pgbackrest::State::default()),
+            BackupFormat::Barman => FormatState::Barman(barman::State::default()),
+            BackupFormat::Borgmatic => {
+                FormatState::Borgmatic(borgmatic::State::new(cfg.timezone.as_ref()))
+            }
         }
     }
 }
@@ -638,6 +708,9 @@ fn read_source(ctx: &SourceCtx<'_>, state: &mut FormatState) -> SourceRead {
         FormatState::Pg(st) => pg_manifest::read(ctx, st),
         FormatState::Manifest(st) => manifest::read(ctx, st),
         FormatState::Directory => directory::read(ctx),
+        FormatState::Pgbackrest(st) => pgbackrest::read(ctx, st),
+        FormatState::Borgmatic(st) => borgmatic::read(ctx, st),
+        FormatState::Barman(st) => barman::read(ctx, st),
     }
 }
 
@@ -759,7 +832,7 @@ impl Inner {
                 .value
                 .records
                 .as_ref()
-                .map(|g| summarize(&g.records, now_s, retention));
+                .map(|g| source_summary(cfg, &g.records, now_s, retention));
             let stale = this.main_failed && summary.is_some();
             let sets = sets_view(cfg, r.value.records.as_deref(), now_s, retention);
             let mut extra = Vec::new();
@@ -798,6 +871,15 @@ impl Inner {
             if let Some(max) = cfg.max_age {
                 b.gauge(&MAX_AGE, &label, max.0.as_secs_f64());
             }
+            if let Some(w) = cfg.min_recovery_window {
+                b.gauge(&MIN_RECOVERY_WINDOW, &label, w.0.as_secs_f64());
+            }
+            // Formats without sets: one recovery window, set `all`.
+            if sets.is_none() {
+                if let Some(x) = summary.as_ref().and_then(|s| s.oldest) {
+                    b.gauge(&OLDEST_RESTORABLE, &[("source", name), ("set", "all")], x);
+                }
+            }
             b.gauge(&MIN_SNAPSHOTS, &label, f64::from(cfg.min_snapshots));
             if let Some(s) = &summary {
                 emit(&mut b, name, s);
@@ -817,6 +899,14 @@ impl Inner {
                     b.gauge(&SET_SNAPSHOTS, &l, s.in_retention as f64);
                     if let Some(x) = s.oldest {
                         b.gauge(&SET_OLDEST, &l, x);
+                    }
+                    let extra = v.extra.get(set);
+                    let restorable = extra.map_or(s.oldest, |e| e.oldest_restorable);
+                    if let Some(x) = restorable {
+                        b.gauge(&OLDEST_RESTORABLE, &l, x);
+                    }
+                    if let Some(x) = extra.and_then(|e| e.repository_size) {
+                        b.gauge(&SET_REPO_SIZE, &l, x as f64);
                     }
                     if let Some(x) = s.files_ratio {
                         b.gauge(&SET_FILES_RATIO, &l, x);
@@ -841,7 +931,11 @@ impl Inner {
                 (Some((st, _)), _) => Some(st.success),
                 (None, true) => None,
                 (None, false) => match cfg.format {
-                    BackupFormat::Borg | BackupFormat::Manifest => summary
+                    BackupFormat::Borg
+                    | BackupFormat::Borgmatic
+                    | BackupFormat::Manifest
+                    | BackupFormat::Pgbackrest
+                    | BackupFormat::Barman => summary
                         .as_ref()
                         .filter(|_| r.value.records.as_ref().is_some_and(|g| !g.records.is_empty()))
                         .map(|s| !s.newest_failed),
@@ -908,6 +1002,8 @@ struct SetsView {
     sets: Vec<(String, Summary)>,
     /// Sets that stopped (over their max_age), truncation.
     findings: Vec<String>,
+    /// Per-set values the format worked out itself.
+    extra: BTreeMap<String, SetExtra>,
 }
 
 /// A lock older than this is a finding (as `BackupLockStale`).
@@ -926,10 +1022,16 @@ fn sets_view(
     now: f64,
     retention: Duration,
 ) -> Option<SetsView> {
-    if !matches!(cfg.format, BackupFormat::Restic | BackupFormat::Borg) {
+    if !cfg.format.has_sets() {
         return None;
     }
-    let all = summarize_sets(&read?.records, now, retention);
+    let read = read?;
+    let mut all = summarize_sets(&read.records, now, retention);
+    // A set the format names without any backup (a new pgBackRest stanza):
+    // exported with no successful backup, never left out.
+    for set in &read.declared_sets {
+        all.entry(set.clone()).or_default();
+    }
     let total = all.len();
     let truncated = total > cfg.max_sets;
     let sets: Vec<(String, Summary)> = all.into_iter().take(cfg.max_sets).collect();
@@ -941,6 +1043,19 @@ fn sets_view(
         ));
     }
     for (set, s) in &sets {
+        if let (Some(w), Some(t)) = (
+            cfg.min_recovery_window,
+            read.set_views
+                .get(set)
+                .map_or(s.oldest, |e| e.oldest_restorable),
+        ) {
+            if now - t < w.0.as_secs_f64() {
+                findings.push(format!(
+                    "set {set}: recovery window {}, shorter than min_recovery_window {w}",
+                    crate::cli::report::human_duration(Duration::from_secs((now - t).max(0.0) as u64)),
+                ));
+            }
+        }
         let Some(max) = set_max_age(cfg, set) else {
             continue;
         };
@@ -959,6 +1074,7 @@ fn sets_view(
         truncated,
         sets,
         findings,
+        extra: read.set_views.clone(),
     })
 }
 
@@ -998,6 +1114,15 @@ fn ok_status(
             }
         }
     }
+    // As BackupRecoveryWindowShort (formats with sets: per set, in sets_view).
+    if let (Some(w), Some(t), false) = (cfg.min_recovery_window, s.oldest, cfg.format.has_sets()) {
+        if now - t < w.0.as_secs_f64() {
+            findings.push(format!(
+                "recovery window {}, shorter than min_recovery_window {w}",
+                crate::cli::report::human_duration(Duration::from_secs((now - t).max(0.0) as u64)),
+            ));
+        }
+    }
     // As BackupTooFewSnapshots: fewer backups inside retention_days than min_snapshots.
     if s.last_success.is_some() && s.in_retention < u64::from(cfg.min_snapshots) {
         findings.push(format!(
@@ -1013,7 +1138,7 @@ fn ok_status(
             "{} backups are dated more than {} after now and are not counted (a clock is wrong{})",
             s.future,
             humantime::format_duration(FUTURE_TOLERANCE),
-            if cfg.format == BackupFormat::Borg {
+            if matches!(cfg.format, BackupFormat::Borg | BackupFormat::Borgmatic) {
                 ", or borg's zone-less dates need `timezone`"
             } else {
                 ""
@@ -1229,6 +1354,28 @@ mod tests {
         // Other formats have no sets.
         cfg.format = BackupFormat::Manifest;
         assert!(sets_view(&cfg, Some(&read), 600.0, Duration::from_secs(1000)).is_none());
+    }
+
+    #[test]
+    fn sets_with_their_own_max_age_do_not_age_the_source() {
+        let r = vec![
+            rec("daily", 900.0, Some(10), true),
+            rec("weekly", 100.0, Some(10), true),
+        ];
+        let mut cfg = BackupSourceConfig::new("r", BackupFormat::Restic, "x");
+        let d = Duration::from_secs(10_000);
+        assert_eq!(source_summary(&cfg, &r, 1000.0, d).last_success, Some(100.0));
+        cfg.set_max_age.insert(
+            "weekly".into(),
+            crate::core::config::values::HumanDuration(Duration::from_secs(7000)),
+        );
+        assert_eq!(source_summary(&cfg, &r, 1000.0, d).last_success, Some(900.0));
+        // Every set with its own: all count, as before.
+        cfg.set_max_age.insert(
+            "daily".into(),
+            crate::core::config::values::HumanDuration(Duration::from_secs(200)),
+        );
+        assert_eq!(source_summary(&cfg, &r, 1000.0, d).last_success, Some(100.0));
     }
 
     #[test]

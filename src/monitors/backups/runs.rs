@@ -125,6 +125,13 @@ pub fn parse_status(bytes: &[u8], format: BackupFormat) -> Result<RunStatus, Par
             return Ok(pass);
         }
     }
+    // `borgmatic create --json`: one `borg create --json` document per repository.
+    if format == BackupFormat::Borgmatic {
+        let doc: Option<Vec<serde_json::Value>> = serde_json::from_str(text.trim()).ok();
+        if doc.is_some_and(|d| !d.is_empty() && d.iter().all(|r| r.get("archive").is_some())) {
+            return Ok(pass);
+        }
+    }
     Err(ParseError::Invalid(format!(
         "no exit status and no result the tool writes on success; {STATUS_HINT}"
     )))

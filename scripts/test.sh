@@ -18,6 +18,10 @@ need=(
   "borg:borgbackup"
   "initdb:postgresql"
   "chromium:chromium"
+  "slapd:slapd"
+  "mariadbd:mariadb-server"
+  "vsftpd:vsftpd"
+  "prosody:prosody"
 )
 missing=()
 for pair in "${need[@]}"; do

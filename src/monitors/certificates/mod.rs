@@ -15,6 +15,7 @@ pub mod files;
 pub mod modules;
 pub mod ocsp;
 pub mod parse;
+pub mod starttls;
 
 use std::collections::HashSet;
 use std::path::PathBuf;

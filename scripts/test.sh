@@ -22,6 +22,7 @@ need=(
   "mariadbd:mariadb-server"
   "vsftpd:vsftpd"
   "prosody:prosody"
+  "keytool:default-jre-headless"
 )
 missing=()
 for pair in "${need[@]}"; do

@@ -528,3 +528,148 @@ async fn client_first_starttls_on_a_direct_tls_port_says_so() {
         );
     }
 }
+
+// ---------------------------------------------------------------- Java keystores
+
+fn keytool(bin: &Path, dir: &Path, args: &[&str]) {
+    run_quiet(Command::new(bin).args(args).current_dir(dir));
+}
+
+/// JKS and JCEKS stores written by keytool: a key entry (from an openssl
+/// PKCS#12) with its chain, and a trusted-certificate entry. Read without a
+/// password (unchecked), with the right one (integrity checked), and with a
+/// wrong one (an error, never the certificates).
+#[tokio::test]
+async fn jks_and_jceks_from_keytool() {
+    let Some(bin) = require(
+        "keytool",
+        "default-jre-headless",
+        "jks_and_jceks_from_keytool",
+    ) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    openssl_chain(dir, 50);
+    openssl(
+        dir,
+        &[
+            "pkcs12",
+            "-export",
+            "-in",
+            "srv.crt",
+            "-inkey",
+            "srv.key",
+            "-certfile",
+            "ca.crt",
+            "-name",
+            "server",
+            "-out",
+            "srv.p12",
+            "-passout",
+            "pass:storepass1",
+        ],
+    );
+    for (store, kind) in [("store.jks", "JKS"), ("store.jceks", "JCEKS")] {
+        keytool(
+            &bin,
+            dir,
+            &[
+                "-importkeystore",
+                "-noprompt",
+                "-srckeystore",
+                "srv.p12",
+                "-srcstoretype",
+                "PKCS12",
+                "-srcstorepass",
+                "storepass1",
+                "-destkeystore",
+                store,
+                "-deststoretype",
+                kind,
+                "-deststorepass",
+                "storepass1",
+                "-destkeypass",
+                "storepass1",
+            ],
+        );
+        keytool(
+            &bin,
+            dir,
+            &[
+                "-importcert",
+                "-noprompt",
+                "-alias",
+                "zz-root",
+                "-file",
+                "ca.crt",
+                "-keystore",
+                store,
+                "-storetype",
+                kind,
+                "-storepass",
+                "storepass1",
+            ],
+        );
+    }
+    // keytool wrote the Java formats, not PKCS#12 (the default store type since Java 9).
+    let magic = |f: &str| std::fs::read(dir.join(f)).unwrap()[..4].to_vec();
+    assert_eq!(magic("store.jks"), [0xfe, 0xed, 0xfe, 0xed]);
+    assert_eq!(magic("store.jceks"), [0xce, 0xce, 0xce, 0xce]);
+    let na = openssl_not_after(dir, "srv.crt");
+    let ca_na = openssl_not_after(dir, "ca.crt");
+    std::fs::write(dir.join("right.pass"), "storepass1\n").unwrap();
+    std::fs::write(dir.join("wrong.pass"), "not-it\n").unwrap();
+    for pass in [None, Some("right.pass"), Some("wrong.pass")] {
+        let mut yaml = "paths: [store.jks, store.jceks]\n".to_string();
+        if let Some(p) = pass {
+            yaml.push_str(&format!("pkcs12_passphrase_file: {p}\n"));
+        }
+        let m = CertificateMonitor::new(config(&yaml), dir.to_path_buf());
+        let s = m
+            .collect_complete(CollectContext {
+                now: SystemTime::now(),
+            })
+            .await
+            .unwrap();
+        for store in ["store.jks", "store.jceks"] {
+            let at = |i: &str| {
+                s.value(
+                    "certificate_not_after_timestamp_seconds",
+                    &[("source", "file"), ("path", store), ("index", i)],
+                )
+            };
+            if pass == Some("wrong.pass") {
+                assert_eq!(
+                    s.value("certificate_source_up", &[("path", store)]),
+                    Some(0.0),
+                    "{store}"
+                );
+                assert_eq!(at("0"), None, "{store}");
+                let fam = s.family("certificate_source_error_info").unwrap();
+                assert!(fam.samples.iter().any(|x| x
+                    .labels
+                    .iter()
+                    .any(|(k, v)| *k == "path" && v == store)
+                    && x.labels
+                        .iter()
+                        .any(|(k, v)| *k == "reason" && v == "wrong_passphrase")));
+            } else {
+                assert_eq!(
+                    s.value("certificate_source_up", &[("path", store)]),
+                    Some(1.0),
+                    "{store} {pass:?}: {:?}",
+                    s.targets
+                );
+                // The key entry's chain (leaf, CA) and the trusted entry (CA), in the
+                // store's entry order (keytool's hash order, not insertion order).
+                let mut got: Vec<f64> = ["0", "1", "2"].iter().filter_map(|i| at(i)).collect();
+                got.sort_by(f64::total_cmp);
+                let mut want = vec![na, ca_na, ca_na];
+                want.sort_by(f64::total_cmp);
+                assert_eq!(got, want, "{store}");
+                assert_eq!(at("3"), None, "{store}");
+            }
+        }
+    }
+}

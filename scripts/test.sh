@@ -21,6 +21,11 @@ need=(
   "borgmatic:borgmatic"
   "barman:barman"
   "chromium:chromium"
+  "slapd:slapd"
+  "mariadbd:mariadb-server"
+  "vsftpd:vsftpd"
+  "prosody:prosody"
+  "keytool:default-jre-headless"
 )
 missing=()
 for pair in "${need[@]}"; do

@@ -738,7 +738,7 @@ fn config_keys_are_validated_at_load() {
         let text = format!("custom_monitors:\n  certificate_expiry:\n{}", indent(y));
         parse(&text, Path::new("cfg.yaml")).unwrap_err().to_string()
     };
-    let e = err("endpoints:\n  - { address: \"mail.lan:587\", starttls: ftp }");
+    let e = err("endpoints:\n  - { address: \"mail.lan:587\", starttls: gopher }");
     assert!(e.contains("starttls") && e.contains("smtp"), "{e}");
     let e = err("endpoints:\n  - { address: \"mail.lan:587\", sni: x }");
     assert!(
@@ -1608,7 +1608,7 @@ async fn registered_and_exposition_passes_promtool() {
 #[test]
 fn config_errors_read_well() {
     for y in [
-        "endpoints:\n  - { address: \"mail.lan:587\", starttls: ftp }",
+        "endpoints:\n  - { address: \"mail.lan:587\", starttls: gopher }",
         "endpoints:\n  - { address: \"mail.lan:587\", sni: x }",
         "endpoints:\n  - \"a.lan:443\"\n  - \"no-port.lan\"",
         "endpoints: [42]",

@@ -237,13 +237,19 @@ impl EndpointSpec {
     }
 }
 
-/// Plain-text protocols upgraded to TLS before the handshake.
+/// Plain-text protocols upgraded to TLS before the handshake (dialogues in `starttls.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StartTls {
     Smtp,
     Imap,
     Pop3,
+    Ftp,
+    Mysql,
+    #[serde(alias = "postgresql")]
+    Postgres,
+    Ldap,
+    Xmpp,
 }
 
 impl StartTls {
@@ -252,6 +258,11 @@ impl StartTls {
             StartTls::Smtp => "smtp",
             StartTls::Imap => "imap",
             StartTls::Pop3 => "pop3",
+            StartTls::Ftp => "ftp",
+            StartTls::Mysql => "mysql",
+            StartTls::Postgres => "postgres",
+            StartTls::Ldap => "ldap",
+            StartTls::Xmpp => "xmpp",
         }
     }
 }

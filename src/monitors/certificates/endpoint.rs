@@ -10,7 +10,7 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, RootCertStore};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
@@ -197,13 +197,15 @@ impl Prober {
             .await
             .map_err(|_| timeout("connect"))??;
         if let Some(proto) = ep.starttls {
-            // SMTP, IMAP and POP3 servers speak first; a TLS server waits for the client.
-            // A silent server is checked on a fresh connection for direct TLS (465, 993,
-            // 995), so that `starttls` on such a port is reported as what it is, not as a
-            // timeout. The first connection is closed first: single-threaded servers
-            // (openssl s_server) would not accept the second one while it is open.
+            // Servers of greeting protocols (SMTP, IMAP, POP3, FTP, MySQL) speak first; a
+            // TLS server waits for the client. A silent server is checked on a fresh
+            // connection for direct TLS (465, 993, 995, 990), so that `starttls` on such a
+            // port is reported as what it is, not as a timeout. The first connection is
+            // closed first: single-threaded servers (openssl s_server) would not accept the
+            // second one while it is open. Client-first protocols (PostgreSQL, LDAP, XMPP)
+            // recognise a TLS answer to their request instead.
             let quiet = GREETING_QUIET.min(ep.timeout / 4);
-            if !speaks_within(&stream, quiet).await {
+            if proto.server_speaks_first() && !speaks_within(&stream, quiet).await {
                 drop(stream);
                 let direct = timeout_at(deadline, self.speaks_tls(&ep.address, name.clone()))
                     .await
@@ -212,19 +214,38 @@ impl Prober {
                     return Err(EndpointError::StartTls {
                         endpoint: ep.address.clone(),
                         protocol: proto.as_str(),
-                        what: format!(
-                            "the server did not answer as {p}: the port speaks TLS directly (implicit TLS, as on 465, 993, 995); remove `starttls: {p}`, or use the port that offers STARTTLS (587, 143, 110)",
-                            p = proto.as_str()
-                        ),
+                        what: proto.direct_tls_message(),
                     });
                 }
                 stream = timeout_at(deadline, connect(&ep.address))
                     .await
                     .map_err(|_| timeout("connect"))??;
             }
-            timeout_at(deadline, starttls(&mut stream, proto, &ep.address))
-                .await
-                .map_err(|_| timeout("starttls"))??;
+            let upgraded = timeout_at(
+                deadline,
+                super::starttls::upgrade(&mut stream, proto, &ep.address, &ep.server_name),
+            )
+            .await
+            .map_err(|_| timeout("starttls"))?;
+            if let Err(e) = upgraded {
+                // A TLS-only port closes on a request that is not a ClientHello (OpenSSL
+                // without even an alert): a fresh connection tells that case apart.
+                let closed = matches!(&e, EndpointError::StartTls { what, .. } if what == super::starttls::CLOSED);
+                if closed && !proto.server_speaks_first() {
+                    drop(stream);
+                    let direct = timeout_at(deadline, self.speaks_tls(&ep.address, name.clone()))
+                        .await
+                        .unwrap_or(false);
+                    if direct {
+                        return Err(EndpointError::StartTls {
+                            endpoint: ep.address.clone(),
+                            protocol: proto.as_str(),
+                            what: proto.direct_tls_message(),
+                        });
+                    }
+                }
+                return Err(e);
+            }
         }
         // A client per probe: its verifier keeps this handshake's OCSP staple.
         let recorder = Arc::new(StapleRecorder {
@@ -402,131 +423,6 @@ async fn speaks_within(stream: &TcpStream, quiet: Duration) -> bool {
 
 /// How long a STARTTLS server may stay silent before the port is checked for direct TLS.
 const GREETING_QUIET: Duration = Duration::from_secs(1);
-
-const LINE_MAX: u64 = 2048;
-const LINES_MAX: usize = 64;
-
-async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> Result<String, String> {
-    let mut buf = Vec::new();
-    let n = r
-        .take(LINE_MAX)
-        .read_until(b'\n', &mut buf)
-        .await
-        .map_err(|e| format!("read failed ({})", e.kind()))?;
-    if n == 0 {
-        return Err("server closed the connection".into());
-    }
-    if buf.last() != Some(&b'\n') {
-        return Err("reply line too long".into());
-    }
-    Ok(String::from_utf8_lossy(&buf).trim_end().to_string())
-}
-
-/// SMTP reply: (code, lines). Multi-line replies use `NNN-`, the last `NNN `.
-async fn smtp_reply<R: tokio::io::AsyncBufRead + Unpin>(
-    r: &mut R,
-) -> Result<(u16, Vec<String>), String> {
-    let mut lines = Vec::new();
-    for _ in 0..LINES_MAX {
-        let line = read_line(r).await?;
-        let code: u16 = line
-            .get(..3)
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| "reply is not SMTP".to_string())?;
-        let last = line.as_bytes().get(3) != Some(&b'-');
-        lines.push(line.get(4..).unwrap_or("").to_string());
-        if last {
-            return Ok((code, lines));
-        }
-    }
-    Err("reply has too many lines".into())
-}
-
-async fn starttls(
-    stream: &mut TcpStream,
-    proto: StartTls,
-    endpoint: &str,
-) -> Result<(), EndpointError> {
-    let err = |what: String| EndpointError::StartTls {
-        endpoint: endpoint.to_string(),
-        protocol: proto.as_str(),
-        what,
-    };
-    let mut r = BufReader::new(stream);
-    match proto {
-        StartTls::Smtp => {
-            let (code, _) = smtp_reply(&mut r).await.map_err(err)?;
-            if code != 220 {
-                return Err(err(format!("greeting code {code}, expected 220")));
-            }
-            r.get_mut()
-                .write_all(b"EHLO homelab-monitor\r\n")
-                .await
-                .map_err(|e| err(format!("write failed ({})", e.kind())))?;
-            let (code, caps) = smtp_reply(&mut r).await.map_err(err)?;
-            if code != 250 {
-                return Err(err(format!("EHLO answered {code}, expected 250")));
-            }
-            if !caps.iter().any(|c| {
-                c.eq_ignore_ascii_case("STARTTLS")
-                    || c.to_ascii_uppercase().starts_with("STARTTLS ")
-            }) {
-                return Err(err("server does not offer STARTTLS".into()));
-            }
-            r.get_mut()
-                .write_all(b"STARTTLS\r\n")
-                .await
-                .map_err(|e| err(format!("write failed ({})", e.kind())))?;
-            let (code, _) = smtp_reply(&mut r).await.map_err(err)?;
-            if code != 220 {
-                return Err(err(format!("STARTTLS answered {code}, expected 220")));
-            }
-        }
-        StartTls::Imap => {
-            let greet = read_line(&mut r).await.map_err(err)?;
-            if !greet.starts_with("* OK") {
-                return Err(err("greeting is not \"* OK\"".into()));
-            }
-            r.get_mut()
-                .write_all(b"a1 STARTTLS\r\n")
-                .await
-                .map_err(|e| err(format!("write failed ({})", e.kind())))?;
-            let mut ok = false;
-            for _ in 0..LINES_MAX {
-                let line = read_line(&mut r).await.map_err(err)?;
-                if let Some(rest) = line.strip_prefix("a1 ") {
-                    ok = rest.starts_with("OK");
-                    if !ok {
-                        return Err(err("STARTTLS refused".into()));
-                    }
-                    break;
-                }
-            }
-            if !ok {
-                return Err(err("no tagged answer to STARTTLS".into()));
-            }
-        }
-        StartTls::Pop3 => {
-            let greet = read_line(&mut r).await.map_err(err)?;
-            if !greet.starts_with("+OK") {
-                return Err(err("greeting is not \"+OK\"".into()));
-            }
-            r.get_mut()
-                .write_all(b"STLS\r\n")
-                .await
-                .map_err(|e| err(format!("write failed ({})", e.kind())))?;
-            let line = read_line(&mut r).await.map_err(err)?;
-            if !line.starts_with("+OK") {
-                return Err(err("STLS refused".into()));
-            }
-        }
-    }
-    if !r.buffer().is_empty() {
-        // Bytes after the upgrade reply would be mixed into TLS (STARTTLS injection).
-        return Err(err("server sent data before the TLS handshake".into()));
-    }
-    Ok(())
-}
 
 fn handshake_reason(e: &std::io::Error) -> String {
     if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {

@@ -24,6 +24,8 @@ pub const CERT_EXTENSIONS: &[&str] = &[
     "der",
     "p12",
     "pfx",
+    "jks",
+    "jceks",
     "kubeconfig",
 ];
 
@@ -56,7 +58,7 @@ pub enum FileError {
     #[error("{0}: not a regular file")]
     NotAFile(String),
     #[error(
-        "{0}: folder holds no certificate files (.pem, .crt, .cer, .cert, .der, .p12, .pfx, .kubeconfig, or a kubeconfig by content)"
+        "{0}: folder holds no certificate files (.pem, .crt, .cer, .cert, .der, .p12, .pfx, .jks, .jceks, .kubeconfig, or a kubeconfig by content)"
     )]
     NoFiles(String),
     #[error("{dir}: folder holds no readable certificate file; {file} could not be opened to check whether it is a kubeconfig (permission denied): give the exporter's user read access")]

@@ -12,9 +12,11 @@ pub mod config;
 pub mod crl;
 pub mod endpoint;
 pub mod files;
+pub mod jks;
 pub mod modules;
 pub mod ocsp;
 pub mod parse;
+pub mod starttls;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -102,6 +104,7 @@ pub const ERROR_REASONS: &[&str] = &[
     "truncated_der",
     "malformed_certificate",
     "malformed_pkcs12",
+    "malformed_keystore",
     "malformed_kubeconfig",
     "wrong_passphrase",
     "passphrase_required",
@@ -1448,6 +1451,8 @@ mod tests {
             Pe::WrongPassphrase,
             Pe::PassphraseRequired,
             Pe::MalformedPkcs12 { what: "" },
+            Pe::KeystoreWrongPassword,
+            Pe::MalformedKeystore { what: "" },
             Pe::MalformedKubeconfig { line: 1 },
             Pe::KubeconfigBase64 {
                 entry: p(),

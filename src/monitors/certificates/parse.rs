@@ -23,6 +23,8 @@ pub enum Format {
     Der,
     Pkcs12,
     Kubeconfig,
+    /// Java keystore, JKS or JCEKS.
+    Jks,
 }
 
 impl Format {
@@ -32,6 +34,7 @@ impl Format {
             Format::Der => "der",
             Format::Pkcs12 => "pkcs12",
             Format::Kubeconfig => "kubeconfig",
+            Format::Jks => "jks",
         }
     }
 }
@@ -133,7 +136,11 @@ pub enum ParseError {
     MalformedKubeconfig { line: usize },
     #[error("kubeconfig {entry}: {field} is not valid base64")]
     KubeconfigBase64 { entry: String, field: &'static str },
-    #[error("not a certificate file (neither PEM, DER, PKCS#12 nor kubeconfig)")]
+    #[error("Java keystore: wrong store password (integrity check failed)")]
+    KeystoreWrongPassword,
+    #[error("Java keystore is malformed ({what})")]
+    MalformedKeystore { what: &'static str },
+    #[error("not a certificate file (neither PEM, DER, PKCS#12, Java keystore nor kubeconfig)")]
     UnknownFormat,
 }
 
@@ -149,7 +156,8 @@ impl ParseError {
             ParseError::NoCertificates { .. } => "no_certificates",
             ParseError::TruncatedDer { .. } => "truncated_der",
             ParseError::MalformedCertificate { .. } => "malformed_certificate",
-            ParseError::WrongPassphrase => "wrong_passphrase",
+            ParseError::WrongPassphrase | ParseError::KeystoreWrongPassword => "wrong_passphrase",
+            ParseError::MalformedKeystore { .. } => "malformed_keystore",
             ParseError::PassphraseRequired => "passphrase_required",
             ParseError::MalformedPkcs12 { .. } => "malformed_pkcs12",
             ParseError::MalformedKubeconfig { .. } | ParseError::KubeconfigBase64 { .. } => {
@@ -171,6 +179,9 @@ pub fn parse_file(
     let bytes = bytes.strip_prefix(BOM).unwrap_or(bytes);
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(ParseError::Empty);
+    }
+    if super::jks::is_keystore(bytes) {
+        return parse_keystore(bytes, passphrase);
     }
     let is_p12_name = matches!(extension, Some("p12" | "pfx"));
     if !is_p12_name && contains(bytes, b"-----BEGIN ") {
@@ -437,6 +448,32 @@ pub fn parse_pkcs12(bytes: &[u8], passphrase: Option<&str>) -> Result<Parsed, Pa
         format: Format::Pkcs12,
         certs,
         skipped_keys: keys,
+        file_refs: Vec::new(),
+    })
+}
+
+/// JKS/JCEKS: every certificate (key entries' chains and trusted entries),
+/// in file order; the store password (the PKCS#12 passphrase setting) checks
+/// the integrity hash when configured.
+pub fn parse_keystore(bytes: &[u8], passphrase: Option<&str>) -> Result<Parsed, ParseError> {
+    use super::jks::JksError;
+    let store = super::jks::parse(bytes, passphrase).map_err(|e| match e {
+        JksError::WrongPassword => ParseError::KeystoreWrongPassword,
+        JksError::Malformed(what) => ParseError::MalformedKeystore { what },
+    })?;
+    let mut certs = Vec::with_capacity(store.certs.len());
+    for (index, der) in store.certs.iter().enumerate() {
+        certs.push(cert_from_der(der, index)?);
+    }
+    if certs.is_empty() {
+        return Err(ParseError::NoCertificates {
+            format: "Java keystore",
+        });
+    }
+    Ok(Parsed {
+        format: Format::Jks,
+        certs,
+        skipped_keys: store.keys,
         file_refs: Vec::new(),
     })
 }

@@ -187,14 +187,17 @@ pub(crate) struct State {
     info: Cache<Info>,
 }
 
+/// The zone borg's zone-less local dates are read in: the configured one
+/// (checked at load; the local zone all the same if it no longer resolves).
+pub(crate) fn zone(tz: Option<&TimeZoneName>) -> TimeZone {
+    tz.and_then(|n| TimeZone::get(&n.0).ok())
+        .unwrap_or_else(TimeZone::system)
+}
+
 impl State {
     pub fn new(tz: Option<&TimeZoneName>) -> Self {
-        // The name was checked at load; fall back to the local zone all the same.
-        let tz = tz
-            .and_then(|n| TimeZone::get(&n.0).ok())
-            .unwrap_or_else(TimeZone::system);
         State {
-            tz,
+            tz: zone(tz),
             list: Cache::default(),
             info: Cache::default(),
         }

@@ -87,11 +87,8 @@ pub(crate) struct State {
 
 impl State {
     pub fn new(tz: Option<&TimeZoneName>) -> Self {
-        let tz = tz
-            .and_then(|n| TimeZone::get(&n.0).ok())
-            .unwrap_or_else(TimeZone::system);
         State {
-            tz,
+            tz: borg::zone(tz),
             list: Cache::default(),
             info: Cache::default(),
         }

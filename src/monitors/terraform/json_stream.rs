@@ -381,11 +381,9 @@ impl<R: Read> ObjectStream<R> {
         })
     }
 
-    /// [`Self::each`] over the elements' JSON text (see [`Self::raw_value`]).
-    pub fn each_raw(
-        &mut self,
-        mut f: impl FnMut(&[u8]) -> Result<(), serde_json::Error>,
-    ) -> Result<bool, ParseError> {
+    /// Steps into an array: false for `null` (consumed), true past its `[`;
+    /// anything else is a schema error at its position.
+    fn open_array(&mut self) -> Result<bool, ParseError> {
         match self.peek_non_ws()? {
             None => return Err(self.truncated()),
             Some(b'n') => {
@@ -401,6 +399,17 @@ impl<R: Read> ObjectStream<R> {
                     what: self.what,
                 });
             }
+        }
+        Ok(true)
+    }
+
+    /// [`Self::each`] over the elements' JSON text (see [`Self::raw_value`]).
+    pub fn each_raw(
+        &mut self,
+        mut f: impl FnMut(&[u8]) -> Result<(), serde_json::Error>,
+    ) -> Result<bool, ParseError> {
+        if !self.open_array()? {
+            return Ok(false);
         }
         let mut first = true;
         loop {
@@ -432,21 +441,8 @@ impl<R: Read> ObjectStream<R> {
         mut slow: impl FnMut(&[u8]) -> Result<T, serde_json::Error>,
         mut f: impl FnMut(T, &[u8]),
     ) -> Result<bool, ParseError> {
-        match self.peek_non_ws()? {
-            None => return Err(self.truncated()),
-            Some(b'n') => {
-                let () = self.value::<()>()?;
-                return Ok(false);
-            }
-            Some(b'[') => self.pos += 1,
-            Some(_) => {
-                let (line, column) = self.position(self.pos);
-                return Err(ParseError::Schema {
-                    line,
-                    column,
-                    what: self.what,
-                });
-            }
+        if !self.open_array()? {
+            return Ok(false);
         }
         let mut first = true;
         // The largest element so far: keep a quarter more than that

@@ -2689,29 +2689,60 @@ async fn real_barman_streaming_backups() {
             shell_quote(&conf.to_string_lossy())
         )
     };
-    // `barman cron` creates the slot and starts streaming WAL (pg_receivewal).
-    run(&mut sh_as(is_root, &bar("cron")));
+    // Create the slot synchronously, then let `barman cron` start streaming WAL
+    // (pg_receivewal) in the background, and wait until `barman check` sees
+    // it running: switching WAL before the receiver is up loses the race.
+    run(&mut sh_as(is_root, &bar("receive-wal --create-slot pg")));
     let _streaming = BarmanStreaming {
         line: bar("receive-wal --stop pg"),
         as_postgres: is_root,
     };
+    let log = || std::fs::read_to_string(root.join("barman.log")).unwrap_or_default();
+    let mut streaming = false;
+    for _ in 0..60 {
+        run(&mut sh_as(is_root, &bar("cron")));
+        let out = sh_as(is_root, &bar("check pg")).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        if text.contains("receive-wal running: OK") && text.contains("replication slot: OK") {
+            streaming = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert!(
+        streaming,
+        "barman never started streaming WAL\nbarman.log:\n{}",
+        log()
+    );
     run(&mut sh_as(
         is_root,
         &bar("switch-wal --force --archive --archive-timeout 60 pg"),
     ));
-    run(&mut sh_as(
-        is_root,
-        &bar("backup --wait --wait-timeout 60 pg"),
-    ));
-    run(&mut sh_as(
-        is_root,
-        &bar("backup --wait --wait-timeout 60 pg"),
-    ));
+    let count = || -> usize {
+        let list = run(&mut sh_as(is_root, &bar("-f json list-backups pg")));
+        let doc: serde_json::Value = serde_json::from_slice(&list).unwrap();
+        doc["pg"].as_array().map_or(0, Vec::len)
+    };
+    for n in 1..=2 {
+        // barman names a backup by the second it starts: two in one second collide.
+        std::thread::sleep(Duration::from_millis(1100));
+        let out = run(&mut sh_as(
+            is_root,
+            &bar("backup --wait --wait-timeout 60 pg"),
+        ));
+        assert_eq!(
+            count(),
+            n,
+            "backup {n} did not land:\n{}\nbarman.log:\n{}",
+            String::from_utf8_lossy(&out),
+            log()
+        );
+    }
     let list = run(&mut sh_as(is_root, &bar("-f json list-backups all")));
     std::fs::write(root.join("list.json"), &list).unwrap();
     let doc: serde_json::Value = serde_json::from_slice(&list).unwrap();
     let backups = doc["pg"].as_array().unwrap();
-    assert_eq!(backups.len(), 2, "{doc}");
+    assert_eq!(backups.len(), 2, "{doc}\nbarman.log:\n{}", log());
     assert!(backups.iter().all(|b| b["status"] == "DONE"), "{doc}");
     let end = |b: &serde_json::Value| -> f64 {
         b["end_time_timestamp"]

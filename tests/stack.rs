@@ -2,6 +2,8 @@
 //! exporter (serving fixture data) and a real node_exporter. Every query of
 //! every dashboard panel and variable must parse and return data, and exactly
 //! the alerts the fixtures should trigger must fire.
+//! Three sharded replicas of the same config (issue 19) must show the same
+//! on every panel and fire the same alerts.
 //!
 //! The rules are loaded with every `for:` set to 0s: the `for` durations are
 //! covered by `promtool test rules` (tests/alerts.rs); here the expressions

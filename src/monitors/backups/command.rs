@@ -1,0 +1,119 @@
+//! `command:` sources: run the configured program (with
+//! [`crate::core::command`]) and hand its stdout to the source's format as
+//! its main document. Called from the source's read, so it runs on the
+//! source's schedule and never twice at once (the per-target scheduler does
+//! not start a read of a source whose previous read is still running).
+//!
+//! Credentials come from the exporter's environment (inherited), `env` or
+//! `env_files`; their values, and those of the exporter's environment
+//! variables whose names look like credentials, are replaced by `***` in the
+//! stderr excerpt that failure messages carry. Messages name the program,
+//! never its arguments.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::config::{BackupCommand, BackupSourceConfig};
+use super::BackupError;
+use crate::core::command::{excerpt, run, secret_values, RunError, Spec};
+
+/// Stderr kept for the excerpt.
+const STDERR_LIMIT: usize = 64 * 1024;
+/// Largest `env_files` file.
+const ENV_FILE_LIMIT: u64 = 64 * 1024;
+
+/// The command's timeout: its own, else 80% of the monitor's `timeout`
+/// (the read's deadline is 90% of it).
+pub fn timeout(c: &BackupCommand, monitor_timeout: Duration) -> Duration {
+    c.timeout
+        .map(|t| t.0)
+        .unwrap_or_else(|| monitor_timeout.mul_f64(0.8))
+}
+
+/// Run the source's command: `Ok((what, stdout))` after exit 0.
+pub(crate) fn run_source_command(
+    cfg: &BackupSourceConfig,
+    c: &BackupCommand,
+    base: &Path,
+    max_file_size: u64,
+    monitor_timeout: Duration,
+) -> Result<(String, Vec<u8>), BackupError> {
+    let program = c.argv.first().cloned().unwrap_or_default();
+    let mut env: Vec<(String, String)> = c
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (k, p) in &c.env_files {
+        let path = super::files::resolve(base, p);
+        let bytes = crate::core::safe_open::read_capped(&path, ENV_FILE_LIMIT).map_err(|e| {
+            BackupError::CommandStart {
+                program: program.clone(),
+                reason: format!(
+                    "env_files {k}: cannot read {}: {}",
+                    path.display(),
+                    e.kind()
+                ),
+            }
+        })?;
+        let text = String::from_utf8_lossy(&bytes);
+        let value = text.strip_suffix('\n').unwrap_or(&text);
+        let value = value.strip_suffix('\r').unwrap_or(value);
+        env.push((k.clone(), value.to_string()));
+    }
+    let secrets = secret_values(env.iter().map(|(_, v)| v.as_str()));
+    let timeout = timeout(c, monitor_timeout);
+    let out = run(&Spec {
+        argv: &c.argv,
+        dir: base,
+        env: &env,
+        stdout_limit: usize::try_from(max_file_size).unwrap_or(usize::MAX),
+        stderr_limit: STDERR_LIMIT,
+        timeout,
+    });
+    let out = match out {
+        Ok(o) => o,
+        Err(RunError::Timeout { stderr, .. }) => {
+            return Err(BackupError::CommandTimeout {
+                program,
+                timeout: humantime::format_duration(timeout).to_string(),
+                excerpt: excerpt(&stderr, &secrets),
+            })
+        }
+        Err(e) => {
+            return Err(BackupError::CommandStart {
+                program,
+                reason: match e {
+                    RunError::Spawn { reason, .. } => reason,
+                    other => other.to_string(),
+                },
+            })
+        }
+    };
+    let what = format!("output of `{program}`");
+    if out.stdout_truncated {
+        return Err(BackupError::TooLarge {
+            path: what,
+            size: out.stdout.len() as u64 + 1,
+            limit: max_file_size,
+        });
+    }
+    if !out.status.success() {
+        let status = match out.status.code() {
+            Some(c) => format!("exit code {c}"),
+            None => "a signal (killed)".into(),
+        };
+        return Err(BackupError::CommandExit {
+            program,
+            status,
+            excerpt: excerpt(&out.stderr, &secrets),
+        });
+    }
+    tracing::debug!(
+        monitor = "backup_validation",
+        source = cfg.name.as_str(),
+        bytes = out.stdout.len(),
+        "backup source command finished"
+    );
+    Ok((what, out.stdout))
+}

@@ -4,8 +4,11 @@
 //! output of `restic snapshots --json` / `borg list --json` /
 //! `pgbackrest info --output=json`, a PostgreSQL
 //! `backup_manifest`, our own JSON manifest, or a folder of backup files. The
-//! monitor never runs a backup tool and never opens a repository, so it never
-//! takes a repository lock; it only reads those files.
+//! monitor only reads those files; it runs a backup tool only for an opt-in
+//! `command:` source ([`command`]: `restic snapshots --json --no-lock`,
+//! `borg list --json --bypass-lock`, read-only commands that take no lock).
+//! A glob `path` of a single-document format reads each matched file as its
+//! own set ([`glob`]).
 //!
 //! Every format is parsed by a pure function (bytes in, typed value out) in its
 //! own module and normalised into [`BackupRecord`]s; [`summarize`] turns records
@@ -84,7 +87,8 @@
 //! `backup_set_last_success_timestamp_seconds`, `backup_set_last_size_bytes`,
 //! `backup_set_last_files`, `backup_set_snapshots`, `backup_set_oldest_timestamp_seconds`,
 //! `backup_set_max_age_seconds`,
-//! `backup_set_files_change_ratio`, `backup_set_repository_size_bytes` (pgbackrest).
+//! `backup_set_files_change_ratio`, `backup_set_repository_size_bytes` (pgbackrest),
+//! `backup_set_up` (glob `path`).
 
 pub mod barman;
 pub mod borg;

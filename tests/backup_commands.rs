@@ -70,7 +70,12 @@ fn series_of(s: &Snapshot, source: &str) -> Vec<String> {
                 .filter(|(k, _)| *k != "source")
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect();
-            out.push(format!("{}{{{}}} {}", f.def.name, labels.join(","), x.value));
+            out.push(format!(
+                "{}{{{}}} {}",
+                f.def.name,
+                labels.join(","),
+                x.value
+            ));
         }
     }
     out.sort();
@@ -125,10 +130,16 @@ fn restic_repo(dir: &Path) -> (PathBuf, PathBuf) {
     let (repo, cache, data) = (dir.join("repo"), dir.join("cache"), dir.join("data"));
     run(restic(&repo, &cache).arg("init"));
     write_data(&data, &[("a.bin", 1000), ("b.bin", 2000)]);
-    run(restic(&repo, &cache).args(["backup", "--host", "web"]).arg(&data));
+    run(restic(&repo, &cache)
+        .args(["backup", "--host", "web"])
+        .arg(&data));
     write_data(&data, &[("c.bin", 3000)]);
-    run(restic(&repo, &cache).args(["backup", "--host", "db"]).arg(&data));
-    run(restic(&repo, &cache).args(["backup", "--host", "web"]).arg(&data));
+    run(restic(&repo, &cache)
+        .args(["backup", "--host", "db"])
+        .arg(&data));
+    run(restic(&repo, &cache)
+        .args(["backup", "--host", "web"])
+        .arg(&data));
     (repo, cache)
 }
 
@@ -144,7 +155,11 @@ async fn restic_command_source_matches_the_file_source() {
         run(restic(&repo, &cache).args(["snapshots", "--json", "--no-lock"])),
     )
     .unwrap();
-    std::fs::write(dir.path().join("restic-password"), format!("{RESTIC_PASSWORD}\n")).unwrap();
+    std::fs::write(
+        dir.path().join("restic-password"),
+        format!("{RESTIC_PASSWORD}\n"),
+    )
+    .unwrap();
     let restic_bin = tool("restic", "restic");
     let mut c = command(&[
         restic_bin.to_str().unwrap(),
@@ -165,7 +180,12 @@ async fn restic_command_source_matches_the_file_source() {
     }
     let m = BackupMonitor::new(config(vec![file, cmd]), dir.path().to_path_buf());
     let s = collect(&m).await;
-    assert_eq!(v(&s, "backup_source_up", "cmd"), Some(1.0), "{:?}", target(&s, "cmd"));
+    assert_eq!(
+        v(&s, "backup_source_up", "cmd"),
+        Some(1.0),
+        "{:?}",
+        target(&s, "cmd")
+    );
     assert_eq!(v(&s, "backup_snapshots", "cmd"), Some(3.0));
     assert_eq!(v(&s, "backup_sets", "cmd"), Some(2.0));
     let want = series_of(&s, "file");
@@ -198,8 +218,12 @@ async fn borg_command_source_matches_the_file_source() {
     );
     run(borg(&base, &repo).args(["init", "--encryption=repokey"]));
     write_data(&data, &[("a.bin", 1000)]);
-    run(borg(&base, &repo).current_dir(&data).args(["create", "::web-1", "."]));
-    run(borg(&base, &repo).current_dir(&data).args(["create", "::web-2", "."]));
+    run(borg(&base, &repo)
+        .current_dir(&data)
+        .args(["create", "::web-1", "."]));
+    run(borg(&base, &repo)
+        .current_dir(&data)
+        .args(["create", "::web-2", "."]));
     std::fs::write(
         dir.path().join("list.json"),
         run(borg(&base, &repo).args(["list", "--json", "--bypass-lock"])),
@@ -207,7 +231,12 @@ async fn borg_command_source_matches_the_file_source() {
     .unwrap();
     std::fs::write(dir.path().join("passphrase"), "test-only-passphrase").unwrap();
     let borg_bin = tool("borg", "borgbackup");
-    let mut c = command(&[borg_bin.to_str().unwrap(), "list", "--json", "--bypass-lock"]);
+    let mut c = command(&[
+        borg_bin.to_str().unwrap(),
+        "list",
+        "--json",
+        "--bypass-lock",
+    ]);
     for (k, v) in [
         ("BORG_REPO", repo.display().to_string()),
         ("BORG_BASE_DIR", base.display().to_string()),
@@ -224,7 +253,12 @@ async fn borg_command_source_matches_the_file_source() {
     }
     let m = BackupMonitor::new(config(vec![file, cmd]), dir.path().to_path_buf());
     let s = collect(&m).await;
-    assert_eq!(v(&s, "backup_source_up", "cmd"), Some(1.0), "{:?}", target(&s, "cmd"));
+    assert_eq!(
+        v(&s, "backup_source_up", "cmd"),
+        Some(1.0),
+        "{:?}",
+        target(&s, "cmd")
+    );
     assert_eq!(v(&s, "backup_snapshots", "cmd"), Some(2.0));
     let want = series_of(&s, "file");
     assert!(want.len() > 5, "{want:?}");
@@ -265,7 +299,10 @@ async fn failing_commands_are_up_0_with_a_reason_and_stale_values() {
             && e.contains("stderr: Fatal: unable to open repository"),
         "{e}"
     );
-    assert_eq!(v(&s, "backup_last_success_timestamp_seconds", "cmd"), Some(last));
+    assert_eq!(
+        v(&s, "backup_last_success_timestamp_seconds", "cmd"),
+        Some(last)
+    );
     assert_eq!(
         s.value(
             "homelab_monitor_target_stale",
@@ -280,14 +317,20 @@ async fn failing_commands_are_up_0_with_a_reason_and_stale_values() {
     let t = target(&s, "cmd");
     assert!(t.stale);
     let e = t.error.as_deref().unwrap_or_default();
-    assert!(e.contains("output of `sh`") && e.contains("truncated"), "{e}");
+    assert!(
+        e.contains("output of `sh`") && e.contains("truncated"),
+        "{e}"
+    );
 
     // Without any good run: up 0 and no value that could look fresh.
     let src = cmd_source("never", BackupFormat::Restic, command(&["false"]));
     let m = BackupMonitor::new(config(vec![src]), dir.path().to_path_buf());
     let s = collect(&m).await;
     assert_eq!(v(&s, "backup_source_up", "never"), Some(0.0));
-    assert_eq!(v(&s, "backup_last_success_timestamp_seconds", "never"), None);
+    assert_eq!(
+        v(&s, "backup_last_success_timestamp_seconds", "never"),
+        None
+    );
     assert_eq!(target(&s, "never").health, Health::Error);
 }
 
@@ -308,7 +351,10 @@ async fn command_timeout_kills_the_process_group() {
     assert!(e.contains("did not finish within 1s and was killed"), "{e}");
     let pid = std::fs::read_to_string(dir.path().join("child.pid")).unwrap();
     let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
-    let state = stat.rsplit(')').next().and_then(|s| s.split_whitespace().next());
+    let state = stat
+        .rsplit(')')
+        .next()
+        .and_then(|s| s.split_whitespace().next());
     assert!(
         matches!(state, None | Some("Z") | Some("X")),
         "the command's child survived: {stat}"
@@ -324,7 +370,11 @@ async fn a_slow_command_is_not_started_twice() {
     let script =
         "echo run >> runs.txt; while [ ! -e release ]; do sleep 0.05; done; cat snapshots.json";
     let m = BackupMonitor::new(
-        config(vec![cmd_source("slow", BackupFormat::Restic, command(&["sh", "-c", script]))]),
+        config(vec![cmd_source(
+            "slow",
+            BackupFormat::Restic,
+            command(&["sh", "-c", script]),
+        )]),
         dir.path().to_path_buf(),
     );
     let runs = || {
@@ -341,7 +391,11 @@ async fn a_slow_command_is_not_started_twice() {
     assert_eq!(target(&s, "slow").health, Health::Unchecked);
     let s = m.collect(now()).await.unwrap();
     assert_eq!(s.pending, 1);
-    assert_eq!(runs(), 1, "a second collection must not start the command again");
+    assert_eq!(
+        runs(),
+        1,
+        "a second collection must not start the command again"
+    );
     std::fs::write(dir.path().join("release"), "").unwrap();
     let s = collect(&m).await;
     assert_eq!(v(&s, "backup_source_up", "slow"), Some(1.0));
@@ -382,11 +436,7 @@ fn secrets_echoed_to_stderr_are_never_shown() {
 "#;
     std::fs::write(dir.path().join("c.yaml"), yaml).unwrap();
     let env = format!("HM_TEST_PASSWORD={CANARY_ENV}");
-    let e = common::Exporter::start_with(
-        dir.path(),
-        &["--config", "c.yaml"],
-        Some(&["env", &env]),
-    );
+    let e = common::Exporter::start_with(dir.path(), &["--config", "c.yaml"], Some(&["env", &env]));
     e.wait_ready();
     let metrics = e.refreshed_metrics();
     assert_eq!(
@@ -402,7 +452,12 @@ fn secrets_echoed_to_stderr_are_never_shown() {
         "{status}"
     );
     assert!(logs.contains("exited with exit code 1"), "{logs}");
-    for (what, text) in [("metrics", &metrics), ("status", &status), ("page", &page), ("logs", &logs)] {
+    for (what, text) in [
+        ("metrics", &metrics),
+        ("status", &status),
+        ("page", &page),
+        ("logs", &logs),
+    ] {
         for canary in [CANARY_ENV, CANARY_FILE] {
             assert!(!text.contains(canary), "{canary} in {what}: {text}");
         }
@@ -419,37 +474,90 @@ fn load(yaml: &str) -> Result<(), String> {
 fn command_and_glob_keys_are_validated_at_load() {
     let head = "custom_monitors:\n  backup_validation:\n";
     let src = |allow: bool, s: &str| {
-        format!(
-            "{head}    allow_commands: {allow}\n    sources:\n      - {s}\n"
-        )
+        format!("{head}    allow_commands: {allow}\n    sources:\n      - {s}\n")
     };
     let ok = "{ name: r, format: restic, command: { argv: [restic, snapshots, --json, --no-lock], timeout: 20s, env: { RESTIC_REPOSITORY: /srv/r }, env_files: { RESTIC_PASSWORD: pw } } }";
     assert_eq!(load(&src(true, ok)), Ok(()));
     let e = load(&src(false, ok)).unwrap_err();
     assert!(e.contains("allow_commands: true"), "{e}");
-    let e = load(&src(true, "{ name: r, format: restic, path: x.json, command: { argv: [restic] } }")).unwrap_err();
+    let e = load(&src(
+        true,
+        "{ name: r, format: restic, path: x.json, command: { argv: [restic] } }",
+    ))
+    .unwrap_err();
     assert!(e.contains("either path") && e.contains("not both"), "{e}");
-    let e = load(&src(true, "{ name: d, format: directory, command: { argv: [ls] } }")).unwrap_err();
+    let e = load(&src(
+        true,
+        "{ name: d, format: directory, command: { argv: [ls] } }",
+    ))
+    .unwrap_err();
     assert!(e.contains("`command` applies to format"), "{e}");
-    let e = load(&src(true, "{ name: r, format: restic, command: { argv: [] } }")).unwrap_err();
+    let e = load(&src(
+        true,
+        "{ name: r, format: restic, command: { argv: [] } }",
+    ))
+    .unwrap_err();
     assert!(e.contains("argv needs at least the program"), "{e}");
     // Default timeout 30s: a command may take at most 24s.
-    let e = load(&src(true, "{ name: r, format: restic, command: { argv: [restic], timeout: 25s } }")).unwrap_err();
-    assert!(e.contains("at most 80% of backup_validation.timeout"), "{e}");
-    let e = load(&src(true, "{ name: r, format: restic, command: { argv: [restic], env: { \"A=B\": x } } }")).unwrap_err();
+    let e = load(&src(
+        true,
+        "{ name: r, format: restic, command: { argv: [restic], timeout: 25s } }",
+    ))
+    .unwrap_err();
+    assert!(
+        e.contains("at most 80% of backup_validation.timeout"),
+        "{e}"
+    );
+    let e = load(&src(
+        true,
+        "{ name: r, format: restic, command: { argv: [restic], env: { \"A=B\": x } } }",
+    ))
+    .unwrap_err();
     assert!(e.contains("not an environment variable name"), "{e}");
-    let e = load(&src(true, "{ name: r, format: restic, command: { argv: [restic], shell: true } }")).unwrap_err();
+    let e = load(&src(
+        true,
+        "{ name: r, format: restic, command: { argv: [restic], shell: true } }",
+    ))
+    .unwrap_err();
     assert!(e.contains("shell"), "{e}");
 
-    assert_eq!(load(&src(false, "{ name: g, format: restic, path: \"b/*/snapshots.json\" }")), Ok(()));
-    assert_eq!(load(&src(false, "{ name: g, format: borg, path: \"b/*-*.json\", name_template: \"{2}-{1}\" }")), Ok(()));
-    let e = load(&src(false, "{ name: g, format: restic, path: \"b/*/s.json\", name_template: \"{2}\" }")).unwrap_err();
+    assert_eq!(
+        load(&src(
+            false,
+            "{ name: g, format: restic, path: \"b/*/snapshots.json\" }"
+        )),
+        Ok(())
+    );
+    assert_eq!(
+        load(&src(
+            false,
+            "{ name: g, format: borg, path: \"b/*-*.json\", name_template: \"{2}-{1}\" }"
+        )),
+        Ok(())
+    );
+    let e = load(&src(
+        false,
+        "{ name: g, format: restic, path: \"b/*/s.json\", name_template: \"{2}\" }",
+    ))
+    .unwrap_err();
     assert!(e.contains("needs a 2th `*`"), "{e}");
-    let e = load(&src(false, "{ name: g, format: restic, path: \"b/?/s.json\" }")).unwrap_err();
+    let e = load(&src(
+        false,
+        "{ name: g, format: restic, path: \"b/?/s.json\" }",
+    ))
+    .unwrap_err();
     assert!(e.contains("may use `*` only"), "{e}");
-    let e = load(&src(false, "{ name: g, format: restic, path: b/s.json, name_template: \"{1}\" }")).unwrap_err();
+    let e = load(&src(
+        false,
+        "{ name: g, format: restic, path: b/s.json, name_template: \"{1}\" }",
+    ))
+    .unwrap_err();
     assert!(e.contains("name_template applies to a glob path"), "{e}");
-    let e = load(&src(false, "{ name: g, format: restic, path: \"b/*/s.json\", stats_file: st.json }")).unwrap_err();
+    let e = load(&src(
+        false,
+        "{ name: g, format: restic, path: \"b/*/s.json\", stats_file: st.json }",
+    ))
+    .unwrap_err();
     assert!(e.contains("cannot be used with a glob path"), "{e}");
 }
 
@@ -461,7 +569,8 @@ async fn glob_of_per_host_files_gives_one_set_per_file() {
     let (repo, cache) = restic_repo(dir.path());
     let mut newest = std::collections::BTreeMap::new();
     for host in ["web", "db"] {
-        let out = run(restic(&repo, &cache).args(["snapshots", "--json", "--no-lock", "--host", host]));
+        let out =
+            run(restic(&repo, &cache).args(["snapshots", "--json", "--no-lock", "--host", host]));
         let folder = dir.path().join("backups").join(host);
         std::fs::create_dir_all(&folder).unwrap();
         std::fs::write(folder.join("snapshots.json"), &out).unwrap();
@@ -471,29 +580,49 @@ async fn glob_of_per_host_files_gives_one_set_per_file() {
         newest.insert(host, snaps.as_array().unwrap().len());
     }
     assert_eq!((newest["web"], newest["db"]), (2, 1));
-    let mut glob = BackupSourceConfig::new("hosts", BackupFormat::Restic, "backups/*/snapshots.json");
+    let mut glob =
+        BackupSourceConfig::new("hosts", BackupFormat::Restic, "backups/*/snapshots.json");
     glob.max_age = Some(HumanDuration(Duration::from_secs(3600)));
     let web = BackupSourceConfig::new("web", BackupFormat::Restic, "web.json");
     let db = BackupSourceConfig::new("db", BackupFormat::Restic, "db.json");
-    let m = BackupMonitor::new(config(vec![glob.clone(), web, db]), dir.path().to_path_buf());
+    let m = BackupMonitor::new(
+        config(vec![glob.clone(), web, db]),
+        dir.path().to_path_buf(),
+    );
     let s = collect(&m).await;
-    assert_eq!(v(&s, "backup_source_up", "hosts"), Some(1.0), "{:?}", target(&s, "hosts"));
+    assert_eq!(
+        v(&s, "backup_source_up", "hosts"),
+        Some(1.0),
+        "{:?}",
+        target(&s, "hosts")
+    );
     assert_eq!(v(&s, "backup_sets", "hosts"), Some(2.0));
     assert_eq!(v(&s, "backup_snapshots", "hosts"), Some(3.0));
     for host in ["web", "db"] {
         assert_eq!(set_v(&s, "backup_set_up", "hosts", host), Some(1.0));
         // Each set's numbers are those of its file read alone.
         for (set_metric, source_metric) in [
-            ("backup_set_last_success_timestamp_seconds", "backup_last_success_timestamp_seconds"),
+            (
+                "backup_set_last_success_timestamp_seconds",
+                "backup_last_success_timestamp_seconds",
+            ),
             ("backup_set_snapshots", "backup_snapshots"),
-            ("backup_set_oldest_timestamp_seconds", "backup_oldest_timestamp_seconds"),
+            (
+                "backup_set_oldest_timestamp_seconds",
+                "backup_oldest_timestamp_seconds",
+            ),
         ] {
             let got = set_v(&s, set_metric, "hosts", host);
             assert!(got.is_some(), "{set_metric} {host}");
             assert_eq!(got, v(&s, source_metric, host), "{set_metric} {host}");
         }
     }
-    let web_last = set_v(&s, "backup_set_last_success_timestamp_seconds", "hosts", "web");
+    let web_last = set_v(
+        &s,
+        "backup_set_last_success_timestamp_seconds",
+        "hosts",
+        "web",
+    );
 
     // A truncated db file: only db's set is down (and keeps its last values);
     // web's stays current.
@@ -506,11 +635,19 @@ async fn glob_of_per_host_files_gives_one_set_per_file() {
     assert_eq!(set_v(&s, "backup_set_up", "hosts", "web"), Some(1.0));
     assert_eq!(set_v(&s, "backup_set_snapshots", "hosts", "db"), Some(1.0));
     assert_eq!(
-        set_v(&s, "backup_set_last_success_timestamp_seconds", "hosts", "web"),
+        set_v(
+            &s,
+            "backup_set_last_success_timestamp_seconds",
+            "hosts",
+            "web"
+        ),
         web_last
     );
     let e = target(&s, "hosts").error.clone().unwrap_or_default();
-    assert!(e.contains("backups/db/snapshots.json") && e.contains("truncated"), "{e}");
+    assert!(
+        e.contains("backups/db/snapshots.json") && e.contains("truncated"),
+        "{e}"
+    );
 
     // The db folder goes: its set goes with it.
     std::fs::remove_dir_all(dir.path().join("backups/db")).unwrap();

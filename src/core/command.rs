@@ -285,10 +285,17 @@ mod tests {
         assert!(o.stdout_truncated);
         assert_eq!(o.stdout.len(), 100);
         assert!(matches!(
-            run(&spec(&argv(&["/nonexistent/prog"]), &[], Duration::from_secs(5))),
+            run(&spec(
+                &argv(&["/nonexistent/prog"]),
+                &[],
+                Duration::from_secs(5)
+            )),
             Err(RunError::Spawn { .. })
         ));
-        assert_eq!(run(&spec(&[], &[], Duration::from_secs(5))).unwrap_err(), RunError::Empty);
+        assert_eq!(
+            run(&spec(&[], &[], Duration::from_secs(5))).unwrap_err(),
+            RunError::Empty
+        );
     }
 
     #[test]
@@ -298,14 +305,21 @@ mod tests {
         let a = argv(&[
             "sh",
             "-c",
-            &format!("sleep 300 & echo $! > {}; echo started >&2; wait", pidfile.display()),
+            &format!(
+                "sleep 300 & echo $! > {}; echo started >&2; wait",
+                pidfile.display()
+            ),
         ]);
         let e = run(&spec(&a, &[], Duration::from_millis(500))).unwrap_err();
         let RunError::Timeout { stderr, .. } = e else {
             panic!("{e:?}")
         };
         assert_eq!(stderr, b"started\n");
-        let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
         // The grandchild (the background sleep) is gone too (a zombie at most
         // until init reaps it).
         let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();

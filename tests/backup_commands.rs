@@ -668,3 +668,43 @@ async fn glob_of_per_host_files_gives_one_set_per_file() {
     assert!(set_v(&s, "backup_set_snapshots", "hosts", "db").is_some());
     assert_eq!(set_v(&s, "backup_set_snapshots", "hosts", "web"), None);
 }
+
+/// The README's examples load as written, and the README warns about the
+/// cost of reading a repository on every run.
+#[test]
+fn readme_command_and_glob_examples_load() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let blocks: Vec<&str> = readme
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|b| b.split("\n```").next())
+        .collect();
+    let commands = blocks
+        .iter()
+        .find(|b| b.contains("allow_commands: true") && b.contains("--no-lock"))
+        .expect("the README shows a command: source block");
+    let cfg = parse(
+        &format!("custom_monitors:\n{commands}\n"),
+        Path::new("c.yaml"),
+    )
+    .unwrap_or_else(|e| panic!("the README's command block does not load: {e}"));
+    let b = cfg.custom_monitors.backup_validation.unwrap();
+    assert_eq!(b.sources.len(), 4);
+    assert!(b.sources.iter().all(|s| s.command.is_some()));
+    let globs = blocks
+        .iter()
+        .find(|b| b.contains("name_template"))
+        .expect("the README shows a glob source");
+    let cfg = parse(
+        &format!("custom_monitors:\n  backup_validation:\n    sources:\n{globs}\n"),
+        Path::new("c.yaml"),
+    )
+    .unwrap_or_else(|e| panic!("the README's glob block does not load: {e}"));
+    assert_eq!(
+        cfg.custom_monitors.backup_validation.unwrap().sources.len(),
+        1
+    );
+    assert!(readme.contains("**Cost of reading the repository.**"));
+    assert!(readme.contains("egress"));
+}

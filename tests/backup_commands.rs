@@ -708,3 +708,38 @@ fn readme_command_and_glob_examples_load() {
     assert!(readme.contains("**Cost of reading the repository.**"));
     assert!(readme.contains("egress"));
 }
+
+/// Stopping the exporter stops a command that is still running (its whole
+/// process group), instead of waiting for it.
+#[test]
+fn exporter_shutdown_stops_running_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = r#"custom_monitors:
+  backup_validation:
+    allow_commands: true
+    timeout: 10m
+    sources:
+      - { name: slow, format: restic, command: { argv: [sh, -c, 'sleep 3000 & echo $! > child.pid; wait'] } }
+"#;
+    let mut e = common::Exporter::with_config(dir.path(), yaml);
+    let pid_file = dir.path().join("child.pid");
+    let pid = common::wait_for("the command to start", 60, || {
+        std::fs::read_to_string(&pid_file)
+            .ok()
+            .filter(|s| s.ends_with('\n'))
+    });
+    assert!(
+        e.terminate().is_some(),
+        "the exporter did not exit: {}",
+        e.logs()
+    );
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
+    let state = stat
+        .rsplit(')')
+        .next()
+        .and_then(|s| s.split_whitespace().next());
+    assert!(
+        matches!(state, None | Some("Z") | Some("X")),
+        "the command's child survived the exporter: {stat}"
+    );
+}

@@ -80,10 +80,48 @@ fn read_capped<R: Read>(mut r: R, limit: usize, close_at_limit: bool) -> (Vec<u8
     }
 }
 
+/// Process groups of the commands running now, for [`stop_all`].
+static ACTIVE: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+/// Set by [`stop_all`]: no new command is started.
+static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Shutdown of the exporter: start no new command and send SIGTERM to the
+/// process group of every command running now (their runs then end as
+/// killed), so that the exit does not wait for them.
+pub fn stop_all() {
+    STOPPING.store(true, std::sync::atomic::Ordering::SeqCst);
+    for pg in ACTIVE.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        if let Some(p) = rustix::process::Pid::from_raw(*pg) {
+            let _ = rustix::process::kill_process_group(p, rustix::process::Signal::TERM);
+        }
+    }
+}
+
+/// Removes a command's group from [`ACTIVE`] when its run ends.
+struct Registered(i32);
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        ACTIVE
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|p| *p != self.0);
+    }
+}
+
 /// Run `spec` to completion or its timeout (blocking).
 pub fn run(spec: &Spec<'_>) -> Result<Output, RunError> {
     let (program, args) = spec.argv.split_first().ok_or(RunError::Empty)?;
     let started = Instant::now();
+    let stopping = || RunError::Spawn {
+        program: program.clone(),
+        reason: "the exporter is stopping".into(),
+    };
+    // Registered before stop_all can miss it: spawn under the lock.
+    let mut active = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
+    if STOPPING.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(stopping());
+    }
     let mut child = Command::new(program)
         .args(args)
         .current_dir(spec.dir)
@@ -97,6 +135,9 @@ pub fn run(spec: &Spec<'_>) -> Result<Output, RunError> {
             program: program.clone(),
             reason: e.kind().to_string(),
         })?;
+    active.push(child.id() as i32);
+    drop(active);
+    let _registered = Registered(child.id() as i32);
     let pgid = rustix::process::Pid::from_raw(child.id() as i32);
     let kill = |sig| {
         if let Some(p) = pgid {

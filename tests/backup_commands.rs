@@ -334,6 +334,27 @@ async fn failing_commands_are_up_0_with_a_reason_and_stale_values() {
     assert_eq!(target(&s, "never").health, Health::Error);
 }
 
+/// The process `pid` was killed: it is gone, or a zombie, once the kernel
+/// has torn it down (polled; a process still sleeping fails).
+fn assert_killed(pid: &str) {
+    let stat = || std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let alive = |st: &str| {
+        st.rsplit(')')
+            .next()
+            .and_then(|s| s.split_whitespace().next())
+            .is_some_and(|s| s != "Z" && s != "X")
+    };
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    while alive(&stat()) && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !alive(&stat()),
+        "the command's child {pid} survived: {}",
+        stat()
+    );
+}
+
 /// A command past its timeout is killed with its whole process group and
 /// reported as a timeout.
 #[tokio::test]
@@ -350,15 +371,7 @@ async fn command_timeout_kills_the_process_group() {
     let e = target(&s, "slow").error.clone().unwrap_or_default();
     assert!(e.contains("did not finish within 1s and was killed"), "{e}");
     let pid = std::fs::read_to_string(dir.path().join("child.pid")).unwrap();
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
-    let state = stat
-        .rsplit(')')
-        .next()
-        .and_then(|s| s.split_whitespace().next());
-    assert!(
-        matches!(state, None | Some("Z") | Some("X")),
-        "the command's child survived: {stat}"
-    );
+    assert_killed(pid.trim());
 }
 
 /// A slow command is never started twice: collections while it runs serve
@@ -733,13 +746,5 @@ fn exporter_shutdown_stops_running_commands() {
         "the exporter did not exit: {}",
         e.logs()
     );
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
-    let state = stat
-        .rsplit(')')
-        .next()
-        .and_then(|s| s.split_whitespace().next());
-    assert!(
-        matches!(state, None | Some("Z") | Some("X")),
-        "the command's child survived the exporter: {stat}"
-    );
+    assert_killed(pid.trim());
 }

@@ -361,15 +361,20 @@ mod tests {
             .trim()
             .parse()
             .unwrap();
-        // The grandchild (the background sleep) is gone too (a zombie at most
-        // until init reaps it).
-        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let alive = state
-            .rsplit(')')
-            .next()
-            .and_then(|s| s.split_whitespace().next())
-            .is_some_and(|s| s != "Z" && s != "X");
-        assert!(!alive, "grandchild {pid} survived: {state}");
+        // The grandchild (the background sleep) was killed too: it is gone
+        // (or a zombie until init reaps it) once the kernel has torn it down.
+        let stat = || std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let alive = |st: &str| {
+            st.rsplit(')')
+                .next()
+                .and_then(|s| s.split_whitespace().next())
+                .is_some_and(|s| s != "Z" && s != "X")
+        };
+        let until = Instant::now() + Duration::from_secs(30);
+        while alive(&stat()) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(!alive(&stat()), "grandchild {pid} survived: {}", stat());
     }
 
     #[test]

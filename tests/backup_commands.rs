@@ -332,6 +332,21 @@ async fn failing_commands_are_up_0_with_a_reason_and_stale_values() {
         None
     );
     assert_eq!(target(&s, "never").health, Health::Error);
+
+    // A program that is not there: the message says what to do.
+    let src = cmd_source(
+        "missing",
+        BackupFormat::Borg,
+        command(&["/nonexistent/borg"]),
+    );
+    let m = BackupMonitor::new(config(vec![src]), dir.path().to_path_buf());
+    let s = collect(&m).await;
+    assert_eq!(v(&s, "backup_source_up", "missing"), Some(0.0));
+    let e = target(&s, "missing").error.clone().unwrap_or_default();
+    assert!(
+        e.contains("command /nonexistent/borg cannot be run: not found (install it"),
+        "{e}"
+    );
 }
 
 /// The process `pid` was killed: it is gone, or a zombie, once the kernel

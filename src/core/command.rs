@@ -133,7 +133,15 @@ pub fn run(spec: &Spec<'_>) -> Result<Output, RunError> {
         .spawn()
         .map_err(|e| RunError::Spawn {
             program: program.clone(),
-            reason: e.kind().to_string(),
+            reason: match e.kind() {
+                std::io::ErrorKind::NotFound => {
+                    "not found (install it, or give its full path in argv)".into()
+                }
+                std::io::ErrorKind::PermissionDenied => {
+                    "permission denied (is it executable by the exporter's user?)".into()
+                }
+                k => k.to_string(),
+            },
         })?;
     active.push(child.id() as i32);
     drop(active);

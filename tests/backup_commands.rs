@@ -689,12 +689,27 @@ async fn glob_of_per_host_files_gives_one_set_per_file() {
     std::fs::create_dir_all(dir.path().join("backups/db")).unwrap();
     std::fs::write(&db_file, &full).unwrap();
     glob.max_sets = 1;
-    let m = BackupMonitor::new(config(vec![glob]), dir.path().to_path_buf());
+    let m = BackupMonitor::new(config(vec![glob.clone()]), dir.path().to_path_buf());
     let s = collect(&m).await;
     assert_eq!(v(&s, "backup_sets", "hosts"), Some(2.0));
     assert_eq!(v(&s, "backup_sets_truncated", "hosts"), Some(1.0));
     assert!(set_v(&s, "backup_set_snapshots", "hosts", "db").is_some());
     assert_eq!(set_v(&s, "backup_set_snapshots", "hosts", "web"), None);
+
+    // A template that gives two files the same name: the second is an
+    // error, never merged into the first's set.
+    glob.max_sets = 50;
+    glob.name_template = Some("{stem}".into());
+    let m = BackupMonitor::new(config(vec![glob]), dir.path().to_path_buf());
+    let s = collect(&m).await;
+    assert_eq!(v(&s, "backup_source_up", "hosts"), Some(0.0));
+    assert_eq!(v(&s, "backup_sets", "hosts"), Some(1.0));
+    assert_eq!(
+        set_v(&s, "backup_set_snapshots", "hosts", "snapshots"),
+        Some(1.0)
+    );
+    let e = target(&s, "hosts").error.clone().unwrap_or_default();
+    assert!(e.contains("gives set `snapshots`, as for"), "{e}");
 }
 
 /// The README's examples load as written, and the README warns about the

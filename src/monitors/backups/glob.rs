@@ -192,4 +192,48 @@ mod tests {
         assert_eq!(star_captures("a*b*c", "aXbYYc"), Some(vec!["X".into(), "YY".into()]));
         assert_eq!(star_captures("*/s", "a/b/s"), None);
     }
+
+    fn stanza(name: &str, stop: i64) -> String {
+        format!(
+            r#"{{"name":"{name}","status":{{"code":0}},
+            "archive":[{{"database":{{"id":1}},"min":"000000010000000000000001","max":"000000010000000000000009"}}],
+            "backup":[{{"label":"L{stop}","type":"full","timestamp":{{"start":{},"stop":{stop}}},
+            "error":false,"info":{{"size":100,"repository":{{"size":40}}}},
+            "archive":{{"start":"000000010000000000000002","stop":"000000010000000000000002"}},"database":{{"id":1}}}}]}}"#,
+            stop - 5
+        )
+    }
+
+    /// Several groups in one file stay inside that file's set: the set is as
+    /// fresh as its stalest group, and the format's own per-set values are
+    /// combined (oldest restorable: the oldest; repository size: the sum).
+    #[test]
+    fn groups_of_one_file_stay_in_its_set() {
+        let dir = tempfile::tempdir().unwrap();
+        for (host, doc) in [
+            ("a", format!("[{}]", stanza("main", 1000))),
+            ("b", format!("[{},{}]", stanza("x", 300), stanza("y", 400))),
+        ] {
+            std::fs::create_dir_all(dir.path().join(host)).unwrap();
+            std::fs::write(dir.path().join(host).join("info.json"), doc).unwrap();
+        }
+        let cfg = BackupSourceConfig::new(
+            "pg",
+            super::super::BackupFormat::Pgbackrest,
+            "*/info.json",
+        );
+        let mut mem = BTreeMap::new();
+        let r = read(&cfg, dir.path(), 1 << 20, &mut mem);
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        assert_eq!(r.declared_sets, ["a", "b"]);
+        assert_eq!(r.set_up.values().filter(|u| **u).count(), 2);
+        let sets = super::super::summarize_sets(&r.records, 2000.0, std::time::Duration::from_secs(10_000));
+        assert_eq!(sets.keys().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(sets["a"].last_success, Some(1000.0));
+        assert_eq!(sets["b"].last_success, Some(300.0), "the stalest stanza of b");
+        assert_eq!(sets["b"].in_retention, 2);
+        assert_eq!(r.set_views["b"].repository_size, Some(80));
+        assert_eq!(r.set_views["b"].oldest_restorable, Some(300.0));
+        assert_eq!(r.set_views["a"].oldest_restorable, Some(1000.0));
+    }
 }

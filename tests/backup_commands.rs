@@ -442,6 +442,35 @@ async fn a_slow_command_is_not_started_twice() {
     assert_eq!(runs(), 2);
 }
 
+/// Two sources whose commands read the same repository never run at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_of_one_repository_run_one_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("snapshots.json"), "[]").unwrap();
+    let script = "echo start >> order.txt; sleep 1; echo end >> order.txt; cat snapshots.json";
+    let sources: Vec<BackupSourceConfig> = ["web", "db"]
+        .iter()
+        .map(|name| {
+            let mut c = command(&["sh", "-c", script, name]);
+            c.env
+                .insert("RESTIC_REPOSITORY".into(), "/srv/one-repo".into());
+            cmd_source(name, BackupFormat::Restic, c)
+        })
+        .collect();
+    let m = BackupMonitor::new(config(sources), dir.path().to_path_buf());
+    let s = collect(&m).await;
+    assert_eq!(v(&s, "backup_source_up", "web"), Some(1.0));
+    assert_eq!(v(&s, "backup_source_up", "db"), Some(1.0));
+    let order = std::fs::read_to_string(dir.path().join("order.txt")).unwrap();
+    // (A source that finished is run again while the collection waits for
+    // the other: check_interval 0.) Every start is followed by its end.
+    let lines: Vec<&str> = order.lines().collect();
+    assert!(lines.len() >= 4, "{order}");
+    for pair in lines.chunks(2) {
+        assert_eq!(pair, ["start", "end"], "two runs overlapped: {order}");
+    }
+}
+
 /// The password, passed by env (the exporter's own environment and
 /// `env_files`) and echoed by the failing command to stderr, appears in no
 /// log line, metric or status page; the reason does.

@@ -30,7 +30,55 @@ pub fn timeout(c: &BackupCommand, monitor_timeout: Duration) -> Duration {
         .unwrap_or_else(|| monitor_timeout.mul_f64(0.8))
 }
 
-/// Run the source's command: `Ok((what, stdout))` after exit 0.
+/// What a command reads: the repository named by `RESTIC_REPOSITORY`,
+/// `BORG_REPO` (in `env`, else the exporter's environment when the argv names
+/// none) or a `--repo`/`-r`/`--repository` argument, plus the program; else
+/// (pgBackRest, barman) the program with its arguments and `env`.
+pub fn repository_key(c: &BackupCommand) -> String {
+    let program = c.argv.first().map(String::as_str).unwrap_or_default();
+    let mut args = c.argv.iter().skip(1);
+    let mut repo = None;
+    while let Some(a) = args.next() {
+        if let Some(v) = a
+            .strip_prefix("--repo=")
+            .or_else(|| a.strip_prefix("--repository="))
+        {
+            repo = Some(v.to_string());
+        } else if matches!(a.as_str(), "--repo" | "-r" | "--repository") {
+            repo = args.next().cloned();
+        }
+    }
+    let repo = repo.or_else(|| {
+        ["RESTIC_REPOSITORY", "BORG_REPO"].iter().find_map(|k| {
+            c.env
+                .get(*k)
+                .cloned()
+                .or_else(|| std::env::var(k).ok().filter(|_| !c.env_files.contains_key(*k)))
+        })
+    });
+    match repo {
+        Some(r) => format!("{program}\0{r}"),
+        None => format!("{:?}\0{:?}", c.argv, c.env),
+    }
+}
+
+/// One lock per [`repository_key`]: commands that read the same
+/// repository run one at a time, across sources.
+fn repository_lock(key: String) -> std::sync::Arc<std::sync::Mutex<()>> {
+    static LOCKS: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<std::sync::Mutex<()>>>>,
+    > = std::sync::OnceLock::new();
+    let mut map = LOCKS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    // Forget locks nobody holds or waits for (sources removed by a reload).
+    map.retain(|_, l| std::sync::Arc::strong_count(l) > 1);
+    map.entry(key).or_default().clone()
+}
+
+/// Run the source's command: `Ok((what, stdout))` after exit 0. Waits
+/// while another source's command reads the same repository.
 pub(crate) fn run_source_command(
     cfg: &BackupSourceConfig,
     c: &BackupCommand,
@@ -63,6 +111,8 @@ pub(crate) fn run_source_command(
     }
     let secrets = secret_values(env.iter().map(|(_, v)| v.as_str()));
     let timeout = timeout(c, monitor_timeout);
+    let lock = repository_lock(repository_key(c));
+    let _one_at_a_time = lock.lock().unwrap_or_else(|e| e.into_inner());
     let out = run(&Spec {
         argv: &c.argv,
         dir: base,

@@ -447,11 +447,15 @@ async fn a_slow_command_is_not_started_twice() {
 async fn commands_of_one_repository_run_one_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("snapshots.json"), "[]").unwrap();
+    // A stand-in named like the tool (the repository is found as for
+    // restic: RESTIC_REPOSITORY), slow enough for runs to overlap: `sh`
+    // under the name `restic` (a symlink: no freshly written executable).
+    std::os::unix::fs::symlink(tool("sh", "dash"), dir.path().join("restic")).unwrap();
     let script = "echo start >> order.txt; sleep 1; echo end >> order.txt; cat snapshots.json";
     let sources: Vec<BackupSourceConfig> = ["web", "db"]
         .iter()
         .map(|name| {
-            let mut c = command(&["sh", "-c", script, name]);
+            let mut c = command(&["./restic", "-c", script, name]);
             c.env
                 .insert("RESTIC_REPOSITORY".into(), "/srv/one-repo".into());
             cmd_source(name, BackupFormat::Restic, c)

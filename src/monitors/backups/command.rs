@@ -30,9 +30,10 @@ pub fn timeout(c: &BackupCommand, monitor_timeout: Duration) -> Duration {
         .unwrap_or_else(|| monitor_timeout.mul_f64(0.8))
 }
 
-/// What a command reads: the repository named by `RESTIC_REPOSITORY`,
-/// `BORG_REPO` (in `env`, else the exporter's environment when the argv names
-/// none) or a `--repo`/`-r`/`--repository` argument, plus the program; else
+/// What a command reads: the repository named by a `--repo`/`-r`/
+/// `--repository` argument, else by `RESTIC_REPOSITORY` (restic) or
+/// `BORG_REPO` (borg, borgmatic) in `env` or the exporter's environment,
+/// plus the program; else
 /// (pgBackRest, barman) the program with its arguments and `env`.
 pub fn repository_key(c: &BackupCommand) -> String {
     let program = c.argv.first().map(String::as_str).unwrap_or_default();
@@ -49,7 +50,18 @@ pub fn repository_key(c: &BackupCommand) -> String {
         }
     }
     let repo = repo.or_else(|| {
-        ["RESTIC_REPOSITORY", "BORG_REPO"].iter().find_map(|k| {
+        let name = std::path::Path::new(program)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let vars: &[&str] = if name.contains("restic") {
+            &["RESTIC_REPOSITORY"]
+        } else if name.contains("borg") {
+            &["BORG_REPO"]
+        } else {
+            &[]
+        };
+        vars.iter().find_map(|k| {
             c.env
                 .get(*k)
                 .cloned()
@@ -166,4 +178,42 @@ pub(crate) fn run_source_command(
         "backup source command finished"
     );
     Ok((what, out.stdout))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd(argv: &[&str], env: &[(&str, &str)]) -> BackupCommand {
+        BackupCommand {
+            argv: argv.iter().map(|s| s.to_string()).collect(),
+            timeout: None,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            env_files: Default::default(),
+        }
+    }
+
+    #[test]
+    fn one_repository_one_key() {
+        let a = repository_key(&cmd(&["restic", "-r", "/srv/a", "snapshots", "--json"], &[]));
+        assert_eq!(
+            a,
+            repository_key(&cmd(&["restic", "snapshots", "--host", "web", "--repo=/srv/a"], &[]))
+        );
+        assert_eq!(
+            a,
+            repository_key(&cmd(&["restic", "snapshots"], &[("RESTIC_REPOSITORY", "/srv/a")]))
+        );
+        assert_ne!(a, repository_key(&cmd(&["restic", "-r", "/srv/b", "snapshots"], &[])));
+        // No repository named: the same command (and env) only.
+        let p = repository_key(&cmd(&["pgbackrest", "info", "--output=json"], &[]));
+        assert_eq!(p, repository_key(&cmd(&["pgbackrest", "info", "--output=json"], &[])));
+        assert_ne!(
+            p,
+            repository_key(&cmd(&["pgbackrest", "--stanza=x", "info", "--output=json"], &[]))
+        );
+    }
 }

@@ -173,6 +173,7 @@ const LEAVES: &[(&str, &str, &str)] = &[
     ("garbage", "/garbage", "/crl-garbage"),
     ("forged", "/forged", "/crl-forged"),
     ("down", "/down", "/down"),
+    ("direct", "/ocsp-direct", "/crl"),
 ];
 
 /// A CA (P-256) in `dir` with the leaves of [`LEAVES`] (`revoked` revoked),
@@ -406,6 +407,9 @@ fn lab() -> Lab {
     make_pki(p, &front);
     let (r1, good_port) = responder(p, "ocsp.pem", "ocsp.key");
     let (r2, forged_port) = responder(p, "other.pem", "other.key");
+    // The CA signing its answers itself (no delegated responder certificate).
+    let (r3, direct_port) = responder(p, "ca.pem", "ca.key");
+    front.route("/ocsp-direct", Route::Forward(direct_port));
     front.route("/ocsp", Route::Forward(good_port));
     front.route("/forged", Route::Forward(forged_port));
     front.route(
@@ -425,7 +429,7 @@ fn lab() -> Lab {
         "/crl-forged",
         Route::Body(std::fs::read(p.join("other-crl.der")).unwrap()),
     );
-    let mut guards = vec![r1, r2];
+    let mut guards = vec![r1, r2, r3];
     let mut servers = HashMap::new();
     for (name, _, _) in LEAVES {
         let (g, addr) = endpoint(p, name);
@@ -455,7 +459,7 @@ fn endpoints_yaml(lab: &Lab, names: &[&str], revocation: &str) -> String {
 async fn revoked_leaf_is_revoked_good_is_good_and_failures_are_unknown() {
     let lab = lab();
     let now = SystemTime::now();
-    let all = ["good", "revoked", "garbage", "forged", "down"];
+    let all = ["good", "revoked", "garbage", "forged", "down", "direct"];
     let yaml = endpoints_yaml(
         &lab,
         &all,
@@ -487,6 +491,7 @@ async fn revoked_leaf_is_revoked_good_is_good_and_failures_are_unknown() {
         );
         assert_eq!(up(&s, &a("good"), method), Some(1.0));
         assert_eq!(up(&s, &a("revoked"), method), Some(1.0));
+        assert_eq!(status(&s, &a("direct"), method, "good"), Some(1.0), "{method}");
         // A responder that is down, answers garbage, or signs with a key the
         // issuer never delegated to: unknown with a reason, never good.
         for (n, want) in [

@@ -491,7 +491,11 @@ async fn revoked_leaf_is_revoked_good_is_good_and_failures_are_unknown() {
         );
         assert_eq!(up(&s, &a("good"), method), Some(1.0));
         assert_eq!(up(&s, &a("revoked"), method), Some(1.0));
-        assert_eq!(status(&s, &a("direct"), method, "good"), Some(1.0), "{method}");
+        assert_eq!(
+            status(&s, &a("direct"), method, "good"),
+            Some(1.0),
+            "{method}"
+        );
         // A responder that is down, answers garbage, or signs with a key the
         // issuer never delegated to: unknown with a reason, never good.
         for (n, want) in [

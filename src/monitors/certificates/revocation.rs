@@ -227,16 +227,19 @@ impl Checker {
             return out;
         };
         let issuer = find_issuer(leaf, &chain[1..]);
-        for (on, method) in [(cfg.ocsp, Method::Ocsp), (cfg.crl, Method::Crl)] {
-            if !on {
-                continue;
-            }
-            let outcome = self.check_one(cfg, method, leaf, issuer, now).await;
+        // Both at once: the probe's budget holds one `timeout`, not two.
+        let methods = [(cfg.ocsp, Method::Ocsp), (cfg.crl, Method::Crl)];
+        let runs = methods.iter().filter(|(on, _)| *on).map(|(_, method)| async move {
+            let outcome = self.check_one(cfg, *method, leaf, issuer, now).await;
             if let Err((reason, message)) = &outcome {
                 tracing::warn!(monitor = "certificate_expiry", method = method.as_str(), reason, "revocation check failed: {message}");
             }
-            out.push(Check { method, outcome });
-        }
+            Check {
+                method: *method,
+                outcome,
+            }
+        });
+        out.extend(futures::future::join_all(runs).await);
         out
     }
 

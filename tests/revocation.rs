@@ -174,6 +174,7 @@ const LEAVES: &[(&str, &str, &str)] = &[
     ("forged", "/forged", "/crl-forged"),
     ("down", "/down", "/down"),
     ("direct", "/ocsp-direct", "/crl"),
+    ("noeku", "/ocsp-noeku", "/crl"),
 ];
 
 /// A CA (P-256) in `dir` with the leaves of [`LEAVES`] (`revoked` revoked),
@@ -181,7 +182,7 @@ const LEAVES: &[(&str, &str, &str)] = &[
 /// name (other.pem, other.key, other-crl.der) that signs forgeries.
 fn make_pki(dir: &Path, front: &Front) {
     let mut cnf = String::from(
-        "[ ca ]\ndefault_ca = CA_default\n[ CA_default ]\ndir = .\ndatabase = index.txt\nnew_certs_dir = newcerts\ncertificate = ca.pem\nprivate_key = ca.key\nserial = serial\ncrlnumber = crlnumber\ndefault_md = sha256\ndefault_days = 90\npolicy = policy_any\nunique_subject = no\n[ policy_any ]\ncommonName = supplied\n[ v3_ca ]\nbasicConstraints = critical,CA:TRUE\nkeyUsage = critical,keyCertSign,cRLSign\nsubjectKeyIdentifier = hash\n[ crl_ext ]\nauthorityKeyIdentifier = keyid\n[ ocsp_signer ]\nbasicConstraints = CA:FALSE\nextendedKeyUsage = OCSPSigning\nsubjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\n",
+        "[ ca ]\ndefault_ca = CA_default\n[ CA_default ]\ndir = .\ndatabase = index.txt\nnew_certs_dir = newcerts\ncertificate = ca.pem\nprivate_key = ca.key\nserial = serial\ncrlnumber = crlnumber\ndefault_md = sha256\ndefault_days = 90\npolicy = policy_any\nunique_subject = no\n[ policy_any ]\ncommonName = supplied\n[ v3_ca ]\nbasicConstraints = critical,CA:TRUE\nkeyUsage = critical,keyCertSign,cRLSign\nsubjectKeyIdentifier = hash\n[ crl_ext ]\nauthorityKeyIdentifier = keyid\n[ ocsp_signer ]\nbasicConstraints = CA:FALSE\nextendedKeyUsage = OCSPSigning\nsubjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\n[ plain_signer ]\nbasicConstraints = CA:FALSE\nextendedKeyUsage = serverAuth\nsubjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\n",
     );
     for (name, ocsp, crl) in LEAVES {
         cnf.push_str(&format!(
@@ -230,7 +231,11 @@ fn make_pki(dir: &Path, front: &Front) {
         ]);
         openssl(dir, &args);
     }
-    let mut signed = vec![("ocsp".to_string(), "ocsp_signer".to_string())];
+    let mut signed = vec![
+        ("ocsp".to_string(), "ocsp_signer".to_string()),
+        // Signed by the CA, but not for OCSP (no OCSPSigning usage).
+        ("plain".to_string(), "plain_signer".to_string()),
+    ];
     signed.extend(
         LEAVES
             .iter()
@@ -410,6 +415,8 @@ fn lab() -> Lab {
     // The CA signing its answers itself (no delegated responder certificate).
     let (r3, direct_port) = responder(p, "ca.pem", "ca.key");
     front.route("/ocsp-direct", Route::Forward(direct_port));
+    let (r4, plain_port) = responder(p, "plain.pem", "plain.key");
+    front.route("/ocsp-noeku", Route::Forward(plain_port));
     front.route("/ocsp", Route::Forward(good_port));
     front.route("/forged", Route::Forward(forged_port));
     front.route(
@@ -429,7 +436,7 @@ fn lab() -> Lab {
         "/crl-forged",
         Route::Body(std::fs::read(p.join("other-crl.der")).unwrap()),
     );
-    let mut guards = vec![r1, r2, r3];
+    let mut guards = vec![r1, r2, r3, r4];
     let mut servers = HashMap::new();
     for (name, _, _) in LEAVES {
         let (g, addr) = endpoint(p, name);
@@ -459,7 +466,9 @@ fn endpoints_yaml(lab: &Lab, names: &[&str], revocation: &str) -> String {
 async fn revoked_leaf_is_revoked_good_is_good_and_failures_are_unknown() {
     let lab = lab();
     let now = SystemTime::now();
-    let all = ["good", "revoked", "garbage", "forged", "down", "direct"];
+    let all = [
+        "good", "revoked", "garbage", "forged", "down", "direct", "noeku",
+    ];
     let yaml = endpoints_yaml(
         &lab,
         &all,
@@ -517,6 +526,13 @@ async fn revoked_leaf_is_revoked_good_is_good_and_failures_are_unknown() {
             );
         }
     }
+    // A certificate the CA issued for something else cannot sign OCSP answers.
+    assert_eq!(status(&s, &a("noeku"), "ocsp", "unknown"), Some(1.0));
+    assert_eq!(
+        reason(&s, &a("noeku"), "ocsp").as_deref(),
+        Some("bad_signature")
+    );
+    assert_eq!(status(&s, &a("noeku"), "crl", "good"), Some(1.0));
     let now_s = now
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap()

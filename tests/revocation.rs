@@ -401,6 +401,8 @@ fn reason(s: &Snapshot, addr: &str, method: &str) -> Option<String> {
 struct Lab {
     dir: tempfile::TempDir,
     front: Front,
+    /// The delegated responder's port (behind /ocsp).
+    good_port: u16,
     servers: HashMap<&'static str, String>,
     _guards: Vec<Kill>,
 }
@@ -446,6 +448,7 @@ fn lab() -> Lab {
     Lab {
         dir,
         front,
+        good_port,
         servers,
         _guards: guards,
     }
@@ -609,7 +612,7 @@ async fn revoked_leaf_is_revoked_good_is_good_and_failures_are_unknown() {
     };
     let before = lab.front.requests();
     assert_eq!(
-        statuses(&checker.check(&cfg, &chain, now).await),
+        statuses(&checker.check(&cfg, &chain, &[], now).await),
         ["revoked", "revoked"]
     );
     assert_eq!(lab.front.requests() - before, 2);
@@ -618,7 +621,7 @@ async fn revoked_leaf_is_revoked_good_is_good_and_failures_are_unknown() {
     }
     let later = now + Duration::from_secs(600);
     assert_eq!(
-        statuses(&checker.check(&cfg, &chain, later).await),
+        statuses(&checker.check(&cfg, &chain, &[], later).await),
         ["revoked", "revoked"]
     );
     assert_eq!(
@@ -628,14 +631,29 @@ async fn revoked_leaf_is_revoked_good_is_good_and_failures_are_unknown() {
     );
     let much_later = now + Duration::from_secs(2 * 3600);
     assert_eq!(
-        statuses(&checker.check(&cfg, &chain, much_later).await),
+        statuses(&checker.check(&cfg, &chain, &[], much_later).await),
         ["error malformed", "error malformed"]
     );
     assert_eq!(lab.front.requests() - before, 4);
     // Without the issuer in the chain the signature cannot be checked: unknown.
     assert_eq!(
-        statuses(&checker.check(&cfg, &chain[..1], now).await),
+        statuses(&checker.check(&cfg, &chain[..1], &[], now).await),
         ["error no_issuer", "error no_issuer"]
+    );
+    // ... unless the endpoint's ca_file holds it (a leaf served alone, signed
+    // by the homelab root). A new checker: nothing cached.
+    lab.front.route("/ocsp", Route::Forward(lab.good_port));
+    lab.front.route(
+        "/crl",
+        Route::Body(std::fs::read(p.join("crl.der")).unwrap()),
+    );
+    let fresh = homelab_monitor::monitors::certificates::revocation::Checker::new();
+    let anchors =
+        homelab_monitor::monitors::certificates::revocation::anchors(Some(&p.join("ca.pem")));
+    assert_eq!(anchors.len(), 1);
+    assert_eq!(
+        statuses(&fresh.check(&cfg, &chain[..1], &anchors, now).await),
+        ["revoked", "revoked"]
     );
 }
 

@@ -663,7 +663,8 @@ async fn probe_one(inner: Arc<Inner>, i: usize, now: SystemTime) -> SourceResult
     };
     let mut outcome = outcome.map(endpoint_data);
     if let (Some(cfg), Ok(data)) = (&ep.revocation, &mut outcome) {
-        data.revocation = inner.revocation.check(cfg, &data.certs, now).await;
+        let anchors = revocation::anchors(ep.ca_file.as_deref());
+        data.revocation = inner.revocation.check(cfg, &data.certs, &anchors, now).await;
     }
     SourceResult {
         kind: SourceKind::Endpoint,

@@ -317,7 +317,8 @@ impl ProbeService {
     pub async fn probe(&self, ep: &Endpoint, now: SystemTime) -> (Snapshot, bool) {
         let mut result = probe_now(&self.prober, ep, now).await;
         if let (Some(cfg), Ok(data)) = (&ep.revocation, &mut result.outcome) {
-            data.revocation = self.revocation.check(cfg, &data.certs, now).await;
+            let anchors = super::revocation::anchors(ep.ca_file.as_deref());
+            data.revocation = self.revocation.check(cfg, &data.certs, &anchors, now).await;
         }
         let ok = result.outcome.is_ok();
         if let Err(f) = &result.outcome {

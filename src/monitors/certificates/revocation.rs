@@ -3,8 +3,9 @@
 //! responder named in the leaf's authority information access, and the CRL
 //! downloaded from its distribution point.
 //!
-//! The issuer is the certificate of the served chain whose subject is the
-//! leaf's issuer (and whose key id matches, when both carry one). An OCSP
+//! The issuer is the certificate of the served chain (else of the endpoint's
+//! `ca_file`) whose subject is the leaf's issuer (and whose key id matches,
+//! when both carry one). An OCSP
 //! answer counts only when its signature verifies against the issuer's key, or
 //! against a responder certificate included in the response that the issuer
 //! signed, that is valid now and carries the OCSP-signing extended key usage;
@@ -107,7 +108,7 @@ pub enum RevocationError {
     NoUrl(&'static str),
     #[error("{0}: only http:// URLs are fetched")]
     UnsupportedUrl(String),
-    #[error("the issuer's certificate is not in the served chain (its signature cannot be checked)")]
+    #[error("the issuer's certificate is neither in the served chain nor in ca_file (the answer's signature cannot be checked)")]
     NoIssuer,
     #[error("{url}: cannot connect ({what})")]
     Connect { url: String, what: String },
@@ -220,13 +221,20 @@ impl Checker {
         }
     }
 
-    /// The checks `cfg` asks for, about `chain`'s leaf, at `now`.
-    pub async fn check(&self, cfg: &RevocationConfig, chain: &[Cert], now: SystemTime) -> Vec<Check> {
+    /// The checks `cfg` asks for, about `chain`'s leaf, at `now`. The issuer is
+    /// looked for in the chain, then in `anchors` (the endpoint's `ca_file`).
+    pub async fn check(
+        &self,
+        cfg: &RevocationConfig,
+        chain: &[Cert],
+        anchors: &[Cert],
+        now: SystemTime,
+    ) -> Vec<Check> {
         let mut out = Vec::new();
         let Some(leaf) = chain.first() else {
             return out;
         };
-        let issuer = find_issuer(leaf, &chain[1..]);
+        let issuer = find_issuer(leaf, &chain[1..]).or_else(|| find_issuer(leaf, anchors));
         // Both at once: the probe's budget holds one `timeout`, not two.
         let methods = [(cfg.ocsp, Method::Ocsp), (cfg.crl, Method::Crl)];
         let runs = methods.iter().filter(|(on, _)| *on).map(|(_, method)| async move {
@@ -292,6 +300,16 @@ impl Checker {
             .get(key)
             .copied()
     }
+}
+
+/// The certificates of an endpoint's `ca_file` (PEM), as issuer candidates;
+/// none when it is not set or cannot be read (the probe reports that).
+pub fn anchors(ca_file: Option<&std::path::Path>) -> Vec<Cert> {
+    ca_file
+        .and_then(|p| crate::core::safe_open::read(p).ok())
+        .and_then(|b| super::parse::parse_pem(&b).ok())
+        .map(|p| p.certs)
+        .unwrap_or_default()
 }
 
 fn unix(t: SystemTime) -> i64 {

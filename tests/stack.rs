@@ -192,6 +192,24 @@ fn dashboards_and_alerts_against_a_real_prometheus() {
         &["-cert", "selfsigned.pem", "-key", "selfsigned.key", "-www"],
     );
     let tls_port = tls_addr.rsplit(':').next().unwrap().to_string();
+    // A CRL file (fresh, from `openssl ca -gencrl`) for the revocation panels.
+    let crl_dir = d.join("crl");
+    std::fs::create_dir_all(&crl_dir).unwrap();
+    openssl_cert(&crl_dir, "ca.key", "ca.pem", "Stack CRL CA", 30);
+    std::fs::write(
+        crl_dir.join("ca.cnf"),
+        "[ ca ]\ndefault_ca = d\n[ d ]\ndatabase = index.txt\ncrlnumber = crlnumber\ndefault_md = sha256\n",
+    )
+    .unwrap();
+    std::fs::write(crl_dir.join("index.txt"), "").unwrap();
+    std::fs::write(crl_dir.join("crlnumber"), "01\n").unwrap();
+    common::tools::openssl(
+        &crl_dir,
+        &[
+            "ca", "-config", "ca.cnf", "-gencrl", "-keyfile", "ca.key", "-cert", "ca.pem",
+            "-crldays", "7", "-out", "ca.crl",
+        ],
+    );
     // Backups: healthy, shrunk, stopped, tampered, old without max_age,
     // fewer than min_snapshots, gone.
     let b = d.join("backups");
@@ -258,7 +276,7 @@ fn dashboards_and_alerts_against_a_real_prometheus() {
     std::fs::write(
         d.join("stack.yaml"),
         format!(
-            "custom_monitors:\n  terraform_state:\n    check_interval: 2s\n    policies: [policies/]\n    state_files:\n      - terraform/terraform.tfstate\n      - terraform/environments/*/terraform.tfstate\n  certificate_expiry:\n    check_interval: 2s\n    warning_days: 30\n    critical_days: 7\n    paths: [certs/]\n    endpoints: [\"127.0.0.1:{tls_port}\"]\n  backup_validation:\n    check_interval: 2s\n    retention_days: 30\n    sources:\n      - {{ name: nightly, format: manifest, path: backups/nightly/manifest.json, max_age: 26h }}\n      - {{ name: shrunk, format: manifest, path: backups/shrunk/manifest.json, max_age: 26h }}\n      - {{ name: stale, format: manifest, path: backups/stale/manifest.json, max_age: 26h }}\n      - {{ name: tampered, format: manifest, path: backups/tampered/manifest.json, verify: sizes }}\n      - {{ name: forgotten, format: manifest, path: backups/forgotten/manifest.json }}\n      - {{ name: pruned, format: directory, path: backups/pruned, pattern: \"*.sql.gz\", min_snapshots: 3 }}\n      - {{ name: gone, format: directory, path: backups/gone }}\n      - {{ name: shared, format: restic, path: backups/shared/snapshots.json, max_age: 26h }}\nhealth_checks:\n  checks:\n    - {{ name: tls-port, interval: 2s, tcp: {{ address: \"127.0.0.1:{tls_port}\" }} }}\n    - {{ name: closed-port, interval: 2s, timeout: 2s, tcp: {{ address: \"127.0.0.1:{closed_port}\" }} }}\n    - {{ name: workdir-disk, interval: 2s, disk: {{ path: \".\", min_free_ratio: 0.0 }} }}\n"
+            "custom_monitors:\n  terraform_state:\n    check_interval: 2s\n    policies: [policies/]\n    state_files:\n      - terraform/terraform.tfstate\n      - terraform/environments/*/terraform.tfstate\n  certificate_expiry:\n    check_interval: 2s\n    warning_days: 30\n    critical_days: 7\n    paths: [certs/]\n    crls: [crl/ca.crl]\n    endpoints: [{{ address: \"127.0.0.1:{tls_port}\", revocation: {{ ocsp: true }} }}]\n  backup_validation:\n    check_interval: 2s\n    retention_days: 30\n    sources:\n      - {{ name: nightly, format: manifest, path: backups/nightly/manifest.json, max_age: 26h }}\n      - {{ name: shrunk, format: manifest, path: backups/shrunk/manifest.json, max_age: 26h }}\n      - {{ name: stale, format: manifest, path: backups/stale/manifest.json, max_age: 26h }}\n      - {{ name: tampered, format: manifest, path: backups/tampered/manifest.json, verify: sizes }}\n      - {{ name: forgotten, format: manifest, path: backups/forgotten/manifest.json }}\n      - {{ name: pruned, format: directory, path: backups/pruned, pattern: \"*.sql.gz\", min_snapshots: 3 }}\n      - {{ name: gone, format: directory, path: backups/gone }}\n      - {{ name: shared, format: restic, path: backups/shared/snapshots.json, max_age: 26h }}\nhealth_checks:\n  checks:\n    - {{ name: tls-port, interval: 2s, tcp: {{ address: \"127.0.0.1:{tls_port}\" }} }}\n    - {{ name: closed-port, interval: 2s, timeout: 2s, tcp: {{ address: \"127.0.0.1:{closed_port}\" }} }}\n    - {{ name: workdir-disk, interval: 2s, disk: {{ path: \".\", min_free_ratio: 0.0 }} }}\n"
         ),
     )
     .unwrap();
@@ -409,6 +427,9 @@ fn dashboards_and_alerts_against_a_real_prometheus() {
         "CertificateExpired certs/expired.pem",
         "CertificateNotYetValid certs/future.pem",
         &format!("CertificateNotVerified 127.0.0.1:{tls_port}"),
+        // Revocation is on for the self-signed endpoint: no issuer to check
+        // an answer with, so unknown (for: 1h, 0s here). No request is made.
+        &format!("CertificateRevocationCheckFailing 127.0.0.1:{tls_port}"),
         "BackupShrank shrunk",
         "BackupTooOld stale",
         "BackupTooOldWithoutMaxAge forgotten",

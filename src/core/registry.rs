@@ -49,6 +49,14 @@ pub const TARGETS_FAILING: MetricDef = MetricDef::gauge(
     "homelab_monitor_targets_failing",
     "Targets of this monitor whose last read failed.",
 );
+pub const RETAINED: MetricDef = MetricDef::gauge(
+    "homelab_monitor_retained_bytes",
+    "Estimated bytes this monitor keeps in memory between collections: its last values (series, label values, target statuses) and per-target memory (parsed states, digests, labels). The encoded /metrics cache is homelab_monitor_exposition_cache_bytes.",
+);
+pub const EXPOSITION_CACHE: MetricDef = MetricDef::gauge(
+    "homelab_monitor_exposition_cache_bytes",
+    "Bytes of the cached encoded monitors' part of /metrics, by content coding (identity: the text per exposition format; gzip: its compressed prefix, once a scrape asked for gzip).",
+);
 pub const IN_FLIGHT: MetricDef = MetricDef::gauge(
     "homelab_monitor_collection_in_flight_seconds",
     "How long the monitor's current collection has been running; 0 when none is running.",
@@ -85,6 +93,9 @@ pub struct Outcome {
     /// When the served data was collected (injected clock); `None` before any success.
     pub data_time: Option<SystemTime>,
     pub error: Option<String>,
+    /// Estimated bytes retained for the monitor (its snapshot and per-target
+    /// memory), measured once per collection.
+    pub retained: usize,
 }
 
 type SharedOutcome = Shared<BoxFuture<'static, Arc<Outcome>>>;
@@ -157,6 +168,7 @@ impl Entry {
                     duration: self.in_flight().unwrap_or_default(),
                     data_time: None,
                     error: Some("the first collection is still running".into()),
+                    retained: 0,
                 }),
             },
             (Wait::Fresh, _) => {
@@ -209,6 +221,9 @@ impl Entry {
                 }
             };
             let duration = began.elapsed();
+            // Measured here, on the collection's task, not per scrape.
+            let retained = result.as_ref().map_or(0, Snapshot::estimated_bytes)
+                + entry.monitor.retained_bytes();
             let mut st = entry.lock();
             let outcome = match result {
                 Ok(snapshot) => {
@@ -222,11 +237,16 @@ impl Entry {
                         duration,
                         data_time: Some(now),
                         error: (failing > 0).then(|| format!("{failing} target(s) failing")),
+                        retained,
                     }
                 }
                 Err(e) => {
                     tracing::warn!(monitor = name, error = %e, reason = e.metric_label(), "collection failed; serving the last good values");
-                    stale_outcome(name, st.last.as_deref(), duration, e.to_string())
+                    Outcome {
+                        retained: retained
+                            + st.last.as_ref().map_or(0, |l| l.snapshot.estimated_bytes()),
+                        ..stale_outcome(name, st.last.as_deref(), duration, e.to_string())
+                    }
                 }
             };
             let healthy = outcome.success && outcome.snapshot.failed_targets() == 0;
@@ -295,6 +315,7 @@ fn stale_outcome(
         duration,
         data_time: last.and_then(|l| l.data_time),
         error: Some(error),
+        retained: last.map_or(0, |l| l.retained),
     }
 }
 
@@ -375,6 +396,15 @@ impl Registry {
         futures::future::join_all(futs).await
     }
 
+    /// Mark every monitor's values as due, so that the next call collects
+    /// (benchmarks: a re-collection through the real path).
+    #[doc(hidden)]
+    pub fn expire(&self) {
+        for e in &self.entries {
+            e.lock().fresh_until = None;
+        }
+    }
+
     /// Self metrics for `outcomes`, using the injected clock for ages.
     pub fn self_metrics(&self, outcomes: &[Arc<Outcome>]) -> Snapshot {
         let now = self.clock.now();
@@ -398,7 +428,11 @@ impl Registry {
             b.gauge(&COLLECTIONS, &m, entry.collections() as f64);
             let in_flight = entry.in_flight().unwrap_or_default();
             b.gauge(&IN_FLIGHT, &m, in_flight.as_secs_f64());
+            b.gauge(&RETAINED, &m, o.retained as f64);
         }
+        let (text, gzip) = self.exposition_cache_bytes();
+        b.gauge(&EXPOSITION_CACHE, &[("encoding", "identity")], text as f64);
+        b.gauge(&EXPOSITION_CACHE, &[("encoding", "gzip")], gzip as f64);
         b.build()
     }
 
@@ -452,6 +486,17 @@ impl Registry {
                 .finish(tail.as_bytes()),
         };
         Ok(ScrapeBody { body, encoding })
+    }
+
+    /// Bytes of the cached monitors' part: (identity text, gzip prefix).
+    pub fn exposition_cache_bytes(&self) -> (usize, usize) {
+        let c = self.encoded.lock().unwrap_or_else(|e| e.into_inner());
+        c.iter().fold((0, 0), |(t, g), (_, _, part)| {
+            (
+                t + part.text.capacity(),
+                g + part.gzip.get().map_or(0, |z| z.compressed_len()),
+            )
+        })
     }
 
     /// How many times the monitors' part was gzip-compressed (test hook: warm

@@ -35,6 +35,14 @@ impl PathTable {
     pub fn name(&self, id: u32) -> &str {
         self.names.get(id as usize).map(|s| &**s).unwrap_or("?")
     }
+
+    /// Estimated heap bytes (names and their index).
+    pub fn estimated_bytes(&self) -> usize {
+        self.names.capacity() * std::mem::size_of::<Box<str>>()
+            + self.names.iter().map(|n| n.len()).sum::<usize>()
+            + self.index.capacity() * (std::mem::size_of::<(Box<str>, u32)>() + 1)
+            + self.index.keys().map(|n| n.len()).sum::<usize>()
+    }
 }
 
 thread_local! {

@@ -129,6 +129,39 @@ pub struct ParsedState {
 }
 
 impl ParsedState {
+    /// Estimated bytes kept for this state (addresses, digests, counts, names).
+    pub fn estimated_bytes(&self) -> usize {
+        let s = |x: &String| x.capacity();
+        let os = |x: &Option<String>| x.as_ref().map_or(0, String::capacity);
+        std::mem::size_of::<Self>()
+            + os(&self.terraform_version)
+            + os(&self.lineage)
+            + self.outputs.capacity() * std::mem::size_of::<OutputInfo>()
+            + self.outputs.iter().map(|o| s(&o.name)).sum::<usize>()
+            // A B-tree node per up to 11 entries; counted per entry.
+            + self.resource_counts.len() * (std::mem::size_of::<((String, String), u64)>() + 8)
+            + self
+                .resource_counts
+                .keys()
+                .map(|(m, t)| s(m) + s(t))
+                .sum::<usize>()
+            + self.instances.capacity() * std::mem::size_of::<Instance>()
+            + self
+                .instances
+                .iter()
+                .map(|i| s(&i.address) + i.digest.paths.capacity() * std::mem::size_of::<(u32, u64)>())
+                .sum::<usize>()
+            + self.deposed.capacity() * std::mem::size_of::<String>()
+            + self.deposed.iter().map(s).sum::<usize>()
+            + self.checks.capacity() * std::mem::size_of::<CheckInfo>()
+            + self
+                .checks
+                .iter()
+                .map(|c| s(&c.address) + s(&c.kind) + s(&c.status))
+                .sum::<usize>()
+            + self.paths.estimated_bytes()
+    }
+
     pub fn tainted(&self) -> impl Iterator<Item = &Instance> {
         self.instances.iter().filter(|i| i.tainted)
     }

@@ -443,7 +443,11 @@ impl Snapshot {
             + self.families.capacity() * std::mem::size_of::<MetricFamily>()
             + series
             + self.targets.capacity() * std::mem::size_of::<TargetStatus>()
-            + self.targets.iter().map(TargetStatus::heap_bytes).sum::<usize>()
+            + self
+                .targets
+                .iter()
+                .map(TargetStatus::heap_bytes)
+                .sum::<usize>()
     }
 }
 

@@ -368,6 +368,9 @@ fn finish(p: Partial) -> Result<ParsedState, ParseError> {
     check_version(version)?;
     st.version = version;
     st.instances.sort_by(|a, b| a.address.cmp(&b.address));
+    // Kept until the file changes: no spare capacity.
+    st.instances.shrink_to_fit();
+    st.outputs.shrink_to_fit();
     Ok(st)
 }
 
@@ -779,6 +782,44 @@ impl<'de> Deserialize<'de> for Outputs {
 struct RawOutput {
     #[serde(default)]
     sensitive: Option<bool>,
+}
+
+#[cfg(test)]
+mod memory_tests {
+    use super::*;
+
+    fn doc(names: &[&str], lineage: &str) -> String {
+        let attrs: Vec<String> = names.iter().map(|n| format!(r#""{n}": "v-{lineage}""#)).collect();
+        format!(
+            r#"{{"version": 4, "serial": 1, "lineage": "{lineage}", "resources": [{{"mode": "managed", "type": "t", "name": "a", "instances": [{{"attributes": {{{}}}}}]}}]}}"#,
+            attrs.join(", ")
+        )
+    }
+
+    #[test]
+    fn states_with_the_same_attribute_names_share_one_path_table() {
+        let a = parse_state(doc(&["id", "arn", "tags"], "a").as_bytes()).unwrap();
+        let b = parse_state(doc(&["id", "arn", "tags"], "b").as_bytes()).unwrap();
+        let c = parse_state(doc(&["id", "name"], "c").as_bytes()).unwrap();
+        assert!(a.paths.shares(&b.paths), "same names, one table");
+        assert!(!a.paths.shares(&c.paths));
+        // Shared, the table is counted once between its holders.
+        assert!(a.paths.estimated_bytes() < c.paths.estimated_bytes() + 8);
+        // Comparisons by name still work across tables.
+        let (x, y) = (&a.instances[0].digest, &c.instances[0].digest);
+        assert_eq!(
+            x.changed_paths(&a.paths, y, &c.paths),
+            vec!["arn", "id", "name", "tags"]
+        );
+        assert!(a.instances[0].digest.changed_paths(&a.paths, &b.instances[0].digest, &b.paths)
+            == vec!["arn", "id", "tags"]);
+        // No spare capacity kept per instance.
+        assert_eq!(x.paths.capacity(), x.paths.len());
+        drop((a, b));
+        // The table goes with its last holder; a new one is made for the next.
+        let d = parse_state(doc(&["id", "arn", "tags"], "d").as_bytes()).unwrap();
+        assert_eq!(d.paths.name(0), "id");
+    }
 }
 
 #[cfg(test)]

@@ -499,7 +499,13 @@ impl SnapshotBuilder {
         self.targets.extend(other.targets);
     }
 
-    pub fn build(self) -> Snapshot {
+    pub fn build(mut self) -> Snapshot {
+        // Kept until the next collection: no spare capacity (a family of
+        // 100,000 series grown by doubling holds up to twice its size).
+        for f in &mut self.families {
+            f.samples.shrink_to_fit();
+        }
+        self.targets.shrink_to_fit();
         Snapshot {
             families: self.families,
             targets: self.targets,

@@ -117,7 +117,9 @@ pub struct ParsedState {
     pub lineage: Option<String>,
     pub outputs: Vec<OutputInfo>,
     /// Instance counts by (mode, type).
-    pub resource_counts: BTreeMap<(String, String), u64>,
+    /// (A sorted vector: a B-tree allocates a node for 11 entries even for
+    /// the one type of a small state, and this is kept per state.)
+    pub resource_counts: Vec<((String, String), u64)>,
     /// Current objects, sorted by address.
     pub instances: Vec<Instance>,
     /// Deposed objects, as "address (deposed KEY)".
@@ -138,12 +140,11 @@ impl ParsedState {
             + os(&self.lineage)
             + self.outputs.capacity() * std::mem::size_of::<OutputInfo>()
             + self.outputs.iter().map(|o| s(&o.name)).sum::<usize>()
-            // A B-tree node per up to 11 entries; counted per entry.
-            + self.resource_counts.len() * (std::mem::size_of::<((String, String), u64)>() + 8)
+            + self.resource_counts.capacity() * std::mem::size_of::<((String, String), u64)>()
             + self
                 .resource_counts
-                .keys()
-                .map(|(m, t)| s(m) + s(t))
+                .iter()
+                .map(|((m, t), _)| s(m) + s(t))
                 .sum::<usize>()
             + self.instances.capacity() * std::mem::size_of::<Instance>()
             + self
@@ -167,7 +168,7 @@ impl ParsedState {
     }
 
     pub fn instance_count(&self) -> u64 {
-        self.resource_counts.values().sum()
+        self.resource_counts.iter().map(|(_, n)| n).sum()
     }
 
     /// Check counts by status (pass, fail, error, unknown).
@@ -371,6 +372,7 @@ fn finish(p: Partial) -> Result<ParsedState, ParseError> {
     // Kept until the file changes: no spare capacity.
     st.instances.shrink_to_fit();
     st.outputs.shrink_to_fit();
+    st.resource_counts.shrink_to_fit();
     Ok(st)
 }
 
@@ -413,7 +415,11 @@ fn add_resource(st: &mut ParsedState, res: RawResource) {
             digest,
         });
     }
-    *st.resource_counts.entry((mode, res.rtype)).or_insert(0) += current;
+    let key = (mode, res.rtype);
+    match st.resource_counts.binary_search_by(|(k, _)| k.cmp(&key)) {
+        Ok(i) => st.resource_counts[i].1 += current,
+        Err(i) => st.resource_counts.insert(i, (key, current)),
+    }
 }
 
 fn add_check(st: &mut ParsedState, chk: RawCheck) {
@@ -826,6 +832,13 @@ mod memory_tests {
 mod tests {
     use super::*;
 
+    fn count(s: &ParsedState, mode: &str, rtype: &str) -> u64 {
+        s.resource_counts
+            .iter()
+            .find(|((m, t), _)| m == mode && t == rtype)
+            .map_or(0, |(_, n)| *n)
+    }
+
     fn parse(s: &str) -> Result<ParsedState, ParseError> {
         parse_state(s.as_bytes())
     }
@@ -871,11 +884,11 @@ mod tests {
         assert_eq!(s.deposed, vec!["null_resource.web[1] (deposed 00aa11bb)"]);
         assert_eq!(s.tainted().count(), 1);
         assert_eq!(
-            s.resource_counts[&("managed".into(), "null_resource".into())],
+            count(&s, "managed", "null_resource"),
             3
         );
         assert_eq!(
-            s.resource_counts[&("data".into(), "null_data_source".into())],
+            count(&s, "data", "null_data_source"),
             1
         );
         assert_eq!(s.outputs.len(), 2);

@@ -270,9 +270,11 @@ impl Entry {
             st.fresh_until = Some(Instant::now() + ttl);
             st.inflight = None;
             drop(st);
-            // The previous collection's values are freed (unless a scrape
-            // still encodes them): give the freed pages back.
-            trim_heap();
+            if !pending {
+                // The previous collection's values are freed (unless a
+                // scrape still encodes them): give the freed pages back.
+                trim_heap();
+            }
             if pending {
                 // Nobody may scrape before the next interval: collect again
                 // shortly so the slow reads' values are in memory when
@@ -346,11 +348,64 @@ type EncodedCache = Vec<(
     Arc<EncodedPart>,
 )>;
 
-/// The monitors' part of an exposition, encoded once per collection, and its
-/// gzip prefix, compressed once on the first scrape that asks for gzip.
+/// The monitors' part of an exposition, encoded once per collection when an
+/// uncompressed scrape asks for it, and its gzip prefix, compressed once on
+/// the first scrape that asks for gzip. Each is kept only once asked for:
+/// a scraper that always asks for gzip (Prometheus) leaves only the gzip
+/// prefix in memory (5 MB instead of 170 MB on a 100,000-state fleet).
 struct EncodedPart {
-    text: String,
+    snapshots: Vec<Arc<Snapshot>>,
+    format: crate::core::encoder::Format,
+    text: std::sync::OnceLock<String>,
     gzip: std::sync::OnceLock<crate::core::compress::GzipPrefix>,
+    /// One compression at a time (concurrent first gzip scrapes wait for it).
+    compressing: Mutex<()>,
+}
+
+impl EncodedPart {
+    fn new(snapshots: Vec<Arc<Snapshot>>, format: crate::core::encoder::Format) -> Self {
+        EncodedPart {
+            snapshots,
+            format,
+            text: std::sync::OnceLock::new(),
+            gzip: std::sync::OnceLock::new(),
+            compressing: Mutex::new(()),
+        }
+    }
+
+    fn encode(&self) -> Result<String, std::fmt::Error> {
+        crate::core::encoder::encode_cached_part(self.snapshots.clone(), self.format)
+    }
+
+    /// The text, encoded now and kept if no scrape asked for it before.
+    fn text(&self) -> Result<&String, std::fmt::Error> {
+        if let Some(t) = self.text.get() {
+            return Ok(t);
+        }
+        let t = self.encode()?;
+        Ok(self.text.get_or_init(|| t))
+    }
+
+    /// The gzip prefix, compressed now if no scrape asked for it before,
+    /// from the kept text or from a text encoded for it and then dropped.
+    fn gzip(
+        &self,
+        compressions: &AtomicU64,
+    ) -> Result<&crate::core::compress::GzipPrefix, std::fmt::Error> {
+        if let Some(g) = self.gzip.get() {
+            return Ok(g);
+        }
+        let _one = self.compressing.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(g) = self.gzip.get() {
+            return Ok(g);
+        }
+        let prefix = match self.text.get() {
+            Some(t) => crate::core::compress::GzipPrefix::new(t.as_bytes()),
+            None => crate::core::compress::GzipPrefix::new(self.encode()?.as_bytes()),
+        };
+        compressions.fetch_add(1, Ordering::Relaxed);
+        Ok(self.gzip.get_or_init(|| prefix))
+    }
 }
 
 /// One `/metrics` answer: its body in the negotiated content coding.
@@ -473,8 +528,9 @@ impl Registry {
         extra: Option<Snapshot>,
     ) -> Result<String, std::fmt::Error> {
         let (monitors, tail) = self.scrape_parts(format, wait, extra).await?;
-        let mut out = String::with_capacity(monitors.text.len() + tail.len());
-        out.push_str(&monitors.text);
+        let text = monitors.text()?;
+        let mut out = String::with_capacity(text.len() + tail.len());
+        out.push_str(text);
         out.push_str(&tail);
         Ok(out)
     }
@@ -489,21 +545,18 @@ impl Registry {
         extra: Option<Snapshot>,
         encoding: crate::core::compress::Encoding,
     ) -> Result<ScrapeBody, std::fmt::Error> {
-        use crate::core::compress::{Encoding, GzipPrefix};
+        use crate::core::compress::Encoding;
         let (monitors, tail) = self.scrape_parts(format, wait, extra).await?;
         let body = match encoding {
             Encoding::Identity => {
-                let mut out = Vec::with_capacity(monitors.text.len() + tail.len());
-                out.extend_from_slice(monitors.text.as_bytes());
+                let text = monitors.text()?;
+                let mut out = Vec::with_capacity(text.len() + tail.len());
+                out.extend_from_slice(text.as_bytes());
                 out.extend_from_slice(tail.as_bytes());
                 out
             }
             Encoding::Gzip => monitors
-                .gzip
-                .get_or_init(|| {
-                    self.gzip_compressions.fetch_add(1, Ordering::Relaxed);
-                    GzipPrefix::new(monitors.text.as_bytes())
-                })
+                .gzip(&self.gzip_compressions)?
                 .finish(tail.as_bytes()),
         };
         Ok(ScrapeBody { body, encoding })
@@ -514,7 +567,7 @@ impl Registry {
         let c = self.encoded.lock().unwrap_or_else(|e| e.into_inner());
         c.iter().fold((0, 0), |(t, g), (_, _, part)| {
             (
-                t + part.text.capacity(),
+                t + part.text.get().map_or(0, String::capacity),
                 g + part.gzip.get().map_or(0, |z| z.compressed_len()),
             )
         })
@@ -534,7 +587,7 @@ impl Registry {
         wait: Duration,
         extra: Option<Snapshot>,
     ) -> Result<(Arc<EncodedPart>, String), std::fmt::Error> {
-        use crate::core::encoder::{encode_cached_part, encode_part, finish};
+        use crate::core::encoder::{encode_part, finish};
         let outcomes = self.gather_with(Wait::Serve(wait)).await;
         let snaps: Vec<Arc<Snapshot>> = outcomes.iter().map(|o| o.snapshot.clone()).collect();
         let same = |k: &[Arc<Snapshot>]| {
@@ -549,10 +602,8 @@ impl Registry {
         let monitors = match cached {
             Some(body) => body,
             None => {
-                let body = Arc::new(EncodedPart {
-                    text: encode_cached_part(snaps.clone(), format)?,
-                    gzip: std::sync::OnceLock::new(),
-                });
+                // Encoded (and compressed) on demand, by the encoding asked for.
+                let body = Arc::new(EncodedPart::new(snaps.clone(), format));
                 let old = {
                     let mut c = self.encoded.lock().unwrap_or_else(|e| e.into_inner());
                     let old: Vec<_> = c.extract_if(.., |(f, _, _)| *f == format).collect();

@@ -1121,5 +1121,19 @@ mod memory_tests {
             .await
             .unwrap();
         assert!(m(&reg, "gzip") > 0.0);
+        // After the next collection, a scraper that only asks for gzip
+        // (Prometheus) leaves only the compressed part in memory.
+        reg.expire();
+        reg.gather().await;
+        let z = reg
+            .scrape_encoded(format, wait, None, crate::core::compress::Encoding::Gzip)
+            .await
+            .unwrap();
+        assert_eq!(m(&reg, "identity"), 0.0);
+        assert!(m(&reg, "gzip") > 0.0);
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&z.body[..]), &mut text)
+            .unwrap();
+        assert!(text.contains("terraform_state_up{state_file=\"ws1/terraform.tfstate\"} 1"));
     }
 }

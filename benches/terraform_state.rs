@@ -12,9 +12,11 @@
 //!   collect PATH       one cold collection of a file or a folder (fleet), then a re-check with
 //!                      unchanged files, then /metrics encoding; prints timings
 //!   gen-fleet DIR N    write N small states (5 instances, ~4 KB each) as DIR/dNNN/wsNNNNNN/terraform.tfstate
-//!   fleet-mem DIR      memory of a fleet while serving: cold collection, identity and gzip
-//!                      scrapes, a re-check, scrapes again; prints RSS while serving, peak RSS,
-//!                      exposition and gzip sizes, and where the heap goes (counting allocator)
+//!   fleet-mem DIR [gzip]
+//!                      memory of a fleet while serving: cold collection, identity and gzip
+//!                      scrapes (`gzip`: gzip only, as Prometheus asks), a re-collection,
+//!                      scrapes again; prints RSS while serving, peak RSS, exposition and gzip
+//!                      sizes, and where the heap goes (counting allocator)
 //! Run it with `scripts/bench.sh`.
 
 #[path = "../tests/common/gen.rs"]
@@ -141,7 +143,7 @@ fn main() {
                 gen::write_state(&mut w, 5, 700, &format!("fleet-{i}"), i as u64).expect("write");
             }
         }
-        "fleet-mem" => fleet_mem(&path),
+        "fleet-mem" => fleet_mem(&path, args.get(2).is_some_and(|a| a == "gzip")),
         "collect-policies" => {
             // The starter library (policies/), with policy_max_input_size.
             let max = args
@@ -262,7 +264,7 @@ fn collect(path: &Path, policies: Option<(String, u64)>) {
 }
 
 /// Memory of a fleet while it is served (see the module doc, `fleet-mem`).
-fn fleet_mem(dir: &Path) {
+fn fleet_mem(dir: &Path, gzip_only: bool) {
     use homelab_monitor::core::compress::Encoding;
     let cfg = TerraformConfig {
         state_dirs: vec![GlobPattern(".".into())],
@@ -307,7 +309,9 @@ fn fleet_mem(dir: &Path) {
         };
         let mut identity = 0;
         for _ in 0..3 {
-            identity = scrape(Encoding::Identity).await;
+            if !gzip_only {
+                identity = scrape(Encoding::Identity).await;
+            }
         }
         let after_text = live_mib();
         let mut gz = 0;
@@ -323,14 +327,17 @@ fn fleet_mem(dir: &Path) {
         let recheck = t.elapsed().as_secs_f64();
         for _ in 0..3 {
             scrape(Encoding::Gzip).await;
-            scrape(Encoding::Identity).await;
+            if !gzip_only {
+                scrape(Encoding::Identity).await;
+            }
         }
         let serving = status_kib("VmRSS:") as f64 / 1024.0;
         let peak = status_kib("VmHWM:") as f64 / 1024.0;
         println!(
-            "fleet-mem: {targets} states, {series} series, cold collection {cold:.2} s, re-check {recheck:.2} s, \
+            "fleet-mem{}: {targets} states, {series} series, cold collection {cold:.2} s, re-check {recheck:.2} s, \
              serving RSS {serving:.1} MiB, peak RSS {peak:.1} MiB, exposition {identity} bytes, gzip {gz} bytes, \
              live heap {:.1} MiB",
+            if gzip_only { " (gzip only)" } else { "" },
             live_mib() - base
         );
         println!(

@@ -14,7 +14,7 @@ use super::engine::{run_bounded, RawResult};
 use super::input::{DocBuilder, InputError};
 use super::redact::Redactor;
 use super::scope::Scope;
-use super::stream::ResourceEval;
+use super::stream::{ResourceEval, BATCH_BYTES};
 use super::{LoadedPolicy, PolicyCache, PolicyError, PolicyOutcome, PolicyResult, PolicySet, RuleKind, Violation, SEVERITIES};
 
 /// One target's policies when they must be evaluated in this collection:
@@ -64,6 +64,10 @@ impl Due {
     /// as resources stream past, keeping the whole state only if some
     /// policy needs it.
     pub fn builder(&self, state_label: &str) -> DocBuilder {
+        self.builder_with_batches(state_label, BATCH_BYTES)
+    }
+
+    fn builder_with_batches(&self, state_label: &str, batch_bytes: usize) -> DocBuilder {
         let doc = DocBuilder::with_limit(self.max_input);
         let (per_resource, whole): (Vec<_>, Vec<_>) = self
             .policies
@@ -74,7 +78,7 @@ impl Due {
             return doc;
         }
         doc.streaming(
-            ResourceEval::new(per_resource, state_label, self.timeout),
+            ResourceEval::new(per_resource, state_label, self.timeout).with_batch_bytes(batch_bytes),
             !whole.is_empty(),
         )
     }
@@ -179,6 +183,45 @@ pub struct Built {
     pub drift: PolicyInput,
     /// The per-resource policies fed as the state streamed past.
     pub stream: PolicyStream,
+}
+
+/// Evaluate policies as the monitor does on a state read from `reader`
+/// (tests, tools): per-resource policies (`# policy-scope: resource`) in
+/// batches of at most `batch_bytes` of JSON text (1: one resource at a
+/// time) while it streams past, the others on the whole document; `drift`
+/// is the drift report. Not bounded by `policy_max_input_size`. `None`:
+/// the input could not be built (not valid JSON where the summary skips).
+pub fn evaluate_reader<R: std::io::Read>(
+    policies: &[LoadedPolicy],
+    state_label: &str,
+    reader: R,
+    drift: Option<serde_json::Value>,
+    timeout: Duration,
+    batch_bytes: usize,
+) -> Result<Option<PolicyOutcome>, super::super::state::ParseError> {
+    let due = Due {
+        policies: policies.to_vec(),
+        fp: 0,
+        drift_stamp: None,
+        timeout,
+        max_input: u64::MAX,
+    };
+    let (_, input, stream) =
+        super::super::state::parse_state_streaming(reader, due.builder_with_batches(state_label, batch_bytes))?;
+    let built = Built {
+        state: input,
+        drift: drift.map(|d| Ok(Value::from(d))),
+        stream,
+    };
+    let stamp = Stamp {
+        size: 0,
+        modified: None,
+        inode: 0,
+    };
+    let mut cache = None;
+    Ok(due
+        .complete(state_label, stamp, built, &mut cache)
+        .map(|o| (*o).clone()))
 }
 
 /// Evaluate policies on documents held as `serde_json` values (tests, tools):

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use super::source::Stamp;
 use crate::core::snapshot::MetricDef;
 
-pub use self::evaluate::{evaluate, evaluate_values, Built, Due};
+pub use self::evaluate::{evaluate, evaluate_reader, evaluate_values, Built, Due};
 pub use self::input::{DocBuilder, InputError};
 pub use self::load::{check_config, compile, resolve, LoadedPolicy, PolicySet};
 pub use self::redact::{Redactor, REDACTED};

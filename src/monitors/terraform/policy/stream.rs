@@ -35,6 +35,7 @@ pub struct ResourceEval {
     running: Vec<Running>,
     batch: Vec<Value>,
     batch_bytes: usize,
+    batch_limit: usize,
     secrets: Vec<String>,
 }
 
@@ -67,15 +68,22 @@ impl ResourceEval {
             running,
             batch: Vec::new(),
             batch_bytes: 0,
+            batch_limit: BATCH_BYTES,
             secrets: Vec::new(),
         }
+    }
+
+    /// Batches of at most `bytes` of JSON text (1: one resource at a time).
+    pub(super) fn with_batch_bytes(mut self, bytes: usize) -> Self {
+        self.batch_limit = bytes.max(1);
+        self
     }
 
     /// One resource (its value and the length of its JSON text).
     pub fn push(&mut self, resource: Value, len: usize) {
         self.batch.push(resource);
         self.batch_bytes += len;
-        if self.batch_bytes >= BATCH_BYTES {
+        if self.batch_bytes >= self.batch_limit {
             self.flush();
         }
     }

@@ -65,6 +65,7 @@ fn eval_both(
 ) -> PolicyOutcome {
     let before = evaluate(policies, label, input.clone(), drift.clone(), timeout);
     let drift_for_stream = drift.clone();
+    let text = input.to_string();
     let (_, doc) = parse_state_with_input(input.to_string().as_bytes()).unwrap();
     let doc = doc.unwrap().unwrap();
     assert_eq!(doc, regorus::Value::from(input));
@@ -90,7 +91,7 @@ fn eval_both(
         let streamed = evaluate_reader(
             policies,
             label,
-            input.to_string().as_bytes(),
+            text.as_bytes(),
             drift_for_stream.clone(),
             timeout,
             batch,
@@ -956,9 +957,9 @@ module "m" {
         dir.path(),
         "p/env.rego",
         "# policy-scope: resource\npackage env\nimport rego.v1\n\
-         deny contains v if {\n  some r in input.resources\n  some i in r.instances\n  i.attributes.input.env != \"prod\"\n\
-           addr := homelab.address(r, i)\n  v := {\"msg\": sprintf(\"%s is %s\", [addr, i.attributes.input.env]), \"address\": addr}\n}\n\
-         warn contains \"some resource is not in prod\" if {\n  some r in input.resources\n  some i in r.instances\n  i.attributes.input.env != \"prod\"\n}\n",
+         deny contains v if {\n  some r in input.resources\n  some i in r.instances\n  i.attributes.input.value.env != \"prod\"\n\
+           addr := homelab.address(r, i)\n  v := {\"msg\": sprintf(\"%s is %s\", [addr, i.attributes.input.value.env]), \"address\": addr}\n}\n\
+         warn contains \"some resource is not in prod\" if {\n  some r in input.resources\n  some i in r.instances\n  i.attributes.input.value.env != \"prod\"\n}\n",
     );
     common::copy_dir(&repo().join("policies"), &dir.path().join("p"));
     let (p, _) = PolicySet::new(

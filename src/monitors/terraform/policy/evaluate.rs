@@ -314,7 +314,7 @@ pub(super) fn result_of(
     }
 }
 
-fn to_violation(rule: RuleKind, v: &Value, r: &Redactor) -> Violation {
+pub(super) fn to_violation(rule: RuleKind, v: &Value, r: &Redactor) -> Violation {
     let text = |v: &Value| -> Option<String> {
         match v {
             Value::String(s) => Some(s.to_string()),

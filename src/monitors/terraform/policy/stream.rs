@@ -3,17 +3,18 @@
 //! (`{"resources": [...]}`, at most [`BATCH_BYTES`] of JSON text, or one
 //! larger resource) while the state streams past, so memory is bounded by a
 //! batch, not by the state. Each policy keeps one engine for the whole state
-//! and its time limit is the sum over batches. Violations are kept raw and
-//! redacted at the end with every sensitive value of the state (resources of
+//! and its time limit is the sum over batches. Violations are kept as text
+//! (not engine values) and redacted at the end with every sensitive value of the state (resources of
 //! every batch, outputs, drift report), as a whole-state evaluation does.
 
 use std::time::{Duration, Instant};
 
 use regorus::{Engine, Value};
 
-use super::engine::{eval_error, eval_rules, prepared_engine, RawViolations};
+use super::engine::{eval_error, eval_rules, prepared_engine};
+use super::evaluate::to_violation;
 use super::redact::{secrets_of, Redactor};
-use super::{LoadedPolicy, PolicyError, PolicyResult};
+use super::{LoadedPolicy, PolicyError, PolicyResult, Violation};
 
 /// JSON text of resources given to a policy at a time (a larger resource
 /// is a batch on its own).
@@ -22,7 +23,8 @@ pub const BATCH_BYTES: usize = 1 << 20;
 struct Running {
     policy: LoadedPolicy,
     engine: Option<Engine>,
-    raw: RawViolations,
+    /// Violations found so far, not yet redacted (compact: text only).
+    found: Vec<Violation>,
     prints: Vec<String>,
     spent: Duration,
     error: Option<PolicyError>,
@@ -55,7 +57,7 @@ impl ResourceEval {
                 Running {
                     policy,
                     engine,
-                    raw: Vec::new(),
+                    found: Vec::new(),
                     prints: Vec::new(),
                     spent: Duration::ZERO,
                     error,
@@ -124,7 +126,11 @@ impl ResourceEval {
             r.prints.extend(engine.take_prints().unwrap_or_default());
             r.spent += started.elapsed();
             match res {
-                Ok(v) => r.raw.extend(v),
+                Ok(v) => {
+                    let plain = Redactor::from_secrets(Vec::new());
+                    r.found
+                        .extend(v.into_iter().map(|(rule, x)| to_violation(rule, &x, &plain)));
+                }
                 Err(e) => {
                     r.error = Some(eval_error(&r.policy, &self.label, self.timeout, &e));
                     r.engine = None;
@@ -151,9 +157,24 @@ impl ResourceEval {
             .map(|r| {
                 let raw = match r.error {
                     Some(e) => Err(e),
-                    None => Ok((r.raw, r.prints)),
+                    None => Ok((Vec::new(), r.prints)),
                 };
-                super::evaluate::result_of(&r.policy, &label, raw, &redactor, r.spent)
+                let mut result =
+                    super::evaluate::result_of(&r.policy, &label, raw, &redactor, r.spent);
+                if result.ok {
+                    result.violations = r
+                        .found
+                        .into_iter()
+                        .map(|v| Violation {
+                            address: v.address.map(|a| redactor.redact(&a)),
+                            msg: redactor.redact(&v.msg),
+                            ..v
+                        })
+                        .collect();
+                    result.violations.sort();
+                    result.violations.dedup();
+                }
+                result
             })
             .collect()
     }

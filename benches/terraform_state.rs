@@ -8,7 +8,9 @@
 //!   parse FILE         stream-parse it with the monitor's parser
 //!   collect-policies FILE [MAX_INPUT_BYTES]
 //!                      `collect` with the starter policies (run from the repository root) and
-//!                      policy_max_input_size (default 256 MiB)
+//!                      policy_max_input_size (default 256 MiB); a third argument names
+//!                      another policy folder (scripts/bench-policies.sh: the same library
+//!                      without its `# policy-scope: resource` lines, i.e. whole-state)
 //!   collect PATH       one cold collection of a file or a folder (fleet), then a re-check with
 //!                      unchanged files, then /metrics encoding; prints timings
 //!   gen-fleet DIR N    write N small states (5 instances, ~4 KB each) as DIR/dNNN/wsNNNNNN/terraform.tfstate
@@ -150,7 +152,10 @@ fn main() {
                 .get(2)
                 .and_then(|a| a.parse().ok())
                 .unwrap_or(256u64 << 20);
-            let lib = std::env::current_dir().expect("cwd").join("policies");
+            let lib = match args.get(3) {
+                Some(dir) => PathBuf::from(dir),
+                None => std::env::current_dir().expect("cwd").join("policies"),
+            };
             collect(&path, Some((lib.to_string_lossy().to_string(), max)));
         }
         _ => {
@@ -232,11 +237,18 @@ fn collect(path: &Path, policies: Option<(String, u64)>) {
             .filter(|f| f.def.name == "terraform_state_policy_evaluation_success")
             .flat_map(|f| f.samples.iter().map(|x| x.value))
             .collect();
+        let violations: f64 = out[0]
+            .snapshot
+            .families
+            .iter()
+            .filter(|f| f.def.name == "terraform_state_policy_violations")
+            .flat_map(|f| f.samples.iter().map(|x| x.value))
+            .sum();
         let evaluated = if policies.is_empty() {
             String::new()
         } else {
             format!(
-                ", policies evaluated {}/{}",
+                ", policies evaluated {}/{}, {violations} violations",
                 policies.iter().filter(|v| **v == 1.0).count(),
                 policies.len()
             )

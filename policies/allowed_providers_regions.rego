@@ -1,6 +1,8 @@
 # Resources only from approved providers, and cloud resources only in
 # approved regions (read from the region attribute, the availability zone
 # or the ARN).
+# Evaluated one batch of resources at a time (bounded memory; see README).
+# policy-scope: resource
 package homelab.allowed_providers_regions
 
 import rego.v1

@@ -1,4 +1,6 @@
 # Storage is encrypted at rest.
+# Evaluated one batch of resources at a time (bounded memory; see README).
+# policy-scope: resource
 package homelab.encryption_at_rest
 
 import rego.v1

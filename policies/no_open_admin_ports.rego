@@ -1,6 +1,8 @@
 # No admin port (SSH, RDP, WinRM, Proxmox UI, Kubernetes API, databases)
 # open to the whole Internet (0.0.0.0/0 or ::/0): deny. Open to another
 # public range: warn (a VPN or a bastion is the usual answer).
+# Evaluated one batch of resources at a time (bounded memory; see README).
+# policy-scope: resource
 package homelab.no_open_admin_ports
 
 import rego.v1

@@ -1,5 +1,7 @@
 # No S3 bucket readable or writable by everyone through a canned ACL, and
 # no public access block left switched off.
+# Evaluated one batch of resources at a time (bounded memory; see README).
+# policy-scope: resource
 package homelab.no_public_s3_acl
 
 import rego.v1

@@ -1,6 +1,8 @@
 # Homelab: every Proxmox VM and container is tagged for backup (a tag
 # `backup` or `backup-<schedule>`), so the vzdump job that selects by tag
 # picks it up; a guest explicitly tagged `no-backup` is exempt with a warning.
+# Evaluated one batch of resources at a time (bounded memory; see README).
+# policy-scope: resource
 package homelab.proxmox_backup
 
 import rego.v1

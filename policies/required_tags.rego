@@ -1,5 +1,7 @@
 # Every taggable managed resource carries the tags the team relies on.
 # Taggable = its attributes have a `tags` key (AWS, Azure, ...).
+# Evaluated one batch of resources at a time (bounded memory; see README).
+# policy-scope: resource
 package homelab.required_tags
 
 import rego.v1

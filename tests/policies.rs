@@ -13,7 +13,8 @@ use homelab_monitor::monitors::terraform::analysis::{
 };
 use homelab_monitor::monitors::terraform::plan::parse_plan_with_input;
 use homelab_monitor::monitors::terraform::policy::{
-    evaluate, evaluate_values, LoadedPolicy, PolicyOutcome, PolicyResult, PolicySet, RuleKind,
+    evaluate, evaluate_reader, evaluate_values, LoadedPolicy, PolicyOutcome, PolicyResult,
+    PolicySet, RuleKind, Scope, BATCH_BYTES,
 };
 use homelab_monitor::monitors::terraform::source::LocalFile;
 use homelab_monitor::monitors::terraform::state::parse_state_with_input;
@@ -63,6 +64,8 @@ fn eval_both(
     timeout: Duration,
 ) -> PolicyOutcome {
     let before = evaluate(policies, label, input.clone(), drift.clone(), timeout);
+    let drift_for_stream = drift.clone();
+    let text = input.to_string();
     let (_, doc) = parse_state_with_input(input.to_string().as_bytes()).unwrap();
     let doc = doc.unwrap().unwrap();
     assert_eq!(doc, regorus::Value::from(input));
@@ -80,6 +83,23 @@ fn eval_both(
             .collect()
     };
     assert_eq!(strip(&before), strip(&now));
+    // Per-resource evaluation (the starter policies declare it) gives the
+    // same results as the whole state, one resource at a time and in the
+    // default batches.
+    let per_resource = policies.iter().any(|p| p.scope == Scope::Resource);
+    for batch in [1, BATCH_BYTES].into_iter().filter(|_| per_resource) {
+        let streamed = evaluate_reader(
+            policies,
+            label,
+            text.as_bytes(),
+            drift_for_stream.clone(),
+            timeout,
+            batch,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(strip(&before), strip(&streamed), "batches of {batch} bytes");
+    }
     now
 }
 
@@ -625,6 +645,19 @@ deny contains v if {
 }
 "#;
 
+/// LEAKY, evaluated per resource: prints and returns secret values.
+const LEAKY_PER_RESOURCE: &str = r#"# policy-scope: resource
+package leaky_per_resource
+import rego.v1
+deny contains v if {
+  some r in input.resources
+  print("leaky-per-resource print:", r.instances[0].attributes.password, r.instances[0].attributes.db.conn)
+  some i in r.instances
+  v := {"msg": sprintf("password=%s db=%s", [i.attributes.password, i.attributes.db.conn]),
+        "address": sprintf("%s/%s", [homelab.address(r, i), i.attributes.db.conn]), "severity": i.attributes.password}
+}
+"#;
+
 fn canary_state(serial: u64) -> String {
     json!({"version": 4, "terraform_version": "1.9.8", "serial": serial, "lineage": "l-1",
         "outputs": {"admin": {"value": "CANARY-output-value", "type": "string", "sensitive": true}},
@@ -642,6 +675,7 @@ fn setup_e2e(dir: &Path, extra_policies: &[(&str, &str)]) {
     write(dir, "states/b.tfstate", &canary_state(3));
     common::copy_dir(&repo().join("policies"), &dir.join("policies"));
     write(dir, "extra/leaky.rego", LEAKY);
+    write(dir, "extra/leaky_per_resource.rego", LEAKY_PER_RESOURCE);
     for (n, t) in extra_policies {
         write(dir, &format!("extra/{n}"), t);
     }
@@ -694,12 +728,21 @@ fn metrics_report_and_logs_with_redaction_and_isolation() {
         v("terraform_state_policy_violations{state_file=\"states/a.tfstate\",policy=\"leaky\",severity=\"high\"}"),
         Some(1.0)
     );
+    assert_eq!(
+        v("terraform_state_policy_violations{state_file=\"states/a.tfstate\",policy=\"leaky_per_resource\",severity=\"high\"}"),
+        Some(1.0),
+        "{m}"
+    );
     assert!(!m.contains("CANARY"), "a value leaked into /metrics");
     e.terminate();
     let logs = e.logs();
     assert!(logs.contains("flaky"), "{logs}");
     // print() output is logged at debug level, redacted.
     assert!(logs.contains("leaky print: (redacted)"), "{logs}");
+    assert!(
+        logs.contains("leaky-per-resource print: (redacted) (redacted)"),
+        "{logs}"
+    );
     assert!(
         !logs.contains("CANARY"),
         "a value leaked into the logs: {logs}"
@@ -811,4 +854,281 @@ fn starter_library_loads() {
         out.results.iter().all(|r| r.ok && r.violations.is_empty()),
         "{out:?}"
     );
+}
+
+// ------------------------------------------- per-resource evaluation (issue 21)
+
+/// The starter library with its `# policy-scope: resource` lines removed:
+/// the same policies evaluated on the whole state.
+fn whole_state_copy(dir: &Path) -> PathBuf {
+    let to = dir.join("whole");
+    std::fs::create_dir_all(&to).unwrap();
+    for e in std::fs::read_dir(repo().join("policies")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "rego") {
+            let text = std::fs::read_to_string(&p).unwrap();
+            let text: String = text
+                .lines()
+                .filter(|l| l.trim() != "# policy-scope: resource")
+                .map(|l| format!("{l}\n"))
+                .collect();
+            std::fs::write(to.join(p.file_name().unwrap()), text).unwrap();
+        }
+    }
+    to
+}
+
+#[test]
+fn the_starter_policies_are_all_per_resource() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, _) =
+        PolicySet::new(vec!["policies/".into()], repo(), Duration::from_secs(10)).refresh();
+    assert_eq!(p.len(), 6);
+    assert!(p.iter().all(|p| p.scope == Scope::Resource), "{p:?}");
+    let whole = whole_state_copy(dir.path());
+    let (w, _) = PolicySet::new(
+        vec!["whole/".into()],
+        dir.path().into(),
+        Duration::from_secs(10),
+    )
+    .refresh();
+    assert!(
+        w.iter()
+            .all(|p| p.scope == Scope::State && !p.name.is_empty()),
+        "{w:?}"
+    );
+    assert!(whole.join("required_tags.rego").is_file());
+}
+
+/// A state written by the real terraform: the same violations per resource
+/// (one at a time, and in batches) as on the whole state.
+#[test]
+fn real_terraform_state_gives_the_same_violations_per_resource() {
+    let Some(bin) = common::remote::which("terraform") else {
+        println!("SKIP: terraform is not installed (scripts/test.sh installs it: scripts/install-terraform.sh)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "tf/main.tf",
+        r#"
+resource "terraform_data" "web" {
+  count = 3
+  input = { env = count.index == 1 ? "dev" : "prod", tags = { team = "a", name = "web-${count.index}" } }
+}
+resource "terraform_data" "db" {
+  for_each = toset(["eu", "us"])
+  input    = { env = each.key == "us" ? "test" : "prod", note = "quote \" and <html> & ✓" }
+}
+module "m" {
+  source = "./m"
+}
+"#,
+    );
+    write(
+        dir.path(),
+        "tf/m/main.tf",
+        "resource \"terraform_data\" \"inner\" {\n  input = { env = \"staging\" }\n}\n",
+    );
+    let tf = |args: &[&str]| {
+        let out = std::process::Command::new(&bin)
+            .args(args)
+            .current_dir(dir.path().join("tf"))
+            .env("TF_IN_AUTOMATION", "1")
+            .env("CHECKPOINT_DISABLE", "1")
+            .env("TF_CLI_CONFIG_FILE", "/dev/null")
+            .env_remove("TF_LOG")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "terraform {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    tf(&["init", "-input=false", "-no-color"]);
+    tf(&["apply", "-auto-approve", "-input=false", "-no-color"]);
+    let text = std::fs::read_to_string(dir.path().join("tf/terraform.tfstate")).unwrap();
+    let input: Value = serde_json::from_str(&text).unwrap();
+    // A policy of this test, on what terraform_data holds, beside the starters.
+    write(
+        dir.path(),
+        "p/env.rego",
+        "# policy-scope: resource\npackage env\nimport rego.v1\n\
+         deny contains v if {\n  some r in input.resources\n  some i in r.instances\n  i.attributes.input.value.env != \"prod\"\n\
+           addr := homelab.address(r, i)\n  v := {\"msg\": sprintf(\"%s is %s\", [addr, i.attributes.input.value.env]), \"address\": addr}\n}\n\
+         warn contains \"some resource is not in prod\" if {\n  some r in input.resources\n  some i in r.instances\n  i.attributes.input.value.env != \"prod\"\n}\n",
+    );
+    common::copy_dir(&repo().join("policies"), &dir.path().join("p"));
+    let (p, _) = PolicySet::new(
+        vec!["p/".into()],
+        dir.path().into(),
+        Duration::from_secs(10),
+    )
+    .refresh();
+    assert_eq!(p.len(), 7);
+    assert!(p.iter().all(|p| p.scope == Scope::Resource));
+    // eval_both: whole document == streamed input, whole == per resource.
+    let out = eval_both(&p, "real.tfstate", input, None, Duration::from_secs(10));
+    let env = out.results.iter().find(|r| r.policy == "env").unwrap();
+    assert_eq!(
+        addresses(env, RuleKind::Deny),
+        vec![
+            "module.m.terraform_data.inner",
+            "terraform_data.db[\"us\"]",
+            "terraform_data.web[1]"
+        ],
+        "{env:?}"
+    );
+    // The boolean-like warn is one violation, not one per resource.
+    assert_eq!(
+        env.violations
+            .iter()
+            .filter(|v| v.rule == RuleKind::Warn)
+            .count(),
+        1
+    );
+    assert!(out.results.iter().all(|r| r.ok), "{out:?}");
+}
+
+/// On a state larger than policy_max_input_size, per-resource policies are
+/// evaluated (same violations as on the whole state) while the same policies
+/// evaluated whole-state fail with reason too_large.
+#[test]
+fn per_resource_policies_are_not_bounded_by_the_whole_state_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut f =
+        std::io::BufWriter::new(std::fs::File::create(dir.path().join("aws.tfstate")).unwrap());
+    common::gen::write_aws_state(&mut f, 1500, "l-aws", 1).unwrap();
+    drop(f);
+    let size = std::fs::metadata(dir.path().join("aws.tfstate"))
+        .unwrap()
+        .len();
+    assert!(size > 3 * BATCH_BYTES as u64, "{size}");
+    whole_state_copy(dir.path());
+    common::copy_dir(&repo().join("policies"), &dir.path().join("per"));
+    let src = LocalFile {
+        label: "aws.tfstate".into(),
+        path: dir.path().join("aws.tfstate"),
+        max_size: 1 << 30,
+    };
+    let run = |folder: &str| {
+        let set = PolicySet::new(
+            vec![folder.into()],
+            dir.path().into(),
+            Duration::from_secs(60),
+        )
+        .with_max_input(1 << 20);
+        let mut mem = TargetMemory::default();
+        analyse_with_policies(
+            TargetSources {
+                state: &src,
+                drift: None,
+                baseline: None,
+            },
+            &mut mem,
+            Some(&set),
+        )
+        .policy
+        .unwrap()
+    };
+    let whole = run("whole/");
+    assert_eq!(whole.results.len(), 6);
+    assert!(
+        whole
+            .results
+            .iter()
+            .all(|r| !r.ok && r.reason == Some("too_large")),
+        "{whole:?}"
+    );
+    let per = run("per/");
+    assert!(per.results.iter().all(|r| r.ok), "{per:?}");
+    // Every instance lacks the `team` tag: one required_tags deny each.
+    let tags = per
+        .results
+        .iter()
+        .find(|r| r.policy == "required_tags")
+        .unwrap();
+    assert_eq!(tags.denies(), 1500);
+    // The same violations as the whole state evaluated without a bound.
+    let (p, _) = PolicySet::new(
+        vec!["per/".into()],
+        dir.path().into(),
+        Duration::from_secs(60),
+    )
+    .refresh();
+    let input: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("aws.tfstate")).unwrap()).unwrap();
+    let reference = evaluate(&p, "aws.tfstate", input, None, Duration::from_secs(60));
+    let strip = |o: &PolicyOutcome| -> Vec<_> {
+        o.results
+            .iter()
+            .map(|r| (r.policy.clone(), r.ok, r.violations.clone()))
+            .collect()
+    };
+    assert_eq!(strip(&reference), strip(&per));
+    // No attribute value in what leaves: the generator's canary strings.
+    let text = format!("{per:?}");
+    assert!(!text.contains("Q0FOQVJZ"), "private leaked");
+}
+
+#[test]
+fn a_slow_per_resource_policy_is_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "p/slow.rego",
+        "# policy-scope: resource\npackage slow\nimport rego.v1\ndeny contains \"never\" if {\n  some r in input.resources\n  some a in numbers.range(1, 30000)\n  some b in numbers.range(1, 30000)\n  a * b == -1\n}\n",
+    );
+    let set = PolicySet::new(
+        vec!["p".into()],
+        dir.path().into(),
+        Duration::from_millis(300),
+    );
+    let (p, _) = set.refresh();
+    assert_eq!(p[0].scope, Scope::Resource);
+    let input = state(json!([
+        res("aws_instance", "a", json!({})),
+        res("aws_instance", "b", json!({}))
+    ]));
+    let out = evaluate_reader(
+        &p,
+        "s",
+        input.to_string().as_bytes(),
+        None,
+        set.timeout(),
+        1,
+    )
+    .unwrap()
+    .unwrap();
+    assert!(!out.results[0].ok);
+    assert_eq!(
+        out.results[0].reason,
+        Some("timeout"),
+        "{:?}",
+        out.results[0].error
+    );
+}
+
+#[test]
+fn a_declared_per_resource_policy_reading_the_whole_state_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "s.tfstate", &state(json!([])).to_string());
+    write(
+        dir.path(),
+        "p/count.rego",
+        "# policy-scope: resource\npackage count\nimport rego.v1\n\ndeny contains \"too many\" if count(input.resources) > 100\n",
+    );
+    write(
+        dir.path(),
+        "c.yaml",
+        "custom_monitors:\n  terraform_state:\n    state_files: [s.tfstate]\n    policies: [p/]\n",
+    );
+    let (code, out, err) = run(dir.path(), &["--config", "c.yaml", "--status"]);
+    assert_ne!(code, 0, "{out}");
+    assert!(err.contains("p/count.rego"), "{err}");
+    assert!(err.contains("line 5"), "{err}");
+    assert!(err.contains("input.resources as a whole"), "{err}");
 }

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::plan::{parse_plan, parse_plan_with_input_limited, Action, ParsedPlan, PlanError};
-use super::policy::{Due, InputError, PolicySet};
+use super::policy::{Built, Due, PolicySet};
 use super::source::{SourceError, Stamp, StateSource};
-use super::state::{parse_state, parse_state_with_input_limited, ParseError, ParsedState, PolicyInput};
+use super::state::{parse_state, parse_state_streaming, ParseError, ParsedState, PolicyInput};
 
 /// An error of one component of a target, with a bounded reason label.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -339,6 +339,7 @@ pub fn analyse_with_policies(
     let fresh = due.is_some();
     let max_input = due.as_ref().map_or(u64::MAX, Due::max_input);
     let mut state_input: PolicyInput = None;
+    let mut state_stream = None;
     let mut drift_input: PolicyInput = None;
     let label = src.state.label().to_string();
     let mut errors = Vec::new();
@@ -357,9 +358,10 @@ pub fn analyse_with_policies(
             .as_ref(),
         fresh,
         |r| {
-            if fresh {
-                parse_state_with_input_limited(r, max_input).map(|(st, input)| {
+            if let Some(due) = due.as_ref() {
+                parse_state_streaming(r, due.builder(&label)).map(|(st, input, stream)| {
                     state_input = input;
+                    state_stream = stream;
                     Arc::new(st)
                 })
             } else {
@@ -522,37 +524,19 @@ pub fn analyse_with_policies(
         let Some(due) = due else {
             return cached();
         };
-        let too_large = |i: &PolicyInput| match i {
-            Some(Err(e @ InputError::TooLarge { .. })) => Some(e.clone()),
-            _ => None,
-        };
-        if let (Some(e), true) = (too_large(&state_input).or(too_large(&drift_input)), up) {
-            // Refused whole rather than risking the process: no policy ran.
-            tracing::warn!(monitor = "terraform_state", state_file = %label, reason = e.reason(), "{e}");
-            let stamp = state_stamp?;
-            return Some(due.refused(stamp, e.reason(), e.to_string(), &mut mem.policy));
-        }
-        match state_input {
-            // This collection's read of the state built the input.
-            Some(Ok(input)) if up => {
-                let drift = match drift_input {
-                    Some(Ok(d)) => Some(d),
-                    Some(Err(e)) => {
-                        tracing::debug!(monitor = "terraform_state", state_file = %label, "drift report not given to policies: {e}");
-                        None
-                    }
-                    None => None,
-                };
-                let stamp = state_stamp?;
-                Some(due.evaluate(&label, stamp, input, drift, &mut mem.policy))
-            }
-            Some(Err(e)) => {
-                tracing::debug!(monitor = "terraform_state", state_file = %label, "policies not evaluated: {e}");
-                cached()
-            }
+        if !up || state_input.is_none() {
             // The read failed (the state error says why): keep the last outcome.
-            _ => cached(),
+            return cached();
         }
+        let stamp = state_stamp?;
+        let built = Built {
+            state: state_input,
+            drift: drift_input,
+            stream: state_stream,
+        };
+        let before = cached();
+        due.complete(&label, stamp, built, &mut mem.policy)
+            .or(before)
     });
 
     Analysis {

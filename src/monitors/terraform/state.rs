@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::digest::{with_path_table, AttrDigest, PathTable, Scan};
 use super::json_stream::ObjectStream;
-use super::policy::{DocBuilder, InputError};
+use super::policy::{DocBuilder, InputError, ResourceEval};
 
 /// What went wrong while parsing a document; positions only, never content.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -213,6 +213,24 @@ pub fn parse_state_with_input_limited<R: Read>(
     Ok((st, input))
 }
 
+/// [`parse_state_with_input_limited`] that also feeds each resource to the
+/// per-resource policies of `doc` (see [`DocBuilder::streaming`]) as it
+/// streams past.
+pub fn parse_state_streaming<R: Read>(
+    reader: R,
+    mut doc: DocBuilder,
+) -> Result<(ParsedState, PolicyInput, PolicyStream), ParseError> {
+    let st = parse(reader, Some(&mut doc))?;
+    let (input, stream) = doc.finish_streaming();
+    if st.encrypted {
+        return Ok((st, None, None));
+    }
+    Ok((st, Some(input), stream))
+}
+
+/// The per-resource policies fed during a read (see [`parse_state_streaming`]).
+pub type PolicyStream = Option<Result<ResourceEval, InputError>>;
+
 /// What [`parse_state_with_input`] built for policies.
 pub type PolicyInput = Option<Result<regorus::Value, InputError>>;
 
@@ -330,7 +348,7 @@ pub(crate) fn elements_with<T, R: Read>(
     let mut kept = Vec::new();
     let array = s.each_raw_fast(fast, parse, |v, raw| {
         f(v);
-        if let Some(v) = doc.parse(raw) {
+        if let Some(v) = doc.element(key, raw) {
             kept.push(v);
         }
     })?;

@@ -28,9 +28,9 @@ pub(super) fn engine_for(
     Ok(engine)
 }
 
-type RawViolations = Vec<(RuleKind, Value)>;
+pub(super) type RawViolations = Vec<(RuleKind, Value)>;
 /// Violations and the policy's print() output.
-type RawResult = (RawViolations, Vec<String>);
+pub(super) type RawResult = (RawViolations, Vec<String>);
 
 /// Run one policy in its own thread with a deadline: regorus' execution timer
 /// stops long evaluations cooperatively; if it does not, the thread is abandoned.
@@ -65,22 +65,37 @@ pub(super) fn run_bounded(
     };
     match rx.recv_timeout(timeout + Duration::from_millis(500)) {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => {
-            let text = e.to_string();
-            if text.contains("execution exceeded time limit") || text.contains("time limit") {
-                Err(timed_out())
-            } else {
-                let PolicyError::Parse { line, message, .. } = parse_error(&p.display, &e) else {
-                    let one = text.lines().last().unwrap_or("").trim().to_string();
-                    return Err(eval_err(one));
-                };
-                Err(eval_err(format!("line {line}: {message}")))
-            }
-        }
+        Ok(Err(e)) => Err(eval_error(p, state_label, timeout, &e)),
         Err(mpsc::RecvTimeoutError::Timeout) => Err(timed_out()),
         Err(mpsc::RecvTimeoutError::Disconnected) => {
             Err(eval_err("evaluation thread panicked".into()))
         }
+    }
+}
+
+/// What an evaluation error is: the time limit, or an error at a line.
+pub(super) fn eval_error(
+    p: &LoadedPolicy,
+    state_label: &str,
+    timeout: Duration,
+    e: &anyhow::Error,
+) -> PolicyError {
+    let text = e.to_string();
+    if text.contains("execution exceeded time limit") || text.contains("time limit") {
+        return PolicyError::Timeout {
+            policy: p.name.clone(),
+            state: state_label.to_string(),
+            limit_ms: timeout.as_millis(),
+        };
+    }
+    let message = match parse_error(&p.display, e) {
+        PolicyError::Parse { line, message, .. } => format!("line {line}: {message}"),
+        _ => text.lines().last().unwrap_or("").trim().to_string(),
+    };
+    PolicyError::Eval {
+        policy: p.name.clone(),
+        state: state_label.to_string(),
+        message,
     }
 }
 
@@ -92,11 +107,30 @@ fn eval_in_engine(
     data: Value,
     timeout: Duration,
 ) -> Result<RawResult, anyhow::Error> {
+    let mut engine = prepared_engine(display, src, v0, data, timeout)?;
+    engine.set_input(input);
+    let out = eval_rules(&mut engine, display)?;
+    Ok((out, engine.take_prints().unwrap_or_default()))
+}
+
+/// An engine with the policy and `data` loaded, ready for inputs
+/// ([`eval_rules`] after each `set_input`).
+pub(super) fn prepared_engine(
+    display: &str,
+    src: &str,
+    v0: bool,
+    data: Value,
+    timeout: Duration,
+) -> Result<Engine, anyhow::Error> {
     let mut engine = engine_for(display, src, v0, timeout)?;
     // print() would otherwise go straight to stderr, unredacted.
     engine.set_gather_prints(true);
     engine.add_data(data)?;
-    engine.set_input(input);
+    Ok(engine)
+}
+
+/// Every `deny`/`violation`/`warn` value of the policy on the engine's input.
+pub(super) fn eval_rules(engine: &mut Engine, display: &str) -> Result<RawViolations, anyhow::Error> {
     let packages = engine.get_packages()?;
     let mut out = Vec::new();
     for pkg in packages {
@@ -119,7 +153,7 @@ fn eval_in_engine(
             }
         }
     }
-    Ok((out, engine.take_prints().unwrap_or_default()))
+    Ok(out)
 }
 
 fn collect_values(kind: RuleKind, v: &Value, out: &mut RawViolations) {

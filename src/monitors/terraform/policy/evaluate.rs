@@ -9,9 +9,13 @@ use std::time::{Duration, Instant};
 use regorus::Value;
 
 use super::super::source::{Stamp, StateSource};
-use super::engine::run_bounded;
+use super::super::state::{PolicyInput, PolicyStream};
+use super::engine::{run_bounded, RawResult};
+use super::input::{DocBuilder, InputError};
 use super::redact::Redactor;
-use super::{LoadedPolicy, PolicyCache, PolicyOutcome, PolicyResult, PolicySet, RuleKind, Violation, SEVERITIES};
+use super::scope::Scope;
+use super::stream::{ResourceEval, BATCH_BYTES};
+use super::{LoadedPolicy, PolicyCache, PolicyError, PolicyOutcome, PolicyResult, PolicySet, RuleKind, Violation, SEVERITIES};
 
 /// One target's policies when they must be evaluated in this collection:
 /// the state, its drift report or a policy file changed since the cached
@@ -55,60 +59,169 @@ impl Due {
         self.max_input
     }
 
-    /// The state (or its drift report) was too large to be a policy input:
-    /// every policy fails with `reason`, and the outcome is cached for this
-    /// stamp like an evaluated one (not retried until something changes).
-    pub fn refused(
-        self,
-        stamp: Stamp,
-        reason: &'static str,
-        message: String,
-        cache: &mut Option<PolicyCache>,
-    ) -> Arc<PolicyOutcome> {
-        let results = self
-            .policies
-            .iter()
-            .map(|p| PolicyResult {
-                policy: p.name.clone(),
-                file: p.display.clone(),
-                ok: false,
-                error: Some(message.clone()),
-                reason: Some(reason),
-                violations: Vec::new(),
-                duration_ms: 0,
-            })
-            .collect();
-        let outcome = Arc::new(PolicyOutcome { results });
-        *cache = Some(PolicyCache {
-            key: (stamp, self.drift_stamp, self.fp),
-            outcome: outcome.clone(),
-        });
-        outcome
+    /// The document builder for this read of the state: bounded by
+    /// `policy_max_input_size`, feeding the per-resource policies (if any)
+    /// as resources stream past, keeping the whole state only if some
+    /// policy needs it.
+    pub fn builder(&self, state_label: &str) -> DocBuilder {
+        self.builder_with_batches(state_label, BATCH_BYTES)
     }
 
-    /// Evaluate on the state read at `stamp` (and its drift report) and
-    /// cache the outcome. The documents are dropped on return.
-    pub fn evaluate(
+    fn builder_with_batches(&self, state_label: &str, batch_bytes: usize) -> DocBuilder {
+        let doc = DocBuilder::with_limit(self.max_input);
+        let (per_resource, whole): (Vec<_>, Vec<_>) = self
+            .policies
+            .iter()
+            .cloned()
+            .partition(|p| p.scope == Scope::Resource);
+        if per_resource.is_empty() {
+            return doc;
+        }
+        doc.streaming(
+            ResourceEval::new(per_resource, state_label, self.timeout).with_batch_bytes(batch_bytes),
+            !whole.is_empty(),
+        )
+    }
+
+    /// Every policy's result from what this collection's read of the state
+    /// (and drift report) built, cached for `stamp`. `None` when the policy
+    /// input could not be built (not valid JSON where the summary does not
+    /// look): the caller keeps the last outcome.
+    ///
+    /// Whole-state policies: when the state or its drift report is larger
+    /// than `policy_max_input_size` they fail with reason `too_large` (and
+    /// stay failed until something changes), rather than risking the
+    /// process. Per-resource policies were evaluated while the state
+    /// streamed past and are not bounded by it.
+    pub fn complete(
         self,
         state_label: &str,
         stamp: Stamp,
-        input: Value,
-        drift: Option<Value>,
+        built: Built,
         cache: &mut Option<PolicyCache>,
-    ) -> Arc<PolicyOutcome> {
-        let outcome = Arc::new(evaluate_values(
-            &self.policies,
-            state_label,
-            input,
-            drift,
-            self.timeout,
-        ));
+    ) -> Option<Arc<PolicyOutcome>> {
+        let state = match built.state? {
+            Ok(v) => Ok(v),
+            Err(e @ InputError::TooLarge { .. }) => Err(e),
+            Err(e) => {
+                tracing::debug!(monitor = "terraform_state", state_file = %state_label, "policies not evaluated: {e}");
+                return None;
+            }
+        };
+        let stream = match built.stream {
+            Some(Ok(s)) => Some(s),
+            Some(Err(e)) => {
+                tracing::debug!(monitor = "terraform_state", state_file = %state_label, "policies not evaluated: {e}");
+                return None;
+            }
+            None => None,
+        };
+        let drift = match built.drift {
+            Some(Ok(d)) => Ok(Some(d)),
+            Some(Err(e @ InputError::TooLarge { .. })) => Err(e),
+            Some(Err(e)) => {
+                tracing::debug!(monitor = "terraform_state", state_file = %state_label, "drift report not given to policies: {e}");
+                Ok(None)
+            }
+            None => Ok(None),
+        };
+        let whole: Vec<LoadedPolicy> = self
+            .policies
+            .iter()
+            .filter(|p| stream.is_none() || p.scope == Scope::State)
+            .cloned()
+            .collect();
+        let per_resource = stream.map(|s| {
+            s.finish(
+                state.as_ref().ok(),
+                drift.as_ref().ok().and_then(Option::as_ref),
+            )
+        });
+        let whole_results = match (state, drift) {
+            _ if whole.is_empty() => Vec::new(),
+            (Ok(input), Ok(drift)) => {
+                evaluate_values(&whole, state_label, input, drift, self.timeout).results
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                // Refused whole rather than risking the process: not run.
+                tracing::warn!(monitor = "terraform_state", state_file = %state_label, reason = e.reason(), "{e}");
+                whole
+                    .iter()
+                    .map(|p| PolicyResult {
+                        policy: p.name.clone(),
+                        file: p.display.clone(),
+                        ok: false,
+                        error: Some(e.to_string()),
+                        reason: Some(e.reason()),
+                        violations: Vec::new(),
+                        duration_ms: 0,
+                    })
+                    .collect()
+            }
+        };
+        // In the configured order.
+        let mut all: Vec<PolicyResult> = whole_results
+            .into_iter()
+            .chain(per_resource.into_iter().flatten())
+            .collect();
+        let order = |r: &PolicyResult| self.policies.iter().position(|p| p.display == r.file);
+        all.sort_by_key(order);
+        let outcome = Arc::new(PolicyOutcome { results: all });
         *cache = Some(PolicyCache {
             key: (stamp, self.drift_stamp, self.fp),
             outcome: outcome.clone(),
         });
-        outcome
+        Some(outcome)
     }
+}
+
+/// What one read of a state (and of its drift report) built for the policies.
+pub struct Built {
+    /// The state as one document (without `resources` when no policy needs
+    /// the whole state); `None`: encrypted or not read.
+    pub state: PolicyInput,
+    pub drift: PolicyInput,
+    /// The per-resource policies fed as the state streamed past.
+    pub stream: PolicyStream,
+}
+
+/// Evaluate policies as the monitor does on a state read from `reader`
+/// (tests, tools): per-resource policies (`# policy-scope: resource`) in
+/// batches of at most `batch_bytes` of JSON text (1: one resource at a
+/// time) while it streams past, the others on the whole document; `drift`
+/// is the drift report. Not bounded by `policy_max_input_size`. `None`:
+/// the input could not be built (not valid JSON where the summary skips).
+pub fn evaluate_reader<R: std::io::Read>(
+    policies: &[LoadedPolicy],
+    state_label: &str,
+    reader: R,
+    drift: Option<serde_json::Value>,
+    timeout: Duration,
+    batch_bytes: usize,
+) -> Result<Option<PolicyOutcome>, super::super::state::ParseError> {
+    let due = Due {
+        policies: policies.to_vec(),
+        fp: 0,
+        drift_stamp: None,
+        timeout,
+        max_input: u64::MAX,
+    };
+    let (_, input, stream) =
+        super::super::state::parse_state_streaming(reader, due.builder_with_batches(state_label, batch_bytes))?;
+    let built = Built {
+        state: input,
+        drift: drift.map(|d| Ok(Value::from(d))),
+        stream,
+    };
+    let stamp = Stamp {
+        size: 0,
+        modified: None,
+        inode: 0,
+    };
+    let mut cache = None;
+    Ok(due
+        .complete(state_label, stamp, built, &mut cache)
+        .map(|o| (*o).clone()))
 }
 
 /// Evaluate policies on documents held as `serde_json` values (tests, tools):
@@ -147,51 +260,61 @@ pub fn evaluate_values(
     for p in policies {
         let started = Instant::now();
         let res = match &p.compiled {
-            Err(e) => Err((e.reason(), redactor.redact(&e.to_string()))),
-            Ok((src, v0)) => run_bounded(p, src.clone(), *v0, &input, &data, timeout, state_label)
-                .map_err(|e| (e.reason(), redactor.redact(&e.to_string()))),
+            Err(e) => Err(e.clone()),
+            Ok((src, v0)) => run_bounded(p, src.clone(), *v0, &input, &data, timeout, state_label),
         };
-        let duration_ms = started.elapsed().as_millis() as u64;
-        let result = match res {
-            Ok((raw, prints)) => {
-                for line in prints {
-                    tracing::debug!(monitor = "terraform_state", state_file = %state_label, policy = %p.name, "print: {}", redactor.redact(&line));
-                }
-                let mut violations: Vec<Violation> = raw
-                    .into_iter()
-                    .map(|(rule, v)| to_violation(rule, &v, &redactor))
-                    .collect();
-                violations.sort();
-                violations.dedup();
-                PolicyResult {
-                    policy: p.name.clone(),
-                    file: p.display.clone(),
-                    ok: true,
-                    error: None,
-                    reason: None,
-                    violations,
-                    duration_ms,
-                }
-            }
-            Err((reason, message)) => {
-                tracing::warn!(monitor = "terraform_state", state_file = %state_label, policy = %p.name, reason, "{message}");
-                PolicyResult {
-                    policy: p.name.clone(),
-                    file: p.display.clone(),
-                    ok: false,
-                    error: Some(message),
-                    reason: Some(reason),
-                    violations: Vec::new(),
-                    duration_ms,
-                }
-            }
-        };
-        results.push(result);
+        results.push(result_of(p, state_label, res, &redactor, started.elapsed()));
     }
     PolicyOutcome { results }
 }
 
-fn to_violation(rule: RuleKind, v: &Value, r: &Redactor) -> Violation {
+/// One policy's result from its raw violations (or error), redacted.
+pub(super) fn result_of(
+    p: &LoadedPolicy,
+    state_label: &str,
+    res: Result<RawResult, PolicyError>,
+    redactor: &Redactor,
+    took: Duration,
+) -> PolicyResult {
+    let duration_ms = took.as_millis() as u64;
+    match res {
+        Ok((raw, prints)) => {
+            for line in prints {
+                tracing::debug!(monitor = "terraform_state", state_file = %state_label, policy = %p.name, "print: {}", redactor.redact(&line));
+            }
+            let mut violations: Vec<Violation> = raw
+                .into_iter()
+                .map(|(rule, v)| to_violation(rule, &v, redactor))
+                .collect();
+            violations.sort();
+            violations.dedup();
+            PolicyResult {
+                policy: p.name.clone(),
+                file: p.display.clone(),
+                ok: true,
+                error: None,
+                reason: None,
+                violations,
+                duration_ms,
+            }
+        }
+        Err(e) => {
+            let (reason, message) = (e.reason(), redactor.redact(&e.to_string()));
+            tracing::warn!(monitor = "terraform_state", state_file = %state_label, policy = %p.name, reason, "{message}");
+            PolicyResult {
+                policy: p.name.clone(),
+                file: p.display.clone(),
+                ok: false,
+                error: Some(message),
+                reason: Some(reason),
+                violations: Vec::new(),
+                duration_ms,
+            }
+        }
+    }
+}
+
+pub(super) fn to_violation(rule: RuleKind, v: &Value, r: &Redactor) -> Violation {
     let text = |v: &Value| -> Option<String> {
         match v {
             Value::String(s) => Some(s.to_string()),

@@ -14,6 +14,7 @@ use regorus::Value;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use super::super::state::ParseError;
+use super::stream::ResourceEval;
 
 /// A document built member by member as it streams past. A member the
 /// summary parser skips unread is only checked here: if it is not valid
@@ -28,6 +29,12 @@ pub struct DocBuilder {
     /// so memory stays bounded while the state streams past.
     read: u64,
     limit: u64,
+    /// Per-resource policies fed each element of `resources` as it streams
+    /// past; `whole`: the document also keeps `resources` (some policy
+    /// needs the whole state).
+    stream: Option<ResourceEval>,
+    stream_failed: Option<InputError>,
+    whole: bool,
 }
 
 impl Default for DocBuilder {
@@ -38,6 +45,9 @@ impl Default for DocBuilder {
             failed: None,
             read: 0,
             limit: u64::MAX,
+            stream: None,
+            stream_failed: None,
+            whole: true,
         }
     }
 }
@@ -75,6 +85,42 @@ impl DocBuilder {
         }
     }
 
+    /// Also feed each resource to `stream` as it streams past; with `whole`
+    /// false the document does not keep `resources` (no policy needs them
+    /// all at once).
+    pub fn streaming(mut self, stream: ResourceEval, whole: bool) -> Self {
+        self.stream = Some(stream);
+        self.whole = whole;
+        self
+    }
+
+    /// One element of the top-level array `key`: the value to keep in the
+    /// document, if it keeps it (see [`Self::parse`]); each resource also
+    /// goes to the per-resource policies.
+    pub fn element(&mut self, key: &str, raw: &[u8]) -> Option<Value> {
+        let Some(stream) = self.stream.as_mut().filter(|_| key == "resources") else {
+            return self.parse(raw);
+        };
+        if self.stream_failed.is_none() {
+            let mut de = serde_json::Deserializer::from_slice(raw);
+            match Seed(&mut self.keys)
+                .deserialize(&mut de)
+                .and_then(|v| de.end().map(|()| v))
+            {
+                Ok(v) => stream.push(v, raw.len()),
+                Err(e) => {
+                    self.stream_failed =
+                        Some(InputError::Json(ParseError::from_json(&e, "policy input")))
+                }
+            }
+        }
+        if self.whole {
+            self.parse(raw)
+        } else {
+            None
+        }
+    }
+
     /// A top-level member whose JSON text is `raw`.
     pub fn member(&mut self, key: &str, raw: &[u8]) {
         if let Some(v) = self.parse(raw) {
@@ -85,6 +131,9 @@ impl DocBuilder {
     /// A top-level member given as a value already built (an array built
     /// element by element with [`Self::parse`]).
     pub fn insert(&mut self, key: &str, v: Value) {
+        if key == "resources" && self.stream.is_some() && !self.whole {
+            return;
+        }
         let k = Value::String(intern(&mut self.keys, key));
         self.members.insert(k, v);
     }
@@ -114,6 +163,18 @@ impl DocBuilder {
                 None
             }
         }
+    }
+
+    /// The document, and the per-resource policies fed (or why they could
+    /// not be: a resource was not valid JSON).
+    pub fn finish_streaming(
+        mut self,
+    ) -> (Result<Value, InputError>, Option<Result<ResourceEval, InputError>>) {
+        let stream = self.stream.take().map(|s| match self.stream_failed.take() {
+            Some(e) => Err(e),
+            None => Ok(s),
+        });
+        (self.finish(), stream)
     }
 
     /// The whole document (the interning table is dropped).

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use super::engine::engine_for;
+use super::scope::{scope_of, Scope};
 use super::PolicyError;
 
 /// One loaded policy file.
@@ -21,6 +22,8 @@ pub struct LoadedPolicy {
     pub(super) stamp: Option<(u64, Option<SystemTime>)>,
     /// Source text and whether it needs Rego v0 syntax, or why it cannot be used.
     pub(super) compiled: Result<(Arc<str>, bool), PolicyError>,
+    /// Whole state, or resources a batch at a time (`# policy-scope: resource`).
+    pub scope: Scope,
 }
 
 /// Policy files from config, re-read when they change.
@@ -143,6 +146,7 @@ pub fn check_config(base: &Path, entries: &[String]) -> Result<(), PolicyError> 
             message: e.to_string(),
         })?;
         compile(&display, &source)?;
+        scope_of(&display, &source)?;
         let name = policy_name(&path);
         if !names.insert(name.clone()) {
             return Err(PolicyError::Invalid {
@@ -188,8 +192,14 @@ impl PolicySet {
                     continue;
                 }
             }
+            let mut scope = Scope::State;
             let compiled = match crate::core::safe_open::read_to_string(&path) {
-                Ok(src) => compile(&display, &src).map(|v0| (Arc::<str>::from(src), v0)),
+                Ok(src) => compile(&display, &src)
+                    .and_then(|v0| {
+                        scope = scope_of(&display, &src)?;
+                        Ok(v0)
+                    })
+                    .map(|v0| (Arc::<str>::from(src), v0)),
                 Err(e) => Err(PolicyError::Read {
                     path: display.clone(),
                     message: e.to_string(),
@@ -204,6 +214,7 @@ impl PolicySet {
                 display,
                 stamp,
                 compiled,
+                scope,
             });
         }
         let fp = h.finish();

@@ -20,16 +20,20 @@ mod evaluate;
 mod input;
 mod load;
 mod redact;
+mod scope;
+mod stream;
 
 use std::sync::Arc;
 
 use super::source::Stamp;
 use crate::core::snapshot::MetricDef;
 
-pub use self::evaluate::{evaluate, evaluate_values, Due};
+pub use self::evaluate::{evaluate, evaluate_reader, evaluate_values, Built, Due};
 pub use self::input::{DocBuilder, InputError};
 pub use self::load::{check_config, compile, resolve, LoadedPolicy, PolicySet};
 pub use self::redact::{Redactor, REDACTED};
+pub use self::scope::{scope_of, Scope, DECLARATION};
+pub use self::stream::{ResourceEval, BATCH_BYTES};
 
 pub const VIOLATIONS: MetricDef = MetricDef::gauge(
     "terraform_state_policy_violations",

@@ -125,6 +125,28 @@ impl Redactor {
     /// values masked by `before_sensitive`/`after_sensitive` and secret names.
     /// Both documents are the policy engine's values (the policy input).
     pub fn from_documents(state: &Value, drift: Option<&Value>) -> Self {
+        Self::from_secrets(secrets_of(state, drift))
+    }
+
+    /// A redactor for values collected with [`secrets_of`].
+    pub fn from_secrets(mut secrets: Vec<String>) -> Self {
+        secrets.sort_unstable_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        secrets.dedup();
+        let matcher = if secrets.is_empty() {
+            None
+        } else {
+            aho_corasick::AhoCorasick::builder()
+                .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+                .build(&secrets)
+                .ok()
+        };
+        Redactor { matcher }
+    }
+}
+
+/// Every sensitive value of a state (and its drift report): see
+/// [`Redactor::from_documents`].
+pub fn secrets_of(state: &Value, drift: Option<&Value>) -> Vec<String> {
         let mut secrets = Vec::new();
         if let Some(Value::Object(outputs)) = get(state, "outputs") {
             for o in outputs.values() {
@@ -179,19 +201,10 @@ impl Redactor {
                 }
             }
         }
-        secrets.sort_unstable_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
-        secrets.dedup();
-        let matcher = if secrets.is_empty() {
-            None
-        } else {
-            aho_corasick::AhoCorasick::builder()
-                .match_kind(aho_corasick::MatchKind::LeftmostLongest)
-                .build(&secrets)
-                .ok()
-        };
-        Redactor { matcher }
-    }
+        secrets
+}
 
+impl Redactor {
     /// The text with every sensitive value replaced by `(redacted)`.
     pub fn redact(&self, text: &str) -> String {
         match &self.matcher {

@@ -1395,7 +1395,9 @@ impl Monitor for CertificateMonitor {
         {
             crate::core::targets::emit_freshness(&mut b, "certificate_expiry", target, *at, false);
         }
-        snap.families.extend(b.build().families);
+        let extra = b.build();
+        snap.families.extend(extra.families);
+        snap.targets.extend(extra.targets);
         Ok(snap)
     }
 }

@@ -907,3 +907,38 @@ async fn configmaps_by_key_and_webhook_ca_bundles() {
     .unwrap();
     assert!(!text.contains("BEGIN"), "{text}");
 }
+
+/// Config mistakes stop start-up with a message naming the source.
+#[test]
+fn config_mistakes_are_rejected() {
+    let load = |k: &str| {
+        let text = format!(
+            "custom_monitors:\n  certificate_expiry:\n    kubernetes:\n{}",
+            k.lines()
+                .map(|l| format!("      {l}\n"))
+                .collect::<String>()
+        );
+        parse(&text, Path::new("test.yaml")).map_err(|e| e.to_string())
+    };
+    for (yaml, want) in [
+        ("sources: []", "kubernetes.sources is empty"),
+        ("sources:\n  - kind: secrets", "secrets needs `keys`"),
+        (
+            "sources:\n  - kind: validating_webhooks\n    namespaces: [a]",
+            "cluster-scoped",
+        ),
+        (
+            "sources:\n  - kind: tls_secrets\n    namespaces: [a]\n    exclude_namespaces: [b]",
+            "not both",
+        ),
+        (
+            "page_size: 0\nsources:\n  - kind: tls_secrets",
+            "page_size must be at least 1",
+        ),
+        ("sources:\n  - kind: webhooks", "webhooks"),
+    ] {
+        let err = load(yaml).expect_err(yaml);
+        assert!(err.contains(want), "{yaml}: {err}");
+    }
+    load("sources:\n  - kind: tls_secrets\n  - kind: configmaps\n    keys: [ca.crt]").unwrap();
+}

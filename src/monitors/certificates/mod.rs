@@ -1662,6 +1662,8 @@ mod tests {
         );
         // Set in this module: reading panicked, TLS client setup failed.
         labels.extend(["panic", "tls_setup"]);
+        // Set by kubernetes.rs: a TLS Secret without tls.crt.
+        labels.push("missing_key");
         for l in &labels {
             assert!(ERROR_REASONS.contains(l), "{l} missing from ERROR_REASONS");
         }

@@ -626,7 +626,7 @@ where
             Ok(ev) => {
                 let facts = |o: &K| -> Option<(String, ObjectFacts)> {
                     let ns = o.namespace().unwrap_or_default();
-                    if ctx.exclude.iter().any(|x| *x == ns) {
+                    if ctx.exclude.contains(&ns) {
                         return None;
                     }
                     let keys = extract(o, &ctx);

@@ -23,6 +23,8 @@ use homelab_monitor::core::monitor::{CollectContext, Monitor};
 use homelab_monitor::core::snapshot::{Health, Snapshot};
 use homelab_monitor::monitors::certificates::CertificateMonitor;
 
+mod common;
+
 /// 2026-01-01T00:00:00Z.
 const NOW: u64 = 1_767_225_600;
 const TOKEN: &str = "test-token";
@@ -912,6 +914,123 @@ async fn configmaps_by_key_and_webhook_ca_bundles() {
 }
 
 /// Config mistakes stop start-up with a message naming the source.
+/// The value of the first sample whose line starts with `prefix`.
+fn first_value(metrics: &str, prefix: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit_once(' ')?.1.parse().ok())
+}
+
+/// The secrets (`namespace/name`) one replica exports certificates of.
+fn exported_secrets(metrics: &str) -> std::collections::BTreeSet<String> {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("certificate_not_after_timestamp_seconds{"))
+        .filter(|l| l.contains("source=\"secret\""))
+        .filter_map(|l| {
+            let label = |k: &str| {
+                let rest = l.split_once(&format!("{k}=\""))?.1;
+                rest.split_once('"').map(|(v, _)| v.to_string())
+            };
+            Some(format!("{}/{}", label("namespace")?, label("secret")?))
+        })
+        .collect()
+}
+
+/// Issue 19: two replicas (`--shard 0|1 --total-shards 2`, the real binary)
+/// watching the same 12 TLS Secrets export each Secret exactly once, and the
+/// one whose shard is FNV-1a(uid) mod 2 (not the name: a Secret recreated
+/// under the same name may move).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_shards_partition_kubernetes_objects_by_uid() {
+    let api = FakeApi::start().await;
+    let mut all = std::collections::BTreeSet::new();
+    for i in 0..12 {
+        let (pem, _, _) = cert(&format!("svc{i}"), (2026, 5, 1 + i as u8));
+        let ns = if i % 2 == 0 { "apps" } else { "web" };
+        api.put(
+            "secrets",
+            ns,
+            &format!("svc{i}"),
+            tls_secret(&pem, None, json!({})),
+        );
+        all.insert(format!("{ns}/svc{i}"));
+    }
+    let uid_of: BTreeMap<String, String> = api
+        .state
+        .lock()
+        .unwrap()
+        .objects
+        .iter()
+        .map(|((_, ns, name), o)| {
+            let uid = o["metadata"]["uid"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            (format!("{ns}/{name}"), uid)
+        })
+        .collect();
+    let d = tempfile::tempdir().unwrap();
+    let kc = api.kubeconfig(d.path());
+    std::fs::write(
+        d.path().join("c.yaml"),
+        format!(
+            "custom_monitors:\n  certificate_expiry:\n    kubernetes:\n      kubeconfig: {}\n      sources:\n        - kind: tls_secrets\n",
+            kc.display()
+        ),
+    )
+    .unwrap();
+    let dir = d.path().to_path_buf();
+    let per_shard = tokio::task::spawn_blocking(move || {
+        (0..2u32)
+            .map(|shard| {
+                let s = shard.to_string();
+                let e = common::Exporter::start(
+                    &dir,
+                    &["--config", "c.yaml", "--shard", &s, "--total-shards", "2"],
+                );
+                let m = common::wait_for("the replica's first complete list", 60, || {
+                    let m = e.refreshed_metrics();
+                    (first_value(&m, "certificate_kubernetes_source_synced{") == Some(1.0))
+                        .then_some(m)
+                });
+                (shard, exported_secrets(&m), m)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    let (a, b) = (&per_shard[0].1, &per_shard[1].1);
+    assert!(
+        a.is_disjoint(b),
+        "both replicas export {:?}",
+        a.intersection(b).collect::<Vec<_>>()
+    );
+    let union: std::collections::BTreeSet<String> = a.union(b).cloned().collect();
+    assert_eq!(union, all, "together the replicas export every Secret");
+    for (shard, owned, m) in &per_shard {
+        assert!(
+            !owned.is_empty(),
+            "shard {shard} owns nothing of 12 Secrets:\n{m}"
+        );
+        for secret in owned {
+            assert_eq!(
+                homelab_monitor::core::shard::shard_of(&uid_of[secret], 2),
+                *shard,
+                "{secret} (uid {}) exported by the wrong shard",
+                uid_of[secret]
+            );
+        }
+        let objects = first_value(m, "certificate_kubernetes_source_objects{");
+        assert_eq!(
+            objects,
+            Some(owned.len() as f64),
+            "objects gauge of shard {shard}:\n{m}"
+        );
+    }
+}
+
 #[test]
 fn config_mistakes_are_rejected() {
     let load = |k: &str| {

@@ -259,3 +259,107 @@ fn real_prometheus_probes_through_the_exporter_with_the_standard_relabeling() {
     let v = prom_query(port, "homelab_monitor_build_info");
     assert_eq!(v["data"]["result"].as_array().map(Vec::len), Some(0), "{v}");
 }
+
+/// The shard Prometheus' `hashmod` relabeling gives `value` for `modulus` 2:
+/// the low 8 bytes of its MD5 as a big-endian integer, mod 2 (the last
+/// byte's low bit). MD5 from the real openssl.
+fn hashmod2(value: &str) -> u8 {
+    use std::io::Write;
+    let mut child = std::process::Command::new(tool("openssl", "openssl"))
+        .args(["dgst", "-md5", "-r"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(value.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let hex = String::from_utf8_lossy(&out.stdout);
+    let last = u8::from_str_radix(&hex[30..32], 16).unwrap();
+    last & 1
+}
+
+/// docs/probe.md "Sharding probe targets": two scrape configs (as two
+/// Prometheus servers would have) keep each its `hashmod` 2 share of one
+/// target list and send it to its own exporter replica. Every target is
+/// probed by exactly one of them, the one its hash names, and together they
+/// probe the whole list.
+#[test]
+fn hashmod_relabeling_splits_probe_targets_between_two_scrape_configs() {
+    let d = tempfile::tempdir().unwrap();
+    let (_srv, addr) = tls_target(d.path());
+    let ex0 = exporter(d.path(), CONFIG);
+    let ex1 = Exporter::with_config(d.path(), CONFIG);
+    // The live TLS server plus closed ports, until each shard has two targets.
+    let mut targets = vec![addr.clone()];
+    while [0, 1]
+        .iter()
+        .any(|s| targets.iter().filter(|t| hashmod2(t) == *s).count() < 2)
+    {
+        targets.push(format!("127.0.0.1:{}", free_port()));
+    }
+    let list: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+    let job = |shard: u8, exporter_port: u16| {
+        format!(
+            "  - job_name: probe-shard-{shard}\n    metrics_path: /probe\n    params:\n      module: [lan]\n    static_configs:\n      - targets: [{}]\n    relabel_configs:\n      - source_labels: [__address__]\n        modulus: 2\n        target_label: __tmp_shard\n        action: hashmod\n      - source_labels: [__tmp_shard]\n        regex: \"{shard}\"\n        action: keep\n      - source_labels: [__address__]\n        target_label: __param_target\n      - source_labels: [__param_target]\n        target_label: instance\n      - target_label: __address__\n        replacement: 127.0.0.1:{exporter_port}\n",
+            list.join(", ")
+        )
+    };
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(
+        work.path().join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 2s\n  scrape_timeout: 2s\nscrape_configs:\n{}{}",
+            job(0, ex0.port),
+            job(1, ex1.port)
+        ),
+    )
+    .unwrap();
+    let (_p, port) = prometheus(work.path(), &work.path().join("prometheus.yml"));
+    // Which job probes which target, from Prometheus' active targets...
+    let active = wait_for("every probe target scraped once", 90, || {
+        let v = prom_api(port, "/api/v1/targets");
+        let t = v["data"]["activeTargets"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        (t.len() == targets.len() && t.iter().all(|t| t["health"] != "unknown")).then_some(t)
+    });
+    let mut seen = std::collections::BTreeMap::new();
+    for t in &active {
+        let instance = t["labels"]["instance"].as_str().unwrap_or("").to_string();
+        let job = t["labels"]["job"].as_str().unwrap_or("").to_string();
+        assert!(
+            seen.insert(instance.clone(), job).is_none(),
+            "{instance} is scraped by both jobs"
+        );
+    }
+    for t in &targets {
+        assert_eq!(
+            seen.get(t).map(String::as_str),
+            Some(format!("probe-shard-{}", hashmod2(t)).as_str()),
+            "{t}: {seen:?}"
+        );
+    }
+    // ...and the probes' own series: one probe_success per target, from that job.
+    let series = wait_for("a probe_success per target", 90, || {
+        let v = prom_query(port, "probe_success");
+        let r = v["data"]["result"].as_array().cloned().unwrap_or_default();
+        (r.len() == targets.len()).then_some(r)
+    });
+    for s in &series {
+        let m = &s["metric"];
+        let instance = m["instance"].as_str().unwrap_or("");
+        assert_eq!(
+            m["job"].as_str(),
+            seen.get(instance).map(String::as_str),
+            "{m}"
+        );
+        let want = if instance == addr { "1" } else { "0" };
+        assert_eq!(s["value"][1], want, "{m}");
+    }
+}

@@ -77,6 +77,14 @@ fn cert(cn: &str) -> (String, String) {
 
 /// `n` TLS servers on 127.0.0.1 (each completes handshakes), run by `rt`.
 fn tls_endpoints(rt: &tokio::runtime::Runtime, n: usize) -> Vec<String> {
+    tls_endpoints_and_cert(rt, n).0
+}
+
+/// `n` TLS servers on 127.0.0.1 and the certificate they all serve (for `fleet.test`).
+fn tls_endpoints_and_cert(
+    rt: &tokio::runtime::Runtime,
+    n: usize,
+) -> (Vec<String>, rustls::pki_types::CertificateDer<'static>) {
     let key = rcgen::KeyPair::generate().unwrap();
     let c = rcgen::CertificateParams::new(vec!["fleet.test".to_string()])
         .unwrap()
@@ -89,12 +97,12 @@ fn tls_endpoints(rt: &tokio::runtime::Runtime, n: usize) -> Vec<String> {
     .unwrap()
     .with_no_client_auth()
     .with_single_cert(
-        vec![c.der().clone()],
+        vec![c.der().clone().into_owned()],
         rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
     )
     .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
-    (0..n)
+    let addrs = (0..n)
         .map(|_| {
             let acceptor = acceptor.clone();
             let listener = rt
@@ -117,7 +125,8 @@ fn tls_endpoints(rt: &tokio::runtime::Runtime, n: usize) -> Vec<String> {
             });
             addr
         })
-        .collect()
+        .collect();
+    (addrs, c.der().clone().into_owned())
 }
 
 /// The fleet on disk: states, certificate files and the config naming the endpoints.
@@ -459,76 +468,153 @@ fn peak_rss_mib(pid: u32) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-/// Benchmark (README "Sharding"): `cargo test --release --test sharding --
-/// --ignored --nocapture sharding_bench`. A fleet of N local states plus N
-/// remote states behind the loopback http helper answering after 20 ms (a
-/// slow backend), read cold by 1 replica, then by 3 started together: wall
-/// time from start until every replica is ready, and each one's peak RSS.
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// The baseline: one process (this test, one thread) reading the same bytes
+/// in turn: every remote state by a plain HTTP GET, then one TLS handshake
+/// per endpoint. Returns the wall time and how many handshakes verified.
+fn single_process_read(
+    remote_port: u16,
+    n: usize,
+    endpoints: &[String],
+    ca: &rustls::pki_types::CertificateDer<'static>,
+) -> (f64, usize) {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).unwrap();
+    let cfg = Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    );
+    let t0 = std::time::Instant::now();
+    for i in 0..n {
+        let r = http(remote_port, "GET", &format!("/state/app-{i:03}"), "").unwrap();
+        assert_eq!(r.status, 200);
+    }
+    let mut verified = 0;
+    for e in endpoints {
+        let name = rustls::pki_types::ServerName::try_from("fleet.test").unwrap();
+        let mut conn = rustls::ClientConnection::new(cfg.clone(), name).unwrap();
+        let mut sock = std::net::TcpStream::connect(e.as_str()).unwrap();
+        let mut ok = true;
+        while conn.is_handshaking() {
+            if conn.complete_io(&mut sock).is_err() {
+                ok = false;
+                break;
+            }
+        }
+        verified += usize::from(ok);
+    }
+    (t0.elapsed().as_secs_f64(), verified)
+}
+
+/// Release fleet benchmark (README "Sharding"), issue 19: N remote states
+/// (one `http` backend each) behind the loopback fleet server answering after
+/// 20 ms (a slow backend), and N/2 TLS endpoints on loopback (rustls), read
+/// cold by 1 replica, then by 3 started together: wall time from start until
+/// every replica has read each of its targets (up 1, polled every 50 ms), and
+/// each replica's peak RSS; medians of 3 fresh runs, for N = 100, 300, 600.
+/// The baseline is one process reading the same bytes in turn (every state
+/// GET, then one handshake per endpoint).
+///
+///     cargo test --release --test sharding -- --ignored --nocapture sharding_bench
 #[test]
 #[ignore]
 fn sharding_bench() {
+    const RUNS: usize = 3;
+    let rt = tokio::runtime::Runtime::new().unwrap();
     let state = b"{\"version\": 4, \"terraform_version\": \"1.11.0\", \"serial\": 1, \"lineage\": \"remote\", \"outputs\": {}, \"resources\": []}\n".to_vec();
     let (remote, _) = common::remote::etag_fleet_server(state, Duration::from_millis(20));
+    let (all_endpoints, ca) = tls_endpoints_and_cert(&rt, 300);
     for n in [100usize, 300, 600] {
+        let endpoints = &all_endpoints[..n / 2];
         let dir = tempfile::tempdir().unwrap();
         let mut backends = String::new();
         for i in 0..n {
-            let d = dir.path().join(format!("states/env-{i:03}"));
-            std::fs::create_dir_all(&d).unwrap();
-            std::fs::write(
-                d.join("terraform.tfstate"),
-                format!("{{\"version\": 4, \"terraform_version\": \"1.11.0\", \"serial\": {i}, \"lineage\": \"l-{i}\", \"outputs\": {{}}, \"resources\": []}}\n"),
-            )
-            .unwrap();
             backends.push_str(&format!(
                 "      - {{ type: http, address: \"http://127.0.0.1:{}/state/app-{i:03}\", auth: none }}\n",
                 remote.port
             ));
         }
+        let eps: String = endpoints.iter().map(|e| format!("      - {e}\n")).collect();
         std::fs::write(
             dir.path().join("c.yaml"),
-            format!("custom_monitors:\n  terraform_state:\n    timeout: 120s\n    state_dirs: [states]\n    remote: {{ retries: 0 }}\n    backends:\n{backends}"),
+            format!("custom_monitors:\n  terraform_state:\n    timeout: 120s\n    remote: {{ retries: 0 }}\n    backends:\n{backends}  certificate_expiry:\n    timeout: 120s\n    endpoints:\n{eps}"),
         )
         .unwrap();
+        let targets = n + endpoints.len();
+        let base: Vec<(f64, usize)> = (0..RUNS)
+            .map(|_| single_process_read(remote.port, n, endpoints, &ca))
+            .collect();
+        println!(
+            "sharding bench: {n} remote states + {} endpoints: single-process read {:.2} s ({} of {} handshakes verified)",
+            endpoints.len(),
+            median(base.iter().map(|b| b.0).collect()),
+            base[0].1,
+            endpoints.len()
+        );
         for total in [1u32, 3] {
-            let t0 = std::time::Instant::now();
-            let replicas: Vec<Exporter> = (0..total)
-                .map(|s| {
-                    let (s, t) = (s.to_string(), total.to_string());
-                    Exporter::start(
-                        dir.path(),
-                        &["--config", "c.yaml", "--shard", &s, "--total-shards", &t],
-                    )
-                })
-                .collect();
-            for r in &replicas {
-                r.wait_ready();
-            }
-            // Ready may serve a first collection with reads still running:
-            // wait until every state has been read by its replica.
-            wait_for("the whole fleet read", 300, || {
-                let read: usize = replicas
-                    .iter()
-                    .map(|r| {
-                        exported(&r.metrics())
-                            .values()
-                            .filter(|up| **up == 1.0)
-                            .count()
+            let mut walls = Vec::new();
+            let mut rss: Vec<Vec<f64>> = vec![Vec::new(); total as usize];
+            for _ in 0..RUNS {
+                let t0 = std::time::Instant::now();
+                let replicas: Vec<Exporter> = (0..total)
+                    .map(|s| {
+                        let (s, t) = (s.to_string(), total.to_string());
+                        Exporter::start(
+                            dir.path(),
+                            &["--config", "c.yaml", "--shard", &s, "--total-shards", &t],
+                        )
                     })
-                    .sum();
-                (read == 2 * n).then_some(())
-            });
-            let wall = t0.elapsed().as_secs_f64();
-            let rss: Vec<String> = replicas
-                .iter()
-                .map(|r| format!("{:.1}", peak_rss_mib(r.child.id())))
+                    .collect();
+                // Ready may serve a first collection with reads still
+                // running: wait until every target has been read.
+                let deadline = std::time::Instant::now() + Duration::from_secs(300);
+                loop {
+                    let read: usize = replicas
+                        .iter()
+                        .map(|r| {
+                            exported(&r.metrics())
+                                .values()
+                                .filter(|up| **up == 1.0)
+                                .count()
+                        })
+                        .sum();
+                    if read == targets {
+                        break;
+                    }
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "{read} of {targets} read after 300 s"
+                    );
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                walls.push(t0.elapsed().as_secs_f64());
+                for (i, r) in replicas.iter().enumerate() {
+                    rss[i].push(peak_rss_mib(r.child.id()));
+                }
+            }
+            let rss: Vec<String> = rss
+                .into_iter()
+                .map(|v| format!("{:.1}", median(v)))
                 .collect();
             println!(
-                "sharding bench: {n} local + {n} remote states, {total} replica(s): cold collection {wall:.2} s, peak RSS per replica {} MiB",
+                "sharding bench: {n} remote states + {} endpoints, {total} replica(s): cold collection {:.2} s (runs {}), peak RSS per replica {} MiB",
+                endpoints.len(),
+                median(walls.clone()),
+                walls.iter().map(|w| format!("{w:.2}")).collect::<Vec<_>>().join(" "),
                 rss.join(" / ")
             );
         }
     }
+    drop(rt);
 }
 
 /// Issue 19 for the backups, health checks and zfs monitors: two replicas of

@@ -5,6 +5,7 @@
 //! loading, the injected [`clock`], logging and safe file opens.
 
 pub mod clock;
+pub mod command;
 pub mod compress;
 pub mod config;
 pub mod encoder;

@@ -507,6 +507,8 @@ pub async fn serve(
     }
     drop(listener);
     reloader.abort();
+    // Commands of backup sources and health checks: stopped, not waited for.
+    crate::core::command::stop_all();
     tracing::info!("shutting down: waiting for in-flight requests");
     tokio::select! {
         _ = graceful.shutdown() => tracing::info!("all connections closed"),

@@ -106,9 +106,8 @@ pub struct State {
 }
 
 pub(crate) fn read(ctx: &SourceCtx<'_>, st: &mut State) -> SourceRead {
-    let path = ctx.resolve(&ctx.cfg.path);
-    let list = match st.list.load(&path, ctx.max_file_size, parse_list) {
-        Ok((l, _)) => l,
+    let list = match ctx.load_main(&mut st.list, parse_list) {
+        Ok(l) => l,
         Err(e) => return SourceRead::main_failed(e, None),
     };
     let (records, servers, notes) = records(&list);

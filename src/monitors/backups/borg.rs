@@ -205,9 +205,9 @@ impl State {
 }
 
 pub(crate) fn read(ctx: &SourceCtx<'_>, st: &mut State) -> SourceRead {
-    let list_path = ctx.resolve(&ctx.cfg.path);
-    let list = match st.list.load(&list_path, ctx.max_file_size, parse_list) {
-        Ok((list, _)) => list,
+    let list_path = ctx.main_name();
+    let list = match ctx.load_main(&mut st.list, parse_list) {
+        Ok(list) => list,
         Err(e) => return SourceRead::main_failed(e, None),
     };
     let mut read = SourceRead::default();
@@ -230,8 +230,8 @@ pub(crate) fn read(ctx: &SourceCtx<'_>, st: &mut State) -> SourceRead {
         Err(source) => {
             let e = BackupError::Parse {
                 path: match &info_path {
-                    Some(p) => format!("{} / {}", list_path.display(), p.display()),
-                    None => list_path.display().to_string(),
+                    Some(p) => format!("{list_path} / {}", p.display()),
+                    None => list_path,
                 },
                 source,
             };

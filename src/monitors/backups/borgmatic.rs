@@ -96,9 +96,8 @@ impl State {
 }
 
 pub(crate) fn read(ctx: &SourceCtx<'_>, st: &mut State) -> SourceRead {
-    let list_path = ctx.resolve(&ctx.cfg.path);
-    let docs = match st.list.load(&list_path, ctx.max_file_size, parse_list) {
-        Ok((d, _)) => d,
+    let docs = match ctx.load_main(&mut st.list, parse_list) {
+        Ok(d) => d,
         Err(e) => return SourceRead::main_failed(e, None),
     };
     let mut read = SourceRead::default();
@@ -144,7 +143,7 @@ pub(crate) fn read(ctx: &SourceCtx<'_>, st: &mut State) -> SourceRead {
             }
             Err(source) => {
                 let e = BackupError::Parse {
-                    path: format!("{} (repository [{i}])", list_path.display()),
+                    path: format!("{} (repository [{i}])", ctx.main_name()),
                     source,
                 };
                 let mut failed = SourceRead::main_failed(e, None);

@@ -20,6 +20,9 @@ monitor_config! {
         /// Largest JSON/manifest file read (files hashed for verification are not limited by this).
         #[serde(default = "BackupConfig::default_max_file_size")]
         pub max_file_size: ByteSize,
+        /// Sources with `command:` run programs: refused at load unless this is `true`.
+        #[serde(default)]
+        pub allow_commands: bool,
         #[serde(default)]
         pub sources: Vec<BackupSourceConfig>,
     }
@@ -43,6 +46,7 @@ impl Default for BackupConfig {
             timeout: crate::core::config::values::default_timeout(),
             retention_days: Self::default_retention(),
             max_file_size: Self::default_max_file_size(),
+            allow_commands: false,
             sources: Vec::new(),
         }
     }
@@ -197,8 +201,20 @@ pub struct BackupSourceConfig {
     pub name: String,
     pub format: BackupFormat,
     /// The file the backup job wrote (restic, borg), the manifest file/folder/glob
-    /// (pg_backup_manifest, manifest), or the folder (directory).
+    /// (pg_backup_manifest, manifest), or the folder (directory). restic, borg,
+    /// pgbackrest, borgmatic, barman: a glob (`backups/*/snapshots.json`) makes
+    /// each matched file one set, named by `name_template`. Empty with `command`.
+    #[serde(default)]
     pub path: String,
+    /// restic, borg, pgbackrest, borgmatic, barman: run this program for the
+    /// main JSON instead of reading `path` (needs `allow_commands: true`).
+    #[serde(default)]
+    pub command: Option<BackupCommand>,
+    /// With a glob `path`: the `set` label of each matched file; `{1}`..`{9}`
+    /// are what the first..ninth `*` matched, `{stem}` the file name without
+    /// its extension, `{dir}` the name of its folder (default `{1}`).
+    #[serde(default)]
+    pub name_template: Option<String>,
     /// Exported as `backup_max_age_seconds`; a newer success is expected within it.
     #[serde(default)]
     pub max_age: Option<HumanDuration>,
@@ -259,6 +275,97 @@ pub struct BackupSourceConfig {
     pub min_recovery_window: Option<HumanDuration>,
 }
 
+/// `command:` of a backup source: a program whose stdout is the JSON that
+/// the source's format reads, run when the source is read (never twice at
+/// once), in the config file's folder, without a shell, stdin empty.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupCommand {
+    /// Program and arguments (`[restic, snapshots, --json, --no-lock]`).
+    pub argv: Vec<String>,
+    /// The process group is killed after this (default: 80% of the
+    /// monitor's `timeout`, which is also the most allowed).
+    #[serde(default)]
+    pub timeout: Option<HumanDuration>,
+    /// Extra environment variables (values never shown: replaced in stderr excerpts).
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
+    /// Environment variables read from files (the file's content, without a
+    /// trailing newline; relative to the config file's folder), read at each run.
+    #[serde(default)]
+    pub env_files: std::collections::BTreeMap<String, String>,
+}
+
+/// Formats whose main input is one JSON document: a `command` can write it,
+/// and a glob `path` makes one set per file.
+pub fn single_document(f: BackupFormat) -> bool {
+    matches!(
+        f,
+        BackupFormat::Restic
+            | BackupFormat::Borg
+            | BackupFormat::Pgbackrest
+            | BackupFormat::Borgmatic
+            | BackupFormat::Barman
+    )
+}
+
+/// `path` holds a wildcard.
+pub fn is_glob(path: &str) -> bool {
+    path.contains(['*', '?', '['])
+}
+
+/// The parts of a `name_template`: literal text and placeholders.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplatePart {
+    Text(String),
+    /// `{N}`: what the N-th `*` (1-based) matched.
+    Star(usize),
+    Stem,
+    Dir,
+}
+
+/// Parse a `name_template` for a glob with `stars` `*` wildcards.
+pub fn parse_template(t: &str, stars: usize) -> Result<Vec<TemplatePart>, String> {
+    let mut parts = Vec::new();
+    let mut rest = t;
+    while let Some(open) = rest.find('{') {
+        if open > 0 {
+            parts.push(TemplatePart::Text(rest[..open].to_string()));
+        }
+        let close = rest[open..]
+            .find('}')
+            .ok_or_else(|| format!("name_template `{t}` has a `{{` without `}}`"))?;
+        let key = &rest[open + 1..open + close];
+        parts.push(match key {
+            "stem" => TemplatePart::Stem,
+            "dir" => TemplatePart::Dir,
+            n => match n.parse::<usize>() {
+                Ok(i) if (1..=stars).contains(&i) => TemplatePart::Star(i),
+                Ok(_) => {
+                    return Err(format!(
+                        "name_template `{t}`: `{{{n}}}` needs a {n}th `*` in path (it has {stars})"
+                    ))
+                }
+                Err(_) => {
+                    return Err(format!(
+                        "name_template `{t}`: unknown placeholder `{{{n}}}` (use {{1}}..{{9}}, {{stem}}, {{dir}})"
+                    ))
+                }
+            },
+        });
+        rest = &rest[open + close + 1..];
+    }
+    if !rest.is_empty() {
+        parts.push(TemplatePart::Text(rest.to_string()));
+    }
+    if !parts.iter().any(|p| !matches!(p, TemplatePart::Text(_))) {
+        return Err(format!(
+            "name_template `{t}` has no placeholder: every file would get the same set name"
+        ));
+    }
+    Ok(parts)
+}
+
 /// A field of restic's `--group-by`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -302,6 +409,8 @@ impl BackupSourceConfig {
             name: name.to_string(),
             format,
             path: path.to_string(),
+            command: None,
+            name_template: None,
             max_age: None,
             min_snapshots: default_min_snapshots(),
             stats_file: None,
@@ -344,9 +453,21 @@ pub fn validate(b: &BackupConfig) -> Result<(), ConfigIssue> {
                 ),
             ));
         }
-        if s.path.trim().is_empty() {
-            return Err((key("path"), "path must not be empty".into()));
+        match (&s.command, s.path.trim().is_empty()) {
+            (None, true) => return Err((key("path"), "path must not be empty".into())),
+            (Some(_), false) => {
+                return Err((
+                    key("command"),
+                    "set either path (a file the backup job writes) or command (a program whose output is read), not both"
+                        .into(),
+                ))
+            }
+            _ => {}
         }
+        if let Some(c) = &s.command {
+            validate_command(b, s, c).map_err(|(k, m)| (key(&k), m))?;
+        }
+        validate_glob(s).map_err(|(k, m)| (key(&k), m))?;
         let only = |k: &str, set: bool, formats: &[BackupFormat]| -> Result<(), (String, String)> {
             if set && !formats.contains(&s.format) {
                 let names: Vec<&str> = formats.iter().map(|f| f.as_str()).collect();
@@ -422,6 +543,96 @@ pub fn validate(b: &BackupConfig) -> Result<(), ConfigIssue> {
             s.verify != VerifyMode::None,
             &[BackupFormat::PgBackupManifest, BackupFormat::Manifest],
         )?;
+    }
+    Ok(())
+}
+
+/// `command:`: allowed, for a format with one JSON document, within the read's deadline.
+fn validate_command(
+    b: &BackupConfig,
+    s: &BackupSourceConfig,
+    c: &BackupCommand,
+) -> Result<(), (String, String)> {
+    if !b.allow_commands {
+        return Err((
+            "command".into(),
+            format!(
+                "backup source `{}` runs a command, but command sources are off; set backup_validation.allow_commands: true to allow them",
+                s.name
+            ),
+        ));
+    }
+    if !single_document(s.format) {
+        return Err((
+            "command".into(),
+            format!(
+                "`command` applies to format restic, borg, pgbackrest, borgmatic, barman only, not {}",
+                s.format
+            ),
+        ));
+    }
+    if c.argv.first().is_none_or(|a| a.trim().is_empty()) {
+        return Err((
+            "command.argv".into(),
+            "argv needs at least the program to run".into(),
+        ));
+    }
+    let most = b.timeout.0.mul_f64(0.8);
+    if let Some(t) = c.timeout {
+        if t.0.is_zero() || t.0 > most {
+            return Err((
+                "command.timeout".into(),
+                format!(
+                    "command timeout must be longer than 0 and at most 80% of backup_validation.timeout ({}); raise backup_validation.timeout for a slower command",
+                    humantime::format_duration(most)
+                ),
+            ));
+        }
+    }
+    for k in c.env.keys().chain(c.env_files.keys()) {
+        if k.is_empty() || k.contains(['=', '\0']) {
+            return Err((
+                "command.env".into(),
+                format!("{k:?} is not an environment variable name"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A glob `path` of a single-document format: only `*` wildcards, each
+/// within one path component, a valid `name_template`, no per-file companions.
+fn validate_glob(s: &BackupSourceConfig) -> Result<(), (String, String)> {
+    let glob = single_document(s.format) && is_glob(&s.path);
+    if !glob {
+        if s.name_template.is_some() {
+            return Err((
+                "name_template".into(),
+                "name_template applies to a glob path (`backups/*/snapshots.json`) of format restic, borg, pgbackrest, borgmatic, barman only".into(),
+            ));
+        }
+        return Ok(());
+    }
+    if s.path.contains(['?', '[']) || s.path.contains("**") {
+        return Err((
+            "path".into(),
+            "a glob path of this format may use `*` only (each matching within one folder or file name), not `?`, `[...]` or `**`".into(),
+        ));
+    }
+    let stars = s.path.matches('*').count();
+    parse_template(s.name_template.as_deref().unwrap_or("{1}"), stars)
+        .map_err(|m| ("name_template".to_string(), m))?;
+    for (k, set) in [
+        ("stats_file", s.stats_file.is_some()),
+        ("check_file", s.check_file.is_some()),
+        ("info_file", s.info_file.is_some()),
+    ] {
+        if set {
+            return Err((
+                k.into(),
+                format!("`{k}` cannot be used with a glob path (one file for every matched file is not supported)"),
+            ));
+        }
     }
     Ok(())
 }

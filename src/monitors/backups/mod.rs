@@ -4,8 +4,11 @@
 //! output of `restic snapshots --json` / `borg list --json` /
 //! `pgbackrest info --output=json`, a PostgreSQL
 //! `backup_manifest`, our own JSON manifest, or a folder of backup files. The
-//! monitor never runs a backup tool and never opens a repository, so it never
-//! takes a repository lock; it only reads those files.
+//! monitor only reads those files; it runs a backup tool only for an opt-in
+//! `command:` source ([`command`]: `restic snapshots --json --no-lock`,
+//! `borg list --json --bypass-lock`, read-only commands that take no lock).
+//! A glob `path` of a single-document format reads each matched file as its
+//! own set ([`glob`]).
 //!
 //! Every format is parsed by a pure function (bytes in, typed value out) in its
 //! own module and normalised into [`BackupRecord`]s; [`summarize`] turns records
@@ -84,14 +87,17 @@
 //! `backup_set_last_success_timestamp_seconds`, `backup_set_last_size_bytes`,
 //! `backup_set_last_files`, `backup_set_snapshots`, `backup_set_oldest_timestamp_seconds`,
 //! `backup_set_max_age_seconds`,
-//! `backup_set_files_change_ratio`, `backup_set_repository_size_bytes` (pgbackrest).
+//! `backup_set_files_change_ratio`, `backup_set_repository_size_bytes` (pgbackrest),
+//! `backup_set_up` (glob `path`).
 
 pub mod barman;
 pub mod borg;
 pub mod borgmatic;
+mod command;
 pub mod config;
 pub mod directory;
 mod files;
+mod glob;
 pub mod manifest;
 pub mod pg_manifest;
 pub mod pgbackrest;
@@ -110,7 +116,7 @@ use crate::core::clock::unix_seconds;
 use crate::monitors::kind::{BuildContext, ConfigIssue, MonitorKind};
 
 pub use self::config::{
-    BackupConfig, BackupFormat, BackupSourceConfig, BorgSet, GroupField, TimeZoneName, VerifyMode,
+    BackupCommand, BackupConfig, BackupFormat, BackupSourceConfig, BorgSet, GroupField, TimeZoneName, VerifyMode,
 };
 use crate::core::monitor::{Cadence, CollectContext, Monitor, MonitorError};
 use crate::core::snapshot::{Fact, Health, MetricDef, Snapshot, SnapshotBuilder, TargetStatus};
@@ -227,13 +233,17 @@ pub const MIN_RECOVERY_WINDOW: MetricDef = MetricDef::gauge(
     "backup_min_recovery_window_seconds",
     "Configured min_recovery_window: the oldest restorable backup is expected to be at least this old.",
 );
+pub const SET_UP: MetricDef = MetricDef::gauge(
+    "backup_set_up",
+    "Glob path: 1 if the set's file was read and parsed on the last check, 0 if not (its other series are then from its last good read, or absent).",
+);
 pub const SET_REPO_SIZE: MetricDef = MetricDef::gauge(
     "backup_set_repository_size_bytes",
     "pgbackrest: info.repository.size of the set's newest backup (bytes in the repository, with the files it references in earlier backups).",
 );
 
 /// Every family this monitor exports, in output order.
-pub const METRICS: [&MetricDef; 28] = [
+pub const METRICS: [&MetricDef; 29] = [
     &UP,
     &LAST_SUCCESS,
     &LAST_SIZE,
@@ -262,6 +272,7 @@ pub const METRICS: [&MetricDef; 28] = [
     &OLDEST_RESTORABLE,
     &MIN_RECOVERY_WINDOW,
     &SET_REPO_SIZE,
+    &SET_UP,
 ];
 
 /// Why a document could not be parsed. Messages name positions and fields,
@@ -332,7 +343,7 @@ pub(crate) fn parse_rfc3339(s: &str) -> Option<f64> {
 }
 
 /// Why a source could not be read. Messages quote paths and positions, never contents.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum BackupError {
     #[error("{0} does not exist")]
     NotFound(String),
@@ -356,6 +367,31 @@ pub enum BackupError {
     NoMatch(String),
     #[error("{target}: reading the source did not finish within {waited} (a hung mount or a blocked file?)")]
     Timeout { target: String, waited: String },
+    /// `excerpt`: the end of its stderr, secrets replaced (see [`crate::core::command::excerpt`]).
+    #[error("command {program} exited with {status}{}", stderr_note(excerpt))]
+    CommandExit {
+        program: String,
+        status: String,
+        excerpt: String,
+    },
+    #[error("command {program} did not finish within {timeout} and was killed (raise command.timeout, and backup_validation.timeout with it){}", stderr_note(excerpt))]
+    CommandTimeout {
+        program: String,
+        timeout: String,
+        excerpt: String,
+    },
+    #[error("command {program} cannot be run: {reason}")]
+    CommandStart { program: String, reason: String },
+    #[error("{0}")]
+    SetName(String),
+}
+
+fn stderr_note(excerpt: &str) -> String {
+    if excerpt.is_empty() {
+        String::new()
+    } else {
+        format!("; stderr: {excerpt}")
+    }
 }
 
 impl BackupError {
@@ -370,6 +406,10 @@ impl BackupError {
             BackupError::Parse { source, .. } => source.metric_label(),
             BackupError::NoMatch(_) => "no_match",
             BackupError::Timeout { .. } => "timeout",
+            BackupError::CommandExit { .. } => "command_exit",
+            BackupError::CommandTimeout { .. } => "command_timeout",
+            BackupError::CommandStart { .. } => "command_start",
+            BackupError::SetName(_) => "set_name",
         }
     }
 }
@@ -412,6 +452,8 @@ pub struct SourceRead {
     pub declared_sets: Vec<String>,
     /// Per-set values the format works out itself (pgbackrest).
     pub set_views: BTreeMap<String, SetExtra>,
+    /// Glob path: whether each set's file was read and parsed this time.
+    pub set_up: BTreeMap<String, bool>,
 }
 
 /// Per-set values a format works out itself.
@@ -540,7 +582,7 @@ fn source_summary(
     if cfg.format.has_sets() && !cfg.set_max_age.is_empty() {
         let judged: Vec<BackupRecord> = records
             .iter()
-            .filter(|r| !cfg.set_max_age.contains_key(&r.group))
+            .filter(|r| !cfg.set_max_age.contains_key(set_of(&r.group)))
             .cloned()
             .collect();
         if let Some(t) = summarize(&judged, now, retention).last_success {
@@ -550,7 +592,17 @@ fn source_summary(
     s
 }
 
-/// One summary per backup set (record group), by label.
+/// Separates a glob source's set (the file's name) from the group inside
+/// its file in [`BackupRecord::group`]: a set's summary then sees the file's
+/// own groups (its freshness is the stalest one's, sizes are summed).
+const SET_SEP: char = '\u{1f}';
+
+/// The set label of a record group.
+fn set_of(group: &str) -> &str {
+    group.split(SET_SEP).next().unwrap_or(group)
+}
+
+/// One summary per backup set (record group; glob sources: the file's set), by label.
 pub fn summarize_sets(
     records: &[BackupRecord],
     now: f64,
@@ -558,7 +610,7 @@ pub fn summarize_sets(
 ) -> BTreeMap<String, Summary> {
     let mut by_set: BTreeMap<&str, Vec<BackupRecord>> = BTreeMap::new();
     for r in records {
-        by_set.entry(r.group.as_str()).or_default().push(r.clone());
+        by_set.entry(set_of(&r.group)).or_default().push(r.clone());
     }
     by_set
         .into_iter()
@@ -571,11 +623,49 @@ pub(crate) struct SourceCtx<'a> {
     pub cfg: &'a BackupSourceConfig,
     pub base: &'a std::path::Path,
     pub max_file_size: u64,
+    /// Where the main document of a single-document format comes from.
+    pub main: Main,
+}
+
+/// The main document: `path` (or one file of a glob `path`), or a command's output.
+pub(crate) enum Main {
+    File(PathBuf),
+    /// (what it is, for messages: "output of `restic`"; the bytes), or why there are none.
+    Output(Result<(String, Vec<u8>), BackupError>),
 }
 
 impl SourceCtx<'_> {
     pub fn resolve(&self, p: &str) -> PathBuf {
         files::resolve(self.base, p)
+    }
+
+    /// The main document's name for messages.
+    pub fn main_name(&self) -> String {
+        match &self.main {
+            Main::File(p) => p.display().to_string(),
+            Main::Output(Ok((what, _))) => what.clone(),
+            Main::Output(Err(_)) => "command output".into(),
+        }
+    }
+
+    /// Parse the main document (a file through `cache`).
+    pub fn load_main<T>(
+        &self,
+        cache: &mut files::Cache<T>,
+        parse: impl FnOnce(&[u8]) -> Result<T, ParseError>,
+    ) -> Result<Arc<T>, BackupError> {
+        match &self.main {
+            Main::File(p) => cache.load(p, self.max_file_size, parse).map(|(v, _)| v),
+            Main::Output(Ok((what, bytes))) => {
+                parse(bytes)
+                    .map(Arc::new)
+                    .map_err(|source| BackupError::Parse {
+                        path: what.clone(),
+                        source,
+                    })
+            }
+            Main::Output(Err(e)) => Err(e.clone()),
+        }
     }
 }
 
@@ -614,6 +704,13 @@ impl FormatState {
 struct SourceMemory {
     state: Option<FormatState>,
     status: files::Cache<runs::RunStatus>,
+    last_good: Option<Arc<SourceRead>>,
+    /// Glob path: each matched file's parse cache and last good read.
+    files: BTreeMap<PathBuf, FileMemory>,
+}
+
+struct FileMemory {
+    state: FormatState,
     last_good: Option<Arc<SourceRead>>,
 }
 
@@ -714,20 +811,40 @@ fn read_source(ctx: &SourceCtx<'_>, state: &mut FormatState) -> SourceRead {
     }
 }
 
-/// Read one source (blocking), updating its memory.
+/// Read one source (blocking), updating its memory. `monitor_timeout`: the
+/// monitor's `timeout` (a command's default timeout derives from it).
 fn read_one(
     cfg: &BackupSourceConfig,
     base: &std::path::Path,
     max_file_size: u64,
+    monitor_timeout: Duration,
     mem: &mut SourceMemory,
 ) -> SourceReport {
+    let main = match &cfg.command {
+        Some(c) => Main::Output(command::run_source_command(
+            cfg,
+            c,
+            base,
+            max_file_size,
+            monitor_timeout,
+        )),
+        None => Main::File(files::resolve(base, &cfg.path)),
+    };
     let ctx = SourceCtx {
         cfg,
         base,
         max_file_size,
+        main,
     };
-    let state = mem.state.get_or_insert_with(|| FormatState::new(cfg));
-    let mut read = read_source(&ctx, state);
+    let mut read = if cfg.command.is_none()
+        && config::single_document(cfg.format)
+        && config::is_glob(&cfg.path)
+    {
+        glob::read(cfg, base, max_file_size, &mut mem.files)
+    } else {
+        let state = mem.state.get_or_insert_with(|| FormatState::new(cfg));
+        read_source(&ctx, state)
+    };
     // Read on their own: an unreadable status file or lock folder makes the
     // source `up 0` and its values absent, never "succeeded" or "no locks".
     if let Some(p) = &cfg.status_file {
@@ -794,7 +911,13 @@ impl Inner {
         let reads = self
             .sources
             .collect(schedule, now, items, move |cfg, mem| {
-                read_one(&cfg, &reader.base, reader.cfg.max_file_size.0, mem)
+                read_one(
+                    &cfg,
+                    &reader.base,
+                    reader.cfg.max_file_size.0,
+                    reader.cfg.timeout.0,
+                    mem,
+                )
             })
             .await;
         let now_s = unix_seconds(now);
@@ -910,6 +1033,9 @@ impl Inner {
                     }
                     if let Some(x) = s.files_ratio {
                         b.gauge(&SET_FILES_RATIO, &l, x);
+                    }
+                    if let Some(up) = this.set_up.get(set) {
+                        b.gauge(&SET_UP, &l, if *up { 1.0 } else { 0.0 });
                     }
                     let max = set_max_age(cfg, set);
                     if let Some(m) = max {
@@ -1215,7 +1341,16 @@ impl Monitor for BackupMonitor {
             .cfg
             .sources
             .iter()
-            .map(|s| format!("{} ({} {})", s.name, s.format, s.path))
+            .map(|s| match &s.command {
+                // The program only: arguments may hold a repository URL.
+                Some(c) => format!(
+                    "{} ({} command {})",
+                    s.name,
+                    s.format,
+                    c.argv.first().map(String::as_str).unwrap_or_default()
+                ),
+                None => format!("{} ({} {})", s.name, s.format, s.path),
+            })
             .collect();
         format!(
             "backups: {} (under {})",

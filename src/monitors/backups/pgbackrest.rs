@@ -232,9 +232,8 @@ pub struct State {
 }
 
 pub(crate) fn read(ctx: &SourceCtx<'_>, st: &mut State) -> SourceRead {
-    let path = ctx.resolve(&ctx.cfg.path);
-    let stanzas = match st.info.load(&path, ctx.max_file_size, parse_info) {
-        Ok((s, _)) => s,
+    let stanzas = match ctx.load_main(&mut st.info, parse_info) {
+        Ok(s) => s,
         Err(e) => return SourceRead::main_failed(e, None),
     };
     let (records, views, findings) = records(&stanzas);

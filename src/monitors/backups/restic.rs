@@ -376,12 +376,8 @@ pub(crate) fn read(ctx: &SourceCtx<'_>, st: &mut State) -> SourceRead {
             }
         }
     }
-    let snaps = match st.snapshots.load(
-        &ctx.resolve(&ctx.cfg.path),
-        ctx.max_file_size,
-        parse_snapshots,
-    ) {
-        Ok((s, _)) => s,
+    let snaps = match ctx.load_main(&mut st.snapshots, parse_snapshots) {
+        Ok(s) => s,
         Err(e) => {
             read.errors.insert(0, e);
             read.main_failed = true;

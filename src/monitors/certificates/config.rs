@@ -184,6 +184,9 @@ impl CertificateConfig {
             if d.ca_file.as_deref().is_some_and(str::is_empty) {
                 return Err(at("ca_file must not be empty".into()));
             }
+            if let Some(r) = &d.revocation {
+                r.validate().map_err(at)?;
+            }
             if !seen.insert((d.address.clone(), d.server_name.clone())) {
                 return Err(at(format!(
                     "endpoint {} is listed twice with the same server_name; each endpoint/server_name pair must be unique",
@@ -237,6 +240,7 @@ impl EndpointSpec {
                 starttls: None,
                 timeout: None,
                 ca_file: None,
+                revocation: None,
             },
             EndpointSpec::Detailed(d) => d.clone(),
         }
@@ -288,4 +292,7 @@ pub struct EndpointDetails {
     /// PEM file of CA certificates to verify against instead of the built-in web roots.
     #[serde(default)]
     pub ca_file: Option<String>,
+    /// Active OCSP / CRL checks of the leaf (off by default; see `revocation.rs`).
+    #[serde(default)]
+    pub revocation: Option<super::revocation::RevocationConfig>,
 }

@@ -30,6 +30,8 @@ pub struct Endpoint {
     pub ca_file: Option<std::path::PathBuf>,
     /// `ca_file` as configured, for messages.
     pub ca_label: Option<String>,
+    /// Active revocation checks of the leaf, when enabled.
+    pub revocation: Option<super::revocation::RevocationConfig>,
 }
 
 /// Why an endpoint could not be read. Never quotes what the server sent.

@@ -715,6 +715,7 @@ fn parse_key(key: &str, bytes: &[u8], pass: &Result<Option<String>, String>) -> 
             format: p.format.as_str().to_string(),
             verified: None,
             staple: None,
+            revocation: Vec::new(),
         })
         .map_err(|e| SourceFailure {
             reason: e.metric_label(),

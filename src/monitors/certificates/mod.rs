@@ -17,6 +17,7 @@ pub mod kubernetes;
 pub mod modules;
 pub mod ocsp;
 pub mod parse;
+pub mod revocation;
 pub mod starttls;
 
 use std::collections::HashSet;
@@ -73,6 +74,10 @@ pub const REVOKED: MetricDef = MetricDef::gauge("certificate_revoked", "1 if a C
 pub const OCSP_PRESENT: MetricDef = MetricDef::gauge("certificate_ocsp_staple_present", "1 if the endpoint stapled an OCSP response to the handshake at the last check, else 0.");
 pub const OCSP_STATUS: MetricDef = MetricDef::gauge("certificate_ocsp_status", "The leaf's status in the stapled OCSP response: 1 for the current status (good, revoked, unknown), 0 for the others; absent without a usable staple.");
 pub const OCSP_NEXT_UPDATE: MetricDef = MetricDef::gauge("certificate_ocsp_next_update_timestamp_seconds", "nextUpdate of the stapled OCSP response for the leaf, as a Unix timestamp.");
+pub const REVOCATION_STATUS: MetricDef = MetricDef::gauge("certificate_revocation_status", "The leaf's revocation status from an active check (method: ocsp = the CA's OCSP responder, crl = the downloaded CRL): 1 for the current status (good, revoked, unknown), 0 for the others; unknown when the check failed.");
+pub const REVOCATION_UP: MetricDef = MetricDef::gauge("certificate_revocation_check_up", "1 if the active revocation check (method ocsp or crl) got a verified answer on the last check, else 0 (status is then unknown).");
+pub const REVOCATION_NEXT_UPDATE: MetricDef = MetricDef::gauge("certificate_revocation_next_update_timestamp_seconds", "nextUpdate of the verified OCSP response or downloaded CRL the active check used, as a Unix timestamp.");
+pub const REVOCATION_ERROR: MetricDef = MetricDef::gauge("certificate_revocation_check_error_info", "Why the active revocation check (method) failed on the last check (reason is a short code); always 1.");
 pub const SOURCE_UP: MetricDef = MetricDef::gauge(
     "certificate_source_up",
     "1 if the certificate file or endpoint was read and parsed on the last check, else 0.",
@@ -157,6 +162,8 @@ pub struct SourceData {
     pub verified: Option<Result<(), String>>,
     /// Endpoints only: the OCSP staple.
     pub staple: Option<StapleState>,
+    /// Endpoints only: active revocation checks of the leaf (when enabled).
+    pub revocation: Vec<revocation::Check>,
 }
 
 /// The OCSP response an endpoint stapled to its handshake.
@@ -384,6 +391,8 @@ struct Inner {
     crls: std::sync::Mutex<Vec<CrlResult>>,
     /// `kubernetes` sources: background watches, started by the first collection.
     kube: Option<kubernetes::Watches>,
+    /// Active revocation checks (endpoints with `revocation:`) and their cache.
+    revocation: revocation::Checker,
 }
 
 type Discovered = (Vec<files::FileTarget>, Arc<Result<Option<String>, String>>);
@@ -423,6 +432,7 @@ impl CertificateMonitor {
                         .as_ref()
                         .map(|f| files::resolve(&base, home.as_deref(), f)),
                     ca_label: d.ca_file.clone(),
+                    revocation: d.revocation.clone().filter(|r| r.enabled()),
                     address: d.address,
                 }
             })
@@ -450,6 +460,7 @@ impl CertificateMonitor {
                 read_at: std::sync::Mutex::new(Vec::new()),
                 pending: std::sync::atomic::AtomicUsize::new(0),
                 crls: std::sync::Mutex::new(Vec::new()),
+                revocation: revocation::Checker::new(),
             }),
         }
     }
@@ -658,10 +669,17 @@ fn kube_sources(w: &kubernetes::Watches, b: &mut SnapshotBuilder) -> Vec<SourceR
         } else {
             format!("kubernetes {} in {}", watch.kind.as_str(), watch.scope)
         };
+        // Every replica runs every watch (and exports its up/synced/error
+        // series), but the watch as a target belongs to one shard, so that
+        // a sharded fleet counts it once (homelab_monitor_targets_failing).
+        let own_target = crate::core::shard::owns(&what);
         if let Some(f) = &st.error {
             let mut l = labels.clone();
             l.push(("reason", f.reason.to_string()));
             b.gauge_owned(&kubernetes::KUBE_ERROR, l, 1.0);
+        }
+        if !own_target {
+        } else if let Some(f) = &st.error {
             b.target(TargetStatus {
                 target: what,
                 health: Health::Error,
@@ -762,12 +780,17 @@ async fn probe_one(inner: Arc<Inner>, i: usize, now: SystemTime) -> SourceResult
             message: format!("{}: TLS client setup failed: {e}", ep.address),
         }),
     };
+    let mut outcome = outcome.map(endpoint_data);
+    if let (Some(cfg), Ok(data)) = (&ep.revocation, &mut outcome) {
+        let anchors = revocation::anchors(ep.ca_file.as_deref());
+        data.revocation = inner.revocation.check(cfg, &data.certs, &anchors, now).await;
+    }
     SourceResult {
         kind: SourceKind::Endpoint,
         target: ep.address.clone(),
         server_name: Some(ep.server_name.clone()),
-            kube: None,
-        outcome: outcome.map(endpoint_data),
+        kube: None,
+        outcome,
     }
 }
 
@@ -786,6 +809,7 @@ pub(crate) fn endpoint_data(p: endpoint::Probe) -> SourceData {
         format: p.protocol,
         verified: Some(p.verified),
         staple: Some(staple),
+        revocation: Vec::new(),
     }
 }
 
@@ -830,6 +854,7 @@ fn read_one(
                 format: p.format.as_str().to_string(),
                 verified: None,
                 staple: None,
+                revocation: Vec::new(),
             })
             .map_err(|e| SourceFailure {
                 reason: e.metric_label(),
@@ -1138,6 +1163,61 @@ pub fn snapshot_full(
                                 kind: "OCSP staple".into(),
                                 subject: s.display(),
                                 detail: why.clone(),
+                                counted: false,
+                            });
+                        }
+                    }
+                }
+                for chk in &data.revocation {
+                    let mut l = id.clone();
+                    l.push(("method", chk.method.as_str().to_string()));
+                    let (current, up) = match &chk.outcome {
+                        Ok(a) => (a.status, true),
+                        Err(_) => (ocsp::OcspStatus::Unknown, false),
+                    };
+                    for status in ocsp::OcspStatus::ALL {
+                        let mut ls = l.clone();
+                        ls.push(("status", status.as_str().to_string()));
+                        b.gauge_owned(
+                            &REVOCATION_STATUS,
+                            ls,
+                            if status == current { 1.0 } else { 0.0 },
+                        );
+                    }
+                    b.gauge_owned(&REVOCATION_UP, l.clone(), if up { 1.0 } else { 0.0 });
+                    let what = match chk.method {
+                        revocation::Method::Ocsp => "OCSP responder",
+                        revocation::Method::Crl => "CRL download",
+                    };
+                    match &chk.outcome {
+                        Ok(a) => {
+                            if let Some(n) = a.next_update {
+                                b.gauge_owned(&REVOCATION_NEXT_UPDATE, l.clone(), n as f64);
+                            }
+                            staple_note = Some(match staple_note.take() {
+                                Some(n) => format!("{n}, {what} {}", a.status.as_str()),
+                                None => format!("{what} {}", a.status.as_str()),
+                            });
+                            if a.status == ocsp::OcspStatus::Revoked {
+                                staple_facts.push(Fact::Finding {
+                                    kind: "revoked".into(),
+                                    subject: s.display(),
+                                    detail: format!("the {what} says the served certificate is revoked"),
+                                    counted: true,
+                                });
+                            }
+                        }
+                        Err((reason, message)) => {
+                            l.push(("reason", reason.to_string()));
+                            b.gauge_owned(&REVOCATION_ERROR, l, 1.0);
+                            staple_note = Some(match staple_note.take() {
+                                Some(n) => format!("{n}, {what} failed ({reason})"),
+                                None => format!("{what} failed ({reason})"),
+                            });
+                            staple_facts.push(Fact::Finding {
+                                kind: "revocation check".into(),
+                                subject: s.display(),
+                                detail: format!("{what}: {message}; revocation unknown"),
                                 counted: false,
                             });
                         }
@@ -1511,6 +1591,7 @@ mod tests {
                 format: "der".into(),
                 verified: None,
                 staple: None,
+                revocation: Vec::new(),
             }),
         };
         let snap = snapshot_with(
@@ -1551,6 +1632,7 @@ mod tests {
                 format: "pem".into(),
                 verified: None,
                 staple: None,
+                revocation: Vec::new(),
             }),
         };
         let snap = snapshot(&[src.clone(), src], SystemTime::UNIX_EPOCH, 1, 1);
@@ -1691,6 +1773,7 @@ mod tests {
                 format: "pem".into(),
                 verified: None,
                 staple: None,
+                revocation: Vec::new(),
             }),
         };
         let summary = |certs: Vec<Cert>| {

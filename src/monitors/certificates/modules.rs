@@ -35,6 +35,9 @@ pub struct ProbeModule {
     /// PEM file of CA certificates to verify against instead of the web roots.
     #[serde(default)]
     pub ca_file: Option<String>,
+    /// Active OCSP / CRL checks of the leaf (off by default; see `revocation.rs`).
+    #[serde(default)]
+    pub revocation: Option<super::revocation::RevocationConfig>,
 }
 
 /// `custom_monitors.certificate_expiry.probe`.
@@ -123,6 +126,9 @@ pub fn validate(cfg: &CertificateConfig) -> Result<(), (String, String)> {
         if m.ca_file.as_deref().is_some_and(str::is_empty) {
             return Err(at("ca_file must not be empty".into()));
         }
+        if let Some(r) = &m.revocation {
+            r.validate().map_err(at)?;
+        }
     }
     if let Some(p) = &cfg.probe {
         if p.max_concurrent == 0 {
@@ -174,6 +180,8 @@ pub struct ProbeService {
     base: std::path::PathBuf,
     home: Option<std::path::PathBuf>,
     prober: Result<Prober, String>,
+    /// Active revocation checks of modules that ask for them (own cache).
+    revocation: super::revocation::Checker,
     pub max_concurrent: usize,
 }
 
@@ -207,6 +215,7 @@ impl ProbeService {
             base: base.to_path_buf(),
             home: super::files::home_dir(),
             prober: Prober::new(),
+            revocation: super::revocation::Checker::new(),
             max_concurrent: settings.max_concurrent.max(1),
         })
     }
@@ -299,13 +308,18 @@ impl ProbeService {
                 .as_ref()
                 .map(|f| super::files::resolve(&self.base, self.home.as_deref(), f)),
             ca_label: m.ca_file.clone(),
+            revocation: m.revocation.clone().filter(|r| r.enabled()),
         })
     }
 
     /// Probe `ep` now: its certificate series (as on /metrics for a configured
     /// endpoint) and whether the chain was read.
     pub async fn probe(&self, ep: &Endpoint, now: SystemTime) -> (Snapshot, bool) {
-        let result = probe_now(&self.prober, ep, now).await;
+        let mut result = probe_now(&self.prober, ep, now).await;
+        if let (Some(cfg), Ok(data)) = (&ep.revocation, &mut result.outcome) {
+            let anchors = super::revocation::anchors(ep.ca_file.as_deref());
+            data.revocation = self.revocation.check(cfg, &data.certs, &anchors, now).await;
+        }
         let ok = result.outcome.is_ok();
         if let Err(f) = &result.outcome {
             tracing::debug!(target = %ep.address, reason = f.reason, "probe failed: {}", f.message);

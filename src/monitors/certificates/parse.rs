@@ -76,6 +76,12 @@ pub struct CertIds {
     pub ski: Option<Vec<u8>>,
     /// SubjectPublicKeyInfo, DER.
     pub spki: Vec<u8>,
+    /// The serial number INTEGER's contents (for an OCSP CertID).
+    pub serial_raw: Vec<u8>,
+    /// OCSP responder URLs from the authority information access extension.
+    pub ocsp_urls: Vec<String>,
+    /// Full-name URLs of the CRL distribution points.
+    pub crl_urls: Vec<String>,
 }
 
 impl Cert {
@@ -640,6 +646,7 @@ fn der_error(e: &x509_parser::nom::Err<x509_parser::error::X509Error>, index: us
 }
 
 fn describe(c: &X509Certificate<'_>) -> Cert {
+    let (ocsp_urls, crl_urls) = revocation_urls(c);
     let cn = |name: &x509_parser::x509::X509Name<'_>| {
         name.iter_common_name()
             .next()
@@ -723,11 +730,52 @@ fn describe(c: &X509Certificate<'_>) -> Cert {
                 _ => None,
             }),
             spki: c.public_key().raw.to_vec(),
+            serial_raw: c.raw_serial().to_vec(),
+            ocsp_urls,
+            crl_urls,
         },
     }
 }
 
 /// The key identifier of an authority key identifier extension.
+/// The OCSP responder URLs (AIA) and CRL distribution point URLs of `c`
+/// (at most 4 of each, each at most 512 bytes).
+fn revocation_urls(c: &x509_parser::certificate::X509Certificate<'_>) -> (Vec<String>, Vec<String>) {
+    use x509_parser::extensions::{DistributionPointName, GeneralName, ParsedExtension};
+    let (mut ocsp, mut crl) = (Vec::new(), Vec::new());
+    let keep = |list: &mut Vec<String>, u: &str| {
+        if list.len() < 4 && u.len() <= 512 && !list.iter().any(|x| x == u) {
+            list.push(u.to_string());
+        }
+    };
+    for e in c.extensions() {
+        match e.parsed_extension() {
+            ParsedExtension::AuthorityInfoAccess(aia) => {
+                for d in aia.iter() {
+                    if d.access_method == x509_parser::oid_registry::OID_PKIX_ACCESS_DESCRIPTOR_OCSP {
+                        if let GeneralName::URI(u) = d.access_location {
+                            keep(&mut ocsp, u);
+                        }
+                    }
+                }
+            }
+            ParsedExtension::CRLDistributionPoints(points) => {
+                for p in points.iter() {
+                    if let Some(DistributionPointName::FullName(names)) = &p.distribution_point {
+                        for n in names {
+                            if let GeneralName::URI(u) = n {
+                                keep(&mut crl, u);
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    (ocsp, crl)
+}
+
 pub fn aki_of(exts: &[x509_parser::extensions::X509Extension<'_>]) -> Option<Vec<u8>> {
     exts.iter().find_map(|e| match e.parsed_extension() {
         x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(a) => {

@@ -9,7 +9,6 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use rustls::pki_types::CertificateDer;
 use rustls::RootCertStore;
-use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::config::{
     BodyRegex, CommandCheckConfig, DiskCheckConfig, DnsCheckConfig, FileAgeCheckConfig,
@@ -443,34 +442,22 @@ impl Check for FileAgeCheck {
 
 // ---------------------------------------------------------------- command
 
-/// Run a program (no shell); output is read up to a limit and never shown.
+/// Run a program (no shell) with [`crate::core::command`]: its own process
+/// group, killed whole at the check's timeout; output is read up to a limit
+/// and never shown.
 pub struct CommandCheck {
     cfg: CommandCheckConfig,
     base: PathBuf,
+    timeout: std::time::Duration,
 }
 
 impl CommandCheck {
-    pub fn new(c: &CommandCheckConfig, base: &Path) -> Self {
+    /// `timeout`: the check's (the process group is killed then).
+    pub fn new(c: &CommandCheckConfig, base: &Path, timeout: std::time::Duration) -> Self {
         CommandCheck {
             cfg: c.clone(),
             base: base.to_path_buf(),
-        }
-    }
-}
-
-async fn drain<R: AsyncRead + Unpin>(r: Option<R>) -> usize {
-    let Some(mut r) = r else { return 0 };
-    let mut buf = vec![0u8; 8192];
-    let mut total = 0usize;
-    loop {
-        match r.read(&mut buf).await {
-            Ok(0) | Err(_) => return total,
-            Ok(n) => {
-                total = total.saturating_add(n);
-                if total >= COMMAND_OUTPUT_LIMIT {
-                    return total;
-                }
-            }
+            timeout,
         }
     }
 }
@@ -482,29 +469,31 @@ impl Check for CommandCheck {
     }
 
     async fn run(&self, _ctx: &CheckContext) -> Result<String, CheckError> {
-        let (program, args) = self
+        use crate::core::command::{run, RunError, Spec};
+        let program = self
             .cfg
             .argv
-            .split_first()
+            .first()
+            .cloned()
             .ok_or_else(|| CheckError::Config("argv is empty".into()))?;
-        let mut child = tokio::process::Command::new(program)
-            .args(args)
-            .current_dir(&self.base)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| CheckError::Failed(format!("cannot start {program}: {e}")))?;
-        let out = drain(child.stdout.take());
-        let err = drain(child.stderr.take());
-        let (_, _) = tokio::join!(out, err);
-        // Output beyond the limit is not read: the pipes are closed when the
-        // child is dropped, and a child still running is killed at the timeout.
-        let status = child
-            .wait()
-            .await
-            .map_err(|e| CheckError::Failed(format!("waiting for {program} failed: {e}")))?;
+        let (argv, base, timeout) = (self.cfg.argv.clone(), self.base.clone(), self.timeout);
+        let out = tokio::task::spawn_blocking(move || {
+            run(&Spec {
+                argv: &argv,
+                dir: &base,
+                env: &[],
+                stdout_limit: COMMAND_OUTPUT_LIMIT,
+                stderr_limit: COMMAND_OUTPUT_LIMIT,
+                timeout,
+            })
+        })
+        .await
+        .map_err(|e| CheckError::Failed(format!("command task failed: {e}")))?;
+        let status = match out {
+            Ok(o) => o.status,
+            Err(RunError::Timeout { timeout, .. }) => return Err(CheckError::Timeout(timeout)),
+            Err(e) => return Err(CheckError::Failed(e.to_string())),
+        };
         match status.code() {
             Some(c) if c == self.cfg.expected_exit_code => Ok(format!("{program} exited {c}")),
             Some(c) => Err(CheckError::Failed(format!(

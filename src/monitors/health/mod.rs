@@ -227,7 +227,7 @@ pub fn build_check(c: &HealthCheckConfig, base: &Path) -> Result<Arc<dyn Check>,
         return Ok(Arc::new(checks::FileAgeCheck::new(f, base)));
     }
     if let Some(cmd) = &c.command {
-        return Ok(Arc::new(checks::CommandCheck::new(cmd, base)));
+        return Ok(Arc::new(checks::CommandCheck::new(cmd, base, c.timeout.0)));
     }
     Err(CheckError::Config(
         "needs one of http, tcp, dns, disk, file_age, command".into(),

@@ -415,25 +415,11 @@ impl<'a> Scan<'a> {
             }
             escaped = true;
             match *b.get(k + 1)? {
-                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => j = k + 2,
-                b'u' => {
-                    let n = hex4(b.get(k + 2..k + 6)?)?;
-                    j = k + 6;
-                    if (0xD800..0xDC00).contains(&n) {
-                        // A high surrogate must be followed by a low one.
-                        if b.get(j..j + 2)? != b"\\u" {
-                            return None;
-                        }
-                        let lo = hex4(b.get(j + 2..j + 6)?)?;
-                        if !(0xDC00..0xE000).contains(&lo) {
-                            return None;
-                        }
-                        j += 6;
-                    } else if (0xDC00..0xE000).contains(&n) {
-                        return None;
-                    }
+                b'u' => j = unicode_escape(b, k)?.1,
+                c => {
+                    simple_escape(c)?;
+                    j = k + 2;
                 }
-                _ => return None,
             }
         }
     }
@@ -464,39 +450,15 @@ impl<'a> Scan<'a> {
             escaped = true;
             self.scratch.extend_from_slice(&b[j..k]);
             let byte = match *b.get(k + 1)? {
-                b'"' => b'"',
-                b'\\' => b'\\',
-                b'/' => b'/',
-                b'b' => 0x08,
-                b'f' => 0x0c,
-                b'n' => b'\n',
-                b'r' => b'\r',
-                b't' => b'\t',
                 b'u' => {
-                    let n = hex4(b.get(k + 2..k + 6)?)?;
-                    j = k + 6;
-                    let cp = if (0xD800..0xDC00).contains(&n) {
-                        if b.get(j..j + 2)? != b"\\u" {
-                            return None;
-                        }
-                        let lo = hex4(b.get(j + 2..j + 6)?)?;
-                        if !(0xDC00..0xE000).contains(&lo) {
-                            return None;
-                        }
-                        j += 6;
-                        0x10000 + ((n - 0xD800) << 10) + (lo - 0xDC00)
-                    } else if (0xDC00..0xE000).contains(&n) {
-                        return None;
-                    } else {
-                        n
-                    };
-                    let ch = char::from_u32(cp)?;
+                    let (ch, next) = unicode_escape(b, k)?;
+                    j = next;
                     let mut buf = [0u8; 4];
                     self.scratch
                         .extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
                     continue;
                 }
-                _ => return None,
+                c => simple_escape(c)?,
             };
             self.scratch.push(byte);
             j = k + 2;
@@ -516,29 +478,15 @@ impl<'a> Scan<'a> {
             out.extend_from_slice(&b[j..k]);
             let c = b[k + 1];
             j = k + 2;
-            let byte = match c {
-                b'n' => b'\n',
-                b't' => b'\t',
-                b'r' => b'\r',
-                b'b' => 0x08,
-                b'f' => 0x0c,
-                b'u' => {
-                    // Validated by string_span: hex digits, surrogates paired.
-                    let n = hex4(&b[k + 2..k + 6]).unwrap_or(0);
-                    j = k + 6;
-                    let cp = if (0xD800..0xDC00).contains(&n) {
-                        let lo = hex4(&b[k + 8..k + 12]).unwrap_or(0xDC00);
-                        j = k + 12;
-                        0x10000 + ((n - 0xD800) << 10) + (lo - 0xDC00)
-                    } else {
-                        n
-                    };
-                    let ch = char::from_u32(cp).unwrap_or('\u{FFFD}');
-                    let mut buf = [0u8; 4];
-                    out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
-                    continue;
-                }
-                other => other,
+            let byte = if c == b'u' {
+                // Validated by string_span: hex digits, surrogates paired.
+                let (ch, next) = unicode_escape(b, k).unwrap_or(('\u{FFFD}', k + 6));
+                j = next;
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                continue;
+            } else {
+                simple_escape(c).unwrap_or(c)
             };
             out.push(byte);
         }
@@ -782,6 +730,44 @@ fn backslash(s: &[u8]) -> Option<usize> {
 }
 
 /// The value of four hex digits.
+/// The byte a two-character JSON escape (`\\n`, `\\"`...) stands for; `None`
+/// for anything JSON does not allow after a backslash (and for `u`).
+#[inline]
+fn simple_escape(c: u8) -> Option<u8> {
+    Some(match c {
+        b'"' => b'"',
+        b'\\' => b'\\',
+        b'/' => b'/',
+        b'b' => 0x08,
+        b'f' => 0x0c,
+        b'n' => b'\n',
+        b'r' => b'\r',
+        b't' => b'\t',
+        _ => return None,
+    })
+}
+
+/// The `\\uXXXX` escape whose backslash is at `k` (a high surrogate must be
+/// followed by a low one, a lone low surrogate is refused): the character and
+/// the index after the escape.
+#[inline]
+fn unicode_escape(b: &[u8], k: usize) -> Option<(char, usize)> {
+    let n = hex4(b.get(k + 2..k + 6)?)?;
+    let j = k + 6;
+    if (0xD800..0xDC00).contains(&n) {
+        if b.get(j..j + 2)? != b"\\u" {
+            return None;
+        }
+        let lo = hex4(b.get(j + 2..j + 6)?)?;
+        if !(0xDC00..0xE000).contains(&lo) {
+            return None;
+        }
+        let cp = 0x10000 + ((n - 0xD800) << 10) + (lo - 0xDC00);
+        return Some((char::from_u32(cp)?, j + 6));
+    }
+    Some((char::from_u32(n)?, j))
+}
+
 fn hex4(d: &[u8]) -> Option<u32> {
     let mut n = 0u32;
     for &c in d.get(..4)? {

@@ -11,6 +11,12 @@
 //!                      policy_max_input_size (default 256 MiB)
 //!   collect PATH       one cold collection of a file or a folder (fleet), then a re-check with
 //!                      unchanged files, then /metrics encoding; prints timings
+//!   gen-fleet DIR N    write N small states (5 instances, ~4 KB each) as DIR/dNNN/wsNNNNNN/terraform.tfstate
+//!   fleet-mem DIR [gzip]
+//!                      memory of a fleet while serving: cold collection, identity and gzip
+//!                      scrapes (`gzip`: gzip only, as Prometheus asks), a re-collection,
+//!                      scrapes again; prints RSS while serving, peak RSS, exposition and gzip
+//!                      sizes, and where the heap goes (counting allocator)
 //! Run it with `scripts/bench.sh`.
 
 #[path = "../tests/common/gen.rs"]
@@ -27,16 +33,57 @@ use homelab_monitor::core::monitor::Monitor;
 use homelab_monitor::core::registry::Registry;
 use homelab_monitor::monitors::terraform::{state::parse_state, TerraformMonitor};
 
-fn peak_rss_kib() -> u64 {
+/// Counts live heap bytes (this benchmark binary only), to say where a
+/// fleet's memory goes.
+struct CountingAlloc;
+
+static LIVE: std::sync::atomic::AtomicIsize = std::sync::atomic::AtomicIsize::new(0);
+
+unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, l: std::alloc::Layout) -> *mut u8 {
+        let p = unsafe { std::alloc::System.alloc(l) };
+        if !p.is_null() {
+            LIVE.fetch_add(l.size() as isize, std::sync::atomic::Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: std::alloc::Layout) {
+        unsafe { std::alloc::System.dealloc(p, l) };
+        LIVE.fetch_sub(l.size() as isize, std::sync::atomic::Ordering::Relaxed);
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: std::alloc::Layout, new: usize) -> *mut u8 {
+        let q = unsafe { std::alloc::System.realloc(p, l, new) };
+        if !q.is_null() {
+            LIVE.fetch_add(
+                new as isize - l.size() as isize,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
+        q
+    }
+}
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+fn live_mib() -> f64 {
+    LIVE.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1048576.0
+}
+
+fn status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(0)
+}
+
+fn peak_rss_kib() -> u64 {
+    status_kib("VmHWM:")
 }
 
 fn report(what: &str, secs: f64, extra: &str) {
@@ -87,6 +134,16 @@ fn main() {
             );
         }
         "collect" => collect(&path, None),
+        "gen-fleet" => {
+            let n: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1000);
+            for i in 0..n {
+                let p = path.join(format!("d{:03}/ws{i:06}/terraform.tfstate", i / 1000));
+                std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+                let mut w = std::io::BufWriter::new(std::fs::File::create(p).expect("create"));
+                gen::write_state(&mut w, 5, 700, &format!("fleet-{i}"), i as u64).expect("write");
+            }
+        }
+        "fleet-mem" => fleet_mem(&path, args.get(2).is_some_and(|a| a == "gzip")),
         "collect-policies" => {
             // The starter library (policies/), with policy_max_input_size.
             let max = args
@@ -202,6 +259,94 @@ fn collect(path: &Path, policies: Option<(String, u64)>) {
             "scrape (re-check + encode)",
             t.elapsed().as_secs_f64(),
             &format!(", {} bytes of metrics", body.len()),
+        );
+    });
+}
+
+/// Memory of a fleet while it is served (see the module doc, `fleet-mem`).
+fn fleet_mem(dir: &Path, gzip_only: bool) {
+    use homelab_monitor::core::compress::Encoding;
+    let cfg = TerraformConfig {
+        state_dirs: vec![GlobPattern(".".into())],
+        // Scrapes answer from memory; the re-check below is forced.
+        check_interval: HumanDuration(std::time::Duration::from_secs(3600)),
+        timeout: HumanDuration(std::time::Duration::from_secs(600)),
+        ..Default::default()
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let base = live_mib();
+        let monitor: Arc<dyn Monitor> = Arc::new(TerraformMonitor::new(cfg, dir.to_path_buf()));
+        let registry = Registry::new(vec![monitor], Arc::new(SystemClock));
+        let t = Instant::now();
+        let out = registry.gather().await;
+        let cold = t.elapsed().as_secs_f64();
+        let targets = out[0].snapshot.targets.len();
+        let after_collect = live_mib();
+        // What the snapshot holds, measured by cloning its parts.
+        let l0 = live_mib();
+        let fams = out[0].snapshot.families.clone();
+        let series: usize = fams.iter().map(|f| f.samples.len()).sum();
+        let l1 = live_mib();
+        let statuses = out[0].snapshot.targets.clone();
+        let l2 = live_mib();
+        drop((fams, statuses));
+        let (fam_mib, status_mib) = (l1 - l0, l2 - l1);
+        drop(out);
+        let wait = std::time::Duration::from_secs(600);
+        let scrape = |e: Encoding| {
+            let r = &registry;
+            async move {
+                r.scrape_encoded(Format::Classic, wait, None, e)
+                    .await
+                    .expect("encode")
+                    .body
+                    .len()
+            }
+        };
+        let mut identity = 0;
+        for _ in 0..3 {
+            if !gzip_only {
+                identity = scrape(Encoding::Identity).await;
+            }
+        }
+        let after_text = live_mib();
+        let mut gz = 0;
+        for _ in 0..3 {
+            gz = scrape(Encoding::Gzip).await;
+        }
+        let after_gzip = live_mib();
+        // A re-collection (targets served from memory): a new snapshot and
+        // a new encoding while the last ones are held.
+        registry.expire();
+        let t = Instant::now();
+        registry.gather().await;
+        let recheck = t.elapsed().as_secs_f64();
+        for _ in 0..3 {
+            scrape(Encoding::Gzip).await;
+            if !gzip_only {
+                scrape(Encoding::Identity).await;
+            }
+        }
+        let serving = status_kib("VmRSS:") as f64 / 1024.0;
+        let peak = status_kib("VmHWM:") as f64 / 1024.0;
+        println!(
+            "fleet-mem{}: {targets} states, {series} series, cold collection {cold:.2} s, re-check {recheck:.2} s, \
+             serving RSS {serving:.1} MiB, peak RSS {peak:.1} MiB, exposition {identity} bytes, gzip {gz} bytes, \
+             live heap {:.1} MiB",
+            if gzip_only { " (gzip only)" } else { "" },
+            live_mib() - base
+        );
+        println!(
+            "fleet-mem heap: after collection {:.1} MiB (series {fam_mib:.1} MiB, target statuses {status_mib:.1} MiB, \
+             the rest (per-target memory) {:.1} MiB), encoded text {:.1} MiB, gzip {:.1} MiB",
+            after_collect - base,
+            after_collect - base - fam_mib - status_mib,
+            after_text - after_collect,
+            after_gzip - after_text
         );
     });
 }

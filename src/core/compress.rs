@@ -111,7 +111,10 @@ impl GzipPrefix {
         // Sync flush: byte-aligned, not final; dropping the encoder then only
         // writes its final block into the emptied Vec.
         let _ = enc.flush();
-        let deflated = std::mem::take(enc.get_mut());
+        let mut deflated = std::mem::take(enc.get_mut());
+        // Kept until the next collection: the buffer was sized for a quarter
+        // of the input, metrics usually compress to a few percent of it.
+        deflated.shrink_to_fit();
         GzipPrefix { deflated, crc }
     }
 

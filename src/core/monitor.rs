@@ -55,6 +55,13 @@ pub struct Cadence {
 /// One monitor: a named collector with its own re-check period.
 #[async_trait]
 pub trait Monitor: Send + Sync + 'static {
+    /// Estimated bytes the monitor keeps between collections besides its
+    /// snapshot (per-target memory: parsed documents, digests, labels), for
+    /// `homelab_monitor_retained_bytes`. Called once per collection.
+    fn retained_bytes(&self) -> usize {
+        0
+    }
+
     /// Stable name, used as the `monitor` label (`terraform_state`, ...).
     fn name(&self) -> &'static str;
 

@@ -379,6 +379,78 @@ impl Snapshot {
     }
 }
 
+impl Sample {
+    /// Estimated heap bytes of this series' labels (the sample itself is
+    /// counted by its family's vector).
+    pub fn heap_bytes(&self) -> usize {
+        self.labels.capacity() * std::mem::size_of::<(&'static str, String)>()
+            + self.labels.iter().map(|(_, v)| v.capacity()).sum::<usize>()
+    }
+}
+
+impl Value {
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Value::Text(s) => s.capacity(),
+            _ => 0,
+        }
+    }
+}
+
+impl Fact {
+    /// Estimated heap bytes of this fact's text.
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            Fact::Expiry { item, .. } | Fact::Freshness { item, .. } => item.capacity(),
+            Fact::Check { item, kind, .. } => item.capacity() + kind.capacity(),
+            Fact::Finding {
+                kind,
+                subject,
+                detail,
+                ..
+            } => kind.capacity() + subject.capacity() + detail.capacity(),
+            Fact::Problem { component, message } => component.capacity() + message.capacity(),
+            Fact::Detail { field, value } => field.capacity() + value.heap_bytes(),
+            Fact::Count { group, item, .. } => group.capacity() + item.capacity(),
+        }
+    }
+}
+
+impl TargetStatus {
+    /// Estimated heap bytes of this status (texts and facts).
+    pub fn heap_bytes(&self) -> usize {
+        self.target.capacity()
+            + self.summary.capacity()
+            + self.error.as_ref().map_or(0, String::capacity)
+            + self.facts.capacity() * std::mem::size_of::<Fact>()
+            + self.facts.iter().map(Fact::heap_bytes).sum::<usize>()
+    }
+}
+
+impl Snapshot {
+    /// Estimated bytes this snapshot holds: series with their label values,
+    /// target statuses with their facts (for `homelab_monitor_retained_bytes`).
+    pub fn estimated_bytes(&self) -> usize {
+        let series: usize = self
+            .families
+            .iter()
+            .map(|f| {
+                f.samples.capacity() * std::mem::size_of::<Sample>()
+                    + f.samples.iter().map(Sample::heap_bytes).sum::<usize>()
+            })
+            .sum();
+        std::mem::size_of::<Snapshot>()
+            + self.families.capacity() * std::mem::size_of::<MetricFamily>()
+            + series
+            + self.targets.capacity() * std::mem::size_of::<TargetStatus>()
+            + self
+                .targets
+                .iter()
+                .map(TargetStatus::heap_bytes)
+                .sum::<usize>()
+    }
+}
+
 /// Builds a [`Snapshot`], grouping samples by family in first-use order.
 #[derive(Debug, Default)]
 pub struct SnapshotBuilder {
@@ -427,7 +499,13 @@ impl SnapshotBuilder {
         self.targets.extend(other.targets);
     }
 
-    pub fn build(self) -> Snapshot {
+    pub fn build(mut self) -> Snapshot {
+        // Kept until the next collection: no spare capacity (a family of
+        // 100,000 series grown by doubling holds up to twice its size).
+        for f in &mut self.families {
+            f.samples.shrink_to_fit();
+        }
+        self.targets.shrink_to_fit();
         Snapshot {
             families: self.families,
             targets: self.targets,

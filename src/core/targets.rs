@@ -212,6 +212,19 @@ where
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Estimated bytes kept for the targets: each slot and label, plus `f`
+    /// of its memory (absent while a read runs) and last value.
+    pub fn retained_bytes(&self, f: impl Fn(Option<&M>, Option<&V>) -> usize) -> usize {
+        let slots = self.lock();
+        slots.capacity() * std::mem::size_of::<(String, Slot<M, V>)>()
+            + slots
+                .iter()
+                .map(|(label, s)| {
+                    label.capacity() + f(s.memory.as_ref(), s.last.as_ref().map(|(v, _)| v))
+                })
+                .sum::<usize>()
+    }
+
     /// Values of `items` (label, what to read) in their order: read now when
     /// due, else served from memory. Targets no longer listed are forgotten.
     /// `read` is blocking I/O (run on the bounded read pool); it gets the
@@ -321,6 +334,10 @@ where
             let keep: std::collections::HashSet<&str> =
                 items.iter().map(|(l, _, _)| l.as_str()).collect();
             slots.retain(|label, _| keep.contains(label.as_str()));
+            // A fleet that shrank gives its slots back (a map never shrinks by itself).
+            if slots.capacity() > 2 * keep.len().max(16) {
+                slots.shrink_to(keep.len());
+            }
             for (label, item, schedule) in items {
                 let slot = slots.entry(label.clone()).or_default();
                 if let Some(run) = slot.running.take() {

@@ -1013,9 +1013,14 @@ pub fn snapshot_full(
         if !seen_crls.insert(r.target.clone()) {
             continue;
         }
+        // Issue 19: every replica reads every CRL (its certificates may be
+        // revoked by any of them) but exports a CRL's own series only when it
+        // owns the CRL's path, so a sharded job shows each CRL once.
+        let exported = crate::core::shard::owns(&r.target);
         let id = vec![("path", r.target.clone())];
         let target = format!("crl: {}", r.target);
         match &r.outcome {
+            Err(_) if !exported => {}
             Err(f) => {
                 b.gauge_owned(&CRL_UP, id.clone(), 0.0);
                 b.gauge_owned(
@@ -1037,7 +1042,9 @@ pub fn snapshot_full(
                 });
             }
             Ok(list) => {
-                b.gauge_owned(&CRL_UP, id.clone(), 1.0);
+                if exported {
+                    b.gauge_owned(&CRL_UP, id.clone(), 1.0);
+                }
                 let mut facts = Vec::new();
                 let mut parts = Vec::new();
                 for (i, c) in list.iter().enumerate() {
@@ -1047,16 +1054,18 @@ pub fn snapshot_full(
                         .iter()
                         .filter_map(|ic| c.verify_with(ic))
                         .fold(None, |acc: Option<bool>, v| Some(acc.unwrap_or(false) || v));
-                    b.gauge_owned(&CRL_THIS_UPDATE, l.clone(), c.this_update as f64);
-                    if let Some(n) = c.next_update {
-                        b.gauge_owned(&CRL_NEXT_UPDATE, l.clone(), n as f64);
+                    if exported {
+                        b.gauge_owned(&CRL_THIS_UPDATE, l.clone(), c.this_update as f64);
+                        if let Some(n) = c.next_update {
+                            b.gauge_owned(&CRL_NEXT_UPDATE, l.clone(), n as f64);
+                        }
+                        b.gauge_owned(&CRL_REVOKED, l.clone(), c.revoked.len() as f64);
+                        b.gauge_owned(
+                            &CRL_VERIFIED,
+                            l,
+                            if verified == Some(true) { 1.0 } else { 0.0 },
+                        );
                     }
-                    b.gauge_owned(&CRL_REVOKED, l.clone(), c.revoked.len() as f64);
-                    b.gauge_owned(
-                        &CRL_VERIFIED,
-                        l,
-                        if verified == Some(true) { 1.0 } else { 0.0 },
-                    );
                     let item = format!("{} #{i} ({})", r.target, c.issuer);
                     if c.next_update.is_some_and(|n| n < now_s) {
                         facts.push(Fact::Finding {
@@ -1081,6 +1090,9 @@ pub fn snapshot_full(
                     }
                     parts.push(format!("{} revoked", c.revoked.len()));
                     usable_crls.push((c, verified));
+                }
+                if !exported {
+                    continue;
                 }
                 b.target(TargetStatus {
                     target,

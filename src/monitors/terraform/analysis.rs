@@ -114,6 +114,97 @@ pub struct TargetMemory {
     pub policy: Option<super::policy::PolicyCache>,
 }
 
+impl TargetMemory {
+    /// Estimated bytes kept between collections: the last parse of the
+    /// state, drift report and baseline (each counted once: the analysis
+    /// shares them).
+    pub fn estimated_bytes(&self) -> usize {
+        let plan = |p: &Option<Cached<Result<Arc<ParsedPlan>, PlanError>>>| {
+            p.as_ref()
+                .and_then(|c| c.value.as_ref().ok())
+                .map_or(0, |p| plan_bytes(p))
+        };
+        std::mem::size_of::<Self>()
+            + self.state.as_ref().map_or(0, |c| c.value.estimated_bytes())
+            + plan(&self.drift)
+            + self
+                .baseline
+                .as_ref()
+                .and_then(|c| c.value.as_ref().ok())
+                .map_or(0, |b| b.estimated_bytes())
+            + self.policy.as_ref().map_or(0, |p| policy_bytes(&p.outcome))
+    }
+}
+
+fn plan_bytes(p: &ParsedPlan) -> usize {
+    let change = |c: &super::plan::Change| {
+        std::mem::size_of::<super::plan::Change>()
+            + c.address.capacity()
+            + c.paths.iter().map(|x| x.capacity() + 24).sum::<usize>()
+            + c.previous_address.as_ref().map_or(0, String::capacity)
+    };
+    std::mem::size_of::<ParsedPlan>()
+        + p.drift.iter().chain(&p.pending).map(change).sum::<usize>()
+        + p.output_changes
+            .iter()
+            .map(|o| std::mem::size_of_val(o) + o.name.capacity())
+            .sum::<usize>()
+        + p.checks
+            .iter()
+            .map(|c| std::mem::size_of_val(c) + c.address.capacity() + c.kind.capacity())
+            .sum::<usize>()
+}
+
+fn policy_bytes(p: &super::policy::PolicyOutcome) -> usize {
+    p.results
+        .iter()
+        .map(|r| {
+            std::mem::size_of_val(r)
+                + r.policy.capacity()
+                + r.file.capacity()
+                + r.violations
+                    .iter()
+                    .map(|v| {
+                        std::mem::size_of_val(v)
+                            + v.msg.capacity()
+                            + v.address.as_ref().map_or(0, String::capacity)
+                    })
+                    .sum::<usize>()
+        })
+        .sum()
+}
+
+impl Analysis {
+    /// Estimated bytes of this analysis; `shared`: also the parsed state,
+    /// drift report and policy results it shares with the target's memory.
+    pub fn estimated_bytes(&self, shared: bool) -> usize {
+        let changes = |c: &Option<Changes>| {
+            c.as_ref().map_or(0, |c| {
+                c.added.iter().chain(&c.removed).map(|x| x.capacity() + 24).sum::<usize>()
+                    + c.changed
+                        .iter()
+                        .map(|(a, p)| a.capacity() + 48 + p.iter().map(|x| x.capacity() + 24).sum::<usize>())
+                        .sum::<usize>()
+            })
+        };
+        let mut n = std::mem::size_of::<Self>()
+            + self.label.capacity()
+            + self
+                .errors
+                .iter()
+                .map(|e| std::mem::size_of_val(e) + e.message.capacity())
+                .sum::<usize>()
+            + changes(&self.unapproved)
+            + changes(&self.changed_since_last);
+        if shared {
+            n += self.state.as_ref().map_or(0, |s| s.estimated_bytes())
+                + self.drift.as_ref().map_or(0, |p| plan_bytes(p))
+                + self.policy.as_ref().map_or(0, |p| policy_bytes(p));
+        }
+        n
+    }
+}
+
 pub use crate::remote::LockState;
 
 /// Everything known about one target after a collection.

@@ -9,19 +9,85 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::Hasher;
+use std::sync::{Arc, Mutex, Weak};
 
 use rustc_hash::FxHasher;
 use serde::de::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
 /// Attribute names seen while parsing one document, in first-seen order.
+/// Documents that saw the same names in the same order (a fleet of similar
+/// states, the same state read again) share one table.
 #[derive(Debug, Default, Clone)]
 pub struct PathTable {
+    names: Arc<[Box<str>]>,
+}
+
+/// The table being filled while one document is parsed.
+#[derive(Debug, Default)]
+struct TableBuilder {
     names: Vec<Box<str>>,
     index: HashMap<Box<str>, u32>,
 }
 
 impl PathTable {
+    pub fn name(&self, id: u32) -> &str {
+        self.names.get(id as usize).map(|s| &**s).unwrap_or("?")
+    }
+
+    /// Estimated heap bytes, this table's share when several documents hold it.
+    pub fn estimated_bytes(&self) -> usize {
+        let own = self.names.len() * std::mem::size_of::<Box<str>>()
+            + self.names.iter().map(|n| n.len()).sum::<usize>();
+        own / Arc::strong_count(&self.names).max(1)
+    }
+
+    /// Whether `self` and `other` are one shared table (tests).
+    pub fn shares(&self, other: &PathTable) -> bool {
+        Arc::ptr_eq(&self.names, &other.names)
+    }
+
+    /// The shared table with these names: the one already held by another
+    /// document, else a new one (remembered weakly: it goes with its last holder).
+    fn share(names: Vec<Box<str>>) -> PathTable {
+        type Cache = HashMap<u64, Vec<Weak<[Box<str>]>>>;
+        static TABLES: Mutex<Option<(Cache, usize)>> = Mutex::new(None);
+        if names.is_empty() {
+            return PathTable::default();
+        }
+        let mut h = FxHasher::default();
+        for n in &names {
+            h.write(n.as_bytes());
+            h.write_u8(0xff);
+        }
+        let key = h.finish();
+        let mut guard = TABLES.lock().unwrap_or_else(|e| e.into_inner());
+        let (cache, prune_at) = guard.get_or_insert_with(|| (HashMap::new(), 1024));
+        let bucket = cache.entry(key).or_default();
+        bucket.retain(|w| w.strong_count() > 0);
+        if let Some(found) = bucket
+            .iter()
+            .filter_map(Weak::upgrade)
+            .find(|t| **t == *names)
+        {
+            return PathTable { names: found };
+        }
+        let names: Arc<[Box<str>]> = names.into();
+        bucket.push(Arc::downgrade(&names));
+        // Forget the tables nobody holds any more, now and then: the cache
+        // stays within twice the tables alive.
+        if cache.len() > *prune_at {
+            cache.retain(|_, b| {
+                b.retain(|w| w.strong_count() > 0);
+                !b.is_empty()
+            });
+            *prune_at = (2 * cache.len()).max(1024);
+        }
+        PathTable { names }
+    }
+}
+
+impl TableBuilder {
     fn intern(&mut self, name: &str) -> u32 {
         if let Some(&id) = self.index.get(name) {
             return id;
@@ -32,21 +98,22 @@ impl PathTable {
         id
     }
 
-    pub fn name(&self, id: u32) -> &str {
+    fn name(&self, id: u32) -> &str {
         self.names.get(id as usize).map(|s| &**s).unwrap_or("?")
     }
 }
 
 thread_local! {
-    static TABLE: RefCell<PathTable> = RefCell::new(PathTable::default());
+    static TABLE: RefCell<TableBuilder> = RefCell::new(TableBuilder::default());
 }
 
-/// Run `f` with a fresh path table on this thread, and return the table it filled.
+/// Run `f` with a fresh path table on this thread, and return the table it
+/// filled (shared with the documents that have the same one).
 pub fn with_path_table<T>(f: impl FnOnce() -> T) -> (T, PathTable) {
-    TABLE.with(|t| *t.borrow_mut() = PathTable::default());
+    TABLE.with(|t| *t.borrow_mut() = TableBuilder::default());
     let out = f();
     let table = TABLE.with(|t| std::mem::take(&mut *t.borrow_mut()));
-    (out, table)
+    (out, PathTable::share(table.names))
 }
 
 fn intern(name: &str) -> u32 {
@@ -124,6 +191,8 @@ fn digest_raw(text: &[u8]) -> AttrDigest {
                 paths.push((id, h));
             });
             paths.sort_unstable_by_key(|p| p.0);
+            // Kept per instance until the next read: no spare capacity.
+            paths.shrink_to_fit();
             // Combine name hashes (not ids: ids depend on first-seen order) with
             // value hashes, independently of order, so digests of two documents compare.
             let whole = TABLE.with(|t| {
@@ -704,6 +773,8 @@ impl<'a> Scan<'a> {
         })?;
         self.depth -= 1;
         paths.sort_unstable_by_key(|p| p.0);
+        // Kept per instance until the next read: no spare capacity.
+        paths.shrink_to_fit();
         let whole = TABLE.with(|t| {
             let t = t.borrow();
             paths.iter().fold(paths.len() as u64, |acc, (id, h)| {

@@ -841,6 +841,34 @@ impl Monitor for TerraformMonitor {
         self.inner.cfg.cadence()
     }
 
+    /// Per-target memory: the last parse of each local target (state,
+    /// drift report, baseline, policy results) and its last analysis, the
+    /// remote entries' last analyses, and the discovered targets' labels and paths.
+    fn retained_bytes(&self) -> usize {
+        let local = self.inner.local.retained_bytes(|mem, last| {
+            mem.map_or(0, TargetMemory::estimated_bytes)
+                + last.map_or(0, |a| a.estimated_bytes(mem.is_none()))
+        });
+        let remote = self.inner.remote_reads.retained_bytes(|_, last| {
+            last.map_or(0, |r| {
+                r.0.analyses.iter().map(|a| a.estimated_bytes(true)).sum::<usize>()
+            })
+        });
+        let discovered = self
+            .inner
+            .discovered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|t| {
+                std::mem::size_of::<LocalTarget>()
+                    + t.label.capacity()
+                    + t.path.as_os_str().len()
+            })
+            .sum::<usize>();
+        local + remote + discovered
+    }
+
     fn describe(&self) -> String {
         let mut parts: Vec<String> = self
             .inner
@@ -995,5 +1023,117 @@ impl crate::core::targets::TargetValue for Analysis {
             remote_bytes: None,
             drift_run: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod memory_tests {
+    use super::*;
+    use crate::core::clock::SystemClock;
+    use crate::core::registry::Registry;
+
+    fn write_state(dir: &std::path::Path, i: usize) {
+        let d = dir.join(format!("ws{i}"));
+        std::fs::create_dir_all(&d).unwrap();
+        let resources: Vec<String> = (0..4)
+            .map(|r| {
+                format!(
+                    r#"{{"mode": "managed", "type": "aws_instance", "name": "r{r}", "provider": "provider[\"registry.terraform.io/hashicorp/aws\"]", "instances": [{{"schema_version": 1, "attributes": {{"id": "i-{i}-{r}", "ami": "ami-1", "tags": {{"Name": "n"}}}}}}]}}"#
+                )
+            })
+            .collect();
+        std::fs::write(
+            d.join("terraform.tfstate"),
+            format!(
+                r#"{{"version": 4, "terraform_version": "1.9.8", "serial": 1, "lineage": "l-{i}", "outputs": {{}}, "resources": [{}]}}"#,
+                resources.join(",")
+            ),
+        )
+        .unwrap();
+    }
+
+    fn retained(reg: &Registry, outcomes: &[Arc<crate::core::registry::Outcome>]) -> f64 {
+        reg.self_metrics(outcomes)
+            .value(
+                "homelab_monitor_retained_bytes",
+                &[("monitor", "terraform_state")],
+            )
+            .expect("retained_bytes for the terraform monitor")
+    }
+
+    #[tokio::test]
+    async fn retained_bytes_grow_with_targets_and_shrink_when_they_vanish() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..3 {
+            write_state(dir.path(), i);
+        }
+        let cfg = TerraformConfig {
+            state_dirs: vec![crate::core::config::values::GlobPattern(".".into())],
+            ..Default::default()
+        };
+        let monitor: Arc<dyn Monitor> = Arc::new(TerraformMonitor::new(cfg, dir.path().into()));
+        let reg = Registry::new(vec![monitor], Arc::new(SystemClock));
+        let o = reg.gather().await;
+        assert_eq!(o[0].snapshot.targets.len(), 3);
+        let three = retained(&reg, &o);
+        assert!(three > 0.0);
+        for i in 3..30 {
+            write_state(dir.path(), i);
+        }
+        reg.expire();
+        let o = reg.gather().await;
+        assert_eq!(o[0].snapshot.targets.len(), 30);
+        let thirty = retained(&reg, &o);
+        // Each state keeps at least its label, addresses and digests, and its
+        // series and status in the snapshot.
+        assert!(
+            thirty > three + 27.0 * 1000.0,
+            "3 states: {three} bytes, 30 states: {thirty} bytes"
+        );
+        for i in 2..30 {
+            std::fs::remove_dir_all(dir.path().join(format!("ws{i}"))).unwrap();
+        }
+        reg.expire();
+        let o = reg.gather().await;
+        assert_eq!(o[0].snapshot.targets.len(), 2);
+        let two = retained(&reg, &o);
+        assert!(two < three, "3 states: {three} bytes, 2 states: {two} bytes");
+        // The encoded part is cached once scraped; gzip once asked for.
+        let m = |reg: &Registry, e: &str| {
+            reg.self_metrics(&o)
+                .value("homelab_monitor_exposition_cache_bytes", &[("encoding", e)])
+                .unwrap()
+        };
+        assert_eq!(m(&reg, "identity"), 0.0);
+        let wait = Duration::from_secs(5);
+        let format = crate::core::encoder::Format::Classic;
+        let body = reg.scrape(format, wait, None).await.unwrap();
+        // The monitors' part, without the per-scrape self metrics; no slack.
+        let text = m(&reg, "identity");
+        assert!(
+            text > 0.0 && text < body.len() as f64,
+            "{text} of {}",
+            body.len()
+        );
+        assert!(body.contains("terraform_state_up{state_file=\"ws1/terraform.tfstate\"}"));
+        assert_eq!(m(&reg, "gzip"), 0.0);
+        reg.scrape_encoded(format, wait, None, crate::core::compress::Encoding::Gzip)
+            .await
+            .unwrap();
+        assert!(m(&reg, "gzip") > 0.0);
+        // After the next collection, a scraper that only asks for gzip
+        // (Prometheus) leaves only the compressed part in memory.
+        reg.expire();
+        reg.gather().await;
+        let z = reg
+            .scrape_encoded(format, wait, None, crate::core::compress::Encoding::Gzip)
+            .await
+            .unwrap();
+        assert_eq!(m(&reg, "identity"), 0.0);
+        assert!(m(&reg, "gzip") > 0.0);
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&z.body[..]), &mut text)
+            .unwrap();
+        assert!(text.contains("terraform_state_up{state_file=\"ws1/terraform.tfstate\"} 1"));
     }
 }

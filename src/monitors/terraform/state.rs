@@ -117,7 +117,9 @@ pub struct ParsedState {
     pub lineage: Option<String>,
     pub outputs: Vec<OutputInfo>,
     /// Instance counts by (mode, type).
-    pub resource_counts: BTreeMap<(String, String), u64>,
+    /// (A sorted vector: a B-tree allocates a node for 11 entries even for
+    /// the one type of a small state, and this is kept per state.)
+    pub resource_counts: Vec<((String, String), u64)>,
     /// Current objects, sorted by address.
     pub instances: Vec<Instance>,
     /// Deposed objects, as "address (deposed KEY)".
@@ -129,12 +131,44 @@ pub struct ParsedState {
 }
 
 impl ParsedState {
+    /// Estimated bytes kept for this state (addresses, digests, counts, names).
+    pub fn estimated_bytes(&self) -> usize {
+        let s = |x: &String| x.capacity();
+        let os = |x: &Option<String>| x.as_ref().map_or(0, String::capacity);
+        std::mem::size_of::<Self>()
+            + os(&self.terraform_version)
+            + os(&self.lineage)
+            + self.outputs.capacity() * std::mem::size_of::<OutputInfo>()
+            + self.outputs.iter().map(|o| s(&o.name)).sum::<usize>()
+            + self.resource_counts.capacity() * std::mem::size_of::<((String, String), u64)>()
+            + self
+                .resource_counts
+                .iter()
+                .map(|((m, t), _)| s(m) + s(t))
+                .sum::<usize>()
+            + self.instances.capacity() * std::mem::size_of::<Instance>()
+            + self
+                .instances
+                .iter()
+                .map(|i| s(&i.address) + i.digest.paths.capacity() * std::mem::size_of::<(u32, u64)>())
+                .sum::<usize>()
+            + self.deposed.capacity() * std::mem::size_of::<String>()
+            + self.deposed.iter().map(s).sum::<usize>()
+            + self.checks.capacity() * std::mem::size_of::<CheckInfo>()
+            + self
+                .checks
+                .iter()
+                .map(|c| s(&c.address) + s(&c.kind) + s(&c.status))
+                .sum::<usize>()
+            + self.paths.estimated_bytes()
+    }
+
     pub fn tainted(&self) -> impl Iterator<Item = &Instance> {
         self.instances.iter().filter(|i| i.tainted)
     }
 
     pub fn instance_count(&self) -> u64 {
-        self.resource_counts.values().sum()
+        self.resource_counts.iter().map(|(_, n)| n).sum()
     }
 
     /// Check counts by status (pass, fail, error, unknown).
@@ -335,6 +369,10 @@ fn finish(p: Partial) -> Result<ParsedState, ParseError> {
     check_version(version)?;
     st.version = version;
     st.instances.sort_by(|a, b| a.address.cmp(&b.address));
+    // Kept until the file changes: no spare capacity.
+    st.instances.shrink_to_fit();
+    st.outputs.shrink_to_fit();
+    st.resource_counts.shrink_to_fit();
     Ok(st)
 }
 
@@ -377,7 +415,11 @@ fn add_resource(st: &mut ParsedState, res: RawResource) {
             digest,
         });
     }
-    *st.resource_counts.entry((mode, res.rtype)).or_insert(0) += current;
+    let key = (mode, res.rtype);
+    match st.resource_counts.binary_search_by(|(k, _)| k.cmp(&key)) {
+        Ok(i) => st.resource_counts[i].1 += current,
+        Err(i) => st.resource_counts.insert(i, (key, current)),
+    }
 }
 
 fn add_check(st: &mut ParsedState, chk: RawCheck) {
@@ -749,8 +791,53 @@ struct RawOutput {
 }
 
 #[cfg(test)]
+mod memory_tests {
+    use super::*;
+
+    fn doc(names: &[&str], lineage: &str) -> String {
+        let attrs: Vec<String> = names.iter().map(|n| format!(r#""{n}": "v-{lineage}""#)).collect();
+        format!(
+            r#"{{"version": 4, "serial": 1, "lineage": "{lineage}", "resources": [{{"mode": "managed", "type": "t", "name": "a", "instances": [{{"attributes": {{{}}}}}]}}]}}"#,
+            attrs.join(", ")
+        )
+    }
+
+    #[test]
+    fn states_with_the_same_attribute_names_share_one_path_table() {
+        let a = parse_state(doc(&["id", "arn", "tags"], "a").as_bytes()).unwrap();
+        let b = parse_state(doc(&["id", "arn", "tags"], "b").as_bytes()).unwrap();
+        let c = parse_state(doc(&["id", "name"], "c").as_bytes()).unwrap();
+        assert!(a.paths.shares(&b.paths), "same names, one table");
+        assert!(!a.paths.shares(&c.paths));
+        // Shared, the table is counted once between its holders.
+        assert!(a.paths.estimated_bytes() < c.paths.estimated_bytes() + 8);
+        // Comparisons by name still work across tables.
+        let (x, y) = (&a.instances[0].digest, &c.instances[0].digest);
+        assert_eq!(
+            x.changed_paths(&a.paths, y, &c.paths),
+            vec!["arn", "id", "name", "tags"]
+        );
+        assert!(a.instances[0].digest.changed_paths(&a.paths, &b.instances[0].digest, &b.paths)
+            == vec!["arn", "id", "tags"]);
+        // No spare capacity kept per instance.
+        assert_eq!(x.paths.capacity(), x.paths.len());
+        drop((a, b));
+        // The table goes with its last holder; a new one is made for the next.
+        let d = parse_state(doc(&["id", "arn", "tags"], "d").as_bytes()).unwrap();
+        assert_eq!(d.paths.name(0), "id");
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
+
+    fn count(s: &ParsedState, mode: &str, rtype: &str) -> u64 {
+        s.resource_counts
+            .iter()
+            .find(|((m, t), _)| m == mode && t == rtype)
+            .map_or(0, |(_, n)| *n)
+    }
 
     fn parse(s: &str) -> Result<ParsedState, ParseError> {
         parse_state(s.as_bytes())
@@ -797,11 +884,11 @@ mod tests {
         assert_eq!(s.deposed, vec!["null_resource.web[1] (deposed 00aa11bb)"]);
         assert_eq!(s.tainted().count(), 1);
         assert_eq!(
-            s.resource_counts[&("managed".into(), "null_resource".into())],
+            count(&s, "managed", "null_resource"),
             3
         );
         assert_eq!(
-            s.resource_counts[&("data".into(), "null_data_source".into())],
+            count(&s, "data", "null_data_source"),
             1
         );
         assert_eq!(s.outputs.len(), 2);

@@ -127,6 +127,63 @@ step "helm template (defaults)"
   --expect Deployment --expect Service --expect ConfigMap \
   --absent ServiceMonitor --absent PrometheusRule --absent CronJob --absent Probe
 
+step "helm template on a cluster with the prometheus-operator CRDs (auto: ServiceMonitor, PrometheusRule, dashboards)"
+"$helm" template hm "$chart" --namespace homelab --api-versions monitoring.coreos.com/v1 >"$work/helm-operator.yaml"
+"$PY" scripts/validate-deploy-manifests.py manifests "$work/helm-operator.yaml" --rules "$rules" \
+  --dashboards "$chart/files/dashboards" \
+  --expect Deployment --expect ServiceMonitor --expect PrometheusRule --expect ConfigMap
+"$helm" template hm "$chart" --namespace homelab --api-versions monitoring.coreos.com/v1 \
+  --set serviceMonitor.enabled=false --set prometheusRule.enabled=false --set dashboards.enabled=false \
+  >"$work/helm-operator-off.yaml"
+"$PY" scripts/validate-deploy-manifests.py manifests "$work/helm-operator-off.yaml" --rules "$rules" \
+  --expect Deployment --absent ServiceMonitor --absent PrometheusRule
+if grep -q 'grafana_dashboard' "$work/helm-operator-off.yaml"; then die "dashboards.enabled=false still rendered dashboards"; fi
+echo "ok: detected, and overridable"
+
+step "helm template with Kubernetes sources (RBAC: list/watch on the configured resources only)"
+"$helm" template hm "$chart" --namespace homelab --set kubernetes.enabled=true \
+  --set-json 'kubernetes.sources=[{"kind":"tls_secrets"},{"kind":"configmaps","keys":["ca.crt"]},{"kind":"validating_webhooks"}]' \
+  --set-json 'kubernetes.rbacNamespaces=["apps","infra"]' >"$work/helm-kube.yaml"
+"$YAMLLINT" -c deploy/yamllint.yml - <"$work/helm-kube.yaml"
+"$PY" scripts/validate-deploy-manifests.py manifests "$work/helm-kube.yaml" --rules "$rules" \
+  --expect Deployment --expect ClusterRole --expect ClusterRoleBinding --expect Role --expect RoleBinding
+"$helm" template hm "$chart" --namespace homelab --set kubernetes.enabled=true >"$work/helm-kube-all.yaml"
+"$PY" - "$work/helm-kube.yaml" "$work/helm-kube-all.yaml" <<'PYEOF' || die "Kubernetes sources: RBAC or config not as configured"
+import sys, yaml
+def load(p):
+    return [d for d in yaml.safe_load_all(open(p)) if d]
+docs = load(sys.argv[1])
+rules = {}
+for d in docs:
+    if d["kind"] in ("Role", "ClusterRole"):
+        for r in d["rules"]:
+            assert r["verbs"] == ["list", "watch"], r
+            for g in r["apiGroups"]:
+                for res in r["resources"]:
+                    rules.setdefault((d["kind"], d["metadata"].get("namespace", "")), set()).add((g, res))
+assert rules == {
+    ("ClusterRole", ""): {("admissionregistration.k8s.io", "validatingwebhookconfigurations")},
+    ("Role", "apps"): {("", "secrets"), ("", "configmaps")},
+    ("Role", "infra"): {("", "secrets"), ("", "configmaps")},
+}, rules
+cfg = next(yaml.safe_load(d["data"]["monitoring-config.yaml"]) for d in docs
+           if d["kind"] == "ConfigMap" and "monitoring-config.yaml" in d.get("data", {}))
+srcs = cfg["custom_monitors"]["certificate_expiry"]["kubernetes"]["sources"]
+assert srcs[0] == {"kind": "tls_secrets", "namespaces": ["apps", "infra"]}, srcs
+assert "namespaces" not in srcs[2], srcs
+pod = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+assert pod["automountServiceAccountToken"] is True, pod
+# Defaults: TLS Secrets in all namespaces, one ClusterRole.
+docs = load(sys.argv[2])
+roles = [d for d in docs if d["kind"] in ("Role", "ClusterRole")]
+assert len(roles) == 1 and roles[0]["kind"] == "ClusterRole", roles
+assert roles[0]["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["list", "watch"]}], roles
+PYEOF
+"$helm" template hm "$chart" --namespace homelab >"$work/helm-kube-off.yaml"
+"$PY" scripts/validate-deploy-manifests.py manifests "$work/helm-kube-off.yaml" --rules "$rules" \
+  --expect Deployment --absent ClusterRole --absent Role
+echo "ok"
+
 step "helm template with deploy/README.md's install command (watches only what it mounts)"
 mapfile -t readme_sets < <(sed -n '/^helm install homelab-monitor/,/^```/p' deploy/README.md | grep -o -- '--set [^ ]*' | cut -d' ' -f2)
 [ "${#readme_sets[@]}" -ge 2 ] || die "no --set arguments found in deploy/README.md's helm install command"

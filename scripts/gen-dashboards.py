@@ -429,6 +429,22 @@ def certificates():
         ], "s", w=24, desc="The warning_days and critical_days lines come from the exporter's threshold metrics."),
         table(L, "Certificate details", [target(f"certificate_info{{{SEL}}}", instant=True, table=True)], "none",
               hide=["job", "instance", "Value"]),
+        # Kubernetes sources (certificate_expiry.kubernetes, issue 18).
+        table(L, "Kubernetes sources",
+              [target(f"min without (instance, pod) (certificate_kubernetes_source_up{{{SEL}}})", instant=True, table=True, ref="A"),
+               target(f"min without (instance, pod) (certificate_kubernetes_source_synced{{{SEL}}})", instant=True, table=True, ref="B"),
+               target(f"sum without (instance, pod) (certificate_kubernetes_source_objects{{{SEL}}})", instant=True, table=True, ref="C")],
+              "none", rename={"Value #A": "Up", "Value #B": "Synced", "Value #C": "Objects"},
+              hide=["job", "instance"], w=12),
+        table(L, "Kubernetes source errors",
+              [target(f"max without (instance, pod) (certificate_kubernetes_source_error_info{{{SEL}}}) == 1", instant=True, table=True)], "none",
+              hide=["job", "instance", "Value"], w=12),
+        table(L, "Expiring Secrets by namespace",
+              [target(f"count by (namespace) ((certificate_not_after_timestamp_seconds{{{SEL}, source=\"secret\"}} - time())"
+                      f" < on (job, instance) group_left () certificate_warning_threshold_seconds{{{SEL}}})",
+                      instant=True, table=True)],
+              "none", rename={"Value": "Certificates inside warning_days"}, sort_by="Certificates inside warning_days",
+              desc=True, hide=["job", "instance"], w=24),
     ]
     return dashboard("homelab-certificates", "Certificates", p, description="TLS certificates on disk and on the wire, by time left.")
 
@@ -531,6 +547,9 @@ DESCRIPTIONS = {
     "Inside critical_days": "Certificates expiring within the configured critical_days (CertificateExpiringCritical).",
     "Endpoints not verified": "TLS endpoints whose chain does not verify against the configured trust roots (CertificateNotVerified).",
     ("homelab-certificates", "Sources down"): "Certificate files or endpoints that could not be read or reached at the last collection (CertificateSourceDown after 15 minutes).",
+    "Kubernetes sources": "Each certificate_expiry.kubernetes source (kind, namespace scope), over all replicas: Up 0 when the last LIST or WATCH of any replica failed (CertificateKubernetesSourceDown after 15 minutes; its certificates are then the last ones read), Synced 1 once every replica's first complete LIST arrived, Objects holding certificate keys (summed over the shards, which split them by UID).",
+    "Kubernetes source errors": "Why a Kubernetes source is down (certificate_kubernetes_source_error_info reason: forbidden = RBAC, unreachable, ...); README, Kubernetes sources.",
+    "Expiring Secrets by namespace": "Certificates in Kubernetes Secrets inside warning_days, counted per namespace, most first: who has to renew.",
     "Certificate details": "Subject, issuer, serial and source of each certificate (certificate_info), for finding who owns it.",
     "Exporter up": "Whether Prometheus can scrape each homelab-monitor instance (up); 0 means every drift, certificate and backup alert is silent.",
     "Monitors": "Monitors (terraform_state, certificate_expiry, backup_validation, health checks...) each instance runs.",

@@ -53,8 +53,13 @@ def check_deployment(doc):
     pod = doc["spec"]["template"]["spec"]
     if doc["spec"]["template"]["metadata"]["labels"].get("app") != "homelab-monitor":
         err(where, "pod label app: homelab-monitor missing")
-    if pod.get("automountServiceAccountToken") is not False:
-        err(where, "automountServiceAccountToken is not false")
+    # The token is mounted only for certificate_expiry.kubernetes sources (they
+    # call the API with it, and the chart's RBAC allows list/watch only).
+    reads_api = doc["spec"]["template"]["metadata"].get("annotations", {}).get(
+        "homelab-monitor/kubernetes-api") == "list-watch"
+    if pod.get("automountServiceAccountToken") is not (True if reads_api else False):
+        err(where, "automountServiceAccountToken is not false" if not reads_api
+            else "automountServiceAccountToken is not true although Kubernetes sources are on")
     psc = pod.get("securityContext") or {}
     if psc.get("runAsNonRoot") is not True:
         err(where, "pod securityContext.runAsNonRoot is not true")

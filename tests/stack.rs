@@ -10,6 +10,8 @@
 //! meet real scraped series.
 
 mod common;
+#[path = "common/kubeapi.rs"]
+mod kubeapi;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -271,12 +273,29 @@ fn dashboards_and_alerts_against_a_real_prometheus() {
     std::fs::create_dir_all(b.join("pruned")).unwrap();
     std::fs::write(b.join("pruned/dump-latest.sql.gz"), vec![1u8; 2048]).unwrap();
 
+    // Kubernetes sources against the test API server: TLS Secrets in two
+    // namespaces (one inside warning_days), and ConfigMaps the token may not
+    // list (forbidden: the source is down, with its reason).
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let api = rt.block_on(kubeapi::FakeApi::start());
+    let kube_dir = tempfile::tempdir().unwrap();
+    let secret = |name: &str, days: u32| {
+        cert(kube_dir.path(), name, days);
+        let pem = std::fs::read_to_string(kube_dir.path().join(format!("{name}.pem"))).unwrap();
+        kubeapi::tls_secret(&pem, None, serde_json::json!({}))
+    };
+    api.put("secrets", "apps", "web-tls", secret("web", 10));
+    api.put("secrets", "infra", "ingress-tls", secret("ingress", 300));
+    api.forbid("configmaps");
+    let kubeconfig = api.kubeconfig(d);
+
     // Health checks: one port that answers, one that is closed (nothing listens).
     let closed_port = free_port();
     std::fs::write(
         d.join("stack.yaml"),
         format!(
-            "custom_monitors:\n  terraform_state:\n    check_interval: 2s\n    policies: [policies/]\n    state_files:\n      - terraform/terraform.tfstate\n      - terraform/environments/*/terraform.tfstate\n  certificate_expiry:\n    check_interval: 2s\n    warning_days: 30\n    critical_days: 7\n    paths: [certs/]\n    crls: [crl/ca.crl]\n    endpoints: [{{ address: \"127.0.0.1:{tls_port}\", revocation: {{ ocsp: true }} }}]\n  backup_validation:\n    check_interval: 2s\n    retention_days: 30\n    sources:\n      - {{ name: nightly, format: manifest, path: backups/nightly/manifest.json, max_age: 26h }}\n      - {{ name: shrunk, format: manifest, path: backups/shrunk/manifest.json, max_age: 26h }}\n      - {{ name: stale, format: manifest, path: backups/stale/manifest.json, max_age: 26h }}\n      - {{ name: tampered, format: manifest, path: backups/tampered/manifest.json, verify: sizes }}\n      - {{ name: forgotten, format: manifest, path: backups/forgotten/manifest.json }}\n      - {{ name: pruned, format: directory, path: backups/pruned, pattern: \"*.sql.gz\", min_snapshots: 3 }}\n      - {{ name: gone, format: directory, path: backups/gone }}\n      - {{ name: shared, format: restic, path: backups/shared/snapshots.json, max_age: 26h }}\nhealth_checks:\n  checks:\n    - {{ name: tls-port, interval: 2s, tcp: {{ address: \"127.0.0.1:{tls_port}\" }} }}\n    - {{ name: closed-port, interval: 2s, timeout: 2s, tcp: {{ address: \"127.0.0.1:{closed_port}\" }} }}\n    - {{ name: workdir-disk, interval: 2s, disk: {{ path: \".\", min_free_ratio: 0.0 }} }}\n"
+            "custom_monitors:\n  terraform_state:\n    check_interval: 2s\n    policies: [policies/]\n    state_files:\n      - terraform/terraform.tfstate\n      - terraform/environments/*/terraform.tfstate\n  certificate_expiry:\n    check_interval: 2s\n    warning_days: 30\n    critical_days: 7\n    paths: [certs/]\n    crls: [crl/ca.crl]\n    endpoints: [{{ address: \"127.0.0.1:{tls_port}\", revocation: {{ ocsp: true }} }}]\n    kubernetes:\n      kubeconfig: {}\n      sources:\n        - kind: tls_secrets\n        - kind: configmaps\n          keys: [ca.crt]\n  backup_validation:\n    check_interval: 2s\n    retention_days: 30\n    sources:\n      - {{ name: nightly, format: manifest, path: backups/nightly/manifest.json, max_age: 26h }}\n      - {{ name: shrunk, format: manifest, path: backups/shrunk/manifest.json, max_age: 26h }}\n      - {{ name: stale, format: manifest, path: backups/stale/manifest.json, max_age: 26h }}\n      - {{ name: tampered, format: manifest, path: backups/tampered/manifest.json, verify: sizes }}\n      - {{ name: forgotten, format: manifest, path: backups/forgotten/manifest.json }}\n      - {{ name: pruned, format: directory, path: backups/pruned, pattern: \"*.sql.gz\", min_snapshots: 3 }}\n      - {{ name: gone, format: directory, path: backups/gone }}\n      - {{ name: shared, format: restic, path: backups/shared/snapshots.json, max_age: 26h }}\nhealth_checks:\n  checks:\n    - {{ name: tls-port, interval: 2s, tcp: {{ address: \"127.0.0.1:{tls_port}\" }} }}\n    - {{ name: closed-port, interval: 2s, timeout: 2s, tcp: {{ address: \"127.0.0.1:{closed_port}\" }} }}\n    - {{ name: workdir-disk, interval: 2s, disk: {{ path: \".\", min_free_ratio: 0.0 }} }}\n",
+            kubeconfig.display()
         ),
     )
     .unwrap();
@@ -439,6 +458,9 @@ fn dashboards_and_alerts_against_a_real_prometheus() {
         "HealthCheckFailing closed-port",
         "HealthCheckDown closed-port",
         "HomelabMonitorTargetsFailing backup_validation",
+        "CertificateExpiringWarning secret",
+        "CertificateKubernetesSourceDown ",
+        "HomelabMonitorTargetsFailing certificate_expiry",
     ]
     .iter()
     .map(|s| s.to_string())

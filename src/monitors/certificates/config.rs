@@ -62,6 +62,9 @@ monitor_config! {
         /// `/probe` settings: `allowed_targets`, `max_concurrent`.
         #[serde(default)]
         pub probe: Option<super::modules::ProbeSettings>,
+        /// Certificates read through the Kubernetes API (`kubernetes.rs`).
+        #[serde(default)]
+        pub kubernetes: Option<super::kubernetes::KubernetesConfig>,
     }
 }
 
@@ -159,6 +162,9 @@ impl CertificateConfig {
             ));
         }
         super::modules::validate(self)?;
+        if let Some(k) = &self.kubernetes {
+            k.validate()?;
+        }
         let mut seen = std::collections::HashSet::new();
         for (i, e) in self.endpoints.iter().enumerate() {
             let d = e.details();

@@ -13,6 +13,7 @@ pub mod crl;
 pub mod endpoint;
 pub mod files;
 pub mod jks;
+pub mod kubernetes;
 pub mod modules;
 pub mod ocsp;
 pub mod parse;
@@ -128,6 +129,8 @@ pub const ERROR_REASONS: &[&str] = &[
     // CRL files
     "no_crl",
     "malformed_crl",
+    // Kubernetes objects (the watch itself: kubernetes::WATCH_ERROR_REASONS)
+    "missing_key",
 ];
 
 /// Where a certificate came from.
@@ -135,6 +138,8 @@ pub const ERROR_REASONS: &[&str] = &[
 pub enum SourceKind {
     File,
     Endpoint,
+    /// A key of a Kubernetes object (`SourceResult::kube` says which).
+    Kubernetes,
 }
 
 impl SourceKind {
@@ -142,6 +147,7 @@ impl SourceKind {
         match self {
             SourceKind::File => "file",
             SourceKind::Endpoint => "endpoint",
+            SourceKind::Kubernetes => "kubernetes",
         }
     }
 }
@@ -186,14 +192,19 @@ pub struct SourceResult {
     /// Endpoints only.
     pub server_name: Option<String>,
     pub outcome: Result<SourceData, SourceFailure>,
+    /// Kubernetes sources only: the object and key.
+    pub kube: Option<kubernetes::KubeRef>,
 }
 
 impl SourceResult {
     fn id_labels(&self) -> Vec<(&'static str, String)> {
+        if let Some(k) = &self.kube {
+            return k.id_labels();
+        }
         let mut l = vec![("source", self.kind.as_str().to_string())];
         match self.kind {
             SourceKind::File => l.push(("path", self.target.clone())),
-            SourceKind::Endpoint => {
+            SourceKind::Endpoint | SourceKind::Kubernetes => {
                 l.push(("endpoint", self.target.clone()));
                 l.push(("server_name", self.server_name.clone().unwrap_or_default()));
             }
@@ -203,6 +214,9 @@ impl SourceResult {
 
     /// Display name of the target for `--status`.
     pub fn display(&self) -> String {
+        if let Some(k) = &self.kube {
+            return k.display();
+        }
         match (&self.kind, &self.server_name) {
             (SourceKind::Endpoint, Some(sn)) if !self.target.starts_with(&format!("{sn}:")) => {
                 format!("{} (SNI {sn})", self.target)
@@ -342,7 +356,7 @@ pub fn monitor(
     interval: Option<Duration>,
     base: &std::path::Path,
 ) -> Arc<dyn Monitor> {
-    if cfg.paths.is_empty() && cfg.endpoints.is_empty() {
+    if cfg.paths.is_empty() && cfg.endpoints.is_empty() && cfg.kubernetes.is_none() {
         tracing::warn!("custom_monitors.certificate_expiry is enabled but lists no paths and no endpoints: only its thresholds are exported");
     }
     Arc::new(CertificateMonitor::from_config(
@@ -375,6 +389,8 @@ struct Inner {
     pending: std::sync::atomic::AtomicUsize,
     /// CRL files read by the last gather.
     crls: std::sync::Mutex<Vec<CrlResult>>,
+    /// `kubernetes` sources: background watches, started by the first collection.
+    kube: Option<kubernetes::Watches>,
     /// Active revocation checks (endpoints with `revocation:`) and their cache.
     revocation: revocation::Checker,
 }
@@ -421,8 +437,18 @@ impl CertificateMonitor {
                 }
             })
             .collect();
+        let kube = cfg.kubernetes.as_ref().map(|k| {
+            kubernetes::Watches::new(
+                k,
+                k.kubeconfig
+                    .as_ref()
+                    .map(|p| files::resolve(&base, home.as_deref(), p)),
+                passphrase(&cfg, &base, home.as_deref()),
+            )
+        });
         CertificateMonitor {
             inner: Arc::new(Inner {
+                kube,
                 endpoints,
                 home,
                 prober: Prober::new(),
@@ -492,6 +518,7 @@ impl CertificateMonitor {
                         kind: SourceKind::File,
                         target: label,
                         server_name: None,
+            kube: None,
                         outcome: Err(SourceFailure {
                             reason: e.metric_label(),
                             message: e.to_string(),
@@ -510,6 +537,7 @@ impl CertificateMonitor {
                     kind: SourceKind::File,
                     target: "discovery".into(),
                     server_name: None,
+            kube: None,
                     outcome: Err(SourceFailure {
                         reason: "timeout",
                         message: format!(
@@ -610,6 +638,97 @@ impl CertificateMonitor {
     }
 }
 
+/// The Kubernetes sources' current facts (from memory: never waits on the
+/// API) as sources, and each watch's health into `b`. Objects are sharded by UID.
+fn kube_sources(w: &kubernetes::Watches, b: &mut SnapshotBuilder) -> Vec<SourceResult> {
+    let mut out = Vec::new();
+    b.declare(&kubernetes::KUBE_UP);
+    for watch in &w.watches {
+        let st = watch.state.lock().unwrap_or_else(|e| e.into_inner());
+        let labels = vec![
+            ("kind", watch.kind.as_str().to_string()),
+            ("namespace", watch.scope.clone()),
+        ];
+        let stale = st.error.is_some();
+        // Up: listed, and not failing since. Before the first LIST (and
+        // without an error yet) it is neither: no series, the collection is pending.
+        if st.synced || st.error.is_some() {
+            b.gauge_owned(
+                &kubernetes::KUBE_UP,
+                labels.clone(),
+                if st.error.is_none() { 1.0 } else { 0.0 },
+            );
+        }
+        b.gauge_owned(
+            &kubernetes::KUBE_SYNCED,
+            labels.clone(),
+            if st.synced { 1.0 } else { 0.0 },
+        );
+        let what = if watch.scope.is_empty() {
+            format!("kubernetes {}", watch.kind.as_str())
+        } else {
+            format!("kubernetes {} in {}", watch.kind.as_str(), watch.scope)
+        };
+        // Every replica runs every watch (and exports its up/synced/error
+        // series), but the watch as a target belongs to one shard, so that
+        // a sharded fleet counts it once (homelab_monitor_targets_failing).
+        let own_target = crate::core::shard::owns(&what);
+        if let Some(f) = &st.error {
+            let mut l = labels.clone();
+            l.push(("reason", f.reason.to_string()));
+            b.gauge_owned(&kubernetes::KUBE_ERROR, l, 1.0);
+        }
+        if !own_target {
+        } else if let Some(f) = &st.error {
+            b.target(TargetStatus {
+                target: what,
+                health: Health::Error,
+                summary: format!(
+                    "cannot list/watch ({}); {} object(s) from the last good read kept",
+                    f.reason,
+                    st.objects.len()
+                ),
+                error: Some(f.message.clone()),
+                stale: st.synced,
+                facts: Vec::new(),
+            });
+        } else if st.synced {
+            b.target(TargetStatus::new(
+                what,
+                Health::Ok,
+                format!("watching, {} object(s) with certificate keys", st.objects.len()),
+            ));
+        }
+        let mut owned = 0usize;
+        for (uid, o) in &st.objects {
+            if !crate::core::shard::owns(uid) {
+                continue; // issue 19: another replica's object
+            }
+            owned += 1;
+            for k in &o.keys {
+                out.push(SourceResult {
+                    kind: SourceKind::Kubernetes,
+                    target: format!("{}/{}", o.namespace, o.name),
+                    server_name: None,
+                    outcome: k.outcome.clone(),
+                    kube: Some(kubernetes::KubeRef {
+                        kind: watch.kind,
+                        namespace: o.namespace.clone(),
+                        name: o.name.clone(),
+                        key: k.key.clone(),
+                        uid: uid.clone(),
+                        stale,
+                    }),
+                });
+            }
+        }
+        b.gauge_owned(&kubernetes::KUBE_OBJECTS, labels, owned as f64);
+    }
+    // Deterministic series order.
+    out.sort_by(|a, b| a.id_labels().cmp(&b.id_labels()));
+    out
+}
+
 /// Read every configured CRL file (small files: read on each gather).
 fn read_crls(inner: &Inner) -> Vec<CrlResult> {
     if inner.cfg.crls.is_empty() {
@@ -670,6 +789,7 @@ async fn probe_one(inner: Arc<Inner>, i: usize, now: SystemTime) -> SourceResult
         kind: SourceKind::Endpoint,
         target: ep.address.clone(),
         server_name: Some(ep.server_name.clone()),
+        kube: None,
         outcome,
     }
 }
@@ -727,6 +847,7 @@ fn read_one(
         kind: SourceKind::File,
         target: t.label.clone(),
         server_name: None,
+            kube: None,
         outcome: files::read_target(t, max, pass)
             .map(|p| SourceData {
                 certs: p.certs,
@@ -766,6 +887,7 @@ fn timed_out(
             }
         }),
         server_name: last.and_then(|l| l.server_name.clone()),
+            kube: None,
         outcome: Err(SourceFailure {
             reason: "timeout",
             message: format!(
@@ -1007,7 +1129,7 @@ pub fn snapshot_full(
                     health: Health::Error,
                     summary: format!("cannot read ({})", f.reason),
                     error: Some(f.message.clone()),
-                    stale: false,
+                    stale: s.kube.as_ref().is_some_and(|k| k.stale),
                     facts: Vec::new(),
                 });
             }
@@ -1247,7 +1369,7 @@ pub fn snapshot_full(
                     },
                     summary,
                     error: None,
-                    stale: false,
+                    stale: s.kube.as_ref().is_some_and(|k| k.stale),
                     facts,
                 });
             }
@@ -1324,16 +1446,28 @@ impl Monitor for CertificateMonitor {
             .iter()
             .map(|e| e.address.as_str())
             .collect();
-        format!(
+        let mut d = format!(
             "certificates: paths [{}] (under {}), endpoints [{}]",
             paths.join(", "),
             self.inner.base.display(),
             eps.join(", ")
-        )
+        );
+        if let Some(k) = &self.inner.cfg.kubernetes {
+            let kinds: Vec<&str> = k.sources.iter().map(|s| s.kind.as_str()).collect();
+            d.push_str(&format!(", kubernetes [{}]", kinds.join(", ")));
+        }
+        d
     }
 
     async fn collect(&self, ctx: CollectContext) -> Result<Snapshot, MonitorError> {
-        let sources = self.gather_with(ctx, false).await?;
+        let mut sources = self.gather_with(ctx, false).await?;
+        let mut kube_snap = SnapshotBuilder::new();
+        let mut kube_pending = 0;
+        if let Some(w) = &self.inner.kube {
+            w.start();
+            kube_pending = w.pending();
+            sources.extend(kube_sources(w, &mut kube_snap));
+        }
         let crls = self
             .inner
             .crls
@@ -1344,8 +1478,9 @@ impl Monitor for CertificateMonitor {
         snap.pending = self
             .inner
             .pending
-            .load(std::sync::atomic::Ordering::Relaxed);
-        let mut b = SnapshotBuilder::new();
+            .load(std::sync::atomic::Ordering::Relaxed)
+            + kube_pending;
+        let mut b = kube_snap;
         for (target, at) in self
             .inner
             .read_at
@@ -1355,7 +1490,9 @@ impl Monitor for CertificateMonitor {
         {
             crate::core::targets::emit_freshness(&mut b, "certificate_expiry", target, *at, false);
         }
-        snap.families.extend(b.build().families);
+        let extra = b.build();
+        snap.families.extend(extra.families);
+        snap.targets.extend(extra.targets);
         Ok(snap)
     }
 }
@@ -1460,6 +1597,7 @@ mod tests {
             kind: SourceKind::File,
             target: path.into(),
             server_name: None,
+            kube: None,
             outcome: Ok(SourceData {
                 certs: vec![c.clone()],
                 format: "der".into(),
@@ -1500,6 +1638,7 @@ mod tests {
             kind: SourceKind::File,
             target: "a.pem".into(),
             server_name: None,
+            kube: None,
             outcome: Ok(SourceData {
                 certs: vec![cert(0, 10), cert(0, 20)],
                 format: "pem".into(),
@@ -1622,6 +1761,8 @@ mod tests {
         );
         // Set in this module: reading panicked, TLS client setup failed.
         labels.extend(["panic", "tls_setup"]);
+        // Set by kubernetes.rs: a TLS Secret without tls.crt.
+        labels.push("missing_key");
         for l in &labels {
             assert!(ERROR_REASONS.contains(l), "{l} missing from ERROR_REASONS");
         }
@@ -1638,6 +1779,7 @@ mod tests {
             kind: SourceKind::File,
             target: "a.pem".into(),
             server_name: None,
+            kube: None,
             outcome: Ok(SourceData {
                 certs,
                 format: "pem".into(),

@@ -362,6 +362,7 @@ pub async fn probe_now(
         kind: SourceKind::Endpoint,
         target: ep.address.clone(),
         server_name: Some(ep.server_name.clone()),
+        kube: None,
         outcome: outcome.map(super::endpoint_data),
     }
 }

@@ -223,6 +223,22 @@ is watched by default (an unmounted path would only ever report an error).
 {{- if and $src.certificates.enabled (not (hasKey $monitors "certificate_expiry")) }}
 {{- $_ := set $monitors "certificate_expiry" (dict "enabled" true "check_interval" "1h" "warning_days" 30 "critical_days" 7 "paths" (list $src.certificates.mountPath)) }}
 {{- end }}
+{{- if .Values.kubernetes.enabled }}
+{{- $ce := deepCopy (default (dict "enabled" true) (get $monitors "certificate_expiry")) }}
+{{- if not (hasKey $ce "kubernetes") }}
+{{- $srcs := list }}
+{{- range .Values.kubernetes.sources }}
+{{- $s := deepCopy . }}
+{{- /* With per-namespace Roles, a namespaced source reads those namespaces only. */}}
+{{- if and $.Values.kubernetes.rbacNamespaces (has .kind (list "tls_secrets" "secrets" "configmaps")) (not (hasKey $s "namespaces")) }}
+{{- $_ := set $s "namespaces" $.Values.kubernetes.rbacNamespaces }}
+{{- end }}
+{{- $srcs = append $srcs $s }}
+{{- end }}
+{{- $_ := set $ce "kubernetes" (dict "sources" $srcs) }}
+{{- end }}
+{{- $_ := set $monitors "certificate_expiry" $ce }}
+{{- end }}
 {{- $_ := set $content "custom_monitors" $monitors }}
 {{- toYaml $content }}
 {{- end }}
@@ -237,6 +253,9 @@ the Deployment and the sharded StatefulSet. */}}
         {{- if and .Values.config.create (not .Values.config.existingConfigMap) }}
         checksum/config: {{ include (print $.Template.BasePath "/configmap.yaml") . | sha256sum }}
         {{- end }}
+        {{- if .Values.kubernetes.enabled }}
+        homelab-monitor/kubernetes-api: list-watch
+        {{- end }}
         {{- with .Values.podAnnotations }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -247,7 +266,7 @@ the Deployment and the sharded StatefulSet. */}}
         {{- end }}
     spec:
       serviceAccountName: {{ include "homelab-monitor.serviceAccountName" . }}
-      automountServiceAccountToken: {{ .Values.automountServiceAccountToken }}
+      automountServiceAccountToken: {{ or .Values.automountServiceAccountToken .Values.kubernetes.enabled }}
       {{- with .Values.imagePullSecrets }}
       imagePullSecrets:
         {{- toYaml . | nindent 8 }}
@@ -281,4 +300,35 @@ the Deployment and the sharded StatefulSet. */}}
       tolerations:
         {{- toYaml . | nindent 8 }}
       {{- end }}
+{{- end }}
+
+{{/* "true" (non-empty) when a prometheus-operator/Grafana object is on: its
+`enabled` value is true, or "auto" and the cluster serves monitoring.coreos.com/v1
+(`helm template` without --api-versions: off). Call with (list VALUE $). */}}
+{{- define "homelab-monitor.operatorOn" -}}
+{{- $v := index . 0 }}
+{{- $ctx := index . 1 }}
+{{- if kindIs "bool" $v }}
+{{- if $v }}true{{ end }}
+{{- else if eq (toString $v) "auto" }}
+{{- if $ctx.Capabilities.APIVersions.Has "monitoring.coreos.com/v1" }}true{{ end }}
+{{- end }}
+{{- end }}
+
+{{/* RBAC resources for the configured Kubernetes sources: a list of
+"group|resource|namespaced" strings, unique. */}}
+{{- define "homelab-monitor.kubeResources" -}}
+{{- $out := list }}
+{{- range .Values.kubernetes.sources }}
+{{- $k := .kind }}
+{{- if or (eq $k "tls_secrets") (eq $k "secrets") }}{{ $out = append $out "|secrets|true" }}
+{{- else if eq $k "configmaps" }}{{ $out = append $out "|configmaps|true" }}
+{{- else if eq $k "validating_webhooks" }}{{ $out = append $out "admissionregistration.k8s.io|validatingwebhookconfigurations|false" }}
+{{- else if eq $k "mutating_webhooks" }}{{ $out = append $out "admissionregistration.k8s.io|mutatingwebhookconfigurations|false" }}
+{{- else if eq $k "api_services" }}{{ $out = append $out "apiregistration.k8s.io|apiservices|false" }}
+{{- else if eq $k "crd_conversions" }}{{ $out = append $out "apiextensions.k8s.io|customresourcedefinitions|false" }}
+{{- else }}{{ fail (printf "kubernetes.sources: unknown kind %q" $k) }}
+{{- end }}
+{{- end }}
+{{- toJson (uniq $out) }}
 {{- end }}

@@ -6,7 +6,7 @@
 # with a message (licenses, bans and sources are still checked).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v cargo-deny >/dev/null 2>&1 || cargo install cargo-deny --locked
+command -v cargo-deny >/dev/null 2>&1 || cargo install cargo-deny --locked --target-dir target/cargo-tools
 snapshot=../shared/rustsec-advisory-db
 db=target/advisory-dbs/advisory-db-3157b0e258782691
 if [ -d "$snapshot" ]; then

@@ -63,9 +63,11 @@ python3 scripts/gen-mixin.py --check
 python3 scripts/gen-dashboards.py --check
 scripts/deny.sh
 # cargo-deb for tests/package.rs (the Debian package), from crates.io when
-# missing: about 1.5 min of compiling, once (then in ~/.cargo/bin). The test
+# missing: under a minute of compiling after cargo-deny (both installs share
+# target/cargo-tools, so their common crates compile once), once (then in
+# ~/.cargo/bin). The test
 # packages the binary `cargo test` builds (cargo deb --no-build): no second build.
-command -v cargo-deb >/dev/null 2>&1 || cargo install cargo-deb --locked --version 3.8.0
+command -v cargo-deb >/dev/null 2>&1 || cargo install cargo-deb --locked --version 3.8.0 --target-dir target/cargo-tools
 # The log is this checkout's (two checkouts' runs never share a file).
 mkdir -p target
 log=target/test-suite.log

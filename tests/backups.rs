@@ -2033,8 +2033,12 @@ fn leave_a_lock(cmd: &mut Command, lock_dir: &Path) -> PathBuf {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    // A complete lock file, not restic's `<id>-tmp-XXXX` being written.
     let lock = common::wait_for("the tool to take its lock", 60, || {
-        entries(lock_dir).into_iter().next()
+        entries(lock_dir).into_iter().find(|p| {
+            p.file_name()
+                .is_some_and(|n| !n.to_string_lossy().contains("-tmp-"))
+        })
     });
     child.kill().unwrap();
     drop(child.stdin.take());

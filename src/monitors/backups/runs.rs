@@ -188,6 +188,12 @@ pub fn read_locks(repo: &Path, format: BackupFormat) -> Result<Locks, BackupErro
         if !meta.is_file() {
             continue;
         }
+        // restic's local backend writes a file as `<id>-tmp-XXXX` and renames
+        // it; a writer killed in between leaves the temp file, which restic
+        // itself (and `restic unlock`) does not treat as a lock.
+        if format != BackupFormat::Borg && entry.file_name().to_string_lossy().contains("-tmp-") {
+            continue;
+        }
         locks.count += 1;
         if let Ok(t) = meta.modified() {
             let t = crate::core::clock::unix_seconds(t);
@@ -209,6 +215,20 @@ mod tests {
 
     fn st(text: &str, f: BackupFormat) -> Result<RunStatus, ParseError> {
         parse_status(text.as_bytes(), f)
+    }
+
+    #[test]
+    fn a_restic_temp_file_in_locks_is_not_a_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config"), b"x").unwrap();
+        std::fs::create_dir(dir.path().join("locks")).unwrap();
+        let id = "ab".repeat(32);
+        std::fs::write(dir.path().join("locks").join(format!("{id}-tmp-123")), b"").unwrap();
+        let l = read_locks(dir.path(), BackupFormat::Restic).unwrap();
+        assert_eq!(l.count, 0);
+        std::fs::write(dir.path().join("locks").join(&id), b"{}").unwrap();
+        let l = read_locks(dir.path(), BackupFormat::Restic).unwrap();
+        assert_eq!(l.count, 1);
     }
 
     #[test]

@@ -887,10 +887,6 @@ fn auto_total_follows_the_statefulset_replicas_without_restart() {
         reqs.iter().any(|r| r.starts_with(&format!("/api/v1/namespaces/{NS}/pods/{POD}"))),
         "{reqs:?}"
     );
-    assert!(
-        reqs.iter().any(|r| r.starts_with(&format!("/apis/apps/v1/namespaces/{NS}/statefulsets?")) && r.contains("watch=true")),
-        "the StatefulSet is watched: {reqs:?}"
-    );
 
     // 3 -> 2 in the API: no restart, the next checks re-partition.
     api.put("statefulsets", NS, STS, statefulset(2));
@@ -901,6 +897,13 @@ fn auto_total_follows_the_statefulset_replicas_without_restart() {
         e.logs().contains(&format!("total shards 3 → 2 from StatefulSet {NS}/{STS}")),
         "{}",
         e.logs()
+    );
+    let reqs = api.requests();
+    assert!(
+        reqs.iter().any(|r| r.starts_with(&format!("/apis/apps/v1/namespaces/{NS}/statefulsets?"))
+            && r.contains("watch=true")
+            && r.contains("metadata.name%3Dhomelab-monitor")),
+        "the StatefulSet is watched: {reqs:?}"
     );
 
     // Scaled to 1: this pod (ordinal 1) is about to go; it keeps 2 shards and

@@ -760,9 +760,11 @@ fn statefulset(replicas: u32) -> serde_json::Value {
 /// A pod of the StatefulSet `owner` (None: a bare pod).
 fn pod(owner: Option<&str>) -> serde_json::Value {
     let owners: Vec<serde_json::Value> = owner
-        .map(|o| serde_json::json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "name": o,
+        .map(|o| {
+            serde_json::json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "name": o,
                                      "uid": "00000000-0000-4000-8000-00000000beef",
-                                     "controller": true, "blockOwnerDeletion": true}))
+                                     "controller": true, "blockOwnerDeletion": true})
+        })
         .into_iter()
         .collect();
     serde_json::json!({
@@ -880,11 +882,21 @@ fn auto_total_follows_the_statefulset_replicas_without_restart() {
     let m = until_partitioned(&e, 3, &third);
     let sts = format!("{{statefulset=\"{NS}/{STS}\"}}");
     assert!(m.contains("homelab_monitor_shard_info{shard=\"1\",total_shards=\"3\"} 1"));
-    assert_eq!(sample(&m, &format!("homelab_monitor_shard_statefulset_up{sts}")), Some(1.0));
-    assert_eq!(sample(&m, &format!("homelab_monitor_shard_statefulset_replicas{sts}")), Some(3.0));
+    assert_eq!(
+        sample(&m, &format!("homelab_monitor_shard_statefulset_up{sts}")),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &m,
+            &format!("homelab_monitor_shard_statefulset_replicas{sts}")
+        ),
+        Some(3.0)
+    );
     let reqs = api.requests();
     assert!(
-        reqs.iter().any(|r| r.starts_with(&format!("/api/v1/namespaces/{NS}/pods/{POD}"))),
+        reqs.iter()
+            .any(|r| r.starts_with(&format!("/api/v1/namespaces/{NS}/pods/{POD}"))),
         "{reqs:?}"
     );
 
@@ -892,17 +904,26 @@ fn auto_total_follows_the_statefulset_replicas_without_restart() {
     api.put("statefulsets", NS, STS, statefulset(2));
     let m = until_partitioned(&e, 2, &half);
     assert!(m.contains("homelab_monitor_shard_info{shard=\"1\",total_shards=\"2\"} 1"));
-    assert_eq!(sample(&m, &format!("homelab_monitor_shard_statefulset_replicas{sts}")), Some(2.0));
+    assert_eq!(
+        sample(
+            &m,
+            &format!("homelab_monitor_shard_statefulset_replicas{sts}")
+        ),
+        Some(2.0)
+    );
     assert!(
-        e.logs().contains(&format!("total shards 3 → 2 from StatefulSet {NS}/{STS}")),
+        e.logs()
+            .contains(&format!("total shards 3 → 2 from StatefulSet {NS}/{STS}")),
         "{}",
         e.logs()
     );
     let reqs = api.requests();
     assert!(
-        reqs.iter().any(|r| r.starts_with(&format!("/apis/apps/v1/namespaces/{NS}/statefulsets?"))
-            && r.contains("watch=true")
-            && r.contains("metadata.name%3Dhomelab-monitor")),
+        reqs.iter().any(
+            |r| r.starts_with(&format!("/apis/apps/v1/namespaces/{NS}/statefulsets?"))
+                && r.contains("watch=true")
+                && r.contains("metadata.name%3Dhomelab-monitor")
+        ),
         "the StatefulSet is watched: {reqs:?}"
     );
 
@@ -911,12 +932,17 @@ fn auto_total_follows_the_statefulset_replicas_without_restart() {
     api.put("statefulsets", NS, STS, statefulset(1));
     wait_for("the StatefulSet's replicas 1 seen", 60, || {
         let m = e.metrics();
-        (sample(&m, &format!("homelab_monitor_shard_statefulset_replicas{sts}")) == Some(1.0))
-            .then_some(())
+        (sample(
+            &m,
+            &format!("homelab_monitor_shard_statefulset_replicas{sts}"),
+        ) == Some(1.0))
+        .then_some(())
     });
     until_partitioned(&e, 2, &half);
     assert!(
-        e.logs().contains("scaled to 1 replicas, which leaves out this pod's shard 1: keeping 2 shards"),
+        e.logs().contains(
+            "scaled to 1 replicas, which leaves out this pod's shard 1: keeping 2 shards"
+        ),
         "{}",
         e.logs()
     );
@@ -930,7 +956,8 @@ fn auto_total_follows_the_statefulset_replicas_without_restart() {
     });
     until_partitioned(&e, 2, &half);
     assert!(
-        e.logs().contains(&format!("cannot watch StatefulSet {NS}/{STS}")),
+        e.logs()
+            .contains(&format!("cannot watch StatefulSet {NS}/{STS}")),
         "{}",
         e.logs()
     );
@@ -948,7 +975,14 @@ fn auto_total_refuses_to_start_without_a_statefulset_total() {
     let kc = api.kubeconfig(dir.path());
     let run = |pod_name: &str| {
         let out = Command::new(BIN)
-            .args(["--config", "c.yaml", "--pod", pod_name, "--pod-namespace", NS])
+            .args([
+                "--config",
+                "c.yaml",
+                "--pod",
+                pod_name,
+                "--pod-namespace",
+                NS,
+            ])
             .args(["--kubeconfig", kc.to_str().unwrap()])
             .args(["--web.listen-address", "127.0.0.1:1"])
             .current_dir(dir.path())
@@ -965,7 +999,12 @@ fn auto_total_refuses_to_start_without_a_statefulset_total() {
     api.forbid("pods");
     let (code, err) = run(POD);
     assert_eq!(code, Some(1), "{err}");
-    assert!(err.contains(&format!("cannot get pod {NS}/{POD}: the API server answered 403 Forbidden")), "{err}");
+    assert!(
+        err.contains(&format!(
+            "cannot get pod {NS}/{POD}: the API server answered 403 Forbidden"
+        )),
+        "{err}"
+    );
     assert!(
         err.contains("needs a Role in the pod's namespace with `get` on pods and `get`, `list`, `watch` on statefulsets"),
         "{err}"
@@ -975,19 +1014,29 @@ fn auto_total_refuses_to_start_without_a_statefulset_total() {
     api.forbid("statefulsets");
     let (code, err) = run(POD);
     assert_eq!(code, Some(1), "{err}");
-    assert!(err.contains(&format!("cannot get StatefulSet {NS}/{STS}: the API server answered 403")), "{err}");
+    assert!(
+        err.contains(&format!(
+            "cannot get StatefulSet {NS}/{STS}: the API server answered 403"
+        )),
+        "{err}"
+    );
     api.state.lock().unwrap().forbidden.clear();
     // A pod no StatefulSet owns.
     api.put("pods", NS, "bare-0", pod(None));
     let (code, err) = run("bare-0");
     assert_eq!(code, Some(1), "{err}");
-    assert!(err.contains("has no StatefulSet among its ownerReferences"), "{err}");
+    assert!(
+        err.contains("has no StatefulSet among its ownerReferences"),
+        "{err}"
+    );
     // Scaled below this ordinal: no part of the targets is left for it.
     api.put("statefulsets", NS, STS, statefulset(1));
     let (code, err) = run(POD);
     assert_eq!(code, Some(1), "{err}");
     assert!(
-        err.contains(&format!("StatefulSet {NS}/{STS} has spec.replicas 1, which leaves out this pod's ordinal 1")),
+        err.contains(&format!(
+            "StatefulSet {NS}/{STS} has spec.replicas 1, which leaves out this pod's ordinal 1"
+        )),
         "{err}"
     );
     drop(rt);

@@ -103,7 +103,9 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
     if let Some(crate::cli::Command::Drift(args)) = &cli.command {
         return drift(&cli, args).await;
     }
-    let plan = cli.shard_plan().map_err(|e| AppError::Usage(e.to_string()))?;
+    let plan = cli
+        .shard_plan()
+        .map_err(|e| AppError::Usage(e.to_string()))?;
     let config = load_config(&cli)?;
     if let Some(src) = &config.source {
         tracing::info!(config = %src.display(), "configuration loaded");

@@ -22,7 +22,7 @@ use crate::core::snapshot::{MetricDef, Snapshot, SnapshotBuilder};
 
 pub const SHARD_INFO: MetricDef = MetricDef::gauge(
     "homelab_monitor_shard_info",
-    "This replica's shard and the total number of shards it was started with (--shard/--total-shards or --pod); always 1.",
+    "This replica's shard and the total number of shards it partitions with now (--shard/--total-shards, or --pod and its StatefulSet's replicas); always 1.",
 );
 pub const SHARD_TOTAL: MetricDef = MetricDef::gauge(
     "homelab_monitor_shard_total_shards",
@@ -61,7 +61,10 @@ pub enum ShardPlan {
     Fixed(Shard),
     /// `--pod` without `--total-shards`: shard `index` (the ordinal) of the
     /// pod's StatefulSet's `spec.replicas`.
-    FromStatefulSet { index: u32, pod: String },
+    FromStatefulSet {
+        index: u32,
+        pod: String,
+    },
 }
 
 /// Invalid sharding flags, with what to do.
@@ -225,12 +228,18 @@ pub struct LiveShard {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TotalChange {
     Unchanged(u32),
-    Changed { from: u32, to: u32 },
+    Changed {
+        from: u32,
+        to: u32,
+    },
     /// `replicas` does not include this shard (scaled down below this pod's
     /// ordinal, the pod is about to be deleted): the total `kept` stays, so
     /// this replica keeps its part until it is gone (double coverage for a
     /// moment, never a missing part and never an empty replica).
-    Held { replicas: u32, kept: u32 },
+    Held {
+        replicas: u32,
+        kept: u32,
+    },
 }
 
 impl LiveShard {
@@ -537,7 +546,10 @@ mod tests {
         let live = LiveShard::from_statefulset(Shard::new(1, 3).unwrap(), "ns/sts");
         assert_eq!(live.get(), Shard::new(1, 3).unwrap());
         assert_eq!(live.apply_replicas(3), TotalChange::Unchanged(3));
-        assert_eq!(live.apply_replicas(2), TotalChange::Changed { from: 3, to: 2 });
+        assert_eq!(
+            live.apply_replicas(2),
+            TotalChange::Changed { from: 3, to: 2 }
+        );
         assert_eq!(live.get(), Shard::new(1, 2).unwrap());
         // Scaled to 1: shard 1 is about to go; it keeps 2, never owns nothing.
         assert_eq!(
@@ -560,7 +572,10 @@ mod tests {
         live.mark_unavailable();
         assert!(!live.view().clone().unwrap().up);
         assert_eq!(live.get().total(), 2, "an API error keeps the last total");
-        assert_eq!(live.apply_replicas(4), TotalChange::Changed { from: 2, to: 4 });
+        assert_eq!(
+            live.apply_replicas(4),
+            TotalChange::Changed { from: 2, to: 4 }
+        );
         assert!(live.view().clone().unwrap().up);
         let fixed = LiveShard::fixed(Shard::new(0, 2).unwrap());
         assert_eq!(fixed.source(), TotalSource::Flag);

@@ -68,10 +68,7 @@ fn replicas_of(s: &StatefulSet) -> i32 {
     s.spec.as_ref().and_then(|sp| sp.replicas).unwrap_or(1)
 }
 
-async fn client(
-    pod: &str,
-    kubeconfig: Option<&Path>,
-) -> Result<(Client, String), AutoShardError> {
+async fn client(pod: &str, kubeconfig: Option<&Path>) -> Result<(Client, String), AutoShardError> {
     let err = |problem: String| AutoShardError::Client {
         pod: pod.to_string(),
         problem,
@@ -114,7 +111,10 @@ async fn within<T>(
         Ok(Err(kube::Error::Api(s))) => Err(api_error(
             pod,
             what,
-            format_args!("the API server answered {} {}: {}", s.code, s.reason, s.message),
+            format_args!(
+                "the API server answered {} {}: {}",
+                s.code, s.reason, s.message
+            ),
         )),
         Ok(Err(e)) => Err(api_error(pod, what, e)),
         Err(_) => Err(api_error(
@@ -157,13 +157,14 @@ pub async fn start(
     let sets: Api<StatefulSet> = Api::namespaced(client, &ns);
     let s = within(pod, &format!("get StatefulSet {what}"), sets.get(&owner)).await?;
     let raw = replicas_of(&s);
-    let replicas = u32::try_from(raw)
-        .ok()
-        .filter(|r| *r > 0)
-        .ok_or_else(|| AutoShardError::BadReplicas {
-            statefulset: what.clone(),
-            replicas: raw,
-        })?;
+    let replicas =
+        u32::try_from(raw)
+            .ok()
+            .filter(|r| *r > 0)
+            .ok_or_else(|| AutoShardError::BadReplicas {
+                statefulset: what.clone(),
+                replicas: raw,
+            })?;
     let shard = Shard::new(index, replicas).map_err(|_| AutoShardError::Excluded {
         statefulset: what.clone(),
         replicas,

@@ -961,7 +961,9 @@ fn auto_total_follows_the_statefulset_replicas_without_restart() {
         "{}",
         e.logs()
     );
-    drop(e);
+    // The watch task does not hold up a clean shutdown.
+    let mut e = e;
+    assert_eq!(e.terminate(), Some(0), "{}", e.logs());
     drop(rt);
 }
 

@@ -221,7 +221,27 @@ step "helm template with sharding on (StatefulSet, headless Service, PodDisrupti
   --release-label kube-prometheus-stack \
   --expect StatefulSet --expect Service --expect PodDisruptionBudget --expect ServiceMonitor \
   --absent Deployment
-grep -q -- '--total-shards=4' "$work/helm-shard.yaml" || die "sharding.replicas=4 did not reach --total-shards"
+# Auto total (default): no --total-shards, a Role lets the pods read the
+# StatefulSet the exporter finds (validate-deploy-manifests.py checks it by name).
+! grep -q -- '- --total-shards' "$work/helm-shard.yaml" || die "sharding with totalFromStatefulSet still fixes --total-shards"
+grep -q -- 'name: hm-homelab-monitor-sharding' "$work/helm-shard.yaml" || die "no sharding Role rendered"
+# The check catches a Role naming another StatefulSet than the one rendered.
+sed 's/resourceNames: \["hm-homelab-monitor"\]/resourceNames: ["homelab-monitor"]/' "$work/helm-shard.yaml" >"$work/helm-shard-bad.yaml"
+if "$PY" scripts/validate-deploy-manifests.py manifests "$work/helm-shard-bad.yaml" --rules "$rules" >/dev/null 2>"$work/err"; then
+  die "a sharding Role for another StatefulSet name passed the checks"
+fi
+grep -q "may not get statefulsets 'hm-homelab-monitor'" "$work/err" || { cat "$work/err"; die "unexpected error for a wrong sharding Role"; }
+# Both RBACs at once (Kubernetes sources and sharding): no clash, valid.
+"$helm" template hm "$chart" --namespace homelab -f "$chart/ci/all-features-values.yaml" \
+  --set sharding.enabled=true --set kubernetes.enabled=true --set 'kubernetes.rbacNamespaces={homelab}' >"$work/helm-shard-kube.yaml"
+"$PY" scripts/validate-deploy-manifests.py manifests "$work/helm-shard-kube.yaml" --rules "$rules" \
+  --release-label kube-prometheus-stack --expect StatefulSet --expect Role --expect RoleBinding
+# The fixed total (sharding.totalFromStatefulSet=false): --total-shards = replicas, no Role.
+"$helm" template hm "$chart" --namespace homelab -f "$chart/ci/all-features-values.yaml" \
+  --set sharding.enabled=true --set sharding.replicas=4 --set sharding.totalFromStatefulSet=false >"$work/helm-shard-fixed.yaml"
+"$PY" scripts/validate-deploy-manifests.py manifests "$work/helm-shard-fixed.yaml" --rules "$rules" \
+  --release-label kube-prometheus-stack --expect StatefulSet --absent Role
+grep -q -- '--total-shards=4' "$work/helm-shard-fixed.yaml" || die "sharding.replicas=4 did not reach --total-shards"
 if "$helm" template hm "$chart" --set sharding.enabled=true --set sharding.replicas=0 >/dev/null 2>"$work/err"; then
   die "values.schema.json accepted sharding.replicas=0"
 fi

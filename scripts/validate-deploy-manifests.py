@@ -7,7 +7,8 @@
       ServiceMonitor (the seed's selector/port/interval/path) and PrometheusRule
       (spec.groups equals the rules file). Deployments and StatefulSets: the
       hardening the issue asks for; a StatefulSet also its sharding wiring (the
-      downward API gives --pod, --total-shards = replicas, a headless Service, a PDB). Dashboard ConfigMaps: label, and data equal to the dashboards.
+      downward API gives --pod; the total from the StatefulSet, readable through
+      a bound Role, or --total-shards = replicas; a headless Service, a PDB). Dashboard ConfigMaps: label, and data equal to the dashboards.
       The drift runner's CronJob: --once, Forbid, hardening, not behind the
       exporter's Service, and the exporter's config and claim (same path,
       read-write) holding every drift_runner.working_dirs entry.
@@ -57,6 +58,11 @@ def check_deployment(doc):
     # call the API with it, and the chart's RBAC allows list/watch only).
     reads_api = doc["spec"]["template"]["metadata"].get("annotations", {}).get(
         "homelab-monitor/kubernetes-api") == "list-watch"
+    # ...and for a sharded StatefulSet that reads its total from the API (no --total-shards).
+    if doc.get("kind") == "StatefulSet":
+        reads_api = reads_api or not any(
+            a.startswith("--total-shards") for c in pod["containers"]
+            if c["name"] == "homelab-monitor" for a in c.get("args", []))
     if pod.get("automountServiceAccountToken") is not (True if reads_api else False):
         err(where, "automountServiceAccountToken is not false" if not reads_api
             else "automountServiceAccountToken is not true although Kubernetes sources are on")
@@ -117,8 +123,12 @@ def check_statefulset(doc, docs):
     if env_field(c, "HOMELAB_MONITOR_POD_NAMESPACE") != "metadata.namespace":
         err(where, "env HOMELAB_MONITOR_POD_NAMESPACE is not the downward API's metadata.namespace")
     totals = [a.split("=", 1)[1] for a in c.get("args", []) if a.startswith("--total-shards=")]
-    if totals != [str(spec.get("replicas"))]:
-        err(where, f"--total-shards {totals} does not match replicas {spec.get('replicas')}")
+    if totals:
+        # A fixed total (sharding.totalFromStatefulSet: false) must equal the replicas.
+        if totals != [str(spec.get("replicas"))]:
+            err(where, f"--total-shards {totals} does not match replicas {spec.get('replicas')}")
+    else:
+        check_statefulset_rbac(doc, docs, where)
     if any(a.startswith("--shard") for a in c.get("args", [])):
         err(where, "a fixed --shard would give every pod the same shard")
     svc = next((d for d in docs if d.get("kind") == "Service"
@@ -133,6 +143,44 @@ def check_statefulset(doc, docs):
                    ((d["spec"].get("selector") or {}).get("matchLabels") or {}).items())
                for d in pdbs):
         err(where, "no PodDisruptionBudget selects its pods")
+
+
+def check_statefulset_rbac(doc, docs, where):
+    """--pod without --total-shards: the exporter reads its own Pod, follows
+    its ownerReferences to the StatefulSet (whose name is this rendered
+    StatefulSet's, as Kubernetes sets it) and gets and watches that one by
+    name. The pod's service account must be bound, in the StatefulSet's
+    namespace, to a Role allowing exactly that, and its token mounted."""
+    ns = doc["metadata"].get("namespace")
+    name = doc["metadata"]["name"]
+    pod = doc["spec"]["template"]["spec"]
+    sa = pod.get("serviceAccountName", "default")
+    if pod.get("automountServiceAccountToken") is not True:
+        err(where, "the total is read from the API but the service account token is not mounted")
+    roles = {d["metadata"]["name"]: d for d in docs
+             if d.get("kind") == "Role" and d["metadata"].get("namespace") == ns}
+
+    def allows(role, group, resource, verb, obj):
+        return any(group in r.get("apiGroups", []) and resource in r.get("resources", [])
+                   and verb in r.get("verbs", [])
+                   and (not r.get("resourceNames") or obj in r["resourceNames"])
+                   for r in role.get("rules", []))
+
+    granted = []
+    for b in (d for d in docs if d.get("kind") == "RoleBinding"
+              and d["metadata"].get("namespace") == ns):
+        if not any(s.get("kind") == "ServiceAccount" and s.get("name") == sa
+                   and s.get("namespace") == ns for s in b.get("subjects", [])):
+            continue
+        if b["roleRef"].get("kind") == "Role" and b["roleRef"]["name"] in roles:
+            granted.append(roles[b["roleRef"]["name"]])
+    pod0 = f"{name}-0"
+    needs = [("", "pods", "get", pod0)] + [("apps", "statefulsets", v, name)
+                                          for v in ("get", "list", "watch")]
+    for group, resource, verb, obj in needs:
+        if not any(allows(r, group, resource, verb, obj) for r in granted):
+            err(where, f"service account {sa} may not {verb} {resource} {obj!r} "
+                       f"(API group {group!r}) in namespace {ns}: the exporter cannot read the total")
 
 
 def check_drift_cronjob(doc, docs):
@@ -365,6 +413,10 @@ def manifests(args):
             check_prometheusrule(doc, rules)
         elif kind == "ConfigMap" and "grafana_dashboard" in (doc["metadata"].get("labels") or {}):
             check_dashboard_configmap(doc, args.dashboards, dash_seen)
+    ids = [(d.get("kind"), (d.get("metadata") or {}).get("namespace"),
+            (d.get("metadata") or {}).get("name")) for d in docs]
+    for i in sorted({i for i in ids if ids.count(i) > 1}, key=str):
+        err(args.file, f"{i[0]}/{i[2]} rendered twice")
     check_watched_paths_mounted(docs)
     for k in args.expect or []:
         if k not in kinds:

@@ -6,6 +6,8 @@
 //! expression holds while old and new replicas disagree, and clears after).
 
 mod common;
+#[path = "common/kubeapi.rs"]
+mod kubeapi;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -449,9 +451,15 @@ fn invalid_shard_flags_are_refused_with_a_clear_message() {
         err.contains("does not end in a StatefulSet ordinal"),
         "{err}"
     );
+    // --pod alone reads the total from the StatefulSet: outside a cluster
+    // (no service account, no --kubeconfig) it cannot start, and says why.
     let (code, err) = run(&["--pod", "homelab-monitor-1"], &[]);
     assert_eq!(code, Some(1), "{err}");
-    assert!(err.contains("--pod needs --total-shards"), "{err}");
+    assert!(
+        err.contains("--pod homelab-monitor-1 without --total-shards reads the number of shards from the pod's StatefulSet")
+            && err.contains("give --kubeconfig, or give --total-shards"),
+        "{err}"
+    );
 }
 
 /// Peak resident memory of a process (VmHWM), in MiB.
@@ -723,4 +731,315 @@ fn shards_partition_backup_sources_health_checks_and_zfs_files() {
         got, all,
         "the union of both shards is every configured target"
     );
+}
+
+// ---------------------------------------------------------------- auto total from the StatefulSet
+
+const NS: &str = "monitoring";
+const STS: &str = "homelab-monitor";
+const POD: &str = "homelab-monitor-1";
+
+/// A StatefulSet as the API returns it (the fields k8s-openapi requires).
+fn statefulset(replicas: u32) -> serde_json::Value {
+    serde_json::json!({
+        "metadata": {"labels": {"app.kubernetes.io/name": "homelab-monitor"}},
+        "spec": {
+            "replicas": replicas,
+            "serviceName": STS,
+            "podManagementPolicy": "Parallel",
+            "selector": {"matchLabels": {"app.kubernetes.io/name": "homelab-monitor"}},
+            "template": {
+                "metadata": {"labels": {"app.kubernetes.io/name": "homelab-monitor"}},
+                "spec": {"containers": [{"name": "exporter", "image": "homelab-monitor"}]}
+            }
+        },
+        "status": {"replicas": replicas}
+    })
+}
+
+/// A pod of the StatefulSet `owner` (None: a bare pod).
+fn pod(owner: Option<&str>) -> serde_json::Value {
+    let owners: Vec<serde_json::Value> = owner
+        .map(|o| {
+            serde_json::json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "name": o,
+                                     "uid": "00000000-0000-4000-8000-00000000beef",
+                                     "controller": true, "blockOwnerDeletion": true})
+        })
+        .into_iter()
+        .collect();
+    serde_json::json!({
+        "metadata": {"ownerReferences": owners},
+        "spec": {"containers": [{"name": "exporter", "image": "homelab-monitor"}]}
+    })
+}
+
+/// 30 local states and 9 health checks, re-checked every second; their keys
+/// (`homelab_monitor_target_last_read_timestamp_seconds`'s `target`).
+fn small_fleet(dir: &Path) -> Vec<(String, String)> {
+    let mut keys = Vec::new();
+    let mut checks = String::new();
+    for i in 0..30 {
+        let d = dir.join(format!("states/env-{i:02}"));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(
+            d.join("terraform.tfstate"),
+            format!("{{\"version\": 4, \"terraform_version\": \"1.11.0\", \"serial\": {i}, \"lineage\": \"l-{i}\", \"outputs\": {{}}, \"resources\": []}}\n"),
+        )
+        .unwrap();
+        keys.push((
+            "terraform_state".to_string(),
+            format!("states/env-{i:02}/terraform.tfstate"),
+        ));
+    }
+    for i in 0..9 {
+        checks.push_str(&format!(
+            "    - {{ name: disk-{i}, interval: 1s, disk: {{ path: \".\", min_free_ratio: 0.0 }} }}\n"
+        ));
+        keys.push(("health_checks".to_string(), format!("disk-{i}")));
+    }
+    std::fs::write(
+        dir.join("c.yaml"),
+        format!("custom_monitors:\n  terraform_state:\n    check_interval: 1s\n    retry_interval: 0s\n    state_dirs: [states]\nhealth_checks:\n  checks:\n{checks}"),
+    )
+    .unwrap();
+    keys
+}
+
+/// Every `monitor:target` read and exported by one replica (a state counts
+/// only if its `terraform_state_up` series is there too).
+fn read_targets(m: &str) -> BTreeSet<String> {
+    let states: BTreeSet<String> = m
+        .lines()
+        .filter_map(|l| labels_of(l, "terraform_state_up"))
+        .map(|l| l["state_file"].clone())
+        .collect();
+    m.lines()
+        .filter_map(|l| labels_of(l, "homelab_monitor_target_last_read_timestamp_seconds"))
+        .filter(|l| l["monitor"] != "terraform_state" || states.contains(&l["target"]))
+        .map(|l| format!("{}:{}", l["monitor"], l["target"]))
+        .collect()
+}
+
+/// The part of `keys` shard 1 of `total` owns.
+fn part(keys: &[(String, String)], total: u32) -> BTreeSet<String> {
+    keys.iter()
+        .filter(|(_, k)| homelab_monitor::core::shard::shard_of(k, total) == 1)
+        .map(|(m, k)| format!("{m}:{k}"))
+        .collect()
+}
+
+/// Scrape until the replica partitions with `total` and exports exactly `want`.
+fn until_partitioned(e: &Exporter, total: u32, want: &BTreeSet<String>) -> String {
+    let mut last = String::new();
+    for _ in 0..60 {
+        let m = e.refreshed_metrics();
+        if sample(&m, "homelab_monitor_shard_total_shards ") == Some(f64::from(total))
+            && read_targets(&m) == *want
+        {
+            return m;
+        }
+        last = m;
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    panic!(
+        "never partitioned with {total} shards exporting {want:?}; last read {:?}\n{}",
+        read_targets(&last),
+        e.logs()
+    );
+}
+
+// Issue 19: --pod without --total-shards takes the total from the pod's
+// StatefulSet and follows its spec.replicas at run time: 3 -> 2 re-partitions
+// without a restart (targets no longer owned vanish, new ones appear); a
+// scale-down that leaves this ordinal out is held; an API error keeps the total.
+#[test]
+fn auto_total_follows_the_statefulset_replicas_without_restart() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let api = rt.block_on(kubeapi::FakeApi::start());
+    api.put("statefulsets", NS, STS, statefulset(3));
+    api.put("pods", NS, POD, pod(Some(STS)));
+    let dir = tempfile::tempdir().unwrap();
+    let keys = small_fleet(dir.path());
+    let kc = api.kubeconfig(dir.path());
+    let e = Exporter::start(
+        dir.path(),
+        &[
+            "--config",
+            "c.yaml",
+            "--pod",
+            POD,
+            "--pod-namespace",
+            NS,
+            "--kubeconfig",
+            kc.to_str().unwrap(),
+        ],
+    );
+    e.wait_ready();
+    let (third, half) = (part(&keys, 3), part(&keys, 2));
+    // The change must drop and add targets, else it would prove nothing.
+    assert!(!third.is_empty() && !half.is_empty());
+    assert!(third.difference(&half).count() > 0 && half.difference(&third).count() > 0);
+    let m = until_partitioned(&e, 3, &third);
+    let sts = format!("{{statefulset=\"{NS}/{STS}\"}}");
+    assert!(m.contains("homelab_monitor_shard_info{shard=\"1\",total_shards=\"3\"} 1"));
+    assert_eq!(
+        sample(&m, &format!("homelab_monitor_shard_statefulset_up{sts}")),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &m,
+            &format!("homelab_monitor_shard_statefulset_replicas{sts}")
+        ),
+        Some(3.0)
+    );
+    let reqs = api.requests();
+    assert!(
+        reqs.iter()
+            .any(|r| r.starts_with(&format!("/api/v1/namespaces/{NS}/pods/{POD}"))),
+        "{reqs:?}"
+    );
+
+    // 3 -> 2 in the API: no restart, the next checks re-partition.
+    api.put("statefulsets", NS, STS, statefulset(2));
+    let m = until_partitioned(&e, 2, &half);
+    assert!(m.contains("homelab_monitor_shard_info{shard=\"1\",total_shards=\"2\"} 1"));
+    assert_eq!(
+        sample(
+            &m,
+            &format!("homelab_monitor_shard_statefulset_replicas{sts}")
+        ),
+        Some(2.0)
+    );
+    assert!(
+        e.logs()
+            .contains(&format!("total shards 3 → 2 from StatefulSet {NS}/{STS}")),
+        "{}",
+        e.logs()
+    );
+    let reqs = api.requests();
+    assert!(
+        reqs.iter().any(
+            |r| r.starts_with(&format!("/apis/apps/v1/namespaces/{NS}/statefulsets?"))
+                && r.contains("watch=true")
+                && r.contains("metadata.name%3Dhomelab-monitor")
+        ),
+        "the StatefulSet is watched: {reqs:?}"
+    );
+
+    // Scaled to 1: this pod (ordinal 1) is about to go; it keeps 2 shards and
+    // its targets rather than owning nothing, and warns.
+    api.put("statefulsets", NS, STS, statefulset(1));
+    wait_for("the StatefulSet's replicas 1 seen", 60, || {
+        let m = e.metrics();
+        (sample(
+            &m,
+            &format!("homelab_monitor_shard_statefulset_replicas{sts}"),
+        ) == Some(1.0))
+        .then_some(())
+    });
+    until_partitioned(&e, 2, &half);
+    assert!(
+        e.logs().contains(
+            "scaled to 1 replicas, which leaves out this pod's shard 1: keeping 2 shards"
+        ),
+        "{}",
+        e.logs()
+    );
+
+    // The API refuses from now on: the last known total stays, the metric says so.
+    api.forbid("statefulsets");
+    wait_for("the StatefulSet watch failing", 60, || {
+        let m = e.metrics();
+        (sample(&m, &format!("homelab_monitor_shard_statefulset_up{sts}")) == Some(0.0))
+            .then_some(())
+    });
+    until_partitioned(&e, 2, &half);
+    assert!(
+        e.logs()
+            .contains(&format!("cannot watch StatefulSet {NS}/{STS}")),
+        "{}",
+        e.logs()
+    );
+    // The watch task does not hold up a clean shutdown.
+    let mut e = e;
+    assert_eq!(e.terminate(), Some(0), "{}", e.logs());
+    drop(rt);
+}
+
+// No total at start-up: the exporter refuses to start and names what it needs.
+#[test]
+fn auto_total_refuses_to_start_without_a_statefulset_total() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let api = rt.block_on(kubeapi::FakeApi::start());
+    let dir = tempfile::tempdir().unwrap();
+    small_fleet(dir.path());
+    let kc = api.kubeconfig(dir.path());
+    let run = |pod_name: &str| {
+        let out = Command::new(BIN)
+            .args([
+                "--config",
+                "c.yaml",
+                "--pod",
+                pod_name,
+                "--pod-namespace",
+                NS,
+            ])
+            .args(["--kubeconfig", kc.to_str().unwrap()])
+            .args(["--web.listen-address", "127.0.0.1:1"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    // RBAC refuses the pod: the message names the Role needed.
+    api.put("statefulsets", NS, STS, statefulset(3));
+    api.put("pods", NS, POD, pod(Some(STS)));
+    api.forbid("pods");
+    let (code, err) = run(POD);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "cannot get pod {NS}/{POD}: the API server answered 403 Forbidden"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("needs a Role in the pod's namespace with `get` on pods and `get`, `list`, `watch` on statefulsets"),
+        "{err}"
+    );
+    api.state.lock().unwrap().forbidden.clear();
+    // RBAC refuses the StatefulSet.
+    api.forbid("statefulsets");
+    let (code, err) = run(POD);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "cannot get StatefulSet {NS}/{STS}: the API server answered 403"
+        )),
+        "{err}"
+    );
+    api.state.lock().unwrap().forbidden.clear();
+    // A pod no StatefulSet owns.
+    api.put("pods", NS, "bare-0", pod(None));
+    let (code, err) = run("bare-0");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("has no StatefulSet among its ownerReferences"),
+        "{err}"
+    );
+    // Scaled below this ordinal: no part of the targets is left for it.
+    api.put("statefulsets", NS, STS, statefulset(1));
+    let (code, err) = run(POD);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "StatefulSet {NS}/{STS} has spec.replicas 1, which leaves out this pod's ordinal 1"
+        )),
+        "{err}"
+    );
+    drop(rt);
 }

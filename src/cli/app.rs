@@ -103,7 +103,9 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
     if let Some(crate::cli::Command::Drift(args)) = &cli.command {
         return drift(&cli, args).await;
     }
-    let shard = cli.shard().map_err(|e| AppError::Usage(e.to_string()))?;
+    let plan = cli
+        .shard_plan()
+        .map_err(|e| AppError::Usage(e.to_string()))?;
     let config = load_config(&cli)?;
     if let Some(src) = &config.source {
         tracing::info!(config = %src.display(), "configuration loaded");
@@ -116,7 +118,24 @@ pub async fn run(cli: Cli) -> Result<i32, AppError> {
         return one_shot_state(&cli, &config, &ov, &clock).await;
     }
     // The one-shot --state-file check reads its one file whatever the shard.
-    crate::core::shard::install(shard);
+    let shard = match plan {
+        crate::core::shard::ShardPlan::Fixed(shard) => {
+            crate::core::shard::install(shard);
+            shard
+        }
+        // Issue 19: the total from the pod's StatefulSet, followed at run time;
+        // no total known at start-up: refuse to start (never an empty shard).
+        crate::core::shard::ShardPlan::FromStatefulSet { index, pod } => {
+            crate::core::shard_kube::start(
+                &pod,
+                index,
+                cli.pod_namespace.as_deref(),
+                cli.kubeconfig.as_deref(),
+            )
+            .await
+            .map_err(|e| AppError::Usage(e.to_string()))?
+        }
+    };
     if shard.total() > 1 {
         tracing::info!(
             shard = shard.index(),

@@ -204,7 +204,8 @@ pub struct Cli {
     pub total_shards: Option<u32>,
 
     /// StatefulSet pod name (downward API metadata.name): the shard is its ordinal
-    /// (`homelab-monitor-2` is shard 2); needs --total-shards.
+    /// (`homelab-monitor-2` is shard 2); without --total-shards the total is the
+    /// pod's StatefulSet's replicas, read and watched through the Kubernetes API.
     #[arg(long, value_name = "NAME", env = "HOMELAB_MONITOR_POD")]
     pub pod: Option<String>,
 
@@ -215,6 +216,15 @@ pub struct Cli {
         env = "HOMELAB_MONITOR_POD_NAMESPACE"
     )]
     pub pod_namespace: Option<String>,
+
+    /// Kubeconfig for reading the StatefulSet (--pod without --total-shards)
+    /// outside a cluster; default: the pod's service account.
+    #[arg(
+        long = "kubeconfig",
+        value_name = "FILE",
+        env = "HOMELAB_MONITOR_KUBECONFIG"
+    )]
+    pub kubeconfig: Option<PathBuf>,
 
     /// Log level.
     #[arg(
@@ -257,6 +267,13 @@ impl Cli {
     /// The shard from --shard/--total-shards/--pod, validated.
     pub fn shard(&self) -> Result<crate::core::shard::Shard, crate::core::shard::ShardError> {
         crate::core::shard::Shard::from_flags(self.shard, self.total_shards, self.pod.as_deref())
+    }
+
+    /// What the sharding flags ask for (--pod alone: the total from the StatefulSet).
+    pub fn shard_plan(
+        &self,
+    ) -> Result<crate::core::shard::ShardPlan, crate::core::shard::ShardError> {
+        crate::core::shard::Shard::plan(self.shard, self.total_shards, self.pod.as_deref())
     }
 
     /// The listen address with the `:port` shorthand expanded.

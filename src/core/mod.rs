@@ -13,6 +13,7 @@ pub mod monitor;
 pub mod registry;
 pub mod safe_open;
 pub mod shard;
+pub mod shard_kube;
 pub mod snapshot;
 pub mod stamp;
 pub mod targets;

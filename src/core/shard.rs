@@ -15,17 +15,26 @@
 //! ask [`owns`] where they enumerate targets. Without [`install`] (tests, the
 //! one-shot `--state-file` mode) a process owns every target.
 
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use crate::core::snapshot::{MetricDef, Snapshot, SnapshotBuilder};
 
 pub const SHARD_INFO: MetricDef = MetricDef::gauge(
     "homelab_monitor_shard_info",
-    "This replica's shard and the total number of shards it was started with (--shard/--total-shards or --pod); always 1.",
+    "This replica's shard and the total number of shards it partitions with now (--shard/--total-shards, or --pod and its StatefulSet's replicas); always 1.",
 );
 pub const SHARD_TOTAL: MetricDef = MetricDef::gauge(
     "homelab_monitor_shard_total_shards",
-    "The --total-shards this replica was started with, as a value (alerts compare it with the shards seen).",
+    "The total number of shards this replica partitions with now (--total-shards, or its StatefulSet's spec.replicas with --pod alone), as a value (alerts compare it with the shards seen).",
+);
+pub const SHARD_STATEFULSET_UP: MetricDef = MetricDef::gauge(
+    "homelab_monitor_shard_statefulset_up",
+    "With --pod and no --total-shards: 1 if the last read or watch of this replica's StatefulSet succeeded, 0 if the API fails or refuses (the total is then the last known one).",
+);
+pub const SHARD_STATEFULSET_REPLICAS: MetricDef = MetricDef::gauge(
+    "homelab_monitor_shard_statefulset_replicas",
+    "With --pod and no --total-shards: the StatefulSet's spec.replicas as last seen (differs from homelab_monitor_shard_total_shards while a scale-down below this pod's ordinal is held).",
 );
 pub const SHARD_TARGETS: MetricDef = MetricDef::gauge(
     "homelab_monitor_shard_targets",
@@ -44,6 +53,18 @@ impl Default for Shard {
     fn default() -> Self {
         Shard { index: 0, total: 1 }
     }
+}
+
+/// What the flags ask for: a fixed shard, or the total from the StatefulSet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShardPlan {
+    Fixed(Shard),
+    /// `--pod` without `--total-shards`: shard `index` (the ordinal) of the
+    /// pod's StatefulSet's `spec.replicas`.
+    FromStatefulSet {
+        index: u32,
+        pod: String,
+    },
 }
 
 /// Invalid sharding flags, with what to do.
@@ -107,6 +128,22 @@ impl Shard {
         }
     }
 
+    /// From the flags, allowing `--pod` without `--total-shards`: the total
+    /// is then read from the pod's StatefulSet (`core::shard_kube`).
+    pub fn plan(
+        shard: Option<u32>,
+        total: Option<u32>,
+        pod: Option<&str>,
+    ) -> Result<ShardPlan, ShardError> {
+        match (shard, total, pod) {
+            (None, None, Some(p)) => Ok(ShardPlan::FromStatefulSet {
+                index: pod_ordinal(p)?,
+                pod: p.to_string(),
+            }),
+            _ => Shard::from_flags(shard, total, pod).map(ShardPlan::Fixed),
+        }
+    }
+
     pub fn index(self) -> u32 {
         self.index
     }
@@ -155,17 +192,146 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
         .fold(OFFSET, |h, b| (h ^ u64::from(*b)).wrapping_mul(PRIME))
 }
 
-static CURRENT: OnceLock<Shard> = OnceLock::new();
+/// Where the total number of shards comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TotalSource {
+    /// `--total-shards` (or nothing: one shard): fixed for the process's life.
+    Flag,
+    /// `--pod` without `--total-shards`: the StatefulSet's `spec.replicas`,
+    /// watched at run time (`core::shard_kube`).
+    StatefulSet,
+}
+
+/// The StatefulSet the total follows, as last seen (self metrics).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct StatefulSetView {
+    /// `namespace/name`.
+    name: String,
+    /// False while the API refuses or fails: the total is the last known one.
+    up: bool,
+    /// `spec.replicas` as last seen (may differ from the total while held).
+    replicas: u32,
+}
+
+/// This process's shard as it can change at run time: the index (the pod
+/// ordinal or `--shard`) is fixed, the total is shared and atomic so that
+/// every monitor's next check re-partitions when the StatefulSet scales.
+#[derive(Debug)]
+pub struct LiveShard {
+    index: u32,
+    total: AtomicU32,
+    source: TotalSource,
+    statefulset: Mutex<Option<StatefulSetView>>,
+}
+
+/// What [`LiveShard::apply_replicas`] did with a StatefulSet's `spec.replicas`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TotalChange {
+    Unchanged(u32),
+    Changed {
+        from: u32,
+        to: u32,
+    },
+    /// `replicas` does not include this shard (scaled down below this pod's
+    /// ordinal, the pod is about to be deleted): the total `kept` stays, so
+    /// this replica keeps its part until it is gone (double coverage for a
+    /// moment, never a missing part and never an empty replica).
+    Held {
+        replicas: u32,
+        kept: u32,
+    },
+}
+
+impl LiveShard {
+    /// A shard whose total is a flag (never changes).
+    pub fn fixed(shard: Shard) -> Self {
+        LiveShard {
+            index: shard.index,
+            total: AtomicU32::new(shard.total),
+            source: TotalSource::Flag,
+            statefulset: Mutex::new(None),
+        }
+    }
+
+    /// A shard whose total follows the StatefulSet `name` (`namespace/name`).
+    pub fn from_statefulset(shard: Shard, name: &str) -> Self {
+        LiveShard {
+            index: shard.index,
+            total: AtomicU32::new(shard.total),
+            source: TotalSource::StatefulSet,
+            statefulset: Mutex::new(Some(StatefulSetView {
+                name: name.to_string(),
+                up: true,
+                replicas: shard.total,
+            })),
+        }
+    }
+
+    /// The shard now (a copy: one check uses one total throughout).
+    pub fn get(&self) -> Shard {
+        Shard {
+            index: self.index,
+            total: self.total.load(Ordering::Acquire),
+        }
+    }
+
+    pub fn source(&self) -> TotalSource {
+        self.source
+    }
+
+    fn view(&self) -> std::sync::MutexGuard<'_, Option<StatefulSetView>> {
+        self.statefulset.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Take the StatefulSet's `spec.replicas` as the total, unless it leaves
+    /// this shard out (see [`TotalChange::Held`]). Marks the StatefulSet seen.
+    pub fn apply_replicas(&self, replicas: u32) -> TotalChange {
+        if let Some(v) = self.view().as_mut() {
+            v.up = true;
+            v.replicas = replicas;
+        }
+        let from = self.total.load(Ordering::Acquire);
+        if replicas <= self.index {
+            return TotalChange::Held {
+                replicas,
+                kept: from,
+            };
+        }
+        if replicas == from {
+            return TotalChange::Unchanged(from);
+        }
+        self.total.store(replicas, Ordering::Release);
+        TotalChange::Changed { from, to: replicas }
+    }
+
+    /// The StatefulSet could not be read (API error, RBAC, deleted): the
+    /// total stays the last known one; `homelab_monitor_shard_statefulset_up` says 0.
+    pub fn mark_unavailable(&self) {
+        if let Some(v) = self.view().as_mut() {
+            v.up = false;
+        }
+    }
+}
+
+static CURRENT: OnceLock<LiveShard> = OnceLock::new();
 
 /// Set this process's shard (once, at start-up, before monitors are built).
 /// A second call is ignored and returns false.
 pub fn install(shard: Shard) -> bool {
-    CURRENT.set(shard).is_ok()
+    CURRENT.set(LiveShard::fixed(shard)).is_ok()
 }
 
-/// This process's shard (one shard if none was installed).
+/// Set this process's shard with its total following a StatefulSet
+/// (`core::shard_kube`); the handle to update it, or None if a shard was
+/// already installed.
+pub fn install_live(live: LiveShard) -> Option<&'static LiveShard> {
+    CURRENT.set(live).ok()?;
+    CURRENT.get()
+}
+
+/// This process's shard now (one shard if none was installed).
 pub fn current() -> Shard {
-    CURRENT.get().copied().unwrap_or_default()
+    CURRENT.get().map(LiveShard::get).unwrap_or_default()
 }
 
 /// True if this process owns the target with this key.
@@ -203,6 +369,12 @@ pub fn self_metrics(b: &mut SnapshotBuilder) {
         1.0,
     );
     b.gauge(&SHARD_TOTAL, &[], f64::from(s.total));
+    let view = CURRENT.get().and_then(|l| l.view().clone());
+    if let Some(v) = view {
+        let labels = [("statefulset", v.name.as_str())];
+        b.gauge(&SHARD_STATEFULSET_UP, &labels, if v.up { 1.0 } else { 0.0 });
+        b.gauge(&SHARD_STATEFULSET_REPLICAS, &labels, f64::from(v.replicas));
+    }
 }
 
 #[cfg(test)]
@@ -338,6 +510,76 @@ mod tests {
         all.dedup();
         assert_eq!(all.len(), names.len());
         assert_eq!(owned(Shard::default(), &names, |n| n.as_str()).len(), 30);
+    }
+
+    // --pod alone: the total comes from the StatefulSet; everything else as before.
+    #[test]
+    fn shard_plan_reads_the_total_from_the_statefulset_for_a_pod_alone() {
+        assert_eq!(
+            Shard::plan(None, None, Some("homelab-monitor-1")),
+            Ok(ShardPlan::FromStatefulSet {
+                index: 1,
+                pod: "homelab-monitor-1".into()
+            })
+        );
+        assert_eq!(
+            Shard::plan(None, Some(3), Some("homelab-monitor-2")),
+            Ok(ShardPlan::Fixed(Shard::new(2, 3).unwrap()))
+        );
+        assert!(matches!(
+            Shard::plan(None, None, Some("homelab-monitor")),
+            Err(ShardError::NoOrdinal { .. })
+        ));
+        assert_eq!(
+            Shard::plan(Some(1), None, None),
+            Err(ShardError::ShardWithoutTotal)
+        );
+        assert_eq!(
+            Shard::plan(None, None, None),
+            Ok(ShardPlan::Fixed(Shard::default()))
+        );
+    }
+
+    // The total changes at run time; a total that leaves this shard out is held.
+    #[test]
+    fn live_shard_follows_replicas_and_holds_a_scale_down_below_its_ordinal() {
+        let live = LiveShard::from_statefulset(Shard::new(1, 3).unwrap(), "ns/sts");
+        assert_eq!(live.get(), Shard::new(1, 3).unwrap());
+        assert_eq!(live.apply_replicas(3), TotalChange::Unchanged(3));
+        assert_eq!(
+            live.apply_replicas(2),
+            TotalChange::Changed { from: 3, to: 2 }
+        );
+        assert_eq!(live.get(), Shard::new(1, 2).unwrap());
+        // Scaled to 1: shard 1 is about to go; it keeps 2, never owns nothing.
+        assert_eq!(
+            live.apply_replicas(1),
+            TotalChange::Held {
+                replicas: 1,
+                kept: 2
+            }
+        );
+        assert_eq!(live.get().total(), 2);
+        assert_eq!(
+            live.apply_replicas(0),
+            TotalChange::Held {
+                replicas: 0,
+                kept: 2
+            }
+        );
+        let v = live.view().clone().unwrap();
+        assert_eq!((v.up, v.replicas), (true, 0));
+        live.mark_unavailable();
+        assert!(!live.view().clone().unwrap().up);
+        assert_eq!(live.get().total(), 2, "an API error keeps the last total");
+        assert_eq!(
+            live.apply_replicas(4),
+            TotalChange::Changed { from: 2, to: 4 }
+        );
+        assert!(live.view().clone().unwrap().up);
+        let fixed = LiveShard::fixed(Shard::new(0, 2).unwrap());
+        assert_eq!(fixed.source(), TotalSource::Flag);
+        assert!(fixed.view().is_none());
     }
 
     #[test]

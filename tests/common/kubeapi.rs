@@ -74,6 +74,8 @@ pub fn kind_of(resource: &str) -> &'static str {
         "secrets" => "Secret",
         "configmaps" => "ConfigMap",
         "validatingwebhookconfigurations" => "ValidatingWebhookConfiguration",
+        "pods" => "Pod",
+        "statefulsets" => "StatefulSet",
         _ => "Unknown",
     }
 }
@@ -81,6 +83,7 @@ pub fn kind_of(resource: &str) -> &'static str {
 pub fn api_version_of(resource: &str) -> &'static str {
     match resource {
         "validatingwebhookconfigurations" => "admissionregistration.k8s.io/v1",
+        "statefulsets" => "apps/v1",
         _ => "v1",
     }
 }
@@ -92,6 +95,19 @@ pub fn route(path: &str) -> Option<(String, Option<String>)> {
         ["api", "v1", r] => Some((r.to_string(), None)),
         ["api", "v1", "namespaces", ns, r] => Some((r.to_string(), Some(ns.to_string()))),
         ["apis", "admissionregistration.k8s.io", "v1", r] => Some((r.to_string(), None)),
+        ["apis", "apps", "v1", "namespaces", ns, r] => Some((r.to_string(), Some(ns.to_string()))),
+        _ => None,
+    }
+}
+
+/// (resource, namespace, name) from the path of a GET of one namespaced object.
+pub fn route_named(path: &str) -> Option<(String, String, String)> {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["api", "v1", "namespaces", ns, r, name]
+        | ["apis", "apps", "v1", "namespaces", ns, r, name] => {
+            Some((r.to_string(), ns.to_string(), name.to_string()))
+        }
         _ => None,
     }
 }
@@ -198,6 +214,21 @@ impl FakeApi {
             .and_then(|v| v.to_str().ok());
         if auth != Some(&format!("Bearer {TOKEN}")) {
             return full(401, &status(401, "Unauthorized", "Unauthorized"));
+        }
+        if let Some((resource, ns, name)) = route_named(req.uri().path()) {
+            if st.forbidden.contains(&resource) {
+                return full(
+                    403,
+                    &status(403, "Forbidden", &format!("{resource} \"{name}\" is forbidden: User \"system:serviceaccount:{ns}:homelab-monitor\" cannot get resource \"{resource}\" in the namespace \"{ns}\"")),
+                );
+            }
+            return match st.objects.get(&(resource.clone(), ns, name.clone())) {
+                Some(o) => full(200, o),
+                None => full(
+                    404,
+                    &status(404, "NotFound", &format!("{resource} \"{name}\" not found")),
+                ),
+            };
         }
         let Some((resource, ns)) = route(req.uri().path()) else {
             return full(

@@ -323,6 +323,9 @@ async fn collect_entry(
     };
     if let Some((label, e)) = &failure {
         tracing::warn!(monitor = "terraform_state", target = %label, reason = e.reason, "{}", e);
+        // The states listed last time, less those another shard owns now (the
+        // total follows the StatefulSet at run time, issue 19).
+        mem.targets.retain(|t| crate::core::shard::owns(&t.label));
         if mem.targets.is_empty() {
             out.problems.push(TargetError {
                 component: "discovery",

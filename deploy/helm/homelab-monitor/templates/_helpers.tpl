@@ -116,7 +116,7 @@ run the exporter as a sidecar (add the volumes from "homelab-monitor.volumes").
     {{- with .Values.exporter.interval }}
     - --interval={{ . }}
     {{- end }}
-    {{- if .Values.sharding.enabled }}
+    {{- if and .Values.sharding.enabled (not .Values.sharding.totalFromStatefulSet) }}
     - --total-shards={{ .Values.sharding.replicas }}
     {{- end }}
     {{- range .Values.exporter.extraArgs }}
@@ -125,7 +125,8 @@ run the exporter as a sidecar (add the volumes from "homelab-monitor.volumes").
   {{- if or .Values.sharding.enabled .Values.exporter.extraEnv }}
   env:
     {{- if .Values.sharding.enabled }}
-    # StatefulSet auto-sharding: the shard is this pod's ordinal (--pod).
+    # StatefulSet auto-sharding: the shard is this pod's ordinal (--pod); the
+    # total is the StatefulSet's replicas, watched (sharding.totalFromStatefulSet).
     - name: HOMELAB_MONITOR_POD
       valueFrom:
         fieldRef:
@@ -266,7 +267,7 @@ the Deployment and the sharded StatefulSet. */}}
         {{- end }}
     spec:
       serviceAccountName: {{ include "homelab-monitor.serviceAccountName" . }}
-      automountServiceAccountToken: {{ or .Values.automountServiceAccountToken .Values.kubernetes.enabled }}
+      automountServiceAccountToken: {{ or .Values.automountServiceAccountToken .Values.kubernetes.enabled (and .Values.sharding.enabled .Values.sharding.totalFromStatefulSet) }}
       {{- with .Values.imagePullSecrets }}
       imagePullSecrets:
         {{- toYaml . | nindent 8 }}

@@ -539,87 +539,79 @@ fn command_and_glob_keys_are_validated_at_load() {
     };
     let ok = "{ name: r, format: restic, command: { argv: [restic, snapshots, --json, --no-lock], timeout: 20s, env: { RESTIC_REPOSITORY: /srv/r }, env_files: { RESTIC_PASSWORD: pw } } }";
     assert_eq!(load(&src(true, ok)), Ok(()));
-    let e = load(&src(false, ok)).unwrap_err();
-    assert!(e.contains("allow_commands: true"), "{e}");
-    let e = load(&src(
-        true,
-        "{ name: r, format: restic, path: x.json, command: { argv: [restic] } }",
-    ))
-    .unwrap_err();
-    assert!(e.contains("either path") && e.contains("not both"), "{e}");
-    let e = load(&src(
-        true,
-        "{ name: d, format: directory, command: { argv: [ls] } }",
-    ))
-    .unwrap_err();
-    assert!(e.contains("`command` applies to format"), "{e}");
-    let e = load(&src(
-        true,
-        "{ name: r, format: restic, command: { argv: [] } }",
-    ))
-    .unwrap_err();
-    assert!(e.contains("argv needs at least the program"), "{e}");
-    // Default timeout 30s: a command may take at most 24s.
-    let e = load(&src(
-        true,
-        "{ name: r, format: restic, command: { argv: [restic], timeout: 25s } }",
-    ))
-    .unwrap_err();
-    assert!(
-        e.contains("at most 80% of backup_validation.timeout"),
-        "{e}"
-    );
-    let e = load(&src(
-        true,
-        "{ name: r, format: restic, command: { argv: [restic], env: { \"A=B\": x } } }",
-    ))
-    .unwrap_err();
-    assert!(e.contains("not an environment variable name"), "{e}");
-    let e = load(&src(
-        true,
-        "{ name: r, format: restic, command: { argv: [restic], shell: true } }",
-    ))
-    .unwrap_err();
-    assert!(e.contains("shell"), "{e}");
-
-    assert_eq!(
-        load(&src(
+    for (allow, source) in [
+        (
             false,
-            "{ name: g, format: restic, path: \"b/*/snapshots.json\" }"
-        )),
-        Ok(())
-    );
-    assert_eq!(
-        load(&src(
+            "{ name: g, format: restic, path: \"b/*/snapshots.json\" }",
+        ),
+        (
             false,
-            "{ name: g, format: borg, path: \"b/*-*.json\", name_template: \"{2}-{1}\" }"
-        )),
-        Ok(())
-    );
-    let e = load(&src(
-        false,
-        "{ name: g, format: restic, path: \"b/*/s.json\", name_template: \"{2}\" }",
-    ))
-    .unwrap_err();
-    assert!(e.contains("needs a 2th `*`"), "{e}");
-    let e = load(&src(
-        false,
-        "{ name: g, format: restic, path: \"b/?/s.json\" }",
-    ))
-    .unwrap_err();
-    assert!(e.contains("may use `*` only"), "{e}");
-    let e = load(&src(
-        false,
-        "{ name: g, format: restic, path: b/s.json, name_template: \"{1}\" }",
-    ))
-    .unwrap_err();
-    assert!(e.contains("name_template applies to a glob path"), "{e}");
-    let e = load(&src(
-        false,
-        "{ name: g, format: restic, path: \"b/*/s.json\", stats_file: st.json }",
-    ))
-    .unwrap_err();
-    assert!(e.contains("cannot be used with a glob path"), "{e}");
+            "{ name: g, format: borg, path: \"b/*-*.json\", name_template: \"{2}-{1}\" }",
+        ),
+    ] {
+        assert_eq!(load(&src(allow, source)), Ok(()), "{source}");
+    }
+    // (allow_commands, the source, what the error says)
+    let refused: &[(bool, &str, &[&str])] = &[
+        (false, ok, &["allow_commands: true"]),
+        (
+            true,
+            "{ name: r, format: restic, path: x.json, command: { argv: [restic] } }",
+            &["either path", "not both"],
+        ),
+        (
+            true,
+            "{ name: d, format: directory, command: { argv: [ls] } }",
+            &["`command` applies to format"],
+        ),
+        (
+            true,
+            "{ name: r, format: restic, command: { argv: [] } }",
+            &["argv needs at least the program"],
+        ),
+        // Default timeout 30s: a command may take at most 24s.
+        (
+            true,
+            "{ name: r, format: restic, command: { argv: [restic], timeout: 25s } }",
+            &["at most 80% of backup_validation.timeout"],
+        ),
+        (
+            true,
+            "{ name: r, format: restic, command: { argv: [restic], env: { \"A=B\": x } } }",
+            &["not an environment variable name"],
+        ),
+        (
+            true,
+            "{ name: r, format: restic, command: { argv: [restic], shell: true } }",
+            &["shell"],
+        ),
+        (
+            false,
+            "{ name: g, format: restic, path: \"b/*/s.json\", name_template: \"{2}\" }",
+            &["needs a 2th `*`"],
+        ),
+        (
+            false,
+            "{ name: g, format: restic, path: \"b/?/s.json\" }",
+            &["may use `*` only"],
+        ),
+        (
+            false,
+            "{ name: g, format: restic, path: b/s.json, name_template: \"{1}\" }",
+            &["name_template applies to a glob path"],
+        ),
+        (
+            false,
+            "{ name: g, format: restic, path: \"b/*/s.json\", stats_file: st.json }",
+            &["cannot be used with a glob path"],
+        ),
+    ];
+    for (allow, source, says) in refused {
+        let e = load(&src(*allow, source)).expect_err(source);
+        for part in *says {
+            assert!(e.contains(part), "{source}: expected {part:?} in {e}");
+        }
+    }
 }
 
 /// One set per matched file, named from the path; a bad file errors only

@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 
 mod common;
 
+use common::certs::{self, config};
 use common::free_port;
 use common::tools::{s_server, spawn_quiet, Kill};
 
@@ -108,18 +109,6 @@ fn self_signed(
     let key = KeyPair::generate().unwrap();
     let cert = params(cn, sans, serial, nb, na).self_signed(&key).unwrap();
     (cert, key)
-}
-
-fn config(yaml_inside_certificate_expiry: &str) -> CertificateConfig {
-    let text = format!(
-        "custom_monitors:\n  certificate_expiry:\n{}",
-        indent(yaml_inside_certificate_expiry)
-    );
-    parse(&text, Path::new("test.yaml"))
-        .unwrap_or_else(|e| panic!("{e}\n{text}"))
-        .custom_monitors
-        .certificate_expiry
-        .unwrap()
 }
 
 fn indent(s: &str) -> String {
@@ -2105,52 +2094,14 @@ async fn slow_smtp_greeting_still_works() {
 /// CA's `index.txt`, and its CRL as `crl.pem` and `crl.der` (nextUpdate in
 /// `crl_hours` hours; with an authorityKeyIdentifier when `crl_aki`).
 fn openssl_ca(dir: &Path, crl_hours: u32, crl_aki: bool) {
-    std::fs::write(
-        dir.join("ca.cnf"),
-        "[ ca ]\ndefault_ca = CA_default\n[ CA_default ]\ndir = .\ndatabase = index.txt\nnew_certs_dir = newcerts\ncertificate = ca.pem\nprivate_key = ca.key\nserial = serial\ncrlnumber = crlnumber\ndefault_md = sha256\ndefault_days = 90\npolicy = policy_any\nunique_subject = no\ncopy_extensions = copy\nx509_extensions = leaf\n[ leaf ]\nbasicConstraints = CA:FALSE\nsubjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\n[ policy_any ]\ncommonName = supplied\n[ v3_ca ]\nbasicConstraints = critical,CA:TRUE\nkeyUsage = critical,keyCertSign,cRLSign\nsubjectKeyIdentifier = hash\n[ crl_ext ]\nauthorityKeyIdentifier = keyid\n",
-    )
-    .unwrap();
-    std::fs::create_dir_all(dir.join("newcerts")).unwrap();
-    std::fs::write(dir.join("index.txt"), "").unwrap();
-    std::fs::write(dir.join("serial"), "1000\n").unwrap();
-    std::fs::write(dir.join("crlnumber"), "01\n").unwrap();
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    let mut args = vec!["req", "-x509", "-config", "ca.cnf", "-extensions", "v3_ca"];
-    args.extend(ec);
-    args.extend([
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "365",
-        "-subj",
-        "/CN=Homelab CRL CA",
-    ]);
-    openssl(&args, dir);
+    certs::ca_folder(
+        dir,
+        "copy_extensions = copy\nx509_extensions = leaf\n",
+        "[ leaf ]\nbasicConstraints = CA:FALSE\nsubjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\n",
+    );
+    certs::ca_cert(dir, "ca.cnf", "ca.key", "ca.pem", "Homelab CRL CA");
     for leaf in ["revoked", "good"] {
-        let (key, csr, pem, subj) = (
-            format!("{leaf}.key"),
-            format!("{leaf}.csr"),
-            format!("{leaf}.pem"),
-            format!("/CN={leaf}.lan"),
-        );
-        let mut args = vec!["req", "-new"];
-        args.extend(ec);
-        args.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
-        openssl(&args, dir);
-        openssl(
-            &[
-                "ca", "-batch", "-config", "ca.cnf", "-notext", "-in", &csr, "-out", &pem,
-            ],
-            dir,
-        );
+        certs::ca_signed(dir, leaf, None);
     }
     openssl(&["ca", "-config", "ca.cnf", "-revoke", "revoked.pem"], dir);
     let hours = crl_hours.to_string();
@@ -2160,12 +2111,7 @@ fn openssl_ca(dir: &Path, crl_hours: u32, crl_aki: bool) {
     }
     args.extend(["-out", "crl.pem"]);
     openssl(&args, dir);
-    openssl(
-        &[
-            "crl", "-in", "crl.pem", "-outform", "DER", "-out", "crl.der",
-        ],
-        dir,
-    );
+    certs::crl_der(dir, "crl.pem", "crl.der");
 }
 
 fn crl_value(s: &Snapshot, name: &str, path: &str) -> Option<f64> {

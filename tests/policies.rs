@@ -103,6 +103,19 @@ fn eval_both(
     now
 }
 
+/// The monitor's collection of one local state (no drift report) with
+/// `set`'s policies: their outcome.
+fn analyse_local(src: &LocalFile, mem: &mut TargetMemory, set: &PolicySet) -> Arc<PolicyOutcome> {
+    let sources = TargetSources {
+        state: src,
+        drift: None,
+        baseline: None,
+    };
+    analyse_with_policies(sources, mem, Some(set))
+        .policy
+        .unwrap()
+}
+
 fn addresses(r: &PolicyResult, rule: RuleKind) -> Vec<String> {
     let mut v: Vec<String> = r
         .violations
@@ -597,19 +610,7 @@ fn evaluation_is_cached_by_state_and_policy_stamps() {
         Duration::from_secs(5),
     );
     let mut mem = TargetMemory::default();
-    let mut run = || {
-        analyse_with_policies(
-            TargetSources {
-                state: &src,
-                drift: None,
-                baseline: None,
-            },
-            &mut mem,
-            Some(&set),
-        )
-        .policy
-        .unwrap()
-    };
+    let mut run = || analyse_local(&src, &mut mem, &set);
     let a = run();
     let b = run();
     assert!(
@@ -1021,18 +1022,7 @@ fn per_resource_policies_are_not_bounded_by_the_whole_state_size() {
             Duration::from_secs(60),
         )
         .with_max_input(1 << 20);
-        let mut mem = TargetMemory::default();
-        analyse_with_policies(
-            TargetSources {
-                state: &src,
-                drift: None,
-                baseline: None,
-            },
-            &mut mem,
-            Some(&set),
-        )
-        .policy
-        .unwrap()
+        analyse_local(&src, &mut TargetMemory::default(), &set)
     };
     let whole = run("whole/");
     assert_eq!(whole.results.len(), 6);

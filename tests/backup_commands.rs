@@ -143,18 +143,25 @@ fn restic_repo(dir: &Path) -> (PathBuf, PathBuf) {
     (repo, cache)
 }
 
+/// [`restic_repo`], and its `restic snapshots --json --no-lock` output in
+/// `dir/snapshots.json`.
+fn restic_repo_with_snapshots_json(dir: &Path) -> (PathBuf, PathBuf) {
+    let (repo, cache) = restic_repo(dir);
+    std::fs::write(
+        dir.join("snapshots.json"),
+        run(restic(&repo, &cache).args(["snapshots", "--json", "--no-lock"])),
+    )
+    .unwrap();
+    (repo, cache)
+}
+
 /// The command source gives exactly the series the file source gives when
 /// fed the same `restic snapshots --json --no-lock` output; the password
 /// comes from `env_files`, the repository from `env`.
 #[tokio::test]
 async fn restic_command_source_matches_the_file_source() {
     let dir = tempfile::tempdir().unwrap();
-    let (repo, cache) = restic_repo(dir.path());
-    std::fs::write(
-        dir.path().join("snapshots.json"),
-        run(restic(&repo, &cache).args(["snapshots", "--json", "--no-lock"])),
-    )
-    .unwrap();
+    let (repo, cache) = restic_repo_with_snapshots_json(dir.path());
     std::fs::write(
         dir.path().join("restic-password"),
         format!("{RESTIC_PASSWORD}\n"),
@@ -270,12 +277,7 @@ async fn borg_command_source_matches_the_file_source() {
 #[tokio::test]
 async fn failing_commands_are_up_0_with_a_reason_and_stale_values() {
     let dir = tempfile::tempdir().unwrap();
-    let (repo, cache) = restic_repo(dir.path());
-    std::fs::write(
-        dir.path().join("snapshots.json"),
-        run(restic(&repo, &cache).args(["snapshots", "--json", "--no-lock"])),
-    )
-    .unwrap();
+    restic_repo_with_snapshots_json(dir.path());
     // The "tool": prints the file, or fails as `mode` says.
     let script = "case $(cat mode) in ok) cat snapshots.json;; fail) echo 'Fatal: unable to open repository' >&2; exit 1;; bad) echo '[{\"time\":';; esac";
     let src = cmd_source("cmd", BackupFormat::Restic, command(&["sh", "-c", script]));

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use homelab_monitor::core::config::{parse, CertificateConfig};
+use homelab_monitor::core::config::CertificateConfig;
 use homelab_monitor::core::monitor::{CollectContext, Monitor};
 use homelab_monitor::core::snapshot::{Health, Snapshot};
 use homelab_monitor::monitors::certificates::CertificateMonitor;
@@ -109,10 +109,6 @@ fn self_signed(
     let key = KeyPair::generate().unwrap();
     let cert = params(cn, sans, serial, nb, na).self_signed(&key).unwrap();
     (cert, key)
-}
-
-fn indent(s: &str) -> String {
-    s.lines().map(|l| format!("    {l}\n")).collect()
 }
 
 /// The one-shot report of a certificate monitor, rendered generically from its facts.
@@ -723,10 +719,7 @@ async fn link_farms_are_reported_once_and_folder_loops_survive() {
 
 #[test]
 fn config_keys_are_validated_at_load() {
-    let err = |y: &str| {
-        let text = format!("custom_monitors:\n  certificate_expiry:\n{}", indent(y));
-        parse(&text, Path::new("cfg.yaml")).unwrap_err().to_string()
-    };
+    let err = certs::config_error;
     let e = err("endpoints:\n  - { address: \"mail.lan:587\", starttls: gopher }");
     assert!(e.contains("starttls") && e.contains("smtp"), "{e}");
     let e = err("endpoints:\n  - { address: \"mail.lan:587\", sni: x }");
@@ -1602,8 +1595,7 @@ fn config_errors_read_well() {
         "endpoints:\n  - \"a.lan:443\"\n  - \"no-port.lan\"",
         "endpoints: [42]",
     ] {
-        let text = format!("custom_monitors:\n  certificate_expiry:\n{}", indent(y));
-        let e = parse(&text, Path::new("cfg.yaml")).unwrap_err().to_string();
+        let e = certs::config_error(y);
         if std::env::var_os("SHOW_ERRORS").is_some() {
             println!("{e}");
         }

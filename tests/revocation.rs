@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use homelab_monitor::core::config::parse;
 use homelab_monitor::core::monitor::{CollectContext, Monitor};
 use homelab_monitor::core::snapshot::{Health, Snapshot};
 use homelab_monitor::monitors::certificates::modules::ProbeService;
@@ -650,10 +649,7 @@ async fn default_config_makes_no_revocation_request() {
 
 #[test]
 fn revocation_keys_are_validated_at_load() {
-    let err = |y: &str| {
-        let text = format!("custom_monitors:\n  certificate_expiry:\n    {y}\n");
-        parse(&text, Path::new("cfg.yaml")).unwrap_err().to_string()
-    };
+    let err = certs::config_error;
     let e = err("endpoints: [{ address: \"a.lan:443\", revocation: { ocsp: true, oscp: true } }]");
     assert!(e.contains("oscp") && e.contains("ocsp"), "{e}");
     let e = err("endpoints: [{ address: \"a.lan:443\", revocation: { ocsp: true, timeout: 0s } }]");

@@ -19,6 +19,16 @@ pub fn config(yaml: &str) -> CertificateConfig {
         .unwrap()
 }
 
+/// The load error of a `certificate_expiry` body (`yaml`, unindented).
+pub fn config_error(yaml: &str) -> String {
+    let indented: String = yaml.lines().map(|l| format!("    {l}\n")).collect();
+    let text = format!("custom_monitors:\n  certificate_expiry:\n{indented}");
+    match parse(&text, Path::new("cfg.yaml")) {
+        Ok(_) => panic!("accepted:\n{text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
 /// `openssl req` arguments for a new, unencrypted P-256 key.
 pub const EC_P256: [&str; 5] = [
     "-newkey",

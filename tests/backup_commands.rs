@@ -10,6 +10,8 @@ use std::time::{Duration, SystemTime};
 
 mod common;
 
+use common::backups::series_of;
+
 use homelab_monitor::core::config::{
     parse, BackupConfig, BackupFormat, BackupSourceConfig, HumanDuration, TimeZoneName,
 };
@@ -51,35 +53,6 @@ fn v(s: &Snapshot, metric: &str, source: &str) -> Option<f64> {
 
 fn set_v(s: &Snapshot, metric: &str, source: &str, set: &str) -> Option<f64> {
     s.value(metric, &[("source", source), ("set", set)])
-}
-
-/// Every `backup_*` sample of `source`, without the source label, sorted.
-fn series_of(s: &Snapshot, source: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for f in &s.families {
-        if !f.def.name.starts_with("backup_") {
-            continue;
-        }
-        for x in &f.samples {
-            if !x.labels.iter().any(|(k, v)| *k == "source" && v == source) {
-                continue;
-            }
-            let labels: Vec<String> = x
-                .labels
-                .iter()
-                .filter(|(k, _)| *k != "source")
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            out.push(format!(
-                "{}{{{}}} {}",
-                f.def.name,
-                labels.join(","),
-                x.value
-            ));
-        }
-    }
-    out.sort();
-    out
 }
 
 fn target<'a>(s: &'a Snapshot, source: &str) -> &'a homelab_monitor::core::snapshot::TargetStatus {

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 mod common;
 
-use common::backups::series_of;
+use common::backups::assert_command_matches_file;
 
 use homelab_monitor::core::config::{
     parse, BackupConfig, BackupFormat, BackupSourceConfig, HumanDuration, TimeZoneName,
@@ -159,18 +159,9 @@ async fn restic_command_source_matches_the_file_source() {
         s.max_age = Some(HumanDuration(Duration::from_secs(26 * 3600)));
     }
     let m = BackupMonitor::new(config(vec![file, cmd]), dir.path().to_path_buf());
-    let s = collect(&m).await;
-    assert_eq!(
-        v(&s, "backup_source_up", "cmd"),
-        Some(1.0),
-        "{:?}",
-        target(&s, "cmd")
-    );
+    let s = assert_command_matches_file(&m, 10).await;
     assert_eq!(v(&s, "backup_snapshots", "cmd"), Some(3.0));
     assert_eq!(v(&s, "backup_sets", "cmd"), Some(2.0));
-    let want = series_of(&s, "file");
-    assert!(want.len() > 10, "{want:?}");
-    assert_eq!(series_of(&s, "cmd"), want);
     assert_eq!(target(&s, "cmd").health, target(&s, "file").health);
     assert!(
         m.describe().contains("cmd (restic command ") && !m.describe().contains("--cache-dir"),
@@ -232,17 +223,8 @@ async fn borg_command_source_matches_the_file_source() {
         s.timezone = Some(TimeZoneName("UTC".into()));
     }
     let m = BackupMonitor::new(config(vec![file, cmd]), dir.path().to_path_buf());
-    let s = collect(&m).await;
-    assert_eq!(
-        v(&s, "backup_source_up", "cmd"),
-        Some(1.0),
-        "{:?}",
-        target(&s, "cmd")
-    );
+    let s = assert_command_matches_file(&m, 5).await;
     assert_eq!(v(&s, "backup_snapshots", "cmd"), Some(2.0));
-    let want = series_of(&s, "file");
-    assert!(want.len() > 5, "{want:?}");
-    assert_eq!(series_of(&s, "cmd"), want);
 }
 
 /// A failing command (exit != 0, bad JSON) makes the source `up 0` with a

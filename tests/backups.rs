@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 mod common;
 
-use common::backups::series_of;
+use common::backups::assert_command_matches_file;
 use common::{free_port, walk};
 
 use homelab_monitor::core::config::{
@@ -2630,16 +2630,7 @@ async fn assert_command_source_matches_file(
     let mut c = config(vec![BackupSourceConfig::new("file", format, file), cmd]);
     c.allow_commands = true;
     let m = BackupMonitor::new(c, root.to_path_buf());
-    let s = collect_at(&m, SystemTime::now()).await;
-    assert_eq!(
-        v(&s, "backup_source_up", "cmd"),
-        Some(1.0),
-        "{:?}",
-        target(&s, "cmd")
-    );
-    let want = series_of(&s, "file");
-    assert!(want.len() > 5, "{want:?}");
-    assert_eq!(series_of(&s, "cmd"), want);
+    assert_command_matches_file(&m, 5).await;
 }
 
 /// Stops barman's background `receive-wal` (started by `barman cron`).

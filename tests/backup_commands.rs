@@ -10,6 +10,8 @@ use std::time::{Duration, SystemTime};
 
 mod common;
 
+use common::backups::assert_command_matches_file;
+
 use homelab_monitor::core::config::{
     parse, BackupConfig, BackupFormat, BackupSourceConfig, HumanDuration, TimeZoneName,
 };
@@ -51,35 +53,6 @@ fn v(s: &Snapshot, metric: &str, source: &str) -> Option<f64> {
 
 fn set_v(s: &Snapshot, metric: &str, source: &str, set: &str) -> Option<f64> {
     s.value(metric, &[("source", source), ("set", set)])
-}
-
-/// Every `backup_*` sample of `source`, without the source label, sorted.
-fn series_of(s: &Snapshot, source: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for f in &s.families {
-        if !f.def.name.starts_with("backup_") {
-            continue;
-        }
-        for x in &f.samples {
-            if !x.labels.iter().any(|(k, v)| *k == "source" && v == source) {
-                continue;
-            }
-            let labels: Vec<String> = x
-                .labels
-                .iter()
-                .filter(|(k, _)| *k != "source")
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            out.push(format!(
-                "{}{{{}}} {}",
-                f.def.name,
-                labels.join(","),
-                x.value
-            ));
-        }
-    }
-    out.sort();
-    out
 }
 
 fn target<'a>(s: &'a Snapshot, source: &str) -> &'a homelab_monitor::core::snapshot::TargetStatus {
@@ -143,18 +116,25 @@ fn restic_repo(dir: &Path) -> (PathBuf, PathBuf) {
     (repo, cache)
 }
 
+/// [`restic_repo`], and its `restic snapshots --json --no-lock` output in
+/// `dir/snapshots.json`.
+fn restic_repo_with_snapshots_json(dir: &Path) -> (PathBuf, PathBuf) {
+    let (repo, cache) = restic_repo(dir);
+    std::fs::write(
+        dir.join("snapshots.json"),
+        run(restic(&repo, &cache).args(["snapshots", "--json", "--no-lock"])),
+    )
+    .unwrap();
+    (repo, cache)
+}
+
 /// The command source gives exactly the series the file source gives when
 /// fed the same `restic snapshots --json --no-lock` output; the password
 /// comes from `env_files`, the repository from `env`.
 #[tokio::test]
 async fn restic_command_source_matches_the_file_source() {
     let dir = tempfile::tempdir().unwrap();
-    let (repo, cache) = restic_repo(dir.path());
-    std::fs::write(
-        dir.path().join("snapshots.json"),
-        run(restic(&repo, &cache).args(["snapshots", "--json", "--no-lock"])),
-    )
-    .unwrap();
+    let (repo, cache) = restic_repo_with_snapshots_json(dir.path());
     std::fs::write(
         dir.path().join("restic-password"),
         format!("{RESTIC_PASSWORD}\n"),
@@ -179,18 +159,9 @@ async fn restic_command_source_matches_the_file_source() {
         s.max_age = Some(HumanDuration(Duration::from_secs(26 * 3600)));
     }
     let m = BackupMonitor::new(config(vec![file, cmd]), dir.path().to_path_buf());
-    let s = collect(&m).await;
-    assert_eq!(
-        v(&s, "backup_source_up", "cmd"),
-        Some(1.0),
-        "{:?}",
-        target(&s, "cmd")
-    );
+    let s = assert_command_matches_file(&m, 10).await;
     assert_eq!(v(&s, "backup_snapshots", "cmd"), Some(3.0));
     assert_eq!(v(&s, "backup_sets", "cmd"), Some(2.0));
-    let want = series_of(&s, "file");
-    assert!(want.len() > 10, "{want:?}");
-    assert_eq!(series_of(&s, "cmd"), want);
     assert_eq!(target(&s, "cmd").health, target(&s, "file").health);
     assert!(
         m.describe().contains("cmd (restic command ") && !m.describe().contains("--cache-dir"),
@@ -252,17 +223,8 @@ async fn borg_command_source_matches_the_file_source() {
         s.timezone = Some(TimeZoneName("UTC".into()));
     }
     let m = BackupMonitor::new(config(vec![file, cmd]), dir.path().to_path_buf());
-    let s = collect(&m).await;
-    assert_eq!(
-        v(&s, "backup_source_up", "cmd"),
-        Some(1.0),
-        "{:?}",
-        target(&s, "cmd")
-    );
+    let s = assert_command_matches_file(&m, 5).await;
     assert_eq!(v(&s, "backup_snapshots", "cmd"), Some(2.0));
-    let want = series_of(&s, "file");
-    assert!(want.len() > 5, "{want:?}");
-    assert_eq!(series_of(&s, "cmd"), want);
 }
 
 /// A failing command (exit != 0, bad JSON) makes the source `up 0` with a
@@ -270,12 +232,7 @@ async fn borg_command_source_matches_the_file_source() {
 #[tokio::test]
 async fn failing_commands_are_up_0_with_a_reason_and_stale_values() {
     let dir = tempfile::tempdir().unwrap();
-    let (repo, cache) = restic_repo(dir.path());
-    std::fs::write(
-        dir.path().join("snapshots.json"),
-        run(restic(&repo, &cache).args(["snapshots", "--json", "--no-lock"])),
-    )
-    .unwrap();
+    restic_repo_with_snapshots_json(dir.path());
     // The "tool": prints the file, or fails as `mode` says.
     let script = "case $(cat mode) in ok) cat snapshots.json;; fail) echo 'Fatal: unable to open repository' >&2; exit 1;; bad) echo '[{\"time\":';; esac";
     let src = cmd_source("cmd", BackupFormat::Restic, command(&["sh", "-c", script]));
@@ -539,87 +496,79 @@ fn command_and_glob_keys_are_validated_at_load() {
     };
     let ok = "{ name: r, format: restic, command: { argv: [restic, snapshots, --json, --no-lock], timeout: 20s, env: { RESTIC_REPOSITORY: /srv/r }, env_files: { RESTIC_PASSWORD: pw } } }";
     assert_eq!(load(&src(true, ok)), Ok(()));
-    let e = load(&src(false, ok)).unwrap_err();
-    assert!(e.contains("allow_commands: true"), "{e}");
-    let e = load(&src(
-        true,
-        "{ name: r, format: restic, path: x.json, command: { argv: [restic] } }",
-    ))
-    .unwrap_err();
-    assert!(e.contains("either path") && e.contains("not both"), "{e}");
-    let e = load(&src(
-        true,
-        "{ name: d, format: directory, command: { argv: [ls] } }",
-    ))
-    .unwrap_err();
-    assert!(e.contains("`command` applies to format"), "{e}");
-    let e = load(&src(
-        true,
-        "{ name: r, format: restic, command: { argv: [] } }",
-    ))
-    .unwrap_err();
-    assert!(e.contains("argv needs at least the program"), "{e}");
-    // Default timeout 30s: a command may take at most 24s.
-    let e = load(&src(
-        true,
-        "{ name: r, format: restic, command: { argv: [restic], timeout: 25s } }",
-    ))
-    .unwrap_err();
-    assert!(
-        e.contains("at most 80% of backup_validation.timeout"),
-        "{e}"
-    );
-    let e = load(&src(
-        true,
-        "{ name: r, format: restic, command: { argv: [restic], env: { \"A=B\": x } } }",
-    ))
-    .unwrap_err();
-    assert!(e.contains("not an environment variable name"), "{e}");
-    let e = load(&src(
-        true,
-        "{ name: r, format: restic, command: { argv: [restic], shell: true } }",
-    ))
-    .unwrap_err();
-    assert!(e.contains("shell"), "{e}");
-
-    assert_eq!(
-        load(&src(
+    for (allow, source) in [
+        (
             false,
-            "{ name: g, format: restic, path: \"b/*/snapshots.json\" }"
-        )),
-        Ok(())
-    );
-    assert_eq!(
-        load(&src(
+            "{ name: g, format: restic, path: \"b/*/snapshots.json\" }",
+        ),
+        (
             false,
-            "{ name: g, format: borg, path: \"b/*-*.json\", name_template: \"{2}-{1}\" }"
-        )),
-        Ok(())
-    );
-    let e = load(&src(
-        false,
-        "{ name: g, format: restic, path: \"b/*/s.json\", name_template: \"{2}\" }",
-    ))
-    .unwrap_err();
-    assert!(e.contains("needs a 2th `*`"), "{e}");
-    let e = load(&src(
-        false,
-        "{ name: g, format: restic, path: \"b/?/s.json\" }",
-    ))
-    .unwrap_err();
-    assert!(e.contains("may use `*` only"), "{e}");
-    let e = load(&src(
-        false,
-        "{ name: g, format: restic, path: b/s.json, name_template: \"{1}\" }",
-    ))
-    .unwrap_err();
-    assert!(e.contains("name_template applies to a glob path"), "{e}");
-    let e = load(&src(
-        false,
-        "{ name: g, format: restic, path: \"b/*/s.json\", stats_file: st.json }",
-    ))
-    .unwrap_err();
-    assert!(e.contains("cannot be used with a glob path"), "{e}");
+            "{ name: g, format: borg, path: \"b/*-*.json\", name_template: \"{2}-{1}\" }",
+        ),
+    ] {
+        assert_eq!(load(&src(allow, source)), Ok(()), "{source}");
+    }
+    // (allow_commands, the source, what the error says)
+    let refused: &[(bool, &str, &[&str])] = &[
+        (false, ok, &["allow_commands: true"]),
+        (
+            true,
+            "{ name: r, format: restic, path: x.json, command: { argv: [restic] } }",
+            &["either path", "not both"],
+        ),
+        (
+            true,
+            "{ name: d, format: directory, command: { argv: [ls] } }",
+            &["`command` applies to format"],
+        ),
+        (
+            true,
+            "{ name: r, format: restic, command: { argv: [] } }",
+            &["argv needs at least the program"],
+        ),
+        // Default timeout 30s: a command may take at most 24s.
+        (
+            true,
+            "{ name: r, format: restic, command: { argv: [restic], timeout: 25s } }",
+            &["at most 80% of backup_validation.timeout"],
+        ),
+        (
+            true,
+            "{ name: r, format: restic, command: { argv: [restic], env: { \"A=B\": x } } }",
+            &["not an environment variable name"],
+        ),
+        (
+            true,
+            "{ name: r, format: restic, command: { argv: [restic], shell: true } }",
+            &["shell"],
+        ),
+        (
+            false,
+            "{ name: g, format: restic, path: \"b/*/s.json\", name_template: \"{2}\" }",
+            &["needs a 2th `*`"],
+        ),
+        (
+            false,
+            "{ name: g, format: restic, path: \"b/?/s.json\" }",
+            &["may use `*` only"],
+        ),
+        (
+            false,
+            "{ name: g, format: restic, path: b/s.json, name_template: \"{1}\" }",
+            &["name_template applies to a glob path"],
+        ),
+        (
+            false,
+            "{ name: g, format: restic, path: \"b/*/s.json\", stats_file: st.json }",
+            &["cannot be used with a glob path"],
+        ),
+    ];
+    for (allow, source, says) in refused {
+        let e = load(&src(*allow, source)).expect_err(source);
+        for part in *says {
+            assert!(e.contains(part), "{source}: expected {part:?} in {e}");
+        }
+    }
 }
 
 /// One set per matched file, named from the path; a bad file errors only

@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 
 mod common;
 
+use common::backups::assert_command_matches_file;
 use common::{free_port, walk};
 
 use homelab_monitor::core::config::{
@@ -20,7 +21,7 @@ use homelab_monitor::core::config::{
 use homelab_monitor::core::monitor::{CollectContext, Monitor};
 use homelab_monitor::core::snapshot::Fact;
 use homelab_monitor::core::snapshot::{Health, Snapshot};
-use homelab_monitor::monitors::backups::{BackupMonitor, GroupField};
+use homelab_monitor::monitors::backups::{BackupCommand, BackupMonitor, GroupField};
 
 const DAY: u64 = 86400;
 
@@ -2252,6 +2253,20 @@ async fn real_pgbackrest_stanza_full_and_incr() {
     let dir = tempfile::tempdir().unwrap();
     let info = real_pgbackrest_info(dir.path(), &pgbackrest, &initdb);
     std::fs::write(dir.path().join("info.json"), &info).unwrap();
+    let is_root = String::from_utf8_lossy(&run(Command::new("id").arg("-u"))).trim() == "0";
+    let info_line = format!(
+        "{} --config={} --stanza=main --output=json info",
+        shell_quote(&pgbackrest.to_string_lossy()),
+        shell_quote(&dir.path().join("pgbackrest.conf").to_string_lossy())
+    );
+    assert_command_source_matches_file(
+        dir.path(),
+        BackupFormat::Pgbackrest,
+        "info.json",
+        is_root,
+        &info_line,
+    )
+    .await;
     let doc: serde_json::Value = serde_json::from_slice(&info).unwrap();
     let stanza = &doc[0];
     assert_eq!(stanza["name"], "main");
@@ -2590,6 +2605,34 @@ fn sh_as(as_postgres: bool, line: &str) -> Command {
     }
 }
 
+/// A `command:` source running the real tool (`line`, through the shell, as
+/// postgres when root) gives the same series as the file source `file`
+/// holding the same tool's output (issue 20).
+async fn assert_command_source_matches_file(
+    root: &Path,
+    format: BackupFormat,
+    file: &str,
+    as_postgres: bool,
+    line: &str,
+) {
+    let sh = sh_as(as_postgres, line);
+    let argv = std::iter::once(sh.get_program())
+        .chain(sh.get_args())
+        .map(|a| a.to_string_lossy().to_string())
+        .collect();
+    let mut cmd = BackupSourceConfig::new("cmd", format, "");
+    cmd.command = Some(BackupCommand {
+        argv,
+        timeout: None,
+        env: Default::default(),
+        env_files: Default::default(),
+    });
+    let mut c = config(vec![BackupSourceConfig::new("file", format, file), cmd]);
+    c.allow_commands = true;
+    let m = BackupMonitor::new(c, root.to_path_buf());
+    assert_command_matches_file(&m, 5).await;
+}
+
 /// Stops barman's background `receive-wal` (started by `barman cron`).
 struct BarmanStreaming {
     line: String,
@@ -2744,6 +2787,14 @@ async fn real_barman_streaming_backups() {
     }
     let list = run(&mut sh_as(is_root, &bar("-f json list-backups all")));
     std::fs::write(root.join("list.json"), &list).unwrap();
+    assert_command_source_matches_file(
+        root,
+        BackupFormat::Barman,
+        "list.json",
+        is_root,
+        &bar("-f json list-backups all"),
+    )
+    .await;
     let doc: serde_json::Value = serde_json::from_slice(&list).unwrap();
     let backups = doc["pg"].as_array().unwrap();
     assert_eq!(backups.len(), 2, "{doc}\nbarman.log:\n{}", log());

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use homelab_monitor::core::config::{parse, CertificateConfig};
+use homelab_monitor::core::config::CertificateConfig;
 use homelab_monitor::core::monitor::{CollectContext, Monitor};
 use homelab_monitor::core::snapshot::{Health, Snapshot};
 use homelab_monitor::monitors::certificates::CertificateMonitor;
@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 
 mod common;
 
+use common::certs::{self, config};
 use common::free_port;
 use common::tools::{s_server, spawn_quiet, Kill};
 
@@ -108,22 +109,6 @@ fn self_signed(
     let key = KeyPair::generate().unwrap();
     let cert = params(cn, sans, serial, nb, na).self_signed(&key).unwrap();
     (cert, key)
-}
-
-fn config(yaml_inside_certificate_expiry: &str) -> CertificateConfig {
-    let text = format!(
-        "custom_monitors:\n  certificate_expiry:\n{}",
-        indent(yaml_inside_certificate_expiry)
-    );
-    parse(&text, Path::new("test.yaml"))
-        .unwrap_or_else(|e| panic!("{e}\n{text}"))
-        .custom_monitors
-        .certificate_expiry
-        .unwrap()
-}
-
-fn indent(s: &str) -> String {
-    s.lines().map(|l| format!("    {l}\n")).collect()
 }
 
 /// The one-shot report of a certificate monitor, rendered generically from its facts.
@@ -734,10 +719,7 @@ async fn link_farms_are_reported_once_and_folder_loops_survive() {
 
 #[test]
 fn config_keys_are_validated_at_load() {
-    let err = |y: &str| {
-        let text = format!("custom_monitors:\n  certificate_expiry:\n{}", indent(y));
-        parse(&text, Path::new("cfg.yaml")).unwrap_err().to_string()
-    };
+    let err = certs::config_error;
     let e = err("endpoints:\n  - { address: \"mail.lan:587\", starttls: gopher }");
     assert!(e.contains("starttls") && e.contains("smtp"), "{e}");
     let e = err("endpoints:\n  - { address: \"mail.lan:587\", sni: x }");
@@ -1613,8 +1595,7 @@ fn config_errors_read_well() {
         "endpoints:\n  - \"a.lan:443\"\n  - \"no-port.lan\"",
         "endpoints: [42]",
     ] {
-        let text = format!("custom_monitors:\n  certificate_expiry:\n{}", indent(y));
-        let e = parse(&text, Path::new("cfg.yaml")).unwrap_err().to_string();
+        let e = certs::config_error(y);
         if std::env::var_os("SHOW_ERRORS").is_some() {
             println!("{e}");
         }
@@ -2105,52 +2086,14 @@ async fn slow_smtp_greeting_still_works() {
 /// CA's `index.txt`, and its CRL as `crl.pem` and `crl.der` (nextUpdate in
 /// `crl_hours` hours; with an authorityKeyIdentifier when `crl_aki`).
 fn openssl_ca(dir: &Path, crl_hours: u32, crl_aki: bool) {
-    std::fs::write(
-        dir.join("ca.cnf"),
-        "[ ca ]\ndefault_ca = CA_default\n[ CA_default ]\ndir = .\ndatabase = index.txt\nnew_certs_dir = newcerts\ncertificate = ca.pem\nprivate_key = ca.key\nserial = serial\ncrlnumber = crlnumber\ndefault_md = sha256\ndefault_days = 90\npolicy = policy_any\nunique_subject = no\ncopy_extensions = copy\nx509_extensions = leaf\n[ leaf ]\nbasicConstraints = CA:FALSE\nsubjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\n[ policy_any ]\ncommonName = supplied\n[ v3_ca ]\nbasicConstraints = critical,CA:TRUE\nkeyUsage = critical,keyCertSign,cRLSign\nsubjectKeyIdentifier = hash\n[ crl_ext ]\nauthorityKeyIdentifier = keyid\n",
-    )
-    .unwrap();
-    std::fs::create_dir_all(dir.join("newcerts")).unwrap();
-    std::fs::write(dir.join("index.txt"), "").unwrap();
-    std::fs::write(dir.join("serial"), "1000\n").unwrap();
-    std::fs::write(dir.join("crlnumber"), "01\n").unwrap();
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    let mut args = vec!["req", "-x509", "-config", "ca.cnf", "-extensions", "v3_ca"];
-    args.extend(ec);
-    args.extend([
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "365",
-        "-subj",
-        "/CN=Homelab CRL CA",
-    ]);
-    openssl(&args, dir);
+    certs::ca_folder(
+        dir,
+        "copy_extensions = copy\nx509_extensions = leaf\n",
+        "[ leaf ]\nbasicConstraints = CA:FALSE\nsubjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\n",
+    );
+    certs::ca_cert(dir, "ca.cnf", "ca.key", "ca.pem", "Homelab CRL CA");
     for leaf in ["revoked", "good"] {
-        let (key, csr, pem, subj) = (
-            format!("{leaf}.key"),
-            format!("{leaf}.csr"),
-            format!("{leaf}.pem"),
-            format!("/CN={leaf}.lan"),
-        );
-        let mut args = vec!["req", "-new"];
-        args.extend(ec);
-        args.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
-        openssl(&args, dir);
-        openssl(
-            &[
-                "ca", "-batch", "-config", "ca.cnf", "-notext", "-in", &csr, "-out", &pem,
-            ],
-            dir,
-        );
+        certs::ca_signed(dir, leaf, None);
     }
     openssl(&["ca", "-config", "ca.cnf", "-revoke", "revoked.pem"], dir);
     let hours = crl_hours.to_string();
@@ -2160,12 +2103,7 @@ fn openssl_ca(dir: &Path, crl_hours: u32, crl_aki: bool) {
     }
     args.extend(["-out", "crl.pem"]);
     openssl(&args, dir);
-    openssl(
-        &[
-            "crl", "-in", "crl.pem", "-outform", "DER", "-out", "crl.der",
-        ],
-        dir,
-    );
+    certs::crl_der(dir, "crl.pem", "crl.der");
 }
 
 fn crl_value(s: &Snapshot, name: &str, path: &str) -> Option<f64> {

@@ -10,13 +10,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::SystemTime;
 
-use homelab_monitor::core::config::{parse, CertificateConfig};
 use homelab_monitor::core::monitor::{CollectContext, Monitor};
 use homelab_monitor::core::snapshot::Snapshot;
 use homelab_monitor::monitors::certificates::CertificateMonitor;
 
 mod common;
 
+use common::certs::config;
 use common::tools::{openssl, s_server, spawn_quiet, Kill};
 use common::{free_port, wait_for};
 
@@ -136,16 +136,6 @@ fn openssl_not_after(dir: &Path, cert: &str) -> f64 {
         .parse()
         .unwrap_or_else(|e| panic!("openssl date {date:?}: {e}"));
     t.as_second() as f64
-}
-
-fn config(yaml: &str) -> CertificateConfig {
-    let indented: String = yaml.lines().map(|l| format!("    {l}\n")).collect();
-    let text = format!("custom_monitors:\n  certificate_expiry:\n{indented}");
-    parse(&text, Path::new("test.yaml"))
-        .unwrap_or_else(|e| panic!("{e}\n{text}"))
-        .custom_monitors
-        .certificate_expiry
-        .unwrap()
 }
 
 /// One collection (at the real time: openssl dates from now) of `endpoints`.

@@ -13,8 +13,8 @@ use homelab_monitor::monitors::terraform::analysis::{
 };
 use homelab_monitor::monitors::terraform::plan::parse_plan_with_input;
 use homelab_monitor::monitors::terraform::policy::{
-    evaluate, evaluate_reader, evaluate_values, LoadedPolicy, PolicyOutcome, PolicyResult,
-    PolicySet, RuleKind, Scope, BATCH_BYTES,
+    check_config, evaluate, evaluate_reader, evaluate_values, scope_of, LoadedPolicy,
+    PolicyOutcome, PolicyResult, PolicySet, RuleKind, Scope, BATCH_BYTES, DECLARATION,
 };
 use homelab_monitor::monitors::terraform::source::LocalFile;
 use homelab_monitor::monitors::terraform::state::parse_state_with_input;
@@ -101,6 +101,19 @@ fn eval_both(
         assert_eq!(strip(&before), strip(&streamed), "batches of {batch} bytes");
     }
     now
+}
+
+/// The monitor's collection of one local state (no drift report) with
+/// `set`'s policies: their outcome.
+fn analyse_local(src: &LocalFile, mem: &mut TargetMemory, set: &PolicySet) -> Arc<PolicyOutcome> {
+    let sources = TargetSources {
+        state: src,
+        drift: None,
+        baseline: None,
+    };
+    analyse_with_policies(sources, mem, Some(set))
+        .policy
+        .unwrap()
 }
 
 fn addresses(r: &PolicyResult, rule: RuleKind) -> Vec<String> {
@@ -597,19 +610,7 @@ fn evaluation_is_cached_by_state_and_policy_stamps() {
         Duration::from_secs(5),
     );
     let mut mem = TargetMemory::default();
-    let mut run = || {
-        analyse_with_policies(
-            TargetSources {
-                state: &src,
-                drift: None,
-                baseline: None,
-            },
-            &mut mem,
-            Some(&set),
-        )
-        .policy
-        .unwrap()
-    };
+    let mut run = || analyse_local(&src, &mut mem, &set);
     let a = run();
     let b = run();
     assert!(
@@ -1021,18 +1022,7 @@ fn per_resource_policies_are_not_bounded_by_the_whole_state_size() {
             Duration::from_secs(60),
         )
         .with_max_input(1 << 20);
-        let mut mem = TargetMemory::default();
-        analyse_with_policies(
-            TargetSources {
-                state: &src,
-                drift: None,
-                baseline: None,
-            },
-            &mut mem,
-            Some(&set),
-        )
-        .policy
-        .unwrap()
+        analyse_local(&src, &mut TargetMemory::default(), &set)
     };
     let whole = run("whole/");
     assert_eq!(whole.results.len(), 6);
@@ -1131,4 +1121,268 @@ fn a_declared_per_resource_policy_reading_the_whole_state_is_a_config_error() {
     assert!(err.contains("p/count.rego"), "{err}");
     assert!(err.contains("line 5"), "{err}");
     assert!(err.contains("input.resources as a whole"), "{err}");
+}
+
+// ------------------- per-resource policies must not aggregate (issue 21)
+
+/// A declared policy's source: the declaration, a package `p`, Rego v1.
+fn declared(body: &str) -> String {
+    format!("# policy-scope: resource\npackage p\nimport rego.v1\n{body}\n")
+}
+
+/// Forms that compute across resources: each is refused at load with its
+/// line (the first problem's), the remedy, and what the problem is.
+#[test]
+fn declared_per_resource_policies_that_aggregate_are_refused_with_the_line() {
+    let untagged = "untagged contains r.name if {\n  some r in input.resources\n  not r.tags\n}\n";
+    let cases: &[(&str, u32, &str)] = &[
+        // A threshold over a set rule built from the resources.
+        (
+            &format!("{untagged}deny contains \"too many\" if count(untagged) > 10"),
+            8,
+            "uses the rule `untagged` (computed from input.resources) as a whole in `count(untagged)`",
+        ),
+        // The same through the package path.
+        (
+            &format!("{untagged}deny contains \"too many\" if count(data.p.untagged) > 10"),
+            8,
+            "as a whole in `count(data.p.untagged)`",
+        ),
+        // count / sum / max over comprehensions.
+        (
+            "deny contains \"many\" if {\n  n := count([r | some r in input.resources; r.mode == \"managed\"])\n  n > 10\n}",
+            5,
+            "iterates input.resources inside a comprehension",
+        ),
+        (
+            "deny contains \"big\" if {\n  sum({k: count(r.instances) | some r in input.resources; k := r.name}) > 100\n}",
+            5,
+            "inside a comprehension",
+        ),
+        (
+            "sizes contains count(r.instances) if some r in input.resources\n\ndeny contains \"big\" if max(sizes) > 3",
+            6,
+            "as a whole in `max(sizes)`",
+        ),
+        (
+            &format!("{untagged}deny contains x if x := concat(\", \", sort(untagged))"),
+            8,
+            "as a whole in `sort(untagged)`",
+        ),
+        (
+            "names contains r.name if some r in input.resources\n\ndeny contains x if x := json.marshal(names)",
+            6,
+            "as a whole in `json.marshal(names)`",
+        ),
+        // every, over the resources or a set rule.
+        (
+            "deny contains \"unencrypted\" if {\n  every r in input.resources { not r.encrypted }\n}",
+            5,
+            "uses input.resources inside `every`",
+        ),
+        (
+            "deny contains \"unencrypted\" if {\n  not every_encrypted\n}\n\nevery_encrypted if every r in input.resources { r.encrypted }",
+            5,
+            "negates the rule `every_encrypted` (computed from input.resources) with `not`",
+        ),
+        (
+            &format!("{untagged}deny contains \"x\" if {{\n  every n in untagged {{ n != \"\" }}\n}}"),
+            9,
+            "uses the rule `untagged` (computed from input.resources) inside `every`",
+        ),
+        // A negation of a rule that ranges over the resources.
+        (
+            "any_encrypted if {\n  some r in input.resources\n  r.encrypted\n}\n\ndeny contains \"none encrypted\" if not any_encrypted",
+            4,
+            "defines `any_encrypted` as one value computed from input.resources",
+        ),
+        (
+            "encrypted contains r.name if {\n  some r in input.resources\n  r.encrypted\n}\n\ndeny contains n if {\n  some r in input.resources\n  n := r.name\n  not n in encrypted\n}",
+            12,
+            "negates the rule `encrypted`",
+        ),
+        (
+            "deny contains \"none public\" if {\n  not input.resources[_].public\n}",
+            5,
+            "iterates input.resources under `not`",
+        ),
+        // One value, a function, an object from the resources.
+        (
+            "n := count(input.resources)\n\ndeny contains \"many\" if n > 10",
+            4,
+            "defines `n` as one value computed from input.resources",
+        ),
+        (
+            "exists(t) if {\n  some r in input.resources\n  r.type == t\n}\n\ndeny contains \"no vpc\" if not exists(\"aws_vpc\")",
+            4,
+            "defines the function `exists` from input.resources",
+        ),
+        (
+            "by_name[r.name] := r if some r in input.resources\n\ndeny contains n if some n, _ in by_name",
+            4,
+            "defines the object rule `by_name`",
+        ),
+        // A join of two resources.
+        (
+            "deny contains a.name if {\n  some a in input.resources\n  some b in input.resources\n  a.name == b.name\n  a != b\n}",
+            6,
+            "a join of two resources",
+        ),
+        (
+            &format!("{untagged}deny contains n if {{\n  some n in untagged\n  some r in input.resources\n  r.name == n\n}}"),
+            10,
+            "a join of two resources",
+        ),
+        // An alias of the input.
+        (
+            "import input.resources as rs\n\ndeny contains r.name if some r in rs",
+            4,
+            "has `import input.resources as rs`",
+        ),
+    ];
+    for (body, line, what) in cases {
+        let src = declared(body);
+        let e = scope_of("p/agg.rego", &src).expect_err(body);
+        let text = e.to_string();
+        assert!(
+            text.starts_with("policy p/agg.rego: declared `# policy-scope: resource`, but line "),
+            "{body}: {text}"
+        );
+        assert!(
+            text.contains(&format!("but line {line} ")),
+            "{body}: expected line {line}: {text}"
+        );
+        assert!(text.contains(what), "{body}: expected {what:?}: {text}");
+        assert!(
+            text.contains("remove the `# policy-scope: resource` line to evaluate this policy on the whole state"),
+            "{text}"
+        );
+        // Without the declaration the same policy is a whole-state policy.
+        let whole = src.replace("# policy-scope: resource\n", "");
+        assert_eq!(
+            scope_of("p/agg.rego", &whole).ok(),
+            Some(Scope::State),
+            "{body}"
+        );
+    }
+    // Rego v0 is checked the same way.
+    let v0 = "# policy-scope: resource\npackage p\n\ndeny[msg] {\n  count(input.resources) > 3\n  msg := \"many\"\n}\n";
+    let text = scope_of("p/v0.rego", v0).unwrap_err().to_string();
+    assert!(
+        text.contains("but line 5 uses input.resources as a whole"),
+        "{text}"
+    );
+}
+
+/// What is provably per-resource is accepted: aggregates over ONE
+/// resource's attributes, set rules iterated element by element, pure
+/// helpers, negations and `every` on one resource, Rego v0.
+#[test]
+fn declared_per_resource_policies_may_aggregate_within_one_resource() {
+    let ok = [
+        "deny contains r.name if {\n  some r in input.resources\n  count(r.instances) > 1\n}",
+        "deny contains r.name if {\n  r := input.resources[_]\n  count({k | some k, _ in r.instances[0].attributes.tags}) < 2\n}",
+        "deny contains r.name if {\n  some r in input.resources\n  every i in r.instances { i.attributes.encrypted == false }\n}",
+        "deny contains r.name if {\n  some r in input.resources\n  not encrypted(r)\n}\n\nencrypted(r) if r.instances[_].attributes.encrypted",
+        "bad contains r.name if {\n  some r in input.resources\n  not r.tags\n}\n\ndeny contains n if some n in bad\n\nwarn contains msg if {\n  n := bad[_]\n  msg := sprintf(\"%s: %d\", [n, count(n)])\n}",
+        "allowed := {\"a\", \"b\"}\n\ndeny contains r.type if {\n  some r in input.resources\n  not r.type in allowed\n  count(allowed) > 1\n}",
+        "deny contains x if {\n  some r in input.resources\n  x := data.p.allowed[r.type]\n}",
+    ];
+    for body in ok {
+        assert_eq!(
+            scope_of("p/ok.rego", &declared(body)).map_err(|e| e.to_string()),
+            Ok(Scope::Resource),
+            "{body}"
+        );
+    }
+    let v0 = "# policy-scope: resource\npackage p\n\ndeny[msg] {\n  r := input.resources[_]\n  count(r.instances) > 1\n  msg := r.name\n}\n";
+    assert_eq!(scope_of("p/v0.rego", v0).ok(), Some(Scope::Resource));
+}
+
+/// Why the check exists: a threshold over a set of resources, evaluated per
+/// batch, misses what the whole state shows (a false clean). Not declared,
+/// the same policy keeps working on the whole state; declared, it is refused.
+#[test]
+fn an_aggregating_policy_per_batch_would_be_a_false_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = "package agg\nimport rego.v1\n\n\
+        untagged contains r.name if {\n  some r in input.resources\n  some i in r.instances\n  not i.attributes.tags.team\n}\n\n\
+        deny contains msg if {\n  count(untagged) > 10\n  msg := sprintf(\"%d resources have no team tag\", [count(untagged)])\n}\n";
+    write(dir.path(), "whole/agg.rego", policy);
+    write(
+        dir.path(),
+        "declared/agg.rego",
+        &format!("{}\n{policy}", DECLARATION),
+    );
+    // 12 untagged resources of ~200 KB each: 3 batches of about 5.
+    let pad = "x".repeat(200_000);
+    let resources: Vec<Value> = (0..12)
+        .map(|n| {
+            res(
+                "aws_instance",
+                &format!("i{n}"),
+                json!({"user_data": pad, "tags": {}}),
+            )
+        })
+        .collect();
+    let input = state(Value::Array(resources));
+    assert!(input.to_string().len() > 2 * BATCH_BYTES);
+    let (p, _) = PolicySet::new(
+        vec!["whole/".into()],
+        dir.path().into(),
+        Duration::from_secs(10),
+    )
+    .refresh();
+    assert_eq!(p[0].scope, Scope::State);
+    let whole = evaluate(&p, "s", input.clone(), None, Duration::from_secs(10));
+    assert!(whole.results[0].ok, "{whole:?}");
+    assert_eq!(
+        whole.results[0]
+            .violations
+            .iter()
+            .map(|v| v.msg.as_str())
+            .collect::<Vec<_>>(),
+        vec!["12 resources have no team tag"]
+    );
+    // The same policy given the resources a batch at a time (what the
+    // declaration would do if it were accepted): no batch has more than 10.
+    let mut forced = p.clone();
+    forced[0].scope = Scope::Resource;
+    let batched = evaluate_reader(
+        &forced,
+        "s",
+        input.to_string().as_bytes(),
+        None,
+        Duration::from_secs(10),
+        BATCH_BYTES,
+    )
+    .unwrap()
+    .unwrap();
+    assert!(batched.results[0].ok, "{batched:?}");
+    assert!(
+        batched.results[0].violations.is_empty(),
+        "a false clean: {batched:?}"
+    );
+    // So the declaration is refused at load, with the file and the line.
+    let (d, _) = PolicySet::new(
+        vec!["declared/".into()],
+        dir.path().into(),
+        Duration::from_secs(10),
+    )
+    .refresh();
+    let refused = evaluate(&d, "s", input, None, Duration::from_secs(10));
+    assert!(!refused.results[0].ok, "{refused:?}");
+    let err = refused.results[0].error.clone().unwrap_or_default();
+    assert!(err.contains("declared/agg.rego"), "{err}");
+    assert!(
+        err.contains("but line 12 uses the rule `untagged`"),
+        "{err}"
+    );
+    let e = check_config(dir.path(), &["declared/".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("declared/agg.rego") && e.contains("line 12"),
+        "{e}"
+    );
 }

@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use homelab_monitor::core::config::{parse, CertificateConfig};
 use homelab_monitor::core::monitor::{CollectContext, Monitor};
 use homelab_monitor::core::snapshot::{Health, Snapshot};
 use homelab_monitor::monitors::certificates::modules::ProbeService;
@@ -22,22 +21,9 @@ use homelab_monitor::monitors::certificates::CertificateMonitor;
 
 mod common;
 
+use common::certs::{self, config};
 use common::free_port;
-use common::tools::{s_server, spawn_quiet, Kill};
-
-fn openssl(dir: &Path, args: &[&str]) {
-    common::tools::openssl(dir, args);
-}
-
-fn config(yaml: &str) -> CertificateConfig {
-    let indented: String = yaml.lines().map(|l| format!("    {l}\n")).collect();
-    let text = format!("custom_monitors:\n  certificate_expiry:\n{indented}");
-    parse(&text, Path::new("test.yaml"))
-        .unwrap_or_else(|e| panic!("{e}\n{text}"))
-        .custom_monitors
-        .certificate_expiry
-        .unwrap()
-}
+use common::tools::{openssl, s_server, spawn_quiet, Kill};
 
 /// The test's HTTP server: counts every request; routes by path.
 struct Front {
@@ -181,93 +167,38 @@ const LEAVES: &[(&str, &str, &str)] = &[
 /// a delegated OCSP signer, the CRL (crl.der), and another CA under the same
 /// name (other.pem, other.key, other-crl.der) that signs forgeries.
 fn make_pki(dir: &Path, front: &Front) {
-    let mut cnf = String::from(
-        "[ ca ]\ndefault_ca = CA_default\n[ CA_default ]\ndir = .\ndatabase = index.txt\nnew_certs_dir = newcerts\ncertificate = ca.pem\nprivate_key = ca.key\nserial = serial\ncrlnumber = crlnumber\ndefault_md = sha256\ndefault_days = 90\npolicy = policy_any\nunique_subject = no\n[ policy_any ]\ncommonName = supplied\n[ v3_ca ]\nbasicConstraints = critical,CA:TRUE\nkeyUsage = critical,keyCertSign,cRLSign\nsubjectKeyIdentifier = hash\n[ crl_ext ]\nauthorityKeyIdentifier = keyid\n[ ocsp_signer ]\nbasicConstraints = CA:FALSE\nextendedKeyUsage = OCSPSigning\nsubjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\n[ plain_signer ]\nbasicConstraints = CA:FALSE\nextendedKeyUsage = serverAuth\nsubjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\n",
+    let mut sections = String::from(
+        "[ ocsp_signer ]\nbasicConstraints = CA:FALSE\nextendedKeyUsage = OCSPSigning\nsubjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\n[ plain_signer ]\nbasicConstraints = CA:FALSE\nextendedKeyUsage = serverAuth\nsubjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\n",
     );
     for (name, ocsp, crl) in LEAVES {
-        cnf.push_str(&format!(
+        sections.push_str(&format!(
             "[ leaf_{name} ]\nbasicConstraints = CA:FALSE\nsubjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\nsubjectAltName = DNS:{name}.lan\nauthorityInfoAccess = OCSP;URI:{}\ncrlDistributionPoints = URI:{}\n",
             front.url(ocsp),
             front.url(crl)
         ));
     }
-    std::fs::write(dir.join("ca.cnf"), cnf).unwrap();
-    std::fs::create_dir_all(dir.join("newcerts")).unwrap();
-    std::fs::write(dir.join("index.txt"), "").unwrap();
-    std::fs::write(dir.join("serial"), "1000\n").unwrap();
-    std::fs::write(dir.join("crlnumber"), "01\n").unwrap();
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
+    certs::ca_folder(dir, "", &sections);
+    // Another CA under the same name, with its own database.
+    let text = std::fs::read_to_string(dir.join("ca.cnf"))
+        .unwrap()
+        .replace("database = index.txt", "database = other-index.txt")
+        .replace("certificate = ca.pem", "certificate = other.pem")
+        .replace("private_key = ca.key", "private_key = other.key")
+        .replace("crlnumber = crlnumber", "crlnumber = other-crlnumber");
+    std::fs::write(dir.join("other.cnf"), text).unwrap();
+    std::fs::write(dir.join("other-crlnumber"), "01\n").unwrap();
     for (key, pem, cnf) in [
         ("ca.key", "ca.pem", "ca.cnf"),
         ("other.key", "other.pem", "other.cnf"),
     ] {
-        if cnf == "other.cnf" {
-            let text = std::fs::read_to_string(dir.join("ca.cnf"))
-                .unwrap()
-                .replace("database = index.txt", "database = other-index.txt")
-                .replace("certificate = ca.pem", "certificate = other.pem")
-                .replace("private_key = ca.key", "private_key = other.key")
-                .replace("crlnumber = crlnumber", "crlnumber = other-crlnumber");
-            std::fs::write(dir.join(cnf), text).unwrap();
-            std::fs::write(dir.join("other-crlnumber"), "01\n").unwrap();
-        }
-        let mut args = vec!["req", "-x509", "-config", cnf, "-extensions", "v3_ca"];
-        args.extend(ec);
-        args.extend([
-            "-keyout",
-            key,
-            "-out",
-            pem,
-            "-days",
-            "365",
-            "-subj",
-            "/CN=Homelab Revocation CA",
-        ]);
-        openssl(dir, &args);
+        certs::ca_cert(dir, cnf, key, pem, "Homelab Revocation CA");
     }
-    let mut signed = vec![
-        ("ocsp".to_string(), "ocsp_signer".to_string()),
-        // Signed by the CA, but not for OCSP (no OCSPSigning usage).
-        ("plain".to_string(), "plain_signer".to_string()),
-    ];
-    signed.extend(
-        LEAVES
-            .iter()
-            .map(|(n, _, _)| (n.to_string(), format!("leaf_{n}"))),
-    );
-    for (name, ext) in &signed {
-        let (key, csr, pem, subj) = (
-            format!("{name}.key"),
-            format!("{name}.csr"),
-            format!("{name}.pem"),
-            format!("/CN={name}.lan"),
-        );
-        let mut args = vec!["req", "-new"];
-        args.extend(ec);
-        args.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
-        openssl(dir, &args);
-        openssl(
-            dir,
-            &[
-                "ca",
-                "-batch",
-                "-config",
-                "ca.cnf",
-                "-extensions",
-                ext,
-                "-notext",
-                "-in",
-                &csr,
-                "-out",
-                &pem,
-            ],
-        );
+    // A delegated OCSP signer; one signed by the CA, but not for OCSP (no
+    // OCSPSigning usage); the leaves.
+    certs::ca_signed(dir, "ocsp", Some("ocsp_signer"));
+    certs::ca_signed(dir, "plain", Some("plain_signer"));
+    for (name, _, _) in LEAVES {
+        certs::ca_signed(dir, name, Some(&format!("leaf_{name}")));
     }
     openssl(dir, &["ca", "-config", "ca.cnf", "-revoke", "revoked.pem"]);
     // The other CA revokes nothing: its CRL would call the revoked leaf good.
@@ -314,9 +245,8 @@ fn make_pki(dir: &Path, front: &Front) {
             "ready.req",
         ],
     );
-    for (pem, der) in [("crl.pem", "crl.der"), ("other-crl.pem", "other-crl.der")] {
-        openssl(dir, &["crl", "-in", pem, "-outform", "DER", "-out", der]);
-    }
+    certs::crl_der(dir, "crl.pem", "crl.der");
+    certs::crl_der(dir, "other-crl.pem", "other-crl.der");
 }
 
 /// `openssl ocsp` answering from the CA's index, signing with `signer`/`key`.
@@ -719,10 +649,7 @@ async fn default_config_makes_no_revocation_request() {
 
 #[test]
 fn revocation_keys_are_validated_at_load() {
-    let err = |y: &str| {
-        let text = format!("custom_monitors:\n  certificate_expiry:\n    {y}\n");
-        parse(&text, Path::new("cfg.yaml")).unwrap_err().to_string()
-    };
+    let err = certs::config_error;
     let e = err("endpoints: [{ address: \"a.lan:443\", revocation: { ocsp: true, oscp: true } }]");
     assert!(e.contains("oscp") && e.contains("ocsp"), "{e}");
     let e = err("endpoints: [{ address: \"a.lan:443\", revocation: { ocsp: true, timeout: 0s } }]");

@@ -2,6 +2,8 @@
 //! loopback, copy the example, find real tools.
 #![allow(dead_code)]
 
+pub mod backups;
+pub mod certs;
 pub mod gen;
 pub mod remote;
 pub mod stub;

@@ -191,7 +191,7 @@ pub fn read_locks(repo: &Path, format: BackupFormat) -> Result<Locks, BackupErro
         // restic's local backend writes a file as `<id>-tmp-XXXX` and renames
         // it; a writer killed in between leaves the temp file, which restic
         // itself (and `restic unlock`) does not treat as a lock.
-        if format != BackupFormat::Borg && entry.file_name().to_string_lossy().contains("-tmp-") {
+        if format == BackupFormat::Restic && entry.file_name().to_string_lossy().contains("-tmp-") {
             continue;
         }
         locks.count += 1;
@@ -229,6 +229,13 @@ mod tests {
         std::fs::write(dir.path().join("locks").join(&id), b"{}").unwrap();
         let l = read_locks(dir.path(), BackupFormat::Restic).unwrap();
         assert_eq!(l.count, 1);
+        // Only restic writes temp files: the lock of a borg host whose name
+        // holds `-tmp-` is counted.
+        std::fs::create_dir(dir.path().join("lock.exclusive")).unwrap();
+        std::fs::write(dir.path().join("lock.exclusive/build-tmp-01.4242-0"), b"").unwrap();
+        std::fs::write(dir.path().join("lock.exclusive/web.77-0"), b"").unwrap();
+        let l = read_locks(dir.path(), BackupFormat::Borg).unwrap();
+        assert_eq!(l.count, 2);
     }
 
     #[test]

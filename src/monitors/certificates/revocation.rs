@@ -495,22 +495,28 @@ async fn ocsp_check(
 ) -> Result<Answer, RevocationError> {
     let url = http_url(&leaf.ids.ocsp_urls, "OCSP responder (authority information access)")?;
     let shown = url.as_str().to_string();
-    let malformed = |what: String| RevocationError::Malformed {
-        url: shown.clone(),
-        what,
-    };
-    let (name_hash, key_hash) = cert_id_hashes(leaf, issuer).map_err(|e| malformed(format!("issuer key: {e}")))?;
-    let request = ocsp::build_request(&name_hash, &key_hash, &leaf.ids.serial_raw);
+    let id = cert_id_hashes(leaf, issuer).map_err(|e| malformed(&shown, format!("issuer key: {e}")))?;
+    let request = ocsp::build_request(&id.0, &id.1, &leaf.ids.serial_raw);
     let body = fetch(client, &url, Some(request), cfg.timeout(), cfg.max_size()).await?;
-    verify_ocsp(&body, &shown, leaf, issuer, now)
+    verify_ocsp(&body, &shown, leaf, issuer, &id, now)
 }
 
-/// Check an OCSP response `body` from `url` about `leaf` (issued by `issuer`).
+/// An answer from `url` that cannot be read (what is wrong, never its bytes).
+fn malformed(url: &str, what: String) -> RevocationError {
+    RevocationError::Malformed {
+        url: url.to_string(),
+        what,
+    }
+}
+
+/// Check an OCSP response `body` from `url` about `leaf` (issued by `issuer`),
+/// whose request asked about the CertID hashes `id` (from [`cert_id_hashes`]).
 pub fn verify_ocsp(
     body: &[u8],
     url: &str,
     leaf: &Cert,
     issuer: &Cert,
+    id: &(Vec<u8>, Vec<u8>),
     now: i64,
 ) -> Result<Answer, RevocationError> {
     let basic = ocsp::parse_basic(body).map_err(|e| match e {
@@ -518,15 +524,9 @@ pub fn verify_ocsp(
             url: url.to_string(),
             status,
         },
-        other => RevocationError::Malformed {
-            url: url.to_string(),
-            what: other.to_string(),
-        },
+        other => malformed(url, other.to_string()),
     })?;
-    let (name_hash, key_hash) = cert_id_hashes(leaf, issuer).map_err(|e| RevocationError::Malformed {
-        url: url.to_string(),
-        what: format!("issuer key: {e}"),
-    })?;
+    let (name_hash, key_hash) = id;
     let single = basic
         .responses
         .iter()
@@ -580,10 +580,7 @@ pub fn verify_crl(
     issuer: &Cert,
     now: i64,
 ) -> Result<Answer, RevocationError> {
-    let list = crl::parse_crls(body).map_err(|e| RevocationError::Malformed {
-        url: url.to_string(),
-        what: format!("not a CRL: {e}"),
-    })?;
+    let list = crl::parse_crls(body).map_err(|e| malformed(url, format!("not a CRL: {e}")))?;
     let mut covering = list.iter().filter(|c| c.covers(leaf)).peekable();
     if covering.peek().is_none() {
         return Err(RevocationError::NoStatus {

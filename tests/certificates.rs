@@ -177,16 +177,10 @@ fn reason(s: &Snapshot, target: &str) -> Option<String> {
     fam.samples
         .iter()
         .find(|x| {
-            x.labels
-                .iter()
-                .any(|(k, v)| (*k == "path" || *k == "endpoint") && v == target)
+            x.labels()
+                .any(|(k, v)| (k == "path" || k == "endpoint") && v == target)
         })
-        .and_then(|x| {
-            x.labels
-                .iter()
-                .find(|(k, _)| *k == "reason")
-                .map(|(_, v)| v.clone())
-        })
+        .and_then(|x| x.label("reason").map(str::to_owned))
 }
 
 fn info_label(s: &Snapshot, labels: &[(&'static str, String)], key: &str) -> Option<String> {
@@ -194,13 +188,9 @@ fn info_label(s: &Snapshot, labels: &[(&'static str, String)], key: &str) -> Opt
     let sample = fam.samples.iter().find(|x| {
         labels
             .iter()
-            .all(|(k, v)| x.labels.iter().any(|(lk, lv)| lk == k && lv == v))
+            .all(|(k, v)| x.label(k) == Some(v.as_str()))
     })?;
-    sample
-        .labels
-        .iter()
-        .find(|(k, _)| *k == key)
-        .map(|(_, v)| v.clone())
+    sample.label(key).map(str::to_owned)
 }
 
 fn openssl(args: &[&str], dir: &Path) {
@@ -446,7 +436,7 @@ async fn same_cn_never_collides_and_many_sans_are_bounded() {
     for f in &s.families {
         for x in &f.samples {
             assert!(
-                seen.insert((f.def.name, x.labels.clone())),
+                seen.insert((f.def.name, x.owned_labels())),
                 "duplicate series in {}",
                 f.def.name
             );
@@ -693,12 +683,7 @@ async fn link_farms_are_reported_once_and_folder_loops_survive() {
         .samples
         .iter()
         .map(|x| {
-            x.labels
-                .iter()
-                .find(|(k, _)| *k == "path")
-                .unwrap()
-                .1
-                .clone()
+            x.label("path").unwrap().to_owned()
         })
         .collect();
     labels.sort();
@@ -1082,15 +1067,9 @@ async fn endpoint_failures_fail_alone() {
         fam.samples
             .iter()
             .find(|x| {
-                x.labels.contains(&("endpoint", addr.to_string()))
-                    && x.labels.contains(&("server_name", sni.to_string()))
+                x.label("endpoint") == Some(addr) && x.label("server_name") == Some(sni)
             })
-            .and_then(|x| {
-                x.labels
-                    .iter()
-                    .find(|(k, _)| *k == "reason")
-                    .map(|(_, v)| v.clone())
-            })
+            .and_then(|x| x.label("reason").map(str::to_owned))
     };
     assert_eq!(
         reason_sni(&refused, "127.0.0.1").as_deref(),
@@ -1499,7 +1478,7 @@ async fn earliest_expiry_matches_blackbox_exporter() {
             .unwrap()
             .samples
             .iter()
-            .filter(|x| x.labels.contains(&("endpoint", addr.to_string())))
+            .filter(|x| x.label("endpoint") == Some(addr))
             .map(|x| x.value)
             .fold(f64::INFINITY, f64::min);
         assert_eq!(ours, expected, "{addr}: {:?}", s.targets);

@@ -185,11 +185,10 @@ fn reason(s: &Snapshot, target: &str) -> Option<String> {
 
 fn info_label(s: &Snapshot, labels: &[(&'static str, String)], key: &str) -> Option<String> {
     let fam = s.family("certificate_info")?;
-    let sample = fam.samples.iter().find(|x| {
-        labels
-            .iter()
-            .all(|(k, v)| x.label(k) == Some(v.as_str()))
-    })?;
+    let sample = fam
+        .samples
+        .iter()
+        .find(|x| labels.iter().all(|(k, v)| x.label(k) == Some(v.as_str())))?;
     sample.label(key).map(str::to_owned)
 }
 
@@ -682,9 +681,7 @@ async fn link_farms_are_reported_once_and_folder_loops_survive() {
     let mut labels: Vec<String> = up_fam
         .samples
         .iter()
-        .map(|x| {
-            x.label("path").unwrap().to_owned()
-        })
+        .map(|x| x.label("path").unwrap().to_owned())
         .collect();
     labels.sort();
     // The hard link and archive/cert1.pem are one file: the shallower name wins.
@@ -1066,9 +1063,7 @@ async fn endpoint_failures_fail_alone() {
         let fam = s.family("certificate_source_error_info")?;
         fam.samples
             .iter()
-            .find(|x| {
-                x.label("endpoint") == Some(addr) && x.label("server_name") == Some(sni)
-            })
+            .find(|x| x.label("endpoint") == Some(addr) && x.label("server_name") == Some(sni))
             .and_then(|x| x.label("reason").map(str::to_owned))
     };
     assert_eq!(

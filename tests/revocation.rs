@@ -385,9 +385,7 @@ fn reason(s: &Snapshot, addr: &str, method: &str) -> Option<String> {
     s.family("certificate_revocation_check_error_info")?
         .samples
         .iter()
-        .find(|x| {
-            x.label("endpoint") == Some(addr) && x.label("method") == Some(method)
-        })
+        .find(|x| x.label("endpoint") == Some(addr) && x.label("method") == Some(method))
         .and_then(|x| x.label("reason").map(str::to_owned))
 }
 

@@ -135,7 +135,8 @@ impl GzipPrefix {
         let mut crc = Crc::new();
         crc.combine(&self.crc);
         crc.combine(&tail_crc);
-        let mut enc = DeflateEncoder::new(Vec::with_capacity(tail.len() / 3 + 64), Compression::fast());
+        let mut enc =
+            DeflateEncoder::new(Vec::with_capacity(tail.len() / 3 + 64), Compression::fast());
         let _ = enc.write_all(tail);
         let mut out = enc.finish().unwrap_or_default();
         out.extend_from_slice(&crc.sum().to_le_bytes());

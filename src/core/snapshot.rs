@@ -63,10 +63,7 @@ impl<'a> Sample<'a> {
     /// Value of the label `name`, if the series has it.
     pub fn label(&self, name: &str) -> Option<&'a str> {
         let (names, values) = (self.names, self.values);
-        names
-            .iter()
-            .position(|k| *k == name)
-            .map(|i| &*values[i])
+        names.iter().position(|k| *k == name).map(|i| &*values[i])
     }
 
     /// Label pairs as owned strings (tests, reports).
@@ -169,7 +166,9 @@ impl Samples {
         let strings: f64 = self
             .labels
             .iter()
-            .map(|v| (v.len() + 2 * std::mem::size_of::<usize>()) as f64 / Arc::strong_count(v) as f64)
+            .map(|v| {
+                (v.len() + 2 * std::mem::size_of::<usize>()) as f64 / Arc::strong_count(v) as f64
+            })
             .sum();
         self.shapes.capacity() * std::mem::size_of::<Box<[&'static str]>>()
             + self
@@ -577,11 +576,7 @@ impl Snapshot {
         self.family(name)?
             .samples
             .iter()
-            .find(|s| {
-                labels
-                    .iter()
-                    .all(|(k, v)| s.label(k) == Some(*v))
-            })
+            .find(|s| labels.iter().all(|(k, v)| s.label(k) == Some(*v)))
             .map(|s| s.value)
     }
 }
@@ -629,11 +624,7 @@ impl Snapshot {
     /// Estimated bytes this snapshot holds: series with their label values,
     /// target statuses with their facts (for `homelab_monitor_retained_bytes`).
     pub fn estimated_bytes(&self) -> usize {
-        let series: usize = self
-            .families
-            .iter()
-            .map(|f| f.samples.heap_bytes())
-            .sum();
+        let series: usize = self.families.iter().map(|f| f.samples.heap_bytes()).sum();
         std::mem::size_of::<Snapshot>()
             + self.families.capacity() * std::mem::size_of::<MetricFamily>()
             + series
@@ -818,7 +809,11 @@ mod tests {
         for status in ["pass", "fail"] {
             b.gauge(&C, &[("state_file", &l), ("status", status)], 3.0);
         }
-        b.gauge_owned(&C, vec![("state_file", l.clone()), ("status", "x".into())], 4.0);
+        b.gauge_owned(
+            &C,
+            vec![("state_file", l.clone()), ("status", "x".into())],
+            4.0,
+        );
         let s = b.build();
         let values: Vec<&LabelValue> = s
             .families
@@ -831,12 +826,22 @@ mod tests {
         // One allocation for the five uses: the builder's table is gone.
         assert_eq!(Arc::strong_count(values[0]), 5);
         let c = s.family("c_metric").unwrap();
-        let got: Vec<_> = c.samples.iter().map(|x| (x.owned_labels(), x.value)).collect();
+        let got: Vec<_> = c
+            .samples
+            .iter()
+            .map(|x| (x.owned_labels(), x.value))
+            .collect();
         assert_eq!(
             got,
             [
-                (vec![("state_file", l.clone()), ("status", "pass".into())], 3.0),
-                (vec![("state_file", l.clone()), ("status", "fail".into())], 3.0),
+                (
+                    vec![("state_file", l.clone()), ("status", "pass".into())],
+                    3.0
+                ),
+                (
+                    vec![("state_file", l.clone()), ("status", "fail".into())],
+                    3.0
+                ),
                 (vec![("state_file", l.clone()), ("status", "x".into())], 4.0),
             ]
         );
@@ -886,7 +891,10 @@ mod tests {
         assert_eq!(s.families[0].samples.len(), 5);
         assert_eq!(s.value("a_metric", &[("x", "6")]), Some(5.0));
         assert_eq!(s.value("b_metric", &[("z", "7")]), Some(6.0));
-        assert_eq!(s.families[1].samples.iter().next().unwrap().label("y"), None);
+        assert_eq!(
+            s.families[1].samples.iter().next().unwrap().label("y"),
+            None
+        );
     }
 
     const A: MetricDef = MetricDef::gauge("a_metric", "A.");

@@ -269,11 +269,21 @@ async fn answers_share_the_cached_part_instead_of_copying_it() {
     let wait = Duration::from_secs(10);
     for format in [Format::Classic, Format::OpenMetrics] {
         for encoding in [Encoding::Identity, Encoding::Gzip] {
-            let a = registry.scrape_encoded(format, wait, None, encoding).await.unwrap();
-            let b = registry.scrape_encoded(format, wait, None, encoding).await.unwrap();
+            let a = registry
+                .scrape_encoded(format, wait, None, encoding)
+                .await
+                .unwrap();
+            let b = registry
+                .scrape_encoded(format, wait, None, encoding)
+                .await
+                .unwrap();
             assert_eq!(a.parts.len(), 2, "{format:?} {encoding:?}");
             // The large part is one buffer shared by both answers.
-            assert_eq!(a.parts[0].as_ptr(), b.parts[0].as_ptr(), "{format:?} {encoding:?}");
+            assert_eq!(
+                a.parts[0].as_ptr(),
+                b.parts[0].as_ptr(),
+                "{format:?} {encoding:?}"
+            );
             assert!(a.parts[0].len() > 1000, "{}", a.parts[0].len());
             let whole = registry.scrape(format, wait, None).await.unwrap();
             let text = match encoding {
@@ -326,30 +336,52 @@ async fn two_part_answers_have_an_exact_length_and_head_sends_none_of_the_body()
         .await
         .unwrap();
     let mut conn = BufReader::new(stream);
-    for extra in ["", "Accept-Encoding: gzip\r\n", &format!("Accept: {PROMETHEUS_ACCEPT}\r\n")] {
+    for extra in [
+        "",
+        "Accept-Encoding: gzip\r\n",
+        &format!("Accept: {PROMETHEUS_ACCEPT}\r\n"),
+    ] {
         let (get_h, body) = raw(&mut conn, "GET", extra).await;
-        let get_len = get_h.iter().find(|(k, _)| k == "content-length").unwrap().1.clone();
+        let get_len = get_h
+            .iter()
+            .find(|(k, _)| k == "content-length")
+            .unwrap()
+            .1
+            .clone();
         assert_eq!(get_len, body.len().to_string());
-        assert!(!get_h.iter().any(|(k, _)| k == "transfer-encoding"), "{get_h:?}");
+        assert!(
+            !get_h.iter().any(|(k, _)| k == "transfer-encoding"),
+            "{get_h:?}"
+        );
         let text = if extra.contains("gzip") {
             gunzip(&body)
         } else {
             String::from_utf8(body).unwrap()
         };
         assert!(text.contains("t_series{path=\"envs/2999/terraform.tfstate\"} 3.0\n"));
-        assert!(text.contains("homelab_monitor_build_info{"), "the per-scrape part follows");
+        assert!(
+            text.contains("homelab_monitor_build_info{"),
+            "the per-scrape part follows"
+        );
         assert_eq!(text.ends_with("# EOF\n"), extra.contains("openmetrics"));
         // HEAD: the same length announced, no body sent (the next request on
         // this connection would read it as its status line otherwise).
         let (head_h, _) = raw(&mut conn, "HEAD", extra).await;
-        let head_len = head_h.iter().find(|(k, _)| k == "content-length").unwrap().1.clone();
+        let head_len = head_h
+            .iter()
+            .find(|(k, _)| k == "content-length")
+            .unwrap()
+            .1
+            .clone();
         // The per-scrape part (request counts, cache sizes) may differ by a
         // few bytes between the two answers.
         let (a, b): (i64, i64) = (get_len.parse().unwrap(), head_len.parse().unwrap());
         assert!(b > 1000 && (a - b).abs() < 64, "{extra}: GET {a}, HEAD {b}");
     }
     let (_, body) = raw(&mut conn, "GET", "").await;
-    assert!(String::from_utf8(body).unwrap().contains("# TYPE t_series gauge\n"));
+    assert!(String::from_utf8(body)
+        .unwrap()
+        .contains("# TYPE t_series gauge\n"));
     drop(conn);
     server.stop().await;
 }

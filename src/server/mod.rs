@@ -22,8 +22,8 @@ use tokio::net::TcpListener;
 use crate::core::compress::Encoding;
 use crate::core::encoder::Format;
 use crate::core::registry::{Registry, ScrapeBody};
-use crate::server::body::Chunks;
 use crate::core::snapshot::{MetricDef, SnapshotBuilder};
+use crate::server::body::Chunks;
 use crate::server::web_config::{WebConfig, WebConfigWatcher};
 
 pub mod body;

@@ -303,6 +303,9 @@ fn fleet_mem(dir: &Path, gzip_only: bool) {
         let fams = out[0].snapshot.families.clone();
         let series: usize = fams.iter().map(|f| f.samples.len()).sum();
         let l1 = live_mib();
+        // The clone shares the label strings (counted in "the rest"); the
+        // estimate counts each shared string once.
+        let series_est: usize = fams.iter().map(|f| f.samples.heap_bytes()).sum();
         let statuses = out[0].snapshot.targets.clone();
         let l2 = live_mib();
         drop((fams, statuses));
@@ -315,7 +318,6 @@ fn fleet_mem(dir: &Path, gzip_only: bool) {
                 r.scrape_encoded(Format::Classic, wait, None, e)
                     .await
                     .expect("encode")
-                    .body
                     .len()
             }
         };
@@ -354,11 +356,13 @@ fn fleet_mem(dir: &Path, gzip_only: bool) {
         );
         println!(
             "fleet-mem heap: after collection {:.1} MiB (series {fam_mib:.1} MiB, target statuses {status_mib:.1} MiB, \
-             the rest (per-target memory) {:.1} MiB), encoded text {:.1} MiB, gzip {:.1} MiB",
+             the rest (per-target memory) {:.1} MiB), encoded text {:.1} MiB, gzip {:.1} MiB; \
+             series estimate with their shared label strings {:.1} MiB",
             after_collect - base,
             after_collect - base - fam_mib - status_mib,
             after_text - after_collect,
-            after_gzip - after_text
+            after_gzip - after_text,
+            series_est as f64 / 1048576.0
         );
     });
 }

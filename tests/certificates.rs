@@ -162,30 +162,19 @@ fn reason(s: &Snapshot, target: &str) -> Option<String> {
     fam.samples
         .iter()
         .find(|x| {
-            x.labels
-                .iter()
-                .any(|(k, v)| (*k == "path" || *k == "endpoint") && v == target)
+            x.labels()
+                .any(|(k, v)| (k == "path" || k == "endpoint") && v == target)
         })
-        .and_then(|x| {
-            x.labels
-                .iter()
-                .find(|(k, _)| *k == "reason")
-                .map(|(_, v)| v.clone())
-        })
+        .and_then(|x| x.label("reason").map(str::to_owned))
 }
 
 fn info_label(s: &Snapshot, labels: &[(&'static str, String)], key: &str) -> Option<String> {
     let fam = s.family("certificate_info")?;
-    let sample = fam.samples.iter().find(|x| {
-        labels
-            .iter()
-            .all(|(k, v)| x.labels.iter().any(|(lk, lv)| lk == k && lv == v))
-    })?;
-    sample
-        .labels
+    let sample = fam
+        .samples
         .iter()
-        .find(|(k, _)| *k == key)
-        .map(|(_, v)| v.clone())
+        .find(|x| labels.iter().all(|(k, v)| x.label(k) == Some(v.as_str())))?;
+    sample.label(key).map(str::to_owned)
 }
 
 fn openssl(args: &[&str], dir: &Path) {
@@ -431,7 +420,7 @@ async fn same_cn_never_collides_and_many_sans_are_bounded() {
     for f in &s.families {
         for x in &f.samples {
             assert!(
-                seen.insert((f.def.name, x.labels.clone())),
+                seen.insert((f.def.name, x.owned_labels())),
                 "duplicate series in {}",
                 f.def.name
             );
@@ -677,14 +666,7 @@ async fn link_farms_are_reported_once_and_folder_loops_survive() {
     let mut labels: Vec<String> = up_fam
         .samples
         .iter()
-        .map(|x| {
-            x.labels
-                .iter()
-                .find(|(k, _)| *k == "path")
-                .unwrap()
-                .1
-                .clone()
-        })
+        .map(|x| x.label("path").unwrap().to_owned())
         .collect();
     labels.sort();
     // The hard link and archive/cert1.pem are one file: the shallower name wins.
@@ -1063,16 +1045,8 @@ async fn endpoint_failures_fail_alone() {
         let fam = s.family("certificate_source_error_info")?;
         fam.samples
             .iter()
-            .find(|x| {
-                x.labels.contains(&("endpoint", addr.to_string()))
-                    && x.labels.contains(&("server_name", sni.to_string()))
-            })
-            .and_then(|x| {
-                x.labels
-                    .iter()
-                    .find(|(k, _)| *k == "reason")
-                    .map(|(_, v)| v.clone())
-            })
+            .find(|x| x.label("endpoint") == Some(addr) && x.label("server_name") == Some(sni))
+            .and_then(|x| x.label("reason").map(str::to_owned))
     };
     assert_eq!(
         reason_sni(&refused, "127.0.0.1").as_deref(),
@@ -1481,7 +1455,7 @@ async fn earliest_expiry_matches_blackbox_exporter() {
             .unwrap()
             .samples
             .iter()
-            .filter(|x| x.labels.contains(&("endpoint", addr.to_string())))
+            .filter(|x| x.label("endpoint") == Some(addr))
             .map(|x| x.value)
             .fold(f64::INFINITY, f64::min);
         assert_eq!(ours, expected, "{addr}: {:?}", s.targets);

@@ -161,13 +161,8 @@ fn reason(s: &Snapshot, addr: &str) -> Option<String> {
     let fam = s.family("certificate_source_error_info")?;
     fam.samples
         .iter()
-        .find(|x| x.labels.iter().any(|(k, v)| *k == "endpoint" && v == addr))
-        .and_then(|x| {
-            x.labels
-                .iter()
-                .find(|(k, _)| *k == "reason")
-                .map(|(_, v)| v.clone())
-        })
+        .find(|x| x.label("endpoint") == Some(addr))
+        .and_then(|x| x.label("reason").map(str::to_owned))
 }
 
 fn error_of(s: &Snapshot, addr: &str) -> String {
@@ -637,13 +632,8 @@ async fn jks_and_jceks_from_keytool() {
                 );
                 assert_eq!(at("0"), None, "{store}");
                 let fam = s.family("certificate_source_error_info").unwrap();
-                assert!(fam.samples.iter().any(|x| x
-                    .labels
-                    .iter()
-                    .any(|(k, v)| *k == "path" && v == store)
-                    && x.labels
-                        .iter()
-                        .any(|(k, v)| *k == "reason" && v == "wrong_passphrase")));
+                assert!(fam.samples.iter().any(|x| x.label("path") == Some(store)
+                    && x.label("reason") == Some("wrong_passphrase")));
             } else {
                 assert_eq!(
                     s.value("certificate_source_up", &[("path", store)]),

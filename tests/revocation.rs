@@ -315,16 +315,8 @@ fn reason(s: &Snapshot, addr: &str, method: &str) -> Option<String> {
     s.family("certificate_revocation_check_error_info")?
         .samples
         .iter()
-        .find(|x| {
-            x.labels.iter().any(|(k, v)| *k == "endpoint" && v == addr)
-                && x.labels.iter().any(|(k, v)| *k == "method" && v == method)
-        })
-        .and_then(|x| {
-            x.labels
-                .iter()
-                .find(|(k, _)| *k == "reason")
-                .map(|(_, v)| v.clone())
-        })
+        .find(|x| x.label("endpoint") == Some(addr) && x.label("method") == Some(method))
+        .and_then(|x| x.label("reason").map(str::to_owned))
 }
 
 /// Everything the PKI and servers of one test need, killed on drop.

@@ -18,6 +18,7 @@ use std::io::Write;
 
 use flate2::write::DeflateEncoder;
 use flate2::{Compression, Crc};
+use hyper::body::Bytes;
 
 /// The content coding of an answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,8 +89,9 @@ impl Encoding {
 /// The compressed, cacheable start of a gzip member (see the module doc).
 #[derive(Debug)]
 pub struct GzipPrefix {
-    /// Raw deflate blocks, sync-flushed (no final block).
-    deflated: Vec<u8>,
+    /// The gzip header, then raw deflate blocks, sync-flushed (no final
+    /// block): shared by every answer, never copied into one.
+    head: Bytes,
     /// CRC-32 and length of the uncompressed prefix.
     crc: Crc,
 }
@@ -102,44 +104,49 @@ impl GzipPrefix {
     pub fn new(data: &[u8]) -> GzipPrefix {
         let mut crc = Crc::new();
         crc.update(data);
-        let mut enc = DeflateEncoder::new(
-            Vec::with_capacity(data.len() / 4 + 64),
-            Compression::default(),
-        );
+        let mut out = Vec::with_capacity(GZIP_HEADER.len() + data.len() / 4 + 64);
+        out.extend_from_slice(&GZIP_HEADER);
+        let mut enc = DeflateEncoder::new(out, Compression::default());
         // Writing to a Vec cannot fail.
         let _ = enc.write_all(data);
         // Sync flush: byte-aligned, not final; dropping the encoder then only
         // writes its final block into the emptied Vec.
         let _ = enc.flush();
-        let mut deflated = std::mem::take(enc.get_mut());
+        let mut head = std::mem::take(enc.get_mut());
         // Kept until the next collection: the buffer was sized for a quarter
         // of the input, metrics usually compress to a few percent of it.
-        deflated.shrink_to_fit();
-        GzipPrefix { deflated, crc }
+        head.shrink_to_fit();
+        GzipPrefix {
+            head: Bytes::from(head),
+            crc,
+        }
     }
 
     /// Bytes of compressed output held.
     pub fn compressed_len(&self) -> usize {
-        self.deflated.len()
+        self.head.len()
     }
 
-    /// One complete gzip member: this prefix, then `tail` (compressed now).
-    pub fn finish(&self, tail: &[u8]) -> Vec<u8> {
+    /// One complete gzip member as two chunks: this prefix (shared, not
+    /// copied), then `tail` compressed now with the member's trailer.
+    pub fn finish_parts(&self, tail: &[u8]) -> [Bytes; 2] {
         let mut tail_crc = Crc::new();
         tail_crc.update(tail);
         let mut crc = Crc::new();
         crc.combine(&self.crc);
         crc.combine(&tail_crc);
-        let mut out =
-            Vec::with_capacity(GZIP_HEADER.len() + self.deflated.len() + tail.len() / 3 + 64);
-        out.extend_from_slice(&GZIP_HEADER);
-        out.extend_from_slice(&self.deflated);
-        let mut enc = DeflateEncoder::new(out, Compression::fast());
+        let mut enc =
+            DeflateEncoder::new(Vec::with_capacity(tail.len() / 3 + 64), Compression::fast());
         let _ = enc.write_all(tail);
         let mut out = enc.finish().unwrap_or_default();
         out.extend_from_slice(&crc.sum().to_le_bytes());
         out.extend_from_slice(&crc.amount().to_le_bytes());
-        out
+        [self.head.clone(), Bytes::from(out)]
+    }
+
+    /// One complete gzip member in one buffer: this prefix, then `tail`.
+    pub fn finish(&self, tail: &[u8]) -> Vec<u8> {
+        self.finish_parts(tail).concat()
     }
 }
 

@@ -8,12 +8,14 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabel, EncodeLabelSet, EncodeMetric, LabelSetEncoder,
+};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 
-use crate::core::snapshot::{MetricKind, Snapshot};
+use crate::core::snapshot::{LabelValue, MetricKind, Sample, Snapshot};
 
 /// Exposition format of a `/metrics` response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +53,19 @@ struct SnapshotCollector {
     help_suffix: &'static str,
 }
 
+/// A series' labels, encoded as the pairs they are (the same escaping and
+/// order as a slice of pairs).
+struct Labels<'a>(Sample<'a>);
+
+impl EncodeLabelSet for Labels<'_> {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        for label in self.0.labels() {
+            label.encode(encoder.encode_label())?;
+        }
+        Ok(())
+    }
+}
+
 /// What the HELP text of every monitor family says about caching, as the
 /// Prometheus exporter guidelines ask of exporters that cache.
 pub const CACHED_HELP: &str =
@@ -77,7 +92,7 @@ impl Collector for SnapshotCollector {
                 };
                 let mut family_encoder =
                     encoder.encode_descriptor(fam.def.name, help_text, None, metric_type)?;
-                let mut seen: HashSet<&[(&'static str, String)]> = HashSet::new();
+                let mut seen: HashSet<(&[&'static str], &[LabelValue])> = HashSet::new();
                 let later = self.snapshots[i..].iter().flat_map(|s| {
                     s.families
                         .iter()
@@ -85,14 +100,14 @@ impl Collector for SnapshotCollector {
                         .flat_map(|f| f.samples.iter())
                 });
                 for sample in later {
-                    if !seen.insert(sample.labels.as_slice()) {
+                    if !seen.insert(sample.key()) {
                         tracing::debug!(
                             metric = fam.def.name,
                             "dropping a repeated label set from the exposition"
                         );
                         continue;
                     }
-                    let labels = sample.labels.as_slice();
+                    let labels = Labels(sample);
                     let metric_encoder = family_encoder.encode_family(&labels)?;
                     match fam.def.kind {
                         MetricKind::Gauge => {

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::future::{BoxFuture, FutureExt, Shared};
+use hyper::body::Bytes;
 
 use crate::core::clock::{age, SharedClock};
 use crate::core::monitor::{CollectContext, Monitor, MonitorError};
@@ -356,7 +357,7 @@ type EncodedCache = Vec<(
 struct EncodedPart {
     snapshots: Vec<Arc<Snapshot>>,
     format: crate::core::encoder::Format,
-    text: std::sync::OnceLock<String>,
+    text: std::sync::OnceLock<Bytes>,
     gzip: std::sync::OnceLock<crate::core::compress::GzipPrefix>,
     /// One compression at a time (concurrent first gzip scrapes wait for it).
     compressing: Mutex<()>,
@@ -378,11 +379,12 @@ impl EncodedPart {
     }
 
     /// The text, encoded now and kept if no scrape asked for it before.
-    fn text(&self) -> Result<&String, std::fmt::Error> {
+    /// Answers share it (a refcounted buffer), they never copy it.
+    fn text(&self) -> Result<&Bytes, std::fmt::Error> {
         if let Some(t) = self.text.get() {
             return Ok(t);
         }
-        let t = self.encode()?;
+        let t = Bytes::from(self.encode()?);
         Ok(self.text.get_or_init(|| t))
     }
 
@@ -400,7 +402,7 @@ impl EncodedPart {
             return Ok(g);
         }
         let prefix = match self.text.get() {
-            Some(t) => crate::core::compress::GzipPrefix::new(t.as_bytes()),
+            Some(t) => crate::core::compress::GzipPrefix::new(t),
             None => crate::core::compress::GzipPrefix::new(self.encode()?.as_bytes()),
         };
         compressions.fetch_add(1, Ordering::Relaxed);
@@ -408,11 +410,37 @@ impl EncodedPart {
     }
 }
 
-/// One `/metrics` answer: its body in the negotiated content coding.
+/// One `/metrics` answer: its body in the negotiated content coding, as
+/// chunks sent one after the other (the cached monitors' part is shared by
+/// every answer, not copied into each).
 #[derive(Debug)]
 pub struct ScrapeBody {
-    pub body: Vec<u8>,
+    pub parts: Vec<Bytes>,
     pub encoding: crate::core::compress::Encoding,
+}
+
+impl ScrapeBody {
+    /// A body in one buffer.
+    pub fn whole(body: impl Into<Bytes>, encoding: crate::core::compress::Encoding) -> Self {
+        ScrapeBody {
+            parts: vec![body.into()],
+            encoding,
+        }
+    }
+
+    /// Length of the body in bytes.
+    pub fn len(&self) -> usize {
+        self.parts.iter().map(Bytes::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The body in one buffer (a copy; tests and one-shot use).
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.parts.concat()
+    }
 }
 
 /// All enabled monitors.
@@ -529,6 +557,7 @@ impl Registry {
     ) -> Result<String, std::fmt::Error> {
         let (monitors, tail) = self.scrape_parts(format, wait, extra).await?;
         let text = monitors.text()?;
+        let text = std::str::from_utf8(text).map_err(|_| std::fmt::Error)?;
         let mut out = String::with_capacity(text.len() + tail.len());
         out.push_str(text);
         out.push_str(&tail);
@@ -547,19 +576,14 @@ impl Registry {
     ) -> Result<ScrapeBody, std::fmt::Error> {
         use crate::core::compress::Encoding;
         let (monitors, tail) = self.scrape_parts(format, wait, extra).await?;
-        let body = match encoding {
-            Encoding::Identity => {
-                let text = monitors.text()?;
-                let mut out = Vec::with_capacity(text.len() + tail.len());
-                out.extend_from_slice(text.as_bytes());
-                out.extend_from_slice(tail.as_bytes());
-                out
-            }
+        let parts = match encoding {
+            Encoding::Identity => vec![monitors.text()?.clone(), Bytes::from(tail)],
             Encoding::Gzip => monitors
                 .gzip(&self.gzip_compressions)?
-                .finish(tail.as_bytes()),
+                .finish_parts(tail.as_bytes())
+                .to_vec(),
         };
-        Ok(ScrapeBody { body, encoding })
+        Ok(ScrapeBody { parts, encoding })
     }
 
     /// Bytes of the cached monitors' part: (identity text, gzip prefix).
@@ -567,7 +591,7 @@ impl Registry {
         let c = self.encoded.lock().unwrap_or_else(|e| e.into_inner());
         c.iter().fold((0, 0), |(t, g), (_, _, part)| {
             (
-                t + part.text.get().map_or(0, String::capacity),
+                t + part.text.get().map_or(0, Bytes::len),
                 g + part.gzip.get().map_or(0, |z| z.compressed_len()),
             )
         })

@@ -4,7 +4,8 @@
 //! per-target status for `--status`. Monitors build it; the encoder turns it
 //! into the exposition format. It never holds a value read from a secret field.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 /// Kind of a metric family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,18 +41,223 @@ impl MetricDef {
     }
 }
 
-/// One series: label pairs and a value.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sample {
-    pub labels: Vec<(&'static str, String)>,
+/// A label value, shared by every series that carries it (the `state_file`
+/// of a target repeats on each of its series).
+pub type LabelValue = Arc<str>;
+
+/// One series of a family, as read: its labels and its value.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample<'a> {
+    names: &'a [&'static str],
+    values: &'a [LabelValue],
     pub value: f64,
+}
+
+impl<'a> Sample<'a> {
+    /// Label pairs in the order they were given.
+    pub fn labels(&self) -> impl Iterator<Item = (&'static str, &'a str)> + 'a {
+        let (names, values) = (self.names, self.values);
+        names.iter().zip(values).map(|(k, v)| (*k, &**v))
+    }
+
+    /// Value of the label `name`, if the series has it.
+    pub fn label(&self, name: &str) -> Option<&'a str> {
+        let (names, values) = (self.names, self.values);
+        names.iter().position(|k| *k == name).map(|i| &*values[i])
+    }
+
+    /// Label pairs as owned strings (tests, reports).
+    pub fn owned_labels(&self) -> Vec<(&'static str, String)> {
+        self.labels().map(|(k, v)| (k, v.to_owned())).collect()
+    }
+
+    /// The label names and values, as a key that is equal for equal label sets.
+    pub(crate) fn key(&self) -> (&'a [&'static str], &'a [LabelValue]) {
+        (self.names, self.values)
+    }
+}
+
+/// The series of one family, stored compactly: one value per series, the
+/// label values of all series in one vector (shared strings, 16 bytes per
+/// label), and the label names once per distinct set of names ("shape";
+/// most families have one). A series costs 8 + 16 bytes per label, against
+/// about 130 bytes when each series held its own vector of owned strings.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Samples {
+    shapes: Vec<Box<[&'static str]>>,
+    /// Shape of each series; empty while every series has shape 0.
+    shape_of: Vec<u32>,
+    values: Vec<f64>,
+    labels: Vec<LabelValue>,
+}
+
+impl Samples {
+    /// Number of series.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// The series in insertion order.
+    pub fn iter(&self) -> SamplesIter<'_> {
+        SamplesIter {
+            samples: self,
+            next: 0,
+            offset: 0,
+        }
+    }
+
+    /// The index of the shape with these label names (added if new).
+    fn shape<I>(&mut self, names: I) -> u32
+    where
+        I: Iterator<Item = &'static str> + Clone,
+    {
+        let same = |s: &[&'static str]| s.iter().copied().eq(names.clone());
+        match self.shapes.iter().position(|s| same(s)) {
+            Some(i) => i as u32,
+            None => {
+                self.shapes.push(names.collect());
+                (self.shapes.len() - 1) as u32
+            }
+        }
+    }
+
+    /// Add one series of shape `shape`: its label values in the shape's order.
+    fn push(&mut self, shape: u32, values: impl IntoIterator<Item = LabelValue>, value: f64) {
+        if shape != 0 && self.shape_of.is_empty() {
+            self.shape_of = vec![0; self.values.len()];
+        }
+        if !self.shape_of.is_empty() {
+            self.shape_of.push(shape);
+        }
+        self.labels.extend(values);
+        self.values.push(value);
+    }
+
+    /// Append every series of `other`.
+    fn append(&mut self, other: Samples) {
+        let map: Vec<u32> = other
+            .shapes
+            .iter()
+            .map(|s| self.shape(s.iter().copied()))
+            .collect();
+        let mut labels = other.labels.into_iter();
+        for (i, value) in other.values.iter().enumerate() {
+            let shape = other.shape_of.get(i).copied().unwrap_or(0) as usize;
+            let n = other.shapes[shape].len();
+            self.push(map[shape], labels.by_ref().take(n), *value);
+        }
+    }
+
+    fn shrink_to_fit(&mut self) {
+        self.shapes.shrink_to_fit();
+        self.shape_of.shrink_to_fit();
+        self.values.shrink_to_fit();
+        self.labels.shrink_to_fit();
+    }
+
+    /// Estimated heap bytes: the vectors, and each label string divided by
+    /// the number of series sharing it (so that a snapshot's total counts
+    /// each string once).
+    pub fn heap_bytes(&self) -> usize {
+        let strings: f64 = self
+            .labels
+            .iter()
+            .map(|v| {
+                (v.len() + 2 * std::mem::size_of::<usize>()) as f64 / Arc::strong_count(v) as f64
+            })
+            .sum();
+        self.shapes.capacity() * std::mem::size_of::<Box<[&'static str]>>()
+            + self
+                .shapes
+                .iter()
+                .map(|s| s.len() * std::mem::size_of::<&'static str>())
+                .sum::<usize>()
+            + self.shape_of.capacity() * std::mem::size_of::<u32>()
+            + self.values.capacity() * std::mem::size_of::<f64>()
+            + self.labels.capacity() * std::mem::size_of::<LabelValue>()
+            + strings as usize
+    }
+}
+
+impl<'a> IntoIterator for &'a Samples {
+    type Item = Sample<'a>;
+    type IntoIter = SamplesIter<'a>;
+    fn into_iter(self) -> SamplesIter<'a> {
+        self.iter()
+    }
+}
+
+/// Iterator over the series of a [`Samples`].
+#[derive(Debug, Clone)]
+pub struct SamplesIter<'a> {
+    samples: &'a Samples,
+    next: usize,
+    offset: usize,
+}
+
+impl<'a> Iterator for SamplesIter<'a> {
+    type Item = Sample<'a>;
+
+    fn next(&mut self) -> Option<Sample<'a>> {
+        let s = self.samples;
+        let value = *s.values.get(self.next)?;
+        let shape = s.shape_of.get(self.next).copied().unwrap_or(0) as usize;
+        let names: &'a [&'static str] = &s.shapes[shape];
+        let values = &s.labels[self.offset..self.offset + names.len()];
+        self.next += 1;
+        self.offset += names.len();
+        Some(Sample {
+            names,
+            values,
+            value,
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.samples.len() - self.next;
+        (n, Some(n))
+    }
+}
+
+impl ExactSizeIterator for SamplesIter<'_> {}
+
+/// Shares equal label values within one builder.
+#[derive(Debug, Default)]
+struct Interner {
+    set: HashSet<LabelValue>,
+    /// The last few values (a target's `state_file` comes again and again).
+    recent: [Option<LabelValue>; 4],
+    next: usize,
+}
+
+impl Interner {
+    fn intern(&mut self, s: &str) -> LabelValue {
+        if let Some(v) = self.recent.iter().flatten().find(|v| ***v == *s) {
+            return v.clone();
+        }
+        let v = match self.set.get(s) {
+            Some(v) => v.clone(),
+            None => {
+                let v: LabelValue = Arc::from(s);
+                self.set.insert(v.clone());
+                v
+            }
+        };
+        self.recent[self.next] = Some(v.clone());
+        self.next = (self.next + 1) % self.recent.len();
+        v
+    }
 }
 
 /// A metric family with its samples, in insertion order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricFamily {
     pub def: MetricDef,
-    pub samples: Vec<Sample>,
+    pub samples: Samples,
 }
 
 /// Health of one target (a state file, a certificate source, a backup source).
@@ -370,21 +576,8 @@ impl Snapshot {
         self.family(name)?
             .samples
             .iter()
-            .find(|s| {
-                labels
-                    .iter()
-                    .all(|(k, v)| s.labels.iter().any(|(lk, lv)| lk == k && lv == v))
-            })
+            .find(|s| labels.iter().all(|(k, v)| s.label(k) == Some(*v)))
             .map(|s| s.value)
-    }
-}
-
-impl Sample {
-    /// Estimated heap bytes of this series' labels (the sample itself is
-    /// counted by its family's vector).
-    pub fn heap_bytes(&self) -> usize {
-        self.labels.capacity() * std::mem::size_of::<(&'static str, String)>()
-            + self.labels.iter().map(|(_, v)| v.capacity()).sum::<usize>()
     }
 }
 
@@ -431,14 +624,7 @@ impl Snapshot {
     /// Estimated bytes this snapshot holds: series with their label values,
     /// target statuses with their facts (for `homelab_monitor_retained_bytes`).
     pub fn estimated_bytes(&self) -> usize {
-        let series: usize = self
-            .families
-            .iter()
-            .map(|f| {
-                f.samples.capacity() * std::mem::size_of::<Sample>()
-                    + f.samples.iter().map(Sample::heap_bytes).sum::<usize>()
-            })
-            .sum();
+        let series: usize = self.families.iter().map(|f| f.samples.heap_bytes()).sum();
         std::mem::size_of::<Snapshot>()
             + self.families.capacity() * std::mem::size_of::<MetricFamily>()
             + series
@@ -457,6 +643,7 @@ pub struct SnapshotBuilder {
     families: Vec<MetricFamily>,
     index: HashMap<&'static str, usize>,
     targets: Vec<TargetStatus>,
+    strings: Interner,
 }
 
 impl SnapshotBuilder {
@@ -472,8 +659,11 @@ impl SnapshotBuilder {
 
     /// Add one gauge sample.
     pub fn gauge(&mut self, def: &MetricDef, labels: &[(&'static str, &str)], value: f64) {
-        let labels = labels.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
-        self.family_mut(def).samples.push(Sample { labels, value });
+        let i = self.family_index(def);
+        let samples = &mut self.families[i].samples;
+        let shape = samples.shape(labels.iter().map(|(k, _)| *k));
+        let strings = &mut self.strings;
+        samples.push(shape, labels.iter().map(|(_, v)| strings.intern(v)), value);
     }
 
     /// Add one gauge sample with owned label values.
@@ -483,7 +673,9 @@ impl SnapshotBuilder {
         labels: Vec<(&'static str, String)>,
         value: f64,
     ) {
-        self.family_mut(def).samples.push(Sample { labels, value });
+        let labels: Vec<(&'static str, &str)> =
+            labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        self.gauge(def, &labels, value);
     }
 
     pub fn target(&mut self, status: TargetStatus) {
@@ -494,7 +686,7 @@ impl SnapshotBuilder {
     pub fn extend(&mut self, other: Snapshot) {
         for fam in other.families {
             let def = fam.def;
-            self.family_mut(&def).samples.extend(fam.samples);
+            self.family_mut(&def).samples.append(fam.samples);
         }
         self.targets.extend(other.targets);
     }
@@ -514,19 +706,23 @@ impl SnapshotBuilder {
     }
 
     fn family_mut(&mut self, def: &MetricDef) -> &mut MetricFamily {
-        let idx = match self.index.get(def.name) {
+        let i = self.family_index(def);
+        &mut self.families[i]
+    }
+
+    fn family_index(&mut self, def: &MetricDef) -> usize {
+        match self.index.get(def.name) {
             Some(&i) => i,
             None => {
                 self.families.push(MetricFamily {
                     def: *def,
-                    samples: Vec::new(),
+                    samples: Samples::default(),
                 });
                 let i = self.families.len() - 1;
                 self.index.insert(def.name, i);
                 i
             }
-        };
-        &mut self.families[idx]
+        }
     }
 }
 
@@ -600,6 +796,105 @@ mod tests {
         );
         assert_eq!(Value::Timestamp(0).to_string(), "1970-01-01T00:00:00Z");
         assert_eq!(Value::None.to_string(), "-");
+    }
+
+    const C: MetricDef = MetricDef::gauge("c_metric", "C.");
+
+    #[test]
+    fn a_label_value_is_stored_once_and_shared_by_every_series_that_carries_it() {
+        let mut b = SnapshotBuilder::new();
+        let l = String::from("envs/prod/terraform.tfstate");
+        b.gauge(&A, &[("state_file", &l)], 1.0);
+        b.gauge(&B, &[("state_file", &l)], 2.0);
+        for status in ["pass", "fail"] {
+            b.gauge(&C, &[("state_file", &l), ("status", status)], 3.0);
+        }
+        b.gauge_owned(
+            &C,
+            vec![("state_file", l.clone()), ("status", "x".into())],
+            4.0,
+        );
+        let s = b.build();
+        let values: Vec<&LabelValue> = s
+            .families
+            .iter()
+            .flat_map(|f| f.samples.iter())
+            .map(|x| &x.key().1[0])
+            .collect();
+        assert_eq!(values.len(), 5);
+        assert!(values.iter().all(|v| Arc::ptr_eq(v, values[0])));
+        // One allocation for the five uses: the builder's table is gone.
+        assert_eq!(Arc::strong_count(values[0]), 5);
+        let c = s.family("c_metric").unwrap();
+        let got: Vec<_> = c
+            .samples
+            .iter()
+            .map(|x| (x.owned_labels(), x.value))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    vec![("state_file", l.clone()), ("status", "pass".into())],
+                    3.0
+                ),
+                (
+                    vec![("state_file", l.clone()), ("status", "fail".into())],
+                    3.0
+                ),
+                (vec![("state_file", l.clone()), ("status", "x".into())], 4.0),
+            ]
+        );
+        // A shared string counts once in the snapshot's estimate: 100 series
+        // of one 200-byte value cost their slots (24 bytes each), not 100
+        // copies of the string.
+        let long = "p".repeat(200);
+        let sized = |n: usize| {
+            let mut b = SnapshotBuilder::new();
+            for _ in 0..n {
+                b.gauge(&A, &[("state_file", &long)], 1.0);
+            }
+            b.build().estimated_bytes()
+        };
+        let (one, many) = (sized(1), sized(100));
+        assert!(one > 200, "{one}");
+        assert!((many - one).abs_diff(99 * 24) <= 1, "{one} {many}");
+    }
+
+    #[test]
+    fn series_with_other_label_names_keep_their_own_names_and_order() {
+        let mut b = SnapshotBuilder::new();
+        b.gauge(&A, &[("x", "1")], 1.0);
+        b.gauge(&A, &[("y", "2"), ("x", "3")], 2.0);
+        b.gauge(&A, &[], 3.0);
+        b.gauge(&A, &[("x", "4")], 4.0);
+        let mut other = SnapshotBuilder::new();
+        other.gauge(&A, &[("y", "5"), ("x", "6")], 5.0);
+        other.gauge(&B, &[("z", "7")], 6.0);
+        b.extend(other.build());
+        let s = b.build();
+        let a: Vec<_> = s.families[0]
+            .samples
+            .iter()
+            .map(|x| (x.labels().collect::<Vec<_>>(), x.value))
+            .collect();
+        assert_eq!(
+            a,
+            [
+                (vec![("x", "1")], 1.0),
+                (vec![("y", "2"), ("x", "3")], 2.0),
+                (vec![], 3.0),
+                (vec![("x", "4")], 4.0),
+                (vec![("y", "5"), ("x", "6")], 5.0),
+            ]
+        );
+        assert_eq!(s.families[0].samples.len(), 5);
+        assert_eq!(s.value("a_metric", &[("x", "6")]), Some(5.0));
+        assert_eq!(s.value("b_metric", &[("z", "7")]), Some(6.0));
+        assert_eq!(
+            s.families[1].samples.iter().next().unwrap().label("y"),
+            None
+        );
     }
 
     const A: MetricDef = MetricDef::gauge("a_metric", "A.");

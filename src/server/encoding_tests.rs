@@ -257,3 +257,131 @@ async fn curl_compressed_gets_gzip_and_curl_without_it_gets_identity() {
     assert_eq!(server.registry.gzip_compressions(), 1);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_share_the_cached_part_instead_of_copying_it() {
+    use crate::core::compress::Encoding;
+    use crate::core::encoder::Format;
+    let clock = Arc::new(FixedClock(
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+    ));
+    let registry = Registry::new(vec![Arc::new(Static)], clock);
+    let wait = Duration::from_secs(10);
+    for format in [Format::Classic, Format::OpenMetrics] {
+        for encoding in [Encoding::Identity, Encoding::Gzip] {
+            let a = registry
+                .scrape_encoded(format, wait, None, encoding)
+                .await
+                .unwrap();
+            let b = registry
+                .scrape_encoded(format, wait, None, encoding)
+                .await
+                .unwrap();
+            assert_eq!(a.parts.len(), 2, "{format:?} {encoding:?}");
+            // The large part is one buffer shared by both answers.
+            assert_eq!(
+                a.parts[0].as_ptr(),
+                b.parts[0].as_ptr(),
+                "{format:?} {encoding:?}"
+            );
+            assert!(a.parts[0].len() > 1000, "{}", a.parts[0].len());
+            let whole = registry.scrape(format, wait, None).await.unwrap();
+            let text = match encoding {
+                Encoding::Identity => String::from_utf8(a.to_vec()).unwrap(),
+                Encoding::Gzip => gunzip(&a.to_vec()),
+            };
+            assert_eq!(uncached(&text), uncached(&whole), "{format:?} {encoding:?}");
+            assert_eq!(a.len(), a.to_vec().len());
+        }
+    }
+}
+
+/// The status line, headers and body of one raw request (`method` on
+/// `/metrics`) on a kept-alive connection; HEAD reads no body.
+async fn raw(
+    conn: &mut BufReader<tokio::net::TcpStream>,
+    method: &str,
+    extra: &str,
+) -> (Vec<(String, String)>, Vec<u8>) {
+    let req = format!("{method} /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}\r\n");
+    conn.get_mut().write_all(req.as_bytes()).await.unwrap();
+    let mut status = String::new();
+    conn.read_line(&mut status).await.unwrap();
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        conn.read_line(&mut line).await.unwrap();
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let (k, v) = line.split_once(':').unwrap();
+        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+    }
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .map(|(_, v)| v.parse().unwrap())
+        .expect("content-length");
+    let mut body = vec![0; if method == "HEAD" { 0 } else { len }];
+    conn.read_exact(&mut body).await.unwrap();
+    (headers, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_part_answers_have_an_exact_length_and_head_sends_none_of_the_body() {
+    let server = Server::start().await;
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .unwrap();
+    let mut conn = BufReader::new(stream);
+    for extra in [
+        "",
+        "Accept-Encoding: gzip\r\n",
+        &format!("Accept: {PROMETHEUS_ACCEPT}\r\n"),
+    ] {
+        let (get_h, body) = raw(&mut conn, "GET", extra).await;
+        let get_len = get_h
+            .iter()
+            .find(|(k, _)| k == "content-length")
+            .unwrap()
+            .1
+            .clone();
+        assert_eq!(get_len, body.len().to_string());
+        assert!(
+            !get_h.iter().any(|(k, _)| k == "transfer-encoding"),
+            "{get_h:?}"
+        );
+        let text = if extra.contains("gzip") {
+            gunzip(&body)
+        } else {
+            String::from_utf8(body).unwrap()
+        };
+        assert!(text.contains("t_series{path=\"envs/2999/terraform.tfstate\"} 3.0\n"));
+        assert!(
+            text.contains("homelab_monitor_build_info{"),
+            "the per-scrape part follows"
+        );
+        assert_eq!(text.ends_with("# EOF\n"), extra.contains("openmetrics"));
+        // HEAD: the same length announced, no body sent (the next request on
+        // this connection would read it as its status line otherwise).
+        let (head_h, _) = raw(&mut conn, "HEAD", extra).await;
+        let head_len = head_h
+            .iter()
+            .find(|(k, _)| k == "content-length")
+            .unwrap()
+            .1
+            .clone();
+        // The per-scrape part (request counts, cache sizes) may differ by a
+        // few bytes between the two answers.
+        let (a, b): (i64, i64) = (get_len.parse().unwrap(), head_len.parse().unwrap());
+        assert!(b > 1000 && (a - b).abs() < 64, "{extra}: GET {a}, HEAD {b}");
+    }
+    let (_, body) = raw(&mut conn, "GET", "").await;
+    assert!(String::from_utf8(body)
+        .unwrap()
+        .contains("# TYPE t_series gauge\n"));
+    drop(conn);
+    server.stop().await;
+}

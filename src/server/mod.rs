@@ -7,7 +7,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{
     HeaderValue, ACCEPT_ENCODING, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_ENCODING,
@@ -24,8 +23,10 @@ use crate::core::compress::Encoding;
 use crate::core::encoder::Format;
 use crate::core::registry::{Registry, ScrapeBody};
 use crate::core::snapshot::{MetricDef, SnapshotBuilder};
+use crate::server::body::Chunks;
 use crate::server::web_config::{WebConfig, WebConfigWatcher};
 
+pub mod body;
 #[cfg(test)]
 mod encoding_tests;
 mod guard;
@@ -109,10 +110,10 @@ const WEB_CONFIG_RELOAD_OK: MetricDef = MetricDef::gauge(
 /// How long a client may take to finish the TLS handshake.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-type Resp = Response<Full<Bytes>>;
+type Resp = Response<Chunks>;
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Resp {
-    let mut r = Response::new(Full::new(body.into()));
+    let mut r = Response::new(Chunks::from(body.into()));
     *r.status_mut() = status;
     r.headers_mut().insert(
         CONTENT_TYPE,
@@ -127,7 +128,8 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Resp {
 fn exposition(body: Result<ScrapeBody, std::fmt::Error>, format: Format) -> Resp {
     match body {
         Ok(body) => {
-            let mut r = text(StatusCode::OK, body.body);
+            let mut r = text(StatusCode::OK, Bytes::new());
+            *r.body_mut() = Chunks::new(body.parts);
             r.headers_mut().insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static(format.content_type()),

@@ -92,12 +92,11 @@ impl ProbeHandler {
         b.gauge(&PROBE_SUCCESS, &[], if ok { 1.0 } else { 0.0 });
         b.gauge(&PROBE_DURATION, &[], began.elapsed().as_secs_f64());
         let snaps = vec![Arc::new(snap), Arc::new(b.build())];
-        let body = crate::core::encoder::encode(snaps, format).map(|text| ScrapeBody {
-            body: match encoding {
-                Encoding::Identity => text.into_bytes(),
-                Encoding::Gzip => crate::core::compress::gzip(text.as_bytes()),
-            },
-            encoding,
+        let body = crate::core::encoder::encode(snaps, format).map(|text| match encoding {
+            Encoding::Identity => ScrapeBody::whole(text, encoding),
+            Encoding::Gzip => {
+                ScrapeBody::whole(crate::core::compress::gzip(text.as_bytes()), encoding)
+            }
         });
         exposition(body, format)
     }

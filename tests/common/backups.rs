@@ -34,12 +34,11 @@ pub fn series_of(s: &Snapshot, source: &str) -> Vec<String> {
             continue;
         }
         for x in &f.samples {
-            if !x.labels.iter().any(|(k, v)| *k == "source" && v == source) {
+            if !x.labels().any(|(k, v)| k == "source" && v == source) {
                 continue;
             }
             let labels: Vec<String> = x
-                .labels
-                .iter()
+                .labels()
                 .filter(|(k, _)| *k != "source")
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect();

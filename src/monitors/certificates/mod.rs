@@ -1616,7 +1616,7 @@ mod tests {
                 .unwrap()
                 .samples
                 .iter()
-                .find(|s| s.labels.iter().any(|(k, v)| *k == "path" && v == path))
+                .find(|s| s.label("path") == Some(path))
                 .map(|s| s.value)
                 .unwrap()
         };

@@ -164,7 +164,8 @@ fn analyse_remote(src: &Fetched, sm: &mut SourceMemory, ctx: &Ctx) -> Analysis {
     );
     a.drift_run = files
         .as_ref()
-        .and_then(|(d, _)| super::drift_runner::status::read_beside(&d.path));
+        .and_then(|(d, _)| super::drift_runner::status::read_beside(&d.path))
+        .map(Box::new);
     a
 }
 

@@ -93,7 +93,8 @@ pub struct OutputInfo {
 /// One current resource instance: its address and a digest of its attributes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Instance {
-    pub address: String,
+    /// (Boxed: no spare capacity, kept per instance.)
+    pub address: Box<str>,
     pub tainted: bool,
     pub digest: AttrDigest,
 }
@@ -150,7 +151,7 @@ impl ParsedState {
             + self
                 .instances
                 .iter()
-                .map(|i| s(&i.address) + i.digest.paths.capacity() * std::mem::size_of::<(u32, u64)>())
+                .map(|i| i.address.len() + std::mem::size_of_val(&*i.digest.paths))
                 .sum::<usize>()
             + self.deposed.capacity() * std::mem::size_of::<String>()
             + self.deposed.iter().map(s).sum::<usize>()
@@ -428,7 +429,7 @@ fn add_resource(st: &mut ParsedState, res: RawResource) {
         current += 1;
         let digest = inst.attributes.or(inst.attributes_flat).unwrap_or_default();
         st.instances.push(Instance {
-            address,
+            address: address.into_boxed_str(),
             tainted: inst.status.as_deref() == Some("tainted"),
             digest,
         });
@@ -837,8 +838,8 @@ mod memory_tests {
         );
         assert!(a.instances[0].digest.changed_paths(&a.paths, &b.instances[0].digest, &b.paths)
             == vec!["arn", "id", "tags"]);
-        // No spare capacity kept per instance.
-        assert_eq!(x.paths.capacity(), x.paths.len());
+        // No spare capacity kept per instance: a boxed slice, 8 bytes an attribute.
+        assert_eq!(std::mem::size_of_val(&*x.paths), 8 * x.paths.len());
         drop((a, b));
         // The table goes with its last holder; a new one is made for the next.
         let d = parse_state(doc(&["id", "arn", "tags"], "d").as_bytes()).unwrap();
@@ -889,7 +890,7 @@ mod tests {
         assert_eq!(s.serial, Some(7));
         assert_eq!(s.lineage.as_deref(), Some("abc-123"));
         assert_eq!(s.terraform_version.as_deref(), Some("1.9.0"));
-        let addrs: Vec<&str> = s.instances.iter().map(|i| i.address.as_str()).collect();
+        let addrs: Vec<&str> = s.instances.iter().map(|i| &*i.address).collect();
         assert_eq!(
             addrs,
             vec![
@@ -974,7 +975,7 @@ mod tests {
             {"mode":"managed","type":"terraform_data","name":"x","instances":[{"attributes":{"id":"1"}}]}]}"#)
         .unwrap();
         assert_eq!(s.instance_count(), 1);
-        assert_eq!(s.instances[0].address, "terraform_data.x");
+        assert_eq!(&*s.instances[0].address, "terraform_data.x");
     }
 
     #[test]
@@ -1050,7 +1051,7 @@ mod tests {
                 .map(|i| {
                     let d = |a: &Option<AttrDigest>| {
                         a.as_ref().map(|a| {
-                            let named: Vec<(String, u64)> = a
+                            let named: Vec<(String, u32)> = a
                                 .paths
                                 .iter()
                                 .map(|(id, h)| (t.name(*id).to_string(), *h))
@@ -1237,7 +1238,7 @@ mod tests {
                     .map(|i| {
                         let d = |a: &Option<AttrDigest>| {
                             a.as_ref().map(|a| {
-                                let p: Vec<(String, u64)> =
+                                let p: Vec<(String, u32)> =
                                     a.paths.iter().map(|(id, h)| (t.name(*id).to_string(), *h)).collect();
                                 (a.whole, p)
                             })

@@ -131,6 +131,8 @@ impl TargetMemory {
                 .map_or(0, |p| plan_bytes(p))
         };
         std::mem::size_of::<Self>()
+            + self.drift.as_ref().map_or(0, |_| std::mem::size_of::<CachedPlan>())
+            + self.baseline.as_ref().map_or(0, |_| std::mem::size_of::<CachedBaseline>())
             + self.state.as_ref().map_or(0, |c| c.value.estimated_bytes())
             + plan(&self.drift)
             + self
@@ -202,7 +204,8 @@ impl Analysis {
                 .map(|e| std::mem::size_of_val(e) + e.message.capacity())
                 .sum::<usize>()
             + changes(&self.unapproved)
-            + changes(&self.changed_since_last);
+            + changes(&self.changed_since_last)
+            + self.drift_run.as_ref().map_or(0, |r| std::mem::size_of_val(&**r));
         if shared {
             n += self.state.as_ref().map_or(0, |s| s.estimated_bytes())
                 + self.drift.as_ref().map_or(0, |p| plan_bytes(p))

@@ -821,6 +821,24 @@ mod memory_tests {
         )
     }
 
+    /// Issue 21: what a state keeps per instance between reads (its
+    /// address, the 64-bit hash of its attributes, an 8-byte id and hash per
+    /// top-level attribute) stays within 48 + 8 per attribute + the address
+    /// (it was 64 + 16 per attribute + the address with spare capacity).
+    #[test]
+    fn an_instance_keeps_compact_digests() {
+        let names = ["id", "arn", "name", "password", "tags", "ingress", "enabled", "size", "ratio", "user_data", "nothing"];
+        let st = parse_state(doc(&names, "x").as_bytes()).unwrap();
+        let i = &st.instances[0];
+        assert_eq!(&*i.address, "t.a");
+        assert_eq!(i.digest.paths.len(), 11);
+        let kept = std::mem::size_of::<Instance>() + i.address.len() + std::mem::size_of_val(&*i.digest.paths);
+        assert!(kept <= 48 + 11 * 8 + 3, "{kept} bytes per instance");
+        // retained_bytes counts them (and the shared path table's share).
+        let base = parse_state(doc(&[], "x").as_bytes()).unwrap().estimated_bytes();
+        assert!(st.estimated_bytes() >= base + 11 * 8, "{} - {base}", st.estimated_bytes());
+    }
+
     #[test]
     fn states_with_the_same_attribute_names_share_one_path_table() {
         let a = parse_state(doc(&["id", "arn", "tags"], "a").as_bytes()).unwrap();

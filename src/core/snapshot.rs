@@ -162,7 +162,9 @@ impl Facts {
     /// as it is).
     pub fn detached(&self) -> Facts {
         match &self.source {
-            Some(source) => Facts::from(self.built.get().cloned().unwrap_or_else(|| source.facts())),
+            Some(source) => {
+                Facts::from(self.built.get().cloned().unwrap_or_else(|| source.facts()))
+            }
             None => Facts::from(self.list.clone()),
         }
     }
@@ -171,7 +173,8 @@ impl Facts {
     /// lazy source (the source itself is counted by its monitor).
     pub fn heap_bytes(&self) -> usize {
         let list = |v: &Vec<Fact>| {
-            v.capacity() * std::mem::size_of::<Fact>() + v.iter().map(Fact::heap_bytes).sum::<usize>()
+            v.capacity() * std::mem::size_of::<Fact>()
+                + v.iter().map(Fact::heap_bytes).sum::<usize>()
         };
         list(&self.list) + self.built.get().map_or(0, list)
     }

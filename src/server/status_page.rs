@@ -141,7 +141,12 @@ pub fn build(registry: &Registry, outcomes: &[Arc<Outcome>], now: SystemTime) ->
     let views: Vec<Snapshot> = outcomes
         .iter()
         .map(|o| Snapshot {
-            targets: o.snapshot.targets.iter().map(TargetStatus::detached).collect(),
+            targets: o
+                .snapshot
+                .targets
+                .iter()
+                .map(TargetStatus::detached)
+                .collect(),
             pending: o.snapshot.pending,
             ..Snapshot::default()
         })

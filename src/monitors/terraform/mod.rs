@@ -390,7 +390,7 @@ impl TerraformMonitor {
                     }
                     read_at.push((a.label.clone(), r.read_at, a.stale));
                 }
-                out.extend(c.analyses.into_iter().map(Arc::new));
+                out.extend(c.analyses);
                 problems.extend(c.problems);
                 problem_labels.extend(c.problem_labels);
             }
@@ -458,7 +458,11 @@ impl crate::core::targets::TargetValue for RemoteRead {
     fn timed_out(last: Option<&Self>, _label: &str, waited: Duration) -> Self {
         let mut c = last.map(|l| l.0.clone()).unwrap_or_default();
         for a in &mut c.analyses {
-            *a = crate::core::targets::TargetValue::timed_out(Some(&*a), &a.label.clone(), waited);
+            *a = Arc::new(crate::core::targets::TargetValue::timed_out(
+                Some(&**a),
+                &a.label.clone(),
+                waited,
+            ));
         }
         c.problems.push(analysis::TargetError {
             component: "discovery",

@@ -310,6 +310,12 @@ fn fleet_mem(dir: &Path, gzip_only: bool) {
         let l2 = live_mib();
         drop((fams, statuses));
         let (fam_mib, status_mib) = (l1 - l0, l2 - l1);
+        // What the exporter itself says it keeps (homelab_monitor_retained_bytes).
+        let retained_mib = registry
+            .self_metrics(&out)
+            .value("homelab_monitor_retained_bytes", &[("monitor", "terraform_state")])
+            .unwrap_or(0.0)
+            / 1048576.0;
         drop(out);
         let wait = std::time::Duration::from_secs(600);
         let scrape = |e: Encoding| {
@@ -363,6 +369,11 @@ fn fleet_mem(dir: &Path, gzip_only: bool) {
             after_text - after_collect,
             after_gzip - after_text,
             series_est as f64 / 1048576.0
+        );
+        println!(
+            "fleet-mem retained: homelab_monitor_retained_bytes after collection {retained_mib:.1} MiB \
+             (the counted heap then: {:.1} MiB)",
+            after_collect - base
         );
     });
 }

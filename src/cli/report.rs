@@ -793,7 +793,7 @@ mod tests {
                 summary: String::new(),
                 error: None,
                 stale: false,
-                facts: Vec::new(),
+                facts: Vec::new().into(),
             }],
             pending: 0,
         };

@@ -300,8 +300,153 @@ pub struct TargetStatus {
     pub stale: bool,
     /// What the CLI and the status page show about this target, typed so that
     /// they render any monitor without knowing it (plain values only).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub facts: Vec<Fact>,
+    #[serde(skip_serializing_if = "Facts::is_empty")]
+    pub facts: Facts,
+}
+
+/// Builds a target's facts when an edge asks for them (`--status`, the
+/// status page): a monitor that keeps what they are made of anyway (the
+/// Terraform monitor's last analysis) need not keep them built for every
+/// target between collections (about 1.3 KB per target).
+pub trait FactSource: Send + Sync {
+    /// The facts, in the order the edges show them (always the same for
+    /// one source: it is immutable).
+    fn facts(&self) -> Vec<Fact>;
+}
+
+/// The facts of a [`TargetStatus`]: a list, or built on first use from a
+/// [`FactSource`] (then kept with this copy of the status; edges that serve
+/// a long-lived snapshot read a [`TargetStatus::detached`] copy instead, so
+/// the served snapshot never keeps them).
+#[derive(Clone, Default)]
+pub struct Facts {
+    /// The facts themselves (when there is no `source`).
+    list: Vec<Fact>,
+    /// Where lazy facts come from.
+    source: Option<Arc<dyn FactSource>>,
+    /// The facts built from `source` by this copy.
+    built: std::sync::OnceLock<Vec<Fact>>,
+}
+
+impl Facts {
+    /// Facts built from `source` when first read.
+    pub fn lazy(source: Arc<dyn FactSource>) -> Self {
+        Facts {
+            list: Vec::new(),
+            source: Some(source),
+            built: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Whether there are no facts (builds lazy ones).
+    pub fn is_empty(&self) -> bool {
+        (**self).is_empty()
+    }
+
+    /// Whether these facts come from a source (built on first use).
+    pub fn is_lazy(&self) -> bool {
+        self.source.is_some()
+    }
+
+    /// Whether this copy holds its facts built (always, unless lazy and
+    /// not read yet).
+    pub fn is_built(&self) -> bool {
+        self.source.is_none() || self.built.get().is_some()
+    }
+
+    /// Whether both come from one source (a monitor that served a target
+    /// from memory shares its last values instead of copying them).
+    pub fn shares_source(&self, other: &Facts) -> bool {
+        match (&self.source, &other.source) {
+            (Some(a), Some(b)) => std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b)),
+            _ => false,
+        }
+    }
+
+    /// A copy holding the list itself (built now if lazy; `self` is left
+    /// as it is).
+    pub fn detached(&self) -> Facts {
+        match &self.source {
+            Some(source) => {
+                Facts::from(self.built.get().cloned().unwrap_or_else(|| source.facts()))
+            }
+            None => Facts::from(self.list.clone()),
+        }
+    }
+
+    /// Estimated heap bytes held here: the list, or the facts built from a
+    /// lazy source (the source itself is counted by its monitor).
+    pub fn heap_bytes(&self) -> usize {
+        let list = |v: &Vec<Fact>| {
+            v.capacity() * std::mem::size_of::<Fact>()
+                + v.iter().map(Fact::heap_bytes).sum::<usize>()
+        };
+        list(&self.list) + self.built.get().map_or(0, list)
+    }
+}
+
+impl From<Vec<Fact>> for Facts {
+    fn from(list: Vec<Fact>) -> Self {
+        Facts {
+            list,
+            source: None,
+            built: std::sync::OnceLock::new(),
+        }
+    }
+}
+
+impl std::ops::Deref for Facts {
+    type Target = Vec<Fact>;
+
+    fn deref(&self) -> &Vec<Fact> {
+        match &self.source {
+            Some(source) => self.built.get_or_init(|| source.facts()),
+            None => &self.list,
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a Facts {
+    type Item = &'a Fact;
+    type IntoIter = std::slice::Iter<'a, Fact>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl std::ops::DerefMut for Facts {
+    /// Changing lazy facts builds them and keeps them (no source any more).
+    fn deref_mut(&mut self) -> &mut Vec<Fact> {
+        if let Some(source) = self.source.take() {
+            self.list = self.built.take().unwrap_or_else(|| source.facts());
+        }
+        &mut self.list
+    }
+}
+
+impl std::fmt::Debug for Facts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (**self).fmt(f)
+    }
+}
+
+impl PartialEq for Facts {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl PartialEq<Vec<Fact>> for Facts {
+    fn eq(&self, other: &Vec<Fact>) -> bool {
+        **self == *other
+    }
+}
+
+impl serde::Serialize for Facts {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (**self).serialize(s)
+    }
 }
 
 impl TargetStatus {
@@ -313,13 +458,26 @@ impl TargetStatus {
             summary: summary.into(),
             error: None,
             stale: false,
-            facts: Vec::new(),
+            facts: Facts::default(),
         }
     }
 
     pub fn with_facts(mut self, facts: Vec<Fact>) -> Self {
-        self.facts = facts;
+        self.facts = facts.into();
         self
+    }
+
+    /// A copy with its facts built (for an edge that shows a long-lived
+    /// snapshot: the snapshot itself never keeps them built).
+    pub fn detached(&self) -> TargetStatus {
+        TargetStatus {
+            target: self.target.clone(),
+            health: self.health,
+            summary: self.summary.clone(),
+            error: self.error.clone(),
+            stale: self.stale,
+            facts: self.facts.detached(),
+        }
     }
 
     /// Findings for the one-shot exit code: the facts that are findings, and
@@ -615,8 +773,7 @@ impl TargetStatus {
         self.target.capacity()
             + self.summary.capacity()
             + self.error.as_ref().map_or(0, String::capacity)
-            + self.facts.capacity() * std::mem::size_of::<Fact>()
-            + self.facts.iter().map(Fact::heap_bytes).sum::<usize>()
+            + self.facts.heap_bytes()
     }
 }
 

@@ -135,15 +135,31 @@ pub async fn collect(registry: &Registry) -> Status {
 
 /// Build the status from outcomes (pure; tests use it directly).
 pub fn build(registry: &Registry, outcomes: &[Arc<Outcome>], now: SystemTime) -> Status {
+    // The page reads copies of the statuses with their facts built: a
+    // monitor may build them only when asked (the Terraform monitor does),
+    // and the served snapshot must not keep them built after this page.
+    let views: Vec<Snapshot> = outcomes
+        .iter()
+        .map(|o| Snapshot {
+            targets: o
+                .snapshot
+                .targets
+                .iter()
+                .map(TargetStatus::detached)
+                .collect(),
+            pending: o.snapshot.pending,
+            ..Snapshot::default()
+        })
+        .collect();
     let mut monitors = Vec::new();
     let mut attention = Vec::new();
     let mut overall = Health::Ok;
-    for (entry, o) in registry.entries().iter().zip(outcomes) {
+    for ((entry, o), view) in registry.entries().iter().zip(outcomes).zip(&views) {
         let m = entry.monitor();
         if !o.success {
             overall = overall.max(Health::Error);
         }
-        for t in &o.snapshot.targets {
+        for t in &view.targets {
             overall = overall.max(t.health);
             if t.health != Health::Ok {
                 attention.push(Attention {
@@ -163,7 +179,7 @@ pub fn build(registry: &Registry, outcomes: &[Arc<Outcome>], now: SystemTime) ->
             stale: o.stale,
             error: o.error.clone(),
             duration_seconds: o.duration.as_secs_f64(),
-            targets: o.snapshot.targets.clone(),
+            targets: Vec::new(),
         });
     }
     // Nothing monitored is not "ok": the page must not look healthy.
@@ -180,14 +196,20 @@ pub fn build(registry: &Registry, outcomes: &[Arc<Outcome>], now: SystemTime) ->
     attention.sort_by_key(|a| std::cmp::Reverse(a.health));
     let entries: Vec<(&'static str, &Snapshot, bool)> = outcomes
         .iter()
-        .map(|o| (o.monitor, o.snapshot.as_ref(), o.stale))
+        .zip(&views)
+        .map(|(o, view)| (o.monitor, view, o.stale))
         .collect();
+    let panels = panels(&entries, now);
+    drop(entries);
+    for (m, view) in monitors.iter_mut().zip(views) {
+        m.targets = view.targets;
+    }
     Status {
         version: crate::VERSION,
         generated_at: humantime::format_rfc3339_seconds(now).to_string(),
         overall,
         attention,
-        panels: panels(&entries, now),
+        panels,
         monitors,
     }
 }

@@ -938,7 +938,7 @@ impl Inner {
                     summary: "first read still running".into(),
                     error: None,
                     stale: false,
-                    facts: Vec::new(),
+                    facts: Vec::new().into(),
                 });
                 continue;
             }
@@ -977,7 +977,7 @@ impl Inner {
                     summary: format!("{} source cannot be read", cfg.format),
                     error: errors,
                     stale,
-                    facts: Vec::new(),
+                    facts: Vec::new().into(),
                 },
             };
             let mut status = status;
@@ -1321,7 +1321,7 @@ fn ok_status(
         summary: parts.join(", "),
         error: None,
         stale: false,
-        facts,
+        facts: facts.into(),
     }
 }
 

@@ -690,7 +690,7 @@ fn kube_sources(w: &kubernetes::Watches, b: &mut SnapshotBuilder) -> Vec<SourceR
                 ),
                 error: Some(f.message.clone()),
                 stale: st.synced,
-                facts: Vec::new(),
+                facts: Vec::new().into(),
             });
         } else if st.synced {
             b.target(TargetStatus::new(
@@ -1038,7 +1038,7 @@ pub fn snapshot_full(
                     summary: format!("cannot read ({}); revocation unknown", f.reason),
                     error: Some(f.message.clone()),
                     stale: false,
-                    facts: Vec::new(),
+                    facts: Vec::new().into(),
                 });
             }
             Ok(list) => {
@@ -1104,7 +1104,7 @@ pub fn snapshot_full(
                     summary: format!("{} CRL(s), {}", list.len(), parts.join(", ")),
                     error: None,
                     stale: false,
-                    facts,
+                    facts: facts.into(),
                 });
             }
         }
@@ -1130,7 +1130,7 @@ pub fn snapshot_full(
                     summary: format!("cannot read ({})", f.reason),
                     error: Some(f.message.clone()),
                     stale: s.kube.as_ref().is_some_and(|k| k.stale),
-                    facts: Vec::new(),
+                    facts: Vec::new().into(),
                 });
             }
             Ok(data) => {
@@ -1370,7 +1370,7 @@ pub fn snapshot_full(
                     summary,
                     error: None,
                     stale: s.kube.as_ref().is_some_and(|k| k.stale),
-                    facts,
+                    facts: facts.into(),
                 });
             }
         }

@@ -326,7 +326,8 @@ pub fn snapshot(results: &[(CheckResult, SystemTime)]) -> Snapshot {
                 kind: r.kind.to_string(),
                 success: r.success,
                 duration_seconds: r.duration.as_secs_f64(),
-            }],
+            }]
+            .into(),
         });
     }
     b.build()

@@ -68,25 +68,25 @@ pub fn diff(old: &ParsedState, new: &ParsedState) -> Changes {
                     if x.tainted != y.tainted {
                         paths.insert(0, "(status)".into());
                     }
-                    c.changed.push((y.address.clone(), paths));
+                    c.changed.push((y.address.to_string(), paths));
                 }
                 i += 1;
                 j += 1;
             }
             (Some(x), Some(y)) if x.address < y.address => {
-                c.removed.push(x.address.clone());
+                c.removed.push(x.address.to_string());
                 i += 1;
             }
             (Some(_), Some(y)) => {
-                c.added.push(y.address.clone());
+                c.added.push(y.address.to_string());
                 j += 1;
             }
             (Some(x), None) => {
-                c.removed.push(x.address.clone());
+                c.removed.push(x.address.to_string());
                 i += 1;
             }
             (None, Some(y)) => {
-                c.added.push(y.address.clone());
+                c.added.push(y.address.to_string());
                 j += 1;
             }
             (None, None) => break,
@@ -105,12 +105,18 @@ pub struct Cached<T> {
     pub racy: bool,
 }
 
+/// The last read of a drift report.
+pub type CachedPlan = Cached<Result<Arc<ParsedPlan>, PlanError>>;
+/// The last read of a baseline.
+pub type CachedBaseline = Cached<Result<Arc<ParsedState>, ParseError>>;
+
 /// Per-target memory between collections: the last good parse of each file.
 #[derive(Debug, Default, Clone)]
 pub struct TargetMemory {
     pub state: Option<Cached<Arc<ParsedState>>>,
-    pub drift: Option<Cached<Result<Arc<ParsedPlan>, PlanError>>>,
-    pub baseline: Option<Cached<Result<Arc<ParsedState>, ParseError>>>,
+    /// (Boxed: kept per target, and most targets have neither.)
+    pub drift: Option<Box<CachedPlan>>,
+    pub baseline: Option<Box<CachedBaseline>>,
     pub policy: Option<super::policy::PolicyCache>,
 }
 
@@ -119,12 +125,14 @@ impl TargetMemory {
     /// state, drift report and baseline (each counted once: the analysis
     /// shares them).
     pub fn estimated_bytes(&self) -> usize {
-        let plan = |p: &Option<Cached<Result<Arc<ParsedPlan>, PlanError>>>| {
+        let plan = |p: &Option<Box<CachedPlan>>| {
             p.as_ref()
                 .and_then(|c| c.value.as_ref().ok())
                 .map_or(0, |p| plan_bytes(p))
         };
         std::mem::size_of::<Self>()
+            + self.drift.as_ref().map_or(0, |_| std::mem::size_of::<CachedPlan>())
+            + self.baseline.as_ref().map_or(0, |_| std::mem::size_of::<CachedBaseline>())
             + self.state.as_ref().map_or(0, |c| c.value.estimated_bytes())
             + plan(&self.drift)
             + self
@@ -178,8 +186,9 @@ impl Analysis {
     /// Estimated bytes of this analysis; `shared`: also the parsed state,
     /// drift report and policy results it shares with the target's memory.
     pub fn estimated_bytes(&self, shared: bool) -> usize {
-        let changes = |c: &Option<Changes>| {
+        let changes = |c: &Option<Box<Changes>>| {
             c.as_ref().map_or(0, |c| {
+                std::mem::size_of::<Changes>() +
                 c.added.iter().chain(&c.removed).map(|x| x.capacity() + 24).sum::<usize>()
                     + c.changed
                         .iter()
@@ -195,7 +204,8 @@ impl Analysis {
                 .map(|e| std::mem::size_of_val(e) + e.message.capacity())
                 .sum::<usize>()
             + changes(&self.unapproved)
-            + changes(&self.changed_since_last);
+            + changes(&self.changed_since_last)
+            + self.drift_run.as_ref().map_or(0, |r| std::mem::size_of_val(&**r));
         if shared {
             n += self.state.as_ref().map_or(0, |s| s.estimated_bytes())
                 + self.drift.as_ref().map_or(0, |p| plan_bytes(p))
@@ -220,11 +230,13 @@ pub struct Analysis {
     pub drift: Option<Arc<ParsedPlan>>,
     pub drift_time: Option<SystemTime>,
     pub drift_up: Option<bool>,
-    pub unapproved: Option<Changes>,
+    /// (Boxed, like the other rarely set parts: the analysis is kept per
+    /// target, and most targets have none.)
+    pub unapproved: Option<Box<Changes>>,
     pub baseline_up: Option<bool>,
     pub errors: Vec<TargetError>,
     /// Changes since the previous good read (for change events), if it changed.
-    pub changed_since_last: Option<Changes>,
+    pub changed_since_last: Option<Box<Changes>>,
     pub previous_serial: Option<u64>,
     /// Rego policy results (set by the monitor when policies are configured).
     pub policy: Option<Arc<super::policy::PolicyOutcome>>,
@@ -233,7 +245,7 @@ pub struct Analysis {
     /// Bytes of a remote state received since start (`None` for local files).
     pub remote_bytes: Option<u64>,
     /// The last `homelab-monitor drift` run of this state (its status file beside the drift report).
-    pub drift_run: Option<super::drift_runner::status::RunInfo>,
+    pub drift_run: Option<Box<super::drift_runner::status::RunInfo>>,
 }
 
 impl Analysis {
@@ -279,7 +291,7 @@ impl Analysis {
             + self.output_changes()
             + self.drift_report_failed_checks()
             + usize::from(self.drift.as_ref().is_some_and(|p| p.incomplete))
-            + self.unapproved.as_ref().map(Changes::total).unwrap_or(0)
+            + self.unapproved.as_deref().map(Changes::total).unwrap_or(0)
             + st.map(|s| s.tainted().count() + s.deposed.len() + s.failed_checks().count())
                 .unwrap_or(0)
             + self.policy.as_ref().map(|p| p.denies()).unwrap_or(0)
@@ -382,7 +394,7 @@ pub fn analyse_with_policies(
                         || prev.serial != parsed.serial
                         || prev.lineage != parsed.lineage
                     {
-                        changed_since_last = Some(ch);
+                        changed_since_last = Some(Box::new(ch));
                     }
                 }
             }
@@ -410,7 +422,7 @@ pub fn analyse_with_policies(
     // Drift report: absent is fine (no drift metrics); present must parse.
     let (mut drift, mut drift_time, mut drift_up) = (None, None, None);
     if let Some(dsrc) = drift_src {
-        match read_cached(dsrc, mem.drift.as_ref(), fresh, |r| {
+        match read_cached(dsrc, mem.drift.as_deref(), fresh, |r| {
             if fresh {
                 let (plan, input) = parse_plan_with_input_limited(r, max_input);
                 drift_input = input;
@@ -447,7 +459,7 @@ pub fn analyse_with_policies(
                         });
                     }
                 }
-                mem.drift = Some(c);
+                mem.drift = Some(Box::new(c));
             }
             Err(SourceError::NotFound(_)) => mem.drift = None,
             Err(e) => {
@@ -460,7 +472,7 @@ pub fn analyse_with_policies(
     // Baseline: absent is fine; present must parse and share the lineage.
     let (mut unapproved, mut baseline_up) = (None, None);
     if let Some(bsrc) = baseline_src {
-        match read_cached(bsrc, mem.baseline.as_ref(), false, |r| {
+        match read_cached(bsrc, mem.baseline.as_deref(), false, |r| {
             parse_state(r).map(Arc::new)
         }) {
             Ok(c) => {
@@ -494,7 +506,7 @@ pub fn analyse_with_policies(
                             });
                         } else {
                             baseline_up = Some(true);
-                            unapproved = Some(diff(base, cur));
+                            unapproved = Some(Box::new(diff(base, cur)));
                         }
                     }
                     (Ok(_), None) => baseline_up = Some(true),
@@ -503,7 +515,7 @@ pub fn analyse_with_policies(
                         errors.push(TargetError::parse("baseline", bsrc.label(), e));
                     }
                 }
-                mem.baseline = Some(c);
+                mem.baseline = Some(Box::new(c));
             }
             Err(SourceError::NotFound(_)) => mem.baseline = None,
             Err(e) => {

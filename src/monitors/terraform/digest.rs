@@ -123,12 +123,27 @@ fn intern(name: &str) -> u32 {
 /// Digest of an attributes object: one hash of everything, one per top-level attribute.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AttrDigest {
+    /// 64-bit hash of every attribute: decides whether the object changed.
     pub whole: u64,
-    /// (path id in the document's [`PathTable`], value hash), sorted by id.
-    pub paths: Vec<(u32, u64)>,
+    /// (path id in the document's [`PathTable`], value hash folded to 32
+    /// bits), sorted by id. Kept per instance of every state (issue 21: 8
+    /// bytes an attribute, not 16); they only name *which* attributes
+    /// changed once `whole` said something did, so a 32-bit collision (one
+    /// in four billion per changed attribute) can leave one name out of a
+    /// change event, never hide the change.
+    pub paths: Box<[(u32, u32)]>,
 }
 
 impl AttrDigest {
+    /// The digest of an object from its attributes' 64-bit value hashes
+    /// (sorted by id): `whole` from the full hashes, the paths folded.
+    fn from_paths(whole: u64, paths: &[(u32, u64)]) -> Self {
+        AttrDigest {
+            whole,
+            paths: paths.iter().map(|&(id, h)| (id, fold(h))).collect(),
+        }
+    }
+
     /// Names of the attributes whose hash differs between `self` and `other`
     /// (present in only one of them counts as changed), sorted.
     pub fn changed_paths(
@@ -137,12 +152,12 @@ impl AttrDigest {
         other: &AttrDigest,
         other_table: &PathTable,
     ) -> Vec<String> {
-        let mine: HashMap<&str, u64> = self
+        let mine: HashMap<&str, u32> = self
             .paths
             .iter()
             .map(|(id, h)| (table.name(*id), *h))
             .collect();
-        let theirs: HashMap<&str, u64> = other
+        let theirs: HashMap<&str, u32> = other
             .paths
             .iter()
             .map(|(id, h)| (other_table.name(*id), *h))
@@ -191,8 +206,6 @@ fn digest_raw(text: &[u8]) -> AttrDigest {
                 paths.push((id, h));
             });
             paths.sort_unstable_by_key(|p| p.0);
-            // Kept per instance until the next read: no spare capacity.
-            paths.shrink_to_fit();
             // Combine name hashes (not ids: ids depend on first-seen order) with
             // value hashes, independently of order, so digests of two documents compare.
             let whole = TABLE.with(|t| {
@@ -203,15 +216,20 @@ fn digest_raw(text: &[u8]) -> AttrDigest {
                     acc.wrapping_add(mix(hn.finish(), *h))
                 })
             });
-            AttrDigest { whole, paths }
+            AttrDigest::from_paths(whole, &paths)
         }
         // null: nothing; another scalar or an array: hashed whole, no paths.
         Some(b'n') | None => AttrDigest::default(),
         Some(_) => AttrDigest {
             whole: w.value(),
-            paths: Vec::new(),
+            paths: Box::default(),
         },
     }
+}
+
+/// A 64-bit hash folded to 32 bits (both halves count).
+fn fold(h: u64) -> u32 {
+    (h ^ (h >> 32)) as u32
 }
 
 fn mix(a: u64, b: u64) -> u64 {
@@ -760,7 +778,7 @@ impl<'a> Scan<'a> {
         if self.peek() != Some(b'{') {
             return Some(AttrDigest {
                 whole: self.value(true)?,
-                paths: Vec::new(),
+                paths: Box::default(),
             });
         }
         let mut paths = Vec::new();
@@ -773,8 +791,6 @@ impl<'a> Scan<'a> {
         })?;
         self.depth -= 1;
         paths.sort_unstable_by_key(|p| p.0);
-        // Kept per instance until the next read: no spare capacity.
-        paths.shrink_to_fit();
         let whole = TABLE.with(|t| {
             let t = t.borrow();
             paths.iter().fold(paths.len() as u64, |acc, (id, h)| {
@@ -783,7 +799,7 @@ impl<'a> Scan<'a> {
                 acc.wrapping_add(mix(hn.finish(), *h))
             })
         });
-        Some(AttrDigest { whole, paths })
+        Some(AttrDigest::from_paths(whole, &paths))
     }
 }
 
@@ -928,6 +944,22 @@ mod tests {
         let (c, tc) = digest(r#"{"id":"1","tags":{"a":"x","b":"z"},"n":[2,1],"new":null}"#);
         assert_ne!(a.whole, c.whole);
         assert_eq!(a.changed_paths(&ta, &c, &tc), vec!["n", "new", "tags"]);
+    }
+
+    /// Issue 21: the per-attribute hashes kept for every instance take 8
+    /// bytes each (id and a 32-bit fold), in a slice with no spare capacity;
+    /// whether the object changed is still decided by the 64-bit `whole`,
+    /// and both parsers (serde and the scanner) fold alike.
+    #[test]
+    fn attribute_hashes_are_compact_and_still_name_the_changes() {
+        let (a, ta) = digest(r#"{"id":"1","size":2,"tags":{"a":"x"}}"#);
+        assert_eq!(std::mem::size_of_val(&*a.paths), 3 * 8);
+        let (b, tb) = digest(r#"{"id":"1","size":3,"tags":{"a":"x"}}"#);
+        assert_ne!(a.whole, b.whole);
+        assert_eq!(a.changed_paths(&ta, &b, &tb), vec!["size"]);
+        let text = r#"{"id":"1","size":2,"tags":{"a":"x"}}"#;
+        let (scanned, _) = with_path_table(|| Scan::new(text.as_bytes()).digest());
+        assert_eq!(scanned, Some(a));
     }
 
     #[test]

@@ -98,7 +98,7 @@ pub fn facts(a: &Analysis) -> Vec<Fact> {
         for i in st.tainted() {
             findings.push(finding(
                 "tainted",
-                &i.address,
+                &*i.address,
                 "will be replaced on the next apply",
             ));
         }
@@ -245,7 +245,7 @@ pub fn facts(a: &Analysis) -> Vec<Fact> {
     // A failed `homelab-monitor drift` run: the report is old, not clean.
     if let Some(f) = a
         .drift_run
-        .as_ref()
+        .as_deref()
         .and_then(super::drift_runner::status::failure_summary)
     {
         problems.push(Fact::Problem {

@@ -127,7 +127,9 @@ struct Inner {
     cfg: TerraformConfig,
     base: PathBuf,
     /// Local state files: each with its own memory, freshness and deadline.
-    local: crate::core::targets::Targets<TargetMemory, Analysis>,
+    /// The last analysis is shared (`Arc`) with the snapshot that serves it
+    /// (its facts are built from it on demand): a collection never copies it.
+    local: crate::core::targets::Targets<TargetMemory, Arc<Analysis>>,
     /// Remote entries (backends, working directories): each one target of
     /// the schedule, with its own memory.
     remote_reads: crate::core::targets::Targets<remote::EntryMemory, RemoteRead>,
@@ -314,7 +316,7 @@ impl TerraformMonitor {
                 Self::one(&reader, &t, mem, max)
             })
             .await;
-        let mut out: Vec<Analysis> = Vec::with_capacity(reads.len());
+        let mut out: Vec<Arc<Analysis>> = Vec::with_capacity(reads.len());
         let mut read_at = Vec::with_capacity(reads.len());
         let mut pending = Vec::new();
         for r in reads {
@@ -414,7 +416,7 @@ impl TerraformMonitor {
     }
 
     /// Analyse one target with its drift report and baseline.
-    fn one(inner: &Inner, t: &LocalTarget, mem: &mut TargetMemory, max: u64) -> Analysis {
+    fn one(inner: &Inner, t: &LocalTarget, mem: &mut TargetMemory, max: u64) -> Arc<Analysis> {
         let state = LocalFile {
             label: t.label.clone(),
             path: t.path.clone(),
@@ -439,8 +441,8 @@ impl TerraformMonitor {
             mem,
             inner.policies.as_deref(),
         );
-        a.drift_run = drift_runner::status::read_beside(&drift.path);
-        a
+        a.drift_run = drift_runner::status::read_beside(&drift.path).map(Box::new);
+        Arc::new(a)
     }
 }
 
@@ -456,7 +458,11 @@ impl crate::core::targets::TargetValue for RemoteRead {
     fn timed_out(last: Option<&Self>, _label: &str, waited: Duration) -> Self {
         let mut c = last.map(|l| l.0.clone()).unwrap_or_default();
         for a in &mut c.analyses {
-            *a = crate::core::targets::TargetValue::timed_out(Some(&*a), &a.label.clone(), waited);
+            *a = Arc::new(crate::core::targets::TargetValue::timed_out(
+                Some(&**a),
+                &a.label.clone(),
+                waited,
+            ));
         }
         c.problems.push(analysis::TargetError {
             component: "discovery",
@@ -476,7 +482,7 @@ impl crate::core::targets::TargetValue for RemoteRead {
 
 /// One collection's results.
 struct Collected {
-    analyses: Vec<Analysis>,
+    analyses: Vec<Arc<Analysis>>,
     problems: Vec<analysis::TargetError>,
     problem_labels: Vec<String>,
     /// (state_file, when it was read, served stale) per target.
@@ -558,7 +564,7 @@ fn bool_f(b: bool) -> f64 {
 
 /// Build the snapshot from analyses.
 pub fn snapshot(
-    analyses: &[Analysis],
+    analyses: &[Arc<Analysis>],
     problems: &[analysis::TargetError],
     problem_labels: &[String],
 ) -> Snapshot {
@@ -705,7 +711,8 @@ pub fn snapshot(
             facts: vec![crate::core::snapshot::Fact::Problem {
                 component: p.component.to_string(),
                 message: p.message.clone(),
-            }],
+            }]
+            .into(),
         });
     }
     b.build()
@@ -729,7 +736,7 @@ fn policy_series(b: &mut SnapshotBuilder, l: &str, p: &policy::PolicyOutcome) {
     }
 }
 
-fn target_status(a: &Analysis) -> TargetStatus {
+fn target_status(a: &Arc<Analysis>) -> TargetStatus {
     let mut parts = Vec::new();
     if let Some(st) = &a.state {
         if st.encrypted {
@@ -802,7 +809,7 @@ fn target_status(a: &Analysis) -> TargetStatus {
             p.failed()
         ));
     }
-    let run_failed = a.drift_run.as_ref().and_then(drift_runner::status::failure_summary);
+    let run_failed = a.drift_run.as_deref().and_then(drift_runner::status::failure_summary);
     if let Some(f) = &run_failed {
         parts.push(f.clone());
     }
@@ -827,7 +834,15 @@ fn target_status(a: &Analysis) -> TargetStatus {
                 .join("; ")
         }),
         stale: a.stale,
-        facts: facts::facts(a),
+        // Built when `--status` or the status page asks (from the analysis
+        // the target keeps anyway), not kept built for every target.
+        facts: crate::core::snapshot::Facts::lazy(a.clone()),
+    }
+}
+
+impl crate::core::snapshot::FactSource for Analysis {
+    fn facts(&self) -> Vec<crate::core::snapshot::Fact> {
+        facts::facts(self)
     }
 }
 
@@ -903,7 +918,7 @@ impl Monitor for TerraformMonitor {
                     summary: "first read still running".into(),
                     error: None,
                     stale: false,
-                    facts: Vec::new(),
+                    facts: Vec::new().into(),
                 });
             }
         }
@@ -963,7 +978,7 @@ fn nothing_found_status(cfg: &TerraformConfig, base: &std::path::Path) -> Target
         summary: nothing_found_message(cfg, base),
         error: None,
         stale: false,
-        facts: Vec::new(),
+        facts: Vec::new().into(),
     }
 }
 
@@ -973,6 +988,25 @@ pub(crate) fn mtime_secs(a: &Analysis) -> Option<u64> {
         .and_then(|s| s.modified)
         .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
         .map(|d| d.as_secs())
+}
+
+/// The local targets keep their last analysis shared (see [`Inner::local`]).
+impl crate::core::targets::TargetValue for Arc<Analysis> {
+    fn healthy(&self) -> bool {
+        crate::core::targets::TargetValue::healthy(&**self)
+    }
+
+    fn timed_out(last: Option<&Self>, label: &str, waited: Duration) -> Self {
+        Arc::new(crate::core::targets::TargetValue::timed_out(
+            last.map(|a| &**a),
+            label,
+            waited,
+        ))
+    }
+
+    fn pending(label: &str) -> Self {
+        Arc::new(<Analysis as crate::core::targets::TargetValue>::pending(label))
+    }
 }
 
 impl crate::core::targets::TargetValue for Analysis {
@@ -1059,6 +1093,68 @@ mod memory_tests {
                 &[("monitor", "terraform_state")],
             )
             .expect("retained_bytes for the terraform monitor")
+    }
+
+    /// Issue 21: a target's facts are built when an edge asks, from the
+    /// analysis the target keeps anyway; the served snapshot never keeps them
+    /// built, and a re-collection that serves targets from memory shares
+    /// their analyses instead of copying them.
+    #[tokio::test]
+    async fn facts_are_built_on_demand_and_unchanged_targets_are_shared() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..3 {
+            write_state(dir.path(), i);
+        }
+        let cfg = TerraformConfig {
+            state_dirs: vec![crate::core::config::values::GlobPattern(".".into())],
+            ..Default::default()
+        };
+        let monitor: Arc<dyn Monitor> = Arc::new(TerraformMonitor::new(cfg, dir.path().into()));
+        let reg = Registry::new(vec![monitor], Arc::new(SystemClock));
+        let o = reg.gather().await;
+        let snap = &o[0].snapshot;
+        assert_eq!(snap.targets.len(), 3);
+        assert!(
+            snap.targets.iter().all(|t| t.facts.is_lazy() && !t.facts.is_built()),
+            "facts kept built in the snapshot: {:?}",
+            snap.targets
+        );
+        let bytes = snap.estimated_bytes();
+        // The status page (and /api/v1/status) shows them, from copies.
+        let page = crate::server::status_page::build(&reg, &o, std::time::SystemTime::now());
+        let shown = &page.monitors[0].targets;
+        assert_eq!(shown.len(), 3);
+        for t in shown {
+            assert!(!t.facts.is_lazy());
+            assert!(
+                t.facts.iter().any(|f| matches!(f,
+                    crate::core::snapshot::Fact::Detail { field, value: crate::core::snapshot::Value::Int(4) }
+                        if field == "instances")),
+                "{:?}",
+                t.facts
+            );
+            assert!(t.facts.iter().any(|f| matches!(f,
+                crate::core::snapshot::Fact::Count { group, item, count: 4 }
+                    if group == "resources" && item == "managed aws_instance")));
+        }
+        assert!(
+            snap.targets.iter().all(|t| !t.facts.is_built()),
+            "the page left the served snapshot's facts built"
+        );
+        assert_eq!(snap.estimated_bytes(), bytes);
+        // What the page shows is what the analysis says, in its order.
+        let json = serde_json::to_value(&page.monitors[0].targets[0]).unwrap();
+        let lazy = serde_json::to_value(&snap.targets[0]).unwrap();
+        assert_eq!(json, lazy);
+        assert!(json["facts"].as_array().is_some_and(|f| f.len() > 5), "{json}");
+        // A re-collection with nothing due serves the same analyses (shared, not copied).
+        reg.expire();
+        let again = reg.gather().await;
+        assert!(!Arc::ptr_eq(&again[0], &o[0]), "a new collection ran");
+        for (new, old) in again[0].snapshot.targets.iter().zip(&snap.targets) {
+            assert_eq!(new.target, old.target);
+            assert!(new.facts.shares_source(&old.facts), "{} was copied", new.target);
+        }
     }
 
     #[tokio::test]

@@ -52,7 +52,9 @@ pub const BYTES: crate::core::snapshot::MetricDef = crate::core::snapshot::Metri
 /// The output of one collection of remote sources.
 #[derive(Debug, Default, Clone)]
 pub struct Collected {
-    pub analyses: Vec<Analysis>,
+    /// Shared with the snapshot that serves them (their facts are built
+    /// from them on demand): a collection never copies them.
+    pub analyses: Vec<std::sync::Arc<Analysis>>,
     pub problems: Vec<TargetError>,
     pub problem_labels: Vec<String>,
 }
@@ -164,7 +166,8 @@ fn analyse_remote(src: &Fetched, sm: &mut SourceMemory, ctx: &Ctx) -> Analysis {
     );
     a.drift_run = files
         .as_ref()
-        .and_then(|(d, _)| super::drift_runner::status::read_beside(&d.path));
+        .and_then(|(d, _)| super::drift_runner::status::read_beside(&d.path))
+        .map(Box::new);
     a
 }
 
@@ -367,7 +370,7 @@ async fn collect_entry(
         .await;
     for (t, sm, a) in results {
         if let Some(a) = a {
-            out.analyses.push(a);
+            out.analyses.push(std::sync::Arc::new(a));
         }
         mem.sources.insert(t.label, sm);
     }

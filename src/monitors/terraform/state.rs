@@ -93,7 +93,8 @@ pub struct OutputInfo {
 /// One current resource instance: its address and a digest of its attributes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Instance {
-    pub address: String,
+    /// (Boxed: no spare capacity, kept per instance.)
+    pub address: Box<str>,
     pub tainted: bool,
     pub digest: AttrDigest,
 }
@@ -150,7 +151,7 @@ impl ParsedState {
             + self
                 .instances
                 .iter()
-                .map(|i| s(&i.address) + i.digest.paths.capacity() * std::mem::size_of::<(u32, u64)>())
+                .map(|i| i.address.len() + std::mem::size_of_val(&*i.digest.paths))
                 .sum::<usize>()
             + self.deposed.capacity() * std::mem::size_of::<String>()
             + self.deposed.iter().map(s).sum::<usize>()
@@ -428,7 +429,7 @@ fn add_resource(st: &mut ParsedState, res: RawResource) {
         current += 1;
         let digest = inst.attributes.or(inst.attributes_flat).unwrap_or_default();
         st.instances.push(Instance {
-            address,
+            address: address.into_boxed_str(),
             tainted: inst.status.as_deref() == Some("tainted"),
             digest,
         });
@@ -820,6 +821,24 @@ mod memory_tests {
         )
     }
 
+    /// Issue 21: what a state keeps per instance between reads (its
+    /// address, the 64-bit hash of its attributes, an 8-byte id and hash per
+    /// top-level attribute) stays within 48 + 8 per attribute + the address
+    /// (it was 64 + 16 per attribute + the address with spare capacity).
+    #[test]
+    fn an_instance_keeps_compact_digests() {
+        let names = ["id", "arn", "name", "password", "tags", "ingress", "enabled", "size", "ratio", "user_data", "nothing"];
+        let st = parse_state(doc(&names, "x").as_bytes()).unwrap();
+        let i = &st.instances[0];
+        assert_eq!(&*i.address, "t.a");
+        assert_eq!(i.digest.paths.len(), 11);
+        let kept = std::mem::size_of::<Instance>() + i.address.len() + std::mem::size_of_val(&*i.digest.paths);
+        assert!(kept <= 48 + 11 * 8 + 3, "{kept} bytes per instance");
+        // retained_bytes counts them (and the shared path table's share).
+        let base = parse_state(doc(&[], "x").as_bytes()).unwrap().estimated_bytes();
+        assert!(st.estimated_bytes() >= base + 11 * 8, "{} - {base}", st.estimated_bytes());
+    }
+
     #[test]
     fn states_with_the_same_attribute_names_share_one_path_table() {
         let a = parse_state(doc(&["id", "arn", "tags"], "a").as_bytes()).unwrap();
@@ -837,8 +856,8 @@ mod memory_tests {
         );
         assert!(a.instances[0].digest.changed_paths(&a.paths, &b.instances[0].digest, &b.paths)
             == vec!["arn", "id", "tags"]);
-        // No spare capacity kept per instance.
-        assert_eq!(x.paths.capacity(), x.paths.len());
+        // No spare capacity kept per instance: a boxed slice, 8 bytes an attribute.
+        assert_eq!(std::mem::size_of_val(&*x.paths), 8 * x.paths.len());
         drop((a, b));
         // The table goes with its last holder; a new one is made for the next.
         let d = parse_state(doc(&["id", "arn", "tags"], "d").as_bytes()).unwrap();
@@ -889,7 +908,7 @@ mod tests {
         assert_eq!(s.serial, Some(7));
         assert_eq!(s.lineage.as_deref(), Some("abc-123"));
         assert_eq!(s.terraform_version.as_deref(), Some("1.9.0"));
-        let addrs: Vec<&str> = s.instances.iter().map(|i| i.address.as_str()).collect();
+        let addrs: Vec<&str> = s.instances.iter().map(|i| &*i.address).collect();
         assert_eq!(
             addrs,
             vec![
@@ -974,7 +993,7 @@ mod tests {
             {"mode":"managed","type":"terraform_data","name":"x","instances":[{"attributes":{"id":"1"}}]}]}"#)
         .unwrap();
         assert_eq!(s.instance_count(), 1);
-        assert_eq!(s.instances[0].address, "terraform_data.x");
+        assert_eq!(&*s.instances[0].address, "terraform_data.x");
     }
 
     #[test]
@@ -1050,7 +1069,7 @@ mod tests {
                 .map(|i| {
                     let d = |a: &Option<AttrDigest>| {
                         a.as_ref().map(|a| {
-                            let named: Vec<(String, u64)> = a
+                            let named: Vec<(String, u32)> = a
                                 .paths
                                 .iter()
                                 .map(|(id, h)| (t.name(*id).to_string(), *h))
@@ -1237,7 +1256,7 @@ mod tests {
                     .map(|i| {
                         let d = |a: &Option<AttrDigest>| {
                             a.as_ref().map(|a| {
-                                let p: Vec<(String, u64)> =
+                                let p: Vec<(String, u32)> =
                                     a.paths.iter().map(|(id, h)| (t.name(*id).to_string(), *h)).collect();
                                 (a.whole, p)
                             })

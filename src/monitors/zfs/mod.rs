@@ -242,7 +242,7 @@ impl Inner {
                     summary: "first read still running".into(),
                     error: None,
                     stale: false,
-                    facts: Vec::new(),
+                    facts: Vec::new().into(),
                 });
                 continue;
             }
@@ -261,7 +261,7 @@ impl Inner {
                         summary: "zpool status file cannot be read".into(),
                         error: Some(e.clone()),
                         stale: false,
-                        facts: Vec::new(),
+                        facts: Vec::new().into(),
                     });
                     continue;
                 }
@@ -302,7 +302,7 @@ impl Inner {
                 summary,
                 error,
                 stale: false,
-                facts,
+                facts: facts.into(),
             });
         }
         let mut snap = b.build();

@@ -82,6 +82,16 @@ pub(crate) fn skip_ws(s: &[u8], mut i: usize) -> usize {
     }
 }
 
+/// The number of `\n` in `s`. Every byte read passes here once (line numbers
+/// for error positions), so it counts in byte lanes, 255 bytes per lane sum,
+/// which the compiler vectorises (`memchr_iter(..).count()` stops at every
+/// newline: millions of them in a pretty-printed state).
+pub(crate) fn count_newlines(s: &[u8]) -> usize {
+    s.chunks(255)
+        .map(|c| c.iter().fold(0u8, |n, &b| n + u8::from(b == b'\n')) as usize)
+        .sum()
+}
+
 /// Where a complete value starting at `s[0]` ends (exclusive), or `None` if `s` ends first.
 pub(crate) fn value_end(s: &[u8]) -> Option<usize> {
     let first = *s.first()?;
@@ -194,7 +204,7 @@ impl<R: Read> ObjectStream<R> {
         }
         if self.pos > 0 {
             let gone = &self.buf[..self.pos];
-            let nl = memchr::memchr_iter(b'\n', gone).count();
+            let nl = count_newlines(gone);
             if nl > 0 {
                 self.line_base += nl;
                 self.col_base = self.pos - memchr::memrchr(b'\n', gone).map(|i| i + 1).unwrap_or(0);
@@ -254,7 +264,7 @@ impl<R: Read> ObjectStream<R> {
     /// (line, column) of buffer offset `at` (1-based).
     fn position(&self, at: usize) -> (usize, usize) {
         let before = &self.buf[..at.min(self.len)];
-        let nl = memchr::memchr_iter(b'\n', before).count();
+        let nl = count_newlines(before);
         let col = match memchr::memrchr(b'\n', before) {
             Some(i) => at - i,
             None => self.col_base + at + 1,

@@ -29,6 +29,9 @@ struct TableBuilder {
     names: Vec<Box<str>>,
     /// (Fx, not SipHash: looked up for every attribute of every instance.)
     index: FxHashMap<Box<str>, u32>,
+    /// Ids of the last attributes object's keys, by position: the next
+    /// instance of a resource usually has the same keys in the same order.
+    recent: Vec<u32>,
 }
 
 impl PathTable {
@@ -102,6 +105,27 @@ impl TableBuilder {
     fn name(&self, id: u32) -> &str {
         self.names.get(id as usize).map(|s| &**s).unwrap_or("?")
     }
+
+    /// [`Self::intern`] for the key at position `pos` of an attributes
+    /// object: the id of the key at that position last time when it is the
+    /// same name (one comparison, no hashing).
+    fn intern_at(&mut self, pos: usize, key: &[u8]) -> u32 {
+        if let Some(&id) = self.recent.get(pos) {
+            if self.names.get(id as usize).map(|n| n.as_bytes()) == Some(key) {
+                return id;
+            }
+        }
+        let id = match std::str::from_utf8(key) {
+            Ok(name) => self.intern(name),
+            Err(_) => self.intern(&String::from_utf8_lossy(key)),
+        };
+        if pos < self.recent.len() {
+            self.recent[pos] = id;
+        } else if pos == self.recent.len() {
+            self.recent.push(id);
+        }
+        id
+    }
 }
 
 thread_local! {
@@ -117,16 +141,10 @@ pub fn with_path_table<T>(f: impl FnOnce() -> T) -> (T, PathTable) {
     (out, PathTable::share(table.names))
 }
 
-fn intern(name: &str) -> u32 {
-    TABLE.with(|t| t.borrow_mut().intern(name))
-}
-
-/// [`intern`] for a key as bytes (lossy: the callers' keys are valid UTF-8).
-fn intern_bytes(name: &[u8]) -> u32 {
-    match std::str::from_utf8(name) {
-        Ok(s) => intern(s),
-        Err(_) => intern(&String::from_utf8_lossy(name)),
-    }
+/// [`TableBuilder::intern_at`] on this thread's table (lossy: the callers'
+/// keys are valid UTF-8).
+fn intern_at(pos: usize, name: &[u8]) -> u32 {
+    TABLE.with(|t| t.borrow_mut().intern_at(pos, name))
 }
 
 /// Digest of an attributes object: one hash of everything, one per top-level attribute.
@@ -195,7 +213,7 @@ fn digest_raw(text: &[u8]) -> AttrDigest {
         Some(b'{') => {
             let mut paths = Vec::new();
             w.object(|w, key| {
-                let id = intern_bytes(&key);
+                let id = intern_at(paths.len(), &key);
                 let h = w.value();
                 paths.push((id, h));
             });
@@ -495,8 +513,8 @@ impl<'a> Scan<'a> {
             let k = string_stop(b, j, &mut high)?;
             match b[k] {
                 b'"' => {
-                    if high {
-                        std::str::from_utf8(&b[start..k]).ok()?;
+                    if high && simdutf8::basic::from_utf8(&b[start..k]).is_err() {
+                        return None;
                     }
                     self.i = k + 1;
                     return Some((start, k, escaped));
@@ -530,8 +548,8 @@ impl<'a> Scan<'a> {
             let k = string_stop(b, j, &mut high)?;
             match b[k] {
                 b'"' => {
-                    if high {
-                        std::str::from_utf8(&b[start..k]).ok()?;
+                    if high && simdutf8::basic::from_utf8(&b[start..k]).is_err() {
+                        return None;
                     }
                     self.i = k + 1;
                     return Some(if escaped {
@@ -807,7 +825,7 @@ impl<'a> Scan<'a> {
         let mut paths = Vec::with_capacity(self.paths_hint);
         self.depth += 1;
         self.object(|s, key| {
-            let id = intern_bytes(key);
+            let id = intern_at(paths.len(), key);
             let h = s.value(true)?;
             paths.push((id, h));
             Some(())

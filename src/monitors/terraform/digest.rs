@@ -536,8 +536,9 @@ impl<'a> Scan<'a> {
     }
 
     /// [`Self::string_span`] and the hash of the unescaped content
-    /// ([`hash_str`]) in one pass: segments between escapes are copied into
-    /// the reused buffer as they are found (nothing is copied without escapes).
+    /// ([`hash_str`]) in one pass: after the first escape, the text is copied
+    /// into the reused buffer 16 bytes at a time as it is scanned
+    /// ([`string_copy`]); nothing is copied without escapes.
     fn string_hash(&mut self) -> Option<u64> {
         let b = self.b;
         let start = self.i + 1;
@@ -545,7 +546,11 @@ impl<'a> Scan<'a> {
         let mut high = false;
         let mut escaped = false;
         loop {
-            let k = string_stop(b, j, &mut high)?;
+            let k = if escaped {
+                string_copy(b, j, &mut high, &mut self.scratch)?
+            } else {
+                string_stop(b, j, &mut high)?
+            };
             match b[k] {
                 b'"' => {
                     if high && simdutf8::basic::from_utf8(&b[start..k]).is_err() {
@@ -553,7 +558,6 @@ impl<'a> Scan<'a> {
                     }
                     self.i = k + 1;
                     return Some(if escaped {
-                        self.scratch.extend_from_slice(&b[j..k]);
                         hash_str(&self.scratch)
                     } else {
                         hash_str(&b[start..k])
@@ -563,8 +567,8 @@ impl<'a> Scan<'a> {
                     if !escaped {
                         escaped = true;
                         self.scratch.clear();
+                        self.scratch.extend_from_slice(&b[j..k]);
                     }
-                    self.scratch.extend_from_slice(&b[j..k]);
                     match *b.get(k + 1)? {
                         b'u' => {
                             let (ch, next) = unicode_escape(b, k)?;
@@ -869,6 +873,29 @@ fn string_stop(b: &[u8], mut j: usize, high: &mut bool) -> Option<usize> {
         *high |= c >= 0x80;
     }
     None
+}
+
+/// [`string_stop`] that also appends the bytes before the stop to `out`:
+/// whole 16-byte blocks are appended, then cut back to the stop (no copy
+/// call per segment between escapes).
+#[inline]
+fn string_copy(b: &[u8], mut j: usize, high: &mut bool, out: &mut Vec<u8>) -> Option<usize> {
+    while let Some(chunk) = b.get(j..j + 16).and_then(|c| <&[u8; 16]>::try_from(c).ok()) {
+        let (stops, hi) = stops16(chunk);
+        let len = out.len();
+        out.extend_from_slice(chunk);
+        if stops != 0 {
+            let n = stops.trailing_zeros() as usize;
+            *high |= hi & (stops & stops.wrapping_neg()).wrapping_sub(1) != 0;
+            out.truncate(len + n);
+            return Some(j + n);
+        }
+        *high |= hi != 0;
+        j += 16;
+    }
+    let k = string_stop(b, j, high)?;
+    out.extend_from_slice(&b[j..k]);
+    Some(k)
 }
 
 /// For 16 bytes: a bit per byte (bit `k` for byte `k`) that is `"`, `\\` or

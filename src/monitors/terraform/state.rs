@@ -530,10 +530,10 @@ fn fast_resource_prefix(raw: &[u8]) -> Option<(RawResource, usize)> {
     let mut instances = None;
     scan.object(|s, key| {
         match key {
-            b"module" => once(&mut module, small(s)?),
-            b"mode" => once(&mut mode, small(s)?),
-            b"type" => once(&mut rtype, small(s)?),
-            b"name" => once(&mut name, small(s)?),
+            b"module" => once(&mut module, small_str(s)?),
+            b"mode" => once(&mut mode, small_str(s)?),
+            b"type" => once(&mut rtype, small_str(s)?),
+            b"name" => once(&mut name, small_str(s)?),
             b"instances" => {
                 let list = if s.null() {
                     None
@@ -570,9 +570,9 @@ fn fast_instance(s: &mut Scan<'_>) -> Option<RawInstance> {
     let mut attributes = None;
     let mut attributes_flat = None;
     s.object(|s, key| match key {
-        b"index_key" => once(&mut index_key, small(s)?),
-        b"status" => once(&mut status, small(s)?),
-        b"deposed" => once(&mut deposed, small(s)?),
+        b"index_key" => once(&mut index_key, small_index_key(s)?),
+        b"status" => once(&mut status, small_str(s)?),
+        b"deposed" => once(&mut deposed, small_str(s)?),
         b"attributes" => once(&mut attributes, attrs(s)?),
         b"attributes_flat" => once(&mut attributes_flat, attrs(s)?),
         _ => s.skip().map(drop),
@@ -595,10 +595,27 @@ fn once<T>(slot: &mut Option<T>, v: T) -> Option<()> {
     Some(())
 }
 
-/// A small known field, read by serde_json from its validated text (exact
-/// semantics: `null`, escapes, integer ranges).
-fn small<T: DeserializeOwned>(s: &mut Scan<'_>) -> Option<T> {
-    serde_json::from_slice(s.skip()?).ok()
+/// A string field (or `null`): a string without escapes is its text (the
+/// scan validated it), anything else is read by serde_json from its
+/// validated text (exact semantics: `null`, escapes).
+fn small_str(s: &mut Scan<'_>) -> Option<Option<String>> {
+    match s.skip()? {
+        [b'"', text @ .., b'"'] if !text.contains(&b'\\') => {
+            std::str::from_utf8(text).ok().map(|t| Some(t.to_owned()))
+        }
+        other => serde_json::from_slice(other).ok(),
+    }
+}
+
+/// `index_key`: a string without escapes as [`small_str`], else serde_json
+/// (integer ranges, escapes).
+fn small_index_key(s: &mut Scan<'_>) -> Option<Option<IndexKey>> {
+    match s.skip()? {
+        [b'"', text @ .., b'"'] if !text.contains(&b'\\') => std::str::from_utf8(text)
+            .ok()
+            .map(|t| Some(IndexKey::Str(t.to_owned()))),
+        other => serde_json::from_slice(other).ok(),
+    }
 }
 
 /// `attributes`: `null` is no digest (as `Option<AttrDigest>`), else the digest.

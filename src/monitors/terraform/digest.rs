@@ -877,25 +877,38 @@ fn string_stop(b: &[u8], mut j: usize, high: &mut bool) -> Option<usize> {
 
 /// [`string_stop`] that also appends the bytes before the stop to `out`:
 /// whole 16-byte blocks are appended, then cut back to the stop (no copy
-/// call per segment between escapes).
+/// call per segment between escapes). Two-character escapes (`\\"`, `\\n`...)
+/// are unescaped on the way; it stops at a quote, a control character, a
+/// `\\u` escape or an invalid one (for the caller to handle or refuse).
 #[inline]
 fn string_copy(b: &[u8], mut j: usize, high: &mut bool, out: &mut Vec<u8>) -> Option<usize> {
-    while let Some(chunk) = b.get(j..j + 16).and_then(|c| <&[u8; 16]>::try_from(c).ok()) {
+    loop {
+        let Some(chunk) = b.get(j..j + 16).and_then(|c| <&[u8; 16]>::try_from(c).ok()) else {
+            let k = string_stop(b, j, high)?;
+            out.extend_from_slice(&b[j..k]);
+            return Some(k);
+        };
         let (stops, hi) = stops16(chunk);
         let len = out.len();
         out.extend_from_slice(chunk);
-        if stops != 0 {
-            let n = stops.trailing_zeros() as usize;
-            *high |= hi & (stops & stops.wrapping_neg()).wrapping_sub(1) != 0;
-            out.truncate(len + n);
-            return Some(j + n);
+        if stops == 0 {
+            *high |= hi != 0;
+            j += 16;
+            continue;
         }
-        *high |= hi != 0;
-        j += 16;
+        let n = stops.trailing_zeros() as usize;
+        *high |= hi & (stops & stops.wrapping_neg()).wrapping_sub(1) != 0;
+        out.truncate(len + n);
+        let k = j + n;
+        if b[k] == b'\\' {
+            if let Some(byte) = b.get(k + 1).and_then(|&c| simple_escape(c)) {
+                out.push(byte);
+                j = k + 2;
+                continue;
+            }
+        }
+        return Some(k);
     }
-    let k = string_stop(b, j, high)?;
-    out.extend_from_slice(&b[j..k]);
-    Some(k)
 }
 
 /// For 16 bytes: a bit per byte (bit `k` for byte `k`) that is `"`, `\\` or

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::hash::Hasher;
 use std::sync::{Arc, Mutex, Weak};
 
-use rustc_hash::FxHasher;
+use rustc_hash::{FxHashMap, FxHasher};
 use serde::de::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
@@ -27,7 +27,11 @@ pub struct PathTable {
 #[derive(Debug, Default)]
 struct TableBuilder {
     names: Vec<Box<str>>,
-    index: HashMap<Box<str>, u32>,
+    /// (Fx, not SipHash: looked up for every attribute of every instance.)
+    index: FxHashMap<Box<str>, u32>,
+    /// Ids of the last attributes object's keys, by position: the next
+    /// instance of a resource usually has the same keys in the same order.
+    recent: Vec<u32>,
 }
 
 impl PathTable {
@@ -101,6 +105,27 @@ impl TableBuilder {
     fn name(&self, id: u32) -> &str {
         self.names.get(id as usize).map(|s| &**s).unwrap_or("?")
     }
+
+    /// [`Self::intern`] for the key at position `pos` of an attributes
+    /// object: the id of the key at that position last time when it is the
+    /// same name (one comparison, no hashing).
+    fn intern_at(&mut self, pos: usize, key: &[u8]) -> u32 {
+        if let Some(&id) = self.recent.get(pos) {
+            if self.names.get(id as usize).map(|n| n.as_bytes()) == Some(key) {
+                return id;
+            }
+        }
+        let id = match std::str::from_utf8(key) {
+            Ok(name) => self.intern(name),
+            Err(_) => self.intern(&String::from_utf8_lossy(key)),
+        };
+        if pos < self.recent.len() {
+            self.recent[pos] = id;
+        } else if pos == self.recent.len() {
+            self.recent.push(id);
+        }
+        id
+    }
 }
 
 thread_local! {
@@ -116,8 +141,10 @@ pub fn with_path_table<T>(f: impl FnOnce() -> T) -> (T, PathTable) {
     (out, PathTable::share(table.names))
 }
 
-fn intern(name: &str) -> u32 {
-    TABLE.with(|t| t.borrow_mut().intern(name))
+/// [`TableBuilder::intern_at`] on this thread's table (lossy: the callers'
+/// keys are valid UTF-8).
+fn intern_at(pos: usize, name: &[u8]) -> u32 {
+    TABLE.with(|t| t.borrow_mut().intern_at(pos, name))
 }
 
 /// Digest of an attributes object: one hash of everything, one per top-level attribute.
@@ -201,7 +228,7 @@ fn digest_raw(text: &[u8]) -> AttrDigest {
         Some(b'{') => {
             let mut paths = Vec::new();
             w.object(|w, key| {
-                let id = intern(&String::from_utf8_lossy(&key));
+                let id = intern_at(paths.len(), &key);
                 let h = w.value();
                 paths.push((id, h));
             });
@@ -435,24 +462,29 @@ const FAST_DEPTH: usize = 100;
 /// else *and* on what it does not handle (lone surrogates, nesting deeper
 /// than [`FAST_DEPTH`]): the caller then parses the same bytes with
 /// `serde_json`, which produces the exact result or error with its position.
-/// Strings are skipped with `memchr2` (`"` and `\`) and checked for control
-/// characters with a vectorised pass; only strings with escapes are copied
-/// (into one reused buffer) before hashing.
+/// Strings are scanned once, 16 bytes at a time, for quotes, backslashes and
+/// control characters ([`string_stop`]); only strings with non-ASCII bytes
+/// are checked for UTF-8, and only strings with escapes are copied (into one
+/// reused buffer) before hashing. Everything outside strings must be ASCII,
+/// so an accepted text is valid UTF-8.
 pub(crate) struct Scan<'a> {
     b: &'a [u8],
     i: usize,
     depth: usize,
     scratch: Vec<u8>,
+    /// Attributes of the last digest (the capacity for the next one).
+    paths_hint: usize,
 }
 
 impl<'a> Scan<'a> {
-    /// A scan of `b` (the caller checks the UTF-8 of what it accepts).
+    /// A scan of `b`.
     pub(crate) fn new(b: &'a [u8]) -> Self {
         Scan {
             b,
             i: 0,
             depth: 0,
             scratch: Vec::new(),
+            paths_hint: 0,
         }
     }
 
@@ -485,70 +517,92 @@ impl<'a> Scan<'a> {
 
     /// Validate the string at the cursor (at its opening quote); the cursor
     /// moves past it. Returns its content range and whether it has escapes.
+    /// One pass: [`string_stop`] finds the next quote, backslash or control
+    /// character 16 bytes at a time and notes non-ASCII bytes on the way;
+    /// only a string that has some is checked for UTF-8 (outside strings
+    /// the scan accepts ASCII only, so this is the document's UTF-8 check).
     fn string_span(&mut self) -> Option<(usize, usize, bool)> {
         let b = self.b;
         let start = self.i + 1;
         let mut j = start;
         let mut escaped = false;
+        let mut high = false;
         loop {
-            let k = j + super::json_stream::quote_or_backslash(b.get(j..)?)?;
-            if b[k] == b'"' {
-                // Control characters must be escaped (serde_json refuses them).
-                if b[start..k].iter().fold(false, |acc, &c| acc | (c < 0x20)) {
-                    return None;
+            let k = string_stop(b, j, &mut high)?;
+            match b[k] {
+                b'"' => {
+                    if high && simdutf8::basic::from_utf8(&b[start..k]).is_err() {
+                        return None;
+                    }
+                    self.i = k + 1;
+                    return Some((start, k, escaped));
                 }
-                self.i = k + 1;
-                return Some((start, k, escaped));
-            }
-            escaped = true;
-            match *b.get(k + 1)? {
-                b'u' => j = unicode_escape(b, k)?.1,
-                c => {
-                    simple_escape(c)?;
-                    j = k + 2;
+                b'\\' => {
+                    escaped = true;
+                    j = match *b.get(k + 1)? {
+                        b'u' => unicode_escape(b, k)?.1,
+                        c => {
+                            simple_escape(c)?;
+                            k + 2
+                        }
+                    };
                 }
+                // A control character: serde_json refuses them unescaped.
+                _ => return None,
             }
         }
     }
 
     /// [`Self::string_span`] and the hash of the unescaped content
-    /// ([`hash_str`]) in one pass: segments between escapes are copied into
-    /// the reused buffer as they are found (nothing is copied without escapes).
+    /// ([`hash_str`]) in one pass: after the first escape, the text is copied
+    /// into the reused buffer 16 bytes at a time as it is scanned
+    /// ([`string_copy`]); nothing is copied without escapes.
     fn string_hash(&mut self) -> Option<u64> {
         let b = self.b;
         let start = self.i + 1;
         let mut j = start;
-        self.scratch.clear();
+        let mut high = false;
         let mut escaped = false;
         loop {
-            let k = j + super::json_stream::quote_or_backslash(b.get(j..)?)?;
-            if b[k] == b'"' {
-                if b[start..k].iter().fold(false, |acc, &c| acc | (c < 0x20)) {
-                    return None;
-                }
-                self.i = k + 1;
-                return Some(if escaped {
-                    self.scratch.extend_from_slice(&b[j..k]);
-                    hash_str(&self.scratch)
-                } else {
-                    hash_str(&b[start..k])
-                });
-            }
-            escaped = true;
-            self.scratch.extend_from_slice(&b[j..k]);
-            let byte = match *b.get(k + 1)? {
-                b'u' => {
-                    let (ch, next) = unicode_escape(b, k)?;
-                    j = next;
-                    let mut buf = [0u8; 4];
-                    self.scratch
-                        .extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
-                    continue;
-                }
-                c => simple_escape(c)?,
+            let k = if escaped {
+                string_copy(b, j, &mut high, &mut self.scratch)?
+            } else {
+                string_stop(b, j, &mut high)?
             };
-            self.scratch.push(byte);
-            j = k + 2;
+            match b[k] {
+                b'"' => {
+                    if high && simdutf8::basic::from_utf8(&b[start..k]).is_err() {
+                        return None;
+                    }
+                    self.i = k + 1;
+                    return Some(if escaped {
+                        hash_str(&self.scratch)
+                    } else {
+                        hash_str(&b[start..k])
+                    });
+                }
+                b'\\' => {
+                    if !escaped {
+                        escaped = true;
+                        self.scratch.clear();
+                        self.scratch.extend_from_slice(&b[j..k]);
+                    }
+                    match *b.get(k + 1)? {
+                        b'u' => {
+                            let (ch, next) = unicode_escape(b, k)?;
+                            j = next;
+                            let mut buf = [0u8; 4];
+                            self.scratch
+                                .extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                        }
+                        c => {
+                            self.scratch.push(simple_escape(c)?);
+                            j = k + 2;
+                        }
+                    }
+                }
+                _ => return None,
+            }
         }
     }
 
@@ -645,20 +699,27 @@ impl<'a> Scan<'a> {
         if self.eat(b'}') {
             return Some(());
         }
-        let mut key = Vec::new();
+        let b = self.b;
+        let mut owned = Vec::new();
         loop {
             self.ws();
             if self.peek() != Some(b'"') {
                 return None;
             }
             let (a, z, esc) = self.string_span()?;
-            key.clear();
-            key.extend_from_slice(self.unescaped(a, z, esc));
+            // Borrowed from the text unless it has escapes.
+            let key: &[u8] = if esc {
+                owned.clear();
+                owned.extend_from_slice(self.unescaped(a, z, esc));
+                &owned
+            } else {
+                &b[a..z]
+            };
             if !self.eat(b':') {
                 return None;
             }
             self.ws();
-            f(self, &key)?;
+            f(self, key)?;
             if self.eat(b',') {
                 continue;
             }
@@ -781,15 +842,18 @@ impl<'a> Scan<'a> {
                 paths: Box::default(),
             });
         }
-        let mut paths = Vec::new();
+        // Sized like the previous one: instances of a resource have the same
+        // attributes, so the vector neither grows nor shrinks, usually.
+        let mut paths = Vec::with_capacity(self.paths_hint);
         self.depth += 1;
         self.object(|s, key| {
-            let id = intern(&String::from_utf8_lossy(key));
+            let id = intern_at(paths.len(), key);
             let h = s.value(true)?;
             paths.push((id, h));
             Some(())
         })?;
         self.depth -= 1;
+        self.paths_hint = paths.len();
         paths.sort_unstable_by_key(|p| p.0);
         let whole = TABLE.with(|t| {
             let t = t.borrow();
@@ -801,6 +865,136 @@ impl<'a> Scan<'a> {
         });
         Some(AttrDigest::from_paths(whole, &paths))
     }
+}
+
+/// The index of the first `"`, `\\` or control character (< 0x20) at or
+/// after `j` in `b`, 16 bytes at a time; sets `high` when a byte >= 0x80
+/// comes before it (from `j`). `None` when `b` ends first.
+#[inline]
+fn string_stop(b: &[u8], mut j: usize, high: &mut bool) -> Option<usize> {
+    while let Some(chunk) = b.get(j..j + 16).and_then(|c| <&[u8; 16]>::try_from(c).ok()) {
+        let (stops, hi) = stops16(chunk);
+        if stops != 0 {
+            // Non-ASCII bytes before the stop only.
+            *high |= hi & (stops & stops.wrapping_neg()).wrapping_sub(1) != 0;
+            return Some(j + stops.trailing_zeros() as usize);
+        }
+        *high |= hi != 0;
+        j += 16;
+    }
+    for (k, &c) in b.get(j..)?.iter().enumerate() {
+        if c == b'"' || c == b'\\' || c < 0x20 {
+            return Some(j + k);
+        }
+        *high |= c >= 0x80;
+    }
+    None
+}
+
+/// [`string_stop`] that also appends the bytes before the stop to `out`:
+/// whole 16-byte blocks are appended, then cut back to the stop (no copy
+/// call per segment between escapes). Two-character escapes (`\\"`, `\\n`...)
+/// are unescaped on the way; it stops at a quote, a control character, a
+/// `\\u` escape or an invalid one (for the caller to handle or refuse).
+#[inline]
+fn string_copy(b: &[u8], mut j: usize, high: &mut bool, out: &mut Vec<u8>) -> Option<usize> {
+    loop {
+        let Some(chunk) = b.get(j..j + 16).and_then(|c| <&[u8; 16]>::try_from(c).ok()) else {
+            let k = string_stop(b, j, high)?;
+            out.extend_from_slice(&b[j..k]);
+            return Some(k);
+        };
+        let (stops, hi) = stops16(chunk);
+        let len = out.len();
+        out.extend_from_slice(chunk);
+        if stops == 0 {
+            *high |= hi != 0;
+            j += 16;
+            continue;
+        }
+        let n = stops.trailing_zeros() as usize;
+        *high |= hi & (stops & stops.wrapping_neg()).wrapping_sub(1) != 0;
+        out.truncate(len + n);
+        let k = j + n;
+        if b[k] == b'\\' {
+            if let Some(byte) = b.get(k + 1).and_then(|&c| simple_escape(c)) {
+                out.push(byte);
+                j = k + 2;
+                continue;
+            }
+        }
+        return Some(k);
+    }
+}
+
+/// For 16 bytes: a bit per byte (bit `k` for byte `k`) that is `"`, `\\` or
+/// below 0x20, and a bit per byte >= 0x80. SSE2 (part of every x86-64).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn stops16(chunk: &[u8; 16]) -> (u32, u32) {
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
+        _mm_set1_epi8,
+    };
+    // SAFETY: SSE2 is part of the x86-64 baseline (always enabled), and
+    // `chunk` is 16 readable bytes (`_mm_loadu_si128` needs no alignment).
+    unsafe {
+        let v = _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>());
+        let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+        let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+        // Unsigned v <= 0x1f  <=>  min(v, 0x1f) == v.
+        let control = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
+        let stops = _mm_or_si128(_mm_or_si128(quote, backslash), control);
+        (
+            _mm_movemask_epi8(stops) as u32,
+            _mm_movemask_epi8(v) as u32,
+        )
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn stops16(chunk: &[u8; 16]) -> (u32, u32) {
+    stops16_swar(chunk)
+}
+
+/// [`stops16`] on two 64-bit words (other architectures, and the reference
+/// the SSE2 version is tested against).
+#[cfg(any(not(target_arch = "x86_64"), test))]
+#[inline(always)]
+fn stops16_swar(chunk: &[u8; 16]) -> (u32, u32) {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    // The high bit of each byte of `w` that is zero (exact for every byte:
+    // no carry crosses bytes).
+    fn zero_bytes(w: u64) -> u64 {
+        !(((w & !HIGH) + !HIGH) | w) & HIGH
+    }
+    fn below_0x20(w: u64) -> u64 {
+        // Bytes with no bit of 0xe0 set.
+        zero_bytes(w & u64::from_ne_bytes([0xe0; 8]))
+    }
+    // One bit per byte from the high bits of `m` (bytes in memory order).
+    fn pack(m: u64) -> u32 {
+        let mut out = 0u32;
+        for (k, byte) in m.to_le_bytes().iter().enumerate() {
+            out |= ((byte >> 7) as u32) << k;
+        }
+        out
+    }
+    let mut stops = 0u32;
+    let mut high = 0u32;
+    for (half, w) in chunk.chunks_exact(8).enumerate() {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(w);
+        let w = u64::from_le_bytes(a);
+        let m = zero_bytes(w ^ (ONES * b'"' as u64))
+            | zero_bytes(w ^ (ONES * b'\\' as u64))
+            | below_0x20(w);
+        stops |= pack(m) << (8 * half);
+        high |= pack(w & HIGH) << (8 * half);
+    }
+    (stops, high)
 }
 
 /// The first `\\` in `s` (a plain loop first: escapes are often close).
@@ -1022,6 +1216,61 @@ mod tests {
         let (c, _) = digest(&deep(100_000, "2"));
         assert_eq!(a.whole, b.whole);
         assert_ne!(a.whole, c.whole);
+    }
+
+    /// The 16-byte classifier (SSE2 on x86-64, SWAR elsewhere) against a
+    /// plain byte loop, on every byte value at every position.
+    #[test]
+    fn string_stops_are_found_exactly() {
+        let reference = |c: &[u8; 16]| {
+            let mut stops = 0u32;
+            let mut high = 0u32;
+            for (k, &x) in c.iter().enumerate() {
+                stops |= u32::from(x == b'"' || x == b'\\' || x < 0x20) << k;
+                high |= u32::from(x >= 0x80) << k;
+            }
+            (stops, high)
+        };
+        let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut chunks = Vec::new();
+        for x in 0..=255u8 {
+            for at in 0..16 {
+                let mut c = [b'a'; 16];
+                c[at] = x;
+                chunks.push(c);
+            }
+        }
+        for _ in 0..20_000 {
+            let mut c = [0u8; 16];
+            for b in &mut c {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                *b = seed as u8;
+            }
+            chunks.push(c);
+        }
+        for c in &chunks {
+            assert_eq!(stops16(c), reference(c), "{c:?}");
+            assert_eq!(stops16_swar(c), reference(c), "{c:?}");
+        }
+        // string_stop: the first stop at any offset, non-ASCII only before it.
+        let mut high = false;
+        let text = b"0123456789abcdef0123\\xy\"";
+        assert_eq!(string_stop(text, 0, &mut high), Some(20));
+        assert!(!high);
+        assert_eq!(string_stop(text, 21, &mut high), Some(23));
+        let text = "0123456789abcdef01é3\"héé".as_bytes();
+        let mut high = false;
+        assert_eq!(string_stop(text, 0, &mut high), Some(21));
+        assert!(high);
+        let text = "0123456789\"cdéf0123456789".as_bytes();
+        let mut high = false;
+        assert_eq!(string_stop(text, 0, &mut high), Some(10));
+        assert!(!high, "a non-ASCII byte after the stop is not this string's");
+        let mut high = false;
+        assert_eq!(string_stop(b"0123456789abcdef0123456789\x01", 0, &mut high), Some(26));
+        assert_eq!(string_stop(b"0123456789abcdef0123456789", 3, &mut high), None);
     }
 
     #[test]

@@ -62,24 +62,116 @@ pub(crate) fn quote_or_backslash(s: &[u8]) -> Option<usize> {
 }
 
 /// The index of the first non-whitespace byte at or after `i` (or `s.len()`):
-/// runs of spaces (pretty-printed indentation) are skipped eight at a time.
+/// runs of whitespace (a newline and pretty-printed indentation) are skipped
+/// 16 bytes at a time.
 #[inline]
 pub(crate) fn skip_ws(s: &[u8], mut i: usize) -> usize {
-    const SPACES: u64 = u64::from_ne_bytes([b' '; 8]);
     loop {
-        while let Some(w) = s.get(i..i + 8) {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(w);
-            if u64::from_ne_bytes(a) != SPACES {
-                break;
-            }
-            i += 8;
+        // Most calls find a token at once (`":"`, `,`).
+        if !s.get(i).is_some_and(|&c| is_ws(c)) {
+            return i;
         }
-        match s.get(i) {
-            Some(b' ' | b'\n' | b'\t' | b'\r') => i += 1,
-            _ => return i,
+        match s.get(i..i + 16).and_then(|c| <&[u8; 16]>::try_from(c).ok()) {
+            Some(chunk) => {
+                let ws = ws16(chunk);
+                if ws != 0xffff {
+                    return i + (!ws).trailing_zeros() as usize;
+                }
+                i += 16;
+            }
+            None => i += 1,
         }
     }
+}
+
+/// A bit per byte of `chunk` (bit `k` for byte `k`) that is JSON whitespace.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn ws16(chunk: &[u8; 16]) -> u32 {
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+    };
+    // SAFETY: SSE2 is part of the x86-64 baseline (always enabled), and
+    // `chunk` is 16 readable bytes (`_mm_loadu_si128` needs no alignment).
+    unsafe {
+        let v = _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>());
+        let is = |c: u8| _mm_cmpeq_epi8(v, _mm_set1_epi8(c as i8));
+        let ws = _mm_or_si128(_mm_or_si128(is(b' '), is(b'\n')), _mm_or_si128(is(b'\t'), is(b'\r')));
+        _mm_movemask_epi8(ws) as u32
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn ws16(chunk: &[u8; 16]) -> u32 {
+    ws16_portable(chunk)
+}
+
+#[cfg(any(not(target_arch = "x86_64"), test))]
+fn ws16_portable(chunk: &[u8; 16]) -> u32 {
+    chunk
+        .iter()
+        .enumerate()
+        .fold(0, |m, (k, &c)| m | (u32::from(is_ws(c)) << k))
+}
+
+/// The number of `\n` in `s`. Every byte read passes here once (line numbers
+/// for error positions), so it counts 16 bytes at a time in byte lanes
+/// (`memchr_iter(..).count()` stops at every newline: millions of them in a
+/// pretty-printed state).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn count_newlines(s: &[u8]) -> usize {
+    use std::arch::x86_64::{
+        __m128i, _mm_add_epi8, _mm_cmpeq_epi8, _mm_cvtsi128_si64, _mm_loadu_si128, _mm_sad_epu8,
+        _mm_set1_epi8, _mm_setzero_si128, _mm_sub_epi8, _mm_unpackhi_epi64,
+    };
+    let mut blocks = s.chunks_exact(64);
+    let mut n = 0usize;
+    // SAFETY: SSE2 is part of the x86-64 baseline (always enabled), and each
+    // block is 64 readable bytes, loaded as four unaligned 16-byte vectors
+    // (`_mm_loadu_si128` needs no alignment).
+    unsafe {
+        let newline = _mm_set1_epi8(b'\n' as i8);
+        let zero = _mm_setzero_si128();
+        let sum = |acc: __m128i| {
+            // Byte lanes summed into the two 64-bit halves.
+            let sums = _mm_sad_epu8(acc, zero);
+            (_mm_cvtsi128_si64(sums) + _mm_cvtsi128_si64(_mm_unpackhi_epi64(sums, sums))) as usize
+        };
+        let mut acc = zero;
+        let mut in_acc = 0;
+        for block in &mut blocks {
+            // A match is -1 (0xff): the sum of four is -4..0 per lane, and
+            // subtracting it counts up to four in that lane.
+            let is = |k: usize| {
+                let v = _mm_loadu_si128(block.as_ptr().add(16 * k).cast::<__m128i>());
+                _mm_cmpeq_epi8(v, newline)
+            };
+            let m = _mm_add_epi8(_mm_add_epi8(is(0), is(1)), _mm_add_epi8(is(2), is(3)));
+            acc = _mm_sub_epi8(acc, m);
+            in_acc += 1;
+            // 63 x 4 = 252: no lane overflows.
+            if in_acc == 63 {
+                n += sum(acc);
+                acc = zero;
+                in_acc = 0;
+            }
+        }
+        n += sum(acc);
+    }
+    n + count_newlines_portable(blocks.remainder())
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) fn count_newlines(s: &[u8]) -> usize {
+    count_newlines_portable(s)
+}
+
+/// [`count_newlines`] in byte lanes of 255 bytes, which compilers vectorise.
+fn count_newlines_portable(s: &[u8]) -> usize {
+    s.chunks(255)
+        .map(|c| c.iter().fold(0u8, |n, &b| n + u8::from(b == b'\n')) as usize)
+        .sum()
 }
 
 /// Where a complete value starting at `s[0]` ends (exclusive), or `None` if `s` ends first.
@@ -194,7 +286,7 @@ impl<R: Read> ObjectStream<R> {
         }
         if self.pos > 0 {
             let gone = &self.buf[..self.pos];
-            let nl = memchr::memchr_iter(b'\n', gone).count();
+            let nl = count_newlines(gone);
             if nl > 0 {
                 self.line_base += nl;
                 self.col_base = self.pos - memchr::memrchr(b'\n', gone).map(|i| i + 1).unwrap_or(0);
@@ -254,7 +346,7 @@ impl<R: Read> ObjectStream<R> {
     /// (line, column) of buffer offset `at` (1-based).
     fn position(&self, at: usize) -> (usize, usize) {
         let before = &self.buf[..at.min(self.len)];
-        let nl = memchr::memchr_iter(b'\n', before).count();
+        let nl = count_newlines(before);
         let col = match memchr::memrchr(b'\n', before) {
             Some(i) => at - i,
             None => self.col_base + at + 1,
@@ -520,6 +612,41 @@ mod tests {
         assert_eq!(value_end(b"123"), None);
         assert_eq!(value_end(br#"{"a": "unterminated"#), None);
         assert_eq!(value_end(br#""ends with backslash\"#), None);
+    }
+
+    #[test]
+    fn whitespace_and_newlines_are_counted_exactly() {
+        let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let alphabet = b" \n\t\r{\"a:,\x0b\x0c\x00\xa0";
+        for len in 0..600 {
+            // Mostly whitespace, so that runs cross 16-byte blocks.
+            let s: Vec<u8> = (0..len)
+                .map(|_| match next() % 4 {
+                    0 => alphabet[(next() % alphabet.len() as u64) as usize],
+                    _ => b" \n"[(next() % 2) as usize],
+                })
+                .collect();
+            let want = s.iter().filter(|&&c| c == b'\n').count();
+            assert_eq!(count_newlines(&s), want, "{s:?}");
+            assert_eq!(count_newlines_portable(&s), want);
+            for i in 0..=s.len() {
+                let want = s[i..].iter().position(|&c| !is_ws(c)).map_or(s.len(), |k| i + k);
+                assert_eq!(skip_ws(&s, i), want, "{i} {s:?}");
+            }
+            if let Some(c) = s.get(..16).and_then(|c| <&[u8; 16]>::try_from(c).ok()) {
+                assert_eq!(ws16(c), ws16_portable(c));
+            }
+        }
+        // Over 255 blocks of newlines (the lane counters are flushed).
+        let many = vec![b'\n'; 16 * 700 + 5];
+        assert_eq!(count_newlines(&many), many.len());
+        assert_eq!(skip_ws(&many, 3), many.len());
     }
 
     /// A reader that returns one byte at a time (worst case for chunking).

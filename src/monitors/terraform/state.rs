@@ -420,7 +420,7 @@ fn add_resource(st: &mut ParsedState, res: RawResource) {
     for inst in res.instances.unwrap_or_default() {
         let mut address = prefix.clone();
         if let Some(k) = &inst.index_key {
-            address.push_str(&k.to_string());
+            k.push_to(&mut address);
         }
         if let Some(key) = inst.deposed {
             st.deposed.push(format!("{address} (deposed {key})"));
@@ -531,10 +531,10 @@ fn fast_resource_prefix(raw: &[u8]) -> Option<(RawResource, usize)> {
     let mut instances = None;
     scan.object(|s, key| {
         match key {
-            b"module" => once(&mut module, small(s)?),
-            b"mode" => once(&mut mode, small(s)?),
-            b"type" => once(&mut rtype, small(s)?),
-            b"name" => once(&mut name, small(s)?),
+            b"module" => once(&mut module, small_str(s)?),
+            b"mode" => once(&mut mode, small_str(s)?),
+            b"type" => once(&mut rtype, small_str(s)?),
+            b"name" => once(&mut name, small_str(s)?),
             b"instances" => {
                 let list = if s.null() {
                     None
@@ -551,8 +551,9 @@ fn fast_resource_prefix(raw: &[u8]) -> Option<(RawResource, usize)> {
             _ => s.skip().map(drop),
         }
     })?;
+    // The scan accepts valid UTF-8 only (it checks every string that has a
+    // non-ASCII byte, and takes nothing but ASCII outside strings).
     let n = scan.offset();
-    std::str::from_utf8(&raw[..n]).ok()?;
     let r = RawResource {
         module: module.flatten(),
         mode: mode.flatten(),
@@ -570,9 +571,9 @@ fn fast_instance(s: &mut Scan<'_>) -> Option<RawInstance> {
     let mut attributes = None;
     let mut attributes_flat = None;
     s.object(|s, key| match key {
-        b"index_key" => once(&mut index_key, small(s)?),
-        b"status" => once(&mut status, small(s)?),
-        b"deposed" => once(&mut deposed, small(s)?),
+        b"index_key" => once(&mut index_key, small_index_key(s)?),
+        b"status" => once(&mut status, small_str(s)?),
+        b"deposed" => once(&mut deposed, small_str(s)?),
         b"attributes" => once(&mut attributes, attrs(s)?),
         b"attributes_flat" => once(&mut attributes_flat, attrs(s)?),
         _ => s.skip().map(drop),
@@ -595,10 +596,27 @@ fn once<T>(slot: &mut Option<T>, v: T) -> Option<()> {
     Some(())
 }
 
-/// A small known field, read by serde_json from its validated text (exact
-/// semantics: `null`, escapes, integer ranges).
-fn small<T: DeserializeOwned>(s: &mut Scan<'_>) -> Option<T> {
-    serde_json::from_slice(s.skip()?).ok()
+/// A string field (or `null`): a string without escapes is its text (the
+/// scan validated it), anything else is read by serde_json from its
+/// validated text (exact semantics: `null`, escapes).
+fn small_str(s: &mut Scan<'_>) -> Option<Option<String>> {
+    match s.skip()? {
+        [b'"', text @ .., b'"'] if !text.contains(&b'\\') => {
+            std::str::from_utf8(text).ok().map(|t| Some(t.to_owned()))
+        }
+        other => serde_json::from_slice(other).ok(),
+    }
+}
+
+/// `index_key`: a string without escapes as [`small_str`], else serde_json
+/// (integer ranges, escapes).
+fn small_index_key(s: &mut Scan<'_>) -> Option<Option<IndexKey>> {
+    match s.skip()? {
+        [b'"', text @ .., b'"'] if !text.contains(&b'\\') => std::str::from_utf8(text)
+            .ok()
+            .map(|t| Some(IndexKey::Str(t.to_owned()))),
+        other => serde_json::from_slice(other).ok(),
+    }
 }
 
 /// `attributes`: `null` is no digest (as `Option<AttrDigest>`), else the digest.
@@ -662,6 +680,48 @@ struct RawCheckObject {
 pub enum IndexKey {
     Int(i64),
     Str(String),
+}
+
+impl IndexKey {
+    /// Append `[KEY]` as [`fmt::Display`] writes it, without the formatting
+    /// machinery for the common keys (once per instance of a large state).
+    fn push_to(&self, out: &mut String) {
+        match self {
+            IndexKey::Int(i) => {
+                out.push('[');
+                let mut digits = [0u8; 20];
+                let mut n = i.unsigned_abs();
+                let mut at = digits.len();
+                loop {
+                    at -= 1;
+                    digits[at] = b'0' + (n % 10) as u8;
+                    n /= 10;
+                    if n == 0 {
+                        break;
+                    }
+                }
+                if *i < 0 {
+                    out.push('-');
+                }
+                out.extend(digits[at..].iter().map(|&d| d as char));
+                out.push(']');
+            }
+            // Printable ASCII that HCL quoting leaves as it is.
+            IndexKey::Str(s)
+                if s
+                    .bytes()
+                    .all(|c| (b' '..=b'~').contains(&c) && !matches!(c, b'"' | b'\\' | b'$' | b'%')) =>
+            {
+                out.push_str("[\"");
+                out.push_str(s);
+                out.push_str("\"]");
+            }
+            k => {
+                use std::fmt::Write;
+                let _ = write!(out, "{k}");
+            }
+        }
+    }
 }
 
 impl fmt::Display for IndexKey {
@@ -1028,6 +1088,27 @@ mod tests {
     }
 
     #[test]
+    fn index_keys_append_like_display() {
+        let keys = [
+            IndexKey::Int(0),
+            IndexKey::Int(7),
+            IndexKey::Int(-42),
+            IndexKey::Int(i64::MAX),
+            IndexKey::Int(i64::MIN),
+            IndexKey::Str(String::new()),
+            IndexKey::Str("eu-west-1 a_b.c/d~".into()),
+            IndexKey::Str("a\"b\\c".into()),
+            IndexKey::Str("${x}%{y}$z%w".into()),
+            IndexKey::Str("équipe\n\u{7f}\u{200b}".into()),
+        ];
+        for k in keys {
+            let mut out = String::from("x");
+            k.push_to(&mut out);
+            assert_eq!(out, format!("x{k}"), "{k:?}");
+        }
+    }
+
+    #[test]
     fn errors_never_quote_content() {
         let e = parse(r#"{"version": 4, "serial": "CANARY-serial"}"#).unwrap_err();
         assert!(!e.to_string().contains("CANARY"), "{e}");
@@ -1222,7 +1303,28 @@ mod tests {
     fn fast_scan_never_accepts_what_serde_json_reads_differently() {
         let base = br##"{"module": "module.a[\"x\"]", "mode": "managed", "type": "aws_iam_policy", "name": "p", "instances": [{"index_key": "k\u00e9", "status": "tainted", "attributes": {"policy": "{\"S\":[{\"A\":\"s3:*\"}]}", "ud": "#!/bin/sh\n\techo \u003e x \ud83d\ude00", "n": [1, -2.5e3, 0], "t": {"a": true, "b": null}}, "private": "x"}, {"index_key": 3, "deposed": "d", "attributes_flat": {"k": "v"}}]}"##;
         let alphabet = b"{}[]\":,\\ntu0123456789-+.eE \t\nabcdfr/\x01\x7f\xc3\xa9";
-        let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+        let accepted = mutate_and_compare(base, alphabet, 0x9E37_79B9_7F4A_7C15, 20_000);
+        assert!(accepted > 100, "{accepted}");
+    }
+
+    /// The same on long strings (the scan reads them 16 bytes at a time):
+    /// escapes, control characters, quotes, non-ASCII and invalid UTF-8
+    /// bytes land at every offset of a 16-byte block, including its edges.
+    #[test]
+    fn fast_scan_long_strings_match_serde_json() {
+        let base = "{\"type\": \"aws_instance\", \"name\": \"équipe-plateforme-0123456789\", \"instances\": [{\"index_key\": \"a-fairly-long-index-key-0123456789\", \"attributes\": {\"user_data\": \"#!/bin/bash\\nset -euo pipefail\\nexec \\u003e \\u003e(tee /var/log/user-data.log) 2\\u003e\\u00261\\n# généré — ne pas éditer ✓\\n\\tproxy_pass http://127.0.0.1:8080;\\n\\\"quoted\\\" \\\\ back\\/slash\", \"policy\": \"{\\\"Statement\\\":[{\\\"Action\\\":[\\\"s3:GetObject\\\",\\\"s3:PutObject\\\"],\\\"Effect\\\":\\\"Allow\\\",\\\"Resource\\\":\\\"arn:aws:s3:::bucket-with-a-long-name/*\\\"}]}\", \"plain_0123456789_abcdefghijklmnopqrstuvwxyz\": \"0123456789abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ\"}}]}";
+        // The base itself goes the fast way.
+        assert!(fast_resource(base.as_bytes()).is_some());
+        let alphabet = b"\"\\nu0123456789abcdef \t/\x00\x01\x1f\x20\x7f\x80\xbf\xc3\xa9\xe2\x9c\x93\xed\xa0\x80\xf0\xff";
+        let accepted = mutate_and_compare(base.as_bytes(), alphabet, 0x2545_F491_4F6C_DD1D, 20_000);
+        assert!(accepted > 1000, "{accepted}");
+    }
+
+    /// Mutate `base` `rounds` times (1 to 3 byte edits from `alphabet`);
+    /// whenever the fast scan accepts a mutant, serde_json must read the
+    /// same. Returns how many mutants the fast scan accepted.
+    fn mutate_and_compare(base: &[u8], alphabet: &[u8], seed: u64, rounds: usize) -> usize {
+        let mut seed = seed;
         let mut next = move |n: usize| {
             seed ^= seed << 13;
             seed ^= seed >> 7;
@@ -1230,7 +1332,7 @@ mod tests {
             (seed % n as u64) as usize
         };
         let mut accepted = 0;
-        for _ in 0..20_000 {
+        for _ in 0..rounds {
             let mut doc = base.to_vec();
             for _ in 0..1 + next(3) {
                 let at = next(doc.len());
@@ -1268,6 +1370,6 @@ mod tests {
             };
             assert_eq!(show(&fast, &t), show(&slow, &t2), "{text}");
         }
-        assert!(accepted > 100, "{accepted}");
+        accepted
     }
 }

@@ -113,33 +113,12 @@ async fn request(
     conn: &mut BufReader<tokio::net::TcpStream>,
     extra_headers: &[(&str, &str)],
 ) -> Answer {
-    let mut req = String::from("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: Prometheus/3.5.0\r\nX-Prometheus-Scrape-Timeout-Seconds: 10\r\n");
+    let mut extra =
+        String::from("User-Agent: Prometheus/3.5.0\r\nX-Prometheus-Scrape-Timeout-Seconds: 10\r\n");
     for (k, v) in extra_headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
+        extra.push_str(&format!("{k}: {v}\r\n"));
     }
-    req.push_str("\r\n");
-    conn.get_mut().write_all(req.as_bytes()).await.unwrap();
-    let mut status = String::new();
-    conn.read_line(&mut status).await.unwrap();
-    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
-    let mut headers = Vec::new();
-    loop {
-        let mut line = String::new();
-        conn.read_line(&mut line).await.unwrap();
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        let (k, v) = line.split_once(':').unwrap();
-        headers.push((k.trim().to_string(), v.trim().to_string()));
-    }
-    let len: usize = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .map(|(_, v)| v.parse().unwrap())
-        .expect("content-length");
-    let mut body = vec![0; len];
-    conn.read_exact(&mut body).await.unwrap();
+    let (headers, body) = raw(conn, "GET", &extra).await;
     Answer { headers, body }
 }
 

@@ -1095,12 +1095,9 @@ mod memory_tests {
             .expect("retained_bytes for the terraform monitor")
     }
 
-    /// Issue 21: a target's facts are built when an edge asks, from the
-    /// analysis the target keeps anyway; the served snapshot never keeps them
-    /// built, and a re-collection that serves targets from memory shares
-    /// their analyses instead of copying them.
-    #[tokio::test]
-    async fn facts_are_built_on_demand_and_unchanged_targets_are_shared() {
+    /// Three small states in a temporary folder, and a registry of a
+    /// Terraform monitor discovering them.
+    fn registry_of_three_states() -> (tempfile::TempDir, Registry) {
         let dir = tempfile::tempdir().unwrap();
         for i in 0..3 {
             write_state(dir.path(), i);
@@ -1110,7 +1107,16 @@ mod memory_tests {
             ..Default::default()
         };
         let monitor: Arc<dyn Monitor> = Arc::new(TerraformMonitor::new(cfg, dir.path().into()));
-        let reg = Registry::new(vec![monitor], Arc::new(SystemClock));
+        (dir, Registry::new(vec![monitor], Arc::new(SystemClock)))
+    }
+
+    /// Issue 21: a target's facts are built when an edge asks, from the
+    /// analysis the target keeps anyway; the served snapshot never keeps them
+    /// built, and a re-collection that serves targets from memory shares
+    /// their analyses instead of copying them.
+    #[tokio::test]
+    async fn facts_are_built_on_demand_and_unchanged_targets_are_shared() {
+        let (_dir, reg) = registry_of_three_states();
         let o = reg.gather().await;
         let snap = &o[0].snapshot;
         assert_eq!(snap.targets.len(), 3);
@@ -1159,16 +1165,7 @@ mod memory_tests {
 
     #[tokio::test]
     async fn retained_bytes_grow_with_targets_and_shrink_when_they_vanish() {
-        let dir = tempfile::tempdir().unwrap();
-        for i in 0..3 {
-            write_state(dir.path(), i);
-        }
-        let cfg = TerraformConfig {
-            state_dirs: vec![crate::core::config::values::GlobPattern(".".into())],
-            ..Default::default()
-        };
-        let monitor: Arc<dyn Monitor> = Arc::new(TerraformMonitor::new(cfg, dir.path().into()));
-        let reg = Registry::new(vec![monitor], Arc::new(SystemClock));
+        let (dir, reg) = registry_of_three_states();
         let o = reg.gather().await;
         assert_eq!(o[0].snapshot.targets.len(), 3);
         let three = retained(&reg, &o);

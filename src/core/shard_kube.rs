@@ -69,28 +69,20 @@ fn replicas_of(s: &StatefulSet) -> i32 {
 }
 
 async fn client(pod: &str, kubeconfig: Option<&Path>) -> Result<(Client, String), AutoShardError> {
-    let err = |problem: String| AutoShardError::Client {
-        pod: pod.to_string(),
-        problem,
-    };
-    let config = match kubeconfig {
-        Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path)
-                .map_err(|e| err(format!("cannot read --kubeconfig {} ({e})", path.display())))?;
-            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-                .await
-                .map_err(|e| err(format!("--kubeconfig {}: {e}", path.display())))?
-        }
-        None => kube::Config::incluster().map_err(|e| {
-            err(format!(
-                "this is not a Kubernetes pod with a service account token ({e})"
-            ))
-        })?,
-    };
-    let ns = config.default_namespace.clone();
-    let client = Client::try_from(config)
-        .map_err(|e| err(format!("cannot build the Kubernetes client ({e})")))?;
-    Ok((client, ns))
+    use crate::net::kube::KubeClientError as E;
+    crate::net::kube::client(kubeconfig, None)
+        .await
+        .map_err(|e| AutoShardError::Client {
+            pod: pod.to_string(),
+            problem: match e {
+                E::Read { path, error } => format!("cannot read --kubeconfig {path} ({error})"),
+                E::Kubeconfig { path, error } => format!("--kubeconfig {path}: {error}"),
+                E::NotInCluster(error) => {
+                    format!("this is not a Kubernetes pod with a service account token ({error})")
+                }
+                E::Build(error) => format!("cannot build the Kubernetes client ({error})"),
+            },
+        })
 }
 
 fn api_error(pod: &str, what: &str, e: impl std::fmt::Display) -> AutoShardError {

@@ -4,5 +4,6 @@
 //! never import each other; they share this.
 
 pub mod http;
+pub mod kube;
 pub mod tls;
 pub mod verify;

@@ -420,37 +420,22 @@ impl WatchCtx {
 }
 
 async fn client(ctx: &WatchCtx) -> Result<Client, WatchFailure> {
-    let config = match &ctx.kubeconfig {
-        Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| WatchFailure {
-                reason: "config",
-                message: format!(
-                    "cannot read kubeconfig {} ({e}); check certificate_expiry.kubernetes.kubeconfig",
-                    path.display()
-                ),
-            })?;
-            let opts = kube::config::KubeConfigOptions {
-                context: ctx.context.clone(),
-                ..Default::default()
-            };
-            kube::Config::from_custom_kubeconfig(kc, &opts)
-                .await
-                .map_err(|e| WatchFailure {
-                    reason: "config",
-                    message: format!("kubeconfig {}: {e}", path.display()),
-                })?
-        }
-        None => kube::Config::incluster().map_err(|e| WatchFailure {
+    use crate::net::kube::KubeClientError as E;
+    match crate::net::kube::client(ctx.kubeconfig.as_deref(), ctx.context.clone()).await {
+        Ok((client, _)) => Ok(client),
+        Err(e) => Err(WatchFailure {
             reason: "config",
-            message: format!(
-                "not running in a Kubernetes pod with a service account ({e}); set certificate_expiry.kubernetes.kubeconfig to run outside a cluster"
-            ),
-        })?,
-    };
-    Client::try_from(config).map_err(|e| WatchFailure {
-        reason: "config",
-        message: format!("cannot build the Kubernetes client: {e}"),
-    })
+            message: match e {
+                E::Read { .. } => {
+                    format!("{e}; check certificate_expiry.kubernetes.kubeconfig")
+                }
+                E::NotInCluster(_) => format!(
+                    "{e}; set certificate_expiry.kubernetes.kubeconfig to run outside a cluster"
+                ),
+                E::Kubeconfig { .. } | E::Build(_) => e.to_string(),
+            },
+        }),
+    }
 }
 
 async fn run(ctx: WatchCtx) {

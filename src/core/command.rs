@@ -85,9 +85,9 @@ static ACTIVE: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
 /// Set by [`stop_all`]: no new command is started.
 static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Shutdown of the exporter: start no new command and send SIGTERM to the
-/// process group of every command running now (their runs then end as
-/// killed), so that the exit does not wait for them.
+/// Shutdown (of the exporter, or of `drift`): start no new command and
+/// send SIGTERM to the process group of every command running now (their
+/// runs then end as killed), so that the exit does not wait for them.
 pub fn stop_all() {
     STOPPING.store(true, std::sync::atomic::Ordering::SeqCst);
     for pg in ACTIVE.lock().unwrap_or_else(|e| e.into_inner()).iter() {
@@ -97,7 +97,12 @@ pub fn stop_all() {
     }
 }
 
-/// Removes a command's group from [`ACTIVE`] when its run ends.
+/// True once [`stop_all`] was called: no new command starts.
+pub fn stopping() -> bool {
+    STOPPING.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Removes a child's group from [`ACTIVE`] when its run ends.
 struct Registered(i32);
 
 impl Drop for Registered {
@@ -109,6 +114,96 @@ impl Drop for Registered {
     }
 }
 
+/// Why a child was not started.
+#[derive(Debug)]
+pub enum SpawnFailure {
+    /// [`stop_all`] was called.
+    Stopping,
+    /// The operating system refused.
+    Io(std::io::Error),
+}
+
+/// A child leading its own process group, registered for [`stop_all`]
+/// until it is waited for.
+pub struct GroupChild {
+    pub child: std::process::Child,
+    registered: Registered,
+}
+
+/// How a [`GroupChild::wait_until`] ended.
+pub enum Waited {
+    /// It exited (`None`: waiting for it failed).
+    Exited(Option<ExitStatus>),
+    /// The deadline passed; the group was killed.
+    TimedOut,
+}
+
+/// Start `cmd` in its own process group, registered for [`stop_all`]
+/// (under the lock, so that a concurrent `stop_all` cannot miss it);
+/// refused once stopping. Used by the command sources, health checks and
+/// the drift runner alike.
+pub fn spawn_in_group(cmd: &mut Command) -> Result<GroupChild, SpawnFailure> {
+    let mut active = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
+    if stopping() {
+        return Err(SpawnFailure::Stopping);
+    }
+    let child = cmd.process_group(0).spawn().map_err(SpawnFailure::Io)?;
+    let id = child.id() as i32;
+    active.push(id);
+    drop(active);
+    Ok(GroupChild {
+        child,
+        registered: Registered(id),
+    })
+}
+
+impl GroupChild {
+    /// Send `sig` to the child's process group. The child leads its own
+    /// group (`process_group(0)`): the group id stays reserved while any
+    /// member lives, so this never reaches another program, even after the
+    /// child was reaped.
+    fn kill(group: i32, sig: rustix::process::Signal) {
+        if let Some(p) = rustix::process::Pid::from_raw(group) {
+            let _ = rustix::process::kill_process_group(p, sig);
+        }
+    }
+
+    /// Wait for the child until `deadline`; past it, SIGTERM its group and
+    /// SIGKILL it `grace` later. Either way the group is SIGKILLed at the
+    /// end: whatever the child left behind goes with it (and the pipes it
+    /// held close). Take the child's pipes before calling this.
+    pub fn wait_until(self, deadline: Instant, grace: Duration) -> Waited {
+        let GroupChild {
+            mut child,
+            registered,
+        } = self;
+        let group = registered.0;
+        // A waiter thread, so that the exit is seen at once (no polling).
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let r = child.wait();
+            let _ = tx.send(());
+            r
+        });
+        if rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .is_err()
+        {
+            Self::kill(group, rustix::process::Signal::TERM);
+            if rx.recv_timeout(grace).is_err() {
+                Self::kill(group, rustix::process::Signal::KILL);
+            }
+            let _ = waiter.join();
+            Self::kill(group, rustix::process::Signal::KILL);
+            return Waited::TimedOut;
+        }
+        let status = waiter.join().ok().and_then(|r| r.ok());
+        Self::kill(group, rustix::process::Signal::KILL);
+        drop(registered);
+        Waited::Exited(status)
+    }
+}
+
 /// Run `spec` to completion or its timeout (blocking).
 pub fn run(spec: &Spec<'_>) -> Result<Output, RunError> {
     let (program, args) = spec.argv.split_first().ok_or(RunError::Empty)?;
@@ -117,21 +212,16 @@ pub fn run(spec: &Spec<'_>) -> Result<Output, RunError> {
         program: program.clone(),
         reason: "the exporter is stopping".into(),
     };
-    // Registered before stop_all can miss it: spawn under the lock.
-    let mut active = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
-    if STOPPING.load(std::sync::atomic::Ordering::SeqCst) {
-        return Err(stopping());
-    }
-    let mut child = Command::new(program)
-        .args(args)
+    let mut cmd = Command::new(program);
+    cmd.args(args)
         .current_dir(spec.dir)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .map_err(|e| RunError::Spawn {
+        .stderr(Stdio::piped());
+    let mut group = spawn_in_group(&mut cmd).map_err(|e| match e {
+        SpawnFailure::Stopping => stopping(),
+        SpawnFailure::Io(e) => RunError::Spawn {
             program: program.clone(),
             reason: match e.kind() {
                 std::io::ErrorKind::NotFound => {
@@ -142,22 +232,11 @@ pub fn run(spec: &Spec<'_>) -> Result<Output, RunError> {
                 }
                 k => k.to_string(),
             },
-        })?;
-    active.push(child.id() as i32);
-    drop(active);
-    let _registered = Registered(child.id() as i32);
-    let pgid = rustix::process::Pid::from_raw(child.id() as i32);
-    let kill = |sig| {
-        if let Some(p) = pgid {
-            // The child leads its own group (process_group(0)): the group id
-            // stays reserved while any member lives, so this never reaches
-            // another program, even after the child was reaped.
-            let _ = rustix::process::kill_process_group(p, sig);
-        }
-    };
+        },
+    })?;
     let (out_limit, err_limit) = (spec.stdout_limit, spec.stderr_limit);
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
+    let stdout = group.child.stdout.take();
+    let stderr = group.child.stderr.take();
     let (otx, orx) = std::sync::mpsc::channel();
     let (etx, erx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -168,34 +247,18 @@ pub fn run(spec: &Spec<'_>) -> Result<Output, RunError> {
         let r = stderr.map(|s| read_capped(s, err_limit, false).0);
         let _ = etx.send(r.unwrap_or_default());
     });
-    let (wtx, wrx) = std::sync::mpsc::channel();
-    let waiter = std::thread::spawn(move || {
-        let r = child.wait();
-        let _ = wtx.send(());
-        r
-    });
     let deadline = started + spec.timeout;
-    if wrx
-        .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        .is_err()
-    {
-        kill(rustix::process::Signal::TERM);
-        if wrx.recv_timeout(KILL_GRACE).is_err() {
-            kill(rustix::process::Signal::KILL);
+    let status = match group.wait_until(deadline, KILL_GRACE) {
+        Waited::Exited(status) => status,
+        Waited::TimedOut => {
+            let stderr = erx.recv_timeout(KILL_GRACE).unwrap_or_default();
+            return Err(RunError::Timeout {
+                program: program.clone(),
+                timeout: spec.timeout,
+                stderr,
+            });
         }
-        let _ = waiter.join();
-        kill(rustix::process::Signal::KILL);
-        let stderr = erx.recv_timeout(KILL_GRACE).unwrap_or_default();
-        return Err(RunError::Timeout {
-            program: program.clone(),
-            timeout: spec.timeout,
-            stderr,
-        });
-    }
-    let status = waiter.join().ok().and_then(|r| r.ok());
-    // Whatever the child left behind in its group goes with it (and the
-    // pipes it held close).
-    kill(rustix::process::Signal::KILL);
+    };
     let left = deadline
         .saturating_duration_since(Instant::now())
         .max(KILL_GRACE);

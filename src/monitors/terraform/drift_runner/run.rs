@@ -5,7 +5,6 @@
 
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::config::{DriftRunnerConfig, InitMode};
 use super::lock::{try_lock, LockError};
 use super::status::{self, unix_f64, RunStatus};
+use crate::core::command::{SpawnFailure, Waited};
 
 /// One working directory and where its report goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,27 +45,12 @@ const MAX_STDERR: u64 = 256 * 1024;
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
 
-/// Process groups of the children running now, for [`stop_all`].
-static ACTIVE: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
-/// Set by [`stop_all`]: no new child is started.
-static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Shutdown (SIGTERM/SIGINT): start no new child and send SIGTERM to every
-/// running child's process group (Terraform then stops and releases its
-/// state lock); their runs are recorded as failed (`killed`).
-pub fn stop_all() {
-    STOPPING.store(true, Ordering::SeqCst);
-    for pg in ACTIVE.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-        if let Some(p) = rustix::process::Pid::from_raw(*pg) {
-            let _ = rustix::process::kill_process_group(p, rustix::process::Signal::TERM);
-        }
-    }
-}
-
-/// True once [`stop_all`] was called.
-pub fn stopping() -> bool {
-    STOPPING.load(Ordering::SeqCst)
-}
+// Shutdown (SIGTERM/SIGINT): `stop_all` starts no new child and sends
+// SIGTERM to every running child's process group (Terraform then stops and
+// releases its state lock); their runs are recorded as failed (`killed`).
+// The registry of running groups is the one of every command the program
+// starts.
+pub use crate::core::command::{stop_all, stopping};
 
 fn unique() -> String {
     format!(
@@ -196,18 +181,6 @@ pub fn secret_values(cfg: &DriftRunnerConfig) -> Vec<String> {
     out
 }
 
-/// Removes a child's group from [`ACTIVE`] when its run ends.
-struct Registered(i32);
-
-impl Drop for Registered {
-    fn drop(&mut self) {
-        ACTIVE
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|p| *p != self.0);
-    }
-}
-
 enum ChildError {
     Spawn,
     Exit(Option<i32>),
@@ -229,13 +202,8 @@ fn run_child(
         return Err(ChildError::Killed);
     }
     let stderr = std::fs::File::create(stderr_path).map_err(|_| ChildError::Spawn)?;
-    // Registered before stop_all can miss it: spawn under the lock.
-    let mut active = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
-    if stopping() {
-        return Err(ChildError::Killed);
-    }
-    let mut child = Command::new(&cfg.binary)
-        .args(args)
+    let mut cmd = Command::new(&cfg.binary);
+    cmd.args(args)
         .current_dir(dir)
         .env("TF_IN_AUTOMATION", "1")
         .env("TF_INPUT", "0")
@@ -243,43 +211,16 @@ fn run_child(
         .envs(&cfg.env)
         .stdin(Stdio::null())
         .stdout(stdout)
-        .stderr(stderr)
-        .process_group(0)
-        .spawn()
-        .map_err(|_| ChildError::Spawn)?;
-    let id = child.id() as i32;
-    active.push(id);
-    drop(active);
-    let _registered = Registered(id);
-    let pgid = rustix::process::Pid::from_raw(id);
-    let kill = |sig| {
-        if let Some(p) = pgid {
-            // The child leads its own group (process_group(0)): the group id
-            // stays reserved while any member lives, so this never hits a
-            // process of someone else, even after the child was reaped.
-            let _ = rustix::process::kill_process_group(p, sig);
-        }
-    };
-    // A waiter thread, so that the exit is seen at once (no polling).
-    let (tx, rx) = std::sync::mpsc::channel();
-    let waiter = std::thread::spawn(move || {
-        let r = child.wait();
-        let _ = tx.send(());
-        r
-    });
-    let left = deadline.saturating_duration_since(Instant::now());
-    if rx.recv_timeout(left).is_err() {
-        kill(rustix::process::Signal::TERM);
-        if rx.recv_timeout(KILL_GRACE).is_err() {
-            kill(rustix::process::Signal::KILL);
-        }
-        let _ = waiter.join();
-        kill(rustix::process::Signal::KILL);
-        return Err(ChildError::Timeout);
-    }
-    let status: Option<ExitStatus> = waiter.join().ok().and_then(|r| r.ok());
+        .stderr(stderr);
+    let group = crate::core::command::spawn_in_group(&mut cmd).map_err(|e| match e {
+        SpawnFailure::Stopping => ChildError::Killed,
+        SpawnFailure::Io(_) => ChildError::Spawn,
+    })?;
     // Whatever the child left behind in its group (plugins) goes with it.
-    kill(rustix::process::Signal::KILL);
+    let status: Option<ExitStatus> = match group.wait_until(deadline, KILL_GRACE) {
+        Waited::Exited(status) => status,
+        Waited::TimedOut => return Err(ChildError::Timeout),
+    };
     match status {
         Some(s) if s.success() => Ok(()),
         Some(s) => match s.code() {

@@ -421,6 +421,28 @@ pub fn classify(label: &str, e: &reqwest::Error) -> RemoteError {
     {
         return io_error(label, io);
     }
+    // A new HTTPS connection that the server closed right after the
+    // handshake, before the request went out: hyper reports only "canceled"
+    // and drops the cause. With TLS 1.3 the client's handshake ends before
+    // the server has checked the client certificate, so this is how a
+    // missing or untrusted client certificate shows (the server's alert
+    // arrives on a connection nobody reads any more). Not a clean answer of
+    // the server either way, so it is reported as TLS, saying so.
+    let canceled = causes.iter().any(|c| {
+        c.downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_canceled)
+    });
+    if canceled && e.url().is_some_and(|u| u.scheme() == "https") {
+        let mut err = RemoteError::new(
+            label,
+            "tls",
+            "the server closed the connection right after the TLS handshake, before the \
+             request was sent; a missing or untrusted client certificate is the usual cause \
+             (check client_cert/client_key and the CA the server trusts)",
+        );
+        err.retryable = true;
+        return err;
+    }
     let (reason, message, retryable): (&'static str, String, bool) = if e.is_redirect() {
         ("redirect", "too many or failed redirects".into(), false)
     } else if e.is_builder() {

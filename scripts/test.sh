@@ -71,6 +71,6 @@ command -v cargo-deb >/dev/null 2>&1 || cargo install cargo-deb --locked --versi
 # The log is this checkout's (two checkouts' runs never share a file).
 mkdir -p target
 log=target/test-suite.log
-cargo test --locked 2>&1 | tee "$log"
+cargo test --locked --no-fail-fast 2>&1 | tee "$log"
 # Print the summary line that CI reads.
 awk '/^test result:/ {p+=$4; f+=$6} END {printf "%d passed, %d failed\n", p, f}' "$log"

@@ -270,7 +270,7 @@ async fn answers_share_the_cached_part_instead_of_copying_it() {
                 Encoding::Gzip => gunzip(&a.to_vec()),
             };
             assert_eq!(uncached(&text), uncached(&whole), "{format:?} {encoding:?}");
-            assert_eq!(a.len(), a.to_vec().len());
+            assert_eq!(a.len(), a.to_vec().len() as u64);
         }
     }
 }

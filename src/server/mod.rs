@@ -129,7 +129,7 @@ fn exposition(body: Result<ScrapeBody, std::fmt::Error>, format: Format) -> Resp
     match body {
         Ok(body) => {
             let mut r = text(StatusCode::OK, Bytes::new());
-            *r.body_mut() = Chunks::new(body.parts);
+            *r.body_mut() = Chunks::streamed(body.streamed, body.parts);
             r.headers_mut().insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static(format.content_type()),

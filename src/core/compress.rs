@@ -395,6 +395,83 @@ mod tests {
         assert_eq!(gunzip(&gzip(b"")), b"");
     }
 
+    fn text(n: usize) -> String {
+        (0..n)
+            .map(|i| format!("terraform_resource_drift{{path=\"s{i}\"}} {}\n", i % 3))
+            .collect()
+    }
+
+    #[test]
+    fn a_prefix_written_piece_by_piece_is_the_prefix_of_the_whole_text() {
+        use std::fmt::Write as _;
+        let big = text(20_000);
+        let mut w = PrefixWriter::new();
+        for line in big.split_inclusive('\n') {
+            w.write_str(line).unwrap();
+        }
+        assert_eq!(w.text_len(), big.len() as u64);
+        let p = w.finish();
+        assert_eq!(p.text_len(), big.len() as u64);
+        assert!(p.compressed_len() < big.len() / 4, "{}", p.compressed_len());
+        let tail = b"homelab_monitor_cache_age_seconds 3\n";
+        let mut want = big.clone().into_bytes();
+        want.extend_from_slice(tail);
+        assert_eq!(gunzip(&p.finish(tail)), want);
+        // The same bytes as compressing the whole text at once.
+        assert_eq!(p.finish(tail), GzipPrefix::new(big.as_bytes()).finish(tail));
+    }
+
+    #[test]
+    fn inflated_chunks_are_the_text_in_bounded_pieces() {
+        let big = text(20_000);
+        let p = GzipPrefix::new(big.as_bytes());
+        let inflated = p.inflated();
+        assert_eq!(inflated.len(), big.len() as u64);
+        let chunks: Vec<Bytes> = inflated.chunks().map(|c| c.unwrap()).collect();
+        assert_eq!(chunks.len(), big.len().div_ceil(CHUNK));
+        assert!(chunks.iter().all(|c| c.len() <= CHUNK && !c.is_empty()));
+        assert_eq!(chunks.concat(), big.as_bytes());
+        // Each pass starts afresh.
+        let again: Vec<Bytes> = inflated.chunks().map(|c| c.unwrap()).collect();
+        assert_eq!(again, chunks);
+        assert_eq!(GzipPrefix::new(b"").inflated().chunks().count(), 0);
+        // A recorded length the prefix does not hold is an error, not a
+        // short text taken for the whole.
+        let lying = Inflated {
+            len: inflated.len() + 10,
+            ..inflated
+        };
+        let last = lying.chunks().last().unwrap();
+        assert_eq!(last.unwrap_err().kind(), std::io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn spill_keeps_a_small_text_and_only_the_gzip_prefix_of_a_large_one() {
+        use std::fmt::Write as _;
+        let big = text(2_000);
+        let write = |limit: usize| {
+            let mut w = SpillWriter::new(limit);
+            for line in big.split_inclusive('\n') {
+                w.write_str(line).unwrap();
+            }
+            w.finish()
+        };
+        match write(big.len()) {
+            Spilled::Text(t) => {
+                assert_eq!(t, big);
+                assert_eq!(t.capacity(), t.len(), "no slack kept");
+            }
+            Spilled::Gzip(_) => panic!("a text within the limit is kept"),
+        }
+        match write(big.len() - 1) {
+            Spilled::Gzip(p) => {
+                assert_eq!(p.text_len(), big.len() as u64);
+                assert_eq!(gunzip(&p.finish(b"")), big.as_bytes());
+            }
+            Spilled::Text(_) => panic!("a text above the limit is not kept"),
+        }
+    }
+
     #[test]
     fn negotiation_follows_q_values_identity_and_star() {
         use Encoding::*;

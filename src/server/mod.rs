@@ -32,6 +32,8 @@ mod encoding_tests;
 mod guard;
 pub mod probe;
 pub mod status_page;
+#[cfg(test)]
+mod stream_tests;
 pub mod web_config;
 use guard::{ConnState, Conns, Guarded};
 

@@ -456,7 +456,11 @@ impl EncodedPart {
             None => {
                 let mut w = crate::core::compress::PrefixWriter::new();
                 self.encode_to(&mut w)?;
-                w.finish()
+                let prefix = w.finish();
+                // The encoder's per-family sets and the compressor's
+                // growth are freed: give their pages back.
+                trim_heap();
+                prefix
             }
         };
         compressions.fetch_add(1, Ordering::Relaxed);

@@ -19,6 +19,8 @@
 //!                      scrapes (`gzip`: gzip only, as Prometheus asks), a re-collection,
 //!                      scrapes again; prints RSS while serving, peak RSS, exposition and gzip
 //!                      sizes, and where the heap goes (counting allocator)
+//!   fleet-scrape DIR   time of uncompressed scrapes of a fleet, each body read whole: the
+//!                      first (encoding included), then the median of 5 warm ones
 //! Run it with `scripts/bench.sh`.
 
 #[path = "../tests/common/gen.rs"]
@@ -146,6 +148,7 @@ fn main() {
             }
         }
         "fleet-mem" => fleet_mem(&path, args.get(2).is_some_and(|a| a == "gzip")),
+        "fleet-scrape" => fleet_scrape(&path),
         "collect-policies" => {
             // The starter library (policies/), with policy_max_input_size.
             let max = args
@@ -374,6 +377,49 @@ fn fleet_mem(dir: &Path, gzip_only: bool) {
             "fleet-mem retained: homelab_monitor_retained_bytes after collection {retained_mib:.1} MiB \
              (the counted heap then: {:.1} MiB)",
             after_collect - base
+        );
+    });
+}
+
+/// Time of uncompressed scrapes of a fleet (see the module doc,
+/// `fleet-scrape`): the body is read whole, as a scraper reads it.
+fn fleet_scrape(dir: &Path) {
+    use homelab_monitor::core::compress::Encoding;
+    let cfg = TerraformConfig {
+        state_dirs: vec![GlobPattern(".".into())],
+        check_interval: HumanDuration(std::time::Duration::from_secs(3600)),
+        timeout: HumanDuration(std::time::Duration::from_secs(600)),
+        ..Default::default()
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let monitor: Arc<dyn Monitor> = Arc::new(TerraformMonitor::new(cfg, dir.to_path_buf()));
+        let registry = Registry::new(vec![monitor], Arc::new(SystemClock));
+        registry.gather().await;
+        let wait = std::time::Duration::from_secs(600);
+        let mut times = Vec::new();
+        let mut bytes = 0;
+        for _ in 0..6 {
+            let t = Instant::now();
+            let body = registry
+                .scrape_encoded(Format::Classic, wait, None, Encoding::Identity)
+                .await
+                .expect("encode");
+            bytes = body.to_vec().len();
+            times.push(t.elapsed().as_secs_f64());
+        }
+        let first = times.remove(0);
+        times.sort_by(f64::total_cmp);
+        println!(
+            "fleet-scrape: {bytes} bytes, first uncompressed scrape {first:.3} s, warm median {:.3} s \
+             (min {:.3}, max {:.3}), peak RSS {:.1} MiB",
+            times[times.len() / 2],
+            times[0],
+            times[times.len() - 1],
+            peak_rss_kib() as f64 / 1024.0
         );
     });
 }

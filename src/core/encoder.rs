@@ -152,26 +152,42 @@ pub fn encode_cached_part(
     Ok(out)
 }
 
+/// [`encode_cached_part`] into any writer, piece by piece (the text
+/// library hands over a few KiB at a time): a sink that compresses as it
+/// goes never holds the whole text.
+pub fn encode_cached_part_to<W: std::fmt::Write>(
+    snapshots: Vec<Arc<Snapshot>>,
+    format: Format,
+    out: &mut W,
+) -> Result<(), std::fmt::Error> {
+    encode_into(snapshots, format, CACHED_HELP, out)
+}
+
 fn encode_with(
     snapshots: Vec<Arc<Snapshot>>,
     format: Format,
     help_suffix: &'static str,
 ) -> Result<String, std::fmt::Error> {
+    let mut out = String::with_capacity(16 * 1024);
+    encode_into(snapshots, format, help_suffix, &mut out)?;
+    Ok(out)
+}
+
+fn encode_into<W: std::fmt::Write>(
+    snapshots: Vec<Arc<Snapshot>>,
+    format: Format,
+    help_suffix: &'static str,
+    out: &mut W,
+) -> Result<(), std::fmt::Error> {
     let mut registry = prometheus_client::registry::Registry::default();
     registry.register_collector(Box::new(SnapshotCollector {
         snapshots,
         help_suffix,
     }));
-    let mut out = String::with_capacity(16 * 1024);
     match format {
-        Format::Classic => {
-            prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)?
-        }
-        Format::OpenMetrics => {
-            prometheus_client::encoding::text::encode_registry(&mut out, &registry)?
-        }
+        Format::Classic => prometheus_client::encoding::prometheus_text::encode(out, &registry),
+        Format::OpenMetrics => prometheus_client::encoding::text::encode_registry(out, &registry),
     }
-    Ok(out)
 }
 
 /// Close an exposition built from parts.

@@ -354,13 +354,24 @@ type EncodedCache = Vec<(
 /// the first scrape that asks for gzip. Each is kept only once asked for:
 /// a scraper that always asks for gzip (Prometheus) leaves only the gzip
 /// prefix in memory (5 MB instead of 170 MB on a 100,000-state fleet).
+/// A text above the registry's identity cache limit is never kept (nor held
+/// whole while encoding): uncompressed answers inflate the gzip prefix as
+/// they are sent.
 struct EncodedPart {
     snapshots: Vec<Arc<Snapshot>>,
     format: crate::core::encoder::Format,
     text: std::sync::OnceLock<Bytes>,
     gzip: std::sync::OnceLock<crate::core::compress::GzipPrefix>,
-    /// One compression at a time (concurrent first gzip scrapes wait for it).
+    /// One encoding at a time (concurrent first scrapes wait for it).
     compressing: Mutex<()>,
+}
+
+/// The monitors' part of an uncompressed answer.
+enum IdentityPart {
+    /// The cached text, shared.
+    Cached(Bytes),
+    /// Too large to keep: inflated from the gzip prefix while sent.
+    Streamed(crate::core::compress::Inflated),
 }
 
 impl EncodedPart {
@@ -374,22 +385,61 @@ impl EncodedPart {
         }
     }
 
-    fn encode(&self) -> Result<String, std::fmt::Error> {
-        crate::core::encoder::encode_cached_part(self.snapshots.clone(), self.format)
+    fn encode_to<W: std::fmt::Write>(&self, out: &mut W) -> Result<(), std::fmt::Error> {
+        crate::core::encoder::encode_cached_part_to(self.snapshots.clone(), self.format, out)
     }
 
-    /// The text, encoded now and kept if no scrape asked for it before.
-    /// Answers share it (a refcounted buffer), they never copy it.
-    fn text(&self) -> Result<&Bytes, std::fmt::Error> {
+    /// What is already there for an uncompressed answer.
+    fn identity_ready(&self, limit: usize) -> Option<IdentityPart> {
         if let Some(t) = self.text.get() {
-            return Ok(t);
+            return Some(IdentityPart::Cached(t.clone()));
         }
-        let t = Bytes::from(self.encode()?);
-        Ok(self.text.get_or_init(|| t))
+        match self.gzip.get() {
+            Some(g) if g.text_len() > limit as u64 => Some(IdentityPart::Streamed(g.inflated())),
+            _ => None,
+        }
+    }
+
+    /// The text for an uncompressed answer: the cached one, or encoded now
+    /// and kept if it is at most `limit` bytes; a larger one is compressed
+    /// as it is encoded (its gzip prefix kept) and streamed from that.
+    fn identity(
+        &self,
+        limit: usize,
+        compressions: &AtomicU64,
+    ) -> Result<IdentityPart, std::fmt::Error> {
+        if let Some(part) = self.identity_ready(limit) {
+            return Ok(part);
+        }
+        let _one = self.compressing.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(part) = self.identity_ready(limit) {
+            return Ok(part);
+        }
+        use crate::core::compress::{SpillWriter, Spilled};
+        // A gzip prefix of a text within the limit: only the text is missing.
+        let mut w = SpillWriter::new(if self.gzip.get().is_some() {
+            usize::MAX
+        } else {
+            limit
+        });
+        self.encode_to(&mut w)?;
+        match w.finish() {
+            Spilled::Text(t) => Ok(IdentityPart::Cached(
+                self.text.get_or_init(|| Bytes::from(t)).clone(),
+            )),
+            Spilled::Gzip(prefix) => {
+                compressions.fetch_add(1, Ordering::Relaxed);
+                // The spilled text and the encoder's buffers are freed.
+                trim_heap();
+                Ok(IdentityPart::Streamed(
+                    self.gzip.get_or_init(|| prefix).inflated(),
+                ))
+            }
+        }
     }
 
     /// The gzip prefix, compressed now if no scrape asked for it before,
-    /// from the kept text or from a text encoded for it and then dropped.
+    /// from the kept text or as the text is encoded (never held whole).
     fn gzip(
         &self,
         compressions: &AtomicU64,
@@ -403,7 +453,15 @@ impl EncodedPart {
         }
         let prefix = match self.text.get() {
             Some(t) => crate::core::compress::GzipPrefix::new(t),
-            None => crate::core::compress::GzipPrefix::new(self.encode()?.as_bytes()),
+            None => {
+                let mut w = crate::core::compress::PrefixWriter::new();
+                self.encode_to(&mut w)?;
+                let prefix = w.finish();
+                // The encoder's per-family sets and the compressor's
+                // growth are freed: give their pages back.
+                trim_heap();
+                prefix
+            }
         };
         compressions.fetch_add(1, Ordering::Relaxed);
         Ok(self.gzip.get_or_init(|| prefix))
@@ -415,6 +473,9 @@ impl EncodedPart {
 /// every answer, not copied into each).
 #[derive(Debug)]
 pub struct ScrapeBody {
+    /// Sent first when set: the monitors' part of an uncompressed answer
+    /// too large to cache, inflated chunk by chunk.
+    pub streamed: Option<crate::core::compress::Inflated>,
     pub parts: Vec<Bytes>,
     pub encoding: crate::core::compress::Encoding,
 }
@@ -423,25 +484,53 @@ impl ScrapeBody {
     /// A body in one buffer.
     pub fn whole(body: impl Into<Bytes>, encoding: crate::core::compress::Encoding) -> Self {
         ScrapeBody {
+            streamed: None,
             parts: vec![body.into()],
             encoding,
         }
     }
 
     /// Length of the body in bytes.
-    pub fn len(&self) -> usize {
-        self.parts.iter().map(Bytes::len).sum()
+    pub fn len(&self) -> u64 {
+        self.streamed.as_ref().map_or(0, |s| s.len())
+            + self.parts.iter().map(|p| p.len() as u64).sum::<u64>()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// The body in one buffer (a copy; tests and one-shot use).
+    /// The body in one buffer (a copy, for tests). A streamed part that
+    /// fails to inflate (never made by the compressor) leaves the copy
+    /// shorter than [`ScrapeBody::len`]; [`ScrapeBody::read_all`] says why.
     pub fn to_vec(&self) -> Vec<u8> {
-        self.parts.concat()
+        match self.read_all() {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(error = %e, "inflating the cached exposition failed");
+                Vec::new()
+            }
+        }
+    }
+
+    /// The body in one buffer (a copy, inflating a streamed part).
+    pub fn read_all(&self) -> Result<Vec<u8>, std::io::Error> {
+        let mut out = Vec::with_capacity(usize::try_from(self.len()).unwrap_or(0));
+        if let Some(s) = &self.streamed {
+            for chunk in s.chunks() {
+                out.extend_from_slice(&chunk?);
+            }
+        }
+        for p in &self.parts {
+            out.extend_from_slice(p);
+        }
+        Ok(out)
     }
 }
+
+/// The default largest monitors' text kept for uncompressed answers (see
+/// [`Registry::set_identity_cache_limit`]).
+pub const IDENTITY_CACHE_LIMIT: usize = 16 * 1024 * 1024;
 
 /// All enabled monitors.
 pub struct Registry {
@@ -453,6 +542,8 @@ pub struct Registry {
     /// Times the monitors' part was gzip-compressed (once per collection
     /// and format at most; a test hook).
     gzip_compressions: AtomicU64,
+    /// Largest monitors' text kept for uncompressed answers.
+    identity_cache_limit: std::sync::atomic::AtomicUsize,
 }
 
 impl Registry {
@@ -472,7 +563,20 @@ impl Registry {
             clock,
             encoded: Mutex::new(Vec::new()),
             gzip_compressions: AtomicU64::new(0),
+            identity_cache_limit: std::sync::atomic::AtomicUsize::new(IDENTITY_CACHE_LIMIT),
         }
+    }
+
+    /// Keep the monitors' text for uncompressed answers only up to `bytes`
+    /// (default [`IDENTITY_CACHE_LIMIT`], 16 MiB: about 10,000 small
+    /// Terraform states). Above it, the text is not kept: an uncompressed
+    /// answer inflates the gzip prefix (a few percent of the text) as it is
+    /// sent, in 64 KiB chunks, which costs CPU per such scrape instead of
+    /// the text's size in memory for as long as it is served. Prometheus
+    /// asks for gzip, so large fleets rarely pay it. Applies to encodings
+    /// made after the call.
+    pub fn set_identity_cache_limit(&self, bytes: usize) {
+        self.identity_cache_limit.store(bytes, Ordering::Relaxed);
     }
 
     pub fn entries(&self) -> &[Arc<Entry>] {
@@ -555,13 +659,19 @@ impl Registry {
         wait: Duration,
         extra: Option<Snapshot>,
     ) -> Result<String, std::fmt::Error> {
-        let (monitors, tail) = self.scrape_parts(format, wait, extra).await?;
-        let text = monitors.text()?;
-        let text = std::str::from_utf8(text).map_err(|_| std::fmt::Error)?;
-        let mut out = String::with_capacity(text.len() + tail.len());
-        out.push_str(text);
-        out.push_str(&tail);
-        Ok(out)
+        let body = self
+            .scrape_encoded(
+                format,
+                wait,
+                extra,
+                crate::core::compress::Encoding::Identity,
+            )
+            .await?;
+        let bytes = body.read_all().map_err(|e| {
+            tracing::error!(error = %e, "inflating the cached exposition failed");
+            std::fmt::Error
+        })?;
+        String::from_utf8(bytes).map_err(|_| std::fmt::Error)
     }
 
     /// [`Registry::scrape`] in a content coding: with gzip, the monitors'
@@ -576,14 +686,25 @@ impl Registry {
     ) -> Result<ScrapeBody, std::fmt::Error> {
         use crate::core::compress::Encoding;
         let (monitors, tail) = self.scrape_parts(format, wait, extra).await?;
-        let parts = match encoding {
-            Encoding::Identity => vec![monitors.text()?.clone(), Bytes::from(tail)],
-            Encoding::Gzip => monitors
-                .gzip(&self.gzip_compressions)?
-                .finish_parts(tail.as_bytes())
-                .to_vec(),
+        let limit = self.identity_cache_limit.load(Ordering::Relaxed);
+        let (streamed, parts) = match encoding {
+            Encoding::Identity => match monitors.identity(limit, &self.gzip_compressions)? {
+                IdentityPart::Cached(text) => (None, vec![text, Bytes::from(tail)]),
+                IdentityPart::Streamed(s) => (Some(s), vec![Bytes::from(tail)]),
+            },
+            Encoding::Gzip => (
+                None,
+                monitors
+                    .gzip(&self.gzip_compressions)?
+                    .finish_parts(tail.as_bytes())
+                    .to_vec(),
+            ),
         };
-        Ok(ScrapeBody { parts, encoding })
+        Ok(ScrapeBody {
+            streamed,
+            parts,
+            encoding,
+        })
     }
 
     /// Bytes of the cached monitors' part: (identity text, gzip prefix).

@@ -49,19 +49,19 @@ impl Monitor for Static {
     }
 }
 
-struct Server {
-    port: u16,
-    registry: Arc<Registry>,
+pub(super) struct Server {
+    pub(super) port: u16,
+    pub(super) registry: Arc<Registry>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Server {
     async fn start() -> Server {
-        let clock = Arc::new(FixedClock(
-            SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
-        ));
-        let registry = Arc::new(Registry::new(vec![Arc::new(Static)], clock));
+        Server::start_with(Arc::new(static_registry())).await
+    }
+
+    pub(super) async fn start_with(registry: Arc<Registry>) -> Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let cfg = ServerConfig {
@@ -83,12 +83,20 @@ impl Server {
         }
     }
 
-    async fn stop(mut self) {
+    pub(super) async fn stop(mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
         let _ = tokio::time::timeout(Duration::from_secs(40), self.task).await;
     }
+}
+
+/// A registry of [`Static`] on a fixed clock.
+pub(super) fn static_registry() -> Registry {
+    let clock = Arc::new(FixedClock(
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+    ));
+    Registry::new(vec![Arc::new(Static)], clock)
 }
 
 /// Prometheus 3's scrape request headers (scrape/scrape.go).
@@ -122,7 +130,7 @@ async fn request(
     Answer { headers, body }
 }
 
-fn gunzip(z: &[u8]) -> String {
+pub(super) fn gunzip(z: &[u8]) -> String {
     let mut out = String::new();
     flate2::read::GzDecoder::new(z)
         .read_to_string(&mut out)
@@ -176,7 +184,7 @@ async fn prometheus_gzip_scrape_decodes_to_the_identity_body_and_compresses_once
 
 /// The body without the sizes of the encoded cache (which fills as scrapes
 /// ask for each encoding).
-fn uncached(body: &str) -> String {
+pub(super) fn uncached(body: &str) -> String {
     body.lines()
         .filter(|l| !l.starts_with("homelab_monitor_exposition_cache_bytes{"))
         .map(|l| format!("{l}\n"))
@@ -185,7 +193,7 @@ fn uncached(body: &str) -> String {
 
 /// The body without the open-connection count (curl's connections come and
 /// go) and the encoded cache's sizes.
-fn masked(body: &str) -> String {
+pub(super) fn masked(body: &str) -> String {
     body.lines()
         .filter(|l| !l.starts_with("homelab_monitor_http_connections_open "))
         .filter(|l| !l.starts_with("homelab_monitor_exposition_cache_bytes{"))
@@ -270,14 +278,14 @@ async fn answers_share_the_cached_part_instead_of_copying_it() {
                 Encoding::Gzip => gunzip(&a.to_vec()),
             };
             assert_eq!(uncached(&text), uncached(&whole), "{format:?} {encoding:?}");
-            assert_eq!(a.len(), a.to_vec().len());
+            assert_eq!(a.len(), a.to_vec().len() as u64);
         }
     }
 }
 
 /// The status line, headers and body of one raw request (`method` on
 /// `/metrics`) on a kept-alive connection; HEAD reads no body.
-async fn raw(
+pub(super) async fn raw(
     conn: &mut BufReader<tokio::net::TcpStream>,
     method: &str,
     extra: &str,

@@ -32,6 +32,8 @@ mod encoding_tests;
 mod guard;
 pub mod probe;
 pub mod status_page;
+#[cfg(test)]
+mod stream_tests;
 pub mod web_config;
 use guard::{ConnState, Conns, Guarded};
 
@@ -129,7 +131,7 @@ fn exposition(body: Result<ScrapeBody, std::fmt::Error>, format: Format) -> Resp
     match body {
         Ok(body) => {
             let mut r = text(StatusCode::OK, Bytes::new());
-            *r.body_mut() = Chunks::new(body.parts);
+            *r.body_mut() = Chunks::streamed(body.streamed, body.parts);
             r.headers_mut().insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static(format.content_type()),

@@ -291,13 +291,15 @@ fn fleet_mem(dir: &Path, gzip_only: bool) {
         .expect("runtime");
     rt.block_on(async {
         let base = live_mib();
-        let monitor: Arc<dyn Monitor> = Arc::new(TerraformMonitor::new(cfg, dir.to_path_buf()));
+        let tf = Arc::new(TerraformMonitor::new(cfg, dir.to_path_buf()));
+        let monitor: Arc<dyn Monitor> = tf.clone();
         let registry = Registry::new(vec![monitor], Arc::new(SystemClock));
         let t = Instant::now();
         let out = registry.gather().await;
         let cold = t.elapsed().as_secs_f64();
         let targets = out[0].snapshot.targets.len();
         let after_collect = live_mib();
+        let per_target = tf.memory_breakdown();
         // What the snapshot holds, measured by cloning its parts.
         let l0 = live_mib();
         let fams = out[0].snapshot.families.clone();
@@ -370,6 +372,14 @@ fn fleet_mem(dir: &Path, gzip_only: bool) {
             after_gzip - after_text,
             series_est as f64 / 1048576.0
         );
+        let n = per_target.targets.max(1) as f64;
+        for (what, bytes) in per_target.parts.iter().chain([&("total", per_target.total())]) {
+            println!(
+                "fleet-mem per-target: {what:<40} {:>8.1} MiB {:>7.1} B/state",
+                *bytes as f64 / 1048576.0,
+                *bytes as f64 / n
+            );
+        }
         println!(
             "fleet-mem retained: homelab_monitor_retained_bytes after collection {retained_mib:.1} MiB \
              (the counted heap then: {:.1} MiB)",

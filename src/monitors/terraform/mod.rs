@@ -11,6 +11,7 @@ pub mod config;
 pub mod digest;
 pub mod drift_runner;
 pub mod json_stream;
+pub mod memory;
 pub mod plan;
 pub mod policy;
 pub mod remote;
@@ -413,6 +414,13 @@ impl TerraformMonitor {
             read_at,
             pending,
         })
+    }
+
+    /// Where the local targets' memory goes, by category (the fleet
+    /// benchmark; see [`memory`]).
+    pub fn memory_breakdown(&self) -> memory::MemoryBreakdown {
+        let discovered = self.inner.discovered.lock().unwrap_or_else(|e| e.into_inner());
+        memory::breakdown(&self.inner.local, &discovered)
     }
 
     /// Analyse one target with its drift report and baseline.

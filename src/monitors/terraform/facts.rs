@@ -98,7 +98,7 @@ pub fn facts(a: &Analysis) -> Vec<Fact> {
         for i in st.tainted() {
             findings.push(finding(
                 "tainted",
-                &*i.address,
+                i.address,
                 "will be replaced on the next apply",
             ));
         }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::analysis::{Analysis, Changes, TargetMemory};
 use super::source::LocalTarget;
-use super::state::{Instance, ParsedState};
+use super::state::ParsedState;
 
 /// Bytes by category, in a fixed order; `targets`: how many were counted.
 #[derive(Debug, Default, Clone)]
@@ -60,18 +60,10 @@ fn parsed_state(b: &mut MemoryBreakdown, st: &ParsedState) {
                 .map(|((m, t), _)| m.capacity() + t.capacity())
                 .sum::<usize>(),
     );
-    b.add("state: instance array", vec_bytes::<Instance>(&st.instances));
-    b.add(
-        "state: addresses",
-        st.instances.iter().map(|i| i.address.len()).sum(),
-    );
-    b.add(
-        "state: attribute digests",
-        st.instances
-            .iter()
-            .map(|i| std::mem::size_of_val(&*i.digest.paths))
-            .sum(),
-    );
+    let (addresses, items, words) = st.instances.heap_parts();
+    b.add("state: instance array", items);
+    b.add("state: addresses", addresses);
+    b.add("state: attribute digests", words);
     b.add("state: path table (share)", st.paths.estimated_bytes());
     b.add(
         "state: deposed, checks",
@@ -130,8 +122,9 @@ pub(super) fn breakdown(
                 seen_state = Some(Arc::as_ptr(&c.value));
             }
             let rare = m.drift.as_ref().map_or(0, |_| size_of::<super::analysis::CachedPlan>())
-                + m.baseline.as_ref().map_or(0, |_| size_of::<super::analysis::CachedBaseline>());
-            b.add("drift report, baseline (boxed)", rare);
+                + m.baseline.as_ref().map_or(0, |_| size_of::<super::analysis::CachedBaseline>())
+                + m.policy.as_ref().map_or(0, |_| size_of::<super::policy::PolicyCache>());
+            b.add("drift report, baseline, policy (boxed)", rare);
         }
         if let Some(a) = last {
             analysis(&mut b, a);

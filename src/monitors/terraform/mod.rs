@@ -10,6 +10,7 @@ pub mod analysis;
 pub mod config;
 pub mod digest;
 pub mod drift_runner;
+pub mod instances;
 pub mod json_stream;
 pub mod memory;
 pub mod plan;

@@ -8,7 +8,7 @@ use std::mem::size_of;
 use std::sync::Arc;
 
 use super::analysis::{Analysis, Changes, TargetMemory};
-use super::source::LocalTarget;
+use super::source::KeptTarget;
 use super::state::ParsedState;
 
 /// Bytes by category, in a fixed order; `targets`: how many were counted.
@@ -109,7 +109,7 @@ fn analysis(b: &mut MemoryBreakdown, a: &Analysis) {
 /// and last analysis) and of the discovered targets' list.
 pub(super) fn breakdown(
     local: &crate::core::targets::Targets<TargetMemory, Arc<Analysis>>,
-    discovered: &Vec<LocalTarget>,
+    discovered: &[KeptTarget],
 ) -> MemoryBreakdown {
     let acc = RefCell::new(MemoryBreakdown::default());
     let total = local.retained_bytes(|mem, last| {
@@ -139,11 +139,8 @@ pub(super) fn breakdown(
     b.parts.insert(0, ("target map: slots and keys", total));
     b.add(
         "discovered targets: labels, paths",
-        vec_bytes(discovered)
-            + discovered
-                .iter()
-                .map(|t| t.label.capacity() + t.path.capacity())
-                .sum::<usize>(),
+        std::mem::size_of_val(discovered)
+            + discovered.iter().map(KeptTarget::heap_bytes).sum::<usize>(),
     );
     b
 }

@@ -136,7 +136,8 @@ struct Inner {
     /// the schedule, with its own memory.
     remote_reads: crate::core::targets::Targets<remote::EntryMemory, RemoteRead>,
     /// The local targets found by the last finished discovery.
-    discovered: Mutex<Vec<LocalTarget>>,
+    /// (Compact: see [`source::KeptTarget`].)
+    discovered: Mutex<Box<[source::KeptTarget]>>,
     /// Rego policies (issue 8); `None` when none are configured.
     policies: Option<Arc<policy::PolicySet>>,
     /// The last collection found no target (logged once per change).
@@ -225,7 +226,7 @@ impl TerraformMonitor {
                 base,
                 local: crate::core::targets::Targets::new(),
                 remote_reads: crate::core::targets::Targets::new(),
-                discovered: Mutex::new(Vec::new()),
+                discovered: Mutex::new(Box::default()),
                 found_nothing: std::sync::atomic::AtomicBool::new(false),
                 env: env.map(Arc::new),
             }),
@@ -261,12 +262,17 @@ impl TerraformMonitor {
                 let files: Vec<String> =
                     walker.cfg.state_files.iter().map(|g| g.0.clone()).collect();
                 let dirs: Vec<String> = walker.cfg.state_dirs.iter().map(|g| g.0.clone()).collect();
-                discover(&walker.base, &files, &dirs)
+                let found = discover(&walker.base, &files, &dirs);
+                let kept: Box<[source::KeptTarget]> = found
+                    .targets
+                    .iter()
+                    .map(|t| source::KeptTarget::new(&walker.base, t))
+                    .collect();
+                (found, kept)
             });
             match tokio::time::timeout(schedule.deadline, walk).await {
-                Ok(Ok(found)) => {
-                    *inner.discovered.lock().unwrap_or_else(|e| e.into_inner()) =
-                        found.targets.clone();
+                Ok(Ok((found, kept))) => {
+                    *inner.discovered.lock().unwrap_or_else(|e| e.into_inner()) = kept;
                     Some(found)
                 }
                 Ok(Err(e)) => return Err(MonitorError::Panicked(e.to_string())),
@@ -302,7 +308,9 @@ impl TerraformMonitor {
                 .discovered
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .clone(),
+                .iter()
+                .map(|k| k.target(&inner.base))
+                .collect(),
         };
         let max = inner.cfg.max_file_size.0;
         // Discovery saw every file; this replica reads only its shard's (by label).
@@ -884,11 +892,7 @@ impl Monitor for TerraformMonitor {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .map(|t| {
-                std::mem::size_of::<LocalTarget>()
-                    + t.label.capacity()
-                    + t.path.as_os_str().len()
-            })
+            .map(|t| std::mem::size_of::<source::KeptTarget>() + t.heap_bytes())
             .sum::<usize>();
         local + remote + discovered
     }

@@ -36,8 +36,8 @@ fn vec_bytes<T>(v: &Vec<T>) -> usize {
     v.capacity() * size_of::<T>()
 }
 
-fn opt_string(s: &Option<String>) -> usize {
-    s.as_ref().map_or(0, String::capacity)
+fn opt_string(s: &Option<Box<str>>) -> usize {
+    s.as_ref().map_or(0, |s| s.len())
 }
 
 /// One parsed state's parts (its `Arc` counted once by the caller).
@@ -48,16 +48,12 @@ fn parsed_state(b: &mut MemoryBreakdown, st: &ParsedState) {
         opt_string(&st.terraform_version) + opt_string(&st.lineage),
     );
     b.add(
-        "state: outputs",
-        vec_bytes(&st.outputs) + st.outputs.iter().map(|o| o.name.capacity()).sum::<usize>(),
-    );
-    b.add(
         "state: resource counts",
         vec_bytes(&st.resource_counts)
             + st
                 .resource_counts
                 .iter()
-                .map(|((m, t), _)| m.capacity() + t.capacity())
+                .map(|((m, t), _)| m.len() + t.len())
                 .sum::<usize>(),
     );
     let (addresses, items, words) = st.instances.heap_parts();

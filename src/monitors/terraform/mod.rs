@@ -648,11 +648,11 @@ pub fn snapshot(
                 }
                 b.gauge(&TAINTED, &sf, st.tainted().count() as f64);
                 b.gauge(&DEPOSED, &sf, st.deposed.len() as f64);
-                let sensitive = st.outputs.iter().filter(|o| o.sensitive).count();
+                let sensitive = st.outputs.sensitive;
                 b.gauge(
                     &OUTPUTS,
                     &[("state_file", l), ("sensitive", "false")],
-                    (st.outputs.len() - sensitive) as f64,
+                    (st.outputs.total - sensitive) as f64,
                 );
                 b.gauge(
                     &OUTPUTS,

@@ -86,11 +86,12 @@ impl ParseError {
     }
 }
 
-/// An output's name and whether it is sensitive. Never its value.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct OutputInfo {
-    pub name: String,
-    pub sensitive: bool,
+/// How many root outputs a state has, and how many are sensitive: all the
+/// monitor reports of them (never a value; their names are not kept).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct OutputCounts {
+    pub total: usize,
+    pub sensitive: usize,
 }
 
 /// One current resource instance while a state is parsed: its address and
@@ -111,20 +112,24 @@ pub struct CheckInfo {
     pub status: String,
 }
 
+/// A resource's (mode, type), as counted per state.
+pub type ResourceKind = (Box<str>, Box<str>);
+
 /// Everything the monitor needs from a state file.
 #[derive(Debug, Clone, Default)]
 pub struct ParsedState {
     pub version: u64,
     /// An OpenTofu encrypted state: only the envelope is readable.
     pub encrypted: bool,
-    pub terraform_version: Option<String>,
+    /// (Boxed strings: kept per state, no spare capacity.)
+    pub terraform_version: Option<Box<str>>,
     pub serial: Option<u64>,
-    pub lineage: Option<String>,
-    pub outputs: Vec<OutputInfo>,
+    pub lineage: Option<Box<str>>,
+    pub outputs: OutputCounts,
     /// Instance counts by (mode, type).
     /// (A sorted vector: a B-tree allocates a node for 11 entries even for
     /// the one type of a small state, and this is kept per state.)
-    pub resource_counts: Vec<((String, String), u64)>,
+    pub resource_counts: Vec<(ResourceKind, u64)>,
     /// Current objects, sorted by address (compact: see [`Instances`]).
     pub instances: Instances,
     /// Deposed objects, as "address (deposed KEY)".
@@ -139,17 +144,15 @@ impl ParsedState {
     /// Estimated bytes kept for this state (addresses, digests, counts, names).
     pub fn estimated_bytes(&self) -> usize {
         let s = |x: &String| x.capacity();
-        let os = |x: &Option<String>| x.as_ref().map_or(0, String::capacity);
+        let os = |x: &Option<Box<str>>| x.as_ref().map_or(0, |x| x.len());
         std::mem::size_of::<Self>()
             + os(&self.terraform_version)
             + os(&self.lineage)
-            + self.outputs.capacity() * std::mem::size_of::<OutputInfo>()
-            + self.outputs.iter().map(|o| s(&o.name)).sum::<usize>()
-            + self.resource_counts.capacity() * std::mem::size_of::<((String, String), u64)>()
+            + self.resource_counts.capacity() * std::mem::size_of::<(ResourceKind, u64)>()
             + self
                 .resource_counts
                 .iter()
-                .map(|((m, t), _)| s(m) + s(t))
+                .map(|((m, t), _)| m.len() + t.len())
                 .sum::<usize>()
             + self.instances.heap_bytes()
             + self.deposed.capacity() * std::mem::size_of::<String>()
@@ -392,7 +395,6 @@ fn finish(p: Partial) -> Result<ParsedState, ParseError> {
     instances.sort_by(|a, b| a.address.cmp(&b.address));
     // Kept until the file changes: compact, no spare capacity.
     st.instances = Instances::new(instances).map_err(|_| ParseError::TooManyInstances)?;
-    st.outputs.shrink_to_fit();
     st.resource_counts.shrink_to_fit();
     Ok(st)
 }
@@ -436,7 +438,7 @@ fn add_resource(st: &mut ParsedState, instances: &mut Vec<Instance>, res: RawRes
             digest,
         });
     }
-    let key = (mode, res.rtype);
+    let key = (mode.into_boxed_str(), res.rtype.into_boxed_str());
     match st.resource_counts.binary_search_by(|(k, _)| k.cmp(&key)) {
         Ok(i) => st.resource_counts[i].1 += current,
         Err(i) => st.resource_counts.insert(i, (key, current)),
@@ -837,8 +839,8 @@ impl<'de> Deserialize<'de> for IndexKey {
     }
 }
 
-/// Outputs: names and sensitivity only; values are skipped unread.
-struct Outputs(Vec<OutputInfo>);
+/// Outputs: counted by sensitivity; values are skipped unread.
+struct Outputs(OutputCounts);
 
 impl<'de> Deserialize<'de> for Outputs {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -849,15 +851,12 @@ impl<'de> Deserialize<'de> for Outputs {
                 f.write_str("an outputs object")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Outputs, A::Error> {
-                let mut out = Vec::new();
-                while let Some(name) = map.next_key::<String>()? {
+                let mut out = OutputCounts::default();
+                while map.next_key::<IgnoredAny>()?.is_some() {
                     let o: RawOutput = map.next_value()?;
-                    out.push(OutputInfo {
-                        name,
-                        sensitive: o.sensitive.unwrap_or(false),
-                    });
+                    out.total += 1;
+                    out.sensitive += usize::from(o.sensitive.unwrap_or(false));
                 }
-                out.sort_by(|a, b| a.name.cmp(&b.name));
                 Ok(Outputs(out))
             }
         }
@@ -942,7 +941,7 @@ mod tests {
     fn count(s: &ParsedState, mode: &str, rtype: &str) -> u64 {
         s.resource_counts
             .iter()
-            .find(|((m, t), _)| m == mode && t == rtype)
+            .find(|((m, t), _)| &**m == mode && &**t == rtype)
             .map_or(0, |(_, n)| *n)
     }
 
@@ -998,11 +997,13 @@ mod tests {
             count(&s, "data", "null_data_source"),
             1
         );
-        assert_eq!(s.outputs.len(), 2);
-        assert!(s
-            .outputs
-            .iter()
-            .any(|o| o.name == "db_password" && o.sensitive));
+        assert_eq!(
+            s.outputs,
+            OutputCounts {
+                total: 2,
+                sensitive: 1
+            }
+        );
         let counts = s.check_counts();
         assert_eq!(counts.get("pass"), Some(&1));
         assert_eq!(counts.get("fail"), Some(&1));

@@ -154,21 +154,38 @@ pub struct LocalTarget {
 
 /// A discovered target as kept between collections (for one whose
 /// discovery times out): its label, and its path only when that is not the
-/// base folder joined with the label, byte for byte (issue 21: one small
-/// allocation per target instead of two).
+/// base folder joined with the label (or with `.` and the label: a
+/// `state_dirs` entry `.`), byte for byte (issue 21: one small allocation
+/// per target instead of two).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeptTarget {
     label: Box<str>,
-    path: Option<Box<Path>>,
+    path: KeptPath,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum KeptPath {
+    /// `base/label`
+    Joined,
+    /// `base/./label`
+    JoinedDot,
+    Own(Box<Path>),
 }
 
 impl KeptTarget {
     /// The compact form of `t`, found under `base`.
     pub fn new(base: &Path, t: &LocalTarget) -> Self {
-        let derived = base.join(&t.label);
+        let is = |p: PathBuf| p.as_os_str() == t.path.as_os_str();
+        let path = if is(base.join(&t.label)) {
+            KeptPath::Joined
+        } else if is(base.join(".").join(&t.label)) {
+            KeptPath::JoinedDot
+        } else {
+            KeptPath::Own(t.path.as_path().into())
+        };
         KeptTarget {
             label: t.label.as_str().into(),
-            path: (derived.as_os_str() != t.path.as_os_str()).then(|| t.path.as_path().into()),
+            path,
         }
     }
 
@@ -177,15 +194,20 @@ impl KeptTarget {
         LocalTarget {
             label: self.label.to_string(),
             path: match &self.path {
-                Some(p) => p.to_path_buf(),
-                None => base.join(&*self.label),
+                KeptPath::Joined => base.join(&*self.label),
+                KeptPath::JoinedDot => base.join(".").join(&*self.label),
+                KeptPath::Own(p) => p.to_path_buf(),
             },
         }
     }
 
     /// Heap bytes kept (the label, and the path when kept).
     pub fn heap_bytes(&self) -> usize {
-        self.label.len() + self.path.as_ref().map_or(0, |p| p.as_os_str().len())
+        self.label.len()
+            + match &self.path {
+                KeptPath::Own(p) => p.as_os_str().len(),
+                _ => 0,
+            }
     }
 }
 
@@ -357,8 +379,11 @@ mod tests {
             ("/elsewhere/x.tfstate", "/elsewhere/x.tfstate", false),
             // A `\\` in a file name reads as `/` in the label.
             ("a/b.tfstate", "/srv/states/a\\b.tfstate", true),
-            // Not the joined path byte for byte.
-            ("a/c.tfstate", "/srv/states/./a/c.tfstate", true),
+            // `state_dirs: ["."]`: the walk's root is `base/.`.
+            ("a/c.tfstate", "/srv/states/./a/c.tfstate", false),
+            // Not a joined path byte for byte.
+            ("a/d.tfstate", "/srv/states//a/d.tfstate", true),
+            ("a/e.tfstate", "/srv/states/././a/e.tfstate", true),
         ];
         for (label, path, kept_path) in cases {
             let t = LocalTarget {
@@ -367,7 +392,7 @@ mod tests {
             };
             let k = KeptTarget::new(base, &t);
             assert_eq!(k.target(base), t, "{label}");
-            assert_eq!(k.path.is_some(), kept_path, "{label}");
+            assert_eq!(matches!(k.path, KeptPath::Own(_)), kept_path, "{label}");
             let path_bytes = if kept_path { path.len() } else { 0 };
             assert_eq!(k.heap_bytes(), label.len() + path_bytes);
         }

@@ -199,7 +199,7 @@ impl Analysis {
             })
         };
         let mut n = std::mem::size_of::<Self>()
-            + self.label.capacity()
+            + self.label.len()
             + self
                 .errors
                 .iter()
@@ -222,7 +222,9 @@ pub use crate::remote::LockState;
 /// Everything known about one target after a collection.
 #[derive(Debug, Clone)]
 pub struct Analysis {
-    pub label: String,
+    /// (Shared: the snapshot's series carry this very string as their
+    /// `state_file` label value.)
+    pub label: std::sync::Arc<str>,
     /// The state to report: this read's, or the last good one (then `stale`).
     pub state: Option<Arc<ParsedState>>,
     pub state_stamp: Option<Stamp>,
@@ -554,7 +556,7 @@ pub fn analyse_with_policies(
     });
 
     Analysis {
-        label,
+        label: label.into(),
         stale: !up && state.is_some(),
         previous_serial: previous.as_ref().and_then(|p| p.serial),
         state,

@@ -90,7 +90,7 @@ fn changes(c: &Option<Box<Changes>>) -> usize {
 
 fn analysis(b: &mut MemoryBreakdown, a: &Analysis) {
     b.add("analysis: struct (Arc)", 2 * size_of::<usize>() + size_of::<Analysis>());
-    b.add("analysis: label", a.label.capacity());
+    b.add("analysis: label (Arc)", 2 * size_of::<usize>() + a.label.len());
     b.add(
         "analysis: errors, changes, drift run",
         vec_bytes(&a.errors)

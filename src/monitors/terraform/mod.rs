@@ -331,7 +331,7 @@ impl TerraformMonitor {
         let mut pending = Vec::new();
         for r in reads {
             if r.pending {
-                pending.push(r.value.label.clone());
+                pending.push(r.value.label.to_string());
             }
             if r.placeholder {
                 continue;
@@ -503,7 +503,7 @@ struct Collected {
     problems: Vec<analysis::TargetError>,
     problem_labels: Vec<String>,
     /// (state_file, when it was read, served stale) per target.
-    read_at: Vec<(String, std::time::SystemTime, bool)>,
+    read_at: Vec<(Arc<str>, std::time::SystemTime, bool)>,
     /// Targets whose read was still running when the collection ended.
     pending: Vec<String>,
 }
@@ -591,7 +591,8 @@ pub fn snapshot(
     }
     b.gauge(&TARGETS, &[], (analyses.len() + problems.len()) as f64);
     for a in analyses {
-        let l = a.label.as_str();
+        b.share_label(&a.label);
+        let l = &*a.label;
         let sf = [("state_file", l)];
         b.gauge(&UP, &sf, bool_f(a.up));
         b.gauge(&STALE, &sf, bool_f(a.stale));
@@ -840,7 +841,7 @@ fn target_status(a: &Arc<Analysis>) -> TargetStatus {
         Health::Ok
     };
     TargetStatus {
-        target: a.label.clone(),
+        target: a.label.to_string(),
         health,
         summary: parts.join(", "),
         error: (!a.errors.is_empty()).then(|| {
@@ -924,7 +925,7 @@ impl Monitor for TerraformMonitor {
         let mut snap = snapshot(&c.analyses, &c.problems, &c.problem_labels);
         snap.pending = c.pending.len();
         for label in &c.pending {
-            if !c.analyses.iter().any(|a| &a.label == label) {
+            if !c.analyses.iter().any(|a| *a.label == **label) {
                 snap.targets.push(TargetStatus {
                     target: label.clone(),
                     health: Health::Unchecked,
@@ -941,6 +942,7 @@ impl Monitor for TerraformMonitor {
         }
         let mut b = SnapshotBuilder::new();
         for (label, at, stale) in &c.read_at {
+            b.share_label(label);
             crate::core::targets::emit_freshness(&mut b, "terraform_state", label, *at, *stale);
         }
         snap.families.extend(b.build().families);
@@ -1052,7 +1054,7 @@ impl crate::core::targets::TargetValue for Analysis {
 
     fn pending(label: &str) -> Self {
         Analysis {
-            label: label.to_string(),
+            label: label.into(),
             state: None,
             state_stamp: None,
             up: false,

@@ -299,6 +299,7 @@ fn fleet_mem(dir: &Path, gzip_only: bool) {
         let cold = t.elapsed().as_secs_f64();
         let targets = out[0].snapshot.targets.len();
         let after_collect = live_mib();
+        let peak_cold = status_kib("VmHWM:") as f64 / 1024.0;
         let per_target = tf.memory_breakdown();
         // What the snapshot holds, measured by cloning its parts.
         let l0 = live_mib();
@@ -357,7 +358,7 @@ fn fleet_mem(dir: &Path, gzip_only: bool) {
         let peak = status_kib("VmHWM:") as f64 / 1024.0;
         println!(
             "fleet-mem{}: {targets} states, {series} series, cold collection {cold:.2} s, re-check {recheck:.2} s, \
-             serving RSS {serving:.1} MiB, peak RSS {peak:.1} MiB, exposition {identity} bytes, gzip {gz} bytes, \
+             serving RSS {serving:.1} MiB, peak RSS {peak:.1} MiB (after the cold collection {peak_cold:.1} MiB), exposition {identity} bytes, gzip {gz} bytes, \
              live heap {:.1} MiB",
             if gzip_only { " (gzip only)" } else { "" },
             live_mib() - base

@@ -17,8 +17,10 @@
 //!   fleet-mem DIR [gzip]
 //!                      memory of a fleet while serving: cold collection, identity and gzip
 //!                      scrapes (`gzip`: gzip only, as Prometheus asks), a re-collection,
-//!                      scrapes again; prints RSS while serving, peak RSS, exposition and gzip
-//!                      sizes, and where the heap goes (counting allocator)
+//!                      scrapes again; prints RSS while serving, peak RSS (and the cold
+//!                      collection's own), exposition and gzip sizes, where the heap goes
+//!                      (counting allocator), and the per-target memory by category
+//!                      (`TerraformMonitor::memory_breakdown`, bytes per state)
 //! Run it with `scripts/bench.sh`.
 
 #[path = "../tests/common/gen.rs"]

@@ -17,8 +17,10 @@
 //!   fleet-mem DIR [gzip]
 //!                      memory of a fleet while serving: cold collection, identity and gzip
 //!                      scrapes (`gzip`: gzip only, as Prometheus asks), a re-collection,
-//!                      scrapes again; prints RSS while serving, peak RSS, exposition and gzip
-//!                      sizes, and where the heap goes (counting allocator)
+//!                      scrapes again; prints RSS while serving, peak RSS (and the cold
+//!                      collection's own), exposition and gzip sizes, where the heap goes
+//!                      (counting allocator), and the per-target memory by category
+//!                      (`TerraformMonitor::memory_breakdown`, bytes per state)
 //!   fleet-scrape DIR   time of uncompressed scrapes of a fleet, each body read whole: the
 //!                      first (encoding included), then the median of 5 warm ones
 //! Run it with `scripts/bench.sh`.
@@ -294,13 +296,16 @@ fn fleet_mem(dir: &Path, gzip_only: bool) {
         .expect("runtime");
     rt.block_on(async {
         let base = live_mib();
-        let monitor: Arc<dyn Monitor> = Arc::new(TerraformMonitor::new(cfg, dir.to_path_buf()));
+        let tf = Arc::new(TerraformMonitor::new(cfg, dir.to_path_buf()));
+        let monitor: Arc<dyn Monitor> = tf.clone();
         let registry = Registry::new(vec![monitor], Arc::new(SystemClock));
         let t = Instant::now();
         let out = registry.gather().await;
         let cold = t.elapsed().as_secs_f64();
         let targets = out[0].snapshot.targets.len();
         let after_collect = live_mib();
+        let peak_cold = status_kib("VmHWM:") as f64 / 1024.0;
+        let per_target = tf.memory_breakdown();
         // What the snapshot holds, measured by cloning its parts.
         let l0 = live_mib();
         let fams = out[0].snapshot.families.clone();
@@ -358,7 +363,7 @@ fn fleet_mem(dir: &Path, gzip_only: bool) {
         let peak = status_kib("VmHWM:") as f64 / 1024.0;
         println!(
             "fleet-mem{}: {targets} states, {series} series, cold collection {cold:.2} s, re-check {recheck:.2} s, \
-             serving RSS {serving:.1} MiB, peak RSS {peak:.1} MiB, exposition {identity} bytes, gzip {gz} bytes, \
+             serving RSS {serving:.1} MiB, peak RSS {peak:.1} MiB (after the cold collection {peak_cold:.1} MiB), exposition {identity} bytes, gzip {gz} bytes, \
              live heap {:.1} MiB",
             if gzip_only { " (gzip only)" } else { "" },
             live_mib() - base
@@ -373,6 +378,14 @@ fn fleet_mem(dir: &Path, gzip_only: bool) {
             after_gzip - after_text,
             series_est as f64 / 1048576.0
         );
+        let n = per_target.targets.max(1) as f64;
+        for (what, bytes) in per_target.parts.iter().chain([&("total", per_target.total())]) {
+            println!(
+                "fleet-mem per-target: {what:<40} {:>8.1} MiB {:>7.1} B/state",
+                *bytes as f64 / 1048576.0,
+                *bytes as f64 / n
+            );
+        }
         println!(
             "fleet-mem retained: homelab_monitor_retained_bytes after collection {retained_mib:.1} MiB \
              (the counted heap then: {:.1} MiB)",

@@ -251,6 +251,14 @@ impl Interner {
         self.next = (self.next + 1) % self.recent.len();
         v
     }
+
+    /// Give values equal to `v` this very string from now on (unless an
+    /// equal one is interned already).
+    fn share(&mut self, v: &LabelValue) {
+        if !self.set.contains(&**v) {
+            self.set.insert(v.clone());
+        }
+    }
 }
 
 /// A metric family with its samples, in insertion order.
@@ -835,6 +843,14 @@ impl SnapshotBuilder {
         self.gauge(def, &labels, value);
     }
 
+    /// Label values equal to `v` added from now on are `v` itself, not a
+    /// copy: a monitor that keeps a target's label anyway shares it with
+    /// that target's series (issue 21: one string per target, and none
+    /// allocated anew by each collection).
+    pub fn share_label(&mut self, v: &LabelValue) {
+        self.strings.share(v);
+    }
+
     pub fn target(&mut self, status: TargetStatus) {
         self.targets.push(status);
     }
@@ -886,6 +902,48 @@ impl SnapshotBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 21: a label the monitor keeps (a target's) is the very string
+    /// its series carry; other values are interned as before.
+    #[test]
+    fn a_shared_label_is_the_very_string_the_series_carry() {
+        const A: MetricDef = MetricDef::gauge("a", "a");
+        const B: MetricDef = MetricDef::gauge("b", "b");
+        let label: LabelValue = Arc::from("ws1/terraform.tfstate");
+        let mut b = SnapshotBuilder::new();
+        b.gauge(&A, &[("state_file", "other")], 0.0);
+        b.share_label(&label);
+        b.gauge(&A, &[("state_file", "ws1/terraform.tfstate")], 1.0);
+        b.gauge(
+            &B,
+            &[("state_file", "ws1/terraform.tfstate"), ("mode", "managed")],
+            2.0,
+        );
+        b.gauge(&B, &[("state_file", "other"), ("mode", "managed")], 3.0);
+        // An equal value already interned stays the one used.
+        let other: LabelValue = Arc::from("other");
+        b.share_label(&other);
+        b.gauge(&A, &[("state_file", "other")], 4.0);
+        let snap = b.build();
+        let mut shared = 0;
+        let mut others = Vec::new();
+        for f in &snap.families {
+            for s in f.samples.iter() {
+                let v = &s.values[0];
+                if **v == *label {
+                    assert!(Arc::ptr_eq(v, &label), "a copy of the shared label");
+                    shared += 1;
+                } else {
+                    assert_eq!(&**v, "other");
+                    assert!(!Arc::ptr_eq(v, &other));
+                    others.push(v.clone());
+                }
+            }
+        }
+        assert_eq!(shared, 2);
+        assert_eq!(others.len(), 3);
+        assert!(others.iter().all(|o| Arc::ptr_eq(o, &others[0])));
+    }
 
     fn expiry(not_after: i64, thresholds: Option<(i64, i64)>) -> Fact {
         Fact::Expiry {

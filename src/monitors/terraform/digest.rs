@@ -179,31 +179,35 @@ impl AttrDigest {
         other: &AttrDigest,
         other_table: &PathTable,
     ) -> Vec<String> {
-        let mine: HashMap<&str, u32> = self
-            .paths
-            .iter()
-            .map(|(id, h)| (table.name(*id), *h))
-            .collect();
-        let theirs: HashMap<&str, u32> = other
-            .paths
-            .iter()
-            .map(|(id, h)| (other_table.name(*id), *h))
-            .collect();
-        let mut out: Vec<String> = mine
-            .iter()
-            .filter(|(k, h)| theirs.get(*k) != Some(*h))
-            .map(|(k, _)| (*k).to_string())
-            .chain(
-                theirs
-                    .keys()
-                    .filter(|k| !mine.contains_key(*k))
-                    .map(|k| (*k).to_string()),
-            )
-            .collect();
-        out.sort();
-        out.dedup();
-        out
+        changed_names(
+            self.paths.iter().map(|(id, h)| (table.name(*id), *h)),
+            other.paths.iter().map(|(id, h)| (other_table.name(*id), *h)),
+        )
     }
+}
+
+/// Names whose hash differs between two (name, hash) lists (present in
+/// only one counts as changed), sorted.
+pub(crate) fn changed_names<'a, 'b>(
+    mine: impl Iterator<Item = (&'a str, u32)>,
+    theirs: impl Iterator<Item = (&'b str, u32)>,
+) -> Vec<String> {
+    let mine: HashMap<&str, u32> = mine.collect();
+    let theirs: HashMap<&str, u32> = theirs.collect();
+    let mut out: Vec<String> = mine
+        .iter()
+        .filter(|(k, h)| theirs.get(*k) != Some(*h))
+        .map(|(k, _)| (*k).to_string())
+        .chain(
+            theirs
+                .keys()
+                .filter(|k| !mine.contains_key(*k))
+                .map(|k| (*k).to_string()),
+        )
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 impl<'de> Deserialize<'de> for AttrDigest {
@@ -1118,6 +1122,14 @@ fn number_hash(t: &[u8]) -> u64 {
             h.write(exp_digits);
         }
     })
+}
+
+/// A table of these names (ids in their order), unshared (tests).
+#[cfg(test)]
+pub(crate) fn test_table(names: &[&str]) -> PathTable {
+    PathTable {
+        names: names.iter().map(|n| Box::<str>::from(*n)).collect(),
+    }
 }
 
 #[cfg(test)]

@@ -82,10 +82,10 @@ pub fn facts(a: &Analysis) -> Vec<Fact> {
                 "instances",
                 Value::Int(i64::try_from(st.instance_count()).unwrap_or(i64::MAX)),
             ));
-            let sens = st.outputs.iter().filter(|o| o.sensitive).count();
+            let sens = st.outputs.sensitive;
             details.push(detail(
                 "outputs",
-                Value::text(format!("{} ({} sensitive)", st.outputs.len(), sens)),
+                Value::text(format!("{} ({} sensitive)", st.outputs.total, sens)),
             ));
         }
         for ((mode, rtype), n) in &st.resource_counts {
@@ -98,7 +98,7 @@ pub fn facts(a: &Analysis) -> Vec<Fact> {
         for i in st.tainted() {
             findings.push(finding(
                 "tainted",
-                &*i.address,
+                i.address,
                 "will be replaced on the next apply",
             ));
         }

@@ -10,7 +10,9 @@ pub mod analysis;
 pub mod config;
 pub mod digest;
 pub mod drift_runner;
+pub mod instances;
 pub mod json_stream;
+pub mod memory;
 pub mod plan;
 pub mod policy;
 pub mod remote;
@@ -134,7 +136,8 @@ struct Inner {
     /// the schedule, with its own memory.
     remote_reads: crate::core::targets::Targets<remote::EntryMemory, RemoteRead>,
     /// The local targets found by the last finished discovery.
-    discovered: Mutex<Vec<LocalTarget>>,
+    /// (Compact: see [`source::KeptTarget`].)
+    discovered: Mutex<Box<[source::KeptTarget]>>,
     /// Rego policies (issue 8); `None` when none are configured.
     policies: Option<Arc<policy::PolicySet>>,
     /// The last collection found no target (logged once per change).
@@ -223,7 +226,7 @@ impl TerraformMonitor {
                 base,
                 local: crate::core::targets::Targets::new(),
                 remote_reads: crate::core::targets::Targets::new(),
-                discovered: Mutex::new(Vec::new()),
+                discovered: Mutex::new(Box::default()),
                 found_nothing: std::sync::atomic::AtomicBool::new(false),
                 env: env.map(Arc::new),
             }),
@@ -259,12 +262,17 @@ impl TerraformMonitor {
                 let files: Vec<String> =
                     walker.cfg.state_files.iter().map(|g| g.0.clone()).collect();
                 let dirs: Vec<String> = walker.cfg.state_dirs.iter().map(|g| g.0.clone()).collect();
-                discover(&walker.base, &files, &dirs)
+                let found = discover(&walker.base, &files, &dirs);
+                let kept: Box<[source::KeptTarget]> = found
+                    .targets
+                    .iter()
+                    .map(|t| source::KeptTarget::new(&walker.base, t))
+                    .collect();
+                (found, kept)
             });
             match tokio::time::timeout(schedule.deadline, walk).await {
-                Ok(Ok(found)) => {
-                    *inner.discovered.lock().unwrap_or_else(|e| e.into_inner()) =
-                        found.targets.clone();
+                Ok(Ok((found, kept))) => {
+                    *inner.discovered.lock().unwrap_or_else(|e| e.into_inner()) = kept;
                     Some(found)
                 }
                 Ok(Err(e)) => return Err(MonitorError::Panicked(e.to_string())),
@@ -300,7 +308,9 @@ impl TerraformMonitor {
                 .discovered
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .clone(),
+                .iter()
+                .map(|k| k.target(&inner.base))
+                .collect(),
         };
         let max = inner.cfg.max_file_size.0;
         // Discovery saw every file; this replica reads only its shard's (by label).
@@ -321,7 +331,7 @@ impl TerraformMonitor {
         let mut pending = Vec::new();
         for r in reads {
             if r.pending {
-                pending.push(r.value.label.clone());
+                pending.push(r.value.label.to_string());
             }
             if r.placeholder {
                 continue;
@@ -415,6 +425,13 @@ impl TerraformMonitor {
         })
     }
 
+    /// Where the local targets' memory goes, by category (the fleet
+    /// benchmark; see [`memory`]).
+    pub fn memory_breakdown(&self) -> memory::MemoryBreakdown {
+        let discovered = self.inner.discovered.lock().unwrap_or_else(|e| e.into_inner());
+        memory::breakdown(&self.inner.local, &discovered)
+    }
+
     /// Analyse one target with its drift report and baseline.
     fn one(inner: &Inner, t: &LocalTarget, mem: &mut TargetMemory, max: u64) -> Arc<Analysis> {
         let state = LocalFile {
@@ -486,7 +503,7 @@ struct Collected {
     problems: Vec<analysis::TargetError>,
     problem_labels: Vec<String>,
     /// (state_file, when it was read, served stale) per target.
-    read_at: Vec<(String, std::time::SystemTime, bool)>,
+    read_at: Vec<(Arc<str>, std::time::SystemTime, bool)>,
     /// Targets whose read was still running when the collection ended.
     pending: Vec<String>,
 }
@@ -574,7 +591,8 @@ pub fn snapshot(
     }
     b.gauge(&TARGETS, &[], (analyses.len() + problems.len()) as f64);
     for a in analyses {
-        let l = a.label.as_str();
+        b.share_label(&a.label);
+        let l = &*a.label;
         let sf = [("state_file", l)];
         b.gauge(&UP, &sf, bool_f(a.up));
         b.gauge(&STALE, &sf, bool_f(a.stale));
@@ -631,11 +649,11 @@ pub fn snapshot(
                 }
                 b.gauge(&TAINTED, &sf, st.tainted().count() as f64);
                 b.gauge(&DEPOSED, &sf, st.deposed.len() as f64);
-                let sensitive = st.outputs.iter().filter(|o| o.sensitive).count();
+                let sensitive = st.outputs.sensitive;
                 b.gauge(
                     &OUTPUTS,
                     &[("state_file", l), ("sensitive", "false")],
-                    (st.outputs.len() - sensitive) as f64,
+                    (st.outputs.total - sensitive) as f64,
                 );
                 b.gauge(
                     &OUTPUTS,
@@ -823,7 +841,7 @@ fn target_status(a: &Arc<Analysis>) -> TargetStatus {
         Health::Ok
     };
     TargetStatus {
-        target: a.label.clone(),
+        target: a.label.to_string(),
         health,
         summary: parts.join(", "),
         error: (!a.errors.is_empty()).then(|| {
@@ -875,11 +893,7 @@ impl Monitor for TerraformMonitor {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .map(|t| {
-                std::mem::size_of::<LocalTarget>()
-                    + t.label.capacity()
-                    + t.path.as_os_str().len()
-            })
+            .map(|t| std::mem::size_of::<source::KeptTarget>() + t.heap_bytes())
             .sum::<usize>();
         local + remote + discovered
     }
@@ -911,7 +925,7 @@ impl Monitor for TerraformMonitor {
         let mut snap = snapshot(&c.analyses, &c.problems, &c.problem_labels);
         snap.pending = c.pending.len();
         for label in &c.pending {
-            if !c.analyses.iter().any(|a| &a.label == label) {
+            if !c.analyses.iter().any(|a| *a.label == **label) {
                 snap.targets.push(TargetStatus {
                     target: label.clone(),
                     health: Health::Unchecked,
@@ -928,6 +942,7 @@ impl Monitor for TerraformMonitor {
         }
         let mut b = SnapshotBuilder::new();
         for (label, at, stale) in &c.read_at {
+            b.share_label(label);
             crate::core::targets::emit_freshness(&mut b, "terraform_state", label, *at, *stale);
         }
         snap.families.extend(b.build().families);
@@ -1039,7 +1054,7 @@ impl crate::core::targets::TargetValue for Analysis {
 
     fn pending(label: &str) -> Self {
         Analysis {
-            label: label.to_string(),
+            label: label.into(),
             state: None,
             state_stamp: None,
             up: false,

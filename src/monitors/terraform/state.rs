@@ -12,6 +12,7 @@ use serde::de::{self, DeserializeOwned, Deserializer, IgnoredAny, MapAccess, Vis
 use serde::Deserialize;
 
 use super::digest::{with_path_table, AttrDigest, PathTable, Scan};
+pub use super::instances::{InstanceRef, Instances};
 use super::json_stream::ObjectStream;
 use super::policy::{DocBuilder, InputError, ResourceEval};
 
@@ -40,6 +41,8 @@ pub enum ParseError {
     FutureVersion(u64),
     #[error("state format version {0} is not supported (only version 4)")]
     OldVersion(u64),
+    #[error("the state's instances take more than 4 GiB (addresses, or attribute hashes): a corrupt or hostile file?")]
+    TooManyInstances,
     #[error("read error: {0}")]
     Io(String),
     #[error("one JSON value at line {line}, column {column} is larger than {limit_mib} MiB, the limit per value (a corrupt or hostile file?)")]
@@ -62,7 +65,7 @@ impl ParseError {
                 "unsupported_version"
             }
             ParseError::Io(_) => "io",
-            ParseError::ValueTooLarge { .. } => "too_large",
+            ParseError::ValueTooLarge { .. } | ParseError::TooManyInstances => "too_large",
         }
     }
 
@@ -83,14 +86,16 @@ impl ParseError {
     }
 }
 
-/// An output's name and whether it is sensitive. Never its value.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct OutputInfo {
-    pub name: String,
-    pub sensitive: bool,
+/// How many root outputs a state has, and how many are sensitive: all the
+/// monitor reports of them (never a value; their names are not kept).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct OutputCounts {
+    pub total: usize,
+    pub sensitive: usize,
 }
 
-/// One current resource instance: its address and a digest of its attributes.
+/// One current resource instance while a state is parsed: its address and
+/// a digest of its attributes (the state keeps them as [`Instances`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Instance {
     /// (Boxed: no spare capacity, kept per instance.)
@@ -107,22 +112,26 @@ pub struct CheckInfo {
     pub status: String,
 }
 
+/// A resource's (mode, type), as counted per state.
+pub type ResourceKind = (Box<str>, Box<str>);
+
 /// Everything the monitor needs from a state file.
 #[derive(Debug, Clone, Default)]
 pub struct ParsedState {
     pub version: u64,
     /// An OpenTofu encrypted state: only the envelope is readable.
     pub encrypted: bool,
-    pub terraform_version: Option<String>,
+    /// (Boxed strings: kept per state, no spare capacity.)
+    pub terraform_version: Option<Box<str>>,
     pub serial: Option<u64>,
-    pub lineage: Option<String>,
-    pub outputs: Vec<OutputInfo>,
+    pub lineage: Option<Box<str>>,
+    pub outputs: OutputCounts,
     /// Instance counts by (mode, type).
     /// (A sorted vector: a B-tree allocates a node for 11 entries even for
     /// the one type of a small state, and this is kept per state.)
-    pub resource_counts: Vec<((String, String), u64)>,
-    /// Current objects, sorted by address.
-    pub instances: Vec<Instance>,
+    pub resource_counts: Vec<(ResourceKind, u64)>,
+    /// Current objects, sorted by address (compact: see [`Instances`]).
+    pub instances: Instances,
     /// Deposed objects, as "address (deposed KEY)".
     pub deposed: Vec<String>,
     /// `check_results`, one entry per object (or per config object without objects).
@@ -135,24 +144,17 @@ impl ParsedState {
     /// Estimated bytes kept for this state (addresses, digests, counts, names).
     pub fn estimated_bytes(&self) -> usize {
         let s = |x: &String| x.capacity();
-        let os = |x: &Option<String>| x.as_ref().map_or(0, String::capacity);
+        let os = |x: &Option<Box<str>>| x.as_ref().map_or(0, |x| x.len());
         std::mem::size_of::<Self>()
             + os(&self.terraform_version)
             + os(&self.lineage)
-            + self.outputs.capacity() * std::mem::size_of::<OutputInfo>()
-            + self.outputs.iter().map(|o| s(&o.name)).sum::<usize>()
-            + self.resource_counts.capacity() * std::mem::size_of::<((String, String), u64)>()
+            + self.resource_counts.capacity() * std::mem::size_of::<(ResourceKind, u64)>()
             + self
                 .resource_counts
                 .iter()
-                .map(|((m, t), _)| s(m) + s(t))
+                .map(|((m, t), _)| m.len() + t.len())
                 .sum::<usize>()
-            + self.instances.capacity() * std::mem::size_of::<Instance>()
-            + self
-                .instances
-                .iter()
-                .map(|i| i.address.len() + std::mem::size_of_val(&*i.digest.paths))
-                .sum::<usize>()
+            + self.instances.heap_bytes()
             + self.deposed.capacity() * std::mem::size_of::<String>()
             + self.deposed.iter().map(s).sum::<usize>()
             + self.checks.capacity() * std::mem::size_of::<CheckInfo>()
@@ -164,7 +166,7 @@ impl ParsedState {
             + self.paths.estimated_bytes()
     }
 
-    pub fn tainted(&self) -> impl Iterator<Item = &Instance> {
+    pub fn tainted(&self) -> impl Iterator<Item = InstanceRef<'_>> {
         self.instances.iter().filter(|i| i.tainted)
     }
 
@@ -281,9 +283,9 @@ fn read_members<R: Read>(
                     // Do not try to understand another version's resources.
                     check_version(v)?;
                 }
-                let st = &mut p.st;
+                let (st, instances) = (&mut p.st, &mut p.instances);
                 elements_with(s, d, &key, fast_resource_prefix, parse_resource, |r| {
-                    add_resource(st, r)
+                    add_resource(st, instances, r)
                 })?;
             }
             "check_results" => {
@@ -370,6 +372,8 @@ struct Partial {
     version: Option<u64>,
     encrypted: bool,
     st: ParsedState,
+    /// The current instances as they are parsed.
+    instances: Vec<Instance>,
 }
 
 fn finish(p: Partial) -> Result<ParsedState, ParseError> {
@@ -387,10 +391,10 @@ fn finish(p: Partial) -> Result<ParsedState, ParseError> {
     let version = p.version.ok_or(ParseError::NotAState)?;
     check_version(version)?;
     st.version = version;
-    st.instances.sort_by(|a, b| a.address.cmp(&b.address));
-    // Kept until the file changes: no spare capacity.
-    st.instances.shrink_to_fit();
-    st.outputs.shrink_to_fit();
+    let mut instances = p.instances;
+    instances.sort_by(|a, b| a.address.cmp(&b.address));
+    // Kept until the file changes: compact, no spare capacity.
+    st.instances = Instances::new(instances).map_err(|_| ParseError::TooManyInstances)?;
     st.resource_counts.shrink_to_fit();
     Ok(st)
 }
@@ -413,7 +417,7 @@ fn sniff_version(head: &[u8]) -> Option<u64> {
     digits.parse().ok()
 }
 
-fn add_resource(st: &mut ParsedState, res: RawResource) {
+fn add_resource(st: &mut ParsedState, instances: &mut Vec<Instance>, res: RawResource) {
     let mode = res.mode.unwrap_or_else(|| "managed".into());
     let prefix = resource_address(res.module.as_deref(), &mode, &res.rtype, &res.name);
     let mut current = 0u64;
@@ -428,13 +432,13 @@ fn add_resource(st: &mut ParsedState, res: RawResource) {
         }
         current += 1;
         let digest = inst.attributes.or(inst.attributes_flat).unwrap_or_default();
-        st.instances.push(Instance {
+        instances.push(Instance {
             address: address.into_boxed_str(),
             tainted: inst.status.as_deref() == Some("tainted"),
             digest,
         });
     }
-    let key = (mode, res.rtype);
+    let key = (mode.into_boxed_str(), res.rtype.into_boxed_str());
     match st.resource_counts.binary_search_by(|(k, _)| k.cmp(&key)) {
         Ok(i) => st.resource_counts[i].1 += current,
         Err(i) => st.resource_counts.insert(i, (key, current)),
@@ -835,8 +839,8 @@ impl<'de> Deserialize<'de> for IndexKey {
     }
 }
 
-/// Outputs: names and sensitivity only; values are skipped unread.
-struct Outputs(Vec<OutputInfo>);
+/// Outputs: counted by sensitivity; values are skipped unread.
+struct Outputs(OutputCounts);
 
 impl<'de> Deserialize<'de> for Outputs {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -847,15 +851,12 @@ impl<'de> Deserialize<'de> for Outputs {
                 f.write_str("an outputs object")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Outputs, A::Error> {
-                let mut out = Vec::new();
-                while let Some(name) = map.next_key::<String>()? {
+                let mut out = OutputCounts::default();
+                while map.next_key::<IgnoredAny>()?.is_some() {
                     let o: RawOutput = map.next_value()?;
-                    out.push(OutputInfo {
-                        name,
-                        sensitive: o.sensitive.unwrap_or(false),
-                    });
+                    out.total += 1;
+                    out.sensitive += usize::from(o.sensitive.unwrap_or(false));
                 }
-                out.sort_by(|a, b| a.name.cmp(&b.name));
                 Ok(Outputs(out))
             }
         }
@@ -882,18 +883,24 @@ mod memory_tests {
     }
 
     /// Issue 21: what a state keeps per instance between reads (its
-    /// address, the 64-bit hash of its attributes, an 8-byte id and hash per
-    /// top-level attribute) stays within 48 + 8 per attribute + the address
-    /// (it was 64 + 16 per attribute + the address with spare capacity).
+    /// address, the 64-bit hash of its attributes, a 4-byte hash per
+    /// top-level attribute) stays within 24 + 4 per attribute + the address,
+    /// plus each distinct set of attribute ids once per state (it was 48 +
+    /// 8 per attribute + a boxed address, and 64 + 16 with spare capacity
+    /// before that).
     #[test]
     fn an_instance_keeps_compact_digests() {
         let names = ["id", "arn", "name", "password", "tags", "ingress", "enabled", "size", "ratio", "user_data", "nothing"];
         let st = parse_state(doc(&names, "x").as_bytes()).unwrap();
-        let i = &st.instances[0];
-        assert_eq!(&*i.address, "t.a");
-        assert_eq!(i.digest.paths.len(), 11);
-        let kept = std::mem::size_of::<Instance>() + i.address.len() + std::mem::size_of_val(&*i.digest.paths);
-        assert!(kept <= 48 + 11 * 8 + 3, "{kept} bytes per instance");
+        let i = st.instances.get(0).unwrap();
+        assert_eq!(i.address, "t.a");
+        assert_eq!(i.digest.ids.len(), 11);
+        assert_eq!(i.digest.hashes.len(), 11);
+        let (address, item, words) = st.instances.heap_parts();
+        assert_eq!((address, item), (3, 24));
+        assert_eq!(words, 4 * (1 + 11) + 4 * 11, "the id set, then the hashes");
+        let kept = address + item + words;
+        assert!(kept <= 24 + 11 * 4 + 3 + 4 * 12, "{kept} bytes per instance");
         // retained_bytes counts them (and the shared path table's share).
         let base = parse_state(doc(&[], "x").as_bytes()).unwrap().estimated_bytes();
         assert!(st.estimated_bytes() >= base + 11 * 8, "{} - {base}", st.estimated_bytes());
@@ -909,15 +916,17 @@ mod memory_tests {
         // Shared, the table is counted once between its holders.
         assert!(a.paths.estimated_bytes() < c.paths.estimated_bytes() + 8);
         // Comparisons by name still work across tables.
-        let (x, y) = (&a.instances[0].digest, &c.instances[0].digest);
+        fn first(s: &ParsedState) -> crate::monitors::terraform::instances::DigestRef<'_> {
+            s.instances.get(0).unwrap().digest
+        }
+        let (x, y) = (first(&a), first(&c));
         assert_eq!(
-            x.changed_paths(&a.paths, y, &c.paths),
+            x.changed_paths(&a.paths, &y, &c.paths),
             vec!["arn", "id", "name", "tags"]
         );
-        assert!(a.instances[0].digest.changed_paths(&a.paths, &b.instances[0].digest, &b.paths)
-            == vec!["arn", "id", "tags"]);
-        // No spare capacity kept per instance: a boxed slice, 8 bytes an attribute.
-        assert_eq!(std::mem::size_of_val(&*x.paths), 8 * x.paths.len());
+        assert!(x.changed_paths(&a.paths, &first(&b), &b.paths) == vec!["arn", "id", "tags"]);
+        // No spare capacity kept: the id set and the hashes, 4 bytes each.
+        assert_eq!(a.instances.heap_parts().2, 4 * (1 + 3) + 4 * 3);
         drop((a, b));
         // The table goes with its last holder; a new one is made for the next.
         let d = parse_state(doc(&["id", "arn", "tags"], "d").as_bytes()).unwrap();
@@ -932,7 +941,7 @@ mod tests {
     fn count(s: &ParsedState, mode: &str, rtype: &str) -> u64 {
         s.resource_counts
             .iter()
-            .find(|((m, t), _)| m == mode && t == rtype)
+            .find(|((m, t), _)| &**m == mode && &**t == rtype)
             .map_or(0, |(_, n)| *n)
     }
 
@@ -968,7 +977,7 @@ mod tests {
         assert_eq!(s.serial, Some(7));
         assert_eq!(s.lineage.as_deref(), Some("abc-123"));
         assert_eq!(s.terraform_version.as_deref(), Some("1.9.0"));
-        let addrs: Vec<&str> = s.instances.iter().map(|i| &*i.address).collect();
+        let addrs: Vec<&str> = s.instances.iter().map(|i| i.address).collect();
         assert_eq!(
             addrs,
             vec![
@@ -988,11 +997,13 @@ mod tests {
             count(&s, "data", "null_data_source"),
             1
         );
-        assert_eq!(s.outputs.len(), 2);
-        assert!(s
-            .outputs
-            .iter()
-            .any(|o| o.name == "db_password" && o.sensitive));
+        assert_eq!(
+            s.outputs,
+            OutputCounts {
+                total: 2,
+                sensitive: 1
+            }
+        );
         let counts = s.check_counts();
         assert_eq!(counts.get("pass"), Some(&1));
         assert_eq!(counts.get("fail"), Some(&1));
@@ -1053,7 +1064,7 @@ mod tests {
             {"mode":"managed","type":"terraform_data","name":"x","instances":[{"attributes":{"id":"1"}}]}]}"#)
         .unwrap();
         assert_eq!(s.instance_count(), 1);
-        assert_eq!(&*s.instances[0].address, "terraform_data.x");
+        assert_eq!(s.instances.get(0).unwrap().address, "terraform_data.x");
     }
 
     #[test]
@@ -1131,7 +1142,7 @@ mod tests {
     fn attribute_changes_are_detected_by_path() {
         let a = parse(r#"{"version":4,"resources":[{"type":"t","name":"n","instances":[{"attributes":{"id":"1","size":1,"pw":"x"}}]}]}"#).unwrap();
         let b = parse(r#"{"version":4,"resources":[{"type":"t","name":"n","instances":[{"attributes":{"id":"1","size":2,"pw":"y"}}]}]}"#).unwrap();
-        let (ia, ib) = (&a.instances[0], &b.instances[0]);
+        let (ia, ib) = (a.instances.get(0).unwrap(), b.instances.get(0).unwrap());
         assert_ne!(ia.digest.whole, ib.digest.whole);
         assert_eq!(
             ia.digest.changed_paths(&a.paths, &ib.digest, &b.paths),

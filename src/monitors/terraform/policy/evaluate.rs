@@ -98,7 +98,7 @@ impl Due {
         state_label: &str,
         stamp: Stamp,
         built: Built,
-        cache: &mut Option<PolicyCache>,
+        cache: &mut Option<Box<PolicyCache>>,
     ) -> Option<Arc<PolicyOutcome>> {
         let state = match built.state? {
             Ok(v) => Ok(v),
@@ -167,10 +167,10 @@ impl Due {
         let order = |r: &PolicyResult| self.policies.iter().position(|p| p.display == r.file);
         all.sort_by_key(order);
         let outcome = Arc::new(PolicyOutcome { results: all });
-        *cache = Some(PolicyCache {
+        *cache = Some(Box::new(PolicyCache {
             key: (stamp, self.drift_stamp, self.fp),
             outcome: outcome.clone(),
-        });
+        }));
         Some(outcome)
     }
 }

@@ -280,12 +280,11 @@ fn collect(path: &Path, policies: Option<(String, u64)>) {
     });
 }
 
-/// Memory of a fleet while it is served (see the module doc, `fleet-mem`).
-fn fleet_mem(dir: &Path, gzip_only: bool) {
-    use homelab_monitor::core::compress::Encoding;
+/// A fleet's configuration (every state under the current folder; scrapes
+/// answer from memory, re-checks are forced) and a runtime to collect it.
+fn fleet_setup() -> (TerraformConfig, tokio::runtime::Runtime) {
     let cfg = TerraformConfig {
         state_dirs: vec![GlobPattern(".".into())],
-        // Scrapes answer from memory; the re-check below is forced.
         check_interval: HumanDuration(std::time::Duration::from_secs(3600)),
         timeout: HumanDuration(std::time::Duration::from_secs(600)),
         ..Default::default()
@@ -294,6 +293,13 @@ fn fleet_mem(dir: &Path, gzip_only: bool) {
         .enable_all()
         .build()
         .expect("runtime");
+    (cfg, rt)
+}
+
+/// Memory of a fleet while it is served (see the module doc, `fleet-mem`).
+fn fleet_mem(dir: &Path, gzip_only: bool) {
+    use homelab_monitor::core::compress::Encoding;
+    let (cfg, rt) = fleet_setup();
     rt.block_on(async {
         let base = live_mib();
         let tf = Arc::new(TerraformMonitor::new(cfg, dir.to_path_buf()));
@@ -398,16 +404,7 @@ fn fleet_mem(dir: &Path, gzip_only: bool) {
 /// `fleet-scrape`): the body is read whole, as a scraper reads it.
 fn fleet_scrape(dir: &Path) {
     use homelab_monitor::core::compress::Encoding;
-    let cfg = TerraformConfig {
-        state_dirs: vec![GlobPattern(".".into())],
-        check_interval: HumanDuration(std::time::Duration::from_secs(3600)),
-        timeout: HumanDuration(std::time::Duration::from_secs(600)),
-        ..Default::default()
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let (cfg, rt) = fleet_setup();
     rt.block_on(async {
         let monitor: Arc<dyn Monitor> = Arc::new(TerraformMonitor::new(cfg, dir.to_path_buf()));
         let registry = Registry::new(vec![monitor], Arc::new(SystemClock));

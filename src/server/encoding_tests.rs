@@ -18,8 +18,17 @@ use crate::server::{serve, ServerConfig};
 
 const SERIES: MetricDef = MetricDef::gauge("t_series", "A test series.");
 
-/// Many series, so the body is worth compressing; values never change.
-struct Static;
+/// `series` series whose `path` label starts with `pad`; values never change.
+pub(super) struct Static {
+    pub(super) series: usize,
+    pub(super) pad: &'static str,
+}
+
+/// Many series, so the body is worth compressing.
+pub(super) const STATIC: Static = Static {
+    series: 3000,
+    pad: "",
+};
 
 #[async_trait]
 impl Monitor for Static {
@@ -30,7 +39,7 @@ impl Monitor for Static {
         Cadence {
             check_interval: Duration::from_secs(3600),
             retry_interval: Duration::from_secs(3600),
-            timeout: Duration::from_secs(10),
+            timeout: Duration::from_secs(60),
         }
     }
     fn describe(&self) -> String {
@@ -38,10 +47,10 @@ impl Monitor for Static {
     }
     async fn collect(&self, _ctx: CollectContext) -> Result<Snapshot, MonitorError> {
         let mut b = SnapshotBuilder::new();
-        for i in 0..3000 {
+        for i in 0..self.series {
             b.gauge(
                 &SERIES,
-                &[("path", &format!("envs/{i}/terraform.tfstate"))],
+                &[("path", &format!("{}envs/{i}/terraform.tfstate", self.pad))],
                 (i % 7) as f64,
             );
         }
@@ -96,7 +105,7 @@ pub(super) fn static_registry() -> Registry {
     let clock = Arc::new(FixedClock(
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
     ));
-    Registry::new(vec![Arc::new(Static)], clock)
+    Registry::new(vec![Arc::new(STATIC)], clock)
 }
 
 /// Prometheus 3's scrape request headers (scrape/scrape.go).
@@ -201,38 +210,52 @@ pub(super) fn masked(body: &str) -> String {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn curl_compressed_gets_gzip_and_curl_without_it_gets_identity() {
-    let Some(curl) = ["/usr/bin/curl", "/usr/local/bin/curl"]
+/// The system's curl, if installed.
+pub(super) fn curl_path() -> Option<&'static str> {
+    ["/usr/bin/curl", "/usr/local/bin/curl"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
-    else {
+}
+
+/// `curl -D -` of `url` (`--compressed` if asked): the response head, a blank
+/// line, and the (decoded) body; a failed request fails the test.
+pub(super) async fn curl_get(curl: &'static str, url: String, compressed: bool) -> String {
+    tokio::task::spawn_blocking(move || {
+        let mut cmd = std::process::Command::new(curl);
+        cmd.args(["-sS", "--fail", "-D", "-", "--max-time", "30"]);
+        if compressed {
+            cmd.arg("--compressed");
+        }
+        let out = cmd.arg(&url).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_compressed_gets_gzip_and_curl_without_it_gets_identity() {
+    let Some(curl) = curl_path() else {
         eprintln!("SKIP: curl not installed (apt-get install curl)");
         return;
     };
     let server = Server::start().await;
     let url = format!("http://127.0.0.1:{}/metrics", server.port);
     let run = |compressed: bool| {
-        let url = url.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut cmd = std::process::Command::new(curl);
-            cmd.args(["-sS", "--fail", "-D", "-", "--max-time", "30"]);
-            if compressed {
-                cmd.arg("--compressed");
-            }
-            let out = cmd.arg(&url).output().unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let all = String::from_utf8(out.stdout).unwrap();
+        let all = curl_get(curl, url.clone(), compressed);
+        async move {
+            let all = all.await;
             let (head, body) = all.split_once("\r\n\r\n").unwrap();
             (head.to_ascii_lowercase(), body.to_string())
-        })
+        }
     };
-    let (zhead, zbody) = run(true).await.unwrap();
-    let (head, body) = run(false).await.unwrap();
+    let (zhead, zbody) = run(true).await;
+    let (head, body) = run(false).await;
     assert!(zhead.contains("\r\ncontent-encoding: gzip"), "{zhead}");
     assert!(!head.contains("content-encoding"), "{head}");
     assert!(head.contains("\r\nvary: accept-encoding"), "{head}");
@@ -252,7 +275,7 @@ async fn answers_share_the_cached_part_instead_of_copying_it() {
     let clock = Arc::new(FixedClock(
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
     ));
-    let registry = Registry::new(vec![Arc::new(Static)], clock);
+    let registry = Registry::new(vec![Arc::new(STATIC)], clock);
     let wait = Duration::from_secs(10);
     for format in [Format::Classic, Format::OpenMetrics] {
         for encoding in [Encoding::Identity, Encoding::Gzip] {

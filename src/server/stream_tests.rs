@@ -6,16 +6,15 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use async_trait::async_trait;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
-use super::encoding_tests::{gunzip, masked, raw, static_registry, Server};
+use super::encoding_tests::{
+    curl_get, curl_path, gunzip, masked, raw, static_registry, Server, Static,
+};
 use crate::core::clock::FixedClock;
 use crate::core::compress::Encoding;
 use crate::core::encoder::Format;
-use crate::core::monitor::{Cadence, CollectContext, Monitor, MonitorError};
 use crate::core::registry::Registry;
-use crate::core::snapshot::{MetricDef, Snapshot, SnapshotBuilder};
 
 /// Small enough that the test monitor's text (about 200 KB) is above it.
 const LIMIT: usize = 1000;
@@ -163,30 +162,17 @@ async fn concurrent_streamed_scrapes_each_get_the_whole_body() {
     }
     // curl, as a real client reading to the Content-Length; gzip from the
     // same server decodes to the same text.
-    if let Some(curl) = ["/usr/bin/curl", "/usr/local/bin/curl"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-    {
+    if let Some(curl) = curl_path() {
         let url = format!("http://127.0.0.1:{port}/metrics");
         let run = |compressed: bool| {
-            let url = url.clone();
-            tokio::task::spawn_blocking(move || {
-                let mut cmd = std::process::Command::new(curl);
-                cmd.args(["-sS", "--fail", "--max-time", "30"]);
-                if compressed {
-                    cmd.arg("--compressed");
-                }
-                let out = cmd.arg(&url).output().unwrap();
-                assert!(
-                    out.status.success(),
-                    "{}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                String::from_utf8(out.stdout).unwrap()
-            })
+            let all = curl_get(curl, url.clone(), compressed);
+            async move {
+                let all = all.await;
+                all.split_once("\r\n\r\n").unwrap().1.to_string()
+            }
         };
-        let plain = run(false).await.unwrap();
-        let zipped = run(true).await.unwrap();
+        let plain = run(false).await;
+        let zipped = run(true).await;
         assert_eq!(masked(&plain), masked(&first));
         assert_eq!(masked(&zipped), masked(&first));
     } else {
@@ -195,37 +181,13 @@ async fn concurrent_streamed_scrapes_each_get_the_whole_body() {
     server.stop().await;
 }
 
-const WIDE: MetricDef = MetricDef::gauge("t_wide", "A series with a long label.");
-
-/// About 20 MB of text: more than the kernel buffers on both ends of a
-/// loopback connection hold, so a client that stops reading leaves the
-/// server mid-body.
-struct Wide;
-
-#[async_trait]
-impl Monitor for Wide {
-    fn name(&self) -> &'static str {
-        "wide"
-    }
-    fn cadence(&self) -> Cadence {
-        Cadence {
-            check_interval: Duration::from_secs(3600),
-            retry_interval: Duration::from_secs(3600),
-            timeout: Duration::from_secs(60),
-        }
-    }
-    fn describe(&self) -> String {
-        "test".into()
-    }
-    async fn collect(&self, _ctx: CollectContext) -> Result<Snapshot, MonitorError> {
-        let pad = "x".repeat(150);
-        let mut b = SnapshotBuilder::new();
-        for i in 0..100_000 {
-            b.gauge(&WIDE, &[("path", &format!("{pad}/{i}"))], 1.0);
-        }
-        Ok(b.build())
-    }
-}
+/// About 20 MB of text (100,000 series with a long label): more than the
+/// kernel buffers on both ends of a loopback connection hold, so a client
+/// that stops reading leaves the server mid-body.
+const WIDE: Static = Static {
+    series: 100_000,
+    pad: "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx/",
+};
 
 /// The value of an unlabelled gauge in a body.
 fn gauge(body: &str, name: &str) -> Option<f64> {
@@ -239,7 +201,7 @@ async fn a_client_gone_mid_stream_neither_wedges_nor_leaks_the_connection() {
     let clock = Arc::new(FixedClock(
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
     ));
-    let registry = Registry::new(vec![Arc::new(Wide)], clock);
+    let registry = Registry::new(vec![Arc::new(WIDE)], clock);
     // The default limit: the ~20 MB text is above it.
     let server = Server::start_with(Arc::new(registry)).await;
     let full_len = {

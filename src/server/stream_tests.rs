@@ -245,7 +245,11 @@ async fn a_client_gone_mid_stream_neither_wedges_nor_leaks_the_connection() {
         let (_, body) = raw(&mut conn, "GET", "").await;
         assert!((body.len() as i64 - full_len as i64).abs() < 64);
         let body = String::from_utf8(body).unwrap();
-        assert!(body.contains("t_wide{path=\""), "monitors' part present");
+        let last = format!(
+            "t_series{{path=\"{}envs/99999/terraform.tfstate\"}}",
+            WIDE.pad
+        );
+        assert!(body.contains(&last), "monitors' part present");
         open = gauge(&body, "homelab_monitor_http_connections_open");
         if open == Some(1.0) {
             break;

@@ -418,7 +418,7 @@ fn fleet_scrape(dir: &Path) {
                 .scrape_encoded(Format::Classic, wait, None, Encoding::Identity)
                 .await
                 .expect("encode");
-            bytes = body.to_vec().len();
+            bytes = body.read_all().expect("inflate").len();
             times.push(t.elapsed().as_secs_f64());
         }
         let first = times.remove(0);

@@ -500,19 +500,6 @@ impl ScrapeBody {
         self.len() == 0
     }
 
-    /// The body in one buffer (a copy, for tests). A streamed part that
-    /// fails to inflate (never made by the compressor) leaves the copy
-    /// shorter than [`ScrapeBody::len`]; [`ScrapeBody::read_all`] says why.
-    pub fn to_vec(&self) -> Vec<u8> {
-        match self.read_all() {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::error!(error = %e, "inflating the cached exposition failed");
-                Vec::new()
-            }
-        }
-    }
-
     /// The body in one buffer (a copy, inflating a streamed part).
     pub fn read_all(&self) -> Result<Vec<u8>, std::io::Error> {
         let mut out = Vec::with_capacity(usize::try_from(self.len()).unwrap_or(0));

@@ -297,11 +297,11 @@ async fn answers_share_the_cached_part_instead_of_copying_it() {
             assert!(a.parts[0].len() > 1000, "{}", a.parts[0].len());
             let whole = registry.scrape(format, wait, None).await.unwrap();
             let text = match encoding {
-                Encoding::Identity => String::from_utf8(a.to_vec()).unwrap(),
-                Encoding::Gzip => gunzip(&a.to_vec()),
+                Encoding::Identity => String::from_utf8(a.read_all().unwrap()).unwrap(),
+                Encoding::Gzip => gunzip(&a.read_all().unwrap()),
             };
             assert_eq!(uncached(&text), uncached(&whole), "{format:?} {encoding:?}");
-            assert_eq!(a.len(), a.to_vec().len() as u64);
+            assert_eq!(a.len(), a.read_all().unwrap().len() as u64);
         }
     }
 }

@@ -59,7 +59,7 @@ async fn a_streamed_part_is_the_cached_paths_text_byte_for_byte_and_is_not_kept(
             assert_eq!(text, want.parts[0], "{format:?}");
             assert!(text.len() > 100 * LIMIT, "{}", text.len());
             assert_eq!(got.len(), got.read_all().unwrap().len() as u64);
-            let whole = String::from_utf8(got.to_vec()).unwrap();
+            let whole = String::from_utf8(got.read_all().unwrap()).unwrap();
             assert!(whole.contains("t_series{path=\"envs/2999/terraform.tfstate\"} 3.0\n"));
             assert_eq!(whole.ends_with("# EOF\n"), format == Format::OpenMetrics);
         }
@@ -83,7 +83,7 @@ async fn a_streamed_part_is_the_cached_paths_text_byte_for_byte_and_is_not_kept(
         "the same prefix serves gzip"
     );
     let plain = streaming.scrape(Format::Classic, wait, None).await.unwrap();
-    assert_eq!(gunzip(&z.to_vec()), plain);
+    assert_eq!(gunzip(&z.read_all().unwrap()), plain);
     // The system's gzip reads the prefix built while encoding.
     if let Ok(mut child) = std::process::Command::new("gzip")
         .arg("-dc")
@@ -92,7 +92,7 @@ async fn a_streamed_part_is_the_cached_paths_text_byte_for_byte_and_is_not_kept(
         .spawn()
     {
         let mut stdin = child.stdin.take().unwrap();
-        let body = z.to_vec();
+        let body = z.read_all().unwrap();
         let feeder = std::thread::spawn(move || stdin.write_all(&body));
         let out = child.wait_with_output().unwrap();
         feeder.join().unwrap().unwrap();

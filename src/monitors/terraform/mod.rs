@@ -1240,7 +1240,7 @@ mod memory_tests {
         assert_eq!(m(&reg, "identity"), 0.0);
         assert!(m(&reg, "gzip") > 0.0);
         let mut text = String::new();
-        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&z.to_vec()[..]), &mut text)
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&z.read_all().unwrap()[..]), &mut text)
             .unwrap();
         assert!(text.contains("terraform_state_up{state_file=\"ws1/terraform.tfstate\"} 1"));
     }
